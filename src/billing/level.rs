@@ -1,0 +1,210 @@
+//! Warning levels and the usage check: how much of the allowance is used, what that means.
+
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+use super::Period;
+
+/// Ratios at which a customer turns `warning` and `critical`; the hard cap is always 1.0.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Thresholds {
+    pub warning: f64,
+    pub critical: f64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            warning: 0.80,
+            critical: 0.95,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WarningLevel {
+    Ok,
+    Warning,
+    Critical,
+    HardCap,
+}
+
+impl WarningLevel {
+    pub fn of(ratio: Option<f64>, thresholds: &Thresholds) -> WarningLevel {
+        match ratio {
+            None => WarningLevel::Ok,
+            Some(r) if r >= 1.0 => WarningLevel::HardCap,
+            Some(r) if r >= thresholds.critical => WarningLevel::Critical,
+            Some(r) if r >= thresholds.warning => WarningLevel::Warning,
+            Some(_) => WarningLevel::Ok,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WarningLevel::Ok => "ok",
+            WarningLevel::Warning => "warning",
+            WarningLevel::Critical => "critical",
+            WarningLevel::HardCap => "hard_cap",
+        }
+    }
+
+    pub const ALL: [WarningLevel; 4] = [
+        WarningLevel::Ok,
+        WarningLevel::Warning,
+        WarningLevel::Critical,
+        WarningLevel::HardCap,
+    ];
+}
+
+/// What a plan allows per period, in the terms billing needs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Allowance {
+    /// Units included per period; `None` is unlimited.
+    pub included: Option<i64>,
+    /// True when the limit is a hard cap (records past it are refused).
+    pub hard_cap: bool,
+    /// Price per unit past the limit, for overage plans.
+    pub overage_rate: Option<Decimal>,
+}
+
+/// A customer's standing in one billing period. This is the `check --json` object.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UsageCheck {
+    pub customer: String,
+    pub plan: String,
+    #[serde(serialize_with = "ser_ts")]
+    pub period_start: chrono::DateTime<chrono::Utc>,
+    #[serde(serialize_with = "ser_ts")]
+    pub period_end: chrono::DateTime<chrono::Utc>,
+    pub used: i64,
+    pub limit: Option<i64>,
+    pub remaining: Option<i64>,
+    pub ratio: Option<f64>,
+    pub level: WarningLevel,
+    pub allowed: bool,
+    pub overage_units: i64,
+    #[serde(with = "rust_decimal::serde::str_option")]
+    pub overage_rate: Option<Decimal>,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub overage_amount: Decimal,
+}
+
+fn ser_ts<S: serde::Serializer>(
+    at: &chrono::DateTime<chrono::Utc>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&super::format_ts(*at))
+}
+
+impl UsageCheck {
+    pub fn compute(
+        customer: &str,
+        plan: &str,
+        allowance: Allowance,
+        period: Period,
+        used: i64,
+        thresholds: &Thresholds,
+    ) -> UsageCheck {
+        let limit = allowance.included;
+        let ratio = limit.map(|l| if l == 0 { 1.0 } else { used as f64 / l as f64 });
+        let over = limit.map_or(0, |l| (used - l).max(0));
+        let (overage_units, overage_amount) = match allowance.overage_rate {
+            Some(rate) if !allowance.hard_cap => (over, rate * Decimal::from(over)),
+            _ => (0, Decimal::ZERO),
+        };
+        UsageCheck {
+            customer: customer.to_string(),
+            plan: plan.to_string(),
+            period_start: period.start,
+            period_end: period.end,
+            used,
+            limit,
+            remaining: limit.map(|l| (l - used).max(0)),
+            ratio,
+            level: WarningLevel::of(ratio, thresholds),
+            allowed: !(allowance.hard_cap && limit.is_some_and(|l| used >= l)),
+            overage_units,
+            overage_rate: if allowance.hard_cap {
+                None
+            } else {
+                allowance.overage_rate
+            },
+            overage_amount: overage_amount.normalize(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+    use std::str::FromStr;
+
+    fn period() -> Period {
+        Period {
+            start: Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap(),
+            end: Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap(),
+        }
+    }
+
+    fn check(included: Option<i64>, hard_cap: bool, rate: Option<&str>, used: i64) -> UsageCheck {
+        let allowance = Allowance {
+            included,
+            hard_cap,
+            overage_rate: rate.map(|r| Decimal::from_str(r).unwrap()),
+        };
+        UsageCheck::compute("c", "p", allowance, period(), used, &Thresholds::default())
+    }
+
+    #[test]
+    fn levels_change_exactly_at_the_thresholds() {
+        let t = Thresholds::default();
+        assert_eq!(WarningLevel::of(Some(0.7999), &t), WarningLevel::Ok);
+        assert_eq!(WarningLevel::of(Some(0.80), &t), WarningLevel::Warning);
+        assert_eq!(WarningLevel::of(Some(0.9499), &t), WarningLevel::Warning);
+        assert_eq!(WarningLevel::of(Some(0.95), &t), WarningLevel::Critical);
+        assert_eq!(WarningLevel::of(Some(1.0), &t), WarningLevel::HardCap);
+        assert_eq!(WarningLevel::of(Some(1.34), &t), WarningLevel::HardCap);
+        assert_eq!(WarningLevel::of(None, &t), WarningLevel::Ok);
+        assert_eq!(
+            check(Some(1000), true, None, 800).level,
+            WarningLevel::Warning
+        );
+        assert_eq!(
+            check(Some(1000), true, None, 950).level,
+            WarningLevel::Critical
+        );
+    }
+
+    #[test]
+    fn hard_cap_blocks_at_the_limit() {
+        let c = check(Some(1000), true, None, 999);
+        assert!(c.allowed);
+        assert_eq!(c.remaining, Some(1));
+        let c = check(Some(1000), true, None, 1000);
+        assert!(!c.allowed);
+        assert_eq!(c.level, WarningLevel::HardCap);
+        assert_eq!(c.overage_units, 0);
+    }
+
+    #[test]
+    fn overage_is_exact() {
+        let c = check(Some(100_000), false, Some("0.015"), 134_000);
+        assert!(c.allowed);
+        assert_eq!(c.overage_units, 34_000);
+        assert_eq!(c.overage_amount, Decimal::from_str("510").unwrap());
+        assert_eq!(c.ratio, Some(1.34));
+        let c = check(Some(10), false, Some("0.1"), 13);
+        assert_eq!(c.overage_amount.to_string(), "0.3");
+    }
+
+    #[test]
+    fn unlimited_plans_have_no_ratio() {
+        let c = check(None, false, None, 5_000_000);
+        assert_eq!((c.limit, c.remaining, c.ratio), (None, None, None));
+        assert!(c.allowed);
+        assert_eq!(c.level, WarningLevel::Ok);
+    }
+}

@@ -1,0 +1,7 @@
+//! Pure billing logic: periods, warning levels, overage. No I/O; `now` is always passed in.
+
+mod level;
+mod period;
+
+pub use level::{Allowance, Thresholds, UsageCheck, WarningLevel};
+pub use period::{Period, PeriodKind, format_ts, period_containing, periods_before};

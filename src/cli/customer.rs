@@ -1,0 +1,114 @@
+use std::process::ExitCode;
+
+use chrono::NaiveDate;
+
+use super::{Context, output};
+use crate::Result;
+use crate::store::{Customer, NewCustomer};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Add a customer.
+    Add {
+        id: String,
+        #[arg(long)]
+        plan: String,
+        /// Display name (default: the id).
+        #[arg(long)]
+        name: Option<String>,
+        /// The Stripe customer id (cus_…) its usage is reported under.
+        #[arg(long)]
+        stripe_customer: Option<String>,
+        /// First day of its billing periods (default: today).
+        #[arg(long, value_parser = parse_date)]
+        anchor: Option<NaiveDate>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move a customer to another plan.
+    SetPlan {
+        id: String,
+        plan: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set the Stripe customer id its usage is reported under.
+    SetStripe {
+        id: String,
+        stripe_customer: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List customers.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_date(text: &str) -> std::result::Result<NaiveDate, String> {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|e| format!("{e}; expected YYYY-MM-DD, e.g. 2026-01-31"))
+}
+
+pub fn exec(ctx: &Context, command: Command) -> Result<ExitCode> {
+    let config = ctx.config()?;
+    let mut store = ctx.store()?;
+    let (customer, json) = match command {
+        Command::Add {
+            id,
+            plan,
+            name,
+            stripe_customer,
+            anchor,
+            json,
+        } => {
+            let new = NewCustomer {
+                id,
+                name,
+                plan_id: plan,
+                stripe_customer_id: stripe_customer,
+                billing_anchor: anchor,
+            };
+            (store.add_customer(&config, &new, ctx.now)?, json)
+        }
+        Command::SetPlan { id, plan, json } => {
+            (store.set_plan(&config, &id, &plan, ctx.now)?, json)
+        }
+        Command::SetStripe {
+            id,
+            stripe_customer,
+            json,
+        } => (store.set_stripe_customer(&id, &stripe_customer)?, json),
+        Command::List { json } => {
+            let customers = store.customers()?;
+            if json {
+                return output::print_json(&customers);
+            }
+            println!(
+                "{:<24} {:<28} {:<10} {:<11} STRIPE",
+                "ID", "NAME", "PLAN", "ANCHOR"
+            );
+            for c in &customers {
+                print_line(c);
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    if json {
+        return output::print_json(&customer);
+    }
+    print_line(&customer);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_line(c: &Customer) {
+    println!(
+        "{:<24} {:<28} {:<10} {:<11} {}",
+        c.id,
+        c.name.escape_debug().to_string(),
+        c.plan_id,
+        c.billing_anchor,
+        c.stripe_customer_id.as_deref().unwrap_or("(not mapped)")
+    );
+}

@@ -1,0 +1,42 @@
+use std::process::ExitCode;
+
+use super::{Context, output};
+use crate::Result;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    pub customer: String,
+    /// How many periods, ending with the current one.
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u16).range(1..=240))]
+    pub periods: u16,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
+    let config = ctx.config()?;
+    let rows = ctx
+        .store()?
+        .history(&config, &args.customer, args.periods.into(), ctx.now)?;
+    if args.json {
+        return output::print_json(&rows);
+    }
+    println!(
+        "{:<12} {:<12} {:<10} {:>24} {:>8}  {:<9} {:>12}",
+        "FROM", "TO", "PLAN", "USED / LIMIT", "%", "LEVEL", "OVERAGE"
+    );
+    for row in &rows {
+        let c = &row.check;
+        println!(
+            "{:<12} {:<12} {:<10} {:>24} {:>8}  {:<9} {:>12}",
+            output::day(c.period_start),
+            output::day(c.period_end),
+            c.plan,
+            output::used_of_limit(c),
+            output::percent(c),
+            c.level.as_str(),
+            c.overage_amount,
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,90 @@
+use std::process::ExitCode;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::{Context, output};
+use crate::billing::UsageCheck;
+use crate::store::record::MAX_QUANTITY;
+use crate::{RecordRequest, Result};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The customer id.
+    pub customer: String,
+    /// Units used.
+    #[arg(short = 'n', long = "quantity", default_value_t = 1, allow_negative_numbers = true,
+          value_parser = clap::value_parser!(i64).range(1..=MAX_QUANTITY))]
+    pub quantity: i64,
+    /// The member of an organisation account who used it.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// A repeated key records nothing and returns the original event.
+    #[arg(long)]
+    pub key: Option<String>,
+    /// When it happened (default: now); late events count in their own period.
+    #[arg(long, value_parser = super::parse_instant)]
+    pub at: Option<DateTime<Utc>>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Serialize)]
+struct RecordJson<'a> {
+    #[serde(flatten)]
+    check: &'a UsageCheck,
+    recorded: bool,
+    duplicate: bool,
+    event_id: Option<i64>,
+}
+
+/// Exit code for a record refused by a hard cap.
+pub const REFUSED: u8 = 3;
+
+pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
+    let config = ctx.config()?;
+    let mut store = ctx.store()?;
+    let request = RecordRequest {
+        customer_id: args.customer,
+        quantity: args.quantity,
+        user_id: args.user,
+        idempotency_key: args.key,
+        occurred_at: args.at.unwrap_or(ctx.now),
+    };
+    let outcome = store.record(&config, &request, ctx.now)?;
+    let refused = !outcome.recorded && !outcome.duplicate;
+    if args.json {
+        output::print_json(&RecordJson {
+            check: &outcome.check,
+            recorded: outcome.recorded,
+            duplicate: outcome.duplicate,
+            event_id: outcome.event_id,
+        })?;
+    } else if outcome.duplicate {
+        println!(
+            "duplicate key: event {} was recorded before; nothing counted",
+            outcome.event_id.unwrap_or_default()
+        );
+        print!("{}", output::describe(&outcome.check));
+    } else if refused {
+        eprintln!(
+            "refused: recording {} would pass {}'s hard cap",
+            output::thousands(request.quantity),
+            request.customer_id
+        );
+        eprint!("{}", output::describe(&outcome.check));
+    } else {
+        println!(
+            "recorded {} for {} (event {})",
+            output::thousands(request.quantity),
+            request.customer_id,
+            outcome.event_id.unwrap_or_default()
+        );
+        print!("{}", output::describe(&outcome.check));
+    }
+    Ok(if refused {
+        ExitCode::from(REFUSED)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,105 @@
+//! plans.toml: parsed into raw serde types, then validated once into the types the rest of
+//! meterline uses.
+
+mod raw;
+mod validate;
+
+use std::path::Path;
+
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+use crate::billing::{PeriodKind, Thresholds};
+
+pub use validate::ConfigError;
+
+/// The default meter event name when plans.toml does not name one.
+pub const DEFAULT_METER_EVENT: &str = "meterline_usage";
+pub const DEFAULT_API_BASE: &str = "https://api.stripe.com";
+pub const DEFAULT_API_VERSION: &str = "2025-03-31.basil";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    pub plans: Vec<Plan>,
+    pub thresholds: Thresholds,
+    pub billing: BillingSettings,
+    pub stripe: StripeSettings,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub id: String,
+    pub name: String,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub price: Decimal,
+    /// Units included per billing period; `None` is unlimited.
+    pub included: Option<i64>,
+    pub at_limit: AtLimit,
+    #[serde(with = "rust_decimal::serde::str_option")]
+    pub overage_rate: Option<Decimal>,
+    /// The Stripe meter event name for this plan's usage (the global one unless overridden).
+    pub meter_event: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AtLimit {
+    /// Hard cap: a record that would pass the limit is refused.
+    Block,
+    /// Keep recording; units past the limit are billed at `overage_rate`.
+    Overage,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BillingSettings {
+    pub period: PeriodKind,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StripeSettings {
+    pub meter_event: String,
+    pub api_base: String,
+    pub api_version: String,
+    /// Requests per second; `None` = chosen by key mode, `Some(0)` = unlimited.
+    pub rate_limit: Option<u32>,
+    pub workers: usize,
+    pub timeout_secs: f64,
+    pub max_attempts: u32,
+}
+
+impl Config {
+    /// Read and validate a plans file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Validate plans.toml text; `origin` names the file in error messages.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        validate::parse(text, origin)
+    }
+
+    pub fn plan(&self, id: &str) -> Option<&Plan> {
+        self.plans.iter().find(|p| p.id == id)
+    }
+
+    /// The plan new customers get.
+    pub fn default_plan(&self) -> &Plan {
+        self.plan("free")
+            .expect("validated config always has a free plan")
+    }
+}
+
+impl Plan {
+    /// The plan's terms as billing sees them.
+    pub fn allowance(&self) -> crate::billing::Allowance {
+        crate::billing::Allowance {
+            included: self.included,
+            hard_cap: self.at_limit == AtLimit::Block,
+            overage_rate: self.overage_rate,
+        }
+    }
+}

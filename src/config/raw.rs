@@ -1,0 +1,65 @@
+//! The shape of plans.toml exactly as written. Only `config::validate` looks at these types;
+//! everything else sees the validated `Config`.
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub thresholds: RawThresholds,
+    #[serde(default)]
+    pub billing: RawBilling,
+    #[serde(default)]
+    pub stripe: RawStripe,
+    #[serde(default)]
+    pub plans: Vec<RawPlan>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawThresholds {
+    pub warning: Option<f64>,
+    pub critical: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBilling {
+    pub period: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStripe {
+    pub meter_event: Option<String>,
+    pub api_base: Option<String>,
+    pub api_version: Option<String>,
+    /// Requests per second; absent = by key mode (25 test, 1000 live); 0 = no limit.
+    pub rate_limit: Option<i64>,
+    pub workers: Option<i64>,
+    pub timeout_secs: Option<f64>,
+    pub max_attempts: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPlan {
+    pub id: String,
+    pub name: Option<String>,
+    pub price: Option<RawAmount>,
+    pub included: Option<i64>,
+    pub at_limit: Option<String>,
+    pub overage_rate: Option<RawAmount>,
+    pub meter_event: Option<String>,
+}
+
+/// Money as written: a string ("0.015") or a whole number. Floats are caught in validation
+/// so that no amount ever passes through binary floating point.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawAmount {
+    Text(String),
+    Whole(i64),
+    Float(f64),
+}

@@ -1,0 +1,263 @@
+//! Raw plans.toml -> validated `Config`, with one precise message per mistake.
+
+use std::collections::HashSet;
+use std::str::FromStr;
+
+use rust_decimal::Decimal;
+
+use super::raw::{RawAmount, RawConfig, RawPlan, RawStripe};
+use super::{
+    AtLimit, BillingSettings, Config, DEFAULT_API_BASE, DEFAULT_API_VERSION, DEFAULT_METER_EVENT,
+    Plan, StripeSettings,
+};
+use crate::billing::{PeriodKind, Thresholds};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read plans file {path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("{origin}: {message}")]
+    Syntax { origin: String, message: String },
+    #[error("{origin}: {message}")]
+    Invalid { origin: String, message: String },
+}
+
+pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+    let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+        origin: origin.to_string(),
+        message: e.to_string().trim_end().to_string(),
+    })?;
+    validate(raw).map_err(|message| ConfigError::Invalid {
+        origin: origin.to_string(),
+        message,
+    })
+}
+
+fn validate(raw: RawConfig) -> Result<Config, String> {
+    let thresholds = Thresholds {
+        warning: raw.thresholds.warning.unwrap_or(0.80),
+        critical: raw.thresholds.critical.unwrap_or(0.95),
+    };
+    for (name, value) in [
+        ("warning", thresholds.warning),
+        ("critical", thresholds.critical),
+    ] {
+        if !(value > 0.0 && value < 1.0) {
+            return Err(format!(
+                "[thresholds] {name} = {value} must be between 0 and 1 (exclusive), e.g. 0.80"
+            ));
+        }
+    }
+    if thresholds.warning >= thresholds.critical {
+        return Err(format!(
+            "[thresholds] warning ({}) must be below critical ({})",
+            thresholds.warning, thresholds.critical
+        ));
+    }
+
+    let period = match raw.billing.period.as_deref() {
+        None | Some("anniversary") => PeriodKind::Anniversary,
+        Some("calendar") => PeriodKind::Calendar,
+        Some(other) => {
+            return Err(format!(
+                "[billing] period = \"{other}\" is not known; use \"anniversary\" or \"calendar\""
+            ));
+        }
+    };
+
+    let stripe = validate_stripe(raw.stripe)?;
+
+    if raw.plans.is_empty() {
+        return Err("no [[plans]] defined; a plan with id = \"free\" is required".into());
+    }
+    let mut seen = HashSet::new();
+    let mut plans = Vec::with_capacity(raw.plans.len());
+    for (index, raw_plan) in raw.plans.into_iter().enumerate() {
+        let plan = validate_plan(raw_plan, &stripe.meter_event)
+            .map_err(|m| format!("[[plans]] #{}: {m}", index + 1))?;
+        if !seen.insert(plan.id.clone()) {
+            return Err(format!(
+                "[[plans]] #{}: duplicate plan id \"{}\"",
+                index + 1,
+                plan.id
+            ));
+        }
+        plans.push(plan);
+    }
+    if !seen.contains("free") {
+        return Err(
+            "no plan with id = \"free\"; the free plan is required (it is the default for new customers)"
+                .into(),
+        );
+    }
+    Ok(Config {
+        plans,
+        thresholds,
+        billing: BillingSettings { period },
+        stripe,
+    })
+}
+
+fn validate_stripe(raw: RawStripe) -> Result<StripeSettings, String> {
+    let meter_event = raw
+        .meter_event
+        .unwrap_or_else(|| DEFAULT_METER_EVENT.to_string());
+    check_meter_event(&meter_event).map_err(|m| format!("[stripe] {m}"))?;
+    let api_base = raw
+        .api_base
+        .unwrap_or_else(|| DEFAULT_API_BASE.to_string())
+        .trim_end_matches('/')
+        .to_string();
+    if !(api_base.starts_with("https://") || api_base.starts_with("http://")) {
+        return Err(format!(
+            "[stripe] api_base = \"{api_base}\" must be an http(s) URL"
+        ));
+    }
+    let rate_limit = match raw.rate_limit {
+        None => None,
+        Some(n) if (0..=1_000_000).contains(&n) => Some(n as u32),
+        Some(n) => {
+            return Err(format!(
+                "[stripe] rate_limit = {n} must be between 0 (no limit) and 1000000 requests/s"
+            ));
+        }
+    };
+    let workers = match raw.workers {
+        None => 8,
+        Some(n) if (1..=256).contains(&n) => n as usize,
+        Some(n) => return Err(format!("[stripe] workers = {n} must be between 1 and 256")),
+    };
+    let timeout_secs = match raw.timeout_secs {
+        None => 10.0,
+        Some(t) if t > 0.0 && t <= 600.0 => t,
+        Some(t) => {
+            return Err(format!(
+                "[stripe] timeout_secs = {t} must be above 0 and at most 600"
+            ));
+        }
+    };
+    let max_attempts = match raw.max_attempts {
+        None => 5,
+        Some(n) if (1..=100).contains(&n) => n as u32,
+        Some(n) => {
+            return Err(format!(
+                "[stripe] max_attempts = {n} must be between 1 and 100"
+            ));
+        }
+    };
+    Ok(StripeSettings {
+        meter_event,
+        api_base,
+        api_version: raw
+            .api_version
+            .unwrap_or_else(|| DEFAULT_API_VERSION.to_string()),
+        rate_limit,
+        workers,
+        timeout_secs,
+        max_attempts,
+    })
+}
+
+fn validate_plan(raw: RawPlan, global_meter_event: &str) -> Result<Plan, String> {
+    let id = raw.id.trim().to_string();
+    if id.is_empty()
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-".contains(c))
+    {
+        return Err(format!(
+            "plan id \"{}\" must be non-empty letters, digits, '-' or '_'",
+            raw.id
+        ));
+    }
+    let at = |m: String| format!("plan \"{id}\": {m}");
+    let price = match raw.price {
+        None => Decimal::ZERO,
+        Some(amount) => amount_of(amount, "price").map_err(at)?,
+    };
+    if let Some(included) = raw.included
+        && included < 0
+    {
+        return Err(at(format!(
+            "included = {included} must be zero or more (leave it out for unlimited)"
+        )));
+    }
+    let at_limit = match raw.at_limit.as_deref() {
+        None | Some("block") => AtLimit::Block,
+        Some("overage") => AtLimit::Overage,
+        Some(other) => {
+            return Err(at(format!(
+                "at_limit = \"{other}\" is not known; use \"block\" (hard cap) or \"overage\""
+            )));
+        }
+    };
+    let overage_rate = raw
+        .overage_rate
+        .map(|r| amount_of(r, "overage_rate"))
+        .transpose()
+        .map_err(at)?;
+    match (at_limit, overage_rate) {
+        (AtLimit::Overage, None) if raw.included.is_some() => {
+            return Err(at(
+                "at_limit = \"overage\" needs overage_rate, the price per extra unit, e.g. \"0.015\""
+                    .into(),
+            ));
+        }
+        (AtLimit::Block, Some(_)) => {
+            return Err(at(
+                "overage_rate is set but at_limit is \"block\"; set at_limit = \"overage\" or remove the rate"
+                    .into(),
+            ));
+        }
+        _ => {}
+    }
+    let meter_event = raw
+        .meter_event
+        .unwrap_or_else(|| global_meter_event.to_string());
+    check_meter_event(&meter_event).map_err(at)?;
+    Ok(Plan {
+        name: raw.name.unwrap_or_else(|| id.clone()),
+        id,
+        price,
+        included: raw.included,
+        at_limit,
+        overage_rate,
+        meter_event,
+    })
+}
+
+/// Exact, non-negative money. Floats are refused: 0.1 in binary is not 0.1.
+fn amount_of(raw: RawAmount, field: &str) -> Result<Decimal, String> {
+    let value = match raw {
+        RawAmount::Whole(n) => Decimal::from(n),
+        RawAmount::Text(text) => Decimal::from_str(text.trim()).map_err(|_| {
+            format!("{field} = \"{text}\" is not a number; write an exact decimal like \"0.015\"")
+        })?,
+        RawAmount::Float(f) => {
+            return Err(format!(
+                "{field} = {f} is a float; write money as an exact decimal string: {field} = \"{f}\""
+            ));
+        }
+    };
+    if value.is_sign_negative() && !value.is_zero() {
+        return Err(format!("{field} = {value} must not be negative"));
+    }
+    Ok(value)
+}
+
+fn check_meter_event(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 100 {
+        return Err(format!(
+            "meter_event \"{name}\" must be 1 to 100 characters (Stripe's limit)"
+        ));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_-.:".contains(c))
+    {
+        return Err(format!(
+            "meter_event \"{name}\" may only contain letters, digits, '_', '-', '.', ':'"
+        ));
+    }
+    Ok(())
+}

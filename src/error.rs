@@ -1,0 +1,78 @@
+//! The library's one error type, and the exit code each kind of failure maps to.
+
+use crate::config::ConfigError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("unknown customer \"{0}\"; add it with `meterline customer add {0} --plan free`")]
+    UnknownCustomer(String),
+    #[error("unknown plan \"{plan}\"; plans.toml defines: {known}")]
+    UnknownPlan { plan: String, known: String },
+    #[error("{0}")]
+    InvalidInput(String),
+    #[error(
+        "the database is locked by another writer and stayed locked past the busy timeout; try again"
+    )]
+    Locked,
+    #[error("the file is not a meterline database (not SQLite, or encrypted)")]
+    NotADatabase,
+    #[error("the database is corrupt: {0}")]
+    Corrupt(String),
+    #[error("the database is read-only; meterline needs write access to record and sync")]
+    ReadOnly,
+    #[error("cannot open the database: {0}")]
+    CannotOpen(String),
+    #[error(
+        "the database has schema version {found}, newer than this meterline knows ({known}); upgrade meterline"
+    )]
+    NewerSchema { found: i64, known: i64 },
+    #[error("database error: {0}")]
+    Database(String),
+    #[error("{0}")]
+    Stripe(String),
+}
+
+impl Error {
+    /// 2 for usage and configuration mistakes, 1 for everything that failed at run time.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Config(_)
+            | Error::UnknownCustomer(_)
+            | Error::UnknownPlan { .. }
+            | Error::InvalidInput(_) => 2,
+            _ => 1,
+        }
+    }
+
+    /// True for errors that concern the database file (the CLI then names the file).
+    pub fn is_database(&self) -> bool {
+        matches!(
+            self,
+            Error::Locked
+                | Error::NotADatabase
+                | Error::Corrupt(_)
+                | Error::ReadOnly
+                | Error::CannotOpen(_)
+                | Error::NewerSchema { .. }
+                | Error::Database(_)
+        )
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode;
+        match e.sqlite_error_code() {
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => Error::Locked,
+            Some(ErrorCode::NotADatabase) => Error::NotADatabase,
+            Some(ErrorCode::DatabaseCorrupt) => Error::Corrupt(e.to_string()),
+            Some(ErrorCode::ReadOnly) => Error::ReadOnly,
+            Some(ErrorCode::CannotOpen) => Error::CannotOpen(e.to_string()),
+            _ => Error::Database(e.to_string()),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

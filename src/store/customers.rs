@@ -1,0 +1,188 @@
+//! Customers: who is billed, on which plan, from which anchor date.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use super::Store;
+use crate::billing::{format_ts, period_containing};
+use crate::config::{Config, Plan};
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Customer {
+    pub id: String,
+    pub name: String,
+    pub plan_id: String,
+    pub stripe_customer_id: Option<String>,
+    pub billing_anchor: NaiveDate,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewCustomer {
+    pub id: String,
+    pub name: Option<String>,
+    pub plan_id: String,
+    pub stripe_customer_id: Option<String>,
+    /// Defaults to the day the customer is added.
+    pub billing_anchor: Option<NaiveDate>,
+}
+
+const COLUMNS: &str = "id, name, plan_id, stripe_customer_id, billing_anchor";
+
+fn from_row(r: &rusqlite::Row) -> rusqlite::Result<Customer> {
+    let anchor: String = r.get(4)?;
+    Ok(Customer {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        plan_id: r.get(2)?,
+        stripe_customer_id: r.get(3)?,
+        billing_anchor: NaiveDate::parse_from_str(&anchor, "%Y-%m-%d").map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, Box::new(e))
+        })?,
+    })
+}
+
+pub(super) fn get(conn: &Connection, id: &str) -> Result<Customer> {
+    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM customers WHERE id = ?1"))?
+        .query_row([id], from_row)
+        .optional()?
+        .ok_or_else(|| Error::UnknownCustomer(id.to_string()))
+}
+
+pub(super) fn plan_of<'c>(config: &'c Config, customer: &Customer) -> Result<&'c Plan> {
+    lookup_plan(config, &customer.plan_id)
+}
+
+fn lookup_plan<'c>(config: &'c Config, plan_id: &str) -> Result<&'c Plan> {
+    config.plan(plan_id).ok_or_else(|| Error::UnknownPlan {
+        plan: plan_id.to_string(),
+        known: config
+            .plans
+            .iter()
+            .map(|p| p.id.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+    })
+}
+
+/// Ids travel into terminals, URLs and Stripe: keep them printable and short.
+fn validate_id(kind: &str, id: &str) -> Result<()> {
+    if id.is_empty() || id.len() > 100 || id.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(Error::InvalidInput(format!(
+            "{kind} \"{}\" must be 1 to 100 characters without spaces or control characters",
+            id.escape_debug()
+        )));
+    }
+    Ok(())
+}
+
+fn validate_stripe_id(id: &str) -> Result<()> {
+    if !id.starts_with("cus_")
+        || id.len() > 255
+        || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        return Err(Error::InvalidInput(format!(
+            "\"{}\" is not a Stripe customer id (they look like cus_NffrFeUfNV2Hib)",
+            id.escape_debug()
+        )));
+    }
+    Ok(())
+}
+
+impl Store {
+    pub fn add_customer(
+        &mut self,
+        config: &Config,
+        new: &NewCustomer,
+        now: DateTime<Utc>,
+    ) -> Result<Customer> {
+        validate_id("customer id", &new.id)?;
+        lookup_plan(config, &new.plan_id)?;
+        if let Some(stripe) = &new.stripe_customer_id {
+            validate_stripe_id(stripe)?;
+        }
+        let customer = Customer {
+            id: new.id.clone(),
+            name: new.name.clone().unwrap_or_else(|| new.id.clone()),
+            plan_id: new.plan_id.clone(),
+            stripe_customer_id: new.stripe_customer_id.clone(),
+            billing_anchor: new.billing_anchor.unwrap_or(now.date_naive()),
+        };
+        let inserted = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO customers (id, name, plan_id, stripe_customer_id, billing_anchor, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING",
+            )?
+            .execute(params![
+                customer.id,
+                customer.name,
+                customer.plan_id,
+                customer.stripe_customer_id,
+                customer.billing_anchor.format("%Y-%m-%d").to_string(),
+                format_ts(now)
+            ])?;
+        if inserted == 0 {
+            return Err(Error::InvalidInput(format!(
+                "customer \"{}\" already exists",
+                customer.id
+            )));
+        }
+        Ok(customer)
+    }
+
+    /// Move a customer to another plan. The current period is billed under the plan in force
+    /// at its end, so its counter row takes the new plan (and its meter event name) too.
+    pub fn set_plan(
+        &mut self,
+        config: &Config,
+        id: &str,
+        plan_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Customer> {
+        let plan = lookup_plan(config, plan_id)?;
+        let tx = self.conn.transaction()?;
+        let customer = get(&tx, id)?;
+        tx.execute(
+            "UPDATE customers SET plan_id = ?2 WHERE id = ?1",
+            params![id, plan.id],
+        )?;
+        let period = period_containing(customer.billing_anchor, config.billing.period, now);
+        tx.execute(
+            "UPDATE usage_records SET plan_id = ?3, meter_event_name = ?4
+             WHERE customer_id = ?1 AND period_start = ?2",
+            params![id, format_ts(period.start), plan.id, plan.meter_event],
+        )?;
+        tx.commit()?;
+        Ok(Customer {
+            plan_id: plan.id.clone(),
+            ..customer
+        })
+    }
+
+    pub fn set_stripe_customer(&mut self, id: &str, stripe_customer_id: &str) -> Result<Customer> {
+        validate_stripe_id(stripe_customer_id)?;
+        let customer = get(&self.conn, id)?;
+        self.conn.execute(
+            "UPDATE customers SET stripe_customer_id = ?2 WHERE id = ?1",
+            params![id, stripe_customer_id],
+        )?;
+        Ok(Customer {
+            stripe_customer_id: Some(stripe_customer_id.to_string()),
+            ..customer
+        })
+    }
+
+    pub fn customer(&self, id: &str) -> Result<Customer> {
+        get(&self.conn, id)
+    }
+
+    pub fn customers(&self) -> Result<Vec<Customer>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM customers ORDER BY id"))?;
+        let rows = stmt.query_map([], from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}

@@ -1,0 +1,105 @@
+//! Numbered migrations tracked in `PRAGMA user_version`. Each runs once, in a transaction.
+//! The table and column names are a documented contract: self-hosters query them directly.
+
+use rusqlite::Connection;
+
+use crate::{Error, Result};
+
+const MIGRATIONS: &[&str] = &[
+    // 1: customers, usage events, per-period and per-member counters.
+    r#"
+    CREATE TABLE customers (
+        id                 TEXT PRIMARY KEY,
+        name               TEXT NOT NULL,
+        plan_id            TEXT NOT NULL,
+        stripe_customer_id TEXT,
+        billing_anchor     TEXT NOT NULL,            -- YYYY-MM-DD
+        created_at         TEXT NOT NULL
+    );
+    CREATE TABLE usage_events (
+        id                     INTEGER PRIMARY KEY,
+        customer_id            TEXT NOT NULL REFERENCES customers(id),
+        user_id                TEXT,                 -- member of an organisation account
+        quantity               INTEGER NOT NULL CHECK (quantity > 0),
+        occurred_at            TEXT NOT NULL,        -- RFC3339 UTC, whole seconds
+        recorded_at            TEXT NOT NULL,
+        period_start           TEXT NOT NULL,        -- joins usage_records
+        idempotency_key        TEXT UNIQUE,
+        stripe_reported_at     TEXT,                 -- NULL = not yet reported
+        stripe_attempts        INTEGER NOT NULL DEFAULT 0,
+        stripe_error           TEXT,                 -- last error Stripe gave, if any
+        stripe_failed_at       TEXT,                 -- set when Stripe refused it for good
+        stripe_expired_at      TEXT                  -- set when past Stripe's 35-day window
+    );
+    CREATE INDEX usage_events_unreported ON usage_events(stripe_reported_at)
+        WHERE stripe_reported_at IS NULL;
+    CREATE INDEX usage_events_unreported_by_customer ON usage_events(customer_id)
+        WHERE stripe_reported_at IS NULL;
+    CREATE INDEX usage_events_by_customer_time ON usage_events(customer_id, occurred_at);
+    CREATE TABLE usage_records (
+        customer_id      TEXT NOT NULL REFERENCES customers(id),
+        period_start     TEXT NOT NULL,
+        period_end       TEXT NOT NULL,
+        used             INTEGER NOT NULL CHECK (typeof(used) = 'integer' AND used >= 0),
+        plan_id          TEXT NOT NULL,
+        meter_event_name TEXT NOT NULL,
+        PRIMARY KEY (customer_id, period_start)
+    ) WITHOUT ROWID;
+    CREATE TABLE usage_members (
+        customer_id  TEXT NOT NULL REFERENCES customers(id),
+        period_start TEXT NOT NULL,
+        user_id      TEXT NOT NULL,
+        used         INTEGER NOT NULL CHECK (typeof(used) = 'integer'),
+        PRIMARY KEY (customer_id, period_start, user_id)
+    ) WITHOUT ROWID;
+    "#,
+];
+
+/// The schema version this build creates and understands.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+pub fn migrate(conn: &mut Connection) -> Result<()> {
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > SCHEMA_VERSION {
+        return Err(Error::NewerSchema {
+            found,
+            known: SCHEMA_VERSION,
+        });
+    }
+    if found == SCHEMA_VERSION {
+        return Ok(());
+    }
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    // Re-read under the write lock: another process may have migrated meanwhile.
+    let found: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(found.max(0) as usize) {
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", index as i64 + 1)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_idempotent_and_set_the_version() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        migrate(&mut conn).unwrap();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        assert!(matches!(migrate(&mut conn), Err(Error::NewerSchema { .. })));
+    }
+}
