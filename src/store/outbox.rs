@@ -101,15 +101,35 @@ pub struct OutboxCursor {
     id: i64,
 }
 
+/// Pending events of one customer and meter, as a dry run lists them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OutboxGroup {
+    pub customer_id: String,
+    pub stripe_customer_id: String,
+    pub event_name: String,
+    pub events: u64,
+    pub units: i64,
+    pub first: DateTime<Utc>,
+    pub last: DateTime<Utc>,
+}
+
 /// What happened to one event in a sync, written back in batches.
 #[derive(Debug, Clone)]
 pub enum EventOutcome {
     /// Stripe has it (accepted now, or recognised as sent before).
     Delivered { id: i64, attempts: u32 },
     /// Stripe refused it for good (a 4xx other than auth and rate limits).
-    Refused { id: i64, attempts: u32, error: String },
+    Refused {
+        id: i64,
+        attempts: u32,
+        error: String,
+    },
     /// Transient errors until the attempt bound: it stays pending, not failed.
-    Undelivered { id: i64, attempts: u32, error: String },
+    Undelivered {
+        id: i64,
+        attempts: u32,
+        error: String,
+    },
 }
 
 /// Counts by Stripe state, for the dashboard and `status`.
@@ -164,14 +184,19 @@ impl LockHolder {
 /// A lock whose heartbeat is older than this belongs to a dead or hung sync.
 pub const LOCK_STALE_AFTER_SECS: i64 = 60;
 
-const EVENT_COLUMNS: &str = "e.id, e.customer_id, c.stripe_customer_id, r.meter_event_name, e.quantity, e.occurred_at";
+const EVENT_COLUMNS: &str =
+    "e.id, e.customer_id, c.stripe_customer_id, r.meter_event_name, e.quantity, e.occurred_at";
 const PENDING: &str = "e.stripe_reported_at IS NULL AND e.stripe_expired_at IS NULL";
 
 fn parse_ts(text: &str, column: usize) -> rusqlite::Result<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, Box::new(e))
+            rusqlite::Error::FromSqlConversionFailure(
+                column,
+                rusqlite::types::Type::Text,
+                Box::new(e),
+            )
         })
 }
 
@@ -241,6 +266,53 @@ impl super::Store {
         Ok((events, cursor))
     }
 
+    /// What a sync would send now, grouped by customer and meter (the first `limit` events).
+    pub fn outbox_groups(
+        &self,
+        window: &OutboxWindow,
+        limit: Option<u64>,
+    ) -> Result<Vec<OutboxGroup>> {
+        let sql = format!(
+            "SELECT customer_id, stripe_customer_id, meter_event_name, COUNT(*), SUM(quantity),
+                    MIN(occurred_at), MAX(occurred_at)
+             FROM (SELECT e.customer_id, c.stripe_customer_id, r.meter_event_name, e.quantity,
+                          e.occurred_at
+                   FROM usage_events e
+                   JOIN customers c ON c.id = e.customer_id
+                   JOIN usage_records r ON r.customer_id = e.customer_id
+                                       AND r.period_start = e.period_start
+                   WHERE {PENDING} AND c.stripe_customer_id IS NOT NULL
+                     AND e.occurred_at >= ?1 AND e.occurred_at <= ?2
+                     AND (e.stripe_failed_at IS NULL OR ?3 IS NULL OR e.stripe_failed_at < ?3)
+                   ORDER BY e.occurred_at, e.id
+                   LIMIT ?4)
+             GROUP BY customer_id, meter_event_name
+             ORDER BY customer_id, meter_event_name"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(
+            params![
+                format_ts(window.not_before),
+                format_ts(window.not_after),
+                window.failed_before.map(format_ts),
+                limit.map_or(-1, |l| l.min(i64::MAX as u64) as i64)
+            ],
+            |r| {
+                let (first, last): (String, String) = (r.get(5)?, r.get(6)?);
+                Ok(OutboxGroup {
+                    customer_id: r.get(0)?,
+                    stripe_customer_id: r.get(1)?,
+                    event_name: r.get(2)?,
+                    events: r.get::<_, i64>(3)? as u64,
+                    units: r.get(4)?,
+                    first: parse_ts(&first, 5)?,
+                    last: parse_ts(&last, 6)?,
+                })
+            },
+        )?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// Mark pending events older than `before` as expired, in small committed batches so a
     /// recording process never waits long. Returns how many were marked.
     pub fn expire_events(&mut self, before: DateTime<Utc>, at: DateTime<Utc>) -> Result<u64> {
@@ -308,9 +380,10 @@ impl super::Store {
     /// Counts of events by Stripe state; `now` decides which pending events are sendable.
     pub fn stripe_counts(&self, now: DateTime<Utc>) -> Result<StripeCounts> {
         let window = stripe_window(now);
-        let (unreported, failed, unmapped, deliverable): (i64, i64, i64, i64) = self.conn.query_row(
-            &format!(
-                "SELECT COUNT(*),
+        let (unreported, failed, unmapped, deliverable): (i64, i64, i64, i64) =
+            self.conn.query_row(
+                &format!(
+                    "SELECT COUNT(*),
                         COUNT(e.stripe_failed_at),
                         COUNT(*) FILTER (WHERE c.stripe_customer_id IS NULL),
                         COUNT(*) FILTER (WHERE c.stripe_customer_id IS NOT NULL
@@ -318,10 +391,10 @@ impl super::Store {
                                           AND e.occurred_at >= ?1 AND e.occurred_at <= ?2)
                  FROM usage_events e JOIN customers c ON c.id = e.customer_id
                  WHERE {PENDING}"
-            ),
-            params![format_ts(window.0), format_ts(window.1)],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )?;
+                ),
+                params![format_ts(window.0), format_ts(window.1)],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )?;
         let expired: i64 = self.conn.query_row(
             "SELECT COUNT(*) FROM usage_events WHERE stripe_expired_at IS NOT NULL",
             [],
@@ -393,7 +466,11 @@ impl super::Store {
     /// Take the sync lock and open a run record. A lock held by a live process is refused with
     /// a message naming it; a lock left by a dead process (kill -9, crash, reboot) is taken
     /// over and its run marked `interrupted`.
-    pub fn begin_sync_run(&mut self, holder: &LockHolder, started_at: DateTime<Utc>) -> Result<i64> {
+    pub fn begin_sync_run(
+        &mut self,
+        holder: &LockHolder,
+        started_at: DateTime<Utc>,
+    ) -> Result<i64> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -431,7 +508,13 @@ impl super::Store {
         tx.execute(
             "INSERT INTO sync_lock (id, run_id, host, pid, acquired_at, heartbeat)
              VALUES (1, ?1, ?2, ?3, ?4, ?5)",
-            params![run_id, holder.host, holder.pid, format_ts(started_at), unix_now()],
+            params![
+                run_id,
+                holder.host,
+                holder.pid,
+                format_ts(started_at),
+                unix_now()
+            ],
         )?;
         tx.commit()?;
         Ok(run_id)
@@ -470,7 +553,10 @@ impl super::Store {
                 run.error
             ],
         )?;
-        tx.execute("DELETE FROM sync_lock WHERE id = 1 AND run_id = ?1", [run.id])?;
+        tx.execute(
+            "DELETE FROM sync_lock WHERE id = 1 AND run_id = ?1",
+            [run.id],
+        )?;
         tx.commit()?;
         Ok(())
     }
