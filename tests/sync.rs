@@ -28,26 +28,53 @@ fn happy_path_delivers_every_event_exactly_once() {
     assert_eq!(report["failed"], 0);
     assert_eq!(report["remaining"], 0);
     let keys: Vec<_> = report.as_object().unwrap().keys().cloned().collect();
-    for field in ["attempted", "accepted", "duplicates", "failed", "expired", "unmapped", "remaining", "duration_ms"] {
-        assert!(keys.contains(&field.to_string()), "{field} missing from {report}");
+    for field in [
+        "attempted",
+        "accepted",
+        "duplicates",
+        "failed",
+        "expired",
+        "unmapped",
+        "remaining",
+        "duration_ms",
+    ] {
+        assert!(
+            keys.contains(&field.to_string()),
+            "{field} missing from {report}"
+        );
     }
 
     env.assert_exactly_once();
     // Every request was valid as Stripe sees it, carried its headers, and Stripe's
     // one-in-flight-per-customer-and-meter rule held while several workers ran.
-    assert!(env.server.refused().is_empty(), "{:?}", env.server.refused());
+    assert!(
+        env.server.refused().is_empty(),
+        "{:?}",
+        env.server.refused()
+    );
     assert_eq!(env.server.missing_idempotency_keys(), 0);
     assert_eq!(
         env.server.versions().into_iter().collect::<Vec<_>>(),
         vec![meterline::config::DEFAULT_API_VERSION.to_string()]
     );
     assert_eq!(env.server.max_in_flight_per_key(), 1);
-    assert_eq!(env.server.max_in_flight(), 3, "one request per customer at once");
+    assert_eq!(
+        env.server.max_in_flight(),
+        3,
+        "one request per customer at once"
+    );
     // Keep-alive: a handful of connections for 90 requests.
-    assert!(env.server.connections() <= 8, "{} connections", env.server.connections());
+    assert!(
+        env.server.connections() <= 8,
+        "{} connections",
+        env.server.connections()
+    );
 
     let run = env.store().last_sync_run().unwrap().unwrap();
-    assert_eq!((run.outcome.as_str(), run.accepted), ("completed", expected));
+    assert_eq!(
+        (run.outcome.as_str(), run.accepted),
+        ("completed", expected)
+    );
     assert!(run.finished_at.is_some());
 
     // Nothing left: a second run sends nothing.
@@ -77,8 +104,18 @@ fn unmapped_expired_and_future_events_are_not_sent() {
     let env = Env::new(PLANS);
     env.seed(
         &[
-            Seed { id: "acme", stripe: Some("cus_Acme0001"), plan: "free", events: 10 },
-            Seed { id: "hooli", stripe: None, plan: "free", events: 5 },
+            Seed {
+                id: "acme",
+                stripe: Some("cus_Acme0001"),
+                plan: "free",
+                events: 10,
+            },
+            Seed {
+                id: "hooli",
+                stripe: None,
+                plan: "free",
+                events: 5,
+            },
         ],
         Duration::days(3),
     );
@@ -102,16 +139,25 @@ fn unmapped_expired_and_future_events_are_not_sent() {
     assert_eq!(report["remaining"], 1);
     env.assert_exactly_once();
     assert_eq!(env.count("stripe_expired_at IS NOT NULL"), 2);
-    assert_eq!(env.count("stripe_expired_at IS NOT NULL AND stripe_reported_at IS NULL"), 2);
+    assert_eq!(
+        env.count("stripe_expired_at IS NOT NULL AND stripe_reported_at IS NULL"),
+        2
+    );
 
     let counts = env.store().stripe_counts(now).unwrap();
-    assert_eq!((counts.unmapped, counts.expired, counts.unreported), (5, 2, 6));
+    assert_eq!(
+        (counts.unmapped, counts.expired, counts.unreported),
+        (5, 2, 6)
+    );
 
     // Mapping the customer sends its pending events on the next run; expired stay expired.
     let mapped = env.run(&["customer", "set-stripe", "hooli", "cus_Hooli0004"], &[]);
     assert!(mapped.status.success(), "{}", stderr(&mapped));
     let report = json(&env.run(&["sync", "--json"], &[]));
-    assert_eq!((report["accepted"].as_u64(), report["unmapped"].as_u64()), (Some(5), Some(0)));
+    assert_eq!(
+        (report["accepted"].as_u64(), report["unmapped"].as_u64()),
+        (Some(5), Some(0))
+    );
     env.assert_exactly_once();
 
     // Once its time has come, the future event goes out too.
@@ -131,8 +177,14 @@ fn dry_run_lists_and_changes_nothing() {
     let output = env.run(&["sync", "--dry-run"], &[]);
     assert!(output.status.success(), "{}", stderr(&output));
     let text = stdout(&output);
-    assert!(text.contains("would send 90 events of 3 customers"), "{text}");
-    assert!(text.contains("cus_Globex002") && text.contains("meterline_usage_business"), "{text}");
+    assert!(
+        text.contains("would send 90 events of 3 customers"),
+        "{text}"
+    );
+    assert!(
+        text.contains("cus_Globex002") && text.contains("meterline_usage_business"),
+        "{text}"
+    );
     assert!(text.contains("test mode"), "{text}");
 
     let preview = json(&env.run(&["sync", "--dry-run", "--json", "--limit", "25"], &[]));
@@ -149,7 +201,12 @@ fn limit_sends_the_oldest_first() {
     let report = json(&env.run(&["sync", "--json", "--limit", "10"], &[]));
     assert_eq!(report["accepted"], 10);
     assert_eq!(report["remaining"], 80);
-    let oldest: Vec<String> = env.deliverable().into_iter().take(10).map(|e| e.1).collect();
+    let oldest: Vec<String> = env
+        .deliverable()
+        .into_iter()
+        .take(10)
+        .map(|e| e.1)
+        .collect();
     let accepted = env.server.accepted();
     assert!(oldest.iter().all(|id| accepted.contains_key(id)));
 }
@@ -161,7 +218,10 @@ fn a_missing_key_exits_2_without_network() {
         let output = env.run(&["sync"], &[("STRIPE_API_KEY", key)]);
         assert_eq!(output.status.code(), Some(2));
         let err = stderr(&output);
-        assert!(err.contains("STRIPE_API_KEY is not set") && err.contains("export STRIPE_API_KEY="), "{err}");
+        assert!(
+            err.contains("STRIPE_API_KEY is not set") && err.contains("export STRIPE_API_KEY="),
+            "{err}"
+        );
     }
     let output = env.run(&["--sync"], &[("STRIPE_API_KEY", None)]);
     assert_eq!(output.status.code(), Some(2));
@@ -173,9 +233,18 @@ fn a_missing_key_exits_2_without_network() {
 fn configuration_mistakes_exit_2_before_sending() {
     let env = seeded();
     let cases: &[(&[(&str, Option<&str>)], &str)] = &[
-        (&[("STRIPE_API_KEY", Some("pk_test_publishable123"))], "does not look like a Stripe secret key"),
-        (&[("STRIPE_API_BASE", Some("http://stripe.example.com"))], "plain http"),
-        (&[("STRIPE_API_BASE", Some("ftp://127.0.0.1"))], "not an http(s) URL"),
+        (
+            &[("STRIPE_API_KEY", Some("pk_test_publishable123"))],
+            "does not look like a Stripe secret key",
+        ),
+        (
+            &[("STRIPE_API_BASE", Some("http://stripe.example.com"))],
+            "plain http",
+        ),
+        (
+            &[("STRIPE_API_BASE", Some("ftp://127.0.0.1"))],
+            "not an http(s) URL",
+        ),
     ];
     for (extra, message) in cases {
         let output = env.run(&["sync"], extra);
@@ -192,10 +261,17 @@ fn a_refused_key_stops_the_run_at_once() {
     let output = env.run(&["sync"], &[("STRIPE_API_KEY", Some(wrong))]);
     assert_eq!(output.status.code(), Some(2));
     let err = stderr(&output);
-    assert!(err.contains("Stripe refused the API key") && err.contains("HTTP 401"), "{err}");
+    assert!(
+        err.contains("Stripe refused the API key") && err.contains("HTTP 401"),
+        "{err}"
+    );
     assert!(!err.contains(wrong));
     // At most the requests already in flight: one per worker.
-    assert!(env.server.requests() <= 4, "{} requests", env.server.requests());
+    assert!(
+        env.server.requests() <= 4,
+        "{} requests",
+        env.server.requests()
+    );
     assert_eq!(env.count("stripe_reported_at IS NOT NULL"), 0);
     let run = env.store().last_sync_run().unwrap().unwrap();
     assert_eq!(run.outcome, "aborted");

@@ -109,7 +109,13 @@ impl Reply {
         }
     }
 
-    fn error(status: u16, kind: &str, code: Option<&str>, message: &str, param: Option<&str>) -> Reply {
+    fn error(
+        status: u16,
+        kind: &str,
+        code: Option<&str>,
+        message: &str,
+        param: Option<&str>,
+    ) -> Reply {
         let mut error = serde_json::json!({ "type": kind, "message": message });
         if let Some(code) = code {
             error["code"] = code.into();
@@ -121,7 +127,8 @@ impl Reply {
     }
 
     fn should_retry(mut self, value: bool) -> Reply {
-        self.headers.push(("Stripe-Should-Retry", value.to_string()));
+        self.headers
+            .push(("Stripe-Should-Retry", value.to_string()));
         self
     }
 }
@@ -181,6 +188,10 @@ impl FakeStripe {
         for _ in 0..times {
             book.faults.push_back(fault.clone());
         }
+    }
+
+    pub fn clear_faults(&self) {
+        self.book().faults.clear();
     }
 
     pub fn faults_left(&self) -> usize {
@@ -321,11 +332,15 @@ fn serve(stream: TcpStream, shared: &Shared) {
     // Idle connections are closed after a while, as real servers do.
     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
     let _ = stream.set_nodelay(true);
-    let Ok(write_half) = stream.try_clone() else { return };
+    let Ok(write_half) = stream.try_clone() else {
+        return;
+    };
     let mut writer = write_half;
     let mut reader = BufReader::new(stream);
     while !shared.stop.load(Ordering::SeqCst) {
-        let Some(request) = read_request(&mut reader) else { return };
+        let Some(request) = read_request(&mut reader) else {
+            return;
+        };
         shared.requests.fetch_add(1, Ordering::SeqCst);
         let key = flight_key(&request);
         enter(shared, &key);
@@ -448,10 +463,20 @@ const FIELDS: [&str; 5] = [
 /// Stripe's validation of one meter event; the event or the 400 Stripe would give.
 fn validate(shared: &Shared, request: &Request) -> Result<Accepted, Reply> {
     let invalid = |message: &str, param: &str| {
-        Reply::error(400, "invalid_request_error", Some("parameter_invalid"), message, Some(param))
-            .should_retry(false)
+        Reply::error(
+            400,
+            "invalid_request_error",
+            Some("parameter_invalid"),
+            message,
+            Some(param),
+        )
+        .should_retry(false)
     };
-    let content_type = request.headers.get("content-type").map(String::as_str).unwrap_or("");
+    let content_type = request
+        .headers
+        .get("content-type")
+        .map(String::as_str)
+        .unwrap_or("");
     if !content_type.starts_with("application/x-www-form-urlencoded") {
         return Err(invalid(
             "Invalid request: the body must be application/x-www-form-urlencoded",
@@ -462,10 +487,16 @@ fn validate(shared: &Shared, request: &Request) -> Result<Accepted, Reply> {
     let mut values: HashMap<&str, String> = HashMap::new();
     for (name, value) in &form {
         let Some(field) = FIELDS.iter().find(|f| **f == name.as_str()) else {
-            return Err(invalid(&format!("Received unknown parameter: {name}"), name));
+            return Err(invalid(
+                &format!("Received unknown parameter: {name}"),
+                name,
+            ));
         };
         if values.insert(field, value.clone()).is_some() {
-            return Err(invalid(&format!("Received duplicate parameter: {name}"), name));
+            return Err(invalid(
+                &format!("Received duplicate parameter: {name}"),
+                name,
+            ));
         }
     }
     for field in FIELDS {
@@ -483,14 +514,23 @@ fn validate(shared: &Shared, request: &Request) -> Result<Accepted, Reply> {
     let identifier = values["identifier"].clone();
     let event_name = values["event_name"].clone();
     if identifier.len() > 100 {
-        return Err(invalid("identifier must be at most 100 characters", "identifier"));
+        return Err(invalid(
+            "identifier must be at most 100 characters",
+            "identifier",
+        ));
     }
     if event_name.len() > 100 {
-        return Err(invalid("event_name must be at most 100 characters", "event_name"));
+        return Err(invalid(
+            "event_name must be at most 100 characters",
+            "event_name",
+        ));
     }
     let customer = values["payload[stripe_customer_id]"].clone();
     if !customer.starts_with("cus_") {
-        return Err(invalid("Invalid customer id", "payload[stripe_customer_id]"));
+        return Err(invalid(
+            "Invalid customer id",
+            "payload[stripe_customer_id]",
+        ));
     }
     let value_text = &values["payload[value]"];
     let value: i64 = match value_text.parse() {
@@ -530,7 +570,10 @@ fn handle(shared: &Shared, request: &Request) -> Reply {
             404,
             "invalid_request_error",
             None,
-            &format!("Unrecognized request URL ({} {})", request.method, request.path),
+            &format!(
+                "Unrecognized request URL ({} {})",
+                request.method, request.path
+            ),
             None,
         );
     }
@@ -604,7 +647,13 @@ fn handle(shared: &Shared, request: &Request) -> Reply {
     };
     match fault {
         Some(Fault::TooManyRequests) => {
-            return Reply::error(429, "rate_limit_error", Some("rate_limit"), "Too many requests", None);
+            return Reply::error(
+                429,
+                "rate_limit_error",
+                Some("rate_limit"),
+                "Too many requests",
+                None,
+            );
         }
         Some(Fault::RateLimit400) => {
             return Reply::error(
@@ -616,7 +665,13 @@ fn handle(shared: &Shared, request: &Request) -> Reply {
             );
         }
         Some(Fault::Conflict) => {
-            return Reply::error(409, "invalid_request_error", Some("lock_timeout"), "Conflict", None);
+            return Reply::error(
+                409,
+                "invalid_request_error",
+                Some("lock_timeout"),
+                "Conflict",
+                None,
+            );
         }
         Some(Fault::ServerError { should_retry }) => {
             let reply = Reply::error(500, "api_error", None, "An unknown error occurred", None);
@@ -626,7 +681,13 @@ fn handle(shared: &Shared, request: &Request) -> Reply {
             };
         }
         Some(Fault::Unauthorized) => {
-            return Reply::error(401, "invalid_request_error", None, "Expired API Key provided", None);
+            return Reply::error(
+                401,
+                "invalid_request_error",
+                None,
+                "Expired API Key provided",
+                None,
+            );
         }
         Some(Fault::Drop) => {
             let mut reply = Reply::json(0, String::new());
@@ -641,7 +702,10 @@ fn handle(shared: &Shared, request: &Request) -> Reply {
             400,
             "invalid_request_error",
             None,
-            &format!("An event already exists with identifier {}.", event.identifier),
+            &format!(
+                "An event already exists with identifier {}.",
+                event.identifier
+            ),
             Some("identifier"),
         )
         .should_retry(false);
@@ -658,7 +722,8 @@ fn handle(shared: &Shared, request: &Request) -> Reply {
         book.refused.push((400, reply.body.clone()));
         return reply;
     }
-    book.accepted.insert(event.identifier.clone(), event.clone());
+    book.accepted
+        .insert(event.identifier.clone(), event.clone());
     let receipt = serde_json::json!({
         "object": "billing.meter_event",
         "created": event.timestamp,

@@ -12,14 +12,16 @@ use chrono::{DateTime, Duration, Utc};
 use meterline::store::NewCustomer;
 use meterline::{Config, RecordRequest, Store};
 
-pub use fake_stripe::{Fault, FakeStripe};
+pub use fake_stripe::{FakeStripe, Fault};
 
 /// A test key; any output containing it fails the test.
 pub const KEY: &str = "sk_test_51MeterlineSecretKEY0123456789abcdef";
 pub const NOW: &str = "2026-11-27T18:00:00Z";
 
 pub fn now() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(NOW).unwrap().with_timezone(&Utc)
+    DateTime::parse_from_rfc3339(NOW)
+        .unwrap()
+        .with_timezone(&Utc)
 }
 
 pub const PLANS: &str = r#"
@@ -57,9 +59,24 @@ pub struct Seed {
 }
 
 pub const MAPPED: &[Seed] = &[
-    Seed { id: "acme", stripe: Some("cus_Acme0001"), plan: "free", events: 40 },
-    Seed { id: "globex", stripe: Some("cus_Globex002"), plan: "business", events: 30 },
-    Seed { id: "initech", stripe: Some("cus_Initech03"), plan: "free", events: 20 },
+    Seed {
+        id: "acme",
+        stripe: Some("cus_Acme0001"),
+        plan: "free",
+        events: 40,
+    },
+    Seed {
+        id: "globex",
+        stripe: Some("cus_Globex002"),
+        plan: "business",
+        events: 30,
+    },
+    Seed {
+        id: "initech",
+        stripe: Some("cus_Initech03"),
+        plan: "free",
+        events: 20,
+    },
 ];
 
 impl Env {
@@ -126,7 +143,14 @@ impl Env {
         }
     }
 
-    pub fn record(&self, store: &mut Store, config: &Config, customer: &str, quantity: i64, at: DateTime<Utc>) {
+    pub fn record(
+        &self,
+        store: &mut Store,
+        config: &Config,
+        customer: &str,
+        quantity: i64,
+        at: DateTime<Utc>,
+    ) {
         let outcome = store
             .record(config, &RecordRequest::new(customer, quantity, at), now())
             .unwrap();
@@ -134,8 +158,12 @@ impl Env {
     }
 
     /// The real binary with the test environment; `extra` env pairs override.
-    pub fn command(&self, args: &[&str], extra: &[(&str, Option<&str>)]) -> assert_cmd::Command {
-        let mut cmd = assert_cmd::Command::cargo_bin("meterline").unwrap();
+    pub fn std_command(
+        &self,
+        args: &[&str],
+        extra: &[(&str, Option<&str>)],
+    ) -> std::process::Command {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("meterline"));
         cmd.args(args)
             .env("METERLINE_DB", &self.db)
             .env("METERLINE_PLANS", &self.plans)
@@ -151,6 +179,10 @@ impl Env {
             };
         }
         cmd
+    }
+
+    pub fn command(&self, args: &[&str], extra: &[(&str, Option<&str>)]) -> assert_cmd::Command {
+        assert_cmd::Command::from_std(self.std_command(args, extra))
     }
 
     /// Run the binary, check the key appears nowhere in its output, return the output.
@@ -179,7 +211,13 @@ impl Env {
         let to = meterline::billing::format_ts(now() + Duration::minutes(5));
         stmt.query_map([from, to], |r| {
             let id: i64 = r.get(0)?;
-            Ok((id, meterline::stripe::identifier(&database_id, id), r.get(1)?, r.get(2)?, r.get(3)?))
+            Ok((
+                id,
+                meterline::stripe::identifier(&database_id, id),
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+            ))
         })
         .unwrap()
         .collect::<Result<_, _>>()
@@ -191,12 +229,19 @@ impl Env {
     pub fn assert_exactly_once(&self) {
         let expected = self.deliverable();
         let accepted = self.server.accepted();
-        assert_eq!(accepted.len(), expected.len(), "accepted events vs deliverable events");
+        assert_eq!(
+            accepted.len(),
+            expected.len(),
+            "accepted events vs deliverable events"
+        );
         for (id, identifier, customer, meter, quantity) in &expected {
             let got = accepted
                 .get(identifier)
                 .unwrap_or_else(|| panic!("event {id} ({identifier}) never accepted"));
-            assert_eq!((&got.customer, &got.event_name, got.value), (customer, meter, *quantity));
+            assert_eq!(
+                (&got.customer, &got.event_name, got.value),
+                (customer, meter, *quantity)
+            );
         }
         assert_eq!(self.count("stripe_reported_at IS NULL AND id IN (SELECT e.id FROM usage_events e JOIN customers c ON c.id = e.customer_id WHERE c.stripe_customer_id IS NOT NULL AND e.stripe_expired_at IS NULL AND e.occurred_at <= ?1)"), 0, "deliverable events left unreported");
     }
@@ -206,7 +251,11 @@ impl Env {
         let conn = rusqlite::Connection::open(&self.db).unwrap();
         let sql = format!("SELECT COUNT(*) FROM usage_events WHERE {condition}");
         let limit = meterline::billing::format_ts(now() + Duration::minutes(5));
-        let params: &[&dyn rusqlite::ToSql] = if condition.contains("?1") { &[&limit] } else { &[] };
+        let params: &[&dyn rusqlite::ToSql] = if condition.contains("?1") {
+            &[&limit]
+        } else {
+            &[]
+        };
         conn.query_row(&sql, params, |r| r.get(0)).unwrap()
     }
 
@@ -214,13 +263,25 @@ impl Env {
     pub fn dump(&self) -> String {
         let conn = rusqlite::Connection::open(&self.db).unwrap();
         let mut out = String::new();
-        for table in ["customers", "usage_events", "usage_records", "sync_runs", "sync_lock", "meterline_meta"] {
-            let mut stmt = conn.prepare(&format!("SELECT * FROM {table} ORDER BY 1")).unwrap();
+        for table in [
+            "customers",
+            "usage_events",
+            "usage_records",
+            "sync_runs",
+            "sync_lock",
+            "meterline_meta",
+        ] {
+            let mut stmt = conn
+                .prepare(&format!("SELECT * FROM {table} ORDER BY 1"))
+                .unwrap();
             let columns = stmt.column_count();
             let rows = stmt
                 .query_map([], |r| {
                     (0..columns)
-                        .map(|i| r.get::<_, rusqlite::types::Value>(i).map(|v| format!("{v:?}")))
+                        .map(|i| {
+                            r.get::<_, rusqlite::types::Value>(i)
+                                .map(|v| format!("{v:?}"))
+                        })
                         .collect::<Result<Vec<_>, _>>()
                 })
                 .unwrap();
@@ -236,7 +297,11 @@ impl Env {
         for entry in std::fs::read_dir(self.dir.path()).unwrap() {
             let path = entry.unwrap().path();
             let bytes = std::fs::read(&path).unwrap();
-            assert!(!contains(&bytes, KEY.as_bytes()), "the API key is in {}", path.display());
+            assert!(
+                !contains(&bytes, KEY.as_bytes()),
+                "the API key is in {}",
+                path.display()
+            );
         }
     }
 }
@@ -246,8 +311,14 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 }
 
 pub fn assert_no_key(output: &Output) {
-    assert!(!contains(&output.stdout, KEY.as_bytes()), "the API key is on stdout");
-    assert!(!contains(&output.stderr, KEY.as_bytes()), "the API key is on stderr");
+    assert!(
+        !contains(&output.stdout, KEY.as_bytes()),
+        "the API key is on stdout"
+    );
+    assert!(
+        !contains(&output.stderr, KEY.as_bytes()),
+        "the API key is on stderr"
+    );
     // Not even the secret part after the prefix.
     let secret = &KEY.as_bytes()[8..];
     assert!(!contains(&output.stdout, secret) && !contains(&output.stderr, secret));
