@@ -178,20 +178,21 @@ pub fn run(
     let client = Client::new(&base, key, &config.stripe)?;
     let run_id = store.begin_sync_run(&LockHolder::this_process(), now)?;
     let clock = Clock { now, started };
-    let sender = Sender {
+    let transport = Transport {
         client: &client,
         policy: RetryPolicy::from_settings(&config.stripe),
         limiter: RateLimiter::per_second(super::rate_limit(config, key)),
     };
     let mut engine = Engine {
         store: &mut store,
+        db,
         workers: config.stripe.workers.max(1),
         window: outbox_window(now, options),
         limit: options.limit,
         run_id,
         clock,
     };
-    let result = engine.run(&sender, cancel, on_progress);
+    let result = engine.run(&transport, cancel, on_progress);
     let mut record = SyncRun {
         id: run_id,
         started_at: crate::billing::format_ts(now),
@@ -275,22 +276,16 @@ impl Clock {
     }
 }
 
-/// (Stripe customer, meter event name): Stripe allows one request in flight per pair.
-type MeterKey = (String, String);
+/// (Stripe customer, meter event name), interned: Stripe allows one request in flight per pair.
+type MeterKey = u32;
 
 struct Job {
     event: OutboxEvent,
     identifier: String,
+    key: MeterKey,
 }
 
 impl Job {
-    fn key(&self) -> MeterKey {
-        (
-            self.event.stripe_customer_id.clone(),
-            self.event.event_name.clone(),
-        )
-    }
-
     fn meter_event(&self) -> MeterEvent<'_> {
         MeterEvent {
             event_name: &self.event.event_name,
@@ -307,17 +302,25 @@ struct Done {
     delivery: Delivery,
 }
 
+/// What the dispatcher hears: outbox pages from the reader, answers from the workers.
+enum Msg {
+    /// The next events, oldest first; `last` when the outbox (or the limit) is exhausted.
+    Page { events: Vec<OutboxEvent>, last: bool },
+    ReadFailed(Error),
+    Done(Done),
+}
+
 /// Jobs in outbox order, released so that at most one per key is out at a time; later jobs of
 /// a busy key wait, in order, without holding up other keys.
-struct KeyedQueue<T> {
-    ready: VecDeque<(MeterKey, T)>,
-    waiting: HashMap<MeterKey, VecDeque<T>>,
+struct KeyedQueue<K, T> {
+    ready: VecDeque<(K, T)>,
+    waiting: HashMap<K, VecDeque<T>>,
     /// Keys with a job ready or out.
-    claimed: HashSet<MeterKey>,
+    claimed: HashSet<K>,
     queued: usize,
 }
 
-impl<T> KeyedQueue<T> {
+impl<K: std::hash::Hash + Eq + Clone, T> KeyedQueue<K, T> {
     fn new() -> Self {
         KeyedQueue {
             ready: VecDeque::new(),
@@ -327,7 +330,7 @@ impl<T> KeyedQueue<T> {
         }
     }
 
-    fn push(&mut self, key: MeterKey, item: T) {
+    fn push(&mut self, key: K, item: T) {
         self.queued += 1;
         if self.claimed.contains(&key) {
             self.waiting.entry(key).or_default().push_back(item);
@@ -344,7 +347,7 @@ impl<T> KeyedQueue<T> {
     }
 
     /// The job of `key` that was out has finished: its next one becomes ready.
-    fn release(&mut self, key: &MeterKey) {
+    fn release(&mut self, key: &K) {
         let next = self.waiting.get_mut(key).and_then(|q| q.pop_front());
         match next {
             Some(item) => {
@@ -365,14 +368,18 @@ impl<T> KeyedQueue<T> {
 }
 
 /// What the workers share: the HTTP client, the retry policy and the rate limiter.
-struct Sender<'a> {
+struct Transport<'a> {
     client: &'a Client,
     policy: RetryPolicy,
     limiter: RateLimiter,
 }
 
+/// One run's moving parts. Three roles keep SQLite off the hot path: a reader thread pages
+/// through the outbox on its own connection, this dispatcher only shuffles jobs in memory,
+/// and a writer thread commits the answers in batches on the run's connection.
 struct Engine<'a> {
     store: &'a mut Store,
+    db: &'a Path,
     workers: usize,
     window: OutboxWindow,
     limit: Option<u64>,
@@ -393,7 +400,7 @@ impl Engine<'_> {
     /// The report, plus a fatal error (a refused key) to return after recording the run.
     fn run(
         &mut self,
-        sender: &Sender,
+        transport: &Transport,
         cancel: &AtomicBool,
         on_progress: &mut dyn FnMut(&SyncProgress),
     ) -> Result<(SyncReport, Option<Error>)> {
@@ -410,32 +417,58 @@ impl Engine<'_> {
             .sum();
         on_progress(&tally.progress);
         let database_id = self.store.database_id()?;
+        let reader_store = Store::open(self.db)?;
+        let (window, limit, run_id, clock) = (self.window, self.limit, self.run_id, self.clock);
 
         let stop = AtomicBool::new(false);
+        let (msg_tx, msg_rx) = mpsc::channel::<Msg>();
+        let (page_tx, page_rx) = mpsc::channel::<()>();
         let (job_tx, job_rx) = mpsc::channel::<Job>();
+        let (write_tx, write_rx) = mpsc::channel::<Vec<EventOutcome>>();
         let job_rx = Mutex::new(job_rx);
-        let (done_tx, done_rx) = mpsc::channel::<Done>();
-        let outcome = std::thread::scope(|scope| {
-            for _ in 0..self.workers {
-                let done_tx = done_tx.clone();
-                let (stop, job_rx) = (&stop, &job_rx);
-                scope.spawn(move || work(sender, stop, job_rx, done_tx));
-            }
-            drop(done_tx);
-            let outcome = self.dispatch(
-                &database_id,
-                job_tx,
-                &done_rx,
-                &stop,
-                cancel,
-                &mut tally,
-                on_progress,
-            );
-            // Whatever happened, the workers must wind down before the scope ends.
+        let dispatcher = Dispatcher {
+            database_id: &database_id,
+            workers: self.workers,
+            jobs: job_tx,
+            page_requests: page_tx,
+            writes: write_tx,
+            stop: &stop,
+        };
+        let store = &mut *self.store;
+        let (dispatched, written) = std::thread::scope(|scope| {
+            // Named threads: they show up as such in top, perf and debuggers.
+            let spawn = |name: &str| std::thread::Builder::new().name(name.to_string());
+            let spawned = (|| {
+                for _ in 0..self.workers {
+                    let msg_tx = msg_tx.clone();
+                    let (stop, job_rx) = (&stop, &job_rx);
+                    spawn("sync-worker")
+                        .spawn_scoped(scope, move || work(transport, stop, job_rx, msg_tx))?;
+                }
+                spawn("sync-reader").spawn_scoped(scope, move || {
+                    read_outbox(reader_store, window, limit, page_rx, msg_tx)
+                })?;
+                spawn("sync-writer")
+                    .spawn_scoped(scope, move || write_back(store, run_id, clock, write_rx))
+            })();
+            let writer = match spawned {
+                Ok(writer) => writer,
+                Err(e) => {
+                    // Closing the dispatcher's channels ends the threads already started.
+                    drop(dispatcher);
+                    return Err(Error::Stripe(format!("cannot start a sync thread: {e}")));
+                }
+            };
+            let dispatched = dispatcher.run(&msg_rx, cancel, &mut tally, on_progress);
+            // Whatever happened, the other threads must wind down before the scope ends.
             stop.store(true, Ordering::Relaxed);
-            outcome
-        });
-        let (stopped, fatal) = outcome?;
+            let written = writer
+                .join()
+                .unwrap_or_else(|_| Err(Error::Stripe("the sync writer thread panicked".into())));
+            Ok((dispatched, written))
+        })?;
+        written?;
+        let (stopped, fatal) = dispatched?;
         on_progress(&tally.progress);
 
         let counts = self.store.stripe_counts(self.clock.now())?;
@@ -457,112 +490,177 @@ impl Engine<'_> {
         };
         Ok((report, fatal))
     }
+}
 
-    /// The dispatcher loop: read the outbox, feed the workers, write back answers.
-    /// Returns why it stopped early (if it did) and a fatal error, if any.
-    #[allow(clippy::too_many_arguments)]
-    fn dispatch(
-        &mut self,
-        database_id: &str,
-        job_tx: mpsc::Sender<Job>,
-        done_rx: &mpsc::Receiver<Done>,
-        stop: &AtomicBool,
+/// The reader: one page per request from the dispatcher, so at most a few pages are in memory.
+fn read_outbox(
+    store: Store,
+    window: OutboxWindow,
+    limit: Option<u64>,
+    requests: mpsc::Receiver<()>,
+    out: mpsc::Sender<Msg>,
+) {
+    let mut cursor: Option<OutboxCursor> = None;
+    let mut loaded = 0u64;
+    for () in requests {
+        let want = limit.map_or(PAGE, |l| PAGE.min(l - loaded));
+        let page = if want == 0 {
+            Ok((Vec::new(), None))
+        } else {
+            store.outbox_page(&window, cursor.as_ref(), want as usize)
+        };
+        let msg = match page {
+            Ok((events, next)) => {
+                loaded += events.len() as u64;
+                cursor = next.or(cursor);
+                // Done when the outbox ran out or the limit is reached.
+                let last = (events.len() as u64) < want || limit == Some(loaded);
+                Msg::Page { events, last }
+            }
+            Err(error) => Msg::ReadFailed(error),
+        };
+        let end = !matches!(msg, Msg::Page { last: false, .. });
+        if out.send(msg).is_err() || end {
+            return;
+        }
+    }
+}
+
+/// The writer: commits answers in small batches (every `WRITE_BATCH` or `WRITE_EVERY`) and
+/// keeps the lock's heartbeat fresh. Ends, after a last commit, when the dispatcher hangs up.
+fn write_back(
+    store: &mut Store,
+    run_id: i64,
+    clock: Clock,
+    batches: mpsc::Receiver<Vec<EventOutcome>>,
+) -> Result<()> {
+    let mut pending: Vec<EventOutcome> = Vec::new();
+    let (mut last_write, mut last_beat) = (Instant::now(), Instant::now());
+    loop {
+        let closed = match batches.recv_timeout(WRITE_EVERY) {
+            Ok(batch) => {
+                pending.extend(batch);
+                false
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => false,
+            Err(mpsc::RecvTimeoutError::Disconnected) => true,
+        };
+        let due = closed || pending.len() >= WRITE_BATCH || last_write.elapsed() >= WRITE_EVERY;
+        if due && !pending.is_empty() {
+            store.record_outcomes(&pending, clock.now())?;
+            pending.clear();
+            last_write = Instant::now();
+        }
+        if last_beat.elapsed() >= HEARTBEAT_EVERY {
+            store.sync_heartbeat(run_id)?;
+            last_beat = Instant::now();
+        }
+        if closed {
+            return Ok(());
+        }
+    }
+}
+
+/// The dispatcher's ends of the channels.
+struct Dispatcher<'a> {
+    database_id: &'a str,
+    workers: usize,
+    jobs: mpsc::Sender<Job>,
+    page_requests: mpsc::Sender<()>,
+    writes: mpsc::Sender<Vec<EventOutcome>>,
+    stop: &'a AtomicBool,
+}
+
+impl Dispatcher<'_> {
+    /// Feed the workers in outbox order, one job per key out at a time; pass answers to the
+    /// writer. Returns why it stopped early (if it did) and a fatal error, if any. Consumes
+    /// itself so that every channel closes when it returns.
+    fn run(
+        self,
+        inbox: &mpsc::Receiver<Msg>,
         cancel: &AtomicBool,
         tally: &mut Tally,
         on_progress: &mut dyn FnMut(&SyncProgress),
     ) -> Result<(Option<String>, Option<Error>)> {
-        let mut queue = KeyedQueue::new();
-        let mut cursor: Option<OutboxCursor> = None;
-        let mut outbox_drained = false;
-        let mut loaded = 0u64;
-        let mut out = 0usize;
-        let mut writes: Vec<EventOutcome> = Vec::new();
+        let mut queue: KeyedQueue<MeterKey, Job> = KeyedQueue::new();
+        let mut keys: HashMap<(String, String), MeterKey> = HashMap::new();
+        let (mut page_asked, mut drained, mut out) = (false, false, 0usize);
         let mut stopped: Option<String> = None;
         let mut fatal: Option<Error> = None;
-        let (mut last_write, mut last_beat, mut last_progress) =
-            (Instant::now(), Instant::now(), Instant::now());
+        let mut last_progress = Instant::now();
         loop {
             if stopped.is_none() && cancel.load(Ordering::Relaxed) {
                 stopped = Some(CANCELLED.into());
-                stop.store(true, Ordering::Relaxed);
+                self.stop.store(true, Ordering::Relaxed);
             }
-            if stopped.is_none() && !outbox_drained && queue.len() < QUEUE_LOW {
-                let want = self.limit.map_or(PAGE, |l| PAGE.min(l - loaded));
-                if want == 0 {
-                    outbox_drained = true;
-                } else {
-                    let (events, next) =
-                        self.store
-                            .outbox_page(&self.window, cursor.as_ref(), want as usize)?;
-                    outbox_drained = (events.len() as u64) < want;
-                    cursor = next.or(cursor);
-                    loaded += events.len() as u64;
-                    for event in events {
-                        let identifier = super::identifier(database_id, event.id);
-                        let job = Job { event, identifier };
-                        queue.push(job.key(), job);
-                    }
-                }
+            // Ask for the next page early, so the queue never runs dry while it is read.
+            if stopped.is_none() && !drained && !page_asked && queue.len() < QUEUE_LOW {
+                page_asked = self.page_requests.send(()).is_ok();
+                drained = !page_asked;
             }
-            // Up to two jobs per worker are out, so no worker waits for the dispatcher.
-            while stopped.is_none() && out < self.workers * 2 {
+            // Enough jobs out that no worker waits for the dispatcher.
+            while stopped.is_none() && out < self.workers * 4 {
                 let Some(job) = queue.pop_ready() else { break };
-                if job_tx.send(job).is_err() {
-                    return Err(Error::Stripe(
-                        "the sync workers stopped unexpectedly".into(),
-                    ));
+                if self.jobs.send(job).is_err() {
+                    return Err(Error::Stripe("the sync workers stopped unexpectedly".into()));
                 }
                 out += 1;
             }
-            if out == 0 && (stopped.is_some() || (outbox_drained && queue.len() == 0)) {
+            if out == 0 && (stopped.is_some() || (drained && queue.len() == 0)) {
                 break;
             }
-            match done_rx.recv_timeout(Duration::from_millis(50)) {
-                Ok(first) => {
-                    for done in std::iter::once(first).chain(done_rx.try_iter()) {
+            let first = match inbox.recv_timeout(Duration::from_millis(50)) {
+                Ok(msg) => msg,
+                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(Error::Stripe("the sync workers stopped unexpectedly".into()));
+                }
+            };
+            let mut writes = Vec::new();
+            for msg in std::iter::once(first).chain(inbox.try_iter()) {
+                match msg {
+                    Msg::Page { events, last } => {
+                        page_asked = false;
+                        drained = last;
+                        for event in events {
+                            let next_key = keys.len() as MeterKey;
+                            let key = *keys
+                                .entry((event.stripe_customer_id.clone(), event.event_name.clone()))
+                                .or_insert(next_key);
+                            let identifier = super::identifier(self.database_id, event.id);
+                            queue.push(key, Job { event, identifier, key });
+                        }
+                    }
+                    Msg::ReadFailed(error) => return Err(error),
+                    Msg::Done(done) => {
                         out -= 1;
-                        queue.release(&done.job.key());
-                        if let Some(reason) = settle(done, tally, &mut writes) {
-                            if stopped.is_none() {
-                                stop.store(true, Ordering::Relaxed);
-                                if let Reason::BadKey(message) = &reason {
-                                    fatal = Some(Error::StripeConfig(format!(
-                                        "Stripe refused the API key ({message}); check \
-                                         STRIPE_API_KEY (a secret key sk_... or a restricted key \
-                                         with write access to meter events). Nothing more was sent"
-                                    )));
-                                }
-                                stopped = Some(reason.text());
+                        queue.release(&done.job.key);
+                        let Some(reason) = settle(done, tally, &mut writes) else {
+                            continue;
+                        };
+                        if stopped.is_none() {
+                            self.stop.store(true, Ordering::Relaxed);
+                            if let Reason::BadKey(message) = &reason {
+                                fatal = Some(Error::StripeConfig(format!(
+                                    "Stripe refused the API key ({message}); check \
+                                     STRIPE_API_KEY (a secret key sk_... or a restricted key \
+                                     with write access to meter events). Nothing more was sent"
+                                )));
                             }
+                            stopped = Some(reason.text());
                         }
                     }
                 }
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    return Err(Error::Stripe(
-                        "the sync workers stopped unexpectedly".into(),
-                    ));
-                }
             }
-            if writes.len() >= WRITE_BATCH
-                || (!writes.is_empty() && last_write.elapsed() >= WRITE_EVERY)
-            {
-                self.store.record_outcomes(&writes, self.clock.now())?;
-                writes.clear();
-                last_write = Instant::now();
-            }
-            if last_beat.elapsed() >= HEARTBEAT_EVERY {
-                self.store.sync_heartbeat(self.run_id)?;
-                last_beat = Instant::now();
+            if !writes.is_empty() && self.writes.send(writes).is_err() {
+                // The writer failed; its error is reported once it is joined.
+                self.stop.store(true, Ordering::Relaxed);
+                stopped.get_or_insert_with(|| "the database write failed".into());
             }
             if last_progress.elapsed() >= PROGRESS_EVERY {
                 on_progress(&tally.progress);
                 last_progress = Instant::now();
             }
-        }
-        drop(job_tx);
-        if !writes.is_empty() {
-            self.store.record_outcomes(&writes, self.clock.now())?;
         }
         Ok((stopped, fatal))
     }
@@ -641,10 +739,10 @@ fn settle(done: Done, tally: &mut Tally, writes: &mut Vec<EventOutcome>) -> Opti
 
 /// A worker: take a job, deliver it (retries included), hand back the answer.
 fn work(
-    sender: &Sender,
+    transport: &Transport,
     stop: &AtomicBool,
     jobs: &Mutex<mpsc::Receiver<Job>>,
-    done: mpsc::Sender<Done>,
+    done: mpsc::Sender<Msg>,
 ) {
     loop {
         let next = jobs.lock().unwrap_or_else(|p| p.into_inner()).recv();
@@ -655,11 +753,11 @@ fn work(
                 attempts: 0,
             }
         } else {
-            sender
+            transport
                 .client
-                .deliver(&job.meter_event(), &sender.policy, &sender.limiter, stop)
+                .deliver(&job.meter_event(), &transport.policy, &transport.limiter, stop)
         };
-        if done.send(Done { job, delivery }).is_err() {
+        if done.send(Msg::Done(Done { job, delivery })).is_err() {
             return;
         }
     }
@@ -669,8 +767,8 @@ fn work(
 mod tests {
     use super::*;
 
-    fn key(c: &str) -> MeterKey {
-        (c.to_string(), "m".to_string())
+    fn key(c: &str) -> String {
+        c.to_string()
     }
 
     #[test]

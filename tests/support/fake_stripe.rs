@@ -158,7 +158,10 @@ impl FakeStripe {
                     let Ok(stream) = stream else { continue };
                     shared.connections.fetch_add(1, Ordering::SeqCst);
                     let shared = Arc::clone(&shared);
-                    std::thread::spawn(move || serve(stream, &shared));
+                    std::thread::Builder::new()
+                        .name("fake-stripe".into())
+                        .spawn(move || serve(stream, &shared))
+                        .expect("spawn a connection thread");
                 }
             })
         };
