@@ -113,7 +113,10 @@ fn client_only(server: &FakeStripe, now: DateTime<Utc>) -> f64 {
                         timestamp: now.timestamp() - 60,
                     };
                     let answer = client.send(&event, &event.idempotency_key(0));
-                    assert_eq!(answer, meterline::stripe::Answer::Accepted { replayed: false });
+                    assert_eq!(
+                        answer,
+                        meterline::stripe::Answer::Accepted { replayed: false }
+                    );
                 }
             });
         }
@@ -136,7 +139,10 @@ fn read_response(reader: &mut BufReader<TcpStream>) {
     }
     let mut body = vec![0; length];
     reader.read_exact(&mut body).unwrap();
-    assert!(body.starts_with(b"{\"created\"") || body.starts_with(b"{"), "bad answer");
+    assert!(
+        body.starts_with(b"{\"created\"") || body.starts_with(b"{"),
+        "bad answer"
+    );
 }
 
 fn sync_once(now: DateTime<Utc>) -> (f64, usize) {
@@ -185,8 +191,12 @@ fn main() {
     }
     println!("sync/20000 events, rate limit off, {WORKERS} workers ({connections} connections)");
     println!("  meterline sync:        {best_sync:>9.0} events/s");
-    println!("  server ceiling:        {best_ceiling:>9.0} requests/s (minimal keep-alive client, {WORKERS} connections)");
-    println!("  HTTP client alone:     {best_client:>9.0} requests/s (meterline's ureq client, no database)");
+    println!(
+        "  server ceiling:        {best_ceiling:>9.0} requests/s (minimal keep-alive client, {WORKERS} connections)"
+    );
+    println!(
+        "  HTTP client alone:     {best_client:>9.0} requests/s (meterline's ureq client, no database)"
+    );
     println!(
         "  ratio:                 {:>9.2} (target >= 0.80; Stripe's live limit is 1,000/s)",
         best_sync / best_ceiling

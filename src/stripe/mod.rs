@@ -2,6 +2,7 @@
 //! named for Stripe, the HTTP client and the sync engine.
 
 pub mod client;
+mod pipeline;
 pub mod ratelimit;
 pub mod sync;
 

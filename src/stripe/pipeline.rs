@@ -1,0 +1,555 @@
+//! The concurrent part of a sync: worker threads sending events, a reader thread paging
+//! through the outbox, a writer thread committing answers, all around one shared board.
+//!
+//! Workers take the next ready job straight off the board (no dispatcher thread in between,
+//! so no hand-off per event), and a job is ready only while no other job of its customer and
+//! meter is out: Stripe allows one request in flight per pair. SQLite stays off the workers'
+//! path: the reader and the writer have their own connections.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+
+use super::{Answer, Client, Delivery, MeterEvent, RateLimiter, RetryPolicy};
+use crate::store::{EventOutcome, OutboxCursor, OutboxEvent, OutboxWindow};
+use crate::{Error, Result, Store};
+
+use super::sync::SyncProgress;
+
+/// Answers are committed at least this often, or as soon as `WRITE_BATCH` are waiting.
+const WRITE_EVERY: Duration = Duration::from_millis(100);
+const WRITE_BATCH: usize = 256;
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+const PROGRESS_EVERY: Duration = Duration::from_millis(50);
+/// Outbox rows read per query, and the queue depth below which the next page is read.
+const PAGE: u64 = 1024;
+const QUEUE_LOW: usize = 4096;
+/// This many events in a row that exhausted their retries means Stripe is unreachable.
+pub const GIVE_UP_AFTER: u32 = 3;
+pub const CANCELLED: &str = "cancelled";
+
+/// The run's notion of now: the caller's `now` plus the time the run has taken.
+#[derive(Clone, Copy)]
+pub struct Clock {
+    pub now: DateTime<Utc>,
+    pub started: Instant,
+}
+
+impl Clock {
+    pub fn now(&self) -> DateTime<Utc> {
+        self.now + chrono::Duration::from_std(self.started.elapsed()).unwrap_or_default()
+    }
+}
+
+/// What the workers share: the HTTP client, the retry policy and the rate limiter.
+pub struct Transport<'a> {
+    pub client: &'a Client,
+    pub policy: RetryPolicy,
+    pub limiter: RateLimiter,
+}
+
+/// Everything a pipeline run needs besides the two connections.
+pub struct Plan<'a> {
+    pub transport: &'a Transport<'a>,
+    pub workers: usize,
+    pub window: OutboxWindow,
+    pub limit: Option<u64>,
+    pub run_id: i64,
+    pub clock: Clock,
+    pub database_id: &'a str,
+}
+
+/// How the pipeline ended.
+#[derive(Default)]
+pub struct Outcome {
+    pub progress: SyncProgress,
+    /// Events that hit transient errors until the attempt bound (or the run stopped).
+    pub undelivered: u64,
+    /// Why it stopped early, if it did.
+    pub stopped: Option<String>,
+    /// A refused API key: returned to the caller after the run is recorded.
+    pub fatal: Option<Error>,
+}
+
+/// (Stripe customer, meter event name), interned.
+type MeterKey = u32;
+
+struct Job {
+    event: OutboxEvent,
+    identifier: String,
+    key: MeterKey,
+}
+
+impl Job {
+    fn meter_event(&self) -> MeterEvent<'_> {
+        MeterEvent {
+            event_name: &self.event.event_name,
+            stripe_customer_id: &self.event.stripe_customer_id,
+            value: self.event.quantity,
+            identifier: &self.identifier,
+            timestamp: self.event.occurred_at.timestamp(),
+        }
+    }
+}
+
+/// Jobs in outbox order, released so that at most one per key is out at a time; later jobs of
+/// a busy key wait, in order, without holding up other keys.
+pub(crate) struct KeyedQueue<K, T> {
+    ready: VecDeque<(K, T)>,
+    waiting: HashMap<K, VecDeque<T>>,
+    /// Keys with a job ready or out.
+    claimed: HashSet<K>,
+    queued: usize,
+}
+
+impl<K: std::hash::Hash + Eq + Clone, T> KeyedQueue<K, T> {
+    pub(crate) fn new() -> Self {
+        KeyedQueue {
+            ready: VecDeque::new(),
+            waiting: HashMap::new(),
+            claimed: HashSet::new(),
+            queued: 0,
+        }
+    }
+
+    pub(crate) fn push(&mut self, key: K, item: T) {
+        self.queued += 1;
+        if self.claimed.contains(&key) {
+            self.waiting.entry(key).or_default().push_back(item);
+        } else {
+            self.claimed.insert(key.clone());
+            self.ready.push_back((key, item));
+        }
+    }
+
+    pub(crate) fn pop_ready(&mut self) -> Option<T> {
+        let (_, item) = self.ready.pop_front()?;
+        self.queued -= 1;
+        Some(item)
+    }
+
+    /// The job of `key` that was out has finished: its next one becomes ready.
+    pub(crate) fn release(&mut self, key: &K) {
+        let next = self.waiting.get_mut(key).and_then(|q| q.pop_front());
+        match next {
+            Some(item) => {
+                if self.waiting.get(key).is_some_and(|q| q.is_empty()) {
+                    self.waiting.remove(key);
+                }
+                self.ready.push_back((key.clone(), item));
+            }
+            None => {
+                self.claimed.remove(key);
+            }
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.queued
+    }
+
+    #[cfg(test)]
+    pub(crate) fn is_idle(&self) -> bool {
+        self.claimed.is_empty() && self.waiting.is_empty() && self.ready.is_empty()
+    }
+}
+
+/// The shared state, under one mutex.
+struct State {
+    queue: KeyedQueue<MeterKey, Job>,
+    keys: HashMap<(String, String), MeterKey>,
+    /// The reader has been asked for a page and not answered yet.
+    page_asked: bool,
+    /// The outbox (or the limit) is exhausted.
+    drained: bool,
+    /// No new jobs are taken (cancelled, bad key, unreachable, or a thread failed).
+    stopping: bool,
+    workers_running: usize,
+    /// Answers waiting for the writer.
+    writes: Vec<EventOutcome>,
+    outcome: Outcome,
+    unreachable_streak: u32,
+    /// A reader or writer failure, returned by the run.
+    error: Option<Error>,
+}
+
+struct Board {
+    state: Mutex<State>,
+    /// Workers wait here for a ready job.
+    work: Condvar,
+    /// The reader waits here for a page request.
+    reader: Condvar,
+    /// The writer and the coordinator wait here.
+    coordinator: Condvar,
+    /// Mirrors `stopping` for retry pauses, which run outside the lock.
+    stop: AtomicBool,
+}
+
+impl Board {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stop taking new jobs and wake everyone so they notice.
+    fn halt(&self, state: &mut State, reason: String) {
+        if !state.stopping {
+            state.stopping = true;
+            state.outcome.stopped.get_or_insert(reason);
+        }
+        self.stop.store(true, Ordering::Relaxed);
+        self.work.notify_all();
+        self.reader.notify_all();
+        self.coordinator.notify_all();
+    }
+
+    /// Ask the reader for the next page early, so the queue never runs dry while it is read.
+    fn want_page(&self, state: &mut State) {
+        if !state.stopping && !state.drained && !state.page_asked && state.queue.len() < QUEUE_LOW {
+            state.page_asked = true;
+            self.reader.notify_one();
+        }
+    }
+}
+
+/// Run the pipeline to the end: the outbox drained, or stopped early.
+pub fn run(
+    store: &mut Store,
+    reader_store: Store,
+    plan: &Plan,
+    cancel: &AtomicBool,
+    on_progress: &mut dyn FnMut(&SyncProgress),
+    total: u64,
+) -> Result<Outcome> {
+    let board = Board {
+        state: Mutex::new(State {
+            queue: KeyedQueue::new(),
+            keys: HashMap::new(),
+            page_asked: false,
+            drained: false,
+            stopping: false,
+            workers_running: plan.workers,
+            writes: Vec::new(),
+            outcome: Outcome {
+                progress: SyncProgress {
+                    total,
+                    ..SyncProgress::default()
+                },
+                ..Outcome::default()
+            },
+            unreachable_streak: 0,
+            error: None,
+        }),
+        work: Condvar::new(),
+        reader: Condvar::new(),
+        coordinator: Condvar::new(),
+        stop: AtomicBool::new(false),
+    };
+    board.want_page(&mut board.lock());
+    std::thread::scope(|scope| {
+        // Named threads: they show up as such in top, perf and debuggers.
+        let spawn = |name: &str| std::thread::Builder::new().name(name.to_string());
+        let board = &board;
+        let mut started = 0;
+        let mut spawn_error = None;
+        for _ in 0..plan.workers {
+            match spawn("sync-worker").spawn_scoped(scope, move || work(board, plan.transport)) {
+                Ok(_) => started += 1,
+                Err(e) => spawn_error = Some(e),
+            }
+        }
+        let reader = spawn("sync-reader")
+            .spawn_scoped(scope, move || read(board, &reader_store, plan))
+            .map_err(|e| spawn_error = Some(e))
+            .is_ok();
+        let writer = spawn("sync-writer")
+            .spawn_scoped(scope, move || write(board, store, plan))
+            .map_err(|e| spawn_error = Some(e))
+            .is_ok();
+        {
+            let mut state = board.lock();
+            state.workers_running = started;
+            if let Some(e) = spawn_error {
+                state.error = Some(Error::Stripe(format!("cannot start a sync thread: {e}")));
+                board.halt(&mut state, "a sync thread could not start".into());
+            }
+            if !reader || !writer {
+                // Without them nothing can finish: let the workers run dry.
+                state.drained = true;
+            }
+        }
+        coordinate(board, cancel, on_progress);
+    });
+    let mut state = board.into_inner_state();
+    if let Some(error) = state.error.take() {
+        return Err(error);
+    }
+    Ok(state.outcome)
+}
+
+impl Board {
+    fn into_inner_state(self) -> State {
+        self.state.into_inner().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The caller's thread: watch for cancel, report progress, wait for the workers to finish,
+/// then release the reader and the writer (which flushes the last answers).
+fn coordinate(board: &Board, cancel: &AtomicBool, on_progress: &mut dyn FnMut(&SyncProgress)) {
+    let mut last_progress = Instant::now();
+    let mut state = board.lock();
+    loop {
+        if cancel.load(Ordering::Relaxed) && !state.stopping {
+            board.halt(&mut state, CANCELLED.into());
+        }
+        if state.workers_running == 0 {
+            // Everything sent is settled: the reader and writer may finish.
+            state.stopping = true;
+            board.reader.notify_all();
+            board.coordinator.notify_all();
+            return;
+        }
+        if last_progress.elapsed() >= PROGRESS_EVERY {
+            let progress = state.outcome.progress.clone();
+            drop(state);
+            on_progress(&progress);
+            last_progress = Instant::now();
+            state = board.lock();
+            continue;
+        }
+        state = board
+            .coordinator
+            .wait_timeout(state, PROGRESS_EVERY)
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
+    }
+}
+
+/// A worker: take the next ready job, deliver it (retries included), settle the answer.
+fn work(board: &Board, transport: &Transport) {
+    let mut state = board.lock();
+    loop {
+        if state.stopping {
+            break;
+        }
+        if let Some(job) = state.queue.pop_ready() {
+            board.want_page(&mut state);
+            drop(state);
+            let delivery = transport.client.deliver(
+                &job.meter_event(),
+                &transport.policy,
+                &transport.limiter,
+                &board.stop,
+            );
+            state = board.lock();
+            state.queue.release(&job.key);
+            settle(board, &mut state, &job, delivery);
+            continue;
+        }
+        if state.drained && state.queue.len() == 0 {
+            break;
+        }
+        state = board.work.wait(state).unwrap_or_else(|p| p.into_inner());
+    }
+    state.workers_running -= 1;
+    // Whoever is still waiting for work may be done too.
+    board.work.notify_all();
+    board.coordinator.notify_all();
+}
+
+/// Count one finished event and queue its write-back; stop the run when it must stop.
+fn settle(board: &Board, state: &mut State, job: &Job, delivery: Delivery) {
+    let id = job.event.id;
+    let attempts = delivery.attempts;
+    let progress = &mut state.outcome.progress;
+    if attempts > 0 {
+        progress.attempted += 1;
+    }
+    let mut halt = None;
+    match delivery.answer {
+        Answer::Accepted { replayed } => {
+            if replayed {
+                progress.duplicates += 1;
+            } else {
+                progress.accepted += 1;
+            }
+            state.unreachable_streak = 0;
+            state.writes.push(EventOutcome::Delivered { id, attempts });
+        }
+        Answer::Duplicate => {
+            progress.duplicates += 1;
+            state.unreachable_streak = 0;
+            state.writes.push(EventOutcome::Delivered { id, attempts });
+        }
+        Answer::Refused { message } => {
+            progress.failed += 1;
+            state.unreachable_streak = 0;
+            state.writes.push(EventOutcome::Refused {
+                id,
+                attempts,
+                error: message,
+            });
+        }
+        Answer::Transient { message, .. } => {
+            state.outcome.undelivered += 1;
+            state.unreachable_streak += 1;
+            if state.unreachable_streak >= GIVE_UP_AFTER {
+                halt = Some(format!(
+                    "gave up: {GIVE_UP_AFTER} events in a row could not be delivered after all \
+                     retries (last error: {message})"
+                ));
+            }
+            state.writes.push(EventOutcome::Undelivered {
+                id,
+                attempts,
+                error: message,
+            });
+        }
+        Answer::Unauthorized { message } => {
+            state.outcome.undelivered += 1;
+            if state.outcome.fatal.is_none() && !state.stopping {
+                state.outcome.fatal = Some(Error::StripeConfig(format!(
+                    "Stripe refused the API key ({message}); check STRIPE_API_KEY (a secret key \
+                     sk_... or a restricted key with write access to meter events). Nothing \
+                     more was sent"
+                )));
+            }
+            halt = Some(format!("Stripe refused the API key ({message})"));
+        }
+        Answer::NotSent => {}
+    }
+    if let Some(reason) = halt {
+        board.halt(state, reason);
+    }
+    if state.writes.len() >= WRITE_BATCH {
+        board.coordinator.notify_all();
+    }
+}
+
+/// The reader: one page per request, so at most a few pages are in memory.
+fn read(board: &Board, store: &Store, plan: &Plan) {
+    let mut cursor: Option<OutboxCursor> = None;
+    let mut loaded = 0u64;
+    loop {
+        let mut state = board.lock();
+        while !state.page_asked && !state.stopping {
+            state = board.reader.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+        if state.stopping {
+            return;
+        }
+        drop(state);
+        let want = plan.limit.map_or(PAGE, |l| PAGE.min(l - loaded));
+        let page = if want == 0 {
+            Ok((Vec::new(), None))
+        } else {
+            store.outbox_page(&plan.window, cursor.as_ref(), want as usize)
+        };
+        let mut state = board.lock();
+        state.page_asked = false;
+        match page {
+            Ok((events, next)) => {
+                loaded += events.len() as u64;
+                cursor = next.or(cursor);
+                // Done when the outbox ran out or the limit is reached.
+                state.drained = (events.len() as u64) < want || plan.limit == Some(loaded);
+                for event in events {
+                    let next_key = state.keys.len() as MeterKey;
+                    let key = *state
+                        .keys
+                        .entry((event.stripe_customer_id.clone(), event.event_name.clone()))
+                        .or_insert(next_key);
+                    let identifier = super::identifier(plan.database_id, event.id);
+                    state.queue.push(
+                        key,
+                        Job {
+                            event,
+                            identifier,
+                            key,
+                        },
+                    );
+                }
+                board.want_page(&mut state);
+            }
+            Err(error) => {
+                state.error.get_or_insert(error);
+                state.drained = true;
+                board.halt(&mut state, "reading the outbox failed".into());
+            }
+        }
+        board.work.notify_all();
+        if state.drained {
+            return;
+        }
+    }
+}
+
+/// The writer: commits answers in small batches and keeps the lock's heartbeat fresh. Ends,
+/// after a last commit, once the workers are done.
+fn write(board: &Board, store: &mut Store, plan: &Plan) {
+    let mut last_beat = Instant::now();
+    loop {
+        let mut state = board.lock();
+        let deadline = Instant::now() + WRITE_EVERY;
+        while state.writes.len() < WRITE_BATCH && state.workers_running > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            state = board
+                .coordinator
+                .wait_timeout(state, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        let batch = std::mem::take(&mut state.writes);
+        let finished = state.workers_running == 0;
+        drop(state);
+        let mut result = Ok(());
+        if !batch.is_empty() {
+            result = store.record_outcomes(&batch, plan.clock.now());
+        }
+        if result.is_ok() && last_beat.elapsed() >= HEARTBEAT_EVERY {
+            result = store.sync_heartbeat(plan.run_id);
+            last_beat = Instant::now();
+        }
+        if let Err(error) = result {
+            let mut state = board.lock();
+            state.error.get_or_insert(error);
+            board.halt(&mut state, "writing to the database failed".into());
+            return;
+        }
+        if finished {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_job_per_key_is_out_and_order_is_kept() {
+        let mut q = KeyedQueue::new();
+        q.push("a", 1);
+        q.push("a", 2);
+        q.push("b", 3);
+        q.push("a", 4);
+        assert_eq!(q.len(), 4);
+        assert_eq!(q.pop_ready(), Some(1));
+        assert_eq!(q.pop_ready(), Some(3));
+        // a's next job waits until 1 is done.
+        assert_eq!(q.pop_ready(), None);
+        q.release(&"a");
+        assert_eq!(q.pop_ready(), Some(2));
+        q.release(&"b");
+        q.release(&"a");
+        assert_eq!(q.pop_ready(), Some(4));
+        q.release(&"a");
+        assert_eq!(q.len(), 0);
+        assert!(q.is_idle());
+    }
+}
