@@ -4,9 +4,15 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use ureq::http::Uri;
+use ureq::http::header::{self, HeaderName, HeaderValue};
+
 use super::{ApiKey, RateLimiter};
 use crate::config::StripeSettings;
 use crate::{Error, Result};
+
+const STRIPE_VERSION: HeaderName = HeaderName::from_static("stripe-version");
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
 /// One meter event as Stripe receives it.
 #[derive(Debug, Clone)]
@@ -188,9 +194,10 @@ impl RetryPolicy {
 /// The Stripe API over one keep-alive agent, shared by all workers.
 pub struct Client {
     agent: ureq::Agent,
-    endpoint: String,
-    authorization: String,
-    api_version: String,
+    /// Parsed once: these go out with every request.
+    endpoint: Uri,
+    authorization: HeaderValue,
+    api_version: HeaderValue,
     key: ApiKey,
 }
 
@@ -215,11 +222,26 @@ impl Client {
             .max_redirects(0)
             .user_agent(concat!("meterline/", env!("CARGO_PKG_VERSION")))
             .build();
+        let endpoint = format!("{api_base}/v1/billing/meter_events");
+        let endpoint: Uri = endpoint.parse().map_err(|_| {
+            Error::StripeConfig(format!("the Stripe endpoint {endpoint} is not a valid URL"))
+        })?;
+        // The key was checked to be printable ASCII, so this cannot fail; marked sensitive so
+        // the header never shows in debug output.
+        let mut authorization = HeaderValue::from_str(&format!("Bearer {}", key.secret()))
+            .map_err(|_| Error::StripeConfig("STRIPE_API_KEY has unusable characters".into()))?;
+        authorization.set_sensitive(true);
+        let api_version = HeaderValue::from_str(&settings.api_version).map_err(|_| {
+            Error::StripeConfig(format!(
+                "[stripe] api_version = \"{}\" is not a valid header value",
+                settings.api_version
+            ))
+        })?;
         Ok(Client {
             agent: ureq::Agent::new_with_config(config),
-            endpoint: format!("{api_base}/v1/billing/meter_events"),
-            authorization: format!("Bearer {}", key.secret()),
-            api_version: settings.api_version.clone(),
+            endpoint,
+            authorization,
+            api_version,
             key: key.clone(),
         })
     }
@@ -228,10 +250,10 @@ impl Client {
     pub fn send(&self, event: &MeterEvent, idempotency_key: &str) -> Answer {
         let result = self
             .agent
-            .post(&self.endpoint)
-            .header("Authorization", &self.authorization)
-            .header("Stripe-Version", &self.api_version)
-            .header("Idempotency-Key", idempotency_key)
+            .post(self.endpoint.clone())
+            .header(header::AUTHORIZATION, self.authorization.clone())
+            .header(STRIPE_VERSION, self.api_version.clone())
+            .header(IDEMPOTENCY_KEY, idempotency_key)
             .send_form(event.form());
         let answer = match result {
             Ok(mut response) => {
