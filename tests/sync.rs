@@ -77,6 +77,12 @@ fn happy_path_delivers_every_event_exactly_once() {
     );
     assert!(run.finished_at.is_some());
 
+    let status = stdout(&env.run(&["status"], &[]));
+    assert!(
+        status.contains("stripe: 0 unreported (0 failed, 0 unmapped), 0 expired; last sync 2026-11-27T18:00:00Z completed: 90 accepted"),
+        "{status}"
+    );
+
     // Nothing left: a second run sends nothing.
     let again = env.run(&["sync", "--json"], &[]);
     assert!(again.status.success());
@@ -232,7 +238,7 @@ fn a_missing_key_exits_2_without_network() {
 #[test]
 fn configuration_mistakes_exit_2_before_sending() {
     let env = seeded();
-    let cases: &[(&[(&str, Option<&str>)], &str)] = &[
+    let cases: &[(&support::EnvOverrides, &str)] = &[
         (
             &[("STRIPE_API_KEY", Some("pk_test_publishable123"))],
             "does not look like a Stripe secret key",

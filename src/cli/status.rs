@@ -33,5 +33,26 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
         );
     }
     println!("{} customers", rows.len());
+    println!("{}", stripe_line(&ctx.store()?, ctx.now)?);
     Ok(ExitCode::SUCCESS)
+}
+
+/// One line on the Stripe side: what is still to report and how the last sync went.
+fn stripe_line(store: &crate::Store, now: chrono::DateTime<chrono::Utc>) -> Result<String> {
+    let counts = store.stripe_counts(now)?;
+    let mut line = format!(
+        "stripe: {} unreported ({} failed, {} unmapped), {} expired",
+        output::thousands(counts.unreported as i64),
+        output::thousands(counts.failed as i64),
+        output::thousands(counts.unmapped as i64),
+        output::thousands(counts.expired as i64)
+    );
+    match store.last_sync_run()? {
+        None => line.push_str("; never synced (meterline sync)"),
+        Some(run) => line.push_str(&format!(
+            "; last sync {} {}: {} accepted, {} already there, {} refused",
+            run.started_at, run.outcome, run.accepted, run.duplicates, run.failed
+        )),
+    }
+    Ok(line)
 }

@@ -129,6 +129,46 @@ mod tests {
     }
 
     #[test]
+    fn a_version_1_database_upgrades_with_its_data_and_a_random_id() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute_batch(
+            "INSERT INTO customers VALUES ('acme', 'Acme', 'free', NULL, '2026-01-01', '2026-01-01T00:00:00Z');
+             INSERT INTO usage_events (customer_id, quantity, occurred_at, recorded_at, period_start)
+             VALUES ('acme', 5, '2026-01-02T00:00:00Z', '2026-01-02T00:00:00Z', '2026-01-01T00:00:00Z');",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let id: String = conn
+            .query_row(
+                "SELECT value FROM meterline_meta WHERE key = 'database_id'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(
+            id.len() == 16 && id.chars().all(|c| c.is_ascii_hexdigit()),
+            "{id}"
+        );
+        let events: i64 = conn
+            .query_row("SELECT COUNT(*) FROM usage_events INDEXED BY usage_events_outbox WHERE stripe_reported_at IS NULL AND stripe_expired_at IS NULL", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(events, 1);
+        // Another database gets another id.
+        let mut other = Connection::open_in_memory().unwrap();
+        migrate(&mut other).unwrap();
+        let other_id: String = other
+            .query_row(
+                "SELECT value FROM meterline_meta WHERE key = 'database_id'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_ne!(id, other_id);
+    }
+
+    #[test]
     fn a_newer_schema_is_refused() {
         let mut conn = Connection::open_in_memory().unwrap();
         conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)

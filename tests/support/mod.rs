@@ -12,7 +12,11 @@ use chrono::{DateTime, Duration, Utc};
 use meterline::store::NewCustomer;
 use meterline::{Config, RecordRequest, Store};
 
+#[allow(unused_imports)]
 pub use fake_stripe::{FakeStripe, Fault};
+
+/// Environment variables to set (`Some`) or remove (`None`) for one run of the binary.
+pub type EnvOverrides<'a> = [(&'a str, Option<&'a str>)];
 
 /// A test key; any output containing it fails the test.
 pub const KEY: &str = "sk_test_51MeterlineSecretKEY0123456789abcdef";
@@ -123,7 +127,7 @@ impl Env {
         }
         let total: usize = seeds.iter().map(|s| s.events).sum();
         // Interleave customers in time, as real traffic is.
-        let mut n = 0;
+        let mut n: i32 = 0;
         for round in 0.. {
             let mut any = false;
             for (index, seed) in seeds.iter().enumerate() {
@@ -132,7 +136,7 @@ impl Env {
                 }
                 any = true;
                 let step = span / total.max(1) as i32;
-                let at = now() - Duration::minutes(10) - span + step * n as i32;
+                let at = now() - Duration::minutes(10) - span + step * n;
                 n += 1;
                 let quantity = 1 + (round * 7 + index) as i64 % 13;
                 self.record(&mut store, &config, seed.id, quantity, at);
