@@ -187,4 +187,14 @@ fn the_lock_is_held_within_one_process_too() {
         })
         .unwrap();
     assert_eq!(old, "interrupted");
+
+    // A holder on another host cannot be checked: its heartbeat decides.
+    conn.execute("UPDATE sync_lock SET host = 'elsewhere', pid = 1", [])
+        .unwrap();
+    let err = a.begin_sync_run(&me, support::now()).unwrap_err();
+    assert!(err.to_string().contains("pid 1 on elsewhere"), "{err}");
+    let stale = chrono::Utc::now().timestamp() - meterline::store::LOCK_STALE_AFTER_SECS - 1;
+    conn.execute("UPDATE sync_lock SET heartbeat = ?1", [stale])
+        .unwrap();
+    a.begin_sync_run(&me, support::now()).unwrap();
 }

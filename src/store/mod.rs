@@ -15,8 +15,9 @@ use crate::Result;
 
 pub use customers::{Customer, NewCustomer};
 pub use outbox::{
-    EventOutcome, LockHolder, OutboxCursor, OutboxEvent, OutboxGroup, OutboxWindow,
-    STRIPE_MAX_AGE_DAYS, STRIPE_MAX_FUTURE_SECS, StripeCounts, StripeState, SyncRun, stripe_window,
+    EventOutcome, LOCK_STALE_AFTER_SECS, LockHolder, OutboxCursor, OutboxEvent, OutboxGroup,
+    OutboxWindow, STRIPE_MAX_AGE_DAYS, STRIPE_MAX_FUTURE_SECS, StripeCounts, StripeState, SyncRun,
+    stripe_window,
 };
 pub use queries::{HistoryRow, Member, MembersSummary, StatusRow};
 pub use record::{RecordOutcome, RecordRequest};
