@@ -128,6 +128,15 @@ mod tests {
         assert_eq!(v, SCHEMA_VERSION);
     }
 
+    fn database_id(conn: &Connection) -> String {
+        conn.query_row(
+            "SELECT value FROM meterline_meta WHERE key = 'database_id'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    }
+
     #[test]
     fn a_version_1_database_upgrades_with_its_data_and_a_random_id() {
         let mut conn = Connection::open_in_memory().unwrap();
@@ -140,13 +149,7 @@ mod tests {
         )
         .unwrap();
         migrate(&mut conn).unwrap();
-        let id: String = conn
-            .query_row(
-                "SELECT value FROM meterline_meta WHERE key = 'database_id'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let id = database_id(&conn);
         assert!(
             id.len() == 16 && id.chars().all(|c| c.is_ascii_hexdigit()),
             "{id}"
@@ -158,13 +161,7 @@ mod tests {
         // Another database gets another id.
         let mut other = Connection::open_in_memory().unwrap();
         migrate(&mut other).unwrap();
-        let other_id: String = other
-            .query_row(
-                "SELECT value FROM meterline_meta WHERE key = 'database_id'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let other_id = database_id(&other);
         assert_ne!(id, other_id);
     }
 

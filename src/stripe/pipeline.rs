@@ -193,6 +193,18 @@ impl Board {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Wait on the coordinator condition at most `timeout`.
+    fn wait_coordinator<'a>(
+        &self,
+        state: MutexGuard<'a, State>,
+        timeout: Duration,
+    ) -> MutexGuard<'a, State> {
+        self.coordinator
+            .wait_timeout(state, timeout)
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+    }
+
     /// Stop taking new jobs and wake everyone so they notice.
     fn halt(&self, state: &mut State, reason: String) {
         if !state.stopping {
@@ -319,11 +331,7 @@ fn coordinate(board: &Board, cancel: &AtomicBool, on_progress: &mut dyn FnMut(&S
             state = board.lock();
             continue;
         }
-        state = board
-            .coordinator
-            .wait_timeout(state, PROGRESS_EVERY)
-            .unwrap_or_else(|p| p.into_inner())
-            .0;
+        state = board.wait_coordinator(state, PROGRESS_EVERY);
     }
 }
 
@@ -498,11 +506,7 @@ fn write(board: &Board, store: &mut Store, plan: &Plan) {
             if left.is_zero() {
                 break;
             }
-            state = board
-                .coordinator
-                .wait_timeout(state, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            state = board.wait_coordinator(state, left);
         }
         let batch = std::mem::take(&mut state.writes);
         let finished = state.workers_running == 0;
