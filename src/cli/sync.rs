@@ -55,8 +55,10 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
         ctx.now,
         &cancel,
         &mut |p| progress.update(p),
-    )?;
+    );
+    // Clear the bar before any message, error or not.
     progress.finish();
+    let report = report?;
     if args.json {
         print_json(&report)?;
     } else {
@@ -72,10 +74,7 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
 /// A progress bar on a terminal; otherwise a plain line every few seconds (cron logs).
 enum ProgressOutput {
     Bar(indicatif::ProgressBar),
-    Lines {
-        last: Instant,
-        seen: Option<SyncProgress>,
-    },
+    Lines { last: Instant },
 }
 
 impl ProgressOutput {
@@ -92,7 +91,6 @@ impl ProgressOutput {
         } else {
             ProgressOutput::Lines {
                 last: Instant::now(),
-                seen: None,
             }
         }
     }
@@ -107,12 +105,11 @@ impl ProgressOutput {
                     p.accepted, p.duplicates, p.failed
                 ));
             }
-            ProgressOutput::Lines { last, seen } => {
+            ProgressOutput::Lines { last } => {
                 if last.elapsed() >= Duration::from_secs(5) {
                     eprintln!("{}", progress_line(p));
                     *last = Instant::now();
                 }
-                *seen = Some(p.clone());
             }
         }
     }

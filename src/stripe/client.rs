@@ -275,11 +275,8 @@ impl Client {
                     .read_to_string()
                 {
                     Ok(body) => classify(status, should_retry, replayed, &body),
-                    Err(e) if (200..300).contains(&status) => {
-                        // The status line said accepted; the body is only a receipt.
-                        let _ = e;
-                        Answer::Accepted { replayed }
-                    }
+                    // The status line said accepted; the body is only a receipt.
+                    Err(_) if (200..300).contains(&status) => Answer::Accepted { replayed },
                     Err(e) => classify_transport(&e),
                 }
             }
