@@ -212,11 +212,11 @@ impl Client {
         let connections = settings.workers.max(1) * 2;
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
+            // Connect and per-read/per-write timeouts: constant values, so ureq sets them on a
+            // pooled socket once instead of re-arming a shrinking deadline on every call.
             .timeout_connect(Some(timeout.min(Duration::from_secs(10))))
-            .timeout_send_request(Some(timeout))
-            .timeout_send_body(Some(timeout))
-            .timeout_recv_response(Some(timeout))
-            .timeout_recv_body(Some(timeout))
+            .timeout_per_read(Some(timeout))
+            .timeout_per_write(Some(timeout))
             .max_idle_connections(connections)
             .max_idle_connections_per_host(connections)
             .max_redirects(0)
