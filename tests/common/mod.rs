@@ -153,3 +153,14 @@ pub fn events_of(conn: &rusqlite::Connection, customer: &str) -> (i64, i64) {
     )
     .expect("count events")
 }
+
+/// One-line JSON exactly as printed, with each key starting a new line so a snapshot is
+/// readable and still records the key order byte for byte.
+pub fn one_key_per_line(json: &[u8]) -> String {
+    std::str::from_utf8(json)
+        .expect("UTF-8 output")
+        .trim_end()
+        .replace("{\"", "{\n\"")
+        .replace(",\"", ",\n\"")
+        .replace(",{", ",\n{")
+}
