@@ -39,22 +39,16 @@ impl Scratch {
         }
     }
 
-    /// `meterline --db … --plans …` with the clock pinned at `NOW` and no stray environment.
+    /// `meterline` on this database and plans file, with the clock pinned at `NOW` and no stray environment.
     pub fn cmd(&self) -> Command {
         let mut cmd = Command::new(BIN);
-        for var in [
-            "METERLINE_DB",
-            "METERLINE_PLANS",
-            "METERLINE_BUSY_TIMEOUT_MS",
-            "STRIPE_API_KEY",
-        ] {
+        for var in ["METERLINE_BUSY_TIMEOUT_MS", "NO_COLOR", "STRIPE_API_KEY"] {
             cmd.env_remove(var);
         }
+        // Through the environment, so a test can still pass its own --db.
         cmd.env("METERLINE_NOW", NOW)
-            .arg("--db")
-            .arg(&self.db)
-            .arg("--plans")
-            .arg(&self.plans);
+            .env("METERLINE_DB", &self.db)
+            .env("METERLINE_PLANS", &self.plans);
         cmd
     }
 
