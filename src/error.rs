@@ -32,6 +32,18 @@ pub enum Error {
     Database(String),
     #[error("{0}")]
     Stripe(String),
+    #[error(
+        "STRIPE_API_KEY is not set. Set it to your Stripe secret key (Dashboard -> Developers -> API keys), \
+         e.g. `export STRIPE_API_KEY=sk_test_...` for a shell, `Environment=STRIPE_API_KEY=...` or \
+         `EnvironmentFile=` for a systemd unit, or a line `STRIPE_API_KEY=...` at the top of a crontab"
+    )]
+    MissingApiKey,
+    /// Stripe settings that cannot work (bad key format, refused key, insecure API base).
+    #[error("{0}")]
+    StripeConfig(String),
+    /// Another sync holds the database's sync lock.
+    #[error("{0}")]
+    SyncRunning(String),
 }
 
 impl Error {
@@ -41,7 +53,9 @@ impl Error {
             Error::Config(_)
             | Error::UnknownCustomer(_)
             | Error::UnknownPlan { .. }
-            | Error::InvalidInput(_) => 2,
+            | Error::InvalidInput(_)
+            | Error::MissingApiKey
+            | Error::StripeConfig(_) => 2,
             _ => 1,
         }
     }

@@ -9,6 +9,7 @@ mod output;
 mod plans;
 mod record;
 mod status;
+mod sync;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,6 +48,9 @@ pub struct Cli {
     /// Monochrome output (NO_COLOR is honoured too).
     #[arg(long, global = true)]
     pub no_color: bool,
+    /// Headless sync to Stripe, the same as `meterline sync` (for cron).
+    #[arg(long)]
+    pub sync: bool,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -70,6 +74,8 @@ pub enum Command {
     Plans(plans::Args),
     /// Fill the database with realistic demo data.
     Demo(demo::Args),
+    /// Report unreported usage to Stripe Billing Meters (exit 1 if some was not delivered).
+    Sync(sync::Args),
 }
 
 /// What every subcommand gets: resolved paths and the current instant.
@@ -102,7 +108,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         plans: cli.plans,
         now: cli.now.unwrap_or_else(Utc::now),
     };
+    if cli.sync && cli.command.is_some() {
+        return Err(crate::Error::InvalidInput(
+            "--sync runs the sync on its own; for options use `meterline sync --help`".into(),
+        ));
+    }
     match cli.command {
+        Some(Command::Sync(args)) => sync::exec(&ctx, args),
+        None if cli.sync => sync::exec(&ctx, sync::Args::default()),
         Some(Command::Record(args)) => record::exec(&ctx, args),
         Some(Command::Check(args)) => check::exec(&ctx, args),
         Some(Command::Status(args)) => status::exec(&ctx, args),

@@ -14,7 +14,10 @@ use rusqlite::{Connection, OpenFlags};
 use crate::Result;
 
 pub use customers::{Customer, NewCustomer};
-pub use outbox::StripeState;
+pub use outbox::{
+    EventOutcome, LockHolder, OutboxCursor, OutboxEvent, OutboxGroup, OutboxWindow,
+    STRIPE_MAX_AGE_DAYS, STRIPE_MAX_FUTURE_SECS, StripeCounts, StripeState, SyncRun, stripe_window,
+};
 pub use queries::{HistoryRow, Member, MembersSummary, StatusRow};
 pub use record::{RecordOutcome, RecordRequest};
 pub use schema::SCHEMA_VERSION;

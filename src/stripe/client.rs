@@ -1,0 +1,465 @@
+//! The HTTP side of Stripe: one ureq agent (keep-alive, timeouts), one meter event per request,
+//! every answer classified, and the retry policy for transient failures.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use super::{ApiKey, RateLimiter};
+use crate::config::StripeSettings;
+use crate::{Error, Result};
+
+/// One meter event as Stripe receives it.
+#[derive(Debug, Clone)]
+pub struct MeterEvent<'a> {
+    pub event_name: &'a str,
+    pub stripe_customer_id: &'a str,
+    pub value: i64,
+    pub identifier: &'a str,
+    /// Unix seconds.
+    pub timestamp: i64,
+}
+
+impl MeterEvent<'_> {
+    fn form(&self) -> [(&'static str, String); 5] {
+        [
+            ("event_name", self.event_name.to_string()),
+            (
+                "payload[stripe_customer_id]",
+                self.stripe_customer_id.to_string(),
+            ),
+            ("payload[value]", self.value.to_string()),
+            ("identifier", self.identifier.to_string()),
+            ("timestamp", self.timestamp.to_string()),
+        ]
+    }
+
+    /// The Idempotency-Key for this event. Deterministic, and tied to the exact parameters
+    /// (a key reused with other parameters is an error at Stripe). Stripe replays a saved
+    /// 5xx for the same key, so each 5xx moves to the next `generation`; the identifier still
+    /// makes any resend a recognised duplicate.
+    pub fn idempotency_key(&self, generation: u32) -> String {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325; // FNV-1a: stable across builds and platforms
+        for (name, value) in self.form() {
+            for byte in name
+                .bytes()
+                .chain([b'='])
+                .chain(value.bytes())
+                .chain([b'&'])
+            {
+                hash = (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        }
+        format!("{}-{hash:016x}-{generation}", self.identifier)
+    }
+}
+
+/// How Stripe (or the network) answered one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// 2xx: accepted for processing. `replayed`: Stripe answered from its idempotency cache,
+    /// so an earlier request had already delivered it.
+    Accepted { replayed: bool },
+    /// "An event already exists with identifier …": delivered before.
+    Duplicate,
+    /// 401/403: the key is wrong or lacks permission; nothing else will succeed.
+    Unauthorized { message: String },
+    /// Any other refusal: this event will not go through as it is.
+    Refused { message: String },
+    /// Worth retrying: 409, 429, 400 rate_limit, 5xx, timeouts, resets (or Stripe said so).
+    /// `server_error`: Stripe answered 5xx, which it saves under the idempotency key.
+    Transient { message: String, server_error: bool },
+    /// Not sent: the run was stopping before this attempt.
+    NotSent,
+}
+
+/// The final answer for one event and how many requests it took.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub answer: Answer,
+    pub attempts: u32,
+}
+
+/// Turn an HTTP answer into an `Answer`. Pure, so every branch is unit-tested.
+pub fn classify(status: u16, should_retry: Option<bool>, replayed: bool, body: &str) -> Answer {
+    if (200..300).contains(&status) {
+        return Answer::Accepted { replayed };
+    }
+    let error = serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("error").cloned())
+        .unwrap_or_default();
+    let field = |name: &str| error.get(name).and_then(|v| v.as_str()).unwrap_or("");
+    let (kind, code, text, param) = (
+        field("type"),
+        field("code"),
+        field("message"),
+        field("param"),
+    );
+    if status == 400 && text.contains("already exists with identifier") {
+        return Answer::Duplicate;
+    }
+    let mut message = format!("HTTP {status}");
+    for part in [kind, code] {
+        if !part.is_empty() {
+            message.push(' ');
+            message.push_str(part);
+        }
+    }
+    if !text.is_empty() {
+        message.push_str(": ");
+        message.push_str(text);
+    } else if error.is_null() && !body.trim().is_empty() {
+        message.push_str(": ");
+        message.extend(body.trim().chars().take(200));
+    }
+    if !param.is_empty() {
+        message.push_str(&format!(" (param {param})"));
+    }
+    if status == 401 || status == 403 {
+        return Answer::Unauthorized { message };
+    }
+    let server_error = status >= 500;
+    let transient = match should_retry {
+        Some(verdict) => verdict,
+        None => {
+            status == 409
+                || status == 429
+                || server_error
+                || (status == 400 && (code == "rate_limit" || kind == "rate_limit_error"))
+        }
+    };
+    if transient {
+        Answer::Transient {
+            message,
+            server_error,
+        }
+    } else {
+        Answer::Refused { message }
+    }
+}
+
+/// A transport failure (timeout, reset, refused connection, protocol garbage): transient.
+fn classify_transport(error: &ureq::Error) -> Answer {
+    let message = match error {
+        ureq::Error::Timeout(which) => format!("timed out ({which:?})"),
+        ureq::Error::Io(io) => format!("connection error: {io}"),
+        other => format!("network error: {other}"),
+    };
+    Answer::Transient {
+        message,
+        server_error: false,
+    }
+}
+
+/// Bounded attempts with exponential backoff and full jitter.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub base: Duration,
+    pub cap: Duration,
+}
+
+impl RetryPolicy {
+    /// plans.toml's `max_attempts`; the backoff starts at 500 ms (METERLINE_STRIPE_BACKOFF_MS
+    /// overrides it, for tests) and doubles up to 8 s.
+    pub fn from_settings(settings: &StripeSettings) -> RetryPolicy {
+        let base_ms = std::env::var("METERLINE_STRIPE_BACKOFF_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(500u64);
+        RetryPolicy {
+            max_attempts: settings.max_attempts.max(1),
+            base: Duration::from_millis(base_ms),
+            cap: Duration::from_millis(base_ms.saturating_mul(16)),
+        }
+    }
+
+    /// The pause before retry number `retry` (1 = the first retry): a random time between
+    /// half and all of `base * 2^(retry-1)`, capped, so workers that failed together spread out.
+    pub fn backoff(&self, retry: u32) -> Duration {
+        let exp = self
+            .base
+            .saturating_mul(1u32 << retry.saturating_sub(1).min(16))
+            .min(self.cap);
+        exp / 2 + exp.mul_f64(fastrand::f64() / 2.0)
+    }
+}
+
+/// The Stripe API over one keep-alive agent, shared by all workers.
+pub struct Client {
+    agent: ureq::Agent,
+    endpoint: String,
+    authorization: String,
+    api_version: String,
+    key: ApiKey,
+}
+
+impl Client {
+    pub fn new(api_base: &str, key: &ApiKey, settings: &StripeSettings) -> Result<Client> {
+        if settings.api_version.is_empty() {
+            return Err(Error::StripeConfig(
+                "[stripe] api_version must not be empty".into(),
+            ));
+        }
+        let timeout = Duration::from_secs_f64(settings.timeout_secs);
+        let connections = settings.workers.max(1) * 2;
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(timeout.min(Duration::from_secs(10))))
+            .timeout_send_request(Some(timeout))
+            .timeout_send_body(Some(timeout))
+            .timeout_recv_response(Some(timeout))
+            .timeout_recv_body(Some(timeout))
+            .max_idle_connections(connections)
+            .max_idle_connections_per_host(connections)
+            .max_redirects(0)
+            .user_agent(concat!("meterline/", env!("CARGO_PKG_VERSION")))
+            .build();
+        Ok(Client {
+            agent: ureq::Agent::new_with_config(config),
+            endpoint: format!("{api_base}/v1/billing/meter_events"),
+            authorization: format!("Bearer {}", key.secret()),
+            api_version: settings.api_version.clone(),
+            key: key.clone(),
+        })
+    }
+
+    /// One request, one classified answer. Never returns the key in a message.
+    pub fn send(&self, event: &MeterEvent, idempotency_key: &str) -> Answer {
+        let result = self
+            .agent
+            .post(&self.endpoint)
+            .header("Authorization", &self.authorization)
+            .header("Stripe-Version", &self.api_version)
+            .header("Idempotency-Key", idempotency_key)
+            .send_form(event.form());
+        let answer = match result {
+            Ok(mut response) => {
+                let header = |name: &str| {
+                    response
+                        .headers()
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .map(|v| v.trim().eq_ignore_ascii_case("true"))
+                };
+                let should_retry = header("stripe-should-retry");
+                let replayed = header("idempotent-replayed").unwrap_or(false);
+                let status = response.status().as_u16();
+                // Reading the whole body returns the connection to the pool.
+                match response
+                    .body_mut()
+                    .with_config()
+                    .limit(64 * 1024)
+                    .read_to_string()
+                {
+                    Ok(body) => classify(status, should_retry, replayed, &body),
+                    Err(e) if (200..300).contains(&status) => {
+                        // The status line said accepted; the body is only a receipt.
+                        let _ = e;
+                        Answer::Accepted { replayed }
+                    }
+                    Err(e) => classify_transport(&e),
+                }
+            }
+            Err(e) => classify_transport(&e),
+        };
+        self.redacted(answer)
+    }
+
+    fn redacted(&self, answer: Answer) -> Answer {
+        match answer {
+            Answer::Unauthorized { message } => Answer::Unauthorized {
+                message: self.key.redact(&message),
+            },
+            Answer::Refused { message } => Answer::Refused {
+                message: self.key.redact(&message),
+            },
+            Answer::Transient {
+                message,
+                server_error,
+            } => Answer::Transient {
+                message: self.key.redact(&message),
+                server_error,
+            },
+            other => other,
+        }
+    }
+
+    /// Send one event until it is settled or the attempts run out, pausing between attempts
+    /// and taking a rate-limiter slot before each. `stop` abandons the backoff pauses.
+    pub fn deliver(
+        &self,
+        event: &MeterEvent,
+        policy: &RetryPolicy,
+        limiter: &RateLimiter,
+        stop: &AtomicBool,
+    ) -> Delivery {
+        let mut generation = 0;
+        let mut last = Answer::NotSent;
+        for attempt in 1..=policy.max_attempts {
+            if attempt > 1 && !pause(policy.backoff(attempt - 1), stop) {
+                return Delivery {
+                    answer: last,
+                    attempts: attempt - 1,
+                };
+            }
+            limiter.acquire();
+            last = self.send(event, &event.idempotency_key(generation));
+            match &last {
+                Answer::Transient { server_error, .. } => {
+                    if *server_error {
+                        generation += 1;
+                    }
+                }
+                _ => {
+                    return Delivery {
+                        answer: last,
+                        attempts: attempt,
+                    };
+                }
+            }
+        }
+        Delivery {
+            answer: last,
+            attempts: policy.max_attempts,
+        }
+    }
+}
+
+/// Sleep for `total` unless `stop` is raised; true when the full pause elapsed.
+fn pause(total: Duration, stop: &AtomicBool) -> bool {
+    let deadline = std::time::Instant::now() + total;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        let now = std::time::Instant::now();
+        if now >= deadline {
+            return true;
+        }
+        std::thread::sleep((deadline - now).min(Duration::from_millis(50)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DUPLICATE: &str = r#"{"error":{"type":"invalid_request_error","message":"An event already exists with identifier ml-1-2."}}"#;
+
+    fn transient(answer: &Answer) -> bool {
+        matches!(answer, Answer::Transient { .. })
+    }
+
+    #[test]
+    fn success_and_replays_are_accepted() {
+        assert_eq!(
+            classify(200, None, false, "{}"),
+            Answer::Accepted { replayed: false }
+        );
+        assert_eq!(
+            classify(200, None, true, "{}"),
+            Answer::Accepted { replayed: true }
+        );
+    }
+
+    #[test]
+    fn a_known_identifier_means_delivered() {
+        assert_eq!(
+            classify(400, Some(false), false, DUPLICATE),
+            Answer::Duplicate
+        );
+        assert_eq!(classify(400, None, false, DUPLICATE), Answer::Duplicate);
+    }
+
+    #[test]
+    fn auth_failures_stop_everything() {
+        let body =
+            r#"{"error":{"type":"invalid_request_error","message":"Invalid API Key provided"}}"#;
+        assert!(matches!(
+            classify(401, Some(false), false, body),
+            Answer::Unauthorized { .. }
+        ));
+        assert!(matches!(
+            classify(403, None, false, "{}"),
+            Answer::Unauthorized { .. }
+        ));
+    }
+
+    #[test]
+    fn transient_classes() {
+        for status in [409, 429, 500, 502, 503, 504] {
+            assert!(transient(&classify(status, None, false, "{}")), "{status}");
+        }
+        let rate = r#"{"error":{"type":"invalid_request_error","code":"rate_limit","message":"slow down"}}"#;
+        assert!(transient(&classify(400, None, false, rate)));
+        assert!(matches!(
+            classify(500, None, false, "{}"),
+            Answer::Transient {
+                server_error: true,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn the_should_retry_header_overrides_the_guess() {
+        assert!(matches!(
+            classify(500, Some(false), false, "{}"),
+            Answer::Refused { .. }
+        ));
+        assert!(transient(&classify(400, Some(true), false, "{}")));
+    }
+
+    #[test]
+    fn other_client_errors_are_refusals_with_stripes_message() {
+        let body = r#"{"error":{"type":"invalid_request_error","message":"No such customer: 'cus_x'","param":"payload[stripe_customer_id]"}}"#;
+        match classify(400, Some(false), false, body) {
+            Answer::Refused { message } => {
+                assert!(message.contains("No such customer: 'cus_x'"), "{message}");
+                assert!(message.contains("payload[stripe_customer_id]"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            classify(404, None, false, "not json"),
+            Answer::Refused { .. }
+        ));
+    }
+
+    #[test]
+    fn backoff_grows_with_jitter_and_a_cap() {
+        let policy = RetryPolicy {
+            max_attempts: 5,
+            base: Duration::from_millis(100),
+            cap: Duration::from_millis(800),
+        };
+        for _ in 0..100 {
+            let first = policy.backoff(1);
+            assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
+            let third = policy.backoff(3);
+            assert!(third >= Duration::from_millis(200) && third <= Duration::from_millis(400));
+            assert!(policy.backoff(30) <= Duration::from_millis(800));
+        }
+    }
+
+    #[test]
+    fn idempotency_keys_follow_the_parameters_and_generation() {
+        let event = MeterEvent {
+            event_name: "meterline_usage",
+            stripe_customer_id: "cus_1",
+            value: 3,
+            identifier: "ml-ab-1",
+            timestamp: 1_700_000_000,
+        };
+        let key = event.idempotency_key(0);
+        assert!(key.starts_with("ml-ab-1-") && key.len() <= 255);
+        assert_eq!(key, event.idempotency_key(0));
+        assert_ne!(key, event.idempotency_key(1));
+        let other = MeterEvent {
+            value: 4,
+            ..event.clone()
+        };
+        assert_ne!(key, other.idempotency_key(0));
+    }
+}

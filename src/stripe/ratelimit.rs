@@ -1,0 +1,75 @@
+//! A client-side rate limiter shared by the sync workers: requests are spaced evenly at the
+//! configured rate, so a burst never trips Stripe's own limiter.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+pub struct RateLimiter {
+    /// Time between two requests; `None` = unlimited.
+    interval: Option<Duration>,
+    next_slot: Mutex<Instant>,
+}
+
+impl RateLimiter {
+    /// `0` means no limit.
+    pub fn per_second(rate: u32) -> RateLimiter {
+        RateLimiter {
+            interval: (rate > 0).then(|| Duration::from_secs(1) / rate),
+            next_slot: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// Wait for this caller's slot. Each caller reserves the next free slot under the lock and
+    /// sleeps outside it, so waiting workers never block each other's bookkeeping.
+    pub fn acquire(&self) {
+        let Some(interval) = self.interval else {
+            return;
+        };
+        let wait = {
+            let mut next = self.next_slot.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            let slot = (*next).max(now);
+            *next = slot + interval;
+            slot - now
+        };
+        if !wait.is_zero() {
+            std::thread::sleep(wait);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_spaced_at_the_rate() {
+        let limiter = RateLimiter::per_second(200);
+        let start = Instant::now();
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..10 {
+                        limiter.acquire();
+                    }
+                });
+            }
+        });
+        // 40 requests at 200/s: the first is free, the other 39 take 5 ms each.
+        assert!(
+            start.elapsed() >= Duration::from_millis(190),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[test]
+    fn zero_is_unlimited() {
+        let limiter = RateLimiter::per_second(0);
+        let start = Instant::now();
+        for _ in 0..100_000 {
+            limiter.acquire();
+        }
+        assert!(start.elapsed() < Duration::from_secs(1));
+    }
+}
