@@ -149,7 +149,7 @@ mod tests {
 
     #[test]
     fn malformed_keys_are_refused_without_echo() {
-        for bad in ["pk_test_123456", "sk_te st_123", "sk_", "hello"] {
+        for bad in ["pk_test_123456", "sk_te st_123", "sk_x", "hello"] {
             let err = ApiKey::new(bad).unwrap_err();
             assert_eq!(err.exit_code(), 2);
             assert!(!err.to_string().contains(bad));
