@@ -1,1 +1,215 @@
-fn main() {}
+//! `cargo bench --bench record`: recording one event per transaction, and the `check` query,
+//! through meterline's `Store` against the floor measured in the same run — the same SQL
+//! issued directly through rusqlite prepared statements on a connection with the same pragmas.
+//!
+//! Targets (issue 2): record >= 50,000 events/s and >= 0.8 of the floor; check < 20 µs.
+//! `METERLINE_BENCH_EVENTS` changes the number of events (default 200,000).
+
+use std::hint::black_box;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use meterline::billing::{format_ts, period_containing};
+use meterline::store::NewCustomer;
+use meterline::{Config, RecordRequest, Store};
+use rusqlite::{Connection, TransactionBehavior, params};
+
+const CUSTOMER: &str = "acme";
+/// The shipped `business` plan: unlimited, so no event is refused and both sides do the same work.
+const PLAN: &str = "business";
+const WARMUP: usize = 1_000;
+const ROUNDS: usize = 20;
+
+fn main() {
+    let events: usize = std::env::var("METERLINE_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let config = Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("plans.toml"))
+        .expect("the shipped plans.toml");
+    let now = DateTime::parse_from_rfc3339("2026-11-27T18:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    let dir = tempfile::tempdir().expect("temp dir");
+
+    println!("record: {events} events, one transaction each, fresh temp-file database");
+    let floor_db = fresh_database(&dir.path().join("floor.db"), &config, now);
+    let ours_db = fresh_database(&dir.path().join("ours.db"), &config, now);
+    let mut store = Store::open(&ours_db).expect("open");
+    let request = RecordRequest::new(CUSTOMER, 1, now);
+    let (floor, ours) = compare(events, floor_record(&floor_db, &config, now), || {
+        let outcome = store.record(&config, &request, now).expect("record");
+        black_box(outcome);
+    });
+    let (floor_rate, ours_rate) = (rate(events, floor), rate(events, ours));
+    println!("  floor (rusqlite, same SQL)  {floor_rate:>10.0} events/s");
+    println!("  meterline Store::record     {ours_rate:>10.0} events/s");
+    println!(
+        "  ratio {:.2} (target >= 0.80), {} 50,000 events/s",
+        ours_rate / floor_rate,
+        if ours_rate >= 50_000.0 {
+            "meets"
+        } else {
+            "BELOW"
+        }
+    );
+
+    let checks = events;
+    println!("check: {checks} queries on the database just filled");
+    let conn = open_like_store(&ours_db);
+    let period_start = current_period_start(&config, now);
+    let (floor, ours) = compare(
+        checks,
+        || {
+            let used: i64 = conn
+                .prepare_cached(
+                    "SELECT used FROM usage_records WHERE customer_id = ?1 AND period_start = ?2",
+                )
+                .unwrap()
+                .query_row(params![CUSTOMER, period_start], |r| r.get(0))
+                .unwrap();
+            black_box(used);
+        },
+        || {
+            black_box(store.check(&config, CUSTOMER, now).expect("check"));
+        },
+    );
+    let (floor_us, ours_us) = (micros(checks, floor), micros(checks, ours));
+    println!("  floor (one SELECT)          {floor_us:>10.2} µs");
+    println!("  meterline Store::check      {ours_us:>10.2} µs");
+    println!(
+        "  ratio {:.2} of the floor's speed, target < 20 µs: {}",
+        floor_us / ours_us,
+        if ours_us < 20.0 { "meets" } else { "MISSES" }
+    );
+}
+
+/// A new database with the schema and one customer, created through the store.
+fn fresh_database(path: &Path, config: &Config, now: DateTime<Utc>) -> std::path::PathBuf {
+    let mut store = Store::open(path).expect("create");
+    store
+        .add_customer(
+            config,
+            &NewCustomer {
+                id: CUSTOMER.into(),
+                name: None,
+                plan_id: PLAN.into(),
+                stripe_customer_id: None,
+                billing_anchor: Some(NaiveDate::from_ymd_opt(2026, 11, 1).unwrap()),
+            },
+            now,
+        )
+        .expect("add customer");
+    path.to_path_buf()
+}
+
+/// A plain rusqlite connection with the pragmas `Store::open` sets.
+fn open_like_store(path: &Path) -> Connection {
+    let conn = Connection::open(path).expect("open");
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
+        .unwrap();
+    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
+        .unwrap();
+    conn
+}
+
+fn current_period_start(config: &Config, now: DateTime<Utc>) -> String {
+    let anchor = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
+    format_ts(period_containing(anchor, config.billing.period, now).start)
+}
+
+/// The statements `Store::record` runs for an event without key or member, with everything
+/// that is not SQL (period arithmetic, timestamp text) computed once up front.
+fn floor_record(path: &Path, config: &Config, now: DateTime<Utc>) -> impl FnMut() {
+    let mut conn = open_like_store(path);
+    let anchor = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
+    let period = period_containing(anchor, config.billing.period, now);
+    let (start, end, at) = (
+        format_ts(period.start),
+        format_ts(period.end),
+        format_ts(now),
+    );
+    let plan = config.plan(PLAN).expect("plan").clone();
+    move || {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .unwrap();
+        let customer: (String, String, String, Option<String>, String) = tx
+            .prepare_cached(
+                "SELECT id, name, plan_id, stripe_customer_id, billing_anchor
+                 FROM customers WHERE id = ?1",
+            )
+            .unwrap()
+            .query_row([CUSTOMER], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .unwrap();
+        let used: i64 = tx
+            .prepare_cached(
+                "INSERT INTO usage_records
+                     (customer_id, period_start, period_end, used, plan_id, meter_event_name)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (customer_id, period_start) DO UPDATE SET used = used + excluded.used
+                 RETURNING used",
+            )
+            .unwrap()
+            .query_row(
+                params![customer.0, start, end, 1, plan.id, plan.meter_event],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let id: i64 = tx
+            .prepare_cached(
+                "INSERT INTO usage_events
+                     (customer_id, user_id, quantity, occurred_at, recorded_at, period_start,
+                      idempotency_key)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 RETURNING id",
+            )
+            .unwrap()
+            .query_row(
+                params![customer.0, None::<String>, 1, at, at, start, None::<String>],
+                |r| r.get(0),
+            )
+            .unwrap();
+        tx.commit().unwrap();
+        black_box((used, id));
+    }
+}
+
+/// Time `n` calls of each after a short warm-up, alternating rounds of the two so a change
+/// in machine load (other builds on a shared machine) hits both alike.
+fn compare(n: usize, mut floor: impl FnMut(), mut ours: impl FnMut()) -> (Duration, Duration) {
+    for _ in 0..WARMUP {
+        floor();
+        ours();
+    }
+    let (mut floor_took, mut ours_took) = (Duration::ZERO, Duration::ZERO);
+    let round = n.div_ceil(ROUNDS);
+    let mut done = 0;
+    while done < n {
+        let count = round.min(n - done);
+        floor_took += time(count, &mut floor);
+        ours_took += time(count, &mut ours);
+        done += count;
+    }
+    (floor_took, ours_took)
+}
+
+fn time(n: usize, f: &mut impl FnMut()) -> Duration {
+    let started = Instant::now();
+    for _ in 0..n {
+        f();
+    }
+    started.elapsed()
+}
+
+fn rate(n: usize, took: Duration) -> f64 {
+    n as f64 / took.as_secs_f64()
+}
+
+fn micros(n: usize, took: Duration) -> f64 {
+    took.as_secs_f64() * 1e6 / n as f64
+}

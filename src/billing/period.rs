@@ -16,6 +16,15 @@ pub enum PeriodKind {
     Calendar,
 }
 
+impl PeriodKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PeriodKind::Anniversary => "anniversary",
+            PeriodKind::Calendar => "calendar",
+        }
+    }
+}
+
 /// A half-open interval `[start, end)` in UTC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Period {

@@ -3,12 +3,7 @@ use std::process::ExitCode;
 use super::{Context, output};
 use crate::Result;
 
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    pub customer: String,
-    #[arg(long)]
-    pub json: bool,
-}
+pub use super::check::Args;
 
 pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
     let config = ctx.config()?;

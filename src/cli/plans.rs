@@ -2,6 +2,7 @@ use std::process::ExitCode;
 
 use super::{Context, output};
 use crate::Result;
+use crate::config::AtLimit;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -26,12 +27,10 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
             p.name,
             p.price,
             p.included.map_or("unlimited".into(), output::thousands),
-            if p.included.is_none() {
-                "-"
-            } else if p.overage_rate.is_some() {
-                "overage"
-            } else {
-                "block"
+            match (p.included, p.at_limit) {
+                (None, _) => "-",
+                (Some(_), AtLimit::Block) => "block",
+                (Some(_), AtLimit::Overage) => "overage",
             },
             p.overage_rate.map_or("-".into(), |r| r.to_string()),
             p.meter_event,
@@ -43,8 +42,10 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
         config.thresholds.critical * 100.0
     );
     println!(
-        "billing periods: {:?}; stripe: {} (meter event {})",
-        config.billing.period, config.stripe.api_base, config.stripe.meter_event
+        "billing periods: {}; stripe: {} (meter event {})",
+        config.billing.period.as_str(),
+        config.stripe.api_base,
+        config.stripe.meter_event
     );
     Ok(ExitCode::SUCCESS)
 }

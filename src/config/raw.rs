@@ -56,10 +56,38 @@ pub struct RawPlan {
 
 /// Money as written: a string ("0.015") or a whole number. Floats are caught in validation
 /// so that no amount ever passes through binary floating point.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug)]
 pub enum RawAmount {
     Text(String),
     Whole(i64),
     Float(f64),
+}
+
+/// By hand rather than `#[serde(untagged)]`, whose error for a wrong type ("data did not match
+/// any variant") names neither the field's meaning nor what to write.
+impl<'de> Deserialize<'de> for RawAmount {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct AmountVisitor;
+        impl serde::de::Visitor<'_> for AmountVisitor {
+            type Value = RawAmount;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an exact decimal string like \"0.015\" or a whole number")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawAmount, E> {
+                Ok(RawAmount::Text(v.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<RawAmount, E> {
+                Ok(RawAmount::Whole(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<RawAmount, E> {
+                i64::try_from(v)
+                    .map(RawAmount::Whole)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<RawAmount, E> {
+                Ok(RawAmount::Float(v))
+            }
+        }
+        deserializer.deserialize_any(AmountVisitor)
+    }
 }

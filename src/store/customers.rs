@@ -79,7 +79,7 @@ fn validate_id(kind: &str, id: &str) -> Result<()> {
 
 fn validate_stripe_id(id: &str) -> Result<()> {
     if !id.starts_with("cus_")
-        || id.len() > 255
+        || !(5..=255).contains(&id.len())
         || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
     {
         return Err(Error::InvalidInput(format!(

@@ -24,13 +24,16 @@ const MIGRATIONS: &[&str] = &[
         occurred_at            TEXT NOT NULL,        -- RFC3339 UTC, whole seconds
         recorded_at            TEXT NOT NULL,
         period_start           TEXT NOT NULL,        -- joins usage_records
-        idempotency_key        TEXT UNIQUE,
+        idempotency_key        TEXT,                 -- unique when set (index below)
         stripe_reported_at     TEXT,                 -- NULL = not yet reported
         stripe_attempts        INTEGER NOT NULL DEFAULT 0,
         stripe_error           TEXT,                 -- last error Stripe gave, if any
         stripe_failed_at       TEXT,                 -- set when Stripe refused it for good
         stripe_expired_at      TEXT                  -- set when past Stripe's 35-day window
     );
+    -- Partial: events recorded without a key cost no index write.
+    CREATE UNIQUE INDEX usage_events_idempotency_key ON usage_events(idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
     CREATE INDEX usage_events_unreported ON usage_events(stripe_reported_at)
         WHERE stripe_reported_at IS NULL;
     CREATE INDEX usage_events_unreported_by_customer ON usage_events(customer_id)

@@ -1,0 +1,160 @@
+//! Shared helpers for the integration tests: a scratch directory with the repository's
+//! plans.toml, the real `meterline` binary with a pinned clock, and a full dump of the
+//! database to prove that a refused command wrote nothing.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use rusqlite::types::ValueRef;
+use tempfile::TempDir;
+
+/// The instant every command pretends it is, so outputs are deterministic.
+pub const NOW: &str = "2026-11-27T18:00:00Z";
+
+/// The `meterline` binary cargo built for these tests.
+pub const BIN: &str = env!("CARGO_BIN_EXE_meterline");
+
+/// The plans.toml shipped at the repository root.
+pub fn repo_plans() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("plans.toml")
+}
+
+/// A scratch directory holding one database and a copy of the shipped plans.toml.
+pub struct Scratch {
+    pub dir: TempDir,
+    pub db: PathBuf,
+    pub plans: PathBuf,
+}
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let plans = dir.path().join("plans.toml");
+        std::fs::copy(repo_plans(), &plans).expect("copy plans.toml");
+        Scratch {
+            db: dir.path().join("meterline.db"),
+            plans,
+            dir,
+        }
+    }
+
+    /// `meterline` on this database and plans file, with the clock pinned at `NOW` and no stray environment.
+    pub fn cmd(&self) -> Command {
+        let mut cmd = Command::new(BIN);
+        for var in ["METERLINE_BUSY_TIMEOUT_MS", "NO_COLOR", "STRIPE_API_KEY"] {
+            cmd.env_remove(var);
+        }
+        // Through the environment, so a test can still pass its own --db.
+        cmd.env("METERLINE_NOW", NOW)
+            .env("METERLINE_DB", &self.db)
+            .env("METERLINE_PLANS", &self.plans);
+        cmd
+    }
+
+    /// Add a customer, panicking with the tool's message if that fails.
+    pub fn add_customer(&self, id: &str, plan: &str, anchor: &str) {
+        self.cmd()
+            .args(["customer", "add", id, "--plan", plan, "--anchor", anchor])
+            .assert()
+            .success();
+    }
+
+    /// Record `quantity` units for `customer`, which must succeed.
+    pub fn record(&self, customer: &str, quantity: i64) {
+        self.cmd()
+            .args(["record", customer, "-n", &quantity.to_string()])
+            .assert()
+            .success();
+    }
+
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.cmd().args(args).output().expect("run meterline");
+        assert!(
+            out.status.success(),
+            "meterline {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("JSON output")
+    }
+
+    pub fn conn(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(&self.db).expect("open the test database")
+    }
+
+    pub fn dump(&self) -> Dump {
+        dump(&self.conn())
+    }
+}
+
+/// Every row of every meterline table, as text, in a stable order.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Dump(pub Vec<(String, Vec<String>)>);
+
+pub const TABLES: [&str; 4] = [
+    "customers",
+    "usage_events",
+    "usage_records",
+    "usage_members",
+];
+
+pub fn dump(conn: &rusqlite::Connection) -> Dump {
+    let mut tables = Vec::new();
+    for table in TABLES {
+        let mut stmt = conn
+            .prepare(&format!("SELECT * FROM {table} ORDER BY 1, 2, 3"))
+            .expect("prepare dump");
+        let columns = stmt.column_count();
+        let rows = stmt
+            .query_map([], |r| {
+                (0..columns)
+                    .map(|i| {
+                        Ok(match r.get_ref(i)? {
+                            ValueRef::Null => "NULL".to_string(),
+                            ValueRef::Integer(n) => n.to_string(),
+                            ValueRef::Real(f) => f.to_string(),
+                            ValueRef::Text(t) => format!("'{}'", String::from_utf8_lossy(t)),
+                            ValueRef::Blob(b) => format!("x{b:02x?}"),
+                        })
+                    })
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .map(|cells| cells.join("|"))
+            })
+            .expect("query dump")
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .expect("read dump");
+        tables.push((table.to_string(), rows));
+    }
+    Dump(tables)
+}
+
+/// `used` of one customer's counter row for the period starting at `period_start`.
+pub fn used_in(conn: &rusqlite::Connection, customer: &str, period_start: &str) -> i64 {
+    conn.query_row(
+        "SELECT used FROM usage_records WHERE customer_id = ?1 AND period_start = ?2",
+        [customer, period_start],
+        |r| r.get(0),
+    )
+    .expect("counter row")
+}
+
+/// (number of events, sum of their quantities) for one customer.
+pub fn events_of(conn: &rusqlite::Connection, customer: &str) -> (i64, i64) {
+    conn.query_row(
+        "SELECT COUNT(*), COALESCE(SUM(quantity), 0) FROM usage_events WHERE customer_id = ?1",
+        [customer],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .expect("count events")
+}
+
+/// One-line JSON exactly as printed, with each key starting a new line so a snapshot is
+/// readable and still records the key order byte for byte.
+pub fn one_key_per_line(json: &[u8]) -> String {
+    std::str::from_utf8(json)
+        .expect("UTF-8 output")
+        .trim_end()
+        .replace("{\"", "{\n\"")
+        .replace(",\"", ",\n\"")
+        .replace(",{", ",\n{")
+}
