@@ -282,7 +282,9 @@ pub fn run(
             .is_ok();
         {
             let mut state = board.lock();
-            state.workers_running = started;
+            // Workers that started may already have finished (an empty outbox): only take
+            // off the ones that never started.
+            state.workers_running -= plan.workers - started;
             if let Some(e) = spawn_error {
                 state.error = Some(Error::Stripe(format!("cannot start a sync thread: {e}")));
                 board.halt(&mut state, "a sync thread could not start".into());
