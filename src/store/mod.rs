@@ -1,6 +1,7 @@
 //! The SQLite store: the only module that talks to rusqlite.
 
 mod customers;
+mod dashboard;
 mod outbox;
 mod queries;
 pub mod record;
@@ -14,6 +15,10 @@ use rusqlite::{Connection, OpenFlags};
 use crate::Result;
 
 pub use customers::{Customer, NewCustomer};
+pub use dashboard::{
+    Backlog, ChangeMarks, CustomerDetail, Dashboard, DashboardRow, EventRow, Projection, Refresh,
+    UsageChange, project,
+};
 pub use outbox::StripeState;
 pub use queries::{HistoryRow, Member, MembersSummary, StatusRow};
 pub use record::{RecordOutcome, RecordRequest};

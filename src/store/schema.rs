@@ -53,6 +53,33 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (customer_id, period_start, user_id)
     ) WITHOUT ROWID;
     "#,
+    // 2: change marks for live views, and a covering index for the Stripe backlog counts.
+    // The dashboard polls these instead of rescanning 100k customers or millions of events.
+    r#"
+    CREATE TABLE change_counters (
+        name  TEXT PRIMARY KEY,                      -- 'customers' or 'stripe'
+        value INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO change_counters (name, value) VALUES ('customers', 0), ('stripe', 0);
+    CREATE TRIGGER customers_inserted AFTER INSERT ON customers BEGIN
+        UPDATE change_counters SET value = value + 1 WHERE name = 'customers';
+    END;
+    CREATE TRIGGER customers_updated AFTER UPDATE ON customers BEGIN
+        UPDATE change_counters SET value = value + 1 WHERE name = 'customers';
+    END;
+    CREATE TRIGGER customers_deleted AFTER DELETE ON customers BEGIN
+        UPDATE change_counters SET value = value + 1 WHERE name = 'customers';
+    END;
+    -- Recording only inserts events (new ids are seen cheaply); syncing updates them.
+    CREATE TRIGGER usage_events_stripe_changed
+        AFTER UPDATE OF stripe_reported_at, stripe_failed_at, stripe_expired_at, stripe_error
+        ON usage_events BEGIN
+        UPDATE change_counters SET value = value + 1 WHERE name = 'stripe';
+    END;
+    CREATE INDEX usage_events_backlog
+        ON usage_events(customer_id, stripe_failed_at, stripe_expired_at)
+        WHERE stripe_reported_at IS NULL;
+    "#,
 ];
 
 /// The schema version this build creates and understands.
