@@ -19,6 +19,7 @@ pub mod config;
 pub mod demo;
 mod error;
 pub mod store;
+pub mod tui;
 
 pub use config::Config;
 pub use error::{Error, Result};

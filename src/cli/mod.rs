@@ -2,10 +2,11 @@
 
 mod check;
 mod customer;
+mod dashboard;
 mod demo;
 mod history;
 mod members;
-mod output;
+pub(crate) mod output;
 mod plans;
 mod record;
 mod status;
@@ -47,6 +48,9 @@ pub struct Cli {
     /// Monochrome output (NO_COLOR is honoured too).
     #[arg(long, global = true)]
     pub no_color: bool,
+    /// Open the dashboard on a fresh demo database in a temporary directory.
+    #[arg(long)]
+    pub demo: bool,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -102,6 +106,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         plans: cli.plans,
         now: cli.now.unwrap_or_else(Utc::now),
     };
+    if cli.demo && cli.command.is_some() {
+        return Err(crate::Error::InvalidInput(
+            "--demo opens the dashboard on a demo database; run it without a subcommand".into(),
+        ));
+    }
     match cli.command {
         Some(Command::Record(args)) => record::exec(&ctx, args),
         Some(Command::Check(args)) => check::exec(&ctx, args),
@@ -111,11 +120,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Customer(command)) => customer::exec(&ctx, command),
         Some(Command::Plans(args)) => plans::exec(&ctx, args),
         Some(Command::Demo(args)) => demo::exec(&ctx, args),
-        None => {
-            use clap::CommandFactory;
-            Cli::command().print_help().ok();
-            Ok(ExitCode::from(2))
-        }
+        None => dashboard::exec(&ctx, cli.demo, cli.now, cli.no_color),
     }
 }
 

@@ -8,7 +8,7 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use rusqlite::{OptionalExtension, params};
 
 use super::customers::get;
-use super::{HistoryRow, Member, StripeState, Store};
+use super::{HistoryRow, Member, Store, StripeState};
 use crate::Result;
 use crate::billing::{Period, UsageCheck, WarningLevel, format_ts, period_containing};
 use crate::config::Config;
@@ -186,18 +186,20 @@ pub const HISTORY_PERIODS: usize = 6;
 impl Store {
     /// The current marks; compare with earlier ones to see what changed.
     pub fn change_marks(&self) -> Result<ChangeMarks> {
-        Ok(self.conn.prepare_cached(
-            "SELECT (SELECT value FROM change_counters WHERE name = 'customers'),
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT (SELECT value FROM change_counters WHERE name = 'customers'),
                     (SELECT value FROM change_counters WHERE name = 'stripe'),
                     (SELECT COALESCE(MAX(id), 0) FROM usage_events)",
-        )?
-        .query_row([], |r| {
-            Ok(ChangeMarks {
-                customers: r.get(0)?,
-                stripe: r.get(1)?,
-                last_event_id: r.get(2)?,
-            })
-        })?)
+            )?
+            .query_row([], |r| {
+                Ok(ChangeMarks {
+                    customers: r.get(0)?,
+                    stripe: r.get(1)?,
+                    last_event_id: r.get(2)?,
+                })
+            })?)
     }
 
     /// Every customer with its current period and backlog, in one consistent read.
@@ -361,9 +363,7 @@ impl Store {
             "e.customer_id = ?1 ORDER BY e.customer_id DESC, e.occurred_at DESC, e.id DESC",
             params![customer_id, RECENT_EVENTS as i64],
         )?;
-        let backlog = self
-            .customer_backlog(customer_id)?
-            .unwrap_or_default();
+        let backlog = self.customer_backlog(customer_id)?.unwrap_or_default();
         tx.finish()?;
         Ok(CustomerDetail {
             name: customer.name,
