@@ -256,6 +256,13 @@ impl App {
         row.level(&self.config)
     }
 
+    /// True when the customer's plan bills usage past its limit instead of refusing it.
+    pub fn overage_billed(&self, row: &DashboardRow) -> bool {
+        self.config
+            .plan(&row.plan_id)
+            .is_some_and(|p| p.at_limit == crate::config::AtLimit::Overage)
+    }
+
     /// The terminal now shows `page` rows per list.
     pub fn set_page(&mut self, page: usize) {
         self.page = page.max(1);

@@ -167,6 +167,16 @@ pub fn keys_for(mode: Mode, action: Action) -> String {
         .join("/")
 }
 
+/// The first key bound to `action` in `mode`, for one-key hints in the footer.
+pub fn first_key(mode: Mode, action: Action) -> String {
+    BINDINGS
+        .iter()
+        .find(|b| b.mode == mode && b.action == action)
+        .and_then(|b| b.keys.first())
+        .map(Key::label)
+        .unwrap_or_default()
+}
+
 /// (keys, description) for every binding of `mode`, in keymap order.
 pub fn help(mode: Mode) -> impl Iterator<Item = (String, &'static str)> {
     BINDINGS

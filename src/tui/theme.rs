@@ -120,6 +120,15 @@ impl Theme {
     }
 }
 
+/// The level's word where the plan is known: past the limit, an overage plan keeps recording
+/// (and bills the extra), so "over limit" says more than "hard cap".
+pub fn level_word(level: WarningLevel, overage_billed: bool) -> &'static str {
+    match level {
+        WarningLevel::HardCap if overage_billed => "■ OVER LIMIT",
+        other => level_label(other),
+    }
+}
+
 /// The level as a symbol and word, for every theme.
 pub fn level_label(level: WarningLevel) -> &'static str {
     match level {

@@ -10,7 +10,7 @@ use super::format::{day, percent, stored_minute, thousands, used_of};
 use crate::store::{CustomerDetail, EventRow, Projection, StripeState};
 use crate::tui::app::{App, Detail};
 use crate::tui::sanitize::sanitize;
-use crate::tui::theme::{Theme, level_label};
+use crate::tui::theme::{Theme, level_word};
 
 pub fn draw(frame: &mut Frame, app: &App, detail: &Detail, area: Rect) {
     let block = Block::bordered().title(format!(" Customer {} ", sanitize(&detail.customer_id)));
@@ -67,7 +67,7 @@ fn draw_gauge(frame: &mut Frame, app: &App, d: &CustomerDetail, area: Rect) {
             " {} · {} · {} ",
             used_of(c.used, c.limit),
             percent(c.used, c.limit),
-            level_label(c.level)
+            level_word(c.level, c.overage_rate.is_some())
         ),
         theme.level(c.level),
     );
@@ -164,10 +164,7 @@ fn draw_daily(frame: &mut Frame, theme: Theme, d: &CustomerDetail, area: Rect) {
 
 fn draw_history(frame: &mut Frame, app: &App, d: &CustomerDetail, area: Rect) {
     let theme = app.theme;
-    let block = Block::bordered().title(" Last periods (plan in force) ");
-    let inner_width = block.inner(area).width;
-    let count = d.history.len().max(1) as u16;
-    let bar_width = (inner_width / count).saturating_sub(1).max(1);
+    // Horizontal bars: room for the period and the plan in force as the label.
     let bars: Vec<Bar> = d
         .history
         .iter()
@@ -175,20 +172,23 @@ fn draw_history(frame: &mut Frame, app: &App, d: &CustomerDetail, area: Rect) {
             let c = &h.check;
             Bar::default()
                 .value(u64::try_from(c.used).unwrap_or(0))
-                .text_value(percent(c.used, c.limit))
+                .text_value(format!(
+                    "{} {}",
+                    percent(c.used, c.limit),
+                    thousands(c.used)
+                ))
                 .label(Line::from(format!(
                     "{} {}",
-                    c.period_start.format("%b"),
+                    c.period_start.format("%b %y"),
                     sanitize(&c.plan)
                 )))
                 .style(theme.gauge(c.level))
                 .value_style(theme.level(c.level))
         })
         .collect();
-    let chart = BarChart::default()
-        .block(block)
-        .data(BarGroup::default().bars(&bars))
-        .bar_width(bar_width)
+    let chart = BarChart::horizontal(bars)
+        .block(Block::bordered().title(" Last periods · plan in force "))
+        .bar_width(1)
         .bar_gap(1);
     frame.render_widget(chart, area);
 }
@@ -246,7 +246,12 @@ pub fn event_line(theme: Theme, e: &EventRow, with_customer: bool) -> Line<'stat
         && e.state != StripeState::Reported
     {
         spans.push(Span::styled(
-            format!(" ({} attempts) {}", e.attempts, sanitize(error)),
+            format!(
+                " ({} attempt{}) {}",
+                e.attempts,
+                if e.attempts == 1 { "" } else { "s" },
+                sanitize(error)
+            ),
             style,
         ));
     }

@@ -146,8 +146,7 @@ fn draw_footer(frame: &mut Frame, app: &App, area: Rect) {
     };
     let mut spans = Vec::new();
     for action in hints.iter().chain(&[Action::Help, Action::Quit]) {
-        let keys = keys::keys_for(Mode::Normal, *action);
-        let first = keys.split('/').next().unwrap_or_default().to_string();
+        let first = keys::first_key(Mode::Normal, *action);
         spans.push(Span::styled(format!(" {first}"), theme.key()));
         spans.push(Span::raw(format!(" {} ", action.describe())));
     }

@@ -12,7 +12,7 @@ use crate::billing::WarningLevel;
 use crate::store::DashboardRow;
 use crate::tui::app::App;
 use crate::tui::sanitize::sanitize;
-use crate::tui::theme::{Theme, level_label};
+use crate::tui::theme::{Theme, level_label, level_word};
 
 pub fn draw(frame: &mut Frame, app: &App, body: Rect) {
     let [header, list] = body_layout(body);
@@ -94,7 +94,7 @@ fn draw_table(frame: &mut Frame, app: &App, area: Rect) {
     widths.extend([
         Constraint::Length(gauge_width),
         Constraint::Length(7),
-        Constraint::Length(10),
+        Constraint::Length(12),
         Constraint::Length(4),
         Constraint::Length(10),
     ]);
@@ -161,7 +161,10 @@ fn customer_cells<'a>(
     cells.extend([
         Cell::from(gauge_line(theme, level, row.ratio(), gauge_width)),
         right(percent(row.used, row.limit)),
-        Cell::from(Span::styled(level_label(level), theme.level(level))),
+        Cell::from(Span::styled(
+            level_word(level, app.overage_billed(row)),
+            theme.level(level),
+        )),
         right(row.period.days_left(app.now).to_string()),
         right(unreported),
     ]);

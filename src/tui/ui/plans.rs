@@ -40,9 +40,10 @@ pub fn draw(frame: &mut Frame, app: &App, body: Rect) {
             Cell::from(sanitize(&plan.name).into_owned()),
             right(plan.price.to_string()),
             right(plan.included.map_or_else(|| "unlimited".into(), thousands)),
-            Cell::from(match plan.at_limit {
-                AtLimit::Block => "hard cap",
-                AtLimit::Overage => "overage",
+            Cell::from(match (plan.included, plan.at_limit) {
+                (None, _) => "-",
+                (Some(_), AtLimit::Block) => "hard cap",
+                (Some(_), AtLimit::Overage) => "overage",
             }),
             right(
                 plan.overage_rate
