@@ -79,7 +79,10 @@ fn the_full_load_agrees_with_status_on_a_demo_database() {
     }
     // Every level is represented in the demo.
     for level in WarningLevel::ALL {
-        assert!(dashboard.rows.iter().any(|r| r.level(&config) == level), "{level:?}");
+        assert!(
+            dashboard.rows.iter().any(|r| r.level(&config) == level),
+            "{level:?}"
+        );
     }
     let failed: i64 = dashboard.rows.iter().map(|r| r.backlog.failed).sum();
     assert_eq!(failed, 3, "the demo has three failed events");
@@ -91,12 +94,17 @@ fn a_refresh_reads_only_what_another_connection_recorded() {
     let config = config();
     let loaded = reader.dashboard(&config, now()).unwrap();
     assert!(matches!(
-        reader.dashboard_refresh(&config, loaded.marks, now()).unwrap(),
+        reader
+            .dashboard_refresh(&config, loaded.marks, now())
+            .unwrap(),
         Refresh::Unchanged
     ));
     record(&mut writer, "acme", 100, now());
     record(&mut writer, "acme", 50, now());
-    match reader.dashboard_refresh(&config, loaded.marks, now()).unwrap() {
+    match reader
+        .dashboard_refresh(&config, loaded.marks, now())
+        .unwrap()
+    {
         Refresh::Partial {
             usage,
             backlog,
@@ -118,9 +126,14 @@ fn a_hard_cap_refusal_changes_nothing() {
     let (_dir, mut writer, reader) = two_connections();
     let config = config();
     let loaded = reader.dashboard(&config, now()).unwrap();
-    assert!(!record(&mut writer, "acme", 10_000, now()), "refused by the cap");
+    assert!(
+        !record(&mut writer, "acme", 10_000, now()),
+        "refused by the cap"
+    );
     assert!(matches!(
-        reader.dashboard_refresh(&config, loaded.marks, now()).unwrap(),
+        reader
+            .dashboard_refresh(&config, loaded.marks, now())
+            .unwrap(),
         Refresh::Unchanged
     ));
 }
@@ -133,7 +146,11 @@ fn stripe_state_changes_recount_the_backlog() {
     record(&mut writer, "globex", 1, now());
     let loaded = reader.dashboard(&config, now()).unwrap();
     let acme = |d: &meterline::store::Dashboard| {
-        d.rows.iter().find(|r| r.customer_id == "acme").unwrap().backlog
+        d.rows
+            .iter()
+            .find(|r| r.customer_id == "acme")
+            .unwrap()
+            .backlog
     };
     assert_eq!(acme(&loaded).unreported, 2);
     // What a sync does: one event reported, one refused by Stripe.
@@ -144,7 +161,10 @@ fn stripe_state_changes_recount_the_backlog() {
                 stripe_attempts = 1 WHERE id = 2;",
     )
     .unwrap();
-    match reader.dashboard_refresh(&config, loaded.marks, now()).unwrap() {
+    match reader
+        .dashboard_refresh(&config, loaded.marks, now())
+        .unwrap()
+    {
         Refresh::Partial {
             usage,
             backlog: Some(backlog),
@@ -173,16 +193,25 @@ fn a_customer_change_reloads_everything() {
     writer
         .add_customer(&config, &customer("initech", "team", None), now())
         .unwrap();
-    match reader.dashboard_refresh(&config, loaded.marks, now()).unwrap() {
+    match reader
+        .dashboard_refresh(&config, loaded.marks, now())
+        .unwrap()
+    {
         Refresh::Full(d) => assert_eq!(d.rows.len(), 3),
         other => panic!("expected a full reload, got {other:?}"),
     }
     let loaded = reader.dashboard(&config, now()).unwrap();
     writer.set_plan(&config, "acme", "starter", now()).unwrap();
-    match reader.dashboard_refresh(&config, loaded.marks, now()).unwrap() {
+    match reader
+        .dashboard_refresh(&config, loaded.marks, now())
+        .unwrap()
+    {
         Refresh::Full(d) => {
             let acme = d.rows.iter().find(|r| r.customer_id == "acme").unwrap();
-            assert_eq!((acme.plan_id.as_str(), acme.limit), ("starter", Some(10_000)));
+            assert_eq!(
+                (acme.plan_id.as_str(), acme.limit),
+                ("starter", Some(10_000))
+            );
         }
         other => panic!("expected a full reload, got {other:?}"),
     }
@@ -208,7 +237,12 @@ fn the_detail_has_every_day_history_and_recent_events() {
     assert!(d.recent.iter().all(|e| e.state == StripeState::Pending));
     assert_eq!(d.backlog.unreported, 3);
     let unknown = reader.customer_detail(&config, "nobody", now());
-    assert!(unknown.unwrap_err().to_string().contains("unknown customer"));
+    assert!(
+        unknown
+            .unwrap_err()
+            .to_string()
+            .contains("unknown customer")
+    );
 }
 
 fn check(used: i64, limit: Option<i64>) -> UsageCheck {
@@ -232,9 +266,18 @@ fn the_projection_follows_the_average_pace() {
         project(&check(400, Some(1000)), day10),
         Projection::On(Utc.with_ymd_and_hms(2026, 11, 26, 0, 0, 0).unwrap())
     );
-    assert_eq!(project(&check(100, Some(1000)), day10), Projection::NotThisPeriod);
-    assert_eq!(project(&check(0, Some(1000)), day10), Projection::NotThisPeriod);
-    assert_eq!(project(&check(1000, Some(1000)), day10), Projection::AlreadyReached);
+    assert_eq!(
+        project(&check(100, Some(1000)), day10),
+        Projection::NotThisPeriod
+    );
+    assert_eq!(
+        project(&check(0, Some(1000)), day10),
+        Projection::NotThisPeriod
+    );
+    assert_eq!(
+        project(&check(1000, Some(1000)), day10),
+        Projection::AlreadyReached
+    );
     assert_eq!(project(&check(5, None), day10), Projection::Unlimited);
 }
 
@@ -249,7 +292,10 @@ fn the_dashboard_migration_applies_once_and_counts_customer_changes() {
         .unwrap();
     drop(store);
     let store = Store::open(&path).unwrap();
-    assert_eq!(store.schema_version().unwrap(), meterline::store::SCHEMA_VERSION);
+    assert_eq!(
+        store.schema_version().unwrap(),
+        meterline::store::SCHEMA_VERSION
+    );
     let after = store.change_marks().unwrap();
     assert_eq!(after.customers, before.customers + 1);
 }

@@ -42,7 +42,7 @@ fn draw_detail(frame: &mut Frame, app: &App, d: &CustomerDetail, area: Rect) {
     draw_daily(frame, app.theme, d, daily);
     draw_history(frame, app, d, history);
     let [members, recent] =
-        Layout::horizontal([Constraint::Percentage(35), Constraint::Percentage(65)]).areas(lists);
+        Layout::horizontal([Constraint::Percentage(40), Constraint::Percentage(60)]).areas(lists);
     draw_members(frame, app.theme, d, members);
     draw_recent(frame, app.theme, &d.recent, recent);
 }
@@ -227,7 +227,13 @@ fn draw_recent(frame: &mut Frame, theme: Theme, events: &[EventRow], area: Rect)
     } else {
         events.iter().map(|e| event_line(theme, e, false)).collect()
     };
-    frame.render_widget(Paragraph::new(lines).block(block), area);
+    // Wrapped, so Stripe's error message shows in full.
+    frame.render_widget(
+        Paragraph::new(lines)
+            .wrap(ratatui::widgets::Wrap { trim: false })
+            .block(block),
+        area,
+    );
 }
 
 /// An event on one line: when, how much, who, and its Stripe state in words.

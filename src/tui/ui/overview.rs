@@ -23,10 +23,13 @@ pub fn draw(frame: &mut Frame, app: &App, body: Rect) {
 fn draw_header(frame: &mut Frame, app: &App, area: Rect) {
     let theme = app.theme;
     let s = &app.summary;
-    let mut levels = vec![Span::raw(format!(
-        "{} customers   ",
-        thousands(s.customers as i64)
-    ))];
+    let noun = if s.customers == 1 {
+        "customer"
+    } else {
+        "customers"
+    };
+    let total = format!("{} {noun}   ", thousands(s.customers as i64));
+    let mut levels = vec![Span::raw(total)];
     for (i, level) in WarningLevel::ALL.iter().enumerate() {
         levels.push(Span::styled(
             format!("{} {}", level_label(*level), thousands(s.levels[i] as i64)),
@@ -181,7 +184,8 @@ pub fn gauge_line(
 ) -> Line<'static> {
     let width = usize::from(width);
     let Some(ratio) = ratio else {
-        return Line::from(Span::styled("∞ unlimited", theme.dim()));
+        let text = if width >= 11 { "∞ unlimited" } else { "∞" };
+        return Line::from(Span::styled(text, theme.dim()));
     };
     let filled = ((ratio.clamp(0.0, 1.0) * width as f64).round() as usize).min(width);
     let empty = if theme.color { "░" } else { "·" };
