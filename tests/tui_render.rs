@@ -353,10 +353,9 @@ fn the_detail_gauge_is_clamped_and_coloured_and_hostile_errors_are_neutralised()
     assert!(text.contains("\\x1b[2J\\x1b]0;pwned\\x07Evil\\u{202e}Corp · plan pro"));
     // 16 days of 2,000 in this period, of 100,000: ok.
     assert!(text.contains("32,000 / 100,000 · 32 % · ✓ ok"), "{text}");
-    assert!(
-        text.contains("✗ failed (2 attempts) No such customer: '\\x1b["),
-        "{text}"
-    );
+    // Wrapped onto a second line, in full.
+    assert!(text.contains("✗ failed (2 attempts) No such customer:"), "{text}");
+    assert!(text.contains("'\\x1b[31mcus_evil\\x1b[0m' \\x1b[2J"), "{text}");
     let gauge_row = row_of(&buffer, "32,000 / 100,000");
     let filled = cells_with(&buffer, gauge_row, "█");
     assert!(filled.len() > 30 && filled.iter().all(|c| c.fg == Color::Green));
