@@ -199,7 +199,10 @@ fn monochrome_has_no_colour_and_every_level_stays_readable() {
 fn a_tiny_terminal_gets_one_line_saying_the_size_needed() {
     let buffer = render(&mut app(Theme::COLOR), 50, 10);
     let text = text(&buffer);
-    assert!(text.contains("at least 60×16"), "{text}");
+    assert!(
+        text.contains("Terminal too small: 50×10, need 60×16"),
+        "{text}"
+    );
     assert!(text.contains("q quits"), "{text}");
     // Degenerate sizes do not panic.
     for (w, h) in [(1, 1), (0, 0), (60, 15), (59, 16), (60, 16), (200, 3)] {
@@ -354,8 +357,14 @@ fn the_detail_gauge_is_clamped_and_coloured_and_hostile_errors_are_neutralised()
     // 16 days of 2,000 in this period, of 100,000: ok.
     assert!(text.contains("32,000 / 100,000 · 32 % · ✓ ok"), "{text}");
     // Wrapped onto a second line, in full.
-    assert!(text.contains("✗ failed (2 attempts) No such customer:"), "{text}");
-    assert!(text.contains("'\\x1b[31mcus_evil\\x1b[0m' \\x1b[2J"), "{text}");
+    assert!(
+        text.contains("✗ failed (2 attempts) No such customer:"),
+        "{text}"
+    );
+    assert!(
+        text.contains("'\\x1b[31mcus_evil\\x1b[0m' \\x1b[2J"),
+        "{text}"
+    );
     let gauge_row = row_of(&buffer, "32,000 / 100,000");
     let filled = cells_with(&buffer, gauge_row, "█");
     assert!(filled.len() > 30 && filled.iter().all(|c| c.fg == Color::Green));

@@ -28,8 +28,9 @@ const HEADER_HEIGHT: u16 = 5;
 pub fn draw(frame: &mut Frame, app: &App) {
     let area = frame.area();
     if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+        // Short, so it stays one line on most small terminals.
         let message = format!(
-            "meterline needs a terminal of at least {MIN_WIDTH}×{MIN_HEIGHT} (this one is {}×{}) · q quits",
+            "Terminal too small: {}×{}, need {MIN_WIDTH}×{MIN_HEIGHT} · q quits",
             area.width, area.height
         );
         frame.render_widget(
