@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, TimeZone, Utc};
 use meterline::Config;
 use meterline::billing::Period;
-use meterline::store::{Backlog, Dashboard, DashboardRow, UsageChange};
+use meterline::store::{Backlog, BacklogChange, Dashboard, DashboardRow, UsageChange};
 use meterline::tui::app::{App, Command, SortKey, SyncPopup, View};
 use meterline::tui::data::DataEvent;
 use meterline::tui::keys::{self, Mode};
@@ -313,22 +313,25 @@ fn live_changes_update_counters_resort_and_keep_the_selection() {
     assert_eq!(app.summary.backlog.unreported, 2);
     assert_eq!(app.summary.levels, [1, 1, 1, 2]);
 
-    // A full backlog recount replaces the incremental counts.
-    let mut backlog = HashMap::new();
-    backlog.insert(
-        "echo".to_string(),
-        Backlog {
-            unreported: 5,
-            failed: 1,
-            expired: 0,
-        },
-    );
+    // Recounted customers' backlogs replace the incremental counts; others keep theirs.
+    let echo = Backlog {
+        unreported: 5,
+        failed: 1,
+        expired: 0,
+    };
+    let counts = HashMap::from([("echo".to_string(), echo)]);
     app.apply(DataEvent::Changed {
         usage: vec![],
-        backlog: Some(backlog),
+        backlog: Some(BacklogChange::Customers(counts.clone())),
+    });
+    assert_eq!(app.summary.backlog.unreported, 7);
+    assert_eq!(app.summary.backlog.failed, 1);
+    // A full recount: customers absent from it have no backlog.
+    app.apply(DataEvent::Changed {
+        usage: vec![],
+        backlog: Some(BacklogChange::All(counts)),
     });
     assert_eq!(app.summary.backlog.unreported, 5);
-    assert_eq!(app.summary.backlog.failed, 1);
 
     // With the detail open, a change reloads it.
     press(&mut app, &[code(KeyCode::Enter)]);

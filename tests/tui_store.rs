@@ -4,7 +4,7 @@
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use meterline::billing::{Period, UsageCheck, WarningLevel};
 use meterline::demo::{DemoSpec, fill};
-use meterline::store::{NewCustomer, Projection, Refresh, StripeState, project};
+use meterline::store::{BacklogChange, NewCustomer, Projection, Refresh, StripeState, project};
 use meterline::{Config, RecordRequest, Store};
 use tempfile::TempDir;
 
@@ -167,13 +167,16 @@ fn stripe_state_changes_recount_the_backlog() {
     {
         Refresh::Partial {
             usage,
-            backlog: Some(backlog),
+            backlog: Some(BacklogChange::Customers(backlog)),
             ..
         } => {
             assert!(usage.is_empty());
             let b = backlog["acme"];
             assert_eq!((b.unreported, b.failed, b.expired), (1, 1, 0));
-            assert_eq!(backlog["globex"].unreported, 1);
+            assert!(
+                !backlog.contains_key("globex"),
+                "only changed customers are recounted"
+            );
         }
         other => panic!("expected a backlog recount, got {other:?}"),
     }
@@ -298,4 +301,44 @@ fn the_dashboard_migration_applies_once_and_counts_customer_changes() {
     );
     let after = store.change_marks().unwrap();
     assert_eq!(after.customers, before.customers + 1);
+}
+
+#[test]
+fn many_stripe_changes_at_once_recount_every_customer() {
+    let (dir, _writer, reader) = two_connections();
+    let config = config();
+    let mut raw = rusqlite::Connection::open(dir.path().join("m.db")).unwrap();
+    let tx = raw.transaction().unwrap();
+    tx.execute_batch(
+        "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 5200)
+         INSERT INTO customers (id, name, plan_id, billing_anchor, created_at)
+         SELECT printf('bulk-%05d', i), 'Bulk', 'free', '2026-01-05', '2026-01-05T00:00:00Z' FROM n;
+         INSERT INTO usage_events (customer_id, quantity, occurred_at, recorded_at, period_start)
+         SELECT id, 1, '2026-11-20T10:00:00Z', '2026-11-20T10:00:00Z', '2026-11-05T00:00:00Z'
+         FROM customers WHERE id LIKE 'bulk-%';",
+    )
+    .unwrap();
+    tx.commit().unwrap();
+    let loaded = reader.dashboard(&config, now()).unwrap();
+    raw.execute_batch(
+        "UPDATE usage_events SET stripe_reported_at = '2026-11-20T12:00:00Z'
+         WHERE customer_id LIKE 'bulk-%'",
+    )
+    .unwrap();
+    match reader
+        .dashboard_refresh(&config, loaded.marks, now())
+        .unwrap()
+    {
+        Refresh::Partial {
+            backlog: Some(BacklogChange::All(counts)),
+            ..
+        } => {
+            assert!(!counts.contains_key("bulk-00001"), "reported: no backlog");
+            assert_eq!(
+                counts["acme"].unreported, 1,
+                "untouched customers keep theirs"
+            );
+        }
+        other => panic!("expected a full backlog recount, got {other:?}"),
+    }
 }

@@ -103,11 +103,23 @@ pub enum Refresh {
     Full(Dashboard),
     Partial {
         usage: Vec<UsageChange>,
-        /// Every customer's backlog, when Stripe state changed (absent customers have none).
-        backlog: Option<HashMap<String, Backlog>>,
+        /// New backlog counts, when Stripe state changed.
+        backlog: Option<BacklogChange>,
         marks: ChangeMarks,
     },
 }
+
+/// Backlog counts read again after Stripe state changed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BacklogChange {
+    /// The customers whose events changed, with their counts now.
+    Customers(HashMap<String, Backlog>),
+    /// Every customer's counts (absent customers have none): after many changes at once.
+    All(HashMap<String, Backlog>),
+}
+
+/// Past this many customers changed at once, one full recount is cheaper.
+const BACKLOG_RECOUNT_ALL: usize = 5_000;
 
 /// One usage event and where it stands with Stripe.
 #[derive(Debug, Clone, PartialEq)]
@@ -242,7 +254,7 @@ impl Store {
                 Vec::new()
             };
             let backlog = if marks.stripe != since.stripe {
-                Some(self.stripe_backlog()?)
+                Some(self.backlog_change(since.stripe)?)
             } else {
                 None
             };
@@ -331,6 +343,24 @@ impl Store {
             });
         }
         Ok(out)
+    }
+
+    /// Backlog counts of the customers whose events' Stripe state changed after `since`.
+    fn backlog_change(&self, since: i64) -> Result<BacklogChange> {
+        let changed: Vec<String> = self
+            .conn
+            .prepare_cached("SELECT customer_id FROM stripe_changes WHERE seq > ?1")?
+            .query_map([since], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        if changed.len() > BACKLOG_RECOUNT_ALL {
+            return Ok(BacklogChange::All(self.stripe_backlog()?));
+        }
+        let mut counts = HashMap::with_capacity(changed.len());
+        for customer_id in changed {
+            let backlog = self.customer_backlog(&customer_id)?.unwrap_or_default();
+            counts.insert(customer_id, backlog);
+        }
+        Ok(BacklogChange::Customers(counts))
     }
 
     /// Per customer: events still to deliver, failed and expired. Reads only the partial

@@ -16,8 +16,8 @@ use crate::Result;
 
 pub use customers::{Customer, NewCustomer};
 pub use dashboard::{
-    Backlog, ChangeMarks, CustomerDetail, Dashboard, DashboardRow, EventRow, Projection, Refresh,
-    UsageChange, project,
+    Backlog, BacklogChange, ChangeMarks, CustomerDetail, Dashboard, DashboardRow, EventRow,
+    Projection, Refresh, UsageChange, project,
 };
 pub use outbox::StripeState;
 pub use queries::{HistoryRow, Member, MembersSummary, StatusRow};

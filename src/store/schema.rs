@@ -70,11 +70,20 @@ const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER customers_deleted AFTER DELETE ON customers BEGIN
         UPDATE change_counters SET value = value + 1 WHERE name = 'customers';
     END;
-    -- Recording only inserts events (new ids are seen cheaply); syncing updates them.
+    -- Recording only inserts events (new ids are seen cheaply); syncing updates them. Each
+    -- customer's last Stripe change is kept, so a refresh recounts only those customers.
+    CREATE TABLE stripe_changes (
+        customer_id TEXT PRIMARY KEY,
+        seq         INTEGER NOT NULL                 -- the 'stripe' counter at the change
+    ) WITHOUT ROWID;
+    CREATE INDEX stripe_changes_by_seq ON stripe_changes(seq);
     CREATE TRIGGER usage_events_stripe_changed
         AFTER UPDATE OF stripe_reported_at, stripe_failed_at, stripe_expired_at, stripe_error
         ON usage_events BEGIN
         UPDATE change_counters SET value = value + 1 WHERE name = 'stripe';
+        INSERT INTO stripe_changes (customer_id, seq)
+            VALUES (NEW.customer_id, (SELECT value FROM change_counters WHERE name = 'stripe'))
+            ON CONFLICT (customer_id) DO UPDATE SET seq = excluded.seq;
     END;
     CREATE INDEX usage_events_backlog
         ON usage_events(customer_id, stripe_failed_at, stripe_expired_at)

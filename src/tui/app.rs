@@ -14,7 +14,7 @@ use super::sync::{SyncEvent, SyncOutcome, SyncPlan, SyncProgress};
 use super::theme::Theme;
 use crate::Config;
 use crate::billing::WarningLevel;
-use crate::store::{Backlog, CustomerDetail, Dashboard, DashboardRow, EventRow};
+use crate::store::{Backlog, BacklogChange, CustomerDetail, Dashboard, DashboardRow, EventRow};
 
 /// The tabs, in Tab order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,8 +158,12 @@ pub struct App {
     pub now: DateTime<Utc>,
     rows: Vec<DashboardRow>,
     by_id: HashMap<String, usize>,
+    /// Each row's place in customer id order: the tie-break of every sort, as an integer.
+    id_rank: Vec<u32>,
     /// Indices into `rows` after filter and sort: what the table shows, in order.
     visible: Vec<usize>,
+    /// The filter `visible` was built with; None after the rows were replaced.
+    visible_filter: Option<String>,
     pub summary: Summary,
     pub sort: SortKey,
     pub reverse: bool,
@@ -197,7 +201,9 @@ impl App {
             now,
             rows: Vec::new(),
             by_id: HashMap::new(),
+            id_rank: Vec::new(),
             visible: Vec::new(),
+            visible_filter: None,
             summary: Summary::default(),
             sort: SortKey::Risk,
             reverse: false,
@@ -425,10 +431,20 @@ impl App {
                         self.rows[i].backlog.unreported += change.new_events;
                     }
                 }
-                if let Some(backlog) = backlog {
-                    for row in &mut self.rows {
-                        row.backlog = backlog.get(&row.customer_id).copied().unwrap_or_default();
+                match backlog {
+                    Some(BacklogChange::Customers(counts)) => {
+                        for (customer_id, backlog) in counts {
+                            if let Some(&i) = self.by_id.get(&customer_id) {
+                                self.rows[i].backlog = backlog;
+                            }
+                        }
                     }
+                    Some(BacklogChange::All(counts)) => {
+                        for row in &mut self.rows {
+                            row.backlog = counts.get(&row.customer_id).copied().unwrap_or_default();
+                        }
+                    }
+                    None => {}
                 }
                 self.summarize();
                 self.resort();
@@ -521,7 +537,14 @@ impl App {
             .enumerate()
             .map(|(i, r)| (r.customer_id.clone(), i))
             .collect();
+        let mut by_id_order: Vec<usize> = (0..rows.len()).collect();
+        by_id_order.sort_unstable_by(|&a, &b| rows[a].customer_id.cmp(&rows[b].customer_id));
+        self.id_rank = vec![0; rows.len()];
+        for (rank, &i) in by_id_order.iter().enumerate() {
+            self.id_rank[i] = rank as u32;
+        }
         self.rows = rows;
+        self.visible_filter = None;
         self.summarize();
         self.resort();
     }
@@ -553,17 +576,23 @@ impl App {
     /// Filter and sort again, keeping the selected customer selected.
     fn resort(&mut self) {
         let keep = self.selected_row().map(|r| r.customer_id.clone());
-        let needle = Needle::new(&self.filter);
         let rows = &self.rows;
-        let mut visible: Vec<usize> = (0..rows.len())
-            .filter(|&i| needle.matches(&rows[i]))
-            .collect();
-        let (sort, now) = (self.sort, self.now);
-        visible.sort_unstable_by(|&a, &b| {
-            let order = compare(sort, &rows[a], &rows[b], now)
-                .then_with(|| rows[a].customer_id.cmp(&rows[b].customer_id));
+        // With the same filter, start from the current order: after a refresh it is nearly
+        // sorted, and the stable merge sort then runs in about linear time.
+        let mut visible = if self.visible_filter.as_deref() == Some(self.filter.as_str()) {
+            std::mem::take(&mut self.visible)
+        } else {
+            let needle = Needle::new(&self.filter);
+            (0..rows.len())
+                .filter(|&i| needle.matches(&rows[i]))
+                .collect()
+        };
+        let (sort, now, rank) = (self.sort, self.now, &self.id_rank);
+        visible.sort_by(|&a, &b| {
+            let order = compare(sort, &rows[a], &rows[b], now).then_with(|| rank[a].cmp(&rank[b]));
             if self.reverse { order.reverse() } else { order }
         });
+        self.visible_filter = Some(self.filter.clone());
         let selected = keep
             .and_then(|id| visible.iter().position(|&i| rows[i].customer_id == id))
             .unwrap_or(self.list.selected);

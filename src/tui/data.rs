@@ -5,7 +5,6 @@
 //! polling it every 250 ms costs nothing; only then are the change marks compared and just the
 //! changed part read again (see store/dashboard.rs).
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::thread;
@@ -14,7 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::event::Event;
-use crate::store::{Backlog, CustomerDetail, Dashboard, EventRow, Refresh, UsageChange};
+use crate::store::{BacklogChange, CustomerDetail, Dashboard, EventRow, Refresh, UsageChange};
 use crate::{Config, Result, Store};
 
 /// How often the watcher looks for commits by other processes.
@@ -44,7 +43,7 @@ pub enum DataEvent {
     Loaded(Dashboard),
     Changed {
         usage: Vec<UsageChange>,
-        backlog: Option<HashMap<String, Backlog>>,
+        backlog: Option<BacklogChange>,
     },
     Detail {
         customer_id: String,
