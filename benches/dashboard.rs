@@ -31,7 +31,7 @@ const CUSTOMERS: i64 = 100_000;
 const EVENTS_PER_PERIOD: i64 = 14;
 const PERIODS: i64 = 7;
 /// Bump when the fixture's shape changes, so a cached file is rebuilt.
-const FIXTURE_VERSION: u32 = 2;
+const FIXTURE_VERSION: u32 = 3;
 const CHILD_ENV: &str = "METERLINE_BENCH_RSS_CHILD";
 
 fn now() -> DateTime<Utc> {
@@ -46,7 +46,7 @@ fn main() {
     if let Ok(db) = std::env::var(CHILD_ENV) {
         return rss_child(Path::new(&db));
     }
-    let db = fixture();
+    let db = working_copy(&fixture());
     let config = config();
     println!(
         "## Dashboard bench: {CUSTOMERS} customers, {} events",
@@ -102,7 +102,11 @@ fn main() {
     let mut floors = Vec::new();
     for round in 0..5 {
         for i in 0..100 {
-            let id = format!("cust-{:06}", (round * 7919 + i * 997) % CUSTOMERS);
+            // Pro customers (every fifth from 2): never refused by a hard cap.
+            let id = format!(
+                "cust-{:06}",
+                ((round * 7919 + i * 997) % (CUSTOMERS / 5)) * 5 + 2
+            );
             writer
                 .record(&config, &RecordRequest::new(&id, 3, now()), now())
                 .unwrap();
@@ -238,6 +242,8 @@ fn main() {
         "{}",
         String::from_utf8_lossy(&child.stderr)
     );
+    drop((reader, writer, raw));
+    let _ = std::fs::remove_file(&db);
 }
 
 /// Open the dashboard as `meterline` does, then print the peak resident memory.
@@ -322,6 +328,16 @@ fn events_in(db: &Path) -> i64 {
         .unwrap()
         .query_row("SELECT MAX(id) FROM usage_events", [], |r| r.get(0))
         .unwrap()
+}
+
+/// A fresh copy of the fixture for this run: the bench records and syncs into it.
+fn working_copy(fixture: &Path) -> PathBuf {
+    let copy = fixture.with_file_name("dashboard-run.db");
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", copy.display()));
+    }
+    std::fs::copy(fixture, &copy).unwrap();
+    copy
 }
 
 /// The cached fixture, built if missing.

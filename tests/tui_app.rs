@@ -341,3 +341,74 @@ fn live_changes_update_counters_resort_and_keep_the_selection() {
     });
     assert_eq!(command, Some(Command::LoadDetail("bravo".into())));
 }
+
+#[test]
+fn a_refresh_moving_a_few_rows_orders_exactly_like_a_full_sort() {
+    let mut rng = fastrand::Rng::with_seed(4);
+    let plans = [
+        ("free", Some(1000)),
+        ("pro", Some(100_000)),
+        ("business", None),
+    ];
+    let rows: Vec<DashboardRow> = (0..600)
+        .map(|i| {
+            let (plan, limit) = plans[i % plans.len()];
+            // Many equal ratios, so the id tie-break matters.
+            let used = limit.map_or(rng.i64(0..10), |l| l / 10 * rng.i64(0..13));
+            row(
+                &format!("c{:05}-{i}", rng.u32(0..100_000)),
+                plan,
+                used,
+                limit,
+            )
+        })
+        .collect();
+    for sort_presses in 0..3 {
+        let mut app = App::new(
+            config(),
+            String::new(),
+            String::new(),
+            Theme::COLOR,
+            now(),
+            Dashboard {
+                rows: rows.clone(),
+                ..Dashboard::default()
+            },
+        );
+        for _ in 0..sort_presses {
+            press(&mut app, &[k('o')]);
+        }
+        let mut changes = Vec::new();
+        let mut after = rows.clone();
+        for _ in 0..40 {
+            let i = rng.usize(..rows.len());
+            let used = rng.i64(0..150_000);
+            after[i].used = used;
+            after[i].backlog.unreported += 1;
+            changes.push(UsageChange {
+                customer_id: rows[i].customer_id.clone(),
+                new_events: 1,
+                used,
+            });
+        }
+        app.apply(DataEvent::Changed {
+            usage: changes,
+            backlog: None,
+        });
+        let mut fresh = App::new(
+            config(),
+            String::new(),
+            String::new(),
+            Theme::COLOR,
+            now(),
+            Dashboard {
+                rows: after,
+                ..Dashboard::default()
+            },
+        );
+        for _ in 0..sort_presses {
+            press(&mut fresh, &[k('o')]);
+        }
+        assert_eq!(order(&app), order(&fresh), "sort {:?}", app.sort);
+    }
+}

@@ -425,21 +425,26 @@ impl App {
                 self.follow_changes()
             }
             DataEvent::Changed { usage, backlog } => {
+                let mut changed = Vec::new();
                 for change in usage {
                     if let Some(&i) = self.by_id.get(&change.customer_id) {
                         self.rows[i].used = change.used;
                         self.rows[i].backlog.unreported += change.new_events;
+                        changed.push(i);
                     }
                 }
+                let mut everyone = false;
                 match backlog {
                     Some(BacklogChange::Customers(counts)) => {
                         for (customer_id, backlog) in counts {
                             if let Some(&i) = self.by_id.get(&customer_id) {
                                 self.rows[i].backlog = backlog;
+                                changed.push(i);
                             }
                         }
                     }
                     Some(BacklogChange::All(counts)) => {
+                        everyone = true;
                         for row in &mut self.rows {
                             row.backlog = counts.get(&row.customer_id).copied().unwrap_or_default();
                         }
@@ -447,7 +452,7 @@ impl App {
                     None => {}
                 }
                 self.summarize();
-                self.resort();
+                self.reorder((!everyone).then_some(&changed[..]));
                 self.follow_changes()
             }
             DataEvent::Detail {
@@ -575,31 +580,73 @@ impl App {
 
     /// Filter and sort again, keeping the selected customer selected.
     fn resort(&mut self) {
+        self.reorder(None);
+    }
+
+    /// Put the table in order again. `changed`: the only rows whose sort keys changed (after
+    /// a refresh); with the same filter only they move, merged back in one linear pass.
+    fn reorder(&mut self, changed: Option<&[usize]>) {
         let keep = self.selected_row().map(|r| r.customer_id.clone());
-        let rows = &self.rows;
-        // With the same filter, start from the current order: after a refresh it is nearly
-        // sorted, and the stable merge sort then runs in about linear time.
-        let mut visible = if self.visible_filter.as_deref() == Some(self.filter.as_str()) {
-            std::mem::take(&mut self.visible)
-        } else {
+        let mut visible = std::mem::take(&mut self.visible);
+        let order = |a: &usize, b: &usize| self.order(*a, *b);
+        if self.visible_filter.as_deref() != Some(self.filter.as_str()) {
             let needle = Needle::new(&self.filter);
-            (0..rows.len())
-                .filter(|&i| needle.matches(&rows[i]))
-                .collect()
-        };
-        let (sort, now, rank) = (self.sort, self.now, &self.id_rank);
-        visible.sort_by(|&a, &b| {
-            let order = compare(sort, &rows[a], &rows[b], now).then_with(|| rank[a].cmp(&rank[b]));
-            if self.reverse { order.reverse() } else { order }
-        });
+            visible = (0..self.rows.len())
+                .filter(|&i| needle.matches(&self.rows[i]))
+                .collect();
+            visible.sort_unstable_by(order);
+        } else if let Some(changed) = changed {
+            let mut is_changed = vec![false; self.rows.len()];
+            for &i in changed {
+                is_changed[i] = true;
+            }
+            let mut moved: Vec<usize> =
+                visible.iter().copied().filter(|&i| is_changed[i]).collect();
+            visible.retain(|&i| !is_changed[i]);
+            moved.sort_unstable_by(order);
+            visible = merge(visible, moved, order);
+        } else {
+            // Starting from the current order: the stable merge sort finds its runs.
+            visible.sort_by(order);
+        }
         self.visible_filter = Some(self.filter.clone());
-        let selected = keep
-            .and_then(|id| visible.iter().position(|&i| rows[i].customer_id == id))
+        let kept_row = keep.and_then(|id| self.by_id.get(&id).copied());
+        let selected = kept_row
+            .and_then(|row| visible.iter().position(|&i| i == row))
             .unwrap_or(self.list.selected);
         self.visible = visible;
         let len = self.visible.len();
         self.list.select(selected, len, self.page);
     }
+
+    /// The table order of rows `a` and `b`: the sort key, then the customer id.
+    fn order(&self, a: usize, b: usize) -> Ordering {
+        let order = compare(self.sort, &self.rows[a], &self.rows[b], self.now)
+            .then_with(|| self.id_rank[a].cmp(&self.id_rank[b]));
+        if self.reverse { order.reverse() } else { order }
+    }
+}
+
+/// Two sorted lists as one sorted list.
+fn merge(
+    left: Vec<usize>,
+    right: Vec<usize>,
+    order: impl Fn(&usize, &usize) -> Ordering,
+) -> Vec<usize> {
+    let mut out = Vec::with_capacity(left.len() + right.len());
+    let (mut l, mut r) = (left.into_iter().peekable(), right.into_iter().peekable());
+    while let (Some(a), Some(b)) = (l.peek(), r.peek()) {
+        if order(b, a) == Ordering::Less {
+            out.push(*b);
+            r.next();
+        } else {
+            out.push(*a);
+            l.next();
+        }
+    }
+    out.extend(l);
+    out.extend(r);
+    out
 }
 
 fn compare(sort: SortKey, a: &DashboardRow, b: &DashboardRow, now: DateTime<Utc>) -> Ordering {
