@@ -412,3 +412,15 @@ fn a_refresh_moving_a_few_rows_orders_exactly_like_a_full_sort() {
         assert_eq!(order(&app), order(&fresh), "sort {:?}", app.sort);
     }
 }
+
+#[test]
+fn the_key_reference_in_the_docs_matches_the_keymap() {
+    let docs =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/dashboard.md")).unwrap();
+    for mode in [Mode::Normal, Mode::Filter, Mode::Confirm] {
+        for (keys, what) in keys::help(mode) {
+            let line = format!("| `{keys}` | {what} |");
+            assert!(docs.contains(&line), "docs/dashboard.md lacks {line}");
+        }
+    }
+}
