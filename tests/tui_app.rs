@@ -333,6 +333,15 @@ fn live_changes_update_counters_resort_and_keep_the_selection() {
     });
     assert_eq!(app.summary.backlog.unreported, 5);
 
+    // A watcher error shows until data flows again.
+    app.apply(DataEvent::Failed("database is locked".into()));
+    assert_eq!(app.status.as_deref(), Some("database is locked"));
+    app.apply(DataEvent::Changed {
+        usage: vec![],
+        backlog: None,
+    });
+    assert_eq!(app.status, None);
+
     // With the detail open, a change reloads it.
     press(&mut app, &[code(KeyCode::Enter)]);
     let command = app.apply(DataEvent::Changed {

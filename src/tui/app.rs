@@ -421,10 +421,12 @@ impl App {
     pub fn apply(&mut self, event: DataEvent) -> Option<Command> {
         match event {
             DataEvent::Loaded(dashboard) => {
+                self.status = None;
                 self.set_rows(dashboard.rows);
                 self.follow_changes()
             }
             DataEvent::Changed { usage, backlog } => {
+                self.status = None;
                 let mut changed = Vec::new();
                 for change in usage {
                     if let Some(&i) = self.by_id.get(&change.customer_id) {

@@ -64,7 +64,16 @@ pub fn run(options: Options) -> Result<()> {
     );
     install_panic_message();
     // ratatui::try_init wraps the hook above with one that restores the terminal first.
-    let mut terminal = ratatui::try_init().map_err(terminal_error)?;
+    let mut terminal = match ratatui::try_init() {
+        Ok(terminal) => terminal,
+        Err(e) => {
+            // Raw mode may be on already: leave the terminal as it was.
+            if ratatui::crossterm::terminal::is_raw_mode_enabled().unwrap_or(false) {
+                ratatui::restore();
+            }
+            return Err(terminal_error(e));
+        }
+    };
     let result = event_loop(&mut terminal, &mut app, &rx, tx, clock, &data, &sync);
     ratatui::restore();
     result
