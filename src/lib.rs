@@ -20,6 +20,7 @@ pub mod demo;
 mod error;
 pub mod store;
 pub mod stripe;
+pub mod tui;
 
 pub use config::Config;
 pub use error::{Error, Result};

@@ -2,10 +2,11 @@
 
 mod check;
 mod customer;
+mod dashboard;
 mod demo;
 mod history;
 mod members;
-mod output;
+pub(crate) mod output;
 mod plans;
 mod record;
 mod status;
@@ -49,8 +50,11 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub no_color: bool,
     /// Headless sync to Stripe, the same as `meterline sync` (for cron).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "demo")]
     pub sync: bool,
+    /// Open the dashboard on a fresh demo database in a temporary directory.
+    #[arg(long)]
+    pub demo: bool,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -113,6 +117,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             "--sync runs the sync on its own; for options use `meterline sync --help`".into(),
         ));
     }
+    if cli.demo && cli.command.is_some() {
+        return Err(crate::Error::InvalidInput(
+            "--demo opens the dashboard on a demo database; run it without a subcommand".into(),
+        ));
+    }
     match cli.command {
         Some(Command::Sync(args)) => sync::exec(&ctx, args),
         None if cli.sync => sync::exec(&ctx, sync::Args::default()),
@@ -124,11 +133,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Customer(command)) => customer::exec(&ctx, command),
         Some(Command::Plans(args)) => plans::exec(&ctx, args),
         Some(Command::Demo(args)) => demo::exec(&ctx, args),
-        None => {
-            use clap::CommandFactory;
-            Cli::command().print_help().ok();
-            Ok(ExitCode::from(2))
-        }
+        None => dashboard::exec(&ctx, cli.demo, cli.now, cli.no_color),
     }
 }
 

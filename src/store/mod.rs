@@ -1,6 +1,7 @@
 //! The SQLite store: the only module that talks to rusqlite.
 
 mod customers;
+mod dashboard;
 mod outbox;
 mod queries;
 pub mod record;
@@ -14,6 +15,10 @@ use rusqlite::{Connection, OpenFlags};
 use crate::Result;
 
 pub use customers::{Customer, NewCustomer};
+pub use dashboard::{
+    Backlog, BacklogChange, ChangeMarks, CustomerDetail, Dashboard, DashboardRow, EventRow,
+    Projection, Refresh, UsageChange, project,
+};
 pub use outbox::{
     EventOutcome, LOCK_STALE_AFTER_SECS, LockHolder, OutboxCursor, OutboxEvent, OutboxGroup,
     OutboxWindow, STRIPE_MAX_AGE_DAYS, STRIPE_MAX_FUTURE_SECS, StripeCounts, StripeState, SyncRun,

@@ -71,7 +71,7 @@ impl Store {
         check_of(config, &customer, period, used)
     }
 
-    fn used_in(&self, customer_id: &str, period: Period) -> Result<i64> {
+    pub(super) fn used_in(&self, customer_id: &str, period: Period) -> Result<i64> {
         Ok(self
             .conn
             .prepare_cached(

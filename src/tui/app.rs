@@ -1,0 +1,696 @@
+//! The dashboard's state and `update`: Actions (and data arriving from the watcher) change
+//! the state and may ask for a `Command`, which the loop carries out. No I/O happens here, so
+//! every behaviour is testable by feeding actions.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+
+use super::action::Action;
+use super::data::DataEvent;
+use super::keys::Mode;
+use super::sync::{SyncEvent, SyncOutcome, SyncPlan, SyncProgress};
+use super::theme::Theme;
+use crate::Config;
+use crate::billing::WarningLevel;
+use crate::store::{Backlog, BacklogChange, CustomerDetail, Dashboard, DashboardRow, EventRow};
+
+/// The tabs, in Tab order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    Overview,
+    Events,
+    Plans,
+}
+
+impl View {
+    pub const ALL: [View; 3] = [View::Overview, View::Events, View::Plans];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            View::Overview => "Overview",
+            View::Events => "Events",
+            View::Plans => "Plans",
+        }
+    }
+
+    fn step(self, by: isize) -> View {
+        let i = View::ALL.iter().position(|v| *v == self).unwrap_or(0) as isize;
+        View::ALL[(i + by).rem_euclid(View::ALL.len() as isize) as usize]
+    }
+}
+
+/// Orders of the customer table; `o` cycles through them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortKey {
+    /// Highest ratio first: most at risk.
+    Risk,
+    Name,
+    Plan,
+    Used,
+    Unreported,
+    DaysLeft,
+}
+
+impl SortKey {
+    const ALL: [SortKey; 6] = [
+        SortKey::Risk,
+        SortKey::Name,
+        SortKey::Plan,
+        SortKey::Used,
+        SortKey::Unreported,
+        SortKey::DaysLeft,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            SortKey::Risk => "risk",
+            SortKey::Name => "name",
+            SortKey::Plan => "plan",
+            SortKey::Used => "used",
+            SortKey::Unreported => "unreported",
+            SortKey::DaysLeft => "days left",
+        }
+    }
+
+    fn next(self) -> SortKey {
+        let i = SortKey::ALL.iter().position(|k| *k == self).unwrap_or(0);
+        SortKey::ALL[(i + 1) % SortKey::ALL.len()]
+    }
+}
+
+/// A selection in a list taller than the screen, and the first row shown.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cursor {
+    pub selected: usize,
+    pub offset: usize,
+}
+
+impl Cursor {
+    pub fn move_by(&mut self, delta: isize, len: usize, page: usize) {
+        let target = self.selected.saturating_add_signed(delta);
+        self.select(target, len, page);
+    }
+
+    /// Select `index` (clamped) and scroll just enough to show it.
+    pub fn select(&mut self, index: usize, len: usize, page: usize) {
+        let page = page.max(1);
+        self.selected = index.min(len.saturating_sub(1));
+        if self.selected < self.offset {
+            self.offset = self.selected;
+        } else if self.selected >= self.offset + page {
+            self.offset = self.selected + 1 - page;
+        }
+        self.offset = self.offset.min(len.saturating_sub(page));
+    }
+}
+
+/// The customer detail popup; `data` is None while loading.
+#[derive(Debug, Clone)]
+pub struct Detail {
+    pub customer_id: String,
+    pub data: Option<Result<Box<CustomerDetail>, String>>,
+}
+
+/// The sync flow: prepare → confirm → running (with progress) → finished.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SyncPopup {
+    Closed,
+    Preparing,
+    Unavailable(String),
+    Confirm(SyncPlan),
+    Running {
+        progress: SyncProgress,
+        cancelling: bool,
+    },
+    Finished(SyncOutcome),
+}
+
+/// Work the loop carries out for `update`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Quit,
+    LoadDetail(String),
+    LoadEvents,
+    Reload,
+    PrepareSync,
+    StartSync,
+    CancelSync,
+}
+
+/// Totals for the header, over all customers (not just the filtered ones).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub customers: usize,
+    /// Customers at each level, indexed like `WarningLevel::ALL`.
+    pub levels: [usize; 4],
+    pub backlog: Backlog,
+    /// Unreported events of customers without a Stripe customer id.
+    pub unmapped: i64,
+}
+
+pub struct App {
+    pub config: Config,
+    pub db_label: String,
+    pub plans_label: String,
+    pub theme: Theme,
+    pub now: DateTime<Utc>,
+    rows: Vec<DashboardRow>,
+    by_id: HashMap<String, usize>,
+    /// Each row's place in customer id order: the tie-break of every sort, as an integer.
+    id_rank: Vec<u32>,
+    /// Indices into `rows` after filter and sort: what the table shows, in order.
+    visible: Vec<usize>,
+    /// The filter `visible` was built with; None after the rows were replaced.
+    visible_filter: Option<String>,
+    pub summary: Summary,
+    pub sort: SortKey,
+    pub reverse: bool,
+    pub filter: String,
+    pub filtering: bool,
+    pub list: Cursor,
+    pub view: View,
+    pub detail: Option<Detail>,
+    pub help: bool,
+    pub sync: SyncPopup,
+    pub events: Vec<EventRow>,
+    pub events_loaded: bool,
+    pub events_cursor: Cursor,
+    /// Rows the lists show at the current terminal size.
+    pub page: usize,
+    /// The last error from the database watcher, shown in the footer.
+    pub status: Option<String>,
+    pub quit: bool,
+}
+
+impl App {
+    pub fn new(
+        config: Config,
+        db_label: String,
+        plans_label: String,
+        theme: Theme,
+        now: DateTime<Utc>,
+        dashboard: Dashboard,
+    ) -> App {
+        let mut app = App {
+            config,
+            db_label,
+            plans_label,
+            theme,
+            now,
+            rows: Vec::new(),
+            by_id: HashMap::new(),
+            id_rank: Vec::new(),
+            visible: Vec::new(),
+            visible_filter: None,
+            summary: Summary::default(),
+            sort: SortKey::Risk,
+            reverse: false,
+            filter: String::new(),
+            filtering: false,
+            list: Cursor::default(),
+            view: View::Overview,
+            detail: None,
+            help: false,
+            sync: SyncPopup::Closed,
+            events: Vec::new(),
+            events_loaded: false,
+            events_cursor: Cursor::default(),
+            page: 20,
+            status: None,
+            quit: false,
+        };
+        app.set_rows(dashboard.rows);
+        app
+    }
+
+    /// Which keymap applies now.
+    pub fn mode(&self) -> Mode {
+        if matches!(self.sync, SyncPopup::Confirm(_)) {
+            Mode::Confirm
+        } else if self.filtering {
+            Mode::Filter
+        } else {
+            Mode::Normal
+        }
+    }
+
+    pub fn rows(&self) -> &[DashboardRow] {
+        &self.rows
+    }
+
+    /// How many rows pass the filter.
+    pub fn visible_len(&self) -> usize {
+        self.visible.len()
+    }
+
+    /// The rows of the table from `start`, at most `count`: only these are ever rendered.
+    pub fn visible_rows(&self, start: usize, count: usize) -> impl Iterator<Item = &DashboardRow> {
+        self.visible
+            .iter()
+            .skip(start)
+            .take(count)
+            .map(|&i| &self.rows[i])
+    }
+
+    pub fn selected_row(&self) -> Option<&DashboardRow> {
+        self.visible.get(self.list.selected).map(|&i| &self.rows[i])
+    }
+
+    pub fn level_of(&self, row: &DashboardRow) -> WarningLevel {
+        row.level(&self.config)
+    }
+
+    /// True when the customer's plan bills usage past its limit instead of refusing it.
+    pub fn overage_billed(&self, row: &DashboardRow) -> bool {
+        self.config
+            .plan(&row.plan_id)
+            .is_some_and(|p| p.at_limit == crate::config::AtLimit::Overage)
+    }
+
+    /// The terminal now shows `page` rows per list.
+    pub fn set_page(&mut self, page: usize) {
+        self.page = page.max(1);
+        let (len, events) = (self.visible.len(), self.events.len());
+        self.list.select(self.list.selected, len, self.page);
+        self.events_cursor
+            .select(self.events_cursor.selected, events, self.page);
+    }
+
+    pub fn tick(&mut self, now: DateTime<Utc>) {
+        self.now = now;
+    }
+
+    pub fn update(&mut self, action: Action) -> Option<Command> {
+        if action == Action::Quit {
+            self.quit = true;
+            return Some(Command::Quit);
+        }
+        if self.sync != SyncPopup::Closed {
+            return self.update_sync(action);
+        }
+        if self.help {
+            if matches!(action, Action::Close | Action::Help) {
+                self.help = false;
+            }
+            return None;
+        }
+        if self.filtering {
+            return self.update_filter(action);
+        }
+        let page = self.page as isize;
+        match action {
+            Action::Up => self.move_by(-1),
+            Action::Down => self.move_by(1),
+            Action::PageUp => self.move_by(-page),
+            Action::PageDown => self.move_by(page),
+            Action::Top => self.move_by(isize::MIN / 2),
+            Action::Bottom => self.move_by(isize::MAX / 2),
+            Action::NextView => self.show(self.view.step(1)),
+            Action::PrevView => self.show(self.view.step(-1)),
+            Action::ShowOverview => self.show(View::Overview),
+            Action::ShowEvents => self.show(View::Events),
+            Action::ShowPlans => self.show(View::Plans),
+            Action::Open => self.open_detail(),
+            Action::Close => {
+                if self.detail.take().is_none() && !self.filter.is_empty() {
+                    self.set_filter(String::new());
+                }
+                None
+            }
+            Action::Help => {
+                self.help = true;
+                None
+            }
+            Action::Filter => {
+                self.detail = None;
+                self.view = View::Overview;
+                self.filtering = true;
+                None
+            }
+            Action::CycleSort => {
+                self.sort = self.sort.next();
+                self.resort();
+                None
+            }
+            Action::ReverseSort => {
+                self.reverse = !self.reverse;
+                self.resort();
+                None
+            }
+            Action::Refresh => Some(Command::Reload),
+            Action::Sync => {
+                self.sync = SyncPopup::Preparing;
+                Some(Command::PrepareSync)
+            }
+            Action::Quit
+            | Action::FilterChar(_)
+            | Action::FilterBackspace
+            | Action::FilterDone
+            | Action::Confirm => None,
+        }
+    }
+
+    fn update_filter(&mut self, action: Action) -> Option<Command> {
+        match action {
+            Action::FilterChar(c) => {
+                let mut filter = std::mem::take(&mut self.filter);
+                filter.push(c);
+                self.set_filter(filter);
+            }
+            Action::FilterBackspace => {
+                let mut filter = std::mem::take(&mut self.filter);
+                filter.pop();
+                self.set_filter(filter);
+            }
+            Action::FilterDone => self.filtering = false,
+            Action::Close => {
+                self.filtering = false;
+                self.set_filter(String::new());
+            }
+            Action::Up => return self.move_by(-1),
+            Action::Down => return self.move_by(1),
+            _ => {}
+        }
+        None
+    }
+
+    fn update_sync(&mut self, action: Action) -> Option<Command> {
+        match (&mut self.sync, action) {
+            (SyncPopup::Confirm(_), Action::Confirm) => {
+                self.sync = SyncPopup::Running {
+                    progress: SyncProgress::default(),
+                    cancelling: false,
+                };
+                Some(Command::StartSync)
+            }
+            (SyncPopup::Running { cancelling, .. }, Action::Close) => {
+                // In-flight requests finish; the worker reports how far it got.
+                *cancelling = true;
+                Some(Command::CancelSync)
+            }
+            (SyncPopup::Running { .. }, _) => None,
+            (_, Action::Close | Action::Confirm) => {
+                self.sync = SyncPopup::Closed;
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// A report from the sync worker.
+    pub fn on_sync(&mut self, event: SyncEvent) {
+        self.sync = match (event, &self.sync) {
+            // A popup closed meanwhile stays closed, unless a sync is running.
+            (SyncEvent::Unavailable(_) | SyncEvent::Ready(_), SyncPopup::Closed) => return,
+            (SyncEvent::Unavailable(why), _) => SyncPopup::Unavailable(why),
+            (SyncEvent::Ready(plan), _) => SyncPopup::Confirm(plan),
+            (SyncEvent::Progress(progress), SyncPopup::Running { cancelling, .. }) => {
+                SyncPopup::Running {
+                    progress,
+                    cancelling: *cancelling,
+                }
+            }
+            (SyncEvent::Progress(_), _) => return,
+            (SyncEvent::Finished(outcome), _) => SyncPopup::Finished(outcome),
+        };
+    }
+
+    /// Data from the watcher; may ask to reload an open detail or events list.
+    pub fn apply(&mut self, event: DataEvent) -> Option<Command> {
+        match event {
+            DataEvent::Loaded(dashboard) => {
+                self.status = None;
+                self.set_rows(dashboard.rows);
+                self.follow_changes()
+            }
+            DataEvent::Changed { usage, backlog } => {
+                self.status = None;
+                let mut changed = Vec::new();
+                for change in usage {
+                    if let Some(&i) = self.by_id.get(&change.customer_id) {
+                        self.rows[i].used = change.used;
+                        self.rows[i].backlog.unreported += change.new_events;
+                        changed.push(i);
+                    }
+                }
+                let mut everyone = false;
+                match backlog {
+                    Some(BacklogChange::Customers(counts)) => {
+                        for (customer_id, backlog) in counts {
+                            if let Some(&i) = self.by_id.get(&customer_id) {
+                                self.rows[i].backlog = backlog;
+                                changed.push(i);
+                            }
+                        }
+                    }
+                    Some(BacklogChange::All(counts)) => {
+                        everyone = true;
+                        for row in &mut self.rows {
+                            row.backlog = counts.get(&row.customer_id).copied().unwrap_or_default();
+                        }
+                    }
+                    None => {}
+                }
+                self.summarize();
+                self.reorder((!everyone).then_some(&changed[..]));
+                self.follow_changes()
+            }
+            DataEvent::Detail {
+                customer_id,
+                detail,
+            } => {
+                if let Some(open) = &mut self.detail
+                    && open.customer_id == customer_id
+                {
+                    open.data = Some(detail);
+                }
+                None
+            }
+            DataEvent::Events(events) => {
+                self.events = events;
+                self.events_loaded = true;
+                let len = self.events.len();
+                self.events_cursor
+                    .select(self.events_cursor.selected, len, self.page);
+                None
+            }
+            DataEvent::Failed(message) => {
+                self.status = Some(message);
+                None
+            }
+        }
+    }
+
+    /// After a change, what is open on screen is read again too.
+    fn follow_changes(&self) -> Option<Command> {
+        if let Some(detail) = &self.detail {
+            Some(Command::LoadDetail(detail.customer_id.clone()))
+        } else if self.view == View::Events {
+            Some(Command::LoadEvents)
+        } else {
+            None
+        }
+    }
+
+    fn show(&mut self, view: View) -> Option<Command> {
+        self.detail = None;
+        self.view = view;
+        (view == View::Events).then_some(Command::LoadEvents)
+    }
+
+    fn open_detail(&mut self) -> Option<Command> {
+        if self.view != View::Overview || self.detail.is_some() {
+            return None;
+        }
+        let id = self.selected_row()?.customer_id.clone();
+        self.detail = Some(Detail {
+            customer_id: id.clone(),
+            data: None,
+        });
+        Some(Command::LoadDetail(id))
+    }
+
+    fn move_by(&mut self, delta: isize) -> Option<Command> {
+        match self.view {
+            View::Events => {
+                let len = self.events.len();
+                self.events_cursor.move_by(delta, len, self.page);
+                None
+            }
+            View::Plans => None,
+            View::Overview => {
+                let len = self.visible.len();
+                self.list.move_by(delta, len, self.page);
+                // With the detail open, moving shows the next customer's detail.
+                let id = self.selected_row()?.customer_id.clone();
+                let detail = self.detail.as_mut()?;
+                if detail.customer_id == id {
+                    return None;
+                }
+                *detail = Detail {
+                    customer_id: id.clone(),
+                    data: None,
+                };
+                Some(Command::LoadDetail(id))
+            }
+        }
+    }
+
+    fn set_rows(&mut self, rows: Vec<DashboardRow>) {
+        self.by_id = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.customer_id.clone(), i))
+            .collect();
+        let mut by_id_order: Vec<usize> = (0..rows.len()).collect();
+        by_id_order.sort_unstable_by(|&a, &b| rows[a].customer_id.cmp(&rows[b].customer_id));
+        self.id_rank = vec![0; rows.len()];
+        for (rank, &i) in by_id_order.iter().enumerate() {
+            self.id_rank[i] = rank as u32;
+        }
+        self.rows = rows;
+        self.visible_filter = None;
+        self.summarize();
+        self.resort();
+    }
+
+    fn set_filter(&mut self, filter: String) {
+        self.filter = filter;
+        self.resort();
+    }
+
+    fn summarize(&mut self) {
+        let mut summary = Summary {
+            customers: self.rows.len(),
+            ..Summary::default()
+        };
+        for row in &self.rows {
+            let level = row.level(&self.config);
+            summary.levels[WarningLevel::ALL
+                .iter()
+                .position(|l| *l == level)
+                .unwrap_or(0)] += 1;
+            summary.backlog += row.backlog;
+            if !row.mapped {
+                summary.unmapped += row.backlog.unreported;
+            }
+        }
+        self.summary = summary;
+    }
+
+    /// Filter and sort again, keeping the selected customer selected.
+    fn resort(&mut self) {
+        self.reorder(None);
+    }
+
+    /// Put the table in order again. `changed`: the only rows whose sort keys changed (after
+    /// a refresh); with the same filter only they move, merged back in one linear pass.
+    fn reorder(&mut self, changed: Option<&[usize]>) {
+        let keep = self.selected_row().map(|r| r.customer_id.clone());
+        let mut visible = std::mem::take(&mut self.visible);
+        let order = |a: &usize, b: &usize| self.order(*a, *b);
+        if self.visible_filter.as_deref() != Some(self.filter.as_str()) {
+            let needle = Needle::new(&self.filter);
+            visible = (0..self.rows.len())
+                .filter(|&i| needle.matches(&self.rows[i]))
+                .collect();
+            visible.sort_unstable_by(order);
+        } else if let Some(changed) = changed {
+            let mut is_changed = vec![false; self.rows.len()];
+            for &i in changed {
+                is_changed[i] = true;
+            }
+            let mut moved: Vec<usize> =
+                visible.iter().copied().filter(|&i| is_changed[i]).collect();
+            visible.retain(|&i| !is_changed[i]);
+            moved.sort_unstable_by(order);
+            visible = merge(visible, moved, order);
+        } else {
+            // Starting from the current order: the stable merge sort finds its runs.
+            visible.sort_by(order);
+        }
+        self.visible_filter = Some(self.filter.clone());
+        let kept_row = keep.and_then(|id| self.by_id.get(&id).copied());
+        let selected = kept_row
+            .and_then(|row| visible.iter().position(|&i| i == row))
+            .unwrap_or(self.list.selected);
+        self.visible = visible;
+        let len = self.visible.len();
+        self.list.select(selected, len, self.page);
+    }
+
+    /// The table order of rows `a` and `b`: the sort key, then the customer id.
+    fn order(&self, a: usize, b: usize) -> Ordering {
+        let order = compare(self.sort, &self.rows[a], &self.rows[b], self.now)
+            .then_with(|| self.id_rank[a].cmp(&self.id_rank[b]));
+        if self.reverse { order.reverse() } else { order }
+    }
+}
+
+/// Two sorted lists as one sorted list.
+fn merge(
+    left: Vec<usize>,
+    right: Vec<usize>,
+    order: impl Fn(&usize, &usize) -> Ordering,
+) -> Vec<usize> {
+    let mut out = Vec::with_capacity(left.len() + right.len());
+    let (mut l, mut r) = (left.into_iter().peekable(), right.into_iter().peekable());
+    while let (Some(a), Some(b)) = (l.peek(), r.peek()) {
+        if order(b, a) == Ordering::Less {
+            out.push(*b);
+            r.next();
+        } else {
+            out.push(*a);
+            l.next();
+        }
+    }
+    out.extend(l);
+    out.extend(r);
+    out
+}
+
+fn compare(sort: SortKey, a: &DashboardRow, b: &DashboardRow, now: DateTime<Utc>) -> Ordering {
+    let ratio = |r: &DashboardRow| r.ratio().unwrap_or(-1.0);
+    match sort {
+        SortKey::Risk => ratio(b).total_cmp(&ratio(a)),
+        SortKey::Name => a.name.cmp(&b.name),
+        SortKey::Plan => a
+            .plan_id
+            .cmp(&b.plan_id)
+            .then_with(|| ratio(b).total_cmp(&ratio(a))),
+        SortKey::Used => b.used.cmp(&a.used),
+        SortKey::Unreported => b.backlog.unreported.cmp(&a.backlog.unreported),
+        SortKey::DaysLeft => a.period.days_left(now).cmp(&b.period.days_left(now)),
+    }
+}
+
+/// A case-insensitive filter over name, id and plan.
+struct Needle {
+    lower: String,
+}
+
+impl Needle {
+    fn new(filter: &str) -> Needle {
+        Needle {
+            lower: filter.trim().to_lowercase(),
+        }
+    }
+
+    fn matches(&self, row: &DashboardRow) -> bool {
+        self.lower.is_empty()
+            || [&row.name, &row.customer_id, &row.plan_id]
+                .iter()
+                .any(|field| contains_ignore_case(field, &self.lower))
+    }
+}
+
+/// Substring test without allocating for ASCII text (the common case at 100k rows).
+fn contains_ignore_case(haystack: &str, lower_needle: &str) -> bool {
+    if haystack.is_ascii() && lower_needle.is_ascii() {
+        let (h, n) = (haystack.as_bytes(), lower_needle.as_bytes());
+        return n.len() <= h.len() && h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n));
+    }
+    haystack.to_lowercase().contains(lower_needle)
+}

@@ -1,0 +1,163 @@
+//! The dashboard: a live terminal UI over the database.
+//!
+//! Shape: key → `keys::resolve` → `Action` → `App::update` → `Command` (carried out here) →
+//! `ui::draw(&App)`. One channel feeds the loop: input, a tick, the database watcher
+//! (`data.rs`) and the sync worker (`sync.rs`). Slow work never runs on this thread.
+
+pub mod action;
+pub mod app;
+pub mod data;
+pub mod event;
+pub mod keys;
+pub mod sanitize;
+pub mod sync;
+pub mod theme;
+pub mod ui;
+
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::time::Duration;
+
+use app::{App, Command};
+use data::{Clock, DataWorker, Request};
+use event::Event;
+use ratatui::DefaultTerminal;
+use sync::SyncWorker;
+use theme::Theme;
+
+use crate::{Config, Error, Result, Store};
+
+/// What the dashboard opens.
+pub struct Options {
+    pub db: PathBuf,
+    /// How the header names the database (a demo says so).
+    pub db_label: String,
+    pub plans_label: String,
+    pub config: Config,
+    /// A pretended current time (`--now`); None follows the clock.
+    pub now: Option<chrono::DateTime<chrono::Utc>>,
+    pub theme: Theme,
+}
+
+/// Run the dashboard until the user quits. The terminal is restored on every exit path,
+/// panics included.
+pub fn run(options: Options) -> Result<()> {
+    let clock = Clock(options.now);
+    // Open and load before taking over the terminal, so a bad database is a plain error.
+    let dashboard = Store::open(&options.db)?.dashboard(&options.config, clock.now())?;
+    let (tx, rx) = channel();
+    let data = DataWorker::spawn(
+        options.db.clone(),
+        options.config.clone(),
+        clock,
+        &dashboard,
+        tx.clone(),
+    )?;
+    let sync = SyncWorker::new(tx.clone());
+    let mut app = App::new(
+        options.config,
+        options.db_label,
+        options.plans_label,
+        options.theme,
+        clock.now(),
+        dashboard,
+    );
+    install_panic_message();
+    // ratatui::try_init wraps the hook above with one that restores the terminal first.
+    let mut terminal = match ratatui::try_init() {
+        Ok(terminal) => terminal,
+        Err(e) => {
+            // Raw mode may be on already: leave the terminal as it was.
+            if ratatui::crossterm::terminal::is_raw_mode_enabled().unwrap_or(false) {
+                ratatui::restore();
+            }
+            return Err(terminal_error(e));
+        }
+    };
+    let result = event_loop(&mut terminal, &mut app, &rx, tx, clock, &data, &sync);
+    ratatui::restore();
+    result
+}
+
+fn event_loop(
+    terminal: &mut DefaultTerminal,
+    app: &mut App,
+    rx: &Receiver<Event>,
+    tx: Sender<Event>,
+    clock: Clock,
+    data: &DataWorker,
+    sync: &SyncWorker,
+) -> Result<()> {
+    event::spawn_input(tx.clone());
+    event::spawn_ticker(tx, Duration::from_secs(1));
+    resize(terminal, app)?;
+    loop {
+        terminal
+            .draw(|frame| ui::draw(frame, app))
+            .map_err(terminal_error)?;
+        let Ok(mut next) = rx.recv() else {
+            return Ok(());
+        };
+        // Handle everything already queued, then draw once.
+        loop {
+            let command = match next {
+                Event::Key(key) => keys::resolve(app.mode(), &key).and_then(|a| app.update(a)),
+                Event::Resize => {
+                    resize(terminal, app)?;
+                    None
+                }
+                Event::Tick => {
+                    app.tick(clock.now());
+                    None
+                }
+                Event::Data(event) => app.apply(event),
+                Event::Sync(event) => {
+                    app.on_sync(event);
+                    None
+                }
+            };
+            match command {
+                Some(Command::Quit) => return Ok(()),
+                Some(command) => carry_out(command, data, sync),
+                None => {}
+            }
+            match rx.try_recv() {
+                Ok(event) => next = event,
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+fn carry_out(command: Command, data: &DataWorker, sync: &SyncWorker) {
+    match command {
+        Command::Quit => {}
+        Command::LoadDetail(id) => data.request(Request::Detail(id)),
+        Command::LoadEvents => data.request(Request::Events),
+        Command::Reload => data.request(Request::Reload),
+        Command::PrepareSync => sync.prepare(),
+        Command::StartSync => sync.start(),
+        Command::CancelSync => sync.cancel(),
+    }
+}
+
+fn resize(terminal: &mut DefaultTerminal, app: &mut App) -> Result<()> {
+    let size = terminal.size().map_err(terminal_error)?;
+    app.set_page(ui::list_rows(size.width, size.height));
+    Ok(())
+}
+
+fn terminal_error(e: std::io::Error) -> Error {
+    Error::InvalidInput(format!(
+        "the dashboard needs an interactive terminal ({e}); for scripts use `meterline status`"
+    ))
+}
+
+/// Say where to look after a crash; the data is safe because every write is a transaction.
+fn install_panic_message() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        previous(info);
+        eprintln!("meterline: the dashboard crashed; the database is unchanged by the dashboard.");
+    }));
+}

@@ -1,0 +1,165 @@
+//! Drawing: a pure function of `&App`. Only the rows that fit are built, whatever the number
+//! of customers.
+
+mod detail;
+mod events;
+mod format;
+mod help;
+mod overview;
+mod plans;
+mod sync;
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Clear, Paragraph, Tabs};
+
+use super::action::Action;
+use super::app::{App, View};
+use super::keys::{self, Mode};
+
+/// Below this the dashboard shows one line saying the size it needs.
+pub const MIN_WIDTH: u16 = 60;
+pub const MIN_HEIGHT: u16 = 16;
+
+/// Lines of the overview header box (borders included).
+const HEADER_HEIGHT: u16 = 5;
+
+pub fn draw(frame: &mut Frame, app: &App) {
+    let area = frame.area();
+    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+        // Short, so it stays one line on most small terminals.
+        let message = format!(
+            "Terminal too small: {}×{}, need {MIN_WIDTH}×{MIN_HEIGHT} · q quits",
+            area.width, area.height
+        );
+        frame.render_widget(
+            Paragraph::new(message).wrap(ratatui::widgets::Wrap { trim: true }),
+            area,
+        );
+        return;
+    }
+    let [tabs, body, footer] = frame_layout(area);
+    draw_tabs(frame, app, tabs);
+    match app.view {
+        View::Overview => overview::draw(frame, app, body),
+        View::Events => events::draw(frame, app, body),
+        View::Plans => plans::draw(frame, app, body),
+    }
+    draw_footer(frame, app, footer);
+    if let Some(detail) = &app.detail {
+        frame.render_widget(Clear, body);
+        detail::draw(frame, app, detail, body);
+    }
+    if app.help {
+        help::draw(frame, app, area);
+    }
+    sync::draw(frame, app, area);
+}
+
+/// Tabs line, body, footer line.
+fn frame_layout(area: Rect) -> [Rect; 3] {
+    Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Fill(1),
+        Constraint::Length(1),
+    ])
+    .areas(area)
+}
+
+/// Summary box above a list, and the list's box.
+fn body_layout(body: Rect) -> [Rect; 2] {
+    Layout::vertical([Constraint::Length(HEADER_HEIGHT), Constraint::Fill(1)]).areas(body)
+}
+
+/// How many list rows fit on a terminal of this size (box borders and header row excluded).
+pub fn list_rows(width: u16, height: u16) -> usize {
+    let [_, body, _] = frame_layout(Rect::new(0, 0, width, height));
+    let [_, list] = body_layout(body);
+    usize::from(list.height.saturating_sub(3))
+}
+
+fn draw_tabs(frame: &mut Frame, app: &App, area: Rect) {
+    let theme = app.theme;
+    let titles = View::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Line::from(format!("{} {}", i + 1, v.title())));
+    let selected = View::ALL.iter().position(|v| *v == app.view);
+    let [name, tabs, help] = Layout::horizontal([
+        Constraint::Length(11),
+        Constraint::Fill(1),
+        Constraint::Length(8),
+    ])
+    .areas(area);
+    frame.render_widget(Span::styled(" meterline", theme.title()), name);
+    frame.render_widget(
+        Tabs::new(titles)
+            .select(selected)
+            .highlight_style(theme.selected())
+            .divider("│"),
+        tabs,
+    );
+    frame.render_widget(
+        Line::from(vec![
+            Span::styled(keys::keys_for(Mode::Normal, Action::Help), theme.key()),
+            Span::raw(" help "),
+        ])
+        .right_aligned(),
+        help,
+    );
+}
+
+fn draw_footer(frame: &mut Frame, app: &App, area: Rect) {
+    let theme = app.theme;
+    if app.filtering {
+        let line = Line::from(vec![
+            Span::styled("/", theme.key()),
+            Span::raw(super::sanitize::sanitize(&app.filter).into_owned()),
+            Span::styled("▏", theme.key()),
+            Span::styled(
+                format!(
+                    "   {} keep · {} clear",
+                    keys::keys_for(Mode::Filter, Action::FilterDone),
+                    keys::keys_for(Mode::Filter, Action::Close)
+                ),
+                theme.dim(),
+            ),
+        ]);
+        frame.render_widget(line, area);
+        return;
+    }
+    if let Some(status) = &app.status {
+        let text = format!("error: {}", super::sanitize::sanitize(status));
+        frame.render_widget(Span::styled(text, theme.error()), area);
+        return;
+    }
+    let hints: &[Action] = match app.view {
+        View::Overview if app.detail.is_some() => &[Action::Close, Action::Down, Action::Up],
+        View::Overview => &[
+            Action::Open,
+            Action::Filter,
+            Action::CycleSort,
+            Action::NextView,
+            Action::Sync,
+        ],
+        View::Events | View::Plans => &[Action::NextView, Action::Refresh, Action::Sync],
+    };
+    let mut spans = Vec::new();
+    for action in hints.iter().chain(&[Action::Help, Action::Quit]) {
+        let first = keys::first_key(Mode::Normal, *action);
+        spans.push(Span::styled(format!(" {first}"), theme.key()));
+        spans.push(Span::raw(format!(" {} ", action.describe())));
+    }
+    frame.render_widget(Line::from(spans), area);
+}
+
+/// A centered popup of at most `width`×`height`, cleared.
+fn popup(frame: &mut Frame, area: Rect, width: u16, height: u16) -> Rect {
+    let rect = area.centered(
+        Constraint::Length(width.min(area.width)),
+        Constraint::Length(height.min(area.height)),
+    );
+    frame.render_widget(Clear, rect);
+    rect
+}

@@ -1,0 +1,86 @@
+//! The plans from plans.toml: limits, prices, rates, thresholds, and how many customers each.
+
+use ratatui::Frame;
+use ratatui::layout::{Alignment, Constraint, Rect};
+use ratatui::text::Line;
+use ratatui::widgets::{Block, Cell, Paragraph, Row, Table};
+
+use super::body_layout;
+use super::format::thousands;
+use crate::config::AtLimit;
+use crate::tui::app::App;
+use crate::tui::sanitize::sanitize;
+
+pub fn draw(frame: &mut Frame, app: &App, body: Rect) {
+    let theme = app.theme;
+    let config = &app.config;
+    let [header, list] = body_layout(body);
+    let t = config.thresholds;
+    let lines = vec![
+        Line::from(format!(
+            "warning from {:.0} % · critical from {:.0} % · hard cap at 100 %",
+            t.warning * 100.0,
+            t.critical * 100.0
+        )),
+        Line::from(format!(
+            "billing periods: {:?} · Stripe {} · meter event {}",
+            config.billing.period,
+            sanitize(&config.stripe.api_base),
+            sanitize(&config.stripe.meter_event)
+        )),
+        Line::styled(format!("from {}", sanitize(&app.plans_label)), theme.dim()),
+    ];
+    frame.render_widget(Paragraph::new(lines).block(Block::bordered()), header);
+
+    let right = |text: String| Cell::from(Line::from(text).alignment(Alignment::Right));
+    let rows = config.plans.iter().map(|plan| {
+        let customers = app.rows().iter().filter(|r| r.plan_id == plan.id).count();
+        Row::new(vec![
+            Cell::from(sanitize(&plan.id).into_owned()),
+            Cell::from(sanitize(&plan.name).into_owned()),
+            right(plan.price.to_string()),
+            right(plan.included.map_or_else(|| "unlimited".into(), thousands)),
+            Cell::from(match (plan.included, plan.at_limit) {
+                (None, _) => "-",
+                (Some(_), AtLimit::Block) => "hard cap",
+                (Some(_), AtLimit::Overage) => "overage",
+            }),
+            right(
+                plan.overage_rate
+                    .map_or_else(|| "-".into(), |r| r.to_string()),
+            ),
+            Cell::from(sanitize(&plan.meter_event).into_owned()),
+            right(thousands(customers as i64)),
+        ])
+    });
+    let header = Row::new(
+        [
+            "Plan",
+            "Name",
+            "Price",
+            "Included",
+            "At limit",
+            "Rate/unit",
+            "Meter event",
+            "Customers",
+        ]
+        .map(Cell::from),
+    )
+    .style(theme.header());
+    let widths = [
+        Constraint::Length(10),
+        Constraint::Fill(1),
+        Constraint::Length(8),
+        Constraint::Length(11),
+        Constraint::Length(9),
+        Constraint::Length(9),
+        Constraint::Fill(1),
+        Constraint::Length(9),
+    ];
+    frame.render_widget(
+        Table::new(rows, widths)
+            .header(header)
+            .block(Block::bordered().title(" Plans ")),
+        list,
+    );
+}

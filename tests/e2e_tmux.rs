@@ -1,0 +1,336 @@
+//! End to end: the real binary in tmux, driven with send-keys and read with capture-pane.
+//! Each test has its own tmux server (`-L` socket), killed when the test ends, and waits on
+//! the screen with a bounded deadline rather than fixed sleeps.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+const BIN: &str = env!("CARGO_BIN_EXE_meterline");
+const DEADLINE: Duration = Duration::from_secs(20);
+const PROMPT: &str = "e2e$ ";
+/// How the prompt reads in a capture (trailing spaces are trimmed).
+const PROMPT_SHOWN: &str = "e2e$";
+
+fn plans() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("plans.toml")
+}
+
+fn tmux_available() -> bool {
+    Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// A private tmux server with one shell session; killed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(name: &str, width: u16, height: u16, cwd: &Path, env: &[(&str, &str)]) -> Tmux {
+        let socket = format!("meterline-e2e-{name}-{}", std::process::id());
+        let tmux = Tmux { socket };
+        let mut shell = format!("env PS1='{PROMPT}' TERM=xterm-256color");
+        for (k, v) in env {
+            shell.push_str(&format!(" {k}='{v}'"));
+        }
+        shell.push_str(" sh");
+        let (w, h) = (width.to_string(), height.to_string());
+        let cwd = cwd.to_str().unwrap();
+        tmux.run(&["new-session", "-d", "-x", &w, "-y", &h, "-c", cwd, &shell]);
+        tmux.wait_for("the shell prompt", |s| s.contains(PROMPT_SHOWN));
+        tmux
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let output = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("tmux runs");
+        assert!(
+            output.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    /// Type a command line into the shell.
+    fn type_line(&self, line: &str) {
+        self.run(&["send-keys", "-l", line]);
+        self.run(&["send-keys", "Enter"]);
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        for key in keys {
+            self.run(&["send-keys", key]);
+        }
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.run(&["capture-pane", "-p"]).stdout).into_owned()
+    }
+
+    /// The screen with its styles as escape sequences.
+    fn styled_screen(&self) -> String {
+        String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-e"]).stdout).into_owned()
+    }
+
+    fn alternate_screen(&self) -> bool {
+        let out = self.run(&["display-message", "-p", "#{alternate_on}"]);
+        String::from_utf8_lossy(&out.stdout).trim() == "1"
+    }
+
+    fn wait_for(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let screen = self.screen();
+            if ready(&screen) {
+                return screen;
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "timed out waiting for {what}; the screen:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn wait_text(&self, text: &str) -> String {
+        self.wait_for(text, |s| s.contains(text))
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .output();
+    }
+}
+
+/// A demo database file in `dir`, built by the real binary.
+fn demo_db(dir: &Path) -> PathBuf {
+    let db = dir.join("demo.db");
+    let status = Command::new(BIN)
+        .args(["demo", "--customers", "24", "--events", "4000", "--db"])
+        .arg(&db)
+        .arg("--plans")
+        .arg(plans())
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{status:?}");
+    db
+}
+
+fn dashboard_command(db: &Path) -> String {
+    format!(
+        "{BIN} --db '{}' --plans '{}'; echo \"exit=$?\"",
+        db.display(),
+        plans().display()
+    )
+}
+
+/// After quitting: the shell printed the exit code and a fresh prompt, on the normal screen.
+fn assert_terminal_restored(tmux: &Tmux) {
+    let screen = tmux.wait_text("exit=0");
+    let after = screen.split("exit=0").nth(1).unwrap_or_default();
+    assert!(
+        after.contains(PROMPT_SHOWN),
+        "no prompt after quitting:\n{screen}"
+    );
+    assert!(!tmux.alternate_screen(), "still on the alternate screen");
+}
+
+#[test]
+fn open_navigate_detail_help_filter_views_and_quit() {
+    if !tmux_available() {
+        eprintln!("tmux is not installed; skipping (CI installs it)");
+        return;
+    }
+    let dir = TempDir::new().unwrap();
+    let db = demo_db(dir.path());
+    let tmux = Tmux::start("nav", 120, 40, dir.path(), &[]);
+    tmux.type_line(&dashboard_command(&db));
+    tmux.wait_text("Customers 24/24 · sorted by risk");
+    assert!(tmux.alternate_screen());
+    // Colour by default: the hard cap's magenta background is on screen.
+    assert!(tmux.styled_screen().contains("48;5;5m"));
+
+    tmux.keys(&["j", "j", "k", "Enter"]);
+    let detail = tmux.wait_text("Usage per day");
+    assert!(detail.contains("Last periods · plan in force"), "{detail}");
+    assert!(detail.contains("Recent events"));
+
+    tmux.keys(&["?"]);
+    let help = tmux.wait_text("Help · Esc closes");
+    assert!(help.contains("filter by name or plan"));
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("help to close", |s| !s.contains("Help · Esc closes"));
+    assert!(
+        tmux.screen().contains("Usage per day"),
+        "Esc closed only the help"
+    );
+    tmux.keys(&["Escape"]);
+    tmux.wait_text("Customers 24/24");
+
+    tmux.keys(&["/"]);
+    tmux.run(&["send-keys", "-l", "globex"]);
+    // A capture can catch a frame half-written: wait for the whole of it.
+    tmux.wait_for("only Globex listed", |s| {
+        s.contains("Customers 1/24")
+            && s.contains("Globex Corporation")
+            && !s.contains("Acme Robotics")
+    });
+    tmux.keys(&["Enter", "Enter"]);
+    let globex = tmux.wait_text("Members this period");
+    assert!(globex.contains("alice@globex.example"), "{globex}");
+    tmux.keys(&["Escape", "Escape"]);
+    tmux.wait_text("Customers 24/24");
+
+    tmux.keys(&["Tab"]);
+    tmux.wait_text("Events needing attention");
+    tmux.wait_text("✗ failed");
+    tmux.keys(&["Tab"]);
+    tmux.wait_text("Rate/unit");
+    tmux.keys(&["s"]);
+    tmux.wait_text("not available in this build");
+    tmux.keys(&["Escape", "1"]);
+    tmux.wait_text("Customers 24/24");
+
+    tmux.keys(&["q"]);
+    assert_terminal_restored(&tmux);
+}
+
+#[test]
+fn usage_recorded_by_another_process_shows_up_live() {
+    if !tmux_available() {
+        return;
+    }
+    let dir = TempDir::new().unwrap();
+    let db = dir.path().join("live.db");
+    let meterline = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .arg("--db")
+            .arg(&db)
+            .arg("--plans")
+            .arg(plans())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    };
+    meterline(&[
+        "customer",
+        "add",
+        "acme",
+        "--plan",
+        "free",
+        "--name",
+        "Acme Live",
+    ]);
+    let tmux = Tmux::start("live", 120, 40, dir.path(), &[]);
+    tmux.type_line(&dashboard_command(&db));
+    tmux.wait_text("0 / 1,000");
+    meterline(&["record", "acme", "-n", "250"]);
+    tmux.wait_text("250 / 1,000");
+    meterline(&["record", "acme", "-n", "600"]);
+    let screen = tmux.wait_text("850 / 1,000");
+    assert!(screen.contains("▲ warning"), "{screen}");
+    assert!(
+        screen.contains("▲ warning 1"),
+        "the header counts follow: {screen}"
+    );
+    meterline(&[
+        "customer",
+        "add",
+        "globex",
+        "--plan",
+        "pro",
+        "--name",
+        "Globex Live",
+    ]);
+    tmux.wait_text("Globex Live");
+    tmux.keys(&["C-c"]);
+    assert_terminal_restored(&tmux);
+}
+
+#[test]
+fn demo_runs_on_a_temporary_database_and_never_touches_meterline_db() {
+    if !tmux_available() {
+        return;
+    }
+    let cwd = TempDir::new().unwrap();
+    std::fs::copy(plans(), cwd.path().join("plans.toml")).unwrap();
+    let tmux = Tmux::start("demo", 140, 40, cwd.path(), &[("NO_COLOR", "1")]);
+    tmux.type_line(&format!("{BIN} --demo; echo \"exit=$?\""));
+    let screen = tmux.wait_text("(demo, deleted on exit)");
+    tmux.wait_text("Customers 40/40");
+    // NO_COLOR: not one colour on screen, the levels still in words.
+    let styled = tmux.styled_screen();
+    assert!(
+        !styled.contains("38;5;") && !styled.contains("48;5;"),
+        "{styled}"
+    );
+    assert!(screen.contains("■ HARD CAP"));
+    let demo_db = screen
+        .split_whitespace()
+        .find(|w| w.ends_with("demo.db"))
+        .map(PathBuf::from)
+        .expect("the header names the demo database");
+    assert!(demo_db.exists());
+    tmux.keys(&["q"]);
+    assert_terminal_restored(&tmux);
+    assert!(!demo_db.exists(), "the demo database is removed on exit");
+    assert!(!cwd.path().join("meterline.db").exists());
+}
+
+#[test]
+fn a_tiny_terminal_says_the_size_needed_and_q_still_quits() {
+    if !tmux_available() {
+        return;
+    }
+    let dir = TempDir::new().unwrap();
+    let db = demo_db(dir.path());
+    let tmux = Tmux::start("tiny", 50, 12, dir.path(), &[]);
+    tmux.type_line(&dashboard_command(&db));
+    tmux.wait_text("Terminal too small: 50×12, need 60×16 · q quits");
+    // Growing the window redraws the dashboard.
+    tmux.run(&["resize-window", "-x", "100", "-y", "30"]);
+    tmux.wait_text("Customers 24/24");
+    tmux.run(&["resize-window", "-x", "40", "-y", "10"]);
+    tmux.wait_text("Terminal too small: 40×10, need 60×16");
+    tmux.keys(&["q"]);
+    assert_terminal_restored(&tmux);
+}
+
+#[test]
+fn a_bad_database_is_a_plain_error_before_the_terminal_is_touched() {
+    let dir = TempDir::new().unwrap();
+    let not_db = dir.path().join("notes.db");
+    std::fs::write(
+        &not_db,
+        "this is not sqlite, just a long enough text file to be read".repeat(20),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .arg("--db")
+        .arg(&not_db)
+        .arg("--plans")
+        .arg(plans())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not a meterline database"), "{stderr}");
+    assert!(
+        !stderr.contains("\x1b[?1049h"),
+        "never entered the alternate screen"
+    );
+}

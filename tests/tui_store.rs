@@ -1,0 +1,344 @@
+//! The dashboard's read paths on real SQLite files: the full load agrees with `status`, and
+//! refreshes see exactly what other connections changed.
+
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use meterline::billing::{Period, UsageCheck, WarningLevel};
+use meterline::demo::{DemoSpec, fill};
+use meterline::store::{BacklogChange, NewCustomer, Projection, Refresh, StripeState, project};
+use meterline::{Config, RecordRequest, Store};
+use tempfile::TempDir;
+
+fn config() -> Config {
+    Config::load("plans.toml".as_ref()).unwrap()
+}
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 20, 12, 0, 0).unwrap()
+}
+
+fn customer(id: &str, plan: &str, stripe: Option<&str>) -> NewCustomer {
+    NewCustomer {
+        id: id.into(),
+        name: None,
+        plan_id: plan.into(),
+        stripe_customer_id: stripe.map(str::to_string),
+        billing_anchor: Some(NaiveDate::from_ymd_opt(2026, 1, 5).unwrap()),
+    }
+}
+
+fn record(store: &mut Store, id: &str, n: i64, at: DateTime<Utc>) -> bool {
+    store
+        .record(&config(), &RecordRequest::new(id, n, at), now())
+        .unwrap()
+        .recorded
+}
+
+/// A file database with two customers and a second connection to it.
+fn two_connections() -> (TempDir, Store, Store) {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("m.db");
+    let mut writer = Store::open(&path).unwrap();
+    let config = config();
+    writer
+        .add_customer(&config, &customer("acme", "free", Some("cus_acme")), now())
+        .unwrap();
+    writer
+        .add_customer(&config, &customer("globex", "pro", None), now())
+        .unwrap();
+    record(&mut writer, "acme", 500, now() - Duration::days(1));
+    let reader = Store::open(&path).unwrap();
+    (dir, writer, reader)
+}
+
+#[test]
+fn the_full_load_agrees_with_status_on_a_demo_database() {
+    let dir = TempDir::new().unwrap();
+    let mut store = Store::open(&dir.path().join("demo.db")).unwrap();
+    let config = config();
+    let spec = DemoSpec {
+        customers: 14,
+        events: 3_000,
+        seed: 11,
+    };
+    fill(&mut store, &config, &spec, now()).unwrap();
+    let dashboard = store.dashboard(&config, now()).unwrap();
+    let status = store.status(&config, now()).unwrap();
+    assert_eq!(dashboard.rows.len(), status.len());
+    for s in &status {
+        let row = dashboard
+            .rows
+            .iter()
+            .find(|r| r.customer_id == s.check.customer)
+            .unwrap();
+        assert_eq!(row.used, s.check.used, "{}", row.customer_id);
+        assert_eq!(row.limit, s.check.limit);
+        assert_eq!(row.period.start, s.check.period_start);
+        assert_eq!(row.level(&config), s.check.level);
+        assert_eq!(row.backlog.unreported, s.unreported);
+        assert_eq!(row.mapped, s.stripe_customer_id.is_some());
+    }
+    // Every level is represented in the demo.
+    for level in WarningLevel::ALL {
+        assert!(
+            dashboard.rows.iter().any(|r| r.level(&config) == level),
+            "{level:?}"
+        );
+    }
+    let failed: i64 = dashboard.rows.iter().map(|r| r.backlog.failed).sum();
+    assert_eq!(failed, 3, "the demo has three failed events");
+}
+
+#[test]
+fn a_refresh_reads_only_what_another_connection_recorded() {
+    let (_dir, mut writer, reader) = two_connections();
+    let config = config();
+    let loaded = reader.dashboard(&config, now()).unwrap();
+    assert!(matches!(
+        reader
+            .dashboard_refresh(&config, loaded.marks, now())
+            .unwrap(),
+        Refresh::Unchanged
+    ));
+    record(&mut writer, "acme", 100, now());
+    record(&mut writer, "acme", 50, now());
+    match reader
+        .dashboard_refresh(&config, loaded.marks, now())
+        .unwrap()
+    {
+        Refresh::Partial {
+            usage,
+            backlog,
+            marks,
+        } => {
+            assert_eq!(usage.len(), 1);
+            assert_eq!(usage[0].customer_id, "acme");
+            assert_eq!(usage[0].new_events, 2);
+            assert_eq!(usage[0].used, 650);
+            assert!(backlog.is_none(), "no Stripe state changed");
+            assert_eq!(marks.last_event_id, loaded.marks.last_event_id + 2);
+        }
+        other => panic!("expected a partial refresh, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_hard_cap_refusal_changes_nothing() {
+    let (_dir, mut writer, reader) = two_connections();
+    let config = config();
+    let loaded = reader.dashboard(&config, now()).unwrap();
+    assert!(
+        !record(&mut writer, "acme", 10_000, now()),
+        "refused by the cap"
+    );
+    assert!(matches!(
+        reader
+            .dashboard_refresh(&config, loaded.marks, now())
+            .unwrap(),
+        Refresh::Unchanged
+    ));
+}
+
+#[test]
+fn stripe_state_changes_recount_the_backlog() {
+    let (dir, mut writer, reader) = two_connections();
+    let config = config();
+    record(&mut writer, "acme", 1, now());
+    record(&mut writer, "globex", 1, now());
+    let loaded = reader.dashboard(&config, now()).unwrap();
+    let acme = |d: &meterline::store::Dashboard| {
+        d.rows
+            .iter()
+            .find(|r| r.customer_id == "acme")
+            .unwrap()
+            .backlog
+    };
+    assert_eq!(acme(&loaded).unreported, 2);
+    // What a sync does: one event reported, one refused by Stripe.
+    let raw = rusqlite::Connection::open(dir.path().join("m.db")).unwrap();
+    raw.execute_batch(
+        "UPDATE usage_events SET stripe_reported_at = '2026-11-20T12:00:00Z' WHERE id = 1;
+         UPDATE usage_events SET stripe_error = 'No such customer', stripe_failed_at = '2026-11-20T12:00:00Z',
+                stripe_attempts = 1 WHERE id = 2;",
+    )
+    .unwrap();
+    match reader
+        .dashboard_refresh(&config, loaded.marks, now())
+        .unwrap()
+    {
+        Refresh::Partial {
+            usage,
+            backlog: Some(BacklogChange::Customers(backlog)),
+            ..
+        } => {
+            assert!(usage.is_empty());
+            let b = backlog["acme"];
+            assert_eq!((b.unreported, b.failed, b.expired), (1, 1, 0));
+            assert!(
+                !backlog.contains_key("globex"),
+                "only changed customers are recounted"
+            );
+        }
+        other => panic!("expected a backlog recount, got {other:?}"),
+    }
+    let problems = reader.problem_events(10).unwrap();
+    assert_eq!(problems[0].id, 2, "failed first");
+    assert_eq!(problems[0].state, StripeState::Failed);
+    assert_eq!(problems[0].error.as_deref(), Some("No such customer"));
+    assert!(problems.iter().any(|e| e.state == StripeState::Unmapped));
+    assert!(problems.iter().all(|e| e.state != StripeState::Reported));
+}
+
+#[test]
+fn a_customer_change_reloads_everything() {
+    let (_dir, mut writer, reader) = two_connections();
+    let config = config();
+    let loaded = reader.dashboard(&config, now()).unwrap();
+    writer
+        .add_customer(&config, &customer("initech", "team", None), now())
+        .unwrap();
+    match reader
+        .dashboard_refresh(&config, loaded.marks, now())
+        .unwrap()
+    {
+        Refresh::Full(d) => assert_eq!(d.rows.len(), 3),
+        other => panic!("expected a full reload, got {other:?}"),
+    }
+    let loaded = reader.dashboard(&config, now()).unwrap();
+    writer.set_plan(&config, "acme", "starter", now()).unwrap();
+    match reader
+        .dashboard_refresh(&config, loaded.marks, now())
+        .unwrap()
+    {
+        Refresh::Full(d) => {
+            let acme = d.rows.iter().find(|r| r.customer_id == "acme").unwrap();
+            assert_eq!(
+                (acme.plan_id.as_str(), acme.limit),
+                ("starter", Some(10_000))
+            );
+        }
+        other => panic!("expected a full reload, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_detail_has_every_day_history_and_recent_events() {
+    let (_dir, mut writer, reader) = two_connections();
+    let config = config();
+    record(&mut writer, "acme", 20, now() - Duration::days(3));
+    record(&mut writer, "acme", 30, now() - Duration::days(40));
+    let d = reader.customer_detail(&config, "acme", now()).unwrap();
+    assert_eq!(d.check.used, 520);
+    // Period 2026-11-05 .. 2026-12-05; now is the 20th: 16 days, zeros included.
+    assert_eq!(d.daily.len(), 16);
+    assert_eq!(d.daily[0].0, NaiveDate::from_ymd_opt(2026, 11, 5).unwrap());
+    assert_eq!(d.daily.iter().map(|(_, n)| n).sum::<i64>(), 520);
+    assert_eq!(d.daily[14].1, 500);
+    assert_eq!(d.history.len(), 6);
+    assert_eq!(d.history[4].check.used, 30, "the previous period");
+    assert_eq!(d.recent.len(), 3);
+    assert_eq!(d.recent[0].quantity, 500, "newest first");
+    assert!(d.recent.iter().all(|e| e.state == StripeState::Pending));
+    assert_eq!(d.backlog.unreported, 3);
+    let unknown = reader.customer_detail(&config, "nobody", now());
+    assert!(
+        unknown
+            .unwrap_err()
+            .to_string()
+            .contains("unknown customer")
+    );
+}
+
+fn check(used: i64, limit: Option<i64>) -> UsageCheck {
+    let period = Period {
+        start: Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap(),
+        end: Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap(),
+    };
+    let allowance = meterline::billing::Allowance {
+        included: limit,
+        hard_cap: true,
+        overage_rate: None,
+    };
+    UsageCheck::compute("c", "p", allowance, period, used, &Default::default())
+}
+
+#[test]
+fn the_projection_follows_the_average_pace() {
+    let day10 = Utc.with_ymd_and_hms(2026, 11, 11, 0, 0, 0).unwrap();
+    // 400 in 10 days: 1,000 after 25 days.
+    assert_eq!(
+        project(&check(400, Some(1000)), day10),
+        Projection::On(Utc.with_ymd_and_hms(2026, 11, 26, 0, 0, 0).unwrap())
+    );
+    assert_eq!(
+        project(&check(100, Some(1000)), day10),
+        Projection::NotThisPeriod
+    );
+    assert_eq!(
+        project(&check(0, Some(1000)), day10),
+        Projection::NotThisPeriod
+    );
+    assert_eq!(
+        project(&check(1000, Some(1000)), day10),
+        Projection::AlreadyReached
+    );
+    assert_eq!(project(&check(5, None), day10), Projection::Unlimited);
+}
+
+#[test]
+fn the_dashboard_migration_applies_once_and_counts_customer_changes() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("m.db");
+    let mut store = Store::open(&path).unwrap();
+    let before = store.change_marks().unwrap();
+    store
+        .add_customer(&config(), &customer("a", "free", None), now())
+        .unwrap();
+    drop(store);
+    let store = Store::open(&path).unwrap();
+    assert_eq!(
+        store.schema_version().unwrap(),
+        meterline::store::SCHEMA_VERSION
+    );
+    let after = store.change_marks().unwrap();
+    assert_eq!(after.customers, before.customers + 1);
+}
+
+#[test]
+fn many_stripe_changes_at_once_recount_every_customer() {
+    let (dir, _writer, reader) = two_connections();
+    let config = config();
+    let mut raw = rusqlite::Connection::open(dir.path().join("m.db")).unwrap();
+    let tx = raw.transaction().unwrap();
+    tx.execute_batch(
+        "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 5200)
+         INSERT INTO customers (id, name, plan_id, billing_anchor, created_at)
+         SELECT printf('bulk-%05d', i), 'Bulk', 'free', '2026-01-05', '2026-01-05T00:00:00Z' FROM n;
+         INSERT INTO usage_events (customer_id, quantity, occurred_at, recorded_at, period_start)
+         SELECT id, 1, '2026-11-20T10:00:00Z', '2026-11-20T10:00:00Z', '2026-11-05T00:00:00Z'
+         FROM customers WHERE id LIKE 'bulk-%';",
+    )
+    .unwrap();
+    tx.commit().unwrap();
+    let loaded = reader.dashboard(&config, now()).unwrap();
+    raw.execute_batch(
+        "UPDATE usage_events SET stripe_reported_at = '2026-11-20T12:00:00Z'
+         WHERE customer_id LIKE 'bulk-%'",
+    )
+    .unwrap();
+    match reader
+        .dashboard_refresh(&config, loaded.marks, now())
+        .unwrap()
+    {
+        Refresh::Partial {
+            backlog: Some(BacklogChange::All(counts)),
+            ..
+        } => {
+            assert!(!counts.contains_key("bulk-00001"), "reported: no backlog");
+            assert_eq!(
+                counts["acme"].unreported, 1,
+                "untouched customers keep theirs"
+            );
+        }
+        other => panic!("expected a full backlog recount, got {other:?}"),
+    }
+}
