@@ -48,7 +48,7 @@ pub struct SyncOptions {
     pub retry_failed: bool,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SyncProgress {
     pub total: u64,
     pub attempted: u64,
@@ -57,7 +57,7 @@ pub struct SyncProgress {
     pub failed: u64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SyncReport {
     /// Events sent at least once in this run.
     pub attempted: u64,
@@ -93,7 +93,7 @@ impl SyncReport {
 }
 
 /// What a sync would do now.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SyncPreview {
     pub events: u64,
     pub customers: u64,
@@ -242,7 +242,8 @@ pub fn run(
     }
 }
 
-const CANCELLED: &str = "cancelled";
+/// `SyncReport::stopped` of a run stopped by its `cancel` flag.
+pub const CANCELLED: &str = "cancelled";
 
 fn dry_run_report(preview: &SyncPreview, started: Instant) -> SyncReport {
     SyncReport {
