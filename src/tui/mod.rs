@@ -136,7 +136,8 @@ fn event_loop(
     }
 }
 
-fn carry_out(command: Command, data: &DataWorker, sync: &mut SyncWorker) {
+/// Carry out what `App::update` asked for (Quit is the loop's own business).
+pub fn carry_out(command: Command, data: &DataWorker, sync: &mut SyncWorker) {
     match command {
         Command::Quit => {}
         Command::LoadDetail(id) => data.request(Request::Detail(id)),
