@@ -420,18 +420,22 @@ fn s_syncs_to_the_stripe_server_from_the_keyboard_and_the_events_are_reported() 
     tmux.wait_text("last sync  never");
 
     tmux.keys(&["s"]);
-    let confirm = tmux.wait_text("Sync to Stripe?");
+    let n = expected.len();
+    // Wait for the whole popup: a capture can catch it half drawn.
+    let confirm = tmux.wait_for("the confirmation", |s| {
+        s.contains("Sync to Stripe?") && s.contains("y/Enter sync · n/Esc cancel")
+    });
     assert!(
-        confirm.contains(&format!("Send {} events of", expected.len()))
-            && confirm.contains("to 127.0.0.1"),
+        confirm.contains(&format!("Send {n} events of")) && confirm.contains("to 127.0.0.1"),
         "{confirm}"
     );
     assert!(confirm.contains("with a test key"), "{confirm}");
     assert_eq!(server.requests(), 0, "nothing is sent before confirming");
 
     tmux.keys(&["y"]);
-    let result = tmux.wait_text("Sync finished");
-    let n = expected.len();
+    let result = tmux.wait_for("the result", |s| {
+        s.contains("Sync finished") && s.contains("Esc closes")
+    });
     assert!(
         result.contains(&format!(
             "{n} sent · {n} accepted · 0 duplicates · 0 failed"
@@ -499,7 +503,9 @@ fn s_without_a_key_explains_how_to_set_one() {
     tmux.type_line(&dashboard_command(&db));
     tmux.wait_text("Customers 24/24");
     tmux.keys(&["s"]);
-    let screen = tmux.wait_text("export STRIPE_API_KEY=sk_test_...");
+    let screen = tmux.wait_for("the explanation", |s| {
+        s.contains("export STRIPE_API_KEY=sk_test_...") && s.contains("Esc closes")
+    });
     assert!(
         screen.contains("Stripe sync needs your Stripe secret key"),
         "{screen}"
