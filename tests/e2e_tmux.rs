@@ -524,3 +524,63 @@ fn s_without_a_key_explains_how_to_set_one() {
         "nothing was attempted"
     );
 }
+
+#[test]
+fn quitting_during_a_sync_cancels_it_after_the_requests_in_flight() {
+    if !tmux_available() {
+        return;
+    }
+    let dir = TempDir::new().unwrap();
+    let db = demo_db_at(dir.path(), Some(support::NOW));
+    let expected = sendable(&db);
+    let server = support::FakeStripe::start(support::KEY, support::now());
+    // Slow answers: the sync is still running when q is pressed.
+    server.set_delay(Duration::from_millis(1200));
+    let base = server.base();
+    let tmux = Tmux::start(
+        "quit",
+        120,
+        40,
+        dir.path(),
+        &[
+            ("STRIPE_API_KEY", support::KEY),
+            ("STRIPE_API_BASE", &base),
+            ("METERLINE_NOW", support::NOW),
+        ],
+    );
+    tmux.type_line(&dashboard_command_keeping_env(&db));
+    tmux.wait_text("last sync  never");
+    tmux.keys(&["s"]);
+    tmux.wait_text("y/Enter sync");
+    tmux.keys(&["y"]);
+    tmux.wait_text("Syncing to Stripe");
+    tmux.keys(&["q"]);
+    assert_terminal_restored(&tmux);
+    assert_key_not_on_screen(&tmux);
+
+    // What Stripe accepted is exactly what the database marks reported; the rest is pending.
+    let accepted: HashSet<String> = server.accepted().into_keys().collect();
+    assert!(accepted.len() < expected.len(), "the sync was cut short");
+    let reported: HashSet<String> = expected
+        .iter()
+        .filter(|(id, _)| {
+            count(
+                &db,
+                &format!(
+                    "SELECT COUNT(*) FROM usage_events WHERE id = {id} AND stripe_reported_at IS NOT NULL"
+                ),
+            ) == 1
+        })
+        .map(|(_, identifier)| identifier.clone())
+        .collect();
+    assert_eq!(reported, accepted);
+    assert_eq!(sendable(&db).len(), expected.len() - accepted.len());
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM sync_runs WHERE outcome = 'cancelled'"
+        ),
+        1,
+        "the run was recorded as cancelled, not left running"
+    );
+}
