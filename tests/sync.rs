@@ -229,10 +229,13 @@ fn a_missing_key_exits_2_without_network() {
     assert_eq!(env.count("stripe_reported_at IS NOT NULL"), 0);
 }
 
+/// Environment overrides for one run: (name, value or None to remove).
+type EnvOverrides<'a> = &'a [(&'a str, Option<&'a str>)];
+
 #[test]
 fn configuration_mistakes_exit_2_before_sending() {
     let env = seeded();
-    let cases: &[(&[(&str, Option<&str>)], &str)] = &[
+    let cases: &[(EnvOverrides, &str)] = &[
         (
             &[("STRIPE_API_KEY", Some("pk_test_publishable123"))],
             "does not look like a Stripe secret key",

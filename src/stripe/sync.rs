@@ -523,18 +523,18 @@ impl Engine<'_> {
                     for done in std::iter::once(first).chain(done_rx.try_iter()) {
                         out -= 1;
                         queue.release(&done.job.key());
-                        if let Some(reason) = settle(done, tally, &mut writes) {
-                            if stopped.is_none() {
-                                stop.store(true, Ordering::Relaxed);
-                                if let Reason::BadKey(message) = &reason {
-                                    fatal = Some(Error::StripeConfig(format!(
-                                        "Stripe refused the API key ({message}); check \
-                                         STRIPE_API_KEY (a secret key sk_... or a restricted key \
-                                         with write access to meter events). Nothing more was sent"
-                                    )));
-                                }
-                                stopped = Some(reason.text());
+                        if let Some(reason) = settle(done, tally, &mut writes)
+                            && stopped.is_none()
+                        {
+                            stop.store(true, Ordering::Relaxed);
+                            if let Reason::BadKey(message) = &reason {
+                                fatal = Some(Error::StripeConfig(format!(
+                                    "Stripe refused the API key ({message}); check \
+                                     STRIPE_API_KEY (a secret key sk_... or a restricted key \
+                                     with write access to meter events). Nothing more was sent"
+                                )));
                             }
+                            stopped = Some(reason.text());
                         }
                     }
                 }

@@ -132,7 +132,7 @@ impl Env {
                 }
                 any = true;
                 let step = span / total.max(1) as i32;
-                let at = now() - Duration::minutes(10) - span + step * n as i32;
+                let at = now() - Duration::minutes(10) - span + step * n;
                 n += 1;
                 let quantity = 1 + (round * 7 + index) as i64 % 13;
                 self.record(&mut store, &config, seed.id, quantity, at);
