@@ -394,19 +394,26 @@ fn assert_key_not_on_screen(tmux: &Tmux) {
     );
 }
 
-#[test]
-fn s_syncs_to_the_stripe_server_from_the_keyboard_and_the_events_are_reported() {
-    if !tmux_available() {
-        return;
-    }
+/// A demo database at `support::NOW`, the fake Stripe server (answering after `delay`) and
+/// the dashboard open on both in tmux; also the events a sync must send.
+struct SyncSession {
+    dir: TempDir,
+    db: PathBuf,
+    sendable: Vec<(i64, String)>,
+    server: support::FakeStripe,
+    tmux: Tmux,
+}
+
+fn sync_session(name: &str, delay: Duration) -> SyncSession {
     let dir = TempDir::new().unwrap();
     let db = demo_db_at(dir.path(), Some(support::NOW));
-    let expected = sendable(&db);
-    assert!(expected.len() >= 3, "the demo leaves recent events to send");
+    let sendable = sendable(&db);
+    assert!(sendable.len() >= 3, "the demo leaves recent events to send");
     let server = support::FakeStripe::start(support::KEY, support::now());
+    server.set_delay(delay);
     let base = server.base();
     let tmux = Tmux::start(
-        "sync",
+        name,
         120,
         40,
         dir.path(),
@@ -418,6 +425,27 @@ fn s_syncs_to_the_stripe_server_from_the_keyboard_and_the_events_are_reported() 
     );
     tmux.type_line(&dashboard_command_keeping_env(&db));
     tmux.wait_text("last sync  never");
+    SyncSession {
+        dir,
+        db,
+        sendable,
+        server,
+        tmux,
+    }
+}
+
+#[test]
+fn s_syncs_to_the_stripe_server_from_the_keyboard_and_the_events_are_reported() {
+    if !tmux_available() {
+        return;
+    }
+    let SyncSession {
+        dir: _dir,
+        db,
+        sendable: expected,
+        server,
+        tmux,
+    } = sync_session("sync", Duration::ZERO);
 
     tmux.keys(&["s"]);
     let n = expected.len();
@@ -530,26 +558,14 @@ fn quitting_during_a_sync_cancels_it_after_the_requests_in_flight() {
     if !tmux_available() {
         return;
     }
-    let dir = TempDir::new().unwrap();
-    let db = demo_db_at(dir.path(), Some(support::NOW));
-    let expected = sendable(&db);
-    let server = support::FakeStripe::start(support::KEY, support::now());
     // Slow answers: the sync is still running when q is pressed.
-    server.set_delay(Duration::from_millis(1200));
-    let base = server.base();
-    let tmux = Tmux::start(
-        "quit",
-        120,
-        40,
-        dir.path(),
-        &[
-            ("STRIPE_API_KEY", support::KEY),
-            ("STRIPE_API_BASE", &base),
-            ("METERLINE_NOW", support::NOW),
-        ],
-    );
-    tmux.type_line(&dashboard_command_keeping_env(&db));
-    tmux.wait_text("last sync  never");
+    let SyncSession {
+        dir: _dir,
+        db,
+        sendable: expected,
+        server,
+        tmux,
+    } = sync_session("quit", Duration::from_millis(1200));
     tmux.keys(&["s"]);
     tmux.wait_text("y/Enter sync");
     tmux.keys(&["y"]);

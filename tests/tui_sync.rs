@@ -119,6 +119,14 @@ impl Dashboard {
         }
     }
 
+    /// `s`, then wait for the confirmation.
+    fn open_confirmation(&mut self) {
+        self.press(KeyCode::Char('s'));
+        self.until("the confirmation", |app| {
+            matches!(app.sync, SyncPopup::Confirm(_))
+        });
+    }
+
     fn finished(&mut self) -> Result<SyncReport, String> {
         self.until("the sync to finish", |app| {
             matches!(app.sync, SyncPopup::Finished(_))
@@ -224,10 +232,7 @@ fn esc_cancels_after_the_requests_in_flight_and_nothing_is_half_marked() {
     // Three customers, one request in flight each: about 30 rounds of 40 ms.
     env.server.set_delay(Duration::from_millis(40));
     let mut dash = Dashboard::open(&env);
-    dash.press(KeyCode::Char('s'));
-    dash.until("the confirmation", |app| {
-        matches!(app.sync, SyncPopup::Confirm(_))
-    });
+    dash.open_confirmation();
     dash.press(KeyCode::Enter);
     dash.until(
         "some progress",
@@ -303,10 +308,7 @@ fn a_sync_already_running_elsewhere_is_a_clear_message() {
         .begin_sync_run(&LockHolder::this_process(), now())
         .unwrap();
     let mut dash = Dashboard::open(&env);
-    dash.press(KeyCode::Char('s'));
-    dash.until("the confirmation", |app| {
-        matches!(app.sync, SyncPopup::Confirm(_))
-    });
+    dash.open_confirmation();
     dash.press(KeyCode::Char('y'));
     let error = dash.finished().unwrap_err();
     assert!(error.contains("another sync is already running"), "{error}");
@@ -326,10 +328,7 @@ fn a_refused_key_fails_cleanly_and_the_key_never_shows() {
     let _env = stripe_env(Some(&env.server.base()));
     env.server.inject(Fault::Unauthorized, 1000);
     let mut dash = Dashboard::open(&env);
-    dash.press(KeyCode::Char('s'));
-    dash.until("the confirmation", |app| {
-        matches!(app.sync, SyncPopup::Confirm(_))
-    });
+    dash.open_confirmation();
     dash.press(KeyCode::Char('y'));
     let error = dash.finished().unwrap_err();
     assert!(error.contains("Stripe refused the API key"), "{error}");
