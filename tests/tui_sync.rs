@@ -343,3 +343,34 @@ fn a_refused_key_fails_cleanly_and_the_key_never_shows() {
     assert_eq!(env.count("stripe_reported_at IS NOT NULL"), 0);
     env.assert_key_not_in_files();
 }
+
+#[test]
+fn unusable_settings_are_explained_in_the_popup_before_anything_is_sent() {
+    let env = seeded();
+    let _env = stripe_env(Some(&env.server.base()));
+    let cases = [
+        ("STRIPE_API_BASE", "http://10.0.0.1:8080", "uses plain http"),
+        (
+            "STRIPE_API_KEY",
+            "pk_test_publishable123",
+            "does not look like",
+        ),
+    ];
+    for (name, value, says) in cases {
+        // SAFETY: this test holds the environment lock (stripe_env above).
+        unsafe { std::env::set_var(name, value) };
+        let mut dash = Dashboard::open(&env);
+        dash.press(KeyCode::Char('s'));
+        dash.until("the explanation", |app| {
+            matches!(app.sync, SyncPopup::Unavailable(_))
+        });
+        let SyncPopup::Unavailable(why) = &dash.app.sync else {
+            unreachable!()
+        };
+        assert!(why.contains(says), "{name}: {why}");
+        assert!(!why.contains("publishable123"), "the key is not echoed");
+        // SAFETY: as above. Back to the working base for the next case.
+        unsafe { std::env::set_var("STRIPE_API_BASE", env.server.base()) };
+    }
+    assert_eq!(env.server.requests(), 0);
+}
