@@ -2,6 +2,9 @@
 //! Each test has its own tmux server (`-L` socket), killed when the test ends, and waits on
 //! the screen with a bounded deadline rather than fixed sleeps.
 
+mod support;
+
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -115,21 +118,36 @@ impl Drop for Tmux {
     }
 }
 
-/// A demo database file in `dir`, built by the real binary.
-fn demo_db(dir: &Path) -> PathBuf {
+/// A demo database file in `dir`, built by the real binary; `now`: its pretended time.
+fn demo_db_at(dir: &Path, now: Option<&str>) -> PathBuf {
     let db = dir.join("demo.db");
-    let status = Command::new(BIN)
-        .args(["demo", "--customers", "24", "--events", "4000", "--db"])
+    let mut demo = Command::new(BIN);
+    demo.args(["demo", "--customers", "24", "--events", "4000", "--db"])
         .arg(&db)
         .arg("--plans")
-        .arg(plans())
-        .output()
-        .unwrap();
+        .arg(plans());
+    if let Some(now) = now {
+        demo.args(["--now", now]);
+    }
+    let status = demo.output().unwrap();
     assert!(status.status.success(), "{status:?}");
     db
 }
 
+fn demo_db(dir: &Path) -> PathBuf {
+    demo_db_at(dir, None)
+}
+
+/// The dashboard on `db`, never with a Stripe key from the test's own environment.
 fn dashboard_command(db: &Path) -> String {
+    format!(
+        "env -u STRIPE_API_KEY {}",
+        dashboard_command_keeping_env(db)
+    )
+}
+
+/// The dashboard on `db` with the shell's environment as it is.
+fn dashboard_command_keeping_env(db: &Path) -> String {
     format!(
         "{BIN} --db '{}' --plans '{}'; echo \"exit=$?\"",
         db.display(),
@@ -169,8 +187,10 @@ fn open_navigate_detail_help_filter_views_and_quit() {
     assert!(detail.contains("Recent events"));
 
     tmux.keys(&["?"]);
-    let help = tmux.wait_text("Help · Esc closes");
-    assert!(help.contains("filter by name or plan"));
+    // A capture can catch the popup half drawn: wait for its last line too.
+    tmux.wait_for("the whole help", |s| {
+        s.contains("Help · Esc closes") && s.contains("filter by name or plan")
+    });
     tmux.keys(&["Escape"]);
     tmux.wait_for("help to close", |s| !s.contains("Help · Esc closes"));
     assert!(
@@ -200,7 +220,7 @@ fn open_navigate_detail_help_filter_views_and_quit() {
     tmux.keys(&["Tab"]);
     tmux.wait_text("Rate/unit");
     tmux.keys(&["s"]);
-    tmux.wait_text("not available in this build");
+    tmux.wait_text("export STRIPE_API_KEY=sk_test_...");
     tmux.keys(&["Escape", "1"]);
     tmux.wait_text("Customers 24/24");
 
@@ -332,5 +352,251 @@ fn a_bad_database_is_a_plain_error_before_the_terminal_is_touched() {
     assert!(
         !stderr.contains("\x1b[?1049h"),
         "never entered the alternate screen"
+    );
+}
+
+/// Events a sync at `support::NOW` must send: of mapped customers, pending, not resting after
+/// a refusal, inside Stripe's window. (id, identifier)
+fn sendable(db: &Path) -> Vec<(i64, String)> {
+    let database_id = meterline::Store::open(db).unwrap().database_id().unwrap();
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT e.id FROM usage_events e JOIN customers c ON c.id = e.customer_id
+             WHERE c.stripe_customer_id IS NOT NULL AND e.stripe_reported_at IS NULL
+               AND e.stripe_expired_at IS NULL AND e.stripe_failed_at IS NULL
+             ORDER BY e.id",
+        )
+        .unwrap();
+    stmt.query_map([], |r| r.get::<_, i64>(0))
+        .unwrap()
+        .map(|id| {
+            let id = id.unwrap();
+            (id, meterline::stripe::identifier(&database_id, id))
+        })
+        .collect()
+}
+
+fn count(db: &Path, sql: &str) -> i64 {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+/// Neither the key nor its secret part is anywhere in the pane, scrollback included.
+fn assert_key_not_on_screen(tmux: &Tmux) {
+    let all = tmux
+        .run(&["capture-pane", "-p", "-S", "-", "-E", "-"])
+        .stdout;
+    let all = String::from_utf8_lossy(&all);
+    assert!(
+        !all.contains(&support::KEY[8..]),
+        "the key is on screen:\n{all}"
+    );
+}
+
+/// A demo database at `support::NOW`, the fake Stripe server (answering after `delay`) and
+/// the dashboard open on both in tmux; also the events a sync must send.
+struct SyncSession {
+    dir: TempDir,
+    db: PathBuf,
+    sendable: Vec<(i64, String)>,
+    server: support::FakeStripe,
+    tmux: Tmux,
+}
+
+fn sync_session(name: &str, delay: Duration) -> SyncSession {
+    let dir = TempDir::new().unwrap();
+    let db = demo_db_at(dir.path(), Some(support::NOW));
+    let sendable = sendable(&db);
+    assert!(sendable.len() >= 3, "the demo leaves recent events to send");
+    let server = support::FakeStripe::start(support::KEY, support::now());
+    server.set_delay(delay);
+    let base = server.base();
+    let tmux = Tmux::start(
+        name,
+        120,
+        40,
+        dir.path(),
+        &[
+            ("STRIPE_API_KEY", support::KEY),
+            ("STRIPE_API_BASE", &base),
+            ("METERLINE_NOW", support::NOW),
+        ],
+    );
+    tmux.type_line(&dashboard_command_keeping_env(&db));
+    tmux.wait_text("last sync  never");
+    SyncSession {
+        dir,
+        db,
+        sendable,
+        server,
+        tmux,
+    }
+}
+
+#[test]
+fn s_syncs_to_the_stripe_server_from_the_keyboard_and_the_events_are_reported() {
+    if !tmux_available() {
+        return;
+    }
+    let SyncSession {
+        dir: _dir,
+        db,
+        sendable: expected,
+        server,
+        tmux,
+    } = sync_session("sync", Duration::ZERO);
+
+    tmux.keys(&["s"]);
+    let n = expected.len();
+    // Wait for the whole popup: a capture can catch it half drawn.
+    let confirm = tmux.wait_for("the confirmation", |s| {
+        s.contains("Sync to Stripe?") && s.contains("y/Enter sync · n/Esc cancel")
+    });
+    assert!(
+        confirm.contains(&format!("Send {n} events of")) && confirm.contains("to 127.0.0.1"),
+        "{confirm}"
+    );
+    assert!(confirm.contains("with a test key"), "{confirm}");
+    assert_eq!(server.requests(), 0, "nothing is sent before confirming");
+
+    tmux.keys(&["y"]);
+    let result = tmux.wait_for("the result", |s| {
+        s.contains("Sync finished") && s.contains("Esc closes")
+    });
+    assert!(
+        result.contains(&format!(
+            "{n} sent · {n} accepted · 0 duplicates · 0 failed"
+        )),
+        "{result}"
+    );
+    tmux.keys(&["Escape"]);
+    // The header follows: the run, and the backlog of mapped customers gone.
+    tmux.wait_text(&format!(
+        "last sync  ✓ completed 2026-11-27 18:00 · {n} sent"
+    ));
+    assert_key_not_on_screen(&tmux);
+    tmux.keys(&["q"]);
+    assert_terminal_restored(&tmux);
+    assert_key_not_on_screen(&tmux);
+
+    // Stripe has each identifier exactly once, and the database marks exactly those reported.
+    let accepted: HashSet<String> = server.accepted().into_keys().collect();
+    let wanted: HashSet<String> = expected.iter().map(|(_, i)| i.clone()).collect();
+    assert_eq!(accepted, wanted);
+    assert!(
+        server.posts().values().all(|&n| n == 1),
+        "{:?}",
+        server.posts()
+    );
+    let ids = expected
+        .iter()
+        .map(|(id, _)| id.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    assert_eq!(
+        count(
+            &db,
+            &format!(
+                "SELECT COUNT(*) FROM usage_events WHERE id IN ({ids}) AND stripe_reported_at IS NOT NULL"
+            )
+        ),
+        n as i64
+    );
+    assert!(sendable(&db).is_empty(), "nothing sendable left pending");
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM sync_runs WHERE outcome = 'completed'"
+        ),
+        1
+    );
+    let stored = std::fs::read(&db).unwrap();
+    assert!(
+        !stored
+            .windows(support::KEY.len())
+            .any(|w| w == support::KEY.as_bytes()),
+        "the key is not stored"
+    );
+}
+
+#[test]
+fn s_without_a_key_explains_how_to_set_one() {
+    if !tmux_available() {
+        return;
+    }
+    let dir = TempDir::new().unwrap();
+    let db = demo_db(dir.path());
+    let tmux = Tmux::start("nokey", 100, 30, dir.path(), &[]);
+    tmux.type_line(&dashboard_command(&db));
+    tmux.wait_text("Customers 24/24");
+    tmux.keys(&["s"]);
+    let screen = tmux.wait_for("the explanation", |s| {
+        s.contains("export STRIPE_API_KEY=sk_test_...") && s.contains("Esc closes")
+    });
+    assert!(
+        screen.contains("Stripe sync needs your Stripe secret key"),
+        "{screen}"
+    );
+    assert!(screen.contains("STRIPE_API_BASE"), "{screen}");
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the popup to close", |s| {
+        !s.contains("export STRIPE_API_KEY")
+    });
+    // The dashboard is still running and answers keys.
+    tmux.keys(&["q"]);
+    assert_terminal_restored(&tmux);
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM sync_runs"),
+        0,
+        "nothing was attempted"
+    );
+}
+
+#[test]
+fn quitting_during_a_sync_cancels_it_after_the_requests_in_flight() {
+    if !tmux_available() {
+        return;
+    }
+    // Slow answers: the sync is still running when q is pressed.
+    let SyncSession {
+        dir: _dir,
+        db,
+        sendable: expected,
+        server,
+        tmux,
+    } = sync_session("quit", Duration::from_millis(1200));
+    tmux.keys(&["s"]);
+    tmux.wait_text("y/Enter sync");
+    tmux.keys(&["y"]);
+    tmux.wait_text("Syncing to Stripe");
+    tmux.keys(&["q"]);
+    assert_terminal_restored(&tmux);
+    assert_key_not_on_screen(&tmux);
+
+    // What Stripe accepted is exactly what the database marks reported; the rest is pending.
+    let accepted: HashSet<String> = server.accepted().into_keys().collect();
+    assert!(accepted.len() < expected.len(), "the sync was cut short");
+    let reported: HashSet<String> = expected
+        .iter()
+        .filter(|(id, _)| {
+            count(
+                &db,
+                &format!(
+                    "SELECT COUNT(*) FROM usage_events WHERE id = {id} AND stripe_reported_at IS NOT NULL"
+                ),
+            ) == 1
+        })
+        .map(|(_, identifier)| identifier.clone())
+        .collect();
+    assert_eq!(reported, accepted);
+    assert_eq!(sendable(&db).len(), expected.len() - accepted.len());
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM sync_runs WHERE outcome = 'cancelled'"
+        ),
+        1,
+        "the run was recorded as cancelled, not left running"
     );
 }

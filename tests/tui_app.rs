@@ -6,10 +6,11 @@ use chrono::{DateTime, TimeZone, Utc};
 use meterline::Config;
 use meterline::billing::Period;
 use meterline::store::{Backlog, BacklogChange, Dashboard, DashboardRow, UsageChange};
+use meterline::stripe::{SyncPreview, SyncProgress, SyncReport};
 use meterline::tui::app::{App, Command, SortKey, SyncPopup, View};
 use meterline::tui::data::DataEvent;
 use meterline::tui::keys::{self, Mode};
-use meterline::tui::sync::{SyncEvent, SyncOutcome, SyncPlan, SyncProgress};
+use meterline::tui::sync::SyncEvent;
 use meterline::tui::theme::Theme;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
@@ -240,11 +241,16 @@ fn sync_flow_prepare_confirm_progress_cancel_finish() {
     let mut app = app();
     assert_eq!(press(&mut app, &[k('s')]), [Command::PrepareSync]);
     assert_eq!(app.sync, SyncPopup::Preparing);
-    app.on_sync(SyncEvent::Ready(SyncPlan {
+    app.on_sync(SyncEvent::Ready(SyncPreview {
         events: 10,
         customers: 2,
-        live: false,
+        unmapped: 0,
+        expired: 0,
         api_host: "127.0.0.1".into(),
+        live: false,
+        future: 0,
+        failed_waiting: 0,
+        groups: Vec::new(),
     }));
     assert_eq!(app.mode(), Mode::Confirm);
     // Keys other than the answers do nothing in a confirmation.
@@ -270,15 +276,86 @@ fn sync_flow_prepare_confirm_progress_cancel_finish() {
             cancelling: true
         }
     );
-    let outcome = SyncOutcome {
+    let report = SyncReport {
+        attempted: 4,
         accepted: 3,
-        cancelled: true,
-        ..SyncOutcome::default()
+        duplicates: 1,
+        failed: 0,
+        expired: 0,
+        unmapped: 0,
+        remaining: 6,
+        duration_ms: 120,
+        undelivered: 0,
+        future: 0,
+        failed_waiting: 0,
+        stopped: Some(meterline::stripe::sync::CANCELLED.into()),
+        dry_run: false,
     };
-    app.on_sync(SyncEvent::Finished(outcome.clone()));
-    assert_eq!(app.sync, SyncPopup::Finished(outcome));
+    app.on_sync(SyncEvent::Finished(Ok(report.clone())));
+    assert_eq!(app.sync, SyncPopup::Finished(Ok(report)));
+    // Only Esc closes the result; other keys leave it on screen.
+    assert!(press(&mut app, &[k('j'), k('s')]).is_empty());
+    assert!(matches!(app.sync, SyncPopup::Finished(_)));
     press(&mut app, &[code(KeyCode::Esc)]);
     assert_eq!(app.sync, SyncPopup::Closed);
+    // The next `s` starts over.
+    assert_eq!(press(&mut app, &[k('s')]), [Command::PrepareSync]);
+}
+
+#[test]
+fn a_failed_sync_shows_its_error_and_the_confirmation_can_be_declined() {
+    let mut app = app();
+    press(&mut app, &[k('s')]);
+    app.on_sync(SyncEvent::Ready(SyncPreview {
+        events: 1,
+        customers: 1,
+        unmapped: 0,
+        expired: 0,
+        api_host: "api.stripe.com".into(),
+        live: true,
+        future: 0,
+        failed_waiting: 0,
+        groups: Vec::new(),
+    }));
+    // n declines: nothing is started.
+    assert!(press(&mut app, &[k('n')]).is_empty());
+    assert_eq!(app.sync, SyncPopup::Closed);
+    press(&mut app, &[k('s')]);
+    app.on_sync(SyncEvent::Unavailable("x".into()));
+    press(&mut app, &[code(KeyCode::Esc), k('s')]);
+    assert_eq!(app.sync, SyncPopup::Preparing);
+    app.on_sync(SyncEvent::Finished(Err(
+        "another sync is already running".into()
+    )));
+    assert_eq!(
+        app.sync,
+        SyncPopup::Finished(Err("another sync is already running".into()))
+    );
+    // Progress arriving after the end does not reopen the gauge.
+    app.on_sync(SyncEvent::Progress(SyncProgress::default()));
+    assert!(matches!(app.sync, SyncPopup::Finished(Err(_))));
+}
+
+#[test]
+fn the_last_sync_arrives_with_the_data() {
+    let mut app = app();
+    assert_eq!(app.last_sync, None);
+    let run = meterline::store::SyncRun {
+        id: 7,
+        started_at: "2026-11-20T11:58:00Z".into(),
+        finished_at: Some("2026-11-20T11:59:00Z".into()),
+        outcome: "completed".into(),
+        attempted: 5,
+        accepted: 5,
+        duplicates: 0,
+        failed: 0,
+        expired: 0,
+        unmapped: 0,
+        remaining: 0,
+        error: None,
+    };
+    assert_eq!(app.apply(DataEvent::LastSync(Some(run.clone()))), None);
+    assert_eq!(app.last_sync, Some(run));
 }
 
 #[test]

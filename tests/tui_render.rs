@@ -4,9 +4,12 @@
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use meterline::billing::Period;
-use meterline::store::{Backlog, Dashboard, DashboardRow, NewCustomer};
+use meterline::store::{Backlog, Dashboard, DashboardRow, NewCustomer, SyncRun};
+use meterline::stripe::{SyncPreview, SyncProgress, SyncReport};
+use meterline::tui::action::Action;
 use meterline::tui::app::App;
 use meterline::tui::data::DataEvent;
+use meterline::tui::sync::SyncEvent;
 use meterline::tui::theme::Theme;
 use meterline::tui::ui;
 use meterline::{Config, RecordRequest, Store};
@@ -315,7 +318,6 @@ fn detail_app(theme: Theme) -> (tempfile::TempDir, App) {
 
 /// Select `id`, press Enter, and hand the app what the watcher would load.
 fn app_with_detail(app: &mut App, store: &Store, id: &str) -> Option<()> {
-    use meterline::tui::action::Action;
     app.update(Action::Top);
     for _ in 0..app.visible_len() {
         if app.selected_row()?.customer_id == id {
@@ -371,9 +373,7 @@ fn the_detail_gauge_is_clamped_and_coloured_and_hostile_errors_are_neutralised()
 }
 
 #[test]
-fn help_is_generated_from_the_keymap_and_the_sync_popup_says_it_is_unavailable() {
-    use meterline::tui::action::Action;
-    use meterline::tui::sync::{NOT_AVAILABLE, SyncEvent};
+fn help_is_generated_from_the_keymap() {
     let mut app = app(Theme::COLOR);
     app.update(Action::Help);
     let help = text(&render(&mut app, 120, 40));
@@ -383,12 +383,214 @@ fn help_is_generated_from_the_keymap_and_the_sync_popup_says_it_is_unavailable()
             "{keys} {what}\n{help}"
         );
     }
-    app.update(Action::Close);
+}
+
+fn preview(live: bool) -> SyncPreview {
+    SyncPreview {
+        events: 1234,
+        customers: 17,
+        unmapped: 40,
+        expired: 2,
+        api_host: "api.stripe.com".into(),
+        live,
+        future: 0,
+        failed_waiting: 3,
+        groups: Vec::new(),
+    }
+}
+
+fn report(failed: u64, stopped: Option<&str>) -> SyncReport {
+    SyncReport {
+        attempted: 1234,
+        accepted: 1200,
+        duplicates: 34 - failed,
+        failed,
+        expired: 2,
+        unmapped: 40,
+        remaining: failed,
+        duration_ms: 4321,
+        undelivered: 0,
+        future: 0,
+        failed_waiting: 0,
+        stopped: stopped.map(str::to_string),
+        dry_run: false,
+    }
+}
+
+/// The app with the sync popup in the state `events` lead to, rendered at 100×24.
+fn sync_screen(theme: Theme, events: Vec<SyncEvent>) -> Buffer {
+    let mut app = app(theme);
     app.update(Action::Sync);
-    app.on_sync(SyncEvent::Unavailable(NOT_AVAILABLE.into()));
-    let popup = text(&render(&mut app, 120, 40));
+    for event in events {
+        if matches!(event, SyncEvent::Progress(_) | SyncEvent::Finished(_)) {
+            app.update(Action::Confirm);
+        }
+        app.on_sync(event);
+    }
+    render(&mut app, 100, 24)
+}
+
+#[test]
+fn the_confirmation_shows_count_customers_key_mode_and_host() {
+    let buffer = sync_screen(Theme::COLOR, vec![SyncEvent::Ready(preview(false))]);
+    insta::assert_snapshot!("sync_confirm_test_key", text(&buffer));
+    let live = sync_screen(Theme::COLOR, vec![SyncEvent::Ready(preview(true))]);
+    let y = row_of(&live, "LIVE key");
+    let cell = style_of_word(&live, y, "LIVE");
+    assert_eq!(cell.fg, Color::Red, "a live key is flagged");
+    assert!(text(&live).contains("Send 1,234 events of 17 customers to api.stripe.com"));
+}
+
+#[test]
+fn progress_shows_a_gauge_with_the_counts_and_how_to_cancel() {
+    let progress = SyncProgress {
+        total: 200,
+        attempted: 100,
+        accepted: 90,
+        duplicates: 6,
+        failed: 4,
+    };
+    let buffer = sync_screen(
+        Theme::COLOR,
+        vec![
+            SyncEvent::Ready(preview(false)),
+            SyncEvent::Progress(progress),
+        ],
+    );
+    insta::assert_snapshot!("sync_running", text(&buffer));
+    let shown = text(&buffer);
+    assert!(shown.contains("50%"), "{shown}");
+    assert!(shown.contains("100 / 200 sent · 90 accepted · 6 duplicates · 4 failed"));
+}
+
+#[test]
+fn the_result_summary_says_how_it_ended() {
+    let done = sync_screen(Theme::COLOR, vec![SyncEvent::Finished(Ok(report(0, None)))]);
+    insta::assert_snapshot!("sync_finished", text(&done));
+    let refused = text(&sync_screen(
+        Theme::COLOR,
+        vec![SyncEvent::Finished(Ok(report(3, None)))],
+    ));
+    assert!(refused.contains("Sync incomplete"), "{refused}");
+    assert!(refused.contains("3 refused by Stripe; their messages are in the Events view (2)"));
+    let cancelled = text(&sync_screen(
+        Theme::MONOCHROME,
+        vec![SyncEvent::Finished(Ok(report(
+            0,
+            Some(meterline::stripe::sync::CANCELLED),
+        )))],
+    ));
+    assert!(cancelled.contains("Sync cancelled"), "{cancelled}");
+    assert!(cancelled.contains("requests in flight finished and were recorded"));
+    // An error from the run is shown safely, in full.
+    let failed = sync_screen(
+        Theme::COLOR,
+        vec![SyncEvent::Finished(Err(format!("Stripe said {HOSTILE}")))],
+    );
+    assert_no_escape(&failed);
+    let failed = text(&failed);
+    assert!(failed.contains("Sync failed"), "{failed}");
+    assert!(failed.contains("Stripe said \\x1b[2J"), "{failed}");
+}
+
+#[test]
+fn without_a_key_the_popup_explains_how_to_set_one() {
+    let buffer = sync_screen(
+        Theme::COLOR,
+        vec![SyncEvent::Unavailable(meterline::tui::sync::NO_KEY.into())],
+    );
+    insta::assert_snapshot!("sync_no_key", text(&buffer));
+    let shown = text(&buffer);
     assert!(
-        popup.contains("Stripe sync is not available in this build"),
-        "{popup}"
+        shown.contains("export STRIPE_API_KEY=sk_test_..."),
+        "{shown}"
+    );
+    assert!(shown.contains("export STRIPE_API_BASE="), "{shown}");
+    // Narrow terminals wrap the explanation rather than cutting it.
+    let mut app = app(Theme::COLOR);
+    app.update(Action::Sync);
+    app.on_sync(SyncEvent::Unavailable(meterline::tui::sync::NO_KEY.into()));
+    let narrow = text(&render(&mut app, 60, 24));
+    assert!(narrow.contains("Esc closes"), "{narrow}");
+}
+
+fn sync_run(outcome: &str, error: Option<&str>) -> SyncRun {
+    SyncRun {
+        id: 3,
+        started_at: "2026-11-20T11:40:00Z".into(),
+        finished_at: (outcome != "running").then(|| "2026-11-20T11:41:30Z".into()),
+        outcome: outcome.into(),
+        attempted: 120,
+        accepted: 110,
+        duplicates: 5,
+        failed: 5,
+        expired: 0,
+        unmapped: 7,
+        remaining: 5,
+        error: error.map(str::to_string),
+    }
+}
+
+/// The header's last-sync line after the watcher delivered `run`.
+fn last_sync_line(theme: Theme, run: Option<SyncRun>) -> (Buffer, u16) {
+    let mut app = app(theme);
+    app.apply(DataEvent::LastSync(run));
+    let buffer = render(&mut app, 120, 20);
+    let y = row_of(&buffer, "last sync");
+    (buffer, y)
+}
+
+#[test]
+fn the_header_shows_when_the_last_sync_ran_and_how_it_ended() {
+    let line = |run| {
+        let (buffer, y) = last_sync_line(Theme::COLOR, run);
+        text(&buffer)
+            .lines()
+            .nth(usize::from(y))
+            .unwrap()
+            .to_string()
+    };
+    assert!(line(None).contains("last sync  never · s syncs to Stripe"));
+    let completed = line(Some(SyncRun {
+        failed: 0,
+        remaining: 0,
+        ..sync_run("completed", None)
+    }));
+    assert!(
+        completed.contains("✓ completed 2026-11-20 11:41 · 120 sent, 110 accepted, 5 duplicates"),
+        "{completed}"
+    );
+    assert!(!completed.contains("failed"), "{completed}");
+    let incomplete = line(Some(sync_run("incomplete", None)));
+    assert!(
+        incomplete.contains("! incomplete 2026-11-20 11:41"),
+        "{incomplete}"
+    );
+    assert!(
+        incomplete.contains(", 5 failed, 5 remaining"),
+        "{incomplete}"
+    );
+    assert!(line(Some(sync_run("running", None))).contains("… running since 2026-11-20 11:40"));
+
+    // A failed run: its error, made safe, in the error style.
+    let (buffer, y) = last_sync_line(
+        Theme::COLOR,
+        Some(sync_run("aborted", Some(&format!("boom {HOSTILE}")))),
+    );
+    assert_no_escape(&buffer);
+    let shown = text(&buffer)
+        .lines()
+        .nth(usize::from(y))
+        .unwrap()
+        .to_string();
+    assert!(shown.contains("✗ failed 2026-11-20 11:41"), "{shown}");
+    assert!(shown.contains("· boom \\x1b[2J"), "{shown}");
+    assert_eq!(style_of_word(&buffer, y, "✗ failed").fg, Color::Red);
+    assert_eq!(style_of_word(&buffer, y, "boom").fg, Color::Red);
+    let (mono, y) = last_sync_line(Theme::MONOCHROME, Some(sync_run("aborted", Some("boom"))));
+    assert!(
+        style_of_word(&mono, y, "✗ failed")
+            .modifier
+            .contains(Modifier::BOLD)
     );
 }

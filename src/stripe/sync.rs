@@ -15,7 +15,8 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::pipeline::{self, CANCELLED, Clock, Plan, Transport};
+pub use super::pipeline::CANCELLED;
+use super::pipeline::{self, Clock, Plan, Transport};
 use super::{ApiKey, Client, RateLimiter, RetryPolicy};
 use crate::config::Config;
 use crate::store::{LockHolder, OutboxGroup, OutboxWindow, SyncRun, stripe_window};
@@ -35,7 +36,7 @@ pub struct SyncOptions {
     pub retry_failed: bool,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SyncProgress {
     pub total: u64,
     pub attempted: u64,
@@ -44,7 +45,7 @@ pub struct SyncProgress {
     pub failed: u64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SyncReport {
     /// Events sent at least once in this run.
     pub attempted: u64,
@@ -80,7 +81,7 @@ impl SyncReport {
 }
 
 /// What a sync would do now.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SyncPreview {
     pub events: u64,
     pub customers: u64,

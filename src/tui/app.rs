@@ -10,11 +10,14 @@ use chrono::{DateTime, Utc};
 use super::action::Action;
 use super::data::DataEvent;
 use super::keys::Mode;
-use super::sync::{SyncEvent, SyncOutcome, SyncPlan, SyncProgress};
+use super::sync::SyncEvent;
 use super::theme::Theme;
 use crate::Config;
 use crate::billing::WarningLevel;
-use crate::store::{Backlog, BacklogChange, CustomerDetail, Dashboard, DashboardRow, EventRow};
+use crate::store::{
+    Backlog, BacklogChange, CustomerDetail, Dashboard, DashboardRow, EventRow, SyncRun,
+};
+use crate::stripe::{SyncPreview, SyncProgress, SyncReport};
 
 /// The tabs, in Tab order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,12 +122,13 @@ pub enum SyncPopup {
     Closed,
     Preparing,
     Unavailable(String),
-    Confirm(SyncPlan),
+    Confirm(SyncPreview),
     Running {
         progress: SyncProgress,
         cancelling: bool,
     },
-    Finished(SyncOutcome),
+    /// The engine's report, or why the run failed.
+    Finished(Result<SyncReport, String>),
 }
 
 /// Work the loop carries out for `update`.
@@ -174,6 +178,8 @@ pub struct App {
     pub detail: Option<Detail>,
     pub help: bool,
     pub sync: SyncPopup,
+    /// The latest recorded sync run (any process's), for the header; None before the first.
+    pub last_sync: Option<SyncRun>,
     pub events: Vec<EventRow>,
     pub events_loaded: bool,
     pub events_cursor: Cursor,
@@ -214,6 +220,7 @@ impl App {
             detail: None,
             help: false,
             sync: SyncPopup::Closed,
+            last_sync: None,
             events: Vec::new(),
             events_loaded: false,
             events_cursor: Cursor::default(),
@@ -474,6 +481,10 @@ impl App {
                 let len = self.events.len();
                 self.events_cursor
                     .select(self.events_cursor.selected, len, self.page);
+                None
+            }
+            DataEvent::LastSync(run) => {
+                self.last_sync = run;
                 None
             }
             DataEvent::Failed(message) => {

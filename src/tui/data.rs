@@ -3,7 +3,8 @@
 //!
 //! `PRAGMA data_version` on this connection changes only when another connection commits, so
 //! polling it every 250 ms costs nothing; only then are the change marks compared and just the
-//! changed part read again (see store/dashboard.rs).
+//! changed part read again (see store/dashboard.rs). The latest sync run is read then too (one
+//! row by primary key), so the header's "last sync" follows syncs run anywhere.
 
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
@@ -13,7 +14,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::event::Event;
-use crate::store::{BacklogChange, CustomerDetail, Dashboard, EventRow, Refresh, UsageChange};
+use crate::store::{
+    BacklogChange, CustomerDetail, Dashboard, EventRow, Refresh, SyncRun, UsageChange,
+};
 use crate::{Config, Result, Store};
 
 /// How often the watcher looks for commits by other processes.
@@ -50,6 +53,8 @@ pub enum DataEvent {
         detail: std::result::Result<Box<CustomerDetail>, String>,
     },
     Events(Vec<EventRow>),
+    /// The latest sync run changed (or was first read).
+    LastSync(Option<SyncRun>),
     Failed(String),
 }
 
@@ -76,6 +81,7 @@ impl DataWorker {
             clock,
             marks: loaded.marks,
             rollover: loaded.next_rollover(),
+            last_sync: None,
             events,
         };
         thread::spawn(move || watcher.run(inbox));
@@ -95,33 +101,52 @@ struct Watcher {
     version: i64,
     marks: crate::store::ChangeMarks,
     rollover: Option<DateTime<Utc>>,
+    last_sync: Option<SyncRun>,
     events: Sender<Event>,
 }
 
 impl Watcher {
     fn run(&mut self, inbox: Receiver<Request>) {
+        let first = self.read_last_sync(true).map(|e| e.into_iter().collect());
+        if !self.deliver(first) {
+            return;
+        }
         loop {
             let result = match inbox.recv_timeout(POLL) {
                 Ok(request) => self.answer(request),
                 Err(RecvTimeoutError::Timeout) => self.poll(),
                 Err(RecvTimeoutError::Disconnected) => return,
             };
-            let sent = match result {
-                Ok(Some(event)) => self.events.send(Event::Data(event)),
-                Ok(None) => Ok(()),
-                Err(e) => self
-                    .events
-                    .send(Event::Data(DataEvent::Failed(e.to_string()))),
-            };
-            if sent.is_err() {
+            if !self.deliver(result) {
                 return;
             }
         }
     }
 
-    fn answer(&mut self, request: Request) -> Result<Option<DataEvent>> {
+    /// Send the events (or the error) to the loop; false once the loop has gone.
+    fn deliver(&self, result: Result<Vec<DataEvent>>) -> bool {
+        let events = match result {
+            Ok(events) => events,
+            Err(e) => vec![DataEvent::Failed(e.to_string())],
+        };
+        events
+            .into_iter()
+            .all(|event| self.events.send(Event::Data(event)).is_ok())
+    }
+
+    /// The latest sync run, when it differs from the one last sent (or `always`).
+    fn read_last_sync(&mut self, always: bool) -> Result<Option<DataEvent>> {
+        let run = self.store.last_sync_run()?;
+        if !always && run == self.last_sync {
+            return Ok(None);
+        }
+        self.last_sync = run.clone();
+        Ok(Some(DataEvent::LastSync(run)))
+    }
+
+    fn answer(&mut self, request: Request) -> Result<Vec<DataEvent>> {
         let now = self.clock.now();
-        Ok(Some(match request {
+        Ok(vec![match request {
             Request::Detail(customer_id) => {
                 let detail = self
                     .store
@@ -134,8 +159,14 @@ impl Watcher {
                 }
             }
             Request::Events => DataEvent::Events(self.store.problem_events(EVENTS_LIMIT)?),
-            Request::Reload => self.reload(now)?,
-        }))
+            Request::Reload => {
+                let last_sync = self.read_last_sync(true)?;
+                return Ok([Some(self.reload(now)?), last_sync]
+                    .into_iter()
+                    .flatten()
+                    .collect());
+            }
+        }])
     }
 
     fn reload(&mut self, now: DateTime<Utc>) -> Result<DataEvent> {
@@ -146,36 +177,38 @@ impl Watcher {
     }
 
     /// Read again only what another process changed; reload when a period rolled over.
-    fn poll(&mut self) -> Result<Option<DataEvent>> {
+    fn poll(&mut self) -> Result<Vec<DataEvent>> {
         let now = self.clock.now();
         if self.rollover.is_some_and(|at| now >= at) {
-            return self.reload(now).map(Some);
+            return Ok(vec![self.reload(now)?]);
         }
         let version = self.store.data_version()?;
         if version == self.version {
-            return Ok(None);
+            return Ok(Vec::new());
         }
         self.version = version;
-        Ok(
-            match self
-                .store
-                .dashboard_refresh(&self.config, self.marks, now)?
-            {
-                Refresh::Unchanged => None,
-                Refresh::Full(dashboard) => {
-                    self.marks = dashboard.marks;
-                    self.rollover = dashboard.next_rollover();
-                    Some(DataEvent::Loaded(dashboard))
-                }
-                Refresh::Partial {
-                    usage,
-                    backlog,
-                    marks,
-                } => {
-                    self.marks = marks;
-                    Some(DataEvent::Changed { usage, backlog })
-                }
-            },
-        )
+        let rows = match self
+            .store
+            .dashboard_refresh(&self.config, self.marks, now)?
+        {
+            Refresh::Unchanged => None,
+            Refresh::Full(dashboard) => {
+                self.marks = dashboard.marks;
+                self.rollover = dashboard.next_rollover();
+                Some(DataEvent::Loaded(dashboard))
+            }
+            Refresh::Partial {
+                usage,
+                backlog,
+                marks,
+            } => {
+                self.marks = marks;
+                Some(DataEvent::Changed { usage, backlog })
+            }
+        };
+        Ok([rows, self.read_last_sync(false)?]
+            .into_iter()
+            .flatten()
+            .collect())
     }
 }

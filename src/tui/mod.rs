@@ -22,7 +22,7 @@ use app::{App, Command};
 use data::{Clock, DataWorker, Request};
 use event::Event;
 use ratatui::DefaultTerminal;
-use sync::SyncWorker;
+use sync::{QUIT_WAIT, SyncWorker};
 use theme::Theme;
 
 use crate::{Config, Error, Result, Store};
@@ -53,7 +53,12 @@ pub fn run(options: Options) -> Result<()> {
         &dashboard,
         tx.clone(),
     )?;
-    let sync = SyncWorker::new(tx.clone());
+    let mut sync = SyncWorker::new(
+        tx.clone(),
+        options.db.clone(),
+        options.config.clone(),
+        clock,
+    );
     let mut app = App::new(
         options.config,
         options.db_label,
@@ -74,8 +79,10 @@ pub fn run(options: Options) -> Result<()> {
             return Err(terminal_error(e));
         }
     };
-    let result = event_loop(&mut terminal, &mut app, &rx, tx, clock, &data, &sync);
+    let result = event_loop(&mut terminal, &mut app, &rx, tx, clock, &data, &mut sync);
     ratatui::restore();
+    // The terminal is back; a sync cut short by quitting records its in-flight requests.
+    sync.finish(QUIT_WAIT);
     result
 }
 
@@ -86,7 +93,7 @@ fn event_loop(
     tx: Sender<Event>,
     clock: Clock,
     data: &DataWorker,
-    sync: &SyncWorker,
+    sync: &mut SyncWorker,
 ) -> Result<()> {
     event::spawn_input(tx.clone());
     event::spawn_ticker(tx, Duration::from_secs(1));
@@ -129,7 +136,8 @@ fn event_loop(
     }
 }
 
-fn carry_out(command: Command, data: &DataWorker, sync: &SyncWorker) {
+/// Carry out what `App::update` asked for (Quit is the loop's own business).
+pub fn carry_out(command: Command, data: &DataWorker, sync: &mut SyncWorker) {
     match command {
         Command::Quit => {}
         Command::LoadDetail(id) => data.request(Request::Detail(id)),

@@ -1,94 +1,98 @@
 //! The boundary between the dashboard and the Stripe sync engine.
 //!
 //! The app's sync popup is a state machine (app.rs `SyncPopup`): `s` asks this worker to
-//! prepare, the worker answers with a plan to confirm (or why sync cannot run), a confirmed
-//! sync runs on a worker thread with its own connection and reports progress into the event
-//! channel, Esc asks it to cancel, and a final outcome closes the loop.
-//!
-//! TODO(sync, issue 3): the engine (`meterline::stripe::sync::{preview, run, SyncOptions,
-//! SyncProgress, SyncReport, SyncPreview}`) is not on this branch yet. Wire it here only:
-//! `prepare` → `preview` (no STRIPE_API_KEY → `Unavailable` explaining how to set one),
-//! `start` → spawn a thread running `run` with a progress callback that sends
-//! `SyncEvent::Progress` and checks `cancel`, then `SyncEvent::Finished` from its `SyncReport`.
-//! Nothing else in the dashboard needs to change.
+//! prepare, the worker answers with the engine's preview to confirm (or why sync cannot run),
+//! a confirmed sync runs `stripe::sync::run` on a worker thread with its own connection and
+//! reports progress into the event channel, Esc asks it to cancel (requests in flight finish
+//! and are recorded, so nothing is left half-marked), and the engine's report closes the loop.
+//! Both steps run off the UI thread: the preview reads the outbox, which can be large.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
 
+use super::data::Clock;
 use super::event::Event;
-
-/// What a confirmed sync would send.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SyncPlan {
-    pub events: u64,
-    pub customers: u64,
-    /// A live key bills real customers; the confirmation says so.
-    pub live: bool,
-    pub api_host: String,
-}
-
-/// Counts so far of a running sync.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SyncProgress {
-    pub total: u64,
-    pub attempted: u64,
-    pub accepted: u64,
-    pub duplicates: u64,
-    pub failed: u64,
-}
-
-/// How a sync ended.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SyncOutcome {
-    pub accepted: u64,
-    pub duplicates: u64,
-    pub failed: u64,
-    pub expired: u64,
-    pub unmapped: u64,
-    pub remaining: u64,
-    pub duration_ms: u64,
-    pub cancelled: bool,
-    /// Set when the run stopped on an error (Stripe's message, sanitized when shown).
-    pub error: Option<String>,
-}
+use crate::stripe::{self, ApiKey, SyncOptions, SyncPreview, SyncProgress, SyncReport};
+use crate::{Config, Error, Store};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SyncEvent {
-    /// Why sync cannot run now (no key, nothing to send, not built in).
+    /// Why sync cannot run now (no key, a bad setting, nothing to send).
     Unavailable(String),
-    Ready(SyncPlan),
+    /// What a confirmed sync would send (totals only: `groups` is left empty).
+    Ready(SyncPreview),
     Progress(SyncProgress),
-    Finished(SyncOutcome),
+    /// The engine's report, or why the run failed (never containing the key).
+    Finished(Result<SyncReport, String>),
 }
+
+/// Shown instead of an error when STRIPE_API_KEY is not set. Lines are shown as they are.
+pub const NO_KEY: &str = "Stripe sync needs your Stripe secret key, read from the environment.\n\
+     Quit (q), set it in the shell, and open the dashboard again:\n\
+     \n\
+     \x20 export STRIPE_API_KEY=sk_test_...   (sk_live_... bills real customers)\n\
+     \x20 export STRIPE_API_BASE=https://...  (optional: a Stripe-compatible server)\n\
+     \n\
+     `meterline sync` sends the same events from a shell or a cron job.";
+
+/// How long quitting waits for a cancelled sync to record its in-flight requests.
+pub const QUIT_WAIT: Duration = Duration::from_secs(15);
 
 /// Starts and cancels syncs; results arrive as `Event::Sync`.
 pub struct SyncWorker {
     events: Sender<Event>,
+    db: PathBuf,
+    config: Config,
+    clock: Clock,
     cancel: Arc<AtomicBool>,
+    running: Option<JoinHandle<()>>,
 }
 
-/// Shown until the sync engine is wired in (see the TODO above).
-pub const NOT_AVAILABLE: &str = "Stripe sync is not available in this build yet. \
-     Run `meterline sync` from a build that has it.";
-
 impl SyncWorker {
-    pub fn new(events: Sender<Event>) -> SyncWorker {
+    pub fn new(events: Sender<Event>, db: PathBuf, config: Config, clock: Clock) -> SyncWorker {
         SyncWorker {
             events,
+            db,
+            config,
+            clock,
             cancel: Arc::new(AtomicBool::new(false)),
+            running: None,
         }
     }
 
     /// Work out what a sync would send, for the confirmation.
     pub fn prepare(&self) {
-        self.send(SyncEvent::Unavailable(NOT_AVAILABLE.to_string()));
+        let (db, config, now, events) = (
+            self.db.clone(),
+            self.config.clone(),
+            self.clock.now(),
+            self.events.clone(),
+        );
+        thread::spawn(move || send(&events, plan(&db, &config, now)));
     }
 
     /// Run the confirmed sync on its own thread.
-    pub fn start(&self) {
+    pub fn start(&mut self) {
+        if self.running.as_ref().is_some_and(|t| !t.is_finished()) {
+            // The popup allows one sync at a time; the engine's lock would refuse a second.
+            return;
+        }
         self.cancel.store(false, Ordering::SeqCst);
-        self.send(SyncEvent::Unavailable(NOT_AVAILABLE.to_string()));
+        let (db, config, now, events, cancel) = (
+            self.db.clone(),
+            self.config.clone(),
+            self.clock.now(),
+            self.events.clone(),
+            Arc::clone(&self.cancel),
+        );
+        self.running = Some(thread::spawn(move || {
+            let report = sync_now(&db, &config, now, &cancel, &events);
+            send(&events, SyncEvent::Finished(report));
+        }));
     }
 
     /// Ask a running sync to stop after its in-flight requests.
@@ -96,8 +100,93 @@ impl SyncWorker {
         self.cancel.store(true, Ordering::SeqCst);
     }
 
-    fn send(&self, event: SyncEvent) {
-        // The loop is gone only while quitting; nothing to tell then.
-        let _ = self.events.send(Event::Sync(event));
+    /// On quit: cancel a running sync and give it up to `wait` to record what is in flight.
+    /// (Were it cut off, the next run would resend those events and Stripe would recognise
+    /// them; waiting just keeps the sync log tidy.)
+    pub fn finish(mut self, wait: Duration) {
+        let Some(thread) = self.running.take() else {
+            return;
+        };
+        self.cancel();
+        let deadline = Instant::now() + wait;
+        while !thread.is_finished() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
     }
+}
+
+fn send(events: &Sender<Event>, event: SyncEvent) {
+    // The loop is gone only while quitting; nothing to tell then.
+    let _ = events.send(Event::Sync(event));
+}
+
+/// The confirmation's content, or why there is nothing to confirm.
+fn plan(db: &std::path::Path, config: &Config, now: chrono::DateTime<chrono::Utc>) -> SyncEvent {
+    let key = match ApiKey::from_env() {
+        Ok(key) => key,
+        Err(Error::MissingApiKey) => return SyncEvent::Unavailable(NO_KEY.to_string()),
+        Err(e) => return SyncEvent::Unavailable(e.to_string()),
+    };
+    let preview = Store::open(db).and_then(|store| stripe::preview(&store, config, &key, now));
+    match preview {
+        Ok(preview) if preview.events == 0 && preview.expired == 0 => {
+            SyncEvent::Unavailable(nothing_to_send(&preview))
+        }
+        Ok(mut preview) => {
+            // The popup shows totals; the per-customer list can be long.
+            preview.groups = Vec::new();
+            SyncEvent::Ready(preview)
+        }
+        Err(e) => SyncEvent::Unavailable(key.redact(&e.to_string())),
+    }
+}
+
+fn nothing_to_send(preview: &SyncPreview) -> String {
+    let mut text = format!(
+        "Nothing to send to {}: every event of a customer with a Stripe id is reported.",
+        preview.api_host
+    );
+    let notes = [
+        (
+            preview.unmapped,
+            "events of customers without a Stripe customer id wait \
+             (map them: meterline customer set-stripe ID cus_...)",
+        ),
+        (
+            preview.failed_waiting,
+            "events Stripe refused within the hour rest before the next try \
+             (meterline sync --retry-failed sends them now)",
+        ),
+        (
+            preview.future,
+            "events dated ahead of now go out when their time comes",
+        ),
+    ];
+    for (count, why) in notes {
+        if count > 0 {
+            text.push_str(&format!("\n{count} {why}."));
+        }
+    }
+    text
+}
+
+fn sync_now(
+    db: &std::path::Path,
+    config: &Config,
+    now: chrono::DateTime<chrono::Utc>,
+    cancel: &AtomicBool,
+    events: &Sender<Event>,
+) -> Result<SyncReport, String> {
+    let key = ApiKey::from_env().map_err(|e| e.to_string())?;
+    let mut on_progress = |p: &SyncProgress| send(events, SyncEvent::Progress(p.clone()));
+    stripe::run(
+        db,
+        config,
+        &key,
+        &SyncOptions::default(),
+        now,
+        cancel,
+        &mut on_progress,
+    )
+    .map_err(|e| key.redact(&e.to_string()))
 }

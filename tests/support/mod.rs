@@ -1,7 +1,7 @@
 //! Shared by the sync tests: a database with known events, the fake Stripe server, the real
 //! binary run with a captured output that is always checked for the API key.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod fake_stripe;
 

@@ -23,7 +23,7 @@ pub const MIN_WIDTH: u16 = 60;
 pub const MIN_HEIGHT: u16 = 16;
 
 /// Lines of the overview header box (borders included).
-const HEADER_HEIGHT: u16 = 5;
+const HEADER_HEIGHT: u16 = 6;
 
 pub fn draw(frame: &mut Frame, app: &App) {
     let area = frame.area();

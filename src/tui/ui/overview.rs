@@ -6,11 +6,13 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Paragraph, Row, Table};
 
-use super::format::{minute, percent, thousands, used_of};
+use super::format::{minute, percent, stored_minute, thousands, used_of};
 use super::{body_layout, list_rows};
 use crate::billing::WarningLevel;
 use crate::store::DashboardRow;
+use crate::tui::action::Action;
 use crate::tui::app::App;
+use crate::tui::keys::{self, Mode};
 use crate::tui::sanitize::sanitize;
 use crate::tui::theme::{Theme, level_label, level_word};
 
@@ -51,9 +53,6 @@ fn draw_header(frame: &mut Frame, app: &App, area: Rect) {
         count(b.expired, "expired", theme.error()),
         Span::raw(" · "),
         count(s.unmapped, "unmapped", theme.attention()),
-        Span::raw("   last sync: "),
-        // TODO(sync, issue 3): `Store::last_sync_run()` — when and with what result.
-        Span::styled("not available in this build", theme.dim()),
     ]);
     let lines = vec![
         Line::from(vec![
@@ -66,8 +65,60 @@ fn draw_header(frame: &mut Frame, app: &App, area: Rect) {
         ]),
         Line::from(levels),
         stripe,
+        last_sync(app),
     ];
     frame.render_widget(Paragraph::new(lines).block(Block::bordered()), area);
+}
+
+/// When the latest sync ran (by any process) and how it ended; its error last, so a narrow
+/// terminal cuts only the error.
+fn last_sync(app: &App) -> Line<'static> {
+    let theme = app.theme;
+    let label = Span::styled("last sync  ", theme.dim());
+    let Some(run) = &app.last_sync else {
+        let key = keys::first_key(Mode::Normal, Action::Sync);
+        return Line::from(vec![
+            label,
+            Span::styled(format!("never · {key} syncs to Stripe"), theme.dim()),
+        ]);
+    };
+    let when = stored_minute(run.finished_at.as_deref().unwrap_or(&run.started_at));
+    let (word, style) = match run.outcome.as_str() {
+        "completed" => ("✓ completed", theme.good()),
+        "running" => ("… running since", theme.attention()),
+        "incomplete" => ("! incomplete", theme.attention()),
+        "cancelled" => ("! cancelled", theme.attention()),
+        // aborted, interrupted: the run failed; its error says why.
+        _ => ("✗ failed", theme.error()),
+    };
+    let mut spans = vec![
+        label,
+        Span::styled(word, style),
+        Span::raw(format!(" {when}")),
+    ];
+    if run.outcome != "running" {
+        spans.push(Span::raw(format!(
+            " · {} sent, {} accepted, {} duplicates",
+            thousands(run.attempted as i64),
+            thousands(run.accepted as i64),
+            thousands(run.duplicates as i64)
+        )));
+        for (n, word) in [(run.failed, "failed"), (run.remaining, "remaining")] {
+            if n > 0 {
+                spans.push(Span::styled(
+                    format!(", {} {word}", thousands(n as i64)),
+                    theme.attention(),
+                ));
+            }
+        }
+    }
+    if let Some(error) = &run.error {
+        spans.push(Span::styled(
+            format!(" · {}", sanitize(error)),
+            theme.error(),
+        ));
+    }
+    Line::from(spans)
 }
 
 fn draw_table(frame: &mut Frame, app: &App, area: Rect) {

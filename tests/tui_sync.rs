@@ -1,0 +1,376 @@
+//! The dashboard's sync flow for real: key presses through the App, the SyncWorker running the
+//! engine on its own thread against the Stripe-like server on loopback, the database watcher
+//! bringing the new state and the last sync into the header, all on a real SQLite file.
+
+mod support;
+
+use std::collections::HashSet;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use meterline::store::LockHolder;
+use meterline::stripe::{SyncProgress, SyncReport};
+use meterline::tui::app::{App, SyncPopup};
+use meterline::tui::data::{Clock, DataWorker};
+use meterline::tui::event::Event;
+use meterline::tui::sync::{NO_KEY, SyncEvent, SyncWorker};
+use meterline::tui::theme::Theme;
+use meterline::tui::{carry_out, keys};
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use support::{Env, Fault, KEY, MAPPED, PLANS, now};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+static PROCESS_ENV: Mutex<()> = Mutex::new(());
+
+/// The Stripe variables are process-wide: each test holds this lock while it runs and sets
+/// them for its own server (or removes the key).
+fn stripe_env(server_base: Option<&str>) -> MutexGuard<'static, ()> {
+    let guard = PROCESS_ENV.lock().unwrap_or_else(|p| p.into_inner());
+    // SAFETY: every test of this binary holds the lock for its whole run, and the threads a
+    // test starts have finished (the sync sends its report last) before the lock is released.
+    unsafe {
+        std::env::set_var("METERLINE_STRIPE_BACKOFF_MS", "10");
+        match server_base {
+            Some(base) => {
+                std::env::set_var("STRIPE_API_KEY", KEY);
+                std::env::set_var("STRIPE_API_BASE", base);
+            }
+            None => std::env::remove_var("STRIPE_API_KEY"),
+        }
+    }
+    guard
+}
+
+fn seeded() -> Env {
+    let env = Env::new(PLANS);
+    env.seed(MAPPED, chrono::Duration::days(20));
+    env
+}
+
+/// The dashboard without a terminal: the app, its two workers and the loop's channel.
+struct Dashboard {
+    app: App,
+    data: DataWorker,
+    sync: SyncWorker,
+    rx: Receiver<Event>,
+    /// Every sync event seen, in order.
+    seen: Vec<SyncEvent>,
+}
+
+impl Dashboard {
+    fn open(env: &Env) -> Dashboard {
+        let config = env.config();
+        let clock = Clock(Some(now()));
+        let loaded = env.store().dashboard(&config, now()).unwrap();
+        let (tx, rx) = channel();
+        let data =
+            DataWorker::spawn(env.db.clone(), config.clone(), clock, &loaded, tx.clone()).unwrap();
+        let sync = SyncWorker::new(tx, env.db.clone(), config.clone(), clock);
+        let app = App::new(
+            config,
+            "test.db".into(),
+            "plans.toml".into(),
+            Theme::COLOR,
+            now(),
+            loaded,
+        );
+        Dashboard {
+            app,
+            data,
+            sync,
+            rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// A key press as the loop handles it.
+    fn press(&mut self, code: KeyCode) {
+        let key = KeyEvent::new(code, KeyModifiers::NONE);
+        let command = keys::resolve(self.app.mode(), &key).and_then(|a| self.app.update(a));
+        if let Some(command) = command {
+            carry_out(command, &self.data, &mut self.sync);
+        }
+    }
+
+    /// Handle events as the loop does until `done` holds.
+    fn until(&mut self, what: &str, done: impl Fn(&App) -> bool) {
+        let start = Instant::now();
+        while !done(&self.app) {
+            assert!(
+                start.elapsed() < DEADLINE,
+                "timed out waiting for {what}; popup: {:?}",
+                self.app.sync
+            );
+            let command = match self.rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(Event::Sync(event)) => {
+                    self.seen.push(event.clone());
+                    self.app.on_sync(event);
+                    None
+                }
+                Ok(Event::Data(event)) => self.app.apply(event),
+                Ok(_) | Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => panic!("the workers went away"),
+            };
+            if let Some(command) = command {
+                carry_out(command, &self.data, &mut self.sync);
+            }
+        }
+    }
+
+    /// `s`, then wait for the confirmation.
+    fn open_confirmation(&mut self) {
+        self.press(KeyCode::Char('s'));
+        self.until("the confirmation", |app| {
+            matches!(app.sync, SyncPopup::Confirm(_))
+        });
+    }
+
+    fn finished(&mut self) -> Result<SyncReport, String> {
+        self.until("the sync to finish", |app| {
+            matches!(app.sync, SyncPopup::Finished(_))
+        });
+        match &self.app.sync {
+            SyncPopup::Finished(result) => result.clone(),
+            _ => unreachable!(),
+        }
+    }
+
+    fn progress(&self) -> Vec<SyncProgress> {
+        self.seen
+            .iter()
+            .filter_map(|e| match e {
+                SyncEvent::Progress(p) => Some(p.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn identifiers_reported(env: &Env) -> HashSet<String> {
+    let database_id = env.store().database_id().unwrap();
+    let conn = rusqlite::Connection::open(&env.db).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT id FROM usage_events WHERE stripe_reported_at IS NOT NULL")
+        .unwrap();
+    stmt.query_map([], |r| r.get::<_, i64>(0))
+        .unwrap()
+        .map(|id| meterline::stripe::identifier(&database_id, id.unwrap()))
+        .collect()
+}
+
+#[test]
+fn s_then_y_sends_every_event_once_with_progress_and_the_header_follows() {
+    let env = seeded();
+    let _env = stripe_env(Some(&env.server.base()));
+    env.server.set_delay(Duration::from_millis(2));
+    let mut dash = Dashboard::open(&env);
+    assert_eq!(dash.app.summary.backlog.unreported, 90);
+    assert_eq!(dash.app.last_sync, None);
+
+    dash.press(KeyCode::Char('s'));
+    assert_eq!(dash.app.sync, SyncPopup::Preparing);
+    dash.until("the confirmation", |app| {
+        matches!(app.sync, SyncPopup::Confirm(_))
+    });
+    let SyncPopup::Confirm(preview) = &dash.app.sync else {
+        unreachable!()
+    };
+    assert_eq!(
+        (
+            preview.events,
+            preview.customers,
+            preview.live,
+            preview.api_host.as_str()
+        ),
+        (90, 3, false, "127.0.0.1")
+    );
+    assert!(preview.groups.is_empty(), "totals only in the popup");
+    assert_eq!(env.server.requests(), 0, "the preview sends nothing");
+
+    dash.press(KeyCode::Char('y'));
+    let report = dash.finished().expect("the sync succeeds");
+    assert_eq!(
+        (
+            report.attempted,
+            report.accepted,
+            report.failed,
+            report.remaining
+        ),
+        (90, 90, 0, 0)
+    );
+    assert!(report.all_delivered());
+    env.assert_exactly_once();
+    // Progress came in steps, never went back, and ended at the total.
+    let progress = dash.progress();
+    assert!(progress.len() >= 2, "{progress:?}");
+    assert!(
+        progress
+            .windows(2)
+            .all(|w| w[0].attempted <= w[1].attempted)
+    );
+    let last = progress.last().unwrap();
+    assert_eq!((last.total, last.attempted, last.accepted), (90, 90, 90));
+
+    // The watcher sees the sync's commits: backlog gone, the run in the header.
+    dash.until("the header to show the sync", |app| {
+        app.summary.backlog.unreported == 0
+            && app
+                .last_sync
+                .as_ref()
+                .is_some_and(|r| r.outcome == "completed" && r.accepted == 90)
+    });
+    dash.press(KeyCode::Esc);
+    assert_eq!(dash.app.sync, SyncPopup::Closed);
+}
+
+#[test]
+fn esc_cancels_after_the_requests_in_flight_and_nothing_is_half_marked() {
+    let env = seeded();
+    let _env = stripe_env(Some(&env.server.base()));
+    // Three customers, one request in flight each: about 30 rounds of 40 ms.
+    env.server.set_delay(Duration::from_millis(40));
+    let mut dash = Dashboard::open(&env);
+    dash.open_confirmation();
+    dash.press(KeyCode::Enter);
+    dash.until(
+        "some progress",
+        |app| matches!(&app.sync, SyncPopup::Running { progress, .. } if progress.attempted >= 6),
+    );
+    dash.press(KeyCode::Esc);
+    assert!(matches!(
+        dash.app.sync,
+        SyncPopup::Running {
+            cancelling: true,
+            ..
+        }
+    ));
+    // Keys other than quit wait for the worker while it winds down.
+    dash.press(KeyCode::Esc);
+    dash.press(KeyCode::Char('s'));
+    let report = dash.finished().expect("a cancelled sync is not an error");
+    assert_eq!(
+        report.stopped.as_deref(),
+        Some(meterline::stripe::sync::CANCELLED)
+    );
+    assert!(report.attempted >= 6 && report.attempted < 90, "{report:?}");
+
+    // What Stripe has is exactly what the database marks reported: nothing half-marked.
+    let accepted: HashSet<String> = env.server.accepted().into_keys().collect();
+    assert_eq!(accepted.len() as u64, report.accepted);
+    assert_eq!(identifiers_reported(&env), accepted);
+    assert!(env.server.posts().values().all(|&n| n == 1));
+    dash.until("the header to say cancelled", |app| {
+        app.last_sync
+            .as_ref()
+            .is_some_and(|r| r.outcome == "cancelled")
+    });
+
+    // A second sync sends the rest; each event still reaches Stripe once.
+    env.server.set_delay(Duration::ZERO);
+    dash.press(KeyCode::Esc);
+    dash.press(KeyCode::Char('s'));
+    dash.until(
+        "the confirmation",
+        |app| matches!(&app.sync, SyncPopup::Confirm(p) if p.events == 90 - report.accepted),
+    );
+    dash.press(KeyCode::Char('y'));
+    let rest = dash.finished().unwrap();
+    assert_eq!(rest.accepted + report.accepted, 90);
+    env.assert_exactly_once();
+}
+
+#[test]
+fn without_a_key_s_explains_how_to_set_one_and_sends_nothing() {
+    let env = seeded();
+    let _env = stripe_env(None);
+    let mut dash = Dashboard::open(&env);
+    dash.press(KeyCode::Char('s'));
+    dash.until("the explanation", |app| {
+        matches!(app.sync, SyncPopup::Unavailable(_))
+    });
+    assert_eq!(dash.app.sync, SyncPopup::Unavailable(NO_KEY.into()));
+    assert!(NO_KEY.contains("export STRIPE_API_KEY=sk_test_..."));
+    assert!(NO_KEY.contains("STRIPE_API_BASE"));
+    dash.press(KeyCode::Esc);
+    assert_eq!(dash.app.sync, SyncPopup::Closed);
+    assert_eq!(env.server.requests(), 0);
+    assert_eq!(env.count("stripe_reported_at IS NULL"), 90);
+}
+
+#[test]
+fn a_sync_already_running_elsewhere_is_a_clear_message() {
+    let env = seeded();
+    let _env = stripe_env(Some(&env.server.base()));
+    // This process holds the lock, as a `meterline sync` in another terminal would.
+    env.store()
+        .begin_sync_run(&LockHolder::this_process(), now())
+        .unwrap();
+    let mut dash = Dashboard::open(&env);
+    dash.open_confirmation();
+    dash.press(KeyCode::Char('y'));
+    let error = dash.finished().unwrap_err();
+    assert!(error.contains("another sync is already running"), "{error}");
+    assert_eq!(env.server.requests(), 0);
+    assert_eq!(env.count("stripe_reported_at IS NULL"), 90);
+    // The header shows the other process's run.
+    dash.until("the running sync in the header", |app| {
+        app.last_sync
+            .as_ref()
+            .is_some_and(|r| r.outcome == "running")
+    });
+}
+
+#[test]
+fn a_refused_key_fails_cleanly_and_the_key_never_shows() {
+    let env = seeded();
+    let _env = stripe_env(Some(&env.server.base()));
+    env.server.inject(Fault::Unauthorized, 1000);
+    let mut dash = Dashboard::open(&env);
+    dash.open_confirmation();
+    dash.press(KeyCode::Char('y'));
+    let error = dash.finished().unwrap_err();
+    assert!(error.contains("Stripe refused the API key"), "{error}");
+    assert!(!error.contains(&KEY[8..]), "{error}");
+    dash.until("the failed run in the header", |app| {
+        app.last_sync
+            .as_ref()
+            .is_some_and(|r| r.outcome == "aborted" && r.error.is_some())
+    });
+    let recorded = format!("{:?}", dash.app.last_sync);
+    assert!(!recorded.contains(&KEY[8..]), "{recorded}");
+    assert_eq!(env.count("stripe_reported_at IS NOT NULL"), 0);
+    env.assert_key_not_in_files();
+}
+
+#[test]
+fn unusable_settings_are_explained_in_the_popup_before_anything_is_sent() {
+    let env = seeded();
+    let _env = stripe_env(Some(&env.server.base()));
+    let cases = [
+        ("STRIPE_API_BASE", "http://10.0.0.1:8080", "uses plain http"),
+        (
+            "STRIPE_API_KEY",
+            "pk_test_publishable123",
+            "does not look like",
+        ),
+    ];
+    for (name, value, says) in cases {
+        // SAFETY: this test holds the environment lock (stripe_env above).
+        unsafe { std::env::set_var(name, value) };
+        let mut dash = Dashboard::open(&env);
+        dash.press(KeyCode::Char('s'));
+        dash.until("the explanation", |app| {
+            matches!(app.sync, SyncPopup::Unavailable(_))
+        });
+        let SyncPopup::Unavailable(why) = &dash.app.sync else {
+            unreachable!()
+        };
+        assert!(why.contains(says), "{name}: {why}");
+        assert!(!why.contains("publishable123"), "the key is not echoed");
+        // SAFETY: as above. Back to the working base for the next case.
+        unsafe { std::env::set_var("STRIPE_API_BASE", env.server.base()) };
+    }
+    assert_eq!(env.server.requests(), 0);
+}
