@@ -188,6 +188,20 @@ const EVENT_COLUMNS: &str =
     "e.id, e.customer_id, c.stripe_customer_id, r.meter_event_name, e.quantity, e.occurred_at";
 const PENDING: &str = "e.stripe_reported_at IS NULL AND e.stripe_expired_at IS NULL";
 
+/// The events a sync sends, with their customer (`c`) and period counter (`r`): pending,
+/// mapped, inside Stripe's window (?1, ?2), refusals rested unless ?3 is NULL. One definition
+/// for the outbox pages and the preview, so both always agree.
+fn sendable() -> String {
+    format!(
+        "FROM usage_events e INDEXED BY usage_events_outbox
+         JOIN customers c ON c.id = e.customer_id
+         JOIN usage_records r ON r.customer_id = e.customer_id AND r.period_start = e.period_start
+         WHERE {PENDING} AND c.stripe_customer_id IS NOT NULL
+           AND e.occurred_at >= ?1 AND e.occurred_at <= ?2
+           AND (e.stripe_failed_at IS NULL OR ?3 IS NULL OR e.stripe_failed_at < ?3)"
+    )
+}
+
 fn parse_ts(text: &str, column: usize) -> rusqlite::Result<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
@@ -227,15 +241,11 @@ impl super::Store {
             .unwrap_or_default();
         let sql = format!(
             "SELECT {EVENT_COLUMNS}
-             FROM usage_events e INDEXED BY usage_events_outbox
-             JOIN customers c ON c.id = e.customer_id
-             JOIN usage_records r ON r.customer_id = e.customer_id AND r.period_start = e.period_start
-             WHERE {PENDING} AND c.stripe_customer_id IS NOT NULL
-               AND e.occurred_at >= ?1 AND e.occurred_at <= ?2
-               AND (e.stripe_failed_at IS NULL OR ?3 IS NULL OR e.stripe_failed_at < ?3)
+             {}
                AND (e.occurred_at, e.id) > (?4, ?5)
              ORDER BY e.occurred_at, e.id
-             LIMIT ?6"
+             LIMIT ?6",
+            sendable()
         );
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(
@@ -278,17 +288,12 @@ impl super::Store {
                     MIN(occurred_at), MAX(occurred_at)
              FROM (SELECT e.customer_id, c.stripe_customer_id, r.meter_event_name, e.quantity,
                           e.occurred_at
-                   FROM usage_events e INDEXED BY usage_events_outbox
-                   JOIN customers c ON c.id = e.customer_id
-                   JOIN usage_records r ON r.customer_id = e.customer_id
-                                       AND r.period_start = e.period_start
-                   WHERE {PENDING} AND c.stripe_customer_id IS NOT NULL
-                     AND e.occurred_at >= ?1 AND e.occurred_at <= ?2
-                     AND (e.stripe_failed_at IS NULL OR ?3 IS NULL OR e.stripe_failed_at < ?3)
+                   {}
                    ORDER BY e.occurred_at, e.id
                    LIMIT ?4)
              GROUP BY customer_id, meter_event_name
-             ORDER BY customer_id, meter_event_name"
+             ORDER BY customer_id, meter_event_name",
+            sendable()
         );
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(

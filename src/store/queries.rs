@@ -158,28 +158,22 @@ impl Store {
                 None => (0, customer.plan_id.clone(), None),
             };
             // A plan since removed from plans.toml still shows, as unlimited.
-            let check = match config.plan(&plan_id) {
-                Some(plan) => UsageCheck::compute(
-                    &customer.id,
-                    &plan.id,
-                    plan.allowance(),
-                    period,
-                    used,
-                    &config.thresholds,
-                ),
-                None => UsageCheck::compute(
-                    &customer.id,
-                    &plan_id,
-                    crate::billing::Allowance {
-                        included: None,
-                        hard_cap: false,
-                        overage_rate: None,
-                    },
-                    period,
-                    used,
-                    &config.thresholds,
-                ),
-            };
+            let allowance = config.plan(&plan_id).map_or(
+                crate::billing::Allowance {
+                    included: None,
+                    hard_cap: false,
+                    overage_rate: None,
+                },
+                |plan| plan.allowance(),
+            );
+            let check = UsageCheck::compute(
+                &customer.id,
+                &plan_id,
+                allowance,
+                period,
+                used,
+                &config.thresholds,
+            );
             out.push(HistoryRow { check, meter_event });
         }
         Ok(out)
