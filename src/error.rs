@@ -41,6 +41,12 @@ pub enum Error {
     /// Stripe settings that cannot work (bad key format, refused key, insecure API base).
     #[error("{0}")]
     StripeConfig(String),
+    /// Writing output failed (not a closed pipe).
+    #[error("{0}")]
+    Io(String),
+    /// The reader of our output went away (`| head`): stop quietly.
+    #[error("output closed")]
+    OutputClosed,
     /// Another sync holds the database's sync lock.
     #[error("{0}")]
     SyncRunning(String),

@@ -8,14 +8,21 @@ pub struct Args {
     pub customer: String,
     #[arg(long)]
     pub json: bool,
+    /// Exit 3 when the customer may not use more (`allowed` is false), for shell callers.
+    #[arg(long)]
+    pub exit_code: bool,
 }
 
 pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
     let config = ctx.config()?;
     let check = ctx.store()?.check(&config, &args.customer, ctx.now)?;
     if args.json {
-        return output::print_json(&check);
+        output::print_json(&check)?;
+    } else {
+        print!("{}", output::describe(&check));
     }
-    print!("{}", output::describe(&check));
+    if args.exit_code && !check.allowed {
+        return Ok(ExitCode::from(super::record::REFUSED));
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -17,8 +17,7 @@ const DEMO: DemoSpec = DemoSpec {
     seed: 7,
 };
 
-/// The plans file shipped in the repository, for `--demo` run where there is none.
-const EXAMPLE_PLANS: &str = include_str!("../../plans.toml");
+use crate::config::EXAMPLE_PLANS;
 
 pub fn exec(
     ctx: &Context,

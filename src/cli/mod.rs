@@ -1,10 +1,15 @@
 //! The command line: clap definitions and one thin file per subcommand.
 
+mod backup;
 mod check;
+mod completions;
 mod customer;
 mod dashboard;
 mod demo;
+mod export;
 mod history;
+mod init;
+mod man;
 mod members;
 pub(crate) mod output;
 mod plans;
@@ -35,14 +40,10 @@ pub struct Cli {
         default_value = "meterline.db"
     )]
     pub db: PathBuf,
-    /// The plans file.
-    #[arg(
-        long,
-        global = true,
-        env = "METERLINE_PLANS",
-        default_value = "plans.toml"
-    )]
-    pub plans: PathBuf,
+    /// The plans file [default: ./plans.toml, else $XDG_CONFIG_HOME/meterline/plans.toml,
+    /// else /etc/meterline/plans.toml]
+    #[arg(long, global = true, env = "METERLINE_PLANS")]
+    pub plans: Option<PathBuf>,
     /// Pretend the current time is this RFC3339 instant (tests and what-ifs).
     #[arg(long, global = true, env = "METERLINE_NOW", value_parser = parse_instant)]
     pub now: Option<DateTime<Utc>>,
@@ -80,12 +81,24 @@ pub enum Command {
     Demo(demo::Args),
     /// Report unreported usage to Stripe Billing Meters (exit 1 if some was not delivered).
     Sync(sync::Args),
+    /// Write the commented example plans.toml (never overwrites).
+    Init(init::Args),
+    /// Copy the live database to a new file, verified before it is reported done.
+    Backup(backup::Args),
+    /// Stream events or per-period usage as CSV or JSON Lines.
+    Export(export::Args),
+    /// Shell completions on stdout.
+    Completions(completions::Args),
+    /// The man page (roff) on stdout.
+    Man,
 }
 
 /// What every subcommand gets: resolved paths and the current instant.
 pub struct Context {
     pub db: PathBuf,
     pub plans: PathBuf,
+    /// Why `plans` is the file in use (flag, current directory, XDG, /etc).
+    pub plans_reason: &'static str,
     pub now: DateTime<Utc>,
 }
 
@@ -107,9 +120,11 @@ pub fn parse_instant(text: &str) -> std::result::Result<DateTime<Utc>, String> {
 
 /// Run the parsed command line; errors carry their own exit codes.
 pub fn run(cli: Cli) -> Result<ExitCode> {
+    let plans = crate::config::locate::locate(cli.plans.as_deref());
     let ctx = Context {
         db: cli.db,
-        plans: cli.plans,
+        plans: plans.path,
+        plans_reason: plans.reason,
         now: cli.now.unwrap_or_else(Utc::now),
     };
     if cli.sync && cli.command.is_some() {
@@ -133,6 +148,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Customer(command)) => customer::exec(&ctx, command),
         Some(Command::Plans(args)) => plans::exec(&ctx, args),
         Some(Command::Demo(args)) => demo::exec(&ctx, args),
+        Some(Command::Init(args)) => init::exec(args),
+        Some(Command::Backup(args)) => backup::exec(&ctx, args),
+        Some(Command::Export(args)) => export::exec(&ctx, args),
+        Some(Command::Completions(args)) => completions::exec(args),
+        Some(Command::Man) => man::exec(),
         None => dashboard::exec(&ctx, cli.demo, cli.now, cli.no_color),
     }
 }

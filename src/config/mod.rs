@@ -1,6 +1,7 @@
 //! plans.toml: parsed into raw serde types, then validated once into the types the rest of
 //! meterline uses.
 
+pub mod locate;
 mod raw;
 mod validate;
 
@@ -11,6 +12,7 @@ use serde::Serialize;
 
 use crate::billing::{PeriodKind, Thresholds};
 
+pub use locate::{EXAMPLE_PLANS, PlansLocation};
 pub use validate::ConfigError;
 
 /// The default meter event name when plans.toml does not name one.

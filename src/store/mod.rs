@@ -1,7 +1,9 @@
 //! The SQLite store: the only module that talks to rusqlite.
 
+mod backup;
 mod customers;
 mod dashboard;
+mod export;
 mod outbox;
 mod queries;
 pub mod record;
@@ -14,11 +16,13 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::Result;
 
+pub use backup::{BackupReport, verify as verify_backup};
 pub use customers::{Customer, NewCustomer};
 pub use dashboard::{
     Backlog, BacklogChange, ChangeMarks, CustomerDetail, Dashboard, DashboardRow, EventRow,
     Projection, Refresh, UsageChange, project,
 };
+pub use export::{Cell, ExportFilter, ExportKind};
 pub use outbox::{
     EventOutcome, LOCK_STALE_AFTER_SECS, LockHolder, OutboxCursor, OutboxEvent, OutboxGroup,
     OutboxWindow, STRIPE_MAX_AGE_DAYS, STRIPE_MAX_FUTURE_SECS, StripeCounts, StripeState, SyncRun,

@@ -1,0 +1,109 @@
+use std::io::Write;
+use std::process::ExitCode;
+
+use chrono::{DateTime, Utc};
+
+use super::Context;
+use crate::store::{Cell, ExportFilter, ExportKind};
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Format {
+    /// Comma-separated values with a header row.
+    #[default]
+    Csv,
+    /// JSON Lines: one object per line.
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// What to export.
+    pub kind: ExportKind,
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+    /// Only this customer.
+    #[arg(long)]
+    pub customer: Option<String>,
+    /// From this instant (inclusive; event time, or period start for usage).
+    #[arg(long, value_parser = super::parse_instant)]
+    pub since: Option<DateTime<Utc>>,
+    /// Up to this instant (exclusive).
+    #[arg(long, value_parser = super::parse_instant)]
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// Stream the rows to stdout; memory stays flat however many there are.
+pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
+    let store = ctx.store()?;
+    let filter = ExportFilter {
+        customer: args.customer,
+        since: args.since,
+        until: args.until,
+    };
+    let columns = args.kind.columns();
+    let out = std::io::BufWriter::new(std::io::stdout().lock());
+    let result = match args.format {
+        Format::Csv => {
+            let mut csv = csv::Writer::from_writer(out);
+            csv.write_record(columns).map_err(csv_error)?;
+            store
+                .export(args.kind, &filter, |cells| {
+                    csv.write_record(cells.iter().map(csv_field))
+                        .map_err(csv_error)
+                })
+                .and_then(|_| csv.flush().map_err(io_error))
+        }
+        Format::Json => {
+            let mut out = out;
+            store
+                .export(args.kind, &filter, |cells| {
+                    let object: serde_json::Map<String, serde_json::Value> = columns
+                        .iter()
+                        .zip(cells)
+                        .map(|(name, cell)| (name.to_string(), json_value(cell)))
+                        .collect();
+                    serde_json::to_writer(&mut out, &object).map_err(|e| io_error(e.into()))?;
+                    out.write_all(b"\n").map_err(io_error)
+                })
+                .and_then(|_| out.flush().map_err(io_error))
+        }
+    };
+    match result {
+        Err(Error::OutputClosed) => Ok(ExitCode::SUCCESS),
+        Err(e) => Err(e),
+        Ok(()) => Ok(ExitCode::SUCCESS),
+    }
+}
+
+fn csv_field(cell: &Cell) -> String {
+    match cell {
+        Cell::Null => String::new(),
+        Cell::Integer(n) => n.to_string(),
+        Cell::Text(t) => t.to_string(),
+    }
+}
+
+fn json_value(cell: &Cell) -> serde_json::Value {
+    match cell {
+        Cell::Null => serde_json::Value::Null,
+        Cell::Integer(n) => (*n).into(),
+        Cell::Text(t) => (*t).into(),
+    }
+}
+
+fn csv_error(e: csv::Error) -> Error {
+    match e.into_kind() {
+        csv::ErrorKind::Io(io) => io_error(io),
+        other => Error::InvalidInput(format!("csv: {other:?}")),
+    }
+}
+
+/// A reader that went away (`| head`) ends the export quietly; anything else is an error.
+fn io_error(e: std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        Error::OutputClosed
+    } else {
+        Error::Io(format!("cannot write the export: {e}"))
+    }
+}

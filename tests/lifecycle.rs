@@ -1,0 +1,319 @@
+//! The first hour and the long run: init, plans lookup, completions, man page, backup,
+//! export and `check --exit-code`, through the real binary.
+
+mod common;
+
+use std::process::{Command as StdCommand, Stdio};
+
+use assert_cmd::Command;
+use common::{BIN, NOW, Scratch, repo_plans};
+use predicates::prelude::*;
+
+/// The binary with no meterline variables, in `dir`.
+fn bare(dir: &std::path::Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    for var in [
+        "METERLINE_DB",
+        "METERLINE_PLANS",
+        "XDG_CONFIG_HOME",
+        "NO_COLOR",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.current_dir(dir)
+        .env("HOME", dir)
+        .env("METERLINE_NOW", NOW);
+    cmd
+}
+
+#[test]
+fn init_writes_the_example_plans_and_never_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    bare(dir.path())
+        .arg("init")
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("meterline customer add"));
+    let written = std::fs::read_to_string(dir.path().join("plans.toml")).unwrap();
+    assert_eq!(written, std::fs::read_to_string(repo_plans()).unwrap());
+    bare(dir.path()).arg("plans").assert().success();
+
+    std::fs::write(dir.path().join("plans.toml"), "# mine\n").unwrap();
+    bare(dir.path())
+        .arg("init")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("already exists"));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("plans.toml")).unwrap(),
+        "# mine\n"
+    );
+    bare(dir.path())
+        .args(["init", "no/such/dir"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("cannot create"));
+}
+
+#[test]
+fn plans_are_found_in_the_current_directory_then_the_user_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let xdg = dir.path().join("xdg");
+    std::fs::create_dir_all(xdg.join("meterline")).unwrap();
+    std::fs::copy(repo_plans(), xdg.join("meterline/plans.toml")).unwrap();
+    bare(dir.path())
+        .env("XDG_CONFIG_HOME", &xdg)
+        .arg("plans")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("xdg/meterline/plans.toml: valid"));
+    // Without XDG_CONFIG_HOME, ~/.config is the user configuration.
+    let home_config = dir.path().join(".config/meterline");
+    std::fs::create_dir_all(&home_config).unwrap();
+    std::fs::copy(repo_plans(), home_config.join("plans.toml")).unwrap();
+    bare(dir.path())
+        .arg("plans")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            ".config/meterline/plans.toml: valid",
+        ));
+    std::fs::copy(repo_plans(), dir.path().join("plans.toml")).unwrap();
+    bare(dir.path())
+        .env("XDG_CONFIG_HOME", &xdg)
+        .arg("plans")
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with("plans.toml: valid"));
+}
+
+#[test]
+fn completions_and_man_page_are_generated() {
+    let dir = tempfile::tempdir().unwrap();
+    for shell in ["bash", "zsh", "fish", "powershell"] {
+        let out = bare(dir.path())
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{shell}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            text.contains("meterline") && text.contains("record"),
+            "{shell}"
+        );
+    }
+    bare(dir.path())
+        .args(["completions", "tcsh"])
+        .assert()
+        .code(2);
+    bare(dir.path())
+        .arg("man")
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with(".ie").or(predicate::str::contains(".TH meterline")));
+}
+
+#[test]
+fn check_exit_code_says_whether_more_is_allowed() {
+    let s = Scratch::new();
+    s.add_customer("capped", "free", "2026-11-01");
+    s.cmd()
+        .args(["check", "capped", "--exit-code"])
+        .assert()
+        .success();
+    s.record("capped", 1000);
+    s.cmd()
+        .args(["check", "capped", "--exit-code", "--json"])
+        .assert()
+        .code(3)
+        .stdout(predicate::str::contains("\"allowed\":false"));
+    // Without the flag the answer is only in the output.
+    s.cmd().args(["check", "capped"]).assert().success();
+}
+
+#[test]
+fn backup_copies_a_live_database_consistently() {
+    let s = Scratch::new();
+    for c in ["a", "b", "c", "d"] {
+        s.add_customer(c, "pro", "2026-11-01");
+    }
+    // Four writers keep recording while backups are taken.
+    let writers: Vec<_> = ["a", "b", "c", "d"]
+        .into_iter()
+        .map(|c| {
+            StdCommand::new("sh")
+                .arg("-c")
+                .arg(format!(
+                    "for i in $(seq 1 60); do \"{BIN}\" record {c} -n 3 || exit 1; done"
+                ))
+                .env("METERLINE_DB", &s.db)
+                .env("METERLINE_PLANS", &s.plans)
+                .env("METERLINE_NOW", NOW)
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut copies = Vec::new();
+    for i in 0..5 {
+        let copy = s.dir.path().join(format!("backup-{i}.db"));
+        s.cmd()
+            .args(["backup", copy.to_str().unwrap(), "--json"])
+            .assert()
+            .success();
+        copies.push(copy);
+    }
+    for mut w in writers {
+        assert!(w.wait().unwrap().success());
+    }
+    for copy in &copies {
+        // The copy is one file, opens as a meterline database and its counters equal its events.
+        assert!(!copy.with_extension("db-wal").exists());
+        let conn = rusqlite::Connection::open(copy).unwrap();
+        let (used, events): (i64, i64) = conn
+            .query_row(
+                "SELECT (SELECT COALESCE(SUM(used),0) FROM usage_records),
+                        (SELECT COALESCE(SUM(quantity),0) FROM usage_events)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(used, events);
+    }
+    // A copy of the finished database has everything.
+    let last = s.dir.path().join("final.db");
+    s.cmd()
+        .args(["backup", last.to_str().unwrap()])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("240 events"));
+    s.cmd()
+        .env("METERLINE_DB", &last)
+        .args(["check", "a", "--json"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("\"used\":180"));
+    // An existing file is never overwritten.
+    let before = std::fs::read(&last).unwrap();
+    s.cmd()
+        .args(["backup", last.to_str().unwrap()])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("already exists"));
+    assert_eq!(std::fs::read(&last).unwrap(), before);
+}
+
+#[test]
+fn a_copy_whose_counters_disagree_with_its_events_fails_verification() {
+    let s = Scratch::new();
+    s.add_customer("acme", "pro", "2026-11-01");
+    s.record("acme", 5);
+    let copy = s.dir.path().join("copy.db");
+    s.cmd()
+        .args(["backup", copy.to_str().unwrap()])
+        .assert()
+        .success();
+    rusqlite::Connection::open(&copy)
+        .unwrap()
+        .execute("UPDATE usage_records SET used = used + 1", [])
+        .unwrap();
+    let err = meterline::store::verify_backup(&copy).unwrap_err();
+    assert!(err.to_string().contains("1 counters differ"), "{err}");
+}
+
+#[test]
+fn export_streams_events_and_usage_as_csv_and_json_lines() {
+    let s = Scratch::new();
+    s.add_customer("acme", "pro", "2026-10-01");
+    s.add_customer("globex", "team", "2026-10-01");
+    for (c, n, at) in [
+        ("acme", 5, "2026-10-15T10:00:00Z"),
+        ("acme", 7, "2026-11-20T10:00:00Z"),
+        ("globex", 11, "2026-11-21T10:00:00Z"),
+    ] {
+        s.cmd()
+            .args([
+                "record",
+                c,
+                "-n",
+                &n.to_string(),
+                "--at",
+                at,
+                "--key",
+                &format!("k,\"{n}\""),
+            ])
+            .assert()
+            .success();
+    }
+    let out = s.cmd().args(["export", "events"]).output().unwrap();
+    assert!(out.status.success());
+    let mut csv = csv::Reader::from_reader(&out.stdout[..]);
+    let header: Vec<String> = csv.headers().unwrap().iter().map(String::from).collect();
+    assert_eq!(header[..4], ["id", "customer_id", "user_id", "quantity"]);
+    let rows: Vec<csv::StringRecord> = csv.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 3);
+    // Keys with commas and quotes survive the round trip.
+    assert_eq!(&rows[0][7], "k,\"5\"");
+
+    let out = s
+        .cmd()
+        .args([
+            "export",
+            "events",
+            "--format",
+            "json",
+            "--customer",
+            "acme",
+            "--since",
+            "2026-11-01T00:00:00Z",
+            "--until",
+            "2026-12-01T00:00:00Z",
+        ])
+        .output()
+        .unwrap();
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["quantity"], 7);
+    assert_eq!(lines[0]["stripe_reported_at"], serde_json::Value::Null);
+
+    let out = s.cmd().args(["export", "usage"]).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "customer_id,period_start,period_end,used,plan_id,meter_event_name"
+    );
+    assert_eq!(lines.count(), 3);
+}
+
+#[test]
+fn export_into_a_closed_pipe_ends_quietly() {
+    let s = Scratch::new();
+    meterline::demo::fill(
+        &mut meterline::Store::open(&s.db).unwrap(),
+        &meterline::Config::load(&s.plans).unwrap(),
+        &meterline::demo::DemoSpec {
+            customers: 5,
+            events: 20_000,
+            seed: 1,
+        },
+        chrono::DateTime::parse_from_rfc3339(NOW).unwrap().into(),
+    )
+    .unwrap();
+    let out = StdCommand::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "\"{BIN}\" export events | head -2 >/dev/null; exit ${{PIPESTATUS[0]}}"
+        ))
+        .env("METERLINE_DB", &s.db)
+        .env("METERLINE_PLANS", &s.plans)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.is_empty(), "{stderr}");
+    assert_eq!(out.status.code(), Some(0));
+}
