@@ -99,7 +99,7 @@ impl Store {
         let mut count = 0;
         while let Some(r) = rows.next()? {
             let mut cells = Vec::with_capacity(columns.len());
-            for i in 0..columns.len() {
+            for (i, column) in columns.iter().enumerate() {
                 cells.push(match r.get_ref(i)? {
                     ValueRef::Null => Cell::Null,
                     ValueRef::Integer(n) => Cell::Integer(n),
@@ -109,8 +109,7 @@ impl Store {
                     ),
                     other => {
                         return Err(Error::Corrupt(format!(
-                            "{table}.{} holds a {:?} value",
-                            columns[i],
+                            "{table}.{column} holds a {:?} value",
                             other.data_type()
                         )));
                     }
