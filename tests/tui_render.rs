@@ -373,6 +373,50 @@ fn the_detail_gauge_is_clamped_and_coloured_and_hostile_errors_are_neutralised()
 }
 
 #[test]
+fn a_cap_date_out_of_reach_shows_no_date_instead_of_crashing() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let mut store = Store::open(&dir.path().join("m.db")).unwrap();
+    let config = Config::parse(
+        "[[plans]]\nid = \"free\"\nname = \"Free\"\nprice = \"0\"\nincluded = 10000000\n",
+        "plans.toml",
+    )
+    .unwrap();
+    store
+        .add_customer(
+            &config,
+            &NewCustomer {
+                id: "slow".into(),
+                name: None,
+                plan_id: "free".into(),
+                stripe_customer_id: None,
+                billing_anchor: Some(NaiveDate::from_ymd_opt(2026, 10, 21).unwrap()),
+            },
+            now(),
+        )
+        .unwrap();
+    // One unit, 30 days into the period (21 October to 21 November).
+    let at = Utc.with_ymd_and_hms(2026, 10, 21, 1, 0, 0).unwrap();
+    store
+        .record(&config, &RecordRequest::new("slow", 1, at), now())
+        .unwrap();
+    let dashboard = store.dashboard(&config, now()).unwrap();
+    let mut app = App::new(
+        config,
+        "m.db".into(),
+        "plans.toml".into(),
+        Theme::COLOR,
+        now(),
+        dashboard,
+    );
+    app_with_detail(&mut app, &store, "slow").unwrap();
+    let text = text(&render(&mut app, 120, 40));
+    assert!(
+        text.contains("not reached this period at the current pace"),
+        "{text}"
+    );
+}
+
+#[test]
 fn help_is_generated_from_the_keymap() {
     let mut app = app(Theme::COLOR);
     app.update(Action::Help);

@@ -285,6 +285,21 @@ fn the_projection_follows_the_average_pace() {
 }
 
 #[test]
+fn a_projection_beyond_any_calendar_is_no_date_not_a_panic() {
+    // 10,000,000 included, 1 unit in 30 days: the limit is 800,000 years away, past what a
+    // date can hold (it panicked adding the time span).
+    let day30 = Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap();
+    assert_eq!(
+        project(&check(1, Some(10_000_000)), day30),
+        Projection::NotThisPeriod
+    );
+    assert_eq!(
+        project(&check(1, Some(i64::MAX)), day30),
+        Projection::NotThisPeriod
+    );
+}
+
+#[test]
 fn the_dashboard_migration_applies_once_and_counts_customer_changes() {
     let dir = TempDir::new().unwrap();
     let path = dir.path().join("m.db");

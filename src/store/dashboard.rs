@@ -180,13 +180,17 @@ pub fn project(check: &UsageCheck, now: DateTime<Utc>) -> Projection {
     if check.used <= 0 || elapsed <= 0 {
         return Projection::NotThisPeriod;
     }
-    // Integer maths: seconds needed for the whole limit at the observed rate.
+    // Integer maths: seconds needed for the whole limit at the observed rate. A slow pace
+    // can put that date past anything a calendar holds (10,000,000 included, 1 used in 30
+    // days): every step is checked, and a date out of reach is simply not this period.
     let needed = (i128::from(limit) * i128::from(elapsed)) / i128::from(check.used);
-    let at = check.period_start + Duration::seconds(needed.min(i64::MAX as i128 / 2000) as i64);
-    if at < check.period_end {
-        Projection::On(at)
-    } else {
-        Projection::NotThisPeriod
+    let at = i64::try_from(needed)
+        .ok()
+        .and_then(Duration::try_seconds)
+        .and_then(|d| check.period_start.checked_add_signed(d));
+    match at {
+        Some(at) if at < check.period_end => Projection::On(at),
+        _ => Projection::NotThisPeriod,
     }
 }
 
