@@ -187,6 +187,11 @@ pub struct App {
     pub page: usize,
     /// The last error from the database watcher, shown in the footer.
     pub status: Option<String>,
+    /// Why plans.toml did not load on the last `r`; the plans in `config` are the last good
+    /// ones. Cleared by a reload that works.
+    pub plans_error: Option<String>,
+    /// The popup showing `plans_error` is open.
+    pub plans_popup: bool,
     pub quit: bool,
 }
 
@@ -226,6 +231,8 @@ impl App {
             events_cursor: Cursor::default(),
             page: 20,
             status: None,
+            plans_error: None,
+            plans_popup: false,
             quit: false,
         };
         app.set_rows(dashboard.rows);
@@ -300,6 +307,12 @@ impl App {
         if self.help {
             if matches!(action, Action::Close | Action::Help) {
                 self.help = false;
+            }
+            return None;
+        }
+        if self.plans_popup {
+            if matches!(action, Action::Close | Action::Open) {
+                self.plans_popup = false;
             }
             return None;
         }
@@ -481,6 +494,18 @@ impl App {
                 let len = self.events.len();
                 self.events_cursor
                     .select(self.events_cursor.selected, len, self.page);
+                None
+            }
+            DataEvent::Plans(config) => {
+                // The rows reloaded with these plans follow.
+                self.config = *config;
+                self.plans_error = None;
+                self.plans_popup = false;
+                None
+            }
+            DataEvent::PlansInvalid(message) => {
+                self.plans_error = Some(message);
+                self.plans_popup = true;
                 None
             }
             DataEvent::LastSync(run) => {

@@ -53,6 +53,10 @@ pub enum DataEvent {
         detail: std::result::Result<Box<CustomerDetail>, String>,
     },
     Events(Vec<EventRow>),
+    /// plans.toml was read again (`r`); the rows that follow use it.
+    Plans(Box<Config>),
+    /// plans.toml could not be read again: why. The last good plans stay in use.
+    PlansInvalid(String),
     /// The latest sync run changed (or was first read).
     LastSync(Option<SyncRun>),
     Failed(String),
@@ -64,15 +68,18 @@ pub struct DataWorker {
 }
 
 impl DataWorker {
-    /// Start watching `db` from the state `loaded` describes.
+    /// Start watching `db` from the state `loaded` describes. `plans` is the file a reload
+    /// reads again (None: built-in plans, nothing to reload).
     pub fn spawn(
         db: PathBuf,
+        plans: Option<PathBuf>,
         config: Config,
         clock: Clock,
         loaded: &Dashboard,
         events: Sender<Event>,
     ) -> Result<DataWorker> {
         let mut watcher = Watcher::new(Store::open(&db)?, config, clock, loaded, events)?;
+        watcher.plans = plans;
         let (requests, inbox) = channel();
         thread::spawn(move || watcher.run(inbox));
         Ok(DataWorker { requests })
@@ -86,6 +93,7 @@ impl DataWorker {
 
 struct Watcher {
     store: Store,
+    plans: Option<PathBuf>,
     config: Config,
     clock: Clock,
     version: i64,
@@ -106,6 +114,7 @@ impl Watcher {
         Ok(Watcher {
             version: store.data_version()?,
             store,
+            plans: None,
             config,
             clock,
             marks: loaded.marks,
@@ -173,6 +182,11 @@ impl Watcher {
             }
             Request::Events => DataEvent::Events(self.store.problem_events(EVENTS_LIMIT)?),
             Request::Reload => {
+                // Sent at once: the app must follow the watcher's plans even if the
+                // database read below fails.
+                if let Some(event) = self.reload_plans() {
+                    self.deliver(Ok(vec![event]));
+                }
                 let last_sync = self.read_last_sync(true)?;
                 return Ok([Some(self.reload(now)?), last_sync]
                     .into_iter()
@@ -180,6 +194,18 @@ impl Watcher {
                     .collect());
             }
         }])
+    }
+
+    /// Read plans.toml again; a file that does not load leaves the last good plans in use.
+    fn reload_plans(&mut self) -> Option<DataEvent> {
+        let path = self.plans.as_ref()?;
+        Some(match Config::load(path) {
+            Ok(config) => {
+                self.config = config.clone();
+                DataEvent::Plans(Box::new(config))
+            }
+            Err(e) => DataEvent::PlansInvalid(e.to_string()),
+        })
     }
 
     fn reload(&mut self, now: DateTime<Utc>) -> Result<DataEvent> {

@@ -51,6 +51,9 @@ pub fn draw(frame: &mut Frame, app: &App) {
         frame.render_widget(Clear, body);
         detail::draw(frame, app, detail, body);
     }
+    if app.plans_popup {
+        plans::draw_invalid(frame, app, area);
+    }
     if app.help {
         help::draw(frame, app, area);
     }

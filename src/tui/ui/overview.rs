@@ -60,6 +60,7 @@ fn draw_header(frame: &mut Frame, app: &App, area: Rect) {
             Span::raw(sanitize(&app.db_label).into_owned()),
             Span::styled("   plans ", theme.dim()),
             Span::raw(sanitize(&app.plans_label).into_owned()),
+            super::plans::stale_note(app),
             Span::styled("   now ", theme.dim()),
             Span::raw(minute(app.now)),
         ]),
