@@ -452,6 +452,7 @@ impl App {
                     if let Some(&i) = self.by_id.get(&change.customer_id) {
                         self.rows[i].used = change.used;
                         self.rows[i].backlog.unreported += change.new_events;
+                        self.rows[i].backlog.expired += change.new_expired;
                         changed.push(i);
                     }
                 }

@@ -180,7 +180,7 @@ impl Watcher {
                     detail,
                 }
             }
-            Request::Events => DataEvent::Events(self.store.problem_events(EVENTS_LIMIT)?),
+            Request::Events => DataEvent::Events(self.store.problem_events(EVENTS_LIMIT, now)?),
             Request::Reload => {
                 // Sent at once: the app must follow the watcher's plans even if the
                 // database read below fails.
