@@ -462,7 +462,7 @@ fn s_syncs_to_the_stripe_server_from_the_keyboard_and_the_events_are_reported() 
 
     tmux.keys(&["y"]);
     let result = tmux.wait_for("the result", |s| {
-        s.contains("Sync finished") && s.contains("Esc closes")
+        s.contains("Sync completed") && s.contains("Esc closes")
     });
     assert!(
         result.contains(&format!(

@@ -112,3 +112,55 @@ fn status_counts_events_past_stripes_window_as_expired_like_the_dashboard() {
     let acme = text.lines().find(|l| l.starts_with("acme")).unwrap();
     assert!(acme.trim_end().ends_with(" 1"), "{acme}");
 }
+
+#[test]
+fn past_the_limit_the_text_output_uses_the_json_level_and_says_overage() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let now = "2026-11-27T18:00:00Z";
+    for (id, plan) in [("globex", "pro"), ("acme", "free")] {
+        at(dir.path(), now)
+            .args([
+                "customer",
+                "add",
+                id,
+                "--plan",
+                plan,
+                "--anchor",
+                "2026-11-15",
+            ])
+            .assert()
+            .success();
+    }
+    for (id, n) in [("globex", "134000"), ("acme", "1000")] {
+        at(dir.path(), now)
+            .args(["record", id, "-n", n])
+            .assert()
+            .success();
+    }
+    let json = at(dir.path(), now)
+        .args(["check", "globex", "--json"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&json.stdout).contains("\"level\":\"hard_cap\""));
+    let check = at(dir.path(), now)
+        .args(["check", "globex"])
+        .output()
+        .unwrap();
+    let check = String::from_utf8(check.stdout).unwrap();
+    assert!(
+        check.contains("level hard_cap (overage)  allowed"),
+        "{check}"
+    );
+    let status = at(dir.path(), now).arg("status").output().unwrap();
+    let status = String::from_utf8(status.stdout).unwrap();
+    let line = |id: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(id))
+            .unwrap()
+            .to_string()
+    };
+    assert!(line("globex").contains("hard_cap (overage)"), "{status}");
+    assert!(line("acme").contains("hard_cap "), "{status}");
+    assert!(!line("acme").contains("overage"), "{status}");
+}

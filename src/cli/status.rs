@@ -19,7 +19,7 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
         return output::print_json(&checks);
     }
     println!(
-        "{:<24} {:<10} {:>24} {:>8}  {:<9} {:>4} {:>10}",
+        "{:<24} {:<10} {:>24} {:>8}  {:<18} {:>4} {:>10}",
         "CUSTOMER", "PLAN", "USED / LIMIT", "%", "LEVEL", "DAYS", "UNREPORTED"
     );
     // The dashboard's counts: events past Stripe's window are expired, marked or not.
@@ -36,12 +36,12 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
             unmapped += b.unreported;
         }
         println!(
-            "{:<24} {:<10} {:>24} {:>8}  {:<9} {:>4} {:>10}",
+            "{:<24} {:<10} {:>24} {:>8}  {:<18} {:>4} {:>10}",
             row.check.customer,
             row.check.plan,
             output::used_of_limit(&row.check),
             output::percent(&row.check),
-            row.check.level.as_str(),
+            output::level(&row.check),
             row.days_left,
             output::thousands(b.unreported),
         );

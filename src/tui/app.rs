@@ -177,6 +177,8 @@ pub struct App {
     pub view: View,
     pub detail: Option<Detail>,
     pub help: bool,
+    /// Lines of the help scrolled off its top.
+    pub help_scroll: u16,
     pub sync: SyncPopup,
     /// The latest recorded sync run (any process's), for the header; None before the first.
     pub last_sync: Option<SyncRun>,
@@ -224,6 +226,7 @@ impl App {
             view: View::Overview,
             detail: None,
             help: false,
+            help_scroll: 0,
             sync: SyncPopup::Closed,
             last_sync: None,
             events: Vec::new(),
@@ -305,9 +308,19 @@ impl App {
             return self.update_sync(action);
         }
         if self.help {
-            if matches!(action, Action::Close | Action::Help) {
-                self.help = false;
+            // On a short terminal the help scrolls; drawing stops it at the last line.
+            let page = u16::try_from(self.page).unwrap_or(u16::MAX);
+            match action {
+                Action::Close | Action::Help => self.help = false,
+                Action::Up => self.help_scroll = self.help_scroll.saturating_sub(1),
+                Action::Down => self.help_scroll = self.help_scroll.saturating_add(1),
+                Action::PageUp => self.help_scroll = self.help_scroll.saturating_sub(page),
+                Action::PageDown => self.help_scroll = self.help_scroll.saturating_add(page),
+                Action::Top => self.help_scroll = 0,
+                _ => {}
             }
+            let last = super::ui::help_lines(self.theme).saturating_sub(1);
+            self.help_scroll = self.help_scroll.min(last);
             return None;
         }
         if self.plans_popup {
@@ -341,6 +354,7 @@ impl App {
             }
             Action::Help => {
                 self.help = true;
+                self.help_scroll = 0;
                 None
             }
             Action::Filter => {
