@@ -192,11 +192,11 @@ fn open_navigate_detail_help_filter_views_and_quit() {
         s.contains("Help · Esc closes") && s.contains("filter by name or plan")
     });
     tmux.keys(&["Escape"]);
-    tmux.wait_for("help to close", |s| !s.contains("Help · Esc closes"));
-    assert!(
-        tmux.screen().contains("Usage per day"),
-        "Esc closed only the help"
-    );
+    // The help covers most of the detail: wait for the whole frame redrawn under it. Esc
+    // closed only the help, so the detail is back.
+    tmux.wait_for("help to close, the detail still open", |s| {
+        !s.contains("Help · Esc closes") && s.contains("Usage per day")
+    });
     tmux.keys(&["Escape"]);
     tmux.wait_text("Customers 24/24");
 
@@ -221,7 +221,12 @@ fn open_navigate_detail_help_filter_views_and_quit() {
     tmux.wait_text("Rate/unit");
     tmux.keys(&["s"]);
     tmux.wait_text("export STRIPE_API_KEY=sk_test_...");
-    tmux.keys(&["Escape", "1"]);
+    // One at a time: Esc and 1 arriving together read as Alt-1.
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the popup to close", |s| {
+        !s.contains("export STRIPE_API_KEY")
+    });
+    tmux.keys(&["1"]);
     tmux.wait_text("Customers 24/24");
 
     tmux.keys(&["q"]);
@@ -462,7 +467,7 @@ fn s_syncs_to_the_stripe_server_from_the_keyboard_and_the_events_are_reported() 
 
     tmux.keys(&["y"]);
     let result = tmux.wait_for("the result", |s| {
-        s.contains("Sync finished") && s.contains("Esc closes")
+        s.contains("Sync completed") && s.contains("Esc closes")
     });
     assert!(
         result.contains(&format!(
@@ -599,4 +604,54 @@ fn quitting_during_a_sync_cancels_it_after_the_requests_in_flight() {
         1,
         "the run was recorded as cancelled, not left running"
     );
+}
+
+#[test]
+fn r_reloads_plans_toml_and_keeps_the_last_good_plans_when_it_is_broken() {
+    if !tmux_available() {
+        return;
+    }
+    let dir = TempDir::new().unwrap();
+    let db = demo_db(dir.path());
+    let plans_file = dir.path().join("plans.toml");
+    let shipped = std::fs::read_to_string(plans()).unwrap();
+    std::fs::write(&plans_file, &shipped).unwrap();
+    let tmux = Tmux::start("reload", 120, 40, dir.path(), &[]);
+    tmux.type_line(&format!(
+        "env -u STRIPE_API_KEY {BIN} --db '{}' --plans '{}'; echo \"exit=$?\"",
+        db.display(),
+        plans_file.display()
+    ));
+    tmux.wait_text("Customers 24/24");
+    tmux.keys(&["3"]);
+    tmux.wait_text("Rate/unit");
+
+    // The file is edited while the dashboard runs: `r` shows the new allowance.
+    let edited = shipped.replacen("included = 1000\n", "included = 7777\n", 1);
+    assert_ne!(
+        edited, shipped,
+        "the free plan's allowance is in the shipped file"
+    );
+    std::fs::write(&plans_file, &edited).unwrap();
+    tmux.keys(&["r"]);
+    tmux.wait_text("7,777");
+
+    // Broken: the reason is shown and the last good plans stay.
+    std::fs::write(&plans_file, "[[plans]]\nid = \n").unwrap();
+    tmux.keys(&["r"]);
+    let broken = tmux.wait_for("the reload error", |s| {
+        s.contains("not reloaded") && s.contains("The last good plans stay in use")
+    });
+    assert!(broken.contains("plans.toml"), "{broken}");
+    tmux.keys(&["Escape"]);
+    let after = tmux.wait_for("the popup to close", |s| {
+        !s.contains("not reloaded") && s.contains("Rate/unit")
+    });
+    assert!(after.contains("7,777"), "{after}");
+    assert!(
+        after.contains("reload failed: last good plans in use"),
+        "{after}"
+    );
+    tmux.keys(&["q"]);
+    assert_terminal_restored(&tmux);
 }

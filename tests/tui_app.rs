@@ -380,6 +380,7 @@ fn live_changes_update_counters_resort_and_keep_the_selection() {
         usage: vec![UsageChange {
             customer_id: "bravo".into(),
             new_events: 2,
+            new_expired: 0,
             used: 20_000,
         }],
         backlog: None,
@@ -474,6 +475,7 @@ fn a_refresh_moving_a_few_rows_orders_exactly_like_a_full_sort() {
             changes.push(UsageChange {
                 customer_id: rows[i].customer_id.clone(),
                 new_events: 1,
+                new_expired: 0,
                 used,
             });
         }

@@ -67,3 +67,100 @@ fn a_bad_plans_file_is_reported_before_the_terminal_is_touched() {
         .stderr(predicate::str::contains("free"));
     assert!(!dir.path().join("m.db").exists(), "no database created");
 }
+
+/// `meterline` with a pinned clock on a scratch database and the shipped plans.
+fn at(dir: &Path, now: &str) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env("METERLINE_NOW", now)
+        .env("METERLINE_DB", dir.join("m.db"))
+        .env("METERLINE_PLANS", plans())
+        .env_remove("STRIPE_API_KEY");
+    cmd
+}
+
+#[test]
+fn status_counts_events_past_stripes_window_as_expired_like_the_dashboard() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let now = "2026-11-27T18:00:00Z";
+    // The customer exists since well before its oldest event.
+    at(dir.path(), "2026-09-01T00:00:00Z")
+        .args([
+            "customer",
+            "add",
+            "acme",
+            "--plan",
+            "pro",
+            "--anchor",
+            "2026-09-01",
+        ])
+        .assert()
+        .success();
+    for when in ["2026-10-10T10:00:00Z", "2026-11-20T10:00:00Z"] {
+        at(dir.path(), now)
+            .args(["record", "acme", "-n", "3", "--at", when])
+            .assert()
+            .success();
+    }
+    // No sync has run: the event of 10 October (48 days old) can never go out all the same.
+    let out = at(dir.path(), now).arg("status").output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("stripe: 1 unreported (0 failed, 1 unmapped), 1 expired; never synced"),
+        "{text}"
+    );
+    let acme = text.lines().find(|l| l.starts_with("acme")).unwrap();
+    assert!(acme.trim_end().ends_with(" 1"), "{acme}");
+}
+
+#[test]
+fn past_the_limit_the_text_output_uses_the_json_level_and_says_overage() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let now = "2026-11-27T18:00:00Z";
+    for (id, plan) in [("globex", "pro"), ("acme", "free")] {
+        at(dir.path(), now)
+            .args([
+                "customer",
+                "add",
+                id,
+                "--plan",
+                plan,
+                "--anchor",
+                "2026-11-15",
+            ])
+            .assert()
+            .success();
+    }
+    for (id, n) in [("globex", "134000"), ("acme", "1000")] {
+        at(dir.path(), now)
+            .args(["record", id, "-n", n])
+            .assert()
+            .success();
+    }
+    let json = at(dir.path(), now)
+        .args(["check", "globex", "--json"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&json.stdout).contains("\"level\":\"hard_cap\""));
+    let check = at(dir.path(), now)
+        .args(["check", "globex"])
+        .output()
+        .unwrap();
+    let check = String::from_utf8(check.stdout).unwrap();
+    assert!(
+        check.contains("level hard_cap (overage)  allowed"),
+        "{check}"
+    );
+    let status = at(dir.path(), now).arg("status").output().unwrap();
+    let status = String::from_utf8(status.stdout).unwrap();
+    let line = |id: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(id))
+            .unwrap()
+            .to_string()
+    };
+    assert!(line("globex").contains("hard_cap (overage)"), "{status}");
+    assert!(line("acme").contains("hard_cap "), "{status}");
+    assert!(!line("acme").contains("overage"), "{status}");
+}

@@ -138,7 +138,8 @@ fn gauges_are_coloured_by_level_with_the_level_in_words() {
         ("Warned Ltd", Color::Yellow, "▲ warning"),
         ("Critical AG", Color::Red, "◆ critical"),
         ("Capped Inc", Color::Magenta, "■ HARD CAP"),
-        ("Over Co", Color::Magenta, "■ OVER LIMIT"),
+        // An overage plan past its limit: the JSON level's word, marked as billing overage.
+        ("Over Co", Color::Magenta, "■ HARD CAP+"),
     ] {
         let y = row_of(&buffer, name);
         let filled = cells_with(&buffer, y, "█");
@@ -253,7 +254,7 @@ fn hostile_names_are_shown_not_obeyed() {
     assert_no_escape(&buffer);
     // Shown as visible escapes (truncated to the column).
     let shown = text(&buffer);
-    assert!(shown.contains("\\x1b[2J\\x1b]0;pwned\\x07Evi"), "{shown}");
+    assert!(shown.contains("\\x1b[2J\\x1b]0;pwned\\x07"), "{shown}");
 }
 
 /// A real database: a customer with a hostile name, members, history and a failed event.
@@ -373,6 +374,50 @@ fn the_detail_gauge_is_clamped_and_coloured_and_hostile_errors_are_neutralised()
 }
 
 #[test]
+fn a_cap_date_out_of_reach_shows_no_date_instead_of_crashing() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let mut store = Store::open(&dir.path().join("m.db")).unwrap();
+    let config = Config::parse(
+        "[[plans]]\nid = \"free\"\nname = \"Free\"\nprice = \"0\"\nincluded = 10000000\n",
+        "plans.toml",
+    )
+    .unwrap();
+    store
+        .add_customer(
+            &config,
+            &NewCustomer {
+                id: "slow".into(),
+                name: None,
+                plan_id: "free".into(),
+                stripe_customer_id: None,
+                billing_anchor: Some(NaiveDate::from_ymd_opt(2026, 10, 21).unwrap()),
+            },
+            now(),
+        )
+        .unwrap();
+    // One unit, 30 days into the period (21 October to 21 November).
+    let at = Utc.with_ymd_and_hms(2026, 10, 21, 1, 0, 0).unwrap();
+    store
+        .record(&config, &RecordRequest::new("slow", 1, at), now())
+        .unwrap();
+    let dashboard = store.dashboard(&config, now()).unwrap();
+    let mut app = App::new(
+        config,
+        "m.db".into(),
+        "plans.toml".into(),
+        Theme::COLOR,
+        now(),
+        dashboard,
+    );
+    app_with_detail(&mut app, &store, "slow").unwrap();
+    let text = text(&render(&mut app, 120, 40));
+    assert!(
+        text.contains("not reached this period at the current pace"),
+        "{text}"
+    );
+}
+
+#[test]
 fn help_is_generated_from_the_keymap() {
     let mut app = app(Theme::COLOR);
     app.update(Action::Help);
@@ -489,7 +534,8 @@ fn the_result_summary_says_how_it_ended() {
     );
     assert_no_escape(&failed);
     let failed = text(&failed);
-    assert!(failed.contains("Sync failed"), "{failed}");
+    // The run's recorded outcome, the word `meterline status` prints.
+    assert!(failed.contains("Sync aborted"), "{failed}");
     assert!(failed.contains("Stripe said \\x1b[2J"), "{failed}");
 }
 
@@ -583,14 +629,232 @@ fn the_header_shows_when_the_last_sync_ran_and_how_it_ended() {
         .nth(usize::from(y))
         .unwrap()
         .to_string();
-    assert!(shown.contains("✗ failed 2026-11-20 11:41"), "{shown}");
+    assert!(shown.contains("✗ aborted 2026-11-20 11:41"), "{shown}");
     assert!(shown.contains("· boom \\x1b[2J"), "{shown}");
-    assert_eq!(style_of_word(&buffer, y, "✗ failed").fg, Color::Red);
+    assert_eq!(style_of_word(&buffer, y, "✗ aborted").fg, Color::Red);
     assert_eq!(style_of_word(&buffer, y, "boom").fg, Color::Red);
     let (mono, y) = last_sync_line(Theme::MONOCHROME, Some(sync_run("aborted", Some("boom"))));
     assert!(
-        style_of_word(&mono, y, "✗ failed")
+        style_of_word(&mono, y, "✗ aborted")
             .modifier
             .contains(Modifier::BOLD)
     );
+}
+
+/// 400 customers, one more used than the last, on a 30-row terminal.
+fn long_app() -> App {
+    let rows = (0..400)
+        .map(|i| row(&format!("Customer {i:03}"), "free", 500 + i, Some(1000)))
+        .collect();
+    App::new(
+        config(),
+        "test.db".into(),
+        "plans.toml".into(),
+        Theme::MONOCHROME,
+        now(),
+        Dashboard {
+            rows,
+            ..Dashboard::default()
+        },
+    )
+}
+
+/// The name on the selected (reversed) row of the table.
+fn selected_on_screen(buffer: &Buffer) -> Option<String> {
+    (0..buffer.area.height).find_map(|y| {
+        let cell = &buffer[(1, y)];
+        cell.modifier.contains(Modifier::REVERSED).then(|| {
+            (1..20)
+                .map(|x| buffer[(x, y)].symbol())
+                .collect::<String>()
+                .trim()
+                .to_string()
+        })
+    })
+}
+
+#[test]
+fn changing_the_sort_keeps_the_selection_on_screen_and_says_where_it_is() {
+    let mut app = long_app();
+    let buffer = render(&mut app, 100, 30);
+    let shown = text(&buffer);
+    // Most at risk first: the % column carries the arrow, the position is shown.
+    assert!(shown.contains("%▼"), "{shown}");
+    assert!(shown.contains(" 1/400 "), "{shown}");
+    assert_eq!(selected_on_screen(&buffer).as_deref(), Some("Customer 399"));
+
+    // By name, the riskiest (selected) customer is the last row: scrolled to, and said so.
+    app.update(Action::CycleSort);
+    let buffer = render(&mut app, 100, 30);
+    let shown = text(&buffer);
+    assert!(shown.contains("Customer▲"), "{shown}");
+    assert!(!shown.contains("%▼"), "{shown}");
+    assert!(shown.contains(" 400/400 "), "{shown}");
+    assert_eq!(selected_on_screen(&buffer).as_deref(), Some("Customer 399"));
+    assert!(
+        !shown.contains("Customer 000"),
+        "the top is scrolled off: {shown}"
+    );
+
+    // Reversed: the arrow turns and the selection is still in view, now first.
+    app.update(Action::ReverseSort);
+    let buffer = render(&mut app, 100, 30);
+    let shown = text(&buffer);
+    assert!(shown.contains("Customer▼"), "{shown}");
+    assert!(shown.contains(" 1/400 "), "{shown}");
+    assert_eq!(selected_on_screen(&buffer).as_deref(), Some("Customer 399"));
+
+    // Moving down a page shows the new position.
+    app.update(Action::PageDown);
+    let shown = text(&render(&mut app, 100, 30));
+    let page = ui::list_rows(100, 30);
+    assert!(shown.contains(&format!(" {}/400 ", page + 1)), "{shown}");
+}
+
+/// A one-customer database (plan `plan`, `used` units this period) with its detail open.
+fn single_detail(plan: &str, used: i64) -> (tempfile::TempDir, App) {
+    let dir = tempfile::TempDir::new().unwrap();
+    let mut store = Store::open(&dir.path().join("m.db")).unwrap();
+    let config = config();
+    let customer = NewCustomer {
+        id: "solo".into(),
+        name: None,
+        plan_id: plan.into(),
+        stripe_customer_id: Some("cus_solo".into()),
+        billing_anchor: Some(NaiveDate::from_ymd_opt(2026, 10, 5).unwrap()),
+    };
+    store.add_customer(&config, &customer, now()).unwrap();
+    let at = now() - Duration::hours(2);
+    store
+        .record(&config, &RecordRequest::new("solo", used, at), now())
+        .unwrap();
+    let dashboard = store.dashboard(&config, now()).unwrap();
+    let mut app = App::new(
+        config,
+        "m.db".into(),
+        "plans.toml".into(),
+        Theme::COLOR,
+        now(),
+        dashboard,
+    );
+    app_with_detail(&mut app, &store, "solo").unwrap();
+    (dir, app)
+}
+
+#[test]
+fn past_the_limit_the_words_are_the_json_level_and_say_whether_overage_is_billed() {
+    let (_dir, mut app) = single_detail("pro", 134_000);
+    let shown = text(&render(&mut app, 120, 40));
+    assert!(
+        shown.contains("134,000 / 100,000 · 134 % · ■ HARD CAP (overage)"),
+        "{shown}"
+    );
+    let (_dir, mut app) = single_detail("free", 1_000);
+    let shown = text(&render(&mut app, 120, 40));
+    assert!(
+        shown.contains("1,000 / 1,000 · 100 % · ■ HARD CAP "),
+        "{shown}"
+    );
+    assert!(shown.contains("hard cap: usage past the limit is refused"));
+    assert!(!shown.contains("OVER LIMIT"));
+}
+
+fn event(id: i64, state: meterline::store::StripeState) -> meterline::store::EventRow {
+    meterline::store::EventRow {
+        id,
+        customer_id: "acme".into(),
+        customer_name: "Acme".into(),
+        user_id: None,
+        quantity: 3,
+        occurred_at: "2026-11-20T10:00:00Z".into(),
+        attempts: 1,
+        error: None,
+        state,
+    }
+}
+
+#[test]
+fn the_help_explains_every_symbol_the_screens_show() {
+    use meterline::store::StripeState;
+    let mut with_help = app(Theme::COLOR);
+    with_help.update(Action::Help);
+    let help = text(&render(&mut with_help, 120, 40));
+    for shown in [
+        "✓ ok",
+        "▲ warning",
+        "◆ critical",
+        "■ HARD CAP",
+        "■ HARD CAP+",
+        "■ HARD CAP (overage)",
+        "✓ reported",
+        "… pending",
+        "✗ failed",
+        "⌛",
+        "? unmapped",
+        "✓ completed",
+        "… running",
+        "! incomplete",
+        "! cancelled",
+        "✗ aborted",
+        "✗ interrupted",
+        "▼ ▲",
+        "12/400",
+        "∞ unlimited",
+        "███░░░",
+        "\"2 ?\"",
+        "134 %",
+        "magenta",
+    ] {
+        assert!(help.contains(shown), "{shown} not explained:\n{help}");
+    }
+
+    // Every symbol on every screen appears in the help (box drawing, bar-chart blocks and
+    // the separators of prose aside).
+    let mut screens = Vec::new();
+    let mut overview = app(Theme::COLOR);
+    overview.apply(DataEvent::LastSync(Some(sync_run("aborted", None))));
+    screens.push(text(&render(&mut overview, 120, 20)));
+    overview.update(Action::ShowEvents);
+    overview.apply(DataEvent::Events(vec![
+        event(1, StripeState::Failed),
+        event(2, StripeState::Expired),
+        event(3, StripeState::Pending),
+        event(4, StripeState::Unmapped),
+        event(5, StripeState::Reported),
+    ]));
+    screens.push(text(&render(&mut overview, 120, 20)));
+    overview.update(Action::ShowPlans);
+    screens.push(text(&render(&mut overview, 120, 20)));
+    let (_dir, mut detail) = detail_app(Theme::COLOR);
+    screens.push(text(&render(&mut detail, 120, 40)));
+    let prose = |c: char| {
+        ('\u{2500}'..='\u{257f}').contains(&c) // box drawing
+            || ('\u{2581}'..='\u{2587}').contains(&c) // the daily bar chart's partial bars
+            || "·×→…".contains(c)
+    };
+    for screen in &screens {
+        for c in screen.chars().filter(|c| !c.is_ascii() && !prose(*c)) {
+            assert!(help.contains(c), "{c:?} is not in the help:\n{screen}");
+        }
+    }
+}
+
+#[test]
+fn on_a_small_terminal_the_help_scrolls_to_its_last_line() {
+    let mut app = app(Theme::COLOR);
+    app.update(Action::Help);
+    let first = text(&render(&mut app, 80, 24));
+    assert!(first.contains("↑↓ scroll"), "{first}");
+    assert!(first.contains("q/Ctrl-c"), "{first}");
+    assert!(!first.contains("✗ interrupted"), "{first}");
+    for _ in 0..10 {
+        app.update(Action::PageDown);
+    }
+    let last = text(&render(&mut app, 80, 24));
+    assert!(last.contains("✗ interrupted"), "{last}");
+    assert!(!last.contains("q/Ctrl-c"), "{last}");
+    app.update(Action::Top);
+    assert!(text(&render(&mut app, 80, 24)).contains("q/Ctrl-c"));
+    app.update(Action::Close);
+    assert!(!app.help);
 }

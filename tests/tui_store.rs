@@ -63,6 +63,17 @@ fn the_full_load_agrees_with_status_on_a_demo_database() {
     fill(&mut store, &config, &spec, now()).unwrap();
     let dashboard = store.dashboard(&config, now()).unwrap();
     let status = store.status(&config, now()).unwrap();
+    let raw = rusqlite::Connection::open(dir.path().join("demo.db")).unwrap();
+    let marked_expired = |id: &str| -> i64 {
+        raw.query_row(
+            "SELECT COUNT(*) FROM usage_events
+             WHERE customer_id = ?1 AND stripe_reported_at IS NULL
+               AND stripe_expired_at IS NOT NULL",
+            [id],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
     assert_eq!(dashboard.rows.len(), status.len());
     for s in &status {
         let row = dashboard
@@ -74,7 +85,14 @@ fn the_full_load_agrees_with_status_on_a_demo_database() {
         assert_eq!(row.limit, s.check.limit);
         assert_eq!(row.period.start, s.check.period_start);
         assert_eq!(row.level(&config), s.check.level);
-        assert_eq!(row.backlog.unreported, s.unreported);
+        // Status counts every event not reported nor marked expired; the dashboard tells
+        // apart those past Stripe's window (expired, marked or not).
+        assert_eq!(
+            row.backlog.unreported + row.backlog.expired,
+            s.unreported + marked_expired(&row.customer_id),
+            "{}",
+            row.customer_id
+        );
         assert_eq!(row.mapped, s.stripe_customer_id.is_some());
     }
     // Every level is represented in the demo.
@@ -180,7 +198,7 @@ fn stripe_state_changes_recount_the_backlog() {
         }
         other => panic!("expected a backlog recount, got {other:?}"),
     }
-    let problems = reader.problem_events(10).unwrap();
+    let problems = reader.problem_events(10, now()).unwrap();
     assert_eq!(problems[0].id, 2, "failed first");
     assert_eq!(problems[0].state, StripeState::Failed);
     assert_eq!(problems[0].error.as_deref(), Some("No such customer"));
@@ -237,8 +255,17 @@ fn the_detail_has_every_day_history_and_recent_events() {
     assert_eq!(d.history[4].check.used, 30, "the previous period");
     assert_eq!(d.recent.len(), 3);
     assert_eq!(d.recent[0].quantity, 500, "newest first");
-    assert!(d.recent.iter().all(|e| e.state == StripeState::Pending));
-    assert_eq!(d.backlog.unreported, 3);
+    // The one 40 days old is past Stripe's window: expired, though no sync marked it.
+    let states: Vec<StripeState> = d.recent.iter().map(|e| e.state).collect();
+    assert_eq!(
+        states,
+        [
+            StripeState::Pending,
+            StripeState::Pending,
+            StripeState::Expired
+        ]
+    );
+    assert_eq!((d.backlog.unreported, d.backlog.expired), (2, 1));
     let unknown = reader.customer_detail(&config, "nobody", now());
     assert!(
         unknown
@@ -282,6 +309,21 @@ fn the_projection_follows_the_average_pace() {
         Projection::AlreadyReached
     );
     assert_eq!(project(&check(5, None), day10), Projection::Unlimited);
+}
+
+#[test]
+fn a_projection_beyond_any_calendar_is_no_date_not_a_panic() {
+    // 10,000,000 included, 1 unit in 30 days: the limit is 800,000 years away, past what a
+    // date can hold (it panicked adding the time span).
+    let day30 = Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap();
+    assert_eq!(
+        project(&check(1, Some(10_000_000)), day30),
+        Projection::NotThisPeriod
+    );
+    assert_eq!(
+        project(&check(1, Some(i64::MAX)), day30),
+        Projection::NotThisPeriod
+    );
 }
 
 #[test]
@@ -340,5 +382,129 @@ fn many_stripe_changes_at_once_recount_every_customer() {
             );
         }
         other => panic!("expected a full backlog recount, got {other:?}"),
+    }
+}
+
+/// A database whose customer exists since 60 days before `now()`, mapped to Stripe.
+fn old_customer() -> (TempDir, Store) {
+    let dir = TempDir::new().unwrap();
+    let mut store = Store::open(&dir.path().join("m.db")).unwrap();
+    store
+        .add_customer(
+            &config(),
+            &customer("acme", "pro", Some("cus_acme")),
+            now() - Duration::days(60),
+        )
+        .unwrap();
+    (dir, store)
+}
+
+#[test]
+fn the_events_view_lists_pending_events_newest_first() {
+    let (dir, mut store) = old_customer();
+    // Recorded in one order, happened in another (`record --at`).
+    for hours in [30, 2, 50, 10, 70] {
+        record(&mut store, "acme", 1, now() - Duration::hours(hours));
+    }
+    // One refused by Stripe: listed first whatever its date.
+    let raw = rusqlite::Connection::open(dir.path().join("m.db")).unwrap();
+    raw.execute(
+        "UPDATE usage_events SET stripe_failed_at = ?1, stripe_error = 'No such customer'
+         WHERE id = 5",
+        ["2026-11-20T11:00:00Z"],
+    )
+    .unwrap();
+    let problems = store.problem_events(10, now()).unwrap();
+    let shown: Vec<(i64, StripeState)> = problems.iter().map(|e| (e.id, e.state)).collect();
+    assert_eq!(
+        shown,
+        [
+            (5, StripeState::Failed),
+            (2, StripeState::Pending),
+            (4, StripeState::Pending),
+            (1, StripeState::Pending),
+            (3, StripeState::Pending),
+        ]
+    );
+}
+
+#[test]
+fn events_past_stripes_window_count_as_expired_before_any_sync_marks_them() {
+    let (dir, mut store) = old_customer();
+    let config = config();
+    // Two past the 35-day window (one of them refused once), one still sendable.
+    record(&mut store, "acme", 1, now() - Duration::days(40));
+    record(&mut store, "acme", 1, now() - Duration::days(36));
+    record(&mut store, "acme", 1, now() - Duration::days(30));
+    let raw = rusqlite::Connection::open(dir.path().join("m.db")).unwrap();
+    raw.execute(
+        "UPDATE usage_events SET stripe_failed_at = ?1, stripe_error = 'timeout' WHERE id = 2",
+        ["2026-10-20T11:00:00Z"],
+    )
+    .unwrap();
+    let backlog = |d: &meterline::store::Dashboard| d.rows[0].backlog;
+    let expect = meterline::store::Backlog {
+        unreported: 1,
+        failed: 0,
+        expired: 2,
+    };
+    let loaded = store.dashboard(&config, now()).unwrap();
+    assert_eq!(backlog(&loaded), expect);
+    let detail = store.customer_detail(&config, "acme", now()).unwrap();
+    assert_eq!(detail.backlog, expect);
+    let states: Vec<StripeState> = detail.recent.iter().map(|e| e.state).collect();
+    assert_eq!(
+        states,
+        [
+            StripeState::Pending,
+            StripeState::Expired,
+            StripeState::Expired
+        ]
+    );
+    let problems = store.problem_events(10, now()).unwrap();
+    let shown: Vec<(i64, StripeState)> = problems.iter().map(|e| (e.id, e.state)).collect();
+    assert_eq!(
+        shown,
+        [
+            (2, StripeState::Expired),
+            (1, StripeState::Expired),
+            (3, StripeState::Pending),
+        ]
+    );
+    // The sendable one turns expired 35 days after it happened: the dashboard reloads then.
+    assert_eq!(
+        loaded.next_rollover(),
+        Some(now() - Duration::days(30) + Duration::days(35))
+    );
+
+    // A sync marks them: the same counts, nothing counted twice.
+    raw.execute(
+        "UPDATE usage_events SET stripe_expired_at = ?1 WHERE id IN (1, 2)",
+        ["2026-11-20T11:30:00Z"],
+    )
+    .unwrap();
+    match store
+        .dashboard_refresh(&config, loaded.marks, now())
+        .unwrap()
+    {
+        Refresh::Partial {
+            backlog: Some(BacklogChange::Customers(counts)),
+            ..
+        } => assert_eq!(counts["acme"], expect),
+        other => panic!("expected a backlog recount, got {other:?}"),
+    }
+    let marked = store.dashboard(&config, now()).unwrap();
+    assert_eq!(backlog(&marked), expect);
+
+    // Usage recorded later but dated past the window is expired from the start.
+    record(&mut store, "acme", 1, now() - Duration::days(50));
+    match store
+        .dashboard_refresh(&config, marked.marks, now())
+        .unwrap()
+    {
+        Refresh::Partial { usage, .. } => {
+            assert_eq!((usage[0].new_events, usage[0].new_expired), (0, 1));
+        }
+        other => panic!("expected a partial refresh, got {other:?}"),
     }
 }

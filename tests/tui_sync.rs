@@ -16,7 +16,7 @@ use meterline::tui::data::{Clock, DataWorker};
 use meterline::tui::event::Event;
 use meterline::tui::sync::{NO_KEY, SyncEvent, SyncWorker};
 use meterline::tui::theme::Theme;
-use meterline::tui::{carry_out, keys};
+use meterline::tui::{apply_data, carry_out, keys, ui};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use support::{Env, Fault, KEY, MAPPED, PLANS, now};
 
@@ -65,8 +65,15 @@ impl Dashboard {
         let clock = Clock(Some(now()));
         let loaded = env.store().dashboard(&config, now()).unwrap();
         let (tx, rx) = channel();
-        let data =
-            DataWorker::spawn(env.db.clone(), config.clone(), clock, &loaded, tx.clone()).unwrap();
+        let data = DataWorker::spawn(
+            env.db.clone(),
+            Some(env.plans.clone()),
+            config.clone(),
+            clock,
+            &loaded,
+            tx.clone(),
+        )
+        .unwrap();
         let sync = SyncWorker::new(tx, env.db.clone(), config.clone(), clock);
         let app = App::new(
             config,
@@ -109,7 +116,7 @@ impl Dashboard {
                     self.app.on_sync(event);
                     None
                 }
-                Ok(Event::Data(event)) => self.app.apply(event),
+                Ok(Event::Data(event)) => apply_data(&mut self.app, &mut self.sync, event),
                 Ok(_) | Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => panic!("the workers went away"),
             };
@@ -373,4 +380,72 @@ fn unusable_settings_are_explained_in_the_popup_before_anything_is_sent() {
         unsafe { std::env::set_var("STRIPE_API_BASE", env.server.base()) };
     }
     assert_eq!(env.server.requests(), 0);
+}
+
+#[test]
+fn r_reloads_plans_toml_and_an_invalid_file_keeps_the_last_good_plans() {
+    let env = seeded();
+    let _env = stripe_env(Some(&env.server.base()));
+    // The API base comes from plans.toml in this test, so a sync shows which plans it used.
+    // SAFETY: as in stripe_env, under its lock.
+    unsafe { std::env::remove_var("STRIPE_API_BASE") };
+    let mut dash = Dashboard::open(&env);
+    let acme_limit = |app: &App| {
+        app.rows()
+            .iter()
+            .find(|r| r.customer_id == "acme")
+            .and_then(|r| r.limit)
+    };
+    assert_eq!(acme_limit(&dash.app), Some(1_000_000));
+
+    // plans.toml changes: a smaller allowance, and the fake Stripe as the API base.
+    let edited = PLANS
+        .replace("included = 1000000", "included = 1000")
+        .replace(
+            "api_base = \"https://api.stripe.com\"",
+            &format!("api_base = \"{}\"", env.server.base()),
+        );
+    std::fs::write(&env.plans, &edited).unwrap();
+    dash.press(KeyCode::Char('r'));
+    dash.until("the reloaded plans", |app| acme_limit(app) == Some(1000));
+    assert_eq!(dash.app.config.plan("free").unwrap().included, Some(1000));
+    assert_eq!(dash.app.plans_error, None);
+
+    // A broken file: the error is shown, the last good plans stay in use.
+    std::fs::write(&env.plans, "[[plans]]\nid = \n").unwrap();
+    dash.press(KeyCode::Char('r'));
+    dash.until("the plans error", |app| app.plans_error.is_some());
+    let mut terminal = ratatui::Terminal::new(ratatui::backend::TestBackend::new(100, 30)).unwrap();
+    terminal.draw(|frame| ui::draw(frame, &dash.app)).unwrap();
+    let shown: String = terminal
+        .backend()
+        .buffer()
+        .content()
+        .iter()
+        .map(|c| c.symbol())
+        .collect();
+    assert!(shown.contains("not reloaded"), "{shown}");
+    assert!(shown.contains("The last good plans stay in use"), "{shown}");
+    assert!(
+        shown.contains("reload failed: last good plans in use"),
+        "{shown}"
+    );
+    // The loaded rows that follow still use the last good plans.
+    dash.until("the rows after the failed reload", |app| {
+        acme_limit(app) == Some(1000)
+    });
+    assert_eq!(dash.app.config.plan("free").unwrap().included, Some(1000));
+    dash.press(KeyCode::Esc);
+    assert!(!dash.app.plans_popup);
+    assert!(dash.app.plans_error.is_some(), "the header keeps saying so");
+
+    // A sync from the dashboard uses the reloaded plans too: their API base.
+    dash.open_confirmation();
+    let SyncPopup::Confirm(preview) = &dash.app.sync else {
+        unreachable!()
+    };
+    assert_eq!(preview.api_host, "127.0.0.1");
+    dash.press(KeyCode::Char('y'));
+    let report = dash.finished().expect("the sync succeeds");
+    assert_eq!((report.accepted, report.failed), (90, 0));
 }

@@ -30,6 +30,7 @@ pub fn exec(
         tui::run(tui::Options {
             db: ctx.db.clone(),
             db_label: ctx.db.display().to_string(),
+            plans: Some(ctx.plans.clone()),
             plans_label: ctx.plans.display().to_string(),
             config: ctx.config()?,
             now: fixed_now,
@@ -51,6 +52,8 @@ pub fn exec(
     tui::run(tui::Options {
         db_label: format!("{} (demo, deleted on exit)", db.display()),
         db,
+        // The file the demo's plans came from, if any: `r` reads it again.
+        plans: ctx.plans.exists().then(|| ctx.plans.clone()),
         plans_label,
         config,
         now: fixed_now,

@@ -51,6 +51,16 @@ pub fn day(at: chrono::DateTime<chrono::Utc>) -> String {
     at.format("%Y-%m-%d").to_string()
 }
 
+/// The level in text output: the JSON word, and for an overage plan past its limit (which
+/// keeps recording and bills the extra) the same word with "(overage)", as the dashboard
+/// writes "■ HARD CAP (overage)".
+pub fn level(check: &UsageCheck) -> String {
+    match (check.level, check.overage_rate) {
+        (crate::billing::WarningLevel::HardCap, Some(_)) => "hard_cap (overage)".to_string(),
+        (level, _) => level.as_str().to_string(),
+    }
+}
+
 /// The multi-line human summary of one check.
 pub fn describe(check: &UsageCheck) -> String {
     let mut out = format!(
@@ -61,7 +71,7 @@ pub fn describe(check: &UsageCheck) -> String {
         day(check.period_end),
         used_of_limit(check),
         percent(check),
-        check.level.as_str(),
+        level(check),
         if check.allowed {
             "allowed"
         } else {

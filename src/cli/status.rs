@@ -2,6 +2,7 @@ use std::process::ExitCode;
 
 use super::{Context, output};
 use crate::Result;
+use crate::store::Backlog;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -11,41 +12,53 @@ pub struct Args {
 
 pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
     let config = ctx.config()?;
-    let rows = ctx.store()?.status(&config, ctx.now)?;
+    let store = ctx.store()?;
+    let rows = store.status(&config, ctx.now)?;
     if args.json {
         let checks: Vec<_> = rows.iter().map(|r| &r.check).collect();
         return output::print_json(&checks);
     }
     println!(
-        "{:<24} {:<10} {:>24} {:>8}  {:<9} {:>4} {:>10}",
+        "{:<24} {:<10} {:>24} {:>8}  {:<18} {:>4} {:>10}",
         "CUSTOMER", "PLAN", "USED / LIMIT", "%", "LEVEL", "DAYS", "UNREPORTED"
     );
+    // The dashboard's counts: events past Stripe's window are expired, marked or not.
+    let backlog = store.stripe_backlog(ctx.now)?;
+    let mut totals = Backlog::default();
+    let mut unmapped = 0;
     for row in &rows {
+        let b = backlog
+            .get(&row.check.customer)
+            .copied()
+            .unwrap_or_default();
+        totals += b;
+        if row.stripe_customer_id.is_none() {
+            unmapped += b.unreported;
+        }
         println!(
-            "{:<24} {:<10} {:>24} {:>8}  {:<9} {:>4} {:>10}",
+            "{:<24} {:<10} {:>24} {:>8}  {:<18} {:>4} {:>10}",
             row.check.customer,
             row.check.plan,
             output::used_of_limit(&row.check),
             output::percent(&row.check),
-            row.check.level.as_str(),
+            output::level(&row.check),
             row.days_left,
-            output::thousands(row.unreported),
+            output::thousands(b.unreported),
         );
     }
     println!("{} customers", rows.len());
-    println!("{}", stripe_line(&ctx.store()?, ctx.now)?);
+    println!("{}", stripe_line(&store, totals, unmapped)?);
     Ok(ExitCode::SUCCESS)
 }
 
 /// One line on the Stripe side: what is still to report and how the last sync went.
-fn stripe_line(store: &crate::Store, now: chrono::DateTime<chrono::Utc>) -> Result<String> {
-    let counts = store.stripe_counts(now)?;
+fn stripe_line(store: &crate::Store, totals: Backlog, unmapped: i64) -> Result<String> {
     let mut line = format!(
         "stripe: {} unreported ({} failed, {} unmapped), {} expired",
-        output::thousands(counts.unreported as i64),
-        output::thousands(counts.failed as i64),
-        output::thousands(counts.unmapped as i64),
-        output::thousands(counts.expired as i64)
+        output::thousands(totals.unreported),
+        output::thousands(totals.failed),
+        output::thousands(unmapped),
+        output::thousands(totals.expired)
     );
     match store.last_sync_run()? {
         None => line.push_str("; never synced (meterline sync)"),

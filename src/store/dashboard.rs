@@ -8,7 +8,7 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use rusqlite::{OptionalExtension, params};
 
 use super::customers::get;
-use super::{HistoryRow, Member, Store, StripeState};
+use super::{HistoryRow, Member, Store, StripeState, stripe_window};
 use crate::Result;
 use crate::billing::{Period, UsageCheck, WarningLevel, format_ts, period_containing};
 use crate::config::Config;
@@ -47,6 +47,8 @@ impl DashboardRow {
 
 /// Events not yet delivered to Stripe. `failed` and `expired` are the ones needing attention;
 /// `unreported` counts everything still to deliver (failed included, expired not).
+/// `expired` counts every unreported event past Stripe's 35-day window, whether or not a sync
+/// has marked it yet: it can never go out, so it is not counted as still to deliver.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Backlog {
     pub unreported: i64,
@@ -78,12 +80,16 @@ pub struct ChangeMarks {
 pub struct Dashboard {
     pub rows: Vec<DashboardRow>,
     pub marks: ChangeMarks,
+    /// When the oldest event still to send leaves Stripe's window (and turns expired).
+    pub next_expiry: Option<DateTime<Utc>>,
 }
 
 impl Dashboard {
-    /// The earliest end of a current period: past it, the rows need a full reload.
+    /// The earliest end of a current period, or the moment the oldest event to send turns
+    /// expired: past it, the rows need a full reload.
     pub fn next_rollover(&self) -> Option<DateTime<Utc>> {
-        self.rows.iter().map(|r| r.period.end).min()
+        let period_end = self.rows.iter().map(|r| r.period.end).min();
+        period_end.into_iter().chain(self.next_expiry).min()
     }
 }
 
@@ -91,7 +97,10 @@ impl Dashboard {
 #[derive(Debug, Clone, PartialEq)]
 pub struct UsageChange {
     pub customer_id: String,
+    /// New events still to send to Stripe.
     pub new_events: i64,
+    /// New events dated past Stripe's window (`record --at`): expired from the start.
+    pub new_expired: i64,
     pub used: i64,
 }
 
@@ -180,13 +189,17 @@ pub fn project(check: &UsageCheck, now: DateTime<Utc>) -> Projection {
     if check.used <= 0 || elapsed <= 0 {
         return Projection::NotThisPeriod;
     }
-    // Integer maths: seconds needed for the whole limit at the observed rate.
+    // Integer maths: seconds needed for the whole limit at the observed rate. A slow pace
+    // can put that date past anything a calendar holds (10,000,000 included, 1 used in 30
+    // days): every step is checked, and a date out of reach is simply not this period.
     let needed = (i128::from(limit) * i128::from(elapsed)) / i128::from(check.used);
-    let at = check.period_start + Duration::seconds(needed.min(i64::MAX as i128 / 2000) as i64);
-    if at < check.period_end {
-        Projection::On(at)
-    } else {
-        Projection::NotThisPeriod
+    let at = i64::try_from(needed)
+        .ok()
+        .and_then(Duration::try_seconds)
+        .and_then(|d| check.period_start.checked_add_signed(d));
+    match at {
+        Some(at) if at < check.period_end => Projection::On(at),
+        _ => Projection::NotThisPeriod,
     }
 }
 
@@ -225,13 +238,32 @@ impl Store {
     fn dashboard_in_read(&self, config: &Config, now: DateTime<Utc>) -> Result<Dashboard> {
         let marks = self.change_marks()?;
         let mut rows = self.dashboard_rows(config, now)?;
-        let backlog = self.stripe_backlog()?;
+        let backlog = self.stripe_backlog(now)?;
         for row in &mut rows {
             if let Some(b) = backlog.get(&row.customer_id) {
                 row.backlog = *b;
             }
         }
-        Ok(Dashboard { rows, marks })
+        let (window_start, _) = stripe_window(now);
+        let oldest: Option<String> = self.conn.query_row(
+            "SELECT MIN(occurred_at) FROM usage_events INDEXED BY usage_events_outbox
+             WHERE stripe_reported_at IS NULL AND stripe_expired_at IS NULL
+               AND occurred_at >= ?1",
+            [format_ts(window_start)],
+            |r| r.get(0),
+        )?;
+        // Unparsable text is left to the reads that show it; here it just sets no alarm.
+        let next_expiry = oldest
+            .and_then(|at| DateTime::parse_from_rfc3339(&at).ok())
+            .and_then(|at| {
+                at.with_timezone(&Utc)
+                    .checked_add_signed(now - window_start)
+            });
+        Ok(Dashboard {
+            rows,
+            marks,
+            next_expiry,
+        })
     }
 
     /// What changed since `since`, read consistently; cheap unless customers changed.
@@ -254,7 +286,7 @@ impl Store {
                 Vec::new()
             };
             let backlog = if marks.stripe != since.stripe {
-                Some(self.backlog_change(since.stripe)?)
+                Some(self.backlog_change(since.stripe, now)?)
             } else {
                 None
             };
@@ -325,20 +357,26 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Vec<UsageChange>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT customer_id, COUNT(*) FROM usage_events
+            "SELECT customer_id, COUNT(*) FILTER (WHERE occurred_at >= ?3),
+                    COUNT(*) FILTER (WHERE occurred_at < ?3)
+             FROM usage_events
              WHERE id > ?1 AND id <= ?2 GROUP BY customer_id",
         )?;
+        let window = format_ts(stripe_window(now).0);
         let touched = stmt
-            .query_map([after, upto], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<Vec<(String, i64)>>>()?;
+            .query_map(params![after, upto, window], |r| {
+                Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?))
+            })?
+            .collect::<rusqlite::Result<Vec<(String, i64, i64)>>>()?;
         let mut out = Vec::with_capacity(touched.len());
-        for (customer_id, new_events) in touched {
+        for (customer_id, new_events, new_expired) in touched {
             let customer = get(&self.conn, &customer_id)?;
             let period = period_containing(customer.billing_anchor, config.billing.period, now);
             let used = self.used_in(&customer_id, period)?;
             out.push(UsageChange {
                 customer_id,
                 new_events,
+                new_expired,
                 used,
             });
         }
@@ -346,26 +384,27 @@ impl Store {
     }
 
     /// Backlog counts of the customers whose events' Stripe state changed after `since`.
-    fn backlog_change(&self, since: i64) -> Result<BacklogChange> {
+    fn backlog_change(&self, since: i64, now: DateTime<Utc>) -> Result<BacklogChange> {
         let changed: Vec<String> = self
             .conn
             .prepare_cached("SELECT customer_id FROM stripe_changes WHERE seq > ?1")?
             .query_map([since], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
         if changed.len() > BACKLOG_RECOUNT_ALL {
-            return Ok(BacklogChange::All(self.stripe_backlog()?));
+            return Ok(BacklogChange::All(self.stripe_backlog(now)?));
         }
         let mut counts = HashMap::with_capacity(changed.len());
         for customer_id in changed {
-            let backlog = self.customer_backlog(&customer_id)?.unwrap_or_default();
+            let backlog = self.customer_backlog(&customer_id, now)?;
             counts.insert(customer_id, backlog);
         }
         Ok(BacklogChange::Customers(counts))
     }
 
-    /// Per customer: events still to deliver, failed and expired. Reads only the partial
-    /// index of unreported events, so its cost follows the backlog, not the history.
-    pub fn stripe_backlog(&self) -> Result<HashMap<String, Backlog>> {
+    /// Per customer: events still to deliver, failed and expired (as of `now`). Reads only
+    /// the partial indexes of unreported events, so its cost follows the backlog, not the
+    /// history.
+    pub fn stripe_backlog(&self, now: DateTime<Utc>) -> Result<HashMap<String, Backlog>> {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {BACKLOG_COUNTS}, customer_id
              FROM usage_events INDEXED BY usage_events_backlog
@@ -373,7 +412,21 @@ impl Store {
              GROUP BY customer_id"
         ))?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(3)?, backlog_of(r)?)))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        let mut counts: HashMap<String, Backlog> = rows.collect::<rusqlite::Result<_>>()?;
+        // Events past the window that no sync has marked yet: expired all the same.
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {STALE_COUNTS}, customer_id
+             FROM usage_events INDEXED BY usage_events_outbox
+             WHERE stripe_reported_at IS NULL AND stripe_expired_at IS NULL AND occurred_at < ?1
+             GROUP BY customer_id"
+        ))?;
+        let window = format_ts(stripe_window(now).0);
+        let stale = stmt.query_map([window], |r| Ok((r.get::<_, String>(2)?, stale_of(r)?)))?;
+        for row in stale {
+            let (customer_id, stale) = row?;
+            counts.entry(customer_id).or_default().expire(stale);
+        }
+        Ok(counts)
     }
 
     /// Everything the detail view shows about one customer.
@@ -389,11 +442,12 @@ impl Store {
         let check = members.check;
         let daily = self.daily_usage(customer_id, &check, now)?;
         let history = self.history(config, customer_id, HISTORY_PERIODS, now)?;
-        let recent = self.events_where(
+        let mut recent = self.events_where(
             "e.customer_id = ?1 ORDER BY e.customer_id DESC, e.occurred_at DESC, e.id DESC",
             params![customer_id, RECENT_EVENTS as i64],
         )?;
-        let backlog = self.customer_backlog(customer_id)?.unwrap_or_default();
+        expire_stale(&mut recent, &format_ts(stripe_window(now).0));
+        let backlog = self.customer_backlog(customer_id, now)?;
         tx.finish()?;
         Ok(CustomerDetail {
             name: customer.name,
@@ -407,8 +461,8 @@ impl Store {
         })
     }
 
-    fn customer_backlog(&self, customer_id: &str) -> Result<Option<Backlog>> {
-        Ok(self
+    fn customer_backlog(&self, customer_id: &str, now: DateTime<Utc>) -> Result<Backlog> {
+        let mut backlog = self
             .conn
             .prepare_cached(&format!(
                 "SELECT {BACKLOG_COUNTS}
@@ -416,7 +470,21 @@ impl Store {
                  WHERE stripe_reported_at IS NULL AND customer_id = ?1"
             ))?
             .query_row([customer_id], backlog_of)
-            .optional()?)
+            .optional()?
+            .unwrap_or_default();
+        let stale = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {STALE_COUNTS} FROM usage_events
+                 WHERE customer_id = ?1 AND occurred_at < ?2
+                   AND stripe_reported_at IS NULL AND stripe_expired_at IS NULL"
+            ))?
+            .query_row(
+                params![customer_id, format_ts(stripe_window(now).0)],
+                stale_of,
+            )?;
+        backlog.expire(stale);
+        Ok(backlog)
     }
 
     fn daily_usage(
@@ -459,25 +527,30 @@ impl Store {
         Ok(days)
     }
 
-    /// Events needing attention across customers: failed and expired first, then the newest
-    /// pending (and unmapped) ones; at most `limit` in all.
-    pub fn problem_events(&self, limit: usize) -> Result<Vec<EventRow>> {
+    /// Events needing attention across customers: failed and expired first (past Stripe's
+    /// window at `now` counts as expired, marked or not), then the pending (and unmapped)
+    /// ones; each group newest first by when the usage happened; at most `limit` in all.
+    pub fn problem_events(&self, limit: usize, now: DateTime<Utc>) -> Result<Vec<EventRow>> {
         let limit = limit as i64;
+        let window = format_ts(stripe_window(now).0);
         let mut out = self.events_where(
             "e.stripe_reported_at IS NULL
-               AND (e.stripe_failed_at IS NOT NULL OR e.stripe_expired_at IS NOT NULL)
-             ORDER BY e.id DESC",
-            params![limit],
+               AND (e.stripe_failed_at IS NOT NULL OR e.stripe_expired_at IS NOT NULL
+                    OR e.occurred_at < ?1)
+             ORDER BY e.occurred_at DESC, e.id DESC",
+            params![window, limit],
         )?;
         let rest = limit - out.len() as i64;
         if rest > 0 {
             out.extend(self.events_where(
                 "e.stripe_reported_at IS NULL
                    AND e.stripe_failed_at IS NULL AND e.stripe_expired_at IS NULL
-                 ORDER BY e.id DESC",
-                params![rest],
+                   AND e.occurred_at >= ?1
+                 ORDER BY e.occurred_at DESC, e.id DESC",
+                params![window, rest],
             )?);
         }
+        expire_stale(&mut out, &window);
         Ok(out)
     }
 
@@ -519,6 +592,33 @@ impl Store {
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+/// Events past the window (stored text from `format_ts`, which sorts as time) are expired,
+/// whether or not a sync has marked them.
+fn expire_stale(events: &mut [EventRow], window_start: &str) {
+    for e in events {
+        if e.state != StripeState::Reported && e.occurred_at.as_str() < window_start {
+            e.state = StripeState::Expired;
+        }
+    }
+}
+
+/// Over unreported events not yet marked expired: how many, how many of them failed.
+const STALE_COUNTS: &str = "COUNT(*), COUNT(stripe_failed_at)";
+
+/// Unmarked events past the window: (all, failed).
+fn stale_of(r: &rusqlite::Row) -> rusqlite::Result<(i64, i64)> {
+    Ok((r.get(0)?, r.get(1)?))
+}
+
+impl Backlog {
+    /// Count `(all, failed)` unmarked events past the window as expired.
+    fn expire(&mut self, (all, failed): (i64, i64)) {
+        self.unreported -= all;
+        self.failed -= failed;
+        self.expired += all;
     }
 }
 

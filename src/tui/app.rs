@@ -177,6 +177,8 @@ pub struct App {
     pub view: View,
     pub detail: Option<Detail>,
     pub help: bool,
+    /// Lines of the help scrolled off its top.
+    pub help_scroll: u16,
     pub sync: SyncPopup,
     /// The latest recorded sync run (any process's), for the header; None before the first.
     pub last_sync: Option<SyncRun>,
@@ -187,6 +189,11 @@ pub struct App {
     pub page: usize,
     /// The last error from the database watcher, shown in the footer.
     pub status: Option<String>,
+    /// Why plans.toml did not load on the last `r`; the plans in `config` are the last good
+    /// ones. Cleared by a reload that works.
+    pub plans_error: Option<String>,
+    /// The popup showing `plans_error` is open.
+    pub plans_popup: bool,
     pub quit: bool,
 }
 
@@ -219,6 +226,7 @@ impl App {
             view: View::Overview,
             detail: None,
             help: false,
+            help_scroll: 0,
             sync: SyncPopup::Closed,
             last_sync: None,
             events: Vec::new(),
@@ -226,6 +234,8 @@ impl App {
             events_cursor: Cursor::default(),
             page: 20,
             status: None,
+            plans_error: None,
+            plans_popup: false,
             quit: false,
         };
         app.set_rows(dashboard.rows);
@@ -298,8 +308,24 @@ impl App {
             return self.update_sync(action);
         }
         if self.help {
-            if matches!(action, Action::Close | Action::Help) {
-                self.help = false;
+            // On a short terminal the help scrolls; drawing stops it at the last line.
+            let page = u16::try_from(self.page).unwrap_or(u16::MAX);
+            match action {
+                Action::Close | Action::Help => self.help = false,
+                Action::Up => self.help_scroll = self.help_scroll.saturating_sub(1),
+                Action::Down => self.help_scroll = self.help_scroll.saturating_add(1),
+                Action::PageUp => self.help_scroll = self.help_scroll.saturating_sub(page),
+                Action::PageDown => self.help_scroll = self.help_scroll.saturating_add(page),
+                Action::Top => self.help_scroll = 0,
+                _ => {}
+            }
+            let last = super::ui::help_lines(self.theme).saturating_sub(1);
+            self.help_scroll = self.help_scroll.min(last);
+            return None;
+        }
+        if self.plans_popup {
+            if matches!(action, Action::Close | Action::Open) {
+                self.plans_popup = false;
             }
             return None;
         }
@@ -328,6 +354,7 @@ impl App {
             }
             Action::Help => {
                 self.help = true;
+                self.help_scroll = 0;
                 None
             }
             Action::Filter => {
@@ -439,6 +466,7 @@ impl App {
                     if let Some(&i) = self.by_id.get(&change.customer_id) {
                         self.rows[i].used = change.used;
                         self.rows[i].backlog.unreported += change.new_events;
+                        self.rows[i].backlog.expired += change.new_expired;
                         changed.push(i);
                     }
                 }
@@ -481,6 +509,18 @@ impl App {
                 let len = self.events.len();
                 self.events_cursor
                     .select(self.events_cursor.selected, len, self.page);
+                None
+            }
+            DataEvent::Plans(config) => {
+                // The rows reloaded with these plans follow.
+                self.config = *config;
+                self.plans_error = None;
+                self.plans_popup = false;
+                None
+            }
+            DataEvent::PlansInvalid(message) => {
+                self.plans_error = Some(message);
+                self.plans_popup = true;
                 None
             }
             DataEvent::LastSync(run) => {

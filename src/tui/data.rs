@@ -53,6 +53,10 @@ pub enum DataEvent {
         detail: std::result::Result<Box<CustomerDetail>, String>,
     },
     Events(Vec<EventRow>),
+    /// plans.toml was read again (`r`); the rows that follow use it.
+    Plans(Box<Config>),
+    /// plans.toml could not be read again: why. The last good plans stay in use.
+    PlansInvalid(String),
     /// The latest sync run changed (or was first read).
     LastSync(Option<SyncRun>),
     Failed(String),
@@ -64,26 +68,19 @@ pub struct DataWorker {
 }
 
 impl DataWorker {
-    /// Start watching `db` from the state `loaded` describes.
+    /// Start watching `db` from the state `loaded` describes. `plans` is the file a reload
+    /// reads again (None: built-in plans, nothing to reload).
     pub fn spawn(
         db: PathBuf,
+        plans: Option<PathBuf>,
         config: Config,
         clock: Clock,
         loaded: &Dashboard,
         events: Sender<Event>,
     ) -> Result<DataWorker> {
-        let store = Store::open(&db)?;
+        let mut watcher = Watcher::new(Store::open(&db)?, config, clock, loaded, events)?;
+        watcher.plans = plans;
         let (requests, inbox) = channel();
-        let mut watcher = Watcher {
-            version: store.data_version()?,
-            store,
-            config,
-            clock,
-            marks: loaded.marks,
-            rollover: loaded.next_rollover(),
-            last_sync: None,
-            events,
-        };
         thread::spawn(move || watcher.run(inbox));
         Ok(DataWorker { requests })
     }
@@ -96,6 +93,7 @@ impl DataWorker {
 
 struct Watcher {
     store: Store,
+    plans: Option<PathBuf>,
     config: Config,
     clock: Clock,
     version: i64,
@@ -106,6 +104,26 @@ struct Watcher {
 }
 
 impl Watcher {
+    fn new(
+        store: Store,
+        config: Config,
+        clock: Clock,
+        loaded: &Dashboard,
+        events: Sender<Event>,
+    ) -> Result<Watcher> {
+        Ok(Watcher {
+            version: store.data_version()?,
+            store,
+            plans: None,
+            config,
+            clock,
+            marks: loaded.marks,
+            rollover: loaded.next_rollover(),
+            last_sync: None,
+            events,
+        })
+    }
+
     fn run(&mut self, inbox: Receiver<Request>) {
         let first = self.read_last_sync(true).map(|e| e.into_iter().collect());
         if !self.deliver(first) {
@@ -137,11 +155,15 @@ impl Watcher {
     /// The latest sync run, when it differs from the one last sent (or `always`).
     fn read_last_sync(&mut self, always: bool) -> Result<Option<DataEvent>> {
         let run = self.store.last_sync_run()?;
+        Ok(self.last_sync_event(run, always))
+    }
+
+    fn last_sync_event(&mut self, run: Option<SyncRun>, always: bool) -> Option<DataEvent> {
         if !always && run == self.last_sync {
-            return Ok(None);
+            return None;
         }
         self.last_sync = run.clone();
-        Ok(Some(DataEvent::LastSync(run)))
+        Some(DataEvent::LastSync(run))
     }
 
     fn answer(&mut self, request: Request) -> Result<Vec<DataEvent>> {
@@ -158,8 +180,13 @@ impl Watcher {
                     detail,
                 }
             }
-            Request::Events => DataEvent::Events(self.store.problem_events(EVENTS_LIMIT)?),
+            Request::Events => DataEvent::Events(self.store.problem_events(EVENTS_LIMIT, now)?),
             Request::Reload => {
+                // Sent at once: the app must follow the watcher's plans even if the
+                // database read below fails.
+                if let Some(event) = self.reload_plans() {
+                    self.deliver(Ok(vec![event]));
+                }
                 let last_sync = self.read_last_sync(true)?;
                 return Ok([Some(self.reload(now)?), last_sync]
                     .into_iter()
@@ -167,6 +194,18 @@ impl Watcher {
                     .collect());
             }
         }])
+    }
+
+    /// Read plans.toml again; a file that does not load leaves the last good plans in use.
+    fn reload_plans(&mut self) -> Option<DataEvent> {
+        let path = self.plans.as_ref()?;
+        Some(match Config::load(path) {
+            Ok(config) => {
+                self.config = config.clone();
+                DataEvent::Plans(Box::new(config))
+            }
+            Err(e) => DataEvent::PlansInvalid(e.to_string()),
+        })
     }
 
     fn reload(&mut self, now: DateTime<Utc>) -> Result<DataEvent> {
@@ -186,11 +225,15 @@ impl Watcher {
         if version == self.version {
             return Ok(Vec::new());
         }
-        self.version = version;
-        let rows = match self
+        let refresh = self
             .store
-            .dashboard_refresh(&self.config, self.marks, now)?
-        {
+            .dashboard_refresh(&self.config, self.marks, now)?;
+        let last_sync = self.store.last_sync_run()?;
+        // Everything is read: only now does the watcher move on. A failure above leaves
+        // version and marks as they were, so the next poll reads the same change again
+        // instead of losing it (no other commit may come to announce it).
+        self.version = version;
+        let rows = match refresh {
             Refresh::Unchanged => None,
             Refresh::Full(dashboard) => {
                 self.marks = dashboard.marks;
@@ -206,9 +249,97 @@ impl Watcher {
                 Some(DataEvent::Changed { usage, backlog })
             }
         };
-        Ok([rows, self.read_last_sync(false)?]
+        Ok([rows, self.last_sync_event(last_sync, false)]
             .into_iter()
             .flatten()
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::mpsc::channel;
+
+    use chrono::{Duration, NaiveDate, TimeZone, Utc};
+
+    use super::{Clock, DataEvent, Watcher};
+    use crate::store::{NewCustomer, SyncRun};
+    use crate::{Config, RecordRequest, Store};
+
+    #[test]
+    fn a_failed_refresh_is_tried_again_on_the_next_poll() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = dir.path().join("m.db");
+        let config =
+            Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("plans.toml")).unwrap();
+        let now = Utc.with_ymd_and_hms(2026, 11, 20, 12, 0, 0).unwrap();
+        let mut writer = Store::open(&path).unwrap();
+        let acme = NewCustomer {
+            id: "acme".into(),
+            name: None,
+            plan_id: "free".into(),
+            stripe_customer_id: None,
+            billing_anchor: Some(NaiveDate::from_ymd_opt(2026, 11, 1).unwrap()),
+        };
+        writer.add_customer(&config, &acme, now).unwrap();
+        let loaded = writer.dashboard(&config, now).unwrap();
+        let (tx, _rx) = channel();
+        let mut watcher = Watcher::new(
+            Store::open(&path).unwrap(),
+            config.clone(),
+            Clock(Some(now)),
+            &loaded,
+            tx,
+        )
+        .unwrap();
+
+        // Another process records usage, and a sync run row the watcher cannot read yet.
+        let request = RecordRequest::new("acme", 5, now - Duration::hours(1));
+        writer.record(&config, &request, now).unwrap();
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute(
+                "INSERT INTO sync_runs (id, started_at, outcome, attempted)
+                 VALUES (1, '2026-11-20T11:00:00Z', 'running', 'not a number')",
+                [],
+            )
+            .unwrap();
+        assert!(watcher.poll().is_err());
+
+        // The row is repaired through the watcher's own connection, whose commits do not
+        // move its data_version: like a transient error clearing, nothing new announces
+        // the change, so only a retry finds it.
+        let run = SyncRun {
+            id: 1,
+            started_at: "2026-11-20T11:00:00Z".into(),
+            finished_at: Some("2026-11-20T11:01:00Z".into()),
+            outcome: "completed".into(),
+            attempted: 0,
+            accepted: 0,
+            duplicates: 0,
+            failed: 0,
+            expired: 0,
+            unmapped: 0,
+            remaining: 0,
+            error: None,
+        };
+        watcher.store.finish_sync_run(&run).unwrap();
+        let events = watcher.poll().unwrap();
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, DataEvent::Changed { usage, .. }
+                if usage.iter().any(|u| u.customer_id == "acme" && u.used == 5))),
+            "{events:?}"
+        );
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, DataEvent::LastSync(Some(r)) if r.outcome == "completed")),
+            "{events:?}"
+        );
+        // And once read, the change is not reported twice.
+        assert!(watcher.poll().unwrap().is_empty());
     }
 }

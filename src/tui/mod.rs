@@ -19,7 +19,7 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::Duration;
 
 use app::{App, Command};
-use data::{Clock, DataWorker, Request};
+use data::{Clock, DataEvent, DataWorker, Request};
 use event::Event;
 use ratatui::DefaultTerminal;
 use sync::{QUIT_WAIT, SyncWorker};
@@ -32,6 +32,8 @@ pub struct Options {
     pub db: PathBuf,
     /// How the header names the database (a demo says so).
     pub db_label: String,
+    /// The plans file `r` reads again; None for the built-in example plans.
+    pub plans: Option<PathBuf>,
     pub plans_label: String,
     pub config: Config,
     /// A pretended current time (`--now`); None follows the clock.
@@ -48,6 +50,7 @@ pub fn run(options: Options) -> Result<()> {
     let (tx, rx) = channel();
     let data = DataWorker::spawn(
         options.db.clone(),
+        options.plans.clone(),
         options.config.clone(),
         clock,
         &dashboard,
@@ -117,7 +120,7 @@ fn event_loop(
                     app.tick(clock.now());
                     None
                 }
-                Event::Data(event) => app.apply(event),
+                Event::Data(event) => apply_data(app, sync, event),
                 Event::Sync(event) => {
                     app.on_sync(event);
                     None
@@ -134,6 +137,14 @@ fn event_loop(
             }
         }
     }
+}
+
+/// Data from the watcher: to the app, and reloaded plans to the sync worker too.
+pub fn apply_data(app: &mut App, sync: &mut SyncWorker, event: DataEvent) -> Option<Command> {
+    if let DataEvent::Plans(config) = &event {
+        sync.set_config(Config::clone(config));
+    }
+    app.apply(event)
 }
 
 /// Carry out what `App::update` asked for (Quit is the loop's own business).

@@ -64,6 +64,11 @@ impl SyncWorker {
         }
     }
 
+    /// Plans reloaded with `r`: the next sync uses them (a running one keeps its own).
+    pub fn set_config(&mut self, config: Config) {
+        self.config = config;
+    }
+
     /// Work out what a sync would send, for the confirmation.
     pub fn prepare(&self) {
         let (db, config, now, events) = (

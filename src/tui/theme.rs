@@ -120,11 +120,14 @@ impl Theme {
     }
 }
 
-/// The level's word where the plan is known: past the limit, an overage plan keeps recording
-/// (and bills the extra), so "over limit" says more than "hard cap".
-pub fn level_word(level: WarningLevel, overage_billed: bool) -> &'static str {
+/// The level's word where the plan is known. The level is the one `check --json` reports
+/// (`hard_cap` at 100 % and over, whatever the plan); an overage plan there keeps recording
+/// and bills the extra, which the word says: `■ HARD CAP (overage)`, or `■ HARD CAP+` in the
+/// table where room is short.
+pub fn level_word(level: WarningLevel, overage_billed: bool, short: bool) -> &'static str {
     match level {
-        WarningLevel::HardCap if overage_billed => "■ OVER LIMIT",
+        WarningLevel::HardCap if overage_billed && short => "■ HARD CAP+",
+        WarningLevel::HardCap if overage_billed => "■ HARD CAP (overage)",
         other => level_label(other),
     }
 }
@@ -137,4 +140,19 @@ pub fn level_label(level: WarningLevel) -> &'static str {
         WarningLevel::Critical => "◆ critical",
         WarningLevel::HardCap => "■ HARD CAP",
     }
+}
+
+/// A sync run's outcome as stored and printed by `meterline status` and `sync --json`
+/// (running, completed, incomplete, cancelled, aborted, interrupted), with its symbol and
+/// style.
+pub fn outcome_label(theme: Theme, outcome: &str) -> (String, Style) {
+    let (symbol, style) = match outcome {
+        "completed" => ("✓", theme.good()),
+        "running" => ("…", theme.attention()),
+        "incomplete" | "cancelled" => ("!", theme.attention()),
+        // aborted, interrupted (or a word from a newer meterline): the run did not finish.
+        _ => ("✗", theme.error()),
+    };
+    let word = crate::tui::sanitize::sanitize(outcome);
+    (format!("{symbol} {word}"), style)
 }

@@ -67,7 +67,7 @@ fn draw_gauge(frame: &mut Frame, app: &App, d: &CustomerDetail, area: Rect) {
             " {} · {} · {} ",
             used_of(c.used, c.limit),
             percent(c.used, c.limit),
-            level_word(c.level, c.overage_rate.is_some())
+            level_word(c.level, c.overage_rate.is_some(), false)
         ),
         theme.level(c.level),
     );

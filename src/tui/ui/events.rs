@@ -82,5 +82,11 @@ pub fn draw(frame: &mut Frame, app: &App, body: Rect) {
             }
         })
         .collect();
+    let position = format!(
+        " {}/{} ",
+        thousands(cursor.selected as i64 + 1),
+        thousands(app.events.len() as i64)
+    );
+    let block = block.title_bottom(Line::from(position).right_aligned());
     frame.render_widget(List::new(items).block(block), list);
 }

@@ -18,6 +18,8 @@ use super::action::Action;
 use super::app::{App, View};
 use super::keys::{self, Mode};
 
+pub use help::lines as help_lines;
+
 /// Below this the dashboard shows one line saying the size it needs.
 pub const MIN_WIDTH: u16 = 60;
 pub const MIN_HEIGHT: u16 = 16;
@@ -50,6 +52,9 @@ pub fn draw(frame: &mut Frame, app: &App) {
     if let Some(detail) = &app.detail {
         frame.render_widget(Clear, body);
         detail::draw(frame, app, detail, body);
+    }
+    if app.plans_popup {
+        plans::draw_invalid(frame, app, area);
     }
     if app.help {
         help::draw(frame, app, area);

@@ -11,10 +11,10 @@ use super::{body_layout, list_rows};
 use crate::billing::WarningLevel;
 use crate::store::DashboardRow;
 use crate::tui::action::Action;
-use crate::tui::app::App;
+use crate::tui::app::{App, SortKey};
 use crate::tui::keys::{self, Mode};
 use crate::tui::sanitize::sanitize;
-use crate::tui::theme::{Theme, level_label, level_word};
+use crate::tui::theme::{Theme, level_label, level_word, outcome_label};
 
 pub fn draw(frame: &mut Frame, app: &App, body: Rect) {
     let [header, list] = body_layout(body);
@@ -60,6 +60,7 @@ fn draw_header(frame: &mut Frame, app: &App, area: Rect) {
             Span::raw(sanitize(&app.db_label).into_owned()),
             Span::styled("   plans ", theme.dim()),
             Span::raw(sanitize(&app.plans_label).into_owned()),
+            super::plans::stale_note(app),
             Span::styled("   now ", theme.dim()),
             Span::raw(minute(app.now)),
         ]),
@@ -83,14 +84,10 @@ fn last_sync(app: &App) -> Line<'static> {
         ]);
     };
     let when = stored_minute(run.finished_at.as_deref().unwrap_or(&run.started_at));
-    let (word, style) = match run.outcome.as_str() {
-        "completed" => ("✓ completed", theme.good()),
-        "running" => ("… running since", theme.attention()),
-        "incomplete" => ("! incomplete", theme.attention()),
-        "cancelled" => ("! cancelled", theme.attention()),
-        // aborted, interrupted: the run failed; its error says why.
-        _ => ("✗ failed", theme.error()),
-    };
+    let (mut word, style) = outcome_label(theme, &run.outcome);
+    if run.outcome == "running" {
+        word.push_str(" since");
+    }
     let mut spans = vec![
         label,
         Span::styled(word, style),
@@ -149,21 +146,27 @@ fn draw_table(frame: &mut Frame, app: &App, area: Rect) {
         Constraint::Length(gauge_width),
         Constraint::Length(7),
         Constraint::Length(12),
-        Constraint::Length(4),
-        Constraint::Length(10),
+        Constraint::Length(5),
+        Constraint::Length(11),
     ]);
-    let mut titles = vec!["Customer", "Plan"];
+    let mut titles = vec![Column::Customer, Column::Plan];
     if wide {
-        titles.push("Used / limit");
+        titles.push(Column::UsedOfLimit);
     }
-    titles.extend(["Usage", "%", "Level", "Days", "Unreported"]);
-    let header = Row::new(titles.into_iter().enumerate().map(|(i, t)| {
-        let right = i > 1 && t != "Usage" && t != "Level";
-        Cell::from(Line::from(t).alignment(if right {
-            Alignment::Right
-        } else {
-            Alignment::Left
-        }))
+    titles.extend([
+        Column::Usage,
+        Column::Percent,
+        Column::Level,
+        Column::Days,
+        Column::Unreported,
+    ]);
+    let marked = sorted_column(app.sort, wide);
+    let header = Row::new(titles.into_iter().map(|column| {
+        let mut title = column.title().to_string();
+        if column == marked {
+            title.push_str(sort_arrow(app.sort, app.reverse));
+        }
+        Cell::from(Line::from(title).alignment(column.alignment()))
     }))
     .style(theme.header());
     let mut title = format!(
@@ -176,9 +179,19 @@ fn draw_table(frame: &mut Frame, app: &App, area: Rect) {
     if !app.filter.is_empty() {
         title.push_str(&format!("· filter \"{}\" ", sanitize(&app.filter)));
     }
-    let table = Table::new(rows, widths)
-        .header(header)
-        .block(Block::bordered().title(title));
+    // Where the selection is in the whole list: rows above the screen are never a surprise.
+    let mut block = Block::bordered().title(title);
+    if app.visible_len() > 0 {
+        block = block.title_bottom(
+            Line::from(format!(
+                " {}/{} ",
+                thousands(app.list.selected as i64 + 1),
+                thousands(app.visible_len() as i64)
+            ))
+            .right_aligned(),
+        );
+    }
+    let table = Table::new(rows, widths).header(header).block(block);
     frame.render_widget(table, area);
     if app.visible_len() == 0 {
         let message = if app.rows().is_empty() {
@@ -189,6 +202,60 @@ fn draw_table(frame: &mut Frame, app: &App, area: Rect) {
         let inner = area.inner(ratatui::layout::Margin::new(2, 2));
         frame.render_widget(Paragraph::new(message).style(theme.dim()), inner);
     }
+}
+
+/// The columns of the customer table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Column {
+    Customer,
+    Plan,
+    UsedOfLimit,
+    Usage,
+    Percent,
+    Level,
+    Days,
+    Unreported,
+}
+
+impl Column {
+    fn title(self) -> &'static str {
+        match self {
+            Column::Customer => "Customer",
+            Column::Plan => "Plan",
+            Column::UsedOfLimit => "Used / limit",
+            Column::Usage => "Usage",
+            Column::Percent => "%",
+            Column::Level => "Level",
+            Column::Days => "Days",
+            Column::Unreported => "Unreported",
+        }
+    }
+
+    fn alignment(self) -> Alignment {
+        match self {
+            Column::Customer | Column::Plan | Column::Usage | Column::Level => Alignment::Left,
+            _ => Alignment::Right,
+        }
+    }
+}
+
+/// The column whose title carries the sort arrow.
+fn sorted_column(sort: SortKey, wide: bool) -> Column {
+    match sort {
+        SortKey::Risk => Column::Percent,
+        SortKey::Name => Column::Customer,
+        SortKey::Plan => Column::Plan,
+        SortKey::Used if wide => Column::UsedOfLimit,
+        SortKey::Used => Column::Usage,
+        SortKey::Unreported => Column::Unreported,
+        SortKey::DaysLeft => Column::Days,
+    }
+}
+
+/// ▼: highest first (most at risk, most used); ▲: lowest first (A to Z, fewest days left).
+pub fn sort_arrow(sort: SortKey, reverse: bool) -> &'static str {
+    let descending = matches!(sort, SortKey::Risk | SortKey::Used | SortKey::Unreported);
+    if descending != reverse { "▼" } else { "▲" }
 }
 
 fn customer_cells<'a>(
@@ -216,7 +283,7 @@ fn customer_cells<'a>(
         Cell::from(gauge_line(theme, level, row.ratio(), gauge_width)),
         right(percent(row.used, row.limit)),
         Cell::from(Span::styled(
-            level_word(level, app.overage_billed(row)),
+            level_word(level, app.overage_billed(row), true),
             theme.level(level),
         )),
         right(row.period.days_left(app.now).to_string()),

@@ -2,13 +2,15 @@
 
 use ratatui::Frame;
 use ratatui::layout::{Alignment, Constraint, Rect};
-use ratatui::text::Line;
-use ratatui::widgets::{Block, Cell, Paragraph, Row, Table};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, Wrap};
 
-use super::body_layout;
 use super::format::thousands;
+use super::{body_layout, popup};
 use crate::config::AtLimit;
+use crate::tui::action::Action;
 use crate::tui::app::App;
+use crate::tui::keys::{self, Mode};
 use crate::tui::sanitize::sanitize;
 
 pub fn draw(frame: &mut Frame, app: &App, body: Rect) {
@@ -28,7 +30,10 @@ pub fn draw(frame: &mut Frame, app: &App, body: Rect) {
             sanitize(&config.stripe.api_base),
             sanitize(&config.stripe.meter_event)
         )),
-        Line::styled(format!("from {}", sanitize(&app.plans_label)), theme.dim()),
+        Line::from(vec![
+            Span::styled(format!("from {}", sanitize(&app.plans_label)), theme.dim()),
+            stale_note(app),
+        ]),
     ];
     frame.render_widget(Paragraph::new(lines).block(Block::bordered()), header);
 
@@ -82,5 +87,50 @@ pub fn draw(frame: &mut Frame, app: &App, body: Rect) {
             .header(header)
             .block(Block::bordered().title(" Plans ")),
         list,
+    );
+}
+
+/// After a failed reload: says the plans shown are the last good ones (empty otherwise).
+pub fn stale_note(app: &App) -> Span<'static> {
+    match app.plans_error {
+        Some(_) => Span::styled(
+            "  ✗ reload failed: last good plans in use",
+            app.theme.error(),
+        ),
+        None => Span::raw(""),
+    }
+}
+
+/// The popup after `r` found plans.toml invalid: why, and that nothing changed.
+pub fn draw_invalid(frame: &mut Frame, app: &App, area: Rect) {
+    let Some(error) = &app.plans_error else {
+        return;
+    };
+    let theme = app.theme;
+    let refresh = keys::first_key(Mode::Normal, Action::Refresh);
+    let close = keys::keys_for(Mode::Normal, Action::Close);
+    // Each line of the message (TOML errors point at the line with a caret) made safe alone.
+    let mut lines: Vec<Line> = error
+        .lines()
+        .map(|l| Line::styled(sanitize(l).into_owned(), theme.error()))
+        .collect();
+    lines.extend([
+        Line::raw(""),
+        Line::raw(format!(
+            "The last good plans stay in use. Fix the file, then {refresh} reloads."
+        )),
+        Line::styled(format!("{close} closes"), theme.dim()),
+    ]);
+    let width = 78.min(area.width);
+    let inner = usize::from(width.saturating_sub(2)).max(1);
+    let rows: usize = lines.iter().map(|l| l.width().div_ceil(inner).max(1)).sum();
+    let height = u16::try_from(rows).unwrap_or(u16::MAX).saturating_add(2);
+    let rect = popup(frame, area, width, height);
+    let title = format!(" {} not reloaded ", sanitize(&app.plans_label));
+    frame.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(Block::bordered().title(title)),
+        rect,
     );
 }

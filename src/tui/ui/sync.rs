@@ -44,7 +44,7 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
         }
         SyncPopup::Finished(Ok(report)) => finished(theme, report),
         SyncPopup::Finished(Err(error)) => (
-            " Sync failed ".into(),
+            " Sync aborted ".into(),
             vec![Line::styled(sanitize(error).into_owned(), theme.error())],
         ),
     };
@@ -156,10 +156,11 @@ fn running(frame: &mut Frame, app: &App, area: Rect, progress: &SyncProgress, ca
 
 fn finished(theme: Theme, r: &SyncReport) -> (String, Vec<Line<'static>>) {
     let cancelled = r.stopped.as_deref() == Some(crate::stripe::sync::CANCELLED);
+    // The words of the run's recorded outcome, as `meterline status` prints them.
     let title = match (&r.stopped, r.all_delivered()) {
         _ if cancelled => " Sync cancelled ",
-        (Some(_), _) => " Sync stopped ",
-        (None, true) => " Sync finished ",
+        (Some(_), _) => " Sync aborted ",
+        (None, true) => " Sync completed ",
         (None, false) => " Sync incomplete ",
     };
     let mut lines = vec![
@@ -203,7 +204,7 @@ fn finished(theme: Theme, r: &SyncReport) -> (String, Vec<Line<'static>>) {
             theme.attention(),
         )),
         Some(reason) => lines.push(Line::styled(
-            format!("stopped: {}", sanitize(reason)),
+            format!("aborted: {}", sanitize(reason)),
             theme.error(),
         )),
         None => {}
