@@ -11,7 +11,8 @@ pub enum Command {
     /// Add a customer.
     Add {
         id: String,
-        #[arg(long)]
+        /// The plan (default: free, the plan every plans.toml has).
+        #[arg(long, default_value = "free")]
         plan: String,
         /// Display name (default: the id).
         #[arg(long)]
@@ -53,7 +54,10 @@ fn parse_date(text: &str) -> std::result::Result<NaiveDate, String> {
 
 pub fn exec(ctx: &Context, command: Command) -> Result<ExitCode> {
     let config = ctx.config()?;
-    let mut store = ctx.store()?;
+    let mut store = match command {
+        Command::List { .. } => ctx.store()?,
+        _ => ctx.write_store()?,
+    };
     let (customer, json) = match command {
         Command::Add {
             id,

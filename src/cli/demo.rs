@@ -18,8 +18,8 @@ pub struct Args {
 }
 
 pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
-    let config = ctx.config()?;
-    let mut store = ctx.store()?;
+    let (config, plans_label) = super::dashboard::demo_plans(&ctx.plans)?;
+    let mut store = ctx.write_store()?;
     let spec = DemoSpec {
         customers: args.customers as usize,
         events: args.events,
@@ -33,6 +33,7 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
         summary.events,
         summary.unreported
     );
+    println!("plans: {plans_label}");
     println!("try: meterline --db {} status", ctx.db.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -43,7 +43,7 @@ pub const REFUSED: u8 = 3;
 
 pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
     let config = ctx.config()?;
-    let mut store = ctx.store()?;
+    let mut store = ctx.write_store()?;
     let request = RecordRequest {
         customer_id: args.customer,
         quantity: args.quantity,
