@@ -1,14 +1,15 @@
 //! The library's one error type, and the exit code each kind of failure maps to.
 
 use crate::config::ConfigError;
+use crate::sanitize::sanitize;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("unknown customer \"{0}\"; add it with `meterline customer add {0} --plan free`")]
+    #[error("unknown customer \"{id}\"; add it with `meterline customer add {id} --plan free`", id = sanitize(.0))]
     UnknownCustomer(String),
-    #[error("unknown plan \"{plan}\"; plans.toml defines: {known}")]
+    #[error("unknown plan \"{}\"; plans.toml defines: {}", sanitize(.plan), sanitize(.known))]
     UnknownPlan { plan: String, known: String },
     #[error("{0}")]
     InvalidInput(String),
@@ -57,6 +58,12 @@ pub enum Error {
     /// Stripe settings that cannot work (bad key format, refused key, insecure API base).
     #[error("{0}")]
     StripeConfig(String),
+    /// Standard output could not be written (not a closed pipe: see `OutputClosed`).
+    #[error("cannot write the output: {0}")]
+    Output(String),
+    /// Whoever read the output went away (`meterline status | head -1`): nothing to report.
+    #[error("the output was closed")]
+    OutputClosed,
     /// Another sync holds the database's sync lock.
     #[error("{0}")]
     SyncRunning(String),
@@ -74,6 +81,7 @@ impl Error {
             | Error::StripeConfig(_)
             | Error::NoDatabase
             | Error::ForeignDatabase => 2,
+            Error::OutputClosed => 0,
             _ => 1,
         }
     }

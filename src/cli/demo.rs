@@ -26,14 +26,14 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
         seed: args.seed,
     };
     let summary = crate::demo::fill(&mut store, &config, &spec, ctx.now)?;
-    println!(
+    outln!(
         "demo database {}: {} customers, {} events ({} unreported to Stripe)",
         ctx.db.display(),
         summary.customers,
         summary.events,
         summary.unreported
-    );
-    println!("plans: {plans_label}");
-    println!("try: meterline --db {} status", ctx.db.display());
+    )?;
+    outln!("plans: {plans_label}")?;
+    outln!("try: meterline --db {} status", ctx.db.display())?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,5 +1,23 @@
 //! The command line: clap definitions and one thin file per subcommand.
 
+// Output goes through `out!`/`outln!` (a closed pipe must not panic); clippy holds us to it.
+#![deny(clippy::print_stdout)]
+
+/// `print!` that returns an error instead of panicking: all command output goes through
+/// [`output::write`], so a closed pipe (`meterline status | head -1`) ends the command quietly.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::output::write(format_args!($($arg)*))
+    };
+}
+
+/// `println!` through [`output::write`].
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::output::write(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 mod check;
 mod customer;
 mod dashboard;
@@ -184,7 +202,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 /// `meterline upgrade`: migrate the database (the write commands do it too).
 fn upgrade(ctx: &Context) -> Result<ExitCode> {
     let version = ctx.existing_store()?.schema_version()?;
-    println!("{}: schema version {version}, up to date", ctx.db.display());
+    outln!("{}: schema version {version}, up to date", ctx.db.display())?;
     Ok(ExitCode::SUCCESS)
 }
 

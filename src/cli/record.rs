@@ -61,11 +61,11 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
             event_id: outcome.event_id,
         })?;
     } else if outcome.duplicate {
-        println!(
+        outln!(
             "duplicate key: event {} was recorded before; nothing counted",
             outcome.event_id.unwrap_or_default()
-        );
-        print!("{}", output::describe(&outcome.check));
+        )?;
+        out!("{}", output::describe(&outcome.check))?;
     } else if refused {
         eprintln!(
             "refused: recording {} would pass {}'s hard cap",
@@ -74,13 +74,13 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
         );
         eprint!("{}", output::describe(&outcome.check));
     } else {
-        println!(
+        outln!(
             "recorded {} for {} (event {})",
             output::thousands(request.quantity),
             request.customer_id,
             outcome.event_id.unwrap_or_default()
-        );
-        print!("{}", output::describe(&outcome.check));
+        )?;
+        out!("{}", output::describe(&outcome.check))?;
     }
     Ok(if refused {
         ExitCode::from(REFUSED)

@@ -2,6 +2,7 @@ use std::process::ExitCode;
 
 use super::{Context, output};
 use crate::Result;
+use crate::sanitize::sanitize;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -16,24 +17,30 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
         let checks: Vec<_> = rows.iter().map(|r| &r.check).collect();
         return output::print_json(&checks);
     }
-    println!(
+    outln!(
         "{:<24} {:<10} {:>24} {:>8}  {:<9} {:>4} {:>10}",
-        "CUSTOMER", "PLAN", "USED / LIMIT", "%", "LEVEL", "DAYS", "UNREPORTED"
-    );
+        "CUSTOMER",
+        "PLAN",
+        "USED / LIMIT",
+        "%",
+        "LEVEL",
+        "DAYS",
+        "UNREPORTED"
+    )?;
     for row in &rows {
-        println!(
+        outln!(
             "{:<24} {:<10} {:>24} {:>8}  {:<9} {:>4} {:>10}",
-            row.check.customer,
-            row.check.plan,
+            sanitize(&row.check.customer),
+            sanitize(&row.check.plan),
             output::used_of_limit(&row.check),
             output::percent(&row.check),
             row.check.level.as_str(),
             row.days_left,
             output::thousands(row.unreported),
-        );
+        )?;
     }
-    println!("{} customers", rows.len());
-    println!("{}", stripe_line(&ctx.store()?, ctx.now)?);
+    outln!("{} customers", rows.len())?;
+    outln!("{}", stripe_line(&ctx.store()?, ctx.now)?)?;
     Ok(ExitCode::SUCCESS)
 }
 
