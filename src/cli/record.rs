@@ -70,14 +70,14 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
         eprintln!(
             "refused: recording {} would pass {}'s hard cap",
             output::thousands(request.quantity),
-            request.customer_id
+            crate::sanitize::sanitize(&request.customer_id)
         );
         eprint!("{}", output::describe(&outcome.check));
     } else {
         outln!(
             "recorded {} for {} (event {})",
             output::thousands(request.quantity),
-            request.customer_id,
+            crate::sanitize::sanitize(&request.customer_id),
             outcome.event_id.unwrap_or_default()
         )?;
         out!("{}", output::describe(&outcome.check))?;

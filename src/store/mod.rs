@@ -33,7 +33,7 @@ pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 pub struct OpenOptions {
     /// How long to wait for another writer's lock before giving up with [`Error::Locked`].
     pub busy_timeout: Duration,
-    /// Create the database if the file is missing or empty.
+    /// Create the database (with its whole schema) if the file is missing or empty.
     pub create: bool,
     /// Bring an older schema up to date. Without it an older file is refused
     /// ([`Error::OlderSchema`]) and nothing is written: what read commands use.
@@ -123,10 +123,12 @@ impl Store {
         match schema::owner(&self.conn)? {
             schema::Owner::Foreign => return Err(Error::ForeignDatabase),
             schema::Owner::Empty if !options.create => return Err(Error::NoDatabase),
-            schema::Owner::Empty | schema::Owner::Meterline => {}
-        }
-        if !options.migrate {
-            return schema::check_current(&self.conn);
+            // A file being created gets its whole schema, whatever `migrate` says.
+            schema::Owner::Empty => {}
+            schema::Owner::Meterline if !options.migrate => {
+                return schema::check_current(&self.conn);
+            }
+            schema::Owner::Meterline => {}
         }
         let mode: String = self
             .conn
