@@ -52,6 +52,12 @@ fn read_commands_on_a_missing_database_create_nothing_and_say_how_to_make_one() 
             .stderr(contains("meterline demo"))
             .stderr(contains(s.db.display().to_string()));
     }
+    // The dashboard only reads too (refused before it looks for a terminal).
+    s.cmd()
+        .write_stdin("")
+        .assert()
+        .code(2)
+        .stderr(contains("there is no meterline database here"));
     // `sync` (and its dry run) with no database: nothing to report, nothing created.
     for args in [&["sync", "--dry-run"][..], &["sync"], &["--sync"]] {
         s.cmd()
@@ -83,24 +89,48 @@ fn read_commands_on_a_missing_database_create_nothing_and_say_how_to_make_one() 
 fn an_older_database_is_refused_by_reads_and_upgraded_by_writes() {
     let s = Scratch::new();
     s.add_customer("acme", "free", "2026-11-01");
-    // Pretend it is one version older (the newest migration undone is not needed: reads
-    // refuse on the version alone, before reading anything else).
-    let conn = s.conn();
-    conn.pragma_update(None, "user_version", SCHEMA_VERSION - 1)
+    s.record("acme", 5);
+    // Make it a real version-2 database: undo migration 3 (change marks, backlog index).
+    s.conn()
+        .execute_batch(
+            "DROP TRIGGER customers_inserted; DROP TRIGGER customers_updated;
+             DROP TRIGGER customers_deleted; DROP TRIGGER usage_events_stripe_changed;
+             DROP TABLE change_counters; DROP TABLE stripe_changes;
+             DROP INDEX usage_events_backlog; PRAGMA user_version = 2;",
+        )
         .unwrap();
-    drop(conn);
     let before = files(s.dir.path());
-    s.cmd()
-        .args(["check", "acme"])
-        .assert()
-        .code(1)
-        .stderr(contains("older than this meterline"))
-        .stderr(contains("meterline upgrade"));
+    for args in [&["check", "acme"][..], &["status"], &["customer", "list"]] {
+        s.cmd()
+            .args(args)
+            .assert()
+            .code(1)
+            .stderr(contains("schema version 2, older than this meterline"))
+            .stderr(contains("meterline upgrade"));
+    }
     assert_eq!(
         files(s.dir.path()),
         before,
         "a read command changed the file"
     );
+
+    s.cmd()
+        .args(["upgrade"])
+        .assert()
+        .success()
+        .stdout(contains(format!(
+            "schema version {SCHEMA_VERSION}, up to date"
+        )));
+    let version: i64 = s
+        .conn()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    s.cmd()
+        .args(["check", "acme"])
+        .assert()
+        .success()
+        .stdout(contains("used 5"));
 }
 
 /// Another program's SQLite file: same bytes after every command, no -wal/-shm beside it.
