@@ -53,7 +53,7 @@ impl Default for OpenOptions {
 impl OpenOptions {
     /// For commands that only read: the database must exist and be up to date; nothing is
     /// created, migrated or switched.
-    pub fn read_only() -> OpenOptions {
+    pub fn for_reading() -> OpenOptions {
         OpenOptions {
             create: false,
             migrate: false,
