@@ -21,11 +21,17 @@ fn plans() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("plans.toml")
 }
 
-fn tmux_available() -> bool {
-    Command::new("tmux")
+/// These tests are the only check of the real terminal: without tmux they fail, never skip
+/// (a skipped end-to-end test looks green). CI installs tmux (.ci/run).
+fn require_tmux() {
+    let found = Command::new("tmux")
         .arg("-V")
         .output()
-        .is_ok_and(|o| o.status.success())
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "tmux is not installed: the end-to-end tests need it (apt-get install tmux)"
+    );
 }
 
 /// A private tmux server with one shell session; killed on drop.
@@ -168,10 +174,7 @@ fn assert_terminal_restored(tmux: &Tmux) {
 
 #[test]
 fn open_navigate_detail_help_filter_views_and_quit() {
-    if !tmux_available() {
-        eprintln!("tmux is not installed; skipping (CI installs it)");
-        return;
-    }
+    require_tmux();
     let dir = TempDir::new().unwrap();
     let db = demo_db(dir.path());
     let tmux = Tmux::start("nav", 120, 40, dir.path(), &[]);
@@ -235,9 +238,7 @@ fn open_navigate_detail_help_filter_views_and_quit() {
 
 #[test]
 fn usage_recorded_by_another_process_shows_up_live() {
-    if !tmux_available() {
-        return;
-    }
+    require_tmux();
     let dir = TempDir::new().unwrap();
     let db = dir.path().join("live.db");
     let meterline = |args: &[&str]| {
@@ -288,9 +289,7 @@ fn usage_recorded_by_another_process_shows_up_live() {
 
 #[test]
 fn demo_runs_on_a_temporary_database_and_never_touches_meterline_db() {
-    if !tmux_available() {
-        return;
-    }
+    require_tmux();
     let cwd = TempDir::new().unwrap();
     std::fs::copy(plans(), cwd.path().join("plans.toml")).unwrap();
     let tmux = Tmux::start("demo", 140, 40, cwd.path(), &[("NO_COLOR", "1")]);
@@ -318,9 +317,7 @@ fn demo_runs_on_a_temporary_database_and_never_touches_meterline_db() {
 
 #[test]
 fn a_tiny_terminal_says_the_size_needed_and_q_still_quits() {
-    if !tmux_available() {
-        return;
-    }
+    require_tmux();
     let dir = TempDir::new().unwrap();
     let db = demo_db(dir.path());
     let tmux = Tmux::start("tiny", 50, 12, dir.path(), &[]);
@@ -441,9 +438,7 @@ fn sync_session(name: &str, delay: Duration) -> SyncSession {
 
 #[test]
 fn s_syncs_to_the_stripe_server_from_the_keyboard_and_the_events_are_reported() {
-    if !tmux_available() {
-        return;
-    }
+    require_tmux();
     let SyncSession {
         dir: _dir,
         db,
@@ -527,9 +522,7 @@ fn s_syncs_to_the_stripe_server_from_the_keyboard_and_the_events_are_reported() 
 
 #[test]
 fn s_without_a_key_explains_how_to_set_one() {
-    if !tmux_available() {
-        return;
-    }
+    require_tmux();
     let dir = TempDir::new().unwrap();
     let db = demo_db(dir.path());
     let tmux = Tmux::start("nokey", 100, 30, dir.path(), &[]);
@@ -560,9 +553,7 @@ fn s_without_a_key_explains_how_to_set_one() {
 
 #[test]
 fn quitting_during_a_sync_cancels_it_after_the_requests_in_flight() {
-    if !tmux_available() {
-        return;
-    }
+    require_tmux();
     // Slow answers: the sync is still running when q is pressed.
     let SyncSession {
         dir: _dir,
@@ -608,9 +599,7 @@ fn quitting_during_a_sync_cancels_it_after_the_requests_in_flight() {
 
 #[test]
 fn r_reloads_plans_toml_and_keeps_the_last_good_plans_when_it_is_broken() {
-    if !tmux_available() {
-        return;
-    }
+    require_tmux();
     let dir = TempDir::new().unwrap();
     let db = demo_db(dir.path());
     let plans_file = dir.path().join("plans.toml");

@@ -16,6 +16,6 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
     if args.json {
         return output::print_json(&check);
     }
-    print!("{}", output::describe(&check));
+    out!("{}", output::describe(&check))?;
     Ok(ExitCode::SUCCESS)
 }

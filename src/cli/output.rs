@@ -4,15 +4,30 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 
-use crate::Result;
+use std::io::Write;
+
 use crate::billing::UsageCheck;
+use crate::sanitize::sanitize;
+use crate::{Error, Result};
+
+/// Write command output to stdout (the `out!` and `outln!` macros). A reader that went away
+/// ([`Error::OutputClosed`]) is not a failure: the CLI then exits 0 quietly, as ripgrep does.
+pub fn write(args: std::fmt::Arguments) -> Result<()> {
+    std::io::stdout().lock().write_fmt(args).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            Error::OutputClosed
+        } else {
+            Error::Output(e.to_string())
+        }
+    })
+}
 
 /// Print a value as one line of JSON.
 pub fn print_json<T: Serialize>(value: &T) -> Result<ExitCode> {
-    println!(
+    outln!(
         "{}",
         serde_json::to_string(value).expect("our types always serialize")
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -65,8 +80,8 @@ pub fn level(check: &UsageCheck) -> String {
 pub fn describe(check: &UsageCheck) -> String {
     let mut out = format!(
         "{}  plan {}  period {} .. {}\nused {} ({})  level {}  {}\n",
-        check.customer,
-        check.plan,
+        sanitize(&check.customer),
+        sanitize(&check.plan),
         day(check.period_start),
         day(check.period_end),
         used_of_limit(check),

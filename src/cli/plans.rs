@@ -3,6 +3,7 @@ use std::process::ExitCode;
 use super::{Context, output};
 use crate::Result;
 use crate::config::AtLimit;
+use crate::sanitize::sanitize;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -15,16 +16,21 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
     if args.json {
         return output::print_json(&config);
     }
-    println!("{}: valid", ctx.plans.display());
-    println!(
+    outln!("{}: valid", sanitize(&ctx.plans.display().to_string()))?;
+    outln!(
         "{:<10} {:<16} {:>10} {:>14} {:<8} {:>10}  METER EVENT",
-        "ID", "NAME", "PRICE", "INCLUDED", "AT LIMIT", "RATE"
-    );
+        "ID",
+        "NAME",
+        "PRICE",
+        "INCLUDED",
+        "AT LIMIT",
+        "RATE"
+    )?;
     for p in &config.plans {
-        println!(
+        outln!(
             "{:<10} {:<16} {:>10} {:>14} {:<8} {:>10}  {}",
-            p.id,
-            p.name,
+            sanitize(&p.id),
+            sanitize(&p.name),
             p.price,
             p.included.map_or("unlimited".into(), output::thousands),
             match (p.included, p.at_limit) {
@@ -33,19 +39,19 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
                 (Some(_), AtLimit::Overage) => "overage",
             },
             p.overage_rate.map_or("-".into(), |r| r.to_string()),
-            p.meter_event,
-        );
+            sanitize(&p.meter_event),
+        )?;
     }
-    println!(
+    outln!(
         "thresholds: warning {:.0} %, critical {:.0} %, hard cap 100 %",
         config.thresholds.warning * 100.0,
         config.thresholds.critical * 100.0
-    );
-    println!(
+    )?;
+    outln!(
         "billing periods: {}; stripe: {} (meter event {})",
         config.billing.period.as_str(),
-        config.stripe.api_base,
-        config.stripe.meter_event
-    );
+        sanitize(&config.stripe.api_base),
+        sanitize(&config.stripe.meter_event)
+    )?;
     Ok(ExitCode::SUCCESS)
 }

@@ -7,6 +7,7 @@ use serde::Serialize;
 use super::Store;
 use crate::billing::{format_ts, period_containing};
 use crate::config::{Config, Plan};
+use crate::sanitize::{is_unsafe, sanitize};
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -66,15 +67,58 @@ fn lookup_plan<'c>(config: &'c Config, plan_id: &str) -> Result<&'c Plan> {
     })
 }
 
-/// Ids travel into terminals, URLs and Stripe: keep them printable and short.
-fn validate_id(kind: &str, id: &str) -> Result<()> {
-    if id.is_empty() || id.len() > 100 || id.chars().any(|c| c.is_control() || c.is_whitespace()) {
+/// The longest customer or member id, in bytes: ids travel into terminals, URLs and Stripe.
+pub const MAX_ID_LEN: usize = 100;
+/// The longest display name, in characters.
+pub const MAX_NAME_LEN: usize = 256;
+/// The longest idempotency key, in bytes (Stripe's own limit for its keys).
+pub const MAX_KEY_LEN: usize = 255;
+
+/// Customer and member ids: 1 to 100 bytes, no spaces, and nothing a terminal obeys or that
+/// makes one id pass for another (control, bidi and zero-width characters; the rule lives in
+/// [`crate::sanitize::is_unsafe`]).
+pub(crate) fn validate_id(kind: &str, id: &str) -> Result<()> {
+    if id.is_empty()
+        || id.len() > MAX_ID_LEN
+        || id.chars().any(|c| c.is_whitespace() || is_unsafe(c))
+    {
         return Err(Error::InvalidInput(format!(
-            "{kind} \"{}\" must be 1 to 100 characters without spaces or control characters",
-            id.escape_debug()
+            "{kind} \"{}\" must be 1 to {MAX_ID_LEN} characters without spaces, control, bidi \
+             or zero-width characters",
+            sanitize(id)
         )));
     }
     Ok(())
+}
+
+/// Idempotency keys: not empty, at most 255 bytes, no control, bidi or zero-width characters.
+fn validate_key(key: &str) -> Result<()> {
+    if key.is_empty() || key.len() > MAX_KEY_LEN || key.chars().any(is_unsafe) {
+        return Err(Error::InvalidInput(format!(
+            "idempotency key \"{}\" must be 1 to {MAX_KEY_LEN} characters without control, bidi \
+             or zero-width characters",
+            sanitize(key)
+        )));
+    }
+    Ok(())
+}
+
+fn validate_name(name: &str) -> Result<()> {
+    if name.trim().is_empty() || name.chars().count() > MAX_NAME_LEN {
+        return Err(Error::InvalidInput(format!(
+            "a customer name must be 1 to {MAX_NAME_LEN} characters (got {})",
+            name.chars().count()
+        )));
+    }
+    Ok(())
+}
+
+/// The free-text labels of a usage event: the member (`--user`) and the idempotency key.
+pub(crate) fn validate_event_labels(user: Option<&str>, key: Option<&str>) -> Result<()> {
+    if let Some(user) = user {
+        validate_id("member id (--user)", user)?;
+    }
+    key.map_or(Ok(()), validate_key)
 }
 
 fn validate_stripe_id(id: &str) -> Result<()> {
@@ -84,7 +128,7 @@ fn validate_stripe_id(id: &str) -> Result<()> {
     {
         return Err(Error::InvalidInput(format!(
             "\"{}\" is not a Stripe customer id (they look like cus_NffrFeUfNV2Hib)",
-            id.escape_debug()
+            sanitize(id)
         )));
     }
     Ok(())
@@ -98,6 +142,9 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Customer> {
         validate_id("customer id", &new.id)?;
+        if let Some(name) = &new.name {
+            validate_name(name)?;
+        }
         lookup_plan(config, &new.plan_id)?;
         if let Some(stripe) = &new.stripe_customer_id {
             validate_stripe_id(stripe)?;
@@ -126,7 +173,7 @@ impl Store {
         if inserted == 0 {
             return Err(Error::InvalidInput(format!(
                 "customer \"{}\" already exists",
-                customer.id
+                sanitize(&customer.id)
             )));
         }
         Ok(customer)

@@ -59,6 +59,10 @@ impl Store {
                 req.quantity
             )));
         }
+        super::customers::validate_event_labels(
+            req.user_id.as_deref(),
+            req.idempotency_key.as_deref(),
+        )?;
         // Whole seconds: what the database stores and Stripe accepts.
         let occurred_at = DateTime::from_timestamp(req.occurred_at.timestamp(), 0)
             .ok_or_else(|| Error::InvalidInput("occurred_at out of range".into()))?;

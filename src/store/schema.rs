@@ -128,15 +128,77 @@ const MIGRATIONS: &[&str] = &[
 /// The schema version this build creates and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
+/// `PRAGMA application_id` of every meterline database ("mtrl"): how meterline tells its own
+/// files from another program's SQLite file, which it must never touch.
+pub const APPLICATION_ID: i32 = 0x6d74_726c;
+
+/// Whose file a connection has open.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Owner {
+    /// A new or empty file: no tables, no version.
+    Empty,
+    /// A meterline database (older ones, from before the application id, by their tables).
+    Meterline,
+    /// Some other program's database.
+    Foreign,
+}
+
+pub fn owner(conn: &Connection) -> Result<Owner> {
+    // One statement, so one consistent snapshot while another process may be creating it.
+    let (app_id, version, tables): (i32, i64, String) = conn.query_row(
+        "SELECT (SELECT application_id FROM pragma_application_id),
+                (SELECT user_version FROM pragma_user_version),
+                (SELECT COALESCE(group_concat(name, ' '), '') FROM sqlite_schema WHERE type = 'table')",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    if app_id == APPLICATION_ID {
+        return Ok(Owner::Meterline);
+    }
+    if app_id != 0 {
+        return Ok(Owner::Foreign);
+    }
+    if tables.is_empty() && version == 0 {
+        return Ok(Owner::Empty);
+    }
+    let ours = ["customers", "usage_events", "usage_records"]
+        .iter()
+        .all(|t| tables.split(' ').any(|name| name == *t));
+    Ok(if ours && version >= 1 {
+        Owner::Meterline
+    } else {
+        Owner::Foreign
+    })
+}
+
+/// For read-only use: the file must be at exactly this build's schema version.
+pub fn check_current(conn: &Connection) -> Result<()> {
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    match found.cmp(&SCHEMA_VERSION) {
+        std::cmp::Ordering::Less => Err(Error::OlderSchema {
+            found,
+            known: SCHEMA_VERSION,
+        }),
+        std::cmp::Ordering::Greater => Err(Error::NewerSchema {
+            found,
+            known: SCHEMA_VERSION,
+        }),
+        std::cmp::Ordering::Equal => Ok(()),
+    }
+}
+
+/// Bring the schema up to date and mark the file as meterline's. The caller has checked
+/// [`owner`]: the file is empty or ours.
 pub fn migrate(conn: &mut Connection) -> Result<()> {
     let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let app_id: i32 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
     if found > SCHEMA_VERSION {
         return Err(Error::NewerSchema {
             found,
             known: SCHEMA_VERSION,
         });
     }
-    if found == SCHEMA_VERSION {
+    if found == SCHEMA_VERSION && app_id == APPLICATION_ID {
         return Ok(());
     }
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -146,6 +208,8 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", index as i64 + 1)?;
     }
+    // In the same transaction as the tables: no process ever sees one without the other.
+    tx.pragma_update(None, "application_id", APPLICATION_ID)?;
     tx.commit()?;
     Ok(())
 }

@@ -175,9 +175,15 @@ mod tests {
 
     #[test]
     fn identifiers_are_short_and_deterministic() {
-        let id = identifier("0123456789abcdef", i64::MAX);
-        assert!(id.len() <= 100);
-        assert_eq!(id, identifier("0123456789abcdef", i64::MAX));
+        // The doc above promises 40 characters; the longest event id must fit.
+        for event_id in [i64::MAX, i64::MIN] {
+            let id = identifier("0123456789abcdef", event_id);
+            assert!(id.len() <= 40, "{id}");
+        }
+        assert_eq!(
+            identifier("0123456789abcdef", 7),
+            identifier("0123456789abcdef", 7)
+        );
         assert_ne!(
             identifier("0123456789abcdef", 1),
             identifier("fedcba9876543210", 1)
