@@ -11,7 +11,10 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
     if args.json {
         return output::print_json(&summary);
     }
-    print!("{}", output::describe(&summary.check));
+    print!(
+        "{}",
+        output::describe(&summary.check, &config.billing.currency)
+    );
     println!("{:<32} {:>14} {:>7}", "MEMBER", "USED", "SHARE");
     for m in &summary.members {
         println!(

@@ -93,8 +93,8 @@ fn draw_facts(frame: &mut Frame, app: &App, d: &CustomerDetail, area: Rect) {
         Some(rate) => format!(
             "overage {} units × {} = {}",
             thousands(c.overage_units),
-            rate,
-            c.overage_amount
+            app.config.money(rate),
+            app.config.money(c.overage_amount)
         ),
         None if c.limit.is_some() => "hard cap: usage past the limit is refused".to_string(),
         None => "no overage".to_string(),

@@ -43,7 +43,7 @@ pub fn draw(frame: &mut Frame, app: &App, body: Rect) {
         Row::new(vec![
             Cell::from(sanitize(&plan.id).into_owned()),
             Cell::from(sanitize(&plan.name).into_owned()),
-            right(plan.price.to_string()),
+            right(config.money(plan.price)),
             right(plan.included.map_or_else(|| "unlimited".into(), thousands)),
             Cell::from(match (plan.included, plan.at_limit) {
                 (None, _) => "-",
@@ -52,7 +52,7 @@ pub fn draw(frame: &mut Frame, app: &App, body: Rect) {
             }),
             right(
                 plan.overage_rate
-                    .map_or_else(|| "-".into(), |r| r.to_string()),
+                    .map_or_else(|| "-".into(), |r| config.money(r)),
             ),
             Cell::from(sanitize(&plan.meter_event).into_owned()),
             right(thousands(customers as i64)),
