@@ -172,13 +172,70 @@ fn over_limit_shows_the_real_percentage_with_the_bar_clamped() {
         .to_string();
     assert!(line.contains("134 %"), "{line}");
     assert!(line.contains("134,000 / 100,000"), "{line}");
-    // Wide layout: a 20-cell gauge, all of it filled and not one cell more.
-    assert_eq!(cells_with(&buffer, over, "█").len(), 20);
+    // The gauge is all filled and not one cell more.
+    let full = cells_with(&buffer, over, "█").len();
+    assert!(full >= 30, "the gauge has the room: {full} cells\n{line}");
     assert!(cells_with(&buffer, over, "░").is_empty());
     let half = row_of(&buffer, "Okay Corp");
-    assert_eq!(cells_with(&buffer, half, "█").len(), 10);
-    assert_eq!(cells_with(&buffer, half, "░").len(), 10);
-    assert!(text(&buffer).contains("∞ unlimited"));
+    assert_eq!(cells_with(&buffer, half, "█").len(), full.div_ceil(2));
+    assert_eq!(cells_with(&buffer, half, "░").len(), full / 2);
+}
+
+#[test]
+fn unlimited_rows_show_the_count_and_the_word_once() {
+    for width in [120, 80] {
+        let buffer = render(&mut app(Theme::COLOR), width, 20);
+        let endless = row_of(&buffer, "Endless LLC");
+        let line = text(&buffer)
+            .lines()
+            .nth(endless as usize)
+            .unwrap()
+            .to_string();
+        assert_eq!(line.matches("unlimited").count(), 1, "{line}");
+        assert!(
+            !line.contains('∞') && !line.contains(" / ") && !line.contains(" - "),
+            "{line}"
+        );
+        assert!(cells_with(&buffer, endless, "█").is_empty(), "{line}");
+        assert_eq!(line.contains("7,654,321"), width >= 110, "{line}");
+        insta::assert_snapshot!(format!("unlimited_row_{width}"), line);
+    }
+}
+
+/// On a wide terminal the gauge is the widest column and long names end in "…".
+#[test]
+fn the_gauge_gets_the_room_and_long_names_are_cut_with_an_ellipsis() {
+    let mut app = App::new(
+        config(),
+        "test.db".into(),
+        "plans.toml".into(),
+        Theme::COLOR,
+        now(),
+        Dashboard {
+            rows: vec![
+                row(
+                    "Consolidated Amalgamated Universal Exports International",
+                    "pro",
+                    100_000,
+                    Some(100_000),
+                ),
+                row("Short", "free", 500, Some(1000)),
+            ],
+            ..Dashboard::default()
+        },
+    );
+    let buffer = render(&mut app, 140, 16);
+    let shown = text(&buffer);
+    let long = row_of(&buffer, "Consolidated");
+    let gauge = cells_with(&buffer, long, "█").len();
+    let line = shown.lines().nth(long as usize).unwrap();
+    let name = line.split('…').next().unwrap().trim_start_matches('│');
+    assert!(line.contains('…'), "{line}");
+    assert!(
+        gauge > name.chars().count() + 1,
+        "gauge {gauge} cells, name {name:?}"
+    );
+    insta::assert_snapshot!("overview_140x16", shown);
 }
 
 #[test]
@@ -192,9 +249,10 @@ fn monochrome_has_no_colour_and_every_level_stays_readable() {
     assert!(word("Critical AG", "◆ critical").contains(Modifier::UNDERLINED));
     assert!(word("Capped Inc", "■ HARD CAP").contains(Modifier::REVERSED));
     // Empty gauge cells are dots rather than a colour.
+    let okay = row_of(&buffer, "Okay Corp");
     assert_eq!(
-        cells_with(&buffer, row_of(&buffer, "Okay Corp"), "·").len(),
-        10
+        cells_with(&buffer, okay, "·").len(),
+        cells_with(&buffer, okay, "█").len()
     );
     insta::assert_snapshot!("overview_monochrome", text(&buffer));
 }
@@ -252,9 +310,9 @@ fn hostile_names_are_shown_not_obeyed() {
     );
     let buffer = render(&mut app, 120, 20);
     assert_no_escape(&buffer);
-    // Shown as visible escapes (truncated to the column).
+    // Shown as visible escapes (cut to the column with an ellipsis).
     let shown = text(&buffer);
-    assert!(shown.contains("\\x1b[2J\\x1b]0;pwned\\x07"), "{shown}");
+    assert!(shown.contains("\\x1b[2J\\x1b]0;pwned…"), "{shown}");
 }
 
 /// A real database: a customer with a hostile name, members, history and a failed event.
@@ -857,4 +915,24 @@ fn on_a_small_terminal_the_help_scrolls_to_its_last_line() {
     assert!(text(&render(&mut app, 80, 24)).contains("q/Ctrl-c"));
     app.update(Action::Close);
     assert!(!app.help);
+}
+
+/// The thumb's rows on the right border of the customers box.
+fn thumb_rows(buffer: &Buffer) -> Vec<u16> {
+    let x = buffer.area.width - 1;
+    (0..buffer.area.height)
+        .filter(|&y| buffer[(x, y)].symbol() == "█")
+        .collect()
+}
+
+#[test]
+fn a_long_list_has_a_scrollbar_that_follows_the_selection() {
+    let mut app = long_app();
+    let top = thumb_rows(&render(&mut app, 100, 30));
+    assert!(!top.is_empty(), "no scrollbar thumb");
+    app.update(Action::Bottom);
+    let bottom = thumb_rows(&render(&mut app, 100, 30));
+    assert!(bottom[0] > top[0], "{top:?} then {bottom:?}");
+    // Everything fits: no scrollbar.
+    assert!(thumb_rows(&render(&mut self::app(Theme::COLOR), 120, 20)).is_empty());
 }

@@ -12,7 +12,7 @@ mod sync;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Clear, Paragraph, Tabs};
+use ratatui::widgets::{Clear, Paragraph, Scrollbar, ScrollbarOrientation, ScrollbarState, Tabs};
 
 use super::action::Action;
 use super::app::{App, View};
@@ -157,6 +157,24 @@ fn draw_footer(frame: &mut Frame, app: &App, area: Rect) {
         spans.push(Span::raw(format!(" {} ", action.describe())));
     }
     frame.render_widget(Line::from(spans), area);
+}
+
+/// A scrollbar on the right border of `area` for a list of `len` rows showing `page` from
+/// `offset`; nothing when everything fits.
+fn scrollbar(frame: &mut Frame, app: &App, area: Rect, len: usize, offset: usize, page: usize) {
+    if len <= page {
+        return;
+    }
+    let mut state = ScrollbarState::new(len - page + 1)
+        .position(offset)
+        .viewport_content_length(page);
+    let bar = Scrollbar::new(ScrollbarOrientation::VerticalRight)
+        .begin_symbol(None)
+        .end_symbol(None)
+        .track_symbol(Some("│"))
+        .thumb_symbol("█")
+        .thumb_style(app.theme.dim());
+    frame.render_stateful_widget(bar, area, &mut state);
 }
 
 /// A centered popup of at most `width`×`height`, cleared.
