@@ -936,3 +936,119 @@ fn a_long_list_has_a_scrollbar_that_follows_the_selection() {
     // Everything fits: no scrollbar.
     assert!(thumb_rows(&render(&mut self::app(Theme::COLOR), 120, 20)).is_empty());
 }
+
+/// The Events view with one event in each state; the failed one has a long, hostile error.
+fn events_app() -> App {
+    use meterline::store::StripeState;
+    let mut app = app(Theme::COLOR);
+    app.update(Action::ShowEvents);
+    let mut failed = event(1, StripeState::Failed);
+    failed.customer_name = "Consolidated Amalgamated Universal Exports".into();
+    failed.user_id = Some("alice@example.com".into());
+    failed.attempts = 5;
+    failed.error = Some(
+        "400 resource_missing: No such customer: 'cus_TEST123'; a similar object exists in live \
+         mode, but a test mode key was used to make this request.\nrequest id req_abc\x1b]0;pwned\x07"
+            .into(),
+    );
+    let mut expired = event(2, StripeState::Expired);
+    expired.occurred_at = "2026-10-01T08:30:00Z".into();
+    expired.quantity = 1_400;
+    let mut pending = event(3, StripeState::Pending);
+    pending.attempts = 0;
+    app.apply(DataEvent::Events(vec![
+        failed,
+        expired,
+        pending,
+        event(4, StripeState::Unmapped),
+    ]));
+    app
+}
+
+#[test]
+fn the_events_view_is_a_table_with_a_header_row() {
+    let buffer = render(&mut events_app(), 120, 20);
+    assert_no_escape(&buffer);
+    let shown = text(&buffer);
+    let header = shown
+        .lines()
+        .nth(row_of(&buffer, "When (UTC)") as usize)
+        .unwrap();
+    for title in ["Customer", "Units", "State", "Tries", "Stripe's error"] {
+        assert!(header.contains(title), "{header}");
+    }
+    insta::assert_snapshot!("events_120x20", shown);
+}
+
+#[test]
+fn enter_on_an_event_shows_stripes_whole_error_made_safe() {
+    let mut app = events_app();
+    app.update(Action::Open);
+    let buffer = render(&mut app, 120, 30);
+    assert_no_escape(&buffer);
+    let shown = text(&buffer);
+    for part in [
+        "Event #1",
+        "Consolidated Amalgamated Universal Exports (acme)",
+        "alice@example.com",
+        "2026-11-20T10:00:00Z",
+        "✗ failed",
+        "Attempts    5",
+        "but a test mode key was used to make this request.",
+        "request id req_abc\\x1b]0;pwned\\x07",
+    ] {
+        assert!(shown.contains(part), "{part} missing:\n{shown}");
+    }
+    insta::assert_snapshot!("event_popup_120x30", shown);
+    // The next event: the popup follows the selection.
+    app.update(Action::Down);
+    let shown = text(&render(&mut app, 120, 30));
+    assert!(
+        shown.contains("Event #2") && shown.contains("35-day window"),
+        "{shown}"
+    );
+}
+
+/// The footer's last line for what is open.
+fn footer(app: &mut App) -> String {
+    text(&render(app, 120, 30))
+        .lines()
+        .last()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn the_footer_follows_the_open_popup() {
+    let mut screens = Vec::new();
+    let mut overview = app(Theme::COLOR);
+    screens.push(("overview", footer(&mut overview)));
+    overview.update(Action::Filter);
+    screens.push(("filter", footer(&mut overview)));
+    overview.update(Action::Close);
+    overview.update(Action::Help);
+    screens.push(("help", footer(&mut overview)));
+    overview.update(Action::Close);
+    overview.update(Action::Sync);
+    overview.on_sync(SyncEvent::Ready(preview(false)));
+    screens.push(("sync confirm", footer(&mut overview)));
+    overview.update(Action::Confirm);
+    screens.push(("sync running", footer(&mut overview)));
+    let (_dir, mut detail) = detail_app(Theme::COLOR);
+    screens.push(("detail", footer(&mut detail)));
+    let mut events = events_app();
+    screens.push(("events", footer(&mut events)));
+    events.update(Action::Open);
+    screens.push(("event detail", footer(&mut events)));
+    let all: String = screens
+        .iter()
+        .map(|(name, line)| format!("{name:>13}: {line}\n"))
+        .collect();
+    insta::assert_snapshot!("footer_per_popup", all);
+    // No two screens show the same keys.
+    for (i, (a, line)) in screens.iter().enumerate() {
+        for (b, other) in &screens[i + 1..] {
+            assert_ne!(line, other, "{a} and {b}");
+        }
+    }
+}
