@@ -405,6 +405,25 @@ fn detail_layout() {
 }
 
 #[test]
+fn the_detail_periods_are_readable_and_the_daily_chart_has_a_scale_and_days() {
+    let (_dir, mut app) = detail_app(Theme::COLOR);
+    let shown = text(&render(&mut app, 120, 40));
+    // Periods: the month and year in words, no number touching a bar.
+    assert!(shown.contains("Oct 2026 team"), "{shown}");
+    assert!(!shown.contains("Oct 26"), "{shown}");
+    for bar in ['█', '░'] {
+        for (i, c) in shown.char_indices().filter(|(_, c)| *c == bar) {
+            let next = shown[i + c.len_utf8()..].chars().next().unwrap_or(' ');
+            assert!(!next.is_ascii_digit(), "a number glued to a bar:\n{shown}");
+        }
+    }
+    // The per-day chart: its busiest day on the scale, 0 at the bottom, the days below.
+    assert!(shown.contains("│4,750 ██"), "{shown}");
+    assert!(shown.contains("│    0 ██"), "{shown}");
+    assert!(shown.contains("5  6  7  8  9  10 11"), "{shown}");
+}
+
+#[test]
 fn the_detail_gauge_is_clamped_and_coloured_and_hostile_errors_are_neutralised() {
     let (dir, mut app) = detail_app(Theme::COLOR);
     // Back to the list, then the hostile customer.
