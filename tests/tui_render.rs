@@ -940,7 +940,7 @@ fn on_a_small_terminal_the_help_scrolls_to_its_last_line() {
 fn thumb_rows(buffer: &Buffer) -> Vec<u16> {
     let x = buffer.area.width - 1;
     (0..buffer.area.height)
-        .filter(|&y| buffer[(x, y)].symbol() == "█")
+        .filter(|&y| buffer[(x, y)].symbol() == "┃")
         .collect()
 }
 

@@ -137,7 +137,7 @@ fn scrollbar(frame: &mut Frame, app: &App, area: Rect, len: usize, offset: usize
         .begin_symbol(None)
         .end_symbol(None)
         .track_symbol(Some("│"))
-        .thumb_symbol("█")
+        .thumb_symbol("┃")
         .thumb_style(app.theme.dim());
     frame.render_stateful_widget(bar, area, &mut state);
 }
