@@ -1071,3 +1071,27 @@ fn the_footer_follows_the_open_popup() {
         }
     }
 }
+
+#[test]
+fn money_is_shown_whole_in_the_plans_currency() {
+    let text_of = std::fs::read_to_string("plans.toml").unwrap();
+    let eur = Config::parse(
+        &text_of.replace("currency = \"usd\"", "currency = \"eur\""),
+        "plans.toml",
+    )
+    .unwrap();
+    let mut app = app(Theme::COLOR);
+    app.config = eur;
+    app.update(Action::ShowPlans);
+    let shown = text(&render(&mut app, 120, 20));
+    for amount in ["999.00 EUR", "19.00 EUR", "0.0005 EUR", "0.00 EUR"] {
+        assert!(shown.contains(amount), "{amount} not shown whole:\n{shown}");
+    }
+    let mut app = self::app(Theme::COLOR);
+    app.update(Action::ShowPlans);
+    let shown = text(&render(&mut app, 120, 20));
+    assert!(
+        shown.contains("$999.00") && shown.contains("$0.0005"),
+        "{shown}"
+    );
+}
