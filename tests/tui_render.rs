@@ -1095,3 +1095,15 @@ fn money_is_shown_whole_in_the_plans_currency() {
         "{shown}"
     );
 }
+
+#[test]
+fn an_unlimited_customers_detail_says_unlimited_once_without_a_dash() {
+    let (_dir, mut app) = single_detail("business", 1_486_159);
+    let shown = text(&render(&mut app, 120, 40));
+    let gauge = shown
+        .lines()
+        .find(|l| l.contains("1,486,159"))
+        .unwrap_or_else(|| panic!("no count:\n{shown}"));
+    assert!(gauge.contains("1,486,159 · unlimited · ✓ ok"), "{gauge}");
+    assert!(!gauge.contains('∞') && !gauge.contains(" - "), "{gauge}");
+}

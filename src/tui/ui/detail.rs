@@ -63,11 +63,14 @@ fn draw_gauge(frame: &mut Frame, app: &App, d: &CustomerDetail, area: Rect) {
         }
         .days_left(app.now),
     );
+    let share = match c.limit {
+        Some(_) => percent(c.used, c.limit),
+        None => "unlimited".to_string(),
+    };
     let label = Span::styled(
         format!(
-            " {} · {} · {} ",
+            " {} · {share} · {} ",
             used_of(c.used, c.limit),
-            percent(c.used, c.limit),
             level_word(c.level, c.overage_rate.is_some(), false)
         ),
         theme.level(c.level),
