@@ -644,3 +644,49 @@ fn r_reloads_plans_toml_and_keeps_the_last_good_plans_when_it_is_broken() {
     tmux.keys(&["q"]);
     assert_terminal_restored(&tmux);
 }
+
+#[test]
+fn enter_on_an_event_shows_it_in_full_and_esc_closes_it() {
+    require_tmux();
+    let dir = TempDir::new().unwrap();
+    let db = demo_db(dir.path());
+    let tmux = Tmux::start("event", 120, 40, dir.path(), &[]);
+    tmux.type_line(&dashboard_command(&db));
+    tmux.wait_text("Customers 24/24 · sorted by risk");
+
+    tmux.keys(&["2"]);
+    // The table: its header row, failed events first.
+    tmux.wait_for("the events table", |s| {
+        s.contains("When (UTC)") && s.contains("Stripe's error") && s.contains("✗ failed")
+    });
+    tmux.keys(&["Enter"]);
+    let popup = tmux.wait_for("the event popup", |s| {
+        s.contains("Attempts") && s.contains("previous / next event")
+    });
+    let title = popup
+        .lines()
+        .find_map(|l| l.split("┌ Event #").nth(1))
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("no event popup title:\n{popup}"))
+        .to_string();
+    assert!(
+        popup.contains("Stripe's error"),
+        "a failed event shows its error:\n{popup}"
+    );
+    // ↓ shows the next event in the popup.
+    tmux.keys(&["j"]);
+    tmux.wait_for("the next event", |s| {
+        s.contains("┌ Event #") && !s.contains(&format!("┌ Event #{title} "))
+    });
+    tmux.keys(&["Escape"]);
+    let closed = tmux.wait_for("the popup to close", |s| {
+        !s.contains("┌ Event #") && s.contains("Enter event detail")
+    });
+    assert!(
+        closed.contains("When (UTC)"),
+        "still on the events view:\n{closed}"
+    );
+
+    tmux.keys(&["q"]);
+    assert_terminal_restored(&tmux);
+}

@@ -16,6 +16,6 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
     if args.json {
         return output::print_json(&check);
     }
-    out!("{}", output::describe(&check))?;
+    out!("{}", output::describe(&check, &config.billing.currency))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -42,7 +42,7 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
             output::used_of_limit(c),
             output::percent(c),
             c.level.as_str(),
-            c.overage_amount,
+            config.money(c.overage_amount),
         )?;
     }
     Ok(ExitCode::SUCCESS)

@@ -12,7 +12,10 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
     if args.json {
         return output::print_json(&summary);
     }
-    out!("{}", output::describe(&summary.check))?;
+    out!(
+        "{}",
+        output::describe(&summary.check, &config.billing.currency)
+    )?;
     outln!("{:<32} {:>14} {:>7}", "MEMBER", "USED", "SHARE")?;
     for m in &summary.members {
         outln!(

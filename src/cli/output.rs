@@ -77,7 +77,8 @@ pub fn level(check: &UsageCheck) -> String {
 }
 
 /// The multi-line human summary of one check.
-pub fn describe(check: &UsageCheck) -> String {
+/// Money in `currency` (plans.toml's `[billing] currency`).
+pub fn describe(check: &UsageCheck, currency: &str) -> String {
     let mut out = format!(
         "{}  plan {}  period {} .. {}\nused {} ({})  level {}  {}\n",
         sanitize(&check.customer),
@@ -100,8 +101,8 @@ pub fn describe(check: &UsageCheck) -> String {
         out.push_str(&format!(
             "overage {} units x {} = {}\n",
             thousands(check.overage_units),
-            rate,
-            check.overage_amount
+            crate::billing::money(rate, currency),
+            crate::billing::money(check.overage_amount, currency)
         ));
     }
     out
@@ -115,5 +116,32 @@ mod tests {
         assert_eq!(super::thousands(999), "999");
         assert_eq!(super::thousands(1000), "1,000");
         assert_eq!(super::thousands(-1234567), "-1,234,567");
+    }
+
+    #[test]
+    fn describe_writes_overage_money_with_the_currency() {
+        use std::str::FromStr;
+        let at = chrono::DateTime::from_timestamp(1_780_000_000, 0).unwrap();
+        let check = crate::billing::UsageCheck {
+            customer: "acme".into(),
+            plan: "pro".into(),
+            period_start: at,
+            period_end: at,
+            used: 12,
+            limit: Some(10),
+            remaining: Some(0),
+            ratio: Some(1.2),
+            level: crate::billing::WarningLevel::HardCap,
+            allowed: true,
+            overage_units: 2,
+            overage_rate: Some(rust_decimal::Decimal::from_str("0.5").unwrap()),
+            overage_amount: rust_decimal::Decimal::from_str("1").unwrap(),
+        };
+        let text = super::describe(&check, "eur");
+        assert!(
+            text.contains("overage 2 units x 0.50 EUR = 1.00 EUR"),
+            "{text}"
+        );
+        assert!(super::describe(&check, "usd").contains("x $0.50 = $1.00"));
     }
 }

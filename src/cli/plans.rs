@@ -31,14 +31,14 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
             "{:<10} {:<16} {:>10} {:>14} {:<8} {:>10}  {}",
             sanitize(&p.id),
             sanitize(&p.name),
-            p.price,
+            config.money(p.price),
             p.included.map_or("unlimited".into(), output::thousands),
             match (p.included, p.at_limit) {
                 (None, _) => "-",
                 (Some(_), AtLimit::Block) => "block",
                 (Some(_), AtLimit::Overage) => "overage",
             },
-            p.overage_rate.map_or("-".into(), |r| r.to_string()),
+            p.overage_rate.map_or("-".into(), |r| config.money(r)),
             sanitize(&p.meter_event),
         )?;
     }
@@ -48,8 +48,9 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
         config.thresholds.critical * 100.0
     )?;
     outln!(
-        "billing periods: {}; stripe: {} (meter event {})",
+        "billing periods: {}, currency {}; stripe: {} (meter event {})",
         config.billing.period.as_str(),
+        config.billing.currency,
         sanitize(&config.stripe.api_base),
         sanitize(&config.stripe.meter_event)
     )?;

@@ -65,14 +65,20 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
             "duplicate key: event {} was recorded before; nothing counted",
             outcome.event_id.unwrap_or_default()
         )?;
-        out!("{}", output::describe(&outcome.check))?;
+        out!(
+            "{}",
+            output::describe(&outcome.check, &config.billing.currency)
+        )?;
     } else if refused {
         eprintln!(
             "refused: recording {} would pass {}'s hard cap",
             output::thousands(request.quantity),
             crate::sanitize::sanitize(&request.customer_id)
         );
-        eprint!("{}", output::describe(&outcome.check));
+        eprint!(
+            "{}",
+            output::describe(&outcome.check, &config.billing.currency)
+        );
     } else {
         outln!(
             "recorded {} for {} (event {})",
@@ -80,7 +86,10 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
             crate::sanitize::sanitize(&request.customer_id),
             outcome.event_id.unwrap_or_default()
         )?;
-        out!("{}", output::describe(&outcome.check))?;
+        out!(
+            "{}",
+            output::describe(&outcome.check, &config.billing.currency)
+        )?;
     }
     Ok(if refused {
         ExitCode::from(REFUSED)

@@ -53,7 +53,12 @@ pub enum AtLimit {
 #[derive(Debug, Clone, Serialize)]
 pub struct BillingSettings {
     pub period: PeriodKind,
+    /// Lower-case ISO 4217 code ("usd"), as Stripe writes it; prices are in this currency.
+    pub currency: String,
 }
+
+/// The currency when plans.toml names none.
+pub const DEFAULT_CURRENCY: &str = "usd";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StripeSettings {
@@ -80,6 +85,11 @@ impl Config {
     /// Validate plans.toml text; `origin` names the file in error messages.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
         validate::parse(text, origin)
+    }
+
+    /// An amount in the plans' currency, as people read it ("$17.00").
+    pub fn money(&self, amount: Decimal) -> String {
+        crate::billing::money(amount, &self.billing.currency)
     }
 
     pub fn plan(&self, id: &str) -> Option<&Plan> {

@@ -7,8 +7,8 @@ use rust_decimal::Decimal;
 
 use super::raw::{RawAmount, RawConfig, RawPlan, RawStripe};
 use super::{
-    AtLimit, BillingSettings, Config, DEFAULT_API_BASE, DEFAULT_API_VERSION, DEFAULT_METER_EVENT,
-    Plan, StripeSettings,
+    AtLimit, BillingSettings, Config, DEFAULT_API_BASE, DEFAULT_API_VERSION, DEFAULT_CURRENCY,
+    DEFAULT_METER_EVENT, Plan, StripeSettings,
 };
 use crate::billing::{PeriodKind, Thresholds};
 
@@ -65,6 +65,10 @@ fn validate(raw: RawConfig) -> Result<Config, String> {
         }
     };
 
+    let currency = raw
+        .billing
+        .currency
+        .map_or_else(|| DEFAULT_CURRENCY.to_string(), |c| c.0);
     let stripe = validate_stripe(raw.stripe)?;
 
     if raw.plans.is_empty() {
@@ -93,7 +97,7 @@ fn validate(raw: RawConfig) -> Result<Config, String> {
     Ok(Config {
         plans,
         thresholds,
-        billing: BillingSettings { period },
+        billing: BillingSettings { period, currency },
         stripe,
     })
 }
