@@ -298,8 +298,8 @@ fn record_one(
         .prepare_cached(
             "INSERT INTO usage_events
                  (customer_id, user_id, quantity, occurred_at, recorded_at, period_start,
-                  idempotency_key)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                  idempotency_key, stripe_identifier)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
              RETURNING id",
         )?
         .query_row(
@@ -310,7 +310,8 @@ fn record_one(
                 format_ts(occurred_at),
                 format_ts(now),
                 period_start,
-                req.idempotency_key
+                req.idempotency_key,
+                crate::stripe::identifier()
             ],
             |r| r.get(0),
         )?;
