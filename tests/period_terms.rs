@@ -80,3 +80,94 @@ fn set_plan_moves_the_current_period_and_leaves_closed_ones() {
         (Some("pro"), Some(100_000))
     );
 }
+
+/// `team` removed from plans.toml while `initech` and `hooli` are on it.
+fn removed_plan() -> Scratch {
+    let s = Scratch::new();
+    s.add_customer("acme", "free", "2026-11-01");
+    s.add_customer("initech", "team", "2026-11-01");
+    s.add_customer("hooli", "team", "2026-11-01");
+    s.record("acme", 10);
+    s.record("initech", 600_000);
+    let text = std::fs::read_to_string(&s.plans).unwrap();
+    let start = text.find("[[plans]]\nid = \"team\"").expect("team plan");
+    let end = start + text[start..].find("[[plans]]\nid = \"business\"").unwrap();
+    std::fs::write(&s.plans, format!("{}{}", &text[..start], &text[end..])).unwrap();
+    s
+}
+
+#[test]
+fn plans_names_the_customers_on_a_removed_plan() {
+    let s = removed_plan();
+    s.cmd()
+        .arg("plans")
+        .assert()
+        .code(2)
+        .stdout(contains(
+            "valid, but 2 customer(s) are on plans it no longer defines",
+        ))
+        .stderr(contains(
+            "  hooli (plan \"team\")\n  initech (plan \"team\")",
+        ))
+        .stderr(contains("meterline customer set-plan CUSTOMER PLAN"));
+    // Without a database there is nobody to name.
+    s.cmd()
+        .args([
+            "--db",
+            s.dir.path().join("none.db").to_str().unwrap(),
+            "plans",
+        ])
+        .assert()
+        .success();
+}
+
+#[test]
+fn status_check_and_record_show_a_removed_plan_as_plan_missing() {
+    let s = removed_plan();
+    let status = s.json(&["status", "--json"]);
+    let rows = status.as_array().unwrap();
+    let missing: Vec<&str> = rows
+        .iter()
+        .filter(|r| r["plan_missing"] == true)
+        .map(|r| r["customer"].as_str().unwrap())
+        .collect();
+    assert_eq!(missing, ["hooli", "initech"]);
+    let acme = rows.iter().find(|r| r["customer"] == "acme").unwrap();
+    assert_eq!(
+        (acme["used"].as_i64(), acme["limit"].as_i64()),
+        (Some(10), Some(1000))
+    );
+    assert!(acme.get("plan_missing").is_none());
+    s.cmd()
+        .arg("status")
+        .assert()
+        .success()
+        .stdout(contains("plan missing"));
+
+    let message = "customer \"initech\" is on plan \"team\", which plans.toml no longer defines; \
+                   put the plan back in plans.toml or move the customer with \
+                   `meterline customer set-plan initech PLAN`";
+    s.cmd()
+        .args(["check", "initech"])
+        .assert()
+        .code(2)
+        .stderr(contains(message));
+    let before = s.dump();
+    s.cmd()
+        .args(["record", "initech", "-n", "5"])
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(contains(message));
+    assert_eq!(s.dump(), before, "nothing written");
+    // History still shows the usage, as plan missing rather than unlimited.
+    let rows = history(&s, "initech");
+    assert_eq!(rows[1]["plan_missing"], true);
+    assert_eq!(rows[1]["used"], 600_000);
+    // Moving the customer ends it.
+    s.cmd()
+        .args(["customer", "set-plan", "initech", "pro"])
+        .assert()
+        .success();
+    s.record("initech", 5);
+}

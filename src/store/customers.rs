@@ -217,6 +217,22 @@ impl Store {
         get(&self.conn, id)
     }
 
+    /// Customers whose plan plans.toml no longer defines, as (customer id, plan id).
+    pub fn customers_on_missing_plans(&self, config: &Config) -> Result<Vec<(String, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, plan_id FROM customers ORDER BY plan_id, id")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut missing = Vec::new();
+        for row in rows {
+            let (id, plan) = row?;
+            if config.plan(&plan).is_none() {
+                missing.push((id, plan));
+            }
+        }
+        Ok(missing)
+    }
+
     pub fn customers(&self) -> Result<Vec<Customer>> {
         let mut stmt = self
             .conn
