@@ -171,3 +171,26 @@ fn status_check_and_record_show_a_removed_plan_as_plan_missing() {
         .success();
     s.record("initech", 5);
 }
+
+#[test]
+fn the_dashboard_data_shows_a_removed_plan_as_plan_missing() {
+    let s = removed_plan();
+    let config = meterline::Config::load(&s.plans).unwrap();
+    let store = meterline::Store::open(&s.db).unwrap();
+    let now = chrono::DateTime::parse_from_rfc3339(common::NOW)
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let dashboard = store.dashboard(&config, now).unwrap();
+    let missing: Vec<&str> = dashboard
+        .rows
+        .iter()
+        .filter(|r| r.plan_missing(&config))
+        .map(|r| r.customer_id.as_str())
+        .collect();
+    assert_eq!(missing.len(), 2);
+    assert!(missing.contains(&"initech") && missing.contains(&"hooli"));
+    let detail = store.customer_detail(&config, "initech", now).unwrap();
+    assert!(detail.check.plan_missing && !detail.check.allowed);
+    assert_eq!(detail.check.used, 600_000);
+    assert!(detail.history.last().unwrap().check.plan_missing);
+}

@@ -149,7 +149,7 @@ impl Store {
         customer_id: &str,
         now: DateTime<Utc>,
     ) -> Result<MembersSummary> {
-        let check = self.check(config, customer_id, now)?;
+        let check = standing_in(&self.conn, config, customer_id, now, now)?;
         let mut stmt = self.conn.prepare_cached(
             "SELECT user_id, used FROM usage_members
              WHERE customer_id = ?1 AND period_start = ?2
@@ -197,17 +197,28 @@ pub(super) fn check_in(
     at: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<UsageCheck> {
-    let customer = get(conn, customer_id)?;
-    let period = period_containing(customer.billing_anchor, config.billing.period, at);
-    let row = counter_row(conn, &customer.id, period)?;
-    let check = standing(config, &customer, period, row, now);
+    let check = standing_in(conn, config, customer_id, at, now)?;
     if check.plan_missing {
         return Err(Error::PlanMissing {
-            customer: customer.id,
+            customer: check.customer,
             plan: check.plan,
         });
     }
     Ok(check)
+}
+
+/// Like `check_in`, but a missing plan is a state of the answer (for views), not an error.
+fn standing_in(
+    conn: &Connection,
+    config: &Config,
+    customer_id: &str,
+    at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<UsageCheck> {
+    let customer = get(conn, customer_id)?;
+    let period = period_containing(customer.billing_anchor, config.billing.period, at);
+    let row = counter_row(conn, &customer.id, period)?;
+    Ok(standing(config, &customer, period, row, now))
 }
 
 /// A period's counter row: the usage and the terms it was billed under (migration 4).
