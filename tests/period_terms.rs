@@ -194,3 +194,59 @@ fn the_dashboard_data_shows_a_removed_plan_as_plan_missing() {
     assert_eq!(detail.check.used, 600_000);
     assert!(detail.history.last().unwrap().check.plan_missing);
 }
+
+/// Plans at the largest amounts plans.toml allows, and far more usage than any real one.
+const EXTREME_PLANS: &str = r#"
+[[plans]]
+id = "free"
+included = 1000
+
+[[plans]]
+id = "max"
+price = "1000000"
+included = 0
+at_limit = "overage"
+overage_rate = "999999.999999999999"
+
+[[plans]]
+id = "big"
+included = 1000000000000000
+at_limit = "block"
+"#;
+
+#[test]
+fn extreme_amounts_never_panic() {
+    let s = Scratch::new();
+    std::fs::write(&s.plans, EXTREME_PLANS).unwrap();
+    s.cmd().arg("plans").assert().success();
+    s.add_customer("whale", "max", "2000-01-01");
+    s.add_customer("slow", "big", "2026-10-28");
+    for _ in 0..3 {
+        s.record("whale", 1_000_000_000_000);
+    }
+    s.record("slow", 1);
+    let check = s.json(&["check", "whale", "--json"]);
+    assert_eq!(check["overage_units"], 3_000_000_000_000i64);
+    assert_eq!(check["overage_amount"], "2999999999999999997");
+    for args in [
+        &["status"][..],
+        &["status", "--json"],
+        &["history", "whale", "--periods", "240"],
+        &["history", "slow", "--json"],
+        &["check", "slow"],
+        &["members", "whale"],
+    ] {
+        s.cmd().args(args).assert().success();
+    }
+    // The cap projection of a huge limit at a slow pace lies past chrono's range.
+    let config = meterline::Config::load(&s.plans).unwrap();
+    let store = meterline::Store::open(&s.db).unwrap();
+    let now = chrono::DateTime::parse_from_rfc3339(common::NOW)
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let detail = store.customer_detail(&config, "slow", now).unwrap();
+    assert_eq!(
+        detail.projection(now),
+        meterline::store::Projection::NotThisPeriod
+    );
+}

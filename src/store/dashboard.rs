@@ -188,11 +188,13 @@ pub fn project(check: &UsageCheck, now: DateTime<Utc>) -> Projection {
     }
     // Integer maths: seconds needed for the whole limit at the observed rate.
     let needed = (i128::from(limit) * i128::from(elapsed)) / i128::from(check.used);
-    let at = check.period_start + Duration::seconds(needed.min(i64::MAX as i128 / 2000) as i64);
-    if at < check.period_end {
-        Projection::On(at)
-    } else {
-        Projection::NotThisPeriod
+    // Checked: a large limit at a slow pace lands past chrono's range (issue 7, item 13).
+    let at = check
+        .period_start
+        .checked_add_signed(Duration::seconds(needed.min(i64::MAX as i128 / 2000) as i64));
+    match at {
+        Some(at) if at < check.period_end => Projection::On(at),
+        _ => Projection::NotThisPeriod,
     }
 }
 

@@ -68,7 +68,7 @@ impl Store {
     /// Every customer's current standing, most at risk first.
     pub fn status(&self, config: &Config, now: DateTime<Utc>) -> Result<Vec<StatusRow>> {
         // Every current period started within the last 31 days.
-        let since = format_ts(now - Duration::days(32));
+        let since = format_ts(now.checked_sub_signed(Duration::days(32)).unwrap_or(now));
         let mut used: HashMap<(String, String), i64> = HashMap::new();
         let mut stmt = self.conn.prepare_cached(
             "SELECT customer_id, period_start, used FROM usage_records WHERE period_start >= ?1",
