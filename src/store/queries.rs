@@ -221,7 +221,8 @@ fn standing_in(
     Ok(standing(config, &customer, period, row, now))
 }
 
-/// A period's counter row: the usage and the terms it was billed under (migration 4).
+/// A period's counter row: the usage and the terms it was billed under (migration 4), read
+/// from the columns used, plan_id, meter_event_name, included, at_limit, overage_rate.
 pub(super) struct CounterRow {
     pub used: i64,
     pub plan_id: String,
@@ -231,10 +232,6 @@ pub(super) struct CounterRow {
 }
 
 impl CounterRow {
-    /// Columns in the order `from_row` reads them.
-    pub const COLUMNS: &'static str =
-        "used, plan_id, meter_event_name, included, at_limit, overage_rate";
-
     pub fn from_row(r: &rusqlite::Row) -> rusqlite::Result<CounterRow> {
         let at_limit: Option<String> = r.get(4)?;
         let rate: Option<String> = r.get(5)?;
@@ -254,10 +251,10 @@ impl CounterRow {
 
 fn counter_row(conn: &Connection, customer_id: &str, period: Period) -> Result<Option<CounterRow>> {
     Ok(conn
-        .prepare_cached(&format!(
-            "SELECT {} FROM usage_records WHERE customer_id = ?1 AND period_start = ?2",
-            CounterRow::COLUMNS
-        ))?
+        .prepare_cached(
+            "SELECT used, plan_id, meter_event_name, included, at_limit, overage_rate
+             FROM usage_records WHERE customer_id = ?1 AND period_start = ?2",
+        )?
         .query_row(
             params![customer_id, format_ts(period.start)],
             CounterRow::from_row,

@@ -259,7 +259,7 @@ fn record_one(
     // `set-plan` apply until it ends); a closed period keeps the terms it was billed under.
     let current = period.contains(now);
     let row = conn
-        .prepare_cached(&format!(
+        .prepare_cached(
             "INSERT INTO usage_records
                  (customer_id, period_start, period_end, used, plan_id, meter_event_name,
                   included, at_limit, overage_rate, price)
@@ -272,9 +272,8 @@ fn record_one(
                  at_limit = IIF(?11, excluded.at_limit, at_limit),
                  overage_rate = IIF(?11, excluded.overage_rate, overage_rate),
                  price = IIF(?11, excluded.price, price)
-             RETURNING {}",
-            CounterRow::COLUMNS
-        ))?
+             RETURNING used, plan_id, meter_event_name, included, at_limit, overage_rate",
+        )?
         .query_row(
             params![
                 customer.id,
