@@ -154,7 +154,7 @@ fn invalid_plans_file_stops_a_record() {
         &s,
         &["record", "acme"],
         2,
-        "plan \"free\": included = -1 must be zero or more",
+        "plan \"free\": included = -1 must be between 0 and 1000000000000000",
     );
 }
 
