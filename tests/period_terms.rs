@@ -250,3 +250,45 @@ fn extreme_amounts_never_panic() {
         meterline::store::Projection::NotThisPeriod
     );
 }
+
+#[test]
+fn periods_from_before_the_upgrade_take_their_terms_at_the_first_record() {
+    let s = Scratch::new();
+    s.add_customer("globex", "pro", "2026-10-01");
+    s.cmd()
+        .args([
+            "record",
+            "globex",
+            "-n",
+            "120000",
+            "--at",
+            "2026-10-15T00:00:00Z",
+        ])
+        .assert()
+        .success();
+    // As migration 4 leaves a database that had counters: no terms, and the fill pending.
+    s.conn()
+        .execute_batch(
+            "UPDATE usage_records SET included = NULL, at_limit = NULL, overage_rate = NULL,
+                 price = NULL;
+             INSERT INTO meterline_meta (key, value) VALUES ('period_terms_pending', '1');",
+        )
+        .unwrap();
+    assert_eq!(history(&s, "globex")[0]["overage_amount"], "10");
+    s.record("globex", 1);
+    let pending: i64 = s
+        .conn()
+        .query_row(
+            "SELECT COUNT(*) FROM meterline_meta WHERE key = 'period_terms_pending'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(pending, 0);
+    edit_plans(&s, "overage_rate = \"0.0005\"", "overage_rate = \"0.001\"");
+    let closed = &history(&s, "globex")[0];
+    assert_eq!(
+        (closed["limit"].as_i64(), closed["overage_amount"].as_str()),
+        (Some(100_000), Some("10"))
+    );
+}

@@ -174,6 +174,7 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        fill_pending_terms(&tx, config)?;
         let mut results = Vec::with_capacity(requests.len());
         for req in requests {
             tx.prepare_cached("SAVEPOINT ml_event")?.execute([])?;
@@ -193,6 +194,36 @@ impl Store {
         tx.commit()?;
         Ok(results)
     }
+}
+
+/// Counter rows from before migration 4 have no terms: give them their plan's current terms
+/// once, at the first record after the upgrade, so that later plans.toml edits no longer
+/// change them. One primary-key lookup per batch when there is nothing to do.
+fn fill_pending_terms(conn: &Connection, config: &Config) -> Result<()> {
+    let pending = conn
+        .prepare_cached("SELECT 1 FROM meterline_meta WHERE key = 'period_terms_pending'")?
+        .exists([])?;
+    if !pending {
+        return Ok(());
+    }
+    for plan in &config.plans {
+        conn.execute(
+            "UPDATE usage_records SET included = ?2, at_limit = ?3, overage_rate = ?4, price = ?5
+             WHERE at_limit IS NULL AND plan_id = ?1",
+            params![
+                plan.id,
+                plan.included,
+                plan.at_limit.as_str(),
+                plan.overage_rate.map(|r| r.to_string()),
+                plan.price.to_string()
+            ],
+        )?;
+    }
+    conn.execute(
+        "DELETE FROM meterline_meta WHERE key = 'period_terms_pending'",
+        [],
+    )?;
+    Ok(())
 }
 
 /// One event inside the batch's transaction. Writes only when it returns `recorded: true`.

@@ -129,9 +129,10 @@ const MIGRATIONS: &[&str] = &[
     // they were (or will be) sent with, so nothing already delivered changes.
     // The terms (included, at_limit, overage_rate, price; plan_id and meter_event_name were
     // there) are the plan's as the period was billed: a closed period reads them, the current
-    // one follows plans.toml. Rows from before this migration have no terms (at_limit NULL)
-    // until the next record or plan change in that period writes them; until then they follow
-    // plans.toml.
+    // one follows plans.toml. Rows from before this migration have no terms (at_limit NULL):
+    // the first record after the upgrade fills them from plans.toml as it is then, under each
+    // row's own plan (`period_terms_pending` marks that work; record.rs), and from then on
+    // editing plans.toml no longer changes them. Rows of plans no longer defined stay NULL.
     r#"
     ALTER TABLE usage_events ADD COLUMN stripe_identifier TEXT;
     UPDATE usage_events SET stripe_identifier =
@@ -141,6 +142,8 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE usage_records ADD COLUMN at_limit TEXT;         -- 'block' or 'overage'; NULL: no terms yet
     ALTER TABLE usage_records ADD COLUMN overage_rate TEXT;     -- decimal text
     ALTER TABLE usage_records ADD COLUMN price TEXT;            -- decimal text
+    INSERT INTO meterline_meta (key, value)
+        SELECT 'period_terms_pending', '1' WHERE EXISTS (SELECT 1 FROM usage_records);
     "#,
 ];
 
@@ -231,7 +234,8 @@ mod tests {
         conn.execute_batch(
             "INSERT INTO customers VALUES ('acme', 'Acme', 'free', NULL, '2026-01-01', '2026-01-01T00:00:00Z');
              INSERT INTO usage_events (id, customer_id, quantity, occurred_at, recorded_at, period_start)
-             VALUES (7, 'acme', 5, '2026-01-02T00:00:00Z', '2026-01-02T00:00:00Z', '2026-01-01T00:00:00Z');",
+             VALUES (7, 'acme', 5, '2026-01-02T00:00:00Z', '2026-01-02T00:00:00Z', '2026-01-01T00:00:00Z');
+             INSERT INTO usage_records VALUES ('acme', '2026-01-01T00:00:00Z', '2026-02-01T00:00:00Z', 5, 'free', 'meterline_usage');",
         )
         .unwrap();
         migrate(&mut conn).unwrap();
@@ -243,6 +247,15 @@ mod tests {
             )
             .unwrap();
         assert_eq!(identifier, format!("ml-{}-7", database_id(&conn)));
+        // The counter row has no terms yet; the first record fills them (record.rs).
+        let pending: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM meterline_meta WHERE key = 'period_terms_pending'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(pending, 1);
     }
 
     #[test]
