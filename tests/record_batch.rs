@@ -126,6 +126,21 @@ fn a_key_repeated_within_a_batch_counts_once() {
 }
 
 #[test]
+fn a_key_reused_within_a_batch_with_another_quantity_fails_only_itself() {
+    let (_dir, path, mut store, config) = fixture();
+    let batch = [
+        keyed("acme", 5, "k1"),
+        keyed("acme", 6, "k1"),
+        req("acme", 1),
+    ];
+    let results = store.record_batch(&config, &batch, now()).unwrap();
+    assert!(matches!(results[1], Err(Error::IdempotencyConflict(_))));
+    assert_eq!(summary(&results[2]), "recorded used=6");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    assert_eq!(events_of(&conn, "acme"), (2, 6));
+}
+
+#[test]
 fn record_and_record_batch_agree() {
     let batch: Vec<RecordRequest> = vec![
         req("acme", 300),
