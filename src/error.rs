@@ -13,6 +13,16 @@ pub enum Error {
     UnknownPlan { plan: String, known: String },
     #[error("{0}")]
     InvalidInput(String),
+    /// The customer's plan is no longer in plans.toml.
+    #[error(
+        "customer \"{customer}\" is on plan \"{plan}\", which plans.toml no longer defines; \
+         put the plan back in plans.toml or move the customer with \
+         `meterline customer set-plan {customer} PLAN`"
+    )]
+    PlanMissing { customer: String, plan: String },
+    /// An idempotency key reused with other parameters (the HTTP server answers 409).
+    #[error("{0}")]
+    IdempotencyConflict(String),
     #[error(
         "the database is locked by another writer and stayed locked past the busy timeout; try again"
     )]
@@ -77,6 +87,8 @@ impl Error {
             | Error::UnknownCustomer(_)
             | Error::UnknownPlan { .. }
             | Error::InvalidInput(_)
+            | Error::IdempotencyConflict(_)
+            | Error::PlanMissing { .. }
             | Error::MissingApiKey
             | Error::StripeConfig(_)
             | Error::NoDatabase

@@ -96,7 +96,13 @@ fn an_older_database_is_refused_by_reads_and_upgraded_by_writes() {
             "DROP TRIGGER customers_inserted; DROP TRIGGER customers_updated;
              DROP TRIGGER customers_deleted; DROP TRIGGER usage_events_stripe_changed;
              DROP TABLE change_counters; DROP TABLE stripe_changes;
-             DROP INDEX usage_events_backlog; PRAGMA user_version = 2;",
+             DROP INDEX usage_events_backlog; DROP INDEX usage_events_stripe_identifier;
+             ALTER TABLE usage_events DROP COLUMN stripe_identifier;
+             ALTER TABLE usage_records DROP COLUMN included;
+             ALTER TABLE usage_records DROP COLUMN at_limit;
+             ALTER TABLE usage_records DROP COLUMN overage_rate;
+             ALTER TABLE usage_records DROP COLUMN price;
+             PRAGMA user_version = 2;",
         )
         .unwrap();
     let before = files(s.dir.path());

@@ -41,7 +41,7 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
             sanitize(&c.plan),
             output::used_of_limit(c),
             output::percent(c),
-            c.level.as_str(),
+            output::level(c),
             config.money(c.overage_amount),
         )?;
     }

@@ -69,7 +69,11 @@ pub fn day(at: chrono::DateTime<chrono::Utc>) -> String {
 /// The level in text output: the JSON word, and for an overage plan past its limit (which
 /// keeps recording and bills the extra) the same word with "(overage)", as the dashboard
 /// writes "■ HARD CAP (overage)".
+/// "plan missing" when the customer's plan is gone from plans.toml.
 pub fn level(check: &UsageCheck) -> String {
+    if check.plan_missing {
+        return "plan missing".to_string();
+    }
     match (check.level, check.overage_rate) {
         (crate::billing::WarningLevel::HardCap, Some(_)) => "hard_cap (overage)".to_string(),
         (level, _) => level.as_str().to_string(),
@@ -136,6 +140,7 @@ mod tests {
             overage_units: 2,
             overage_rate: Some(rust_decimal::Decimal::from_str("0.5").unwrap()),
             overage_amount: rust_decimal::Decimal::from_str("1").unwrap(),
+            plan_missing: false,
         };
         let text = super::describe(&check, "eur");
         assert!(

@@ -13,10 +13,42 @@ pub struct Args {
 
 pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
     let config = ctx.config()?;
+    // With a database present, the file must still define every plan a customer is on.
+    let missing = if ctx.db.is_file() {
+        ctx.store()?.customers_on_missing_plans(&config)?
+    } else {
+        Vec::new()
+    };
+    let code = if missing.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "{}: {} customer(s) in {} are on plans this file no longer defines:",
+            sanitize(&ctx.plans.display().to_string()),
+            missing.len(),
+            sanitize(&ctx.db.display().to_string())
+        );
+        for (customer, plan) in &missing {
+            eprintln!("  {} (plan \"{}\")", sanitize(customer), sanitize(plan));
+        }
+        eprintln!(
+            "put the plans back, or move each customer with `meterline customer set-plan CUSTOMER PLAN`"
+        );
+        ExitCode::from(2)
+    };
     if args.json {
-        return output::print_json(&config);
+        output::print_json(&config)?;
+        return Ok(code);
     }
-    outln!("{}: valid", sanitize(&ctx.plans.display().to_string()))?;
+    let shown = sanitize(&ctx.plans.display().to_string()).into_owned();
+    if missing.is_empty() {
+        outln!("{shown}: valid")?;
+    } else {
+        outln!(
+            "{shown}: valid, but {} customer(s) are on plans it no longer defines",
+            missing.len()
+        )?;
+    }
     outln!(
         "{:<10} {:<16} {:>10} {:>14} {:<8} {:>10}  METER EVENT",
         "ID",
@@ -54,5 +86,5 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
         sanitize(&config.stripe.api_base),
         sanitize(&config.stripe.meter_event)
     )?;
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
 }
