@@ -20,6 +20,8 @@ const CUSTOMER: &str = "acme";
 const PLAN: &str = "business";
 const WARMUP: usize = 1_000;
 const ROUNDS: usize = 20;
+/// Events per `record_batch` call in the group-commit measurement.
+const BATCH: usize = 500;
 
 fn main() {
     let events: usize = std::env::var("METERLINE_BENCH_EVENTS")
@@ -82,6 +84,26 @@ fn main() {
         "  ratio {:.2} of the floor's speed, target < 20 µs: {}",
         floor_us / ours_us,
         if ours_us < 20.0 { "meets" } else { "MISSES" }
+    );
+
+    // Group commit: what the HTTP server's writer does with requests waiting together.
+    println!("record_batch: {events} events in batches of {BATCH}, one transaction per batch");
+    let batch_db = fresh_database(&dir.path().join("batch.db"), &config, now);
+    let mut store = Store::open(&batch_db).expect("open");
+    let batch = vec![request.clone(); BATCH];
+    let batches = events.div_ceil(BATCH);
+    let took = time(batches, &mut || {
+        let results = store.record_batch(&config, &batch, now).expect("batch");
+        black_box(results);
+    });
+    let batch_rate = rate(batches * BATCH, took);
+    println!(
+        "  meterline Store::record_batch {batch_rate:>8.0} events/s, {} 100,000 events/s",
+        if batch_rate >= 100_000.0 {
+            "meets"
+        } else {
+            "BELOW"
+        }
     );
 }
 
@@ -149,14 +171,29 @@ fn floor_record(path: &Path, config: &Config, now: DateTime<Utc>) -> impl FnMut(
         let used: i64 = tx
             .prepare_cached(
                 "INSERT INTO usage_records
-                     (customer_id, period_start, period_end, used, plan_id, meter_event_name)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (customer_id, period_start) DO UPDATE SET used = used + excluded.used
+                     (customer_id, period_start, period_end, used, plan_id, meter_event_name,
+                      included, at_limit, overage_rate, price)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 ON CONFLICT (customer_id, period_start) DO UPDATE SET used = used + excluded.used,
+                     plan_id = excluded.plan_id, meter_event_name = excluded.meter_event_name,
+                     included = excluded.included, at_limit = excluded.at_limit,
+                     overage_rate = excluded.overage_rate, price = excluded.price
                  RETURNING used",
             )
             .unwrap()
             .query_row(
-                params![customer.0, start, end, 1, plan.id, plan.meter_event],
+                params![
+                    customer.0,
+                    start,
+                    end,
+                    1,
+                    plan.id,
+                    plan.meter_event,
+                    plan.included,
+                    plan.at_limit.as_str(),
+                    plan.overage_rate.map(|r| r.to_string()),
+                    plan.price.to_string()
+                ],
                 |r| r.get(0),
             )
             .unwrap();
@@ -164,13 +201,22 @@ fn floor_record(path: &Path, config: &Config, now: DateTime<Utc>) -> impl FnMut(
             .prepare_cached(
                 "INSERT INTO usage_events
                      (customer_id, user_id, quantity, occurred_at, recorded_at, period_start,
-                      idempotency_key)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                      idempotency_key, stripe_identifier)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                  RETURNING id",
             )
             .unwrap()
             .query_row(
-                params![customer.0, None::<String>, 1, at, at, start, None::<String>],
+                params![
+                    customer.0,
+                    None::<String>,
+                    1,
+                    at,
+                    at,
+                    start,
+                    None::<String>,
+                    meterline::stripe::identifier()
+                ],
                 |r| r.get(0),
             )
             .unwrap();

@@ -1,5 +1,6 @@
 //! Regenerates the README screenshots from the real rendering:
-//! assets/overview.{txt,svg} and assets/detail.{txt,svg}.
+//! assets/overview.{txt,svg}, assets/detail.{txt,svg} and assets/events.{txt,svg} (an event
+//! open in full).
 //!
 //! A demo database with a fixed seed at a fixed instant, drawn on ratatui's TestBackend at
 //! 120×40, so the same code always gives the same pictures:
@@ -13,7 +14,7 @@ use chrono::{DateTime, Utc};
 use meterline::demo::{DemoSpec, fill};
 use meterline::tui::action::Action;
 use meterline::tui::app::App;
-use meterline::tui::data::DataEvent;
+use meterline::tui::data::{DataEvent, EVENTS_LIMIT};
 use meterline::tui::theme::Theme;
 use meterline::tui::ui;
 use meterline::{Config, Store};
@@ -67,6 +68,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         detail: detail.map_err(|e| e.to_string()),
     });
     save(root, "detail", &draw(&app))?;
+
+    // The Events view with the first event (a failed one) open in full.
+    app.update(Action::Close);
+    app.update(Action::ShowEvents);
+    app.apply(DataEvent::Events(store.problem_events(EVENTS_LIMIT, now)?));
+    app.update(Action::Open);
+    save(root, "events", &draw(&app))?;
     Ok(())
 }
 

@@ -1,17 +1,28 @@
 //! The library's one error type, and the exit code each kind of failure maps to.
 
 use crate::config::ConfigError;
+use crate::sanitize::sanitize;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("unknown customer \"{0}\"; add it with `meterline customer add {0} --plan free`")]
+    #[error("unknown customer \"{id}\"; add it with `meterline customer add {id} --plan free`", id = sanitize(.0))]
     UnknownCustomer(String),
-    #[error("unknown plan \"{plan}\"; plans.toml defines: {known}")]
+    #[error("unknown plan \"{}\"; plans.toml defines: {}", sanitize(.plan), sanitize(.known))]
     UnknownPlan { plan: String, known: String },
     #[error("{0}")]
     InvalidInput(String),
+    /// The customer's plan is no longer in plans.toml.
+    #[error(
+        "customer \"{customer}\" is on plan \"{plan}\", which plans.toml no longer defines; \
+         put the plan back in plans.toml or move the customer with \
+         `meterline customer set-plan {customer} PLAN`"
+    )]
+    PlanMissing { customer: String, plan: String },
+    /// An idempotency key reused with other parameters (the HTTP server answers 409).
+    #[error("{0}")]
+    IdempotencyConflict(String),
     #[error(
         "the database is locked by another writer and stayed locked past the busy timeout; try again"
     )]
@@ -28,6 +39,22 @@ pub enum Error {
         "the database has schema version {found}, newer than this meterline knows ({known}); upgrade meterline"
     )]
     NewerSchema { found: i64, known: i64 },
+    #[error(
+        "the database has schema version {found}, older than this meterline ({known}); \
+         read commands never change the file: run `meterline upgrade` (back the file up first)"
+    )]
+    OlderSchema { found: i64, known: i64 },
+    #[error(
+        "there is no meterline database here; create one with `meterline customer add ID` \
+         (or fill a demo one with `meterline demo`), or point --db / METERLINE_DB at yours"
+    )]
+    NoDatabase,
+    #[error(
+        "the file is an SQLite database of another program, not meterline's; it was left untouched"
+    )]
+    ForeignDatabase,
+    #[error("the disk holding the database is full; free some space and run the command again")]
+    DiskFull,
     #[error("database error: {0}")]
     Database(String),
     #[error("{0}")]
@@ -41,11 +68,11 @@ pub enum Error {
     /// Stripe settings that cannot work (bad key format, refused key, insecure API base).
     #[error("{0}")]
     StripeConfig(String),
-    /// Writing output failed (not a closed pipe).
-    #[error("{0}")]
-    Io(String),
-    /// The reader of our output went away (`| head`): stop quietly.
-    #[error("output closed")]
+    /// Standard output could not be written (not a closed pipe: see `OutputClosed`).
+    #[error("cannot write the output: {0}")]
+    Output(String),
+    /// Whoever read the output went away (`meterline status | head -1`): nothing to report.
+    #[error("the output was closed")]
     OutputClosed,
     /// Another sync holds the database's sync lock.
     #[error("{0}")]
@@ -60,8 +87,13 @@ impl Error {
             | Error::UnknownCustomer(_)
             | Error::UnknownPlan { .. }
             | Error::InvalidInput(_)
+            | Error::IdempotencyConflict(_)
+            | Error::PlanMissing { .. }
             | Error::MissingApiKey
-            | Error::StripeConfig(_) => 2,
+            | Error::StripeConfig(_)
+            | Error::NoDatabase
+            | Error::ForeignDatabase => 2,
+            Error::OutputClosed => 0,
             _ => 1,
         }
     }
@@ -76,6 +108,10 @@ impl Error {
                 | Error::ReadOnly
                 | Error::CannotOpen(_)
                 | Error::NewerSchema { .. }
+                | Error::OlderSchema { .. }
+                | Error::NoDatabase
+                | Error::ForeignDatabase
+                | Error::DiskFull
                 | Error::Database(_)
         )
     }
@@ -90,9 +126,33 @@ impl From<rusqlite::Error> for Error {
             Some(ErrorCode::DatabaseCorrupt) => Error::Corrupt(e.to_string()),
             Some(ErrorCode::ReadOnly) => Error::ReadOnly,
             Some(ErrorCode::CannotOpen) => Error::CannotOpen(e.to_string()),
+            Some(ErrorCode::DiskFull) => Error::DiskFull,
+            // An I/O error right after the system said "no space left" (errno is per thread
+            // and read at once; at worst this misses and the I/O error is shown as it is).
+            Some(ErrorCode::SystemIoFailure)
+                if std::io::Error::last_os_error().kind() == std::io::ErrorKind::StorageFull =>
+            {
+                Error::DiskFull
+            }
             _ => Error::Database(e.to_string()),
         }
     }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::Error;
+
+    #[test]
+    fn sqlite_full_reads_disk_full() {
+        let full = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            None,
+        );
+        let err = Error::from(full);
+        assert!(matches!(err, Error::DiskFull), "{err}");
+        assert!(err.is_database() && err.exit_code() == 1);
+    }
+}

@@ -21,11 +21,17 @@ fn plans() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("plans.toml")
 }
 
-fn tmux_available() -> bool {
-    Command::new("tmux")
+/// These tests are the only check of the real terminal: without tmux they fail, never skip
+/// (a skipped end-to-end test looks green). CI installs tmux (.ci/run).
+fn require_tmux() {
+    let found = Command::new("tmux")
         .arg("-V")
         .output()
-        .is_ok_and(|o| o.status.success())
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "tmux is not installed: the end-to-end tests need it (apt-get install tmux)"
+    );
 }
 
 /// A private tmux server with one shell session; killed on drop.
@@ -168,10 +174,7 @@ fn assert_terminal_restored(tmux: &Tmux) {
 
 #[test]
 fn open_navigate_detail_help_filter_views_and_quit() {
-    if !tmux_available() {
-        eprintln!("tmux is not installed; skipping (CI installs it)");
-        return;
-    }
+    require_tmux();
     let dir = TempDir::new().unwrap();
     let db = demo_db(dir.path());
     let tmux = Tmux::start("nav", 120, 40, dir.path(), &[]);
@@ -235,9 +238,7 @@ fn open_navigate_detail_help_filter_views_and_quit() {
 
 #[test]
 fn usage_recorded_by_another_process_shows_up_live() {
-    if !tmux_available() {
-        return;
-    }
+    require_tmux();
     let dir = TempDir::new().unwrap();
     let db = dir.path().join("live.db");
     let meterline = |args: &[&str]| {
@@ -288,9 +289,7 @@ fn usage_recorded_by_another_process_shows_up_live() {
 
 #[test]
 fn demo_runs_on_a_temporary_database_and_never_touches_meterline_db() {
-    if !tmux_available() {
-        return;
-    }
+    require_tmux();
     let cwd = TempDir::new().unwrap();
     std::fs::copy(plans(), cwd.path().join("plans.toml")).unwrap();
     let tmux = Tmux::start("demo", 140, 40, cwd.path(), &[("NO_COLOR", "1")]);
@@ -318,9 +317,7 @@ fn demo_runs_on_a_temporary_database_and_never_touches_meterline_db() {
 
 #[test]
 fn a_tiny_terminal_says_the_size_needed_and_q_still_quits() {
-    if !tmux_available() {
-        return;
-    }
+    require_tmux();
     let dir = TempDir::new().unwrap();
     let db = demo_db(dir.path());
     let tmux = Tmux::start("tiny", 50, 12, dir.path(), &[]);
@@ -363,22 +360,18 @@ fn a_bad_database_is_a_plain_error_before_the_terminal_is_touched() {
 /// Events a sync at `support::NOW` must send: of mapped customers, pending, not resting after
 /// a refusal, inside Stripe's window. (id, identifier)
 fn sendable(db: &Path) -> Vec<(i64, String)> {
-    let database_id = meterline::Store::open(db).unwrap().database_id().unwrap();
     let conn = rusqlite::Connection::open(db).unwrap();
     let mut stmt = conn
         .prepare(
-            "SELECT e.id FROM usage_events e JOIN customers c ON c.id = e.customer_id
+            "SELECT e.id, e.stripe_identifier FROM usage_events e JOIN customers c ON c.id = e.customer_id
              WHERE c.stripe_customer_id IS NOT NULL AND e.stripe_reported_at IS NULL
                AND e.stripe_expired_at IS NULL AND e.stripe_failed_at IS NULL
              ORDER BY e.id",
         )
         .unwrap();
-    stmt.query_map([], |r| r.get::<_, i64>(0))
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
         .unwrap()
-        .map(|id| {
-            let id = id.unwrap();
-            (id, meterline::stripe::identifier(&database_id, id))
-        })
+        .map(Result::unwrap)
         .collect()
 }
 
@@ -441,9 +434,7 @@ fn sync_session(name: &str, delay: Duration) -> SyncSession {
 
 #[test]
 fn s_syncs_to_the_stripe_server_from_the_keyboard_and_the_events_are_reported() {
-    if !tmux_available() {
-        return;
-    }
+    require_tmux();
     let SyncSession {
         dir: _dir,
         db,
@@ -527,9 +518,7 @@ fn s_syncs_to_the_stripe_server_from_the_keyboard_and_the_events_are_reported() 
 
 #[test]
 fn s_without_a_key_explains_how_to_set_one() {
-    if !tmux_available() {
-        return;
-    }
+    require_tmux();
     let dir = TempDir::new().unwrap();
     let db = demo_db(dir.path());
     let tmux = Tmux::start("nokey", 100, 30, dir.path(), &[]);
@@ -560,9 +549,7 @@ fn s_without_a_key_explains_how_to_set_one() {
 
 #[test]
 fn quitting_during_a_sync_cancels_it_after_the_requests_in_flight() {
-    if !tmux_available() {
-        return;
-    }
+    require_tmux();
     // Slow answers: the sync is still running when q is pressed.
     let SyncSession {
         dir: _dir,
@@ -608,9 +595,7 @@ fn quitting_during_a_sync_cancels_it_after_the_requests_in_flight() {
 
 #[test]
 fn r_reloads_plans_toml_and_keeps_the_last_good_plans_when_it_is_broken() {
-    if !tmux_available() {
-        return;
-    }
+    require_tmux();
     let dir = TempDir::new().unwrap();
     let db = demo_db(dir.path());
     let plans_file = dir.path().join("plans.toml");
@@ -652,6 +637,52 @@ fn r_reloads_plans_toml_and_keeps_the_last_good_plans_when_it_is_broken() {
         after.contains("reload failed: last good plans in use"),
         "{after}"
     );
+    tmux.keys(&["q"]);
+    assert_terminal_restored(&tmux);
+}
+
+#[test]
+fn enter_on_an_event_shows_it_in_full_and_esc_closes_it() {
+    require_tmux();
+    let dir = TempDir::new().unwrap();
+    let db = demo_db(dir.path());
+    let tmux = Tmux::start("event", 120, 40, dir.path(), &[]);
+    tmux.type_line(&dashboard_command(&db));
+    tmux.wait_text("Customers 24/24 · sorted by risk");
+
+    tmux.keys(&["2"]);
+    // The table: its header row, failed events first.
+    tmux.wait_for("the events table", |s| {
+        s.contains("When (UTC)") && s.contains("Stripe's error") && s.contains("✗ failed")
+    });
+    tmux.keys(&["Enter"]);
+    let popup = tmux.wait_for("the event popup", |s| {
+        s.contains("Attempts") && s.contains("previous / next event")
+    });
+    let title = popup
+        .lines()
+        .find_map(|l| l.split("┌ Event #").nth(1))
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("no event popup title:\n{popup}"))
+        .to_string();
+    assert!(
+        popup.contains("Stripe's error"),
+        "a failed event shows its error:\n{popup}"
+    );
+    // ↓ shows the next event in the popup.
+    tmux.keys(&["j"]);
+    tmux.wait_for("the next event", |s| {
+        s.contains("┌ Event #") && !s.contains(&format!("┌ Event #{title} "))
+    });
+    tmux.keys(&["Escape"]);
+    let closed = tmux.wait_for("the popup to close", |s| {
+        !s.contains("┌ Event #") && s.contains("Enter event detail")
+    });
+    assert!(
+        closed.contains("When (UTC)"),
+        "still on the events view:\n{closed}"
+    );
+
     tmux.keys(&["q"]);
     assert_terminal_restored(&tmux);
 }

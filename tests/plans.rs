@@ -120,3 +120,26 @@ fn plans_json_has_the_documented_shape() {
     assert!(json["stripe"].is_object());
     insta::assert_snapshot!(one_key_per_line(&out.stdout));
 }
+
+#[test]
+fn money_is_shown_in_the_configured_currency() {
+    let dir = tempfile::tempdir().unwrap();
+    let plans = dir.path().join("plans.toml");
+    std::fs::write(
+        &plans,
+        "[billing]\ncurrency = \"eur\"\n\n[[plans]]\nid = \"free\"\nprice = \"19.5\"\nincluded = 10\nat_limit = \"overage\"\noverage_rate = \"0.0004\"\n",
+    )
+    .unwrap();
+    let out = plans_cmd(&plans).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("19.50 EUR"), "{text}");
+    assert!(text.contains("0.0004 EUR"), "{text}");
+    assert!(text.contains("currency eur"), "{text}");
+    let out = plans_cmd(&plans).arg("--json").output().unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["billing"]["currency"], "eur");
+    // Absent: usd.
+    let out = plans_cmd(&repo_plans()).arg("--json").output().unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["billing"]["currency"], "usd");
+}

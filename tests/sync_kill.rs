@@ -143,9 +143,13 @@ fn a_second_sync_while_one_runs_exits_1_and_sends_nothing() {
     let first = spawn_sync(&env);
     wait_for_accepted(&env, 10);
 
-    let requests_before = env.server.requests();
     let second = env.run(&["sync"], &[]);
     assert_eq!(second.status.code(), Some(1));
+    // The refusal happened while the first run was still sending (else it proves nothing).
+    assert!(
+        env.server.accepted_count() < 1500,
+        "the first sync finished before the second started"
+    );
     let err = stderr(&second);
     assert!(
         err.contains("another sync is already running") && err.contains("pid"),
@@ -158,9 +162,13 @@ fn a_second_sync_while_one_runs_exits_1_and_sends_nothing() {
     support::assert_no_key(&output);
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(json(&output)["accepted"], 1500);
-    // Only the first sync ever sent: one request per event.
-    assert!(requests_before <= env.server.requests());
+    // Only the first sync ever sent: one request per event, and one run on record.
     assert_eq!(env.server.requests(), 1500);
+    let runs: i64 = rusqlite::Connection::open(&env.db)
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM sync_runs", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(runs, 1, "the refused syncs started no run");
     env.assert_exactly_once();
 }
 

@@ -216,8 +216,54 @@ fn tab_cycles_the_views_and_the_events_view_loads_its_list() {
     assert_eq!(app.view, View::Overview);
     press(&mut app, &[k('e')]);
     assert_eq!(app.view, View::Events);
-    // Enter means nothing outside the overview.
+    // Enter on an empty events list opens nothing.
     assert!(press(&mut app, &[code(KeyCode::Enter)]).is_empty());
+    assert!(!app.event_popup);
+}
+
+fn event(id: i64, error: Option<&str>) -> meterline::store::EventRow {
+    meterline::store::EventRow {
+        id,
+        customer_id: "alpha".into(),
+        customer_name: "alpha Inc".into(),
+        user_id: None,
+        quantity: 3,
+        occurred_at: "2026-11-20T10:00:00Z".into(),
+        attempts: 2,
+        error: error.map(str::to_string),
+        state: meterline::store::StripeState::Failed,
+    }
+}
+
+#[test]
+fn enter_on_an_event_opens_its_detail_which_follows_the_selection_and_esc_closes() {
+    let mut app = app();
+    press(&mut app, &[k('e')]);
+    app.apply(DataEvent::Events(vec![
+        event(1, Some("No such customer")),
+        event(2, None),
+    ]));
+    assert!(press(&mut app, &[code(KeyCode::Enter)]).is_empty());
+    assert!(app.event_popup);
+    assert_eq!(app.selected_event().unwrap().id, 1);
+    // ↓ shows the next event's detail.
+    press(&mut app, &[k('j')]);
+    assert!(app.event_popup);
+    assert_eq!(app.selected_event().unwrap().id, 2);
+    // Help over the popup closes first, then the popup.
+    press(&mut app, &[k('?'), code(KeyCode::Esc)]);
+    assert!(app.event_popup);
+    press(&mut app, &[code(KeyCode::Esc)]);
+    assert!(!app.event_popup);
+    assert_eq!(app.view, View::Events);
+
+    // Leaving the view closes it; a reload with nothing left to show closes it too.
+    press(&mut app, &[code(KeyCode::Enter), k('1')]);
+    assert!(!app.event_popup);
+    press(&mut app, &[k('e'), code(KeyCode::Enter)]);
+    assert!(app.event_popup);
+    app.apply(DataEvent::Events(Vec::new()));
+    assert!(!app.event_popup);
 }
 
 #[test]

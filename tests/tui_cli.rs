@@ -32,6 +32,14 @@ fn without_a_terminal_it_says_so_and_leaves_the_output_clean() {
     }
     let dir = tempfile::TempDir::new().unwrap();
     let db = dir.path().join("m.db");
+    Command::new(BIN)
+        .arg("--db")
+        .arg(&db)
+        .arg("--plans")
+        .arg(plans())
+        .args(["customer", "add", "acme"])
+        .assert()
+        .success();
     Command::new("setsid")
         .arg(BIN)
         .arg("--db")

@@ -172,13 +172,70 @@ fn over_limit_shows_the_real_percentage_with_the_bar_clamped() {
         .to_string();
     assert!(line.contains("134 %"), "{line}");
     assert!(line.contains("134,000 / 100,000"), "{line}");
-    // Wide layout: a 20-cell gauge, all of it filled and not one cell more.
-    assert_eq!(cells_with(&buffer, over, "█").len(), 20);
+    // The gauge is all filled and not one cell more.
+    let full = cells_with(&buffer, over, "█").len();
+    assert!(full >= 30, "the gauge has the room: {full} cells\n{line}");
     assert!(cells_with(&buffer, over, "░").is_empty());
     let half = row_of(&buffer, "Okay Corp");
-    assert_eq!(cells_with(&buffer, half, "█").len(), 10);
-    assert_eq!(cells_with(&buffer, half, "░").len(), 10);
-    assert!(text(&buffer).contains("∞ unlimited"));
+    assert_eq!(cells_with(&buffer, half, "█").len(), full.div_ceil(2));
+    assert_eq!(cells_with(&buffer, half, "░").len(), full / 2);
+}
+
+#[test]
+fn unlimited_rows_show_the_count_and_the_word_once() {
+    for width in [120, 80] {
+        let buffer = render(&mut app(Theme::COLOR), width, 20);
+        let endless = row_of(&buffer, "Endless LLC");
+        let line = text(&buffer)
+            .lines()
+            .nth(endless as usize)
+            .unwrap()
+            .to_string();
+        assert_eq!(line.matches("unlimited").count(), 1, "{line}");
+        assert!(
+            !line.contains('∞') && !line.contains(" / ") && !line.contains(" - "),
+            "{line}"
+        );
+        assert!(cells_with(&buffer, endless, "█").is_empty(), "{line}");
+        assert_eq!(line.contains("7,654,321"), width >= 110, "{line}");
+        insta::assert_snapshot!(format!("unlimited_row_{width}"), line);
+    }
+}
+
+/// On a wide terminal the gauge is the widest column and long names end in "…".
+#[test]
+fn the_gauge_gets_the_room_and_long_names_are_cut_with_an_ellipsis() {
+    let mut app = App::new(
+        config(),
+        "test.db".into(),
+        "plans.toml".into(),
+        Theme::COLOR,
+        now(),
+        Dashboard {
+            rows: vec![
+                row(
+                    "Consolidated Amalgamated Universal Exports International",
+                    "pro",
+                    100_000,
+                    Some(100_000),
+                ),
+                row("Short", "free", 500, Some(1000)),
+            ],
+            ..Dashboard::default()
+        },
+    );
+    let buffer = render(&mut app, 140, 16);
+    let shown = text(&buffer);
+    let long = row_of(&buffer, "Consolidated");
+    let gauge = cells_with(&buffer, long, "█").len();
+    let line = shown.lines().nth(long as usize).unwrap();
+    let name = line.split('…').next().unwrap().trim_start_matches('│');
+    assert!(line.contains('…'), "{line}");
+    assert!(
+        gauge > name.chars().count() + 1,
+        "gauge {gauge} cells, name {name:?}"
+    );
+    insta::assert_snapshot!("overview_140x16", shown);
 }
 
 #[test]
@@ -192,9 +249,10 @@ fn monochrome_has_no_colour_and_every_level_stays_readable() {
     assert!(word("Critical AG", "◆ critical").contains(Modifier::UNDERLINED));
     assert!(word("Capped Inc", "■ HARD CAP").contains(Modifier::REVERSED));
     // Empty gauge cells are dots rather than a colour.
+    let okay = row_of(&buffer, "Okay Corp");
     assert_eq!(
-        cells_with(&buffer, row_of(&buffer, "Okay Corp"), "·").len(),
-        10
+        cells_with(&buffer, okay, "·").len(),
+        cells_with(&buffer, okay, "█").len()
     );
     insta::assert_snapshot!("overview_monochrome", text(&buffer));
 }
@@ -252,9 +310,9 @@ fn hostile_names_are_shown_not_obeyed() {
     );
     let buffer = render(&mut app, 120, 20);
     assert_no_escape(&buffer);
-    // Shown as visible escapes (truncated to the column).
+    // Shown as visible escapes (cut to the column with an ellipsis).
     let shown = text(&buffer);
-    assert!(shown.contains("\\x1b[2J\\x1b]0;pwned\\x07"), "{shown}");
+    assert!(shown.contains("\\x1b[2J\\x1b]0;pwned…"), "{shown}");
 }
 
 /// A real database: a customer with a hostile name, members, history and a failed event.
@@ -344,6 +402,25 @@ fn detail_layout() {
     assert!(text.contains("Globex Corporation · plan team"), "{text}");
     assert!(text.contains("alice@globex.example"));
     insta::assert_snapshot!("detail_120x40", text);
+}
+
+#[test]
+fn the_detail_periods_are_readable_and_the_daily_chart_has_a_scale_and_days() {
+    let (_dir, mut app) = detail_app(Theme::COLOR);
+    let shown = text(&render(&mut app, 120, 40));
+    // Periods: the month and year in words, no number touching a bar.
+    assert!(shown.contains("Oct 2026 team"), "{shown}");
+    assert!(!shown.contains("Oct 26"), "{shown}");
+    for bar in ['█', '░'] {
+        for (i, c) in shown.char_indices().filter(|(_, c)| *c == bar) {
+            let next = shown[i + c.len_utf8()..].chars().next().unwrap_or(' ');
+            assert!(!next.is_ascii_digit(), "a number glued to a bar:\n{shown}");
+        }
+    }
+    // The per-day chart: its busiest day on the scale, 0 at the bottom, the days below.
+    assert!(shown.contains("│4,750 ██"), "{shown}");
+    assert!(shown.contains("│    0 ██"), "{shown}");
+    assert!(shown.contains("5  6  7  8  9  10 11"), "{shown}");
 }
 
 #[test]
@@ -857,4 +934,176 @@ fn on_a_small_terminal_the_help_scrolls_to_its_last_line() {
     assert!(text(&render(&mut app, 80, 24)).contains("q/Ctrl-c"));
     app.update(Action::Close);
     assert!(!app.help);
+}
+
+/// The thumb's rows on the right border of the customers box.
+fn thumb_rows(buffer: &Buffer) -> Vec<u16> {
+    let x = buffer.area.width - 1;
+    (0..buffer.area.height)
+        .filter(|&y| buffer[(x, y)].symbol() == "┃")
+        .collect()
+}
+
+#[test]
+fn a_long_list_has_a_scrollbar_that_follows_the_selection() {
+    let mut app = long_app();
+    let top = thumb_rows(&render(&mut app, 100, 30));
+    assert!(!top.is_empty(), "no scrollbar thumb");
+    app.update(Action::Bottom);
+    let bottom = thumb_rows(&render(&mut app, 100, 30));
+    assert!(bottom[0] > top[0], "{top:?} then {bottom:?}");
+    // Everything fits: no scrollbar.
+    assert!(thumb_rows(&render(&mut self::app(Theme::COLOR), 120, 20)).is_empty());
+}
+
+/// The Events view with one event in each state; the failed one has a long, hostile error.
+fn events_app() -> App {
+    use meterline::store::StripeState;
+    let mut app = app(Theme::COLOR);
+    app.update(Action::ShowEvents);
+    let mut failed = event(1, StripeState::Failed);
+    failed.customer_name = "Consolidated Amalgamated Universal Exports".into();
+    failed.user_id = Some("alice@example.com".into());
+    failed.attempts = 5;
+    failed.error = Some(
+        "400 resource_missing: No such customer: 'cus_TEST123'; a similar object exists in live \
+         mode, but a test mode key was used to make this request.\nrequest id req_abc\x1b]0;pwned\x07"
+            .into(),
+    );
+    let mut expired = event(2, StripeState::Expired);
+    expired.occurred_at = "2026-10-01T08:30:00Z".into();
+    expired.quantity = 1_400;
+    let mut pending = event(3, StripeState::Pending);
+    pending.attempts = 0;
+    app.apply(DataEvent::Events(vec![
+        failed,
+        expired,
+        pending,
+        event(4, StripeState::Unmapped),
+    ]));
+    app
+}
+
+#[test]
+fn the_events_view_is_a_table_with_a_header_row() {
+    let buffer = render(&mut events_app(), 120, 20);
+    assert_no_escape(&buffer);
+    let shown = text(&buffer);
+    let header = shown
+        .lines()
+        .nth(row_of(&buffer, "When (UTC)") as usize)
+        .unwrap();
+    for title in ["Customer", "Units", "State", "Tries", "Stripe's error"] {
+        assert!(header.contains(title), "{header}");
+    }
+    insta::assert_snapshot!("events_120x20", shown);
+}
+
+#[test]
+fn enter_on_an_event_shows_stripes_whole_error_made_safe() {
+    let mut app = events_app();
+    app.update(Action::Open);
+    let buffer = render(&mut app, 120, 30);
+    assert_no_escape(&buffer);
+    let shown = text(&buffer);
+    for part in [
+        "Event #1",
+        "Consolidated Amalgamated Universal Exports (acme)",
+        "alice@example.com",
+        "2026-11-20T10:00:00Z",
+        "✗ failed",
+        "Attempts    5",
+        "but a test mode key was used to make this request.",
+        "request id req_abc\\x1b]0;pwned\\x07",
+    ] {
+        assert!(shown.contains(part), "{part} missing:\n{shown}");
+    }
+    insta::assert_snapshot!("event_popup_120x30", shown);
+    // The next event: the popup follows the selection.
+    app.update(Action::Down);
+    let shown = text(&render(&mut app, 120, 30));
+    assert!(
+        shown.contains("Event #2") && shown.contains("35-day window"),
+        "{shown}"
+    );
+}
+
+/// The footer's last line for what is open.
+fn footer(app: &mut App) -> String {
+    text(&render(app, 120, 30))
+        .lines()
+        .last()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn the_footer_follows_the_open_popup() {
+    let mut screens = Vec::new();
+    let mut overview = app(Theme::COLOR);
+    screens.push(("overview", footer(&mut overview)));
+    overview.update(Action::Filter);
+    screens.push(("filter", footer(&mut overview)));
+    overview.update(Action::Close);
+    overview.update(Action::Help);
+    screens.push(("help", footer(&mut overview)));
+    overview.update(Action::Close);
+    overview.update(Action::Sync);
+    overview.on_sync(SyncEvent::Ready(preview(false)));
+    screens.push(("sync confirm", footer(&mut overview)));
+    overview.update(Action::Confirm);
+    screens.push(("sync running", footer(&mut overview)));
+    let (_dir, mut detail) = detail_app(Theme::COLOR);
+    screens.push(("detail", footer(&mut detail)));
+    let mut events = events_app();
+    screens.push(("events", footer(&mut events)));
+    events.update(Action::Open);
+    screens.push(("event detail", footer(&mut events)));
+    let all: String = screens
+        .iter()
+        .map(|(name, line)| format!("{name:>13}: {line}\n"))
+        .collect();
+    insta::assert_snapshot!("footer_per_popup", all);
+    // No two screens show the same keys.
+    for (i, (a, line)) in screens.iter().enumerate() {
+        for (b, other) in &screens[i + 1..] {
+            assert_ne!(line, other, "{a} and {b}");
+        }
+    }
+}
+
+#[test]
+fn money_is_shown_whole_in_the_plans_currency() {
+    let text_of = std::fs::read_to_string("plans.toml").unwrap();
+    let eur = Config::parse(
+        &text_of.replace("currency = \"usd\"", "currency = \"eur\""),
+        "plans.toml",
+    )
+    .unwrap();
+    let mut app = app(Theme::COLOR);
+    app.config = eur;
+    app.update(Action::ShowPlans);
+    let shown = text(&render(&mut app, 120, 20));
+    for amount in ["999.00 EUR", "19.00 EUR", "0.0005 EUR", "0.00 EUR"] {
+        assert!(shown.contains(amount), "{amount} not shown whole:\n{shown}");
+    }
+    let mut app = self::app(Theme::COLOR);
+    app.update(Action::ShowPlans);
+    let shown = text(&render(&mut app, 120, 20));
+    assert!(
+        shown.contains("$999.00") && shown.contains("$0.0005"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn an_unlimited_customers_detail_says_unlimited_once_without_a_dash() {
+    let (_dir, mut app) = single_detail("business", 1_486_159);
+    let shown = text(&render(&mut app, 120, 40));
+    let gauge = shown
+        .lines()
+        .find(|l| l.contains("1,486,159"))
+        .unwrap_or_else(|| panic!("no count:\n{shown}"));
+    assert!(gauge.contains("1,486,159 · unlimited · ✓ ok"), "{gauge}");
+    assert!(!gauge.contains('∞') && !gauge.contains(" - "), "{gauge}");
 }

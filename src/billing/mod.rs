@@ -1,7 +1,9 @@
 //! Pure billing logic: periods, warning levels, overage. No I/O; `now` is always passed in.
 
 mod level;
+mod money;
 mod period;
 
 pub use level::{Allowance, Thresholds, UsageCheck, WarningLevel};
+pub use money::money;
 pub use period::{Period, PeriodKind, format_ts, period_containing, periods_before};

@@ -18,13 +18,13 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
     if args.json {
         return output::print_json(&report);
     }
-    println!(
+    outln!(
         "{}: {} bytes, {} customers, {} events, schema {}; integrity ok, counters match events",
         args.path.display(),
         output::thousands(report.bytes as i64),
         output::thousands(report.customers),
         output::thousands(report.events),
         report.schema_version
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }

@@ -19,7 +19,7 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
     if args.json {
         output::print_json(&check)?;
     } else {
-        print!("{}", output::describe(&check));
+        out!("{}", output::describe(&check, &config.billing.currency))?;
     }
     if args.exit_code && !check.allowed {
         return Ok(ExitCode::from(super::record::REFUSED));

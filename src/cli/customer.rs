@@ -4,6 +4,7 @@ use chrono::NaiveDate;
 
 use super::{Context, output};
 use crate::Result;
+use crate::sanitize::sanitize;
 use crate::store::{Customer, NewCustomer};
 
 #[derive(Debug, clap::Subcommand)]
@@ -11,7 +12,8 @@ pub enum Command {
     /// Add a customer.
     Add {
         id: String,
-        #[arg(long)]
+        /// The plan (default: free, the plan every plans.toml has).
+        #[arg(long, default_value = "free")]
         plan: String,
         /// Display name (default: the id).
         #[arg(long)]
@@ -53,7 +55,10 @@ fn parse_date(text: &str) -> std::result::Result<NaiveDate, String> {
 
 pub fn exec(ctx: &Context, command: Command) -> Result<ExitCode> {
     let config = ctx.config()?;
-    let mut store = ctx.store()?;
+    let mut store = match command {
+        Command::List { .. } => ctx.store()?,
+        _ => ctx.write_store()?,
+    };
     let (customer, json) = match command {
         Command::Add {
             id,
@@ -85,12 +90,15 @@ pub fn exec(ctx: &Context, command: Command) -> Result<ExitCode> {
             if json {
                 return output::print_json(&customers);
             }
-            println!(
+            outln!(
                 "{:<24} {:<28} {:<10} {:<11} STRIPE",
-                "ID", "NAME", "PLAN", "ANCHOR"
-            );
+                "ID",
+                "NAME",
+                "PLAN",
+                "ANCHOR"
+            )?;
             for c in &customers {
-                print_line(c);
+                print_line(c)?;
             }
             return Ok(ExitCode::SUCCESS);
         }
@@ -98,17 +106,17 @@ pub fn exec(ctx: &Context, command: Command) -> Result<ExitCode> {
     if json {
         return output::print_json(&customer);
     }
-    print_line(&customer);
+    print_line(&customer)?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_line(c: &Customer) {
-    println!(
+fn print_line(c: &Customer) -> Result<()> {
+    outln!(
         "{:<24} {:<28} {:<10} {:<11} {}",
-        c.id,
-        c.name.escape_debug().to_string(),
-        c.plan_id,
+        sanitize(&c.id),
+        sanitize(&c.name),
+        sanitize(&c.plan_id),
         c.billing_anchor,
-        c.stripe_customer_id.as_deref().unwrap_or("(not mapped)")
-    );
+        sanitize(c.stripe_customer_id.as_deref().unwrap_or("(not mapped)"))
+    )
 }

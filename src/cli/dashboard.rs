@@ -27,12 +27,15 @@ pub fn exec(
 ) -> Result<ExitCode> {
     let theme = Theme::from_env(no_color);
     if !demo {
+        let config = ctx.config()?;
+        // The dashboard only reads: no database there is an error, not a new file.
+        drop(ctx.store()?);
         tui::run(tui::Options {
             db: ctx.db.clone(),
             db_label: ctx.db.display().to_string(),
             plans: Some(ctx.plans.clone()),
             plans_label: ctx.plans.display().to_string(),
-            config: ctx.config()?,
+            config,
             now: fixed_now,
             theme,
         })?;
@@ -62,8 +65,9 @@ pub fn exec(
     Ok(ExitCode::SUCCESS)
 }
 
-/// The plans file if there is one, else the example plans built into meterline.
-fn demo_plans(path: &Path) -> Result<(Config, String)> {
+/// The plans file if there is one, else the example plans built into meterline
+/// (`--demo` and `meterline demo` alike).
+pub(super) fn demo_plans(path: &Path) -> Result<(Config, String)> {
     if path.exists() {
         return Ok((Config::load(path)?, path.display().to_string()));
     }

@@ -18,21 +18,22 @@ pub struct Args {
 }
 
 pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
-    let config = ctx.config()?;
-    let mut store = ctx.store()?;
+    let (config, plans_label) = super::dashboard::demo_plans(&ctx.plans)?;
+    let mut store = ctx.write_store()?;
     let spec = DemoSpec {
         customers: args.customers as usize,
         events: args.events,
         seed: args.seed,
     };
     let summary = crate::demo::fill(&mut store, &config, &spec, ctx.now)?;
-    println!(
+    outln!(
         "demo database {}: {} customers, {} events ({} unreported to Stripe)",
         ctx.db.display(),
         summary.customers,
         summary.events,
         summary.unreported
-    );
-    println!("try: meterline --db {} status", ctx.db.display());
+    )?;
+    outln!("plans: {plans_label}")?;
+    outln!("try: meterline --db {} status", ctx.db.display())?;
     Ok(ExitCode::SUCCESS)
 }

@@ -104,6 +104,6 @@ fn io_error(e: std::io::Error) -> Error {
     if e.kind() == std::io::ErrorKind::BrokenPipe {
         Error::OutputClosed
     } else {
-        Error::Io(format!("cannot write the export: {e}"))
+        Error::Output(e.to_string())
     }
 }

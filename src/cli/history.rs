@@ -2,6 +2,7 @@ use std::process::ExitCode;
 
 use super::{Context, output};
 use crate::Result;
+use crate::sanitize::sanitize;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -21,22 +22,28 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
     if args.json {
         return output::print_json(&rows);
     }
-    println!(
+    outln!(
         "{:<12} {:<12} {:<10} {:>24} {:>8}  {:<9} {:>12}",
-        "FROM", "TO", "PLAN", "USED / LIMIT", "%", "LEVEL", "OVERAGE"
-    );
+        "FROM",
+        "TO",
+        "PLAN",
+        "USED / LIMIT",
+        "%",
+        "LEVEL",
+        "OVERAGE"
+    )?;
     for row in &rows {
         let c = &row.check;
-        println!(
+        outln!(
             "{:<12} {:<12} {:<10} {:>24} {:>8}  {:<9} {:>12}",
             output::day(c.period_start),
             output::day(c.period_end),
-            c.plan,
+            sanitize(&c.plan),
             output::used_of_limit(c),
             output::percent(c),
-            c.level.as_str(),
-            c.overage_amount,
-        );
+            output::level(c),
+            config.money(c.overage_amount),
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -2,6 +2,7 @@ use std::process::ExitCode;
 
 use super::{Context, output};
 use crate::Result;
+use crate::sanitize::sanitize;
 
 pub use super::check::Args;
 
@@ -11,15 +12,18 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
     if args.json {
         return output::print_json(&summary);
     }
-    print!("{}", output::describe(&summary.check));
-    println!("{:<32} {:>14} {:>7}", "MEMBER", "USED", "SHARE");
+    out!(
+        "{}",
+        output::describe(&summary.check, &config.billing.currency)
+    )?;
+    outln!("{:<32} {:>14} {:>7}", "MEMBER", "USED", "SHARE")?;
     for m in &summary.members {
-        println!(
+        outln!(
             "{:<32} {:>14} {:>6.1}%",
-            m.user_id.as_deref().unwrap_or("(no member)"),
+            sanitize(m.user_id.as_deref().unwrap_or("(no member)")),
             output::thousands(m.used),
             m.share * 100.0
-        );
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

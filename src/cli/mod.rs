@@ -1,5 +1,23 @@
 //! The command line: clap definitions and one thin file per subcommand.
 
+// Output goes through `out!`/`outln!` (a closed pipe must not panic); clippy holds us to it.
+#![deny(clippy::print_stdout)]
+
+/// `print!` that returns an error instead of panicking: all command output goes through
+/// [`output::write`], so a closed pipe (`meterline status | head -1`) ends the command quietly.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::output::write(format_args!($($arg)*))
+    };
+}
+
+/// `println!` through [`output::write`].
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::output::write(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 mod backup;
 mod check;
 mod completions;
@@ -19,10 +37,12 @@ mod sync;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 
+use crate::store::OpenOptions;
 use crate::{Config, Result, Store};
 
 #[derive(Debug, Parser)]
@@ -32,7 +52,7 @@ use crate::{Config, Result, Store};
     about = "Usage billing for self-hosters: exact counters, hard caps, live gauges, Stripe Billing Meters"
 )]
 pub struct Cli {
-    /// The SQLite database (created if missing).
+    /// The SQLite database (write commands create it if missing; read commands never do).
     #[arg(
         long,
         global = true,
@@ -47,6 +67,10 @@ pub struct Cli {
     /// Pretend the current time is this RFC3339 instant (tests and what-ifs).
     #[arg(long, global = true, env = "METERLINE_NOW", value_parser = parse_instant)]
     pub now: Option<DateTime<Utc>>,
+    /// How long to wait for another process's write lock, in milliseconds.
+    #[arg(long, global = true, env = "METERLINE_BUSY_TIMEOUT_MS", default_value_t = 5000,
+          value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub busy_timeout_ms: u64,
     /// Monochrome output (NO_COLOR is honoured too).
     #[arg(long, global = true)]
     pub no_color: bool,
@@ -81,6 +105,8 @@ pub enum Command {
     Demo(demo::Args),
     /// Report unreported usage to Stripe Billing Meters (exit 1 if some was not delivered).
     Sync(sync::Args),
+    /// Bring an older database up to date (read commands never change the file).
+    Upgrade,
     /// Write the commented example plans.toml (never overwrites).
     Init(init::Args),
     /// Copy the live database to a new file, verified before it is reported done.
@@ -93,13 +119,14 @@ pub enum Command {
     Man,
 }
 
-/// What every subcommand gets: resolved paths and the current instant.
+/// What every subcommand gets: resolved paths, the current instant, how to open the store.
 pub struct Context {
     pub db: PathBuf,
     pub plans: PathBuf,
     /// Why `plans` is the file in use (flag, current directory, XDG, /etc).
     pub plans_reason: &'static str,
     pub now: DateTime<Utc>,
+    pub busy_timeout: Duration,
 }
 
 impl Context {
@@ -107,8 +134,33 @@ impl Context {
         Ok(Config::load(&self.plans)?)
     }
 
+    /// The store for reading: it must exist and be up to date; nothing is created or changed.
     pub fn store(&self) -> Result<Store> {
-        Store::open(&self.db)
+        self.open(OpenOptions::for_reading())
+    }
+
+    /// The store for writing: created if missing, upgraded if older.
+    pub fn write_store(&self) -> Result<Store> {
+        self.open(OpenOptions::default())
+    }
+
+    /// An existing store, upgraded if older (sync: it writes, but only to a database that has
+    /// customers to report).
+    pub fn existing_store(&self) -> Result<Store> {
+        self.open(OpenOptions {
+            create: false,
+            ..OpenOptions::default()
+        })
+    }
+
+    fn open(&self, options: OpenOptions) -> Result<Store> {
+        Store::open_with(
+            &self.db,
+            OpenOptions {
+                busy_timeout: self.busy_timeout,
+                ..options
+            },
+        )
     }
 }
 
@@ -126,6 +178,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         plans: plans.path,
         plans_reason: plans.reason,
         now: cli.now.unwrap_or_else(Utc::now),
+        busy_timeout: Duration::from_millis(cli.busy_timeout_ms),
     };
     if cli.sync && cli.command.is_some() {
         return Err(crate::Error::InvalidInput(
@@ -138,8 +191,16 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         ));
     }
     match cli.command {
-        Some(Command::Sync(args)) => sync::exec(&ctx, args),
-        None if cli.sync => sync::exec(&ctx, sync::Args::default()),
+        Some(Command::Sync(args)) => {
+            if !args.dry_run {
+                ctx.existing_store()?;
+            }
+            sync::exec(&ctx, args)
+        }
+        None if cli.sync => {
+            ctx.existing_store()?;
+            sync::exec(&ctx, sync::Args::default())
+        }
         Some(Command::Record(args)) => record::exec(&ctx, args),
         Some(Command::Check(args)) => check::exec(&ctx, args),
         Some(Command::Status(args)) => status::exec(&ctx, args),
@@ -148,6 +209,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Customer(command)) => customer::exec(&ctx, command),
         Some(Command::Plans(args)) => plans::exec(&ctx, args),
         Some(Command::Demo(args)) => demo::exec(&ctx, args),
+        Some(Command::Upgrade) => upgrade(&ctx),
         Some(Command::Init(args)) => init::exec(args),
         Some(Command::Backup(args)) => backup::exec(&ctx, args),
         Some(Command::Export(args)) => export::exec(&ctx, args),
@@ -155,6 +217,13 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Man) => man::exec(),
         None => dashboard::exec(&ctx, cli.demo, cli.now, cli.no_color),
     }
+}
+
+/// `meterline upgrade`: migrate the database (the write commands do it too).
+fn upgrade(ctx: &Context) -> Result<ExitCode> {
+    let version = ctx.existing_store()?.schema_version()?;
+    outln!("{}: schema version {version}, up to date", ctx.db.display())?;
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

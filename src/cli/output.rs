@@ -4,15 +4,30 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 
-use crate::Result;
+use std::io::Write;
+
 use crate::billing::UsageCheck;
+use crate::sanitize::sanitize;
+use crate::{Error, Result};
+
+/// Write command output to stdout (the `out!` and `outln!` macros). A reader that went away
+/// ([`Error::OutputClosed`]) is not a failure: the CLI then exits 0 quietly, as ripgrep does.
+pub fn write(args: std::fmt::Arguments) -> Result<()> {
+    std::io::stdout().lock().write_fmt(args).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            Error::OutputClosed
+        } else {
+            Error::Output(e.to_string())
+        }
+    })
+}
 
 /// Print a value as one line of JSON.
 pub fn print_json<T: Serialize>(value: &T) -> Result<ExitCode> {
-    println!(
+    outln!(
         "{}",
         serde_json::to_string(value).expect("our types always serialize")
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -54,7 +69,11 @@ pub fn day(at: chrono::DateTime<chrono::Utc>) -> String {
 /// The level in text output: the JSON word, and for an overage plan past its limit (which
 /// keeps recording and bills the extra) the same word with "(overage)", as the dashboard
 /// writes "■ HARD CAP (overage)".
+/// "plan missing" when the customer's plan is gone from plans.toml.
 pub fn level(check: &UsageCheck) -> String {
+    if check.plan_missing {
+        return "plan missing".to_string();
+    }
     match (check.level, check.overage_rate) {
         (crate::billing::WarningLevel::HardCap, Some(_)) => "hard_cap (overage)".to_string(),
         (level, _) => level.as_str().to_string(),
@@ -62,11 +81,12 @@ pub fn level(check: &UsageCheck) -> String {
 }
 
 /// The multi-line human summary of one check.
-pub fn describe(check: &UsageCheck) -> String {
+/// Money in `currency` (plans.toml's `[billing] currency`).
+pub fn describe(check: &UsageCheck, currency: &str) -> String {
     let mut out = format!(
         "{}  plan {}  period {} .. {}\nused {} ({})  level {}  {}\n",
-        check.customer,
-        check.plan,
+        sanitize(&check.customer),
+        sanitize(&check.plan),
         day(check.period_start),
         day(check.period_end),
         used_of_limit(check),
@@ -85,8 +105,8 @@ pub fn describe(check: &UsageCheck) -> String {
         out.push_str(&format!(
             "overage {} units x {} = {}\n",
             thousands(check.overage_units),
-            rate,
-            check.overage_amount
+            crate::billing::money(rate, currency),
+            crate::billing::money(check.overage_amount, currency)
         ));
     }
     out
@@ -100,5 +120,33 @@ mod tests {
         assert_eq!(super::thousands(999), "999");
         assert_eq!(super::thousands(1000), "1,000");
         assert_eq!(super::thousands(-1234567), "-1,234,567");
+    }
+
+    #[test]
+    fn describe_writes_overage_money_with_the_currency() {
+        use std::str::FromStr;
+        let at = chrono::DateTime::from_timestamp(1_780_000_000, 0).unwrap();
+        let check = crate::billing::UsageCheck {
+            customer: "acme".into(),
+            plan: "pro".into(),
+            period_start: at,
+            period_end: at,
+            used: 12,
+            limit: Some(10),
+            remaining: Some(0),
+            ratio: Some(1.2),
+            level: crate::billing::WarningLevel::HardCap,
+            allowed: true,
+            overage_units: 2,
+            overage_rate: Some(rust_decimal::Decimal::from_str("0.5").unwrap()),
+            overage_amount: rust_decimal::Decimal::from_str("1").unwrap(),
+            plan_missing: false,
+        };
+        let text = super::describe(&check, "eur");
+        assert!(
+            text.contains("overage 2 units x 0.50 EUR = 1.00 EUR"),
+            "{text}"
+        );
+        assert!(super::describe(&check, "usd").contains("x $0.50 = $1.00"));
     }
 }

@@ -3,6 +3,7 @@ use std::process::ExitCode;
 use super::{Context, output};
 use crate::Result;
 use crate::config::AtLimit;
+use crate::sanitize::sanitize;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -12,40 +13,78 @@ pub struct Args {
 
 pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
     let config = ctx.config()?;
+    // With a database present, the file must still define every plan a customer is on.
+    let missing = if ctx.db.is_file() {
+        ctx.store()?.customers_on_missing_plans(&config)?
+    } else {
+        Vec::new()
+    };
+    let code = if missing.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "{}: {} customer(s) in {} are on plans this file no longer defines:",
+            sanitize(&ctx.plans.display().to_string()),
+            missing.len(),
+            sanitize(&ctx.db.display().to_string())
+        );
+        for (customer, plan) in &missing {
+            eprintln!("  {} (plan \"{}\")", sanitize(customer), sanitize(plan));
+        }
+        eprintln!(
+            "put the plans back, or move each customer with `meterline customer set-plan CUSTOMER PLAN`"
+        );
+        ExitCode::from(2)
+    };
     if args.json {
-        return output::print_json(&config);
+        output::print_json(&config)?;
+        return Ok(code);
     }
-    println!("{}: valid", ctx.plans.display());
-    println!(
+    let shown = sanitize(&ctx.plans.display().to_string()).into_owned();
+    if missing.is_empty() {
+        outln!("{shown}: valid")?;
+    } else {
+        outln!(
+            "{shown}: valid, but {} customer(s) are on plans it no longer defines",
+            missing.len()
+        )?;
+    }
+    outln!(
         "{:<10} {:<16} {:>10} {:>14} {:<8} {:>10}  METER EVENT",
-        "ID", "NAME", "PRICE", "INCLUDED", "AT LIMIT", "RATE"
-    );
+        "ID",
+        "NAME",
+        "PRICE",
+        "INCLUDED",
+        "AT LIMIT",
+        "RATE"
+    )?;
     for p in &config.plans {
-        println!(
+        outln!(
             "{:<10} {:<16} {:>10} {:>14} {:<8} {:>10}  {}",
-            p.id,
-            p.name,
-            p.price,
+            sanitize(&p.id),
+            sanitize(&p.name),
+            config.money(p.price),
             p.included.map_or("unlimited".into(), output::thousands),
             match (p.included, p.at_limit) {
                 (None, _) => "-",
                 (Some(_), AtLimit::Block) => "block",
                 (Some(_), AtLimit::Overage) => "overage",
             },
-            p.overage_rate.map_or("-".into(), |r| r.to_string()),
-            p.meter_event,
-        );
+            p.overage_rate.map_or("-".into(), |r| config.money(r)),
+            sanitize(&p.meter_event),
+        )?;
     }
-    println!(
+    outln!(
         "thresholds: warning {:.0} %, critical {:.0} %, hard cap 100 %",
         config.thresholds.warning * 100.0,
         config.thresholds.critical * 100.0
-    );
-    println!(
-        "billing periods: {}; stripe: {} (meter event {})",
+    )?;
+    outln!(
+        "billing periods: {}, currency {}; stripe: {} (meter event {})",
         config.billing.period.as_str(),
-        config.stripe.api_base,
-        config.stripe.meter_event
-    );
-    Ok(ExitCode::SUCCESS)
+        config.billing.currency,
+        sanitize(&config.stripe.api_base),
+        sanitize(&config.stripe.meter_event)
+    )?;
+    Ok(code)
 }

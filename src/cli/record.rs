@@ -43,7 +43,7 @@ pub const REFUSED: u8 = 3;
 
 pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
     let config = ctx.config()?;
-    let mut store = ctx.store()?;
+    let mut store = ctx.write_store()?;
     let request = RecordRequest {
         customer_id: args.customer,
         quantity: args.quantity,
@@ -61,26 +61,35 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
             event_id: outcome.event_id,
         })?;
     } else if outcome.duplicate {
-        println!(
+        outln!(
             "duplicate key: event {} was recorded before; nothing counted",
             outcome.event_id.unwrap_or_default()
-        );
-        print!("{}", output::describe(&outcome.check));
+        )?;
+        out!(
+            "{}",
+            output::describe(&outcome.check, &config.billing.currency)
+        )?;
     } else if refused {
         eprintln!(
             "refused: recording {} would pass {}'s hard cap",
             output::thousands(request.quantity),
-            request.customer_id
+            crate::sanitize::sanitize(&request.customer_id)
         );
-        eprint!("{}", output::describe(&outcome.check));
+        eprint!(
+            "{}",
+            output::describe(&outcome.check, &config.billing.currency)
+        );
     } else {
-        println!(
+        outln!(
             "recorded {} for {} (event {})",
             output::thousands(request.quantity),
-            request.customer_id,
+            crate::sanitize::sanitize(&request.customer_id),
             outcome.event_id.unwrap_or_default()
-        );
-        print!("{}", output::describe(&outcome.check));
+        )?;
+        out!(
+            "{}",
+            output::describe(&outcome.check, &config.billing.currency)
+        )?;
     }
     Ok(if refused {
         ExitCode::from(REFUSED)

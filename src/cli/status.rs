@@ -2,6 +2,7 @@ use std::process::ExitCode;
 
 use super::{Context, output};
 use crate::Result;
+use crate::sanitize::sanitize;
 use crate::store::Backlog;
 
 #[derive(Debug, clap::Args)]
@@ -18,10 +19,16 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
         let checks: Vec<_> = rows.iter().map(|r| &r.check).collect();
         return output::print_json(&checks);
     }
-    println!(
+    outln!(
         "{:<24} {:<10} {:>24} {:>8}  {:<18} {:>4} {:>10}",
-        "CUSTOMER", "PLAN", "USED / LIMIT", "%", "LEVEL", "DAYS", "UNREPORTED"
-    );
+        "CUSTOMER",
+        "PLAN",
+        "USED / LIMIT",
+        "%",
+        "LEVEL",
+        "DAYS",
+        "UNREPORTED"
+    )?;
     // The dashboard's counts: events past Stripe's window are expired, marked or not.
     let backlog = store.stripe_backlog(ctx.now)?;
     let mut totals = Backlog::default();
@@ -35,19 +42,19 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
         if row.stripe_customer_id.is_none() {
             unmapped += b.unreported;
         }
-        println!(
+        outln!(
             "{:<24} {:<10} {:>24} {:>8}  {:<18} {:>4} {:>10}",
-            row.check.customer,
-            row.check.plan,
+            sanitize(&row.check.customer),
+            sanitize(&row.check.plan),
             output::used_of_limit(&row.check),
             output::percent(&row.check),
             output::level(&row.check),
             row.days_left,
             output::thousands(b.unreported),
-        );
+        )?;
     }
-    println!("{} customers", rows.len());
-    println!("{}", stripe_line(&store, totals, unmapped)?);
+    outln!("{} customers", rows.len())?;
+    outln!("{}", stripe_line(&store, totals, unmapped)?)?;
     Ok(ExitCode::SUCCESS)
 }
 

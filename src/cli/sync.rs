@@ -42,7 +42,7 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
         if args.json {
             return print_json(&preview);
         }
-        print!("{}", describe_preview(&preview));
+        out!("{}", describe_preview(&preview))?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut progress = ProgressOutput::new(args.json);
@@ -62,7 +62,7 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
     if args.json {
         print_json(&report)?;
     } else {
-        print!("{}", describe_report(&report, &stripe::api_base(&config)?));
+        out!("{}", describe_report(&report, &stripe::api_base(&config)?))?;
     }
     Ok(if report.all_delivered() {
         ExitCode::SUCCESS

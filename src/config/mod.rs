@@ -55,7 +55,12 @@ pub enum AtLimit {
 #[derive(Debug, Clone, Serialize)]
 pub struct BillingSettings {
     pub period: PeriodKind,
+    /// Lower-case ISO 4217 code ("usd"), as Stripe writes it; prices are in this currency.
+    pub currency: String,
 }
+
+/// The currency when plans.toml names none.
+pub const DEFAULT_CURRENCY: &str = "usd";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StripeSettings {
@@ -84,6 +89,11 @@ impl Config {
         validate::parse(text, origin)
     }
 
+    /// An amount in the plans' currency, as people read it ("$17.00").
+    pub fn money(&self, amount: Decimal) -> String {
+        crate::billing::money(amount, &self.billing.currency)
+    }
+
     pub fn plan(&self, id: &str) -> Option<&Plan> {
         self.plans.iter().find(|p| p.id == id)
     }
@@ -92,6 +102,16 @@ impl Config {
     pub fn default_plan(&self) -> &Plan {
         self.plan("free")
             .expect("validated config always has a free plan")
+    }
+}
+
+impl AtLimit {
+    /// The plans.toml spelling, also stored with each period's terms.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AtLimit::Block => "block",
+            AtLimit::Overage => "overage",
+        }
     }
 }
 

@@ -27,6 +27,26 @@ pub struct RawThresholds {
 #[serde(deny_unknown_fields)]
 pub struct RawBilling {
     pub period: Option<String>,
+    pub currency: Option<RawCurrency>,
+}
+
+/// A currency as Stripe writes it: three lower-case letters ("usd"). Checked while parsing,
+/// so a mistake is reported with its line and column.
+#[derive(Debug)]
+pub struct RawCurrency(pub String);
+
+impl<'de> Deserialize<'de> for RawCurrency {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        if text.len() == 3 && text.bytes().all(|b| b.is_ascii_lowercase()) {
+            Ok(RawCurrency(text))
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "currency = \"{}\" is not a currency code; write the three-letter ISO 4217 code in lower case, as Stripe does, e.g. \"usd\" or \"eur\"",
+                text.escape_debug()
+            )))
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

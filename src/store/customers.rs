@@ -7,6 +7,7 @@ use serde::Serialize;
 use super::Store;
 use crate::billing::{format_ts, period_containing};
 use crate::config::{Config, Plan};
+use crate::sanitize::{is_unsafe, sanitize};
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -50,8 +51,14 @@ pub(super) fn get(conn: &Connection, id: &str) -> Result<Customer> {
         .ok_or_else(|| Error::UnknownCustomer(id.to_string()))
 }
 
+/// The customer's plan; `PlanMissing` when plans.toml no longer defines it.
 pub(super) fn plan_of<'c>(config: &'c Config, customer: &Customer) -> Result<&'c Plan> {
-    lookup_plan(config, &customer.plan_id)
+    config
+        .plan(&customer.plan_id)
+        .ok_or_else(|| Error::PlanMissing {
+            customer: customer.id.clone(),
+            plan: customer.plan_id.clone(),
+        })
 }
 
 fn lookup_plan<'c>(config: &'c Config, plan_id: &str) -> Result<&'c Plan> {
@@ -66,15 +73,77 @@ fn lookup_plan<'c>(config: &'c Config, plan_id: &str) -> Result<&'c Plan> {
     })
 }
 
-/// Ids travel into terminals, URLs and Stripe: keep them printable and short.
-fn validate_id(kind: &str, id: &str) -> Result<()> {
-    if id.is_empty() || id.len() > 100 || id.chars().any(|c| c.is_control() || c.is_whitespace()) {
+/// The longest customer or member id, in bytes: ids travel into terminals, URLs and Stripe.
+pub const MAX_ID_LEN: usize = 100;
+/// The longest display name, in characters.
+pub const MAX_NAME_LEN: usize = 256;
+/// The longest idempotency key, in bytes (Stripe's own limit for its keys).
+pub const MAX_KEY_LEN: usize = 255;
+
+/// Customer and member ids: 1 to 100 bytes, no spaces, and nothing a terminal obeys or that
+/// makes one id pass for another (control, bidi and zero-width characters; the rule lives in
+/// [`crate::sanitize::is_unsafe`]).
+pub(crate) fn validate_id(kind: &str, id: &str) -> Result<()> {
+    if id.is_empty()
+        || id.len() > MAX_ID_LEN
+        || id.chars().any(|c| c.is_whitespace() || is_unsafe(c))
+    {
         return Err(Error::InvalidInput(format!(
-            "{kind} \"{}\" must be 1 to 100 characters without spaces or control characters",
-            id.escape_debug()
+            "{kind} \"{}\" must be 1 to {MAX_ID_LEN} characters without spaces, control, bidi \
+             or zero-width characters",
+            sanitize(id)
         )));
     }
     Ok(())
+}
+
+/// Idempotency keys: not empty, at most 255 bytes, no control, bidi or zero-width characters.
+fn validate_key(key: &str) -> Result<()> {
+    if key.is_empty() || key.len() > MAX_KEY_LEN || key.chars().any(is_unsafe) {
+        return Err(Error::InvalidInput(format!(
+            "idempotency key \"{}\" must be 1 to {MAX_KEY_LEN} characters without control, bidi \
+             or zero-width characters",
+            sanitize(key)
+        )));
+    }
+    Ok(())
+}
+
+/// The earliest billing anchor accepted: older dates are typos (0001-01-01, 1926 for 2026).
+pub const EARLIEST_ANCHOR: NaiveDate = NaiveDate::from_ymd_opt(2000, 1, 1).expect("valid date");
+
+/// Anchors are bounded: events before the anchor are refused, so a typo years ahead would
+/// refuse everything and one in the distant past would open centuries of periods.
+fn validate_anchor(anchor: NaiveDate, now: DateTime<Utc>) -> Result<()> {
+    let latest = now
+        .date_naive()
+        .checked_add_days(chrono::Days::new(366))
+        .unwrap_or(NaiveDate::MAX);
+    if anchor < EARLIEST_ANCHOR || anchor > latest {
+        return Err(Error::InvalidInput(format!(
+            "billing anchor {anchor} is out of range; it must be between {EARLIEST_ANCHOR} and \
+             {latest} (one year from today)"
+        )));
+    }
+    Ok(())
+}
+
+fn validate_name(name: &str) -> Result<()> {
+    if name.trim().is_empty() || name.chars().count() > MAX_NAME_LEN {
+        return Err(Error::InvalidInput(format!(
+            "a customer name must be 1 to {MAX_NAME_LEN} characters (got {})",
+            name.chars().count()
+        )));
+    }
+    Ok(())
+}
+
+/// The free-text labels of a usage event: the member (`--user`) and the idempotency key.
+pub(crate) fn validate_event_labels(user: Option<&str>, key: Option<&str>) -> Result<()> {
+    if let Some(user) = user {
+        validate_id("member id (--user)", user)?;
+    }
+    key.map_or(Ok(()), validate_key)
 }
 
 fn validate_stripe_id(id: &str) -> Result<()> {
@@ -84,7 +153,7 @@ fn validate_stripe_id(id: &str) -> Result<()> {
     {
         return Err(Error::InvalidInput(format!(
             "\"{}\" is not a Stripe customer id (they look like cus_NffrFeUfNV2Hib)",
-            id.escape_debug()
+            sanitize(id)
         )));
     }
     Ok(())
@@ -98,9 +167,15 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Customer> {
         validate_id("customer id", &new.id)?;
+        if let Some(name) = &new.name {
+            validate_name(name)?;
+        }
         lookup_plan(config, &new.plan_id)?;
         if let Some(stripe) = &new.stripe_customer_id {
             validate_stripe_id(stripe)?;
+        }
+        if let Some(anchor) = new.billing_anchor {
+            validate_anchor(anchor, now)?;
         }
         let customer = Customer {
             id: new.id.clone(),
@@ -126,7 +201,7 @@ impl Store {
         if inserted == 0 {
             return Err(Error::InvalidInput(format!(
                 "customer \"{}\" already exists",
-                customer.id
+                sanitize(&customer.id)
             )));
         }
         Ok(customer)
@@ -149,10 +224,21 @@ impl Store {
             params![id, plan.id],
         )?;
         let period = period_containing(customer.billing_anchor, config.billing.period, now);
+        // The current period's terms follow (closed periods keep theirs).
         tx.execute(
-            "UPDATE usage_records SET plan_id = ?3, meter_event_name = ?4
+            "UPDATE usage_records SET plan_id = ?3, meter_event_name = ?4, included = ?5,
+                 at_limit = ?6, overage_rate = ?7, price = ?8
              WHERE customer_id = ?1 AND period_start = ?2",
-            params![id, format_ts(period.start), plan.id, plan.meter_event],
+            params![
+                id,
+                format_ts(period.start),
+                plan.id,
+                plan.meter_event,
+                plan.included,
+                plan.at_limit.as_str(),
+                plan.overage_rate.map(|r| r.to_string()),
+                plan.price.to_string()
+            ],
         )?;
         tx.commit()?;
         Ok(Customer {
@@ -176,6 +262,22 @@ impl Store {
 
     pub fn customer(&self, id: &str) -> Result<Customer> {
         get(&self.conn, id)
+    }
+
+    /// Customers whose plan plans.toml no longer defines, as (customer id, plan id).
+    pub fn customers_on_missing_plans(&self, config: &Config) -> Result<Vec<(String, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, plan_id FROM customers ORDER BY plan_id, id")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut missing = Vec::new();
+        for row in rows {
+            let (id, plan) = row?;
+            if config.plan(&plan).is_none() {
+                missing.push((id, plan));
+            }
+        }
+        Ok(missing)
     }
 
     pub fn customers(&self) -> Result<Vec<Customer>> {

@@ -40,6 +40,12 @@ impl DashboardRow {
         })
     }
 
+    /// The customer's plan is no longer in plans.toml (its `limit` is then `None`): show
+    /// "plan missing", not "unlimited".
+    pub fn plan_missing(&self, config: &Config) -> bool {
+        config.plan(&self.plan_id).is_none()
+    }
+
     pub fn level(&self, config: &Config) -> WarningLevel {
         WarningLevel::of(self.ratio(), &config.thresholds)
     }

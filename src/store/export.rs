@@ -34,6 +34,7 @@ impl ExportKind {
                 "stripe_error",
                 "stripe_failed_at",
                 "stripe_expired_at",
+                "stripe_identifier",
             ],
             ExportKind::Usage => &[
                 "customer_id",
@@ -42,6 +43,10 @@ impl ExportKind {
                 "used",
                 "plan_id",
                 "meter_event_name",
+                "included",
+                "at_limit",
+                "overage_rate",
+                "price",
             ],
         }
     }

@@ -10,11 +10,11 @@ pub mod record;
 mod schema;
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags};
 
-use crate::Result;
+use crate::{Error, Result};
 
 pub use backup::{BackupReport, verify as verify_backup};
 pub use customers::{Customer, NewCustomer};
@@ -30,16 +30,40 @@ pub use outbox::{
 };
 pub use queries::{HistoryRow, Member, MembersSummary, StatusRow};
 pub use record::{RecordOutcome, RecordRequest};
-pub use schema::SCHEMA_VERSION;
+pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 
-/// How long a writer waits for another writer's lock before giving up.
-/// `METERLINE_BUSY_TIMEOUT_MS` overrides it (tests use a short one).
-fn busy_timeout() -> Duration {
-    std::env::var("METERLINE_BUSY_TIMEOUT_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .map(Duration::from_millis)
-        .unwrap_or(Duration::from_secs(5))
+/// How a [`Store`] is opened. `Store::open` uses the default: create and upgrade as needed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenOptions {
+    /// How long to wait for another writer's lock before giving up with [`Error::Locked`].
+    pub busy_timeout: Duration,
+    /// Create the database (with its whole schema) if the file is missing or empty.
+    pub create: bool,
+    /// Bring an older schema up to date. Without it an older file is refused
+    /// ([`Error::OlderSchema`]) and nothing is written: what read commands use.
+    pub migrate: bool,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            busy_timeout: Duration::from_secs(5),
+            create: true,
+            migrate: true,
+        }
+    }
+}
+
+impl OpenOptions {
+    /// For commands that only read: the database must exist and be up to date; nothing is
+    /// created, migrated or switched.
+    pub fn for_reading() -> OpenOptions {
+        OpenOptions {
+            create: false,
+            migrate: false,
+            ..OpenOptions::default()
+        }
+    }
 }
 
 pub struct Store {
@@ -50,31 +74,74 @@ impl Store {
     /// Open (or create) the database at `path` and bring its schema up to date.
     /// SQLite URI filenames work too, e.g. `file:meterline.db?mode=ro` for read-only reports.
     pub fn open(path: &Path) -> Result<Store> {
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
+        Self::open_with(path, OpenOptions::default())
+    }
+
+    /// Open the database at `path` as `options` say. A file another program made is refused
+    /// untouched ([`Error::ForeignDatabase`]).
+    pub fn open_with(path: &Path, options: OpenOptions) -> Result<Store> {
+        let is_uri = path.to_str().is_some_and(|p| p.starts_with("file:"));
+        if !options.create && !is_uri && !path.exists() {
+            return Err(Error::NoDatabase);
+        }
+        let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_URI
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        Self::setup(Connection::open_with_flags(path, flags)?)
+        if options.create {
+            flags |= OpenFlags::SQLITE_OPEN_CREATE;
+        }
+        Self::setup(Connection::open_with_flags(path, flags)?, options)
     }
 
     /// A private in-memory database, for tests and what-ifs.
     pub fn open_in_memory() -> Result<Store> {
-        Self::setup(Connection::open_in_memory()?)
+        Self::setup(Connection::open_in_memory()?, OpenOptions::default())
     }
 
-    fn setup(conn: Connection) -> Result<Store> {
-        conn.busy_timeout(busy_timeout())?;
-        // Reading the journal mode is the first real read: a non-SQLite file fails here.
-        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
-        if mode != "wal" && mode != "memory" && !conn.is_readonly(rusqlite::MAIN_DB)? {
-            conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
-        }
-        // WAL + NORMAL survives a killed process without losing a committed transaction;
-        // only a power loss can lose the last few.
+    fn setup(conn: Connection, options: OpenOptions) -> Result<Store> {
+        conn.busy_timeout(options.busy_timeout)?;
+        // Settings of this connection only; the file is not touched. WAL + NORMAL survives a
+        // killed process without losing a committed transaction; only a power loss can lose
+        // the last few.
         conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
         let mut store = Store { conn };
-        schema::migrate(&mut store.conn)?;
-        Ok(store)
+        // A brand-new file is set up by whichever process gets there first; the others can
+        // see SQLITE_BUSY without their busy handler being asked (the switch to WAL, WAL
+        // recovery). Every step is idempotent, so they retry until the busy timeout.
+        let deadline = Instant::now() + options.busy_timeout;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match store.prepare(options) {
+                Err(Error::Locked) if Instant::now() < deadline => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+                done => return done.map(|()| store),
+            }
+        }
+    }
+
+    /// Check whose file it is, then (if allowed) switch to WAL and migrate.
+    fn prepare(&mut self, options: OpenOptions) -> Result<()> {
+        // The first real read: a non-SQLite file fails here, before anything is written.
+        match schema::owner(&self.conn)? {
+            schema::Owner::Foreign => return Err(Error::ForeignDatabase),
+            schema::Owner::Empty if !options.create => return Err(Error::NoDatabase),
+            // A file being created gets its whole schema, whatever `migrate` says.
+            schema::Owner::Empty => {}
+            schema::Owner::Meterline if !options.migrate => {
+                return schema::check_current(&self.conn);
+            }
+            schema::Owner::Meterline => {}
+        }
+        let mode: String = self
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+        if mode != "wal" && mode != "memory" && !self.conn.is_readonly(rusqlite::MAIN_DB)? {
+            self.conn
+                .query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
+        }
+        schema::migrate(&mut self.conn)
     }
 
     /// The schema version the file is at (`PRAGMA user_version`).

@@ -123,20 +123,104 @@ const MIGRATIONS: &[&str] = &[
         ON usage_events(customer_id, stripe_failed_at, stripe_expired_at)
         WHERE stripe_reported_at IS NULL;
     "#,
+    // 4: a random Stripe identifier per event, and each period's plan terms.
+    // Identifiers were `ml-<database id>-<event id>`; a restored backup reuses event ids, so
+    // Stripe took new usage for old. New events get `ml-<UUIDv7>`; existing rows keep the value
+    // they were (or will be) sent with, so nothing already delivered changes.
+    // The terms (included, at_limit, overage_rate, price; plan_id and meter_event_name were
+    // there) are the plan's as the period was billed: a closed period reads them, the current
+    // one follows plans.toml. Rows from before this migration have no terms (at_limit NULL):
+    // the first record after the upgrade fills them from plans.toml as it is then, under each
+    // row's own plan (`period_terms_pending` marks that work; record.rs), and from then on
+    // editing plans.toml no longer changes them. Rows of plans no longer defined stay NULL.
+    r#"
+    ALTER TABLE usage_events ADD COLUMN stripe_identifier TEXT;
+    UPDATE usage_events SET stripe_identifier =
+        'ml-' || (SELECT value FROM meterline_meta WHERE key = 'database_id') || '-' || id;
+    CREATE UNIQUE INDEX usage_events_stripe_identifier ON usage_events(stripe_identifier);
+    ALTER TABLE usage_records ADD COLUMN included INTEGER;      -- NULL: unlimited
+    ALTER TABLE usage_records ADD COLUMN at_limit TEXT;         -- 'block' or 'overage'; NULL: no terms yet
+    ALTER TABLE usage_records ADD COLUMN overage_rate TEXT;     -- decimal text
+    ALTER TABLE usage_records ADD COLUMN price TEXT;            -- decimal text
+    INSERT INTO meterline_meta (key, value)
+        SELECT 'period_terms_pending', '1' WHERE EXISTS (SELECT 1 FROM usage_records);
+    "#,
 ];
 
 /// The schema version this build creates and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
+/// `PRAGMA application_id` of every meterline database ("mtrl"): how meterline tells its own
+/// files from another program's SQLite file, which it must never touch.
+pub const APPLICATION_ID: i32 = 0x6d74_726c;
+
+/// Whose file a connection has open.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Owner {
+    /// A new or empty file: no tables, no version.
+    Empty,
+    /// A meterline database (older ones, from before the application id, by their tables).
+    Meterline,
+    /// Some other program's database.
+    Foreign,
+}
+
+pub fn owner(conn: &Connection) -> Result<Owner> {
+    // One statement, so one consistent snapshot while another process may be creating it.
+    let (app_id, version, tables): (i32, i64, String) = conn.query_row(
+        "SELECT (SELECT application_id FROM pragma_application_id),
+                (SELECT user_version FROM pragma_user_version),
+                (SELECT COALESCE(group_concat(name, ' '), '') FROM sqlite_schema WHERE type = 'table')",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    if app_id == APPLICATION_ID {
+        return Ok(Owner::Meterline);
+    }
+    if app_id != 0 {
+        return Ok(Owner::Foreign);
+    }
+    if tables.is_empty() && version == 0 {
+        return Ok(Owner::Empty);
+    }
+    let ours = ["customers", "usage_events", "usage_records"]
+        .iter()
+        .all(|t| tables.split(' ').any(|name| name == *t));
+    Ok(if ours && version >= 1 {
+        Owner::Meterline
+    } else {
+        Owner::Foreign
+    })
+}
+
+/// For read-only use: the file must be at exactly this build's schema version.
+pub fn check_current(conn: &Connection) -> Result<()> {
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    match found.cmp(&SCHEMA_VERSION) {
+        std::cmp::Ordering::Less => Err(Error::OlderSchema {
+            found,
+            known: SCHEMA_VERSION,
+        }),
+        std::cmp::Ordering::Greater => Err(Error::NewerSchema {
+            found,
+            known: SCHEMA_VERSION,
+        }),
+        std::cmp::Ordering::Equal => Ok(()),
+    }
+}
+
+/// Bring the schema up to date and mark the file as meterline's. The caller has checked
+/// [`owner`]: the file is empty or ours.
 pub fn migrate(conn: &mut Connection) -> Result<()> {
     let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let app_id: i32 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
     if found > SCHEMA_VERSION {
         return Err(Error::NewerSchema {
             found,
             known: SCHEMA_VERSION,
         });
     }
-    if found == SCHEMA_VERSION {
+    if found == SCHEMA_VERSION && app_id == APPLICATION_ID {
         return Ok(());
     }
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -146,6 +230,8 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", index as i64 + 1)?;
     }
+    // In the same transaction as the tables: no process ever sees one without the other.
+    tx.pragma_update(None, "application_id", APPLICATION_ID)?;
     tx.commit()?;
     Ok(())
 }
@@ -200,6 +286,40 @@ mod tests {
         migrate(&mut other).unwrap();
         let other_id = database_id(&other);
         assert_ne!(id, other_id);
+    }
+
+    #[test]
+    fn version_3_events_keep_their_identifier() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..3] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 3).unwrap();
+        conn.execute_batch(
+            "INSERT INTO customers VALUES ('acme', 'Acme', 'free', NULL, '2026-01-01', '2026-01-01T00:00:00Z');
+             INSERT INTO usage_events (id, customer_id, quantity, occurred_at, recorded_at, period_start)
+             VALUES (7, 'acme', 5, '2026-01-02T00:00:00Z', '2026-01-02T00:00:00Z', '2026-01-01T00:00:00Z');
+             INSERT INTO usage_records VALUES ('acme', '2026-01-01T00:00:00Z', '2026-02-01T00:00:00Z', 5, 'free', 'meterline_usage');",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let identifier: String = conn
+            .query_row(
+                "SELECT stripe_identifier FROM usage_events WHERE id = 7",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(identifier, format!("ml-{}-7", database_id(&conn)));
+        // The counter row has no terms yet; the first record fills them (record.rs).
+        let pending: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM meterline_meta WHERE key = 'period_terms_pending'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(pending, 1);
     }
 
     #[test]

@@ -22,19 +22,21 @@ impl RateLimiter {
     /// Wait for this caller's slot. Each caller reserves the next free slot under the lock and
     /// sleeps outside it, so waiting workers never block each other's bookkeeping.
     pub fn acquire(&self) {
-        let Some(interval) = self.interval else {
-            return;
-        };
-        let wait = {
-            let mut next = self.next_slot.lock().unwrap_or_else(|p| p.into_inner());
-            let now = Instant::now();
-            let slot = (*next).max(now);
-            *next = slot + interval;
-            slot - now
-        };
+        let wait = self.reserve(Instant::now());
         if !wait.is_zero() {
             std::thread::sleep(wait);
         }
+    }
+
+    /// Reserve the next free slot as seen at `now`; how long to wait for it.
+    fn reserve(&self, now: Instant) -> Duration {
+        let Some(interval) = self.interval else {
+            return Duration::ZERO;
+        };
+        let mut next = self.next_slot.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = (*next).max(now);
+        *next = slot + interval;
+        slot - now
     }
 }
 
@@ -61,6 +63,28 @@ mod tests {
             "{:?}",
             start.elapsed()
         );
+    }
+
+    /// Count-based, no clock: the slots handed out to a burst are exactly one interval apart,
+    /// so no window of one second ever holds more than `rate` requests (the upper bound), and
+    /// none holds fewer than the burst allows (the lower bound).
+    #[test]
+    fn a_burst_gets_exactly_rate_slots_per_second() {
+        let limiter = RateLimiter::per_second(25);
+        let start = Instant::now();
+        let waits: Vec<Duration> = (0..100).map(|_| limiter.reserve(start)).collect();
+        for (i, wait) in waits.iter().enumerate() {
+            assert_eq!(*wait, Duration::from_millis(40) * i as u32, "request {i}");
+        }
+        let in_first_second = waits
+            .iter()
+            .filter(|w| **w < Duration::from_secs(1))
+            .count();
+        assert_eq!(in_first_second, 25);
+        // After a quiet spell the limiter does not save up slots for a later burst.
+        let later = start + Duration::from_secs(60);
+        assert_eq!(limiter.reserve(later), Duration::ZERO);
+        assert_eq!(limiter.reserve(later), Duration::from_millis(40));
     }
 
     #[test]

@@ -14,7 +14,7 @@ pub enum Action {
     ShowOverview,
     ShowEvents,
     ShowPlans,
-    /// Open the selected customer's detail.
+    /// Open the selected row's detail: a customer, or an event in the Events view.
     Open,
     /// Close the top popup (or clear the filter).
     Close,
@@ -50,7 +50,7 @@ impl Action {
             Action::ShowOverview => "overview",
             Action::ShowEvents => "events needing attention",
             Action::ShowPlans => "plans",
-            Action::Open => "customer detail",
+            Action::Open => "details of the selected row",
             Action::Close => "close popup / clear filter",
             Action::Help => "this help",
             Action::Filter => "filter by name or plan",

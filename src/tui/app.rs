@@ -185,6 +185,9 @@ pub struct App {
     pub events: Vec<EventRow>,
     pub events_loaded: bool,
     pub events_cursor: Cursor,
+    /// The selected event's detail popup is open (Enter in the Events view); it follows the
+    /// selection, so ↑/↓ step through the events.
+    pub event_popup: bool,
     /// Rows the lists show at the current terminal size.
     pub page: usize,
     /// The last error from the database watcher, shown in the footer.
@@ -232,6 +235,7 @@ impl App {
             events: Vec::new(),
             events_loaded: false,
             events_cursor: Cursor::default(),
+            event_popup: false,
             page: 20,
             status: None,
             plans_error: None,
@@ -269,6 +273,11 @@ impl App {
             .skip(start)
             .take(count)
             .map(|&i| &self.rows[i])
+    }
+
+    /// The event the Events view's cursor is on.
+    pub fn selected_event(&self) -> Option<&EventRow> {
+        self.events.get(self.events_cursor.selected)
     }
 
     pub fn selected_row(&self) -> Option<&DashboardRow> {
@@ -346,6 +355,10 @@ impl App {
             Action::ShowEvents => self.show(View::Events),
             Action::ShowPlans => self.show(View::Plans),
             Action::Open => self.open_detail(),
+            Action::Close if self.event_popup => {
+                self.event_popup = false;
+                None
+            }
             Action::Close => {
                 if self.detail.take().is_none() && !self.filter.is_empty() {
                     self.set_filter(String::new());
@@ -359,6 +372,7 @@ impl App {
             }
             Action::Filter => {
                 self.detail = None;
+                self.event_popup = false;
                 self.view = View::Overview;
                 self.filtering = true;
                 None
@@ -506,6 +520,8 @@ impl App {
             DataEvent::Events(events) => {
                 self.events = events;
                 self.events_loaded = true;
+                // Nothing left to show: every event was reported meanwhile.
+                self.event_popup &= !self.events.is_empty();
                 let len = self.events.len();
                 self.events_cursor
                     .select(self.events_cursor.selected, len, self.page);
@@ -547,11 +563,16 @@ impl App {
 
     fn show(&mut self, view: View) -> Option<Command> {
         self.detail = None;
+        self.event_popup = false;
         self.view = view;
         (view == View::Events).then_some(Command::LoadEvents)
     }
 
     fn open_detail(&mut self) -> Option<Command> {
+        if self.view == View::Events {
+            self.event_popup = !self.events.is_empty();
+            return None;
+        }
         if self.view != View::Overview || self.detail.is_some() {
             return None;
         }

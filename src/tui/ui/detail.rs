@@ -4,9 +4,10 @@
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Bar, BarChart, BarGroup, Block, Gauge, Paragraph};
+use ratatui::widgets::{Bar, BarChart, BarGroup, Block, Cell, Gauge, Paragraph, Row, Table};
 
-use super::format::{day, percent, stored_minute, thousands, used_of};
+use super::format::{day, ellipsis, percent, stored_minute, thousands, used_of};
+use super::overview::gauge_line;
 use crate::store::{CustomerDetail, EventRow, Projection, StripeState};
 use crate::tui::app::{App, Detail};
 use crate::tui::sanitize::sanitize;
@@ -62,11 +63,14 @@ fn draw_gauge(frame: &mut Frame, app: &App, d: &CustomerDetail, area: Rect) {
         }
         .days_left(app.now),
     );
+    let share = match c.limit {
+        Some(_) => percent(c.used, c.limit),
+        None => "unlimited".to_string(),
+    };
     let label = Span::styled(
         format!(
-            " {} · {} · {} ",
+            " {} · {share} · {} ",
             used_of(c.used, c.limit),
-            percent(c.used, c.limit),
             level_word(c.level, c.overage_rate.is_some(), false)
         ),
         theme.level(c.level),
@@ -93,8 +97,8 @@ fn draw_facts(frame: &mut Frame, app: &App, d: &CustomerDetail, area: Rect) {
         Some(rate) => format!(
             "overage {} units × {} = {}",
             thousands(c.overage_units),
-            rate,
-            c.overage_amount
+            app.config.money(rate),
+            app.config.money(c.overage_amount)
         ),
         None if c.limit.is_some() => "hard cap: usage past the limit is refused".to_string(),
         None => "no overage".to_string(),
@@ -128,69 +132,119 @@ fn draw_facts(frame: &mut Frame, app: &App, d: &CustomerDetail, area: Rect) {
 
 fn draw_daily(frame: &mut Frame, theme: Theme, d: &CustomerDetail, area: Rect) {
     let max = d.daily.iter().map(|(_, n)| *n).max().unwrap_or(0);
+    let span = match (d.daily.first(), d.daily.last()) {
+        (Some((first, _)), Some((last, _))) => {
+            format!(" {} → {}", first.format("%b %-d"), last.format("%b %-d"))
+        }
+        _ => String::new(),
+    };
     let block = Block::bordered().title(format!(
-        " Usage per day · busiest {} · today {} ",
+        " Usage per day{span} · busiest {} · today {} ",
         thousands(max),
         thousands(d.daily.last().map_or(0, |(_, n)| *n))
     ));
-    let inner_width = block.inner(area).width;
-    let days = d.daily.len().max(1) as u16;
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    // A y-scale on the left (the busiest day, half of it, 0), the days along the bottom.
+    let top = thousands(max);
+    let scale_width = u16::try_from(top.len())
+        .unwrap_or(u16::MAX)
+        .saturating_add(1);
+    let [scale, plot] =
+        Layout::horizontal([Constraint::Length(scale_width), Constraint::Fill(1)]).areas(inner);
+    let [bars_area, axis] =
+        Layout::vertical([Constraint::Fill(1), Constraint::Length(1)]).areas(plot);
+    let mut marks = vec![Line::raw(""); usize::from(bars_area.height)];
+    if let Some(last) = marks.len().checked_sub(1) {
+        marks[last] = Line::raw("0");
+        marks[0] = Line::raw(top);
+        if last >= 4 {
+            marks[last / 2] = Line::raw(thousands(max / 2));
+        }
+    }
+    let marks: Vec<Line> = marks.into_iter().map(|l| l.right_aligned()).collect();
+    let scale = Rect {
+        width: scale_width.saturating_sub(1),
+        ..scale
+    };
+    frame.render_widget(Paragraph::new(marks).style(theme.dim()), scale);
+
+    let days = u16::try_from(d.daily.len()).unwrap_or(u16::MAX).max(1);
     // Fit every day of the period: widest bars that fit with a one-cell gap.
-    let bar_width = (inner_width / days).saturating_sub(1).max(1);
-    let gap = u16::from(inner_width / days > 1);
+    let bar_width = (plot.width / days).saturating_sub(1).max(1);
+    let gap = u16::from(plot.width / days > 1);
     let bars: Vec<Bar> = d
         .daily
         .iter()
-        .map(|(date, n)| {
-            let label = if bar_width >= 2 {
-                date.format("%d").to_string()
-            } else {
-                String::new()
-            };
+        .map(|(_, n)| {
             Bar::default()
                 .value(u64::try_from(*n).unwrap_or(0))
                 .text_value(String::new())
-                .label(Line::from(label))
         })
         .collect();
     let chart = BarChart::default()
-        .block(block)
         .data(BarGroup::default().bars(&bars))
+        .max(u64::try_from(max).unwrap_or(0).max(1))
         .bar_width(bar_width)
         .bar_gap(gap)
         .bar_style(theme.bar());
-    frame.render_widget(chart, area);
+    frame.render_widget(chart, bars_area);
+    let dates: Vec<_> = d.daily.iter().map(|(date, _)| *date).collect();
+    frame.render_widget(
+        Paragraph::new(day_axis(&dates, bar_width + gap, axis.width)).style(theme.dim()),
+        axis,
+    );
 }
 
+/// Day numbers under the bars (`step` cells apart), as many as fit with a space between.
+fn day_axis(dates: &[chrono::NaiveDate], step: u16, width: u16) -> String {
+    let mut axis = String::new();
+    for (i, date) in dates.iter().enumerate() {
+        let x = usize::from(step) * i;
+        let label = date.format("%-d").to_string();
+        // Two cells apart from the previous label, and inside the chart.
+        let start = if axis.is_empty() {
+            0
+        } else {
+            axis.chars().count() + 1
+        };
+        if x >= start && x + label.len() <= usize::from(width) {
+            axis.push_str(&" ".repeat(x - axis.chars().count()));
+            axis.push_str(&label);
+        }
+    }
+    axis
+}
+
+/// One line per period: when, the plan in force, a gauge against that period's limit, the
+/// share and the units, in columns so no number touches a bar.
 fn draw_history(frame: &mut Frame, app: &App, d: &CustomerDetail, area: Rect) {
     let theme = app.theme;
-    // Horizontal bars: room for the period and the plan in force as the label.
-    let bars: Vec<Bar> = d
-        .history
-        .iter()
-        .map(|h| {
-            let c = &h.check;
-            Bar::default()
-                .value(u64::try_from(c.used).unwrap_or(0))
-                .text_value(format!(
-                    "{} {}",
-                    percent(c.used, c.limit),
-                    thousands(c.used)
-                ))
-                .label(Line::from(format!(
-                    "{} {}",
-                    c.period_start.format("%b %y"),
-                    sanitize(&c.plan)
-                )))
-                .style(theme.gauge(c.level))
-                .value_style(theme.level(c.level))
-        })
-        .collect();
-    let chart = BarChart::horizontal(bars)
-        .block(Block::bordered().title(" Last periods · plan in force "))
-        .bar_width(1)
-        .bar_gap(1);
-    frame.render_widget(chart, area);
+    let block = Block::bordered().title(" Last periods · plan in force ");
+    let inner_width = block.inner(area).width;
+    const MONTH: u16 = 8;
+    const PLAN: u16 = 9;
+    const PERCENT: u16 = 6;
+    const USED: u16 = 11;
+    let gauge_width = inner_width.saturating_sub(MONTH + PLAN + PERCENT + USED + 4);
+    let rows = d.history.iter().map(|h| {
+        let c = &h.check;
+        let right = |text: String| Cell::from(Line::from(text).right_aligned());
+        Row::new(vec![
+            Cell::from(c.period_start.format("%b %Y").to_string()),
+            Cell::from(ellipsis(&sanitize(&c.plan), PLAN)),
+            Cell::from(gauge_line(theme, c.level, c.ratio, gauge_width)),
+            right(if c.limit.is_some() {
+                percent(c.used, c.limit)
+            } else {
+                String::new()
+            }),
+            right(thousands(c.used)),
+        ])
+    });
+    let widths = [MONTH, PLAN, gauge_width, PERCENT, USED].map(Constraint::Length);
+    let table = Table::new(rows, widths).block(block);
+    frame.render_widget(table, area);
 }
 
 fn draw_members(frame: &mut Frame, theme: Theme, d: &CustomerDetail, area: Rect) {
@@ -274,5 +328,25 @@ pub fn state_label(theme: Theme, state: StripeState) -> (&'static str, ratatui::
         StripeState::Failed => ("✗ failed", theme.error()),
         StripeState::Expired => ("⌛ expired", theme.error()),
         StripeState::Unmapped => ("? unmapped", theme.attention()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::NaiveDate;
+
+    #[test]
+    fn day_labels_skip_days_rather_than_touch() {
+        let dates: Vec<NaiveDate> = (1..=12)
+            .map(|d| NaiveDate::from_ymd_opt(2026, 11, d).unwrap())
+            .collect();
+        assert_eq!(
+            super::day_axis(&dates, 3, 40),
+            "1  2  3  4  5  6  7  8  9  10 11 12"
+        );
+        // One cell per day: every other label.
+        assert_eq!(super::day_axis(&dates, 1, 40), "1 3 5 7 9 11");
+        // Nothing past the chart's edge.
+        assert_eq!(super::day_axis(&dates, 3, 10), "1  2  3  4");
     }
 }

@@ -14,12 +14,36 @@ pub fn percent(used: i64, limit: Option<i64>) -> String {
     }
 }
 
-/// "85,000 / 100,000" or "85,000 / ∞".
+/// "85,000 / 100,000", or just "7,654,321" without a limit (the gauge says "unlimited").
 pub fn used_of(used: i64, limit: Option<i64>) -> String {
     match limit {
         Some(limit) => format!("{} / {}", thousands(used), thousands(limit)),
-        None => format!("{} / ∞", thousands(used)),
+        None => thousands(used),
     }
+}
+
+/// `text` cut to `width` terminal cells, its end replaced by "…" when it does not fit.
+pub fn ellipsis(text: &str, width: u16) -> String {
+    let width = usize::from(width);
+    let cells = |s: &str| ratatui::text::Span::raw(s).width();
+    if cells(text) <= width {
+        return text.to_string();
+    }
+    let mut out = String::new();
+    let mut used = 0;
+    for c in text.chars() {
+        let mut buf = [0; 4];
+        let w = cells(c.encode_utf8(&mut buf));
+        if used + w + 1 > width {
+            break;
+        }
+        out.push(c);
+        used += w;
+    }
+    if width > 0 {
+        out.push('…');
+    }
+    out
 }
 
 pub fn minute(at: DateTime<Utc>) -> String {
@@ -47,5 +71,13 @@ mod tests {
         assert_eq!(super::percent(29, Some(100)), "29 %");
         assert_eq!(super::percent(5, None), "-");
         assert_eq!(super::percent(0, Some(0)), "100 %");
+    }
+
+    #[test]
+    fn ellipsis_cuts_to_the_width_in_cells() {
+        assert_eq!(super::ellipsis("Prestige Worldwide", 10), "Prestige …");
+        assert_eq!(super::ellipsis("Short", 10), "Short");
+        assert_eq!(super::ellipsis("日本語の名前", 7), "日本語…");
+        assert_eq!(super::ellipsis("abc", 0), "");
     }
 }

@@ -143,8 +143,9 @@ fn legend_lines(theme: Theme) -> Vec<Line<'static>> {
         ]),
         Line::from(vec![
             gap(),
-            text("12/400 the selected row, of all rows listed"),
+            text("12/400 the selected row, of all rows listed;"),
         ]),
+        Line::from(vec![gap(), dim("┃ on the right border: the part in view")]),
         Line::from(vec![gap(), text("\"2 ?\" unreported events of a customer")]),
         Line::from(vec![gap(), dim("without a Stripe customer id")]),
         Line::raw(""),

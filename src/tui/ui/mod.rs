@@ -3,6 +3,7 @@
 
 mod detail;
 mod events;
+mod footer;
 mod format;
 mod help;
 mod overview;
@@ -12,7 +13,7 @@ mod sync;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Clear, Paragraph, Tabs};
+use ratatui::widgets::{Clear, Paragraph, Scrollbar, ScrollbarOrientation, ScrollbarState, Tabs};
 
 use super::action::Action;
 use super::app::{App, View};
@@ -48,18 +49,26 @@ pub fn draw(frame: &mut Frame, app: &App) {
         View::Events => events::draw(frame, app, body),
         View::Plans => plans::draw(frame, app, body),
     }
-    draw_footer(frame, app, footer);
+    footer::draw(frame, app, footer);
     if let Some(detail) = &app.detail {
         frame.render_widget(Clear, body);
         detail::draw(frame, app, detail, body);
     }
+    if app.view == View::Events {
+        events::draw_popup(frame, app, body);
+    }
+    // Popups leave the footer in view: it shows their keys.
+    let above_footer = Rect {
+        height: area.height - footer.height,
+        ..area
+    };
     if app.plans_popup {
-        plans::draw_invalid(frame, app, area);
+        plans::draw_invalid(frame, app, above_footer);
     }
     if app.help {
-        help::draw(frame, app, area);
+        help::draw(frame, app, above_footer);
     }
-    sync::draw(frame, app, area);
+    sync::draw(frame, app, above_footer);
 }
 
 /// Tabs line, body, footer line.
@@ -115,48 +124,22 @@ fn draw_tabs(frame: &mut Frame, app: &App, area: Rect) {
     );
 }
 
-fn draw_footer(frame: &mut Frame, app: &App, area: Rect) {
-    let theme = app.theme;
-    if app.filtering {
-        let line = Line::from(vec![
-            Span::styled("/", theme.key()),
-            Span::raw(super::sanitize::sanitize(&app.filter).into_owned()),
-            Span::styled("▏", theme.key()),
-            Span::styled(
-                format!(
-                    "   {} keep · {} clear",
-                    keys::keys_for(Mode::Filter, Action::FilterDone),
-                    keys::keys_for(Mode::Filter, Action::Close)
-                ),
-                theme.dim(),
-            ),
-        ]);
-        frame.render_widget(line, area);
+/// A scrollbar on the right border of `area` for a list of `len` rows showing `page` from
+/// `offset`; nothing when everything fits.
+fn scrollbar(frame: &mut Frame, app: &App, area: Rect, len: usize, offset: usize, page: usize) {
+    if len <= page {
         return;
     }
-    if let Some(status) = &app.status {
-        let text = format!("error: {}", super::sanitize::sanitize(status));
-        frame.render_widget(Span::styled(text, theme.error()), area);
-        return;
-    }
-    let hints: &[Action] = match app.view {
-        View::Overview if app.detail.is_some() => &[Action::Close, Action::Down, Action::Up],
-        View::Overview => &[
-            Action::Open,
-            Action::Filter,
-            Action::CycleSort,
-            Action::NextView,
-            Action::Sync,
-        ],
-        View::Events | View::Plans => &[Action::NextView, Action::Refresh, Action::Sync],
-    };
-    let mut spans = Vec::new();
-    for action in hints.iter().chain(&[Action::Help, Action::Quit]) {
-        let first = keys::first_key(Mode::Normal, *action);
-        spans.push(Span::styled(format!(" {first}"), theme.key()));
-        spans.push(Span::raw(format!(" {} ", action.describe())));
-    }
-    frame.render_widget(Line::from(spans), area);
+    let mut state = ScrollbarState::new(len - page + 1)
+        .position(offset)
+        .viewport_content_length(page);
+    let bar = Scrollbar::new(ScrollbarOrientation::VerticalRight)
+        .begin_symbol(None)
+        .end_symbol(None)
+        .track_symbol(Some("│"))
+        .thumb_symbol("┃")
+        .thumb_style(app.theme.dim());
+    frame.render_stateful_widget(bar, area, &mut state);
 }
 
 /// A centered popup of at most `width`×`height`, cleared.

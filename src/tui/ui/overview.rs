@@ -6,7 +6,7 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Paragraph, Row, Table};
 
-use super::format::{minute, percent, stored_minute, thousands, used_of};
+use super::format::{ellipsis, minute, percent, stored_minute, thousands, used_of};
 use super::{body_layout, list_rows};
 use crate::billing::WarningLevel;
 use crate::store::DashboardRow;
@@ -120,8 +120,15 @@ fn last_sync(app: &App) -> Line<'static> {
 
 fn draw_table(frame: &mut Frame, app: &App, area: Rect) {
     let theme = app.theme;
-    let wide = area.width >= 110;
-    let gauge_width: u16 = if wide { 20 } else { 10 };
+    let inner_width = area.width.saturating_sub(2);
+    let wide = inner_width >= 108;
+    let columns = columns(wide);
+    let widths = column_widths(&columns, inner_width);
+    let name_width = widths[0];
+    let gauge_width = widths[columns
+        .iter()
+        .position(|c| *c == Column::Usage)
+        .unwrap_or(0)];
     let page = list_rows(frame.area().width, frame.area().height).max(1);
     // The cursor keeps `selected` on screen; clamp again in case the size just changed.
     let offset = app
@@ -130,7 +137,7 @@ fn draw_table(frame: &mut Frame, app: &App, area: Rect) {
         .max((app.list.selected + 1).saturating_sub(page))
         .min(app.list.selected);
     let rows = app.visible_rows(offset, page).enumerate().map(|(i, row)| {
-        let cells = customer_cells(app, row, wide, gauge_width);
+        let cells = customer_cells(app, row, wide, name_width, gauge_width);
         let r = Row::new(cells);
         if offset + i == app.list.selected {
             r.style(theme.selected())
@@ -138,30 +145,8 @@ fn draw_table(frame: &mut Frame, app: &App, area: Rect) {
             r
         }
     });
-    let mut widths = vec![Constraint::Fill(1), Constraint::Length(9)];
-    if wide {
-        widths.push(Constraint::Length(23));
-    }
-    widths.extend([
-        Constraint::Length(gauge_width),
-        Constraint::Length(7),
-        Constraint::Length(12),
-        Constraint::Length(5),
-        Constraint::Length(11),
-    ]);
-    let mut titles = vec![Column::Customer, Column::Plan];
-    if wide {
-        titles.push(Column::UsedOfLimit);
-    }
-    titles.extend([
-        Column::Usage,
-        Column::Percent,
-        Column::Level,
-        Column::Days,
-        Column::Unreported,
-    ]);
     let marked = sorted_column(app.sort, wide);
-    let header = Row::new(titles.into_iter().map(|column| {
+    let header = Row::new(columns.iter().map(|&column| {
         let mut title = column.title().to_string();
         if column == marked {
             title.push_str(sort_arrow(app.sort, app.reverse));
@@ -191,8 +176,16 @@ fn draw_table(frame: &mut Frame, app: &App, area: Rect) {
             .right_aligned(),
         );
     }
+    let widths = widths.into_iter().map(Constraint::Length);
     let table = Table::new(rows, widths).header(header).block(block);
     frame.render_widget(table, area);
+    // On the right border, beside the rows only (not the header row).
+    let rows_area = Rect {
+        y: area.y + 2,
+        height: area.height.saturating_sub(3),
+        ..area
+    };
+    super::scrollbar(frame, app, rows_area, app.visible_len(), offset, page);
     if app.visible_len() == 0 {
         let message = if app.rows().is_empty() {
             "No customers yet. Add one: meterline customer add ID --plan free"
@@ -202,6 +195,40 @@ fn draw_table(frame: &mut Frame, app: &App, area: Rect) {
         let inner = area.inner(ratatui::layout::Margin::new(2, 2));
         frame.render_widget(Paragraph::new(message).style(theme.dim()), inner);
     }
+}
+
+/// The columns shown: "Used / limit" only on wide terminals.
+fn columns(wide: bool) -> Vec<Column> {
+    let mut columns = vec![Column::Customer, Column::Plan];
+    if wide {
+        columns.push(Column::UsedOfLimit);
+    }
+    columns.extend([
+        Column::Usage,
+        Column::Percent,
+        Column::Level,
+        Column::Days,
+        Column::Unreported,
+    ]);
+    columns
+}
+
+/// Column widths for a table `width` cells wide. Every column but the name and the gauge has
+/// the width of its widest content; of the room left the name gets two fifths (at most 28: longer
+/// names end in "…") and the gauge the rest, so on wide terminals the gauge is the widest.
+fn column_widths(columns: &[Column], width: u16) -> Vec<u16> {
+    let gaps = columns.len().saturating_sub(1) as u16;
+    let fixed: u16 = columns.iter().filter_map(|c| c.width()).sum();
+    let spare = width.saturating_sub(fixed + gaps);
+    let name = (spare * 2 / 5).clamp(spare.saturating_sub(10).min(16), 28);
+    columns
+        .iter()
+        .map(|c| match c {
+            Column::Customer => name,
+            Column::Usage => spare - name,
+            other => other.width().unwrap_or(0),
+        })
+        .collect()
 }
 
 /// The columns of the customer table.
@@ -229,6 +256,20 @@ impl Column {
             Column::Days => "Days",
             Column::Unreported => "Unreported",
         }
+    }
+
+    /// Fixed widths; None for the two that share the room left (name and gauge).
+    fn width(self) -> Option<u16> {
+        Some(match self {
+            Column::Customer | Column::Usage => return None,
+            Column::Plan => 9,
+            // "1,486,159 / 500,000"
+            Column::UsedOfLimit => 19,
+            Column::Percent => 6,
+            Column::Level => 11,
+            Column::Days => 4,
+            Column::Unreported => 10,
+        })
     }
 
     fn alignment(self) -> Alignment {
@@ -262,14 +303,15 @@ fn customer_cells<'a>(
     app: &App,
     row: &'a DashboardRow,
     wide: bool,
+    name_width: u16,
     gauge_width: u16,
 ) -> Vec<Cell<'a>> {
     let theme = app.theme;
     let level = app.level_of(row);
     let right = |text: String| Cell::from(Line::from(text).alignment(Alignment::Right));
     let mut cells = vec![
-        Cell::from(sanitize(&row.name).into_owned()),
-        Cell::from(sanitize(&row.plan_id).into_owned()),
+        Cell::from(ellipsis(&sanitize(&row.name), name_width)),
+        Cell::from(ellipsis(&sanitize(&row.plan_id), 9)),
     ];
     if wide {
         cells.push(right(used_of(row.used, row.limit)));
@@ -281,7 +323,11 @@ fn customer_cells<'a>(
     };
     cells.extend([
         Cell::from(gauge_line(theme, level, row.ratio(), gauge_width)),
-        right(percent(row.used, row.limit)),
+        right(if row.limit.is_some() {
+            percent(row.used, row.limit)
+        } else {
+            String::new()
+        }),
         Cell::from(Span::styled(
             level_word(level, app.overage_billed(row), true),
             theme.level(level),
@@ -301,8 +347,9 @@ pub fn gauge_line(
     width: u16,
 ) -> Line<'static> {
     let width = usize::from(width);
+    // Unlimited: no bar to fill, the word once (the count is in "Used / limit").
     let Some(ratio) = ratio else {
-        let text = if width >= 11 { "∞ unlimited" } else { "∞" };
+        let text = if width >= 9 { "unlimited" } else { "∞" };
         return Line::from(Span::styled(text, theme.dim()));
     };
     let filled = ((ratio.clamp(0.0, 1.0) * width as f64).round() as usize).min(width);

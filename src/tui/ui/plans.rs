@@ -43,7 +43,7 @@ pub fn draw(frame: &mut Frame, app: &App, body: Rect) {
         Row::new(vec![
             Cell::from(sanitize(&plan.id).into_owned()),
             Cell::from(sanitize(&plan.name).into_owned()),
-            right(plan.price.to_string()),
+            right(config.money(plan.price)),
             right(plan.included.map_or_else(|| "unlimited".into(), thousands)),
             Cell::from(match (plan.included, plan.at_limit) {
                 (None, _) => "-",
@@ -52,7 +52,7 @@ pub fn draw(frame: &mut Frame, app: &App, body: Rect) {
             }),
             right(
                 plan.overage_rate
-                    .map_or_else(|| "-".into(), |r| r.to_string()),
+                    .map_or_else(|| "-".into(), |r| config.money(r)),
             ),
             Cell::from(sanitize(&plan.meter_event).into_owned()),
             right(thousands(customers as i64)),
@@ -72,13 +72,18 @@ pub fn draw(frame: &mut Frame, app: &App, body: Rect) {
         .map(Cell::from),
     )
     .style(theme.header());
+    // Money columns as wide as their widest amount: "999.00 EUR" is longer than "$999.00".
+    let widest = |amounts: &mut dyn Iterator<Item = rust_decimal::Decimal>, header: usize| {
+        let widest = amounts.map(|a| config.money(a).chars().count()).max();
+        Constraint::Length(u16::try_from(widest.unwrap_or(0).max(header)).unwrap_or(u16::MAX))
+    };
     let widths = [
         Constraint::Length(10),
         Constraint::Fill(1),
-        Constraint::Length(8),
+        widest(&mut config.plans.iter().map(|p| p.price), 5),
         Constraint::Length(11),
         Constraint::Length(9),
-        Constraint::Length(9),
+        widest(&mut config.plans.iter().filter_map(|p| p.overage_rate), 9),
         Constraint::Fill(1),
         Constraint::Length(9),
     ];
