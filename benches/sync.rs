@@ -96,7 +96,8 @@ fn ceiling(server: &FakeStripe, now: DateTime<Utc>) -> f64 {
 fn client_only(server: &FakeStripe, now: DateTime<Utc>) -> f64 {
     let config = Config::parse(&plans(&server.base()), "bench").unwrap();
     let key = meterline::stripe::ApiKey::new(KEY).unwrap();
-    let client = meterline::stripe::Client::new(&server.base(), &key, &config.stripe).unwrap();
+    let base = meterline::stripe::ApiBase::parse(&server.base()).unwrap();
+    let client = meterline::stripe::Client::new(&base, &key, &config.stripe).unwrap();
     let start = Instant::now();
     std::thread::scope(|s| {
         for w in 0..WORKERS {
@@ -157,7 +158,6 @@ fn sync_once(now: DateTime<Utc>) -> (f64, usize) {
         &config,
         &key,
         &Default::default(),
-        now,
         &AtomicBool::new(false),
         &mut |_| {},
     )

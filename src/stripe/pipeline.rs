@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 
 use super::{Answer, Client, Delivery, MeterEvent, RateLimiter, RetryPolicy};
 use crate::store::{EventOutcome, OutboxCursor, OutboxEvent, OutboxWindow};
-use crate::{Error, Result, Store};
+use crate::{Error, Store};
 
 use super::sync::SyncProgress;
 
@@ -60,6 +60,18 @@ pub struct Plan<'a> {
     pub run_id: i64,
     pub clock: Clock,
     pub database_id: &'a str,
+    /// Test-only fault: make a thread panic.
+    pub panic_hook: Option<PanicHook>,
+}
+
+/// Where a test makes the pipeline panic, to prove a panic ends the run instead of hanging it.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PanicHook {
+    /// The worker taking the n-th event (1-based) panics.
+    Worker(u64),
+    /// The reader panics on its first page.
+    Reader,
 }
 
 /// How the pipeline ended.
@@ -70,8 +82,16 @@ pub struct Outcome {
     pub undelivered: u64,
     /// Why it stopped early, if it did.
     pub stopped: Option<String>,
-    /// A refused API key: returned to the caller after the run is recorded.
+    /// A refused API key or a TLS failure: returned to the caller after the run is recorded.
     pub fatal: Option<Error>,
+    /// Events whose request reached the server at least once.
+    pub reached: u64,
+    /// Why the last event that never reached the server could not connect.
+    pub not_connected: Option<String>,
+    /// What the writer committed to the database: the counts a failed run records.
+    pub marked: SyncProgress,
+    /// A reader, writer or thread failure (a panic included): the run failed.
+    pub error: Option<Error>,
 }
 
 /// (Stripe customer, meter event name), interned.
@@ -168,12 +188,13 @@ struct State {
     /// No new jobs are taken (cancelled, bad key, unreachable, or a thread failed).
     stopping: bool,
     workers_running: usize,
-    /// Answers waiting for the writer.
+    /// Answers waiting for the writer, and their counts.
     writes: Vec<EventOutcome>,
+    writes_tally: SyncProgress,
     outcome: Outcome,
     unreachable_streak: u32,
-    /// A reader or writer failure, returned by the run.
-    error: Option<Error>,
+    /// Events handed to workers so far (for the test-only panic hook).
+    taken: u64,
 }
 
 struct Board {
@@ -226,7 +247,8 @@ impl Board {
     }
 }
 
-/// Run the pipeline to the end: the outbox drained, or stopped early.
+/// Run the pipeline to the end: the outbox drained, or stopped early. A failure of a thread
+/// (a panic included) stops the run and comes back in `Outcome::error`, with what was done.
 pub fn run(
     store: &mut Store,
     reader_store: Store,
@@ -234,7 +256,7 @@ pub fn run(
     cancel: &AtomicBool,
     on_progress: &mut dyn FnMut(&SyncProgress),
     total: u64,
-) -> Result<Outcome> {
+) -> Outcome {
     let board = Board {
         state: Mutex::new(State {
             queue: KeyedQueue::new(),
@@ -244,6 +266,7 @@ pub fn run(
             stopping: false,
             workers_running: plan.workers,
             writes: Vec::new(),
+            writes_tally: SyncProgress::default(),
             outcome: Outcome {
                 progress: SyncProgress {
                     total,
@@ -252,7 +275,7 @@ pub fn run(
                 ..Outcome::default()
             },
             unreachable_streak: 0,
-            error: None,
+            taken: 0,
         }),
         work: Condvar::new(),
         reader: Condvar::new(),
@@ -267,17 +290,24 @@ pub fn run(
         let mut started = 0;
         let mut spawn_error = None;
         for _ in 0..plan.workers {
-            match spawn("sync-worker").spawn_scoped(scope, move || work(board, plan.transport)) {
+            let body = move || guarded(board, "a sync worker", || work(board, plan));
+            match spawn("sync-worker").spawn_scoped(scope, body) {
                 Ok(_) => started += 1,
                 Err(e) => spawn_error = Some(e),
             }
         }
         let reader = spawn("sync-reader")
-            .spawn_scoped(scope, move || read(board, &reader_store, plan))
+            .spawn_scoped(scope, move || {
+                guarded(board, "the outbox reader", || {
+                    read(board, &reader_store, plan)
+                })
+            })
             .map_err(|e| spawn_error = Some(e))
             .is_ok();
         let writer = spawn("sync-writer")
-            .spawn_scoped(scope, move || write(board, store, plan))
+            .spawn_scoped(scope, move || {
+                guarded(board, "the database writer", || write(board, store, plan))
+            })
             .map_err(|e| spawn_error = Some(e))
             .is_ok();
         {
@@ -286,7 +316,8 @@ pub fn run(
             // off the ones that never started.
             state.workers_running -= plan.workers - started;
             if let Some(e) = spawn_error {
-                state.error = Some(Error::Stripe(format!("cannot start a sync thread: {e}")));
+                state.outcome.error =
+                    Some(Error::Stripe(format!("cannot start a sync thread: {e}")));
                 board.halt(&mut state, "a sync thread could not start".into());
             }
             if !reader || !writer {
@@ -296,11 +327,41 @@ pub fn run(
         }
         coordinate(board, cancel, on_progress);
     });
-    let mut state = board.into_inner_state();
-    if let Some(error) = state.error.take() {
-        return Err(error);
+    board.into_inner_state().outcome
+}
+
+/// Run a thread's body; a panic in it becomes the run's error and stops the run, so nobody
+/// waits for the dead thread (its own guards, like `Running`, have already run by then).
+fn guarded(board: &Board, who: &str, body: impl FnOnce()) {
+    let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) else {
+        return;
+    };
+    let why = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into());
+    let mut state = board.lock();
+    state
+        .outcome
+        .error
+        .get_or_insert_with(|| Error::Stripe(format!("{who} failed unexpectedly (panic: {why})")));
+    // A dead reader will not read again, a dead writer will not write: the others wind down.
+    state.drained = true;
+    board.halt(&mut state, format!("{who} failed unexpectedly"));
+}
+
+/// Counts a worker as running until it ends, however it ends (a panic included).
+struct Running<'a>(&'a Board);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        state.workers_running -= 1;
+        // Whoever is still waiting for work may be done too.
+        self.0.work.notify_all();
+        self.0.coordinator.notify_all();
     }
-    Ok(state.outcome)
 }
 
 impl Board {
@@ -338,7 +399,9 @@ fn coordinate(board: &Board, cancel: &AtomicBool, on_progress: &mut dyn FnMut(&S
 }
 
 /// A worker: take the next ready job, deliver it (retries included), settle the answer.
-fn work(board: &Board, transport: &Transport) {
+fn work(board: &Board, plan: &Plan) {
+    let _running = Running(board);
+    let transport = plan.transport;
     let mut state = board.lock();
     loop {
         if state.stopping {
@@ -346,7 +409,12 @@ fn work(board: &Board, transport: &Transport) {
         }
         if let Some(job) = state.queue.pop_ready() {
             board.want_page(&mut state);
+            state.taken += 1;
+            let panic_now = plan.panic_hook == Some(PanicHook::Worker(state.taken));
             drop(state);
+            if panic_now {
+                panic!("test fault: worker panic on event {}", job.event.id);
+            }
             let delivery = transport.client.deliver(
                 &job.meter_event(),
                 &transport.policy,
@@ -363,38 +431,41 @@ fn work(board: &Board, transport: &Transport) {
         }
         state = board.work.wait(state).unwrap_or_else(|p| p.into_inner());
     }
-    state.workers_running -= 1;
-    // Whoever is still waiting for work may be done too.
-    board.work.notify_all();
-    board.coordinator.notify_all();
 }
 
 /// Count one finished event and queue its write-back; stop the run when it must stop.
 fn settle(board: &Board, state: &mut State, job: &Job, delivery: Delivery) {
     let id = job.event.id;
     let attempts = delivery.attempts;
-    let progress = &mut state.outcome.progress;
+    // The same counts for the run's progress and for what waits to be written.
+    let tally = |state: &mut State, count: fn(&mut SyncProgress)| {
+        count(&mut state.outcome.progress);
+        count(&mut state.writes_tally);
+    };
     if attempts > 0 {
-        progress.attempted += 1;
+        tally(state, |p| p.attempted += 1);
+    }
+    if delivery.reached {
+        state.outcome.reached += 1;
     }
     let mut halt = None;
     match delivery.answer {
         Answer::Accepted { replayed } => {
             if replayed {
-                progress.duplicates += 1;
+                tally(state, |p| p.duplicates += 1);
             } else {
-                progress.accepted += 1;
+                tally(state, |p| p.accepted += 1);
             }
             state.unreachable_streak = 0;
             state.writes.push(EventOutcome::Delivered { id, attempts });
         }
         Answer::Duplicate => {
-            progress.duplicates += 1;
+            tally(state, |p| p.duplicates += 1);
             state.unreachable_streak = 0;
             state.writes.push(EventOutcome::Delivered { id, attempts });
         }
         Answer::Refused { message } => {
-            progress.failed += 1;
+            tally(state, |p| p.failed += 1);
             state.unreachable_streak = 0;
             state.writes.push(EventOutcome::Refused {
                 id,
@@ -402,7 +473,10 @@ fn settle(board: &Board, state: &mut State, job: &Job, delivery: Delivery) {
                 error: message,
             });
         }
-        Answer::Transient { message, .. } => {
+        Answer::Transient { message, .. } | Answer::NotConnected { message } => {
+            if !delivery.reached {
+                state.outcome.not_connected = Some(message.clone());
+            }
             state.outcome.undelivered += 1;
             state.unreachable_streak += 1;
             if state.unreachable_streak >= GIVE_UP_AFTER {
@@ -428,6 +502,16 @@ fn settle(board: &Board, state: &mut State, job: &Job, delivery: Delivery) {
             }
             halt = Some(format!("Stripe refused the API key ({message})"));
         }
+        Answer::Fatal { message } => {
+            state.outcome.undelivered += 1;
+            if state.outcome.fatal.is_none() && !state.stopping {
+                state.outcome.fatal = Some(Error::StripeConfig(format!(
+                    "the connection to Stripe cannot be trusted ({message}); check the API base \
+                     and the machine's certificates and clock. Nothing more was sent"
+                )));
+            }
+            halt = Some(message);
+        }
         Answer::NotSent => {}
     }
     if let Some(reason) = halt {
@@ -451,6 +535,9 @@ fn read(board: &Board, store: &Store, plan: &Plan) {
             return;
         }
         drop(state);
+        if plan.panic_hook == Some(PanicHook::Reader) {
+            panic!("test fault: reader panic");
+        }
         let want = plan.limit.map_or(PAGE, |l| PAGE.min(l - loaded));
         let page = if want == 0 {
             Ok((Vec::new(), None))
@@ -484,7 +571,7 @@ fn read(board: &Board, store: &Store, plan: &Plan) {
                 board.want_page(&mut state);
             }
             Err(error) => {
-                state.error.get_or_insert(error);
+                state.outcome.error.get_or_insert(error);
                 state.drained = true;
                 board.halt(&mut state, "reading the outbox failed".into());
             }
@@ -511,6 +598,7 @@ fn write(board: &Board, store: &mut Store, plan: &Plan) {
             state = board.wait_coordinator(state, left);
         }
         let batch = std::mem::take(&mut state.writes);
+        let tally = std::mem::take(&mut state.writes_tally);
         let finished = state.workers_running == 0;
         drop(state);
         let mut result = Ok(());
@@ -523,9 +611,16 @@ fn write(board: &Board, store: &mut Store, plan: &Plan) {
         }
         if let Err(error) = result {
             let mut state = board.lock();
-            state.error.get_or_insert(error);
+            state.outcome.error.get_or_insert(error);
             board.halt(&mut state, "writing to the database failed".into());
             return;
+        }
+        if !batch.is_empty() {
+            let marked = &mut board.lock().outcome.marked;
+            marked.attempted += tally.attempted;
+            marked.accepted += tally.accepted;
+            marked.duplicates += tally.duplicates;
+            marked.failed += tally.failed;
         }
         if finished {
             return;
