@@ -39,6 +39,12 @@ pub enum Fault {
     RecordThenDrop,
     /// 401 as for a revoked key.
     Unauthorized,
+    /// 400 (Stripe-Should-Retry: false) with this message: what a hostile or buggy server
+    /// could put in front of the user.
+    RefuseWith(String),
+    /// Start an answer, then send one byte of a never-ending header line every 200 ms: each
+    /// read succeeds, the answer never completes. Nothing recorded.
+    Trickle,
 }
 
 /// One event the server accepted.
@@ -96,6 +102,8 @@ struct Reply {
     /// Close without writing anything.
     drop: bool,
     delay: Duration,
+    /// Trickle bytes forever instead of answering.
+    trickle: bool,
 }
 
 impl Reply {
@@ -106,6 +114,7 @@ impl Reply {
             headers: Vec::new(),
             drop: false,
             delay: Duration::ZERO,
+            trickle: false,
         }
     }
 
@@ -355,6 +364,13 @@ fn serve(stream: TcpStream, shared: &Shared) {
         leave(shared, &key);
         if reply.drop {
             let _ = writer.shutdown(std::net::Shutdown::Both);
+            return;
+        }
+        if reply.trickle {
+            let _ = writer.write_all(b"HTTP/1.1 200 OK\r\nX-Trickle: ");
+            while !shared.stop.load(Ordering::SeqCst) && writer.write_all(b"a").is_ok() {
+                std::thread::sleep(Duration::from_millis(200));
+            }
             return;
         }
         let mut head = format!(
@@ -695,6 +711,15 @@ fn handle(shared: &Shared, request: &Request) -> Reply {
         Some(Fault::Drop) => {
             let mut reply = Reply::json(0, String::new());
             reply.drop = true;
+            return reply;
+        }
+        Some(Fault::RefuseWith(message)) => {
+            return Reply::error(400, "invalid_request_error", None, &message, None)
+                .should_retry(false);
+        }
+        Some(Fault::Trickle) => {
+            let mut reply = Reply::json(0, String::new());
+            reply.trickle = true;
             return reply;
         }
         _ => {}
