@@ -343,3 +343,68 @@ fn a_dry_run_needs_no_key_but_a_sync_does() {
     );
     assert_eq!(env.server.connections(), 0);
 }
+
+#[test]
+fn sigterm_and_sigint_cancel_after_the_requests_in_flight() {
+    let env = seeded();
+    // Slow answers: the run is well under way, with requests in flight, when the signal comes.
+    env.server.set_delay(Duration::from_millis(150));
+    let database_id = env.store().database_id().unwrap();
+    for signal in ["-TERM", "-INT"] {
+        // Signal once this run has sent a few requests (so its handlers are installed).
+        let sent_before = env.server.requests() + 6;
+        let child = env
+            .std_command(&["sync"], &[])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while env.server.requests() < sent_before {
+            assert!(Instant::now() < deadline, "the sync never got going");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let status = std::process::Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let output = child.wait_with_output().unwrap();
+        support::assert_no_key(&output);
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{signal}: {}",
+            stderr(&output)
+        );
+        assert!(stderr(&output).contains("cancelled"), "{}", stderr(&output));
+        assert!(stdout(&output).contains("stopped early: cancelled"));
+        // The lock is released and the run recorded as cancelled.
+        let conn = rusqlite::Connection::open(&env.db).unwrap();
+        let locks: i64 = conn
+            .query_row("SELECT COUNT(*) FROM sync_lock", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(locks, 0, "{signal}");
+        let run = env.store().last_sync_run().unwrap().unwrap();
+        assert_eq!(run.outcome, "cancelled", "{signal}");
+        // The database and the server agree: every event marked reported was received, and
+        // every event the server accepted is marked (the requests in flight finished).
+        let mut stmt = conn
+            .prepare("SELECT id FROM usage_events WHERE stripe_reported_at IS NOT NULL")
+            .unwrap();
+        let marked: std::collections::HashSet<String> = stmt
+            .query_map([], |r| r.get::<_, i64>(0))
+            .unwrap()
+            .map(|id| meterline::stripe::identifier(&database_id, id.unwrap()))
+            .collect();
+        let accepted: std::collections::HashSet<String> =
+            env.server.accepted().into_keys().collect();
+        assert_eq!(marked, accepted, "{signal}");
+        assert!(!marked.is_empty() && marked.len() < 90, "{}", marked.len());
+    }
+    // The next run sends the rest, each event once.
+    env.server.set_delay(Duration::ZERO);
+    let output = env.run(&["sync"], &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    env.assert_exactly_once();
+}
