@@ -5,6 +5,12 @@
 //! so no hand-off per event), and a job is ready only while no other job of its customer and
 //! meter is out: Stripe allows one request in flight per pair. SQLite stays off the workers'
 //! path: the reader and the writer have their own connections.
+//!
+//! Fairness: a customer with a large backlog can only go one request at a time, so its events
+//! must not fill the queue ahead of everyone else's. The reader pages through the outbox in
+//! time order, but once a customer has `CUSTOMER_CAP` events queued, the rest of that
+//! customer's events are read on their own (from where it stood, through the customer's
+//! index, `CUSTOMER_PAGE` at a time as its queue runs low) and the time-ordered pages skip it.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +21,7 @@ use chrono::{DateTime, Utc};
 
 use super::{Answer, Client, Delivery, MeterEvent, RateLimiter, RetryPolicy};
 use crate::store::{EventOutcome, OutboxCursor, OutboxEvent, OutboxWindow};
-use crate::{Error, Store};
+use crate::{Error, Result, Store};
 
 use super::sync::SyncProgress;
 
@@ -27,6 +33,11 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(50);
 /// Outbox rows read per query, and the queue depth below which the next page is read.
 const PAGE: u64 = 1024;
 const QUEUE_LOW: usize = 4096;
+/// Events of one customer queued (or out) at most, before it is read on its own; refilled
+/// by `CUSTOMER_PAGE` once down to `CUSTOMER_LOW`.
+const CUSTOMER_CAP: usize = 256;
+const CUSTOMER_LOW: usize = 64;
+const CUSTOMER_PAGE: usize = CUSTOMER_CAP - CUSTOMER_LOW;
 /// This many events in a row that exhausted their retries means Stripe is unreachable.
 pub const GIVE_UP_AFTER: u32 = 3;
 pub const CANCELLED: &str = "cancelled";
@@ -183,8 +194,14 @@ struct State {
     keys: HashMap<(String, String), MeterKey>,
     /// The reader has been asked for a page and not answered yet.
     page_asked: bool,
-    /// The outbox (or the limit) is exhausted.
+    /// The outbox (or the limit) is exhausted, customers read on their own included.
     drained: bool,
+    /// The time-ordered pages reached the end of the outbox (or the limit).
+    pages_done: bool,
+    /// Per customer id: events queued or out.
+    per_customer: HashMap<String, usize>,
+    /// Customers read on their own, with where their reading stands (`None`: all read).
+    own: HashMap<String, Option<OutboxCursor>>,
     /// No new jobs are taken (cancelled, bad key, unreachable, or a thread failed).
     stopping: bool,
     workers_running: usize,
@@ -238,9 +255,14 @@ impl Board {
         self.coordinator.notify_all();
     }
 
-    /// Ask the reader for the next page early, so the queue never runs dry while it is read.
+    /// Ask the reader for the next page early, so the queue never runs dry while it is read:
+    /// a time-ordered page when the queue is short, or more of a customer read on its own
+    /// once its events run low.
     fn want_page(&self, state: &mut State) {
-        if !state.stopping && !state.drained && !state.page_asked && state.queue.len() < QUEUE_LOW {
+        if state.stopping || state.drained || state.page_asked {
+            return;
+        }
+        if (!state.pages_done && state.queue.len() < QUEUE_LOW) || !state.refills().is_empty() {
             state.page_asked = true;
             self.reader.notify_one();
         }
@@ -263,6 +285,9 @@ pub fn run(
             keys: HashMap::new(),
             page_asked: false,
             drained: false,
+            pages_done: false,
+            per_customer: HashMap::new(),
+            own: HashMap::new(),
             stopping: false,
             workers_running: plan.workers,
             writes: Vec::new(),
@@ -364,6 +389,67 @@ impl Drop for Running<'_> {
     }
 }
 
+impl State {
+    /// Customers read on their own whose queue runs low, with where to go on from.
+    fn refills(&self) -> Vec<(String, OutboxCursor)> {
+        self.own
+            .iter()
+            .filter_map(|(customer, cursor)| {
+                let queued = self.per_customer.get(customer).copied().unwrap_or(0);
+                let cursor = cursor.as_ref().filter(|_| queued <= CUSTOMER_LOW)?;
+                Some((customer.clone(), cursor.clone()))
+            })
+            .collect()
+    }
+
+    /// Queue one event read from the outbox.
+    fn push(&mut self, event: OutboxEvent, database_id: &str) {
+        let next_key = self.keys.len() as MeterKey;
+        let key = *self
+            .keys
+            .entry((event.stripe_customer_id.clone(), event.event_name.clone()))
+            .or_insert(next_key);
+        *self
+            .per_customer
+            .entry(event.customer_id.clone())
+            .or_default() += 1;
+        let identifier = super::identifier(database_id, event.id);
+        self.queue.push(
+            key,
+            Job {
+                event,
+                identifier,
+                key,
+            },
+        );
+    }
+
+    /// An event from a time-ordered page: queued, unless its customer is (or now becomes)
+    /// read on its own. `fair`: false under `--limit`, which sends strictly oldest first.
+    fn admit(&mut self, event: OutboxEvent, database_id: &str, fair: bool) {
+        if self.own.contains_key(&event.customer_id) {
+            return;
+        }
+        let queued = self.per_customer.get(&event.customer_id).copied();
+        if fair && queued.unwrap_or(0) >= CUSTOMER_CAP {
+            let from = OutboxCursor::before(&event);
+            self.own.insert(event.customer_id, Some(from));
+            return;
+        }
+        self.push(event, database_id);
+    }
+
+    /// A job of `customer` is done.
+    fn finished(&mut self, customer: &str) {
+        if let Some(n) = self.per_customer.get_mut(customer) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_customer.remove(customer);
+            }
+        }
+    }
+}
+
 impl Board {
     fn into_inner_state(self) -> State {
         self.state.into_inner().unwrap_or_else(|p| p.into_inner())
@@ -423,7 +509,9 @@ fn work(board: &Board, plan: &Plan) {
             );
             state = board.lock();
             state.queue.release(&job.key);
+            state.finished(&job.event.customer_id);
             settle(board, &mut state, &job, delivery);
+            board.want_page(&mut state);
             continue;
         }
         if state.drained && state.queue.len() == 0 {
@@ -522,10 +610,12 @@ fn settle(board: &Board, state: &mut State, job: &Job, delivery: Delivery) {
     }
 }
 
-/// The reader: one page per request, so at most a few pages are in memory.
+/// The reader: one round per request (a time-ordered page and the refills of customers read
+/// on their own), so at most a few pages are in memory.
 fn read(board: &Board, store: &Store, plan: &Plan) {
     let mut cursor: Option<OutboxCursor> = None;
     let mut loaded = 0u64;
+    let fair = plan.limit.is_none();
     loop {
         let mut state = board.lock();
         while !state.page_asked && !state.stopping {
@@ -534,40 +624,50 @@ fn read(board: &Board, store: &Store, plan: &Plan) {
         if state.stopping {
             return;
         }
+        let want_page = !state.pages_done && state.queue.len() < QUEUE_LOW;
+        let refills = state.refills();
         drop(state);
         if plan.panic_hook == Some(PanicHook::Reader) {
             panic!("test fault: reader panic");
         }
         let want = plan.limit.map_or(PAGE, |l| PAGE.min(l - loaded));
-        let page = if want == 0 {
-            Ok((Vec::new(), None))
-        } else {
-            store.outbox_page(&plan.window, cursor.as_ref(), want as usize)
+        let page = match (want_page, want) {
+            (false, _) => Ok(None),
+            (true, 0) => Ok(Some((Vec::new(), None))),
+            (true, _) => store
+                .outbox_page(&plan.window, cursor.as_ref(), want as usize)
+                .map(Some),
         };
+        let refilled: Result<Vec<_>> = refills
+            .into_iter()
+            .map(|(customer, from)| {
+                let page = store.outbox_page_of(&plan.window, &customer, &from, CUSTOMER_PAGE)?;
+                Ok((customer, page))
+            })
+            .collect();
         let mut state = board.lock();
         state.page_asked = false;
-        match page {
-            Ok((events, next)) => {
-                loaded += events.len() as u64;
-                cursor = next.or(cursor);
-                // Done when the outbox ran out or the limit is reached.
-                state.drained = (events.len() as u64) < want || plan.limit == Some(loaded);
-                for event in events {
-                    let next_key = state.keys.len() as MeterKey;
-                    let key = *state
-                        .keys
-                        .entry((event.stripe_customer_id.clone(), event.event_name.clone()))
-                        .or_insert(next_key);
-                    let identifier = super::identifier(plan.database_id, event.id);
-                    state.queue.push(
-                        key,
-                        Job {
-                            event,
-                            identifier,
-                            key,
-                        },
-                    );
+        match page.and_then(|page| Ok((page, refilled?))) {
+            Ok((page, refilled)) => {
+                if let Some((events, next)) = page {
+                    loaded += events.len() as u64;
+                    cursor = next.or(cursor);
+                    // Done when the outbox ran out or the limit is reached.
+                    state.pages_done = (events.len() as u64) < want || plan.limit == Some(loaded);
+                    for event in events {
+                        state.admit(event, plan.database_id, fair);
+                    }
                 }
+                for (customer, (events, next)) in refilled {
+                    let more = events.len() == CUSTOMER_PAGE;
+                    for event in events {
+                        state.push(event, plan.database_id);
+                    }
+                    if let Some(own) = state.own.get_mut(&customer) {
+                        *own = if more { next } else { None };
+                    }
+                }
+                state.drained = state.pages_done && state.own.values().all(Option::is_none);
                 board.want_page(&mut state);
             }
             Err(error) => {

@@ -61,6 +61,8 @@ pub struct Accepted {
 struct Book {
     faults: VecDeque<Fault>,
     accepted: HashMap<String, Accepted>,
+    /// Identifiers in the order the events were accepted.
+    arrivals: Vec<String>,
     /// Every POST that reached validation, per identifier (retries and resends included).
     posts: HashMap<String, u32>,
     duplicates: u64,
@@ -231,6 +233,11 @@ impl FakeStripe {
 
     pub fn accepted(&self) -> HashMap<String, Accepted> {
         self.book().accepted.clone()
+    }
+
+    /// Accepted identifiers in order of arrival.
+    pub fn arrivals(&self) -> Vec<String> {
+        self.book().arrivals.clone()
     }
 
     pub fn accepted_count(&self) -> usize {
@@ -752,6 +759,7 @@ fn handle(shared: &Shared, request: &Request) -> Reply {
     }
     book.accepted
         .insert(event.identifier.clone(), event.clone());
+    book.arrivals.push(event.identifier.clone());
     let receipt = serde_json::json!({
         "object": "billing.meter_event",
         "created": event.timestamp,
