@@ -262,7 +262,7 @@ impl Board {
         if state.stopping || state.drained || state.page_asked {
             return;
         }
-        if (!state.pages_done && state.queue.len() < QUEUE_LOW) || !state.refills().is_empty() {
+        if (!state.pages_done && state.queue.len() < QUEUE_LOW) || state.needs_refill() {
             state.page_asked = true;
             self.reader.notify_one();
         }
@@ -394,12 +394,19 @@ impl State {
     fn refills(&self) -> Vec<(String, OutboxCursor)> {
         self.own
             .iter()
-            .filter_map(|(customer, cursor)| {
-                let queued = self.per_customer.get(customer).copied().unwrap_or(0);
-                let cursor = cursor.as_ref().filter(|_| queued <= CUSTOMER_LOW)?;
-                Some((customer.clone(), cursor.clone()))
-            })
+            .filter(|(customer, cursor)| cursor.is_some() && self.runs_low(customer))
+            .filter_map(|(customer, cursor)| Some((customer.clone(), cursor.clone()?)))
             .collect()
+    }
+
+    fn needs_refill(&self) -> bool {
+        self.own
+            .iter()
+            .any(|(customer, cursor)| cursor.is_some() && self.runs_low(customer))
+    }
+
+    fn runs_low(&self, customer: &str) -> bool {
+        self.per_customer.get(customer).copied().unwrap_or(0) <= CUSTOMER_LOW
     }
 
     /// Queue one event read from the outbox.
