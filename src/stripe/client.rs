@@ -162,10 +162,11 @@ pub fn classify(status: u16, should_retry: Option<bool>, replayed: bool, body: &
     }
 }
 
-/// A transport failure. Could not connect (DNS, refused, unreachable): `NotConnected`. TLS
-/// (rustls reports handshake and certificate errors as `InvalidData`): `Fatal`. Anything after
-/// the connection (timeouts, resets, protocol garbage): `Transient`.
-pub fn classify_transport(error: &ureq::Error) -> Answer {
+/// A transport failure. Could not connect (DNS, refused, unreachable): `NotConnected`. On a
+/// TLS connection (`tls`) setting up, a TLS error (rustls reports handshake and certificate
+/// errors as `InvalidData`): `Fatal`. Anything else (timeouts, resets, protocol garbage, a
+/// body that is not text): `Transient`.
+pub fn classify_transport(error: &ureq::Error, tls: bool) -> Answer {
     use std::io::ErrorKind;
     let not_connected = |why: String| Answer::NotConnected {
         message: format!("could not connect: {why}"),
@@ -192,7 +193,7 @@ pub fn classify_transport(error: &ureq::Error) -> Answer {
         {
             not_connected(io.to_string())
         }
-        ureq::Error::Io(io) if io.kind() == ErrorKind::InvalidData => Answer::Fatal {
+        ureq::Error::Io(io) if tls && io.kind() == ErrorKind::InvalidData => Answer::Fatal {
             message: format!("TLS error: {io}"),
         },
         ureq::Error::Tls(_) | ureq::Error::Rustls(_) => Answer::Fatal {
@@ -243,6 +244,8 @@ pub struct Client {
     agent: ureq::Agent,
     /// Parsed once: these go out with every request.
     endpoint: Uri,
+    /// https: TLS errors while connecting stop the run.
+    tls: bool,
     authorization: HeaderValue,
     api_version: HeaderValue,
     key: ApiKey,
@@ -293,6 +296,7 @@ impl Client {
         Ok(Client {
             agent: ureq::Agent::new_with_config(config),
             endpoint,
+            tls: !api_base.is_plain_http(),
             authorization,
             api_version,
             key: key.clone(),
@@ -330,10 +334,11 @@ impl Client {
                     Ok(body) => classify(status, should_retry, replayed, &body),
                     // The status line said accepted; the body is only a receipt.
                     Err(_) if (200..300).contains(&status) => Answer::Accepted { replayed },
-                    Err(e) => classify_transport(&e),
+                    // The answer's body: past the TLS handshake, never fatal.
+                    Err(e) => classify_transport(&e, false),
                 }
             }
-            Err(e) => classify_transport(&e),
+            Err(e) => classify_transport(&e, self.tls),
         };
         self.redacted(answer)
     }
@@ -518,7 +523,7 @@ mod tests {
     #[test]
     fn transport_errors_split_into_not_connected_tls_and_transient() {
         use std::io::{Error as IoError, ErrorKind};
-        let not_connected = |e: ureq::Error| matches!(classify_transport(&e), Answer::NotConnected { message } if message.starts_with("could not connect"));
+        let not_connected = |e: ureq::Error| matches!(classify_transport(&e, true), Answer::NotConnected { message } if message.starts_with("could not connect"));
         assert!(not_connected(ureq::Error::HostNotFound));
         assert!(not_connected(ureq::Error::Io(IoError::from(
             ErrorKind::ConnectionRefused
@@ -530,19 +535,25 @@ mod tests {
             "invalid peer certificate: UnknownIssuer",
         );
         assert!(matches!(
-            classify_transport(&ureq::Error::Io(bad_cert)),
+            classify_transport(&ureq::Error::Io(bad_cert), true),
             Answer::Fatal { message } if message.contains("certificate")
         ));
         assert!(matches!(
-            classify_transport(&ureq::Error::Tls("bad")),
+            classify_transport(&ureq::Error::Tls("bad"), true),
             Answer::Fatal { .. }
         ));
         for e in [
             ureq::Error::Timeout(ureq::Timeout::Global),
             ureq::Error::Io(IoError::from(ErrorKind::ConnectionReset)),
         ] {
-            assert!(transient(&classify_transport(&e)));
+            assert!(transient(&classify_transport(&e, true)));
         }
+        // InvalidData without TLS (a body that is not UTF-8) is nothing to stop for.
+        let not_text = IoError::new(ErrorKind::InvalidData, "stream did not contain valid UTF-8");
+        assert!(transient(&classify_transport(
+            &ureq::Error::Io(not_text),
+            false
+        )));
     }
 
     #[test]
