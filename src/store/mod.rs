@@ -1,11 +1,13 @@
 //! The SQLite store: the only module that talks to rusqlite.
 
+mod batch_shim;
 mod customers;
 mod dashboard;
 mod outbox;
 mod queries;
 pub mod record;
 mod schema;
+pub mod tokens;
 
 use std::path::Path;
 use std::time::Duration;
@@ -27,6 +29,7 @@ pub use outbox::{
 pub use queries::{HistoryRow, Member, MembersSummary, StatusRow};
 pub use record::{RecordOutcome, RecordRequest};
 pub use schema::SCHEMA_VERSION;
+pub use tokens::{ActiveToken, TokenInfo, token_hash};
 
 /// How long a writer waits for another writer's lock before giving up.
 /// `METERLINE_BUSY_TIMEOUT_MS` overrides it (tests use a short one).

@@ -123,6 +123,18 @@ const MIGRATIONS: &[&str] = &[
         ON usage_events(customer_id, stripe_failed_at, stripe_expired_at)
         WHERE stripe_reported_at IS NULL;
     "#,
+    // 5 (4th entry until branch trust-store's migration 4 is merged before it): bearer
+    // tokens for `meterline serve`. Only the SHA-256 of a token is stored, never the token.
+    r#"
+    CREATE TABLE api_tokens (
+        id           INTEGER PRIMARY KEY,
+        name         TEXT NOT NULL UNIQUE,
+        token_sha256 TEXT NOT NULL UNIQUE,           -- lowercase hex
+        created_at   TEXT NOT NULL,                  -- RFC3339 UTC
+        last_used_at TEXT,                           -- precise to about a minute
+        revoked_at   TEXT                            -- set by `token revoke`; never reused
+    );
+    "#,
 ];
 
 /// The schema version this build creates and understands.
