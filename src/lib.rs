@@ -18,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 mod error;
+pub mod server;
 pub mod store;
 pub mod stripe;
 pub mod tui;

@@ -9,8 +9,10 @@ mod members;
 pub(crate) mod output;
 mod plans;
 mod record;
+mod serve;
 mod status;
 mod sync;
+mod token;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -80,6 +82,11 @@ pub enum Command {
     Demo(demo::Args),
     /// Report unreported usage to Stripe Billing Meters (exit 1 if some was not delivered).
     Sync(sync::Args),
+    /// Serve the HTTP API (record, check, status) with group commit.
+    Serve(serve::Args),
+    /// Create, list or revoke the API's bearer tokens.
+    #[command(subcommand)]
+    Token(token::Command),
 }
 
 /// What every subcommand gets: resolved paths and the current instant.
@@ -133,6 +140,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Customer(command)) => customer::exec(&ctx, command),
         Some(Command::Plans(args)) => plans::exec(&ctx, args),
         Some(Command::Demo(args)) => demo::exec(&ctx, args),
+        Some(Command::Serve(args)) => serve::exec(&ctx, args, cli.now),
+        Some(Command::Token(command)) => token::exec(&ctx, command),
         None => dashboard::exec(&ctx, cli.demo, cli.now, cli.no_color),
     }
 }
