@@ -9,6 +9,7 @@ mod members;
 pub(crate) mod output;
 mod plans;
 mod record;
+mod record_batch;
 mod serve;
 mod status;
 mod sync;
