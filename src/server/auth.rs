@@ -1,5 +1,5 @@
-//! Bearer tokens: the active tokens' hashes live in memory, reloaded from the database at
-//! most once a second (so `token create` and `token revoke` take effect within a second).
+//! Bearer tokens: the active tokens' hashes live in memory for a second; an unknown token
+//! rereads them at once (a new token works immediately, a revoked one stops within a second).
 //! A presented token is hashed and compared with every active hash in constant time.
 
 use std::collections::HashMap;
@@ -95,18 +95,23 @@ pub async fn require_token(
     let Some(presented) = presented.filter(|t| !t.is_empty()) else {
         return unauthorized("missing bearer token: send `Authorization: Bearer <token>`");
     };
-    let tokens = match state.tokens.fresh() {
-        Some(tokens) => tokens,
-        None => match super::read(&state, |store| store.active_tokens()).await {
+    // A cached miss rereads the table once: a token created a moment ago works at once.
+    let cached = state.tokens.fresh();
+    let mut name = cached
+        .as_ref()
+        .and_then(|tokens| matching(tokens, presented).map(str::to_string));
+    if name.is_none() {
+        let tokens = match super::read(&state, |store| store.active_tokens()).await {
             Ok(tokens) => state.tokens.store(tokens),
             Err(e) => return e.into_response(),
-        },
-    };
-    let Some(name) = matching(&tokens, presented) else {
+        };
+        name = matching(&tokens, presented).map(str::to_string);
+    }
+    let Some(name) = name else {
         return unauthorized("unknown or revoked token");
     };
-    if state.tokens.should_touch(name) {
-        state.writer.touch(name);
+    if state.tokens.should_touch(&name) {
+        state.writer.touch(&name);
     }
     next.run(request).await
 }
