@@ -12,6 +12,9 @@ pub enum Error {
     UnknownPlan { plan: String, known: String },
     #[error("{0}")]
     InvalidInput(String),
+    /// An idempotency key reused with other parameters (the HTTP server answers 409).
+    #[error("{0}")]
+    IdempotencyConflict(String),
     #[error(
         "the database is locked by another writer and stayed locked past the busy timeout; try again"
     )]
@@ -54,6 +57,7 @@ impl Error {
             | Error::UnknownCustomer(_)
             | Error::UnknownPlan { .. }
             | Error::InvalidInput(_)
+            | Error::IdempotencyConflict(_)
             | Error::MissingApiKey
             | Error::StripeConfig(_) => 2,
             _ => 1,

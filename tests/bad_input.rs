@@ -178,7 +178,9 @@ fn a_record_past_the_hard_cap_is_refused_with_exit_3() {
 fn duplicate_idempotency_key_counts_nothing() {
     let s = populated();
     let before = s.dump();
-    let again = s.json(&["record", "acme", "-n", "10", "--key", "k1", "--json"]);
+    let again = s.json(&[
+        "record", "acme", "-n", "10", "--key", "k1", "--user", "alice", "--json",
+    ]);
     assert_eq!(again["duplicate"], true);
     assert_eq!(again["recorded"], false);
     assert_eq!(again["event_id"], 1);
@@ -186,10 +188,136 @@ fn duplicate_idempotency_key_counts_nothing() {
     assert_eq!(s.dump(), before);
     refused(
         &s,
-        &["record", "globex", "--key", "k1"],
+        &[
+            "record", "globex", "-n", "10", "--key", "k1", "--user", "alice",
+        ],
         2,
-        "idempotency key \"k1\" was already used for customer \"acme\"",
+        "idempotency key \"k1\" was already used (event 1) with other parameters: \
+         customer \"globex\" (was \"acme\")",
     );
+}
+
+#[test]
+fn a_key_reused_with_other_parameters_is_a_conflict() {
+    let s = populated();
+    let prefix = "idempotency key \"k1\" was already used (event 1) with other parameters: ";
+    refused(
+        &s,
+        &[
+            "record", "acme", "-n", "999", "--key", "k1", "--user", "alice",
+        ],
+        2,
+        &format!("{prefix}quantity 999 (was 10); nothing recorded"),
+    );
+    refused(
+        &s,
+        &["record", "acme", "-n", "10", "--key", "k1", "--user", "bob"],
+        2,
+        &format!("{prefix}user \"bob\" (was \"alice\")"),
+    );
+    refused(
+        &s,
+        &["record", "acme", "-n", "10", "--key", "k1"],
+        2,
+        &format!("{prefix}user none (was \"alice\")"),
+    );
+    // An explicit time is part of the event.
+    s.cmd()
+        .args([
+            "record",
+            "acme",
+            "--key",
+            "k2",
+            "--at",
+            "2026-11-20T10:00:00Z",
+        ])
+        .assert()
+        .success();
+    refused(
+        &s,
+        &[
+            "record",
+            "acme",
+            "--key",
+            "k2",
+            "--at",
+            "2026-11-21T10:00:00Z",
+        ],
+        2,
+        "time 2026-11-21T10:00:00Z (was 2026-11-20T10:00:00Z)",
+    );
+    // The same parameters are a duplicate: exit 0, nothing counted.
+    let before = s.dump();
+    s.cmd()
+        .args([
+            "record",
+            "acme",
+            "--key",
+            "k2",
+            "--at",
+            "2026-11-20T10:00:00Z",
+        ])
+        .assert()
+        .success()
+        .stdout(contains("duplicate key"));
+    assert_eq!(s.dump(), before);
+}
+
+#[test]
+fn impossible_event_times_are_refused() {
+    let s = populated();
+    // NOW is 2026-11-27T18:00:00Z: five minutes ahead is the most Stripe takes.
+    for at in [
+        "2026-11-27T18:05:01Z",
+        "9999-12-31T23:59:59Z",
+        "2027-01-01T00:00:00Z",
+    ] {
+        refused(
+            &s,
+            &["record", "acme", "--at", at],
+            2,
+            "is in the future (now is 2026-11-27T18:00:00Z); events may be at most 5 minutes ahead",
+        );
+    }
+    for at in [
+        "2026-10-31T23:59:59Z",
+        "0001-01-01T00:00:00Z",
+        "1970-01-01T00:00:00Z",
+    ] {
+        refused(
+            &s,
+            &["record", "acme", "--at", at],
+            2,
+            "is before customer \"acme\" starts (its billing anchor 2026-11-01)",
+        );
+    }
+    s.cmd()
+        .args(["record", "acme", "--at", "2026-11-27T18:05:00Z"])
+        .assert()
+        .success();
+    s.cmd()
+        .args(["record", "acme", "--at", "2026-11-01T00:00:00Z"])
+        .assert()
+        .success();
+}
+
+#[test]
+fn billing_anchors_are_bounded() {
+    let s = populated();
+    for anchor in ["2028-01-01", "9999-12-31", "1999-12-31", "0001-01-01"] {
+        refused(
+            &s,
+            &[
+                "customer", "add", "initech", "--plan", "free", "--anchor", anchor,
+            ],
+            2,
+            &format!(
+                "billing anchor {anchor} is out of range; it must be between 2000-01-01 and 2027-11-28"
+            ),
+        );
+    }
+    s.add_customer("initech", "free", "2027-11-28");
+    s.add_customer("hooli", "free", "2000-01-01");
 }
 
 #[test]

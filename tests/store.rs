@@ -272,7 +272,7 @@ fn a_record_that_would_pass_the_cap_is_refused_whole() {
 
 #[test]
 fn late_events_count_in_their_own_period() {
-    let mut f = Fixture::new(&[("acme", "starter", "2026-11-01")]);
+    let mut f = Fixture::new(&[("acme", "starter", "2026-10-01")]);
     f.record("acme", 3);
     let late = f.record_at("acme", 7, "2026-10-15T08:30:00Z");
     assert!(late.recorded);
@@ -344,7 +344,7 @@ fn the_boundary_instant_belongs_to_the_next_period() {
 
 #[test]
 fn a_plan_change_mid_period_moves_the_current_period_only() {
-    let mut f = Fixture::new(&[("acme", "free", "2026-11-01")]);
+    let mut f = Fixture::new(&[("acme", "free", "2026-10-01")]);
     f.record_at("acme", 400, "2026-10-20T00:00:00Z");
     f.record("acme", 900);
     f.store.set_plan(&f.config, "acme", "pro", now()).unwrap();
@@ -462,7 +462,7 @@ fn history_lists_every_period_oldest_first() {
 
 #[test]
 fn members_share_the_organisation_usage() {
-    let mut f = Fixture::new(&[("org", "team", "2026-11-01")]);
+    let mut f = Fixture::new(&[("org", "team", "2026-10-01")]);
     for (user, quantity) in [
         (Some("alice"), 20),
         (Some("bob"), 10),
@@ -532,13 +532,10 @@ fn status_puts_the_customers_most_at_risk_first() {
 
 #[test]
 fn a_repeated_key_returns_the_original_event_and_counts_nothing() {
-    let mut f = Fixture::new(&[("acme", "starter", "2026-11-01")]);
+    let mut f = Fixture::new(&[("acme", "starter", "2026-10-01")]);
     let mut request = RecordRequest::new("acme", 5, t("2026-10-05T00:00:00Z"));
     request.idempotency_key = Some("order-17".into());
     let first = f.store.record(&f.config, &request, now()).unwrap();
-    // The retry arrives later, with another quantity and time: the original stands.
-    request.quantity = 50;
-    request.occurred_at = now();
     let again = f.store.record(&f.config, &request, now()).unwrap();
     assert!(first.recorded && !first.duplicate);
     assert!(!again.recorded && again.duplicate);
@@ -546,6 +543,18 @@ fn a_repeated_key_returns_the_original_event_and_counts_nothing() {
     assert_eq!(
         again.check, first.check,
         "the answer is about the original event's period"
+    );
+    // The same key with another quantity is a client bug, not a duplicate: refused whole.
+    request.quantity = 50;
+    let conflict = f.store.record(&f.config, &request, now()).unwrap_err();
+    assert!(
+        matches!(conflict, Error::IdempotencyConflict(_)),
+        "{conflict}"
+    );
+    assert_eq!(conflict.exit_code(), 2);
+    assert!(
+        conflict.to_string().contains("quantity 50 (was 5)"),
+        "{conflict}"
     );
     assert_eq!(f.event_count(), 1);
     assert_eq!(f.check("acme").used, 0);

@@ -131,7 +131,11 @@ fn unmapped_expired_and_future_events_are_not_sent() {
     for days in [36, 40] {
         env.record(&mut store, &config, "acme", 2, now - Duration::days(days));
     }
-    env.record(&mut store, &config, "acme", 3, now + Duration::minutes(30));
+    // Recorded by a machine whose clock runs 30 minutes ahead (record refuses events more than
+    // 5 minutes ahead of its own clock).
+    let ahead = now + Duration::minutes(30);
+    let request = meterline::RecordRequest::new("acme", 3, ahead);
+    assert!(store.record(&config, &request, ahead).unwrap().recorded);
     drop(store);
 
     let output = env.run(&["sync", "--json"], &[]);

@@ -77,6 +77,25 @@ fn validate_id(kind: &str, id: &str) -> Result<()> {
     Ok(())
 }
 
+/// The earliest billing anchor accepted: older dates are typos (0001-01-01, 1926 for 2026).
+pub const EARLIEST_ANCHOR: NaiveDate = NaiveDate::from_ymd_opt(2000, 1, 1).expect("valid date");
+
+/// Anchors are bounded: events before the anchor are refused, so a typo years ahead would
+/// refuse everything and one in the distant past would open centuries of periods.
+fn validate_anchor(anchor: NaiveDate, now: DateTime<Utc>) -> Result<()> {
+    let latest = now
+        .date_naive()
+        .checked_add_days(chrono::Days::new(366))
+        .unwrap_or(NaiveDate::MAX);
+    if anchor < EARLIEST_ANCHOR || anchor > latest {
+        return Err(Error::InvalidInput(format!(
+            "billing anchor {anchor} is out of range; it must be between {EARLIEST_ANCHOR} and \
+             {latest} (one year from today)"
+        )));
+    }
+    Ok(())
+}
+
 fn validate_stripe_id(id: &str) -> Result<()> {
     if !id.starts_with("cus_")
         || !(5..=255).contains(&id.len())
@@ -101,6 +120,9 @@ impl Store {
         lookup_plan(config, &new.plan_id)?;
         if let Some(stripe) = &new.stripe_customer_id {
             validate_stripe_id(stripe)?;
+        }
+        if let Some(anchor) = new.billing_anchor {
+            validate_anchor(anchor, now)?;
         }
         let customer = Customer {
             id: new.id.clone(),

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use super::Store;
@@ -65,21 +65,11 @@ impl Store {
         customer_id: &str,
         at: DateTime<Utc>,
     ) -> Result<UsageCheck> {
-        let customer = get(&self.conn, customer_id)?;
-        let period = period_containing(customer.billing_anchor, config.billing.period, at);
-        let used = self.used_in(&customer.id, period)?;
-        check_of(config, &customer, period, used)
+        check_in(&self.conn, config, customer_id, at)
     }
 
     pub(super) fn used_in(&self, customer_id: &str, period: Period) -> Result<i64> {
-        Ok(self
-            .conn
-            .prepare_cached(
-                "SELECT used FROM usage_records WHERE customer_id = ?1 AND period_start = ?2",
-            )?
-            .query_row(params![customer_id, format_ts(period.start)], |r| r.get(0))
-            .optional()?
-            .unwrap_or(0))
+        used_in(&self.conn, customer_id, period)
     }
 
     /// Every customer's current standing, most at risk first.
@@ -222,6 +212,30 @@ impl Store {
         }
         Ok(MembersSummary { check, members })
     }
+}
+
+/// The customer's standing in the period containing `at`, on any connection (the record path
+/// asks inside its transaction).
+pub(super) fn check_in(
+    conn: &Connection,
+    config: &Config,
+    customer_id: &str,
+    at: DateTime<Utc>,
+) -> Result<UsageCheck> {
+    let customer = get(conn, customer_id)?;
+    let period = period_containing(customer.billing_anchor, config.billing.period, at);
+    let used = used_in(conn, &customer.id, period)?;
+    check_of(config, &customer, period, used)
+}
+
+fn used_in(conn: &Connection, customer_id: &str, period: Period) -> Result<i64> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT used FROM usage_records WHERE customer_id = ?1 AND period_start = ?2",
+        )?
+        .query_row(params![customer_id, format_ts(period.start)], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0))
 }
 
 fn check_of(config: &Config, customer: &Customer, period: Period, used: i64) -> Result<UsageCheck> {

@@ -1,8 +1,8 @@
-//! Recording usage: one transaction per event, with dedup, the counter increment and the
-//! hard-cap check all inside it.
+//! Recording usage: one IMMEDIATE transaction per batch (a single event is a batch of one),
+//! one savepoint per event, with dedup, the counter increment and the hard-cap check inside it.
 
-use chrono::{DateTime, Utc};
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use chrono::{DateTime, TimeDelta, Timelike, Utc};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::Store;
 use crate::billing::{UsageCheck, format_ts, period_containing};
@@ -46,133 +46,287 @@ pub struct RecordOutcome {
     pub check: UsageCheck,
 }
 
+/// How far ahead of the clock an event may be (Stripe's own rule for meter events).
+pub const MAX_FUTURE_SECS: i64 = 300;
+
+/// The event a reused idempotency key first recorded.
+struct Original {
+    id: i64,
+    customer_id: String,
+    quantity: i64,
+    user_id: Option<String>,
+    at: DateTime<Utc>,
+    /// True when the event was recorded at its own time, i.e. without an explicit `--at`.
+    at_was_now: bool,
+}
+
+impl Original {
+    fn find(conn: &Connection, key: &str) -> Result<Option<Original>> {
+        let row: Option<(i64, String, i64, Option<String>, String, String)> = conn
+            .prepare_cached(
+                "SELECT id, customer_id, quantity, user_id, occurred_at, recorded_at
+                 FROM usage_events WHERE idempotency_key = ?1",
+            )?
+            .query_row([key], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })
+            .optional()?;
+        Ok(
+            row.map(|(id, customer_id, quantity, user_id, at, recorded_at)| {
+                let at = parse_ts(&at);
+                Original {
+                    id,
+                    customer_id,
+                    quantity,
+                    user_id,
+                    at_was_now: at == parse_ts(&recorded_at),
+                    at,
+                }
+            }),
+        )
+    }
+
+    /// A retry must repeat the original's parameters; anything else is a client bug that
+    /// "duplicate" would hide. A time equal to the moment of recording means "no time given",
+    /// so a retry without `--at` a minute later is still the same event.
+    fn same_as(&self, req: &RecordRequest, at: DateTime<Utc>, now: DateTime<Utc>) -> Result<()> {
+        let key = req.idempotency_key.as_deref().unwrap_or_default();
+        let mut differences = Vec::new();
+        if req.customer_id != self.customer_id {
+            differences.push(format!(
+                "customer \"{}\" (was \"{}\")",
+                req.customer_id, self.customer_id
+            ));
+        }
+        if req.quantity != self.quantity {
+            differences.push(format!("quantity {} (was {})", req.quantity, self.quantity));
+        }
+        if req.user_id != self.user_id {
+            let show = |u: &Option<String>| {
+                u.as_deref()
+                    .map_or("none".to_string(), |u| format!("\"{u}\""))
+            };
+            differences.push(format!(
+                "user {} (was {})",
+                show(&req.user_id),
+                show(&self.user_id)
+            ));
+        }
+        let explicit = at != now.with_nanosecond(0).unwrap_or(now);
+        if explicit && !self.at_was_now && at != self.at {
+            differences.push(format!(
+                "time {} (was {})",
+                format_ts(at),
+                format_ts(self.at)
+            ));
+        }
+        if differences.is_empty() {
+            return Ok(());
+        }
+        Err(Error::IdempotencyConflict(format!(
+            "idempotency key \"{key}\" was already used (event {}) with other parameters: {}; \
+             nothing recorded. Use a new key for a new event",
+            self.id,
+            differences.join(", ")
+        )))
+    }
+}
+
+fn parse_ts(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_default()
+}
+
 impl Store {
+    /// Record one event: a batch of one, so there is one write path.
     pub fn record(
         &mut self,
         config: &Config,
         req: &RecordRequest,
         now: DateTime<Utc>,
     ) -> Result<RecordOutcome> {
-        if !(1..=MAX_QUANTITY).contains(&req.quantity) {
-            return Err(Error::InvalidInput(format!(
-                "quantity {} is out of range; it must be between 1 and {MAX_QUANTITY}",
-                req.quantity
-            )));
-        }
-        // Whole seconds: what the database stores and Stripe accepts.
-        let occurred_at = DateTime::from_timestamp(req.occurred_at.timestamp(), 0)
-            .ok_or_else(|| Error::InvalidInput("occurred_at out of range".into()))?;
+        self.record_batch(config, std::slice::from_ref(req), now)?
+            .pop()
+            .expect("one result per request")
+    }
+
+    /// Record many events in ONE IMMEDIATE transaction, decided in order as if recorded one
+    /// after another. Each event has `record`'s exact semantics; a refused or invalid event has
+    /// no effect at all (a savepoint per event), the events around it do.
+    ///
+    /// Outer `Err`: the transaction failed and nothing was committed. Inner `Err`: the error
+    /// this event would have had alone (unknown customer, invalid input, ...).
+    pub fn record_batch(
+        &mut self,
+        config: &Config,
+        requests: &[RecordRequest],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Result<RecordOutcome>>> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-
-        if let Some(key) = &req.idempotency_key {
-            let original: Option<(i64, String, String)> = tx
-                .prepare_cached(
-                    "SELECT id, customer_id, occurred_at FROM usage_events WHERE idempotency_key = ?1",
-                )?
-                .query_row([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .optional()?;
-            if let Some((event_id, customer_id, original_at)) = original {
-                drop(tx);
-                if customer_id != req.customer_id {
-                    return Err(Error::InvalidInput(format!(
-                        "idempotency key \"{key}\" was already used for customer \"{customer_id}\""
-                    )));
-                }
-                let at = DateTime::parse_from_rfc3339(&original_at)
-                    .map(|t| t.with_timezone(&Utc))
-                    .unwrap_or(now);
-                return Ok(RecordOutcome {
-                    recorded: false,
-                    duplicate: true,
-                    event_id: Some(event_id),
-                    check: self.check_at(config, &req.customer_id, at)?,
-                });
+        let mut results = Vec::with_capacity(requests.len());
+        for req in requests {
+            tx.prepare_cached("SAVEPOINT ml_event")?.execute([])?;
+            let result = record_one(&tx, config, req, now);
+            let keep = matches!(&result, Ok(outcome) if outcome.recorded);
+            if !keep {
+                // Refused, duplicate or invalid: undo whatever this event wrote.
+                tx.prepare_cached("ROLLBACK TO ml_event")?.execute([])?;
+            }
+            tx.prepare_cached("RELEASE ml_event")?.execute([])?;
+            match result {
+                // A database failure is the batch's failure: dropping `tx` rolls everything back.
+                Err(e) if e.is_database() => return Err(e),
+                other => results.push(other),
             }
         }
-
-        let customer = super::customers::get(&tx, &req.customer_id)?;
-        let plan = super::customers::plan_of(config, &customer)?;
-        let period = period_containing(customer.billing_anchor, config.billing.period, occurred_at);
-        let period_start = format_ts(period.start);
-
-        let used: i64 = tx
-            .prepare_cached(
-                "INSERT INTO usage_records
-                     (customer_id, period_start, period_end, used, plan_id, meter_event_name)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (customer_id, period_start) DO UPDATE SET used = used + excluded.used
-                 RETURNING used",
-            )?
-            .query_row(
-                params![
-                    customer.id,
-                    period_start,
-                    format_ts(period.end),
-                    req.quantity,
-                    plan.id,
-                    plan.meter_event
-                ],
-                |r| r.get(0),
-            )?;
-        let allowance = plan.allowance();
-        let check = |used| {
-            UsageCheck::compute(
-                &customer.id,
-                &plan.id,
-                allowance,
-                period,
-                used,
-                &config.thresholds,
-            )
-        };
-        if allowance.hard_cap && allowance.included.is_some_and(|limit| used > limit) {
-            // Dropping the transaction rolls the increment back: nothing is written.
-            drop(tx);
-            return Ok(RecordOutcome {
-                recorded: false,
-                duplicate: false,
-                event_id: None,
-                check: check(used - req.quantity),
-            });
-        }
-
-        let event_id: i64 = tx
-            .prepare_cached(
-                "INSERT INTO usage_events
-                     (customer_id, user_id, quantity, occurred_at, recorded_at, period_start,
-                      idempotency_key)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 RETURNING id",
-            )?
-            .query_row(
-                params![
-                    customer.id,
-                    req.user_id,
-                    req.quantity,
-                    format_ts(occurred_at),
-                    format_ts(now),
-                    period_start,
-                    req.idempotency_key
-                ],
-                |r| r.get(0),
-            )?;
-        if let Some(user) = &req.user_id {
-            tx.prepare_cached(
-                "INSERT INTO usage_members (customer_id, period_start, user_id, used)
-                 VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (customer_id, period_start, user_id) DO UPDATE
-                     SET used = used + excluded.used",
-            )?
-            .execute(params![customer.id, period_start, user, req.quantity])?;
-        }
         tx.commit()?;
-        Ok(RecordOutcome {
-            recorded: true,
-            duplicate: false,
-            event_id: Some(event_id),
-            check: check(used),
-        })
+        Ok(results)
     }
+}
+
+/// One event inside the batch's transaction. Writes only when it returns `recorded: true`.
+fn record_one(
+    conn: &Connection,
+    config: &Config,
+    req: &RecordRequest,
+    now: DateTime<Utc>,
+) -> Result<RecordOutcome> {
+    if !(1..=MAX_QUANTITY).contains(&req.quantity) {
+        return Err(Error::InvalidInput(format!(
+            "quantity {} is out of range; it must be between 1 and {MAX_QUANTITY}",
+            req.quantity
+        )));
+    }
+    // Whole seconds: what the database stores and Stripe accepts.
+    let occurred_at = DateTime::from_timestamp(req.occurred_at.timestamp(), 0)
+        .ok_or_else(|| Error::InvalidInput("occurred_at out of range".into()))?;
+    let latest = now
+        .checked_add_signed(TimeDelta::seconds(MAX_FUTURE_SECS))
+        .unwrap_or(now);
+    if occurred_at > latest {
+        return Err(Error::InvalidInput(format!(
+            "event time {} is in the future (now is {}); events may be at most 5 minutes ahead",
+            format_ts(occurred_at),
+            format_ts(now)
+        )));
+    }
+
+    let original = match &req.idempotency_key {
+        Some(key) => Original::find(conn, key)?,
+        None => None,
+    };
+    if let Some(original) = original {
+        original.same_as(req, occurred_at, now)?;
+        return Ok(RecordOutcome {
+            recorded: false,
+            duplicate: true,
+            event_id: Some(original.id),
+            check: super::queries::check_in(conn, config, &req.customer_id, original.at)?,
+        });
+    }
+
+    let customer = super::customers::get(conn, &req.customer_id)?;
+    let plan = super::customers::plan_of(config, &customer)?;
+    let starts = customer
+        .billing_anchor
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight exists")
+        .and_utc();
+    if occurred_at < starts {
+        return Err(Error::InvalidInput(format!(
+            "event time {} is before customer \"{}\" starts (its billing anchor {}); \
+             to import older usage, add the customer with an earlier --anchor",
+            format_ts(occurred_at),
+            customer.id,
+            customer.billing_anchor
+        )));
+    }
+    let period = period_containing(customer.billing_anchor, config.billing.period, occurred_at);
+    let period_start = format_ts(period.start);
+
+    let used: i64 = conn
+        .prepare_cached(
+            "INSERT INTO usage_records
+                 (customer_id, period_start, period_end, used, plan_id, meter_event_name)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (customer_id, period_start) DO UPDATE SET used = used + excluded.used
+             RETURNING used",
+        )?
+        .query_row(
+            params![
+                customer.id,
+                period_start,
+                format_ts(period.end),
+                req.quantity,
+                plan.id,
+                plan.meter_event
+            ],
+            |r| r.get(0),
+        )?;
+    let allowance = plan.allowance();
+    let check = |used| {
+        UsageCheck::compute(
+            &customer.id,
+            &plan.id,
+            allowance,
+            period,
+            used,
+            &config.thresholds,
+        )
+    };
+    if allowance.hard_cap && allowance.included.is_some_and(|limit| used > limit) {
+        // The caller rolls the increment back: nothing is written.
+        return Ok(RecordOutcome {
+            recorded: false,
+            duplicate: false,
+            event_id: None,
+            check: check(used - req.quantity),
+        });
+    }
+
+    let event_id: i64 = conn
+        .prepare_cached(
+            "INSERT INTO usage_events
+                 (customer_id, user_id, quantity, occurred_at, recorded_at, period_start,
+                  idempotency_key)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             RETURNING id",
+        )?
+        .query_row(
+            params![
+                customer.id,
+                req.user_id,
+                req.quantity,
+                format_ts(occurred_at),
+                format_ts(now),
+                period_start,
+                req.idempotency_key
+            ],
+            |r| r.get(0),
+        )?;
+    if let Some(user) = &req.user_id {
+        conn.prepare_cached(
+            "INSERT INTO usage_members (customer_id, period_start, user_id, used)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (customer_id, period_start, user_id) DO UPDATE
+                 SET used = used + excluded.used",
+        )?
+        .execute(params![customer.id, period_start, user, req.quantity])?;
+    }
+    Ok(RecordOutcome {
+        recorded: true,
+        duplicate: false,
+        event_id: Some(event_id),
+        check: check(used),
+    })
 }
