@@ -72,6 +72,18 @@ fn every_endpoint_answers_with_its_status() {
         (unknown.status, unknown.code().as_str()),
         (404, "unknown_customer")
     );
+    // 409: the key again with another quantity; nothing written.
+    let conflict = c.post(
+        "/v1/events",
+        r#"{"customer":"acme","quantity":6,"key":"k1","user":"ann"}"#,
+    );
+    assert_eq!(
+        (conflict.status, conflict.code().as_str()),
+        (409, "idempotency_conflict"),
+        "{}",
+        conflict.body
+    );
+    assert_eq!(used(&s, "acme"), 6);
     let negative = c.post("/v1/events", r#"{"customer":"acme","quantity":-3}"#);
     assert_eq!(negative.status, 400);
 

@@ -56,6 +56,7 @@ impl From<Error> for ApiError {
         let status = match &e {
             Error::UnknownCustomer(_) => (StatusCode::NOT_FOUND, "unknown_customer"),
             Error::InvalidInput(_) => (StatusCode::BAD_REQUEST, "invalid_input"),
+            Error::IdempotencyConflict(_) => (StatusCode::CONFLICT, "idempotency_conflict"),
             Error::UnknownPlan { .. } => (StatusCode::CONFLICT, "plan_missing"),
             Error::Locked => return ApiError::unavailable("database_locked", e.to_string()),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),

@@ -1,6 +1,5 @@
 //! The SQLite store: the only module that talks to rusqlite.
 
-mod batch_shim;
 mod customers;
 mod dashboard;
 mod outbox;
