@@ -115,3 +115,24 @@ pub async fn require_token(
     }
     next.run(request).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_matching_token_is_found() {
+        let tokens: Vec<ActiveToken> = ["mlt_a", "mlt_b", "mlt_c"]
+            .iter()
+            .map(|t| ActiveToken {
+                name: format!("n{t}"),
+                sha256: token_hash(t),
+            })
+            .collect();
+        assert_eq!(matching(&tokens, "mlt_b"), Some("nmlt_b"));
+        assert_eq!(matching(&tokens, "mlt_c"), Some("nmlt_c"));
+        assert_eq!(matching(&tokens, "mlt_"), None);
+        assert_eq!(matching(&tokens, "MLT_A"), None);
+        assert_eq!(matching(&[], "mlt_a"), None);
+    }
+}

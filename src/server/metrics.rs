@@ -134,3 +134,24 @@ impl Metrics {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn histograms_render_cumulative_buckets() {
+        let m = super::Metrics::default();
+        m.batch_size.observe(1.0);
+        m.batch_size.observe(50.0);
+        m.batch_size.observe(1e6);
+        m.request("/v1/events", 200);
+        m.request("/v1/events", 200);
+        let text = m.render();
+        assert!(text.contains("meterline_commit_batch_events_bucket{le=\"1\"} 1\n"));
+        assert!(text.contains("meterline_commit_batch_events_bucket{le=\"100\"} 2\n"));
+        assert!(text.contains("meterline_commit_batch_events_bucket{le=\"+Inf\"} 3\n"));
+        assert!(text.contains("meterline_commit_batch_events_count 3\n"));
+        assert!(
+            text.contains("meterline_http_requests_total{route=\"/v1/events\",status=\"200\"} 2\n")
+        );
+    }
+}
