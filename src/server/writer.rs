@@ -154,7 +154,16 @@ fn run(mut store: Store, config: &Config, clock: Clock, rx: Receiver<Work>, metr
             continue;
         }
         let started = Instant::now();
-        let outcome = store.record_batch(config, &requests, now);
+        // A panic inside a round (a bug) rolls that round back and fails its requests; the
+        // writer carries on, so one bad event cannot stop every later write.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            store.record_batch(config, &requests, now)
+        }))
+        .unwrap_or_else(|_| {
+            Err(crate::Error::Database(
+                "the writer panicked; round rolled back".into(),
+            ))
+        });
         metrics
             .commit_seconds
             .observe(started.elapsed().as_secs_f64());

@@ -210,3 +210,25 @@ pub fn events_with_key(conn: &rusqlite::Connection, key: &str) -> i64 {
     )
     .unwrap()
 }
+
+/// Send raw bytes on a new connection and read the first answer (headers and the body that
+/// arrived within a moment): for requests an HTTP client would not send as they are.
+pub fn raw_exchange(server: &Server, request: &str) -> String {
+    use std::io::{Read, Write};
+    let addr = server.base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Read until the JSON body is complete (it ends with "}}").
+    while !answer.ends_with(b"}}") {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
