@@ -171,14 +171,29 @@ fn floor_record(path: &Path, config: &Config, now: DateTime<Utc>) -> impl FnMut(
         let used: i64 = tx
             .prepare_cached(
                 "INSERT INTO usage_records
-                     (customer_id, period_start, period_end, used, plan_id, meter_event_name)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (customer_id, period_start) DO UPDATE SET used = used + excluded.used
+                     (customer_id, period_start, period_end, used, plan_id, meter_event_name,
+                      included, at_limit, overage_rate, price)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 ON CONFLICT (customer_id, period_start) DO UPDATE SET used = used + excluded.used,
+                     plan_id = excluded.plan_id, meter_event_name = excluded.meter_event_name,
+                     included = excluded.included, at_limit = excluded.at_limit,
+                     overage_rate = excluded.overage_rate, price = excluded.price
                  RETURNING used",
             )
             .unwrap()
             .query_row(
-                params![customer.0, start, end, 1, plan.id, plan.meter_event],
+                params![
+                    customer.0,
+                    start,
+                    end,
+                    1,
+                    plan.id,
+                    plan.meter_event,
+                    plan.included,
+                    plan.at_limit.as_str(),
+                    plan.overage_rate.map(|r| r.to_string()),
+                    plan.price.to_string()
+                ],
                 |r| r.get(0),
             )
             .unwrap();
@@ -186,13 +201,22 @@ fn floor_record(path: &Path, config: &Config, now: DateTime<Utc>) -> impl FnMut(
             .prepare_cached(
                 "INSERT INTO usage_events
                      (customer_id, user_id, quantity, occurred_at, recorded_at, period_start,
-                      idempotency_key)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                      idempotency_key, stripe_identifier)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                  RETURNING id",
             )
             .unwrap()
             .query_row(
-                params![customer.0, None::<String>, 1, at, at, start, None::<String>],
+                params![
+                    customer.0,
+                    None::<String>,
+                    1,
+                    at,
+                    at,
+                    start,
+                    None::<String>,
+                    meterline::stripe::identifier()
+                ],
                 |r| r.get(0),
             )
             .unwrap();

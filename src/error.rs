@@ -12,6 +12,13 @@ pub enum Error {
     UnknownPlan { plan: String, known: String },
     #[error("{0}")]
     InvalidInput(String),
+    /// The customer's plan is no longer in plans.toml.
+    #[error(
+        "customer \"{customer}\" is on plan \"{plan}\", which plans.toml no longer defines; \
+         put the plan back in plans.toml or move the customer with \
+         `meterline customer set-plan {customer} PLAN`"
+    )]
+    PlanMissing { customer: String, plan: String },
     /// An idempotency key reused with other parameters (the HTTP server answers 409).
     #[error("{0}")]
     IdempotencyConflict(String),
@@ -58,6 +65,7 @@ impl Error {
             | Error::UnknownPlan { .. }
             | Error::InvalidInput(_)
             | Error::IdempotencyConflict(_)
+            | Error::PlanMissing { .. }
             | Error::MissingApiKey
             | Error::StripeConfig(_) => 2,
             _ => 1,

@@ -154,7 +154,7 @@ fn invalid_plans_file_stops_a_record() {
         &s,
         &["record", "acme"],
         2,
-        "plan \"free\": included = -1 must be zero or more",
+        "plan \"free\": included = -1 must be between 0 and 1000000000000000",
     );
 }
 
@@ -246,6 +246,19 @@ fn a_key_reused_with_other_parameters_is_a_conflict() {
         2,
         "time 2026-11-21T10:00:00Z (was 2026-11-20T10:00:00Z)",
     );
+    // A retry without --at a minute later is the same event: the time was not given.
+    s.cmd()
+        .args(["record", "acme", "--key", "k3"])
+        .assert()
+        .success();
+    let before = s.dump();
+    s.cmd()
+        .env("METERLINE_NOW", "2026-11-27T18:01:00Z")
+        .args(["record", "acme", "--key", "k3"])
+        .assert()
+        .success()
+        .stdout(contains("duplicate key"));
+    assert_eq!(s.dump(), before);
     // The same parameters are a duplicate: exit 0, nothing counted.
     let before = s.dump();
     s.cmd()

@@ -35,6 +35,12 @@ fn count(s: &Scratch, sql: &str) -> i64 {
 #[test]
 fn the_same_seed_and_clock_give_the_same_database() {
     let (a, b, other) = (demo("11"), demo("11"), demo("12"));
+    // Everything but the Stripe identifiers, which are random by design (issue 7, item 5).
+    for s in [&a, &b] {
+        s.conn()
+            .execute("UPDATE usage_events SET stripe_identifier = id", [])
+            .unwrap();
+    }
     assert_eq!(a.dump(), b.dump());
     assert_ne!(a.dump(), other.dump());
 }

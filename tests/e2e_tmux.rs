@@ -358,22 +358,18 @@ fn a_bad_database_is_a_plain_error_before_the_terminal_is_touched() {
 /// Events a sync at `support::NOW` must send: of mapped customers, pending, not resting after
 /// a refusal, inside Stripe's window. (id, identifier)
 fn sendable(db: &Path) -> Vec<(i64, String)> {
-    let database_id = meterline::Store::open(db).unwrap().database_id().unwrap();
     let conn = rusqlite::Connection::open(db).unwrap();
     let mut stmt = conn
         .prepare(
-            "SELECT e.id FROM usage_events e JOIN customers c ON c.id = e.customer_id
+            "SELECT e.id, e.stripe_identifier FROM usage_events e JOIN customers c ON c.id = e.customer_id
              WHERE c.stripe_customer_id IS NOT NULL AND e.stripe_reported_at IS NULL
                AND e.stripe_expired_at IS NULL AND e.stripe_failed_at IS NULL
              ORDER BY e.id",
         )
         .unwrap();
-    stmt.query_map([], |r| r.get::<_, i64>(0))
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
         .unwrap()
-        .map(|id| {
-            let id = id.unwrap();
-            (id, meterline::stripe::identifier(&database_id, id))
-        })
+        .map(Result::unwrap)
         .collect()
 }
 

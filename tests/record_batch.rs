@@ -126,6 +126,21 @@ fn a_key_repeated_within_a_batch_counts_once() {
 }
 
 #[test]
+fn a_key_reused_within_a_batch_with_another_quantity_fails_only_itself() {
+    let (_dir, path, mut store, config) = fixture();
+    let batch = [
+        keyed("acme", 5, "k1"),
+        keyed("acme", 6, "k1"),
+        req("acme", 1),
+    ];
+    let results = store.record_batch(&config, &batch, now()).unwrap();
+    assert!(matches!(results[1], Err(Error::IdempotencyConflict(_))));
+    assert_eq!(summary(&results[2]), "recorded used=6");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    assert_eq!(events_of(&conn, "acme"), (2, 6));
+}
+
+#[test]
 fn record_and_record_batch_agree() {
     let batch: Vec<RecordRequest> = vec![
         req("acme", 300),
@@ -154,8 +169,13 @@ fn record_and_record_batch_agree() {
         .map(summary)
         .collect();
     assert_eq!(singles, batched);
-    let open = |p| rusqlite::Connection::open(p).unwrap();
-    // Same rows, apart from the creation times of the customers (identical here: same `now`).
+    // Same rows, apart from the random Stripe identifiers.
+    let open = |p| {
+        let conn = rusqlite::Connection::open(p).unwrap();
+        conn.execute("UPDATE usage_events SET stripe_identifier = id", [])
+            .unwrap();
+        conn
+    };
     assert_eq!(dump(&open(&one_path)), dump(&open(&many_path)));
 }
 

@@ -149,14 +149,13 @@ impl Dashboard {
 }
 
 fn identifiers_reported(env: &Env) -> HashSet<String> {
-    let database_id = env.store().database_id().unwrap();
     let conn = rusqlite::Connection::open(&env.db).unwrap();
     let mut stmt = conn
-        .prepare("SELECT id FROM usage_events WHERE stripe_reported_at IS NOT NULL")
+        .prepare("SELECT stripe_identifier FROM usage_events WHERE stripe_reported_at IS NOT NULL")
         .unwrap();
-    stmt.query_map([], |r| r.get::<_, i64>(0))
+    stmt.query_map([], |r| r.get::<_, String>(0))
         .unwrap()
-        .map(|id| meterline::stripe::identifier(&database_id, id.unwrap()))
+        .map(Result::unwrap)
         .collect()
 }
 

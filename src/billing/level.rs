@@ -89,6 +89,10 @@ pub struct UsageCheck {
     pub overage_rate: Option<Decimal>,
     #[serde(with = "rust_decimal::serde::str")]
     pub overage_amount: Decimal,
+    /// The customer's plan is no longer in plans.toml: no limit is known, nothing is allowed.
+    /// Only present in JSON when true.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub plan_missing: bool,
 }
 
 fn ser_ts<S: serde::Serializer>(
@@ -111,7 +115,12 @@ impl UsageCheck {
         let ratio = limit.map(|l| if l == 0 { 1.0 } else { used as f64 / l as f64 });
         let over = limit.map_or(0, |l| (used - l).max(0));
         let (overage_units, overage_amount) = match allowance.overage_rate {
-            Some(rate) if !allowance.hard_cap => (over, rate * Decimal::from(over)),
+            // Bounded by plans.toml validation; checked anyway, so no data can make it panic.
+            Some(rate) if !allowance.hard_cap => (
+                over,
+                rate.checked_mul(Decimal::from(over))
+                    .unwrap_or(Decimal::MAX),
+            ),
             _ => (0, Decimal::ZERO),
         };
         UsageCheck {
@@ -132,6 +141,29 @@ impl UsageCheck {
                 allowance.overage_rate
             },
             overage_amount: overage_amount.normalize(),
+            plan_missing: false,
+        }
+    }
+
+    /// The standing of a customer whose plan was removed from plans.toml: usage is known,
+    /// terms are not, so nothing more may be recorded until the plan is back or changed.
+    pub fn plan_missing(customer: &str, plan: &str, period: Period, used: i64) -> UsageCheck {
+        let unlimited = Allowance {
+            included: None,
+            hard_cap: false,
+            overage_rate: None,
+        };
+        UsageCheck {
+            allowed: false,
+            plan_missing: true,
+            ..UsageCheck::compute(
+                customer,
+                plan,
+                unlimited,
+                period,
+                used,
+                &Thresholds::default(),
+            )
         }
     }
 }

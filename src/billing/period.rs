@@ -73,7 +73,13 @@ pub fn periods_before(
     let mut current = period_containing(anchor, kind, at);
     for _ in 0..count {
         periods.push(current);
-        current = period_containing(anchor, kind, current.start - chrono::Duration::seconds(1));
+        let Some(before) = current
+            .start
+            .checked_sub_signed(chrono::Duration::seconds(1))
+        else {
+            break;
+        };
+        current = period_containing(anchor, kind, before);
     }
     periods.reverse();
     periods
@@ -94,10 +100,15 @@ fn effective_anchor(anchor: NaiveDate, kind: PeriodKind) -> NaiveDate {
 
 /// Midnight UTC of `anchor + n months`; chrono clamps the day to the month's end.
 fn start_of(anchor: NaiveDate, n: i32) -> DateTime<Utc> {
+    // Checked: a date out of chrono's range (a clock set to year 200000) saturates, never panics.
     let date = if n >= 0 {
-        anchor + Months::new(n as u32)
+        anchor
+            .checked_add_months(Months::new(n as u32))
+            .unwrap_or(NaiveDate::MAX)
     } else {
-        anchor - Months::new(n.unsigned_abs())
+        anchor
+            .checked_sub_months(Months::new(n.unsigned_abs()))
+            .unwrap_or(NaiveDate::MIN)
     };
     Utc.from_utc_datetime(&date.and_hms_opt(0, 0, 0).expect("midnight exists"))
 }

@@ -34,7 +34,7 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
             c.plan,
             output::used_of_limit(c),
             output::percent(c),
-            c.level.as_str(),
+            output::level(c),
             c.overage_amount,
         );
     }

@@ -52,6 +52,15 @@ pub fn day(at: chrono::DateTime<chrono::Utc>) -> String {
 }
 
 /// The multi-line human summary of one check.
+/// The level column: "plan missing" when the customer's plan is gone from plans.toml.
+pub fn level(check: &UsageCheck) -> &'static str {
+    if check.plan_missing {
+        "plan missing"
+    } else {
+        check.level.as_str()
+    }
+}
+
 pub fn describe(check: &UsageCheck) -> String {
     let mut out = format!(
         "{}  plan {}  period {} .. {}\nused {} ({})  level {}  {}\n",

@@ -12,10 +12,42 @@ pub struct Args {
 
 pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
     let config = ctx.config()?;
+    // With a database present, the file must still define every plan a customer is on.
+    let missing = if ctx.db.is_file() {
+        ctx.store()?.customers_on_missing_plans(&config)?
+    } else {
+        Vec::new()
+    };
+    let code = if missing.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "{}: {} customer(s) in {} are on plans this file no longer defines:",
+            ctx.plans.display(),
+            missing.len(),
+            ctx.db.display()
+        );
+        for (customer, plan) in &missing {
+            eprintln!("  {customer} (plan \"{plan}\")");
+        }
+        eprintln!(
+            "put the plans back, or move each customer with `meterline customer set-plan CUSTOMER PLAN`"
+        );
+        ExitCode::from(2)
+    };
     if args.json {
-        return output::print_json(&config);
+        output::print_json(&config)?;
+        return Ok(code);
     }
-    println!("{}: valid", ctx.plans.display());
+    if missing.is_empty() {
+        println!("{}: valid", ctx.plans.display());
+    } else {
+        println!(
+            "{}: valid, but {} customer(s) are on plans it no longer defines",
+            ctx.plans.display(),
+            missing.len()
+        );
+    }
     println!(
         "{:<10} {:<16} {:>10} {:>14} {:<8} {:>10}  METER EVENT",
         "ID", "NAME", "PRICE", "INCLUDED", "AT LIMIT", "RATE"
@@ -47,5 +79,5 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
         config.stripe.api_base,
         config.stripe.meter_event
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
 }

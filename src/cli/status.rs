@@ -27,7 +27,7 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
             row.check.plan,
             output::used_of_limit(&row.check),
             output::percent(&row.check),
-            row.check.level.as_str(),
+            output::level(&row.check),
             row.days_left,
             output::thousands(row.unreported),
         );

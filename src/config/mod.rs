@@ -93,6 +93,16 @@ impl Config {
     }
 }
 
+impl AtLimit {
+    /// The plans.toml spelling, also stored with each period's terms.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AtLimit::Block => "block",
+            AtLimit::Overage => "overage",
+        }
+    }
+}
+
 impl Plan {
     /// The plan's terms as billing sees them.
     pub fn allowance(&self) -> crate::billing::Allowance {

@@ -158,6 +158,13 @@ fn validate_stripe(raw: RawStripe) -> Result<StripeSettings, String> {
     })
 }
 
+/// The largest price or overage rate plans.toml accepts.
+pub const MAX_AMOUNT: Decimal = Decimal::from_parts(1_000_000, 0, 0, false, 0);
+/// The most decimal places of a price or overage rate.
+pub const MAX_DECIMALS: u32 = 12;
+/// The most units a plan may include per period.
+pub const MAX_INCLUDED: i64 = 1_000_000_000_000_000;
+
 fn validate_plan(raw: RawPlan, global_meter_event: &str) -> Result<Plan, String> {
     let id = raw.id.trim().to_string();
     if id.is_empty()
@@ -176,10 +183,10 @@ fn validate_plan(raw: RawPlan, global_meter_event: &str) -> Result<Plan, String>
         Some(amount) => amount_of(amount, "price").map_err(at)?,
     };
     if let Some(included) = raw.included
-        && included < 0
+        && !(0..=MAX_INCLUDED).contains(&included)
     {
         return Err(at(format!(
-            "included = {included} must be zero or more (leave it out for unlimited)"
+            "included = {included} must be between 0 and {MAX_INCLUDED} (leave it out for unlimited)"
         )));
     }
     let at_limit = match raw.at_limit.as_deref() {
@@ -241,6 +248,18 @@ fn amount_of(raw: RawAmount, field: &str) -> Result<Decimal, String> {
     };
     if value.is_sign_negative() && !value.is_zero() {
         return Err(format!("{field} = {value} must not be negative"));
+    }
+    // Bounds keep every amount computed from them representable: the whole part of the
+    // largest overage, MAX_AMOUNT x i64::MAX units, fits rust_decimal's 96 bits.
+    if value > MAX_AMOUNT {
+        return Err(format!(
+            "{field} = {value} is too large; at most {MAX_AMOUNT}"
+        ));
+    }
+    if value.normalize().scale() > MAX_DECIMALS {
+        return Err(format!(
+            "{field} = {value} has too many decimal places; at most {MAX_DECIMALS}"
+        ));
     }
     Ok(value)
 }

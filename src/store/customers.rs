@@ -50,8 +50,14 @@ pub(super) fn get(conn: &Connection, id: &str) -> Result<Customer> {
         .ok_or_else(|| Error::UnknownCustomer(id.to_string()))
 }
 
+/// The customer's plan; `PlanMissing` when plans.toml no longer defines it.
 pub(super) fn plan_of<'c>(config: &'c Config, customer: &Customer) -> Result<&'c Plan> {
-    lookup_plan(config, &customer.plan_id)
+    config
+        .plan(&customer.plan_id)
+        .ok_or_else(|| Error::PlanMissing {
+            customer: customer.id.clone(),
+            plan: customer.plan_id.clone(),
+        })
 }
 
 fn lookup_plan<'c>(config: &'c Config, plan_id: &str) -> Result<&'c Plan> {
@@ -171,10 +177,21 @@ impl Store {
             params![id, plan.id],
         )?;
         let period = period_containing(customer.billing_anchor, config.billing.period, now);
+        // The current period's terms follow (closed periods keep theirs).
         tx.execute(
-            "UPDATE usage_records SET plan_id = ?3, meter_event_name = ?4
+            "UPDATE usage_records SET plan_id = ?3, meter_event_name = ?4, included = ?5,
+                 at_limit = ?6, overage_rate = ?7, price = ?8
              WHERE customer_id = ?1 AND period_start = ?2",
-            params![id, format_ts(period.start), plan.id, plan.meter_event],
+            params![
+                id,
+                format_ts(period.start),
+                plan.id,
+                plan.meter_event,
+                plan.included,
+                plan.at_limit.as_str(),
+                plan.overage_rate.map(|r| r.to_string()),
+                plan.price.to_string()
+            ],
         )?;
         tx.commit()?;
         Ok(Customer {
@@ -198,6 +215,22 @@ impl Store {
 
     pub fn customer(&self, id: &str) -> Result<Customer> {
         get(&self.conn, id)
+    }
+
+    /// Customers whose plan plans.toml no longer defines, as (customer id, plan id).
+    pub fn customers_on_missing_plans(&self, config: &Config) -> Result<Vec<(String, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, plan_id FROM customers ORDER BY plan_id, id")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut missing = Vec::new();
+        for row in rows {
+            let (id, plan) = row?;
+            if config.plan(&plan).is_none() {
+                missing.push((id, plan));
+            }
+        }
+        Ok(missing)
     }
 
     pub fn customers(&self) -> Result<Vec<Customer>> {

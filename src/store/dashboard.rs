@@ -40,6 +40,12 @@ impl DashboardRow {
         })
     }
 
+    /// The customer's plan is no longer in plans.toml (its `limit` is then `None`): show
+    /// "plan missing", not "unlimited".
+    pub fn plan_missing(&self, config: &Config) -> bool {
+        config.plan(&self.plan_id).is_none()
+    }
+
     pub fn level(&self, config: &Config) -> WarningLevel {
         WarningLevel::of(self.ratio(), &config.thresholds)
     }
@@ -182,11 +188,13 @@ pub fn project(check: &UsageCheck, now: DateTime<Utc>) -> Projection {
     }
     // Integer maths: seconds needed for the whole limit at the observed rate.
     let needed = (i128::from(limit) * i128::from(elapsed)) / i128::from(check.used);
-    let at = check.period_start + Duration::seconds(needed.min(i64::MAX as i128 / 2000) as i64);
-    if at < check.period_end {
-        Projection::On(at)
-    } else {
-        Projection::NotThisPeriod
+    // Checked: a large limit at a slow pace lands past chrono's range (issue 7, item 13).
+    let at = check
+        .period_start
+        .checked_add_signed(Duration::seconds(needed.min(i64::MAX as i128 / 2000) as i64));
+    match at {
+        Some(at) if at < check.period_end => Projection::On(at),
+        _ => Projection::NotThisPeriod,
     }
 }
 

@@ -80,6 +80,8 @@ pub struct OutboxEvent {
     pub event_name: String,
     pub quantity: i64,
     pub occurred_at: DateTime<Utc>,
+    /// The meter event identifier, stored when the event was recorded (schema.rs, migration 4).
+    pub identifier: String,
 }
 
 /// Which pending events a sync may send now.
@@ -185,7 +187,8 @@ impl LockHolder {
 pub const LOCK_STALE_AFTER_SECS: i64 = 60;
 
 const EVENT_COLUMNS: &str =
-    "e.id, e.customer_id, c.stripe_customer_id, r.meter_event_name, e.quantity, e.occurred_at";
+    "e.id, e.customer_id, c.stripe_customer_id, r.meter_event_name, e.quantity, e.occurred_at,
+     e.stripe_identifier";
 const PENDING: &str = "e.stripe_reported_at IS NULL AND e.stripe_expired_at IS NULL";
 
 /// The events a sync sends, with their customer (`c`) and period counter (`r`): pending,
@@ -266,6 +269,7 @@ impl super::Store {
                     event_name: r.get(3)?,
                     quantity: r.get(4)?,
                     occurred_at: parse_ts(&at, 5)?,
+                    identifier: r.get(6)?,
                 })
             },
         )?;

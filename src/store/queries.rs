@@ -4,14 +4,17 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
+use std::str::FromStr;
+
 use rusqlite::{Connection, OptionalExtension, params};
+use rust_decimal::Decimal;
 use serde::Serialize;
 
 use super::Store;
 use super::customers::{Customer, get, plan_of};
-use crate::Result;
-use crate::billing::{Period, UsageCheck, format_ts, period_containing, periods_before};
-use crate::config::Config;
+use crate::billing::{Allowance, Period, UsageCheck, format_ts, period_containing, periods_before};
+use crate::config::{Config, Plan};
+use crate::{Error, Result};
 
 /// One line of the dashboard / `status`: a customer and its current standing.
 #[derive(Debug, Clone, Serialize)]
@@ -55,17 +58,7 @@ impl Store {
         customer_id: &str,
         now: DateTime<Utc>,
     ) -> Result<UsageCheck> {
-        self.check_at(config, customer_id, now)
-    }
-
-    /// The customer's standing in the period containing `at`.
-    pub fn check_at(
-        &self,
-        config: &Config,
-        customer_id: &str,
-        at: DateTime<Utc>,
-    ) -> Result<UsageCheck> {
-        check_in(&self.conn, config, customer_id, at)
+        check_in(&self.conn, config, customer_id, now, now)
     }
 
     pub(super) fn used_in(&self, customer_id: &str, period: Period) -> Result<i64> {
@@ -75,7 +68,7 @@ impl Store {
     /// Every customer's current standing, most at risk first.
     pub fn status(&self, config: &Config, now: DateTime<Utc>) -> Result<Vec<StatusRow>> {
         // Every current period started within the last 31 days.
-        let since = format_ts(now - Duration::days(32));
+        let since = format_ts(now.checked_sub_signed(Duration::days(32)).unwrap_or(now));
         let mut used: HashMap<(String, String), i64> = HashMap::new();
         let mut stmt = self.conn.prepare_cached(
             "SELECT customer_id, period_start, used FROM usage_records WHERE period_start >= ?1",
@@ -89,12 +82,12 @@ impl Store {
         for customer in self.customers()? {
             let period = period_containing(customer.billing_anchor, config.billing.period, now);
             let key = (customer.id.clone(), format_ts(period.start));
-            let check = check_of(
-                config,
-                &customer,
-                period,
-                used.get(&key).copied().unwrap_or(0),
-            )?;
+            let used = used.get(&key).copied().unwrap_or(0);
+            // A customer on a removed plan shows as "plan missing"; the others normally.
+            let check = match plan_of(config, &customer) {
+                Ok(plan) => current_check(config, &customer, plan, period, used),
+                Err(_) => UsageCheck::plan_missing(&customer.id, &customer.plan_id, period, used),
+            };
             out.push(StatusRow {
                 days_left: period.days_left(now),
                 unreported: unreported.get(&customer.id).copied().unwrap_or(0),
@@ -104,7 +97,14 @@ impl Store {
             });
         }
         out.sort_by(|a, b| {
-            let ratio = |r: &StatusRow| r.check.ratio.unwrap_or(-1.0);
+            // Plan missing first: those customers need attention before anyone else.
+            let ratio = |r: &StatusRow| {
+                if r.check.plan_missing {
+                    f64::INFINITY
+                } else {
+                    r.check.ratio.unwrap_or(-1.0)
+                }
+            };
             ratio(b)
                 .total_cmp(&ratio(a))
                 .then_with(|| a.check.customer.cmp(&b.check.customer))
@@ -132,38 +132,11 @@ impl Store {
     ) -> Result<Vec<HistoryRow>> {
         let customer = get(&self.conn, customer_id)?;
         let periods = periods_before(customer.billing_anchor, config.billing.period, now, count);
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT used, plan_id, meter_event_name FROM usage_records
-             WHERE customer_id = ?1 AND period_start = ?2",
-        )?;
         let mut out = Vec::with_capacity(periods.len());
         for period in periods {
-            let row: Option<(i64, String, String)> = stmt
-                .query_row(params![customer.id, format_ts(period.start)], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })
-                .optional()?;
-            let (used, plan_id, meter_event) = match row {
-                Some((used, plan, meter)) => (used, plan, Some(meter)),
-                None => (0, customer.plan_id.clone(), None),
-            };
-            // A plan since removed from plans.toml still shows, as unlimited.
-            let allowance = config.plan(&plan_id).map_or(
-                crate::billing::Allowance {
-                    included: None,
-                    hard_cap: false,
-                    overage_rate: None,
-                },
-                |plan| plan.allowance(),
-            );
-            let check = UsageCheck::compute(
-                &customer.id,
-                &plan_id,
-                allowance,
-                period,
-                used,
-                &config.thresholds,
-            );
+            let row = counter_row(&self.conn, &customer.id, period)?;
+            let meter_event = row.as_ref().map(|r| r.meter_event.clone());
+            let check = standing(config, &customer, period, row, now);
             out.push(HistoryRow { check, meter_event });
         }
         Ok(out)
@@ -176,7 +149,7 @@ impl Store {
         customer_id: &str,
         now: DateTime<Utc>,
     ) -> Result<MembersSummary> {
-        let check = self.check(config, customer_id, now)?;
+        let check = standing_in(&self.conn, config, customer_id, now, now)?;
         let mut stmt = self.conn.prepare_cached(
             "SELECT user_id, used FROM usage_members
              WHERE customer_id = ?1 AND period_start = ?2
@@ -215,17 +188,112 @@ impl Store {
 }
 
 /// The customer's standing in the period containing `at`, on any connection (the record path
-/// asks inside its transaction).
+/// asks inside its transaction). A customer whose current plan is gone is an error here: a
+/// caller asking "may they use more?" must not get an answer without terms.
 pub(super) fn check_in(
     conn: &Connection,
     config: &Config,
     customer_id: &str,
     at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<UsageCheck> {
+    let check = standing_in(conn, config, customer_id, at, now)?;
+    if check.plan_missing {
+        return Err(Error::PlanMissing {
+            customer: check.customer,
+            plan: check.plan,
+        });
+    }
+    Ok(check)
+}
+
+/// Like `check_in`, but a missing plan is a state of the answer (for views), not an error.
+fn standing_in(
+    conn: &Connection,
+    config: &Config,
+    customer_id: &str,
+    at: DateTime<Utc>,
+    now: DateTime<Utc>,
 ) -> Result<UsageCheck> {
     let customer = get(conn, customer_id)?;
     let period = period_containing(customer.billing_anchor, config.billing.period, at);
-    let used = used_in(conn, &customer.id, period)?;
-    check_of(config, &customer, period, used)
+    let row = counter_row(conn, &customer.id, period)?;
+    Ok(standing(config, &customer, period, row, now))
+}
+
+/// A period's counter row: the usage and the terms it was billed under (migration 4), read
+/// from the columns used, plan_id, meter_event_name, included, at_limit, overage_rate.
+pub(super) struct CounterRow {
+    pub used: i64,
+    pub plan_id: String,
+    pub meter_event: String,
+    /// `None` for rows written before migration 4 (no terms kept).
+    pub terms: Option<Allowance>,
+}
+
+impl CounterRow {
+    pub fn from_row(r: &rusqlite::Row) -> rusqlite::Result<CounterRow> {
+        let at_limit: Option<String> = r.get(4)?;
+        let rate: Option<String> = r.get(5)?;
+        let terms = at_limit.map(|at_limit| Allowance {
+            included: r.get(3).ok().flatten(),
+            hard_cap: at_limit == "block",
+            overage_rate: rate.as_deref().and_then(|t| Decimal::from_str(t).ok()),
+        });
+        Ok(CounterRow {
+            used: r.get(0)?,
+            plan_id: r.get(1)?,
+            meter_event: r.get(2)?,
+            terms,
+        })
+    }
+}
+
+fn counter_row(conn: &Connection, customer_id: &str, period: Period) -> Result<Option<CounterRow>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT used, plan_id, meter_event_name, included, at_limit, overage_rate
+             FROM usage_records WHERE customer_id = ?1 AND period_start = ?2",
+        )?
+        .query_row(
+            params![customer_id, format_ts(period.start)],
+            CounterRow::from_row,
+        )
+        .optional()?)
+}
+
+/// The standing in one period: a closed period reads the terms it was billed under; the
+/// current one (and a closed one without kept terms) follows plans.toml.
+fn standing(
+    config: &Config,
+    customer: &Customer,
+    period: Period,
+    row: Option<CounterRow>,
+    now: DateTime<Utc>,
+) -> UsageCheck {
+    let closed = period.end <= now;
+    let (used, plan_id, kept) = match row {
+        Some(r) => (r.used, r.plan_id, r.terms.filter(|_| closed)),
+        None => (0, customer.plan_id.clone(), None),
+    };
+    // The current period is billed under the customer's plan at its end.
+    let plan_id = if closed {
+        plan_id
+    } else {
+        customer.plan_id.clone()
+    };
+    let allowance = kept.or_else(|| config.plan(&plan_id).map(|p| p.allowance()));
+    match allowance {
+        Some(allowance) => UsageCheck::compute(
+            &customer.id,
+            &plan_id,
+            allowance,
+            period,
+            used,
+            &config.thresholds,
+        ),
+        None => UsageCheck::plan_missing(&customer.id, &plan_id, period, used),
+    }
 }
 
 fn used_in(conn: &Connection, customer_id: &str, period: Period) -> Result<i64> {
@@ -238,14 +306,20 @@ fn used_in(conn: &Connection, customer_id: &str, period: Period) -> Result<i64> 
         .unwrap_or(0))
 }
 
-fn check_of(config: &Config, customer: &Customer, period: Period, used: i64) -> Result<UsageCheck> {
-    let plan = plan_of(config, customer)?;
-    Ok(UsageCheck::compute(
+/// The current period's standing under the customer's plan.
+fn current_check(
+    config: &Config,
+    customer: &Customer,
+    plan: &Plan,
+    period: Period,
+    used: i64,
+) -> UsageCheck {
+    UsageCheck::compute(
         &customer.id,
         &plan.id,
         plan.allowance(),
         period,
         used,
         &config.thresholds,
-    ))
+    )
 }

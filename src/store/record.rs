@@ -5,6 +5,7 @@ use chrono::{DateTime, TimeDelta, Timelike, Utc};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::Store;
+use super::queries::CounterRow;
 use crate::billing::{UsageCheck, format_ts, period_containing};
 use crate::config::Config;
 use crate::{Error, Result};
@@ -173,6 +174,7 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        fill_pending_terms(&tx, config)?;
         let mut results = Vec::with_capacity(requests.len());
         for req in requests {
             tx.prepare_cached("SAVEPOINT ml_event")?.execute([])?;
@@ -192,6 +194,36 @@ impl Store {
         tx.commit()?;
         Ok(results)
     }
+}
+
+/// Counter rows from before migration 4 have no terms: give them their plan's current terms
+/// once, at the first record after the upgrade, so that later plans.toml edits no longer
+/// change them. One primary-key lookup per batch when there is nothing to do.
+fn fill_pending_terms(conn: &Connection, config: &Config) -> Result<()> {
+    let pending = conn
+        .prepare_cached("SELECT 1 FROM meterline_meta WHERE key = 'period_terms_pending'")?
+        .exists([])?;
+    if !pending {
+        return Ok(());
+    }
+    for plan in &config.plans {
+        conn.execute(
+            "UPDATE usage_records SET included = ?2, at_limit = ?3, overage_rate = ?4, price = ?5
+             WHERE at_limit IS NULL AND plan_id = ?1",
+            params![
+                plan.id,
+                plan.included,
+                plan.at_limit.as_str(),
+                plan.overage_rate.map(|r| r.to_string()),
+                plan.price.to_string()
+            ],
+        )?;
+    }
+    conn.execute(
+        "DELETE FROM meterline_meta WHERE key = 'period_terms_pending'",
+        [],
+    )?;
+    Ok(())
 }
 
 /// One event inside the batch's transaction. Writes only when it returns `recorded: true`.
@@ -231,7 +263,7 @@ fn record_one(
             recorded: false,
             duplicate: true,
             event_id: Some(original.id),
-            check: super::queries::check_in(conn, config, &req.customer_id, original.at)?,
+            check: super::queries::check_in(conn, config, &req.customer_id, original.at, now)?,
         });
     }
 
@@ -254,13 +286,24 @@ fn record_one(
     let period = period_containing(customer.billing_anchor, config.billing.period, occurred_at);
     let period_start = format_ts(period.start);
 
-    let used: i64 = conn
+    // The current period takes the plan's terms as they are now (plans.toml edits and
+    // `set-plan` apply until it ends); a closed period keeps the terms it was billed under.
+    let current = period.contains(now);
+    let row = conn
         .prepare_cached(
             "INSERT INTO usage_records
-                 (customer_id, period_start, period_end, used, plan_id, meter_event_name)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (customer_id, period_start) DO UPDATE SET used = used + excluded.used
-             RETURNING used",
+                 (customer_id, period_start, period_end, used, plan_id, meter_event_name,
+                  included, at_limit, overage_rate, price)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+             ON CONFLICT (customer_id, period_start) DO UPDATE SET
+                 used = used + excluded.used,
+                 plan_id = IIF(?11, excluded.plan_id, plan_id),
+                 meter_event_name = IIF(?11, excluded.meter_event_name, meter_event_name),
+                 included = IIF(?11, excluded.included, included),
+                 at_limit = IIF(?11, excluded.at_limit, at_limit),
+                 overage_rate = IIF(?11, excluded.overage_rate, overage_rate),
+                 price = IIF(?11, excluded.price, price)
+             RETURNING used, plan_id, meter_event_name, included, at_limit, overage_rate",
         )?
         .query_row(
             params![
@@ -269,15 +312,28 @@ fn record_one(
                 format_ts(period.end),
                 req.quantity,
                 plan.id,
-                plan.meter_event
+                plan.meter_event,
+                plan.included,
+                plan.at_limit.as_str(),
+                plan.overage_rate.map(|r| r.to_string()),
+                plan.price.to_string(),
+                current
             ],
-            |r| r.get(0),
+            CounterRow::from_row,
         )?;
-    let allowance = plan.allowance();
+    let used = row.used;
+    // A closed period's row from before migration 4 has no terms: it follows plans.toml.
+    let (plan_id, allowance) = match row.terms {
+        Some(terms) => (row.plan_id, terms),
+        None => match config.plan(&row.plan_id) {
+            Some(p) => (row.plan_id, p.allowance()),
+            None => (plan.id.clone(), plan.allowance()),
+        },
+    };
     let check = |used| {
         UsageCheck::compute(
             &customer.id,
-            &plan.id,
+            &plan_id,
             allowance,
             period,
             used,
@@ -298,8 +354,8 @@ fn record_one(
         .prepare_cached(
             "INSERT INTO usage_events
                  (customer_id, user_id, quantity, occurred_at, recorded_at, period_start,
-                  idempotency_key)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                  idempotency_key, stripe_identifier)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
              RETURNING id",
         )?
         .query_row(
@@ -310,7 +366,8 @@ fn record_one(
                 format_ts(occurred_at),
                 format_ts(now),
                 period_start,
-                req.idempotency_key
+                req.idempotency_key,
+                crate::stripe::identifier()
             ],
             |r| r.get(0),
         )?;

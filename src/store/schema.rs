@@ -123,8 +123,29 @@ const MIGRATIONS: &[&str] = &[
         ON usage_events(customer_id, stripe_failed_at, stripe_expired_at)
         WHERE stripe_reported_at IS NULL;
     "#,
-    // 5 (4th entry until branch trust-store's migration 4 is merged before it): bearer
-    // tokens for `meterline serve`. Only the SHA-256 of a token is stored, never the token.
+    // 4: a random Stripe identifier per event, and each period's plan terms.
+    // Identifiers were `ml-<database id>-<event id>`; a restored backup reuses event ids, so
+    // Stripe took new usage for old. New events get `ml-<UUIDv7>`; existing rows keep the value
+    // they were (or will be) sent with, so nothing already delivered changes.
+    // The terms (included, at_limit, overage_rate, price; plan_id and meter_event_name were
+    // there) are the plan's as the period was billed: a closed period reads them, the current
+    // one follows plans.toml. Rows from before this migration have no terms (at_limit NULL):
+    // the first record after the upgrade fills them from plans.toml as it is then, under each
+    // row's own plan (`period_terms_pending` marks that work; record.rs), and from then on
+    // editing plans.toml no longer changes them. Rows of plans no longer defined stay NULL.
+    r#"
+    ALTER TABLE usage_events ADD COLUMN stripe_identifier TEXT;
+    UPDATE usage_events SET stripe_identifier =
+        'ml-' || (SELECT value FROM meterline_meta WHERE key = 'database_id') || '-' || id;
+    CREATE UNIQUE INDEX usage_events_stripe_identifier ON usage_events(stripe_identifier);
+    ALTER TABLE usage_records ADD COLUMN included INTEGER;      -- NULL: unlimited
+    ALTER TABLE usage_records ADD COLUMN at_limit TEXT;         -- 'block' or 'overage'; NULL: no terms yet
+    ALTER TABLE usage_records ADD COLUMN overage_rate TEXT;     -- decimal text
+    ALTER TABLE usage_records ADD COLUMN price TEXT;            -- decimal text
+    INSERT INTO meterline_meta (key, value)
+        SELECT 'period_terms_pending', '1' WHERE EXISTS (SELECT 1 FROM usage_records);
+    "#,
+    // 5: bearer tokens for `meterline serve`. Only the SHA-256 of a token is stored.
     r#"
     CREATE TABLE api_tokens (
         id           INTEGER PRIMARY KEY,
@@ -212,6 +233,40 @@ mod tests {
         migrate(&mut other).unwrap();
         let other_id = database_id(&other);
         assert_ne!(id, other_id);
+    }
+
+    #[test]
+    fn version_3_events_keep_their_identifier() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..3] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 3).unwrap();
+        conn.execute_batch(
+            "INSERT INTO customers VALUES ('acme', 'Acme', 'free', NULL, '2026-01-01', '2026-01-01T00:00:00Z');
+             INSERT INTO usage_events (id, customer_id, quantity, occurred_at, recorded_at, period_start)
+             VALUES (7, 'acme', 5, '2026-01-02T00:00:00Z', '2026-01-02T00:00:00Z', '2026-01-01T00:00:00Z');
+             INSERT INTO usage_records VALUES ('acme', '2026-01-01T00:00:00Z', '2026-02-01T00:00:00Z', 5, 'free', 'meterline_usage');",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let identifier: String = conn
+            .query_row(
+                "SELECT stripe_identifier FROM usage_events WHERE id = 7",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(identifier, format!("ml-{}-7", database_id(&conn)));
+        // The counter row has no terms yet; the first record fills them (record.rs).
+        let pending: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM meterline_meta WHERE key = 'period_terms_pending'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(pending, 1);
     }
 
     #[test]

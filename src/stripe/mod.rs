@@ -117,10 +117,12 @@ fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// The meter event identifier of a usage event: deterministic, so a resend is recognised by
-/// Stripe, and unique across databases thanks to the database's random id. At most 40 chars.
-pub fn identifier(database_id: &str, event_id: i64) -> String {
-    format!("ml-{database_id}-{event_id}")
+/// A new meter event identifier, stored with the event when it is recorded and sent on every
+/// attempt, so a resend is recognised by Stripe. Random (UUIDv7), so a restored backup that
+/// reuses event ids never sends new usage under an identifier Stripe already has. 39 chars.
+/// Events recorded before migration 4 keep `ml-<database id>-<event id>`.
+pub fn identifier() -> String {
+    format!("ml-{}", uuid::Uuid::now_v7())
 }
 
 /// The requests per second to allow: plans.toml's `rate_limit`, or Stripe's limit for the
@@ -174,13 +176,10 @@ mod tests {
     }
 
     #[test]
-    fn identifiers_are_short_and_deterministic() {
-        let id = identifier("0123456789abcdef", i64::MAX);
-        assert!(id.len() <= 100);
-        assert_eq!(id, identifier("0123456789abcdef", i64::MAX));
-        assert_ne!(
-            identifier("0123456789abcdef", 1),
-            identifier("fedcba9876543210", 1)
-        );
+    fn identifiers_are_short_and_never_repeat() {
+        let id = identifier();
+        assert_eq!(id.len(), 39, "{id}");
+        assert!(id.starts_with("ml-"));
+        assert_ne!(id, identifier());
     }
 }

@@ -59,7 +59,6 @@ pub struct Plan<'a> {
     pub limit: Option<u64>,
     pub run_id: i64,
     pub clock: Clock,
-    pub database_id: &'a str,
 }
 
 /// How the pipeline ended.
@@ -471,7 +470,7 @@ fn read(board: &Board, store: &Store, plan: &Plan) {
                         .keys
                         .entry((event.stripe_customer_id.clone(), event.event_name.clone()))
                         .or_insert(next_key);
-                    let identifier = super::identifier(plan.database_id, event.id);
+                    let identifier = event.identifier.clone();
                     state.queue.push(
                         key,
                         Job {

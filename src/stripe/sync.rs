@@ -259,7 +259,6 @@ fn send(
         total,
         ..SyncProgress::default()
     });
-    let database_id = store.database_id()?;
     let plan = Plan {
         transport,
         workers: config.stripe.workers.max(1),
@@ -267,7 +266,6 @@ fn send(
         limit: options.limit,
         run_id,
         clock,
-        database_id: &database_id,
     };
     let reader_store = Store::open(db)?;
     let outcome = pipeline::run(store, reader_store, &plan, cancel, on_progress, total)?;

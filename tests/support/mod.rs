@@ -199,12 +199,10 @@ impl Env {
     /// Events (id, identifier, customer's Stripe id, meter event name, quantity) that a sync
     /// must deliver: mapped customers, inside Stripe's window at NOW.
     pub fn deliverable(&self) -> Vec<(i64, String, String, String, i64)> {
-        let store = self.store();
-        let database_id = store.database_id().unwrap();
         let conn = rusqlite::Connection::open(&self.db).unwrap();
         let mut stmt = conn
             .prepare(
-                "SELECT e.id, c.stripe_customer_id, r.meter_event_name, e.quantity
+                "SELECT e.id, c.stripe_customer_id, r.meter_event_name, e.quantity, e.stripe_identifier
                  FROM usage_events e JOIN customers c ON c.id = e.customer_id
                  JOIN usage_records r ON r.customer_id = e.customer_id AND r.period_start = e.period_start
                  WHERE c.stripe_customer_id IS NOT NULL AND e.occurred_at >= ?1 AND e.occurred_at <= ?2
@@ -214,14 +212,7 @@ impl Env {
         let from = meterline::billing::format_ts(now() - Duration::days(35));
         let to = meterline::billing::format_ts(now() + Duration::minutes(5));
         stmt.query_map([from, to], |r| {
-            let id: i64 = r.get(0)?;
-            Ok((
-                id,
-                meterline::stripe::identifier(&database_id, id),
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-            ))
+            Ok((r.get(0)?, r.get(4)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })
         .unwrap()
         .collect::<Result<_, _>>()
