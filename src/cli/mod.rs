@@ -27,8 +27,11 @@ mod members;
 pub(crate) mod output;
 mod plans;
 mod record;
+mod record_batch;
+mod serve;
 mod status;
 mod sync;
+mod token;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -106,6 +109,11 @@ pub enum Command {
     Sync(sync::Args),
     /// Bring an older database up to date (read commands never change the file).
     Upgrade,
+    /// Serve the HTTP API (record, check, status) with group commit.
+    Serve(serve::Args),
+    /// Create, list or revoke the API's bearer tokens.
+    #[command(subcommand)]
+    Token(token::Command),
 }
 
 /// What every subcommand gets: resolved paths, the current instant, how to open the store.
@@ -195,6 +203,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Plans(args)) => plans::exec(&ctx, args),
         Some(Command::Demo(args)) => demo::exec(&ctx, args),
         Some(Command::Upgrade) => upgrade(&ctx),
+        Some(Command::Serve(args)) => serve::exec(&ctx, args, cli.now),
+        Some(Command::Token(command)) => token::exec(&ctx, command),
         None => dashboard::exec(&ctx, cli.demo, cli.now, cli.no_color),
     }
 }

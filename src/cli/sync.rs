@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use super::output::{print_json, thousands};
 use super::{Context, output};
-use crate::stripe::{self, ApiKey, SyncOptions, SyncPreview, SyncProgress, SyncReport};
 use crate::sanitize::sanitize;
+use crate::stripe::{self, ApiKey, SyncOptions, SyncPreview, SyncProgress, SyncReport};
 use crate::{Error, Result};
 
 #[derive(Debug, Default, clap::Args)]

@@ -346,8 +346,7 @@ impl Client {
     /// Server text made inert before it is stored or printed: keys redacted, control and
     /// escape characters made visible.
     fn redacted(&self, answer: Answer) -> Answer {
-        let clean =
-            |text: String| crate::sanitize::sanitize(&self.key.redact(&text)).into_owned();
+        let clean = |text: String| crate::sanitize::sanitize(&self.key.redact(&text)).into_owned();
         match answer {
             Answer::Unauthorized { message } => Answer::Unauthorized {
                 message: clean(message),
