@@ -1,6 +1,9 @@
 //! `cargo bench --bench sync`: 20,000 events synced to the Stripe-like loopback server with the
 //! rate limiter off, against the server's own ceiling measured in the same run by a minimal
 //! keep-alive client sending the same requests over as many connections as the sync has workers.
+//! Then fairness: one customer holding 90 % of the backlog (its events the oldest), and how far
+//! into that backlog the sync was when every other customer's events had arrived.
+//! `METERLINE_BENCH_EVENTS=2000` makes a quick run.
 
 #[path = "../tests/support/fake_stripe.rs"]
 mod fake_stripe;
@@ -28,8 +31,21 @@ fn plans(base: &str) -> String {
     )
 }
 
-/// A database with `EVENTS` unreported events of `CUSTOMERS` mapped customers.
-fn seed(dir: &std::path::Path, now: DateTime<Utc>) -> std::path::PathBuf {
+fn events() -> usize {
+    std::env::var("METERLINE_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(EVENTS)
+}
+
+/// A database with `events` unreported events of `CUSTOMERS` mapped customers, the i-th
+/// (oldest first) belonging to customer `customer_of(i)`.
+fn seed(
+    dir: &std::path::Path,
+    now: DateTime<Utc>,
+    events: usize,
+    customer_of: impl Fn(usize) -> usize,
+) -> std::path::PathBuf {
     let db = dir.join("bench.db");
     let config = Config::parse(&plans("https://api.stripe.com"), "bench").unwrap();
     let mut store = Store::open(&db).unwrap();
@@ -49,9 +65,9 @@ fn seed(dir: &std::path::Path, now: DateTime<Utc>) -> std::path::PathBuf {
             .unwrap();
     }
     let span = chrono::Duration::days(20).num_seconds();
-    for i in 0..EVENTS {
-        let at = now - chrono::Duration::seconds(span - span * i as i64 / EVENTS as i64);
-        let request = RecordRequest::new(&format!("customer-{}", i % CUSTOMERS), 1, at);
+    for i in 0..events {
+        let at = now - chrono::Duration::seconds(span - span * i as i64 / events as i64);
+        let request = RecordRequest::new(&format!("customer-{}", customer_of(i)), 1, at);
         store.record(&config, &request, now).unwrap();
     }
     db
@@ -96,7 +112,8 @@ fn ceiling(server: &FakeStripe, now: DateTime<Utc>) -> f64 {
 fn client_only(server: &FakeStripe, now: DateTime<Utc>) -> f64 {
     let config = Config::parse(&plans(&server.base()), "bench").unwrap();
     let key = meterline::stripe::ApiKey::new(KEY).unwrap();
-    let client = meterline::stripe::Client::new(&server.base(), &key, &config.stripe).unwrap();
+    let base = meterline::stripe::ApiBase::parse(&server.base()).unwrap();
+    let client = meterline::stripe::Client::new(&base, &key, &config.stripe).unwrap();
     let start = Instant::now();
     std::thread::scope(|s| {
         for w in 0..WORKERS {
@@ -147,7 +164,7 @@ fn read_response(reader: &mut BufReader<TcpStream>) {
 
 fn sync_once(now: DateTime<Utc>) -> (f64, usize) {
     let dir = tempfile::tempdir().unwrap();
-    let db = seed(dir.path(), now);
+    let db = seed(dir.path(), now, EVENTS, |i| i % CUSTOMERS);
     let server = FakeStripe::start(KEY, now);
     let config = Config::parse(&plans(&server.base()), "bench").unwrap();
     let key = meterline::stripe::ApiKey::new(KEY).unwrap();
@@ -157,7 +174,6 @@ fn sync_once(now: DateTime<Utc>) -> (f64, usize) {
         &config,
         &key,
         &Default::default(),
-        now,
         &AtomicBool::new(false),
         &mut |_| {},
     )
@@ -168,8 +184,58 @@ fn sync_once(now: DateTime<Utc>) -> (f64, usize) {
     (rate, server.connections() as usize)
 }
 
+/// One customer holds 90 % of `events`, all older than the others' events. Returns how many
+/// of its events had arrived when the last of the others' did, the time until then, and the
+/// time for the whole run.
+fn hot_customer_once(now: DateTime<Utc>, events: usize) -> (usize, usize, Duration, Duration) {
+    let hot = events * 9 / 10;
+    let dir = tempfile::tempdir().unwrap();
+    let db = seed(dir.path(), now, events, |i| {
+        if i < hot { 0 } else { 1 + i % (CUSTOMERS - 1) }
+    });
+    let server = FakeStripe::start(KEY, now);
+    let config = Config::parse(&plans(&server.base()), "bench").unwrap();
+    let key = meterline::stripe::ApiKey::new(KEY).unwrap();
+    let start = Instant::now();
+    let mut others_done = None;
+    let hot_customer = "cus_Bench000000";
+    meterline::stripe::run(
+        &db,
+        &config,
+        &key,
+        &Default::default(),
+        &AtomicBool::new(false),
+        &mut |_| {
+            if others_done.is_none() {
+                let accepted = server.accepted();
+                let others = accepted.values().filter(|e| e.customer != hot_customer);
+                if others.count() == events - hot {
+                    others_done = Some(start.elapsed());
+                }
+            }
+        },
+    )
+    .unwrap();
+    let total = start.elapsed();
+    let accepted = server.accepted();
+    let mut hot_seen = 0;
+    let mut hot_at_last_other = 0;
+    for identifier in server.arrivals() {
+        if accepted[&identifier].customer == hot_customer {
+            hot_seen += 1;
+        } else {
+            hot_at_last_other = hot_seen;
+        }
+    }
+    (hot_at_last_other, hot, others_done.unwrap_or(total), total)
+}
+
 fn main() {
     let now = Utc::now();
+    if std::env::var("METERLINE_BENCH_EVENTS").is_ok() {
+        // A quick check that the cases run: the fairness case only, at the given size.
+        return hot_customer(now);
+    }
     let mut best_ceiling: f64 = 0.0;
     let mut best_sync: f64 = 0.0;
     let mut connections = 0;
@@ -204,5 +270,25 @@ fn main() {
     println!(
         "  engine efficiency:     {:>9.2} of the HTTP client alone (the cost of the database, scheduling, bookkeeping)",
         best_sync / best_client
+    );
+    hot_customer(now);
+}
+
+fn hot_customer(now: DateTime<Utc>) {
+    let events = events();
+    let (hot_done, hot, others, total) = hot_customer_once(now, events);
+    println!(
+        "sync/{events} events, one customer holding 90 % (the oldest), {} others, {WORKERS} workers",
+        CUSTOMERS - 1
+    );
+    println!(
+        "  others' events all in after {:.2} s, {hot_done} of the {hot} hot events ({:.1} %) sent by then",
+        others.as_secs_f64(),
+        100.0 * hot_done as f64 / hot as f64
+    );
+    println!(
+        "  whole run:             {:.2} s ({:.0} events/s; the hot customer goes one request at a time)",
+        total.as_secs_f64(),
+        events as f64 / total.as_secs_f64()
     );
 }

@@ -19,6 +19,7 @@ pub mod config;
 pub mod demo;
 mod error;
 pub mod sanitize;
+pub mod server;
 pub mod store;
 pub mod stripe;
 pub mod tui;

@@ -97,6 +97,7 @@ fn an_older_database_is_refused_by_reads_and_upgraded_by_writes() {
              DROP TRIGGER customers_deleted; DROP TRIGGER usage_events_stripe_changed;
              DROP TABLE change_counters; DROP TABLE stripe_changes;
              DROP INDEX usage_events_backlog; DROP INDEX usage_events_stripe_identifier;
+             DROP TABLE api_tokens;
              ALTER TABLE usage_events DROP COLUMN stripe_identifier;
              ALTER TABLE usage_records DROP COLUMN included;
              ALTER TABLE usage_records DROP COLUMN at_limit;

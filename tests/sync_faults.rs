@@ -167,12 +167,16 @@ fn other_client_errors_mark_events_failed_with_stripes_message() {
 
     // Fixed at Stripe; an hour later the next run sends them on its own.
     env.server.accept_customer("cus_Initech03");
-    let later = "2026-11-27T19:30:00Z";
-    env.server
-        .set_now(support::now() + chrono::Duration::minutes(90));
-    let output = env.run(&["sync", "--json"], &[("METERLINE_NOW", Some(later))]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    assert_eq!(json(&output)["accepted"], 20);
+    let later = support::now() + chrono::Duration::minutes(90);
+    env.server.set_now(later);
+    let options = meterline::stripe::SyncOptions {
+        now: Some(later),
+        ..Default::default()
+    };
+    let report = env
+        .sync_lib(options, &AtomicBool::new(false), &mut |_| {})
+        .unwrap();
+    assert_eq!(report.accepted, 20);
     env.assert_exactly_once();
 }
 
@@ -218,11 +222,35 @@ fn an_unreachable_server_ends_the_run_quickly_with_the_reason() {
     let output = env.run(&["sync"], &[("STRIPE_API_BASE", Some(&base))]);
     assert_eq!(output.status.code(), Some(1));
     let text = support::stdout(&output);
+    // Nothing left the machine: attempted, but none reached Stripe, and it says why.
     assert!(
-        text.contains("gave up") && text.contains("connection"),
+        text.contains("gave up")
+            && text.contains("0 reached Stripe")
+            && text.contains("never reached Stripe (could not connect: Connection refused"),
         "{text}"
     );
     assert_eq!(env.count("stripe_reported_at IS NOT NULL"), 0);
+
+    let output = env.run(&["sync", "--json"], &[("STRIPE_API_BASE", Some(&base))]);
+    let report = json(&output);
+    assert!(report["attempted"].as_u64().unwrap() >= 3, "{report}");
+    assert_eq!(report["reached"], 0, "{report}");
+    assert!(
+        report["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("could not connect"),
+        "{report}"
+    );
+    // A run that did reach Stripe says so in the same field.
+    env.server
+        .inject(Fault::ServerError { should_retry: None }, 10_000);
+    let report = json(&env.run(&["sync", "--json"], &[]));
+    assert_eq!(report["reached"], report["attempted"], "{report}");
+    assert!(
+        report["error"].as_str().unwrap().contains("gave up"),
+        "{report}"
+    );
 }
 
 #[test]
@@ -230,25 +258,14 @@ fn cancel_lets_requests_in_flight_finish_and_marks_them() {
     let env = seeded();
     // ~150 answers/s over 3 customers: progress arrives every 50 ms, long before the end.
     env.server.set_delay(Duration::from_millis(20));
-    let mut plans = PLANS.replace("https://api.stripe.com", &env.server.base());
-    plans.push('\n');
-    std::fs::write(&env.plans, plans).unwrap();
-    let key = meterline::stripe::ApiKey::new(support::KEY).unwrap();
     let cancel = AtomicBool::new(false);
-    let report = meterline::stripe::run(
-        &env.db,
-        &env.config(),
-        &key,
-        &meterline::stripe::SyncOptions::default(),
-        support::now(),
-        &cancel,
-        &mut |p| {
+    let report = env
+        .sync_lib(Default::default(), &cancel, &mut |p| {
             if p.attempted >= 10 {
                 cancel.store(true, Ordering::Relaxed);
             }
-        },
-    )
-    .unwrap();
+        })
+        .unwrap();
     assert_eq!(report.stopped.as_deref(), Some("cancelled"));
     assert!(!report.all_delivered());
     let accepted = env.server.accepted_count() as i64;

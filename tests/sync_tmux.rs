@@ -6,7 +6,7 @@ mod support;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::{Env, KEY, MAPPED, NOW, PLANS};
+use support::{Env, KEY, MAPPED, PLANS, now_text};
 
 struct Tmux {
     socket: String,
@@ -93,7 +93,7 @@ fn a_terminal_gets_a_progress_bar_then_the_summary() {
         &[
             ("STRIPE_API_KEY", KEY),
             ("STRIPE_API_BASE", &base),
-            ("METERLINE_NOW", NOW),
+            ("METERLINE_NOW", now_text()),
         ],
     );
     // Type only once the shell shows its prompt, or its output interleaves with ours.
@@ -108,7 +108,10 @@ fn a_terminal_gets_a_progress_bar_then_the_summary() {
     let running = tmux.wait_for("/90 events");
     assert!(running.contains("accepted"), "{running}");
     let done = tmux.wait_for("exit=0");
-    assert!(done.contains("90 sent, 90 accepted"), "{done}");
+    assert!(
+        done.contains("90 attempted, 90 reached Stripe, 90 accepted"),
+        "{done}"
+    );
     // The bar is cleared when done.
     assert!(!done.contains("/90 events"), "{done}");
     assert!(

@@ -335,6 +335,8 @@ fn sync_flow_prepare_confirm_progress_cancel_finish() {
         future: 0,
         failed_waiting: 0,
         stopped: Some(meterline::stripe::sync::CANCELLED.into()),
+        reached: 4,
+        error: None,
         dry_run: false,
     };
     app.on_sync(SyncEvent::Finished(Ok(report.clone())));

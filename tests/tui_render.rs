@@ -535,6 +535,8 @@ fn report(failed: u64, stopped: Option<&str>) -> SyncReport {
         future: 0,
         failed_waiting: 0,
         stopped: stopped.map(str::to_string),
+        reached: 1234,
+        error: None,
         dry_run: false,
     }
 }

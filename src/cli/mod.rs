@@ -32,8 +32,11 @@ mod members;
 pub(crate) mod output;
 mod plans;
 mod record;
+mod record_batch;
+mod serve;
 mod status;
 mod sync;
+mod token;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -107,6 +110,11 @@ pub enum Command {
     Sync(sync::Args),
     /// Bring an older database up to date (read commands never change the file).
     Upgrade,
+    /// Serve the HTTP API (record, check, status) with group commit.
+    Serve(serve::Args),
+    /// Create, list or revoke the API's bearer tokens.
+    #[command(subcommand)]
+    Token(token::Command),
     /// Write the commented example plans.toml (never overwrites).
     Init(init::Args),
     /// Copy the live database to a new file, verified before it is reported done.
@@ -210,6 +218,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Plans(args)) => plans::exec(&ctx, args),
         Some(Command::Demo(args)) => demo::exec(&ctx, args),
         Some(Command::Upgrade) => upgrade(&ctx),
+        Some(Command::Serve(args)) => serve::exec(&ctx, args, cli.now),
+        Some(Command::Token(command)) => token::exec(&ctx, command),
         Some(Command::Init(args)) => init::exec(args),
         Some(Command::Backup(args)) => backup::exec(&ctx, args),
         Some(Command::Export(args)) => export::exec(&ctx, args),

@@ -1,17 +1,16 @@
 use std::process::ExitCode;
 
-use chrono::{DateTime, Utc};
-use serde::Serialize;
-
 use super::{Context, output};
-use crate::billing::UsageCheck;
+use crate::server::event::EventOut;
 use crate::store::record::MAX_QUANTITY;
 use crate::{RecordRequest, Result};
+use chrono::{DateTime, Utc};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The customer id.
-    pub customer: String,
+    #[arg(required_unless_present = "batch")]
+    pub customer: Option<String>,
     /// Units used.
     #[arg(short = 'n', long = "quantity", default_value_t = 1, allow_negative_numbers = true,
           value_parser = clap::value_parser!(i64).range(1..=MAX_QUANTITY))]
@@ -27,25 +26,23 @@ pub struct Args {
     pub at: Option<DateTime<Utc>>,
     #[arg(long)]
     pub json: bool,
-}
-
-#[derive(Serialize)]
-struct RecordJson<'a> {
-    #[serde(flatten)]
-    check: &'a UsageCheck,
-    recorded: bool,
-    duplicate: bool,
-    event_id: Option<i64>,
+    /// Record NDJSON events from FILE or `-` (stdin), one object a line with the fields of
+    /// `POST /v1/events`, in transactions of up to 1,000 events.
+    #[arg(long, value_name = "FILE|-", conflicts_with_all = ["customer", "user", "key", "at"])]
+    pub batch: Option<std::path::PathBuf>,
 }
 
 /// Exit code for a record refused by a hard cap.
 pub const REFUSED: u8 = 3;
 
 pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
+    if let Some(path) = &args.batch {
+        return super::record_batch::exec(ctx, path, args.json);
+    }
     let config = ctx.config()?;
     let mut store = ctx.write_store()?;
     let request = RecordRequest {
-        customer_id: args.customer,
+        customer_id: args.customer.unwrap_or_default(),
         quantity: args.quantity,
         user_id: args.user,
         idempotency_key: args.key,
@@ -54,12 +51,7 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
     let outcome = store.record(&config, &request, ctx.now)?;
     let refused = !outcome.recorded && !outcome.duplicate;
     if args.json {
-        output::print_json(&RecordJson {
-            check: &outcome.check,
-            recorded: outcome.recorded,
-            duplicate: outcome.duplicate,
-            event_id: outcome.event_id,
-        })?;
+        output::print_json(&EventOut::new(&outcome, None))?;
     } else if outcome.duplicate {
         outln!(
             "duplicate key: event {} was recorded before; nothing counted",

@@ -2,13 +2,15 @@
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use super::output::{print_json, thousands};
 use super::{Context, output};
-use crate::Result;
+use crate::sanitize::sanitize;
 use crate::stripe::{self, ApiKey, SyncOptions, SyncPreview, SyncProgress, SyncReport};
+use crate::{Error, Result};
 
 #[derive(Debug, Default, clap::Args)]
 pub struct Args {
@@ -28,47 +30,101 @@ pub struct Args {
 
 pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
     let config = ctx.config()?;
-    // Before any network: the key and the API base must be usable.
-    let key = ApiKey::from_env()?;
-    stripe::api_base(&config)?;
-    let options = SyncOptions {
+    // Before any network: the API base must be usable. The run always uses the real clock:
+    // `--now` and METERLINE_NOW never reach it (expiry marks are permanent).
+    let base = stripe::api_base(&config)?;
+    let mut options = SyncOptions {
         dry_run: args.dry_run,
         limit: args.limit,
         retry_failed: args.retry_failed,
+        ..SyncOptions::default()
     };
     if args.dry_run {
+        // A preview sends nothing, so it needs no key; a malformed one is still refused.
+        let key = match ApiKey::from_env() {
+            Ok(key) => Some(key),
+            Err(Error::MissingApiKey) => None,
+            Err(e) => return Err(e),
+        };
         let store = ctx.store()?;
-        let preview = stripe::sync::preview_with(&store, &config, &key, &options, ctx.now)?;
+        let preview = stripe::sync::preview_with(&store, &config, key.as_ref(), &options)?;
         if args.json {
             return print_json(&preview);
         }
-        out!("{}", describe_preview(&preview))?;
+        out!("{}", describe_preview(&preview, key.is_some()))?;
         return Ok(ExitCode::SUCCESS);
     }
+    let key = ApiKey::from_env()?;
+    options.backoff = backoff_from_env()?;
+    let cancel = cancel_on_signals()?;
     let mut progress = ProgressOutput::new(args.json);
-    let cancel = AtomicBool::new(false);
-    let report = stripe::run(
-        &ctx.db,
-        &config,
-        &key,
-        &options,
-        ctx.now,
-        &cancel,
-        &mut |p| progress.update(p),
-    );
+    let report = stripe::run(&ctx.db, &config, &key, &options, &cancel, &mut |p| {
+        progress.update(p)
+    });
     // Clear the bar before any message, error or not.
     progress.finish();
-    let report = report?;
+    let report = match report {
+        Ok(report) => report,
+        Err(error) => {
+            if args.json {
+                // The reason goes in the JSON too; the message still goes to stderr.
+                print_json(&serde_json::json!({
+                    "error": error.to_string(),
+                    "exit_code": error.exit_code(),
+                }))?;
+            }
+            return Err(error);
+        }
+    };
     if args.json {
         print_json(&report)?;
     } else {
-        out!("{}", describe_report(&report, &stripe::api_base(&config)?))?;
+        out!("{}", describe_report(&report, base.host()))?;
+    }
+    if report.stopped.as_deref() == Some(stripe::sync::CANCELLED) {
+        eprintln!(
+            "sync cancelled: requests in flight finished and were recorded; run sync again to \
+             send the rest"
+        );
     }
     Ok(if report.all_delivered() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// SIGINT and SIGTERM (Ctrl-C, a cron timeout, `systemctl stop`) cancel the run the way the
+/// dashboard's Esc does: no new events, requests in flight finish and are recorded. A second
+/// signal ends the process at once.
+fn cancel_on_signals() -> Result<Arc<AtomicBool>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let cancel = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        // Registered first, so it sees the flag as the previous signal left it.
+        signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&cancel))
+            .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&cancel)))
+            .map_err(|e| Error::Stripe(format!("cannot handle signals: {e}")))?;
+    }
+    Ok(cancel)
+}
+
+/// METERLINE_STRIPE_BACKOFF_MS: the first pause between retries, for tests and impatient
+/// operators. A value that is not a whole number of milliseconds is an error, not ignored.
+fn backoff_from_env() -> Result<Option<Duration>> {
+    const NAME: &str = "METERLINE_STRIPE_BACKOFF_MS";
+    let Ok(text) = std::env::var(NAME) else {
+        return Ok(None);
+    };
+    text.trim()
+        .parse::<u64>()
+        .map(|ms| Some(Duration::from_millis(ms)))
+        .map_err(|_| {
+            Error::InvalidInput(format!(
+                "{NAME}=\"{}\" is not a whole number of milliseconds",
+                sanitize(&text)
+            ))
+        })
 }
 
 /// A progress bar on a terminal; otherwise a plain line every few seconds (cron logs).
@@ -133,13 +189,17 @@ fn mode(live: bool) -> &'static str {
     if live { "LIVE mode" } else { "test mode" }
 }
 
-fn describe_preview(p: &SyncPreview) -> String {
+fn describe_preview(p: &SyncPreview, has_key: bool) -> String {
+    let mode = if has_key {
+        mode(p.live)
+    } else {
+        "no STRIPE_API_KEY set: a real sync needs it"
+    };
     let mut out = format!(
-        "dry run: would send {} events of {} customers to {} ({}); nothing sent, nothing changed\n",
+        "dry run: would send {} events of {} customers to {} ({mode}); nothing sent, nothing changed\n",
         thousands(p.events as i64),
         p.customers,
         p.api_host,
-        mode(p.live)
     );
     if !p.groups.is_empty() {
         out.push_str(&format!(
@@ -169,11 +229,12 @@ fn describe_preview(p: &SyncPreview) -> String {
     out
 }
 
-fn describe_report(r: &SyncReport, api_base: &str) -> String {
-    let host = stripe::api_host(api_base).unwrap_or_default();
+fn describe_report(r: &SyncReport, host: &str) -> String {
     let mut out = format!(
-        "sync to {host}: {} sent, {} accepted, {} already there, {} refused in {:.1} s\n",
+        "sync to {host}: {} attempted, {} reached Stripe, {} accepted, {} already there, {} \
+         refused in {:.1} s\n",
         thousands(r.attempted as i64),
+        thousands(r.reached as i64),
         thousands(r.accepted as i64),
         thousands(r.duplicates as i64),
         thousands(r.failed as i64),
@@ -190,6 +251,13 @@ fn describe_report(r: &SyncReport, api_base: &str) -> String {
         out.push_str(&format!(
             "undelivered: {} events hit transient errors on every attempt; run sync again\n",
             thousands(r.undelivered as i64)
+        ));
+    }
+    if r.reached < r.attempted {
+        out.push_str(&format!(
+            "not connected: {} events never reached Stripe ({})\n",
+            thousands((r.attempted - r.reached) as i64),
+            r.error.as_deref().unwrap_or("could not connect")
         ));
     }
     if let Some(reason) = &r.stopped {

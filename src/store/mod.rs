@@ -8,6 +8,7 @@ mod outbox;
 mod queries;
 pub mod record;
 mod schema;
+pub mod tokens;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -31,6 +32,7 @@ pub use outbox::{
 pub use queries::{HistoryRow, Member, MembersSummary, StatusRow};
 pub use record::{RecordOutcome, RecordRequest};
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
+pub use tokens::{ActiveToken, TokenInfo, token_hash};
 
 /// How a [`Store`] is opened. `Store::open` uses the default: create and upgrade as needed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

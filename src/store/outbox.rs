@@ -103,6 +103,16 @@ pub struct OutboxCursor {
     id: i64,
 }
 
+impl OutboxCursor {
+    /// The position just before `event`: a page read after it starts with `event`.
+    pub fn before(event: &OutboxEvent) -> OutboxCursor {
+        OutboxCursor {
+            occurred_at: format_ts(event.occurred_at),
+            id: event.id - 1,
+        }
+    }
+}
+
 /// Pending events of one customer and meter, as a dry run lists them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct OutboxGroup {
@@ -195,8 +205,13 @@ const PENDING: &str = "e.stripe_reported_at IS NULL AND e.stripe_expired_at IS N
 /// mapped, inside Stripe's window (?1, ?2), refusals rested unless ?3 is NULL. One definition
 /// for the outbox pages and the preview, so both always agree.
 fn sendable() -> String {
+    sendable_by("usage_events_outbox")
+}
+
+/// `sendable()` read through `index`.
+fn sendable_by(index: &str) -> String {
     format!(
-        "FROM usage_events e INDEXED BY usage_events_outbox
+        "FROM usage_events e INDEXED BY {index}
          JOIN customers c ON c.id = e.customer_id
          JOIN usage_records r ON r.customer_id = e.customer_id AND r.period_start = e.period_start
          WHERE {PENDING} AND c.stripe_customer_id IS NOT NULL
@@ -215,6 +230,20 @@ fn parse_ts(text: &str, column: usize) -> rusqlite::Result<DateTime<Utc>> {
                 Box::new(e),
             )
         })
+}
+
+/// One row of `EVENT_COLUMNS`.
+fn outbox_event(r: &rusqlite::Row) -> rusqlite::Result<OutboxEvent> {
+    let at: String = r.get(5)?;
+    Ok(OutboxEvent {
+        id: r.get(0)?,
+        customer_id: r.get(1)?,
+        stripe_customer_id: r.get(2)?,
+        event_name: r.get(3)?,
+        quantity: r.get(4)?,
+        occurred_at: parse_ts(&at, 5)?,
+        identifier: r.get(6)?,
+    })
 }
 
 fn unix_now() -> i64 {
@@ -260,18 +289,46 @@ impl super::Store {
                 after_id,
                 limit as i64
             ],
-            |r| {
-                let at: String = r.get(5)?;
-                Ok(OutboxEvent {
-                    id: r.get(0)?,
-                    customer_id: r.get(1)?,
-                    stripe_customer_id: r.get(2)?,
-                    event_name: r.get(3)?,
-                    quantity: r.get(4)?,
-                    occurred_at: parse_ts(&at, 5)?,
-                    identifier: r.get(6)?,
-                })
-            },
+            outbox_event,
+        )?;
+        let events: Vec<OutboxEvent> = rows.collect::<rusqlite::Result<_>>()?;
+        let cursor = events.last().map(|e| OutboxCursor {
+            occurred_at: format_ts(e.occurred_at),
+            id: e.id,
+        });
+        Ok((events, cursor))
+    }
+
+    /// The next page of one customer's sendable events, oldest first, after `after`. Through
+    /// the customer's own index: the sync reads a customer with a large backlog this way, so
+    /// that it never fills the queue ahead of everyone else.
+    pub fn outbox_page_of(
+        &self,
+        window: &OutboxWindow,
+        customer_id: &str,
+        after: &OutboxCursor,
+        limit: usize,
+    ) -> Result<(Vec<OutboxEvent>, Option<OutboxCursor>)> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS}
+             {}
+               AND e.customer_id = ?4 AND (e.occurred_at, e.id) > (?5, ?6)
+             ORDER BY e.occurred_at, e.id
+             LIMIT ?7",
+            sendable_by("usage_events_by_customer_time")
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(
+            params![
+                format_ts(window.not_before),
+                format_ts(window.not_after),
+                window.failed_before.map(format_ts),
+                customer_id,
+                after.occurred_at,
+                after.id,
+                limit as i64
+            ],
+            outbox_event,
         )?;
         let events: Vec<OutboxEvent> = rows.collect::<rusqlite::Result<_>>()?;
         let cursor = events.last().map(|e| OutboxCursor {

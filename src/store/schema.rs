@@ -145,6 +145,17 @@ const MIGRATIONS: &[&str] = &[
     INSERT INTO meterline_meta (key, value)
         SELECT 'period_terms_pending', '1' WHERE EXISTS (SELECT 1 FROM usage_records);
     "#,
+    // 5: bearer tokens for `meterline serve`. Only the SHA-256 of a token is stored.
+    r#"
+    CREATE TABLE api_tokens (
+        id           INTEGER PRIMARY KEY,
+        name         TEXT NOT NULL UNIQUE,
+        token_sha256 TEXT NOT NULL UNIQUE,           -- lowercase hex
+        created_at   TEXT NOT NULL,                  -- RFC3339 UTC
+        last_used_at TEXT,                           -- precise to about a minute
+        revoked_at   TEXT                            -- set by `token revoke`; never reused
+    );
+    "#,
 ];
 
 /// The schema version this build creates and understands.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use ureq::http::Uri;
 use ureq::http::header::{self, HeaderName, HeaderValue};
 
-use super::{ApiKey, RateLimiter};
+use super::{ApiBase, ApiKey, RateLimiter};
 use crate::config::StripeSettings;
 use crate::{Error, Result};
 
@@ -74,8 +74,24 @@ pub enum Answer {
     /// Worth retrying: 409, 429, 400 rate_limit, 5xx, timeouts, resets (or Stripe said so).
     /// `server_error`: Stripe answered 5xx, which it saves under the idempotency key.
     Transient { message: String, server_error: bool },
+    /// The request never reached the server (DNS failure, connection refused, unreachable
+    /// network): retried like a transient failure, but counted apart from what reached Stripe.
+    NotConnected { message: String },
+    /// The connection itself cannot be trusted (a TLS or certificate error): retrying will not
+    /// help, so the run stops at once with the reason.
+    Fatal { message: String },
     /// Not sent: the run was stopping before this attempt.
     NotSent,
+}
+
+impl Answer {
+    /// The request got to the server (whatever it answered, or even if the answer was lost).
+    fn reached(&self) -> bool {
+        !matches!(
+            self,
+            Answer::NotConnected { .. } | Answer::Fatal { .. } | Answer::NotSent
+        )
+    }
 }
 
 /// The final answer for one event and how many requests it took.
@@ -83,6 +99,8 @@ pub enum Answer {
 pub struct Delivery {
     pub answer: Answer,
     pub attempts: u32,
+    /// At least one attempt reached the server.
+    pub reached: bool,
 }
 
 /// Turn an HTTP answer into an `Answer`. Pure, so every branch is unit-tested.
@@ -144,16 +162,46 @@ pub fn classify(status: u16, should_retry: Option<bool>, replayed: bool, body: &
     }
 }
 
-/// A transport failure (timeout, reset, refused connection, protocol garbage): transient.
-fn classify_transport(error: &ureq::Error) -> Answer {
-    let message = match error {
-        ureq::Error::Timeout(which) => format!("timed out ({which:?})"),
-        ureq::Error::Io(io) => format!("connection error: {io}"),
-        other => format!("network error: {other}"),
+/// A transport failure. Could not connect (DNS, refused, unreachable): `NotConnected`. On a
+/// TLS connection (`tls`) setting up, a TLS error (rustls reports handshake and certificate
+/// errors as `InvalidData`): `Fatal`. Anything else (timeouts, resets, protocol garbage, a
+/// body that is not text): `Transient`.
+pub fn classify_transport(error: &ureq::Error, tls: bool) -> Answer {
+    use std::io::ErrorKind;
+    let not_connected = |why: String| Answer::NotConnected {
+        message: format!("could not connect: {why}"),
     };
-    Answer::Transient {
+    let transient = |message: String| Answer::Transient {
         message,
         server_error: false,
+    };
+    match error {
+        ureq::Error::HostNotFound => not_connected("host not found (DNS)".into()),
+        ureq::Error::ConnectionFailed => not_connected("connection failed".into()),
+        ureq::Error::Timeout(which @ (ureq::Timeout::Resolve | ureq::Timeout::Connect)) => {
+            not_connected(format!("timed out ({which:?})"))
+        }
+        ureq::Error::Io(io)
+            if matches!(
+                io.kind(),
+                ErrorKind::ConnectionRefused
+                    | ErrorKind::HostUnreachable
+                    | ErrorKind::NetworkUnreachable
+                    | ErrorKind::NetworkDown
+                    | ErrorKind::AddrNotAvailable
+            ) =>
+        {
+            not_connected(io.to_string())
+        }
+        ureq::Error::Io(io) if tls && io.kind() == ErrorKind::InvalidData => Answer::Fatal {
+            message: format!("TLS error: {io}"),
+        },
+        ureq::Error::Tls(_) | ureq::Error::Rustls(_) => Answer::Fatal {
+            message: format!("TLS error: {error}"),
+        },
+        ureq::Error::Timeout(which) => transient(format!("timed out ({which:?})")),
+        ureq::Error::Io(io) => transient(format!("connection error: {io}")),
+        other => transient(format!("network error: {other}")),
     }
 }
 
@@ -166,17 +214,17 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// plans.toml's `max_attempts`; the backoff starts at 500 ms (METERLINE_STRIPE_BACKOFF_MS
-    /// overrides it, for tests) and doubles up to 8 s.
-    pub fn from_settings(settings: &StripeSettings) -> RetryPolicy {
-        let base_ms = std::env::var("METERLINE_STRIPE_BACKOFF_MS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(500u64);
+    /// The first pause when the caller does not choose one.
+    pub const DEFAULT_BACKOFF: Duration = Duration::from_millis(500);
+
+    /// plans.toml's `max_attempts`; the backoff starts at `backoff` (500 ms unless the caller
+    /// chooses, as tests do) and doubles up to 16 times that.
+    pub fn from_settings(settings: &StripeSettings, backoff: Option<Duration>) -> RetryPolicy {
+        let base = backoff.unwrap_or(Self::DEFAULT_BACKOFF);
         RetryPolicy {
             max_attempts: settings.max_attempts.max(1),
-            base: Duration::from_millis(base_ms),
-            cap: Duration::from_millis(base_ms.saturating_mul(16)),
+            base,
+            cap: base.saturating_mul(16),
         }
     }
 
@@ -196,13 +244,15 @@ pub struct Client {
     agent: ureq::Agent,
     /// Parsed once: these go out with every request.
     endpoint: Uri,
+    /// https: TLS errors while connecting stop the run.
+    tls: bool,
     authorization: HeaderValue,
     api_version: HeaderValue,
     key: ApiKey,
 }
 
 impl Client {
-    pub fn new(api_base: &str, key: &ApiKey, settings: &StripeSettings) -> Result<Client> {
+    pub fn new(api_base: &ApiBase, key: &ApiKey, settings: &StripeSettings) -> Result<Client> {
         if settings.api_version.is_empty() {
             return Err(Error::StripeConfig(
                 "[stripe] api_version must not be empty".into(),
@@ -210,19 +260,25 @@ impl Client {
         }
         let timeout = Duration::from_secs_f64(settings.timeout_secs);
         let connections = settings.workers.max(1) * 2;
-        let config = ureq::Agent::config_builder()
+        let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            // Connect and per-read/per-write timeouts: constant values, so ureq sets them on a
-            // pooled socket once instead of re-arming a shrinking deadline on every call.
             .timeout_connect(Some(timeout.min(Duration::from_secs(10))))
             .timeout_per_read(Some(timeout))
             .timeout_per_write(Some(timeout))
+            // An overall deadline per request: a server trickling bytes (each read within the
+            // per-read timeout) cannot hold a worker forever.
+            .timeout_global(Some(timeout))
             .max_idle_connections(connections)
             .max_idle_connections_per_host(connections)
             .max_redirects(0)
-            .user_agent(concat!("meterline/", env!("CARGO_PKG_VERSION")))
-            .build();
-        let endpoint = format!("{api_base}/v1/billing/meter_events");
+            .user_agent(concat!("meterline/", env!("CARGO_PKG_VERSION")));
+        if api_base.is_plain_http() {
+            // Plain http goes only to this machine: a proxy (HTTP_PROXY, ALL_PROXY) would see
+            // the key in clear. For https ureq only tunnels (CONNECT), so TLS stays end to end.
+            config = config.proxy(None);
+        }
+        let config = config.build();
+        let endpoint = format!("{}/v1/billing/meter_events", api_base.as_str());
         let endpoint: Uri = endpoint.parse().map_err(|_| {
             Error::StripeConfig(format!("the Stripe endpoint {endpoint} is not a valid URL"))
         })?;
@@ -240,6 +296,7 @@ impl Client {
         Ok(Client {
             agent: ureq::Agent::new_with_config(config),
             endpoint,
+            tls: !api_base.is_plain_http(),
             authorization,
             api_version,
             key: key.clone(),
@@ -277,28 +334,38 @@ impl Client {
                     Ok(body) => classify(status, should_retry, replayed, &body),
                     // The status line said accepted; the body is only a receipt.
                     Err(_) if (200..300).contains(&status) => Answer::Accepted { replayed },
-                    Err(e) => classify_transport(&e),
+                    // The answer's body: past the TLS handshake, never fatal.
+                    Err(e) => classify_transport(&e, false),
                 }
             }
-            Err(e) => classify_transport(&e),
+            Err(e) => classify_transport(&e, self.tls),
         };
         self.redacted(answer)
     }
 
+    /// Server text made inert before it is stored or printed: keys redacted, control and
+    /// escape characters made visible.
     fn redacted(&self, answer: Answer) -> Answer {
+        let clean = |text: String| crate::sanitize::sanitize(&self.key.redact(&text)).into_owned();
         match answer {
             Answer::Unauthorized { message } => Answer::Unauthorized {
-                message: self.key.redact(&message),
+                message: clean(message),
             },
             Answer::Refused { message } => Answer::Refused {
-                message: self.key.redact(&message),
+                message: clean(message),
             },
             Answer::Transient {
                 message,
                 server_error,
             } => Answer::Transient {
-                message: self.key.redact(&message),
+                message: clean(message),
                 server_error,
+            },
+            Answer::NotConnected { message } => Answer::NotConnected {
+                message: clean(message),
+            },
+            Answer::Fatal { message } => Answer::Fatal {
+                message: clean(message),
             },
             other => other,
         }
@@ -315,25 +382,30 @@ impl Client {
     ) -> Delivery {
         let mut generation = 0;
         let mut last = Answer::NotSent;
+        let mut reached = false;
         for attempt in 1..=policy.max_attempts {
             if attempt > 1 && !pause(policy.backoff(attempt - 1), stop) {
                 return Delivery {
                     answer: last,
                     attempts: attempt - 1,
+                    reached,
                 };
             }
             limiter.acquire();
             last = self.send(event, &event.idempotency_key(generation));
+            reached |= last.reached();
             match &last {
                 Answer::Transient { server_error, .. } => {
                     if *server_error {
                         generation += 1;
                     }
                 }
+                Answer::NotConnected { .. } => {}
                 _ => {
                     return Delivery {
                         answer: last,
                         attempts: attempt,
+                        reached,
                     };
                 }
             }
@@ -341,6 +413,7 @@ impl Client {
         Delivery {
             answer: last,
             attempts: policy.max_attempts,
+            reached,
         }
     }
 }
@@ -444,6 +517,42 @@ mod tests {
             classify(404, None, false, "not json"),
             Answer::Refused { .. }
         ));
+    }
+
+    #[test]
+    fn transport_errors_split_into_not_connected_tls_and_transient() {
+        use std::io::{Error as IoError, ErrorKind};
+        let not_connected = |e: ureq::Error| matches!(classify_transport(&e, true), Answer::NotConnected { message } if message.starts_with("could not connect"));
+        assert!(not_connected(ureq::Error::HostNotFound));
+        assert!(not_connected(ureq::Error::Io(IoError::from(
+            ErrorKind::ConnectionRefused
+        ))));
+        assert!(not_connected(ureq::Error::Timeout(ureq::Timeout::Connect)));
+        // rustls reports handshake and certificate failures as InvalidData.
+        let bad_cert = IoError::new(
+            ErrorKind::InvalidData,
+            "invalid peer certificate: UnknownIssuer",
+        );
+        assert!(matches!(
+            classify_transport(&ureq::Error::Io(bad_cert), true),
+            Answer::Fatal { message } if message.contains("certificate")
+        ));
+        assert!(matches!(
+            classify_transport(&ureq::Error::Tls("bad"), true),
+            Answer::Fatal { .. }
+        ));
+        for e in [
+            ureq::Error::Timeout(ureq::Timeout::Global),
+            ureq::Error::Io(IoError::from(ErrorKind::ConnectionReset)),
+        ] {
+            assert!(transient(&classify_transport(&e, true)));
+        }
+        // InvalidData without TLS (a body that is not UTF-8) is nothing to stop for.
+        let not_text = IoError::new(ErrorKind::InvalidData, "stream did not contain valid UTF-8");
+        assert!(transient(&classify_transport(
+            &ureq::Error::Io(not_text),
+            false
+        )));
     }
 
     #[test]

@@ -8,6 +8,8 @@ pub mod sync;
 
 use std::fmt;
 
+use ureq::http::Uri;
+
 use crate::config::Config;
 use crate::{Error, Result};
 
@@ -53,9 +55,10 @@ impl ApiKey {
         &self.0
     }
 
-    /// `text` with every occurrence of the key blanked out: for messages that quote a server.
+    /// `text` with the key blanked out in any letter case, and any other `sk_...`/`rk_...`
+    /// token too: for messages that quote a server.
     pub fn redact(&self, text: &str) -> String {
-        text.replace(&self.0, "[redacted]")
+        redact_tokens(&replace_ignoring_case(text, &self.0, "[redacted]"))
     }
 
     fn mode(&self) -> &'static str {
@@ -75,41 +78,144 @@ impl fmt::Display for ApiKey {
     }
 }
 
-/// The API base to send to: `STRIPE_API_BASE` if set, else plans.toml's `api_base`.
-/// Plain http is refused unless the host is this machine (a local Stripe-compatible server).
-pub fn api_base(config: &Config) -> Result<String> {
+/// Every occurrence of the ASCII `needle` in `text`, in any letter case, replaced.
+fn replace_ignoring_case(text: &str, needle: &str, with: &str) -> String {
+    if needle.is_empty() {
+        return text.to_string();
+    }
+    // ASCII lowercasing keeps every byte offset, and an ASCII match starts and ends on char
+    // boundaries, so offsets in `lower` slice `text` safely.
+    let (lower, needle) = (text.to_ascii_lowercase(), needle.to_ascii_lowercase());
+    let mut out = String::with_capacity(text.len());
+    let mut from = 0;
+    while let Some(at) = lower[from..].find(&needle) {
+        out.push_str(&text[from..from + at]);
+        out.push_str(with);
+        from += at + needle.len();
+    }
+    out.push_str(&text[from..]);
+    out
+}
+
+/// Anything shaped like a Stripe secret or restricted key (`sk_`/`rk_` at the start of a word,
+/// then at least four key characters) becomes `[redacted]`: a server may echo another key.
+pub fn redact_tokens(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let key_char = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'*';
+    let mut out = String::with_capacity(text.len());
+    let (mut copied, mut i) = (0, 0);
+    while i + 3 <= bytes.len() {
+        let prefix = bytes[i..i + 3].to_ascii_lowercase();
+        let word_start = i == 0 || !key_char(bytes[i - 1]);
+        if word_start && (prefix == b"sk_" || prefix == b"rk_") {
+            let end = i + 3 + bytes[i + 3..].iter().take_while(|b| key_char(**b)).count();
+            if end - i >= 7 {
+                out.push_str(&text[copied..i]);
+                out.push_str("[redacted]");
+                copied = end;
+                i = end;
+                continue;
+            }
+        }
+        i += 1;
+    }
+    out.push_str(&text[copied..]);
+    out
+}
+
+/// Where the sync sends: the API base parsed once with the HTTP stack's own URI type, so the
+/// host checked here is the very host the client connects to.
+#[derive(Debug, Clone)]
+pub struct ApiBase {
+    /// The base as given, without a trailing slash: what the endpoint is built from.
+    text: String,
+    /// Lowercase, without IPv6 brackets: "api.stripe.com", "::1".
+    host: String,
+    plain_http: bool,
+}
+
+impl ApiBase {
+    /// Parse and check a base. Refused: anything but http(s), userinfo (`user@host`: a guard
+    /// reading the text before the `@` would check one host while the client dials another),
+    /// and plain http to anything but this machine (the key would cross the network in clear).
+    pub fn parse(base: &str) -> Result<ApiBase> {
+        let text = base.trim().trim_end_matches('/').to_string();
+        let not_a_url = || {
+            Error::StripeConfig(format!(
+                "Stripe API base \"{}\" is not an http(s) URL like https://api.stripe.com",
+                crate::sanitize::sanitize(&text)
+            ))
+        };
+        let uri: Uri = text.parse().map_err(|_| not_a_url())?;
+        let plain_http = match uri.scheme_str() {
+            Some("https") => false,
+            Some("http") => true,
+            _ => return Err(not_a_url()),
+        };
+        let authority = uri.authority().ok_or_else(not_a_url)?;
+        if authority.as_str().contains('@') {
+            return Err(Error::StripeConfig(format!(
+                "Stripe API base \"{}\" contains a user name or password (`...@host`); give \
+                 only the scheme and host, like https://api.stripe.com (the key travels in a \
+                 header)",
+                crate::sanitize::sanitize(&text)
+            )));
+        }
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
+        if host.is_empty() {
+            return Err(not_a_url());
+        }
+        if plain_http && !is_loopback(&host) {
+            return Err(Error::StripeConfig(format!(
+                "Stripe API base \"{}\" uses plain http to {host}; the API key would cross the \
+                 network unencrypted. Use https (plain http is allowed only for 127.0.0.0/8, ::1 \
+                 or localhost)",
+                crate::sanitize::sanitize(&text)
+            )));
+        }
+        Ok(ApiBase {
+            text,
+            host,
+            plain_http,
+        })
+    }
+
+    /// The host the client connects to.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// Plain http (only ever to this machine): no proxy is used then.
+    pub fn is_plain_http(&self) -> bool {
+        self.plain_http
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+/// The API base to send to: `STRIPE_API_BASE` if set, else plans.toml's `api_base`, checked
+/// by `ApiBase::parse`.
+pub fn api_base(config: &Config) -> Result<ApiBase> {
     let base = std::env::var("STRIPE_API_BASE")
         .ok()
         .filter(|b| !b.trim().is_empty())
-        .map(|b| b.trim().trim_end_matches('/').to_string())
         .unwrap_or_else(|| config.stripe.api_base.clone());
-    let host = api_host(&base).ok_or_else(|| {
-        Error::StripeConfig(format!(
-            "Stripe API base \"{base}\" is not an http(s) URL like https://api.stripe.com"
-        ))
-    })?;
-    if base.starts_with("http://") && !is_loopback(&host) {
-        return Err(Error::StripeConfig(format!(
-            "Stripe API base \"{base}\" uses plain http; the API key would cross the network \
-             unencrypted. Use https (plain http is allowed only for 127.0.0.1, ::1 or localhost)"
-        )));
-    }
-    Ok(base)
+    ApiBase::parse(&base)
 }
 
-/// "https://api.stripe.com:443/x" -> "api.stripe.com"; "http://[::1]:8080" -> "::1".
+/// The host of an API base ("https://api.stripe.com:443/x" -> "api.stripe.com"), `None` if the
+/// base is refused.
 pub fn api_host(base: &str) -> Option<String> {
-    let rest = base
-        .strip_prefix("https://")
-        .or_else(|| base.strip_prefix("http://"))?;
-    let authority = rest.split('/').next()?;
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next()?,
-        None => authority.split(':').next()?,
-    };
-    (!host.is_empty()).then(|| host.to_ascii_lowercase())
+    ApiBase::parse(base).ok().map(|b| b.host)
 }
 
+/// This machine: 127.0.0.0/8, ::1 and the name localhost.
 fn is_loopback(host: &str) -> bool {
     host == "localhost"
         || host
@@ -151,6 +257,20 @@ mod tests {
     }
 
     #[test]
+    fn redaction_ignores_case_and_catches_other_keys() {
+        let key = ApiKey::new("sk_test_51abcdefSECRET").unwrap();
+        assert_eq!(
+            key.redact("echo SK_TEST_51ABCDEFsecret and sk_test_51AbCdEfSeCrEt."),
+            "echo [redacted] and [redacted]."
+        );
+        assert_eq!(
+            key.redact("other keys: rk_live_9zz9zz9zz, sk_test_****, Sk_Live_abcd; desk_top sk_x"),
+            "other keys: [redacted], [redacted], [redacted]; desk_top sk_x"
+        );
+        assert_eq!(key.redact("ümlaut sk_test_1234 ü"), "ümlaut [redacted] ü");
+    }
+
+    #[test]
     fn malformed_keys_are_refused_without_echo() {
         for bad in ["pk_test_123456", "sk_te st_123", "sk_x", "hello"] {
             let err = ApiKey::new(bad).unwrap_err();
@@ -170,9 +290,48 @@ mod tests {
             Some("127.0.0.1")
         );
         assert_eq!(api_host("http://[::1]:9/").as_deref(), Some("::1"));
+        assert_eq!(api_host("http://LOCALHOST:9").as_deref(), Some("localhost"));
+        assert_eq!(api_host("http://127.8.9.10").as_deref(), Some("127.8.9.10"));
         assert_eq!(api_host("ftp://x"), None);
         assert!(is_loopback("127.0.0.1") && is_loopback("::1") && is_loopback("localhost"));
         assert!(!is_loopback("10.0.0.1") && !is_loopback("stripe.example"));
+    }
+
+    #[test]
+    fn userinfo_never_passes_the_plain_http_guard() {
+        for base in [
+            "http://localhost:1@example.com",
+            "http://[::1]@example.com",
+            "http://127.0.0.1:9@example.com",
+            "http://127.0.0.1@example.com:80/v1",
+            "https://user:pass@api.stripe.com",
+        ] {
+            let err = ApiBase::parse(base).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{base}");
+            assert!(
+                err.to_string().contains("user name or password"),
+                "{base}: {err}"
+            );
+        }
+        for base in [
+            "http://localhost.example.com",
+            "http://127.0.0.1.example.com",
+            "http://10.0.0.1:8080",
+        ] {
+            assert!(
+                ApiBase::parse(base)
+                    .unwrap_err()
+                    .to_string()
+                    .contains("plain http")
+            );
+        }
+        let https = ApiBase::parse("https://api.stripe.com/").unwrap();
+        assert_eq!(
+            (https.host(), https.is_plain_http()),
+            ("api.stripe.com", false)
+        );
+        assert_eq!(https.as_str(), "https://api.stripe.com");
+        assert!(ApiBase::parse("http://[::1]:8080").unwrap().is_plain_http());
     }
 
     #[test]

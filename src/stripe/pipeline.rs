@@ -5,6 +5,12 @@
 //! so no hand-off per event), and a job is ready only while no other job of its customer and
 //! meter is out: Stripe allows one request in flight per pair. SQLite stays off the workers'
 //! path: the reader and the writer have their own connections.
+//!
+//! Fairness: a customer with a large backlog can only go one request at a time, so its events
+//! must not fill the queue ahead of everyone else's. The reader pages through the outbox in
+//! time order, but once a customer has `CUSTOMER_CAP` events queued, the rest of that
+//! customer's events are read on their own (from where it stood, through the customer's
+//! index, `CUSTOMER_PAGE` at a time as its queue runs low) and the time-ordered pages skip it.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,6 +33,11 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(50);
 /// Outbox rows read per query, and the queue depth below which the next page is read.
 const PAGE: u64 = 1024;
 const QUEUE_LOW: usize = 4096;
+/// Events of one customer queued (or out) at most, before it is read on its own; refilled
+/// by `CUSTOMER_PAGE` once down to `CUSTOMER_LOW`.
+const CUSTOMER_CAP: usize = 256;
+const CUSTOMER_LOW: usize = 64;
+const CUSTOMER_PAGE: usize = CUSTOMER_CAP - CUSTOMER_LOW;
 /// This many events in a row that exhausted their retries means Stripe is unreachable.
 pub const GIVE_UP_AFTER: u32 = 3;
 pub const CANCELLED: &str = "cancelled";
@@ -59,6 +70,18 @@ pub struct Plan<'a> {
     pub limit: Option<u64>,
     pub run_id: i64,
     pub clock: Clock,
+    /// Test-only fault: make a thread panic.
+    pub panic_hook: Option<PanicHook>,
+}
+
+/// Where a test makes the pipeline panic, to prove a panic ends the run instead of hanging it.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PanicHook {
+    /// The worker taking the n-th event (1-based) panics.
+    Worker(u64),
+    /// The reader panics on its first page.
+    Reader,
 }
 
 /// How the pipeline ended.
@@ -69,8 +92,16 @@ pub struct Outcome {
     pub undelivered: u64,
     /// Why it stopped early, if it did.
     pub stopped: Option<String>,
-    /// A refused API key: returned to the caller after the run is recorded.
+    /// A refused API key or a TLS failure: returned to the caller after the run is recorded.
     pub fatal: Option<Error>,
+    /// Events whose request reached the server at least once.
+    pub reached: u64,
+    /// Why the last event that never reached the server could not connect.
+    pub not_connected: Option<String>,
+    /// What the writer committed to the database: the counts a failed run records.
+    pub marked: SyncProgress,
+    /// A reader, writer or thread failure (a panic included): the run failed.
+    pub error: Option<Error>,
 }
 
 /// (Stripe customer, meter event name), interned.
@@ -162,17 +193,24 @@ struct State {
     keys: HashMap<(String, String), MeterKey>,
     /// The reader has been asked for a page and not answered yet.
     page_asked: bool,
-    /// The outbox (or the limit) is exhausted.
+    /// The outbox (or the limit) is exhausted, customers read on their own included.
     drained: bool,
+    /// The time-ordered pages reached the end of the outbox (or the limit).
+    pages_done: bool,
+    /// Per customer id: events queued or out.
+    per_customer: HashMap<String, usize>,
+    /// Customers read on their own, with where their reading stands (`None`: all read).
+    own: HashMap<String, Option<OutboxCursor>>,
     /// No new jobs are taken (cancelled, bad key, unreachable, or a thread failed).
     stopping: bool,
     workers_running: usize,
-    /// Answers waiting for the writer.
+    /// Answers waiting for the writer, and their counts.
     writes: Vec<EventOutcome>,
+    writes_tally: SyncProgress,
     outcome: Outcome,
     unreachable_streak: u32,
-    /// A reader or writer failure, returned by the run.
-    error: Option<Error>,
+    /// Events handed to workers so far (for the test-only panic hook).
+    taken: u64,
 }
 
 struct Board {
@@ -216,16 +254,22 @@ impl Board {
         self.coordinator.notify_all();
     }
 
-    /// Ask the reader for the next page early, so the queue never runs dry while it is read.
+    /// Ask the reader for the next page early, so the queue never runs dry while it is read:
+    /// a time-ordered page when the queue is short, or more of a customer read on its own
+    /// once its events run low.
     fn want_page(&self, state: &mut State) {
-        if !state.stopping && !state.drained && !state.page_asked && state.queue.len() < QUEUE_LOW {
+        if state.stopping || state.drained || state.page_asked {
+            return;
+        }
+        if (!state.pages_done && state.queue.len() < QUEUE_LOW) || state.needs_refill() {
             state.page_asked = true;
             self.reader.notify_one();
         }
     }
 }
 
-/// Run the pipeline to the end: the outbox drained, or stopped early.
+/// Run the pipeline to the end: the outbox drained, or stopped early. A failure of a thread
+/// (a panic included) stops the run and comes back in `Outcome::error`, with what was done.
 pub fn run(
     store: &mut Store,
     reader_store: Store,
@@ -233,16 +277,20 @@ pub fn run(
     cancel: &AtomicBool,
     on_progress: &mut dyn FnMut(&SyncProgress),
     total: u64,
-) -> Result<Outcome> {
+) -> Outcome {
     let board = Board {
         state: Mutex::new(State {
             queue: KeyedQueue::new(),
             keys: HashMap::new(),
             page_asked: false,
             drained: false,
+            pages_done: false,
+            per_customer: HashMap::new(),
+            own: HashMap::new(),
             stopping: false,
             workers_running: plan.workers,
             writes: Vec::new(),
+            writes_tally: SyncProgress::default(),
             outcome: Outcome {
                 progress: SyncProgress {
                     total,
@@ -251,7 +299,7 @@ pub fn run(
                 ..Outcome::default()
             },
             unreachable_streak: 0,
-            error: None,
+            taken: 0,
         }),
         work: Condvar::new(),
         reader: Condvar::new(),
@@ -266,17 +314,24 @@ pub fn run(
         let mut started = 0;
         let mut spawn_error = None;
         for _ in 0..plan.workers {
-            match spawn("sync-worker").spawn_scoped(scope, move || work(board, plan.transport)) {
+            let body = move || guarded(board, "a sync worker", || work(board, plan));
+            match spawn("sync-worker").spawn_scoped(scope, body) {
                 Ok(_) => started += 1,
                 Err(e) => spawn_error = Some(e),
             }
         }
         let reader = spawn("sync-reader")
-            .spawn_scoped(scope, move || read(board, &reader_store, plan))
+            .spawn_scoped(scope, move || {
+                guarded(board, "the outbox reader", || {
+                    read(board, &reader_store, plan)
+                })
+            })
             .map_err(|e| spawn_error = Some(e))
             .is_ok();
         let writer = spawn("sync-writer")
-            .spawn_scoped(scope, move || write(board, store, plan))
+            .spawn_scoped(scope, move || {
+                guarded(board, "the database writer", || write(board, store, plan))
+            })
             .map_err(|e| spawn_error = Some(e))
             .is_ok();
         {
@@ -285,7 +340,8 @@ pub fn run(
             // off the ones that never started.
             state.workers_running -= plan.workers - started;
             if let Some(e) = spawn_error {
-                state.error = Some(Error::Stripe(format!("cannot start a sync thread: {e}")));
+                state.outcome.error =
+                    Some(Error::Stripe(format!("cannot start a sync thread: {e}")));
                 board.halt(&mut state, "a sync thread could not start".into());
             }
             if !reader || !writer {
@@ -295,11 +351,109 @@ pub fn run(
         }
         coordinate(board, cancel, on_progress);
     });
-    let mut state = board.into_inner_state();
-    if let Some(error) = state.error.take() {
-        return Err(error);
+    board.into_inner_state().outcome
+}
+
+/// Run a thread's body; a panic in it becomes the run's error and stops the run, so nobody
+/// waits for the dead thread (its own guards, like `Running`, have already run by then).
+fn guarded(board: &Board, who: &str, body: impl FnOnce()) {
+    let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) else {
+        return;
+    };
+    let why = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into());
+    let mut state = board.lock();
+    state
+        .outcome
+        .error
+        .get_or_insert_with(|| Error::Stripe(format!("{who} failed unexpectedly (panic: {why})")));
+    // A dead reader will not read again, a dead writer will not write: the others wind down.
+    state.drained = true;
+    board.halt(&mut state, format!("{who} failed unexpectedly"));
+}
+
+/// Counts a worker as running until it ends, however it ends (a panic included).
+struct Running<'a>(&'a Board);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        state.workers_running -= 1;
+        // Whoever is still waiting for work may be done too.
+        self.0.work.notify_all();
+        self.0.coordinator.notify_all();
     }
-    Ok(state.outcome)
+}
+
+impl State {
+    /// Customers read on their own whose queue runs low, with where to go on from.
+    fn refills(&self) -> Vec<(String, OutboxCursor)> {
+        self.own
+            .iter()
+            .filter(|(customer, cursor)| cursor.is_some() && self.runs_low(customer))
+            .filter_map(|(customer, cursor)| Some((customer.clone(), cursor.clone()?)))
+            .collect()
+    }
+
+    fn needs_refill(&self) -> bool {
+        self.own
+            .iter()
+            .any(|(customer, cursor)| cursor.is_some() && self.runs_low(customer))
+    }
+
+    fn runs_low(&self, customer: &str) -> bool {
+        self.per_customer.get(customer).copied().unwrap_or(0) <= CUSTOMER_LOW
+    }
+
+    /// Queue one event read from the outbox.
+    fn push(&mut self, event: OutboxEvent) {
+        let next_key = self.keys.len() as MeterKey;
+        let key = *self
+            .keys
+            .entry((event.stripe_customer_id.clone(), event.event_name.clone()))
+            .or_insert(next_key);
+        *self
+            .per_customer
+            .entry(event.customer_id.clone())
+            .or_default() += 1;
+        let identifier = event.identifier.clone();
+        self.queue.push(
+            key,
+            Job {
+                event,
+                identifier,
+                key,
+            },
+        );
+    }
+
+    /// An event from a time-ordered page: queued, unless its customer is (or now becomes)
+    /// read on its own. `fair`: false under `--limit`, which sends strictly oldest first.
+    fn admit(&mut self, event: OutboxEvent, fair: bool) {
+        if self.own.contains_key(&event.customer_id) {
+            return;
+        }
+        let queued = self.per_customer.get(&event.customer_id).copied();
+        if fair && queued.unwrap_or(0) >= CUSTOMER_CAP {
+            let from = OutboxCursor::before(&event);
+            self.own.insert(event.customer_id, Some(from));
+            return;
+        }
+        self.push(event);
+    }
+
+    /// A job of `customer` is done.
+    fn finished(&mut self, customer: &str) {
+        if let Some(n) = self.per_customer.get_mut(customer) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_customer.remove(customer);
+            }
+        }
+    }
 }
 
 impl Board {
@@ -337,7 +491,9 @@ fn coordinate(board: &Board, cancel: &AtomicBool, on_progress: &mut dyn FnMut(&S
 }
 
 /// A worker: take the next ready job, deliver it (retries included), settle the answer.
-fn work(board: &Board, transport: &Transport) {
+fn work(board: &Board, plan: &Plan) {
+    let _running = Running(board);
+    let transport = plan.transport;
     let mut state = board.lock();
     loop {
         if state.stopping {
@@ -345,7 +501,12 @@ fn work(board: &Board, transport: &Transport) {
         }
         if let Some(job) = state.queue.pop_ready() {
             board.want_page(&mut state);
+            state.taken += 1;
+            let panic_now = plan.panic_hook == Some(PanicHook::Worker(state.taken));
             drop(state);
+            if panic_now {
+                panic!("test fault: worker panic on event {}", job.event.id);
+            }
             let delivery = transport.client.deliver(
                 &job.meter_event(),
                 &transport.policy,
@@ -354,7 +515,9 @@ fn work(board: &Board, transport: &Transport) {
             );
             state = board.lock();
             state.queue.release(&job.key);
+            state.finished(&job.event.customer_id);
             settle(board, &mut state, &job, delivery);
+            board.want_page(&mut state);
             continue;
         }
         if state.drained && state.queue.len() == 0 {
@@ -362,38 +525,41 @@ fn work(board: &Board, transport: &Transport) {
         }
         state = board.work.wait(state).unwrap_or_else(|p| p.into_inner());
     }
-    state.workers_running -= 1;
-    // Whoever is still waiting for work may be done too.
-    board.work.notify_all();
-    board.coordinator.notify_all();
 }
 
 /// Count one finished event and queue its write-back; stop the run when it must stop.
 fn settle(board: &Board, state: &mut State, job: &Job, delivery: Delivery) {
     let id = job.event.id;
     let attempts = delivery.attempts;
-    let progress = &mut state.outcome.progress;
+    // The same counts for the run's progress and for what waits to be written.
+    let tally = |state: &mut State, count: fn(&mut SyncProgress)| {
+        count(&mut state.outcome.progress);
+        count(&mut state.writes_tally);
+    };
     if attempts > 0 {
-        progress.attempted += 1;
+        tally(state, |p| p.attempted += 1);
+    }
+    if delivery.reached {
+        state.outcome.reached += 1;
     }
     let mut halt = None;
     match delivery.answer {
         Answer::Accepted { replayed } => {
             if replayed {
-                progress.duplicates += 1;
+                tally(state, |p| p.duplicates += 1);
             } else {
-                progress.accepted += 1;
+                tally(state, |p| p.accepted += 1);
             }
             state.unreachable_streak = 0;
             state.writes.push(EventOutcome::Delivered { id, attempts });
         }
         Answer::Duplicate => {
-            progress.duplicates += 1;
+            tally(state, |p| p.duplicates += 1);
             state.unreachable_streak = 0;
             state.writes.push(EventOutcome::Delivered { id, attempts });
         }
         Answer::Refused { message } => {
-            progress.failed += 1;
+            tally(state, |p| p.failed += 1);
             state.unreachable_streak = 0;
             state.writes.push(EventOutcome::Refused {
                 id,
@@ -401,7 +567,10 @@ fn settle(board: &Board, state: &mut State, job: &Job, delivery: Delivery) {
                 error: message,
             });
         }
-        Answer::Transient { message, .. } => {
+        Answer::Transient { message, .. } | Answer::NotConnected { message } => {
+            if !delivery.reached {
+                state.outcome.not_connected = Some(message.clone());
+            }
             state.outcome.undelivered += 1;
             state.unreachable_streak += 1;
             if state.unreachable_streak >= GIVE_UP_AFTER {
@@ -427,6 +596,16 @@ fn settle(board: &Board, state: &mut State, job: &Job, delivery: Delivery) {
             }
             halt = Some(format!("Stripe refused the API key ({message})"));
         }
+        Answer::Fatal { message } => {
+            state.outcome.undelivered += 1;
+            if state.outcome.fatal.is_none() && !state.stopping {
+                state.outcome.fatal = Some(Error::StripeConfig(format!(
+                    "the connection to Stripe cannot be trusted ({message}); check the API base \
+                     and the machine's certificates and clock. Nothing more was sent"
+                )));
+            }
+            halt = Some(message);
+        }
         Answer::NotSent => {}
     }
     if let Some(reason) = halt {
@@ -437,10 +616,12 @@ fn settle(board: &Board, state: &mut State, job: &Job, delivery: Delivery) {
     }
 }
 
-/// The reader: one page per request, so at most a few pages are in memory.
+/// The reader: one round per request (a time-ordered page and the refills of customers read
+/// on their own), so at most a few pages are in memory.
 fn read(board: &Board, store: &Store, plan: &Plan) {
     let mut cursor: Option<OutboxCursor> = None;
     let mut loaded = 0u64;
+    let fair = plan.limit.is_none();
     loop {
         let mut state = board.lock();
         while !state.page_asked && !state.stopping {
@@ -449,41 +630,54 @@ fn read(board: &Board, store: &Store, plan: &Plan) {
         if state.stopping {
             return;
         }
+        let want_page = !state.pages_done && state.queue.len() < QUEUE_LOW;
+        let refills = state.refills();
         drop(state);
+        if plan.panic_hook == Some(PanicHook::Reader) {
+            panic!("test fault: reader panic");
+        }
         let want = plan.limit.map_or(PAGE, |l| PAGE.min(l - loaded));
-        let page = if want == 0 {
-            Ok((Vec::new(), None))
-        } else {
-            store.outbox_page(&plan.window, cursor.as_ref(), want as usize)
+        let page = match (want_page, want) {
+            (false, _) => Ok(None),
+            (true, 0) => Ok(Some((Vec::new(), None))),
+            (true, _) => store
+                .outbox_page(&plan.window, cursor.as_ref(), want as usize)
+                .map(Some),
         };
+        let refilled: Result<Vec<_>> = refills
+            .into_iter()
+            .map(|(customer, from)| {
+                let page = store.outbox_page_of(&plan.window, &customer, &from, CUSTOMER_PAGE)?;
+                Ok((customer, page))
+            })
+            .collect();
         let mut state = board.lock();
         state.page_asked = false;
-        match page {
-            Ok((events, next)) => {
-                loaded += events.len() as u64;
-                cursor = next.or(cursor);
-                // Done when the outbox ran out or the limit is reached.
-                state.drained = (events.len() as u64) < want || plan.limit == Some(loaded);
-                for event in events {
-                    let next_key = state.keys.len() as MeterKey;
-                    let key = *state
-                        .keys
-                        .entry((event.stripe_customer_id.clone(), event.event_name.clone()))
-                        .or_insert(next_key);
-                    let identifier = event.identifier.clone();
-                    state.queue.push(
-                        key,
-                        Job {
-                            event,
-                            identifier,
-                            key,
-                        },
-                    );
+        match page.and_then(|page| Ok((page, refilled?))) {
+            Ok((page, refilled)) => {
+                if let Some((events, next)) = page {
+                    loaded += events.len() as u64;
+                    cursor = next.or(cursor);
+                    // Done when the outbox ran out or the limit is reached.
+                    state.pages_done = (events.len() as u64) < want || plan.limit == Some(loaded);
+                    for event in events {
+                        state.admit(event, fair);
+                    }
                 }
+                for (customer, (events, next)) in refilled {
+                    let more = events.len() == CUSTOMER_PAGE;
+                    for event in events {
+                        state.push(event);
+                    }
+                    if let Some(own) = state.own.get_mut(&customer) {
+                        *own = if more { next } else { None };
+                    }
+                }
+                state.drained = state.pages_done && state.own.values().all(Option::is_none);
                 board.want_page(&mut state);
             }
             Err(error) => {
-                state.error.get_or_insert(error);
+                state.outcome.error.get_or_insert(error);
                 state.drained = true;
                 board.halt(&mut state, "reading the outbox failed".into());
             }
@@ -510,6 +704,7 @@ fn write(board: &Board, store: &mut Store, plan: &Plan) {
             state = board.wait_coordinator(state, left);
         }
         let batch = std::mem::take(&mut state.writes);
+        let tally = std::mem::take(&mut state.writes_tally);
         let finished = state.workers_running == 0;
         drop(state);
         let mut result = Ok(());
@@ -522,9 +717,16 @@ fn write(board: &Board, store: &mut Store, plan: &Plan) {
         }
         if let Err(error) = result {
             let mut state = board.lock();
-            state.error.get_or_insert(error);
+            state.outcome.error.get_or_insert(error);
             board.halt(&mut state, "writing to the database failed".into());
             return;
+        }
+        if !batch.is_empty() {
+            let marked = &mut board.lock().outcome.marked;
+            marked.attempted += tally.attempted;
+            marked.accepted += tally.accepted;
+            marked.duplicates += tally.duplicates;
+            marked.failed += tally.failed;
         }
         if finished {
             return;

@@ -10,13 +10,15 @@
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 pub use super::pipeline::CANCELLED;
-use super::pipeline::{self, Clock, Plan, Transport};
+#[doc(hidden)]
+pub use super::pipeline::PanicHook;
+use super::pipeline::{self, Clock, Outcome, Plan, Transport};
 use super::{ApiKey, Client, RateLimiter, RetryPolicy};
 use crate::config::Config;
 use crate::store::{LockHolder, OutboxGroup, OutboxWindow, SyncRun, stripe_window};
@@ -34,6 +36,21 @@ pub struct SyncOptions {
     pub limit: Option<u64>,
     /// Also resend events that Stripe refused less than an hour ago.
     pub retry_failed: bool,
+    /// The time the run starts at. `None`, the default and what the CLI always uses: the real
+    /// clock. Expiry marks are permanent, so only tests pretend a time here.
+    pub now: Option<DateTime<Utc>>,
+    /// The first pause between retries (500 ms when `None`); doubles on each retry.
+    pub backoff: Option<Duration>,
+    /// Test-only fault injection.
+    #[doc(hidden)]
+    pub panic_hook: Option<PanicHook>,
+}
+
+impl SyncOptions {
+    /// The run's start: the pretend time if a test set one, else the real clock.
+    pub fn start_time(&self) -> DateTime<Utc> {
+        self.now.unwrap_or_else(Utc::now)
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -49,6 +66,9 @@ pub struct SyncProgress {
 pub struct SyncReport {
     /// Events sent at least once in this run.
     pub attempted: u64,
+    /// Of those, events whose request reached the server (the others never connected: DNS
+    /// failure, connection refused, network unreachable).
+    pub reached: u64,
     /// Newly accepted by Stripe.
     pub accepted: u64,
     /// Stripe already had them (sent by an earlier, interrupted run): now marked reported.
@@ -70,6 +90,9 @@ pub struct SyncReport {
     pub failed_waiting: u64,
     /// Why the run stopped early: cancelled, or the reason it gave up.
     pub stopped: Option<String>,
+    /// Why events could not be sent, when some never reached the server ("could not
+    /// connect: ..."), else the reason the run stopped.
+    pub error: Option<String>,
     pub dry_run: bool,
 }
 
@@ -95,25 +118,21 @@ pub struct SyncPreview {
     pub groups: Vec<OutboxGroup>,
 }
 
-/// What a sync with default options would send now; reads only.
-pub fn preview(
-    store: &Store,
-    config: &Config,
-    key: &ApiKey,
-    now: DateTime<Utc>,
-) -> Result<SyncPreview> {
-    preview_with(store, config, key, &SyncOptions::default(), now)
+/// What a sync with default options would send now; reads only. Works without a key (only
+/// the mode is unknown then, and shown as test); a real sync needs one.
+pub fn preview(store: &Store, config: &Config, key: Option<&ApiKey>) -> Result<SyncPreview> {
+    preview_with(store, config, key, &SyncOptions::default())
 }
 
-/// `preview` honouring `--limit` and `--retry-failed`.
+/// `preview` honouring `--limit`, `--retry-failed` and the options' clock.
 pub fn preview_with(
     store: &Store,
     config: &Config,
-    key: &ApiKey,
+    key: Option<&ApiKey>,
     options: &SyncOptions,
-    now: DateTime<Utc>,
 ) -> Result<SyncPreview> {
     let base = super::api_base(config)?;
+    let now = options.start_time();
     let window = outbox_window(now, options);
     let groups = store.outbox_groups(&window, options.limit)?;
     Ok(SyncPreview {
@@ -125,8 +144,8 @@ pub fn preview_with(
             .len() as u64,
         unmapped: store.count_unmapped()?,
         expired: store.count_expirable(window.not_before)?,
-        api_host: super::api_host(&base).unwrap_or_default(),
-        live: key.is_live(),
+        api_host: base.host().to_string(),
+        live: key.is_some_and(ApiKey::is_live),
         future: store.count_future(window.not_after)?,
         failed_waiting: store.count_failed_resting(&window)?,
         groups,
@@ -145,22 +164,23 @@ fn outbox_window(now: DateTime<Utc>, options: &SyncOptions) -> OutboxWindow {
 
 /// Report every sendable event. Opens its own connections to `db`; holds the database's sync
 /// lock for the whole run (a second sync gets `Error::SyncRunning`). `cancel` stops taking new
-/// events; requests in flight finish and are recorded. A refused API key ends the run with
-/// `Error::StripeConfig` (after recording what was done).
+/// events; requests in flight finish and are recorded. A refused API key or a TLS failure ends
+/// the run with `Error::StripeConfig` (after recording what was done); so does any failure of
+/// the run itself, a panic of one of its threads included, and the lock is released.
 pub fn run(
     db: &Path,
     config: &Config,
     key: &ApiKey,
     options: &SyncOptions,
-    now: DateTime<Utc>,
     cancel: &AtomicBool,
     on_progress: &mut dyn FnMut(&SyncProgress),
 ) -> Result<SyncReport> {
     let started = Instant::now();
+    let now = options.start_time();
     let base = super::api_base(config)?;
     let mut store = Store::open(db)?;
     if options.dry_run {
-        let preview = preview_with(&store, config, key, options, now)?;
+        let preview = preview_with(&store, config, Some(key), options)?;
         return Ok(dry_run_report(&preview, started));
     }
     let client = Client::new(&base, key, &config.stripe)?;
@@ -168,7 +188,7 @@ pub fn run(
     let clock = Clock { now, started };
     let transport = Transport {
         client: &client,
-        policy: RetryPolicy::from_settings(&config.stripe),
+        policy: RetryPolicy::from_settings(&config.stripe, options.backoff),
         limiter: RateLimiter::per_second(super::rate_limit(config, key)),
     };
     let window = outbox_window(now, options);
@@ -199,7 +219,7 @@ pub fn run(
         error: None,
     };
     match result {
-        Ok((report, fatal)) => {
+        Ok((report, fatal, None)) => {
             record.outcome = match (&report.stopped, &fatal) {
                 (_, Some(_)) => "aborted",
                 (Some(reason), None) if reason == CANCELLED => "cancelled",
@@ -225,6 +245,18 @@ pub fn run(
                 None => Ok(report),
             }
         }
+        Ok((report, _, Some(error))) => {
+            // A thread failed mid-run (a full disk, a panic): record what was committed.
+            record.attempted = report.attempted;
+            record.accepted = report.accepted;
+            record.duplicates = report.duplicates;
+            record.failed = report.failed;
+            record.expired = report.expired;
+            record.error = Some(key.redact(&error.to_string()));
+            // Recording is best effort: the disk may still be full.
+            let _ = store.finish_sync_run(&record);
+            Err(error)
+        }
         Err(error) => {
             record.error = Some(key.redact(&error.to_string()));
             // The run failed on its own; recording that is best effort.
@@ -247,7 +279,7 @@ fn send(
     clock: Clock,
     cancel: &AtomicBool,
     on_progress: &mut dyn FnMut(&SyncProgress),
-) -> Result<(SyncReport, Option<crate::Error>)> {
+) -> Result<(SyncReport, Option<crate::Error>, Option<crate::Error>)> {
     let expired = store.expire_events(window.not_before, clock.now())?;
     let failed_waiting = store.count_failed_resting(&window)?;
     let total = store
@@ -266,15 +298,22 @@ fn send(
         limit: options.limit,
         run_id,
         clock,
+        panic_hook: options.panic_hook,
     };
     let reader_store = Store::open(db)?;
-    let outcome = pipeline::run(store, reader_store, &plan, cancel, on_progress, total)?;
+    let mut outcome = pipeline::run(store, reader_store, &plan, cancel, on_progress, total);
+    if let Some(error) = outcome.error.take() {
+        // Counts from what was written, not from the answers: the writes may have failed.
+        let report = failed_report(&outcome, expired, clock);
+        return Ok((report, outcome.fatal, Some(error)));
+    }
     on_progress(&outcome.progress);
 
     let counts = store.stripe_counts(clock.now())?;
     let p = &outcome.progress;
     let report = SyncReport {
         attempted: p.attempted,
+        reached: outcome.reached,
         accepted: p.accepted,
         duplicates: p.duplicates,
         failed: p.failed,
@@ -285,15 +324,42 @@ fn send(
         undelivered: outcome.undelivered,
         future: store.count_future(window.not_after)?,
         failed_waiting,
+        error: outcome
+            .not_connected
+            .clone()
+            .or_else(|| outcome.stopped.clone()),
         stopped: outcome.stopped,
         dry_run: false,
     };
-    Ok((report, outcome.fatal))
+    Ok((report, outcome.fatal, None))
+}
+
+/// What a run that failed mid-way did: the events whose outcome was written.
+fn failed_report(outcome: &Outcome, expired: u64, clock: Clock) -> SyncReport {
+    let m = &outcome.marked;
+    SyncReport {
+        attempted: m.attempted,
+        reached: outcome.reached,
+        accepted: m.accepted,
+        duplicates: m.duplicates,
+        failed: m.failed,
+        expired,
+        unmapped: 0,
+        remaining: 0,
+        duration_ms: clock.started.elapsed().as_millis() as u64,
+        undelivered: outcome.undelivered,
+        future: 0,
+        failed_waiting: 0,
+        stopped: outcome.stopped.clone(),
+        error: outcome.error.as_ref().map(|e| e.to_string()),
+        dry_run: false,
+    }
 }
 
 fn dry_run_report(preview: &SyncPreview, started: Instant) -> SyncReport {
     SyncReport {
         attempted: 0,
+        reached: 0,
         accepted: 0,
         duplicates: 0,
         failed: 0,
@@ -305,6 +371,7 @@ fn dry_run_report(preview: &SyncPreview, started: Instant) -> SyncReport {
         future: preview.future,
         failed_waiting: preview.failed_waiting,
         stopped: None,
+        error: None,
         dry_run: true,
     }
 }

@@ -56,11 +56,12 @@ pub fn run(options: Options) -> Result<()> {
         &dashboard,
         tx.clone(),
     )?;
+    // The sync runs on the real clock whatever `--now` says: its expiry marks are permanent.
     let mut sync = SyncWorker::new(
         tx.clone(),
         options.db.clone(),
         options.config.clone(),
-        clock,
+        crate::stripe::SyncOptions::default(),
     );
     let mut app = App::new(
         options.config,

@@ -14,7 +14,6 @@ use std::sync::mpsc::Sender;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use super::data::Clock;
 use super::event::Event;
 use crate::stripe::{self, ApiKey, SyncOptions, SyncPreview, SyncProgress, SyncReport};
 use crate::{Config, Error, Store};
@@ -47,18 +46,25 @@ pub struct SyncWorker {
     events: Sender<Event>,
     db: PathBuf,
     config: Config,
-    clock: Clock,
+    /// The dashboard passes the defaults: the real clock, whatever `--now` says (expiry
+    /// marks are permanent). Tests may pretend a time or shorten the backoff here.
+    options: SyncOptions,
     cancel: Arc<AtomicBool>,
     running: Option<JoinHandle<()>>,
 }
 
 impl SyncWorker {
-    pub fn new(events: Sender<Event>, db: PathBuf, config: Config, clock: Clock) -> SyncWorker {
+    pub fn new(
+        events: Sender<Event>,
+        db: PathBuf,
+        config: Config,
+        options: SyncOptions,
+    ) -> SyncWorker {
         SyncWorker {
             events,
             db,
             config,
-            clock,
+            options,
             cancel: Arc::new(AtomicBool::new(false)),
             running: None,
         }
@@ -71,13 +77,13 @@ impl SyncWorker {
 
     /// Work out what a sync would send, for the confirmation.
     pub fn prepare(&self) {
-        let (db, config, now, events) = (
+        let (db, config, options, events) = (
             self.db.clone(),
             self.config.clone(),
-            self.clock.now(),
+            self.options.clone(),
             self.events.clone(),
         );
-        thread::spawn(move || send(&events, plan(&db, &config, now)));
+        thread::spawn(move || send(&events, plan(&db, &config, &options)));
     }
 
     /// Run the confirmed sync on its own thread.
@@ -87,15 +93,15 @@ impl SyncWorker {
             return;
         }
         self.cancel.store(false, Ordering::SeqCst);
-        let (db, config, now, events, cancel) = (
+        let (db, config, options, events, cancel) = (
             self.db.clone(),
             self.config.clone(),
-            self.clock.now(),
+            self.options.clone(),
             self.events.clone(),
             Arc::clone(&self.cancel),
         );
         self.running = Some(thread::spawn(move || {
-            let report = sync_now(&db, &config, now, &cancel, &events);
+            let report = sync_now(&db, &config, &options, &cancel, &events);
             send(&events, SyncEvent::Finished(report));
         }));
     }
@@ -125,24 +131,33 @@ fn send(events: &Sender<Event>, event: SyncEvent) {
     let _ = events.send(Event::Sync(event));
 }
 
-/// The confirmation's content, or why there is nothing to confirm.
-fn plan(db: &std::path::Path, config: &Config, now: chrono::DateTime<chrono::Utc>) -> SyncEvent {
+/// The confirmation's content, or why there is nothing to confirm. Without a key the counts
+/// are still shown, with how to set one (a real sync needs it).
+fn plan(db: &std::path::Path, config: &Config, options: &SyncOptions) -> SyncEvent {
     let key = match ApiKey::from_env() {
-        Ok(key) => key,
-        Err(Error::MissingApiKey) => return SyncEvent::Unavailable(NO_KEY.to_string()),
+        Ok(key) => Some(key),
+        Err(Error::MissingApiKey) => None,
         Err(e) => return SyncEvent::Unavailable(e.to_string()),
     };
-    let preview = Store::open(db).and_then(|store| stripe::preview(&store, config, &key, now));
-    match preview {
-        Ok(preview) if preview.events == 0 && preview.expired == 0 => {
+    let preview = Store::open(db)
+        .and_then(|store| stripe::sync::preview_with(&store, config, key.as_ref(), options));
+    match (preview, key) {
+        (Ok(preview), _) if preview.events == 0 && preview.expired == 0 => {
             SyncEvent::Unavailable(nothing_to_send(&preview))
         }
-        Ok(mut preview) => {
+        (Ok(preview), None) => SyncEvent::Unavailable(format!(
+            "{} events of {} customers wait to be sent to {}.\n\n{NO_KEY}",
+            preview.events, preview.customers, preview.api_host
+        )),
+        (Ok(mut preview), Some(_)) => {
             // The popup shows totals; the per-customer list can be long.
             preview.groups = Vec::new();
             SyncEvent::Ready(preview)
         }
-        Err(e) => SyncEvent::Unavailable(key.redact(&e.to_string())),
+        (Err(e), key) => SyncEvent::Unavailable(match key {
+            Some(key) => key.redact(&e.to_string()),
+            None => e.to_string(),
+        }),
     }
 }
 
@@ -178,20 +193,12 @@ fn nothing_to_send(preview: &SyncPreview) -> String {
 fn sync_now(
     db: &std::path::Path,
     config: &Config,
-    now: chrono::DateTime<chrono::Utc>,
+    options: &SyncOptions,
     cancel: &AtomicBool,
     events: &Sender<Event>,
 ) -> Result<SyncReport, String> {
     let key = ApiKey::from_env().map_err(|e| e.to_string())?;
     let mut on_progress = |p: &SyncProgress| send(events, SyncEvent::Progress(p.clone()));
-    stripe::run(
-        db,
-        config,
-        &key,
-        &SyncOptions::default(),
-        now,
-        cancel,
-        &mut on_progress,
-    )
-    .map_err(|e| key.redact(&e.to_string()))
+    stripe::run(db, config, &key, options, cancel, &mut on_progress)
+        .map_err(|e| key.redact(&e.to_string()))
 }

@@ -39,6 +39,12 @@ pub enum Fault {
     RecordThenDrop,
     /// 401 as for a revoked key.
     Unauthorized,
+    /// 400 (Stripe-Should-Retry: false) with this message: what a hostile or buggy server
+    /// could put in front of the user.
+    RefuseWith(String),
+    /// Start an answer, then send one byte of a never-ending header line every 200 ms: each
+    /// read succeeds, the answer never completes. Nothing recorded.
+    Trickle,
 }
 
 /// One event the server accepted.
@@ -55,6 +61,8 @@ pub struct Accepted {
 struct Book {
     faults: VecDeque<Fault>,
     accepted: HashMap<String, Accepted>,
+    /// Identifiers in the order the events were accepted.
+    arrivals: Vec<String>,
     /// Every POST that reached validation, per identifier (retries and resends included).
     posts: HashMap<String, u32>,
     duplicates: u64,
@@ -96,6 +104,8 @@ struct Reply {
     /// Close without writing anything.
     drop: bool,
     delay: Duration,
+    /// Trickle bytes forever instead of answering.
+    trickle: bool,
 }
 
 impl Reply {
@@ -106,6 +116,7 @@ impl Reply {
             headers: Vec::new(),
             drop: false,
             delay: Duration::ZERO,
+            trickle: false,
         }
     }
 
@@ -222,6 +233,11 @@ impl FakeStripe {
 
     pub fn accepted(&self) -> HashMap<String, Accepted> {
         self.book().accepted.clone()
+    }
+
+    /// Accepted identifiers in order of arrival.
+    pub fn arrivals(&self) -> Vec<String> {
+        self.book().arrivals.clone()
     }
 
     pub fn accepted_count(&self) -> usize {
@@ -355,6 +371,13 @@ fn serve(stream: TcpStream, shared: &Shared) {
         leave(shared, &key);
         if reply.drop {
             let _ = writer.shutdown(std::net::Shutdown::Both);
+            return;
+        }
+        if reply.trickle {
+            let _ = writer.write_all(b"HTTP/1.1 200 OK\r\nX-Trickle: ");
+            while !shared.stop.load(Ordering::SeqCst) && writer.write_all(b"a").is_ok() {
+                std::thread::sleep(Duration::from_millis(200));
+            }
             return;
         }
         let mut head = format!(
@@ -697,6 +720,15 @@ fn handle(shared: &Shared, request: &Request) -> Reply {
             reply.drop = true;
             return reply;
         }
+        Some(Fault::RefuseWith(message)) => {
+            return Reply::error(400, "invalid_request_error", None, &message, None)
+                .should_retry(false);
+        }
+        Some(Fault::Trickle) => {
+            let mut reply = Reply::json(0, String::new());
+            reply.trickle = true;
+            return reply;
+        }
         _ => {}
     }
     if book.accepted.contains_key(&event.identifier) {
@@ -727,6 +759,7 @@ fn handle(shared: &Shared, request: &Request) -> Reply {
     }
     book.accepted
         .insert(event.identifier.clone(), event.clone());
+    book.arrivals.push(event.identifier.clone());
     let receipt = serde_json::json!({
         "object": "billing.meter_event",
         "created": event.timestamp,

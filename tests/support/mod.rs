@@ -20,12 +20,22 @@ pub type EnvOverrides<'a> = [(&'a str, Option<&'a str>)];
 
 /// A test key; any output containing it fails the test.
 pub const KEY: &str = "sk_test_51MeterlineSecretKEY0123456789abcdef";
-pub const NOW: &str = "2026-11-27T18:00:00Z";
 
+/// The tests' "now": the real time when the test process started, to the second. A sync
+/// always runs on the real clock, so events are seeded relative to it (a fixed date would
+/// drift out of Stripe's 35-day window).
 pub fn now() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(NOW)
-        .unwrap()
-        .with_timezone(&Utc)
+    static NOW: std::sync::OnceLock<DateTime<Utc>> = std::sync::OnceLock::new();
+    *NOW.get_or_init(|| {
+        let t = Utc::now();
+        DateTime::from_timestamp(t.timestamp(), 0).unwrap()
+    })
+}
+
+/// `now()` as RFC 3339, for METERLINE_NOW (commands other than sync).
+pub fn now_text() -> &'static str {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TEXT.get_or_init(|| meterline::billing::format_ts(now()))
 }
 
 pub const PLANS: &str = r#"
@@ -171,7 +181,7 @@ impl Env {
         cmd.args(args)
             .env("METERLINE_DB", &self.db)
             .env("METERLINE_PLANS", &self.plans)
-            .env("METERLINE_NOW", NOW)
+            .env("METERLINE_NOW", now_text())
             .env("METERLINE_STRIPE_BACKOFF_MS", "10")
             .env("STRIPE_API_KEY", KEY)
             .env("STRIPE_API_BASE", self.server.base())
@@ -194,6 +204,32 @@ impl Env {
         let output = self.command(args, extra).output().unwrap();
         assert_no_key(&output);
         output
+    }
+
+    /// A sync in this process through the library, against the fake server (written into
+    /// plans.toml, as STRIPE_API_BASE is not set here), with short retry pauses unless
+    /// `options` chooses.
+    pub fn sync_lib(
+        &self,
+        mut options: meterline::stripe::SyncOptions,
+        cancel: &std::sync::atomic::AtomicBool,
+        on_progress: &mut dyn FnMut(&meterline::stripe::SyncProgress),
+    ) -> meterline::Result<meterline::stripe::SyncReport> {
+        let plans = std::fs::read_to_string(&self.plans).unwrap();
+        let plans = plans.replace("https://api.stripe.com", &self.server.base());
+        std::fs::write(&self.plans, plans).unwrap();
+        options
+            .backoff
+            .get_or_insert(std::time::Duration::from_millis(10));
+        let key = meterline::stripe::ApiKey::new(KEY).unwrap();
+        meterline::stripe::run(
+            &self.db,
+            &self.config(),
+            &key,
+            &options,
+            cancel,
+            on_progress,
+        )
     }
 
     /// Events (id, identifier, customer's Stripe id, meter event name, quantity) that a sync

@@ -1,0 +1,315 @@
+//! `cargo bench --bench serve`: the HTTP API against the library, load generator and server
+//! side by side on one machine, keep-alive connections (one ureq agent per client thread).
+//!
+//! 1. Batched ingest over HTTP vs `Store::record_batch` without HTTP (the floor), same sizes.
+//! 2. Single-event requests over 32 connections: events/s, p50, p99.
+//! 3. `GET /v1/customers/{id}/check`: requests/s, p99.
+//! 4. A soak at a steady rate: the server's RSS at the start and the end.
+//!
+//! Sizes by environment: METERLINE_BENCH_EVENTS (batched events, default 200,000),
+//! METERLINE_BENCH_BATCH (events a request, default 500), METERLINE_BENCH_SINGLES (default
+//! 20,000), METERLINE_BENCH_CHECKS (default 50,000), METERLINE_BENCH_SOAK_SECS (default 60),
+//! METERLINE_BENCH_SOAK_RATE (events/s during the soak, default 2,000).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::{Days, Utc};
+use meterline::store::NewCustomer;
+use meterline::{Config, RecordRequest, Store};
+
+const CUSTOMERS: usize = 8;
+const BATCH_CLIENTS: usize = 4;
+const SINGLE_CLIENTS: usize = 32;
+const CHECK_CLIENTS: usize = 16;
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn customer(i: usize) -> String {
+    format!("cust{}", i % CUSTOMERS)
+}
+
+fn main() {
+    let events = env("METERLINE_BENCH_EVENTS", 200_000);
+    let batch = env("METERLINE_BENCH_BATCH", 500).clamp(1, 1000);
+    let singles = env("METERLINE_BENCH_SINGLES", 20_000);
+    let checks = env("METERLINE_BENCH_CHECKS", 50_000);
+    let soak_secs = env("METERLINE_BENCH_SOAK_SECS", 60);
+    let soak_rate = env("METERLINE_BENCH_SOAK_RATE", 2_000);
+    let plans = Path::new(env!("CARGO_MANIFEST_DIR")).join("plans.toml");
+    let config = Config::load(&plans).expect("the shipped plans.toml");
+    let dir = tempfile::tempdir().expect("temp dir");
+
+    // 1a. The floor: the library's own record_batch, same batch size, no HTTP.
+    let lib_db = dir.path().join("library.db");
+    let (mut store, _) = fresh(&lib_db, &config);
+    let started = Instant::now();
+    let mut sent = 0;
+    while sent < events {
+        let now = Utc::now();
+        let requests: Vec<RecordRequest> = (sent..(sent + batch).min(events))
+            .map(|i| RecordRequest::new(&customer(i), 1, now))
+            .collect();
+        let results = store
+            .record_batch(&config, &requests, now)
+            .expect("record_batch");
+        assert!(results.iter().all(|r| r.as_ref().is_ok_and(|o| o.recorded)));
+        sent += requests.len();
+    }
+    let floor = events as f64 / started.elapsed().as_secs_f64();
+    drop(store);
+
+    // 1b. The same events over HTTP.
+    let http_db = dir.path().join("http.db");
+    let (_, token) = fresh(&http_db, &config);
+    let server = Server::start(&http_db, &plans);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    run_clients(BATCH_CLIENTS, |_| {
+        let agent = agent();
+        loop {
+            let first = next.fetch_add(batch, Ordering::Relaxed);
+            if first >= events {
+                return Vec::new();
+            }
+            let body: Vec<serde_json::Value> = (first..(first + batch).min(events))
+                .map(|i| serde_json::json!({"customer": customer(i)}))
+                .collect();
+            let reply = post(
+                &agent,
+                &server.url("/v1/events/batch"),
+                &token,
+                &serde_json::json!({"events": body}).to_string(),
+            );
+            assert_eq!(reply.0, 200, "{}", reply.1);
+        }
+    });
+    let http = events as f64 / started.elapsed().as_secs_f64();
+    println!("batched ingest: {events} events, {batch} a request, {BATCH_CLIENTS} connections");
+    println!("  floor Store::record_batch   {floor:>10.0} events/s");
+    println!("  POST /v1/events/batch       {http:>10.0} events/s");
+    println!(
+        "  ratio {:.2} (target >= 0.50), {} 100,000 events/s",
+        http / floor,
+        if http >= 100_000.0 { "meets" } else { "BELOW" }
+    );
+
+    // 2. Single events over 32 connections.
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let latencies = run_clients(SINGLE_CLIENTS, |t| {
+        let agent = agent();
+        let mut latencies = Vec::new();
+        while next.fetch_add(1, Ordering::Relaxed) < singles {
+            let body = serde_json::json!({"customer": customer(t)}).to_string();
+            let sent = Instant::now();
+            let reply = post(&agent, &server.url("/v1/events"), &token, &body);
+            latencies.push(sent.elapsed());
+            assert_eq!(reply.0, 200, "{}", reply.1);
+        }
+        latencies
+    });
+    let rate = singles as f64 / started.elapsed().as_secs_f64();
+    println!("single events: {singles} requests over {SINGLE_CLIENTS} connections");
+    println!(
+        "  {rate:>10.0} events/s (target >= 10,000), p50 {}, p99 {}",
+        ms(percentile(&latencies, 0.50)),
+        ms(percentile(&latencies, 0.99))
+    );
+
+    // 3. check.
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let latencies = run_clients(CHECK_CLIENTS, |t| {
+        let agent = agent();
+        let url = server.url(&format!("/v1/customers/{}/check", customer(t)));
+        let mut latencies = Vec::new();
+        while next.fetch_add(1, Ordering::Relaxed) < checks {
+            let sent = Instant::now();
+            let mut reply = agent
+                .get(&url)
+                .header("Authorization", format!("Bearer {token}"))
+                .call()
+                .expect("check");
+            let _ = reply.body_mut().read_to_string();
+            latencies.push(sent.elapsed());
+            assert_eq!(reply.status().as_u16(), 200);
+        }
+        latencies
+    });
+    let rate = checks as f64 / started.elapsed().as_secs_f64();
+    println!("check: {checks} requests over {CHECK_CLIENTS} connections");
+    println!(
+        "  {rate:>10.0} requests/s (target >= 30,000), p50 {}, p99 {} (target < 5 ms)",
+        ms(percentile(&latencies, 0.50)),
+        ms(percentile(&latencies, 0.99))
+    );
+
+    // 4. Soak: batches of 100 at a steady rate; RSS after a warm-up and at the end.
+    let rss_start = server.rss_kib();
+    let agent = agent();
+    let per_request = 100;
+    let interval = Duration::from_secs_f64(per_request as f64 / soak_rate.max(1) as f64);
+    let started = Instant::now();
+    let mut tick = started;
+    let mut soaked = 0;
+    while started.elapsed() < Duration::from_secs(soak_secs as u64) {
+        let body: Vec<serde_json::Value> = (0..per_request)
+            .map(|i| serde_json::json!({"customer": customer(i), "key": format!("soak-{soaked}-{i}")}))
+            .collect();
+        let reply = post(
+            &agent,
+            &server.url("/v1/events/batch"),
+            &token,
+            &serde_json::json!({"events": body}).to_string(),
+        );
+        assert_eq!(reply.0, 200);
+        soaked += per_request;
+        tick += interval;
+        if let Some(wait) = tick.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+    }
+    let rss_end = server.rss_kib();
+    println!("soak: {soak_secs} s at {soak_rate} events/s ({soaked} events)");
+    println!("  server RSS start {rss_start} KiB, end {rss_end} KiB");
+}
+
+/// A database with the customers (unlimited plan) and a token.
+fn fresh(path: &Path, config: &Config) -> (Store, String) {
+    let mut store = Store::open(path).expect("create");
+    let now = Utc::now();
+    let anchor = (now - Days::new(1)).date_naive();
+    for i in 0..CUSTOMERS {
+        store
+            .add_customer(
+                config,
+                &NewCustomer {
+                    id: customer(i),
+                    name: None,
+                    plan_id: "business".into(),
+                    stripe_customer_id: None,
+                    billing_anchor: Some(anchor),
+                },
+                now - Days::new(1),
+            )
+            .expect("add customer");
+    }
+    let token = store.create_token("bench", now).expect("token");
+    (store, token)
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build(),
+    )
+}
+
+fn post(agent: &ureq::Agent, url: &str, token: &str, body: &str) -> (u16, String) {
+    let mut reply = agent
+        .post(url)
+        .header("Authorization", format!("Bearer {token}"))
+        .content_type("application/json")
+        .send(body)
+        .expect("POST");
+    let text = reply.body_mut().read_to_string().expect("body");
+    (reply.status().as_u16(), text)
+}
+
+/// Run `n` client threads and gather their latencies.
+fn run_clients<F>(n: usize, client: F) -> Vec<Duration>
+where
+    F: Fn(usize) -> Vec<Duration> + Sync,
+{
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..n)
+            .map(|t| {
+                scope.spawn({
+                    let client = &client;
+                    move || client(t)
+                })
+            })
+            .collect();
+        let mut all: Vec<Duration> = handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
+        all.sort();
+        all
+    })
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(db: &PathBuf, plans: &Path) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_meterline"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env_remove("METERLINE_NOW")
+            .env("METERLINE_DB", db)
+            .env("METERLINE_PLANS", plans)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start meterline serve");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("meterline serve: listening on ") {
+                    let _ = tx.send(addr.to_string());
+                }
+            }
+        });
+        let base = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("server started");
+        Server { child, base }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            })
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,138 @@
+//! Bearer tokens: the active tokens' hashes live in memory for a second; an unknown token
+//! rereads them at once (a new token works immediately, a revoked one stops within a second).
+//! A presented token is hashed and compared with every active hash in constant time.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use subtle::ConstantTimeEq;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::store::{ActiveToken, token_hash};
+
+const RELOAD_EVERY: Duration = Duration::from_secs(1);
+/// `last_used_at` is written at most this often per token.
+const TOUCH_EVERY: Duration = Duration::from_secs(60);
+
+#[derive(Default)]
+pub struct Tokens {
+    cache: Mutex<Option<(Instant, Arc<Vec<ActiveToken>>)>>,
+    touched: Mutex<HashMap<String, Instant>>,
+}
+
+impl Tokens {
+    fn fresh(&self) -> Option<Arc<Vec<ActiveToken>>> {
+        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < RELOAD_EVERY)
+            .map(|(_, tokens)| tokens.clone())
+    }
+
+    fn store(&self, tokens: Vec<ActiveToken>) -> Arc<Vec<ActiveToken>> {
+        let tokens = Arc::new(tokens);
+        *self.cache.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((Instant::now(), tokens.clone()));
+        tokens
+    }
+
+    /// True when this token's last use should be written now.
+    fn should_touch(&self, name: &str) -> bool {
+        let mut touched = self.touched.lock().unwrap_or_else(|e| e.into_inner());
+        match touched.get(name) {
+            Some(at) if at.elapsed() < TOUCH_EVERY => false,
+            _ => {
+                touched.insert(name.to_string(), Instant::now());
+                true
+            }
+        }
+    }
+}
+
+/// The name of the token whose hash matches, looking at every token (no early exit).
+fn matching<'a>(tokens: &'a [ActiveToken], presented: &str) -> Option<&'a str> {
+    let hash = token_hash(presented);
+    let mut found = None;
+    for token in tokens {
+        if bool::from(token.sha256.ct_eq(&hash)) {
+            found = Some(token.name.as_str());
+        }
+    }
+    found
+}
+
+fn unauthorized(message: &str) -> Response {
+    let mut response = ApiError::new(
+        axum::http::StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        message,
+    )
+    .into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Bearer"),
+    );
+    response
+}
+
+pub async fn require_token(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let Some(presented) = presented.filter(|t| !t.is_empty()) else {
+        return unauthorized("missing bearer token: send `Authorization: Bearer <token>`");
+    };
+    // A cached miss rereads the table once: a token created a moment ago works at once.
+    let cached = state.tokens.fresh();
+    let mut name = cached
+        .as_ref()
+        .and_then(|tokens| matching(tokens, presented).map(str::to_string));
+    if name.is_none() {
+        let tokens = match super::read(&state, |store| store.active_tokens()).await {
+            Ok(tokens) => state.tokens.store(tokens),
+            Err(e) => return e.into_response(),
+        };
+        name = matching(&tokens, presented).map(str::to_string);
+    }
+    let Some(name) = name else {
+        return unauthorized("unknown or revoked token");
+    };
+    if state.tokens.should_touch(&name) {
+        state.writer.touch(&name);
+    }
+    next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_matching_token_is_found() {
+        let tokens: Vec<ActiveToken> = ["mlt_a", "mlt_b", "mlt_c"]
+            .iter()
+            .map(|t| ActiveToken {
+                name: format!("n{t}"),
+                sha256: token_hash(t),
+            })
+            .collect();
+        assert_eq!(matching(&tokens, "mlt_b"), Some("nmlt_b"));
+        assert_eq!(matching(&tokens, "mlt_c"), Some("nmlt_c"));
+        assert_eq!(matching(&tokens, "mlt_"), None);
+        assert_eq!(matching(&tokens, "MLT_A"), None);
+        assert_eq!(matching(&[], "mlt_a"), None);
+    }
+}

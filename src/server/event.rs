@@ -1,0 +1,81 @@
+//! One event as JSON, shared by `POST /v1/events`, the batch endpoint and
+//! `meterline record --batch`: the same fields, rules and defaults as `meterline record`.
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use crate::RecordRequest;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventIn {
+    pub customer: String,
+    #[serde(default = "one")]
+    pub quantity: i64,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub key: Option<String>,
+    /// RFC3339; default: when the server received it.
+    #[serde(default)]
+    pub at: Option<DateTime<Utc>>,
+}
+
+fn one() -> i64 {
+    1
+}
+
+impl EventIn {
+    /// Parse one event; the error message names what is wrong (serde's wording).
+    pub fn parse(json: &[u8]) -> Result<EventIn, String> {
+        serde_json::from_slice(json).map_err(|e| e.to_string())
+    }
+
+    pub fn from_value(value: serde_json::Value) -> Result<EventIn, String> {
+        serde_json::from_value(value).map_err(|e| e.to_string())
+    }
+
+    pub fn into_request(self, now: DateTime<Utc>) -> RecordRequest {
+        RecordRequest {
+            customer_id: self.customer,
+            quantity: self.quantity,
+            user_id: self.user,
+            idempotency_key: self.key,
+            occurred_at: self.at.unwrap_or(now),
+        }
+    }
+}
+
+/// One event's answer: exactly the object `record --json` prints, plus `"status"` inside a
+/// batch (the HTTP status the event would have had alone).
+#[derive(Debug, serde::Serialize)]
+pub struct EventOut<'a> {
+    #[serde(flatten)]
+    pub check: &'a crate::billing::UsageCheck,
+    pub recorded: bool,
+    pub duplicate: bool,
+    pub event_id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+}
+
+impl<'a> EventOut<'a> {
+    pub fn new(outcome: &'a crate::RecordOutcome, status: Option<u16>) -> EventOut<'a> {
+        EventOut {
+            check: &outcome.check,
+            recorded: outcome.recorded,
+            duplicate: outcome.duplicate,
+            event_id: outcome.event_id,
+            status,
+        }
+    }
+}
+
+/// 200 for recorded or duplicate, 402 for refused by a hard cap.
+pub fn status_of(outcome: &crate::RecordOutcome) -> u16 {
+    if outcome.recorded || outcome.duplicate {
+        200
+    } else {
+        402
+    }
+}

@@ -1,0 +1,157 @@
+//! Prometheus text exposition, written by hand: a few counters, two histograms, one gauge.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+
+pub struct Histogram {
+    bounds: &'static [f64],
+    /// One count per bound, then +Inf (not cumulative; summed when rendered).
+    counts: Vec<AtomicU64>,
+    /// The sum, in millionths (atomics have no f64 add).
+    sum_micro: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram {
+            bounds,
+            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_micro: AtomicU64::new(0),
+        }
+    }
+
+    pub fn observe(&self, value: f64) {
+        let i = self
+            .bounds
+            .iter()
+            .position(|b| value <= *b)
+            .unwrap_or(self.bounds.len());
+        self.counts[i].fetch_add(1, Relaxed);
+        self.sum_micro.fetch_add((value * 1e6) as u64, Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (i, count) in self.counts.iter().enumerate() {
+            cumulative += count.load(Relaxed);
+            let le = self
+                .bounds
+                .get(i)
+                .map_or_else(|| "+Inf".to_string(), |b| b.to_string());
+            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+        }
+        let sum = self.sum_micro.load(Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {cumulative}");
+    }
+}
+
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    pub recorded: AtomicU64,
+    pub refused: AtomicU64,
+    pub duplicate: AtomicU64,
+    pub invalid: AtomicU64,
+    pub batch_size: Histogram,
+    pub commit_seconds: Histogram,
+    pub queue_depth: AtomicI64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            requests: Mutex::default(),
+            recorded: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            duplicate: AtomicU64::new(0),
+            invalid: AtomicU64::new(0),
+            batch_size: Histogram::new(&[1.0, 10.0, 100.0, 1000.0, 5000.0, 20000.0]),
+            commit_seconds: Histogram::new(&[
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+            ]),
+            queue_depth: AtomicI64::new(0),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn request(&self, route: &'static str, status: u16) {
+        *self
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((route, status))
+            .or_default() += 1;
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP meterline_http_requests_total HTTP requests by route and status.\n");
+        out.push_str("# TYPE meterline_http_requests_total counter\n");
+        for ((route, status), n) in self
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "meterline_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+            );
+        }
+        out.push_str("# HELP meterline_events_total Events by outcome.\n");
+        out.push_str("# TYPE meterline_events_total counter\n");
+        for (outcome, n) in [
+            ("recorded", &self.recorded),
+            ("refused", &self.refused),
+            ("duplicate", &self.duplicate),
+            ("invalid", &self.invalid),
+        ] {
+            let _ = writeln!(
+                out,
+                "meterline_events_total{{outcome=\"{outcome}\"}} {}",
+                n.load(Relaxed)
+            );
+        }
+        self.batch_size.render(
+            &mut out,
+            "meterline_commit_batch_events",
+            "Events per group commit.",
+        );
+        self.commit_seconds.render(
+            &mut out,
+            "meterline_commit_seconds",
+            "Time to record and commit one group.",
+        );
+        let _ = writeln!(
+            out,
+            "# HELP meterline_write_queue_depth Requests waiting for the writer.\n\
+             # TYPE meterline_write_queue_depth gauge\nmeterline_write_queue_depth {}",
+            self.queue_depth.load(Relaxed).max(0)
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn histograms_render_cumulative_buckets() {
+        let m = super::Metrics::default();
+        m.batch_size.observe(1.0);
+        m.batch_size.observe(50.0);
+        m.batch_size.observe(1e6);
+        m.request("/v1/events", 200);
+        m.request("/v1/events", 200);
+        let text = m.render();
+        assert!(text.contains("meterline_commit_batch_events_bucket{le=\"1\"} 1\n"));
+        assert!(text.contains("meterline_commit_batch_events_bucket{le=\"100\"} 2\n"));
+        assert!(text.contains("meterline_commit_batch_events_bucket{le=\"+Inf\"} 3\n"));
+        assert!(text.contains("meterline_commit_batch_events_count 3\n"));
+        assert!(
+            text.contains("meterline_http_requests_total{route=\"/v1/events\",status=\"200\"} 2\n")
+        );
+    }
+}

@@ -1,0 +1,163 @@
+//! `meterline serve`: the HTTP API. axum on tokio for HTTP; SQLite only on the writer thread
+//! (group commit, see `writer`) and on blocking reader threads with their own connections.
+
+mod api;
+mod auth;
+mod clock;
+mod error;
+pub mod event;
+mod listener;
+mod metrics;
+mod writer;
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+pub use clock::Clock;
+pub use error::ApiError;
+
+use crate::{Config, Error, Result, Store};
+
+/// Everything `serve` needs; the CLI fills it from flags and the environment.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub db: PathBuf,
+    pub config: Config,
+    pub listen: SocketAddr,
+    /// Allow a non-loopback address (plain HTTP: put a TLS proxy in front).
+    pub public: bool,
+    /// Requests that may wait for the writer before new writes get 503.
+    pub queue: usize,
+    pub max_connections: usize,
+    pub request_timeout: Duration,
+    pub idle_timeout: Duration,
+    /// `--now`: the clock starts there and advances in real time.
+    pub now: Option<DateTime<Utc>>,
+}
+
+/// Largest request body (a full 1,000-event batch fits several times over).
+pub const MAX_BODY: usize = 1024 * 1024;
+
+#[derive(Clone)]
+pub(crate) struct AppState {
+    db: Arc<PathBuf>,
+    config: Arc<Config>,
+    clock: Clock,
+    writer: writer::Writer,
+    tokens: Arc<auth::Tokens>,
+    metrics: Arc<metrics::Metrics>,
+}
+
+/// Run the server until SIGINT or SIGTERM; then stop accepting, answer every request already
+/// accepted, commit, and return.
+pub fn run(options: ServeOptions) -> Result<()> {
+    if !options.listen.ip().is_loopback() && !options.public {
+        return Err(Error::InvalidInput(format!(
+            "{} is not a loopback address and the server speaks plain HTTP; pass --public \
+             to listen there (behind a TLS reverse proxy)",
+            options.listen
+        )));
+    }
+    let store = Store::open(&options.db)?;
+    let config = Arc::new(options.config.clone());
+    let clock = Clock::new(options.now);
+    let metrics = Arc::new(metrics::Metrics::default());
+    let (writer, writer_thread) = writer::Writer::start(
+        store,
+        config.clone(),
+        clock,
+        options.queue.max(1),
+        metrics.clone(),
+    );
+    let state = AppState {
+        db: Arc::new(options.db.clone()),
+        config,
+        clock,
+        writer,
+        tokens: Arc::default(),
+        metrics,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(8)
+        .thread_name("meterline-http")
+        .build()
+        .map_err(|e| Error::InvalidInput(format!("cannot start the runtime: {e}")))?;
+    let served = runtime.block_on(serve(options, state));
+    // Every connection is closed and every handler has its answer; the writer may still be
+    // finishing a round that nobody waits for (a timed-out client): let it commit.
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    writer_thread.join();
+    served
+}
+
+async fn serve(options: ServeOptions, state: AppState) -> Result<()> {
+    let tcp = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .map_err(|e| Error::InvalidInput(format!("cannot listen on {}: {e}", options.listen)))?;
+    let addr = tcp
+        .local_addr()
+        .map_err(|e| Error::InvalidInput(e.to_string()))?;
+    eprintln!("meterline serve: listening on http://{addr}");
+    let listener =
+        listener::CappedListener::new(tcp, options.max_connections.max(1), options.idle_timeout);
+    let app = api::router(state, options.request_timeout);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| Error::InvalidInput(format!("server error: {e}")))?;
+    eprintln!("meterline serve: stopped; every accepted request was answered");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("install the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    eprintln!("meterline serve: stopping (no new connections; finishing requests in flight)");
+}
+
+thread_local! {
+    /// Each blocking reader thread keeps its own read connection.
+    static READER: RefCell<Option<Store>> = const { RefCell::new(None) };
+}
+
+/// Run a read on a blocking thread with that thread's own connection.
+pub(crate) async fn read<T, F>(state: &AppState, f: F) -> std::result::Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&Store) -> Result<T> + Send + 'static,
+{
+    let db = state.db.clone();
+    let joined = tokio::task::spawn_blocking(move || {
+        READER.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            if slot.is_none() {
+                *slot = Some(Store::open(&db)?);
+            }
+            let result = f(slot.as_ref().expect("opened above"));
+            if result.as_ref().is_err_and(Error::is_database) {
+                // Reopen next time: the file may have been replaced or repaired.
+                *slot = None;
+            }
+            result
+        })
+    })
+    .await;
+    match joined {
+        Ok(result) => result.map_err(ApiError::from),
+        Err(e) => Err(ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("reader failed: {e}"),
+        )),
+    }
+}

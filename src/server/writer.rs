@@ -1,0 +1,196 @@
+//! Group commit: one thread owns the writing connection. Requests queue their events; each
+//! round takes everything waiting, records it with one `record_batch` (one transaction), and
+//! only then answers each request. The async runtime never touches SQLite.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use super::clock::Clock;
+use super::error::ApiError;
+use super::metrics::Metrics;
+use crate::{Config, RecordOutcome, RecordRequest, Result, Store};
+
+/// The writer's answer to one request: one result per event, in order.
+pub type Outcomes = std::result::Result<Vec<Result<RecordOutcome>>, ApiError>;
+
+enum Work {
+    Record {
+        requests: Vec<RecordRequest>,
+        reply: oneshot::Sender<Outcomes>,
+    },
+    /// A token was used: update its `last_used_at` with the next commit.
+    Touch(String),
+}
+
+/// Largest number of events one round takes; the rest wait for the next round.
+const MAX_ROUND_EVENTS: usize = 20_000;
+
+#[derive(Clone)]
+pub struct Writer {
+    tx: SyncSender<Work>,
+    metrics: Arc<Metrics>,
+}
+
+pub struct WriterThread {
+    handle: JoinHandle<()>,
+}
+
+impl Writer {
+    /// Start the writer on `store`; `queue` bounds the requests waiting for it.
+    pub fn start(
+        store: Store,
+        config: Arc<Config>,
+        clock: Clock,
+        queue: usize,
+        metrics: Arc<Metrics>,
+    ) -> (Writer, WriterThread) {
+        let (tx, rx) = sync_channel(queue);
+        let m = metrics.clone();
+        let handle = std::thread::Builder::new()
+            .name("meterline-writer".into())
+            .spawn(move || run(store, &config, clock, rx, &m))
+            .expect("spawn the writer thread");
+        (Writer { tx, metrics }, WriterThread { handle })
+    }
+
+    /// Queue events; the receiver answers after their commit. A full queue is refused at once.
+    pub fn submit(
+        &self,
+        requests: Vec<RecordRequest>,
+    ) -> std::result::Result<oneshot::Receiver<Outcomes>, ApiError> {
+        let (reply, rx) = oneshot::channel();
+        self.metrics.queue_depth.fetch_add(1, Relaxed);
+        match self.tx.try_send(Work::Record { requests, reply }) {
+            Ok(()) => Ok(rx),
+            Err(e) => {
+                self.metrics.queue_depth.fetch_sub(1, Relaxed);
+                Err(match e {
+                    TrySendError::Full(_) => ApiError::unavailable(
+                        "queue_full",
+                        "too many writes are waiting; retry after the Retry-After delay",
+                    ),
+                    TrySendError::Disconnected(_) => {
+                        ApiError::unavailable("shutting_down", "the server is shutting down")
+                    }
+                })
+            }
+        }
+    }
+
+    /// Best effort: a full queue drops the touch (it is only "last used").
+    pub fn touch(&self, token_name: &str) {
+        let _ = self.tx.try_send(Work::Touch(token_name.to_string()));
+    }
+}
+
+impl WriterThread {
+    /// Wait until every queued request has been committed and answered. All `Writer`
+    /// handles must be dropped first.
+    pub fn join(self) {
+        let _ = self.handle.join();
+    }
+}
+
+/// The work one commit round takes.
+#[derive(Default)]
+struct Round {
+    requests: Vec<RecordRequest>,
+    replies: Vec<(usize, oneshot::Sender<Outcomes>)>,
+    touched: HashSet<String>,
+}
+
+impl Round {
+    fn take(&mut self, work: Work, metrics: &Metrics) {
+        match work {
+            Work::Record {
+                requests: mut events,
+                reply,
+            } => {
+                metrics.queue_depth.fetch_sub(1, Relaxed);
+                self.replies.push((events.len(), reply));
+                self.requests.append(&mut events);
+            }
+            Work::Touch(name) => {
+                self.touched.insert(name);
+            }
+        }
+    }
+}
+
+fn run(mut store: Store, config: &Config, clock: Clock, rx: Receiver<Work>, metrics: &Metrics) {
+    loop {
+        // Block for the first piece of work; the channel closes when every sender is gone.
+        let first = match rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(work) => work,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        let mut round = Round::default();
+        round.take(first, metrics);
+        // Everything else already waiting joins this round.
+        while round.requests.len() < MAX_ROUND_EVENTS {
+            match rx.try_recv() {
+                Ok(work) => round.take(work, metrics),
+                Err(_) => break,
+            }
+        }
+        let Round {
+            requests,
+            replies,
+            touched,
+        } = round;
+        let now = clock.now();
+        if !touched.is_empty() {
+            let names: Vec<String> = touched.into_iter().collect();
+            let _ = store.touch_tokens(&names, now);
+        }
+        if requests.is_empty() {
+            continue;
+        }
+        let started = Instant::now();
+        // A panic inside a round (a bug) rolls that round back and fails its requests; the
+        // writer carries on, so one bad event cannot stop every later write.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            store.record_batch(config, &requests, now)
+        }))
+        .unwrap_or_else(|_| {
+            Err(crate::Error::Database(
+                "the writer panicked; round rolled back".into(),
+            ))
+        });
+        metrics
+            .commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        metrics.batch_size.observe(requests.len() as f64);
+        match outcome {
+            Ok(results) => {
+                for r in &results {
+                    let counter = match r {
+                        Ok(o) if o.recorded => &metrics.recorded,
+                        Ok(o) if o.duplicate => &metrics.duplicate,
+                        Ok(_) => &metrics.refused,
+                        Err(_) => &metrics.invalid,
+                    };
+                    counter.fetch_add(1, Relaxed);
+                }
+                let mut results = results.into_iter();
+                for (n, reply) in replies {
+                    let _ = reply.send(Ok(results.by_ref().take(n).collect()));
+                }
+            }
+            Err(e) => {
+                // Nothing of this round was committed: every request gets the same error.
+                let e = ApiError::from(e);
+                for (_, reply) in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}

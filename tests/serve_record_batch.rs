@@ -1,0 +1,117 @@
+//! `meterline record --batch FILE|-`: NDJSON through `record_batch`, one result a line.
+
+mod common;
+
+use common::Scratch;
+use serde_json::Value;
+
+fn lines(stdout: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_file_of_events_is_recorded_in_order_with_one_result_a_line() {
+    let s = Scratch::new();
+    s.add_customer("acme", "pro", "2026-11-01");
+    let file = s.dir.path().join("events.ndjson");
+    let events: String = (0..2500)
+        .map(|i| {
+            format!(
+                "{{\"customer\":\"acme\",\"quantity\":{},\"key\":\"b{i}\"}}\n",
+                1 + i % 3
+            )
+        })
+        .collect();
+    std::fs::write(&file, &events).unwrap();
+    let out = s
+        .cmd()
+        .args(["record", "--batch", file.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results = lines(&out.stdout);
+    assert_eq!(results.len(), 2500);
+    assert!(
+        results
+            .iter()
+            .all(|r| r["status"] == 200 && r["recorded"] == true)
+    );
+    let total: i64 = (0..2500).map(|i| 1 + i % 3).sum();
+    assert_eq!(results.last().unwrap()["used"], total);
+    assert_eq!(s.json(&["check", "acme", "--json"])["used"], total);
+
+    // Again: every line is a duplicate, nothing counted.
+    let out = s
+        .cmd()
+        .args(["record", "--batch", file.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(lines(&out.stdout).iter().all(|r| r["duplicate"] == true));
+    assert_eq!(s.json(&["check", "acme", "--json"])["used"], total);
+}
+
+#[test]
+fn refused_and_invalid_lines_fail_only_themselves() {
+    let s = Scratch::new();
+    s.add_customer("capped", "free", "2026-11-01");
+    let input = [
+        r#"{"customer":"capped","quantity":600}"#,
+        r#"{"customer":"capped","quantity":600}"#,
+        r#"{"customer":"capped","quantity":400}"#,
+    ]
+    .join("\n");
+    // From stdin; the middle event passes the cap: refused (exit 3), the others recorded.
+    let out = s
+        .cmd()
+        .args(["record", "--batch", "-", "--json"])
+        .write_stdin(input)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let statuses: Vec<Value> = lines(&out.stdout)
+        .iter()
+        .map(|r| r["status"].clone())
+        .collect();
+    assert_eq!(statuses, [200, 402, 200]);
+    assert_eq!(s.json(&["check", "capped", "--json"])["used"], 1000);
+
+    // Invalid lines (bad JSON, unknown field, negative quantity, unknown customer): exit 2,
+    // each reported with its line number, the valid line still recorded.
+    let before = s.json(&["check", "capped", "--json"])["used"]
+        .as_i64()
+        .unwrap();
+    let input = "{oops\n{\"customer\":\"capped\",\"n\":1}\n\n{\"customer\":\"capped\",\"quantity\":-1}\n{\"customer\":\"ghost\"}\n";
+    let out = s
+        .cmd()
+        .args(["record", "--batch", "-", "--json"])
+        .write_stdin(input)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let results = lines(&out.stdout);
+    let got: Vec<(i64, i64)> = results
+        .iter()
+        .map(|r| (r["line"].as_i64().unwrap(), r["status"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(got, [(1, 400), (2, 400), (4, 400), (5, 404)]);
+    assert_eq!(s.json(&["check", "capped", "--json"])["used"], before);
+}
+
+#[test]
+fn batch_conflicts_with_single_event_arguments() {
+    let s = Scratch::new();
+    s.cmd()
+        .args(["record", "acme", "--batch", "-"])
+        .assert()
+        .code(2);
+    s.cmd().args(["record"]).assert().code(2);
+}
