@@ -5,5 +5,5 @@ mod money;
 mod period;
 
 pub use level::{Allowance, Thresholds, UsageCheck, WarningLevel};
-pub use money::money;
+pub use money::{money, thousands};
 pub use period::{Period, PeriodKind, format_ts, period_containing, periods_before};

@@ -44,6 +44,12 @@ pub fn money(amount: Decimal, currency: &str) -> String {
     }
 }
 
+/// 1234567 -> "1,234,567": the one way counts are written (CLI text and the dashboard).
+pub fn thousands(n: i64) -> String {
+    let digits = group(&n.unsigned_abs().to_string());
+    if n < 0 { format!("-{digits}") } else { digits }
+}
+
 /// "1234567" -> "1,234,567".
 fn group(digits: &str) -> String {
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);

@@ -16,10 +16,28 @@ pub enum Format {
     Json,
 }
 
+/// What to export (the store's [`ExportKind`], named for the command line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    /// One row per usage event.
+    Events,
+    /// One row per customer × billing period, with the plan terms in force.
+    Usage,
+}
+
+impl From<Kind> for ExportKind {
+    fn from(kind: Kind) -> ExportKind {
+        match kind {
+            Kind::Events => ExportKind::Events,
+            Kind::Usage => ExportKind::Usage,
+        }
+    }
+}
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// What to export.
-    pub kind: ExportKind,
+    pub kind: Kind,
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
     /// Only this customer.
@@ -41,14 +59,15 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
         since: args.since,
         until: args.until,
     };
-    let columns = args.kind.columns();
+    let kind = ExportKind::from(args.kind);
+    let columns = kind.columns();
     let out = std::io::BufWriter::new(std::io::stdout().lock());
     let result = match args.format {
         Format::Csv => {
             let mut csv = csv::Writer::from_writer(out);
             csv.write_record(columns).map_err(csv_error)?;
             store
-                .export(args.kind, &filter, |cells| {
+                .export(kind, &filter, |cells| {
                     csv.write_record(cells.iter().map(csv_field))
                         .map_err(csv_error)
                 })
@@ -57,7 +76,7 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
         Format::Json => {
             let mut out = out;
             store
-                .export(args.kind, &filter, |cells| {
+                .export(kind, &filter, |cells| {
                     let object: serde_json::Map<String, serde_json::Value> = columns
                         .iter()
                         .zip(cells)

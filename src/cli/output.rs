@@ -31,21 +31,7 @@ pub fn print_json<T: Serialize>(value: &T) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// 1234567 -> "1,234,567".
-pub fn thousands(n: i64) -> String {
-    let digits = n.unsigned_abs().to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
-    if n < 0 {
-        out.push('-');
-    }
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
+pub use crate::billing::thousands;
 
 /// "85,000 / 100,000" or "85,000 / unlimited".
 pub fn used_of_limit(check: &UsageCheck) -> String {

@@ -8,7 +8,7 @@ use super::Store;
 use crate::billing::format_ts;
 use crate::{Error, Result};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExportKind {
     /// One row per usage event.
     Events,

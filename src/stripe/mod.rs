@@ -223,13 +223,7 @@ fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// A new meter event identifier, stored with the event when it is recorded and sent on every
-/// attempt, so a resend is recognised by Stripe. Random (UUIDv7), so a restored backup that
-/// reuses event ids never sends new usage under an identifier Stripe already has. 39 chars.
-/// Events recorded before migration 4 keep `ml-<database id>-<event id>`.
-pub fn identifier() -> String {
-    format!("ml-{}", uuid::Uuid::now_v7())
-}
+pub use crate::store::record::new_identifier as identifier;
 
 /// The requests per second to allow: plans.toml's `rate_limit`, or Stripe's limit for the
 /// key's mode (1,000/s live, 25/s test). 0 lifts the limit.

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-pub use crate::cli::output::thousands;
+pub use crate::billing::thousands;
 
 /// The real percentage, never clamped: 134 % over the limit. Whole percents, rounded down so
 /// "100 %" only ever means the limit is reached.
