@@ -31,7 +31,10 @@ fn main() -> Result<()> {
     // Before doing work for the customer, ask; after doing it, record.
     let before = store.check(&config, "acme", now)?;
     if !before.allowed {
-        println!("acme is at its hard cap ({} used); refusing work", before.used);
+        println!(
+            "acme is at its hard cap ({} used); refusing work",
+            before.used
+        );
         return Ok(());
     }
     let outcome = store.record(&config, &RecordRequest::new("acme", 40, now), now)?;

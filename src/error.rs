@@ -20,6 +20,12 @@ pub enum Error {
          `meterline customer set-plan {customer} PLAN`"
     )]
     PlanMissing { customer: String, plan: String },
+    /// An archived customer: its data stays, new usage is refused.
+    #[error(
+        "customer \"{0}\" is archived: its usage is kept but nothing new is recorded; \
+         `meterline customer unarchive {0}` takes it back"
+    )]
+    CustomerArchived(String),
     /// An idempotency key reused with other parameters (the HTTP server answers 409).
     #[error("{0}")]
     IdempotencyConflict(String),
@@ -89,6 +95,7 @@ impl Error {
             | Error::InvalidInput(_)
             | Error::IdempotencyConflict(_)
             | Error::PlanMissing { .. }
+            | Error::CustomerArchived(_)
             | Error::MissingApiKey
             | Error::StripeConfig(_)
             | Error::NoDatabase

@@ -317,3 +317,59 @@ fn export_into_a_closed_pipe_ends_quietly() {
     assert!(stderr.is_empty(), "{stderr}");
     assert_eq!(out.status.code(), Some(0));
 }
+
+#[test]
+fn customers_are_renamed_archived_and_taken_back() {
+    let s = Scratch::new();
+    s.cmd()
+        .args([
+            "customer",
+            "add",
+            "acme",
+            "--stripe-customer",
+            "cus_ACME1234",
+        ])
+        .assert()
+        .success();
+    s.record("acme", 5);
+    s.cmd()
+        .args(["customer", "rename", "acme", "Acme Robotics", "--json"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("\"name\":\"Acme Robotics\""));
+
+    s.cmd()
+        .args(["customer", "archive", "acme"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("(archived)"));
+    let before = s.dump();
+    s.cmd()
+        .args(["record", "acme", "-n", "3"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("archived"))
+        .stderr(predicate::str::contains("customer unarchive acme"));
+    assert_eq!(s.dump(), before, "a refused record wrote nothing");
+    // Its data stays, and its unreported usage still goes to Stripe.
+    s.cmd()
+        .args(["check", "acme", "--json"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("\"used\":5"));
+    let preview = s.json(&["sync", "--dry-run", "--json"]);
+    assert_eq!(preview["events"], 1, "{preview}");
+
+    s.cmd()
+        .args(["customer", "unarchive", "acme"])
+        .assert()
+        .success();
+    s.record("acme", 3);
+    let list = s.json(&["customer", "list", "--json"]);
+    assert_eq!(list[0]["archived_at"], serde_json::Value::Null);
+    assert_eq!(list[0]["name"], "Acme Robotics");
+    s.cmd()
+        .args(["customer", "archive", "nobody"])
+        .assert()
+        .code(2);
+}

@@ -35,6 +35,7 @@ fn row(id: &str, plan: &str, used: i64, limit: Option<i64>) -> DashboardRow {
         },
         used,
         backlog: Backlog::default(),
+        archived: false,
     }
 }
 
@@ -559,4 +560,34 @@ fn the_key_reference_in_the_docs_matches_the_keymap() {
             assert!(docs.contains(&line), "docs/dashboard.md lacks {line}");
         }
     }
+}
+
+#[test]
+fn archived_customers_are_hidden_until_a_shows_them() {
+    let mut archived = row("foxtrot", "free", 10, Some(1000));
+    archived.archived = true;
+    let mut rows = vec![row("alpha", "free", 970, Some(1000)), archived];
+    rows.push(row("bravo", "starter", 1000, Some(10_000)));
+    let mut app = App::new(
+        config(),
+        "test.db".into(),
+        "plans.toml".into(),
+        Theme::COLOR,
+        now(),
+        Dashboard {
+            rows,
+            ..Dashboard::default()
+        },
+    );
+    let ids = |app: &App| -> Vec<String> {
+        app.visible_rows(0, 10)
+            .map(|r| r.customer_id.clone())
+            .collect()
+    };
+    assert_eq!(ids(&app), ["alpha", "bravo"]);
+    press(&mut app, &[k('a')]);
+    assert!(ids(&app).contains(&"foxtrot".to_string()));
+    assert_eq!(app.visible_len(), 3);
+    press(&mut app, &[k('a')]);
+    assert_eq!(app.visible_len(), 2);
 }

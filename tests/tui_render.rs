@@ -45,6 +45,7 @@ fn row(name: &str, plan: &str, used: i64, limit: Option<i64>) -> DashboardRow {
             failed: i64::from(plan == "pro"),
             expired: 0,
         },
+        archived: false,
     }
 }
 

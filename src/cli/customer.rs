@@ -41,6 +41,26 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Give a customer a new display name.
+    Rename {
+        id: String,
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Archive a customer: hidden from the dashboard, new usage refused; data and unreported
+    /// usage stay (still synced).
+    Archive {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Take an archived customer back.
+    Unarchive {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// List customers.
     List {
         #[arg(long)]
@@ -85,6 +105,9 @@ pub fn exec(ctx: &Context, command: Command) -> Result<ExitCode> {
             stripe_customer,
             json,
         } => (store.set_stripe_customer(&id, &stripe_customer)?, json),
+        Command::Rename { id, name, json } => (store.rename_customer(&id, &name)?, json),
+        Command::Archive { id, json } => (store.set_archived(&id, Some(ctx.now))?, json),
+        Command::Unarchive { id, json } => (store.set_archived(&id, None)?, json),
         Command::List { json } => {
             let customers = store.customers()?;
             if json {
@@ -112,11 +135,16 @@ pub fn exec(ctx: &Context, command: Command) -> Result<ExitCode> {
 
 fn print_line(c: &Customer) -> Result<()> {
     outln!(
-        "{:<24} {:<28} {:<10} {:<11} {}",
+        "{:<24} {:<28} {:<10} {:<11} {}{}",
         sanitize(&c.id),
         sanitize(&c.name),
         sanitize(&c.plan_id),
         c.billing_anchor,
-        sanitize(c.stripe_customer_id.as_deref().unwrap_or("(not mapped)"))
+        sanitize(c.stripe_customer_id.as_deref().unwrap_or("(not mapped)")),
+        if c.archived_at.is_some() {
+            "  (archived)"
+        } else {
+            ""
+        }
     )
 }

@@ -57,7 +57,10 @@ impl From<Error> for ApiError {
             Error::UnknownCustomer(_) => (StatusCode::NOT_FOUND, "unknown_customer"),
             Error::InvalidInput(_) => (StatusCode::BAD_REQUEST, "invalid_input"),
             Error::IdempotencyConflict(_) => (StatusCode::CONFLICT, "idempotency_conflict"),
-            Error::UnknownPlan { .. } => (StatusCode::CONFLICT, "plan_missing"),
+            Error::UnknownPlan { .. } | Error::PlanMissing { .. } => {
+                (StatusCode::CONFLICT, "plan_missing")
+            }
+            Error::CustomerArchived(_) => (StatusCode::CONFLICT, "customer_archived"),
             Error::Locked => return ApiError::unavailable("database_locked", e.to_string()),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };

@@ -17,6 +17,8 @@ pub struct Customer {
     pub plan_id: String,
     pub stripe_customer_id: Option<String>,
     pub billing_anchor: NaiveDate,
+    /// When it was archived (RFC3339 UTC); `None` while active.
+    pub archived_at: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -29,7 +31,7 @@ pub struct NewCustomer {
     pub billing_anchor: Option<NaiveDate>,
 }
 
-const COLUMNS: &str = "id, name, plan_id, stripe_customer_id, billing_anchor";
+const COLUMNS: &str = "id, name, plan_id, stripe_customer_id, billing_anchor, archived_at";
 
 fn from_row(r: &rusqlite::Row) -> rusqlite::Result<Customer> {
     let anchor: String = r.get(4)?;
@@ -41,6 +43,7 @@ fn from_row(r: &rusqlite::Row) -> rusqlite::Result<Customer> {
         billing_anchor: NaiveDate::parse_from_str(&anchor, "%Y-%m-%d").map_err(|e| {
             rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, Box::new(e))
         })?,
+        archived_at: r.get(5)?,
     })
 }
 
@@ -183,6 +186,7 @@ impl Store {
             plan_id: new.plan_id.clone(),
             stripe_customer_id: new.stripe_customer_id.clone(),
             billing_anchor: new.billing_anchor.unwrap_or(now.date_naive()),
+            archived_at: None,
         };
         let inserted = self
             .conn
@@ -261,6 +265,29 @@ impl Store {
     }
 
     pub fn customer(&self, id: &str) -> Result<Customer> {
+        get(&self.conn, id)
+    }
+
+    /// Give a customer a new display name (its id, usage and Stripe mapping stay).
+    pub fn rename_customer(&mut self, id: &str, name: &str) -> Result<Customer> {
+        validate_name(name)?;
+        get(&self.conn, id)?;
+        self.conn.execute(
+            "UPDATE customers SET name = ?2 WHERE id = ?1",
+            params![id, name],
+        )?;
+        get(&self.conn, id)
+    }
+
+    /// Archive (`Some(now)`) or take back (`None`) a customer. Archived customers are hidden
+    /// from the dashboard and refuse new usage; their data and unreported usage stay, and the
+    /// sync still reports what they recorded before.
+    pub fn set_archived(&mut self, id: &str, at: Option<DateTime<Utc>>) -> Result<Customer> {
+        get(&self.conn, id)?;
+        self.conn.execute(
+            "UPDATE customers SET archived_at = ?2 WHERE id = ?1",
+            params![id, at.map(format_ts)],
+        )?;
         get(&self.conn, id)
     }
 

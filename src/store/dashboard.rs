@@ -26,6 +26,8 @@ pub struct DashboardRow {
     pub period: Period,
     pub used: i64,
     pub backlog: Backlog,
+    /// Archived: hidden from the dashboard unless asked for, records refused.
+    pub archived: bool,
 }
 
 impl DashboardRow {
@@ -313,7 +315,7 @@ impl Store {
         // customer, in rowid order so a customer's rows come together.
         let mut stmt = self.conn.prepare_cached(
             "SELECT c.id, c.name, c.plan_id, c.stripe_customer_id IS NOT NULL, c.billing_anchor,
-                    r.period_start, r.used
+                    r.period_start, r.used, c.archived_at IS NOT NULL
              FROM customers c
              LEFT JOIN usage_records r ON r.customer_id = c.id AND r.period_start >= ?1
              ORDER BY c.rowid",
@@ -345,6 +347,7 @@ impl Store {
                     period: *period,
                     used: 0,
                     backlog: Backlog::default(),
+                    archived: r.get(7)?,
                 });
             }
             if r.get::<_, Option<String>>(5)?.as_deref() == Some(current_start.as_str()) {

@@ -280,6 +280,9 @@ fn record_one(
     }
 
     let customer = super::customers::get(conn, &req.customer_id)?;
+    if customer.archived_at.is_some() {
+        return Err(Error::CustomerArchived(customer.id));
+    }
     let plan = super::customers::plan_of(config, &customer)?;
     let starts = customer
         .billing_anchor

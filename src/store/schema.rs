@@ -156,6 +156,11 @@ const MIGRATIONS: &[&str] = &[
         revoked_at   TEXT                            -- set by `token revoke`; never reused
     );
     "#,
+    // 6: archived customers (renumbered at merge). NULL = active; an archived customer keeps
+    // its data and its unreported usage (still synced) but records nothing new.
+    r#"
+    ALTER TABLE customers ADD COLUMN archived_at TEXT;   -- RFC3339 UTC; NULL = active
+    "#,
 ];
 
 /// The schema version this build creates and understands.

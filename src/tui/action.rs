@@ -27,6 +27,8 @@ pub enum Action {
     FilterDone,
     CycleSort,
     ReverseSort,
+    /// Show or hide archived customers.
+    ToggleArchived,
     Refresh,
     /// Open the Stripe sync confirmation.
     Sync,
@@ -59,6 +61,7 @@ impl Action {
             Action::FilterDone => "keep the filter",
             Action::CycleSort => "next sort order",
             Action::ReverseSort => "reverse the sort",
+            Action::ToggleArchived => "show / hide archived customers",
             Action::Refresh => "reload everything",
             Action::Sync => "sync usage to Stripe",
             Action::Confirm => "confirm",

@@ -173,6 +173,8 @@ pub struct App {
     pub reverse: bool,
     pub filter: String,
     pub filtering: bool,
+    /// Archived customers are listed only when this is on (`a`).
+    pub show_archived: bool,
     pub list: Cursor,
     pub view: View,
     pub detail: Option<Detail>,
@@ -225,6 +227,7 @@ impl App {
             reverse: false,
             filter: String::new(),
             filtering: false,
+            show_archived: false,
             list: Cursor::default(),
             view: View::Overview,
             detail: None,
@@ -379,6 +382,12 @@ impl App {
             }
             Action::CycleSort => {
                 self.sort = self.sort.next();
+                self.resort();
+                None
+            }
+            Action::ToggleArchived => {
+                self.show_archived = !self.show_archived;
+                self.visible_filter = None;
                 self.resort();
                 None
             }
@@ -666,7 +675,10 @@ impl App {
         if self.visible_filter.as_deref() != Some(self.filter.as_str()) {
             let needle = Needle::new(&self.filter);
             visible = (0..self.rows.len())
-                .filter(|&i| needle.matches(&self.rows[i]))
+                .filter(|&i| {
+                    let row = &self.rows[i];
+                    (self.show_archived || !row.archived) && needle.matches(row)
+                })
                 .collect();
             visible.sort_unstable_by(order);
         } else if let Some(changed) = changed {

@@ -119,6 +119,7 @@ pub const BINDINGS: &[Binding] = &[
     bind(Normal, &[ch('/')], Action::Filter),
     bind(Normal, &[ch('o')], Action::CycleSort),
     bind(Normal, &[ch('O')], Action::ReverseSort),
+    bind(Normal, &[ch('a')], Action::ToggleArchived),
     bind(Normal, &[ch('r')], Action::Refresh),
     bind(Normal, &[ch('s')], Action::Sync),
     bind(Normal, &[ch('?')], Action::Help),

@@ -310,7 +310,14 @@ fn customer_cells<'a>(
     let level = app.level_of(row);
     let right = |text: String| Cell::from(Line::from(text).alignment(Alignment::Right));
     let mut cells = vec![
-        Cell::from(ellipsis(&sanitize(&row.name), name_width)),
+        Cell::from(ellipsis(
+            &if row.archived {
+                format!("{} (archived)", sanitize(&row.name))
+            } else {
+                sanitize(&row.name).into_owned()
+            },
+            name_width,
+        )),
         Cell::from(ellipsis(&sanitize(&row.plan_id), 9)),
     ];
     if wide {
