@@ -373,3 +373,84 @@ fn customers_are_renamed_archived_and_taken_back() {
         .assert()
         .code(2);
 }
+
+#[test]
+fn doctor_says_what_is_in_use_and_each_problem_with_its_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing here yet: no plans, no database; doctor creates neither.
+    let out = bare(dir.path()).arg("doctor").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("fix: write the example with `meterline init`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("fix: create it with `meterline customer add ID`"),
+        "{text}"
+    );
+    assert!(!dir.path().join("meterline.db").exists());
+
+    bare(dir.path()).arg("init").assert().success();
+    bare(dir.path())
+        .args([
+            "customer",
+            "add",
+            "acme",
+            "--stripe-customer",
+            "cus_ACME1234",
+        ])
+        .assert()
+        .success();
+    let out = bare(dir.path())
+        .env_remove("STRIPE_API_KEY")
+        .arg("doctor")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("plans.toml (current directory): valid"),
+        "{text}"
+    );
+    assert!(text.contains("journal mode wal, quick_check ok"), "{text}");
+    assert!(text.ends_with("healthy\n"), "{text}");
+
+    // A plan removed from plans.toml and usage that cannot go out are problems with fixes.
+    bare(dir.path())
+        .args(["customer", "add", "globex", "--plan", "starter"])
+        .assert()
+        .success();
+    bare(dir.path())
+        .args(["record", "globex", "-n", "5"])
+        .assert()
+        .success();
+    let plans = std::fs::read_to_string(dir.path().join("plans.toml")).unwrap();
+    let without_starter = plans.replace("id = \"starter\"", "id = \"starter2\"");
+    std::fs::write(dir.path().join("plans.toml"), without_starter).unwrap();
+    let out = bare(dir.path())
+        .args(["doctor", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let findings: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let problem = |check: &str| {
+        findings
+            .iter()
+            .find(|f| f["check"] == check && f["verdict"] == "problem")
+            .unwrap_or_else(|| panic!("no {check} problem in {findings:?}"))
+            .clone()
+    };
+    assert!(
+        problem("customers")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("globex")
+    );
+    assert!(
+        problem("unmapped")["fix"]
+            .as_str()
+            .unwrap()
+            .contains("set-stripe")
+    );
+}

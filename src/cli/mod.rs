@@ -24,6 +24,7 @@ mod completions;
 mod customer;
 mod dashboard;
 mod demo;
+mod doctor;
 mod export;
 mod history;
 mod init;
@@ -115,6 +116,8 @@ pub enum Command {
     /// Create, list or revoke the API's bearer tokens.
     #[command(subcommand)]
     Token(token::Command),
+    /// Which files are in use and why, and whether each part is healthy (exit 1: problems).
+    Doctor(doctor::Args),
     /// Write the commented example plans.toml (never overwrites).
     Init(init::Args),
     /// Copy the live database to a new file, verified before it is reported done.
@@ -220,6 +223,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Upgrade) => upgrade(&ctx),
         Some(Command::Serve(args)) => serve::exec(&ctx, args, cli.now),
         Some(Command::Token(command)) => token::exec(&ctx, command),
+        Some(Command::Doctor(args)) => doctor::exec(&ctx, args),
         Some(Command::Init(args)) => init::exec(args),
         Some(Command::Backup(args)) => backup::exec(&ctx, args),
         Some(Command::Export(args)) => export::exec(&ctx, args),

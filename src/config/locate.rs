@@ -60,7 +60,7 @@ pub fn locate(explicit: Option<&Path>) -> PlansLocation {
         })
         .unwrap_or_else(|| PlansLocation {
             path: PathBuf::from("plans.toml"),
-            reason: "default (no plans.toml found in the usual places)",
+            reason: "not found in ., $XDG_CONFIG_HOME/meterline or /etc/meterline",
         })
 }
 

@@ -4,6 +4,7 @@ mod backup;
 mod customers;
 mod dashboard;
 mod export;
+mod health;
 mod outbox;
 mod queries;
 pub mod record;
@@ -24,6 +25,7 @@ pub use dashboard::{
     Projection, Refresh, UsageChange, project,
 };
 pub use export::{Cell, ExportFilter, ExportKind};
+pub use health::{Health, SyncLockState};
 pub use outbox::{
     EventOutcome, LOCK_STALE_AFTER_SECS, LockHolder, OutboxCursor, OutboxEvent, OutboxGroup,
     OutboxWindow, STRIPE_MAX_AGE_DAYS, STRIPE_MAX_FUTURE_SECS, StripeCounts, StripeState, SyncRun,

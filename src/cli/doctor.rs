@@ -1,0 +1,295 @@
+//! `meterline doctor`: which files are in use and why, and whether each part is healthy —
+//! every problem with the command that fixes it. Reads only; never creates or changes a file.
+
+use std::process::ExitCode;
+
+use serde::Serialize;
+
+use super::{Context, output};
+use crate::sanitize::sanitize;
+use crate::store::LOCK_STALE_AFTER_SECS;
+use crate::stripe::ApiKey;
+use crate::{Config, Error, Result, Store};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Verdict {
+    Ok,
+    Info,
+    Problem,
+}
+
+#[derive(Debug, Serialize)]
+struct Finding {
+    check: &'static str,
+    verdict: Verdict,
+    detail: String,
+    /// What to run or change; only for problems.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fix: Option<String>,
+}
+
+#[derive(Default)]
+struct Report(Vec<Finding>);
+
+impl Report {
+    fn ok(&mut self, check: &'static str, detail: String) {
+        self.push(check, Verdict::Ok, detail, None);
+    }
+    fn info(&mut self, check: &'static str, detail: String) {
+        self.push(check, Verdict::Info, detail, None);
+    }
+    fn problem(&mut self, check: &'static str, detail: String, fix: impl Into<String>) {
+        self.push(check, Verdict::Problem, detail, Some(fix.into()));
+    }
+    fn push(&mut self, check: &'static str, verdict: Verdict, detail: String, fix: Option<String>) {
+        self.0.push(Finding {
+            check,
+            verdict,
+            detail,
+            fix,
+        });
+    }
+}
+
+pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
+    let mut report = Report::default();
+    let config = check_plans(ctx, &mut report);
+    if let Some(store) = check_database(ctx, &mut report) {
+        if let Some(config) = &config {
+            check_customers(&store, config, &mut report)?;
+        }
+        check_stripe(ctx, &store, &mut report)?;
+    }
+    let healthy = report.0.iter().all(|f| f.verdict != Verdict::Problem);
+    if args.json {
+        output::print_json(&report.0)?;
+    } else {
+        for f in &report.0 {
+            let mark = match f.verdict {
+                Verdict::Ok => "✓",
+                Verdict::Info => "·",
+                Verdict::Problem => "✗",
+            };
+            outln!("{mark} {:<9} {}", f.check, f.detail)?;
+            if let Some(fix) = &f.fix {
+                outln!("  {:<9} fix: {fix}", "")?;
+            }
+        }
+        let problems = report
+            .0
+            .iter()
+            .filter(|f| f.verdict == Verdict::Problem)
+            .count();
+        outln!(
+            "{}",
+            if healthy {
+                "healthy".to_string()
+            } else {
+                format!("{problems} problem(s) found")
+            }
+        )?;
+    }
+    Ok(if healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn shown(path: &std::path::Path) -> String {
+    sanitize(&path.display().to_string()).into_owned()
+}
+
+fn check_plans(ctx: &Context, report: &mut Report) -> Option<Config> {
+    let place = format!("{} ({})", shown(&ctx.plans), ctx.plans_reason);
+    if !ctx.plans.exists() {
+        report.problem(
+            "plans",
+            format!("{place}: no such file"),
+            "write the example with `meterline init` (or pass --plans / METERLINE_PLANS)",
+        );
+        return None;
+    }
+    match ctx.config() {
+        Ok(config) => {
+            report.ok(
+                "plans",
+                format!("{place}: valid, {} plans", config.plans.len()),
+            );
+            Some(config)
+        }
+        Err(e) => {
+            report.problem(
+                "plans",
+                format!("{place}: {}", sanitize(&e.to_string())),
+                "correct the file; `meterline plans` shows the same message",
+            );
+            None
+        }
+    }
+}
+
+fn check_database(ctx: &Context, report: &mut Report) -> Option<Store> {
+    let place = shown(&ctx.db);
+    let store = match ctx.store() {
+        Ok(store) => store,
+        Err(e) => {
+            let fix = match e {
+                Error::NoDatabase => {
+                    "create it with `meterline customer add ID` or `meterline demo`"
+                }
+                Error::OlderSchema { .. } => "run `meterline upgrade`",
+                Error::Locked => "another process holds a write lock; try again",
+                _ => "restore the last backup (docs/backup.md)",
+            };
+            report.problem(
+                "database",
+                format!("{place}: {}", sanitize(&e.to_string())),
+                fix,
+            );
+            return None;
+        }
+    };
+    match store.health() {
+        Ok(health) => {
+            let detail = format!(
+                "{place}: schema version {}, journal mode {}, quick_check {}",
+                health.schema_version, health.journal_mode, health.quick_check
+            );
+            if health.quick_check != "ok" {
+                report.problem(
+                    "database",
+                    detail,
+                    "stop the writers and restore the last backup (docs/backup.md)",
+                );
+            } else if health.journal_mode != "wal" {
+                report.problem(
+                    "database",
+                    detail,
+                    "run any write command (e.g. `meterline upgrade`): meterline switches the file to WAL",
+                );
+            } else {
+                report.ok("database", detail);
+            }
+            match health.sync_lock {
+                Some(lock) if lock.heartbeat_age_secs > LOCK_STALE_AFTER_SECS => report.info(
+                    "sync lock",
+                    format!(
+                        "left by a sync that stopped (pid {} on {}, {} s ago); the next sync takes it over",
+                        lock.pid,
+                        sanitize(&lock.host),
+                        lock.heartbeat_age_secs
+                    ),
+                ),
+                Some(lock) => report.info(
+                    "sync lock",
+                    format!(
+                        "a sync is running (pid {} on {}, since {})",
+                        lock.pid,
+                        sanitize(&lock.host),
+                        lock.acquired_at
+                    ),
+                ),
+                None => report.ok("sync lock", "free".into()),
+            }
+        }
+        Err(e) => report.problem(
+            "database",
+            format!("{place}: {}", sanitize(&e.to_string())),
+            "stop the writers and restore the last backup (docs/backup.md)",
+        ),
+    }
+    Some(store)
+}
+
+fn check_customers(store: &Store, config: &Config, report: &mut Report) -> Result<()> {
+    let customers = store.customers()?;
+    let missing = store.customers_on_missing_plans(config)?;
+    if missing.is_empty() {
+        report.ok(
+            "customers",
+            format!("{} customers, every plan defined", customers.len()),
+        );
+    } else {
+        let names: Vec<String> = missing
+            .iter()
+            .map(|(c, p)| format!("{} (plan \"{}\")", sanitize(c), sanitize(p)))
+            .collect();
+        report.problem(
+            "customers",
+            format!(
+                "on plans plans.toml no longer defines: {}",
+                names.join(", ")
+            ),
+            "put the plans back, or `meterline customer set-plan CUSTOMER PLAN`",
+        );
+    }
+    Ok(())
+}
+
+fn check_stripe(ctx: &Context, store: &Store, report: &mut Report) -> Result<()> {
+    let counts = store.stripe_counts(ctx.now)?;
+    match ApiKey::from_env() {
+        Ok(key) => report.ok(
+            "stripe",
+            format!(
+                "STRIPE_API_KEY is a {} key",
+                if key.is_live() { "live" } else { "test" }
+            ),
+        ),
+        Err(Error::MissingApiKey) if counts.deliverable > 0 => report.problem(
+            "stripe",
+            format!(
+                "STRIPE_API_KEY is not set and {} events wait to be reported",
+                output::thousands(counts.deliverable as i64)
+            ),
+            "set STRIPE_API_KEY for `meterline sync` (docs/sync.md)",
+        ),
+        Err(Error::MissingApiKey) => report.info(
+            "stripe",
+            "STRIPE_API_KEY is not set (needed only to sync)".into(),
+        ),
+        Err(e) => report.problem(
+            "stripe",
+            sanitize(&e.to_string()).into_owned(),
+            "copy the key again from Dashboard -> Developers -> API keys",
+        ),
+    }
+    report.info(
+        "backlog",
+        format!(
+            "{} unreported events, {} sendable now, {} expired (past Stripe's 35-day window)",
+            output::thousands(counts.unreported as i64),
+            output::thousands(counts.deliverable as i64),
+            output::thousands(counts.expired as i64)
+        ),
+    );
+    if counts.failed > 0 {
+        report.problem(
+            "failed",
+            format!(
+                "{} events were refused by Stripe",
+                output::thousands(counts.failed as i64)
+            ),
+            "read the reasons in the dashboard's events view (3), correct them, then `meterline sync --retry-failed`",
+        );
+    }
+    if counts.unmapped > 0 {
+        report.problem(
+            "unmapped",
+            format!(
+                "{} events belong to customers without a Stripe customer id",
+                output::thousands(counts.unmapped as i64)
+            ),
+            "`meterline customer set-stripe CUSTOMER cus_...` for each (see `meterline customer list`)",
+        );
+    }
+    Ok(())
+}

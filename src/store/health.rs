@@ -1,0 +1,56 @@
+//! What `meterline doctor` asks the database: is the file sound, at which schema version, in
+//! which journal mode, and does a sync hold the lock.
+
+use serde::Serialize;
+
+use super::Store;
+use crate::Result;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Health {
+    /// `PRAGMA quick_check`: "ok", or SQLite's first complaint.
+    pub quick_check: String,
+    pub journal_mode: String,
+    pub schema_version: i64,
+    /// The sync lock, if a sync holds it.
+    pub sync_lock: Option<SyncLockState>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SyncLockState {
+    pub host: String,
+    pub pid: i64,
+    pub acquired_at: String,
+    /// Seconds since the holder's last heartbeat; past `LOCK_STALE_AFTER_SECS` it is dead.
+    pub heartbeat_age_secs: i64,
+}
+
+impl Store {
+    pub fn health(&self) -> Result<Health> {
+        let quick_check: String = self
+            .conn
+            .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))?;
+        let journal_mode: String = self
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+        let sync_lock = self
+            .conn
+            .prepare("SELECT host, pid, acquired_at, unixepoch() - heartbeat FROM sync_lock")?
+            .query_map([], |r| {
+                Ok(SyncLockState {
+                    host: r.get(0)?,
+                    pid: r.get(1)?,
+                    acquired_at: r.get(2)?,
+                    heartbeat_age_secs: r.get(3)?,
+                })
+            })?
+            .next()
+            .transpose()?;
+        Ok(Health {
+            quick_check,
+            journal_mode,
+            schema_version: self.schema_version()?,
+            sync_lock,
+        })
+    }
+}
