@@ -88,24 +88,17 @@ fn read_commands_on_a_missing_database_create_nothing_and_say_how_to_make_one() 
 #[test]
 fn an_older_database_is_refused_by_reads_and_upgraded_by_writes() {
     let s = Scratch::new();
-    s.add_customer("acme", "free", "2026-11-01");
-    s.record("acme", 5);
-    // Make it a real version-2 database: undo migration 3 (change marks, backlog index).
-    s.conn()
-        .execute_batch(
-            "DROP TRIGGER customers_inserted; DROP TRIGGER customers_updated;
-             DROP TRIGGER customers_deleted; DROP TRIGGER usage_events_stripe_changed;
-             DROP TABLE change_counters; DROP TABLE stripe_changes;
-             DROP INDEX usage_events_backlog; DROP INDEX usage_events_stripe_identifier;
-             DROP TABLE api_tokens;
-             ALTER TABLE usage_events DROP COLUMN stripe_identifier;
-             ALTER TABLE usage_records DROP COLUMN included;
-             ALTER TABLE usage_records DROP COLUMN at_limit;
-             ALTER TABLE usage_records DROP COLUMN overage_rate;
-             ALTER TABLE usage_records DROP COLUMN price;
-             PRAGMA user_version = 2;",
-        )
-        .unwrap();
+    // A database exactly as a version-2 meterline left it, with one customer's usage.
+    let conn = s.conn();
+    meterline::store::create_at_version(&conn, 2).unwrap();
+    conn.execute_batch(
+        "INSERT INTO customers VALUES ('acme', 'Acme', 'free', NULL, '2026-11-01', '2026-11-01T00:00:00Z');
+         INSERT INTO usage_events (customer_id, quantity, occurred_at, recorded_at, period_start)
+             VALUES ('acme', 5, '2026-11-02T00:00:00Z', '2026-11-02T00:00:00Z', '2026-11-01T00:00:00Z');
+         INSERT INTO usage_records VALUES ('acme', '2026-11-01T00:00:00Z', '2026-12-01T00:00:00Z', 5, 'free', 'meterline_usage');",
+    )
+    .unwrap();
+    drop(conn);
     let before = files(s.dir.path());
     for args in [&["check", "acme"][..], &["status"], &["customer", "list"]] {
         s.cmd()

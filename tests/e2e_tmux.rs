@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 const BIN: &str = env!("CARGO_BIN_EXE_meterline");
-const DEADLINE: Duration = Duration::from_secs(20);
+// Generous: a wait for the screen to be ready, not a speed check (CI machines can be busy).
+const DEADLINE: Duration = Duration::from_secs(60);
 const PROMPT: &str = "e2e$ ";
 /// How the prompt reads in a capture (trailing spaces are trimmed).
 const PROMPT_SHOWN: &str = "e2e$";

@@ -33,7 +33,7 @@ pub use outbox::{
 };
 pub use queries::{HistoryRow, Member, MembersSummary, StatusRow};
 pub use record::{RecordOutcome, RecordRequest};
-pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
+pub use schema::{APPLICATION_ID, SCHEMA_VERSION, create_at_version};
 pub use tokens::{ActiveToken, TokenInfo, token_hash};
 
 /// How a [`Store`] is opened. `Store::open` uses the default: create and upgrade as needed.

@@ -252,6 +252,17 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
     Ok(())
 }
 
+/// A database exactly as an older meterline left it: migrations 1..=`version` only, for
+/// tests of upgrades. Not for use on real data.
+#[doc(hidden)]
+pub fn create_at_version(conn: &Connection, version: i64) -> Result<()> {
+    for sql in MIGRATIONS.iter().take(version.max(0) as usize) {
+        conn.execute_batch(sql)?;
+    }
+    conn.pragma_update(None, "user_version", version)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
