@@ -43,6 +43,10 @@
 //! # Ok::<(), meterline::Error>(())
 //! ```
 
+// No unwrap/expect outside tests: a panic after a commit is a lie to the caller. The few
+// documented invariants say why with a local `allow`.
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
 pub mod billing;
 #[cfg(feature = "cli")]
 pub mod cli;

@@ -113,7 +113,7 @@ impl UsageCheck {
     ) -> UsageCheck {
         let limit = allowance.included;
         let ratio = limit.map(|l| if l == 0 { 1.0 } else { used as f64 / l as f64 });
-        let over = limit.map_or(0, |l| (used - l).max(0));
+        let over = limit.map_or(0, |l| used.saturating_sub(l).max(0));
         let (overage_units, overage_amount) = match allowance.overage_rate {
             // Bounded by plans.toml validation; checked anyway, so no data can make it panic.
             Some(rate) if !allowance.hard_cap => (
@@ -130,7 +130,7 @@ impl UsageCheck {
             period_end: period.end,
             used,
             limit,
-            remaining: limit.map(|l| (l - used).max(0)),
+            remaining: limit.map(|l| l.saturating_sub(used).max(0)),
             ratio,
             level: WarningLevel::of(ratio, thresholds),
             allowed: !(allowance.hard_cap && limit.is_some_and(|l| used >= l)),
@@ -169,6 +169,7 @@ impl UsageCheck {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
     use chrono::{TimeZone, Utc};

@@ -1,4 +1,5 @@
 //! Pure billing logic: periods, warning levels, overage. No I/O; `now` is always passed in.
+#![deny(clippy::arithmetic_side_effects)]
 
 mod level;
 mod money;

@@ -39,8 +39,8 @@ impl Period {
 
     /// Whole days left until the period ends, rounding a started day up.
     pub fn days_left(&self, now: DateTime<Utc>) -> i64 {
-        let secs = (self.end - now).num_seconds().max(0);
-        (secs + 86_399) / 86_400
+        let secs = self.end.signed_duration_since(now).num_seconds().max(0);
+        secs.saturating_add(86_399) / 86_400
     }
 }
 
@@ -49,16 +49,18 @@ pub fn period_containing(anchor: NaiveDate, kind: PeriodKind, at: DateTime<Utc>)
     let anchor = effective_anchor(anchor, kind);
     let date = at.date_naive();
     // A first guess from the calendar, then at most one step either way.
-    let mut n = (date.year() - anchor.year()) * 12 + date.month() as i32 - anchor.month() as i32;
+    let months = |y: i32, m: u32| y.saturating_mul(12).saturating_add(m as i32);
+    let mut n =
+        months(date.year(), date.month()).saturating_sub(months(anchor.year(), anchor.month()));
     while start_of(anchor, n) > at {
-        n -= 1;
+        n = n.saturating_sub(1);
     }
-    while start_of(anchor, n + 1) <= at {
-        n += 1;
+    while start_of(anchor, n.saturating_add(1)) <= at {
+        n = n.saturating_add(1);
     }
     Period {
         start: start_of(anchor, n),
-        end: start_of(anchor, n + 1),
+        end: start_of(anchor, n.saturating_add(1)),
     }
 }
 
@@ -94,7 +96,8 @@ pub fn format_ts(at: DateTime<Utc>) -> String {
 fn effective_anchor(anchor: NaiveDate, kind: PeriodKind) -> NaiveDate {
     match kind {
         PeriodKind::Anniversary => anchor,
-        PeriodKind::Calendar => anchor.with_day(1).expect("day 1 exists"),
+        // Day 1 always exists; the fallback is never taken.
+        PeriodKind::Calendar => anchor.with_day(1).unwrap_or(anchor),
     }
 }
 
@@ -110,10 +113,11 @@ fn start_of(anchor: NaiveDate, n: i32) -> DateTime<Utc> {
             .checked_sub_months(Months::new(n.unsigned_abs()))
             .unwrap_or(NaiveDate::MIN)
     };
-    Utc.from_utc_datetime(&date.and_hms_opt(0, 0, 0).expect("midnight exists"))
+    Utc.from_utc_datetime(&date.and_time(chrono::NaiveTime::MIN))
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
     use proptest::prelude::*;

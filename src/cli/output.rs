@@ -26,7 +26,7 @@ pub fn write(args: std::fmt::Arguments) -> Result<()> {
 pub fn print_json<T: Serialize>(value: &T) -> Result<ExitCode> {
     outln!(
         "{}",
-        serde_json::to_string(value).expect("our types always serialize")
+        serde_json::to_string(value).map_err(|e| crate::Error::Output(e.to_string()))?
     )?;
     Ok(ExitCode::SUCCESS)
 }

@@ -114,7 +114,9 @@ fn flush(
     let mut results = store.record_batch(config, &valid, ctx.now)?.into_iter();
     for (line, parsed) in chunk.drain(..) {
         let result = match parsed {
-            Ok(_) => results.next().expect("one result per event"),
+            Ok(_) => results
+                .next()
+                .unwrap_or_else(|| Err(Error::Database("record_batch gave fewer results".into()))),
             Err(message) => Err(Error::InvalidInput(message)),
         };
         match result {
@@ -130,7 +132,7 @@ fn flush(
                 if json {
                     let line =
                         serde_json::to_string(&EventOut::new(&outcome, Some(status_of(&outcome))))
-                            .expect("serializable");
+                            .map_err(|e| Error::Output(e.to_string()))?;
                     writeln!(out, "{line}").ok();
                 } else if !outcome.recorded && !outcome.duplicate {
                     eprintln!(
@@ -154,7 +156,7 @@ fn flush(
                     writeln!(
                         out,
                         "{}",
-                        serde_json::to_string(&body).expect("serializable")
+                        serde_json::to_string(&body).map_err(|e| Error::Output(e.to_string()))?
                     )
                     .ok();
                 } else {

@@ -141,7 +141,7 @@ impl ProgressOutput {
                 indicatif::ProgressStyle::with_template(
                     "{bar:30} {pos}/{len} events  {per_sec}  eta {eta}  {msg}",
                 )
-                .expect("the template is valid"),
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
             ProgressOutput::Bar(bar)
         } else {

@@ -99,6 +99,7 @@ impl Config {
     }
 
     /// The plan new customers get.
+    #[allow(clippy::expect_used)] // invariant: validation refuses a file without a free plan
     pub fn default_plan(&self) -> &Plan {
         self.plan("free")
             .expect("validated config always has a free plan")

@@ -33,6 +33,7 @@ impl axum::serve::Listener for CappedListener {
     type Io = Conn;
     type Addr = SocketAddr;
 
+    #[allow(clippy::expect_used)] // invariant: the listener owns the semaphore and never closes it
     async fn accept(&mut self) -> (Conn, SocketAddr) {
         let permit = self
             .slots

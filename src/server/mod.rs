@@ -73,7 +73,7 @@ pub fn run(options: ServeOptions) -> Result<()> {
         clock,
         options.queue.max(1),
         metrics.clone(),
-    );
+    )?;
     let state = AppState {
         db: Arc::new(options.db.clone()),
         config,
@@ -117,10 +117,15 @@ async fn serve(options: ServeOptions, state: AppState) -> Result<()> {
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("install the SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    // Without a SIGTERM handler (never on Linux) Ctrl-C still stops the server.
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        },
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
     eprintln!("meterline serve: stopping (no new connections; finishing requests in flight)");
 }
@@ -140,10 +145,12 @@ where
     let joined = tokio::task::spawn_blocking(move || {
         READER.with(|cell| {
             let mut slot = cell.borrow_mut();
-            if slot.is_none() {
-                *slot = Some(Store::open(&db)?);
-            }
-            let result = f(slot.as_ref().expect("opened above"));
+            let store = match slot.take() {
+                Some(store) => store,
+                None => Store::open(&db)?,
+            };
+            let result = f(&store);
+            *slot = Some(store);
             if result.as_ref().is_err_and(Error::is_database) {
                 // Reopen next time: the file may have been replaced or repaired.
                 *slot = None;

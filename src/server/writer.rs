@@ -49,14 +49,14 @@ impl Writer {
         clock: Clock,
         queue: usize,
         metrics: Arc<Metrics>,
-    ) -> (Writer, WriterThread) {
+    ) -> crate::Result<(Writer, WriterThread)> {
         let (tx, rx) = sync_channel(queue);
         let m = metrics.clone();
         let handle = std::thread::Builder::new()
             .name("meterline-writer".into())
             .spawn(move || run(store, &config, clock, rx, &m))
-            .expect("spawn the writer thread");
-        (Writer { tx, metrics }, WriterThread { handle })
+            .map_err(|e| crate::Error::Database(format!("cannot start the writer thread: {e}")))?;
+        Ok((Writer { tx, metrics }, WriterThread { handle }))
     }
 
     /// Queue events; the receiver answers after their commit. A full queue is refused at once.

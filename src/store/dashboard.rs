@@ -350,8 +350,10 @@ impl Store {
                     archived: r.get(7)?,
                 });
             }
-            if r.get::<_, Option<String>>(5)?.as_deref() == Some(current_start.as_str()) {
-                rows.last_mut().expect("pushed above").used = r.get(6)?;
+            if r.get::<_, Option<String>>(5)?.as_deref() == Some(current_start.as_str())
+                && let Some(last) = rows.last_mut()
+            {
+                last.used = r.get(6)?;
             }
         }
         Ok(rows)

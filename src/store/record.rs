@@ -164,7 +164,7 @@ impl Store {
     ) -> Result<RecordOutcome> {
         self.record_batch(config, std::slice::from_ref(req), now)?
             .pop()
-            .expect("one result per request")
+            .unwrap_or_else(|| Err(Error::Database("record_batch gave no result".into())))
     }
 
     /// Record many events in ONE IMMEDIATE transaction, decided in order as if recorded one
@@ -286,8 +286,7 @@ fn record_one(
     let plan = super::customers::plan_of(config, &customer)?;
     let starts = customer
         .billing_anchor
-        .and_hms_opt(0, 0, 0)
-        .expect("midnight exists")
+        .and_time(chrono::NaiveTime::MIN)
         .and_utc();
     if occurred_at < starts {
         return Err(Error::InvalidInput(format!(
