@@ -4,7 +4,9 @@
 mod level;
 mod money;
 mod period;
+mod projection;
 
 pub use level::{Allowance, Thresholds, UsageCheck, WarningLevel};
 pub use money::{money, thousands};
 pub use period::{Period, PeriodKind, format_ts, period_containing, periods_before};
+pub use projection::{Projection, project};

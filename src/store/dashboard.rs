@@ -10,7 +10,9 @@ use rusqlite::{OptionalExtension, params};
 use super::customers::get;
 use super::{HistoryRow, Member, Store, StripeState, stripe_window};
 use crate::Result;
-use crate::billing::{Period, UsageCheck, WarningLevel, format_ts, period_containing};
+use crate::billing::{
+    Period, Projection, UsageCheck, WarningLevel, format_ts, period_containing, project,
+};
 use crate::config::Config;
 
 /// One customer's line on the overview: its current period and Stripe backlog.
@@ -168,46 +170,10 @@ pub struct CustomerDetail {
     pub backlog: Backlog,
 }
 
-/// When the current pace reaches the limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Projection {
-    Unlimited,
-    AlreadyReached,
-    /// No usage yet, or the pace does not reach the limit before the period ends.
-    NotThisPeriod,
-    On(DateTime<Utc>),
-}
-
 impl CustomerDetail {
     /// Projected date the limit is reached, at the average pace of the period so far.
     pub fn projection(&self, now: DateTime<Utc>) -> Projection {
         project(&self.check, now)
-    }
-}
-
-/// At the pace of `used` over the elapsed part of the period, when is the limit reached?
-pub fn project(check: &UsageCheck, now: DateTime<Utc>) -> Projection {
-    let Some(limit) = check.limit else {
-        return Projection::Unlimited;
-    };
-    if check.used >= limit {
-        return Projection::AlreadyReached;
-    }
-    let elapsed = (now.min(check.period_end) - check.period_start).num_seconds();
-    if check.used <= 0 || elapsed <= 0 {
-        return Projection::NotThisPeriod;
-    }
-    // Integer maths: seconds needed for the whole limit at the observed rate. A slow pace
-    // can put that date past anything a calendar holds (10,000,000 included, 1 used in 30
-    // days): every step is checked, and a date out of reach is simply not this period.
-    let needed = (i128::from(limit) * i128::from(elapsed)) / i128::from(check.used);
-    let at = i64::try_from(needed)
-        .ok()
-        .and_then(Duration::try_seconds)
-        .and_then(|d| check.period_start.checked_add_signed(d));
-    match at {
-        Some(at) if at < check.period_end => Projection::On(at),
-        _ => Projection::NotThisPeriod,
     }
 }
 

@@ -18,11 +18,12 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::{Error, Result};
 
+pub use crate::billing::{Projection, project};
 pub use backup::{BackupReport, verify as verify_backup};
 pub use customers::{Customer, NewCustomer};
 pub use dashboard::{
     Backlog, BacklogChange, ChangeMarks, CustomerDetail, Dashboard, DashboardRow, EventRow,
-    Projection, Refresh, UsageChange, project,
+    Refresh, UsageChange,
 };
 pub use export::{Cell, ExportFilter, ExportKind};
 pub use health::{Health, SyncLockState};
