@@ -617,3 +617,31 @@ fn status_json_shape() {
     let s = json_scratch();
     insta::assert_snapshot!("status", stdout_of(&s, &["status", "--json"], 0));
 }
+
+#[test]
+fn history_lists_no_period_before_the_customer_existed() {
+    let mut store = meterline::Store::open_in_memory().unwrap();
+    let config = meterline::Config::load(&common::repo_plans()).unwrap();
+    let now = chrono::DateTime::parse_from_rfc3339("2026-11-27T18:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    store
+        .add_customer(
+            &config,
+            &meterline::store::NewCustomer {
+                id: "fresh".into(),
+                name: None,
+                plan_id: "free".into(),
+                stripe_customer_id: None,
+                billing_anchor: Some(chrono::NaiveDate::from_ymd_opt(2026, 10, 15).unwrap()),
+            },
+            now,
+        )
+        .unwrap();
+    let rows = store.history(&config, "fresh", 6, now).unwrap();
+    let starts: Vec<String> = rows
+        .iter()
+        .map(|r| meterline::billing::format_ts(r.check.period_start))
+        .collect();
+    assert_eq!(starts, ["2026-10-15T00:00:00Z", "2026-11-15T00:00:00Z"]);
+}

@@ -64,13 +64,16 @@ pub fn period_containing(anchor: NaiveDate, kind: PeriodKind, at: DateTime<Utc>)
     }
 }
 
-/// `count` periods ending with the one containing `at`, oldest first.
+/// Up to `count` periods ending with the one containing `at`, oldest first; none before the
+/// period containing the anchor.
 pub fn periods_before(
     anchor: NaiveDate,
     kind: PeriodKind,
     at: DateTime<Utc>,
     count: usize,
 ) -> Vec<Period> {
+    // Nothing before the customer's first period: it did not exist then.
+    let first_instant = Utc.from_utc_datetime(&anchor.and_time(chrono::NaiveTime::MIN));
     let mut periods = Vec::with_capacity(count);
     let mut current = period_containing(anchor, kind, at);
     for _ in 0..count {
@@ -78,6 +81,7 @@ pub fn periods_before(
         let Some(before) = current
             .start
             .checked_sub_signed(chrono::Duration::seconds(1))
+            .filter(|before| *before >= first_instant)
         else {
             break;
         };
