@@ -13,6 +13,7 @@
 //! # Ok::<(), meterline::Error>(())
 //! ```
 
+pub mod alerts;
 pub mod billing;
 pub mod cli;
 pub mod config;

@@ -1,5 +1,6 @@
 //! The SQLite store: the only module that talks to rusqlite.
 
+mod alerts;
 mod customers;
 mod dashboard;
 mod outbox;
@@ -15,6 +16,7 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::{Error, Result};
 
+pub use alerts::{Alert, AlertCounts, AlertRun, DueDelivery, RecentAlert};
 pub use customers::{Customer, NewCustomer};
 pub use dashboard::{
     Backlog, BacklogChange, ChangeMarks, CustomerDetail, Dashboard, DashboardRow, EventRow,

@@ -216,7 +216,7 @@ pub fn api_host(base: &str) -> Option<String> {
 }
 
 /// This machine: 127.0.0.0/8, ::1 and the name localhost.
-fn is_loopback(host: &str) -> bool {
+pub(crate) fn is_loopback(host: &str) -> bool {
     host == "localhost"
         || host
             .parse::<std::net::IpAddr>()
