@@ -18,6 +18,7 @@ macro_rules! outln {
     };
 }
 
+mod alerts;
 mod check;
 mod customer;
 mod dashboard;
@@ -114,6 +115,8 @@ pub enum Command {
     /// Create, list or revoke the API's bearer tokens.
     #[command(subcommand)]
     Token(token::Command),
+    /// Deliver pending usage alerts to the [[alerts]] destinations (exit 1 if some failed).
+    Alerts(alerts::Args),
 }
 
 /// What every subcommand gets: resolved paths, the current instant, how to open the store.
@@ -205,6 +208,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Upgrade) => upgrade(&ctx),
         Some(Command::Serve(args)) => serve::exec(&ctx, args, cli.now),
         Some(Command::Token(command)) => token::exec(&ctx, command),
+        Some(Command::Alerts(args)) => alerts::exec(&ctx, args),
         None => dashboard::exec(&ctx, cli.demo, cli.now, cli.no_color),
     }
 }
