@@ -61,10 +61,10 @@ pub fn check_webhook_url(text: &str) -> Result<String, String> {
     };
     let authority = uri.authority().ok_or_else(not_a_url)?;
     if authority.as_str().contains('@') {
-        return Err(format!(
-            "webhook = \"{shown}\" contains a user name or password (`...@host`); the alert is \
+        // Not echoed: the text before the `@` is a password.
+        return Err("webhook URL contains a user name or password (`...@host`); alerts are \
              signed instead (METERLINE_WEBHOOK_SECRET)"
-        ));
+            .to_string());
     }
     let host = authority
         .host()
