@@ -257,3 +257,40 @@ fn deliveries_follow_the_levels_and_plans_of_each_entry() {
     s.cmd().arg("alerts").assert().success();
     assert_eq!(s.json(&["alerts", "--json"])["totals"]["delivered"], 5);
 }
+
+#[test]
+fn status_json_carries_the_highest_level_alerted_this_period() {
+    let s = Scratch::new();
+    s.add_customer("acme", "free", "2026-11-01");
+    s.add_customer("globex", "free", "2026-11-01");
+    s.record("acme", 960);
+    s.record("globex", 10);
+    let status = s.json(&["status", "--json"]);
+    let by_id = |id: &str| {
+        status
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["customer"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(by_id("acme")["alerted_level"], "critical");
+    // Absent when nothing was alerted: the output of an alert-free database is unchanged.
+    assert!(by_id("globex").get("alerted_level").is_none());
+    // Next period: a fresh start, nothing alerted yet.
+    let later = s
+        .cmd()
+        .env("METERLINE_NOW", "2026-12-02T00:00:00Z")
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    let later: serde_json::Value = serde_json::from_slice(&later.stdout).unwrap();
+    assert!(
+        later
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r.get("alerted_level").is_none())
+    );
+}

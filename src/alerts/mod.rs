@@ -62,9 +62,11 @@ pub fn check_webhook_url(text: &str) -> Result<String, String> {
     let authority = uri.authority().ok_or_else(not_a_url)?;
     if authority.as_str().contains('@') {
         // Not echoed: the text before the `@` is a password.
-        return Err("webhook URL contains a user name or password (`...@host`); alerts are \
+        return Err(
+            "webhook URL contains a user name or password (`...@host`); alerts are \
              signed instead (METERLINE_WEBHOOK_SECRET)"
-            .to_string());
+                .to_string(),
+        );
     }
     let host = authority
         .host()

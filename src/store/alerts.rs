@@ -1,6 +1,8 @@
 //! Usage alerts in the database: the crossings the record path writes, their deliveries (an
 //! outbox), the delivery lock and the record of delivery runs.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
@@ -50,6 +52,16 @@ pub struct RecentAlert {
     pub pending: u64,
     pub delivered: u64,
     pub failed: u64,
+}
+
+/// A customer's standing as `status --json` and `GET /v1/status` show it: the check, plus the
+/// highest level alerted in the current period (absent when none was).
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusWithAlert {
+    #[serde(flatten)]
+    pub check: UsageCheck,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alerted_level: Option<String>,
 }
 
 /// What a delivery run did, closed into `alert_runs`.
@@ -240,6 +252,38 @@ impl super::Store {
             )?
             .query_row(params![customer, period_start], |r| r.get(0))
             .optional()?)
+    }
+
+    /// `rows` with the highest level alerted in each one's period: one scan of the alerts of
+    /// the periods shown, not one query per customer.
+    pub fn with_alerted_levels(&self, rows: &[super::StatusRow]) -> Result<Vec<StatusWithAlert>> {
+        let Some(since) = rows.iter().map(|r| r.check.period_start).min() else {
+            return Ok(Vec::new());
+        };
+        let mut highest: HashMap<(String, String), WarningLevel> = HashMap::new();
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT customer_id, period_start, level FROM alerts WHERE period_start >= ?1",
+        )?;
+        let mut found = stmt.query([format_ts(since)])?;
+        while let Some(r) = found.next()? {
+            let level: String = r.get(2)?;
+            let level = match level.as_str() {
+                "hard_cap" => WarningLevel::HardCap,
+                "critical" => WarningLevel::Critical,
+                _ => WarningLevel::Warning,
+            };
+            let entry = highest.entry((r.get(0)?, r.get(1)?)).or_insert(level);
+            *entry = (*entry).max(level);
+        }
+        Ok(rows
+            .iter()
+            .map(|r| StatusWithAlert {
+                alerted_level: highest
+                    .get(&(r.check.customer.clone(), format_ts(r.check.period_start)))
+                    .map(|l| l.as_str().to_string()),
+                check: r.check.clone(),
+            })
+            .collect())
     }
 
     /// Take the delivery lock and open a run record; as `begin_sync_run`, a lock left by a

@@ -16,7 +16,7 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::{Error, Result};
 
-pub use alerts::{Alert, AlertCounts, AlertRun, DueDelivery, RecentAlert};
+pub use alerts::{Alert, AlertCounts, AlertRun, DueDelivery, RecentAlert, StatusWithAlert};
 pub use customers::{Customer, NewCustomer};
 pub use dashboard::{
     Backlog, BacklogChange, ChangeMarks, CustomerDetail, Dashboard, DashboardRow, EventRow,
