@@ -44,7 +44,12 @@ impl Delivery {
     }
 }
 
-fn deliver_until(db: &PathBuf, config: &Config, secret: Option<&Secret>, stop: &AtomicBool) {
+fn deliver_until(
+    db: &std::path::Path,
+    config: &Config,
+    secret: Option<&Secret>,
+    stop: &AtomicBool,
+) {
     let options = RunOptions::default();
     let mut store = None;
     while !stop.load(Ordering::Relaxed) {
