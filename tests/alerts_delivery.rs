@@ -380,3 +380,34 @@ fn serve_delivers_alerts_in_the_background() {
     assert!(!rest.contains(SECRET) && !line.contains(SECRET));
     assert_eq!(receiver.requests().len(), 3);
 }
+
+#[test]
+fn deliveries_to_a_removed_destination_stay_pending_and_make_no_run() {
+    let s = Scratch::new();
+    std::fs::write(
+        &s.plans,
+        plans_with("[[alerts]]\ncommand = [\"/bin/true\"]\nlevels = [\"warning\"]"),
+    )
+    .unwrap();
+    s.add_customer("acme", "free", "2026-11-01");
+    s.record("acme", 850);
+    std::fs::write(&s.plans, plans_with("")).unwrap();
+    let out = alerts_cmd(&s).arg("--json").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (
+            report["attempted"].as_u64(),
+            report["unconfigured"].as_u64()
+        ),
+        (Some(0), Some(1))
+    );
+    let runs: i64 = s
+        .conn()
+        .query_row("SELECT COUNT(*) FROM alert_runs", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(runs, 0);
+    let preview = alerts_cmd(&s).arg("--dry-run").output().unwrap();
+    assert!(String::from_utf8_lossy(&preview.stdout).contains("no longer in plans.toml: not sent"));
+    assert_eq!(delivery_states(&s), BTreeMap::from([("pending".into(), 1)]));
+}

@@ -91,8 +91,18 @@ pub fn run(
     stop: &AtomicBool,
 ) -> Result<RunReport> {
     check_secret(config, secret)?;
-    let mut report = RunReport::default();
-    if store.due_alert_deliveries(now(), 1)?.is_empty() {
+    let targets = target_keys(config);
+    let mut report = RunReport {
+        // Left pending, never attempted: they do not make a run.
+        unconfigured: store
+            .due_alert_deliveries(now(), &targets, false, RUN_LIMIT)?
+            .len() as u64,
+        ..RunReport::default()
+    };
+    if store
+        .due_alert_deliveries(now(), &targets, true, 1)?
+        .is_empty()
+    {
         report.totals = store.alert_counts()?;
         return Ok(report);
     }
@@ -141,13 +151,13 @@ fn attempt_all(
         .collect();
     let mut beat = Instant::now();
     // Read under the lock: what another run delivered meanwhile is not sent again.
-    for due in store.due_alert_deliveries(now(), RUN_LIMIT)? {
+    let targets = target_keys(config);
+    for due in store.due_alert_deliveries(now(), &targets, true, RUN_LIMIT)? {
         if stop.load(Ordering::Relaxed) {
             break;
         }
         let Some(sender) = senders.get(&due.target) else {
-            report.unconfigured += 1;
-            continue;
+            continue; // Not reached: only configured targets are read.
         };
         report.attempted += 1;
         let result = attempt(sender, &due, secret);
@@ -227,10 +237,12 @@ pub struct PreviewRow {
 }
 
 pub fn preview(store: &Store, config: &Config) -> Result<Preview> {
-    let keys: Vec<String> = config.alerts.iter().map(|r| r.target.key()).collect();
-    let due = store
-        .due_alert_deliveries(now(), RUN_LIMIT)?
+    let keys = target_keys(config);
+    let configured = store.due_alert_deliveries(now(), &keys, true, RUN_LIMIT)?;
+    let others = store.due_alert_deliveries(now(), &keys, false, RUN_LIMIT)?;
+    let due = configured
         .into_iter()
+        .chain(others)
         .map(|d| PreviewRow {
             configured: keys.contains(&d.target),
             target: display_target(&d.target),
@@ -244,6 +256,11 @@ pub fn preview(store: &Store, config: &Config) -> Result<Preview> {
         due,
         totals: store.alert_counts()?,
     })
+}
+
+/// The stored names of plans.toml's destinations.
+fn target_keys(config: &Config) -> Vec<String> {
+    config.alerts.iter().map(|r| r.target.key()).collect()
 }
 
 /// Real Unix seconds: `--now` never reaches delivery scheduling.

@@ -146,15 +146,31 @@ pub(super) fn record_crossings(
 }
 
 impl super::Store {
-    /// Pending deliveries whose next attempt is due at `now_unix`, oldest alert first.
-    pub fn due_alert_deliveries(&self, now_unix: i64, limit: usize) -> Result<Vec<DueDelivery>> {
+    /// Pending deliveries due at `now_unix`, oldest alert first: to `targets` only, or (with
+    /// `configured` false) to every destination *not* in `targets`.
+    pub fn due_alert_deliveries(
+        &self,
+        now_unix: i64,
+        targets: &[String],
+        configured: bool,
+        limit: usize,
+    ) -> Result<Vec<DueDelivery>> {
+        let placeholders = vec!["?"; targets.len()].join(", ");
+        let not = if configured { "" } else { "NOT" };
         let mut stmt = self.conn.prepare(&format!(
             "SELECT {ALERT_COLUMNS}, d.target, d.attempts
              FROM alert_deliveries d JOIN alerts a ON a.id = d.alert_id
-             WHERE d.state = 'pending' AND d.next_attempt <= ?1
-             ORDER BY a.occurred_at, a.id LIMIT ?2"
+             WHERE d.state = 'pending' AND d.next_attempt <= ? AND d.target {not} IN ({placeholders})
+             ORDER BY a.occurred_at, a.id LIMIT ?"
         ))?;
-        let rows = stmt.query_map(params![now_unix, limit as i64], |r| {
+        let params = std::iter::once(rusqlite::types::Value::from(now_unix))
+            .chain(
+                targets
+                    .iter()
+                    .map(|t| rusqlite::types::Value::from(t.clone())),
+            )
+            .chain(std::iter::once(rusqlite::types::Value::from(limit as i64)));
+        let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| {
             Ok(DueDelivery {
                 alert: alert_row(r)?,
                 target: r.get(11)?,
