@@ -182,6 +182,15 @@ fn kill_9_during_delivery_loses_no_alert() {
         .unwrap();
     assert!(receiver.wait_for(1), "the first delivery never arrived");
     let in_flight = receiver.requests()[0].alert_id.clone();
+    // One delivery run at a time: a second one sends nothing.
+    let second = alerts_cmd(&s).output().unwrap();
+    assert_eq!(second.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&second.stderr)
+            .contains("another alert delivery is already running"),
+        "{second:?}"
+    );
+    assert_eq!(receiver.requests().len(), 1);
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(delivery_states(&s), BTreeMap::from([("pending".into(), 9)]));
@@ -346,6 +355,13 @@ fn serve_delivers_alerts_in_the_background() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("METERLINE_WEBHOOK_SECRET is not set"));
 
+    let token = s
+        .cmd()
+        .args(["token", "create", "test"])
+        .output()
+        .unwrap()
+        .stdout;
+    let token = String::from_utf8(token).unwrap().trim().to_string();
     let mut server = std::process::Command::new(common::BIN)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .env("METERLINE_DB", &s.db)
@@ -359,7 +375,20 @@ fn serve_delivers_alerts_in_the_background() {
     let mut line = String::new();
     std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
     assert!(line.contains("listening on"), "{line}");
-    s.record("acme", 960);
+    let base = line.trim().rsplit(' ').next().unwrap().to_string();
+    // Through the HTTP API's batch endpoint: the server's record path alerts too.
+    let answer = ureq::post(format!("{base}/v1/events/batch"))
+        .header("Authorization", format!("Bearer {token}"))
+        .header("Content-Type", "application/json")
+        .send(
+            serde_json::json!({"events": [
+                {"customer": "acme", "quantity": 500},
+                {"customer": "acme", "quantity": 460},
+            ]})
+            .to_string(),
+        )
+        .unwrap();
+    assert_eq!(answer.status(), 200);
     assert!(receiver.wait_for(2), "serve did not deliver");
     s.record("acme", 40);
     assert!(receiver.wait_for(3), "serve did not deliver the hard cap");

@@ -376,7 +376,7 @@ fn record_one(
             |r| r.get(0),
         )?;
     let after = check(used);
-    if current {
+    if current && after.level > crate::billing::WarningLevel::Ok {
         // Only this transaction knows the counter before and after: the crossing is written
         // here or never. Events into a closed period alert nothing.
         let before = check(used - req.quantity).level;
