@@ -440,3 +440,45 @@ fn deliveries_to_a_removed_destination_stay_pending_and_make_no_run() {
     assert!(String::from_utf8_lossy(&preview.stdout).contains("no longer in plans.toml: not sent"));
     assert_eq!(delivery_states(&s), BTreeMap::from([("pending".into(), 1)]));
 }
+
+#[test]
+fn a_receiver_that_never_answers_times_out_and_is_retried_later() {
+    let receiver = Receiver::start(Mode::Hang);
+    let s = crossed(&receiver, "timeout_secs = 0.5\nlevels = [\"hard_cap\"]");
+    let out = s
+        .cmd()
+        .env("METERLINE_WEBHOOK_SECRET", SECRET)
+        .arg("alerts")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("(attempt 1 of 12)"), "{stderr}");
+    // Shown by host only: the URL's path is not printed.
+    assert!(!stderr.contains("/hooks/meterline"), "{stderr}");
+    let (attempts, next, error): (i64, i64, String) = s
+        .conn()
+        .query_row(
+            "SELECT MIN(attempts), MIN(next_attempt), MIN(last_error) FROM alert_deliveries
+             WHERE state = 'pending'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(attempts, 1);
+    assert!(
+        error.to_lowercase().contains("timeout") || error.to_lowercase().contains("timed out"),
+        "{error}"
+    );
+    // Backed off (30 s by default): the next run sends nothing yet.
+    assert!(next > chrono::Utc::now().timestamp());
+    let again = s
+        .cmd()
+        .env("METERLINE_WEBHOOK_SECRET", SECRET)
+        .args(["alerts", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(0));
+    assert_eq!(receiver.requests().len(), 3);
+    assert_eq!(delivery_states(&s), BTreeMap::from([("pending".into(), 3)]));
+}
