@@ -86,15 +86,10 @@ pub fn run(
     let targets = target_keys(config);
     let mut report = RunReport {
         // Left pending, never attempted: they do not make a run.
-        unconfigured: store
-            .due_alert_deliveries(now(), &targets, false, RUN_LIMIT)?
-            .len() as u64,
+        unconfigured: store.count_due_alert_deliveries(now(), &targets, false)?,
         ..RunReport::default()
     };
-    if store
-        .due_alert_deliveries(now(), &targets, true, 1)?
-        .is_empty()
-    {
+    if store.count_due_alert_deliveries(now(), &targets, true)? == 0 {
         report.totals = store.alert_counts()?;
         return Ok(report);
     }

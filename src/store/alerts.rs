@@ -94,6 +94,25 @@ fn alert_row(r: &rusqlite::Row) -> rusqlite::Result<Alert> {
     })
 }
 
+/// The WHERE clause (over `alert_deliveries d`) of the due deliveries, and its parameters.
+fn due_filter(
+    now_unix: i64,
+    targets: &[String],
+    configured: bool,
+) -> (String, Vec<rusqlite::types::Value>) {
+    let placeholders = vec!["?"; targets.len()].join(", ");
+    let not = if configured { "" } else { "NOT" };
+    let params = std::iter::once(now_unix.into())
+        .chain(targets.iter().map(|t| t.clone().into()))
+        .collect();
+    (
+        format!(
+            "d.state = 'pending' AND d.next_attempt <= ? AND d.target {not} IN ({placeholders})"
+        ),
+        params,
+    )
+}
+
 /// Inside the caller's transaction: write one alert per level in (`before`, `after.level`]
 /// that this customer's period has not had yet, and a delivery row for every `[[alerts]]`
 /// entry that wants it. Costs nothing unless the level went up.
@@ -155,21 +174,12 @@ impl super::Store {
         configured: bool,
         limit: usize,
     ) -> Result<Vec<DueDelivery>> {
-        let placeholders = vec!["?"; targets.len()].join(", ");
-        let not = if configured { "" } else { "NOT" };
+        let (filter, params) = due_filter(now_unix, targets, configured);
         let mut stmt = self.conn.prepare(&format!(
             "SELECT {ALERT_COLUMNS}, d.target, d.attempts
              FROM alert_deliveries d JOIN alerts a ON a.id = d.alert_id
-             WHERE d.state = 'pending' AND d.next_attempt <= ? AND d.target {not} IN ({placeholders})
-             ORDER BY a.occurred_at, a.id LIMIT ?"
+             WHERE {filter} ORDER BY a.occurred_at, a.id LIMIT {limit}"
         ))?;
-        let params = std::iter::once(rusqlite::types::Value::from(now_unix))
-            .chain(
-                targets
-                    .iter()
-                    .map(|t| rusqlite::types::Value::from(t.clone())),
-            )
-            .chain(std::iter::once(rusqlite::types::Value::from(limit as i64)));
         let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| {
             Ok(DueDelivery {
                 alert: alert_row(r)?,
@@ -178,6 +188,22 @@ impl super::Store {
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// How many `due_alert_deliveries` would list, without reading them.
+    pub fn count_due_alert_deliveries(
+        &self,
+        now_unix: i64,
+        targets: &[String],
+        configured: bool,
+    ) -> Result<u64> {
+        let (filter, params) = due_filter(now_unix, targets, configured);
+        let n: i64 = self.conn.query_row(
+            &format!("SELECT COUNT(*) FROM alert_deliveries d WHERE {filter}"),
+            rusqlite::params_from_iter(params),
+            |r| r.get(0),
+        )?;
+        Ok(n as u64)
     }
 
     /// A 2xx (or exit 0): delivered for good.
