@@ -83,6 +83,12 @@ pub enum Error {
     /// Another sync holds the database's sync lock.
     #[error("{0}")]
     SyncRunning(String),
+    /// Another alert delivery run holds the database's alerts lock.
+    #[error("{0}")]
+    AlertsRunning(String),
+    /// `[[alerts]]` that cannot be delivered as configured (no webhook secret).
+    #[error("{0}")]
+    AlertConfig(String),
 }
 
 impl Error {
@@ -98,6 +104,7 @@ impl Error {
             | Error::CustomerArchived(_)
             | Error::MissingApiKey
             | Error::StripeConfig(_)
+            | Error::AlertConfig(_)
             | Error::NoDatabase
             | Error::ForeignDatabase => 2,
             Error::OutputClosed => 0,

@@ -47,12 +47,14 @@
 // documented invariants say why with a local `allow`.
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod alerts;
 pub mod billing;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod config;
 pub mod demo;
 mod error;
+pub mod net;
 pub mod sanitize;
 #[cfg(feature = "server")]
 pub mod server;

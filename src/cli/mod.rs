@@ -18,6 +18,7 @@ macro_rules! outln {
     };
 }
 
+mod alerts;
 mod backup;
 mod check;
 mod completions;
@@ -128,6 +129,8 @@ pub enum Command {
     Completions(completions::Args),
     /// The man page (roff) on stdout.
     Man,
+    /// Deliver pending usage alerts to the [[alerts]] destinations (exit 1 if some failed).
+    Alerts(alerts::Args),
 }
 
 /// What every subcommand gets: resolved paths, the current instant, how to open the store.
@@ -229,6 +232,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Export(args)) => export::exec(&ctx, args),
         Some(Command::Completions(args)) => completions::exec(args),
         Some(Command::Man) => man::exec(),
+        Some(Command::Alerts(args)) => alerts::exec(&ctx, args),
         None => dashboard::exec(&ctx, cli.demo, cli.now, cli.no_color),
     }
 }

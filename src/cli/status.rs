@@ -16,8 +16,7 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
     let store = ctx.store()?;
     let rows = store.status(&config, ctx.now)?;
     if args.json {
-        let checks: Vec<_> = rows.iter().map(|r| &r.check).collect();
-        return output::print_json(&checks);
+        return output::print_json(&store.with_alerted_levels(&rows)?);
     }
     outln!(
         "{:<24} {:<10} {:>24} {:>8}  {:<18} {:>4} {:>10}",

@@ -97,7 +97,7 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
 /// SIGINT and SIGTERM (Ctrl-C, a cron timeout, `systemctl stop`) cancel the run the way the
 /// dashboard's Esc does: no new events, requests in flight finish and are recorded. A second
 /// signal ends the process at once.
-fn cancel_on_signals() -> Result<Arc<AtomicBool>> {
+pub(super) fn cancel_on_signals() -> Result<Arc<AtomicBool>> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let cancel = Arc::new(AtomicBool::new(false));
     for signal in [SIGINT, SIGTERM] {

@@ -10,7 +10,7 @@ use std::path::Path;
 use rust_decimal::Decimal;
 use serde::Serialize;
 
-use crate::billing::{PeriodKind, Thresholds};
+use crate::billing::{PeriodKind, Thresholds, WarningLevel};
 
 pub use locate::{EXAMPLE_PLANS, PlansLocation};
 pub use validate::ConfigError;
@@ -26,6 +26,56 @@ pub struct Config {
     pub thresholds: Thresholds,
     pub billing: BillingSettings,
     pub stripe: StripeSettings,
+    /// `[[alerts]]`: where level crossings are delivered.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<AlertRule>,
+}
+
+/// One `[[alerts]]` entry: a destination and which crossings it gets.
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertRule {
+    pub target: AlertTarget,
+    /// The levels delivered (default: warning, critical, hard_cap).
+    pub levels: Vec<WarningLevel>,
+    /// The plans whose customers' crossings are delivered; `None` = every plan.
+    pub plans: Option<Vec<String>>,
+    pub timeout_secs: f64,
+    /// Attempts before a delivery is marked failed for good.
+    pub max_attempts: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertTarget {
+    /// POST the alert JSON here (https, or plain http to this machine).
+    Webhook(String),
+    /// Run this program (no shell) with the alert JSON on stdin.
+    Command(Vec<String>),
+}
+
+impl AlertTarget {
+    /// The stable name a delivery row is stored under ("webhook https://..." or
+    /// "command [\"/bin/notify\",...]"): the same entry in plans.toml finds its rows again.
+    pub fn key(&self) -> String {
+        match self {
+            AlertTarget::Webhook(url) => format!("webhook {url}"),
+            AlertTarget::Command(argv) => format!(
+                "command {}",
+                serde_json::to_string(argv).unwrap_or_default()
+            ),
+        }
+    }
+}
+
+impl AlertRule {
+    /// True when a crossing to `level` by a customer on `plan` goes to this entry.
+    pub fn matches(&self, plan: &str, level: WarningLevel) -> bool {
+        self.levels.contains(&level)
+            && self
+                .plans
+                .as_ref()
+                .is_none_or(|plans| plans.iter().any(|p| p == plan))
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -14,6 +14,52 @@ pub struct RawConfig {
     pub stripe: RawStripe,
     #[serde(default)]
     pub plans: Vec<RawPlan>,
+    #[serde(default)]
+    pub alerts: Vec<RawAlert>,
+}
+
+/// One `[[alerts]]` entry. The URL and the levels are checked while parsing, so a mistake is
+/// reported with its line and column.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlert {
+    pub webhook: Option<RawWebhookUrl>,
+    pub command: Option<Vec<String>>,
+    pub levels: Option<Vec<RawLevel>>,
+    pub plans: Option<Vec<String>>,
+    pub timeout_secs: Option<f64>,
+    pub max_attempts: Option<i64>,
+}
+
+#[derive(Debug)]
+pub struct RawWebhookUrl(pub String);
+
+impl<'de> Deserialize<'de> for RawWebhookUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        crate::alerts::check_webhook_url(&text)
+            .map(RawWebhookUrl)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Debug)]
+pub struct RawLevel(pub crate::billing::WarningLevel);
+
+impl<'de> Deserialize<'de> for RawLevel {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use crate::billing::WarningLevel;
+        let text = String::deserialize(deserializer)?;
+        match text.as_str() {
+            "warning" => Ok(RawLevel(WarningLevel::Warning)),
+            "critical" => Ok(RawLevel(WarningLevel::Critical)),
+            "hard_cap" => Ok(RawLevel(WarningLevel::HardCap)),
+            _ => Err(serde::de::Error::custom(format!(
+                "level \"{}\" is not known; use \"warning\", \"critical\" or \"hard_cap\"",
+                text.escape_debug()
+            ))),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

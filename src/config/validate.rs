@@ -5,12 +5,12 @@ use std::str::FromStr;
 
 use rust_decimal::Decimal;
 
-use super::raw::{RawAmount, RawConfig, RawPlan, RawStripe};
+use super::raw::{RawAlert, RawAmount, RawConfig, RawPlan, RawStripe};
 use super::{
-    AtLimit, BillingSettings, Config, DEFAULT_API_BASE, DEFAULT_API_VERSION, DEFAULT_CURRENCY,
-    DEFAULT_METER_EVENT, Plan, StripeSettings,
+    AlertRule, AlertTarget, AtLimit, BillingSettings, Config, DEFAULT_API_BASE,
+    DEFAULT_API_VERSION, DEFAULT_CURRENCY, DEFAULT_METER_EVENT, Plan, StripeSettings,
 };
-use crate::billing::{PeriodKind, Thresholds};
+use crate::billing::{PeriodKind, Thresholds, WarningLevel};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -94,11 +94,103 @@ fn validate(raw: RawConfig) -> Result<Config, String> {
                 .into(),
         );
     }
+    let alerts = raw
+        .alerts
+        .into_iter()
+        .enumerate()
+        .map(|(index, alert)| {
+            validate_alert(alert, &seen).map_err(|m| format!("[[alerts]] #{}: {m}", index + 1))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Config {
         plans,
         thresholds,
         billing: BillingSettings { period, currency },
         stripe,
+        alerts,
+    })
+}
+
+fn validate_alert(raw: RawAlert, plan_ids: &HashSet<String>) -> Result<AlertRule, String> {
+    let target = match (raw.webhook, raw.command) {
+        (Some(url), None) => AlertTarget::Webhook(url.0),
+        (None, Some(argv)) if argv.first().is_some_and(|p| !p.trim().is_empty()) => {
+            AlertTarget::Command(argv)
+        }
+        (None, Some(_)) => {
+            return Err(
+                "command = [] needs the program first, e.g. command = [\"/usr/local/bin/notify\", \"--channel\", \"billing\"]"
+                    .into(),
+            );
+        }
+        (Some(_), Some(_)) => {
+            return Err(
+                "has both webhook and command; give one per [[alerts]] entry (add another entry for the other)"
+                    .into(),
+            );
+        }
+        (None, None) => {
+            return Err(
+                "needs webhook = \"https://...\" or command = [\"/path/to/program\", ...]".into(),
+            );
+        }
+    };
+    let levels = match raw.levels {
+        None => vec![
+            WarningLevel::Warning,
+            WarningLevel::Critical,
+            WarningLevel::HardCap,
+        ],
+        Some(levels) if levels.is_empty() => {
+            return Err(
+                "levels = [] delivers nothing; leave levels out for all three, or remove the entry"
+                    .into(),
+            );
+        }
+        Some(levels) => {
+            let mut out: Vec<WarningLevel> = Vec::new();
+            for level in levels {
+                if out.contains(&level.0) {
+                    return Err(format!("levels names \"{}\" twice", level.0.as_str()));
+                }
+                out.push(level.0);
+            }
+            out
+        }
+    };
+    if let Some(plans) = &raw.plans {
+        if plans.is_empty() {
+            return Err(
+                "plans = [] delivers nothing; leave plans out for every plan, or remove the entry"
+                    .into(),
+            );
+        }
+        if let Some(unknown) = plans.iter().find(|p| !plan_ids.contains(p.as_str())) {
+            return Err(format!(
+                "plans names \"{unknown}\", which is not a plan id in this file"
+            ));
+        }
+    }
+    let timeout_secs = match raw.timeout_secs {
+        None => 10.0,
+        Some(t) if t > 0.0 && t <= 600.0 => t,
+        Some(t) => {
+            return Err(format!(
+                "timeout_secs = {t} must be above 0 and at most 600"
+            ));
+        }
+    };
+    let max_attempts = match raw.max_attempts {
+        None => crate::alerts::DEFAULT_MAX_ATTEMPTS,
+        Some(n) if (1..=1000).contains(&n) => n as u32,
+        Some(n) => return Err(format!("max_attempts = {n} must be between 1 and 1000")),
+    };
+    Ok(AlertRule {
+        target,
+        levels,
+        plans: raw.plans,
+        timeout_secs,
+        max_attempts,
     })
 }
 

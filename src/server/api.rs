@@ -243,9 +243,12 @@ async fn get_check(
 async fn get_status(State(state): State<AppState>) -> Result<Response, ApiError> {
     let config = state.config.clone();
     let now = state.clock.now();
-    let rows = read(&state, move |store| store.status(&config, now)).await?;
-    let checks: Vec<_> = rows.iter().map(|r| &r.check).collect();
-    Ok(Json(checks).into_response())
+    let rows = read(&state, move |store| {
+        let rows = store.status(&config, now)?;
+        store.with_alerted_levels(&rows)
+    })
+    .await?;
+    Ok(Json(rows).into_response())
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {

@@ -1,6 +1,7 @@
 //! `meterline serve`: the HTTP API. axum on tokio for HTTP; SQLite only on the writer thread
 //! (group commit, see `writer`) and on blocking reader threads with their own connections.
 
+mod alerts;
 mod api;
 mod auth;
 mod clock;
@@ -65,6 +66,7 @@ pub fn run(options: ServeOptions) -> Result<()> {
     }
     let store = Store::open(&options.db)?;
     let config = Arc::new(options.config.clone());
+    let alerts = alerts::Delivery::start(options.db.clone(), config.clone())?;
     let clock = Clock::new(options.now);
     let metrics = Arc::new(metrics::Metrics::default());
     let (writer, writer_thread) = writer::Writer::start(
@@ -93,6 +95,9 @@ pub fn run(options: ServeOptions) -> Result<()> {
     // finishing a round that nobody waits for (a timed-out client): let it commit.
     runtime.shutdown_timeout(Duration::from_secs(5));
     writer_thread.join();
+    if let Some(alerts) = alerts {
+        alerts.stop();
+    }
     served
 }
 

@@ -5,7 +5,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use super::Store;
-use crate::billing::{format_ts, period_containing};
+use crate::billing::{UsageCheck, WarningLevel, format_ts, period_containing};
 use crate::config::{Config, Plan};
 use crate::sanitize::{is_unsafe, sanitize};
 use crate::{Error, Result};
@@ -228,6 +228,18 @@ impl Store {
             params![id, plan.id],
         )?;
         let period = period_containing(customer.billing_anchor, config.billing.period, now);
+        // A new plan with a lower limit can move the customer up a level: that alerts too.
+        if let Some(row) = super::queries::counter_row(&tx, id, period)? {
+            let old_terms = row
+                .terms
+                .or_else(|| config.plan(&row.plan_id).map(Plan::allowance));
+            let level_with = |plan: &str, terms| {
+                UsageCheck::compute(id, plan, terms, period, row.used, &config.thresholds)
+            };
+            let before = old_terms.map_or(WarningLevel::Ok, |t| level_with(&row.plan_id, t).level);
+            let after = level_with(&plan.id, plan.allowance());
+            super::alerts::record_crossings(&tx, config, before, &after, period, now)?;
+        }
         // The current period's terms follow (closed periods keep theirs).
         tx.execute(
             "UPDATE usage_records SET plan_id = ?3, meter_event_name = ?4, included = ?5,

@@ -1,5 +1,6 @@
 //! The SQLite store: the only module that talks to rusqlite.
 
+mod alerts;
 mod backup;
 mod customers;
 mod dashboard;
@@ -19,6 +20,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::{Error, Result};
 
 pub use crate::billing::{Projection, project};
+pub use alerts::{Alert, AlertCounts, AlertRun, DueDelivery, RecentAlert, StatusWithAlert};
 pub use backup::{BackupReport, verify as verify_backup};
 pub use customers::{Customer, NewCustomer};
 pub use dashboard::{

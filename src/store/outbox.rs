@@ -246,7 +246,7 @@ fn outbox_event(r: &rusqlite::Row) -> rusqlite::Result<OutboxEvent> {
     })
 }
 
-fn unix_now() -> i64 {
+pub(super) fn unix_now() -> i64 {
     Utc::now().timestamp()
 }
 
@@ -661,7 +661,7 @@ impl super::Store {
 
 /// A lock is live while its heartbeat is fresh and, when the holder is on this host, its
 /// process still exists. A process killed with -9 frees the lock at once on the same host.
-fn lock_is_live(holder: &LockHolder, heartbeat: i64) -> bool {
+pub(super) fn lock_is_live(holder: &LockHolder, heartbeat: i64) -> bool {
     if unix_now() - heartbeat > LOCK_STALE_AFTER_SECS {
         return false;
     }
@@ -687,7 +687,7 @@ fn process_alive(pid: u32) -> Option<bool> {
     }
 }
 
-fn host_name() -> String {
+pub(super) fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .map(|h| h.trim().to_string())

@@ -249,7 +249,11 @@ impl CounterRow {
     }
 }
 
-fn counter_row(conn: &Connection, customer_id: &str, period: Period) -> Result<Option<CounterRow>> {
+pub(super) fn counter_row(
+    conn: &Connection,
+    customer_id: &str,
+    period: Period,
+) -> Result<Option<CounterRow>> {
     Ok(conn
         .prepare_cached(
             "SELECT used, plan_id, meter_event_name, included, at_limit, overage_rate

@@ -385,6 +385,13 @@ fn record_one(
             ],
             |r| r.get(0),
         )?;
+    let after = check(used);
+    if current && after.level > crate::billing::WarningLevel::Ok {
+        // Only this transaction knows the counter before and after: the crossing is written
+        // here or never. Events into a closed period alert nothing.
+        let before = check(used - req.quantity).level;
+        super::alerts::record_crossings(conn, config, before, &after, period, now)?;
+    }
     if let Some(user) = &req.user_id {
         conn.prepare_cached(
             "INSERT INTO usage_members (customer_id, period_start, user_id, used)
@@ -398,6 +405,6 @@ fn record_one(
         recorded: true,
         duplicate: false,
         event_id: Some(event_id),
-        check: check(used),
+        check: after,
     })
 }

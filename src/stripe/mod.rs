@@ -215,13 +215,7 @@ pub fn api_host(base: &str) -> Option<String> {
     ApiBase::parse(base).ok().map(|b| b.host)
 }
 
-/// This machine: 127.0.0.0/8, ::1 and the name localhost.
-fn is_loopback(host: &str) -> bool {
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
+use crate::net::is_loopback;
 
 pub use crate::store::record::new_identifier as identifier;
 

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 
 use super::action::Action;
-use super::data::DataEvent;
+use super::data::{AlertsView, DataEvent};
 use super::keys::Mode;
 use super::sync::SyncEvent;
 use super::theme::Theme;
@@ -184,6 +184,8 @@ pub struct App {
     pub sync: SyncPopup,
     /// The latest recorded sync run (any process's), for the header; None before the first.
     pub last_sync: Option<SyncRun>,
+    /// Usage alerts: delivery counts and the latest ones.
+    pub alerts: AlertsView,
     pub events: Vec<EventRow>,
     pub events_loaded: bool,
     pub events_cursor: Cursor,
@@ -235,6 +237,7 @@ impl App {
             help_scroll: 0,
             sync: SyncPopup::Closed,
             last_sync: None,
+            alerts: AlertsView::default(),
             events: Vec::new(),
             events_loaded: false,
             events_cursor: Cursor::default(),
@@ -546,6 +549,10 @@ impl App {
             DataEvent::PlansInvalid(message) => {
                 self.plans_error = Some(message);
                 self.plans_popup = true;
+                None
+            }
+            DataEvent::Alerts(alerts) => {
+                self.alerts = alerts;
                 None
             }
             DataEvent::LastSync(run) => {

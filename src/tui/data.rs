@@ -15,7 +15,8 @@ use chrono::{DateTime, Utc};
 
 use super::event::Event;
 use crate::store::{
-    BacklogChange, CustomerDetail, Dashboard, EventRow, Refresh, SyncRun, UsageChange,
+    AlertCounts, BacklogChange, CustomerDetail, Dashboard, EventRow, RecentAlert, Refresh, SyncRun,
+    UsageChange,
 };
 use crate::{Config, Result, Store};
 
@@ -23,6 +24,15 @@ use crate::{Config, Result, Store};
 pub const POLL: Duration = Duration::from_millis(250);
 /// How many events the Events view lists.
 pub const EVENTS_LIMIT: usize = 500;
+/// How many recent alerts the Plans view lists.
+pub const ALERTS_LIMIT: usize = 20;
+
+/// Usage alerts for the dashboard: delivery counts (header) and the latest alerts (Plans view).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AlertsView {
+    pub counts: AlertCounts,
+    pub recent: Vec<RecentAlert>,
+}
 
 /// The current time, or a pretended one (`--now`).
 #[derive(Debug, Clone, Copy)]
@@ -59,6 +69,8 @@ pub enum DataEvent {
     PlansInvalid(String),
     /// The latest sync run changed (or was first read).
     LastSync(Option<SyncRun>),
+    /// Alerts or their deliveries changed (or were first read).
+    Alerts(AlertsView),
     Failed(String),
 }
 
@@ -100,6 +112,7 @@ struct Watcher {
     marks: crate::store::ChangeMarks,
     rollover: Option<DateTime<Utc>>,
     last_sync: Option<SyncRun>,
+    alerts: Option<AlertsView>,
     events: Sender<Event>,
 }
 
@@ -120,12 +133,15 @@ impl Watcher {
             marks: loaded.marks,
             rollover: loaded.next_rollover(),
             last_sync: None,
+            alerts: None,
             events,
         })
     }
 
     fn run(&mut self, inbox: Receiver<Request>) {
-        let first = self.read_last_sync(true).map(|e| e.into_iter().collect());
+        let first = self
+            .read_last_sync(true)
+            .and_then(|sync| Ok(sync.into_iter().chain(self.read_alerts()?).collect()));
         if !self.deliver(first) {
             return;
         }
@@ -164,6 +180,19 @@ impl Watcher {
         }
         self.last_sync = run.clone();
         Some(DataEvent::LastSync(run))
+    }
+
+    /// Alerts and delivery counts, when they differ from what was last sent.
+    fn read_alerts(&mut self) -> Result<Option<DataEvent>> {
+        let view = AlertsView {
+            counts: self.store.alert_counts()?,
+            recent: self.store.recent_alerts(ALERTS_LIMIT)?,
+        };
+        if self.alerts.as_ref() == Some(&view) {
+            return Ok(None);
+        }
+        self.alerts = Some(view.clone());
+        Ok(Some(DataEvent::Alerts(view)))
     }
 
     fn answer(&mut self, request: Request) -> Result<Vec<DataEvent>> {
@@ -229,6 +258,7 @@ impl Watcher {
             .store
             .dashboard_refresh(&self.config, self.marks, now)?;
         let last_sync = self.store.last_sync_run()?;
+        let alerts = self.read_alerts()?;
         // Everything is read: only now does the watcher move on. A failure above leaves
         // version and marks as they were, so the next poll reads the same change again
         // instead of losing it (no other commit may come to announce it).
@@ -249,7 +279,7 @@ impl Watcher {
                 Some(DataEvent::Changed { usage, backlog })
             }
         };
-        Ok([rows, self.last_sync_event(last_sync, false)]
+        Ok([rows, self.last_sync_event(last_sync, false), alerts]
             .into_iter()
             .flatten()
             .collect())

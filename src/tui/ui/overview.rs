@@ -39,6 +39,7 @@ fn draw_header(frame: &mut Frame, app: &App, area: Rect) {
         ));
         levels.push(Span::raw("  "));
     }
+    levels.extend(alert_counts(app));
     let b = s.backlog;
     let count = |n: i64, word: &str, bad: Style| {
         let style = if n > 0 { bad } else { theme.dim() };
@@ -69,6 +70,25 @@ fn draw_header(frame: &mut Frame, app: &App, area: Rect) {
         last_sync(app),
     ];
     frame.render_widget(Paragraph::new(lines).block(Block::bordered()), area);
+}
+
+/// Alert deliveries waiting and failed, once there are any alerts (the Plans view lists them).
+fn alert_counts(app: &App) -> Vec<Span<'static>> {
+    let c = app.alerts.counts;
+    if c.pending + c.delivered + c.failed == 0 {
+        return Vec::new();
+    }
+    let theme = app.theme;
+    let count = |n: u64, word: &str, bad: Style| {
+        let style = if n > 0 { bad } else { theme.dim() };
+        Span::styled(format!("{} {word}", thousands(n as i64)), style)
+    };
+    vec![
+        Span::raw("· alerts "),
+        count(c.pending, "pending", theme.attention()),
+        Span::raw(" · "),
+        count(c.failed, "failed", theme.error()),
+    ]
 }
 
 /// When the latest sync ran (by any process) and how it ended; its error last, so a narrow

@@ -87,11 +87,73 @@ pub fn draw(frame: &mut Frame, app: &App, body: Rect) {
         Constraint::Fill(1),
         Constraint::Length(9),
     ];
+    let shows_alerts = !config.alerts.is_empty() || !app.alerts.recent.is_empty();
+    let [plans_area, alerts_area] = if shows_alerts {
+        // The plans table as tall as it needs; recent alerts below.
+        let height = u16::try_from(config.plans.len() + 3).unwrap_or(u16::MAX);
+        ratatui::layout::Layout::vertical([Constraint::Max(height), Constraint::Fill(1)])
+            .areas(list)
+    } else {
+        [list, Rect::default()]
+    };
     frame.render_widget(
         Table::new(rows, widths)
             .header(header)
             .block(Block::bordered().title(" Plans ")),
-        list,
+        plans_area,
+    );
+    if shows_alerts {
+        draw_alerts(frame, app, alerts_area);
+    }
+}
+
+/// The latest usage alerts and how their deliveries stand.
+fn draw_alerts(frame: &mut Frame, app: &App, area: Rect) {
+    let theme = app.theme;
+    let rows = app.alerts.recent.iter().map(|r| {
+        let a = &r.alert;
+        let level = match a.level.as_str() {
+            "hard_cap" => crate::billing::WarningLevel::HardCap,
+            "critical" => crate::billing::WarningLevel::Critical,
+            _ => crate::billing::WarningLevel::Warning,
+        };
+        let state = if r.failed > 0 {
+            Span::styled(format!("{} failed", r.failed), theme.error())
+        } else if r.pending > 0 {
+            Span::styled(format!("{} pending", r.pending), theme.attention())
+        } else if r.delivered > 0 {
+            Span::styled("delivered", theme.dim())
+        } else {
+            Span::styled("no destination", theme.dim())
+        };
+        Row::new(vec![
+            Cell::from(super::format::stored_minute(&a.occurred_at)),
+            Cell::from(sanitize(&a.customer).into_owned()),
+            Cell::from(Span::styled(a.level.clone(), theme.level(level))),
+            Cell::from(Line::from(thousands(a.used)).alignment(Alignment::Right)),
+            Cell::from(state),
+        ])
+    });
+    let c = app.alerts.counts;
+    let title = format!(
+        " Recent alerts · {} pending, {} failed · `meterline alerts` delivers ",
+        thousands(c.pending as i64),
+        thousands(c.failed as i64)
+    );
+    let widths = [
+        Constraint::Length(16),
+        Constraint::Fill(1),
+        Constraint::Length(9),
+        Constraint::Length(14),
+        Constraint::Length(14),
+    ];
+    let header = Row::new(["When", "Customer", "Level", "Used", "Delivery"].map(Cell::from))
+        .style(theme.header());
+    frame.render_widget(
+        Table::new(rows, widths)
+            .header(header)
+            .block(Block::bordered().title(title)),
+        area,
     );
 }
 

@@ -1,0 +1,46 @@
+//! The alert JSON: the webhook body and the command's stdin. Built from the stored row, so
+//! every attempt of one alert sends the same bytes.
+
+use serde::Serialize;
+
+use crate::store::Alert;
+
+/// The `type` of every alert so far.
+pub const TYPE: &str = "usage.level_crossed";
+
+#[derive(Serialize)]
+struct Payload<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    customer: &'a str,
+    plan: &'a str,
+    level: &'a str,
+    previous_level: &'a str,
+    used: i64,
+    limit: Option<i64>,
+    ratio: Option<f64>,
+    period_start: &'a str,
+    period_end: &'a str,
+    occurred_at: &'a str,
+}
+
+/// The JSON text of `alert`, one line.
+#[allow(clippy::expect_used)] // invariant: strings, integers and an optional float always serialize
+pub fn body(alert: &Alert) -> String {
+    serde_json::to_string(&Payload {
+        id: &alert.id,
+        kind: TYPE,
+        customer: &alert.customer,
+        plan: &alert.plan,
+        level: &alert.level,
+        previous_level: &alert.previous_level,
+        used: alert.used,
+        limit: alert.limit,
+        ratio: alert.ratio,
+        period_start: &alert.period_start,
+        period_end: &alert.period_end,
+        occurred_at: &alert.occurred_at,
+    })
+    .expect("plain fields serialize")
+}

@@ -1,0 +1,85 @@
+//! The background alert delivery of `serve`: every few seconds, deliver what is due, on its
+//! own thread and connection (never the writer's). The lock makes it safe next to a cron
+//! `meterline alerts`: whoever holds it delivers, the other waits for the next round.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::alerts::{RunOptions, Secret};
+use crate::{Config, Error, Result, Store};
+
+/// How often the outbox is looked at (one indexed query when nothing is due).
+const POLL: Duration = Duration::from_secs(2);
+
+pub struct Delivery {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl Delivery {
+    /// Start delivering, or `None` when plans.toml has no `[[alerts]]`. Refused before the
+    /// server listens when webhooks are configured without a signing secret.
+    pub fn start(db: PathBuf, config: Arc<Config>) -> Result<Option<Delivery>> {
+        if config.alerts.is_empty() {
+            return Ok(None);
+        }
+        let secret = Secret::from_env()?;
+        crate::alerts::deliver::check_secret(&config, secret.as_ref())?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("meterline-alerts".into())
+            .spawn(move || deliver_until(&db, &config, secret.as_ref(), &flag))
+            .map_err(|e| Error::InvalidInput(format!("cannot start alert delivery: {e}")))?;
+        Ok(Some(Delivery { stop, thread }))
+    }
+
+    /// Finish the attempt in flight (if any) and stop.
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
+    }
+}
+
+fn deliver_until(
+    db: &std::path::Path,
+    config: &Config,
+    secret: Option<&Secret>,
+    stop: &AtomicBool,
+) {
+    let options = RunOptions::default();
+    let mut store = None;
+    while !stop.load(Ordering::Relaxed) {
+        if store.is_none() {
+            store = Store::open(db)
+                .map_err(|e| eprintln!("meterline serve: alerts: {e}"))
+                .ok();
+        }
+        if let Some(s) = store.as_mut() {
+            match crate::alerts::run(s, config, secret, &options, stop) {
+                Ok(report) => {
+                    for line in &report.errors {
+                        eprintln!("meterline serve: alert not delivered: {line}");
+                    }
+                }
+                // A cron `meterline alerts` holds the lock: it delivers this round.
+                Err(Error::AlertsRunning(_)) => {}
+                Err(e) => {
+                    eprintln!("meterline serve: alerts: {e}");
+                    if e.is_database() {
+                        store = None;
+                    }
+                }
+            }
+        }
+        // Sleep in small steps so a shutdown does not wait a whole round.
+        let mut slept = Duration::ZERO;
+        while slept < POLL && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(100));
+            slept += Duration::from_millis(100);
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! A real loopback webhook receiver (std TcpListener, one thread per connection) that records
+//! every request it reads and answers as told, and an independent signature check in Python.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The secret the tests sign with: long and unmistakable, so a leak is easy to find.
+pub const SECRET: &str = "whsec-test-3f9c2b7e1d5a48c6a0e1f2d3c4b5a697-never-print-me";
+
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub alert_id: String,
+    pub signature: String,
+    pub content_type: String,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// 200 to everything.
+    Ok,
+    /// By request number: 200, 500, 200, dropped connection (no answer), ...
+    Flaky,
+    /// Read the request, then answer nothing and hold the connection open.
+    Hang,
+}
+
+#[derive(Clone)]
+pub struct Receiver {
+    pub url: String,
+    requests: Arc<Mutex<Vec<Request>>>,
+    mode: Arc<Mutex<Mode>>,
+    seen: Arc<AtomicUsize>,
+}
+
+impl Receiver {
+    pub fn start(mode: Mode) -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let receiver = Receiver {
+            url: format!("http://{}/hooks/meterline", listener.local_addr().unwrap()),
+            requests: Arc::default(),
+            mode: Arc::new(Mutex::new(mode)),
+            seen: Arc::default(),
+        };
+        let shared = receiver.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().map_while(Result::ok) {
+                let shared = shared.clone();
+                std::thread::spawn(move || shared.handle(stream));
+            }
+        });
+        receiver
+    }
+
+    pub fn set_mode(&self, mode: Mode) {
+        *self.mode.lock().unwrap() = mode;
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    /// Wait (generously) until at least `n` requests arrived; false if they never did.
+    pub fn wait_for(&self, n: usize) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if self.requests.lock().unwrap().len() >= n {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    fn handle(&self, stream: TcpStream) {
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut headers = Vec::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let line = line.trim_end().to_string();
+            if line.is_empty() {
+                break;
+            }
+            headers.push(line);
+        }
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find_map(|h| {
+                    let (k, v) = h.split_once(':')?;
+                    k.trim()
+                        .eq_ignore_ascii_case(name)
+                        .then(|| v.trim().to_string())
+                })
+                .unwrap_or_default()
+        };
+        let length: usize = header("content-length").parse().unwrap_or(0);
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let number = self.seen.fetch_add(1, Ordering::SeqCst);
+        self.requests.lock().unwrap().push(Request {
+            alert_id: header("meterline-alert-id"),
+            signature: header("meterline-signature"),
+            content_type: header("content-type"),
+            body: String::from_utf8(body).unwrap(),
+        });
+        let mode = *self.mode.lock().unwrap();
+        let status = match (mode, number % 4) {
+            (Mode::Ok, _) | (Mode::Flaky, 0 | 2) => "200 OK",
+            (Mode::Flaky, 1) => "500 Internal Server Error",
+            (Mode::Flaky, _) => return, // dropped: closed without an answer
+            (Mode::Hang, _) => {
+                std::thread::sleep(Duration::from_secs(120));
+                return;
+            }
+        };
+        let mut stream = stream;
+        let _ = write!(
+            stream,
+            "HTTP/1.1 {status}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+        );
+    }
+}
+
+/// Check every request's signature with Python's own `hmac` (not our Rust code): the header
+/// parses, v1 is HMAC-SHA256 of "<t>.<body>" under `secret`, and the id header matches the
+/// body's id. Returns Python's verdict line.
+pub fn verify_with_python(requests: &[Request], secret: &str) -> String {
+    const SCRIPT: &str = r#"
+import hashlib, hmac, json, os, sys
+secret = os.environ["CHECK_SECRET"].encode()
+n = 0
+for line in sys.stdin:
+    req = json.loads(line)
+    parts = dict(p.split("=", 1) for p in req["signature"].split(","))
+    signed = (parts["t"] + "." + req["body"]).encode()
+    want = hmac.new(secret, signed, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(want, parts["v1"]):
+        print("bad signature for", req["alert_id"])
+        sys.exit(1)
+    if json.loads(req["body"])["id"] != req["alert_id"]:
+        print("id header differs from body")
+        sys.exit(1)
+    n += 1
+print("verified", n)
+"#;
+    let mut child = Command::new("python3")
+        .args(["-c", SCRIPT])
+        .env("CHECK_SECRET", secret)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 is needed for the independent signature check");
+    {
+        let mut stdin = child.stdin.take().unwrap();
+        for r in requests {
+            let line = serde_json::json!({
+                "alert_id": r.alert_id, "signature": r.signature, "body": r.body,
+            });
+            writeln!(stdin, "{line}").unwrap();
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    let verdict = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(out.status.success(), "python: {verdict}");
+    verdict
+}
+
+/// plans.toml text: the shipped plans plus `extra` (the `[[alerts]]` entries).
+pub fn plans_with(extra: &str) -> String {
+    let shipped = std::fs::read_to_string(crate::common::repo_plans()).unwrap();
+    format!("{shipped}\n{extra}\n")
+}
