@@ -14,6 +14,17 @@ pub struct RawConfig {
     pub stripe: RawStripe,
     #[serde(default)]
     pub plans: Vec<RawPlan>,
+    #[serde(default)]
+    pub ingest: RawIngest,
+}
+
+/// `[ingest]`: how events arriving through the compatible routes (CloudEvents, Lago) are read.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIngest {
+    /// Meter event name -> the payload field holding the quantity.
+    #[serde(default)]
+    pub value_property: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -4,6 +4,7 @@
 mod api;
 mod auth;
 mod clock;
+mod compat;
 mod error;
 pub mod event;
 mod listener;

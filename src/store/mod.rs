@@ -15,7 +15,7 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::{Error, Result};
 
-pub use customers::{Customer, NewCustomer};
+pub use customers::{Customer, MAX_KEY_LEN, NewCustomer};
 pub use dashboard::{
     Backlog, BacklogChange, ChangeMarks, CustomerDetail, Dashboard, DashboardRow, EventRow,
     Projection, Refresh, UsageChange, project,
