@@ -3,6 +3,7 @@
 Run by tests/compat_sdk.rs, which starts the server and sets up the database:
   METERLINE_BASE   http://127.0.0.1:PORT
   METERLINE_TOKEN  a meterline token
+  METERLINE_NOW_UNIX  the server's clock at start (Unix seconds); event times are set from it
 Customers: "acme" (plan pro, mapped to cus_AcmeSdk1, no cap), "capped" (plan free,
 1,000 included, hard cap, mapped to cus_CappedSdk1). plans.toml takes the quantity of
 meterline_usage events from the payload field "tokens" for CloudEvents and Lago.
@@ -16,6 +17,7 @@ Prints "compat_sdk: ok" at the end; any failure raises (exit code 1).
 import json
 import os
 import sys
+import time
 import urllib.request
 
 import stripe
@@ -30,6 +32,8 @@ from openmeter.models import Event as CloudEvent
 BASE = os.environ["METERLINE_BASE"]
 TOKEN = os.environ["METERLINE_TOKEN"]
 BAD_TOKEN = "mlt_" + "0" * 43
+NOW = int(os.environ.get("METERLINE_NOW_UNIX") or time.time())
+AN_HOUR_AGO = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(NOW - 3600))
 
 
 def used(customer):
@@ -119,7 +123,7 @@ def openmeter_sdk():
             specversion="1.0",
             type="meterline_usage",
             subject=customer,
-            time="2026-11-27T17:00:00Z",
+            time=AN_HOUR_AGO,
             data={"tokens": tokens, "model": "small"},
         )
 
@@ -167,7 +171,7 @@ def lago_sdk():
             transaction_id=transaction_id,
             external_subscription_id=customer,
             code="meterline_usage",
-            timestamp=1795280000,
+            timestamp=NOW - 7200,
             precise_total_amount_cents=None,
             properties={"tokens": tokens},
         )
