@@ -144,11 +144,12 @@ pub enum Ingested {
 /// at once through the writer. The answer carries each event's meterline customer id.
 pub async fn ingest(state: &AppState, events: Vec<Candidate>) -> Result<Ingested, ApiError> {
     let config = state.config.clone();
+    let now = state.clock.now();
     let to_resolve = events.clone();
     let resolved: Vec<Result<String, Problem>> = super::read(state, move |store| {
         to_resolve
             .iter()
-            .map(|event| resolve(store, &config, event))
+            .map(|event| resolve(store, &config, event, now))
             .collect::<crate::Result<Vec<_>>>()
     })
     .await?;
@@ -205,13 +206,25 @@ fn decided(outcome: crate::Result<RecordOutcome>) -> Result<RecordOutcome, Probl
     }
 }
 
-/// The meterline customer id of `event`, or why the event cannot be recorded for them.
-/// Outer `Err`: the database failed.
+/// The meterline customer id of `event`, or why the event cannot be recorded for them: the
+/// store's own checks, made before the commit so that an invalid event in a batch refuses
+/// the whole batch with nothing written. Outer `Err`: the database failed.
 fn resolve(
     store: &crate::Store,
     config: &crate::Config,
     event: &Candidate,
+    now: DateTime<Utc>,
 ) -> crate::Result<Result<String, Problem>> {
+    let latest = now + chrono::Duration::seconds(crate::store::record::MAX_FUTURE_SECS);
+    if event.at > latest {
+        return Ok(Err(Problem::invalid(
+            "timestamp",
+            format!(
+                "event time {} is in the future; events may be at most 5 minutes ahead",
+                event.at.to_rfc3339()
+            ),
+        )));
+    }
     let customer = match &event.who {
         Who::Customer(id) => match store.customer(id) {
             Ok(c) => c,
