@@ -327,8 +327,9 @@ fn batch_failure(failed: &[(usize, Problem)], names: &[(String, String)]) -> Pro
         None => {
             let mut d = failed[0].1.clone().into_problem(&capped);
             d.detail = format!(
-                "{} of the events were refused by a hard cap; the others were recorded. {}",
+                "{} of {} events refused by a hard cap; the others were recorded. {}",
                 capped.len(),
+                names.len(),
                 d.detail
             );
             d
