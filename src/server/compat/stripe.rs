@@ -142,8 +142,9 @@ impl IntoResponse for StripeError {
         if let Some(secs) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
-        // Stripe's SDKs follow this header: retry only what may succeed on a retry.
-        let retry = self.status.is_server_error() || self.status == StatusCode::CONFLICT;
+        // Stripe's SDKs follow this header: retry only what may succeed on a retry (queue
+        // full, shutting down, database busy), never a refusal.
+        let retry = self.status.is_server_error();
         headers.insert(
             "stripe-should-retry",
             HeaderValue::from_static(if retry { "true" } else { "false" }),
