@@ -217,7 +217,9 @@ fn open_navigate_detail_help_filter_views_and_quit() {
     assert!(globex.contains("alice@globex.example"), "{globex}");
     // One Escape at a time: two in one read are one Alt-Escape to the terminal.
     tmux.keys(&["Escape"]);
-    tmux.wait_for("the detail to close", |s| !s.contains("Members this period"));
+    tmux.wait_for("the detail to close", |s| {
+        !s.contains("Members this period")
+    });
     tmux.keys(&["Escape"]);
     tmux.wait_text("Customers 24/24");
 

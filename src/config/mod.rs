@@ -26,6 +26,7 @@ pub struct Config {
     pub thresholds: Thresholds,
     pub billing: BillingSettings,
     pub stripe: StripeSettings,
+    pub ingest: IngestSettings,
     /// `[[alerts]]`: where level crossings are delivered.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub alerts: Vec<AlertRule>,
@@ -78,6 +79,14 @@ impl AlertRule {
     }
 }
 
+/// `[ingest]` in plans.toml.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct IngestSettings {
+    /// Meter event name -> the payload field that holds an event's quantity (CloudEvents
+    /// `data`, Lago `properties`). A meter without an entry counts 1 per event.
+    pub value_property: std::collections::BTreeMap<String, String>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
     pub id: String,
@@ -125,6 +134,14 @@ pub struct StripeSettings {
 }
 
 impl Config {
+    /// The payload field holding the quantity of `meter_event`'s events, if one is configured.
+    pub fn value_property(&self, meter_event: &str) -> Option<&str> {
+        self.ingest
+            .value_property
+            .get(meter_event)
+            .map(String::as_str)
+    }
+
     /// Read and validate a plans file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {

@@ -15,6 +15,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub plans: Vec<RawPlan>,
     #[serde(default)]
+    pub ingest: RawIngest,
+    #[serde(default)]
     pub alerts: Vec<RawAlert>,
 }
 
@@ -60,6 +62,15 @@ impl<'de> Deserialize<'de> for RawLevel {
             ))),
         }
     }
+}
+
+/// `[ingest]`: how events arriving through the compatible routes (CloudEvents, Lago) are read.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIngest {
+    /// Meter event name -> the payload field holding the quantity.
+    #[serde(default)]
+    pub value_property: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -5,10 +5,11 @@ use std::str::FromStr;
 
 use rust_decimal::Decimal;
 
-use super::raw::{RawAlert, RawAmount, RawConfig, RawPlan, RawStripe};
+use super::raw::{RawAlert, RawAmount, RawConfig, RawIngest, RawPlan, RawStripe};
 use super::{
     AlertRule, AlertTarget, AtLimit, BillingSettings, Config, DEFAULT_API_BASE,
-    DEFAULT_API_VERSION, DEFAULT_CURRENCY, DEFAULT_METER_EVENT, Plan, StripeSettings,
+    DEFAULT_API_VERSION, DEFAULT_CURRENCY, DEFAULT_METER_EVENT, IngestSettings, Plan,
+    StripeSettings,
 };
 use crate::billing::{PeriodKind, Thresholds, WarningLevel};
 
@@ -102,12 +103,42 @@ fn validate(raw: RawConfig) -> Result<Config, String> {
             validate_alert(alert, &seen).map_err(|m| format!("[[alerts]] #{}: {m}", index + 1))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let ingest = validate_ingest(raw.ingest, &plans)?;
     Ok(Config {
         plans,
         thresholds,
         billing: BillingSettings { period, currency },
         stripe,
         alerts,
+        ingest,
+    })
+}
+
+/// Every `[ingest.value_property]` key must be a meter event some plan uses (a typo would
+/// silently count 1 per event), and every field name must be non-empty.
+fn validate_ingest(raw: RawIngest, plans: &[Plan]) -> Result<IngestSettings, String> {
+    for (meter, field) in &raw.value_property {
+        if !plans.iter().any(|p| &p.meter_event == meter) {
+            let mut known: Vec<&str> = plans.iter().map(|p| p.meter_event.as_str()).collect();
+            known.sort_unstable();
+            known.dedup();
+            return Err(format!(
+                "[ingest.value_property] \"{}\" is not the meter event of any plan; \
+                 the plans use: {}",
+                meter.escape_debug(),
+                known.join(", ")
+            ));
+        }
+        if field.trim().is_empty() || field.len() > 100 {
+            return Err(format!(
+                "[ingest.value_property] {meter} = \"{}\" must name a payload field \
+                 (1 to 100 characters)",
+                field.escape_debug()
+            ));
+        }
+    }
+    Ok(IngestSettings {
+        value_property: raw.value_property,
     })
 }
 

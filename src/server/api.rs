@@ -22,13 +22,17 @@ use crate::RecordOutcome;
 /// The most events one batch request may carry.
 pub const MAX_BATCH: usize = 1000;
 
-const ROUTES: [&str; 6] = [
+const ROUTES: [&str; 10] = [
     "/healthz",
     "/metrics",
     "/v1/events",
     "/v1/events/batch",
     "/v1/customers/{id}/check",
     "/v1/status",
+    super::compat::STRIPE_METER_EVENTS,
+    super::compat::OPENMETER_EVENTS,
+    super::compat::LAGO_EVENTS,
+    super::compat::LAGO_EVENTS_BATCH,
 ];
 
 pub fn router(state: AppState, request_timeout: Duration) -> Router {
@@ -45,6 +49,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .merge(protected)
+        .merge(super::compat::router(state.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(refuse_oversized))
@@ -105,7 +110,7 @@ async fn method_not_allowed() -> ApiError {
 }
 
 /// The body, or the JSON error for a body that could not be read (413 when too large).
-fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+pub(super) fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|e| {
         let status = e.status();
         if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -117,7 +122,7 @@ fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
 }
 
 /// Wait for the writer's answer to `requests`.
-async fn commit(
+pub(super) async fn commit(
     state: &AppState,
     requests: Vec<crate::RecordRequest>,
 ) -> Result<Vec<crate::Result<RecordOutcome>>, ApiError> {

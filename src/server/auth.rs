@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
-use axum::http::header;
+use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
@@ -81,19 +81,26 @@ fn unauthorized(message: &str) -> Response {
     response
 }
 
-pub async fn require_token(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let presented = request
-        .headers()
+/// Why a request was not let through.
+pub(crate) enum Denied {
+    /// 401: the message says what was wrong (never the token itself).
+    Unauthorized(&'static str),
+    /// The token table could not be read.
+    Failed(ApiError),
+}
+
+/// Check the request's bearer token; shared by the native API and the compatible routes,
+/// which only shape the 401 differently.
+pub(crate) async fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Denied> {
+    let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     let Some(presented) = presented.filter(|t| !t.is_empty()) else {
-        return unauthorized("missing bearer token: send `Authorization: Bearer <token>`");
+        return Err(Denied::Unauthorized(
+            "missing bearer token: send `Authorization: Bearer <token>`",
+        ));
     };
     // A cached miss rereads the table once: a token created a moment ago works at once.
     let cached = state.tokens.fresh();
@@ -101,19 +108,31 @@ pub async fn require_token(
         .as_ref()
         .and_then(|tokens| matching(tokens, presented).map(str::to_string));
     if name.is_none() {
-        let tokens = match super::read(&state, |store| store.active_tokens()).await {
+        let tokens = match super::read(state, |store| store.active_tokens()).await {
             Ok(tokens) => state.tokens.store(tokens),
-            Err(e) => return e.into_response(),
+            Err(e) => return Err(Denied::Failed(e)),
         };
         name = matching(&tokens, presented).map(str::to_string);
     }
     let Some(name) = name else {
-        return unauthorized("unknown or revoked token");
+        return Err(Denied::Unauthorized("unknown or revoked token"));
     };
     if state.tokens.should_touch(&name) {
         state.writer.touch(&name);
     }
-    next.run(request).await
+    Ok(())
+}
+
+pub async fn require_token(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match authorize(&state, request.headers()).await {
+        Ok(()) => next.run(request).await,
+        Err(Denied::Unauthorized(message)) => unauthorized(message),
+        Err(Denied::Failed(e)) => e.into_response(),
+    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ mod alerts;
 mod api;
 mod auth;
 mod clock;
+mod compat;
 mod error;
 pub mod event;
 mod listener;

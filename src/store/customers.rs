@@ -303,6 +303,15 @@ impl Store {
         get(&self.conn, id)
     }
 
+    /// The customers mapped to a Stripe customer id (normally one), by id.
+    pub fn customers_with_stripe_id(&self, stripe_customer_id: &str) -> Result<Vec<Customer>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM customers WHERE stripe_customer_id = ?1 ORDER BY id"
+        ))?;
+        let rows = stmt.query_map([stripe_customer_id], from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// Customers whose plan plans.toml no longer defines, as (customer id, plan id).
     pub fn customers_on_missing_plans(&self, config: &Config) -> Result<Vec<(String, String)>> {
         let mut stmt = self

@@ -22,7 +22,7 @@ use crate::{Error, Result};
 pub use crate::billing::{Projection, project};
 pub use alerts::{Alert, AlertCounts, AlertRun, DueDelivery, RecentAlert, StatusWithAlert};
 pub use backup::{BackupReport, verify as verify_backup};
-pub use customers::{Customer, NewCustomer};
+pub use customers::{Customer, MAX_KEY_LEN, NewCustomer};
 pub use dashboard::{
     Backlog, BacklogChange, ChangeMarks, CustomerDetail, Dashboard, DashboardRow, EventRow,
     Refresh, UsageChange,

@@ -1,0 +1,413 @@
+//! Routes that speak other services' ingestion protocols, so their official SDKs work with a
+//! new base URL and a meterline token: Stripe meter events (`/stripe`), CloudEvents as
+//! OpenMeter takes them (`/openmeter`) and Lago events (`/lago`).
+//!
+//! Each protocol module only parses its format into [`Candidate`]s and shapes answers and
+//! errors its way. Everything else is shared here: the token check, the quantity rule, the
+//! idempotency keys, resolving customers and meters, and the commit through the same
+//! group-commit writer as `/v1/events/batch` (there is no second write path).
+
+mod cloudevents;
+mod lago;
+mod stripe;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::post;
+use chrono::{DateTime, TimeZone, Utc};
+use sha2::{Digest, Sha256};
+
+use super::AppState;
+use super::auth::{self, Denied};
+use super::error::ApiError;
+use crate::store::MAX_KEY_LEN;
+use crate::{Error, RecordOutcome, RecordRequest};
+
+pub const STRIPE_METER_EVENTS: &str = "/stripe/v1/billing/meter_events";
+pub const OPENMETER_EVENTS: &str = "/openmeter/api/v1/events";
+pub const LAGO_EVENTS: &str = "/lago/api/v1/events";
+pub const LAGO_EVENTS_BATCH: &str = "/lago/api/v1/events/batch";
+
+/// The most events one batch may carry (as `/v1/events/batch`).
+pub use super::api::MAX_BATCH;
+
+pub fn router(state: AppState) -> Router<AppState> {
+    let stripe = Router::new()
+        .route(STRIPE_METER_EVENTS, post(stripe::create))
+        .route_layer(middleware::from_fn_with_state(state.clone(), stripe::guard));
+    let openmeter = Router::new()
+        .route(OPENMETER_EVENTS, post(cloudevents::ingest_handler))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            cloudevents::guard,
+        ));
+    let lago = Router::new()
+        .route(LAGO_EVENTS, post(lago::create))
+        .route(LAGO_EVENTS_BATCH, post(lago::batch))
+        .route_layer(middleware::from_fn_with_state(state, lago::guard));
+    stripe.merge(openmeter).merge(lago)
+}
+
+/// The token check of the native API, with the 401 in the protocol's own shape.
+async fn guard(
+    state: &AppState,
+    request: Request,
+    next: Next,
+    unauthorized: fn(&str) -> Response,
+    failed: fn(ApiError) -> Response,
+) -> Response {
+    match auth::authorize(state, request.headers()).await {
+        Ok(()) => next.run(request).await,
+        Err(Denied::Unauthorized(message)) => unauthorized(message),
+        Err(Denied::Failed(e)) => failed(e),
+    }
+}
+
+/// Who an event is for, as the protocol names them.
+#[derive(Debug, Clone)]
+pub enum Who {
+    /// A meterline customer id (CloudEvents `subject`, Lago `external_customer_id`).
+    Customer(String),
+    /// A Stripe customer id, mapped to the meterline customer that carries it.
+    StripeCustomer(String),
+}
+
+/// One event parsed from a protocol, ready to be resolved and recorded.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub who: Who,
+    /// The meter event name the client sent (Stripe `event_name`, CloudEvents `type`, Lago `code`).
+    pub meter: String,
+    pub quantity: i64,
+    /// The idempotency key, built by [`key`].
+    pub key: String,
+    pub at: DateTime<Utc>,
+}
+
+/// Why one event was not recorded. Each protocol maps these to its own status and shape.
+#[derive(Debug, Clone)]
+pub enum Problem {
+    /// Malformed or out of range; `param` names the field when there is one.
+    Invalid {
+        param: Option<String>,
+        message: String,
+    },
+    UnknownCustomer(String),
+    /// The meter event is not the one of the customer's plan.
+    UnknownMeter(String),
+    /// The idempotency key was used before with other parameters.
+    Conflict(String),
+    /// Refused by the customer's hard cap.
+    Capped(String),
+    /// Anything else (database busy, queue full, ...), as the native API would answer it.
+    Other(ApiError),
+}
+
+impl Problem {
+    pub fn invalid(param: &str, message: impl Into<String>) -> Problem {
+        Problem::Invalid {
+            param: Some(param.to_string()),
+            message: message.into(),
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            Problem::Invalid { message, .. }
+            | Problem::UnknownCustomer(message)
+            | Problem::UnknownMeter(message)
+            | Problem::Conflict(message)
+            | Problem::Capped(message) => message,
+            Problem::Other(e) => &e.message,
+        }
+    }
+}
+
+impl From<ApiError> for Problem {
+    fn from(e: ApiError) -> Problem {
+        Problem::Other(e)
+    }
+}
+
+/// The result of [`ingest`].
+pub enum Ingested {
+    /// Some events were invalid before anything was written: nothing was recorded.
+    /// (event index, problem), in order.
+    Rejected(Vec<(usize, Problem)>),
+    /// Committed: one answer per event, in order. `Ok` is recorded or a duplicate.
+    Decided(Vec<(String, Result<RecordOutcome, Problem>)>),
+}
+
+/// Resolve every event (customer, meter, anchor), then, only if all are valid, commit them
+/// at once through the writer. The answer carries each event's meterline customer id.
+pub async fn ingest(state: &AppState, events: Vec<Candidate>) -> Result<Ingested, ApiError> {
+    let config = state.config.clone();
+    let now = state.clock.now();
+    let to_resolve = events.clone();
+    let resolved: Vec<Result<String, Problem>> = super::read(state, move |store| {
+        to_resolve
+            .iter()
+            .map(|event| resolve(store, &config, event, now))
+            .collect::<crate::Result<Vec<_>>>()
+    })
+    .await?;
+    let rejected: Vec<(usize, Problem)> = resolved
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.as_ref().err().map(|p| (i, p.clone())))
+        .collect();
+    if !rejected.is_empty() {
+        return Ok(Ingested::Rejected(rejected));
+    }
+    let customers: Vec<String> = resolved.into_iter().flatten().collect();
+    let requests: Vec<RecordRequest> = events
+        .into_iter()
+        .zip(&customers)
+        .map(|(event, customer)| RecordRequest {
+            customer_id: customer.clone(),
+            quantity: event.quantity,
+            user_id: None,
+            idempotency_key: Some(event.key),
+            occurred_at: event.at,
+        })
+        .collect();
+    let outcomes = super::api::commit(state, requests).await?;
+    Ok(Ingested::Decided(
+        customers
+            .into_iter()
+            .zip(outcomes)
+            .map(|(customer, outcome)| (customer, decided(outcome)))
+            .collect(),
+    ))
+}
+
+fn decided(outcome: crate::Result<RecordOutcome>) -> Result<RecordOutcome, Problem> {
+    match outcome {
+        Ok(o) if o.recorded || o.duplicate => Ok(o),
+        Ok(o) => Err(Problem::Capped(format!(
+            "customer \"{}\" reached the hard cap of plan \"{}\" ({} of {} units used); \
+             nothing recorded",
+            o.check.customer,
+            o.check.plan,
+            o.check.used,
+            o.check.limit.map_or("unlimited".into(), |n| n.to_string())
+        ))),
+        Err(Error::IdempotencyConflict(m)) => Err(Problem::Conflict(m)),
+        Err(Error::UnknownCustomer(id)) => Err(Problem::UnknownCustomer(format!(
+            "unknown customer \"{id}\""
+        ))),
+        Err(Error::InvalidInput(m)) => Err(Problem::Invalid {
+            param: None,
+            message: m,
+        }),
+        Err(e) => Err(Problem::Other(ApiError::from(e))),
+    }
+}
+
+/// The meterline customer id of `event`, or why the event cannot be recorded for them: the
+/// store's own checks, made before the commit so that an invalid event in a batch refuses
+/// the whole batch with nothing written. Outer `Err`: the database failed.
+fn resolve(
+    store: &crate::Store,
+    config: &crate::Config,
+    event: &Candidate,
+    now: DateTime<Utc>,
+) -> crate::Result<Result<String, Problem>> {
+    let latest = now + chrono::Duration::seconds(crate::store::record::MAX_FUTURE_SECS);
+    if event.at > latest {
+        return Ok(Err(Problem::invalid(
+            "timestamp",
+            format!(
+                "event time {} is in the future; events may be at most 5 minutes ahead",
+                event.at.to_rfc3339()
+            ),
+        )));
+    }
+    let customer = match &event.who {
+        Who::Customer(id) => match store.customer(id) {
+            Ok(c) => c,
+            Err(Error::UnknownCustomer(_)) => {
+                return Ok(Err(Problem::UnknownCustomer(format!(
+                    "unknown customer \"{}\"",
+                    crate::sanitize::sanitize(id)
+                ))));
+            }
+            Err(e) => return Err(e),
+        },
+        Who::StripeCustomer(stripe_id) => {
+            let mut found = store.customers_with_stripe_id(stripe_id)?;
+            match found.len() {
+                1 => found.remove(0),
+                0 => {
+                    return Ok(Err(Problem::UnknownCustomer(format!(
+                        "No such customer: '{}' (no meterline customer is mapped to it; \
+                         map one with `meterline customer set-stripe ID {0}`)",
+                        crate::sanitize::sanitize(stripe_id)
+                    ))));
+                }
+                n => {
+                    return Ok(Err(Problem::invalid(
+                        "payload[stripe_customer_id]",
+                        format!(
+                            "{n} meterline customers are mapped to '{}'; map it to one only",
+                            crate::sanitize::sanitize(stripe_id)
+                        ),
+                    )));
+                }
+            }
+        }
+    };
+    let Some(plan) = config.plan(&customer.plan_id) else {
+        return Ok(Err(Problem::Other(ApiError::from(Error::PlanMissing {
+            customer: customer.id,
+            plan: customer.plan_id,
+        }))));
+    };
+    if plan.meter_event != event.meter {
+        return Ok(Err(Problem::UnknownMeter(format!(
+            "no meter \"{}\" for customer \"{}\": their plan \"{}\" meters \"{}\"",
+            crate::sanitize::sanitize(&event.meter),
+            customer.id,
+            plan.id,
+            plan.meter_event
+        ))));
+    }
+    let starts = Utc.from_utc_datetime(&customer.billing_anchor.and_time(chrono::NaiveTime::MIN));
+    if event.at < starts {
+        return Ok(Err(Problem::invalid(
+            "timestamp",
+            format!(
+                "event time {} is before customer \"{}\" starts (billing anchor {})",
+                event.at.to_rfc3339(),
+                customer.id,
+                customer.billing_anchor
+            ),
+        )));
+    }
+    Ok(Ok(customer.id))
+}
+
+/// The idempotency key for a protocol's event identity. Each part is length-prefixed so that
+/// no two different identities give the same text (CloudEvents' `source` + `id` = "a:b" + "c"
+/// or "a" + "b:c"). A key that would break the store's key rules (longer than 255 bytes, or
+/// with control, bidi or zero-width characters) is replaced by its SHA-256.
+pub fn key(protocol: &str, parts: &[&str]) -> String {
+    let mut text = protocol.to_string();
+    for part in parts {
+        text.push(':');
+        text.push_str(&part.len().to_string());
+        text.push(':');
+        text.push_str(part);
+    }
+    if text.len() <= MAX_KEY_LEN && !text.chars().any(crate::sanitize::is_unsafe) {
+        text
+    } else {
+        format!(
+            "{protocol}-sha256:{}",
+            hex::encode(Sha256::digest(text.as_bytes()))
+        )
+    }
+}
+
+/// The quantity of a CloudEvents / Lago event: the configured payload field of its meter,
+/// or 1 when none is configured. `field_path` is how the protocol names the payload
+/// ("data", "properties") in error messages.
+pub fn quantity(
+    config: &crate::Config,
+    meter: &str,
+    payload: Option<&serde_json::Value>,
+    field_path: &str,
+) -> Result<i64, Problem> {
+    let Some(field) = config.value_property(meter) else {
+        return Ok(1);
+    };
+    let param = format!("{field_path}.{field}");
+    let value = payload
+        .and_then(|p| p.as_object())
+        .and_then(|p| p.get(field));
+    let Some(value) = value else {
+        return Err(Problem::invalid(
+            &param,
+            format!(
+                "{param} is missing: plans.toml [ingest.value_property] takes the quantity of \
+                 \"{meter}\" events from it"
+            ),
+        ));
+    };
+    whole_quantity(value).ok_or_else(|| {
+        Problem::invalid(
+            &param,
+            format!(
+                "{param} = {value} is not a whole number between 1 and {}",
+                crate::store::record::MAX_QUANTITY
+            ),
+        )
+    })
+}
+
+/// A JSON number or numeric string that is a whole number in the store's quantity range.
+fn whole_quantity(value: &serde_json::Value) -> Option<i64> {
+    let n = match value {
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(i) => i,
+            None => {
+                let f = n.as_f64()?;
+                if f.fract() != 0.0 || f.abs() > 1e15 {
+                    return None;
+                }
+                f as i64
+            }
+        },
+        serde_json::Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+            s.parse().ok()?
+        }
+        _ => return None,
+    };
+    (1..=crate::store::record::MAX_QUANTITY)
+        .contains(&n)
+        .then_some(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn keys_are_unambiguous_and_bounded() {
+        assert_ne!(key("ce", &["a:b", "c"]), key("ce", &["a", "b:c"]));
+        assert_eq!(key("lago", &["t1"]), "lago:2:t1");
+        let long = "x".repeat(300);
+        let hashed = key("ce", &["src", &long]);
+        assert!(hashed.starts_with("ce-sha256:") && hashed.len() < MAX_KEY_LEN);
+        assert_eq!(hashed, key("ce", &["src", &long]));
+        assert!(key("ce", &["src", "a\u{202e}b"]).starts_with("ce-sha256:"));
+    }
+
+    #[test]
+    fn quantities_are_whole_numbers_in_range() {
+        assert_eq!(whole_quantity(&json!(12)), Some(12));
+        assert_eq!(whole_quantity(&json!("12")), Some(12));
+        assert_eq!(whole_quantity(&json!(3.0)), Some(3));
+        for bad in [
+            json!(0),
+            json!(-1),
+            json!(1.5),
+            json!("1.5"),
+            json!("x"),
+            json!(null),
+            json!(true),
+            json!(""),
+            json!("-3"),
+            json!(1e300),
+        ] {
+            assert_eq!(whole_quantity(&bad), None, "{bad}");
+        }
+        assert_eq!(
+            whole_quantity(&json!(crate::store::record::MAX_QUANTITY + 1)),
+            None
+        );
+    }
+}

@@ -1,0 +1,210 @@
+"""The official Python SDKs of Stripe, OpenMeter and Lago against a real `meterline serve`.
+
+Run by tests/compat_sdk.rs, which starts the server and sets up the database:
+  METERLINE_BASE   http://127.0.0.1:PORT
+  METERLINE_TOKEN  a meterline token
+  METERLINE_NOW_UNIX  the server's clock at start (Unix seconds); event times are set from it
+Customers: "acme" (plan pro, mapped to cus_AcmeSdk1, no cap), "capped" (plan free,
+1,000 included, hard cap, mapped to cus_CappedSdk1). plans.toml takes the quantity of
+meterline_usage events from the payload field "tokens" for CloudEvents and Lago.
+
+Each SDK sends events through its base URL; every call is resent with the same identifier /
+id / transaction_id and must record nothing twice; a hard cap raises the SDK's error; a bad
+token raises its auth error. Counters are read back through the native API after each step.
+Prints "compat_sdk: ok" at the end; any failure raises (exit code 1).
+"""
+
+import json
+import os
+import sys
+import time
+import urllib.request
+
+import stripe
+from corehttp.exceptions import ClientAuthenticationError, HttpResponseError
+from lago_python_client.client import Client as LagoClient
+from lago_python_client.exceptions import LagoApiError
+from lago_python_client.models import BatchEvent as LagoBatchEvent
+from lago_python_client.models import Event as LagoEvent
+from openmeter import Client as OpenMeterClient
+from openmeter.models import Event as CloudEvent
+
+BASE = os.environ["METERLINE_BASE"]
+TOKEN = os.environ["METERLINE_TOKEN"]
+BAD_TOKEN = "mlt_" + "0" * 43
+NOW = int(os.environ.get("METERLINE_NOW_UNIX") or time.time())
+AN_HOUR_AGO = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(NOW - 3600))
+
+
+def used(customer):
+    request = urllib.request.Request(
+        f"{BASE}/v1/customers/{customer}/check",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
+    with urllib.request.urlopen(request) as answer:
+        return json.load(answer)["used"]
+
+
+def expect(error_type, call, check=lambda e: True):
+    """Run `call`; it must raise `error_type` and pass `check`. Returns the error."""
+    try:
+        call()
+    except error_type as e:
+        assert check(e), f"unexpected {error_type.__name__}: {e!r}"
+        return e
+    raise AssertionError(f"expected {error_type.__name__}")
+
+
+def stripe_sdk():
+    def client(key):
+        return stripe.StripeClient(
+            key,
+            base_addresses={"api": f"{BASE}/stripe"},
+            max_network_retries=0,
+        )
+
+    meter_events = client(TOKEN).v1.billing.meter_events
+
+    def send(customer, value, identifier=None, **extra):
+        params = {
+            "event_name": "meterline_usage",
+            "payload": {"stripe_customer_id": customer, "value": value},
+            **extra,
+        }
+        if identifier:
+            params["identifier"] = identifier
+        return meter_events.create(params=params)
+
+    before = used("acme")
+    first = send("cus_AcmeSdk1", "5", "sdk-stripe-1")
+    assert first.object == "billing.meter_event", first
+    assert first.identifier == "sdk-stripe-1" and first.event_name == "meterline_usage"
+    assert first.payload["value"] == "5"
+    second = send("cus_AcmeSdk1", "7", "sdk-stripe-2", timestamp=first.timestamp - 60)
+    assert second.timestamp == first.timestamp - 60
+    assert used("acme") == before + 12
+    # Resent: Stripe's answer for a known identifier, and nothing counted twice.
+    for identifier, value in (("sdk-stripe-1", "5"), ("sdk-stripe-2", "7")):
+        expect(
+            stripe.InvalidRequestError,
+            lambda: send("cus_AcmeSdk1", value, identifier),
+            lambda e: "already exists" in str(e),
+        )
+    assert used("acme") == before + 12
+    # A hard cap: 402, which Stripe's SDK raises as CardError, with our code.
+    capped = used("capped")
+    error = expect(stripe.CardError, lambda: send("cus_CappedSdk1", "5000", "sdk-stripe-cap"))
+    assert error.code == "meterline_hard_cap_reached", error.code
+    assert used("capped") == capped
+    # An unmapped Stripe customer; a value that is not a whole number.
+    expect(stripe.InvalidRequestError, lambda: send("cus_Nobody", "1"))
+    error = expect(stripe.InvalidRequestError, lambda: send("cus_AcmeSdk1", "1.5"))
+    assert error.param == "payload[value]", error.param
+    # A bad token.
+    expect(
+        stripe.AuthenticationError,
+        lambda: client(BAD_TOKEN).v1.billing.meter_events.create(
+            params={
+                "event_name": "meterline_usage",
+                "payload": {"stripe_customer_id": "cus_AcmeSdk1", "value": "1"},
+            }
+        ),
+    )
+    assert used("acme") == before + 12
+
+
+def openmeter_sdk():
+    client = OpenMeterClient(endpoint=f"{BASE}/openmeter", token=TOKEN)
+
+    def event(id, tokens, customer="acme", source="sdk-tests"):
+        return CloudEvent(
+            id=id,
+            source=source,
+            specversion="1.0",
+            type="meterline_usage",
+            subject=customer,
+            time=AN_HOUR_AGO,
+            data={"tokens": tokens, "model": "small"},
+        )
+
+    before = used("acme")
+    client.events.ingest_event(event("ce-1", 3))
+    client.events.ingest_events([event("ce-2", 4), event("ce-3", 6)])
+    client.events.ingest_events_json(event("ce-4", 10))
+    # The same id from another source is another event.
+    client.events.ingest_event(event("ce-1", 2, source="other-source"))
+    assert used("acme") == before + 25, used("acme")
+    # Resent: OpenMeter drops duplicates silently (204); nothing counted twice.
+    client.events.ingest_event(event("ce-1", 3))
+    client.events.ingest_events([event("ce-2", 4), event("ce-3", 6), event("ce-4", 10)])
+    assert used("acme") == before + 25
+    # A hard cap refuses one event of a batch: 402, the other one is recorded.
+    capped = used("capped")
+    batch = [event("ce-cap-ok", 1, "capped"), event("ce-cap-no", 5000, "capped")]
+    error = expect(HttpResponseError, lambda: client.events.ingest_events(batch))
+    assert error.status_code == 402, error.status_code
+    assert used("capped") == capped + 1
+    # Retrying the whole batch records nothing twice.
+    expect(
+        HttpResponseError,
+        lambda: client.events.ingest_events(batch),
+        lambda e: e.status_code == 402,
+    )
+    assert used("capped") == capped + 1
+    # The configured value field is not a number.
+    expect(
+        HttpResponseError,
+        lambda: client.events.ingest_event(event("ce-bad", "lots")),
+        lambda e: e.status_code == 400,
+    )
+    # A bad token.
+    bad = OpenMeterClient(endpoint=f"{BASE}/openmeter", token=BAD_TOKEN)
+    expect(ClientAuthenticationError, lambda: bad.events.ingest_event(event("ce-x", 1)))
+    assert used("acme") == before + 25
+
+
+def lago_sdk():
+    client = LagoClient(api_key=TOKEN, api_url=f"{BASE}/lago/")
+
+    def event(transaction_id, tokens, customer="acme"):
+        return LagoEvent(
+            transaction_id=transaction_id,
+            external_subscription_id=customer,
+            code="meterline_usage",
+            timestamp=NOW - 7200,
+            precise_total_amount_cents=None,
+            properties={"tokens": tokens},
+        )
+
+    before = used("acme")
+    created = client.events.create(event("lago-1", 8))
+    assert created.transaction_id == "lago-1" and created.code == "meterline_usage", created
+    assert created.external_subscription_id == "acme"
+    client.events.batch_create(LagoBatchEvent(events=[event("lago-2", 1), event("lago-3", 2)]))
+    assert used("acme") == before + 11
+    # Resent: answered as a success again; nothing counted twice.
+    again = client.events.create(event("lago-1", 8))
+    assert again.transaction_id == "lago-1"
+    client.events.batch_create(LagoBatchEvent(events=[event("lago-2", 1), event("lago-3", 2)]))
+    assert used("acme") == before + 11
+    # A hard cap.
+    capped = used("capped")
+    error = expect(LagoApiError, lambda: client.events.create(event("lago-cap", 5000, "capped")))
+    assert error.status_code == 402, error.status_code
+    assert used("capped") == capped
+    # A transaction id reused with other properties.
+    error = expect(LagoApiError, lambda: client.events.create(event("lago-1", 9)))
+    assert error.status_code == 422, error.status_code
+    # A bad token.
+    bad = LagoClient(api_key=BAD_TOKEN, api_url=f"{BASE}/lago/")
+    error = expect(LagoApiError, lambda: bad.events.create(event("lago-x", 1)))
+    assert error.status_code == 401, error.status_code
+    assert used("acme") == before + 11
+
+
+if __name__ == "__main__":
+    SUITES = {"stripe": stripe_sdk, "openmeter": openmeter_sdk, "lago": lago_sdk}
+    for name in sys.argv[1:] or list(SUITES):
+        SUITES[name]()
+        print(f"compat_sdk: {name} ok", flush=True)
+    print("compat_sdk: ok", flush=True)
