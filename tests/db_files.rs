@@ -98,6 +98,10 @@ fn an_older_database_is_refused_by_reads_and_upgraded_by_writes() {
              DROP TABLE change_counters; DROP TABLE stripe_changes;
              DROP INDEX usage_events_backlog; DROP INDEX usage_events_stripe_identifier;
              DROP TABLE api_tokens;
+             DROP TABLE reconcile_rows; DROP TABLE reconcile_runs;
+             DROP INDEX usage_events_by_report;
+             ALTER TABLE usage_events DROP COLUMN stripe_report_id;
+             DROP TABLE stripe_reports;
              ALTER TABLE usage_events DROP COLUMN stripe_identifier;
              ALTER TABLE usage_records DROP COLUMN included;
              ALTER TABLE usage_records DROP COLUMN at_limit;

@@ -518,6 +518,7 @@ fn preview(live: bool) -> SyncPreview {
         future: 0,
         failed_waiting: 3,
         groups: Vec::new(),
+        ..SyncPreview::default()
     }
 }
 
@@ -538,6 +539,7 @@ fn report(failed: u64, stopped: Option<&str>) -> SyncReport {
         reached: 1234,
         error: None,
         dry_run: false,
+        ..SyncReport::default()
     }
 }
 

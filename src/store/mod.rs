@@ -5,6 +5,7 @@ mod dashboard;
 mod outbox;
 mod queries;
 pub mod record;
+mod reports;
 mod schema;
 pub mod tokens;
 
@@ -27,6 +28,7 @@ pub use outbox::{
 };
 pub use queries::{HistoryRow, Member, MembersSummary, StatusRow};
 pub use record::{RecordOutcome, RecordRequest};
+pub use reports::{HeldReport, IN_DOUBT_AFTER_HOURS, InDoubt, ReportPlan};
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 pub use tokens::{ActiveToken, TokenInfo, token_hash};
 

@@ -70,8 +70,20 @@ pub struct Plan<'a> {
     pub limit: Option<u64>,
     pub run_id: i64,
     pub clock: Clock,
+    /// What a job is: a usage event, or a report standing for many.
+    pub unit: Unit,
     /// Test-only fault: make a thread panic.
     pub panic_hook: Option<PanicHook>,
+}
+
+/// What the pipeline sends: each job is one meter event either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    /// One usage event per meter event (`report = "per_event"`).
+    Events,
+    /// Reports made by `Store::pack_reports` (`report = "aggregate"`). A customer has only a
+    /// few (one per meter and period), so they need no per-customer reading.
+    Reports,
 }
 
 /// Where a test makes the pipeline panic, to prove a panic ends the run instead of hanging it.
@@ -100,6 +112,8 @@ pub struct Outcome {
     pub not_connected: Option<String>,
     /// What the writer committed to the database: the counts a failed run records.
     pub marked: SyncProgress,
+    /// Usage events the writer marked reported.
+    pub events_reported: u64,
     /// A reader, writer or thread failure (a panic included): the run failed.
     pub error: Option<Error>,
 }
@@ -621,7 +635,7 @@ fn settle(board: &Board, state: &mut State, job: &Job, delivery: Delivery) {
 fn read(board: &Board, store: &Store, plan: &Plan) {
     let mut cursor: Option<OutboxCursor> = None;
     let mut loaded = 0u64;
-    let fair = plan.limit.is_none();
+    let fair = plan.limit.is_none() && plan.unit == Unit::Events;
     loop {
         let mut state = board.lock();
         while !state.page_asked && !state.stopping {
@@ -640,9 +654,16 @@ fn read(board: &Board, store: &Store, plan: &Plan) {
         let page = match (want_page, want) {
             (false, _) => Ok(None),
             (true, 0) => Ok(Some((Vec::new(), None))),
-            (true, _) => store
-                .outbox_page(&plan.window, cursor.as_ref(), want as usize)
-                .map(Some),
+            (true, _) => match plan.unit {
+                Unit::Events => store.outbox_page(&plan.window, cursor.as_ref(), want as usize),
+                Unit::Reports => store.report_page(
+                    &plan.window,
+                    cursor.as_ref(),
+                    want as usize,
+                    plan.clock.now(),
+                ),
+            }
+            .map(Some),
         };
         let refilled: Result<Vec<_>> = refills
             .into_iter()
@@ -708,8 +729,13 @@ fn write(board: &Board, store: &mut Store, plan: &Plan) {
         let finished = state.workers_running == 0;
         drop(state);
         let mut result = Ok(());
+        let mut reported = 0;
         if !batch.is_empty() {
-            result = store.record_outcomes(&batch, plan.clock.now());
+            result = match plan.unit {
+                Unit::Events => store.record_outcomes(&batch, plan.clock.now()),
+                Unit::Reports => store.record_report_outcomes(&batch, plan.clock.now()),
+            }
+            .map(|n| reported = n);
         }
         if result.is_ok() && last_beat.elapsed() >= HEARTBEAT_EVERY {
             result = store.sync_heartbeat(plan.run_id);
@@ -722,7 +748,9 @@ fn write(board: &Board, store: &mut Store, plan: &Plan) {
             return;
         }
         if !batch.is_empty() {
-            let marked = &mut board.lock().outcome.marked;
+            let mut state = board.lock();
+            state.outcome.events_reported += reported;
+            let marked = &mut state.outcome.marked;
             marked.attempted += tally.attempted;
             marked.accepted += tally.accepted;
             marked.duplicates += tally.duplicates;
