@@ -53,7 +53,10 @@ fn kill_9_at_random_points_then_rerun_bills_each_sum_once() {
                 |r| r.get(0),
             )
             .unwrap();
-        assert!(marked as usize <= env.server.accepted_count(), "round {round}");
+        assert!(
+            marked as usize <= env.server.accepted_count(),
+            "round {round}"
+        );
         // Traffic goes on between the runs: new usage for some customers.
         let mut store = env.store();
         for seed in seeds.iter().skip(round).step_by(7) {
