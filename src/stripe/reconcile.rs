@@ -263,7 +263,7 @@ pub fn run(
             status: status.into(),
         });
     }
-    let finished = options.now.map_or_else(Utc::now, |now| now);
+    let finished = options.now.unwrap_or_else(Utc::now);
     store.record_reconcile(started, finished, &rows)?;
     Ok(rows)
 }
