@@ -28,7 +28,7 @@ pub use outbox::{
     stripe_window,
 };
 pub use queries::{HistoryRow, Member, MembersSummary, StatusRow};
-pub use reconcile::{ReconcileRow, ReconcileRun, Reported};
+pub use reconcile::{ReconcileRow, ReconcileRun, Reported, StripeChecks};
 pub use record::{RecordOutcome, RecordRequest};
 pub use reports::{HeldReport, IN_DOUBT_AFTER_HOURS, InDoubt, ReportPlan};
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};

@@ -39,6 +39,18 @@ pub struct ReconcileRun {
     pub in_doubt: u64,
 }
 
+/// What the dashboard shows of reconciliation, doubt and expiry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StripeChecks {
+    pub last_reconcile: Option<ReconcileRun>,
+    /// Per customer: (local, Stripe, status) of the last reconcile.
+    pub by_customer: HashMap<String, (i64, i64, String)>,
+    /// Events held in doubt.
+    pub in_doubt: u64,
+    /// Unreported events close to Stripe's 35-day window.
+    pub expiring: u64,
+}
+
 /// The units reported for one customer's period, and when the last of them was reported.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Reported {
@@ -137,6 +149,16 @@ impl super::Store {
                 },
             )
             .optional()?)
+    }
+
+    /// Everything `StripeChecks` holds, at `now`, with expiry warnings `days` ahead.
+    pub fn stripe_checks(&self, now: DateTime<Utc>, days: u32) -> Result<StripeChecks> {
+        Ok(StripeChecks {
+            last_reconcile: self.last_reconcile()?,
+            by_customer: self.last_reconcile_by_customer()?,
+            in_doubt: self.in_doubt()?.events,
+            expiring: self.count_expiring(now, days)?,
+        })
     }
 
     /// Per customer, the last reconcile's figures (local, Stripe, status) summed over its

@@ -182,6 +182,8 @@ pub struct App {
     pub sync: SyncPopup,
     /// The latest recorded sync run (any process's), for the header; None before the first.
     pub last_sync: Option<SyncRun>,
+    /// Last reconcile, events in doubt, events close to Stripe's window.
+    pub checks: crate::store::StripeChecks,
     pub events: Vec<EventRow>,
     pub events_loaded: bool,
     pub events_cursor: Cursor,
@@ -232,6 +234,7 @@ impl App {
             help_scroll: 0,
             sync: SyncPopup::Closed,
             last_sync: None,
+            checks: crate::store::StripeChecks::default(),
             events: Vec::new(),
             events_loaded: false,
             events_cursor: Cursor::default(),
@@ -541,6 +544,10 @@ impl App {
             }
             DataEvent::LastSync(run) => {
                 self.last_sync = run;
+                None
+            }
+            DataEvent::Checks(checks) => {
+                self.checks = *checks;
                 None
             }
             DataEvent::Failed(message) => {

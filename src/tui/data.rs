@@ -59,6 +59,8 @@ pub enum DataEvent {
     PlansInvalid(String),
     /// The latest sync run changed (or was first read).
     LastSync(Option<SyncRun>),
+    /// Reconcile, doubt or expiry counts changed (or were first read).
+    Checks(Box<crate::store::StripeChecks>),
     Failed(String),
 }
 
@@ -100,6 +102,7 @@ struct Watcher {
     marks: crate::store::ChangeMarks,
     rollover: Option<DateTime<Utc>>,
     last_sync: Option<SyncRun>,
+    checks: Option<crate::store::StripeChecks>,
     events: Sender<Event>,
 }
 
@@ -120,6 +123,7 @@ impl Watcher {
             marks: loaded.marks,
             rollover: loaded.next_rollover(),
             last_sync: None,
+            checks: None,
             events,
         })
     }
@@ -155,7 +159,21 @@ impl Watcher {
     /// The latest sync run, when it differs from the one last sent (or `always`).
     fn read_last_sync(&mut self, always: bool) -> Result<Option<DataEvent>> {
         let run = self.store.last_sync_run()?;
+        if let Some(checks) = self.read_checks()? {
+            self.deliver(Ok(vec![checks]));
+        }
         Ok(self.last_sync_event(run, always))
+    }
+
+    /// Reconcile, doubt and expiry counts, when they differ from the ones last sent.
+    fn read_checks(&mut self) -> Result<Option<DataEvent>> {
+        let days = self.config.stripe.expiry_warning_days;
+        let checks = self.store.stripe_checks(self.clock.now(), days)?;
+        if self.checks.as_ref() == Some(&checks) {
+            return Ok(None);
+        }
+        self.checks = Some(checks.clone());
+        Ok(Some(DataEvent::Checks(Box::new(checks))))
     }
 
     fn last_sync_event(&mut self, run: Option<SyncRun>, always: bool) -> Option<DataEvent> {
@@ -229,6 +247,7 @@ impl Watcher {
             .store
             .dashboard_refresh(&self.config, self.marks, now)?;
         let last_sync = self.store.last_sync_run()?;
+        let checks = self.read_checks()?;
         // Everything is read: only now does the watcher move on. A failure above leaves
         // version and marks as they were, so the next poll reads the same change again
         // instead of losing it (no other commit may come to announce it).
@@ -249,7 +268,7 @@ impl Watcher {
                 Some(DataEvent::Changed { usage, backlog })
             }
         };
-        Ok([rows, self.last_sync_event(last_sync, false)]
+        Ok([rows, self.last_sync_event(last_sync, false), checks]
             .into_iter()
             .flatten()
             .collect())
