@@ -1145,3 +1145,36 @@ fn reconcile_doubt_and_expiry_show_in_the_header_and_drifted_customers_are_marke
     assert_eq!(marked.len(), 1, "{screen}");
     assert!(marked[0].contains("≠ Over Co"), "{screen}");
 }
+
+#[test]
+fn the_detail_shows_stripes_figure_beside_ours_after_a_reconcile() {
+    let (_dir, mut app) = detail_app(Theme::COLOR);
+    let before = text(&render(&mut app, 140, 40));
+    assert!(!before.contains("(ours"), "{before}");
+    let mut by_customer = std::collections::HashMap::new();
+    by_customer.insert("globex".to_string(), (41_000, 41_250, "drift".to_string()));
+    app.apply(DataEvent::Checks(Box::new(
+        meterline::store::StripeChecks {
+            by_customer,
+            ..Default::default()
+        },
+    )));
+    let shown = text(&render(&mut app, 140, 40));
+    assert!(
+        shown.contains("Stripe 41,250 (ours 41,000, drift)"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn the_confirmation_shows_the_reports_that_would_go_out() {
+    let aggregate = SyncPreview {
+        mode: "aggregate",
+        requests: 40,
+        units: 98_765,
+        ..preview(false)
+    };
+    let buffer = sync_screen(Theme::COLOR, vec![SyncEvent::Ready(aggregate)]);
+    let shown = text(&buffer);
+    assert!(shown.contains("as 40 reports (98,765 units)"), "{shown}");
+}

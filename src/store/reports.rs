@@ -119,14 +119,17 @@ impl super::Store {
                 ],
                 |r| r.get(0),
             )?;
-            tx.execute(
-                &format!(
-                    "UPDATE usage_events SET stripe_report_id = ?4
-                     WHERE id IN (SELECT e.id {UNPACKED}
-                                  AND e.customer_id = ?5 AND e.period_start = ?6)"
-                ),
-                params![from, to, rested, id, customer, period_start],
-            )?;
+            // The group's own conditions (its customer is mapped, its period counted), read
+            // through the customer's index: one pass over its events, not over the outbox.
+            tx.prepare_cached(
+                "UPDATE usage_events INDEXED BY usage_events_by_customer_time
+                 SET stripe_report_id = ?4
+                 WHERE customer_id = ?5 AND period_start = ?6 AND stripe_report_id IS NULL
+                   AND stripe_reported_at IS NULL AND stripe_expired_at IS NULL
+                   AND occurred_at >= ?1 AND occurred_at <= ?2
+                   AND (stripe_failed_at IS NULL OR ?3 IS NULL OR stripe_failed_at < ?3)",
+            )?
+            .execute(params![from, to, rested, id, customer, period_start])?;
         }
         tx.commit()?;
         Ok(groups.len() as u64)
