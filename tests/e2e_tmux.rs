@@ -456,13 +456,18 @@ fn s_syncs_to_the_stripe_server_from_the_keyboard_and_the_events_are_reported() 
     assert!(confirm.contains("with a test key"), "{confirm}");
     assert_eq!(server.requests(), 0, "nothing is sent before confirming");
 
+    // Aggregate mode (the default): one report per customer, meter and period.
+    assert!(confirm.contains(" reports ("), "{confirm}");
+
     tmux.keys(&["y"]);
     let result = tmux.wait_for("the result", |s| {
         s.contains("Sync completed") && s.contains("Esc closes")
     });
+    let reports = count(&db, "SELECT COUNT(*) FROM stripe_reports");
+    assert!(reports >= 1 && reports < n as i64, "{reports} reports for {n} events");
     assert!(
         result.contains(&format!(
-            "{n} sent · {n} accepted · 0 duplicates · 0 failed"
+            "{reports} sent · {reports} accepted · 0 duplicates · 0 failed"
         )),
         "{result}"
     );
@@ -470,15 +475,23 @@ fn s_syncs_to_the_stripe_server_from_the_keyboard_and_the_events_are_reported() 
     // The header follows: the run, and the backlog of mapped customers gone.
     // (The sync runs on the real clock, so its time is not the dashboard's pretend one.)
     tmux.wait_text("last sync  ✓ completed ");
-    tmux.wait_text(&format!(" · {n} sent"));
+    tmux.wait_text(&format!(" · {reports} sent"));
     assert_key_not_on_screen(&tmux);
     tmux.keys(&["q"]);
     assert_terminal_restored(&tmux);
     assert_key_not_on_screen(&tmux);
 
-    // Stripe has each identifier exactly once, and the database marks exactly those reported.
+    // Stripe has each report's identifier exactly once, and the database marks exactly the
+    // events they carry reported.
     let accepted: HashSet<String> = server.accepted().into_keys().collect();
-    let wanted: HashSet<String> = expected.iter().map(|(_, i)| i.clone()).collect();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let wanted: HashSet<String> = conn
+        .prepare("SELECT identifier FROM stripe_reports")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
     assert_eq!(accepted, wanted);
     assert!(
         server.posts().values().all(|&n| n == 1),
