@@ -154,10 +154,14 @@ fn dashboard_command(db: &Path) -> String {
 
 /// The dashboard on `db` with the shell's environment as it is.
 fn dashboard_command_keeping_env(db: &Path) -> String {
+    dashboard_command_with(db, &plans())
+}
+
+fn dashboard_command_with(db: &Path, plans: &Path) -> String {
     format!(
         "{BIN} --db '{}' --plans '{}'; echo \"exit=$?\"",
         db.display(),
-        plans().display()
+        plans.display()
     )
 }
 
@@ -402,8 +406,19 @@ struct SyncSession {
     tmux: Tmux,
 }
 
-fn sync_session(name: &str, delay: Duration) -> SyncSession {
+/// `report`: plans.toml's `[stripe] report` for the session (the shipped file otherwise).
+fn sync_session(name: &str, delay: Duration, report: Option<&str>) -> SyncSession {
     let dir = TempDir::new().unwrap();
+    let plans_file = match report {
+        None => plans(),
+        Some(mode) => {
+            let shipped = std::fs::read_to_string(plans()).unwrap();
+            let path = dir.path().join("plans.toml");
+            let edited = shipped.replace("[stripe]\n", &format!("[stripe]\nreport = \"{mode}\"\n"));
+            std::fs::write(&path, edited).unwrap();
+            path
+        }
+    };
     let db = demo_db_at(dir.path(), Some(support::now_text()));
     let sendable = sendable(&db);
     assert!(sendable.len() >= 3, "the demo leaves recent events to send");
@@ -421,7 +436,7 @@ fn sync_session(name: &str, delay: Duration) -> SyncSession {
             ("METERLINE_NOW", support::now_text()),
         ],
     );
-    tmux.type_line(&dashboard_command_keeping_env(&db));
+    tmux.type_line(&dashboard_command_with(&db, &plans_file));
     tmux.wait_text("last sync  never");
     SyncSession {
         dir,
@@ -441,7 +456,7 @@ fn s_syncs_to_the_stripe_server_from_the_keyboard_and_the_events_are_reported() 
         sendable: expected,
         server,
         tmux,
-    } = sync_session("sync", Duration::ZERO);
+    } = sync_session("sync", Duration::ZERO, None);
 
     tmux.keys(&["s"]);
     let n = expected.len();
@@ -464,7 +479,10 @@ fn s_syncs_to_the_stripe_server_from_the_keyboard_and_the_events_are_reported() 
         s.contains("Sync completed") && s.contains("Esc closes")
     });
     let reports = count(&db, "SELECT COUNT(*) FROM stripe_reports");
-    assert!(reports >= 1 && reports < n as i64, "{reports} reports for {n} events");
+    assert!(
+        reports >= 1 && reports < n as i64,
+        "{reports} reports for {n} events"
+    );
     assert!(
         result.contains(&format!(
             "{reports} sent · {reports} accepted · 0 duplicates · 0 failed"
@@ -570,7 +588,7 @@ fn quitting_during_a_sync_cancels_it_after_the_requests_in_flight() {
         sendable: expected,
         server,
         tmux,
-    } = sync_session("quit", Duration::from_millis(1200));
+    } = sync_session("quit", Duration::from_millis(1200), Some("per_event"));
     tmux.keys(&["s"]);
     tmux.wait_text("y/Enter sync");
     tmux.keys(&["y"]);
