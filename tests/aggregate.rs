@@ -123,6 +123,13 @@ fn a_made_report_is_resent_as_is_and_later_events_go_into_the_next() {
         );
     }
     let made = reports(&env);
+    // The preview counts made reports, their events and customers.
+    let preview = json(&env.run(&["sync", "--dry-run", "--json"], &[]));
+    assert_eq!(preview["requests"], env.groups(), "{preview}");
+    assert_eq!(
+        (preview["events"].as_u64(), preview["customers"].as_u64()),
+        (Some(90), Some(3))
+    );
     // Usage after the reports were made is not folded into them.
     let mut store = env.store();
     env.record(

@@ -20,7 +20,7 @@ pub struct Args {
     /// Print the summary as one line of JSON.
     #[arg(long)]
     pub json: bool,
-    /// Send at most N events, oldest first.
+    /// Send at most N meter events (reports in aggregate mode, else usage events), oldest first.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub limit: Option<u64>,
     /// Also resend events that Stripe refused within the last hour.

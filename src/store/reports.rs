@@ -28,6 +28,8 @@ pub struct ReportPlan {
     pub units: i64,
     /// The usage events they stand for.
     pub events: u64,
+    /// The customers they belong to.
+    pub customers: u64,
 }
 
 /// Reports held in doubt: sent, unanswered, and first sent more than 23 hours ago.
@@ -154,7 +156,16 @@ impl super::Store {
             params![from, to, rested],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;
+        let customers: i64 = self.conn.query_row(
+            &format!(
+                "SELECT COUNT(*) FROM (SELECT s.customer_id {SENDABLE_REPORTS}
+                                       UNION SELECT e.customer_id {UNPACKED})"
+            ),
+            params![from, to, rested],
+            |r| r.get(0),
+        )?;
         Ok(ReportPlan {
+            customers: customers as u64,
             reports: (made + new) as u64,
             units: made_units + new_units,
             events: (made_events + new_events) as u64,

@@ -155,11 +155,22 @@ pub fn preview_with(
     let groups = store.outbox_groups(&window, options.limit)?;
     let events: u64 = groups.iter().map(|g| g.events).sum();
     let mode = config.stripe.report;
-    let (requests, units, events) = match mode {
-        ReportMode::PerEvent => (events, groups.iter().map(|g| g.units).sum(), events),
+    let customers = groups
+        .iter()
+        .map(|g| g.customer_id.as_str())
+        .collect::<HashSet<_>>()
+        .len() as u64;
+    let (requests, units, events, customers) = match mode {
+        ReportMode::PerEvent => (
+            events,
+            groups.iter().map(|g| g.units).sum(),
+            events,
+            customers,
+        ),
         ReportMode::Aggregate => {
+            // Reports made by an interrupted run count too.
             let plan = store.report_plan(&window)?;
-            (plan.reports, plan.units, plan.events)
+            (plan.reports, plan.units, plan.events, plan.customers)
         }
     };
     Ok(SyncPreview {
@@ -169,11 +180,7 @@ pub fn preview_with(
         in_doubt: store.in_doubt()?.events,
         expiring: store.count_expiring(now, config.stripe.expiry_warning_days)?,
         events,
-        customers: groups
-            .iter()
-            .map(|g| g.customer_id.as_str())
-            .collect::<HashSet<_>>()
-            .len() as u64,
+        customers,
         unmapped: store.count_unmapped()?,
         expired: store.count_expirable(window.not_before)?,
         api_host: base.host().to_string(),
