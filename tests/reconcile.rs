@@ -125,6 +125,10 @@ fn a_plan_without_an_active_meter_is_a_configuration_error() {
         env.store().last_reconcile().unwrap().is_none(),
         "nothing recorded"
     );
+    // An unknown customer is a usage mistake too.
+    env.server.add_meter("meterline_usage_business");
+    let unknown = env.run(&["reconcile", "--customer", "nobody"], &[]);
+    assert_eq!(unknown.status.code(), Some(2), "{}", stderr(&unknown));
 }
 
 #[test]
