@@ -101,6 +101,8 @@ fn an_older_database_is_refused_by_reads_and_upgraded_by_writes() {
              DROP TABLE reconcile_rows; DROP TABLE reconcile_runs;
              DROP INDEX usage_events_by_report;
              ALTER TABLE usage_events DROP COLUMN stripe_report_id;
+             ALTER TABLE usage_events DROP COLUMN stripe_first_sent_at;
+             ALTER TABLE usage_events DROP COLUMN stripe_in_doubt_at;
              DROP TABLE stripe_reports;
              ALTER TABLE usage_events DROP COLUMN stripe_identifier;
              ALTER TABLE usage_records DROP COLUMN included;

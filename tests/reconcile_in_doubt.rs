@@ -117,3 +117,74 @@ fn held_with_a_figure_that_settles_nothing_shows_both_numbers() {
     assert!(rows[0].stripe > 5);
     assert_eq!(env.store().in_doubt().unwrap().reports, 1, "still held");
 }
+
+#[test]
+fn per_event_mode_holds_an_unanswered_event_then_resends_it_when_stripe_lacks_it() {
+    let env = Env::new(support::PLANS);
+    env.seed(&MAPPED[..1], chrono::Duration::hours(3));
+    env.server.add_meter("meterline_usage");
+    env.server.add_meter("meterline_usage_business");
+    // The first event never gets an answer on any of its 4 attempts.
+    env.server.inject(Fault::Drop, 4);
+    let first = env
+        .sync_lib(at(0), &AtomicBool::new(false), &mut |_| {})
+        .unwrap();
+    assert_eq!((first.accepted, first.undelivered), (39, 1), "{first:?}");
+    // A day later it is held, not resent.
+    let requests = env.server.requests();
+    let held = env
+        .sync_lib(at(24), &AtomicBool::new(false), &mut |_| {})
+        .unwrap();
+    assert_eq!((held.in_doubt, held.attempted), (1, 0), "{held:?}");
+    assert_eq!(env.server.requests(), requests);
+    let rows = reconcile(&env);
+    assert_eq!(rows[0].status, "resend", "{rows:?}");
+    let resent = env
+        .sync_lib(at(25), &AtomicBool::new(false), &mut |_| {})
+        .unwrap();
+    assert_eq!((resent.accepted, resent.in_doubt), (1, 0), "{resent:?}");
+    env.assert_exactly_once();
+}
+
+#[test]
+fn per_event_mode_marks_a_held_event_reported_when_stripe_has_it() {
+    let env = Env::new(support::PLANS);
+    env.seed(&MAPPED[..1], chrono::Duration::hours(3));
+    env.server.add_meter("meterline_usage");
+    env.server.add_meter("meterline_usage_business");
+    env.server.inject(Fault::RecordThenDrop, 1);
+    env.server.inject(Fault::Drop, 3);
+    env.sync_lib(at(0), &AtomicBool::new(false), &mut |_| {})
+        .unwrap();
+    let held = env
+        .sync_lib(at(24), &AtomicBool::new(false), &mut |_| {})
+        .unwrap();
+    assert_eq!(held.in_doubt, 1, "{held:?}");
+    let rows = reconcile(&env);
+    assert_eq!(rows[0].status, "ok", "{rows:?}");
+    assert_eq!(env.count("stripe_reported_at IS NULL"), 0);
+    env.assert_exactly_once();
+}
+
+#[test]
+fn requests_that_never_reached_stripe_leave_nothing_in_doubt() {
+    for plans in [aggregate_plans(), support::PLANS.to_string()] {
+        let env = Env::new(&plans.replace("https://api.stripe.com", "http://127.0.0.1:1"));
+        env.seed(MAPPED, chrono::Duration::hours(3));
+        let down = env
+            .sync_lib(at(0), &AtomicBool::new(false), &mut |_| {})
+            .unwrap();
+        assert!(down.reached == 0 && down.undelivered > 0, "{down:?}");
+        // A day later, with Stripe reachable: everything goes out, nothing is held.
+        std::fs::write(
+            &env.plans,
+            plans.replace("https://api.stripe.com", &env.server.base()),
+        )
+        .unwrap();
+        let up = env
+            .sync_lib(at(24), &AtomicBool::new(false), &mut |_| {})
+            .unwrap();
+        assert_eq!((up.in_doubt, up.undelivered), (0, 0), "{up:?}");
+        assert!(up.all_delivered(), "{up:?}");
+    }
+}

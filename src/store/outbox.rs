@@ -227,6 +227,7 @@ fn sendable_by(index: &str) -> String {
          JOIN customers c ON c.id = e.customer_id
          JOIN usage_records r ON r.customer_id = e.customer_id AND r.period_start = e.period_start
          WHERE {PENDING} AND c.stripe_customer_id IS NOT NULL AND e.stripe_report_id IS NULL
+           AND e.stripe_in_doubt_at IS NULL
            AND e.occurred_at >= ?1 AND e.occurred_at <= ?2
            AND (e.stripe_failed_at IS NULL OR ?3 IS NULL OR e.stripe_failed_at < ?3)"
     )
@@ -441,7 +442,7 @@ impl super::Store {
                 } => tx
                     .prepare_cached(
                         "UPDATE usage_events SET stripe_attempts = stripe_attempts + ?3,
-                             stripe_error = ?4, stripe_failed_at = ?2
+                             stripe_error = ?4, stripe_failed_at = ?2, stripe_first_sent_at = NULL
                          WHERE id = ?1",
                     )?
                     .execute(params![id, at, attempts, error])?,

@@ -40,11 +40,13 @@ pub struct InDoubt {
     pub units: i64,
 }
 
-/// One held report, for reconcile.
+/// One held report (or, in per_event mode, one held event), for reconcile.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeldReport {
     pub id: i64,
     pub value: i64,
+    /// A usage event sent on its own, not a report.
+    pub event: bool,
 }
 
 const REPORT_COLUMNS: &str = "s.id, s.customer_id, c.stripe_customer_id, s.meter_event_name,
@@ -65,7 +67,8 @@ const UNPACKED: &str = "FROM usage_events e
      JOIN customers c ON c.id = e.customer_id
      JOIN usage_records r ON r.customer_id = e.customer_id AND r.period_start = e.period_start
      WHERE e.stripe_reported_at IS NULL AND e.stripe_expired_at IS NULL
-       AND e.stripe_report_id IS NULL AND c.stripe_customer_id IS NOT NULL
+       AND e.stripe_report_id IS NULL AND e.stripe_in_doubt_at IS NULL
+       AND c.stripe_customer_id IS NOT NULL
        AND e.occurred_at >= ?1 AND e.occurred_at <= ?2
        AND (e.stripe_failed_at IS NULL OR ?3 IS NULL OR e.stripe_failed_at < ?3)";
 
@@ -282,16 +285,41 @@ impl super::Store {
     /// Hold every unreported report first sent more than 23 hours before `now` and still
     /// unanswered: a resend could be billed twice. Returns how many were newly held.
     pub fn hold_in_doubt(&mut self, now: DateTime<Utc>) -> Result<u64> {
-        let n = self.conn.execute(
+        let since = format_ts(now - Duration::hours(IN_DOUBT_AFTER_HOURS));
+        let reports = self.conn.execute(
             "UPDATE stripe_reports SET in_doubt_at = ?2
              WHERE reported_at IS NULL AND expired_at IS NULL AND in_doubt_at IS NULL
                AND first_sent_at IS NOT NULL AND first_sent_at < ?1",
-            params![
-                format_ts(now - Duration::hours(IN_DOUBT_AFTER_HOURS)),
-                format_ts(now)
-            ],
+            params![since, format_ts(now)],
         )?;
-        Ok(n as u64)
+        // Events sent on their own (per_event mode), through the outbox index.
+        let events = self.conn.execute(
+            "UPDATE usage_events SET stripe_in_doubt_at = ?2
+             WHERE id IN (SELECT id FROM usage_events INDEXED BY usage_events_outbox
+                          WHERE stripe_reported_at IS NULL AND stripe_expired_at IS NULL
+                            AND stripe_in_doubt_at IS NULL AND stripe_report_id IS NULL
+                            AND stripe_first_sent_at IS NOT NULL AND stripe_first_sent_at < ?1)",
+            params![since, format_ts(now)],
+        )?;
+        Ok((reports + events) as u64)
+    }
+
+    /// Date the events of a page as (about to be) sent, where not dated yet (per_event mode):
+    /// a crash after sending leaves them dated, the start of their doubt.
+    pub fn mark_first_sent(&self, ids: &[i64], now: DateTime<Utc>) -> Result<()> {
+        let tx = self.conn.unchecked_transaction()?;
+        {
+            let mut mark = tx.prepare_cached(
+                "UPDATE usage_events SET stripe_first_sent_at = ?2
+                 WHERE id = ?1 AND stripe_first_sent_at IS NULL",
+            )?;
+            let now = format_ts(now);
+            for id in ids {
+                mark.execute(params![id, now])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     /// Unreported, unexpired events within `days` of Stripe's 35-day window at `now`: sync
@@ -311,6 +339,36 @@ impl super::Store {
         Ok(n as u64)
     }
 
+    /// Undo the dating as sent of jobs that never reached Stripe in the run that started at
+    /// `run_start` (only that run's dating: an earlier run's stays). `reports`: report ids,
+    /// else event ids.
+    pub fn undate_unsent(
+        &mut self,
+        ids: &[i64],
+        reports: bool,
+        run_start: DateTime<Utc>,
+    ) -> Result<()> {
+        let sql = if reports {
+            "UPDATE stripe_reports SET first_sent_at = NULL
+             WHERE id = ?1 AND first_sent_at = ?2 AND reported_at IS NULL"
+        } else {
+            "UPDATE usage_events SET stripe_first_sent_at = NULL
+             WHERE id = ?1 AND stripe_first_sent_at = ?2 AND stripe_reported_at IS NULL"
+        };
+        let run_start = format_ts(run_start);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut undo = tx.prepare(sql)?;
+            for id in ids {
+                undo.execute(params![id, run_start])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Reports held in doubt, all customers.
     pub fn in_doubt(&self) -> Result<InDoubt> {
         let (reports, events, units): (i64, i64, i64) = self.conn.query_row(
@@ -319,38 +377,60 @@ impl super::Store {
             [],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;
+        let (single, single_units): (i64, i64) = self.conn.query_row(
+            "SELECT COUNT(*), COALESCE(SUM(quantity), 0)
+             FROM usage_events INDEXED BY usage_events_outbox
+             WHERE stripe_reported_at IS NULL AND stripe_expired_at IS NULL
+               AND stripe_in_doubt_at IS NOT NULL",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
         Ok(InDoubt {
             reports: reports as u64,
-            events: events as u64,
-            units,
+            events: (events + single) as u64,
+            units: units + single_units,
         })
     }
 
     /// The held reports of one customer's period.
     pub fn held_reports(&self, customer_id: &str, period_start: &str) -> Result<Vec<HeldReport>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT id, value FROM stripe_reports
+            "SELECT id, value, 0 FROM stripe_reports
              WHERE customer_id = ?1 AND period_start = ?2
                AND in_doubt_at IS NOT NULL AND reported_at IS NULL
-             ORDER BY id",
+             UNION ALL
+             SELECT id, quantity, 1 FROM usage_events
+             WHERE customer_id = ?1 AND period_start = ?2
+               AND stripe_in_doubt_at IS NOT NULL AND stripe_reported_at IS NULL
+             ORDER BY 3, 1",
         )?;
         let rows = stmt.query_map(params![customer_id, period_start], |r| {
             Ok(HeldReport {
                 id: r.get(0)?,
                 value: r.get(1)?,
+                event: r.get(2)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Reconcile found a held report in Stripe's total: reported.
-    pub fn settle_held_reported(&mut self, ids: &[i64], at: DateTime<Utc>) -> Result<()> {
+    pub fn settle_held_reported(&mut self, held: &[HeldReport], at: DateTime<Utc>) -> Result<()> {
         let at = format_ts(at);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        for id in ids {
-            mark_reported(&tx, *id, 0, &at)?;
+        for h in held {
+            if h.event {
+                tx.execute(
+                    "UPDATE usage_events SET stripe_reported_at = ?2, stripe_in_doubt_at = NULL,
+                         stripe_error = NULL, stripe_failed_at = NULL
+                     WHERE id = ?1 AND stripe_reported_at IS NULL",
+                    params![h.id, at],
+                )?;
+            } else {
+                mark_reported(&tx, h.id, 0, &at)?;
+            }
         }
         tx.commit()?;
         Ok(())
@@ -358,16 +438,19 @@ impl super::Store {
 
     /// Reconcile found Stripe short by exactly the held reports: Stripe never got them, so
     /// the next sync sends them again (and dates them afresh).
-    pub fn release_held(&mut self, ids: &[i64]) -> Result<()> {
+    pub fn release_held(&mut self, held: &[HeldReport]) -> Result<()> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        for id in ids {
-            tx.execute(
+        for h in held {
+            let sql = if h.event {
+                "UPDATE usage_events SET stripe_in_doubt_at = NULL, stripe_first_sent_at = NULL
+                 WHERE id = ?1 AND stripe_reported_at IS NULL"
+            } else {
                 "UPDATE stripe_reports SET in_doubt_at = NULL, first_sent_at = NULL
-                 WHERE id = ?1 AND reported_at IS NULL",
-                [id],
-            )?;
+                 WHERE id = ?1 AND reported_at IS NULL"
+            };
+            tx.execute(sql, [h.id])?;
         }
         tx.commit()?;
         Ok(())

@@ -159,8 +159,9 @@ const MIGRATIONS: &[&str] = &[
     // 6: aggregated reporting, events in doubt, reconciliation. A report is one meter event
     // standing for the unreported events of one customer, meter and period; it is created,
     // identifier included, with its events pointing at it, before anything is sent.
-    // A report's `first_sent_at` is when a request for it may first have gone out: past
-    // Stripe's 24-hour identifier window an unanswered one is held in doubt (`in_doubt_at`).
+    // A report's `first_sent_at` (an event's `stripe_first_sent_at` in per_event mode) is
+    // when a request for it may first have gone out: past Stripe's 24-hour identifier window
+    // an unanswered one is held in doubt (`in_doubt_at`, `stripe_in_doubt_at`).
     r#"
     CREATE TABLE stripe_reports (
         id               INTEGER PRIMARY KEY,
@@ -184,6 +185,8 @@ const MIGRATIONS: &[&str] = &[
         WHERE reported_at IS NULL AND expired_at IS NULL;
     CREATE INDEX stripe_reports_by_customer ON stripe_reports(customer_id, period_start);
     ALTER TABLE usage_events ADD COLUMN stripe_report_id INTEGER REFERENCES stripe_reports(id);
+    ALTER TABLE usage_events ADD COLUMN stripe_first_sent_at TEXT;  -- per_event mode
+    ALTER TABLE usage_events ADD COLUMN stripe_in_doubt_at TEXT;    -- per_event mode
     CREATE INDEX usage_events_by_report ON usage_events(stripe_report_id)
         WHERE stripe_report_id IS NOT NULL;
     CREATE TABLE reconcile_runs (

@@ -114,6 +114,9 @@ pub struct Outcome {
     pub marked: SyncProgress,
     /// Usage events the writer marked reported.
     pub events_reported: u64,
+    /// Jobs (event or report ids) that never reached Stripe in this run: left in the queue,
+    /// stopped before their first attempt, or never connected. Their dating as sent is undone.
+    pub unsent: Vec<i64>,
     /// A reader, writer or thread failure (a panic included): the run failed.
     pub error: Option<Error>,
 }
@@ -193,6 +196,13 @@ impl<K: std::hash::Hash + Eq + Clone, T> KeyedQueue<K, T> {
 
     pub(crate) fn len(&self) -> usize {
         self.queued
+    }
+
+    /// Every job still queued, ready or waiting.
+    pub(crate) fn into_items(self) -> Vec<T> {
+        let mut items: Vec<T> = self.ready.into_iter().map(|(_, item)| item).collect();
+        items.extend(self.waiting.into_values().flatten());
+        items
     }
 
     #[cfg(test)]
@@ -365,7 +375,12 @@ pub fn run(
         }
         coordinate(board, cancel, on_progress);
     });
-    board.into_inner_state().outcome
+    let state = board.into_inner_state();
+    let mut outcome = state.outcome;
+    outcome
+        .unsent
+        .extend(state.queue.into_items().into_iter().map(|job| job.event.id));
+    outcome
 }
 
 /// Run a thread's body; a panic in it becomes the run's error and stops the run, so nobody
@@ -555,6 +570,9 @@ fn settle(board: &Board, state: &mut State, job: &Job, delivery: Delivery) {
     }
     if delivery.reached {
         state.outcome.reached += 1;
+    } else if !matches!(delivery.answer, Answer::Fatal { .. }) {
+        // Never got to Stripe: not in doubt. (A TLS failure may have; it stays dated.)
+        state.outcome.unsent.push(id);
     }
     let mut halt = None;
     match delivery.answer {
@@ -656,12 +674,9 @@ fn read(board: &Board, store: &Store, plan: &Plan) {
             (true, 0) => Ok(Some((Vec::new(), None))),
             (true, _) => match plan.unit {
                 Unit::Events => store.outbox_page(&plan.window, cursor.as_ref(), want as usize),
-                Unit::Reports => store.report_page(
-                    &plan.window,
-                    cursor.as_ref(),
-                    want as usize,
-                    plan.clock.now(),
-                ),
+                Unit::Reports => {
+                    store.report_page(&plan.window, cursor.as_ref(), want as usize, plan.clock.now)
+                }
             }
             .map(Some),
         };
@@ -672,9 +687,24 @@ fn read(board: &Board, store: &Store, plan: &Plan) {
                 Ok((customer, page))
             })
             .collect();
+        // Per event: date what is about to go out (reports are dated by `report_page`).
+        let page = page.and_then(|page| {
+            let refilled = refilled?;
+            if plan.unit == Unit::Events {
+                let ids: Vec<i64> = page
+                    .iter()
+                    .flat_map(|(events, _)| events)
+                    .chain(refilled.iter().flat_map(|(_, (events, _))| events))
+                    .map(|e| e.id)
+                    .collect();
+                // The run's start: `Store::undate_unsent` undoes exactly this run's dating.
+                store.mark_first_sent(&ids, plan.clock.now)?;
+            }
+            Ok((page, refilled))
+        });
         let mut state = board.lock();
         state.page_asked = false;
-        match page.and_then(|page| Ok((page, refilled?))) {
+        match page {
             Ok((page, refilled)) => {
                 if let Some((events, next)) = page {
                     loaded += events.len() as u64;

@@ -226,15 +226,14 @@ pub fn run(
         let mut local = reported.units;
         let held = store.held_reports(&customer.id, &period_start)?;
         let held_units: i64 = held.iter().map(|h| h.value).sum();
-        let held_ids: Vec<i64> = held.iter().map(|h| h.id).collect();
         let status = if !held.is_empty() {
             // In doubt: Stripe's figure decides whether the held reports arrived.
             if stripe == local + held_units {
-                store.settle_held_reported(&held_ids, started)?;
+                store.settle_held_reported(&held, started)?;
                 local += held_units;
                 "ok"
             } else if stripe == local {
-                store.release_held(&held_ids)?;
+                store.release_held(&held)?;
                 "resend"
             } else {
                 "in_doubt"

@@ -326,6 +326,7 @@ fn send(
         ReportMode::PerEvent => Unit::Events,
         ReportMode::Aggregate => Unit::Reports,
     };
+    store.hold_in_doubt(clock.now())?;
     let total = match unit {
         Unit::Events => store
             .outbox_groups(&window, options.limit)?
@@ -333,7 +334,6 @@ fn send(
             .map(|g| g.events)
             .sum(),
         Unit::Reports => {
-            store.hold_in_doubt(clock.now())?;
             store.pack_reports(&window, clock.now())?;
             let reports = store.report_plan(&window)?.reports;
             options.limit.map_or(reports, |l| l.min(reports))
@@ -355,11 +355,14 @@ fn send(
     };
     let reader_store = Store::open(db)?;
     let mut outcome = pipeline::run(store, reader_store, &plan, cancel, on_progress, total);
+    // Best effort after a failure too: a job left dated is only held sooner than needed.
+    let undated = store.undate_unsent(&outcome.unsent, unit == Unit::Reports, clock.now);
     if let Some(error) = outcome.error.take() {
         // Counts from what was written, not from the answers: the writes may have failed.
         let report = failed_report(&outcome, expired, clock, config.stripe.report.as_str());
         return Ok((report, outcome.fatal, Some(error)));
     }
+    undated?;
     on_progress(&outcome.progress);
 
     let counts = store.stripe_counts(clock.now())?;
