@@ -4,6 +4,9 @@
 //! Then fairness: one customer holding 90 % of the backlog (its events the oldest), and how far
 //! into that backlog the sync was when every other customer's events had arrived.
 //! `METERLINE_BENCH_EVENTS=2000` makes a quick run.
+//! `METERLINE_BENCH_CASE=modes` runs only the aggregate-vs-per-event comparison (100,000 events
+//! of 100 customers; `METERLINE_BENCH_EVENTS` scales it) and the reconcile of 1,000 customers
+//! (`METERLINE_BENCH_CUSTOMERS` scales it).
 
 #[path = "../tests/support/fake_stripe.rs"]
 mod fake_stripe;
@@ -24,9 +27,14 @@ const WORKERS: usize = 8;
 const KEY: &str = "sk_test_51BenchKeyBenchKeyBenchKey0000";
 const VERSION: &str = meterline::config::DEFAULT_API_VERSION;
 
+/// The throughput cases send one meter event per usage event.
 fn plans(base: &str) -> String {
+    plans_in(base, "per_event")
+}
+
+fn plans_in(base: &str, mode: &str) -> String {
     format!(
-        "[stripe]\napi_base = \"{base}\"\nrate_limit = 0\nworkers = {WORKERS}\n\n\
+        "[stripe]\napi_base = \"{base}\"\nrate_limit = 0\nworkers = {WORKERS}\nreport = \"{mode}\"\n\n\
          [[plans]]\nid = \"free\"\n"
     )
 }
@@ -46,10 +54,20 @@ fn seed(
     events: usize,
     customer_of: impl Fn(usize) -> usize,
 ) -> std::path::PathBuf {
+    seed_of(dir, now, CUSTOMERS, events, customer_of)
+}
+
+fn seed_of(
+    dir: &std::path::Path,
+    now: DateTime<Utc>,
+    customers: usize,
+    events: usize,
+    customer_of: impl Fn(usize) -> usize,
+) -> std::path::PathBuf {
     let db = dir.join("bench.db");
     let config = Config::parse(&plans("https://api.stripe.com"), "bench").unwrap();
     let mut store = Store::open(&db).unwrap();
-    for c in 0..CUSTOMERS {
+    for c in 0..customers {
         store
             .add_customer(
                 &config,
@@ -230,8 +248,85 @@ fn hot_customer_once(now: DateTime<Utc>, events: usize) -> (usize, usize, Durati
     (hot_at_last_other, hot, others_done.unwrap_or(total), total)
 }
 
+/// Sync a copy of `db` in `mode` with the limiter off: (requests the server got, seconds).
+fn sync_in(db: &std::path::Path, now: DateTime<Utc>, mode: &str) -> (u64, f64) {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("copy.db");
+    std::fs::copy(db, &copy).unwrap();
+    let server = FakeStripe::start(KEY, now);
+    let config = Config::parse(&plans_in(&server.base(), mode), "bench").unwrap();
+    let key = meterline::stripe::ApiKey::new(KEY).unwrap();
+    let start = Instant::now();
+    let report = meterline::stripe::run(
+        &copy,
+        &config,
+        &key,
+        &Default::default(),
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(report.all_delivered(), "{report:?}");
+    (server.requests(), start.elapsed().as_secs_f64())
+}
+
+/// Requests per mode for 100,000 events of 100 customers, and what they cost at Stripe's
+/// limits; then reconcile of 1,000 synced customers with the limiter off.
+fn modes(now: DateTime<Utc>) {
+    let events = std::env::var("METERLINE_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let dir = tempfile::tempdir().unwrap();
+    let db = seed_of(dir.path(), now, 100, events, |i| i % 100);
+    println!("sync/{events} events of 100 customers, rate limit off, {WORKERS} workers");
+    for mode in ["aggregate", "per_event"] {
+        let (requests, secs) = sync_in(&db, now, mode);
+        println!(
+            "  {mode:<10} {requests:>8} requests in {secs:>6.2} s here; at 25/s (test) {:>10.1} s, at 1,000/s (live) {:>8.1} s",
+            requests as f64 / 25.0,
+            requests as f64 / 1000.0
+        );
+    }
+    let customers = std::env::var("METERLINE_BENCH_CUSTOMERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let dir = tempfile::tempdir().unwrap();
+    let db = seed_of(dir.path(), now, customers, customers * 3, |i| i % customers);
+    let server = FakeStripe::start(KEY, now);
+    server.add_meter("meterline_usage");
+    let config = Config::parse(&plans_in(&server.base(), "aggregate"), "bench").unwrap();
+    let key = meterline::stripe::ApiKey::new(KEY).unwrap();
+    let report = meterline::stripe::run(
+        &db,
+        &config,
+        &key,
+        &Default::default(),
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(report.all_delivered());
+    let reads = server.requests();
+    let start = Instant::now();
+    let options = meterline::stripe::reconcile::ReconcileOptions::default();
+    let rows = meterline::stripe::reconcile::run(&db, &config, &key, &options).unwrap();
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(rows.len(), customers);
+    assert!(rows.iter().all(|r| r.drift == 0));
+    println!(
+        "reconcile/{customers} customers, rate limit off: {secs:.2} s, {} requests ({:.0} customers/s)",
+        server.requests() - reads,
+        customers as f64 / secs
+    );
+}
+
 fn main() {
     let now = Utc::now();
+    if std::env::var("METERLINE_BENCH_CASE").as_deref() == Ok("modes") {
+        return modes(now);
+    }
     if std::env::var("METERLINE_BENCH_EVENTS").is_ok() {
         // A quick check that the cases run: the fairness case only, at the given size.
         return hot_customer(now);

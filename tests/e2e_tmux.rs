@@ -155,10 +155,14 @@ fn dashboard_command(db: &Path) -> String {
 
 /// The dashboard on `db` with the shell's environment as it is.
 fn dashboard_command_keeping_env(db: &Path) -> String {
+    dashboard_command_with(db, &plans())
+}
+
+fn dashboard_command_with(db: &Path, plans: &Path) -> String {
     format!(
         "{BIN} --db '{}' --plans '{}'; echo \"exit=$?\"",
         db.display(),
-        plans().display()
+        plans.display()
     )
 }
 
@@ -408,8 +412,19 @@ struct SyncSession {
     tmux: Tmux,
 }
 
-fn sync_session(name: &str, delay: Duration) -> SyncSession {
+/// `report`: plans.toml's `[stripe] report` for the session (the shipped file otherwise).
+fn sync_session(name: &str, delay: Duration, report: Option<&str>) -> SyncSession {
     let dir = TempDir::new().unwrap();
+    let plans_file = match report {
+        None => plans(),
+        Some(mode) => {
+            let shipped = std::fs::read_to_string(plans()).unwrap();
+            let path = dir.path().join("plans.toml");
+            let edited = shipped.replace("[stripe]\n", &format!("[stripe]\nreport = \"{mode}\"\n"));
+            std::fs::write(&path, edited).unwrap();
+            path
+        }
+    };
     let db = demo_db_at(dir.path(), Some(support::now_text()));
     let sendable = sendable(&db);
     assert!(sendable.len() >= 3, "the demo leaves recent events to send");
@@ -427,7 +442,7 @@ fn sync_session(name: &str, delay: Duration) -> SyncSession {
             ("METERLINE_NOW", support::now_text()),
         ],
     );
-    tmux.type_line(&dashboard_command_keeping_env(&db));
+    tmux.type_line(&dashboard_command_with(&db, &plans_file));
     tmux.wait_text("last sync  never");
     SyncSession {
         dir,
@@ -447,7 +462,7 @@ fn s_syncs_to_the_stripe_server_from_the_keyboard_and_the_events_are_reported() 
         sendable: expected,
         server,
         tmux,
-    } = sync_session("sync", Duration::ZERO);
+    } = sync_session("sync", Duration::ZERO, None);
 
     tmux.keys(&["s"]);
     let n = expected.len();
@@ -462,13 +477,21 @@ fn s_syncs_to_the_stripe_server_from_the_keyboard_and_the_events_are_reported() 
     assert!(confirm.contains("with a test key"), "{confirm}");
     assert_eq!(server.requests(), 0, "nothing is sent before confirming");
 
+    // Aggregate mode (the default): one report per customer, meter and period.
+    assert!(confirm.contains(" reports ("), "{confirm}");
+
     tmux.keys(&["y"]);
     let result = tmux.wait_for("the result", |s| {
         s.contains("Sync completed") && s.contains("Esc closes")
     });
+    let reports = count(&db, "SELECT COUNT(*) FROM stripe_reports");
+    assert!(
+        reports >= 1 && reports < n as i64,
+        "{reports} reports for {n} events"
+    );
     assert!(
         result.contains(&format!(
-            "{n} sent · {n} accepted · 0 duplicates · 0 failed"
+            "{reports} sent · {reports} accepted · 0 duplicates · 0 failed"
         )),
         "{result}"
     );
@@ -476,15 +499,23 @@ fn s_syncs_to_the_stripe_server_from_the_keyboard_and_the_events_are_reported() 
     // The header follows: the run, and the backlog of mapped customers gone.
     // (The sync runs on the real clock, so its time is not the dashboard's pretend one.)
     tmux.wait_text("last sync  ✓ completed ");
-    tmux.wait_text(&format!(" · {n} sent"));
+    tmux.wait_text(&format!(" · {reports} sent"));
     assert_key_not_on_screen(&tmux);
     tmux.keys(&["q"]);
     assert_terminal_restored(&tmux);
     assert_key_not_on_screen(&tmux);
 
-    // Stripe has each identifier exactly once, and the database marks exactly those reported.
+    // Stripe has each report's identifier exactly once, and the database marks exactly the
+    // events they carry reported.
     let accepted: HashSet<String> = server.accepted().into_keys().collect();
-    let wanted: HashSet<String> = expected.iter().map(|(_, i)| i.clone()).collect();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let wanted: HashSet<String> = conn
+        .prepare("SELECT identifier FROM stripe_reports")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
     assert_eq!(accepted, wanted);
     assert!(
         server.posts().values().all(|&n| n == 1),
@@ -563,7 +594,7 @@ fn quitting_during_a_sync_cancels_it_after_the_requests_in_flight() {
         sendable: expected,
         server,
         tmux,
-    } = sync_session("quit", Duration::from_millis(1200));
+    } = sync_session("quit", Duration::from_millis(1200), Some("per_event"));
     tmux.keys(&["s"]);
     tmux.wait_text("y/Enter sync");
     tmux.keys(&["y"]);

@@ -298,6 +298,7 @@ fn sync_flow_prepare_confirm_progress_cancel_finish() {
         future: 0,
         failed_waiting: 0,
         groups: Vec::new(),
+        ..SyncPreview::default()
     }));
     assert_eq!(app.mode(), Mode::Confirm);
     // Keys other than the answers do nothing in a confirmation.
@@ -339,6 +340,7 @@ fn sync_flow_prepare_confirm_progress_cancel_finish() {
         reached: 4,
         error: None,
         dry_run: false,
+        ..SyncReport::default()
     };
     app.on_sync(SyncEvent::Finished(Ok(report.clone())));
     assert_eq!(app.sync, SyncPopup::Finished(Ok(report)));
@@ -365,6 +367,7 @@ fn a_failed_sync_shows_its_error_and_the_confirmation_can_be_declined() {
         future: 0,
         failed_waiting: 0,
         groups: Vec::new(),
+        ..SyncPreview::default()
     }));
     // n declines: nothing is started.
     assert!(press(&mut app, &[k('n')]).is_empty());

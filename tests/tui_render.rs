@@ -519,6 +519,7 @@ fn preview(live: bool) -> SyncPreview {
         future: 0,
         failed_waiting: 3,
         groups: Vec::new(),
+        ..SyncPreview::default()
     }
 }
 
@@ -539,6 +540,7 @@ fn report(failed: u64, stopped: Option<&str>) -> SyncReport {
         reached: 1234,
         error: None,
         dry_run: false,
+        ..SyncReport::default()
     }
 }
 
@@ -1109,4 +1111,71 @@ fn an_unlimited_customers_detail_says_unlimited_once_without_a_dash() {
         .unwrap_or_else(|| panic!("no count:\n{shown}"));
     assert!(gauge.contains("1,486,159 · unlimited · ✓ ok"), "{gauge}");
     assert!(!gauge.contains('∞') && !gauge.contains(" - "), "{gauge}");
+}
+
+#[test]
+fn reconcile_doubt_and_expiry_show_in_the_header_and_drifted_customers_are_marked() {
+    let mut app = app(Theme::COLOR);
+    let before = text(&render(&mut app, 140, 24));
+    assert!(!before.contains("reconciled") && !before.contains("≠"));
+    let mut by_customer = std::collections::HashMap::new();
+    by_customer.insert("over-co".to_string(), (100, 117, "drift".to_string()));
+    by_customer.insert("okay-corp".to_string(), (5, 5, "ok".to_string()));
+    app.apply(DataEvent::Checks(Box::new(
+        meterline::store::StripeChecks {
+            last_reconcile: Some(meterline::store::ReconcileRun {
+                finished_at: "2026-11-27T17:30:00Z".into(),
+                rows: 2,
+                drifted: 1,
+                pending: 0,
+                in_doubt: 0,
+            }),
+            by_customer,
+            in_doubt: 4,
+            expiring: 12,
+        },
+    )));
+    let screen = text(&render(&mut app, 140, 24));
+    assert!(screen.contains("4 in doubt"), "{screen}");
+    assert!(screen.contains("12 expiring"), "{screen}");
+    assert!(
+        screen.contains("reconciled") && screen.contains("1 drift"),
+        "{screen}"
+    );
+    let marked: Vec<_> = screen.lines().filter(|l| l.contains("≠")).collect();
+    assert_eq!(marked.len(), 1, "{screen}");
+    assert!(marked[0].contains("≠ Over Co"), "{screen}");
+}
+
+#[test]
+fn the_detail_shows_stripes_figure_beside_ours_after_a_reconcile() {
+    let (_dir, mut app) = detail_app(Theme::COLOR);
+    let before = text(&render(&mut app, 140, 40));
+    assert!(!before.contains("(ours"), "{before}");
+    let mut by_customer = std::collections::HashMap::new();
+    by_customer.insert("globex".to_string(), (41_000, 41_250, "drift".to_string()));
+    app.apply(DataEvent::Checks(Box::new(
+        meterline::store::StripeChecks {
+            by_customer,
+            ..Default::default()
+        },
+    )));
+    let shown = text(&render(&mut app, 140, 40));
+    assert!(
+        shown.contains("Stripe 41,250 (ours 41,000, drift)"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn the_confirmation_shows_the_reports_that_would_go_out() {
+    let aggregate = SyncPreview {
+        mode: "aggregate",
+        requests: 40,
+        units: 98_765,
+        ..preview(false)
+    };
+    let buffer = sync_screen(Theme::COLOR, vec![SyncEvent::Ready(aggregate)]);
+    let shown = text(&buffer);
+    assert!(shown.contains("as 40 reports (98,765 units)"), "{shown}");
 }

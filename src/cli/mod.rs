@@ -33,6 +33,7 @@ mod man;
 mod members;
 pub(crate) mod output;
 mod plans;
+mod reconcile;
 mod record;
 mod record_batch;
 mod serve;
@@ -110,6 +111,8 @@ pub enum Command {
     Demo(demo::Args),
     /// Report unreported usage to Stripe Billing Meters (exit 1 if some was not delivered).
     Sync(sync::Args),
+    /// Compare reported usage with Stripe's totals (exit 1 on drift, 2 on configuration errors).
+    Reconcile(reconcile::Args),
     /// Bring an older database up to date (read commands never change the file).
     Upgrade,
     /// Serve the HTTP API (record, check, status) with group commit.
@@ -223,6 +226,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Customer(command)) => customer::exec(&ctx, command),
         Some(Command::Plans(args)) => plans::exec(&ctx, args),
         Some(Command::Demo(args)) => demo::exec(&ctx, args),
+        Some(Command::Reconcile(args)) => reconcile::exec(&ctx, args),
         Some(Command::Upgrade) => upgrade(&ctx),
         Some(Command::Serve(args)) => serve::exec(&ctx, args, cli.now),
         Some(Command::Token(command)) => token::exec(&ctx, command),

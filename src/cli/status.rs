@@ -54,6 +54,9 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
     }
     outln!("{} customers", rows.len())?;
     outln!("{}", stripe_line(&store, totals, unmapped)?)?;
+    if let Some(line) = doubt_line(&store, &config, ctx.now)? {
+        outln!("{line}")?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -74,4 +77,24 @@ fn stripe_line(store: &crate::Store, totals: Backlog, unmapped: i64) -> Result<S
         )),
     }
     Ok(line)
+}
+
+/// Events held in doubt and events close to Stripe's 35-day window, when there are any.
+fn doubt_line(
+    store: &crate::Store,
+    config: &crate::Config,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<String>> {
+    let in_doubt = store.in_doubt()?.events;
+    let expiring = store.count_expiring(now, config.stripe.expiry_warning_days)?;
+    if in_doubt == 0 && expiring == 0 {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "stripe: {} in doubt (sent over 23 h ago, unanswered: run meterline reconcile), {} \
+         expiring (within {} days of Stripe's 35-day window: sync soon)",
+        output::thousands(in_doubt as i64),
+        output::thousands(expiring as i64),
+        config.stripe.expiry_warning_days
+    )))
 }

@@ -20,7 +20,7 @@ pub struct Args {
     /// Print the summary as one line of JSON.
     #[arg(long)]
     pub json: bool,
-    /// Send at most N events, oldest first.
+    /// Send at most N meter events (reports in aggregate mode, else usage events), oldest first.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub limit: Option<u64>,
     /// Also resend events that Stripe refused within the last hour.
@@ -195,12 +195,23 @@ fn describe_preview(p: &SyncPreview, has_key: bool) -> String {
     } else {
         "no STRIPE_API_KEY set: a real sync needs it"
     };
-    let mut out = format!(
-        "dry run: would send {} events of {} customers to {} ({mode}); nothing sent, nothing changed\n",
-        thousands(p.events as i64),
-        p.customers,
-        p.api_host,
-    );
+    let mut out = if p.mode == "aggregate" {
+        format!(
+            "dry run: would send {} reports ({} units, {} events) to {} ({mode}); nothing sent, \
+             nothing changed\n",
+            thousands(p.requests as i64),
+            thousands(p.units),
+            thousands(p.events as i64),
+            p.api_host,
+        )
+    } else {
+        format!(
+            "dry run: would send {} events of {} customers to {} ({mode}); nothing sent, nothing changed\n",
+            thousands(p.events as i64),
+            p.customers,
+            p.api_host,
+        )
+    };
     if !p.groups.is_empty() {
         out.push_str(&format!(
             "{:<24} {:<22} {:<26} {:>8} {:>12}  {:<10} {:<10}\n",
@@ -226,12 +237,38 @@ fn describe_preview(p: &SyncPreview, has_key: bool) -> String {
         p.failed_waiting,
         true,
     ));
+    out.push_str(&doubt_notes(p.in_doubt, p.expiring));
+    out
+}
+
+/// The lines about events held in doubt and events close to Stripe's window.
+fn doubt_notes(in_doubt: u64, expiring: u64) -> String {
+    let mut out = String::new();
+    if in_doubt > 0 {
+        out.push_str(&format!(
+            "in doubt: {} events were sent over 23 hours ago without an answer; they are held \
+             (a resend could bill twice) until `meterline reconcile` checks Stripe's total\n",
+            thousands(in_doubt as i64)
+        ));
+    }
+    if expiring > 0 {
+        out.push_str(&format!(
+            "expiring: {} unreported events are close to Stripe's 35-day window; sync them soon \
+             or their usage is lost\n",
+            thousands(expiring as i64)
+        ));
+    }
     out
 }
 
 fn describe_report(r: &SyncReport, host: &str) -> String {
+    let unit = if r.mode == "aggregate" {
+        "reports"
+    } else {
+        "events"
+    };
     let mut out = format!(
-        "sync to {host}: {} attempted, {} reached Stripe, {} accepted, {} already there, {} \
+        "sync to {host} ({unit}): {} attempted, {} reached Stripe, {} accepted, {} already there, {} \
          refused in {:.1} s\n",
         thousands(r.attempted as i64),
         thousands(r.reached as i64),
@@ -242,14 +279,14 @@ fn describe_report(r: &SyncReport, host: &str) -> String {
     );
     if r.failed > 0 {
         out.push_str(&format!(
-            "refused: {} events; Stripe's message is in usage_events.stripe_error. They are retried \
+            "refused: {} {unit}; Stripe's message is in usage_events.stripe_error. They are retried \
              after an hour, or now with --retry-failed\n",
             thousands(r.failed as i64)
         ));
     }
     if r.undelivered > 0 {
         out.push_str(&format!(
-            "undelivered: {} events hit transient errors on every attempt; run sync again\n",
+            "undelivered: {} {unit} hit transient errors on every attempt; run sync again\n",
             thousands(r.undelivered as i64)
         ));
     }
@@ -270,6 +307,13 @@ fn describe_report(r: &SyncReport, host: &str) -> String {
         r.failed_waiting,
         false,
     ));
+    if r.mode == "aggregate" {
+        out.push_str(&format!(
+            "reported: {} usage events\n",
+            thousands(r.events_reported as i64)
+        ));
+    }
+    out.push_str(&doubt_notes(r.in_doubt, r.expiring));
     out.push_str(&format!(
         "remaining: {} events of mapped customers still to report\n",
         thousands(r.remaining as i64)

@@ -131,6 +131,30 @@ pub struct StripeSettings {
     pub workers: usize,
     pub timeout_secs: f64,
     pub max_attempts: u32,
+    /// One meter event per customer, meter and period, or one per usage event.
+    pub report: ReportMode,
+    /// Unreported events this many days from Stripe's 35-day limit count as expiring.
+    pub expiry_warning_days: u32,
+}
+
+/// How a sync reports usage to Stripe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportMode {
+    /// The unreported events of a customer, meter and billing period as one meter event.
+    #[default]
+    Aggregate,
+    /// One meter event per usage event: Stripe holds every event.
+    PerEvent,
+}
+
+impl ReportMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReportMode::Aggregate => "aggregate",
+            ReportMode::PerEvent => "per_event",
+        }
+    }
 }
 
 impl Config {

@@ -117,6 +117,10 @@ pub struct RawStripe {
     pub workers: Option<i64>,
     pub timeout_secs: Option<f64>,
     pub max_attempts: Option<i64>,
+    /// "aggregate" (default) or "per_event".
+    pub report: Option<String>,
+    /// Days before Stripe's 35-day window closes that unreported events count as expiring.
+    pub expiry_warning_days: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]

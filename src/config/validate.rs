@@ -272,7 +272,29 @@ fn validate_stripe(raw: RawStripe) -> Result<StripeSettings, String> {
             ));
         }
     };
+    let report = match raw.report.as_deref() {
+        None | Some("aggregate") => super::ReportMode::Aggregate,
+        Some("per_event") => super::ReportMode::PerEvent,
+        Some(other) => {
+            return Err(format!(
+                "[stripe] report = \"{}\" must be \"aggregate\" (one meter event per customer, \
+                 meter and period) or \"per_event\" (one per usage event)",
+                other.escape_debug()
+            ));
+        }
+    };
+    let expiry_warning_days = match raw.expiry_warning_days {
+        None => 3,
+        Some(n) if (0..=34).contains(&n) => n as u32,
+        Some(n) => {
+            return Err(format!(
+                "[stripe] expiry_warning_days = {n} must be between 0 and 34"
+            ));
+        }
+    };
     Ok(StripeSettings {
+        report,
+        expiry_warning_days,
         meter_event,
         api_base,
         api_version: raw

@@ -8,7 +8,9 @@ mod export;
 mod health;
 mod outbox;
 mod queries;
+mod reconcile;
 pub mod record;
+mod reports;
 mod schema;
 pub mod tokens;
 
@@ -35,7 +37,9 @@ pub use outbox::{
     stripe_window,
 };
 pub use queries::{HistoryRow, Member, MembersSummary, StatusRow};
+pub use reconcile::{ReconcileRow, ReconcileRun, Reported, StripeChecks};
 pub use record::{RecordOutcome, RecordRequest};
+pub use reports::{HeldReport, IN_DOUBT_AFTER_HOURS, InDoubt, ReportPlan};
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION, create_at_version};
 pub use tokens::{ActiveToken, TokenInfo, token_hash};
 

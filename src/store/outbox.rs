@@ -111,6 +111,18 @@ impl OutboxCursor {
             id: event.id - 1,
         }
     }
+
+    /// The position of `event`: a page read after it starts after it.
+    pub(super) fn at(event: &OutboxEvent) -> OutboxCursor {
+        OutboxCursor {
+            occurred_at: format_ts(event.occurred_at),
+            id: event.id,
+        }
+    }
+
+    pub(super) fn parts(&self) -> (String, i64) {
+        (self.occurred_at.clone(), self.id)
+    }
 }
 
 /// Pending events of one customer and meter, as a dry run lists them.
@@ -214,7 +226,8 @@ fn sendable_by(index: &str) -> String {
         "FROM usage_events e INDEXED BY {index}
          JOIN customers c ON c.id = e.customer_id
          JOIN usage_records r ON r.customer_id = e.customer_id AND r.period_start = e.period_start
-         WHERE {PENDING} AND c.stripe_customer_id IS NOT NULL
+         WHERE {PENDING} AND c.stripe_customer_id IS NOT NULL AND e.stripe_report_id IS NULL
+           AND e.stripe_in_doubt_at IS NULL
            AND e.occurred_at >= ?1 AND e.occurred_at <= ?2
            AND (e.stripe_failed_at IS NULL OR ?3 IS NULL OR e.stripe_failed_at < ?3)"
     )
@@ -233,7 +246,7 @@ fn parse_ts(text: &str, column: usize) -> rusqlite::Result<DateTime<Utc>> {
 }
 
 /// One row of `EVENT_COLUMNS`.
-fn outbox_event(r: &rusqlite::Row) -> rusqlite::Result<OutboxEvent> {
+pub(super) fn outbox_event(r: &rusqlite::Row) -> rusqlite::Result<OutboxEvent> {
     let at: String = r.get(5)?;
     Ok(OutboxEvent {
         id: r.get(0)?,
@@ -389,7 +402,7 @@ impl super::Store {
                 "UPDATE usage_events SET stripe_expired_at = ?2
                  WHERE id IN (SELECT id FROM usage_events
                               WHERE stripe_reported_at IS NULL AND stripe_expired_at IS NULL
-                                AND occurred_at < ?1
+                                AND stripe_report_id IS NULL AND occurred_at < ?1
                               LIMIT 500)",
                 params![format_ts(before), format_ts(at)],
             )?;
@@ -400,22 +413,28 @@ impl super::Store {
         }
     }
 
-    /// Write back what happened to a batch of events, in one transaction.
-    pub fn record_outcomes(&mut self, outcomes: &[EventOutcome], at: DateTime<Utc>) -> Result<()> {
+    /// Write back what happened to a batch of events, in one transaction. Returns how many
+    /// were newly marked reported.
+    pub fn record_outcomes(&mut self, outcomes: &[EventOutcome], at: DateTime<Utc>) -> Result<u64> {
+        let mut reported = 0;
         let at = format_ts(at);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         for outcome in outcomes {
             match outcome {
-                EventOutcome::Delivered { id, attempts } => tx
-                    .prepare_cached(
-                        "UPDATE usage_events SET stripe_reported_at = ?2,
-                             stripe_attempts = stripe_attempts + ?3,
-                             stripe_error = NULL, stripe_failed_at = NULL
-                         WHERE id = ?1 AND stripe_reported_at IS NULL",
-                    )?
-                    .execute(params![id, at, attempts])?,
+                EventOutcome::Delivered { id, attempts } => {
+                    let n = tx
+                        .prepare_cached(
+                            "UPDATE usage_events SET stripe_reported_at = ?2,
+                                 stripe_attempts = stripe_attempts + ?3,
+                                 stripe_error = NULL, stripe_failed_at = NULL
+                             WHERE id = ?1 AND stripe_reported_at IS NULL",
+                        )?
+                        .execute(params![id, at, attempts])?;
+                    reported += n as u64;
+                    n
+                }
                 EventOutcome::Refused {
                     id,
                     attempts,
@@ -423,7 +442,7 @@ impl super::Store {
                 } => tx
                     .prepare_cached(
                         "UPDATE usage_events SET stripe_attempts = stripe_attempts + ?3,
-                             stripe_error = ?4, stripe_failed_at = ?2
+                             stripe_error = ?4, stripe_failed_at = ?2, stripe_first_sent_at = NULL
                          WHERE id = ?1",
                     )?
                     .execute(params![id, at, attempts, error])?,
@@ -441,7 +460,7 @@ impl super::Store {
             };
         }
         tx.commit()?;
-        Ok(())
+        Ok(reported)
     }
 
     /// Counts of events by Stripe state; `now` decides which pending events are sendable.

@@ -249,6 +249,8 @@ pub struct Client {
     authorization: HeaderValue,
     api_version: HeaderValue,
     key: ApiKey,
+    /// The API base, for reads (`get_json`).
+    base: String,
 }
 
 impl Client {
@@ -300,6 +302,7 @@ impl Client {
             authorization,
             api_version,
             key: key.clone(),
+            base: api_base.as_str().to_string(),
         })
     }
 
@@ -416,6 +419,84 @@ impl Client {
             reached,
         }
     }
+}
+
+impl Client {
+    /// One GET of Stripe's API (reconcile's reads), answered as JSON: retried like a meter
+    /// event (same policy, a limiter slot before each attempt). `Err` is the last answer.
+    pub fn get_json(
+        &self,
+        path_and_query: &str,
+        policy: &RetryPolicy,
+        limiter: &RateLimiter,
+        stop: &AtomicBool,
+    ) -> std::result::Result<serde_json::Value, Answer> {
+        let uri: Uri = format!("{}{path_and_query}", self.base)
+            .parse()
+            .map_err(|_| Answer::Refused {
+                message: format!("not a valid URL path: {path_and_query}"),
+            })?;
+        let mut last = Answer::NotSent;
+        for attempt in 1..=policy.max_attempts {
+            if attempt > 1 && !pause(policy.backoff(attempt - 1), stop) {
+                break;
+            }
+            limiter.acquire();
+            let result = self
+                .agent
+                .get(uri.clone())
+                .header(header::AUTHORIZATION, self.authorization.clone())
+                .header(STRIPE_VERSION, self.api_version.clone())
+                .call();
+            last = match result {
+                Ok(mut response) => {
+                    let should_retry = response
+                        .headers()
+                        .get("stripe-should-retry")
+                        .and_then(|v| v.to_str().ok())
+                        .map(|v| v.trim().eq_ignore_ascii_case("true"));
+                    let status = response.status().as_u16();
+                    match response
+                        .body_mut()
+                        .with_config()
+                        .limit(4 * 1024 * 1024)
+                        .read_to_string()
+                    {
+                        Ok(body) if (200..300).contains(&status) => {
+                            match serde_json::from_str(&body) {
+                                Ok(value) => return Ok(value),
+                                Err(e) => Answer::Transient {
+                                    message: format!("Stripe's answer is not JSON: {e}"),
+                                    server_error: false,
+                                },
+                            }
+                        }
+                        Ok(body) => classify(status, should_retry, false, &body),
+                        Err(e) => classify_transport(&e, false),
+                    }
+                }
+                Err(e) => classify_transport(&e, self.tls),
+            };
+            last = self.redacted(last);
+            if !matches!(last, Answer::Transient { .. } | Answer::NotConnected { .. }) {
+                break;
+            }
+        }
+        Err(last)
+    }
+}
+
+/// `text` percent-encoded for a URL query value.
+pub fn query_value(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 /// Sleep for `total` unless `stop` is raised; true when the full pause elapsed.

@@ -4,6 +4,7 @@
 pub mod client;
 mod pipeline;
 pub mod ratelimit;
+pub mod reconcile;
 pub mod sync;
 
 use std::fmt;

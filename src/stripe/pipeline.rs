@@ -70,8 +70,20 @@ pub struct Plan<'a> {
     pub limit: Option<u64>,
     pub run_id: i64,
     pub clock: Clock,
+    /// What a job is: a usage event, or a report standing for many.
+    pub unit: Unit,
     /// Test-only fault: make a thread panic.
     pub panic_hook: Option<PanicHook>,
+}
+
+/// What the pipeline sends: each job is one meter event either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    /// One usage event per meter event (`report = "per_event"`).
+    Events,
+    /// Reports made by `Store::pack_reports` (`report = "aggregate"`). A customer has only a
+    /// few (one per meter and period), so they need no per-customer reading.
+    Reports,
 }
 
 /// Where a test makes the pipeline panic, to prove a panic ends the run instead of hanging it.
@@ -100,6 +112,11 @@ pub struct Outcome {
     pub not_connected: Option<String>,
     /// What the writer committed to the database: the counts a failed run records.
     pub marked: SyncProgress,
+    /// Usage events the writer marked reported.
+    pub events_reported: u64,
+    /// Jobs (event or report ids) that never reached Stripe in this run: left in the queue,
+    /// stopped before their first attempt, or never connected. Their dating as sent is undone.
+    pub unsent: Vec<i64>,
     /// A reader, writer or thread failure (a panic included): the run failed.
     pub error: Option<Error>,
 }
@@ -179,6 +196,13 @@ impl<K: std::hash::Hash + Eq + Clone, T> KeyedQueue<K, T> {
 
     pub(crate) fn len(&self) -> usize {
         self.queued
+    }
+
+    /// Every job still queued, ready or waiting.
+    pub(crate) fn into_items(self) -> Vec<T> {
+        let mut items: Vec<T> = self.ready.into_iter().map(|(_, item)| item).collect();
+        items.extend(self.waiting.into_values().flatten());
+        items
     }
 
     #[cfg(test)]
@@ -351,7 +375,12 @@ pub fn run(
         }
         coordinate(board, cancel, on_progress);
     });
-    board.into_inner_state().outcome
+    let state = board.into_inner_state();
+    let mut outcome = state.outcome;
+    outcome
+        .unsent
+        .extend(state.queue.into_items().into_iter().map(|job| job.event.id));
+    outcome
 }
 
 /// Run a thread's body; a panic in it becomes the run's error and stops the run, so nobody
@@ -541,6 +570,9 @@ fn settle(board: &Board, state: &mut State, job: &Job, delivery: Delivery) {
     }
     if delivery.reached {
         state.outcome.reached += 1;
+    } else if !matches!(delivery.answer, Answer::Fatal { .. }) {
+        // Never got to Stripe: not in doubt. (A TLS failure may have; it stays dated.)
+        state.outcome.unsent.push(id);
     }
     let mut halt = None;
     match delivery.answer {
@@ -621,7 +653,7 @@ fn settle(board: &Board, state: &mut State, job: &Job, delivery: Delivery) {
 fn read(board: &Board, store: &Store, plan: &Plan) {
     let mut cursor: Option<OutboxCursor> = None;
     let mut loaded = 0u64;
-    let fair = plan.limit.is_none();
+    let fair = plan.limit.is_none() && plan.unit == Unit::Events;
     loop {
         let mut state = board.lock();
         while !state.page_asked && !state.stopping {
@@ -640,9 +672,13 @@ fn read(board: &Board, store: &Store, plan: &Plan) {
         let page = match (want_page, want) {
             (false, _) => Ok(None),
             (true, 0) => Ok(Some((Vec::new(), None))),
-            (true, _) => store
-                .outbox_page(&plan.window, cursor.as_ref(), want as usize)
-                .map(Some),
+            (true, _) => match plan.unit {
+                Unit::Events => store.outbox_page(&plan.window, cursor.as_ref(), want as usize),
+                Unit::Reports => {
+                    store.report_page(&plan.window, cursor.as_ref(), want as usize, plan.clock.now)
+                }
+            }
+            .map(Some),
         };
         let refilled: Result<Vec<_>> = refills
             .into_iter()
@@ -651,9 +687,24 @@ fn read(board: &Board, store: &Store, plan: &Plan) {
                 Ok((customer, page))
             })
             .collect();
+        // Per event: date what is about to go out (reports are dated by `report_page`).
+        let page = page.and_then(|page| {
+            let refilled = refilled?;
+            if plan.unit == Unit::Events {
+                let ids: Vec<i64> = page
+                    .iter()
+                    .flat_map(|(events, _)| events)
+                    .chain(refilled.iter().flat_map(|(_, (events, _))| events))
+                    .map(|e| e.id)
+                    .collect();
+                // The run's start: `Store::undate_unsent` undoes exactly this run's dating.
+                store.mark_first_sent(&ids, plan.clock.now)?;
+            }
+            Ok((page, refilled))
+        });
         let mut state = board.lock();
         state.page_asked = false;
-        match page.and_then(|page| Ok((page, refilled?))) {
+        match page {
             Ok((page, refilled)) => {
                 if let Some((events, next)) = page {
                     loaded += events.len() as u64;
@@ -708,8 +759,13 @@ fn write(board: &Board, store: &mut Store, plan: &Plan) {
         let finished = state.workers_running == 0;
         drop(state);
         let mut result = Ok(());
+        let mut reported = 0;
         if !batch.is_empty() {
-            result = store.record_outcomes(&batch, plan.clock.now());
+            result = match plan.unit {
+                Unit::Events => store.record_outcomes(&batch, plan.clock.now()),
+                Unit::Reports => store.record_report_outcomes(&batch, plan.clock.now()),
+            }
+            .map(|n| reported = n);
         }
         if result.is_ok() && last_beat.elapsed() >= HEARTBEAT_EVERY {
             result = store.sync_heartbeat(plan.run_id);
@@ -722,7 +778,9 @@ fn write(board: &Board, store: &mut Store, plan: &Plan) {
             return;
         }
         if !batch.is_empty() {
-            let marked = &mut board.lock().outcome.marked;
+            let mut state = board.lock();
+            state.outcome.events_reported += reported;
+            let marked = &mut state.outcome.marked;
             marked.attempted += tally.attempted;
             marked.accepted += tally.accepted;
             marked.duplicates += tally.duplicates;

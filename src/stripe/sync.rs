@@ -18,9 +18,9 @@ use serde::Serialize;
 pub use super::pipeline::CANCELLED;
 #[doc(hidden)]
 pub use super::pipeline::PanicHook;
-use super::pipeline::{self, Clock, Outcome, Plan, Transport};
+use super::pipeline::{self, Clock, Outcome, Plan, Transport, Unit};
 use super::{ApiKey, Client, RateLimiter, RetryPolicy};
-use crate::config::Config;
+use crate::config::{Config, ReportMode};
 use crate::store::{LockHolder, OutboxGroup, OutboxWindow, SyncRun, stripe_window};
 use crate::{Result, Store};
 
@@ -62,8 +62,18 @@ pub struct SyncProgress {
     pub failed: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct SyncReport {
+    /// "aggregate": the counts below are reports (one meter event each, standing for many
+    /// usage events); "per_event": they are usage events.
+    pub mode: &'static str,
+    /// Usage events newly marked reported by this run (either mode).
+    pub events_reported: u64,
+    /// Usage events held in doubt: sent more than 23 hours ago and never answered; a resend
+    /// could bill twice, so `meterline reconcile` decides.
+    pub in_doubt: u64,
+    /// Unreported events within `expiry_warning_days` of Stripe's 35-day window.
+    pub expiring: u64,
     /// Events sent at least once in this run.
     pub attempted: u64,
     /// Of those, events whose request reached the server (the others never connected: DNS
@@ -104,7 +114,7 @@ impl SyncReport {
 }
 
 /// What a sync would do now.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct SyncPreview {
     pub events: u64,
     pub customers: u64,
@@ -116,6 +126,14 @@ pub struct SyncPreview {
     pub failed_waiting: u64,
     /// Per customer and meter, for listing.
     pub groups: Vec<OutboxGroup>,
+    /// "aggregate" or "per_event".
+    pub mode: &'static str,
+    /// Meter events the sync would send (aggregate mode: reports; per_event: `events`).
+    pub requests: u64,
+    /// Their units.
+    pub units: i64,
+    pub in_doubt: u64,
+    pub expiring: u64,
 }
 
 /// What a sync with default options would send now; reads only. Works without a key (only
@@ -135,13 +153,34 @@ pub fn preview_with(
     let now = options.start_time();
     let window = outbox_window(now, options);
     let groups = store.outbox_groups(&window, options.limit)?;
+    let events: u64 = groups.iter().map(|g| g.events).sum();
+    let mode = config.stripe.report;
+    let customers = groups
+        .iter()
+        .map(|g| g.customer_id.as_str())
+        .collect::<HashSet<_>>()
+        .len() as u64;
+    let (requests, units, events, customers) = match mode {
+        ReportMode::PerEvent => (
+            events,
+            groups.iter().map(|g| g.units).sum(),
+            events,
+            customers,
+        ),
+        ReportMode::Aggregate => {
+            // Reports made by an interrupted run count too.
+            let plan = store.report_plan(&window)?;
+            (plan.reports, plan.units, plan.events, plan.customers)
+        }
+    };
     Ok(SyncPreview {
-        events: groups.iter().map(|g| g.events).sum(),
-        customers: groups
-            .iter()
-            .map(|g| g.customer_id.as_str())
-            .collect::<HashSet<_>>()
-            .len() as u64,
+        mode: mode.as_str(),
+        requests,
+        units,
+        in_doubt: store.in_doubt()?.events,
+        expiring: store.count_expiring(now, config.stripe.expiry_warning_days)?,
+        events,
+        customers,
         unmapped: store.count_unmapped()?,
         expired: store.count_expirable(window.not_before)?,
         api_host: base.host().to_string(),
@@ -280,13 +319,26 @@ fn send(
     cancel: &AtomicBool,
     on_progress: &mut dyn FnMut(&SyncProgress),
 ) -> Result<(SyncReport, Option<crate::Error>, Option<crate::Error>)> {
-    let expired = store.expire_events(window.not_before, clock.now())?;
+    let expired = store.expire_events(window.not_before, clock.now())?
+        + store.expire_reports(window.not_before, clock.now())?;
     let failed_waiting = store.count_failed_resting(&window)?;
-    let total = store
-        .outbox_groups(&window, options.limit)?
-        .iter()
-        .map(|g| g.events)
-        .sum();
+    let unit = match config.stripe.report {
+        ReportMode::PerEvent => Unit::Events,
+        ReportMode::Aggregate => Unit::Reports,
+    };
+    store.hold_in_doubt(clock.now())?;
+    let total = match unit {
+        Unit::Events => store
+            .outbox_groups(&window, options.limit)?
+            .iter()
+            .map(|g| g.events)
+            .sum(),
+        Unit::Reports => {
+            store.pack_reports(&window, clock.now())?;
+            let reports = store.report_plan(&window)?.reports;
+            options.limit.map_or(reports, |l| l.min(reports))
+        }
+    };
     on_progress(&SyncProgress {
         total,
         ..SyncProgress::default()
@@ -298,20 +350,28 @@ fn send(
         limit: options.limit,
         run_id,
         clock,
+        unit,
         panic_hook: options.panic_hook,
     };
     let reader_store = Store::open(db)?;
     let mut outcome = pipeline::run(store, reader_store, &plan, cancel, on_progress, total);
+    // Best effort after a failure too: a job left dated is only held sooner than needed.
+    let undated = store.undate_unsent(&outcome.unsent, unit == Unit::Reports, clock.now);
     if let Some(error) = outcome.error.take() {
         // Counts from what was written, not from the answers: the writes may have failed.
-        let report = failed_report(&outcome, expired, clock);
+        let report = failed_report(&outcome, expired, clock, config.stripe.report.as_str());
         return Ok((report, outcome.fatal, Some(error)));
     }
+    undated?;
     on_progress(&outcome.progress);
 
     let counts = store.stripe_counts(clock.now())?;
     let p = &outcome.progress;
     let report = SyncReport {
+        mode: config.stripe.report.as_str(),
+        events_reported: outcome.events_reported,
+        in_doubt: store.in_doubt()?.events,
+        expiring: store.count_expiring(clock.now(), config.stripe.expiry_warning_days)?,
         attempted: p.attempted,
         reached: outcome.reached,
         accepted: p.accepted,
@@ -335,9 +395,13 @@ fn send(
 }
 
 /// What a run that failed mid-way did: the events whose outcome was written.
-fn failed_report(outcome: &Outcome, expired: u64, clock: Clock) -> SyncReport {
+fn failed_report(outcome: &Outcome, expired: u64, clock: Clock, mode: &'static str) -> SyncReport {
     let m = &outcome.marked;
     SyncReport {
+        mode,
+        events_reported: outcome.events_reported,
+        in_doubt: 0,
+        expiring: 0,
         attempted: m.attempted,
         reached: outcome.reached,
         accepted: m.accepted,
@@ -358,6 +422,10 @@ fn failed_report(outcome: &Outcome, expired: u64, clock: Clock) -> SyncReport {
 
 fn dry_run_report(preview: &SyncPreview, started: Instant) -> SyncReport {
     SyncReport {
+        mode: preview.mode,
+        events_reported: 0,
+        in_doubt: preview.in_doubt,
+        expiring: preview.expiring,
         attempted: 0,
         reached: 0,
         accepted: 0,
@@ -392,6 +460,11 @@ mod tests {
             future: 0,
             failed_waiting: 0,
             groups: vec![],
+            mode: "aggregate",
+            requests: 3,
+            units: 3,
+            in_doubt: 0,
+            expiring: 0,
         };
         let mut report = dry_run_report(&preview, Instant::now());
         assert!(report.all_delivered());

@@ -186,6 +186,8 @@ pub struct App {
     pub last_sync: Option<SyncRun>,
     /// Usage alerts: delivery counts and the latest ones.
     pub alerts: AlertsView,
+    /// Last reconcile, events in doubt, events close to Stripe's window.
+    pub checks: crate::store::StripeChecks,
     pub events: Vec<EventRow>,
     pub events_loaded: bool,
     pub events_cursor: Cursor,
@@ -238,6 +240,7 @@ impl App {
             sync: SyncPopup::Closed,
             last_sync: None,
             alerts: AlertsView::default(),
+            checks: crate::store::StripeChecks::default(),
             events: Vec::new(),
             events_loaded: false,
             events_cursor: Cursor::default(),
@@ -557,6 +560,10 @@ impl App {
             }
             DataEvent::LastSync(run) => {
                 self.last_sync = run;
+                None
+            }
+            DataEvent::Checks(checks) => {
+                self.checks = *checks;
                 None
             }
             DataEvent::Failed(message) => {

@@ -71,6 +71,8 @@ pub enum DataEvent {
     LastSync(Option<SyncRun>),
     /// Alerts or their deliveries changed (or were first read).
     Alerts(AlertsView),
+    /// Reconcile, doubt or expiry counts changed (or were first read).
+    Checks(Box<crate::store::StripeChecks>),
     Failed(String),
 }
 
@@ -113,6 +115,7 @@ struct Watcher {
     rollover: Option<DateTime<Utc>>,
     last_sync: Option<SyncRun>,
     alerts: Option<AlertsView>,
+    checks: Option<crate::store::StripeChecks>,
     events: Sender<Event>,
 }
 
@@ -134,6 +137,7 @@ impl Watcher {
             rollover: loaded.next_rollover(),
             last_sync: None,
             alerts: None,
+            checks: None,
             events,
         })
     }
@@ -171,7 +175,21 @@ impl Watcher {
     /// The latest sync run, when it differs from the one last sent (or `always`).
     fn read_last_sync(&mut self, always: bool) -> Result<Option<DataEvent>> {
         let run = self.store.last_sync_run()?;
+        if let Some(checks) = self.read_checks()? {
+            self.deliver(Ok(vec![checks]));
+        }
         Ok(self.last_sync_event(run, always))
+    }
+
+    /// Reconcile, doubt and expiry counts, when they differ from the ones last sent.
+    fn read_checks(&mut self) -> Result<Option<DataEvent>> {
+        let days = self.config.stripe.expiry_warning_days;
+        let checks = self.store.stripe_checks(self.clock.now(), days)?;
+        if self.checks.as_ref() == Some(&checks) {
+            return Ok(None);
+        }
+        self.checks = Some(checks.clone());
+        Ok(Some(DataEvent::Checks(Box::new(checks))))
     }
 
     fn last_sync_event(&mut self, run: Option<SyncRun>, always: bool) -> Option<DataEvent> {
@@ -259,6 +277,7 @@ impl Watcher {
             .dashboard_refresh(&self.config, self.marks, now)?;
         let last_sync = self.store.last_sync_run()?;
         let alerts = self.read_alerts()?;
+        let checks = self.read_checks()?;
         // Everything is read: only now does the watcher move on. A failure above leaves
         // version and marks as they were, so the next poll reads the same change again
         // instead of losing it (no other commit may come to announce it).
@@ -279,10 +298,12 @@ impl Watcher {
                 Some(DataEvent::Changed { usage, backlog })
             }
         };
-        Ok([rows, self.last_sync_event(last_sync, false), alerts]
-            .into_iter()
-            .flatten()
-            .collect())
+        Ok(
+            [rows, self.last_sync_event(last_sync, false), alerts, checks]
+                .into_iter()
+                .flatten()
+                .collect(),
+        )
     }
 }
 

@@ -78,6 +78,14 @@ struct Book {
     in_flight_total: u32,
     max_in_flight_total: u32,
     versions: HashSet<String>,
+    /// Billing meters: (id, event_name, status), in creation order.
+    meters: Vec<(String, String, String)>,
+    /// Largest page the list endpoints return (Stripe's `limit`, at most this).
+    page_size: usize,
+    /// Usage Stripe holds that no meter event of meterline's carried (added "server side").
+    extra: Vec<Accepted>,
+    /// GET requests that passed auth.
+    reads: u64,
 }
 
 struct Shared {
@@ -154,7 +162,10 @@ impl FakeStripe {
             api_key: api_key.to_string(),
             clock_start: Mutex::new((now, Instant::now())),
             delay: Mutex::new(Duration::ZERO),
-            book: Mutex::new(Book::default()),
+            book: Mutex::new(Book {
+                page_size: 100,
+                ..Book::default()
+            }),
             connections: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             stop: AtomicBool::new(false),
@@ -288,6 +299,50 @@ impl FakeStripe {
 
     pub fn requests(&self) -> u64 {
         self.shared.requests.load(Ordering::SeqCst)
+    }
+
+    /// Create an active billing meter for `event_name`; returns its id.
+    pub fn add_meter(&self, event_name: &str) -> String {
+        let mut book = self.book();
+        let id = format!("mtr_test{:04}", book.meters.len() + 1);
+        book.meters
+            .push((id.clone(), event_name.to_string(), "active".into()));
+        id
+    }
+
+    /// Deactivate the meter of `event_name` (Stripe lists it with status "inactive").
+    pub fn deactivate_meter(&self, event_name: &str) {
+        for meter in &mut self.book().meters {
+            if meter.1 == event_name {
+                meter.2 = "inactive".into();
+            }
+        }
+    }
+
+    /// List pages hold at most `n` items (to exercise pagination).
+    pub fn set_page_size(&self, n: usize) {
+        self.book().page_size = n.max(1);
+    }
+
+    /// Usage that Stripe holds without meterline having sent it (a drift).
+    pub fn add_usage(&self, customer: &str, event_name: &str, value: i64, timestamp: i64) {
+        self.book().extra.push(Accepted {
+            identifier: format!("extra-{timestamp}-{value}"),
+            event_name: event_name.into(),
+            customer: customer.into(),
+            value,
+            timestamp,
+        });
+    }
+
+    /// Forget an accepted event (as if Stripe never received it).
+    pub fn forget(&self, identifier: &str) {
+        self.book().accepted.remove(identifier);
+    }
+
+    /// GET requests that passed auth.
+    pub fn reads(&self) -> u64 {
+        self.book().reads
     }
 }
 
@@ -590,7 +645,217 @@ fn validate(shared: &Shared, request: &Request) -> Result<Accepted, Reply> {
     })
 }
 
+/// A page of `items` after `starting_after` (by id), Stripe's list shape.
+fn list_page(
+    items: Vec<serde_json::Value>,
+    query: &HashMap<String, String>,
+    cap: usize,
+    url: &str,
+) -> Reply {
+    let limit = query
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .unwrap_or(10)
+        .clamp(1, 100)
+        .min(cap);
+    let from = match query.get("starting_after") {
+        Some(after) => match items.iter().position(|i| i["id"] == after.as_str()) {
+            Some(at) => at + 1,
+            None => {
+                return Reply::error(
+                    400,
+                    "invalid_request_error",
+                    Some("resource_missing"),
+                    &format!("No such object: '{after}'"),
+                    Some("starting_after"),
+                );
+            }
+        },
+        None => 0,
+    };
+    let page: Vec<_> = items.iter().skip(from).take(limit).cloned().collect();
+    let has_more = from + page.len() < items.len();
+    Reply::json(
+        200,
+        serde_json::json!({ "object": "list", "data": page, "has_more": has_more, "url": url })
+            .to_string(),
+    )
+}
+
+/// Stripe's reads: the meter list and a meter's event summaries.
+fn handle_get(shared: &Shared, request: &Request) -> Reply {
+    let (path, query_text) = request.path.split_once('?').unwrap_or((&request.path, ""));
+    let query: HashMap<String, String> = parse_form(query_text)
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let mut book = shared.book.lock().unwrap();
+    book.reads += 1;
+    match book.faults.pop_front() {
+        Some(Fault::TooManyRequests) => {
+            return Reply::error(
+                429,
+                "rate_limit_error",
+                Some("rate_limit"),
+                "Too many requests",
+                None,
+            );
+        }
+        Some(Fault::RateLimit400) => {
+            return Reply::error(
+                400,
+                "invalid_request_error",
+                Some("rate_limit"),
+                "Request rate limit exceeded",
+                None,
+            );
+        }
+        Some(Fault::Conflict) => {
+            return Reply::error(
+                409,
+                "invalid_request_error",
+                Some("lock_timeout"),
+                "Conflict",
+                None,
+            );
+        }
+        Some(Fault::ServerError { .. } | Fault::RecordThenServerError) => {
+            return Reply::error(500, "api_error", None, "An unknown error occurred", None);
+        }
+        Some(Fault::Drop | Fault::RecordThenDrop) => {
+            let mut reply = Reply::json(0, String::new());
+            reply.drop = true;
+            return reply;
+        }
+        Some(Fault::Unauthorized) => {
+            return Reply::error(
+                401,
+                "invalid_request_error",
+                None,
+                "Expired API Key provided",
+                None,
+            );
+        }
+        Some(Fault::RefuseWith(message)) => {
+            return Reply::error(400, "invalid_request_error", None, &message, None)
+                .should_retry(false);
+        }
+        Some(Fault::Trickle) => {
+            let mut reply = Reply::json(0, String::new());
+            reply.trickle = true;
+            return reply;
+        }
+        Some(Fault::Slow(delay)) => {
+            // Answered late: the client gives up and asks again (reads change nothing).
+            let mut reply = Reply::json(500, String::new());
+            reply.delay = delay;
+            return reply;
+        }
+        None => {}
+    }
+    if path == "/v1/billing/meters" {
+        let items = book
+            .meters
+            .iter()
+            .map(|(id, name, status)| {
+                serde_json::json!({
+                    "id": id, "object": "billing.meter", "event_name": name, "status": status,
+                    "default_aggregation": { "formula": "sum" },
+                    "customer_mapping": { "event_payload_key": "stripe_customer_id", "type": "by_id" },
+                    "value_settings": { "event_payload_key": "value" },
+                })
+            })
+            .collect();
+        return list_page(items, &query, book.page_size, path);
+    }
+    let summaries = path
+        .strip_prefix("/v1/billing/meters/")
+        .and_then(|rest| rest.strip_suffix("/event_summaries"));
+    let Some(meter_id) = summaries else {
+        return Reply::error(
+            404,
+            "invalid_request_error",
+            None,
+            &format!("Unrecognized request URL (GET {path})"),
+            None,
+        );
+    };
+    let Some(event_name) = book
+        .meters
+        .iter()
+        .find(|m| m.0 == meter_id)
+        .map(|m| m.1.clone())
+    else {
+        return Reply::error(
+            404,
+            "invalid_request_error",
+            Some("resource_missing"),
+            &format!("No such billing meter: '{meter_id}'"),
+            Some("id"),
+        );
+    };
+    let number = |name: &str| query.get(name).and_then(|v| v.parse::<i64>().ok());
+    let (Some(customer), Some(start), Some(end)) = (
+        query.get("customer"),
+        number("start_time"),
+        number("end_time"),
+    ) else {
+        return Reply::error(
+            400,
+            "invalid_request_error",
+            Some("parameter_missing"),
+            "customer, start_time and end_time are required",
+            None,
+        )
+        .should_retry(false);
+    };
+    if start % 60 != 0 || end % 60 != 0 {
+        return Reply::error(
+            400,
+            "invalid_request_error",
+            Some("parameter_invalid"),
+            "start_time and end_time must be aligned to minute boundaries",
+            Some("start_time"),
+        )
+        .should_retry(false);
+    }
+    let value: i64 = book
+        .accepted
+        .values()
+        .chain(book.extra.iter())
+        .filter(|e| &e.customer == customer && e.event_name == event_name)
+        .filter(|e| start <= e.timestamp && e.timestamp < end)
+        .map(|e| e.value)
+        .sum();
+    let items = vec![serde_json::json!({
+        "id": format!("mtrusg_{meter_id}_{start}"),
+        "object": "billing.meter_event_summary",
+        "aggregated_value": value as f64,
+        "start_time": start,
+        "end_time": end,
+        "livemode": false,
+        "meter": meter_id,
+    })];
+    list_page(items, &query, book.page_size, path)
+}
+
 fn handle(shared: &Shared, request: &Request) -> Reply {
+    if request.method == "GET" {
+        let bearer = request
+            .headers
+            .get("authorization")
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if bearer != Some(shared.api_key.as_str()) {
+            return Reply::error(
+                401,
+                "invalid_request_error",
+                None,
+                "Invalid API Key provided: sk_test_****",
+                None,
+            );
+        }
+        return handle_get(shared, request);
+    }
     if request.method != "POST" || request.path != "/v1/billing/meter_events" {
         return Reply::error(
             404,

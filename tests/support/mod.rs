@@ -5,6 +5,7 @@
 
 pub mod fake_stripe;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -41,6 +42,7 @@ pub fn now_text() -> &'static str {
 pub const PLANS: &str = r#"
 [stripe]
 meter_event = "meterline_usage"
+report = "per_event"
 api_base = "https://api.stripe.com"
 rate_limit = 0
 workers = 4
@@ -55,6 +57,11 @@ included = 1000000
 id = "business"
 meter_event = "meterline_usage_business"
 "#;
+
+/// `PLANS` in the default mode: one report per customer, meter and period.
+pub fn aggregate_plans() -> String {
+    PLANS.replace("report = \"per_event\"\n", "")
+}
 
 pub struct Env {
     pub dir: tempfile::TempDir,
@@ -275,6 +282,46 @@ impl Env {
             );
         }
         assert_eq!(self.count("stripe_reported_at IS NULL AND id IN (SELECT e.id FROM usage_events e JOIN customers c ON c.id = e.customer_id WHERE c.stripe_customer_id IS NOT NULL AND e.stripe_expired_at IS NULL AND e.occurred_at <= ?1)"), 0, "deliverable events left unreported");
+    }
+
+    /// Aggregate mode's exactly-once: per Stripe customer and meter, the server's sum equals
+    /// the deliverable usage recorded; every accepted identifier is a reported report's, with
+    /// its value; and no deliverable event is left unreported.
+    pub fn assert_sums_match(&self) {
+        let mut expected: HashMap<(String, String), i64> = HashMap::new();
+        for (_, _, customer, meter, quantity) in self.deliverable() {
+            *expected.entry((customer, meter)).or_default() += quantity;
+        }
+        let mut got: HashMap<(String, String), i64> = HashMap::new();
+        let conn = rusqlite::Connection::open(&self.db).unwrap();
+        for (identifier, event) in self.server.accepted() {
+            *got.entry((event.customer.clone(), event.event_name.clone()))
+                .or_default() += event.value;
+            let (value, reported): (i64, Option<String>) = conn
+                .query_row(
+                    "SELECT value, reported_at FROM stripe_reports WHERE identifier = ?1",
+                    [&identifier],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .unwrap_or_else(|e| panic!("accepted {identifier} is no report: {e}"));
+            assert_eq!(value, event.value, "{identifier}");
+            assert!(reported.is_some(), "{identifier} accepted but not marked");
+        }
+        assert_eq!(got, expected, "server sums vs recorded usage");
+        assert_eq!(self.count("stripe_reported_at IS NULL AND id IN (SELECT e.id FROM usage_events e JOIN customers c ON c.id = e.customer_id WHERE c.stripe_customer_id IS NOT NULL AND e.stripe_expired_at IS NULL AND e.occurred_at <= ?1)"), 0, "deliverable events left unreported");
+    }
+
+    /// (customer, period) pairs with deliverable usage: the reports a clean sync sends.
+    pub fn groups(&self) -> u64 {
+        let conn = rusqlite::Connection::open(&self.db).unwrap();
+        conn.query_row(
+            "SELECT COUNT(DISTINCT e.customer_id || ' ' || e.period_start)
+             FROM usage_events e JOIN customers c ON c.id = e.customer_id
+             WHERE c.stripe_customer_id IS NOT NULL AND e.occurred_at >= ?1",
+            [meterline::billing::format_ts(now() - Duration::days(35))],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap() as u64
     }
 
     /// COUNT(*) of usage_events matching `condition` (?1 = NOW + 5 minutes).

@@ -107,7 +107,7 @@ fn draw_facts(frame: &mut Frame, app: &App, d: &CustomerDetail, area: Rect) {
         Some(id) => Span::raw(format!("Stripe {}", sanitize(id))),
         None => Span::styled("not mapped to a Stripe customer", theme.attention()),
     };
-    let lines = vec![
+    let mut lines = vec![
         Line::from(vec![
             Span::styled("Projection  ", theme.dim()),
             Span::raw(projection),
@@ -127,6 +127,23 @@ fn draw_facts(frame: &mut Frame, app: &App, d: &CustomerDetail, area: Rect) {
             )),
         ]),
     ];
+    // Stripe's figure beside ours, from the last reconcile.
+    if let Some((local, stripe, status)) = app.checks.by_customer.get(&c.customer) {
+        let style = if status == "drift" || status == "in_doubt" {
+            theme.error()
+        } else {
+            theme.dim()
+        };
+        lines[2].push_span(Span::styled(
+            format!(
+                " · Stripe {} (ours {}, {})",
+                thousands(*stripe),
+                thousands(*local),
+                status.replace('_', " ")
+            ),
+            style,
+        ));
+    }
     frame.render_widget(Paragraph::new(lines), area);
 }
 

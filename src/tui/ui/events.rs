@@ -44,8 +44,12 @@ pub fn draw(frame: &mut Frame, app: &App, body: Rect) {
     ];
     frame.render_widget(Paragraph::new(lines).block(Block::bordered()), header);
 
+    let expiring = match app.checks.expiring {
+        0 => String::new(),
+        n => format!("· {} expiring soon ", thousands(n as i64)),
+    };
     let block = Block::bordered().title(format!(
-        " Events needing attention {} ",
+        " Events needing attention {} {expiring}",
         thousands(app.events.len() as i64)
     ));
     if !app.events_loaded {

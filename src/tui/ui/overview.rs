@@ -55,6 +55,7 @@ fn draw_header(frame: &mut Frame, app: &App, area: Rect) {
         Span::raw(" · "),
         count(s.unmapped, "unmapped", theme.attention()),
     ]);
+    let stripe = checks_spans(app, stripe);
     let lines = vec![
         Line::from(vec![
             Span::styled("db ", theme.dim()),
@@ -89,6 +90,32 @@ fn alert_counts(app: &App) -> Vec<Span<'static>> {
         Span::raw(" · "),
         count(c.failed, "failed", theme.error()),
     ]
+}
+
+/// The Stripe line's tail: events in doubt and expiring (when any), and the last reconcile.
+fn checks_spans(app: &App, mut line: Line<'static>) -> Line<'static> {
+    let (theme, c) = (app.theme, &app.checks);
+    for (n, word) in [(c.in_doubt, "in doubt"), (c.expiring, "expiring")] {
+        if n > 0 {
+            line.push_span(Span::raw(" · "));
+            line.push_span(Span::styled(
+                format!("{} {word}", thousands(n as i64)),
+                theme.error(),
+            ));
+        }
+    }
+    if let Some(run) = &c.last_reconcile {
+        line.push_span(Span::styled(
+            format!("   reconciled {}", stored_minute(&run.finished_at)),
+            theme.dim(),
+        ));
+        let (text, style) = match run.drifted {
+            0 => (" · no drift".to_string(), theme.good()),
+            n => (format!(" · {n} drift"), theme.error()),
+        };
+        line.push_span(Span::styled(text, style));
+    }
+    line
 }
 
 /// When the latest sync ran (by any process) and how it ended; its error last, so a narrow
@@ -329,12 +356,22 @@ fn customer_cells<'a>(
     let theme = app.theme;
     let level = app.level_of(row);
     let right = |text: String| Cell::from(Line::from(text).alignment(Alignment::Right));
+    // A customer whose last reconcile drifted is marked.
+    let drifted = app
+        .checks
+        .by_customer
+        .get(&row.customer_id)
+        .is_some_and(|c| c.2 == "drift");
+    let name = match drifted {
+        true => format!("≠ {}", sanitize(&row.name)),
+        false => sanitize(&row.name).into_owned(),
+    };
     let mut cells = vec![
         Cell::from(ellipsis(
             &if row.archived {
-                format!("{} (archived)", sanitize(&row.name))
+                format!("{name} (archived)")
             } else {
-                sanitize(&row.name).into_owned()
+                name
             },
             name_width,
         )),

@@ -69,19 +69,24 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
 }
 
 fn confirm(theme: Theme, p: &SyncPreview) -> Vec<Line<'static>> {
-    let mut lines = vec![
-        Line::raw(format!(
-            "Send {} events of {} customers to {}",
-            thousands(p.events as i64),
-            thousands(p.customers as i64),
-            sanitize(&p.api_host)
-        )),
-        if p.live {
-            Line::styled("with a LIVE key: real customers are billed", theme.error())
-        } else {
-            Line::raw("with a test key (Stripe's sandbox: nobody is billed)")
-        },
-    ];
+    let mut lines = vec![Line::raw(format!(
+        "Send {} events of {} customers to {}",
+        thousands(p.events as i64),
+        thousands(p.customers as i64),
+        sanitize(&p.api_host)
+    ))];
+    if p.mode == "aggregate" {
+        lines.push(Line::raw(format!(
+            "as {} reports ({} units), one per customer, meter and period",
+            thousands(p.requests as i64),
+            thousands(p.units)
+        )));
+    }
+    lines.extend([if p.live {
+        Line::styled("with a LIVE key: real customers are billed", theme.error())
+    } else {
+        Line::raw("with a test key (Stripe's sandbox: nobody is billed)")
+    }]);
     let notes = [
         (
             p.expired,

@@ -1,0 +1,477 @@
+//! Aggregated reports: one meter event standing for the unreported events of one customer,
+//! meter and billing period (schema.rs, migration 6).
+//!
+//! A report is created, identifier included, with every event it covers pointing at it, in
+//! one transaction and before anything is sent: a crash anywhere and a rerun resend the same
+//! report under the same identifier, and its events are never regrouped. Events recorded
+//! later go into the next report.
+
+use chrono::{DateTime, Duration, Utc};
+use rusqlite::{TransactionBehavior, params};
+use serde::Serialize;
+
+use super::outbox::{EventOutcome, OutboxCursor, OutboxEvent, OutboxWindow};
+use crate::Result;
+use crate::billing::format_ts;
+
+/// Resending an unanswered request is safe this long after it was first sent: Stripe keeps
+/// identifiers for at least 24 hours. Past that a resend could bill twice, so it is held.
+pub const IN_DOUBT_AFTER_HOURS: i64 = 23;
+
+/// Reports waiting to go out, as a dry run and the dashboard's confirmation show them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ReportPlan {
+    /// Meter events a sync would send: reports made and not yet sent, plus the ones the
+    /// unreported events not in a report yet would make.
+    pub reports: u64,
+    /// Their units.
+    pub units: i64,
+    /// The usage events they stand for.
+    pub events: u64,
+    /// The customers they belong to.
+    pub customers: u64,
+}
+
+/// Reports held in doubt: sent, unanswered, and first sent more than 23 hours ago.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct InDoubt {
+    pub reports: u64,
+    pub events: u64,
+    pub units: i64,
+}
+
+/// One held report (or, in per_event mode, one held event), for reconcile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldReport {
+    pub id: i64,
+    pub value: i64,
+    /// A usage event sent on its own, not a report.
+    pub event: bool,
+}
+
+const REPORT_COLUMNS: &str = "s.id, s.customer_id, c.stripe_customer_id, s.meter_event_name,
+     s.value, s.occurred_at, s.identifier";
+
+/// Reports a sync sends: unreported, not expired, not held, mapped, inside Stripe's window
+/// (?1, ?2), refusals rested unless ?3 is NULL.
+const SENDABLE_REPORTS: &str = "FROM stripe_reports s INDEXED BY stripe_reports_open
+     JOIN customers c ON c.id = s.customer_id
+     WHERE s.reported_at IS NULL AND s.expired_at IS NULL AND s.in_doubt_at IS NULL
+       AND c.stripe_customer_id IS NOT NULL
+       AND s.occurred_at >= ?1 AND s.occurred_at <= ?2
+       AND (s.failed_at IS NULL OR ?3 IS NULL OR s.failed_at < ?3)";
+
+/// Unreported events of mapped customers not in any report yet, inside the window: what the
+/// next `pack_reports` groups (?1, ?2, ?3 as above).
+const UNPACKED: &str = "FROM usage_events e
+     JOIN customers c ON c.id = e.customer_id
+     JOIN usage_records r ON r.customer_id = e.customer_id AND r.period_start = e.period_start
+     WHERE e.stripe_reported_at IS NULL AND e.stripe_expired_at IS NULL
+       AND e.stripe_report_id IS NULL AND e.stripe_in_doubt_at IS NULL
+       AND c.stripe_customer_id IS NOT NULL
+       AND e.occurred_at >= ?1 AND e.occurred_at <= ?2
+       AND (e.stripe_failed_at IS NULL OR ?3 IS NULL OR e.stripe_failed_at < ?3)";
+
+fn window_params(window: &OutboxWindow) -> (String, String, Option<String>) {
+    (
+        format_ts(window.not_before),
+        format_ts(window.not_after),
+        window.failed_before.map(format_ts),
+    )
+}
+
+impl super::Store {
+    /// Group every sendable event not yet in a report into one report per customer, meter
+    /// and period, in one transaction. Returns how many reports were made.
+    pub fn pack_reports(&mut self, window: &OutboxWindow, now: DateTime<Utc>) -> Result<u64> {
+        let (from, to, rested) = window_params(window);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let groups: Vec<(String, String, String, i64, i64, String)> = {
+            let mut stmt = tx.prepare(&format!(
+                "SELECT e.customer_id, e.period_start, r.meter_event_name, SUM(e.quantity),
+                        COUNT(*), MAX(e.occurred_at)
+                 {UNPACKED}
+                 GROUP BY e.customer_id, e.period_start"
+            ))?;
+            let rows = stmt.query_map(params![from, to, rested], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        for (customer, period_start, meter, value, events, latest) in &groups {
+            let id: i64 = tx.query_row(
+                "INSERT INTO stripe_reports (customer_id, period_start, meter_event_name, value,
+                     events, occurred_at, identifier, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
+                params![
+                    customer,
+                    period_start,
+                    meter,
+                    value,
+                    events,
+                    latest,
+                    format!("ml-{}", uuid::Uuid::now_v7()),
+                    format_ts(now)
+                ],
+                |r| r.get(0),
+            )?;
+            // The group's own conditions (its customer is mapped, its period counted), read
+            // through the customer's index: one pass over its events, not over the outbox.
+            tx.prepare_cached(
+                "UPDATE usage_events INDEXED BY usage_events_by_customer_time
+                 SET stripe_report_id = ?4
+                 WHERE customer_id = ?5 AND period_start = ?6 AND stripe_report_id IS NULL
+                   AND stripe_reported_at IS NULL AND stripe_expired_at IS NULL
+                   AND occurred_at >= ?1 AND occurred_at <= ?2
+                   AND (stripe_failed_at IS NULL OR ?3 IS NULL OR stripe_failed_at < ?3)",
+            )?
+            .execute(params![from, to, rested, id, customer, period_start])?;
+        }
+        tx.commit()?;
+        Ok(groups.len() as u64)
+    }
+
+    /// What a sync would send now: reports made and waiting plus those it would make.
+    pub fn report_plan(&self, window: &OutboxWindow) -> Result<ReportPlan> {
+        let (from, to, rested) = window_params(window);
+        let (made, made_units, made_events): (i64, i64, i64) = self.conn.query_row(
+            &format!(
+                "SELECT COUNT(*), COALESCE(SUM(s.value), 0), COALESCE(SUM(s.events), 0)
+                 {SENDABLE_REPORTS}"
+            ),
+            params![from, to, rested],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        let (new, new_units, new_events): (i64, i64, i64) = self.conn.query_row(
+            &format!(
+                "SELECT COUNT(DISTINCT e.customer_id || ' ' || e.period_start),
+                        COALESCE(SUM(e.quantity), 0), COUNT(*) {UNPACKED}"
+            ),
+            params![from, to, rested],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        let customers: i64 = self.conn.query_row(
+            &format!(
+                "SELECT COUNT(*) FROM (SELECT s.customer_id {SENDABLE_REPORTS}
+                                       UNION SELECT e.customer_id {UNPACKED})"
+            ),
+            params![from, to, rested],
+            |r| r.get(0),
+        )?;
+        Ok(ReportPlan {
+            customers: customers as u64,
+            reports: (made + new) as u64,
+            units: made_units + new_units,
+            events: (made_events + new_events) as u64,
+        })
+    }
+
+    /// The next page of sendable reports, oldest first. Each is marked as (about to be) sent
+    /// before it is handed out, so a crash leaves it dated: the start of its doubt.
+    pub fn report_page(
+        &self,
+        window: &OutboxWindow,
+        after: Option<&OutboxCursor>,
+        limit: usize,
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<OutboxEvent>, Option<OutboxCursor>)> {
+        let (from, to, rested) = window_params(window);
+        let (after_at, after_id) = after.map(OutboxCursor::parts).unwrap_or_default();
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {REPORT_COLUMNS} {SENDABLE_REPORTS}
+               AND (s.occurred_at, s.id) > (?4, ?5)
+             ORDER BY s.occurred_at, s.id LIMIT ?6"
+        ))?;
+        let rows = stmt.query_map(
+            params![from, to, rested, after_at, after_id, limit as i64],
+            super::outbox::outbox_event,
+        )?;
+        let reports: Vec<OutboxEvent> = rows.collect::<rusqlite::Result<_>>()?;
+        let mut mark = self.conn.prepare_cached(
+            "UPDATE stripe_reports SET first_sent_at = ?2 WHERE id = ?1 AND first_sent_at IS NULL",
+        )?;
+        for report in &reports {
+            mark.execute(params![report.id, format_ts(now)])?;
+        }
+        let cursor = reports.last().map(OutboxCursor::at);
+        Ok((reports, cursor))
+    }
+
+    /// Write back what happened to a batch of reports, and to every event in each, in one
+    /// transaction. Returns how many usage events were newly marked reported.
+    pub fn record_report_outcomes(
+        &mut self,
+        outcomes: &[EventOutcome],
+        at: DateTime<Utc>,
+    ) -> Result<u64> {
+        let mut reported = 0;
+        let at = format_ts(at);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for outcome in outcomes {
+            match outcome {
+                EventOutcome::Delivered { id, attempts } => {
+                    reported += mark_reported(&tx, *id, *attempts, &at)?;
+                }
+                EventOutcome::Refused {
+                    id,
+                    attempts,
+                    error,
+                } => {
+                    // A refusal is an answer: Stripe does not hold it, so it is not in doubt.
+                    tx.prepare_cached(
+                        "UPDATE stripe_reports SET attempts = attempts + ?3, error = ?4,
+                             failed_at = ?2, first_sent_at = NULL
+                         WHERE id = ?1",
+                    )?
+                    .execute(params![id, at, attempts, error])?;
+                    tx.prepare_cached(
+                        "UPDATE usage_events SET stripe_attempts = stripe_attempts + ?3,
+                             stripe_error = ?4, stripe_failed_at = ?2
+                         WHERE stripe_report_id = ?1 AND stripe_reported_at IS NULL",
+                    )?
+                    .execute(params![id, at, attempts, error])?;
+                }
+                EventOutcome::Undelivered {
+                    id,
+                    attempts,
+                    error,
+                } => {
+                    tx.prepare_cached(
+                        "UPDATE stripe_reports SET attempts = attempts + ?2, error = ?3
+                         WHERE id = ?1",
+                    )?
+                    .execute(params![id, attempts, error])?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(reported)
+    }
+
+    /// Mark unreported reports whose latest event is past Stripe's window expired, with
+    /// their events (which `expire_events` leaves to this). Returns the events marked.
+    pub fn expire_reports(&mut self, before: DateTime<Utc>, at: DateTime<Utc>) -> Result<u64> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let (before, at) = (format_ts(before), format_ts(at));
+        let events = tx.execute(
+            "UPDATE usage_events SET stripe_expired_at = ?2
+             WHERE stripe_reported_at IS NULL AND stripe_expired_at IS NULL
+               AND stripe_report_id IN (SELECT id FROM stripe_reports
+                    WHERE reported_at IS NULL AND expired_at IS NULL AND occurred_at < ?1)",
+            params![before, at],
+        )?;
+        tx.execute(
+            "UPDATE stripe_reports SET expired_at = ?2
+             WHERE reported_at IS NULL AND expired_at IS NULL AND occurred_at < ?1",
+            params![before, at],
+        )?;
+        tx.commit()?;
+        Ok(events as u64)
+    }
+
+    /// Hold every unreported report first sent more than 23 hours before `now` and still
+    /// unanswered: a resend could be billed twice. Returns how many were newly held.
+    pub fn hold_in_doubt(&mut self, now: DateTime<Utc>) -> Result<u64> {
+        let since = format_ts(now - Duration::hours(IN_DOUBT_AFTER_HOURS));
+        let reports = self.conn.execute(
+            "UPDATE stripe_reports SET in_doubt_at = ?2
+             WHERE reported_at IS NULL AND expired_at IS NULL AND in_doubt_at IS NULL
+               AND first_sent_at IS NOT NULL AND first_sent_at < ?1",
+            params![since, format_ts(now)],
+        )?;
+        // Events sent on their own (per_event mode), through the outbox index.
+        let events = self.conn.execute(
+            "UPDATE usage_events SET stripe_in_doubt_at = ?2
+             WHERE id IN (SELECT id FROM usage_events INDEXED BY usage_events_outbox
+                          WHERE stripe_reported_at IS NULL AND stripe_expired_at IS NULL
+                            AND stripe_in_doubt_at IS NULL AND stripe_report_id IS NULL
+                            AND stripe_first_sent_at IS NOT NULL AND stripe_first_sent_at < ?1)",
+            params![since, format_ts(now)],
+        )?;
+        Ok((reports + events) as u64)
+    }
+
+    /// Date the events of a page as (about to be) sent, where not dated yet (per_event mode):
+    /// a crash after sending leaves them dated, the start of their doubt.
+    pub fn mark_first_sent(&self, ids: &[i64], now: DateTime<Utc>) -> Result<()> {
+        let tx = self.conn.unchecked_transaction()?;
+        {
+            let mut mark = tx.prepare_cached(
+                "UPDATE usage_events SET stripe_first_sent_at = ?2
+                 WHERE id = ?1 AND stripe_first_sent_at IS NULL",
+            )?;
+            let now = format_ts(now);
+            for id in ids {
+                mark.execute(params![id, now])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Unreported, unexpired events within `days` of Stripe's 35-day window at `now`: sync
+    /// them soon or the usage is lost. Failed and unmapped ones count too; held ones as well.
+    pub fn count_expiring(&self, now: DateTime<Utc>, days: u32) -> Result<u64> {
+        let (oldest, _) = super::outbox::stripe_window(now);
+        let n: i64 = self.conn.query_row(
+            "SELECT COUNT(*) FROM usage_events INDEXED BY usage_events_outbox
+             WHERE stripe_reported_at IS NULL AND stripe_expired_at IS NULL
+               AND occurred_at >= ?1 AND occurred_at < ?2",
+            params![
+                format_ts(oldest),
+                format_ts(oldest + Duration::days(i64::from(days)))
+            ],
+            |r| r.get(0),
+        )?;
+        Ok(n as u64)
+    }
+
+    /// Undo the dating as sent of jobs that never reached Stripe in the run that started at
+    /// `run_start` (only that run's dating: an earlier run's stays). `reports`: report ids,
+    /// else event ids.
+    pub fn undate_unsent(
+        &mut self,
+        ids: &[i64],
+        reports: bool,
+        run_start: DateTime<Utc>,
+    ) -> Result<()> {
+        let sql = if reports {
+            "UPDATE stripe_reports SET first_sent_at = NULL
+             WHERE id = ?1 AND first_sent_at = ?2 AND reported_at IS NULL"
+        } else {
+            "UPDATE usage_events SET stripe_first_sent_at = NULL
+             WHERE id = ?1 AND stripe_first_sent_at = ?2 AND stripe_reported_at IS NULL"
+        };
+        let run_start = format_ts(run_start);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut undo = tx.prepare(sql)?;
+            for id in ids {
+                undo.execute(params![id, run_start])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Reports held in doubt, all customers.
+    pub fn in_doubt(&self) -> Result<InDoubt> {
+        let (reports, events, units): (i64, i64, i64) = self.conn.query_row(
+            "SELECT COUNT(*), COALESCE(SUM(events), 0), COALESCE(SUM(value), 0)
+             FROM stripe_reports WHERE in_doubt_at IS NOT NULL AND reported_at IS NULL",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        let (single, single_units): (i64, i64) = self.conn.query_row(
+            "SELECT COUNT(*), COALESCE(SUM(quantity), 0)
+             FROM usage_events INDEXED BY usage_events_outbox
+             WHERE stripe_reported_at IS NULL AND stripe_expired_at IS NULL
+               AND stripe_in_doubt_at IS NOT NULL",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(InDoubt {
+            reports: reports as u64,
+            events: (events + single) as u64,
+            units: units + single_units,
+        })
+    }
+
+    /// The held reports of one customer's period.
+    pub fn held_reports(&self, customer_id: &str, period_start: &str) -> Result<Vec<HeldReport>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, value, 0 FROM stripe_reports
+             WHERE customer_id = ?1 AND period_start = ?2
+               AND in_doubt_at IS NOT NULL AND reported_at IS NULL
+             UNION ALL
+             SELECT id, quantity, 1 FROM usage_events
+             WHERE customer_id = ?1 AND period_start = ?2
+               AND stripe_in_doubt_at IS NOT NULL AND stripe_reported_at IS NULL
+             ORDER BY 3, 1",
+        )?;
+        let rows = stmt.query_map(params![customer_id, period_start], |r| {
+            Ok(HeldReport {
+                id: r.get(0)?,
+                value: r.get(1)?,
+                event: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Reconcile found a held report in Stripe's total: reported.
+    pub fn settle_held_reported(&mut self, held: &[HeldReport], at: DateTime<Utc>) -> Result<()> {
+        let at = format_ts(at);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for h in held {
+            if h.event {
+                tx.execute(
+                    "UPDATE usage_events SET stripe_reported_at = ?2, stripe_in_doubt_at = NULL,
+                         stripe_error = NULL, stripe_failed_at = NULL
+                     WHERE id = ?1 AND stripe_reported_at IS NULL",
+                    params![h.id, at],
+                )?;
+            } else {
+                mark_reported(&tx, h.id, 0, &at)?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Reconcile found Stripe short by exactly the held reports: Stripe never got them, so
+    /// the next sync sends them again (and dates them afresh).
+    pub fn release_held(&mut self, held: &[HeldReport]) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for h in held {
+            let sql = if h.event {
+                "UPDATE usage_events SET stripe_in_doubt_at = NULL, stripe_first_sent_at = NULL
+                 WHERE id = ?1 AND stripe_reported_at IS NULL"
+            } else {
+                "UPDATE stripe_reports SET in_doubt_at = NULL, first_sent_at = NULL
+                 WHERE id = ?1 AND reported_at IS NULL"
+            };
+            tx.execute(sql, [h.id])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+/// A report and its unreported events are reported at `at`; returns the events marked.
+fn mark_reported(tx: &rusqlite::Transaction, id: i64, attempts: u32, at: &str) -> Result<u64> {
+    tx.prepare_cached(
+        "UPDATE stripe_reports SET reported_at = ?2, attempts = attempts + ?3, error = NULL,
+             failed_at = NULL, in_doubt_at = NULL
+         WHERE id = ?1 AND reported_at IS NULL",
+    )?
+    .execute(params![id, at, attempts])?;
+    let events = tx
+        .prepare_cached(
+            "UPDATE usage_events SET stripe_reported_at = ?2,
+                 stripe_attempts = stripe_attempts + ?3, stripe_error = NULL,
+                 stripe_failed_at = NULL
+             WHERE stripe_report_id = ?1 AND stripe_reported_at IS NULL",
+        )?
+        .execute(params![id, at, attempts])?;
+    Ok(events as u64)
+}
