@@ -61,7 +61,8 @@ fn fill(db: &Path, events: i64) {
     let mut conn = rusqlite::Connection::open(db).unwrap();
     let tx = conn.transaction().unwrap();
     tx.execute(
-        "INSERT INTO customers VALUES ('acme', 'Acme', 'business', NULL, '2026-01-01', '2026-01-01T00:00:00Z')",
+        "INSERT INTO customers (id, name, plan_id, billing_anchor, created_at)
+         VALUES ('acme', 'Acme', 'business', '2026-01-01', '2026-01-01T00:00:00Z')",
         [],
     )
     .unwrap();
