@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::event::Event;
+use super::notify::Notify;
 use crate::store::{
     AlertCounts, BacklogChange, CustomerDetail, Dashboard, EventRow, RecentAlert, Refresh, SyncRun,
     UsageChange,
@@ -90,9 +90,9 @@ impl DataWorker {
         config: Config,
         clock: Clock,
         loaded: &Dashboard,
-        events: Sender<Event>,
+        events: impl Notify<DataEvent>,
     ) -> Result<DataWorker> {
-        let mut watcher = Watcher::new(Store::open(&db)?, config, clock, loaded, events)?;
+        let mut watcher = Watcher::new(Store::open(&db)?, config, clock, loaded, Box::new(events))?;
         watcher.plans = plans;
         let (requests, inbox) = channel();
         thread::spawn(move || watcher.run(inbox));
@@ -116,7 +116,7 @@ struct Watcher {
     last_sync: Option<SyncRun>,
     alerts: Option<AlertsView>,
     checks: Option<crate::store::StripeChecks>,
-    events: Sender<Event>,
+    events: Box<dyn Notify<DataEvent>>,
 }
 
 impl Watcher {
@@ -125,7 +125,7 @@ impl Watcher {
         config: Config,
         clock: Clock,
         loaded: &Dashboard,
-        events: Sender<Event>,
+        events: Box<dyn Notify<DataEvent>>,
     ) -> Result<Watcher> {
         Ok(Watcher {
             version: store.data_version()?,
@@ -167,9 +167,7 @@ impl Watcher {
             Ok(events) => events,
             Err(e) => vec![DataEvent::Failed(e.to_string())],
         };
-        events
-            .into_iter()
-            .all(|event| self.events.send(Event::Data(event)).is_ok())
+        events.into_iter().all(|event| self.events.notify(event))
     }
 
     /// The latest sync run, when it differs from the one last sent (or `always`).
@@ -335,13 +333,13 @@ mod tests {
         };
         writer.add_customer(&config, &acme, now).unwrap();
         let loaded = writer.dashboard(&config, now).unwrap();
-        let (tx, _rx) = channel();
+        let (tx, _rx) = channel::<DataEvent>();
         let mut watcher = Watcher::new(
             Store::open(&path).unwrap(),
             config.clone(),
             Clock(Some(now)),
             &loaded,
-            tx,
+            Box::new(tx),
         )
         .unwrap();
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use ratatui::crossterm::event::{self, Event as TermEvent, KeyEvent, KeyEventKind};
 
 use super::data::DataEvent;
+use super::notify::Notify;
 use super::sync::SyncEvent;
 
 #[derive(Debug)]
@@ -17,6 +18,19 @@ pub enum Event {
     Tick,
     Data(DataEvent),
     Sync(SyncEvent),
+}
+
+/// The watcher's and the sync worker's messages arrive on the loop's one channel.
+impl Notify<DataEvent> for Sender<Event> {
+    fn notify(&self, message: DataEvent) -> bool {
+        self.send(Event::Data(message)).is_ok()
+    }
+}
+
+impl Notify<SyncEvent> for Sender<Event> {
+    fn notify(&self, message: SyncEvent) -> bool {
+        self.send(Event::Sync(message)).is_ok()
+    }
 }
 
 /// Read terminal input forever; ends when the loop has gone.

@@ -9,6 +9,7 @@ pub mod app;
 pub mod data;
 pub mod event;
 pub mod keys;
+pub mod notify;
 pub mod sanitize;
 pub mod sync;
 pub mod theme;

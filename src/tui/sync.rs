@@ -10,11 +10,10 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::Sender;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use super::event::Event;
+use super::notify::Notify;
 use crate::stripe::{self, ApiKey, SyncOptions, SyncPreview, SyncProgress, SyncReport};
 use crate::{Config, Error, Store};
 
@@ -41,9 +40,9 @@ pub const NO_KEY: &str = "Stripe sync needs your Stripe secret key, read from th
 /// How long quitting waits for a cancelled sync to record its in-flight requests.
 pub const QUIT_WAIT: Duration = Duration::from_secs(15);
 
-/// Starts and cancels syncs; results arrive as `Event::Sync`.
+/// Starts and cancels syncs; results arrive as `SyncEvent`s through its `Notify`.
 pub struct SyncWorker {
-    events: Sender<Event>,
+    events: Arc<dyn Notify<SyncEvent> + Sync>,
     db: PathBuf,
     config: Config,
     /// The dashboard passes the defaults: the real clock, whatever `--now` says (expiry
@@ -55,13 +54,13 @@ pub struct SyncWorker {
 
 impl SyncWorker {
     pub fn new(
-        events: Sender<Event>,
+        events: impl Notify<SyncEvent> + Sync,
         db: PathBuf,
         config: Config,
         options: SyncOptions,
     ) -> SyncWorker {
         SyncWorker {
-            events,
+            events: Arc::new(events),
             db,
             config,
             options,
@@ -126,9 +125,9 @@ impl SyncWorker {
     }
 }
 
-fn send(events: &Sender<Event>, event: SyncEvent) {
+fn send(events: &Arc<dyn Notify<SyncEvent> + Sync>, event: SyncEvent) {
     // The loop is gone only while quitting; nothing to tell then.
-    let _ = events.send(Event::Sync(event));
+    let _ = events.notify(event);
 }
 
 /// The confirmation's content, or why there is nothing to confirm. Without a key the counts
@@ -195,7 +194,7 @@ fn sync_now(
     config: &Config,
     options: &SyncOptions,
     cancel: &AtomicBool,
-    events: &Sender<Event>,
+    events: &Arc<dyn Notify<SyncEvent> + Sync>,
 ) -> Result<SyncReport, String> {
     let key = ApiKey::from_env().map_err(|e| e.to_string())?;
     let mut on_progress = |p: &SyncProgress| send(events, SyncEvent::Progress(p.clone()));
