@@ -59,36 +59,21 @@ pub fn check_webhook_url(text: &str) -> Result<String, String> {
             "webhook = \"{shown}\" is not an http(s) URL like https://ops.example.com/meterline"
         )
     };
-    let uri: Uri = url.parse().map_err(|_| not_a_url())?;
-    let plain_http = match uri.scheme_str() {
-        Some("https") => false,
-        Some("http") => true,
-        _ => return Err(not_a_url()),
-    };
-    let authority = uri.authority().ok_or_else(not_a_url)?;
-    if authority.as_str().contains('@') {
+    use crate::net::{UrlProblem, parse_http_target};
+    match parse_http_target(&url) {
+        Ok(_) => Ok(url),
+        Err(UrlProblem::NotHttp) => Err(not_a_url()),
         // Not echoed: the text before the `@` is a password.
-        return Err(
+        Err(UrlProblem::UserInfo) => Err(
             "webhook URL contains a user name or password (`...@host`); alerts are \
              signed instead (METERLINE_WEBHOOK_SECRET)"
                 .to_string(),
-        );
-    }
-    let host = authority
-        .host()
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_ascii_lowercase();
-    if host.is_empty() {
-        return Err(not_a_url());
-    }
-    if plain_http && !crate::net::is_loopback(&host) {
-        return Err(format!(
+        ),
+        Err(UrlProblem::PlainHttpElsewhere { host }) => Err(format!(
             "webhook = \"{shown}\" uses plain http to {host}; alerts would cross the network \
              unencrypted. Use https (plain http is allowed only for 127.0.0.0/8, ::1 or localhost)"
-        ));
+        )),
     }
-    Ok(url)
 }
 
 /// A delivery target as shown to people: a webhook by scheme and host only (chat webhook

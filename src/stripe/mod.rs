@@ -9,8 +9,6 @@ pub mod sync;
 
 use std::fmt;
 
-use ureq::http::Uri;
-
 use crate::config::Config;
 use crate::{Error, Result};
 
@@ -141,43 +139,24 @@ impl ApiBase {
     /// and plain http to anything but this machine (the key would cross the network in clear).
     pub fn parse(base: &str) -> Result<ApiBase> {
         let text = base.trim().trim_end_matches('/').to_string();
-        let not_a_url = || {
-            Error::StripeConfig(format!(
-                "Stripe API base \"{}\" is not an http(s) URL like https://api.stripe.com",
-                crate::sanitize::sanitize(&text)
-            ))
-        };
-        let uri: Uri = text.parse().map_err(|_| not_a_url())?;
-        let plain_http = match uri.scheme_str() {
-            Some("https") => false,
-            Some("http") => true,
-            _ => return Err(not_a_url()),
-        };
-        let authority = uri.authority().ok_or_else(not_a_url)?;
-        if authority.as_str().contains('@') {
-            return Err(Error::StripeConfig(format!(
-                "Stripe API base \"{}\" contains a user name or password (`...@host`); give \
-                 only the scheme and host, like https://api.stripe.com (the key travels in a \
-                 header)",
-                crate::sanitize::sanitize(&text)
-            )));
-        }
-        let host = authority
-            .host()
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_ascii_lowercase();
-        if host.is_empty() {
-            return Err(not_a_url());
-        }
-        if plain_http && !is_loopback(&host) {
-            return Err(Error::StripeConfig(format!(
-                "Stripe API base \"{}\" uses plain http to {host}; the API key would cross the \
-                 network unencrypted. Use https (plain http is allowed only for 127.0.0.0/8, ::1 \
-                 or localhost)",
-                crate::sanitize::sanitize(&text)
-            )));
-        }
+        let shown = crate::sanitize::sanitize(&text).into_owned();
+        let HttpTarget { host, plain_http } = parse_http_target(&text).map_err(|problem| {
+            Error::StripeConfig(match problem {
+                UrlProblem::NotHttp => format!(
+                    "Stripe API base \"{shown}\" is not an http(s) URL like https://api.stripe.com"
+                ),
+                UrlProblem::UserInfo => format!(
+                    "Stripe API base \"{shown}\" contains a user name or password (`...@host`); \
+                         give only the scheme and host, like https://api.stripe.com (the key \
+                         travels in a header)"
+                ),
+                UrlProblem::PlainHttpElsewhere { host } => format!(
+                    "Stripe API base \"{shown}\" uses plain http to {host}; the API key would \
+                         cross the network unencrypted. Use https (plain http is allowed only for \
+                         127.0.0.0/8, ::1 or localhost)"
+                ),
+            })
+        })?;
         Ok(ApiBase {
             text,
             host,
@@ -216,7 +195,7 @@ pub fn api_host(base: &str) -> Option<String> {
     ApiBase::parse(base).ok().map(|b| b.host)
 }
 
-use crate::net::is_loopback;
+use crate::net::{HttpTarget, UrlProblem, parse_http_target};
 
 pub use crate::store::record::new_identifier as identifier;
 
@@ -282,8 +261,12 @@ mod tests {
         assert_eq!(api_host("http://LOCALHOST:9").as_deref(), Some("localhost"));
         assert_eq!(api_host("http://127.8.9.10").as_deref(), Some("127.8.9.10"));
         assert_eq!(api_host("ftp://x"), None);
-        assert!(is_loopback("127.0.0.1") && is_loopback("::1") && is_loopback("localhost"));
-        assert!(!is_loopback("10.0.0.1") && !is_loopback("stripe.example"));
+        assert!(
+            crate::net::is_loopback("127.0.0.1")
+                && crate::net::is_loopback("::1")
+                && crate::net::is_loopback("localhost")
+        );
+        assert!(!crate::net::is_loopback("10.0.0.1") && !crate::net::is_loopback("stripe.example"));
     }
 
     #[test]
