@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{Env, Fault, MAPPED, aggregate_plans, json, stderr, stdout};
+use support::stripe::{Env, Fault, MAPPED, aggregate_plans, json, stderr, stdout};
 
 fn seeded() -> Env {
     let env = Env::new(&aggregate_plans());
@@ -111,14 +111,14 @@ fn a_made_report_is_resent_as_is_and_later_events_go_into_the_next() {
     // A sync that died right after making its reports: they are in the database, unsent.
     {
         let mut store = env.store();
-        let (not_before, not_after) = meterline::store::stripe_window(support::now());
+        let (not_before, not_after) = meterline::store::stripe_window(support::stripe::now());
         let window = meterline::store::OutboxWindow {
             not_before,
             not_after,
             failed_before: None,
         };
         assert_eq!(
-            store.pack_reports(&window, support::now()).unwrap(),
+            store.pack_reports(&window, support::stripe::now()).unwrap(),
             env.groups()
         );
     }
@@ -137,7 +137,7 @@ fn a_made_report_is_resent_as_is_and_later_events_go_into_the_next() {
         &config,
         "acme",
         7,
-        support::now() - chrono::Duration::minutes(1),
+        support::stripe::now() - chrono::Duration::minutes(1),
     );
     drop(store);
     let output = env.run(&["sync", "--json"], &[]);
@@ -221,7 +221,7 @@ fn dry_run_shows_the_reports_and_units() {
 
 #[test]
 fn per_event_mode_sends_one_request_per_event() {
-    let env = Env::new(support::PLANS);
+    let env = Env::new(support::stripe::PLANS);
     env.seed(MAPPED, chrono::Duration::days(20));
     let output = env.run(&["sync", "--json"], &[]);
     assert!(output.status.success());

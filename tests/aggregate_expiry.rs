@@ -3,16 +3,16 @@
 
 mod support;
 
-use support::{Env, aggregate_plans, json, stderr, stdout};
+use support::stripe::{Env, aggregate_plans, json, stderr, stdout};
 
 /// Acme has 5 events 33 days old (2 days from the limit) and 5 from today.
 fn env(plans: &str) -> Env {
     let env = Env::new(plans);
-    env.seed(&support::MAPPED[..1], chrono::Duration::hours(1));
+    env.seed(&support::stripe::MAPPED[..1], chrono::Duration::hours(1));
     let config = env.config();
     let mut store = env.store();
     for i in 0..5 {
-        let at = support::now() - chrono::Duration::days(33) - chrono::Duration::minutes(i);
+        let at = support::stripe::now() - chrono::Duration::days(33) - chrono::Duration::minutes(i);
         env.record(&mut store, &config, "acme", 2, at);
     }
     env

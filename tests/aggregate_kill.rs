@@ -6,7 +6,7 @@ mod support;
 use std::process::Stdio;
 use std::time::Duration;
 
-use support::{Env, Seed, aggregate_plans, json, stderr};
+use support::stripe::{Env, Seed, aggregate_plans, json, stderr};
 
 const CUSTOMERS: usize = 120;
 
@@ -40,7 +40,7 @@ fn kill_9_at_random_points_then_rerun_bills_each_sum_once() {
         std::thread::sleep(Duration::from_millis(fastrand::u64(20..400)));
         child.kill().unwrap(); // SIGKILL: no cleanup of any kind
         let output = child.wait_with_output().unwrap();
-        support::assert_no_key(&output);
+        support::stripe::assert_no_key(&output);
         if !output.status.success() {
             killed_mid_run += 1;
         }
@@ -60,7 +60,7 @@ fn kill_9_at_random_points_then_rerun_bills_each_sum_once() {
         // Traffic goes on between the runs: new usage for some customers.
         let mut store = env.store();
         for seed in seeds.iter().skip(round).step_by(7) {
-            let at = support::now() - chrono::Duration::minutes(9 - round as i64);
+            let at = support::stripe::now() - chrono::Duration::minutes(9 - round as i64);
             env.record(&mut store, &config, seed.id, 1 + round as i64, at);
         }
     }

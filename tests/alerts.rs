@@ -1,13 +1,12 @@
 //! Alert detection: each level crossed once per customer and period, written by the record
 //! (or set-plan) transaction itself, with 8 writer processes and a batch at once.
 
-mod alerts_support;
-mod common;
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use alerts_support::plans_with;
-use common::Scratch;
+use support::alerts::plans_with;
+use support::cli::Scratch;
 
 const CUSTOMERS: [&str; 5] = ["acme", "globex", "initech", "umbrella", "hooli"];
 

@@ -2,14 +2,13 @@
 //! checked by Python's hmac, retries with the same id through failures and dropped
 //! connections, a kill -9 mid-delivery, the secret never shown.
 
-mod alerts_support;
-mod common;
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Stdio;
 
-use alerts_support::{Mode, Receiver, SECRET, plans_with, verify_with_python};
-use common::Scratch;
+use support::alerts::{Mode, Receiver, SECRET, plans_with, verify_with_python};
+use support::cli::Scratch;
 
 const CUSTOMERS: [&str; 3] = ["acme", "globex", "initech"];
 
@@ -171,7 +170,7 @@ fn a_flaky_receiver_gets_every_alert_with_the_same_id_on_each_retry() {
 fn kill_9_during_delivery_loses_no_alert() {
     let receiver = Receiver::start(Mode::Hang);
     let s = crossed(&receiver, "timeout_secs = 120");
-    let mut child = std::process::Command::new(common::BIN)
+    let mut child = std::process::Command::new(support::cli::BIN)
         .arg("alerts")
         .env("METERLINE_DB", &s.db)
         .env("METERLINE_PLANS", &s.plans)
@@ -345,7 +344,7 @@ fn serve_delivers_alerts_in_the_background() {
     .unwrap();
     s.add_customer("acme", "free", "2026-11-01");
     // Serve refuses to start with webhooks it could not sign.
-    let out = std::process::Command::new(common::BIN)
+    let out = std::process::Command::new(support::cli::BIN)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .env("METERLINE_DB", &s.db)
         .env("METERLINE_PLANS", &s.plans)
@@ -362,7 +361,7 @@ fn serve_delivers_alerts_in_the_background() {
         .unwrap()
         .stdout;
     let token = String::from_utf8(token).unwrap().trim().to_string();
-    let mut server = std::process::Command::new(common::BIN)
+    let mut server = std::process::Command::new(support::cli::BIN)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .env("METERLINE_DB", &s.db)
         .env("METERLINE_PLANS", &s.plans)

@@ -1,9 +1,8 @@
 //! The dashboard's alerts: delivery counts in the overview header and the recent alerts in
 //! the Plans view, read from a real database and rendered with ratatui's TestBackend.
 
-mod common;
+mod support;
 
-use common::{NOW, Scratch};
 use meterline::tui::action::Action;
 use meterline::tui::app::App;
 use meterline::tui::data::{ALERTS_LIMIT, AlertsView, DataEvent};
@@ -12,6 +11,7 @@ use meterline::tui::ui;
 use meterline::{Config, Store};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
+use support::cli::{NOW, Scratch};
 
 fn screen(app: &mut App) -> String {
     app.set_page(ui::list_rows(120, 30));
@@ -33,7 +33,7 @@ fn the_header_counts_deliveries_and_the_plans_view_lists_recent_alerts() {
         &s.plans,
         format!(
             "{}\n[[alerts]]\ncommand = [\"/bin/false\"]\nmax_attempts = 1\nlevels = [\"hard_cap\"]\n\n[[alerts]]\ncommand = [\"/bin/true\"]\nlevels = [\"warning\"]\n",
-            std::fs::read_to_string(common::repo_plans()).unwrap()
+            std::fs::read_to_string(support::cli::repo_plans()).unwrap()
         ),
     )
     .unwrap();

@@ -1,12 +1,12 @@
 //! Every bad input to the CLI: a clear message, the right exit code, and not one byte of data
 //! changed (each case compares a full dump of the database before and after).
 
-mod common;
+mod support;
 
 use std::time::{Duration, Instant};
 
-use common::Scratch;
 use predicates::str::contains;
+use support::cli::Scratch;
 
 /// Two customers with some usage: the state every refused command must leave exactly as it was.
 fn populated() -> Scratch {
@@ -469,5 +469,5 @@ fn a_database_locked_by_another_writer_waits_then_fails_clearly() {
         .args(["record", "acme", "-n", "2"])
         .assert()
         .success();
-    assert_eq!(common::events_of(&s.conn(), "acme"), (2, 12));
+    assert_eq!(support::cli::events_of(&s.conn(), "acme"), (2, 12));
 }

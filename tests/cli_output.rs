@@ -2,19 +2,19 @@
 //! terminal as escape sequences, look-alike ids are refused, and the first steps work with
 //! the defaults README promises.
 
-mod common;
+mod support;
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
-use common::Scratch;
 use predicates::prelude::*;
 use predicates::str::contains;
+use support::cli::Scratch;
 
 /// Run `args`, read one line, close the pipe (`| head -1`), and return the exit code and stderr.
 fn first_line_then_close(s: &Scratch, args: &[&str]) -> (Option<i32>, String, String) {
-    let mut child = std::process::Command::new(common::BIN)
-        .env("METERLINE_NOW", common::NOW)
+    let mut child = std::process::Command::new(support::cli::BIN)
+        .env("METERLINE_NOW", support::cli::NOW)
         .env("METERLINE_DB", &s.db)
         .env("METERLINE_PLANS", &s.plans)
         .args(args)

@@ -2,14 +2,13 @@
 //! Stripe meter events (`/stripe`), CloudEvents (`/openmeter`) and Lago events (`/lago`), and
 //! every malformed input → the protocol's status and error shape, with nothing written.
 
-mod common;
-mod serve_support;
+mod support;
 
 use std::time::Duration;
 
-use common::{Dump, NOW, Scratch};
 use serde_json::{Value, json};
-use serve_support::{Server, create_token, events_with_key};
+use support::cli::{Dump, NOW, Scratch};
+use support::serve::{Server, create_token, events_with_key};
 
 /// The server's clock at start (METERLINE_NOW) as Unix seconds.
 fn now_unix() -> i64 {
@@ -849,7 +848,7 @@ fn lago_malformed_input_gets_lagos_error_and_writes_nothing() {
 
 #[test]
 fn value_property_config_is_validated() {
-    let plans = std::fs::read_to_string(common::repo_plans()).unwrap();
+    let plans = std::fs::read_to_string(support::cli::repo_plans()).unwrap();
     let with = |extra: &str| meterline::Config::parse(&format!("{plans}\n{extra}"), "plans.toml");
     let ok = with("[ingest.value_property]\nmeterline_usage = \"tokens\"").unwrap();
     assert_eq!(ok.value_property("meterline_usage"), Some("tokens"));

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use support::{Env, json, now, stderr};
+use support::stripe::{Env, json, now, stderr};
 
 const PLANS: &str = r#"
 [stripe]

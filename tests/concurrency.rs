@@ -1,12 +1,12 @@
 //! Many separate `meterline record` processes writing one database file at once: the counter
 //! must end at exactly what was recorded, and a hard cap must hold under the race.
 
-mod common;
+mod support;
 
 use std::collections::BTreeSet;
 
-use common::{Scratch, events_of, used_in};
 use serde_json::Value;
+use support::cli::{Scratch, events_of, used_in};
 
 const WORKERS: usize = 8;
 
@@ -191,9 +191,9 @@ fn concurrent_processes_create_a_new_database_without_false_locked_errors() {
         let db = scratch.dir.path().join(format!("new-{round}.db"));
         let children: Vec<_> = (0..WORKERS)
             .map(|worker| {
-                std::process::Command::new(common::BIN)
+                std::process::Command::new(support::cli::BIN)
                     .env_remove("METERLINE_BUSY_TIMEOUT_MS")
-                    .env("METERLINE_NOW", common::NOW)
+                    .env("METERLINE_NOW", support::cli::NOW)
                     .env("METERLINE_PLANS", &scratch.plans)
                     .arg("--db")
                     .arg(&db)

@@ -2,14 +2,14 @@
 //! another program's SQLite file is refused untouched, an old meterline file is recognised,
 //! and a full disk says so.
 
-mod common;
+mod support;
 
 use std::path::Path;
 
-use common::Scratch;
 use meterline::store::{APPLICATION_ID, OpenOptions, SCHEMA_VERSION};
 use meterline::{Error, Store};
 use predicates::str::contains;
+use support::cli::Scratch;
 
 /// Every file in the directory, with its bytes.
 fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
@@ -242,12 +242,12 @@ fn a_full_disk_says_disk_full() {
          exec '{bin}' --db '{db}' demo --customers 50 --events 200000",
         mnt = mnt.display(),
         db = db.display(),
-        bin = common::BIN,
+        bin = support::cli::BIN,
     );
     let out = std::process::Command::new("unshare")
         .args(["--user", "--map-root-user", "--mount", "sh", "-c", &script])
         .env("METERLINE_PLANS", &s.plans)
-        .env("METERLINE_NOW", common::NOW)
+        .env("METERLINE_NOW", support::cli::NOW)
         .output()
         .expect("unshare (util-linux) runs");
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -1,12 +1,12 @@
 //! `meterline demo`: realistic data covering every case the dashboard shows, deterministic
 //! for a seed and a clock, with counters that are exactly the events behind them.
 
-mod common;
+mod support;
 
 use std::collections::BTreeSet;
 
-use common::Scratch;
 use predicates::str::contains;
+use support::cli::Scratch;
 
 const CUSTOMERS: usize = 24;
 

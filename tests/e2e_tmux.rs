@@ -6,124 +6,12 @@ mod support;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
+use support::cli::{BIN, repo_plans as plans};
+use support::tmux::{PROMPT_SHOWN, Tmux, require_tmux};
 use tempfile::TempDir;
-
-const BIN: &str = env!("CARGO_BIN_EXE_meterline");
-// Generous: a wait for the screen to be ready, not a speed check (CI machines can be busy).
-const DEADLINE: Duration = Duration::from_secs(60);
-const PROMPT: &str = "e2e$ ";
-/// How the prompt reads in a capture (trailing spaces are trimmed).
-const PROMPT_SHOWN: &str = "e2e$";
-
-fn plans() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("plans.toml")
-}
-
-/// These tests are the only check of the real terminal: without tmux they fail, never skip
-/// (a skipped end-to-end test looks green). CI installs tmux (.ci/run).
-fn require_tmux() {
-    let found = Command::new("tmux")
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        found,
-        "tmux is not installed: the end-to-end tests need it (apt-get install tmux)"
-    );
-}
-
-/// A private tmux server with one shell session; killed on drop.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn start(name: &str, width: u16, height: u16, cwd: &Path, env: &[(&str, &str)]) -> Tmux {
-        let socket = format!("meterline-e2e-{name}-{}", std::process::id());
-        let tmux = Tmux { socket };
-        let mut shell = format!("env PS1='{PROMPT}' TERM=xterm-256color");
-        for (k, v) in env {
-            shell.push_str(&format!(" {k}='{v}'"));
-        }
-        shell.push_str(" sh");
-        let (w, h) = (width.to_string(), height.to_string());
-        let cwd = cwd.to_str().unwrap();
-        tmux.run(&["new-session", "-d", "-x", &w, "-y", &h, "-c", cwd, &shell]);
-        tmux.wait_for("the shell prompt", |s| s.contains(PROMPT_SHOWN));
-        tmux
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let output = Command::new("tmux")
-            .arg("-L")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .expect("tmux runs");
-        assert!(
-            output.status.success(),
-            "tmux {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        output
-    }
-
-    /// Type a command line into the shell.
-    fn type_line(&self, line: &str) {
-        self.run(&["send-keys", "-l", line]);
-        self.run(&["send-keys", "Enter"]);
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        for key in keys {
-            self.run(&["send-keys", key]);
-        }
-    }
-
-    fn screen(&self) -> String {
-        String::from_utf8_lossy(&self.run(&["capture-pane", "-p"]).stdout).into_owned()
-    }
-
-    /// The screen with its styles as escape sequences.
-    fn styled_screen(&self) -> String {
-        String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-e"]).stdout).into_owned()
-    }
-
-    fn alternate_screen(&self) -> bool {
-        let out = self.run(&["display-message", "-p", "#{alternate_on}"]);
-        String::from_utf8_lossy(&out.stdout).trim() == "1"
-    }
-
-    fn wait_for(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
-        let start = Instant::now();
-        loop {
-            let screen = self.screen();
-            if ready(&screen) {
-                return screen;
-            }
-            assert!(
-                start.elapsed() < DEADLINE,
-                "timed out waiting for {what}; the screen:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn wait_text(&self, text: &str) -> String {
-        self.wait_for(text, |s| s.contains(text))
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
-            .output();
-    }
-}
 
 /// A demo database file in `dir`, built by the real binary; `now`: its pretended time.
 fn demo_db_at(dir: &Path, now: Option<&str>) -> PathBuf {
@@ -367,7 +255,7 @@ fn a_bad_database_is_a_plain_error_before_the_terminal_is_touched() {
     );
 }
 
-/// Events a sync at `support::now()` must send: of mapped customers, pending, not resting after
+/// Events a sync at `support::stripe::now()` must send: of mapped customers, pending, not resting after
 /// a refusal, inside Stripe's window. (id, identifier)
 fn sendable(db: &Path) -> Vec<(i64, String)> {
     let conn = rusqlite::Connection::open(db).unwrap();
@@ -397,18 +285,18 @@ fn assert_key_not_on_screen(tmux: &Tmux) {
         .stdout;
     let all = String::from_utf8_lossy(&all);
     assert!(
-        !all.contains(&support::KEY[8..]),
+        !all.contains(&support::stripe::KEY[8..]),
         "the key is on screen:\n{all}"
     );
 }
 
-/// A demo database at `support::now()`, the fake Stripe server (answering after `delay`) and
+/// A demo database at `support::stripe::now()`, the fake Stripe server (answering after `delay`) and
 /// the dashboard open on both in tmux; also the events a sync must send.
 struct SyncSession {
     dir: TempDir,
     db: PathBuf,
     sendable: Vec<(i64, String)>,
-    server: support::FakeStripe,
+    server: support::stripe::FakeStripe,
     tmux: Tmux,
 }
 
@@ -425,10 +313,10 @@ fn sync_session(name: &str, delay: Duration, report: Option<&str>) -> SyncSessio
             path
         }
     };
-    let db = demo_db_at(dir.path(), Some(support::now_text()));
+    let db = demo_db_at(dir.path(), Some(support::stripe::now_text()));
     let sendable = sendable(&db);
     assert!(sendable.len() >= 3, "the demo leaves recent events to send");
-    let server = support::FakeStripe::start(support::KEY, support::now());
+    let server = support::stripe::FakeStripe::start(support::stripe::KEY, support::stripe::now());
     server.set_delay(delay);
     let base = server.base();
     let tmux = Tmux::start(
@@ -437,9 +325,9 @@ fn sync_session(name: &str, delay: Duration, report: Option<&str>) -> SyncSessio
         40,
         dir.path(),
         &[
-            ("STRIPE_API_KEY", support::KEY),
+            ("STRIPE_API_KEY", support::stripe::KEY),
             ("STRIPE_API_BASE", &base),
-            ("METERLINE_NOW", support::now_text()),
+            ("METERLINE_NOW", support::stripe::now_text()),
         ],
     );
     tmux.type_line(&dashboard_command_with(&db, &plans_file));
@@ -547,8 +435,8 @@ fn s_syncs_to_the_stripe_server_from_the_keyboard_and_the_events_are_reported() 
     let stored = std::fs::read(&db).unwrap();
     assert!(
         !stored
-            .windows(support::KEY.len())
-            .any(|w| w == support::KEY.as_bytes()),
+            .windows(support::stripe::KEY.len())
+            .any(|w| w == support::stripe::KEY.as_bytes()),
         "the key is not stored"
     );
 }

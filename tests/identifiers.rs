@@ -4,7 +4,7 @@
 mod support;
 
 use chrono::Duration;
-use support::{Env, MAPPED, PLANS, json, now};
+use support::stripe::{Env, MAPPED, PLANS, json, now};
 
 fn record(env: &Env, quantities: &[i64]) -> i64 {
     let config = env.config();

@@ -1,13 +1,13 @@
 //! The first hour and the long run: init, plans lookup, completions, man page, backup,
 //! export and `check --exit-code`, through the real binary.
 
-mod common;
+mod support;
 
 use std::process::{Command as StdCommand, Stdio};
 
 use assert_cmd::Command;
-use common::{BIN, NOW, Scratch, repo_plans};
 use predicates::prelude::*;
+use support::cli::{BIN, NOW, Scratch, repo_plans};
 
 /// The binary with no meterline variables, in `dir`.
 fn bare(dir: &std::path::Path) -> Command {

@@ -1,10 +1,10 @@
 //! A period keeps the terms it was billed under (issue 7, item 7), and a plan removed from
 //! plans.toml is one story across commands (item 8). Through the real binary.
 
-mod common;
+mod support;
 
-use common::Scratch;
 use predicates::str::contains;
+use support::cli::Scratch;
 
 /// Replace `from` with `to` in the scratch plans.toml, which must contain it.
 fn edit_plans(s: &Scratch, from: &str, to: &str) {
@@ -177,7 +177,7 @@ fn the_dashboard_data_shows_a_removed_plan_as_plan_missing() {
     let s = removed_plan();
     let config = meterline::Config::load(&s.plans).unwrap();
     let store = meterline::Store::open(&s.db).unwrap();
-    let now = chrono::DateTime::parse_from_rfc3339(common::NOW)
+    let now = chrono::DateTime::parse_from_rfc3339(support::cli::NOW)
         .unwrap()
         .with_timezone(&chrono::Utc);
     let dashboard = store.dashboard(&config, now).unwrap();
@@ -241,7 +241,7 @@ fn extreme_amounts_never_panic() {
     // The cap projection of a huge limit at a slow pace lies past chrono's range.
     let config = meterline::Config::load(&s.plans).unwrap();
     let store = meterline::Store::open(&s.db).unwrap();
-    let now = chrono::DateTime::parse_from_rfc3339(common::NOW)
+    let now = chrono::DateTime::parse_from_rfc3339(support::cli::NOW)
         .unwrap()
         .with_timezone(&chrono::Utc);
     let detail = store.customer_detail(&config, "slow", now).unwrap();

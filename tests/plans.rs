@@ -1,11 +1,11 @@
 //! `meterline plans`: the shipped plans.toml validates and prints, and every mistake in
 //! tests/invalid_plans/ is refused with exit 2 and its precise message.
 
-mod common;
+mod support;
 
 use std::path::{Path, PathBuf};
 
-use common::{BIN, one_key_per_line, repo_plans};
+use support::cli::{BIN, one_key_per_line, repo_plans};
 
 fn plans_cmd(plans: &Path) -> assert_cmd::Command {
     let mut cmd = assert_cmd::Command::new(BIN);

@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::{Env, Fault, MAPPED, aggregate_plans, json, stderr, stdout};
+use support::stripe::{Env, Fault, MAPPED, aggregate_plans, json, stderr, stdout};
 
 /// Synced cleanly, with a meter for each plan's event name.
 fn synced(plans: &str) -> Env {
@@ -22,7 +22,7 @@ fn rows(output: &std::process::Output) -> Vec<serde_json::Value> {
 
 #[test]
 fn no_drift_after_a_clean_sync_in_both_modes() {
-    for plans in [aggregate_plans(), support::PLANS.to_string()] {
+    for plans in [aggregate_plans(), support::stripe::PLANS.to_string()] {
         let env = synced(&plans);
         // One meter per page: the meter list is read over pages.
         env.server.set_page_size(1);
@@ -67,7 +67,7 @@ fn no_drift_after_a_clean_sync_in_both_modes() {
 #[test]
 fn usage_added_at_stripe_is_drift_naming_the_customer() {
     let env = synced(&aggregate_plans());
-    let at = (support::now() - chrono::Duration::minutes(30)).timestamp();
+    let at = (support::stripe::now() - chrono::Duration::minutes(30)).timestamp();
     env.server
         .add_usage("cus_Initech03", "meterline_usage", 17, at);
     // Just reported: within the default grace Stripe may still be aggregating.

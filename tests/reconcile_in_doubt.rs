@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use meterline::stripe::SyncOptions;
 use meterline::stripe::reconcile::{self, ReconcileOptions};
-use support::{Env, Fault, MAPPED, aggregate_plans};
+use support::stripe::{Env, Fault, MAPPED, aggregate_plans};
 
 fn at(hours: i64) -> SyncOptions {
     SyncOptions {
-        now: Some(support::now() + chrono::Duration::hours(hours)),
+        now: Some(support::stripe::now() + chrono::Duration::hours(hours)),
         ..SyncOptions::default()
     }
 }
@@ -56,12 +56,12 @@ fn held_after_a_day(env: &Env) {
     assert_eq!(report.attempted, 0, "held, not resent");
     assert_eq!(env.server.requests(), requests);
     // status shows it.
-    let status = support::stdout(&env.run(&["status"], &[]));
+    let status = support::stripe::stdout(&env.run(&["status"], &[]));
     assert!(status.contains("40 in doubt"), "{status}");
 }
 
 fn reconcile(env: &Env) -> Vec<meterline::store::ReconcileRow> {
-    let key = meterline::stripe::ApiKey::new(support::KEY).unwrap();
+    let key = meterline::stripe::ApiKey::new(support::stripe::KEY).unwrap();
     let options = ReconcileOptions {
         grace: Duration::ZERO,
         backoff: Some(Duration::from_millis(10)),
@@ -108,7 +108,7 @@ fn held_then_missing_from_stripe_by_exactly_its_amount_is_resent() {
 fn held_with_a_figure_that_settles_nothing_shows_both_numbers() {
     let env = unanswered(true);
     held_after_a_day(&env);
-    let at = (support::now() - chrono::Duration::minutes(30)).timestamp();
+    let at = (support::stripe::now() - chrono::Duration::minutes(30)).timestamp();
     env.server
         .add_usage("cus_Acme0001", "meterline_usage", 5, at);
     let rows = reconcile(&env);
@@ -120,7 +120,7 @@ fn held_with_a_figure_that_settles_nothing_shows_both_numbers() {
 
 #[test]
 fn per_event_mode_holds_an_unanswered_event_then_resends_it_when_stripe_lacks_it() {
-    let env = Env::new(support::PLANS);
+    let env = Env::new(support::stripe::PLANS);
     env.seed(&MAPPED[..1], chrono::Duration::hours(3));
     env.server.add_meter("meterline_usage");
     env.server.add_meter("meterline_usage_business");
@@ -148,7 +148,7 @@ fn per_event_mode_holds_an_unanswered_event_then_resends_it_when_stripe_lacks_it
 
 #[test]
 fn per_event_mode_marks_a_held_event_reported_when_stripe_has_it() {
-    let env = Env::new(support::PLANS);
+    let env = Env::new(support::stripe::PLANS);
     env.seed(&MAPPED[..1], chrono::Duration::hours(3));
     env.server.add_meter("meterline_usage");
     env.server.add_meter("meterline_usage_business");
@@ -168,7 +168,7 @@ fn per_event_mode_marks_a_held_event_reported_when_stripe_has_it() {
 
 #[test]
 fn requests_that_never_reached_stripe_leave_nothing_in_doubt() {
-    for plans in [aggregate_plans(), support::PLANS.to_string()] {
+    for plans in [aggregate_plans(), support::stripe::PLANS.to_string()] {
         let env = Env::new(&plans.replace("https://api.stripe.com", "http://127.0.0.1:1"));
         env.seed(MAPPED, chrono::Duration::hours(3));
         let down = env

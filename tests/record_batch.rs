@@ -1,14 +1,14 @@
 //! `Store::record_batch`: many events in one transaction, each decided as if recorded alone,
 //! against real temp-file databases.
 
-mod common;
+mod support;
 
 use std::str::FromStr;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use common::{NOW, dump, events_of, repo_plans, used_in};
 use meterline::store::NewCustomer;
 use meterline::{Config, Error, RecordOutcome, RecordRequest, Result, Store};
+use support::cli::{NOW, dump, events_of, repo_plans, used_in};
 use tempfile::TempDir;
 
 fn now() -> DateTime<Utc> {

@@ -1,14 +1,13 @@
 //! `meterline serve` over real loopback HTTP: every endpoint and status, tokens, bad input,
 //! concurrency with exact counters, hard caps under load, backpressure.
 
-mod common;
-mod serve_support;
+mod support;
 
 use std::sync::{Arc, Mutex};
 
-use common::Scratch;
 use serde_json::{Value, json};
-use serve_support::{Client, Server, assert_counters_match_events, create_token, events_with_key};
+use support::cli::Scratch;
+use support::serve::{Client, Server, assert_counters_match_events, create_token, events_with_key};
 
 fn setup() -> (Scratch, String) {
     let s = Scratch::new();
@@ -286,7 +285,7 @@ fn bad_input_gets_the_right_status_and_writes_nothing() {
     assert_eq!(big.code(), "batch_size");
 
     // A body over the cap: 413 as soon as the headers announce it, before it is sent.
-    let answer = serve_support::raw_exchange(
+    let answer = support::serve::raw_exchange(
         &server,
         &format!(
             "POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\

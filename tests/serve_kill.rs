@@ -1,16 +1,15 @@
 //! The promise that matters: an event answered 200 is in the database exactly once, whether
 //! the server is killed with -9 mid-load or stopped with SIGTERM under load.
 
-mod common;
-mod serve_support;
+mod support;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::Scratch;
 use serde_json::json;
-use serve_support::{Client, Server, assert_counters_match_events, create_token, events_with_key};
+use support::cli::Scratch;
+use support::serve::{Client, Server, assert_counters_match_events, create_token, events_with_key};
 
 /// Clients sending keyed singles and batches until the server goes away; each keeps the keys
 /// that were answered 200.

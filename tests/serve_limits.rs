@@ -1,15 +1,14 @@
 //! Connection limits: idle connections are closed, a trickled body times out with 408, and
 //! the connection cap makes a further client wait until a slot frees.
 
-mod common;
-mod serve_support;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::Scratch;
-use serve_support::{Server, create_token};
+use support::cli::Scratch;
+use support::serve::{Server, create_token};
 
 fn connect(server: &Server) -> TcpStream {
     let addr = server.base.trim_start_matches("http://");
@@ -66,7 +65,7 @@ fn the_connection_cap_makes_the_next_client_wait_for_a_slot() {
     let base = server.base.clone();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let reply = serve_support::Client::new(&base, None).get("/healthz");
+        let reply = support::serve::Client::new(&base, None).get("/healthz");
         let _ = tx.send(reply.status);
     });
     // The only slot is taken: no answer while the holder stays connected.

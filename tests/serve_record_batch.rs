@@ -1,9 +1,9 @@
 //! `meterline record --batch FILE|-`: NDJSON through `record_batch`, one result a line.
 
-mod common;
+mod support;
 
-use common::Scratch;
 use serde_json::Value;
+use support::cli::Scratch;
 
 fn lines(stdout: &[u8]) -> Vec<Value> {
     String::from_utf8_lossy(stdout)

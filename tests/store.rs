@@ -2,16 +2,16 @@
 //! events, period boundaries, plan changes, exact overage, history, members, status — and the
 //! `--json` shapes of check, record and status as DESIGN.md specifies them.
 
-mod common;
+mod support;
 
 use std::str::FromStr;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use common::{NOW, Scratch, one_key_per_line, repo_plans};
 use meterline::billing::WarningLevel;
 use meterline::store::{NewCustomer, SCHEMA_VERSION};
 use meterline::{Config, Error, RecordRequest, Store};
 use rust_decimal::Decimal;
+use support::cli::{NOW, Scratch, one_key_per_line, repo_plans};
 use tempfile::TempDir;
 
 fn t(text: &str) -> DateTime<Utc> {
@@ -621,7 +621,7 @@ fn status_json_shape() {
 #[test]
 fn history_lists_no_period_before_the_customer_existed() {
     let mut store = meterline::Store::open_in_memory().unwrap();
-    let config = meterline::Config::load(&common::repo_plans()).unwrap();
+    let config = meterline::Config::load(&support::cli::repo_plans()).unwrap();
     let now = chrono::DateTime::parse_from_rfc3339("2026-11-27T18:00:00Z")
         .unwrap()
         .with_timezone(&chrono::Utc);

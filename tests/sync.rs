@@ -3,7 +3,7 @@
 mod support;
 
 use chrono::Duration;
-use support::{Env, KEY, MAPPED, PLANS, Seed, json, stderr, stdout};
+use support::stripe::{Env, KEY, MAPPED, PLANS, Seed, json, stderr, stdout};
 
 fn seeded() -> Env {
     let env = Env::new(PLANS);
@@ -131,7 +131,7 @@ fn unmapped_expired_and_future_events_are_not_sent() {
     );
     let config = env.config();
     let mut store = env.store();
-    let now = support::now();
+    let now = support::stripe::now();
     for days in [36, 40] {
         env.record(&mut store, &config, "acme", 2, now - Duration::days(days));
     }
@@ -176,7 +176,7 @@ fn unmapped_expired_and_future_events_are_not_sent() {
 
     // Once its time has come, the future event goes out too (a pretend clock reaches a sync
     // only through the library's explicit option).
-    let later = support::now() + Duration::minutes(40);
+    let later = support::stripe::now() + Duration::minutes(40);
     env.server.set_now(later);
     let options = meterline::stripe::SyncOptions {
         now: Some(later),
@@ -256,7 +256,7 @@ fn a_missing_key_exits_2_without_network() {
 #[test]
 fn configuration_mistakes_exit_2_before_sending() {
     let env = seeded();
-    let cases: &[(&support::EnvOverrides, &str)] = &[
+    let cases: &[(&support::stripe::EnvOverrides, &str)] = &[
         (
             &[("STRIPE_API_KEY", Some("pk_test_publishable123"))],
             "does not look like a Stripe secret key",

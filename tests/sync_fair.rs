@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::Duration as Span;
-use support::{Env, PLANS, Seed};
+use support::stripe::{Env, PLANS, Seed};
 
 #[test]
 fn small_customers_are_not_starved_by_one_large_backlog() {
@@ -44,7 +44,7 @@ fn small_customers_are_not_starved_by_one_large_backlog() {
     // order alone, it would fill the queue before any of theirs.
     let config = env.config();
     let mut store = env.store();
-    let start = support::now() - Span::days(3);
+    let start = support::stripe::now() - Span::days(3);
     for i in 0..HOT {
         env.record(
             &mut store,
@@ -56,7 +56,7 @@ fn small_customers_are_not_starved_by_one_large_backlog() {
     }
     for (n, small) in ["s1", "s2", "s3"].iter().enumerate() {
         for i in 0..10 {
-            let at = support::now() - Span::hours(1) + Span::seconds((n * 10 + i) as i64);
+            let at = support::stripe::now() - Span::hours(1) + Span::seconds((n * 10 + i) as i64);
             env.record(&mut store, &config, small, 2, at);
         }
     }

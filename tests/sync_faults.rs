@@ -6,7 +6,7 @@ mod support;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use support::{Env, Fault, MAPPED, PLANS, json, stderr};
+use support::stripe::{Env, Fault, MAPPED, PLANS, json, stderr};
 
 fn seeded() -> Env {
     let env = Env::new(PLANS);
@@ -153,21 +153,21 @@ fn other_client_errors_mark_events_failed_with_stripes_message() {
     let output = env.run(&["sync"], &[]);
     assert_eq!(output.status.code(), Some(1));
     assert!(
-        support::stdout(&output).contains("refused: 20 events"),
+        support::stripe::stdout(&output).contains("refused: 20 events"),
         "{}",
-        support::stdout(&output)
+        support::stripe::stdout(&output)
     );
     assert_eq!(
         env.count("stripe_error = 'HTTP 400 invalid_request_error resource_missing: No such customer: ''cus_Initech03'' (param payload[stripe_customer_id])'"),
         20
     );
     assert_eq!(env.count("stripe_reported_at IS NOT NULL"), 70);
-    let counts = env.store().stripe_counts(support::now()).unwrap();
+    let counts = env.store().stripe_counts(support::stripe::now()).unwrap();
     assert_eq!((counts.failed, counts.unreported), (20, 20));
 
     // Fixed at Stripe; an hour later the next run sends them on its own.
     env.server.accept_customer("cus_Initech03");
-    let later = support::now() + chrono::Duration::minutes(90);
+    let later = support::stripe::now() + chrono::Duration::minutes(90);
     env.server.set_now(later);
     let options = meterline::stripe::SyncOptions {
         now: Some(later),
@@ -221,7 +221,7 @@ fn an_unreachable_server_ends_the_run_quickly_with_the_reason() {
     let base = format!("http://{closed}");
     let output = env.run(&["sync"], &[("STRIPE_API_BASE", Some(&base))]);
     assert_eq!(output.status.code(), Some(1));
-    let text = support::stdout(&output);
+    let text = support::stripe::stdout(&output);
     // Nothing left the machine: attempted, but none reached Stripe, and it says why.
     assert!(
         text.contains("gave up")

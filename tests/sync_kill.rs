@@ -5,7 +5,7 @@ mod support;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Env, PLANS, Seed, json, stderr};
+use support::stripe::{Env, PLANS, Seed, json, stderr};
 
 const CUSTOMERS: &[Seed] = &[
     Seed {
@@ -83,7 +83,7 @@ fn kill_9_mid_sync_then_rerun_bills_each_event_exactly_once() {
         child.kill().unwrap(); // SIGKILL: no cleanup of any kind
         let output = child.wait_with_output().unwrap();
         assert!(!output.status.success());
-        support::assert_no_key(&output);
+        support::stripe::assert_no_key(&output);
         let run = env.store().last_sync_run().unwrap().unwrap();
         assert_eq!(run.outcome, "running", "the killed run never finished");
         interrupted.push(run.id);
@@ -159,7 +159,7 @@ fn a_second_sync_while_one_runs_exits_1_and_sends_nothing() {
     assert_eq!(also.status.code(), Some(1));
 
     let output = first.wait_with_output().unwrap();
-    support::assert_no_key(&output);
+    support::stripe::assert_no_key(&output);
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(json(&output)["accepted"], 1500);
     // Only the first sync ever sent: one request per event, and one run on record.
@@ -179,15 +179,15 @@ fn the_lock_is_held_within_one_process_too() {
     let mut a = env.store();
     let mut b = env.store();
     let me = meterline::store::LockHolder::this_process();
-    let run = a.begin_sync_run(&me, support::now()).unwrap();
-    let err = b.begin_sync_run(&me, support::now()).unwrap_err();
+    let run = a.begin_sync_run(&me, support::stripe::now()).unwrap();
+    let err = b.begin_sync_run(&me, support::stripe::now()).unwrap_err();
     assert_eq!(err.exit_code(), 1);
     assert!(err.to_string().contains("another sync is already running"));
     // A holder whose process is gone is taken over at once.
     let conn = rusqlite::Connection::open(&env.db).unwrap();
     conn.execute("UPDATE sync_lock SET pid = 999999999", [])
         .unwrap();
-    let taken = b.begin_sync_run(&me, support::now()).unwrap();
+    let taken = b.begin_sync_run(&me, support::stripe::now()).unwrap();
     assert!(taken > run);
     let old: String = conn
         .query_row("SELECT outcome FROM sync_runs WHERE id = ?1", [run], |r| {
@@ -199,10 +199,10 @@ fn the_lock_is_held_within_one_process_too() {
     // A holder on another host cannot be checked: its heartbeat decides.
     conn.execute("UPDATE sync_lock SET host = 'elsewhere', pid = 1", [])
         .unwrap();
-    let err = a.begin_sync_run(&me, support::now()).unwrap_err();
+    let err = a.begin_sync_run(&me, support::stripe::now()).unwrap_err();
     assert!(err.to_string().contains("pid 1 on elsewhere"), "{err}");
     let stale = chrono::Utc::now().timestamp() - meterline::store::LOCK_STALE_AFTER_SECS - 1;
     conn.execute("UPDATE sync_lock SET heartbeat = ?1", [stale])
         .unwrap();
-    a.begin_sync_run(&me, support::now()).unwrap();
+    a.begin_sync_run(&me, support::stripe::now()).unwrap();
 }

@@ -10,7 +10,7 @@ use std::process::Output;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use support::{Env, Fault, KEY, MAPPED, PLANS, json, stderr, stdout};
+use support::stripe::{Env, Fault, KEY, MAPPED, PLANS, json, stderr, stdout};
 
 fn seeded() -> Env {
     let env = Env::new(PLANS);
@@ -19,7 +19,7 @@ fn seeded() -> Env {
 }
 
 /// Run the binary, but fail (instead of hanging the suite) if it has not ended after a minute.
-fn run_bounded(env: &Env, args: &[&str], extra: &support::EnvOverrides) -> Output {
+fn run_bounded(env: &Env, args: &[&str], extra: &support::stripe::EnvOverrides) -> Output {
     let mut child = env
         .std_command(args, extra)
         .stdout(std::process::Stdio::piped())
@@ -35,7 +35,7 @@ fn run_bounded(env: &Env, args: &[&str], extra: &support::EnvOverrides) -> Outpu
         std::thread::sleep(Duration::from_millis(50));
     }
     let output = child.wait_with_output().unwrap();
-    support::assert_no_key(&output);
+    support::stripe::assert_no_key(&output);
     output
 }
 
@@ -136,7 +136,7 @@ fn server_text_is_redacted_in_any_case_and_made_inert() {
 fn pretend_clocks_never_reach_a_sync() {
     let env = seeded();
     // 40 days ahead: by that clock every event is past Stripe's window.
-    let ahead = meterline::billing::format_ts(support::now() + chrono::Duration::days(40));
+    let ahead = meterline::billing::format_ts(support::stripe::now() + chrono::Duration::days(40));
     for args in [
         &["sync", "--json"][..],
         &["--now", &ahead, "sync", "--json"][..],
@@ -150,7 +150,10 @@ fn pretend_clocks_never_reach_a_sync() {
     // The run's timestamps are the real ones.
     let run = env.store().last_sync_run().unwrap().unwrap();
     assert!(run.started_at.as_str() < ahead.as_str(), "{run:?}");
-    assert!(run.started_at.as_str() >= support::now_text(), "{run:?}");
+    assert!(
+        run.started_at.as_str() >= support::stripe::now_text(),
+        "{run:?}"
+    );
 }
 
 #[test]
@@ -369,7 +372,7 @@ fn sigterm_and_sigint_cancel_after_the_requests_in_flight() {
             .unwrap();
         assert!(status.success());
         let output = child.wait_with_output().unwrap();
-        support::assert_no_key(&output);
+        support::stripe::assert_no_key(&output);
         assert_eq!(
             output.status.code(),
             Some(1),

@@ -18,7 +18,7 @@ use meterline::tui::sync::{NO_KEY, SyncEvent, SyncWorker};
 use meterline::tui::theme::Theme;
 use meterline::tui::{apply_data, carry_out, keys, ui};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use support::{Env, Fault, KEY, MAPPED, PLANS, now};
+use support::stripe::{Env, Fault, KEY, MAPPED, PLANS, now};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 

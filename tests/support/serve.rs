@@ -1,5 +1,4 @@
 //! The real `meterline serve` on an ephemeral loopback port, and a small blocking client.
-#![allow(dead_code)] // each test binary uses its own subset
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -8,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::{BIN, NOW, Scratch};
+use super::cli::{BIN, NOW, Scratch};
 
 pub struct Server {
     pub child: Child,

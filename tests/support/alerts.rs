@@ -1,6 +1,5 @@
 //! A real loopback webhook receiver (std TcpListener, one thread per connection) that records
 //! every request it reads and answers as told, and an independent signature check in Python.
-#![allow(dead_code)] // each test binary uses its own subset
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -178,6 +177,6 @@ print("verified", n)
 
 /// plans.toml text: the shipped plans plus `extra` (the `[[alerts]]` entries).
 pub fn plans_with(extra: &str) -> String {
-    let shipped = std::fs::read_to_string(crate::common::repo_plans()).unwrap();
+    let shipped = std::fs::read_to_string(super::cli::repo_plans()).unwrap();
     format!("{shipped}\n{extra}\n")
 }

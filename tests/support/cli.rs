@@ -1,7 +1,6 @@
-//! Shared helpers for the integration tests: a scratch directory with the repository's
+//! A scratch directory with the repository's
 //! plans.toml, the real `meterline` binary with a pinned clock, and a full dump of the
 //! database to prove that a refused command wrote nothing.
-#![allow(dead_code)] // each test binary uses its own subset
 
 use std::path::{Path, PathBuf};
 
