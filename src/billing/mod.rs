@@ -5,8 +5,10 @@ mod level;
 mod money;
 mod period;
 mod projection;
+mod stripe_window;
 
 pub use level::{Allowance, Thresholds, UsageCheck, WarningLevel};
 pub use money::{money, thousands};
 pub use period::{Period, PeriodKind, format_ts, period_containing, periods_before};
 pub use projection::{Projection, project};
+pub use stripe_window::{STRIPE_MAX_AGE_DAYS, STRIPE_MAX_FUTURE_SECS, stripe_window};

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 
-use super::outbox::{LockHolder, lock_is_live, unix_now};
+use super::sync_runs::{LockHolder, lock_is_live, unix_now};
 use crate::billing::{Period, UsageCheck, WarningLevel, format_ts};
 use crate::config::Config;
 use crate::{Error, Result};

@@ -4,6 +4,7 @@ mod alerts;
 mod backup;
 mod customers;
 mod dashboard;
+mod demo;
 mod export;
 mod health;
 mod outbox;
@@ -12,6 +13,7 @@ mod reconcile;
 pub mod record;
 mod reports;
 mod schema;
+mod sync_runs;
 pub mod tokens;
 
 use std::path::Path;
@@ -21,7 +23,9 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::{Error, Result};
 
-pub use crate::billing::{Projection, project};
+pub use crate::billing::{
+    Projection, STRIPE_MAX_AGE_DAYS, STRIPE_MAX_FUTURE_SECS, project, stripe_window,
+};
 pub use alerts::{Alert, AlertCounts, AlertRun, DueDelivery, RecentAlert, StatusWithAlert};
 pub use backup::{BackupReport, verify as verify_backup};
 pub use customers::{Customer, MAX_KEY_LEN, NewCustomer};
@@ -32,15 +36,14 @@ pub use dashboard::{
 pub use export::{Cell, ExportFilter, ExportKind};
 pub use health::{Health, SyncLockState};
 pub use outbox::{
-    EventOutcome, LOCK_STALE_AFTER_SECS, LockHolder, OutboxCursor, OutboxEvent, OutboxGroup,
-    OutboxWindow, STRIPE_MAX_AGE_DAYS, STRIPE_MAX_FUTURE_SECS, StripeCounts, StripeState, SyncRun,
-    stripe_window,
+    EventOutcome, OutboxCursor, OutboxEvent, OutboxGroup, OutboxWindow, StripeCounts, StripeState,
 };
 pub use queries::{HistoryRow, Member, MembersSummary, StatusRow};
 pub use reconcile::{ReconcileRow, ReconcileRun, Reported, StripeChecks};
 pub use record::{RecordOutcome, RecordRequest};
 pub use reports::{HeldReport, IN_DOUBT_AFTER_HOURS, InDoubt, ReportPlan};
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION, create_at_version};
+pub use sync_runs::{LOCK_STALE_AFTER_SECS, LockHolder, SyncRun};
 pub use tokens::{ActiveToken, TokenInfo, token_hash};
 
 /// How a [`Store`] is opened. `Store::open` uses the default: create and upgrade as needed.

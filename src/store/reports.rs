@@ -325,7 +325,7 @@ impl super::Store {
     /// Unreported, unexpired events within `days` of Stripe's 35-day window at `now`: sync
     /// them soon or the usage is lost. Failed and unmapped ones count too; held ones as well.
     pub fn count_expiring(&self, now: DateTime<Utc>, days: u32) -> Result<u64> {
-        let (oldest, _) = super::outbox::stripe_window(now);
+        let (oldest, _) = crate::billing::stripe_window(now);
         let n: i64 = self.conn.query_row(
             "SELECT COUNT(*) FROM usage_events INDEXED BY usage_events_outbox
              WHERE stripe_reported_at IS NULL AND stripe_expired_at IS NULL

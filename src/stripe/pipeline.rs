@@ -23,8 +23,6 @@ use super::{Answer, Client, Delivery, MeterEvent, RateLimiter, RetryPolicy};
 use crate::store::{EventOutcome, OutboxCursor, OutboxEvent, OutboxWindow};
 use crate::{Error, Result, Store};
 
-use super::sync::SyncProgress;
-
 /// Answers are committed at least this often, or as soon as `WRITE_BATCH` are waiting.
 const WRITE_EVERY: Duration = Duration::from_millis(100);
 const WRITE_BATCH: usize = 256;
@@ -42,14 +40,24 @@ const CUSTOMER_PAGE: usize = CUSTOMER_CAP - CUSTOMER_LOW;
 pub const GIVE_UP_AFTER: u32 = 3;
 pub const CANCELLED: &str = "cancelled";
 
+/// Counts of a running sync, reported to the caller's `on_progress` as answers come in.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SyncProgress {
+    pub total: u64,
+    pub attempted: u64,
+    pub accepted: u64,
+    pub duplicates: u64,
+    pub failed: u64,
+}
+
 /// The run's notion of now: the caller's `now` plus the time the run has taken.
 #[derive(Clone, Copy)]
-pub struct Clock {
+pub struct RunClock {
     pub now: DateTime<Utc>,
     pub started: Instant,
 }
 
-impl Clock {
+impl RunClock {
     pub fn now(&self) -> DateTime<Utc> {
         self.now + chrono::Duration::from_std(self.started.elapsed()).unwrap_or_default()
     }
@@ -63,13 +71,13 @@ pub struct Transport<'a> {
 }
 
 /// Everything a pipeline run needs besides the two connections.
-pub struct Plan<'a> {
+pub struct RunSpec<'a> {
     pub transport: &'a Transport<'a>,
     pub workers: usize,
     pub window: OutboxWindow,
     pub limit: Option<u64>,
     pub run_id: i64,
-    pub clock: Clock,
+    pub clock: RunClock,
     /// What a job is: a usage event, or a report standing for many.
     pub unit: Unit,
     /// Test-only fault: make a thread panic.
@@ -297,7 +305,7 @@ impl Board {
 pub fn run(
     store: &mut Store,
     reader_store: Store,
-    plan: &Plan,
+    spec: &RunSpec,
     cancel: &AtomicBool,
     on_progress: &mut dyn FnMut(&SyncProgress),
     total: u64,
@@ -312,7 +320,7 @@ pub fn run(
             per_customer: HashMap::new(),
             own: HashMap::new(),
             stopping: false,
-            workers_running: plan.workers,
+            workers_running: spec.workers,
             writes: Vec::new(),
             writes_tally: SyncProgress::default(),
             outcome: Outcome {
@@ -337,8 +345,8 @@ pub fn run(
         let board = &board;
         let mut started = 0;
         let mut spawn_error = None;
-        for _ in 0..plan.workers {
-            let body = move || guarded(board, "a sync worker", || work(board, plan));
+        for _ in 0..spec.workers {
+            let body = move || guarded(board, "a sync worker", || work(board, spec));
             match spawn("sync-worker").spawn_scoped(scope, body) {
                 Ok(_) => started += 1,
                 Err(e) => spawn_error = Some(e),
@@ -347,14 +355,14 @@ pub fn run(
         let reader = spawn("sync-reader")
             .spawn_scoped(scope, move || {
                 guarded(board, "the outbox reader", || {
-                    read(board, &reader_store, plan)
+                    read(board, &reader_store, spec)
                 })
             })
             .map_err(|e| spawn_error = Some(e))
             .is_ok();
         let writer = spawn("sync-writer")
             .spawn_scoped(scope, move || {
-                guarded(board, "the database writer", || write(board, store, plan))
+                guarded(board, "the database writer", || write(board, store, spec))
             })
             .map_err(|e| spawn_error = Some(e))
             .is_ok();
@@ -362,7 +370,7 @@ pub fn run(
             let mut state = board.lock();
             // Workers that started may already have finished (an empty outbox): only take
             // off the ones that never started.
-            state.workers_running -= plan.workers - started;
+            state.workers_running -= spec.workers - started;
             if let Some(e) = spawn_error {
                 state.outcome.error =
                     Some(Error::Stripe(format!("cannot start a sync thread: {e}")));
@@ -520,9 +528,9 @@ fn coordinate(board: &Board, cancel: &AtomicBool, on_progress: &mut dyn FnMut(&S
 }
 
 /// A worker: take the next ready job, deliver it (retries included), settle the answer.
-fn work(board: &Board, plan: &Plan) {
+fn work(board: &Board, spec: &RunSpec) {
     let _running = Running(board);
-    let transport = plan.transport;
+    let transport = spec.transport;
     let mut state = board.lock();
     loop {
         if state.stopping {
@@ -531,7 +539,7 @@ fn work(board: &Board, plan: &Plan) {
         if let Some(job) = state.queue.pop_ready() {
             board.want_page(&mut state);
             state.taken += 1;
-            let panic_now = plan.panic_hook == Some(PanicHook::Worker(state.taken));
+            let panic_now = spec.panic_hook == Some(PanicHook::Worker(state.taken));
             drop(state);
             if panic_now {
                 panic!("test fault: worker panic on event {}", job.event.id);
@@ -650,10 +658,10 @@ fn settle(board: &Board, state: &mut State, job: &Job, delivery: Delivery) {
 
 /// The reader: one round per request (a time-ordered page and the refills of customers read
 /// on their own), so at most a few pages are in memory.
-fn read(board: &Board, store: &Store, plan: &Plan) {
+fn read(board: &Board, store: &Store, spec: &RunSpec) {
     let mut cursor: Option<OutboxCursor> = None;
     let mut loaded = 0u64;
-    let fair = plan.limit.is_none() && plan.unit == Unit::Events;
+    let fair = spec.limit.is_none() && spec.unit == Unit::Events;
     loop {
         let mut state = board.lock();
         while !state.page_asked && !state.stopping {
@@ -665,17 +673,17 @@ fn read(board: &Board, store: &Store, plan: &Plan) {
         let want_page = !state.pages_done && state.queue.len() < QUEUE_LOW;
         let refills = state.refills();
         drop(state);
-        if plan.panic_hook == Some(PanicHook::Reader) {
+        if spec.panic_hook == Some(PanicHook::Reader) {
             panic!("test fault: reader panic");
         }
-        let want = plan.limit.map_or(PAGE, |l| PAGE.min(l - loaded));
+        let want = spec.limit.map_or(PAGE, |l| PAGE.min(l - loaded));
         let page = match (want_page, want) {
             (false, _) => Ok(None),
             (true, 0) => Ok(Some((Vec::new(), None))),
-            (true, _) => match plan.unit {
-                Unit::Events => store.outbox_page(&plan.window, cursor.as_ref(), want as usize),
+            (true, _) => match spec.unit {
+                Unit::Events => store.outbox_page(&spec.window, cursor.as_ref(), want as usize),
                 Unit::Reports => {
-                    store.report_page(&plan.window, cursor.as_ref(), want as usize, plan.clock.now)
+                    store.report_page(&spec.window, cursor.as_ref(), want as usize, spec.clock.now)
                 }
             }
             .map(Some),
@@ -683,14 +691,14 @@ fn read(board: &Board, store: &Store, plan: &Plan) {
         let refilled: Result<Vec<_>> = refills
             .into_iter()
             .map(|(customer, from)| {
-                let page = store.outbox_page_of(&plan.window, &customer, &from, CUSTOMER_PAGE)?;
+                let page = store.outbox_page_of(&spec.window, &customer, &from, CUSTOMER_PAGE)?;
                 Ok((customer, page))
             })
             .collect();
         // Per event: date what is about to go out (reports are dated by `report_page`).
         let page = page.and_then(|page| {
             let refilled = refilled?;
-            if plan.unit == Unit::Events {
+            if spec.unit == Unit::Events {
                 let ids: Vec<i64> = page
                     .iter()
                     .flat_map(|(events, _)| events)
@@ -698,7 +706,7 @@ fn read(board: &Board, store: &Store, plan: &Plan) {
                     .map(|e| e.id)
                     .collect();
                 // The run's start: `Store::undate_unsent` undoes exactly this run's dating.
-                store.mark_first_sent(&ids, plan.clock.now)?;
+                store.mark_first_sent(&ids, spec.clock.now)?;
             }
             Ok((page, refilled))
         });
@@ -710,7 +718,7 @@ fn read(board: &Board, store: &Store, plan: &Plan) {
                     loaded += events.len() as u64;
                     cursor = next.or(cursor);
                     // Done when the outbox ran out or the limit is reached.
-                    state.pages_done = (events.len() as u64) < want || plan.limit == Some(loaded);
+                    state.pages_done = (events.len() as u64) < want || spec.limit == Some(loaded);
                     for event in events {
                         state.admit(event, fair);
                     }
@@ -742,7 +750,7 @@ fn read(board: &Board, store: &Store, plan: &Plan) {
 
 /// The writer: commits answers in small batches and keeps the lock's heartbeat fresh. Ends,
 /// after a last commit, once the workers are done.
-fn write(board: &Board, store: &mut Store, plan: &Plan) {
+fn write(board: &Board, store: &mut Store, spec: &RunSpec) {
     let mut last_beat = Instant::now();
     loop {
         let mut state = board.lock();
@@ -761,14 +769,14 @@ fn write(board: &Board, store: &mut Store, plan: &Plan) {
         let mut result = Ok(());
         let mut reported = 0;
         if !batch.is_empty() {
-            result = match plan.unit {
-                Unit::Events => store.record_outcomes(&batch, plan.clock.now()),
-                Unit::Reports => store.record_report_outcomes(&batch, plan.clock.now()),
+            result = match spec.unit {
+                Unit::Events => store.record_outcomes(&batch, spec.clock.now()),
+                Unit::Reports => store.record_report_outcomes(&batch, spec.clock.now()),
             }
             .map(|n| reported = n);
         }
         if result.is_ok() && last_beat.elapsed() >= HEARTBEAT_EVERY {
-            result = store.sync_heartbeat(plan.run_id);
+            result = store.sync_heartbeat(spec.run_id);
             last_beat = Instant::now();
         }
         if let Err(error) = result {

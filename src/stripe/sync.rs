@@ -18,7 +18,8 @@ use serde::Serialize;
 pub use super::pipeline::CANCELLED;
 #[doc(hidden)]
 pub use super::pipeline::PanicHook;
-use super::pipeline::{self, Clock, Outcome, Plan, Transport, Unit};
+pub use super::pipeline::SyncProgress;
+use super::pipeline::{self, Outcome, RunClock, RunSpec, Transport, Unit};
 use super::{ApiKey, Client, RateLimiter, RetryPolicy};
 use crate::config::{Config, ReportMode};
 use crate::store::{LockHolder, OutboxGroup, OutboxWindow, SyncRun, stripe_window};
@@ -51,15 +52,6 @@ impl SyncOptions {
     pub fn start_time(&self) -> DateTime<Utc> {
         self.now.unwrap_or_else(Utc::now)
     }
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SyncProgress {
-    pub total: u64,
-    pub attempted: u64,
-    pub accepted: u64,
-    pub duplicates: u64,
-    pub failed: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -224,7 +216,7 @@ pub fn run(
     }
     let client = Client::new(&base, key, &config.stripe)?;
     let run_id = store.begin_sync_run(&LockHolder::this_process(), now)?;
-    let clock = Clock { now, started };
+    let clock = RunClock { now, started };
     let transport = Transport {
         client: &client,
         policy: RetryPolicy::from_settings(&config.stripe, options.backoff),
@@ -315,7 +307,7 @@ fn send(
     window: OutboxWindow,
     options: &SyncOptions,
     run_id: i64,
-    clock: Clock,
+    clock: RunClock,
     cancel: &AtomicBool,
     on_progress: &mut dyn FnMut(&SyncProgress),
 ) -> Result<(SyncReport, Option<crate::Error>, Option<crate::Error>)> {
@@ -343,7 +335,7 @@ fn send(
         total,
         ..SyncProgress::default()
     });
-    let plan = Plan {
+    let spec = RunSpec {
         transport,
         workers: config.stripe.workers.max(1),
         window,
@@ -354,7 +346,7 @@ fn send(
         panic_hook: options.panic_hook,
     };
     let reader_store = Store::open(db)?;
-    let mut outcome = pipeline::run(store, reader_store, &plan, cancel, on_progress, total);
+    let mut outcome = pipeline::run(store, reader_store, &spec, cancel, on_progress, total);
     // Best effort after a failure too: a job left dated is only held sooner than needed.
     let undated = store.undate_unsent(&outcome.unsent, unit == Unit::Reports, clock.now);
     if let Some(error) = outcome.error.take() {
@@ -395,7 +387,12 @@ fn send(
 }
 
 /// What a run that failed mid-way did: the events whose outcome was written.
-fn failed_report(outcome: &Outcome, expired: u64, clock: Clock, mode: &'static str) -> SyncReport {
+fn failed_report(
+    outcome: &Outcome,
+    expired: u64,
+    clock: RunClock,
+    mode: &'static str,
+) -> SyncReport {
     let m = &outcome.marked;
     SyncReport {
         mode,
