@@ -51,6 +51,7 @@ pub mod alerts;
 pub mod billing;
 #[cfg(feature = "cli")]
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod demo;
 mod error;

@@ -7,10 +7,10 @@ use meterline::Config;
 use meterline::billing::Period;
 use meterline::store::{Backlog, BacklogChange, Dashboard, DashboardRow, UsageChange};
 use meterline::stripe::{SyncPreview, SyncProgress, SyncReport};
-use meterline::tui::app::{App, Command, SortKey, SyncPopup, View};
+use meterline::tui::app::{App, Effect, SortKey, SyncPopup, View};
 use meterline::tui::data::DataEvent;
 use meterline::tui::keys::{self, Mode};
-use meterline::tui::sync::SyncEvent;
+use meterline::tui::sync_worker::SyncEvent;
 use meterline::tui::theme::Theme;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
@@ -65,7 +65,7 @@ fn app() -> App {
 }
 
 /// Press keys as the loop does: resolve in the current mode, then update.
-fn press(app: &mut App, keys: &[KeyEvent]) -> Vec<Command> {
+fn press(app: &mut App, keys: &[KeyEvent]) -> Vec<Effect> {
     keys.iter()
         .filter_map(|k| keys::resolve(app.mode(), k).and_then(|a| app.update(a)))
         .collect()
@@ -184,11 +184,11 @@ fn enter_opens_the_detail_and_esc_closes_the_top_popup_first() {
     press(&mut app, &typed("pro"));
     press(&mut app, &[code(KeyCode::Enter), k('j')]);
     let commands = press(&mut app, &[code(KeyCode::Enter)]);
-    assert_eq!(commands, [Command::LoadDetail("echo".into())]);
+    assert_eq!(commands, [Effect::LoadDetail("echo".into())]);
     assert_eq!(app.detail.as_ref().unwrap().customer_id, "echo");
     // Moving with the detail open shows the neighbour's detail.
     let commands = press(&mut app, &[k('k')]);
-    assert_eq!(commands, [Command::LoadDetail("delta".into())]);
+    assert_eq!(commands, [Effect::LoadDetail("delta".into())]);
     press(&mut app, &[k('?')]);
     assert!(app.help);
     press(&mut app, &[code(KeyCode::Esc)]);
@@ -206,7 +206,7 @@ fn tab_cycles_the_views_and_the_events_view_loads_its_list() {
     let mut app = app();
     let commands = press(&mut app, &[code(KeyCode::Tab)]);
     assert_eq!(app.view, View::Events);
-    assert_eq!(commands, [Command::LoadEvents]);
+    assert_eq!(commands, [Effect::LoadEvents]);
     press(&mut app, &[code(KeyCode::Tab)]);
     assert_eq!(app.view, View::Plans);
     press(&mut app, &[code(KeyCode::Tab)]);
@@ -270,11 +270,11 @@ fn enter_on_an_event_opens_its_detail_which_follows_the_selection_and_esc_closes
 #[test]
 fn q_and_ctrl_c_quit() {
     let mut app = app();
-    assert_eq!(press(&mut app, &[k('q')]), [Command::Quit]);
+    assert_eq!(press(&mut app, &[k('q')]), [Effect::Quit]);
     assert!(app.quit);
     let mut app = app_with_filter_open();
     let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
-    assert_eq!(press(&mut app, &[ctrl_c]), [Command::Quit]);
+    assert_eq!(press(&mut app, &[ctrl_c]), [Effect::Quit]);
 }
 
 fn app_with_filter_open() -> App {
@@ -286,7 +286,7 @@ fn app_with_filter_open() -> App {
 #[test]
 fn sync_flow_prepare_confirm_progress_cancel_finish() {
     let mut app = app();
-    assert_eq!(press(&mut app, &[k('s')]), [Command::PrepareSync]);
+    assert_eq!(press(&mut app, &[k('s')]), [Effect::PrepareSync]);
     assert_eq!(app.sync, SyncPopup::Preparing);
     app.on_sync(SyncEvent::Ready(SyncPreview {
         events: 10,
@@ -303,7 +303,7 @@ fn sync_flow_prepare_confirm_progress_cancel_finish() {
     assert_eq!(app.mode(), Mode::Confirm);
     // Keys other than the answers do nothing in a confirmation.
     assert!(press(&mut app, &[k('j'), k('q')]).is_empty());
-    assert_eq!(press(&mut app, &[k('y')]), [Command::StartSync]);
+    assert_eq!(press(&mut app, &[k('y')]), [Effect::StartSync]);
     assert!(matches!(app.sync, SyncPopup::Running { .. }));
     let progress = SyncProgress {
         total: 10,
@@ -313,10 +313,7 @@ fn sync_flow_prepare_confirm_progress_cancel_finish() {
         failed: 0,
     };
     app.on_sync(SyncEvent::Progress(progress.clone()));
-    assert_eq!(
-        press(&mut app, &[code(KeyCode::Esc)]),
-        [Command::CancelSync]
-    );
+    assert_eq!(press(&mut app, &[code(KeyCode::Esc)]), [Effect::CancelSync]);
     assert_eq!(
         app.sync,
         SyncPopup::Running {
@@ -350,7 +347,7 @@ fn sync_flow_prepare_confirm_progress_cancel_finish() {
     press(&mut app, &[code(KeyCode::Esc)]);
     assert_eq!(app.sync, SyncPopup::Closed);
     // The next `s` starts over.
-    assert_eq!(press(&mut app, &[k('s')]), [Command::PrepareSync]);
+    assert_eq!(press(&mut app, &[k('s')]), [Effect::PrepareSync]);
 }
 
 #[test]
@@ -478,7 +475,7 @@ fn live_changes_update_counters_resort_and_keep_the_selection() {
         usage: vec![],
         backlog: None,
     });
-    assert_eq!(command, Some(Command::LoadDetail("bravo".into())));
+    assert_eq!(command, Some(Effect::LoadDetail("bravo".into())));
 }
 
 #[test]

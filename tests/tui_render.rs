@@ -9,7 +9,7 @@ use meterline::stripe::{SyncPreview, SyncProgress, SyncReport};
 use meterline::tui::action::Action;
 use meterline::tui::app::App;
 use meterline::tui::data::DataEvent;
-use meterline::tui::sync::SyncEvent;
+use meterline::tui::sync_worker::SyncEvent;
 use meterline::tui::theme::Theme;
 use meterline::tui::ui;
 use meterline::{Config, RecordRequest, Store};
@@ -625,7 +625,9 @@ fn the_result_summary_says_how_it_ended() {
 fn without_a_key_the_popup_explains_how_to_set_one() {
     let buffer = sync_screen(
         Theme::COLOR,
-        vec![SyncEvent::Unavailable(meterline::tui::sync::NO_KEY.into())],
+        vec![SyncEvent::Unavailable(
+            meterline::tui::sync_worker::NO_KEY.into(),
+        )],
     );
     insta::assert_snapshot!("sync_no_key", text(&buffer));
     let shown = text(&buffer);
@@ -637,7 +639,9 @@ fn without_a_key_the_popup_explains_how_to_set_one() {
     // Narrow terminals wrap the explanation rather than cutting it.
     let mut app = app(Theme::COLOR);
     app.update(Action::Sync);
-    app.on_sync(SyncEvent::Unavailable(meterline::tui::sync::NO_KEY.into()));
+    app.on_sync(SyncEvent::Unavailable(
+        meterline::tui::sync_worker::NO_KEY.into(),
+    ));
     let narrow = text(&render(&mut app, 60, 24));
     assert!(narrow.contains("Esc closes"), "{narrow}");
 }

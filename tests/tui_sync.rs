@@ -14,7 +14,7 @@ use meterline::stripe::{SyncProgress, SyncReport};
 use meterline::tui::app::{App, SyncPopup};
 use meterline::tui::data::{Clock, DataWorker};
 use meterline::tui::event::Event;
-use meterline::tui::sync::{NO_KEY, SyncEvent, SyncWorker};
+use meterline::tui::sync_worker::{NO_KEY, SyncEvent, SyncWorker};
 use meterline::tui::theme::Theme;
 use meterline::tui::{apply_data, carry_out, keys, ui};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
@@ -61,7 +61,7 @@ struct Dashboard {
 impl Dashboard {
     fn open(env: &Env) -> Dashboard {
         let config = env.config();
-        let clock = Clock(Some(now()));
+        let clock = Clock::fixed(now());
         let loaded = env.store().dashboard(&config, now()).unwrap();
         let (tx, rx) = channel();
         let data = DataWorker::spawn(

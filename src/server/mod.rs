@@ -4,7 +4,6 @@
 mod alerts;
 mod api;
 mod auth;
-mod clock;
 mod compat;
 mod error;
 pub mod event;
@@ -20,7 +19,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-pub use clock::Clock;
+pub use crate::clock::Clock;
 pub use error::ApiError;
 
 use crate::{Config, Error, Result, Store};
@@ -68,7 +67,7 @@ pub fn run(options: ServeOptions) -> Result<()> {
     let store = Store::open(&options.db)?;
     let config = Arc::new(options.config.clone());
     let alerts = alerts::Delivery::start(options.db.clone(), config.clone())?;
-    let clock = Clock::new(options.now);
+    let clock = options.now.map_or_else(Clock::real, Clock::starting_at);
     let metrics = Arc::new(metrics::Metrics::default());
     let (writer, writer_thread) = writer::Writer::start(
         store,

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::clock::Clock;
 use super::error::ApiError;
 use super::metrics::Metrics;
+use crate::clock::Clock;
 use crate::{Config, RecordOutcome, RecordRequest, Result, Store};
 
 /// The writer's answer to one request: one result per event, in order.

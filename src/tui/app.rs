@@ -1,5 +1,5 @@
 //! The dashboard's state and `update`: Actions (and data arriving from the watcher) change
-//! the state and may ask for a `Command`, which the loop carries out. No I/O happens here, so
+//! the state and may ask for a `Effect`, which the loop carries out. No I/O happens here, so
 //! every behaviour is testable by feeding actions.
 
 use std::cmp::Ordering;
@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use super::action::Action;
 use super::data::{AlertsView, DataEvent};
 use super::keys::Mode;
-use super::sync::SyncEvent;
+use super::sync_worker::SyncEvent;
 use super::theme::Theme;
 use crate::Config;
 use crate::billing::WarningLevel;
@@ -133,7 +133,7 @@ pub enum SyncPopup {
 
 /// Work the loop carries out for `update`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
+pub enum Effect {
     Quit,
     LoadDetail(String),
     LoadEvents,
@@ -317,10 +317,10 @@ impl App {
         self.now = now;
     }
 
-    pub fn update(&mut self, action: Action) -> Option<Command> {
+    pub fn update(&mut self, action: Action) -> Option<Effect> {
         if action == Action::Quit {
             self.quit = true;
-            return Some(Command::Quit);
+            return Some(Effect::Quit);
         }
         if self.sync != SyncPopup::Closed {
             return self.update_sync(action);
@@ -402,10 +402,10 @@ impl App {
                 self.resort();
                 None
             }
-            Action::Refresh => Some(Command::Reload),
+            Action::Refresh => Some(Effect::Reload),
             Action::Sync => {
                 self.sync = SyncPopup::Preparing;
-                Some(Command::PrepareSync)
+                Some(Effect::PrepareSync)
             }
             Action::Quit
             | Action::FilterChar(_)
@@ -415,7 +415,7 @@ impl App {
         }
     }
 
-    fn update_filter(&mut self, action: Action) -> Option<Command> {
+    fn update_filter(&mut self, action: Action) -> Option<Effect> {
         match action {
             Action::FilterChar(c) => {
                 let mut filter = std::mem::take(&mut self.filter);
@@ -439,19 +439,19 @@ impl App {
         None
     }
 
-    fn update_sync(&mut self, action: Action) -> Option<Command> {
+    fn update_sync(&mut self, action: Action) -> Option<Effect> {
         match (&mut self.sync, action) {
             (SyncPopup::Confirm(_), Action::Confirm) => {
                 self.sync = SyncPopup::Running {
                     progress: SyncProgress::default(),
                     cancelling: false,
                 };
-                Some(Command::StartSync)
+                Some(Effect::StartSync)
             }
             (SyncPopup::Running { cancelling, .. }, Action::Close) => {
                 // In-flight requests finish; the worker reports how far it got.
                 *cancelling = true;
-                Some(Command::CancelSync)
+                Some(Effect::CancelSync)
             }
             (SyncPopup::Running { .. }, _) => None,
             (_, Action::Close | Action::Confirm) => {
@@ -481,7 +481,7 @@ impl App {
     }
 
     /// Data from the watcher; may ask to reload an open detail or events list.
-    pub fn apply(&mut self, event: DataEvent) -> Option<Command> {
+    pub fn apply(&mut self, event: DataEvent) -> Option<Effect> {
         match event {
             DataEvent::Loaded(dashboard) => {
                 self.status = None;
@@ -574,24 +574,24 @@ impl App {
     }
 
     /// After a change, what is open on screen is read again too.
-    fn follow_changes(&self) -> Option<Command> {
+    fn follow_changes(&self) -> Option<Effect> {
         if let Some(detail) = &self.detail {
-            Some(Command::LoadDetail(detail.customer_id.clone()))
+            Some(Effect::LoadDetail(detail.customer_id.clone()))
         } else if self.view == View::Events {
-            Some(Command::LoadEvents)
+            Some(Effect::LoadEvents)
         } else {
             None
         }
     }
 
-    fn show(&mut self, view: View) -> Option<Command> {
+    fn show(&mut self, view: View) -> Option<Effect> {
         self.detail = None;
         self.event_popup = false;
         self.view = view;
-        (view == View::Events).then_some(Command::LoadEvents)
+        (view == View::Events).then_some(Effect::LoadEvents)
     }
 
-    fn open_detail(&mut self) -> Option<Command> {
+    fn open_detail(&mut self) -> Option<Effect> {
         if self.view == View::Events {
             self.event_popup = !self.events.is_empty();
             return None;
@@ -604,10 +604,10 @@ impl App {
             customer_id: id.clone(),
             data: None,
         });
-        Some(Command::LoadDetail(id))
+        Some(Effect::LoadDetail(id))
     }
 
-    fn move_by(&mut self, delta: isize) -> Option<Command> {
+    fn move_by(&mut self, delta: isize) -> Option<Effect> {
         match self.view {
             View::Events => {
                 let len = self.events.len();
@@ -628,7 +628,7 @@ impl App {
                     customer_id: id.clone(),
                     data: None,
                 };
-                Some(Command::LoadDetail(id))
+                Some(Effect::LoadDetail(id))
             }
         }
     }

@@ -34,15 +34,7 @@ pub struct AlertsView {
     pub recent: Vec<RecentAlert>,
 }
 
-/// The current time, or a pretended one (`--now`).
-#[derive(Debug, Clone, Copy)]
-pub struct Clock(pub Option<DateTime<Utc>>);
-
-impl Clock {
-    pub fn now(&self) -> DateTime<Utc> {
-        self.0.unwrap_or_else(Utc::now)
-    }
-}
+pub use crate::clock::Clock;
 
 #[derive(Debug)]
 pub enum Request {
@@ -337,7 +329,7 @@ mod tests {
         let mut watcher = Watcher::new(
             Store::open(&path).unwrap(),
             config.clone(),
-            Clock(Some(now)),
+            Clock::fixed(now),
             &loaded,
             Box::new(tx),
         )

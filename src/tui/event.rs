@@ -9,7 +9,7 @@ use ratatui::crossterm::event::{self, Event as TermEvent, KeyEvent, KeyEventKind
 
 use super::data::DataEvent;
 use super::notify::Notify;
-use super::sync::SyncEvent;
+use super::sync_worker::SyncEvent;
 
 #[derive(Debug)]
 pub enum Event {

@@ -1,8 +1,8 @@
 //! The dashboard: a live terminal UI over the database.
 //!
-//! Shape: key → `keys::resolve` → `Action` → `App::update` → `Command` (carried out here) →
+//! Shape: key → `keys::resolve` → `Action` → `App::update` → `Effect` (carried out here) →
 //! `ui::draw(&App)`. One channel feeds the loop: input, a tick, the database watcher
-//! (`data.rs`) and the sync worker (`sync.rs`). Slow work never runs on this thread.
+//! (`data.rs`) and the sync worker (`sync_worker.rs`), each reporting through `notify::Notify`. Slow work never runs on this thread.
 
 pub mod action;
 pub mod app;
@@ -11,7 +11,7 @@ pub mod event;
 pub mod keys;
 pub mod notify;
 pub mod sanitize;
-pub mod sync;
+pub mod sync_worker;
 pub mod theme;
 pub mod ui;
 
@@ -19,11 +19,11 @@ use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::Duration;
 
-use app::{App, Command};
+use app::{App, Effect};
 use data::{Clock, DataEvent, DataWorker, Request};
 use event::Event;
 use ratatui::DefaultTerminal;
-use sync::{QUIT_WAIT, SyncWorker};
+use sync_worker::{QUIT_WAIT, SyncWorker};
 use theme::Theme;
 
 use crate::{Config, Error, Result, Store};
@@ -45,7 +45,7 @@ pub struct Options {
 /// Run the dashboard until the user quits. The terminal is restored on every exit path,
 /// panics included.
 pub fn run(options: Options) -> Result<()> {
-    let clock = Clock(options.now);
+    let clock = Clock::fixed_or_real(options.now);
     // Open and load before taking over the terminal, so a bad database is a plain error.
     let dashboard = Store::open(&options.db)?.dashboard(&options.config, clock.now())?;
     let (tx, rx) = channel();
@@ -129,7 +129,7 @@ fn event_loop(
                 }
             };
             match command {
-                Some(Command::Quit) => return Ok(()),
+                Some(Effect::Quit) => return Ok(()),
                 Some(command) => carry_out(command, data, sync),
                 None => {}
             }
@@ -142,7 +142,7 @@ fn event_loop(
 }
 
 /// Data from the watcher: to the app, and reloaded plans to the sync worker too.
-pub fn apply_data(app: &mut App, sync: &mut SyncWorker, event: DataEvent) -> Option<Command> {
+pub fn apply_data(app: &mut App, sync: &mut SyncWorker, event: DataEvent) -> Option<Effect> {
     if let DataEvent::Plans(config) = &event {
         sync.set_config(Config::clone(config));
     }
@@ -150,15 +150,15 @@ pub fn apply_data(app: &mut App, sync: &mut SyncWorker, event: DataEvent) -> Opt
 }
 
 /// Carry out what `App::update` asked for (Quit is the loop's own business).
-pub fn carry_out(command: Command, data: &DataWorker, sync: &mut SyncWorker) {
+pub fn carry_out(command: Effect, data: &DataWorker, sync: &mut SyncWorker) {
     match command {
-        Command::Quit => {}
-        Command::LoadDetail(id) => data.request(Request::Detail(id)),
-        Command::LoadEvents => data.request(Request::Events),
-        Command::Reload => data.request(Request::Reload),
-        Command::PrepareSync => sync.prepare(),
-        Command::StartSync => sync.start(),
-        Command::CancelSync => sync.cancel(),
+        Effect::Quit => {}
+        Effect::LoadDetail(id) => data.request(Request::Detail(id)),
+        Effect::LoadEvents => data.request(Request::Events),
+        Effect::Reload => data.request(Request::Reload),
+        Effect::PrepareSync => sync.prepare(),
+        Effect::StartSync => sync.start(),
+        Effect::CancelSync => sync.cancel(),
     }
 }
 

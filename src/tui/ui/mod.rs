@@ -8,7 +8,7 @@ mod format;
 mod help;
 mod overview;
 mod plans;
-mod sync;
+mod sync_popup;
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -68,7 +68,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
     if app.help {
         help::draw(frame, app, above_footer);
     }
-    sync::draw(frame, app, above_footer);
+    sync_popup::draw(frame, app, above_footer);
 }
 
 /// Tabs line, body, footer line.
