@@ -83,7 +83,8 @@ fn a_missing_plans_file_is_a_usage_error() {
         .stderr(predicates::str::contains(format!(
             "cannot read plans file {}",
             missing.display()
-        )));
+        )))
+        .stderr(predicates::str::contains("`meterline init`"));
 }
 
 #[test]

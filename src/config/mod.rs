@@ -170,7 +170,16 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
             path: path.display().to_string(),
-            reason: e.to_string(),
+            reason: if e.kind() == std::io::ErrorKind::NotFound {
+                // The first thing a new user meets after `meterline demo`: say the way out.
+                format!(
+                    "{e}; write the commented example with `meterline init`, or point --plans / \
+                     METERLINE_PLANS at yours (also looked for: \
+                     $XDG_CONFIG_HOME/meterline/plans.toml, /etc/meterline/plans.toml)"
+                )
+            } else {
+                e.to_string()
+            },
         })?;
         Self::parse(&text, &path.display().to_string())
     }
