@@ -9,7 +9,7 @@
 #![allow(dead_code)]
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -17,6 +17,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+
+#[path = "fake_stripe_http.rs"]
+mod http;
+use http::{Request, parse_form, read_request, reason};
 
 /// A fault applied to the next valid request(s), in the order injected.
 #[derive(Debug, Clone, PartialEq)]
@@ -357,51 +361,6 @@ impl Drop for FakeStripe {
     }
 }
 
-struct Request {
-    method: String,
-    path: String,
-    headers: HashMap<String, String>,
-    body: String,
-}
-
-/// Read one HTTP/1.1 request; `None` at end of stream or on garbage.
-fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Request> {
-    let mut line = String::new();
-    if reader.read_line(&mut line).ok()? == 0 {
-        return None;
-    }
-    let mut parts = line.split_whitespace();
-    let method = parts.next()?.to_string();
-    let path = parts.next()?.to_string();
-    let mut headers = HashMap::new();
-    loop {
-        let mut header = String::new();
-        if reader.read_line(&mut header).ok()? == 0 {
-            return None;
-        }
-        let header = header.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        let (name, value) = header.split_once(':')?;
-        headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_string());
-    }
-    let length: usize = headers
-        .get("content-length")
-        .map_or(Some(0), |v| v.parse().ok())?;
-    if length > 1 << 20 {
-        return None;
-    }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).ok()?;
-    Some(Request {
-        method,
-        path,
-        headers,
-        body: String::from_utf8(body).ok()?,
-    })
-}
-
 fn serve(stream: TcpStream, shared: &Shared) {
     // Idle connections are closed after a while, as real servers do.
     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
@@ -460,18 +419,6 @@ fn serve(stream: TcpStream, shared: &Shared) {
     }
 }
 
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        404 => "Not Found",
-        409 => "Conflict",
-        429 => "Too Many Requests",
-        _ => "Internal Server Error",
-    }
-}
-
 fn flight_key(request: &Request) -> (String, String) {
     let form = parse_form(&request.body).unwrap_or_default();
     let get = |k: &str| {
@@ -499,38 +446,6 @@ fn leave(shared: &Shared, key: &(String, String)) {
         *n -= 1;
     }
     book.in_flight_total -= 1;
-}
-
-fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = text.get(i + 1..i + 3)?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).ok()
-}
-
-/// application/x-www-form-urlencoded -> pairs; `None` if malformed.
-fn parse_form(body: &str) -> Option<Vec<(String, String)>> {
-    if body.is_empty() {
-        return Some(Vec::new());
-    }
-    body.split('&')
-        .map(|pair| {
-            let (k, v) = pair.split_once('=')?;
-            Some((percent_decode(k)?, percent_decode(v)?))
-        })
-        .collect()
 }
 
 const FIELDS: [&str; 5] = [
