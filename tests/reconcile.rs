@@ -150,3 +150,35 @@ fn faults_on_reads_are_retried_and_a_refused_key_exits_2() {
     assert_eq!(refused.status.code(), Some(2));
     assert!(stderr(&refused).contains("refused the API key"));
 }
+
+#[test]
+fn doctor_checks_with_the_key_that_stripe_has_every_plans_meter() {
+    let env = Env::new(&aggregate_plans());
+    env.seed(MAPPED, chrono::Duration::days(2));
+    env.server.add_meter("meterline_usage");
+    let output = env.run(&["doctor", "--json"], &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let findings = json(&output);
+    let meters = findings
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["check"] == "meters")
+        .unwrap_or_else(|| panic!("no meters finding: {findings}"))
+        .clone();
+    assert_eq!(meters["verdict"], "problem", "{meters}");
+    assert!(
+        meters["detail"]
+            .as_str()
+            .unwrap()
+            .contains("meterline_usage_business"),
+        "{meters}"
+    );
+    env.server.add_meter("meterline_usage_business");
+    let output = env.run(&["doctor"], &[]);
+    assert!(
+        stdout(&output).contains("Stripe has an active meter for every plan's event name"),
+        "{}",
+        stdout(&output)
+    );
+}

@@ -65,7 +65,7 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
         if let Some(config) = &config {
             check_customers(&store, config, &mut report)?;
         }
-        check_stripe(ctx, &store, &mut report)?;
+        check_stripe(ctx, config.as_ref(), &store, &mut report)?;
     }
     let healthy = report.0.iter().all(|f| f.verdict != Verdict::Problem);
     if args.json {
@@ -234,16 +234,21 @@ fn check_customers(store: &Store, config: &Config, report: &mut Report) -> Resul
     Ok(())
 }
 
-fn check_stripe(ctx: &Context, store: &Store, report: &mut Report) -> Result<()> {
+fn check_stripe(
+    ctx: &Context,
+    config: Option<&Config>,
+    store: &Store,
+    report: &mut Report,
+) -> Result<()> {
     let counts = store.stripe_counts(ctx.now)?;
     match ApiKey::from_env() {
-        Ok(key) => report.ok(
-            "stripe",
-            format!(
-                "STRIPE_API_KEY is a {} key",
-                if key.is_live() { "live" } else { "test" }
-            ),
-        ),
+        Ok(key) => {
+            let kind = if key.is_live() { "live" } else { "test" };
+            report.ok("stripe", format!("STRIPE_API_KEY is a {kind} key"));
+            if let Some(config) = config {
+                check_meters(config, &key, report);
+            }
+        }
         Err(Error::MissingApiKey) if counts.deliverable > 0 => report.problem(
             "stripe",
             format!(
@@ -271,6 +276,30 @@ fn check_stripe(ctx: &Context, store: &Store, report: &mut Report) -> Result<()>
             output::thousands(counts.expired as i64)
         ),
     );
+    if let Some(config) = config {
+        let checks = store.stripe_checks(ctx.now, config.stripe.expiry_warning_days)?;
+        if checks.expiring > 0 {
+            report.problem(
+                "expiring",
+                format!(
+                    "{} unreported events are within {} days of Stripe's 35-day window",
+                    output::thousands(checks.expiring as i64),
+                    config.stripe.expiry_warning_days
+                ),
+                "run `meterline sync` now; past the window they can never be billed",
+            );
+        }
+        if checks.in_doubt > 0 {
+            report.problem(
+                "in doubt",
+                format!(
+                    "{} events were sent over 23 hours ago without an answer",
+                    output::thousands(checks.in_doubt as i64)
+                ),
+                "`meterline reconcile` settles them against Stripe's totals (docs/sync.md)",
+            );
+        }
+    }
     if counts.failed > 0 {
         report.problem(
             "failed",
@@ -292,4 +321,24 @@ fn check_stripe(ctx: &Context, store: &Store, report: &mut Report) -> Result<()>
         );
     }
     Ok(())
+}
+
+/// With a key: does Stripe have an active meter for every plan's event name?
+fn check_meters(config: &Config, key: &ApiKey, report: &mut Report) {
+    match crate::stripe::reconcile::meters_of_plans(config, key, None) {
+        Ok((_, missing)) if missing.is_empty() => report.ok(
+            "meters",
+            "Stripe has an active meter for every plan's event name".into(),
+        ),
+        Ok((_, missing)) => report.problem(
+            "meters",
+            format!("Stripe has no active meter for: {}", sanitize(&missing.join("; "))),
+            "create the meter in Stripe (Billing -> Meters) with that event name, or fix meter_event in plans.toml",
+        ),
+        Err(e) => report.problem(
+            "meters",
+            format!("could not read Stripe's meters: {}", sanitize(&e.to_string())),
+            "check the key and the network; `meterline sync --dry-run` shows the API host",
+        ),
+    }
 }

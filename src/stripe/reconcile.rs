@@ -159,27 +159,25 @@ pub fn minutes(period: &Period) -> (i64, i64) {
 /// Compare every mapped customer (or one) with Stripe, record the run, return its rows.
 /// Configuration mistakes (a plan's meter event without an active meter in Stripe, an
 /// unknown customer) are `exit 2` errors before any comparison.
-pub fn run(
-    db: &Path,
-    config: &Config,
-    key: &ApiKey,
-    options: &ReconcileOptions,
-) -> Result<Vec<ReconcileRow>> {
-    let started = options.now.unwrap_or_else(Utc::now);
+fn reader<'k>(config: &Config, key: &'k ApiKey, backoff: Option<Duration>) -> Result<Reader<'k>> {
     let base = super::api_base(config)?;
-    let reader = Reader {
+    Ok(Reader {
         client: Client::new(&base, key, &config.stripe)?,
-        policy: RetryPolicy::from_settings(&config.stripe, options.backoff),
+        policy: RetryPolicy::from_settings(&config.stripe, backoff),
         limiter: RateLimiter::per_second(super::rate_limit(config, key)),
         stop: AtomicBool::new(false),
         key,
-    };
-    let mut store = Store::open(db)?;
-    let customers: Vec<_> = match &options.customer {
-        Some(id) => vec![store.customer(id)?],
-        None => store.customers()?,
-    };
-    let meters = reader.meters()?;
+    })
+}
+
+/// The plans whose meter event name has no active meter in Stripe ("plan \"pro\" reports to
+/// \"…\""), with Stripe's meter ids for the others. `doctor` asks this too.
+pub fn meters_of_plans(
+    config: &Config,
+    key: &ApiKey,
+    backoff: Option<Duration>,
+) -> Result<(HashMap<String, String>, Vec<String>)> {
+    let meters = reader(config, key, backoff)?.meters()?;
     let mut missing: Vec<String> = config
         .plans
         .iter()
@@ -187,6 +185,23 @@ pub fn run(
         .map(|p| format!("plan \"{}\" reports to \"{}\"", p.id, p.meter_event))
         .collect();
     missing.dedup();
+    Ok((meters, missing))
+}
+
+pub fn run(
+    db: &Path,
+    config: &Config,
+    key: &ApiKey,
+    options: &ReconcileOptions,
+) -> Result<Vec<ReconcileRow>> {
+    let started = options.now.unwrap_or_else(Utc::now);
+    let reader = reader(config, key, options.backoff)?;
+    let mut store = Store::open(db)?;
+    let customers: Vec<_> = match &options.customer {
+        Some(id) => vec![store.customer(id)?],
+        None => store.customers()?,
+    };
+    let (meters, missing) = meters_of_plans(config, key, options.backoff)?;
     if !missing.is_empty() {
         return Err(Error::StripeConfig(format!(
             "Stripe has no active meter for: {}. Create the meter in Stripe (Billing -> Meters) \
