@@ -611,3 +611,40 @@ fn enter_on_an_event_shows_it_in_full_and_esc_closes_it() {
     tmux.keys(&["q"]);
     assert_terminal_restored(&tmux);
 }
+
+#[test]
+fn archived_customers_are_hidden_until_a_shows_them() {
+    require_tmux();
+    let dir = TempDir::new().unwrap();
+    let db = demo_db(dir.path());
+    let list = Command::new(BIN)
+        .args(["customer", "list", "--json", "--db"])
+        .arg(&db)
+        .arg("--plans")
+        .arg(plans())
+        .output()
+        .unwrap();
+    let customers: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    let id = customers[0]["id"].as_str().unwrap().to_string();
+    let archived = Command::new(BIN)
+        .args(["customer", "archive", &id, "--db"])
+        .arg(&db)
+        .arg("--plans")
+        .arg(plans())
+        .output()
+        .unwrap();
+    assert!(archived.status.success(), "{archived:?}");
+
+    let tmux = Tmux::start("archived", 120, 40, dir.path(), &[]);
+    tmux.type_line(&dashboard_command(&db));
+    // 23 of 24 listed: the archived one is hidden, and the count says so.
+    let screen = tmux.wait_text("Customers 23/24 · sorted by risk");
+    assert!(!screen.contains("[archived]"), "{screen}");
+    tmux.keys(&["a"]);
+    tmux.wait_for("the archived customer listed", |s| {
+        s.contains("Customers 24/24") && s.contains("[archived]")
+    });
+    tmux.keys(&["a"]);
+    tmux.wait_text("Customers 23/24");
+    tmux.keys(&["q"]);
+}

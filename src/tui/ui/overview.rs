@@ -369,7 +369,7 @@ fn customer_cells<'a>(
     let mut cells = vec![
         Cell::from(ellipsis(
             &if row.archived {
-                format!("{name} (archived)")
+                format!("[archived] {name}")
             } else {
                 name
             },
