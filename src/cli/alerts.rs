@@ -2,13 +2,12 @@
 //! due was delivered, 1 when some attempt failed (it is retried by a later run).
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use super::Context;
 use super::output::print_json;
+use crate::Result;
 use crate::alerts::{self, RunOptions, RunReport, Secret};
 use crate::sanitize::sanitize;
-use crate::{Error, Result};
 
 #[derive(Debug, Default, clap::Args)]
 pub struct Args {
@@ -55,7 +54,7 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
     }
     let secret = Secret::from_env()?;
     let options = RunOptions {
-        backoff_base: backoff_from_env()?.unwrap_or(alerts::BACKOFF_BASE),
+        backoff_base: super::millis_from_env(BACKOFF_ENV)?.unwrap_or(alerts::BACKOFF_BASE),
     };
     let stop = super::sync::cancel_on_signals()?;
     let mut store = ctx.existing_store()?;
@@ -91,19 +90,4 @@ fn describe(report: &RunReport) -> String {
         report.totals.pending, report.totals.failed
     ));
     text
-}
-
-fn backoff_from_env() -> Result<Option<Duration>> {
-    let Ok(text) = std::env::var(BACKOFF_ENV) else {
-        return Ok(None);
-    };
-    text.trim()
-        .parse::<u64>()
-        .map(|ms| Some(Duration::from_millis(ms)))
-        .map_err(|_| {
-            Error::InvalidInput(format!(
-                "{BACKOFF_ENV}=\"{}\" is not a whole number of milliseconds",
-                sanitize(&text)
-            ))
-        })
 }

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use super::output::{print_json, thousands};
 use super::{Context, output};
-use crate::sanitize::sanitize;
 use crate::stripe::{self, ApiKey, SyncOptions, SyncPreview, SyncProgress, SyncReport};
 use crate::{Error, Result};
 
@@ -55,7 +54,8 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let key = ApiKey::from_env()?;
-    options.backoff = backoff_from_env()?;
+    // The first pause between retries, for tests and impatient operators.
+    options.backoff = super::millis_from_env("METERLINE_STRIPE_BACKOFF_MS")?;
     let cancel = cancel_on_signals()?;
     let mut progress = ProgressOutput::new(args.json);
     let report = stripe::run(&ctx.db, &config, &key, &options, &cancel, &mut |p| {
@@ -107,24 +107,6 @@ pub(super) fn cancel_on_signals() -> Result<Arc<AtomicBool>> {
             .map_err(|e| Error::Stripe(format!("cannot handle signals: {e}")))?;
     }
     Ok(cancel)
-}
-
-/// METERLINE_STRIPE_BACKOFF_MS: the first pause between retries, for tests and impatient
-/// operators. A value that is not a whole number of milliseconds is an error, not ignored.
-fn backoff_from_env() -> Result<Option<Duration>> {
-    const NAME: &str = "METERLINE_STRIPE_BACKOFF_MS";
-    let Ok(text) = std::env::var(NAME) else {
-        return Ok(None);
-    };
-    text.trim()
-        .parse::<u64>()
-        .map(|ms| Some(Duration::from_millis(ms)))
-        .map_err(|_| {
-            Error::InvalidInput(format!(
-                "{NAME}=\"{}\" is not a whole number of milliseconds",
-                sanitize(&text)
-            ))
-        })
 }
 
 /// A progress bar on a terminal; otherwise a plain line every few seconds (cron logs).

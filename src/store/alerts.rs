@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 
-use super::sync_runs::{LockHolder, lock_is_live, unix_now};
+use super::sync_runs::{LockHolder, RunLock};
 use crate::billing::{Period, UsageCheck, WarningLevel, format_ts};
 use crate::config::Config;
 use crate::{Error, Result};
@@ -163,6 +163,13 @@ pub(super) fn record_crossings(
     }
     Ok(())
 }
+
+const ALERT_LOCK: RunLock = RunLock {
+    lock: "alert_lock",
+    runs: "alert_runs",
+    mark_interrupted: "UPDATE alert_runs SET outcome = 'interrupted'
+         WHERE id = ?1 AND finished_at IS NULL",
+};
 
 impl super::Store {
     /// Pending deliveries due at `now_unix`, oldest alert first: to `targets` only, or (with
@@ -335,59 +342,20 @@ impl super::Store {
         holder: &LockHolder,
         started_at: DateTime<Utc>,
     ) -> Result<i64> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let current: Option<(i64, String, u32, String, i64)> = tx
-            .query_row(
-                "SELECT run_id, host, pid, acquired_at, heartbeat FROM alert_lock WHERE id = 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-            )
-            .optional()?;
-        if let Some((run_id, host, pid, acquired_at, heartbeat)) = current {
-            let other = LockHolder { host, pid };
-            if lock_is_live(&other, heartbeat) {
-                return Err(Error::AlertsRunning(format!(
+        ALERT_LOCK
+            .begin(&mut self.conn, holder, started_at)?
+            .map_err(|(other, acquired_at)| {
+                Error::AlertsRunning(format!(
                     "another alert delivery is already running (pid {} on {}, started \
                      {acquired_at}); it holds the database's alerts lock, so this one sends \
                      nothing. Wait for it to finish and run again",
                     other.pid, other.host
-                )));
-            }
-            tx.execute(
-                "UPDATE alert_runs SET outcome = 'interrupted'
-                 WHERE id = ?1 AND finished_at IS NULL",
-                [run_id],
-            )?;
-            tx.execute("DELETE FROM alert_lock WHERE id = 1", [])?;
-        }
-        let run_id: i64 = tx.query_row(
-            "INSERT INTO alert_runs (started_at, outcome) VALUES (?1, 'running') RETURNING id",
-            [format_ts(started_at)],
-            |r| r.get(0),
-        )?;
-        tx.execute(
-            "INSERT INTO alert_lock (id, run_id, host, pid, acquired_at, heartbeat)
-             VALUES (1, ?1, ?2, ?3, ?4, ?5)",
-            params![
-                run_id,
-                holder.host,
-                holder.pid,
-                format_ts(started_at),
-                unix_now()
-            ],
-        )?;
-        tx.commit()?;
-        Ok(run_id)
+                ))
+            })
     }
 
     pub fn alert_heartbeat(&self, run_id: i64) -> Result<()> {
-        self.conn.execute(
-            "UPDATE alert_lock SET heartbeat = ?2 WHERE id = 1 AND run_id = ?1",
-            params![run_id, unix_now()],
-        )?;
-        Ok(())
+        ALERT_LOCK.heartbeat(&self.conn, run_id)
     }
 
     /// Close the run record and release the lock, in one transaction.

@@ -2,7 +2,7 @@
 //! record of sync runs.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 
 use crate::billing::format_ts;
@@ -45,6 +45,92 @@ impl LockHolder {
 /// A lock whose heartbeat is older than this belongs to a dead or hung sync.
 pub const LOCK_STALE_AFTER_SECS: i64 = 60;
 
+/// One run at a time per database: a single-row lock table naming its holder and a table of
+/// run records. The sync and the alert delivery each have one.
+pub(super) struct RunLock {
+    pub lock: &'static str,
+    pub runs: &'static str,
+    /// How a run whose process died is closed when its lock is taken over.
+    pub mark_interrupted: &'static str,
+}
+
+pub(super) const SYNC_LOCK: RunLock = RunLock {
+    lock: "sync_lock",
+    runs: "sync_runs",
+    mark_interrupted: "UPDATE sync_runs SET outcome = 'interrupted',
+             error = 'the process stopped without finishing (killed or crashed); \
+                      the next run completed its work'
+         WHERE id = ?1 AND finished_at IS NULL",
+};
+
+impl RunLock {
+    /// Take the lock and open a run record, in one transaction: the new run's id, or who
+    /// holds the lock (and since when) if that process is alive. A lock left by a dead
+    /// process is taken over and its run marked interrupted.
+    pub(super) fn begin(
+        &self,
+        conn: &mut Connection,
+        holder: &LockHolder,
+        started_at: DateTime<Utc>,
+    ) -> Result<std::result::Result<i64, (LockHolder, String)>> {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let current: Option<(i64, String, u32, String, i64)> = tx
+            .query_row(
+                &format!(
+                    "SELECT run_id, host, pid, acquired_at, heartbeat FROM {} WHERE id = 1",
+                    self.lock
+                ),
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .optional()?;
+        if let Some((run_id, host, pid, acquired_at, heartbeat)) = current {
+            let other = LockHolder { host, pid };
+            if lock_is_live(&other, heartbeat) {
+                return Ok(Err((other, acquired_at)));
+            }
+            tx.execute(self.mark_interrupted, [run_id])?;
+            tx.execute(&format!("DELETE FROM {} WHERE id = 1", self.lock), [])?;
+        }
+        let run_id: i64 = tx.query_row(
+            &format!(
+                "INSERT INTO {} (started_at, outcome) VALUES (?1, 'running') RETURNING id",
+                self.runs
+            ),
+            [format_ts(started_at)],
+            |r| r.get(0),
+        )?;
+        tx.execute(
+            &format!(
+                "INSERT INTO {} (id, run_id, host, pid, acquired_at, heartbeat)
+                 VALUES (1, ?1, ?2, ?3, ?4, ?5)",
+                self.lock
+            ),
+            params![
+                run_id,
+                holder.host,
+                holder.pid,
+                format_ts(started_at),
+                unix_now()
+            ],
+        )?;
+        tx.commit()?;
+        Ok(Ok(run_id))
+    }
+
+    /// Tell other processes the run is alive.
+    pub(super) fn heartbeat(&self, conn: &Connection, run_id: i64) -> Result<()> {
+        conn.execute(
+            &format!(
+                "UPDATE {} SET heartbeat = ?2 WHERE id = 1 AND run_id = ?1",
+                self.lock
+            ),
+            params![run_id, unix_now()],
+        )?;
+        Ok(())
+    }
+}
+
 pub(super) fn unix_now() -> i64 {
     Utc::now().timestamp()
 }
@@ -58,62 +144,21 @@ impl super::Store {
         holder: &LockHolder,
         started_at: DateTime<Utc>,
     ) -> Result<i64> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let current: Option<(i64, String, u32, String, i64)> = tx
-            .query_row(
-                "SELECT run_id, host, pid, acquired_at, heartbeat FROM sync_lock WHERE id = 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-            )
-            .optional()?;
-        if let Some((run_id, host, pid, acquired_at, heartbeat)) = current {
-            let other = LockHolder { host, pid };
-            if lock_is_live(&other, heartbeat) {
-                return Err(Error::SyncRunning(format!(
+        SYNC_LOCK
+            .begin(&mut self.conn, holder, started_at)?
+            .map_err(|(other, acquired_at)| {
+                Error::SyncRunning(format!(
                     "another sync is already running (pid {} on {}, started {acquired_at}); \
                      it holds the database's sync lock, so this one sends nothing. \
                      Wait for it to finish and run again",
                     other.pid, other.host
-                )));
-            }
-            tx.execute(
-                "UPDATE sync_runs SET outcome = 'interrupted',
-                     error = 'the process stopped without finishing (killed or crashed); \
-                              the next run completed its work'
-                 WHERE id = ?1 AND finished_at IS NULL",
-                [run_id],
-            )?;
-            tx.execute("DELETE FROM sync_lock WHERE id = 1", [])?;
-        }
-        let run_id: i64 = tx.query_row(
-            "INSERT INTO sync_runs (started_at, outcome) VALUES (?1, 'running') RETURNING id",
-            [format_ts(started_at)],
-            |r| r.get(0),
-        )?;
-        tx.execute(
-            "INSERT INTO sync_lock (id, run_id, host, pid, acquired_at, heartbeat)
-             VALUES (1, ?1, ?2, ?3, ?4, ?5)",
-            params![
-                run_id,
-                holder.host,
-                holder.pid,
-                format_ts(started_at),
-                unix_now()
-            ],
-        )?;
-        tx.commit()?;
-        Ok(run_id)
+                ))
+            })
     }
 
     /// Tell other processes this run is alive.
     pub fn sync_heartbeat(&self, run_id: i64) -> Result<()> {
-        self.conn.execute(
-            "UPDATE sync_lock SET heartbeat = ?2 WHERE id = 1 AND run_id = ?1",
-            params![run_id, unix_now()],
-        )?;
-        Ok(())
+        SYNC_LOCK.heartbeat(&self.conn, run_id)
     }
 
     /// Close the run record and release the lock, in one transaction.
