@@ -307,7 +307,7 @@ fn check_stripe(
                 "{} events were refused by Stripe",
                 output::thousands(counts.failed as i64)
             ),
-            "read the reasons in the dashboard's events view (3), correct them, then `meterline sync --retry-failed`",
+            "read the reasons in the dashboard's events view (2), correct them, then `meterline sync --retry-failed`",
         );
     }
     if counts.unmapped > 0 {
