@@ -389,7 +389,13 @@ fn serve_delivers_alerts_in_the_background() {
         .unwrap();
     assert_eq!(answer.status(), 200);
     assert!(receiver.wait_for(2), "serve did not deliver");
-    s.record("acme", 40);
+    // Another process's record, on the real clock like the server's (the pinned clock would put
+    // it in a closed period, which alerts nothing).
+    s.cmd()
+        .env_remove("METERLINE_NOW")
+        .args(["record", "acme", "-n", "40"])
+        .assert()
+        .success();
     assert!(receiver.wait_for(3), "serve did not deliver the hard cap");
     let levels: Vec<String> = receiver
         .requests()
