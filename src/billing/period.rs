@@ -4,7 +4,7 @@
 //! Every start is computed from the anchor itself, never from the previous period, so an anchor
 //! on Jan 31 gives Feb 28 (or 29) and then Mar 31 again.
 
-use chrono::{DateTime, Datelike, Months, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Months, NaiveDate, TimeZone, Timelike, Utc};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -94,7 +94,20 @@ pub fn periods_before(
 /// The canonical text form of instants in the database and JSON: RFC3339, UTC, whole seconds.
 /// Fixed width, so text order is time order.
 pub fn format_ts(at: DateTime<Utc>) -> String {
-    at.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    // Written field by field: every record formats a few of these, and chrono's format
+    // string is parsed anew on each call. Years outside 0..=9999 keep chrono's form.
+    let year = at.year();
+    if !(0..=9999).contains(&year) {
+        return at.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    }
+    format!(
+        "{year:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        at.month(),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second()
+    )
 }
 
 fn effective_anchor(anchor: NaiveDate, kind: PeriodKind) -> NaiveDate {
@@ -135,6 +148,14 @@ mod tests {
     fn starts(anchor: NaiveDate, at: &str) -> (String, String) {
         let p = period_containing(anchor, PeriodKind::Anniversary, t(at));
         (format_ts(p.start), format_ts(p.end))
+    }
+
+    proptest! {
+        #[test]
+        fn format_ts_is_chronos_format(secs in -70_000_000_000i64..300_000_000_000i64) {
+            let at = DateTime::from_timestamp(secs, 0).unwrap();
+            prop_assert_eq!(format_ts(at), at.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+        }
     }
 
     #[test]

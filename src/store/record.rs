@@ -1,11 +1,14 @@
 //! Recording usage: one IMMEDIATE transaction per batch (a single event is a batch of one),
-//! one savepoint per event, with dedup, the counter increment and the hard-cap check inside it.
+//! with dedup, the hard-cap check on the running counter and the event insert inside it.
+
+use std::collections::HashMap;
 
 use chrono::{DateTime, TimeDelta, Timelike, Utc};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::Store;
-use super::queries::CounterRow;
+use super::counters::Counters;
+use super::customers::Customer;
 use crate::billing::{UsageCheck, format_ts, period_containing};
 use crate::config::Config;
 use crate::{Error, Result};
@@ -169,7 +172,7 @@ impl Store {
 
     /// Record many events in ONE IMMEDIATE transaction, decided in order as if recorded one
     /// after another. Each event has `record`'s exact semantics; a refused or invalid event has
-    /// no effect at all (a savepoint per event), the events around it do.
+    /// no effect at all (every check comes before its first write), the events around it do.
     ///
     /// Outer `Err`: the transaction failed and nothing was committed. Inner `Err`: the error
     /// this event would have had alone (unknown customer, invalid input, ...).
@@ -183,22 +186,24 @@ impl Store {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         fill_pending_terms(&tx, config)?;
+        let mut batch = Batch {
+            conn: &tx,
+            config,
+            now,
+            recorded_at: format_ts(now),
+            customers: HashMap::new(),
+            counters: Counters::default(),
+        };
         let mut results = Vec::with_capacity(requests.len());
         for req in requests {
-            tx.prepare_cached("SAVEPOINT ml_event")?.execute([])?;
-            let result = record_one(&tx, config, req, now);
-            let keep = matches!(&result, Ok(outcome) if outcome.recorded);
-            if !keep {
-                // Refused, duplicate or invalid: undo whatever this event wrote.
-                tx.prepare_cached("ROLLBACK TO ml_event")?.execute([])?;
-            }
-            tx.prepare_cached("RELEASE ml_event")?.execute([])?;
-            match result {
+            match batch.record(req) {
                 // A database failure is the batch's failure: dropping `tx` rolls everything back.
                 Err(e) if e.is_database() => return Err(e),
                 other => results.push(other),
             }
         }
+        batch.counters.flush(&tx)?;
+        drop(batch);
         tx.commit()?;
         Ok(results)
     }
@@ -234,177 +239,154 @@ fn fill_pending_terms(conn: &Connection, config: &Config) -> Result<()> {
     Ok(())
 }
 
-/// One event inside the batch's transaction. Writes only when it returns `recorded: true`.
-fn record_one(
-    conn: &Connection,
-    config: &Config,
-    req: &RecordRequest,
+/// One batch's transaction and what it has read so far.
+struct Batch<'t, 'c> {
+    conn: &'t Connection,
+    config: &'c Config,
     now: DateTime<Utc>,
-) -> Result<RecordOutcome> {
-    if !(1..=MAX_QUANTITY).contains(&req.quantity) {
-        return Err(Error::InvalidInput(format!(
-            "quantity {} is out of range; it must be between 1 and {MAX_QUANTITY}",
-            req.quantity
-        )));
-    }
-    super::customers::validate_event_labels(
-        req.user_id.as_deref(),
-        req.idempotency_key.as_deref(),
-    )?;
-    // Whole seconds: what the database stores and Stripe accepts.
-    let occurred_at = DateTime::from_timestamp(req.occurred_at.timestamp(), 0)
-        .ok_or_else(|| Error::InvalidInput("occurred_at out of range".into()))?;
-    let latest = now
-        .checked_add_signed(TimeDelta::seconds(MAX_FUTURE_SECS))
-        .unwrap_or(now);
-    if occurred_at > latest {
-        return Err(Error::InvalidInput(format!(
-            "event time {} is in the future (now is {}); events may be at most 5 minutes ahead",
-            format_ts(occurred_at),
-            format_ts(now)
-        )));
-    }
+    /// `now` in the database's text form, the recording time of every event.
+    recorded_at: String,
+    customers: HashMap<String, Customer>,
+    counters: Counters<'c>,
+}
 
-    let original = match &req.idempotency_key {
-        Some(key) => Original::find(conn, key)?,
-        None => None,
-    };
-    if let Some(original) = original {
-        original.same_as(req, occurred_at, now)?;
-        return Ok(RecordOutcome {
-            recorded: false,
-            duplicate: true,
-            event_id: Some(original.id),
-            check: super::queries::check_in(conn, config, &req.customer_id, original.at, now)?,
-        });
-    }
-
-    let customer = super::customers::get(conn, &req.customer_id)?;
-    if customer.archived_at.is_some() {
-        return Err(Error::CustomerArchived(customer.id));
-    }
-    let plan = super::customers::plan_of(config, &customer)?;
-    let starts = customer
-        .billing_anchor
-        .and_time(chrono::NaiveTime::MIN)
-        .and_utc();
-    if occurred_at < starts {
-        return Err(Error::InvalidInput(format!(
-            "event time {} is before customer \"{}\" starts (its billing anchor {}); \
-             to import older usage, add the customer with an earlier --anchor",
-            format_ts(occurred_at),
-            customer.id,
-            customer.billing_anchor
-        )));
-    }
-    let period = period_containing(customer.billing_anchor, config.billing.period, occurred_at);
-    let period_start = format_ts(period.start);
-
-    // The current period takes the plan's terms as they are now (plans.toml edits and
-    // `set-plan` apply until it ends); a closed period keeps the terms it was billed under.
-    let current = period.contains(now);
-    let row = conn
-        .prepare_cached(
-            "INSERT INTO usage_records
-                 (customer_id, period_start, period_end, used, plan_id, meter_event_name,
-                  included, at_limit, overage_rate, price)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-             ON CONFLICT (customer_id, period_start) DO UPDATE SET
-                 used = used + excluded.used,
-                 plan_id = IIF(?11, excluded.plan_id, plan_id),
-                 meter_event_name = IIF(?11, excluded.meter_event_name, meter_event_name),
-                 included = IIF(?11, excluded.included, included),
-                 at_limit = IIF(?11, excluded.at_limit, at_limit),
-                 overage_rate = IIF(?11, excluded.overage_rate, overage_rate),
-                 price = IIF(?11, excluded.price, price)
-             RETURNING used, plan_id, meter_event_name, included, at_limit, overage_rate",
-        )?
-        .query_row(
-            params![
-                customer.id,
-                period_start,
-                format_ts(period.end),
-                req.quantity,
-                plan.id,
-                plan.meter_event,
-                plan.included,
-                plan.at_limit.as_str(),
-                plan.overage_rate.map(|r| r.to_string()),
-                plan.price.to_string(),
-                current
-            ],
-            CounterRow::from_row,
+impl<'c> Batch<'_, 'c> {
+    /// One event. Writes only when it returns `recorded: true`.
+    fn record(&mut self, req: &RecordRequest) -> Result<RecordOutcome> {
+        let (conn, config, now) = (self.conn, self.config, self.now);
+        if !(1..=MAX_QUANTITY).contains(&req.quantity) {
+            return Err(Error::InvalidInput(format!(
+                "quantity {} is out of range; it must be between 1 and {MAX_QUANTITY}",
+                req.quantity
+            )));
+        }
+        super::customers::validate_event_labels(
+            req.user_id.as_deref(),
+            req.idempotency_key.as_deref(),
         )?;
-    let used = row.used;
-    // A closed period's row from before migration 4 has no terms: it follows plans.toml.
-    let (plan_id, allowance) = match row.terms {
-        Some(terms) => (row.plan_id, terms),
-        None => match config.plan(&row.plan_id) {
-            Some(p) => (row.plan_id, p.allowance()),
-            None => (plan.id.clone(), plan.allowance()),
-        },
-    };
-    let check = |used| {
-        UsageCheck::compute(
-            &customer.id,
-            &plan_id,
-            allowance,
-            period,
-            used,
-            &config.thresholds,
-        )
-    };
-    if allowance.hard_cap && allowance.included.is_some_and(|limit| used > limit) {
-        // The caller rolls the increment back: nothing is written.
-        return Ok(RecordOutcome {
-            recorded: false,
-            duplicate: false,
-            event_id: None,
-            check: check(used - req.quantity),
-        });
-    }
-
-    let event_id: i64 = conn
-        .prepare_cached(
-            "INSERT INTO usage_events
-                 (customer_id, user_id, quantity, occurred_at, recorded_at, period_start,
-                  idempotency_key, stripe_identifier)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-             RETURNING id",
-        )?
-        .query_row(
-            params![
-                customer.id,
-                req.user_id,
-                req.quantity,
+        // Whole seconds: what the database stores and Stripe accepts.
+        let occurred_at = DateTime::from_timestamp(req.occurred_at.timestamp(), 0)
+            .ok_or_else(|| Error::InvalidInput("occurred_at out of range".into()))?;
+        let latest = now
+            .checked_add_signed(TimeDelta::seconds(MAX_FUTURE_SECS))
+            .unwrap_or(now);
+        if occurred_at > latest {
+            return Err(Error::InvalidInput(format!(
+                "event time {} is in the future (now is {}); events may be at most 5 minutes ahead",
                 format_ts(occurred_at),
-                format_ts(now),
-                period_start,
-                req.idempotency_key,
-                new_identifier()
-            ],
-            |r| r.get(0),
-        )?;
-    let after = check(used);
-    if current && after.level > crate::billing::WarningLevel::Ok {
-        // Only this transaction knows the counter before and after: the crossing is written
-        // here or never. Events into a closed period alert nothing.
-        let before = check(used - req.quantity).level;
-        super::alerts::record_crossings(conn, config, before, &after, period, now)?;
+                format_ts(now)
+            )));
+        }
+
+        let original = match &req.idempotency_key {
+            Some(key) => Original::find(conn, key)?,
+            None => None,
+        };
+        if let Some(original) = original {
+            original.same_as(req, occurred_at, now)?;
+            // The standing is read from the database: bring it up to this event first.
+            self.counters.flush(conn)?;
+            return Ok(RecordOutcome {
+                recorded: false,
+                duplicate: true,
+                event_id: Some(original.id),
+                check: super::queries::check_in(conn, config, &req.customer_id, original.at, now)?,
+            });
+        }
+
+        let customer = self.customer(&req.customer_id)?;
+        if customer.archived_at.is_some() {
+            return Err(Error::CustomerArchived(customer.id.clone()));
+        }
+        let plan = super::customers::plan_of(config, customer)?;
+        let starts = customer
+            .billing_anchor
+            .and_time(chrono::NaiveTime::MIN)
+            .and_utc();
+        if occurred_at < starts {
+            return Err(Error::InvalidInput(format!(
+                "event time {} is before customer \"{}\" starts (its billing anchor {}); \
+                 to import older usage, add the customer with an earlier --anchor",
+                format_ts(occurred_at),
+                customer.id,
+                customer.billing_anchor
+            )));
+        }
+        let period = period_containing(customer.billing_anchor, config.billing.period, occurred_at);
+        let customer_id = customer.id.clone();
+        let counter = self
+            .counters
+            .get(conn, config, &customer_id, plan, period, now)?;
+        let before = counter.standing(&customer_id, counter.used, config);
+        let would_be = counter.used.saturating_add(req.quantity);
+        if counter.allowance.hard_cap
+            && counter
+                .allowance
+                .included
+                .is_some_and(|limit| would_be > limit)
+        {
+            return Ok(RecordOutcome {
+                recorded: false,
+                duplicate: false,
+                event_id: None,
+                check: before,
+            });
+        }
+        counter.add(req.quantity)?;
+        let after = counter.standing(&customer_id, counter.used, config);
+        let period_start = counter.period_start.clone();
+
+        let event_id: i64 = conn
+            .prepare_cached(
+                "INSERT INTO usage_events
+                     (customer_id, user_id, quantity, occurred_at, recorded_at, period_start,
+                      idempotency_key, stripe_identifier)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 RETURNING id",
+            )?
+            .query_row(
+                params![
+                    customer_id,
+                    req.user_id,
+                    req.quantity,
+                    format_ts(occurred_at),
+                    self.recorded_at,
+                    period_start,
+                    req.idempotency_key,
+                    new_identifier()
+                ],
+                |r| r.get(0),
+            )?;
+        if period.contains(now) && after.level > before.level {
+            // Only this transaction knows the counter before and after: the crossing is
+            // written here or never. Events into a closed period alert nothing.
+            super::alerts::record_crossings(conn, config, before.level, &after, period, now)?;
+        }
+        if let Some(user) = &req.user_id {
+            conn.prepare_cached(
+                "INSERT INTO usage_members (customer_id, period_start, user_id, used)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (customer_id, period_start, user_id) DO UPDATE
+                     SET used = used + excluded.used",
+            )?
+            .execute(params![customer_id, period_start, user, req.quantity])?;
+        }
+        Ok(RecordOutcome {
+            recorded: true,
+            duplicate: false,
+            event_id: Some(event_id),
+            check: after,
+        })
     }
-    if let Some(user) = &req.user_id {
-        conn.prepare_cached(
-            "INSERT INTO usage_members (customer_id, period_start, user_id, used)
-             VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (customer_id, period_start, user_id) DO UPDATE
-                 SET used = used + excluded.used",
-        )?
-        .execute(params![customer.id, period_start, user, req.quantity])?;
+
+    /// The customer, read once per batch.
+    fn customer(&mut self, id: &str) -> Result<&Customer> {
+        if !self.customers.contains_key(id) {
+            let customer = super::customers::get(self.conn, id)?;
+            self.customers.insert(id.to_string(), customer);
+        }
+        self.customers
+            .get(id)
+            .ok_or_else(|| Error::Database("customer not kept".into()))
     }
-    Ok(RecordOutcome {
-        recorded: true,
-        duplicate: false,
-        event_id: Some(event_id),
-        check: after,
-    })
 }

@@ -1,0 +1,164 @@
+//! The running period counters of one record batch. Each counter is read once, kept in memory
+//! while the batch decides its events in order (the cap check needs only the running total),
+//! and written once, as one increment, when the batch ends. A refused event therefore never
+//! touches a counter, and a batch of 500 events for 8 customers costs 8 counter writes, not 500.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, params};
+
+use super::queries::counter_row;
+use crate::billing::{Allowance, Period, UsageCheck, format_ts};
+use crate::config::{Config, Plan};
+use crate::{Error, Result};
+
+/// One customer × period counter as the batch sees it.
+pub(super) struct Counter<'c> {
+    pub period: Period,
+    /// `period.start` in the database's text form.
+    pub period_start: String,
+    /// The plan the period is billed under, with its terms.
+    pub plan_id: String,
+    pub allowance: Allowance,
+    /// The total, with this batch's increments so far.
+    pub used: i64,
+    /// This batch's increments not yet written.
+    pending: i64,
+    /// The current period takes the customer's plan terms as they are now.
+    current: bool,
+    plan: &'c Plan,
+}
+
+impl Counter<'_> {
+    /// The customer's standing in this period at `used`.
+    pub fn standing(&self, customer_id: &str, used: i64, config: &Config) -> UsageCheck {
+        UsageCheck::compute(
+            customer_id,
+            &self.plan_id,
+            self.allowance,
+            self.period,
+            used,
+            &config.thresholds,
+        )
+    }
+
+    /// Count `quantity` more (the caller checked the cap). The total is bounded by
+    /// `MAX_QUANTITY` per event, so it overflows only after billions of them: refused then.
+    pub fn add(&mut self, quantity: i64) -> Result<()> {
+        let (Some(used), Some(pending)) = (
+            self.used.checked_add(quantity),
+            self.pending.checked_add(quantity),
+        ) else {
+            return Err(Error::InvalidInput(format!(
+                "the counter of {} would overflow; nothing recorded",
+                self.period_start
+            )));
+        };
+        (self.used, self.pending) = (used, pending);
+        Ok(())
+    }
+}
+
+/// The batch's counters, keyed by customer and period start.
+#[derive(Default)]
+pub(super) struct Counters<'c> {
+    counters: HashMap<(String, DateTime<Utc>), Counter<'c>>,
+}
+
+impl<'c> Counters<'c> {
+    /// The counter of `customer_id`'s `period`, read from the database on first use.
+    pub fn get(
+        &mut self,
+        conn: &Connection,
+        config: &Config,
+        customer_id: &str,
+        plan: &'c Plan,
+        period: Period,
+        now: DateTime<Utc>,
+    ) -> Result<&mut Counter<'c>> {
+        let key = (customer_id.to_string(), period.start);
+        if !self.counters.contains_key(&key) {
+            let counter = load(conn, config, customer_id, plan, period, now)?;
+            self.counters.insert(key.clone(), counter);
+        }
+        self.counters
+            .get_mut(&key)
+            .ok_or_else(|| Error::Database("counter not kept".into()))
+    }
+
+    /// Write every pending increment (and the current periods' terms).
+    pub fn flush(&mut self, conn: &Connection) -> Result<()> {
+        for ((customer_id, _), counter) in self.counters.iter_mut() {
+            if counter.pending == 0 {
+                continue;
+            }
+            let plan = counter.plan;
+            conn.prepare_cached(
+                "INSERT INTO usage_records
+                     (customer_id, period_start, period_end, used, plan_id, meter_event_name,
+                      included, at_limit, overage_rate, price)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 ON CONFLICT (customer_id, period_start) DO UPDATE SET
+                     used = used + excluded.used,
+                     plan_id = IIF(?11, excluded.plan_id, plan_id),
+                     meter_event_name = IIF(?11, excluded.meter_event_name, meter_event_name),
+                     included = IIF(?11, excluded.included, included),
+                     at_limit = IIF(?11, excluded.at_limit, at_limit),
+                     overage_rate = IIF(?11, excluded.overage_rate, overage_rate),
+                     price = IIF(?11, excluded.price, price)",
+            )?
+            .execute(params![
+                customer_id,
+                counter.period_start,
+                format_ts(counter.period.end),
+                counter.pending,
+                plan.id,
+                plan.meter_event,
+                plan.included,
+                plan.at_limit.as_str(),
+                plan.overage_rate.map(|r| r.to_string()),
+                plan.price.to_string(),
+                counter.current
+            ])?;
+            counter.pending = 0;
+        }
+        Ok(())
+    }
+}
+
+/// The period's total and the terms it is billed under: the current period follows the
+/// customer's plan; a closed one keeps the terms it was billed under (a row from before
+/// migration 4 has none and follows plans.toml; a new row gets the plan's).
+fn load<'c>(
+    conn: &Connection,
+    config: &Config,
+    customer_id: &str,
+    plan: &'c Plan,
+    period: Period,
+    now: DateTime<Utc>,
+) -> Result<Counter<'c>> {
+    let row = counter_row(conn, customer_id, period)?;
+    let current = period.contains(now);
+    let used = row.as_ref().map_or(0, |r| r.used);
+    let (plan_id, allowance) = match row {
+        Some(row) if !current => match row.terms {
+            Some(terms) => (row.plan_id, terms),
+            None => match config.plan(&row.plan_id) {
+                Some(p) => (row.plan_id, p.allowance()),
+                None => (plan.id.clone(), plan.allowance()),
+            },
+        },
+        _ => (plan.id.clone(), plan.allowance()),
+    };
+    Ok(Counter {
+        period,
+        period_start: format_ts(period.start),
+        plan_id,
+        allowance,
+        used,
+        pending: 0,
+        current,
+        plan,
+    })
+}
