@@ -184,3 +184,51 @@ fn an_empty_batch_is_fine() {
     let (_dir, _path, mut store, config) = fixture();
     assert!(store.record_batch(&config, &[], now()).unwrap().is_empty());
 }
+
+#[test]
+fn a_large_batch_gives_every_event_its_own_row_and_id() {
+    let (_dir, path, mut store, config) = fixture();
+    store.record(&config, &req("globex", 1), now()).unwrap();
+    // 700 events (the batch writes them several hundred to a statement), keys repeated far
+    // apart, a refusal and an invalid event among them.
+    let mut batch: Vec<RecordRequest> = (0..700)
+        .map(|i| keyed("globex", 1 + i % 3, &format!("k{i}")))
+        .collect();
+    batch[400] = keyed("globex", 1 + 5 % 3, "k5");
+    batch[650] = req("nobody", 1);
+    batch.push(req("acme", 1_001));
+    let results = store.record_batch(&config, &batch, now()).unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let mut recorded = 0;
+    for (i, (r, sent)) in results.iter().zip(&batch).enumerate() {
+        match i {
+            400 => {
+                let again = r.as_ref().unwrap();
+                assert!(again.duplicate);
+                assert_eq!(again.event_id, results[5].as_ref().unwrap().event_id);
+            }
+            650 => assert!(matches!(r, Err(Error::UnknownCustomer(_)))),
+            700 => assert!(!r.as_ref().unwrap().recorded),
+            _ => {
+                let outcome = r.as_ref().unwrap();
+                assert!(outcome.recorded, "{i}: {}", summary(r));
+                recorded += 1;
+                let (quantity, key): (i64, String) = conn
+                    .query_row(
+                        "SELECT quantity, idempotency_key FROM usage_events WHERE id = ?1",
+                        [outcome.event_id.unwrap()],
+                        |row| Ok((row.get(0)?, row.get(1)?)),
+                    )
+                    .unwrap();
+                assert_eq!(
+                    (quantity, key.as_str()),
+                    (sent.quantity, sent.idempotency_key.as_deref().unwrap())
+                );
+            }
+        }
+    }
+    let (events, units) = events_of(&conn, "globex");
+    assert_eq!(events, recorded + 1);
+    assert_eq!(used_in(&conn, "globex", PERIOD), units);
+    assert_eq!(events_of(&conn, "acme"), (0, 0));
+}

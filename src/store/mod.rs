@@ -8,6 +8,7 @@ mod dashboard;
 mod demo;
 mod export;
 mod health;
+mod new_events;
 mod outbox;
 mod queries;
 mod reconcile;

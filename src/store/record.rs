@@ -9,6 +9,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use super::Store;
 use super::counters::Counters;
 use super::customers::Customer;
+use super::new_events::{NewEvent, NewEvents};
 use crate::billing::{UsageCheck, format_ts, period_containing};
 use crate::config::Config;
 use crate::{Error, Result};
@@ -73,6 +74,19 @@ struct Original {
 }
 
 impl Original {
+    /// An event recorded earlier in the same batch (at `now`, so its time was "now" when
+    /// it matches it).
+    fn of_batch(event: &NewEvent, now: DateTime<Utc>) -> Original {
+        Original {
+            id: event.id,
+            customer_id: event.customer_id.clone(),
+            quantity: event.quantity,
+            user_id: event.user_id.clone(),
+            at: event.occurred_at,
+            at_was_now: event.occurred_at == now.with_nanosecond(0).unwrap_or(now),
+        }
+    }
+
     fn find(conn: &Connection, key: &str) -> Result<Option<Original>> {
         let row: Option<(i64, String, i64, Option<String>, String, String)> = conn
             .prepare_cached(
@@ -193,6 +207,7 @@ impl Store {
             recorded_at: format_ts(now),
             customers: HashMap::new(),
             counters: Counters::default(),
+            events: NewEvents::default(),
         };
         let mut results = Vec::with_capacity(requests.len());
         for req in requests {
@@ -203,6 +218,7 @@ impl Store {
             }
         }
         batch.counters.flush(&tx)?;
+        batch.events.write(&tx, &batch.recorded_at)?;
         drop(batch);
         tx.commit()?;
         Ok(results)
@@ -248,6 +264,7 @@ struct Batch<'t, 'c> {
     recorded_at: String,
     customers: HashMap<String, Customer>,
     counters: Counters<'c>,
+    events: NewEvents,
 }
 
 impl<'c> Batch<'_, 'c> {
@@ -279,7 +296,10 @@ impl<'c> Batch<'_, 'c> {
         }
 
         let original = match &req.idempotency_key {
-            Some(key) => Original::find(conn, key)?,
+            Some(key) => match self.events.with_key(key) {
+                Some(event) => Some(Original::of_batch(event, now)),
+                None => Original::find(conn, key)?,
+            },
             None => None,
         };
         if let Some(original) = original {
@@ -336,27 +356,17 @@ impl<'c> Batch<'_, 'c> {
         let after = counter.standing(&customer_id, counter.used, config);
         let period_start = counter.period_start.clone();
 
-        let event_id: i64 = conn
-            .prepare_cached(
-                "INSERT INTO usage_events
-                     (customer_id, user_id, quantity, occurred_at, recorded_at, period_start,
-                      idempotency_key, stripe_identifier)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                 RETURNING id",
-            )?
-            .query_row(
-                params![
-                    customer_id,
-                    req.user_id,
-                    req.quantity,
-                    format_ts(occurred_at),
-                    self.recorded_at,
-                    period_start,
-                    req.idempotency_key,
-                    new_identifier()
-                ],
-                |r| r.get(0),
-            )?;
+        let event_id = self.events.next_id(conn)?;
+        self.events.add(NewEvent {
+            id: event_id,
+            customer_id: customer_id.clone(),
+            user_id: req.user_id.clone(),
+            quantity: req.quantity,
+            occurred_at,
+            period_start: period_start.clone(),
+            idempotency_key: req.idempotency_key.clone(),
+            stripe_identifier: new_identifier(),
+        });
         if period.contains(now) && after.level > before.level {
             // Only this transaction knows the counter before and after: the crossing is
             // written here or never. Events into a closed period alert nothing.

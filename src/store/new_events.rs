@@ -1,0 +1,100 @@
+//! The events one record batch adds, written at its end in multi-row INSERTs. SQLite keeps a
+//! statement journal for every INSERT into a table with unique indexes; one statement per few
+//! hundred events instead of one per event is most of the batch's speed.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, ToSql};
+
+use crate::Result;
+
+/// Rows per INSERT statement (9 parameters each, far below SQLite's limit).
+const ROWS_PER_INSERT: usize = 250;
+const COLUMNS: &str = "id, customer_id, user_id, quantity, occurred_at, recorded_at, \
+                       period_start, idempotency_key, stripe_identifier";
+
+/// One event the batch recorded.
+pub(super) struct NewEvent {
+    pub id: i64,
+    pub customer_id: String,
+    pub user_id: Option<String>,
+    pub quantity: i64,
+    pub occurred_at: DateTime<Utc>,
+    pub period_start: String,
+    pub idempotency_key: Option<String>,
+    pub stripe_identifier: String,
+}
+
+#[derive(Default)]
+pub(super) struct NewEvents {
+    events: Vec<NewEvent>,
+    /// Idempotency key -> position in `events`: a key repeated within the batch.
+    keys: HashMap<String, usize>,
+    /// The id the next event gets; read once, as SQLite itself would pick it (the batch
+    /// holds the write lock, so nobody else adds events meanwhile).
+    next_id: Option<i64>,
+}
+
+impl NewEvents {
+    /// The id the next added event will have.
+    pub fn next_id(&mut self, conn: &Connection) -> Result<i64> {
+        if let Some(id) = self.next_id {
+            return Ok(id);
+        }
+        let max: i64 = conn
+            .prepare_cached("SELECT COALESCE(MAX(id), 0) FROM usage_events")?
+            .query_row([], |r| r.get(0))?;
+        let id = max
+            .checked_add(1)
+            .ok_or_else(|| crate::Error::Database("usage_events has no event id left".into()))?;
+        self.next_id = Some(id);
+        Ok(id)
+    }
+
+    /// Keep `event` (its id from `next_id`) until `write`.
+    pub fn add(&mut self, event: NewEvent) {
+        self.next_id = event.id.checked_add(1);
+        if let Some(key) = &event.idempotency_key {
+            self.keys.insert(key.clone(), self.events.len());
+        }
+        self.events.push(event);
+    }
+
+    /// The event of this batch that used `key`, if any.
+    pub fn with_key(&self, key: &str) -> Option<&NewEvent> {
+        self.keys.get(key).map(|&i| &self.events[i])
+    }
+
+    /// Insert every kept event, all recorded at `recorded_at`.
+    pub fn write(&mut self, conn: &Connection, recorded_at: &str) -> Result<()> {
+        for chunk in self.events.chunks(ROWS_PER_INSERT) {
+            let occurred: Vec<String> = chunk
+                .iter()
+                .map(|e| crate::billing::format_ts(e.occurred_at))
+                .collect();
+            let mut values: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * 9);
+            for (e, occurred_at) in chunk.iter().zip(&occurred) {
+                values.extend_from_slice(&[
+                    &e.id as &dyn ToSql,
+                    &e.customer_id,
+                    &e.user_id,
+                    &e.quantity,
+                    occurred_at,
+                    &recorded_at,
+                    &e.period_start,
+                    &e.idempotency_key,
+                    &e.stripe_identifier,
+                ]);
+            }
+            let rows = vec!["(?,?,?,?,?,?,?,?,?)"; chunk.len()].join(",");
+            conn.prepare_cached(&format!(
+                "INSERT INTO usage_events ({COLUMNS}) VALUES {rows}"
+            ))?
+            .execute(values.as_slice())?;
+        }
+        self.events.clear();
+        self.keys.clear();
+        Ok(())
+    }
+}
