@@ -229,3 +229,52 @@ fn per_event_mode_sends_one_request_per_event() {
     assert_eq!(env.server.requests(), 90);
     env.assert_exactly_once();
 }
+
+#[test]
+fn reports_made_before_a_switch_to_per_event_still_go_out() {
+    let env = seeded();
+    let config = env.config();
+    // An aggregate sync died right after making its reports; then plans.toml says per_event.
+    {
+        let mut store = env.store();
+        let (not_before, not_after) = meterline::store::stripe_window(support::stripe::now());
+        let window = meterline::store::OutboxWindow {
+            not_before,
+            not_after,
+            failed_before: None,
+        };
+        store.pack_reports(&window, support::stripe::now()).unwrap();
+    }
+    let made = reports(&env);
+    std::fs::write(&env.plans, support::stripe::PLANS).unwrap();
+    let mut store = env.store();
+    env.record(
+        &mut store,
+        &config,
+        "acme",
+        7,
+        support::stripe::now() - chrono::Duration::minutes(1),
+    );
+    drop(store);
+
+    let preview = json(&env.run(&["sync", "--dry-run", "--json"], &[]));
+    assert_eq!(preview["requests"], made.len() as u64 + 1, "{preview}");
+    assert_eq!(preview["events"], 91, "{preview}");
+    let output = env.run(&["sync", "--json"], &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report = json(&output);
+    assert_eq!(report["mode"], "per_event", "{report}");
+    assert_eq!(report["accepted"], made.len() as u64 + 1, "{report}");
+    assert_eq!(report["events_reported"], 91, "{report}");
+    let accepted = env.server.accepted();
+    for (_, identifier, value, _) in &made {
+        assert_eq!(accepted[identifier].value, *value, "{identifier}");
+    }
+    assert!(reports(&env).iter().all(|r| r.3.is_some()));
+    // The new event went on its own, no report was made for it, and nothing is left.
+    assert_eq!(reports(&env).len(), made.len());
+    assert_eq!(env.server.requests(), made.len() as u64 + 1);
+    assert_eq!(env.count("stripe_reported_at IS NULL"), 0);
+    let total: i64 = accepted.values().map(|e| e.value).sum();
+    assert_eq!(total, 7 + made.iter().map(|r| r.2).sum::<i64>());
+}

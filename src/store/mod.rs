@@ -119,9 +119,8 @@ impl Store {
         // Settings of this connection only; the file is not touched. WAL + NORMAL survives a
         // killed process without losing a committed transaction; only a power loss can lose
         // the last few.
-        // temp_store = MEMORY keeps the statement journal of each event's savepoint off
-        // the disk: a batch of 500 events otherwise writes it to a temporary file, one
-        // syscall per page.
+        // temp_store = MEMORY keeps statement journals (an INSERT into a table with unique
+        // indexes opens one) off the disk: otherwise a temporary file, one syscall per page.
         conn.execute_batch(
             "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
         )?;

@@ -140,17 +140,29 @@ impl super::Store {
         Ok(groups.len() as u64)
     }
 
-    /// What a sync would send now: reports made and waiting plus those it would make.
-    pub fn report_plan(&self, window: &OutboxWindow) -> Result<ReportPlan> {
+    /// The reports made and waiting to be sent (by this run's packing or an earlier run's).
+    pub fn made_reports(&self, window: &OutboxWindow) -> Result<ReportPlan> {
         let (from, to, rested) = window_params(window);
-        let (made, made_units, made_events): (i64, i64, i64) = self.conn.query_row(
+        let (reports, units, events, customers): (i64, i64, i64, i64) = self.conn.query_row(
             &format!(
-                "SELECT COUNT(*), COALESCE(SUM(s.value), 0), COALESCE(SUM(s.events), 0)
-                 {SENDABLE_REPORTS}"
+                "SELECT COUNT(*), COALESCE(SUM(s.value), 0), COALESCE(SUM(s.events), 0),
+                        COUNT(DISTINCT s.customer_id) {SENDABLE_REPORTS}"
             ),
             params![from, to, rested],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )?;
+        Ok(ReportPlan {
+            customers: customers as u64,
+            reports: reports as u64,
+            units,
+            events: events as u64,
+        })
+    }
+
+    /// What a sync would send now: reports made and waiting plus those it would make.
+    pub fn report_plan(&self, window: &OutboxWindow) -> Result<ReportPlan> {
+        let made = self.made_reports(window)?;
+        let (from, to, rested) = window_params(window);
         let (new, new_units, new_events): (i64, i64, i64) = self.conn.query_row(
             &format!(
                 "SELECT COUNT(DISTINCT e.customer_id || ' ' || e.period_start),
@@ -169,9 +181,9 @@ impl super::Store {
         )?;
         Ok(ReportPlan {
             customers: customers as u64,
-            reports: (made + new) as u64,
-            units: made_units + new_units,
-            events: (made_events + new_events) as u64,
+            reports: made.reports + new as u64,
+            units: made.units + new_units,
+            events: made.events + new_events as u64,
         })
     }
 

@@ -50,6 +50,19 @@ pub struct SyncProgress {
     pub failed: u64,
 }
 
+impl SyncProgress {
+    /// `pass`'s counts on top of these (the passes before it), out of `total`.
+    pub fn plus(&self, pass: &SyncProgress, total: u64) -> SyncProgress {
+        SyncProgress {
+            total,
+            attempted: self.attempted + pass.attempted,
+            accepted: self.accepted + pass.accepted,
+            duplicates: self.duplicates + pass.duplicates,
+            failed: self.failed + pass.failed,
+        }
+    }
+}
+
 /// The run's notion of now: the caller's `now` plus the time the run has taken.
 #[derive(Clone, Copy)]
 pub struct RunClock {
@@ -127,6 +140,23 @@ pub struct Outcome {
     pub unsent: Vec<i64>,
     /// A reader, writer or thread failure (a panic included): the run failed.
     pub error: Option<Error>,
+}
+
+impl Outcome {
+    /// Take in a later pass of the same run (reports, then events).
+    pub fn absorb(&mut self, pass: Outcome) {
+        let total = self.progress.total.max(pass.progress.total);
+        self.progress = self.progress.plus(&pass.progress, total);
+        self.marked = self.marked.plus(&pass.marked, total);
+        self.undelivered += pass.undelivered;
+        self.reached += pass.reached;
+        self.events_reported += pass.events_reported;
+        self.unsent.extend(pass.unsent);
+        self.stopped = self.stopped.take().or(pass.stopped);
+        self.fatal = self.fatal.take().or(pass.fatal);
+        self.not_connected = pass.not_connected.or(self.not_connected.take());
+        self.error = self.error.take().or(pass.error);
+    }
 }
 
 /// (Stripe customer, meter event name), interned.

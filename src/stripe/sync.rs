@@ -153,12 +153,16 @@ pub fn preview_with(
         .collect::<HashSet<_>>()
         .len() as u64;
     let (requests, units, events, customers) = match mode {
-        ReportMode::PerEvent => (
-            events,
-            groups.iter().map(|g| g.units).sum(),
-            events,
-            customers,
-        ),
+        ReportMode::PerEvent => {
+            // Reports an aggregate run made before the switch go out first.
+            let made = store.made_reports(&window)?;
+            (
+                made.reports + events,
+                made.units + groups.iter().map(|g| g.units).sum::<i64>(),
+                made.events + events,
+                made.customers.max(customers),
+            )
+        }
         ReportMode::Aggregate => {
             // Reports made by an interrupted run count too.
             let plan = store.report_plan(&window)?;
@@ -314,47 +318,69 @@ fn send(
     let expired = store.expire_events(window.not_before, clock.now())?
         + store.expire_reports(window.not_before, clock.now())?;
     let failed_waiting = store.count_failed_resting(&window)?;
-    let unit = match config.stripe.report {
-        ReportMode::PerEvent => Unit::Events,
-        ReportMode::Aggregate => Unit::Reports,
-    };
     store.hold_in_doubt(clock.now())?;
-    let total = match unit {
-        Unit::Events => store
-            .outbox_groups(&window, options.limit)?
+    if config.stripe.report == ReportMode::Aggregate {
+        store.pack_reports(&window, clock.now())?;
+    }
+    // Reports are sent in either mode: those an aggregate run made before a switch to
+    // per_event still go out, under the identifiers they were made with.
+    let reports = store.made_reports(&window)?.reports;
+    let mut passes = Vec::new();
+    let mut limit = options.limit;
+    if reports > 0 {
+        let n = limit.map_or(reports, |l| l.min(reports));
+        passes.push((Unit::Reports, n, limit));
+        limit = limit.map(|l| l - n);
+    }
+    if config.stripe.report == ReportMode::PerEvent && limit != Some(0) {
+        let events = store
+            .outbox_groups(&window, limit)?
             .iter()
             .map(|g| g.events)
-            .sum(),
-        Unit::Reports => {
-            store.pack_reports(&window, clock.now())?;
-            let reports = store.report_plan(&window)?.reports;
-            options.limit.map_or(reports, |l| l.min(reports))
-        }
-    };
+            .sum();
+        passes.push((Unit::Events, events, limit));
+    }
+    let total = passes.iter().map(|(_, n, _)| n).sum();
     on_progress(&SyncProgress {
         total,
         ..SyncProgress::default()
     });
-    let spec = RunSpec {
-        transport,
-        workers: config.stripe.workers.max(1),
-        window,
-        limit: options.limit,
-        run_id,
-        clock,
-        unit,
-        panic_hook: options.panic_hook,
-    };
-    let reader_store = Store::open(db)?;
-    let mut outcome = pipeline::run(store, reader_store, &spec, cancel, on_progress, total);
-    // Best effort after a failure too: a job left dated is only held sooner than needed.
-    let undated = store.undate_unsent(&outcome.unsent, unit == Unit::Reports, clock.now);
-    if let Some(error) = outcome.error.take() {
-        // Counts from what was written, not from the answers: the writes may have failed.
-        let report = failed_report(&outcome, expired, clock, config.stripe.report.as_str());
-        return Ok((report, outcome.fatal, Some(error)));
+    let mut outcome = Outcome::default();
+    for (unit, _, limit) in passes {
+        let spec = RunSpec {
+            transport,
+            workers: config.stripe.workers.max(1),
+            window,
+            limit,
+            run_id,
+            clock,
+            unit,
+            panic_hook: options.panic_hook,
+        };
+        let reader_store = Store::open(db)?;
+        let before = outcome.progress.clone();
+        let pass = pipeline::run(
+            store,
+            reader_store,
+            &spec,
+            cancel,
+            &mut |p| on_progress(&before.plus(p, total)),
+            total,
+        );
+        // Best effort after a failure too: a job left dated is only held sooner than needed.
+        let undated = store.undate_unsent(&pass.unsent, unit == Unit::Reports, clock.now);
+        outcome.absorb(pass);
+        if let Some(error) = outcome.error.take() {
+            // Counts from what was written, not from the answers: the writes may have failed.
+            let report = failed_report(&outcome, expired, clock, config.stripe.report.as_str());
+            return Ok((report, outcome.fatal, Some(error)));
+        }
+        undated?;
+        if outcome.fatal.is_some() || outcome.stopped.is_some() {
+            break;
+        }
     }
-    undated?;
+    outcome.progress.total = total;
     on_progress(&outcome.progress);
 
     let counts = store.stripe_counts(clock.now())?;
