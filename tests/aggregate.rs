@@ -24,6 +24,33 @@ fn reports(env: &Env) -> Vec<(i64, String, i64, Option<String>)> {
         .unwrap()
 }
 
+/// Make the reports of everything unreported, as a sync does before sending: the state a sync
+/// that died right after packing leaves.
+fn pack_reports(env: &Env) -> u64 {
+    let (not_before, not_after) = meterline::store::stripe_window(support::stripe::now());
+    let window = meterline::store::OutboxWindow {
+        not_before,
+        not_after,
+        failed_before: None,
+    };
+    env.store()
+        .pack_reports(&window, support::stripe::now())
+        .unwrap()
+}
+
+/// 7 units for acme a minute ago: usage recorded after the reports were made.
+fn record_seven_more(env: &Env) {
+    let now = support::stripe::now();
+    let mut store = env.store();
+    env.record(
+        &mut store,
+        &env.config(),
+        "acme",
+        7,
+        now - chrono::Duration::minutes(1),
+    );
+}
+
 #[test]
 fn one_request_per_customer_meter_and_period() {
     let env = seeded();
@@ -107,21 +134,8 @@ fn every_fault_class_still_bills_each_sum_once() {
 #[test]
 fn a_made_report_is_resent_as_is_and_later_events_go_into_the_next() {
     let env = seeded();
-    let config = env.config();
     // A sync that died right after making its reports: they are in the database, unsent.
-    {
-        let mut store = env.store();
-        let (not_before, not_after) = meterline::store::stripe_window(support::stripe::now());
-        let window = meterline::store::OutboxWindow {
-            not_before,
-            not_after,
-            failed_before: None,
-        };
-        assert_eq!(
-            store.pack_reports(&window, support::stripe::now()).unwrap(),
-            env.groups()
-        );
-    }
+    assert_eq!(pack_reports(&env), env.groups());
     let made = reports(&env);
     // The preview counts made reports, their events and customers.
     let preview = json(&env.run(&["sync", "--dry-run", "--json"], &[]));
@@ -131,15 +145,7 @@ fn a_made_report_is_resent_as_is_and_later_events_go_into_the_next() {
         (Some(90), Some(3))
     );
     // Usage after the reports were made is not folded into them.
-    let mut store = env.store();
-    env.record(
-        &mut store,
-        &config,
-        "acme",
-        7,
-        support::stripe::now() - chrono::Duration::minutes(1),
-    );
-    drop(store);
+    record_seven_more(&env);
     let output = env.run(&["sync", "--json"], &[]);
     assert!(output.status.success(), "{}", stderr(&output));
     let after = reports(&env);
@@ -233,29 +239,11 @@ fn per_event_mode_sends_one_request_per_event() {
 #[test]
 fn reports_made_before_a_switch_to_per_event_still_go_out() {
     let env = seeded();
-    let config = env.config();
     // An aggregate sync died right after making its reports; then plans.toml says per_event.
-    {
-        let mut store = env.store();
-        let (not_before, not_after) = meterline::store::stripe_window(support::stripe::now());
-        let window = meterline::store::OutboxWindow {
-            not_before,
-            not_after,
-            failed_before: None,
-        };
-        store.pack_reports(&window, support::stripe::now()).unwrap();
-    }
+    pack_reports(&env);
     let made = reports(&env);
     std::fs::write(&env.plans, support::stripe::PLANS).unwrap();
-    let mut store = env.store();
-    env.record(
-        &mut store,
-        &config,
-        "acme",
-        7,
-        support::stripe::now() - chrono::Duration::minutes(1),
-    );
-    drop(store);
+    record_seven_more(&env);
 
     let preview = json(&env.run(&["sync", "--dry-run", "--json"], &[]));
     assert_eq!(preview["requests"], made.len() as u64 + 1, "{preview}");

@@ -328,6 +328,9 @@ fn customers_are_renamed_archived_and_taken_back() {
         c.env_remove("METERLINE_NOW");
         c
     };
+    let json = |args: &[&str]| -> serde_json::Value {
+        serde_json::from_slice(&cmd().args(args).output().unwrap().stdout).unwrap()
+    };
     cmd()
         .args([
             "customer",
@@ -364,14 +367,7 @@ fn customers_are_renamed_archived_and_taken_back() {
         .assert()
         .success()
         .stdout(predicate::str::contains("\"used\":5"));
-    let preview: serde_json::Value = serde_json::from_slice(
-        &cmd()
-            .args(["sync", "--dry-run", "--json"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
+    let preview = json(&["sync", "--dry-run", "--json"]);
     assert_eq!(preview["events"], 1, "{preview}");
 
     cmd()
@@ -379,14 +375,7 @@ fn customers_are_renamed_archived_and_taken_back() {
         .assert()
         .success();
     cmd().args(["record", "acme", "-n", "3"]).assert().success();
-    let list: serde_json::Value = serde_json::from_slice(
-        &cmd()
-            .args(["customer", "list", "--json"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
+    let list = json(&["customer", "list", "--json"]);
     assert_eq!(list[0]["archived_at"], serde_json::Value::Null);
     assert_eq!(list[0]["name"], "Acme Robotics");
     cmd()

@@ -79,7 +79,32 @@ impl<'c> Counters<'c> {
     ) -> Result<&mut Counter<'c>> {
         let key = (customer_id.to_string(), period.start);
         if !self.counters.contains_key(&key) {
-            let counter = load(conn, config, customer_id, plan, period, now)?;
+            // The period's total and the terms it is billed under: the current period follows
+            // the customer's plan; a closed one keeps the terms it was billed under (a row from
+            // before migration 4 has none and follows plans.toml; a new row gets the plan's).
+            let row = counter_row(conn, customer_id, period)?;
+            let current = period.contains(now);
+            let used = row.as_ref().map_or(0, |r| r.used);
+            let (plan_id, allowance) = match row {
+                Some(row) if !current => match row.terms {
+                    Some(terms) => (row.plan_id, terms),
+                    None => match config.plan(&row.plan_id) {
+                        Some(p) => (row.plan_id, p.allowance()),
+                        None => (plan.id.clone(), plan.allowance()),
+                    },
+                },
+                _ => (plan.id.clone(), plan.allowance()),
+            };
+            let counter = Counter {
+                period,
+                period_start: format_ts(period.start),
+                plan_id,
+                allowance,
+                used,
+                pending: 0,
+                current,
+                plan,
+            };
             self.counters.insert(key.clone(), counter);
         }
         self.counters
@@ -125,40 +150,4 @@ impl<'c> Counters<'c> {
         }
         Ok(())
     }
-}
-
-/// The period's total and the terms it is billed under: the current period follows the
-/// customer's plan; a closed one keeps the terms it was billed under (a row from before
-/// migration 4 has none and follows plans.toml; a new row gets the plan's).
-fn load<'c>(
-    conn: &Connection,
-    config: &Config,
-    customer_id: &str,
-    plan: &'c Plan,
-    period: Period,
-    now: DateTime<Utc>,
-) -> Result<Counter<'c>> {
-    let row = counter_row(conn, customer_id, period)?;
-    let current = period.contains(now);
-    let used = row.as_ref().map_or(0, |r| r.used);
-    let (plan_id, allowance) = match row {
-        Some(row) if !current => match row.terms {
-            Some(terms) => (row.plan_id, terms),
-            None => match config.plan(&row.plan_id) {
-                Some(p) => (row.plan_id, p.allowance()),
-                None => (plan.id.clone(), plan.allowance()),
-            },
-        },
-        _ => (plan.id.clone(), plan.allowance()),
-    };
-    Ok(Counter {
-        period,
-        period_start: format_ts(period.start),
-        plan_id,
-        allowance,
-        used,
-        pending: 0,
-        current,
-        plan,
-    })
 }
