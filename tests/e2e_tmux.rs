@@ -640,9 +640,14 @@ fn archived_customers_are_hidden_until_a_shows_them() {
     // 23 of 24 listed: the archived one is hidden, and the count says so.
     let screen = tmux.wait_text("Customers 23/24 · sorted by risk");
     assert!(!screen.contains("[archived]"), "{screen}");
+    // The header counts what the table lists and names what it hides.
+    assert!(
+        screen.contains("23 customers (+1 archived, a shows)"),
+        "{screen}"
+    );
     tmux.keys(&["a"]);
     tmux.wait_for("the archived customer listed", |s| {
-        s.contains("Customers 24/24") && s.contains("[archived]")
+        s.contains("Customers 24/24") && s.contains("[archived]") && s.contains("24 customers ")
     });
     tmux.keys(&["a"]);
     tmux.wait_text("Customers 23/24");

@@ -585,9 +585,14 @@ fn archived_customers_are_hidden_until_a_shows_them() {
             .collect()
     };
     assert_eq!(ids(&app), ["alpha", "bravo"]);
+    // The header counts what the table lists, and says what it hides.
+    assert_eq!((app.summary.customers, app.summary.archived_hidden), (2, 1));
+    assert_eq!(app.summary.levels.iter().sum::<usize>(), 2);
     press(&mut app, &[k('a')]);
     assert!(ids(&app).contains(&"foxtrot".to_string()));
     assert_eq!(app.visible_len(), 3);
+    assert_eq!((app.summary.customers, app.summary.archived_hidden), (3, 0));
     press(&mut app, &[k('a')]);
     assert_eq!(app.visible_len(), 2);
+    assert_eq!(app.summary.customers, 2);
 }

@@ -146,7 +146,10 @@ pub enum Effect {
 /// Totals for the header, over all customers (not just the filtered ones).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Summary {
+    /// The customers the table lists (archived ones only while shown).
     pub customers: usize,
+    /// Archived customers the table hides (`a` shows them).
+    pub archived_hidden: usize,
     /// Customers at each level, indexed like `WarningLevel::ALL`.
     pub levels: [usize; 4],
     pub backlog: Backlog,
@@ -394,6 +397,7 @@ impl App {
             Action::ToggleArchived => {
                 self.show_archived = !self.show_archived;
                 self.visible_filter = None;
+                self.summarize();
                 self.resort();
                 None
             }
@@ -657,20 +661,23 @@ impl App {
     }
 
     fn summarize(&mut self) {
-        let mut summary = Summary {
-            customers: self.rows.len(),
-            ..Summary::default()
-        };
+        let mut summary = Summary::default();
         for row in &self.rows {
+            // Their unreported usage is still synced: the Stripe counts keep them.
+            summary.backlog += row.backlog;
+            if !row.mapped {
+                summary.unmapped += row.backlog.unreported;
+            }
+            if row.archived && !self.show_archived {
+                summary.archived_hidden += 1;
+                continue;
+            }
+            summary.customers += 1;
             let level = row.level(&self.config);
             summary.levels[WarningLevel::ALL
                 .iter()
                 .position(|l| *l == level)
                 .unwrap_or(0)] += 1;
-            summary.backlog += row.backlog;
-            if !row.mapped {
-                summary.unmapped += row.backlog.unreported;
-            }
         }
         self.summary = summary;
     }

@@ -30,7 +30,11 @@ fn draw_header(frame: &mut Frame, app: &App, area: Rect) {
     } else {
         "customers"
     };
-    let total = format!("{} {noun}   ", thousands(s.customers as i64));
+    let hidden = match s.archived_hidden {
+        0 => String::new(),
+        n => format!(" (+{} archived, a shows)", thousands(n as i64)),
+    };
+    let total = format!("{} {noun}{hidden}   ", thousands(s.customers as i64));
     let mut levels = vec![Span::raw(total)];
     for (i, level) in WarningLevel::ALL.iter().enumerate() {
         levels.push(Span::styled(
