@@ -4,6 +4,7 @@
 //! touches a counter, and a batch of 500 events for 8 customers costs 8 counter writes, not 500.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, params};
@@ -77,39 +78,37 @@ impl<'c> Counters<'c> {
         period: Period,
         now: DateTime<Utc>,
     ) -> Result<&mut Counter<'c>> {
-        let key = (customer_id.to_string(), period.start);
-        if !self.counters.contains_key(&key) {
-            // The period's total and the terms it is billed under: the current period follows
-            // the customer's plan; a closed one keeps the terms it was billed under (a row from
-            // before migration 4 has none and follows plans.toml; a new row gets the plan's).
-            let row = counter_row(conn, customer_id, period)?;
-            let current = period.contains(now);
-            let used = row.as_ref().map_or(0, |r| r.used);
-            let (plan_id, allowance) = match row {
-                Some(row) if !current => match row.terms {
-                    Some(terms) => (row.plan_id, terms),
-                    None => match config.plan(&row.plan_id) {
-                        Some(p) => (row.plan_id, p.allowance()),
-                        None => (plan.id.clone(), plan.allowance()),
-                    },
+        let slot = match self.counters.entry((customer_id.to_string(), period.start)) {
+            Entry::Occupied(kept) => return Ok(kept.into_mut()),
+            Entry::Vacant(slot) => slot,
+        };
+        // The period's total and the terms it is billed under: the current period follows
+        // the customer's plan; a closed one keeps the terms it was billed under (a row from
+        // before migration 4 has none and follows plans.toml; a new row gets the plan's).
+        let row = counter_row(conn, customer_id, period)?;
+        let current = period.contains(now);
+        let used = row.as_ref().map_or(0, |r| r.used);
+        let (plan_id, allowance) = match row {
+            Some(row) if !current => match row.terms {
+                Some(terms) => (row.plan_id, terms),
+                None => match config.plan(&row.plan_id) {
+                    Some(p) => (row.plan_id, p.allowance()),
+                    None => (plan.id.clone(), plan.allowance()),
                 },
-                _ => (plan.id.clone(), plan.allowance()),
-            };
-            let counter = Counter {
-                period,
-                period_start: format_ts(period.start),
-                plan_id,
-                allowance,
-                used,
-                pending: 0,
-                current,
-                plan,
-            };
-            self.counters.insert(key.clone(), counter);
-        }
-        self.counters
-            .get_mut(&key)
-            .ok_or_else(|| Error::Database("counter not kept".into()))
+            },
+            _ => (plan.id.clone(), plan.allowance()),
+        };
+        let counter = Counter {
+            period,
+            period_start: format_ts(period.start),
+            plan_id,
+            allowance,
+            used,
+            pending: 0,
+            current,
+            plan,
+        };
+        Ok(slot.insert(counter))
     }
 
     /// Write every pending increment (and the current periods' terms).

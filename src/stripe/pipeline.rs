@@ -145,7 +145,8 @@ pub struct Outcome {
 impl Outcome {
     /// Take in a later pass of the same run (reports, then events).
     pub fn absorb(&mut self, pass: Outcome) {
-        let total = self.progress.total.max(pass.progress.total);
+        // Each pass is told the run's whole total.
+        let total = pass.progress.total;
         self.progress = self.progress.plus(&pass.progress, total);
         self.marked = self.marked.plus(&pass.marked, total);
         self.undelivered += pass.undelivered;
