@@ -1,5 +1,7 @@
 //! `cargo bench --bench serve`: the HTTP API against the library, load generator and server
-//! side by side on one machine, keep-alive connections (one ureq agent per client thread).
+//! side by side on one machine, keep-alive connections. The load generator is written like oha:
+//! async hyper HTTP/1 connections driven by one thread, so it takes as little of the machine's
+//! cores from the server as it can (16 blocking ureq threads took a third of 2 cores).
 //!
 //! 1. Batched ingest over HTTP vs `Store::record_batch` without HTTP (the floor), same sizes.
 //! 2. Single-event requests over 32 connections: events/s, p50, p99.
@@ -11,14 +13,22 @@
 //! 20,000), METERLINE_BENCH_CHECKS (default 50,000), METERLINE_BENCH_SOAK_SECS (default 60),
 //! METERLINE_BENCH_SOAK_RATE (events/s during the soak, default 2,000).
 
+use std::future::Future;
 use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{Days, Utc};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::client::conn::http1::SendRequest;
+use hyper::{Method, Request, header};
+use hyper_util::rt::TokioIo;
 use meterline::store::NewCustomer;
 use meterline::{Config, RecordRequest, Store};
 
@@ -74,23 +84,21 @@ fn main() {
     let server = Server::start(&http_db, &plans);
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
-    run_clients(BATCH_CLIENTS, |_| {
-        let agent = agent();
-        loop {
-            let first = next.fetch_add(batch, Ordering::Relaxed);
-            if first >= events {
-                return Vec::new();
+    run_clients(&server, &token, BATCH_CLIENTS, |_, mut client| {
+        let next = next.clone();
+        async move {
+            loop {
+                let first = next.fetch_add(batch, Ordering::Relaxed);
+                if first >= events {
+                    return Vec::new();
+                }
+                let body: Vec<serde_json::Value> = (first..(first + batch).min(events))
+                    .map(|i| serde_json::json!({"customer": customer(i)}))
+                    .collect();
+                let body = serde_json::json!({"events": body}).to_string();
+                let reply = client.post("/v1/events/batch", body).await;
+                assert_eq!(reply.0, 200, "{}", reply.1);
             }
-            let body: Vec<serde_json::Value> = (first..(first + batch).min(events))
-                .map(|i| serde_json::json!({"customer": customer(i)}))
-                .collect();
-            let reply = post(
-                &agent,
-                &server.url("/v1/events/batch"),
-                &token,
-                &serde_json::json!({"events": body}).to_string(),
-            );
-            assert_eq!(reply.0, 200, "{}", reply.1);
         }
     });
     let http = events as f64 / started.elapsed().as_secs_f64();
@@ -106,17 +114,19 @@ fn main() {
     // 2. Single events over 32 connections.
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
-    let latencies = run_clients(SINGLE_CLIENTS, |t| {
-        let agent = agent();
-        let mut latencies = Vec::new();
-        while next.fetch_add(1, Ordering::Relaxed) < singles {
+    let latencies = run_clients(&server, &token, SINGLE_CLIENTS, |t, mut client| {
+        let next = next.clone();
+        async move {
             let body = serde_json::json!({"customer": customer(t)}).to_string();
-            let sent = Instant::now();
-            let reply = post(&agent, &server.url("/v1/events"), &token, &body);
-            latencies.push(sent.elapsed());
-            assert_eq!(reply.0, 200, "{}", reply.1);
+            let mut latencies = Vec::new();
+            while next.fetch_add(1, Ordering::Relaxed) < singles {
+                let sent = Instant::now();
+                let reply = client.post("/v1/events", body.clone()).await;
+                latencies.push(sent.elapsed());
+                assert_eq!(reply.0, 200, "{}", reply.1);
+            }
+            latencies
         }
-        latencies
     });
     let rate = singles as f64 / started.elapsed().as_secs_f64();
     println!("single events: {singles} requests over {SINGLE_CLIENTS} connections");
@@ -129,22 +139,19 @@ fn main() {
     // 3. check.
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
-    let latencies = run_clients(CHECK_CLIENTS, |t| {
-        let agent = agent();
-        let url = server.url(&format!("/v1/customers/{}/check", customer(t)));
-        let mut latencies = Vec::new();
-        while next.fetch_add(1, Ordering::Relaxed) < checks {
-            let sent = Instant::now();
-            let mut reply = agent
-                .get(&url)
-                .header("Authorization", format!("Bearer {token}"))
-                .call()
-                .expect("check");
-            let _ = reply.body_mut().read_to_string();
-            latencies.push(sent.elapsed());
-            assert_eq!(reply.status().as_u16(), 200);
+    let latencies = run_clients(&server, &token, CHECK_CLIENTS, |t, mut client| {
+        let next = next.clone();
+        async move {
+            let path = format!("/v1/customers/{}/check", customer(t));
+            let mut latencies = Vec::new();
+            while next.fetch_add(1, Ordering::Relaxed) < checks {
+                let sent = Instant::now();
+                let reply = client.get(&path).await;
+                latencies.push(sent.elapsed());
+                assert_eq!(reply.0, 200, "{}", reply.1);
+            }
+            latencies
         }
-        latencies
     });
     let rate = checks as f64 / started.elapsed().as_secs_f64();
     println!("check: {checks} requests over {CHECK_CLIENTS} connections");
@@ -156,29 +163,28 @@ fn main() {
 
     // 4. Soak: batches of 100 at a steady rate; RSS after a warm-up and at the end.
     let rss_start = server.rss_kib();
-    let agent = agent();
     let per_request = 100;
     let interval = Duration::from_secs_f64(per_request as f64 / soak_rate.max(1) as f64);
-    let started = Instant::now();
-    let mut tick = started;
-    let mut soaked = 0;
-    while started.elapsed() < Duration::from_secs(soak_secs as u64) {
-        let body: Vec<serde_json::Value> = (0..per_request)
-            .map(|i| serde_json::json!({"customer": customer(i), "key": format!("soak-{soaked}-{i}")}))
-            .collect();
-        let reply = post(
-            &agent,
-            &server.url("/v1/events/batch"),
-            &token,
-            &serde_json::json!({"events": body}).to_string(),
-        );
-        assert_eq!(reply.0, 200);
-        soaked += per_request;
-        tick += interval;
-        if let Some(wait) = tick.checked_duration_since(Instant::now()) {
-            std::thread::sleep(wait);
+    let soaked = Rc::new(AtomicUsize::new(0));
+    run_clients(&server, &token, 1, |_, mut client| {
+        let soaked = soaked.clone();
+        async move {
+            let started = tokio::time::Instant::now();
+            let mut tick = tokio::time::interval(interval);
+            while started.elapsed() < Duration::from_secs(soak_secs as u64) {
+                tick.tick().await;
+                let n = soaked.fetch_add(per_request, Ordering::Relaxed);
+                let body: Vec<serde_json::Value> = (0..per_request)
+                    .map(|i| serde_json::json!({"customer": customer(i), "key": format!("soak-{n}-{i}")}))
+                    .collect();
+                let body = serde_json::json!({"events": body}).to_string();
+                let reply = client.post("/v1/events/batch", body).await;
+                assert_eq!(reply.0, 200, "{}", reply.1);
+            }
+            Vec::new()
         }
-    }
+    });
+    let soaked = soaked.load(Ordering::Relaxed);
     let rss_end = server.rss_kib();
     println!("soak: {soak_secs} s at {soak_rate} events/s ({soaked} events)");
     println!("  server RSS start {rss_start} KiB, end {rss_end} KiB");
@@ -208,46 +214,79 @@ fn fresh(path: &Path, config: &Config) -> (Store, String) {
     (store, token)
 }
 
-fn agent() -> ureq::Agent {
-    ureq::Agent::new_with_config(
-        ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build(),
-    )
+/// One keep-alive HTTP/1 connection to the server, with the bearer token.
+struct Client {
+    sender: SendRequest<Full<Bytes>>,
+    host: String,
+    bearer: String,
 }
 
-fn post(agent: &ureq::Agent, url: &str, token: &str, body: &str) -> (u16, String) {
-    let mut reply = agent
-        .post(url)
-        .header("Authorization", format!("Bearer {token}"))
-        .content_type("application/json")
-        .send(body)
-        .expect("POST");
-    let text = reply.body_mut().read_to_string().expect("body");
-    (reply.status().as_u16(), text)
+impl Client {
+    async fn connect(addr: SocketAddr, token: &str) -> Client {
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        tcp.set_nodelay(true).expect("nodelay");
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .expect("handshake");
+        tokio::task::spawn_local(connection);
+        Client {
+            sender,
+            host: addr.to_string(),
+            bearer: format!("Bearer {token}"),
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> (u16, String) {
+        self.send(Method::GET, path, String::new()).await
+    }
+
+    async fn post(&mut self, path: &str, body: String) -> (u16, String) {
+        self.send(Method::POST, path, body).await
+    }
+
+    async fn send(&mut self, method: Method, path: &str, body: String) -> (u16, String) {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::HOST, &self.host)
+            .header(header::AUTHORIZATION, &self.bearer)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .expect("request");
+        self.sender.ready().await.expect("connection ready");
+        let reply = self.sender.send_request(request).await.expect("reply");
+        let status = reply.status().as_u16();
+        let body = reply.into_body().collect().await.expect("body").to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
 }
 
-/// Run `n` client threads and gather their latencies.
-fn run_clients<F>(n: usize, client: F) -> Vec<Duration>
+/// Run `n` clients, each on its own connection, all on this one thread; gather their
+/// latencies, sorted.
+fn run_clients<F, Fut>(server: &Server, token: &str, n: usize, client: F) -> Vec<Duration>
 where
-    F: Fn(usize) -> Vec<Duration> + Sync,
+    F: Fn(usize, Client) -> Fut,
+    Fut: Future<Output = Vec<Duration>> + 'static,
 {
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..n)
-            .map(|t| {
-                scope.spawn({
-                    let client = &client;
-                    move || client(t)
-                })
-            })
-            .collect();
-        let mut all: Vec<Duration> = handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
-            .collect();
-        all.sort();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("load generator runtime");
+    let local = tokio::task::LocalSet::new();
+    let mut all = local.block_on(&runtime, async {
+        let mut running = Vec::with_capacity(n);
+        for t in 0..n {
+            let connected = Client::connect(server.addr, token).await;
+            running.push(tokio::task::spawn_local(client(t, connected)));
+        }
+        let mut all = Vec::new();
+        for done in running {
+            all.extend(done.await.expect("client"));
+        }
         all
-    })
+    });
+    all.sort();
+    all
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -263,7 +302,7 @@ fn ms(d: Duration) -> String {
 
 struct Server {
     child: Child,
-    base: String,
+    addr: SocketAddr,
 }
 
 impl Server {
@@ -288,11 +327,11 @@ impl Server {
         let base = rx
             .recv_timeout(Duration::from_secs(30))
             .expect("server started");
-        Server { child, base }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+        let addr = base
+            .strip_prefix("http://")
+            .and_then(|a| a.parse().ok())
+            .expect("the server's address");
+        Server { child, addr }
     }
 
     fn rss_kib(&self) -> u64 {

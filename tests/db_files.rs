@@ -201,12 +201,12 @@ fn the_library_open_options_are_explicit() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.db");
     assert!(matches!(
-        Store::open_with(&path, OpenOptions::for_reading()),
+        Store::open_with(&path, OpenOptions::existing()),
         Err(Error::NoDatabase)
     ));
     assert!(!path.exists());
     drop(Store::open(&path).unwrap());
-    Store::open_with(&path, OpenOptions::for_reading()).unwrap();
+    Store::open_with(&path, OpenOptions::existing()).unwrap();
 }
 
 #[test]

@@ -469,3 +469,41 @@ fn a_non_loopback_address_needs_public() {
         .code(2)
         .stderr(predicates::str::contains("--public"));
 }
+
+/// A database moved away under a running server: `/healthz` answers 503 and no new file takes
+/// its place; a file that is not a database there is a 503 too; once the database is back,
+/// 200 and every event is still there. (A new empty file would have answered 200 and 404s.)
+#[test]
+fn healthz_is_503_while_the_database_is_unusable_and_200_once_it_is_back() {
+    let (s, token) = setup();
+    s.record("acme", 7);
+    let dump = s.dump();
+    let server = Server::start(&s, &[]);
+    let health = || Client::new(&server.base, None).get("/healthz");
+    let kept = s.db.with_extension("kept");
+
+    std::fs::rename(&s.db, &kept).unwrap();
+    let gone = health();
+    assert_eq!(
+        (gone.status, gone.code().as_str()),
+        (503, "database_unavailable"),
+        "{}",
+        gone.body
+    );
+    assert!(!s.db.exists(), "a reader created a new database file");
+
+    std::fs::write(&s.db, b"this is not a database, it is a note\n".repeat(200)).unwrap();
+    let foreign = health();
+    assert_eq!(foreign.status, 503, "{}", foreign.body);
+
+    std::fs::rename(&kept, &s.db).unwrap();
+    let back = health();
+    assert_eq!(back.status, 200, "{}", back.body);
+    let check = server.client(&token).get("/v1/customers/acme/check");
+    assert_eq!(
+        (check.status, check.json()["used"].as_i64()),
+        (200, Some(7))
+    );
+    assert_eq!(server.terminate().code(), Some(0));
+    assert_eq!(s.dump(), dump);
+}

@@ -153,7 +153,7 @@ impl Context {
 
     /// The store for reading: it must exist and be up to date; nothing is created or changed.
     pub fn store(&self) -> Result<Store> {
-        self.open(OpenOptions::for_reading())
+        self.open(OpenOptions::existing())
     }
 
     /// The store for writing: created if missing, upgraded if older.

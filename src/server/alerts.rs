@@ -9,6 +9,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::alerts::{RunOptions, Secret};
+use crate::store::OpenOptions;
 use crate::{Config, Error, Result, Store};
 
 /// How often the outbox is looked at (one indexed query when nothing is due).
@@ -54,7 +55,7 @@ fn deliver_until(
     let mut store = None;
     while !stop.load(Ordering::Relaxed) {
         if store.is_none() {
-            store = Store::open(db)
+            store = Store::open_with(db, OpenOptions::existing())
                 .map_err(|e| eprintln!("meterline serve: alerts: {e}"))
                 .ok();
         }

@@ -3,7 +3,7 @@
 //! A presented token is hashed and compared with every active hash in constant time.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
@@ -20,15 +20,17 @@ const RELOAD_EVERY: Duration = Duration::from_secs(1);
 /// `last_used_at` is written at most this often per token.
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
 
+/// Read on every request by both runtime threads, written about once a second: read-write
+/// locks, so readers never queue behind each other.
 #[derive(Default)]
 pub struct Tokens {
-    cache: Mutex<Option<(Instant, Arc<Vec<ActiveToken>>)>>,
-    touched: Mutex<HashMap<String, Instant>>,
+    cache: RwLock<Option<(Instant, Arc<Vec<ActiveToken>>)>>,
+    touched: RwLock<HashMap<String, Instant>>,
 }
 
 impl Tokens {
     fn fresh(&self) -> Option<Arc<Vec<ActiveToken>>> {
-        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
         cache
             .as_ref()
             .filter(|(at, _)| at.elapsed() < RELOAD_EVERY)
@@ -37,21 +39,28 @@ impl Tokens {
 
     fn store(&self, tokens: Vec<ActiveToken>) -> Arc<Vec<ActiveToken>> {
         let tokens = Arc::new(tokens);
-        *self.cache.lock().unwrap_or_else(|e| e.into_inner()) =
+        *self.cache.write().unwrap_or_else(|e| e.into_inner()) =
             Some((Instant::now(), tokens.clone()));
         tokens
     }
 
     /// True when this token's last use should be written now.
     fn should_touch(&self, name: &str) -> bool {
-        let mut touched = self.touched.lock().unwrap_or_else(|e| e.into_inner());
-        match touched.get(name) {
-            Some(at) if at.elapsed() < TOUCH_EVERY => false,
-            _ => {
-                touched.insert(name.to_string(), Instant::now());
-                true
-            }
+        let recent = |touched: &HashMap<String, Instant>| {
+            touched
+                .get(name)
+                .is_some_and(|at| at.elapsed() < TOUCH_EVERY)
+        };
+        if recent(&self.touched.read().unwrap_or_else(|e| e.into_inner())) {
+            return false;
         }
+        // Checked again under the write lock: only one request touches.
+        let mut touched = self.touched.write().unwrap_or_else(|e| e.into_inner());
+        if recent(&touched) {
+            return false;
+        }
+        touched.insert(name.to_string(), Instant::now());
+        true
     }
 }
 

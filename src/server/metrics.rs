@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::Mutex;
+use std::sync::RwLock;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
 pub struct Histogram {
@@ -49,7 +49,9 @@ impl Histogram {
 }
 
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    /// Every request passes here: a shared lock and an atomic add, the exclusive lock only for
+    /// a route and status not seen before (a mutex made the two runtime threads queue).
+    requests: RwLock<BTreeMap<(&'static str, u16), AtomicU64>>,
     pub recorded: AtomicU64,
     pub refused: AtomicU64,
     pub duplicate: AtomicU64,
@@ -62,7 +64,7 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics {
-            requests: Mutex::default(),
+            requests: RwLock::default(),
             recorded: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             duplicate: AtomicU64::new(0),
@@ -78,12 +80,22 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn request(&self, route: &'static str, status: u16) {
-        *self
+        let key = (route, status);
+        if let Some(n) = self
             .requests
-            .lock()
+            .read()
             .unwrap_or_else(|e| e.into_inner())
-            .entry((route, status))
-            .or_default() += 1;
+            .get(&key)
+        {
+            n.fetch_add(1, Relaxed);
+            return;
+        }
+        self.requests
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key)
+            .or_default()
+            .fetch_add(1, Relaxed);
     }
 
     pub fn render(&self) -> String {
@@ -92,13 +104,14 @@ impl Metrics {
         out.push_str("# TYPE meterline_http_requests_total counter\n");
         for ((route, status), n) in self
             .requests
-            .lock()
+            .read()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
         {
             let _ = writeln!(
                 out,
-                "meterline_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+                "meterline_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {}",
+                n.load(Relaxed)
             );
         }
         out.push_str("# HELP meterline_events_total Events by outcome.\n");
@@ -145,6 +158,7 @@ mod tests {
         m.batch_size.observe(1e6);
         m.request("/v1/events", 200);
         m.request("/v1/events", 200);
+        m.request("/v1/events", 402);
         let text = m.render();
         assert!(text.contains("meterline_commit_batch_events_bucket{le=\"1\"} 1\n"));
         assert!(text.contains("meterline_commit_batch_events_bucket{le=\"100\"} 2\n"));
@@ -152,6 +166,9 @@ mod tests {
         assert!(text.contains("meterline_commit_batch_events_count 3\n"));
         assert!(
             text.contains("meterline_http_requests_total{route=\"/v1/events\",status=\"200\"} 2\n")
+        );
+        assert!(
+            text.contains("meterline_http_requests_total{route=\"/v1/events\",status=\"402\"} 1\n")
         );
     }
 }

@@ -22,6 +22,7 @@ use chrono::{DateTime, Utc};
 pub use crate::clock::Clock;
 pub use error::ApiError;
 
+use crate::store::OpenOptions;
 use crate::{Config, Error, Result, Store};
 
 /// Everything `serve` needs; the CLI fills it from flags and the environment.
@@ -171,7 +172,7 @@ where
             let mut slot = cell.borrow_mut();
             let store = match slot.take() {
                 Some(store) => store,
-                None => Store::open(&db)?,
+                None => Store::open_with(&db, OpenOptions::existing())?,
             };
             let result = f(&store);
             *slot = Some(store);

@@ -71,9 +71,11 @@ impl Default for OpenOptions {
 }
 
 impl OpenOptions {
-    /// For commands that only read: the database must exist and be up to date; nothing is
-    /// created, migrated or switched.
-    pub fn for_reading() -> OpenOptions {
+    /// The database must exist and be up to date; nothing is created, migrated or switched.
+    /// For commands that only read, and for every connection `serve` opens after its first: a
+    /// database moved away while it runs must give an error, not a new empty file in its place
+    /// (which would also pick up the moved database's leftover `-wal` file).
+    pub fn existing() -> OpenOptions {
         OpenOptions {
             create: false,
             migrate: false,

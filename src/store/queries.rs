@@ -58,7 +58,12 @@ impl Store {
         customer_id: &str,
         now: DateTime<Utc>,
     ) -> Result<UsageCheck> {
-        check_in(&self.conn, config, customer_id, now, now)
+        // One read transaction: the customer and its counter come from the same snapshot (a
+        // plan change cannot fall between them), and the file is locked once, not twice.
+        let snapshot = self.conn.unchecked_transaction()?;
+        let check = check_in(&snapshot, config, customer_id, now, now)?;
+        snapshot.finish()?;
+        Ok(check)
     }
 
     pub(super) fn used_in(&self, customer_id: &str, period: Period) -> Result<i64> {
