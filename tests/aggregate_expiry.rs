@@ -25,6 +25,15 @@ fn events_near_stripes_window_are_counted_expiring_until_sent() {
     assert_eq!(preview["expiring"], 5, "{preview}");
     let status = stdout(&env.run(&["status"], &[]));
     assert!(status.contains("5 expiring"), "{status}");
+    // status --json says whose they are.
+    let entries = json(&env.run(&["status", "--json"], &[]));
+    let acme = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["customer"] == "acme")
+        .unwrap();
+    assert_eq!(acme["stripe"]["expiring"], 5, "{acme}");
     let text = stdout(&env.run(&["sync", "--dry-run"], &[]));
     assert!(text.contains("expiring: 5 unreported events"), "{text}");
     // A sync sends them: nothing is expiring any more.

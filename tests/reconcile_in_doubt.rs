@@ -55,9 +55,23 @@ fn held_after_a_day(env: &Env) {
     assert_eq!(report.in_doubt, 40, "{report:?}");
     assert_eq!(report.attempted, 0, "held, not resent");
     assert_eq!(env.server.requests(), requests);
-    // status shows it.
+    // status shows it, and status --json says whose events they are.
     let status = support::stripe::stdout(&env.run(&["status"], &[]));
     assert!(status.contains("40 in doubt"), "{status}");
+    let status = support::stripe::json(&env.run(&["status", "--json"], &[]));
+    let held: Vec<(&str, i64)> = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["customer"].as_str().unwrap(),
+                e["stripe"]["in_doubt"].as_i64().unwrap(),
+            )
+        })
+        .filter(|(_, n)| *n != 0)
+        .collect();
+    assert_eq!(held, [("acme", 40)]);
 }
 
 fn reconcile(env: &Env) -> Vec<meterline::store::ReconcileRow> {

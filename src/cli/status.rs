@@ -14,10 +14,10 @@ pub struct Args {
 pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
     let config = ctx.config()?;
     let store = ctx.store()?;
-    let rows = store.status(&config, ctx.now)?;
     if args.json {
-        return output::print_json(&store.with_alerted_levels(&rows)?);
+        return output::print_json(&store.status_entries(&config, ctx.now)?);
     }
+    let rows = store.status(&config, ctx.now)?;
     outln!(
         "{:<24} {:<10} {:>24} {:>8}  {:<18} {:>4} {:>10}",
         "CUSTOMER",

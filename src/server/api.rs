@@ -248,11 +248,7 @@ async fn get_check(
 async fn get_status(State(state): State<AppState>) -> Result<Response, ApiError> {
     let config = state.config.clone();
     let now = state.clock.now();
-    let rows = read(&state, move |store| {
-        let rows = store.status(&config, now)?;
-        store.with_alerted_levels(&rows)
-    })
-    .await?;
+    let rows = read(&state, move |store| store.status_entries(&config, now)).await?;
     Ok(Json(rows).into_response())
 }
 

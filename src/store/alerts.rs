@@ -54,16 +54,6 @@ pub struct RecentAlert {
     pub failed: u64,
 }
 
-/// A customer's standing as `status --json` and `GET /v1/status` show it: the check, plus the
-/// highest level alerted in the current period (absent when none was).
-#[derive(Debug, Clone, Serialize)]
-pub struct StatusWithAlert {
-    #[serde(flatten)]
-    pub check: UsageCheck,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub alerted_level: Option<String>,
-}
-
 /// What a delivery run did, closed into `alert_runs`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct AlertRun {
@@ -303,9 +293,9 @@ impl super::Store {
             .optional()?)
     }
 
-    /// `rows` with the highest level alerted in each one's period: one scan of the alerts of
-    /// the periods shown, not one query per customer.
-    pub fn with_alerted_levels(&self, rows: &[super::StatusRow]) -> Result<Vec<StatusWithAlert>> {
+    /// The highest level alerted in each row's period, in the rows' order: one scan of the
+    /// alerts of the periods shown, not one query per customer.
+    pub(super) fn alerted_levels(&self, rows: &[super::StatusRow]) -> Result<Vec<Option<String>>> {
         let Some(since) = rows.iter().map(|r| r.check.period_start).min() else {
             return Ok(Vec::new());
         };
@@ -326,11 +316,10 @@ impl super::Store {
         }
         Ok(rows
             .iter()
-            .map(|r| StatusWithAlert {
-                alerted_level: highest
+            .map(|r| {
+                highest
                     .get(&(r.check.customer.clone(), format_ts(r.check.period_start)))
-                    .map(|l| l.as_str().to_string()),
-                check: r.check.clone(),
+                    .map(|l| l.as_str().to_string())
             })
             .collect())
     }

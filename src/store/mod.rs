@@ -15,6 +15,7 @@ mod reconcile;
 pub mod record;
 mod reports;
 mod schema;
+mod status;
 mod sync_runs;
 pub mod tokens;
 
@@ -28,7 +29,7 @@ use crate::{Error, Result};
 pub use crate::billing::{
     Projection, STRIPE_MAX_AGE_DAYS, STRIPE_MAX_FUTURE_SECS, project, stripe_window,
 };
-pub use alerts::{Alert, AlertCounts, AlertRun, DueDelivery, RecentAlert, StatusWithAlert};
+pub use alerts::{Alert, AlertCounts, AlertRun, DueDelivery, RecentAlert};
 pub use backup::{BackupReport, verify as verify_backup};
 pub use customers::{Customer, MAX_KEY_LEN, NewCustomer};
 pub use dashboard::{
@@ -45,6 +46,7 @@ pub use reconcile::{ReconcileRow, ReconcileRun, Reported, StripeChecks};
 pub use record::{RecordOutcome, RecordRequest};
 pub use reports::{HeldReport, IN_DOUBT_AFTER_HOURS, InDoubt, ReportPlan};
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION, create_at_version};
+pub use status::{StatusEntry, StripeStanding};
 pub use sync_runs::{LOCK_STALE_AFTER_SECS, LockHolder, SyncRun};
 pub use tokens::{ActiveToken, TokenInfo, token_hash};
 

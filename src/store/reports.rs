@@ -6,6 +6,8 @@
 //! report under the same identifier, and its events are never regrouped. Events recorded
 //! later go into the next report.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Duration, Utc};
 use rusqlite::{TransactionBehavior, params};
 use serde::Serialize;
@@ -337,18 +339,50 @@ impl super::Store {
     /// Unreported, unexpired events within `days` of Stripe's 35-day window at `now`: sync
     /// them soon or the usage is lost. Failed and unmapped ones count too; held ones as well.
     pub fn count_expiring(&self, now: DateTime<Utc>, days: u32) -> Result<u64> {
+        Ok(self.expiring_by_customer(now, days)?.values().sum::<i64>() as u64)
+    }
+
+    /// `count_expiring`, per customer.
+    pub(super) fn expiring_by_customer(
+        &self,
+        now: DateTime<Utc>,
+        days: u32,
+    ) -> Result<HashMap<String, i64>> {
         let (oldest, _) = crate::billing::stripe_window(now);
-        let n: i64 = self.conn.query_row(
-            "SELECT COUNT(*) FROM usage_events INDEXED BY usage_events_outbox
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT customer_id, COUNT(*) FROM usage_events INDEXED BY usage_events_outbox
              WHERE stripe_reported_at IS NULL AND stripe_expired_at IS NULL
-               AND occurred_at >= ?1 AND occurred_at < ?2",
+               AND occurred_at >= ?1 AND occurred_at < ?2
+             GROUP BY customer_id",
+        )?;
+        let rows = stmt.query_map(
             params![
                 format_ts(oldest),
                 format_ts(oldest + Duration::days(i64::from(days)))
             ],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
-        Ok(n as u64)
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Per customer: the usage events held in doubt, in reports or (per_event) alone.
+    pub(super) fn in_doubt_by_customer(&self) -> Result<HashMap<String, i64>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT customer_id, SUM(events) FROM stripe_reports
+             WHERE in_doubt_at IS NOT NULL AND reported_at IS NULL
+             GROUP BY customer_id
+             UNION ALL
+             SELECT customer_id, COUNT(*) FROM usage_events INDEXED BY usage_events_outbox
+             WHERE stripe_reported_at IS NULL AND stripe_expired_at IS NULL
+               AND stripe_in_doubt_at IS NOT NULL
+             GROUP BY customer_id",
+        )?;
+        let mut held: HashMap<String, i64> = HashMap::new();
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            *held.entry(r.get(0)?).or_default() += r.get::<_, i64>(1)?;
+        }
+        Ok(held)
     }
 
     /// Undo the dating as sent of jobs that never reached Stripe in the run that started at
