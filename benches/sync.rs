@@ -311,7 +311,9 @@ fn modes(now: DateTime<Utc>) {
     let reads = server.requests();
     let start = Instant::now();
     let options = meterline::stripe::reconcile::ReconcileOptions::default();
-    let rows = meterline::stripe::reconcile::run(&db, &config, &key, &options).unwrap();
+    let rows = meterline::stripe::reconcile::run(&db, &config, &key, &options)
+        .unwrap()
+        .rows;
     let secs = start.elapsed().as_secs_f64();
     assert_eq!(rows.len(), customers);
     assert!(rows.iter().all(|r| r.drift == 0));

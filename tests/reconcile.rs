@@ -182,3 +182,58 @@ fn doctor_checks_with_the_key_that_stripe_has_every_plans_meter() {
         stdout(&output)
     );
 }
+
+/// Ctrl-C or SIGTERM: the customer being compared finishes, the rest are left, what was
+/// compared is printed and recorded, exit 1; a rerun compares everyone. (Before, the signal
+/// killed it on the spot and nothing was recorded.)
+#[test]
+fn sigint_and_sigterm_stop_after_the_customer_in_progress() {
+    let env = synced(&aggregate_plans());
+    // Slow answers: the signal comes while the first customer's summary is in flight.
+    env.server.set_delay(std::time::Duration::from_millis(400));
+    for signal in ["-INT", "-TERM"] {
+        // The meter list and the first summary have arrived (so the handlers are installed).
+        let wanted = env.server.requests() + 2;
+        let child = env
+            .std_command(&["reconcile", "--json", "--grace", "0"], &[])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while env.server.requests() < wanted {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "reconcile never got going"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let killed = std::process::Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let output = child.wait_with_output().unwrap();
+        support::stripe::assert_no_key(&output);
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{signal}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains("cancelled; 2 customers not compared"),
+            "{signal}: {}",
+            stderr(&output)
+        );
+        let compared = rows(&output);
+        assert_eq!(compared.len(), 1, "{signal}: {compared:?}");
+        assert_eq!(compared[0]["status"], "ok");
+        let last = env.store().last_reconcile().unwrap().unwrap();
+        assert_eq!(last.rows, 1, "{signal}");
+    }
+    env.server.set_delay(std::time::Duration::ZERO);
+    let all = env.run(&["reconcile", "--json", "--grace", "0"], &[]);
+    assert_eq!(all.status.code(), Some(0), "{}", stderr(&all));
+    assert_eq!(rows(&all).len(), 3);
+}

@@ -81,7 +81,9 @@ fn reconcile(env: &Env) -> Vec<meterline::store::ReconcileRow> {
         backoff: Some(Duration::from_millis(10)),
         ..ReconcileOptions::default()
     };
-    reconcile::run(&env.db, &env.config(), &key, &options).unwrap()
+    reconcile::run(&env.db, &env.config(), &key, &options)
+        .unwrap()
+        .rows
 }
 
 #[test]

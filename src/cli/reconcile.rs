@@ -27,8 +27,9 @@ pub struct Args {
     pub json: bool,
 }
 
-/// Exit 0 when every row agrees (or is pending), 1 when any drifts or stays in doubt, 2 on
-/// configuration errors.
+/// Exit 0 when every row agrees (or is pending), 1 when any drifts or stays in doubt or the run
+/// was cancelled (Ctrl-C, SIGTERM: the customer in progress finishes), 2 on configuration
+/// errors.
 pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
     let config = ctx.config()?;
     stripe::api_base(&config)?;
@@ -40,8 +41,10 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
         grace: Duration::from_secs(args.grace),
         now: None,
         backoff: None,
+        cancel: super::sync::cancel_on_signals()?,
     };
-    let rows = reconcile::run(&ctx.db, &config, &key, &options)?;
+    let reconcile::Reconciled { rows, unchecked } =
+        reconcile::run(&ctx.db, &config, &key, &options)?;
     let bad = rows
         .iter()
         .filter(|r| r.status == "drift" || r.status == "in_doubt")
@@ -87,7 +90,13 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
             )?;
         }
     }
-    Ok(if bad > 0 {
+    if unchecked > 0 {
+        eprintln!(
+            "meterline reconcile: cancelled; {unchecked} customers not compared (the rows above \
+             are recorded; run it again for the rest)"
+        );
+    }
+    Ok(if bad > 0 || unchecked > 0 {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS

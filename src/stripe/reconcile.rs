@@ -8,7 +8,8 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -42,6 +43,16 @@ pub struct ReconcileOptions {
     pub now: Option<DateTime<Utc>>,
     /// The first pause between retries (500 ms when `None`).
     pub backoff: Option<Duration>,
+    /// Set (by Ctrl-C or SIGTERM in the CLI) to stop before the next customer; a retry pause
+    /// in progress ends at once.
+    pub cancel: Arc<AtomicBool>,
+}
+
+/// What a run compared; `unchecked` customers were left when it was cancelled.
+#[derive(Debug, Clone, Default)]
+pub struct Reconciled {
+    pub rows: Vec<ReconcileRow>,
+    pub unchecked: usize,
 }
 
 /// Stripe's reads, through the sync's client, limiter and retry policy.
@@ -49,7 +60,7 @@ struct Reader<'a> {
     client: Client,
     policy: RetryPolicy,
     limiter: RateLimiter,
-    stop: AtomicBool,
+    stop: Arc<AtomicBool>,
     key: &'a ApiKey,
 }
 
@@ -159,13 +170,18 @@ pub fn minutes(period: &Period) -> (i64, i64) {
 /// Compare every mapped customer (or one) with Stripe, record the run, return its rows.
 /// Configuration mistakes (a plan's meter event without an active meter in Stripe, an
 /// unknown customer) are `exit 2` errors before any comparison.
-fn reader<'k>(config: &Config, key: &'k ApiKey, backoff: Option<Duration>) -> Result<Reader<'k>> {
+fn reader<'k>(
+    config: &Config,
+    key: &'k ApiKey,
+    backoff: Option<Duration>,
+    stop: Arc<AtomicBool>,
+) -> Result<Reader<'k>> {
     let base = super::api_base(config)?;
     Ok(Reader {
         client: Client::new(&base, key, &config.stripe)?,
         policy: RetryPolicy::from_settings(&config.stripe, backoff),
         limiter: RateLimiter::per_second(super::rate_limit(config, key)),
-        stop: AtomicBool::new(false),
+        stop,
         key,
     })
 }
@@ -177,7 +193,14 @@ pub fn meters_of_plans(
     key: &ApiKey,
     backoff: Option<Duration>,
 ) -> Result<(HashMap<String, String>, Vec<String>)> {
-    let meters = reader(config, key, backoff)?.meters()?;
+    plans_meters(config, &reader(config, key, backoff, Arc::default())?)
+}
+
+fn plans_meters(
+    config: &Config,
+    reader: &Reader,
+) -> Result<(HashMap<String, String>, Vec<String>)> {
+    let meters = reader.meters()?;
     let mut missing: Vec<String> = config
         .plans
         .iter()
@@ -193,15 +216,15 @@ pub fn run(
     config: &Config,
     key: &ApiKey,
     options: &ReconcileOptions,
-) -> Result<Vec<ReconcileRow>> {
+) -> Result<Reconciled> {
     let started = options.now.unwrap_or_else(Utc::now);
-    let reader = reader(config, key, options.backoff)?;
+    let reader = reader(config, key, options.backoff, options.cancel.clone())?;
     let mut store = Store::open(db)?;
     let customers: Vec<_> = match &options.customer {
         Some(id) => vec![store.customer(id)?],
         None => store.customers()?,
     };
-    let (meters, missing) = meters_of_plans(config, key, options.backoff)?;
+    let (meters, missing) = plans_meters(config, &reader)?;
     if !missing.is_empty() {
         return Err(Error::StripeConfig(format!(
             "Stripe has no active meter for: {}. Create the meter in Stripe (Billing -> Meters) \
@@ -209,11 +232,19 @@ pub fn run(
             missing.join("; ")
         )));
     }
+    // Only customers with a Stripe id have anything to compare.
+    let mapped: Vec<_> = customers
+        .into_iter()
+        .filter_map(|c| c.stripe_customer_id.clone().map(|id| (c, id)))
+        .collect();
+    let total = mapped.len();
     let mut rows = Vec::new();
-    for customer in customers {
-        let Some(stripe_customer) = customer.stripe_customer_id.clone() else {
-            continue;
-        };
+    let mut unchecked = 0;
+    for (done, (customer, stripe_customer)) in mapped.into_iter().enumerate() {
+        if options.cancel.load(Ordering::Relaxed) {
+            unchecked = total - done;
+            break;
+        }
         let mut period = period_containing(customer.billing_anchor, config.billing.period, started);
         if options.period == Which::Previous {
             period = period_containing(
@@ -237,7 +268,15 @@ pub fn run(
                 customer.id
             )));
         };
-        let stripe = reader.total(meter, &stripe_customer, &period)?;
+        let stripe = match reader.total(meter, &stripe_customer, &period) {
+            Ok(total) => total,
+            // Cancelled in a retry pause: this customer is not compared.
+            Err(_) if options.cancel.load(Ordering::Relaxed) => {
+                unchecked = total - done;
+                break;
+            }
+            Err(e) => return Err(e),
+        };
         let reported = store.reported_units(&customer.id, &period_start)?;
         let mut local = reported.units;
         let held = store.held_reports(&customer.id, &period_start)?;
@@ -279,8 +318,9 @@ pub fn run(
         });
     }
     let finished = options.now.unwrap_or_else(Utc::now);
+    // A cancelled run keeps what it compared, as a `--customer` run does.
     store.record_reconcile(started, finished, &rows)?;
-    Ok(rows)
+    Ok(Reconciled { rows, unchecked })
 }
 
 #[cfg(test)]
