@@ -192,29 +192,8 @@ fn sigint_and_sigterm_stop_after_the_customer_in_progress() {
     // Slow answers: the signal comes while the first customer's summary is in flight.
     env.server.set_delay(std::time::Duration::from_millis(400));
     for signal in ["-INT", "-TERM"] {
-        // The meter list and the first summary have arrived (so the handlers are installed).
-        let wanted = env.server.requests() + 2;
-        let child = env
-            .std_command(&["reconcile", "--json", "--grace", "0"], &[])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while env.server.requests() < wanted {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "reconcile never got going"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        let killed = std::process::Command::new("kill")
-            .args([signal, &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(killed.success());
-        let output = child.wait_with_output().unwrap();
-        support::stripe::assert_no_key(&output);
+        // After the meter list and the first summary (so the handlers are installed).
+        let output = env.signal_after_requests(&["reconcile", "--json", "--grace", "0"], 2, signal);
         assert_eq!(
             output.status.code(),
             Some(1),

@@ -354,25 +354,7 @@ fn sigterm_and_sigint_cancel_after_the_requests_in_flight() {
     env.server.set_delay(Duration::from_millis(150));
     for signal in ["-TERM", "-INT"] {
         // Signal once this run has sent a few requests (so its handlers are installed).
-        let sent_before = env.server.requests() + 6;
-        let child = env
-            .std_command(&["sync"], &[])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while env.server.requests() < sent_before {
-            assert!(Instant::now() < deadline, "the sync never got going");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let status = std::process::Command::new("kill")
-            .args([signal, &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let output = child.wait_with_output().unwrap();
-        support::stripe::assert_no_key(&output);
+        let output = env.signal_after_requests(&["sync"], 6, signal);
         assert_eq!(
             output.status.code(),
             Some(1),

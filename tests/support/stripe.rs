@@ -173,6 +173,34 @@ impl Env {
         assert!(outcome.recorded, "seeding refused by a cap");
     }
 
+    /// Run `meterline args`, send it `signal` (e.g. "-INT") once the server has had `more`
+    /// requests from it, and return what it printed (checked for the key).
+    pub fn signal_after_requests(&self, args: &[&str], more: u64, signal: &str) -> Output {
+        let wanted = self.server.requests() + more;
+        let child = self
+            .std_command(args, &[])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while self.server.requests() < wanted {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "meterline {args:?} never got going"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let killed = std::process::Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let output = child.wait_with_output().unwrap();
+        assert_no_key(&output);
+        output
+    }
+
     /// The real binary with the test environment; `extra` env pairs override.
     pub fn std_command(
         &self,
