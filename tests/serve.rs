@@ -183,6 +183,15 @@ fn tokens_missing_wrong_or_revoked_are_refused() {
     }
     assert_eq!(used(&s, "acme"), 0);
     assert_eq!(server.client(&token).post("/v1/events", body).status, 200);
+    // The scheme is case-insensitive (RFC 9110): `bearer` works as `Bearer` does.
+    let lowercase = support::serve::raw_exchange(
+        &server,
+        &format!(
+            "GET /v1/customers/acme/check HTTP/1.1\r\nHost: x\r\nAuthorization: bearer {token}\r\n\
+             Connection: close\r\n\r\n"
+        ),
+    );
+    assert!(lowercase.starts_with("HTTP/1.1 200"), "{lowercase}");
 
     // Only the hash is stored; list shows names and last use, never the token.
     let conn = s.conn();
@@ -301,6 +310,15 @@ fn bad_input_gets_the_right_status_and_writes_nothing() {
     );
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert!(answer.contains(r#""code":"body_too_large""#), "{answer}");
+    // A customer id that is not UTF-8: a JSON 400 like every other error (axum's own
+    // answer is plain text).
+    let bad_path = c.get("/v1/customers/%FF%FE/check");
+    assert_eq!(
+        (bad_path.status, bad_path.code().as_str()),
+        (400, "invalid_input"),
+        "{}",
+        bad_path.body
+    );
     // Nothing above wrote anything.
     assert_eq!(s.dump(), before);
     assert_eq!(c.post("/v1/events", &event.to_string()).status, 200);

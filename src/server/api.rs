@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
@@ -237,8 +237,10 @@ async fn post_batch(
 
 async fn get_check(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
+    // axum's own answer to a bad path (e.g. invalid UTF-8) is plain text: give ours.
+    let Path(id) = id.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let config = state.config.clone();
     let now = state.clock.now();
     let check = read(&state, move |store| store.check(&config, &id, now)).await?;

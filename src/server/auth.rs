@@ -76,6 +76,13 @@ fn matching<'a>(tokens: &'a [ActiveToken], presented: &str) -> Option<&'a str> {
     found
 }
 
+/// The token of an `Authorization: Bearer <token>` value. The scheme is case-insensitive
+/// (RFC 9110 11.1): some clients send `bearer`.
+fn bearer_credentials(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
 fn unauthorized(message: &str) -> Response {
     let mut response = ApiError::new(
         axum::http::StatusCode::UNAUTHORIZED,
@@ -104,8 +111,7 @@ pub(crate) async fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(bearer_credentials);
     let Some(presented) = presented.filter(|t| !t.is_empty()) else {
         return Err(Denied::Unauthorized(
             "missing bearer token: send `Authorization: Bearer <token>`",
@@ -147,6 +153,22 @@ pub async fn require_token(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for value in [
+            "Bearer mlt_a",
+            "bearer mlt_a",
+            "BEARER  mlt_a ",
+            " Bearer mlt_a",
+        ] {
+            assert_eq!(bearer_credentials(value), Some("mlt_a"), "{value:?}");
+        }
+        for value in ["Basic mlt_a", "Bearermlt_a", "mlt_a", "Bearer"] {
+            assert_eq!(bearer_credentials(value), None, "{value:?}");
+        }
+        assert_eq!(bearer_credentials("Bearer "), Some(""));
+    }
 
     #[test]
     fn only_the_matching_token_is_found() {
