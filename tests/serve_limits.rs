@@ -1,5 +1,6 @@
-//! Connection limits: idle connections are closed, a trickled body times out with 408, and
-//! the connection cap makes a further client wait until a slot frees.
+//! Connection limits: idle connections are closed, trickled headers close the connection, a
+//! trickled body times out with 408, and the connection cap makes a further client wait until
+//! a slot frees.
 
 mod support;
 
@@ -36,6 +37,42 @@ fn a_silent_connection_is_closed_after_the_idle_timeout() {
     let server = Server::start(&s, &["--idle-timeout", "1"]);
     let mut silent = connect(&server);
     assert_eq!(read_to_close(&mut silent), "");
+}
+
+/// A client that sends header bytes slowly but never finishes (slowloris) is cut off after
+/// the request timeout: each byte resets the idle timer, so only a header deadline stops it.
+/// (Before, the connection stayed open for as long as the bytes kept coming.)
+#[test]
+fn trickled_headers_close_the_connection_after_the_request_timeout() {
+    let s = Scratch::new();
+    let server = Server::start(&s, &["--request-timeout", "1", "--idle-timeout", "5"]);
+    let mut slow = connect(&server);
+    slow.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 256];
+    let closed = loop {
+        if started.elapsed() > Duration::from_secs(15) {
+            break false;
+        }
+        // A write into a connection the server closed fails, or the read sees the close.
+        if slow.write_all(b"X-Trickle: 1\r\n").is_err() {
+            break true;
+        }
+        match slow.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(_) => break true,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
+            Err(_) => {} // the read timed out: still open
+        }
+    };
+    assert!(closed, "a trickling client kept its connection for 15 s");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "closed too soon"
+    );
 }
 
 #[test]

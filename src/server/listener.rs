@@ -2,7 +2,6 @@
 //! and an idle timeout: a connection that neither reads nor writes for `idle` is closed.
 
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -29,12 +28,10 @@ impl CappedListener {
     }
 }
 
-impl axum::serve::Listener for CappedListener {
-    type Io = Conn;
-    type Addr = SocketAddr;
-
+impl CappedListener {
+    /// The next connection, once a slot is free.
     #[allow(clippy::expect_used)] // invariant: the listener owns the semaphore and never closes it
-    async fn accept(&mut self) -> (Conn, SocketAddr) {
+    pub async fn accept(&mut self) -> Conn {
         let permit = self
             .slots
             .clone()
@@ -43,24 +40,19 @@ impl axum::serve::Listener for CappedListener {
             .expect("the semaphore is never closed");
         loop {
             match self.inner.accept().await {
-                Ok((stream, addr)) => {
+                Ok((stream, _)) => {
                     let _ = stream.set_nodelay(true);
-                    let conn = Conn {
+                    return Conn {
                         stream,
                         idle: self.idle,
                         deadline: Box::pin(sleep(self.idle)),
                         _permit: permit,
                     };
-                    return (conn, addr);
                 }
                 // Out of file descriptors and the like: wait instead of spinning.
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             }
         }
-    }
-
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.inner.local_addr()
     }
 }
 

@@ -129,13 +129,35 @@ async fn serve(options: ServeOptions, state: AppState) -> Result<()> {
         .local_addr()
         .map_err(|e| Error::InvalidInput(e.to_string()))?;
     eprintln!("meterline serve: listening on http://{addr}");
-    let listener =
+    let mut listener =
         listener::CappedListener::new(tcp, options.max_connections.max(1), options.idle_timeout);
     let app = api::router(state, options.request_timeout);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| Error::InvalidInput(format!("server error: {e}")))?;
+    // hyper itself, not `axum::serve`: only hyper's builder takes a timer, which the header
+    // read timeout needs. Without it a client trickling header bytes holds its connection
+    // (and one of the capped slots) forever.
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(options.request_timeout);
+    let connections = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut stop = std::pin::pin!(shutdown_signal());
+    loop {
+        tokio::select! {
+            conn = listener.accept() => {
+                let service = hyper_util::service::TowerToHyperService::new(app.clone());
+                let served = connections.watch(
+                    http.serve_connection(hyper_util::rt::TokioIo::new(conn), service),
+                );
+                // A connection's errors (a client gone, a timeout) end that connection only.
+                tokio::spawn(async move {
+                    let _ = served.await;
+                });
+            }
+            () = &mut stop => break,
+        }
+    }
+    // No new connections; each open one finishes the request it has and closes.
+    drop(listener);
+    connections.shutdown().await;
     eprintln!("meterline serve: stopped; every accepted request was answered");
     Ok(())
 }
