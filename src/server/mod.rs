@@ -1,5 +1,6 @@
-//! `meterline serve`: the HTTP API. axum on tokio for HTTP; SQLite only on the writer thread
-//! (group commit, see `writer`) and on blocking reader threads with their own connections.
+//! `meterline serve`: the HTTP API. axum routes, served by hyper on tokio; SQLite only on the
+//! writer thread (group commit, see `writer`) and on blocking reader threads with their own
+//! connections.
 
 mod alerts;
 mod api;
