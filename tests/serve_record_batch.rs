@@ -115,3 +115,96 @@ fn batch_conflicts_with_single_event_arguments() {
         .code(2);
     s.cmd().args(["record"]).assert().code(2);
 }
+
+/// Run `record --batch FILE --json` and send it `signal` once 2,000 results are out. Returns
+/// the exit code, the result lines and stderr.
+fn record_until_signal(
+    s: &Scratch,
+    file: &std::path::Path,
+    signal: &str,
+) -> (Option<i32>, usize, String) {
+    use std::io::BufRead;
+    let mut child = s
+        .std_cmd()
+        .args(["record", "--batch", file.to_str().unwrap(), "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut results = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = 0;
+    while printed < 2000 {
+        results.next().expect("results before the signal").unwrap();
+        printed += 1;
+    }
+    let killed = std::process::Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    printed += results.count();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status.code(), printed, stderr)
+}
+
+/// Ctrl-C or SIGTERM in a long import: the transaction in progress commits, its results are
+/// printed, and stderr says which line to resume from; resuming there counts every event
+/// exactly once. (Before, the signal killed it: events committed without their results
+/// printed, and nothing said where it stopped.)
+#[test]
+fn a_cancelled_import_says_where_to_resume_and_the_resume_counts_each_event_once() {
+    let s = Scratch::new();
+    s.add_customer("big", "business", "2026-11-01");
+    let total = 300_000;
+    let file = s.dir.path().join("import.ndjson");
+    let events: String = (0..total).map(|_| "{\"customer\":\"big\"}\n").collect();
+    std::fs::write(&file, &events).unwrap();
+    let used = || {
+        s.json(&["check", "big", "--json"])["used"]
+            .as_i64()
+            .unwrap()
+    };
+
+    let mut done = 0;
+    for signal in ["-TERM", "-INT"] {
+        let rest = s.dir.path().join(format!("rest{signal}.ndjson"));
+        let rest_events: String = events
+            .lines()
+            .skip(done)
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(&rest, rest_events).unwrap();
+        let (code, printed, stderr) = record_until_signal(&s, &rest, signal);
+        assert_eq!(code, Some(1), "{signal}: {stderr}");
+        let upto: usize = stderr
+            .split("cancelled; lines 1 to ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{signal}: no resume line in {stderr}"));
+        assert!(
+            stderr.contains(&format!("tail -n +{}", upto + 1)),
+            "{stderr}"
+        );
+        // Every line up to there is committed and has its result printed; nothing after it.
+        assert_eq!(printed, upto, "{signal}");
+        done += upto;
+        assert!(
+            done < total,
+            "{signal}: the import finished before the signal"
+        );
+        assert_eq!(used(), done as i64, "{signal}");
+    }
+    let rest: String = events
+        .lines()
+        .skip(done)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    s.cmd()
+        .args(["record", "--batch", "-"])
+        .write_stdin(rest)
+        .assert()
+        .success();
+    assert_eq!(used(), total as i64);
+}

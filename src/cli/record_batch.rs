@@ -1,9 +1,11 @@
 //! `meterline record --batch FILE|-`: NDJSON events recorded through `Store::record_batch`,
-//! 1,000 events a transaction. A line that is not a valid event fails only itself.
+//! 1,000 events a transaction. A line that is not a valid event fails only itself. Ctrl-C or
+//! SIGTERM stops after the transaction in progress and says where to resume.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
 
 use serde::Serialize;
 
@@ -49,9 +51,18 @@ pub fn exec(ctx: &Context, path: &Path, json: bool) -> Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut totals = Totals::default();
+    let cancel = super::sync::cancel_on_signals()?;
+    // The last line whose event is committed (or refused, or invalid): every line up to it
+    // has its result printed.
+    let mut done = 0;
     // (line number, parsed request or the reason it is not one)
     let mut chunk: Vec<(usize, std::result::Result<RecordRequest, String>)> = Vec::new();
+    let mut commit =
+        |chunk: &mut Vec<_>| flush(ctx, &config, &mut store, chunk, json, &mut out, &mut totals);
     for (index, line) in input.lines().enumerate() {
+        if cancel.load(Ordering::Relaxed) {
+            break;
+        }
         let line = line.map_err(|e| Error::InvalidInput(format!("cannot read input: {e}")))?;
         if line.trim().is_empty() {
             continue;
@@ -59,32 +70,37 @@ pub fn exec(ctx: &Context, path: &Path, json: bool) -> Result<ExitCode> {
         let parsed = EventIn::parse(line.as_bytes()).map(|e| e.into_request(ctx.now));
         chunk.push((index + 1, parsed));
         if chunk.len() == CHUNK {
-            flush(
-                ctx,
-                &config,
-                &mut store,
-                &mut chunk,
-                json,
-                &mut out,
-                &mut totals,
-            )?;
+            done = index + 1;
+            commit(&mut chunk)?;
         }
     }
-    flush(
-        ctx,
-        &config,
-        &mut store,
-        &mut chunk,
-        json,
-        &mut out,
-        &mut totals,
-    )?;
+    let cancelled = cancel.load(Ordering::Relaxed);
+    if !cancelled {
+        done = chunk.last().map_or(done, |(line, _)| *line);
+        commit(&mut chunk)?;
+    }
     out.flush().ok();
     drop(out);
     eprintln!(
         "recorded {}, duplicate {}, refused {}, invalid {}",
         totals.recorded, totals.duplicate, totals.refused, totals.invalid
     );
+    if cancelled {
+        let next = done + 1;
+        let resume = if path == Path::new("-") {
+            format!("resume from line {next} of the input")
+        } else {
+            format!(
+                "resume with `tail -n +{next} {} | meterline record --batch -`",
+                crate::sanitize::sanitize(&path.display().to_string())
+            )
+        };
+        eprintln!(
+            "meterline record: cancelled; lines 1 to {done} are done (their results are above), \
+             the rest are not recorded: {resume}"
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(if totals.invalid > 0 {
         ExitCode::from(2)
     } else if totals.refused > 0 {
@@ -112,6 +128,7 @@ fn flush(
         .filter_map(|(_, p)| p.as_ref().ok().cloned())
         .collect();
     let mut results = store.record_batch(config, &valid, ctx.now)?.into_iter();
+    // Printed as soon as committed: a reader sees each transaction's results at once.
     for (line, parsed) in chunk.drain(..) {
         let result = match parsed {
             Ok(_) => results
@@ -165,5 +182,6 @@ fn flush(
             }
         }
     }
+    out.flush().ok();
     Ok(())
 }

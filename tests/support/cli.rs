@@ -40,7 +40,12 @@ impl Scratch {
 
     /// `meterline` on this database and plans file, with the clock pinned at `NOW` and no stray environment.
     pub fn cmd(&self) -> Command {
-        let mut cmd = Command::new(BIN);
+        Command::from_std(self.std_cmd())
+    }
+
+    /// `cmd` as a plain std command, for a test that drives a running process's pipes.
+    pub fn std_cmd(&self) -> std::process::Command {
+        let mut cmd = std::process::Command::new(BIN);
         for var in ["METERLINE_BUSY_TIMEOUT_MS", "NO_COLOR", "STRIPE_API_KEY"] {
             cmd.env_remove(var);
         }
