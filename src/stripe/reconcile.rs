@@ -167,9 +167,7 @@ pub fn minutes(period: &Period) -> (i64, i64) {
     )
 }
 
-/// Compare every mapped customer (or one) with Stripe, record the run, return its rows.
-/// Configuration mistakes (a plan's meter event without an active meter in Stripe, an
-/// unknown customer) are `exit 2` errors before any comparison.
+/// Stripe's reads with the sync's settings; `stop` cuts a retry pause short.
 fn reader<'k>(
     config: &Config,
     key: &'k ApiKey,
@@ -211,6 +209,9 @@ fn plans_meters(
     Ok((meters, missing))
 }
 
+/// Compare every mapped customer (or one) with Stripe, record the run, return its rows.
+/// Configuration mistakes (a plan's meter event without an active meter in Stripe, an
+/// unknown customer) are `exit 2` errors before any comparison.
 pub fn run(
     db: &Path,
     config: &Config,
@@ -269,7 +270,7 @@ pub fn run(
             )));
         };
         let stripe = match reader.total(meter, &stripe_customer, &period) {
-            Ok(total) => total,
+            Ok(units) => units,
             // Cancelled in a retry pause: this customer is not compared.
             Err(_) if options.cancel.load(Ordering::Relaxed) => {
                 unchecked = total - done;
