@@ -216,3 +216,24 @@ fn sigint_and_sigterm_stop_after_the_customer_in_progress() {
     assert_eq!(all.status.code(), Some(0), "{}", stderr(&all));
     assert_eq!(rows(&all).len(), 3);
 }
+
+/// A Stripe (or a proxy in front of it) whose lists never end: `has_more` with the same page
+/// again. reconcile stops with an error instead of asking forever (it looped before).
+#[test]
+fn a_list_that_never_advances_is_an_error_not_an_endless_loop() {
+    let env = synced(&aggregate_plans());
+    env.server.set_stuck_pages();
+    let reads = env.server.requests();
+    let output = env.run_bounded(&["reconcile", "--grace", "0"], &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("Stripe's list of meters does not advance"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(env.server.requests() - reads < 10);
+    assert!(
+        env.store().last_reconcile().unwrap().is_none(),
+        "a run was recorded"
+    );
+}

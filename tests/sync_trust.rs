@@ -18,27 +18,6 @@ fn seeded() -> Env {
     env
 }
 
-/// Run the binary, but fail (instead of hanging the suite) if it has not ended after a minute.
-fn run_bounded(env: &Env, args: &[&str], extra: &support::stripe::EnvOverrides) -> Output {
-    let mut child = env
-        .std_command(args, extra)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("meterline {args:?} still running after a minute");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let output = child.wait_with_output().unwrap();
-    support::stripe::assert_no_key(&output);
-    output
-}
-
 #[test]
 fn userinfo_in_the_api_base_is_refused_before_anything_is_sent() {
     let env = seeded();
@@ -89,7 +68,7 @@ fn a_plain_http_base_never_goes_through_a_proxy() {
     ] {
         vars.push((name, Some(&proxy_url)));
     }
-    let output = run_bounded(&env, &["sync", "--json"], &vars);
+    let output = env.run_bounded(&["sync", "--json"], &vars);
     assert!(output.status.success(), "{}", stderr(&output));
     env.assert_exactly_once();
     assert!(
@@ -221,7 +200,7 @@ fn a_panicking_worker_or_reader_ends_the_run_failed_and_frees_the_lock() {
 fn a_server_trickling_bytes_cannot_hold_the_run() {
     let env = seeded();
     env.server.inject(Fault::Trickle, 100_000);
-    let output = run_bounded(&env, &["sync", "--json"], &[]);
+    let output = env.run_bounded(&["sync", "--json"], &[]);
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     let report = json(&output);
     assert!(
@@ -257,11 +236,7 @@ fn a_tls_failure_stops_the_run_at_once_with_the_reason() {
             }
         });
     }
-    let output = run_bounded(
-        &env,
-        &["sync", "--json"],
-        &[("STRIPE_API_BASE", Some(&base))],
-    );
+    let output = env.run_bounded(&["sync", "--json"], &[("STRIPE_API_BASE", Some(&base))]);
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     let err = stderr(&output);
     assert!(err.contains("TLS error"), "{err}");

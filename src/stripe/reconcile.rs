@@ -55,6 +55,9 @@ pub struct Reconciled {
     pub unchecked: usize,
 }
 
+/// Pages of one Stripe list at most (100 items a page).
+const MAX_PAGES: usize = 10_000;
+
 /// Stripe's reads, through the sync's client, limiter and retry policy.
 struct Reader<'a> {
     client: Client,
@@ -83,18 +86,43 @@ impl Reader<'_> {
             })
     }
 
+    /// Every page of the Stripe list at `path` (its query begun), handed to `each`. A list
+    /// that does not advance (a page ending on the cursor it was asked for) or goes on past
+    /// `MAX_PAGES` is an error: a broken or hostile server must not keep a cron job forever.
+    fn each_page(&self, path: &str, what: &str, mut each: impl FnMut(&[Value])) -> Result<()> {
+        let mut after: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let mut url = path.to_string();
+            if let Some(id) = &after {
+                url.push_str(&format!("&starting_after={}", query_value(id)));
+            }
+            let page = self.get(&url)?;
+            let data = page["data"].as_array().cloned().unwrap_or_default();
+            each(&data);
+            let last = data
+                .last()
+                .and_then(|item| item["id"].as_str())
+                .map(str::to_string);
+            if page["has_more"].as_bool() != Some(true) || last.is_none() {
+                return Ok(());
+            }
+            if last == after {
+                return Err(Error::Stripe(format!(
+                    "Stripe's list of {what} does not advance (has_more, but the same page again)"
+                )));
+            }
+            after = last;
+        }
+        Err(Error::Stripe(format!(
+            "Stripe's list of {what} did not end after {MAX_PAGES} pages"
+        )))
+    }
+
     /// Every active meter: event name → meter id, over all pages.
     fn meters(&self) -> Result<HashMap<String, String>> {
         let mut meters = HashMap::new();
-        let mut after: Option<String> = None;
-        loop {
-            let mut path = "/v1/billing/meters?limit=100".to_string();
-            if let Some(id) = &after {
-                path.push_str(&format!("&starting_after={}", query_value(id)));
-            }
-            let page = self.get(&path)?;
-            let data = page["data"].as_array().cloned().unwrap_or_default();
-            for meter in &data {
+        self.each_page("/v1/billing/meters?limit=100", "meters", |page| {
+            for meter in page {
                 let (Some(id), Some(name)) = (meter["id"].as_str(), meter["event_name"].as_str())
                 else {
                     continue;
@@ -103,44 +131,26 @@ impl Reader<'_> {
                     meters.insert(name.to_string(), id.to_string());
                 }
             }
-            after = data
-                .last()
-                .and_then(|m| m["id"].as_str())
-                .map(str::to_string);
-            if page["has_more"].as_bool() != Some(true) || after.is_none() {
-                return Ok(meters);
-            }
-        }
+        })?;
+        Ok(meters)
     }
 
     /// Stripe's total for one customer and meter over `[start, end)` (minute boundaries).
     fn total(&self, meter: &str, customer: &str, period: &Period) -> Result<i64> {
         let (start, end) = minutes(period);
+        let path = format!(
+            "/v1/billing/meters/{}/event_summaries?customer={}&start_time={start}&end_time={end}&limit=100",
+            query_value(meter),
+            query_value(customer)
+        );
         let mut total = 0.0;
-        let mut after: Option<String> = None;
-        loop {
-            let mut path = format!(
-                "/v1/billing/meters/{}/event_summaries?customer={}&start_time={start}&end_time={end}&limit=100",
-                query_value(meter),
-                query_value(customer)
-            );
-            if let Some(id) = &after {
-                path.push_str(&format!("&starting_after={}", query_value(id)));
-            }
-            let page = self.get(&path)?;
-            let data = page["data"].as_array().cloned().unwrap_or_default();
-            total += data
+        self.each_page(&path, "event summaries", |page| {
+            total += page
                 .iter()
                 .filter_map(|s| s["aggregated_value"].as_f64())
                 .sum::<f64>();
-            after = data
-                .last()
-                .and_then(|s| s["id"].as_str())
-                .map(str::to_string);
-            if page["has_more"].as_bool() != Some(true) || after.is_none() {
-                return Ok(total.round() as i64);
-            }
-        }
+        })?;
+        Ok(total.round() as i64)
     }
 }
 

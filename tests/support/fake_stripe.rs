@@ -86,6 +86,8 @@ struct Book {
     meters: Vec<(String, String, String)>,
     /// Largest page the list endpoints return (Stripe's `limit`, at most this).
     page_size: usize,
+    /// A broken list: `has_more` is always true and the last page comes back forever.
+    stuck_pages: bool,
     /// Usage Stripe holds that no meter event of meterline's carried (added "server side").
     extra: Vec<Accepted>,
     /// GET requests that passed auth.
@@ -328,6 +330,11 @@ impl FakeStripe {
         self.book().page_size = n.max(1);
     }
 
+    /// Lists that never end: past the last item the last page is answered again, has_more.
+    pub fn set_stuck_pages(&self) {
+        self.book().stuck_pages = true;
+    }
+
     /// Usage that Stripe holds without meterline having sent it (a drift).
     pub fn add_usage(&self, customer: &str, event_name: &str, value: i64, timestamp: i64) {
         self.book().extra.push(Accepted {
@@ -564,9 +571,10 @@ fn validate(shared: &Shared, request: &Request) -> Result<Accepted, Reply> {
 fn list_page(
     items: Vec<serde_json::Value>,
     query: &HashMap<String, String>,
-    cap: usize,
+    book: &Book,
     url: &str,
 ) -> Reply {
+    let cap = book.page_size;
     let limit = query
         .get("limit")
         .and_then(|l| l.parse::<usize>().ok())
@@ -588,8 +596,14 @@ fn list_page(
         },
         None => 0,
     };
-    let page: Vec<_> = items.iter().skip(from).take(limit).cloned().collect();
-    let has_more = from + page.len() < items.len();
+    let mut page: Vec<_> = items.iter().skip(from).take(limit).cloned().collect();
+    let mut has_more = from + page.len() < items.len();
+    if book.stuck_pages {
+        has_more = true;
+        if page.is_empty() {
+            page.extend(items.last().cloned());
+        }
+    }
     Reply::json(
         200,
         serde_json::json!({ "object": "list", "data": page, "has_more": has_more, "url": url })
@@ -681,7 +695,7 @@ fn handle_get(shared: &Shared, request: &Request) -> Reply {
                 })
             })
             .collect();
-        return list_page(items, &query, book.page_size, path);
+        return list_page(items, &query, &book, path);
     }
     let summaries = path
         .strip_prefix("/v1/billing/meters/")
@@ -751,7 +765,7 @@ fn handle_get(shared: &Shared, request: &Request) -> Reply {
         "livemode": false,
         "meter": meter_id,
     })];
-    list_page(items, &query, book.page_size, path)
+    list_page(items, &query, &book, path)
 }
 
 fn handle(shared: &Shared, request: &Request) -> Reply {

@@ -173,6 +173,28 @@ impl Env {
         assert!(outcome.recorded, "seeding refused by a cap");
     }
 
+    /// Run the binary, but fail (instead of hanging the suite) if it has not ended after a
+    /// minute.
+    pub fn run_bounded(&self, args: &[&str], extra: &EnvOverrides) -> Output {
+        let mut child = self
+            .std_command(args, extra)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("meterline {args:?} still running after a minute");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let output = child.wait_with_output().unwrap();
+        assert_no_key(&output);
+        output
+    }
+
     /// Run `meterline args`, send it `signal` (e.g. "-INT") once the server has had `more`
     /// requests from it, and return what it printed (checked for the key).
     pub fn signal_after_requests(&self, args: &[&str], more: u64, signal: &str) -> Output {
