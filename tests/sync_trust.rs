@@ -6,9 +6,8 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::process::Output;
 use std::sync::atomic::AtomicBool;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::stripe::{Env, Fault, KEY, MAPPED, PLANS, json, stderr, stdout};
 
