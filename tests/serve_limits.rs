@@ -110,3 +110,64 @@ fn the_connection_cap_makes_the_next_client_wait_for_a_slot() {
     drop(holder);
     assert_eq!(rx.recv_timeout(Duration::from_secs(30)), Ok(200));
 }
+
+/// A real full disk under the server (a 1 MiB tmpfs in a private mount namespace): writes are
+/// answered 503 `disk_full` with Retry-After, never a bare 500; every event that got a 200 is
+/// counted; reads still answer, and the server still stops cleanly.
+#[test]
+fn a_full_disk_answers_503_disk_full_and_keeps_every_acknowledged_event() {
+    let s = Scratch::new();
+    let mnt = s.dir.path().join("small");
+    std::fs::create_dir(&mnt).unwrap();
+    let db = mnt.join("m.db");
+    let token_file = s.dir.path().join("token");
+    let script = format!(
+        "mount -t tmpfs -o size=1m tmpfs '{mnt}' && \
+         '{bin}' --db '{db}' customer add big --plan business --anchor 2026-11-01 && \
+         '{bin}' --db '{db}' token create t > '{token}' && \
+         exec '{bin}' --db '{db}' serve --listen 127.0.0.1:0",
+        mnt = mnt.display(),
+        db = db.display(),
+        token = token_file.display(),
+        bin = support::cli::BIN,
+    );
+    let mut command = std::process::Command::new("unshare");
+    command
+        .args(["--user", "--map-root-user", "--mount", "sh", "-c", &script])
+        .env("METERLINE_PLANS", &s.plans);
+    let server = Server::spawn(command);
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    let c = server.client(token.trim());
+
+    let mut acknowledged = 0;
+    let full = (0..200)
+        .find_map(|round| {
+            let events: Vec<serde_json::Value> = (0..500)
+                .map(|i| serde_json::json!({"customer": "big", "key": format!("r{round}-{i}")}))
+                .collect();
+            let reply = c.post(
+                "/v1/events/batch",
+                &serde_json::json!({ "events": events }).to_string(),
+            );
+            if reply.status == 200 {
+                acknowledged += 500;
+                None
+            } else {
+                Some(reply)
+            }
+        })
+        .expect("1 MiB never filled up");
+    assert_eq!(
+        (full.status, full.code().as_str()),
+        (503, "disk_full"),
+        "{}",
+        full.body
+    );
+    assert!(full.retry_after.is_some());
+    assert!(acknowledged > 0);
+    // Reads still answer, and count exactly what was acknowledged.
+    let check = c.get("/v1/customers/big/check");
+    assert_eq!(check.status, 200, "{}", check.body);
+    assert_eq!(check.json()["used"], acknowledged);
+    assert_eq!(server.terminate().code(), Some(0));
+}

@@ -62,6 +62,14 @@ impl From<Error> for ApiError {
             }
             Error::CustomerArchived(_) => (StatusCode::CONFLICT, "customer_archived"),
             Error::Locked => return ApiError::unavailable("database_locked", e.to_string()),
+            // Nothing of the request was written; it can succeed once space is freed.
+            Error::DiskFull => {
+                return ApiError::unavailable(
+                    "disk_full",
+                    "the disk holding the database is full; nothing of this request was \
+                     written: retry once space is freed",
+                );
+            }
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         ApiError::new(status.0, status.1, e.to_string())

@@ -18,13 +18,20 @@ pub struct Server {
 impl Server {
     /// Start `meterline serve --listen 127.0.0.1:0` on the scratch database.
     pub fn start(scratch: &Scratch, extra: &[&str]) -> Server {
-        let mut child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        command
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(extra)
+            .env("METERLINE_DB", &scratch.db)
+            .env("METERLINE_PLANS", &scratch.plans);
+        Server::spawn(command)
+    }
+
+    /// Run `command`, which ends by running `meterline serve`, and wait until it listens.
+    pub fn spawn(mut command: Command) -> Server {
+        let mut child = command
             .env_remove("METERLINE_LISTEN")
             .env("METERLINE_NOW", NOW)
-            .env("METERLINE_DB", &scratch.db)
-            .env("METERLINE_PLANS", &scratch.plans)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
