@@ -234,22 +234,14 @@ fn a_malformed_busy_timeout_is_a_usage_error() {
 #[test]
 fn a_full_disk_says_disk_full() {
     let s = Scratch::new();
-    let mnt = s.dir.path().join("small");
-    std::fs::create_dir(&mnt).unwrap();
-    let db = mnt.join("m.db");
-    let script = format!(
-        "mount -t tmpfs -o size=512k tmpfs '{mnt}' && \
-         exec '{bin}' --db '{db}' demo --customers 50 --events 200000",
-        mnt = mnt.display(),
-        db = db.display(),
-        bin = support::cli::BIN,
+    let (mut command, _) = s.on_small_disk(
+        "512k",
+        &format!(
+            "exec '{}' --db \"$SMALL/m.db\" demo --customers 50 --events 200000",
+            support::cli::BIN
+        ),
     );
-    let out = std::process::Command::new("unshare")
-        .args(["--user", "--map-root-user", "--mount", "sh", "-c", &script])
-        .env("METERLINE_PLANS", &s.plans)
-        .env("METERLINE_NOW", support::cli::NOW)
-        .output()
-        .expect("unshare (util-linux) runs");
+    let out = command.output().expect("unshare (util-linux) runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         !stderr.contains("mount:") && !stderr.contains("unshare:"),

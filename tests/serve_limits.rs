@@ -117,24 +117,17 @@ fn the_connection_cap_makes_the_next_client_wait_for_a_slot() {
 #[test]
 fn a_full_disk_answers_503_disk_full_and_keeps_every_acknowledged_event() {
     let s = Scratch::new();
-    let mnt = s.dir.path().join("small");
-    std::fs::create_dir(&mnt).unwrap();
-    let db = mnt.join("m.db");
     let token_file = s.dir.path().join("token");
-    let script = format!(
-        "mount -t tmpfs -o size=1m tmpfs '{mnt}' && \
-         '{bin}' --db '{db}' customer add big --plan business --anchor 2026-11-01 && \
-         '{bin}' --db '{db}' token create t > '{token}' && \
-         exec '{bin}' --db '{db}' serve --listen 127.0.0.1:0",
-        mnt = mnt.display(),
-        db = db.display(),
-        token = token_file.display(),
-        bin = support::cli::BIN,
+    let (command, _) = s.on_small_disk(
+        "1m",
+        &format!(
+            "'{bin}' --db \"$SMALL/m.db\" customer add big --plan business --anchor 2026-11-01 && \
+             '{bin}' --db \"$SMALL/m.db\" token create t > '{token}' && \
+             exec '{bin}' --db \"$SMALL/m.db\" serve --listen 127.0.0.1:0",
+            token = token_file.display(),
+            bin = support::cli::BIN,
+        ),
     );
-    let mut command = std::process::Command::new("unshare");
-    command
-        .args(["--user", "--map-root-user", "--mount", "sh", "-c", &script])
-        .env("METERLINE_PLANS", &s.plans);
     let server = Server::spawn(command);
     let token = std::fs::read_to_string(&token_file).unwrap();
     let c = server.client(token.trim());

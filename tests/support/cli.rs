@@ -39,6 +39,24 @@ impl Scratch {
     }
 
     /// `meterline` on this database and plans file, with the clock pinned at `NOW` and no stray environment.
+    /// `sh -c script` after a `size` tmpfs is mounted on the returned directory, in a
+    /// private mount namespace (no root needed; the mount ends with the process). `script`
+    /// gets the directory as `$SMALL`: a real disk that fills up.
+    pub fn on_small_disk(&self, size: &str, script: &str) -> (std::process::Command, PathBuf) {
+        let small = self.dir.path().join("small");
+        std::fs::create_dir_all(&small).unwrap();
+        let mut command = std::process::Command::new("unshare");
+        command
+            .args(["--user", "--map-root-user", "--mount", "sh", "-c"])
+            .arg(format!(
+                "mount -t tmpfs -o size={size} tmpfs \"$SMALL\" && {script}"
+            ))
+            .env("SMALL", &small)
+            .env("METERLINE_PLANS", &self.plans)
+            .env("METERLINE_NOW", NOW);
+        (command, small)
+    }
+
     pub fn cmd(&self) -> Command {
         Command::from_std(self.std_cmd())
     }
