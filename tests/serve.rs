@@ -525,3 +525,56 @@ fn healthz_is_503_while_the_database_is_unusable_and_200_once_it_is_back() {
     assert_eq!(server.terminate().code(), Some(0));
     assert_eq!(s.dump(), dump);
 }
+
+/// An answer given before the body was read (401, an unknown path) ends the connection, and
+/// says `Connection: close` so a keep-alive client does not write its next request into it
+/// (it got "peer disconnected" before). A request whose body was read keeps the connection.
+#[test]
+fn answers_before_the_body_is_read_say_connection_close() {
+    use std::io::{Read, Write};
+    let (s, token) = setup();
+    let server = Server::start(&s, &[]);
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let body = r#"{"customer":"acme"}"#;
+    let answer_head = |stream: &mut std::net::TcpStream| {
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !answer.ends_with(b"}") {
+            let n = stream.read(&mut buf).unwrap();
+            assert!(n > 0, "closed without an answer");
+            answer.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&answer).to_lowercase()
+    };
+    for (path, auth) in [
+        ("/v1/events", String::new()),
+        ("/v1/nowhere", format!("Authorization: Bearer {token}\r\n")),
+    ] {
+        let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+        // The headers alone: the server answers before any of the body exists.
+        write!(
+            stream,
+            "POST {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .unwrap();
+        let head = answer_head(&mut stream);
+        assert!(head.contains("\r\nconnection: close\r\n"), "{path}: {head}");
+    }
+    // Read to its end: the same connection answers again.
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    for _ in 0..2 {
+        write!(
+            stream,
+            "POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let head = answer_head(&mut stream);
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert!(!head.contains("connection: close"), "{head}");
+    }
+    assert_eq!(used(&s, "acme"), 2);
+}

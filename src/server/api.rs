@@ -62,6 +62,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             request_timeout,
         ))
+        .layer(middleware::from_fn(super::keep_alive::close_if_body_unread))
         .with_state(state)
 }
 

@@ -8,6 +8,7 @@ mod auth;
 mod compat;
 mod error;
 pub mod event;
+mod keep_alive;
 mod listener;
 mod metrics;
 mod writer;
