@@ -26,9 +26,7 @@ impl CappedListener {
             idle,
         }
     }
-}
 
-impl CappedListener {
     /// The next connection, once a slot is free.
     #[allow(clippy::expect_used)] // invariant: the listener owns the semaphore and never closes it
     pub async fn accept(&mut self) -> Conn {

@@ -401,8 +401,6 @@ impl<'c> Batch<'_, 'c> {
             let customer = super::customers::get(self.conn, id)?;
             self.customers.insert(id.to_string(), customer);
         }
-        self.customers
-            .get(id)
-            .ok_or_else(|| Error::Database("customer not kept".into()))
+        Ok(&self.customers[id])
     }
 }

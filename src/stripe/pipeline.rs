@@ -152,7 +152,7 @@ impl Outcome {
         self.undelivered += pass.undelivered;
         self.reached += pass.reached;
         self.events_reported += pass.events_reported;
-        self.unsent.extend(pass.unsent);
+        // `unsent` is not taken: each pass undates its own (report ids or event ids).
         self.stopped = self.stopped.take().or(pass.stopped);
         self.fatal = self.fatal.take().or(pass.fatal);
         self.not_connected = pass.not_connected.or(self.not_connected.take());
