@@ -234,7 +234,7 @@ fn a_malformed_busy_timeout_is_a_usage_error() {
 #[test]
 fn a_full_disk_says_disk_full() {
     let s = Scratch::new();
-    let (mut command, _) = s.on_small_disk(
+    let mut command = s.on_small_disk(
         "512k",
         &format!(
             "exec '{}' --db \"$SMALL/m.db\" demo --customers 50 --events 200000",

@@ -118,7 +118,7 @@ fn the_connection_cap_makes_the_next_client_wait_for_a_slot() {
 fn a_full_disk_answers_503_disk_full_and_keeps_every_acknowledged_event() {
     let s = Scratch::new();
     let token_file = s.dir.path().join("token");
-    let (command, _) = s.on_small_disk(
+    let command = s.on_small_disk(
         "1m",
         &format!(
             "'{bin}' --db \"$SMALL/m.db\" customer add big --plan business --anchor 2026-11-01 && \

@@ -38,11 +38,10 @@ impl Scratch {
         }
     }
 
-    /// `meterline` on this database and plans file, with the clock pinned at `NOW` and no stray environment.
-    /// `sh -c script` after a `size` tmpfs is mounted on the returned directory, in a
-    /// private mount namespace (no root needed; the mount ends with the process). `script`
-    /// gets the directory as `$SMALL`: a real disk that fills up.
-    pub fn on_small_disk(&self, size: &str, script: &str) -> (std::process::Command, PathBuf) {
+    /// `sh -c script` after a `size` tmpfs is mounted on a new directory, in a private mount
+    /// namespace (no root needed; the mount ends with the process). `script` gets the
+    /// directory as `$SMALL`: a real disk that fills up.
+    pub fn on_small_disk(&self, size: &str, script: &str) -> std::process::Command {
         let small = self.dir.path().join("small");
         std::fs::create_dir_all(&small).unwrap();
         let mut command = std::process::Command::new("unshare");
@@ -54,9 +53,10 @@ impl Scratch {
             .env("SMALL", &small)
             .env("METERLINE_PLANS", &self.plans)
             .env("METERLINE_NOW", NOW);
-        (command, small)
+        command
     }
 
+    /// `meterline` on this database and plans file, with the clock pinned at `NOW` and no stray environment.
     pub fn cmd(&self) -> Command {
         Command::from_std(self.std_cmd())
     }
