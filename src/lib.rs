@@ -67,4 +67,4 @@ pub mod tui;
 
 pub use config::Config;
 pub use error::{Error, Result};
-pub use store::{RecordOutcome, RecordRequest, Store};
+pub use store::{IdempotencyKey, KeySource, RecordOutcome, RecordRequest, Store};

@@ -864,3 +864,97 @@ fn value_property_config_is_validated() {
     assert!(with("[ingest]\nvalue_field = {}").is_err());
     assert!(with("[ingest.value_property]\nmeterline_usage = 3").is_err());
 }
+
+/// A native key spelled like a drop-in route's key (`stripe:5:req-1`, `ce:3:svc:2:e1`,
+/// `lago:2:t1`, `lago-sha256:<hex>`) once took that route's event identity: the later compat
+/// event was answered as a duplicate of the native one and nothing was counted. Each source
+/// now has its own namespace: both events count, and each resend still finds its own.
+#[test]
+fn native_keys_never_take_a_drop_in_events_identity() {
+    use sha2::{Digest, Sha256};
+    let (s, api) = setup();
+    let long_id = "t".repeat(300);
+    let hashed = format!(
+        "lago-sha256:{}",
+        hex::encode(Sha256::digest(format!("lago:300:{long_id}").as_bytes()))
+    );
+    for key in ["stripe:5:req-1", "ce:3:svc:2:e1", "lago:2:t1", &hashed] {
+        let native = json!({"customer": "acme", "quantity": 100, "key": key});
+        let reply = api.post("/v1/events", "application/json", &native.to_string());
+        assert_eq!(reply.json()["recorded"], true, "{key}: {}", reply.body);
+    }
+    // The CLI's keys are native too.
+    s.cmd()
+        .args(["record", "acme", "-n", "100", "--key", "lago:2:t2"])
+        .assert()
+        .success();
+    assert_eq!(used(&s, "acme"), 500);
+
+    let at = now_unix() - 3600;
+    let stripe = api.stripe(&format!(
+        "event_name=meterline_usage&payload[stripe_customer_id]=cus_Acme1&payload[value]=1\
+         &identifier=req-1&timestamp={at}"
+    ));
+    assert_eq!(stripe.status, 200, "{}", stripe.body);
+    let ce = api.cloudevents(
+        "application/cloudevents+json",
+        &cloud_event("e1", "acme", json!(2)),
+    );
+    assert_eq!(ce.status, 204, "{}", ce.body);
+    let lago = api.lago(&json!({"event": lago_event("t1", "acme", json!(4))}));
+    assert_eq!(lago.status, 200, "{}", lago.body);
+    let lago_long = api.lago(&json!({"event": lago_event(&long_id, "acme", json!(8))}));
+    assert_eq!(lago_long.status, 200, "{}", lago_long.body);
+    let lago_cli = api.lago(&json!({"event": lago_event("t2", "acme", json!(16))}));
+    assert_eq!(lago_cli.status, 200, "{}", lago_cli.body);
+    assert_eq!(
+        used(&s, "acme"),
+        500 + 1 + 2 + 4 + 8 + 16,
+        "every event counted"
+    );
+    for key in [
+        "stripe:5:req-1",
+        "ce:3:svc:2:e1",
+        "lago:2:t1",
+        &hashed,
+        "lago:2:t2",
+    ] {
+        assert_eq!(
+            events_with_key(&s.conn(), key),
+            2,
+            "one event per source: {key}"
+        );
+    }
+    let native_id: i64 = s
+        .conn()
+        .query_row(
+            "SELECT id FROM usage_events
+             WHERE idempotency_key = 'lago:2:t1' AND idempotency_source = 'native'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_ne!(
+        lago.json()["event"]["lago_id"],
+        json!(native_id.to_string())
+    );
+
+    // Resent, each on its own side: a duplicate of its own event, nothing counted twice.
+    let before = s.dump();
+    let native = json!({"customer": "acme", "quantity": 100, "key": "lago:2:t1"});
+    let again = api.post("/v1/events", "application/json", &native.to_string());
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(
+        (
+            again.json()["duplicate"].clone(),
+            again.json()["event_id"].clone()
+        ),
+        (json!(true), json!(native_id))
+    );
+    let lago_again = api.lago(&json!({"event": lago_event("t1", "acme", json!(4))}));
+    assert_eq!(
+        lago_again.json()["event"]["lago_id"],
+        lago.json()["event"]["lago_id"]
+    );
+    assert_nothing_written(&s, &before, "resends on both sides");
+}

@@ -222,7 +222,10 @@ fn a_large_batch_gives_every_event_its_own_row_and_id() {
                     .unwrap();
                 assert_eq!(
                     (quantity, key.as_str()),
-                    (sent.quantity, sent.idempotency_key.as_deref().unwrap())
+                    (
+                        sent.quantity,
+                        sent.idempotency_key.as_ref().unwrap().key.as_str()
+                    )
                 );
             }
         }

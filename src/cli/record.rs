@@ -45,7 +45,7 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
         customer_id: args.customer.unwrap_or_default(),
         quantity: args.quantity,
         user_id: args.user,
-        idempotency_key: args.key,
+        idempotency_key: args.key.map(Into::into),
         occurred_at: args.at.unwrap_or(ctx.now),
     };
     let outcome = store.record(&config, &request, ctx.now)?;

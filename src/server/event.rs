@@ -40,7 +40,7 @@ impl EventIn {
             customer_id: self.customer,
             quantity: self.quantity,
             user_id: self.user,
-            idempotency_key: self.key,
+            idempotency_key: self.key.map(Into::into),
             occurred_at: self.at.unwrap_or(now),
         }
     }

@@ -7,12 +7,13 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, ToSql};
 
+use super::record::IdempotencyKey;
 use crate::Result;
 
-/// Rows per INSERT statement (9 parameters each, far below SQLite's limit).
+/// Rows per INSERT statement (10 parameters each, far below SQLite's limit).
 const ROWS_PER_INSERT: usize = 250;
 const COLUMNS: &str = "id, customer_id, user_id, quantity, occurred_at, recorded_at, \
-                       period_start, idempotency_key, stripe_identifier";
+                       period_start, idempotency_key, idempotency_source, stripe_identifier";
 
 /// One event the batch recorded.
 pub(super) struct NewEvent {
@@ -22,7 +23,7 @@ pub(super) struct NewEvent {
     pub quantity: i64,
     pub occurred_at: DateTime<Utc>,
     pub period_start: String,
-    pub idempotency_key: Option<String>,
+    pub idempotency_key: Option<IdempotencyKey>,
     pub stripe_identifier: String,
 }
 
@@ -30,7 +31,7 @@ pub(super) struct NewEvent {
 pub(super) struct NewEvents {
     events: Vec<NewEvent>,
     /// Idempotency key -> position in `events`: a key repeated within the batch.
-    keys: HashMap<String, usize>,
+    keys: HashMap<IdempotencyKey, usize>,
     /// The id the next event gets; read once, as SQLite itself would pick it (the batch
     /// holds the write lock, so nobody else adds events meanwhile).
     next_id: Option<i64>,
@@ -62,7 +63,7 @@ impl NewEvents {
     }
 
     /// The event of this batch that used `key`, if any.
-    pub fn with_key(&self, key: &str) -> Option<&NewEvent> {
+    pub fn with_key(&self, key: &IdempotencyKey) -> Option<&NewEvent> {
         self.keys.get(key).map(|&i| &self.events[i])
     }
 
@@ -73,8 +74,15 @@ impl NewEvents {
                 .iter()
                 .map(|e| crate::billing::format_ts(e.occurred_at))
                 .collect();
-            let mut values: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * 9);
-            for (e, occurred_at) in chunk.iter().zip(&occurred) {
+            let keys: Vec<(Option<&str>, Option<&str>)> = chunk
+                .iter()
+                .map(|e| match &e.idempotency_key {
+                    Some(k) => (Some(k.key.as_str()), Some(k.source.as_str())),
+                    None => (None, None),
+                })
+                .collect();
+            let mut values: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * 10);
+            for ((e, occurred_at), (key, source)) in chunk.iter().zip(&occurred).zip(&keys) {
                 values.extend_from_slice(&[
                     &e.id as &dyn ToSql,
                     &e.customer_id,
@@ -83,11 +91,12 @@ impl NewEvents {
                     occurred_at,
                     &recorded_at,
                     &e.period_start,
-                    &e.idempotency_key,
+                    key,
+                    source,
                     &e.stripe_identifier,
                 ]);
             }
-            let rows = vec!["(?,?,?,?,?,?,?,?,?)"; chunk.len()].join(",");
+            let rows = vec!["(?,?,?,?,?,?,?,?,?,?)"; chunk.len()].join(",");
             conn.prepare_cached(&format!(
                 "INSERT INTO usage_events ({COLUMNS}) VALUES {rows}"
             ))?

@@ -25,7 +25,7 @@ pub struct RecordRequest {
     /// The member of an organisation account who used it.
     pub user_id: Option<String>,
     /// A repeated key counts nothing and returns the original event.
-    pub idempotency_key: Option<String>,
+    pub idempotency_key: Option<IdempotencyKey>,
     pub occurred_at: DateTime<Utc>,
 }
 
@@ -37,6 +37,57 @@ impl RecordRequest {
             user_id: None,
             idempotency_key: None,
             occurred_at,
+        }
+    }
+}
+
+/// Where an idempotency key came from. Each source has a namespace of its own, so a key sent
+/// to one can never take the identity of another's event (a native key `lago:2:t1` once
+/// swallowed the Lago event whose transaction id is `t1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeySource {
+    /// `record --key`, `record --batch`, `POST /v1/events` and the library.
+    Native,
+    /// The Stripe meter events route.
+    Stripe,
+    /// The CloudEvents (OpenMeter) route.
+    CloudEvents,
+    /// The Lago route.
+    Lago,
+}
+
+impl KeySource {
+    /// The text stored in `usage_events.idempotency_source`; the drop-in routes also prefix
+    /// their derived keys with it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeySource::Native => "native",
+            KeySource::Stripe => "stripe",
+            KeySource::CloudEvents => "ce",
+            KeySource::Lago => "lago",
+        }
+    }
+}
+
+/// An idempotency key within its source's namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IdempotencyKey {
+    pub source: KeySource,
+    pub key: String,
+}
+
+impl From<&str> for IdempotencyKey {
+    /// A key the caller chose: the native namespace.
+    fn from(key: &str) -> Self {
+        key.to_string().into()
+    }
+}
+
+impl From<String> for IdempotencyKey {
+    fn from(key: String) -> Self {
+        IdempotencyKey {
+            source: KeySource::Native,
+            key,
         }
     }
 }
@@ -93,13 +144,17 @@ impl Original {
         }
     }
 
-    fn find(conn: &Connection, key: &str) -> Result<Option<Original>> {
+    /// The event stored under `key` in its source's namespace. Keys kept from before the
+    /// namespaces that look like a drop-in route's (`legacy`, migration 9) may have come from
+    /// either side, so both sides still find them: a resend gets the answer it got before.
+    fn find(conn: &Connection, key: &IdempotencyKey) -> Result<Option<Original>> {
         let row: Option<(i64, String, i64, Option<String>, String, String)> = conn
             .prepare_cached(
                 "SELECT id, customer_id, quantity, user_id, occurred_at, recorded_at
-                 FROM usage_events WHERE idempotency_key = ?1",
+                 FROM usage_events
+                 WHERE idempotency_key = ?1 AND idempotency_source IN (?2, 'legacy')",
             )?
-            .query_row([key], |r| {
+            .query_row(params![key.key, key.source.as_str()], |r| {
                 Ok((
                     r.get(0)?,
                     r.get(1)?,
@@ -129,7 +184,7 @@ impl Original {
     /// "duplicate" would hide. A time equal to the moment of recording means "no time given",
     /// so a retry without `--at` a minute later is still the same event.
     fn same_as(&self, req: &RecordRequest, at: DateTime<Utc>, now: DateTime<Utc>) -> Result<()> {
-        let key = req.idempotency_key.as_deref().unwrap_or_default();
+        let key = req.idempotency_key.as_ref().map_or("", |k| k.key.as_str());
         let mut differences = Vec::new();
         if req.customer_id != self.customer_id {
             differences.push(format!(
@@ -285,7 +340,7 @@ impl<'c> Batch<'_, 'c> {
         }
         super::customers::validate_event_labels(
             req.user_id.as_deref(),
-            req.idempotency_key.as_deref(),
+            req.idempotency_key.as_ref().map(|k| k.key.as_str()),
         )?;
         // Whole seconds: what the database stores and Stripe accepts.
         let occurred_at = DateTime::from_timestamp(req.occurred_at.timestamp(), 0)

@@ -14,6 +14,7 @@ use serde_json::{Map, Value, json};
 
 use super::{Candidate, Ingested, MAX_BATCH, Problem, Who, ingest, key, quantity};
 use crate::server::AppState;
+use crate::store::KeySource;
 
 pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
     super::guard(&state, request, next, unauthorized, |e| {
@@ -240,7 +241,7 @@ fn parse_event(
         who: Who::Customer(subject.to_string()),
         meter: meter.to_string(),
         quantity,
-        key: key("ce", &[source, id]),
+        key: key(KeySource::CloudEvents, &[source, id]),
         at,
     };
     Ok((candidate, (id.to_string(), source.to_string())))

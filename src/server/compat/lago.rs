@@ -15,6 +15,7 @@ use serde_json::{Map, Value, json};
 use super::{Candidate, Ingested, MAX_BATCH, Problem, Who, ingest, key, quantity};
 use crate::RecordOutcome;
 use crate::server::AppState;
+use crate::store::KeySource;
 
 pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
     super::guard(&state, request, next, unauthorized, |e| {
@@ -214,7 +215,7 @@ fn parse_event(
         who: Who::Customer(customer),
         meter: code.clone(),
         quantity,
-        key: key("lago", &[&transaction_id]),
+        key: key(KeySource::Lago, &[&transaction_id]),
         at,
     };
     Ok((

@@ -23,6 +23,7 @@ use super::AppState;
 use super::auth::{self, Denied};
 use super::error::ApiError;
 use crate::store::MAX_KEY_LEN;
+use crate::store::{IdempotencyKey, KeySource};
 use crate::{Error, RecordOutcome, RecordRequest};
 
 pub const STRIPE_METER_EVENTS: &str = "/stripe/v1/billing/meter_events";
@@ -82,7 +83,7 @@ pub struct Candidate {
     pub meter: String,
     pub quantity: i64,
     /// The idempotency key, built by [`key`].
-    pub key: String,
+    pub key: IdempotencyKey,
     pub at: DateTime<Utc>,
 }
 
@@ -292,8 +293,10 @@ fn resolve(
 /// The idempotency key for a protocol's event identity. Each part is length-prefixed so that
 /// no two different identities give the same text (CloudEvents' `source` + `id` = "a:b" + "c"
 /// or "a" + "b:c"). A key that would break the store's key rules (longer than 255 bytes, or
-/// with control, bidi or zero-width characters) is replaced by its SHA-256.
-pub fn key(protocol: &str, parts: &[&str]) -> String {
+/// with control, bidi or zero-width characters) is replaced by its SHA-256. The key lives in
+/// the protocol's own namespace ([`KeySource`]), apart from native keys and other protocols'.
+pub fn key(source: KeySource, parts: &[&str]) -> IdempotencyKey {
+    let protocol = source.as_str();
     let mut text = protocol.to_string();
     for part in parts {
         text.push(':');
@@ -301,14 +304,15 @@ pub fn key(protocol: &str, parts: &[&str]) -> String {
         text.push(':');
         text.push_str(part);
     }
-    if text.len() <= MAX_KEY_LEN && !text.chars().any(crate::sanitize::is_unsafe) {
+    let key = if text.len() <= MAX_KEY_LEN && !text.chars().any(crate::sanitize::is_unsafe) {
         text
     } else {
         format!(
             "{protocol}-sha256:{}",
             hex::encode(Sha256::digest(text.as_bytes()))
         )
-    }
+    };
+    IdempotencyKey { source, key }
 }
 
 /// The quantity of a CloudEvents / Lago event: the configured payload field of its meter,
@@ -377,13 +381,18 @@ mod tests {
 
     #[test]
     fn keys_are_unambiguous_and_bounded() {
-        assert_ne!(key("ce", &["a:b", "c"]), key("ce", &["a", "b:c"]));
-        assert_eq!(key("lago", &["t1"]), "lago:2:t1");
+        let ce = |parts: &[&str]| key(KeySource::CloudEvents, parts).key;
+        assert_ne!(ce(&["a:b", "c"]), ce(&["a", "b:c"]));
+        let lago = key(KeySource::Lago, &["t1"]);
+        assert_eq!(
+            (lago.source, lago.key.as_str()),
+            (KeySource::Lago, "lago:2:t1")
+        );
         let long = "x".repeat(300);
-        let hashed = key("ce", &["src", &long]);
+        let hashed = ce(&["src", &long]);
         assert!(hashed.starts_with("ce-sha256:") && hashed.len() < MAX_KEY_LEN);
-        assert_eq!(hashed, key("ce", &["src", &long]));
-        assert!(key("ce", &["src", "a\u{202e}b"]).starts_with("ce-sha256:"));
+        assert_eq!(hashed, ce(&["src", &long]));
+        assert!(ce(&["src", "a\u{202e}b"]).starts_with("ce-sha256:"));
     }
 
     #[test]

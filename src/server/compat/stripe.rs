@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use super::{Candidate, Ingested, Problem, Who, ingest, key};
 use crate::server::{ApiError, AppState};
+use crate::store::KeySource;
 
 /// Stripe's limit for `event_name` and `identifier`.
 const MAX_NAME: usize = 100;
@@ -320,7 +321,7 @@ async fn create_inner(
         who: Who::StripeCustomer(event.stripe_customer_id.clone()),
         meter: event.event_name.clone(),
         quantity: event.value,
-        key: key("stripe", &[&identifier]),
+        key: key(KeySource::Stripe, &[&identifier]),
         at,
     };
     let decided = match ingest(state, vec![candidate])
