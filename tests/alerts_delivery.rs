@@ -487,3 +487,65 @@ fn a_receiver_that_never_answers_times_out_and_is_retried_later() {
     assert_eq!(receiver.requests().len(), 3);
     assert_eq!(delivery_states(&s), BTreeMap::from([("pending".into(), 3)]));
 }
+
+/// `serve` reads METERLINE_ALERT_BACKOFF_MS as `meterline alerts` does: after a failed first
+/// attempt the next one is stored for the configured pause later (not the 30 s default), and
+/// the retry is delivered then.
+#[test]
+fn serve_waits_the_backoff_set_in_the_environment_before_a_retry() {
+    let receiver = Receiver::start(Mode::FailFirst);
+    let s = Scratch::new();
+    std::fs::write(
+        &s.plans,
+        plans_with(&format!(
+            "[[alerts]]\nwebhook = \"{}\"\nlevels = [\"hard_cap\"]",
+            receiver.url
+        )),
+    )
+    .unwrap();
+    s.add_customer("acme", "free", "2026-11-01");
+    s.record("acme", 1000);
+    let mut command = std::process::Command::new(support::cli::BIN);
+    command
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("METERLINE_DB", &s.db)
+        .env("METERLINE_PLANS", &s.plans)
+        .env("METERLINE_WEBHOOK_SECRET", SECRET)
+        .env("METERLINE_ALERT_BACKOFF_MS", "3000");
+    let server = support::serve::Server::spawn(command);
+
+    let attempts = || -> (i64, i64) {
+        s.conn()
+            .query_row(
+                "SELECT attempts, next_attempt FROM alert_deliveries",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while attempts().0 == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve never attempted the delivery"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // Kept by the failed attempt (a delivery does not change it): the pause it scheduled.
+    let (_, next_attempt) = attempts();
+    let failed_at = receiver.requests()[0].received_unix;
+    let pause = next_attempt - failed_at;
+    assert!(
+        (3..=8).contains(&pause),
+        "the retry was scheduled {pause} s after the failed attempt, not the configured 3 s"
+    );
+    assert!(receiver.wait_for(2), "serve never retried");
+    let requests = receiver.requests();
+    assert!(requests[1].received_unix >= next_attempt, "retried early");
+    assert_eq!(requests[1].alert_id, requests[0].alert_id);
+    assert!(server.terminate().success());
+    assert_eq!(
+        delivery_states(&s),
+        BTreeMap::from([("delivered".into(), 1)])
+    );
+}

@@ -17,17 +17,36 @@ use crate::{Result, Store};
 /// The most deliveries one run attempts; the rest wait for the next run.
 const RUN_LIMIT: usize = 10_000;
 
+/// METERLINE_ALERT_BACKOFF_MS: the first pause before a retry (tests, impatient operators).
+pub const BACKOFF_ENV: &str = "METERLINE_ALERT_BACKOFF_MS";
+
+/// How runs deliver. Timeouts and attempts are per `[[alerts]]` entry, in the `Config`.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     /// The pause after a first failed attempt (doubled per further attempt).
     pub backoff_base: Duration,
+    /// Signs webhooks (METERLINE_WEBHOOK_SECRET); a run with webhooks refuses `None`.
+    pub secret: Option<Secret>,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
             backoff_base: super::BACKOFF_BASE,
+            secret: None,
         }
+    }
+}
+
+impl RunOptions {
+    /// The settings from the environment. `meterline alerts` and `serve` both start here, so
+    /// a variable cannot work in one and be ignored by the other.
+    pub fn from_env() -> Result<RunOptions> {
+        Ok(RunOptions {
+            backoff_base: crate::config::millis_from_env(BACKOFF_ENV)?
+                .unwrap_or(super::BACKOFF_BASE),
+            secret: Secret::from_env()?,
+        })
     }
 }
 
@@ -78,11 +97,10 @@ pub fn check_secret(config: &Config, secret: Option<&Secret>) -> Result<()> {
 pub fn run(
     store: &mut Store,
     config: &Config,
-    secret: Option<&Secret>,
     options: &RunOptions,
     stop: &AtomicBool,
 ) -> Result<RunReport> {
-    check_secret(config, secret)?;
+    check_secret(config, options.secret.as_ref())?;
     let targets = target_keys(config);
     let mut report = RunReport {
         // Left pending, never attempted: they do not make a run.
@@ -94,7 +112,7 @@ pub fn run(
         return Ok(report);
     }
     let run_id = store.begin_alert_run(&LockHolder::this_process(), Utc::now())?;
-    let result = attempt_all(store, config, secret, options, stop, run_id, &mut report);
+    let result = attempt_all(store, config, options, stop, run_id, &mut report);
     let run = AlertRun {
         id: run_id,
         outcome: match &result {
@@ -118,7 +136,6 @@ pub fn run(
 fn attempt_all(
     store: &mut Store,
     config: &Config,
-    secret: Option<&Secret>,
     options: &RunOptions,
     stop: &AtomicBool,
     run_id: i64,
@@ -149,7 +166,7 @@ fn attempt_all(
             continue; // Not reached: only configured targets are read.
         };
         report.attempted += 1;
-        let result = attempt(rule, sender, &due, secret);
+        let result = attempt(rule, sender, &due, options.secret.as_ref());
         settle(store, rule, &due, result, options, report)?;
         if beat.elapsed() > Duration::from_secs(5) {
             store.alert_heartbeat(run_id)?;

@@ -6,7 +6,7 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// The secret the tests sign with: long and unmistakable, so a leak is easy to find.
 pub const SECRET: &str = "whsec-test-3f9c2b7e1d5a48c6a0e1f2d3c4b5a697-never-print-me";
@@ -17,6 +17,10 @@ pub struct Request {
     pub signature: String,
     pub content_type: String,
     pub body: String,
+    /// When its body had been read (for the order across receivers).
+    pub received: Instant,
+    /// The same, in Unix seconds (to compare with times meterline stores).
+    pub received_unix: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +31,8 @@ pub enum Mode {
     Flaky,
     /// Read the request, then answer nothing and hold the connection open.
     Hang,
+    /// 500 to the first request, 200 to the rest.
+    FailFirst,
 }
 
 #[derive(Clone)]
@@ -107,16 +113,22 @@ impl Receiver {
             return;
         }
         let number = self.seen.fetch_add(1, Ordering::SeqCst);
+        let unix = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap();
         self.requests.lock().unwrap().push(Request {
             alert_id: header("meterline-alert-id"),
             signature: header("meterline-signature"),
             content_type: header("content-type"),
             body: String::from_utf8(body).unwrap(),
+            received: Instant::now(),
+            received_unix: unix.as_secs() as i64,
         });
         let mode = *self.mode.lock().unwrap();
         let status = match (mode, number % 4) {
             (Mode::Ok, _) | (Mode::Flaky, 0 | 2) => "200 OK",
-            (Mode::Flaky, 1) => "500 Internal Server Error",
+            (Mode::FailFirst, _) if number > 0 => "200 OK",
+            (Mode::Flaky, 1) | (Mode::FailFirst, _) => "500 Internal Server Error",
             (Mode::Flaky, _) => return, // dropped: closed without an answer
             (Mode::Hang, _) => {
                 std::thread::sleep(Duration::from_secs(120));
