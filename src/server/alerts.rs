@@ -39,7 +39,7 @@ impl Delivery {
         Ok(Some(Delivery { stop, thread }))
     }
 
-    /// Finish the attempt in flight (if any) and stop.
+    /// Finish the attempts in flight (at most one per destination) and stop.
     pub fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.thread.join();
