@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use meterline::Store;
-use meterline::store::{Cell, ExportFilter, ExportKind};
+use meterline::store::{ExportFilter, ExportKind};
 
 const CHILD_ENV: &str = "METERLINE_BENCH_EXPORT_CHILD";
 
@@ -115,12 +115,10 @@ fn ours_csv_limited(db: &Path, limit: Option<i64>) {
             if left < 0 {
                 return Ok(());
             }
-            csv.write_record(cells.iter().map(|c| match c {
-                Cell::Null => String::new(),
-                Cell::Integer(n) => n.to_string(),
-                Cell::Text(t) => t.to_string(),
-            }))
-            .unwrap();
+            for cell in cells {
+                csv.write_field(cell.csv_text().as_bytes()).unwrap();
+            }
+            csv.write_record(None::<&[u8]>).unwrap();
             Ok(())
         })
         .unwrap();

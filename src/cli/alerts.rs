@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use super::Context;
 use super::output::print_json;
 use crate::Result;
-use crate::alerts::{self, RunOptions, RunReport, Secret};
+use crate::alerts::{self, RunOptions, RunReport};
 use crate::sanitize::sanitize;
 
 #[derive(Debug, Default, clap::Args)]
@@ -18,9 +18,6 @@ pub struct Args {
     #[arg(long)]
     pub json: bool,
 }
-
-/// METERLINE_ALERT_BACKOFF_MS: the first pause before a retry (tests, impatient operators).
-const BACKOFF_ENV: &str = "METERLINE_ALERT_BACKOFF_MS";
 
 pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
     let config = ctx.config()?;
@@ -52,13 +49,10 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
         )?;
         return Ok(ExitCode::SUCCESS);
     }
-    let secret = Secret::from_env()?;
-    let options = RunOptions {
-        backoff_base: super::millis_from_env(BACKOFF_ENV)?.unwrap_or(alerts::BACKOFF_BASE),
-    };
+    let options = RunOptions::from_env()?;
     let stop = super::sync::cancel_on_signals()?;
     let mut store = ctx.existing_store()?;
-    let report = alerts::run(&mut store, &config, secret.as_ref(), &options, &stop)?;
+    let report = alerts::run(&mut store, &config, &options, &stop)?;
     for line in &report.errors {
         eprintln!("alert not delivered: {line}");
     }

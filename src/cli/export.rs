@@ -68,8 +68,7 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
             csv.write_record(columns).map_err(csv_error)?;
             store
                 .export(kind, &filter, |cells| {
-                    csv.write_record(cells.iter().map(csv_field))
-                        .map_err(csv_error)
+                    write_csv_row(&mut csv, cells).map_err(csv_error)
                 })
                 .and_then(|_| csv.flush().map_err(io_error))
         }
@@ -95,12 +94,12 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
     }
 }
 
-fn csv_field(cell: &Cell) -> String {
-    match cell {
-        Cell::Null => String::new(),
-        Cell::Integer(n) => n.to_string(),
-        Cell::Text(t) => t.to_string(),
+/// One row, each cell made spreadsheet-safe by `Cell::csv_text`.
+fn write_csv_row(csv: &mut csv::Writer<impl Write>, cells: &[Cell]) -> csv::Result<()> {
+    for cell in cells {
+        csv.write_field(cell.csv_text().as_bytes())?;
     }
+    csv.write_record(None::<&[u8]>)
 }
 
 fn json_value(cell: &Cell) -> serde_json::Value {

@@ -181,23 +181,6 @@ impl Context {
     }
 }
 
-/// A duration in milliseconds from the environment variable `name`, if set. A value that is
-/// not a whole number of milliseconds is an error (exit 2), never silently ignored.
-pub(crate) fn millis_from_env(name: &str) -> Result<Option<std::time::Duration>> {
-    let Ok(text) = std::env::var(name) else {
-        return Ok(None);
-    };
-    text.trim()
-        .parse::<u64>()
-        .map(|ms| Some(std::time::Duration::from_millis(ms)))
-        .map_err(|_| {
-            crate::Error::InvalidInput(format!(
-                "{name}=\"{}\" is not a whole number of milliseconds",
-                crate::sanitize::sanitize(&text)
-            ))
-        })
-}
-
 pub fn parse_instant(text: &str) -> std::result::Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))

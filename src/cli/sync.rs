@@ -55,7 +55,7 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
     }
     let key = ApiKey::from_env()?;
     // The first pause between retries, for tests and impatient operators.
-    options.backoff = super::millis_from_env("METERLINE_STRIPE_BACKOFF_MS")?;
+    options.backoff = crate::config::millis_from_env("METERLINE_STRIPE_BACKOFF_MS")?;
     let cancel = cancel_on_signals()?;
     let mut progress = ProgressOutput::new(args.json);
     let report = stripe::run(&ctx.db, &config, &key, &options, &cancel, &mut |p| {

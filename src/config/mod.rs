@@ -15,6 +15,23 @@ use crate::billing::{PeriodKind, Thresholds, WarningLevel};
 pub use locate::{EXAMPLE_PLANS, PlansLocation};
 pub use validate::ConfigError;
 
+/// A duration in milliseconds from the environment variable `name`, if set. A value that is
+/// not a whole number of milliseconds is an error (exit 2), never silently ignored.
+pub fn millis_from_env(name: &str) -> crate::Result<Option<std::time::Duration>> {
+    let Ok(text) = std::env::var(name) else {
+        return Ok(None);
+    };
+    text.trim()
+        .parse::<u64>()
+        .map(|ms| Some(std::time::Duration::from_millis(ms)))
+        .map_err(|_| {
+            crate::Error::InvalidInput(format!(
+                "{name}=\"{}\" is not a whole number of milliseconds",
+                crate::sanitize::sanitize(&text)
+            ))
+        })
+}
+
 /// The default meter event name when plans.toml does not name one.
 pub const DEFAULT_METER_EVENT: &str = "meterline_usage";
 pub const DEFAULT_API_BASE: &str = "https://api.stripe.com";

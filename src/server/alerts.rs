@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::alerts::{RunOptions, Secret};
+use crate::alerts::RunOptions;
 use crate::store::OpenOptions;
 use crate::{Config, Error, Result, Store};
 
@@ -27,31 +27,26 @@ impl Delivery {
         if config.alerts.is_empty() {
             return Ok(None);
         }
-        let secret = Secret::from_env()?;
-        crate::alerts::deliver::check_secret(&config, secret.as_ref())?;
+        // The same settings as `meterline alerts`, read the same way.
+        let options = RunOptions::from_env()?;
+        crate::alerts::deliver::check_secret(&config, options.secret.as_ref())?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
             .name("meterline-alerts".into())
-            .spawn(move || deliver_until(&db, &config, secret.as_ref(), &flag))
+            .spawn(move || deliver_until(&db, &config, &options, &flag))
             .map_err(|e| Error::InvalidInput(format!("cannot start alert delivery: {e}")))?;
         Ok(Some(Delivery { stop, thread }))
     }
 
-    /// Finish the attempt in flight (if any) and stop.
+    /// Finish the attempts in flight (at most one per destination) and stop.
     pub fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.thread.join();
     }
 }
 
-fn deliver_until(
-    db: &std::path::Path,
-    config: &Config,
-    secret: Option<&Secret>,
-    stop: &AtomicBool,
-) {
-    let options = RunOptions::default();
+fn deliver_until(db: &std::path::Path, config: &Config, options: &RunOptions, stop: &AtomicBool) {
     let mut store = None;
     while !stop.load(Ordering::Relaxed) {
         if store.is_none() {
@@ -60,7 +55,7 @@ fn deliver_until(
                 .ok();
         }
         if let Some(s) = store.as_mut() {
-            match crate::alerts::run(s, config, secret, &options, stop) {
+            match crate::alerts::run(s, config, options, stop) {
                 Ok(report) => {
                     for line in &report.errors {
                         eprintln!("meterline serve: alert not delivered: {line}");

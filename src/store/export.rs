@@ -1,6 +1,8 @@
 //! `meterline export`: events or per-period usage, streamed row by row in a stable column
 //! order, for accounting and reports. Memory stays constant however many rows there are.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use rusqlite::types::ValueRef;
 
@@ -75,6 +77,18 @@ pub enum Cell<'a> {
     Null,
     Integer(i64),
     Text(&'a str),
+}
+
+impl<'a> Cell<'a> {
+    /// The cell as written in CSV: text through [`crate::sanitize::spreadsheet_safe`] (every
+    /// CSV meterline writes goes through here), integers and NULL as they are.
+    pub fn csv_text(&self) -> Cow<'a, str> {
+        match *self {
+            Cell::Null => Cow::Borrowed(""),
+            Cell::Integer(n) => Cow::Owned(n.to_string()),
+            Cell::Text(t) => crate::sanitize::spreadsheet_safe(t),
+        }
+    }
 }
 
 impl Store {

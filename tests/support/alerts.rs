@@ -6,7 +6,7 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// The secret the tests sign with: long and unmistakable, so a leak is easy to find.
 pub const SECRET: &str = "whsec-test-3f9c2b7e1d5a48c6a0e1f2d3c4b5a697-never-print-me";
@@ -17,6 +17,10 @@ pub struct Request {
     pub signature: String,
     pub content_type: String,
     pub body: String,
+    /// When its body had been read (for the order across receivers).
+    pub received: Instant,
+    /// The same, in Unix seconds (to compare with times meterline stores).
+    pub received_unix: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +31,10 @@ pub enum Mode {
     Flaky,
     /// Read the request, then answer nothing and hold the connection open.
     Hang,
+    /// 500 to the first request, 200 to the rest.
+    FailFirst,
+    /// 200 to everything, each a little late (so requests sent at once overlap).
+    Slow,
 }
 
 #[derive(Clone)]
@@ -35,6 +43,9 @@ pub struct Receiver {
     requests: Arc<Mutex<Vec<Request>>>,
     mode: Arc<Mutex<Mode>>,
     seen: Arc<AtomicUsize>,
+    /// Requests read and not yet answered, and the most there ever were at once.
+    in_flight: Arc<AtomicUsize>,
+    most_in_flight: Arc<AtomicUsize>,
 }
 
 impl Receiver {
@@ -45,6 +56,8 @@ impl Receiver {
             requests: Arc::default(),
             mode: Arc::new(Mutex::new(mode)),
             seen: Arc::default(),
+            in_flight: Arc::default(),
+            most_in_flight: Arc::default(),
         };
         let shared = receiver.clone();
         std::thread::spawn(move || {
@@ -62,6 +75,11 @@ impl Receiver {
 
     pub fn requests(&self) -> Vec<Request> {
         self.requests.lock().unwrap().clone()
+    }
+
+    /// The most requests this receiver was ever answering at once.
+    pub fn most_in_flight(&self) -> usize {
+        self.most_in_flight.load(Ordering::SeqCst)
     }
 
     /// Wait (generously) until at least `n` requests arrived; false if they never did.
@@ -107,27 +125,50 @@ impl Receiver {
             return;
         }
         let number = self.seen.fetch_add(1, Ordering::SeqCst);
+        let now_in_flight = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_in_flight
+            .fetch_max(now_in_flight, Ordering::SeqCst);
+        let unix = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap();
         self.requests.lock().unwrap().push(Request {
             alert_id: header("meterline-alert-id"),
             signature: header("meterline-signature"),
             content_type: header("content-type"),
             body: String::from_utf8(body).unwrap(),
+            received: Instant::now(),
+            received_unix: unix.as_secs() as i64,
         });
         let mode = *self.mode.lock().unwrap();
-        let status = match (mode, number % 4) {
-            (Mode::Ok, _) | (Mode::Flaky, 0 | 2) => "200 OK",
-            (Mode::Flaky, 1) => "500 Internal Server Error",
-            (Mode::Flaky, _) => return, // dropped: closed without an answer
-            (Mode::Hang, _) => {
-                std::thread::sleep(Duration::from_secs(120));
-                return;
-            }
+        let status = Self::status(mode, number);
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        let Some(status) = status else {
+            return; // dropped: closed without an answer
         };
         let mut stream = stream;
         let _ = write!(
             stream,
             "HTTP/1.1 {status}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
         );
+    }
+
+    /// The answer to request `number` (from 0), after any wait the mode asks for; `None` to
+    /// drop the connection.
+    fn status(mode: Mode, number: usize) -> Option<&'static str> {
+        Some(match (mode, number % 4) {
+            (Mode::Ok, _) | (Mode::Flaky, 0 | 2) => "200 OK",
+            (Mode::FailFirst, _) if number > 0 => "200 OK",
+            (Mode::Flaky, 1) | (Mode::FailFirst, _) => "500 Internal Server Error",
+            (Mode::Flaky, _) => return None,
+            (Mode::Slow, _) => {
+                std::thread::sleep(Duration::from_millis(100));
+                "200 OK"
+            }
+            (Mode::Hang, _) => {
+                std::thread::sleep(Duration::from_secs(120));
+                return None;
+            }
+        })
     }
 }
 
