@@ -120,9 +120,18 @@ impl From<Problem> for StripeError {
                     message,
                 )
             },
+            // A client's mistake (a 413, a 415) is an invalid request, as Stripe types it.
             Problem::Other(e) => StripeError {
                 retry_after: e.retry_after,
-                ..StripeError::new(e.status, "api_error", message)
+                ..StripeError::new(
+                    e.status,
+                    if e.status.is_client_error() {
+                        "invalid_request_error"
+                    } else {
+                        "api_error"
+                    },
+                    message,
+                )
             },
         }
     }
