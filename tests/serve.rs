@@ -488,6 +488,52 @@ fn a_non_loopback_address_needs_public() {
         .stderr(predicates::str::contains("--public"));
 }
 
+/// `--listen` takes a host name that resolves (localhost binds its loopback address); a name
+/// that does not resolve, or no port, is exit 2 with what to write.
+#[test]
+fn listen_takes_a_host_name_that_resolves() {
+    let s = Scratch::new();
+    let mut command = std::process::Command::new(support::cli::BIN);
+    command
+        .args(["serve", "--listen", "localhost:0"])
+        .env("METERLINE_DB", &s.db)
+        .env("METERLINE_PLANS", &s.plans);
+    let server = Server::spawn(command);
+    let host = server.base.trim_start_matches("http://");
+    let addr: std::net::SocketAddr = host.parse().expect("the address is printed as today");
+    assert!(addr.ip().is_loopback(), "{addr}");
+    assert_ne!(addr.port(), 0);
+    let health = Client::new(&server.base, None).get("/healthz");
+    assert_eq!(
+        (health.status, health.json()),
+        (200, json!({"status": "ok"}))
+    );
+    server.terminate();
+
+    for (listen, says) in [
+        (
+            "nosuchhost.invalid:1",
+            "cannot resolve \"nosuchhost.invalid\"",
+        ),
+        ("localhost", "has no valid port"),
+        ("localhost:http", "has no valid port"),
+        ("localhost:99999", "has no valid port"),
+    ] {
+        let out = s
+            .cmd()
+            .args(["serve", "--listen", listen])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{listen}: {stderr}");
+        assert!(stderr.contains(says), "{listen}: {stderr}");
+        assert!(
+            stderr.contains("HOST:PORT, e.g. 127.0.0.1:8787"),
+            "{listen}: {stderr}"
+        );
+    }
+}
+
 /// A database moved away under a running server: `/healthz` answers 503 and no new file takes
 /// its place; a file that is not a database there is a 503 too; once the database is back,
 /// 200 and every event is still there. (A new empty file would have answered 200 and 404s.)

@@ -4,7 +4,7 @@
 //! Every start is computed from the anchor itself, never from the previous period, so an anchor
 //! on Jan 31 gives Feb 28 (or 29) and then Mar 31 again.
 
-use chrono::{DateTime, Datelike, Months, NaiveDate, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Datelike, FixedOffset, Months, NaiveDate, TimeZone, Timelike, Utc};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -96,6 +96,12 @@ pub fn periods_before(
 pub fn format_ts(at: DateTime<Utc>) -> String {
     // Written field by field: every record formats a few of these, and chrono's format
     // string is parsed anew on each call. Years outside 0..=9999 keep chrono's form.
+    if at.nanosecond() >= 1_000_000_000
+        && let Some(next) = whole_second(at)
+    {
+        // A leap second is written as the next second, as every input time is kept.
+        return format_ts(next);
+    }
     let year = at.year();
     if !(0..=9999).contains(&year) {
         return at.format("%Y-%m-%dT%H:%M:%SZ").to_string();
@@ -108,6 +114,51 @@ pub fn format_ts(at: DateTime<Utc>) -> String {
         at.minute(),
         at.second()
     )
+}
+
+/// An event time as meterline keeps it: whole seconds, the fraction dropped (the second the
+/// instant falls in), and a leap second (`…:60`) as the start of the next second, as POSIX
+/// time counts it. `None` past chrono's range.
+pub fn whole_second(at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    // chrono keeps a leap second as second 59 with a nanosecond of 1e9 or more.
+    let leap = i64::from(at.nanosecond() >= 1_000_000_000);
+    DateTime::from_timestamp(at.timestamp().checked_add(leap)?, 0)
+}
+
+/// The one parser of RFC3339 input times (`--at`, `--now`, an event's JSON `at`, CloudEvents'
+/// `time`), as [`whole_second`] keeps them. chrono's relaxed RFC3339, as serde read JSON times
+/// before: a space for the `T` and `+hhmm` offsets are taken too.
+pub fn parse_ts(text: &str) -> Result<DateTime<Utc>, String> {
+    let at = text
+        .parse::<DateTime<FixedOffset>>()
+        .map_err(|e| format!("{e}; expected RFC3339, e.g. 2026-11-27T18:00:00Z"))?;
+    whole_second(at.with_timezone(&Utc)).ok_or_else(|| format!("{text} is out of range"))
+}
+
+/// [`parse_ts`] for an optional JSON string (`#[serde(deserialize_with)]`): `null` is none.
+pub fn deserialize_ts<'de, D>(deserializer: D) -> Result<Option<DateTime<Utc>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let text: Option<String> = serde::Deserialize::deserialize(deserializer)?;
+    text.map(|t| parse_ts(&t).map_err(serde::de::Error::custom))
+        .transpose()
+}
+
+/// Unix seconds as text (Stripe's and Lago's `timestamp`): digits with an optional sign and
+/// fraction, read exactly (a float would round `.999999999` up to the next second), the
+/// fraction dropped as [`whole_second`] does.
+pub fn parse_unix_seconds(text: &str) -> Option<DateTime<Utc>> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    let unsigned = whole.strip_prefix(['-', '+']).unwrap_or(whole);
+    if unsigned.is_empty() || !digits(unsigned) || !digits(fraction) {
+        return None;
+    }
+    let secs: i64 = whole.parse().ok()?;
+    // Before 1970 a fraction lies before its whole second: -1.5 is in second -2.
+    let below = whole.starts_with('-') && fraction.bytes().any(|b| b != b'0');
+    DateTime::from_timestamp(secs.checked_sub(i64::from(below))?, 0)
 }
 
 fn effective_anchor(anchor: NaiveDate, kind: PeriodKind) -> NaiveDate {
@@ -155,6 +206,53 @@ mod tests {
         fn format_ts_is_chronos_format(secs in -70_000_000_000i64..300_000_000_000i64) {
             let at = DateTime::from_timestamp(secs, 0).unwrap();
             prop_assert_eq!(format_ts(at), at.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+        }
+    }
+
+    #[test]
+    fn input_times_are_whole_seconds_and_a_leap_second_is_the_next() {
+        let parsed = |text: &str| format_ts(parse_ts(text).unwrap());
+        assert_eq!(parsed("2026-11-27T11:00:60Z"), "2026-11-27T11:01:00Z");
+        assert_eq!(parsed("2026-11-27T11:00:60.7Z"), "2026-11-27T11:01:00Z");
+        assert_eq!(parsed("2026-12-31T23:59:60Z"), "2027-01-01T00:00:00Z");
+        assert_eq!(parsed("2026-11-27T12:00:60+01:00"), "2026-11-27T11:01:00Z");
+        assert_eq!(
+            parsed("2026-11-27T11:00:00.999999999Z"),
+            "2026-11-27T11:00:00Z"
+        );
+        assert_eq!(parsed("2026-11-27 11:00:00+0000"), "2026-11-27T11:00:00Z");
+        assert_eq!(parse_ts("2026-11-27T11:00:00.5Z").unwrap().nanosecond(), 0);
+        let err = parse_ts("yesterday").unwrap_err();
+        assert!(
+            err.contains("expected RFC3339, e.g. 2026-11-27T18:00:00Z"),
+            "{err}"
+        );
+        // A leap second handed in by a library caller is written the same way.
+        let leap = DateTime::parse_from_rfc3339("2026-11-27T11:00:60Z").unwrap();
+        assert_eq!(format_ts(leap.with_timezone(&Utc)), "2026-11-27T11:01:00Z");
+    }
+
+    #[test]
+    fn unix_seconds_are_read_exactly_and_fractions_dropped() {
+        let secs = |text: &str| parse_unix_seconds(text).map(|t| t.timestamp());
+        assert_eq!(secs("1795777200"), Some(1_795_777_200));
+        assert_eq!(secs("1795777200.999999999"), Some(1_795_777_200));
+        assert_eq!(secs("+7.5"), Some(7));
+        assert_eq!(secs("-1.5"), Some(-2));
+        assert_eq!(secs("-0.5"), Some(-1));
+        assert_eq!(secs("-3.000"), Some(-3));
+        for bad in [
+            "",
+            ".5",
+            "-",
+            "1.2.3",
+            "1e9",
+            "noon",
+            "1.5x",
+            " 1",
+            "99999999999999999999",
+        ] {
+            assert_eq!(secs(bad), None, "{bad:?}");
         }
     }
 

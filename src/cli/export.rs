@@ -44,10 +44,10 @@ pub struct Args {
     #[arg(long)]
     pub customer: Option<String>,
     /// From this instant (inclusive; event time, or period start for usage).
-    #[arg(long, value_parser = super::parse_instant)]
+    #[arg(long, value_parser = crate::billing::parse_ts)]
     pub since: Option<DateTime<Utc>>,
     /// Up to this instant (exclusive).
-    #[arg(long, value_parser = super::parse_instant)]
+    #[arg(long, value_parser = crate::billing::parse_ts)]
     pub until: Option<DateTime<Utc>>,
 }
 

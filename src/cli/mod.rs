@@ -71,7 +71,7 @@ pub struct Cli {
     #[arg(long, global = true, env = "METERLINE_PLANS")]
     pub plans: Option<PathBuf>,
     /// Pretend the current time is this RFC3339 instant (tests and what-ifs).
-    #[arg(long, global = true, env = "METERLINE_NOW", value_parser = parse_instant)]
+    #[arg(long, global = true, env = "METERLINE_NOW", value_parser = crate::billing::parse_ts)]
     pub now: Option<DateTime<Utc>>,
     /// How long to wait for another process's write lock, in milliseconds.
     #[arg(long, global = true, env = "METERLINE_BUSY_TIMEOUT_MS", default_value_t = 5000,
@@ -179,12 +179,6 @@ impl Context {
             },
         )
     }
-}
-
-pub fn parse_instant(text: &str) -> std::result::Result<DateTime<Utc>, String> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| format!("{e}; expected RFC3339, e.g. 2026-11-27T18:00:00Z"))
 }
 
 /// Run the parsed command line; errors carry their own exit codes.

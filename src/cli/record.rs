@@ -21,8 +21,9 @@ pub struct Args {
     /// A repeated key records nothing and returns the original event.
     #[arg(long)]
     pub key: Option<String>,
-    /// When it happened (default: now); late events count in their own period.
-    #[arg(long, value_parser = super::parse_instant)]
+    /// When it happened (default: now), RFC3339 in whole seconds: a fraction is dropped, a leap
+    /// second (:60) is the next second. Late events count in their own period.
+    #[arg(long, value_parser = crate::billing::parse_ts)]
     pub at: Option<DateTime<Utc>>,
     #[arg(long)]
     pub json: bool,

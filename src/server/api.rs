@@ -42,6 +42,8 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .route("/v1/customers/{id}/check", get(get_check))
         .route("/v1/status", get(get_status))
         .route("/metrics", get(get_metrics))
+        // Inside the token check: an unauthenticated body is never inflated.
+        .route_layer(middleware::from_fn(super::encoding::decode_body))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,
@@ -77,7 +79,7 @@ async fn count_requests(State(state): State<AppState>, request: Request, next: N
     response
 }
 
-fn too_large() -> ApiError {
+pub(super) fn too_large() -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         "body_too_large",

@@ -16,8 +16,8 @@ pub struct EventIn {
     pub user: Option<String>,
     #[serde(default)]
     pub key: Option<String>,
-    /// RFC3339; default: when the server received it.
-    #[serde(default)]
+    /// RFC3339 (whole seconds, see `billing::parse_ts`); default: when the server received it.
+    #[serde(default, deserialize_with = "crate::billing::deserialize_ts")]
     pub at: Option<DateTime<Utc>>,
 }
 

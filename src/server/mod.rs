@@ -6,6 +6,7 @@ mod alerts;
 mod api;
 mod auth;
 mod compat;
+mod encoding;
 mod error;
 pub mod event;
 mod keep_alive;

@@ -3,14 +3,14 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, TimeDelta, Timelike, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::Store;
 use super::counters::Counters;
 use super::customers::Customer;
 use super::new_events::{NewEvent, NewEvents};
-use crate::billing::{UsageCheck, format_ts, period_containing};
+use crate::billing::{UsageCheck, format_ts, parse_ts, period_containing, whole_second};
 use crate::config::Config;
 use crate::{Error, Result};
 
@@ -140,7 +140,7 @@ impl Original {
             quantity: event.quantity,
             user_id: event.user_id.clone(),
             at: event.occurred_at,
-            at_was_now: event.occurred_at == now.with_nanosecond(0).unwrap_or(now),
+            at_was_now: event.occurred_at == whole_second(now).unwrap_or(now),
         }
     }
 
@@ -167,13 +167,13 @@ impl Original {
             .optional()?;
         Ok(
             row.map(|(id, customer_id, quantity, user_id, at, recorded_at)| {
-                let at = parse_ts(&at);
+                let at = parse_ts(&at).unwrap_or_default();
                 Original {
                     id,
                     customer_id,
                     quantity,
                     user_id,
-                    at_was_now: at == parse_ts(&recorded_at),
+                    at_was_now: at == parse_ts(&recorded_at).unwrap_or_default(),
                     at,
                 }
             }),
@@ -206,7 +206,7 @@ impl Original {
                 show(&self.user_id)
             ));
         }
-        let explicit = at != now.with_nanosecond(0).unwrap_or(now);
+        let explicit = at != whole_second(now).unwrap_or(now);
         if explicit && !self.at_was_now && at != self.at {
             differences.push(format!(
                 "time {} (was {})",
@@ -224,12 +224,6 @@ impl Original {
             differences.join(", ")
         )))
     }
-}
-
-fn parse_ts(text: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&Utc))
-        .unwrap_or_default()
 }
 
 impl Store {
@@ -343,7 +337,7 @@ impl<'c> Batch<'_, 'c> {
             req.idempotency_key.as_ref().map(|k| k.key.as_str()),
         )?;
         // Whole seconds: what the database stores and Stripe accepts.
-        let occurred_at = DateTime::from_timestamp(req.occurred_at.timestamp(), 0)
+        let occurred_at = whole_second(req.occurred_at)
             .ok_or_else(|| Error::InvalidInput("occurred_at out of range".into()))?;
         let latest = now
             .checked_add_signed(TimeDelta::seconds(MAX_FUTURE_SECS))

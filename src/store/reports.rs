@@ -1,7 +1,8 @@
 //! Aggregated reports: one meter event standing for the unreported events of one customer,
 //! meter and billing period (schema.rs, migration 6).
 //!
-//! A report is created, identifier included, with every event it covers pointing at it, in
+//! A report is created, identifier included (its own `ml-<UUIDv7>`, made here at packing time;
+//! the events' own identifiers are not sent), with every event it covers pointing at it, in
 //! one transaction and before anything is sent: a crash anywhere and a rerun resend the same
 //! report under the same identifier, and its events are never regrouped. Events recorded
 //! later go into the next report.

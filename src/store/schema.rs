@@ -54,8 +54,8 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (customer_id, period_start, user_id)
     ) WITHOUT ROWID;
     "#,
-    // 2: Stripe sync bookkeeping. `database_id` makes meter event identifiers unique across
-    // databases; the outbox index serves "unreported, oldest first"; one lock row at most.
+    // 2: Stripe sync bookkeeping. `database_id` made meter event identifiers unique across
+    // databases (until migration 4); the outbox index serves "unreported, oldest first"; one lock row at most.
     r#"
     CREATE TABLE meterline_meta (
         key   TEXT PRIMARY KEY,

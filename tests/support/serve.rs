@@ -188,6 +188,18 @@ impl Client {
         }
         Self::finish(request.call()).unwrap_or_else(|e| panic!("GET {path}: {e}"))
     }
+
+    /// POST raw bytes with the given headers (a content type, a content encoding, …).
+    pub fn send(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+        let mut request = self.agent.post(format!("{}{path}", self.base));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(token) = &self.token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        Self::finish(request.send(body)).unwrap_or_else(|e| panic!("POST {path}: {e}"))
+    }
 }
 
 /// Every counter equals the sum of its events (per customer and period).

@@ -232,9 +232,9 @@ fn parse_event(
     }
     let at = match text(event, "time")? {
         None => now,
-        Some(time) => DateTime::parse_from_rfc3339(time)
-            .map_err(|e| Problem::invalid("time", format!("time \"{time}\" is not RFC 3339: {e}")))?
-            .with_timezone(&Utc),
+        Some(time) => crate::billing::parse_ts(time).map_err(|e| {
+            Problem::invalid("time", format!("time \"{time}\" is not RFC 3339: {e}"))
+        })?,
     };
     let quantity = quantity(config, meter, event.get("data"), "data")?;
     let candidate = Candidate {

@@ -14,6 +14,7 @@ use serde_json::{Map, Value, json};
 
 use super::{Candidate, Ingested, MAX_BATCH, Problem, Who, ingest, key, quantity};
 use crate::RecordOutcome;
+use crate::billing::parse_unix_seconds;
 use crate::server::AppState;
 use crate::store::KeySource;
 
@@ -148,17 +149,16 @@ fn text(event: &Map<String, Value>, name: &str) -> Result<Option<String>, Proble
     }
 }
 
-/// Lago's `timestamp`: Unix seconds as a number or a numeric string, fractions allowed.
+/// Lago's `timestamp`: Unix seconds as a number or a numeric string, fractions dropped. A
+/// string is read exactly; a JSON number as JSON parsers read it (a double).
 fn timestamp(value: Option<&Value>, now: DateTime<Utc>) -> Result<DateTime<Utc>, Problem> {
-    let secs = match value {
+    let at = match value {
         None | Some(Value::Null) => return Ok(now),
-        Some(Value::Number(n)) => n.as_f64(),
-        Some(Value::String(s)) => s.trim().parse::<f64>().ok(),
+        Some(Value::Number(n)) => parse_unix_seconds(&n.to_string()),
+        Some(Value::String(s)) => parse_unix_seconds(s.trim()),
         Some(_) => None,
     };
-    secs.filter(|s| s.is_finite())
-        .and_then(|s| DateTime::from_timestamp(s.floor() as i64, 0))
-        .ok_or_else(|| Problem::invalid("timestamp", "timestamp must be Unix seconds"))
+    at.ok_or_else(|| Problem::invalid("timestamp", "timestamp must be Unix seconds"))
 }
 
 fn parse_event(

@@ -51,7 +51,8 @@ pub fn router(state: AppState) -> Router<AppState> {
     stripe.merge(openmeter).merge(lago)
 }
 
-/// The token check of the native API, with the 401 in the protocol's own shape.
+/// The token check of the native API, then the body's `Content-Encoding` undone, with the
+/// errors (401, 413, 415, ...) in the protocol's own shape.
 async fn guard(
     state: &AppState,
     request: Request,
@@ -60,7 +61,10 @@ async fn guard(
     failed: fn(ApiError) -> Response,
 ) -> Response {
     match auth::authorize(state, request.headers()).await {
-        Ok(()) => next.run(request).await,
+        Ok(()) => match super::encoding::decode(request).await {
+            Ok(request) => next.run(request).await,
+            Err(e) => failed(e),
+        },
         Err(Denied::Unauthorized(message)) => unauthorized(message),
         Err(Denied::Failed(e)) => failed(e),
     }

@@ -121,9 +121,18 @@ impl From<Problem> for StripeError {
                     message,
                 )
             },
+            // A client's mistake (a 413, a 415) is an invalid request, as Stripe types it.
             Problem::Other(e) => StripeError {
                 retry_after: e.retry_after,
-                ..StripeError::new(e.status, "api_error", message)
+                ..StripeError::new(
+                    e.status,
+                    if e.status.is_client_error() {
+                        "invalid_request_error"
+                    } else {
+                        "api_error"
+                    },
+                    message,
+                )
             },
         }
     }
@@ -160,7 +169,7 @@ struct MeterEventIn {
     stripe_customer_id: String,
     value: i64,
     identifier: Option<String>,
-    timestamp: Option<i64>,
+    timestamp: Option<DateTime<Utc>>,
     /// Every `payload[...]` member, echoed in the answer as Stripe does.
     payload: BTreeMap<String, String>,
 }
@@ -239,7 +248,8 @@ fn parse(fields: Vec<(String, String)>) -> Result<MeterEventIn, StripeError> {
     }
     let timestamp = match timestamp {
         None => None,
-        Some(text) => Some(text.parse::<i64>().map_err(|_| {
+        // A fraction is dropped, as every event time is kept (Stripe itself takes integers).
+        Some(text) => Some(crate::billing::parse_unix_seconds(&text).ok_or_else(|| {
             StripeError::invalid(
                 "parameter_invalid_integer",
                 "timestamp",
@@ -258,25 +268,28 @@ fn parse(fields: Vec<(String, String)>) -> Result<MeterEventIn, StripeError> {
 }
 
 /// Stripe's window: at most 35 days in the past and 5 minutes in the future.
-fn event_time(timestamp: Option<i64>, now: DateTime<Utc>) -> Result<DateTime<Utc>, StripeError> {
-    let Some(secs) = timestamp else {
+fn event_time(
+    timestamp: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<DateTime<Utc>, StripeError> {
+    let Some(at) = timestamp else {
         return Ok(now);
     };
     let (oldest, newest) = crate::store::stripe_window(now);
-    DateTime::from_timestamp(secs, 0)
-        .filter(|at| *at >= oldest && *at <= newest)
-        .ok_or_else(|| {
-            StripeError::invalid(
-                "timestamp_outside_window",
-                "timestamp",
-                format!(
-                    "Timestamp {secs} is outside the allowed window: events may be at most \
-                     {} days in the past and {} seconds in the future.",
-                    crate::store::STRIPE_MAX_AGE_DAYS,
-                    crate::store::STRIPE_MAX_FUTURE_SECS
-                ),
-            )
-        })
+    if oldest <= at && at <= newest {
+        return Ok(at);
+    }
+    Err(StripeError::invalid(
+        "timestamp_outside_window",
+        "timestamp",
+        format!(
+            "Timestamp {} is outside the allowed window: events may be at most {} days in the \
+             past and {} seconds in the future.",
+            at.timestamp(),
+            crate::store::STRIPE_MAX_AGE_DAYS,
+            crate::store::STRIPE_MAX_FUTURE_SECS
+        ),
+    ))
 }
 
 pub async fn create(
