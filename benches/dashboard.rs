@@ -18,11 +18,11 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use meterline::billing::{format_ts, period_containing};
 use meterline::store::Refresh;
-use meterline::tui::app::App;
-use meterline::tui::data::DataEvent;
-use meterline::tui::theme::Theme;
-use meterline::tui::ui;
 use meterline::{Config, RecordRequest, Store};
+use meterline_tui::app::App;
+use meterline_tui::data::DataEvent;
+use meterline_tui::theme::Theme;
+use meterline_tui::ui;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::widgets::Block;
@@ -199,7 +199,7 @@ fn main() {
     });
     let mut terminal = Terminal::new(TestBackend::new(200, 60)).unwrap();
     app.set_page(ui::list_rows(200, 60));
-    app.update(meterline::tui::action::Action::PageDown);
+    app.update(meterline_tui::action::Action::PageDown);
     let overview = frame_time(|_| {
         terminal.draw(|f| ui::draw(f, &app)).unwrap();
     });
@@ -211,7 +211,7 @@ fn main() {
         Duration::from_millis(5),
     );
     let id = app.selected_row().unwrap().customer_id.clone();
-    app.update(meterline::tui::action::Action::Open);
+    app.update(meterline_tui::action::Action::Open);
     let detail = Instant::now();
     let data = reader.customer_detail(&config, &id, now()).map(Box::new);
     let detail_load = detail.elapsed();

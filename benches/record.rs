@@ -215,7 +215,7 @@ fn floor_record(path: &Path, config: &Config, now: DateTime<Utc>) -> impl FnMut(
                     at,
                     start,
                     None::<String>,
-                    meterline::stripe::identifier()
+                    meterline_stripe::identifier()
                 ],
                 |r| r.get(0),
             )

@@ -129,9 +129,9 @@ fn ceiling(server: &FakeStripe, now: DateTime<Utc>) -> f64 {
 /// database and no scheduling: what the HTTP layer alone can do on this machine.
 fn client_only(server: &FakeStripe, now: DateTime<Utc>) -> f64 {
     let config = Config::parse(&plans(&server.base()), "bench").unwrap();
-    let key = meterline::stripe::ApiKey::new(KEY).unwrap();
-    let base = meterline::stripe::ApiBase::parse(&server.base()).unwrap();
-    let client = meterline::stripe::Client::new(&base, &key, &config.stripe).unwrap();
+    let key = meterline_stripe::ApiKey::new(KEY).unwrap();
+    let base = meterline_stripe::ApiBase::parse(&server.base()).unwrap();
+    let client = meterline_stripe::Client::new(&base, &key, &config.stripe).unwrap();
     let start = Instant::now();
     std::thread::scope(|s| {
         for w in 0..WORKERS {
@@ -140,7 +140,7 @@ fn client_only(server: &FakeStripe, now: DateTime<Utc>) -> f64 {
                 for i in (w..EVENTS).step_by(WORKERS) {
                     let identifier = format!("client-{i}");
                     let customer = format!("cus_Bench{:06}", i % CUSTOMERS);
-                    let event = meterline::stripe::MeterEvent {
+                    let event = meterline_stripe::MeterEvent {
                         event_name: "meterline_usage",
                         stripe_customer_id: &customer,
                         value: 1,
@@ -150,7 +150,7 @@ fn client_only(server: &FakeStripe, now: DateTime<Utc>) -> f64 {
                     let answer = client.send(&event, &event.idempotency_key(0));
                     assert_eq!(
                         answer,
-                        meterline::stripe::Answer::Accepted { replayed: false }
+                        meterline_stripe::Answer::Accepted { replayed: false }
                     );
                 }
             });
@@ -185,9 +185,9 @@ fn sync_once(now: DateTime<Utc>) -> (f64, usize) {
     let db = seed(dir.path(), now, EVENTS, |i| i % CUSTOMERS);
     let server = FakeStripe::start(KEY, now);
     let config = Config::parse(&plans(&server.base()), "bench").unwrap();
-    let key = meterline::stripe::ApiKey::new(KEY).unwrap();
+    let key = meterline_stripe::ApiKey::new(KEY).unwrap();
     let start = Instant::now();
-    let report = meterline::stripe::run(
+    let report = meterline_stripe::run(
         &db,
         &config,
         &key,
@@ -213,11 +213,11 @@ fn hot_customer_once(now: DateTime<Utc>, events: usize) -> (usize, usize, Durati
     });
     let server = FakeStripe::start(KEY, now);
     let config = Config::parse(&plans(&server.base()), "bench").unwrap();
-    let key = meterline::stripe::ApiKey::new(KEY).unwrap();
+    let key = meterline_stripe::ApiKey::new(KEY).unwrap();
     let start = Instant::now();
     let mut others_done = None;
     let hot_customer = "cus_Bench000000";
-    meterline::stripe::run(
+    meterline_stripe::run(
         &db,
         &config,
         &key,
@@ -255,9 +255,9 @@ fn sync_in(db: &std::path::Path, now: DateTime<Utc>, mode: &str) -> (u64, f64) {
     std::fs::copy(db, &copy).unwrap();
     let server = FakeStripe::start(KEY, now);
     let config = Config::parse(&plans_in(&server.base(), mode), "bench").unwrap();
-    let key = meterline::stripe::ApiKey::new(KEY).unwrap();
+    let key = meterline_stripe::ApiKey::new(KEY).unwrap();
     let start = Instant::now();
-    let report = meterline::stripe::run(
+    let report = meterline_stripe::run(
         &copy,
         &config,
         &key,
@@ -297,8 +297,8 @@ fn modes(now: DateTime<Utc>) {
     let server = FakeStripe::start(KEY, now);
     server.add_meter("meterline_usage");
     let config = Config::parse(&plans_in(&server.base(), "aggregate"), "bench").unwrap();
-    let key = meterline::stripe::ApiKey::new(KEY).unwrap();
-    let report = meterline::stripe::run(
+    let key = meterline_stripe::ApiKey::new(KEY).unwrap();
+    let report = meterline_stripe::run(
         &db,
         &config,
         &key,
@@ -310,8 +310,8 @@ fn modes(now: DateTime<Utc>) {
     assert!(report.all_delivered());
     let reads = server.requests();
     let start = Instant::now();
-    let options = meterline::stripe::reconcile::ReconcileOptions::default();
-    let rows = meterline::stripe::reconcile::run(&db, &config, &key, &options)
+    let options = meterline_stripe::reconcile::ReconcileOptions::default();
+    let rows = meterline_stripe::reconcile::run(&db, &config, &key, &options)
         .unwrap()
         .rows;
     let secs = start.elapsed().as_secs_f64();

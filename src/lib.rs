@@ -43,28 +43,7 @@
 //! # Ok::<(), meterline::Error>(())
 //! ```
 
-// No unwrap/expect outside tests: a panic after a commit is a lie to the caller. The few
-// documented invariants say why with a local `allow`.
-#![deny(clippy::unwrap_used, clippy::expect_used)]
-
-pub mod alerts;
-pub mod billing;
-#[cfg(feature = "cli")]
-pub mod cli;
-pub mod clock;
-pub mod config;
-pub mod demo;
-mod error;
-pub mod net;
-pub mod sanitize;
-#[cfg(feature = "server")]
-pub mod server;
-pub mod store;
-#[cfg(feature = "stripe")]
-pub mod stripe;
-#[cfg(feature = "tui")]
-pub mod tui;
-
-pub use config::Config;
-pub use error::{Error, Result};
-pub use store::{IdempotencyKey, KeySource, RecordOutcome, RecordRequest, Store};
+pub use meterline_core::{
+    Config, Error, IdempotencyKey, KeySource, RecordOutcome, RecordRequest, Result, billing, config,
+};
+pub use meterline_store::{self as store, NewCustomer, Store};

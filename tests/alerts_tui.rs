@@ -3,12 +3,12 @@
 
 mod support;
 
-use meterline::tui::action::Action;
-use meterline::tui::app::App;
-use meterline::tui::data::{ALERTS_LIMIT, AlertsView, DataEvent};
-use meterline::tui::theme::Theme;
-use meterline::tui::ui;
 use meterline::{Config, Store};
+use meterline_tui::action::Action;
+use meterline_tui::app::App;
+use meterline_tui::data::{ALERTS_LIMIT, AlertsView, DataEvent};
+use meterline_tui::theme::Theme;
+use meterline_tui::ui;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use support::cli::{NOW, Scratch};

@@ -293,10 +293,10 @@ fn export_streams_events_and_usage_as_csv_and_json_lines() {
 #[test]
 fn export_into_a_closed_pipe_ends_quietly() {
     let s = Scratch::new();
-    meterline::demo::fill(
+    meterline_store::demo::fill(
         &mut meterline::Store::open(&s.db).unwrap(),
         &meterline::Config::load(&s.plans).unwrap(),
-        &meterline::demo::DemoSpec {
+        &meterline_store::demo::DemoSpec {
             customers: 5,
             events: 20_000,
             seed: 1,

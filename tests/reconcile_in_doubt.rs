@@ -6,8 +6,8 @@ mod support;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use meterline::stripe::SyncOptions;
-use meterline::stripe::reconcile::{self, ReconcileOptions};
+use meterline_stripe::SyncOptions;
+use meterline_stripe::reconcile::{self, ReconcileOptions};
 use support::stripe::{Env, Fault, MAPPED, aggregate_plans};
 
 fn at(hours: i64) -> SyncOptions {
@@ -75,7 +75,7 @@ fn held_after_a_day(env: &Env) {
 }
 
 fn reconcile(env: &Env) -> Vec<meterline::store::ReconcileRow> {
-    let key = meterline::stripe::ApiKey::new(support::stripe::KEY).unwrap();
+    let key = meterline_stripe::ApiKey::new(support::stripe::KEY).unwrap();
     let options = ReconcileOptions {
         grace: Duration::ZERO,
         backoff: Some(Duration::from_millis(10)),

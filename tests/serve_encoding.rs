@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use support::cli::Scratch;
 use support::serve::{Client, Reply, Server, create_token};
 
-/// The server's body limit (`meterline::server::MAX_BODY`).
+/// The server's body limit (`meterline_server::MAX_BODY`).
 const MAX_BODY: usize = 1024 * 1024;
 
 const FORM: &str = "application/x-www-form-urlencoded";

@@ -178,7 +178,7 @@ fn unmapped_expired_and_future_events_are_not_sent() {
     // only through the library's explicit option).
     let later = support::stripe::now() + Duration::minutes(40);
     env.server.set_now(later);
-    let options = meterline::stripe::SyncOptions {
+    let options = meterline_stripe::SyncOptions {
         now: Some(later),
         ..Default::default()
     };

@@ -169,7 +169,7 @@ fn other_client_errors_mark_events_failed_with_stripes_message() {
     env.server.accept_customer("cus_Initech03");
     let later = support::stripe::now() + chrono::Duration::minutes(90);
     env.server.set_now(later);
-    let options = meterline::stripe::SyncOptions {
+    let options = meterline_stripe::SyncOptions {
         now: Some(later),
         ..Default::default()
     };

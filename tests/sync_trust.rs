@@ -150,11 +150,11 @@ fn a_malformed_backoff_setting_is_an_error() {
 }
 
 /// A library sync with a test-only panic, run on its own thread so a hang fails the test.
-fn sync_with_panic(env: &Env, hook: meterline::stripe::sync::PanicHook) -> meterline::Result<()> {
+fn sync_with_panic(env: &Env, hook: meterline_stripe::sync::PanicHook) -> meterline::Result<()> {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::scope(|s| {
         s.spawn(|| {
-            let options = meterline::stripe::SyncOptions {
+            let options = meterline_stripe::SyncOptions {
                 panic_hook: Some(hook),
                 ..Default::default()
             };
@@ -168,7 +168,7 @@ fn sync_with_panic(env: &Env, hook: meterline::stripe::sync::PanicHook) -> meter
 
 #[test]
 fn a_panicking_worker_or_reader_ends_the_run_failed_and_frees_the_lock() {
-    use meterline::stripe::sync::PanicHook;
+    use meterline_stripe::sync::PanicHook;
     let env = seeded();
     env.server.set_delay(Duration::from_millis(2));
     for hook in [PanicHook::Worker(5), PanicHook::Reader] {

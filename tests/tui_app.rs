@@ -6,12 +6,12 @@ use chrono::{DateTime, TimeZone, Utc};
 use meterline::Config;
 use meterline::billing::Period;
 use meterline::store::{Backlog, BacklogChange, Dashboard, DashboardRow, UsageChange};
-use meterline::stripe::{SyncPreview, SyncProgress, SyncReport};
-use meterline::tui::app::{App, Effect, SortKey, SyncPopup, View};
-use meterline::tui::data::DataEvent;
-use meterline::tui::keys::{self, Mode};
-use meterline::tui::sync_worker::SyncEvent;
-use meterline::tui::theme::Theme;
+use meterline_stripe::{SyncPreview, SyncProgress, SyncReport};
+use meterline_tui::app::{App, Effect, SortKey, SyncPopup, View};
+use meterline_tui::data::DataEvent;
+use meterline_tui::keys::{self, Mode};
+use meterline_tui::sync_worker::SyncEvent;
+use meterline_tui::theme::Theme;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 fn config() -> Config {
@@ -333,7 +333,7 @@ fn sync_flow_prepare_confirm_progress_cancel_finish() {
         undelivered: 0,
         future: 0,
         failed_waiting: 0,
-        stopped: Some(meterline::stripe::sync::CANCELLED.into()),
+        stopped: Some(meterline_stripe::sync::CANCELLED.into()),
         reached: 4,
         error: None,
         dry_run: false,

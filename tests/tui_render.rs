@@ -5,14 +5,14 @@
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use meterline::billing::Period;
 use meterline::store::{Backlog, Dashboard, DashboardRow, NewCustomer, SyncRun};
-use meterline::stripe::{SyncPreview, SyncProgress, SyncReport};
-use meterline::tui::action::Action;
-use meterline::tui::app::App;
-use meterline::tui::data::DataEvent;
-use meterline::tui::sync_worker::SyncEvent;
-use meterline::tui::theme::Theme;
-use meterline::tui::ui;
 use meterline::{Config, RecordRequest, Store};
+use meterline_stripe::{SyncPreview, SyncProgress, SyncReport};
+use meterline_tui::action::Action;
+use meterline_tui::app::App;
+use meterline_tui::data::DataEvent;
+use meterline_tui::sync_worker::SyncEvent;
+use meterline_tui::theme::Theme;
+use meterline_tui::ui;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::buffer::Buffer;
@@ -428,7 +428,7 @@ fn the_detail_periods_are_readable_and_the_daily_chart_has_a_scale_and_days() {
 fn the_detail_gauge_is_clamped_and_coloured_and_hostile_errors_are_neutralised() {
     let (dir, mut app) = detail_app(Theme::COLOR);
     // Back to the list, then the hostile customer.
-    app.update(meterline::tui::action::Action::Close);
+    app.update(meterline_tui::action::Action::Close);
     let store = Store::open(&dir.path().join("m.db")).unwrap();
     app_with_detail(&mut app, &store, "evil").unwrap();
     let buffer = render(&mut app, 120, 40);
@@ -500,7 +500,7 @@ fn help_is_generated_from_the_keymap() {
     let mut app = app(Theme::COLOR);
     app.update(Action::Help);
     let help = text(&render(&mut app, 120, 40));
-    for (keys, what) in meterline::tui::keys::help(meterline::tui::keys::Mode::Normal) {
+    for (keys, what) in meterline_tui::keys::help(meterline_tui::keys::Mode::Normal) {
         assert!(
             help.contains(&format!("{keys:<20}{what}")),
             "{keys} {what}\n{help}"
@@ -604,7 +604,7 @@ fn the_result_summary_says_how_it_ended() {
         Theme::MONOCHROME,
         vec![SyncEvent::Finished(Ok(report(
             0,
-            Some(meterline::stripe::sync::CANCELLED),
+            Some(meterline_stripe::sync::CANCELLED),
         )))],
     ));
     assert!(cancelled.contains("Sync cancelled"), "{cancelled}");
@@ -626,7 +626,7 @@ fn without_a_key_the_popup_explains_how_to_set_one() {
     let buffer = sync_screen(
         Theme::COLOR,
         vec![SyncEvent::Unavailable(
-            meterline::tui::sync_worker::NO_KEY.into(),
+            meterline_tui::sync_worker::NO_KEY.into(),
         )],
     );
     insta::assert_snapshot!("sync_no_key", text(&buffer));
@@ -640,7 +640,7 @@ fn without_a_key_the_popup_explains_how_to_set_one() {
     let mut app = app(Theme::COLOR);
     app.update(Action::Sync);
     app.on_sync(SyncEvent::Unavailable(
-        meterline::tui::sync_worker::NO_KEY.into(),
+        meterline_tui::sync_worker::NO_KEY.into(),
     ));
     let narrow = text(&render(&mut app, 60, 24));
     assert!(narrow.contains("Esc closes"), "{narrow}");

@@ -3,9 +3,9 @@
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use meterline::billing::{Period, UsageCheck, WarningLevel};
-use meterline::demo::{DemoSpec, fill};
 use meterline::store::{BacklogChange, NewCustomer, Projection, Refresh, StripeState, project};
 use meterline::{Config, RecordRequest, Store};
+use meterline_store::demo::{DemoSpec, fill};
 use tempfile::TempDir;
 
 fn config() -> Config {

@@ -10,13 +10,13 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use meterline::store::LockHolder;
-use meterline::stripe::{SyncProgress, SyncReport};
-use meterline::tui::app::{App, SyncPopup};
-use meterline::tui::data::{Clock, DataWorker};
-use meterline::tui::event::Event;
-use meterline::tui::sync_worker::{NO_KEY, SyncEvent, SyncWorker};
-use meterline::tui::theme::Theme;
-use meterline::tui::{apply_data, carry_out, keys, ui};
+use meterline_stripe::{SyncProgress, SyncReport};
+use meterline_tui::app::{App, SyncPopup};
+use meterline_tui::data::{Clock, DataWorker};
+use meterline_tui::event::Event;
+use meterline_tui::sync_worker::{NO_KEY, SyncEvent, SyncWorker};
+use meterline_tui::theme::Theme;
+use meterline_tui::{apply_data, carry_out, keys, ui};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use support::stripe::{Env, Fault, KEY, MAPPED, PLANS, now};
 
@@ -73,7 +73,7 @@ impl Dashboard {
             tx.clone(),
         )
         .unwrap();
-        let options = meterline::stripe::SyncOptions {
+        let options = meterline_stripe::SyncOptions {
             backoff: Some(Duration::from_millis(10)),
             ..Default::default()
         };
@@ -261,7 +261,7 @@ fn esc_cancels_after_the_requests_in_flight_and_nothing_is_half_marked() {
     let report = dash.finished().expect("a cancelled sync is not an error");
     assert_eq!(
         report.stopped.as_deref(),
-        Some(meterline::stripe::sync::CANCELLED)
+        Some(meterline_stripe::sync::CANCELLED)
     );
     assert!(report.attempted >= 6 && report.attempted < 90, "{report:?}");
 

@@ -10,13 +10,24 @@ use crate::sanitize::sanitize;
 use crate::stripe::reconcile::{self, ReconcileOptions, Which};
 use crate::stripe::{self, ApiKey};
 
+/// `current` or `previous`, listed in completions and help.
+fn which_period() -> impl clap::builder::TypedValueParser<Value = Which> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(["current", "previous"]).map(|text| {
+        match text.as_str() {
+            "previous" => Which::Previous,
+            _ => Which::Current,
+        }
+    })
+}
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Only this customer.
     #[arg(long, value_name = "ID")]
     pub customer: Option<String>,
     /// The billing period to compare.
-    #[arg(long, value_enum, default_value = "current")]
+    #[arg(long, default_value = "current", value_parser = which_period())]
     pub period: Which,
     /// Rows reported within this many seconds are "pending", not drift (Stripe aggregates
     /// asynchronously); 0 for none.

@@ -1,8 +1,8 @@
 use std::process::ExitCode;
 
 use super::{Context, output};
-use crate::server::event::EventOut;
 use crate::store::record::MAX_QUANTITY;
+use crate::wire::EventOut;
 use crate::{RecordRequest, Result};
 use chrono::{DateTime, Utc};
 

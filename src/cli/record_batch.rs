@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::Context;
 use super::record::REFUSED;
-use crate::server::event::{EventIn, EventOut, status_of};
+use crate::wire::{EventIn, EventOut, status_of};
 use crate::{Error, RecordRequest, Result};
 
 /// Events per transaction.

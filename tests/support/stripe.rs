@@ -263,18 +263,18 @@ impl Env {
     /// `options` chooses.
     pub fn sync_lib(
         &self,
-        mut options: meterline::stripe::SyncOptions,
+        mut options: meterline_stripe::SyncOptions,
         cancel: &std::sync::atomic::AtomicBool,
-        on_progress: &mut dyn FnMut(&meterline::stripe::SyncProgress),
-    ) -> meterline::Result<meterline::stripe::SyncReport> {
+        on_progress: &mut dyn FnMut(&meterline_stripe::SyncProgress),
+    ) -> meterline::Result<meterline_stripe::SyncReport> {
         let plans = std::fs::read_to_string(&self.plans).unwrap();
         let plans = plans.replace("https://api.stripe.com", &self.server.base());
         std::fs::write(&self.plans, plans).unwrap();
         options
             .backoff
             .get_or_insert(std::time::Duration::from_millis(10));
-        let key = meterline::stripe::ApiKey::new(KEY).unwrap();
-        meterline::stripe::run(
+        let key = meterline_stripe::ApiKey::new(KEY).unwrap();
+        meterline_stripe::run(
             &self.db,
             &self.config(),
             &key,

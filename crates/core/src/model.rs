@@ -1,0 +1,90 @@
+//! The model types every layer shares: an event to record, its idempotency key, and the
+//! outcome of recording it.
+
+use chrono::{DateTime, Utc};
+
+use crate::billing::UsageCheck;
+
+#[derive(Debug, Clone)]
+pub struct RecordRequest {
+    pub customer_id: String,
+    pub quantity: i64,
+    /// The member of an organisation account who used it.
+    pub user_id: Option<String>,
+    /// A repeated key counts nothing and returns the original event.
+    pub idempotency_key: Option<IdempotencyKey>,
+    pub occurred_at: DateTime<Utc>,
+}
+
+impl RecordRequest {
+    pub fn new(customer_id: &str, quantity: i64, occurred_at: DateTime<Utc>) -> Self {
+        RecordRequest {
+            customer_id: customer_id.to_string(),
+            quantity,
+            user_id: None,
+            idempotency_key: None,
+            occurred_at,
+        }
+    }
+}
+
+/// Where an idempotency key came from. Each source has a namespace of its own, so a key sent
+/// to one can never take the identity of another's event (a native key `lago:2:t1` once
+/// swallowed the Lago event whose transaction id is `t1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeySource {
+    /// `record --key`, `record --batch`, `POST /v1/events` and the library.
+    Native,
+    /// The Stripe meter events route.
+    Stripe,
+    /// The CloudEvents (OpenMeter) route.
+    CloudEvents,
+    /// The Lago route.
+    Lago,
+}
+
+impl KeySource {
+    /// The text stored in `usage_events.idempotency_source`; the drop-in routes also prefix
+    /// their derived keys with it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeySource::Native => "native",
+            KeySource::Stripe => "stripe",
+            KeySource::CloudEvents => "ce",
+            KeySource::Lago => "lago",
+        }
+    }
+}
+
+/// An idempotency key within its source's namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IdempotencyKey {
+    pub source: KeySource,
+    pub key: String,
+}
+
+impl From<&str> for IdempotencyKey {
+    /// A key the caller chose: the native namespace.
+    fn from(key: &str) -> Self {
+        key.to_string().into()
+    }
+}
+
+impl From<String> for IdempotencyKey {
+    fn from(key: String) -> Self {
+        IdempotencyKey {
+            source: KeySource::Native,
+            key,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RecordOutcome {
+    /// False when refused by the hard cap or when the key was seen before.
+    pub recorded: bool,
+    pub duplicate: bool,
+    pub event_id: Option<i64>,
+    /// The customer's standing in the event's period after this call.
+    pub check: UsageCheck,
+}

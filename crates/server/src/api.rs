@@ -1,0 +1,278 @@
+//! Routes and handlers. Handlers parse, hand events to the writer or a read to a reader
+//! thread, and shape the answer; no SQL here.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use tower_http::timeout::TimeoutLayer;
+
+use super::error::{ApiError, ErrorBody};
+use super::{AppState, MAX_BODY, auth, read};
+use crate::RecordOutcome;
+use meterline_core::wire::{EventIn, EventOut, status_of};
+
+/// The most events one batch request may carry.
+pub const MAX_BATCH: usize = 1000;
+
+const ROUTES: [&str; 10] = [
+    "/healthz",
+    "/metrics",
+    "/v1/events",
+    "/v1/events/batch",
+    "/v1/customers/{id}/check",
+    "/v1/status",
+    super::compat::STRIPE_METER_EVENTS,
+    super::compat::OPENMETER_EVENTS,
+    super::compat::LAGO_EVENTS,
+    super::compat::LAGO_EVENTS_BATCH,
+];
+
+pub fn router(state: AppState, request_timeout: Duration) -> Router {
+    let protected = Router::new()
+        .route("/v1/events", post(post_event))
+        .route("/v1/events/batch", post(post_batch))
+        .route("/v1/customers/{id}/check", get(get_check))
+        .route("/v1/status", get(get_status))
+        .route("/metrics", get(get_metrics))
+        // Inside the token check: an unauthenticated body is never inflated.
+        .route_layer(middleware::from_fn(super::encoding::decode_body))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .merge(protected)
+        .merge(super::compat::router(state.clone()))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(refuse_oversized))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            request_timeout,
+        ))
+        .layer(middleware::from_fn(super::keep_alive::close_if_body_unread))
+        .with_state(state)
+}
+
+async fn count_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .and_then(|p| ROUTES.iter().find(|r| **r == p.as_str()).copied())
+        .unwrap_or("other");
+    let response = next.run(request).await;
+    state.metrics.request(route, response.status().as_u16());
+    response
+}
+
+pub(super) fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!("the request body is larger than {MAX_BODY} bytes"),
+    )
+}
+
+/// A body announced larger than the cap is refused before any of it is read.
+async fn refuse_oversized(request: Request, next: Next) -> Response {
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > MAX_BODY as u64) {
+        return too_large().into_response();
+    }
+    next.run(request).await
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take that method",
+    )
+}
+
+/// The body, or the JSON error for a body that could not be read (413 when too large).
+pub(super) fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|e| {
+        let status = e.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            too_large()
+        } else {
+            ApiError::new(status, "bad_body", e.body_text())
+        }
+    })
+}
+
+/// Wait for the writer's answer to `requests`.
+pub(super) async fn commit(
+    state: &AppState,
+    requests: Vec<crate::RecordRequest>,
+) -> Result<Vec<crate::Result<RecordOutcome>>, ApiError> {
+    let answer = state.writer.submit(requests)?;
+    answer.await.map_err(|_| {
+        ApiError::unavailable("shutting_down", "the writer stopped before answering")
+    })?
+}
+
+fn event_response(outcome: &RecordOutcome) -> Response {
+    let status = StatusCode::from_u16(status_of(outcome)).unwrap_or(StatusCode::OK);
+    (status, Json(EventOut::new(outcome, None))).into_response()
+}
+
+async fn post_event(
+    State(state): State<AppState>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let event = EventIn::parse(&body(raw)?).map_err(ApiError::bad_request)?;
+    let request = event.into_request(state.clock.now());
+    let mut results = commit(&state, vec![request]).await?;
+    match results.pop() {
+        Some(Ok(outcome)) => Ok(event_response(&outcome)),
+        Some(Err(e)) => Err(e.into()),
+        None => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the writer returned no result",
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchIn {
+    events: Vec<serde_json::Value>,
+}
+
+/// One entry of a batch answer.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum BatchItem<'a> {
+    Event(EventOut<'a>),
+    Error { status: u16, error: ErrorBody<'a> },
+}
+
+#[derive(Serialize)]
+struct BatchOut<'a> {
+    results: Vec<BatchItem<'a>>,
+}
+
+async fn post_batch(
+    State(state): State<AppState>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let batch: BatchIn =
+        serde_json::from_slice(&body(raw)?).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if batch.events.is_empty() || batch.events.len() > MAX_BATCH {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "batch_size",
+            format!(
+                "a batch carries 1 to {MAX_BATCH} events, not {}",
+                batch.events.len()
+            ),
+        ));
+    }
+    // An event that does not parse fails only itself; the others go to the writer in order.
+    let now = state.clock.now();
+    let parsed: Vec<Result<crate::RecordRequest, ApiError>> = batch
+        .events
+        .into_iter()
+        .map(|v| {
+            EventIn::from_value(v)
+                .map(|e| e.into_request(now))
+                .map_err(ApiError::bad_request)
+        })
+        .collect();
+    let valid: Vec<crate::RecordRequest> = parsed
+        .iter()
+        .filter_map(|p| p.as_ref().ok().cloned())
+        .collect();
+    let mut committed = if valid.is_empty() {
+        Vec::new()
+    } else {
+        commit(&state, valid).await?
+    }
+    .into_iter();
+    let decided: Vec<Result<RecordOutcome, ApiError>> = parsed
+        .into_iter()
+        .map(|p| match p {
+            Ok(_) => match committed.next() {
+                Some(Ok(outcome)) => Ok(outcome),
+                Some(Err(e)) => Err(ApiError::from(e)),
+                None => Err(ApiError::bad_request("missing result")),
+            },
+            Err(e) => Err(e),
+        })
+        .collect();
+    let results: Vec<BatchItem> = decided
+        .iter()
+        .map(|d| match d {
+            Ok(outcome) => BatchItem::Event(EventOut::new(outcome, Some(status_of(outcome)))),
+            Err(e) => BatchItem::Error {
+                status: e.status.as_u16(),
+                error: e.body(),
+            },
+        })
+        .collect();
+    Ok(Json(BatchOut { results }).into_response())
+}
+
+async fn get_check(
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    // axum's own answer to a bad path (e.g. invalid UTF-8) is plain text: give ours.
+    let Path(id) = id.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let config = state.config.clone();
+    let now = state.clock.now();
+    let check = read(&state, move |store| store.check(&config, &id, now)).await?;
+    Ok(Json(check).into_response())
+}
+
+async fn get_status(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let config = state.config.clone();
+    let now = state.clock.now();
+    let rows = read(&state, move |store| store.status_entries(&config, now)).await?;
+    Ok(Json(rows).into_response())
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    match read(&state, |store| store.schema_version()).await {
+        Ok(_) => Json(serde_json::json!({ "status": "ok" })).into_response(),
+        Err(e) => ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "database_unavailable",
+            ..e
+        }
+        .into_response(),
+    }
+}
+
+async fn get_metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,187 @@
+//! The SQLite store: the only module that talks to rusqlite.
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
+// The core's modules under their old names, so paths read as they did in one crate.
+use meterline_core::{Config, Error, Result, billing, config, sanitize};
+
+mod alerts;
+mod backup;
+mod counters;
+mod customers;
+mod dashboard;
+pub mod demo;
+mod demo_settle;
+mod export;
+mod health;
+mod new_events;
+mod outbox;
+mod queries;
+mod reconcile;
+pub mod record;
+mod reports;
+mod schema;
+mod status;
+mod sync_runs;
+pub mod tokens;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, OpenFlags};
+
+pub use crate::billing::{
+    Projection, STRIPE_MAX_AGE_DAYS, STRIPE_MAX_FUTURE_SECS, project, stripe_window,
+};
+pub use alerts::{Alert, AlertCounts, AlertRun, DueDelivery, RecentAlert};
+pub use backup::{BackupReport, verify as verify_backup};
+pub use customers::{Customer, MAX_KEY_LEN, NewCustomer};
+pub use dashboard::{
+    Backlog, BacklogChange, ChangeMarks, CustomerDetail, Dashboard, DashboardRow, EventRow,
+    Refresh, UsageChange,
+};
+pub use export::{Cell, ExportFilter, ExportKind};
+pub use health::{Health, SyncLockState};
+pub use outbox::{
+    EventOutcome, OutboxCursor, OutboxEvent, OutboxGroup, OutboxWindow, StripeCounts, StripeState,
+};
+pub use queries::{HistoryRow, Member, MembersSummary, StatusRow};
+pub use reconcile::{ReconcileRow, ReconcileRun, Reported, StripeChecks};
+pub use record::{IdempotencyKey, KeySource, RecordOutcome, RecordRequest};
+pub use reports::{HeldReport, IN_DOUBT_AFTER_HOURS, InDoubt, ReportPlan};
+pub use schema::{APPLICATION_ID, SCHEMA_VERSION, create_at_version};
+pub use status::{StatusEntry, StripeStanding};
+pub use sync_runs::{LOCK_STALE_AFTER_SECS, LockHolder, SyncRun};
+pub use tokens::{ActiveToken, TokenInfo, token_hash};
+
+/// How a [`Store`] is opened. `Store::open` uses the default: create and upgrade as needed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenOptions {
+    /// How long to wait for another writer's lock before giving up with [`Error::Locked`].
+    pub busy_timeout: Duration,
+    /// Create the database (with its whole schema) if the file is missing or empty.
+    pub create: bool,
+    /// Bring an older schema up to date. Without it an older file is refused
+    /// ([`Error::OlderSchema`]) and nothing is written: what read commands use.
+    pub migrate: bool,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            busy_timeout: Duration::from_secs(5),
+            create: true,
+            migrate: true,
+        }
+    }
+}
+
+impl OpenOptions {
+    /// The database must exist and be up to date; nothing is created, migrated or switched.
+    /// For commands that only read, and for every connection `serve` opens after its first: a
+    /// database moved away while it runs must give an error, not a new empty file in its place
+    /// (which would also pick up the moved database's leftover `-wal` file).
+    pub fn existing() -> OpenOptions {
+        OpenOptions {
+            create: false,
+            migrate: false,
+            ..OpenOptions::default()
+        }
+    }
+}
+
+pub struct Store {
+    conn: Connection,
+}
+
+impl Store {
+    /// Open (or create) the database at `path` and bring its schema up to date.
+    /// SQLite URI filenames work too, e.g. `file:meterline.db?mode=ro` for read-only reports.
+    pub fn open(path: &Path) -> Result<Store> {
+        Self::open_with(path, OpenOptions::default())
+    }
+
+    /// Open the database at `path` as `options` say. A file another program made is refused
+    /// untouched ([`Error::ForeignDatabase`]).
+    pub fn open_with(path: &Path, options: OpenOptions) -> Result<Store> {
+        let is_uri = path.to_str().is_some_and(|p| p.starts_with("file:"));
+        if !options.create && !is_uri && !path.exists() {
+            return Err(Error::NoDatabase);
+        }
+        let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        if options.create {
+            flags |= OpenFlags::SQLITE_OPEN_CREATE;
+        }
+        Self::setup(Connection::open_with_flags(path, flags)?, options)
+    }
+
+    /// A private in-memory database, for tests and what-ifs.
+    pub fn open_in_memory() -> Result<Store> {
+        Self::setup(Connection::open_in_memory()?, OpenOptions::default())
+    }
+
+    fn setup(conn: Connection, options: OpenOptions) -> Result<Store> {
+        conn.busy_timeout(options.busy_timeout)?;
+        // Settings of this connection only; the file is not touched. WAL + NORMAL survives a
+        // killed process without losing a committed transaction; only a power loss can lose
+        // the last few.
+        // temp_store = MEMORY keeps statement journals (an INSERT into a table with unique
+        // indexes opens one) off the disk: otherwise a temporary file, one syscall per page.
+        conn.execute_batch(
+            "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
+        )?;
+        let mut store = Store { conn };
+        // A brand-new file is set up by whichever process gets there first; the others can
+        // see SQLITE_BUSY without their busy handler being asked (the switch to WAL, WAL
+        // recovery). Every step is idempotent, so they retry until the busy timeout.
+        let deadline = Instant::now() + options.busy_timeout;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match store.prepare(options) {
+                Err(Error::Locked) if Instant::now() < deadline => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+                done => return done.map(|()| store),
+            }
+        }
+    }
+
+    /// Check whose file it is, then (if allowed) switch to WAL and migrate.
+    fn prepare(&mut self, options: OpenOptions) -> Result<()> {
+        // The first real read: a non-SQLite file fails here, before anything is written.
+        match schema::owner(&self.conn)? {
+            schema::Owner::Foreign => return Err(Error::ForeignDatabase),
+            schema::Owner::Empty if !options.create => return Err(Error::NoDatabase),
+            // A file being created gets its whole schema, whatever `migrate` says.
+            schema::Owner::Empty => {}
+            schema::Owner::Meterline if !options.migrate => {
+                return schema::check_current(&self.conn);
+            }
+            schema::Owner::Meterline => {}
+        }
+        let mode: String = self
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+        if mode != "wal" && mode != "memory" && !self.conn.is_readonly(rusqlite::MAIN_DB)? {
+            self.conn
+                .query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
+        }
+        schema::migrate(&mut self.conn)
+    }
+
+    /// The schema version the file is at (`PRAGMA user_version`).
+    pub fn schema_version(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+
+    /// Changes whenever another connection commits; cheap enough to poll for live views.
+    pub fn data_version(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))?)
+    }
+}

@@ -1,0 +1,257 @@
+//! Events needing attention across customers: failed and expired first, then pending and
+//! unmapped, as a table; Enter shows one event in full, with Stripe's whole error message.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, Wrap};
+
+use super::detail::state_label;
+use super::format::{ellipsis, stored_minute, thousands};
+use super::{body_layout, popup};
+use crate::app::App;
+use crate::data::EVENTS_LIMIT;
+use crate::sanitize::sanitize;
+use crate::store::{EventRow, StripeState};
+use crate::theme::Theme;
+
+pub fn draw(frame: &mut Frame, app: &App, body: Rect) {
+    let theme = app.theme;
+    let [header, list] = body_layout(body);
+    let b = app.summary.backlog;
+    let lines = vec![
+        Line::from(vec![
+            Span::styled(format!("{} failed", thousands(b.failed)), theme.error()),
+            Span::raw(" · "),
+            Span::styled(format!("{} expired", thousands(b.expired)), theme.error()),
+            Span::raw(" · "),
+            Span::styled(
+                format!("{} unmapped", thousands(app.summary.unmapped)),
+                theme.attention(),
+            ),
+            Span::raw(format!(" · {} unreported in all", thousands(b.unreported))),
+        ]),
+        Line::styled(
+            format!(
+                "failed and expired first, then the newest pending; at most {EVENTS_LIMIT} listed"
+            ),
+            theme.dim(),
+        ),
+        Line::styled(
+            "unmapped: the customer has no Stripe id (meterline customer set-stripe ID cus_…)",
+            theme.dim(),
+        ),
+    ];
+    frame.render_widget(Paragraph::new(lines).block(Block::bordered()), header);
+
+    let expiring = match app.checks.expiring {
+        0 => String::new(),
+        n => format!("· {} expiring soon ", thousands(n as i64)),
+    };
+    let block = Block::bordered().title(format!(
+        " Events needing attention {} {expiring}",
+        thousands(app.events.len() as i64)
+    ));
+    if !app.events_loaded {
+        frame.render_widget(
+            Paragraph::new("loading…").style(theme.dim()).block(block),
+            list,
+        );
+        return;
+    }
+    if app.events.is_empty() {
+        frame.render_widget(
+            Paragraph::new("Nothing waiting: every event is reported to Stripe.")
+                .style(theme.good())
+                .block(block),
+            list,
+        );
+        return;
+    }
+    // Box borders and the header row.
+    let page = usize::from(list.height.saturating_sub(3)).max(1);
+    let cursor = app.events_cursor;
+    let offset = cursor
+        .offset
+        .max((cursor.selected + 1).saturating_sub(page))
+        .min(cursor.selected);
+    let [customer_width, error_width] = widths(list.width.saturating_sub(2));
+    let rows = app
+        .events
+        .iter()
+        .enumerate()
+        .skip(offset)
+        .take(page)
+        .map(|(i, e)| {
+            let row = event_row(theme, e, customer_width, error_width);
+            if i == cursor.selected {
+                row.style(theme.selected())
+            } else {
+                row
+            }
+        });
+    let header = Row::new(
+        [
+            "When (UTC)",
+            "Customer",
+            "Units",
+            "State",
+            "Tries",
+            "Stripe's error",
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(i, title)| {
+            let line = Line::from(title);
+            Cell::from(if matches!(i, 2 | 4) {
+                line.right_aligned()
+            } else {
+                line
+            })
+        }),
+    )
+    .style(theme.header());
+    let position = format!(
+        " {}/{} ",
+        thousands(cursor.selected as i64 + 1),
+        thousands(app.events.len() as i64)
+    );
+    let block = block.title_bottom(Line::from(position).right_aligned());
+    let constraints =
+        [WHEN, customer_width, UNITS, STATE, TRIES, error_width].map(Constraint::Length);
+    frame.render_widget(
+        Table::new(rows, constraints).header(header).block(block),
+        list,
+    );
+    let rows_area = Rect {
+        y: list.y + 2,
+        height: list.height.saturating_sub(3),
+        ..list
+    };
+    super::scrollbar(frame, app, rows_area, app.events.len(), offset, page);
+}
+
+const WHEN: u16 = 16;
+const UNITS: u16 = 9;
+const STATE: u16 = 10;
+const TRIES: u16 = 5;
+
+/// The customer and error columns share what the fixed ones leave: the error, often long,
+/// gets the most (its full text is in the popup).
+fn widths(width: u16) -> [u16; 2] {
+    let spare = width.saturating_sub(WHEN + UNITS + STATE + TRIES + 5);
+    let customer = (spare / 3).clamp(spare.min(8), 24);
+    [customer, spare - customer]
+}
+
+fn event_row(theme: Theme, e: &EventRow, customer_width: u16, error_width: u16) -> Row<'static> {
+    let right = |text: String| Cell::from(Line::from(text).right_aligned());
+    let (label, style) = state_label(theme, e.state);
+    let error = e
+        .error
+        .as_deref()
+        .filter(|_| e.state != StripeState::Reported)
+        .map(|error| ellipsis(&sanitize(error), error_width))
+        .unwrap_or_default();
+    Row::new(vec![
+        Cell::from(stored_minute(&e.occurred_at)),
+        Cell::from(ellipsis(&sanitize(&e.customer_name), customer_width)),
+        right(thousands(e.quantity)),
+        Cell::from(Span::styled(label, style)),
+        right(if e.attempts > 0 {
+            e.attempts.to_string()
+        } else {
+            String::new()
+        }),
+        Cell::from(Span::styled(error, style)),
+    ])
+}
+
+/// The selected event in full: identifiers, times, attempts and Stripe's whole message.
+pub fn draw_popup(frame: &mut Frame, app: &App, area: Rect) {
+    let Some(e) = app.selected_event().filter(|_| app.event_popup) else {
+        return;
+    };
+    let theme = app.theme;
+    let (label, style) = state_label(theme, e.state);
+    let field = |name: &str, value: Span<'static>| {
+        Line::from(vec![
+            Span::styled(format!("{name:<12}"), theme.dim()),
+            value,
+        ])
+    };
+    let mut lines = vec![
+        field("Event", Span::raw(format!("#{}", e.id))),
+        field(
+            "Customer",
+            Span::raw(format!(
+                "{} ({})",
+                sanitize(&e.customer_name),
+                sanitize(&e.customer_id)
+            )),
+        ),
+        field(
+            "Member",
+            match &e.user_id {
+                Some(user) => Span::raw(sanitize(user).into_owned()),
+                None => Span::styled("none (recorded without --user)", theme.dim()),
+            },
+        ),
+        field("Units", Span::raw(thousands(e.quantity))),
+        field("Occurred", Span::raw(sanitize(&e.occurred_at).into_owned())),
+        field("State", Span::styled(label, style)),
+        field("Attempts", Span::raw(e.attempts.to_string())),
+    ];
+    if let Some(hint) = state_hint(e.state) {
+        lines.push(field("", Span::styled(hint, theme.dim())));
+    }
+    lines.push(Line::raw(""));
+    match e
+        .error
+        .as_deref()
+        .filter(|_| e.state != StripeState::Reported)
+    {
+        Some(error) => {
+            lines.push(Line::styled("Stripe's error", theme.header()));
+            // Line by line, each made safe: the message is shown whole, never obeyed.
+            lines.extend(
+                error
+                    .lines()
+                    .map(|l| Line::styled(sanitize(l).into_owned(), style)),
+            );
+        }
+        None => lines.push(Line::styled("No error from Stripe.", theme.dim())),
+    }
+    let width = 90.min(area.width);
+    let inner = usize::from(width.saturating_sub(2)).max(1);
+    // Wrapped lines take more rows: count them so nothing is cut off.
+    let rows: usize = lines.iter().map(|l| l.width().div_ceil(inner).max(1)).sum();
+    let height = u16::try_from(rows).unwrap_or(u16::MAX).saturating_add(2);
+    let rect = popup(frame, area, width, height);
+    let position = format!(
+        " {}/{} ",
+        thousands(app.events_cursor.selected as i64 + 1),
+        thousands(app.events.len() as i64)
+    );
+    let block = Block::bordered()
+        .title(format!(" Event #{} ", e.id))
+        .title_bottom(Line::from(position).right_aligned());
+    frame.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(block),
+        rect,
+    );
+}
+
+/// What the state means for the user, where there is something to do or know.
+fn state_hint(state: StripeState) -> Option<&'static str> {
+    match state {
+        StripeState::Expired => Some("older than Stripe's 35-day window: kept here, never sent"),
+        StripeState::Unmapped => {
+            Some("the customer has no Stripe id: meterline customer set-stripe ID cus_…")
+        }
+        StripeState::Pending => Some("not sent yet: the next sync sends it"),
+        StripeState::Failed | StripeState::Reported => None,
+    }
+}

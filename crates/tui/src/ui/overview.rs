@@ -1,0 +1,429 @@
+//! The home screen: totals, then the customers table with a gauge per customer.
+
+use ratatui::Frame;
+use ratatui::layout::{Alignment, Constraint, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Cell, Paragraph, Row, Table};
+
+use super::format::{ellipsis, minute, percent, stored_minute, thousands, used_of};
+use super::{body_layout, list_rows};
+use crate::action::Action;
+use crate::app::{App, SortKey};
+use crate::billing::WarningLevel;
+use crate::keys::{self, Mode};
+use crate::sanitize::sanitize;
+use crate::store::DashboardRow;
+use crate::theme::{Theme, level_label, level_word, outcome_label};
+
+pub fn draw(frame: &mut Frame, app: &App, body: Rect) {
+    let [header, list] = body_layout(body);
+    draw_header(frame, app, header);
+    draw_table(frame, app, list);
+}
+
+fn draw_header(frame: &mut Frame, app: &App, area: Rect) {
+    let theme = app.theme;
+    let s = &app.summary;
+    let noun = if s.customers == 1 {
+        "customer"
+    } else {
+        "customers"
+    };
+    let hidden = match s.archived_hidden {
+        0 => String::new(),
+        n => format!(" (+{} archived, a shows)", thousands(n as i64)),
+    };
+    let total = format!("{} {noun}{hidden}   ", thousands(s.customers as i64));
+    let mut levels = vec![Span::raw(total)];
+    for (i, level) in WarningLevel::ALL.iter().enumerate() {
+        levels.push(Span::styled(
+            format!("{} {}", level_label(*level), thousands(s.levels[i] as i64)),
+            theme.level(*level),
+        ));
+        levels.push(Span::raw("  "));
+    }
+    levels.extend(alert_counts(app));
+    let b = s.backlog;
+    let count = |n: i64, word: &str, bad: Style| {
+        let style = if n > 0 { bad } else { theme.dim() };
+        Span::styled(format!("{} {word}", thousands(n)), style)
+    };
+    let stripe = Line::from(vec![
+        Span::raw("Stripe  "),
+        count(b.unreported, "unreported", theme.attention()),
+        Span::raw(" · "),
+        count(b.failed, "failed", theme.error()),
+        Span::raw(" · "),
+        count(b.expired, "expired", theme.error()),
+        Span::raw(" · "),
+        count(s.unmapped, "unmapped", theme.attention()),
+    ]);
+    let stripe = checks_spans(app, stripe);
+    let lines = vec![
+        Line::from(vec![
+            Span::styled("db ", theme.dim()),
+            Span::raw(sanitize(&app.db_label).into_owned()),
+            Span::styled("   plans ", theme.dim()),
+            Span::raw(sanitize(&app.plans_label).into_owned()),
+            super::plans::stale_note(app),
+            Span::styled("   now ", theme.dim()),
+            Span::raw(minute(app.now)),
+        ]),
+        Line::from(levels),
+        stripe,
+        last_sync(app),
+    ];
+    frame.render_widget(Paragraph::new(lines).block(Block::bordered()), area);
+}
+
+/// Alert deliveries waiting and failed, once there are any alerts (the Plans view lists them).
+fn alert_counts(app: &App) -> Vec<Span<'static>> {
+    let c = app.alerts.counts;
+    if c.pending + c.delivered + c.failed == 0 {
+        return Vec::new();
+    }
+    let theme = app.theme;
+    let count = |n: u64, word: &str, bad: Style| {
+        let style = if n > 0 { bad } else { theme.dim() };
+        Span::styled(format!("{} {word}", thousands(n as i64)), style)
+    };
+    vec![
+        Span::raw("· alerts "),
+        count(c.pending, "pending", theme.attention()),
+        Span::raw(" · "),
+        count(c.failed, "failed", theme.error()),
+    ]
+}
+
+/// The Stripe line's tail: events in doubt and expiring (when any), and the last reconcile.
+fn checks_spans(app: &App, mut line: Line<'static>) -> Line<'static> {
+    let (theme, c) = (app.theme, &app.checks);
+    for (n, word) in [(c.in_doubt, "in doubt"), (c.expiring, "expiring")] {
+        if n > 0 {
+            line.push_span(Span::raw(" · "));
+            line.push_span(Span::styled(
+                format!("{} {word}", thousands(n as i64)),
+                theme.error(),
+            ));
+        }
+    }
+    if let Some(run) = &c.last_reconcile {
+        line.push_span(Span::styled(
+            format!("   reconciled {}", stored_minute(&run.finished_at)),
+            theme.dim(),
+        ));
+        let (text, style) = match run.drifted {
+            0 => (" · no drift".to_string(), theme.good()),
+            n => (format!(" · {n} drift"), theme.error()),
+        };
+        line.push_span(Span::styled(text, style));
+    }
+    line
+}
+
+/// When the latest sync ran (by any process) and how it ended; its error last, so a narrow
+/// terminal cuts only the error.
+fn last_sync(app: &App) -> Line<'static> {
+    let theme = app.theme;
+    let label = Span::styled("last sync  ", theme.dim());
+    let Some(run) = &app.last_sync else {
+        let key = keys::first_key(Mode::Normal, Action::Sync);
+        return Line::from(vec![
+            label,
+            Span::styled(format!("never · {key} syncs to Stripe"), theme.dim()),
+        ]);
+    };
+    let when = stored_minute(run.finished_at.as_deref().unwrap_or(&run.started_at));
+    let (mut word, style) = outcome_label(theme, &run.outcome);
+    if run.outcome == "running" {
+        word.push_str(" since");
+    }
+    let mut spans = vec![
+        label,
+        Span::styled(word, style),
+        Span::raw(format!(" {when}")),
+    ];
+    if run.outcome != "running" {
+        spans.push(Span::raw(format!(
+            " · {} sent, {} accepted, {} duplicates",
+            thousands(run.attempted as i64),
+            thousands(run.accepted as i64),
+            thousands(run.duplicates as i64)
+        )));
+        for (n, word) in [(run.failed, "failed"), (run.remaining, "remaining")] {
+            if n > 0 {
+                spans.push(Span::styled(
+                    format!(", {} {word}", thousands(n as i64)),
+                    theme.attention(),
+                ));
+            }
+        }
+    }
+    if let Some(error) = &run.error {
+        spans.push(Span::styled(
+            format!(" · {}", sanitize(error)),
+            theme.error(),
+        ));
+    }
+    Line::from(spans)
+}
+
+fn draw_table(frame: &mut Frame, app: &App, area: Rect) {
+    let theme = app.theme;
+    let inner_width = area.width.saturating_sub(2);
+    let wide = inner_width >= 108;
+    let columns = columns(wide);
+    let widths = column_widths(&columns, inner_width);
+    let name_width = widths[0];
+    let gauge_width = widths[columns
+        .iter()
+        .position(|c| *c == Column::Usage)
+        .unwrap_or(0)];
+    let page = list_rows(frame.area().width, frame.area().height).max(1);
+    // The cursor keeps `selected` on screen; clamp again in case the size just changed.
+    let offset = app
+        .list
+        .offset
+        .max((app.list.selected + 1).saturating_sub(page))
+        .min(app.list.selected);
+    let rows = app.visible_rows(offset, page).enumerate().map(|(i, row)| {
+        let cells = customer_cells(app, row, wide, name_width, gauge_width);
+        let r = Row::new(cells);
+        if offset + i == app.list.selected {
+            r.style(theme.selected())
+        } else {
+            r
+        }
+    });
+    let marked = sorted_column(app.sort, wide);
+    let header = Row::new(columns.iter().map(|&column| {
+        let mut title = column.title().to_string();
+        if column == marked {
+            title.push_str(sort_arrow(app.sort, app.reverse));
+        }
+        Cell::from(Line::from(title).alignment(column.alignment()))
+    }))
+    .style(theme.header());
+    let mut title = format!(
+        " Customers {}/{} · sorted by {}{} ",
+        thousands(app.visible_len() as i64),
+        thousands(app.rows().len() as i64),
+        app.sort.label(),
+        if app.reverse { " (reversed)" } else { "" },
+    );
+    if !app.filter.is_empty() {
+        title.push_str(&format!("· filter \"{}\" ", sanitize(&app.filter)));
+    }
+    // Where the selection is in the whole list: rows above the screen are never a surprise.
+    let mut block = Block::bordered().title(title);
+    if app.visible_len() > 0 {
+        block = block.title_bottom(
+            Line::from(format!(
+                " {}/{} ",
+                thousands(app.list.selected as i64 + 1),
+                thousands(app.visible_len() as i64)
+            ))
+            .right_aligned(),
+        );
+    }
+    let widths = widths.into_iter().map(Constraint::Length);
+    let table = Table::new(rows, widths).header(header).block(block);
+    frame.render_widget(table, area);
+    // On the right border, beside the rows only (not the header row).
+    let rows_area = Rect {
+        y: area.y + 2,
+        height: area.height.saturating_sub(3),
+        ..area
+    };
+    super::scrollbar(frame, app, rows_area, app.visible_len(), offset, page);
+    if app.visible_len() == 0 {
+        let message = if app.rows().is_empty() {
+            "No customers yet. Add one: meterline customer add ID --plan free"
+        } else {
+            "No customer matches the filter (Esc clears it)."
+        };
+        let inner = area.inner(ratatui::layout::Margin::new(2, 2));
+        frame.render_widget(Paragraph::new(message).style(theme.dim()), inner);
+    }
+}
+
+/// The columns shown: "Used / limit" only on wide terminals.
+fn columns(wide: bool) -> Vec<Column> {
+    let mut columns = vec![Column::Customer, Column::Plan];
+    if wide {
+        columns.push(Column::UsedOfLimit);
+    }
+    columns.extend([
+        Column::Usage,
+        Column::Percent,
+        Column::Level,
+        Column::Days,
+        Column::Unreported,
+    ]);
+    columns
+}
+
+/// Column widths for a table `width` cells wide. Every column but the name and the gauge has
+/// the width of its widest content; of the room left the name gets two fifths (at most 28: longer
+/// names end in "…") and the gauge the rest, so on wide terminals the gauge is the widest.
+fn column_widths(columns: &[Column], width: u16) -> Vec<u16> {
+    let gaps = columns.len().saturating_sub(1) as u16;
+    let fixed: u16 = columns.iter().filter_map(|c| c.width()).sum();
+    let spare = width.saturating_sub(fixed + gaps);
+    let name = (spare * 2 / 5).clamp(spare.saturating_sub(10).min(16), 28);
+    columns
+        .iter()
+        .map(|c| match c {
+            Column::Customer => name,
+            Column::Usage => spare - name,
+            other => other.width().unwrap_or(0),
+        })
+        .collect()
+}
+
+/// The columns of the customer table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Column {
+    Customer,
+    Plan,
+    UsedOfLimit,
+    Usage,
+    Percent,
+    Level,
+    Days,
+    Unreported,
+}
+
+impl Column {
+    fn title(self) -> &'static str {
+        match self {
+            Column::Customer => "Customer",
+            Column::Plan => "Plan",
+            Column::UsedOfLimit => "Used / limit",
+            Column::Usage => "Usage",
+            Column::Percent => "%",
+            Column::Level => "Level",
+            Column::Days => "Days",
+            Column::Unreported => "Unreported",
+        }
+    }
+
+    /// Fixed widths; None for the two that share the room left (name and gauge).
+    fn width(self) -> Option<u16> {
+        Some(match self {
+            Column::Customer | Column::Usage => return None,
+            Column::Plan => 9,
+            // "1,486,159 / 500,000"
+            Column::UsedOfLimit => 19,
+            Column::Percent => 6,
+            Column::Level => 11,
+            Column::Days => 4,
+            Column::Unreported => 10,
+        })
+    }
+
+    fn alignment(self) -> Alignment {
+        match self {
+            Column::Customer | Column::Plan | Column::Usage | Column::Level => Alignment::Left,
+            _ => Alignment::Right,
+        }
+    }
+}
+
+/// The column whose title carries the sort arrow.
+fn sorted_column(sort: SortKey, wide: bool) -> Column {
+    match sort {
+        SortKey::Risk => Column::Percent,
+        SortKey::Name => Column::Customer,
+        SortKey::Plan => Column::Plan,
+        SortKey::Used if wide => Column::UsedOfLimit,
+        SortKey::Used => Column::Usage,
+        SortKey::Unreported => Column::Unreported,
+        SortKey::DaysLeft => Column::Days,
+    }
+}
+
+/// ▼: highest first (most at risk, most used); ▲: lowest first (A to Z, fewest days left).
+pub fn sort_arrow(sort: SortKey, reverse: bool) -> &'static str {
+    let descending = matches!(sort, SortKey::Risk | SortKey::Used | SortKey::Unreported);
+    if descending != reverse { "▼" } else { "▲" }
+}
+
+fn customer_cells<'a>(
+    app: &App,
+    row: &'a DashboardRow,
+    wide: bool,
+    name_width: u16,
+    gauge_width: u16,
+) -> Vec<Cell<'a>> {
+    let theme = app.theme;
+    let level = app.level_of(row);
+    let right = |text: String| Cell::from(Line::from(text).alignment(Alignment::Right));
+    // A customer whose last reconcile drifted is marked.
+    let drifted = app
+        .checks
+        .by_customer
+        .get(&row.customer_id)
+        .is_some_and(|c| c.2 == "drift");
+    let name = match drifted {
+        true => format!("≠ {}", sanitize(&row.name)),
+        false => sanitize(&row.name).into_owned(),
+    };
+    let mut cells = vec![
+        Cell::from(ellipsis(
+            &if row.archived {
+                format!("[archived] {name}")
+            } else {
+                name
+            },
+            name_width,
+        )),
+        Cell::from(ellipsis(&sanitize(&row.plan_id), 9)),
+    ];
+    if wide {
+        cells.push(right(used_of(row.used, row.limit)));
+    }
+    let unreported = if row.mapped {
+        thousands(row.backlog.unreported)
+    } else {
+        format!("{} ?", thousands(row.backlog.unreported))
+    };
+    cells.extend([
+        Cell::from(gauge_line(theme, level, row.ratio(), gauge_width)),
+        right(if row.limit.is_some() {
+            percent(row.used, row.limit)
+        } else {
+            String::new()
+        }),
+        Cell::from(Span::styled(
+            level_word(level, app.overage_billed(row), true),
+            theme.level(level),
+        )),
+        right(row.period.days_left(app.now).to_string()),
+        right(unreported),
+    ]);
+    cells
+}
+
+/// A text gauge `width` cells wide, coloured by level. The bar is clamped at full; the
+/// percentage beside it is not.
+pub fn gauge_line(
+    theme: Theme,
+    level: WarningLevel,
+    ratio: Option<f64>,
+    width: u16,
+) -> Line<'static> {
+    let width = usize::from(width);
+    // Unlimited: no bar to fill, the word once (the count is in "Used / limit").
+    let Some(ratio) = ratio else {
+        let text = if width >= 9 { "unlimited" } else { "∞" };
+        return Line::from(Span::styled(text, theme.dim()));
+    };
+    let filled = ((ratio.clamp(0.0, 1.0) * width as f64).round() as usize).min(width);
+    let empty = if theme.color { "░" } else { "·" };
+    Line::from(vec![
+        Span::styled("█".repeat(filled), theme.gauge(level)),
+        Span::styled(empty.repeat(width - filled), theme.gauge_empty()),
+    ])
+}
