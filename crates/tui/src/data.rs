@@ -299,7 +299,6 @@ impl Watcher {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
     use std::sync::mpsc::channel;
 
     use chrono::{Duration, NaiveDate, TimeZone, Utc};
@@ -313,8 +312,7 @@ mod tests {
     fn a_failed_refresh_is_tried_again_on_the_next_poll() {
         let dir = tempfile::TempDir::new().unwrap();
         let path = dir.path().join("m.db");
-        let config =
-            Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("plans.toml")).unwrap();
+        let config = Config::parse(crate::config::EXAMPLE_PLANS, "example plans").unwrap();
         let now = Utc.with_ymd_and_hms(2026, 11, 20, 12, 0, 0).unwrap();
         let mut writer = Store::open(&path).unwrap();
         let acme = NewCustomer {
