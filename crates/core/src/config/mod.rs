@@ -2,6 +2,7 @@
 //! meterline uses.
 
 pub mod locate;
+mod meters;
 mod raw;
 mod validate;
 
@@ -13,6 +14,7 @@ use serde::Serialize;
 use crate::billing::{PeriodKind, Thresholds, WarningLevel};
 
 pub use locate::{EXAMPLE_PLANS, PlansLocation};
+pub use meters::{Aggregation, IMPLICIT_METER, MAX_GROUP_BY, Meter, MeterTerms, QUANTITY};
 pub use validate::ConfigError;
 
 /// A duration in milliseconds from the environment variable `name`, if set. A value that is
@@ -40,6 +42,8 @@ pub const DEFAULT_API_VERSION: &str = "2025-03-31.basil";
 #[derive(Debug, Clone, Serialize)]
 pub struct Config {
     pub plans: Vec<Plan>,
+    /// `[[meters]]` in order (the first is the default), or the implicit `usage` meter.
+    pub meters: Vec<Meter>,
     pub thresholds: Thresholds,
     pub billing: BillingSettings,
     pub stripe: StripeSettings,
@@ -117,6 +121,9 @@ pub struct Plan {
     pub overage_rate: Option<Decimal>,
     /// The Stripe meter event name for this plan's usage (the global one unless overridden).
     pub meter_event: String,
+    /// The plan's terms per meter id. A meter the plan does not name is recorded and shown
+    /// as unbilled, never capped. Without `[[meters]]`: `usage` with the fields above.
+    pub meters: std::collections::BTreeMap<String, MeterTerms>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -209,6 +216,17 @@ impl Config {
     /// An amount in the plans' currency, as people read it ("$17.00").
     pub fn money(&self, amount: Decimal) -> String {
         crate::billing::money(amount, &self.billing.currency)
+    }
+
+    /// The meter with this id.
+    pub fn meter(&self, id: &str) -> Option<&Meter> {
+        self.meters.iter().find(|m| m.id == id)
+    }
+
+    /// The meter an event names none of: the first in `[[meters]]`, or `usage`.
+    #[allow(clippy::expect_used)] // invariant: validation always leaves at least one meter
+    pub fn default_meter(&self) -> &Meter {
+        self.meters.first().expect("validated config always has a meter")
     }
 
     pub fn plan(&self, id: &str) -> Option<&Plan> {

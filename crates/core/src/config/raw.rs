@@ -2,6 +2,7 @@
 //! everything else sees the validated `Config`.
 
 use serde::Deserialize;
+use toml::Spanned;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -18,6 +19,29 @@ pub struct RawConfig {
     pub ingest: RawIngest,
     #[serde(default)]
     pub alerts: Vec<RawAlert>,
+    #[serde(default)]
+    pub meters: Vec<RawMeter>,
+}
+
+/// One `[[meters]]` entry. Spanned where validation may point at it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMeter {
+    pub id: Spanned<String>,
+    pub name: Option<String>,
+    pub aggregation: Spanned<String>,
+    pub property: Option<Spanned<String>>,
+    pub group_by: Option<Spanned<Vec<String>>>,
+    pub stripe_event: Option<Spanned<String>>,
+}
+
+/// One `[plans.meters.ID]` table: a plan's terms for one meter.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPlanMeter {
+    pub included: Option<i64>,
+    pub at_limit: Option<String>,
+    pub overage_rate: Option<RawAmount>,
 }
 
 /// One `[[alerts]]` entry. The URL and the levels are checked while parsing, so a mistake is
@@ -133,6 +157,7 @@ pub struct RawPlan {
     pub at_limit: Option<String>,
     pub overage_rate: Option<RawAmount>,
     pub meter_event: Option<String>,
+    pub meters: Option<std::collections::BTreeMap<Spanned<String>, Spanned<RawPlanMeter>>>,
 }
 
 /// Money as written: a string ("0.015") or a whole number. Floats are caught in validation

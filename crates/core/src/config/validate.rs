@@ -1,10 +1,14 @@
 //! Raw plans.toml -> validated `Config`, with one precise message per mistake.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::str::FromStr;
 
 use rust_decimal::Decimal;
 
+use super::meters::{
+    IMPLICIT_METER, Meter, MeterTerms, Mistake, implicit_meter, validate_meters,
+    validate_plan_meters,
+};
 use super::raw::{RawAlert, RawAmount, RawConfig, RawIngest, RawPlan, RawStripe};
 use super::{
     AlertRule, AlertTarget, AtLimit, BillingSettings, Config, DEFAULT_API_BASE,
@@ -28,13 +32,34 @@ pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
         origin: origin.to_string(),
         message: e.to_string().trim_end().to_string(),
     })?;
-    validate(raw).map_err(|message| ConfigError::Invalid {
+    validate(raw, text).map_err(|message| ConfigError::Invalid {
         origin: origin.to_string(),
         message,
     })
 }
 
-fn validate(raw: RawConfig) -> Result<Config, String> {
+/// "line L, column C: message" when the mistake's place is known (toml's own errors say
+/// where too).
+fn placed(text: &str, mistake: Mistake) -> String {
+    let Some(span) = mistake.span else {
+        return mistake.message;
+    };
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("line {line}, column {column}: {}", mistake.message)
+}
+
+/// Ids of plans and meters: what a URL, a CLI argument and a database key all take as is.
+pub(super) fn is_plain_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-".contains(c))
+}
+
+fn validate(raw: RawConfig, text: &str) -> Result<Config, String> {
     let thresholds = Thresholds {
         warning: raw.thresholds.warning.unwrap_or(0.80),
         critical: raw.thresholds.critical.unwrap_or(0.95),
@@ -71,6 +96,12 @@ fn validate(raw: RawConfig) -> Result<Config, String> {
         .currency
         .map_or_else(|| DEFAULT_CURRENCY.to_string(), |c| c.0);
     let stripe = validate_stripe(raw.stripe)?;
+    let explicit_meters = !raw.meters.is_empty();
+    let meters = if explicit_meters {
+        validate_meters(raw.meters, check_meter_event).map_err(|m| placed(text, m))?
+    } else {
+        vec![implicit_meter(&stripe.meter_event)]
+    };
 
     if raw.plans.is_empty() {
         return Err("no [[plans]] defined; a plan with id = \"free\" is required".into());
@@ -78,8 +109,11 @@ fn validate(raw: RawConfig) -> Result<Config, String> {
     let mut seen = HashSet::new();
     let mut plans = Vec::with_capacity(raw.plans.len());
     for (index, raw_plan) in raw.plans.into_iter().enumerate() {
-        let plan = validate_plan(raw_plan, &stripe.meter_event)
-            .map_err(|m| format!("[[plans]] #{}: {m}", index + 1))?;
+        let plan = validate_plan(raw_plan, &stripe.meter_event, &meters, explicit_meters)
+            .map_err(|m| {
+                let message = format!("[[plans]] #{}: {}", index + 1, m.message);
+                placed(text, Mistake { message, ..m })
+            })?;
         if !seen.insert(plan.id.clone()) {
             return Err(format!(
                 "[[plans]] #{}: duplicate plan id \"{}\"",
@@ -106,6 +140,7 @@ fn validate(raw: RawConfig) -> Result<Config, String> {
     let ingest = validate_ingest(raw.ingest, &plans)?;
     Ok(Config {
         plans,
+        meters,
         thresholds,
         billing: BillingSettings { period, currency },
         stripe,
@@ -314,71 +349,118 @@ pub const MAX_DECIMALS: u32 = 12;
 /// The most units a plan may include per period.
 pub const MAX_INCLUDED: i64 = 1_000_000_000_000_000;
 
-fn validate_plan(raw: RawPlan, global_meter_event: &str) -> Result<Plan, String> {
+fn validate_plan(
+    raw: RawPlan,
+    global_meter_event: &str,
+    meters: &[Meter],
+    explicit_meters: bool,
+) -> Result<Plan, Mistake> {
     let id = raw.id.trim().to_string();
-    if id.is_empty()
-        || !id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_-".contains(c))
-    {
-        return Err(format!(
+    if !is_plain_id(&id) {
+        return Err(unplaced(format!(
             "plan id \"{}\" must be non-empty letters, digits, '-' or '_'",
             raw.id
-        ));
+        )));
     }
     let at = |m: String| format!("plan \"{id}\": {m}");
     let price = match raw.price {
         None => Decimal::ZERO,
-        Some(amount) => amount_of(amount, "price").map_err(at)?,
+        Some(amount) => amount_of(amount, "price").map_err(|m| unplaced(at(m)))?,
     };
-    if let Some(included) = raw.included
-        && !(0..=MAX_INCLUDED).contains(&included)
-    {
-        return Err(at(format!(
-            "included = {included} must be between 0 and {MAX_INCLUDED} (leave it out for unlimited)"
-        )));
-    }
-    let at_limit = match raw.at_limit.as_deref() {
-        None | Some("block") => AtLimit::Block,
-        Some("overage") => AtLimit::Overage,
-        Some(other) => {
-            return Err(at(format!(
-                "at_limit = \"{other}\" is not known; use \"block\" (hard cap) or \"overage\""
+    let top_level = raw.included.is_some() || raw.at_limit.is_some() || raw.overage_rate.is_some();
+    let meter_terms = match raw.meters {
+        Some(_) | None if explicit_meters && top_level => {
+            return Err(unplaced(at(
+                "with [[meters]], a plan's included, at_limit and overage_rate go under \
+                 [plans.meters.ID], one table per meter"
+                    .into(),
             )));
         }
+        Some(tables) if explicit_meters => validate_plan_meters(tables, meters, terms)
+            .map_err(|m| Mistake {
+                message: at(m.message),
+                ..m
+            })?,
+        Some(_) => {
+            return Err(unplaced(at(
+                "[plans.meters.…] needs the meters defined in [[meters]]".into(),
+            )));
+        }
+        None if explicit_meters => BTreeMap::new(),
+        None => {
+            let usage = terms(raw.included, raw.at_limit, raw.overage_rate)
+                .map_err(|m| unplaced(at(m)))?;
+            BTreeMap::from([(IMPLICIT_METER.to_string(), usage)])
+        }
     };
-    let overage_rate = raw
-        .overage_rate
-        .map(|r| amount_of(r, "overage_rate"))
-        .transpose()
-        .map_err(at)?;
-    match (at_limit, overage_rate) {
-        (AtLimit::Overage, None) if raw.included.is_some() => {
-            return Err(at(
-                "at_limit = \"overage\" needs overage_rate, the price per extra unit, e.g. \"0.015\""
-                    .into(),
-            ));
-        }
-        (AtLimit::Block, Some(_)) => {
-            return Err(at(
-                "overage_rate is set but at_limit is \"block\"; set at_limit = \"overage\" or remove the rate"
-                    .into(),
-            ));
-        }
-        _ => {}
-    }
     let meter_event = raw
         .meter_event
         .unwrap_or_else(|| global_meter_event.to_string());
-    check_meter_event(&meter_event).map_err(at)?;
+    check_meter_event(&meter_event).map_err(|m| unplaced(at(m)))?;
+    let usage = meter_terms.get(IMPLICIT_METER).copied();
     Ok(Plan {
         name: raw.name.unwrap_or_else(|| id.clone()),
         id,
         price,
-        included: raw.included,
+        included: usage.and_then(|t| t.included),
+        at_limit: usage.map_or(AtLimit::Block, |t| t.at_limit),
+        overage_rate: usage.and_then(|t| t.overage_rate),
+        meter_event,
+        meters: meter_terms,
+    })
+}
+
+fn unplaced(message: String) -> Mistake {
+    Mistake {
+        span: None,
+        message,
+    }
+}
+
+/// A plan's terms for one meter (or, without `[[meters]]`, for its usage).
+fn terms(
+    included: Option<i64>,
+    at_limit: Option<String>,
+    overage_rate: Option<RawAmount>,
+) -> Result<MeterTerms, String> {
+    if let Some(included) = included
+        && !(0..=MAX_INCLUDED).contains(&included)
+    {
+        return Err(format!(
+            "included = {included} must be between 0 and {MAX_INCLUDED} (leave it out for unlimited)"
+        ));
+    }
+    let at_limit = match at_limit.as_deref() {
+        None | Some("block") => AtLimit::Block,
+        Some("overage") => AtLimit::Overage,
+        Some(other) => {
+            return Err(format!(
+                "at_limit = \"{other}\" is not known; use \"block\" (hard cap) or \"overage\""
+            ));
+        }
+    };
+    let overage_rate = overage_rate
+        .map(|r| amount_of(r, "overage_rate"))
+        .transpose()?;
+    match (at_limit, overage_rate) {
+        (AtLimit::Overage, None) if included.is_some() => {
+            return Err(
+                "at_limit = \"overage\" needs overage_rate, the price per extra unit, e.g. \"0.015\""
+                    .into(),
+            );
+        }
+        (AtLimit::Block, Some(_)) => {
+            return Err(
+                "overage_rate is set but at_limit is \"block\"; set at_limit = \"overage\" or remove the rate"
+                    .into(),
+            );
+        }
+        _ => {}
+    }
+    Ok(MeterTerms {
+        included,
         at_limit,
         overage_rate,
-        meter_event,
     })
 }
 

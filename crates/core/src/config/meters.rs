@@ -1,0 +1,281 @@
+//! `[[meters]]` and each plan's `[plans.meters.ID]` terms: what is metered, how each meter
+//! aggregates its events, and what a plan includes of it. A plans.toml without `[[meters]]`
+//! has one implicit meter, `usage` (the sum of `quantity`), with the plan's own terms.
+
+use std::collections::{BTreeMap, HashSet};
+
+use rust_decimal::Decimal;
+use serde::Serialize;
+use toml::Spanned;
+
+use super::AtLimit;
+use super::raw::{RawMeter, RawPlanMeter};
+
+/// The meter a plans.toml without `[[meters]]` has.
+pub const IMPLICIT_METER: &str = "usage";
+/// The event property a `sum` meter adds up unless it names another.
+pub const QUANTITY: &str = "quantity";
+/// Dimensions a meter may group by.
+pub const MAX_GROUP_BY: usize = 3;
+
+/// How a meter turns a period's events into one number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Aggregation {
+    /// The sum of a numeric property.
+    Sum,
+    /// The number of events.
+    Count,
+    /// The largest value of a numeric property.
+    Max,
+    /// The number of distinct values of a property.
+    UniqueCount,
+    /// The value of the event with the latest time (ties broken by event id).
+    Latest,
+}
+
+impl Aggregation {
+    const ALL: [(&'static str, Aggregation); 5] = [
+        ("sum", Aggregation::Sum),
+        ("count", Aggregation::Count),
+        ("max", Aggregation::Max),
+        ("unique_count", Aggregation::UniqueCount),
+        ("latest", Aggregation::Latest),
+    ];
+
+    /// The plans.toml spelling.
+    pub fn as_str(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, a)| *a == self)
+            .map_or("sum", |(name, _)| name)
+    }
+
+    fn parse(text: &str) -> Option<Aggregation> {
+        Self::ALL.iter().find(|(n, _)| *n == text).map(|(_, a)| *a)
+    }
+
+    /// True when the aggregated property must be a number.
+    pub fn is_numeric(self) -> bool {
+        matches!(
+            self,
+            Aggregation::Sum | Aggregation::Max | Aggregation::Latest
+        )
+    }
+}
+
+/// One metered feature.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Meter {
+    pub id: String,
+    pub name: String,
+    pub aggregation: Aggregation,
+    /// The event property aggregated; `None` for `count`.
+    pub property: Option<String>,
+    /// Dimensions (event properties) the usage is also broken down by, at most 3.
+    pub group_by: Vec<String>,
+    /// The Stripe meter's event name.
+    pub stripe_event: String,
+}
+
+/// What a plan includes of one meter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MeterTerms {
+    /// Units included per period; `None` is unlimited.
+    pub included: Option<i64>,
+    pub at_limit: AtLimit,
+    #[serde(with = "rust_decimal::serde::str_option")]
+    pub overage_rate: Option<Decimal>,
+}
+
+/// A mistake, with where it is in plans.toml when that is known.
+pub(super) struct Mistake {
+    pub span: Option<std::ops::Range<usize>>,
+    pub message: String,
+}
+
+impl Mistake {
+    fn at<T>(spanned: &Spanned<T>, message: String) -> Mistake {
+        Mistake {
+            span: Some(spanned.span()),
+            message,
+        }
+    }
+}
+
+/// The `usage` meter of a plans.toml without `[[meters]]`.
+pub(super) fn implicit_meter(stripe_event: &str) -> Meter {
+    Meter {
+        id: IMPLICIT_METER.into(),
+        name: "Usage".into(),
+        aggregation: Aggregation::Sum,
+        property: Some(QUANTITY.into()),
+        group_by: Vec::new(),
+        stripe_event: stripe_event.into(),
+    }
+}
+
+/// Validate `[[meters]]`, in order. `check_event` is the Stripe event name rule.
+pub(super) fn validate_meters(
+    raw: Vec<RawMeter>,
+    check_event: impl Fn(&str) -> Result<(), String>,
+) -> Result<Vec<Meter>, Mistake> {
+    let mut ids = HashSet::new();
+    let mut events = HashSet::new();
+    let mut meters = Vec::with_capacity(raw.len());
+    for raw in raw {
+        let id = raw.id.get_ref().clone();
+        if !super::validate::is_plain_id(&id) {
+            return Err(Mistake::at(
+                &raw.id,
+                format!(
+                    "meter id \"{}\" must be non-empty letters, digits, '-' or '_'",
+                    id.escape_debug()
+                ),
+            ));
+        }
+        if !ids.insert(id.clone()) {
+            return Err(Mistake::at(&raw.id, format!("duplicate meter id \"{id}\"")));
+        }
+        let at = |m: String| format!("meter \"{id}\": {m}");
+        let aggregation = Aggregation::parse(raw.aggregation.get_ref()).ok_or_else(|| {
+            Mistake::at(
+                &raw.aggregation,
+                at(format!(
+                    "aggregation = \"{}\" is not known; use \"sum\", \"count\", \"max\", \
+                     \"unique_count\" or \"latest\"",
+                    raw.aggregation.get_ref().escape_debug()
+                )),
+            )
+        })?;
+        let property = match (&raw.property, aggregation) {
+            (Some(p), Aggregation::Count) => {
+                return Err(Mistake::at(
+                    p,
+                    at("a count meter counts events; it takes no property".into()),
+                ));
+            }
+            (None, Aggregation::Count) => None,
+            (None, Aggregation::Sum) => Some(QUANTITY.to_string()),
+            (None, other) => {
+                return Err(Mistake::at(
+                    &raw.aggregation,
+                    at(format!(
+                        "a {} meter needs property = \"…\", the event property it aggregates",
+                        other.as_str()
+                    )),
+                ));
+            }
+            (Some(p), _) => {
+                check_property_name(p.get_ref()).map_err(|m| Mistake::at(p, at(m)))?;
+                Some(p.get_ref().clone())
+            }
+        };
+        let group_by = match raw.group_by {
+            None => Vec::new(),
+            Some(spanned) => {
+                let dims = spanned.get_ref();
+                if dims.len() > MAX_GROUP_BY {
+                    return Err(Mistake::at(
+                        &spanned,
+                        at(format!(
+                            "group_by has {} properties; a meter groups by at most {MAX_GROUP_BY}",
+                            dims.len()
+                        )),
+                    ));
+                }
+                let mut seen = HashSet::new();
+                for dim in dims {
+                    check_property_name(dim).map_err(|m| Mistake::at(&spanned, at(m)))?;
+                    if !seen.insert(dim) || Some(dim) == property.as_ref() {
+                        return Err(Mistake::at(
+                            &spanned,
+                            at(format!(
+                                "group_by names \"{dim}\" twice, or the aggregated property"
+                            )),
+                        ));
+                    }
+                }
+                dims.clone()
+            }
+        };
+        let stripe_event = match &raw.stripe_event {
+            Some(e) => {
+                check_event(e.get_ref()).map_err(|m| Mistake::at(e, at(m)))?;
+                e.get_ref().clone()
+            }
+            None => id.clone(),
+        };
+        if !events.insert(stripe_event.clone()) {
+            let message = at(format!(
+                "stripe_event \"{stripe_event}\" is already another meter's; each meter \
+                 reports to a Stripe meter of its own"
+            ));
+            return Err(match &raw.stripe_event {
+                Some(e) => Mistake::at(e, message),
+                None => Mistake::at(&raw.id, message),
+            });
+        }
+        meters.push(Meter {
+            name: raw.name.unwrap_or_else(|| id.clone()),
+            id,
+            aggregation,
+            property,
+            group_by,
+            stripe_event,
+        });
+    }
+    Ok(meters)
+}
+
+/// Validate one plan's `[plans.meters.ID]` tables against the meters.
+pub(super) fn validate_plan_meters(
+    raw: BTreeMap<Spanned<String>, Spanned<RawPlanMeter>>,
+    meters: &[Meter],
+    terms_of: impl Fn(
+        Option<i64>,
+        Option<String>,
+        Option<super::raw::RawAmount>,
+    ) -> Result<MeterTerms, String>,
+) -> Result<BTreeMap<String, MeterTerms>, Mistake> {
+    let mut terms = BTreeMap::new();
+    for (id, table) in raw {
+        if !meters.iter().any(|m| &m.id == id.get_ref()) {
+            let known: Vec<&str> = meters.iter().map(|m| m.id.as_str()).collect();
+            return Err(Mistake::at(
+                &id,
+                format!(
+                    "[plans.meters.{}] names a meter that is not in [[meters]]; the meters are: {}",
+                    id.get_ref().escape_debug(),
+                    known.join(", ")
+                ),
+            ));
+        }
+        let span = table.span();
+        let table = table.into_inner();
+        let meter_terms = terms_of(table.included, table.at_limit, table.overage_rate).map_err(
+            |m| Mistake {
+                span: Some(span.clone()),
+                message: format!("[plans.meters.{}]: {m}", id.get_ref()),
+            },
+        )?;
+        terms.insert(id.into_inner(), meter_terms);
+    }
+    Ok(terms)
+}
+
+/// Property names are plain identifiers: what `--property KEY=VALUE` and JSON can both name.
+fn check_property_name(name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+    {
+        return Err(format!(
+            "property \"{}\" must be 1 to 64 letters, digits, '_', '-' or '.'",
+            name.escape_debug()
+        ));
+    }
+    Ok(())
+}
