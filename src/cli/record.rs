@@ -25,12 +25,25 @@ pub struct Args {
     /// second (:60) is the next second. Late events count in their own period.
     #[arg(long, value_parser = crate::billing::parse_ts)]
     pub at: Option<DateTime<Utc>>,
+    /// The meter it counts on (default: the first in plans.toml's [[meters]]).
+    #[arg(long, value_name = "ID")]
+    pub meter: Option<String>,
+    /// A property of the event, what its meter aggregates or groups by; repeat for more.
+    #[arg(long = "property", value_name = "KEY=VALUE", value_parser = property)]
+    pub properties: Vec<(String, String)>,
     #[arg(long)]
     pub json: bool,
     /// Record NDJSON events from FILE or `-` (stdin), one object a line with the fields of
     /// `POST /v1/events`, in transactions of up to 1,000 events.
-    #[arg(long, value_name = "FILE|-", conflicts_with_all = ["customer", "user", "key", "at"])]
+    #[arg(long, value_name = "FILE|-", conflicts_with_all = ["customer", "user", "key", "at", "meter", "properties"])]
     pub batch: Option<std::path::PathBuf>,
+}
+
+/// `KEY=VALUE`, split at the first `=`.
+fn property(text: &str) -> std::result::Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("\"{text}\" is not KEY=VALUE"))
 }
 
 /// Exit code for a record refused by a hard cap.
@@ -48,6 +61,8 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
         user_id: args.user,
         idempotency_key: args.key.map(Into::into),
         occurred_at: args.at.unwrap_or(ctx.now),
+        meter: args.meter,
+        properties: args.properties.into_iter().collect(),
     };
     let outcome = store.record(&config, &request, ctx.now)?;
     let refused = !outcome.recorded && !outcome.duplicate;

@@ -12,6 +12,7 @@ pub mod billing;
 pub mod clock;
 pub mod config;
 mod error;
+pub mod metering;
 pub mod model;
 pub mod net;
 pub mod sanitize;
@@ -19,4 +20,4 @@ pub mod wire;
 
 pub use config::Config;
 pub use error::{Error, Result};
-pub use model::{IdempotencyKey, KeySource, RecordOutcome, RecordRequest};
+pub use model::{IdempotencyKey, KeySource, Properties, RecordOutcome, RecordRequest};

@@ -14,7 +14,14 @@ pub struct RecordRequest {
     /// A repeated key counts nothing and returns the original event.
     pub idempotency_key: Option<IdempotencyKey>,
     pub occurred_at: DateTime<Utc>,
+    /// The meter it counts on; `None` is the default meter (the first in `[[meters]]`).
+    pub meter: Option<String>,
+    /// The event's properties: what its meter aggregates and groups by.
+    pub properties: Properties,
 }
+
+/// An event's properties, key → value as text (a JSON number is kept as its digits).
+pub type Properties = std::collections::BTreeMap<String, String>;
 
 impl RecordRequest {
     pub fn new(customer_id: &str, quantity: i64, occurred_at: DateTime<Utc>) -> Self {
@@ -24,6 +31,8 @@ impl RecordRequest {
             user_id: None,
             idempotency_key: None,
             occurred_at,
+            meter: None,
+            properties: Properties::new(),
         }
     }
 }

@@ -19,6 +19,38 @@ pub struct EventIn {
     /// RFC3339 (whole seconds, see `billing::parse_ts`); default: when the server received it.
     #[serde(default, deserialize_with = "crate::billing::deserialize_ts")]
     pub at: Option<DateTime<Utc>>,
+    /// The meter's id; default: the first in `[[meters]]`.
+    #[serde(default)]
+    pub meter: Option<String>,
+    /// Strings or numbers; a number is kept as its digits.
+    #[serde(default, deserialize_with = "properties")]
+    pub properties: crate::Properties,
+}
+
+/// A JSON object of strings and numbers as the event's properties.
+fn properties<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<crate::Properties, D::Error> {
+    let object = serde_json::Map::<String, serde_json::Value>::deserialize(deserializer)?;
+    property_texts(object).map_err(serde::de::Error::custom)
+}
+
+/// Properties as the drop-in routes' payloads carry them: strings and numbers as text; other
+/// JSON types are refused, naming the property.
+pub fn property_texts(
+    object: serde_json::Map<String, serde_json::Value>,
+) -> Result<crate::Properties, String> {
+    object
+        .into_iter()
+        .map(|(key, value)| match value {
+            serde_json::Value::String(text) => Ok((key, text)),
+            serde_json::Value::Number(n) => Ok((key, n.to_string())),
+            _ => Err(format!(
+                "property \"{}\" must be a string or a number",
+                crate::sanitize::sanitize(&key)
+            )),
+        })
+        .collect()
 }
 
 fn one() -> i64 {
@@ -42,6 +74,8 @@ impl EventIn {
             user_id: self.user,
             idempotency_key: self.key.map(Into::into),
             occurred_at: self.at.unwrap_or(now),
+            meter: self.meter,
+            properties: self.properties,
         }
     }
 }

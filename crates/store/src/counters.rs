@@ -28,6 +28,8 @@ pub(super) struct Counter<'c> {
     pending: i64,
     /// The current period takes the customer's plan terms as they are now.
     current: bool,
+    /// Written even without an increment: an event of another meter needs the period's row.
+    touched: bool,
     plan: &'c Plan,
 }
 
@@ -42,6 +44,11 @@ impl Counter<'_> {
             used,
             &config.thresholds,
         )
+    }
+
+    /// Have the period's row written at the end of the batch, even with nothing to add.
+    pub fn touch(&mut self) {
+        self.touched = true;
     }
 
     /// Count `quantity` more (the caller checked the cap). The total is bounded by
@@ -106,6 +113,7 @@ impl<'c> Counters<'c> {
             used,
             pending: 0,
             current,
+            touched: false,
             plan,
         };
         Ok(slot.insert(counter))
@@ -114,7 +122,7 @@ impl<'c> Counters<'c> {
     /// Write every pending increment (and the current periods' terms).
     pub fn flush(&mut self, conn: &Connection) -> Result<()> {
         for ((customer_id, _), counter) in self.counters.iter_mut() {
-            if counter.pending == 0 {
+            if counter.pending == 0 && !counter.touched {
                 continue;
             }
             let plan = counter.plan;
@@ -146,6 +154,7 @@ impl<'c> Counters<'c> {
                 counter.current
             ])?;
             counter.pending = 0;
+            counter.touched = false;
         }
         Ok(())
     }

@@ -10,10 +10,11 @@ use rusqlite::{Connection, ToSql};
 use super::record::IdempotencyKey;
 use crate::Result;
 
-/// Rows per INSERT statement (10 parameters each, far below SQLite's limit).
+/// Rows per INSERT statement (13 parameters each, far below SQLite's limit).
 const ROWS_PER_INSERT: usize = 250;
 const COLUMNS: &str = "id, customer_id, user_id, quantity, occurred_at, recorded_at, \
-                       period_start, idempotency_key, idempotency_source, stripe_identifier";
+                       period_start, idempotency_key, idempotency_source, stripe_identifier, \
+                       meter_id, properties, amount";
 
 /// One event the batch recorded.
 pub(super) struct NewEvent {
@@ -25,6 +26,11 @@ pub(super) struct NewEvent {
     pub period_start: String,
     pub idempotency_key: Option<IdempotencyKey>,
     pub stripe_identifier: String,
+    pub meter_id: String,
+    /// The properties as a JSON object, if any.
+    pub properties: Option<String>,
+    /// What it added to its meter, when that is not `quantity`.
+    pub amount: Option<i64>,
 }
 
 #[derive(Default)]
@@ -81,7 +87,7 @@ impl NewEvents {
                     None => (None, None),
                 })
                 .collect();
-            let mut values: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * 10);
+            let mut values: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * 13);
             for ((e, occurred_at), (key, source)) in chunk.iter().zip(&occurred).zip(&keys) {
                 values.extend_from_slice(&[
                     &e.id as &dyn ToSql,
@@ -94,9 +100,12 @@ impl NewEvents {
                     key,
                     source,
                     &e.stripe_identifier,
+                    &e.meter_id,
+                    &e.properties,
+                    &e.amount,
                 ]);
             }
-            let rows = vec!["(?,?,?,?,?,?,?,?,?,?)"; chunk.len()].join(",");
+            let rows = vec!["(?,?,?,?,?,?,?,?,?,?,?,?,?)"; chunk.len()].join(",");
             conn.prepare_cached(&format!(
                 "INSERT INTO usage_events ({COLUMNS}) VALUES {rows}"
             ))?

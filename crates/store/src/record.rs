@@ -9,10 +9,13 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use super::Store;
 use super::counters::Counters;
 use super::customers::Customer;
+use super::meters::{Applied, MeterCounters};
 use super::new_events::{NewEvent, NewEvents};
+use crate::billing::{Allowance, UsageCheck};
 use crate::billing::{format_ts, parse_ts, period_containing, whole_second};
-use crate::config::Config;
+use crate::config::{AtLimit, Config, IMPLICIT_METER, Meter};
 use crate::{Error, Result};
+use meterline_core::metering::{MeterValue, check_properties, group_key, meter_value};
 
 /// The largest quantity one event may carry. Far beyond any real unit count, and small enough
 /// that no counter can overflow from a handful of mistakes.
@@ -46,6 +49,9 @@ struct Original {
     at: DateTime<Utc>,
     /// True when the event was recorded at its own time, i.e. without an explicit `--at`.
     at_was_now: bool,
+    meter_id: String,
+    /// The properties as stored (a JSON object), if any.
+    properties: Option<String>,
 }
 
 impl Original {
@@ -59,6 +65,8 @@ impl Original {
             user_id: event.user_id.clone(),
             at: event.occurred_at,
             at_was_now: event.occurred_at == whole_second(now).unwrap_or(now),
+            meter_id: event.meter_id.clone(),
+            properties: event.properties.clone(),
         }
     }
 
@@ -66,9 +74,20 @@ impl Original {
     /// namespaces that look like a drop-in route's (`legacy`, migration 9) may have come from
     /// either side, so both sides still find them: a resend gets the answer it got before.
     fn find(conn: &Connection, key: &IdempotencyKey) -> Result<Option<Original>> {
-        let row: Option<(i64, String, i64, Option<String>, String, String)> = conn
+        type Found = (
+            i64,
+            String,
+            i64,
+            Option<String>,
+            String,
+            String,
+            String,
+            Option<String>,
+        );
+        let row: Option<Found> = conn
             .prepare_cached(
-                "SELECT id, customer_id, quantity, user_id, occurred_at, recorded_at
+                "SELECT id, customer_id, quantity, user_id, occurred_at, recorded_at, meter_id,
+                        properties
                  FROM usage_events
                  WHERE idempotency_key = ?1 AND idempotency_source IN (?2, 'legacy')",
             )?
@@ -80,11 +99,13 @@ impl Original {
                     r.get(3)?,
                     r.get(4)?,
                     r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
                 ))
             })
             .optional()?;
-        Ok(
-            row.map(|(id, customer_id, quantity, user_id, at, recorded_at)| {
+        Ok(row.map(
+            |(id, customer_id, quantity, user_id, at, recorded_at, meter_id, properties)| {
                 let at = parse_ts(&at).unwrap_or_default();
                 Original {
                     id,
@@ -93,17 +114,36 @@ impl Original {
                     user_id,
                     at_was_now: at == parse_ts(&recorded_at).unwrap_or_default(),
                     at,
+                    meter_id,
+                    properties,
                 }
-            }),
-        )
+            },
+        ))
     }
 
     /// A retry must repeat the original's parameters; anything else is a client bug that
     /// "duplicate" would hide. A time equal to the moment of recording means "no time given",
     /// so a retry without `--at` a minute later is still the same event.
-    fn same_as(&self, req: &RecordRequest, at: DateTime<Utc>, now: DateTime<Utc>) -> Result<()> {
+    fn same_as(
+        &self,
+        req: &RecordRequest,
+        meter_id: &str,
+        properties: Option<&str>,
+        at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
         let key = req.idempotency_key.as_ref().map_or("", |k| k.key.as_str());
         let mut differences = Vec::new();
+        if meter_id != self.meter_id {
+            differences.push(format!("meter \"{meter_id}\" (was \"{}\")", self.meter_id));
+        }
+        if properties != self.properties.as_deref() {
+            differences.push(format!(
+                "properties {} (was {})",
+                properties.unwrap_or("none"),
+                self.properties.as_deref().unwrap_or("none")
+            ));
+        }
         if req.customer_id != self.customer_id {
             differences.push(format!(
                 "customer \"{}\" (was \"{}\")",
@@ -180,6 +220,7 @@ impl Store {
             recorded_at: format_ts(now),
             customers: HashMap::new(),
             counters: Counters::default(),
+            meters: MeterCounters::default(),
             events: NewEvents::default(),
         };
         let mut results = Vec::with_capacity(requests.len());
@@ -191,6 +232,7 @@ impl Store {
             }
         }
         batch.counters.flush(&tx)?;
+        batch.meters.flush(&tx)?;
         batch.events.write(&tx, &batch.recorded_at)?;
         drop(batch);
         tx.commit()?;
@@ -237,6 +279,7 @@ struct Batch<'t, 'c> {
     recorded_at: String,
     customers: HashMap<String, Customer>,
     counters: Counters<'c>,
+    meters: MeterCounters,
     events: NewEvents,
 }
 
@@ -268,6 +311,25 @@ impl<'c> Batch<'_, 'c> {
             )));
         }
 
+        let meter = match &req.meter {
+            Some(id) => config.meter(id).ok_or_else(|| {
+                let known: Vec<&str> = config.meters.iter().map(|m| m.id.as_str()).collect();
+                Error::InvalidInput(format!(
+                    "meter \"{}\" is not in plans.toml; the meters are: {}",
+                    crate::sanitize::sanitize(id),
+                    known.join(", ")
+                ))
+            })?,
+            None => config.default_meter(),
+        };
+        check_properties(&req.properties).map_err(Error::InvalidInput)?;
+        let value =
+            meter_value(meter, req.quantity, &req.properties).map_err(Error::InvalidInput)?;
+        let properties = (!req.properties.is_empty())
+            .then(|| serde_json::to_string(&req.properties))
+            .transpose()
+            .map_err(|e| Error::InvalidInput(e.to_string()))?;
+
         let original = match &req.idempotency_key {
             Some(key) => match self.events.with_key(key) {
                 Some(event) => Some(Original::of_batch(event, now)),
@@ -276,7 +338,7 @@ impl<'c> Batch<'_, 'c> {
             None => None,
         };
         if let Some(original) = original {
-            original.same_as(req, occurred_at, now)?;
+            original.same_as(req, &meter.id, properties.as_deref(), occurred_at, now)?;
             // The standing is read from the database: bring it up to this event first.
             self.counters.flush(conn)?;
             return Ok(RecordOutcome {
@@ -310,8 +372,14 @@ impl<'c> Batch<'_, 'c> {
         let counter = self
             .counters
             .get(conn, config, &customer_id, plan, period, now)?;
+        if meter.id != IMPLICIT_METER {
+            return self.record_on_meter(req, meter, &value, properties, occurred_at, period);
+        }
+        let MeterValue::Number(amount) = value else {
+            return Err(Error::InvalidInput("the usage meter counts numbers".into()));
+        };
         let before = counter.standing(&customer_id, counter.used, config);
-        let would_be = counter.used.saturating_add(req.quantity);
+        let would_be = counter.used.saturating_add(amount);
         if counter.allowance.hard_cap
             && counter
                 .allowance
@@ -325,7 +393,7 @@ impl<'c> Batch<'_, 'c> {
                 check: before,
             });
         }
-        counter.add(req.quantity)?;
+        counter.add(amount)?;
         let after = counter.standing(&customer_id, counter.used, config);
         let period_start = counter.period_start.clone();
 
@@ -339,6 +407,9 @@ impl<'c> Batch<'_, 'c> {
             period_start: period_start.clone(),
             idempotency_key: req.idempotency_key.clone(),
             stripe_identifier: new_identifier(),
+            meter_id: meter.id.clone(),
+            properties,
+            amount: (amount != req.quantity).then_some(amount),
         });
         if period.contains(now) && after.level > before.level {
             // Only this transaction knows the counter before and after: the crossing is
@@ -359,6 +430,99 @@ impl<'c> Batch<'_, 'c> {
             duplicate: false,
             event_id: Some(event_id),
             check: after,
+        })
+    }
+
+    /// One event on a meter other than `usage`: its counters are `meter_counters`, the cap
+    /// the plan's terms for that meter (a meter the plan does not name is never capped).
+    fn record_on_meter(
+        &mut self,
+        req: &RecordRequest,
+        meter: &Meter,
+        value: &MeterValue,
+        properties: Option<String>,
+        occurred_at: DateTime<Utc>,
+        period: crate::billing::Period,
+    ) -> Result<RecordOutcome> {
+        let (conn, config) = (self.conn, self.config);
+        let customer = self.customer(&req.customer_id)?;
+        let plan = super::customers::plan_of(config, customer)?;
+        let customer_id = customer.id.clone();
+        let counter = self
+            .counters
+            .get(conn, config, &customer_id, plan, period, self.now)?;
+        // The period's row (plan, terms) exists whatever meter its events count on.
+        counter.touch();
+        let (plan_id, period_start) = (counter.plan_id.clone(), counter.period_start.clone());
+        let terms = plan.meters.get(&meter.id);
+        let allowance = terms.map_or(
+            Allowance {
+                included: None,
+                hard_cap: false,
+                overage_rate: None,
+            },
+            |t| Allowance {
+                included: t.included,
+                hard_cap: t.at_limit == AtLimit::Block,
+                overage_rate: t.overage_rate,
+            },
+        );
+        let standing = |used| {
+            UsageCheck::compute(
+                &customer_id,
+                &plan_id,
+                allowance,
+                period,
+                used,
+                &config.thresholds,
+            )
+        };
+        let event_id = self.events.next_id(conn)?;
+        let group = group_key(meter, &req.properties);
+        let applied = self.meters.apply(
+            conn,
+            meter,
+            terms,
+            &customer_id,
+            &period_start,
+            group.as_deref(),
+            value,
+            occurred_at,
+            event_id,
+        )?;
+        let (before, after) = match applied {
+            Applied::Refused { used } => {
+                return Ok(RecordOutcome {
+                    recorded: false,
+                    duplicate: false,
+                    event_id: None,
+                    check: standing(used),
+                });
+            }
+            Applied::Counted { before, after } => (before, after),
+        };
+        let amount = match value {
+            MeterValue::Number(n) => *n,
+            MeterValue::Distinct(_) => after.saturating_sub(before),
+        };
+        self.events.add(NewEvent {
+            id: event_id,
+            customer_id: customer_id.clone(),
+            user_id: req.user_id.clone(),
+            quantity: req.quantity,
+            occurred_at,
+            period_start,
+            idempotency_key: req.idempotency_key.clone(),
+            stripe_identifier: new_identifier(),
+            meter_id: meter.id.clone(),
+            properties,
+            amount: Some(amount),
+        });
+        Ok(RecordOutcome {
+            recorded: true,
+            duplicate: false,
+            event_id: Some(event_id),
+            check: standing(after),
         })
     }
 

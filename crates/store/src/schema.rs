@@ -284,6 +284,35 @@ const MIGRATIONS: &[&str] = &[
     CREATE UNIQUE INDEX usage_events_idempotency_key
         ON usage_events(idempotency_key, idempotency_source) WHERE idempotency_key IS NOT NULL;
     "#,
+    // 10: meters. Each event counts on one meter (`usage`, the sum of quantity, when
+    // plans.toml has no [[meters]]) with its properties. The `usage` meter's total stays in
+    // usage_records.used; every other meter's total and its group_by breakdown live in
+    // meter_counters (group_key '' = the meter's total), the distinct values a unique_count
+    // meter has seen in meter_values. Caps are decided on these rows inside the record
+    // transaction, as for usage_records.
+    r#"
+    ALTER TABLE usage_events ADD COLUMN meter_id TEXT NOT NULL DEFAULT 'usage';
+    ALTER TABLE usage_events ADD COLUMN properties TEXT;  -- JSON object of strings; NULL = none
+    ALTER TABLE usage_events ADD COLUMN amount INTEGER;   -- what it added to its meter; NULL = quantity
+    CREATE TABLE meter_counters (
+        customer_id  TEXT NOT NULL REFERENCES customers(id),
+        period_start TEXT NOT NULL,
+        meter_id     TEXT NOT NULL,
+        group_key    TEXT NOT NULL DEFAULT '',       -- '' = total; else the group_by values as JSON
+        used         INTEGER NOT NULL CHECK (typeof(used) = 'integer' AND used >= 0),
+        latest_at    TEXT,                           -- latest: the event whose value `used` is
+        latest_id    INTEGER,
+        PRIMARY KEY (customer_id, period_start, meter_id, group_key)
+    ) WITHOUT ROWID;
+    CREATE TABLE meter_values (
+        customer_id  TEXT NOT NULL REFERENCES customers(id),
+        period_start TEXT NOT NULL,
+        meter_id     TEXT NOT NULL,
+        group_key    TEXT NOT NULL DEFAULT '',
+        value        TEXT NOT NULL,
+        PRIMARY KEY (customer_id, period_start, meter_id, group_key, value)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this build creates and understands.

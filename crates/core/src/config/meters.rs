@@ -253,12 +253,11 @@ pub(super) fn validate_plan_meters(
         }
         let span = table.span();
         let table = table.into_inner();
-        let meter_terms = terms_of(table.included, table.at_limit, table.overage_rate).map_err(
-            |m| Mistake {
+        let meter_terms =
+            terms_of(table.included, table.at_limit, table.overage_rate).map_err(|m| Mistake {
                 span: Some(span.clone()),
                 message: format!("[plans.meters.{}]: {m}", id.get_ref()),
-            },
-        )?;
+            })?;
         terms.insert(id.into_inner(), meter_terms);
     }
     Ok(terms)

@@ -226,7 +226,9 @@ impl Config {
     /// The meter an event names none of: the first in `[[meters]]`, or `usage`.
     #[allow(clippy::expect_used)] // invariant: validation always leaves at least one meter
     pub fn default_meter(&self) -> &Meter {
-        self.meters.first().expect("validated config always has a meter")
+        self.meters
+            .first()
+            .expect("validated config always has a meter")
     }
 
     pub fn plan(&self, id: &str) -> Option<&Plan> {

@@ -109,11 +109,12 @@ fn validate(raw: RawConfig, text: &str) -> Result<Config, String> {
     let mut seen = HashSet::new();
     let mut plans = Vec::with_capacity(raw.plans.len());
     for (index, raw_plan) in raw.plans.into_iter().enumerate() {
-        let plan = validate_plan(raw_plan, &stripe.meter_event, &meters, explicit_meters)
-            .map_err(|m| {
+        let plan = validate_plan(raw_plan, &stripe.meter_event, &meters, explicit_meters).map_err(
+            |m| {
                 let message = format!("[[plans]] #{}: {}", index + 1, m.message);
                 placed(text, Mistake { message, ..m })
-            })?;
+            },
+        )?;
         if !seen.insert(plan.id.clone()) {
             return Err(format!(
                 "[[plans]] #{}: duplicate plan id \"{}\"",
@@ -376,11 +377,12 @@ fn validate_plan(
                     .into(),
             )));
         }
-        Some(tables) if explicit_meters => validate_plan_meters(tables, meters, terms)
-            .map_err(|m| Mistake {
+        Some(tables) if explicit_meters => {
+            validate_plan_meters(tables, meters, terms).map_err(|m| Mistake {
                 message: at(m.message),
                 ..m
-            })?,
+            })?
+        }
         Some(_) => {
             return Err(unplaced(at(
                 "[plans.meters.…] needs the meters defined in [[meters]]".into(),
@@ -388,8 +390,8 @@ fn validate_plan(
         }
         None if explicit_meters => BTreeMap::new(),
         None => {
-            let usage = terms(raw.included, raw.at_limit, raw.overage_rate)
-                .map_err(|m| unplaced(at(m)))?;
+            let usage =
+                terms(raw.included, raw.at_limit, raw.overage_rate).map_err(|m| unplaced(at(m)))?;
             BTreeMap::from([(IMPLICIT_METER.to_string(), usage)])
         }
     };

@@ -176,6 +176,8 @@ pub async fn ingest(state: &AppState, events: Vec<Candidate>) -> Result<Ingested
             user_id: None,
             idempotency_key: Some(event.key),
             occurred_at: event.at,
+            meter: None,
+            properties: Default::default(),
         })
         .collect();
     let outcomes = super::api::commit(state, requests).await?;

@@ -1,0 +1,109 @@
+//! What one event contributes to its meter: a number (sum, count, max, latest) or a distinct
+//! value (unique_count), read from the event's quantity and properties by the meter's rules.
+
+use crate::config::{Aggregation, MAX_GROUP_BY, Meter, QUANTITY};
+use crate::model::Properties;
+
+/// Properties one event may carry.
+pub const MAX_PROPERTIES: usize = 20;
+/// The longest property value, in bytes.
+pub const MAX_PROPERTY_VALUE: usize = 255;
+/// The largest number a property may carry (as `quantity`).
+pub const MAX_VALUE: i64 = 1_000_000_000_000;
+
+/// One event's contribution to its meter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MeterValue {
+    /// Added (sum, count), compared (max) or taken if newest (latest).
+    Number(i64),
+    /// unique_count: counted once per period, however often it comes.
+    Distinct(String),
+}
+
+/// Check the properties' shape: at most 20, keys plain names, values short and printable.
+pub fn check_properties(properties: &Properties) -> Result<(), String> {
+    if properties.len() > MAX_PROPERTIES {
+        return Err(format!(
+            "{} properties; an event carries at most {MAX_PROPERTIES}",
+            properties.len()
+        ));
+    }
+    for (key, value) in properties {
+        let plain = !key.is_empty()
+            && key.len() <= 64
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+        if !plain {
+            return Err(format!(
+                "property name \"{}\" must be 1 to 64 letters, digits, '_', '-' or '.'",
+                crate::sanitize::sanitize(key)
+            ));
+        }
+        if value.len() > MAX_PROPERTY_VALUE || value.chars().any(crate::sanitize::is_unsafe) {
+            return Err(format!(
+                "property {key} = \"{}\" must be at most {MAX_PROPERTY_VALUE} bytes without \
+                 control, bidi or zero-width characters",
+                crate::sanitize::sanitize(value)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What an event of `quantity` with `properties` adds to `meter`.
+pub fn meter_value(
+    meter: &Meter,
+    quantity: i64,
+    properties: &Properties,
+) -> Result<MeterValue, String> {
+    let property = meter.property.as_deref().unwrap_or(QUANTITY);
+    let text = || {
+        properties.get(property).ok_or_else(|| {
+            format!(
+                "meter \"{}\" ({}) needs the property \"{property}\"; send it with --property \
+                 {property}=… or \"properties\": {{\"{property}\": …}}",
+                meter.id,
+                meter.aggregation.as_str()
+            )
+        })
+    };
+    match meter.aggregation {
+        Aggregation::Count => Ok(MeterValue::Number(1)),
+        Aggregation::UniqueCount => Ok(MeterValue::Distinct(text()?.clone())),
+        Aggregation::Sum | Aggregation::Max | Aggregation::Latest => {
+            if property == QUANTITY && !properties.contains_key(QUANTITY) {
+                return Ok(MeterValue::Number(quantity));
+            }
+            let text = text()?;
+            match text.parse::<i64>() {
+                Ok(n) if (0..=MAX_VALUE).contains(&n) => Ok(MeterValue::Number(n)),
+                _ => Err(format!(
+                    "property {property} = \"{}\" must be a whole number from 0 to {MAX_VALUE} \
+                     (meter \"{}\" is {})",
+                    crate::sanitize::sanitize(text),
+                    meter.id,
+                    meter.aggregation.as_str()
+                )),
+            }
+        }
+    }
+}
+
+/// The group an event counts in: its `group_by` values as a JSON object in the meter's
+/// order (`{"model":"small"}`), or `None` for a meter without `group_by`. A missing
+/// dimension is JSON null.
+pub fn group_key(meter: &Meter, properties: &Properties) -> Option<String> {
+    if meter.group_by.is_empty() {
+        return None;
+    }
+    debug_assert!(meter.group_by.len() <= MAX_GROUP_BY);
+    let mut object = serde_json::Map::new();
+    for dim in &meter.group_by {
+        let value = properties.get(dim).map_or(serde_json::Value::Null, |v| {
+            serde_json::Value::String(v.clone())
+        });
+        object.insert(dim.clone(), value);
+    }
+    Some(serde_json::Value::Object(object).to_string())
+}
