@@ -20,4 +20,6 @@ pub mod wire;
 
 pub use config::Config;
 pub use error::{Error, Result};
-pub use model::{IdempotencyKey, KeySource, Properties, RecordOutcome, RecordRequest};
+pub use model::{
+    GroupUsage, IdempotencyKey, KeySource, MeterCheck, Properties, RecordOutcome, RecordRequest,
+};

@@ -97,3 +97,21 @@ pub struct RecordOutcome {
     /// The customer's standing in the event's period after this call.
     pub check: UsageCheck,
 }
+
+/// One meter's standing in a customer's current period: `check --json` per meter.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MeterCheck {
+    pub meter: String,
+    pub aggregation: crate::config::Aggregation,
+    #[serde(flatten)]
+    pub check: UsageCheck,
+    /// The `group_by` breakdown, largest first.
+    pub groups: Vec<GroupUsage>,
+}
+
+/// One group of a meter: its `group_by` values and its usage.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GroupUsage {
+    pub key: serde_json::Value,
+    pub used: i64,
+}

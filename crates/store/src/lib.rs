@@ -13,6 +13,7 @@ pub mod demo;
 mod demo_settle;
 mod export;
 mod health;
+mod meter_reads;
 mod meters;
 mod new_events;
 mod outbox;

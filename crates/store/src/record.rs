@@ -11,9 +11,9 @@ use super::counters::Counters;
 use super::customers::Customer;
 use super::meters::{Applied, MeterCounters};
 use super::new_events::{NewEvent, NewEvents};
-use crate::billing::{Allowance, UsageCheck};
+use crate::billing::UsageCheck;
 use crate::billing::{format_ts, parse_ts, period_containing, whole_second};
-use crate::config::{AtLimit, Config, IMPLICIT_METER, Meter};
+use crate::config::{Config, IMPLICIT_METER, Meter};
 use crate::{Error, Result};
 use meterline_core::metering::{MeterValue, check_properties, group_key, meter_value};
 
@@ -455,18 +455,7 @@ impl<'c> Batch<'_, 'c> {
         counter.touch();
         let (plan_id, period_start) = (counter.plan_id.clone(), counter.period_start.clone());
         let terms = plan.meters.get(&meter.id);
-        let allowance = terms.map_or(
-            Allowance {
-                included: None,
-                hard_cap: false,
-                overage_rate: None,
-            },
-            |t| Allowance {
-                included: t.included,
-                hard_cap: t.at_limit == AtLimit::Block,
-                overage_rate: t.overage_rate,
-            },
-        );
+        let allowance = super::meter_reads::allowance(terms);
         let standing = |used| {
             UsageCheck::compute(
                 &customer_id,

@@ -1,0 +1,93 @@
+//! Every meter's standing for one customer, from one read snapshot: `usage` from its period
+//! counter (usage_records), the others from meter_counters with their groups.
+
+use chrono::{DateTime, Utc};
+use rusqlite::params;
+
+use crate::billing::{Allowance, UsageCheck, format_ts};
+use crate::config::{AtLimit, Config, IMPLICIT_METER, MeterTerms};
+use crate::{Result, Store};
+use meterline_core::{GroupUsage, MeterCheck};
+
+/// A plan's terms for a meter as billing sees them; a meter it does not name is unbilled.
+pub(crate) fn allowance(terms: Option<&MeterTerms>) -> Allowance {
+    terms.map_or(
+        Allowance {
+            included: None,
+            hard_cap: false,
+            overage_rate: None,
+        },
+        |t| Allowance {
+            included: t.included,
+            hard_cap: t.at_limit == AtLimit::Block,
+            overage_rate: t.overage_rate,
+        },
+    )
+}
+
+impl Store {
+    /// Each meter of plans.toml, in order, for `customer_id`'s current period.
+    pub fn meter_checks(
+        &self,
+        config: &Config,
+        customer_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<MeterCheck>> {
+        let snapshot = self.conn.unchecked_transaction()?;
+        let usage = super::queries::check_in(&snapshot, config, customer_id, now, now)?;
+        let plan = config.plan(&usage.plan);
+        let period_start = format_ts(usage.period_start);
+        let period = crate::billing::Period {
+            start: usage.period_start,
+            end: usage.period_end,
+        };
+        let mut rows = snapshot.prepare_cached(
+            "SELECT group_key, used FROM meter_counters
+             WHERE customer_id = ?1 AND period_start = ?2 AND meter_id = ?3
+             ORDER BY group_key = '' DESC, used DESC, group_key",
+        )?;
+        let mut checks = Vec::with_capacity(config.meters.len());
+        for meter in &config.meters {
+            if meter.id == IMPLICIT_METER {
+                checks.push(MeterCheck {
+                    meter: meter.id.clone(),
+                    aggregation: meter.aggregation,
+                    check: usage.clone(),
+                    groups: Vec::new(),
+                });
+                continue;
+            }
+            let mut total = 0;
+            let mut groups = Vec::new();
+            let mut found = rows.query(params![customer_id, period_start, meter.id])?;
+            while let Some(row) = found.next()? {
+                let (key, used): (String, i64) = (row.get(0)?, row.get(1)?);
+                if key.is_empty() {
+                    total = used;
+                } else {
+                    groups.push(GroupUsage {
+                        key: serde_json::from_str(&key).unwrap_or(serde_json::Value::Null),
+                        used,
+                    });
+                }
+            }
+            let terms = plan.and_then(|p| p.meters.get(&meter.id));
+            checks.push(MeterCheck {
+                meter: meter.id.clone(),
+                aggregation: meter.aggregation,
+                check: UsageCheck::compute(
+                    &usage.customer,
+                    &usage.plan,
+                    allowance(terms),
+                    period,
+                    total,
+                    &config.thresholds,
+                ),
+                groups,
+            });
+        }
+        drop(rows);
+        snapshot.finish()?;
+        Ok(checks)
+    }
+}
