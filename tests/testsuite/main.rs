@@ -1,0 +1,54 @@
+//! meterline's integration tests: one test binary (as cargo and ripgrep have), so the support
+//! code and the real binary are built and linked once, and every test runs in one process.
+//!
+//! - `tests/testsuite/<area>.rs`: one module per area, driving the real `meterline` binary,
+//!   the fake Stripe server, `meterline serve` or tmux;
+//! - `tests/testsuite/support/`: the helpers they share (`crate::support::…`);
+//! - `tests/testsuite/snapshots/`: insta snapshots, named `testsuite__<module>__<name>.snap`;
+//! - `tests/fixtures`, `tests/invalid_plans`, `tests/compat_sdk`: data the tests read.
+//!
+//! Run one area or test with `cargo test --test testsuite NAME_FILTER`.
+
+mod aggregate;
+mod aggregate_expiry;
+mod aggregate_kill;
+mod alerts;
+mod alerts_delivery;
+mod alerts_tui;
+mod bad_input;
+mod cli_output;
+mod compat;
+mod compat_sdk;
+mod concurrency;
+mod db_files;
+mod demo;
+mod e2e_tmux;
+mod event_times;
+mod identifiers;
+mod layers;
+mod lifecycle;
+mod period_terms;
+mod plans;
+mod reconcile;
+mod reconcile_in_doubt;
+mod record_batch;
+mod serve;
+mod serve_encoding;
+mod serve_kill;
+mod serve_limits;
+mod serve_record_batch;
+mod store;
+mod sync;
+mod sync_fair;
+mod sync_faults;
+mod sync_kill;
+mod sync_tmux;
+mod sync_trust;
+mod tui_app;
+mod tui_cli;
+mod tui_render;
+mod tui_store;
+mod tui_sync;
+mod upgrade;
+
+mod support;
