@@ -7,6 +7,10 @@
 //! - `tests/testsuite/snapshots/`: insta snapshots, named `testsuite__<module>__<name>.snap`;
 //! - `tests/fixtures`, `tests/invalid_plans`, `tests/compat_sdk`: data the tests read.
 //!
+//! Tests run in parallel threads of this one process: none may change the process's
+//! environment or working directory. Settings and secrets go to a child through
+//! `Command::env`, and to a library call as arguments.
+//!
 //! Run one area or test with `cargo test --test testsuite NAME_FILTER`.
 
 mod aggregate;

@@ -1,15 +1,17 @@
 //! The dashboard's sync flow for real: key presses through the App, the SyncWorker running the
 //! engine on its own thread against the Stripe-like server on loopback, the database watcher
-//! bringing the new state and the last sync into the header, all on a real SQLite file.
+//! bringing the new state and the last sync into the header, all on a real SQLite file. The
+//! key is handed to the worker as the dashboard hands it the one in STRIPE_API_KEY, and the
+//! fake server is plans.toml's `api_base`: nothing here touches the process's environment.
 
 use std::collections::HashSet;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::support::stripe::{Env, Fault, KEY, MAPPED, PLANS, now};
 use meterline::store::LockHolder;
-use meterline_stripe::{SyncProgress, SyncReport};
+use meterline::{Error, Result};
+use meterline_stripe::{ApiKey, SyncProgress, SyncReport};
 use meterline_tui::app::{App, SyncPopup};
 use meterline_tui::data::{Clock, DataWorker};
 use meterline_tui::event::Event;
@@ -20,30 +22,17 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
-static PROCESS_ENV: Mutex<()> = Mutex::new(());
-
-/// The Stripe variables are process-wide: each test holds this lock while it runs and sets
-/// them for its own server (or removes the key).
-fn stripe_env(server_base: Option<&str>) -> MutexGuard<'static, ()> {
-    let guard = PROCESS_ENV.lock().unwrap_or_else(|p| p.into_inner());
-    // SAFETY: every test of this binary holds the lock for its whole run, and the threads a
-    // test starts have finished (the sync sends its report last) before the lock is released.
-    unsafe {
-        match server_base {
-            Some(base) => {
-                std::env::set_var("STRIPE_API_KEY", KEY);
-                std::env::set_var("STRIPE_API_BASE", base);
-            }
-            None => std::env::remove_var("STRIPE_API_KEY"),
-        }
-    }
-    guard
-}
-
+/// Events of three mapped customers, and plans.toml sending to the fake server.
 fn seeded() -> Env {
     let env = Env::new(PLANS);
     env.seed(MAPPED, chrono::Duration::days(20));
+    env.plans_at_server();
     env
+}
+
+/// The test key, as the dashboard passes it when STRIPE_API_KEY holds it.
+fn key() -> Result<ApiKey> {
+    ApiKey::new(KEY)
 }
 
 /// The dashboard without a terminal: the app, its two workers and the loop's channel.
@@ -57,7 +46,8 @@ struct Dashboard {
 }
 
 impl Dashboard {
-    fn open(env: &Env) -> Dashboard {
+    /// The dashboard on `env` with `key` (`Err(Error::MissingApiKey)`: none set).
+    fn open(env: &Env, key: Result<ApiKey>) -> Dashboard {
         let config = env.config();
         let clock = Clock::fixed(now());
         let loaded = env.store().dashboard(&config, now()).unwrap();
@@ -75,7 +65,7 @@ impl Dashboard {
             backoff: Some(Duration::from_millis(10)),
             ..Default::default()
         };
-        let sync = SyncWorker::new(tx, env.db.clone(), config.clone(), options);
+        let sync = SyncWorker::new(tx, env.db.clone(), config.clone(), key, options);
         let app = App::new(
             config,
             "test.db".into(),
@@ -170,9 +160,8 @@ fn identifiers_reported(env: &Env) -> HashSet<String> {
 #[test]
 fn s_then_y_sends_every_event_once_with_progress_and_the_header_follows() {
     let env = seeded();
-    let _env = stripe_env(Some(&env.server.base()));
     env.server.set_delay(Duration::from_millis(2));
-    let mut dash = Dashboard::open(&env);
+    let mut dash = Dashboard::open(&env, key());
     assert_eq!(dash.app.summary.backlog.unreported, 90);
     assert_eq!(dash.app.last_sync, None);
 
@@ -235,10 +224,9 @@ fn s_then_y_sends_every_event_once_with_progress_and_the_header_follows() {
 #[test]
 fn esc_cancels_after_the_requests_in_flight_and_nothing_is_half_marked() {
     let env = seeded();
-    let _env = stripe_env(Some(&env.server.base()));
     // Three customers, one request in flight each: about 30 rounds of 40 ms.
     env.server.set_delay(Duration::from_millis(40));
-    let mut dash = Dashboard::open(&env);
+    let mut dash = Dashboard::open(&env, key());
     dash.open_confirmation();
     dash.press(KeyCode::Enter);
     dash.until(
@@ -291,8 +279,7 @@ fn esc_cancels_after_the_requests_in_flight_and_nothing_is_half_marked() {
 #[test]
 fn without_a_key_s_explains_how_to_set_one_and_sends_nothing() {
     let env = seeded();
-    let _env = stripe_env(None);
-    let mut dash = Dashboard::open(&env);
+    let mut dash = Dashboard::open(&env, Err(Error::MissingApiKey));
     dash.press(KeyCode::Char('s'));
     dash.until("the explanation", |app| {
         matches!(app.sync, SyncPopup::Unavailable(_))
@@ -317,12 +304,11 @@ fn without_a_key_s_explains_how_to_set_one_and_sends_nothing() {
 #[test]
 fn a_sync_already_running_elsewhere_is_a_clear_message() {
     let env = seeded();
-    let _env = stripe_env(Some(&env.server.base()));
     // This process holds the lock, as a `meterline sync` in another terminal would.
     env.store()
         .begin_sync_run(&LockHolder::this_process(), now())
         .unwrap();
-    let mut dash = Dashboard::open(&env);
+    let mut dash = Dashboard::open(&env, key());
     dash.open_confirmation();
     dash.press(KeyCode::Char('y'));
     let error = dash.finished().unwrap_err();
@@ -340,9 +326,8 @@ fn a_sync_already_running_elsewhere_is_a_clear_message() {
 #[test]
 fn a_refused_key_fails_cleanly_and_the_key_never_shows() {
     let env = seeded();
-    let _env = stripe_env(Some(&env.server.base()));
     env.server.inject(Fault::Unauthorized, 1000);
-    let mut dash = Dashboard::open(&env);
+    let mut dash = Dashboard::open(&env, key());
     dash.open_confirmation();
     dash.press(KeyCode::Char('y'));
     let error = dash.finished().unwrap_err();
@@ -362,19 +347,24 @@ fn a_refused_key_fails_cleanly_and_the_key_never_shows() {
 #[test]
 fn unusable_settings_are_explained_in_the_popup_before_anything_is_sent() {
     let env = seeded();
-    let _env = stripe_env(Some(&env.server.base()));
+    let plans = std::fs::read_to_string(&env.plans).unwrap();
     let cases = [
-        ("STRIPE_API_BASE", "http://10.0.0.1:8080", "uses plain http"),
+        (
+            "api_base",
+            plans.replace(&env.server.base(), "http://10.0.0.1:8080"),
+            KEY,
+            "uses plain http",
+        ),
         (
             "STRIPE_API_KEY",
+            plans.clone(),
             "pk_test_publishable123",
             "does not look like",
         ),
     ];
-    for (name, value, says) in cases {
-        // SAFETY: this test holds the environment lock (stripe_env above).
-        unsafe { std::env::set_var(name, value) };
-        let mut dash = Dashboard::open(&env);
+    for (name, plans, key, says) in cases {
+        std::fs::write(&env.plans, plans).unwrap();
+        let mut dash = Dashboard::open(&env, ApiKey::new(key));
         dash.press(KeyCode::Char('s'));
         dash.until("the explanation", |app| {
             matches!(app.sync, SyncPopup::Unavailable(_))
@@ -384,8 +374,6 @@ fn unusable_settings_are_explained_in_the_popup_before_anything_is_sent() {
         };
         assert!(why.contains(says), "{name}: {why}");
         assert!(!why.contains("publishable123"), "the key is not echoed");
-        // SAFETY: as above. Back to the working base for the next case.
-        unsafe { std::env::set_var("STRIPE_API_BASE", env.server.base()) };
     }
     assert_eq!(env.server.requests(), 0);
 }
@@ -393,11 +381,9 @@ fn unusable_settings_are_explained_in_the_popup_before_anything_is_sent() {
 #[test]
 fn r_reloads_plans_toml_and_an_invalid_file_keeps_the_last_good_plans() {
     let env = seeded();
-    let _env = stripe_env(Some(&env.server.base()));
-    // The API base comes from plans.toml in this test, so a sync shows which plans it used.
-    // SAFETY: as in stripe_env, under its lock.
-    unsafe { std::env::remove_var("STRIPE_API_BASE") };
-    let mut dash = Dashboard::open(&env);
+    // Stripe's own API base at first, so a sync shows which plans it used.
+    std::fs::write(&env.plans, PLANS).unwrap();
+    let mut dash = Dashboard::open(&env, key());
     let acme_limit = |app: &App| {
         app.rows()
             .iter()

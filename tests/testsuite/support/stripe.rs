@@ -258,18 +258,23 @@ impl Env {
         output
     }
 
-    /// A sync in this process through the library, against the fake server (written into
-    /// plans.toml, as STRIPE_API_BASE is not set here), with short retry pauses unless
-    /// `options` chooses.
+    /// plans.toml's `api_base` set to the fake server: how a sync in this process (the
+    /// library, the dashboard's worker) finds it, as STRIPE_API_BASE is never set here.
+    pub fn plans_at_server(&self) {
+        let plans = std::fs::read_to_string(&self.plans).unwrap();
+        let plans = plans.replace("https://api.stripe.com", &self.server.base());
+        std::fs::write(&self.plans, plans).unwrap();
+    }
+
+    /// A sync in this process through the library, against the fake server
+    /// (`plans_at_server`), with short retry pauses unless `options` chooses.
     pub fn sync_lib(
         &self,
         mut options: meterline_stripe::SyncOptions,
         cancel: &std::sync::atomic::AtomicBool,
         on_progress: &mut dyn FnMut(&meterline_stripe::SyncProgress),
     ) -> meterline::Result<meterline_stripe::SyncReport> {
-        let plans = std::fs::read_to_string(&self.plans).unwrap();
-        let plans = plans.replace("https://api.stripe.com", &self.server.base());
-        std::fs::write(&self.plans, plans).unwrap();
+        self.plans_at_server();
         options
             .backoff
             .get_or_insert(std::time::Duration::from_millis(10));
