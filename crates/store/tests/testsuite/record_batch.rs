@@ -3,10 +3,11 @@
 
 use std::str::FromStr;
 
-use crate::support::cli::{NOW, dump, events_of, repo_plans, used_in};
+use crate::support::{NOW, dump, events_of, repo_plans, used_in};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use meterline::store::NewCustomer;
-use meterline::{Config, Error, RecordOutcome, RecordRequest, Result, Store};
+use meterline_core::{Config, Error, Result};
+use meterline_store::NewCustomer;
+use meterline_store::{RecordOutcome, RecordRequest, Store};
 use tempfile::TempDir;
 
 fn now() -> DateTime<Utc> {

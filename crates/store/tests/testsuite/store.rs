@@ -1,14 +1,15 @@
 //! The store against a real temp-file database: migrations, record and its hard cap, late
-//! events, period boundaries, plan changes, exact overage, history, members, status — and the
-//! `--json` shapes of check, record and status as DESIGN.md specifies them.
+//! events, period boundaries, plan changes, exact overage, history, members, status. (The
+//! `--json` shapes of check, record and status are the root suite's json_shapes.rs.)
 
 use std::str::FromStr;
 
-use crate::support::cli::{NOW, Scratch, one_key_per_line, repo_plans};
+use crate::support::{NOW, repo_plans};
 use chrono::{DateTime, NaiveDate, Utc};
-use meterline::billing::WarningLevel;
-use meterline::store::{NewCustomer, SCHEMA_VERSION};
-use meterline::{Config, Error, RecordRequest, Store};
+use meterline_core::billing::WarningLevel;
+use meterline_core::{Config, Error};
+use meterline_store::{NewCustomer, SCHEMA_VERSION};
+use meterline_store::{RecordRequest, Store};
 use rust_decimal::Decimal;
 use tempfile::TempDir;
 
@@ -63,7 +64,12 @@ impl Fixture {
         }
     }
 
-    fn record_at(&mut self, customer: &str, quantity: i64, at: &str) -> meterline::RecordOutcome {
+    fn record_at(
+        &mut self,
+        customer: &str,
+        quantity: i64,
+        at: &str,
+    ) -> meterline_store::RecordOutcome {
         self.store
             .record(
                 &self.config,
@@ -73,11 +79,11 @@ impl Fixture {
             .unwrap()
     }
 
-    fn record(&mut self, customer: &str, quantity: i64) -> meterline::RecordOutcome {
+    fn record(&mut self, customer: &str, quantity: i64) -> meterline_store::RecordOutcome {
         self.record_at(customer, quantity, NOW)
     }
 
-    fn check(&self, customer: &str) -> meterline::billing::UsageCheck {
+    fn check(&self, customer: &str) -> meterline_core::billing::UsageCheck {
         self.store.check(&self.config, customer, now()).unwrap()
     }
 
@@ -435,7 +441,7 @@ fn history_lists_every_period_oldest_first() {
         .iter()
         .map(|h| {
             (
-                meterline::billing::format_ts(h.check.period_start),
+                meterline_core::billing::format_ts(h.check.period_start),
                 h.check.used,
                 h.meter_event.as_deref(),
             )
@@ -558,75 +564,17 @@ fn a_repeated_key_returns_the_original_event_and_counts_nothing() {
     assert_eq!(f.check("acme").used, 0);
 }
 
-/// A database in every interesting state for the JSON snapshots, through the real binary.
-fn json_scratch() -> Scratch {
-    let s = Scratch::new();
-    s.add_customer("acme", "free", "2026-11-01");
-    s.add_customer("globex", "pro", "2026-11-15");
-    s.add_customer("initech", "business", "2026-10-31");
-    s.record("acme", 990);
-    s.record("globex", 123_457);
-    s.record("initech", 42);
-    s
-}
-
-fn stdout_of(s: &Scratch, args: &[&str], code: i32) -> String {
-    let out = s.cmd().args(args).output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    one_key_per_line(&out.stdout)
-}
-
-#[test]
-fn check_json_shape() {
-    let s = json_scratch();
-    insta::assert_snapshot!(
-        "check_capped",
-        stdout_of(&s, &["check", "acme", "--json"], 0)
-    );
-    insta::assert_snapshot!(
-        "check_overage",
-        stdout_of(&s, &["check", "globex", "--json"], 0)
-    );
-    insta::assert_snapshot!(
-        "check_unlimited",
-        stdout_of(&s, &["check", "initech", "--json"], 0)
-    );
-}
-
-#[test]
-fn record_json_shape() {
-    let s = json_scratch();
-    let args = ["record", "acme", "-n", "5", "--key", "k-1", "--json"];
-    insta::assert_snapshot!("record_recorded", stdout_of(&s, &args, 0));
-    insta::assert_snapshot!("record_duplicate", stdout_of(&s, &args, 0));
-    insta::assert_snapshot!(
-        "record_refused",
-        stdout_of(&s, &["record", "acme", "-n", "6", "--json"], 3)
-    );
-}
-
-#[test]
-fn status_json_shape() {
-    let s = json_scratch();
-    insta::assert_snapshot!("status", stdout_of(&s, &["status", "--json"], 0));
-}
-
 #[test]
 fn history_lists_no_period_before_the_customer_existed() {
-    let mut store = meterline::Store::open_in_memory().unwrap();
-    let config = meterline::Config::load(&crate::support::cli::repo_plans()).unwrap();
+    let mut store = meterline_store::Store::open_in_memory().unwrap();
+    let config = meterline_core::Config::load(&repo_plans()).unwrap();
     let now = chrono::DateTime::parse_from_rfc3339("2026-11-27T18:00:00Z")
         .unwrap()
         .with_timezone(&chrono::Utc);
     store
         .add_customer(
             &config,
-            &meterline::store::NewCustomer {
+            &meterline_store::NewCustomer {
                 id: "fresh".into(),
                 name: None,
                 plan_id: "free".into(),
@@ -639,7 +587,7 @@ fn history_lists_no_period_before_the_customer_existed() {
     let rows = store.history(&config, "fresh", 6, now).unwrap();
     let starts: Vec<String> = rows
         .iter()
-        .map(|r| meterline::billing::format_ts(r.check.period_start))
+        .map(|r| meterline_core::billing::format_ts(r.check.period_start))
         .collect();
     assert_eq!(starts, ["2026-10-15T00:00:00Z", "2026-11-15T00:00:00Z"]);
 }

@@ -2,14 +2,15 @@
 //! refreshes see exactly what other connections changed.
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
-use meterline::billing::{Period, UsageCheck, WarningLevel};
-use meterline::store::{BacklogChange, NewCustomer, Projection, Refresh, StripeState, project};
-use meterline::{Config, RecordRequest, Store};
+use meterline_core::Config;
+use meterline_core::billing::{Period, UsageCheck, WarningLevel};
 use meterline_store::demo::{DemoSpec, fill};
+use meterline_store::{BacklogChange, NewCustomer, Projection, Refresh, StripeState, project};
+use meterline_store::{RecordRequest, Store};
 use tempfile::TempDir;
 
 fn config() -> Config {
-    Config::load("plans.toml".as_ref()).unwrap()
+    Config::load(&crate::support::repo_plans()).unwrap()
 }
 
 fn now() -> DateTime<Utc> {
@@ -163,7 +164,7 @@ fn stripe_state_changes_recount_the_backlog() {
     record(&mut writer, "acme", 1, now());
     record(&mut writer, "globex", 1, now());
     let loaded = reader.dashboard(&config, now()).unwrap();
-    let acme = |d: &meterline::store::Dashboard| {
+    let acme = |d: &meterline_store::Dashboard| {
         d.rows
             .iter()
             .find(|r| r.customer_id == "acme")
@@ -280,7 +281,7 @@ fn check(used: i64, limit: Option<i64>) -> UsageCheck {
         start: Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap(),
         end: Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap(),
     };
-    let allowance = meterline::billing::Allowance {
+    let allowance = meterline_core::billing::Allowance {
         included: limit,
         hard_cap: true,
         overage_rate: None,
@@ -339,7 +340,7 @@ fn the_dashboard_migration_applies_once_and_counts_customer_changes() {
     let store = Store::open(&path).unwrap();
     assert_eq!(
         store.schema_version().unwrap(),
-        meterline::store::SCHEMA_VERSION
+        meterline_store::SCHEMA_VERSION
     );
     let after = store.change_marks().unwrap();
     assert_eq!(after.customers, before.customers + 1);
@@ -442,8 +443,8 @@ fn events_past_stripes_window_count_as_expired_before_any_sync_marks_them() {
         ["2026-10-20T11:00:00Z"],
     )
     .unwrap();
-    let backlog = |d: &meterline::store::Dashboard| d.rows[0].backlog;
-    let expect = meterline::store::Backlog {
+    let backlog = |d: &meterline_store::Dashboard| d.rows[0].backlog;
+    let expect = meterline_store::Backlog {
         unreported: 1,
         failed: 0,
         expired: 2,

@@ -2,10 +2,10 @@
 
 use std::collections::HashMap;
 
+use crate::support::config;
 use chrono::{DateTime, TimeZone, Utc};
-use meterline::Config;
-use meterline::billing::Period;
-use meterline::store::{Backlog, BacklogChange, Dashboard, DashboardRow, UsageChange};
+use meterline_core::billing::Period;
+use meterline_store::{Backlog, BacklogChange, Dashboard, DashboardRow, UsageChange};
 use meterline_stripe::{SyncPreview, SyncProgress, SyncReport};
 use meterline_tui::app::{App, Effect, SortKey, SyncPopup, View};
 use meterline_tui::data::DataEvent;
@@ -13,10 +13,6 @@ use meterline_tui::keys::{self, Mode};
 use meterline_tui::sync_worker::SyncEvent;
 use meterline_tui::theme::Theme;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-
-fn config() -> Config {
-    Config::load("plans.toml".as_ref()).unwrap()
-}
 
 fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 20, 12, 0, 0).unwrap()
@@ -222,8 +218,8 @@ fn tab_cycles_the_views_and_the_events_view_loads_its_list() {
     assert!(!app.event_popup);
 }
 
-fn event(id: i64, error: Option<&str>) -> meterline::store::EventRow {
-    meterline::store::EventRow {
+fn event(id: i64, error: Option<&str>) -> meterline_store::EventRow {
+    meterline_store::EventRow {
         id,
         customer_id: "alpha".into(),
         customer_name: "alpha Inc".into(),
@@ -232,7 +228,7 @@ fn event(id: i64, error: Option<&str>) -> meterline::store::EventRow {
         occurred_at: "2026-11-20T10:00:00Z".into(),
         attempts: 2,
         error: error.map(str::to_string),
-        state: meterline::store::StripeState::Failed,
+        state: meterline_store::StripeState::Failed,
     }
 }
 
@@ -389,7 +385,7 @@ fn a_failed_sync_shows_its_error_and_the_confirmation_can_be_declined() {
 fn the_last_sync_arrives_with_the_data() {
     let mut app = app();
     assert_eq!(app.last_sync, None);
-    let run = meterline::store::SyncRun {
+    let run = meterline_store::SyncRun {
         id: 7,
         started_at: "2026-11-20T11:58:00Z".into(),
         finished_at: Some("2026-11-20T11:59:00Z".into()),
@@ -552,8 +548,11 @@ fn a_refresh_moving_a_few_rows_orders_exactly_like_a_full_sort() {
 
 #[test]
 fn the_key_reference_in_the_docs_matches_the_keymap() {
-    let docs =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/dashboard.md")).unwrap();
+    let docs = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/dashboard.md"
+    ))
+    .unwrap();
     for mode in [Mode::Normal, Mode::Filter, Mode::Confirm] {
         for (keys, what) in keys::help(mode) {
             let line = format!("| `{keys}` | {what} |");

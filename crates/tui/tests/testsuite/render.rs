@@ -2,10 +2,12 @@
 //! styles of gauges at every level, the over-limit case, the monochrome theme, a tiny
 //! terminal, and hostile text from the database.
 
+use crate::support::config;
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
-use meterline::billing::Period;
-use meterline::store::{Backlog, Dashboard, DashboardRow, NewCustomer, SyncRun};
-use meterline::{Config, RecordRequest, Store};
+use meterline_core::Config;
+use meterline_core::billing::Period;
+use meterline_store::{Backlog, Dashboard, DashboardRow, NewCustomer, SyncRun};
+use meterline_store::{RecordRequest, Store};
 use meterline_stripe::{SyncPreview, SyncProgress, SyncReport};
 use meterline_tui::action::Action;
 use meterline_tui::app::App;
@@ -19,10 +21,6 @@ use ratatui::buffer::Buffer;
 use ratatui::style::{Color, Modifier};
 
 const HOSTILE: &str = "\x1b[2J\x1b]0;pwned\x07Evil\u{202e}Corp";
-
-fn config() -> Config {
-    Config::load("plans.toml".as_ref()).unwrap()
-}
 
 fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 20, 12, 0, 0).unwrap()
@@ -845,8 +843,8 @@ fn past_the_limit_the_words_are_the_json_level_and_say_whether_overage_is_billed
     assert!(!shown.contains("OVER LIMIT"));
 }
 
-fn event(id: i64, state: meterline::store::StripeState) -> meterline::store::EventRow {
-    meterline::store::EventRow {
+fn event(id: i64, state: meterline_store::StripeState) -> meterline_store::EventRow {
+    meterline_store::EventRow {
         id,
         customer_id: "acme".into(),
         customer_name: "Acme".into(),
@@ -861,7 +859,7 @@ fn event(id: i64, state: meterline::store::StripeState) -> meterline::store::Eve
 
 #[test]
 fn the_help_explains_every_symbol_the_screens_show() {
-    use meterline::store::StripeState;
+    use meterline_store::StripeState;
     let mut with_help = app(Theme::COLOR);
     with_help.update(Action::Help);
     let help = text(&render(&mut with_help, 120, 40));
@@ -967,7 +965,7 @@ fn a_long_list_has_a_scrollbar_that_follows_the_selection() {
 
 /// The Events view with one event in each state; the failed one has a long, hostile error.
 fn events_app() -> App {
-    use meterline::store::StripeState;
+    use meterline_store::StripeState;
     let mut app = app(Theme::COLOR);
     app.update(Action::ShowEvents);
     let mut failed = event(1, StripeState::Failed);
@@ -1083,7 +1081,7 @@ fn the_footer_follows_the_open_popup() {
 
 #[test]
 fn money_is_shown_whole_in_the_plans_currency() {
-    let text_of = std::fs::read_to_string("plans.toml").unwrap();
+    let text_of = std::fs::read_to_string(crate::support::repo_plans()).unwrap();
     let eur = Config::parse(
         &text_of.replace("currency = \"usd\"", "currency = \"eur\""),
         "plans.toml",
@@ -1125,20 +1123,18 @@ fn reconcile_doubt_and_expiry_show_in_the_header_and_drifted_customers_are_marke
     let mut by_customer = std::collections::HashMap::new();
     by_customer.insert("over-co".to_string(), (100, 117, "drift".to_string()));
     by_customer.insert("okay-corp".to_string(), (5, 5, "ok".to_string()));
-    app.apply(DataEvent::Checks(Box::new(
-        meterline::store::StripeChecks {
-            last_reconcile: Some(meterline::store::ReconcileRun {
-                finished_at: "2026-11-27T17:30:00Z".into(),
-                rows: 2,
-                drifted: 1,
-                pending: 0,
-                in_doubt: 0,
-            }),
-            by_customer,
-            in_doubt: 4,
-            expiring: 12,
-        },
-    )));
+    app.apply(DataEvent::Checks(Box::new(meterline_store::StripeChecks {
+        last_reconcile: Some(meterline_store::ReconcileRun {
+            finished_at: "2026-11-27T17:30:00Z".into(),
+            rows: 2,
+            drifted: 1,
+            pending: 0,
+            in_doubt: 0,
+        }),
+        by_customer,
+        in_doubt: 4,
+        expiring: 12,
+    })));
     let screen = text(&render(&mut app, 140, 24));
     assert!(screen.contains("4 in doubt"), "{screen}");
     assert!(screen.contains("12 expiring"), "{screen}");
@@ -1158,12 +1154,10 @@ fn the_detail_shows_stripes_figure_beside_ours_after_a_reconcile() {
     assert!(!before.contains("(ours"), "{before}");
     let mut by_customer = std::collections::HashMap::new();
     by_customer.insert("globex".to_string(), (41_000, 41_250, "drift".to_string()));
-    app.apply(DataEvent::Checks(Box::new(
-        meterline::store::StripeChecks {
-            by_customer,
-            ..Default::default()
-        },
-    )));
+    app.apply(DataEvent::Checks(Box::new(meterline_store::StripeChecks {
+        by_customer,
+        ..Default::default()
+    })));
     let shown = text(&render(&mut app, 140, 40));
     assert!(
         shown.contains("Stripe 41,250 (ours 41,000, drift)"),
