@@ -60,10 +60,12 @@ pub fn run(options: Options) -> Result<()> {
         tx.clone(),
     )?;
     // The sync runs on the real clock whatever `--now` says: its expiry marks are permanent.
+    // The key is read from the environment here, once.
     let mut sync = SyncWorker::new(
         tx.clone(),
         options.db.clone(),
         options.config.clone(),
+        crate::stripe::ApiKey::from_env(),
         crate::stripe::SyncOptions::default(),
     );
     let mut app = App::new(
