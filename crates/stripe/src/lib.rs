@@ -2,7 +2,7 @@
 //! named for Stripe, the HTTP client and the sync engine.
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
-use meterline_core::{Config, Error, Result, billing, config, net, sanitize};
+use meterline_core::{Config, Error, Result, billing, clock, config, net, sanitize};
 use meterline_store::{self as store, Store};
 
 pub mod client;

@@ -17,9 +17,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
-
 use super::{Answer, Client, Delivery, MeterEvent, RateLimiter, RetryPolicy};
+use crate::clock::Clock;
 use crate::store::{EventOutcome, OutboxCursor, OutboxEvent, OutboxWindow};
 use crate::{Error, Result, Store};
 
@@ -63,19 +62,6 @@ impl SyncProgress {
     }
 }
 
-/// The run's notion of now: the caller's `now` plus the time the run has taken.
-#[derive(Clone, Copy)]
-pub struct RunClock {
-    pub now: DateTime<Utc>,
-    pub started: Instant,
-}
-
-impl RunClock {
-    pub fn now(&self) -> DateTime<Utc> {
-        self.now + chrono::Duration::from_std(self.started.elapsed()).unwrap_or_default()
-    }
-}
-
 /// What the workers share: the HTTP client, the retry policy and the rate limiter.
 pub struct Transport<'a> {
     pub client: &'a Client,
@@ -90,7 +76,9 @@ pub struct RunSpec<'a> {
     pub window: OutboxWindow,
     pub limit: Option<u64>,
     pub run_id: i64,
-    pub clock: RunClock,
+    /// The run's clock: its start (`Clock::start`, what events are dated as sent at) moving
+    /// on with real time.
+    pub clock: Clock,
     /// What a job is: a usage event, or a report standing for many.
     pub unit: Unit,
     /// Test-only fault: make a thread panic.
@@ -713,9 +701,12 @@ fn read(board: &Board, store: &Store, spec: &RunSpec) {
             (true, 0) => Ok(Some((Vec::new(), None))),
             (true, _) => match spec.unit {
                 Unit::Events => store.outbox_page(&spec.window, cursor.as_ref(), want as usize),
-                Unit::Reports => {
-                    store.report_page(&spec.window, cursor.as_ref(), want as usize, spec.clock.now)
-                }
+                Unit::Reports => store.report_page(
+                    &spec.window,
+                    cursor.as_ref(),
+                    want as usize,
+                    spec.clock.start(),
+                ),
             }
             .map(Some),
         };
@@ -737,7 +728,7 @@ fn read(board: &Board, store: &Store, spec: &RunSpec) {
                     .map(|e| e.id)
                     .collect();
                 // The run's start: `Store::undate_unsent` undoes exactly this run's dating.
-                store.mark_first_sent(&ids, spec.clock.now)?;
+                store.mark_first_sent(&ids, spec.clock.start())?;
             }
             Ok((page, refilled))
         });

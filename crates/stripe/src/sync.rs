@@ -10,7 +10,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -19,8 +19,9 @@ pub use super::pipeline::CANCELLED;
 #[doc(hidden)]
 pub use super::pipeline::PanicHook;
 pub use super::pipeline::SyncProgress;
-use super::pipeline::{self, Outcome, RunClock, RunSpec, Transport, Unit};
+use super::pipeline::{self, Outcome, RunSpec, Transport, Unit};
 use super::{ApiKey, Client, RateLimiter, RetryPolicy};
+use crate::clock::Clock;
 use crate::config::{Config, ReportMode};
 use crate::store::{LockHolder, OutboxGroup, OutboxWindow, SyncRun, stripe_window};
 use crate::{Result, Store};
@@ -210,17 +211,17 @@ pub fn run(
     cancel: &AtomicBool,
     on_progress: &mut dyn FnMut(&SyncProgress),
 ) -> Result<SyncReport> {
-    let started = Instant::now();
-    let now = options.start_time();
+    // The run's start, moving on with real time: events are dated as sent at the start.
+    let clock = Clock::starting_at(options.start_time());
+    let now = clock.start();
     let base = super::api_base(config)?;
     let mut store = Store::open(db)?;
     if options.dry_run {
         let preview = preview_with(&store, config, Some(key), options)?;
-        return Ok(dry_run_report(&preview, started));
+        return Ok(dry_run_report(&preview, &clock));
     }
     let client = Client::new(&base, key, &config.stripe)?;
     let run_id = store.begin_sync_run(&LockHolder::this_process(), now)?;
-    let clock = RunClock { now, started };
     let transport = Transport {
         client: &client,
         policy: RetryPolicy::from_settings(&config.stripe, options.backoff),
@@ -311,7 +312,7 @@ fn send(
     window: OutboxWindow,
     options: &SyncOptions,
     run_id: i64,
-    clock: RunClock,
+    clock: Clock,
     cancel: &AtomicBool,
     on_progress: &mut dyn FnMut(&SyncProgress),
 ) -> Result<(SyncReport, Option<crate::Error>, Option<crate::Error>)> {
@@ -368,7 +369,7 @@ fn send(
             total,
         );
         // Best effort after a failure too: a job left dated is only held sooner than needed.
-        let undated = store.undate_unsent(&pass.unsent, unit == Unit::Reports, clock.now);
+        let undated = store.undate_unsent(&pass.unsent, unit == Unit::Reports, clock.start());
         outcome.absorb(pass);
         if let Some(error) = outcome.error.take() {
             // Counts from what was written, not from the answers: the writes may have failed.
@@ -398,7 +399,7 @@ fn send(
         expired,
         unmapped: counts.unmapped,
         remaining: counts.unreported - counts.unmapped,
-        duration_ms: clock.started.elapsed().as_millis() as u64,
+        duration_ms: clock.elapsed().as_millis() as u64,
         undelivered: outcome.undelivered,
         future: store.count_future(window.not_after)?,
         failed_waiting,
@@ -413,12 +414,7 @@ fn send(
 }
 
 /// What a run that failed mid-way did: the events whose outcome was written.
-fn failed_report(
-    outcome: &Outcome,
-    expired: u64,
-    clock: RunClock,
-    mode: &'static str,
-) -> SyncReport {
+fn failed_report(outcome: &Outcome, expired: u64, clock: Clock, mode: &'static str) -> SyncReport {
     let m = &outcome.marked;
     SyncReport {
         mode,
@@ -433,7 +429,7 @@ fn failed_report(
         expired,
         unmapped: 0,
         remaining: 0,
-        duration_ms: clock.started.elapsed().as_millis() as u64,
+        duration_ms: clock.elapsed().as_millis() as u64,
         undelivered: outcome.undelivered,
         future: 0,
         failed_waiting: 0,
@@ -443,7 +439,7 @@ fn failed_report(
     }
 }
 
-fn dry_run_report(preview: &SyncPreview, started: Instant) -> SyncReport {
+fn dry_run_report(preview: &SyncPreview, clock: &Clock) -> SyncReport {
     SyncReport {
         mode: preview.mode,
         events_reported: 0,
@@ -457,7 +453,7 @@ fn dry_run_report(preview: &SyncPreview, started: Instant) -> SyncReport {
         expired: preview.expired,
         unmapped: preview.unmapped,
         remaining: preview.events,
-        duration_ms: started.elapsed().as_millis() as u64,
+        duration_ms: clock.elapsed().as_millis() as u64,
         undelivered: 0,
         future: preview.future,
         failed_waiting: preview.failed_waiting,
@@ -489,7 +485,7 @@ mod tests {
             in_doubt: 0,
             expiring: 0,
         };
-        let mut report = dry_run_report(&preview, Instant::now());
+        let mut report = dry_run_report(&preview, &Clock::starting_at(Utc::now()));
         assert!(report.all_delivered());
         report.undelivered = 1;
         assert!(!report.all_delivered());
