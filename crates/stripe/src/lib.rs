@@ -6,6 +6,7 @@ use meterline_core::{Config, Error, Result, billing, clock, config, net, sanitiz
 use meterline_store::{self as store, Store};
 
 pub mod client;
+mod keyed_queue;
 mod pipeline;
 pub mod ratelimit;
 pub mod reconcile;

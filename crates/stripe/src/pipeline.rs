@@ -12,11 +12,12 @@
 //! customer's events are read on their own (from where it stood, through the customer's
 //! index, `CUSTOMER_PAGE` at a time as its queue runs low) and the time-ordered pages skip it.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use super::keyed_queue::KeyedQueue;
 use super::{Answer, Client, Delivery, MeterEvent, RateLimiter, RetryPolicy};
 use crate::clock::Clock;
 use crate::store::{EventOutcome, OutboxCursor, OutboxEvent, OutboxWindow};
@@ -166,75 +167,6 @@ impl Job {
             identifier: &self.identifier,
             timestamp: self.event.occurred_at.timestamp(),
         }
-    }
-}
-
-/// Jobs in outbox order, released so that at most one per key is out at a time; later jobs of
-/// a busy key wait, in order, without holding up other keys.
-pub(crate) struct KeyedQueue<K, T> {
-    ready: VecDeque<(K, T)>,
-    waiting: HashMap<K, VecDeque<T>>,
-    /// Keys with a job ready or out.
-    claimed: HashSet<K>,
-    queued: usize,
-}
-
-impl<K: std::hash::Hash + Eq + Clone, T> KeyedQueue<K, T> {
-    pub(crate) fn new() -> Self {
-        KeyedQueue {
-            ready: VecDeque::new(),
-            waiting: HashMap::new(),
-            claimed: HashSet::new(),
-            queued: 0,
-        }
-    }
-
-    pub(crate) fn push(&mut self, key: K, item: T) {
-        self.queued += 1;
-        if self.claimed.contains(&key) {
-            self.waiting.entry(key).or_default().push_back(item);
-        } else {
-            self.claimed.insert(key.clone());
-            self.ready.push_back((key, item));
-        }
-    }
-
-    pub(crate) fn pop_ready(&mut self) -> Option<T> {
-        let (_, item) = self.ready.pop_front()?;
-        self.queued -= 1;
-        Some(item)
-    }
-
-    /// The job of `key` that was out has finished: its next one becomes ready.
-    pub(crate) fn release(&mut self, key: &K) {
-        let next = self.waiting.get_mut(key).and_then(|q| q.pop_front());
-        match next {
-            Some(item) => {
-                if self.waiting.get(key).is_some_and(|q| q.is_empty()) {
-                    self.waiting.remove(key);
-                }
-                self.ready.push_back((key.clone(), item));
-            }
-            None => {
-                self.claimed.remove(key);
-            }
-        }
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.queued
-    }
-
-    /// Every job still queued, ready or waiting.
-    pub(crate) fn into_items(self) -> Vec<T> {
-        let mut items: Vec<T> = self.ready.into_iter().map(|(_, item)| item).collect();
-        items.extend(self.waiting.into_values().flatten());
-        items
-    }
-
-    #[cfg(test)]
-    pub(crate) fn is_idle(&self) -> bool {
-        self.claimed.is_empty() && self.waiting.is_empty() && self.ready.is_empty()
     }
 }
 
@@ -819,32 +751,5 @@ fn write(board: &Board, store: &mut Store, spec: &RunSpec) {
         if finished {
             return;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn one_job_per_key_is_out_and_order_is_kept() {
-        let mut q = KeyedQueue::new();
-        q.push("a", 1);
-        q.push("a", 2);
-        q.push("b", 3);
-        q.push("a", 4);
-        assert_eq!(q.len(), 4);
-        assert_eq!(q.pop_ready(), Some(1));
-        assert_eq!(q.pop_ready(), Some(3));
-        // a's next job waits until 1 is done.
-        assert_eq!(q.pop_ready(), None);
-        q.release(&"a");
-        assert_eq!(q.pop_ready(), Some(2));
-        q.release(&"b");
-        q.release(&"a");
-        assert_eq!(q.pop_ready(), Some(4));
-        q.release(&"a");
-        assert_eq!(q.len(), 0);
-        assert!(q.is_idle());
     }
 }
