@@ -84,7 +84,7 @@ pub fn run(options: ServeOptions) -> Result<()> {
     }
     let store = Store::open(&options.db)?;
     let config = Arc::new(options.config.clone());
-    let alerts = alerts::Delivery::start(options.db.clone(), config.clone())?;
+    let alerts = alerts::AlertLoop::start(options.db.clone(), config.clone())?;
     let clock = options.now.map_or_else(Clock::real, Clock::starting_at);
     let metrics = Arc::new(metrics::Metrics::default());
     let (writer, writer_thread) = writer::Writer::start(

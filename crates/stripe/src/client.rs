@@ -94,9 +94,9 @@ impl Answer {
     }
 }
 
-/// The final answer for one event and how many requests it took.
+/// The delivery of one meter event: its final answer and how many requests it took.
 #[derive(Debug, Clone)]
-pub struct Delivery {
+pub struct EventDelivery {
     pub answer: Answer,
     pub attempts: u32,
     /// At least one attempt reached the server.
@@ -382,13 +382,13 @@ impl Client {
         policy: &RetryPolicy,
         limiter: &RateLimiter,
         stop: &AtomicBool,
-    ) -> Delivery {
+    ) -> EventDelivery {
         let mut generation = 0;
         let mut last = Answer::NotSent;
         let mut reached = false;
         for attempt in 1..=policy.max_attempts {
             if attempt > 1 && !pause(policy.backoff(attempt - 1), stop) {
-                return Delivery {
+                return EventDelivery {
                     answer: last,
                     attempts: attempt - 1,
                     reached,
@@ -405,7 +405,7 @@ impl Client {
                 }
                 Answer::NotConnected { .. } => {}
                 _ => {
-                    return Delivery {
+                    return EventDelivery {
                         answer: last,
                         attempts: attempt,
                         reached,
@@ -413,7 +413,7 @@ impl Client {
                 }
             }
         }
-        Delivery {
+        EventDelivery {
             answer: last,
             attempts: policy.max_attempts,
             reached,

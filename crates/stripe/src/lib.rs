@@ -14,7 +14,7 @@ pub mod sync;
 
 use std::fmt;
 
-pub use client::{Answer, Client, Delivery, MeterEvent, RetryPolicy};
+pub use client::{Answer, Client, EventDelivery, MeterEvent, RetryPolicy};
 pub use ratelimit::RateLimiter;
 pub use sync::{SyncOptions, SyncPreview, SyncProgress, SyncReport, preview, run};
 

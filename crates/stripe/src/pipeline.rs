@@ -18,7 +18,7 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::keyed_queue::KeyedQueue;
-use super::{Answer, Client, Delivery, MeterEvent, RateLimiter, RetryPolicy};
+use super::{Answer, Client, EventDelivery, MeterEvent, RateLimiter, RetryPolicy};
 use crate::clock::Clock;
 use crate::store::{EventOutcome, OutboxCursor, OutboxEvent, OutboxWindow};
 use crate::{Error, Result, Store};
@@ -516,7 +516,7 @@ fn work(board: &Board, spec: &RunSpec) {
 }
 
 /// Count one finished event and queue its write-back; stop the run when it must stop.
-fn settle(board: &Board, state: &mut State, job: &Job, delivery: Delivery) {
+fn settle(board: &Board, state: &mut State, job: &Job, delivery: EventDelivery) {
     let id = job.event.id;
     let attempts = delivery.attempts;
     // The same counts for the run's progress and for what waits to be written.
