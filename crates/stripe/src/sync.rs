@@ -23,7 +23,8 @@ use super::pipeline::{self, Outcome, RunSpec, Transport, Unit};
 use super::{ApiKey, Client, RateLimiter, RetryPolicy};
 use crate::clock::Clock;
 use crate::config::{Config, ReportMode};
-use crate::store::{LockHolder, OutboxGroup, OutboxWindow, SyncRun, stripe_window};
+use crate::billing::stripe_window;
+use crate::store::{LockHolder, OutboxGroup, OutboxWindow, SyncRun};
 use crate::{Result, Store};
 
 /// Events that Stripe refused are tried again by later runs once they have rested this long

@@ -275,7 +275,7 @@ fn event_time(
     let Some(at) = timestamp else {
         return Ok(now);
     };
-    let (oldest, newest) = crate::store::stripe_window(now);
+    let (oldest, newest) = crate::billing::stripe_window(now);
     if oldest <= at && at <= newest {
         return Ok(at);
     }
@@ -286,8 +286,8 @@ fn event_time(
             "Timestamp {} is outside the allowed window: events may be at most {} days in the \
              past and {} seconds in the future.",
             at.timestamp(),
-            crate::store::STRIPE_MAX_AGE_DAYS,
-            crate::store::STRIPE_MAX_FUTURE_SECS
+            crate::billing::STRIPE_MAX_AGE_DAYS,
+            crate::billing::STRIPE_MAX_FUTURE_SECS
         ),
     ))
 }
