@@ -66,7 +66,7 @@ async fn gunzip(request: Request) -> Result<Request, ApiError> {
     let (mut parts, body) = request.into_parts();
     // Read as the handlers read bodies: the same limit on the compressed bytes, the same 413.
     let raw = Bytes::from_request(Request::from_parts(parts.clone(), body), &()).await;
-    let compressed = super::api::body(raw)?;
+    let compressed = super::body::read(raw)?;
     let mut decoded = Vec::new();
     // One byte past the limit is enough to refuse: a bomb is never inflated further. At most
     // 1 MiB of work, so it runs in place rather than on a blocking thread.
@@ -81,7 +81,7 @@ async fn gunzip(request: Request) -> Result<Request, ApiError> {
             )
         })?;
     if decoded.len() > MAX_BODY {
-        return Err(super::api::too_large());
+        return Err(super::body::too_large());
     }
     parts.headers.remove(header::CONTENT_ENCODING);
     parts

@@ -11,6 +11,7 @@ use meterline_store::{self as store, Store};
 mod alerts;
 mod api;
 mod auth;
+mod body;
 mod compat;
 mod encoding;
 mod error;
@@ -51,6 +52,9 @@ pub struct ServeOptions {
 
 /// Largest request body (a full 1,000-event batch fits several times over).
 pub const MAX_BODY: usize = 1024 * 1024;
+
+/// The most events one batch request may carry (`/v1/events/batch` and the compatible routes).
+pub const MAX_BATCH: usize = 1000;
 
 /// What every handler shares; cloned (one reference count) for each request and middleware.
 #[derive(Clone)]

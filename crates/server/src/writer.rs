@@ -83,6 +83,18 @@ impl Writer {
         }
     }
 
+    /// Queue events and wait for the writer's answer: one result per event, in order, after
+    /// their commit. The one write path of every route, native and compatible.
+    pub async fn commit(
+        &self,
+        requests: Vec<RecordRequest>,
+    ) -> std::result::Result<Vec<Result<RecordOutcome>>, ApiError> {
+        let answer = self.submit(requests)?;
+        answer.await.map_err(|_| {
+            ApiError::unavailable("shutting_down", "the writer stopped before answering")
+        })?
+    }
+
     /// Best effort: a full queue drops the touch (it is only "last used").
     pub fn touch(&self, token_name: &str) {
         let _ = self.tx.try_send(Work::Touch(token_name.to_string()));

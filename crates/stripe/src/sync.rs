@@ -21,9 +21,9 @@ pub use super::pipeline::PanicHook;
 pub use super::pipeline::SyncProgress;
 use super::pipeline::{self, Outcome, RunSpec, Transport, Unit};
 use super::{ApiKey, Client, RateLimiter, RetryPolicy};
+use crate::billing::stripe_window;
 use crate::clock::Clock;
 use crate::config::{Config, ReportMode};
-use crate::billing::stripe_window;
 use crate::store::{LockHolder, OutboxGroup, OutboxWindow, SyncRun};
 use crate::{Result, Store};
 

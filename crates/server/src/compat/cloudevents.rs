@@ -12,9 +12,9 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
-use super::{Candidate, Ingested, MAX_BATCH, Problem, Who, ingest, key, quantity};
-use crate::AppState;
+use super::{Candidate, Ingested, Problem, Who, ingest, key, quantity};
 use crate::store::KeySource;
+use crate::{AppState, MAX_BATCH};
 
 pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
     super::guard(&state, request, next, unauthorized, |e| {
@@ -253,7 +253,7 @@ async fn ingest_route(
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ProblemDetails> {
     let shape = shape(headers)?;
-    let body = crate::api::body(raw).map_err(|e| Problem::Other(e).into_problem(&[]))?;
+    let body = crate::body::read(raw).map_err(|e| Problem::Other(e).into_problem(&[]))?;
     let value: Value = serde_json::from_slice(&body)
         .map_err(|e| ProblemDetails::bad(format!("the body is not JSON: {e}")))?;
     let events = match (shape, value) {

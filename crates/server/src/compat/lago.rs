@@ -12,11 +12,11 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value, json};
 
-use super::{Candidate, Ingested, MAX_BATCH, Problem, Who, ingest, key, quantity};
-use crate::AppState;
+use super::{Candidate, Ingested, Problem, Who, ingest, key, quantity};
 use crate::RecordOutcome;
 use crate::billing::parse_unix_seconds;
 use crate::store::KeySource;
+use crate::{AppState, MAX_BATCH};
 
 pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
     super::guard(&state, request, next, unauthorized, |e| {
@@ -313,7 +313,7 @@ async fn record(state: &AppState, events: &[Value]) -> Result<Vec<Value>, LagoEr
 
 fn json_body(raw: Result<Bytes, BytesRejection>) -> Result<Value, LagoError> {
     let body =
-        crate::api::body(raw).map_err(|e| LagoError::from_problem(Problem::Other(e), &[]))?;
+        crate::body::read(raw).map_err(|e| LagoError::from_problem(Problem::Other(e), &[]))?;
     serde_json::from_slice(&body).map_err(|e| LagoError::bad(format!("the body is not JSON: {e}")))
 }
 

@@ -31,9 +31,6 @@ pub const OPENMETER_EVENTS: &str = "/openmeter/api/v1/events";
 pub const LAGO_EVENTS: &str = "/lago/api/v1/events";
 pub const LAGO_EVENTS_BATCH: &str = "/lago/api/v1/events/batch";
 
-/// The most events one batch may carry (as `/v1/events/batch`).
-pub use super::api::MAX_BATCH;
-
 pub fn router(state: AppState) -> Router<AppState> {
     let stripe = Router::new()
         .route(STRIPE_METER_EVENTS, post(stripe::create))
@@ -178,7 +175,7 @@ pub async fn ingest(state: &AppState, events: Vec<Candidate>) -> Result<Ingested
             occurred_at: event.at,
         })
         .collect();
-    let outcomes = super::api::commit(state, requests).await?;
+    let outcomes = state.writer.commit(requests).await?;
     Ok(Ingested::Decided(
         customers
             .into_iter()
