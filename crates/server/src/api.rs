@@ -39,11 +39,9 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .route("/v1/customers/{id}/check", get(get_check))
         .route("/v1/status", get(get_status))
         .route("/metrics", get(get_metrics))
-        // Inside the token check: an unauthenticated body is never inflated.
-        .route_layer(middleware::from_fn(super::encoding::decode_body))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
-            auth::require_token,
+            auth::guard::<ApiError>,
         ));
     Router::new()
         .route("/healthz", get(healthz))
@@ -63,6 +61,23 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         ))
         .layer(middleware::from_fn(super::keep_alive::close_if_body_unread))
         .with_state(state)
+}
+
+/// The native API's refusals: its JSON error, and `WWW-Authenticate: Bearer` on a 401.
+impl auth::ErrorShape for ApiError {
+    fn unauthorized(message: &str) -> Response {
+        let mut response =
+            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        response
+    }
+
+    fn failed(error: ApiError) -> Response {
+        error.into_response()
+    }
 }
 
 async fn count_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {

@@ -7,22 +7,12 @@ use std::io::Read;
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 
 use super::MAX_BODY;
 use super::error::ApiError;
 
-/// The middleware of the native routes; the compat routes call [`decode`] in their guard so
-/// that errors keep each protocol's shape.
-pub async fn decode_body(request: Request, next: Next) -> Response {
-    match decode(request).await {
-        Ok(request) => next.run(request).await,
-        Err(e) => e.into_response(),
-    }
-}
-
-/// The request with its body decoded, or the error to answer.
+/// The request with its body decoded, or the error to answer (in the route's own shape:
+/// `auth::guard` calls this after the token check).
 pub async fn decode(request: Request) -> Result<Request, ApiError> {
     // An empty body has nothing encoded (a GET, a bodiless POST).
     if hyper::body::Body::is_end_stream(request.body()) {

@@ -3,7 +3,8 @@
 //! OpenMeter takes them (`/openmeter`) and Lago events (`/lago`).
 //!
 //! Each protocol module only parses its format into [`Candidate`]s and shapes answers and
-//! errors its way. Everything else is shared here: the token check, the quantity rule, the
+//! errors its way. Everything else is shared: the native API's token check and body decoding
+//! (`auth::guard`, each protocol giving only its error shape), and here the quantity rule, the
 //! idempotency keys, resolving customers and meters, and the commit through the same
 //! group-commit writer as `/v1/events/batch` (there is no second write path).
 
@@ -12,15 +13,13 @@ mod lago;
 mod stripe;
 
 use axum::Router;
-use axum::extract::Request;
-use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::middleware;
 use axum::routing::post;
 use chrono::{DateTime, TimeZone, Utc};
 use sha2::{Digest, Sha256};
 
 use super::AppState;
-use super::auth::{self, Denied};
+use super::auth;
 use super::error::ApiError;
 use crate::store::MAX_KEY_LEN;
 use crate::store::{IdempotencyKey, KeySource};
@@ -32,39 +31,27 @@ pub const LAGO_EVENTS: &str = "/lago/api/v1/events";
 pub const LAGO_EVENTS_BATCH: &str = "/lago/api/v1/events/batch";
 
 pub fn router(state: AppState) -> Router<AppState> {
+    // The native API's token check and body decoding; only the errors take each shape.
     let stripe = Router::new()
         .route(STRIPE_METER_EVENTS, post(stripe::create))
-        .route_layer(middleware::from_fn_with_state(state.clone(), stripe::guard));
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::guard::<stripe::StripeError>,
+        ));
     let openmeter = Router::new()
         .route(OPENMETER_EVENTS, post(cloudevents::ingest_handler))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
-            cloudevents::guard,
+            auth::guard::<cloudevents::ProblemDetails>,
         ));
     let lago = Router::new()
         .route(LAGO_EVENTS, post(lago::create))
         .route(LAGO_EVENTS_BATCH, post(lago::batch))
-        .route_layer(middleware::from_fn_with_state(state, lago::guard));
+        .route_layer(middleware::from_fn_with_state(
+            state,
+            auth::guard::<lago::LagoError>,
+        ));
     stripe.merge(openmeter).merge(lago)
-}
-
-/// The token check of the native API, then the body's `Content-Encoding` undone, with the
-/// errors (401, 413, 415, ...) in the protocol's own shape.
-async fn guard(
-    state: &AppState,
-    request: Request,
-    next: Next,
-    unauthorized: fn(&str) -> Response,
-    failed: fn(ApiError) -> Response,
-) -> Response {
-    match auth::authorize(state, request.headers()).await {
-        Ok(()) => match super::encoding::decode(request).await {
-            Ok(request) => next.run(request).await,
-            Err(e) => failed(e),
-        },
-        Err(Denied::Unauthorized(message)) => unauthorized(message),
-        Err(Denied::Failed(e)) => failed(e),
-    }
 }
 
 /// Who an event is for, as the protocol names them.
