@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use serde::Serialize;
 
 use super::Context;
-use super::record::REFUSED;
+use super::output::REFUSED;
 use crate::wire::{EventIn, EventOut, status_of};
 use crate::{Error, RecordRequest, Result};
 
