@@ -17,8 +17,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use super::client::EventDelivery;
 use super::keyed_queue::KeyedQueue;
-use super::{Answer, Client, EventDelivery, MeterEvent, RateLimiter, RetryPolicy};
+use super::{Answer, Client, MeterEvent, RateLimiter, RetryPolicy};
 use crate::clock::Clock;
 use crate::store::{EventOutcome, OutboxCursor, OutboxEvent, OutboxWindow};
 use crate::{Error, Result, Store};
@@ -37,22 +38,28 @@ const CUSTOMER_CAP: usize = 256;
 const CUSTOMER_LOW: usize = 64;
 const CUSTOMER_PAGE: usize = CUSTOMER_CAP - CUSTOMER_LOW;
 /// This many events in a row that exhausted their retries means Stripe is unreachable.
-pub const GIVE_UP_AFTER: u32 = 3;
+pub(crate) const GIVE_UP_AFTER: u32 = 3;
+/// `SyncReport::stopped` of a run stopped by its cancel flag (Ctrl-C, Esc in the dashboard).
 pub const CANCELLED: &str = "cancelled";
 
 /// Counts of a running sync, reported to the caller's `on_progress` as answers come in.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SyncProgress {
+    /// Meter events the run set out to send.
     pub total: u64,
+    /// Sent at least once so far.
     pub attempted: u64,
+    /// Newly accepted by Stripe.
     pub accepted: u64,
+    /// Stripe already had them.
     pub duplicates: u64,
+    /// Refused by Stripe.
     pub failed: u64,
 }
 
 impl SyncProgress {
     /// `pass`'s counts on top of these (the passes before it), out of `total`.
-    pub fn plus(&self, pass: &SyncProgress, total: u64) -> SyncProgress {
+    pub(crate) fn plus(&self, pass: &SyncProgress, total: u64) -> SyncProgress {
         SyncProgress {
             total,
             attempted: self.attempted + pass.attempted,
@@ -64,14 +71,14 @@ impl SyncProgress {
 }
 
 /// What the workers share: the HTTP client, the retry policy and the rate limiter.
-pub struct Transport<'a> {
+pub(crate) struct Transport<'a> {
     pub client: &'a Client,
     pub policy: RetryPolicy,
     pub limiter: RateLimiter,
 }
 
 /// Everything a pipeline run needs besides the two connections.
-pub struct RunSpec<'a> {
+pub(crate) struct RunSpec<'a> {
     pub transport: &'a Transport<'a>,
     pub workers: usize,
     pub window: OutboxWindow,
@@ -88,7 +95,7 @@ pub struct RunSpec<'a> {
 
 /// What the pipeline sends: each job is one meter event either way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unit {
+pub(crate) enum Unit {
     /// One usage event per meter event (`report = "per_event"`).
     Events,
     /// Reports made by `Store::pack_reports` (`report = "aggregate"`). A customer has only a
@@ -108,7 +115,7 @@ pub enum PanicHook {
 
 /// How the pipeline ended.
 #[derive(Default)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     pub progress: SyncProgress,
     /// Events that hit transient errors until the attempt bound (or the run stopped).
     pub undelivered: u64,
@@ -133,7 +140,7 @@ pub struct Outcome {
 
 impl Outcome {
     /// Take in a later pass of the same run (reports, then events).
-    pub fn absorb(&mut self, pass: Outcome) {
+    pub(crate) fn absorb(&mut self, pass: Outcome) {
         // Each pass is told the run's whole total.
         let total = pass.progress.total;
         self.progress = self.progress.plus(&pass.progress, total);
@@ -253,7 +260,7 @@ impl Board {
 
 /// Run the pipeline to the end: the outbox drained, or stopped early. A failure of a thread
 /// (a panic included) stops the run and comes back in `Outcome::error`, with what was done.
-pub fn run(
+pub(crate) fn run(
     store: &mut Store,
     reader_store: Store,
     spec: &RunSpec,

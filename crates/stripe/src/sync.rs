@@ -29,8 +29,9 @@ use crate::{Result, Store};
 
 /// Events that Stripe refused are tried again by later runs once they have rested this long
 /// (`retry_failed` tries them at once): a cron job does not resend a bad event every minute.
-pub const FAILED_REST_HOURS: i64 = 1;
+const FAILED_REST_HOURS: i64 = 1;
 
+/// How a sync runs; the default is what `meterline sync` does.
 #[derive(Debug, Clone, Default)]
 pub struct SyncOptions {
     /// Show what would be sent; send nothing, write nothing.
@@ -51,11 +52,12 @@ pub struct SyncOptions {
 
 impl SyncOptions {
     /// The run's start: the pretend time if a test set one, else the real clock.
-    pub fn start_time(&self) -> DateTime<Utc> {
+    fn start_time(&self) -> DateTime<Utc> {
         self.now.unwrap_or_else(Utc::now)
     }
 }
 
+/// What a sync did (`sync --json`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct SyncReport {
     /// "aggregate": the counts below are reports (one meter event each, standing for many
@@ -85,6 +87,7 @@ pub struct SyncReport {
     pub unmapped: u64,
     /// Pending events of mapped customers left after this run.
     pub remaining: u64,
+    /// How long the run took.
     pub duration_ms: u64,
     /// Transient failures up to the attempt bound: still pending, the next run retries.
     pub undelivered: u64,
@@ -97,6 +100,7 @@ pub struct SyncReport {
     /// Why events could not be sent, when some never reached the server ("could not
     /// connect: ..."), else the reason the run stopped.
     pub error: Option<String>,
+    /// Nothing was sent or written (`--dry-run`).
     pub dry_run: bool,
 }
 
@@ -110,13 +114,21 @@ impl SyncReport {
 /// What a sync would do now.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct SyncPreview {
+    /// Usage events the sync would report.
     pub events: u64,
+    /// Of how many customers.
     pub customers: u64,
+    /// Pending events of customers without a Stripe customer id (not sent).
     pub unmapped: u64,
+    /// Events past Stripe's 35-day window, which the sync would mark expired.
     pub expired: u64,
+    /// The host it would send to.
     pub api_host: String,
+    /// The key is a live one (real money).
     pub live: bool,
+    /// Pending events dated more than 5 minutes ahead: sent when their time comes.
     pub future: u64,
+    /// Earlier refusals resting before their next try.
     pub failed_waiting: u64,
     /// Per customer and meter, for listing.
     pub groups: Vec<OutboxGroup>,
@@ -126,17 +138,15 @@ pub struct SyncPreview {
     pub requests: u64,
     /// Their units.
     pub units: i64,
+    /// Usage events held in doubt until `meterline reconcile` decides.
     pub in_doubt: u64,
+    /// Unreported events close to Stripe's window.
     pub expiring: u64,
 }
 
-/// What a sync with default options would send now; reads only. Works without a key (only
-/// the mode is unknown then, and shown as test); a real sync needs one.
-pub fn preview(store: &Store, config: &Config, key: Option<&ApiKey>) -> Result<SyncPreview> {
-    preview_with(store, config, key, &SyncOptions::default())
-}
-
-/// `preview` honouring `--limit`, `--retry-failed` and the options' clock.
+/// What a sync with these options (`--limit`, `--retry-failed`, the clock) would send now;
+/// reads only. Works without a key (only the mode is unknown then, and shown as test); a real
+/// sync needs one.
 pub fn preview_with(
     store: &Store,
     config: &Config,
