@@ -32,7 +32,7 @@ const ROUTES: [&str; 10] = [
     super::compat::LAGO_EVENTS_BATCH,
 ];
 
-pub fn router(state: AppState, request_timeout: Duration) -> Router {
+pub(crate) fn router(state: AppState, request_timeout: Duration) -> Router {
     let protected = Router::new()
         .route("/v1/events", post(post_event))
         .route("/v1/events/batch", post(post_batch))

@@ -23,7 +23,7 @@ const TOUCH_EVERY: Duration = Duration::from_secs(60);
 /// Read on every request by both runtime threads, written about once a second: read-write
 /// locks, so readers never queue behind each other.
 #[derive(Default)]
-pub struct Tokens {
+pub(crate) struct Tokens {
     cache: RwLock<Option<(Instant, Arc<Vec<ActiveToken>>)>>,
     touched: RwLock<HashMap<String, Instant>>,
 }

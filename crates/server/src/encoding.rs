@@ -13,7 +13,7 @@ use super::error::ApiError;
 
 /// The request with its body decoded, or the error to answer (in the route's own shape:
 /// `auth::guard` calls this after the token check).
-pub async fn decode(request: Request) -> Result<Request, ApiError> {
+pub(crate) async fn decode(request: Request) -> Result<Request, ApiError> {
     // An empty body has nothing encoded (a GET, a bodiless POST).
     if hyper::body::Body::is_end_stream(request.body()) {
         return Ok(request);

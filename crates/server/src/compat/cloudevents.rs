@@ -360,7 +360,7 @@ fn batch_failure(failed: &[(usize, Problem)], names: &[(String, String)]) -> Pro
     details
 }
 
-pub async fn ingest_handler(
+pub(super) async fn ingest_handler(
     State(state): State<AppState>,
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,

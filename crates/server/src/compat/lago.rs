@@ -318,7 +318,10 @@ fn json_body(raw: Result<Bytes, BytesRejection>) -> Result<Value, LagoError> {
     serde_json::from_slice(&body).map_err(|e| LagoError::bad(format!("the body is not JSON: {e}")))
 }
 
-pub async fn create(State(state): State<AppState>, raw: Result<Bytes, BytesRejection>) -> Response {
+pub(super) async fn create(
+    State(state): State<AppState>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Response {
     let answer = async {
         let body = json_body(raw)?;
         let event = body
@@ -331,7 +334,10 @@ pub async fn create(State(state): State<AppState>, raw: Result<Bytes, BytesRejec
     answer.await.unwrap_or_else(IntoResponse::into_response)
 }
 
-pub async fn batch(State(state): State<AppState>, raw: Result<Bytes, BytesRejection>) -> Response {
+pub(super) async fn batch(
+    State(state): State<AppState>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Response {
     let answer = async {
         let body = json_body(raw)?;
         let events = body

@@ -25,12 +25,12 @@ use crate::store::MAX_KEY_LEN;
 use crate::store::{IdempotencyKey, KeySource};
 use crate::{Error, RecordOutcome, RecordRequest};
 
-pub const STRIPE_METER_EVENTS: &str = "/stripe/v1/billing/meter_events";
-pub const OPENMETER_EVENTS: &str = "/openmeter/api/v1/events";
-pub const LAGO_EVENTS: &str = "/lago/api/v1/events";
-pub const LAGO_EVENTS_BATCH: &str = "/lago/api/v1/events/batch";
+pub(crate) const STRIPE_METER_EVENTS: &str = "/stripe/v1/billing/meter_events";
+pub(crate) const OPENMETER_EVENTS: &str = "/openmeter/api/v1/events";
+pub(crate) const LAGO_EVENTS: &str = "/lago/api/v1/events";
+pub(crate) const LAGO_EVENTS_BATCH: &str = "/lago/api/v1/events/batch";
 
-pub fn router(state: AppState) -> Router<AppState> {
+pub(crate) fn router(state: AppState) -> Router<AppState> {
     // The native API's token check and body decoding; only the errors take each shape.
     let stripe = Router::new()
         .route(STRIPE_METER_EVENTS, post(stripe::create))
@@ -56,7 +56,7 @@ pub fn router(state: AppState) -> Router<AppState> {
 
 /// Who an event is for, as the protocol names them.
 #[derive(Debug, Clone)]
-pub enum Who {
+pub(crate) enum Who {
     /// A meterline customer id (CloudEvents `subject`, Lago `external_customer_id`).
     Customer(String),
     /// A Stripe customer id, mapped to the meterline customer that carries it.
@@ -65,7 +65,7 @@ pub enum Who {
 
 /// One event parsed from a protocol, ready to be resolved and recorded.
 #[derive(Debug, Clone)]
-pub struct Candidate {
+pub(crate) struct Candidate {
     pub who: Who,
     /// The meter event name the client sent (Stripe `event_name`, CloudEvents `type`, Lago `code`).
     pub meter: String,
@@ -77,7 +77,7 @@ pub struct Candidate {
 
 /// Why one event was not recorded. Each protocol maps these to its own status and shape.
 #[derive(Debug, Clone)]
-pub enum Problem {
+pub(crate) enum Problem {
     /// Malformed or out of range; `param` names the field when there is one.
     Invalid {
         param: Option<String>,
@@ -95,14 +95,14 @@ pub enum Problem {
 }
 
 impl Problem {
-    pub fn invalid(param: &str, message: impl Into<String>) -> Problem {
+    pub(crate) fn invalid(param: &str, message: impl Into<String>) -> Problem {
         Problem::Invalid {
             param: Some(param.to_string()),
             message: message.into(),
         }
     }
 
-    pub fn message(&self) -> &str {
+    pub(crate) fn message(&self) -> &str {
         match self {
             Problem::Invalid { message, .. }
             | Problem::UnknownCustomer(message)
@@ -121,7 +121,7 @@ impl From<ApiError> for Problem {
 }
 
 /// The result of [`ingest`].
-pub enum Ingested {
+pub(crate) enum Ingested {
     /// Some events were invalid before anything was written: nothing was recorded.
     /// (event index, problem), in order.
     Rejected(Vec<(usize, Problem)>),
@@ -131,7 +131,7 @@ pub enum Ingested {
 
 /// Resolve every event (customer, meter, anchor), then, only if all are valid, commit them
 /// at once through the writer. The answer carries each event's meterline customer id.
-pub async fn ingest(state: &AppState, events: Vec<Candidate>) -> Result<Ingested, ApiError> {
+pub(crate) async fn ingest(state: &AppState, events: Vec<Candidate>) -> Result<Ingested, ApiError> {
     let config = state.config.clone();
     let now = state.clock.now();
     let to_resolve = events.clone();
@@ -283,7 +283,7 @@ fn resolve(
 /// or "a" + "b:c"). A key that would break the store's key rules (longer than 255 bytes, or
 /// with control, bidi or zero-width characters) is replaced by its SHA-256. The key lives in
 /// the protocol's own namespace ([`KeySource`]), apart from native keys and other protocols'.
-pub fn key(source: KeySource, parts: &[&str]) -> IdempotencyKey {
+pub(crate) fn key(source: KeySource, parts: &[&str]) -> IdempotencyKey {
     let protocol = source.as_str();
     let mut text = protocol.to_string();
     for part in parts {
@@ -306,7 +306,7 @@ pub fn key(source: KeySource, parts: &[&str]) -> IdempotencyKey {
 /// The quantity of a CloudEvents / Lago event: the configured payload field of its meter,
 /// or 1 when none is configured. `field_path` is how the protocol names the payload
 /// ("data", "properties") in error messages.
-pub fn quantity(
+pub(crate) fn quantity(
     config: &crate::Config,
     meter: &str,
     payload: Option<&serde_json::Value>,

@@ -291,7 +291,7 @@ fn event_time(
     ))
 }
 
-pub async fn create(
+pub(super) async fn create(
     State(state): State<AppState>,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Response {
