@@ -22,7 +22,7 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
         out!("{}", output::describe(&check, &config.billing.currency))?;
     }
     if args.exit_code && !check.allowed {
-        return Ok(ExitCode::from(super::record::REFUSED));
+        return Ok(ExitCode::from(output::REFUSED));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -33,9 +33,6 @@ pub struct Args {
     pub batch: Option<std::path::PathBuf>,
 }
 
-/// Exit code for a record refused by a hard cap.
-pub const REFUSED: u8 = 3;
-
 pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
     if let Some(path) = &args.batch {
         return super::record_batch::exec(ctx, path, args.json);
@@ -85,7 +82,7 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
         )?;
     }
     Ok(if refused {
-        ExitCode::from(REFUSED)
+        ExitCode::from(output::REFUSED)
     } else {
         ExitCode::SUCCESS
     })
