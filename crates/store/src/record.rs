@@ -10,7 +10,7 @@ use super::Store;
 use super::counters::Counters;
 use super::customers::Customer;
 use super::new_events::{NewEvent, NewEvents};
-use crate::billing::{format_ts, parse_ts, period_containing, whole_second};
+use crate::billing::{STRIPE_MAX_FUTURE_SECS, format_ts, parse_ts, period_containing, whole_second};
 use crate::config::Config;
 use crate::{Error, Result};
 
@@ -33,9 +33,6 @@ pub fn new_identifier() -> String {
     identifier.push_str(uuid);
     identifier
 }
-
-/// How far ahead of the clock an event may be (Stripe's own rule for meter events).
-pub const MAX_FUTURE_SECS: i64 = 300;
 
 /// The event a reused idempotency key first recorded.
 struct Original {
@@ -258,7 +255,7 @@ impl<'c> Batch<'_, 'c> {
         let occurred_at = whole_second(req.occurred_at)
             .ok_or_else(|| Error::InvalidInput("occurred_at out of range".into()))?;
         let latest = now
-            .checked_add_signed(TimeDelta::seconds(MAX_FUTURE_SECS))
+            .checked_add_signed(TimeDelta::seconds(STRIPE_MAX_FUTURE_SECS))
             .unwrap_or(now);
         if occurred_at > latest {
             return Err(Error::InvalidInput(format!(

@@ -220,7 +220,7 @@ fn resolve(
     event: &Candidate,
     now: DateTime<Utc>,
 ) -> crate::Result<Result<String, Problem>> {
-    let latest = now + chrono::Duration::seconds(crate::store::record::MAX_FUTURE_SECS);
+    let latest = now + chrono::Duration::seconds(crate::billing::STRIPE_MAX_FUTURE_SECS);
     if event.at > latest {
         return Ok(Err(Problem::invalid(
             "timestamp",
