@@ -11,7 +11,7 @@ use super::customers::get;
 use super::{HistoryRow, Member, Store, StripeState, stripe_window};
 use crate::Result;
 use crate::billing::{
-    Period, Projection, UsageCheck, WarningLevel, format_ts, period_containing, project,
+    Period, Projection, UsageCheck, WarningLevel, format_ts, parse_ts, period_containing, project,
 };
 use crate::config::Config;
 
@@ -228,11 +228,8 @@ impl Store {
         )?;
         // Unparsable text is left to the reads that show it; here it just sets no alarm.
         let next_expiry = oldest
-            .and_then(|at| DateTime::parse_from_rfc3339(&at).ok())
-            .and_then(|at| {
-                at.with_timezone(&Utc)
-                    .checked_add_signed(now - window_start)
-            });
+            .and_then(|at| parse_ts(&at).ok())
+            .and_then(|at| at.checked_add_signed(now - window_start));
         Ok(Dashboard {
             rows,
             marks,

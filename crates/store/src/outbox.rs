@@ -6,7 +6,7 @@ use rusqlite::{TransactionBehavior, params};
 use serde::Serialize;
 
 use crate::Result;
-use crate::billing::{format_ts, stripe_window};
+use crate::billing::{format_ts, parse_ts, stripe_window};
 
 /// Where an event stands with Stripe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -144,16 +144,12 @@ fn sendable_by(index: &str) -> String {
     )
 }
 
-fn parse_ts(text: &str, column: usize) -> rusqlite::Result<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(
-                column,
-                rusqlite::types::Type::Text,
-                Box::new(e),
-            )
-        })
+/// A stored instant in `column`, read through the one parser ([`parse_ts`]); text that is not
+/// one is rusqlite's conversion error for that column.
+fn read_ts(text: &str, column: usize) -> rusqlite::Result<DateTime<Utc>> {
+    parse_ts(text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, e.into())
+    })
 }
 
 /// One row of `EVENT_COLUMNS`.
@@ -165,7 +161,7 @@ pub(super) fn outbox_event(r: &rusqlite::Row) -> rusqlite::Result<OutboxEvent> {
         stripe_customer_id: r.get(2)?,
         event_name: r.get(3)?,
         quantity: r.get(4)?,
-        occurred_at: parse_ts(&at, 5)?,
+        occurred_at: read_ts(&at, 5)?,
         identifier: r.get(6)?,
     })
 }
@@ -293,8 +289,8 @@ impl super::Store {
                     event_name: r.get(2)?,
                     events: r.get::<_, i64>(3)? as u64,
                     units: r.get(4)?,
-                    first: parse_ts(&first, 5)?,
-                    last: parse_ts(&last, 6)?,
+                    first: read_ts(&first, 5)?,
+                    last: read_ts(&last, 6)?,
                 })
             },
         )?;
