@@ -4,12 +4,12 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use super::sync_runs::{LockHolder, RunLock};
 use crate::billing::{Period, UsageCheck, WarningLevel, format_ts};
 use crate::config::Config;
+use crate::lock::{LockHolder, RunLock};
 use crate::{Error, Result};
 
 /// One level crossed: the alert as stored and as delivered (the payload is built from it).
@@ -349,28 +349,22 @@ impl super::Store {
 
     /// Close the run record and release the lock, in one transaction.
     pub fn finish_alert_run(&mut self, run: &AlertRun, at: DateTime<Utc>) -> Result<()> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute(
-            "UPDATE alert_runs SET finished_at = ?2, outcome = ?3, attempted = ?4,
-                 delivered = ?5, retrying = ?6, failed = ?7
-             WHERE id = ?1",
-            params![
-                run.id,
-                format_ts(at),
-                run.outcome,
-                run.attempted as i64,
-                run.delivered as i64,
-                run.retrying as i64,
-                run.failed as i64
-            ],
-        )?;
-        tx.execute(
-            "DELETE FROM alert_lock WHERE id = 1 AND run_id = ?1",
-            [run.id],
-        )?;
-        tx.commit()?;
-        Ok(())
+        ALERT_LOCK.finish(&mut self.conn, run.id, |conn| {
+            conn.execute(
+                "UPDATE alert_runs SET finished_at = ?2, outcome = ?3, attempted = ?4,
+                     delivered = ?5, retrying = ?6, failed = ?7
+                 WHERE id = ?1",
+                params![
+                    run.id,
+                    format_ts(at),
+                    run.outcome,
+                    run.attempted as i64,
+                    run.delivered as i64,
+                    run.retrying as i64,
+                    run.failed as i64
+                ],
+            )?;
+            Ok(())
+        })
     }
 }

@@ -13,6 +13,7 @@ pub mod demo;
 mod demo_settle;
 mod export;
 mod health;
+mod lock;
 mod new_events;
 mod outbox;
 mod queries;
@@ -40,7 +41,8 @@ pub use dashboard::{
     Refresh, UsageChange,
 };
 pub use export::{Cell, ExportFilter, ExportKind};
-pub use health::{Health, SyncLockState};
+pub use health::Health;
+pub use lock::{LOCK_STALE_AFTER_SECS, LockHolder, LockState};
 pub use outbox::{
     EventOutcome, OutboxCursor, OutboxEvent, OutboxGroup, OutboxWindow, StripeCounts, StripeState,
 };
@@ -50,7 +52,7 @@ pub use record::{IdempotencyKey, KeySource, RecordOutcome, RecordRequest};
 pub use reports::{HeldReport, IN_DOUBT_AFTER_HOURS, InDoubt, ReportPlan};
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION, create_at_version};
 pub use status::{StatusEntry, StripeStanding};
-pub use sync_runs::{LOCK_STALE_AFTER_SECS, LockHolder, SyncRun};
+pub use sync_runs::SyncRun;
 pub use tokens::{ActiveToken, TokenInfo, token_hash};
 
 /// How a [`Store`] is opened. `Store::open` uses the default: create and upgrade as needed.

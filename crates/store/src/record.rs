@@ -10,7 +10,9 @@ use super::Store;
 use super::counters::Counters;
 use super::customers::Customer;
 use super::new_events::{NewEvent, NewEvents};
-use crate::billing::{STRIPE_MAX_FUTURE_SECS, format_ts, parse_ts, period_containing, whole_second};
+use crate::billing::{
+    STRIPE_MAX_FUTURE_SECS, format_ts, parse_ts, period_containing, whole_second,
+};
 use crate::config::Config;
 use crate::{Error, Result};
 
