@@ -229,7 +229,7 @@ impl Store {
         )?;
         let period = period_containing(customer.billing_anchor, config.billing.period, now);
         // A new plan with a lower limit can move the customer up a level: that alerts too.
-        if let Some(row) = super::queries::counter_row(&tx, id, period)? {
+        if let Some(row) = super::counters::counter_row(&tx, id, period)? {
             let old_terms = row
                 .terms
                 .or_else(|| config.plan(&row.plan_id).map(Plan::allowance));

@@ -3,6 +3,7 @@
 
 // The core's modules under their old names, so paths read as they did in one crate.
 use meterline_core::{Config, Error, Result, billing, config, sanitize};
+pub use meterline_core::{IdempotencyKey, KeySource, RecordOutcome, RecordRequest};
 
 mod alerts;
 mod backup;
@@ -48,7 +49,6 @@ pub use outbox::{
 };
 pub use queries::{HistoryRow, Member, MembersSummary, StatusRow};
 pub use reconcile::{ReconcileRow, ReconcileRun, Reported, StripeChecks};
-pub use record::{IdempotencyKey, KeySource, RecordOutcome, RecordRequest};
 pub use reports::{HeldReport, IN_DOUBT_AFTER_HOURS, InDoubt, ReportPlan};
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION, create_at_version};
 pub use status::{StatusEntry, StripeStanding};

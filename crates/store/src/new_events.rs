@@ -7,8 +7,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, ToSql};
 
-use super::record::IdempotencyKey;
-use crate::Result;
+use crate::{IdempotencyKey, Result};
 
 /// Rows per INSERT statement (10 parameters each, far below SQLite's limit).
 const ROWS_PER_INSERT: usize = 250;

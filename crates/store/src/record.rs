@@ -14,13 +14,11 @@ use crate::billing::{
     STRIPE_MAX_FUTURE_SECS, format_ts, parse_ts, period_containing, whole_second,
 };
 use crate::config::Config;
-use crate::{Error, Result};
+use crate::{Error, IdempotencyKey, RecordOutcome, RecordRequest, Result};
 
 /// The largest quantity one event may carry. Far beyond any real unit count, and small enough
 /// that no counter can overflow from a handful of mistakes.
 pub const MAX_QUANTITY: i64 = 1_000_000_000_000;
-
-pub use meterline_core::model::{IdempotencyKey, KeySource, RecordOutcome, RecordRequest};
 
 /// A new meter event identifier, stored with the event when it is recorded and sent on every
 /// attempt, so a resend is recognised by Stripe. Random (UUIDv7), so a restored backup that
