@@ -16,6 +16,7 @@ pub mod event;
 pub mod keys;
 pub mod notify;
 pub mod sync_worker;
+mod table;
 pub mod theme;
 pub mod ui;
 

@@ -9,10 +9,11 @@ use ratatui::widgets::{Block, Paragraph};
 
 use super::detail::state_label;
 use super::popup;
-use crate::app::{App, SortKey};
+use crate::app::App;
 use crate::billing::WarningLevel;
 use crate::keys::{self, Mode};
 use crate::store::StripeState;
+use crate::table::SortKey;
 use crate::theme::{Theme, level_label, level_word, outcome_label};
 
 /// Keys on the left, legend on the right, when the terminal is this wide.

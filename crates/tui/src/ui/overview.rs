@@ -9,11 +9,12 @@ use ratatui::widgets::{Block, Cell, Paragraph, Row, Table};
 use super::format::{ellipsis, minute, percent, stored_minute, thousands, used_of};
 use super::{body_layout, list_rows};
 use crate::action::Action;
-use crate::app::{App, SortKey};
+use crate::app::App;
 use crate::billing::WarningLevel;
 use crate::keys::{self, Mode};
 use crate::sanitize::sanitize;
 use crate::store::DashboardRow;
+use crate::table::SortKey;
 use crate::theme::{Theme, level_label, level_word, outcome_label};
 
 pub fn draw(frame: &mut Frame, app: &App, body: Rect) {
