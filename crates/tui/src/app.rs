@@ -287,7 +287,7 @@ impl App {
                 Action::Top => self.help_scroll = 0,
                 _ => {}
             }
-            let last = super::ui::help_lines(self.theme).saturating_sub(1);
+            let last = super::help::lines(self.theme).saturating_sub(1);
             self.help_scroll = self.help_scroll.min(last);
             return None;
         }

@@ -13,6 +13,7 @@ pub mod action;
 pub mod app;
 pub mod data;
 pub mod event;
+mod help;
 pub mod keys;
 pub mod notify;
 pub mod sync_worker;
