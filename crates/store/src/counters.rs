@@ -93,7 +93,7 @@ pub(super) struct Counter<'c> {
 
 impl Counter<'_> {
     /// The customer's standing in this period at `used`.
-    pub fn standing(&self, customer_id: &str, used: i64, config: &Config) -> UsageCheck {
+    pub(crate) fn standing(&self, customer_id: &str, used: i64, config: &Config) -> UsageCheck {
         UsageCheck::compute(
             customer_id,
             &self.plan_id,
@@ -106,7 +106,7 @@ impl Counter<'_> {
 
     /// Count `quantity` more (the caller checked the cap). The total is bounded by
     /// `MAX_QUANTITY` per event, so it overflows only after billions of them: refused then.
-    pub fn add(&mut self, quantity: i64) -> Result<()> {
+    pub(crate) fn add(&mut self, quantity: i64) -> Result<()> {
         let (Some(used), Some(pending)) = (
             self.used.checked_add(quantity),
             self.pending.checked_add(quantity),
@@ -129,7 +129,7 @@ pub(super) struct Counters<'c> {
 
 impl<'c> Counters<'c> {
     /// The counter of `customer_id`'s `period`, read from the database on first use.
-    pub fn get(
+    pub(crate) fn get(
         &mut self,
         conn: &Connection,
         config: &Config,
@@ -172,7 +172,7 @@ impl<'c> Counters<'c> {
     }
 
     /// Write every pending increment (and the current periods' terms).
-    pub fn flush(&mut self, conn: &Connection) -> Result<()> {
+    pub(crate) fn flush(&mut self, conn: &Connection) -> Result<()> {
         for ((customer_id, _), counter) in self.counters.iter_mut() {
             if counter.pending == 0 {
                 continue;

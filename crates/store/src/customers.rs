@@ -77,9 +77,9 @@ fn lookup_plan<'c>(config: &'c Config, plan_id: &str) -> Result<&'c Plan> {
 }
 
 /// The longest customer or member id, in bytes: ids travel into terminals, URLs and Stripe.
-pub const MAX_ID_LEN: usize = 100;
+pub(crate) const MAX_ID_LEN: usize = 100;
 /// The longest display name, in characters.
-pub const MAX_NAME_LEN: usize = 256;
+pub(crate) const MAX_NAME_LEN: usize = 256;
 /// The longest idempotency key, in bytes (Stripe's own limit for its keys).
 pub const MAX_KEY_LEN: usize = 255;
 
@@ -113,7 +113,7 @@ fn validate_key(key: &str) -> Result<()> {
 }
 
 /// The earliest billing anchor accepted: older dates are typos (0001-01-01, 1926 for 2026).
-pub const EARLIEST_ANCHOR: NaiveDate = NaiveDate::from_ymd_opt(2000, 1, 1).expect("valid date");
+pub(crate) const EARLIEST_ANCHOR: NaiveDate = NaiveDate::from_ymd_opt(2000, 1, 1).expect("valid date");
 
 /// Anchors are bounded: events before the anchor are refused, so a typo years ahead would
 /// refuse everything and one in the distant past would open centuries of periods.

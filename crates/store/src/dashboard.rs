@@ -178,9 +178,9 @@ impl CustomerDetail {
 }
 
 /// How many events of a customer the detail view lists.
-pub const RECENT_EVENTS: usize = 12;
+pub(crate) const RECENT_EVENTS: usize = 12;
 /// How many periods the detail view's history shows.
-pub const HISTORY_PERIODS: usize = 6;
+pub(crate) const HISTORY_PERIODS: usize = 6;
 
 impl Store {
     /// The current marks; compare with earlier ones to see what changed.

@@ -1,4 +1,5 @@
 //! The SQLite store: the only module that talks to rusqlite.
+#![warn(unreachable_pub)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 // The core's modules under their old names, so paths read as they did in one crate.
@@ -24,7 +25,7 @@ mod reports;
 mod schema;
 mod status;
 mod sync_runs;
-pub mod tokens;
+mod tokens;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -49,7 +50,7 @@ pub use outbox::{
 };
 pub use queries::{HistoryRow, Member, MembersSummary, StatusRow};
 pub use reconcile::{ReconcileRow, ReconcileRun, Reported, StripeChecks};
-pub use reports::{HeldReport, IN_DOUBT_AFTER_HOURS, InDoubt, ReportPlan};
+pub use reports::{HeldReport, InDoubt, ReportPlan};
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION, create_at_version};
 pub use status::{StatusEntry, StripeStanding};
 pub use sync_runs::SyncRun;

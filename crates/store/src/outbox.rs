@@ -167,16 +167,6 @@ pub(super) fn outbox_event(r: &rusqlite::Row) -> rusqlite::Result<OutboxEvent> {
 }
 
 impl super::Store {
-    /// The random id this database got at migration 2; part of the Stripe identifiers of events
-    /// recorded before migration 4 (`ml-<database id>-<event id>`; newer ones are `ml-<UUIDv7>`).
-    pub fn database_id(&self) -> Result<String> {
-        Ok(self.conn.query_row(
-            "SELECT value FROM meterline_meta WHERE key = 'database_id'",
-            [],
-            |r| r.get(0),
-        )?)
-    }
-
     /// The next page of sendable events, oldest first, after `after`. `INDEXED BY`: without
     /// ANALYZE statistics SQLite would pick the older unreported index and sort every page.
     pub fn outbox_page(

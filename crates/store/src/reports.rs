@@ -19,7 +19,7 @@ use crate::billing::format_ts;
 
 /// Resending an unanswered request is safe this long after it was first sent: Stripe keeps
 /// identifiers for at least 24 hours. Past that a resend could bill twice, so it is held.
-pub const IN_DOUBT_AFTER_HOURS: i64 = 23;
+pub(crate) const IN_DOUBT_AFTER_HOURS: i64 = 23;
 
 /// Reports waiting to go out, as a dry run and the dashboard's confirmation show them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

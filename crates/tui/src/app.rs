@@ -28,9 +28,9 @@ pub enum View {
 }
 
 impl View {
-    pub const ALL: [View; 3] = [View::Overview, View::Events, View::Plans];
+    pub(crate) const ALL: [View; 3] = [View::Overview, View::Events, View::Plans];
 
-    pub fn title(self) -> &'static str {
+    pub(crate) fn title(self) -> &'static str {
         match self {
             View::Overview => "Overview",
             View::Events => "Events",
@@ -52,13 +52,13 @@ pub struct Cursor {
 }
 
 impl Cursor {
-    pub fn move_by(&mut self, delta: isize, len: usize, page: usize) {
+    pub(crate) fn move_by(&mut self, delta: isize, len: usize, page: usize) {
         let target = self.selected.saturating_add_signed(delta);
         self.select(target, len, page);
     }
 
     /// Select `index` (clamped) and scroll just enough to show it.
-    pub fn select(&mut self, index: usize, len: usize, page: usize) {
+    pub(crate) fn select(&mut self, index: usize, len: usize, page: usize) {
         let page = page.max(1);
         self.selected = index.min(len.saturating_sub(1));
         if self.selected < self.offset {
@@ -243,12 +243,12 @@ impl App {
         self.table.get(self.list.selected)
     }
 
-    pub fn level_of(&self, row: &DashboardRow) -> WarningLevel {
+    pub(crate) fn level_of(&self, row: &DashboardRow) -> WarningLevel {
         row.level(&self.config)
     }
 
     /// True when the customer's plan bills usage past its limit instead of refusing it.
-    pub fn overage_billed(&self, row: &DashboardRow) -> bool {
+    pub(crate) fn overage_billed(&self, row: &DashboardRow) -> bool {
         self.config
             .plan(&row.plan_id)
             .is_some_and(|p| p.at_limit == crate::config::AtLimit::Overage)
@@ -263,7 +263,7 @@ impl App {
             .select(self.events_cursor.selected, events, self.page);
     }
 
-    pub fn tick(&mut self, now: DateTime<Utc>) {
+    pub(crate) fn tick(&mut self, now: DateTime<Utc>) {
         self.now = now;
     }
 

@@ -3,6 +3,7 @@
 //! Shape: key → `keys::resolve` → `Action` → `App::update` → `Effect` (carried out here) →
 //! `ui::draw(&App)`. One channel feeds the loop: input, a tick, the database watcher
 //! (`data.rs`) and the sync worker (`sync_worker.rs`), each reporting through `notify::Notify`. Slow work never runs on this thread.
+#![warn(unreachable_pub)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 use meterline_core::{Config, Error, Result, billing, clock, config, sanitize};

@@ -32,7 +32,7 @@ impl SortKey {
         SortKey::DaysLeft,
     ];
 
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             SortKey::Risk => "risk",
             SortKey::Name => "name",

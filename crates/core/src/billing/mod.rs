@@ -9,8 +9,9 @@ mod stripe_window;
 
 pub use level::{Allowance, Thresholds, UsageCheck, WarningLevel};
 pub use money::{money, thousands};
+pub(crate) use period::deserialize_ts;
 pub use period::{
-    Period, PeriodKind, deserialize_ts, format_ts, parse_ts, parse_unix_seconds, period_containing,
+    Period, PeriodKind, format_ts, parse_ts, parse_unix_seconds, period_containing,
     periods_before, whole_second,
 };
 pub use projection::{Projection, project};

@@ -136,7 +136,7 @@ pub fn parse_ts(text: &str) -> Result<DateTime<Utc>, String> {
 }
 
 /// [`parse_ts`] for an optional JSON string (`#[serde(deserialize_with)]`): `null` is none.
-pub fn deserialize_ts<'de, D>(deserializer: D) -> Result<Option<DateTime<Utc>>, D::Error>
+pub(crate) fn deserialize_ts<'de, D>(deserializer: D) -> Result<Option<DateTime<Utc>>, D::Error>
 where
     D: serde::Deserializer<'de>,
 {

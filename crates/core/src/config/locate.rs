@@ -15,7 +15,7 @@ pub struct PlansLocation {
 }
 
 /// The places looked at, in order, when neither `--plans` nor `METERLINE_PLANS` is given.
-pub fn search_path(
+pub(crate) fn search_path(
     xdg_config_home: Option<&Path>,
     home: Option<&Path>,
 ) -> Vec<(PathBuf, &'static str)> {

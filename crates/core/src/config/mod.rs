@@ -33,8 +33,8 @@ pub fn millis_from_env(name: &str) -> crate::Result<Option<std::time::Duration>>
 }
 
 /// The default meter event name when plans.toml does not name one.
-pub const DEFAULT_METER_EVENT: &str = "meterline_usage";
-pub const DEFAULT_API_BASE: &str = "https://api.stripe.com";
+pub(crate) const DEFAULT_METER_EVENT: &str = "meterline_usage";
+pub(crate) const DEFAULT_API_BASE: &str = "https://api.stripe.com";
 pub const DEFAULT_API_VERSION: &str = "2025-03-31.basil";
 
 #[derive(Debug, Clone, Serialize)]
@@ -136,7 +136,7 @@ pub struct BillingSettings {
 }
 
 /// The currency when plans.toml names none.
-pub const DEFAULT_CURRENCY: &str = "usd";
+pub(crate) const DEFAULT_CURRENCY: &str = "usd";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StripeSettings {
@@ -213,13 +213,6 @@ impl Config {
 
     pub fn plan(&self, id: &str) -> Option<&Plan> {
         self.plans.iter().find(|p| p.id == id)
-    }
-
-    /// The plan new customers get.
-    #[allow(clippy::expect_used)] // invariant: validation refuses a file without a free plan
-    pub fn default_plan(&self) -> &Plan {
-        self.plan("free")
-            .expect("validated config always has a free plan")
     }
 }
 

@@ -19,7 +19,7 @@ use crate::theme::{Theme, level_label, level_word, outcome_label};
 const SIDE_BY_SIDE: u16 = 116;
 const KEYS_WIDTH: u16 = 58;
 
-pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
+pub(crate) fn draw(frame: &mut Frame, app: &App, area: Rect) {
     let theme = app.theme;
     let keys = key_lines(theme);
     let legend = legend_lines(theme);

@@ -20,8 +20,8 @@ use super::app::{App, View};
 use super::keys::{self, Mode};
 
 /// Below this the dashboard shows one line saying the size it needs.
-pub const MIN_WIDTH: u16 = 60;
-pub const MIN_HEIGHT: u16 = 16;
+pub(crate) const MIN_WIDTH: u16 = 60;
+pub(crate) const MIN_HEIGHT: u16 = 16;
 
 /// Lines of the overview header box (borders included).
 const HEADER_HEIGHT: u16 = 6;
