@@ -8,6 +8,7 @@ use rusqlite::backup::Backup;
 use super::Store;
 use crate::{Error, Result};
 
+/// What `backup_to` wrote and checked.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct BackupReport {
     pub bytes: u64,

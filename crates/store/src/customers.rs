@@ -10,6 +10,7 @@ use crate::config::{Config, Plan};
 use crate::sanitize::{is_unsafe, sanitize};
 use crate::{Error, Result};
 
+/// A customer as stored: its plan, Stripe mapping, billing anchor and archive mark.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Customer {
     pub id: String,
@@ -21,6 +22,7 @@ pub struct Customer {
     pub archived_at: Option<String>,
 }
 
+/// A customer to add; missing parts take their defaults.
 #[derive(Debug, Clone)]
 pub struct NewCustomer {
     pub id: String,
@@ -163,6 +165,7 @@ fn validate_stripe_id(id: &str) -> Result<()> {
 }
 
 impl Store {
+    /// Add a customer after validating its id, name, plan, Stripe id and anchor.
     pub fn add_customer(
         &mut self,
         config: &Config,
@@ -263,6 +266,7 @@ impl Store {
         })
     }
 
+    /// Map a customer to its Stripe customer id (`cus_…`).
     pub fn set_stripe_customer(&mut self, id: &str, stripe_customer_id: &str) -> Result<Customer> {
         validate_stripe_id(stripe_customer_id)?;
         let customer = get(&self.conn, id)?;
@@ -276,6 +280,7 @@ impl Store {
         })
     }
 
+    /// The customer with this id.
     pub fn customer(&self, id: &str) -> Result<Customer> {
         get(&self.conn, id)
     }
@@ -328,6 +333,7 @@ impl Store {
         Ok(missing)
     }
 
+    /// Every customer, by id.
     pub fn customers(&self) -> Result<Vec<Customer>> {
         let mut stmt = self
             .conn

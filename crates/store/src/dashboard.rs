@@ -50,6 +50,7 @@ impl DashboardRow {
         config.plan(&self.plan_id).is_none()
     }
 
+    /// The row's warning level under plans.toml's thresholds.
     pub fn level(&self, config: &Config) -> WarningLevel {
         WarningLevel::of(self.ratio(), &config.thresholds)
     }

@@ -10,6 +10,7 @@ use super::Store;
 use crate::billing::format_ts;
 use crate::{Error, Result};
 
+/// What `export` writes: usage events or per-period usage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExportKind {
     /// One row per usage event.

@@ -7,6 +7,7 @@ use super::Store;
 use crate::Result;
 use crate::lock::LockState;
 
+/// What `doctor` reports about the file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Health {
     /// `PRAGMA quick_check`: "ok", or SQLite's first complaint.
@@ -18,6 +19,7 @@ pub struct Health {
 }
 
 impl Store {
+    /// Check the file: `quick_check`, journal mode, schema version, the sync lock.
     pub fn health(&self) -> Result<Health> {
         let quick_check: String = self
             .conn

@@ -92,6 +92,7 @@ impl OpenOptions {
     }
 }
 
+/// One connection to a meterline database; every read and write goes through it.
 pub struct Store {
     conn: Connection,
 }

@@ -25,6 +25,7 @@ pub struct StatusRow {
     pub unreported: i64,
 }
 
+/// One period of a customer's history, with the meter its usage went under.
 #[derive(Debug, Clone, Serialize)]
 pub struct HistoryRow {
     #[serde(flatten)]
@@ -33,6 +34,7 @@ pub struct HistoryRow {
     pub meter_event: Option<String>,
 }
 
+/// One member's usage in a period, and its share of the customer's.
 #[derive(Debug, Clone, Serialize)]
 pub struct Member {
     /// None for usage recorded without a member.
@@ -41,6 +43,7 @@ pub struct Member {
     pub share: f64,
 }
 
+/// A customer's standing with its members' usage, largest first.
 #[derive(Debug, Clone, Serialize)]
 pub struct MembersSummary {
     #[serde(flatten)]

@@ -78,6 +78,7 @@ impl Store {
         Ok(token)
     }
 
+    /// Every token's name and dates; never the token itself.
     pub fn list_tokens(&self) -> Result<Vec<TokenInfo>> {
         let mut stmt = self.conn.prepare(
             "SELECT name, created_at, last_used_at, revoked_at FROM api_tokens ORDER BY name",

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 /// use when there is no plans file.
 pub const EXAMPLE_PLANS: &str = include_str!("../../../../plans.toml");
 
+/// Which plans.toml is used, and why (what `doctor` prints).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlansLocation {
     pub path: PathBuf,

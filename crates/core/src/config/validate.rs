@@ -13,6 +13,7 @@ use super::{
 };
 use crate::billing::{PeriodKind, Thresholds, WarningLevel};
 
+/// Why plans.toml could not be used: unreadable, not TOML, or not valid.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read plans file {path}: {reason}")]

@@ -128,6 +128,7 @@ impl crate::Store {
         Ok(())
     }
 
+    /// How many deliveries are pending, delivered and failed.
     pub fn alert_counts(&self) -> Result<AlertCounts> {
         let mut counts = AlertCounts::default();
         let mut stmt = self

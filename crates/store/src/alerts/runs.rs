@@ -48,6 +48,7 @@ impl crate::Store {
             })
     }
 
+    /// Tell other processes this delivery run is alive.
     pub fn alert_heartbeat(&self, run_id: i64) -> Result<()> {
         ALERT_LOCK.heartbeat(&self.conn, run_id)
     }
