@@ -17,6 +17,7 @@ pub struct BackupReport {
     pub schema_version: i64,
 }
 
+/// Online backup; serves `meterline backup`.
 impl Store {
     /// Copy the database to `dest` (which must not exist) with SQLite's online backup API.
     ///

@@ -164,6 +164,8 @@ fn validate_stripe_id(id: &str) -> Result<()> {
     Ok(())
 }
 
+/// Customers; serves `customer`, serve's drop-in routes (resolving Stripe customer ids),
+/// reconcile and doctor.
 impl Store {
     /// Add a customer after validating its id, name, plan, Stripe id and anchor.
     pub fn add_customer(

@@ -183,6 +183,8 @@ pub(crate) const RECENT_EVENTS: usize = 12;
 /// How many periods the detail view's history shows.
 pub(crate) const HISTORY_PERIODS: usize = 6;
 
+/// The dashboard's reads: one full load, then refreshes by change marks; serves the tui (and
+/// the backlog of text `status`).
 impl Store {
     /// The current marks; compare with earlier ones to see what changed.
     pub fn change_marks(&self) -> Result<ChangeMarks> {

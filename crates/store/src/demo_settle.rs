@@ -1,5 +1,6 @@
 //! Demo-only writes: make a freshly generated demo database look like it has been synced.
 
+/// Demo-only writes; serves `store::demo::fill`.
 impl super::Store {
     /// Demo data: usage of mapped customers older than two hours counts as reported a few
     /// minutes after it happened; a few recent events of one customer failed. Returns how many

@@ -92,6 +92,7 @@ impl<'a> Cell<'a> {
     }
 }
 
+/// Streaming exports; serves `meterline export`.
 impl Store {
     /// Call `row` for every matching row, in time order, and return how many there were.
     pub fn export(

@@ -18,6 +18,7 @@ pub struct Health {
     pub sync_lock: Option<LockState>,
 }
 
+/// The file's health; serves `meterline doctor`.
 impl Store {
     /// Check the file: `quick_check`, journal mode, schema version, the sync lock.
     pub fn health(&self) -> Result<Health> {

@@ -1,4 +1,34 @@
-//! The SQLite store: the only module that talks to rusqlite.
+//! meterline's store: every table of the one SQLite file, and the only crate that speaks SQL.
+//! Exact counters per customer × period, hard caps decided inside the record transaction, the
+//! Stripe outbox, alerts, tokens; built on the core's billing rules and plans.
+//!
+//! [`Store`] is one connection. Its methods come in one `impl` block per concern, each in its
+//! own file and saying whom it serves:
+//!
+//! | concern | file | serves |
+//! | --- | --- | --- |
+//! | opening the file | `lib.rs` | every caller |
+//! | the record path | `record.rs` | `record`, serve's writer, the demo, embedders |
+//! | customers | `customers.rs` | `customer`, serve's drop-in routes, reconcile, doctor |
+//! | reads of the counters | `queries.rs` | `check`, `status`, `history`, `members`, serve's reads |
+//! | the status snapshot | `status.rs` | `status --json`, `GET /v1/status` |
+//! | the dashboard | `dashboard.rs` | the tui |
+//! | the sync outbox | `outbox.rs` | the Stripe sync, doctor |
+//! | aggregated reports | `reports.rs` | the Stripe sync and reconcile, `status` |
+//! | reconcile | `reconcile.rs` | reconcile, the tui, doctor |
+//! | sync runs | `sync_runs.rs` | the Stripe sync, the tui, `status` |
+//! | alerts: crossings | `alerts/crossings.rs` | `status` (the record path writes them) |
+//! | alerts: delivery outbox | `alerts/outbox.rs` | alert delivery, the tui |
+//! | alerts: delivery runs | `alerts/runs.rs` | alert delivery |
+//! | API tokens | `tokens.rs` | `token`, serve's auth |
+//! | backup | `backup.rs` | `backup` |
+//! | health | `health.rs` | `doctor` |
+//! | export | `export.rs` | `export` |
+//! | demo writes | `demo_settle.rs` | `demo::fill` |
+//!
+//! Beside them, without `Store` methods of their own: `schema.rs` (migrations), `lock.rs` (the
+//! one run lock, used by the sync and the alert delivery), `counters.rs` (a period's counter row
+//! and a batch's running counters), `new_events.rs` (a batch's event inserts).
 #![warn(unreachable_pub)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
@@ -97,6 +127,7 @@ pub struct Store {
     conn: Connection,
 }
 
+/// Opening the file; serves every caller.
 impl Store {
     /// Open (or create) the database at `path` and bring its schema up to date.
     /// SQLite URI filenames work too, e.g. `file:meterline.db?mode=ro` for read-only reports.

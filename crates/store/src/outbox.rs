@@ -166,6 +166,8 @@ pub(super) fn outbox_event(r: &rusqlite::Row) -> rusqlite::Result<OutboxEvent> {
     })
 }
 
+/// The sync outbox of usage events; serves the Stripe sync (preview, pipeline, expiry) and
+/// `doctor`'s counts.
 impl super::Store {
     /// The next page of sendable events, oldest first, after `after`. `INDEXED BY`: without
     /// ANALYZE statistics SQLite would pick the older unreported index and sort every page.

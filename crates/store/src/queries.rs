@@ -51,6 +51,8 @@ pub struct MembersSummary {
     pub members: Vec<Member>,
 }
 
+/// Reads of the counters; serves `check`, `status`, `history`, `members` and serve's
+/// `GET` routes.
 impl Store {
     /// The customer's standing in the current period.
     pub fn check(

@@ -141,6 +141,8 @@ impl Original {
     }
 }
 
+/// The record path; serves `record` and `record --batch`, serve's group-commit writer (the
+/// native and drop-in routes), the demo, and products embedding the library.
 impl Store {
     /// Record one event: a batch of one, so there is one write path.
     pub fn record(

@@ -83,6 +83,8 @@ fn window_params(window: &OutboxWindow) -> (String, String, Option<String>) {
     )
 }
 
+/// Aggregated reports (`report = "aggregate"`) and reports held in doubt; serves the Stripe
+/// sync and reconcile, and `status`.
 impl super::Store {
     /// Group every sendable event not yet in a report into one report per customer, meter
     /// and period, in one transaction. Returns how many reports were made.

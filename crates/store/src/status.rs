@@ -35,6 +35,7 @@ pub struct StripeStanding {
     pub expiring: i64,
 }
 
+/// The status snapshot; serves `status --json` and `GET /v1/status`.
 impl Store {
     /// Every customer's entry, all read from one snapshot.
     pub fn status_entries(&self, config: &Config, now: DateTime<Utc>) -> Result<Vec<StatusEntry>> {

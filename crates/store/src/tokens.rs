@@ -60,6 +60,7 @@ fn check_name(name: &str) -> Result<()> {
     }
 }
 
+/// API tokens; serves `meterline token` and serve's bearer-token check.
 impl Store {
     /// Create a token named `name` and return it; only its hash is stored.
     pub fn create_token(&mut self, name: &str, now: DateTime<Utc>) -> Result<String> {
