@@ -115,7 +115,8 @@ fn validate_key(key: &str) -> Result<()> {
 }
 
 /// The earliest billing anchor accepted: older dates are typos (0001-01-01, 1926 for 2026).
-pub(crate) const EARLIEST_ANCHOR: NaiveDate = NaiveDate::from_ymd_opt(2000, 1, 1).expect("valid date");
+pub(crate) const EARLIEST_ANCHOR: NaiveDate =
+    NaiveDate::from_ymd_opt(2000, 1, 1).expect("valid date");
 
 /// Anchors are bounded: events before the anchor are refused, so a typo years ahead would
 /// refuse everything and one in the distant past would open centuries of periods.

@@ -338,7 +338,10 @@ pub(crate) fn event_line(theme: Theme, e: &EventRow, with_customer: bool) -> Lin
     Line::from(spans)
 }
 
-pub(crate) fn state_label(theme: Theme, state: StripeState) -> (&'static str, ratatui::style::Style) {
+pub(crate) fn state_label(
+    theme: Theme,
+    state: StripeState,
+) -> (&'static str, ratatui::style::Style) {
     match state {
         StripeState::Reported => ("✓ reported", theme.good()),
         StripeState::Pending => ("… pending", theme.dim()),
