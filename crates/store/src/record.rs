@@ -10,15 +10,15 @@ use super::Store;
 use super::counters::Counters;
 use super::customers::Customer;
 use super::new_events::{NewEvent, NewEvents};
-use crate::billing::{format_ts, parse_ts, period_containing, whole_second};
+use crate::billing::{
+    STRIPE_MAX_FUTURE_SECS, format_ts, parse_ts, period_containing, whole_second,
+};
 use crate::config::Config;
-use crate::{Error, Result};
+use crate::{Error, IdempotencyKey, RecordOutcome, RecordRequest, Result};
 
 /// The largest quantity one event may carry. Far beyond any real unit count, and small enough
 /// that no counter can overflow from a handful of mistakes.
 pub const MAX_QUANTITY: i64 = 1_000_000_000_000;
-
-pub use meterline_core::model::{IdempotencyKey, KeySource, RecordOutcome, RecordRequest};
 
 /// A new meter event identifier, stored with the event when it is recorded and sent on every
 /// attempt, so a resend is recognised by Stripe. Random (UUIDv7), so a restored backup that
@@ -33,9 +33,6 @@ pub fn new_identifier() -> String {
     identifier.push_str(uuid);
     identifier
 }
-
-/// How far ahead of the clock an event may be (Stripe's own rule for meter events).
-pub const MAX_FUTURE_SECS: i64 = 300;
 
 /// The event a reused idempotency key first recorded.
 struct Original {
@@ -144,6 +141,8 @@ impl Original {
     }
 }
 
+/// The record path; serves `record` and `record --batch`, serve's group-commit writer (the
+/// native and drop-in routes), the demo, and products embedding the library.
 impl Store {
     /// Record one event: a batch of one, so there is one write path.
     pub fn record(
@@ -258,7 +257,7 @@ impl<'c> Batch<'_, 'c> {
         let occurred_at = whole_second(req.occurred_at)
             .ok_or_else(|| Error::InvalidInput("occurred_at out of range".into()))?;
         let latest = now
-            .checked_add_signed(TimeDelta::seconds(MAX_FUTURE_SECS))
+            .checked_add_signed(TimeDelta::seconds(STRIPE_MAX_FUTURE_SECS))
             .unwrap_or(now);
         if occurred_at > latest {
             return Err(Error::InvalidInput(format!(

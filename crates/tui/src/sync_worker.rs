@@ -42,7 +42,7 @@ pub const NO_KEY: &str = "Stripe sync needs your Stripe secret key, read from th
 type Key = Result<Option<ApiKey>, String>;
 
 /// How long quitting waits for a cancelled sync to record its in-flight requests.
-pub const QUIT_WAIT: Duration = Duration::from_secs(15);
+pub(crate) const QUIT_WAIT: Duration = Duration::from_secs(15);
 
 /// Starts and cancels syncs; results arrive as `SyncEvent`s through its `Notify`.
 pub struct SyncWorker {
@@ -87,12 +87,12 @@ impl SyncWorker {
     }
 
     /// Plans reloaded with `r`: the next sync uses them (a running one keeps its own).
-    pub fn set_config(&mut self, config: Config) {
+    pub(crate) fn set_config(&mut self, config: Config) {
         self.config = config;
     }
 
     /// Work out what a sync would send, for the confirmation.
-    pub fn prepare(&self) {
+    pub(crate) fn prepare(&self) {
         let (db, config, key, options, events) = (
             self.db.clone(),
             self.config.clone(),
@@ -104,7 +104,7 @@ impl SyncWorker {
     }
 
     /// Run the confirmed sync on its own thread.
-    pub fn start(&mut self) {
+    pub(crate) fn start(&mut self) {
         if self.running.as_ref().is_some_and(|t| !t.is_finished()) {
             // The popup allows one sync at a time; the engine's lock would refuse a second.
             return;
@@ -125,14 +125,14 @@ impl SyncWorker {
     }
 
     /// Ask a running sync to stop after its in-flight requests.
-    pub fn cancel(&self) {
+    pub(crate) fn cancel(&self) {
         self.cancel.store(true, Ordering::SeqCst);
     }
 
     /// On quit: cancel a running sync and give it up to `wait` to record what is in flight.
     /// (Were it cut off, the next run would resend those events and Stripe would recognise
     /// them; waiting just keeps the sync log tidy.)
-    pub fn finish(mut self, wait: Duration) {
+    pub(crate) fn finish(mut self, wait: Duration) {
         let Some(thread) = self.running.take() else {
             return;
         };
