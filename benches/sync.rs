@@ -8,7 +8,7 @@
 //! of 100 customers; `METERLINE_BENCH_EVENTS` scales it) and the reconcile of 1,000 customers
 //! (`METERLINE_BENCH_CUSTOMERS` scales it).
 
-#[path = "../tests/support/fake_stripe.rs"]
+#[path = "../tests/testsuite/support/fake_stripe.rs"]
 mod fake_stripe;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -50,7 +50,7 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let options = RunOptions::from_env()?;
-    let stop = super::sync::cancel_on_signals()?;
+    let stop = super::signals::cancel_on_signals()?;
     let mut store = ctx.existing_store()?;
     let report = alerts::run(&mut store, &config, &options, &stop)?;
     for line in &report.errors {

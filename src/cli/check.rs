@@ -66,7 +66,7 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
         }
     };
     if args.exit_code && !allowed {
-        return Ok(ExitCode::from(super::record::REFUSED));
+        return Ok(ExitCode::from(output::REFUSED));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -37,6 +37,7 @@ mod reconcile;
 mod record;
 mod record_batch;
 mod serve;
+mod signals;
 mod status;
 mod sync;
 mod token;

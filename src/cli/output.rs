@@ -1,4 +1,5 @@
-//! Shared text formatting for the human-readable outputs.
+//! What the commands share about their output: the one stdout writer, JSON lines, the exit
+//! code of a refusal, and the text formatting of the human-readable outputs.
 
 use std::process::ExitCode;
 
@@ -9,6 +10,10 @@ use std::io::Write;
 use crate::billing::UsageCheck;
 use crate::sanitize::sanitize;
 use crate::{Error, Result};
+
+/// Exit code for a record refused by a hard cap (`record`, `record --batch`), and of `check`
+/// for a customer who may not record more.
+pub const REFUSED: u8 = 3;
 
 /// Write command output to stdout (the `out!` and `outln!` macros). A reader that went away
 /// ([`Error::OutputClosed`]) is not a failure: the CLI then exits 0 quietly, as ripgrep does.

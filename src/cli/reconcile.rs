@@ -52,7 +52,7 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
         grace: Duration::from_secs(args.grace),
         now: None,
         backoff: None,
-        cancel: super::sync::cancel_on_signals()?,
+        cancel: super::signals::cancel_on_signals()?,
     };
     let reconcile::Reconciled { rows, unchecked } =
         reconcile::run(&ctx.db, &config, &key, &options)?;

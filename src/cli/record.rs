@@ -46,9 +46,6 @@ fn property(text: &str) -> std::result::Result<(String, String), String> {
         .ok_or_else(|| format!("\"{text}\" is not KEY=VALUE"))
 }
 
-/// Exit code for a record refused by a hard cap.
-pub const REFUSED: u8 = 3;
-
 pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
     if let Some(path) = &args.batch {
         return super::record_batch::exec(ctx, path, args.json);
@@ -100,7 +97,7 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
         )?;
     }
     Ok(if refused {
-        ExitCode::from(REFUSED)
+        ExitCode::from(output::REFUSED)
     } else {
         ExitCode::SUCCESS
     })

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use serde::Serialize;
 
 use super::Context;
-use super::record::REFUSED;
+use super::output::REFUSED;
 use crate::wire::{EventIn, EventOut, status_of};
 use crate::{Error, RecordRequest, Result};
 
@@ -51,7 +51,7 @@ pub fn exec(ctx: &Context, path: &Path, json: bool) -> Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut totals = Totals::default();
-    let cancel = super::sync::cancel_on_signals()?;
+    let cancel = super::signals::cancel_on_signals()?;
     // The last line whose event is committed (or refused, or invalid): every line up to it
     // has its result printed.
     let mut done = 0;

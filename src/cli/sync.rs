@@ -2,8 +2,6 @@
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use super::output::{print_json, thousands};
@@ -56,7 +54,7 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
     let key = ApiKey::from_env()?;
     // The first pause between retries, for tests and impatient operators.
     options.backoff = crate::config::millis_from_env("METERLINE_STRIPE_BACKOFF_MS")?;
-    let cancel = cancel_on_signals()?;
+    let cancel = super::signals::cancel_on_signals()?;
     let mut progress = ProgressOutput::new(args.json);
     let report = stripe::run(&ctx.db, &config, &key, &options, &cancel, &mut |p| {
         progress.update(p)
@@ -92,21 +90,6 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
-}
-
-/// SIGINT and SIGTERM (Ctrl-C, a cron timeout, `systemctl stop`) cancel the run the way the
-/// dashboard's Esc does: no new events, requests in flight finish and are recorded. A second
-/// signal ends the process at once.
-pub(super) fn cancel_on_signals() -> Result<Arc<AtomicBool>> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let cancel = Arc::new(AtomicBool::new(false));
-    for signal in [SIGINT, SIGTERM] {
-        // Registered first, so it sees the flag as the previous signal left it.
-        signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&cancel))
-            .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&cancel)))
-            .map_err(|e| Error::Stripe(format!("cannot handle signals: {e}")))?;
-    }
-    Ok(cancel)
 }
 
 /// A progress bar on a terminal; otherwise a plain line every few seconds (cron logs).

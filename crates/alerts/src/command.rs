@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 /// The secrets meterline holds are not the command's business.
 const HIDDEN_ENV: [&str; 2] = [super::SECRET_ENV, "STRIPE_API_KEY"];
 
-pub fn run(argv: &[String], body: &str, timeout: Duration) -> Result<(), String> {
+pub(crate) fn run(argv: &[String], body: &str, timeout: Duration) -> Result<(), String> {
     let program = crate::sanitize::sanitize(&argv[0]).into_owned();
     let mut command = Command::new(&argv[0]);
     command

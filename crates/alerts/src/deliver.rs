@@ -24,13 +24,13 @@ const RUN_LIMIT: usize = 10_000;
 
 /// The most destinations (webhook URLs, commands) delivered to at once, each on its own
 /// thread; more due destinations wait for a free thread.
-pub const MAX_PARALLEL_TARGETS: usize = 8;
+const MAX_PARALLEL_TARGETS: usize = 8;
 
 /// How often a long run tells the lock it is alive.
 const HEARTBEAT: Duration = Duration::from_secs(5);
 
 /// METERLINE_ALERT_BACKOFF_MS: the first pause before a retry (tests, impatient operators).
-pub const BACKOFF_ENV: &str = "METERLINE_ALERT_BACKOFF_MS";
+const BACKOFF_ENV: &str = "METERLINE_ALERT_BACKOFF_MS";
 
 /// How runs deliver. Timeouts and attempts are per `[[alerts]]` entry, in the `Config`.
 #[derive(Debug, Clone)]
@@ -65,7 +65,9 @@ impl RunOptions {
 /// What a run did, and how the outbox stands after it.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RunReport {
+    /// Deliveries attempted by this run.
     pub attempted: u64,
+    /// Of those, delivered.
     pub delivered: u64,
     /// Failed this time; tried again by a later run.
     pub retrying: u64,
@@ -352,21 +354,30 @@ fn settle(
 /// What a run would attempt now; sends and changes nothing.
 #[derive(Debug, Clone, Serialize)]
 pub struct Preview {
+    /// The deliveries due now.
     pub due: Vec<PreviewRow>,
+    /// Every delivery's state.
     pub totals: AlertCounts,
 }
 
+/// One due delivery of a preview.
 #[derive(Debug, Clone, Serialize)]
 pub struct PreviewRow {
+    /// The alert's stable id (the same on every attempt).
     pub id: String,
+    /// The customer whose usage crossed a level.
     pub customer: String,
+    /// The level crossed.
     pub level: String,
+    /// The destination, as shown to people (`display_target`).
     pub target: String,
+    /// Attempts made so far.
     pub attempts: u32,
     /// False when plans.toml no longer has this destination.
     pub configured: bool,
 }
 
+/// What a run would attempt now (`alerts --dry-run`); sends and changes nothing.
 pub fn preview(store: &Store, config: &Config) -> Result<Preview> {
     let keys = target_keys(config);
     let configured = store.due_alert_deliveries(now(), &keys, true, RUN_LIMIT)?;

@@ -6,7 +6,7 @@ use serde::Serialize;
 use crate::store::Alert;
 
 /// The `type` of every alert so far.
-pub const TYPE: &str = "usage.level_crossed";
+pub(crate) const TYPE: &str = "usage.level_crossed";
 
 #[derive(Serialize)]
 struct Payload<'a> {
@@ -27,7 +27,7 @@ struct Payload<'a> {
 
 /// The JSON text of `alert`, one line.
 #[allow(clippy::expect_used)] // invariant: strings, integers and an optional float always serialize
-pub fn body(alert: &Alert) -> String {
+pub(crate) fn body(alert: &Alert) -> String {
     serde_json::to_string(&Payload {
         id: &alert.id,
         kind: TYPE,

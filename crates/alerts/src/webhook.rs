@@ -6,13 +6,13 @@ use std::time::Duration;
 use super::Secret;
 use super::display_target;
 
-pub struct Webhook {
+pub(crate) struct Webhook {
     agent: ureq::Agent,
     url: String,
 }
 
 impl Webhook {
-    pub fn new(url: &str, timeout: Duration) -> Webhook {
+    pub(crate) fn new(url: &str, timeout: Duration) -> Webhook {
         let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(timeout))
@@ -31,7 +31,7 @@ impl Webhook {
 
     /// One attempt. The error names the status or the transport failure, never the URL's
     /// path (it may hold a token) nor the secret.
-    pub fn send(&self, alert_id: &str, body: &str, secret: &Secret) -> Result<(), String> {
+    pub(crate) fn send(&self, alert_id: &str, body: &str, secret: &Secret) -> Result<(), String> {
         let t = chrono::Utc::now().timestamp();
         let result = self
             .agent

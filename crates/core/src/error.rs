@@ -3,6 +3,7 @@
 use crate::config::ConfigError;
 use crate::sanitize::sanitize;
 
+/// Every failure meterline reports; `exit_code` maps each to the process exit code.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
@@ -153,6 +154,7 @@ impl From<rusqlite::Error> for Error {
     }
 }
 
+/// meterline's `Result`, with [`Error`] by default.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 
 // No unwrap/expect outside tests: a panic after a commit is a lie to the caller. The few
 // documented invariants say why with a local `allow`.
+#![warn(unreachable_pub)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod alerts;

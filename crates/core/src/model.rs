@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 
 use crate::billing::UsageCheck;
 
+/// One usage event to record: who, how much, when, and its idempotency key.
 #[derive(Debug, Clone)]
 pub struct RecordRequest {
     pub customer_id: String,
@@ -24,6 +25,7 @@ pub struct RecordRequest {
 pub type Properties = std::collections::BTreeMap<String, String>;
 
 impl RecordRequest {
+    /// An event of `quantity` units for `customer_id` at `occurred_at`, without member or key.
     pub fn new(customer_id: &str, quantity: i64, occurred_at: DateTime<Utc>) -> Self {
         RecordRequest {
             customer_id: customer_id.to_string(),
@@ -88,6 +90,7 @@ impl From<String> for IdempotencyKey {
     }
 }
 
+/// What recording one event did, with the customer's standing after it.
 #[derive(Debug, Clone)]
 pub struct RecordOutcome {
     /// False when refused by the hard cap or when the key was seen before.

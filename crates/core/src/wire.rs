@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use crate::RecordRequest;
 
+/// One event as JSON carries it (`record --batch`, `POST /v1/events`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EventIn {
@@ -63,10 +64,12 @@ impl EventIn {
         serde_json::from_slice(json).map_err(|e| e.to_string())
     }
 
+    /// [`EventIn::parse`] for an already parsed JSON value (one element of a batch).
     pub fn from_value(value: serde_json::Value) -> Result<EventIn, String> {
         serde_json::from_value(value).map_err(|e| e.to_string())
     }
 
+    /// The event to record; without `at` it happened `now`.
     pub fn into_request(self, now: DateTime<Utc>) -> RecordRequest {
         RecordRequest {
             customer_id: self.customer,
@@ -94,6 +97,7 @@ pub struct EventOut<'a> {
 }
 
 impl<'a> EventOut<'a> {
+    /// The answer for `outcome`; `status` only inside a batch.
     pub fn new(outcome: &'a crate::RecordOutcome, status: Option<u16>) -> EventOut<'a> {
         EventOut {
             check: &outcome.check,

@@ -15,32 +15,33 @@ use meterline_alerts::RunOptions;
 /// How often the outbox is looked at (one indexed query when nothing is due).
 const POLL: Duration = Duration::from_secs(2);
 
-pub struct Delivery {
+/// The alert delivery thread of a running server.
+pub(crate) struct AlertLoop {
     stop: Arc<AtomicBool>,
     thread: JoinHandle<()>,
 }
 
-impl Delivery {
+impl AlertLoop {
     /// Start delivering, or `None` when plans.toml has no `[[alerts]]`. Refused before the
     /// server listens when webhooks are configured without a signing secret.
-    pub fn start(db: PathBuf, config: Arc<Config>) -> Result<Option<Delivery>> {
+    pub(crate) fn start(db: PathBuf, config: Arc<Config>) -> Result<Option<AlertLoop>> {
         if config.alerts.is_empty() {
             return Ok(None);
         }
         // The same settings as `meterline alerts`, read the same way.
         let options = RunOptions::from_env()?;
-        meterline_alerts::deliver::check_secret(&config, options.secret.as_ref())?;
+        meterline_alerts::check_secret(&config, options.secret.as_ref())?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
             .name("meterline-alerts".into())
             .spawn(move || deliver_until(&db, &config, &options, &flag))
             .map_err(|e| Error::InvalidInput(format!("cannot start alert delivery: {e}")))?;
-        Ok(Some(Delivery { stop, thread }))
+        Ok(Some(AlertLoop { stop, thread }))
     }
 
     /// Finish the attempts in flight (at most one per destination) and stop.
-    pub fn stop(self) {
+    pub(crate) fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.thread.join();
     }

@@ -15,12 +15,9 @@ use serde::{Deserialize, Serialize};
 use tower_http::timeout::TimeoutLayer;
 
 use super::error::{ApiError, ErrorBody};
-use super::{AppState, MAX_BODY, auth, read};
+use super::{AppState, MAX_BATCH, MAX_BODY, auth, read};
 use crate::RecordOutcome;
 use meterline_core::wire::{EventIn, EventOut, status_of};
-
-/// The most events one batch request may carry.
-pub const MAX_BATCH: usize = 1000;
 
 const ROUTES: [&str; 10] = [
     "/healthz",
@@ -35,18 +32,16 @@ const ROUTES: [&str; 10] = [
     super::compat::LAGO_EVENTS_BATCH,
 ];
 
-pub fn router(state: AppState, request_timeout: Duration) -> Router {
+pub(crate) fn router(state: AppState, request_timeout: Duration) -> Router {
     let protected = Router::new()
         .route("/v1/events", post(post_event))
         .route("/v1/events/batch", post(post_batch))
         .route("/v1/customers/{id}/check", get(get_check))
         .route("/v1/status", get(get_status))
         .route("/metrics", get(get_metrics))
-        // Inside the token check: an unauthenticated body is never inflated.
-        .route_layer(middleware::from_fn(super::encoding::decode_body))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
-            auth::require_token,
+            auth::guard::<ApiError>,
         ));
     Router::new()
         .route("/healthz", get(healthz))
@@ -54,7 +49,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .merge(super::compat::router(state.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn(refuse_oversized))
+        .layer(middleware::from_fn(super::body::refuse_oversized))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
@@ -68,6 +63,23 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .with_state(state)
 }
 
+/// The native API's refusals: its JSON error, and `WWW-Authenticate: Bearer` on a 401.
+impl auth::ErrorShape for ApiError {
+    fn unauthorized(message: &str) -> Response {
+        let mut response =
+            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        response
+    }
+
+    fn failed(error: ApiError) -> Response {
+        error.into_response()
+    }
+}
+
 async fn count_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let route = request
         .extensions()
@@ -77,27 +89,6 @@ async fn count_requests(State(state): State<AppState>, request: Request, next: N
     let response = next.run(request).await;
     state.metrics.request(route, response.status().as_u16());
     response
-}
-
-pub(super) fn too_large() -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "body_too_large",
-        format!("the request body is larger than {MAX_BODY} bytes"),
-    )
-}
-
-/// A body announced larger than the cap is refused before any of it is read.
-async fn refuse_oversized(request: Request, next: Next) -> Response {
-    let announced = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if announced.is_some_and(|n| n > MAX_BODY as u64) {
-        return too_large().into_response();
-    }
-    next.run(request).await
 }
 
 async fn not_found() -> ApiError {
@@ -112,29 +103,6 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-/// The body, or the JSON error for a body that could not be read (413 when too large).
-pub(super) fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
-    body.map_err(|e| {
-        let status = e.status();
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            too_large()
-        } else {
-            ApiError::new(status, "bad_body", e.body_text())
-        }
-    })
-}
-
-/// Wait for the writer's answer to `requests`.
-pub(super) async fn commit(
-    state: &AppState,
-    requests: Vec<crate::RecordRequest>,
-) -> Result<Vec<crate::Result<RecordOutcome>>, ApiError> {
-    let answer = state.writer.submit(requests)?;
-    answer.await.map_err(|_| {
-        ApiError::unavailable("shutting_down", "the writer stopped before answering")
-    })?
-}
-
 fn event_response(outcome: &RecordOutcome) -> Response {
     let status = StatusCode::from_u16(status_of(outcome)).unwrap_or(StatusCode::OK);
     (status, Json(EventOut::new(outcome, None))).into_response()
@@ -144,9 +112,9 @@ async fn post_event(
     State(state): State<AppState>,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let event = EventIn::parse(&body(raw)?).map_err(ApiError::bad_request)?;
+    let event = EventIn::parse(&super::body::read(raw)?).map_err(ApiError::bad_request)?;
     let request = event.into_request(state.clock.now());
-    let mut results = commit(&state, vec![request]).await?;
+    let mut results = state.writer.commit(vec![request]).await?;
     match results.pop() {
         Some(Ok(outcome)) => Ok(event_response(&outcome)),
         Some(Err(e)) => Err(e.into()),
@@ -181,8 +149,8 @@ async fn post_batch(
     State(state): State<AppState>,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let batch: BatchIn =
-        serde_json::from_slice(&body(raw)?).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let batch: BatchIn = serde_json::from_slice(&super::body::read(raw)?)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     if batch.events.is_empty() || batch.events.len() > MAX_BATCH {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -211,7 +179,7 @@ async fn post_batch(
     let mut committed = if valid.is_empty() {
         Vec::new()
     } else {
-        commit(&state, valid).await?
+        state.writer.commit(valid).await?
     }
     .into_iter();
     let decided: Vec<Result<RecordOutcome, ApiError>> = parsed

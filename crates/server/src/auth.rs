@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use subtle::ConstantTimeEq;
 
 use super::AppState;
@@ -23,7 +23,7 @@ const TOUCH_EVERY: Duration = Duration::from_secs(60);
 /// Read on every request by both runtime threads, written about once a second: read-write
 /// locks, so readers never queue behind each other.
 #[derive(Default)]
-pub struct Tokens {
+pub(crate) struct Tokens {
     cache: RwLock<Option<(Instant, Arc<Vec<ActiveToken>>)>>,
     touched: RwLock<HashMap<String, Instant>>,
 }
@@ -83,31 +83,16 @@ fn bearer_credentials(value: &str) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-fn unauthorized(message: &str) -> Response {
-    let mut response = ApiError::new(
-        axum::http::StatusCode::UNAUTHORIZED,
-        "unauthorized",
-        message,
-    )
-    .into_response();
-    response.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        header::HeaderValue::from_static("Bearer"),
-    );
-    response
-}
-
 /// Why a request was not let through.
-pub(crate) enum Denied {
+enum Denied {
     /// 401: the message says what was wrong (never the token itself).
     Unauthorized(&'static str),
     /// The token table could not be read.
     Failed(ApiError),
 }
 
-/// Check the request's bearer token; shared by the native API and the compatible routes,
-/// which only shape the 401 differently.
-pub(crate) async fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Denied> {
+/// Check the request's bearer token.
+async fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Denied> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -138,15 +123,30 @@ pub(crate) async fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(
     Ok(())
 }
 
-pub async fn require_token(
+/// How a family of routes answers a request the guard stops: the native API's JSON error, or
+/// a compatible protocol's own shape (its SDK raises its usual exception).
+pub(crate) trait ErrorShape {
+    /// The 401; `message` says what was wrong (never the token itself).
+    fn unauthorized(message: &str) -> Response;
+    /// Any other error: the token table could not be read, or the body not decoded (413, 415).
+    fn failed(error: ApiError) -> Response;
+}
+
+/// The guard of every route that needs a token, native and compatible: the bearer token
+/// checked, then the body's `Content-Encoding` undone (only then: an unauthenticated body is
+/// never inflated), with the errors in `S`'s shape.
+pub(crate) async fn guard<S: ErrorShape>(
     State(state): State<AppState>,
     request: Request,
     next: Next,
 ) -> Response {
     match authorize(&state, request.headers()).await {
-        Ok(()) => next.run(request).await,
-        Err(Denied::Unauthorized(message)) => unauthorized(message),
-        Err(Denied::Failed(e)) => e.into_response(),
+        Ok(()) => match super::encoding::decode(request).await {
+            Ok(request) => next.run(request).await,
+            Err(e) => S::failed(e),
+        },
+        Err(Denied::Unauthorized(message)) => S::unauthorized(message),
+        Err(Denied::Failed(e)) => S::failed(e),
     }
 }
 

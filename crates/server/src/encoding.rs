@@ -7,23 +7,13 @@ use std::io::Read;
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 
 use super::MAX_BODY;
 use super::error::ApiError;
 
-/// The middleware of the native routes; the compat routes call [`decode`] in their guard so
-/// that errors keep each protocol's shape.
-pub async fn decode_body(request: Request, next: Next) -> Response {
-    match decode(request).await {
-        Ok(request) => next.run(request).await,
-        Err(e) => e.into_response(),
-    }
-}
-
-/// The request with its body decoded, or the error to answer.
-pub async fn decode(request: Request) -> Result<Request, ApiError> {
+/// The request with its body decoded, or the error to answer (in the route's own shape:
+/// `auth::guard` calls this after the token check).
+pub(crate) async fn decode(request: Request) -> Result<Request, ApiError> {
     // An empty body has nothing encoded (a GET, a bodiless POST).
     if hyper::body::Body::is_end_stream(request.body()) {
         return Ok(request);
@@ -66,7 +56,7 @@ async fn gunzip(request: Request) -> Result<Request, ApiError> {
     let (mut parts, body) = request.into_parts();
     // Read as the handlers read bodies: the same limit on the compressed bytes, the same 413.
     let raw = Bytes::from_request(Request::from_parts(parts.clone(), body), &()).await;
-    let compressed = super::api::body(raw)?;
+    let compressed = super::body::read(raw)?;
     let mut decoded = Vec::new();
     // One byte past the limit is enough to refuse: a bomb is never inflated further. At most
     // 1 MiB of work, so it runs in place rather than on a blocking thread.
@@ -81,7 +71,7 @@ async fn gunzip(request: Request) -> Result<Request, ApiError> {
             )
         })?;
     if decoded.len() > MAX_BODY {
-        return Err(super::api::too_large());
+        return Err(super::body::too_large());
     }
     parts.headers.remove(header::CONTENT_ENCODING);
     parts

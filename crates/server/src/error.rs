@@ -7,23 +7,31 @@ use serde::Serialize;
 
 use crate::Error;
 
+/// An error answer of the HTTP API (also how `record --batch` classifies a failed line).
 #[derive(Debug, Clone)]
 pub struct ApiError {
+    /// The HTTP status.
     pub status: StatusCode,
+    /// The machine-readable code (`invalid_input`, `unknown_customer`, …).
     pub code: &'static str,
+    /// What went wrong, for people.
     pub message: String,
     /// Seconds for a `Retry-After` header (503s).
-    pub retry_after: Option<u32>,
+    pub(crate) retry_after: Option<u32>,
 }
 
 #[derive(Serialize)]
-pub struct ErrorBody<'a> {
+pub(crate) struct ErrorBody<'a> {
     pub code: &'a str,
     pub message: &'a str,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    pub(crate) fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> ApiError {
         ApiError {
             status,
             code,
@@ -32,18 +40,18 @@ impl ApiError {
         }
     }
 
-    pub fn bad_request(message: impl Into<String>) -> ApiError {
+    pub(crate) fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_input", message)
     }
 
-    pub fn unavailable(code: &'static str, message: impl Into<String>) -> ApiError {
+    pub(crate) fn unavailable(code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError {
             retry_after: Some(1),
             ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
         }
     }
 
-    pub fn body(&self) -> ErrorBody<'_> {
+    pub(crate) fn body(&self) -> ErrorBody<'_> {
         ErrorBody {
             code: self.code,
             message: &self.message,

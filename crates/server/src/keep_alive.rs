@@ -45,7 +45,7 @@ impl hyper::body::Body for Watched {
     }
 }
 
-pub async fn close_if_body_unread(request: Request, next: Next) -> Response {
+pub(crate) async fn close_if_body_unread(request: Request, next: Next) -> Response {
     if request.body().is_end_stream() {
         return next.run(request).await;
     }

@@ -1,7 +1,13 @@
-//! `meterline serve`: the HTTP API. axum routes, served by hyper on tokio; SQLite only on the
-//! writer thread (group commit, see `writer`) and on blocking reader threads with their own
-//! connections.
+//! `meterline serve`: the HTTP API (record, check, status, metrics) and the drop-in routes for
+//! Stripe's, OpenMeter's and Lago's SDKs. axum routes, served by hyper on tokio; SQLite only on
+//! the writer thread (group commit, see `writer`) and on blocking reader threads with their own
+//! connections; alert delivery on its own thread when plans.toml has `[[alerts]]`.
+//!
+//! Entry point: [`run`] with [`ServeOptions`], until SIGINT or SIGTERM. [`ApiError`] is the
+//! API's error answer, which `record --batch` shares.
 #![deny(clippy::unwrap_used, clippy::expect_used)]
+// Only what other crates use is `pub`; the rest is `pub(crate)` or private.
+#![warn(unreachable_pub)]
 
 use meterline_core::{
     Config, Error, RecordOutcome, RecordRequest, Result, billing, clock, sanitize,
@@ -11,6 +17,7 @@ use meterline_store::{self as store, Store};
 mod alerts;
 mod api;
 mod auth;
+mod body;
 mod compat;
 mod encoding;
 mod error;
@@ -27,30 +34,40 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-pub use crate::clock::Clock;
 pub use error::ApiError;
+
+use crate::clock::Clock;
 
 use crate::store::OpenOptions;
 
 /// Everything `serve` needs; the CLI fills it from flags and the environment.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
+    /// The database file.
     pub db: PathBuf,
+    /// The validated plans.toml.
     pub config: Config,
+    /// The address to listen on.
     pub listen: SocketAddr,
     /// Allow a non-loopback address (plain HTTP: put a TLS proxy in front).
     pub public: bool,
     /// Requests that may wait for the writer before new writes get 503.
     pub queue: usize,
+    /// Connections open at once; the next accept waits for a free slot.
     pub max_connections: usize,
+    /// The most a request may take (408 after), and the limit on reading its headers.
     pub request_timeout: Duration,
+    /// A connection that neither reads nor writes for this long is closed.
     pub idle_timeout: Duration,
     /// `--now`: the clock starts there and advances in real time.
     pub now: Option<DateTime<Utc>>,
 }
 
 /// Largest request body (a full 1,000-event batch fits several times over).
-pub const MAX_BODY: usize = 1024 * 1024;
+pub(crate) const MAX_BODY: usize = 1024 * 1024;
+
+/// The most events one batch request may carry (`/v1/events/batch` and the compatible routes).
+pub(crate) const MAX_BATCH: usize = 1000;
 
 /// What every handler shares; cloned (one reference count) for each request and middleware.
 #[derive(Clone)]
@@ -84,7 +101,7 @@ pub fn run(options: ServeOptions) -> Result<()> {
     }
     let store = Store::open(&options.db)?;
     let config = Arc::new(options.config.clone());
-    let alerts = alerts::Delivery::start(options.db.clone(), config.clone())?;
+    let alerts = alerts::AlertLoop::start(options.db.clone(), config.clone())?;
     let clock = options.now.map_or_else(Clock::real, Clock::starting_at);
     let metrics = Arc::new(metrics::Metrics::default());
     let (writer, writer_thread) = writer::Writer::start(

@@ -12,14 +12,18 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep, sleep};
 
-pub struct CappedListener {
+pub(crate) struct CappedListener {
     inner: TcpListener,
     slots: Arc<Semaphore>,
     idle: Duration,
 }
 
 impl CappedListener {
-    pub fn new(inner: TcpListener, max_connections: usize, idle: Duration) -> CappedListener {
+    pub(crate) fn new(
+        inner: TcpListener,
+        max_connections: usize,
+        idle: Duration,
+    ) -> CappedListener {
         CappedListener {
             inner,
             slots: Arc::new(Semaphore::new(max_connections)),
@@ -29,7 +33,7 @@ impl CappedListener {
 
     /// The next connection, once a slot is free.
     #[allow(clippy::expect_used)] // invariant: the listener owns the semaphore and never closes it
-    pub async fn accept(&mut self) -> Conn {
+    pub(crate) async fn accept(&mut self) -> Conn {
         let permit = self
             .slots
             .clone()
@@ -54,7 +58,7 @@ impl CappedListener {
     }
 }
 
-pub struct Conn {
+pub(crate) struct Conn {
     stream: TcpStream,
     idle: Duration,
     deadline: Pin<Box<Sleep>>,

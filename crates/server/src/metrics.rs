@@ -5,7 +5,7 @@ use std::fmt::Write;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
-pub struct Histogram {
+pub(crate) struct Histogram {
     bounds: &'static [f64],
     /// One count per bound, then +Inf (not cumulative; summed when rendered).
     counts: Vec<AtomicU64>,
@@ -22,7 +22,7 @@ impl Histogram {
         }
     }
 
-    pub fn observe(&self, value: f64) {
+    pub(crate) fn observe(&self, value: f64) {
         let i = self
             .bounds
             .iter()
@@ -48,7 +48,7 @@ impl Histogram {
     }
 }
 
-pub struct Metrics {
+pub(crate) struct Metrics {
     /// Every request passes here: a shared lock and an atomic add, the exclusive lock only for
     /// a route and status not seen before (a mutex made the two runtime threads queue).
     requests: RwLock<BTreeMap<(&'static str, u16), AtomicU64>>,
@@ -79,7 +79,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn request(&self, route: &'static str, status: u16) {
+    pub(crate) fn request(&self, route: &'static str, status: u16) {
         let key = (route, status);
         if let Some(n) = self
             .requests
@@ -98,7 +98,7 @@ impl Metrics {
             .fetch_add(1, Relaxed);
     }
 
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = String::new();
         out.push_str("# HELP meterline_http_requests_total HTTP requests by route and status.\n");
         out.push_str("# TYPE meterline_http_requests_total counter\n");

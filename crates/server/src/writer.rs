@@ -17,7 +17,7 @@ use crate::clock::Clock;
 use crate::{Config, RecordOutcome, RecordRequest, Result, Store};
 
 /// The writer's answer to one request: one result per event, in order.
-pub type Outcomes = std::result::Result<Vec<Result<RecordOutcome>>, ApiError>;
+pub(crate) type Outcomes = std::result::Result<Vec<Result<RecordOutcome>>, ApiError>;
 
 enum Work {
     Record {
@@ -32,18 +32,18 @@ enum Work {
 const MAX_ROUND_EVENTS: usize = 20_000;
 
 #[derive(Clone)]
-pub struct Writer {
+pub(crate) struct Writer {
     tx: SyncSender<Work>,
     metrics: Arc<Metrics>,
 }
 
-pub struct WriterThread {
+pub(crate) struct WriterThread {
     handle: JoinHandle<()>,
 }
 
 impl Writer {
     /// Start the writer on `store`; `queue` bounds the requests waiting for it.
-    pub fn start(
+    pub(crate) fn start(
         store: Store,
         config: Arc<Config>,
         clock: Clock,
@@ -60,7 +60,7 @@ impl Writer {
     }
 
     /// Queue events; the receiver answers after their commit. A full queue is refused at once.
-    pub fn submit(
+    pub(crate) fn submit(
         &self,
         requests: Vec<RecordRequest>,
     ) -> std::result::Result<oneshot::Receiver<Outcomes>, ApiError> {
@@ -83,8 +83,20 @@ impl Writer {
         }
     }
 
+    /// Queue events and wait for the writer's answer: one result per event, in order, after
+    /// their commit. The one write path of every route, native and compatible.
+    pub(crate) async fn commit(
+        &self,
+        requests: Vec<RecordRequest>,
+    ) -> std::result::Result<Vec<Result<RecordOutcome>>, ApiError> {
+        let answer = self.submit(requests)?;
+        answer.await.map_err(|_| {
+            ApiError::unavailable("shutting_down", "the writer stopped before answering")
+        })?
+    }
+
     /// Best effort: a full queue drops the touch (it is only "last used").
-    pub fn touch(&self, token_name: &str) {
+    pub(crate) fn touch(&self, token_name: &str) {
         let _ = self.tx.try_send(Work::Touch(token_name.to_string()));
     }
 }
@@ -92,7 +104,7 @@ impl Writer {
 impl WriterThread {
     /// Wait until every queued request has been committed and answered. All `Writer`
     /// handles must be dropped first.
-    pub fn join(self) {
+    pub(crate) fn join(self) {
         let _ = self.handle.join();
     }
 }

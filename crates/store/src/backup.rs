@@ -8,6 +8,7 @@ use rusqlite::backup::Backup;
 use super::Store;
 use crate::{Error, Result};
 
+/// What `backup_to` wrote and checked.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct BackupReport {
     pub bytes: u64,
@@ -16,6 +17,7 @@ pub struct BackupReport {
     pub schema_version: i64,
 }
 
+/// Online backup; serves `meterline backup`.
 impl Store {
     /// Copy the database to `dest` (which must not exist) with SQLite's online backup API.
     ///

@@ -1,18 +1,78 @@
-//! The running period counters of one record batch. Each counter is read once, kept in memory
-//! while the batch decides its events in order (the cap check needs only the running total),
-//! and written once, as one increment, when the batch ends. A refused event therefore never
-//! touches a counter, and a batch of 500 events for 8 customers costs 8 counter writes, not 500.
+//! The period counters (`usage_records`): a period's row as stored (read by the record path,
+//! set-plan and the read paths), and the running counters of one record batch. Each of those
+//! is read once, kept in memory while the batch decides its events in order (the cap check
+//! needs only the running total), and written once, as one increment, when the batch ends. A
+//! refused event therefore never touches a counter, and a batch of 500 events for 8 customers
+//! costs 8 counter writes, not 500.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
+use rust_decimal::Decimal;
 
-use super::queries::counter_row;
 use crate::billing::{Allowance, Period, UsageCheck, format_ts};
 use crate::config::{Config, Plan};
 use crate::{Error, Result};
+
+/// A period's counter row: the usage and the terms it was billed under (migration 4), read
+/// from the columns used, plan_id, meter_event_name, included, at_limit, overage_rate.
+pub(crate) struct CounterRow {
+    pub used: i64,
+    pub plan_id: String,
+    pub meter_event: String,
+    /// `None` for rows written before migration 4 (no terms kept).
+    pub terms: Option<Allowance>,
+}
+
+impl CounterRow {
+    fn from_row(r: &rusqlite::Row) -> rusqlite::Result<CounterRow> {
+        let at_limit: Option<String> = r.get(4)?;
+        let rate: Option<String> = r.get(5)?;
+        let terms = at_limit.map(|at_limit| Allowance {
+            included: r.get(3).ok().flatten(),
+            hard_cap: at_limit == "block",
+            overage_rate: rate.as_deref().and_then(|t| Decimal::from_str(t).ok()),
+        });
+        Ok(CounterRow {
+            used: r.get(0)?,
+            plan_id: r.get(1)?,
+            meter_event: r.get(2)?,
+            terms,
+        })
+    }
+}
+
+/// `customer_id`'s counter row for `period`, if anything was counted in it.
+pub(crate) fn counter_row(
+    conn: &Connection,
+    customer_id: &str,
+    period: Period,
+) -> Result<Option<CounterRow>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT used, plan_id, meter_event_name, included, at_limit, overage_rate
+             FROM usage_records WHERE customer_id = ?1 AND period_start = ?2",
+        )?
+        .query_row(
+            params![customer_id, format_ts(period.start)],
+            CounterRow::from_row,
+        )
+        .optional()?)
+}
+
+/// The usage counted in `customer_id`'s `period` (0 before its first event).
+pub(crate) fn used_in(conn: &Connection, customer_id: &str, period: Period) -> Result<i64> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT used FROM usage_records WHERE customer_id = ?1 AND period_start = ?2",
+        )?
+        .query_row(params![customer_id, format_ts(period.start)], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0))
+}
 
 /// One customer × period counter as the batch sees it.
 pub(super) struct Counter<'c> {
@@ -35,7 +95,7 @@ pub(super) struct Counter<'c> {
 
 impl Counter<'_> {
     /// The customer's standing in this period at `used`.
-    pub fn standing(&self, customer_id: &str, used: i64, config: &Config) -> UsageCheck {
+    pub(crate) fn standing(&self, customer_id: &str, used: i64, config: &Config) -> UsageCheck {
         UsageCheck::compute(
             customer_id,
             &self.plan_id,
@@ -47,13 +107,13 @@ impl Counter<'_> {
     }
 
     /// Have the period's row written at the end of the batch, even with nothing to add.
-    pub fn touch(&mut self) {
+    pub(crate) fn touch(&mut self) {
         self.touched = true;
     }
 
     /// Count `quantity` more (the caller checked the cap). The total is bounded by
     /// `MAX_QUANTITY` per event, so it overflows only after billions of them: refused then.
-    pub fn add(&mut self, quantity: i64) -> Result<()> {
+    pub(crate) fn add(&mut self, quantity: i64) -> Result<()> {
         let (Some(used), Some(pending)) = (
             self.used.checked_add(quantity),
             self.pending.checked_add(quantity),
@@ -76,7 +136,7 @@ pub(super) struct Counters<'c> {
 
 impl<'c> Counters<'c> {
     /// The counter of `customer_id`'s `period`, read from the database on first use.
-    pub fn get(
+    pub(crate) fn get(
         &mut self,
         conn: &Connection,
         config: &Config,
@@ -120,7 +180,7 @@ impl<'c> Counters<'c> {
     }
 
     /// Write every pending increment (and the current periods' terms).
-    pub fn flush(&mut self, conn: &Connection) -> Result<()> {
+    pub(crate) fn flush(&mut self, conn: &Connection) -> Result<()> {
         for ((customer_id, _), counter) in self.counters.iter_mut() {
             if counter.pending == 0 && !counter.touched {
                 continue;

@@ -10,6 +10,7 @@ use crate::config::{Config, Plan};
 use crate::sanitize::{is_unsafe, sanitize};
 use crate::{Error, Result};
 
+/// A customer as stored: its plan, Stripe mapping, billing anchor and archive mark.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Customer {
     pub id: String,
@@ -21,6 +22,7 @@ pub struct Customer {
     pub archived_at: Option<String>,
 }
 
+/// A customer to add; missing parts take their defaults.
 #[derive(Debug, Clone)]
 pub struct NewCustomer {
     pub id: String,
@@ -77,9 +79,9 @@ fn lookup_plan<'c>(config: &'c Config, plan_id: &str) -> Result<&'c Plan> {
 }
 
 /// The longest customer or member id, in bytes: ids travel into terminals, URLs and Stripe.
-pub const MAX_ID_LEN: usize = 100;
+pub(crate) const MAX_ID_LEN: usize = 100;
 /// The longest display name, in characters.
-pub const MAX_NAME_LEN: usize = 256;
+pub(crate) const MAX_NAME_LEN: usize = 256;
 /// The longest idempotency key, in bytes (Stripe's own limit for its keys).
 pub const MAX_KEY_LEN: usize = 255;
 
@@ -113,7 +115,8 @@ fn validate_key(key: &str) -> Result<()> {
 }
 
 /// The earliest billing anchor accepted: older dates are typos (0001-01-01, 1926 for 2026).
-pub const EARLIEST_ANCHOR: NaiveDate = NaiveDate::from_ymd_opt(2000, 1, 1).expect("valid date");
+pub(crate) const EARLIEST_ANCHOR: NaiveDate =
+    NaiveDate::from_ymd_opt(2000, 1, 1).expect("valid date");
 
 /// Anchors are bounded: events before the anchor are refused, so a typo years ahead would
 /// refuse everything and one in the distant past would open centuries of periods.
@@ -162,7 +165,10 @@ fn validate_stripe_id(id: &str) -> Result<()> {
     Ok(())
 }
 
+/// Customers; serves `customer`, serve's drop-in routes (resolving Stripe customer ids),
+/// reconcile and doctor.
 impl Store {
+    /// Add a customer after validating its id, name, plan, Stripe id and anchor.
     pub fn add_customer(
         &mut self,
         config: &Config,
@@ -229,7 +235,7 @@ impl Store {
         )?;
         let period = period_containing(customer.billing_anchor, config.billing.period, now);
         // A new plan with a lower limit can move the customer up a level: that alerts too.
-        if let Some(row) = super::queries::counter_row(&tx, id, period)? {
+        if let Some(row) = super::counters::counter_row(&tx, id, period)? {
             let old_terms = row
                 .terms
                 .or_else(|| config.plan(&row.plan_id).map(Plan::allowance));
@@ -263,6 +269,7 @@ impl Store {
         })
     }
 
+    /// Map a customer to its Stripe customer id (`cus_…`).
     pub fn set_stripe_customer(&mut self, id: &str, stripe_customer_id: &str) -> Result<Customer> {
         validate_stripe_id(stripe_customer_id)?;
         let customer = get(&self.conn, id)?;
@@ -276,6 +283,7 @@ impl Store {
         })
     }
 
+    /// The customer with this id.
     pub fn customer(&self, id: &str) -> Result<Customer> {
         get(&self.conn, id)
     }
@@ -328,6 +336,7 @@ impl Store {
         Ok(missing)
     }
 
+    /// Every customer, by id.
     pub fn customers(&self) -> Result<Vec<Customer>> {
         let mut stmt = self
             .conn

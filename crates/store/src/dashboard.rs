@@ -11,7 +11,7 @@ use super::customers::get;
 use super::{HistoryRow, Member, Store, StripeState, stripe_window};
 use crate::Result;
 use crate::billing::{
-    Period, Projection, UsageCheck, WarningLevel, format_ts, period_containing, project,
+    Period, Projection, UsageCheck, WarningLevel, format_ts, parse_ts, period_containing, project,
 };
 use crate::config::Config;
 
@@ -50,6 +50,7 @@ impl DashboardRow {
         config.plan(&self.plan_id).is_none()
     }
 
+    /// The row's warning level under plans.toml's thresholds.
     pub fn level(&self, config: &Config) -> WarningLevel {
         WarningLevel::of(self.ratio(), &config.thresholds)
     }
@@ -178,10 +179,12 @@ impl CustomerDetail {
 }
 
 /// How many events of a customer the detail view lists.
-pub const RECENT_EVENTS: usize = 12;
+pub(crate) const RECENT_EVENTS: usize = 12;
 /// How many periods the detail view's history shows.
-pub const HISTORY_PERIODS: usize = 6;
+pub(crate) const HISTORY_PERIODS: usize = 6;
 
+/// The dashboard's reads: one full load, then refreshes by change marks; serves the tui (and
+/// the backlog of text `status`).
 impl Store {
     /// The current marks; compare with earlier ones to see what changed.
     pub fn change_marks(&self) -> Result<ChangeMarks> {
@@ -228,11 +231,8 @@ impl Store {
         )?;
         // Unparsable text is left to the reads that show it; here it just sets no alarm.
         let next_expiry = oldest
-            .and_then(|at| DateTime::parse_from_rfc3339(&at).ok())
-            .and_then(|at| {
-                at.with_timezone(&Utc)
-                    .checked_add_signed(now - window_start)
-            });
+            .and_then(|at| parse_ts(&at).ok())
+            .and_then(|at| at.checked_add_signed(now - window_start));
         Ok(Dashboard {
             rows,
             marks,

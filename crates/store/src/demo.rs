@@ -9,6 +9,7 @@ use crate::billing::period_containing;
 use crate::config::{AtLimit, Config, Plan};
 use crate::{Error, RecordRequest, Result, Store};
 
+/// How much demo data to make, and the seed that makes it repeatable.
 pub struct DemoSpec {
     pub customers: usize,
     /// Roughly how many usage events in all.
@@ -16,6 +17,7 @@ pub struct DemoSpec {
     pub seed: u64,
 }
 
+/// What a demo fill made.
 pub struct DemoSummary {
     pub customers: usize,
     pub events: u64,
@@ -80,6 +82,8 @@ const MEMBERS: &[&str] = &[
 
 const HISTORY_PERIODS: usize = 6;
 
+/// Fill an empty database with `spec`'s demo customers and usage, recorded through the real
+/// record path, then settle most of it as reported.
 pub fn fill(
     store: &mut Store,
     config: &Config,

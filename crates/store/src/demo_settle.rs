@@ -1,10 +1,11 @@
 //! Demo-only writes: make a freshly generated demo database look like it has been synced.
 
+/// Demo-only writes; serves `store::demo::fill`.
 impl super::Store {
     /// Demo data: usage of mapped customers older than two hours counts as reported a few
     /// minutes after it happened; a few recent events of one customer failed. Returns how many
     /// events remain unreported.
-    pub fn settle_demo_reporting(
+    pub(crate) fn settle_demo_reporting(
         &mut self,
         now: chrono::DateTime<chrono::Utc>,
     ) -> crate::Result<u64> {

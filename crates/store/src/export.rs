@@ -10,6 +10,7 @@ use super::Store;
 use crate::billing::format_ts;
 use crate::{Error, Result};
 
+/// What `export` writes: usage events or per-period usage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExportKind {
     /// One row per usage event.
@@ -91,6 +92,7 @@ impl<'a> Cell<'a> {
     }
 }
 
+/// Streaming exports; serves `meterline export`.
 impl Store {
     /// Call `row` for every matching row, in time order, and return how many there were.
     pub fn export(

@@ -5,7 +5,9 @@ use serde::Serialize;
 
 use super::Store;
 use crate::Result;
+use crate::lock::LockState;
 
+/// What `doctor` reports about the file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Health {
     /// `PRAGMA quick_check`: "ok", or SQLite's first complaint.
@@ -13,19 +15,12 @@ pub struct Health {
     pub journal_mode: String,
     pub schema_version: i64,
     /// The sync lock, if a sync holds it.
-    pub sync_lock: Option<SyncLockState>,
+    pub sync_lock: Option<LockState>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SyncLockState {
-    pub host: String,
-    pub pid: i64,
-    pub acquired_at: String,
-    /// Seconds since the holder's last heartbeat; past `LOCK_STALE_AFTER_SECS` it is dead.
-    pub heartbeat_age_secs: i64,
-}
-
+/// The file's health; serves `meterline doctor`.
 impl Store {
+    /// Check the file: `quick_check`, journal mode, schema version, the sync lock.
     pub fn health(&self) -> Result<Health> {
         let quick_check: String = self
             .conn
@@ -33,19 +28,7 @@ impl Store {
         let journal_mode: String = self
             .conn
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
-        let sync_lock = self
-            .conn
-            .prepare("SELECT host, pid, acquired_at, unixepoch() - heartbeat FROM sync_lock")?
-            .query_map([], |r| {
-                Ok(SyncLockState {
-                    host: r.get(0)?,
-                    pid: r.get(1)?,
-                    acquired_at: r.get(2)?,
-                    heartbeat_age_secs: r.get(3)?,
-                })
-            })?
-            .next()
-            .transpose()?;
+        let sync_lock = self.sync_lock_state()?;
         Ok(Health {
             quick_check,
             journal_mode,

@@ -1,8 +1,40 @@
-//! The SQLite store: the only module that talks to rusqlite.
+//! meterline's store: every table of the one SQLite file, and the only crate that speaks SQL.
+//! Exact counters per customer × period, hard caps decided inside the record transaction, the
+//! Stripe outbox, alerts, tokens; built on the core's billing rules and plans.
+//!
+//! [`Store`] is one connection. Its methods come in one `impl` block per concern, each in its
+//! own file and saying whom it serves:
+//!
+//! | concern | file | serves |
+//! | --- | --- | --- |
+//! | opening the file | `lib.rs` | every caller |
+//! | the record path | `record.rs` | `record`, serve's writer, the demo, embedders |
+//! | customers | `customers.rs` | `customer`, serve's drop-in routes, reconcile, doctor |
+//! | reads of the counters | `queries.rs` | `check`, `status`, `history`, `members`, serve's reads |
+//! | the status snapshot | `status.rs` | `status --json`, `GET /v1/status` |
+//! | the dashboard | `dashboard.rs` | the tui |
+//! | the sync outbox | `outbox.rs` | the Stripe sync, doctor |
+//! | aggregated reports | `reports.rs` | the Stripe sync and reconcile, `status` |
+//! | reconcile | `reconcile.rs` | reconcile, the tui, doctor |
+//! | sync runs | `sync_runs.rs` | the Stripe sync, the tui, `status` |
+//! | alerts: crossings | `alerts/crossings.rs` | `status` (the record path writes them) |
+//! | alerts: delivery outbox | `alerts/outbox.rs` | alert delivery, the tui |
+//! | alerts: delivery runs | `alerts/runs.rs` | alert delivery |
+//! | API tokens | `tokens.rs` | `token`, serve's auth |
+//! | backup | `backup.rs` | `backup` |
+//! | health | `health.rs` | `doctor` |
+//! | export | `export.rs` | `export` |
+//! | demo writes | `demo_settle.rs` | `demo::fill` |
+//!
+//! Beside them, without `Store` methods of their own: `schema.rs` (migrations), `lock.rs` (the
+//! one run lock, used by the sync and the alert delivery), `counters.rs` (a period's counter row
+//! and a batch's running counters), `new_events.rs` (a batch's event inserts).
+#![warn(unreachable_pub)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 // The core's modules under their old names, so paths read as they did in one crate.
 use meterline_core::{Config, Error, Result, billing, config, sanitize};
+pub use meterline_core::{IdempotencyKey, KeySource, RecordOutcome, RecordRequest};
 
 mod alerts;
 mod backup;
@@ -13,6 +45,7 @@ pub mod demo;
 mod demo_settle;
 mod export;
 mod health;
+mod lock;
 mod meter_reads;
 mod meters;
 mod new_events;
@@ -24,7 +57,7 @@ mod reports;
 mod schema;
 mod status;
 mod sync_runs;
-pub mod tokens;
+mod tokens;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -42,17 +75,17 @@ pub use dashboard::{
     Refresh, UsageChange,
 };
 pub use export::{Cell, ExportFilter, ExportKind};
-pub use health::{Health, SyncLockState};
+pub use health::Health;
+pub use lock::{LOCK_STALE_AFTER_SECS, LockHolder, LockState};
 pub use outbox::{
     EventOutcome, OutboxCursor, OutboxEvent, OutboxGroup, OutboxWindow, StripeCounts, StripeState,
 };
 pub use queries::{HistoryRow, Member, MembersSummary, StatusRow};
 pub use reconcile::{ReconcileRow, ReconcileRun, Reported, StripeChecks};
-pub use record::{IdempotencyKey, KeySource, RecordOutcome, RecordRequest};
-pub use reports::{HeldReport, IN_DOUBT_AFTER_HOURS, InDoubt, ReportPlan};
+pub use reports::{HeldReport, InDoubt, ReportPlan};
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION, create_at_version};
 pub use status::{StatusEntry, StripeStanding};
-pub use sync_runs::{LOCK_STALE_AFTER_SECS, LockHolder, SyncRun};
+pub use sync_runs::SyncRun;
 pub use tokens::{ActiveToken, TokenInfo, token_hash};
 
 /// How a [`Store`] is opened. `Store::open` uses the default: create and upgrade as needed.
@@ -91,10 +124,12 @@ impl OpenOptions {
     }
 }
 
+/// One connection to a meterline database; every read and write goes through it.
 pub struct Store {
     conn: Connection,
 }
 
+/// Opening the file; serves every caller.
 impl Store {
     /// Open (or create) the database at `path` and bring its schema up to date.
     /// SQLite URI filenames work too, e.g. `file:meterline.db?mode=ro` for read-only reports.

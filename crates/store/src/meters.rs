@@ -42,7 +42,7 @@ impl MeterCounters {
     /// Apply one event (id `event_id`, at `at`) to its meter's total and, if counted, its
     /// group. The cap is decided on the total, before anything changes.
     #[allow(clippy::too_many_arguments)]
-    pub fn apply(
+    pub(crate) fn apply(
         &mut self,
         conn: &Connection,
         meter: &Meter,
@@ -205,7 +205,7 @@ impl MeterCounters {
     }
 
     /// Write every changed row and every new distinct value.
-    pub fn flush(&mut self, conn: &Connection) -> Result<()> {
+    pub(crate) fn flush(&mut self, conn: &Connection) -> Result<()> {
         for (key, row) in self.rows.iter_mut().filter(|(_, r)| r.dirty) {
             let (latest_at, latest_id) = match row.latest {
                 Some((at, id)) => (Some(format_ts(at)), Some(id)),

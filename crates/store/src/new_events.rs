@@ -7,8 +7,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, ToSql};
 
-use super::record::IdempotencyKey;
-use crate::Result;
+use crate::{IdempotencyKey, Result};
 
 /// Rows per INSERT statement (13 parameters each, far below SQLite's limit).
 const ROWS_PER_INSERT: usize = 250;
@@ -45,7 +44,7 @@ pub(super) struct NewEvents {
 
 impl NewEvents {
     /// The id the next added event will have.
-    pub fn next_id(&mut self, conn: &Connection) -> Result<i64> {
+    pub(crate) fn next_id(&mut self, conn: &Connection) -> Result<i64> {
         if let Some(id) = self.next_id {
             return Ok(id);
         }
@@ -60,7 +59,7 @@ impl NewEvents {
     }
 
     /// Keep `event` (its id from `next_id`) until `write`.
-    pub fn add(&mut self, event: NewEvent) {
+    pub(crate) fn add(&mut self, event: NewEvent) {
         self.next_id = event.id.checked_add(1);
         if let Some(key) = &event.idempotency_key {
             self.keys.insert(key.clone(), self.events.len());
@@ -69,12 +68,12 @@ impl NewEvents {
     }
 
     /// The event of this batch that used `key`, if any.
-    pub fn with_key(&self, key: &IdempotencyKey) -> Option<&NewEvent> {
+    pub(crate) fn with_key(&self, key: &IdempotencyKey) -> Option<&NewEvent> {
         self.keys.get(key).map(|&i| &self.events[i])
     }
 
     /// Insert every kept event, all recorded at `recorded_at`.
-    pub fn write(&mut self, conn: &Connection, recorded_at: &str) -> Result<()> {
+    pub(crate) fn write(&mut self, conn: &Connection, recorded_at: &str) -> Result<()> {
         for chunk in self.events.chunks(ROWS_PER_INSERT) {
             let occurred: Vec<String> = chunk
                 .iter()

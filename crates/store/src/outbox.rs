@@ -6,7 +6,7 @@ use rusqlite::{TransactionBehavior, params};
 use serde::Serialize;
 
 use crate::Result;
-use crate::billing::{format_ts, stripe_window};
+use crate::billing::{format_ts, parse_ts, stripe_window};
 
 /// Where an event stands with Stripe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -144,16 +144,12 @@ fn sendable_by(index: &str) -> String {
     )
 }
 
-fn parse_ts(text: &str, column: usize) -> rusqlite::Result<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(
-                column,
-                rusqlite::types::Type::Text,
-                Box::new(e),
-            )
-        })
+/// A stored instant in `column`, read through the one parser ([`parse_ts`]); text that is not
+/// one is rusqlite's conversion error for that column.
+fn read_ts(text: &str, column: usize) -> rusqlite::Result<DateTime<Utc>> {
+    parse_ts(text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, e.into())
+    })
 }
 
 /// One row of `EVENT_COLUMNS`.
@@ -165,22 +161,14 @@ pub(super) fn outbox_event(r: &rusqlite::Row) -> rusqlite::Result<OutboxEvent> {
         stripe_customer_id: r.get(2)?,
         event_name: r.get(3)?,
         quantity: r.get(4)?,
-        occurred_at: parse_ts(&at, 5)?,
+        occurred_at: read_ts(&at, 5)?,
         identifier: r.get(6)?,
     })
 }
 
+/// The sync outbox of usage events; serves the Stripe sync (preview, pipeline, expiry) and
+/// `doctor`'s counts.
 impl super::Store {
-    /// The random id this database got at migration 2; part of the Stripe identifiers of events
-    /// recorded before migration 4 (`ml-<database id>-<event id>`; newer ones are `ml-<UUIDv7>`).
-    pub fn database_id(&self) -> Result<String> {
-        Ok(self.conn.query_row(
-            "SELECT value FROM meterline_meta WHERE key = 'database_id'",
-            [],
-            |r| r.get(0),
-        )?)
-    }
-
     /// The next page of sendable events, oldest first, after `after`. `INDEXED BY`: without
     /// ANALYZE statistics SQLite would pick the older unreported index and sort every page.
     pub fn outbox_page(
@@ -293,8 +281,8 @@ impl super::Store {
                     event_name: r.get(2)?,
                     events: r.get::<_, i64>(3)? as u64,
                     units: r.get(4)?,
-                    first: parse_ts(&first, 5)?,
-                    last: parse_ts(&last, 6)?,
+                    first: read_ts(&first, 5)?,
+                    last: read_ts(&last, 6)?,
                 })
             },
         )?;

@@ -4,15 +4,13 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
-use std::str::FromStr;
-
-use rusqlite::{Connection, OptionalExtension, params};
-use rust_decimal::Decimal;
+use rusqlite::{Connection, params};
 use serde::Serialize;
 
 use super::Store;
+use super::counters::{CounterRow, counter_row, used_in};
 use super::customers::{Customer, get, plan_of};
-use crate::billing::{Allowance, Period, UsageCheck, format_ts, period_containing, periods_before};
+use crate::billing::{Period, UsageCheck, format_ts, period_containing, periods_before};
 use crate::config::{Config, Plan};
 use crate::{Error, Result};
 
@@ -27,6 +25,7 @@ pub struct StatusRow {
     pub unreported: i64,
 }
 
+/// One period of a customer's history, with the meter its usage went under.
 #[derive(Debug, Clone, Serialize)]
 pub struct HistoryRow {
     #[serde(flatten)]
@@ -35,6 +34,7 @@ pub struct HistoryRow {
     pub meter_event: Option<String>,
 }
 
+/// One member's usage in a period, and its share of the customer's.
 #[derive(Debug, Clone, Serialize)]
 pub struct Member {
     /// None for usage recorded without a member.
@@ -43,6 +43,7 @@ pub struct Member {
     pub share: f64,
 }
 
+/// A customer's standing with its members' usage, largest first.
 #[derive(Debug, Clone, Serialize)]
 pub struct MembersSummary {
     #[serde(flatten)]
@@ -50,6 +51,8 @@ pub struct MembersSummary {
     pub members: Vec<Member>,
 }
 
+/// Reads of the counters; serves `check`, `status`, `history`, `members` and serve's
+/// `GET` routes.
 impl Store {
     /// The customer's standing in the current period.
     pub fn check(
@@ -226,51 +229,6 @@ fn standing_in(
     Ok(standing(config, &customer, period, row, now))
 }
 
-/// A period's counter row: the usage and the terms it was billed under (migration 4), read
-/// from the columns used, plan_id, meter_event_name, included, at_limit, overage_rate.
-pub(super) struct CounterRow {
-    pub used: i64,
-    pub plan_id: String,
-    pub meter_event: String,
-    /// `None` for rows written before migration 4 (no terms kept).
-    pub terms: Option<Allowance>,
-}
-
-impl CounterRow {
-    pub fn from_row(r: &rusqlite::Row) -> rusqlite::Result<CounterRow> {
-        let at_limit: Option<String> = r.get(4)?;
-        let rate: Option<String> = r.get(5)?;
-        let terms = at_limit.map(|at_limit| Allowance {
-            included: r.get(3).ok().flatten(),
-            hard_cap: at_limit == "block",
-            overage_rate: rate.as_deref().and_then(|t| Decimal::from_str(t).ok()),
-        });
-        Ok(CounterRow {
-            used: r.get(0)?,
-            plan_id: r.get(1)?,
-            meter_event: r.get(2)?,
-            terms,
-        })
-    }
-}
-
-pub(super) fn counter_row(
-    conn: &Connection,
-    customer_id: &str,
-    period: Period,
-) -> Result<Option<CounterRow>> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT used, plan_id, meter_event_name, included, at_limit, overage_rate
-             FROM usage_records WHERE customer_id = ?1 AND period_start = ?2",
-        )?
-        .query_row(
-            params![customer_id, format_ts(period.start)],
-            CounterRow::from_row,
-        )
-        .optional()?)
-}
-
 /// The standing in one period: a closed period reads the terms it was billed under; the
 /// current one (and a closed one without kept terms) follows plans.toml.
 fn standing(
@@ -303,16 +261,6 @@ fn standing(
         ),
         None => UsageCheck::plan_missing(&customer.id, &plan_id, period, used),
     }
-}
-
-fn used_in(conn: &Connection, customer_id: &str, period: Period) -> Result<i64> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT used FROM usage_records WHERE customer_id = ?1 AND period_start = ?2",
-        )?
-        .query_row(params![customer_id, format_ts(period.start)], |r| r.get(0))
-        .optional()?
-        .unwrap_or(0))
 }
 
 /// The current period's standing under the customer's plan.

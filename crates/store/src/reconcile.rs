@@ -58,6 +58,8 @@ pub struct Reported {
     pub last_at: Option<String>,
 }
 
+/// Reconcile's records and the checks drawn from them; serves `meterline reconcile`, the
+/// dashboard and `doctor`.
 impl super::Store {
     /// Units marked reported for a customer's period (`period_start` as stored).
     pub fn reported_units(&self, customer_id: &str, period_start: &str) -> Result<Reported> {

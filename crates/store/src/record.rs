@@ -11,17 +11,16 @@ use super::counters::Counters;
 use super::customers::Customer;
 use super::meters::{Applied, MeterCounters};
 use super::new_events::{NewEvent, NewEvents};
-use crate::billing::UsageCheck;
-use crate::billing::{format_ts, parse_ts, period_containing, whole_second};
+use crate::billing::{
+    STRIPE_MAX_FUTURE_SECS, UsageCheck, format_ts, parse_ts, period_containing, whole_second,
+};
 use crate::config::{Config, IMPLICIT_METER, Meter};
-use crate::{Error, Result};
+use crate::{Error, IdempotencyKey, RecordOutcome, RecordRequest, Result};
 use meterline_core::metering::{MeterValue, check_properties, group_key, meter_value};
 
 /// The largest quantity one event may carry. Far beyond any real unit count, and small enough
 /// that no counter can overflow from a handful of mistakes.
 pub const MAX_QUANTITY: i64 = 1_000_000_000_000;
-
-pub use meterline_core::model::{IdempotencyKey, KeySource, RecordOutcome, RecordRequest};
 
 /// A new meter event identifier, stored with the event when it is recorded and sent on every
 /// attempt, so a resend is recognised by Stripe. Random (UUIDv7), so a restored backup that
@@ -36,9 +35,6 @@ pub fn new_identifier() -> String {
     identifier.push_str(uuid);
     identifier
 }
-
-/// How far ahead of the clock an event may be (Stripe's own rule for meter events).
-pub const MAX_FUTURE_SECS: i64 = 300;
 
 /// The event a reused idempotency key first recorded.
 struct Original {
@@ -184,6 +180,8 @@ impl Original {
     }
 }
 
+/// The record path; serves `record` and `record --batch`, serve's group-commit writer (the
+/// native and drop-in routes), the demo, and products embedding the library.
 impl Store {
     /// Record one event: a batch of one, so there is one write path.
     pub fn record(
@@ -301,7 +299,7 @@ impl<'c> Batch<'_, 'c> {
         let occurred_at = whole_second(req.occurred_at)
             .ok_or_else(|| Error::InvalidInput("occurred_at out of range".into()))?;
         let latest = now
-            .checked_add_signed(TimeDelta::seconds(MAX_FUTURE_SECS))
+            .checked_add_signed(TimeDelta::seconds(STRIPE_MAX_FUTURE_SECS))
             .unwrap_or(now);
         if occurred_at > latest {
             return Err(Error::InvalidInput(format!(

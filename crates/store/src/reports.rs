@@ -19,7 +19,7 @@ use crate::billing::format_ts;
 
 /// Resending an unanswered request is safe this long after it was first sent: Stripe keeps
 /// identifiers for at least 24 hours. Past that a resend could bill twice, so it is held.
-pub const IN_DOUBT_AFTER_HOURS: i64 = 23;
+pub(crate) const IN_DOUBT_AFTER_HOURS: i64 = 23;
 
 /// Reports waiting to go out, as a dry run and the dashboard's confirmation show them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -83,6 +83,8 @@ fn window_params(window: &OutboxWindow) -> (String, String, Option<String>) {
     )
 }
 
+/// Aggregated reports (`report = "aggregate"`) and reports held in doubt; serves the Stripe
+/// sync and reconcile, and `status`.
 impl super::Store {
     /// Group every sendable event not yet in a report into one report per customer, meter
     /// and period, in one transaction. Returns how many reports were made.

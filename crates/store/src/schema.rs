@@ -324,7 +324,7 @@ pub const APPLICATION_ID: i32 = 0x6d74_726c;
 
 /// Whose file a connection has open.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Owner {
+pub(crate) enum Owner {
     /// A new or empty file: no tables, no version.
     Empty,
     /// A meterline database (older ones, from before the application id, by their tables).
@@ -333,7 +333,7 @@ pub enum Owner {
     Foreign,
 }
 
-pub fn owner(conn: &Connection) -> Result<Owner> {
+pub(crate) fn owner(conn: &Connection) -> Result<Owner> {
     // One statement, so one consistent snapshot while another process may be creating it.
     let (app_id, version, tables): (i32, i64, String) = conn.query_row(
         "SELECT (SELECT application_id FROM pragma_application_id),
@@ -362,7 +362,7 @@ pub fn owner(conn: &Connection) -> Result<Owner> {
 }
 
 /// For read-only use: the file must be at exactly this build's schema version.
-pub fn check_current(conn: &Connection) -> Result<()> {
+pub(crate) fn check_current(conn: &Connection) -> Result<()> {
     let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     match found.cmp(&SCHEMA_VERSION) {
         std::cmp::Ordering::Less => Err(Error::OlderSchema {
@@ -379,7 +379,7 @@ pub fn check_current(conn: &Connection) -> Result<()> {
 
 /// Bring the schema up to date and mark the file as meterline's. The caller has checked
 /// [`owner`]: the file is empty or ours.
-pub fn migrate(conn: &mut Connection) -> Result<()> {
+pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
     let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let app_id: i32 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
     if found > SCHEMA_VERSION {

@@ -35,12 +35,14 @@ pub struct StripeStanding {
     pub expiring: i64,
 }
 
+/// The status snapshot; serves `status --json` and `GET /v1/status`.
 impl Store {
     /// Every customer's entry, all read from one snapshot.
     pub fn status_entries(&self, config: &Config, now: DateTime<Utc>) -> Result<Vec<StatusEntry>> {
         let snapshot = self.conn.unchecked_transaction()?;
         let rows = self.status(config, now)?;
-        let alerted = self.alerted_levels(&rows)?;
+        let checks: Vec<&UsageCheck> = rows.iter().map(|r| &r.check).collect();
+        let alerted = self.alerted_levels(&checks)?;
         let backlog = self.stripe_backlog(now)?;
         let in_doubt = self.in_doubt_by_customer()?;
         let expiring = self.expiring_by_customer(now, config.stripe.expiry_warning_days)?;

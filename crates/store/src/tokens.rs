@@ -60,6 +60,7 @@ fn check_name(name: &str) -> Result<()> {
     }
 }
 
+/// API tokens; serves `meterline token` and serve's bearer-token check.
 impl Store {
     /// Create a token named `name` and return it; only its hash is stored.
     pub fn create_token(&mut self, name: &str, now: DateTime<Utc>) -> Result<String> {
@@ -78,6 +79,7 @@ impl Store {
         Ok(token)
     }
 
+    /// Every token's name and dates; never the token itself.
     pub fn list_tokens(&self) -> Result<Vec<TokenInfo>> {
         let mut stmt = self.conn.prepare(
             "SELECT name, created_at, last_used_at, revoked_at FROM api_tokens ORDER BY name",

@@ -17,9 +17,13 @@ const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 /// One meter event as Stripe receives it.
 #[derive(Debug, Clone)]
 pub struct MeterEvent<'a> {
+    /// The meter's event name.
     pub event_name: &'a str,
+    /// Who it is billed to (`cus_...`).
     pub stripe_customer_id: &'a str,
+    /// The units.
     pub value: i64,
+    /// Stripe's deduplication key (`ml-<UUIDv7>`).
     pub identifier: &'a str,
     /// Unix seconds.
     pub timestamp: i64,
@@ -94,9 +98,9 @@ impl Answer {
     }
 }
 
-/// The final answer for one event and how many requests it took.
+/// The delivery of one meter event: its final answer and how many requests it took.
 #[derive(Debug, Clone)]
-pub struct Delivery {
+pub(crate) struct EventDelivery {
     pub answer: Answer,
     pub attempts: u32,
     /// At least one attempt reached the server.
@@ -104,7 +108,12 @@ pub struct Delivery {
 }
 
 /// Turn an HTTP answer into an `Answer`. Pure, so every branch is unit-tested.
-pub fn classify(status: u16, should_retry: Option<bool>, replayed: bool, body: &str) -> Answer {
+pub(crate) fn classify(
+    status: u16,
+    should_retry: Option<bool>,
+    replayed: bool,
+    body: &str,
+) -> Answer {
     if (200..300).contains(&status) {
         return Answer::Accepted { replayed };
     }
@@ -166,7 +175,7 @@ pub fn classify(status: u16, should_retry: Option<bool>, replayed: bool, body: &
 /// TLS connection (`tls`) setting up, a TLS error (rustls reports handshake and certificate
 /// errors as `InvalidData`): `Fatal`. Anything else (timeouts, resets, protocol garbage, a
 /// body that is not text): `Transient`.
-pub fn classify_transport(error: &ureq::Error, tls: bool) -> Answer {
+pub(crate) fn classify_transport(error: &ureq::Error, tls: bool) -> Answer {
     use std::io::ErrorKind;
     let not_connected = |why: String| Answer::NotConnected {
         message: format!("could not connect: {why}"),
@@ -207,7 +216,7 @@ pub fn classify_transport(error: &ureq::Error, tls: bool) -> Answer {
 
 /// Bounded attempts with exponential backoff and full jitter.
 #[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
+pub(crate) struct RetryPolicy {
     pub max_attempts: u32,
     pub base: Duration,
     pub cap: Duration,
@@ -215,11 +224,14 @@ pub struct RetryPolicy {
 
 impl RetryPolicy {
     /// The first pause when the caller does not choose one.
-    pub const DEFAULT_BACKOFF: Duration = Duration::from_millis(500);
+    pub(crate) const DEFAULT_BACKOFF: Duration = Duration::from_millis(500);
 
     /// plans.toml's `max_attempts`; the backoff starts at `backoff` (500 ms unless the caller
     /// chooses, as tests do) and doubles up to 16 times that.
-    pub fn from_settings(settings: &StripeSettings, backoff: Option<Duration>) -> RetryPolicy {
+    pub(crate) fn from_settings(
+        settings: &StripeSettings,
+        backoff: Option<Duration>,
+    ) -> RetryPolicy {
         let base = backoff.unwrap_or(Self::DEFAULT_BACKOFF);
         RetryPolicy {
             max_attempts: settings.max_attempts.max(1),
@@ -230,7 +242,7 @@ impl RetryPolicy {
 
     /// The pause before retry number `retry` (1 = the first retry): a random time between
     /// half and all of `base * 2^(retry-1)`, capped, so workers that failed together spread out.
-    pub fn backoff(&self, retry: u32) -> Duration {
+    pub(crate) fn backoff(&self, retry: u32) -> Duration {
         let exp = self
             .base
             .saturating_mul(1u32 << retry.saturating_sub(1).min(16))
@@ -254,6 +266,8 @@ pub struct Client {
 }
 
 impl Client {
+    /// One HTTP agent sending to `api_base` with the key, under plans.toml's Stripe settings
+    /// (API version, timeout, workers).
     pub fn new(api_base: &ApiBase, key: &ApiKey, settings: &StripeSettings) -> Result<Client> {
         if settings.api_version.is_empty() {
             return Err(Error::StripeConfig(
@@ -376,19 +390,19 @@ impl Client {
 
     /// Send one event until it is settled or the attempts run out, pausing between attempts
     /// and taking a rate-limiter slot before each. `stop` abandons the backoff pauses.
-    pub fn deliver(
+    pub(crate) fn deliver(
         &self,
         event: &MeterEvent,
         policy: &RetryPolicy,
         limiter: &RateLimiter,
         stop: &AtomicBool,
-    ) -> Delivery {
+    ) -> EventDelivery {
         let mut generation = 0;
         let mut last = Answer::NotSent;
         let mut reached = false;
         for attempt in 1..=policy.max_attempts {
             if attempt > 1 && !pause(policy.backoff(attempt - 1), stop) {
-                return Delivery {
+                return EventDelivery {
                     answer: last,
                     attempts: attempt - 1,
                     reached,
@@ -405,7 +419,7 @@ impl Client {
                 }
                 Answer::NotConnected { .. } => {}
                 _ => {
-                    return Delivery {
+                    return EventDelivery {
                         answer: last,
                         attempts: attempt,
                         reached,
@@ -413,7 +427,7 @@ impl Client {
                 }
             }
         }
-        Delivery {
+        EventDelivery {
             answer: last,
             attempts: policy.max_attempts,
             reached,
@@ -424,7 +438,7 @@ impl Client {
 impl Client {
     /// One GET of Stripe's API (reconcile's reads), answered as JSON: retried like a meter
     /// event (same policy, a limiter slot before each attempt). `Err` is the last answer.
-    pub fn get_json(
+    pub(crate) fn get_json(
         &self,
         path_and_query: &str,
         policy: &RetryPolicy,
@@ -487,7 +501,7 @@ impl Client {
 }
 
 /// `text` percent-encoded for a URL query value.
-pub fn query_value(text: &str) -> String {
+pub(crate) fn query_value(text: &str) -> String {
     text.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {

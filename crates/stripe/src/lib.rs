@@ -1,21 +1,29 @@
 //! Reporting usage to Stripe Billing Meters: the API key, where to send, how each event is
-//! named for Stripe, the HTTP client and the sync engine.
+//! named for Stripe, the HTTP client, the sync engine and reconciliation.
+//!
+//! Entry points: [`run`] (one sync run, [`SyncOptions`] → [`SyncReport`]) and
+//! [`sync::preview_with`] (what it would send); [`reconcile::run`] (Stripe's totals against
+//! what was reported); [`ApiKey::from_env`] and [`api_base`] for the key and where to send.
 #![deny(clippy::unwrap_used, clippy::expect_used)]
+// Only what other crates use is `pub`; the rest is `pub(crate)` or private.
+#![warn(unreachable_pub)]
 
-use meterline_core::{Config, Error, Result, billing, config, net, sanitize};
+use meterline_core::{Config, Error, Result, billing, clock, config, net, sanitize};
 use meterline_store::{self as store, Store};
 
-pub mod client;
+mod client;
+mod keyed_queue;
 mod pipeline;
-pub mod ratelimit;
+mod ratelimit;
 pub mod reconcile;
 pub mod sync;
 
 use std::fmt;
 
-pub use client::{Answer, Client, Delivery, MeterEvent, RetryPolicy};
-pub use ratelimit::RateLimiter;
-pub use sync::{SyncOptions, SyncPreview, SyncProgress, SyncReport, preview, run};
+use client::RetryPolicy;
+pub use client::{Answer, Client, MeterEvent};
+use ratelimit::RateLimiter;
+pub use sync::{SyncOptions, SyncPreview, SyncProgress, SyncReport, run};
 
 /// The Stripe secret key. It is only ever read from the environment, and neither `Debug` nor
 /// `Display` shows it: the key must never reach output, logs, errors or the database.
@@ -99,7 +107,7 @@ fn replace_ignoring_case(text: &str, needle: &str, with: &str) -> String {
 
 /// Anything shaped like a Stripe secret or restricted key (`sk_`/`rk_` at the start of a word,
 /// then at least four key characters) becomes `[redacted]`: a server may echo another key.
-pub fn redact_tokens(text: &str) -> String {
+pub(crate) fn redact_tokens(text: &str) -> String {
     let bytes = text.as_bytes();
     let key_char = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'*';
     let mut out = String::with_capacity(text.len());
@@ -171,11 +179,12 @@ impl ApiBase {
     }
 
     /// Plain http (only ever to this machine): no proxy is used then.
-    pub fn is_plain_http(&self) -> bool {
+    pub(crate) fn is_plain_http(&self) -> bool {
         self.plain_http
     }
 
-    pub fn as_str(&self) -> &str {
+    /// The base as given, without a trailing slash.
+    pub(crate) fn as_str(&self) -> &str {
         &self.text
     }
 }
@@ -190,19 +199,14 @@ pub fn api_base(config: &Config) -> Result<ApiBase> {
     ApiBase::parse(&base)
 }
 
-/// The host of an API base ("https://api.stripe.com:443/x" -> "api.stripe.com"), `None` if the
-/// base is refused.
-pub fn api_host(base: &str) -> Option<String> {
-    ApiBase::parse(base).ok().map(|b| b.host)
-}
-
 use crate::net::{HttpTarget, UrlProblem, parse_http_target};
 
+/// A new Stripe event identifier (`ml-<UUIDv7>`), as the store makes them at record time.
 pub use crate::store::record::new_identifier as identifier;
 
 /// The requests per second to allow: plans.toml's `rate_limit`, or Stripe's limit for the
 /// key's mode (1,000/s live, 25/s test). 0 lifts the limit.
-pub fn rate_limit(config: &Config, key: &ApiKey) -> u32 {
+pub(crate) fn rate_limit(config: &Config, key: &ApiKey) -> u32 {
     config
         .stripe
         .rate_limit
@@ -212,6 +216,12 @@ pub fn rate_limit(config: &Config, key: &ApiKey) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The host of an API base ("https://api.stripe.com:443/x" -> "api.stripe.com"), `None`
+    /// if the base is refused.
+    fn api_host(base: &str) -> Option<String> {
+        ApiBase::parse(base).ok().map(|b| b.host)
+    }
 
     #[test]
     fn the_key_never_shows() {

@@ -12,14 +12,15 @@
 //! customer's events are read on their own (from where it stood, through the customer's
 //! index, `CUSTOMER_PAGE` at a time as its queue runs low) and the time-ordered pages skip it.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
-
-use super::{Answer, Client, Delivery, MeterEvent, RateLimiter, RetryPolicy};
+use super::client::EventDelivery;
+use super::keyed_queue::KeyedQueue;
+use super::{Answer, Client, MeterEvent, RateLimiter, RetryPolicy};
+use crate::clock::Clock;
 use crate::store::{EventOutcome, OutboxCursor, OutboxEvent, OutboxWindow};
 use crate::{Error, Result, Store};
 
@@ -37,22 +38,28 @@ const CUSTOMER_CAP: usize = 256;
 const CUSTOMER_LOW: usize = 64;
 const CUSTOMER_PAGE: usize = CUSTOMER_CAP - CUSTOMER_LOW;
 /// This many events in a row that exhausted their retries means Stripe is unreachable.
-pub const GIVE_UP_AFTER: u32 = 3;
+pub(crate) const GIVE_UP_AFTER: u32 = 3;
+/// `SyncReport::stopped` of a run stopped by its cancel flag (Ctrl-C, Esc in the dashboard).
 pub const CANCELLED: &str = "cancelled";
 
 /// Counts of a running sync, reported to the caller's `on_progress` as answers come in.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SyncProgress {
+    /// Meter events the run set out to send.
     pub total: u64,
+    /// Sent at least once so far.
     pub attempted: u64,
+    /// Newly accepted by Stripe.
     pub accepted: u64,
+    /// Stripe already had them.
     pub duplicates: u64,
+    /// Refused by Stripe.
     pub failed: u64,
 }
 
 impl SyncProgress {
     /// `pass`'s counts on top of these (the passes before it), out of `total`.
-    pub fn plus(&self, pass: &SyncProgress, total: u64) -> SyncProgress {
+    pub(crate) fn plus(&self, pass: &SyncProgress, total: u64) -> SyncProgress {
         SyncProgress {
             total,
             attempted: self.attempted + pass.attempted,
@@ -63,34 +70,23 @@ impl SyncProgress {
     }
 }
 
-/// The run's notion of now: the caller's `now` plus the time the run has taken.
-#[derive(Clone, Copy)]
-pub struct RunClock {
-    pub now: DateTime<Utc>,
-    pub started: Instant,
-}
-
-impl RunClock {
-    pub fn now(&self) -> DateTime<Utc> {
-        self.now + chrono::Duration::from_std(self.started.elapsed()).unwrap_or_default()
-    }
-}
-
 /// What the workers share: the HTTP client, the retry policy and the rate limiter.
-pub struct Transport<'a> {
+pub(crate) struct Transport<'a> {
     pub client: &'a Client,
     pub policy: RetryPolicy,
     pub limiter: RateLimiter,
 }
 
 /// Everything a pipeline run needs besides the two connections.
-pub struct RunSpec<'a> {
+pub(crate) struct RunSpec<'a> {
     pub transport: &'a Transport<'a>,
     pub workers: usize,
     pub window: OutboxWindow,
     pub limit: Option<u64>,
     pub run_id: i64,
-    pub clock: RunClock,
+    /// The run's clock: its start (`Clock::start`, what events are dated as sent at) moving
+    /// on with real time.
+    pub clock: Clock,
     /// What a job is: a usage event, or a report standing for many.
     pub unit: Unit,
     /// Test-only fault: make a thread panic.
@@ -99,7 +95,7 @@ pub struct RunSpec<'a> {
 
 /// What the pipeline sends: each job is one meter event either way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unit {
+pub(crate) enum Unit {
     /// One usage event per meter event (`report = "per_event"`).
     Events,
     /// Reports made by `Store::pack_reports` (`report = "aggregate"`). A customer has only a
@@ -119,7 +115,7 @@ pub enum PanicHook {
 
 /// How the pipeline ended.
 #[derive(Default)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     pub progress: SyncProgress,
     /// Events that hit transient errors until the attempt bound (or the run stopped).
     pub undelivered: u64,
@@ -144,7 +140,7 @@ pub struct Outcome {
 
 impl Outcome {
     /// Take in a later pass of the same run (reports, then events).
-    pub fn absorb(&mut self, pass: Outcome) {
+    pub(crate) fn absorb(&mut self, pass: Outcome) {
         // Each pass is told the run's whole total.
         let total = pass.progress.total;
         self.progress = self.progress.plus(&pass.progress, total);
@@ -178,75 +174,6 @@ impl Job {
             identifier: &self.identifier,
             timestamp: self.event.occurred_at.timestamp(),
         }
-    }
-}
-
-/// Jobs in outbox order, released so that at most one per key is out at a time; later jobs of
-/// a busy key wait, in order, without holding up other keys.
-pub(crate) struct KeyedQueue<K, T> {
-    ready: VecDeque<(K, T)>,
-    waiting: HashMap<K, VecDeque<T>>,
-    /// Keys with a job ready or out.
-    claimed: HashSet<K>,
-    queued: usize,
-}
-
-impl<K: std::hash::Hash + Eq + Clone, T> KeyedQueue<K, T> {
-    pub(crate) fn new() -> Self {
-        KeyedQueue {
-            ready: VecDeque::new(),
-            waiting: HashMap::new(),
-            claimed: HashSet::new(),
-            queued: 0,
-        }
-    }
-
-    pub(crate) fn push(&mut self, key: K, item: T) {
-        self.queued += 1;
-        if self.claimed.contains(&key) {
-            self.waiting.entry(key).or_default().push_back(item);
-        } else {
-            self.claimed.insert(key.clone());
-            self.ready.push_back((key, item));
-        }
-    }
-
-    pub(crate) fn pop_ready(&mut self) -> Option<T> {
-        let (_, item) = self.ready.pop_front()?;
-        self.queued -= 1;
-        Some(item)
-    }
-
-    /// The job of `key` that was out has finished: its next one becomes ready.
-    pub(crate) fn release(&mut self, key: &K) {
-        let next = self.waiting.get_mut(key).and_then(|q| q.pop_front());
-        match next {
-            Some(item) => {
-                if self.waiting.get(key).is_some_and(|q| q.is_empty()) {
-                    self.waiting.remove(key);
-                }
-                self.ready.push_back((key.clone(), item));
-            }
-            None => {
-                self.claimed.remove(key);
-            }
-        }
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.queued
-    }
-
-    /// Every job still queued, ready or waiting.
-    pub(crate) fn into_items(self) -> Vec<T> {
-        let mut items: Vec<T> = self.ready.into_iter().map(|(_, item)| item).collect();
-        items.extend(self.waiting.into_values().flatten());
-        items
-    }
-
-    #[cfg(test)]
-    pub(crate) fn is_idle(&self) -> bool {
-        self.claimed.is_empty() && self.waiting.is_empty() && self.ready.is_empty()
     }
 }
 
@@ -333,7 +260,7 @@ impl Board {
 
 /// Run the pipeline to the end: the outbox drained, or stopped early. A failure of a thread
 /// (a panic included) stops the run and comes back in `Outcome::error`, with what was done.
-pub fn run(
+pub(crate) fn run(
     store: &mut Store,
     reader_store: Store,
     spec: &RunSpec,
@@ -596,7 +523,7 @@ fn work(board: &Board, spec: &RunSpec) {
 }
 
 /// Count one finished event and queue its write-back; stop the run when it must stop.
-fn settle(board: &Board, state: &mut State, job: &Job, delivery: Delivery) {
+fn settle(board: &Board, state: &mut State, job: &Job, delivery: EventDelivery) {
     let id = job.event.id;
     let attempts = delivery.attempts;
     // The same counts for the run's progress and for what waits to be written.
@@ -713,9 +640,12 @@ fn read(board: &Board, store: &Store, spec: &RunSpec) {
             (true, 0) => Ok(Some((Vec::new(), None))),
             (true, _) => match spec.unit {
                 Unit::Events => store.outbox_page(&spec.window, cursor.as_ref(), want as usize),
-                Unit::Reports => {
-                    store.report_page(&spec.window, cursor.as_ref(), want as usize, spec.clock.now)
-                }
+                Unit::Reports => store.report_page(
+                    &spec.window,
+                    cursor.as_ref(),
+                    want as usize,
+                    spec.clock.start(),
+                ),
             }
             .map(Some),
         };
@@ -737,7 +667,7 @@ fn read(board: &Board, store: &Store, spec: &RunSpec) {
                     .map(|e| e.id)
                     .collect();
                 // The run's start: `Store::undate_unsent` undoes exactly this run's dating.
-                store.mark_first_sent(&ids, spec.clock.now)?;
+                store.mark_first_sent(&ids, spec.clock.start())?;
             }
             Ok((page, refilled))
         });
@@ -828,32 +758,5 @@ fn write(board: &Board, store: &mut Store, spec: &RunSpec) {
         if finished {
             return;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn one_job_per_key_is_out_and_order_is_kept() {
-        let mut q = KeyedQueue::new();
-        q.push("a", 1);
-        q.push("a", 2);
-        q.push("b", 3);
-        q.push("a", 4);
-        assert_eq!(q.len(), 4);
-        assert_eq!(q.pop_ready(), Some(1));
-        assert_eq!(q.pop_ready(), Some(3));
-        // a's next job waits until 1 is done.
-        assert_eq!(q.pop_ready(), None);
-        q.release(&"a");
-        assert_eq!(q.pop_ready(), Some(2));
-        q.release(&"b");
-        q.release(&"a");
-        assert_eq!(q.pop_ready(), Some(4));
-        q.release(&"a");
-        assert_eq!(q.len(), 0);
-        assert!(q.is_idle());
     }
 }

@@ -4,7 +4,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-pub struct RateLimiter {
+pub(crate) struct RateLimiter {
     /// Time between two requests; `None` = unlimited.
     interval: Option<Duration>,
     next_slot: Mutex<Instant>,
@@ -12,7 +12,7 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     /// `0` means no limit.
-    pub fn per_second(rate: u32) -> RateLimiter {
+    pub(crate) fn per_second(rate: u32) -> RateLimiter {
         RateLimiter {
             interval: (rate > 0).then(|| Duration::from_secs(1) / rate),
             next_slot: Mutex::new(Instant::now()),
@@ -21,7 +21,7 @@ impl RateLimiter {
 
     /// Wait for this caller's slot. Each caller reserves the next free slot under the lock and
     /// sleeps outside it, so waiting workers never block each other's bookkeeping.
-    pub fn acquire(&self) {
+    pub(crate) fn acquire(&self) {
         let wait = self.reserve(Instant::now());
         if !wait.is_zero() {
             std::thread::sleep(wait);

@@ -25,15 +25,19 @@ use crate::{Error, Result, Store};
 /// Which billing period to compare.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Which {
+    /// The period running now.
     #[default]
     Current,
+    /// The one before it.
     Previous,
 }
 
+/// What `run` compares, and how.
 #[derive(Debug, Clone, Default)]
 pub struct ReconcileOptions {
     /// Only this customer (meterline's id).
     pub customer: Option<String>,
+    /// Which billing period of each customer.
     pub period: Which,
     /// A row whose events were reported this recently is "pending", not drift: Stripe
     /// aggregates asynchronously.
@@ -50,7 +54,9 @@ pub struct ReconcileOptions {
 /// What a run compared; `unchecked` customers were left when it was cancelled.
 #[derive(Debug, Clone, Default)]
 pub struct Reconciled {
+    /// One row per customer × meter compared.
     pub rows: Vec<ReconcileRow>,
+    /// Customers not compared because the run was cancelled.
     pub unchecked: usize,
 }
 
@@ -167,7 +173,7 @@ fn describe(answer: &Answer) -> String {
 
 /// The period as Stripe wants it: Unix seconds on minute boundaries, the start rounded down
 /// and the end up, end exclusive.
-pub fn minutes(period: &Period) -> (i64, i64) {
+fn minutes(period: &Period) -> (i64, i64) {
     let start = period.start.timestamp();
     let end = period.end.timestamp();
     (

@@ -10,7 +10,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -19,16 +19,19 @@ pub use super::pipeline::CANCELLED;
 #[doc(hidden)]
 pub use super::pipeline::PanicHook;
 pub use super::pipeline::SyncProgress;
-use super::pipeline::{self, Outcome, RunClock, RunSpec, Transport, Unit};
+use super::pipeline::{self, Outcome, RunSpec, Transport, Unit};
 use super::{ApiKey, Client, RateLimiter, RetryPolicy};
+use crate::billing::stripe_window;
+use crate::clock::Clock;
 use crate::config::{Config, ReportMode};
-use crate::store::{LockHolder, OutboxGroup, OutboxWindow, SyncRun, stripe_window};
+use crate::store::{LockHolder, OutboxGroup, OutboxWindow, SyncRun};
 use crate::{Result, Store};
 
 /// Events that Stripe refused are tried again by later runs once they have rested this long
 /// (`retry_failed` tries them at once): a cron job does not resend a bad event every minute.
-pub const FAILED_REST_HOURS: i64 = 1;
+const FAILED_REST_HOURS: i64 = 1;
 
+/// How a sync runs; the default is what `meterline sync` does.
 #[derive(Debug, Clone, Default)]
 pub struct SyncOptions {
     /// Show what would be sent; send nothing, write nothing.
@@ -49,11 +52,12 @@ pub struct SyncOptions {
 
 impl SyncOptions {
     /// The run's start: the pretend time if a test set one, else the real clock.
-    pub fn start_time(&self) -> DateTime<Utc> {
+    fn start_time(&self) -> DateTime<Utc> {
         self.now.unwrap_or_else(Utc::now)
     }
 }
 
+/// What a sync did (`sync --json`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct SyncReport {
     /// "aggregate": the counts below are reports (one meter event each, standing for many
@@ -83,6 +87,7 @@ pub struct SyncReport {
     pub unmapped: u64,
     /// Pending events of mapped customers left after this run.
     pub remaining: u64,
+    /// How long the run took.
     pub duration_ms: u64,
     /// Transient failures up to the attempt bound: still pending, the next run retries.
     pub undelivered: u64,
@@ -95,6 +100,7 @@ pub struct SyncReport {
     /// Why events could not be sent, when some never reached the server ("could not
     /// connect: ..."), else the reason the run stopped.
     pub error: Option<String>,
+    /// Nothing was sent or written (`--dry-run`).
     pub dry_run: bool,
 }
 
@@ -108,13 +114,21 @@ impl SyncReport {
 /// What a sync would do now.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct SyncPreview {
+    /// Usage events the sync would report.
     pub events: u64,
+    /// Of how many customers.
     pub customers: u64,
+    /// Pending events of customers without a Stripe customer id (not sent).
     pub unmapped: u64,
+    /// Events past Stripe's 35-day window, which the sync would mark expired.
     pub expired: u64,
+    /// The host it would send to.
     pub api_host: String,
+    /// The key is a live one (real money).
     pub live: bool,
+    /// Pending events dated more than 5 minutes ahead: sent when their time comes.
     pub future: u64,
+    /// Earlier refusals resting before their next try.
     pub failed_waiting: u64,
     /// Per customer and meter, for listing.
     pub groups: Vec<OutboxGroup>,
@@ -124,17 +138,15 @@ pub struct SyncPreview {
     pub requests: u64,
     /// Their units.
     pub units: i64,
+    /// Usage events held in doubt until `meterline reconcile` decides.
     pub in_doubt: u64,
+    /// Unreported events close to Stripe's window.
     pub expiring: u64,
 }
 
-/// What a sync with default options would send now; reads only. Works without a key (only
-/// the mode is unknown then, and shown as test); a real sync needs one.
-pub fn preview(store: &Store, config: &Config, key: Option<&ApiKey>) -> Result<SyncPreview> {
-    preview_with(store, config, key, &SyncOptions::default())
-}
-
-/// `preview` honouring `--limit`, `--retry-failed` and the options' clock.
+/// What a sync with these options (`--limit`, `--retry-failed`, the clock) would send now;
+/// reads only. Works without a key (only the mode is unknown then, and shown as test); a real
+/// sync needs one.
 pub fn preview_with(
     store: &Store,
     config: &Config,
@@ -210,17 +222,17 @@ pub fn run(
     cancel: &AtomicBool,
     on_progress: &mut dyn FnMut(&SyncProgress),
 ) -> Result<SyncReport> {
-    let started = Instant::now();
-    let now = options.start_time();
+    // The run's start, moving on with real time: events are dated as sent at the start.
+    let clock = Clock::starting_at(options.start_time());
+    let now = clock.start();
     let base = super::api_base(config)?;
     let mut store = Store::open(db)?;
     if options.dry_run {
         let preview = preview_with(&store, config, Some(key), options)?;
-        return Ok(dry_run_report(&preview, started));
+        return Ok(dry_run_report(&preview, &clock));
     }
     let client = Client::new(&base, key, &config.stripe)?;
     let run_id = store.begin_sync_run(&LockHolder::this_process(), now)?;
-    let clock = RunClock { now, started };
     let transport = Transport {
         client: &client,
         policy: RetryPolicy::from_settings(&config.stripe, options.backoff),
@@ -311,7 +323,7 @@ fn send(
     window: OutboxWindow,
     options: &SyncOptions,
     run_id: i64,
-    clock: RunClock,
+    clock: Clock,
     cancel: &AtomicBool,
     on_progress: &mut dyn FnMut(&SyncProgress),
 ) -> Result<(SyncReport, Option<crate::Error>, Option<crate::Error>)> {
@@ -368,7 +380,7 @@ fn send(
             total,
         );
         // Best effort after a failure too: a job left dated is only held sooner than needed.
-        let undated = store.undate_unsent(&pass.unsent, unit == Unit::Reports, clock.now);
+        let undated = store.undate_unsent(&pass.unsent, unit == Unit::Reports, clock.start());
         outcome.absorb(pass);
         if let Some(error) = outcome.error.take() {
             // Counts from what was written, not from the answers: the writes may have failed.
@@ -398,7 +410,7 @@ fn send(
         expired,
         unmapped: counts.unmapped,
         remaining: counts.unreported - counts.unmapped,
-        duration_ms: clock.started.elapsed().as_millis() as u64,
+        duration_ms: clock.elapsed().as_millis() as u64,
         undelivered: outcome.undelivered,
         future: store.count_future(window.not_after)?,
         failed_waiting,
@@ -413,12 +425,7 @@ fn send(
 }
 
 /// What a run that failed mid-way did: the events whose outcome was written.
-fn failed_report(
-    outcome: &Outcome,
-    expired: u64,
-    clock: RunClock,
-    mode: &'static str,
-) -> SyncReport {
+fn failed_report(outcome: &Outcome, expired: u64, clock: Clock, mode: &'static str) -> SyncReport {
     let m = &outcome.marked;
     SyncReport {
         mode,
@@ -433,7 +440,7 @@ fn failed_report(
         expired,
         unmapped: 0,
         remaining: 0,
-        duration_ms: clock.started.elapsed().as_millis() as u64,
+        duration_ms: clock.elapsed().as_millis() as u64,
         undelivered: outcome.undelivered,
         future: 0,
         failed_waiting: 0,
@@ -443,7 +450,7 @@ fn failed_report(
     }
 }
 
-fn dry_run_report(preview: &SyncPreview, started: Instant) -> SyncReport {
+fn dry_run_report(preview: &SyncPreview, clock: &Clock) -> SyncReport {
     SyncReport {
         mode: preview.mode,
         events_reported: 0,
@@ -457,7 +464,7 @@ fn dry_run_report(preview: &SyncPreview, started: Instant) -> SyncReport {
         expired: preview.expired,
         unmapped: preview.unmapped,
         remaining: preview.events,
-        duration_ms: started.elapsed().as_millis() as u64,
+        duration_ms: clock.elapsed().as_millis() as u64,
         undelivered: 0,
         future: preview.future,
         failed_waiting: preview.failed_waiting,
@@ -489,7 +496,7 @@ mod tests {
             in_doubt: 0,
             expiring: 0,
         };
-        let mut report = dry_run_report(&preview, Instant::now());
+        let mut report = dry_run_report(&preview, &Clock::starting_at(Utc::now()));
         assert!(report.all_delivered());
         report.undelivered = 1;
         assert!(!report.all_delivered());

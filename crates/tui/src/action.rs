@@ -38,7 +38,7 @@ pub enum Action {
 
 impl Action {
     /// What the action does, for the help overlay.
-    pub fn describe(self) -> &'static str {
+    pub(crate) fn describe(self) -> &'static str {
         match self {
             Action::Quit => "quit",
             Action::Up => "move up",

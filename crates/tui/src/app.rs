@@ -2,15 +2,13 @@
 //! the state and may ask for a `Effect`, which the loop carries out. No I/O happens here, so
 //! every behaviour is testable by feeding actions.
 
-use std::cmp::Ordering;
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 
 use super::action::Action;
 use super::data::{AlertsView, DataEvent};
 use super::keys::Mode;
 use super::sync_worker::SyncEvent;
+use super::table::{Order, Table};
 use super::theme::Theme;
 use crate::Config;
 use crate::billing::WarningLevel;
@@ -18,6 +16,8 @@ use crate::store::{
     Backlog, BacklogChange, CustomerDetail, Dashboard, DashboardRow, EventRow, SyncRun,
 };
 use crate::stripe::{SyncPreview, SyncProgress, SyncReport};
+
+pub use super::table::SortKey;
 
 /// The tabs, in Tab order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,9 +28,9 @@ pub enum View {
 }
 
 impl View {
-    pub const ALL: [View; 3] = [View::Overview, View::Events, View::Plans];
+    pub(crate) const ALL: [View; 3] = [View::Overview, View::Events, View::Plans];
 
-    pub fn title(self) -> &'static str {
+    pub(crate) fn title(self) -> &'static str {
         match self {
             View::Overview => "Overview",
             View::Events => "Events",
@@ -44,45 +44,6 @@ impl View {
     }
 }
 
-/// Orders of the customer table; `o` cycles through them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SortKey {
-    /// Highest ratio first: most at risk.
-    Risk,
-    Name,
-    Plan,
-    Used,
-    Unreported,
-    DaysLeft,
-}
-
-impl SortKey {
-    const ALL: [SortKey; 6] = [
-        SortKey::Risk,
-        SortKey::Name,
-        SortKey::Plan,
-        SortKey::Used,
-        SortKey::Unreported,
-        SortKey::DaysLeft,
-    ];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            SortKey::Risk => "risk",
-            SortKey::Name => "name",
-            SortKey::Plan => "plan",
-            SortKey::Used => "used",
-            SortKey::Unreported => "unreported",
-            SortKey::DaysLeft => "days left",
-        }
-    }
-
-    fn next(self) -> SortKey {
-        let i = SortKey::ALL.iter().position(|k| *k == self).unwrap_or(0);
-        SortKey::ALL[(i + 1) % SortKey::ALL.len()]
-    }
-}
-
 /// A selection in a list taller than the screen, and the first row shown.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Cursor {
@@ -91,13 +52,13 @@ pub struct Cursor {
 }
 
 impl Cursor {
-    pub fn move_by(&mut self, delta: isize, len: usize, page: usize) {
+    pub(crate) fn move_by(&mut self, delta: isize, len: usize, page: usize) {
         let target = self.selected.saturating_add_signed(delta);
         self.select(target, len, page);
     }
 
     /// Select `index` (clamped) and scroll just enough to show it.
-    pub fn select(&mut self, index: usize, len: usize, page: usize) {
+    pub(crate) fn select(&mut self, index: usize, len: usize, page: usize) {
         let page = page.max(1);
         self.selected = index.min(len.saturating_sub(1));
         if self.selected < self.offset {
@@ -163,14 +124,8 @@ pub struct App {
     pub plans_label: String,
     pub theme: Theme,
     pub now: DateTime<Utc>,
-    rows: Vec<DashboardRow>,
-    by_id: HashMap<String, usize>,
-    /// Each row's place in customer id order: the tie-break of every sort, as an integer.
-    id_rank: Vec<u32>,
-    /// Indices into `rows` after filter and sort: what the table shows, in order.
-    visible: Vec<usize>,
-    /// The filter `visible` was built with; None after the rows were replaced.
-    visible_filter: Option<String>,
+    /// The customers, and the ones the table lists in order.
+    table: Table,
     pub summary: Summary,
     pub sort: SortKey,
     pub reverse: bool,
@@ -224,11 +179,7 @@ impl App {
             plans_label,
             theme,
             now,
-            rows: Vec::new(),
-            by_id: HashMap::new(),
-            id_rank: Vec::new(),
-            visible: Vec::new(),
-            visible_filter: None,
+            table: Table::default(),
             summary: Summary::default(),
             sort: SortKey::Risk,
             reverse: false,
@@ -270,21 +221,17 @@ impl App {
     }
 
     pub fn rows(&self) -> &[DashboardRow] {
-        &self.rows
+        self.table.rows()
     }
 
     /// How many rows pass the filter.
     pub fn visible_len(&self) -> usize {
-        self.visible.len()
+        self.table.len()
     }
 
     /// The rows of the table from `start`, at most `count`: only these are ever rendered.
     pub fn visible_rows(&self, start: usize, count: usize) -> impl Iterator<Item = &DashboardRow> {
-        self.visible
-            .iter()
-            .skip(start)
-            .take(count)
-            .map(|&i| &self.rows[i])
+        self.table.listed(start, count)
     }
 
     /// The event the Events view's cursor is on.
@@ -293,15 +240,15 @@ impl App {
     }
 
     pub fn selected_row(&self) -> Option<&DashboardRow> {
-        self.visible.get(self.list.selected).map(|&i| &self.rows[i])
+        self.table.get(self.list.selected)
     }
 
-    pub fn level_of(&self, row: &DashboardRow) -> WarningLevel {
+    pub(crate) fn level_of(&self, row: &DashboardRow) -> WarningLevel {
         row.level(&self.config)
     }
 
     /// True when the customer's plan bills usage past its limit instead of refusing it.
-    pub fn overage_billed(&self, row: &DashboardRow) -> bool {
+    pub(crate) fn overage_billed(&self, row: &DashboardRow) -> bool {
         self.config
             .plan(&row.plan_id)
             .is_some_and(|p| p.at_limit == crate::config::AtLimit::Overage)
@@ -310,13 +257,13 @@ impl App {
     /// The terminal now shows `page` rows per list.
     pub fn set_page(&mut self, page: usize) {
         self.page = page.max(1);
-        let (len, events) = (self.visible.len(), self.events.len());
+        let (len, events) = (self.table.len(), self.events.len());
         self.list.select(self.list.selected, len, self.page);
         self.events_cursor
             .select(self.events_cursor.selected, events, self.page);
     }
 
-    pub fn tick(&mut self, now: DateTime<Utc>) {
+    pub(crate) fn tick(&mut self, now: DateTime<Utc>) {
         self.now = now;
     }
 
@@ -340,7 +287,7 @@ impl App {
                 Action::Top => self.help_scroll = 0,
                 _ => {}
             }
-            let last = super::ui::help_lines(self.theme).saturating_sub(1);
+            let last = super::help::lines(self.theme).saturating_sub(1);
             self.help_scroll = self.help_scroll.min(last);
             return None;
         }
@@ -396,7 +343,7 @@ impl App {
             }
             Action::ToggleArchived => {
                 self.show_archived = !self.show_archived;
-                self.visible_filter = None;
+                self.table.refilter();
                 self.summarize();
                 self.resort();
                 None
@@ -496,10 +443,11 @@ impl App {
                 self.status = None;
                 let mut changed = Vec::new();
                 for change in usage {
-                    if let Some(&i) = self.by_id.get(&change.customer_id) {
-                        self.rows[i].used = change.used;
-                        self.rows[i].backlog.unreported += change.new_events;
-                        self.rows[i].backlog.expired += change.new_expired;
+                    if let Some(i) = self.table.index_of(&change.customer_id) {
+                        let row = self.table.row_mut(i);
+                        row.used = change.used;
+                        row.backlog.unreported += change.new_events;
+                        row.backlog.expired += change.new_expired;
                         changed.push(i);
                     }
                 }
@@ -507,15 +455,15 @@ impl App {
                 match backlog {
                     Some(BacklogChange::Customers(counts)) => {
                         for (customer_id, backlog) in counts {
-                            if let Some(&i) = self.by_id.get(&customer_id) {
-                                self.rows[i].backlog = backlog;
+                            if let Some(i) = self.table.index_of(&customer_id) {
+                                self.table.row_mut(i).backlog = backlog;
                                 changed.push(i);
                             }
                         }
                     }
                     Some(BacklogChange::All(counts)) => {
                         everyone = true;
-                        for row in &mut self.rows {
+                        for row in self.table.rows_mut() {
                             row.backlog = counts.get(&row.customer_id).copied().unwrap_or_default();
                         }
                     }
@@ -620,7 +568,7 @@ impl App {
             }
             View::Plans => None,
             View::Overview => {
-                let len = self.visible.len();
+                let len = self.table.len();
                 self.list.move_by(delta, len, self.page);
                 // With the detail open, moving shows the next customer's detail.
                 let id = self.selected_row()?.customer_id.clone();
@@ -638,19 +586,7 @@ impl App {
     }
 
     fn set_rows(&mut self, rows: Vec<DashboardRow>) {
-        self.by_id = rows
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (r.customer_id.clone(), i))
-            .collect();
-        let mut by_id_order: Vec<usize> = (0..rows.len()).collect();
-        by_id_order.sort_unstable_by(|&a, &b| rows[a].customer_id.cmp(&rows[b].customer_id));
-        self.id_rank = vec![0; rows.len()];
-        for (rank, &i) in by_id_order.iter().enumerate() {
-            self.id_rank[i] = rank as u32;
-        }
-        self.rows = rows;
-        self.visible_filter = None;
+        self.table.set_rows(rows);
         self.summarize();
         self.resort();
     }
@@ -662,7 +598,7 @@ impl App {
 
     fn summarize(&mut self) {
         let mut summary = Summary::default();
-        for row in &self.rows {
+        for row in self.table.rows() {
             // Their unreported usage is still synced: the Stripe counts keep them.
             summary.backlog += row.backlog;
             if !row.mapped {
@@ -687,115 +623,18 @@ impl App {
         self.reorder(None);
     }
 
-    /// Put the table in order again. `changed`: the only rows whose sort keys changed (after
-    /// a refresh); with the same filter only they move, merged back in one linear pass.
+    /// Put the table in order again, keeping the selected customer selected. `changed`: the
+    /// only rows whose sort keys changed (after a refresh).
     fn reorder(&mut self, changed: Option<&[usize]>) {
-        let keep = self.selected_row().map(|r| r.customer_id.clone());
-        let mut visible = std::mem::take(&mut self.visible);
-        let order = |a: &usize, b: &usize| self.order(*a, *b);
-        if self.visible_filter.as_deref() != Some(self.filter.as_str()) {
-            let needle = Needle::new(&self.filter);
-            visible = (0..self.rows.len())
-                .filter(|&i| {
-                    let row = &self.rows[i];
-                    (self.show_archived || !row.archived) && needle.matches(row)
-                })
-                .collect();
-            visible.sort_unstable_by(order);
-        } else if let Some(changed) = changed {
-            let mut is_changed = vec![false; self.rows.len()];
-            for &i in changed {
-                is_changed[i] = true;
-            }
-            let mut moved: Vec<usize> =
-                visible.iter().copied().filter(|&i| is_changed[i]).collect();
-            visible.retain(|&i| !is_changed[i]);
-            moved.sort_unstable_by(order);
-            visible = merge(visible, moved, order);
-        } else {
-            // Starting from the current order: the stable merge sort finds its runs.
-            visible.sort_by(order);
-        }
-        self.visible_filter = Some(self.filter.clone());
-        let kept_row = keep.and_then(|id| self.by_id.get(&id).copied());
-        let selected = kept_row
-            .and_then(|row| visible.iter().position(|&i| i == row))
-            .unwrap_or(self.list.selected);
-        self.visible = visible;
-        let len = self.visible.len();
+        let order = Order {
+            sort: self.sort,
+            reverse: self.reverse,
+            filter: &self.filter,
+            show_archived: self.show_archived,
+            now: self.now,
+        };
+        let selected = self.table.reorder(&order, changed, self.list.selected);
+        let len = self.table.len();
         self.list.select(selected, len, self.page);
     }
-
-    /// The table order of rows `a` and `b`: the sort key, then the customer id.
-    fn order(&self, a: usize, b: usize) -> Ordering {
-        let order = compare(self.sort, &self.rows[a], &self.rows[b], self.now)
-            .then_with(|| self.id_rank[a].cmp(&self.id_rank[b]));
-        if self.reverse { order.reverse() } else { order }
-    }
-}
-
-/// Two sorted lists as one sorted list.
-fn merge(
-    left: Vec<usize>,
-    right: Vec<usize>,
-    order: impl Fn(&usize, &usize) -> Ordering,
-) -> Vec<usize> {
-    let mut out = Vec::with_capacity(left.len() + right.len());
-    let (mut l, mut r) = (left.into_iter().peekable(), right.into_iter().peekable());
-    while let (Some(a), Some(b)) = (l.peek(), r.peek()) {
-        if order(b, a) == Ordering::Less {
-            out.push(*b);
-            r.next();
-        } else {
-            out.push(*a);
-            l.next();
-        }
-    }
-    out.extend(l);
-    out.extend(r);
-    out
-}
-
-fn compare(sort: SortKey, a: &DashboardRow, b: &DashboardRow, now: DateTime<Utc>) -> Ordering {
-    let ratio = |r: &DashboardRow| r.ratio().unwrap_or(-1.0);
-    match sort {
-        SortKey::Risk => ratio(b).total_cmp(&ratio(a)),
-        SortKey::Name => a.name.cmp(&b.name),
-        SortKey::Plan => a
-            .plan_id
-            .cmp(&b.plan_id)
-            .then_with(|| ratio(b).total_cmp(&ratio(a))),
-        SortKey::Used => b.used.cmp(&a.used),
-        SortKey::Unreported => b.backlog.unreported.cmp(&a.backlog.unreported),
-        SortKey::DaysLeft => a.period.days_left(now).cmp(&b.period.days_left(now)),
-    }
-}
-
-/// A case-insensitive filter over name, id and plan.
-struct Needle {
-    lower: String,
-}
-
-impl Needle {
-    fn new(filter: &str) -> Needle {
-        Needle {
-            lower: filter.trim().to_lowercase(),
-        }
-    }
-
-    fn matches(&self, row: &DashboardRow) -> bool {
-        self.lower.is_empty()
-            || [&row.name, &row.customer_id, &row.plan_id]
-                .iter()
-                .any(|field| contains_ignore_case(field, &self.lower))
-    }
-}
-
-/// Substring test without allocating for ASCII text (the common case at 100k rows).
-fn contains_ignore_case(haystack: &str, lower_needle: &str) -> bool {
-    if haystack.is_ascii() && lower_needle.is_ascii() {
-        let (h, n) = (haystack.as_bytes(), lower_needle.as_bytes());
-        return n.len() <= h.len() && h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n));
-    }
-    haystack.to_lowercase().contains(lower_needle)
 }

@@ -21,7 +21,7 @@ use crate::store::{
 use crate::{Config, Result, Store};
 
 /// How often the watcher looks for commits by other processes.
-pub const POLL: Duration = Duration::from_millis(250);
+pub(crate) const POLL: Duration = Duration::from_millis(250);
 /// How many events the Events view lists.
 pub const EVENTS_LIMIT: usize = 500;
 /// How many recent alerts the Plans view lists.
@@ -37,7 +37,7 @@ pub struct AlertsView {
 pub use crate::clock::Clock;
 
 #[derive(Debug)]
-pub enum Request {
+pub(crate) enum Request {
     Detail(String),
     Events,
     Reload,
@@ -91,7 +91,7 @@ impl DataWorker {
         Ok(DataWorker { requests })
     }
 
-    pub fn request(&self, request: Request) {
+    pub(crate) fn request(&self, request: Request) {
         // Only fails once the watcher is gone, i.e. while quitting.
         let _ = self.requests.send(request);
     }

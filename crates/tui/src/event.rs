@@ -34,7 +34,7 @@ impl Notify<SyncEvent> for Sender<Event> {
 }
 
 /// Read terminal input forever; ends when the loop has gone.
-pub fn spawn_input(tx: Sender<Event>) {
+pub(crate) fn spawn_input(tx: Sender<Event>) {
     thread::spawn(move || {
         loop {
             let event = match event::read() {
@@ -51,7 +51,7 @@ pub fn spawn_input(tx: Sender<Event>) {
 }
 
 /// A tick every `every`, for the clock and days left.
-pub fn spawn_ticker(tx: Sender<Event>, every: Duration) {
+pub(crate) fn spawn_ticker(tx: Sender<Event>, every: Duration) {
     thread::spawn(move || {
         loop {
             thread::sleep(every);

@@ -15,7 +15,7 @@ pub enum Mode {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Key {
+pub(crate) struct Key {
     pub code: KeyCode,
     pub modifiers: KeyModifiers,
 }
@@ -49,7 +49,7 @@ impl Key {
     }
 
     /// How the key is written in help: "j", "Ctrl-c", "PgDn".
-    pub fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         let name = match self.code {
             KeyCode::Char(' ') => "Space".to_string(),
             KeyCode::Char(c) => c.to_string(),
@@ -76,7 +76,7 @@ impl Key {
     }
 }
 
-pub struct Binding {
+pub(crate) struct Binding {
     pub mode: Mode,
     pub keys: &'static [Key],
     pub action: Action,
@@ -89,7 +89,7 @@ const fn bind(mode: Mode, keys: &'static [Key], action: Action) -> Binding {
 use Mode::{Confirm, Filter, Normal};
 
 /// Every binding, in the order help lists them.
-pub const BINDINGS: &[Binding] = &[
+pub(crate) const BINDINGS: &[Binding] = &[
     bind(Normal, &[ch('q'), ctrl('c')], Action::Quit),
     bind(Normal, &[key(KeyCode::Up), ch('k')], Action::Up),
     bind(Normal, &[key(KeyCode::Down), ch('j')], Action::Down),
@@ -159,7 +159,7 @@ pub fn resolve(mode: Mode, event: &KeyEvent) -> Option<Action> {
 }
 
 /// The keys bound to `action` in `mode`, as help writes them ("j/↓").
-pub fn keys_for(mode: Mode, action: Action) -> String {
+pub(crate) fn keys_for(mode: Mode, action: Action) -> String {
     BINDINGS
         .iter()
         .filter(|b| b.mode == mode && b.action == action)
@@ -169,7 +169,7 @@ pub fn keys_for(mode: Mode, action: Action) -> String {
 }
 
 /// The first key bound to `action` in `mode`, for one-key hints in the footer.
-pub fn first_key(mode: Mode, action: Action) -> String {
+pub(crate) fn first_key(mode: Mode, action: Action) -> String {
     BINDINGS
         .iter()
         .find(|b| b.mode == mode && b.action == action)

@@ -1,8 +1,12 @@
-//! The dashboard: a live terminal UI over the database.
+//! meterline's dashboard: a live terminal UI over the database.
 //!
 //! Shape: key → `keys::resolve` → `Action` → `App::update` → `Effect` (carried out here) →
-//! `ui::draw(&App)`. One channel feeds the loop: input, a tick, the database watcher
-//! (`data.rs`) and the sync worker (`sync_worker.rs`), each reporting through `notify::Notify`. Slow work never runs on this thread.
+//! `ui::draw(&App)`. The state (`app.rs`, with the customer table's sort and filter in
+//! `table.rs` and the help's content in `help.rs`) does no I/O and imports no drawing; `ui/`
+//! only draws. One channel feeds the loop: input, a tick, the database watcher (`data.rs`) and
+//! the sync worker (`sync_worker.rs`), each reporting through `notify::Notify`. Slow work never
+//! runs on this thread.
+#![warn(unreachable_pub)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 use meterline_core::{Config, Error, Result, billing, clock, config, sanitize};
@@ -13,9 +17,11 @@ pub mod action;
 pub mod app;
 pub mod data;
 pub mod event;
+mod help;
 pub mod keys;
 pub mod notify;
 pub mod sync_worker;
+mod table;
 pub mod theme;
 pub mod ui;
 
@@ -60,10 +66,12 @@ pub fn run(options: Options) -> Result<()> {
         tx.clone(),
     )?;
     // The sync runs on the real clock whatever `--now` says: its expiry marks are permanent.
+    // The key is read from the environment here, once.
     let mut sync = SyncWorker::new(
         tx.clone(),
         options.db.clone(),
         options.config.clone(),
+        crate::stripe::ApiKey::from_env(),
         crate::stripe::SyncOptions::default(),
     );
     let mut app = App::new(

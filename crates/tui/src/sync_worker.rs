@@ -37,14 +37,20 @@ pub const NO_KEY: &str = "Stripe sync needs your Stripe secret key, read from th
      \n\
      `meterline sync` sends the same events from a shell or a cron job.";
 
+/// The key syncs send with: `None` without one, or why the one given is unusable (never
+/// containing it).
+type Key = Result<Option<ApiKey>, String>;
+
 /// How long quitting waits for a cancelled sync to record its in-flight requests.
-pub const QUIT_WAIT: Duration = Duration::from_secs(15);
+pub(crate) const QUIT_WAIT: Duration = Duration::from_secs(15);
 
 /// Starts and cancels syncs; results arrive as `SyncEvent`s through its `Notify`.
 pub struct SyncWorker {
     events: Arc<dyn Notify<SyncEvent> + Sync>,
     db: PathBuf,
     config: Config,
+    /// Without a key the popup says how to set one.
+    key: Key,
     /// The dashboard passes the defaults: the real clock, whatever `--now` says (expiry
     /// marks are permanent). Tests may pretend a time or shorten the backoff here.
     options: SyncOptions,
@@ -53,16 +59,27 @@ pub struct SyncWorker {
 }
 
 impl SyncWorker {
+    /// `key` is what the dashboard read from the environment when it opened
+    /// (`ApiKey::from_env()`): passed in, so the worker never reads the process's environment
+    /// and tests give their own. `Error::MissingApiKey` is no key, which is no error until a
+    /// sync is confirmed.
     pub fn new(
         events: impl Notify<SyncEvent> + Sync,
         db: PathBuf,
         config: Config,
+        key: crate::Result<ApiKey>,
         options: SyncOptions,
     ) -> SyncWorker {
+        let key = match key {
+            Ok(key) => Ok(Some(key)),
+            Err(Error::MissingApiKey) => Ok(None),
+            Err(e) => Err(e.to_string()),
+        };
         SyncWorker {
             events: Arc::new(events),
             db,
             config,
+            key,
             options,
             cancel: Arc::new(AtomicBool::new(false)),
             running: None,
@@ -70,50 +87,52 @@ impl SyncWorker {
     }
 
     /// Plans reloaded with `r`: the next sync uses them (a running one keeps its own).
-    pub fn set_config(&mut self, config: Config) {
+    pub(crate) fn set_config(&mut self, config: Config) {
         self.config = config;
     }
 
     /// Work out what a sync would send, for the confirmation.
-    pub fn prepare(&self) {
-        let (db, config, options, events) = (
+    pub(crate) fn prepare(&self) {
+        let (db, config, key, options, events) = (
             self.db.clone(),
             self.config.clone(),
+            self.key.clone(),
             self.options.clone(),
             self.events.clone(),
         );
-        thread::spawn(move || send(&events, plan(&db, &config, &options)));
+        thread::spawn(move || send(&events, plan(&db, &config, key, &options)));
     }
 
     /// Run the confirmed sync on its own thread.
-    pub fn start(&mut self) {
+    pub(crate) fn start(&mut self) {
         if self.running.as_ref().is_some_and(|t| !t.is_finished()) {
             // The popup allows one sync at a time; the engine's lock would refuse a second.
             return;
         }
         self.cancel.store(false, Ordering::SeqCst);
-        let (db, config, options, events, cancel) = (
+        let (db, config, key, options, events, cancel) = (
             self.db.clone(),
             self.config.clone(),
+            self.key.clone(),
             self.options.clone(),
             self.events.clone(),
             Arc::clone(&self.cancel),
         );
         self.running = Some(thread::spawn(move || {
-            let report = sync_now(&db, &config, &options, &cancel, &events);
+            let report = sync_now(&db, &config, key, &options, &cancel, &events);
             send(&events, SyncEvent::Finished(report));
         }));
     }
 
     /// Ask a running sync to stop after its in-flight requests.
-    pub fn cancel(&self) {
+    pub(crate) fn cancel(&self) {
         self.cancel.store(true, Ordering::SeqCst);
     }
 
     /// On quit: cancel a running sync and give it up to `wait` to record what is in flight.
     /// (Were it cut off, the next run would resend those events and Stripe would recognise
     /// them; waiting just keeps the sync log tidy.)
-    pub fn finish(mut self, wait: Duration) {
+    pub(crate) fn finish(mut self, wait: Duration) {
         let Some(thread) = self.running.take() else {
             return;
         };
@@ -132,11 +151,10 @@ fn send(events: &Arc<dyn Notify<SyncEvent> + Sync>, event: SyncEvent) {
 
 /// The confirmation's content, or why there is nothing to confirm. Without a key the counts
 /// are still shown, with how to set one (a real sync needs it).
-fn plan(db: &std::path::Path, config: &Config, options: &SyncOptions) -> SyncEvent {
-    let key = match ApiKey::from_env() {
-        Ok(key) => Some(key),
-        Err(Error::MissingApiKey) => None,
-        Err(e) => return SyncEvent::Unavailable(e.to_string()),
+fn plan(db: &std::path::Path, config: &Config, key: Key, options: &SyncOptions) -> SyncEvent {
+    let key = match key {
+        Ok(key) => key,
+        Err(why) => return SyncEvent::Unavailable(why),
     };
     let preview = Store::open(db)
         .and_then(|store| stripe::sync::preview_with(&store, config, key.as_ref(), options));
@@ -192,11 +210,12 @@ fn nothing_to_send(preview: &SyncPreview) -> String {
 fn sync_now(
     db: &std::path::Path,
     config: &Config,
+    key: Key,
     options: &SyncOptions,
     cancel: &AtomicBool,
     events: &Arc<dyn Notify<SyncEvent> + Sync>,
 ) -> Result<SyncReport, String> {
-    let key = ApiKey::from_env().map_err(|e| e.to_string())?;
+    let key = key?.ok_or_else(|| Error::MissingApiKey.to_string())?;
     let mut on_progress = |p: &SyncProgress| send(events, SyncEvent::Progress(p.clone()));
     stripe::run(db, config, &key, options, cancel, &mut on_progress)
         .map_err(|e| key.redact(&e.to_string()))

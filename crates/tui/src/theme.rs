@@ -27,7 +27,7 @@ impl Theme {
     }
 
     /// The level word next to a gauge.
-    pub fn level(&self, level: WarningLevel) -> Style {
+    pub(crate) fn level(&self, level: WarningLevel) -> Style {
         let bold = Style::new().add_modifier(Modifier::BOLD);
         match level {
             WarningLevel::Ok => self.pick(Style::new().fg(Color::Green), Style::new()),
@@ -43,7 +43,7 @@ impl Theme {
     }
 
     /// The filled part of a gauge.
-    pub fn gauge(&self, level: WarningLevel) -> Style {
+    pub(crate) fn gauge(&self, level: WarningLevel) -> Style {
         let color = match level {
             WarningLevel::Ok => Color::Green,
             WarningLevel::Warning => Color::Yellow,
@@ -64,58 +64,58 @@ impl Theme {
     }
 
     /// The empty part of a gauge.
-    pub fn gauge_empty(&self) -> Style {
+    pub(crate) fn gauge_empty(&self) -> Style {
         self.pick(Style::new().fg(Color::DarkGray), Style::new())
     }
 
-    pub fn title(&self) -> Style {
+    pub(crate) fn title(&self) -> Style {
         self.pick(
             Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD),
             Style::new().add_modifier(Modifier::BOLD),
         )
     }
 
-    pub fn header(&self) -> Style {
+    pub(crate) fn header(&self) -> Style {
         Style::new().add_modifier(Modifier::BOLD | Modifier::UNDERLINED)
     }
 
-    pub fn selected(&self) -> Style {
+    pub(crate) fn selected(&self) -> Style {
         Style::new().add_modifier(Modifier::REVERSED)
     }
 
-    pub fn dim(&self) -> Style {
+    pub(crate) fn dim(&self) -> Style {
         self.pick(
             Style::new().fg(Color::DarkGray),
             Style::new().add_modifier(Modifier::DIM),
         )
     }
 
-    pub fn key(&self) -> Style {
+    pub(crate) fn key(&self) -> Style {
         self.pick(
             Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD),
             Style::new().add_modifier(Modifier::BOLD),
         )
     }
 
-    pub fn error(&self) -> Style {
+    pub(crate) fn error(&self) -> Style {
         self.pick(
             Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
             Style::new().add_modifier(Modifier::BOLD | Modifier::UNDERLINED),
         )
     }
 
-    pub fn good(&self) -> Style {
+    pub(crate) fn good(&self) -> Style {
         self.pick(Style::new().fg(Color::Green), Style::new())
     }
 
-    pub fn attention(&self) -> Style {
+    pub(crate) fn attention(&self) -> Style {
         self.pick(
             Style::new().fg(Color::Yellow),
             Style::new().add_modifier(Modifier::BOLD),
         )
     }
 
-    pub fn bar(&self) -> Style {
+    pub(crate) fn bar(&self) -> Style {
         self.pick(Style::new().fg(Color::Cyan), Style::new())
     }
 }
@@ -124,7 +124,7 @@ impl Theme {
 /// (`hard_cap` at 100 % and over, whatever the plan); an overage plan there keeps recording
 /// and bills the extra, which the word says: `■ HARD CAP (overage)`, or `■ HARD CAP+` in the
 /// table where room is short.
-pub fn level_word(level: WarningLevel, overage_billed: bool, short: bool) -> &'static str {
+pub(crate) fn level_word(level: WarningLevel, overage_billed: bool, short: bool) -> &'static str {
     match level {
         WarningLevel::HardCap if overage_billed && short => "■ HARD CAP+",
         WarningLevel::HardCap if overage_billed => "■ HARD CAP (overage)",
@@ -133,7 +133,7 @@ pub fn level_word(level: WarningLevel, overage_billed: bool, short: bool) -> &'s
 }
 
 /// The level as a symbol and word, for every theme.
-pub fn level_label(level: WarningLevel) -> &'static str {
+pub(crate) fn level_label(level: WarningLevel) -> &'static str {
     match level {
         WarningLevel::Ok => "✓ ok",
         WarningLevel::Warning => "▲ warning",
@@ -145,7 +145,7 @@ pub fn level_label(level: WarningLevel) -> &'static str {
 /// A sync run's outcome as stored and printed by `meterline status` and `sync --json`
 /// (running, completed, incomplete, cancelled, aborted, interrupted), with its symbol and
 /// style.
-pub fn outcome_label(theme: Theme, outcome: &str) -> (String, Style) {
+pub(crate) fn outcome_label(theme: Theme, outcome: &str) -> (String, Style) {
     let (symbol, style) = match outcome {
         "completed" => ("✓", theme.good()),
         "running" => ("…", theme.attention()),

@@ -15,11 +15,11 @@ use crate::billing::WarningLevel;
 pub use sign::{SECRET_ENV, Secret};
 
 /// Attempts per delivery before it is marked failed (about 10 hours with the default backoff).
-pub const DEFAULT_MAX_ATTEMPTS: u32 = 12;
+pub(crate) const DEFAULT_MAX_ATTEMPTS: u32 = 12;
 /// The pause after the first failed attempt; doubled after each further one.
 pub const BACKOFF_BASE: Duration = Duration::from_secs(30);
 /// The longest pause between two attempts.
-pub const BACKOFF_CAP: Duration = Duration::from_secs(3600);
+pub(crate) const BACKOFF_CAP: Duration = Duration::from_secs(3600);
 
 /// The levels a move from `before` to `after` crosses, lowest first (none when it is not up).
 pub fn levels_crossed(before: WarningLevel, after: WarningLevel) -> Vec<WarningLevel> {
@@ -42,7 +42,7 @@ pub fn backoff(base: Duration, attempts: u32) -> Duration {
 
 /// A webhook URL as the Stripe API base is checked: https, or plain http only to this machine
 /// (the signed alert would cross the network in clear), no `user@` part.
-pub fn check_webhook_url(text: &str) -> Result<String, String> {
+pub(crate) fn check_webhook_url(text: &str) -> Result<String, String> {
     let url = text.trim().to_string();
     let shown = crate::sanitize::sanitize(&url).into_owned();
     let not_a_url = || {

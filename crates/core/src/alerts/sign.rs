@@ -7,6 +7,7 @@ use sha2::Sha256;
 
 use crate::{Error, Result};
 
+/// The environment variable the webhook signing secret is read from.
 pub const SECRET_ENV: &str = "METERLINE_WEBHOOK_SECRET";
 
 /// The signing secret. `Debug` shows nothing of it.
@@ -32,7 +33,9 @@ impl Secret {
         }
     }
 
-    pub fn new(bytes: &[u8]) -> Secret {
+    /// A secret from raw bytes (the tests' known answers).
+    #[cfg(test)]
+    pub(crate) fn new(bytes: &[u8]) -> Secret {
         Secret(bytes.to_vec())
     }
 

@@ -21,6 +21,7 @@ impl Default for Thresholds {
     }
 }
 
+/// How close a customer is to its limit, from the share of included units used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WarningLevel {
@@ -31,6 +32,7 @@ pub enum WarningLevel {
 }
 
 impl WarningLevel {
+    /// The level of a used/limit `ratio` (`None`: unlimited, always ok) under `thresholds`.
     pub fn of(ratio: Option<f64>, thresholds: &Thresholds) -> WarningLevel {
         match ratio {
             None => WarningLevel::Ok,
@@ -41,6 +43,7 @@ impl WarningLevel {
         }
     }
 
+    /// The level as JSON and the alerts table spell it (`hard_cap`).
     pub fn as_str(self) -> &'static str {
         match self {
             WarningLevel::Ok => "ok",
@@ -50,6 +53,7 @@ impl WarningLevel {
         }
     }
 
+    /// Every level, lowest first.
     pub const ALL: [WarningLevel; 4] = [
         WarningLevel::Ok,
         WarningLevel::Warning,
@@ -103,6 +107,7 @@ fn ser_ts<S: serde::Serializer>(
 }
 
 impl UsageCheck {
+    /// The standing of `used` units in `period` under `allowance` (the `check --json` object).
     pub fn compute(
         customer: &str,
         plan: &str,

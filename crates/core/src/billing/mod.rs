@@ -9,9 +9,10 @@ mod stripe_window;
 
 pub use level::{Allowance, Thresholds, UsageCheck, WarningLevel};
 pub use money::{money, thousands};
+pub(crate) use period::deserialize_ts;
 pub use period::{
-    Period, PeriodKind, deserialize_ts, format_ts, parse_ts, parse_unix_seconds, period_containing,
-    periods_before, whole_second,
+    Period, PeriodKind, format_ts, parse_ts, parse_unix_seconds, period_containing, periods_before,
+    whole_second,
 };
 pub use projection::{Projection, project};
 pub use stripe_window::{STRIPE_MAX_AGE_DAYS, STRIPE_MAX_FUTURE_SECS, stripe_window};

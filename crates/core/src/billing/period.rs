@@ -7,6 +7,7 @@
 use chrono::{DateTime, Datelike, FixedOffset, Months, NaiveDate, TimeZone, Timelike, Utc};
 use serde::Serialize;
 
+/// How billing periods are cut: from each customer's anchor day, or calendar months.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PeriodKind {
@@ -17,6 +18,7 @@ pub enum PeriodKind {
 }
 
 impl PeriodKind {
+    /// The plans.toml spelling.
     pub fn as_str(self) -> &'static str {
         match self {
             PeriodKind::Anniversary => "anniversary",
@@ -33,6 +35,7 @@ pub struct Period {
 }
 
 impl Period {
+    /// True when `at` falls in `[start, end)`.
     pub fn contains(&self, at: DateTime<Utc>) -> bool {
         self.start <= at && at < self.end
     }
@@ -136,7 +139,7 @@ pub fn parse_ts(text: &str) -> Result<DateTime<Utc>, String> {
 }
 
 /// [`parse_ts`] for an optional JSON string (`#[serde(deserialize_with)]`): `null` is none.
-pub fn deserialize_ts<'de, D>(deserializer: D) -> Result<Option<DateTime<Utc>>, D::Error>
+pub(crate) fn deserialize_ts<'de, D>(deserializer: D) -> Result<Option<DateTime<Utc>>, D::Error>
 where
     D: serde::Deserializer<'de>,
 {

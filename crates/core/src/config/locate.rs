@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 /// use when there is no plans file.
 pub const EXAMPLE_PLANS: &str = include_str!("../../../../plans.toml");
 
+/// Which plans.toml is used, and why (what `doctor` prints).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlansLocation {
     pub path: PathBuf,
@@ -15,7 +16,7 @@ pub struct PlansLocation {
 }
 
 /// The places looked at, in order, when neither `--plans` nor `METERLINE_PLANS` is given.
-pub fn search_path(
+pub(crate) fn search_path(
     xdg_config_home: Option<&Path>,
     home: Option<&Path>,
 ) -> Vec<(PathBuf, &'static str)> {

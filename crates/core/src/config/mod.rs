@@ -35,10 +35,12 @@ pub fn millis_from_env(name: &str) -> crate::Result<Option<std::time::Duration>>
 }
 
 /// The default meter event name when plans.toml does not name one.
-pub const DEFAULT_METER_EVENT: &str = "meterline_usage";
-pub const DEFAULT_API_BASE: &str = "https://api.stripe.com";
+pub(crate) const DEFAULT_METER_EVENT: &str = "meterline_usage";
+pub(crate) const DEFAULT_API_BASE: &str = "https://api.stripe.com";
+/// The Stripe API version sent when plans.toml names none.
 pub const DEFAULT_API_VERSION: &str = "2025-03-31.basil";
 
+/// A validated plans.toml: what the rest of meterline reads.
 #[derive(Debug, Clone, Serialize)]
 pub struct Config {
     pub plans: Vec<Plan>,
@@ -66,6 +68,7 @@ pub struct AlertRule {
     pub max_attempts: u32,
 }
 
+/// Where an `[[alerts]]` entry delivers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertTarget {
@@ -108,6 +111,7 @@ pub struct IngestSettings {
     pub value_property: std::collections::BTreeMap<String, String>,
 }
 
+/// A plan: its price, included units, what happens at the limit, its meter event.
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
     pub id: String,
@@ -126,6 +130,7 @@ pub struct Plan {
     pub meters: std::collections::BTreeMap<String, MeterTerms>,
 }
 
+/// What a plan does when a customer reaches its included units.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AtLimit {
@@ -135,6 +140,7 @@ pub enum AtLimit {
     Overage,
 }
 
+/// `[billing]`: how periods are cut and the currency prices are in.
 #[derive(Debug, Clone, Serialize)]
 pub struct BillingSettings {
     pub period: PeriodKind,
@@ -143,8 +149,9 @@ pub struct BillingSettings {
 }
 
 /// The currency when plans.toml names none.
-pub const DEFAULT_CURRENCY: &str = "usd";
+pub(crate) const DEFAULT_CURRENCY: &str = "usd";
 
+/// `[stripe]`: where and how the sync reports usage.
 #[derive(Debug, Clone, Serialize)]
 pub struct StripeSettings {
     pub meter_event: String,
@@ -173,6 +180,7 @@ pub enum ReportMode {
 }
 
 impl ReportMode {
+    /// The plans.toml spelling.
     pub fn as_str(self) -> &'static str {
         match self {
             ReportMode::Aggregate => "aggregate",
@@ -231,15 +239,9 @@ impl Config {
             .expect("validated config always has a meter")
     }
 
+    /// The plan with this id, if plans.toml defines it.
     pub fn plan(&self, id: &str) -> Option<&Plan> {
         self.plans.iter().find(|p| p.id == id)
-    }
-
-    /// The plan new customers get.
-    #[allow(clippy::expect_used)] // invariant: validation refuses a file without a free plan
-    pub fn default_plan(&self) -> &Plan {
-        self.plan("free")
-            .expect("validated config always has a free plan")
     }
 }
 

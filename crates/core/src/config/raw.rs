@@ -6,7 +6,7 @@ use toml::Spanned;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawConfig {
+pub(crate) struct RawConfig {
     #[serde(default)]
     pub thresholds: RawThresholds,
     #[serde(default)]
@@ -26,7 +26,7 @@ pub struct RawConfig {
 /// One `[[meters]]` entry. Spanned where validation may point at it.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawMeter {
+pub(super) struct RawMeter {
     pub id: Spanned<String>,
     pub name: Option<String>,
     pub aggregation: Spanned<String>,
@@ -38,7 +38,7 @@ pub struct RawMeter {
 /// One `[plans.meters.ID]` table: a plan's terms for one meter.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawPlanMeter {
+pub(super) struct RawPlanMeter {
     pub included: Option<i64>,
     pub at_limit: Option<String>,
     pub overage_rate: Option<RawAmount>,
@@ -48,7 +48,7 @@ pub struct RawPlanMeter {
 /// reported with its line and column.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawAlert {
+pub(crate) struct RawAlert {
     pub webhook: Option<RawWebhookUrl>,
     pub command: Option<Vec<String>>,
     pub levels: Option<Vec<RawLevel>>,
@@ -58,7 +58,7 @@ pub struct RawAlert {
 }
 
 #[derive(Debug)]
-pub struct RawWebhookUrl(pub String);
+pub(crate) struct RawWebhookUrl(pub String);
 
 impl<'de> Deserialize<'de> for RawWebhookUrl {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -70,7 +70,7 @@ impl<'de> Deserialize<'de> for RawWebhookUrl {
 }
 
 #[derive(Debug)]
-pub struct RawLevel(pub crate::billing::WarningLevel);
+pub(crate) struct RawLevel(pub crate::billing::WarningLevel);
 
 impl<'de> Deserialize<'de> for RawLevel {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -91,7 +91,7 @@ impl<'de> Deserialize<'de> for RawLevel {
 /// `[ingest]`: how events arriving through the compatible routes (CloudEvents, Lago) are read.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawIngest {
+pub(crate) struct RawIngest {
     /// Meter event name -> the payload field holding the quantity.
     #[serde(default)]
     pub value_property: std::collections::BTreeMap<String, String>,
@@ -99,14 +99,14 @@ pub struct RawIngest {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawThresholds {
+pub(crate) struct RawThresholds {
     pub warning: Option<f64>,
     pub critical: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawBilling {
+pub(crate) struct RawBilling {
     pub period: Option<String>,
     pub currency: Option<RawCurrency>,
 }
@@ -114,7 +114,7 @@ pub struct RawBilling {
 /// A currency as Stripe writes it: three lower-case letters ("usd"). Checked while parsing,
 /// so a mistake is reported with its line and column.
 #[derive(Debug)]
-pub struct RawCurrency(pub String);
+pub(crate) struct RawCurrency(pub String);
 
 impl<'de> Deserialize<'de> for RawCurrency {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -132,7 +132,7 @@ impl<'de> Deserialize<'de> for RawCurrency {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawStripe {
+pub(crate) struct RawStripe {
     pub meter_event: Option<String>,
     pub api_base: Option<String>,
     pub api_version: Option<String>,
@@ -149,7 +149,7 @@ pub struct RawStripe {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawPlan {
+pub(crate) struct RawPlan {
     pub id: String,
     pub name: Option<String>,
     pub price: Option<RawAmount>,
@@ -163,7 +163,7 @@ pub struct RawPlan {
 /// Money as written: a string ("0.015") or a whole number. Floats are caught in validation
 /// so that no amount ever passes through binary floating point.
 #[derive(Debug)]
-pub enum RawAmount {
+pub(crate) enum RawAmount {
     Text(String),
     Whole(i64),
     Float(f64),

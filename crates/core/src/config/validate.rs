@@ -17,6 +17,7 @@ use super::{
 };
 use crate::billing::{PeriodKind, Thresholds, WarningLevel};
 
+/// Why plans.toml could not be used: unreadable, not TOML, or not valid.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read plans file {path}: {reason}")]
@@ -27,7 +28,7 @@ pub enum ConfigError {
     Invalid { origin: String, message: String },
 }
 
-pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+pub(crate) fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
     let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
         origin: origin.to_string(),
         message: e.to_string().trim_end().to_string(),
@@ -344,11 +345,11 @@ fn validate_stripe(raw: RawStripe) -> Result<StripeSettings, String> {
 }
 
 /// The largest price or overage rate plans.toml accepts.
-pub const MAX_AMOUNT: Decimal = Decimal::from_parts(1_000_000, 0, 0, false, 0);
+pub(crate) const MAX_AMOUNT: Decimal = Decimal::from_parts(1_000_000, 0, 0, false, 0);
 /// The most decimal places of a price or overage rate.
-pub const MAX_DECIMALS: u32 = 12;
+pub(crate) const MAX_DECIMALS: u32 = 12;
 /// The most units a plan may include per period.
-pub const MAX_INCLUDED: i64 = 1_000_000_000_000_000;
+pub(crate) const MAX_INCLUDED: i64 = 1_000_000_000_000_000;
 
 fn validate_plan(
     raw: RawPlan,

@@ -4,35 +4,20 @@
 //! details, as OpenMeter answers.
 
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
-use super::{Candidate, Ingested, MAX_BATCH, Problem, Who, ingest, key, quantity};
-use crate::AppState;
+use super::{Candidate, Ingested, Problem, Who, ingest, key, quantity};
+use crate::auth::ErrorShape;
 use crate::store::KeySource;
-
-pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    super::guard(&state, request, next, unauthorized, |e| {
-        Problem::Other(e).into_problem(&[]).into_response()
-    })
-    .await
-}
-
-fn unauthorized(message: &str) -> Response {
-    let mut response = ProblemDetails::new(StatusCode::UNAUTHORIZED, message).into_response();
-    response
-        .headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    response
-}
+use crate::{ApiError, AppState, MAX_BATCH};
 
 /// `application/problem+json`: type, title, status, detail, plus extension members.
-struct ProblemDetails {
+pub(super) struct ProblemDetails {
     status: StatusCode,
     detail: String,
     extra: Map<String, Value>,
@@ -51,6 +36,21 @@ impl ProblemDetails {
 
     fn bad(detail: impl Into<String>) -> ProblemDetails {
         ProblemDetails::new(StatusCode::BAD_REQUEST, detail)
+    }
+}
+
+/// A 401 as problem details, with `WWW-Authenticate: Bearer`.
+impl ErrorShape for ProblemDetails {
+    fn unauthorized(message: &str) -> Response {
+        let mut response = ProblemDetails::new(StatusCode::UNAUTHORIZED, message).into_response();
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        response
+    }
+
+    fn failed(error: ApiError) -> Response {
+        Problem::Other(error).into_problem(&[]).into_response()
     }
 }
 
@@ -253,7 +253,7 @@ async fn ingest_route(
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ProblemDetails> {
     let shape = shape(headers)?;
-    let body = crate::api::body(raw).map_err(|e| Problem::Other(e).into_problem(&[]))?;
+    let body = crate::body::read(raw).map_err(|e| Problem::Other(e).into_problem(&[]))?;
     let value: Value = serde_json::from_slice(&body)
         .map_err(|e| ProblemDetails::bad(format!("the body is not JSON: {e}")))?;
     let events = match (shape, value) {
@@ -360,7 +360,7 @@ fn batch_failure(failed: &[(usize, Problem)], names: &[(String, String)]) -> Pro
     details
 }
 
-pub async fn ingest_handler(
+pub(super) async fn ingest_handler(
     State(state): State<AppState>,
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,

@@ -4,32 +4,22 @@
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value, json};
 
-use super::{Candidate, Ingested, MAX_BATCH, Problem, Who, ingest, key, quantity};
-use crate::AppState;
+use super::{Candidate, Ingested, Problem, Who, ingest, key, quantity};
 use crate::RecordOutcome;
+use crate::auth::ErrorShape;
 use crate::billing::parse_unix_seconds;
 use crate::store::KeySource;
+use crate::{ApiError, AppState, MAX_BATCH};
 
-pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    super::guard(&state, request, next, unauthorized, |e| {
-        LagoError::from_problem(Problem::Other(e), &[]).into_response()
-    })
-    .await
-}
-
-fn unauthorized(_message: &str) -> Response {
-    LagoError::new(StatusCode::UNAUTHORIZED, None, Value::Null).into_response()
-}
-
-struct LagoError {
+/// `{"status","error","code","error_details"}`, as Lago writes its errors.
+pub(super) struct LagoError {
     status: StatusCode,
     code: Option<&'static str>,
     details: Value,
@@ -94,6 +84,17 @@ impl LagoError {
                 ..LagoError::new(e.status, Some(e.code), details)
             },
         }
+    }
+}
+
+/// Lago's 401: the status and its name, no details (whatever was wrong with the token).
+impl ErrorShape for LagoError {
+    fn unauthorized(_message: &str) -> Response {
+        LagoError::new(StatusCode::UNAUTHORIZED, None, Value::Null).into_response()
+    }
+
+    fn failed(error: ApiError) -> Response {
+        LagoError::from_problem(Problem::Other(error), &[]).into_response()
     }
 }
 
@@ -313,11 +314,14 @@ async fn record(state: &AppState, events: &[Value]) -> Result<Vec<Value>, LagoEr
 
 fn json_body(raw: Result<Bytes, BytesRejection>) -> Result<Value, LagoError> {
     let body =
-        crate::api::body(raw).map_err(|e| LagoError::from_problem(Problem::Other(e), &[]))?;
+        crate::body::read(raw).map_err(|e| LagoError::from_problem(Problem::Other(e), &[]))?;
     serde_json::from_slice(&body).map_err(|e| LagoError::bad(format!("the body is not JSON: {e}")))
 }
 
-pub async fn create(State(state): State<AppState>, raw: Result<Bytes, BytesRejection>) -> Response {
+pub(super) async fn create(
+    State(state): State<AppState>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Response {
     let answer = async {
         let body = json_body(raw)?;
         let event = body
@@ -330,7 +334,10 @@ pub async fn create(State(state): State<AppState>, raw: Result<Bytes, BytesRejec
     answer.await.unwrap_or_else(IntoResponse::into_response)
 }
 
-pub async fn batch(State(state): State<AppState>, raw: Result<Bytes, BytesRejection>) -> Response {
+pub(super) async fn batch(
+    State(state): State<AppState>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Response {
     let answer = async {
         let body = json_body(raw)?;
         let events = body

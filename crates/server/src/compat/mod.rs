@@ -3,7 +3,8 @@
 //! OpenMeter takes them (`/openmeter`) and Lago events (`/lago`).
 //!
 //! Each protocol module only parses its format into [`Candidate`]s and shapes answers and
-//! errors its way. Everything else is shared here: the token check, the quantity rule, the
+//! errors its way. Everything else is shared: the native API's token check and body decoding
+//! (`auth::guard`, each protocol giving only its error shape), and here the quantity rule, the
 //! idempotency keys, resolving customers and meters, and the commit through the same
 //! group-commit writer as `/v1/events/batch` (there is no second write path).
 
@@ -12,67 +13,50 @@ mod lago;
 mod stripe;
 
 use axum::Router;
-use axum::extract::Request;
-use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::middleware;
 use axum::routing::post;
 use chrono::{DateTime, TimeZone, Utc};
 use sha2::{Digest, Sha256};
 
 use super::AppState;
-use super::auth::{self, Denied};
+use super::auth;
 use super::error::ApiError;
 use crate::store::MAX_KEY_LEN;
 use crate::store::{IdempotencyKey, KeySource};
 use crate::{Error, RecordOutcome, RecordRequest};
 
-pub const STRIPE_METER_EVENTS: &str = "/stripe/v1/billing/meter_events";
-pub const OPENMETER_EVENTS: &str = "/openmeter/api/v1/events";
-pub const LAGO_EVENTS: &str = "/lago/api/v1/events";
-pub const LAGO_EVENTS_BATCH: &str = "/lago/api/v1/events/batch";
+pub(crate) const STRIPE_METER_EVENTS: &str = "/stripe/v1/billing/meter_events";
+pub(crate) const OPENMETER_EVENTS: &str = "/openmeter/api/v1/events";
+pub(crate) const LAGO_EVENTS: &str = "/lago/api/v1/events";
+pub(crate) const LAGO_EVENTS_BATCH: &str = "/lago/api/v1/events/batch";
 
-/// The most events one batch may carry (as `/v1/events/batch`).
-pub use super::api::MAX_BATCH;
-
-pub fn router(state: AppState) -> Router<AppState> {
+pub(crate) fn router(state: AppState) -> Router<AppState> {
+    // The native API's token check and body decoding; only the errors take each shape.
     let stripe = Router::new()
         .route(STRIPE_METER_EVENTS, post(stripe::create))
-        .route_layer(middleware::from_fn_with_state(state.clone(), stripe::guard));
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::guard::<stripe::StripeError>,
+        ));
     let openmeter = Router::new()
         .route(OPENMETER_EVENTS, post(cloudevents::ingest_handler))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
-            cloudevents::guard,
+            auth::guard::<cloudevents::ProblemDetails>,
         ));
     let lago = Router::new()
         .route(LAGO_EVENTS, post(lago::create))
         .route(LAGO_EVENTS_BATCH, post(lago::batch))
-        .route_layer(middleware::from_fn_with_state(state, lago::guard));
+        .route_layer(middleware::from_fn_with_state(
+            state,
+            auth::guard::<lago::LagoError>,
+        ));
     stripe.merge(openmeter).merge(lago)
-}
-
-/// The token check of the native API, then the body's `Content-Encoding` undone, with the
-/// errors (401, 413, 415, ...) in the protocol's own shape.
-async fn guard(
-    state: &AppState,
-    request: Request,
-    next: Next,
-    unauthorized: fn(&str) -> Response,
-    failed: fn(ApiError) -> Response,
-) -> Response {
-    match auth::authorize(state, request.headers()).await {
-        Ok(()) => match super::encoding::decode(request).await {
-            Ok(request) => next.run(request).await,
-            Err(e) => failed(e),
-        },
-        Err(Denied::Unauthorized(message)) => unauthorized(message),
-        Err(Denied::Failed(e)) => failed(e),
-    }
 }
 
 /// Who an event is for, as the protocol names them.
 #[derive(Debug, Clone)]
-pub enum Who {
+pub(crate) enum Who {
     /// A meterline customer id (CloudEvents `subject`, Lago `external_customer_id`).
     Customer(String),
     /// A Stripe customer id, mapped to the meterline customer that carries it.
@@ -81,7 +65,7 @@ pub enum Who {
 
 /// One event parsed from a protocol, ready to be resolved and recorded.
 #[derive(Debug, Clone)]
-pub struct Candidate {
+pub(crate) struct Candidate {
     pub who: Who,
     /// The meter event name the client sent (Stripe `event_name`, CloudEvents `type`, Lago `code`).
     pub meter: String,
@@ -93,7 +77,7 @@ pub struct Candidate {
 
 /// Why one event was not recorded. Each protocol maps these to its own status and shape.
 #[derive(Debug, Clone)]
-pub enum Problem {
+pub(crate) enum Problem {
     /// Malformed or out of range; `param` names the field when there is one.
     Invalid {
         param: Option<String>,
@@ -111,14 +95,14 @@ pub enum Problem {
 }
 
 impl Problem {
-    pub fn invalid(param: &str, message: impl Into<String>) -> Problem {
+    pub(crate) fn invalid(param: &str, message: impl Into<String>) -> Problem {
         Problem::Invalid {
             param: Some(param.to_string()),
             message: message.into(),
         }
     }
 
-    pub fn message(&self) -> &str {
+    pub(crate) fn message(&self) -> &str {
         match self {
             Problem::Invalid { message, .. }
             | Problem::UnknownCustomer(message)
@@ -137,7 +121,7 @@ impl From<ApiError> for Problem {
 }
 
 /// The result of [`ingest`].
-pub enum Ingested {
+pub(crate) enum Ingested {
     /// Some events were invalid before anything was written: nothing was recorded.
     /// (event index, problem), in order.
     Rejected(Vec<(usize, Problem)>),
@@ -147,7 +131,7 @@ pub enum Ingested {
 
 /// Resolve every event (customer, meter, anchor), then, only if all are valid, commit them
 /// at once through the writer. The answer carries each event's meterline customer id.
-pub async fn ingest(state: &AppState, events: Vec<Candidate>) -> Result<Ingested, ApiError> {
+pub(crate) async fn ingest(state: &AppState, events: Vec<Candidate>) -> Result<Ingested, ApiError> {
     let config = state.config.clone();
     let now = state.clock.now();
     let to_resolve = events.clone();
@@ -180,7 +164,7 @@ pub async fn ingest(state: &AppState, events: Vec<Candidate>) -> Result<Ingested
             properties: Default::default(),
         })
         .collect();
-    let outcomes = super::api::commit(state, requests).await?;
+    let outcomes = state.writer.commit(requests).await?;
     Ok(Ingested::Decided(
         customers
             .into_iter()
@@ -222,7 +206,7 @@ fn resolve(
     event: &Candidate,
     now: DateTime<Utc>,
 ) -> crate::Result<Result<String, Problem>> {
-    let latest = now + chrono::Duration::seconds(crate::store::record::MAX_FUTURE_SECS);
+    let latest = now + chrono::Duration::seconds(crate::billing::STRIPE_MAX_FUTURE_SECS);
     if event.at > latest {
         return Ok(Err(Problem::invalid(
             "timestamp",
@@ -301,7 +285,7 @@ fn resolve(
 /// or "a" + "b:c"). A key that would break the store's key rules (longer than 255 bytes, or
 /// with control, bidi or zero-width characters) is replaced by its SHA-256. The key lives in
 /// the protocol's own namespace ([`KeySource`]), apart from native keys and other protocols'.
-pub fn key(source: KeySource, parts: &[&str]) -> IdempotencyKey {
+pub(crate) fn key(source: KeySource, parts: &[&str]) -> IdempotencyKey {
     let protocol = source.as_str();
     let mut text = protocol.to_string();
     for part in parts {
@@ -324,7 +308,7 @@ pub fn key(source: KeySource, parts: &[&str]) -> IdempotencyKey {
 /// The quantity of a CloudEvents / Lago event: the configured payload field of its meter,
 /// or 1 when none is configured. `field_path` is how the protocol names the payload
 /// ("data", "properties") in error messages.
-pub fn quantity(
+pub(crate) fn quantity(
     config: &crate::Config,
     meter: &str,
     payload: Option<&serde_json::Value>,

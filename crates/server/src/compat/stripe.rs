@@ -7,41 +7,23 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::rejection::FormRejection;
-use axum::extract::{Form, Request, State};
+use axum::extract::{Form, State};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{Candidate, Ingested, Problem, Who, ingest, key};
+use crate::auth::ErrorShape;
 use crate::store::KeySource;
 use crate::{ApiError, AppState};
 
 /// Stripe's limit for `event_name` and `identifier`.
 const MAX_NAME: usize = 100;
 
-pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    super::guard(&state, request, next, unauthorized, failed).await
-}
-
-fn unauthorized(message: &str) -> Response {
-    let message = if message.starts_with("missing") {
-        "You did not provide an API key. Provide your meterline token as the API key \
-         (Authorization: Bearer <token>)."
-    } else {
-        "Invalid API Key provided: the key is not an active meterline token."
-    };
-    StripeError::new(StatusCode::UNAUTHORIZED, "invalid_request_error", message).into_response()
-}
-
-fn failed(e: ApiError) -> Response {
-    StripeError::from(Problem::Other(e)).into_response()
-}
-
 /// `{"error":{"type","code","message","param"}}`, absent members left out as Stripe does.
 #[derive(Debug)]
-struct StripeError {
+pub(super) struct StripeError {
     status: StatusCode,
     kind: &'static str,
     code: Option<&'static str>,
@@ -87,6 +69,23 @@ impl StripeError {
             param,
             format!("Missing required param: {param}."),
         )
+    }
+}
+
+/// Stripe's 401s, as its SDKs raise AuthenticationError.
+impl ErrorShape for StripeError {
+    fn unauthorized(message: &str) -> Response {
+        let message = if message.starts_with("missing") {
+            "You did not provide an API key. Provide your meterline token as the API key \
+             (Authorization: Bearer <token>)."
+        } else {
+            "Invalid API Key provided: the key is not an active meterline token."
+        };
+        StripeError::new(StatusCode::UNAUTHORIZED, "invalid_request_error", message).into_response()
+    }
+
+    fn failed(error: ApiError) -> Response {
+        StripeError::from(Problem::Other(error)).into_response()
     }
 }
 
@@ -275,7 +274,7 @@ fn event_time(
     let Some(at) = timestamp else {
         return Ok(now);
     };
-    let (oldest, newest) = crate::store::stripe_window(now);
+    let (oldest, newest) = crate::billing::stripe_window(now);
     if oldest <= at && at <= newest {
         return Ok(at);
     }
@@ -286,13 +285,13 @@ fn event_time(
             "Timestamp {} is outside the allowed window: events may be at most {} days in the \
              past and {} seconds in the future.",
             at.timestamp(),
-            crate::store::STRIPE_MAX_AGE_DAYS,
-            crate::store::STRIPE_MAX_FUTURE_SECS
+            crate::billing::STRIPE_MAX_AGE_DAYS,
+            crate::billing::STRIPE_MAX_FUTURE_SECS
         ),
     ))
 }
 
-pub async fn create(
+pub(super) async fn create(
     State(state): State<AppState>,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Response {

@@ -13,7 +13,7 @@ use crate::sanitize::sanitize;
 use crate::store::{CustomerDetail, EventRow, Projection, StripeState};
 use crate::theme::{Theme, level_word};
 
-pub fn draw(frame: &mut Frame, app: &App, detail: &Detail, area: Rect) {
+pub(crate) fn draw(frame: &mut Frame, app: &App, detail: &Detail, area: Rect) {
     let block = Block::bordered().title(format!(" Customer {} ", sanitize(&detail.customer_id)));
     let inner = block.inner(area);
     frame.render_widget(block, area);
@@ -308,7 +308,7 @@ fn draw_recent(frame: &mut Frame, theme: Theme, events: &[EventRow], area: Rect)
 }
 
 /// An event on one line: when, how much, who, and its Stripe state in words.
-pub fn event_line(theme: Theme, e: &EventRow, with_customer: bool) -> Line<'static> {
+pub(crate) fn event_line(theme: Theme, e: &EventRow, with_customer: bool) -> Line<'static> {
     let mut spans = vec![Span::raw(format!(
         "{}  {:>9}  ",
         stored_minute(&e.occurred_at),
@@ -338,7 +338,10 @@ pub fn event_line(theme: Theme, e: &EventRow, with_customer: bool) -> Line<'stat
     Line::from(spans)
 }
 
-pub fn state_label(theme: Theme, state: StripeState) -> (&'static str, ratatui::style::Style) {
+pub(crate) fn state_label(
+    theme: Theme,
+    state: StripeState,
+) -> (&'static str, ratatui::style::Style) {
     match state {
         StripeState::Reported => ("✓ reported", theme.good()),
         StripeState::Pending => ("… pending", theme.dim()),

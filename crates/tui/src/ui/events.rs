@@ -15,7 +15,7 @@ use crate::sanitize::sanitize;
 use crate::store::{EventRow, StripeState};
 use crate::theme::Theme;
 
-pub fn draw(frame: &mut Frame, app: &App, body: Rect) {
+pub(crate) fn draw(frame: &mut Frame, app: &App, body: Rect) {
     let theme = app.theme;
     let [header, list] = body_layout(body);
     let b = app.summary.backlog;
@@ -168,7 +168,7 @@ fn event_row(theme: Theme, e: &EventRow, customer_width: u16, error_width: u16) 
 }
 
 /// The selected event in full: identifiers, times, attempts and Stripe's whole message.
-pub fn draw_popup(frame: &mut Frame, app: &App, area: Rect) {
+pub(crate) fn draw_popup(frame: &mut Frame, app: &App, area: Rect) {
     let Some(e) = app.selected_event().filter(|_| app.event_popup) else {
         return;
     };

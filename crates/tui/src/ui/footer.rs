@@ -106,7 +106,7 @@ fn hints(app: &App) -> Vec<Hint> {
     hints
 }
 
-pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
+pub(crate) fn draw(frame: &mut Frame, app: &App, area: Rect) {
     let theme = app.theme;
     if app.filtering && app.sync == SyncPopup::Closed && !app.help {
         let line = Line::from(vec![

@@ -2,11 +2,11 @@
 
 use chrono::{DateTime, Utc};
 
-pub use crate::billing::thousands;
+pub(crate) use crate::billing::thousands;
 
 /// The real percentage, never clamped: 134 % over the limit. Whole percents, rounded down so
 /// "100 %" only ever means the limit is reached.
-pub fn percent(used: i64, limit: Option<i64>) -> String {
+pub(crate) fn percent(used: i64, limit: Option<i64>) -> String {
     match limit {
         None => "-".to_string(),
         Some(0) => "100 %".to_string(),
@@ -15,7 +15,7 @@ pub fn percent(used: i64, limit: Option<i64>) -> String {
 }
 
 /// "85,000 / 100,000", or just "7,654,321" without a limit (the gauge says "unlimited").
-pub fn used_of(used: i64, limit: Option<i64>) -> String {
+pub(crate) fn used_of(used: i64, limit: Option<i64>) -> String {
     match limit {
         Some(limit) => format!("{} / {}", thousands(used), thousands(limit)),
         None => thousands(used),
@@ -23,7 +23,7 @@ pub fn used_of(used: i64, limit: Option<i64>) -> String {
 }
 
 /// `text` cut to `width` terminal cells, its end replaced by "…" when it does not fit.
-pub fn ellipsis(text: &str, width: u16) -> String {
+pub(crate) fn ellipsis(text: &str, width: u16) -> String {
     let width = usize::from(width);
     let cells = |s: &str| ratatui::text::Span::raw(s).width();
     if cells(text) <= width {
@@ -46,16 +46,16 @@ pub fn ellipsis(text: &str, width: u16) -> String {
     out
 }
 
-pub fn minute(at: DateTime<Utc>) -> String {
+pub(crate) fn minute(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
-pub fn day(at: DateTime<Utc>) -> String {
+pub(crate) fn day(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d").to_string()
 }
 
 /// "2026-11-27T18:59:03Z" -> "2026-11-27 18:59" (text from the database, kept if unexpected).
-pub fn stored_minute(text: &str) -> String {
+pub(crate) fn stored_minute(text: &str) -> String {
     match (text.get(..10), text.get(11..16)) {
         (Some(date), Some(time)) => format!("{date} {time}"),
         _ => super::super::sanitize::sanitize(text).into_owned(),

@@ -1,6 +1,6 @@
-//! The `?` overlay: the keys, generated from the keymap so it always shows the keys actually
-//! bound, and a legend of every symbol and colour the screens use, drawn with the same
-//! functions and styles as the screens themselves.
+//! The `?` overlay: the keys and the legend `crate::help` lists (the keys generated from the
+//! keymap), each symbol and colour drawn with the same functions and styles as the screens
+//! themselves.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -9,17 +9,17 @@ use ratatui::widgets::{Block, Paragraph};
 
 use super::detail::state_label;
 use super::popup;
-use crate::app::{App, SortKey};
+use crate::app::App;
 use crate::billing::WarningLevel;
-use crate::keys::{self, Mode};
-use crate::store::StripeState;
+use crate::help::{self, KeyLine, LegendLine};
+use crate::table::SortKey;
 use crate::theme::{Theme, level_label, level_word, outcome_label};
 
 /// Keys on the left, legend on the right, when the terminal is this wide.
 const SIDE_BY_SIDE: u16 = 116;
 const KEYS_WIDTH: u16 = 58;
 
-pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
+pub(crate) fn draw(frame: &mut Frame, app: &App, area: Rect) {
     let theme = app.theme;
     let keys = key_lines(theme);
     let legend = legend_lines(theme);
@@ -49,124 +49,86 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
     }
 }
 
-/// How many lines the help has, stacked (as on a narrow terminal).
-pub fn lines(theme: Theme) -> u16 {
-    let total = key_lines(theme).len() + legend_lines(theme).len();
-    u16::try_from(total).unwrap_or(u16::MAX)
-}
-
+/// The key sections as drawn.
 fn key_lines(theme: Theme) -> Vec<Line<'static>> {
-    let mut lines = Vec::new();
-    for (title, mode) in [
-        ("Keys", Mode::Normal),
-        ("While typing a filter", Mode::Filter),
-        ("In a confirmation", Mode::Confirm),
-    ] {
-        lines.push(Line::styled(title, theme.header()));
-        for (keys, what) in keys::help(mode) {
-            lines.push(Line::from(vec![
+    help::key_lines()
+        .into_iter()
+        .map(|line| match line {
+            KeyLine::Title(title) => Line::styled(title, theme.header()),
+            KeyLine::Key { keys, what } => Line::from(vec![
                 Span::styled(format!("  {keys:<20}"), theme.key()),
                 Span::raw(what),
-            ]));
-        }
-        lines.push(Line::raw(""));
-    }
-    lines
+            ]),
+            KeyLine::Blank => Line::raw(""),
+        })
+        .collect()
 }
 
 /// Every symbol and colour on screen, each drawn as the screens draw it.
 fn legend_lines(theme: Theme) -> Vec<Line<'static>> {
+    help::legend(theme)
+        .into_iter()
+        .map(|line| legend_line(theme, line))
+        .collect()
+}
+
+fn legend_line(theme: Theme, line: LegendLine) -> Line<'static> {
     let gap = || Span::raw("  ");
     let text = |t: &str| Span::raw(t.to_string());
     let dim = |t: &str| Span::styled(t.to_string(), theme.dim());
-    let hard_cap = theme.level(WarningLevel::HardCap);
-    let mut levels = vec![gap()];
-    for level in WarningLevel::ALL {
-        levels.extend([Span::styled(level_label(level), theme.level(level)), gap()]);
-    }
-    let states = |of: &[StripeState]| {
-        let mut spans = vec![gap()];
-        for state in of {
-            let (label, style) = state_label(theme, *state);
-            spans.extend([Span::styled(label, style), gap()]);
+    match line {
+        LegendLine::Title(title) => Line::styled(title, theme.header()),
+        LegendLine::Levels => {
+            let mut spans = vec![gap()];
+            for level in WarningLevel::ALL {
+                spans.extend([Span::styled(level_label(level), theme.level(level)), gap()]);
+            }
+            Line::from(spans)
         }
-        Line::from(spans)
-    };
-    let outcomes = |words: &[&str]| {
-        let mut spans = vec![gap()];
-        for word in words {
-            let (label, style) = outcome_label(theme, word);
-            spans.extend([Span::styled(label, style), gap()]);
+        LegendLine::HardCapWords => {
+            let hard_cap = theme.level(WarningLevel::HardCap);
+            Line::from(vec![
+                gap(),
+                Span::styled(level_word(WarningLevel::HardCap, true, true), hard_cap),
+                text(" or "),
+                Span::styled(level_word(WarningLevel::HardCap, true, false), hard_cap),
+            ])
         }
-        Line::from(spans)
-    };
-    let empty = if theme.color { "░" } else { "·" };
-    let mut lines = vec![
-        Line::styled("Levels (share of the included units used)", theme.header()),
-        Line::from(levels),
-        Line::from(vec![
-            gap(),
-            Span::styled(level_word(WarningLevel::HardCap, true, true), hard_cap),
-            text(" or "),
-            Span::styled(level_word(WarningLevel::HardCap, true, false), hard_cap),
-        ]),
-        Line::from(vec![
-            gap(),
-            dim("an overage plan past its limit: usage is still"),
-        ]),
-        Line::from(vec![
-            gap(),
-            dim("recorded and the extra billed (JSON: hard_cap)"),
-        ]),
-        Line::from(vec![
-            gap(),
-            dim("■ HARD CAP alone: further usage is refused"),
-        ]),
-        Line::raw(""),
-        Line::styled("Customers table", theme.header()),
-        Line::from(vec![
-            gap(),
-            Span::styled("███", theme.gauge(WarningLevel::Ok)),
-            Span::styled(empty.repeat(3), theme.gauge_empty()),
-            text(" used / left, coloured by level  "),
-            dim("∞"),
-            text(" unlimited"),
-        ]),
-        Line::from(vec![
-            gap(),
-            text("134 % the real share; the bar stops at full"),
-        ]),
-        Line::from(vec![
+        LegendLine::Note(note) => Line::from(vec![gap(), dim(note)]),
+        LegendLine::Text(words) => Line::from(vec![gap(), text(words)]),
+        LegendLine::Gauge => {
+            let empty = if theme.color { "░" } else { "·" };
+            Line::from(vec![
+                gap(),
+                Span::styled("███", theme.gauge(WarningLevel::Ok)),
+                Span::styled(empty.repeat(3), theme.gauge_empty()),
+                text(" used / left, coloured by level  "),
+                dim("∞"),
+                text(" unlimited"),
+            ])
+        }
+        LegendLine::SortArrows => Line::from(vec![
             gap(),
             text(&sort_arrows()),
             text(" sorted column: highest / lowest first"),
         ]),
-        Line::from(vec![
-            gap(),
-            text("12/400 the selected row, of all rows listed;"),
-        ]),
-        Line::from(vec![gap(), dim("┃ on the right border: the part in view")]),
-        Line::from(vec![gap(), text("\"2 ?\" unreported events of a customer")]),
-        Line::from(vec![gap(), dim("without a Stripe customer id")]),
-        Line::raw(""),
-        Line::styled("Events at Stripe", theme.header()),
-        states(&[
-            StripeState::Reported,
-            StripeState::Pending,
-            StripeState::Failed,
-        ]),
-        states(&[StripeState::Expired, StripeState::Unmapped]),
-        Line::from(vec![
-            gap(),
-            dim("expired: past Stripe's 35-day window, never sent"),
-        ]),
-        Line::raw(""),
-        Line::styled("Sync runs", theme.header()),
-        outcomes(&["completed", "running", "incomplete", "cancelled"]),
-        outcomes(&["aborted", "interrupted"]),
-        Line::raw(""),
-        Line::styled("Marks", theme.header()),
-        Line::from(vec![
+        LegendLine::States(states) => {
+            let mut spans = vec![gap()];
+            for state in states {
+                let (label, style) = state_label(theme, *state);
+                spans.extend([Span::styled(label, style), gap()]);
+            }
+            Line::from(spans)
+        }
+        LegendLine::Outcomes(words) => {
+            let mut spans = vec![gap()];
+            for word in words {
+                let (label, style) = outcome_label(theme, word);
+                spans.extend([Span::styled(label, style), gap()]);
+            }
+            Line::from(spans)
+        }
+        LegendLine::Marks => Line::from(vec![
             gap(),
             Span::styled("selected row", theme.selected()),
             gap(),
@@ -178,14 +140,8 @@ fn legend_lines(theme: Theme) -> Vec<Line<'static>> {
             gap(),
             Span::styled("key", theme.key()),
         ]),
-    ];
-    if theme.color {
-        lines.push(Line::from(vec![
-            gap(),
-            dim("green ok · yellow warning · red critical · magenta cap"),
-        ]));
+        LegendLine::Blank => Line::raw(""),
     }
-    lines
 }
 
 /// The two arrows as the table shows them.

@@ -19,11 +19,9 @@ use super::action::Action;
 use super::app::{App, View};
 use super::keys::{self, Mode};
 
-pub use help::lines as help_lines;
-
 /// Below this the dashboard shows one line saying the size it needs.
-pub const MIN_WIDTH: u16 = 60;
-pub const MIN_HEIGHT: u16 = 16;
+pub(crate) const MIN_WIDTH: u16 = 60;
+pub(crate) const MIN_HEIGHT: u16 = 16;
 
 /// Lines of the overview header box (borders included).
 const HEADER_HEIGHT: u16 = 6;

@@ -9,14 +9,15 @@ use ratatui::widgets::{Block, Cell, Paragraph, Row, Table};
 use super::format::{ellipsis, minute, percent, stored_minute, thousands, used_of};
 use super::{body_layout, list_rows};
 use crate::action::Action;
-use crate::app::{App, SortKey};
+use crate::app::App;
 use crate::billing::WarningLevel;
 use crate::keys::{self, Mode};
 use crate::sanitize::sanitize;
 use crate::store::DashboardRow;
+use crate::table::SortKey;
 use crate::theme::{Theme, level_label, level_word, outcome_label};
 
-pub fn draw(frame: &mut Frame, app: &App, body: Rect) {
+pub(crate) fn draw(frame: &mut Frame, app: &App, body: Rect) {
     let [header, list] = body_layout(body);
     draw_header(frame, app, header);
     draw_table(frame, app, list);
@@ -345,7 +346,7 @@ fn sorted_column(sort: SortKey, wide: bool) -> Column {
 }
 
 /// ▼: highest first (most at risk, most used); ▲: lowest first (A to Z, fewest days left).
-pub fn sort_arrow(sort: SortKey, reverse: bool) -> &'static str {
+pub(crate) fn sort_arrow(sort: SortKey, reverse: bool) -> &'static str {
     let descending = matches!(sort, SortKey::Risk | SortKey::Used | SortKey::Unreported);
     if descending != reverse { "▼" } else { "▲" }
 }
@@ -408,7 +409,7 @@ fn customer_cells<'a>(
 
 /// A text gauge `width` cells wide, coloured by level. The bar is clamped at full; the
 /// percentage beside it is not.
-pub fn gauge_line(
+pub(crate) fn gauge_line(
     theme: Theme,
     level: WarningLevel,
     ratio: Option<f64>,

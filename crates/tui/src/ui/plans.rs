@@ -13,7 +13,7 @@ use crate::config::AtLimit;
 use crate::keys::{self, Mode};
 use crate::sanitize::sanitize;
 
-pub fn draw(frame: &mut Frame, app: &App, body: Rect) {
+pub(crate) fn draw(frame: &mut Frame, app: &App, body: Rect) {
     let theme = app.theme;
     let config = &app.config;
     let [header, list] = body_layout(body);
@@ -158,7 +158,7 @@ fn draw_alerts(frame: &mut Frame, app: &App, area: Rect) {
 }
 
 /// After a failed reload: says the plans shown are the last good ones (empty otherwise).
-pub fn stale_note(app: &App) -> Span<'static> {
+pub(crate) fn stale_note(app: &App) -> Span<'static> {
     match app.plans_error {
         Some(_) => Span::styled(
             "  ✗ reload failed: last good plans in use",
@@ -169,7 +169,7 @@ pub fn stale_note(app: &App) -> Span<'static> {
 }
 
 /// The popup after `r` found plans.toml invalid: why, and that nothing changed.
-pub fn draw_invalid(frame: &mut Frame, app: &App, area: Rect) {
+pub(crate) fn draw_invalid(frame: &mut Frame, app: &App, area: Rect) {
     let Some(error) = &app.plans_error else {
         return;
     };

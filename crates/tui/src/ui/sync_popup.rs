@@ -16,7 +16,7 @@ use crate::theme::Theme;
 
 const WIDTH: u16 = 78;
 
-pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
+pub(crate) fn draw(frame: &mut Frame, app: &App, area: Rect) {
     let theme = app.theme;
     let close = keys::keys_for(Mode::Normal, Action::Close);
     let closes = Line::styled(format!("{close} closes"), theme.dim());

@@ -1,0 +1,97 @@
+//! The crossings: one alert per customer × period × level, written inside the record and
+//! set-plan transactions (the only place that knows the counter before and after), with a
+//! delivery row per matching `[[alerts]]` entry; and the highest level alerted, for status.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, params};
+
+use crate::Result;
+use crate::billing::{Period, UsageCheck, WarningLevel, format_ts};
+use crate::config::Config;
+
+/// Inside the caller's transaction: write one alert per level in (`before`, `after.level`]
+/// that this customer's period has not had yet, and a delivery row for every `[[alerts]]`
+/// entry that wants it. Costs nothing unless the level went up.
+pub(crate) fn record_crossings(
+    conn: &Connection,
+    config: &Config,
+    before: WarningLevel,
+    after: &UsageCheck,
+    period: Period,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    for level in meterline_core::alerts::levels_crossed(before, after.level) {
+        let id = meterline_core::alerts::new_id();
+        let inserted = conn
+            .prepare_cached(
+                "INSERT INTO alerts (id, customer_id, plan_id, period_start, period_end, level,
+                     previous_level, used, included, ratio, occurred_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                 ON CONFLICT (customer_id, period_start, level) DO NOTHING",
+            )?
+            .execute(params![
+                id,
+                after.customer,
+                after.plan,
+                format_ts(period.start),
+                format_ts(period.end),
+                level.as_str(),
+                before.as_str(),
+                after.used,
+                after.limit,
+                after.ratio,
+                format_ts(now)
+            ])?;
+        if inserted == 0 {
+            continue; // This period already had it: exactly one alert per level.
+        }
+        for rule in config
+            .alerts
+            .iter()
+            .filter(|r| r.matches(&after.plan, level))
+        {
+            conn.prepare_cached(
+                "INSERT INTO alert_deliveries (alert_id, target) VALUES (?1, ?2)
+                 ON CONFLICT DO NOTHING",
+            )?
+            .execute(params![id, rule.target.key()])?;
+        }
+    }
+    Ok(())
+}
+
+/// The alerts as recorded; serves `status` (the highest level alerted beside each check).
+impl crate::Store {
+    /// The highest level alerted in each check's period, in the checks' order: one scan of
+    /// the alerts of the periods shown, not one query per customer.
+    pub(crate) fn alerted_levels(&self, checks: &[&UsageCheck]) -> Result<Vec<Option<String>>> {
+        let Some(since) = checks.iter().map(|c| c.period_start).min() else {
+            return Ok(Vec::new());
+        };
+        let mut highest: HashMap<(String, String), WarningLevel> = HashMap::new();
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT customer_id, period_start, level FROM alerts WHERE period_start >= ?1",
+        )?;
+        let mut found = stmt.query([format_ts(since)])?;
+        while let Some(r) = found.next()? {
+            let level: String = r.get(2)?;
+            let level = match level.as_str() {
+                "hard_cap" => WarningLevel::HardCap,
+                "critical" => WarningLevel::Critical,
+                _ => WarningLevel::Warning,
+            };
+            let entry = highest.entry((r.get(0)?, r.get(1)?)).or_insert(level);
+            *entry = (*entry).max(level);
+        }
+        Ok(checks
+            .iter()
+            .map(|c| {
+                highest
+                    .get(&(c.customer.clone(), format_ts(c.period_start)))
+                    .map(|l| l.as_str().to_string())
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,163 @@
+//! The official Stripe, OpenMeter and Lago Python SDKs against a real `meterline serve`
+//! (tests/compat_sdk/run.py), then `meterline sync` forwards what they recorded to the fake
+//! Stripe server exactly once.
+//!
+//! This test FAILS when python3 or the SDKs are missing: .ci/run installs them
+//! (`pip install stripe==16.1.0 openmeter==1.0.0b236 lago-python-client==1.55.0`).
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::support::stripe::{Env, json, now, stderr};
+
+const PLANS: &str = r#"
+[stripe]
+meter_event = "meterline_usage"
+api_base = "https://api.stripe.com"
+rate_limit = 0
+workers = 2
+timeout_secs = 2
+max_attempts = 4
+
+[[plans]]
+id = "free"
+included = 1000
+at_limit = "block"
+
+[[plans]]
+id = "pro"
+included = 100000
+at_limit = "overage"
+overage_rate = "0.001"
+
+[ingest.value_property]
+meterline_usage = "tokens"
+"#;
+
+const SDKS: &str = "stripe==16.1.0 openmeter==1.0.0b236 lago-python-client==1.55.0";
+
+/// `meterline serve` on an ephemeral port; killed when dropped.
+struct Serve(Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(env: &Env) -> (Serve, String) {
+    let mut child = env
+        .std_command(&["serve", "--listen", "127.0.0.1:0"], &[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn meterline serve");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(addr) = line.strip_prefix("meterline serve: listening on ") {
+                let _ = tx.send(addr.to_string());
+            }
+        }
+    });
+    let base = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the server did not start");
+    (Serve(child), base)
+}
+
+fn ok(env: &Env, args: &[&str]) -> String {
+    let out = env.run(args, &[]);
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// python3 with the three SDKs, or a failure that says how to install them.
+fn python() -> Command {
+    let probe = Command::new("python3")
+        .args(["-c", "import stripe, openmeter, lago_python_client"])
+        .output();
+    match probe {
+        Err(e) => panic!("python3 is required for this test ({e}); .ci/run installs it"),
+        Ok(out) if !out.status.success() => panic!(
+            "the SDKs are missing; install them with `python3 -m pip install --pre {SDKS}` \
+             (.ci/run does): {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Ok(_) => Command::new("python3"),
+    }
+}
+
+#[test]
+fn official_sdks_record_exactly_and_sync_forwards_once() {
+    let mut python = python();
+    let env = Env::new(PLANS);
+    let anchor = (now() - chrono::Duration::days(10))
+        .date_naive()
+        .to_string();
+    for (id, plan, stripe) in [
+        ("acme", "pro", "cus_AcmeSdk1"),
+        ("capped", "free", "cus_CappedSdk1"),
+    ] {
+        ok(
+            &env,
+            &["customer", "add", id, "--plan", plan, "--anchor", &anchor],
+        );
+        ok(&env, &["customer", "set-stripe", id, stripe]);
+    }
+    let token = ok(&env, &["token", "create", "sdk"]).trim().to_string();
+    let (server, base) = serve(&env);
+
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/compat_sdk/run.py");
+    let out = python
+        .arg(&script)
+        .env("METERLINE_BASE", &base)
+        .env("METERLINE_TOKEN", &token)
+        .env("METERLINE_NOW_UNIX", now().timestamp().to_string())
+        .output()
+        .expect("run the SDK script");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("compat_sdk: ok"),
+        "the SDK script failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(server);
+
+    // Exactly what the script recorded: 2 Stripe, 5 + 1 CloudEvents, 3 Lago events.
+    let conn = rusqlite::Connection::open(&env.db).unwrap();
+    let per_customer = |customer: &str| -> (i64, i64) {
+        conn.query_row(
+            "SELECT COUNT(*), COALESCE(SUM(quantity), 0) FROM usage_events WHERE customer_id = ?1",
+            [customer],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap()
+    };
+    assert_eq!(per_customer("acme"), (10, 12 + 25 + 11));
+    assert_eq!(per_customer("capped"), (1, 1));
+    let used: i64 = conn
+        .query_row(
+            "SELECT SUM(used) FROM usage_records WHERE customer_id = 'acme'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(used, 48);
+
+    // Then `meterline sync` sends each of them to Stripe exactly once.
+    // Aggregated (the default): one report per customer × meter × period carries them all.
+    let report = json(&env.run(&["sync", "--json"], &[]));
+    assert_eq!(report["events_reported"], 11, "{report}");
+    assert_eq!(report["failed"], 0, "{report}");
+    env.assert_sums_match();
+    let sent = env.server.accepted_count();
+    let again = json(&env.run(&["sync", "--json"], &[]));
+    assert_eq!(again["attempted"], 0, "{again}");
+    assert_eq!(env.server.accepted_count(), sent);
+}

@@ -1,0 +1,298 @@
+//! Several meters per plan, each with its own aggregation and cap, through the real binary:
+//! every aggregation exact by event time, caps per meter that hold under racing processes,
+//! bad input refused with exit 2 and nothing written.
+
+use crate::support::cli::Scratch;
+use serde_json::Value;
+
+/// An AI API: requests capped, tokens by model with overage, active users capped, seats as
+/// the latest value, peak concurrency as the max.
+const PLANS: &str = r#"
+[[meters]]
+id = "requests"
+name = "API requests"
+aggregation = "count"
+
+[[meters]]
+id = "tokens"
+aggregation = "sum"
+property = "tokens"
+group_by = ["model"]
+
+[[meters]]
+id = "users"
+aggregation = "unique_count"
+property = "user"
+
+[[meters]]
+id = "seats"
+aggregation = "latest"
+property = "seats"
+
+[[meters]]
+id = "peak"
+aggregation = "max"
+property = "concurrency"
+
+[[plans]]
+id = "free"
+[plans.meters.requests]
+included = 5
+[plans.meters.tokens]
+included = 1000
+at_limit = "overage"
+overage_rate = "0.002"
+[plans.meters.users]
+included = 2
+[plans.meters.seats]
+included = 10
+[plans.meters.peak]
+included = 8
+"#;
+
+fn scratch() -> Scratch {
+    let s = Scratch::new();
+    std::fs::write(&s.plans, PLANS).unwrap();
+    s.add_customer("acme", "free", "2026-11-01");
+    s
+}
+
+/// `record acme ARGS --json`: (exit code, JSON).
+fn record(s: &Scratch, args: &[&str]) -> (i32, Value) {
+    let out = s
+        .cmd()
+        .args(["record", "acme", "--json"])
+        .args(args)
+        .output()
+        .unwrap();
+    let json = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out.status.code().unwrap(), json)
+}
+
+fn meter(s: &Scratch, id: &str) -> Value {
+    s.json(&["check", "acme", "--meter", id, "--json"])
+}
+
+#[test]
+fn each_aggregation_is_exact_and_capped_on_its_own_meter() {
+    let s = scratch();
+    // count: the default meter (first in [[meters]]); capped at 5.
+    for _ in 0..5 {
+        assert_eq!(record(&s, &[]).0, 0);
+    }
+    assert_eq!(record(&s, &[]).0, 3, "the sixth request passes the cap");
+    assert_eq!(meter(&s, "requests")["used"], 5);
+
+    // sum by model, with overage: never refused.
+    for (tokens, model) in [("600", "small"), ("300", "large"), ("400", "small")] {
+        let (code, _) = record(
+            &s,
+            &[
+                "--meter",
+                "tokens",
+                "--property",
+                &format!("tokens={tokens}"),
+                "--property",
+                &format!("model={model}"),
+            ],
+        );
+        assert_eq!(code, 0);
+    }
+    let tokens = meter(&s, "tokens");
+    assert_eq!(tokens["used"], 1300);
+    assert_eq!(tokens["overage_units"], 300);
+    assert_eq!(tokens["overage_amount"], "0.6");
+    assert_eq!(
+        tokens["groups"],
+        serde_json::json!([{"key": {"model": "small"}, "used": 1000}, {"key": {"model": "large"}, "used": 300}])
+    );
+
+    // unique_count: a third distinct user is refused, a user already seen still passes.
+    for (user, code) in [("ann", 0), ("bob", 0), ("cat", 3), ("ann", 0)] {
+        assert_eq!(
+            record(
+                &s,
+                &["--meter", "users", "--property", &format!("user={user}")]
+            )
+            .0,
+            code,
+            "{user}"
+        );
+    }
+    assert_eq!(meter(&s, "users")["used"], 2);
+
+    // latest: by event time, ties by id; a late event never overwrites a newer one; a value
+    // above the limit is refused.
+    let at = |t: &str| format!("2026-11-27T{t}Z");
+    for (seats, when, code) in [
+        ("4", "10:00:00", 0),
+        ("6", "09:00:00", 0),
+        ("11", "11:00:00", 3),
+    ] {
+        assert_eq!(
+            record(
+                &s,
+                &[
+                    "--meter",
+                    "seats",
+                    "--property",
+                    &format!("seats={seats}"),
+                    "--at",
+                    &at(when)
+                ]
+            )
+            .0,
+            code
+        );
+    }
+    assert_eq!(meter(&s, "seats")["used"], 4, "the 09:00 event came late");
+
+    // max: a value above the limit is refused; the largest value is kept.
+    for (value, code) in [("3", 0), ("7", 0), ("5", 0), ("9", 3)] {
+        assert_eq!(
+            record(
+                &s,
+                &[
+                    "--meter",
+                    "peak",
+                    "--property",
+                    &format!("concurrency={value}")
+                ]
+            )
+            .0,
+            code
+        );
+    }
+    assert_eq!(meter(&s, "peak")["used"], 7);
+
+    // check without --meter: every meter, and allowed is false while a capped meter refuses.
+    let all = s.json(&["check", "acme", "--json"]);
+    let ids: Vec<&str> = all["meters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["meter"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["requests", "tokens", "users", "seats", "peak"]);
+    assert_eq!(all["allowed"], false);
+}
+
+#[test]
+fn bad_meter_input_is_refused_and_writes_nothing() {
+    let s = scratch();
+    let before = s.dump();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--meter", "tokenz"],
+            "meter \"tokenz\" is not in plans.toml",
+        ),
+        (&["--meter", "tokens"], "needs the property \"tokens\""),
+        (
+            &["--meter", "tokens", "--property", "tokens=lots"],
+            "must be a whole number",
+        ),
+        (
+            &["--meter", "tokens", "--property", "tokens=-5"],
+            "must be a whole number",
+        ),
+        (
+            &["--meter", "users", "--property", "user=a\u{202e}b"],
+            "without control, bidi or zero-width",
+        ),
+        (&["--property", "bad key=1"], "property name"),
+    ];
+    for (args, message) in cases {
+        let out = s
+            .cmd()
+            .args(["record", "acme"])
+            .args(*args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+    let many: Vec<String> = (0..21).map(|i| format!("--property=k{i}=v")).collect();
+    let out = s
+        .cmd()
+        .args(["record", "acme"])
+        .args(&many)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at most 20"));
+    assert_eq!(s.dump(), before, "nothing written");
+}
+
+#[test]
+fn a_key_resent_with_another_meter_or_properties_is_a_conflict() {
+    let s = scratch();
+    let args = [
+        "--meter",
+        "tokens",
+        "--property",
+        "tokens=5",
+        "--property",
+        "model=small",
+        "--key",
+        "k1",
+    ];
+    assert_eq!(record(&s, &args).0, 0);
+    let (code, again) = record(&s, &args);
+    assert_eq!((code, again["duplicate"].clone()), (0, Value::Bool(true)));
+    let out = s
+        .cmd()
+        .args([
+            "record",
+            "acme",
+            "--meter",
+            "tokens",
+            "--property",
+            "tokens=6",
+            "--property",
+            "model=small",
+            "--key",
+            "k1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("properties"));
+    assert_eq!(meter(&s, "tokens")["used"], 5);
+}
+
+/// 8 processes race on two capped meters at once: neither passes its cap, and every
+/// counted event is in the database exactly once.
+#[test]
+fn meter_caps_hold_under_racing_processes() {
+    let s = scratch();
+    let answers: Vec<(i32, i32)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|worker| {
+                let s = &s;
+                scope.spawn(move || {
+                    let user = format!("user={worker}");
+                    let requests = record(s, &[]).0;
+                    let users = record(s, &["--meter", "users", "--property", &user]).0;
+                    (requests, users)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let counted = |pick: fn(&(i32, i32)) -> i32| answers.iter().filter(|a| pick(a) == 0).count();
+    assert_eq!(counted(|a| a.0), 5, "{answers:?}");
+    assert_eq!(counted(|a| a.1), 2, "{answers:?}");
+    assert!(
+        answers
+            .iter()
+            .all(|(r, u)| [0, 3].contains(r) && [0, 3].contains(u))
+    );
+    assert_eq!(meter(&s, "requests")["used"], 5);
+    assert_eq!(meter(&s, "users")["used"], 2);
+    let events: i64 = s
+        .conn()
+        .query_row("SELECT COUNT(*) FROM usage_events", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(events, 7);
+}

@@ -1,0 +1,14 @@
+//! What the integration tests share (`crate::support::…`):
+//! - `cli`: a scratch directory, the real binary with a pinned clock, database dumps;
+//! - `stripe`: a database with known events, the fake Stripe server, key-leak checks;
+//! - `fake_stripe`: the fake Stripe server itself;
+//! - `serve`: the real `meterline serve` and a small blocking client;
+//! - `alerts`: a loopback webhook receiver;
+//! - `tmux`: the real binary on a real terminal.
+
+pub mod alerts;
+pub mod cli;
+pub mod fake_stripe;
+pub mod serve;
+pub mod stripe;
+pub mod tmux;

@@ -1,0 +1,248 @@
+//! The real `meterline serve` on an ephemeral loopback port, and a small blocking client.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::cli::{BIN, NOW, Scratch};
+
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+}
+
+impl Server {
+    /// Start `meterline serve --listen 127.0.0.1:0` on the scratch database.
+    pub fn start(scratch: &Scratch, extra: &[&str]) -> Server {
+        let mut command = Command::new(BIN);
+        command
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("METERLINE_DB", &scratch.db)
+            .env("METERLINE_PLANS", &scratch.plans);
+        Server::spawn(command)
+    }
+
+    /// Run `command`, which ends by running `meterline serve`, and wait until it listens.
+    pub fn spawn(mut command: Command) -> Server {
+        let mut child = command
+            .env_remove("METERLINE_LISTEN")
+            .env("METERLINE_NOW", NOW)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn meterline serve");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let kept = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("meterline serve: listening on ") {
+                    let _ = tx.send(addr.to_string());
+                }
+                kept.lock().unwrap().push(line);
+            }
+        });
+        let base = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("server did not start: {:?}", lines.lock().unwrap()));
+        // The thread goes on draining stderr, so the server never blocks on a full pipe.
+        Server { child, base }
+    }
+
+    pub fn client(&self, token: &str) -> Client {
+        Client::new(&self.base, Some(token))
+    }
+
+    /// SIGTERM, then wait for the exit code.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+        let status = self.child.wait().expect("wait for the server");
+        std::mem::forget(self);
+        status
+    }
+
+    /// SIGKILL, no chance to clean up.
+    pub fn kill9(mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("reap");
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Create a token with the real binary; stdout must be the token alone.
+pub fn create_token(scratch: &Scratch, name: &str) -> String {
+    let out = scratch
+        .cmd()
+        .args(["token", "create", name])
+        .output()
+        .expect("token create");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let token = stdout.trim_end_matches('\n');
+    assert!(
+        !token.contains('\n') && token.starts_with("mlt_"),
+        "{stdout:?}"
+    );
+    token.to_string()
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub body: String,
+    pub retry_after: Option<String>,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    /// The `error.code` of an error answer.
+    pub fn code(&self) -> String {
+        self.json()["error"]["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error code: {}", self.body))
+            .to_string()
+    }
+}
+
+#[derive(Clone)]
+pub struct Client {
+    agent: ureq::Agent,
+    base: String,
+    token: Option<String>,
+}
+
+impl Client {
+    pub fn new(base: &str, token: Option<&str>) -> Client {
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build();
+        Client {
+            agent: ureq::Agent::new_with_config(config),
+            base: base.to_string(),
+            token: token.map(str::to_string),
+        }
+    }
+
+    fn finish(
+        response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<Reply, ureq::Error> {
+        let mut response = response?;
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_string());
+        Ok(Reply {
+            status: response.status().as_u16(),
+            body: response.body_mut().read_to_string()?,
+            retry_after,
+        })
+    }
+
+    pub fn try_post(&self, path: &str, body: &str) -> Result<Reply, ureq::Error> {
+        let mut request = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .content_type("application/json");
+        if let Some(token) = &self.token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        Self::finish(request.send(body))
+    }
+
+    pub fn post(&self, path: &str, body: &str) -> Reply {
+        self.try_post(path, body)
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"))
+    }
+
+    pub fn get(&self, path: &str) -> Reply {
+        let mut request = self.agent.get(format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        Self::finish(request.call()).unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
+    /// POST raw bytes with the given headers (a content type, a content encoding, …).
+    pub fn send(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+        let mut request = self.agent.post(format!("{}{path}", self.base));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(token) = &self.token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        Self::finish(request.send(body)).unwrap_or_else(|e| panic!("POST {path}: {e}"))
+    }
+}
+
+/// Every counter equals the sum of its events (per customer and period).
+pub fn assert_counters_match_events(conn: &rusqlite::Connection) {
+    let mismatches: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM usage_records r
+             WHERE r.used != (SELECT COALESCE(SUM(quantity), 0) FROM usage_events e
+                              WHERE e.customer_id = r.customer_id AND e.period_start = r.period_start)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        mismatches, 0,
+        "a counter differs from the sum of its events"
+    );
+}
+
+/// How many events carry `key` (0 or 1).
+pub fn events_with_key(conn: &rusqlite::Connection, key: &str) -> i64 {
+    conn.query_row(
+        "SELECT COUNT(*) FROM usage_events WHERE idempotency_key = ?1",
+        [key],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+/// Send raw bytes on a new connection and read the first answer (headers and the body that
+/// arrived within a moment): for requests an HTTP client would not send as they are.
+pub fn raw_exchange(server: &Server, request: &str) -> String {
+    use std::io::{Read, Write};
+    let addr = server.base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Read until the JSON body is complete (it ends with "}}").
+    while !answer.ends_with(b"}}") {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
