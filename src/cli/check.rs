@@ -16,23 +16,15 @@ pub struct Args {
     pub exit_code: bool,
 }
 
-/// `check --json` without `--meter`: the default meter's fields, then every meter.
-#[derive(serde::Serialize)]
-struct AllMeters<'a> {
-    #[serde(flatten)]
-    check: &'a crate::billing::UsageCheck,
-    meters: &'a [meterline_core::MeterCheck],
-}
-
 pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
     let config = ctx.config()?;
-    let meters = ctx
+    let all = ctx
         .store()?
-        .meter_checks(&config, &args.customer, ctx.now)?;
+        .metered_check(&config, &args.customer, ctx.now)?;
     let allowed = match &args.meter {
         Some(id) => {
-            let Some(one) = meters.iter().find(|m| &m.meter == id) else {
-                let known: Vec<&str> = meters.iter().map(|m| m.meter.as_str()).collect();
+            let Some(one) = all.meter(id) else {
+                let known: Vec<&str> = all.meters.iter().map(|m| m.meter.as_str()).collect();
                 return Err(crate::Error::InvalidInput(format!(
                     "meter \"{}\" is not in plans.toml; the meters are: {}",
                     crate::sanitize::sanitize(id),
@@ -47,22 +39,12 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
             one.check.allowed
         }
         None => {
-            // The default meter at the top level, as before meters; `allowed` says whether
-            // every capped meter still allows more.
-            let Some(first) = meters.first() else {
-                return Err(crate::Error::InvalidInput("plans.toml has no meter".into()));
-            };
-            let mut top = first.check.clone();
-            top.allowed = meters.iter().all(|m| m.check.allowed);
             if args.json {
-                output::print_json(&AllMeters {
-                    check: &top,
-                    meters: &meters,
-                })?;
+                output::print_json(&all)?;
             } else {
-                out!("{}", output::describe(&top, &config.billing.currency))?;
+                out!("{}", output::describe(&all.check, &config.billing.currency))?;
             }
-            top.allowed
+            all.check.allowed
         }
     };
     if args.exit_code && !allowed {

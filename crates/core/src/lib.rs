@@ -22,5 +22,6 @@ pub mod wire;
 pub use config::Config;
 pub use error::{Error, Result};
 pub use model::{
-    GroupUsage, IdempotencyKey, KeySource, MeterCheck, Properties, RecordOutcome, RecordRequest,
+    GroupUsage, IdempotencyKey, KeySource, MeterCheck, MeteredCheck, Properties, RecordOutcome,
+    RecordRequest,
 };

@@ -118,3 +118,27 @@ pub struct GroupUsage {
     pub key: serde_json::Value,
     pub used: i64,
 }
+
+/// A customer's standing on every meter: `check --json` without `--meter` and
+/// `GET /v1/customers/{id}/check`. The default meter's fields at the top level, as before
+/// meters existed, except `allowed`, which is false when any capped meter refuses more.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MeteredCheck {
+    #[serde(flatten)]
+    pub check: UsageCheck,
+    pub meters: Vec<MeterCheck>,
+}
+
+impl MeteredCheck {
+    /// From every meter's check, the default (first) one first; `None` without meters.
+    pub fn new(meters: Vec<MeterCheck>) -> Option<MeteredCheck> {
+        let mut check = meters.first()?.check.clone();
+        check.allowed = meters.iter().all(|m| m.check.allowed);
+        Some(MeteredCheck { check, meters })
+    }
+
+    /// One meter's check, by id.
+    pub fn meter(&self, id: &str) -> Option<&MeterCheck> {
+        self.meters.iter().find(|m| m.meter == id)
+    }
+}

@@ -7,7 +7,7 @@ use rusqlite::params;
 use crate::billing::{Allowance, UsageCheck, format_ts};
 use crate::config::{AtLimit, Config, IMPLICIT_METER, MeterTerms};
 use crate::{Result, Store};
-use meterline_core::{GroupUsage, MeterCheck};
+use meterline_core::{GroupUsage, MeterCheck, MeteredCheck};
 
 /// A plan's terms for a meter as billing sees them; a meter it does not name is unbilled.
 pub(crate) fn allowance(terms: Option<&MeterTerms>) -> Allowance {
@@ -26,6 +26,18 @@ pub(crate) fn allowance(terms: Option<&MeterTerms>) -> Allowance {
 }
 
 impl Store {
+    /// `customer_id`'s current period on every meter of plans.toml, in order.
+    pub fn metered_check(
+        &self,
+        config: &Config,
+        customer_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<MeteredCheck> {
+        let meters = self.meter_checks(config, customer_id, now)?;
+        MeteredCheck::new(meters)
+            .ok_or_else(|| crate::Error::InvalidInput("plans.toml has no meter".into()))
+    }
+
     /// Each meter of plans.toml, in order, for `customer_id`'s current period.
     pub fn meter_checks(
         &self,
