@@ -95,6 +95,7 @@ fn webhooks_are_signed_and_delivered_once_each() {
             "type",
             "customer",
             "plan",
+            "meter",
             "level",
             "previous_level",
             "used",

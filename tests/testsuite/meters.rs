@@ -296,3 +296,61 @@ fn meter_caps_hold_under_racing_processes() {
         .unwrap();
     assert_eq!(events, 7);
 }
+
+/// Warning levels and alerts are per customer × period × meter × level, each once; the alert
+/// JSON names its meter.
+#[test]
+fn alerts_are_per_meter_and_level_and_sent_once() {
+    let s = scratch();
+    let sink = s.dir.path().join("alerts.jsonl");
+    let mut plans = std::fs::read_to_string(&s.plans).unwrap();
+    plans.push_str(&format!(
+        "\n[[alerts]]\ncommand = [\"sh\", \"-c\", \"cat >> {}; echo >> {}\"]\n",
+        sink.display(),
+        sink.display()
+    ));
+    std::fs::write(&s.plans, plans).unwrap();
+    // requests: 4 of 5 is warning, 5 of 5 is hard_cap (critical crossed on the way).
+    for _ in 0..6 {
+        record(&s, &[]);
+    }
+    // users: 1 of 2 is ok... 2 of 2 is hard_cap; a seen user crosses nothing again.
+    for user in ["ann", "bob", "ann"] {
+        record(
+            &s,
+            &["--meter", "users", "--property", &format!("user={user}")],
+        );
+    }
+    let conn = s.conn();
+    let mut stmt = conn
+        .prepare("SELECT meter_id, level FROM alerts ORDER BY meter_id, level")
+        .unwrap();
+    let rows: Vec<(String, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    let rows: Vec<(&str, &str)> = rows.iter().map(|(m, l)| (m.as_str(), l.as_str())).collect();
+    assert_eq!(
+        rows,
+        [
+            ("requests", "critical"),
+            ("requests", "hard_cap"),
+            ("requests", "warning"),
+            ("users", "critical"),
+            ("users", "hard_cap"),
+            ("users", "warning"),
+        ]
+    );
+    s.cmd().arg("alerts").assert().success();
+    s.cmd().arg("alerts").assert().success();
+    let sent = std::fs::read_to_string(&sink).unwrap();
+    let alerts: Vec<Value> = sent
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(alerts.len(), 6, "each alert sent once: {sent}");
+    let users = alerts.iter().filter(|a| a["meter"] == "users").count();
+    assert_eq!(users, 3);
+}

@@ -244,7 +244,15 @@ impl Store {
             };
             let before = old_terms.map_or(WarningLevel::Ok, |t| level_with(&row.plan_id, t).level);
             let after = level_with(&plan.id, plan.allowance());
-            super::alerts::record_crossings(&tx, config, before, &after, period, now)?;
+            super::alerts::record_crossings(
+                &tx,
+                config,
+                crate::config::IMPLICIT_METER,
+                before,
+                &after,
+                period,
+                now,
+            )?;
         }
         // The current period's terms follow (closed periods keep theirs).
         tx.execute(

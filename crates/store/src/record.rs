@@ -412,7 +412,15 @@ impl<'c> Batch<'_, 'c> {
         if period.contains(now) && after.level > before.level {
             // Only this transaction knows the counter before and after: the crossing is
             // written here or never. Events into a closed period alert nothing.
-            super::alerts::record_crossings(conn, config, before.level, &after, period, now)?;
+            super::alerts::record_crossings(
+                conn,
+                config,
+                IMPLICIT_METER,
+                before.level,
+                &after,
+                period,
+                now,
+            )?;
         }
         if let Some(user) = &req.user_id {
             conn.prepare_cached(
@@ -492,6 +500,18 @@ impl<'c> Batch<'_, 'c> {
             MeterValue::Number(n) => *n,
             MeterValue::Distinct(_) => after.saturating_sub(before),
         };
+        let (before, after) = (standing(before), standing(after));
+        if period.contains(self.now) && after.level > before.level {
+            super::alerts::record_crossings(
+                conn,
+                config,
+                &meter.id,
+                before.level,
+                &after,
+                period,
+                self.now,
+            )?;
+        }
         self.events.add(NewEvent {
             id: event_id,
             customer_id: customer_id.clone(),
@@ -509,7 +529,7 @@ impl<'c> Batch<'_, 'c> {
             recorded: true,
             duplicate: false,
             event_id: Some(event_id),
-            check: standing(after),
+            check: after,
         })
     }
 

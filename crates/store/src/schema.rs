@@ -312,6 +312,10 @@ const MIGRATIONS: &[&str] = &[
         value        TEXT NOT NULL,
         PRIMARY KEY (customer_id, period_start, meter_id, group_key, value)
     ) WITHOUT ROWID;
+    -- Alerts per meter: one per customer × period × meter × level.
+    ALTER TABLE alerts ADD COLUMN meter_id TEXT NOT NULL DEFAULT 'usage';
+    DROP INDEX alerts_once;
+    CREATE UNIQUE INDEX alerts_once ON alerts(customer_id, period_start, meter_id, level);
     "#,
 ];
 

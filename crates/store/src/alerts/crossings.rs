@@ -1,4 +1,4 @@
-//! The crossings: one alert per customer × period × level, written inside the record and
+//! The crossings: one alert per customer × period × meter × level, written inside the record and
 //! set-plan transactions (the only place that knows the counter before and after), with a
 //! delivery row per matching `[[alerts]]` entry; and the highest level alerted, for status.
 
@@ -14,9 +14,11 @@ use crate::config::Config;
 /// Inside the caller's transaction: write one alert per level in (`before`, `after.level`]
 /// that this customer's period has not had yet, and a delivery row for every `[[alerts]]`
 /// entry that wants it. Costs nothing unless the level went up.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn record_crossings(
     conn: &Connection,
     config: &Config,
+    meter: &str,
     before: WarningLevel,
     after: &UsageCheck,
     period: Period,
@@ -27,9 +29,9 @@ pub(crate) fn record_crossings(
         let inserted = conn
             .prepare_cached(
                 "INSERT INTO alerts (id, customer_id, plan_id, period_start, period_end, level,
-                     previous_level, used, included, ratio, occurred_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-                 ON CONFLICT (customer_id, period_start, level) DO NOTHING",
+                     previous_level, used, included, ratio, occurred_at, meter_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                 ON CONFLICT (customer_id, period_start, meter_id, level) DO NOTHING",
             )?
             .execute(params![
                 id,
@@ -42,7 +44,8 @@ pub(crate) fn record_crossings(
                 after.used,
                 after.limit,
                 after.ratio,
-                format_ts(now)
+                format_ts(now),
+                meter
             ])?;
         if inserted == 0 {
             continue; // This period already had it: exactly one alert per level.

@@ -26,12 +26,16 @@ pub struct Alert {
     pub period_start: String,
     pub period_end: String,
     pub occurred_at: String,
+    /// The meter whose level it crossed (`usage` without `[[meters]]`).
+    pub meter: String,
 }
 
 /// The columns of an [`Alert`] over `alerts a`, in [`alert_row`]'s order.
 pub(crate) const ALERT_COLUMNS: &str =
     "a.id, a.customer_id, a.plan_id, a.level, a.previous_level, a.used,
-     a.included, a.ratio, a.period_start, a.period_end, a.occurred_at";
+     a.included, a.ratio, a.period_start, a.period_end, a.occurred_at, a.meter_id";
+/// How many columns [`ALERT_COLUMNS`] has: a query's own columns come after them.
+pub(crate) const ALERT_COLUMN_COUNT: usize = 12;
 
 pub(crate) fn alert_row(r: &rusqlite::Row) -> rusqlite::Result<Alert> {
     Ok(Alert {
@@ -46,5 +50,6 @@ pub(crate) fn alert_row(r: &rusqlite::Row) -> rusqlite::Result<Alert> {
         period_start: r.get(8)?,
         period_end: r.get(9)?,
         occurred_at: r.get(10)?,
+        meter: r.get(11)?,
     })
 }

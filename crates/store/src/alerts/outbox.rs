@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::params;
 use serde::Serialize;
 
-use super::{ALERT_COLUMNS, Alert, alert_row};
+use super::{ALERT_COLUMN_COUNT, ALERT_COLUMNS, Alert, alert_row};
 use crate::Result;
 use crate::billing::format_ts;
 
@@ -75,8 +75,8 @@ impl crate::Store {
         let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| {
             Ok(DueDelivery {
                 alert: alert_row(r)?,
-                target: r.get(11)?,
-                attempts: r.get(12)?,
+                target: r.get(ALERT_COLUMN_COUNT)?,
+                attempts: r.get(ALERT_COLUMN_COUNT + 1)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -159,9 +159,9 @@ impl crate::Store {
         let rows = stmt.query_map([limit as i64], |r| {
             Ok(RecentAlert {
                 alert: alert_row(r)?,
-                pending: r.get::<_, i64>(11)? as u64,
-                delivered: r.get::<_, i64>(12)? as u64,
-                failed: r.get::<_, i64>(13)? as u64,
+                pending: r.get::<_, i64>(ALERT_COLUMN_COUNT)? as u64,
+                delivered: r.get::<_, i64>(ALERT_COLUMN_COUNT + 1)? as u64,
+                failed: r.get::<_, i64>(ALERT_COLUMN_COUNT + 2)? as u64,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
