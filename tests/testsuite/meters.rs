@@ -175,6 +175,10 @@ fn each_aggregation_is_exact_and_capped_on_its_own_meter() {
         .collect();
     assert_eq!(ids, ["requests", "tokens", "users", "seats", "peak"]);
     assert_eq!(all["allowed"], false);
+    assert_eq!(
+        all["overage_total"], "0.6",
+        "tokens' overage; the capped meters have none"
+    );
 }
 
 #[test]

@@ -126,6 +126,9 @@ pub struct GroupUsage {
 pub struct MeteredCheck {
     #[serde(flatten)]
     pub check: UsageCheck,
+    /// The overage of every meter in the period, exact.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub overage_total: rust_decimal::Decimal,
     pub meters: Vec<MeterCheck>,
 }
 
@@ -134,7 +137,12 @@ impl MeteredCheck {
     pub fn new(meters: Vec<MeterCheck>) -> Option<MeteredCheck> {
         let mut check = meters.first()?.check.clone();
         check.allowed = meters.iter().all(|m| m.check.allowed);
-        Some(MeteredCheck { check, meters })
+        let overage_total = meters.iter().map(|m| m.check.overage_amount).sum();
+        Some(MeteredCheck {
+            check,
+            overage_total,
+            meters,
+        })
     }
 
     /// One meter's check, by id.
