@@ -105,6 +105,98 @@ fn main() {
             "BELOW"
         }
     );
+    meters(events, dir.path(), now);
+}
+
+/// Five meters; the batch's events spread over three of them, tokens grouped by two
+/// dimensions (issue 16: >= 200,000 events/s; check of 5 meters < 20 µs).
+const METERS_PLANS: &str = r#"
+[[meters]]
+id = "requests"
+aggregation = "count"
+[[meters]]
+id = "tokens"
+aggregation = "sum"
+property = "tokens"
+group_by = ["model", "region"]
+[[meters]]
+id = "users"
+aggregation = "unique_count"
+property = "user"
+[[meters]]
+id = "seats"
+aggregation = "latest"
+property = "seats"
+[[meters]]
+id = "peak"
+aggregation = "max"
+property = "concurrency"
+
+[[plans]]
+id = "free"
+[[plans]]
+id = "business"
+[plans.meters.requests]
+included = 1000000000000
+[plans.meters.tokens]
+included = 1000000000000
+at_limit = "overage"
+overage_rate = "0.00001"
+[plans.meters.users]
+included = 1000000
+"#;
+
+fn meters(events: usize, dir: &Path, now: DateTime<Utc>) {
+    let config = Config::parse(METERS_PLANS, "bench plans").expect("meters plans");
+    println!(
+        "record_batch, 3 meters and 2 group_by dimensions: {events} events in batches of {BATCH}"
+    );
+    let db = fresh_database(&dir.join("meters.db"), &config, now);
+    let mut store = Store::open(&db).expect("open");
+    let models = ["small", "large", "vision"];
+    let regions = ["eu", "us"];
+    let requests: Vec<RecordRequest> = (0..events)
+        .map(|i| {
+            let mut r = RecordRequest::new(CUSTOMER, 1, now);
+            match i % 3 {
+                0 => {}
+                1 => {
+                    r.meter = Some("tokens".into());
+                    r.properties
+                        .insert("tokens".into(), (100 + i % 900).to_string());
+                    r.properties.insert("model".into(), models[i % 3].into());
+                    r.properties.insert("region".into(), regions[i % 2].into());
+                }
+                _ => {
+                    r.meter = Some("users".into());
+                    r.properties
+                        .insert("user".into(), format!("user-{}", i % 5000));
+                }
+            }
+            r
+        })
+        .collect();
+    let mut chunks = requests.chunks(BATCH);
+    let batches = events.div_ceil(BATCH);
+    let took = time(batches, &mut || {
+        if let Some(chunk) = chunks.next() {
+            black_box(store.record_batch(&config, chunk, now).expect("batch"));
+        }
+    });
+    let rate = rate(events, took);
+    println!(
+        "  meterline Store::record_batch {rate:>8.0} events/s, {} 200,000 events/s",
+        if rate >= 200_000.0 { "meets" } else { "BELOW" }
+    );
+    let checks = 20_000;
+    let took = time(checks, &mut || {
+        black_box(store.metered_check(&config, CUSTOMER, now).expect("check"));
+    });
+    let us = micros(checks, took);
+    println!(
+        "  meterline Store::metered_check of 5 meters {us:>6.2} µs, target < 20 µs: {}",
+        if us < 20.0 { "meets" } else { "MISSES" }
+    );
 }
 
 /// A new database with the schema and one customer, created through the store.
