@@ -2,7 +2,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::config::EXAMPLE_PLANS;
+use crate::config::INIT_PLANS;
 use crate::{Error, Result};
 
 #[derive(Debug, clap::Args)]
@@ -26,14 +26,16 @@ pub fn exec(args: Args) -> Result<ExitCode> {
             )),
             _ => Error::InvalidInput(format!("cannot create {}: {e}", path.display())),
         })?;
-    file.write_all(EXAMPLE_PLANS.as_bytes())
+    file.write_all(INIT_PLANS.as_bytes())
         .map_err(|e| Error::InvalidInput(format!("cannot write {}: {e}", path.display())))?;
     eprintln!("wrote {}", path.display());
     eprintln!("next:");
     eprintln!(
-        "  1. edit the plans (prices, included units, Stripe meter event) and check them: meterline plans"
+        "  1. edit the meters and plans (prices, included units, Stripe events) and check them: meterline plans"
     );
     eprintln!("  2. add a customer: meterline customer add acme --plan free --name \"Acme\"");
-    eprintln!("  3. record usage and watch it: meterline record acme -n 5 && meterline");
+    eprintln!(
+        "  3. record usage and watch it: meterline record acme --meter tokens --property tokens=500 --property model=small && meterline"
+    );
     Ok(ExitCode::SUCCESS)
 }

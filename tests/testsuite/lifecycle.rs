@@ -1,6 +1,7 @@
 //! The first hour and the long run: init, plans lookup, completions, man page, backup,
 //! export and `check --exit-code`, through the real binary.
 
+use std::path::Path;
 use std::process::{Command as StdCommand, Stdio};
 
 use crate::support::cli::{BIN, NOW, Scratch, repo_plans};
@@ -33,8 +34,18 @@ fn init_writes_the_example_plans_and_never_overwrites() {
         .success()
         .stderr(predicate::str::contains("meterline customer add"));
     let written = std::fs::read_to_string(dir.path().join("plans.toml")).unwrap();
-    assert_eq!(written, std::fs::read_to_string(repo_plans()).unwrap());
-    bare(dir.path()).arg("plans").assert().success();
+    let ai_api = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/plans-ai-api.toml");
+    assert_eq!(written, std::fs::read_to_string(ai_api).unwrap());
+    let plans = bare(dir.path()).args(["plans", "--json"]).output().unwrap();
+    assert!(plans.status.success());
+    let plans: serde_json::Value = serde_json::from_slice(&plans.stdout).unwrap();
+    let meters: Vec<&str> = plans["meters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(meters, ["requests", "tokens", "active_users"]);
 
     std::fs::write(dir.path().join("plans.toml"), "# mine\n").unwrap();
     bare(dir.path())
@@ -426,7 +437,7 @@ fn doctor_says_what_is_in_use_and_each_problem_with_its_fix() {
 
     // A plan removed from plans.toml and usage that cannot go out are problems with fixes.
     bare(dir.path())
-        .args(["customer", "add", "globex", "--plan", "starter"])
+        .args(["customer", "add", "globex", "--plan", "pro"])
         .assert()
         .success();
     bare(dir.path())
@@ -434,8 +445,8 @@ fn doctor_says_what_is_in_use_and_each_problem_with_its_fix() {
         .assert()
         .success();
     let plans = std::fs::read_to_string(dir.path().join("plans.toml")).unwrap();
-    let without_starter = plans.replace("id = \"starter\"", "id = \"starter2\"");
-    std::fs::write(dir.path().join("plans.toml"), without_starter).unwrap();
+    let without_pro = plans.replace("id = \"pro\"", "id = \"pro2\"");
+    std::fs::write(dir.path().join("plans.toml"), without_pro).unwrap();
     let out = bare(dir.path())
         .args(["doctor", "--json"])
         .output()

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 /// The example plans shipped with meterline: what `init` writes and what `--demo` and `demo`
 /// use when there is no plans file.
 pub const EXAMPLE_PLANS: &str = include_str!("../../../../plans.toml");
+/// What `meterline init` writes: an AI API's plans over three meters, commented.
+pub const INIT_PLANS: &str = include_str!("../../../../examples/plans-ai-api.toml");
 
 /// Which plans.toml is used, and why (what `doctor` prints).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,5 +99,7 @@ mod tests {
     #[test]
     fn the_example_plans_are_valid() {
         crate::Config::parse(EXAMPLE_PLANS, "example").unwrap();
+        let init = crate::Config::parse(INIT_PLANS, "init").unwrap();
+        assert_eq!(init.meters.len(), 3);
     }
 }

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::billing::{PeriodKind, Thresholds, WarningLevel};
 
-pub use locate::{EXAMPLE_PLANS, PlansLocation};
+pub use locate::{EXAMPLE_PLANS, INIT_PLANS, PlansLocation};
 pub use meters::{Aggregation, IMPLICIT_METER, MAX_GROUP_BY, Meter, MeterTerms, QUANTITY};
 pub use validate::ConfigError;
 
