@@ -91,19 +91,33 @@ pub fn meter_value(
 }
 
 /// The group an event counts in: its `group_by` values as a JSON object in the meter's
-/// order (`{"model":"small"}`), or `None` for a meter without `group_by`. A missing
-/// dimension is JSON null.
+/// `group_by` order (`{"model":"small","region":"eu"}`), or `None` for a meter without
+/// `group_by`. A missing dimension is JSON null.
 pub fn group_key(meter: &Meter, properties: &Properties) -> Option<String> {
     if meter.group_by.is_empty() {
         return None;
     }
     debug_assert!(meter.group_by.len() <= MAX_GROUP_BY);
-    let mut object = serde_json::Map::new();
-    for dim in &meter.group_by {
-        let value = properties.get(dim).map_or(serde_json::Value::Null, |v| {
-            serde_json::Value::String(v.clone())
-        });
-        object.insert(dim.clone(), value);
+    // Written straight into one buffer: this runs once per event.
+    let mut json = Vec::with_capacity(64);
+    json.push(b'{');
+    for (i, dim) in meter.group_by.iter().enumerate() {
+        if i > 0 {
+            json.push(b',');
+        }
+        push_json(&mut json, Some(dim));
+        json.push(b':');
+        push_json(&mut json, properties.get(dim).map(String::as_str));
     }
-    Some(serde_json::Value::Object(object).to_string())
+    json.push(b'}');
+    String::from_utf8(json).ok()
+}
+
+/// A JSON string (or null) appended to `json`.
+fn push_json(json: &mut Vec<u8>, text: Option<&str>) {
+    match text {
+        // Serialising a &str into a Vec cannot fail.
+        Some(text) => serde_json::to_writer(&mut *json, text).unwrap_or_default(),
+        None => json.extend_from_slice(b"null"),
+    }
 }

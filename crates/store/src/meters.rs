@@ -34,8 +34,16 @@ pub(super) enum Applied {
 #[derive(Default)]
 pub(super) struct MeterCounters {
     rows: HashMap<Key, Row>,
-    /// unique_count values first seen in this batch.
-    new_values: HashSet<(Key, String)>,
+    /// unique_count values this batch knows of, per row.
+    values: HashMap<Key, DistinctValues>,
+}
+
+/// The distinct values of one unique_count row this batch has looked up or added.
+#[derive(Default)]
+struct DistinctValues {
+    seen: HashSet<String>,
+    /// Added by this batch, not yet written.
+    unsaved: Vec<String>,
 }
 
 impl MeterCounters {
@@ -148,7 +156,9 @@ impl MeterCounters {
         event_id: i64,
     ) {
         if let MeterValue::Distinct(text) = value {
-            self.new_values.insert((key.clone(), text.clone()));
+            let values = self.values.entry(key.clone()).or_default();
+            values.seen.insert(text.clone());
+            values.unsaved.push(text.clone());
         }
         if let Some(row) = self.rows.get_mut(key) {
             row.used = used;
@@ -160,6 +170,13 @@ impl MeterCounters {
     }
 
     fn row(&mut self, conn: &Connection, key: &Key) -> Result<&mut Row> {
+        // Looked up before `entry`, which would clone the key on every call.
+        if self.rows.contains_key(key) {
+            return self
+                .rows
+                .get_mut(key)
+                .ok_or_else(|| Error::Database("meter counter vanished".into()));
+        }
         let slot = match self.rows.entry(key.clone()) {
             Entry::Occupied(kept) => return Ok(kept.into_mut()),
             Entry::Vacant(slot) => slot,
@@ -193,15 +210,20 @@ impl MeterCounters {
 
     /// True when this unique_count row has counted `text` already.
     fn seen(&mut self, conn: &Connection, key: &Key, text: &str) -> Result<bool> {
-        if self.new_values.contains(&(key.clone(), text.to_string())) {
+        if self.values.get(key).is_some_and(|v| v.seen.contains(text)) {
             return Ok(true);
         }
-        Ok(conn
+        let stored = conn
             .prepare_cached(
                 "SELECT 1 FROM meter_values WHERE customer_id = ?1 AND period_start = ?2
                  AND meter_id = ?3 AND group_key = ?4 AND value = ?5",
             )?
-            .exists(params![key.0, key.1, key.2, key.3, text])?)
+            .exists(params![key.0, key.1, key.2, key.3, text])?;
+        if stored {
+            let values = self.values.entry(key.clone()).or_default();
+            values.seen.insert(text.to_string());
+        }
+        Ok(stored)
     }
 
     /// Write every changed row and every new distinct value.
@@ -224,13 +246,15 @@ impl MeterCounters {
             ])?;
             row.dirty = false;
         }
-        for (key, value) in self.new_values.drain() {
-            conn.prepare_cached(
-                "INSERT OR IGNORE INTO meter_values
-                     (customer_id, period_start, meter_id, group_key, value)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![key.0, key.1, key.2, key.3, value])?;
+        for (key, values) in &mut self.values {
+            for value in values.unsaved.drain(..) {
+                conn.prepare_cached(
+                    "INSERT OR IGNORE INTO meter_values
+                         (customer_id, period_start, meter_id, group_key, value)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![key.0, key.1, key.2, key.3, value])?;
+            }
         }
         Ok(())
     }
