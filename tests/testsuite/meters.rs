@@ -358,3 +358,55 @@ fn alerts_are_per_meter_and_level_and_sent_once() {
     let users = alerts.iter().filter(|a| a["meter"] == "users").count();
     assert_eq!(users, 3);
 }
+
+/// `export usage` has one row per customer × period × meter; `export events` names each
+/// event's meter, properties and amount.
+#[test]
+fn exports_are_per_meter() {
+    let s = scratch();
+    record(&s, &[]);
+    record(
+        &s,
+        &[
+            "--meter",
+            "tokens",
+            "--property",
+            "tokens=40",
+            "--property",
+            "model=small",
+        ],
+    );
+    record(&s, &["--meter", "users", "--property", "user=ann"]);
+    let out = s
+        .cmd()
+        .args(["export", "usage", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let rows: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let per_meter: Vec<(&str, i64)> = rows
+        .iter()
+        .map(|r| (r["meter_id"].as_str().unwrap(), r["used"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(per_meter, [("requests", 1), ("tokens", 40), ("users", 1)]);
+    let out = s
+        .cmd()
+        .args(["export", "events", "--format", "json"])
+        .output()
+        .unwrap();
+    let events: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events[1]["meter_id"], "tokens");
+    assert_eq!(
+        events[1]["properties"],
+        r#"{"model":"small","tokens":"40"}"#
+    );
+    assert_eq!(events[1]["amount"], 40);
+}

@@ -38,6 +38,9 @@ impl ExportKind {
                 "stripe_failed_at",
                 "stripe_expired_at",
                 "stripe_identifier",
+                "meter_id",
+                "properties",
+                "amount",
             ],
             ExportKind::Usage => &[
                 "customer_id",
@@ -50,6 +53,7 @@ impl ExportKind {
                 "at_limit",
                 "overage_rate",
                 "price",
+                "meter_id",
             ],
         }
     }
@@ -58,10 +62,26 @@ impl ExportKind {
     fn source(self) -> (&'static str, &'static str) {
         match self {
             ExportKind::Events => ("usage_events", "occurred_at"),
-            ExportKind::Usage => ("usage_records", "period_start"),
+            ExportKind::Usage => (USAGE_ROWS, "period_start"),
         }
     }
 }
+
+/// One row per customer × period × meter: the `usage` meter from the period's counter (left
+/// out when it has nothing and other meters counted), every other meter's total from
+/// meter_counters with the period's plan and price (its own terms are the plan's, per meter).
+const USAGE_ROWS: &str = "(
+    SELECT customer_id, period_start, period_end, used, plan_id, meter_event_name, included,
+           at_limit, overage_rate, price, 'usage' AS meter_id
+    FROM usage_records r
+    WHERE used > 0 OR NOT EXISTS (SELECT 1 FROM meter_counters m
+        WHERE m.customer_id = r.customer_id AND m.period_start = r.period_start)
+    UNION ALL
+    SELECT m.customer_id, m.period_start, r.period_end, m.used, r.plan_id, NULL, NULL, NULL,
+           NULL, r.price, m.meter_id
+    FROM meter_counters m JOIN usage_records r USING (customer_id, period_start)
+    WHERE m.group_key = ''
+)";
 
 /// Which rows: one customer, and a half-open time range `[since, until)` on the event time
 /// (events) or the period start (usage).
@@ -102,14 +122,23 @@ impl Store {
         mut row: impl FnMut(&[Cell]) -> Result<()>,
     ) -> Result<u64> {
         let (table, time) = kind.source();
+        let name = match kind {
+            ExportKind::Events => "usage_events",
+            ExportKind::Usage => "usage",
+        };
         let columns = kind.columns();
         let sql = format!(
             "SELECT {} FROM {table}
              WHERE (?1 IS NULL OR customer_id = ?1)
                AND (?2 IS NULL OR {time} >= ?2)
                AND (?3 IS NULL OR {time} < ?3)
-             ORDER BY {time}, customer_id",
-            columns.join(", ")
+             ORDER BY {time}, customer_id{}",
+            columns.join(", "),
+            if kind == ExportKind::Usage {
+                ", meter_id"
+            } else {
+                ""
+            }
         );
         let mut stmt = self.conn.prepare(&sql)?;
         let mut rows = stmt.query(rusqlite::params![
@@ -126,11 +155,11 @@ impl Store {
                     ValueRef::Integer(n) => Cell::Integer(n),
                     ValueRef::Text(t) => Cell::Text(
                         std::str::from_utf8(t)
-                            .map_err(|e| Error::Corrupt(format!("{table}: {e}")))?,
+                            .map_err(|e| Error::Corrupt(format!("{name}: {e}")))?,
                     ),
                     other => {
                         return Err(Error::Corrupt(format!(
-                            "{table}.{column} holds a {:?} value",
+                            "{name}.{column} holds a {:?} value",
                             other.data_type()
                         )));
                     }
