@@ -10,15 +10,26 @@ pub struct Args {
     /// How many periods, ending with the current one.
     #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u16).range(1..=240))]
     pub periods: u16,
+    /// One meter's history (default: the first in plans.toml's [[meters]]).
+    #[arg(long, value_name = "ID")]
+    pub meter: Option<String>,
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
     let config = ctx.config()?;
-    let rows = ctx
-        .store()?
-        .history(&config, &args.customer, args.periods.into(), ctx.now)?;
+    let meter = args
+        .meter
+        .clone()
+        .unwrap_or_else(|| config.default_meter().id.clone());
+    let rows = ctx.store()?.meter_history(
+        &config,
+        &args.customer,
+        &meter,
+        args.periods.into(),
+        ctx.now,
+    )?;
     if args.json {
         return output::print_json(&rows);
     }

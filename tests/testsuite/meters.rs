@@ -410,3 +410,52 @@ fn exports_are_per_meter() {
     );
     assert_eq!(events[1]["amount"], 40);
 }
+
+/// `history --meter` reads one meter's periods; without `--meter`, the default meter's.
+#[test]
+fn history_is_per_meter() {
+    let s = scratch();
+    for at in ["2026-11-03T10:00:00Z", "2026-11-20T10:00:00Z"] {
+        record(&s, &["--at", at]);
+    }
+    record(
+        &s,
+        &[
+            "--meter",
+            "tokens",
+            "--property",
+            "tokens=70",
+            "--at",
+            "2026-11-04T10:00:00Z",
+        ],
+    );
+    let rows = s.json(&["history", "acme", "--periods", "2", "--json"]);
+    let used: Vec<i64> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["used"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        used,
+        [0, 2],
+        "the October period, then November's two requests"
+    );
+    let tokens = s.json(&[
+        "history",
+        "acme",
+        "--meter",
+        "tokens",
+        "--periods",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(tokens[0]["used"], 70);
+    assert_eq!(tokens[0]["meter_event"], "tokens");
+    let out = s
+        .cmd()
+        .args(["history", "acme", "--meter", "nope"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

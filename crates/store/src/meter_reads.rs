@@ -2,7 +2,7 @@
 //! counter (usage_records), the others from meter_counters with their groups.
 
 use chrono::{DateTime, Utc};
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 
 use crate::billing::{Allowance, UsageCheck, format_ts};
 use crate::config::{AtLimit, Config, IMPLICIT_METER, MeterTerms};
@@ -101,5 +101,64 @@ impl Store {
         drop(rows);
         snapshot.finish()?;
         Ok(checks)
+    }
+
+    /// One meter's history: `history --meter`. The `usage` meter is `history` itself; any
+    /// other meter's periods read its totals from meter_counters, under the plan each period
+    /// was billed under and that plan's terms for the meter as plans.toml has them now.
+    pub fn meter_history(
+        &self,
+        config: &Config,
+        customer_id: &str,
+        meter_id: &str,
+        count: usize,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<crate::HistoryRow>> {
+        let Some(meter) = config.meter(meter_id) else {
+            let known: Vec<&str> = config.meters.iter().map(|m| m.id.as_str()).collect();
+            return Err(crate::Error::InvalidInput(format!(
+                "meter \"{}\" is not in plans.toml; the meters are: {}",
+                crate::sanitize::sanitize(meter_id),
+                known.join(", ")
+            )));
+        };
+        let rows = self.history(config, customer_id, count, now)?;
+        if meter.id == IMPLICIT_METER {
+            return Ok(rows);
+        }
+        let mut total = self.conn.prepare_cached(
+            "SELECT used FROM meter_counters
+             WHERE customer_id = ?1 AND period_start = ?2 AND meter_id = ?3 AND group_key = ''",
+        )?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let period = crate::billing::Period {
+                start: row.check.period_start,
+                end: row.check.period_end,
+            };
+            let used: i64 = total
+                .query_row(
+                    params![customer_id, format_ts(period.start), meter.id],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .unwrap_or(0);
+            let terms = config
+                .plan(&row.check.plan)
+                .and_then(|p| p.meters.get(&meter.id));
+            let check = UsageCheck::compute(
+                &row.check.customer,
+                &row.check.plan,
+                allowance(terms),
+                period,
+                used,
+                &config.thresholds,
+            );
+            out.push(crate::HistoryRow {
+                check,
+                meter_event: (used > 0).then(|| meter.stripe_event.clone()),
+            });
+        }
+        Ok(out)
     }
 }
