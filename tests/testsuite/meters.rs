@@ -438,8 +438,8 @@ fn history_is_per_meter() {
         .collect();
     assert_eq!(
         used,
-        [0, 2],
-        "the October period, then November's two requests"
+        [2],
+        "the customer's one period so far: November's two requests"
     );
     let tokens = s.json(&[
         "history",
