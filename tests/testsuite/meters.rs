@@ -459,3 +459,36 @@ fn history_is_per_meter() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `record --batch`: each line may carry `"meter"` and `"properties"`; a bad line is refused
+/// alone, with its line number.
+#[test]
+fn batch_lines_name_their_meter_and_properties() {
+    let s = scratch();
+    let lines = [
+        r#"{"customer":"acme"}"#,
+        r#"{"customer":"acme","meter":"tokens","properties":{"tokens":250,"model":"small"}}"#,
+        r#"{"customer":"acme","meter":"users","properties":{"user":"ann"}}"#,
+        r#"{"customer":"acme","meter":"tokens","properties":{"tokens":"many"}}"#,
+        r#"{"customer":"acme","meter":"tokens","properties":{"tokens":{"nested":1}}}"#,
+    ];
+    let out = s
+        .cmd()
+        .args(["record", "--batch", "-", "--json"])
+        .write_stdin(lines.join("\n"))
+        .output()
+        .unwrap();
+    let results: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let statuses: Vec<i64> = results
+        .iter()
+        .map(|r| r["status"].as_i64().unwrap())
+        .collect();
+    assert_eq!(statuses, [200, 200, 200, 400, 400], "{results:?}");
+    assert_eq!(meter(&s, "requests")["used"], 1);
+    assert_eq!(meter(&s, "tokens")["used"], 250);
+    assert_eq!(meter(&s, "users")["used"], 1);
+}
