@@ -653,3 +653,32 @@ fn mark_reported(tx: &rusqlite::Transaction, id: i64, attempts: u32, at: &str) -
         .execute(params![id, at, attempts])?;
     Ok(events as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_last_report_is_dated_after_the_earlier_ones_within_its_period() {
+        let end = "2026-12-01T00:00:00Z";
+        // Its latest event's time when that is the newest.
+        assert_eq!(
+            last_report_time("2026-11-20T10:00:00Z", Some("2026-11-19T00:00:00Z"), end).unwrap(),
+            "2026-11-20T10:00:00Z"
+        );
+        // A late event: a second after the earlier report.
+        assert_eq!(
+            last_report_time("2026-11-10T10:00:00Z", Some("2026-11-19T00:00:00Z"), end).unwrap(),
+            "2026-11-19T00:00:01Z"
+        );
+        // Never past the period's last second.
+        assert_eq!(
+            last_report_time("2026-11-10T10:00:00Z", Some("2026-11-30T23:59:59Z"), end).unwrap(),
+            "2026-11-30T23:59:59Z"
+        );
+        assert_eq!(
+            last_report_time("2026-11-10T10:00:00Z", None, end).unwrap(),
+            "2026-11-10T10:00:00Z"
+        );
+    }
+}

@@ -248,6 +248,9 @@ pub enum SetupProblem {
     ValueKey(String),
     /// It maps customers by another payload key than `stripe_customer_id`.
     CustomerKey(String),
+    /// The meter groups by a property named like a payload key meterline sends itself
+    /// (`value`, `stripe_customer_id`): it is not sent as a dimension.
+    ReservedDimension(String),
 }
 
 impl MeterSetup {
@@ -263,6 +266,10 @@ impl MeterSetup {
             SetupProblem::ValueKey(found) => format!(
                 "Stripe's meter \"{name}\" ({who}) reads its value from payload[{found}]; \
                  meterline sends payload[value]"
+            ),
+            SetupProblem::ReservedDimension(key) => format!(
+                "{who} groups by \"{key}\", which is a payload key meterline sends itself; \
+                 it is not sent to Stripe as a dimension (rename the property)"
             ),
             SetupProblem::CustomerKey(found) => format!(
                 "Stripe's meter \"{name}\" ({who}) finds the customer in payload[{found}]; \
@@ -289,7 +296,15 @@ fn setup(
     routes: &StripeMeters,
     meters: &HashMap<String, StripeMeter>,
 ) -> Vec<MeterSetup> {
-    let needed: Vec<(String, String, Formula)> = match routes.routes() {
+    let reserved = |meter: &str| {
+        config.meter(meter).and_then(|m| {
+            m.group_by
+                .iter()
+                .find(|d| crate::store::RESERVED_PAYLOAD_KEYS.contains(&d.as_str()))
+                .cloned()
+        })
+    };
+    let needed: Vec<(String, String, Formula, Option<String>)> = match routes.routes() {
         [only] if only.event_name.is_none() => config
             .plans
             .iter()
@@ -298,6 +313,7 @@ fn setup(
                     format!("plan \"{}\"", p.id),
                     p.meter_event.clone(),
                     only.formula,
+                    None,
                 )
             })
             .collect(),
@@ -308,13 +324,14 @@ fn setup(
                     format!("meter \"{}\"", r.meter),
                     r.event_name.clone().unwrap_or_default(),
                     r.formula,
+                    reserved(&r.meter).filter(|_| r.formula == Formula::Sum),
                 )
             })
             .collect(),
     };
     needed
         .into_iter()
-        .map(|(who, event_name, formula)| {
+        .map(|(who, event_name, formula, reserved)| {
             let problem = match meters.get(&event_name) {
                 None => Some(SetupProblem::Missing),
                 Some(m) => match (&m.formula, &m.value_key, &m.customer_key) {
@@ -325,7 +342,7 @@ fn setup(
                     (_, _, Some(k)) if k != "stripe_customer_id" => {
                         Some(SetupProblem::CustomerKey(k.clone()))
                     }
-                    _ => None,
+                    _ => reserved.map(SetupProblem::ReservedDimension),
                 },
             };
             MeterSetup {
@@ -347,7 +364,13 @@ fn setup_error(setups: &[MeterSetup]) -> Option<Error> {
         .collect();
     let other: Vec<String> = setups
         .iter()
-        .filter(|s| s.problem.is_some() && s.problem != Some(SetupProblem::Missing))
+        .filter(|s| {
+            // A dimension not sent leaves the totals right: nothing to stop for.
+            !matches!(
+                s.problem,
+                None | Some(SetupProblem::Missing | SetupProblem::ReservedDimension(_))
+            )
+        })
         .filter_map(MeterSetup::describe)
         .collect();
     let mut parts = Vec::new();
@@ -532,6 +555,82 @@ fn compare(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn stripe_meter(formula: &str) -> StripeMeter {
+        StripeMeter {
+            id: "mtr_1".into(),
+            formula: Some(formula.into()),
+            value_key: Some("value".into()),
+            customer_key: Some("stripe_customer_id".into()),
+        }
+    }
+
+    #[test]
+    fn each_meter_needs_its_stripe_meter_with_its_formula() {
+        let config = Config::parse(
+            r#"
+[[meters]]
+id = "tokens"
+aggregation = "sum"
+property = "tokens"
+group_by = ["value"]
+[[meters]]
+id = "users"
+aggregation = "unique_count"
+property = "user"
+[[meters]]
+id = "seats"
+aggregation = "latest"
+property = "seats"
+[[meters]]
+id = "requests"
+aggregation = "count"
+[[plans]]
+id = "free"
+"#,
+            "plans.toml",
+        )
+        .unwrap();
+        let meters = HashMap::from([
+            ("tokens".to_string(), stripe_meter("sum")),
+            ("users".to_string(), stripe_meter("sum")),
+            ("requests".to_string(), stripe_meter("sum")),
+        ]);
+        let found = setup(&config, &StripeMeters::new(&config), &meters);
+        let problems: Vec<_> = found
+            .iter()
+            .map(|s| (s.who.as_str(), s.problem.clone()))
+            .collect();
+        assert_eq!(
+            problems,
+            [
+                (
+                    "meter \"tokens\"",
+                    Some(SetupProblem::ReservedDimension("value".into()))
+                ),
+                ("meter \"users\"", Some(SetupProblem::Formula("sum".into()))),
+                ("meter \"seats\"", Some(SetupProblem::Missing)),
+                ("meter \"requests\"", None),
+            ]
+        );
+        let error = setup_error(&found).unwrap().to_string();
+        assert!(error.contains("no active meter for: meter \"seats\" reports to \"seats\""));
+        assert!(error.contains("to aggregate by last; it aggregates by sum"));
+        assert!(
+            !error.contains("payload key"),
+            "a dimension alone stops nothing: {error}"
+        );
+        // Without [[meters]]: each plan's meter_event, by sum.
+        let plain = Config::parse("[[plans]]\nid = \"free\"\n", "plans.toml").unwrap();
+        let meters = HashMap::from([("meterline_usage".to_string(), stripe_meter("count"))]);
+        let found = setup(&plain, &StripeMeters::new(&plain), &meters);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].who, "plan \"free\"");
+        assert_eq!(
+            found[0].problem,
+            Some(SetupProblem::Formula("count".into()))
+        );
+    }
 
     #[test]
     fn periods_go_to_minute_boundaries_end_exclusive() {
