@@ -146,6 +146,7 @@ fn client_only(server: &FakeStripe, now: DateTime<Utc>) -> f64 {
                         value: 1,
                         identifier: &identifier,
                         timestamp: now.timestamp() - 60,
+                        dimensions: &[],
                     };
                     let answer = client.send(&event, &event.idempotency_key(0));
                     assert_eq!(

@@ -323,22 +323,81 @@ fn check_stripe(
     Ok(())
 }
 
-/// With a key: does Stripe have an active meter for every plan's event name?
+/// With a key: does Stripe have an active meter for every meter (or, without `[[meters]]`,
+/// every plan's event name), aggregating by the formula it needs (docs/sync.md)?
 fn check_meters(config: &Config, key: &ApiKey, report: &mut Report) {
-    match crate::stripe::reconcile::meters_of_plans(config, key, None) {
-        Ok((_, missing)) if missing.is_empty() => report.ok(
+    use crate::stripe::reconcile::SetupProblem;
+    let setups = match crate::stripe::reconcile::meter_setup(config, key, None) {
+        Ok(setups) => setups,
+        Err(e) => {
+            return report.problem(
+                "meters",
+                format!(
+                    "could not read Stripe's meters: {}",
+                    sanitize(&e.to_string())
+                ),
+                "check the key and the network; `meterline sync --dry-run` shows the API host",
+            );
+        }
+    };
+    let per_plan = setups.iter().all(|s| s.who.starts_with("plan "));
+    let missing: Vec<String> = setups
+        .iter()
+        .filter(|s| s.problem == Some(SetupProblem::Missing))
+        .filter_map(|s| s.describe())
+        .collect();
+    if !missing.is_empty() {
+        report.problem(
             "meters",
-            "Stripe has an active meter for every plan's event name".into(),
-        ),
-        Ok((_, missing)) => report.problem(
+            format!(
+                "Stripe has no active meter for: {}",
+                sanitize(&missing.join("; "))
+            ),
+            "create the meter in Stripe (Billing -> Meters) with that event name (docs/sync.md \
+             lists the settings each meter needs), or fix meter_event / stripe_event in plans.toml",
+        );
+    }
+    for setup in setups
+        .iter()
+        .filter(|s| s.problem.is_some() && s.problem != Some(SetupProblem::Missing))
+    {
+        let fix = match &setup.problem {
+            Some(SetupProblem::Formula(_)) => format!(
+                "a Stripe meter's formula cannot be changed: create a meter for \"{}\" with \
+                 default_aggregation.formula = {} and deactivate the old one (docs/sync.md)",
+                setup.event_name,
+                setup.formula.as_str()
+            ),
+            Some(SetupProblem::ReservedDimension(key)) => {
+                format!("send the property under another name than \"{key}\" and group_by that")
+            }
+            _ => format!(
+                "create a meter for \"{}\" with value_settings.event_payload_key = value and \
+                 customer_mapping.event_payload_key = stripe_customer_id, and deactivate the old one",
+                setup.event_name
+            ),
+        };
+        report.problem(
             "meters",
-            format!("Stripe has no active meter for: {}", sanitize(&missing.join("; "))),
-            "create the meter in Stripe (Billing -> Meters) with that event name, or fix meter_event in plans.toml",
-        ),
-        Err(e) => report.problem(
+            sanitize(&setup.describe().unwrap_or_default()).into_owned(),
+            sanitize(&fix).into_owned(),
+        );
+    }
+    if setups.iter().all(|s| s.problem.is_none()) {
+        report.ok(
             "meters",
-            format!("could not read Stripe's meters: {}", sanitize(&e.to_string())),
-            "check the key and the network; `meterline sync --dry-run` shows the API host",
-        ),
+            if per_plan {
+                "Stripe has an active meter for every plan's event name".into()
+            } else {
+                let listed: Vec<String> = setups
+                    .iter()
+                    .map(|s| format!("{} ({})", s.event_name, s.formula.as_str()))
+                    .collect();
+                format!(
+                    "Stripe has an active meter for every meter, each aggregating as it needs: {}",
+                    sanitize(&listed.join(", "))
+                )
+            },
+        );
     }
 }

@@ -64,9 +64,10 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
         print_json(&rows)?;
     } else {
         outln!(
-            "{:<24} {:<22} {:<26} {:>12} {:>12} {:>10}  STATUS",
+            "{:<24} {:<22} {:<16} {:<26} {:>12} {:>12} {:>10}  STATUS",
             "CUSTOMER",
             "STRIPE CUSTOMER",
+            "METER",
             "METER EVENT",
             "REPORTED",
             "STRIPE",
@@ -74,9 +75,10 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
         )?;
         for r in &rows {
             outln!(
-                "{:<24} {:<22} {:<26} {:>12} {:>12} {:>+10}  {}",
+                "{:<24} {:<22} {:<16} {:<26} {:>12} {:>12} {:>+10}  {}",
                 sanitize(&r.customer),
                 sanitize(&r.stripe_customer),
+                sanitize(&r.meter),
                 sanitize(&r.meter_event),
                 thousands(r.local),
                 thousands(r.stripe),

@@ -31,8 +31,9 @@ fn pack_reports(env: &Env) -> u64 {
         not_after,
         failed_before: None,
     };
+    let meters = meterline::store::StripeMeters::new(&env.config());
     env.store()
-        .pack_reports(&window, crate::support::stripe::now())
+        .pack_reports(&meters, &window, crate::support::stripe::now())
         .unwrap()
 }
 

@@ -51,6 +51,7 @@ mod sync;
 mod sync_fair;
 mod sync_faults;
 mod sync_kill;
+mod sync_meters;
 mod sync_tmux;
 mod sync_trust;
 mod tui_cli;

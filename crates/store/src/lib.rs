@@ -15,6 +15,7 @@
 //! | the dashboard | `dashboard.rs` | the tui |
 //! | the sync outbox | `outbox.rs` | the Stripe sync, doctor |
 //! | aggregated reports | `reports.rs` | the Stripe sync and reconcile, `status` |
+//! | meters in Stripe | `stripe_meters.rs` (no methods: the routes the two above read) | the Stripe sync, reconcile, doctor |
 //! | reconcile | `reconcile.rs` | reconcile, the tui, doctor |
 //! | sync runs | `sync_runs.rs` | the Stripe sync, the tui, `status` |
 //! | alerts: crossings | `alerts/crossings.rs` | `status` (the record path writes them) |
@@ -56,6 +57,7 @@ pub mod record;
 mod reports;
 mod schema;
 mod status;
+mod stripe_meters;
 mod sync_runs;
 mod tokens;
 
@@ -85,6 +87,7 @@ pub use reconcile::{ReconcileRow, ReconcileRun, Reported, StripeChecks};
 pub use reports::{HeldReport, InDoubt, ReportPlan};
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION, create_at_version};
 pub use status::{StatusEntry, StripeStanding};
+pub use stripe_meters::{Formula, RESERVED_PAYLOAD_KEYS, Route, StripeMeters};
 pub use sync_runs::SyncRun;
 pub use tokens::{ActiveToken, TokenInfo, token_hash};
 

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{TransactionBehavior, params};
 use serde::Serialize;
 
+use super::stripe_meters::{AMOUNT, StripeMeters, dimension_pairs};
 use crate::Result;
 use crate::billing::{format_ts, parse_ts, stripe_window};
 
@@ -19,17 +20,21 @@ pub enum StripeState {
     Unmapped,
 }
 
-/// A usage event waiting to be reported, with everything needed to send it.
+/// A usage event (or a report) waiting to be reported, with everything needed to send it.
 #[derive(Debug, Clone)]
 pub struct OutboxEvent {
     pub id: i64,
     pub customer_id: String,
     pub stripe_customer_id: String,
     pub event_name: String,
-    pub quantity: i64,
+    /// The meter event's value: what the event added to its meter (its amount, else its
+    /// quantity), or a report's value.
+    pub value: i64,
     pub occurred_at: DateTime<Utc>,
     /// The meter event identifier, stored when the event was recorded (schema.rs, migration 4).
     pub identifier: String,
+    /// `group_by` values sent as payload keys, sorted by key.
+    pub dimensions: Vec<(String, String)>,
 }
 
 /// Which pending events a sync may send now.
@@ -78,6 +83,8 @@ impl OutboxCursor {
 pub struct OutboxGroup {
     pub customer_id: String,
     pub stripe_customer_id: String,
+    /// The meterline meter.
+    pub meter: String,
     pub event_name: String,
     pub events: u64,
     pub units: i64,
@@ -119,28 +126,37 @@ pub struct StripeCounts {
     pub deliverable: u64,
 }
 
-const EVENT_COLUMNS: &str =
-    "e.id, e.customer_id, c.stripe_customer_id, r.meter_event_name, e.quantity, e.occurred_at,
-     e.stripe_identifier";
+/// The columns `outbox_event` reads, for usage events sent one by one.
+fn event_columns(meters: &StripeMeters) -> String {
+    format!(
+        "e.id, e.customer_id, c.stripe_customer_id, {}, {AMOUNT}, e.occurred_at,
+         e.stripe_identifier, {}",
+        meters.event_name_sql(),
+        meters.dimensions_sql()
+    )
+}
 const PENDING: &str = "e.stripe_reported_at IS NULL AND e.stripe_expired_at IS NULL";
 
 /// The events a sync sends, with their customer (`c`) and period counter (`r`): pending,
-/// mapped, inside Stripe's window (?1, ?2), refusals rested unless ?3 is NULL. One definition
-/// for the outbox pages and the preview, so both always agree.
-fn sendable() -> String {
-    sendable_by("usage_events_outbox")
+/// mapped, of a meter with a route, not in a report, inside Stripe's window (?1, ?2),
+/// refusals rested unless ?3 is NULL. One definition for the outbox pages and the preview,
+/// so both always agree.
+fn sendable(meters: &StripeMeters) -> String {
+    sendable_by(meters, "usage_events_outbox")
 }
 
 /// `sendable()` read through `index`.
-fn sendable_by(index: &str) -> String {
+fn sendable_by(meters: &StripeMeters, index: &str) -> String {
     format!(
         "FROM usage_events e INDEXED BY {index}
          JOIN customers c ON c.id = e.customer_id
          JOIN usage_records r ON r.customer_id = e.customer_id AND r.period_start = e.period_start
          WHERE {PENDING} AND c.stripe_customer_id IS NOT NULL AND e.stripe_report_id IS NULL
            AND e.stripe_in_doubt_at IS NULL
+           AND e.meter_id IN ({})
            AND e.occurred_at >= ?1 AND e.occurred_at <= ?2
-           AND (e.stripe_failed_at IS NULL OR ?3 IS NULL OR e.stripe_failed_at < ?3)"
+           AND (e.stripe_failed_at IS NULL OR ?3 IS NULL OR e.stripe_failed_at < ?3)",
+        meters.known_sql()
     )
 }
 
@@ -152,27 +168,33 @@ fn read_ts(text: &str, column: usize) -> rusqlite::Result<DateTime<Utc>> {
     })
 }
 
-/// One row of `EVENT_COLUMNS`.
+/// One row of `event_columns` (or a report's columns, in the same order).
 pub(super) fn outbox_event(r: &rusqlite::Row) -> rusqlite::Result<OutboxEvent> {
     let at: String = r.get(5)?;
+    let dimensions: Option<String> = r.get(7)?;
     Ok(OutboxEvent {
         id: r.get(0)?,
         customer_id: r.get(1)?,
         stripe_customer_id: r.get(2)?,
         event_name: r.get(3)?,
-        quantity: r.get(4)?,
+        value: r.get(4)?,
         occurred_at: read_ts(&at, 5)?,
         identifier: r.get(6)?,
+        dimensions: dimension_pairs(dimensions.as_deref()).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(7, rusqlite::types::Type::Text, e.into())
+        })?,
     })
 }
 
 /// The sync outbox of usage events; serves the Stripe sync (preview, pipeline, expiry) and
 /// `doctor`'s counts.
 impl super::Store {
-    /// The next page of sendable events, oldest first, after `after`. `INDEXED BY`: without
-    /// ANALYZE statistics SQLite would pick the older unreported index and sort every page.
+    /// The next page of events sendable one by one (those of `sum` formula meters), oldest
+    /// first, after `after`. `INDEXED BY`: without ANALYZE statistics SQLite would pick the
+    /// older unreported index and sort every page.
     pub fn outbox_page(
         &self,
+        meters: &StripeMeters,
         window: &OutboxWindow,
         after: Option<&OutboxCursor>,
         limit: usize,
@@ -181,12 +203,15 @@ impl super::Store {
             .map(|c| (c.occurred_at.clone(), c.id))
             .unwrap_or_default();
         let sql = format!(
-            "SELECT {EVENT_COLUMNS}
+            "SELECT {}
              {}
+               AND e.meter_id IN ({})
                AND (e.occurred_at, e.id) > (?4, ?5)
              ORDER BY e.occurred_at, e.id
              LIMIT ?6",
-            sendable()
+            event_columns(meters),
+            sendable(meters),
+            meters.single_sql()
         );
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(
@@ -213,18 +238,22 @@ impl super::Store {
     /// that it never fills the queue ahead of everyone else.
     pub fn outbox_page_of(
         &self,
+        meters: &StripeMeters,
         window: &OutboxWindow,
         customer_id: &str,
         after: &OutboxCursor,
         limit: usize,
     ) -> Result<(Vec<OutboxEvent>, Option<OutboxCursor>)> {
         let sql = format!(
-            "SELECT {EVENT_COLUMNS}
+            "SELECT {}
              {}
+               AND e.meter_id IN ({})
                AND e.customer_id = ?4 AND (e.occurred_at, e.id) > (?5, ?6)
              ORDER BY e.occurred_at, e.id
              LIMIT ?7",
-            sendable_by("usage_events_by_customer_time")
+            event_columns(meters),
+            sendable_by(meters, "usage_events_by_customer_time"),
+            meters.single_sql()
         );
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(
@@ -247,23 +276,26 @@ impl super::Store {
         Ok((events, cursor))
     }
 
-    /// What a sync would send now, grouped by customer and meter (the first `limit` events).
+    /// The events not in a report yet that a sync would send now, grouped by customer and
+    /// meter (the first `limit` events). `units` adds up their amounts.
     pub fn outbox_groups(
         &self,
+        meters: &StripeMeters,
         window: &OutboxWindow,
         limit: Option<u64>,
     ) -> Result<Vec<OutboxGroup>> {
         let sql = format!(
-            "SELECT customer_id, stripe_customer_id, meter_event_name, COUNT(*), SUM(quantity),
+            "SELECT customer_id, stripe_customer_id, meter_id, event_name, COUNT(*), SUM(amount),
                     MIN(occurred_at), MAX(occurred_at)
-             FROM (SELECT e.customer_id, c.stripe_customer_id, r.meter_event_name, e.quantity,
-                          e.occurred_at
+             FROM (SELECT e.customer_id, c.stripe_customer_id, e.meter_id,
+                          {} AS event_name, {AMOUNT} AS amount, e.occurred_at
                    {}
                    ORDER BY e.occurred_at, e.id
                    LIMIT ?4)
-             GROUP BY customer_id, meter_event_name
-             ORDER BY customer_id, meter_event_name",
-            sendable()
+             GROUP BY customer_id, meter_id, event_name
+             ORDER BY customer_id, meter_id, event_name",
+            meters.event_name_sql(),
+            sendable(meters)
         );
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(
@@ -274,15 +306,16 @@ impl super::Store {
                 limit.map_or(-1, |l| l.min(i64::MAX as u64) as i64)
             ],
             |r| {
-                let (first, last): (String, String) = (r.get(5)?, r.get(6)?);
+                let (first, last): (String, String) = (r.get(6)?, r.get(7)?);
                 Ok(OutboxGroup {
                     customer_id: r.get(0)?,
                     stripe_customer_id: r.get(1)?,
-                    event_name: r.get(2)?,
-                    events: r.get::<_, i64>(3)? as u64,
-                    units: r.get(4)?,
-                    first: read_ts(&first, 5)?,
-                    last: read_ts(&last, 6)?,
+                    meter: r.get(2)?,
+                    event_name: r.get(3)?,
+                    events: r.get::<_, i64>(4)? as u64,
+                    units: r.get(5)?,
+                    first: read_ts(&first, 6)?,
+                    last: read_ts(&last, 7)?,
                 })
             },
         )?;

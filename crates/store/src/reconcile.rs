@@ -15,10 +15,13 @@ use crate::billing::format_ts;
 pub struct ReconcileRow {
     pub customer: String,
     pub stripe_customer: String,
+    /// The meterline meter.
+    pub meter: String,
     pub meter_event: String,
     pub period_start: String,
     pub period_end: String,
-    /// Units meterline has marked reported for the period.
+    /// What meterline has marked reported for the period: the units (a `sum` meter), or the
+    /// value of the newest report (a `last` meter).
     pub local: i64,
     /// Stripe's `aggregated_value` for the period.
     pub stripe: i64,
@@ -61,15 +64,70 @@ pub struct Reported {
 /// Reconcile's records and the checks drawn from them; serves `meterline reconcile`, the
 /// dashboard and `doctor`.
 impl super::Store {
-    /// Units marked reported for a customer's period (`period_start` as stored).
-    pub fn reported_units(&self, customer_id: &str, period_start: &str) -> Result<Reported> {
+    /// Units marked reported for a customer's period on a `sum` formula meter
+    /// (`period_start` as stored): its reported events' amounts.
+    pub fn reported_units(
+        &self,
+        customer_id: &str,
+        period_start: &str,
+        meter: &str,
+    ) -> Result<Reported> {
         let (units, last_at): (i64, Option<String>) = self.conn.query_row(
-            "SELECT COALESCE(SUM(quantity), 0), MAX(stripe_reported_at) FROM usage_events
-             WHERE customer_id = ?1 AND period_start = ?2 AND stripe_reported_at IS NOT NULL",
-            params![customer_id, period_start],
+            "SELECT COALESCE(SUM(COALESCE(amount, quantity)), 0), MAX(stripe_reported_at)
+             FROM usage_events
+             WHERE customer_id = ?1 AND period_start = ?2 AND meter_id = ?3
+               AND stripe_reported_at IS NOT NULL",
+            params![customer_id, period_start, meter],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
         Ok(Reported { units, last_at })
+    }
+
+    /// What Stripe's `last` should show for a customer's period on a `last` formula meter:
+    /// the value of its newest reported report (by timestamp, then id; 0 before any), and
+    /// when the last of its reports was reported.
+    pub fn reported_value(
+        &self,
+        customer_id: &str,
+        period_start: &str,
+        meter: &str,
+    ) -> Result<Reported> {
+        let newest: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT value FROM stripe_reports
+                 WHERE customer_id = ?1 AND period_start = ?2 AND meter_id = ?3
+                   AND reported_at IS NOT NULL
+                 ORDER BY occurred_at DESC, id DESC LIMIT 1",
+                params![customer_id, period_start, meter],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let last_at: Option<String> = self.conn.query_row(
+            "SELECT MAX(reported_at) FROM stripe_reports
+             WHERE customer_id = ?1 AND period_start = ?2 AND meter_id = ?3",
+            params![customer_id, period_start, meter],
+            |r| r.get(0),
+        )?;
+        Ok(Reported {
+            units: newest.unwrap_or(0),
+            last_at,
+        })
+    }
+
+    /// True when a customer's period has events on `meter` (reported or not).
+    pub fn period_has_events(
+        &self,
+        customer_id: &str,
+        period_start: &str,
+        meter: &str,
+    ) -> Result<bool> {
+        Ok(self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM usage_events INDEXED BY usage_events_by_customer_time
+                            WHERE customer_id = ?1 AND period_start = ?2 AND meter_id = ?3)",
+            params![customer_id, period_start, meter],
+            |r| r.get(0),
+        )?)
     }
 
     /// The meter event name a customer's period was counted under, if it has usage.
@@ -112,8 +170,8 @@ impl super::Store {
         {
             let mut insert = tx.prepare(
                 "INSERT OR REPLACE INTO reconcile_rows (run_id, customer_id, meter_event_name,
-                     period_start, period_end, local, stripe, status)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                     period_start, period_end, local, stripe, status, meter_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?;
             for row in rows {
                 insert.execute(params![
@@ -124,7 +182,8 @@ impl super::Store {
                     row.period_end,
                     row.local,
                     row.stripe,
-                    row.status
+                    row.status,
+                    row.meter
                 ])?;
             }
         }

@@ -1,5 +1,9 @@
 //! Aggregated reports: one meter event standing for the unreported events of one customer,
-//! meter and billing period (schema.rs, migration 6).
+//! meter and billing period (and group_by group, for `sum` formula meters), schema.rs
+//! migrations 8 and 10. A `sum` report carries the sum of its events' amounts; a `last` report
+//! (max, unique_count, latest) the meter's value for the period when it was made, dated after
+//! every earlier report of that meter and period, so the newest value is the one Stripe's
+//! `last` takes, whatever order they arrive in (stripe_meters.rs).
 //!
 //! A report is created, identifier included (its own `ml-<UUIDv7>`, made here at packing time;
 //! the events' own identifiers are not sent), with every event it covers pointing at it, in
@@ -10,12 +14,14 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
-use rusqlite::{TransactionBehavior, params};
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 
 use super::outbox::{EventOutcome, OutboxCursor, OutboxEvent, OutboxWindow};
+use super::stripe_meters::{AMOUNT, Formula, StripeMeters};
 use crate::Result;
-use crate::billing::format_ts;
+use crate::billing::{format_ts, parse_ts};
+use crate::config::IMPLICIT_METER;
 
 /// Resending an unanswered request is safe this long after it was first sent: Stripe keeps
 /// identifiers for at least 24 hours. Past that a resend could bill twice, so it is held.
@@ -53,7 +59,7 @@ pub struct HeldReport {
 }
 
 const REPORT_COLUMNS: &str = "s.id, s.customer_id, c.stripe_customer_id, s.meter_event_name,
-     s.value, s.occurred_at, s.identifier";
+     s.value, s.occurred_at, s.identifier, s.dimensions";
 
 /// Reports a sync sends: unreported, not expired, not held, mapped, inside Stripe's window
 /// (?1, ?2), refusals rested unless ?3 is NULL.
@@ -64,16 +70,76 @@ const SENDABLE_REPORTS: &str = "FROM stripe_reports s INDEXED BY stripe_reports_
        AND s.occurred_at >= ?1 AND s.occurred_at <= ?2
        AND (s.failed_at IS NULL OR ?3 IS NULL OR s.failed_at < ?3)";
 
-/// Unreported events of mapped customers not in any report yet, inside the window: what the
-/// next `pack_reports` groups (?1, ?2, ?3 as above).
-const UNPACKED: &str = "FROM usage_events e
-     JOIN customers c ON c.id = e.customer_id
-     JOIN usage_records r ON r.customer_id = e.customer_id AND r.period_start = e.period_start
-     WHERE e.stripe_reported_at IS NULL AND e.stripe_expired_at IS NULL
-       AND e.stripe_report_id IS NULL AND e.stripe_in_doubt_at IS NULL
-       AND c.stripe_customer_id IS NOT NULL
-       AND e.occurred_at >= ?1 AND e.occurred_at <= ?2
-       AND (e.stripe_failed_at IS NULL OR ?3 IS NULL OR e.stripe_failed_at < ?3)";
+/// Unreported events of mapped customers not in any report yet, of the meters packed in
+/// this mode, inside the window: what the next `pack_reports` groups (?1, ?2, ?3 as above).
+fn unpacked(meters: &StripeMeters) -> String {
+    format!(
+        "FROM usage_events e
+         JOIN customers c ON c.id = e.customer_id
+         JOIN usage_records r ON r.customer_id = e.customer_id AND r.period_start = e.period_start
+         WHERE e.stripe_reported_at IS NULL AND e.stripe_expired_at IS NULL
+           AND e.stripe_report_id IS NULL AND e.stripe_in_doubt_at IS NULL
+           AND c.stripe_customer_id IS NOT NULL
+           AND e.meter_id IN ({})
+           AND e.occurred_at >= ?1 AND e.occurred_at <= ?2
+           AND (e.stripe_failed_at IS NULL OR ?3 IS NULL OR e.stripe_failed_at < ?3)",
+        meters.packed_sql()
+    )
+}
+
+/// One report `pack_reports` makes.
+struct Group {
+    customer: String,
+    period_start: String,
+    period_end: String,
+    meter: String,
+    event_name: String,
+    dimensions: Option<String>,
+    amounts: i64,
+    events: i64,
+    latest: String,
+}
+
+/// A `last` report's value: the meter's total for the period now (its row in
+/// meter_counters, or usage_records for `usage`; 0 before any).
+fn current_value(
+    tx: &rusqlite::Transaction,
+    customer: &str,
+    period_start: &str,
+    meter: &str,
+) -> Result<i64> {
+    let value: Option<i64> = if meter == IMPLICIT_METER {
+        tx.prepare_cached(
+            "SELECT used FROM usage_records WHERE customer_id = ?1 AND period_start = ?2",
+        )?
+        .query_row(params![customer, period_start], |r| r.get(0))
+        .optional()?
+    } else {
+        tx.prepare_cached(
+            "SELECT used FROM meter_counters
+             WHERE customer_id = ?1 AND period_start = ?2 AND meter_id = ?3 AND group_key = ''",
+        )?
+        .query_row(params![customer, period_start, meter], |r| r.get(0))
+        .optional()?
+    };
+    Ok(value.unwrap_or(0))
+}
+
+/// A `last` report's timestamp: its latest event's, but after every earlier report of the
+/// meter and period (by a second), so Stripe's `last` takes the newest value; never past the
+/// period's last second (reports made after one dated there tie with it: docs/sync.md).
+fn last_report_time(latest: &str, before: Option<&str>, period_end: &str) -> Result<String> {
+    let stored = |text: &str| {
+        parse_ts(text).map_err(|e| crate::Error::Corrupt(format!("a stored time: {e}")))
+    };
+    let latest = stored(latest)?;
+    let mut at = latest;
+    if let Some(before) = before {
+        at = at.max(stored(before)? + Duration::seconds(1));
+    }
+    let last_second = stored(period_end)? - Duration::seconds(1);
+    Ok(format_ts(at.min(last_second).max(latest)))
+}
 
 fn window_params(window: &OutboxWindow) -> (String, String, Option<String>) {
     (
@@ -86,60 +152,103 @@ fn window_params(window: &OutboxWindow) -> (String, String, Option<String>) {
 /// Aggregated reports (`report = "aggregate"`) and reports held in doubt; serves the Stripe
 /// sync and reconcile, and `status`.
 impl super::Store {
-    /// Group every sendable event not yet in a report into one report per customer, meter
-    /// and period, in one transaction. Returns how many reports were made.
-    pub fn pack_reports(&mut self, window: &OutboxWindow, now: DateTime<Utc>) -> Result<u64> {
+    /// Group every sendable event not yet in a report (of the meters packed in this mode:
+    /// all in aggregate mode, the `last` formula ones in per_event mode) into one report per
+    /// customer, meter, period and group, in one transaction. Returns how many were made.
+    pub fn pack_reports(
+        &mut self,
+        meters: &StripeMeters,
+        window: &OutboxWindow,
+        now: DateTime<Utc>,
+    ) -> Result<u64> {
         let (from, to, rested) = window_params(window);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let groups: Vec<(String, String, String, i64, i64, String)> = {
+        let groups: Vec<Group> = {
             let mut stmt = tx.prepare(&format!(
-                "SELECT e.customer_id, e.period_start, r.meter_event_name, SUM(e.quantity),
-                        COUNT(*), MAX(e.occurred_at)
-                 {UNPACKED}
-                 GROUP BY e.customer_id, e.period_start"
+                "SELECT e.customer_id, e.period_start, r.period_end, e.meter_id, {} AS event_name,
+                        {} AS dims, SUM({AMOUNT}), COUNT(*), MAX(e.occurred_at)
+                 {}
+                 GROUP BY e.customer_id, e.period_start, e.meter_id, dims",
+                meters.event_name_sql(),
+                meters.dimensions_sql(),
+                unpacked(meters)
             ))?;
             let rows = stmt.query_map(params![from, to, rested], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                ))
+                Ok(Group {
+                    customer: r.get(0)?,
+                    period_start: r.get(1)?,
+                    period_end: r.get(2)?,
+                    meter: r.get(3)?,
+                    event_name: r.get(4)?,
+                    dimensions: r.get(5)?,
+                    amounts: r.get(6)?,
+                    events: r.get(7)?,
+                    latest: r.get(8)?,
+                })
             })?;
             rows.collect::<rusqlite::Result<_>>()?
         };
-        for (customer, period_start, meter, value, events, latest) in &groups {
+        for g in &groups {
+            let formula = meters.route(&g.meter).map_or(Formula::Sum, |r| r.formula);
+            let (value, occurred_at) = match formula {
+                Formula::Sum => (g.amounts, g.latest.clone()),
+                Formula::Last => {
+                    let before: Option<String> = tx
+                        .prepare_cached(
+                            "SELECT MAX(occurred_at) FROM stripe_reports
+                             WHERE customer_id = ?1 AND period_start = ?2 AND meter_id = ?3",
+                        )?
+                        .query_row(params![g.customer, g.period_start, g.meter], |r| r.get(0))?;
+                    (
+                        current_value(&tx, &g.customer, &g.period_start, &g.meter)?,
+                        last_report_time(&g.latest, before.as_deref(), &g.period_end)?,
+                    )
+                }
+            };
             let id: i64 = tx.query_row(
                 "INSERT INTO stripe_reports (customer_id, period_start, meter_event_name, value,
-                     events, occurred_at, identifier, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
+                     events, occurred_at, identifier, created_at, meter_id, dimensions, formula)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) RETURNING id",
                 params![
-                    customer,
-                    period_start,
-                    meter,
+                    g.customer,
+                    g.period_start,
+                    g.event_name,
                     value,
-                    events,
-                    latest,
+                    g.events,
+                    occurred_at,
                     format!("ml-{}", uuid::Uuid::now_v7()),
-                    format_ts(now)
+                    format_ts(now),
+                    g.meter,
+                    g.dimensions,
+                    formula.as_str()
                 ],
                 |r| r.get(0),
             )?;
             // The group's own conditions (its customer is mapped, its period counted), read
             // through the customer's index: one pass over its events, not over the outbox.
-            tx.prepare_cached(
-                "UPDATE usage_events INDEXED BY usage_events_by_customer_time
+            tx.prepare_cached(&format!(
+                "UPDATE usage_events AS e INDEXED BY usage_events_by_customer_time
                  SET stripe_report_id = ?4
-                 WHERE customer_id = ?5 AND period_start = ?6 AND stripe_report_id IS NULL
-                   AND stripe_reported_at IS NULL AND stripe_expired_at IS NULL
-                   AND occurred_at >= ?1 AND occurred_at <= ?2
-                   AND (stripe_failed_at IS NULL OR ?3 IS NULL OR stripe_failed_at < ?3)",
-            )?
-            .execute(params![from, to, rested, id, customer, period_start])?;
+                 WHERE e.customer_id = ?5 AND e.period_start = ?6 AND e.meter_id = ?7
+                   AND {} IS ?8
+                   AND e.stripe_report_id IS NULL AND e.stripe_in_doubt_at IS NULL
+                   AND e.stripe_reported_at IS NULL AND e.stripe_expired_at IS NULL
+                   AND e.occurred_at >= ?1 AND e.occurred_at <= ?2
+                   AND (e.stripe_failed_at IS NULL OR ?3 IS NULL OR e.stripe_failed_at < ?3)",
+                meters.dimensions_sql()
+            ))?
+            .execute(params![
+                from,
+                to,
+                rested,
+                id,
+                g.customer,
+                g.period_start,
+                g.meter,
+                g.dimensions
+            ])?;
         }
         tx.commit()?;
         Ok(groups.len() as u64)
@@ -164,14 +273,26 @@ impl super::Store {
         })
     }
 
-    /// What a sync would send now: reports made and waiting plus those it would make.
-    pub fn report_plan(&self, window: &OutboxWindow) -> Result<ReportPlan> {
+    /// What a sync would send now: reports made and waiting plus those it would make (of the
+    /// meters packed in this mode). A `last` report's units are the meter's value.
+    pub fn report_plan(&self, meters: &StripeMeters, window: &OutboxWindow) -> Result<ReportPlan> {
         let made = self.made_reports(window)?;
         let (from, to, rested) = window_params(window);
+        let unpacked = unpacked(meters);
         let (new, new_units, new_events): (i64, i64, i64) = self.conn.query_row(
             &format!(
-                "SELECT COUNT(DISTINCT e.customer_id || ' ' || e.period_start),
-                        COALESCE(SUM(e.quantity), 0), COUNT(*) {UNPACKED}"
+                "SELECT COUNT(*), COALESCE(SUM(units), 0), COALESCE(SUM(n), 0) FROM (
+                     SELECT CASE WHEN e.meter_id IN ({}) THEN COALESCE(
+                                (SELECT m.used FROM meter_counters m
+                                 WHERE m.customer_id = e.customer_id
+                                   AND m.period_start = e.period_start
+                                   AND m.meter_id = e.meter_id AND m.group_key = ''), 0)
+                            ELSE SUM({AMOUNT}) END AS units,
+                            COUNT(*) AS n
+                     {unpacked}
+                     GROUP BY e.customer_id, e.period_start, e.meter_id, {})",
+                meters.last_sql(),
+                meters.dimensions_sql()
             ),
             params![from, to, rested],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
@@ -179,7 +300,7 @@ impl super::Store {
         let customers: i64 = self.conn.query_row(
             &format!(
                 "SELECT COUNT(*) FROM (SELECT s.customer_id {SENDABLE_REPORTS}
-                                       UNION SELECT e.customer_id {UNPACKED})"
+                                       UNION SELECT e.customer_id {unpacked})"
             ),
             params![from, to, rested],
             |r| r.get(0),
@@ -299,13 +420,16 @@ impl super::Store {
         Ok(events as u64)
     }
 
-    /// Hold every unreported report first sent more than 23 hours before `now` and still
-    /// unanswered: a resend could be billed twice. Returns how many were newly held.
+    /// Hold every unreported `sum` report first sent more than 23 hours before `now` and
+    /// still unanswered: a resend could be billed twice. (A `last` report is never held: sent
+    /// twice, it carries the same value at the same time, which Stripe's `last` counts once.)
+    /// Returns how many were newly held.
     pub fn hold_in_doubt(&mut self, now: DateTime<Utc>) -> Result<u64> {
         let since = format_ts(now - Duration::hours(IN_DOUBT_AFTER_HOURS));
         let reports = self.conn.execute(
             "UPDATE stripe_reports SET in_doubt_at = ?2
              WHERE reported_at IS NULL AND expired_at IS NULL AND in_doubt_at IS NULL
+               AND formula = 'sum'
                AND first_sent_at IS NOT NULL AND first_sent_at < ?1",
             params![since, format_ts(now)],
         )?;
@@ -427,7 +551,7 @@ impl super::Store {
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;
         let (single, single_units): (i64, i64) = self.conn.query_row(
-            "SELECT COUNT(*), COALESCE(SUM(quantity), 0)
+            "SELECT COUNT(*), COALESCE(SUM(COALESCE(amount, quantity)), 0)
              FROM usage_events INDEXED BY usage_events_outbox
              WHERE stripe_reported_at IS NULL AND stripe_expired_at IS NULL
                AND stripe_in_doubt_at IS NOT NULL",
@@ -441,19 +565,24 @@ impl super::Store {
         })
     }
 
-    /// The held reports of one customer's period.
-    pub fn held_reports(&self, customer_id: &str, period_start: &str) -> Result<Vec<HeldReport>> {
+    /// The held reports (and per_event events) of one customer's period on one meter.
+    pub fn held_reports(
+        &self,
+        customer_id: &str,
+        period_start: &str,
+        meter: &str,
+    ) -> Result<Vec<HeldReport>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, value, 0 FROM stripe_reports
-             WHERE customer_id = ?1 AND period_start = ?2
+             WHERE customer_id = ?1 AND period_start = ?2 AND meter_id = ?3
                AND in_doubt_at IS NOT NULL AND reported_at IS NULL
              UNION ALL
-             SELECT id, quantity, 1 FROM usage_events
-             WHERE customer_id = ?1 AND period_start = ?2
+             SELECT id, COALESCE(amount, quantity), 1 FROM usage_events
+             WHERE customer_id = ?1 AND period_start = ?2 AND meter_id = ?3
                AND stripe_in_doubt_at IS NOT NULL AND stripe_reported_at IS NULL
              ORDER BY 3, 1",
         )?;
-        let rows = stmt.query_map(params![customer_id, period_start], |r| {
+        let rows = stmt.query_map(params![customer_id, period_start, meter], |r| {
             Ok(HeldReport {
                 id: r.get(0)?,
                 value: r.get(1)?,
@@ -523,4 +652,33 @@ fn mark_reported(tx: &rusqlite::Transaction, id: i64, attempts: u32, at: &str) -
         )?
         .execute(params![id, at, attempts])?;
     Ok(events as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_last_report_is_dated_after_the_earlier_ones_within_its_period() {
+        let end = "2026-12-01T00:00:00Z";
+        // Its latest event's time when that is the newest.
+        assert_eq!(
+            last_report_time("2026-11-20T10:00:00Z", Some("2026-11-19T00:00:00Z"), end).unwrap(),
+            "2026-11-20T10:00:00Z"
+        );
+        // A late event: a second after the earlier report.
+        assert_eq!(
+            last_report_time("2026-11-10T10:00:00Z", Some("2026-11-19T00:00:00Z"), end).unwrap(),
+            "2026-11-19T00:00:01Z"
+        );
+        // Never past the period's last second.
+        assert_eq!(
+            last_report_time("2026-11-10T10:00:00Z", Some("2026-11-30T23:59:59Z"), end).unwrap(),
+            "2026-11-30T23:59:59Z"
+        );
+        assert_eq!(
+            last_report_time("2026-11-10T10:00:00Z", None, end).unwrap(),
+            "2026-11-10T10:00:00Z"
+        );
+    }
 }

@@ -316,6 +316,50 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE alerts ADD COLUMN meter_id TEXT NOT NULL DEFAULT 'usage';
     DROP INDEX alerts_once;
     CREATE UNIQUE INDEX alerts_once ON alerts(customer_id, period_start, meter_id, level);
+    -- Stripe reports per meter (docs/sync.md). A report is one customer x meter x period
+    -- (x group_by group, for sum and count meters, its values in `dimensions`, sent as
+    -- payload keys). `formula` is the Stripe meter's: 'sum' (the report's value is the sum of
+    -- its events' amounts) or 'last' (max, unique_count, latest: the meter's value when the
+    -- report was made, and 0 is a value to send). For that, `value` may now be 0: the table is
+    -- rebuilt for its CHECK, its rows copied back under their ids while the foreign keys of
+    -- usage_events.stripe_report_id wait for the commit.
+    PRAGMA defer_foreign_keys = ON;
+    CREATE TEMP TABLE stripe_reports_copy AS SELECT * FROM stripe_reports;
+    DROP TABLE stripe_reports;
+    CREATE TABLE stripe_reports (
+        id               INTEGER PRIMARY KEY,
+        customer_id      TEXT NOT NULL REFERENCES customers(id),
+        period_start     TEXT NOT NULL,
+        meter_event_name TEXT NOT NULL,
+        value            INTEGER NOT NULL CHECK (value >= 0),
+        events           INTEGER NOT NULL,
+        occurred_at      TEXT NOT NULL,              -- the meter event's timestamp
+        identifier       TEXT NOT NULL UNIQUE,
+        created_at       TEXT NOT NULL,
+        first_sent_at    TEXT,
+        reported_at      TEXT,                       -- NULL = not yet reported
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        error            TEXT,
+        failed_at        TEXT,
+        expired_at       TEXT,
+        in_doubt_at      TEXT,                       -- held: unanswered and past 23 hours
+        meter_id         TEXT NOT NULL DEFAULT 'usage',
+        dimensions       TEXT,                       -- JSON object of group_by values; NULL = none
+        formula          TEXT NOT NULL DEFAULT 'sum' CHECK (formula IN ('sum', 'last'))
+    );
+    INSERT INTO stripe_reports (id, customer_id, period_start, meter_event_name, value, events,
+            occurred_at, identifier, created_at, first_sent_at, reported_at, attempts, error,
+            failed_at, expired_at, in_doubt_at)
+        SELECT id, customer_id, period_start, meter_event_name, value, events, occurred_at,
+               identifier, created_at, first_sent_at, reported_at, attempts, error, failed_at,
+               expired_at, in_doubt_at
+        FROM stripe_reports_copy;
+    DROP TABLE stripe_reports_copy;
+    CREATE INDEX stripe_reports_open ON stripe_reports(occurred_at, id)
+        WHERE reported_at IS NULL AND expired_at IS NULL;
+    CREATE INDEX stripe_reports_by_customer ON stripe_reports(customer_id, period_start);
+    -- Reconcile compares every meter: each row names its meter.
+    ALTER TABLE reconcile_rows ADD COLUMN meter_id TEXT NOT NULL DEFAULT 'usage';
     "#,
 ];
 
@@ -503,6 +547,75 @@ mod tests {
             )
             .unwrap();
         assert_eq!(pending, 1);
+    }
+
+    #[test]
+    fn version_9_reports_keep_their_rows_and_events_and_may_carry_zero() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("PRAGMA foreign_keys = ON").unwrap();
+        create_at_version(&conn, 9).unwrap();
+        conn.execute_batch(
+            "INSERT INTO customers VALUES ('acme', 'Acme', 'free', 'cus_1', '2026-01-01', '2026-01-01T00:00:00Z', NULL);
+             INSERT INTO stripe_reports (id, customer_id, period_start, meter_event_name, value,
+                 events, occurred_at, identifier, created_at, reported_at)
+             VALUES (4, 'acme', '2026-01-01T00:00:00Z', 'meterline_usage', 5, 1,
+                 '2026-01-02T00:00:00Z', 'ml-r4', '2026-01-02T00:00:00Z', '2026-01-02T00:01:00Z');
+             INSERT INTO usage_events (id, customer_id, quantity, occurred_at, recorded_at,
+                 period_start, stripe_identifier, stripe_report_id)
+             VALUES (7, 'acme', 5, '2026-01-02T00:00:00Z', '2026-01-02T00:00:00Z',
+                 '2026-01-01T00:00:00Z', 'ml-e7', 4);",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let (identifier, meter, formula, dimensions): (String, String, String, Option<String>) =
+            conn.query_row(
+                "SELECT identifier, meter_id, formula, dimensions FROM stripe_reports WHERE id = 4",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            (
+                identifier.as_str(),
+                meter.as_str(),
+                formula.as_str(),
+                dimensions
+            ),
+            ("ml-r4", "usage", "sum", None)
+        );
+        let report: i64 = conn
+            .query_row(
+                "SELECT stripe_report_id FROM usage_events WHERE id = 7",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(report, 4);
+        // The foreign key still holds, and a `last` report may carry 0.
+        assert!(
+            conn.execute(
+                "UPDATE usage_events SET stripe_report_id = 99 WHERE id = 7",
+                []
+            )
+            .is_err()
+        );
+        conn.execute(
+            "INSERT INTO stripe_reports (customer_id, period_start, meter_event_name, value,
+                 events, occurred_at, identifier, created_at, meter_id, formula)
+             VALUES ('acme', '2026-01-01T00:00:00Z', 'seats', 0, 1, '2026-01-02T00:00:00Z',
+                 'ml-r5', '2026-01-02T00:00:00Z', 'seats', 'last')",
+            [],
+        )
+        .unwrap();
+        let indexes: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_schema WHERE type = 'index'
+                 AND name IN ('stripe_reports_open', 'stripe_reports_by_customer')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(indexes, 2);
     }
 
     #[test]

@@ -27,20 +27,29 @@ pub struct MeterEvent<'a> {
     pub identifier: &'a str,
     /// Unix seconds.
     pub timestamp: i64,
+    /// The meter's `group_by` values, sent as payload keys (`payload[model]=small`): the
+    /// Stripe meter's dimensions.
+    pub dimensions: &'a [(String, String)],
 }
 
 impl MeterEvent<'_> {
-    fn form(&self) -> [(&'static str, String); 5] {
-        [
-            ("event_name", self.event_name.to_string()),
+    fn form(&self) -> Vec<(String, String)> {
+        let mut form = vec![
+            ("event_name".to_string(), self.event_name.to_string()),
             (
-                "payload[stripe_customer_id]",
+                "payload[stripe_customer_id]".to_string(),
                 self.stripe_customer_id.to_string(),
             ),
-            ("payload[value]", self.value.to_string()),
-            ("identifier", self.identifier.to_string()),
-            ("timestamp", self.timestamp.to_string()),
-        ]
+            ("payload[value]".to_string(), self.value.to_string()),
+        ];
+        form.extend(
+            self.dimensions
+                .iter()
+                .map(|(key, value)| (format!("payload[{key}]"), value.clone())),
+        );
+        form.push(("identifier".to_string(), self.identifier.to_string()));
+        form.push(("timestamp".to_string(), self.timestamp.to_string()));
+        form
     }
 
     /// The Idempotency-Key for this event. Deterministic, and tied to the exact parameters
@@ -328,7 +337,12 @@ impl Client {
             .header(header::AUTHORIZATION, self.authorization.clone())
             .header(STRIPE_VERSION, self.api_version.clone())
             .header(IDEMPOTENCY_KEY, idempotency_key)
-            .send_form(event.form());
+            .send_form(
+                event
+                    .form()
+                    .iter()
+                    .map(|(name, value)| (name.as_str(), value.as_str())),
+            );
         let answer = match result {
             Ok(mut response) => {
                 let header = |name: &str| {
@@ -674,6 +688,7 @@ mod tests {
             value: 3,
             identifier: "ml-ab-1",
             timestamp: 1_700_000_000,
+            dimensions: &[],
         };
         let key = event.idempotency_key(0);
         assert!(key.starts_with("ml-ab-1-") && key.len() <= 255);
@@ -684,5 +699,16 @@ mod tests {
             ..event.clone()
         };
         assert_ne!(key, other.idempotency_key(0));
+        let grouped = [("model".to_string(), "small".to_string())];
+        let dimensioned = MeterEvent {
+            dimensions: &grouped,
+            ..event.clone()
+        };
+        assert_ne!(key, dimensioned.idempotency_key(0));
+        assert!(
+            dimensioned
+                .form()
+                .contains(&("payload[model]".to_string(), "small".to_string()))
+        );
     }
 }

@@ -21,7 +21,7 @@ use super::client::EventDelivery;
 use super::keyed_queue::KeyedQueue;
 use super::{Answer, Client, MeterEvent, RateLimiter, RetryPolicy};
 use crate::clock::Clock;
-use crate::store::{EventOutcome, OutboxCursor, OutboxEvent, OutboxWindow};
+use crate::store::{EventOutcome, OutboxCursor, OutboxEvent, OutboxWindow, StripeMeters};
 use crate::{Error, Result, Store};
 
 /// Answers are committed at least this often, or as soon as `WRITE_BATCH` are waiting.
@@ -80,6 +80,8 @@ pub(crate) struct Transport<'a> {
 /// Everything a pipeline run needs besides the two connections.
 pub(crate) struct RunSpec<'a> {
     pub transport: &'a Transport<'a>,
+    /// Where each meter's events go in Stripe.
+    pub meters: &'a StripeMeters,
     pub workers: usize,
     pub window: OutboxWindow,
     pub limit: Option<u64>,
@@ -170,9 +172,10 @@ impl Job {
         MeterEvent {
             event_name: &self.event.event_name,
             stripe_customer_id: &self.event.stripe_customer_id,
-            value: self.event.quantity,
+            value: self.event.value,
             identifier: &self.identifier,
             timestamp: self.event.occurred_at.timestamp(),
+            dimensions: &self.event.dimensions,
         }
     }
 }
@@ -639,7 +642,9 @@ fn read(board: &Board, store: &Store, spec: &RunSpec) {
             (false, _) => Ok(None),
             (true, 0) => Ok(Some((Vec::new(), None))),
             (true, _) => match spec.unit {
-                Unit::Events => store.outbox_page(&spec.window, cursor.as_ref(), want as usize),
+                Unit::Events => {
+                    store.outbox_page(spec.meters, &spec.window, cursor.as_ref(), want as usize)
+                }
                 Unit::Reports => store.report_page(
                     &spec.window,
                     cursor.as_ref(),
@@ -652,7 +657,13 @@ fn read(board: &Board, store: &Store, spec: &RunSpec) {
         let refilled: Result<Vec<_>> = refills
             .into_iter()
             .map(|(customer, from)| {
-                let page = store.outbox_page_of(&spec.window, &customer, &from, CUSTOMER_PAGE)?;
+                let page = store.outbox_page_of(
+                    spec.meters,
+                    &spec.window,
+                    &customer,
+                    &from,
+                    CUSTOMER_PAGE,
+                )?;
                 Ok((customer, page))
             })
             .collect();

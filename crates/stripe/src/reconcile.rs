@@ -1,10 +1,12 @@
 //! `meterline reconcile`: compare what meterline reported with what Stripe holds.
 //!
-//! Stripe's meters are listed (paginated) to map each meter event name to a meter id; then,
-//! per mapped customer, Stripe's `event_summaries` for the billing period (minute boundaries,
-//! end exclusive) is compared with the units meterline marked reported. Reads only, through
-//! the sync's client, rate limiter and retry policy; the only writes are the run's record and
-//! the settling of reports held in doubt (see `settle_held`).
+//! Stripe's meters are listed (paginated) to map each meter event name to a meter id and check
+//! its settings (`meter_setup`, which `doctor` asks too); then, per mapped customer and
+//! meter, Stripe's `event_summaries` for the billing period (minute boundaries, end
+//! exclusive) is compared with what meterline marked reported: the units of a `sum` formula
+//! meter, the newest report's value of a `last` one. Reads only, through the sync's client,
+//! rate limiter and retry policy; the only writes are the run's record and the settling of
+//! reports held in doubt.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -18,8 +20,8 @@ use serde_json::Value;
 use super::client::query_value;
 use super::{Answer, ApiKey, Client, RateLimiter, RetryPolicy};
 use crate::billing::{Period, format_ts, period_containing};
-use crate::config::Config;
-use crate::store::ReconcileRow;
+use crate::config::{Config, IMPLICIT_METER};
+use crate::store::{Formula, ReconcileRow, Route, StripeMeters};
 use crate::{Error, Result, Store};
 
 /// Which billing period to compare.
@@ -54,7 +56,8 @@ pub struct ReconcileOptions {
 /// What a run compared; `unchecked` customers were left when it was cancelled.
 #[derive(Debug, Clone, Default)]
 pub struct Reconciled {
-    /// One row per customer × meter compared.
+    /// One row per customer × meter compared (customers in order, each with its meters in
+    /// plans.toml's order).
     pub rows: Vec<ReconcileRow>,
     /// Customers not compared because the run was cancelled.
     pub unchecked: usize,
@@ -123,8 +126,8 @@ impl Reader<'_> {
         )))
     }
 
-    /// Every active meter: event name → meter id, over all pages.
-    fn meters(&self) -> Result<HashMap<String, String>> {
+    /// Every active meter by event name, over all pages.
+    fn meters(&self) -> Result<HashMap<String, StripeMeter>> {
         let mut meters = HashMap::new();
         self.each_page("/v1/billing/meters?limit=100", "meters", |page| {
             for meter in page {
@@ -133,7 +136,16 @@ impl Reader<'_> {
                     continue;
                 };
                 if meter["status"].as_str() == Some("active") {
-                    meters.insert(name.to_string(), id.to_string());
+                    let text = |v: &Value| v.as_str().map(str::to_string);
+                    meters.insert(
+                        name.to_string(),
+                        StripeMeter {
+                            id: id.to_string(),
+                            formula: text(&meter["default_aggregation"]["formula"]),
+                            value_key: text(&meter["value_settings"]["event_payload_key"]),
+                            customer_key: text(&meter["customer_mapping"]["event_payload_key"]),
+                        },
+                    );
                 }
             }
         })?;
@@ -199,29 +211,184 @@ fn reader<'k>(
     })
 }
 
-/// The plans whose meter event name has no active meter in Stripe ("plan \"pro\" reports to
-/// \"…\""), with Stripe's meter ids for the others. `doctor` asks this too.
-pub fn meters_of_plans(
+/// A Stripe meter as its list shows it (the settings meterline depends on).
+#[derive(Debug, Clone)]
+struct StripeMeter {
+    id: String,
+    /// `default_aggregation.formula`: sum, count or last.
+    formula: Option<String>,
+    /// `value_settings.event_payload_key`: meterline sends `value`.
+    value_key: Option<String>,
+    /// `customer_mapping.event_payload_key`: meterline sends `stripe_customer_id`.
+    customer_key: Option<String>,
+}
+
+/// What one meterline meter (or, in a plans.toml without `[[meters]]`, one plan) needs of
+/// Stripe, and whether Stripe's meter is so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeterSetup {
+    /// `meter "tokens"`, or `plan "pro"` without `[[meters]]`.
+    pub who: String,
+    /// The Stripe meter's event name.
+    pub event_name: String,
+    /// The formula it must aggregate by.
+    pub formula: Formula,
+    /// What is wrong with Stripe's meter for it; `None` when it is as needed.
+    pub problem: Option<SetupProblem>,
+}
+
+/// How a Stripe meter falls short of what a meter needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetupProblem {
+    /// No active meter has the event name.
+    Missing,
+    /// It aggregates by another formula.
+    Formula(String),
+    /// It reads its value from another payload key than `value`.
+    ValueKey(String),
+    /// It maps customers by another payload key than `stripe_customer_id`.
+    CustomerKey(String),
+    /// The meter groups by a property named like a payload key meterline sends itself
+    /// (`value`, `stripe_customer_id`): it is not sent as a dimension.
+    ReservedDimension(String),
+}
+
+impl MeterSetup {
+    /// The problem in a sentence, if there is one.
+    pub fn describe(&self) -> Option<String> {
+        let (who, name, needs) = (&self.who, &self.event_name, self.formula.as_str());
+        Some(match self.problem.as_ref()? {
+            SetupProblem::Missing => format!("{who} reports to \"{name}\""),
+            SetupProblem::Formula(found) => format!(
+                "{who} needs Stripe's meter \"{name}\" to aggregate by {needs}; it aggregates by \
+                 {found}"
+            ),
+            SetupProblem::ValueKey(found) => format!(
+                "Stripe's meter \"{name}\" ({who}) reads its value from payload[{found}]; \
+                 meterline sends payload[value]"
+            ),
+            SetupProblem::ReservedDimension(key) => format!(
+                "{who} groups by \"{key}\", which is a payload key meterline sends itself; \
+                 it is not sent to Stripe as a dimension (rename the property)"
+            ),
+            SetupProblem::CustomerKey(found) => format!(
+                "Stripe's meter \"{name}\" ({who}) finds the customer in payload[{found}]; \
+                 meterline sends payload[stripe_customer_id]"
+            ),
+        })
+    }
+}
+
+/// Every Stripe meter plans.toml needs, checked against Stripe's list: each meter's
+/// `stripe_event` with its formula (sum for sum and count, last for max, unique_count and
+/// latest), or without `[[meters]]` each plan's `meter_event` (sum). `doctor` asks this.
+pub fn meter_setup(
     config: &Config,
     key: &ApiKey,
     backoff: Option<Duration>,
-) -> Result<(HashMap<String, String>, Vec<String>)> {
-    plans_meters(config, &reader(config, key, backoff, Arc::default())?)
+) -> Result<Vec<MeterSetup>> {
+    let reader = reader(config, key, backoff, Arc::default())?;
+    Ok(setup(config, &StripeMeters::new(config), &reader.meters()?))
 }
 
-fn plans_meters(
+fn setup(
     config: &Config,
-    reader: &Reader,
-) -> Result<(HashMap<String, String>, Vec<String>)> {
-    let meters = reader.meters()?;
-    let mut missing: Vec<String> = config
-        .plans
+    routes: &StripeMeters,
+    meters: &HashMap<String, StripeMeter>,
+) -> Vec<MeterSetup> {
+    let reserved = |meter: &str| {
+        config.meter(meter).and_then(|m| {
+            m.group_by
+                .iter()
+                .find(|d| crate::store::RESERVED_PAYLOAD_KEYS.contains(&d.as_str()))
+                .cloned()
+        })
+    };
+    let needed: Vec<(String, String, Formula, Option<String>)> = match routes.routes() {
+        [only] if only.event_name.is_none() => config
+            .plans
+            .iter()
+            .map(|p| {
+                (
+                    format!("plan \"{}\"", p.id),
+                    p.meter_event.clone(),
+                    only.formula,
+                    None,
+                )
+            })
+            .collect(),
+        all => all
+            .iter()
+            .map(|r| {
+                (
+                    format!("meter \"{}\"", r.meter),
+                    r.event_name.clone().unwrap_or_default(),
+                    r.formula,
+                    reserved(&r.meter).filter(|_| r.formula == Formula::Sum),
+                )
+            })
+            .collect(),
+    };
+    needed
+        .into_iter()
+        .map(|(who, event_name, formula, reserved)| {
+            let problem = match meters.get(&event_name) {
+                None => Some(SetupProblem::Missing),
+                Some(m) => match (&m.formula, &m.value_key, &m.customer_key) {
+                    (Some(f), _, _) if f != formula.as_str() => {
+                        Some(SetupProblem::Formula(f.clone()))
+                    }
+                    (_, Some(k), _) if k != "value" => Some(SetupProblem::ValueKey(k.clone())),
+                    (_, _, Some(k)) if k != "stripe_customer_id" => {
+                        Some(SetupProblem::CustomerKey(k.clone()))
+                    }
+                    _ => reserved.map(SetupProblem::ReservedDimension),
+                },
+            };
+            MeterSetup {
+                who,
+                event_name,
+                formula,
+                problem,
+            }
+        })
+        .collect()
+}
+
+/// Setup problems as the one configuration error reconcile stops with, if any.
+fn setup_error(setups: &[MeterSetup]) -> Option<Error> {
+    let missing: Vec<String> = setups
         .iter()
-        .filter(|p| !meters.contains_key(&p.meter_event))
-        .map(|p| format!("plan \"{}\" reports to \"{}\"", p.id, p.meter_event))
+        .filter(|s| s.problem == Some(SetupProblem::Missing))
+        .filter_map(MeterSetup::describe)
         .collect();
-    missing.dedup();
-    Ok((meters, missing))
+    let other: Vec<String> = setups
+        .iter()
+        .filter(|s| {
+            // A dimension not sent leaves the totals right: nothing to stop for.
+            !matches!(
+                s.problem,
+                None | Some(SetupProblem::Missing | SetupProblem::ReservedDimension(_))
+            )
+        })
+        .filter_map(MeterSetup::describe)
+        .collect();
+    let mut parts = Vec::new();
+    if !missing.is_empty() {
+        parts.push(format!(
+            "Stripe has no active meter for: {}. Create the meter in Stripe (Billing -> Meters) \
+             with that event name, or fix meter_event / stripe_event in plans.toml",
+            missing.join("; ")
+        ));
+    }
+    if !other.is_empty() {
+        parts.push(format!(
+            "{}. A Stripe meter's settings cannot be changed: create one as docs/sync.md says \
+             and deactivate the old one",
+            other.join("; ")
+        ));
+    }
+    (!parts.is_empty()).then(|| Error::StripeConfig(parts.join(". ")))
 }
 
 /// Compare every mapped customer (or one) with Stripe, record the run, return its rows.
@@ -240,13 +407,10 @@ pub fn run(
         Some(id) => vec![store.customer(id)?],
         None => store.customers()?,
     };
-    let (meters, missing) = plans_meters(config, &reader)?;
-    if !missing.is_empty() {
-        return Err(Error::StripeConfig(format!(
-            "Stripe has no active meter for: {}. Create the meter in Stripe (Billing -> Meters) \
-             with that event name, or fix meter_event in plans.toml",
-            missing.join("; ")
-        )));
+    let routes = StripeMeters::new(config);
+    let meters = reader.meters()?;
+    if let Some(error) = setup_error(&setup(config, &routes, &meters)) {
+        return Err(error);
     }
     // Only customers with a Stripe id have anything to compare.
     let mapped: Vec<_> = customers
@@ -270,68 +434,69 @@ pub fn run(
             );
         }
         let period_start = format_ts(period.start);
-        let meter_event = match store.period_meter(&customer.id, &period_start)? {
-            Some(name) => name,
-            None => config.plan(&customer.plan_id).map_or_else(
-                || config.stripe.meter_event.clone(),
-                |p| p.meter_event.clone(),
-            ),
-        };
-        let Some(meter) = meters.get(&meter_event) else {
-            return Err(Error::StripeConfig(format!(
-                "customer \"{}\" was counted under meter event \"{meter_event}\" this period, \
-                 and Stripe has no active meter with that event name",
-                customer.id
-            )));
-        };
-        let stripe = match reader.total(meter, &stripe_customer, &period) {
-            Ok(units) => units,
-            // Cancelled in a retry pause: this customer is not compared.
-            Err(_) if options.cancel.load(Ordering::Relaxed) => {
-                unchecked = total - done;
-                break;
-            }
-            Err(e) => return Err(e),
-        };
-        let reported = store.reported_units(&customer.id, &period_start)?;
-        let mut local = reported.units;
-        let held = store.held_reports(&customer.id, &period_start)?;
-        let held_units: i64 = held.iter().map(|h| h.value).sum();
-        let status = if !held.is_empty() {
-            // In doubt: Stripe's figure decides whether the held reports arrived.
-            if stripe == local + held_units {
-                store.settle_held_reported(&held, started)?;
-                local += held_units;
-                "ok"
-            } else if stripe == local {
-                store.release_held(&held)?;
-                "resend"
-            } else {
-                "in_doubt"
-            }
-        } else if stripe == local {
-            "ok"
-        } else if reported.last_at.as_deref().is_some_and(|at| {
-            DateTime::parse_from_rfc3339(at).is_ok_and(|at| {
-                started.signed_duration_since(at.with_timezone(&Utc))
-                    < chrono::Duration::from_std(options.grace).unwrap_or_default()
-            })
-        }) {
-            "pending"
-        } else {
-            "drift"
-        };
-        rows.push(ReconcileRow {
-            customer: customer.id.clone(),
-            stripe_customer,
-            meter_event,
-            period_start,
-            period_end: format_ts(period.end),
-            local,
-            stripe,
-            drift: stripe - local,
-            status: status.into(),
-        });
+        let mut compared = Vec::new();
+        let mut cancelled = false;
+        let mut to_compare: Vec<Route> = routes.routes().to_vec();
+        // Events counted on `usage` before plans.toml had [[meters]].
+        if routes.legacy_usage()
+            && store.period_has_events(&customer.id, &period_start, IMPLICIT_METER)?
+        {
+            to_compare.extend(routes.route(IMPLICIT_METER));
+        }
+        for route in &to_compare {
+            let meter_event = match &route.event_name {
+                Some(name) => name.clone(),
+                None => match store.period_meter(&customer.id, &period_start)? {
+                    Some(name) => name,
+                    None => config.plan(&customer.plan_id).map_or_else(
+                        || config.stripe.meter_event.clone(),
+                        |p| p.meter_event.clone(),
+                    ),
+                },
+            };
+            let Some(meter) = meters.get(&meter_event) else {
+                return Err(Error::StripeConfig(format!(
+                    "customer \"{}\" was counted under meter event \"{meter_event}\" this period, \
+                     and Stripe has no active meter with that event name",
+                    customer.id
+                )));
+            };
+            let stripe = match reader.total(&meter.id, &stripe_customer, &period) {
+                Ok(units) => units,
+                // Cancelled in a retry pause: this customer is not compared.
+                Err(_) if options.cancel.load(Ordering::Relaxed) => {
+                    cancelled = true;
+                    break;
+                }
+                Err(e) => return Err(e),
+            };
+            let (local, status) = compare(
+                &mut store,
+                route,
+                &customer.id,
+                &period_start,
+                stripe,
+                started,
+                options,
+            )?;
+            compared.push(ReconcileRow {
+                customer: customer.id.clone(),
+                stripe_customer: stripe_customer.clone(),
+                meter: route.meter.clone(),
+                meter_event,
+                period_start: period_start.clone(),
+                period_end: format_ts(period.end),
+                local,
+                stripe,
+                drift: stripe - local,
+                status: status.into(),
+            });
+        }
+        if cancelled {
+            unchecked = total - done;
+            break;
+        }
+        rows.extend(compared);
     }
     let finished = options.now.unwrap_or_else(Utc::now);
     // A cancelled run keeps what it compared, as a `--customer` run does.
@@ -339,9 +504,133 @@ pub fn run(
     Ok(Reconciled { rows, unchecked })
 }
 
+/// One meter of one customer's period against Stripe's figure: (local, status). Held
+/// reports of a `sum` meter are settled here (`last` reports are never held).
+fn compare(
+    store: &mut Store,
+    route: &Route,
+    customer: &str,
+    period_start: &str,
+    stripe: i64,
+    started: DateTime<Utc>,
+    options: &ReconcileOptions,
+) -> Result<(i64, &'static str)> {
+    let reported = match route.formula {
+        Formula::Sum => store.reported_units(customer, period_start, &route.meter)?,
+        Formula::Last => store.reported_value(customer, period_start, &route.meter)?,
+    };
+    let mut local = reported.units;
+    let held = match route.formula {
+        Formula::Sum => store.held_reports(customer, period_start, &route.meter)?,
+        Formula::Last => Vec::new(),
+    };
+    let held_units: i64 = held.iter().map(|h| h.value).sum();
+    let status = if !held.is_empty() {
+        // In doubt: Stripe's figure decides whether the held reports arrived.
+        if stripe == local + held_units {
+            store.settle_held_reported(&held, started)?;
+            local += held_units;
+            "ok"
+        } else if stripe == local {
+            store.release_held(&held)?;
+            "resend"
+        } else {
+            "in_doubt"
+        }
+    } else if stripe == local {
+        "ok"
+    } else if reported.last_at.as_deref().is_some_and(|at| {
+        DateTime::parse_from_rfc3339(at).is_ok_and(|at| {
+            started.signed_duration_since(at.with_timezone(&Utc))
+                < chrono::Duration::from_std(options.grace).unwrap_or_default()
+        })
+    }) {
+        "pending"
+    } else {
+        "drift"
+    };
+    Ok((local, status))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn stripe_meter(formula: &str) -> StripeMeter {
+        StripeMeter {
+            id: "mtr_1".into(),
+            formula: Some(formula.into()),
+            value_key: Some("value".into()),
+            customer_key: Some("stripe_customer_id".into()),
+        }
+    }
+
+    #[test]
+    fn each_meter_needs_its_stripe_meter_with_its_formula() {
+        let config = Config::parse(
+            r#"
+[[meters]]
+id = "tokens"
+aggregation = "sum"
+property = "tokens"
+group_by = ["value"]
+[[meters]]
+id = "users"
+aggregation = "unique_count"
+property = "user"
+[[meters]]
+id = "seats"
+aggregation = "latest"
+property = "seats"
+[[meters]]
+id = "requests"
+aggregation = "count"
+[[plans]]
+id = "free"
+"#,
+            "plans.toml",
+        )
+        .unwrap();
+        let meters = HashMap::from([
+            ("tokens".to_string(), stripe_meter("sum")),
+            ("users".to_string(), stripe_meter("sum")),
+            ("requests".to_string(), stripe_meter("sum")),
+        ]);
+        let found = setup(&config, &StripeMeters::new(&config), &meters);
+        let problems: Vec<_> = found
+            .iter()
+            .map(|s| (s.who.as_str(), s.problem.clone()))
+            .collect();
+        assert_eq!(
+            problems,
+            [
+                (
+                    "meter \"tokens\"",
+                    Some(SetupProblem::ReservedDimension("value".into()))
+                ),
+                ("meter \"users\"", Some(SetupProblem::Formula("sum".into()))),
+                ("meter \"seats\"", Some(SetupProblem::Missing)),
+                ("meter \"requests\"", None),
+            ]
+        );
+        let error = setup_error(&found).unwrap().to_string();
+        assert!(error.contains("no active meter for: meter \"seats\" reports to \"seats\""));
+        assert!(error.contains("to aggregate by last; it aggregates by sum"));
+        assert!(
+            !error.contains("payload key"),
+            "a dimension alone stops nothing: {error}"
+        );
+        // Without [[meters]]: each plan's meter_event, by sum.
+        let plain = Config::parse("[[plans]]\nid = \"free\"\n", "plans.toml").unwrap();
+        let meters = HashMap::from([("meterline_usage".to_string(), stripe_meter("count"))]);
+        let found = setup(&plain, &StripeMeters::new(&plain), &meters);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].who, "plan \"free\"");
+        assert_eq!(
+            found[0].problem,
+            Some(SetupProblem::Formula("count".into()))
+        );
+    }
 
     #[test]
     fn periods_go_to_minute_boundaries_end_exclusive() {

@@ -24,7 +24,7 @@ use super::{ApiKey, Client, RateLimiter, RetryPolicy};
 use crate::billing::stripe_window;
 use crate::clock::Clock;
 use crate::config::{Config, ReportMode};
-use crate::store::{LockHolder, OutboxGroup, OutboxWindow, SyncRun};
+use crate::store::{Formula, LockHolder, OutboxGroup, OutboxWindow, StripeMeters, SyncRun};
 use crate::{Result, Store};
 
 /// Events that Stripe refused are tried again by later runs once they have rested this long
@@ -156,28 +156,34 @@ pub fn preview_with(
     let base = super::api_base(config)?;
     let now = options.start_time();
     let window = outbox_window(now, options);
-    let groups = store.outbox_groups(&window, options.limit)?;
-    let events: u64 = groups.iter().map(|g| g.events).sum();
+    let meters = StripeMeters::new(config);
+    let groups = store.outbox_groups(&meters, &window, options.limit)?;
     let mode = config.stripe.report;
-    let customers = groups
-        .iter()
-        .map(|g| g.customer_id.as_str())
-        .collect::<HashSet<_>>()
-        .len() as u64;
     let (requests, units, events, customers) = match mode {
         ReportMode::PerEvent => {
-            // Reports an aggregate run made before the switch go out first.
-            let made = store.made_reports(&window)?;
+            // Reports an aggregate run made before the switch go out first, and the `last`
+            // formula meters always go as reports (docs/sync.md).
+            let plan = store.report_plan(&meters, &window)?;
+            let single: Vec<&OutboxGroup> = groups
+                .iter()
+                .filter(|g| meters.route(&g.meter).map(|r| r.formula) == Some(Formula::Sum))
+                .collect();
+            let events: u64 = single.iter().map(|g| g.events).sum();
+            let customers = single
+                .iter()
+                .map(|g| g.customer_id.as_str())
+                .collect::<HashSet<_>>()
+                .len() as u64;
             (
-                made.reports + events,
-                made.units + groups.iter().map(|g| g.units).sum::<i64>(),
-                made.events + events,
-                made.customers.max(customers),
+                plan.reports + events,
+                plan.units + single.iter().map(|g| g.units).sum::<i64>(),
+                plan.events + events,
+                plan.customers.max(customers),
             )
         }
         ReportMode::Aggregate => {
             // Reports made by an interrupted run count too.
-            let plan = store.report_plan(&window)?;
+            let plan = store.report_plan(&meters, &window)?;
             (plan.reports, plan.units, plan.events, plan.customers)
         }
     };
@@ -331,9 +337,9 @@ fn send(
         + store.expire_reports(window.not_before, clock.now())?;
     let failed_waiting = store.count_failed_resting(&window)?;
     store.hold_in_doubt(clock.now())?;
-    if config.stripe.report == ReportMode::Aggregate {
-        store.pack_reports(&window, clock.now())?;
-    }
+    // Every meter in aggregate mode; the `last` formula meters in per_event mode too.
+    let meters = StripeMeters::new(config);
+    store.pack_reports(&meters, &window, clock.now())?;
     // Reports are sent in either mode: those an aggregate run made before a switch to
     // per_event still go out, under the identifiers they were made with.
     let reports = store.made_reports(&window)?.reports;
@@ -345,8 +351,9 @@ fn send(
         limit = limit.map(|l| l - n);
     }
     if config.stripe.report == ReportMode::PerEvent && limit != Some(0) {
+        // Everything left unpacked is of `sum` formula meters: the others were packed above.
         let events = store
-            .outbox_groups(&window, limit)?
+            .outbox_groups(&meters, &window, limit)?
             .iter()
             .map(|g| g.events)
             .sum();
@@ -361,6 +368,7 @@ fn send(
     for (unit, _, limit) in passes {
         let spec = RunSpec {
             transport,
+            meters: &meters,
             workers: config.stripe.workers.max(1),
             window,
             limit,

@@ -1,14 +1,16 @@
 //! A Stripe-like Billing Meter Events server on 127.0.0.1, for tests and benches.
 //!
 //! It checks each request the way Stripe does (Bearer auth, Stripe-Version, form encoding,
-//! required fields and their types, the 35-day / 5-minute timestamp window), remembers
+//! required fields and their types, other payload keys kept as dimensions, the 35-day /
+//! 5-minute timestamp window), aggregates each meter by its formula (sum, count, last) in
+//! its event summaries, remembers
 //! identifiers and answers a resend with Stripe's "An event already exists with identifier"
 //! 400, replays saved answers for a known Idempotency-Key, and injects faults on demand.
 //! Hand-written on std::net so faults like dropped connections are exact.
 
 #![allow(dead_code)]
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -59,6 +61,10 @@ pub struct Accepted {
     pub customer: String,
     pub value: i64,
     pub timestamp: i64,
+    /// Payload keys besides `stripe_customer_id` and `value`: the meter's dimensions.
+    pub dimensions: BTreeMap<String, String>,
+    /// Order of arrival (a `last` meter takes the latest timestamp, then the latest arrival).
+    pub seq: u64,
 }
 
 #[derive(Default)]
@@ -82,8 +88,10 @@ struct Book {
     in_flight_total: u32,
     max_in_flight_total: u32,
     versions: HashSet<String>,
-    /// Billing meters: (id, event_name, status), in creation order.
-    meters: Vec<(String, String, String)>,
+    /// Billing meters: (id, event_name, status, formula), in creation order.
+    meters: Vec<(String, String, String, String)>,
+    /// Events accepted or added so far (the next `Accepted::seq`).
+    seq: u64,
     /// Largest page the list endpoints return (Stripe's `limit`, at most this).
     page_size: usize,
     /// A broken list: `has_more` is always true and the last page comes back forever.
@@ -307,12 +315,22 @@ impl FakeStripe {
         self.shared.requests.load(Ordering::SeqCst)
     }
 
-    /// Create an active billing meter for `event_name`; returns its id.
+    /// Create an active billing meter for `event_name`, aggregating by `sum`; returns its id.
     pub fn add_meter(&self, event_name: &str) -> String {
+        self.add_meter_with(event_name, "sum")
+    }
+
+    /// Create an active billing meter for `event_name` aggregating by `formula` (sum, count
+    /// or last); returns its id.
+    pub fn add_meter_with(&self, event_name: &str, formula: &str) -> String {
         let mut book = self.book();
         let id = format!("mtr_test{:04}", book.meters.len() + 1);
-        book.meters
-            .push((id.clone(), event_name.to_string(), "active".into()));
+        book.meters.push((
+            id.clone(),
+            event_name.to_string(),
+            "active".into(),
+            formula.to_string(),
+        ));
         id
     }
 
@@ -337,12 +355,17 @@ impl FakeStripe {
 
     /// Usage that Stripe holds without meterline having sent it (a drift).
     pub fn add_usage(&self, customer: &str, event_name: &str, value: i64, timestamp: i64) {
-        self.book().extra.push(Accepted {
+        let mut book = self.book();
+        book.seq += 1;
+        let seq = book.seq;
+        book.extra.push(Accepted {
             identifier: format!("extra-{timestamp}-{value}"),
             event_name: event_name.into(),
             customer: customer.into(),
             value,
             timestamp,
+            dimensions: BTreeMap::new(),
+            seq,
         });
     }
 
@@ -488,7 +511,21 @@ fn validate(shared: &Shared, request: &Request) -> Result<Accepted, Reply> {
     }
     let form = parse_form(&request.body).ok_or_else(|| invalid("Invalid form encoding", ""))?;
     let mut values: HashMap<&str, String> = HashMap::new();
+    let mut dimensions = BTreeMap::new();
     for (name, value) in &form {
+        let other_payload = name
+            .strip_prefix("payload[")
+            .and_then(|k| k.strip_suffix(']'))
+            .filter(|k| !FIELDS.contains(&name.as_str()) && !k.is_empty() && !k.contains('['));
+        if let Some(key) = other_payload {
+            if dimensions.insert(key.to_string(), value.clone()).is_some() {
+                return Err(invalid(
+                    &format!("Received duplicate parameter: {name}"),
+                    name,
+                ));
+            }
+            continue;
+        }
         let Some(field) = FIELDS.iter().find(|f| **f == name.as_str()) else {
             return Err(invalid(
                 &format!("Received unknown parameter: {name}"),
@@ -564,6 +601,8 @@ fn validate(shared: &Shared, request: &Request) -> Result<Accepted, Reply> {
         customer,
         value,
         timestamp,
+        dimensions,
+        seq: 0,
     })
 }
 
@@ -686,10 +725,10 @@ fn handle_get(shared: &Shared, request: &Request) -> Reply {
         let items = book
             .meters
             .iter()
-            .map(|(id, name, status)| {
+            .map(|(id, name, status, formula)| {
                 serde_json::json!({
                     "id": id, "object": "billing.meter", "event_name": name, "status": status,
-                    "default_aggregation": { "formula": "sum" },
+                    "default_aggregation": { "formula": formula },
                     "customer_mapping": { "event_payload_key": "stripe_customer_id", "type": "by_id" },
                     "value_settings": { "event_payload_key": "value" },
                 })
@@ -709,11 +748,11 @@ fn handle_get(shared: &Shared, request: &Request) -> Reply {
             None,
         );
     };
-    let Some(event_name) = book
+    let Some((event_name, formula)) = book
         .meters
         .iter()
         .find(|m| m.0 == meter_id)
-        .map(|m| m.1.clone())
+        .map(|m| (m.1.clone(), m.3.clone()))
     else {
         return Reply::error(
             404,
@@ -748,14 +787,21 @@ fn handle_get(shared: &Shared, request: &Request) -> Reply {
         )
         .should_retry(false);
     }
-    let value: i64 = book
+    let events = book
         .accepted
         .values()
         .chain(book.extra.iter())
         .filter(|e| &e.customer == customer && e.event_name == event_name)
-        .filter(|e| start <= e.timestamp && e.timestamp < end)
-        .map(|e| e.value)
-        .sum();
+        .filter(|e| start <= e.timestamp && e.timestamp < end);
+    // Each formula as Stripe aggregates: `last` is the value of the latest event in the
+    // window (the latest timestamp; between equal ones, the latest to arrive).
+    let value: i64 = match formula.as_str() {
+        "count" => events.count() as i64,
+        "last" => events
+            .max_by_key(|e| (e.timestamp, e.seq))
+            .map_or(0, |e| e.value),
+        _ => events.map(|e| e.value).sum(),
+    };
     let items = vec![serde_json::json!({
         "id": format!("mtrusg_{meter_id}_{start}"),
         "object": "billing.meter_event_summary",
@@ -951,16 +997,25 @@ fn handle(shared: &Shared, request: &Request) -> Reply {
         book.refused.push((400, reply.body.clone()));
         return reply;
     }
+    book.seq += 1;
+    let mut event = event;
+    event.seq = book.seq;
     book.accepted
         .insert(event.identifier.clone(), event.clone());
     book.arrivals.push(event.identifier.clone());
+    let mut payload = serde_json::json!({
+        "stripe_customer_id": event.customer, "value": event.value.to_string(),
+    });
+    for (key, value) in &event.dimensions {
+        payload[key] = value.clone().into();
+    }
     let receipt = serde_json::json!({
         "object": "billing.meter_event",
         "created": event.timestamp,
         "event_name": event.event_name,
         "identifier": event.identifier,
         "livemode": false,
-        "payload": { "stripe_customer_id": event.customer, "value": event.value.to_string() },
+        "payload": payload,
         "timestamp": event.timestamp,
     })
     .to_string();

@@ -1,0 +1,350 @@
+//! Where each meter's usage goes in Stripe, and how (docs/sync.md, "Meters in Stripe"): the
+//! Stripe meter's event name, the formula that Stripe meter must aggregate by, and the
+//! `group_by` dimensions sent as payload keys. Made from plans.toml once per sync, preview or
+//! reconcile; the outbox and report queries read their SQL from it.
+//!
+//! - `sum` and `count` meters report amounts to add (a `sum` Stripe meter): per event in
+//!   per_event mode, else one report per customer × meter × period × group, each carrying
+//!   its group's values as dimensions.
+//! - `max`, `unique_count` and `latest` meters report the meter's current value for the
+//!   period (a `last` Stripe meter), always as reports (one per customer × meter × period,
+//!   no dimensions: Stripe's `last` takes one value per customer), in either mode.
+//! - The `usage` meter of a plans.toml without `[[meters]]` reports as it always has: to the
+//!   event name its period was counted under (the plan's `meter_event`). Events counted on
+//!   `usage` before `[[meters]]` was added go there too. Events of a meter plans.toml no
+//!   longer has are kept and not sent.
+
+use serde::Serialize;
+
+use crate::config::{Aggregation, Config, IMPLICIT_METER, QUANTITY, ReportMode};
+
+/// How the Stripe meter of a meterline meter must aggregate (`default_aggregation.formula`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Formula {
+    /// Each meter event carries an amount to add: for `sum` and `count` meters.
+    Sum,
+    /// Each meter event carries the meter's value; the latest one counts: for `max`,
+    /// `unique_count` and `latest` meters.
+    Last,
+}
+
+impl Formula {
+    /// The formula a meter of this aggregation reports to.
+    pub fn of(aggregation: Aggregation) -> Formula {
+        match aggregation {
+            Aggregation::Sum | Aggregation::Count => Formula::Sum,
+            Aggregation::Max | Aggregation::UniqueCount | Aggregation::Latest => Formula::Last,
+        }
+    }
+
+    /// Stripe's spelling (and `stripe_reports.formula`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Formula::Sum => "sum",
+            Formula::Last => "last",
+        }
+    }
+}
+
+/// One meter's way to Stripe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// The meterline meter.
+    pub meter: String,
+    /// The Stripe meter's event name; `None`: the one its period was counted under
+    /// (`usage_records.meter_event_name`, the plan's `meter_event`).
+    pub event_name: Option<String>,
+    pub formula: Formula,
+    /// Properties sent as payload keys (`payload[model]=small`); `sum` and `count` only.
+    pub dimensions: Vec<String>,
+}
+
+/// Every meter's route, for one run.
+#[derive(Debug, Clone)]
+pub struct StripeMeters {
+    routes: Vec<Route>,
+    /// plans.toml has `[[meters]]` without `usage`: old `usage` events still go out.
+    legacy_usage: bool,
+    mode: ReportMode,
+    sql: Sql,
+}
+
+/// SQL fragments over a usage event `e` and its period's counter row `r`.
+#[derive(Debug, Clone)]
+struct Sql {
+    /// The event's Stripe event name.
+    event_name: String,
+    /// The event's dimensions as a JSON object, or NULL.
+    dimensions: String,
+    /// Meter ids with a route: what is sent at all.
+    known: String,
+    /// Meters whose events go out one by one in per_event mode (`sum` formula).
+    single: String,
+    /// Meters whose events the sync packs into reports in this mode.
+    packed: String,
+    /// Meters of the `last` formula.
+    last: String,
+}
+
+/// Payload keys meterline itself sends: a `group_by` property of that name is not sent as a
+/// dimension (it would overwrite them); `doctor` names it.
+pub const RESERVED_PAYLOAD_KEYS: [&str; 2] = ["value", "stripe_customer_id"];
+
+/// `text` as an SQL string literal.
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+fn list<'a>(ids: impl Iterator<Item = &'a str>) -> String {
+    ids.map(literal).collect::<Vec<_>>().join(", ")
+}
+
+impl StripeMeters {
+    /// The routes plans.toml gives.
+    pub fn new(config: &Config) -> StripeMeters {
+        let implicit = matches!(config.meters.as_slice(), [only]
+            if only.id == IMPLICIT_METER
+                && only.aggregation == Aggregation::Sum
+                && only.property.as_deref() == Some(QUANTITY)
+                && only.group_by.is_empty()
+                && only.stripe_event == config.stripe.meter_event);
+        let routes: Vec<Route> = config
+            .meters
+            .iter()
+            .map(|m| {
+                let formula = Formula::of(m.aggregation);
+                Route {
+                    meter: m.id.clone(),
+                    event_name: (!implicit).then(|| m.stripe_event.clone()),
+                    formula,
+                    dimensions: match formula {
+                        Formula::Sum => m
+                            .group_by
+                            .iter()
+                            .filter(|d| !RESERVED_PAYLOAD_KEYS.contains(&d.as_str()))
+                            .cloned()
+                            .collect(),
+                        Formula::Last => Vec::new(),
+                    },
+                }
+            })
+            .collect();
+        let legacy_usage = !routes.iter().any(|r| r.meter == IMPLICIT_METER);
+        let mut all: Vec<Route> = routes.clone();
+        if legacy_usage {
+            all.push(Route {
+                meter: IMPLICIT_METER.into(),
+                event_name: None,
+                formula: Formula::Sum,
+                dimensions: Vec::new(),
+            });
+        }
+        let mode = config.stripe.report;
+        let ids = |keep: &dyn Fn(&Route) -> bool| {
+            list(all.iter().filter(|r| keep(r)).map(|r| r.meter.as_str()))
+        };
+        let named: Vec<String> = all
+            .iter()
+            .filter_map(|r| {
+                let name = r.event_name.as_ref()?;
+                Some(format!("WHEN {} THEN {}", literal(&r.meter), literal(name)))
+            })
+            .collect();
+        let event_name = if named.is_empty() {
+            "r.meter_event_name".to_string()
+        } else {
+            format!(
+                "(CASE e.meter_id {} ELSE r.meter_event_name END)",
+                named.join(" ")
+            )
+        };
+        let grouped: Vec<String> = all
+            .iter()
+            .filter(|r| !r.dimensions.is_empty())
+            .map(|r| {
+                let pairs: Vec<String> = r
+                    .dimensions
+                    .iter()
+                    .map(|d| {
+                        // Property names are plain (letters, digits, '_', '-', '.'): quoted
+                        // in the path, a '.' is part of the name.
+                        let path = format!("$.\"{d}\"");
+                        format!(
+                            "{}, json_extract(e.properties, {})",
+                            literal(d),
+                            literal(&path)
+                        )
+                    })
+                    .collect();
+                format!(
+                    "WHEN {} THEN json_object({})",
+                    literal(&r.meter),
+                    pairs.join(", ")
+                )
+            })
+            .collect();
+        let dimensions = if grouped.is_empty() {
+            "NULL".to_string()
+        } else {
+            format!("(CASE e.meter_id {} END)", grouped.join(" "))
+        };
+        let sql = Sql {
+            event_name,
+            dimensions,
+            known: ids(&|_| true),
+            single: ids(&|r| r.formula == Formula::Sum),
+            packed: ids(&|r| mode == ReportMode::Aggregate || r.formula == Formula::Last),
+            last: ids(&|r| r.formula == Formula::Last),
+        };
+        StripeMeters {
+            routes,
+            legacy_usage,
+            mode,
+            sql,
+        }
+    }
+
+    /// The routes of plans.toml's meters, in its order.
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    /// The route of a meter (`usage` included when old events may still need it).
+    pub fn route(&self, meter: &str) -> Option<Route> {
+        self.routes
+            .iter()
+            .find(|r| r.meter == meter)
+            .cloned()
+            .or_else(|| {
+                (self.legacy_usage && meter == IMPLICIT_METER).then(|| Route {
+                    meter: IMPLICIT_METER.into(),
+                    event_name: None,
+                    formula: Formula::Sum,
+                    dimensions: Vec::new(),
+                })
+            })
+    }
+
+    /// plans.toml has `[[meters]]` and no `usage` meter: events counted on `usage` before
+    /// still report to their period's event name.
+    pub fn legacy_usage(&self) -> bool {
+        self.legacy_usage
+    }
+
+    /// The mode the routes were made for.
+    pub fn mode(&self) -> ReportMode {
+        self.mode
+    }
+
+    pub(crate) fn event_name_sql(&self) -> &str {
+        &self.sql.event_name
+    }
+
+    pub(crate) fn dimensions_sql(&self) -> &str {
+        &self.sql.dimensions
+    }
+
+    pub(crate) fn known_sql(&self) -> &str {
+        &self.sql.known
+    }
+
+    pub(crate) fn single_sql(&self) -> &str {
+        &self.sql.single
+    }
+
+    pub(crate) fn packed_sql(&self) -> &str {
+        &self.sql.packed
+    }
+
+    pub(crate) fn last_sql(&self) -> &str {
+        &self.sql.last
+    }
+}
+
+/// The value of one event for a `sum` formula: what it added to its meter.
+pub(crate) const AMOUNT: &str = "COALESCE(e.amount, e.quantity)";
+
+/// Dimensions stored as a JSON object (`{"model":"small"}`), as payload pairs: only the
+/// values present (a missing dimension is JSON null and sent as no key).
+pub(crate) fn dimension_pairs(json: Option<&str>) -> Result<Vec<(String, String)>, String> {
+    let Some(json) = json else {
+        return Ok(Vec::new());
+    };
+    let object: std::collections::BTreeMap<String, Option<String>> =
+        serde_json::from_str(json).map_err(|e| format!("dimensions {json}: {e}"))?;
+    Ok(object
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v?)))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        Config::parse(text, "plans.toml").unwrap()
+    }
+
+    #[test]
+    fn without_meters_usage_reports_to_the_periods_event() {
+        let meters = StripeMeters::new(&config("[[plans]]\nid = \"free\"\n"));
+        assert_eq!(
+            meters.routes(),
+            [Route {
+                meter: "usage".into(),
+                event_name: None,
+                formula: Formula::Sum,
+                dimensions: vec![],
+            }]
+        );
+        assert!(!meters.legacy_usage());
+        assert_eq!(meters.event_name_sql(), "r.meter_event_name");
+        assert_eq!(meters.dimensions_sql(), "NULL");
+        assert_eq!(meters.known_sql(), "'usage'");
+    }
+
+    #[test]
+    fn each_meter_has_its_event_formula_and_dimensions() {
+        let meters = StripeMeters::new(&config(
+            r#"
+[stripe]
+report = "per_event"
+[[meters]]
+id = "tokens"
+aggregation = "sum"
+property = "tokens"
+group_by = ["model", "region.name"]
+stripe_event = "ai_tokens"
+[[meters]]
+id = "users"
+aggregation = "unique_count"
+property = "user"
+group_by = ["model"]
+[[plans]]
+id = "free"
+"#,
+        ));
+        let tokens = meters.route("tokens").unwrap();
+        assert_eq!(tokens.event_name.as_deref(), Some("ai_tokens"));
+        assert_eq!(tokens.dimensions, ["model", "region.name"]);
+        let users = meters.route("users").unwrap();
+        assert_eq!((users.formula, users.dimensions.len()), (Formula::Last, 0));
+        // Old events on `usage` still go to their period's event name.
+        assert!(meters.legacy_usage());
+        assert_eq!(meters.route("usage").unwrap().event_name, None);
+        assert_eq!(meters.single_sql(), "'tokens', 'usage'");
+        assert_eq!(meters.packed_sql(), "'users'");
+        assert_eq!(meters.last_sql(), "'users'");
+        assert!(
+            meters
+                .dimensions_sql()
+                .contains("json_extract(e.properties, '$.\"region.name\"')")
+        );
+        assert_eq!(
+            dimension_pairs(Some(r#"{"model":"small","region":null}"#)).unwrap(),
+            [("model".to_string(), "small".to_string())]
+        );
+    }
+}

@@ -1,0 +1,678 @@
+//! Several meters to Stripe, through the real binary and the fake Stripe over loopback HTTP:
+//! each meter to its own Stripe meter, sum and count as sum deltas (one report per group_by
+//! group, its values as payload dimensions), unique_count, latest and max as their current
+//! value to a `last` meter; a later sync sends only what is new; kill -9 mid-sync and a rerun
+//! count nothing twice; reconcile agrees on every meter; doctor flags a wrong formula.
+
+use std::collections::{BTreeMap, HashMap};
+use std::process::Stdio;
+use std::time::Duration;
+
+use meterline::store::NewCustomer;
+use meterline::{Config, RecordRequest, Store};
+
+use crate::support::fake_stripe::Accepted;
+use crate::support::stripe::{Env, json, now, stderr, stdout};
+
+/// An AI API: requests counted, tokens summed by model, active users, seats as the latest
+/// value, peak concurrency as the max.
+const PLANS: &str = r#"
+[stripe]
+api_base = "https://api.stripe.com"
+rate_limit = 0
+workers = 4
+timeout_secs = 1
+max_attempts = 4
+
+[[meters]]
+id = "requests"
+aggregation = "count"
+
+[[meters]]
+id = "tokens"
+aggregation = "sum"
+property = "tokens"
+group_by = ["model"]
+stripe_event = "ai_tokens"
+
+[[meters]]
+id = "users"
+aggregation = "unique_count"
+property = "user"
+
+[[meters]]
+id = "seats"
+aggregation = "latest"
+property = "seats"
+
+[[meters]]
+id = "peak"
+aggregation = "max"
+property = "concurrency"
+
+[[plans]]
+id = "free"
+[plans.meters.tokens]
+included = 1000000
+at_limit = "overage"
+overage_rate = "0.001"
+"#;
+
+/// The Stripe meters PLANS needs: (event name, formula).
+const STRIPE_METERS: [(&str, &str); 5] = [
+    ("requests", "sum"),
+    ("ai_tokens", "sum"),
+    ("users", "last"),
+    ("seats", "last"),
+    ("peak", "last"),
+];
+
+/// The fake Stripe with every meter PLANS needs, and `customers` mapped customers whose
+/// period began 10 days ago (every event of these tests is in their current period).
+fn env(plans: &str, customers: &[(&str, &str)]) -> Env {
+    with_meters(plans, &STRIPE_METERS, customers)
+}
+
+/// `env` with these Stripe meters.
+fn with_meters(plans: &str, meters: &[(&str, &str)], customers: &[(&str, &str)]) -> Env {
+    let env = Env::new(plans);
+    for (event, formula) in meters {
+        env.server.add_meter_with(event, formula);
+    }
+    let config = env.config();
+    let mut store = env.store();
+    for (id, stripe) in customers {
+        store
+            .add_customer(
+                &config,
+                &NewCustomer {
+                    id: id.to_string(),
+                    name: None,
+                    plan_id: "free".into(),
+                    stripe_customer_id: Some(stripe.to_string()),
+                    billing_anchor: Some((now() - chrono::Duration::days(10)).date_naive()),
+                },
+                now() - chrono::Duration::days(10),
+            )
+            .unwrap();
+    }
+    env
+}
+
+/// One event on `meter` with `properties`, `minutes_ago` before the tests' now.
+fn record(
+    store: &mut Store,
+    config: &Config,
+    customer: &str,
+    meter: &str,
+    properties: &[(&str, &str)],
+    minutes_ago: i64,
+) {
+    let mut request =
+        RecordRequest::new(customer, 1, now() - chrono::Duration::minutes(minutes_ago));
+    request.meter = Some(meter.into());
+    request.properties = properties
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let outcome = store.record(config, &request, now()).unwrap();
+    assert!(outcome.recorded, "{meter} {properties:?} refused");
+}
+
+/// What the fake Stripe accepted, in order of arrival, from `after` on.
+fn sent(env: &Env, after: usize) -> Vec<Accepted> {
+    let accepted = env.server.accepted();
+    env.server.arrivals()[after..]
+        .iter()
+        .map(|id| accepted[id].clone())
+        .collect()
+}
+
+/// The meter events of one event name, as (dimensions, value), sorted.
+fn of(events: &[Accepted], name: &str) -> Vec<(BTreeMap<String, String>, i64)> {
+    let mut found: Vec<_> = events
+        .iter()
+        .filter(|e| e.event_name == name)
+        .map(|e| (e.dimensions.clone(), e.value))
+        .collect();
+    found.sort();
+    found
+}
+
+fn model(name: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([("model".to_string(), name.to_string())])
+}
+
+fn reconcile_rows(env: &Env) -> Vec<serde_json::Value> {
+    let output = env.run(&["reconcile", "--json", "--grace", "0"], &[]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        stdout(&output) + &stderr(&output)
+    );
+    json(&output).as_array().unwrap().clone()
+}
+
+fn sync(env: &Env) -> serde_json::Value {
+    let output = env.run(&["sync", "--json"], &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    json(&output)
+}
+
+#[test]
+fn each_meter_reports_its_delta_or_its_current_value_and_reconcile_agrees() {
+    let env = env(PLANS, &[("acme", "cus_Acme0001")]);
+    let config = env.config();
+    let mut store = env.store();
+    let r = |store: &mut Store, meter: &str, props: &[(&str, &str)], ago: i64| {
+        record(store, &config, "acme", meter, props, ago)
+    };
+    for ago in [50, 49, 48] {
+        r(&mut store, "requests", &[], ago);
+    }
+    for (tokens, model) in [
+        ("600", Some("small")),
+        ("300", Some("large")),
+        ("400", Some("small")),
+        ("5", None),
+    ] {
+        let mut props = vec![("tokens", tokens)];
+        props.extend(model.map(|m| ("model", m)));
+        r(&mut store, "tokens", &props, 47);
+    }
+    for user in ["ann", "bob", "ann"] {
+        r(&mut store, "users", &[("user", user)], 46);
+    }
+    // latest by event time: the 30-minutes-ago event comes in late.
+    r(&mut store, "seats", &[("seats", "4")], 20);
+    r(&mut store, "seats", &[("seats", "6")], 30);
+    for value in ["3", "7", "5"] {
+        r(&mut store, "peak", &[("concurrency", value)], 45);
+    }
+
+    let first = sync(&env);
+    assert_eq!(
+        (first["accepted"].clone(), first["events_reported"].clone()),
+        (7.into(), 15.into()),
+        "{first}"
+    );
+    let round1 = sent(&env, 0);
+    let none = BTreeMap::new;
+    assert_eq!(of(&round1, "requests"), [(none(), 3)]);
+    assert_eq!(
+        of(&round1, "ai_tokens"),
+        [(none(), 5), (model("large"), 300), (model("small"), 1000)],
+        "one report per group, its model as a dimension; none without one"
+    );
+    assert_eq!(of(&round1, "users"), [(none(), 2)]);
+    assert_eq!(of(&round1, "seats"), [(none(), 4)]);
+    assert_eq!(of(&round1, "peak"), [(none(), 7)]);
+    assert!(round1.iter().all(|e| e.customer == "cus_Acme0001"));
+
+    // More usage: a sum meter sends only its new amounts, a last meter its new value, dated
+    // after its earlier report even when the event that changed it is older (peak 9 came
+    // late; the late seats event changes nothing, seats 7 is the newest).
+    for ago in [10, 9] {
+        r(&mut store, "requests", &[], ago);
+    }
+    r(
+        &mut store,
+        "tokens",
+        &[("tokens", "50"), ("model", "small")],
+        8,
+    );
+    r(&mut store, "users", &[("user", "cat")], 7);
+    r(&mut store, "users", &[("user", "ann")], 7);
+    r(&mut store, "seats", &[("seats", "7")], 5);
+    r(&mut store, "seats", &[("seats", "1")], 45);
+    r(&mut store, "peak", &[("concurrency", "9")], 40);
+    let second = sync(&env);
+    assert_eq!(second["accepted"], 5, "{second}");
+    let round2 = sent(&env, round1.len());
+    assert_eq!(of(&round2, "requests"), [(none(), 2)]);
+    assert_eq!(of(&round2, "ai_tokens"), [(model("small"), 50)]);
+    assert_eq!(of(&round2, "users"), [(none(), 3)]);
+    assert_eq!(of(&round2, "seats"), [(none(), 7)]);
+    assert_eq!(of(&round2, "peak"), [(none(), 9)]);
+    for name in ["users", "seats", "peak"] {
+        let at = |events: &[Accepted]| {
+            events
+                .iter()
+                .find(|e| e.event_name == name)
+                .unwrap()
+                .timestamp
+        };
+        assert!(
+            at(&round2) > at(&round1),
+            "{name}: the new value is the later one"
+        );
+    }
+    // Nothing new: nothing sent.
+    assert_eq!(sync(&env)["attempted"], 0);
+
+    let rows = reconcile_rows(&env);
+    let by_meter: HashMap<&str, &serde_json::Value> = rows
+        .iter()
+        .map(|r| (r["meter"].as_str().unwrap(), r))
+        .collect();
+    assert_eq!(rows.len(), 5, "{rows:?}");
+    for (meter, event, local) in [
+        ("requests", "requests", 5),
+        ("tokens", "ai_tokens", 1355),
+        ("users", "users", 3),
+        ("seats", "seats", 7),
+        ("peak", "peak", 9),
+    ] {
+        let row = by_meter[meter];
+        assert_eq!(
+            (
+                row["meter_event"].as_str(),
+                row["local"].as_i64(),
+                row["stripe"].as_i64(),
+                row["drift"].as_i64(),
+                row["status"].as_str()
+            ),
+            (Some(event), Some(local), Some(local), Some(0), Some("ok")),
+            "{row}"
+        );
+    }
+    // A value Stripe lost is drift on that meter alone.
+    let newest_seats = env
+        .server
+        .arrivals()
+        .into_iter()
+        .rev()
+        .find(|id| env.server.accepted()[id].event_name == "seats")
+        .unwrap();
+    env.server.forget(&newest_seats);
+    let output = env.run(&["reconcile", "--json", "--grace", "0"], &[]);
+    assert_eq!(output.status.code(), Some(1));
+    let drifted: Vec<_> = json(&output)
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["status"] == "drift")
+        .map(|r| (r["meter"].clone(), r["local"].clone(), r["stripe"].clone()))
+        .collect();
+    assert_eq!(drifted, [("seats".into(), 7.into(), 4.into())]);
+}
+
+#[test]
+fn per_event_mode_sends_sum_and_count_events_alone_and_the_others_as_reports() {
+    let plans = PLANS.replace("[stripe]\n", "[stripe]\nreport = \"per_event\"\n");
+    let env = env(&plans, &[("acme", "cus_Acme0001")]);
+    let config = env.config();
+    let mut store = env.store();
+    record(&mut store, &config, "acme", "requests", &[], 30);
+    record(&mut store, &config, "acme", "requests", &[], 29);
+    record(
+        &mut store,
+        &config,
+        "acme",
+        "tokens",
+        &[("tokens", "10"), ("model", "small")],
+        28,
+    );
+    record(
+        &mut store,
+        &config,
+        "acme",
+        "tokens",
+        &[("tokens", "20"), ("model", "large")],
+        27,
+    );
+    record(&mut store, &config, "acme", "users", &[("user", "ann")], 26);
+    record(&mut store, &config, "acme", "users", &[("user", "bob")], 25);
+    record(&mut store, &config, "acme", "seats", &[("seats", "3")], 24);
+    let preview = json(&env.run(&["sync", "--dry-run", "--json"], &[]));
+    assert_eq!(
+        (preview["requests"].clone(), preview["events"].clone()),
+        (6.into(), 7.into()),
+        "{preview}"
+    );
+    let report = sync(&env);
+    assert_eq!(report["accepted"], 6, "{report}");
+    let events = sent(&env, 0);
+    let none = BTreeMap::new;
+    assert_eq!(of(&events, "requests"), [(none(), 1), (none(), 1)]);
+    assert_eq!(
+        of(&events, "ai_tokens"),
+        [(model("large"), 20), (model("small"), 10)]
+    );
+    assert_eq!(of(&events, "users"), [(none(), 2)]);
+    assert_eq!(of(&events, "seats"), [(none(), 3)]);
+    // The events sent one by one went under their own identifiers; the others as reports.
+    let conn = rusqlite::Connection::open(&env.db).unwrap();
+    let own: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM usage_events WHERE meter_id IN ('requests', 'tokens')
+             AND stripe_report_id IS NULL AND stripe_reported_at IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(own, 4);
+    let reports: Vec<(String, String)> = conn
+        .prepare("SELECT meter_id, formula FROM stripe_reports ORDER BY meter_id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        reports,
+        [
+            ("seats".into(), "last".into()),
+            ("users".into(), "last".into())
+        ]
+    );
+    assert!(
+        reconcile_rows(&env)
+            .iter()
+            .all(|r| r["drift"] == 0 && r["status"] == "ok")
+    );
+}
+
+#[test]
+fn doctor_and_reconcile_flag_a_stripe_meter_with_the_wrong_formula() {
+    // unique_count needs last (a sum meter would add the counts up); seats has none.
+    let meters: Vec<(&str, &str)> = STRIPE_METERS
+        .iter()
+        .filter(|(event, _)| *event != "seats")
+        .map(|&(event, formula)| (event, if event == "users" { "sum" } else { formula }))
+        .collect();
+    let env = with_meters(PLANS, &meters, &[("acme", "cus_Acme0001")]);
+    let output = env.run(&["doctor", "--json"], &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let findings = json(&output);
+    let meters: Vec<String> = findings
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["check"] == "meters" && f["verdict"] == "problem")
+        .map(|f| {
+            format!(
+                "{} / fix: {}",
+                f["detail"].as_str().unwrap(),
+                f["fix"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(meters.len(), 2, "{meters:?}");
+    assert!(
+        meters
+            .iter()
+            .any(|m| m.contains("no active meter")
+                && m.contains("meter \"seats\" reports to \"seats\"")),
+        "{meters:?}"
+    );
+    let wrong = "meter \"users\" needs Stripe's meter \"users\" to aggregate by last; it \
+                 aggregates by sum";
+    assert!(
+        meters
+            .iter()
+            .any(|m| m.contains(wrong) && m.contains("default_aggregation.formula = last")),
+        "{meters:?}"
+    );
+    // reconcile refuses to compare against a meter that aggregates otherwise (exit 2).
+    env.server.add_meter_with("seats", "last");
+    let refused = env.run(&["reconcile"], &[]);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("aggregates by sum"),
+        "{}",
+        stderr(&refused)
+    );
+
+    // Set up right: one line says so, with each meter's formula.
+    let right = self::env(PLANS, &[]);
+    let output = right.run(&["doctor"], &[]);
+    let text = stdout(&output);
+    let fine = "Stripe has an active meter for every meter, each aggregating as it needs: \
+                requests (sum), ai_tokens (sum), users (last), seats (last), peak (last)";
+    assert!(text.contains(fine), "{text}");
+}
+
+/// Random kill -9s mid-sync over many customers and every kind of meter, with new usage
+/// between the runs; then one clean run. Per customer and Stripe meter: a sum meter's total
+/// is exactly the usage recorded, a last meter's value the meter's current value; every
+/// accepted identifier is a report marked reported with that value; reconcile agrees.
+#[test]
+fn kill_9_mid_sync_then_resync_counts_nothing_twice_on_any_meter() {
+    const CUSTOMERS: usize = 30;
+    let ids: Vec<(String, String)> = (0..CUSTOMERS)
+        .map(|i| (format!("m{i:02}"), format!("cus_Meter{i:04}")))
+        .collect();
+    let refs: Vec<(&str, &str)> = ids.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let env = env(PLANS, &refs);
+    let config = env.config();
+    let traffic = |store: &mut Store, round: usize| {
+        for (i, (customer, _)) in ids
+            .iter()
+            .enumerate()
+            .skip(round % 3)
+            .step_by(1 + round % 3)
+        {
+            let ago = 50 - round as i64 * 5;
+            let n = (i + round) as i64;
+            record(store, &config, customer, "requests", &[], ago);
+            let tokens = (10 + n).to_string();
+            let model = ["small", "large"][(i + round) % 2];
+            record(
+                store,
+                &config,
+                customer,
+                "tokens",
+                &[("tokens", &tokens), ("model", model)],
+                ago,
+            );
+            let user = format!("u{}", n % 4);
+            record(store, &config, customer, "users", &[("user", &user)], ago);
+            let seats = (n % 9).to_string();
+            // Sometimes late: an older time than the newest seats event.
+            record(
+                store,
+                &config,
+                customer,
+                "seats",
+                &[("seats", &seats)],
+                ago + (n % 2) * 30,
+            );
+            let peak = (n * 7 % 11).to_string();
+            record(
+                store,
+                &config,
+                customer,
+                "peak",
+                &[("concurrency", &peak)],
+                ago + 20,
+            );
+        }
+    };
+    traffic(&mut env.store(), 0);
+    env.server.set_delay(Duration::from_millis(20));
+    let mut killed_mid_run = 0;
+    for round in 1..6 {
+        let mut child = env
+            .std_command(&["sync", "--json"], &[])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let wait = if round == 1 { 5..60 } else { 50..800 };
+        std::thread::sleep(Duration::from_millis(fastrand::u64(wait)));
+        child.kill().unwrap(); // SIGKILL: no cleanup of any kind
+        let output = child.wait_with_output().unwrap();
+        crate::support::stripe::assert_no_key(&output);
+        if !output.status.success() {
+            killed_mid_run += 1;
+        }
+        traffic(&mut env.store(), round);
+    }
+    assert!(killed_mid_run > 0, "every kill came after the run finished");
+    env.server.set_delay(Duration::ZERO);
+    let last = sync(&env);
+    assert_eq!(last["remaining"], 0, "{last}");
+
+    let conn = rusqlite::Connection::open(&env.db).unwrap();
+    let stripe_of: HashMap<String, String> = ids.iter().cloned().collect();
+    let event_of = |meter: &str| {
+        if meter == "tokens" {
+            "ai_tokens".to_string()
+        } else {
+            meter.to_string()
+        }
+    };
+    // What Stripe should hold: sums of amounts, and the meters' current values.
+    let mut expected: HashMap<(String, String), i64> = HashMap::new();
+    let mut stmt = conn
+        .prepare(
+            "SELECT customer_id, meter_id, SUM(COALESCE(amount, quantity)) FROM usage_events
+             WHERE meter_id IN ('requests', 'tokens') GROUP BY 1, 2",
+        )
+        .unwrap();
+    for row in stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })
+        .unwrap()
+    {
+        let (customer, meter, sum) = row.unwrap();
+        expected.insert((stripe_of[&customer].clone(), event_of(&meter)), sum);
+    }
+    let mut stmt = conn
+        .prepare(
+            "SELECT customer_id, meter_id, used FROM meter_counters
+             WHERE meter_id IN ('users', 'seats', 'peak') AND group_key = ''",
+        )
+        .unwrap();
+    for row in stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })
+        .unwrap()
+    {
+        let (customer, meter, used) = row.unwrap();
+        expected.insert((stripe_of[&customer].clone(), meter), used);
+    }
+    let accepted = env.server.accepted();
+    let mut got: HashMap<(String, String), i64> = HashMap::new();
+    let mut newest: HashMap<(String, String), (i64, u64, i64)> = HashMap::new();
+    for (identifier, event) in &accepted {
+        let key = (event.customer.clone(), event.event_name.clone());
+        if ["requests", "ai_tokens"].contains(&event.event_name.as_str()) {
+            *got.entry(key).or_default() += event.value;
+        } else {
+            let candidate = (event.timestamp, event.seq, event.value);
+            let slot = newest.entry(key).or_insert(candidate);
+            *slot = (*slot).max(candidate);
+        }
+        let (value, reported): (i64, Option<String>) = conn
+            .query_row(
+                "SELECT value, reported_at FROM stripe_reports WHERE identifier = ?1",
+                [identifier],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap_or_else(|e| panic!("accepted {identifier} is no report: {e}"));
+        assert_eq!(value, event.value, "{identifier}");
+        assert!(reported.is_some(), "{identifier} accepted but not marked");
+    }
+    got.extend(newest.into_iter().map(|(k, (_, _, v))| (k, v)));
+    assert_eq!(got, expected, "Stripe's figures vs the meters");
+    let reported: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM stripe_reports WHERE reported_at IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(reported as usize, accepted.len());
+    // No event was in two reports: a sum report's value is its own events' amounts.
+    let mismatched: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM stripe_reports s WHERE s.formula = 'sum' AND s.value !=
+                 (SELECT SUM(COALESCE(amount, quantity)) FROM usage_events
+                  WHERE stripe_report_id = s.id)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(mismatched, 0);
+    assert_eq!(env.server.max_in_flight_per_key(), 1);
+    let rows = reconcile_rows(&env);
+    assert_eq!(rows.len(), CUSTOMERS * 5);
+    assert!(rows.iter().all(|r| r["status"] == "ok"), "{rows:?}");
+    // Timestamps of a meter's last reports only go forward.
+    let backwards: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM stripe_reports a JOIN stripe_reports b
+                 ON a.customer_id = b.customer_id AND a.meter_id = b.meter_id
+                AND a.period_start = b.period_start AND b.id > a.id
+             WHERE a.formula = 'last' AND b.occurred_at <= a.occurred_at",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(backwards, 0);
+}
+
+/// Usage counted before plans.toml had `[[meters]]` still goes out as it always did: to the
+/// period's meter event (the plan's `meter_event`), beside the new meters' own; reconcile
+/// compares it too.
+#[test]
+fn usage_from_before_meters_still_reports_to_the_plans_meter_event() {
+    let old_plans = "[stripe]\napi_base = \"https://api.stripe.com\"\nrate_limit = 0\n\
+                     [[plans]]\nid = \"free\"\n";
+    let env = with_meters(
+        old_plans,
+        &[("meterline_usage", "sum"), ("requests", "sum")],
+        &[("acme", "cus_Acme0001")],
+    );
+    let mut store = env.store();
+    for (quantity, ago) in [(5, 30), (7, 29)] {
+        let request = RecordRequest::new("acme", quantity, now() - chrono::Duration::minutes(ago));
+        assert!(
+            store
+                .record(&env.config(), &request, now())
+                .unwrap()
+                .recorded
+        );
+    }
+    std::fs::write(
+        &env.plans,
+        format!("{old_plans}\n[[meters]]\nid = \"requests\"\naggregation = \"count\"\n"),
+    )
+    .unwrap();
+    record(&mut store, &env.config(), "acme", "requests", &[], 20);
+    sync(&env);
+    let events = sent(&env, 0);
+    assert_eq!(of(&events, "meterline_usage"), [(BTreeMap::new(), 12)]);
+    assert_eq!(of(&events, "requests"), [(BTreeMap::new(), 1)]);
+    let rows = reconcile_rows(&env);
+    let meters: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["meter"].clone(),
+                r["meter_event"].clone(),
+                r["drift"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        meters,
+        [
+            ("requests".into(), "requests".into(), 0.into()),
+            ("usage".into(), "meterline_usage".into(), 0.into())
+        ]
+    );
+}
