@@ -187,6 +187,16 @@ pub(super) fn validate_meters(
                 let mut seen = HashSet::new();
                 for dim in dims {
                     check_property_name(dim).map_err(|m| Mistake::at(&spanned, at(m)))?;
+                    // Stripe's own payload keys: a dimension under one would be lost.
+                    if ["value", "stripe_customer_id"].contains(&dim.as_str()) {
+                        return Err(Mistake::at(
+                            &spanned,
+                            at(format!(
+                                "group_by \"{dim}\" is a key Stripe's meter events reserve; \
+                                 name the property otherwise"
+                            )),
+                        ));
+                    }
                     if !seen.insert(dim) || Some(dim) == property.as_ref() {
                         return Err(Mistake::at(
                             &spanned,
