@@ -38,6 +38,7 @@ mod json_shapes;
 mod layers;
 mod lifecycle;
 mod meters;
+mod meters_serve;
 mod period_terms;
 mod plans;
 mod reconcile;
