@@ -27,6 +27,7 @@ mod alerts_tui;
 mod bad_input;
 mod cli_output;
 mod compat;
+mod compat_meters;
 mod compat_sdk;
 mod concurrency;
 mod db_files;

@@ -10,7 +10,8 @@
 #![warn(unreachable_pub)]
 
 use meterline_core::{
-    Config, Error, RecordOutcome, RecordRequest, Result, billing, clock, sanitize,
+    Config, Error, Properties, RecordOutcome, RecordRequest, Result, billing, clock, config,
+    metering, sanitize,
 };
 use meterline_store::{self as store, Store};
 
