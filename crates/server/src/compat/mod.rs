@@ -67,7 +67,8 @@ pub(crate) enum Who {
 #[derive(Debug, Clone)]
 pub(crate) struct Candidate {
     pub who: Who,
-    /// The meter event name the client sent (Stripe `event_name`, CloudEvents `type`, Lago `code`).
+    /// The meter's name as the client sent it (Stripe `event_name`, CloudEvents `type`, Lago
+    /// `code`): a meter's `stripe_event` or id with `[[meters]]`, else the plan's meter event.
     pub meter: String,
     pub quantity: i64,
     /// The payload as the event's properties (only with `[[meters]]`; see [`has_meters`]).
@@ -221,7 +222,8 @@ pub(crate) enum Problem {
         message: String,
     },
     UnknownCustomer(String),
-    /// The meter event is not the one of the customer's plan.
+    /// No meter of plans.toml has this name (without `[[meters]]`: the name is not the meter
+    /// event of the customer's plan).
     UnknownMeter(String),
     /// The idempotency key was used before with other parameters.
     Conflict(String),
