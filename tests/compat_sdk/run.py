@@ -12,6 +12,12 @@ Each SDK sends events through its base URL; every call is resent with the same i
 id / transaction_id and must record nothing twice; a hard cap raises the SDK's error; a bad
 token raises its auth error. Counters are read back through the native API after each step.
 Prints "compat_sdk: ok" at the end; any failure raises (exit code 1).
+
+`run.py meters` runs the multi-meter suites instead (compat_sdk.rs's METER_PLANS): meters
+"requests" (count, Stripe event "api_requests"; free includes 3, hard cap) and "tokens" (sum of
+the property "tokens" by "model", Stripe event "ai_tokens"). Each SDK records to both meters
+in one call or batch; the payload is the event's properties; a name matching no meter raises
+the SDK's error; a capped meter refuses while the other records.
 """
 
 import json
@@ -36,13 +42,25 @@ NOW = int(os.environ.get("METERLINE_NOW_UNIX") or time.time())
 AN_HOUR_AGO = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(NOW - 3600))
 
 
-def used(customer):
+def check(customer, meter=None):
+    query = f"?meter={meter}" if meter else ""
     request = urllib.request.Request(
-        f"{BASE}/v1/customers/{customer}/check",
+        f"{BASE}/v1/customers/{customer}/check{query}",
         headers={"Authorization": f"Bearer {TOKEN}"},
     )
     with urllib.request.urlopen(request) as answer:
-        return json.load(answer)["used"]
+        return json.load(answer)
+
+
+def used(customer, meter=None):
+    return check(customer, meter)["used"]
+
+
+def meters(customer):
+    """(requests, tokens) used, and the tokens meter's groups as {model: used}."""
+    tokens = check(customer, "tokens")
+    groups = {g["key"]["model"]: g["used"] for g in tokens["groups"]}
+    return used(customer, "requests"), tokens["used"], groups
 
 
 def expect(error_type, call, check=lambda e: True):
@@ -202,9 +220,175 @@ def lago_sdk():
     assert used("acme") == before + 11
 
 
+def stripe_meters():
+    meter_events = stripe.StripeClient(
+        TOKEN, base_addresses={"api": f"{BASE}/stripe"}, max_network_retries=0
+    ).v1.billing.meter_events
+
+    def send(event_name, customer, identifier, **payload):
+        return meter_events.create(
+            params={
+                "event_name": event_name,
+                "payload": {"stripe_customer_id": customer, "value": "1", **payload},
+                "identifier": identifier,
+            }
+        )
+
+    requests, tokens, groups = meters("acme")
+    send("api_requests", "cus_AcmeSdk1", "sdk-m-req")
+    answer = send("ai_tokens", "cus_AcmeSdk1", "sdk-m-tok", tokens="120", model="small")
+    assert answer.event_name == "ai_tokens" and answer.payload["model"] == "small", answer
+    send("ai_tokens", "cus_AcmeSdk1", "sdk-m-tok2", tokens="30", model="large")
+    assert meters("acme") == (
+        requests + 1,
+        tokens + 150,
+        {**groups, "small": groups.get("small", 0) + 120, "large": groups.get("large", 0) + 30},
+    ), meters("acme")
+    # Resent: already exists, nothing counted twice.
+    expect(
+        stripe.InvalidRequestError,
+        lambda: send("ai_tokens", "cus_AcmeSdk1", "sdk-m-tok", tokens="120", model="small"),
+        lambda e: "already exists" in str(e),
+    )
+    # The meter's id is not its Stripe event name; a nested payload member; a missing property.
+    error = expect(
+        stripe.InvalidRequestError, lambda: send("tokens", "cus_AcmeSdk1", "sdk-m-x1", tokens="5")
+    )
+    assert error.param == "event_name", error.param
+    error = expect(
+        stripe.InvalidRequestError,
+        lambda: send("ai_tokens", "cus_AcmeSdk1", "sdk-m-x2", tokens="5", meta={"a": "1"}),
+    )
+    assert error.param == "payload[meta][a]", error.param
+    error = expect(
+        stripe.InvalidRequestError,
+        lambda: send("ai_tokens", "cus_AcmeSdk1", "sdk-m-x3", model="small"),
+    )
+    assert error.param == "payload[tokens]", error.param
+    assert meters("acme")[:2] == (requests + 1, tokens + 150)
+    # capped's requests stop at 3; its tokens still record.
+    for i in range(3):
+        send("api_requests", "cus_CappedSdk1", f"sdk-m-cap{i}")
+    error = expect(stripe.CardError, lambda: send("api_requests", "cus_CappedSdk1", "sdk-m-cap3"))
+    assert error.code == "meterline_hard_cap_reached", error.code
+    send("ai_tokens", "cus_CappedSdk1", "sdk-m-cap-tok", tokens="10", model="small")
+    assert meters("capped")[:2] == (3, 10), meters("capped")
+
+
+def openmeter_meters():
+    client = OpenMeterClient(endpoint=f"{BASE}/openmeter", token=TOKEN)
+
+    def event(id, kind, customer="acme", **data):
+        return CloudEvent(
+            id=id,
+            source="sdk-meters",
+            specversion="1.0",
+            type=kind,
+            subject=customer,
+            time=AN_HOUR_AGO,
+            data=data or None,
+        )
+
+    requests, tokens, groups = meters("acme")
+    batch = [
+        event("m-1", "requests"),
+        event("m-2", "tokens", tokens=400, model="small"),
+        event("m-3", "tokens", tokens=6, model="large"),
+    ]
+    client.events.ingest_events(batch)
+    client.events.ingest_event(event("m-4", "requests"))
+    expected = (
+        requests + 2,
+        tokens + 406,
+        {**groups, "small": groups.get("small", 0) + 400, "large": groups.get("large", 0) + 6},
+    )
+    assert meters("acme") == expected, meters("acme")
+    # Resent: dropped silently.
+    client.events.ingest_events(batch)
+    assert meters("acme") == expected
+    # A type matching no meter id (ai_tokens is its Stripe event), a nested member: 400.
+    for bad in (
+        event("m-x1", "ai_tokens", tokens=1),
+        event("m-x2", "tokens", tokens=1, meta={"a": 1}),
+    ):
+        expect(
+            HttpResponseError,
+            lambda: client.events.ingest_events([event("m-ok", "requests"), bad]),
+            lambda e: e.status_code == 400,
+        )
+    assert meters("acme") == expected
+    # capped (3 requests from the Stripe suite or none): a capped meter refuses in a batch,
+    # the tokens event records.
+    capped_requests, capped_tokens, _ = meters("capped")
+    fill = [event(f"m-cap{i}", "requests", "capped") for i in range(4 - capped_requests)]
+    batch = fill + [event("m-cap-tok", "tokens", "capped", tokens=7, model="small")]
+    expect(
+        HttpResponseError,
+        lambda: client.events.ingest_events(batch),
+        lambda e: e.status_code == 402,
+    )
+    assert meters("capped")[:2] == (3, capped_tokens + 7), meters("capped")
+
+
+def lago_meters():
+    client = LagoClient(api_key=TOKEN, api_url=f"{BASE}/lago/")
+
+    def event(transaction_id, code, customer="acme", **properties):
+        return LagoEvent(
+            transaction_id=transaction_id,
+            external_subscription_id=customer,
+            code=code,
+            timestamp=NOW - 7200,
+            precise_total_amount_cents=None,
+            properties=properties,
+        )
+
+    requests, tokens, groups = meters("acme")
+    created = client.events.create(event("lm-1", "tokens", tokens=25, model="large"))
+    assert created.code == "tokens", created
+    client.events.batch_create(
+        LagoBatchEvent(
+            events=[event("lm-2", "requests"), event("lm-3", "tokens", tokens=5, model="small")]
+        )
+    )
+    expected = (
+        requests + 1,
+        tokens + 30,
+        {**groups, "small": groups.get("small", 0) + 5, "large": groups.get("large", 0) + 25},
+    )
+    assert meters("acme") == expected, meters("acme")
+    # Resent: the same answer, nothing counted twice.
+    again = client.events.create(event("lm-1", "tokens", tokens=25, model="large"))
+    assert again.transaction_id == "lm-1"
+    assert meters("acme") == expected
+    # A code matching no meter: 404; a nested property: 400.
+    error = expect(
+        LagoApiError, lambda: client.events.create(event("lm-x1", "ai_tokens", tokens=1))
+    )
+    assert error.status_code == 404, error.status_code
+    error = expect(
+        LagoApiError,
+        lambda: client.events.create(event("lm-x2", "tokens", tokens=1, meta={"a": 1})),
+    )
+    assert error.status_code == 400, error.status_code
+    assert meters("acme") == expected
+    # A capped meter in a batch: 402; the tokens event records.
+    capped_requests, capped_tokens, _ = meters("capped")
+    fill = [event(f"lm-cap{i}", "requests", "capped") for i in range(4 - capped_requests)]
+    batch = fill + [event("lm-cap-tok", "tokens", "capped", tokens=3, model="small")]
+    error = expect(LagoApiError, lambda: client.events.batch_create(LagoBatchEvent(events=batch)))
+    assert error.status_code == 402, error.status_code
+    assert meters("capped")[:2] == (3, capped_tokens + 3), meters("capped")
+
+
 if __name__ == "__main__":
     SUITES = {"stripe": stripe_sdk, "openmeter": openmeter_sdk, "lago": lago_sdk}
-    for name in sys.argv[1:] or list(SUITES):
+    METER_SUITES = {"stripe": stripe_meters, "openmeter": openmeter_meters, "lago": lago_meters}
+    names = sys.argv[1:]
+    if names[:1] == ["meters"]:
+        SUITES = METER_SUITES
+        names = names[1:]
+    for name in names or list(SUITES):
         SUITES[name]()
         print(f"compat_sdk: {name} ok", flush=True)
     print("compat_sdk: ok", flush=True)

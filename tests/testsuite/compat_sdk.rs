@@ -1,6 +1,7 @@
 //! The official Stripe, OpenMeter and Lago Python SDKs against a real `meterline serve`
 //! (tests/compat_sdk/run.py), then `meterline sync` forwards what they recorded to the fake
-//! Stripe server exactly once.
+//! Stripe server exactly once; and the same SDKs recording to two meters of a plans.toml with
+//! `[[meters]]` (`run.py meters`).
 //!
 //! This test FAILS when python3 or the SDKs are missing: .ci/run installs them
 //! (`pip install stripe==16.1.0 openmeter==1.0.0b236 lago-python-client==1.55.0`).
@@ -35,6 +36,36 @@ overage_rate = "0.001"
 
 [ingest.value_property]
 meterline_usage = "tokens"
+"#;
+
+/// Two meters: requests (a count, Stripe event api_requests; free includes 3, hard cap) and
+/// tokens (the sum of the property "tokens" by "model", Stripe event ai_tokens).
+const METER_PLANS: &str = r#"
+[[meters]]
+id = "requests"
+aggregation = "count"
+stripe_event = "api_requests"
+
+[[meters]]
+id = "tokens"
+aggregation = "sum"
+property = "tokens"
+group_by = ["model"]
+stripe_event = "ai_tokens"
+
+[[plans]]
+id = "free"
+[plans.meters.requests]
+included = 3
+[plans.meters.tokens]
+included = 1000
+at_limit = "overage"
+overage_rate = "0.002"
+
+[[plans]]
+id = "pro"
+[plans.meters.requests]
+included = 100000
 "#;
 
 const SDKS: &str = "stripe==16.1.0 openmeter==1.0.0b236 lago-python-client==1.55.0";
@@ -93,10 +124,10 @@ fn python() -> Command {
     }
 }
 
-#[test]
-fn official_sdks_record_exactly_and_sync_forwards_once() {
+/// acme (pro, cus_AcmeSdk1) and capped (free, cus_CappedSdk1) anchored 10 days ago, a token,
+/// a server; then `run.py ARGS` against it, which must print "compat_sdk: ok".
+fn run_sdks(env: &Env, args: &[&str]) {
     let mut python = python();
-    let env = Env::new(PLANS);
     let anchor = (now() - chrono::Duration::days(10))
         .date_naive()
         .to_string();
@@ -105,17 +136,18 @@ fn official_sdks_record_exactly_and_sync_forwards_once() {
         ("capped", "free", "cus_CappedSdk1"),
     ] {
         ok(
-            &env,
+            env,
             &["customer", "add", id, "--plan", plan, "--anchor", &anchor],
         );
-        ok(&env, &["customer", "set-stripe", id, stripe]);
+        ok(env, &["customer", "set-stripe", id, stripe]);
     }
-    let token = ok(&env, &["token", "create", "sdk"]).trim().to_string();
-    let (server, base) = serve(&env);
+    let token = ok(env, &["token", "create", "sdk"]).trim().to_string();
+    let (server, base) = serve(env);
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/compat_sdk/run.py");
     let out = python
         .arg(&script)
+        .args(args)
         .env("METERLINE_BASE", &base)
         .env("METERLINE_TOKEN", &token)
         .env("METERLINE_NOW_UNIX", now().timestamp().to_string())
@@ -128,6 +160,12 @@ fn official_sdks_record_exactly_and_sync_forwards_once() {
         String::from_utf8_lossy(&out.stderr)
     );
     drop(server);
+}
+
+#[test]
+fn official_sdks_record_exactly_and_sync_forwards_once() {
+    let env = Env::new(PLANS);
+    run_sdks(&env, &[]);
 
     // Exactly what the script recorded: 2 Stripe, 5 + 1 CloudEvents, 3 Lago events.
     let conn = rusqlite::Connection::open(&env.db).unwrap();
@@ -160,4 +198,44 @@ fn official_sdks_record_exactly_and_sync_forwards_once() {
     let again = json(&env.run(&["sync", "--json"], &[]));
     assert_eq!(again["attempted"], 0, "{again}");
     assert_eq!(env.server.accepted_count(), sent);
+}
+
+#[test]
+fn official_sdks_record_to_two_meters() {
+    let env = Env::new(METER_PLANS);
+    run_sdks(&env, &["meters"]);
+
+    // What the script recorded, per customer and meter: (events, their amounts).
+    let conn = rusqlite::Connection::open(&env.db).unwrap();
+    let per_meter = |customer: &str, meter: &str| -> (i64, i64) {
+        conn.query_row(
+            "SELECT COUNT(*), COALESCE(SUM(COALESCE(amount, quantity)), 0) FROM usage_events
+             WHERE customer_id = ?1 AND meter_id = ?2",
+            [customer, meter],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap()
+    };
+    // acme: Stripe 1 request + 120 and 30 tokens; OpenMeter 2 requests + 400 and 6 tokens;
+    // Lago 1 request + 25 and 5 tokens.
+    assert_eq!(per_meter("acme", "requests"), (4, 4));
+    assert_eq!(
+        per_meter("acme", "tokens"),
+        (6, 120 + 30 + 400 + 6 + 25 + 5)
+    );
+    // capped: 3 requests (the cap), the tokens of each SDK.
+    assert_eq!(per_meter("capped", "requests"), (3, 3));
+    assert_eq!(per_meter("capped", "tokens"), (3, 10 + 7 + 3));
+    assert_eq!(per_meter("acme", "usage"), (0, 0));
+    // The counters agree with the events, groups included.
+    let tokens = env.run(&["check", "acme", "--meter", "tokens", "--json"], &[]);
+    let tokens: serde_json::Value = serde_json::from_slice(&tokens.stdout).unwrap();
+    assert_eq!(tokens["used"], 586, "{tokens}");
+    assert_eq!(
+        tokens["groups"],
+        serde_json::json!([
+            {"key": {"model": "small"}, "used": 525},
+            {"key": {"model": "large"}, "used": 61}
+        ])
+    );
 }

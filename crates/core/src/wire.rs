@@ -41,15 +41,35 @@ fn properties<'de, D: serde::Deserializer<'de>>(
 pub fn property_texts(
     object: serde_json::Map<String, serde_json::Value>,
 ) -> Result<crate::Properties, String> {
+    property_texts_named(object).map_err(|bad| bad.message)
+}
+
+/// A property whose JSON value is not a string or a number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadProperty {
+    /// The property's name, as sent.
+    pub key: String,
+    /// What is wrong, naming it (sanitised).
+    pub message: String,
+}
+
+/// [`property_texts`], with the offending property's name apart, for a protocol that names
+/// the field in its error (`data.model`, `properties.model`).
+pub fn property_texts_named(
+    object: serde_json::Map<String, serde_json::Value>,
+) -> Result<crate::Properties, BadProperty> {
     object
         .into_iter()
         .map(|(key, value)| match value {
             serde_json::Value::String(text) => Ok((key, text)),
             serde_json::Value::Number(n) => Ok((key, n.to_string())),
-            _ => Err(format!(
-                "property \"{}\" must be a string or a number",
-                crate::sanitize::sanitize(&key)
-            )),
+            _ => Err(BadProperty {
+                message: format!(
+                    "property \"{}\" must be a string or a number",
+                    crate::sanitize::sanitize(&key)
+                ),
+                key,
+            }),
         })
         .collect()
 }

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Request, State};
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -206,16 +206,43 @@ async fn post_batch(
     Ok(Json(BatchOut { results }).into_response())
 }
 
+/// `?meter=ID`: that meter's object alone, as `check --meter ID --json`.
+#[derive(Deserialize)]
+struct CheckQuery {
+    meter: Option<String>,
+}
+
 async fn get_check(
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
+    query: Result<Query<CheckQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     // axum's own answer to a bad path (e.g. invalid UTF-8) is plain text: give ours.
     let Path(id) = id.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    if let Some(meter) = &query.meter
+        && state.config.meter(meter).is_none()
+    {
+        let known: Vec<&str> = state.config.meters.iter().map(|m| m.id.as_str()).collect();
+        return Err(ApiError::bad_request(format!(
+            "meter \"{}\" is not in plans.toml; the meters are: {}",
+            crate::sanitize::sanitize(meter),
+            known.join(", ")
+        )));
+    }
     let config = state.config.clone();
     let now = state.clock.now();
-    let check = read(&state, move |store| store.check(&config, &id, now)).await?;
-    Ok(Json(check).into_response())
+    let all = read(&state, move |store| store.metered_check(&config, &id, now)).await?;
+    match &query.meter {
+        Some(meter) => match all.meter(meter) {
+            Some(one) => Ok(Json(one).into_response()),
+            None => Err(ApiError::bad_request(format!(
+                "meter \"{}\" is not in plans.toml",
+                crate::sanitize::sanitize(meter)
+            ))),
+        },
+        None => Ok(Json(all).into_response()),
+    }
 }
 
 async fn get_status(State(state): State<AppState>) -> Result<Response, ApiError> {

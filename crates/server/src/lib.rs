@@ -10,7 +10,8 @@
 #![warn(unreachable_pub)]
 
 use meterline_core::{
-    Config, Error, RecordOutcome, RecordRequest, Result, billing, clock, sanitize,
+    Config, Error, Properties, RecordOutcome, RecordRequest, Result, billing, clock, config,
+    metering, sanitize,
 };
 use meterline_store::{self as store, Store};
 
@@ -103,7 +104,9 @@ pub fn run(options: ServeOptions) -> Result<()> {
     let config = Arc::new(options.config.clone());
     let alerts = alerts::AlertLoop::start(options.db.clone(), config.clone())?;
     let clock = options.now.map_or_else(Clock::real, Clock::starting_at);
-    let metrics = Arc::new(metrics::Metrics::default());
+    let metrics = Arc::new(metrics::Metrics::with_meters(
+        config.meters.iter().map(|m| m.id.as_str()),
+    ));
     let (writer, writer_thread) = writer::Writer::start(
         store,
         config.clone(),

@@ -1,4 +1,5 @@
-//! Prometheus text exposition, written by hand: a few counters, two histograms, one gauge.
+//! Prometheus text exposition, written by hand: a few counters (events by outcome, overall and
+//! per meter), two histograms, one gauge.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -59,7 +60,25 @@ pub(crate) struct Metrics {
     pub batch_size: Histogram,
     pub commit_seconds: Histogram,
     pub queue_depth: AtomicI64,
+    /// Events by meter (plans.toml's, in order) and outcome. Only meters of plans.toml get a
+    /// series: an event naming an unknown one counts as invalid above and nowhere here, so a
+    /// client cannot make up label values.
+    meters: Vec<(String, Outcomes)>,
 }
+
+/// One counter per outcome, in the order of [`Outcome`].
+type Outcomes = [AtomicU64; 4];
+
+/// What became of one event.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Outcome {
+    Recorded = 0,
+    Refused = 1,
+    Duplicate = 2,
+    Invalid = 3,
+}
+
+const OUTCOMES: [&str; 4] = ["recorded", "refused", "duplicate", "invalid"];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -74,11 +93,37 @@ impl Default for Metrics {
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
             ]),
             queue_depth: AtomicI64::new(0),
+            meters: Vec::new(),
         }
     }
 }
 
 impl Metrics {
+    /// The metrics of a server whose plans.toml has these meters.
+    pub(crate) fn with_meters<'a>(meters: impl IntoIterator<Item = &'a str>) -> Metrics {
+        Metrics {
+            meters: meters
+                .into_iter()
+                .map(|id| (id.to_string(), Default::default()))
+                .collect(),
+            ..Metrics::default()
+        }
+    }
+
+    /// Count one event's outcome, overall and on its meter when that is one of plans.toml.
+    pub(crate) fn event(&self, meter: &str, outcome: Outcome) {
+        let total = match outcome {
+            Outcome::Recorded => &self.recorded,
+            Outcome::Refused => &self.refused,
+            Outcome::Duplicate => &self.duplicate,
+            Outcome::Invalid => &self.invalid,
+        };
+        total.fetch_add(1, Relaxed);
+        if let Some((_, counts)) = self.meters.iter().find(|(id, _)| id == meter) {
+            counts[outcome as usize].fetch_add(1, Relaxed);
+        }
+    }
+
     pub(crate) fn request(&self, route: &'static str, status: u16) {
         let key = (route, status);
         if let Some(n) = self
@@ -116,17 +161,30 @@ impl Metrics {
         }
         out.push_str("# HELP meterline_events_total Events by outcome.\n");
         out.push_str("# TYPE meterline_events_total counter\n");
-        for (outcome, n) in [
-            ("recorded", &self.recorded),
-            ("refused", &self.refused),
-            ("duplicate", &self.duplicate),
-            ("invalid", &self.invalid),
-        ] {
+        for (outcome, n) in OUTCOMES.iter().zip([
+            &self.recorded,
+            &self.refused,
+            &self.duplicate,
+            &self.invalid,
+        ]) {
             let _ = writeln!(
                 out,
                 "meterline_events_total{{outcome=\"{outcome}\"}} {}",
                 n.load(Relaxed)
             );
+        }
+        if !self.meters.is_empty() {
+            out.push_str("# HELP meterline_meter_events_total Events by meter and outcome.\n");
+            out.push_str("# TYPE meterline_meter_events_total counter\n");
+            for (meter, counts) in &self.meters {
+                for (outcome, n) in OUTCOMES.iter().zip(counts) {
+                    let _ = writeln!(
+                        out,
+                        "meterline_meter_events_total{{meter=\"{meter}\",outcome=\"{outcome}\"}} {}",
+                        n.load(Relaxed)
+                    );
+                }
+            }
         }
         self.batch_size.render(
             &mut out,
@@ -170,5 +228,28 @@ mod tests {
         assert!(
             text.contains("meterline_http_requests_total{route=\"/v1/events\",status=\"402\"} 1\n")
         );
+    }
+
+    #[test]
+    fn events_count_overall_and_on_known_meters_only() {
+        use super::Outcome;
+        let m = super::Metrics::with_meters(["requests", "tokens"]);
+        m.event("requests", Outcome::Recorded);
+        m.event("requests", Outcome::Recorded);
+        m.event("tokens", Outcome::Refused);
+        m.event("made-up", Outcome::Invalid);
+        let text = m.render();
+        for line in [
+            "meterline_events_total{outcome=\"recorded\"} 2\n",
+            "meterline_events_total{outcome=\"refused\"} 1\n",
+            "meterline_events_total{outcome=\"invalid\"} 1\n",
+            "meterline_meter_events_total{meter=\"requests\",outcome=\"recorded\"} 2\n",
+            "meterline_meter_events_total{meter=\"requests\",outcome=\"refused\"} 0\n",
+            "meterline_meter_events_total{meter=\"tokens\",outcome=\"refused\"} 1\n",
+            "meterline_meter_events_total{meter=\"tokens\",outcome=\"invalid\"} 0\n",
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+        assert!(!text.contains("made-up"), "{text}");
     }
 }

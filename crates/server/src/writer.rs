@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use super::error::ApiError;
-use super::metrics::Metrics;
+use super::metrics::{Metrics, Outcome};
 use crate::clock::Clock;
 use crate::{Config, RecordOutcome, RecordRequest, Result, Store};
 
@@ -182,14 +182,15 @@ fn run(mut store: Store, config: &Config, clock: Clock, rx: Receiver<Work>, metr
         metrics.batch_size.observe(requests.len() as f64);
         match outcome {
             Ok(results) => {
-                for r in &results {
-                    let counter = match r {
-                        Ok(o) if o.recorded => &metrics.recorded,
-                        Ok(o) if o.duplicate => &metrics.duplicate,
-                        Ok(_) => &metrics.refused,
-                        Err(_) => &metrics.invalid,
+                let default_meter = config.default_meter().id.as_str();
+                for (request, r) in requests.iter().zip(&results) {
+                    let outcome = match r {
+                        Ok(o) if o.recorded => Outcome::Recorded,
+                        Ok(o) if o.duplicate => Outcome::Duplicate,
+                        Ok(_) => Outcome::Refused,
+                        Err(_) => Outcome::Invalid,
                     };
-                    counter.fetch_add(1, Relaxed);
+                    metrics.event(request.meter.as_deref().unwrap_or(default_meter), outcome);
                 }
                 let mut results = results.into_iter();
                 for (n, reply) in replies {

@@ -47,58 +47,7 @@ impl Store {
     ) -> Result<Vec<MeterCheck>> {
         let snapshot = self.conn.unchecked_transaction()?;
         let usage = super::queries::check_in(&snapshot, config, customer_id, now, now)?;
-        let plan = config.plan(&usage.plan);
-        let period_start = format_ts(usage.period_start);
-        let period = crate::billing::Period {
-            start: usage.period_start,
-            end: usage.period_end,
-        };
-        let mut rows = snapshot.prepare_cached(
-            "SELECT group_key, used FROM meter_counters
-             WHERE customer_id = ?1 AND period_start = ?2 AND meter_id = ?3
-             ORDER BY group_key = '' DESC, used DESC, group_key",
-        )?;
-        let mut checks = Vec::with_capacity(config.meters.len());
-        for meter in &config.meters {
-            if meter.id == IMPLICIT_METER {
-                checks.push(MeterCheck {
-                    meter: meter.id.clone(),
-                    aggregation: meter.aggregation,
-                    check: usage.clone(),
-                    groups: Vec::new(),
-                });
-                continue;
-            }
-            let mut total = 0;
-            let mut groups = Vec::new();
-            let mut found = rows.query(params![customer_id, period_start, meter.id])?;
-            while let Some(row) = found.next()? {
-                let (key, used): (String, i64) = (row.get(0)?, row.get(1)?);
-                if key.is_empty() {
-                    total = used;
-                } else {
-                    groups.push(GroupUsage {
-                        key: serde_json::from_str(&key).unwrap_or(serde_json::Value::Null),
-                        used,
-                    });
-                }
-            }
-            let terms = plan.and_then(|p| p.meters.get(&meter.id));
-            checks.push(MeterCheck {
-                meter: meter.id.clone(),
-                aggregation: meter.aggregation,
-                check: UsageCheck::compute(
-                    &usage.customer,
-                    &usage.plan,
-                    allowance(terms),
-                    period,
-                    total,
-                    &config.thresholds,
-                ),
-                groups,
-            });
-        }
-        drop(rows);
+        let checks = meter_checks_in(&snapshot, config, usage)?;
         snapshot.finish()?;
         Ok(checks)
     }
@@ -161,4 +110,78 @@ impl Store {
         }
         Ok(out)
     }
+
+    /// Each meter of plans.toml, in order, in the period of `usage` (the `usage` meter's
+    /// check, as `status` computed it: its customer, plan and period). No snapshot of its
+    /// own: `status_entries` calls it inside its one read transaction. A customer whose plan
+    /// is gone shows every meter as plan missing.
+    pub fn meter_checks_of(&self, config: &Config, usage: &UsageCheck) -> Result<Vec<MeterCheck>> {
+        meter_checks_in(&self.conn, config, usage.clone())
+    }
+}
+
+/// Every meter's check in `usage`'s period: `usage` itself for the `usage` meter, the others
+/// from meter_counters with their groups.
+fn meter_checks_in(
+    conn: &rusqlite::Connection,
+    config: &Config,
+    usage: UsageCheck,
+) -> Result<Vec<MeterCheck>> {
+    let plan = config.plan(&usage.plan);
+    let period_start = format_ts(usage.period_start);
+    let period = crate::billing::Period {
+        start: usage.period_start,
+        end: usage.period_end,
+    };
+    let mut rows = conn.prepare_cached(
+        "SELECT group_key, used FROM meter_counters
+         WHERE customer_id = ?1 AND period_start = ?2 AND meter_id = ?3
+         ORDER BY group_key = '' DESC, used DESC, group_key",
+    )?;
+    let mut checks = Vec::with_capacity(config.meters.len());
+    for meter in &config.meters {
+        if meter.id == IMPLICIT_METER {
+            checks.push(MeterCheck {
+                meter: meter.id.clone(),
+                aggregation: meter.aggregation,
+                check: usage.clone(),
+                groups: Vec::new(),
+            });
+            continue;
+        }
+        let mut total = 0;
+        let mut groups = Vec::new();
+        let mut found = rows.query(params![usage.customer, period_start, meter.id])?;
+        while let Some(row) = found.next()? {
+            let (key, used): (String, i64) = (row.get(0)?, row.get(1)?);
+            if key.is_empty() {
+                total = used;
+            } else {
+                groups.push(GroupUsage {
+                    key: serde_json::from_str(&key).unwrap_or(serde_json::Value::Null),
+                    used,
+                });
+            }
+        }
+        let check = if usage.plan_missing {
+            UsageCheck::plan_missing(&usage.customer, &usage.plan, period, total)
+        } else {
+            let terms = plan.and_then(|p| p.meters.get(&meter.id));
+            UsageCheck::compute(
+                &usage.customer,
+                &usage.plan,
+                allowance(terms),
+                period,
+                total,
+                &config.thresholds,
+            )
+        };
+        checks.push(MeterCheck {
+            meter: meter.id.clone(),
+            aggregation: meter.aggregation,
+            check,
+            groups,
+        });
+    }
+    Ok(checks)
 }

@@ -7,6 +7,7 @@ use serde::Serialize;
 use super::Store;
 use crate::billing::UsageCheck;
 use crate::{Config, Result};
+use meterline_core::MeterCheck;
 
 /// One customer, most at risk first (the order of [`Store::status`]).
 #[derive(Debug, Clone, Serialize)]
@@ -18,6 +19,8 @@ pub struct StatusEntry {
     pub alerted_level: Option<String>,
     pub days_left: i64,
     pub stripe: StripeStanding,
+    /// Every meter of plans.toml in the current period, as `check --json` lists them.
+    pub meters: Vec<MeterCheck>,
 }
 
 /// A customer's usage events on the Stripe side, counted as text `status` and the dashboard
@@ -46,6 +49,10 @@ impl Store {
         let backlog = self.stripe_backlog(now)?;
         let in_doubt = self.in_doubt_by_customer()?;
         let expiring = self.expiring_by_customer(now, config.stripe.expiry_warning_days)?;
+        let meters = rows
+            .iter()
+            .map(|row| self.meter_checks_of(config, &row.check))
+            .collect::<Result<Vec<_>>>()?;
         snapshot.finish()?;
         let count = |map: &std::collections::HashMap<String, i64>, id: &str| {
             map.get(id).copied().unwrap_or(0)
@@ -53,7 +60,8 @@ impl Store {
         Ok(rows
             .into_iter()
             .zip(alerted)
-            .map(|(row, alerted_level)| {
+            .zip(meters)
+            .map(|((row, alerted_level), meters)| {
                 let id = row.check.customer.as_str();
                 let b = backlog.get(id).copied().unwrap_or_default();
                 let stripe = StripeStanding {
@@ -68,6 +76,7 @@ impl Store {
                     days_left: row.days_left,
                     stripe,
                     check: row.check,
+                    meters,
                 }
             })
             .collect())

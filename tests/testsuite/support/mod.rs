@@ -3,12 +3,14 @@
 //! - `stripe`: a database with known events, the fake Stripe server, key-leak checks;
 //! - `fake_stripe`: the fake Stripe server itself;
 //! - `serve`: the real `meterline serve` and a small blocking client;
+//! - `meters`: a multi-meter plans.toml and reads of the meter tables;
 //! - `alerts`: a loopback webhook receiver;
 //! - `tmux`: the real binary on a real terminal.
 
 pub mod alerts;
 pub mod cli;
 pub mod fake_stripe;
+pub mod meters;
 pub mod serve;
 pub mod stripe;
 pub mod tmux;

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
-use super::{Candidate, Ingested, Problem, Who, ingest, key, quantity};
+use super::{Candidate, Ingested, Naming, Problem, Who, ingest, key, payload_properties, quantity};
 use crate::auth::ErrorShape;
 use crate::store::KeySource;
 use crate::{ApiError, AppState, MAX_BATCH};
@@ -237,10 +237,16 @@ fn parse_event(
         })?,
     };
     let quantity = quantity(config, meter, event.get("data"), "data")?;
+    let properties = payload_properties(
+        config,
+        Naming::protocol(KeySource::CloudEvents),
+        event.get("data"),
+    )?;
     let candidate = Candidate {
         who: Who::Customer(subject.to_string()),
         meter: meter.to_string(),
         quantity,
+        properties,
         key: key(KeySource::CloudEvents, &[source, id]),
         at,
     };

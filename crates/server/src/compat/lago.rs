@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value, json};
 
-use super::{Candidate, Ingested, Problem, Who, ingest, key, quantity};
+use super::{Candidate, Ingested, Naming, Problem, Who, ingest, key, payload_properties, quantity};
 use crate::RecordOutcome;
 use crate::auth::ErrorShape;
 use crate::billing::parse_unix_seconds;
@@ -212,10 +212,13 @@ fn parse_event(
     }
     let at = timestamp(event.get("timestamp"), now)?;
     let quantity = quantity(config, &code, Some(&properties), "properties")?;
+    let event_properties =
+        payload_properties(config, Naming::protocol(KeySource::Lago), Some(&properties))?;
     let candidate = Candidate {
         who: Who::Customer(customer),
         meter: code.clone(),
         quantity,
+        properties: event_properties,
         key: key(KeySource::Lago, &[&transaction_id]),
         at,
     };

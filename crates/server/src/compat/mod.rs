@@ -67,12 +67,150 @@ pub(crate) enum Who {
 #[derive(Debug, Clone)]
 pub(crate) struct Candidate {
     pub who: Who,
-    /// The meter event name the client sent (Stripe `event_name`, CloudEvents `type`, Lago `code`).
+    /// The meter's name as the client sent it (Stripe `event_name`, CloudEvents `type`, Lago
+    /// `code`): a meter's `stripe_event` or id with `[[meters]]`, else the plan's meter event.
     pub meter: String,
     pub quantity: i64,
-    /// The idempotency key, built by [`key`].
+    /// The payload as the event's properties (only with `[[meters]]`; see [`has_meters`]).
+    pub properties: crate::Properties,
+    /// The idempotency key, built by [`key`]. Its source is also the protocol, which says
+    /// how the meter is named and how fields are written in errors ([`Naming`]).
     pub key: IdempotencyKey,
     pub at: DateTime<Utc>,
+}
+
+/// True when plans.toml defines `[[meters]]`. Without them there is one implicit `usage`
+/// meter, and the drop-in routes behave as before meters existed: the event name must be
+/// the plan's `meter_event`, `[ingest.value_property]` gives the quantity, and the payload
+/// is not kept. (The validated config has no flag for it: the implicit meter is the only
+/// one, `usage`, summing quantity, named "Usage", reporting to `[stripe] meter_event`.)
+pub(crate) fn has_meters(config: &crate::Config) -> bool {
+    match config.meters.as_slice() {
+        [only] => {
+            !(only.id == crate::config::IMPLICIT_METER
+                && only.name == "Usage"
+                && only.aggregation == crate::config::Aggregation::Sum
+                && only.property.as_deref() == Some(crate::config::QUANTITY)
+                && only.group_by.is_empty()
+                && only.stripe_event == config.stripe.meter_event)
+        }
+        _ => true,
+    }
+}
+
+/// How a protocol names meters and writes a payload member in its errors.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Naming(KeySource);
+
+impl Naming {
+    pub(crate) fn of(event: &Candidate) -> Naming {
+        Naming(event.key.source)
+    }
+
+    /// The naming of a protocol, by its key namespace.
+    pub(crate) fn protocol(source: KeySource) -> Naming {
+        Naming(source)
+    }
+
+    /// The payload as the protocol calls it.
+    pub(crate) fn payload(self) -> &'static str {
+        match self.0 {
+            KeySource::Stripe => "payload",
+            KeySource::Lago => "properties",
+            _ => "data",
+        }
+    }
+
+    /// One member of the payload as the protocol writes it: `payload[model]`, `data.model`.
+    pub(crate) fn member(self, name: &str) -> String {
+        let name = crate::sanitize::sanitize(name);
+        match self.0 {
+            KeySource::Stripe => format!("payload[{name}]"),
+            _ => format!("{}.{name}", self.payload()),
+        }
+    }
+
+    /// The field that names the meter.
+    fn meter_field(self) -> &'static str {
+        match self.0 {
+            KeySource::Stripe => "event_name",
+            KeySource::Lago => "code",
+            _ => "type",
+        }
+    }
+
+    /// The meter `name` picks: Stripe's `event_name` by each meter's `stripe_event`,
+    /// CloudEvents' `type` and Lago's `code` by its id.
+    fn meter(self, config: &crate::Config, name: &str) -> Result<String, Problem> {
+        let stripe = matches!(self.0, KeySource::Stripe);
+        let found = config.meters.iter().find(|m| {
+            if stripe {
+                m.stripe_event == name
+            } else {
+                m.id == name
+            }
+        });
+        if let Some(meter) = found {
+            return Ok(meter.id.clone());
+        }
+        let known: Vec<&str> = config
+            .meters
+            .iter()
+            .map(|m| {
+                if stripe {
+                    m.stripe_event.as_str()
+                } else {
+                    m.id.as_str()
+                }
+            })
+            .collect();
+        Err(Problem::UnknownMeter(if stripe {
+            format!(
+                "no meter \"{}\": event_name is a meter's stripe_event in plans.toml; they \
+                 are: {}",
+                crate::sanitize::sanitize(name),
+                known.join(", ")
+            )
+        } else {
+            format!(
+                "no meter \"{}\": {} is a meter id of plans.toml; they are: {}",
+                crate::sanitize::sanitize(name),
+                self.meter_field(),
+                known.join(", ")
+            )
+        }))
+    }
+}
+
+/// A JSON payload (CloudEvents `data`, Lago `properties`) as the event's properties, with
+/// `[[meters]]` only: strings and numbers (kept as their digits); a nested object, an array,
+/// a bool or null is refused naming the field. Absent or null is no properties.
+pub(crate) fn payload_properties(
+    config: &crate::Config,
+    naming: Naming,
+    payload: Option<&serde_json::Value>,
+) -> Result<crate::Properties, Problem> {
+    if !has_meters(config) {
+        return Ok(crate::Properties::default());
+    }
+    match payload {
+        None | Some(serde_json::Value::Null) => Ok(crate::Properties::default()),
+        Some(serde_json::Value::Object(object)) => {
+            meterline_core::wire::property_texts_named(object.clone()).map_err(|bad| {
+                Problem::invalid(
+                    &naming.member(&bad.key),
+                    format!("{}: {}", naming.member(&bad.key), bad.message),
+                )
+            })
+        }
+        Some(_) => Err(Problem::invalid(
+            naming.payload(),
+            format!(
+                "{} must be a JSON object: its members are the event's properties",
+                naming.payload()
+            ),
+        )),
+    }
 }
 
 /// Why one event was not recorded. Each protocol maps these to its own status and shape.
@@ -84,7 +222,8 @@ pub(crate) enum Problem {
         message: String,
     },
     UnknownCustomer(String),
-    /// The meter event is not the one of the customer's plan.
+    /// No meter of plans.toml has this name (without `[[meters]]`: the name is not the meter
+    /// event of the customer's plan).
     UnknownMeter(String),
     /// The idempotency key was used before with other parameters.
     Conflict(String),
@@ -135,7 +274,7 @@ pub(crate) async fn ingest(state: &AppState, events: Vec<Candidate>) -> Result<I
     let config = state.config.clone();
     let now = state.clock.now();
     let to_resolve = events.clone();
-    let resolved: Vec<Result<String, Problem>> = super::read(state, move |store| {
+    let resolved: Vec<Result<Resolved, Problem>> = super::read(state, move |store| {
         to_resolve
             .iter()
             .map(|event| resolve(store, &config, event, now))
@@ -150,20 +289,21 @@ pub(crate) async fn ingest(state: &AppState, events: Vec<Candidate>) -> Result<I
     if !rejected.is_empty() {
         return Ok(Ingested::Rejected(rejected));
     }
-    let customers: Vec<String> = resolved.into_iter().flatten().collect();
-    let requests: Vec<RecordRequest> = events
-        .into_iter()
-        .zip(&customers)
-        .map(|(event, customer)| RecordRequest {
+    let resolved: Vec<Resolved> = resolved.into_iter().flatten().collect();
+    let mut customers = Vec::with_capacity(resolved.len());
+    let mut requests = Vec::with_capacity(resolved.len());
+    for (event, Resolved { customer, meter }) in events.into_iter().zip(resolved) {
+        requests.push(RecordRequest {
             customer_id: customer.clone(),
             quantity: event.quantity,
             user_id: None,
             idempotency_key: Some(event.key),
             occurred_at: event.at,
-            meter: None,
-            properties: Default::default(),
-        })
-        .collect();
+            meter,
+            properties: event.properties,
+        });
+        customers.push(customer);
+    }
     let outcomes = state.writer.commit(requests).await?;
     Ok(Ingested::Decided(
         customers
@@ -197,15 +337,24 @@ fn decided(outcome: crate::Result<RecordOutcome>) -> Result<RecordOutcome, Probl
     }
 }
 
-/// The meterline customer id of `event`, or why the event cannot be recorded for them: the
-/// store's own checks, made before the commit so that an invalid event in a batch refuses
-/// the whole batch with nothing written. Outer `Err`: the database failed.
+/// Whom and what an event counts for.
+struct Resolved {
+    /// The meterline customer id.
+    customer: String,
+    /// The meter's id; `None` without `[[meters]]` (the implicit `usage` meter).
+    meter: Option<String>,
+}
+
+/// The meterline customer and meter of `event`, or why the event cannot be recorded for
+/// them: the store's own checks (the meter, its properties), made before the commit so that
+/// an invalid event in a batch refuses the whole batch with nothing written. Outer `Err`:
+/// the database failed.
 fn resolve(
     store: &crate::Store,
     config: &crate::Config,
     event: &Candidate,
     now: DateTime<Utc>,
-) -> crate::Result<Result<String, Problem>> {
+) -> crate::Result<Result<Resolved, Problem>> {
     let latest = now + chrono::Duration::seconds(crate::billing::STRIPE_MAX_FUTURE_SECS);
     if event.at > latest {
         return Ok(Err(Problem::invalid(
@@ -256,7 +405,12 @@ fn resolve(
             plan: customer.plan_id,
         }))));
     };
-    if plan.meter_event != event.meter {
+    let meter = if has_meters(config) {
+        match meter_of(config, event) {
+            Ok(id) => Some(id),
+            Err(problem) => return Ok(Err(problem)),
+        }
+    } else if plan.meter_event != event.meter {
         return Ok(Err(Problem::UnknownMeter(format!(
             "no meter \"{}\" for customer \"{}\": their plan \"{}\" meters \"{}\"",
             crate::sanitize::sanitize(&event.meter),
@@ -264,7 +418,9 @@ fn resolve(
             plan.id,
             plan.meter_event
         ))));
-    }
+    } else {
+        None
+    };
     let starts = Utc.from_utc_datetime(&customer.billing_anchor.and_time(chrono::NaiveTime::MIN));
     if event.at < starts {
         return Ok(Err(Problem::invalid(
@@ -277,7 +433,37 @@ fn resolve(
             ),
         )));
     }
-    Ok(Ok(customer.id))
+    Ok(Ok(Resolved {
+        customer: customer.id,
+        meter,
+    }))
+}
+
+/// The meter `event` names and the checks the store makes of its properties, each refusal
+/// naming the protocol's field.
+fn meter_of(config: &crate::Config, event: &Candidate) -> Result<String, Problem> {
+    let naming = Naming::of(event);
+    let id = naming.meter(config, &event.meter)?;
+    let Some(meter) = config.meter(&id) else {
+        return Err(Problem::UnknownMeter(format!("no meter \"{id}\"")));
+    };
+    crate::metering::check_properties(&event.properties)
+        .map_err(|m| Problem::invalid(naming.payload(), format!("{}: {m}", naming.payload())))?;
+    crate::metering::meter_value(meter, event.quantity, &event.properties).map_err(|m| {
+        let property = meter.property.as_deref().unwrap_or(crate::config::QUANTITY);
+        let param = naming.member(property);
+        let message = if event.properties.contains_key(property) {
+            format!("{param}: {m}")
+        } else {
+            format!(
+                "{param} is required: meter \"{}\" ({}) aggregates it",
+                meter.id,
+                meter.aggregation.as_str()
+            )
+        };
+        Problem::invalid(&param, message)
+    })?;
+    Ok(id)
 }
 
 /// The idempotency key for a protocol's event identity. Each part is length-prefixed so that
@@ -314,8 +500,10 @@ pub(crate) fn quantity(
     payload: Option<&serde_json::Value>,
     field_path: &str,
 ) -> Result<i64, Problem> {
-    let Some(field) = config.value_property(meter) else {
-        return Ok(1);
+    // With [[meters]] each meter reads its own property from the event's properties.
+    let field = match config.value_property(meter) {
+        Some(field) if !has_meters(config) => field,
+        _ => return Ok(1),
     };
     let param = format!("{field_path}.{field}");
     let value = payload

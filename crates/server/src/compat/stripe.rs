@@ -266,6 +266,38 @@ fn parse(fields: Vec<(String, String)>) -> Result<MeterEventIn, StripeError> {
     })
 }
 
+/// With `[[meters]]`, the payload's members other than `stripe_customer_id` and `value` (the
+/// quantity) are the event's properties. Stripe's form encoding nests with brackets
+/// (`payload[a][b]`): a nested member is refused, naming it. Without `[[meters]]` the payload
+/// is only echoed, as before meters existed.
+fn properties(
+    config: &crate::Config,
+    payload: &BTreeMap<String, String>,
+) -> Result<crate::Properties, StripeError> {
+    if !super::has_meters(config) {
+        return Ok(crate::Properties::default());
+    }
+    let mut properties = crate::Properties::default();
+    for (name, value) in payload {
+        if name == "stripe_customer_id" || name == "value" {
+            continue;
+        }
+        if name.contains(['[', ']']) {
+            let param = format!("payload[{}]", crate::sanitize::sanitize(name));
+            return Err(StripeError::invalid(
+                "parameter_invalid",
+                &param,
+                format!(
+                    "Invalid {param}: a payload member is a string (nested objects are not \
+                     event properties)."
+                ),
+            ));
+        }
+        properties.insert(name.clone(), value.clone());
+    }
+    Ok(properties)
+}
+
 /// Stripe's window: at most 35 days in the past and 5 minutes in the future.
 fn event_time(
     timestamp: Option<DateTime<Utc>>,
@@ -333,6 +365,7 @@ async fn create_inner(
         who: Who::StripeCustomer(event.stripe_customer_id.clone()),
         meter: event.event_name.clone(),
         quantity: event.value,
+        properties: properties(&state.config, &event.payload)?,
         key: key(KeySource::Stripe, &[&identifier]),
         at,
     };

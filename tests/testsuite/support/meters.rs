@@ -1,0 +1,107 @@
+//! A multi-meter plans.toml for the HTTP and drop-in route tests, and reads of the meter
+//! tables.
+
+use super::cli::{Dump, Scratch};
+
+/// An AI API: requests counted and capped (Stripe event `api_requests`), tokens summed by
+/// model with overage (`ai_tokens`), credits summed from the quantity (`credits_used`),
+/// active users counted once each and capped. free: 3 requests, 2 users; pro: 1,000 requests.
+pub const PLANS: &str = r#"
+[[meters]]
+id = "requests"
+name = "API requests"
+aggregation = "count"
+stripe_event = "api_requests"
+
+[[meters]]
+id = "tokens"
+aggregation = "sum"
+property = "tokens"
+group_by = ["model"]
+stripe_event = "ai_tokens"
+
+[[meters]]
+id = "credits"
+aggregation = "sum"
+stripe_event = "credits_used"
+
+[[meters]]
+id = "users"
+aggregation = "unique_count"
+property = "user"
+
+[[plans]]
+id = "free"
+[plans.meters.requests]
+included = 3
+[plans.meters.tokens]
+included = 1000
+at_limit = "overage"
+overage_rate = "0.002"
+[plans.meters.users]
+included = 2
+
+[[plans]]
+id = "pro"
+[plans.meters.requests]
+included = 1000
+[plans.meters.tokens]
+included = 100000
+at_limit = "overage"
+overage_rate = "0.001"
+"#;
+
+/// A scratch database on [`PLANS`] with acme (pro) and capped (free).
+pub fn scratch() -> Scratch {
+    let s = Scratch::new();
+    std::fs::write(&s.plans, PLANS).unwrap();
+    s.add_customer("acme", "pro", "2026-11-01");
+    s.add_customer("capped", "free", "2026-11-01");
+    s
+}
+
+/// `used` of one meter in the customer's current period, as `check --meter` reads it.
+pub fn meter_used(s: &Scratch, customer: &str, meter: &str) -> i64 {
+    s.json(&["check", customer, "--meter", meter, "--json"])["used"]
+        .as_i64()
+        .unwrap()
+}
+
+/// Every row of the meterline tables and of the meter tables: equal before and after means
+/// nothing was written.
+pub fn dump_all(s: &Scratch) -> (Dump, Vec<String>) {
+    let conn = s.conn();
+    let mut rows = Vec::new();
+    for (table, order) in [
+        ("meter_counters", "1, 2, 3, 4"),
+        ("meter_values", "1, 2, 3, 4"),
+    ] {
+        let mut stmt = conn
+            .prepare(&format!("SELECT * FROM {table} ORDER BY {order}"))
+            .unwrap();
+        let columns = stmt.column_count();
+        let found = stmt
+            .query_map([], |r| {
+                (0..columns)
+                    .map(|i| r.get_ref(i).map(|v| format!("{v:?}")))
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .map(|cells| format!("{table}: {}", cells.join("|")))
+            })
+            .unwrap()
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .unwrap();
+        rows.extend(found);
+    }
+    (s.dump(), rows)
+}
+
+/// (meter_id, properties) of the event stored under `key`.
+pub fn stored_event(s: &Scratch, key: &str) -> (String, Option<String>) {
+    s.conn()
+        .query_row(
+            "SELECT meter_id, properties FROM usage_events WHERE idempotency_key = ?1",
+            [key],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap_or_else(|e| panic!("no event with key {key}: {e}"))
+}
