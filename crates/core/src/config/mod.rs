@@ -46,6 +46,9 @@ pub struct Config {
     pub plans: Vec<Plan>,
     /// `[[meters]]` in order (the first is the default), or the implicit `usage` meter.
     pub meters: Vec<Meter>,
+    /// True when plans.toml has `[[meters]]` (false: the implicit `usage` meter only).
+    #[serde(skip)]
+    pub explicit_meters: bool,
     pub thresholds: Thresholds,
     pub billing: BillingSettings,
     pub stripe: StripeSettings,

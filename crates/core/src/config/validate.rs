@@ -143,6 +143,7 @@ fn validate(raw: RawConfig, text: &str) -> Result<Config, String> {
     Ok(Config {
         plans,
         meters,
+        explicit_meters,
         thresholds,
         billing: BillingSettings { period, currency },
         stripe,

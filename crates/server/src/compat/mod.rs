@@ -85,17 +85,7 @@ pub(crate) struct Candidate {
 /// is not kept. (The validated config has no flag for it: the implicit meter is the only
 /// one, `usage`, summing quantity, named "Usage", reporting to `[stripe] meter_event`.)
 pub(crate) fn has_meters(config: &crate::Config) -> bool {
-    match config.meters.as_slice() {
-        [only] => {
-            !(only.id == crate::config::IMPLICIT_METER
-                && only.name == "Usage"
-                && only.aggregation == crate::config::Aggregation::Sum
-                && only.property.as_deref() == Some(crate::config::QUANTITY)
-                && only.group_by.is_empty()
-                && only.stripe_event == config.stripe.meter_event)
-        }
-        _ => true,
-    }
+    config.explicit_meters
 }
 
 /// How a protocol names meters and writes a payload member in its errors.
