@@ -573,7 +573,7 @@ mod tests {
 id = "tokens"
 aggregation = "sum"
 property = "tokens"
-group_by = ["value"]
+group_by = ["model"]
 [[meters]]
 id = "users"
 aggregation = "unique_count"
@@ -604,10 +604,7 @@ id = "free"
         assert_eq!(
             problems,
             [
-                (
-                    "meter \"tokens\"",
-                    Some(SetupProblem::ReservedDimension("value".into()))
-                ),
+                ("meter \"tokens\"", None),
                 ("meter \"users\"", Some(SetupProblem::Formula("sum".into()))),
                 ("meter \"seats\"", Some(SetupProblem::Missing)),
                 ("meter \"requests\"", None),
