@@ -44,6 +44,8 @@ fn row(name: &str, plan: &str, used: i64, limit: Option<i64>) -> DashboardRow {
             expired: 0,
         },
         archived: false,
+        meters: Vec::new(),
+        shown: 0,
     }
 }
 
