@@ -19,6 +19,8 @@ use crate::theme::{Theme, level_word};
 /// A meter's box: at least its gauge and one more line, at most what its groups need.
 const MIN_BOX: u16 = 4;
 const MAX_BOX: u16 = 12;
+/// The widest a day's bar gets.
+const MAX_BAR: u16 = 4;
 
 pub(super) fn draw(frame: &mut Frame, app: &App, d: &CustomerDetail, area: Rect) {
     let [header, boxes] =
@@ -170,7 +172,8 @@ fn draw_daily(frame: &mut Frame, theme: Theme, m: &MeterDetail, area: Rect) {
         caption,
     );
     let days = u16::try_from(shown.len()).unwrap_or(u16::MAX).max(1);
-    let bar_width = (chart.width / days).saturating_sub(1).max(1);
+    // At most 4 cells a day: the first days of a period are not one wide block.
+    let bar_width = (chart.width / days).saturating_sub(1).clamp(1, MAX_BAR);
     let gap = u16::from(chart.width / days > 1);
     let bars: Vec<Bar> = shown
         .iter()
