@@ -10,7 +10,12 @@
 //! The fixture is built with bulk SQL in one transaction (recording 10M events one by one
 //! would take hours) and cached under target/ between runs.
 //!
-//! Run: `cargo bench --bench dashboard`
+//! With `METERLINE_BENCH_METERS=3` the same runs on 100,000 customers × 3 meters (an AI API:
+//! requests counted, tokens summed by model, active users counted once each; the events spread
+//! over the three, their counters in meter_counters and meter_values as `record` leaves them),
+//! from its own cached fixture; the refresh then records tokens.
+//!
+//! Run: `cargo bench --bench dashboard` (or `METERLINE_BENCH_METERS=3 cargo bench --bench dashboard`)
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -33,12 +38,102 @@ const PERIODS: i64 = 7;
 /// Bump when the fixture's shape changes, so a cached file is rebuilt.
 const FIXTURE_VERSION: u32 = 3;
 const CHILD_ENV: &str = "METERLINE_BENCH_RSS_CHILD";
+/// `3`: the three-meter variant.
+const METERS_ENV: &str = "METERLINE_BENCH_METERS";
+/// Bump when the three-meter fixture's shape changes.
+const METERS_FIXTURE_VERSION: u32 = 1;
+
+/// The three-meter plans: each plan limits requests, tokens (overage on pro and team) and
+/// users (unbilled on team and business), on the shipped plans' ids.
+const METER_PLANS: &str = r#"
+[thresholds]
+warning = 0.80
+critical = 0.95
+
+[billing]
+period = "anniversary"
+
+[[meters]]
+id = "requests"
+name = "API requests"
+aggregation = "count"
+
+[[meters]]
+id = "tokens"
+name = "Tokens"
+aggregation = "sum"
+property = "tokens"
+group_by = ["model"]
+
+[[meters]]
+id = "users"
+name = "Active users"
+aggregation = "unique_count"
+property = "user"
+
+[[plans]]
+id = "free"
+price = "0"
+[plans.meters.requests]
+included = 10
+[plans.meters.tokens]
+included = 1000
+[plans.meters.users]
+included = 2
+
+[[plans]]
+id = "starter"
+price = "19.00"
+[plans.meters.requests]
+included = 50
+[plans.meters.tokens]
+included = 10000
+[plans.meters.users]
+included = 5
+
+[[plans]]
+id = "pro"
+price = "49.00"
+[plans.meters.requests]
+included = 1000
+at_limit = "overage"
+overage_rate = "0.001"
+[plans.meters.tokens]
+included = 100000
+at_limit = "overage"
+overage_rate = "0.0005"
+[plans.meters.users]
+included = 10
+at_limit = "overage"
+overage_rate = "1.00"
+
+[[plans]]
+id = "team"
+price = "199.00"
+[plans.meters.requests]
+included = 500
+[plans.meters.tokens]
+included = 500000
+at_limit = "overage"
+overage_rate = "0.0004"
+
+[[plans]]
+id = "business"
+price = "999.00"
+"#;
+
+fn three_meters() -> bool {
+    std::env::var(METERS_ENV).is_ok_and(|v| v == "3")
+}
 
 fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 20, 12, 0, 0).unwrap()
 }
 
 fn config() -> Config {
+    if three_meters() {
+        return Config::parse(METER_PLANS, "bench plans").unwrap();
+    }
     Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("plans.toml")).unwrap()
 }
 
@@ -49,7 +144,8 @@ fn main() {
     let db = working_copy(&fixture());
     let config = config();
     println!(
-        "## Dashboard bench: {CUSTOMERS} customers, {} events",
+        "## Dashboard bench: {CUSTOMERS} customers × {} meter(s), {} events",
+        config.meters.len(),
         events_in(&db)
     );
 
@@ -107,9 +203,14 @@ fn main() {
                 "cust-{:06}",
                 ((round * 7919 + i * 997) % (CUSTOMERS / 5)) * 5 + 2
             );
-            writer
-                .record(&config, &RecordRequest::new(&id, 3, now()), now())
-                .unwrap();
+            let mut request = RecordRequest::new(&id, 3, now());
+            if three_meters() {
+                request.meter = Some("tokens".into());
+                request.properties = [("tokens", "3"), ("model", "small")]
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .into();
+            }
+            assert!(writer.record(&config, &request, now()).unwrap().recorded);
         }
         let start = Instant::now();
         let refresh = reader.dashboard_refresh(&config, marks, now()).unwrap();
@@ -346,7 +447,13 @@ fn fixture() -> PathBuf {
         .join("target")
         .join("bench-fixtures");
     std::fs::create_dir_all(&dir).unwrap();
-    let db = dir.join(format!("dashboard-100k-v{FIXTURE_VERSION}.db"));
+    let db = if three_meters() {
+        dir.join(format!(
+            "dashboard-100k-3meters-v{METERS_FIXTURE_VERSION}.db"
+        ))
+    } else {
+        dir.join(format!("dashboard-100k-v{FIXTURE_VERSION}.db"))
+    };
     if db.exists() {
         return db;
     }
@@ -454,11 +561,55 @@ fn build(path: &Path) {
         now = format_ts(now()),
     ))
     .unwrap();
+    if three_meters() {
+        spread_over_meters(&tx);
+    }
     tx.commit().unwrap();
     conn.execute_batch("ANALYZE; PRAGMA journal_mode = WAL;")
         .unwrap();
     // The counters must equal the events, as `record` would have left them.
     let store = Store::open(path).unwrap();
+    if three_meters() {
+        let checks = store.meter_checks(&config, "cust-000002", now()).unwrap();
+        assert!(checks.iter().all(|c| c.check.used > 0), "{checks:?}");
+        assert_eq!(checks[1].groups.len(), 3, "tokens by model");
+        return;
+    }
     let status = store.check(&config, "cust-000002", now()).unwrap();
     assert!(status.used > 0, "the fixture's counters are filled");
+}
+
+/// Turn the single-meter fixture's events into the three-meter one, in the same transaction:
+/// in turn a request, tokens (the event's size × 3, over three models) and an active user (one
+/// of five); then meter_counters and meter_values as `record` leaves them (the `usage` period
+/// counters stay, at 0: no event is on the `usage` meter).
+fn spread_over_meters(tx: &rusqlite::Transaction) {
+    tx.execute_batch(
+        "UPDATE usage_events SET
+             meter_id = CASE id % 3 WHEN 0 THEN 'requests' WHEN 1 THEN 'tokens' ELSE 'users' END,
+             properties = CASE id % 3
+                 WHEN 0 THEN NULL
+                 WHEN 1 THEN json_object('model', CASE (id / 3) % 3 WHEN 0 THEN 'small'
+                                                      WHEN 1 THEN 'medium' ELSE 'large' END,
+                                         'tokens', CAST(quantity * 3 AS TEXT))
+                 ELSE json_object('user', 'u' || ((id / 3) % 5)) END,
+             amount = CASE id % 3 WHEN 1 THEN quantity * 3 ELSE 1 END,
+             quantity = 1;
+         UPDATE usage_records SET used = 0;
+         INSERT INTO meter_counters (customer_id, period_start, meter_id, group_key, used)
+         SELECT customer_id, period_start, meter_id, '', SUM(amount) FROM usage_events
+         WHERE meter_id IN ('requests', 'tokens') GROUP BY customer_id, period_start, meter_id;
+         INSERT INTO meter_counters (customer_id, period_start, meter_id, group_key, used)
+         SELECT customer_id, period_start, 'tokens',
+                json_object('model', json_extract(properties, '$.model')), SUM(amount)
+         FROM usage_events WHERE meter_id = 'tokens' GROUP BY 1, 2, 4;
+         INSERT INTO meter_values (customer_id, period_start, meter_id, group_key, value)
+         SELECT DISTINCT customer_id, period_start, 'users', '',
+                json_extract(properties, '$.user')
+         FROM usage_events WHERE meter_id = 'users';
+         INSERT INTO meter_counters (customer_id, period_start, meter_id, group_key, used)
+         SELECT customer_id, period_start, 'users', '', COUNT(*) FROM meter_values
+         GROUP BY 1, 2;",
+    )
+    .unwrap();
 }

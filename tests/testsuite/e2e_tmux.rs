@@ -654,3 +654,134 @@ fn archived_customers_are_hidden_until_a_shows_them() {
     tmux.wait_text("Customers 23/24");
     tmux.keys(&["q"]);
 }
+
+/// Three meters: an AI API (requests capped, tokens by model, active users).
+const METER_PLANS: &str = r#"
+[[meters]]
+id = "requests"
+name = "API requests"
+aggregation = "count"
+
+[[meters]]
+id = "tokens"
+name = "Tokens"
+aggregation = "sum"
+property = "tokens"
+group_by = ["model"]
+
+[[meters]]
+id = "users"
+name = "Active users"
+aggregation = "unique_count"
+property = "user"
+
+[[plans]]
+id = "free"
+name = "Free"
+price = "0"
+[plans.meters.requests]
+included = 10
+[plans.meters.tokens]
+included = 10000
+[plans.meters.users]
+included = 4
+"#;
+
+#[test]
+fn several_meters_show_the_nearest_and_m_picks_one_for_every_gauge() {
+    require_tmux();
+    let dir = TempDir::new().unwrap();
+    let db = dir.path().join("meters.db");
+    let plans = dir.path().join("plans.toml");
+    std::fs::write(&plans, METER_PLANS).unwrap();
+    let meterline = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .arg("--db")
+            .arg(&db)
+            .arg("--plans")
+            .arg(&plans)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+    };
+    for (id, name) in [("acme", "Acme Meters"), ("globex", "Globex Meters")] {
+        meterline(&["customer", "add", id, "--plan", "free", "--name", name]);
+    }
+    // Acme: 9 of 10 requests (nearest); Globex: 9,500 of 10,000 tokens over two models.
+    for _ in 0..9 {
+        meterline(&["record", "acme", "--meter", "requests"]);
+    }
+    meterline(&[
+        "record",
+        "acme",
+        "--meter",
+        "users",
+        "--property",
+        "user=ann",
+    ]);
+    for (tokens, model) in [("7000", "large"), ("2500", "small")] {
+        let tokens = format!("tokens={tokens}");
+        let model = format!("model={model}");
+        meterline(&[
+            "record",
+            "globex",
+            "--meter",
+            "tokens",
+            "--property",
+            &tokens,
+            "--property",
+            &model,
+        ]);
+    }
+
+    let tmux = Tmux::start("meters", 120, 40, dir.path(), &[]);
+    tmux.type_line(&dashboard_command_with(&db, &plans));
+    let screen = tmux.wait_for("the overview with its meters", |s| {
+        s.contains("· meter nearest its limit")
+            && s.contains("API requests · 3 meters")
+            && s.contains("Tokens · 3 meters")
+    });
+    assert!(screen.contains("9 / 10"), "{screen}");
+    assert!(screen.contains("9,500 / 10,000"), "{screen}");
+    assert!(
+        screen.contains(" m meter "),
+        "the footer names the picker: {screen}"
+    );
+
+    tmux.keys(&["m"]);
+    tmux.wait_for("the picker", |s| {
+        s.contains("Gauges show") && s.contains("unique_count · users")
+    });
+    // The last entry: active users, on every gauge.
+    tmux.keys(&["G"]);
+    tmux.keys(&["Enter"]);
+    let users = tmux.wait_for("every gauge on active users", |s| {
+        s.contains("· meter Active users") && !s.contains("Gauges show")
+    });
+    assert!(users.contains("1 / 4"), "{users}");
+    assert!(users.contains("0 / 4"), "{users}");
+    assert!(!users.contains("Tokens · 3 meters"), "{users}");
+
+    // The detail shows every meter, the groups of tokens.
+    tmux.keys(&["/"]);
+    tmux.run(&["send-keys", "-l", "globex"]);
+    tmux.keys(&["Enter"]);
+    tmux.wait_text("Customers 1/2");
+    tmux.keys(&["Enter"]);
+    let detail = tmux.wait_for("the detail's meters", |s| {
+        s.contains("Tokens · sum · by model") && s.contains("Active users · unique_count")
+    });
+    assert!(detail.contains("large"), "{detail}");
+    assert!(
+        detail.contains("9,500 / 10,000 · 95 % · ◆ critical"),
+        "{detail}"
+    );
+    // Esc: the detail, then the filter, then back to each customer's nearest meter.
+    for wait in ["Customers 1/2", "Customers 2/2", "meter nearest its limit"] {
+        tmux.keys(&["Escape"]);
+        tmux.wait_text(wait);
+    }
+    tmux.keys(&["q"]);
+    assert_terminal_restored(&tmux);
+}

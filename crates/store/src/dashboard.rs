@@ -1,6 +1,10 @@
 //! Read paths for the live dashboard, built to stay fast at 100,000 customers and 10 million
 //! events: one full load when it opens, then small refreshes driven by change marks
 //! (the newest event id and the `change_counters` rows kept by triggers, see schema.rs).
+//! Meters (`meters.rs`) ride on the same marks: every event that moves a meter's counter is
+//! a new `usage_events` row in the same transaction, so the newest event id announces it.
+
+mod meters;
 
 use std::collections::HashMap;
 
@@ -14,6 +18,8 @@ use crate::billing::{
     Period, Projection, UsageCheck, WarningLevel, format_ts, parse_ts, period_containing, project,
 };
 use crate::config::Config;
+use meters::nearest_limit;
+pub use meters::{GroupRow, MeterDetail, MeterFigure, has_meters};
 
 /// One customer's line on the overview: its current period and Stripe backlog.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,15 +27,23 @@ pub struct DashboardRow {
     pub customer_id: String,
     pub name: String,
     pub plan_id: String,
-    /// Units included per period; `None` is unlimited (or a plan no longer in plans.toml).
+    /// Units included per period of the meter shown (`shown`); `None` is unlimited (or a plan
+    /// no longer in plans.toml, or a meter the plan does not bill).
     pub limit: Option<i64>,
     /// Has a Stripe customer id, so its usage can be reported.
     pub mapped: bool,
     pub period: Period,
+    /// The shown meter's total this period.
     pub used: i64,
     pub backlog: Backlog,
     /// Archived: hidden from the dashboard unless asked for, records refused.
     pub archived: bool,
+    /// Every meter of plans.toml, in its order, when it has `[[meters]]`; empty with the
+    /// implicit `usage` meter alone, whose figures are `used` and `limit`.
+    pub meters: Vec<MeterFigure>,
+    /// Which of `meters` `used` and `limit` are (an index into plans.toml's meters): the one
+    /// nearest its limit as loaded, or the one `show_meter` picked.
+    pub shown: usize,
 }
 
 impl DashboardRow {
@@ -53,6 +67,21 @@ impl DashboardRow {
     /// The row's warning level under plans.toml's thresholds.
     pub fn level(&self, config: &Config) -> WarningLevel {
         WarningLevel::of(self.ratio(), &config.thresholds)
+    }
+
+    /// Show meter `pick` (an index into plans.toml's meters), or with `None` the meter
+    /// nearest its limit: `used`, `limit` and `shown` become its. Nothing changes for a row
+    /// without meters (the `usage` meter alone).
+    pub fn show_meter(&mut self, pick: Option<usize>) {
+        if self.meters.is_empty() {
+            return;
+        }
+        let i = pick
+            .filter(|i| *i < self.meters.len())
+            .unwrap_or_else(|| nearest_limit(&self.meters));
+        self.shown = i;
+        self.used = self.meters[i].used;
+        self.limit = self.meters[i].limit;
     }
 }
 
@@ -112,7 +141,10 @@ pub struct UsageChange {
     pub new_events: i64,
     /// New events dated past Stripe's window (`record --at`): expired from the start.
     pub new_expired: i64,
+    /// The total of the meter nearest its limit (the `usage` meter without `[[meters]]`).
     pub used: i64,
+    /// Every meter's figures now, as in [`DashboardRow::meters`] (empty without `[[meters]]`).
+    pub meters: Vec<MeterFigure>,
 }
 
 /// What changed since a given set of marks.
@@ -169,6 +201,9 @@ pub struct CustomerDetail {
     /// Newest first.
     pub recent: Vec<EventRow>,
     pub backlog: Backlog,
+    /// Every meter of plans.toml, in its order, when it has `[[meters]]` (empty with the
+    /// implicit `usage` meter alone, which `check` and `daily` describe).
+    pub meters: Vec<MeterDetail>,
 }
 
 impl CustomerDetail {
@@ -277,22 +312,32 @@ impl Store {
     fn dashboard_rows(&self, config: &Config, now: DateTime<Utc>) -> Result<Vec<DashboardRow>> {
         // Periods depend only on the anchor: compute each distinct one once.
         let mut periods: HashMap<String, (Period, String)> = HashMap::new();
+        // With [[meters]], each meter's total in the joined period: one primary-key lookup.
+        let (meter_sql, meter_ids, meter_columns) = meters::overview_columns(config, 8);
+        let limits = meters::Limits::new(config);
         // Every current period started within the last 31 days: one short range seek per
         // customer, in rowid order so a customer's rows come together.
-        let mut stmt = self.conn.prepare_cached(
+        let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT c.id, c.name, c.plan_id, c.stripe_customer_id IS NOT NULL, c.billing_anchor,
-                    r.period_start, r.used, c.archived_at IS NOT NULL
+                    r.period_start, r.used, c.archived_at IS NOT NULL{meter_sql}
              FROM customers c
              LEFT JOIN usage_records r ON r.customer_id = c.id AND r.period_start >= ?1
              ORDER BY c.rowid",
-        )?;
-        let mut query = stmt.query([format_ts(now - Duration::days(32))])?;
+        ))?;
+        let since = format_ts(now - Duration::days(32));
+        let mut query = stmt.query(rusqlite::params_from_iter(
+            std::iter::once(&since).chain(&meter_ids),
+        ))?;
         let mut rows: Vec<DashboardRow> = Vec::new();
         // The current customer's period start as stored text, to match counter rows.
         let mut current_start = String::new();
+        let mut used = vec![0; meter_columns.len()];
         while let Some(r) = query.next()? {
             let id: String = r.get(0)?;
             if rows.last().is_none_or(|last| last.customer_id != id) {
+                if let Some(last) = rows.last_mut() {
+                    finish_row(last, &limits, &mut used);
+                }
                 let anchor: String = r.get(4)?;
                 let (period, start) = match periods.get(&anchor) {
                     Some(p) => p,
@@ -314,13 +359,26 @@ impl Store {
                     used: 0,
                     backlog: Backlog::default(),
                     archived: r.get(7)?,
+                    meters: Vec::new(),
+                    shown: 0,
                 });
             }
             if r.get::<_, Option<String>>(5)?.as_deref() == Some(current_start.as_str())
                 && let Some(last) = rows.last_mut()
             {
                 last.used = r.get(6)?;
+                for (slot, column) in used.iter_mut().zip(&meter_columns) {
+                    *slot = match column {
+                        meters::MeterColumn::Usage => last.used,
+                        meters::MeterColumn::Counter(i) => {
+                            r.get::<_, Option<i64>>(*i)?.unwrap_or(0)
+                        }
+                    };
+                }
             }
+        }
+        if let Some(last) = rows.last_mut() {
+            finish_row(last, &limits, &mut used);
         }
         Ok(rows)
     }
@@ -345,16 +403,24 @@ impl Store {
                 Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?))
             })?
             .collect::<rusqlite::Result<Vec<(String, i64, i64)>>>()?;
+        let limits = has_meters(config).then(|| meters::Limits::new(config));
         let mut out = Vec::with_capacity(touched.len());
         for (customer_id, new_events, new_expired) in touched {
             let customer = get(&self.conn, &customer_id)?;
             let period = period_containing(customer.billing_anchor, config.billing.period, now);
-            let used = self.used_in(&customer_id, period)?;
+            let mut used = self.used_in(&customer_id, period)?;
+            let mut figures = Vec::new();
+            if let Some(limits) = &limits {
+                let totals = self.meter_totals(config, &customer_id, period, used)?;
+                figures = limits.figures(&customer.plan_id, &totals);
+                used = figures[nearest_limit(&figures)].used;
+            }
             out.push(UsageChange {
                 customer_id,
                 new_events,
                 new_expired,
                 used,
+                meters: figures,
             });
         }
         Ok(out)
@@ -425,6 +491,7 @@ impl Store {
         )?;
         expire_stale(&mut recent, &format_ts(stripe_window(now).0));
         let backlog = self.customer_backlog(customer_id, now)?;
+        let meters = self.meter_details(config, customer_id, &check, now)?;
         tx.finish()?;
         Ok(CustomerDetail {
             name: customer.name,
@@ -435,6 +502,7 @@ impl Store {
             members: members.members,
             recent,
             backlog,
+            meters,
         })
     }
 
@@ -473,6 +541,7 @@ impl Store {
         let mut stmt = self.conn.prepare_cached(
             "SELECT substr(occurred_at, 1, 10), SUM(quantity) FROM usage_events
              WHERE customer_id = ?1 AND occurred_at >= ?2 AND occurred_at < ?3
+               AND meter_id = 'usage'
              GROUP BY 1",
         )?;
         let sums: HashMap<String, i64> = stmt
@@ -485,14 +554,12 @@ impl Store {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )?
             .collect::<rusqlite::Result<_>>()?;
-        let last = now
-            .min(check.period_end - Duration::seconds(1))
-            .date_naive();
-        let days = check
-            .period_start
-            .date_naive()
-            .iter_days()
-            .take_while(|d| *d <= last)
+        let period = Period {
+            start: check.period_start,
+            end: check.period_end,
+        };
+        let days = meters::period_days(period, now)
+            .into_iter()
             .map(|d| {
                 let used = sums
                     .get(&d.format("%Y-%m-%d").to_string())
@@ -610,6 +677,16 @@ fn backlog_of(r: &rusqlite::Row) -> rusqlite::Result<Backlog> {
         failed: r.get(1)?,
         expired: r.get(2)?,
     })
+}
+
+/// A customer's row is read: with meters, its figures, and the meter nearest its limit shown.
+fn finish_row(row: &mut DashboardRow, limits: &meters::Limits, used: &mut [i64]) {
+    if used.is_empty() {
+        return;
+    }
+    row.meters = limits.figures(&row.plan_id, used);
+    row.show_meter(None);
+    used.fill(0);
 }
 
 fn parse_anchor(text: &str) -> Result<NaiveDate> {

@@ -74,7 +74,7 @@ pub use backup::{BackupReport, verify as verify_backup};
 pub use customers::{Customer, MAX_KEY_LEN, NewCustomer};
 pub use dashboard::{
     Backlog, BacklogChange, ChangeMarks, CustomerDetail, Dashboard, DashboardRow, EventRow,
-    Refresh, UsageChange,
+    GroupRow, MeterDetail, MeterFigure, Refresh, UsageChange, has_meters,
 };
 pub use export::{Cell, ExportFilter, ExportKind};
 pub use health::Health;

@@ -29,6 +29,8 @@ pub enum Action {
     ReverseSort,
     /// Show or hide archived customers.
     ToggleArchived,
+    /// Choose the meter the overview's gauges show (with several meters).
+    PickMeter,
     Refresh,
     /// Open the Stripe sync confirmation.
     Sync,
@@ -62,6 +64,7 @@ impl Action {
             Action::CycleSort => "next sort order",
             Action::ReverseSort => "reverse the sort",
             Action::ToggleArchived => "show / hide archived customers",
+            Action::PickMeter => "choose the meter the gauges show",
             Action::Refresh => "reload everything",
             Action::Sync => "sync usage to Stripe",
             Action::Confirm => "confirm",

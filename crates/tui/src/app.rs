@@ -133,6 +133,12 @@ pub struct App {
     pub filtering: bool,
     /// Archived customers are listed only when this is on (`a`).
     pub show_archived: bool,
+    /// The meter every gauge of the overview shows (its id), picked with `m`; `None`: each
+    /// row shows its meter nearest its limit.
+    pub meter: Option<String>,
+    /// The meter picker is open, on this entry: 0 is "nearest its limit", then plans.toml's
+    /// meters in order.
+    pub meter_picker: Option<usize>,
     pub list: Cursor,
     pub view: View,
     pub detail: Option<Detail>,
@@ -186,6 +192,8 @@ impl App {
             filter: String::new(),
             filtering: false,
             show_archived: false,
+            meter: None,
+            meter_picker: None,
             list: Cursor::default(),
             view: View::Overview,
             detail: None,
@@ -247,11 +255,35 @@ impl App {
         row.level(&self.config)
     }
 
-    /// True when the customer's plan bills usage past its limit instead of refusing it.
+    /// True when the customer's plan bills usage of the row's shown meter past its limit
+    /// instead of refusing it.
     pub(crate) fn overage_billed(&self, row: &DashboardRow) -> bool {
-        self.config
-            .plan(&row.plan_id)
-            .is_some_and(|p| p.at_limit == crate::config::AtLimit::Overage)
+        let Some(plan) = self.config.plan(&row.plan_id) else {
+            return false;
+        };
+        let terms = self
+            .config
+            .meters
+            .get(row.shown)
+            .and_then(|m| plan.meters.get(&m.id));
+        match terms {
+            Some(terms) => terms.at_limit == crate::config::AtLimit::Overage,
+            // The implicit meter's terms are the plan's own.
+            None if row.meters.is_empty() => plan.at_limit == crate::config::AtLimit::Overage,
+            None => false,
+        }
+    }
+
+    /// True when plans.toml has several meters: the overview says which one each gauge
+    /// shows, and `m` picks one.
+    pub fn several_meters(&self) -> bool {
+        self.config.meters.len() > 1
+    }
+
+    /// The picked meter's place in plans.toml's meters (`None`: nearest its limit).
+    pub(crate) fn meter_index(&self) -> Option<usize> {
+        let id = self.meter.as_deref()?;
+        self.config.meters.iter().position(|m| m.id == id)
     }
 
     /// The terminal now shows `page` rows per list.
@@ -297,6 +329,10 @@ impl App {
             }
             return None;
         }
+        if let Some(entry) = self.meter_picker {
+            self.update_picker(entry, action);
+            return None;
+        }
         if self.filtering {
             return self.update_filter(action);
         }
@@ -319,8 +355,19 @@ impl App {
                 None
             }
             Action::Close => {
-                if self.detail.take().is_none() && !self.filter.is_empty() {
-                    self.set_filter(String::new());
+                if self.detail.take().is_none() {
+                    if !self.filter.is_empty() {
+                        self.set_filter(String::new());
+                    } else if self.meter.is_some() && self.view == View::Overview {
+                        // Back to each row's meter nearest its limit.
+                        self.pick_meter(None);
+                    }
+                }
+                None
+            }
+            Action::PickMeter => {
+                if self.several_meters() && self.view == View::Overview && self.detail.is_none() {
+                    self.meter_picker = Some(self.meter_index().map_or(0, |i| i + 1));
                 }
                 None
             }
@@ -364,6 +411,41 @@ impl App {
             | Action::FilterDone
             | Action::Confirm => None,
         }
+    }
+
+    /// A key in the meter picker, open on `entry`.
+    fn update_picker(&mut self, entry: usize, action: Action) {
+        let last = self.config.meters.len();
+        let entry = match action {
+            Action::Up => entry.saturating_sub(1),
+            Action::Down => (entry + 1).min(last),
+            Action::PageUp | Action::Top => 0,
+            Action::PageDown | Action::Bottom => last,
+            Action::Open => {
+                self.meter_picker = None;
+                self.pick_meter(entry.checked_sub(1));
+                return;
+            }
+            Action::Close | Action::PickMeter => {
+                self.meter_picker = None;
+                return;
+            }
+            _ => entry,
+        };
+        self.meter_picker = Some(entry);
+    }
+
+    /// Show meter `index` (of plans.toml's) on every row, or each row's nearest its limit.
+    fn pick_meter(&mut self, index: Option<usize>) {
+        self.meter = index
+            .and_then(|i| self.config.meters.get(i))
+            .map(|m| m.id.clone());
+        let index = self.meter_index();
+        for row in self.table.rows_mut() {
+            row.show_meter(index);
+        }
+        self.summarize();
+        self.resort();
     }
 
     fn update_filter(&mut self, action: Action) -> Option<Effect> {
@@ -442,10 +524,15 @@ impl App {
             DataEvent::Changed { usage, backlog } => {
                 self.status = None;
                 let mut changed = Vec::new();
+                let pick = self.meter_index();
                 for change in usage {
                     if let Some(i) = self.table.index_of(&change.customer_id) {
                         let row = self.table.row_mut(i);
                         row.used = change.used;
+                        if !change.meters.is_empty() {
+                            row.meters = change.meters;
+                            row.show_meter(pick);
+                        }
                         row.backlog.unreported += change.new_events;
                         row.backlog.expired += change.new_expired;
                         changed.push(i);
@@ -497,6 +584,13 @@ impl App {
             DataEvent::Plans(config) => {
                 // The rows reloaded with these plans follow.
                 self.config = *config;
+                // A picked meter gone from plans.toml: back to the nearest its limit.
+                if self.meter_index().is_none() {
+                    self.meter = None;
+                }
+                if !self.several_meters() {
+                    self.meter_picker = None;
+                }
                 self.plans_error = None;
                 self.plans_popup = false;
                 None
@@ -585,7 +679,13 @@ impl App {
         }
     }
 
-    fn set_rows(&mut self, rows: Vec<DashboardRow>) {
+    fn set_rows(&mut self, mut rows: Vec<DashboardRow>) {
+        // Rows are loaded showing each one's meter nearest its limit.
+        if let Some(pick) = self.meter_index() {
+            for row in &mut rows {
+                row.show_meter(Some(pick));
+            }
+        }
         self.table.set_rows(rows);
         self.summarize();
         self.resort();

@@ -81,6 +81,8 @@ pub(crate) fn legend(theme: Theme) -> Vec<LegendLine> {
         Note("┃ on the right border: the part in view"),
         Text("\"2 ?\" unreported events of a customer"),
         Note("without a Stripe customer id"),
+        Text("Meter: what the gauge shows, with several meters:"),
+        Note("the one nearest its limit, or the one m picks"),
         Blank,
         Title("Events at Stripe"),
         States(&[

@@ -120,6 +120,7 @@ pub(crate) const BINDINGS: &[Binding] = &[
     bind(Normal, &[ch('o')], Action::CycleSort),
     bind(Normal, &[ch('O')], Action::ReverseSort),
     bind(Normal, &[ch('a')], Action::ToggleArchived),
+    bind(Normal, &[ch('m')], Action::PickMeter),
     bind(Normal, &[ch('r')], Action::Refresh),
     bind(Normal, &[ch('s')], Action::Sync),
     bind(Normal, &[ch('?')], Action::Help),
@@ -231,6 +232,16 @@ mod tests {
         assert_eq!(resolve(Normal, &q), Some(Action::Quit));
         assert_eq!(resolve(Filter, &q), Some(Action::FilterChar('q')));
         assert_eq!(resolve(Confirm, &q), None);
+    }
+
+    #[test]
+    fn m_picks_the_meter_outside_text_input() {
+        let m = press(KeyCode::Char('m'), KeyModifiers::NONE);
+        assert_eq!(resolve(Normal, &m), Some(Action::PickMeter));
+        assert_eq!(resolve(Filter, &m), Some(Action::FilterChar('m')));
+        assert_eq!(resolve(Confirm, &m), None);
+        assert_eq!(keys_for(Normal, Action::PickMeter), "m");
+        assert_eq!(first_key(Normal, Action::PickMeter), "m");
     }
 
     #[test]

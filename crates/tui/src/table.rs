@@ -282,6 +282,8 @@ mod tests {
             used,
             backlog: Backlog::default(),
             archived: false,
+            meters: Vec::new(),
+            shown: 0,
         }
     }
 

@@ -29,6 +29,9 @@ pub(crate) fn draw(frame: &mut Frame, app: &App, detail: &Detail, area: Rect) {
 }
 
 fn draw_detail(frame: &mut Frame, app: &App, d: &CustomerDetail, area: Rect) {
+    if !d.meters.is_empty() {
+        return super::detail_meters::draw(frame, app, d, area);
+    }
     let [gauge, facts, charts, lists] = Layout::vertical([
         Constraint::Length(3),
         Constraint::Length(3),
@@ -103,11 +106,7 @@ fn draw_facts(frame: &mut Frame, app: &App, d: &CustomerDetail, area: Rect) {
         None if c.limit.is_some() => "hard cap: usage past the limit is refused".to_string(),
         None => "no overage".to_string(),
     };
-    let stripe = match &d.stripe_customer_id {
-        Some(id) => Span::raw(format!("Stripe {}", sanitize(id))),
-        None => Span::styled("not mapped to a Stripe customer", theme.attention()),
-    };
-    let mut lines = vec![
+    let lines = vec![
         Line::from(vec![
             Span::styled("Projection  ", theme.dim()),
             Span::raw(projection),
@@ -116,25 +115,36 @@ fn draw_facts(frame: &mut Frame, app: &App, d: &CustomerDetail, area: Rect) {
             Span::styled("Overage     ", theme.dim()),
             Span::raw(overage),
         ]),
-        Line::from(vec![
-            Span::styled("Reporting   ", theme.dim()),
-            stripe,
-            Span::raw(format!(
-                " · {} unreported · {} failed · {} expired",
-                thousands(d.backlog.unreported),
-                thousands(d.backlog.failed),
-                thousands(d.backlog.expired)
-            )),
-        ]),
+        reporting_line(app, d),
     ];
-    // Stripe's figure beside ours, from the last reconcile.
-    if let Some((local, stripe, status)) = app.checks.by_customer.get(&c.customer) {
+    frame.render_widget(Paragraph::new(lines), area);
+}
+
+/// Where the customer's usage goes: its Stripe id, the backlog, and Stripe's figure beside
+/// ours from the last reconcile.
+pub(super) fn reporting_line(app: &App, d: &CustomerDetail) -> Line<'static> {
+    let theme = app.theme;
+    let stripe = match &d.stripe_customer_id {
+        Some(id) => Span::raw(format!("Stripe {}", sanitize(id))),
+        None => Span::styled("not mapped to a Stripe customer", theme.attention()),
+    };
+    let mut line = Line::from(vec![
+        Span::styled("Reporting   ", theme.dim()),
+        stripe,
+        Span::raw(format!(
+            " · {} unreported · {} failed · {} expired",
+            thousands(d.backlog.unreported),
+            thousands(d.backlog.failed),
+            thousands(d.backlog.expired)
+        )),
+    ]);
+    if let Some((local, stripe, status)) = app.checks.by_customer.get(&d.check.customer) {
         let style = if status == "drift" || status == "in_doubt" {
             theme.error()
         } else {
             theme.dim()
         };
-        lines[2].push_span(Span::styled(
+        line.push_span(Span::styled(
             format!(
                 " · Stripe {} (ours {}, {})",
                 thousands(*stripe),
@@ -144,7 +154,7 @@ fn draw_facts(frame: &mut Frame, app: &App, d: &CustomerDetail, area: Rect) {
             style,
         ));
     }
-    frame.render_widget(Paragraph::new(lines), area);
+    line
 }
 
 fn draw_daily(frame: &mut Frame, theme: Theme, d: &CustomerDetail, area: Rect) {

@@ -72,6 +72,14 @@ fn hints(app: &App) -> Vec<Hint> {
     if app.plans_popup {
         return vec![CLOSE, hint(&[Action::Refresh], "reload plans.toml"), QUIT];
     }
+    if app.meter_picker.is_some() && app.view == View::Overview {
+        return vec![
+            hint(&[Action::Up, Action::Down], "choose"),
+            hint(&[Action::Open], "show on every gauge"),
+            CLOSE,
+            QUIT,
+        ];
+    }
     if app.detail.is_some() {
         return vec![
             CLOSE,
@@ -89,6 +97,12 @@ fn hints(app: &App) -> Vec<Hint> {
         ];
     }
     let mut hints = match app.view {
+        View::Overview if app.several_meters() => vec![
+            hint(&[Action::Open], "customer detail"),
+            hint(&[Action::Filter], "filter"),
+            hint(&[Action::CycleSort], "sort"),
+            hint(&[Action::PickMeter], "meter"),
+        ],
         View::Overview => vec![
             hint(&[Action::Open], "customer detail"),
             hint(&[Action::Filter], "filter"),

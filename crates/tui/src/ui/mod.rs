@@ -2,10 +2,12 @@
 //! of customers.
 
 mod detail;
+mod detail_meters;
 mod events;
 mod footer;
 mod format;
 mod help;
+mod meter_picker;
 mod overview;
 mod plans;
 mod sync_popup;
@@ -60,6 +62,9 @@ pub fn draw(frame: &mut Frame, app: &App) {
         height: area.height - footer.height,
         ..area
     };
+    if app.view == View::Overview {
+        meter_picker::draw(frame, app, above_footer);
+    }
     if app.plans_popup {
         plans::draw_invalid(frame, app, above_footer);
     }

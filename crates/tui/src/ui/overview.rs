@@ -174,8 +174,9 @@ fn draw_table(frame: &mut Frame, app: &App, area: Rect) {
     let theme = app.theme;
     let inner_width = area.width.saturating_sub(2);
     let wide = inner_width >= 108;
-    let columns = columns(wide);
-    let widths = column_widths(&columns, inner_width);
+    let meter_width = meter_width(app, wide);
+    let columns = columns(wide, meter_width > 0);
+    let widths = column_widths(&columns, inner_width, meter_width);
     let name_width = widths[0];
     let gauge_width = widths[columns
         .iter()
@@ -189,7 +190,7 @@ fn draw_table(frame: &mut Frame, app: &App, area: Rect) {
         .max((app.list.selected + 1).saturating_sub(page))
         .min(app.list.selected);
     let rows = app.visible_rows(offset, page).enumerate().map(|(i, row)| {
-        let cells = customer_cells(app, row, wide, name_width, gauge_width);
+        let cells = customer_cells(app, row, wide, (name_width, gauge_width, meter_width));
         let r = Row::new(cells);
         if offset + i == app.list.selected {
             r.style(theme.selected())
@@ -213,6 +214,13 @@ fn draw_table(frame: &mut Frame, app: &App, area: Rect) {
         app.sort.label(),
         if app.reverse { " (reversed)" } else { "" },
     );
+    if app.several_meters() {
+        let meter = app.meter_index().and_then(|i| app.config.meters.get(i));
+        match meter {
+            Some(m) => title.push_str(&format!("· meter {} ", sanitize(&m.name))),
+            None => title.push_str("· meter nearest its limit "),
+        }
+    }
     if !app.filter.is_empty() {
         title.push_str(&format!("· filter \"{}\" ", sanitize(&app.filter)));
     }
@@ -249,9 +257,12 @@ fn draw_table(frame: &mut Frame, app: &App, area: Rect) {
     }
 }
 
-/// The columns shown: "Used / limit" only on wide terminals.
-fn columns(wide: bool) -> Vec<Column> {
+/// The columns shown: "Used / limit" only on wide terminals, "Meter" only with several meters.
+fn columns(wide: bool, meters: bool) -> Vec<Column> {
     let mut columns = vec![Column::Customer, Column::Plan];
+    if meters {
+        columns.push(Column::Meter);
+    }
     if wide {
         columns.push(Column::UsedOfLimit);
     }
@@ -268,9 +279,15 @@ fn columns(wide: bool) -> Vec<Column> {
 /// Column widths for a table `width` cells wide. Every column but the name and the gauge has
 /// the width of its widest content; of the room left the name gets two fifths (at most 28: longer
 /// names end in "…") and the gauge the rest, so on wide terminals the gauge is the widest.
-fn column_widths(columns: &[Column], width: u16) -> Vec<u16> {
+/// `meter`: the Meter column's width, from its content.
+fn column_widths(columns: &[Column], width: u16, meter: u16) -> Vec<u16> {
     let gaps = columns.len().saturating_sub(1) as u16;
-    let fixed: u16 = columns.iter().filter_map(|c| c.width()).sum();
+    let fixed: u16 = columns.iter().filter_map(|c| c.width()).sum::<u16>()
+        + if columns.contains(&Column::Meter) {
+            meter
+        } else {
+            0
+        };
     let spare = width.saturating_sub(fixed + gaps);
     let name = (spare * 2 / 5).clamp(spare.saturating_sub(10).min(16), 28);
     columns
@@ -278,6 +295,7 @@ fn column_widths(columns: &[Column], width: u16) -> Vec<u16> {
         .map(|c| match c {
             Column::Customer => name,
             Column::Usage => spare - name,
+            Column::Meter => meter,
             other => other.width().unwrap_or(0),
         })
         .collect()
@@ -288,6 +306,7 @@ fn column_widths(columns: &[Column], width: u16) -> Vec<u16> {
 enum Column {
     Customer,
     Plan,
+    Meter,
     UsedOfLimit,
     Usage,
     Percent,
@@ -301,6 +320,7 @@ impl Column {
         match self {
             Column::Customer => "Customer",
             Column::Plan => "Plan",
+            Column::Meter => "Meter",
             Column::UsedOfLimit => "Used / limit",
             Column::Usage => "Usage",
             Column::Percent => "%",
@@ -310,10 +330,11 @@ impl Column {
         }
     }
 
-    /// Fixed widths; None for the two that share the room left (name and gauge).
+    /// Fixed widths; None for the two that share the room left (name and gauge) and the
+    /// meter's, which follows the meters' names.
     fn width(self) -> Option<u16> {
         Some(match self {
-            Column::Customer | Column::Usage => return None,
+            Column::Customer | Column::Usage | Column::Meter => return None,
             Column::Plan => 9,
             // "1,486,159 / 500,000"
             Column::UsedOfLimit => 19,
@@ -326,7 +347,9 @@ impl Column {
 
     fn alignment(self) -> Alignment {
         match self {
-            Column::Customer | Column::Plan | Column::Usage | Column::Level => Alignment::Left,
+            Column::Customer | Column::Plan | Column::Meter | Column::Usage | Column::Level => {
+                Alignment::Left
+            }
             _ => Alignment::Right,
         }
     }
@@ -351,12 +374,47 @@ pub(crate) fn sort_arrow(sort: SortKey, reverse: bool) -> &'static str {
     if descending != reverse { "▼" } else { "▲" }
 }
 
+/// The widest a meter's label may be: "Tokens · 3 meters" on wide terminals, the name alone
+/// on narrow ones.
+const METER_WIDE: u16 = 24;
+const METER_NARROW: u16 = 12;
+
+/// The Meter column's width: its widest label within its cap; 0 without several meters.
+fn meter_width(app: &App, wide: bool) -> u16 {
+    if !app.several_meters() {
+        return 0;
+    }
+    let widest = (0..app.config.meters.len())
+        .map(|i| Span::raw(meter_label(app, i, wide)).width())
+        .max()
+        .unwrap_or(0)
+        .max(Column::Meter.title().len());
+    let cap = if wide { METER_WIDE } else { METER_NARROW };
+    u16::try_from(widest).unwrap_or(u16::MAX).min(cap)
+}
+
+/// What the Meter column says of meter `index`: its name (cut to fit) and, on wide
+/// terminals, how many meters there are.
+fn meter_label(app: &App, index: usize, wide: bool) -> String {
+    let name = app
+        .config
+        .meters
+        .get(index)
+        .map_or_else(String::new, |m| sanitize(&m.name).into_owned());
+    if !wide {
+        return ellipsis(&name, METER_NARROW);
+    }
+    let count = format!(" · {} meters", app.config.meters.len());
+    let count_width = u16::try_from(Span::raw(count.as_str()).width()).unwrap_or(u16::MAX);
+    let room = METER_WIDE.saturating_sub(count_width);
+    format!("{}{count}", ellipsis(&name, room))
+}
+
 fn customer_cells<'a>(
     app: &App,
     row: &'a DashboardRow,
     wide: bool,
-    name_width: u16,
-    gauge_width: u16,
+    (name_width, gauge_width, meter_width): (u16, u16, u16),
 ) -> Vec<Cell<'a>> {
     let theme = app.theme;
     let level = app.level_of(row);
@@ -382,6 +440,9 @@ fn customer_cells<'a>(
         )),
         Cell::from(ellipsis(&sanitize(&row.plan_id), 9)),
     ];
+    if meter_width > 0 {
+        cells.push(Cell::from(meter_label(app, row.shown, wide)));
+    }
     if wide {
         cells.push(right(used_of(row.used, row.limit)));
     }

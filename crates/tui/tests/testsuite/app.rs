@@ -32,6 +32,8 @@ fn row(id: &str, plan: &str, used: i64, limit: Option<i64>) -> DashboardRow {
         used,
         backlog: Backlog::default(),
         archived: false,
+        meters: Vec::new(),
+        shown: 0,
     }
 }
 
@@ -427,6 +429,7 @@ fn live_changes_update_counters_resort_and_keep_the_selection() {
             new_events: 2,
             new_expired: 0,
             used: 20_000,
+            meters: Vec::new(),
         }],
         backlog: None,
     });
@@ -522,6 +525,7 @@ fn a_refresh_moving_a_few_rows_orders_exactly_like_a_full_sort() {
                 new_events: 1,
                 new_expired: 0,
                 used,
+                meters: Vec::new(),
             });
         }
         app.apply(DataEvent::Changed {

@@ -4,11 +4,13 @@
 //! - `app`: the state machine driven by key presses, and the keymap against docs/dashboard.md;
 //! - `render`: drawing on ratatui's TestBackend, cells and styles, insta snapshots in
 //!   `snapshots/` (`testsuite__render__<name>.snap`);
-//! - `support`: the shipped plans.
+//! - `meters`: several meters: the overview's meter per row, the picker (`m`), the detail;
+//! - `support`: the shipped plans, and three-meter plans (`METER_PLANS`).
 //!
 //! Tests run in parallel threads of this one process: none changes its environment.
 
 mod app;
+mod meters;
 mod render;
 
 mod support;

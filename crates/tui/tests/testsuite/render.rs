@@ -22,7 +22,7 @@ use ratatui::style::{Color, Modifier};
 
 const HOSTILE: &str = "\x1b[2J\x1b]0;pwned\x07Evil\u{202e}Corp";
 
-fn now() -> DateTime<Utc> {
+pub(crate) fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 20, 12, 0, 0).unwrap()
 }
 
@@ -44,6 +44,8 @@ fn row(name: &str, plan: &str, used: i64, limit: Option<i64>) -> DashboardRow {
             expired: 0,
         },
         archived: false,
+        meters: Vec::new(),
+        shown: 0,
     }
 }
 
@@ -70,14 +72,14 @@ fn app(theme: Theme) -> App {
     )
 }
 
-fn render(app: &mut App, width: u16, height: u16) -> Buffer {
+pub(crate) fn render(app: &mut App, width: u16, height: u16) -> Buffer {
     app.set_page(ui::list_rows(width, height));
     let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
     terminal.draw(|frame| ui::draw(frame, app)).unwrap();
     terminal.backend().buffer().clone()
 }
 
-fn text(buffer: &Buffer) -> String {
+pub(crate) fn text(buffer: &Buffer) -> String {
     let area = buffer.area;
     (0..area.height)
         .map(|y| {
@@ -89,7 +91,7 @@ fn text(buffer: &Buffer) -> String {
 }
 
 /// The row on screen whose text contains `needle`.
-fn row_of(buffer: &Buffer, needle: &str) -> u16 {
+pub(crate) fn row_of(buffer: &Buffer, needle: &str) -> u16 {
     let lines: Vec<String> = text(buffer).lines().map(str::to_string).collect();
     lines
         .iter()
@@ -98,7 +100,7 @@ fn row_of(buffer: &Buffer, needle: &str) -> u16 {
 }
 
 /// The cells of row `y` whose symbol is `symbol`.
-fn cells_with(buffer: &Buffer, y: u16, symbol: &str) -> Vec<ratatui::buffer::Cell> {
+pub(crate) fn cells_with(buffer: &Buffer, y: u16, symbol: &str) -> Vec<ratatui::buffer::Cell> {
     (0..buffer.area.width)
         .map(|x| buffer[(x, y)].clone())
         .filter(|c| c.symbol() == symbol)
@@ -106,7 +108,7 @@ fn cells_with(buffer: &Buffer, y: u16, symbol: &str) -> Vec<ratatui::buffer::Cel
 }
 
 /// The style of the first cell of `word` on row `y`.
-fn style_of_word(buffer: &Buffer, y: u16, word: &str) -> ratatui::buffer::Cell {
+pub(crate) fn style_of_word(buffer: &Buffer, y: u16, word: &str) -> ratatui::buffer::Cell {
     let line: Vec<&str> = (0..buffer.area.width)
         .map(|x| buffer[(x, y)].symbol())
         .collect();
@@ -281,7 +283,7 @@ fn the_selected_row_is_reversed() {
     assert!(!buffer[(3, second)].modifier.contains(Modifier::REVERSED));
 }
 
-fn assert_no_escape(buffer: &Buffer) {
+pub(crate) fn assert_no_escape(buffer: &Buffer) {
     for cell in buffer.content() {
         assert!(
             !cell
@@ -375,7 +377,7 @@ fn detail_app(theme: Theme) -> (tempfile::TempDir, App) {
 }
 
 /// Select `id`, press Enter, and hand the app what the watcher would load.
-fn app_with_detail(app: &mut App, store: &Store, id: &str) -> Option<()> {
+pub(crate) fn app_with_detail(app: &mut App, store: &Store, id: &str) -> Option<()> {
     app.update(Action::Top);
     for _ in 0..app.visible_len() {
         if app.selected_row()?.customer_id == id {

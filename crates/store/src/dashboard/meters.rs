@@ -1,0 +1,402 @@
+//! The dashboard's reads of meters (migration 10), still counter-based: every meter's total
+//! for the overview rows (one primary-key lookup per customer × meter in meter_counters; the
+//! `usage` meter is usage_records.used), and for one customer's detail each meter's standing,
+//! its largest groups (meter_counters' group rows) and its usage per day (that customer's
+//! events of the period, on the watcher thread, like the detail's other reads).
+//!
+//! A plans.toml without `[[meters]]` has only the implicit `usage` meter: then none of this is
+//! read and the dashboard is what it was before meters.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use rusqlite::params;
+
+use crate::Result;
+use crate::billing::{Period, UsageCheck, format_ts};
+use crate::config::{Aggregation, Config, IMPLICIT_METER, Meter};
+use crate::meter_reads::allowance;
+use crate::{Store, customers::get};
+
+/// How many of a meter's groups the detail lists (the rest are counted).
+pub(crate) const DETAIL_GROUPS: usize = 5;
+
+/// One meter's figures in a customer's current period, for the overview.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MeterFigure {
+    pub used: i64,
+    /// The plan's included units of this meter; `None`: unlimited, a meter the plan does not
+    /// bill, or a plan no longer in plans.toml.
+    pub limit: Option<i64>,
+}
+
+impl MeterFigure {
+    /// used / limit; `None` without a limit.
+    pub fn ratio(&self) -> Option<f64> {
+        self.limit.map(|l| {
+            if l == 0 {
+                1.0
+            } else {
+                self.used as f64 / l as f64
+            }
+        })
+    }
+}
+
+/// The meter a row shows when none is picked: the one nearest its limit (the highest ratio
+/// among the meters with a limit, the first of them on a tie); the first meter when none has
+/// a limit.
+pub(crate) fn nearest_limit(meters: &[MeterFigure]) -> usize {
+    let mut best: Option<(usize, f64)> = None;
+    for (i, ratio) in meters
+        .iter()
+        .enumerate()
+        .filter_map(|(i, m)| Some((i, m.ratio()?)))
+    {
+        if best.is_none_or(|(_, b)| ratio > b) {
+            best = Some((i, ratio));
+        }
+    }
+    best.map_or(0, |(i, _)| i)
+}
+
+/// True when plans.toml names meters of its own (`[[meters]]`), false for the implicit
+/// `usage` meter alone, whose figure is the period counter the dashboard always read.
+pub fn has_meters(config: &Config) -> bool {
+    !(config.meters.len() == 1 && config.meters[0].id == IMPLICIT_METER)
+}
+
+/// Each meter's included units, per plan id, in plans.toml's meter order.
+pub(crate) struct Limits {
+    by_plan: HashMap<String, Vec<Option<i64>>>,
+    unknown: Vec<Option<i64>>,
+}
+
+impl Limits {
+    pub(crate) fn new(config: &Config) -> Limits {
+        let by_plan = config
+            .plans
+            .iter()
+            .map(|plan| {
+                let limits = config
+                    .meters
+                    .iter()
+                    .map(|m| plan.meters.get(&m.id).and_then(|t| t.included))
+                    .collect();
+                (plan.id.clone(), limits)
+            })
+            .collect();
+        Limits {
+            by_plan,
+            unknown: vec![None; config.meters.len()],
+        }
+    }
+
+    /// The figures of a customer on `plan_id` who used `used` of each meter.
+    pub(crate) fn figures(&self, plan_id: &str, used: &[i64]) -> Vec<MeterFigure> {
+        let limits = self.by_plan.get(plan_id).unwrap_or(&self.unknown);
+        used.iter()
+            .zip(limits)
+            .map(|(&used, &limit)| MeterFigure { used, limit })
+            .collect()
+    }
+}
+
+/// Where the overview query finds each meter's total: the period counter's `used` (the
+/// `usage` meter), or one more column of its own (the others, from meter_counters).
+pub(crate) enum MeterColumn {
+    Usage,
+    /// The index of its column in the overview's result row.
+    Counter(usize),
+}
+
+/// The overview's extra columns, one per meter with counters of its own: a primary-key lookup
+/// of its total in the joined period. Parameters from ?2 on are the meter ids.
+/// `first_column` is the index the first of them gets in the result row.
+pub(crate) fn overview_columns(
+    config: &Config,
+    first_column: usize,
+) -> (String, Vec<String>, Vec<MeterColumn>) {
+    let mut sql = String::new();
+    let mut ids = Vec::new();
+    let mut columns = Vec::with_capacity(config.meters.len());
+    if !has_meters(config) {
+        return (sql, ids, columns);
+    }
+    for meter in &config.meters {
+        if meter.id == IMPLICIT_METER {
+            columns.push(MeterColumn::Usage);
+            continue;
+        }
+        ids.push(meter.id.clone());
+        sql.push_str(&format!(
+            ",\n (SELECT m.used FROM meter_counters m WHERE m.customer_id = c.id
+                 AND m.period_start = r.period_start AND m.meter_id = ?{} AND m.group_key = '')",
+            ids.len() + 1
+        ));
+        columns.push(MeterColumn::Counter(first_column + ids.len() - 1));
+    }
+    (sql, ids, columns)
+}
+
+/// One group of a meter: its values in `group_by` order (`None`: the event did not carry
+/// it) and its usage this period.
+pub type GroupRow = (Vec<Option<String>>, i64);
+
+/// One meter in the customer detail.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MeterDetail {
+    /// The meter's id in plans.toml.
+    pub meter: String,
+    pub name: String,
+    pub aggregation: Aggregation,
+    /// Its `group_by` dimensions.
+    pub group_by: Vec<String>,
+    /// Its standing this period under the plan's terms for it (unlimited when the plan does
+    /// not bill it).
+    pub check: UsageCheck,
+    /// Per day of the period, from its first day to today, zeros included: the meter's own
+    /// aggregation over that day's events (sum or count of the day, its max, its latest
+    /// value, its distinct values).
+    pub daily: Vec<(NaiveDate, i64)>,
+    /// The largest groups, largest first (then by key), at most five (`DETAIL_GROUPS`).
+    pub groups: Vec<GroupRow>,
+    /// Groups beyond those listed.
+    pub more_groups: usize,
+}
+
+/// The meter reads of the dashboard (migration 10's meters); serves the tui.
+impl Store {
+    /// Each meter's total in `customer_id`'s current period (`period`), in plans.toml's
+    /// order; `usage_used` is the period counter, the `usage` meter's total.
+    pub(crate) fn meter_totals(
+        &self,
+        config: &Config,
+        customer_id: &str,
+        period: Period,
+        usage_used: i64,
+    ) -> Result<Vec<i64>> {
+        let start = format_ts(period.start);
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT used FROM meter_counters
+             WHERE customer_id = ?1 AND period_start = ?2 AND meter_id = ?3 AND group_key = ''",
+        )?;
+        let mut out = Vec::with_capacity(config.meters.len());
+        for meter in &config.meters {
+            if meter.id == IMPLICIT_METER {
+                out.push(usage_used);
+                continue;
+            }
+            let mut rows = stmt.query(params![customer_id, start, meter.id])?;
+            out.push(match rows.next()? {
+                Some(r) => r.get(0)?,
+                None => 0,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Every meter of plans.toml for the detail of `customer_id`, whose standing on the
+    /// period counter is `usage` (the `usage` meter's, and the period). Inside the detail's
+    /// read transaction.
+    pub(crate) fn meter_details(
+        &self,
+        config: &Config,
+        customer_id: &str,
+        usage: &UsageCheck,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<MeterDetail>> {
+        if !has_meters(config) {
+            return Ok(Vec::new());
+        }
+        let customer = get(&self.conn, customer_id)?;
+        let plan = config.plan(&customer.plan_id);
+        let period = Period {
+            start: usage.period_start,
+            end: usage.period_end,
+        };
+        let totals = self.meter_totals(config, customer_id, period, usage.used)?;
+        let days = period_days(period, now);
+        let mut out = Vec::with_capacity(config.meters.len());
+        for (meter, total) in config.meters.iter().zip(totals) {
+            let check = if meter.id == IMPLICIT_METER {
+                usage.clone()
+            } else {
+                let terms = plan.and_then(|p| p.meters.get(&meter.id));
+                UsageCheck::compute(
+                    &usage.customer,
+                    &usage.plan,
+                    allowance(terms),
+                    period,
+                    total,
+                    &config.thresholds,
+                )
+            };
+            let (groups, more_groups) = self.top_groups(meter, customer_id, period)?;
+            let by_day = self.meter_by_day(meter, customer_id, period)?;
+            let daily = days
+                .iter()
+                .map(|d| {
+                    let key = d.format("%Y-%m-%d").to_string();
+                    (*d, by_day.get(&key).copied().unwrap_or(0))
+                })
+                .collect();
+            out.push(MeterDetail {
+                meter: meter.id.clone(),
+                name: meter.name.clone(),
+                aggregation: meter.aggregation,
+                group_by: meter.group_by.clone(),
+                check,
+                daily,
+                groups,
+                more_groups,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The meter's largest groups this period and how many others there are.
+    fn top_groups(
+        &self,
+        meter: &Meter,
+        customer_id: &str,
+        period: Period,
+    ) -> Result<(Vec<GroupRow>, usize)> {
+        if meter.group_by.is_empty() || meter.id == IMPLICIT_METER {
+            return Ok((Vec::new(), 0));
+        }
+        let start = format_ts(period.start);
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT group_key, used FROM meter_counters
+             WHERE customer_id = ?1 AND period_start = ?2 AND meter_id = ?3 AND group_key <> ''
+             ORDER BY used DESC, group_key LIMIT ?4",
+        )?;
+        let groups = stmt
+            .query_map(
+                params![customer_id, start, meter.id, DETAIL_GROUPS as i64],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
+            )?
+            .map(|row| row.map(|(key, used)| (group_values(meter, &key), used)))
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let all: i64 = self
+            .conn
+            .prepare_cached(
+                "SELECT COUNT(*) FROM meter_counters
+                 WHERE customer_id = ?1 AND period_start = ?2 AND meter_id = ?3
+                   AND group_key <> ''",
+            )?
+            .query_row(params![customer_id, start, meter.id], |r| r.get(0))?;
+        let more = usize::try_from(all)
+            .unwrap_or(0)
+            .saturating_sub(groups.len());
+        Ok((groups, more))
+    }
+
+    /// The meter's aggregation over each day's events of the period, by day ("YYYY-MM-DD").
+    /// One range of the customer's events (the by-customer-and-time index), as the
+    /// single-meter chart reads it.
+    fn meter_by_day(
+        &self,
+        meter: &Meter,
+        customer_id: &str,
+        period: Period,
+    ) -> Result<HashMap<String, i64>> {
+        // Each event's value on its meter is `amount` (NULL: its quantity).
+        let sql = match meter.aggregation {
+            Aggregation::Sum | Aggregation::Count => {
+                "SELECT substr(occurred_at, 1, 10), SUM(COALESCE(amount, quantity))"
+            }
+            Aggregation::Max => {
+                "SELECT substr(occurred_at, 1, 10), MAX(COALESCE(amount, quantity))"
+            }
+            // SQLite takes the bare column from the row holding the max: the day's latest
+            // event by time, ties by id (stored times have one width, so text order is time).
+            Aggregation::Latest => {
+                "SELECT substr(occurred_at, 1, 10), COALESCE(amount, quantity),
+                        MAX(occurred_at || printf('%020d', id))"
+            }
+            Aggregation::UniqueCount => {
+                "SELECT substr(occurred_at, 1, 10), COUNT(DISTINCT json_extract(properties, ?5))"
+            }
+        };
+        let sql = format!(
+            "{sql} FROM usage_events
+             WHERE customer_id = ?1 AND occurred_at >= ?2 AND occurred_at < ?3 AND meter_id = ?4
+             GROUP BY 1"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let start = format_ts(period.start);
+        let end = format_ts(period.end);
+        let map = |r: &rusqlite::Row| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?));
+        let rows = if meter.aggregation == Aggregation::UniqueCount {
+            // A JSON path naming the property as one key, dots and dashes included.
+            let path = format!("$.\"{}\"", meter.property.as_deref().unwrap_or_default());
+            stmt.query_map(params![customer_id, start, end, meter.id, path], map)?
+                .collect::<rusqlite::Result<_>>()?
+        } else {
+            stmt.query_map(params![customer_id, start, end, meter.id], map)?
+                .collect::<rusqlite::Result<_>>()?
+        };
+        Ok(rows)
+    }
+}
+
+/// A group key as stored (`{"model":"small"}`) as its values in `group_by` order.
+fn group_values(meter: &Meter, key: &str) -> Vec<Option<String>> {
+    let object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(key).unwrap_or_default();
+    meter
+        .group_by
+        .iter()
+        .map(|dim| match object.get(dim) {
+            Some(serde_json::Value::String(s)) => Some(s.clone()),
+            Some(serde_json::Value::Null) | None => None,
+            Some(other) => Some(other.to_string()),
+        })
+        .collect()
+}
+
+/// The days of `period` from its first to today (or its last, for a past period).
+pub(crate) fn period_days(period: Period, now: DateTime<Utc>) -> Vec<NaiveDate> {
+    let last = now.min(period.end - Duration::seconds(1)).date_naive();
+    period
+        .start
+        .date_naive()
+        .iter_days()
+        .take_while(|d| *d <= last)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MeterFigure, nearest_limit};
+
+    fn figure(used: i64, limit: Option<i64>) -> MeterFigure {
+        MeterFigure { used, limit }
+    }
+
+    #[test]
+    fn the_meter_nearest_its_limit_is_shown_and_unlimited_ones_only_without_a_limit() {
+        let meters = [
+            figure(900, None),
+            figure(50, Some(100)),
+            figure(90, Some(100)),
+            figure(90, Some(100)),
+        ];
+        // The highest ratio; the first of equal ones.
+        assert_eq!(nearest_limit(&meters), 2);
+        // A zero limit is reached at once.
+        assert_eq!(
+            nearest_limit(&[figure(0, Some(1000)), figure(0, Some(0))]),
+            1
+        );
+        // Over the limit counts as nearest.
+        assert_eq!(
+            nearest_limit(&[figure(99, Some(100)), figure(300, Some(200))]),
+            1
+        );
+        // Nothing limited: the first meter (the default one).
+        assert_eq!(nearest_limit(&[figure(5, None), figure(900, None)]), 0);
+        assert_eq!(nearest_limit(&[]), 0);
+    }
+}
