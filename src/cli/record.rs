@@ -39,6 +39,21 @@ pub struct Args {
     pub batch: Option<std::path::PathBuf>,
 }
 
+/// The `--property` pairs as properties; a key given twice is a mistake, not "the last wins".
+fn unique_properties(pairs: Vec<(String, String)>) -> Result<meterline_core::Properties> {
+    let mut properties = meterline_core::Properties::new();
+    for (key, value) in pairs {
+        if properties.contains_key(&key) {
+            return Err(crate::Error::InvalidInput(format!(
+                "--property {} is given twice",
+                crate::sanitize::sanitize(&key)
+            )));
+        }
+        properties.insert(key, value);
+    }
+    Ok(properties)
+}
+
 /// `KEY=VALUE`, split at the first `=`.
 fn property(text: &str) -> std::result::Result<(String, String), String> {
     text.split_once('=')
@@ -59,7 +74,7 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
         idempotency_key: args.key.map(Into::into),
         occurred_at: args.at.unwrap_or(ctx.now),
         meter: args.meter,
-        properties: args.properties.into_iter().collect(),
+        properties: unique_properties(args.properties)?,
     };
     let outcome = store.record(&config, &request, ctx.now)?;
     let refused = !outcome.recorded && !outcome.duplicate;

@@ -492,3 +492,51 @@ fn batch_lines_name_their_meter_and_properties() {
     assert_eq!(meter(&s, "tokens")["used"], 250);
     assert_eq!(meter(&s, "users")["used"], 1);
 }
+
+/// Found by trying it as a user: an empty id counted as one more distinct user, a property
+/// given twice silently kept the last, and `status` showed the `usage` meter (0, unlimited)
+/// beside [[meters]] instead of a meter that is counted.
+#[test]
+fn empty_distinct_values_repeated_properties_and_status_with_meters() {
+    let s = scratch();
+    let before = s.dump();
+    let out = s
+        .cmd()
+        .args(["record", "acme", "--meter", "users", "--property", "user="])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("property user is empty"));
+    let out = s
+        .cmd()
+        .args([
+            "record",
+            "acme",
+            "--meter",
+            "tokens",
+            "--property",
+            "tokens=1",
+        ])
+        .args(["--property", "model=small", "--property", "model=large"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("given twice"));
+    assert_eq!(s.dump(), before, "nothing written");
+
+    for user in ["ann", "bob"] {
+        record(
+            &s,
+            &["--meter", "users", "--property", &format!("user={user}")],
+        );
+    }
+    record(&s, &[]);
+    let status = s.json(&["status", "--json"]);
+    let acme = &status[0];
+    assert_eq!(acme["used"], 2, "users, 2 of 2, nearest its limit: {acme}");
+    assert_eq!(acme["limit"], 2);
+    assert_eq!(acme["allowed"], false);
+    assert_eq!(acme["meters"].as_array().unwrap().len(), 5);
+    let text = String::from_utf8(s.cmd().arg("status").output().unwrap().stdout).unwrap();
+    assert!(text.contains("2 / 2"), "{text}");
+}

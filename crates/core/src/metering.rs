@@ -70,7 +70,14 @@ pub fn meter_value(
     };
     match meter.aggregation {
         Aggregation::Count => Ok(MeterValue::Number(1)),
-        Aggregation::UniqueCount => Ok(MeterValue::Distinct(text()?.clone())),
+        Aggregation::UniqueCount => match text()? {
+            // An empty id is a caller's bug, not one more distinct user.
+            empty if empty.is_empty() => Err(format!(
+                "property {property} is empty; meter \"{}\" counts its distinct values",
+                meter.id
+            )),
+            value => Ok(MeterValue::Distinct(value.clone())),
+        },
         Aggregation::Sum | Aggregation::Max | Aggregation::Latest => {
             if property == QUANTITY && !properties.contains_key(QUANTITY) {
                 return Ok(MeterValue::Number(quantity));

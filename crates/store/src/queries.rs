@@ -23,6 +23,9 @@ pub struct StatusRow {
     pub stripe_customer_id: Option<String>,
     pub days_left: i64,
     pub unreported: i64,
+    /// Every meter's check; with `[[meters]]`, `check` is the one nearest its limit.
+    #[serde(skip)]
+    pub meters: Vec<meterline_core::MeterCheck>,
 }
 
 /// One period of a customer's history, with the meter its usage went under.
@@ -74,6 +77,8 @@ impl Store {
     }
 
     /// Every customer's current standing, most at risk first.
+    /// With `[[meters]]`, each row's `check` is its meter nearest the limit (the dashboard's
+    /// rule), `allowed` false when any capped meter refuses.
     pub fn status(&self, config: &Config, now: DateTime<Utc>) -> Result<Vec<StatusRow>> {
         // Every current period started within the last 31 days.
         let since = format_ts(now.checked_sub_signed(Duration::days(32)).unwrap_or(now));
@@ -92,11 +97,18 @@ impl Store {
             let key = (customer.id.clone(), format_ts(period.start));
             let used = used.get(&key).copied().unwrap_or(0);
             // A customer on a removed plan shows as "plan missing"; the others normally.
-            let check = match plan_of(config, &customer) {
+            let usage = match plan_of(config, &customer) {
                 Ok(plan) => current_check(config, &customer, plan, period, used),
                 Err(_) => UsageCheck::plan_missing(&customer.id, &customer.plan_id, period, used),
             };
+            let meters = self.meter_checks_of(config, &usage)?;
+            let check = if config.explicit_meters {
+                nearest_its_limit(&meters).unwrap_or(usage)
+            } else {
+                usage
+            };
             out.push(StatusRow {
+                meters,
                 days_left: period.days_left(now),
                 unreported: unreported.get(&customer.id).copied().unwrap_or(0),
                 name: customer.name,
@@ -279,4 +291,18 @@ fn current_check(
         used,
         &config.thresholds,
     )
+}
+
+/// The check of the meter with the highest ratio (the first on a tie; an unlimited meter only
+/// when none has a limit), with `allowed` over every meter.
+fn nearest_its_limit(meters: &[meterline_core::MeterCheck]) -> Option<UsageCheck> {
+    let mut nearest = meters.first()?;
+    for m in meters {
+        if m.check.ratio.unwrap_or(-1.0) > nearest.check.ratio.unwrap_or(-1.0) {
+            nearest = m;
+        }
+    }
+    let mut check = nearest.check.clone();
+    check.allowed = meters.iter().all(|m| m.check.allowed);
+    Some(check)
 }

@@ -49,10 +49,6 @@ impl Store {
         let backlog = self.stripe_backlog(now)?;
         let in_doubt = self.in_doubt_by_customer()?;
         let expiring = self.expiring_by_customer(now, config.stripe.expiry_warning_days)?;
-        let meters = rows
-            .iter()
-            .map(|row| self.meter_checks_of(config, &row.check))
-            .collect::<Result<Vec<_>>>()?;
         snapshot.finish()?;
         let count = |map: &std::collections::HashMap<String, i64>, id: &str| {
             map.get(id).copied().unwrap_or(0)
@@ -60,8 +56,7 @@ impl Store {
         Ok(rows
             .into_iter()
             .zip(alerted)
-            .zip(meters)
-            .map(|((row, alerted_level), meters)| {
+            .map(|(row, alerted_level)| {
                 let id = row.check.customer.as_str();
                 let b = backlog.get(id).copied().unwrap_or_default();
                 let stripe = StripeStanding {
@@ -76,7 +71,7 @@ impl Store {
                     days_left: row.days_left,
                     stripe,
                     check: row.check,
-                    meters,
+                    meters: row.meters,
                 }
             })
             .collect())
