@@ -268,6 +268,16 @@ fn fill_pending_terms(conn: &Connection, config: &Config) -> Result<()> {
     Ok(())
 }
 
+/// Where an event on a meter other than `usage` counts, as `Batch::record` found it.
+struct Placed<'c> {
+    customer_id: String,
+    plan: &'c crate::config::Plan,
+    /// The plan the period is billed under, and the period's start as stored.
+    plan_id: String,
+    period: crate::billing::Period,
+    period_start: String,
+}
+
 /// One batch's transaction and what it has read so far.
 struct Batch<'t, 'c> {
     conn: &'t Connection,
@@ -371,7 +381,16 @@ impl<'c> Batch<'_, 'c> {
             .counters
             .get(conn, config, &customer_id, plan, period, now)?;
         if meter.id != IMPLICIT_METER {
-            return self.record_on_meter(req, meter, &value, properties, occurred_at, period);
+            // The period's row (plan, terms) exists whatever meter its events count on.
+            counter.touch();
+            let placed = Placed {
+                plan_id: counter.plan_id.clone(),
+                period_start: counter.period_start.clone(),
+                customer_id,
+                plan,
+                period,
+            };
+            return self.record_on_meter(req, meter, &value, properties, occurred_at, placed);
         }
         let MeterValue::Number(amount) = value else {
             return Err(Error::InvalidInput("the usage meter counts numbers".into()));
@@ -448,18 +467,16 @@ impl<'c> Batch<'_, 'c> {
         value: &MeterValue,
         properties: Option<String>,
         occurred_at: DateTime<Utc>,
-        period: crate::billing::Period,
+        placed: Placed<'c>,
     ) -> Result<RecordOutcome> {
         let (conn, config) = (self.conn, self.config);
-        let customer = self.customer(&req.customer_id)?;
-        let plan = super::customers::plan_of(config, customer)?;
-        let customer_id = customer.id.clone();
-        let counter = self
-            .counters
-            .get(conn, config, &customer_id, plan, period, self.now)?;
-        // The period's row (plan, terms) exists whatever meter its events count on.
-        counter.touch();
-        let (plan_id, period_start) = (counter.plan_id.clone(), counter.period_start.clone());
+        let Placed {
+            customer_id,
+            plan,
+            plan_id,
+            period,
+            period_start,
+        } = placed;
         let terms = plan.meters.get(&meter.id);
         let allowance = super::meter_reads::allowance(terms);
         let standing = |used| {
