@@ -220,15 +220,8 @@ async fn get_check(
     // axum's own answer to a bad path (e.g. invalid UTF-8) is plain text: give ours.
     let Path(id) = id.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    if let Some(meter) = &query.meter
-        && state.config.meter(meter).is_none()
-    {
-        let known: Vec<&str> = state.config.meters.iter().map(|m| m.id.as_str()).collect();
-        return Err(ApiError::bad_request(format!(
-            "meter \"{}\" is not in plans.toml; the meters are: {}",
-            crate::sanitize::sanitize(meter),
-            known.join(", ")
-        )));
+    if let Some(meter) = &query.meter {
+        state.config.known_meter(meter)?;
     }
     let config = state.config.clone();
     let now = state.clock.now();

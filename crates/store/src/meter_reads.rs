@@ -63,14 +63,7 @@ impl Store {
         count: usize,
         now: DateTime<Utc>,
     ) -> Result<Vec<crate::HistoryRow>> {
-        let Some(meter) = config.meter(meter_id) else {
-            let known: Vec<&str> = config.meters.iter().map(|m| m.id.as_str()).collect();
-            return Err(crate::Error::InvalidInput(format!(
-                "meter \"{}\" is not in plans.toml; the meters are: {}",
-                crate::sanitize::sanitize(meter_id),
-                known.join(", ")
-            )));
-        };
+        let meter = config.known_meter(meter_id)?;
         let rows = self.history(config, customer_id, count, now)?;
         if meter.id == IMPLICIT_METER {
             return Ok(rows);

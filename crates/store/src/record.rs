@@ -320,14 +320,7 @@ impl<'c> Batch<'_, 'c> {
         }
 
         let meter = match &req.meter {
-            Some(id) => config.meter(id).ok_or_else(|| {
-                let known: Vec<&str> = config.meters.iter().map(|m| m.id.as_str()).collect();
-                Error::InvalidInput(format!(
-                    "meter \"{}\" is not in plans.toml; the meters are: {}",
-                    crate::sanitize::sanitize(id),
-                    known.join(", ")
-                ))
-            })?,
+            Some(id) => config.known_meter(id)?,
             None => config.default_meter(),
         };
         check_properties(&req.properties).map_err(Error::InvalidInput)?;

@@ -234,6 +234,18 @@ impl Config {
         self.meters.iter().find(|m| m.id == id)
     }
 
+    /// The meter with this id, or the error naming the meters there are (exit 2, HTTP 400).
+    pub fn known_meter(&self, id: &str) -> crate::Result<&Meter> {
+        self.meter(id).ok_or_else(|| {
+            let known: Vec<&str> = self.meters.iter().map(|m| m.id.as_str()).collect();
+            crate::Error::InvalidInput(format!(
+                "meter \"{}\" is not in plans.toml; the meters are: {}",
+                crate::sanitize::sanitize(id),
+                known.join(", ")
+            ))
+        })
+    }
+
     /// The meter an event names none of: the first in `[[meters]]`, or `usage`.
     #[allow(clippy::expect_used)] // invariant: validation always leaves at least one meter
     pub fn default_meter(&self) -> &Meter {
