@@ -12,7 +12,7 @@ use {
 };
 
 use cli::{Cli, run};
-use sanitize::{sanitize, sanitize_lines};
+use sanitize::sanitize_lines;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -25,7 +25,7 @@ fn main() -> ExitCode {
             // Messages echo ids, keys and server text: shown, never obeyed by the terminal.
             let message = sanitize_lines(&e.to_string());
             if e.is_database() {
-                let db = sanitize(&db.to_string_lossy()).into_owned();
+                let db = store::shown_db(&db);
                 eprintln!("error: {message}\n  database: {db}");
             } else {
                 eprintln!("error: {message}");

@@ -32,7 +32,7 @@ pub fn exec(
         drop(ctx.store()?);
         tui::run(tui::Options {
             db: ctx.db.clone(),
-            db_label: ctx.db.display().to_string(),
+            db_label: ctx.db_shown(),
             plans: Some(ctx.plans.clone()),
             plans_label: ctx.plans.display().to_string(),
             config,

@@ -28,12 +28,12 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
     let summary = crate::demo::fill(&mut store, &config, &spec, ctx.now)?;
     outln!(
         "demo database {}: {} customers, {} events ({} unreported to Stripe)",
-        ctx.db.display(),
+        ctx.db_shown(),
         summary.customers,
         summary.events,
         summary.unreported
     )?;
     outln!("plans: {plans_label}")?;
-    outln!("try: meterline --db {} status", ctx.db.display())?;
+    outln!("try: meterline --db {} status", ctx.db_shown())?;
     Ok(ExitCode::SUCCESS)
 }

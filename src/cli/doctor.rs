@@ -104,7 +104,7 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
 }
 
 fn shown(path: &std::path::Path) -> String {
-    sanitize(&path.display().to_string()).into_owned()
+    crate::store::shown_db(path)
 }
 
 fn check_plans(ctx: &Context, report: &mut Report) -> Option<Config> {
@@ -159,17 +159,25 @@ fn check_database(ctx: &Context, report: &mut Report) -> Option<Store> {
     };
     match store.health() {
         Ok(health) => {
-            let detail = format!(
-                "{place}: schema version {}, journal mode {}, quick_check {}",
-                health.schema_version, health.journal_mode, health.quick_check
-            );
+            let on_server = store.engine() == crate::store::Engine::Postgres;
+            let detail = if on_server {
+                format!(
+                    "{place}: {}, schema version {}",
+                    health.engine, health.schema_version
+                )
+            } else {
+                format!(
+                    "{place}: schema version {}, journal mode {}, quick_check {}",
+                    health.schema_version, health.journal_mode, health.quick_check
+                )
+            };
             if health.quick_check != "ok" {
                 report.problem(
                     "database",
                     detail,
                     "stop the writers and restore the last backup (docs/backup.md)",
                 );
-            } else if health.journal_mode != "wal" {
+            } else if !on_server && health.journal_mode != "wal" {
                 report.problem(
                     "database",
                     detail,

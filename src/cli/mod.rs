@@ -152,6 +152,16 @@ impl Context {
         Ok(Config::load(&self.plans)?)
     }
 
+    /// The database as messages show it (a URL without its password).
+    pub fn db_shown(&self) -> String {
+        crate::store::shown_db(&self.db)
+    }
+
+    /// Whether `--db` names a PostgreSQL database rather than a file.
+    pub fn on_postgres(&self) -> bool {
+        self.db.to_str().is_some_and(crate::store::is_postgres_url)
+    }
+
     /// The store for reading: it must exist and be up to date; nothing is created or changed.
     pub fn store(&self) -> Result<Store> {
         self.open(OpenOptions::existing())
@@ -239,7 +249,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 /// `meterline upgrade`: migrate the database (the write commands do it too).
 fn upgrade(ctx: &Context) -> Result<ExitCode> {
     let version = ctx.existing_store()?.schema_version()?;
-    outln!("{}: schema version {version}, up to date", ctx.db.display())?;
+    outln!("{}: schema version {version}, up to date", ctx.db_shown())?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -14,7 +14,7 @@ pub struct Args {
 pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
     let config = ctx.config()?;
     // With a database present, the file must still define every plan a customer is on.
-    let missing = if ctx.db.is_file() {
+    let missing = if ctx.db.is_file() || ctx.on_postgres() {
         ctx.store()?.customers_on_missing_plans(&config)?
     } else {
         Vec::new()
@@ -26,7 +26,7 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
             "{}: {} customer(s) in {} are on plans this file no longer defines:",
             sanitize(&ctx.plans.display().to_string()),
             missing.len(),
-            sanitize(&ctx.db.display().to_string())
+            ctx.db_shown()
         );
         for (customer, plan) in &missing {
             eprintln!("  {} (plan \"{}\")", sanitize(customer), sanitize(plan));

@@ -60,10 +60,29 @@ pub enum Error {
         "the file is an SQLite database of another program, not meterline's; it was left untouched"
     )]
     ForeignDatabase,
+    /// A PostgreSQL database that holds another application's tables.
+    #[error(
+        "the PostgreSQL database already holds tables of another application and no meterline \
+         schema; it was left untouched: give meterline a database of its own \
+         (`createdb meterline`)"
+    )]
+    ForeignServerDatabase,
+    /// A PostgreSQL server older than the oldest one meterline supports.
+    #[error("{0}")]
+    UnsupportedServer(String),
     #[error("the disk holding the database is full; free some space and run the command again")]
     DiskFull,
     #[error("database error: {0}")]
     Database(String),
+    /// A query that must find one row found none (callers turn it into `None` or their own
+    /// error; it is never shown as such).
+    #[error("no row matched")]
+    NoRows,
+    /// The database server cannot be reached or went away (PostgreSQL restarting, a network
+    /// cut). Nothing was written; the same request can be retried (the HTTP server answers
+    /// 503 with Retry-After).
+    #[error("the database server is unavailable: {0}")]
+    Unavailable(String),
     #[error("{0}")]
     Stripe(String),
     #[error(
@@ -107,7 +126,9 @@ impl Error {
             | Error::StripeConfig(_)
             | Error::AlertConfig(_)
             | Error::NoDatabase
-            | Error::ForeignDatabase => 2,
+            | Error::ForeignDatabase
+            | Error::ForeignServerDatabase
+            | Error::UnsupportedServer(_) => 2,
             Error::OutputClosed => 0,
             _ => 1,
         }
@@ -126,8 +147,11 @@ impl Error {
                 | Error::OlderSchema { .. }
                 | Error::NoDatabase
                 | Error::ForeignDatabase
+                | Error::ForeignServerDatabase
+                | Error::UnsupportedServer(_)
                 | Error::DiskFull
                 | Error::Database(_)
+                | Error::Unavailable(_)
         )
     }
 }
@@ -135,6 +159,9 @@ impl Error {
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
         use rusqlite::ErrorCode;
+        if matches!(e, rusqlite::Error::QueryReturnedNoRows) {
+            return Error::NoRows;
+        }
         match e.sqlite_error_code() {
             Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => Error::Locked,
             Some(ErrorCode::NotADatabase) => Error::NotADatabase,

@@ -70,6 +70,9 @@ impl From<Error> for ApiError {
             }
             Error::CustomerArchived(_) => (StatusCode::CONFLICT, "customer_archived"),
             Error::Locked => return ApiError::unavailable("database_locked", e.to_string()),
+            Error::Unavailable(_) => {
+                return ApiError::unavailable("database_unavailable", e.to_string());
+            }
             // Nothing of the request was written; it can succeed once space is freed.
             Error::DiskFull => {
                 return ApiError::unavailable(

@@ -25,7 +25,17 @@ impl Store {
     /// snapshot while other processes keep recording (WAL readers never block writers). It is
     /// written next to `dest`, checked (`integrity_check`, every counter equal to the sum of
     /// its events) and only then renamed into place: a file at `dest` is always a good backup.
+    /// On PostgreSQL it refuses ([`Error::InvalidInput`], exit 2) and names `pg_dump`: the
+    /// server's own tool makes a consistent dump of a live database, and restores with it.
     pub fn backup_to(&self, dest: &Path) -> Result<BackupReport> {
+        let Some(conn) = self.conn.sqlite() else {
+            return Err(Error::InvalidInput(
+                "on PostgreSQL, back up with the server's own tool: \
+                 `pg_dump --format=custom --file=meterline.dump DATABASE_URL` \
+                 (restore with pg_restore); meterline backup copies SQLite files only"
+                    .into(),
+            ));
+        };
         if dest.exists() {
             return Err(Error::InvalidInput(format!(
                 "{} already exists; meterline never overwrites a backup, choose another path",
@@ -43,7 +53,7 @@ impl Store {
         {
             let mut copy = Connection::open(staging.path())?;
             // -1: every page in one step, so the whole copy reads one snapshot.
-            Backup::new(&self.conn, &mut copy)?.step(-1)?;
+            Backup::new(conn, &mut copy)?.step(-1)?;
             // A backup is one self-contained file: no -wal or -shm beside it.
             copy.query_row("PRAGMA journal_mode = DELETE", [], |_| Ok(()))?;
         }

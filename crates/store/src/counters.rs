@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::str::FromStr;
 
+use crate::db::{Connection, OptionalExtension, params};
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, params};
 use rust_decimal::Decimal;
 
 use crate::billing::{Allowance, Period, UsageCheck, format_ts};
@@ -28,7 +28,7 @@ pub(crate) struct CounterRow {
 }
 
 impl CounterRow {
-    fn from_row(r: &rusqlite::Row) -> rusqlite::Result<CounterRow> {
+    fn from_row(r: &crate::db::Row) -> crate::Result<CounterRow> {
         let at_limit: Option<String> = r.get(4)?;
         let rate: Option<String> = r.get(5)?;
         let terms = at_limit.map(|at_limit| Allowance {

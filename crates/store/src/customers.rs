@@ -1,7 +1,7 @@
 //! Customers: who is billed, on which plan, from which anchor date.
 
+use crate::db::{Connection, OptionalExtension, params};
 use chrono::{DateTime, NaiveDate, Utc};
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use super::Store;
@@ -35,16 +35,15 @@ pub struct NewCustomer {
 
 const COLUMNS: &str = "id, name, plan_id, stripe_customer_id, billing_anchor, archived_at";
 
-fn from_row(r: &rusqlite::Row) -> rusqlite::Result<Customer> {
+fn from_row(r: &crate::db::Row) -> crate::Result<Customer> {
     let anchor: String = r.get(4)?;
     Ok(Customer {
         id: r.get(0)?,
         name: r.get(1)?,
         plan_id: r.get(2)?,
         stripe_customer_id: r.get(3)?,
-        billing_anchor: NaiveDate::parse_from_str(&anchor, "%Y-%m-%d").map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, Box::new(e))
-        })?,
+        billing_anchor: NaiveDate::parse_from_str(&anchor, "%Y-%m-%d")
+            .map_err(|e| crate::Error::Corrupt(format!("billing_anchor \"{anchor}\": {e}")))?,
         archived_at: r.get(5)?,
     })
 }
@@ -325,7 +324,7 @@ impl Store {
             "SELECT {COLUMNS} FROM customers WHERE stripe_customer_id = ?1 ORDER BY id"
         ))?;
         let rows = stmt.query_map([stripe_customer_id], from_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        Ok(rows.collect::<crate::Result<_>>()?)
     }
 
     /// Customers whose plan plans.toml no longer defines, as (customer id, plan id).
@@ -350,6 +349,6 @@ impl Store {
             .conn
             .prepare_cached(&format!("SELECT {COLUMNS} FROM customers ORDER BY id"))?;
         let rows = stmt.query_map([], from_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        Ok(rows.collect::<crate::Result<_>>()?)
     }
 }

@@ -8,8 +8,8 @@ mod meters;
 
 use std::collections::HashMap;
 
+use crate::db::{OptionalExtension, params};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use rusqlite::{OptionalExtension, params};
 
 use super::customers::get;
 use super::{HistoryRow, Member, Store, StripeState, stripe_window};
@@ -325,9 +325,11 @@ impl Store {
              ORDER BY c.rowid",
         ))?;
         let since = format_ts(now - Duration::days(32));
-        let mut query = stmt.query(rusqlite::params_from_iter(
-            std::iter::once(&since).chain(&meter_ids),
-        ))?;
+        let mut query = stmt.query(
+            &std::iter::once(&since as &dyn crate::db::Param)
+                .chain(meter_ids.iter().map(|m| m as &dyn crate::db::Param))
+                .collect::<Vec<_>>(),
+        )?;
         let mut rows: Vec<DashboardRow> = Vec::new();
         // The current customer's period start as stored text, to match counter rows.
         let mut current_start = String::new();
@@ -402,7 +404,7 @@ impl Store {
             .query_map(params![after, upto, window], |r| {
                 Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?))
             })?
-            .collect::<rusqlite::Result<Vec<(String, i64, i64)>>>()?;
+            .collect::<crate::Result<Vec<(String, i64, i64)>>>()?;
         let limits = has_meters(config).then(|| meters::Limits::new(config));
         let mut out = Vec::with_capacity(touched.len());
         for (customer_id, new_events, new_expired) in touched {
@@ -432,7 +434,7 @@ impl Store {
             .conn
             .prepare_cached("SELECT customer_id FROM stripe_changes WHERE seq > ?1")?
             .query_map([since], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
+            .collect::<crate::Result<_>>()?;
         if changed.len() > BACKLOG_RECOUNT_ALL {
             return Ok(BacklogChange::All(self.stripe_backlog(now)?));
         }
@@ -455,7 +457,7 @@ impl Store {
              GROUP BY customer_id"
         ))?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(3)?, backlog_of(r)?)))?;
-        let mut counts: HashMap<String, Backlog> = rows.collect::<rusqlite::Result<_>>()?;
+        let mut counts: HashMap<String, Backlog> = rows.collect::<crate::Result<_>>()?;
         // Events past the window that no sync has marked yet: expired all the same.
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {STALE_COUNTS}, customer_id
@@ -553,7 +555,7 @@ impl Store {
                 ],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )?
-            .collect::<rusqlite::Result<_>>()?;
+            .collect::<crate::Result<_>>()?;
         let period = Period {
             start: check.period_start,
             end: check.period_end,
@@ -603,7 +605,7 @@ impl Store {
     fn events_where(
         &self,
         filter_and_order: &str,
-        params: &[&dyn rusqlite::ToSql],
+        params: &[&dyn crate::db::Param],
     ) -> Result<Vec<EventRow>> {
         let sql = format!(
             "SELECT e.id, e.customer_id, c.name, e.user_id, e.quantity, e.occurred_at,
@@ -635,7 +637,7 @@ impl Store {
                 state,
             })
         })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        Ok(rows.collect::<crate::Result<_>>()?)
     }
 }
 
@@ -653,7 +655,7 @@ fn expire_stale(events: &mut [EventRow], window_start: &str) {
 const STALE_COUNTS: &str = "COUNT(*), COUNT(stripe_failed_at)";
 
 /// Unmarked events past the window: (all, failed).
-fn stale_of(r: &rusqlite::Row) -> rusqlite::Result<(i64, i64)> {
+fn stale_of(r: &crate::db::Row) -> crate::Result<(i64, i64)> {
     Ok((r.get(0)?, r.get(1)?))
 }
 
@@ -671,7 +673,7 @@ const BACKLOG_COUNTS: &str = "COUNT(*) - COUNT(stripe_expired_at),
      COUNT(CASE WHEN stripe_failed_at IS NOT NULL AND stripe_expired_at IS NULL THEN 1 END),
      COUNT(stripe_expired_at)";
 
-fn backlog_of(r: &rusqlite::Row) -> rusqlite::Result<Backlog> {
+fn backlog_of(r: &crate::db::Row) -> crate::Result<Backlog> {
     Ok(Backlog {
         unreported: r.get(0)?,
         failed: r.get(1)?,

@@ -3,8 +3,8 @@
 
 use std::borrow::Cow;
 
+use crate::db::OwnedValue;
 use chrono::{DateTime, Utc};
-use rusqlite::types::ValueRef;
 
 use super::Store;
 use crate::billing::format_ts;
@@ -141,27 +141,24 @@ impl Store {
             }
         );
         let mut stmt = self.conn.prepare(&sql)?;
-        let mut rows = stmt.query(rusqlite::params![
+        let mut rows = stmt.query(crate::db::params![
             filter.customer,
             filter.since.map(format_ts),
             filter.until.map(format_ts),
         ])?;
         let mut count = 0;
         while let Some(r) = rows.next()? {
+            let values = (0..columns.len())
+                .map(|i| r.value(i))
+                .collect::<Result<Vec<_>>>()?;
             let mut cells = Vec::with_capacity(columns.len());
-            for (i, column) in columns.iter().enumerate() {
-                cells.push(match r.get_ref(i)? {
-                    ValueRef::Null => Cell::Null,
-                    ValueRef::Integer(n) => Cell::Integer(n),
-                    ValueRef::Text(t) => Cell::Text(
-                        std::str::from_utf8(t)
-                            .map_err(|e| Error::Corrupt(format!("{name}: {e}")))?,
-                    ),
+            for (value, column) in values.iter().zip(columns.iter()) {
+                cells.push(match value {
+                    OwnedValue::Null => Cell::Null,
+                    OwnedValue::Integer(n) => Cell::Integer(*n),
+                    OwnedValue::Text(t) => Cell::Text(t),
                     other => {
-                        return Err(Error::Corrupt(format!(
-                            "{name}.{column} holds a {:?} value",
-                            other.data_type()
-                        )));
+                        return Err(Error::Corrupt(format!("{name}.{column} holds {other:?}")));
                     }
                 });
             }

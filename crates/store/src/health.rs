@@ -10,9 +10,13 @@ use crate::lock::LockState;
 /// What `doctor` reports about the file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Health {
-    /// `PRAGMA quick_check`: "ok", or SQLite's first complaint.
+    /// `PRAGMA quick_check`: "ok", or SQLite's first complaint (PostgreSQL: "ok" once the
+    /// server answered; it checks its own pages).
     pub quick_check: String,
+    /// SQLite's journal mode; "server" on PostgreSQL.
     pub journal_mode: String,
+    /// The engine and, on PostgreSQL, the server's version: `PostgreSQL 15.4`.
+    pub engine: String,
     pub schema_version: i64,
     /// The sync lock, if a sync holds it.
     pub sync_lock: Option<LockState>,
@@ -22,16 +26,27 @@ pub struct Health {
 impl Store {
     /// Check the file: `quick_check`, journal mode, schema version, the sync lock.
     pub fn health(&self) -> Result<Health> {
-        let quick_check: String = self
-            .conn
-            .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))?;
-        let journal_mode: String = self
-            .conn
-            .query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+        let (quick_check, journal_mode, engine) = match self.conn.sqlite() {
+            Some(conn) => (
+                conn.query_row("PRAGMA quick_check(1)", [], |r| r.get(0))?,
+                conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?,
+                format!("SQLite {}", rusqlite::version()),
+            ),
+            None => (
+                "ok".to_owned(),
+                "server".to_owned(),
+                self.conn.query_row(
+                    "SELECT 'PostgreSQL ' || current_setting('server_version')",
+                    [],
+                    |r| r.get(0),
+                )?,
+            ),
+        };
         let sync_lock = self.sync_lock_state()?;
         Ok(Health {
             quick_check,
             journal_mode,
+            engine,
             schema_version: self.schema_version()?,
             sync_lock,
         })

@@ -42,6 +42,7 @@ mod backup;
 mod counters;
 mod customers;
 mod dashboard;
+mod db;
 pub mod demo;
 mod demo_settle;
 mod export;
@@ -76,6 +77,7 @@ pub use dashboard::{
     Backlog, BacklogChange, ChangeMarks, CustomerDetail, Dashboard, DashboardRow, EventRow,
     GroupRow, MeterDetail, MeterFigure, Refresh, UsageChange, has_meters,
 };
+pub use db::Engine;
 pub use export::{Cell, ExportFilter, ExportKind};
 pub use health::Health;
 pub use lock::{LOCK_STALE_AFTER_SECS, LockHolder, LockState};
@@ -129,22 +131,26 @@ impl OpenOptions {
 
 /// One connection to a meterline database; every read and write goes through it.
 pub struct Store {
-    conn: Connection,
+    conn: db::Connection,
 }
 
-/// Opening the file; serves every caller.
+/// Opening the database; serves every caller.
 impl Store {
-    /// Open (or create) the database at `path` and bring its schema up to date.
+    /// Open (or create) the database `db` names and bring its schema up to date: a file path,
+    /// or a `postgres://` URL (see [`is_postgres_url`]).
     /// SQLite URI filenames work too, e.g. `file:meterline.db?mode=ro` for read-only reports.
-    pub fn open(path: &Path) -> Result<Store> {
-        Self::open_with(path, OpenOptions::default())
+    pub fn open(db: &Path) -> Result<Store> {
+        Self::open_with(db, OpenOptions::default())
     }
 
-    /// Open the database at `path` as `options` say. A file another program made is refused
-    /// untouched ([`Error::ForeignDatabase`]).
-    pub fn open_with(path: &Path, options: OpenOptions) -> Result<Store> {
-        let is_uri = path.to_str().is_some_and(|p| p.starts_with("file:"));
-        if !options.create && !is_uri && !path.exists() {
+    /// Open the database `db` names as `options` say. A file or database another program made
+    /// is refused untouched ([`Error::ForeignDatabase`], [`Error::ForeignServerDatabase`]).
+    pub fn open_with(db: &Path, options: OpenOptions) -> Result<Store> {
+        if let Some(url) = db.to_str().filter(|d| is_postgres_url(d)) {
+            return Self::open_postgres(url, options);
+        }
+        let is_uri = db.to_str().is_some_and(|p| p.starts_with("file:"));
+        if !options.create && !is_uri && !db.exists() {
             return Err(Error::NoDatabase);
         }
         let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -153,7 +159,27 @@ impl Store {
         if options.create {
             flags |= OpenFlags::SQLITE_OPEN_CREATE;
         }
-        Self::setup(Connection::open_with_flags(path, flags)?, options)
+        Self::setup(Connection::open_with_flags(db, flags)?, options)
+    }
+
+    #[cfg(feature = "postgres")]
+    fn open_postgres(url: &str, options: OpenOptions) -> Result<Store> {
+        let url = db::postgres::PgUrl::parse(url)?;
+        let lock_timeout_ms = options.busy_timeout.as_millis().max(1) as u64;
+        let conn = db::postgres::PgConnection::connect(url, lock_timeout_ms)?;
+        db::postgres::schema::prepare(&conn, options)?;
+        Ok(Store {
+            conn: db::Connection::Postgres(conn),
+        })
+    }
+
+    #[cfg(not(feature = "postgres"))]
+    fn open_postgres(url: &str, _options: OpenOptions) -> Result<Store> {
+        Err(Error::InvalidInput(format!(
+            "{} is a PostgreSQL database, and this meterline was built without PostgreSQL \
+             (the `postgres` feature of meterline-store)",
+            redact_db(url)
+        )))
     }
 
     /// A private in-memory database, for tests and what-ifs.
@@ -161,7 +187,7 @@ impl Store {
         Self::setup(Connection::open_in_memory()?, OpenOptions::default())
     }
 
-    fn setup(conn: Connection, options: OpenOptions) -> Result<Store> {
+    fn setup(mut conn: Connection, options: OpenOptions) -> Result<Store> {
         conn.busy_timeout(options.busy_timeout)?;
         // Settings of this connection only; the file is not touched. WAL + NORMAL survives a
         // killed process without losing a committed transaction; only a power loss can lose
@@ -171,57 +197,130 @@ impl Store {
         conn.execute_batch(
             "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
         )?;
-        let mut store = Store { conn };
         // A brand-new file is set up by whichever process gets there first; the others can
         // see SQLITE_BUSY without their busy handler being asked (the switch to WAL, WAL
         // recovery). Every step is idempotent, so they retry until the busy timeout.
         let deadline = Instant::now() + options.busy_timeout;
         let mut pause = Duration::from_millis(1);
         loop {
-            match store.prepare(options) {
+            match Self::prepare(&mut conn, options) {
                 Err(Error::Locked) if Instant::now() < deadline => {
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_millis(50));
                 }
-                done => return done.map(|()| store),
+                Err(e) => return Err(e),
+                Ok(()) => {
+                    return Ok(Store {
+                        conn: db::Connection::Sqlite(conn),
+                    });
+                }
             }
         }
     }
 
     /// Check whose file it is, then (if allowed) switch to WAL and migrate.
-    fn prepare(&mut self, options: OpenOptions) -> Result<()> {
+    fn prepare(conn: &mut Connection, options: OpenOptions) -> Result<()> {
         // The first real read: a non-SQLite file fails here, before anything is written.
-        match schema::owner(&self.conn)? {
+        match schema::owner(conn)? {
             schema::Owner::Foreign => return Err(Error::ForeignDatabase),
             schema::Owner::Empty if !options.create => return Err(Error::NoDatabase),
             // A file being created gets its whole schema, whatever `migrate` says.
             schema::Owner::Empty => {}
             schema::Owner::Meterline if !options.migrate => {
-                return schema::check_current(&self.conn);
+                return schema::check_current(conn);
             }
             schema::Owner::Meterline => {}
         }
-        let mode: String = self
-            .conn
-            .query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
-        if mode != "wal" && mode != "memory" && !self.conn.is_readonly(rusqlite::MAIN_DB)? {
-            self.conn
-                .query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
+        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+        if mode != "wal" && mode != "memory" && !conn.is_readonly(rusqlite::MAIN_DB)? {
+            conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
         }
-        schema::migrate(&mut self.conn)
+        schema::migrate(conn)
     }
 
-    /// The schema version the file is at (`PRAGMA user_version`).
+    /// Which engine this store runs on.
+    pub fn engine(&self) -> Engine {
+        self.conn.engine()
+    }
+
+    /// The schema version the database is at (SQLite's `PRAGMA user_version`; on
+    /// PostgreSQL, the last migration applied).
     pub fn schema_version(&self) -> Result<i64> {
-        Ok(self
-            .conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+        match &self.conn {
+            db::Connection::Sqlite(c) => Ok(c.query_row("PRAGMA user_version", [], |r| r.get(0))?),
+            #[cfg(feature = "postgres")]
+            db::Connection::Postgres(c) => db::postgres::schema::version(c),
+        }
     }
 
-    /// Changes whenever another connection commits; cheap enough to poll for live views.
-    pub fn data_version(&self) -> Result<i64> {
-        Ok(self
-            .conn
-            .query_row("PRAGMA data_version", [], |r| r.get(0))?)
+    /// The schema version this build brings a database of this engine to.
+    pub fn current_schema_version(&self) -> i64 {
+        match &self.conn {
+            db::Connection::Sqlite(_) => SCHEMA_VERSION,
+            #[cfg(feature = "postgres")]
+            db::Connection::Postgres(_) => db::postgres::schema::SCHEMA_VERSION,
+        }
     }
+
+    /// Changes whenever another connection commits; cheap enough to poll for live views
+    /// (SQLite's `PRAGMA data_version`; on PostgreSQL a counter every write transaction bumps).
+    pub fn data_version(&self) -> Result<i64> {
+        match &self.conn {
+            db::Connection::Sqlite(c) => Ok(c.query_row("PRAGMA data_version", [], |r| r.get(0))?),
+            #[cfg(feature = "postgres")]
+            db::Connection::Postgres(c) => db::postgres::schema::changes(c),
+        }
+    }
+}
+
+/// True when `db` (what `--db` or `METERLINE_DB` says) names a PostgreSQL database.
+pub fn is_postgres_url(db: &str) -> bool {
+    db.starts_with("postgres://") || db.starts_with("postgresql://")
+}
+
+/// `db` as every message shows it: a PostgreSQL URL without its password, a path as it is.
+pub fn redact_db(db: &str) -> String {
+    if is_postgres_url(db) {
+        redact_url(db)
+    } else {
+        db.to_owned()
+    }
+}
+
+/// `db` (a path or a URL) as every message, log line and header shows it: without a password,
+/// and with control characters made visible.
+pub fn shown_db(db: &Path) -> String {
+    sanitize::sanitize(&redact_db(&db.to_string_lossy())).into_owned()
+}
+
+/// A URL with the password (if any) replaced by `***`.
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    // The user info ends at the last '@' before the path: a password may itself hold '@'.
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((user_info, host)) => match user_info.split_once(':') {
+            Some((user, _password)) => format!("{user}:***@{host}"),
+            None => format!("{user_info}@{host}"),
+        },
+        None => authority.to_owned(),
+    };
+    // A password can also come as a query option.
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some(("password", _)) => "password=***".to_owned(),
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    sanitize::sanitize(&format!("{scheme}://{authority}{tail}")).into_owned()
 }

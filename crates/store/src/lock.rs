@@ -2,10 +2,17 @@
 //! holder (a process on a host) beside a table of run records. A lock left by a dead process is
 //! taken over; a live run keeps it fresh with a heartbeat. The sync (`sync_runs.rs`) and the
 //! alert delivery (`alerts/runs.rs`) each have one, over their own tables.
+//!
+//! On PostgreSQL the holder also keeps a session advisory lock (keyed by the lock table's
+//! name) on its connection. The server drops it the moment that process or host dies, so a
+//! run on another host takes over at once instead of waiting for the heartbeat to go stale.
+//! Session locks need a session of one's own: behind PgBouncer, point `sync` and `alerts` at
+//! a session-mode pool or the server itself.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
+
+use crate::db::{Behavior, Connection, Engine, OptionalExtension, params};
 
 use crate::Result;
 use crate::billing::format_ts;
@@ -66,7 +73,44 @@ impl RunLock {
         holder: &LockHolder,
         started_at: DateTime<Utc>,
     ) -> Result<std::result::Result<i64, (LockHolder, String)>> {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let on_postgres = conn.engine() == Engine::Postgres;
+        if on_postgres && !self.try_advisory(conn)? {
+            // A live process holds it: say who, from its row.
+            let held = self.state(conn)?;
+            return Ok(Err(match held {
+                Some(state) => (
+                    LockHolder {
+                        host: state.host,
+                        pid: state.pid as u32,
+                    },
+                    state.acquired_at,
+                ),
+                None => (
+                    LockHolder {
+                        host: "another host".into(),
+                        pid: 0,
+                    },
+                    String::new(),
+                ),
+            }));
+        }
+        let begun = self.take_row(conn, holder, started_at, on_postgres);
+        if on_postgres && !matches!(begun, Ok(Ok(_))) {
+            self.release_advisory(conn)?;
+        }
+        begun
+    }
+
+    /// The row half of `begin`. With the advisory lock held (`advisory`), a row already there
+    /// was left by a process that died.
+    fn take_row(
+        &self,
+        conn: &mut Connection,
+        holder: &LockHolder,
+        started_at: DateTime<Utc>,
+        advisory: bool,
+    ) -> Result<std::result::Result<i64, (LockHolder, String)>> {
+        let tx = conn.transaction_with_behavior(Behavior::Immediate)?;
         let current: Option<(i64, String, u32, String, i64)> = tx
             .query_row(
                 &format!(
@@ -79,7 +123,7 @@ impl RunLock {
             .optional()?;
         if let Some((run_id, host, pid, acquired_at, heartbeat)) = current {
             let other = LockHolder { host, pid };
-            if lock_is_live(&other, heartbeat) {
+            if !advisory && lock_is_live(&other, heartbeat) {
                 return Ok(Err((other, acquired_at)));
             }
             tx.execute(self.mark_interrupted, [run_id])?;
@@ -131,24 +175,43 @@ impl RunLock {
         run_id: i64,
         close: impl FnOnce(&Connection) -> Result<()>,
     ) -> Result<()> {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = conn.transaction_with_behavior(Behavior::Immediate)?;
         close(&tx)?;
         tx.execute(
             &format!("DELETE FROM {} WHERE id = 1 AND run_id = ?1", self.lock),
             [run_id],
         )?;
         tx.commit()?;
+        if conn.engine() == Engine::Postgres {
+            self.release_advisory(conn)?;
+        }
         Ok(())
+    }
+
+    fn try_advisory(&self, conn: &Connection) -> Result<bool> {
+        conn.query_row(
+            "SELECT pg_try_advisory_lock(hashtext(?1))",
+            [self.lock],
+            |r| r.get(0),
+        )
+    }
+
+    fn release_advisory(&self, conn: &Connection) -> Result<()> {
+        conn.query_row(
+            "SELECT pg_advisory_unlock(hashtext(?1))",
+            [self.lock],
+            |_| Ok(()),
+        )
     }
 
     /// Who holds the lock now, if anyone, and how fresh its heartbeat is.
     pub(crate) fn state(&self, conn: &Connection) -> Result<Option<LockState>> {
         Ok(conn
             .prepare(&format!(
-                "SELECT host, pid, acquired_at, unixepoch() - heartbeat FROM {}",
+                "SELECT host, pid, acquired_at, ?1 - heartbeat FROM {}",
                 self.lock
             ))?
-            .query_map([], |r| {
+            .query_map([unix_now()], |r| {
                 Ok(LockState {
                     host: r.get(0)?,
                     pid: r.get(1)?,

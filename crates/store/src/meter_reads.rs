@@ -1,8 +1,8 @@
 //! Every meter's standing for one customer, from one read snapshot: `usage` from its period
 //! counter (usage_records), the others from meter_counters with their groups.
 
+use crate::db::{OptionalExtension, params};
 use chrono::{DateTime, Utc};
-use rusqlite::{OptionalExtension, params};
 
 use crate::billing::{Allowance, UsageCheck, format_ts};
 use crate::config::{AtLimit, Config, IMPLICIT_METER, MeterTerms};
@@ -116,7 +116,7 @@ impl Store {
 /// Every meter's check in `usage`'s period: `usage` itself for the `usage` meter, the others
 /// from meter_counters with their groups.
 fn meter_checks_in(
-    conn: &rusqlite::Connection,
+    conn: &crate::db::Connection,
     config: &Config,
     usage: UsageCheck,
 ) -> Result<Vec<MeterCheck>> {

@@ -5,8 +5,8 @@
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
+use crate::db::{Connection, OptionalExtension, params};
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::billing::{format_ts, parse_ts};
 use crate::config::{Aggregation, AtLimit, Meter, MeterTerms};

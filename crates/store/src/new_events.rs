@@ -4,8 +4,8 @@
 
 use std::collections::HashMap;
 
+use crate::db::{Connection, Param};
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, ToSql};
 
 use crate::{IdempotencyKey, Result};
 
@@ -86,10 +86,10 @@ impl NewEvents {
                     None => (None, None),
                 })
                 .collect();
-            let mut values: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * 13);
+            let mut values: Vec<&dyn Param> = Vec::with_capacity(chunk.len() * 13);
             for ((e, occurred_at), (key, source)) in chunk.iter().zip(&occurred).zip(&keys) {
                 values.extend_from_slice(&[
-                    &e.id as &dyn ToSql,
+                    &e.id as &dyn Param,
                     &e.customer_id,
                     &e.user_id,
                     &e.quantity,

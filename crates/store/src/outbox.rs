@@ -1,8 +1,8 @@
 //! Stripe reporting state of usage events: the outbox of unreported events, the bookkeeping
 //! of each attempt written back, and the counts by state.
 
+use crate::db::{Behavior, params};
 use chrono::{DateTime, Utc};
-use rusqlite::{TransactionBehavior, params};
 use serde::Serialize;
 
 use super::stripe_meters::{AMOUNT, StripeMeters, dimension_pairs};
@@ -161,15 +161,13 @@ fn sendable_by(meters: &StripeMeters, index: &str) -> String {
 }
 
 /// A stored instant in `column`, read through the one parser ([`parse_ts`]); text that is not
-/// one is rusqlite's conversion error for that column.
-fn read_ts(text: &str, column: usize) -> rusqlite::Result<DateTime<Utc>> {
-    parse_ts(text).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, e.into())
-    })
+/// one is a corrupt column.
+fn read_ts(text: &str, column: usize) -> crate::Result<DateTime<Utc>> {
+    parse_ts(text).map_err(|e| crate::Error::Corrupt(format!("column {column}: {e}")))
 }
 
 /// One row of `event_columns` (or a report's columns, in the same order).
-pub(super) fn outbox_event(r: &rusqlite::Row) -> rusqlite::Result<OutboxEvent> {
+pub(super) fn outbox_event(r: &crate::db::Row) -> crate::Result<OutboxEvent> {
     let at: String = r.get(5)?;
     let dimensions: Option<String> = r.get(7)?;
     Ok(OutboxEvent {
@@ -180,9 +178,8 @@ pub(super) fn outbox_event(r: &rusqlite::Row) -> rusqlite::Result<OutboxEvent> {
         value: r.get(4)?,
         occurred_at: read_ts(&at, 5)?,
         identifier: r.get(6)?,
-        dimensions: dimension_pairs(dimensions.as_deref()).map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(7, rusqlite::types::Type::Text, e.into())
-        })?,
+        dimensions: dimension_pairs(dimensions.as_deref())
+            .map_err(|e| crate::Error::Corrupt(format!("column 7: {e}")))?,
     })
 }
 
@@ -225,7 +222,7 @@ impl super::Store {
             ],
             outbox_event,
         )?;
-        let events: Vec<OutboxEvent> = rows.collect::<rusqlite::Result<_>>()?;
+        let events: Vec<OutboxEvent> = rows.collect::<crate::Result<_>>()?;
         let cursor = events.last().map(|e| OutboxCursor {
             occurred_at: format_ts(e.occurred_at),
             id: e.id,
@@ -268,7 +265,7 @@ impl super::Store {
             ],
             outbox_event,
         )?;
-        let events: Vec<OutboxEvent> = rows.collect::<rusqlite::Result<_>>()?;
+        let events: Vec<OutboxEvent> = rows.collect::<crate::Result<_>>()?;
         let cursor = events.last().map(|e| OutboxCursor {
             occurred_at: format_ts(e.occurred_at),
             id: e.id,
@@ -319,7 +316,7 @@ impl super::Store {
                 })
             },
         )?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        Ok(rows.collect::<crate::Result<_>>()?)
     }
 
     /// Mark pending events older than `before` as expired, in small committed batches so a
@@ -347,9 +344,7 @@ impl super::Store {
     pub fn record_outcomes(&mut self, outcomes: &[EventOutcome], at: DateTime<Utc>) -> Result<u64> {
         let mut reported = 0;
         let at = format_ts(at);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.transaction_with_behavior(Behavior::Immediate)?;
         for outcome in outcomes {
             match outcome {
                 EventOutcome::Delivered { id, attempts } => {

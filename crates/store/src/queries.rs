@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 
+use crate::db::{Connection, params};
 use chrono::{DateTime, Duration, Utc};
-use rusqlite::{Connection, params};
 use serde::Serialize;
 
 use super::Store;
@@ -139,7 +139,7 @@ impl Store {
              GROUP BY customer_id",
         )?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        Ok(rows.collect::<crate::Result<_>>()?)
     }
 
     /// The last `count` periods, oldest first, including periods without usage.

@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 
+use crate::db::{Behavior, OptionalExtension, params};
 use chrono::{DateTime, Utc};
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 
 use crate::Result;
@@ -151,9 +151,7 @@ impl super::Store {
         rows: &[ReconcileRow],
     ) -> Result<i64> {
         let count = |status: &str| rows.iter().filter(|r| r.status == status).count() as i64;
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.transaction_with_behavior(Behavior::Immediate)?;
         let id: i64 = tx.query_row(
             "INSERT INTO reconcile_runs (started_at, finished_at, rows, drifted, pending, in_doubt)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
@@ -241,6 +239,6 @@ impl super::Store {
             };
             Ok((r.get(0)?, (r.get(1)?, r.get(2)?, status.to_string())))
         })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        Ok(rows.collect::<crate::Result<_>>()?)
     }
 }

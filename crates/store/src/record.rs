@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 
+use crate::db::{Behavior, Connection, OptionalExtension, params};
 use chrono::{DateTime, TimeDelta, Utc};
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::Store;
 use super::counters::Counters;
@@ -207,9 +207,7 @@ impl Store {
         requests: &[RecordRequest],
         now: DateTime<Utc>,
     ) -> Result<Vec<Result<RecordOutcome>>> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.transaction_with_behavior(Behavior::Immediate)?;
         fill_pending_terms(&tx, config)?;
         let mut batch = Batch {
             conn: &tx,

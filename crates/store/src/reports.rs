@@ -13,8 +13,8 @@
 
 use std::collections::HashMap;
 
+use crate::db::{Behavior, OptionalExtension, params};
 use chrono::{DateTime, Duration, Utc};
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 
 use super::outbox::{EventOutcome, OutboxCursor, OutboxEvent, OutboxWindow};
@@ -103,7 +103,7 @@ struct Group {
 /// A `last` report's value: the meter's total for the period now (its row in
 /// meter_counters, or usage_records for `usage`; 0 before any).
 fn current_value(
-    tx: &rusqlite::Transaction,
+    tx: &crate::db::Transaction,
     customer: &str,
     period_start: &str,
     meter: &str,
@@ -162,9 +162,7 @@ impl super::Store {
         now: DateTime<Utc>,
     ) -> Result<u64> {
         let (from, to, rested) = window_params(window);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.transaction_with_behavior(Behavior::Immediate)?;
         let groups: Vec<Group> = {
             let mut stmt = tx.prepare(&format!(
                 "SELECT e.customer_id, e.period_start, r.period_end, e.meter_id, {} AS event_name,
@@ -188,7 +186,7 @@ impl super::Store {
                     latest: r.get(8)?,
                 })
             })?;
-            rows.collect::<rusqlite::Result<_>>()?
+            rows.collect::<crate::Result<_>>()?
         };
         for g in &groups {
             let formula = meters.route(&g.meter).map_or(Formula::Sum, |r| r.formula);
@@ -333,7 +331,7 @@ impl super::Store {
             params![from, to, rested, after_at, after_id, limit as i64],
             super::outbox::outbox_event,
         )?;
-        let reports: Vec<OutboxEvent> = rows.collect::<rusqlite::Result<_>>()?;
+        let reports: Vec<OutboxEvent> = rows.collect::<crate::Result<_>>()?;
         let mut mark = self.conn.prepare_cached(
             "UPDATE stripe_reports SET first_sent_at = ?2 WHERE id = ?1 AND first_sent_at IS NULL",
         )?;
@@ -353,9 +351,7 @@ impl super::Store {
     ) -> Result<u64> {
         let mut reported = 0;
         let at = format_ts(at);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.transaction_with_behavior(Behavior::Immediate)?;
         for outcome in outcomes {
             match outcome {
                 EventOutcome::Delivered { id, attempts } => {
@@ -400,9 +396,7 @@ impl super::Store {
     /// Mark unreported reports whose latest event is past Stripe's window expired, with
     /// their events (which `expire_events` leaves to this). Returns the events marked.
     pub fn expire_reports(&mut self, before: DateTime<Utc>, at: DateTime<Utc>) -> Result<u64> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.transaction_with_behavior(Behavior::Immediate)?;
         let (before, at) = (format_ts(before), format_ts(at));
         let events = tx.execute(
             "UPDATE usage_events SET stripe_expired_at = ?2
@@ -489,7 +483,7 @@ impl super::Store {
             ],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        Ok(rows.collect::<crate::Result<_>>()?)
     }
 
     /// Per customer: the usage events held in doubt, in reports or (per_event) alone.
@@ -529,9 +523,7 @@ impl super::Store {
              WHERE id = ?1 AND stripe_first_sent_at = ?2 AND stripe_reported_at IS NULL"
         };
         let run_start = format_ts(run_start);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.transaction_with_behavior(Behavior::Immediate)?;
         {
             let mut undo = tx.prepare(sql)?;
             for id in ids {
@@ -589,15 +581,13 @@ impl super::Store {
                 event: r.get(2)?,
             })
         })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        Ok(rows.collect::<crate::Result<_>>()?)
     }
 
     /// Reconcile found a held report in Stripe's total: reported.
     pub fn settle_held_reported(&mut self, held: &[HeldReport], at: DateTime<Utc>) -> Result<()> {
         let at = format_ts(at);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.transaction_with_behavior(Behavior::Immediate)?;
         for h in held {
             if h.event {
                 tx.execute(
@@ -617,9 +607,7 @@ impl super::Store {
     /// Reconcile found Stripe short by exactly the held reports: Stripe never got them, so
     /// the next sync sends them again (and dates them afresh).
     pub fn release_held(&mut self, held: &[HeldReport]) -> Result<()> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.transaction_with_behavior(Behavior::Immediate)?;
         for h in held {
             let sql = if h.event {
                 "UPDATE usage_events SET stripe_in_doubt_at = NULL, stripe_first_sent_at = NULL
@@ -636,7 +624,7 @@ impl super::Store {
 }
 
 /// A report and its unreported events are reported at `at`; returns the events marked.
-fn mark_reported(tx: &rusqlite::Transaction, id: i64, attempts: u32, at: &str) -> Result<u64> {
+fn mark_reported(tx: &crate::db::Transaction, id: i64, attempts: u32, at: &str) -> Result<u64> {
     tx.prepare_cached(
         "UPDATE stripe_reports SET reported_at = ?2, attempts = attempts + ?3, error = NULL,
              failed_at = NULL, in_doubt_at = NULL

@@ -626,3 +626,14 @@ mod tests {
         assert!(matches!(migrate(&mut conn), Err(Error::NewerSchema { .. })));
     }
 }
+
+// TEMP until the pgschema branch lands.
+pub(crate) struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+pub(crate) fn checksum(sql: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(sql.as_bytes()))
+}

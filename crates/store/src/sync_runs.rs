@@ -1,8 +1,8 @@
 //! The sync's run records (`sync_runs`) under its lock (`sync_lock`, a [`RunLock`]: one sync
 //! per database at a time, with takeover from dead processes): begin, heartbeat, finish, last.
 
+use crate::db::{OptionalExtension, params};
 use chrono::{DateTime, Utc};
-use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
 use crate::lock::{LockHolder, LockState, RunLock};

@@ -1,8 +1,8 @@
 //! Bearer tokens for `meterline serve`. A token is shown once, when created; the database
 //! keeps only its SHA-256, so a copied database file grants no access.
 
+use crate::db::{OptionalExtension, params};
 use chrono::{DateTime, Utc};
-use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -92,7 +92,7 @@ impl Store {
                 revoked_at: r.get(3)?,
             })
         })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        Ok(rows.collect::<crate::Result<_>>()?)
     }
 
     /// Revoke a token; false if it was already revoked.

@@ -4,8 +4,8 @@
 
 use std::collections::HashMap;
 
+use crate::db::{Connection, params};
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, params};
 
 use crate::Result;
 use crate::billing::{Period, UsageCheck, WarningLevel, format_ts};

@@ -37,7 +37,7 @@ pub(crate) const ALERT_COLUMNS: &str =
 /// How many columns [`ALERT_COLUMNS`] has: a query's own columns come after them.
 pub(crate) const ALERT_COLUMN_COUNT: usize = 12;
 
-pub(crate) fn alert_row(r: &rusqlite::Row) -> rusqlite::Result<Alert> {
+pub(crate) fn alert_row(r: &crate::db::Row) -> crate::Result<Alert> {
     Ok(Alert {
         id: r.get(0)?,
         customer: r.get(1)?,

@@ -1,8 +1,8 @@
 //! The delivery outbox: one row per alert × destination, due rows read oldest alert first,
 //! each attempt's result written back at once, and counts by state.
 
+use crate::db::params;
 use chrono::{DateTime, Utc};
-use rusqlite::params;
 use serde::Serialize;
 
 use super::{ALERT_COLUMN_COUNT, ALERT_COLUMNS, Alert, alert_row};
@@ -40,7 +40,7 @@ fn due_filter(
     now_unix: i64,
     targets: &[String],
     configured: bool,
-) -> (String, Vec<rusqlite::types::Value>) {
+) -> (String, Vec<crate::db::OwnedValue>) {
     let placeholders = vec!["?"; targets.len()].join(", ");
     let not = if configured { "" } else { "NOT" };
     let params = std::iter::once(now_unix.into())
@@ -72,14 +72,14 @@ impl crate::Store {
              FROM alert_deliveries d JOIN alerts a ON a.id = d.alert_id
              WHERE {filter} ORDER BY a.occurred_at, a.id LIMIT {limit}"
         ))?;
-        let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| {
+        let rows = stmt.query_map(&params, |r| {
             Ok(DueDelivery {
                 alert: alert_row(r)?,
                 target: r.get(ALERT_COLUMN_COUNT)?,
                 attempts: r.get(ALERT_COLUMN_COUNT + 1)?,
             })
         })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        Ok(rows.collect::<crate::Result<_>>()?)
     }
 
     /// How many `due_alert_deliveries` would list, without reading them.
@@ -92,7 +92,7 @@ impl crate::Store {
         let (filter, params) = due_filter(now_unix, targets, configured);
         let n: i64 = self.conn.query_row(
             &format!("SELECT COUNT(*) FROM alert_deliveries d WHERE {filter}"),
-            rusqlite::params_from_iter(params),
+            &params,
             |r| r.get(0),
         )?;
         Ok(n as u64)
@@ -164,6 +164,6 @@ impl crate::Store {
                 failed: r.get::<_, i64>(ALERT_COLUMN_COUNT + 2)? as u64,
             })
         })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        Ok(rows.collect::<crate::Result<_>>()?)
     }
 }

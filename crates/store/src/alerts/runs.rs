@@ -1,8 +1,8 @@
 //! Delivery runs: one at a time per database under the alerts lock (a [`RunLock`] over
 //! `alert_lock` and `alert_runs`), each closed with what it did.
 
+use crate::db::params;
 use chrono::{DateTime, Utc};
-use rusqlite::params;
 use serde::Serialize;
 
 use crate::billing::format_ts;

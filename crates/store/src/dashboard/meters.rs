@@ -9,8 +9,8 @@
 
 use std::collections::HashMap;
 
+use crate::db::params;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use rusqlite::params;
 
 use crate::Result;
 use crate::billing::{Period, UsageCheck, format_ts};
@@ -277,7 +277,7 @@ impl Store {
                 |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
             )?
             .map(|row| row.map(|(key, used)| (group_values(meter, &key), used)))
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<crate::Result<Vec<_>>>()?;
         let all: i64 = self
             .conn
             .prepare_cached(
@@ -327,15 +327,15 @@ impl Store {
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let start = format_ts(period.start);
         let end = format_ts(period.end);
-        let map = |r: &rusqlite::Row| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?));
+        let map = |r: &crate::db::Row| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?));
         let rows = if meter.aggregation == Aggregation::UniqueCount {
             // A JSON path naming the property as one key, dots and dashes included.
             let path = format!("$.\"{}\"", meter.property.as_deref().unwrap_or_default());
             stmt.query_map(params![customer_id, start, end, meter.id, path], map)?
-                .collect::<rusqlite::Result<_>>()?
+                .collect::<crate::Result<_>>()?
         } else {
             stmt.query_map(params![customer_id, start, end, meter.id], map)?
-                .collect::<rusqlite::Result<_>>()?
+                .collect::<crate::Result<_>>()?
         };
         Ok(rows)
     }

@@ -1,0 +1,356 @@
+//! The one connection type the store's SQL runs on, over either engine: the embedded SQLite
+//! file or, with the `postgres` feature, a PostgreSQL server.
+//!
+//! It has the shape of the part of rusqlite the store used (`query_row`, `prepare_cached`,
+//! `params!`, transactions), so every statement is written once, in the SQL both engines
+//! speak. Placeholders are SQLite's `?1`; the Postgres side rewrites them to `$1` and binds
+//! each value with its type. What differs between the engines (opening, the schema
+//! bookkeeping, locks, the change counter, backup) is in `sqlite.rs` and `postgres/`.
+
+mod sqlite;
+mod values;
+
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
+
+use std::ops::Deref;
+
+use crate::{Error, Result};
+pub(crate) use values::{Column, OwnedValue, Param};
+
+/// Which engine a [`Connection`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+impl Engine {
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Sqlite => "SQLite",
+            Engine::Postgres => "PostgreSQL",
+        }
+    }
+}
+
+/// One open connection.
+pub(crate) enum Connection {
+    Sqlite(rusqlite::Connection),
+    #[cfg(feature = "postgres")]
+    Postgres(postgres::PgConnection),
+}
+
+/// How a transaction starts: `Immediate` takes the database's one writer lock at once (as
+/// SQLite's `BEGIN IMMEDIATE`), so whatever it reads stays true until it commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Behavior {
+    Deferred,
+    Immediate,
+}
+
+/// `params![a, b]`: the values of a statement's `?1`, `?2`, ….
+macro_rules! params {
+    () => { &[] as &[&dyn $crate::db::Param] };
+    ($($value:expr),+ $(,)?) => { &[$(&$value as &dyn $crate::db::Param),+] as &[&dyn $crate::db::Param] };
+}
+pub(crate) use params;
+
+/// What a statement can take as its parameters.
+pub(crate) trait Params {
+    fn with<R>(self, f: impl FnOnce(&[&dyn Param]) -> R) -> R;
+}
+
+impl Params for &[&dyn Param] {
+    fn with<R>(self, f: impl FnOnce(&[&dyn Param]) -> R) -> R {
+        f(self)
+    }
+}
+
+impl Params for [&dyn Param; 0] {
+    fn with<R>(self, f: impl FnOnce(&[&dyn Param]) -> R) -> R {
+        f(&[])
+    }
+}
+
+macro_rules! array_params {
+    ($($n:literal)+) => {$(
+        impl<T: Param> Params for [T; $n] {
+            fn with<R>(self, f: impl FnOnce(&[&dyn Param]) -> R) -> R {
+                let refs: [&dyn Param; $n] = std::array::from_fn(|i| &self[i] as &dyn Param);
+                f(&refs)
+            }
+        }
+    )+};
+}
+array_params!(1 2 3 4 5 6 7 8);
+
+impl Params for &Vec<OwnedValue> {
+    fn with<R>(self, f: impl FnOnce(&[&dyn Param]) -> R) -> R {
+        let refs: Vec<&dyn Param> = self.iter().map(|v| v as &dyn Param).collect();
+        f(&refs)
+    }
+}
+
+impl Params for &Vec<&dyn Param> {
+    fn with<R>(self, f: impl FnOnce(&[&dyn Param]) -> R) -> R {
+        f(self)
+    }
+}
+
+/// `.optional()` on a `query_row`: no row is `None`, not an error.
+pub(crate) trait OptionalExtension<T> {
+    fn optional(self) -> Result<Option<T>>;
+}
+
+impl<T> OptionalExtension<T> for Result<T> {
+    fn optional(self) -> Result<Option<T>> {
+        match self {
+            Ok(v) => Ok(Some(v)),
+            Err(Error::NoRows) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl Connection {
+    pub(crate) fn engine(&self) -> Engine {
+        match self {
+            Connection::Sqlite(_) => Engine::Sqlite,
+            #[cfg(feature = "postgres")]
+            Connection::Postgres(_) => Engine::Postgres,
+        }
+    }
+
+    /// The SQLite connection, for what only SQLite has (pragmas, the backup API); `None` on
+    /// Postgres.
+    pub(crate) fn sqlite(&self) -> Option<&rusqlite::Connection> {
+        match self {
+            Connection::Sqlite(c) => Some(c),
+            #[cfg(feature = "postgres")]
+            Connection::Postgres(_) => None,
+        }
+    }
+
+    pub(crate) fn execute(&self, sql: &str, params: impl Params) -> Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
+
+    /// Several statements without parameters (migrations, fixed updates).
+    pub(crate) fn execute_batch(&self, sql: &str) -> Result<()> {
+        match self {
+            Connection::Sqlite(c) => Ok(c.execute_batch(sql)?),
+            #[cfg(feature = "postgres")]
+            Connection::Postgres(c) => c.batch_execute(sql),
+        }
+    }
+
+    pub(crate) fn query_row<T>(
+        &self,
+        sql: &str,
+        params: impl Params,
+        f: impl FnOnce(&Row<'_>) -> Result<T>,
+    ) -> Result<T> {
+        self.prepare_cached(sql)?.query_row(params, f)
+    }
+
+    pub(crate) fn prepare_cached(&self, sql: &str) -> Result<Statement<'_>> {
+        match self {
+            Connection::Sqlite(c) => Ok(Statement::Sqlite(c.prepare_cached(sql)?)),
+            #[cfg(feature = "postgres")]
+            Connection::Postgres(c) => Ok(Statement::Postgres(c.statement(sql))),
+        }
+    }
+
+    /// As `prepare_cached`: a statement run once is cached all the same.
+    pub(crate) fn prepare(&self, sql: &str) -> Result<Statement<'_>> {
+        self.prepare_cached(sql)
+    }
+
+    pub(crate) fn transaction_with_behavior(&self, behavior: Behavior) -> Result<Transaction<'_>> {
+        match self {
+            Connection::Sqlite(c) => c.execute_batch(match behavior {
+                Behavior::Deferred => "BEGIN DEFERRED",
+                Behavior::Immediate => "BEGIN IMMEDIATE",
+            })?,
+            #[cfg(feature = "postgres")]
+            Connection::Postgres(c) => c.begin(behavior)?,
+        }
+        Ok(Transaction {
+            conn: self,
+            open: true,
+        })
+    }
+
+    /// A deferred transaction, as rusqlite's of the same name.
+    pub(crate) fn unchecked_transaction(&self) -> Result<Transaction<'_>> {
+        self.transaction_with_behavior(Behavior::Deferred)
+    }
+
+    pub(crate) fn transaction(&self) -> Result<Transaction<'_>> {
+        self.transaction_with_behavior(Behavior::Deferred)
+    }
+}
+
+/// An open transaction; dropped without `commit`, it rolls back.
+pub(crate) struct Transaction<'c> {
+    conn: &'c Connection,
+    open: bool,
+}
+
+impl Transaction<'_> {
+    pub(crate) fn commit(mut self) -> Result<()> {
+        self.open = false;
+        self.conn.execute_batch("COMMIT")
+    }
+
+    /// End a transaction that only read (a snapshot): nothing to keep.
+    pub(crate) fn finish(self) -> Result<()> {
+        self.rollback()
+    }
+
+    pub(crate) fn rollback(mut self) -> Result<()> {
+        self.open = false;
+        self.conn.execute_batch("ROLLBACK")
+    }
+}
+
+impl Deref for Transaction<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.conn
+    }
+}
+
+impl Drop for Transaction<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            // Nothing to do if it fails: the connection is gone, and the transaction with it.
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+}
+
+/// A statement ready to run.
+pub(crate) enum Statement<'c> {
+    Sqlite(rusqlite::CachedStatement<'c>),
+    #[cfg(feature = "postgres")]
+    Postgres(postgres::PgStatement<'c>),
+}
+
+impl Statement<'_> {
+    /// Run it; the number of rows it changed.
+    pub(crate) fn execute(&mut self, params: impl Params) -> Result<usize> {
+        params.with(|params| match self {
+            Statement::Sqlite(s) => Ok(s.execute(sqlite::bind(params))?),
+            #[cfg(feature = "postgres")]
+            Statement::Postgres(s) => s.execute(params),
+        })
+    }
+
+    /// The first row, or [`Error::NoRows`].
+    pub(crate) fn query_row<T>(
+        &mut self,
+        params: impl Params,
+        f: impl FnOnce(&Row<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let mut rows = self.query(params)?;
+        match rows.next()? {
+            Some(row) => f(&row),
+            None => Err(Error::NoRows),
+        }
+    }
+
+    /// Whether the query finds a row.
+    pub(crate) fn exists(&mut self, params: impl Params) -> Result<bool> {
+        Ok(self.query(params)?.next()?.is_some())
+    }
+
+    pub(crate) fn query(&mut self, params: impl Params) -> Result<Rows<'_>> {
+        params.with(|params| match self {
+            Statement::Sqlite(s) => Ok(Rows::Sqlite(s.query(sqlite::bind(params))?)),
+            #[cfg(feature = "postgres")]
+            Statement::Postgres(s) => Ok(Rows::Postgres(s.query(params)?.into_iter())),
+        })
+    }
+
+    /// Each row through `f`.
+    pub(crate) fn query_map<T, F>(&mut self, params: impl Params, f: F) -> Result<MappedRows<'_, F>>
+    where
+        F: FnMut(&Row<'_>) -> Result<T>,
+    {
+        Ok(MappedRows {
+            rows: self.query(params)?,
+            f,
+        })
+    }
+}
+
+/// The rows of a query, read one at a time.
+pub(crate) enum Rows<'s> {
+    Sqlite(rusqlite::Rows<'s>),
+    #[cfg(feature = "postgres")]
+    Postgres(std::vec::IntoIter<::postgres::Row>),
+}
+
+/// One row of a result. Holds the Postgres row itself: it was read in full already.
+pub(crate) enum Row<'r> {
+    Sqlite(&'r rusqlite::Row<'r>),
+    #[cfg(feature = "postgres")]
+    Postgres(::postgres::Row),
+}
+
+impl Rows<'_> {
+    #[allow(clippy::should_implement_trait)] // fallible, as rusqlite's
+    pub(crate) fn next(&mut self) -> Result<Option<Row<'_>>> {
+        match self {
+            Rows::Sqlite(rows) => Ok(rows.next()?.map(Row::Sqlite)),
+            #[cfg(feature = "postgres")]
+            Rows::Postgres(rows) => Ok(rows.next().map(Row::Postgres)),
+        }
+    }
+}
+
+/// The iterator `query_map` returns.
+pub(crate) struct MappedRows<'s, F> {
+    rows: Rows<'s>,
+    f: F,
+}
+
+impl<T, F: FnMut(&Row<'_>) -> Result<T>> Iterator for MappedRows<'_, F> {
+    type Item = Result<T>;
+    fn next(&mut self) -> Option<Result<T>> {
+        match self.rows.next() {
+            Ok(Some(row)) => Some((self.f)(&row)),
+            Ok(None) => None,
+            Err(e) => Some(Err(e)),
+        }
+    }
+}
+
+/// A column by position, as rusqlite's `RowIndex` (only positions are used here).
+pub(crate) trait ColumnIndex {
+    fn index(self) -> usize;
+}
+
+impl ColumnIndex for usize {
+    fn index(self) -> usize {
+        self
+    }
+}
+
+impl Row<'_> {
+    pub(crate) fn get<I: ColumnIndex, T: Column>(&self, idx: I) -> Result<T> {
+        let idx = idx.index();
+        match self {
+            Row::Sqlite(r) => T::from_sqlite(r.get_ref(idx)?, idx),
+            #[cfg(feature = "postgres")]
+            Row::Postgres(r) => T::from_postgres(r, idx),
+        }
+    }
+
+    /// The column as whatever it holds, for readers that pass values through (export).
+    pub(crate) fn value(&self, idx: usize) -> Result<OwnedValue> {
+        self.get(idx)
+    }
+}
