@@ -1,10 +1,17 @@
-//! Many separate `meterline record` processes writing one database file at once: the counter
-//! must end at exactly what was recorded, and a hard cap must hold under the race.
+//! Many separate `meterline record` processes writing one database at once: the counter
+//! must end at exactly what was recorded, and a hard cap must hold under the race. Both
+//! engines: the SQLite file, and PostgreSQL shared by every process.
 
 use std::collections::BTreeSet;
 
-use crate::support::cli::{Scratch, events_of, used_in};
+use crate::support::cli::Scratch;
+use crate::support::engine::{Engine, Inspect, engine_tests};
 use serde_json::Value;
+
+engine_tests!(
+    concurrent_processes_count_every_event_exactly_once,
+    concurrent_processes_never_push_a_capped_customer_past_its_limit,
+);
 
 const WORKERS: usize = 8;
 
@@ -59,28 +66,24 @@ fn race(
     })
 }
 
-fn event_ids(conn: &rusqlite::Connection, customer: &str) -> BTreeSet<i64> {
-    let mut stmt = conn
-        .prepare("SELECT id FROM usage_events WHERE customer_id = ?1")
-        .unwrap();
-    stmt.query_map([customer], |r| r.get(0))
-        .unwrap()
-        .collect::<rusqlite::Result<_>>()
-        .unwrap()
+fn event_ids(db: &Inspect, customer: &str) -> BTreeSet<i64> {
+    db.rows(&format!(
+        "SELECT id FROM usage_events WHERE customer_id = '{customer}'"
+    ))
+    .iter()
+    .map(|r| r[0].parse().unwrap())
+    .collect()
 }
 
-fn member_used(conn: &rusqlite::Connection, customer: &str, user: &str) -> i64 {
-    conn.query_row(
-        "SELECT COALESCE(SUM(used), 0) FROM usage_members WHERE customer_id = ?1 AND user_id = ?2",
-        [customer, user],
-        |r| r.get(0),
-    )
-    .unwrap()
+fn member_used(db: &Inspect, customer: &str, user: &str) -> i64 {
+    db.number(&format!(
+        "SELECT CAST(COALESCE(SUM(used), 0) AS BIGINT) FROM usage_members
+         WHERE customer_id = '{customer}' AND user_id = '{user}'"
+    ))
 }
 
-#[test]
-fn concurrent_processes_count_every_event_exactly_once() {
-    let scratch = Scratch::new();
+fn concurrent_processes_count_every_event_exactly_once(engine: Engine) {
+    let scratch = Scratch::on(engine);
     scratch.add_customer("acme", "business", "2026-11-01");
     const PER_WORKER: usize = 200;
     // Worker w records w+1 units per event, so a lost or doubled event shows in the sum.
@@ -103,27 +106,23 @@ fn concurrent_processes_count_every_event_exactly_once() {
 
     let check = scratch.json(&["check", "acme", "--json"]);
     assert_eq!(check["used"], expected_units);
-    let conn = scratch.conn();
+    let db = scratch.inspect();
+    assert_eq!(db.used_in("acme", "2026-11-01T00:00:00Z"), expected_units);
     assert_eq!(
-        used_in(&conn, "acme", "2026-11-01T00:00:00Z"),
-        expected_units
-    );
-    assert_eq!(
-        events_of(&conn, "acme"),
+        db.events_of("acme"),
         ((WORKERS * PER_WORKER) as i64, expected_units)
     );
-    assert_eq!(event_ids(&conn, "acme"), reported_ids);
+    assert_eq!(event_ids(&db, "acme"), reported_ids);
     for worker in 0..WORKERS {
         assert_eq!(
-            member_used(&conn, "acme", &format!("worker-{worker}")),
+            member_used(&db, "acme", &format!("worker-{worker}")),
             (worker as i64 + 1) * PER_WORKER as i64
         );
     }
 }
 
-#[test]
-fn concurrent_processes_never_push_a_capped_customer_past_its_limit() {
-    let scratch = Scratch::new();
+fn concurrent_processes_never_push_a_capped_customer_past_its_limit(engine: Engine) {
+    let scratch = Scratch::on(engine);
     // The shipped free plan: 1,000 units, hard cap.
     scratch.add_customer("capped", "free", "2026-11-01");
     const LIMIT: i64 = 1000;
@@ -160,8 +159,8 @@ fn concurrent_processes_never_push_a_capped_customer_past_its_limit() {
     assert_eq!(accepted_ids.len() + refused, WORKERS * PER_WORKER);
     assert!(refused > 0, "the race never reached the cap");
 
-    let conn = scratch.conn();
-    let used = used_in(&conn, "capped", "2026-11-01T00:00:00Z");
+    let db = scratch.inspect();
+    let used = db.used_in("capped", "2026-11-01T00:00:00Z");
     assert!(used <= LIMIT, "the cap was passed: {used} > {LIMIT}");
     // Every refusal came when fewer than MAX_QUANTITY units were left, so the cap was reached
     // up to less than one event's worth.
@@ -170,9 +169,9 @@ fn concurrent_processes_never_push_a_capped_customer_past_its_limit() {
         "refused too early: used {used}"
     );
     assert_eq!(used, accepted_units);
-    let (events, units) = events_of(&conn, "capped");
+    let (events, units) = db.events_of("capped");
     assert_eq!((events as usize, units), (accepted_ids.len() + 1, used));
-    let mut ids = event_ids(&conn, "capped");
+    let mut ids = event_ids(&db, "capped");
     ids.pop_first(); // the 800 recorded before the race
     assert_eq!(ids, accepted_ids);
     assert_eq!(scratch.json(&["check", "capped", "--json"])["used"], used);

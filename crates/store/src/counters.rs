@@ -192,13 +192,13 @@ impl<'c> Counters<'c> {
                       included, at_limit, overage_rate, price)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                  ON CONFLICT (customer_id, period_start) DO UPDATE SET
-                     used = used + excluded.used,
-                     plan_id = IIF(?11, excluded.plan_id, plan_id),
-                     meter_event_name = IIF(?11, excluded.meter_event_name, meter_event_name),
-                     included = IIF(?11, excluded.included, included),
-                     at_limit = IIF(?11, excluded.at_limit, at_limit),
-                     overage_rate = IIF(?11, excluded.overage_rate, overage_rate),
-                     price = IIF(?11, excluded.price, price)",
+                     used = usage_records.used + excluded.used,
+                     plan_id = CASE WHEN ?11 = 1 THEN excluded.plan_id ELSE usage_records.plan_id END,
+                     meter_event_name = CASE WHEN ?11 = 1 THEN excluded.meter_event_name ELSE usage_records.meter_event_name END,
+                     included = CASE WHEN ?11 = 1 THEN excluded.included ELSE usage_records.included END,
+                     at_limit = CASE WHEN ?11 = 1 THEN excluded.at_limit ELSE usage_records.at_limit END,
+                     overage_rate = CASE WHEN ?11 = 1 THEN excluded.overage_rate ELSE usage_records.overage_rate END,
+                     price = CASE WHEN ?11 = 1 THEN excluded.price ELSE usage_records.price END",
             )?
             .execute(params![
                 customer_id,

@@ -81,7 +81,7 @@ const USAGE_ROWS: &str = "(
            NULL, r.price, m.meter_id
     FROM meter_counters m JOIN usage_records r USING (customer_id, period_start)
     WHERE m.group_key = ''
-)";
+) AS usage_rows";
 
 /// Which rows: one customer, and a half-open time range `[since, until)` on the event time
 /// (events) or the period start (usage).

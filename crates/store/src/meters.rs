@@ -249,9 +249,9 @@ impl MeterCounters {
         for (key, values) in &mut self.values {
             for value in values.unsaved.drain(..) {
                 conn.prepare_cached(
-                    "INSERT OR IGNORE INTO meter_values
+                    "INSERT INTO meter_values
                          (customer_id, period_start, meter_id, group_key, value)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
                 )?
                 .execute(params![key.0, key.1, key.2, key.3, value])?;
             }

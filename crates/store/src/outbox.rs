@@ -288,8 +288,8 @@ impl super::Store {
                           {} AS event_name, {AMOUNT} AS amount, e.occurred_at
                    {}
                    ORDER BY e.occurred_at, e.id
-                   LIMIT ?4)
-             GROUP BY customer_id, meter_id, event_name
+                   LIMIT ?4) AS due
+             GROUP BY customer_id, stripe_customer_id, meter_id, event_name
              ORDER BY customer_id, meter_id, event_name",
             meters.event_name_sql(),
             sendable(meters)

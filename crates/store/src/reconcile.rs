@@ -167,9 +167,13 @@ impl super::Store {
         )?;
         {
             let mut insert = tx.prepare(
-                "INSERT OR REPLACE INTO reconcile_rows (run_id, customer_id, meter_event_name,
+                "INSERT INTO reconcile_rows (run_id, customer_id, meter_event_name,
                      period_start, period_end, local, stripe, status, meter_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (run_id, customer_id, meter_event_name) DO UPDATE SET
+                     period_start = excluded.period_start, period_end = excluded.period_end,
+                     local = excluded.local, stripe = excluded.stripe,
+                     status = excluded.status, meter_id = excluded.meter_id",
             )?;
             for row in rows {
                 insert.execute(params![

@@ -437,7 +437,7 @@ impl<'c> Batch<'_, 'c> {
                 "INSERT INTO usage_members (customer_id, period_start, user_id, used)
                  VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (customer_id, period_start, user_id) DO UPDATE
-                     SET used = used + excluded.used",
+                     SET used = usage_members.used + excluded.used",
             )?
             .execute(params![customer_id, period_start, user, req.quantity])?;
         }

@@ -288,7 +288,7 @@ impl super::Store {
                             ELSE SUM({AMOUNT}) END AS units,
                             COUNT(*) AS n
                      {unpacked}
-                     GROUP BY e.customer_id, e.period_start, e.meter_id, {})",
+                     GROUP BY e.customer_id, e.period_start, e.meter_id, {}) AS groups",
                 meters.last_sql(),
                 meters.dimensions_sql()
             ),
@@ -298,7 +298,7 @@ impl super::Store {
         let customers: i64 = self.conn.query_row(
             &format!(
                 "SELECT COUNT(*) FROM (SELECT s.customer_id {SENDABLE_REPORTS}
-                                       UNION SELECT e.customer_id {unpacked})"
+                                       UNION SELECT e.customer_id {unpacked}) AS sendable"
             ),
             params![from, to, rested],
             |r| r.get(0),

@@ -5,12 +5,16 @@
 //! - `serve`: the real `meterline serve` and a small blocking client;
 //! - `meters`: a multi-meter plans.toml and reads of the meter tables;
 //! - `alerts`: a loopback webhook receiver;
-//! - `tmux`: the real binary on a real terminal.
+//! - `tmux`: the real binary on a real terminal;
+//! - `engine`: the contract tests once per engine (`engine_tests!`), and plain-SQL reads of either;
+//! - `postgres`: the real PostgreSQL server the Postgres half runs on.
 
 pub mod alerts;
 pub mod cli;
+pub mod engine;
 pub mod fake_stripe;
 pub mod meters;
+pub mod postgres;
 pub mod serve;
 pub mod stripe;
 pub mod tmux;

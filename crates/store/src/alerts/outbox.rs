@@ -120,7 +120,7 @@ impl crate::Store {
     ) -> Result<()> {
         self.conn.execute(
             "UPDATE alert_deliveries SET attempts = attempts + 1, last_error = ?3,
-                 state = IIF(?4 IS NULL, 'failed', 'pending'),
+                 state = CASE WHEN ?4 IS NULL THEN 'failed' ELSE 'pending' END,
                  next_attempt = COALESCE(?4, next_attempt)
              WHERE alert_id = ?1 AND target = ?2 AND state = 'pending'",
             params![alert_id, target, error, next_attempt],

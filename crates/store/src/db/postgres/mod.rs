@@ -147,8 +147,33 @@ impl PgStatement<'_> {
     }
 }
 
-/// `?1` → `$1`, and a bare `?` → the next number, outside quotes and comments.
+/// The few SQLite phrases the store uses that Postgres spells otherwise. Everything else is
+/// the SQL both speak; the functions `json_extract` and `meterline_json_object` are defined
+/// by the Postgres schema to behave as SQLite's.
+const DIALECT: &[(&str, &str)] = &[
+    ("printf('%020d', id)", "lpad(CAST(id AS TEXT), 20, '0')"),
+    ("json_object(", "meterline_json_object("),
+];
+
+/// A statement in Postgres' dialect: [`DIALECT`]'s phrases, no `INDEXED BY` hints (Postgres
+/// plans on its own), and `?1` → `$1`, a bare `?` → the next number, outside quotes and
+/// comments.
 fn translate(sql: &str) -> String {
+    let mut sql = sql.to_owned();
+    for (sqlite, postgres) in DIALECT {
+        sql = sql.replace(sqlite, postgres);
+    }
+    while let Some(at) = sql.find("INDEXED BY ") {
+        let rest = &sql[at + "INDEXED BY ".len()..];
+        let end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len());
+        sql.replace_range(at..at + "INDEXED BY ".len() + end, "");
+    }
+    placeholders(&sql)
+}
+
+fn placeholders(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len() + 8);
     let mut chars = sql.chars().peekable();
     let mut next = 0;
@@ -348,5 +373,9 @@ mod tests {
             "SELECT $1, '?', \"a?\" \n FROM t WHERE a = $2 AND b = $3"
         );
         assert_eq!(translate("VALUES (?, ?, ?12)"), "VALUES ($1, $2, $12)");
+        assert_eq!(
+            translate("SELECT 1 FROM t INDEXED BY t_outbox WHERE a = ?1"),
+            "SELECT 1 FROM t  WHERE a = $1"
+        );
     }
 }

@@ -1,0 +1,143 @@
+//! The contract tests run once per engine: `engine_tests!` turns each `fn name(engine: Engine)`
+//! into `sqlite::name` and `postgres::name`, and [`Inspect`] reads either database the same
+//! way, with plain SQL, without going through the code under test.
+
+use std::path::Path;
+
+use super::cli::Scratch;
+
+/// The store a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+/// `engine_tests!(a, b)`: `#[test] sqlite::a`, `#[test] postgres::a`, … calling `a(Engine)`.
+macro_rules! engine_tests {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(#[test]
+            fn $name() {
+                super::$name($crate::support::engine::Engine::Sqlite)
+            })+
+        }
+        mod postgres {
+            $(#[test]
+            fn $name() {
+                super::$name($crate::support::engine::Engine::Postgres)
+            })+
+        }
+    };
+}
+pub(crate) use engine_tests;
+
+impl Scratch {
+    /// A scratch directory whose database is on `engine`: the file, or a fresh database on
+    /// the test PostgreSQL server.
+    pub fn on(engine: Engine) -> Scratch {
+        let mut scratch = Scratch::new();
+        if engine == Engine::Postgres {
+            scratch.db = super::postgres::server().fresh_database().into();
+        }
+        scratch
+    }
+
+    pub fn engine(&self) -> Engine {
+        if self.db.to_string_lossy().starts_with("postgres") {
+            Engine::Postgres
+        } else {
+            Engine::Sqlite
+        }
+    }
+
+    /// Plain SQL on this database, whichever the engine.
+    pub fn inspect(&self) -> Inspect<'_> {
+        Inspect { db: &self.db }
+    }
+}
+
+/// Reads a test database with plain SQL.
+pub struct Inspect<'a> {
+    db: &'a Path,
+}
+
+impl Inspect<'_> {
+    /// Every row of `sql`, each column as text (NULL as "").
+    pub fn rows(&self, sql: &str) -> Vec<Vec<String>> {
+        let db = self.db.to_string_lossy();
+        if db.starts_with("postgres") {
+            let name = db.rsplit('/').next().unwrap_or_default();
+            let out = super::postgres::server().psql(name, sql);
+            return out
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(|l| l.split('|').map(str::to_owned).collect())
+                .collect();
+        }
+        let conn = rusqlite::Connection::open(self.db).expect("open the test database");
+        let mut stmt = conn.prepare(sql).expect("prepare");
+        let columns = stmt.column_count();
+        stmt.query_map([], |r| {
+            (0..columns)
+                .map(|i| {
+                    Ok(match r.get_ref(i)? {
+                        rusqlite::types::ValueRef::Null => String::new(),
+                        rusqlite::types::ValueRef::Integer(n) => n.to_string(),
+                        rusqlite::types::ValueRef::Real(x) => x.to_string(),
+                        rusqlite::types::ValueRef::Text(t) => {
+                            String::from_utf8_lossy(t).into_owned()
+                        }
+                        rusqlite::types::ValueRef::Blob(b) => format!("{b:?}"),
+                    })
+                })
+                .collect::<rusqlite::Result<Vec<String>>>()
+        })
+        .expect("query")
+        .collect::<rusqlite::Result<_>>()
+        .expect("rows")
+    }
+
+    /// The one integer `sql` answers (write `CAST(SUM(x) AS BIGINT)`: Postgres sums to NUMERIC).
+    pub fn number(&self, sql: &str) -> i64 {
+        let rows = self.rows(sql);
+        let cell = rows
+            .first()
+            .and_then(|r| r.first())
+            .unwrap_or_else(|| panic!("no row from {sql}"));
+        cell.parse()
+            .unwrap_or_else(|_| panic!("{sql} answered {cell:?}"))
+    }
+
+    /// Units on `customer`'s counter for the period starting at `period_start`.
+    pub fn used_in(&self, customer: &str, period_start: &str) -> i64 {
+        self.number(&format!(
+            "SELECT CAST(COALESCE(SUM(used), 0) AS BIGINT) FROM usage_records
+             WHERE customer_id = '{customer}' AND period_start = '{period_start}'"
+        ))
+    }
+
+    /// How many events `customer` has, and their units.
+    pub fn events_of(&self, customer: &str) -> (i64, i64) {
+        let rows = self.rows(&format!(
+            "SELECT COUNT(*), CAST(COALESCE(SUM(quantity), 0) AS BIGINT) FROM usage_events
+             WHERE customer_id = '{customer}'"
+        ));
+        (rows[0][0].parse().unwrap(), rows[0][1].parse().unwrap())
+    }
+
+    /// Counters that disagree with the events they count, and events no counter counts: both
+    /// must be 0.
+    pub fn counters_disagreeing_with_events(&self) -> i64 {
+        self.number(
+            "SELECT (SELECT COUNT(*) FROM usage_records r
+                     WHERE r.used != (SELECT COALESCE(SUM(e.quantity), 0) FROM usage_events e
+                                      WHERE e.customer_id = r.customer_id
+                                        AND e.period_start = r.period_start
+                                        AND e.meter_id = 'usage'))
+                  + (SELECT COUNT(*) FROM usage_events e WHERE e.meter_id = 'usage' AND NOT EXISTS
+                     (SELECT 1 FROM usage_records r
+                      WHERE r.customer_id = e.customer_id AND r.period_start = e.period_start))",
+        )
+    }
+}
