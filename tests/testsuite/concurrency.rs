@@ -11,6 +11,7 @@ use serde_json::Value;
 engine_tests!(
     concurrent_processes_count_every_event_exactly_once,
     concurrent_processes_never_push_a_capped_customer_past_its_limit,
+    writers_and_two_servers_never_push_a_capped_customer_past_its_limit,
 );
 
 const WORKERS: usize = 8;
@@ -215,4 +216,66 @@ fn concurrent_processes_create_a_new_database_without_false_locked_errors() {
             .unwrap();
         assert_eq!(customers, WORKERS as i64, "round {round}");
     }
+}
+
+/// 8 record processes and 2 servers (each with its own group commit) on one capped customer:
+/// on PostgreSQL this is several hosts' worth of writers on one database.
+fn writers_and_two_servers_never_push_a_capped_customer_past_its_limit(engine: Engine) {
+    use crate::support::serve::{Server, create_token};
+    let scratch = Scratch::on(engine);
+    scratch.add_customer("capped", "free", "2026-11-01");
+    const LIMIT: i64 = 1000;
+    scratch.record("capped", 700);
+    let token = create_token(&scratch, "race");
+    let servers = [Server::start(&scratch, &[]), Server::start(&scratch, &[])];
+    let http_accepted = std::sync::atomic::AtomicI64::new(0);
+    let cli = std::thread::scope(|s| {
+        for (n, server) in servers.iter().enumerate() {
+            for t in 0..4 {
+                let client = server.client(&token);
+                let accepted = &http_accepted;
+                s.spawn(move || {
+                    for i in 0..40 {
+                        let quantity = 1 + (i + t) % 3;
+                        let reply = client.post(
+                            "/v1/events",
+                            &serde_json::json!({"customer": "capped", "quantity": quantity,
+                                                "key": format!("s{n}-t{t}-{i}")})
+                            .to_string(),
+                        );
+                        match reply.status {
+                            200 => {
+                                accepted.fetch_add(
+                                    quantity as i64,
+                                    std::sync::atomic::Ordering::Relaxed,
+                                );
+                            }
+                            // Refused at the cap, or busy: either way not counted.
+                            402 => assert_eq!(reply.json()["recorded"], false),
+                            503 => {}
+                            other => panic!("{other}: {}", reply.body),
+                        }
+                    }
+                });
+            }
+        }
+        race(&scratch, "capped", 25, |worker, i| {
+            1 + ((worker + i) as i64 % 3)
+        })
+    });
+    let cli_units: i64 = cli.iter().filter(|a| a.exit == 0).map(|a| a.quantity).sum();
+    for a in cli.iter().filter(|a| a.exit != 0) {
+        assert_eq!(a.exit, 3, "{}", a.stderr);
+    }
+    let db = scratch.inspect();
+    let used = db.used_in("capped", "2026-11-01T00:00:00Z");
+    assert!(used <= LIMIT, "the cap was passed: {used} > {LIMIT}");
+    assert!(used > LIMIT - 3, "refused too early: used {used}");
+    let accepted = 700 + cli_units + http_accepted.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        used, accepted,
+        "what was acknowledged is not what was counted"
+    );
+    assert_eq!(db.events_of("capped").1, used);
+    assert_eq!(db.counters_disagreeing_with_events(), 0);
 }

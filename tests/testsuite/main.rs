@@ -42,6 +42,7 @@ mod meters;
 mod meters_serve;
 mod period_terms;
 mod plans;
+mod postgres_bad_input;
 mod reconcile;
 mod reconcile_in_doubt;
 mod serve;

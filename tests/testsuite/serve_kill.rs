@@ -6,10 +6,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::support::cli::Scratch;
-use crate::support::serve::{
-    Client, Server, assert_counters_match_events, create_token, events_with_key,
-};
+use crate::support::engine::{Engine, engine_tests};
+use crate::support::serve::{Client, Server, create_token};
 use serde_json::json;
+
+engine_tests!(
+    kill_9_mid_load_loses_no_acknowledged_event,
+    sigterm_under_load_answers_what_it_accepted_and_exits_0,
+);
 
 /// Clients sending keyed singles and batches until the server goes away; each keeps the keys
 /// that were answered 200.
@@ -93,33 +97,40 @@ impl Load {
     }
 }
 
-fn setup() -> (Scratch, String) {
-    let s = Scratch::new();
+fn setup(engine: Engine) -> (Scratch, String) {
+    let s = Scratch::on(engine);
     s.add_customer("acme", "business", "2026-11-01");
     let token = create_token(&s, "load");
     (s, token)
 }
 
+fn total_used(s: &Scratch) -> i64 {
+    s.inspect()
+        .number("SELECT CAST(COALESCE(SUM(used), 0) AS BIGINT) FROM usage_records")
+}
+
 fn assert_all_acknowledged_once(s: &Scratch, acked: &[(String, i64)]) {
-    let conn = s.conn();
+    let db = s.inspect();
+    let stored: std::collections::HashMap<String, i64> = db
+        .rows("SELECT idempotency_key, COUNT(*) FROM usage_events GROUP BY idempotency_key")
+        .into_iter()
+        .map(|r| (r[0].clone(), r[1].parse().unwrap()))
+        .collect();
     for (key, _) in acked {
-        assert_eq!(events_with_key(&conn, key), 1, "acknowledged event {key}");
+        assert_eq!(stored.get(key), Some(&1), "acknowledged event {key}");
     }
-    assert_counters_match_events(&conn);
-    let used: i64 = conn
-        .query_row(
-            "SELECT COALESCE(SUM(used), 0) FROM usage_records",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    assert_eq!(
+        db.counters_disagreeing_with_events(),
+        0,
+        "a counter differs from the sum of its events"
+    );
+    let used = total_used(s);
     let acked_units: i64 = acked.iter().map(|(_, q)| q).sum();
     assert!(used >= acked_units, "{used} < {acked_units}");
 }
 
-#[test]
-fn kill_9_mid_load_loses_no_acknowledged_event() {
-    let (s, token) = setup();
+fn kill_9_mid_load_loses_no_acknowledged_event(engine: Engine) {
+    let (s, token) = setup(engine);
     let server = Server::start(&s, &[]);
     let load = Load::start(&server, &token, 6);
     load.wait_for(2_000);
@@ -131,12 +142,7 @@ fn kill_9_mid_load_loses_no_acknowledged_event() {
     // Restart: resending every acknowledged event is answered "duplicate", nothing counted twice.
     let server = Server::start(&s, &[]);
     let c = server.client(&token);
-    let before = s
-        .conn()
-        .query_row("SELECT SUM(used) FROM usage_records", [], |r| {
-            r.get::<_, i64>(0)
-        })
-        .unwrap();
+    let before = total_used(&s);
     for chunk in acked.chunks(1000) {
         let events: Vec<_> = chunk
             .iter()
@@ -148,19 +154,13 @@ fn kill_9_mid_load_loses_no_acknowledged_event() {
             assert_eq!(r["duplicate"], true, "{r}");
         }
     }
-    let after = s
-        .conn()
-        .query_row("SELECT SUM(used) FROM usage_records", [], |r| {
-            r.get::<_, i64>(0)
-        })
-        .unwrap();
+    let after = total_used(&s);
     assert_eq!(before, after);
     assert_eq!(server.terminate().code(), Some(0));
 }
 
-#[test]
-fn sigterm_under_load_answers_what_it_accepted_and_exits_0() {
-    let (s, token) = setup();
+fn sigterm_under_load_answers_what_it_accepted_and_exits_0(engine: Engine) {
+    let (s, token) = setup(engine);
     let server = Server::start(&s, &[]);
     let load = Load::start(&server, &token, 6);
     load.wait_for(1_000);

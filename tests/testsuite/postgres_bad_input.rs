@@ -1,0 +1,171 @@
+//! PostgreSQL given the wrong thing: each is refused with a clear message and a non-zero exit,
+//! nothing is created or lost, and the password never shows.
+
+use crate::support::cli::Scratch;
+use crate::support::engine::Engine;
+use crate::support::postgres::{PASSWORD, server};
+
+/// `meterline ARGS` on `db`: exit code and stderr.
+fn run(scratch: &Scratch, db: &str, args: &[&str]) -> (i32, String) {
+    let out = scratch
+        .std_cmd()
+        .env("METERLINE_DB", db)
+        .args(args)
+        .output()
+        .expect("run meterline");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        !stderr.contains(PASSWORD) && !stdout.contains(PASSWORD),
+        "the password shows: {stdout}{stderr}"
+    );
+    (out.status.code().expect("exited"), stderr)
+}
+
+fn db_name(url: &str) -> &str {
+    url.rsplit('/').next().unwrap()
+}
+
+fn tables(db: &str) -> String {
+    server().psql(
+        db,
+        "SELECT COALESCE(string_agg(tablename, ',' ORDER BY tablename), '') FROM pg_tables WHERE schemaname = 'public'",
+    )
+}
+
+#[test]
+fn malformed_urls_and_unknown_sslmodes_are_refused_before_connecting() {
+    let s = Scratch::new();
+    for (db, says) in [
+        (
+            format!("postgres://u:{PASSWORD}@127.0.0.1:notaport/db"),
+            "not a valid PostgreSQL URL",
+        ),
+        (
+            format!("postgres://u:{PASSWORD}@127.0.0.1/db?colour=blue"),
+            "not a valid PostgreSQL URL",
+        ),
+        (
+            format!("postgres://u:{PASSWORD}@127.0.0.1"),
+            "names no database",
+        ),
+        (
+            format!("postgres://u:{PASSWORD}@127.0.0.1/db?sslmode=strict"),
+            "unknown sslmode \"strict\"",
+        ),
+    ] {
+        let (code, stderr) = run(&s, &db, &["status"]);
+        assert_eq!(code, 2, "{db}: {stderr}");
+        assert!(stderr.contains(says), "{db}: {stderr}");
+        if !says.starts_with("unknown sslmode") {
+            assert!(stderr.contains("u:***@"), "{db}: {stderr}");
+        }
+    }
+}
+
+#[test]
+fn a_wrong_password_an_unreachable_host_and_a_missing_database_are_refused() {
+    let s = Scratch::new();
+    let url = server().fresh_database();
+    let name = db_name(&url);
+    let wrong = server().url_as("meterline", "not-the-password", name);
+    let (code, stderr) = run(&s, &wrong, &["customer", "add", "acme", "--plan", "free"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("password authentication failed"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("meterline:***@"), "{stderr}");
+    assert_eq!(tables(name), "", "a refused login created tables");
+
+    // Nothing listens on port 1.
+    let nowhere = format!("postgres://meterline:{PASSWORD}@127.0.0.1:1/{name}");
+    let (code, stderr) = run(&s, &nowhere, &["customer", "add", "acme", "--plan", "free"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("unavailable"), "{stderr}");
+
+    let missing = server().url_as("meterline", PASSWORD, "no_such_db");
+    let (code, stderr) = run(&s, &missing, &["status"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("does not exist"), "{stderr}");
+}
+
+#[test]
+fn a_database_of_another_application_is_left_untouched() {
+    let s = Scratch::new();
+    let url = server().fresh_database();
+    let name = db_name(&url);
+    server().psql(
+        name,
+        "CREATE TABLE orders (id BIGINT PRIMARY KEY); INSERT INTO orders VALUES (7); ALTER TABLE orders OWNER TO meterline",
+    );
+    let (code, stderr) = run(&s, &url, &["customer", "add", "acme", "--plan", "free"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("tables of another application"), "{stderr}");
+    assert_eq!(tables(name), "orders");
+    assert_eq!(server().psql(name, "SELECT id FROM orders"), "7");
+}
+
+#[test]
+fn a_newer_schema_and_a_changed_migration_are_refused() {
+    let s = Scratch::on(Engine::Postgres);
+    let url = s.db.to_string_lossy().into_owned();
+    let name = db_name(&url).to_owned();
+    s.add_customer("acme", "free", "2026-11-01");
+    s.record("acme", 5);
+
+    server().psql(
+        &name,
+        "INSERT INTO meterline_migrations (version, name, checksum) VALUES (99, 'future', 'x')",
+    );
+    for args in [&["status"][..], &["record", "acme", "-n", "1"]] {
+        let (code, stderr) = run(&s, &url, args);
+        assert_eq!(code, 1, "{stderr}");
+        assert!(stderr.contains("newer than this meterline"), "{stderr}");
+    }
+    server().psql(&name, "DELETE FROM meterline_migrations WHERE version = 99");
+
+    server().psql(
+        &name,
+        "UPDATE meterline_migrations SET checksum = 'edited' WHERE version = 1",
+    );
+    let (code, stderr) = run(&s, &url, &["record", "acme", "-n", "1"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("differs from this meterline's"), "{stderr}");
+    assert_eq!(
+        s.inspect().events_of("acme"),
+        (1, 5),
+        "a refused write wrote"
+    );
+}
+
+#[test]
+fn a_read_only_replica_refuses_writes_and_still_answers_reads() {
+    let s = Scratch::on(Engine::Postgres);
+    let url = s.db.to_string_lossy().into_owned();
+    s.add_customer("acme", "free", "2026-11-01");
+    s.record("acme", 5);
+    server().make_read_only(db_name(&url));
+
+    let (code, stderr) = run(&s, &url, &["record", "acme", "-n", "1"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("read-only"), "{stderr}");
+    let check = s.json(&["check", "acme", "--json"]);
+    assert_eq!(check["used"], 5);
+    assert_eq!(s.inspect().events_of("acme"), (1, 5));
+}
+
+#[test]
+fn backup_on_postgres_points_at_pg_dump() {
+    let s = Scratch::on(Engine::Postgres);
+    s.add_customer("acme", "free", "2026-11-01");
+    let dest = s.dir.path().join("copy.db");
+    let (code, stderr) = run(
+        &s,
+        &s.db.to_string_lossy(),
+        &["backup", dest.to_str().unwrap()],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("pg_dump"), "{stderr}");
+    assert!(!dest.exists());
+}
