@@ -51,6 +51,7 @@ mod serve_kill;
 mod serve_limits;
 mod serve_record_batch;
 mod sync;
+mod sync_engines;
 mod sync_fair;
 mod sync_faults;
 mod sync_kill;

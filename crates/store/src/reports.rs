@@ -168,7 +168,7 @@ impl super::Store {
                 "SELECT e.customer_id, e.period_start, r.period_end, e.meter_id, {} AS event_name,
                         {} AS dims, SUM({AMOUNT}), COUNT(*), MAX(e.occurred_at)
                  {}
-                 GROUP BY e.customer_id, e.period_start, e.meter_id, dims",
+                 GROUP BY e.customer_id, e.period_start, r.period_end, e.meter_id, event_name, dims",
                 meters.event_name_sql(),
                 meters.dimensions_sql(),
                 unpacked(meters)

@@ -96,8 +96,15 @@ fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
+/// The items of an `IN (…)` list; `NULL` for none, which matches nothing (Postgres has no
+/// empty list).
 fn list<'a>(ids: impl Iterator<Item = &'a str>) -> String {
-    ids.map(literal).collect::<Vec<_>>().join(", ")
+    let items: Vec<String> = ids.map(literal).collect();
+    if items.is_empty() {
+        "NULL".to_owned()
+    } else {
+        items.join(", ")
+    }
 }
 
 impl StripeMeters {

@@ -53,7 +53,7 @@ impl Scratch {
 
     /// Plain SQL on this database, whichever the engine.
     pub fn inspect(&self) -> Inspect<'_> {
-        Inspect { db: &self.db }
+        Inspect::of(&self.db)
     }
 }
 
@@ -63,6 +63,11 @@ pub struct Inspect<'a> {
 }
 
 impl Inspect<'_> {
+    /// The database at `db`: a file, or a `postgres://` URL on the test server.
+    pub fn of(db: &Path) -> Inspect<'_> {
+        Inspect { db }
+    }
+
     /// Every row of `sql`, each column as text (NULL as "").
     pub fn rows(&self, sql: &str) -> Vec<Vec<String>> {
         let db = self.db.to_string_lossy();

@@ -1,0 +1,74 @@
+//! The Stripe sync on both engines: every unit reaches the Stripe-like server exactly once, a
+//! second run sends nothing, and a run killed with -9 is finished by the next without counting
+//! anything twice.
+
+use std::collections::HashMap;
+
+use crate::support::engine::{Engine, Inspect, engine_tests};
+use crate::support::stripe::{Env, MAPPED, PLANS, json, stderr};
+use chrono::Duration;
+
+engine_tests!(
+    sync_reports_every_unit_exactly_once,
+    a_sync_killed_mid_run_is_finished_by_the_next_without_doubles,
+);
+
+fn seeded(engine: Engine) -> Env {
+    let mut env = Env::new(PLANS);
+    if engine == Engine::Postgres {
+        env.db = crate::support::postgres::server().fresh_database().into();
+    }
+    env.seed(MAPPED, Duration::days(20));
+    env
+}
+
+/// Units per Stripe customer: what the database holds, and what the server accepted.
+fn local_and_accepted(env: &Env) -> (HashMap<String, i64>, HashMap<String, i64>) {
+    let local = Inspect::of(&env.db)
+        .rows(
+            "SELECT c.stripe_customer_id, CAST(SUM(e.quantity) AS BIGINT)
+             FROM usage_events e JOIN customers c ON c.id = e.customer_id
+             WHERE c.stripe_customer_id IS NOT NULL GROUP BY c.stripe_customer_id",
+        )
+        .into_iter()
+        .map(|r| (r[0].clone(), r[1].parse().unwrap()))
+        .collect();
+    let mut accepted: HashMap<String, i64> = HashMap::new();
+    for event in env.server.accepted().values() {
+        *accepted.entry(event.customer.clone()).or_default() += event.value;
+    }
+    (local, accepted)
+}
+
+fn sync_reports_every_unit_exactly_once(engine: Engine) {
+    let env = seeded(engine);
+    let output = env.run(&["sync", "--json"], &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report = json(&output);
+    assert_eq!(report["remaining"], 0, "{report}");
+    assert_eq!(report["failed"], 0, "{report}");
+    let (local, accepted) = local_and_accepted(&env);
+    assert_eq!(local.len(), MAPPED.len());
+    assert_eq!(accepted, local);
+    assert_eq!(env.server.duplicates(), 0);
+
+    let requests = env.server.requests();
+    let again = env.run(&["sync", "--json"], &[]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(json(&again)["attempted"], 0);
+    assert_eq!(env.server.requests(), requests);
+}
+
+fn a_sync_killed_mid_run_is_finished_by_the_next_without_doubles(engine: Engine) {
+    let env = seeded(engine);
+    env.server.set_delay(std::time::Duration::from_millis(30));
+    let killed = env.signal_after_requests(&["sync"], 1, "-KILL");
+    assert!(!killed.status.success());
+    env.server.set_delay(std::time::Duration::ZERO);
+    // The killed run's lock is taken over (its process is gone); the run finishes the work.
+    let output = env.run(&["sync", "--json"], &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(json(&output)["remaining"], 0);
+    let (local, accepted) = local_and_accepted(&env);
+    assert_eq!(accepted, local, "a unit was lost or counted twice");
+}
