@@ -300,7 +300,7 @@ impl super::Store {
                 format_ts(window.not_before),
                 format_ts(window.not_after),
                 window.failed_before.map(format_ts),
-                limit.map_or(-1, |l| l.min(i64::MAX as u64) as i64)
+                limit.map_or(i64::MAX, |l| l.min(i64::MAX as u64) as i64)
             ],
             |r| {
                 let (first, last): (String, String) = (r.get(6)?, r.get(7)?);

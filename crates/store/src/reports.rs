@@ -230,7 +230,7 @@ impl super::Store {
                 "UPDATE usage_events AS e INDEXED BY usage_events_by_customer_time
                  SET stripe_report_id = ?4
                  WHERE e.customer_id = ?5 AND e.period_start = ?6 AND e.meter_id = ?7
-                   AND {} IS ?8
+                   AND {} IS NOT DISTINCT FROM ?8
                    AND e.stripe_report_id IS NULL AND e.stripe_in_doubt_at IS NULL
                    AND e.stripe_reported_at IS NULL AND e.stripe_expired_at IS NULL
                    AND e.occurred_at >= ?1 AND e.occurred_at <= ?2

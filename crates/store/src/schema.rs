@@ -392,4 +392,3 @@ mod tests {
         assert!(matches!(migrate(&mut conn), Err(Error::NewerSchema { .. })));
     }
 }
-

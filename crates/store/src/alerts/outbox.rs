@@ -41,15 +41,21 @@ fn due_filter(
     targets: &[String],
     configured: bool,
 ) -> (String, Vec<crate::db::OwnedValue>) {
-    let placeholders = vec!["?"; targets.len()].join(", ");
     let not = if configured { "" } else { "NOT" };
+    // Postgres has no empty `IN ()`: with no targets, none are in and all are not.
+    let in_targets = match (targets.is_empty(), configured) {
+        (true, true) => "1 = 0".to_owned(),
+        (true, false) => "1 = 1".to_owned(),
+        (false, _) => format!(
+            "d.target {not} IN ({})",
+            vec!["?"; targets.len()].join(", ")
+        ),
+    };
     let params = std::iter::once(now_unix.into())
         .chain(targets.iter().map(|t| t.clone().into()))
         .collect();
     (
-        format!(
-            "d.state = 'pending' AND d.next_attempt <= ? AND d.target {not} IN ({placeholders})"
-        ),
+        format!("d.state = 'pending' AND d.next_attempt <= ? AND {in_targets}"),
         params,
     )
 }

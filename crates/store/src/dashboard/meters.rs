@@ -309,11 +309,12 @@ impl Store {
             Aggregation::Max => {
                 "SELECT substr(occurred_at, 1, 10), MAX(COALESCE(amount, quantity))"
             }
-            // SQLite takes the bare column from the row holding the max: the day's latest
-            // event by time, ties by id (stored times have one width, so text order is time).
+            // The day's latest event by time, ties by id (stored times have one width, so
+            // text order is time): its value follows the key it is packed behind.
             Aggregation::Latest => {
-                "SELECT substr(occurred_at, 1, 10), COALESCE(amount, quantity),
-                        MAX(occurred_at || printf('%020d', id))"
+                "SELECT substr(occurred_at, 1, 10),
+                        CAST(substr(MAX(occurred_at || printf('%020d', id) || '|'
+                                        || CAST(COALESCE(amount, quantity) AS TEXT)), 42) AS BIGINT)"
             }
             Aggregation::UniqueCount => {
                 "SELECT substr(occurred_at, 1, 10), COUNT(DISTINCT json_extract(properties, ?5))"

@@ -89,7 +89,8 @@ impl PgConnection {
 
     pub(crate) fn begin(&self, behavior: Behavior) -> Result<()> {
         let sql = match behavior {
-            Behavior::Deferred => "BEGIN".to_owned(),
+            // One snapshot for every read of the transaction, as SQLite's read transaction.
+            Behavior::Deferred => "BEGIN ISOLATION LEVEL REPEATABLE READ".to_owned(),
             // One round trip: the lock, its timeout (LOCAL: nothing outlives the
             // transaction), and the change counter the dashboard polls.
             Behavior::Immediate => format!(
