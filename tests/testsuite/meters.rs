@@ -3,7 +3,16 @@
 //! bad input refused with exit 2 and nothing written.
 
 use crate::support::cli::Scratch;
+use crate::support::engine::{Engine, engine_tests};
 use serde_json::Value;
+
+engine_tests!(
+    each_aggregation_is_exact_and_capped_on_its_own_meter,
+    a_key_resent_with_another_meter_or_properties_is_a_conflict,
+    exports_are_per_meter,
+    history_is_per_meter,
+    batch_lines_name_their_meter_and_properties,
+);
 
 /// An AI API: requests capped, tokens by model with overage, active users capped, seats as
 /// the latest value, peak concurrency as the max.
@@ -50,8 +59,8 @@ included = 10
 included = 8
 "#;
 
-fn scratch() -> Scratch {
-    let s = Scratch::new();
+fn scratch(engine: Engine) -> Scratch {
+    let s = Scratch::on(engine);
     std::fs::write(&s.plans, PLANS).unwrap();
     s.add_customer("acme", "free", "2026-11-01");
     s
@@ -73,9 +82,8 @@ fn meter(s: &Scratch, id: &str) -> Value {
     s.json(&["check", "acme", "--meter", id, "--json"])
 }
 
-#[test]
-fn each_aggregation_is_exact_and_capped_on_its_own_meter() {
-    let s = scratch();
+fn each_aggregation_is_exact_and_capped_on_its_own_meter(engine: Engine) {
+    let s = scratch(engine);
     // count: the default meter (first in [[meters]]); capped at 5.
     for _ in 0..5 {
         assert_eq!(record(&s, &[]).0, 0);
@@ -183,7 +191,7 @@ fn each_aggregation_is_exact_and_capped_on_its_own_meter() {
 
 #[test]
 fn bad_meter_input_is_refused_and_writes_nothing() {
-    let s = scratch();
+    let s = scratch(Engine::Sqlite);
     let before = s.dump();
     let cases: &[(&[&str], &str)] = &[
         (
@@ -228,9 +236,8 @@ fn bad_meter_input_is_refused_and_writes_nothing() {
     assert_eq!(s.dump(), before, "nothing written");
 }
 
-#[test]
-fn a_key_resent_with_another_meter_or_properties_is_a_conflict() {
-    let s = scratch();
+fn a_key_resent_with_another_meter_or_properties_is_a_conflict(engine: Engine) {
+    let s = scratch(engine);
     let args = [
         "--meter",
         "tokens",
@@ -269,7 +276,7 @@ fn a_key_resent_with_another_meter_or_properties_is_a_conflict() {
 /// counted event is in the database exactly once.
 #[test]
 fn meter_caps_hold_under_racing_processes() {
-    let s = scratch();
+    let s = scratch(Engine::Sqlite);
     let answers: Vec<(i32, i32)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..8)
             .map(|worker| {
@@ -305,7 +312,7 @@ fn meter_caps_hold_under_racing_processes() {
 /// JSON names its meter.
 #[test]
 fn alerts_are_per_meter_and_level_and_sent_once() {
-    let s = scratch();
+    let s = scratch(Engine::Sqlite);
     let sink = s.dir.path().join("alerts.jsonl");
     let mut plans = std::fs::read_to_string(&s.plans).unwrap();
     plans.push_str(&format!(
@@ -361,9 +368,8 @@ fn alerts_are_per_meter_and_level_and_sent_once() {
 
 /// `export usage` has one row per customer × period × meter; `export events` names each
 /// event's meter, properties and amount.
-#[test]
-fn exports_are_per_meter() {
-    let s = scratch();
+fn exports_are_per_meter(engine: Engine) {
+    let s = scratch(engine);
     record(&s, &[]);
     record(
         &s,
@@ -412,9 +418,8 @@ fn exports_are_per_meter() {
 }
 
 /// `history --meter` reads one meter's periods; without `--meter`, the default meter's.
-#[test]
-fn history_is_per_meter() {
-    let s = scratch();
+fn history_is_per_meter(engine: Engine) {
+    let s = scratch(engine);
     for at in ["2026-11-03T10:00:00Z", "2026-11-20T10:00:00Z"] {
         record(&s, &["--at", at]);
     }
@@ -462,9 +467,8 @@ fn history_is_per_meter() {
 
 /// `record --batch`: each line may carry `"meter"` and `"properties"`; a bad line is refused
 /// alone, with its line number.
-#[test]
-fn batch_lines_name_their_meter_and_properties() {
-    let s = scratch();
+fn batch_lines_name_their_meter_and_properties(engine: Engine) {
+    let s = scratch(engine);
     let lines = [
         r#"{"customer":"acme"}"#,
         r#"{"customer":"acme","meter":"tokens","properties":{"tokens":250,"model":"small"}}"#,
@@ -498,7 +502,7 @@ fn batch_lines_name_their_meter_and_properties() {
 /// beside [[meters]] instead of a meter that is counted.
 #[test]
 fn empty_distinct_values_repeated_properties_and_status_with_meters() {
-    let s = scratch();
+    let s = scratch(Engine::Sqlite);
     let before = s.dump();
     let out = s
         .cmd()
