@@ -2,6 +2,7 @@
 //! Stripe meter events (`/stripe`), CloudEvents (`/openmeter`) and Lago events (`/lago`), and
 //! every malformed input → the protocol's status and error shape, with nothing written.
 
+use crate::support::engine::{Engine, engine_tests};
 use std::time::Duration;
 
 use crate::support::cli::{Dump, NOW, Scratch};
@@ -9,6 +10,8 @@ use crate::support::serve::{Server, create_token, events_with_key};
 use serde_json::{Value, json};
 
 /// The server's clock at start (METERLINE_NOW) as Unix seconds.
+engine_tests!(cloudevents_map_every_attribute, lago_events_map_every_field);
+
 fn now_unix() -> i64 {
     chrono::DateTime::parse_from_rfc3339(NOW)
         .unwrap()
@@ -91,7 +94,11 @@ impl Api {
 /// biz (business: meter "meterline_usage_business", no value property); plans.toml takes
 /// meterline_usage's quantity from the payload field "tokens".
 fn setup() -> (Scratch, Api) {
-    let s = Scratch::new();
+    setup_on(Engine::Sqlite)
+}
+
+fn setup_on(engine: Engine) -> (Scratch, Api) {
+    let s = Scratch::on(engine);
     let mut plans = std::fs::read_to_string(&s.plans).unwrap();
     plans.push_str("\n[ingest.value_property]\nmeterline_usage = \"tokens\"\n");
     std::fs::write(&s.plans, plans).unwrap();
@@ -127,13 +134,13 @@ fn used(s: &Scratch, customer: &str) -> i64 {
 
 /// (quantity, occurred_at) of the event stored under `key`.
 fn stored(s: &Scratch, key: &str) -> (i64, String) {
-    s.conn()
-        .query_row(
-            "SELECT quantity, occurred_at FROM usage_events WHERE idempotency_key = ?1",
-            [key],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap_or_else(|e| panic!("no event with key {key}: {e}"))
+    let rows = s.inspect().rows(&format!(
+        "SELECT quantity, occurred_at FROM usage_events WHERE idempotency_key = '{key}'"
+    ));
+    let row = rows
+        .first()
+        .unwrap_or_else(|| panic!("no event with key {key}"));
+    (row[0].parse().unwrap(), row[1].clone())
 }
 
 fn assert_nothing_written(s: &Scratch, before: &Dump, what: &str) {
@@ -359,9 +366,8 @@ fn cloud_event(id: &str, subject: &str, tokens: Value) -> Value {
     })
 }
 
-#[test]
-fn cloudevents_map_every_attribute() {
-    let (s, api) = setup();
+fn cloudevents_map_every_attribute(engine: Engine) {
+    let (s, api) = setup_on(engine);
     let one = api.cloudevents(
         "application/cloudevents+json",
         &cloud_event("e1", "acme", json!(12)),
@@ -632,9 +638,8 @@ fn lago_event(transaction_id: &str, customer: &str, tokens: Value) -> Value {
     })
 }
 
-#[test]
-fn lago_events_map_every_field() {
-    let (s, api) = setup();
+fn lago_events_map_every_field(engine: Engine) {
+    let (s, api) = setup_on(engine);
     let created = api.lago(&json!({"event": lago_event("t1", "acme", json!(9))}));
     assert_eq!(created.status, 200, "{}", created.body);
     let event = &created.json()["event"];

@@ -12,6 +12,7 @@ engine_tests!(
     exports_are_per_meter,
     history_is_per_meter,
     batch_lines_name_their_meter_and_properties,
+    meter_caps_hold_under_racing_processes,
 );
 
 /// An AI API: requests capped, tokens by model with overage, active users capped, seats as
@@ -274,9 +275,8 @@ fn a_key_resent_with_another_meter_or_properties_is_a_conflict(engine: Engine) {
 
 /// 8 processes race on two capped meters at once: neither passes its cap, and every
 /// counted event is in the database exactly once.
-#[test]
-fn meter_caps_hold_under_racing_processes() {
-    let s = scratch(Engine::Sqlite);
+fn meter_caps_hold_under_racing_processes(engine: Engine) {
+    let s = scratch(engine);
     let answers: Vec<(i32, i32)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..8)
             .map(|worker| {
@@ -301,11 +301,7 @@ fn meter_caps_hold_under_racing_processes() {
     );
     assert_eq!(meter(&s, "requests")["used"], 5);
     assert_eq!(meter(&s, "users")["used"], 2);
-    let events: i64 = s
-        .conn()
-        .query_row("SELECT COUNT(*) FROM usage_events", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(events, 7);
+    assert_eq!(s.inspect().number("SELECT COUNT(*) FROM usage_events"), 7);
 }
 
 /// Warning levels and alerts are per customer × period × meter × level, each once; the alert

@@ -105,6 +105,22 @@ impl Scratch {
     }
 
     pub fn dump(&self) -> Dump {
+        if self.engine() == super::engine::Engine::Postgres {
+            let db = self.inspect();
+            return Dump(
+                TABLES
+                    .iter()
+                    .map(|table| {
+                        let rows = db
+                            .rows(&format!("SELECT * FROM {table} ORDER BY 1, 2, 3"))
+                            .into_iter()
+                            .map(|r| r.join("|"))
+                            .collect();
+                        (table.to_string(), rows)
+                    })
+                    .collect(),
+            );
+        }
         dump(&self.conn())
     }
 }
