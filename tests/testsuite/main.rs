@@ -43,6 +43,7 @@ mod meters_serve;
 mod period_terms;
 mod plans;
 mod postgres_bad_input;
+mod postgres_restart;
 mod reconcile;
 mod reconcile_in_doubt;
 mod serve;

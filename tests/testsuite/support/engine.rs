@@ -72,9 +72,19 @@ impl Inspect<'_> {
     pub fn rows(&self, sql: &str) -> Vec<Vec<String>> {
         let db = self.db.to_string_lossy();
         if db.starts_with("postgres") {
-            let name = db.rsplit('/').next().unwrap_or_default();
-            let out = super::postgres::server().psql(name, sql);
-            return out
+            let out = std::process::Command::new("psql")
+                .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1"])
+                .arg(&*db)
+                .arg("-c")
+                .arg(sql)
+                .output()
+                .expect("run psql");
+            assert!(
+                out.status.success(),
+                "psql {sql}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return String::from_utf8_lossy(&out.stdout)
                 .lines()
                 .filter(|l| !l.is_empty())
                 .map(|l| l.split('|').map(str::to_owned).collect())
