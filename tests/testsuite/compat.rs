@@ -9,9 +9,9 @@ use crate::support::cli::{Dump, NOW, Scratch};
 use crate::support::serve::{Server, create_token, events_with_key};
 use serde_json::{Value, json};
 
-/// The server's clock at start (METERLINE_NOW) as Unix seconds.
 engine_tests!(cloudevents_map_every_attribute, lago_events_map_every_field);
 
+/// The server's clock at start (METERLINE_NOW) as Unix seconds.
 fn now_unix() -> i64 {
     chrono::DateTime::parse_from_rfc3339(NOW)
         .unwrap()

@@ -51,16 +51,15 @@ pub(crate) fn counter_row(
     customer_id: &str,
     period: Period,
 ) -> Result<Option<CounterRow>> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT used, plan_id, meter_event_name, included, at_limit, overage_rate
+    conn.prepare_cached(
+        "SELECT used, plan_id, meter_event_name, included, at_limit, overage_rate
              FROM usage_records WHERE customer_id = ?1 AND period_start = ?2",
-        )?
-        .query_row(
-            params![customer_id, format_ts(period.start)],
-            CounterRow::from_row,
-        )
-        .optional()?)
+    )?
+    .query_row(
+        params![customer_id, format_ts(period.start)],
+        CounterRow::from_row,
+    )
+    .optional()
 }
 
 /// The usage counted in `customer_id`'s `period` (0 before its first event).

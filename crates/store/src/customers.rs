@@ -324,7 +324,7 @@ impl Store {
             "SELECT {COLUMNS} FROM customers WHERE stripe_customer_id = ?1 ORDER BY id"
         ))?;
         let rows = stmt.query_map([stripe_customer_id], from_row)?;
-        Ok(rows.collect::<crate::Result<_>>()?)
+        rows.collect::<crate::Result<_>>()
     }
 
     /// Customers whose plan plans.toml no longer defines, as (customer id, plan id).
@@ -349,6 +349,6 @@ impl Store {
             .conn
             .prepare_cached(&format!("SELECT {COLUMNS} FROM customers ORDER BY id"))?;
         let rows = stmt.query_map([], from_row)?;
-        Ok(rows.collect::<crate::Result<_>>()?)
+        rows.collect::<crate::Result<_>>()
     }
 }

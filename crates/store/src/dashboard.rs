@@ -223,8 +223,7 @@ pub(crate) const HISTORY_PERIODS: usize = 6;
 impl Store {
     /// The current marks; compare with earlier ones to see what changed.
     pub fn change_marks(&self) -> Result<ChangeMarks> {
-        Ok(self
-            .conn
+        self.conn
             .prepare_cached(
                 "SELECT (SELECT value FROM change_counters WHERE name = 'customers'),
                     (SELECT value FROM change_counters WHERE name = 'stripe'),
@@ -236,7 +235,7 @@ impl Store {
                     stripe: r.get(1)?,
                     last_event_id: r.get(2)?,
                 })
-            })?)
+            })
     }
 
     /// Every customer with its current period and backlog, in one consistent read.
@@ -637,7 +636,7 @@ impl Store {
                 state,
             })
         })?;
-        Ok(rows.collect::<crate::Result<_>>()?)
+        rows.collect::<crate::Result<_>>()
     }
 }
 

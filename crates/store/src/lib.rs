@@ -169,7 +169,7 @@ impl Store {
         let conn = db::postgres::PgConnection::connect(url, lock_timeout_ms)?;
         db::postgres::schema::prepare(&conn, options)?;
         Ok(Store {
-            conn: db::Connection::Postgres(conn),
+            conn: db::Connection::Postgres(Box::new(conn)),
         })
     }
 

@@ -206,21 +206,20 @@ impl RunLock {
 
     /// Who holds the lock now, if anyone, and how fresh its heartbeat is.
     pub(crate) fn state(&self, conn: &Connection) -> Result<Option<LockState>> {
-        Ok(conn
-            .prepare(&format!(
-                "SELECT host, pid, acquired_at, ?1 - heartbeat FROM {}",
-                self.lock
-            ))?
-            .query_map([unix_now()], |r| {
-                Ok(LockState {
-                    host: r.get(0)?,
-                    pid: r.get(1)?,
-                    acquired_at: r.get(2)?,
-                    heartbeat_age_secs: r.get(3)?,
-                })
-            })?
-            .next()
-            .transpose()?)
+        conn.prepare(&format!(
+            "SELECT host, pid, acquired_at, ?1 - heartbeat FROM {}",
+            self.lock
+        ))?
+        .query_map([unix_now()], |r| {
+            Ok(LockState {
+                host: r.get(0)?,
+                pid: r.get(1)?,
+                acquired_at: r.get(2)?,
+                heartbeat_age_secs: r.get(3)?,
+            })
+        })?
+        .next()
+        .transpose()
     }
 }
 

@@ -316,7 +316,7 @@ impl super::Store {
                 })
             },
         )?;
-        Ok(rows.collect::<crate::Result<_>>()?)
+        rows.collect::<crate::Result<_>>()
     }
 
     /// Mark pending events older than `before` as expired, in small committed batches so a

@@ -139,7 +139,7 @@ impl Store {
              GROUP BY customer_id",
         )?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<crate::Result<_>>()?)
+        rows.collect::<crate::Result<_>>()
     }
 
     /// The last `count` periods, oldest first, including periods without usage.

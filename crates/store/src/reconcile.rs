@@ -122,25 +122,24 @@ impl super::Store {
         period_start: &str,
         meter: &str,
     ) -> Result<bool> {
-        Ok(self.conn.query_row(
+        self.conn.query_row(
             "SELECT EXISTS (SELECT 1 FROM usage_events INDEXED BY usage_events_by_customer_time
                             WHERE customer_id = ?1 AND period_start = ?2 AND meter_id = ?3)",
             params![customer_id, period_start, meter],
             |r| r.get(0),
-        )?)
+        )
     }
 
     /// The meter event name a customer's period was counted under, if it has usage.
     pub fn period_meter(&self, customer_id: &str, period_start: &str) -> Result<Option<String>> {
-        Ok(self
-            .conn
+        self.conn
             .query_row(
                 "SELECT meter_event_name FROM usage_records
                  WHERE customer_id = ?1 AND period_start = ?2",
                 params![customer_id, period_start],
                 |r| r.get(0),
             )
-            .optional()?)
+            .optional()
     }
 
     /// Record a reconcile run and its rows; returns its id.
@@ -195,8 +194,7 @@ impl super::Store {
 
     /// The most recent reconcile run.
     pub fn last_reconcile(&self) -> Result<Option<ReconcileRun>> {
-        Ok(self
-            .conn
+        self.conn
             .query_row(
                 "SELECT finished_at, rows, drifted, pending, in_doubt FROM reconcile_runs
                  ORDER BY id DESC LIMIT 1",
@@ -211,7 +209,7 @@ impl super::Store {
                     })
                 },
             )
-            .optional()?)
+            .optional()
     }
 
     /// Everything `StripeChecks` holds, at `now`, with expiry warnings `days` ahead.
@@ -243,6 +241,6 @@ impl super::Store {
             };
             Ok((r.get(0)?, (r.get(1)?, r.get(2)?, status.to_string())))
         })?;
-        Ok(rows.collect::<crate::Result<_>>()?)
+        rows.collect::<crate::Result<_>>()
     }
 }

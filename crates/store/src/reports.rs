@@ -483,7 +483,7 @@ impl super::Store {
             ],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
-        Ok(rows.collect::<crate::Result<_>>()?)
+        rows.collect::<crate::Result<_>>()
     }
 
     /// Per customer: the usage events held in doubt, in reports or (per_event) alone.
@@ -581,7 +581,7 @@ impl super::Store {
                 event: r.get(2)?,
             })
         })?;
-        Ok(rows.collect::<crate::Result<_>>()?)
+        rows.collect::<crate::Result<_>>()
     }
 
     /// Reconcile found a held report in Stripe's total: reported.

@@ -97,8 +97,7 @@ impl super::Store {
 
     /// The most recent sync run, finished or not.
     pub fn last_sync_run(&self) -> Result<Option<SyncRun>> {
-        Ok(self
-            .conn
+        self.conn
             .query_row(
                 "SELECT id, started_at, finished_at, outcome, attempted, accepted, duplicates,
                         failed, expired, unmapped, remaining, error
@@ -122,6 +121,6 @@ impl super::Store {
                     })
                 },
             )
-            .optional()?)
+            .optional()
     }
 }

@@ -92,7 +92,7 @@ impl Store {
                 revoked_at: r.get(3)?,
             })
         })?;
-        Ok(rows.collect::<crate::Result<_>>()?)
+        rows.collect::<crate::Result<_>>()
     }
 
     /// Revoke a token; false if it was already revoked.

@@ -166,16 +166,6 @@ pub fn dump(conn: &rusqlite::Connection) -> Dump {
     Dump(tables)
 }
 
-/// `used` of one customer's counter row for the period starting at `period_start`.
-pub fn used_in(conn: &rusqlite::Connection, customer: &str, period_start: &str) -> i64 {
-    conn.query_row(
-        "SELECT used FROM usage_records WHERE customer_id = ?1 AND period_start = ?2",
-        [customer, period_start],
-        |r| r.get(0),
-    )
-    .expect("counter row")
-}
-
 /// (number of events, sum of their quantities) for one customer.
 pub fn events_of(conn: &rusqlite::Connection, customer: &str) -> (i64, i64) {
     conn.query_row(

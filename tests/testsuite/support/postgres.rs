@@ -4,7 +4,7 @@
 //! stops the server starts its own ([`PgServer::private`]).
 
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock, mpsc};
@@ -62,10 +62,10 @@ fn as_postgres(command: &mut Command, die_with_parent: bool) {
     let ids = postgres_ids();
     unsafe {
         command.pre_exec(move || {
-            if let Some((uid, gid)) = ids {
-                if libc::setgid(gid) != 0 || libc::setuid(uid) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
+            if let Some((uid, gid)) = ids
+                && (libc::setgid(gid) != 0 || libc::setuid(uid) != 0)
+            {
+                return Err(std::io::Error::last_os_error());
             }
             // After setuid, which clears it: the server dies with the test process.
             if die_with_parent {
@@ -241,10 +241,6 @@ impl PgServer {
             "postgres",
             &format!("ALTER DATABASE {db} SET default_transaction_read_only = on"),
         );
-    }
-
-    pub fn data_dir(&self) -> &Path {
-        &self.dir
     }
 }
 

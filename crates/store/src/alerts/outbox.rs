@@ -85,7 +85,7 @@ impl crate::Store {
                 attempts: r.get(ALERT_COLUMN_COUNT + 1)?,
             })
         })?;
-        Ok(rows.collect::<crate::Result<_>>()?)
+        rows.collect::<crate::Result<_>>()
     }
 
     /// How many `due_alert_deliveries` would list, without reading them.
@@ -170,6 +170,6 @@ impl crate::Store {
                 failed: r.get::<_, i64>(ALERT_COLUMN_COUNT + 2)? as u64,
             })
         })?;
-        Ok(rows.collect::<crate::Result<_>>()?)
+        rows.collect::<crate::Result<_>>()
     }
 }

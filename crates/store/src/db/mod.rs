@@ -37,8 +37,9 @@ impl Engine {
 /// One open connection.
 pub(crate) enum Connection {
     Sqlite(rusqlite::Connection),
+    // Boxed: a Postgres client is several times the size of a SQLite handle.
     #[cfg(feature = "postgres")]
-    Postgres(postgres::PgConnection),
+    Postgres(Box<postgres::PgConnection>),
 }
 
 /// How a transaction starts: `Immediate` takes the database's one writer lock at once (as
