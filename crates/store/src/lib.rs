@@ -1,13 +1,14 @@
-//! meterline's store: every table of the one SQLite file, and the only crate that speaks SQL.
+//! meterline's store: every table of the database (the SQLite file, or PostgreSQL with the
+//! `postgres` feature), and the only crate that speaks SQL.
 //! Exact counters per customer × period, hard caps decided inside the record transaction, the
 //! Stripe outbox, alerts, tokens; built on the core's billing rules and plans.
 //!
-//! [`Store`] is one connection. Its methods come in one `impl` block per concern, each in its
+//! [`Store`] is one connection (`db::Connection`: either engine, the same SQL). Its methods come in one `impl` block per concern, each in its
 //! own file and saying whom it serves:
 //!
 //! | concern | file | serves |
 //! | --- | --- | --- |
-//! | opening the file | `lib.rs` | every caller |
+//! | opening the database | `lib.rs` (the engines' differences: `db/`) | every caller |
 //! | the record path | `record.rs` | `record`, serve's writer, the demo, embedders |
 //! | customers | `customers.rs` | `customer`, serve's drop-in routes, reconcile, doctor |
 //! | reads of the counters | `queries.rs` | `check`, `status`, `history`, `members`, serve's reads |

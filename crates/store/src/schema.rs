@@ -191,6 +191,32 @@ pub fn create_at_version(conn: &Connection, version: i64) -> Result<()> {
 mod tests {
     use super::*;
 
+    /// A released migration is never edited: each file's checksum is pinned here, and a
+    /// PostgreSQL database refuses a migration whose checksum changed after it ran.
+    #[test]
+    fn released_migrations_keep_their_checksums() {
+        const RELEASED: [&str; 10] = [
+            "0e5426aa14774087a37d3aa067d3eb178c9957d525e6c9711b4c80c5366af260",
+            "16e27ae99f06ff8605076b1e8b00e3e8f8d41938a804aaef83d0ae4ab564ab32",
+            "88f11d75d255630c48a4113ddb28927c25e581de73db1588870b2355726f4b80",
+            "d300dc23b630f8c22c15a100a5ec6ce91eef166efb9dc39e03df5a3df4394742",
+            "baee8941e34a10f7e47ebd2c4fe7c287b599185bed0c96e336b9738c2b264d06",
+            "7fc182f2d8c5455ae2c8e67e7a2284e520e2ac614809bbb83ea4bba54e0fc890",
+            "baa16a0d4bff385c3f907b9624222cd87eac8b8020ba5c9c033085e5a4300c18",
+            "850b0f7dc7dfc4d32f032aac23488e7c052e17d7795f43a15b4d7ea93decb69c",
+            "78541b5b1c3fe8bacf104539a1b56946b230e5a1693db780fc3a6ae79640c11f",
+            "766041ced0bb846390b07c42b9b225783d67f9b98b4317f67f5c96040bdd5d37",
+        ];
+        for (migration, sum) in SQLITE_MIGRATIONS.iter().zip(RELEASED) {
+            assert_eq!(
+                checksum(migration.sql),
+                sum,
+                "migration {} was edited",
+                migration.version
+            );
+        }
+    }
+
     #[test]
     fn migrations_are_idempotent_and_set_the_version() {
         let mut conn = Connection::open_in_memory().unwrap();
