@@ -268,7 +268,7 @@ impl Statement<'_> {
     }
 
     pub(crate) fn query(&mut self, params: impl Params) -> Result<Rows<'_>> {
-        params.with(|params| match self {
+        params.with(move |params| match self {
             Statement::Sqlite(s) => Ok(Rows::Sqlite(s.query(sqlite::bind(params))?)),
             #[cfg(feature = "postgres")]
             Statement::Postgres(s) => Ok(Rows::Postgres(s.query(params)?.into_iter())),
