@@ -254,15 +254,6 @@ impl Store {
         }
     }
 
-    /// The schema version this build brings a database of this engine to.
-    pub fn current_schema_version(&self) -> i64 {
-        match &self.conn {
-            db::Connection::Sqlite(_) => SCHEMA_VERSION,
-            #[cfg(feature = "postgres")]
-            db::Connection::Postgres(_) => db::postgres::schema::SCHEMA_VERSION,
-        }
-    }
-
     /// Changes whenever another connection commits; cheap enough to poll for live views
     /// (SQLite's `PRAGMA data_version`; on PostgreSQL a counter every write transaction bumps).
     pub fn data_version(&self) -> Result<i64> {

@@ -44,7 +44,7 @@ impl Scratch {
     }
 
     pub fn engine(&self) -> Engine {
-        if self.db.to_string_lossy().starts_with("postgres") {
+        if meterline::store::is_postgres_url(&self.db.to_string_lossy()) {
             Engine::Postgres
         } else {
             Engine::Sqlite
@@ -71,20 +71,8 @@ impl Inspect<'_> {
     /// Every row of `sql`, each column as text (NULL as "").
     pub fn rows(&self, sql: &str) -> Vec<Vec<String>> {
         let db = self.db.to_string_lossy();
-        if db.starts_with("postgres") {
-            let out = std::process::Command::new("psql")
-                .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1"])
-                .arg(&*db)
-                .arg("-c")
-                .arg(sql)
-                .output()
-                .expect("run psql");
-            assert!(
-                out.status.success(),
-                "psql {sql}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            return String::from_utf8_lossy(&out.stdout)
+        if meterline::store::is_postgres_url(&db) {
+            return super::postgres::psql(&db, sql)
                 .lines()
                 .filter(|l| !l.is_empty())
                 .map(|l| l.split('|').map(str::to_owned).collect())

@@ -200,39 +200,22 @@ impl PgServer {
         format!("postgres://{user}:{password}@127.0.0.1:{}/{db}", self.port)
     }
 
+    /// The superuser on `db`, over this server's socket.
+    fn connection(&self, db: &str) -> String {
+        format!(
+            "postgresql://postgres@/{db}?host={}&port={}",
+            self.dir.display(),
+            self.port
+        )
+    }
+
     fn psql_command(&self, db: &str, sql: &str) -> Command {
-        let mut command = Command::new("psql");
-        command
-            .args([
-                "-X",
-                "-A",
-                "-t",
-                "-q",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-U",
-                "postgres",
-            ])
-            .arg("-h")
-            .arg(&self.dir)
-            .arg("-p")
-            .arg(self.port.to_string())
-            .arg("-d")
-            .arg(db)
-            .arg("-c")
-            .arg(sql);
-        command
+        psql_command(&self.connection(db), sql)
     }
 
     /// `sql` run by the superuser on `db`, its output trimmed (`|` between columns).
     pub fn psql(&self, db: &str, sql: &str) -> String {
-        let out = self.psql_command(db, sql).output().expect("run psql");
-        assert!(
-            out.status.success(),
-            "psql {sql}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        psql(&self.connection(db), sql)
     }
 
     /// Writes to `db` then fail as on a read-only replica.
@@ -256,6 +239,27 @@ impl Drop for PgServer {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+fn psql_command(connection: &str, sql: &str) -> Command {
+    let mut command = Command::new("psql");
+    command
+        .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1"])
+        .arg(connection)
+        .arg("-c")
+        .arg(sql);
+    command
+}
+
+/// `sql` on the database `connection` names (a URL), its output trimmed (`|` between columns).
+pub fn psql(connection: &str, sql: &str) -> String {
+    let out = psql_command(connection, sql).output().expect("run psql");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 /// Data dirs left by test processes that are gone (their servers died with them).

@@ -25,15 +25,6 @@ pub enum Engine {
     Postgres,
 }
 
-impl Engine {
-    pub fn name(self) -> &'static str {
-        match self {
-            Engine::Sqlite => "SQLite",
-            Engine::Postgres => "PostgreSQL",
-        }
-    }
-}
-
 /// One open connection.
 pub(crate) enum Connection {
     Sqlite(rusqlite::Connection),
@@ -163,9 +154,14 @@ impl Connection {
         }
     }
 
-    /// As `prepare_cached`: a statement run once is cached all the same.
+    /// A statement run once (its text is built at run time): kept out of SQLite's statement
+    /// cache, where it would push out the record path's statements. Postgres caches nothing.
     pub(crate) fn prepare(&self, sql: &str) -> Result<Statement<'_>> {
-        self.prepare_cached(sql)
+        match self {
+            Connection::Sqlite(c) => Ok(Statement::SqliteOnce(c.prepare(sql)?)),
+            #[cfg(feature = "postgres")]
+            Connection::Postgres(c) => Ok(Statement::Postgres(c.statement(sql))),
+        }
     }
 
     pub(crate) fn transaction_with_behavior(&self, behavior: Behavior) -> Result<Transaction<'_>> {
@@ -235,6 +231,7 @@ impl Drop for Transaction<'_> {
 /// A statement ready to run.
 pub(crate) enum Statement<'c> {
     Sqlite(rusqlite::CachedStatement<'c>),
+    SqliteOnce(rusqlite::Statement<'c>),
     #[cfg(feature = "postgres")]
     Postgres(postgres::PgStatement<'c>),
 }
@@ -244,6 +241,7 @@ impl Statement<'_> {
     pub(crate) fn execute(&mut self, params: impl Params) -> Result<usize> {
         params.with(|params| match self {
             Statement::Sqlite(s) => Ok(s.execute(sqlite::bind(params))?),
+            Statement::SqliteOnce(s) => Ok(s.execute(sqlite::bind(params))?),
             #[cfg(feature = "postgres")]
             Statement::Postgres(s) => s.execute(params),
         })
@@ -270,6 +268,7 @@ impl Statement<'_> {
     pub(crate) fn query(&mut self, params: impl Params) -> Result<Rows<'_>> {
         params.with(move |params| match self {
             Statement::Sqlite(s) => Ok(Rows::Sqlite(s.query(sqlite::bind(params))?)),
+            Statement::SqliteOnce(s) => Ok(Rows::Sqlite(s.query(sqlite::bind(params))?)),
             #[cfg(feature = "postgres")]
             Statement::Postgres(s) => Ok(Rows::Postgres(s.query(params)?.into_iter())),
         })

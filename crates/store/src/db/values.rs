@@ -78,12 +78,6 @@ impl From<String> for OwnedValue {
     }
 }
 
-impl From<&str> for OwnedValue {
-    fn from(s: &str) -> Self {
-        OwnedValue::Text(s.to_owned())
-    }
-}
-
 impl<T: Param + ?Sized> Param for &T {
     fn value(&self) -> Value<'_> {
         (**self).value()
