@@ -13,6 +13,7 @@ engine_tests!(
     history_is_per_meter,
     batch_lines_name_their_meter_and_properties,
     meter_caps_hold_under_racing_processes,
+    a_closed_period_keeps_every_meters_terms,
 );
 
 /// An AI API: requests capped, tokens by model with overage, active users capped, seats as
@@ -539,4 +540,110 @@ fn empty_distinct_values_repeated_properties_and_status_with_meters() {
     assert_eq!(acme["meters"].as_array().unwrap().len(), 5);
     let text = String::from_utf8(s.cmd().arg("status").output().unwrap().stdout).unwrap();
     assert!(text.contains("2 / 2"), "{text}");
+}
+
+/// The period snapshot of plan terms covers every meter: once October has closed, editing
+/// plans.toml changes neither its caps (a late event into it is decided on the terms it was
+/// billed under), nor its history, nor its export; the current period follows the file.
+fn a_closed_period_keeps_every_meters_terms(engine: Engine) {
+    let s = scratch(engine);
+    s.add_customer("globex", "free", "2026-10-01");
+    let record_globex = |args: &[&str]| {
+        let out = s
+            .cmd()
+            .args(["record", "globex", "--json"])
+            .args(args)
+            .output()
+            .unwrap();
+        out.status.code().unwrap()
+    };
+    for day in 1..=5 {
+        let at = format!("2026-10-0{day}T10:00:00Z");
+        assert_eq!(record_globex(&["--at", &at]), 0);
+    }
+    let tokens = ["--meter", "tokens", "--property", "tokens=900"];
+    assert_eq!(
+        record_globex(&[&tokens[..], &["--at", "2026-10-06T10:00:00Z"]].concat()),
+        0
+    );
+    // November, the current period, counts under the same terms for now.
+    assert_eq!(record_globex(&tokens), 0);
+
+    let text = std::fs::read_to_string(&s.plans).unwrap();
+    let edited = text
+        .replacen(
+            "[plans.meters.requests]\nincluded = 5",
+            "[plans.meters.requests]\nincluded = 50",
+            1,
+        )
+        .replacen(
+            "[plans.meters.tokens]\nincluded = 1000",
+            "[plans.meters.tokens]\nincluded = 10",
+            1,
+        );
+    assert_ne!(edited, text);
+    std::fs::write(&s.plans, edited).unwrap();
+
+    assert_eq!(
+        record_globex(&["--at", "2026-10-07T10:00:00Z"]),
+        3,
+        "October kept its cap of 5 requests"
+    );
+    assert_eq!(record_globex(&[]), 0, "November follows plans.toml: 50");
+
+    let history = |meter: &str| {
+        s.json(&[
+            "history",
+            "globex",
+            "--meter",
+            meter,
+            "--periods",
+            "2",
+            "--json",
+        ])
+    };
+    let requests = history("requests");
+    assert_eq!(
+        (requests[0]["used"].as_i64(), requests[0]["limit"].as_i64()),
+        (Some(5), Some(5))
+    );
+    assert_eq!(
+        (requests[1]["used"].as_i64(), requests[1]["limit"].as_i64()),
+        (Some(1), Some(50))
+    );
+    let tokens = history("tokens");
+    assert_eq!(tokens[0]["limit"], 1000);
+    assert_eq!(tokens[0]["overage_amount"], "0", "900 of 1,000 included");
+    assert_eq!(tokens[1]["limit"], 10);
+    assert_eq!(tokens[1]["overage_amount"], "1.78", "890 over at 0.002");
+
+    let out = s
+        .cmd()
+        .args([
+            "export",
+            "usage",
+            "--customer",
+            "globex",
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let october_tokens = rows
+        .iter()
+        .find(|r| r["meter_id"] == "tokens" && r["period_start"] == "2026-10-01T00:00:00Z")
+        .expect("October's tokens row");
+    assert_eq!(october_tokens["included"], 1000);
+    assert_eq!(october_tokens["at_limit"], "overage");
+    assert_eq!(october_tokens["overage_rate"], "0.002");
 }

@@ -106,6 +106,40 @@ fn a_database_of_another_application_is_left_untouched() {
     assert_eq!(server().psql(name, "SELECT id FROM orders"), "7");
 }
 
+/// A database at PostgreSQL migration 1 (before `usage_records.meter_terms`), made by taking
+/// migration 2 back out of a database the binary wrote: reads ask for `meterline upgrade`,
+/// which brings it to the current schema with every counter as it was.
+#[test]
+fn an_older_schema_is_upgraded_in_place() {
+    let s = Scratch::on(Engine::Postgres);
+    let url = s.db.to_string_lossy().into_owned();
+    let name = db_name(&url).to_owned();
+    s.add_customer("acme", "free", "2026-11-01");
+    s.record("acme", 5);
+    server().psql(
+        &name,
+        "ALTER TABLE usage_records DROP COLUMN meter_terms;
+         DELETE FROM meterline_migrations WHERE version = 2",
+    );
+    let (code, stderr) = run(&s, &url, &["upgrade"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        server().psql(&name, "SELECT max(version) FROM meterline_migrations"),
+        "2"
+    );
+    assert_eq!(s.json(&["check", "acme", "--json"])["used"], 5);
+    s.record("acme", 2);
+    assert_eq!(s.json(&["check", "acme", "--json"])["used"], 7);
+    assert_eq!(
+        server().psql(
+            &name,
+            "SELECT count(*) FROM usage_records WHERE meter_terms IS NULL"
+        ),
+        "0",
+        "the first record after the upgrade keeps every period's meter terms"
+    );
+}
+
 #[test]
 fn a_newer_schema_and_a_changed_migration_are_refused() {
     let s = Scratch::on(Engine::Postgres);

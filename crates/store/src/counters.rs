@@ -5,6 +5,7 @@
 //! refused event therefore never touches a counter, and a batch of 500 events for 8 customers
 //! costs 8 counter writes, not 500.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::str::FromStr;
@@ -14,17 +15,36 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
 use crate::billing::{Allowance, Period, UsageCheck, format_ts};
-use crate::config::{Config, Plan};
+use crate::config::{Config, MeterTermsMap, Plan, kept_meter_terms};
 use crate::{Error, Result};
 
-/// A period's counter row: the usage and the terms it was billed under (migration 4), read
-/// from the columns used, plan_id, meter_event_name, included, at_limit, overage_rate.
+/// A period's counter row: the usage and the terms it was billed under (migration 4, and every
+/// meter's since migration 11), read from the columns used, plan_id, meter_event_name,
+/// included, at_limit, overage_rate, meter_terms.
 pub(crate) struct CounterRow {
     pub used: i64,
     pub plan_id: String,
     pub meter_event: String,
     /// `None` for rows written before migration 4 (no terms kept).
     pub terms: Option<Allowance>,
+    /// Every meter's terms as JSON; `None` for rows written before migration 11.
+    pub meter_terms: Option<String>,
+}
+
+impl CounterRow {
+    /// The terms of every meter this period is billed under: those it kept once closed, else
+    /// (the current period, or a row from before migration 11) its plan's in plans.toml.
+    pub(crate) fn meter_terms<'c>(
+        &self,
+        config: &'c Config,
+        closed: bool,
+    ) -> Option<Cow<'c, MeterTermsMap>> {
+        closed
+            .then(|| kept_meter_terms(self.meter_terms.as_deref()))
+            .flatten()
+            .map(Cow::Owned)
+            .or_else(|| config.plan(&self.plan_id).map(|p| Cow::Borrowed(&p.meters)))
+    }
 }
 
 impl CounterRow {
@@ -41,6 +61,7 @@ impl CounterRow {
             plan_id: r.get(1)?,
             meter_event: r.get(2)?,
             terms,
+            meter_terms: r.get(6)?,
         })
     }
 }
@@ -52,7 +73,7 @@ pub(crate) fn counter_row(
     period: Period,
 ) -> Result<Option<CounterRow>> {
     conn.prepare_cached(
-        "SELECT used, plan_id, meter_event_name, included, at_limit, overage_rate
+        "SELECT used, plan_id, meter_event_name, included, at_limit, overage_rate, meter_terms
              FROM usage_records WHERE customer_id = ?1 AND period_start = ?2",
     )?
     .query_row(
@@ -78,9 +99,11 @@ pub(super) struct Counter<'c> {
     pub period: Period,
     /// `period.start` in the database's text form.
     pub period_start: String,
-    /// The plan the period is billed under, with its terms.
+    /// The plan the period is billed under, with its terms: the `usage` meter's, and every
+    /// meter's.
     pub plan_id: String,
     pub allowance: Allowance,
+    pub meter_terms: Cow<'c, MeterTermsMap>,
     /// The total, with this batch's increments so far.
     pub used: i64,
     /// This batch's increments not yet written.
@@ -138,7 +161,7 @@ impl<'c> Counters<'c> {
     pub(crate) fn get(
         &mut self,
         conn: &Connection,
-        config: &Config,
+        config: &'c Config,
         customer_id: &str,
         plan: &'c Plan,
         period: Period,
@@ -154,6 +177,11 @@ impl<'c> Counters<'c> {
         let row = counter_row(conn, customer_id, period)?;
         let current = period.contains(now);
         let used = row.as_ref().map_or(0, |r| r.used);
+        let kept = row
+            .as_ref()
+            .filter(|_| !current)
+            .and_then(|row| row.meter_terms(config, true));
+        let meter_terms = kept.unwrap_or(Cow::Borrowed(&plan.meters));
         let (plan_id, allowance) = match row {
             Some(row) if !current => match row.terms {
                 Some(terms) => (row.plan_id, terms),
@@ -169,6 +197,7 @@ impl<'c> Counters<'c> {
             period_start: format_ts(period.start),
             plan_id,
             allowance,
+            meter_terms,
             used,
             pending: 0,
             current,
@@ -188,8 +217,8 @@ impl<'c> Counters<'c> {
             conn.prepare_cached(
                 "INSERT INTO usage_records
                      (customer_id, period_start, period_end, used, plan_id, meter_event_name,
-                      included, at_limit, overage_rate, price)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                      included, at_limit, overage_rate, price, meter_terms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?12)
                  ON CONFLICT (customer_id, period_start) DO UPDATE SET
                      used = usage_records.used + excluded.used,
                      plan_id = CASE WHEN ?11 = 1 THEN excluded.plan_id ELSE usage_records.plan_id END,
@@ -197,7 +226,8 @@ impl<'c> Counters<'c> {
                      included = CASE WHEN ?11 = 1 THEN excluded.included ELSE usage_records.included END,
                      at_limit = CASE WHEN ?11 = 1 THEN excluded.at_limit ELSE usage_records.at_limit END,
                      overage_rate = CASE WHEN ?11 = 1 THEN excluded.overage_rate ELSE usage_records.overage_rate END,
-                     price = CASE WHEN ?11 = 1 THEN excluded.price ELSE usage_records.price END",
+                     price = CASE WHEN ?11 = 1 THEN excluded.price ELSE usage_records.price END,
+                     meter_terms = CASE WHEN ?11 = 1 THEN excluded.meter_terms ELSE usage_records.meter_terms END",
             )?
             .execute(params![
                 customer_id,
@@ -210,7 +240,8 @@ impl<'c> Counters<'c> {
                 plan.at_limit.as_str(),
                 plan.overage_rate.map(|r| r.to_string()),
                 plan.price.to_string(),
-                counter.current
+                counter.current,
+                plan.kept_meter_terms
             ])?;
             counter.pending = 0;
             counter.touched = false;

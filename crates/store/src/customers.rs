@@ -256,7 +256,7 @@ impl Store {
         // The current period's terms follow (closed periods keep theirs).
         tx.execute(
             "UPDATE usage_records SET plan_id = ?3, meter_event_name = ?4, included = ?5,
-                 at_limit = ?6, overage_rate = ?7, price = ?8
+                 at_limit = ?6, overage_rate = ?7, price = ?8, meter_terms = ?9
              WHERE customer_id = ?1 AND period_start = ?2",
             params![
                 id,
@@ -266,7 +266,8 @@ impl Store {
                 plan.included,
                 plan.at_limit.as_str(),
                 plan.overage_rate.map(|r| r.to_string()),
-                plan.price.to_string()
+                plan.price.to_string(),
+                plan.kept_meter_terms
             ],
         )?;
         tx.commit()?;

@@ -69,7 +69,8 @@ impl ExportKind {
 
 /// One row per customer × period × meter: the `usage` meter from the period's counter (left
 /// out when it has nothing and other meters counted), every other meter's total from
-/// meter_counters with the period's plan and price (its own terms are the plan's, per meter).
+/// meter_counters with the period's plan and price, and the terms for that meter the period
+/// keeps (`meter_terms`, migration 11; NULL where the plan does not bill the meter).
 const USAGE_ROWS: &str = "(
     SELECT customer_id, period_start, period_end, used, plan_id, meter_event_name, included,
            at_limit, overage_rate, price, 'usage' AS meter_id
@@ -77,8 +78,11 @@ const USAGE_ROWS: &str = "(
     WHERE used > 0 OR NOT EXISTS (SELECT 1 FROM meter_counters m
         WHERE m.customer_id = r.customer_id AND m.period_start = r.period_start)
     UNION ALL
-    SELECT m.customer_id, m.period_start, r.period_end, m.used, r.plan_id, NULL, NULL, NULL,
-           NULL, r.price, m.meter_id
+    SELECT m.customer_id, m.period_start, r.period_end, m.used, r.plan_id, NULL,
+           CAST(json_extract(r.meter_terms, '$.\"' || m.meter_id || '\".included') AS BIGINT),
+           json_extract(r.meter_terms, '$.\"' || m.meter_id || '\".at_limit'),
+           json_extract(r.meter_terms, '$.\"' || m.meter_id || '\".overage_rate'),
+           r.price, m.meter_id
     FROM meter_counters m JOIN usage_records r USING (customer_id, period_start)
     WHERE m.group_key = ''
 ) AS usage_rows";

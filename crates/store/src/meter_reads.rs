@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 
 use crate::billing::{Allowance, UsageCheck, format_ts};
 use crate::config::{AtLimit, Config, IMPLICIT_METER, MeterTerms};
+use crate::counters::counter_row;
 use crate::{Result, Store};
 use meterline_core::{GroupUsage, MeterCheck, MeteredCheck};
 
@@ -54,7 +55,7 @@ impl Store {
 
     /// One meter's history: `history --meter`. The `usage` meter is `history` itself; any
     /// other meter's periods read its totals from meter_counters, under the plan each period
-    /// was billed under and that plan's terms for the meter as plans.toml has them now.
+    /// was billed under and the terms for the meter a closed period kept (migration 11).
     pub fn meter_history(
         &self,
         config: &Config,
@@ -85,9 +86,12 @@ impl Store {
                 )
                 .optional()?
                 .unwrap_or(0);
-            let terms = config
-                .plan(&row.check.plan)
-                .and_then(|p| p.meters.get(&meter.id));
+            let kept = counter_row(&self.conn, customer_id, period)?
+                .and_then(|r| r.meter_terms(config, period.end <= now));
+            let terms = kept
+                .as_deref()
+                .or_else(|| config.plan(&row.check.plan).map(|p| &p.meters))
+                .and_then(|terms| terms.get(&meter.id));
             let check = UsageCheck::compute(
                 &row.check.customer,
                 &row.check.plan,

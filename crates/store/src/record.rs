@@ -236,9 +236,10 @@ impl Store {
     }
 }
 
-/// Counter rows from before migration 4 have no terms: give them their plan's current terms
-/// once, at the first record after the upgrade, so that later plans.toml edits no longer
-/// change them. One primary-key lookup per batch when there is nothing to do.
+/// Counter rows from before migration 4 have no terms, and rows from before migration 11 no
+/// terms for their meters: give them their plan's current terms once, at the first record
+/// after the upgrade, so that later plans.toml edits no longer change them. One primary-key
+/// lookup per batch when there is nothing to do.
 fn fill_pending_terms(conn: &Connection, config: &Config) -> Result<()> {
     let pending = conn
         .prepare_cached("SELECT 1 FROM meterline_meta WHERE key = 'period_terms_pending'")?
@@ -258,6 +259,10 @@ fn fill_pending_terms(conn: &Connection, config: &Config) -> Result<()> {
                 plan.price.to_string()
             ],
         )?;
+        conn.execute(
+            "UPDATE usage_records SET meter_terms = ?2 WHERE meter_terms IS NULL AND plan_id = ?1",
+            params![plan.id, plan.kept_meter_terms],
+        )?;
     }
     conn.execute(
         "DELETE FROM meterline_meta WHERE key = 'period_terms_pending'",
@@ -267,11 +272,12 @@ fn fill_pending_terms(conn: &Connection, config: &Config) -> Result<()> {
 }
 
 /// Where an event on a meter other than `usage` counts, as `Batch::record` found it.
-struct Placed<'c> {
+struct Placed {
     customer_id: String,
-    plan: &'c crate::config::Plan,
-    /// The plan the period is billed under, and the period's start as stored.
+    /// The plan the period is billed under, its terms for the event's meter (kept by a closed
+    /// period), and the period's start as stored.
     plan_id: String,
+    terms: Option<crate::config::MeterTerms>,
     period: crate::billing::Period,
     period_start: String,
 }
@@ -376,9 +382,9 @@ impl<'c> Batch<'_, 'c> {
             counter.touch();
             let placed = Placed {
                 plan_id: counter.plan_id.clone(),
+                terms: counter.meter_terms.get(&meter.id).copied(),
                 period_start: counter.period_start.clone(),
                 customer_id,
-                plan,
                 period,
             };
             return self.record_on_meter(req, meter, &value, properties, occurred_at, placed);
@@ -458,18 +464,17 @@ impl<'c> Batch<'_, 'c> {
         value: &MeterValue,
         properties: Option<String>,
         occurred_at: DateTime<Utc>,
-        placed: Placed<'c>,
+        placed: Placed,
     ) -> Result<RecordOutcome> {
         let (conn, config) = (self.conn, self.config);
         let Placed {
             customer_id,
-            plan,
             plan_id,
+            terms,
             period,
             period_start,
         } = placed;
-        let terms = plan.meters.get(&meter.id);
-        let allowance = super::meter_reads::allowance(terms);
+        let allowance = super::meter_reads::allowance(terms.as_ref());
         let standing = |used| {
             UsageCheck::compute(
                 &customer_id,
@@ -485,7 +490,7 @@ impl<'c> Batch<'_, 'c> {
         let applied = self.meters.apply(
             conn,
             meter,
-            terms,
+            terms.as_ref(),
             &customer_id,
             &period_start,
             group.as_deref(),

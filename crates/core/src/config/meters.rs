@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use rust_decimal::Decimal;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use super::AtLimit;
@@ -79,13 +79,30 @@ pub struct Meter {
 }
 
 /// What a plan includes of one meter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MeterTerms {
     /// Units included per period; `None` is unlimited.
     pub included: Option<i64>,
     pub at_limit: AtLimit,
     #[serde(with = "rust_decimal::serde::str_option")]
     pub overage_rate: Option<Decimal>,
+}
+
+/// A plan's terms for every meter it names, keyed by meter id: `Plan::meters`, and what a
+/// period keeps of them when it closes.
+pub type MeterTermsMap = BTreeMap<String, MeterTerms>;
+
+/// The terms a period keeps (`usage_records.meter_terms`, the JSON of a [`MeterTermsMap`]), in
+/// the form `kept_meter_terms` reads back. Written with every period counter, so made once per
+/// plan when plans.toml is read.
+pub(super) fn keep_meter_terms(terms: &MeterTermsMap) -> String {
+    serde_json::to_string(terms).unwrap_or_default()
+}
+
+/// The terms a period kept, or `None` when it kept none (a row written before migration 11)
+/// or they no longer read (then plans.toml's apply, as for a row without kept terms).
+pub fn kept_meter_terms(json: Option<&str>) -> Option<MeterTermsMap> {
+    serde_json::from_str(json?).ok()
 }
 
 /// A mistake, with where it is in plans.toml when that is known.
@@ -247,7 +264,7 @@ pub(super) fn validate_plan_meters(
         Option<String>,
         Option<super::raw::RawAmount>,
     ) -> Result<MeterTerms, String>,
-) -> Result<BTreeMap<String, MeterTerms>, Mistake> {
+) -> Result<MeterTermsMap, Mistake> {
     let mut terms = BTreeMap::new();
     for (id, table) in raw {
         if !meters.iter().any(|m| &m.id == id.get_ref()) {

@@ -14,7 +14,10 @@ use serde::Serialize;
 use crate::billing::{PeriodKind, Thresholds, WarningLevel};
 
 pub use locate::{EXAMPLE_PLANS, INIT_PLANS, PlansLocation};
-pub use meters::{Aggregation, IMPLICIT_METER, MAX_GROUP_BY, Meter, MeterTerms, QUANTITY};
+pub use meters::{
+    Aggregation, IMPLICIT_METER, MAX_GROUP_BY, Meter, MeterTerms, MeterTermsMap, QUANTITY,
+    kept_meter_terms,
+};
 pub use validate::ConfigError;
 
 /// A duration in milliseconds from the environment variable `name`, if set. A value that is
@@ -130,11 +133,15 @@ pub struct Plan {
     pub meter_event: String,
     /// The plan's terms per meter id. A meter the plan does not name is recorded and shown
     /// as unbilled, never capped. Without `[[meters]]`: `usage` with the fields above.
-    pub meters: std::collections::BTreeMap<String, MeterTerms>,
+    pub meters: MeterTermsMap,
+    /// `meters` as a period keeps them (`usage_records.meter_terms`), made once here since
+    /// every record batch writes them with the period's counter.
+    #[serde(skip)]
+    pub kept_meter_terms: String,
 }
 
 /// What a plan does when a customer reaches its included units.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AtLimit {
     /// Hard cap: a record that would pass the limit is refused.

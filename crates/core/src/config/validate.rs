@@ -410,6 +410,7 @@ fn validate_plan(
         at_limit: usage.map_or(AtLimit::Block, |t| t.at_limit),
         overage_rate: usage.and_then(|t| t.overage_rate),
         meter_event,
+        kept_meter_terms: super::meters::keep_meter_terms(&meter_terms),
         meters: meter_terms,
     })
 }

@@ -6,12 +6,20 @@ use super::PgConnection;
 use crate::schema::{Migration, checksum};
 use crate::{Error, OpenOptions, Result};
 
-/// The migrations, in order. 1 is the whole schema SQLite reaches at its version 10.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "schema",
-    sql: include_str!("../../../migrations/postgres/0001_schema.sql"),
-}];
+/// The migrations, in order. 1 is the whole schema SQLite reaches at its version 10; each
+/// later one is the counterpart of SQLite's 10 + n.
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "schema",
+        sql: include_str!("../../../migrations/postgres/0001_schema.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "meter_terms",
+        sql: include_str!("../../../migrations/postgres/0002_meter_terms.sql"),
+    },
+];
 
 /// The schema version this build brings a database to.
 pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -182,4 +190,27 @@ pub(crate) fn changes(conn: &PgConnection) -> Result<i64> {
         .statement("SELECT n FROM meterline_changes")
         .query(&[])?;
     rows.first().map_or(Ok(0), |r| super::integer(r, 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A released migration is never edited: a database that ran it refuses a changed file.
+    #[test]
+    fn released_migrations_keep_their_checksums() {
+        const RELEASED: [&str; 2] = [
+            "556fc89b8a39c5653c30536606571e19d57abf8494e2a827b932ba93c4af74ea",
+            "ca702f5a81a4f07566ab4d9909dd170b6d17639d027773fb598845536c065fbb",
+        ];
+        assert_eq!(MIGRATIONS.len(), RELEASED.len(), "pin the new migration");
+        for (migration, sum) in MIGRATIONS.iter().zip(RELEASED) {
+            assert_eq!(
+                checksum(migration.sql),
+                sum,
+                "migration {} was edited",
+                migration.version
+            );
+        }
+    }
 }
