@@ -376,9 +376,6 @@ fn check_meters(config: &Config, key: &ApiKey, report: &mut Report) {
                 setup.event_name,
                 setup.formula.as_str()
             ),
-            Some(SetupProblem::ReservedDimension(key)) => {
-                format!("send the property under another name than \"{key}\" and group_by that")
-            }
             _ => format!(
                 "create a meter for \"{}\" with value_settings.event_payload_key = value and \
                  customer_mapping.event_payload_key = stripe_customer_id, and deactivate the old one",

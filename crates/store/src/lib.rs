@@ -90,7 +90,7 @@ pub use reconcile::{ReconcileRow, ReconcileRun, Reported, StripeChecks};
 pub use reports::{HeldReport, InDoubt, ReportPlan};
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION, create_at_version};
 pub use status::{StatusEntry, StripeStanding};
-pub use stripe_meters::{Formula, RESERVED_PAYLOAD_KEYS, Route, StripeMeters};
+pub use stripe_meters::{Formula, Route, StripeMeters};
 pub use sync_runs::SyncRun;
 pub use tokens::{ActiveToken, TokenInfo, token_hash};
 

@@ -87,10 +87,6 @@ struct Sql {
     last: String,
 }
 
-/// Payload keys meterline itself sends: a `group_by` property of that name is not sent as a
-/// dimension (it would overwrite them); `doctor` names it.
-pub const RESERVED_PAYLOAD_KEYS: [&str; 2] = ["value", "stripe_customer_id"];
-
 /// `text` as an SQL string literal.
 fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
@@ -126,12 +122,8 @@ impl StripeMeters {
                     event_name: (!implicit).then(|| m.stripe_event.clone()),
                     formula,
                     dimensions: match formula {
-                        Formula::Sum => m
-                            .group_by
-                            .iter()
-                            .filter(|d| !RESERVED_PAYLOAD_KEYS.contains(&d.as_str()))
-                            .cloned()
-                            .collect(),
+                        // plans.toml refuses a group_by named like a key meterline sends.
+                        Formula::Sum => m.group_by.clone(),
                         Formula::Last => Vec::new(),
                     },
                 }

@@ -248,9 +248,6 @@ pub enum SetupProblem {
     ValueKey(String),
     /// It maps customers by another payload key than `stripe_customer_id`.
     CustomerKey(String),
-    /// The meter groups by a property named like a payload key meterline sends itself
-    /// (`value`, `stripe_customer_id`): it is not sent as a dimension.
-    ReservedDimension(String),
 }
 
 impl MeterSetup {
@@ -266,10 +263,6 @@ impl MeterSetup {
             SetupProblem::ValueKey(found) => format!(
                 "Stripe's meter \"{name}\" ({who}) reads its value from payload[{found}]; \
                  meterline sends payload[value]"
-            ),
-            SetupProblem::ReservedDimension(key) => format!(
-                "{who} groups by \"{key}\", which is a payload key meterline sends itself; \
-                 it is not sent to Stripe as a dimension (rename the property)"
             ),
             SetupProblem::CustomerKey(found) => format!(
                 "Stripe's meter \"{name}\" ({who}) finds the customer in payload[{found}]; \
@@ -296,15 +289,7 @@ fn setup(
     routes: &StripeMeters,
     meters: &HashMap<String, StripeMeter>,
 ) -> Vec<MeterSetup> {
-    let reserved = |meter: &str| {
-        config.meter(meter).and_then(|m| {
-            m.group_by
-                .iter()
-                .find(|d| crate::store::RESERVED_PAYLOAD_KEYS.contains(&d.as_str()))
-                .cloned()
-        })
-    };
-    let needed: Vec<(String, String, Formula, Option<String>)> = match routes.routes() {
+    let needed: Vec<(String, String, Formula)> = match routes.routes() {
         [only] if only.event_name.is_none() => config
             .plans
             .iter()
@@ -313,7 +298,6 @@ fn setup(
                     format!("plan \"{}\"", p.id),
                     p.meter_event.clone(),
                     only.formula,
-                    None,
                 )
             })
             .collect(),
@@ -324,14 +308,13 @@ fn setup(
                     format!("meter \"{}\"", r.meter),
                     r.event_name.clone().unwrap_or_default(),
                     r.formula,
-                    reserved(&r.meter).filter(|_| r.formula == Formula::Sum),
                 )
             })
             .collect(),
     };
     needed
         .into_iter()
-        .map(|(who, event_name, formula, reserved)| {
+        .map(|(who, event_name, formula)| {
             let problem = match meters.get(&event_name) {
                 None => Some(SetupProblem::Missing),
                 Some(m) => match (&m.formula, &m.value_key, &m.customer_key) {
@@ -342,7 +325,7 @@ fn setup(
                     (_, _, Some(k)) if k != "stripe_customer_id" => {
                         Some(SetupProblem::CustomerKey(k.clone()))
                     }
-                    _ => reserved.map(SetupProblem::ReservedDimension),
+                    _ => None,
                 },
             };
             MeterSetup {
@@ -364,13 +347,7 @@ fn setup_error(setups: &[MeterSetup]) -> Option<Error> {
         .collect();
     let other: Vec<String> = setups
         .iter()
-        .filter(|s| {
-            // A dimension not sent leaves the totals right: nothing to stop for.
-            !matches!(
-                s.problem,
-                None | Some(SetupProblem::Missing | SetupProblem::ReservedDimension(_))
-            )
-        })
+        .filter(|s| !matches!(s.problem, None | Some(SetupProblem::Missing)))
         .filter_map(MeterSetup::describe)
         .collect();
     let mut parts = Vec::new();

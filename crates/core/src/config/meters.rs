@@ -15,6 +15,9 @@ use super::raw::{RawMeter, RawPlanMeter};
 pub const IMPLICIT_METER: &str = "usage";
 /// The event property a `sum` meter adds up unless it names another.
 pub const QUANTITY: &str = "quantity";
+/// Payload keys meterline sends in every Stripe meter event itself: no `group_by` may be
+/// named so (its dimension would overwrite them).
+const RESERVED_PAYLOAD_KEYS: [&str; 2] = ["value", "stripe_customer_id"];
 /// Dimensions a meter may group by.
 pub const MAX_GROUP_BY: usize = 3;
 
@@ -204,8 +207,7 @@ pub(super) fn validate_meters(
                 let mut seen = HashSet::new();
                 for dim in dims {
                     check_property_name(dim).map_err(|m| Mistake::at(&spanned, at(m)))?;
-                    // Stripe's own payload keys: a dimension under one would be lost.
-                    if ["value", "stripe_customer_id"].contains(&dim.as_str()) {
+                    if RESERVED_PAYLOAD_KEYS.contains(&dim.as_str()) {
                         return Err(Mistake::at(
                             &spanned,
                             at(format!(
