@@ -14,6 +14,7 @@ engine_tests!(
     batch_lines_name_their_meter_and_properties,
     meter_caps_hold_under_racing_processes,
     a_closed_period_keeps_every_meters_terms,
+    a_plan_change_alerts_on_every_meter_it_moves_up,
 );
 
 /// An AI API: requests capped, tokens by model with overage, active users capped, seats as
@@ -646,4 +647,50 @@ fn a_closed_period_keeps_every_meters_terms(engine: Engine) {
     assert_eq!(october_tokens["included"], 1000);
     assert_eq!(october_tokens["at_limit"], "overage");
     assert_eq!(october_tokens["overage_rate"], "0.002");
+}
+
+/// `customer set-plan` to a plan with lower limits alerts on each meter it moves up a level,
+/// as on `usage`: the level is per customer × period × meter.
+fn a_plan_change_alerts_on_every_meter_it_moves_up(engine: Engine) {
+    let s = scratch(engine);
+    let text = std::fs::read_to_string(&s.plans).unwrap();
+    let small = "\n[[plans]]\nid = \"small\"\n[plans.meters.tokens]\nincluded = 100\n\
+                 [plans.meters.users]\nincluded = 10\n";
+    std::fs::write(&s.plans, format!("{text}{small}")).unwrap();
+    let (code, _) = record(&s, &["--meter", "tokens", "--property", "tokens=150"]);
+    assert_eq!(code, 0);
+    let (code, _) = record(&s, &["--meter", "users", "--property", "user=ann"]);
+    assert_eq!(code, 0);
+    let levels = || {
+        s.inspect().rows(
+            "SELECT meter_id, level FROM alerts WHERE customer_id = 'acme'
+             ORDER BY meter_id, used, level",
+        )
+    };
+    assert_eq!(
+        levels(),
+        Vec::<Vec<String>>::new(),
+        "150 of 1,000 tokens, 1 of 2 users"
+    );
+    s.cmd()
+        .args(["customer", "set-plan", "acme", "small"])
+        .assert()
+        .success();
+    let expected: Vec<Vec<String>> = ["critical", "hard_cap", "warning"]
+        .iter()
+        .map(|level| vec!["tokens".to_string(), level.to_string()])
+        .collect();
+    assert_eq!(
+        levels(),
+        expected,
+        "150 of 100 tokens; 1 of 10 users stays ok"
+    );
+    // Back and forth again: each level once per period and meter.
+    for plan in ["free", "small"] {
+        s.cmd()
+            .args(["customer", "set-plan", "acme", plan])
+            .assert()
+            .success();
+    }
+    assert_eq!(levels(), expected);
 }

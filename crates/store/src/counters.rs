@@ -32,15 +32,15 @@ pub(crate) struct CounterRow {
 }
 
 impl CounterRow {
-    /// The terms of every meter this period is billed under: those it kept once closed, else
-    /// (the current period, or a row from before migration 11) its plan's in plans.toml.
+    /// The terms of every meter this period is billed under: with `kept` (a closed period,
+    /// or the plan a customer is leaving), those the row kept; else, or for a row from before
+    /// migration 11, its plan's in plans.toml.
     pub(crate) fn meter_terms<'c>(
         &self,
         config: &'c Config,
-        closed: bool,
+        kept: bool,
     ) -> Option<Cow<'c, MeterTermsMap>> {
-        closed
-            .then(|| kept_meter_terms(self.meter_terms.as_deref()))
+        kept.then(|| kept_meter_terms(self.meter_terms.as_deref()))
             .flatten()
             .map(Cow::Owned)
             .or_else(|| config.plan(&self.plan_id).map(|p| Cow::Borrowed(&p.meters)))

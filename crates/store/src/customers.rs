@@ -5,7 +5,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
 use super::Store;
-use crate::billing::{UsageCheck, WarningLevel, format_ts, period_containing};
+use super::counters::CounterRow;
+use super::meter_reads::allowance;
+use crate::billing::{Period, UsageCheck, WarningLevel, format_ts, period_containing};
 use crate::config::{Config, Plan};
 use crate::sanitize::{is_unsafe, sanitize};
 use crate::{Error, Result};
@@ -252,6 +254,7 @@ impl Store {
                 period,
                 now,
             )?;
+            meter_crossings_on_plan_change(&tx, config, id, &row, plan, period, now)?;
         }
         // The current period's terms follow (closed periods keep theirs).
         tx.execute(
@@ -352,4 +355,44 @@ impl Store {
         let rows = stmt.query_map([], from_row)?;
         rows.collect::<crate::Result<_>>()
     }
+}
+
+/// Every meter but `usage` (which `set_plan` does itself) whose level the new plan's terms
+/// move up, from the terms the period's row kept (the plan being left): each such crossing
+/// alerts, as a record crossing it would.
+fn meter_crossings_on_plan_change(
+    conn: &Connection,
+    config: &Config,
+    customer_id: &str,
+    row: &CounterRow,
+    plan: &Plan,
+    period: Period,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let totals: Vec<(String, i64)> = conn
+        .prepare_cached(
+            "SELECT meter_id, used FROM meter_counters
+             WHERE customer_id = ?1 AND period_start = ?2 AND group_key = ''",
+        )?
+        .query_map(params![customer_id, format_ts(period.start)], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
+        .collect::<Result<_>>()?;
+    let old = row.meter_terms(config, true);
+    for (meter, used) in totals {
+        let standing = |plan_id: &str, terms| {
+            UsageCheck::compute(
+                customer_id,
+                plan_id,
+                allowance(terms),
+                period,
+                used,
+                &config.thresholds,
+            )
+        };
+        let before = standing(&row.plan_id, old.as_ref().and_then(|t| t.get(&meter))).level;
+        let after = standing(&plan.id, plan.meters.get(&meter));
+        super::alerts::record_crossings(conn, config, &meter, before, &after, period, now)?;
+    }
+    Ok(())
 }
