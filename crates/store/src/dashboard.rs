@@ -181,6 +181,9 @@ pub struct EventRow {
     pub customer_name: String,
     pub user_id: Option<String>,
     pub quantity: i64,
+    /// The meter it counts on, and what it added to it (`quantity` on the `usage` meter).
+    pub meter_id: String,
+    pub amount: i64,
     pub occurred_at: String,
     pub attempts: i64,
     pub error: Option<String>,
@@ -610,7 +613,7 @@ impl Store {
             "SELECT e.id, e.customer_id, c.name, e.user_id, e.quantity, e.occurred_at,
                     e.stripe_attempts, e.stripe_error, e.stripe_reported_at IS NOT NULL,
                     e.stripe_failed_at IS NOT NULL, e.stripe_expired_at IS NOT NULL,
-                    c.stripe_customer_id IS NULL
+                    c.stripe_customer_id IS NULL, e.meter_id, COALESCE(e.amount, e.quantity)
              FROM usage_events e JOIN customers c ON c.id = e.customer_id
              WHERE {filter_and_order} LIMIT ?{}",
             params.len()
@@ -630,6 +633,8 @@ impl Store {
                 customer_name: r.get(2)?,
                 user_id: r.get(3)?,
                 quantity: r.get(4)?,
+                meter_id: r.get(12)?,
+                amount: r.get(13)?,
                 occurred_at: r.get(5)?,
                 attempts: r.get(6)?,
                 error: r.get(7)?,

@@ -301,7 +301,7 @@ fn draw_members(frame: &mut Frame, theme: Theme, d: &CustomerDetail, area: Rect)
     frame.render_widget(Paragraph::new(lines).block(block), area);
 }
 
-fn draw_recent(frame: &mut Frame, theme: Theme, events: &[EventRow], area: Rect) {
+pub(super) fn draw_recent(frame: &mut Frame, theme: Theme, events: &[EventRow], area: Rect) {
     let block = Block::bordered().title(" Recent events ");
     let lines: Vec<Line> = if events.is_empty() {
         vec![Line::styled("no usage recorded yet", theme.dim())]
@@ -317,13 +317,17 @@ fn draw_recent(frame: &mut Frame, theme: Theme, events: &[EventRow], area: Rect)
     );
 }
 
-/// An event on one line: when, how much, who, and its Stripe state in words.
+/// An event on one line: when, how much (and on which meter, but for `usage`), who, and its
+/// Stripe state in words.
 pub(crate) fn event_line(theme: Theme, e: &EventRow, with_customer: bool) -> Line<'static> {
     let mut spans = vec![Span::raw(format!(
         "{}  {:>9}  ",
         stored_minute(&e.occurred_at),
-        format!("×{}", thousands(e.quantity))
+        format!("×{}", thousands(e.amount))
     ))];
+    if e.meter_id != crate::config::IMPLICIT_METER {
+        spans.push(Span::raw(format!("{}  ", sanitize(&e.meter_id))));
+    }
     if with_customer {
         spans.push(Span::raw(format!("{}  ", sanitize(&e.customer_name))));
     }

@@ -19,13 +19,40 @@ use crate::theme::{Theme, level_word};
 /// A meter's box: at least its gauge and one more line, at most what its groups need.
 const MIN_BOX: u16 = 4;
 const MAX_BOX: u16 = 12;
+/// The recent events under the meters, in the height their boxes leave: a few lines at
+/// least, at most the events the detail loads.
+const MIN_RECENT: u16 = 5;
+const MAX_RECENT: u16 = 14;
 /// The widest a day's bar gets.
 const MAX_BAR: u16 = 4;
 
 pub(super) fn draw(frame: &mut Frame, app: &App, d: &CustomerDetail, area: Rect) {
-    let [header, boxes] =
-        Layout::vertical([Constraint::Length(2), Constraint::Fill(1)]).areas(area);
     let count = d.meters.len();
+    // The meters first, each box as tall as it gets; the recent events in what is left.
+    let body = area.height.saturating_sub(2);
+    let boxes_height = body.min(
+        u16::try_from(count)
+            .unwrap_or(u16::MAX)
+            .saturating_mul(MAX_BOX),
+    );
+    let wanted = u16::try_from(d.recent.len())
+        .unwrap_or(u16::MAX)
+        .saturating_add(2)
+        .clamp(MIN_RECENT, MAX_RECENT);
+    let recent_height = match (body - boxes_height).min(wanted) {
+        fits if fits >= MIN_RECENT => fits,
+        _ => 0,
+    };
+    let [header, boxes, recent, _] = Layout::vertical([
+        Constraint::Length(2),
+        Constraint::Length(boxes_height),
+        Constraint::Length(recent_height),
+        Constraint::Fill(1),
+    ])
+    .areas(area);
+    if recent_height > 0 {
+        super::detail::draw_recent(frame, app.theme, &d.recent, recent);
+    }
     let fit = usize::from(boxes.height / MIN_BOX).min(count);
     let c = &d.check;
     let period = Period {

@@ -156,7 +156,7 @@ fn event_row(theme: Theme, e: &EventRow, customer_width: u16, error_width: u16) 
     Row::new(vec![
         Cell::from(stored_minute(&e.occurred_at)),
         Cell::from(ellipsis(&sanitize(&e.customer_name), customer_width)),
-        right(thousands(e.quantity)),
+        right(thousands(e.amount)),
         Cell::from(Span::styled(label, style)),
         right(if e.attempts > 0 {
             e.attempts.to_string()

@@ -493,3 +493,21 @@ fn the_detail_shows_every_meter_with_its_gauge_days_and_top_groups() {
     assert_eq!(word.fg, Color::Red);
     insta::assert_snapshot!("detail_three_meters_120x40", screen);
 }
+
+#[test]
+fn a_taller_detail_lists_the_recent_events_with_their_meters() {
+    let (_dir, store) = database();
+    let mut app = meters_app(&store, Theme::COLOR);
+    app_with_detail(&mut app, &store, "globex").unwrap();
+    // At 40 rows the three meters' boxes take the height: no room for events.
+    assert!(!text(&render(&mut app, 120, 40)).contains("Recent events"));
+    let screen = text(&render(&mut app, 120, 56));
+    assert!(screen.contains("Recent events"), "{screen}");
+    // Newest first, each with what it added to its meter and the meter's id.
+    let requests = line_of(&render(&mut app, 120, 56), "2026-11-20 09:47");
+    assert!(requests.contains("×1  requests  … pending"), "{requests}");
+    let tokens = line_of(&render(&mut app, 120, 56), "2026-11-18 09:00");
+    assert!(tokens.contains("×3,000  tokens"), "{tokens}");
+    // The meters keep their full boxes above: the five largest groups still show.
+    assert!(screen.contains("+2 more"), "{screen}");
+}

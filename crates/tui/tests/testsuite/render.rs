@@ -852,6 +852,8 @@ fn event(id: i64, state: meterline_store::StripeState) -> meterline_store::Event
         customer_name: "Acme".into(),
         user_id: None,
         quantity: 3,
+        meter_id: "usage".into(),
+        amount: 3,
         occurred_at: "2026-11-20T10:00:00Z".into(),
         attempts: 1,
         error: None,
@@ -981,7 +983,7 @@ fn events_app() -> App {
     );
     let mut expired = event(2, StripeState::Expired);
     expired.occurred_at = "2026-10-01T08:30:00Z".into();
-    expired.quantity = 1_400;
+    (expired.quantity, expired.amount) = (1_400, 1_400);
     let mut pending = event(3, StripeState::Pending);
     pending.attempts = 0;
     app.apply(DataEvent::Events(vec![
