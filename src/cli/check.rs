@@ -41,6 +41,11 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
         None => {
             if args.json {
                 output::print_json(&all)?;
+            } else if config.explicit_meters {
+                out!(
+                    "{}",
+                    output::describe_meters(&all, &config.billing.currency)
+                )?;
             } else {
                 out!("{}", output::describe(&all.check, &config.billing.currency))?;
             }

@@ -10,6 +10,7 @@ use std::io::Write;
 use crate::billing::UsageCheck;
 use crate::sanitize::sanitize;
 use crate::{Error, Result};
+use meterline_core::MeteredCheck;
 
 /// Exit code for a record refused by a hard cap (`record`, `record --batch`), and of `check`
 /// for a customer who may not record more.
@@ -71,15 +72,21 @@ pub fn level(check: &UsageCheck) -> String {
     }
 }
 
-/// The multi-line human summary of one check.
-/// Money in `currency` (plans.toml's `[billing] currency`).
-pub fn describe(check: &UsageCheck, currency: &str) -> String {
-    let mut out = format!(
-        "{}  plan {}  period {} .. {}\nused {} ({})  level {}  {}\n",
+/// "acme  plan pro  period 2026-11-05 .. 2026-12-05".
+fn period_line(check: &UsageCheck) -> String {
+    format!(
+        "{}  plan {}  period {} .. {}",
         sanitize(&check.customer),
         sanitize(&check.plan),
         day(check.period_start),
         day(check.period_end),
+    )
+}
+
+/// "used 85,000 / 100,000 (85.0 %)  level warning  allowed".
+fn standing(check: &UsageCheck) -> String {
+    format!(
+        "used {} ({})  level {}  {}",
         used_of_limit(check),
         percent(check),
         level(check),
@@ -88,7 +95,43 @@ pub fn describe(check: &UsageCheck, currency: &str) -> String {
         } else {
             "BLOCKED (hard cap reached)"
         },
-    );
+    )
+}
+
+/// `check` without `--meter` on a plans.toml with `[[meters]]`: the period once, a line per
+/// meter (its standing, and its overage where the plan bills one), then the overage of all.
+pub fn describe_meters(all: &MeteredCheck, currency: &str) -> String {
+    let width = all
+        .meters
+        .iter()
+        .map(|m| m.meter.chars().count())
+        .max()
+        .unwrap_or(0);
+    let mut out = format!("{}\n", period_line(&all.check));
+    for m in &all.meters {
+        let c = &m.check;
+        out.push_str(&format!("{:<width$}  {}", sanitize(&m.meter), standing(c)));
+        if let Some(rate) = c.overage_rate {
+            out.push_str(&format!(
+                "  overage {} x {} = {}",
+                thousands(c.overage_units),
+                crate::billing::money(rate, currency),
+                crate::billing::money(c.overage_amount, currency)
+            ));
+        }
+        out.push('\n');
+    }
+    out.push_str(&format!(
+        "overage total {}\n",
+        crate::billing::money(all.overage_total, currency)
+    ));
+    out
+}
+
+/// The multi-line human summary of one check.
+/// Money in `currency` (plans.toml's `[billing] currency`).
+pub fn describe(check: &UsageCheck, currency: &str) -> String {
+    let mut out = format!("{}\n{}\n", period_line(check), standing(check));
     if let Some(remaining) = check.remaining {
         out.push_str(&format!("remaining {}\n", thousands(remaining)));
     }

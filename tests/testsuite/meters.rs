@@ -694,3 +694,32 @@ fn a_plan_change_alerts_on_every_meter_it_moves_up(engine: Engine) {
     }
     assert_eq!(levels(), expected);
 }
+
+/// `check` in text, without `--meter`: the period once, then every meter's line (a user with
+/// three meters must not see only the first), with the overage of those that bill one.
+#[test]
+fn check_in_text_shows_every_meter() {
+    let s = scratch(Engine::Sqlite);
+    let tokens = ["--meter", "tokens", "--property", "tokens=1500"];
+    assert_eq!(record(&s, &tokens).0, 0);
+    assert_eq!(
+        record(&s, &["--meter", "users", "--property", "user=ann"]).0,
+        0
+    );
+    let out = s.cmd().args(["check", "acme"]).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "acme  plan free  period 2026-11-01 .. 2026-12-01");
+    assert_eq!(
+        &lines[1..],
+        [
+            "requests  used 0 / 5 (0.0 %)  level ok  allowed",
+            "tokens    used 1,500 / 1,000 (150.0 %)  level hard_cap (overage)  allowed  overage 500 x $0.002 = $1.00",
+            "users     used 1 / 2 (50.0 %)  level ok  allowed",
+            "seats     used 0 / 10 (0.0 %)  level ok  allowed",
+            "peak      used 0 / 8 (0.0 %)  level ok  allowed",
+            "overage total $1.00",
+        ]
+    );
+}
