@@ -10,7 +10,8 @@ pub struct Args {
     /// How many periods, ending with the current one.
     #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u16).range(1..=240))]
     pub periods: u16,
-    /// One meter's history (default: the first in plans.toml's [[meters]]).
+    /// One meter's history (default: in text every meter's, in JSON the first in
+    /// plans.toml's [[meters]]).
     #[arg(long, value_name = "ID")]
     pub meter: Option<String>,
     #[arg(long)]
@@ -19,20 +20,39 @@ pub struct Args {
 
 pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
     let config = ctx.config()?;
-    let meter = args
-        .meter
-        .clone()
-        .unwrap_or_else(|| config.default_meter().id.clone());
-    let rows = ctx.store()?.meter_history(
-        &config,
-        &args.customer,
-        &meter,
-        args.periods.into(),
-        ctx.now,
-    )?;
-    if args.json {
-        return output::print_json(&rows);
+    let store = ctx.store()?;
+    let history = |meter: &str| {
+        store.meter_history(&config, &args.customer, meter, args.periods.into(), ctx.now)
+    };
+    match &args.meter {
+        // In text, with [[meters]] and no --meter: every meter's, each under its name.
+        None if config.explicit_meters && !args.json => {
+            for (i, meter) in config.meters.iter().enumerate() {
+                let rows = history(&meter.id)?;
+                if i > 0 {
+                    outln!("")?;
+                }
+                if meter.name == meter.id {
+                    outln!("{}", sanitize(&meter.id))?;
+                } else {
+                    outln!("{} ({})", sanitize(&meter.id), sanitize(&meter.name))?;
+                }
+                print_table(&config, &rows)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        meter => {
+            let rows = history(meter.as_deref().unwrap_or(&config.default_meter().id))?;
+            if args.json {
+                return output::print_json(&rows);
+            }
+            print_table(&config, &rows)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+fn print_table(config: &crate::Config, rows: &[crate::store::HistoryRow]) -> Result<()> {
     outln!(
         "{:<12} {:<12} {:<10} {:>24} {:>8}  {:<9} {:>12}",
         "FROM",
@@ -43,7 +63,7 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
         "LEVEL",
         "OVERAGE"
     )?;
-    for row in &rows {
+    for row in rows {
         let c = &row.check;
         outln!(
             "{:<12} {:<12} {:<10} {:>24} {:>8}  {:<9} {:>12}",
@@ -56,5 +76,5 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
             config.money(c.overage_amount),
         )?;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

@@ -18,10 +18,24 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
         return output::print_json(&store.status_entries(&config, ctx.now)?);
     }
     let rows = store.status(&config, ctx.now)?;
+    // With [[meters]], each row is the customer's meter nearest its limit: named.
+    let meter_width = if config.explicit_meters {
+        config
+            .meters
+            .iter()
+            .map(|m| m.id.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max("METER".len())
+            + 1
+    } else {
+        0
+    };
     outln!(
-        "{:<24} {:<10} {:>24} {:>8}  {:<18} {:>4} {:>10}",
+        "{:<24} {:<10} {:<meter_width$}{:>24} {:>8}  {:<18} {:>4} {:>10}",
         "CUSTOMER",
         "PLAN",
+        if config.explicit_meters { "METER" } else { "" },
         "USED / LIMIT",
         "%",
         "LEVEL",
@@ -42,9 +56,10 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
             unmapped += b.unreported;
         }
         outln!(
-            "{:<24} {:<10} {:>24} {:>8}  {:<18} {:>4} {:>10}",
+            "{:<24} {:<10} {:<meter_width$}{:>24} {:>8}  {:<18} {:>4} {:>10}",
             sanitize(&row.check.customer),
             sanitize(&row.check.plan),
+            row.meter.as_deref().map(sanitize).unwrap_or_default(),
             output::used_of_limit(&row.check),
             output::percent(&row.check),
             output::level(&row.check),

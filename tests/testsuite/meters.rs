@@ -723,3 +723,44 @@ fn check_in_text_shows_every_meter() {
         ]
     );
 }
+
+/// `status` names each customer's meter nearest its limit, and `history` in text, without
+/// `--meter`, shows every meter under its name (the first alone was unnamed).
+#[test]
+fn status_and_history_in_text_name_their_meters() {
+    let s = scratch(Engine::Sqlite);
+    assert_eq!(
+        record(&s, &["--meter", "users", "--property", "user=ann"]).0,
+        0
+    );
+    let text = |args: &[&str]| {
+        let out = s.cmd().args(args).output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let status = text(&["status"]);
+    let header = status.lines().next().unwrap();
+    assert!(header.contains(" METER "), "{status}");
+    let acme = status.lines().nth(1).unwrap();
+    assert!(
+        acme.contains(" users ") && acme.contains("1 / 2"),
+        "{status}"
+    );
+
+    let history = text(&["history", "acme", "--periods", "1"]);
+    let titles: Vec<&str> = history
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with("FROM") && !l.starts_with("2026"))
+        .collect();
+    assert_eq!(
+        titles,
+        [
+            "requests (API requests)",
+            "tokens",
+            "users",
+            "seats",
+            "peak"
+        ]
+    );
+    assert_eq!(history.matches("FROM ").count(), 5, "{history}");
+}

@@ -26,6 +26,9 @@ pub struct StatusRow {
     /// Every meter's check; with `[[meters]]`, `check` is the one nearest its limit.
     #[serde(skip)]
     pub meters: Vec<meterline_core::MeterCheck>,
+    /// With `[[meters]]`, the id of the meter `check` is.
+    #[serde(skip)]
+    pub meter: Option<String>,
 }
 
 /// One period of a customer's history, with the meter its usage went under.
@@ -102,13 +105,13 @@ impl Store {
                 Err(_) => UsageCheck::plan_missing(&customer.id, &customer.plan_id, period, used),
             };
             let meters = self.meter_checks_of(config, &usage)?;
-            let check = if config.explicit_meters {
-                nearest_its_limit(&meters).unwrap_or(usage)
-            } else {
-                usage
+            let (meter, check) = match nearest_its_limit(&meters) {
+                Some((meter, check)) if config.explicit_meters => (Some(meter), check),
+                _ => (None, usage),
             };
             out.push(StatusRow {
                 meters,
+                meter,
                 days_left: period.days_left(now),
                 unreported: unreported.get(&customer.id).copied().unwrap_or(0),
                 name: customer.name,
@@ -293,9 +296,9 @@ fn current_check(
     )
 }
 
-/// The check of the meter with the highest ratio (the first on a tie; an unlimited meter only
-/// when none has a limit), with `allowed` over every meter.
-fn nearest_its_limit(meters: &[meterline_core::MeterCheck]) -> Option<UsageCheck> {
+/// The meter with the highest ratio (the first on a tie; an unlimited meter only when none
+/// has a limit) and its check, with `allowed` over every meter.
+fn nearest_its_limit(meters: &[meterline_core::MeterCheck]) -> Option<(String, UsageCheck)> {
     let mut nearest = meters.first()?;
     for m in meters {
         if m.check.ratio.unwrap_or(-1.0) > nearest.check.ratio.unwrap_or(-1.0) {
@@ -304,5 +307,5 @@ fn nearest_its_limit(meters: &[meterline_core::MeterCheck]) -> Option<UsageCheck
     }
     let mut check = nearest.check.clone();
     check.allowed = meters.iter().all(|m| m.check.allowed);
-    Some(check)
+    Some((nearest.meter.clone(), check))
 }
