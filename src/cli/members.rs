@@ -8,9 +8,16 @@ pub use super::check::Args;
 
 pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
     let config = ctx.config()?;
-    let summary = ctx.store()?.members(&config, &args.customer, ctx.now)?;
+    // The usage meter without [[meters]]; else --meter's, or the default (first) meter's.
+    let meter = args.meter.as_deref().unwrap_or(&config.default_meter().id);
+    let summary = ctx
+        .store()?
+        .meter_members(&config, &args.customer, meter, ctx.now)?;
     if args.json {
         return output::print_json(&summary);
+    }
+    if config.explicit_meters {
+        outln!("meter {}", sanitize(meter))?;
     }
     out!(
         "{}",

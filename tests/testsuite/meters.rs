@@ -15,6 +15,7 @@ engine_tests!(
     meter_caps_hold_under_racing_processes,
     a_closed_period_keeps_every_meters_terms,
     a_plan_change_alerts_on_every_meter_it_moves_up,
+    members_are_per_sum_or_count_meter,
 );
 
 /// An AI API: requests capped, tokens by model with overage, active users capped, seats as
@@ -763,4 +764,56 @@ fn status_and_history_in_text_name_their_meters() {
         ]
     );
     assert_eq!(history.matches("FROM ").count(), 5, "{history}");
+}
+
+/// `members --meter`: each member's share of a sum or count meter in the current period (the
+/// flag was accepted and ignored); events of another meter count elsewhere, and an
+/// aggregation that is not a sum of shares is refused with exit 2.
+fn members_are_per_sum_or_count_meter(engine: Engine) {
+    let s = scratch(engine);
+    for (tokens, user) in [
+        ("300", Some("bob")),
+        ("100", Some("ann")),
+        ("50", None),
+        ("200", Some("bob")),
+    ] {
+        let property = format!("tokens={tokens}");
+        let mut args = vec!["--meter", "tokens", "--property", &property];
+        if let Some(user) = user {
+            args.extend(["--user", user]);
+        }
+        assert_eq!(record(&s, &args).0, 0);
+    }
+    record(&s, &["--user", "bob"]);
+    let tokens = s.json(&["members", "acme", "--meter", "tokens", "--json"]);
+    assert_eq!(tokens["used"], 650);
+    let members: Vec<(Value, i64)> = tokens["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["user_id"].clone(), m["used"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(
+        members,
+        [
+            (Value::from("bob"), 500),
+            (Value::from("ann"), 100),
+            (Value::Null, 50)
+        ]
+    );
+    let requests = s.json(&["members", "acme", "--json"]);
+    assert_eq!(
+        (
+            requests["used"].as_i64(),
+            requests["members"][0]["user_id"].as_str()
+        ),
+        (Some(1), Some("bob"))
+    );
+    let out = s
+        .cmd()
+        .args(["members", "acme", "--meter", "users"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sum and count meters"));
 }

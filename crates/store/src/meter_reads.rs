@@ -119,7 +119,7 @@ impl Store {
 
 /// Every meter's check in `usage`'s period: `usage` itself for the `usage` meter, the others
 /// from meter_counters with their groups.
-fn meter_checks_in(
+pub(crate) fn meter_checks_in(
     conn: &crate::db::Connection,
     config: &Config,
     usage: UsageCheck,

@@ -11,7 +11,7 @@ use super::Store;
 use super::counters::{CounterRow, counter_row, used_in};
 use super::customers::{Customer, get, plan_of};
 use crate::billing::{Period, UsageCheck, format_ts, period_containing, periods_before};
-use crate::config::{Config, Plan};
+use crate::config::{Aggregation, Config, IMPLICIT_METER, Plan};
 use crate::{Error, Result};
 
 /// One line of the dashboard / `status`: a customer and its current standing.
@@ -178,9 +178,70 @@ impl Store {
              WHERE customer_id = ?1 AND period_start = ?2
              ORDER BY used DESC, user_id",
         )?;
-        let rows = stmt.query_map(params![customer_id, format_ts(check.period_start)], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-        })?;
+        let rows = stmt
+            .query_map(params![customer_id, format_ts(check.period_start)], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })?
+            .collect::<Result<Vec<_>>>()?;
+        Ok(MembersSummary::of(check, rows))
+    }
+
+    /// Per-member usage of one meter in the current period, largest first: `members --meter`.
+    /// `usage` is `members` itself; a `sum` or `count` meter adds up what each member's events
+    /// added to it (the customer's events of the period, by the index on their time). The
+    /// other aggregations are not shares of a total: refused.
+    pub fn meter_members(
+        &self,
+        config: &Config,
+        customer_id: &str,
+        meter_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<MembersSummary> {
+        let meter = config.known_meter(meter_id)?;
+        if meter.id == IMPLICIT_METER {
+            return self.members(config, customer_id, now);
+        }
+        if !matches!(meter.aggregation, Aggregation::Sum | Aggregation::Count) {
+            return Err(Error::InvalidInput(format!(
+                "meter \"{}\" is {}: members are shown for sum and count meters, whose \
+                 total is the members' shares",
+                meter.id,
+                meter.aggregation.as_str()
+            )));
+        }
+        let snapshot = self.conn.unchecked_transaction()?;
+        let usage = check_in(&snapshot, config, customer_id, now, now)?;
+        let check = super::meter_reads::meter_checks_in(&snapshot, config, usage)?
+            .into_iter()
+            .find(|m| m.meter == meter.id)
+            .map(|m| m.check)
+            .ok_or(Error::NoRows)?;
+        let rows = snapshot
+            .prepare_cached(
+                "SELECT user_id, CAST(SUM(COALESCE(amount, quantity)) AS BIGINT) AS used
+                 FROM usage_events
+                 WHERE customer_id = ?1 AND occurred_at >= ?2 AND occurred_at < ?3
+                   AND meter_id = ?4 AND user_id IS NOT NULL
+                 GROUP BY user_id ORDER BY used DESC, user_id",
+            )?
+            .query_map(
+                params![
+                    customer_id,
+                    format_ts(check.period_start),
+                    format_ts(check.period_end),
+                    meter.id
+                ],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
+            )?
+            .collect::<Result<Vec<_>>>()?;
+        snapshot.finish()?;
+        Ok(MembersSummary::of(check, rows))
+    }
+}
+
+impl MembersSummary {
+    /// `check` with its members' usage (largest first), and what no member was named for.
+    fn of(check: UsageCheck, rows: Vec<(String, i64)>) -> MembersSummary {
         let share = |used: i64| {
             if check.used == 0 {
                 0.0
@@ -188,17 +249,15 @@ impl Store {
                 used as f64 / check.used as f64
             }
         };
-        let mut members = Vec::new();
-        let mut attributed = 0;
-        for row in rows {
-            let (user_id, used) = row?;
-            attributed += used;
-            members.push(Member {
+        let attributed: i64 = rows.iter().map(|(_, used)| used).sum();
+        let mut members: Vec<Member> = rows
+            .into_iter()
+            .map(|(user_id, used)| Member {
                 user_id: Some(user_id),
                 used,
                 share: share(used),
-            });
-        }
+            })
+            .collect();
         if check.used > attributed {
             members.push(Member {
                 user_id: None,
@@ -206,7 +265,7 @@ impl Store {
                 share: share(check.used - attributed),
             });
         }
-        Ok(MembersSummary { check, members })
+        MembersSummary { check, members }
     }
 }
 
