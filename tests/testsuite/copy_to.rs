@@ -276,6 +276,11 @@ fn a_realistic_database_answers_the_same_after_the_copy_and_takes_new_usage() {
     assert!(synced.status.success(), "{}", stderr(&synced));
     assert_eq!(json(&synced)["accepted"], 1, "{}", stdout(&synced));
     assert!(!stdout(&synced).contains(KEY));
+    let made = env.run(
+        &["token", "create", "after-copy"],
+        &[("METERLINE_DB", Some(&url))],
+    );
+    assert!(made.status.success(), "{}", stderr(&made));
 
     // The token made on the source opens the API served from the copy.
     let mut serve = env.std_command(
@@ -499,8 +504,42 @@ fn a_database_written_by_an_older_meterline_is_upgraded_and_copied() {
     std::fs::copy(format!("{FIXTURE}/meterline.db"), &s.db).unwrap();
     std::fs::copy(format!("{FIXTURE}/plans.toml"), &s.plans).unwrap();
     let url = server().fresh_database();
-    let out = copy(&s, &url);
+    let out = checked(
+        s.std_cmd()
+            .args(["copy-to", &url, "--json"])
+            .output()
+            .unwrap(),
+    );
     assert!(out.status.success(), "{}", stderr(&out));
+    let report = json(&out);
+    let tables = report["tables"].as_array().unwrap();
+    let rows: u64 = tables.iter().map(|t| t["rows"].as_u64().unwrap()).sum();
+    assert_eq!(report["rows"].as_u64(), Some(rows), "{report}");
+    let events = tables
+        .iter()
+        .find(|t| t["table"] == "usage_events")
+        .unwrap();
+    assert_eq!(events["rows"], 8, "{report}");
+    let counters: i64 = ["usage_records", "usage_members", "meter_counters"]
+        .iter()
+        .map(|t| {
+            s.conn()
+                .query_row(&format!("SELECT COUNT(*) FROM {t}"), [], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .unwrap()
+        })
+        .sum();
+    assert!(counters > 0);
+    assert_eq!(report["counters"].as_i64(), Some(counters), "{report}");
+    assert_eq!(report["mismatches"], serde_json::json!([]), "{report}");
+    let not_copied: Vec<&str> = report["not_copied"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["table"].as_str().unwrap())
+        .collect();
+    assert_eq!(not_copied, ["alert_lock", "sync_lock"], "{report}");
     let report_rows = |db: &str| on(&s, db, &["export", "events", "--format", "json"]).1;
     assert_eq!(report_rows(&url), report_rows(&s.db.to_string_lossy()));
     same_answers(
