@@ -404,21 +404,61 @@ fn a_wrong_target_or_a_postgres_source_is_refused_with_exit_2() {
     assert_eq!(s.dump(), source);
 }
 
+/// A fresh database with meterline's schema and no rows (a write made it, then went): its
+/// URL and name.
+fn schema_only(s: &Scratch) -> (String, String) {
+    let url = server().fresh_database();
+    assert_eq!(
+        on(s, &url, &["customer", "add", "tmp", "--plan", "free"]).0,
+        0
+    );
+    let db = url.rsplit('/').next().unwrap().to_string();
+    server().psql(&db, "DELETE FROM customers");
+    (url, db)
+}
+
+#[test]
+fn a_column_a_later_migration_adds_is_copied_and_one_the_target_lacks_is_refused() {
+    let s = small();
+    s.conn()
+        .execute_batch(
+            "ALTER TABLE usage_records ADD COLUMN meter_terms TEXT;
+             UPDATE usage_records SET meter_terms = '{\"requests\":' || used || '}';",
+        )
+        .unwrap();
+    let source = s.dump();
+    let (url, db) = schema_only(&s);
+    let before = pg_rows(&url);
+    let out = copy(&s, &url);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("usage_records.meter_terms is not in the target"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(pg_rows(&url), before);
+
+    server().psql(&db, "ALTER TABLE usage_records ADD COLUMN meter_terms TEXT");
+    let out = copy(&s, &url);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let terms = |db: &str| {
+        crate::support::engine::Inspect::of(Path::new(db))
+            .rows("SELECT customer_id, period_start, meter_terms FROM usage_records ORDER BY 1, 2")
+    };
+    assert_eq!(terms(&url), terms(&s.db.to_string_lossy()));
+    assert_eq!(terms(&url).len(), 3);
+    assert_eq!(s.dump(), source);
+}
+
 #[test]
 fn a_copy_that_fails_midway_leaves_the_target_empty_and_a_retry_works() {
     let s = small();
-    let url = server().fresh_database();
-    // The schema, then a constraint the last tables' rows break: usage_records is copied
-    // after the customers, events and members.
-    assert_eq!(
-        on(&s, &url, &["customer", "add", "tmp", "--plan", "free"]).0,
-        0
-    );
-    let db = url.rsplit('/').next().unwrap();
+    let (url, db) = schema_only(&s);
+    // A constraint the last tables' rows break: usage_records is copied after the customers,
+    // events and members.
     server().psql(
-        db,
-        "DELETE FROM customers; \
-         ALTER TABLE usage_records ADD CONSTRAINT copy_breaks CHECK (plan_id = 'none') NOT VALID",
+        &db,
+        "ALTER TABLE usage_records ADD CONSTRAINT copy_breaks CHECK (plan_id = 'none') NOT VALID",
     );
     let source = s.dump();
     let out = copy(&s, &url);
@@ -427,7 +467,7 @@ fn a_copy_that_fails_midway_leaves_the_target_empty_and_a_retry_works() {
     assert_eq!(rows_in(&url), 0, "{:?}", pg_rows(&url));
     assert_eq!(s.dump(), source);
 
-    server().psql(db, "ALTER TABLE usage_records DROP CONSTRAINT copy_breaks");
+    server().psql(&db, "ALTER TABLE usage_records DROP CONSTRAINT copy_breaks");
     let out = copy(&s, &url);
     assert!(out.status.success(), "{}", stderr(&out));
     same_answers(
@@ -447,13 +487,8 @@ fn a_copy_that_fails_midway_leaves_the_target_empty_and_a_retry_works() {
 #[test]
 fn a_copy_killed_midway_commits_nothing() {
     let s = small();
-    let url = server().fresh_database();
-    assert_eq!(
-        on(&s, &url, &["customer", "add", "tmp", "--plan", "free"]).0,
-        0
-    );
-    let db = url.rsplit('/').next().unwrap();
-    server().psql(db, "DELETE FROM customers");
+    let (url, db) = schema_only(&s);
+    let db = db.as_str();
     // Hold usage_records against writers (readers pass), so the copy waits in the middle,
     // with the customers and events already inserted in its transaction.
     let mut holder = postgres::Client::connect(&url, postgres::NoTls).unwrap();
