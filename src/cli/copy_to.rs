@@ -39,15 +39,18 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
     // The source is brought to the current schema (as every write command does), the target
     // is created at it: the two schemas then match column for column.
     let source = ctx.existing_store()?;
-    let target = Store::open_with(
+    let target = match Store::open_with(
         Path::new(&args.url),
         OpenOptions {
             busy_timeout: ctx.busy_timeout,
             ..OpenOptions::default()
         },
-    )?;
+    ) {
+        Ok(target) => target,
+        Err(e) => return failed(e, &target_shown),
+    };
     let mut last = Instant::now();
-    let report = source.copy_to(&target, &mut |p: CopyProgress<'_>| {
+    let copied = source.copy_to(&target, &mut |p: CopyProgress<'_>| {
         if last.elapsed() >= Duration::from_secs(5) {
             eprintln!(
                 "copy-to: {} {}/{} rows",
@@ -57,7 +60,11 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
             );
             last = Instant::now();
         }
-    })?;
+    });
+    let report = match copied {
+        Ok(report) => report,
+        Err(e) => return failed(e, &format!("{} -> {target_shown}", ctx.db_shown())),
+    };
     for skipped in report.not_copied.iter().filter(|t| t.rows > 0) {
         eprintln!(
             "note: {} (a run lock of a process on this machine) was not copied; stop the sync \
@@ -92,4 +99,17 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// A database error, shown as `main` shows one but naming the databases it concerns (`main`
+/// names `--db` only, and here most failures are the target's); other errors go to `main`.
+fn failed(e: Error, concerns: &str) -> Result<ExitCode> {
+    if !e.is_database() {
+        return Err(e);
+    }
+    eprintln!(
+        "error: {}\n  database: {concerns}",
+        crate::sanitize::sanitize_lines(&e.to_string())
+    );
+    Ok(ExitCode::from(e.exit_code()))
 }

@@ -395,6 +395,11 @@ fn a_wrong_target_or_a_postgres_source_is_refused_with_exit_2() {
     let out = copy(&s, &wrong);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
+        stderr(&out).contains("database: postgres://meterline:***@"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
         !stderr(&out).contains("not-the-password"),
         "{}",
         stderr(&out)
@@ -459,6 +464,11 @@ fn a_copy_that_fails_midway_leaves_the_target_empty_and_a_retry_works() {
     let out = copy(&s, &url);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("copy_breaks"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("meterline.db -> postgres://meterline:***@"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(rows_in(&url), 0, "{:?}", pg_rows(&url));
     assert_eq!(s.dump(), source);
 
