@@ -22,6 +22,7 @@ mod alerts;
 mod backup;
 mod check;
 mod completions;
+mod copy_to;
 mod customer;
 mod dashboard;
 mod demo;
@@ -127,6 +128,8 @@ pub enum Command {
     Init(init::Args),
     /// Copy the live database to a new file, verified before it is reported done.
     Backup(backup::Args),
+    /// Copy the SQLite database into an empty PostgreSQL one, checked before it commits.
+    CopyTo(copy_to::Args),
     /// Stream events or per-period usage as CSV or JSON Lines.
     Export(export::Args),
     /// Shell completions on stdout.
@@ -238,6 +241,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Doctor(args)) => doctor::exec(&ctx, args),
         Some(Command::Init(args)) => init::exec(args),
         Some(Command::Backup(args)) => backup::exec(&ctx, args),
+        Some(Command::CopyTo(args)) => copy_to::exec(&ctx, args),
         Some(Command::Export(args)) => export::exec(&ctx, args),
         Some(Command::Completions(args)) => completions::exec(args),
         Some(Command::Man) => man::exec(),

@@ -30,6 +30,7 @@ mod compat;
 mod compat_meters;
 mod compat_sdk;
 mod concurrency;
+mod copy_to;
 mod db_files;
 mod demo;
 mod e2e_tmux;

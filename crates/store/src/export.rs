@@ -138,10 +138,11 @@ impl Store {
                AND (?3 IS NULL OR {time} < ?3)
              ORDER BY {time}, customer_id{}",
             columns.join(", "),
+            // The last key is unique, so ties come in the same order on either engine.
             if kind == ExportKind::Usage {
                 ", meter_id"
             } else {
-                ""
+                ", id"
             }
         );
         let mut stmt = self.conn.prepare(&sql)?;

@@ -24,6 +24,7 @@
 //! | alerts: delivery runs | `alerts/runs.rs` | alert delivery |
 //! | API tokens | `tokens.rs` | `token`, serve's auth |
 //! | backup | `backup.rs` | `backup` |
+//! | copying into PostgreSQL | `copy.rs` | `copy-to` |
 //! | health | `health.rs` | `doctor` |
 //! | export | `export.rs` | `export` |
 //! | demo writes | `demo_settle.rs` | `demo::fill` |
@@ -40,6 +41,7 @@ pub use meterline_core::{IdempotencyKey, KeySource, RecordOutcome, RecordRequest
 
 mod alerts;
 mod backup;
+mod copy;
 mod counters;
 mod customers;
 mod dashboard;
@@ -73,6 +75,7 @@ pub use crate::billing::{
 };
 pub use alerts::{Alert, AlertCounts, AlertRun, DueDelivery, RecentAlert};
 pub use backup::{BackupReport, verify as verify_backup};
+pub use copy::{CopyProgress, CopyReport, TableRows};
 pub use customers::{Customer, MAX_KEY_LEN, NewCustomer};
 pub use dashboard::{
     Backlog, BacklogChange, ChangeMarks, CustomerDetail, Dashboard, DashboardRow, EventRow,
