@@ -425,8 +425,8 @@ fn a_column_a_later_migration_adds_is_copied_and_one_the_target_lacks_is_refused
     let s = small();
     s.conn()
         .execute_batch(
-            "ALTER TABLE usage_records ADD COLUMN meter_terms TEXT;
-             UPDATE usage_records SET meter_terms = '{\"requests\":' || used || '}';",
+            "ALTER TABLE usage_records ADD COLUMN later_column TEXT;
+             UPDATE usage_records SET later_column = 'kept ' || used;",
         )
         .unwrap();
     let source = s.dump();
@@ -435,15 +435,18 @@ fn a_column_a_later_migration_adds_is_copied_and_one_the_target_lacks_is_refused
         &s,
         &url,
         1,
-        "usage_records.meter_terms is not in the target",
+        "usage_records.later_column is not in the target",
     );
 
-    server().psql(&db, "ALTER TABLE usage_records ADD COLUMN meter_terms TEXT");
+    server().psql(
+        &db,
+        "ALTER TABLE usage_records ADD COLUMN later_column TEXT",
+    );
     let out = copy(&s, &url);
     assert!(out.status.success(), "{}", stderr(&out));
     let terms = |db: &str| {
         crate::support::engine::Inspect::of(Path::new(db))
-            .rows("SELECT customer_id, period_start, meter_terms FROM usage_records ORDER BY 1, 2")
+            .rows("SELECT customer_id, period_start, later_column FROM usage_records ORDER BY 1, 2")
     };
     assert_eq!(terms(&url), terms(&s.db.to_string_lossy()));
     assert_eq!(terms(&url).len(), 3);
