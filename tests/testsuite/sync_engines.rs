@@ -11,6 +11,7 @@ use chrono::Duration;
 engine_tests!(
     sync_reports_every_unit_exactly_once,
     a_sync_killed_mid_run_is_finished_by_the_next_without_doubles,
+    a_dry_run_previews_every_unit_and_sends_nothing,
 );
 
 fn seeded(engine: Engine) -> Env {
@@ -71,4 +72,25 @@ fn a_sync_killed_mid_run_is_finished_by_the_next_without_doubles(engine: Engine)
     assert_eq!(json(&output)["remaining"], 0);
     let (local, accepted) = local_and_accepted(&env);
     assert_eq!(accepted, local, "a unit was lost or counted twice");
+}
+
+/// `sync --dry-run` on a plans.toml without `[[meters]]` (PostgreSQL refused its preview
+/// query: a constant in GROUP BY): every unit the sync would send, and not one request.
+fn a_dry_run_previews_every_unit_and_sends_nothing(engine: Engine) {
+    let env = seeded(engine);
+    let output = env.run(&["sync", "--dry-run", "--json"], &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let preview = json(&output);
+    assert_eq!(env.server.requests(), 0);
+    let (local, _) = local_and_accepted(&env);
+    assert_eq!(
+        preview["units"].as_i64(),
+        Some(local.values().sum::<i64>()),
+        "{preview}"
+    );
+    assert_eq!(
+        preview["customers"].as_u64(),
+        Some(MAPPED.len() as u64),
+        "{preview}"
+    );
 }

@@ -184,7 +184,8 @@ impl StripeMeters {
             })
             .collect();
         let dimensions = if grouped.is_empty() {
-            "NULL".to_string()
+            // Not a bare NULL: PostgreSQL refuses a constant in GROUP BY.
+            "CAST(NULL AS TEXT)".to_string()
         } else {
             format!("(CASE e.meter_id {} END)", grouped.join(" "))
         };
@@ -300,7 +301,7 @@ mod tests {
         );
         assert!(!meters.legacy_usage());
         assert_eq!(meters.event_name_sql(), "r.meter_event_name");
-        assert_eq!(meters.dimensions_sql(), "NULL");
+        assert_eq!(meters.dimensions_sql(), "CAST(NULL AS TEXT)");
         assert_eq!(meters.known_sql(), "'usage'");
     }
 
