@@ -45,6 +45,7 @@ mod period_terms;
 mod plans;
 mod postgres_bad_input;
 mod postgres_restart;
+mod postgres_tls;
 mod reconcile;
 mod reconcile_in_doubt;
 mod serve;

@@ -218,6 +218,52 @@ impl PgServer {
         psql(&self.connection(db), sql)
     }
 
+    /// TLS on, with a self-signed certificate (as a distribution's own), and logins over TCP
+    /// only through TLS (`hostssl`): a connection that succeeds was encrypted.
+    pub fn require_tls(&self) {
+        let (cert, key) = (self.dir.join("server.crt"), self.dir.join("server.key"));
+        let out = Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .args(["-subj", "/CN=127.0.0.1", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .expect("openssl is required for the TLS tests (.ci/run installs it)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for file in [&cert, &key] {
+            if let Some((uid, gid)) = postgres_ids() {
+                std::os::unix::fs::chown(file, Some(uid), Some(gid)).unwrap();
+            }
+            std::fs::set_permissions(file, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .unwrap();
+        }
+        std::fs::write(
+            self.dir.join("data/pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n",
+        )
+        .unwrap();
+        for sql in [
+            "ALTER SYSTEM SET ssl = on".to_string(),
+            format!("ALTER SYSTEM SET ssl_cert_file = '{}'", cert.display()),
+            format!("ALTER SYSTEM SET ssl_key_file = '{}'", key.display()),
+            "SELECT pg_reload_conf()".to_string(),
+        ] {
+            self.psql("postgres", &sql);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.psql("postgres", "SHOW ssl") != "on" {
+            assert!(Instant::now() < deadline, "TLS did not come on");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Writes to `db` then fail as on a read-only replica.
     pub fn make_read_only(&self, db: &str) {
         self.psql(

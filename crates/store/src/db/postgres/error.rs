@@ -51,7 +51,15 @@ pub(crate) fn connect_error(e: postgres::Error, url: &PgUrl) -> Error {
         return from_postgres(e);
     }
     let text = plain(&e);
-    if text.contains("TLS") || text.contains("tls") || text.contains("certificate") {
+    if text.contains("certificate") {
+        return Error::CannotOpen(format!(
+            "{}: {text}; the server's certificate is not one this system's roots vouch for: \
+             add its CA to the system's store (update-ca-certificates), or use sslmode=prefer \
+             to encrypt without verifying it",
+            url.shown()
+        ));
+    }
+    if text.contains("TLS") || text.contains("tls") {
         return Error::CannotOpen(format!("{}: {text}", url.shown()));
     }
     Error::Unavailable(format!("cannot reach {}: {text}", url.shown()))

@@ -8,6 +8,7 @@
 
 pub(crate) mod error;
 pub(crate) mod schema;
+mod tls;
 pub(crate) mod url;
 
 use std::cell::RefCell;

@@ -1,7 +1,6 @@
 //! A `postgres://` URL: parsed once, with its `sslmode`, and shown only without the password.
 
 use std::str::FromStr;
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::{Error, Result};
@@ -19,9 +18,11 @@ pub(crate) struct PgUrl {
 pub(crate) enum Tls {
     /// `disable`: never.
     Off,
-    /// `allow` and `prefer` (the default): TLS when the server offers it.
+    /// `allow` and `prefer` (the default): TLS when the server offers it, its certificate
+    /// not verified (as libpq).
     Prefer,
-    /// `require`, `verify-ca`, `verify-full`: TLS or no connection.
+    /// `require`, `verify-ca`, `verify-full`: TLS verified against the system's roots, or no
+    /// connection.
     Require,
 }
 
@@ -76,7 +77,8 @@ impl PgUrl {
     pub(crate) fn connect(&self) -> Result<postgres::Client> {
         let connected = match self.tls {
             Tls::Off => self.config.connect(postgres::NoTls),
-            Tls::Prefer | Tls::Require => self.config.connect(tls_connector()?),
+            Tls::Prefer => self.config.connect(super::tls::encrypted_only()?),
+            Tls::Require => self.config.connect(super::tls::verified()?),
         };
         connected.map_err(|e| super::error::connect_error(e, self))
     }
@@ -94,33 +96,6 @@ fn ssl_mode(mode: &str) -> Result<Tls> {
             )));
         }
     })
-}
-
-/// TLS verified against the system's roots (`/etc/ssl/certs` on Debian), loaded once.
-fn tls_connector() -> Result<tokio_postgres_rustls::MakeRustlsConnect> {
-    static CONFIG: OnceLock<std::result::Result<Arc<rustls::ClientConfig>, String>> =
-        OnceLock::new();
-    let config = CONFIG.get_or_init(|| {
-        let mut roots = rustls::RootCertStore::empty();
-        let found = rustls_native_certs::load_native_certs();
-        for cert in found.certs {
-            // A certificate the system lists but rustls cannot parse is skipped, as curl does.
-            let _ = roots.add(cert);
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Ok(Arc::new(config))
-    });
-    match config {
-        Ok(config) => Ok(tokio_postgres_rustls::MakeRustlsConnect::new(
-            (**config).clone(),
-        )),
-        Err(e) => Err(Error::CannotOpen(format!("cannot set up TLS: {e}"))),
-    }
 }
 
 #[cfg(test)]
