@@ -98,6 +98,17 @@ fn standing(check: &UsageCheck) -> String {
     )
 }
 
+/// "overage 500 units x $0.002 = $1.00", for terms with an overage rate.
+fn overage(check: &UsageCheck, currency: &str) -> Option<String> {
+    let rate = check.overage_rate?;
+    Some(format!(
+        "overage {} units x {} = {}",
+        thousands(check.overage_units),
+        crate::billing::money(rate, currency),
+        crate::billing::money(check.overage_amount, currency)
+    ))
+}
+
 /// `check` without `--meter` on a plans.toml with `[[meters]]`: the period once, a line per
 /// meter (its standing, and its overage where the plan bills one), then the overage of all.
 pub fn describe_meters(all: &MeteredCheck, currency: &str) -> String {
@@ -111,13 +122,8 @@ pub fn describe_meters(all: &MeteredCheck, currency: &str) -> String {
     for m in &all.meters {
         let c = &m.check;
         out.push_str(&format!("{:<width$}  {}", sanitize(&m.meter), standing(c)));
-        if let Some(rate) = c.overage_rate {
-            out.push_str(&format!(
-                "  overage {} x {} = {}",
-                thousands(c.overage_units),
-                crate::billing::money(rate, currency),
-                crate::billing::money(c.overage_amount, currency)
-            ));
+        if let Some(overage) = overage(c, currency) {
+            out.push_str(&format!("  {overage}"));
         }
         out.push('\n');
     }
@@ -135,13 +141,8 @@ pub fn describe(check: &UsageCheck, currency: &str) -> String {
     if let Some(remaining) = check.remaining {
         out.push_str(&format!("remaining {}\n", thousands(remaining)));
     }
-    if let Some(rate) = check.overage_rate {
-        out.push_str(&format!(
-            "overage {} units x {} = {}\n",
-            thousands(check.overage_units),
-            crate::billing::money(rate, currency),
-            crate::billing::money(check.overage_amount, currency)
-        ));
+    if let Some(overage) = overage(check, currency) {
+        out.push_str(&format!("{overage}\n"));
     }
     out
 }

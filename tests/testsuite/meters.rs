@@ -72,9 +72,14 @@ fn scratch(engine: Engine) -> Scratch {
 
 /// `record acme ARGS --json`: (exit code, JSON).
 fn record(s: &Scratch, args: &[&str]) -> (i32, Value) {
+    record_for(s, "acme", args)
+}
+
+/// `record CUSTOMER ARGS --json`: (exit code, JSON).
+fn record_for(s: &Scratch, customer: &str, args: &[&str]) -> (i32, Value) {
     let out = s
         .cmd()
-        .args(["record", "acme", "--json"])
+        .args(["record", customer, "--json"])
         .args(args)
         .output()
         .unwrap();
@@ -550,15 +555,7 @@ fn empty_distinct_values_repeated_properties_and_status_with_meters() {
 fn a_closed_period_keeps_every_meters_terms(engine: Engine) {
     let s = scratch(engine);
     s.add_customer("globex", "free", "2026-10-01");
-    let record_globex = |args: &[&str]| {
-        let out = s
-            .cmd()
-            .args(["record", "globex", "--json"])
-            .args(args)
-            .output()
-            .unwrap();
-        out.status.code().unwrap()
-    };
+    let record_globex = |args: &[&str]| record_for(&s, "globex", args).0;
     for day in 1..=5 {
         let at = format!("2026-10-0{day}T10:00:00Z");
         assert_eq!(record_globex(&["--at", &at]), 0);
@@ -716,7 +713,7 @@ fn check_in_text_shows_every_meter() {
         &lines[1..],
         [
             "requests  used 0 / 5 (0.0 %)  level ok  allowed",
-            "tokens    used 1,500 / 1,000 (150.0 %)  level hard_cap (overage)  allowed  overage 500 x $0.002 = $1.00",
+            "tokens    used 1,500 / 1,000 (150.0 %)  level hard_cap (overage)  allowed  overage 500 units x $0.002 = $1.00",
             "users     used 1 / 2 (50.0 %)  level ok  allowed",
             "seats     used 0 / 10 (0.0 %)  level ok  allowed",
             "peak      used 0 / 8 (0.0 %)  level ok  allowed",
