@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use crate::support::engine::{Engine, Inspect, engine_tests};
+use crate::support::engine::{Engine, engine_tests};
 use crate::support::stripe::{Env, MAPPED, PLANS, json, stderr};
 use chrono::Duration;
 
@@ -14,17 +14,15 @@ engine_tests!(
 );
 
 fn seeded(engine: Engine) -> Env {
-    let mut env = Env::new(PLANS);
-    if engine == Engine::Postgres {
-        env.db = crate::support::postgres::server().fresh_database().into();
-    }
+    let env = Env::on(engine, PLANS);
     env.seed(MAPPED, Duration::days(20));
     env
 }
 
 /// Units per Stripe customer: what the database holds, and what the server accepted.
 fn local_and_accepted(env: &Env) -> (HashMap<String, i64>, HashMap<String, i64>) {
-    let local = Inspect::of(&env.db)
+    let local = env
+        .inspect()
         .rows(
             "SELECT c.stripe_customer_id, CAST(SUM(e.quantity) AS BIGINT)
              FROM usage_events e JOIN customers c ON c.id = e.customer_id
