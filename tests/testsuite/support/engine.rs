@@ -141,6 +141,20 @@ impl Inspect<'_> {
         .expect("rows")
     }
 
+    /// Change the database behind meterline's back (a test setting up a state no command
+    /// makes): `sql` runs as one statement.
+    pub fn exec(&self, sql: &str) {
+        let db = self.db.to_string_lossy();
+        if meterline::store::is_postgres_url(&db) {
+            super::postgres::psql(&db, sql);
+            return;
+        }
+        rusqlite::Connection::open(self.db)
+            .expect("open the test database")
+            .execute_batch(sql)
+            .expect("execute");
+    }
+
     /// The one integer `sql` answers (write `CAST(SUM(x) AS BIGINT)`: Postgres sums to NUMERIC).
     pub fn number(&self, sql: &str) -> i64 {
         let rows = self.rows(sql);

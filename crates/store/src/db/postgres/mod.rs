@@ -154,6 +154,13 @@ impl PgStatement<'_> {
 const DIALECT: &[(&str, &str)] = &[
     ("printf('%020d', id)", "lpad(CAST(id AS TEXT), 20, '0')"),
     ("json_object(", "meterline_json_object("),
+    // The demo's "reported 4 minutes after it happened" (store::demo_settle), in the stored
+    // timestamp format (`billing::format_ts`).
+    (
+        "strftime('%Y-%m-%dT%H:%M:%SZ', occurred_at, '+4 minutes')",
+        "to_char((CAST(occurred_at AS TIMESTAMPTZ) + INTERVAL '4 minutes') AT TIME ZONE 'UTC', \
+         'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')",
+    ),
 ];
 
 /// A statement in Postgres' dialect: [`DIALECT`]'s phrases, no `INDEXED BY` hints (Postgres
