@@ -192,7 +192,9 @@ impl StripeMeters {
             })
             .collect();
         let dimensions = if grouped.is_empty() {
-            "NULL".to_string()
+            // Not a bare NULL: PostgreSQL refuses a literal in GROUP BY ("non-integer
+            // constant"), and the previews group by this expression.
+            "CAST(NULL AS TEXT)".to_string()
         } else {
             format!("(CASE e.meter_id {} END)", grouped.join(" "))
         };

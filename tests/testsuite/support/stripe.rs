@@ -401,7 +401,7 @@ impl Env {
 
     /// Every row of the tables a sync could touch, as text: to prove a run changed nothing.
     pub fn dump(&self) -> String {
-        let conn = rusqlite::Connection::open(&self.db).unwrap();
+        let db = self.inspect();
         let mut out = String::new();
         for table in [
             "customers",
@@ -411,22 +411,8 @@ impl Env {
             "sync_lock",
             "meterline_meta",
         ] {
-            let mut stmt = conn
-                .prepare(&format!("SELECT * FROM {table} ORDER BY 1"))
-                .unwrap();
-            let columns = stmt.column_count();
-            let rows = stmt
-                .query_map([], |r| {
-                    (0..columns)
-                        .map(|i| {
-                            r.get::<_, rusqlite::types::Value>(i)
-                                .map(|v| format!("{v:?}"))
-                        })
-                        .collect::<Result<Vec<_>, _>>()
-                })
-                .unwrap();
-            for row in rows {
-                out.push_str(&format!("{table}: {}\n", row.unwrap().join("|")));
+            for row in db.rows(&format!("SELECT * FROM {table} ORDER BY 1")) {
+                out.push_str(&format!("{table}: {}\n", row.join("|")));
             }
         }
         out
