@@ -310,7 +310,7 @@ mod tests {
         );
         assert!(!meters.legacy_usage());
         assert_eq!(meters.event_name_sql(), "r.meter_event_name");
-        assert_eq!(meters.dimensions_sql(), "NULL");
+        assert_eq!(meters.dimensions_sql(), "CAST(NULL AS TEXT)");
         assert_eq!(meters.known_sql(), "'usage'");
     }
 
