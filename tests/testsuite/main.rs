@@ -38,6 +38,7 @@ mod identifiers;
 mod json_shapes;
 mod layers;
 mod lifecycle;
+mod live_changes;
 mod meters;
 mod meters_serve;
 mod period_terms;
