@@ -42,6 +42,7 @@ mod live_changes;
 mod meters;
 mod meters_serve;
 mod period_terms;
+mod pgbouncer;
 mod plans;
 mod postgres_bad_input;
 mod postgres_restart;
