@@ -136,9 +136,12 @@ fn open_navigate_detail_help_filter_views_and_quit(engine: Engine) {
     assert!(tmux.styled_screen().contains("48;5;5m"));
 
     tmux.keys(&["j", "j", "k", "Enter"]);
-    let detail = tmux.wait_text("Usage per day");
-    assert!(detail.contains("Last periods · plan in force"), "{detail}");
-    assert!(detail.contains("Recent events"));
+    // A capture can catch the detail half drawn: wait for all of its panels.
+    tmux.wait_for("the whole detail", |s| {
+        s.contains("Usage per day")
+            && s.contains("Last periods · plan in force")
+            && s.contains("Recent events")
+    });
 
     tmux.keys(&["?"]);
     // A capture can catch the popup half drawn: wait for its last line too.
