@@ -17,12 +17,6 @@ engine_tests!(
     reports_made_before_a_switch_to_per_event_still_go_out,
 );
 
-fn seeded(engine: Engine) -> Env {
-    let env = Env::on(engine, &aggregate_plans());
-    env.seed(MAPPED, chrono::Duration::days(20));
-    env
-}
-
 fn reports(env: &Env) -> Vec<(i64, String, i64, Option<String>)> {
     env.inspect()
         .rows("SELECT id, identifier, value, reported_at FROM stripe_reports ORDER BY id")
@@ -68,7 +62,7 @@ fn record_seven_more(env: &Env) {
 }
 
 fn one_request_per_customer_meter_and_period(engine: Engine) {
-    let env = seeded(engine);
+    let env = Env::seeded(engine, &aggregate_plans());
     let groups = env.groups();
     assert!((3..=6).contains(&groups), "{groups}");
     let output = env.run(&["sync", "--json"], &[]);
@@ -126,7 +120,7 @@ fn every_fault_class_still_bills_each_sum_once(engine: Engine) {
         Fault::Slow(Duration::from_millis(1500)),
     ];
     for fault in faults {
-        let env = seeded(engine);
+        let env = Env::seeded(engine, &aggregate_plans());
         env.server.inject(fault.clone(), 2);
         let output = env.run(&["sync", "--json"], &[]);
         assert!(output.status.success(), "{fault:?}: {}", stderr(&output));
@@ -143,7 +137,7 @@ fn every_fault_class_still_bills_each_sum_once(engine: Engine) {
 }
 
 fn a_made_report_is_resent_as_is_and_later_events_go_into_the_next(engine: Engine) {
-    let env = seeded(engine);
+    let env = Env::seeded(engine, &aggregate_plans());
     // A sync that died right after making its reports: they are in the database, unsent.
     assert_eq!(pack_reports(&env), env.groups());
     let made = reports(&env);
@@ -176,7 +170,7 @@ fn a_made_report_is_resent_as_is_and_later_events_go_into_the_next(engine: Engin
 }
 
 fn a_refused_report_fails_with_its_events_and_is_retried(engine: Engine) {
-    let env = seeded(engine);
+    let env = Env::seeded(engine, &aggregate_plans());
     env.server.refuse_customer("cus_Globex002");
     let output = env.run(&["sync", "--json"], &[]);
     assert_eq!(output.status.code(), Some(1));
@@ -207,7 +201,7 @@ fn a_refused_report_fails_with_its_events_and_is_retried(engine: Engine) {
 }
 
 fn dry_run_shows_the_reports_and_units(engine: Engine) {
-    let env = seeded(engine);
+    let env = Env::seeded(engine, &aggregate_plans());
     let units: i64 = env.deliverable().iter().map(|e| e.4).sum();
     let output = env.run(&["sync", "--dry-run", "--json"], &[]);
     assert!(output.status.success(), "{}", stderr(&output));
@@ -239,7 +233,7 @@ fn per_event_mode_sends_one_request_per_event(engine: Engine) {
 }
 
 fn reports_made_before_a_switch_to_per_event_still_go_out(engine: Engine) {
-    let env = seeded(engine);
+    let env = Env::seeded(engine, &aggregate_plans());
     // An aggregate sync died right after making its reports; then plans.toml says per_event.
     pack_reports(&env);
     let made = reports(&env);

@@ -1,7 +1,7 @@
 //! `meterline sync` end to end: the real binary against the Stripe-like server on loopback.
 
 use crate::support::engine::{Engine, engine_tests};
-use crate::support::stripe::{Env, KEY, MAPPED, PLANS, Seed, json, stderr, stdout};
+use crate::support::stripe::{Env, KEY, PLANS, Seed, json, stderr, stdout};
 use chrono::Duration;
 
 engine_tests!(
@@ -15,14 +15,8 @@ engine_tests!(
     a_refused_key_stops_the_run_at_once,
 );
 
-fn seeded(engine: Engine) -> Env {
-    let env = Env::on(engine, PLANS);
-    env.seed(MAPPED, Duration::days(20));
-    env
-}
-
 fn happy_path_delivers_every_event_exactly_once(engine: Engine) {
-    let env = seeded(engine);
+    let env = Env::seeded(engine, PLANS);
     let expected = env.deliverable().len() as u64;
     assert_eq!(expected, 90);
     // Slow enough answers that parallel workers must overlap.
@@ -102,7 +96,7 @@ fn happy_path_delivers_every_event_exactly_once(engine: Engine) {
 }
 
 fn the_global_sync_flag_is_the_same_as_the_subcommand(engine: Engine) {
-    let env = seeded(engine);
+    let env = Env::seeded(engine, PLANS);
     let output = env.run(&["--sync"], &[]);
     assert!(output.status.success(), "{}", stderr(&output));
     let text = stdout(&output);
@@ -201,7 +195,7 @@ fn unmapped_expired_and_future_events_are_not_sent(engine: Engine) {
 }
 
 fn dry_run_lists_and_changes_nothing(engine: Engine) {
-    let env = seeded(engine);
+    let env = Env::seeded(engine, PLANS);
     env.run(&["status"], &[]);
     let before = env.dump();
     let output = env.run(&["sync", "--dry-run"], &[]);
@@ -226,7 +220,7 @@ fn dry_run_lists_and_changes_nothing(engine: Engine) {
 }
 
 fn limit_sends_the_oldest_first(engine: Engine) {
-    let env = seeded(engine);
+    let env = Env::seeded(engine, PLANS);
     let report = json(&env.run(&["sync", "--json", "--limit", "10"], &[]));
     assert_eq!(report["accepted"], 10);
     assert_eq!(report["remaining"], 80);
@@ -241,7 +235,7 @@ fn limit_sends_the_oldest_first(engine: Engine) {
 }
 
 fn a_missing_key_exits_2_without_network(engine: Engine) {
-    let env = seeded(engine);
+    let env = Env::seeded(engine, PLANS);
     for key in [None, Some(""), Some("   ")] {
         let output = env.run(&["sync"], &[("STRIPE_API_KEY", key)]);
         assert_eq!(output.status.code(), Some(2));
@@ -258,7 +252,7 @@ fn a_missing_key_exits_2_without_network(engine: Engine) {
 }
 
 fn configuration_mistakes_exit_2_before_sending(engine: Engine) {
-    let env = seeded(engine);
+    let env = Env::seeded(engine, PLANS);
     let cases: &[(&crate::support::stripe::EnvOverrides, &str)] = &[
         (
             &[("STRIPE_API_KEY", Some("pk_test_publishable123"))],
@@ -282,7 +276,7 @@ fn configuration_mistakes_exit_2_before_sending(engine: Engine) {
 }
 
 fn a_refused_key_stops_the_run_at_once(engine: Engine) {
-    let env = seeded(engine);
+    let env = Env::seeded(engine, PLANS);
     let wrong = "sk_test_51WrongKeyWrongKeyWrongKey000";
     let output = env.run(&["sync"], &[("STRIPE_API_KEY", Some(wrong))]);
     assert_eq!(output.status.code(), Some(2));

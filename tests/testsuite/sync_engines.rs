@@ -6,18 +6,11 @@ use std::collections::HashMap;
 
 use crate::support::engine::{Engine, engine_tests};
 use crate::support::stripe::{Env, MAPPED, PLANS, json, stderr};
-use chrono::Duration;
 
 engine_tests!(
     sync_reports_every_unit_exactly_once,
     a_sync_killed_mid_run_is_finished_by_the_next_without_doubles,
 );
-
-fn seeded(engine: Engine) -> Env {
-    let env = Env::on(engine, PLANS);
-    env.seed(MAPPED, Duration::days(20));
-    env
-}
 
 /// Units per Stripe customer: what the database holds, and what the server accepted.
 fn local_and_accepted(env: &Env) -> (HashMap<String, i64>, HashMap<String, i64>) {
@@ -39,7 +32,7 @@ fn local_and_accepted(env: &Env) -> (HashMap<String, i64>, HashMap<String, i64>)
 }
 
 fn sync_reports_every_unit_exactly_once(engine: Engine) {
-    let env = seeded(engine);
+    let env = Env::seeded(engine, PLANS);
     let output = env.run(&["sync", "--json"], &[]);
     assert!(output.status.success(), "{}", stderr(&output));
     let report = json(&output);
@@ -58,7 +51,7 @@ fn sync_reports_every_unit_exactly_once(engine: Engine) {
 }
 
 fn a_sync_killed_mid_run_is_finished_by_the_next_without_doubles(engine: Engine) {
-    let env = seeded(engine);
+    let env = Env::seeded(engine, PLANS);
     env.server.set_delay(std::time::Duration::from_millis(30));
     let killed = env.signal_after_requests(&["sync"], 1, "-KILL");
     assert!(!killed.status.success());

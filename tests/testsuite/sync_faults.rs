@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::support::engine::{Engine, engine_tests};
-use crate::support::stripe::{Env, Fault, MAPPED, PLANS, json, stderr};
+use crate::support::stripe::{Env, Fault, PLANS, json, stderr};
 
 engine_tests!(
     http_429_is_retried,
@@ -24,15 +24,9 @@ engine_tests!(
     cancel_lets_requests_in_flight_finish_and_marks_them,
 );
 
-fn seeded(engine: Engine) -> Env {
-    let env = Env::on(engine, PLANS);
-    env.seed(MAPPED, chrono::Duration::days(20));
-    env
-}
-
 /// Inject `fault` `times` times; the sync must still deliver everything exactly once.
 fn survives(engine: Engine, fault: Fault, times: usize) -> serde_json::Value {
-    let env = seeded(engine);
+    let env = Env::seeded(engine, PLANS);
     env.server.inject(fault.clone(), times);
     let output = env.run(&["sync", "--json"], &[]);
     assert!(output.status.success(), "{fault:?}: {}", stderr(&output));
@@ -104,7 +98,7 @@ fn a_response_slower_than_the_timeout_is_retried_and_recognised(engine: Engine) 
 }
 
 fn http_500_with_should_retry_false_fails_the_event_until_retried(engine: Engine) {
-    let env = seeded(engine);
+    let env = Env::seeded(engine, PLANS);
     env.server.inject(
         Fault::ServerError {
             should_retry: Some(false),
@@ -154,7 +148,7 @@ fn http_500_with_should_retry_false_fails_the_event_until_retried(engine: Engine
 }
 
 fn other_client_errors_mark_events_failed_with_stripes_message(engine: Engine) {
-    let env = seeded(engine);
+    let env = Env::seeded(engine, PLANS);
     env.server.refuse_customer("cus_Initech03");
     let output = env.run(&["sync"], &[]);
     assert_eq!(output.status.code(), Some(1));
@@ -192,7 +186,7 @@ fn other_client_errors_mark_events_failed_with_stripes_message(engine: Engine) {
 fn transient_errors_past_the_attempt_bound_leave_events_pending_and_the_run_gives_up(
     engine: Engine,
 ) {
-    let env = seeded(engine);
+    let env = Env::seeded(engine, PLANS);
     env.server
         .inject(Fault::ServerError { should_retry: None }, 10_000);
     let output = env.run(&["sync", "--json"], &[]);
@@ -221,7 +215,7 @@ fn transient_errors_past_the_attempt_bound_leave_events_pending_and_the_run_give
 }
 
 fn an_unreachable_server_ends_the_run_quickly_with_the_reason(engine: Engine) {
-    let env = seeded(engine);
+    let env = Env::seeded(engine, PLANS);
     // A port nobody listens on.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -263,7 +257,7 @@ fn an_unreachable_server_ends_the_run_quickly_with_the_reason(engine: Engine) {
 }
 
 fn cancel_lets_requests_in_flight_finish_and_marks_them(engine: Engine) {
-    let env = seeded(engine);
+    let env = Env::seeded(engine, PLANS);
     // ~150 answers/s over 3 customers: progress arrives every 50 ms, long before the end.
     env.server.set_delay(Duration::from_millis(20));
     let cancel = AtomicBool::new(false);

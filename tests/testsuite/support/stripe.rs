@@ -120,6 +120,13 @@ impl Env {
         env
     }
 
+    /// `on` with [`MAPPED`]'s customers and their events over the last 20 days.
+    pub fn seeded(engine: Engine, plans: &str) -> Env {
+        let env = Env::on(engine, plans);
+        env.seed(MAPPED, Duration::days(20));
+        env
+    }
+
     /// Plain SQL on this database, whichever the engine.
     pub fn inspect(&self) -> Inspect<'_> {
         Inspect::of(&self.db)
