@@ -15,7 +15,12 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
     let config = ctx.config()?;
     // With a database present, the file must still define every plan a customer is on.
     let missing = if ctx.db.is_file() || ctx.on_postgres() {
-        ctx.store()?.customers_on_missing_plans(&config)?
+        match ctx.store() {
+            Ok(store) => store.customers_on_missing_plans(&config)?,
+            // An empty PostgreSQL database, like a file not there yet: nobody to name.
+            Err(crate::Error::NoDatabase) => Vec::new(),
+            Err(e) => return Err(e),
+        }
     } else {
         Vec::new()
     };

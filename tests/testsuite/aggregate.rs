@@ -3,23 +3,34 @@
 
 use std::time::Duration;
 
+use crate::support::engine::{Engine, engine_tests};
 use crate::support::stripe::{Env, Fault, MAPPED, aggregate_plans, json, stderr, stdout};
 
-fn seeded() -> Env {
-    let env = Env::new(&aggregate_plans());
-    env.seed(MAPPED, chrono::Duration::days(20));
-    env
-}
+engine_tests!(
+    one_request_per_customer_meter_and_period,
+    the_report_carries_the_latest_events_timestamp,
+    every_fault_class_still_bills_each_sum_once,
+    a_made_report_is_resent_as_is_and_later_events_go_into_the_next,
+    a_refused_report_fails_with_its_events_and_is_retried,
+    dry_run_shows_the_reports_and_units,
+    per_event_mode_sends_one_request_per_event,
+    reports_made_before_a_switch_to_per_event_still_go_out,
+);
 
 fn reports(env: &Env) -> Vec<(i64, String, i64, Option<String>)> {
-    let conn = rusqlite::Connection::open(&env.db).unwrap();
-    let mut stmt = conn
-        .prepare("SELECT id, identifier, value, reported_at FROM stripe_reports ORDER BY id")
-        .unwrap();
-    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
+    env.inspect()
+        .rows("SELECT id, identifier, value, reported_at FROM stripe_reports ORDER BY id")
+        .into_iter()
+        .map(|r| {
+            let reported = Some(r[3].clone()).filter(|t| !t.is_empty());
+            (
+                r[0].parse().unwrap(),
+                r[1].clone(),
+                r[2].parse().unwrap(),
+                reported,
+            )
+        })
+        .collect()
 }
 
 /// Make the reports of everything unreported, as a sync does before sending: the state a sync
@@ -50,9 +61,8 @@ fn record_seven_more(env: &Env) {
     );
 }
 
-#[test]
-fn one_request_per_customer_meter_and_period() {
-    let env = seeded();
+fn one_request_per_customer_meter_and_period(engine: Engine) {
+    let env = Env::seeded(engine, &aggregate_plans());
     let groups = env.groups();
     assert!((3..=6).contains(&groups), "{groups}");
     let output = env.run(&["sync", "--json"], &[]);
@@ -78,28 +88,24 @@ fn one_request_per_customer_meter_and_period() {
     assert_eq!(env.server.requests(), groups);
 }
 
-#[test]
-fn the_report_carries_the_latest_events_timestamp() {
-    let env = Env::new(&aggregate_plans());
+fn the_report_carries_the_latest_events_timestamp(engine: Engine) {
+    let env = Env::on(engine, &aggregate_plans());
     env.seed(&MAPPED[..1], chrono::Duration::hours(5));
     let output = env.run(&["sync", "--json"], &[]);
     assert!(output.status.success(), "{}", stderr(&output));
     let accepted = env.server.accepted();
     assert_eq!(accepted.len(), 1);
     let event = accepted.values().next().unwrap();
-    let latest: String = rusqlite::Connection::open(&env.db)
-        .unwrap()
-        .query_row("SELECT MAX(occurred_at) FROM usage_events", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
+    let latest = env
+        .inspect()
+        .rows("SELECT MAX(occurred_at) FROM usage_events")[0][0]
+        .clone();
     let latest = chrono::DateTime::parse_from_rfc3339(&latest).unwrap();
     assert_eq!(event.timestamp, latest.timestamp());
     assert_eq!(event.customer, "cus_Acme0001");
 }
 
-#[test]
-fn every_fault_class_still_bills_each_sum_once() {
+fn every_fault_class_still_bills_each_sum_once(engine: Engine) {
     let faults = [
         Fault::TooManyRequests,
         Fault::RateLimit400,
@@ -114,7 +120,7 @@ fn every_fault_class_still_bills_each_sum_once() {
         Fault::Slow(Duration::from_millis(1500)),
     ];
     for fault in faults {
-        let env = seeded();
+        let env = Env::seeded(engine, &aggregate_plans());
         env.server.inject(fault.clone(), 2);
         let output = env.run(&["sync", "--json"], &[]);
         assert!(output.status.success(), "{fault:?}: {}", stderr(&output));
@@ -130,9 +136,8 @@ fn every_fault_class_still_bills_each_sum_once() {
     }
 }
 
-#[test]
-fn a_made_report_is_resent_as_is_and_later_events_go_into_the_next() {
-    let env = seeded();
+fn a_made_report_is_resent_as_is_and_later_events_go_into_the_next(engine: Engine) {
+    let env = Env::seeded(engine, &aggregate_plans());
     // A sync that died right after making its reports: they are in the database, unsent.
     assert_eq!(pack_reports(&env), env.groups());
     let made = reports(&env);
@@ -164,9 +169,8 @@ fn a_made_report_is_resent_as_is_and_later_events_go_into_the_next() {
     env.assert_sums_match();
 }
 
-#[test]
-fn a_refused_report_fails_with_its_events_and_is_retried() {
-    let env = seeded();
+fn a_refused_report_fails_with_its_events_and_is_retried(engine: Engine) {
+    let env = Env::seeded(engine, &aggregate_plans());
     env.server.refuse_customer("cus_Globex002");
     let output = env.run(&["sync", "--json"], &[]);
     assert_eq!(output.status.code(), Some(1));
@@ -180,15 +184,10 @@ fn a_refused_report_fails_with_its_events_and_is_retried() {
         ),
         30
     );
-    let conn = rusqlite::Connection::open(&env.db).unwrap();
-    let failed: i64 = conn
-        .query_row(
-            "SELECT COUNT(*) FROM stripe_reports WHERE failed_at IS NOT NULL
-             AND error LIKE '%No such customer%'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let failed = env.inspect().number(
+        "SELECT COUNT(*) FROM stripe_reports WHERE failed_at IS NOT NULL
+         AND error LIKE '%No such customer%'",
+    );
     assert!(failed >= 1);
     // Within the hour it rests; --retry-failed sends the same report again.
     env.server.accept_customer("cus_Globex002");
@@ -201,9 +200,8 @@ fn a_refused_report_fails_with_its_events_and_is_retried() {
     assert_eq!(env.count("stripe_failed_at IS NOT NULL"), 0);
 }
 
-#[test]
-fn dry_run_shows_the_reports_and_units() {
-    let env = seeded();
+fn dry_run_shows_the_reports_and_units(engine: Engine) {
+    let env = Env::seeded(engine, &aggregate_plans());
     let units: i64 = env.deliverable().iter().map(|e| e.4).sum();
     let output = env.run(&["sync", "--dry-run", "--json"], &[]);
     assert!(output.status.success(), "{}", stderr(&output));
@@ -224,9 +222,8 @@ fn dry_run_shows_the_reports_and_units() {
     assert!(reports(&env).is_empty(), "a dry run makes no reports");
 }
 
-#[test]
-fn per_event_mode_sends_one_request_per_event() {
-    let env = Env::new(crate::support::stripe::PLANS);
+fn per_event_mode_sends_one_request_per_event(engine: Engine) {
+    let env = Env::on(engine, crate::support::stripe::PLANS);
     env.seed(MAPPED, chrono::Duration::days(20));
     let output = env.run(&["sync", "--json"], &[]);
     assert!(output.status.success());
@@ -235,9 +232,8 @@ fn per_event_mode_sends_one_request_per_event() {
     env.assert_exactly_once();
 }
 
-#[test]
-fn reports_made_before_a_switch_to_per_event_still_go_out() {
-    let env = seeded();
+fn reports_made_before_a_switch_to_per_event_still_go_out(engine: Engine) {
+    let env = Env::seeded(engine, &aggregate_plans());
     // An aggregate sync died right after making its reports; then plans.toml says per_event.
     pack_reports(&env);
     let made = reports(&env);

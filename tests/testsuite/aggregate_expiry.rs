@@ -1,11 +1,18 @@
 //! Expiry warnings: unreported events close to Stripe's 35-day window are counted
 //! "expiring" in status and sync --json, so the usage is sent before it is lost.
 
+use crate::support::engine::{Engine, engine_tests};
 use crate::support::stripe::{Env, aggregate_plans, json, stderr, stdout};
 
+engine_tests!(
+    events_near_stripes_window_are_counted_expiring_until_sent,
+    the_warning_distance_is_configurable,
+    a_bad_report_mode_is_a_configuration_error,
+);
+
 /// Acme has 5 events 33 days old (2 days from the limit) and 5 from today.
-fn env(plans: &str) -> Env {
-    let env = Env::new(plans);
+fn env(engine: Engine, plans: &str) -> Env {
+    let env = Env::on(engine, plans);
     env.seed(
         &crate::support::stripe::MAPPED[..1],
         chrono::Duration::hours(1),
@@ -21,9 +28,8 @@ fn env(plans: &str) -> Env {
     env
 }
 
-#[test]
-fn events_near_stripes_window_are_counted_expiring_until_sent() {
-    let env = env(&aggregate_plans());
+fn events_near_stripes_window_are_counted_expiring_until_sent(engine: Engine) {
+    let env = env(engine, &aggregate_plans());
     let preview = json(&env.run(&["sync", "--dry-run", "--json"], &[]));
     assert_eq!(preview["expiring"], 5, "{preview}");
     let status = stdout(&env.run(&["status"], &[]));
@@ -46,11 +52,10 @@ fn events_near_stripes_window_are_counted_expiring_until_sent() {
     assert!(!stdout(&env.run(&["status"], &[])).contains("expiring"));
 }
 
-#[test]
-fn the_warning_distance_is_configurable() {
+fn the_warning_distance_is_configurable(engine: Engine) {
     let plans =
         aggregate_plans().replace("rate_limit = 0", "rate_limit = 0\nexpiry_warning_days = 1");
-    let env = env(&plans);
+    let env = env(engine, &plans);
     let preview = json(&env.run(&["sync", "--dry-run", "--json"], &[]));
     assert_eq!(
         preview["expiring"], 0,
@@ -64,10 +69,9 @@ fn the_warning_distance_is_configurable() {
     assert!(stderr(&output).contains("expiry_warning_days = 40"));
 }
 
-#[test]
-fn a_bad_report_mode_is_a_configuration_error() {
+fn a_bad_report_mode_is_a_configuration_error(engine: Engine) {
     let plans = aggregate_plans().replace("rate_limit = 0", "rate_limit = 0\nreport = \"batched\"");
-    let env = Env::new(&plans);
+    let env = Env::on(engine, &plans);
     let output = env.run(&["plans"], &[]);
     assert_eq!(output.status.code(), Some(2));
     let err = stderr(&output);

@@ -4,7 +4,10 @@
 use std::process::Stdio;
 use std::time::Duration;
 
+use crate::support::engine::{Engine, engine_tests};
 use crate::support::stripe::{Env, Seed, aggregate_plans, json, stderr};
+
+engine_tests!(kill_9_at_random_points_then_rerun_bills_each_sum_once,);
 
 const CUSTOMERS: usize = 120;
 
@@ -19,9 +22,8 @@ fn seeds() -> Vec<Seed> {
         .collect()
 }
 
-#[test]
-fn kill_9_at_random_points_then_rerun_bills_each_sum_once() {
-    let env = Env::new(&aggregate_plans());
+fn kill_9_at_random_points_then_rerun_bills_each_sum_once(engine: Engine) {
+    let env = Env::on(engine, &aggregate_plans());
     let seeds = seeds();
     env.seed(&seeds, chrono::Duration::days(3));
     // A few milliseconds per answer: a run takes a while, so the kills land mid-run.
@@ -46,14 +48,9 @@ fn kill_9_at_random_points_then_rerun_bills_each_sum_once() {
             killed_mid_run += 1;
         }
         // Nothing is marked reported that Stripe does not have.
-        let conn = rusqlite::Connection::open(&env.db).unwrap();
-        let marked: i64 = conn
-            .query_row(
-                "SELECT COUNT(*) FROM stripe_reports WHERE reported_at IS NOT NULL",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let marked = env
+            .inspect()
+            .number("SELECT COUNT(*) FROM stripe_reports WHERE reported_at IS NOT NULL");
         assert!(
             marked as usize <= env.server.accepted_count(),
             "round {round}"
@@ -72,24 +69,14 @@ fn kill_9_at_random_points_then_rerun_bills_each_sum_once() {
     assert_eq!(json(&output)["remaining"], 0);
     env.assert_sums_match();
     // Every report Stripe accepted is marked, and every marked one was accepted once.
-    let conn = rusqlite::Connection::open(&env.db).unwrap();
-    let reported: i64 = conn
-        .query_row(
-            "SELECT COUNT(*) FROM stripe_reports WHERE reported_at IS NOT NULL",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let db = env.inspect();
+    let reported = db.number("SELECT COUNT(*) FROM stripe_reports WHERE reported_at IS NOT NULL");
     assert_eq!(reported as usize, env.server.accepted_count());
     // No event was ever put in two reports: the events' sum is the reports' sum.
-    let (events, reports): (i64, i64) = conn
-        .query_row(
-            "SELECT (SELECT SUM(quantity) FROM usage_events WHERE stripe_report_id IS NOT NULL),
-                    (SELECT SUM(value) FROM stripe_reports)",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
+    let events = db.number(
+        "SELECT CAST(SUM(quantity) AS BIGINT) FROM usage_events WHERE stripe_report_id IS NOT NULL",
+    );
+    let reports = db.number("SELECT CAST(SUM(value) AS BIGINT) FROM stripe_reports");
     assert_eq!(events, reports);
     assert_eq!(env.server.max_in_flight_per_key(), 1);
 }

@@ -1,28 +1,37 @@
 //! Alert detection: each level crossed once per customer and period, written by the record
-//! (or set-plan) transaction itself, with 8 writer processes and a batch at once.
+//! (or set-plan) transaction itself, with 8 writer processes and a batch at once. Both
+//! engines.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::support::alerts::plans_with;
 use crate::support::cli::Scratch;
+use crate::support::engine::{Engine, engine_tests};
+
+engine_tests!(
+    eight_writers_and_a_batch_alert_each_level_exactly_once,
+    one_record_crossing_several_levels_alerts_each_and_a_refused_one_none,
+    a_new_period_starts_fresh_and_a_closed_one_alerts_nothing,
+    a_plan_change_that_moves_the_level_alerts,
+    deliveries_follow_the_levels_and_plans_of_each_entry,
+    status_json_carries_the_highest_level_alerted_this_period,
+);
 
 const CUSTOMERS: [&str; 5] = ["acme", "globex", "initech", "umbrella", "hooli"];
 
 /// (customer, period_start, level, previous_level, used) of every alert, in id order.
 fn alerts(s: &Scratch) -> Vec<(String, String, String, String, i64)> {
-    let conn = s.conn();
-    let mut stmt = conn
-        .prepare(
+    s.inspect()
+        .rows(
             "SELECT customer_id, period_start, level, previous_level, used FROM alerts
              ORDER BY customer_id, period_start, used, level",
         )
-        .unwrap();
-    stmt.query_map([], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-    })
-    .unwrap()
-    .map(Result::unwrap)
-    .collect()
+        .into_iter()
+        .map(|r| {
+            let [customer, period, level, previous, used] = <[String; 5]>::try_from(r).unwrap();
+            (customer, period, level, previous, used.parse().unwrap())
+        })
+        .collect()
 }
 
 fn levels_of(s: &Scratch, customer: &str) -> Vec<String> {
@@ -33,9 +42,8 @@ fn levels_of(s: &Scratch, customer: &str) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn eight_writers_and_a_batch_alert_each_level_exactly_once() {
-    let s = Scratch::new();
+fn eight_writers_and_a_batch_alert_each_level_exactly_once(engine: Engine) {
+    let s = Scratch::on(engine);
     for c in CUSTOMERS {
         s.add_customer(c, "free", "2026-11-01");
     }
@@ -81,12 +89,10 @@ fn eight_writers_and_a_batch_alert_each_level_exactly_once() {
         assert_eq!(levels_of(&s, c), ["warning", "critical", "hard_cap"], "{c}");
     }
     let ids: BTreeSet<String> = s
-        .conn()
-        .prepare("SELECT id FROM alerts")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
+        .inspect()
+        .rows("SELECT id FROM alerts")
+        .into_iter()
+        .map(|r| r[0].clone())
         .collect();
     assert_eq!(ids.len(), 15);
     // Each alert carries the counter at the record that crossed it.
@@ -100,9 +106,8 @@ fn eight_writers_and_a_batch_alert_each_level_exactly_once() {
     }
 }
 
-#[test]
-fn one_record_crossing_several_levels_alerts_each_and_a_refused_one_none() {
-    let s = Scratch::new();
+fn one_record_crossing_several_levels_alerts_each_and_a_refused_one_none(engine: Engine) {
+    let s = Scratch::on(engine);
     s.add_customer("acme", "free", "2026-11-01");
     s.record("acme", 500);
     assert!(alerts(&s).is_empty());
@@ -136,9 +141,8 @@ fn one_record_crossing_several_levels_alerts_each_and_a_refused_one_none() {
     assert_eq!(levels_of(&s, "acme"), ["critical", "warning", "hard_cap"]);
 }
 
-#[test]
-fn a_new_period_starts_fresh_and_a_closed_one_alerts_nothing() {
-    let s = Scratch::new();
+fn a_new_period_starts_fresh_and_a_closed_one_alerts_nothing(engine: Engine) {
+    let s = Scratch::on(engine);
     s.add_customer("acme", "free", "2026-10-01");
     s.record("acme", 900);
     assert_eq!(levels_of(&s, "acme"), ["warning"]);
@@ -175,9 +179,8 @@ fn a_new_period_starts_fresh_and_a_closed_one_alerts_nothing() {
     );
 }
 
-#[test]
-fn a_plan_change_that_moves_the_level_alerts() {
-    let s = Scratch::new();
+fn a_plan_change_that_moves_the_level_alerts(engine: Engine) {
+    let s = Scratch::on(engine);
     s.add_customer("acme", "starter", "2026-11-01");
     s.record("acme", 900); // 9 % of starter's 10,000
     assert!(alerts(&s).is_empty());
@@ -205,9 +208,8 @@ fn a_plan_change_that_moves_the_level_alerts() {
     assert_eq!(levels_of(&s, "acme"), ["warning"]);
 }
 
-#[test]
-fn deliveries_follow_the_levels_and_plans_of_each_entry() {
-    let s = Scratch::new();
+fn deliveries_follow_the_levels_and_plans_of_each_entry(engine: Engine) {
+    let s = Scratch::on(engine);
     std::fs::write(
         &s.plans,
         plans_with(
@@ -220,16 +222,14 @@ fn deliveries_follow_the_levels_and_plans_of_each_entry() {
     s.add_customer("globex", "pro", "2026-11-01");
     s.record("acme", 1000);
     s.record("globex", 120_000); // overage plans cross too, past 100 %
-    let conn = s.conn();
-    let rows: Vec<(String, String, String)> = conn
-        .prepare(
+    let rows: Vec<(String, String, String)> = s
+        .inspect()
+        .rows(
             "SELECT a.customer_id, a.level, d.target FROM alert_deliveries d
              JOIN alerts a ON a.id = d.alert_id ORDER BY 1, 2, 3",
         )
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .unwrap()
-        .map(Result::unwrap)
+        .into_iter()
+        .map(|r| (r[0].clone(), r[1].clone(), r[2].clone()))
         .collect();
     let all = "command [\"/bin/true\"]".to_string();
     let pro = "command [\"/bin/true\",\"pro-only\"]".to_string();
@@ -255,9 +255,8 @@ fn deliveries_follow_the_levels_and_plans_of_each_entry() {
     assert_eq!(s.json(&["alerts", "--json"])["totals"]["delivered"], 5);
 }
 
-#[test]
-fn status_json_carries_the_highest_level_alerted_this_period() {
-    let s = Scratch::new();
+fn status_json_carries_the_highest_level_alerted_this_period(engine: Engine) {
+    let s = Scratch::on(engine);
     s.add_customer("acme", "free", "2026-11-01");
     s.add_customer("globex", "free", "2026-11-01");
     s.record("acme", 960);

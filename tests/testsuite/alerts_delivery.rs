@@ -1,19 +1,39 @@
 //! `meterline alerts` and `serve` delivering to a real loopback webhook receiver: signatures
 //! checked by Python's hmac, retries with the same id through failures and dropped
-//! connections, a kill -9 mid-delivery, the secret never shown.
+//! connections, a kill -9 mid-delivery, the secret (and the database password) never shown.
+//! Both engines.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Stdio;
 
 use crate::support::alerts::{Mode, Receiver, SECRET, plans_with, verify_with_python};
 use crate::support::cli::Scratch;
+use crate::support::engine::{Engine, engine_tests};
+use crate::support::postgres::PASSWORD;
+
+engine_tests!(
+    webhooks_are_signed_and_delivered_once_each,
+    a_flaky_receiver_gets_every_alert_with_the_same_id_on_each_retry,
+    kill_9_during_delivery_loses_no_alert,
+    a_run_killed_on_another_host_is_taken_over,
+    without_the_secret_webhooks_are_refused_and_nothing_is_sent,
+    the_secret_never_appears_in_any_output_or_file,
+    a_command_gets_the_alert_without_the_secret_in_its_environment,
+    a_failing_or_hanging_command_is_retried_then_failed,
+    serve_delivers_alerts_in_the_background,
+    deliveries_to_a_removed_destination_stay_pending_and_make_no_run,
+    a_receiver_that_never_answers_times_out_and_is_retried_later,
+    serve_waits_the_backoff_set_in_the_environment_before_a_retry,
+    a_hanging_webhook_does_not_hold_up_deliveries_to_other_destinations,
+    each_destination_gets_its_alerts_one_at_a_time_oldest_first,
+);
 
 const CUSTOMERS: [&str; 3] = ["acme", "globex", "initech"];
 
 /// A database whose customers have each crossed all three levels (free plan, 1,000 units),
 /// with plans.toml delivering to `receiver`.
-fn crossed(receiver: &Receiver, extra: &str) -> Scratch {
-    let s = Scratch::new();
+fn crossed(engine: Engine, receiver: &Receiver, extra: &str) -> Scratch {
+    let s = Scratch::on(engine);
     std::fs::write(
         &s.plans,
         plans_with(&format!(
@@ -38,29 +58,37 @@ fn alerts_cmd(s: &Scratch) -> assert_cmd::Command {
 }
 
 fn alert_ids(s: &Scratch) -> BTreeSet<String> {
-    let conn = s.conn();
-    let mut stmt = conn.prepare("SELECT id FROM alerts").unwrap();
-    stmt.query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
+    column(s, "SELECT id FROM alerts").into_iter().collect()
+}
+
+/// The first column of every row of `sql`.
+fn column(s: &Scratch, sql: &str) -> Vec<String> {
+    s.inspect()
+        .rows(sql)
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect()
+}
+
+/// (text, count) rows of `sql` as a map.
+fn counted(s: &Scratch, sql: &str) -> BTreeMap<String, i64> {
+    s.inspect()
+        .rows(sql)
+        .into_iter()
+        .map(|r| (r[0].clone(), r[1].parse().unwrap()))
         .collect()
 }
 
 fn delivery_states(s: &Scratch) -> BTreeMap<String, i64> {
-    let conn = s.conn();
-    let mut stmt = conn
-        .prepare("SELECT state, COUNT(*) FROM alert_deliveries GROUP BY state")
-        .unwrap();
-    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+    counted(
+        s,
+        "SELECT state, COUNT(*) FROM alert_deliveries GROUP BY state",
+    )
 }
 
-#[test]
-fn webhooks_are_signed_and_delivered_once_each() {
+fn webhooks_are_signed_and_delivered_once_each(engine: Engine) {
     let receiver = Receiver::start(Mode::Ok);
-    let s = crossed(&receiver, "");
+    let s = crossed(engine, &receiver, "");
     let out = alerts_cmd(&s).arg("--json").output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -120,10 +148,9 @@ fn webhooks_are_signed_and_delivered_once_each() {
     );
 }
 
-#[test]
-fn a_flaky_receiver_gets_every_alert_with_the_same_id_on_each_retry() {
+fn a_flaky_receiver_gets_every_alert_with_the_same_id_on_each_retry(engine: Engine) {
     let receiver = Receiver::start(Mode::Flaky);
-    let s = crossed(&receiver, "max_attempts = 50\ntimeout_secs = 5");
+    let s = crossed(engine, &receiver, "max_attempts = 50\ntimeout_secs = 5");
     let mut runs = 0;
     loop {
         runs += 1;
@@ -165,10 +192,9 @@ fn a_flaky_receiver_gets_every_alert_with_the_same_id_on_each_retry() {
     assert!(bodies.values().all(|b| b.len() == 1));
 }
 
-#[test]
-fn kill_9_during_delivery_loses_no_alert() {
+fn kill_9_during_delivery_loses_no_alert(engine: Engine) {
     let receiver = Receiver::start(Mode::Hang);
-    let s = crossed(&receiver, "timeout_secs = 120");
+    let s = crossed(engine, &receiver, "timeout_secs = 120");
     let mut child = std::process::Command::new(crate::support::cli::BIN)
         .arg("alerts")
         .env("METERLINE_DB", &s.db)
@@ -207,21 +233,82 @@ fn kill_9_during_delivery_loses_no_alert() {
         requests.iter().filter(|r| r.alert_id == in_flight).count(),
         2
     );
-    let outcomes: Vec<String> = s
-        .conn()
-        .prepare("SELECT outcome FROM alert_runs ORDER BY id")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let outcomes = column(&s, "SELECT outcome FROM alert_runs ORDER BY id");
     assert_eq!(outcomes, ["interrupted", "completed"]);
 }
 
-#[test]
-fn without_the_secret_webhooks_are_refused_and_nothing_is_sent() {
+/// `meterline alerts` on a host of its own name (a private UTS namespace), with `extra`
+/// arguments.
+fn alerts_on_host(s: &Scratch, host: &str) -> std::process::Command {
+    let mut command = std::process::Command::new("unshare");
+    command
+        .args(["--user", "--map-root-user", "--uts", "sh", "-c"])
+        .arg(format!("hostname {host} && exec \"$0\" alerts",))
+        .arg(crate::support::cli::BIN)
+        .env("METERLINE_DB", &s.db)
+        .env("METERLINE_PLANS", &s.plans)
+        .env("METERLINE_WEBHOOK_SECRET", SECRET)
+        .env("METERLINE_ALERT_BACKOFF_MS", "0");
+    command
+}
+
+/// Two hosts share the database. A run on host-a holds the alerts lock mid-delivery: host-b's
+/// run is refused, naming host-a. host-a dies (kill -9): on PostgreSQL its session's advisory
+/// lock goes with it, so host-b takes over at once, marks the dead run interrupted and
+/// delivers everything once more under the same ids. A SQLite file has no such signal from
+/// another host: its lock stays host-a's until the heartbeat is stale.
+fn a_run_killed_on_another_host_is_taken_over(engine: Engine) {
+    let receiver = Receiver::start(Mode::Hang);
+    let s = crossed(engine, &receiver, "timeout_secs = 120");
+    let mut first = alerts_on_host(&s, "host-a")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(receiver.wait_for(1), "the first delivery never arrived");
+    let refused = alerts_on_host(&s, "host-b").output().unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("another alert delivery is already running")
+            && stderr.contains("on host-a"),
+        "{stderr}"
+    );
+    assert_eq!(receiver.requests().len(), 1);
+    first.kill().unwrap();
+    first.wait().unwrap();
+
+    receiver.set_mode(Mode::Ok);
+    let out = alerts_on_host(&s, "host-b").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if engine == Engine::Sqlite {
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("on host-a"), "{stderr}");
+        assert_eq!(delivery_states(&s), BTreeMap::from([("pending".into(), 9)]));
+        return;
+    }
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains(PASSWORD), "{stderr}");
+    assert_eq!(
+        delivery_states(&s),
+        BTreeMap::from([("delivered".into(), 9)])
+    );
+    let ids: BTreeSet<_> = receiver
+        .requests()
+        .iter()
+        .map(|r| r.alert_id.clone())
+        .collect();
+    assert_eq!(ids, alert_ids(&s));
+    assert_eq!(receiver.requests().len(), 10);
+    assert_eq!(
+        column(&s, "SELECT outcome FROM alert_runs ORDER BY id"),
+        ["interrupted", "completed"]
+    );
+}
+
+fn without_the_secret_webhooks_are_refused_and_nothing_is_sent(engine: Engine) {
     let receiver = Receiver::start(Mode::Ok);
-    let s = crossed(&receiver, "");
+    let s = crossed(engine, &receiver, "");
     let out = s
         .cmd()
         .arg("alerts")
@@ -238,10 +325,9 @@ fn without_the_secret_webhooks_are_refused_and_nothing_is_sent() {
     assert_eq!(delivery_states(&s), BTreeMap::from([("pending".into(), 9)]));
 }
 
-#[test]
-fn the_secret_never_appears_in_any_output_or_file() {
+fn the_secret_never_appears_in_any_output_or_file(engine: Engine) {
     let receiver = Receiver::start(Mode::Flaky);
-    let s = crossed(&receiver, "max_attempts = 2");
+    let s = crossed(engine, &receiver, "max_attempts = 2");
     let mut outputs = Vec::new();
     for args in [
         vec!["--dry-run"],
@@ -272,12 +358,15 @@ fn the_secret_never_appears_in_any_output_or_file() {
     for bytes in &outputs {
         let text = String::from_utf8_lossy(bytes);
         assert!(!text.contains(SECRET), "the secret leaked: {text}");
+        assert!(
+            !text.contains(PASSWORD),
+            "the database password leaked: {text}"
+        );
     }
 }
 
-#[test]
-fn a_command_gets_the_alert_without_the_secret_in_its_environment() {
-    let s = Scratch::new();
+fn a_command_gets_the_alert_without_the_secret_in_its_environment(engine: Engine) {
+    let s = Scratch::on(engine);
     let log = s.dir.path().join("alerts.log");
     let script = format!(
         "cat >> '{log}'; echo \" secret=${{METERLINE_WEBHOOK_SECRET:-none}}\" >> '{log}'",
@@ -301,9 +390,8 @@ fn a_command_gets_the_alert_without_the_secret_in_its_environment() {
     assert!(lines[0].ends_with("secret=none"), "{text}");
 }
 
-#[test]
-fn a_failing_or_hanging_command_is_retried_then_failed() {
-    let s = Scratch::new();
+fn a_failing_or_hanging_command_is_retried_then_failed(engine: Engine) {
+    let s = Scratch::on(engine);
     std::fs::write(
         &s.plans,
         plans_with(
@@ -332,10 +420,9 @@ fn a_failing_or_hanging_command_is_retried_then_failed() {
     alerts_cmd(&s).assert().success();
 }
 
-#[test]
-fn serve_delivers_alerts_in_the_background() {
+fn serve_delivers_alerts_in_the_background(engine: Engine) {
     let receiver = Receiver::start(Mode::Ok);
-    let s = Scratch::new();
+    let s = Scratch::on(engine);
     std::fs::write(
         &s.plans,
         plans_with(&format!("[[alerts]]\nwebhook = \"{}\"", receiver.url)),
@@ -411,12 +498,12 @@ fn serve_delivers_alerts_in_the_background() {
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
     assert!(!rest.contains(SECRET) && !line.contains(SECRET));
+    assert!(!rest.contains(PASSWORD) && !line.contains(PASSWORD));
     assert_eq!(receiver.requests().len(), 3);
 }
 
-#[test]
-fn deliveries_to_a_removed_destination_stay_pending_and_make_no_run() {
-    let s = Scratch::new();
+fn deliveries_to_a_removed_destination_stay_pending_and_make_no_run(engine: Engine) {
+    let s = Scratch::on(engine);
     std::fs::write(
         &s.plans,
         plans_with("[[alerts]]\ncommand = [\"/bin/true\"]\nlevels = [\"warning\"]"),
@@ -435,20 +522,20 @@ fn deliveries_to_a_removed_destination_stay_pending_and_make_no_run() {
         ),
         (Some(0), Some(1))
     );
-    let runs: i64 = s
-        .conn()
-        .query_row("SELECT COUNT(*) FROM alert_runs", [], |r| r.get(0))
-        .unwrap();
+    let runs = s.inspect().number("SELECT COUNT(*) FROM alert_runs");
     assert_eq!(runs, 0);
     let preview = alerts_cmd(&s).arg("--dry-run").output().unwrap();
     assert!(String::from_utf8_lossy(&preview.stdout).contains("no longer in plans.toml: not sent"));
     assert_eq!(delivery_states(&s), BTreeMap::from([("pending".into(), 1)]));
 }
 
-#[test]
-fn a_receiver_that_never_answers_times_out_and_is_retried_later() {
+fn a_receiver_that_never_answers_times_out_and_is_retried_later(engine: Engine) {
     let receiver = Receiver::start(Mode::Hang);
-    let s = crossed(&receiver, "timeout_secs = 0.5\nlevels = [\"hard_cap\"]");
+    let s = crossed(
+        engine,
+        &receiver,
+        "timeout_secs = 0.5\nlevels = [\"hard_cap\"]",
+    );
     let out = s
         .cmd()
         .env("METERLINE_WEBHOOK_SECRET", SECRET)
@@ -460,15 +547,12 @@ fn a_receiver_that_never_answers_times_out_and_is_retried_later() {
     assert!(stderr.contains("(attempt 1 of 12)"), "{stderr}");
     // Shown by host only: the URL's path is not printed.
     assert!(!stderr.contains("/hooks/meterline"), "{stderr}");
-    let (attempts, next, error): (i64, i64, String) = s
-        .conn()
-        .query_row(
-            "SELECT MIN(attempts), MIN(next_attempt), MIN(last_error) FROM alert_deliveries
-             WHERE state = 'pending'",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .unwrap();
+    let row = &s.inspect().rows(
+        "SELECT MIN(attempts), MIN(next_attempt), MIN(last_error) FROM alert_deliveries
+         WHERE state = 'pending'",
+    )[0];
+    let (attempts, next, error): (i64, i64, &String) =
+        (row[0].parse().unwrap(), row[1].parse().unwrap(), &row[2]);
     assert_eq!(attempts, 1);
     assert!(
         error.to_lowercase().contains("timeout") || error.to_lowercase().contains("timed out"),
@@ -490,10 +574,9 @@ fn a_receiver_that_never_answers_times_out_and_is_retried_later() {
 /// `serve` reads METERLINE_ALERT_BACKOFF_MS as `meterline alerts` does: after a failed first
 /// attempt the next one is stored for the configured pause later (not the 30 s default), and
 /// the retry is delivered then.
-#[test]
-fn serve_waits_the_backoff_set_in_the_environment_before_a_retry() {
+fn serve_waits_the_backoff_set_in_the_environment_before_a_retry(engine: Engine) {
     let receiver = Receiver::start(Mode::FailFirst);
-    let s = Scratch::new();
+    let s = Scratch::on(engine);
     std::fs::write(
         &s.plans,
         plans_with(&format!(
@@ -514,13 +597,10 @@ fn serve_waits_the_backoff_set_in_the_environment_before_a_retry() {
     let server = crate::support::serve::Server::spawn(command);
 
     let attempts = || -> (i64, i64) {
-        s.conn()
-            .query_row(
-                "SELECT attempts, next_attempt FROM alert_deliveries",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .unwrap()
+        let row = &s
+            .inspect()
+            .rows("SELECT attempts, next_attempt FROM alert_deliveries")[0];
+        (row[0].parse().unwrap(), row[1].parse().unwrap())
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while attempts().0 == 0 {
@@ -551,14 +631,7 @@ fn serve_waits_the_backoff_set_in_the_environment_before_a_retry() {
 
 /// The alert ids in delivery order (oldest first), as the outbox orders them.
 fn alerts_oldest_first(s: &Scratch) -> Vec<String> {
-    let conn = s.conn();
-    let mut stmt = conn
-        .prepare("SELECT id FROM alerts ORDER BY occurred_at, id")
-        .unwrap();
-    stmt.query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+    column(s, "SELECT id FROM alerts ORDER BY occurred_at, id")
 }
 
 /// Two destinations: a webhook that never answers (the 3 warnings, which time out one after
@@ -566,11 +639,10 @@ fn alerts_oldest_first(s: &Scratch) -> Vec<String> {
 /// has the oldest alert, so it is served first. The healthy one gets everything before the
 /// hanging one's first attempt has timed out, i.e. before its second request: sent one at a
 /// time, or one destination after the other, the healthy deliveries would all come after it.
-#[test]
-fn a_hanging_webhook_does_not_hold_up_deliveries_to_other_destinations() {
+fn a_hanging_webhook_does_not_hold_up_deliveries_to_other_destinations(engine: Engine) {
     let hanging = Receiver::start(Mode::Hang);
     let healthy = Receiver::start(Mode::Ok);
-    let s = Scratch::new();
+    let s = Scratch::on(engine);
     std::fs::write(
         &s.plans,
         plans_with(&format!(
@@ -604,14 +676,10 @@ fn a_hanging_webhook_does_not_hold_up_deliveries_to_other_destinations() {
         late, 0,
         "{late} healthy deliveries waited for the hanging webhook's timeout"
     );
-    let states: BTreeMap<String, i64> = s
-        .conn()
-        .prepare("SELECT target || ' ' || state, COUNT(*) FROM alert_deliveries GROUP BY 1")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let states = counted(
+        &s,
+        "SELECT target || ' ' || state, COUNT(*) FROM alert_deliveries GROUP BY 1",
+    );
     assert_eq!(
         states,
         BTreeMap::from([
@@ -624,11 +692,10 @@ fn a_hanging_webhook_does_not_hold_up_deliveries_to_other_destinations() {
 /// Deliveries to one destination stay one at a time and oldest first while other
 /// destinations are served at once: a slow receiver never has two requests open, and gets the
 /// alerts in the outbox's order.
-#[test]
-fn each_destination_gets_its_alerts_one_at_a_time_oldest_first() {
+fn each_destination_gets_its_alerts_one_at_a_time_oldest_first(engine: Engine) {
     let slow = Receiver::start(Mode::Slow);
     let other = Receiver::start(Mode::Slow);
-    let s = Scratch::new();
+    let s = Scratch::on(engine);
     std::fs::write(
         &s.plans,
         plans_with(&format!(

@@ -2,6 +2,7 @@
 //! the Plans view, read from a real database and rendered with ratatui's TestBackend.
 
 use crate::support::cli::{NOW, Scratch};
+use crate::support::engine::{Engine, engine_tests};
 use meterline::{Config, Store};
 use meterline_tui::action::Action;
 use meterline_tui::app::App;
@@ -10,6 +11,11 @@ use meterline_tui::theme::Theme;
 use meterline_tui::ui;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
+
+engine_tests!(
+    the_header_counts_deliveries_and_the_plans_view_lists_recent_alerts,
+    without_alerts_the_screens_are_unchanged,
+);
 
 fn screen(app: &mut App) -> String {
     app.set_page(ui::list_rows(120, 30));
@@ -24,9 +30,8 @@ fn screen(app: &mut App) -> String {
         .join("\n")
 }
 
-#[test]
-fn the_header_counts_deliveries_and_the_plans_view_lists_recent_alerts() {
-    let s = Scratch::new();
+fn the_header_counts_deliveries_and_the_plans_view_lists_recent_alerts(engine: Engine) {
+    let s = Scratch::on(engine);
     std::fs::write(
         &s.plans,
         format!(
@@ -77,9 +82,8 @@ fn the_header_counts_deliveries_and_the_plans_view_lists_recent_alerts() {
     assert!(globex.is_some_and(|l| l.contains("delivered")), "{text}");
 }
 
-#[test]
-fn without_alerts_the_screens_are_unchanged() {
-    let s = Scratch::new();
+fn without_alerts_the_screens_are_unchanged(engine: Engine) {
+    let s = Scratch::on(engine);
     s.add_customer("acme", "free", "2026-11-01");
     let config = Config::load(&s.plans).unwrap();
     let now = chrono::DateTime::parse_from_rfc3339(NOW).unwrap().to_utc();

@@ -4,11 +4,27 @@
 use std::time::{Duration, Instant};
 
 use crate::support::cli::Scratch;
+use crate::support::engine::{Engine, engine_tests};
 use predicates::str::contains;
 
+engine_tests!(
+    unknown_customer,
+    unknown_plan,
+    quantities_out_of_range,
+    malformed_instants,
+    invalid_plans_file_stops_a_record,
+    a_record_past_the_hard_cap_is_refused_with_exit_3,
+    duplicate_idempotency_key_counts_nothing,
+    a_key_reused_with_other_parameters_is_a_conflict,
+    impossible_event_times_are_refused,
+    billing_anchors_are_bounded,
+    bad_customer_ids_and_stripe_ids,
+    a_database_locked_by_another_writer_waits_then_fails_clearly,
+);
+
 /// Two customers with some usage: the state every refused command must leave exactly as it was.
-fn populated() -> Scratch {
-    let s = Scratch::new();
+fn populated(engine: Engine) -> Scratch {
+    let s = Scratch::on(engine);
     s.add_customer("acme", "free", "2026-11-01");
     s.add_customer("globex", "pro", "2026-11-15");
     s.cmd()
@@ -34,9 +50,8 @@ fn refused(s: &Scratch, args: &[&str], code: i32, message: &str) {
     assert_eq!(s.dump(), before, "meterline {args:?} changed the database");
 }
 
-#[test]
-fn unknown_customer() {
-    let s = populated();
+fn unknown_customer(engine: Engine) {
+    let s = populated(engine);
     let message = "unknown customer \"nobody\"; add it with `meterline customer add nobody";
     for args in [
         &["record", "nobody"][..],
@@ -50,9 +65,8 @@ fn unknown_customer() {
     }
 }
 
-#[test]
-fn unknown_plan() {
-    let s = populated();
+fn unknown_plan(engine: Engine) {
+    let s = populated(engine);
     let message =
         "unknown plan \"platinum\"; plans.toml defines: free, starter, pro, team, business";
     refused(
@@ -69,9 +83,8 @@ fn unknown_plan() {
     );
 }
 
-#[test]
-fn quantities_out_of_range() {
-    let s = populated();
+fn quantities_out_of_range(engine: Engine) {
+    let s = populated(engine);
     for (quantity, reason) in [
         ("0", "0 is not in 1..=1000000000000"),
         ("-5", "-5 is not in 1..=1000000000000"),
@@ -97,9 +110,8 @@ fn quantities_out_of_range() {
     }
 }
 
-#[test]
-fn malformed_instants() {
-    let s = populated();
+fn malformed_instants(engine: Engine) {
+    let s = populated(engine);
     for at in [
         "yesterday",
         "2026-11-27",
@@ -144,9 +156,8 @@ fn malformed_instants() {
     );
 }
 
-#[test]
-fn invalid_plans_file_stops_a_record() {
-    let s = populated();
+fn invalid_plans_file_stops_a_record(engine: Engine) {
+    let s = populated(engine);
     std::fs::write(&s.plans, "[[plans]]\nid = \"free\"\nincluded = -1\n").unwrap();
     refused(
         &s,
@@ -156,9 +167,8 @@ fn invalid_plans_file_stops_a_record() {
     );
 }
 
-#[test]
-fn a_record_past_the_hard_cap_is_refused_with_exit_3() {
-    let s = populated();
+fn a_record_past_the_hard_cap_is_refused_with_exit_3(engine: Engine) {
+    let s = populated(engine);
     let before = s.dump();
     s.cmd()
         .args(["record", "acme", "-n", "991"])
@@ -172,9 +182,8 @@ fn a_record_past_the_hard_cap_is_refused_with_exit_3() {
     s.record("acme", 990);
 }
 
-#[test]
-fn duplicate_idempotency_key_counts_nothing() {
-    let s = populated();
+fn duplicate_idempotency_key_counts_nothing(engine: Engine) {
+    let s = populated(engine);
     let before = s.dump();
     let again = s.json(&[
         "record", "acme", "-n", "10", "--key", "k1", "--user", "alice", "--json",
@@ -195,9 +204,8 @@ fn duplicate_idempotency_key_counts_nothing() {
     );
 }
 
-#[test]
-fn a_key_reused_with_other_parameters_is_a_conflict() {
-    let s = populated();
+fn a_key_reused_with_other_parameters_is_a_conflict(engine: Engine) {
+    let s = populated(engine);
     let prefix = "idempotency key \"k1\" was already used (event 1) with other parameters: ";
     refused(
         &s,
@@ -274,9 +282,8 @@ fn a_key_reused_with_other_parameters_is_a_conflict() {
     assert_eq!(s.dump(), before);
 }
 
-#[test]
-fn impossible_event_times_are_refused() {
-    let s = populated();
+fn impossible_event_times_are_refused(engine: Engine) {
+    let s = populated(engine);
     // NOW is 2026-11-27T18:00:00Z: five minutes ahead is the most Stripe takes.
     for at in [
         "2026-11-27T18:05:01Z",
@@ -312,9 +319,8 @@ fn impossible_event_times_are_refused() {
         .success();
 }
 
-#[test]
-fn billing_anchors_are_bounded() {
-    let s = populated();
+fn billing_anchors_are_bounded(engine: Engine) {
+    let s = populated(engine);
     for anchor in ["2028-01-01", "9999-12-31", "1999-12-31", "0001-01-01"] {
         refused(
             &s,
@@ -331,9 +337,8 @@ fn billing_anchors_are_bounded() {
     s.add_customer("hooli", "free", "2000-01-01");
 }
 
-#[test]
-fn bad_customer_ids_and_stripe_ids() {
-    let s = populated();
+fn bad_customer_ids_and_stripe_ids(engine: Engine) {
+    let s = populated(engine);
     refused(
         &s,
         &["customer", "add", "acme", "--plan", "pro"],
@@ -397,7 +402,7 @@ fn a_file_that_is_not_sqlite_is_left_untouched() {
 
 #[test]
 fn a_read_only_database_refuses_writes_and_still_answers_reads() {
-    let s = populated();
+    let s = populated(Engine::Sqlite);
     let before = s.dump();
     let read_only = format!("file:{}?mode=ro", s.db.display());
     let writes = [
@@ -438,12 +443,10 @@ fn a_read_only_database_refuses_writes_and_still_answers_reads() {
     }
 }
 
-#[test]
-fn a_database_locked_by_another_writer_waits_then_fails_clearly() {
-    let s = populated();
+fn a_database_locked_by_another_writer_waits_then_fails_clearly(engine: Engine) {
+    let s = populated(engine);
     let before = s.dump();
-    let holder = s.conn();
-    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let holder = s.hold_write_lock();
 
     let started = Instant::now();
     s.cmd()
@@ -460,12 +463,27 @@ fn a_database_locked_by_another_writer_waits_then_fails_clearly() {
         "gave up without waiting for the lock"
     );
     assert_eq!(s.dump(), before);
+    // Every write queues behind the lock, not only the record path's.
+    for args in [
+        &["customer", "set-stripe", "acme", "cus_Nffr2Hib"][..],
+        &["customer", "rename", "acme", "Acme Inc"],
+        &["token", "create", "ci"],
+    ] {
+        s.cmd()
+            .env("METERLINE_BUSY_TIMEOUT_MS", "300")
+            .args(args)
+            .assert()
+            .code(1)
+            .stdout("")
+            .stderr(contains("the database is locked by another writer"));
+    }
+    assert_eq!(s.dump(), before);
 
-    holder.execute_batch("ROLLBACK").unwrap();
+    drop(holder);
     s.cmd()
         .env("METERLINE_BUSY_TIMEOUT_MS", "300")
         .args(["record", "acme", "-n", "2"])
         .assert()
         .success();
-    assert_eq!(crate::support::cli::events_of(&s.conn(), "acme"), (2, 12));
+    assert_eq!(s.inspect().events_of("acme"), (2, 12));
 }

@@ -9,6 +9,14 @@ use crate::support::cli::Scratch;
 use predicates::prelude::*;
 use predicates::str::contains;
 
+use crate::support::engine::{Engine, engine_tests};
+
+engine_tests!(
+    a_closed_pipe_ends_every_listing_quietly,
+    text_from_data_is_shown_not_obeyed,
+    look_alike_ids_empty_keys_and_long_text_are_refused,
+);
+
 /// Run `args`, read one line, close the pipe (`| head -1`), and return the exit code and stderr.
 fn first_line_then_close(s: &Scratch, args: &[&str]) -> (Option<i32>, String, String) {
     let mut child = std::process::Command::new(crate::support::cli::BIN)
@@ -33,9 +41,8 @@ fn first_line_then_close(s: &Scratch, args: &[&str]) -> (Option<i32>, String, St
     )
 }
 
-#[test]
-fn a_closed_pipe_ends_every_listing_quietly() {
-    let s = Scratch::new();
+fn a_closed_pipe_ends_every_listing_quietly(engine: Engine) {
+    let s = Scratch::on(engine);
     // Far more output than a pipe buffers (64 KiB), so the writer meets the closed pipe.
     s.cmd()
         .args(["demo", "--customers", "3000", "--events", "3000"])
@@ -54,9 +61,8 @@ fn a_closed_pipe_ends_every_listing_quietly() {
     }
 }
 
-#[test]
-fn text_from_data_is_shown_not_obeyed() {
-    let s = Scratch::new();
+fn text_from_data_is_shown_not_obeyed(engine: Engine) {
+    let s = Scratch::on(engine);
     // A plans.toml with a hostile plan name, and a customer name to match.
     let plans = std::fs::read_to_string(&s.plans).unwrap();
     let hostile = plans.replacen("name = \"Free\"", "name = \"Fr\\u001b[2Jee\\u202e\"", 1);
@@ -103,12 +109,8 @@ fn text_from_data_is_shown_not_obeyed() {
         .stderr(contains("unknown customer \"ac\\x1b[31mme\""))
         .stderr(no_escape());
     // A member id from before validation existed, straight in the database.
-    s.conn()
-        .execute(
-            "UPDATE usage_members SET user_id = 'al\x1b[2Jice' WHERE user_id = 'alice'",
-            [],
-        )
-        .unwrap();
+    s.inspect()
+        .exec("UPDATE usage_members SET user_id = 'al\x1b[2Jice' WHERE user_id = 'alice'");
     s.cmd()
         .args(["members", "acme"])
         .assert()
@@ -117,9 +119,8 @@ fn text_from_data_is_shown_not_obeyed() {
         .stdout(no_escape());
 }
 
-#[test]
-fn look_alike_ids_empty_keys_and_long_text_are_refused() {
-    let s = Scratch::new();
+fn look_alike_ids_empty_keys_and_long_text_are_refused(engine: Engine) {
+    let s = Scratch::on(engine);
     s.add_customer("acme", "free", "2026-11-01");
     let before = s.dump();
     let long = "x".repeat(300);

@@ -6,7 +6,7 @@ use crate::support::engine::{Engine, engine_tests};
 use std::time::Duration;
 
 use crate::support::cli::{Dump, NOW, Scratch};
-use crate::support::serve::{Server, create_token, events_with_key};
+use crate::support::serve::{Server, create_token};
 use serde_json::{Value, json};
 
 engine_tests!(cloudevents_map_every_attribute, lago_events_map_every_field);
@@ -199,7 +199,8 @@ fn stripe_meter_event_maps_every_field() {
     let identifier = made_up.json()["identifier"].as_str().unwrap().to_string();
     assert_eq!(identifier.len(), 36, "a UUID: {identifier}");
     assert_eq!(
-        events_with_key(&s.conn(), &format!("stripe:36:{identifier}")),
+        s.inspect()
+            .events_with_key(&format!("stripe:36:{identifier}")),
         1
     );
     assert_eq!(used(&s, "acme"), 27);
@@ -937,7 +938,7 @@ fn native_keys_never_take_a_drop_in_events_identity() {
         "lago:2:t2",
     ] {
         assert_eq!(
-            events_with_key(&s.conn(), key),
+            s.inspect().events_with_key(key),
             2,
             "one event per source: {key}"
         );

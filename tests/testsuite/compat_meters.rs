@@ -6,9 +6,17 @@
 //! Without `[[meters]]` (compat.rs) the routes behave as they did before meters.
 
 use crate::support::cli::{NOW, Scratch};
+use crate::support::engine::{Engine, engine_tests};
 use crate::support::meters::{dump_all, meter_used, scratch, stored_event};
 use crate::support::serve::{Client, Server, create_token};
 use serde_json::{Value, json};
+
+engine_tests!(
+    stripe_event_names_pick_meters_by_stripe_event,
+    cloudevents_types_pick_meters_by_id_and_data_is_the_properties,
+    lago_codes_pick_meters_by_id_and_properties_are_the_properties,
+    without_meters_the_payload_is_not_kept_and_anything_goes_in_it,
+);
 
 fn now_unix() -> i64 {
     chrono::DateTime::parse_from_rfc3339(NOW)
@@ -17,8 +25,8 @@ fn now_unix() -> i64 {
 }
 
 /// The multi-meter plans, acme (pro, cus_Acme1) and capped (free, cus_Capped1), a server.
-fn setup() -> (Scratch, Server, Client) {
-    let s = scratch();
+fn setup(engine: Engine) -> (Scratch, Server, Client) {
+    let s = scratch(engine);
     for (id, stripe) in [("acme", "cus_Acme1"), ("capped", "cus_Capped1")] {
         s.cmd()
             .args(["customer", "set-stripe", id, stripe])
@@ -67,9 +75,8 @@ fn groups(s: &Scratch, customer: &str, meter: &str) -> Value {
     s.json(&["check", customer, "--meter", meter, "--json"])["groups"].clone()
 }
 
-#[test]
-fn stripe_event_names_pick_meters_by_stripe_event() {
-    let (s, _server, c) = setup();
+fn stripe_event_names_pick_meters_by_stripe_event(engine: Engine) {
+    let (s, _server, c) = setup(engine);
     let acme = "payload[stripe_customer_id]=cus_Acme1";
 
     // api_requests → requests (a count); ai_tokens → tokens, payload members as properties;
@@ -206,9 +213,8 @@ fn cloud_event(id: &str, subject: &str, kind: &str, data: Value) -> Value {
            "subject": subject, "time": "2026-11-27T17:00:00Z", "data": data})
 }
 
-#[test]
-fn cloudevents_types_pick_meters_by_id_and_data_is_the_properties() {
-    let (s, _server, c) = setup();
+fn cloudevents_types_pick_meters_by_id_and_data_is_the_properties(engine: Engine) {
+    let (s, _server, c) = setup(engine);
     let (status, body) = cloudevents(
         &c,
         &json!([
@@ -329,9 +335,8 @@ fn lago_event(transaction_id: &str, customer: &str, code: &str, properties: Valu
            "code": code, "timestamp": now_unix() - 1800, "properties": properties})
 }
 
-#[test]
-fn lago_codes_pick_meters_by_id_and_properties_are_the_properties() {
-    let (s, _server, c) = setup();
+fn lago_codes_pick_meters_by_id_and_properties_are_the_properties(engine: Engine) {
+    let (s, _server, c) = setup(engine);
     let (status, body) = lago(
         &c,
         "/lago/api/v1/events",
@@ -439,10 +444,9 @@ fn lago_codes_pick_meters_by_id_and_properties_are_the_properties() {
     assert_eq!(meter_used(&s, "capped", "tokens"), 8);
 }
 
-#[test]
-fn without_meters_the_payload_is_not_kept_and_anything_goes_in_it() {
+fn without_meters_the_payload_is_not_kept_and_anything_goes_in_it(engine: Engine) {
     // The shipped plans.toml (no [[meters]]): the implicit usage meter, as before meters.
-    let s = Scratch::new();
+    let s = Scratch::on(engine);
     s.add_customer("acme", "pro", "2026-11-01");
     s.cmd()
         .args(["customer", "set-stripe", "acme", "cus_Acme1"])

@@ -8,12 +8,47 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::support::cli::{BIN, repo_plans as plans};
+use crate::support::engine::{Engine, engine_tests};
+use crate::support::postgres::PASSWORD;
 use crate::support::tmux::{PROMPT_SHOWN, Tmux, require_tmux};
 use tempfile::TempDir;
 
+engine_tests!(
+    open_navigate_detail_help_filter_views_and_quit,
+    usage_recorded_by_another_process_shows_up_live,
+);
+
+/// The database a test on `engine` uses: `name` in `dir`, or a fresh PostgreSQL database.
+fn database_on(engine: Engine, dir: &Path, name: &str) -> PathBuf {
+    match engine {
+        Engine::Sqlite => dir.join(name),
+        Engine::Postgres => crate::support::postgres::server().fresh_database().into(),
+    }
+}
+
+/// The header's database on a PostgreSQL URL: shown with the password as ***, never the
+/// password itself (anywhere on screen).
+fn assert_header_hides_the_password(engine: Engine, screen: &str) {
+    assert!(
+        !screen.contains(PASSWORD),
+        "the password is on screen:\n{screen}"
+    );
+    if engine == Engine::Postgres {
+        assert!(
+            screen.contains("postgres://meterline:***@127.0.0.1:"),
+            "the header does not show the database:\n{screen}"
+        );
+    }
+}
+
 /// A demo database file in `dir`, built by the real binary; `now`: its pretended time.
 fn demo_db_at(dir: &Path, now: Option<&str>) -> PathBuf {
-    let db = dir.join("demo.db");
+    demo_db_on(Engine::Sqlite, dir, now)
+}
+
+/// `demo_db_at` on `engine`.
+fn demo_db_on(engine: Engine, dir: &Path, now: Option<&str>) -> PathBuf {
+    let db = database_on(engine, dir, "demo.db");
     let mut demo = Command::new(BIN);
     demo.args(["demo", "--customers", "24", "--events", "4000", "--db"])
         .arg(&db)
@@ -46,10 +81,31 @@ fn dashboard_command_keeping_env(db: &Path) -> String {
 
 fn dashboard_command_with(db: &Path, plans: &Path) -> String {
     format!(
-        "{BIN} --db '{}' --plans '{}'; echo \"exit=$?\"",
-        db.display(),
+        "{BIN} {}--plans '{}'; echo \"exit=$?\"",
+        db_option(db),
         plans.display()
     )
+}
+
+/// `--db 'FILE'`; nothing for a PostgreSQL URL, which holds the password: the shell has it as
+/// METERLINE_DB ([`tmux_on`]), so it is never typed on screen.
+fn db_option(db: &Path) -> String {
+    if meterline::store::is_postgres_url(&db.to_string_lossy()) {
+        String::new()
+    } else {
+        format!("--db '{}' ", db.display())
+    }
+}
+
+/// A 120×40 shell in `dir` whose environment names `db` when it is a PostgreSQL URL.
+fn tmux_on(name: &str, dir: &Path, db: &Path) -> Tmux {
+    let db = db.to_string_lossy();
+    let env: &[(&str, &str)] = if meterline::store::is_postgres_url(&db) {
+        &[("METERLINE_DB", &db)]
+    } else {
+        &[]
+    };
+    Tmux::start(name, 120, 40, dir, env)
 }
 
 /// After quitting: the shell printed the exit code and a fresh prompt, on the normal screen.
@@ -61,24 +117,31 @@ fn assert_terminal_restored(tmux: &Tmux) {
         "no prompt after quitting:\n{screen}"
     );
     assert!(!tmux.alternate_screen(), "still on the alternate screen");
+    assert!(
+        !screen.contains(PASSWORD),
+        "the password is on screen:\n{screen}"
+    );
 }
 
-#[test]
-fn open_navigate_detail_help_filter_views_and_quit() {
+fn open_navigate_detail_help_filter_views_and_quit(engine: Engine) {
     require_tmux();
     let dir = TempDir::new().unwrap();
-    let db = demo_db(dir.path());
-    let tmux = Tmux::start("nav", 120, 40, dir.path(), &[]);
+    let db = demo_db_on(engine, dir.path(), None);
+    let tmux = tmux_on("nav", dir.path(), &db);
     tmux.type_line(&dashboard_command(&db));
-    tmux.wait_text("Customers 24/24 · sorted by risk");
+    let screen = tmux.wait_text("Customers 24/24 · sorted by risk");
+    assert_header_hides_the_password(engine, &screen);
     assert!(tmux.alternate_screen());
     // Colour by default: the hard cap's magenta background is on screen.
     assert!(tmux.styled_screen().contains("48;5;5m"));
 
     tmux.keys(&["j", "j", "k", "Enter"]);
-    let detail = tmux.wait_text("Usage per day");
-    assert!(detail.contains("Last periods · plan in force"), "{detail}");
-    assert!(detail.contains("Recent events"));
+    // A capture can catch the detail half drawn: wait for all of its panels.
+    tmux.wait_for("the whole detail", |s| {
+        s.contains("Usage per day")
+            && s.contains("Last periods · plan in force")
+            && s.contains("Recent events")
+    });
 
     tmux.keys(&["?"]);
     // A capture can catch the popup half drawn: wait for its last line too.
@@ -132,11 +195,10 @@ fn open_navigate_detail_help_filter_views_and_quit() {
     assert_terminal_restored(&tmux);
 }
 
-#[test]
-fn usage_recorded_by_another_process_shows_up_live() {
+fn usage_recorded_by_another_process_shows_up_live(engine: Engine) {
     require_tmux();
     let dir = TempDir::new().unwrap();
-    let db = dir.path().join("live.db");
+    let db = database_on(engine, dir.path(), "live.db");
     let meterline = |args: &[&str]| {
         let out = Command::new(BIN)
             .args(args)
@@ -157,9 +219,10 @@ fn usage_recorded_by_another_process_shows_up_live() {
         "--name",
         "Acme Live",
     ]);
-    let tmux = Tmux::start("live", 120, 40, dir.path(), &[]);
+    let tmux = tmux_on("live", dir.path(), &db);
     tmux.type_line(&dashboard_command(&db));
-    tmux.wait_text("0 / 1,000");
+    let screen = tmux.wait_text("0 / 1,000");
+    assert_header_hides_the_password(engine, &screen);
     meterline(&["record", "acme", "-n", "250"]);
     tmux.wait_text("250 / 1,000");
     meterline(&["record", "acme", "-n", "600"]);

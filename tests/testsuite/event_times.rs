@@ -4,11 +4,19 @@
 //! the same whole second is a duplicate, and with another whole second a conflict.
 
 use crate::support::cli::Scratch;
+use crate::support::engine::{Engine, engine_tests};
 use crate::support::serve::{Client, Server, create_token};
 use serde_json::{Value, json};
 
-fn setup() -> Scratch {
-    let s = Scratch::new();
+engine_tests!(
+    record_at_a_leap_second_or_a_fraction_is_the_whole_second_it_names,
+    record_batch_lines_follow_the_same_rule,
+    post_v1_events_follows_the_same_rule,
+    the_compat_routes_follow_the_same_rule,
+);
+
+fn setup(engine: Engine) -> Scratch {
+    let s = Scratch::on(engine);
     s.add_customer("acme", "pro", "2026-11-01");
     s.cmd()
         .args(["customer", "set-stripe", "acme", "cus_Acme1"])
@@ -19,19 +27,16 @@ fn setup() -> Scratch {
 
 /// `occurred_at` of the one event stored under `key`.
 fn stored_at(s: &Scratch, key: &str) -> String {
-    s.conn()
-        .query_row(
-            "SELECT occurred_at FROM usage_events WHERE idempotency_key = ?1",
-            [key],
-            |r| r.get(0),
-        )
-        .unwrap_or_else(|e| panic!("no event with key {key}: {e}"))
+    let rows = s.inspect().rows(&format!(
+        "SELECT occurred_at FROM usage_events WHERE idempotency_key = '{key}'"
+    ));
+    rows.first()
+        .unwrap_or_else(|| panic!("no event with key {key}"))[0]
+        .clone()
 }
 
 fn events(s: &Scratch) -> i64 {
-    s.conn()
-        .query_row("SELECT COUNT(*) FROM usage_events", [], |r| r.get(0))
-        .unwrap()
+    s.inspect().number("SELECT COUNT(*) FROM usage_events")
 }
 
 /// `record acme --key KEY --at AT --json`: (exit code, stdout as JSON or Null, stderr).
@@ -49,9 +54,8 @@ fn record_at(s: &Scratch, key: &str, at: &str) -> (i32, Value, String) {
     )
 }
 
-#[test]
-fn record_at_a_leap_second_or_a_fraction_is_the_whole_second_it_names() {
-    let s = setup();
+fn record_at_a_leap_second_or_a_fraction_is_the_whole_second_it_names(engine: Engine) {
+    let s = setup(engine);
     let (code, first, _) = record_at(&s, "leap", "2026-11-27T11:00:60Z");
     assert_eq!((code, &first["recorded"]), (0, &json!(true)));
     // Stored as the start of the next second (POSIX time), not as 11:00:59.
@@ -74,9 +78,8 @@ fn record_at_a_leap_second_or_a_fraction_is_the_whole_second_it_names() {
     assert_eq!(events(&s), 2);
 }
 
-#[test]
-fn record_batch_lines_follow_the_same_rule() {
-    let s = setup();
+fn record_batch_lines_follow_the_same_rule(engine: Engine) {
+    let s = setup(engine);
     let lines = [
         r#"{"customer":"acme","key":"b-leap","at":"2026-11-27T11:00:60Z"}"#,
         r#"{"customer":"acme","key":"b-leap","at":"2026-11-27T11:01:00.5Z"}"#,
@@ -101,9 +104,8 @@ fn record_batch_lines_follow_the_same_rule() {
     assert_eq!(stored_at(&s, "b-leap"), "2026-11-27T11:01:00Z");
 }
 
-#[test]
-fn post_v1_events_follows_the_same_rule() {
-    let s = setup();
+fn post_v1_events_follows_the_same_rule(engine: Engine) {
+    let s = setup(engine);
     let token = create_token(&s, "t");
     let server = Server::start(&s, &[]);
     let api = server.client(&token);
@@ -141,9 +143,8 @@ fn post_as(api: &Client, path: &str, content_type: &str, body: &str) -> (u16, St
     (reply.status, reply.body)
 }
 
-#[test]
-fn the_compat_routes_follow_the_same_rule() {
-    let s = setup();
+fn the_compat_routes_follow_the_same_rule(engine: Engine) {
+    let s = setup(engine);
     let token = create_token(&s, "t");
     let server = Server::start(&s, &[]);
     let api = server.client(&token);

@@ -1,8 +1,11 @@
 //! Meter event identifiers never repeat for different usage, even when a backup is restored
 //! (issue 7, item 5): the fake Stripe server must receive every unit.
 
+use crate::support::engine::{Engine, engine_tests};
 use crate::support::stripe::{Env, MAPPED, PLANS, aggregate_plans, json, now};
 use chrono::Duration;
+
+engine_tests!(each_event_gets_its_own_random_identifier);
 
 fn record(env: &Env, quantities: &[i64]) -> i64 {
     let config = env.config();
@@ -48,9 +51,8 @@ fn a_restored_backup_does_not_drop_new_usage() {
     assert_eq!(env.server.accepted_count(), 40 + 3 + 3);
 }
 
-#[test]
-fn each_event_gets_its_own_random_identifier() {
-    let env = Env::new(PLANS);
+fn each_event_gets_its_own_random_identifier(engine: Engine) {
+    let env = Env::on(engine, PLANS);
     env.seed(&MAPPED[..1], Duration::hours(1));
     let identifiers: Vec<String> = env.deliverable().into_iter().map(|e| e.1).collect();
     let distinct: std::collections::HashSet<&String> = identifiers.iter().collect();

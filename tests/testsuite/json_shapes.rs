@@ -2,10 +2,13 @@
 //! real binary: insta snapshots with one key per line, so the key order is kept too.
 
 use crate::support::cli::{Scratch, one_key_per_line};
+use crate::support::engine::{Engine, engine_tests};
+
+engine_tests!(check_json_shape, record_json_shape, status_json_shape,);
 
 /// A database in every interesting state for the JSON snapshots, through the real binary.
-fn json_scratch() -> Scratch {
-    let s = Scratch::new();
+fn json_scratch(engine: Engine) -> Scratch {
+    let s = Scratch::on(engine);
     s.add_customer("acme", "free", "2026-11-01");
     s.add_customer("globex", "pro", "2026-11-15");
     s.add_customer("initech", "business", "2026-10-31");
@@ -26,9 +29,8 @@ fn stdout_of(s: &Scratch, args: &[&str], code: i32) -> String {
     one_key_per_line(&out.stdout)
 }
 
-#[test]
-fn check_json_shape() {
-    let s = json_scratch();
+fn check_json_shape(engine: Engine) {
+    let s = json_scratch(engine);
     insta::assert_snapshot!(
         "check_capped",
         stdout_of(&s, &["check", "acme", "--json"], 0)
@@ -43,9 +45,8 @@ fn check_json_shape() {
     );
 }
 
-#[test]
-fn record_json_shape() {
-    let s = json_scratch();
+fn record_json_shape(engine: Engine) {
+    let s = json_scratch(engine);
     let args = ["record", "acme", "-n", "5", "--key", "k-1", "--json"];
     insta::assert_snapshot!("record_recorded", stdout_of(&s, &args, 0));
     insta::assert_snapshot!("record_duplicate", stdout_of(&s, &args, 0));
@@ -55,8 +56,7 @@ fn record_json_shape() {
     );
 }
 
-#[test]
-fn status_json_shape() {
-    let s = json_scratch();
+fn status_json_shape(engine: Engine) {
+    let s = json_scratch(engine);
     insta::assert_snapshot!("status", stdout_of(&s, &["status", "--json"], 0));
 }

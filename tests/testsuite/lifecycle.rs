@@ -5,8 +5,19 @@ use std::path::Path;
 use std::process::{Command as StdCommand, Stdio};
 
 use crate::support::cli::{BIN, NOW, Scratch, repo_plans};
+use crate::support::engine::{Engine, engine_tests};
+use crate::support::postgres::PASSWORD;
 use assert_cmd::Command;
 use predicates::prelude::*;
+
+engine_tests!(
+    check_exit_code_says_whether_more_is_allowed,
+    export_streams_events_and_usage_as_csv_and_json_lines,
+    export_into_a_closed_pipe_ends_quietly,
+    customers_are_renamed_archived_and_taken_back,
+    export_csv_neutralises_cells_a_spreadsheet_would_run_as_formulas,
+    doctor_and_upgrade_name_the_database_schema_and_backlog,
+);
 
 /// The binary with no meterline variables, in `dir`.
 fn bare(dir: &std::path::Path) -> Command {
@@ -122,9 +133,8 @@ fn completions_and_man_page_are_generated() {
         .stdout(predicate::str::starts_with(".ie").or(predicate::str::contains(".TH meterline")));
 }
 
-#[test]
-fn check_exit_code_says_whether_more_is_allowed() {
-    let s = Scratch::new();
+fn check_exit_code_says_whether_more_is_allowed(engine: Engine) {
+    let s = Scratch::on(engine);
     s.add_customer("capped", "free", "2026-11-01");
     s.cmd()
         .args(["check", "capped", "--exit-code"])
@@ -230,9 +240,8 @@ fn a_copy_whose_counters_disagree_with_its_events_fails_verification() {
     assert!(err.to_string().contains("1 counters differ"), "{err}");
 }
 
-#[test]
-fn export_streams_events_and_usage_as_csv_and_json_lines() {
-    let s = Scratch::new();
+fn export_streams_events_and_usage_as_csv_and_json_lines(engine: Engine) {
+    let s = Scratch::on(engine);
     s.add_customer("acme", "pro", "2026-10-01");
     s.add_customer("globex", "team", "2026-10-01");
     for (c, n, at) in [
@@ -299,9 +308,8 @@ fn export_streams_events_and_usage_as_csv_and_json_lines() {
     assert_eq!(lines.count(), 3);
 }
 
-#[test]
-fn export_into_a_closed_pipe_ends_quietly() {
-    let s = Scratch::new();
+fn export_into_a_closed_pipe_ends_quietly(engine: Engine) {
+    let s = Scratch::on(engine);
     meterline_store::demo::fill(
         &mut meterline::Store::open(&s.db).unwrap(),
         &meterline::Config::load(&s.plans).unwrap(),
@@ -327,9 +335,8 @@ fn export_into_a_closed_pipe_ends_quietly() {
     assert_eq!(out.status.code(), Some(0));
 }
 
-#[test]
-fn customers_are_renamed_archived_and_taken_back() {
-    let s = Scratch::new();
+fn customers_are_renamed_archived_and_taken_back(engine: Engine) {
+    let s = Scratch::on(engine);
     // On the real clock throughout: the dry-run sync below always is, and an event at the pinned
     // clock falls out of Stripe's 35-day window once the calendar passes it.
     let cmd = || {
@@ -478,9 +485,8 @@ fn doctor_says_what_is_in_use_and_each_problem_with_its_fix() {
 /// exported with a leading `'`, so a spreadsheet shows it instead of running it. Every text
 /// column of both exports is covered (ids, keys, plan ids, Stripe's error); ordinary text and
 /// meterline's own numbers are written as they are.
-#[test]
-fn export_csv_neutralises_cells_a_spreadsheet_would_run_as_formulas() {
-    let s = Scratch::new();
+fn export_csv_neutralises_cells_a_spreadsheet_would_run_as_formulas(engine: Engine) {
+    let s = Scratch::on(engine);
     let mut plans = std::fs::read_to_string(&s.plans).unwrap();
     plans.push_str(
         "\n[[plans]]\nid = \"-legacy\"\nname = \"Legacy\"\nprice = \"0\"\nincluded = 100\nat_limit = \"block\"\n",
@@ -514,17 +520,14 @@ fn export_csv_neutralises_cells_a_spreadsheet_would_run_as_formulas() {
             .success();
     }
     // Stripe's error text is stored as Stripe wrote it, and may start with anything.
-    let conn = s.conn();
     for (key, error) in [
         ("+cmd", "\tcmd"),
         ("-2+3", "\r=1"),
         ("req-1", "No such customer"),
     ] {
-        conn.execute(
-            "UPDATE usage_events SET stripe_error = ?2 WHERE idempotency_key = ?1",
-            [key, error],
-        )
-        .unwrap();
+        s.inspect().exec(&format!(
+            "UPDATE usage_events SET stripe_error = '{error}' WHERE idempotency_key = '{key}'"
+        ));
     }
 
     let out = s.cmd().args(["export", "events"]).output().unwrap();
@@ -599,4 +602,68 @@ fn export_csv_neutralises_cells_a_spreadsheet_would_run_as_formulas() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("\"idempotency_key\":\"+cmd\""));
+}
+
+/// `doctor` names the database (a PostgreSQL URL with the password as ***), the engine and its
+/// version, the schema version and the backlog; `upgrade` says the schema is current. Neither
+/// prints the password.
+fn doctor_and_upgrade_name_the_database_schema_and_backlog(engine: Engine) {
+    let s = Scratch::on(engine);
+    s.add_customer("acme", "free", "2026-11-01");
+    s.cmd()
+        .args(["customer", "set-stripe", "acme", "cus_Acme0001"])
+        .assert()
+        .success();
+    s.record("acme", 5);
+    let run = |args: &[&str]| {
+        let out = s
+            .cmd()
+            .env_remove("STRIPE_API_KEY")
+            .args(args)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(!text.contains(PASSWORD), "the password is shown: {text}");
+        (out, text)
+    };
+    let (out, text) = run(&["doctor", "--json"]);
+    let findings: Vec<serde_json::Value> =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let finding = |check: &str| {
+        findings
+            .iter()
+            .find(|f| f["check"] == check)
+            .unwrap_or_else(|| panic!("no {check} finding in {text}"))
+            .clone()
+    };
+    let database = finding("database");
+    assert_eq!(database["verdict"], "ok", "{database}");
+    let detail = database["detail"].as_str().unwrap();
+    let version = meterline::Store::open(&s.db)
+        .unwrap()
+        .schema_version()
+        .unwrap();
+    assert!(
+        detail.contains(&format!("schema version {version}")),
+        "{detail}"
+    );
+    if engine == Engine::Postgres {
+        assert!(
+            detail.starts_with("postgres://meterline:***@127.0.0.1:")
+                && detail.contains(": PostgreSQL 1"),
+            "{detail}"
+        );
+    }
+    let backlog = finding("backlog");
+    assert!(
+        backlog["detail"].as_str().unwrap().contains('1'),
+        "one event waits for Stripe: {backlog}"
+    );
+    let (out, text) = run(&["upgrade"]);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("schema version {version}, up to date")),
+        "{text}"
+    );
 }

@@ -16,6 +16,9 @@ engine_tests!(
     a_closed_period_keeps_every_meters_terms,
     a_plan_change_alerts_on_every_meter_it_moves_up,
     members_are_per_sum_or_count_meter,
+    bad_meter_input_is_refused_and_writes_nothing,
+    alerts_are_per_meter_and_level_and_sent_once,
+    empty_distinct_values_repeated_properties_and_status_with_meters,
 );
 
 /// An AI API: requests capped, tokens by model with overage, active users capped, seats as
@@ -198,9 +201,8 @@ fn each_aggregation_is_exact_and_capped_on_its_own_meter(engine: Engine) {
     );
 }
 
-#[test]
-fn bad_meter_input_is_refused_and_writes_nothing() {
-    let s = scratch(Engine::Sqlite);
+fn bad_meter_input_is_refused_and_writes_nothing(engine: Engine) {
+    let s = scratch(engine);
     let before = s.dump();
     let cases: &[(&[&str], &str)] = &[
         (
@@ -314,9 +316,8 @@ fn meter_caps_hold_under_racing_processes(engine: Engine) {
 
 /// Warning levels and alerts are per customer × period × meter × level, each once; the alert
 /// JSON names its meter.
-#[test]
-fn alerts_are_per_meter_and_level_and_sent_once() {
-    let s = scratch(Engine::Sqlite);
+fn alerts_are_per_meter_and_level_and_sent_once(engine: Engine) {
+    let s = scratch(engine);
     let sink = s.dir.path().join("alerts.jsonl");
     let mut plans = std::fs::read_to_string(&s.plans).unwrap();
     plans.push_str(&format!(
@@ -336,16 +337,13 @@ fn alerts_are_per_meter_and_level_and_sent_once() {
             &["--meter", "users", "--property", &format!("user={user}")],
         );
     }
-    let conn = s.conn();
-    let mut stmt = conn
-        .prepare("SELECT meter_id, level FROM alerts ORDER BY meter_id, level")
-        .unwrap();
-    let rows: Vec<(String, String)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .collect::<rusqlite::Result<_>>()
-        .unwrap();
-    let rows: Vec<(&str, &str)> = rows.iter().map(|(m, l)| (m.as_str(), l.as_str())).collect();
+    let rows = s
+        .inspect()
+        .rows("SELECT meter_id, level FROM alerts ORDER BY meter_id, level");
+    let rows: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r[0].as_str(), r[1].as_str()))
+        .collect();
     assert_eq!(
         rows,
         [
@@ -504,9 +502,8 @@ fn batch_lines_name_their_meter_and_properties(engine: Engine) {
 /// Found by trying it as a user: an empty id counted as one more distinct user, a property
 /// given twice silently kept the last, and `status` showed the `usage` meter (0, unlimited)
 /// beside [[meters]] instead of a meter that is counted.
-#[test]
-fn empty_distinct_values_repeated_properties_and_status_with_meters() {
-    let s = scratch(Engine::Sqlite);
+fn empty_distinct_values_repeated_properties_and_status_with_meters(engine: Engine) {
+    let s = scratch(engine);
     let before = s.dump();
     let out = s
         .cmd()

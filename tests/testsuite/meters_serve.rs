@@ -3,9 +3,15 @@
 //! bad meters and properties refused with nothing written; the check, status and metrics per
 //! meter, each what the CLI prints.
 
+use crate::support::engine::{Engine, engine_tests};
 use crate::support::meters::{dump_all, meter_used, scratch, stored_event};
 use crate::support::serve::{Client, Server, create_token};
 use serde_json::{Value, json};
+
+engine_tests!(
+    events_on_several_meters_record_each_on_its_own_and_a_capped_meter_refuses_alone,
+    bad_meters_and_properties_are_400_and_write_nothing,
+);
 
 fn statuses(batch: &Value) -> Vec<i64> {
     batch["results"]
@@ -16,17 +22,18 @@ fn statuses(batch: &Value) -> Vec<i64> {
         .collect()
 }
 
-fn start() -> (crate::support::cli::Scratch, Server, Client) {
-    let s = scratch();
+fn start(engine: Engine) -> (crate::support::cli::Scratch, Server, Client) {
+    let s = scratch(engine);
     let token = create_token(&s, "meters");
     let server = Server::start(&s, &[]);
     let client = server.client(&token);
     (s, server, client)
 }
 
-#[test]
-fn events_on_several_meters_record_each_on_its_own_and_a_capped_meter_refuses_alone() {
-    let (s, _server, c) = start();
+fn events_on_several_meters_record_each_on_its_own_and_a_capped_meter_refuses_alone(
+    engine: Engine,
+) {
+    let (s, _server, c) = start(engine);
 
     // One event on a named meter, properties as strings and numbers (kept as their digits).
     let one = c.post(
@@ -182,9 +189,8 @@ fn events_on_several_meters_record_each_on_its_own_and_a_capped_meter_refuses_al
     }
 }
 
-#[test]
-fn bad_meters_and_properties_are_400_and_write_nothing() {
-    let (s, _server, c) = start();
+fn bad_meters_and_properties_are_400_and_write_nothing(engine: Engine) {
+    let (s, _server, c) = start(engine);
     let before = dump_all(&s);
     let many: serde_json::Map<String, Value> =
         (0..21).map(|i| (format!("p{i}"), json!("x"))).collect();

@@ -2,7 +2,17 @@
 //! plans.toml is one story across commands (item 8). Through the real binary.
 
 use crate::support::cli::Scratch;
+use crate::support::engine::{Engine, engine_tests};
 use predicates::str::contains;
+
+engine_tests!(
+    editing_plans_toml_does_not_rewrite_a_closed_period,
+    set_plan_moves_the_current_period_and_leaves_closed_ones,
+    plans_names_the_customers_on_a_removed_plan,
+    status_check_and_record_show_a_removed_plan_as_plan_missing,
+    the_dashboard_data_shows_a_removed_plan_as_plan_missing,
+    extreme_amounts_never_panic,
+);
 
 /// Replace `from` with `to` in the scratch plans.toml, which must contain it.
 fn edit_plans(s: &Scratch, from: &str, to: &str) {
@@ -16,9 +26,8 @@ fn history(s: &Scratch, customer: &str) -> Vec<serde_json::Value> {
     json.as_array().unwrap().clone()
 }
 
-#[test]
-fn editing_plans_toml_does_not_rewrite_a_closed_period() {
-    let s = Scratch::new();
+fn editing_plans_toml_does_not_rewrite_a_closed_period(engine: Engine) {
+    let s = Scratch::on(engine);
     s.add_customer("globex", "pro", "2026-10-01");
     s.cmd()
         .args([
@@ -47,9 +56,8 @@ fn editing_plans_toml_does_not_rewrite_a_closed_period() {
     assert_eq!(check["limit"], 50_000);
 }
 
-#[test]
-fn set_plan_moves_the_current_period_and_leaves_closed_ones() {
-    let s = Scratch::new();
+fn set_plan_moves_the_current_period_and_leaves_closed_ones(engine: Engine) {
+    let s = Scratch::on(engine);
     s.add_customer("acme", "starter", "2026-10-01");
     s.cmd()
         .args([
@@ -80,8 +88,8 @@ fn set_plan_moves_the_current_period_and_leaves_closed_ones() {
 }
 
 /// `team` removed from plans.toml while `initech` and `hooli` are on it.
-fn removed_plan() -> Scratch {
-    let s = Scratch::new();
+fn removed_plan(engine: Engine) -> Scratch {
+    let s = Scratch::on(engine);
     s.add_customer("acme", "free", "2026-11-01");
     s.add_customer("initech", "team", "2026-11-01");
     s.add_customer("hooli", "team", "2026-11-01");
@@ -94,9 +102,8 @@ fn removed_plan() -> Scratch {
     s
 }
 
-#[test]
-fn plans_names_the_customers_on_a_removed_plan() {
-    let s = removed_plan();
+fn plans_names_the_customers_on_a_removed_plan(engine: Engine) {
+    let s = removed_plan(engine);
     s.cmd()
         .arg("plans")
         .assert()
@@ -119,9 +126,8 @@ fn plans_names_the_customers_on_a_removed_plan() {
         .success();
 }
 
-#[test]
-fn status_check_and_record_show_a_removed_plan_as_plan_missing() {
-    let s = removed_plan();
+fn status_check_and_record_show_a_removed_plan_as_plan_missing(engine: Engine) {
+    let s = removed_plan(engine);
     let status = s.json(&["status", "--json"]);
     let rows = status.as_array().unwrap();
     let missing: Vec<&str> = rows
@@ -170,9 +176,8 @@ fn status_check_and_record_show_a_removed_plan_as_plan_missing() {
     s.record("initech", 5);
 }
 
-#[test]
-fn the_dashboard_data_shows_a_removed_plan_as_plan_missing() {
-    let s = removed_plan();
+fn the_dashboard_data_shows_a_removed_plan_as_plan_missing(engine: Engine) {
+    let s = removed_plan(engine);
     let config = meterline::Config::load(&s.plans).unwrap();
     let store = meterline::Store::open(&s.db).unwrap();
     let now = chrono::DateTime::parse_from_rfc3339(crate::support::cli::NOW)
@@ -212,9 +217,8 @@ included = 1000000000000000
 at_limit = "block"
 "#;
 
-#[test]
-fn extreme_amounts_never_panic() {
-    let s = Scratch::new();
+fn extreme_amounts_never_panic(engine: Engine) {
+    let s = Scratch::on(engine);
     std::fs::write(&s.plans, EXTREME_PLANS).unwrap();
     s.cmd().arg("plans").assert().success();
     s.add_customer("whale", "max", "2000-01-01");

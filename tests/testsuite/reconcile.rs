@@ -1,11 +1,22 @@
 //! `meterline reconcile` against the test Stripe: meters listed page by page, event summaries
 //! per customer over the period, drift reported with exit 1, configuration errors with exit 2.
 
+use crate::support::engine::{Engine, engine_tests};
 use crate::support::stripe::{Env, Fault, MAPPED, aggregate_plans, json, stderr, stdout};
 
+engine_tests!(
+    no_drift_after_a_clean_sync_in_both_modes,
+    usage_added_at_stripe_is_drift_naming_the_customer,
+    a_plan_without_an_active_meter_is_a_configuration_error,
+    faults_on_reads_are_retried_and_a_refused_key_exits_2,
+    doctor_checks_with_the_key_that_stripe_has_every_plans_meter,
+    sigint_and_sigterm_stop_after_the_customer_in_progress,
+    a_list_that_never_advances_is_an_error_not_an_endless_loop,
+);
+
 /// Synced cleanly, with a meter for each plan's event name.
-fn synced(plans: &str) -> Env {
-    let env = Env::new(plans);
+fn synced(engine: Engine, plans: &str) -> Env {
+    let env = Env::on(engine, plans);
     env.seed(MAPPED, chrono::Duration::days(20));
     env.server.add_meter("meterline_usage");
     env.server.add_meter("meterline_usage_business");
@@ -18,10 +29,9 @@ fn rows(output: &std::process::Output) -> Vec<serde_json::Value> {
     json(output).as_array().unwrap().clone()
 }
 
-#[test]
-fn no_drift_after_a_clean_sync_in_both_modes() {
+fn no_drift_after_a_clean_sync_in_both_modes(engine: Engine) {
     for plans in [aggregate_plans(), crate::support::stripe::PLANS.to_string()] {
-        let env = synced(&plans);
+        let env = synced(engine, &plans);
         // One meter per page: the meter list is read over pages.
         env.server.set_page_size(1);
         let output = env.run(&["reconcile", "--json", "--grace", "0"], &[]);
@@ -62,9 +72,8 @@ fn no_drift_after_a_clean_sync_in_both_modes() {
     }
 }
 
-#[test]
-fn usage_added_at_stripe_is_drift_naming_the_customer() {
-    let env = synced(&aggregate_plans());
+fn usage_added_at_stripe_is_drift_naming_the_customer(engine: Engine) {
+    let env = synced(engine, &aggregate_plans());
     let at = (crate::support::stripe::now() - chrono::Duration::minutes(30)).timestamp();
     env.server
         .add_usage("cus_Initech03", "meterline_usage", 17, at);
@@ -105,9 +114,8 @@ fn usage_added_at_stripe_is_drift_naming_the_customer() {
     assert_eq!(by_customer["acme"].2, "ok");
 }
 
-#[test]
-fn a_plan_without_an_active_meter_is_a_configuration_error() {
-    let env = Env::new(&aggregate_plans());
+fn a_plan_without_an_active_meter_is_a_configuration_error(engine: Engine) {
+    let env = Env::on(engine, &aggregate_plans());
     env.seed(MAPPED, chrono::Duration::days(2));
     env.server.add_meter("meterline_usage");
     env.server.add_meter("meterline_usage_business");
@@ -129,9 +137,8 @@ fn a_plan_without_an_active_meter_is_a_configuration_error() {
     assert_eq!(unknown.status.code(), Some(2), "{}", stderr(&unknown));
 }
 
-#[test]
-fn faults_on_reads_are_retried_and_a_refused_key_exits_2() {
-    let env = synced(&aggregate_plans());
+fn faults_on_reads_are_retried_and_a_refused_key_exits_2(engine: Engine) {
+    let env = synced(engine, &aggregate_plans());
     // Three in a row on the first read: the fourth attempt (max_attempts = 4) gets through.
     for fault in [
         Fault::TooManyRequests,
@@ -149,9 +156,8 @@ fn faults_on_reads_are_retried_and_a_refused_key_exits_2() {
     assert!(stderr(&refused).contains("refused the API key"));
 }
 
-#[test]
-fn doctor_checks_with_the_key_that_stripe_has_every_plans_meter() {
-    let env = Env::new(&aggregate_plans());
+fn doctor_checks_with_the_key_that_stripe_has_every_plans_meter(engine: Engine) {
+    let env = Env::on(engine, &aggregate_plans());
     env.seed(MAPPED, chrono::Duration::days(2));
     env.server.add_meter("meterline_usage");
     let output = env.run(&["doctor", "--json"], &[]);
@@ -184,9 +190,8 @@ fn doctor_checks_with_the_key_that_stripe_has_every_plans_meter() {
 /// Ctrl-C or SIGTERM: the customer being compared finishes, the rest are left, what was
 /// compared is printed and recorded, exit 1; a rerun compares everyone. (Before, the signal
 /// killed it on the spot and nothing was recorded.)
-#[test]
-fn sigint_and_sigterm_stop_after_the_customer_in_progress() {
-    let env = synced(&aggregate_plans());
+fn sigint_and_sigterm_stop_after_the_customer_in_progress(engine: Engine) {
+    let env = synced(engine, &aggregate_plans());
     // Slow answers: the signal comes while the first customer's summary is in flight.
     env.server.set_delay(std::time::Duration::from_millis(400));
     for signal in ["-INT", "-TERM"] {
@@ -217,9 +222,8 @@ fn sigint_and_sigterm_stop_after_the_customer_in_progress() {
 
 /// A Stripe (or a proxy in front of it) whose lists never end: `has_more` with the same page
 /// again. reconcile stops with an error instead of asking forever (it looped before).
-#[test]
-fn a_list_that_never_advances_is_an_error_not_an_endless_loop() {
-    let env = synced(&aggregate_plans());
+fn a_list_that_never_advances_is_an_error_not_an_endless_loop(engine: Engine) {
+    let env = synced(engine, &aggregate_plans());
     env.server.set_stuck_pages();
     let reads = env.server.requests();
     let output = env.run_bounded(&["reconcile", "--grace", "0"], &[]);

@@ -8,6 +8,18 @@ use crate::support::stripe::{Env, Fault, MAPPED, aggregate_plans};
 use meterline_stripe::SyncOptions;
 use meterline_stripe::reconcile::{self, ReconcileOptions};
 
+use crate::support::engine::{Engine, engine_tests};
+
+engine_tests!(
+    within_23_hours_an_unanswered_report_is_resent_under_its_identifier,
+    held_then_found_in_stripes_total_is_reported_without_a_resend,
+    held_then_missing_from_stripe_by_exactly_its_amount_is_resent,
+    held_with_a_figure_that_settles_nothing_shows_both_numbers,
+    per_event_mode_holds_an_unanswered_event_then_resends_it_when_stripe_lacks_it,
+    per_event_mode_marks_a_held_event_reported_when_stripe_has_it,
+    requests_that_never_reached_stripe_leave_nothing_in_doubt,
+);
+
 fn at(hours: i64) -> SyncOptions {
     SyncOptions {
         now: Some(crate::support::stripe::now() + chrono::Duration::hours(hours)),
@@ -16,8 +28,8 @@ fn at(hours: i64) -> SyncOptions {
 }
 
 /// One customer's report sent without an answer on every attempt; `recorded`: Stripe got it.
-fn unanswered(recorded: bool) -> Env {
-    let env = Env::new(&aggregate_plans());
+fn unanswered(engine: Engine, recorded: bool) -> Env {
+    let env = Env::on(engine, &aggregate_plans());
     env.seed(&MAPPED[..1], chrono::Duration::hours(3));
     env.server.add_meter("meterline_usage");
     env.server.add_meter("meterline_usage_business");
@@ -35,9 +47,8 @@ fn unanswered(recorded: bool) -> Env {
     env
 }
 
-#[test]
-fn within_23_hours_an_unanswered_report_is_resent_under_its_identifier() {
-    let env = unanswered(true);
+fn within_23_hours_an_unanswered_report_is_resent_under_its_identifier(engine: Engine) {
+    let env = unanswered(engine, true);
     let report = env
         .sync_lib(at(22), &AtomicBool::new(false), &mut |_| {})
         .unwrap();
@@ -84,9 +95,8 @@ fn reconcile(env: &Env) -> Vec<meterline::store::ReconcileRow> {
         .rows
 }
 
-#[test]
-fn held_then_found_in_stripes_total_is_reported_without_a_resend() {
-    let env = unanswered(true);
+fn held_then_found_in_stripes_total_is_reported_without_a_resend(engine: Engine) {
+    let env = unanswered(engine, true);
     held_after_a_day(&env);
     let requests = env.server.requests();
     let rows = reconcile(&env);
@@ -105,9 +115,8 @@ fn held_then_found_in_stripes_total_is_reported_without_a_resend() {
     env.assert_sums_match();
 }
 
-#[test]
-fn held_then_missing_from_stripe_by_exactly_its_amount_is_resent() {
-    let env = unanswered(false);
+fn held_then_missing_from_stripe_by_exactly_its_amount_is_resent(engine: Engine) {
+    let env = unanswered(engine, false);
     held_after_a_day(&env);
     let rows = reconcile(&env);
     assert_eq!(rows[0].status, "resend", "{rows:?}");
@@ -118,9 +127,8 @@ fn held_then_missing_from_stripe_by_exactly_its_amount_is_resent() {
     env.assert_sums_match();
 }
 
-#[test]
-fn held_with_a_figure_that_settles_nothing_shows_both_numbers() {
-    let env = unanswered(true);
+fn held_with_a_figure_that_settles_nothing_shows_both_numbers(engine: Engine) {
+    let env = unanswered(engine, true);
     held_after_a_day(&env);
     let at = (crate::support::stripe::now() - chrono::Duration::minutes(30)).timestamp();
     env.server
@@ -132,9 +140,8 @@ fn held_with_a_figure_that_settles_nothing_shows_both_numbers() {
     assert_eq!(env.store().in_doubt().unwrap().reports, 1, "still held");
 }
 
-#[test]
-fn per_event_mode_holds_an_unanswered_event_then_resends_it_when_stripe_lacks_it() {
-    let env = Env::new(crate::support::stripe::PLANS);
+fn per_event_mode_holds_an_unanswered_event_then_resends_it_when_stripe_lacks_it(engine: Engine) {
+    let env = Env::on(engine, crate::support::stripe::PLANS);
     env.seed(&MAPPED[..1], chrono::Duration::hours(3));
     env.server.add_meter("meterline_usage");
     env.server.add_meter("meterline_usage_business");
@@ -160,9 +167,8 @@ fn per_event_mode_holds_an_unanswered_event_then_resends_it_when_stripe_lacks_it
     env.assert_exactly_once();
 }
 
-#[test]
-fn per_event_mode_marks_a_held_event_reported_when_stripe_has_it() {
-    let env = Env::new(crate::support::stripe::PLANS);
+fn per_event_mode_marks_a_held_event_reported_when_stripe_has_it(engine: Engine) {
+    let env = Env::on(engine, crate::support::stripe::PLANS);
     env.seed(&MAPPED[..1], chrono::Duration::hours(3));
     env.server.add_meter("meterline_usage");
     env.server.add_meter("meterline_usage_business");
@@ -180,10 +186,12 @@ fn per_event_mode_marks_a_held_event_reported_when_stripe_has_it() {
     env.assert_exactly_once();
 }
 
-#[test]
-fn requests_that_never_reached_stripe_leave_nothing_in_doubt() {
+fn requests_that_never_reached_stripe_leave_nothing_in_doubt(engine: Engine) {
     for plans in [aggregate_plans(), crate::support::stripe::PLANS.to_string()] {
-        let env = Env::new(&plans.replace("https://api.stripe.com", "http://127.0.0.1:1"));
+        let env = Env::on(
+            engine,
+            &plans.replace("https://api.stripe.com", "http://127.0.0.1:1"),
+        );
         env.seed(MAPPED, chrono::Duration::hours(3));
         let down = env
             .sync_lib(at(0), &AtomicBool::new(false), &mut |_| {})

@@ -4,13 +4,22 @@
 use std::sync::{Arc, Mutex};
 
 use crate::support::cli::Scratch;
-use crate::support::serve::{
-    Client, Server, assert_counters_match_events, create_token, events_with_key,
-};
+use crate::support::engine::{Engine, engine_tests};
+use crate::support::serve::{Client, Server, create_token};
 use serde_json::{Value, json};
 
-fn setup() -> (Scratch, String) {
-    let s = Scratch::new();
+engine_tests!(
+    every_endpoint_answers_with_its_status,
+    tokens_missing_wrong_or_revoked_are_refused,
+    bad_input_gets_the_right_status_and_writes_nothing,
+    eight_concurrent_clients_keep_counters_exact,
+    a_capped_customer_hammered_by_singles_and_batches_never_passes_its_cap,
+    a_full_write_queue_answers_503_and_loses_nothing,
+    answers_before_the_body_is_read_say_connection_close,
+);
+
+fn setup(engine: Engine) -> (Scratch, String) {
+    let s = Scratch::on(engine);
     s.add_customer("acme", "pro", "2026-11-01");
     s.add_customer("capped", "free", "2026-11-01");
     let token = create_token(&s, "ci");
@@ -29,9 +38,8 @@ fn one_digit_off(token: &str) -> String {
     format!("{head}{}", if last == "0" { '1' } else { '0' })
 }
 
-#[test]
-fn every_endpoint_answers_with_its_status() {
-    let (s, token) = setup();
+fn every_endpoint_answers_with_its_status(engine: Engine) {
+    let (s, token) = setup(engine);
     let server = Server::start(&s, &[]);
     let c = server.client(&token);
 
@@ -158,9 +166,8 @@ fn every_endpoint_answers_with_its_status() {
     assert_eq!(server.terminate().code(), Some(0));
 }
 
-#[test]
-fn tokens_missing_wrong_or_revoked_are_refused() {
-    let (s, token) = setup();
+fn tokens_missing_wrong_or_revoked_are_refused(engine: Engine) {
+    let (s, token) = setup(engine);
     let server = Server::start(&s, &[]);
     let body = r#"{"customer":"acme"}"#;
     let anonymous = Client::new(&server.base, None);
@@ -194,24 +201,25 @@ fn tokens_missing_wrong_or_revoked_are_refused() {
     assert!(lowercase.starts_with("HTTP/1.1 200"), "{lowercase}");
 
     // Only the hash is stored; list shows names and last use, never the token.
-    let conn = s.conn();
-    let stored: String = conn
-        .query_row(
-            "SELECT token_sha256 FROM api_tokens WHERE name = 'ci'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_ne!(stored, token);
+    let stored = s.inspect().rows("SELECT * FROM api_tokens");
+    assert_eq!(stored.len(), 1);
     assert!(
-        !std::fs::read(&s.db)
-            .unwrap()
-            .windows(token.len())
-            .any(|w| w == token.as_bytes())
+        stored[0].iter().all(|cell| !cell.contains(&token)),
+        "{stored:?}"
     );
+    if engine == Engine::Sqlite {
+        assert!(
+            !std::fs::read(&s.db)
+                .unwrap()
+                .windows(token.len())
+                .any(|w| w == token.as_bytes())
+        );
+    }
     let list = s.cmd().args(["token", "list"]).output().unwrap();
     let list = String::from_utf8(list.stdout).unwrap();
     assert!(list.contains("ci") && !list.contains(&token), "{list}");
+    let json = s.json(&["token", "list", "--json"]).to_string();
+    assert!(json.contains("\"ci\"") && !json.contains(&token), "{json}");
 
     // A revoked token is refused (the server rereads tokens at most a second later).
     s.cmd().args(["token", "revoke", "ci"]).assert().success();
@@ -239,9 +247,8 @@ fn tokens_missing_wrong_or_revoked_are_refused() {
     s.cmd().args(["token", "create", "ci"]).assert().code(2);
 }
 
-#[test]
-fn bad_input_gets_the_right_status_and_writes_nothing() {
-    let (s, token) = setup();
+fn bad_input_gets_the_right_status_and_writes_nothing(engine: Engine) {
+    let (s, token) = setup(engine);
     let server = Server::start(&s, &[]);
     let c = server.client(&token);
     let before = s.dump();
@@ -324,9 +331,8 @@ fn bad_input_gets_the_right_status_and_writes_nothing() {
     assert_eq!(c.post("/v1/events", &event.to_string()).status, 200);
 }
 
-#[test]
-fn eight_concurrent_clients_keep_counters_exact() {
-    let (s, token) = setup();
+fn eight_concurrent_clients_keep_counters_exact(engine: Engine) {
+    let (s, token) = setup(engine);
     s.add_customer("beta", "business", "2026-11-01");
     let server = Server::start(&s, &[]);
     let mut threads = Vec::new();
@@ -360,21 +366,16 @@ fn eight_concurrent_clients_keep_counters_exact() {
     }
     let total: i64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
     assert_eq!(used(&s, "acme") + used(&s, "beta"), total);
-    let conn = s.conn();
-    let events: i64 = conn
-        .query_row("SELECT SUM(quantity) FROM usage_events", [], |r| r.get(0))
-        .unwrap();
+    let db = s.inspect();
+    let events = db.number("SELECT CAST(SUM(quantity) AS BIGINT) FROM usage_events");
     assert_eq!(events, total);
-    assert_counters_match_events(&conn);
-    let members: i64 = conn
-        .query_row("SELECT SUM(used) FROM usage_members", [], |r| r.get(0))
-        .unwrap();
+    assert_eq!(db.counters_disagreeing_with_events(), 0);
+    let members = db.number("SELECT CAST(SUM(used) AS BIGINT) FROM usage_members");
     assert_eq!(members, 8 * 10 * (0..25).map(|j| 1 + j % 3).sum::<i64>());
 }
 
-#[test]
-fn a_capped_customer_hammered_by_singles_and_batches_never_passes_its_cap() {
-    let (s, token) = setup();
+fn a_capped_customer_hammered_by_singles_and_batches_never_passes_its_cap(engine: Engine) {
+    let (s, token) = setup(engine);
     s.record("capped", 900);
     let server = Server::start(&s, &[]);
     let accepted = Arc::new(Mutex::new(0i64));
@@ -427,16 +428,14 @@ fn a_capped_customer_hammered_by_singles_and_batches_never_passes_its_cap() {
     assert!(used <= 1000, "passed the cap: {used}");
     assert_eq!(used, 900 + *accepted.lock().unwrap());
     assert!(used >= 998, "the cap was not reached: {used}");
-    assert_counters_match_events(&s.conn());
+    assert_eq!(s.inspect().counters_disagreeing_with_events(), 0);
 }
 
-#[test]
-fn a_full_write_queue_answers_503_and_loses_nothing() {
-    let (s, token) = setup();
+fn a_full_write_queue_answers_503_and_loses_nothing(engine: Engine) {
+    let (s, token) = setup(engine);
     let server = Server::start(&s, &["--queue", "1"]);
     // Hold the write lock so the writer blocks on its first round and the queue fills.
-    let blocker = s.conn();
-    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let blocker = s.hold_write_lock();
     let mut pending = Vec::new();
     let mut full = None;
     for i in 0..20 {
@@ -457,7 +456,6 @@ fn a_full_write_queue_answers_503_and_loses_nothing() {
         }
     }
     let full = full.expect("the queue never filled");
-    blocker.execute_batch("COMMIT").unwrap();
     drop(blocker);
     let mut acknowledged = Vec::new();
     for (i, thread) in pending {
@@ -470,11 +468,11 @@ fn a_full_write_queue_answers_503_and_loses_nothing() {
             acknowledged.push(format!("q{i}"));
         }
     }
-    let conn = s.conn();
+    let db = s.inspect();
     for key in &acknowledged {
-        assert_eq!(events_with_key(&conn, key), 1, "{key}");
+        assert_eq!(db.events_with_key(key), 1, "{key}");
     }
-    assert_eq!(events_with_key(&conn, &format!("q{full}")), 0);
+    assert_eq!(db.events_with_key(&format!("q{full}")), 0);
     assert_eq!(used(&s, "acme"), acknowledged.len() as i64);
 }
 
@@ -539,7 +537,7 @@ fn listen_takes_a_host_name_that_resolves() {
 /// 200 and every event is still there. (A new empty file would have answered 200 and 404s.)
 #[test]
 fn healthz_is_503_while_the_database_is_unusable_and_200_once_it_is_back() {
-    let (s, token) = setup();
+    let (s, token) = setup(Engine::Sqlite);
     s.record("acme", 7);
     let dump = s.dump();
     let server = Server::start(&s, &[]);
@@ -575,10 +573,9 @@ fn healthz_is_503_while_the_database_is_unusable_and_200_once_it_is_back() {
 /// An answer given before the body was read (401, an unknown path) ends the connection, and
 /// says `Connection: close` so a keep-alive client does not write its next request into it
 /// (it got "peer disconnected" before). A request whose body was read keeps the connection.
-#[test]
-fn answers_before_the_body_is_read_say_connection_close() {
+fn answers_before_the_body_is_read_say_connection_close(engine: Engine) {
     use std::io::{Read, Write};
-    let (s, token) = setup();
+    let (s, token) = setup(engine);
     let server = Server::start(&s, &[]);
     let addr = server.base.trim_start_matches("http://").to_string();
     let body = r#"{"customer":"acme"}"#;

@@ -5,8 +5,15 @@
 use std::io::Write;
 
 use crate::support::cli::Scratch;
+use crate::support::engine::{Engine, engine_tests};
 use crate::support::serve::{Client, Reply, Server, create_token};
 use serde_json::{Value, json};
+
+engine_tests!(
+    gzip_bodies_are_decoded_on_the_native_and_the_compat_routes,
+    the_body_limit_applies_to_the_decoded_bytes,
+    other_encodings_are_415_in_each_protocols_shape,
+);
 
 /// The server's body limit (`meterline_server::MAX_BODY`).
 const MAX_BODY: usize = 1024 * 1024;
@@ -14,8 +21,8 @@ const MAX_BODY: usize = 1024 * 1024;
 const FORM: &str = "application/x-www-form-urlencoded";
 const JSON: &str = "application/json";
 
-fn setup() -> (Scratch, Server, Client) {
-    let s = Scratch::new();
+fn setup(engine: Engine) -> (Scratch, Server, Client) {
+    let s = Scratch::on(engine);
     s.add_customer("acme", "pro", "2026-11-01");
     s.cmd()
         .args(["customer", "set-stripe", "acme", "cus_Acme1"])
@@ -34,9 +41,7 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 }
 
 fn events(s: &Scratch) -> i64 {
-    s.conn()
-        .query_row("SELECT COUNT(*) FROM usage_events", [], |r| r.get(0))
-        .unwrap()
+    s.inspect().number("SELECT COUNT(*) FROM usage_events")
 }
 
 fn send(api: &Client, path: &str, content_type: &str, encoding: &str, body: &[u8]) -> Reply {
@@ -69,9 +74,8 @@ fn stripe_event(id: &str) -> String {
     )
 }
 
-#[test]
-fn gzip_bodies_are_decoded_on_the_native_and_the_compat_routes() {
-    let (s, _server, api) = setup();
+fn gzip_bodies_are_decoded_on_the_native_and_the_compat_routes(engine: Engine) {
+    let (s, _server, api) = setup(engine);
     let event = json!({"customer": "acme", "key": "n1"}).to_string();
     let reply = send(&api, "/v1/events", JSON, "gzip", &gzip(event.as_bytes()));
     assert_eq!(reply.status, 200, "{}", reply.body);
@@ -124,9 +128,8 @@ fn gzip_bodies_are_decoded_on_the_native_and_the_compat_routes() {
     assert_eq!(events(&s), 6);
 }
 
-#[test]
-fn the_body_limit_applies_to_the_decoded_bytes() {
-    let (s, _server, api) = setup();
+fn the_body_limit_applies_to_the_decoded_bytes(engine: Engine) {
+    let (s, _server, api) = setup(engine);
     // Just under the limit once decoded (JSON padded with spaces): taken.
     let event = json!({"customer": "acme", "key": "big"}).to_string();
     let padded = format!("{event}{}", " ".repeat(MAX_BODY - event.len()));
@@ -166,9 +169,8 @@ fn the_body_limit_applies_to_the_decoded_bytes() {
     assert_eq!(events(&s), 1);
 }
 
-#[test]
-fn other_encodings_are_415_in_each_protocols_shape() {
-    let (s, _server, api) = setup();
+fn other_encodings_are_415_in_each_protocols_shape(engine: Engine) {
+    let (s, _server, api) = setup(engine);
     let names_the_encodings = |message: &Value| {
         let message = message.as_str().unwrap_or_default();
         assert!(

@@ -7,7 +7,15 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use crate::support::cli::Scratch;
+use crate::support::engine::{Engine, engine_tests};
 use crate::support::serve::{Server, create_token};
+
+engine_tests!(
+    a_silent_connection_is_closed_after_the_idle_timeout,
+    trickled_headers_close_the_connection_after_the_request_timeout,
+    a_trickled_body_gets_408_and_writes_nothing,
+    the_connection_cap_makes_the_next_client_wait_for_a_slot,
+);
 
 fn connect(server: &Server) -> TcpStream {
     let addr = server.base.trim_start_matches("http://");
@@ -29,9 +37,8 @@ fn read_to_close(stream: &mut TcpStream) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-#[test]
-fn a_silent_connection_is_closed_after_the_idle_timeout() {
-    let s = Scratch::new();
+fn a_silent_connection_is_closed_after_the_idle_timeout(engine: Engine) {
+    let s = Scratch::on(engine);
     let server = Server::start(&s, &["--idle-timeout", "1"]);
     let mut silent = connect(&server);
     assert_eq!(read_to_close(&mut silent), "");
@@ -40,9 +47,8 @@ fn a_silent_connection_is_closed_after_the_idle_timeout() {
 /// A client that sends header bytes slowly but never finishes (slowloris) is cut off after
 /// the request timeout: each byte resets the idle timer, so only a header deadline stops it.
 /// (Before, the connection stayed open for as long as the bytes kept coming.)
-#[test]
-fn trickled_headers_close_the_connection_after_the_request_timeout() {
-    let s = Scratch::new();
+fn trickled_headers_close_the_connection_after_the_request_timeout(engine: Engine) {
+    let s = Scratch::on(engine);
     let server = Server::start(&s, &["--request-timeout", "1", "--idle-timeout", "5"]);
     let mut slow = connect(&server);
     slow.set_read_timeout(Some(Duration::from_millis(300)))
@@ -73,9 +79,8 @@ fn trickled_headers_close_the_connection_after_the_request_timeout() {
     );
 }
 
-#[test]
-fn a_trickled_body_gets_408_and_writes_nothing() {
-    let s = Scratch::new();
+fn a_trickled_body_gets_408_and_writes_nothing(engine: Engine) {
+    let s = Scratch::on(engine);
     s.add_customer("acme", "pro", "2026-11-01");
     let token = create_token(&s, "t");
     let before = s.dump();
@@ -92,9 +97,8 @@ fn a_trickled_body_gets_408_and_writes_nothing() {
     assert_eq!(s.dump(), before);
 }
 
-#[test]
-fn the_connection_cap_makes_the_next_client_wait_for_a_slot() {
-    let s = Scratch::new();
+fn the_connection_cap_makes_the_next_client_wait_for_a_slot(engine: Engine) {
+    let s = Scratch::on(engine);
     let server = Server::start(&s, &["--max-connections", "1"]);
     let holder = connect(&server);
     let base = server.base.clone();
@@ -111,7 +115,8 @@ fn the_connection_cap_makes_the_next_client_wait_for_a_slot() {
 
 /// A real full disk under the server (a 1 MiB tmpfs in a private mount namespace): writes are
 /// answered 503 `disk_full` with Retry-After, never a bare 500; every event that got a 200 is
-/// counted; reads still answer, and the server still stops cleanly.
+/// counted; reads still answer, and the server still stops cleanly. (The database is a file on
+/// that disk: SQLite's.)
 #[test]
 fn a_full_disk_answers_503_disk_full_and_keeps_every_acknowledged_event() {
     let s = Scratch::new();

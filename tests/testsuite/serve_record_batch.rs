@@ -1,7 +1,15 @@
 //! `meterline record --batch FILE|-`: NDJSON through `record_batch`, one result a line.
 
 use crate::support::cli::Scratch;
+use crate::support::engine::{Engine, engine_tests};
 use serde_json::Value;
+
+engine_tests!(
+    a_file_of_events_is_recorded_in_order_with_one_result_a_line,
+    refused_and_invalid_lines_fail_only_themselves,
+    batch_conflicts_with_single_event_arguments,
+    a_cancelled_import_says_where_to_resume_and_the_resume_counts_each_event_once,
+);
 
 fn lines(stdout: &[u8]) -> Vec<Value> {
     String::from_utf8_lossy(stdout)
@@ -10,9 +18,8 @@ fn lines(stdout: &[u8]) -> Vec<Value> {
         .collect()
 }
 
-#[test]
-fn a_file_of_events_is_recorded_in_order_with_one_result_a_line() {
-    let s = Scratch::new();
+fn a_file_of_events_is_recorded_in_order_with_one_result_a_line(engine: Engine) {
+    let s = Scratch::on(engine);
     s.add_customer("acme", "pro", "2026-11-01");
     let file = s.dir.path().join("events.ndjson");
     let events: String = (0..2500)
@@ -57,9 +64,8 @@ fn a_file_of_events_is_recorded_in_order_with_one_result_a_line() {
     assert_eq!(s.json(&["check", "acme", "--json"])["used"], total);
 }
 
-#[test]
-fn refused_and_invalid_lines_fail_only_themselves() {
-    let s = Scratch::new();
+fn refused_and_invalid_lines_fail_only_themselves(engine: Engine) {
+    let s = Scratch::on(engine);
     s.add_customer("capped", "free", "2026-11-01");
     let input = [
         r#"{"customer":"capped","quantity":600}"#,
@@ -104,9 +110,8 @@ fn refused_and_invalid_lines_fail_only_themselves() {
     assert_eq!(s.json(&["check", "capped", "--json"])["used"], before);
 }
 
-#[test]
-fn batch_conflicts_with_single_event_arguments() {
-    let s = Scratch::new();
+fn batch_conflicts_with_single_event_arguments(engine: Engine) {
+    let s = Scratch::on(engine);
     s.cmd()
         .args(["record", "acme", "--batch", "-"])
         .assert()
@@ -150,9 +155,8 @@ fn record_until_signal(
 /// printed, and stderr says which line to resume from; resuming there counts every event
 /// exactly once. (Before, the signal killed it: events committed without their results
 /// printed, and nothing said where it stopped.)
-#[test]
-fn a_cancelled_import_says_where_to_resume_and_the_resume_counts_each_event_once() {
-    let s = Scratch::new();
+fn a_cancelled_import_says_where_to_resume_and_the_resume_counts_each_event_once(engine: Engine) {
+    let s = Scratch::on(engine);
     s.add_customer("big", "business", "2026-11-01");
     let total = 300_000;
     let file = s.dir.path().join("import.ndjson");

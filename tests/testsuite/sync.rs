@@ -1,17 +1,22 @@
 //! `meterline sync` end to end: the real binary against the Stripe-like server on loopback.
 
-use crate::support::stripe::{Env, KEY, MAPPED, PLANS, Seed, json, stderr, stdout};
+use crate::support::engine::{Engine, engine_tests};
+use crate::support::stripe::{Env, KEY, PLANS, Seed, json, stderr, stdout};
 use chrono::Duration;
 
-fn seeded() -> Env {
-    let env = Env::new(PLANS);
-    env.seed(MAPPED, Duration::days(20));
-    env
-}
+engine_tests!(
+    happy_path_delivers_every_event_exactly_once,
+    the_global_sync_flag_is_the_same_as_the_subcommand,
+    unmapped_expired_and_future_events_are_not_sent,
+    dry_run_lists_and_changes_nothing,
+    limit_sends_the_oldest_first,
+    a_missing_key_exits_2_without_network,
+    configuration_mistakes_exit_2_before_sending,
+    a_refused_key_stops_the_run_at_once,
+);
 
-#[test]
-fn happy_path_delivers_every_event_exactly_once() {
-    let env = seeded();
+fn happy_path_delivers_every_event_exactly_once(engine: Engine) {
+    let env = Env::seeded(engine, PLANS);
     let expected = env.deliverable().len() as u64;
     assert_eq!(expected, 90);
     // Slow enough answers that parallel workers must overlap.
@@ -90,9 +95,8 @@ fn happy_path_delivers_every_event_exactly_once() {
     env.assert_key_not_in_files();
 }
 
-#[test]
-fn the_global_sync_flag_is_the_same_as_the_subcommand() {
-    let env = seeded();
+fn the_global_sync_flag_is_the_same_as_the_subcommand(engine: Engine) {
+    let env = Env::seeded(engine, PLANS);
     let output = env.run(&["--sync"], &[]);
     assert!(output.status.success(), "{}", stderr(&output));
     let text = stdout(&output);
@@ -107,9 +111,8 @@ fn the_global_sync_flag_is_the_same_as_the_subcommand() {
     assert!(stderr(&both).contains("--sync runs the sync on its own"));
 }
 
-#[test]
-fn unmapped_expired_and_future_events_are_not_sent() {
-    let env = Env::new(PLANS);
+fn unmapped_expired_and_future_events_are_not_sent(engine: Engine) {
+    let env = Env::on(engine, PLANS);
     env.seed(
         &[
             Seed {
@@ -191,9 +194,8 @@ fn unmapped_expired_and_future_events_are_not_sent() {
     assert_eq!(env.server.accepted_count(), 16);
 }
 
-#[test]
-fn dry_run_lists_and_changes_nothing() {
-    let env = seeded();
+fn dry_run_lists_and_changes_nothing(engine: Engine) {
+    let env = Env::seeded(engine, PLANS);
     env.run(&["status"], &[]);
     let before = env.dump();
     let output = env.run(&["sync", "--dry-run"], &[]);
@@ -217,9 +219,8 @@ fn dry_run_lists_and_changes_nothing() {
     assert_eq!(env.dump(), before, "a dry run changed the database");
 }
 
-#[test]
-fn limit_sends_the_oldest_first() {
-    let env = seeded();
+fn limit_sends_the_oldest_first(engine: Engine) {
+    let env = Env::seeded(engine, PLANS);
     let report = json(&env.run(&["sync", "--json", "--limit", "10"], &[]));
     assert_eq!(report["accepted"], 10);
     assert_eq!(report["remaining"], 80);
@@ -233,9 +234,8 @@ fn limit_sends_the_oldest_first() {
     assert!(oldest.iter().all(|id| accepted.contains_key(id)));
 }
 
-#[test]
-fn a_missing_key_exits_2_without_network() {
-    let env = seeded();
+fn a_missing_key_exits_2_without_network(engine: Engine) {
+    let env = Env::seeded(engine, PLANS);
     for key in [None, Some(""), Some("   ")] {
         let output = env.run(&["sync"], &[("STRIPE_API_KEY", key)]);
         assert_eq!(output.status.code(), Some(2));
@@ -251,9 +251,8 @@ fn a_missing_key_exits_2_without_network() {
     assert_eq!(env.count("stripe_reported_at IS NOT NULL"), 0);
 }
 
-#[test]
-fn configuration_mistakes_exit_2_before_sending() {
-    let env = seeded();
+fn configuration_mistakes_exit_2_before_sending(engine: Engine) {
+    let env = Env::seeded(engine, PLANS);
     let cases: &[(&crate::support::stripe::EnvOverrides, &str)] = &[
         (
             &[("STRIPE_API_KEY", Some("pk_test_publishable123"))],
@@ -276,9 +275,8 @@ fn configuration_mistakes_exit_2_before_sending() {
     assert_eq!(env.server.connections(), 0);
 }
 
-#[test]
-fn a_refused_key_stops_the_run_at_once() {
-    let env = seeded();
+fn a_refused_key_stops_the_run_at_once(engine: Engine) {
+    let env = Env::seeded(engine, PLANS);
     let wrong = "sk_test_51WrongKeyWrongKeyWrongKey000";
     let output = env.run(&["sync"], &[("STRIPE_API_KEY", Some(wrong))]);
     assert_eq!(output.status.code(), Some(2));

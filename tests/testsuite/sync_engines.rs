@@ -4,9 +4,8 @@
 
 use std::collections::HashMap;
 
-use crate::support::engine::{Engine, Inspect, engine_tests};
+use crate::support::engine::{Engine, engine_tests};
 use crate::support::stripe::{Env, MAPPED, PLANS, json, stderr};
-use chrono::Duration;
 
 engine_tests!(
     sync_reports_every_unit_exactly_once,
@@ -14,18 +13,10 @@ engine_tests!(
     a_dry_run_previews_every_unit_and_sends_nothing,
 );
 
-fn seeded(engine: Engine) -> Env {
-    let mut env = Env::new(PLANS);
-    if engine == Engine::Postgres {
-        env.db = crate::support::postgres::server().fresh_database().into();
-    }
-    env.seed(MAPPED, Duration::days(20));
-    env
-}
-
 /// Units per Stripe customer: what the database holds, and what the server accepted.
 fn local_and_accepted(env: &Env) -> (HashMap<String, i64>, HashMap<String, i64>) {
-    let local = Inspect::of(&env.db)
+    let local = env
+        .inspect()
         .rows(
             "SELECT c.stripe_customer_id, CAST(SUM(e.quantity) AS BIGINT)
              FROM usage_events e JOIN customers c ON c.id = e.customer_id
@@ -42,7 +33,7 @@ fn local_and_accepted(env: &Env) -> (HashMap<String, i64>, HashMap<String, i64>)
 }
 
 fn sync_reports_every_unit_exactly_once(engine: Engine) {
-    let env = seeded(engine);
+    let env = Env::seeded(engine, PLANS);
     let output = env.run(&["sync", "--json"], &[]);
     assert!(output.status.success(), "{}", stderr(&output));
     let report = json(&output);
@@ -61,7 +52,7 @@ fn sync_reports_every_unit_exactly_once(engine: Engine) {
 }
 
 fn a_sync_killed_mid_run_is_finished_by_the_next_without_doubles(engine: Engine) {
-    let env = seeded(engine);
+    let env = Env::seeded(engine, PLANS);
     env.server.set_delay(std::time::Duration::from_millis(30));
     let killed = env.signal_after_requests(&["sync"], 1, "-KILL");
     assert!(!killed.status.success());

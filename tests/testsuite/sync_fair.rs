@@ -4,13 +4,15 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::support::engine::{Engine, engine_tests};
 use crate::support::stripe::{Env, PLANS, Seed};
 use chrono::Duration as Span;
 
-#[test]
-fn small_customers_are_not_starved_by_one_large_backlog() {
+engine_tests!(small_customers_are_not_starved_by_one_large_backlog,);
+
+fn small_customers_are_not_starved_by_one_large_backlog(engine: Engine) {
     const HOT: usize = 12_000;
-    let env = Env::new(PLANS);
+    let env = Env::on(engine, PLANS);
     let seeds = [
         Seed {
             id: "hot",

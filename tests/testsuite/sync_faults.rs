@@ -4,17 +4,29 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::support::stripe::{Env, Fault, MAPPED, PLANS, json, stderr};
+use crate::support::engine::{Engine, engine_tests};
+use crate::support::stripe::{Env, Fault, PLANS, json, stderr};
 
-fn seeded() -> Env {
-    let env = Env::new(PLANS);
-    env.seed(MAPPED, chrono::Duration::days(20));
-    env
-}
+engine_tests!(
+    http_429_is_retried,
+    http_400_rate_limit_is_retried,
+    http_409_is_retried,
+    http_500_without_the_header_is_retried,
+    http_500_with_should_retry_true_is_retried,
+    a_dropped_connection_is_retried,
+    a_500_after_recording_is_resolved_as_a_duplicate,
+    a_connection_dropped_after_recording_is_resolved_as_a_duplicate,
+    a_response_slower_than_the_timeout_is_retried_and_recognised,
+    http_500_with_should_retry_false_fails_the_event_until_retried,
+    other_client_errors_mark_events_failed_with_stripes_message,
+    transient_errors_past_the_attempt_bound_leave_events_pending_and_the_run_gives_up,
+    an_unreachable_server_ends_the_run_quickly_with_the_reason,
+    cancel_lets_requests_in_flight_finish_and_marks_them,
+);
 
 /// Inject `fault` `times` times; the sync must still deliver everything exactly once.
-fn survives(fault: Fault, times: usize) -> serde_json::Value {
-    let env = seeded();
+fn survives(engine: Engine, fault: Fault, times: usize) -> serde_json::Value {
+    let env = Env::seeded(engine, PLANS);
     env.server.inject(fault.clone(), times);
     let output = env.run(&["sync", "--json"], &[]);
     assert!(output.status.success(), "{fault:?}: {}", stderr(&output));
@@ -36,29 +48,25 @@ fn survives(fault: Fault, times: usize) -> serde_json::Value {
     report
 }
 
-#[test]
-fn http_429_is_retried() {
-    survives(Fault::TooManyRequests, 3);
+fn http_429_is_retried(engine: Engine) {
+    survives(engine, Fault::TooManyRequests, 3);
 }
 
-#[test]
-fn http_400_rate_limit_is_retried() {
-    survives(Fault::RateLimit400, 3);
+fn http_400_rate_limit_is_retried(engine: Engine) {
+    survives(engine, Fault::RateLimit400, 3);
 }
 
-#[test]
-fn http_409_is_retried() {
-    survives(Fault::Conflict, 2);
+fn http_409_is_retried(engine: Engine) {
+    survives(engine, Fault::Conflict, 2);
 }
 
-#[test]
-fn http_500_without_the_header_is_retried() {
-    survives(Fault::ServerError { should_retry: None }, 3);
+fn http_500_without_the_header_is_retried(engine: Engine) {
+    survives(engine, Fault::ServerError { should_retry: None }, 3);
 }
 
-#[test]
-fn http_500_with_should_retry_true_is_retried() {
+fn http_500_with_should_retry_true_is_retried(engine: Engine) {
     survives(
+        engine,
         Fault::ServerError {
             should_retry: Some(true),
         },
@@ -66,36 +74,31 @@ fn http_500_with_should_retry_true_is_retried() {
     );
 }
 
-#[test]
-fn a_dropped_connection_is_retried() {
-    survives(Fault::Drop, 3);
+fn a_dropped_connection_is_retried(engine: Engine) {
+    survives(engine, Fault::Drop, 3);
 }
 
-#[test]
-fn a_500_after_recording_is_resolved_as_a_duplicate() {
+fn a_500_after_recording_is_resolved_as_a_duplicate(engine: Engine) {
     // Stripe saved the 500 under the idempotency key: the retry moves to a new key, and the
     // identifier tells Stripe it already has the event.
-    let report = survives(Fault::RecordThenServerError, 2);
+    let report = survives(engine, Fault::RecordThenServerError, 2);
     assert_eq!(report["duplicates"], 2, "{report}");
 }
 
-#[test]
-fn a_connection_dropped_after_recording_is_resolved_as_a_duplicate() {
+fn a_connection_dropped_after_recording_is_resolved_as_a_duplicate(engine: Engine) {
     // Same idempotency key on the retry: Stripe replays its saved 200.
-    let report = survives(Fault::RecordThenDrop, 2);
+    let report = survives(engine, Fault::RecordThenDrop, 2);
     assert_eq!(report["duplicates"], 2, "{report}");
 }
 
-#[test]
-fn a_response_slower_than_the_timeout_is_retried_and_recognised() {
+fn a_response_slower_than_the_timeout_is_retried_and_recognised(engine: Engine) {
     // timeout_secs = 1 in the test plans.
-    let report = survives(Fault::Slow(Duration::from_millis(1500)), 1);
+    let report = survives(engine, Fault::Slow(Duration::from_millis(1500)), 1);
     assert_eq!(report["duplicates"], 1, "{report}");
 }
 
-#[test]
-fn http_500_with_should_retry_false_fails_the_event_until_retried() {
-    let env = seeded();
+fn http_500_with_should_retry_false_fails_the_event_until_retried(engine: Engine) {
+    let env = Env::seeded(engine, PLANS);
     env.server.inject(
         Fault::ServerError {
             should_retry: Some(false),
@@ -144,9 +147,8 @@ fn http_500_with_should_retry_false_fails_the_event_until_retried() {
     );
 }
 
-#[test]
-fn other_client_errors_mark_events_failed_with_stripes_message() {
-    let env = seeded();
+fn other_client_errors_mark_events_failed_with_stripes_message(engine: Engine) {
+    let env = Env::seeded(engine, PLANS);
     env.server.refuse_customer("cus_Initech03");
     let output = env.run(&["sync"], &[]);
     assert_eq!(output.status.code(), Some(1));
@@ -181,9 +183,10 @@ fn other_client_errors_mark_events_failed_with_stripes_message() {
     env.assert_exactly_once();
 }
 
-#[test]
-fn transient_errors_past_the_attempt_bound_leave_events_pending_and_the_run_gives_up() {
-    let env = seeded();
+fn transient_errors_past_the_attempt_bound_leave_events_pending_and_the_run_gives_up(
+    engine: Engine,
+) {
+    let env = Env::seeded(engine, PLANS);
     env.server
         .inject(Fault::ServerError { should_retry: None }, 10_000);
     let output = env.run(&["sync", "--json"], &[]);
@@ -211,9 +214,8 @@ fn transient_errors_past_the_attempt_bound_leave_events_pending_and_the_run_give
     assert_eq!(env.count("stripe_error IS NOT NULL"), 0);
 }
 
-#[test]
-fn an_unreachable_server_ends_the_run_quickly_with_the_reason() {
-    let env = seeded();
+fn an_unreachable_server_ends_the_run_quickly_with_the_reason(engine: Engine) {
+    let env = Env::seeded(engine, PLANS);
     // A port nobody listens on.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -254,9 +256,8 @@ fn an_unreachable_server_ends_the_run_quickly_with_the_reason() {
     );
 }
 
-#[test]
-fn cancel_lets_requests_in_flight_finish_and_marks_them() {
-    let env = seeded();
+fn cancel_lets_requests_in_flight_finish_and_marks_them(engine: Engine) {
+    let env = Env::seeded(engine, PLANS);
     // ~150 answers/s over 3 customers: progress arrives every 50 ms, long before the end.
     env.server.set_delay(Duration::from_millis(20));
     let cancel = AtomicBool::new(false);

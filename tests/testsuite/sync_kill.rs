@@ -3,7 +3,13 @@
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::engine::{Engine, engine_tests};
 use crate::support::stripe::{Env, PLANS, Seed, json, stderr};
+
+engine_tests!(
+    kill_9_mid_sync_then_rerun_bills_each_event_exactly_once,
+    a_second_sync_while_one_runs_exits_1_and_sends_nothing,
+);
 
 const CUSTOMERS: &[Seed] = &[
     Seed {
@@ -66,9 +72,8 @@ fn wait_for_accepted(env: &Env, n: usize) {
     }
 }
 
-#[test]
-fn kill_9_mid_sync_then_rerun_bills_each_event_exactly_once() {
-    let env = Env::new(PLANS);
+fn kill_9_mid_sync_then_rerun_bills_each_event_exactly_once(engine: Engine) {
+    let env = Env::on(engine, PLANS);
     env.seed(CUSTOMERS, chrono::Duration::days(30));
     assert_eq!(env.deliverable().len(), TOTAL);
     // A couple of milliseconds per answer: the sync takes seconds, so the kills land mid-run.
@@ -117,25 +122,17 @@ fn kill_9_mid_sync_then_rerun_bills_each_event_exactly_once() {
     env.assert_exactly_once();
     assert_eq!(env.server.max_in_flight_per_key(), 1);
     // The killed runs were found dead and marked so; the lock was taken over.
-    let conn = rusqlite::Connection::open(&env.db).unwrap();
+    let db = env.inspect();
     for id in interrupted {
-        let outcome: String = conn
-            .query_row("SELECT outcome FROM sync_runs WHERE id = ?1", [id], |r| {
-                r.get(0)
-            })
-            .unwrap();
+        let outcome = &db.rows(&format!("SELECT outcome FROM sync_runs WHERE id = {id}"))[0][0];
         assert_eq!(outcome, "interrupted");
     }
-    let locks: i64 = conn
-        .query_row("SELECT COUNT(*) FROM sync_lock", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(locks, 0);
+    assert_eq!(db.number("SELECT COUNT(*) FROM sync_lock"), 0);
     env.assert_key_not_in_files();
 }
 
-#[test]
-fn a_second_sync_while_one_runs_exits_1_and_sends_nothing() {
-    let env = Env::new(PLANS);
+fn a_second_sync_while_one_runs_exits_1_and_sends_nothing(engine: Engine) {
+    let env = Env::on(engine, PLANS);
     env.seed(&CUSTOMERS[..3], chrono::Duration::days(10));
     env.server.set_delay(Duration::from_millis(5));
     let first = spawn_sync(&env);
@@ -162,10 +159,7 @@ fn a_second_sync_while_one_runs_exits_1_and_sends_nothing() {
     assert_eq!(json(&output)["accepted"], 1500);
     // Only the first sync ever sent: one request per event, and one run on record.
     assert_eq!(env.server.requests(), 1500);
-    let runs: i64 = rusqlite::Connection::open(&env.db)
-        .unwrap()
-        .query_row("SELECT COUNT(*) FROM sync_runs", [], |r| r.get(0))
-        .unwrap();
+    let runs = env.inspect().number("SELECT COUNT(*) FROM sync_runs");
     assert_eq!(runs, 1, "the refused syncs started no run");
     env.assert_exactly_once();
 }

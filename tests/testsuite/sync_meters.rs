@@ -11,8 +11,17 @@ use std::time::Duration;
 use meterline::store::NewCustomer;
 use meterline::{Config, RecordRequest, Store};
 
+use crate::support::engine::{Engine, engine_tests};
 use crate::support::fake_stripe::Accepted;
 use crate::support::stripe::{Env, json, now, stderr, stdout};
+
+engine_tests!(
+    each_meter_reports_its_delta_or_its_current_value_and_reconcile_agrees,
+    per_event_mode_sends_sum_and_count_events_alone_and_the_others_as_reports,
+    doctor_and_reconcile_flag_a_stripe_meter_with_the_wrong_formula,
+    kill_9_mid_sync_then_resync_counts_nothing_twice_on_any_meter,
+    usage_from_before_meters_still_reports_to_the_plans_meter_event,
+);
 
 /// An AI API: requests counted, tokens summed by model, active users, seats as the latest
 /// value, peak concurrency as the max.
@@ -69,13 +78,18 @@ const STRIPE_METERS: [(&str, &str); 5] = [
 
 /// The fake Stripe with every meter PLANS needs, and `customers` mapped customers whose
 /// period began 10 days ago (every event of these tests is in their current period).
-fn env(plans: &str, customers: &[(&str, &str)]) -> Env {
-    with_meters(plans, &STRIPE_METERS, customers)
+fn env(engine: Engine, plans: &str, customers: &[(&str, &str)]) -> Env {
+    with_meters(engine, plans, &STRIPE_METERS, customers)
 }
 
 /// `env` with these Stripe meters.
-fn with_meters(plans: &str, meters: &[(&str, &str)], customers: &[(&str, &str)]) -> Env {
-    let env = Env::new(plans);
+fn with_meters(
+    engine: Engine,
+    plans: &str,
+    meters: &[(&str, &str)],
+    customers: &[(&str, &str)],
+) -> Env {
+    let env = Env::on(engine, plans);
     for (event, formula) in meters {
         env.server.add_meter_with(event, formula);
     }
@@ -160,9 +174,8 @@ fn sync(env: &Env) -> serde_json::Value {
     json(&output)
 }
 
-#[test]
-fn each_meter_reports_its_delta_or_its_current_value_and_reconcile_agrees() {
-    let env = env(PLANS, &[("acme", "cus_Acme0001")]);
+fn each_meter_reports_its_delta_or_its_current_value_and_reconcile_agrees(engine: Engine) {
+    let env = env(engine, PLANS, &[("acme", "cus_Acme0001")]);
     let config = env.config();
     let mut store = env.store();
     let r = |store: &mut Store, meter: &str, props: &[(&str, &str)], ago: i64| {
@@ -298,10 +311,9 @@ fn each_meter_reports_its_delta_or_its_current_value_and_reconcile_agrees() {
     assert_eq!(drifted, [("seats".into(), 7.into(), 4.into())]);
 }
 
-#[test]
-fn per_event_mode_sends_sum_and_count_events_alone_and_the_others_as_reports() {
+fn per_event_mode_sends_sum_and_count_events_alone_and_the_others_as_reports(engine: Engine) {
     let plans = PLANS.replace("[stripe]\n", "[stripe]\nreport = \"per_event\"\n");
-    let env = env(&plans, &[("acme", "cus_Acme0001")]);
+    let env = env(engine, &plans, &[("acme", "cus_Acme0001")]);
     let config = env.config();
     let mut store = env.store();
     record(&mut store, &config, "acme", "requests", &[], 30);
@@ -343,23 +355,17 @@ fn per_event_mode_sends_sum_and_count_events_alone_and_the_others_as_reports() {
     assert_eq!(of(&events, "users"), [(none(), 2)]);
     assert_eq!(of(&events, "seats"), [(none(), 3)]);
     // The events sent one by one went under their own identifiers; the others as reports.
-    let conn = rusqlite::Connection::open(&env.db).unwrap();
-    let own: i64 = conn
-        .query_row(
-            "SELECT COUNT(*) FROM usage_events WHERE meter_id IN ('requests', 'tokens')
-             AND stripe_report_id IS NULL AND stripe_reported_at IS NOT NULL",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let own = env.inspect().number(
+        "SELECT COUNT(*) FROM usage_events WHERE meter_id IN ('requests', 'tokens')
+         AND stripe_report_id IS NULL AND stripe_reported_at IS NOT NULL",
+    );
     assert_eq!(own, 4);
-    let reports: Vec<(String, String)> = conn
-        .prepare("SELECT meter_id, formula FROM stripe_reports ORDER BY meter_id")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let reports: Vec<(String, String)> = env
+        .inspect()
+        .rows("SELECT meter_id, formula FROM stripe_reports ORDER BY meter_id")
+        .into_iter()
+        .map(|r| (r[0].clone(), r[1].clone()))
+        .collect();
     assert_eq!(
         reports,
         [
@@ -374,15 +380,14 @@ fn per_event_mode_sends_sum_and_count_events_alone_and_the_others_as_reports() {
     );
 }
 
-#[test]
-fn doctor_and_reconcile_flag_a_stripe_meter_with_the_wrong_formula() {
+fn doctor_and_reconcile_flag_a_stripe_meter_with_the_wrong_formula(engine: Engine) {
     // unique_count needs last (a sum meter would add the counts up); seats has none.
     let meters: Vec<(&str, &str)> = STRIPE_METERS
         .iter()
         .filter(|(event, _)| *event != "seats")
         .map(|&(event, formula)| (event, if event == "users" { "sum" } else { formula }))
         .collect();
-    let env = with_meters(PLANS, &meters, &[("acme", "cus_Acme0001")]);
+    let env = with_meters(engine, PLANS, &meters, &[("acme", "cus_Acme0001")]);
     let output = env.run(&["doctor", "--json"], &[]);
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     let findings = json(&output);
@@ -426,7 +431,7 @@ fn doctor_and_reconcile_flag_a_stripe_meter_with_the_wrong_formula() {
     );
 
     // Set up right: one line says so, with each meter's formula.
-    let right = self::env(PLANS, &[]);
+    let right = self::env(engine, PLANS, &[]);
     let output = right.run(&["doctor"], &[]);
     let text = stdout(&output);
     let fine = "Stripe has an active meter for every meter, each aggregating as it needs: \
@@ -438,14 +443,13 @@ fn doctor_and_reconcile_flag_a_stripe_meter_with_the_wrong_formula() {
 /// between the runs; then one clean run. Per customer and Stripe meter: a sum meter's total
 /// is exactly the usage recorded, a last meter's value the meter's current value; every
 /// accepted identifier is a report marked reported with that value; reconcile agrees.
-#[test]
-fn kill_9_mid_sync_then_resync_counts_nothing_twice_on_any_meter() {
+fn kill_9_mid_sync_then_resync_counts_nothing_twice_on_any_meter(engine: Engine) {
     const CUSTOMERS: usize = 30;
     let ids: Vec<(String, String)> = (0..CUSTOMERS)
         .map(|i| (format!("m{i:02}"), format!("cus_Meter{i:04}")))
         .collect();
     let refs: Vec<(&str, &str)> = ids.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
-    let env = env(PLANS, &refs);
+    let env = env(engine, PLANS, &refs);
     let config = env.config();
     let traffic = |store: &mut Store, round: usize| {
         for (i, (customer, _)) in ids
@@ -515,7 +519,7 @@ fn kill_9_mid_sync_then_resync_counts_nothing_twice_on_any_meter() {
     let last = sync(&env);
     assert_eq!(last["remaining"], 0, "{last}");
 
-    let conn = rusqlite::Connection::open(&env.db).unwrap();
+    let db = env.inspect();
     let stripe_of: HashMap<String, String> = ids.iter().cloned().collect();
     let event_of = |meter: &str| {
         if meter == "tokens" {
@@ -526,44 +530,25 @@ fn kill_9_mid_sync_then_resync_counts_nothing_twice_on_any_meter() {
     };
     // What Stripe should hold: sums of amounts, and the meters' current values.
     let mut expected: HashMap<(String, String), i64> = HashMap::new();
-    let mut stmt = conn
-        .prepare(
-            "SELECT customer_id, meter_id, SUM(COALESCE(amount, quantity)) FROM usage_events
-             WHERE meter_id IN ('requests', 'tokens') GROUP BY 1, 2",
-        )
-        .unwrap();
-    for row in stmt
-        .query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        })
-        .unwrap()
-    {
-        let (customer, meter, sum) = row.unwrap();
-        expected.insert((stripe_of[&customer].clone(), event_of(&meter)), sum);
+    for row in db.rows(
+        "SELECT customer_id, meter_id, CAST(SUM(COALESCE(amount, quantity)) AS BIGINT)
+         FROM usage_events WHERE meter_id IN ('requests', 'tokens') GROUP BY 1, 2",
+    ) {
+        let (customer, meter, sum) = (&row[0], &row[1], row[2].parse().unwrap());
+        expected.insert((stripe_of[customer].clone(), event_of(meter)), sum);
     }
-    let mut stmt = conn
-        .prepare(
-            "SELECT customer_id, meter_id, used FROM meter_counters
-             WHERE meter_id IN ('users', 'seats', 'peak') AND group_key = ''",
-        )
-        .unwrap();
-    for row in stmt
-        .query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        })
-        .unwrap()
-    {
-        let (customer, meter, used) = row.unwrap();
-        expected.insert((stripe_of[&customer].clone(), meter), used);
+    for row in db.rows(
+        "SELECT customer_id, meter_id, used FROM meter_counters
+         WHERE meter_id IN ('users', 'seats', 'peak') AND group_key = ''",
+    ) {
+        let (customer, meter, used) = (&row[0], &row[1], row[2].parse().unwrap());
+        expected.insert((stripe_of[customer].clone(), meter.clone()), used);
     }
+    let reports: HashMap<String, (i64, String)> = db
+        .rows("SELECT identifier, value, reported_at FROM stripe_reports")
+        .into_iter()
+        .map(|r| (r[0].clone(), (r[1].parse().unwrap(), r[2].clone())))
+        .collect();
     let accepted = env.server.accepted();
     let mut got: HashMap<(String, String), i64> = HashMap::new();
     let mut newest: HashMap<(String, String), (i64, u64, i64)> = HashMap::new();
@@ -576,63 +561,45 @@ fn kill_9_mid_sync_then_resync_counts_nothing_twice_on_any_meter() {
             let slot = newest.entry(key).or_insert(candidate);
             *slot = (*slot).max(candidate);
         }
-        let (value, reported): (i64, Option<String>) = conn
-            .query_row(
-                "SELECT value, reported_at FROM stripe_reports WHERE identifier = ?1",
-                [identifier],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .unwrap_or_else(|e| panic!("accepted {identifier} is no report: {e}"));
-        assert_eq!(value, event.value, "{identifier}");
-        assert!(reported.is_some(), "{identifier} accepted but not marked");
+        let (value, reported) = reports
+            .get(identifier)
+            .unwrap_or_else(|| panic!("accepted {identifier} is no report"));
+        assert_eq!(*value, event.value, "{identifier}");
+        assert!(!reported.is_empty(), "{identifier} accepted but not marked");
     }
     got.extend(newest.into_iter().map(|(k, (_, _, v))| (k, v)));
     assert_eq!(got, expected, "Stripe's figures vs the meters");
-    let reported: i64 = conn
-        .query_row(
-            "SELECT COUNT(*) FROM stripe_reports WHERE reported_at IS NOT NULL",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let reported = db.number("SELECT COUNT(*) FROM stripe_reports WHERE reported_at IS NOT NULL");
     assert_eq!(reported as usize, accepted.len());
     // No event was in two reports: a sum report's value is its own events' amounts.
-    let mismatched: i64 = conn
-        .query_row(
-            "SELECT COUNT(*) FROM stripe_reports s WHERE s.formula = 'sum' AND s.value !=
-                 (SELECT SUM(COALESCE(amount, quantity)) FROM usage_events
-                  WHERE stripe_report_id = s.id)",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let mismatched = db.number(
+        "SELECT COUNT(*) FROM stripe_reports s WHERE s.formula = 'sum' AND s.value !=
+             (SELECT SUM(COALESCE(amount, quantity)) FROM usage_events
+              WHERE stripe_report_id = s.id)",
+    );
     assert_eq!(mismatched, 0);
     assert_eq!(env.server.max_in_flight_per_key(), 1);
     let rows = reconcile_rows(&env);
     assert_eq!(rows.len(), CUSTOMERS * 5);
     assert!(rows.iter().all(|r| r["status"] == "ok"), "{rows:?}");
     // Timestamps of a meter's last reports only go forward.
-    let backwards: i64 = conn
-        .query_row(
-            "SELECT COUNT(*) FROM stripe_reports a JOIN stripe_reports b
-                 ON a.customer_id = b.customer_id AND a.meter_id = b.meter_id
-                AND a.period_start = b.period_start AND b.id > a.id
-             WHERE a.formula = 'last' AND b.occurred_at <= a.occurred_at",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let backwards = db.number(
+        "SELECT COUNT(*) FROM stripe_reports a JOIN stripe_reports b
+             ON a.customer_id = b.customer_id AND a.meter_id = b.meter_id
+            AND a.period_start = b.period_start AND b.id > a.id
+         WHERE a.formula = 'last' AND b.occurred_at <= a.occurred_at",
+    );
     assert_eq!(backwards, 0);
 }
 
 /// Usage counted before plans.toml had `[[meters]]` still goes out as it always did: to the
 /// period's meter event (the plan's `meter_event`), beside the new meters' own; reconcile
 /// compares it too.
-#[test]
-fn usage_from_before_meters_still_reports_to_the_plans_meter_event() {
+fn usage_from_before_meters_still_reports_to_the_plans_meter_event(engine: Engine) {
     let old_plans = "[stripe]\napi_base = \"https://api.stripe.com\"\nrate_limit = 0\n\
                      [[plans]]\nid = \"free\"\n";
     let env = with_meters(
+        engine,
         old_plans,
         &[("meterline_usage", "sum"), ("requests", "sum")],
         &[("acme", "cus_Acme0001")],

@@ -7,17 +7,24 @@ use std::net::TcpListener;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use crate::support::stripe::{Env, Fault, KEY, MAPPED, PLANS, json, stderr, stdout};
+use crate::support::engine::{Engine, engine_tests};
+use crate::support::stripe::{Env, Fault, KEY, PLANS, json, stderr, stdout};
 
-fn seeded() -> Env {
-    let env = Env::new(PLANS);
-    env.seed(MAPPED, chrono::Duration::days(20));
-    env
-}
+engine_tests!(
+    userinfo_in_the_api_base_is_refused_before_anything_is_sent,
+    a_plain_http_base_never_goes_through_a_proxy,
+    server_text_is_redacted_in_any_case_and_made_inert,
+    pretend_clocks_never_reach_a_sync,
+    a_malformed_backoff_setting_is_an_error,
+    a_panicking_worker_or_reader_ends_the_run_failed_and_frees_the_lock,
+    a_server_trickling_bytes_cannot_hold_the_run,
+    a_tls_failure_stops_the_run_at_once_with_the_reason,
+    a_dry_run_needs_no_key_but_a_sync_does,
+    sigterm_and_sigint_cancel_after_the_requests_in_flight,
+);
 
-#[test]
-fn userinfo_in_the_api_base_is_refused_before_anything_is_sent() {
-    let env = seeded();
+fn userinfo_in_the_api_base_is_refused_before_anything_is_sent(engine: Engine) {
+    let env = Env::seeded(engine, PLANS);
     // Each of these passed the old guard (it read the text before the `:`) while the client
     // connected to the host after the `@`.
     for base in [
@@ -48,9 +55,8 @@ fn userinfo_in_the_api_base_is_refused_before_anything_is_sent() {
     assert_eq!(env.count("stripe_reported_at IS NOT NULL"), 0);
 }
 
-#[test]
-fn a_plain_http_base_never_goes_through_a_proxy() {
-    let env = seeded();
+fn a_plain_http_base_never_goes_through_a_proxy(engine: Engine) {
+    let env = Env::seeded(engine, PLANS);
     // A "proxy" that would see the key in clear: it must never get a connection.
     let proxy = TcpListener::bind("127.0.0.1:0").unwrap();
     proxy.set_nonblocking(true).unwrap();
@@ -74,9 +80,8 @@ fn a_plain_http_base_never_goes_through_a_proxy() {
     );
 }
 
-#[test]
-fn server_text_is_redacted_in_any_case_and_made_inert() {
-    let env = seeded();
+fn server_text_is_redacted_in_any_case_and_made_inert(engine: Engine) {
+    let env = Env::seeded(engine, PLANS);
     let message = format!(
         "bad key {} or rk_live_51OtherKey9 \x1b[2J\x1b]0;owned\x07 done",
         KEY.to_ascii_uppercase()
@@ -84,16 +89,12 @@ fn server_text_is_redacted_in_any_case_and_made_inert() {
     env.server.inject(Fault::RefuseWith(message), 1);
     let output = env.run(&["sync"], &[]);
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
-    let stored: Vec<String> = {
-        let conn = rusqlite::Connection::open(&env.db).unwrap();
-        let mut stmt = conn
-            .prepare("SELECT stripe_error FROM usage_events WHERE stripe_error IS NOT NULL")
-            .unwrap();
-        stmt.query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap()
-    };
+    let stored: Vec<String> = env
+        .inspect()
+        .rows("SELECT stripe_error FROM usage_events WHERE stripe_error IS NOT NULL")
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
     assert_eq!(stored.len(), 1, "{stored:?}");
     assert_eq!(
         stored[0],
@@ -108,9 +109,8 @@ fn server_text_is_redacted_in_any_case_and_made_inert() {
     }
 }
 
-#[test]
-fn pretend_clocks_never_reach_a_sync() {
-    let env = seeded();
+fn pretend_clocks_never_reach_a_sync(engine: Engine) {
+    let env = Env::seeded(engine, PLANS);
     // 40 days ahead: by that clock every event is past Stripe's window.
     let ahead =
         meterline::billing::format_ts(crate::support::stripe::now() + chrono::Duration::days(40));
@@ -133,9 +133,8 @@ fn pretend_clocks_never_reach_a_sync() {
     );
 }
 
-#[test]
-fn a_malformed_backoff_setting_is_an_error() {
-    let env = seeded();
+fn a_malformed_backoff_setting_is_an_error(engine: Engine) {
+    let env = Env::seeded(engine, PLANS);
     for bad in ["fast", "-5", "1.5"] {
         let output = env.run(&["sync"], &[("METERLINE_STRIPE_BACKOFF_MS", Some(bad))]);
         assert_eq!(output.status.code(), Some(2), "{bad}");
@@ -165,10 +164,9 @@ fn sync_with_panic(env: &Env, hook: meterline_stripe::sync::PanicHook) -> meterl
     })
 }
 
-#[test]
-fn a_panicking_worker_or_reader_ends_the_run_failed_and_frees_the_lock() {
+fn a_panicking_worker_or_reader_ends_the_run_failed_and_frees_the_lock(engine: Engine) {
     use meterline_stripe::sync::PanicHook;
-    let env = seeded();
+    let env = Env::seeded(engine, PLANS);
     env.server.set_delay(Duration::from_millis(2));
     for hook in [PanicHook::Worker(5), PanicHook::Reader] {
         let error = sync_with_panic(&env, hook).unwrap_err();
@@ -194,9 +192,8 @@ fn a_panicking_worker_or_reader_ends_the_run_failed_and_frees_the_lock() {
     env.assert_exactly_once();
 }
 
-#[test]
-fn a_server_trickling_bytes_cannot_hold_the_run() {
-    let env = seeded();
+fn a_server_trickling_bytes_cannot_hold_the_run(engine: Engine) {
+    let env = Env::seeded(engine, PLANS);
     env.server.inject(Fault::Trickle, 100_000);
     let output = env.run_bounded(&["sync", "--json"], &[]);
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
@@ -215,9 +212,8 @@ fn a_server_trickling_bytes_cannot_hold_the_run() {
     );
 }
 
-#[test]
-fn a_tls_failure_stops_the_run_at_once_with_the_reason() {
-    let env = seeded();
+fn a_tls_failure_stops_the_run_at_once_with_the_reason(engine: Engine) {
+    let env = Env::seeded(engine, PLANS);
     // https to a loopback port that answers TLS with plain-text garbage.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("https://{}", listener.local_addr().unwrap());
@@ -256,9 +252,10 @@ fn a_tls_failure_stops_the_run_at_once_with_the_reason() {
     );
 }
 
+/// SQLite's own trigger stands in for the full disk.
 #[test]
 fn a_write_failure_mid_sync_records_what_was_marked() {
-    let env = seeded();
+    let env = Env::seeded(Engine::Sqlite, PLANS);
     // Slow answers: the writer commits several small batches before the 30th mark fails,
     // as a disk filling up mid-run would.
     env.server.set_delay(Duration::from_millis(40));
@@ -289,9 +286,8 @@ fn a_write_failure_mid_sync_records_what_was_marked() {
     assert!(run.error.unwrap_or_default().contains("disk is full"));
 }
 
-#[test]
-fn a_dry_run_needs_no_key_but_a_sync_does() {
-    let env = seeded();
+fn a_dry_run_needs_no_key_but_a_sync_does(engine: Engine) {
+    let env = Env::seeded(engine, PLANS);
     let output = env.run(&["sync", "--dry-run"], &[("STRIPE_API_KEY", None)]);
     assert!(output.status.success(), "{}", stderr(&output));
     let text = stdout(&output);
@@ -320,9 +316,8 @@ fn a_dry_run_needs_no_key_but_a_sync_does() {
     assert_eq!(env.server.connections(), 0);
 }
 
-#[test]
-fn sigterm_and_sigint_cancel_after_the_requests_in_flight() {
-    let env = seeded();
+fn sigterm_and_sigint_cancel_after_the_requests_in_flight(engine: Engine) {
+    let env = Env::seeded(engine, PLANS);
     // Slow answers: the run is well under way, with requests in flight, when the signal comes.
     env.server.set_delay(Duration::from_millis(150));
     for signal in ["-TERM", "-INT"] {
@@ -337,24 +332,16 @@ fn sigterm_and_sigint_cancel_after_the_requests_in_flight() {
         assert!(stderr(&output).contains("cancelled"), "{}", stderr(&output));
         assert!(stdout(&output).contains("stopped early: cancelled"));
         // The lock is released and the run recorded as cancelled.
-        let conn = rusqlite::Connection::open(&env.db).unwrap();
-        let locks: i64 = conn
-            .query_row("SELECT COUNT(*) FROM sync_lock", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(locks, 0, "{signal}");
+        let db = env.inspect();
+        assert_eq!(db.number("SELECT COUNT(*) FROM sync_lock"), 0, "{signal}");
         let run = env.store().last_sync_run().unwrap().unwrap();
         assert_eq!(run.outcome, "cancelled", "{signal}");
         // The database and the server agree: every event marked reported was received, and
         // every event the server accepted is marked (the requests in flight finished).
-        let mut stmt = conn
-            .prepare(
-                "SELECT stripe_identifier FROM usage_events WHERE stripe_reported_at IS NOT NULL",
-            )
-            .unwrap();
-        let marked: std::collections::HashSet<String> = stmt
-            .query_map([], |r| r.get::<_, String>(0))
-            .unwrap()
-            .map(Result::unwrap)
+        let marked: std::collections::HashSet<String> = db
+            .rows("SELECT stripe_identifier FROM usage_events WHERE stripe_reported_at IS NOT NULL")
+            .into_iter()
+            .map(|r| r[0].clone())
             .collect();
         let accepted: std::collections::HashSet<String> =
             env.server.accepted().into_keys().collect();

@@ -8,7 +8,8 @@ use std::collections::HashSet;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
-use crate::support::stripe::{Env, Fault, KEY, MAPPED, PLANS, now};
+use crate::support::engine::{Engine, engine_tests};
+use crate::support::stripe::{Env, Fault, KEY, PLANS, now};
 use meterline::store::LockHolder;
 use meterline::{Error, Result};
 use meterline_stripe::{ApiKey, SyncProgress, SyncReport};
@@ -20,12 +21,21 @@ use meterline_tui::theme::Theme;
 use meterline_tui::{apply_data, carry_out, keys, ui};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
+engine_tests!(
+    s_then_y_sends_every_event_once_with_progress_and_the_header_follows,
+    esc_cancels_after_the_requests_in_flight_and_nothing_is_half_marked,
+    without_a_key_s_explains_how_to_set_one_and_sends_nothing,
+    a_sync_already_running_elsewhere_is_a_clear_message,
+    a_refused_key_fails_cleanly_and_the_key_never_shows,
+    unusable_settings_are_explained_in_the_popup_before_anything_is_sent,
+    r_reloads_plans_toml_and_an_invalid_file_keeps_the_last_good_plans,
+);
+
 const DEADLINE: Duration = Duration::from_secs(30);
 
 /// Events of three mapped customers, and plans.toml sending to the fake server.
-fn seeded() -> Env {
-    let env = Env::new(PLANS);
-    env.seed(MAPPED, chrono::Duration::days(20));
+fn seeded(engine: Engine) -> Env {
+    let env = Env::seeded(engine, PLANS);
     env.plans_at_server();
     env
 }
@@ -147,19 +157,15 @@ impl Dashboard {
 }
 
 fn identifiers_reported(env: &Env) -> HashSet<String> {
-    let conn = rusqlite::Connection::open(&env.db).unwrap();
-    let mut stmt = conn
-        .prepare("SELECT stripe_identifier FROM usage_events WHERE stripe_reported_at IS NOT NULL")
-        .unwrap();
-    stmt.query_map([], |r| r.get::<_, String>(0))
-        .unwrap()
-        .map(Result::unwrap)
+    env.inspect()
+        .rows("SELECT stripe_identifier FROM usage_events WHERE stripe_reported_at IS NOT NULL")
+        .into_iter()
+        .map(|r| r[0].clone())
         .collect()
 }
 
-#[test]
-fn s_then_y_sends_every_event_once_with_progress_and_the_header_follows() {
-    let env = seeded();
+fn s_then_y_sends_every_event_once_with_progress_and_the_header_follows(engine: Engine) {
+    let env = seeded(engine);
     env.server.set_delay(Duration::from_millis(2));
     let mut dash = Dashboard::open(&env, key());
     assert_eq!(dash.app.summary.backlog.unreported, 90);
@@ -221,9 +227,8 @@ fn s_then_y_sends_every_event_once_with_progress_and_the_header_follows() {
     assert_eq!(dash.app.sync, SyncPopup::Closed);
 }
 
-#[test]
-fn esc_cancels_after_the_requests_in_flight_and_nothing_is_half_marked() {
-    let env = seeded();
+fn esc_cancels_after_the_requests_in_flight_and_nothing_is_half_marked(engine: Engine) {
+    let env = seeded(engine);
     // Three customers, one request in flight each: about 30 rounds of 40 ms.
     env.server.set_delay(Duration::from_millis(40));
     let mut dash = Dashboard::open(&env, key());
@@ -276,9 +281,8 @@ fn esc_cancels_after_the_requests_in_flight_and_nothing_is_half_marked() {
     env.assert_exactly_once();
 }
 
-#[test]
-fn without_a_key_s_explains_how_to_set_one_and_sends_nothing() {
-    let env = seeded();
+fn without_a_key_s_explains_how_to_set_one_and_sends_nothing(engine: Engine) {
+    let env = seeded(engine);
     let mut dash = Dashboard::open(&env, Err(Error::MissingApiKey));
     dash.press(KeyCode::Char('s'));
     dash.until("the explanation", |app| {
@@ -301,11 +305,12 @@ fn without_a_key_s_explains_how_to_set_one_and_sends_nothing() {
     assert_eq!(env.count("stripe_reported_at IS NULL"), 90);
 }
 
-#[test]
-fn a_sync_already_running_elsewhere_is_a_clear_message() {
-    let env = seeded();
-    // This process holds the lock, as a `meterline sync` in another terminal would.
-    env.store()
+fn a_sync_already_running_elsewhere_is_a_clear_message(engine: Engine) {
+    let env = seeded(engine);
+    // This process holds the lock, as a `meterline sync` in another terminal would (on
+    // PostgreSQL for as long as its connection lives).
+    let mut holder = env.store();
+    holder
         .begin_sync_run(&LockHolder::this_process(), now())
         .unwrap();
     let mut dash = Dashboard::open(&env, key());
@@ -323,9 +328,8 @@ fn a_sync_already_running_elsewhere_is_a_clear_message() {
     });
 }
 
-#[test]
-fn a_refused_key_fails_cleanly_and_the_key_never_shows() {
-    let env = seeded();
+fn a_refused_key_fails_cleanly_and_the_key_never_shows(engine: Engine) {
+    let env = seeded(engine);
     env.server.inject(Fault::Unauthorized, 1000);
     let mut dash = Dashboard::open(&env, key());
     dash.open_confirmation();
@@ -344,9 +348,8 @@ fn a_refused_key_fails_cleanly_and_the_key_never_shows() {
     env.assert_key_not_in_files();
 }
 
-#[test]
-fn unusable_settings_are_explained_in_the_popup_before_anything_is_sent() {
-    let env = seeded();
+fn unusable_settings_are_explained_in_the_popup_before_anything_is_sent(engine: Engine) {
+    let env = seeded(engine);
     let plans = std::fs::read_to_string(&env.plans).unwrap();
     let cases = [
         (
@@ -378,9 +381,8 @@ fn unusable_settings_are_explained_in_the_popup_before_anything_is_sent() {
     assert_eq!(env.server.requests(), 0);
 }
 
-#[test]
-fn r_reloads_plans_toml_and_an_invalid_file_keeps_the_last_good_plans() {
-    let env = seeded();
+fn r_reloads_plans_toml_and_an_invalid_file_keeps_the_last_good_plans(engine: Engine) {
+    let env = seeded(engine);
     // Stripe's own API base at first, so a sync shows which plans it used.
     std::fs::write(&env.plans, PLANS).unwrap();
     let mut dash = Dashboard::open(&env, key());

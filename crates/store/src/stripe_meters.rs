@@ -184,7 +184,8 @@ impl StripeMeters {
             })
             .collect();
         let dimensions = if grouped.is_empty() {
-            // Not a bare NULL: PostgreSQL refuses a constant in GROUP BY.
+            // Not a bare NULL: PostgreSQL refuses a literal in GROUP BY ("non-integer
+            // constant"), and the previews group by this expression.
             "CAST(NULL AS TEXT)".to_string()
         } else {
             format!("(CASE e.meter_id {} END)", grouped.join(" "))

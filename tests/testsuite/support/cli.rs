@@ -166,16 +166,6 @@ pub fn dump(conn: &rusqlite::Connection) -> Dump {
     Dump(tables)
 }
 
-/// (number of events, sum of their quantities) for one customer.
-pub fn events_of(conn: &rusqlite::Connection, customer: &str) -> (i64, i64) {
-    conn.query_row(
-        "SELECT COUNT(*), COALESCE(SUM(quantity), 0) FROM usage_events WHERE customer_id = ?1",
-        [customer],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )
-    .expect("count events")
-}
-
 /// One-line JSON exactly as printed, with each key starting a new line so a snapshot is
 /// readable and still records the key order byte for byte.
 pub fn one_key_per_line(json: &[u8]) -> String {

@@ -55,6 +55,46 @@ impl Scratch {
     pub fn inspect(&self) -> Inspect<'_> {
         Inspect::of(&self.db)
     }
+
+    /// Take the writers' lock from outside meterline, as another writer would hold it: every
+    /// write waits until the guard is dropped.
+    pub fn hold_write_lock(&self) -> WriteLock {
+        let db = self.db.to_string_lossy();
+        if meterline::store::is_postgres_url(&db) {
+            let mut client = postgres::Client::connect(&db, postgres::NoTls).expect("connect");
+            client
+                .batch_execute(&format!(
+                    "BEGIN; SELECT pg_advisory_xact_lock({POSTGRES_WRITER_LOCK})"
+                ))
+                .expect("take the writers' lock");
+            return WriteLock::Postgres(client);
+        }
+        let conn = rusqlite::Connection::open(&self.db).expect("open the test database");
+        conn.execute_batch("BEGIN IMMEDIATE")
+            .expect("take the write lock");
+        WriteLock::Sqlite(conn)
+    }
+}
+
+/// The advisory lock key every meterline write transaction takes on PostgreSQL
+/// (`WRITER_LOCK` in crates/store/src/db/postgres/mod.rs).
+const POSTGRES_WRITER_LOCK: i64 = 0x6d65_7465_726c_0001;
+
+/// The writers' lock held from outside (see [`Scratch::hold_write_lock`]); released on drop.
+pub enum WriteLock {
+    Sqlite(rusqlite::Connection),
+    Postgres(postgres::Client),
+}
+
+impl Drop for WriteLock {
+    fn drop(&mut self) {
+        let _ = match self {
+            WriteLock::Sqlite(conn) => conn.execute_batch("COMMIT").map_err(|e| e.to_string()),
+            WriteLock::Postgres(client) => {
+                client.batch_execute("COMMIT").map_err(|e| e.to_string())
+            }
+        };
+    }
 }
 
 /// Reads a test database with plain SQL.
@@ -101,6 +141,20 @@ impl Inspect<'_> {
         .expect("rows")
     }
 
+    /// Change the database behind meterline's back (a test setting up a state no command
+    /// makes): `sql` runs as one statement.
+    pub fn exec(&self, sql: &str) {
+        let db = self.db.to_string_lossy();
+        if meterline::store::is_postgres_url(&db) {
+            super::postgres::psql(&db, sql);
+            return;
+        }
+        rusqlite::Connection::open(self.db)
+            .expect("open the test database")
+            .execute_batch(sql)
+            .expect("execute");
+    }
+
     /// The one integer `sql` answers (write `CAST(SUM(x) AS BIGINT)`: Postgres sums to NUMERIC).
     pub fn number(&self, sql: &str) -> i64 {
         let rows = self.rows(sql);
@@ -117,6 +171,13 @@ impl Inspect<'_> {
         self.number(&format!(
             "SELECT CAST(COALESCE(SUM(used), 0) AS BIGINT) FROM usage_records
              WHERE customer_id = '{customer}' AND period_start = '{period_start}'"
+        ))
+    }
+
+    /// How many events carry idempotency `key` (0 or 1).
+    pub fn events_with_key(&self, key: &str) -> i64 {
+        self.number(&format!(
+            "SELECT COUNT(*) FROM usage_events WHERE idempotency_key = '{key}'"
         ))
     }
 

@@ -2,6 +2,7 @@
 //! tables.
 
 use super::cli::{Dump, Scratch};
+use super::engine::Engine;
 
 /// An AI API: requests counted and capped (Stripe event `api_requests`), tokens summed by
 /// model with overage (`ai_tokens`), credits summed from the quantity (`credits_used`),
@@ -51,9 +52,9 @@ at_limit = "overage"
 overage_rate = "0.001"
 "#;
 
-/// A scratch database on [`PLANS`] with acme (pro) and capped (free).
-pub fn scratch() -> Scratch {
-    let s = Scratch::new();
+/// A scratch database on `engine` on [`PLANS`] with acme (pro) and capped (free).
+pub fn scratch(engine: Engine) -> Scratch {
+    let s = Scratch::on(engine);
     std::fs::write(&s.plans, PLANS).unwrap();
     s.add_customer("acme", "pro", "2026-11-01");
     s.add_customer("capped", "free", "2026-11-01");
@@ -70,38 +71,31 @@ pub fn meter_used(s: &Scratch, customer: &str, meter: &str) -> i64 {
 /// Every row of the meterline tables and of the meter tables: equal before and after means
 /// nothing was written.
 pub fn dump_all(s: &Scratch) -> (Dump, Vec<String>) {
-    let conn = s.conn();
+    let db = s.inspect();
     let mut rows = Vec::new();
     for (table, order) in [
         ("meter_counters", "1, 2, 3, 4"),
         ("meter_values", "1, 2, 3, 4"),
     ] {
-        let mut stmt = conn
-            .prepare(&format!("SELECT * FROM {table} ORDER BY {order}"))
-            .unwrap();
-        let columns = stmt.column_count();
-        let found = stmt
-            .query_map([], |r| {
-                (0..columns)
-                    .map(|i| r.get_ref(i).map(|v| format!("{v:?}")))
-                    .collect::<rusqlite::Result<Vec<_>>>()
-                    .map(|cells| format!("{table}: {}", cells.join("|")))
-            })
-            .unwrap()
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .unwrap();
-        rows.extend(found);
+        rows.extend(
+            db.rows(&format!("SELECT * FROM {table} ORDER BY {order}"))
+                .into_iter()
+                .map(|cells| format!("{table}: {}", cells.join("|"))),
+        );
     }
     (s.dump(), rows)
 }
 
 /// (meter_id, properties) of the event stored under `key`.
 pub fn stored_event(s: &Scratch, key: &str) -> (String, Option<String>) {
-    s.conn()
-        .query_row(
-            "SELECT meter_id, properties FROM usage_events WHERE idempotency_key = ?1",
-            [key],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap_or_else(|e| panic!("no event with key {key}: {e}"))
+    let rows = s.inspect().rows(&format!(
+        "SELECT meter_id, properties FROM usage_events WHERE idempotency_key = '{key}'"
+    ));
+    let row = rows
+        .first()
+        .unwrap_or_else(|| panic!("no event with key {key}"));
+    (
+        row[0].clone(),
+        Some(row[1].clone()).filter(|p| !p.is_empty()),
+    )
 }

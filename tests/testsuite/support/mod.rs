@@ -7,13 +7,15 @@
 //! - `alerts`: a loopback webhook receiver;
 //! - `tmux`: the real binary on a real terminal;
 //! - `engine`: the contract tests once per engine (`engine_tests!`), and plain-SQL reads of either;
-//! - `postgres`: the real PostgreSQL server the Postgres half runs on.
+//! - `postgres`: the real PostgreSQL server the Postgres half runs on;
+//! - `pgbouncer`: PgBouncer in transaction mode in front of it.
 
 pub mod alerts;
 pub mod cli;
 pub mod engine;
 pub mod fake_stripe;
 pub mod meters;
+pub mod pgbouncer;
 pub mod postgres;
 pub mod serve;
 pub mod stripe;

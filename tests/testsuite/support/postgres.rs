@@ -47,7 +47,7 @@ fn bin_dir() -> PathBuf {
 }
 
 /// initdb and postgres refuse to run as root: as root, they run as the `postgres` user.
-fn postgres_ids() -> Option<(u32, u32)> {
+pub(super) fn postgres_ids() -> Option<(u32, u32)> {
     if unsafe { libc::geteuid() } != 0 {
         return None;
     }
@@ -58,7 +58,7 @@ fn postgres_ids() -> Option<(u32, u32)> {
     Some((uid, gid))
 }
 
-fn as_postgres(command: &mut Command, die_with_parent: bool) {
+pub(super) fn as_postgres(command: &mut Command, die_with_parent: bool) {
     let ids = postgres_ids();
     unsafe {
         command.pre_exec(move || {
@@ -76,7 +76,7 @@ fn as_postgres(command: &mut Command, die_with_parent: bool) {
     }
 }
 
-fn free_port() -> u16 {
+pub(super) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

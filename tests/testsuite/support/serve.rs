@@ -12,6 +12,8 @@ use super::cli::{BIN, NOW, Scratch};
 pub struct Server {
     pub child: Child,
     pub base: String,
+    /// What it printed to stderr so far.
+    lines: Arc<Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -51,14 +53,14 @@ impl Server {
             .recv_timeout(Duration::from_secs(30))
             .unwrap_or_else(|_| panic!("server did not start: {:?}", lines.lock().unwrap()));
         // The thread goes on draining stderr, so the server never blocks on a full pipe.
-        Server { child, base }
+        Server { child, base, lines }
     }
 
     pub fn client(&self, token: &str) -> Client {
         Client::new(&self.base, Some(token))
     }
 
-    /// SIGTERM, then wait for the exit code.
+    /// SIGTERM, then wait for the exit code; its stderr never showed the database password.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
@@ -66,6 +68,13 @@ impl Server {
             .expect("run kill");
         assert!(status.success());
         let status = self.child.wait().expect("wait for the server");
+        // The reader thread has seen everything once the pipe closes.
+        std::thread::sleep(Duration::from_millis(100));
+        let lines = self.lines.lock().unwrap().clone();
+        assert!(
+            lines.iter().all(|l| !l.contains(super::postgres::PASSWORD)),
+            "the database password is in serve's output: {lines:?}"
+        );
         std::mem::forget(self);
         status
     }
@@ -196,33 +205,6 @@ impl Client {
         }
         Self::finish(request.send(body)).unwrap_or_else(|e| panic!("POST {path}: {e}"))
     }
-}
-
-/// Every counter equals the sum of its events (per customer and period).
-pub fn assert_counters_match_events(conn: &rusqlite::Connection) {
-    let mismatches: i64 = conn
-        .query_row(
-            "SELECT COUNT(*) FROM usage_records r
-             WHERE r.used != (SELECT COALESCE(SUM(quantity), 0) FROM usage_events e
-                              WHERE e.customer_id = r.customer_id AND e.period_start = r.period_start)",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(
-        mismatches, 0,
-        "a counter differs from the sum of its events"
-    );
-}
-
-/// How many events carry `key` (0 or 1).
-pub fn events_with_key(conn: &rusqlite::Connection, key: &str) -> i64 {
-    conn.query_row(
-        "SELECT COUNT(*) FROM usage_events WHERE idempotency_key = ?1",
-        [key],
-        |r| r.get(0),
-    )
-    .unwrap()
 }
 
 /// Send raw bytes on a new connection and read the first answer (headers and the body that

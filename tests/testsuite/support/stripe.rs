@@ -9,6 +9,7 @@ use chrono::{DateTime, Duration, Utc};
 use meterline::store::NewCustomer;
 use meterline::{Config, RecordRequest, Store};
 
+use super::engine::{Engine, Inspect};
 pub use super::fake_stripe::{FakeStripe, Fault};
 
 /// Environment variables to set (`Some`) or remove (`None`) for one run of the binary.
@@ -108,6 +109,27 @@ impl Env {
             db,
             plans: plans_path,
         }
+    }
+
+    /// `new` with its database on `engine`.
+    pub fn on(engine: Engine, plans: &str) -> Env {
+        let mut env = Env::new(plans);
+        if engine == Engine::Postgres {
+            env.db = super::postgres::server().fresh_database().into();
+        }
+        env
+    }
+
+    /// `on` with [`MAPPED`]'s customers and their events over the last 20 days.
+    pub fn seeded(engine: Engine, plans: &str) -> Env {
+        let env = Env::on(engine, plans);
+        env.seed(MAPPED, Duration::days(20));
+        env
+    }
+
+    /// Plain SQL on this database, whichever the engine.
+    pub fn inspect(&self) -> Inspect<'_> {
+        Inspect::of(&self.db)
     }
 
     pub fn config(&self) -> Config {
@@ -292,24 +314,27 @@ impl Env {
     /// Events (id, identifier, customer's Stripe id, meter event name, quantity) that a sync
     /// must deliver: mapped customers, inside Stripe's window at NOW.
     pub fn deliverable(&self) -> Vec<(i64, String, String, String, i64)> {
-        let conn = rusqlite::Connection::open(&self.db).unwrap();
-        let mut stmt = conn
-            .prepare(
+        let from = meterline::billing::format_ts(now() - Duration::days(35));
+        let to = meterline::billing::format_ts(now() + Duration::minutes(5));
+        self.inspect()
+            .rows(&format!(
                 "SELECT e.id, c.stripe_customer_id, r.meter_event_name, e.quantity, e.stripe_identifier
                  FROM usage_events e JOIN customers c ON c.id = e.customer_id
                  JOIN usage_records r ON r.customer_id = e.customer_id AND r.period_start = e.period_start
-                 WHERE c.stripe_customer_id IS NOT NULL AND e.occurred_at >= ?1 AND e.occurred_at <= ?2
-                 ORDER BY e.id",
-            )
-            .unwrap();
-        let from = meterline::billing::format_ts(now() - Duration::days(35));
-        let to = meterline::billing::format_ts(now() + Duration::minutes(5));
-        stmt.query_map([from, to], |r| {
-            Ok((r.get(0)?, r.get(4)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
+                 WHERE c.stripe_customer_id IS NOT NULL AND e.occurred_at >= '{from}' AND e.occurred_at <= '{to}'
+                 ORDER BY e.id"
+            ))
+            .into_iter()
+            .map(|r| {
+                (
+                    r[0].parse().unwrap(),
+                    r[4].clone(),
+                    r[1].clone(),
+                    r[2].clone(),
+                    r[3].parse().unwrap(),
+                )
+            })
+            .collect()
     }
 
     /// Every deliverable event was accepted by the server exactly once (by identifier, with
@@ -343,19 +368,20 @@ impl Env {
             *expected.entry((customer, meter)).or_default() += quantity;
         }
         let mut got: HashMap<(String, String), i64> = HashMap::new();
-        let conn = rusqlite::Connection::open(&self.db).unwrap();
+        let reports: HashMap<String, (i64, String)> = self
+            .inspect()
+            .rows("SELECT identifier, value, reported_at FROM stripe_reports")
+            .into_iter()
+            .map(|r| (r[0].clone(), (r[1].parse().unwrap(), r[2].clone())))
+            .collect();
         for (identifier, event) in self.server.accepted() {
             *got.entry((event.customer.clone(), event.event_name.clone()))
                 .or_default() += event.value;
-            let (value, reported): (i64, Option<String>) = conn
-                .query_row(
-                    "SELECT value, reported_at FROM stripe_reports WHERE identifier = ?1",
-                    [&identifier],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .unwrap_or_else(|e| panic!("accepted {identifier} is no report: {e}"));
-            assert_eq!(value, event.value, "{identifier}");
-            assert!(reported.is_some(), "{identifier} accepted but not marked");
+            let (value, reported) = reports
+                .get(&identifier)
+                .unwrap_or_else(|| panic!("accepted {identifier} is no report"));
+            assert_eq!(*value, event.value, "{identifier}");
+            assert!(!reported.is_empty(), "{identifier} accepted but not marked");
         }
         assert_eq!(got, expected, "server sums vs recorded usage");
         assert_eq!(self.count("stripe_reported_at IS NULL AND id IN (SELECT e.id FROM usage_events e JOIN customers c ON c.id = e.customer_id WHERE c.stripe_customer_id IS NOT NULL AND e.stripe_expired_at IS NULL AND e.occurred_at <= ?1)"), 0, "deliverable events left unreported");
@@ -363,33 +389,26 @@ impl Env {
 
     /// (customer, period) pairs with deliverable usage: the reports a clean sync sends.
     pub fn groups(&self) -> u64 {
-        let conn = rusqlite::Connection::open(&self.db).unwrap();
-        conn.query_row(
+        let from = meterline::billing::format_ts(now() - Duration::days(35));
+        self.inspect().number(&format!(
             "SELECT COUNT(DISTINCT e.customer_id || ' ' || e.period_start)
              FROM usage_events e JOIN customers c ON c.id = e.customer_id
-             WHERE c.stripe_customer_id IS NOT NULL AND e.occurred_at >= ?1",
-            [meterline::billing::format_ts(now() - Duration::days(35))],
-            |r| r.get::<_, i64>(0),
-        )
-        .unwrap() as u64
+             WHERE c.stripe_customer_id IS NOT NULL AND e.occurred_at >= '{from}'"
+        )) as u64
     }
 
     /// COUNT(*) of usage_events matching `condition` (?1 = NOW + 5 minutes).
     pub fn count(&self, condition: &str) -> i64 {
-        let conn = rusqlite::Connection::open(&self.db).unwrap();
-        let sql = format!("SELECT COUNT(*) FROM usage_events WHERE {condition}");
         let limit = meterline::billing::format_ts(now() + Duration::minutes(5));
-        let params: &[&dyn rusqlite::ToSql] = if condition.contains("?1") {
-            &[&limit]
-        } else {
-            &[]
-        };
-        conn.query_row(&sql, params, |r| r.get(0)).unwrap()
+        let condition = condition.replace("?1", &format!("'{limit}'"));
+        self.inspect().number(&format!(
+            "SELECT COUNT(*) FROM usage_events WHERE {condition}"
+        ))
     }
 
     /// Every row of the tables a sync could touch, as text: to prove a run changed nothing.
     pub fn dump(&self) -> String {
-        let conn = rusqlite::Connection::open(&self.db).unwrap();
+        let db = self.inspect();
         let mut out = String::new();
         for table in [
             "customers",
@@ -399,22 +418,8 @@ impl Env {
             "sync_lock",
             "meterline_meta",
         ] {
-            let mut stmt = conn
-                .prepare(&format!("SELECT * FROM {table} ORDER BY 1"))
-                .unwrap();
-            let columns = stmt.column_count();
-            let rows = stmt
-                .query_map([], |r| {
-                    (0..columns)
-                        .map(|i| {
-                            r.get::<_, rusqlite::types::Value>(i)
-                                .map(|v| format!("{v:?}"))
-                        })
-                        .collect::<Result<Vec<_>, _>>()
-                })
-                .unwrap();
-            for row in rows {
-                out.push_str(&format!("{table}: {}\n", row.unwrap().join("|")));
+            for row in db.rows(&format!("SELECT * FROM {table} ORDER BY 1")) {
+                out.push_str(&format!("{table}: {}\n", row.join("|")));
             }
         }
         out
@@ -450,6 +455,12 @@ pub fn assert_no_key(output: &Output) {
     // Not even the secret part after the prefix.
     let secret = &KEY.as_bytes()[8..];
     assert!(!contains(&output.stdout, secret) && !contains(&output.stderr, secret));
+    // Nor the test database's password (a postgres:// database).
+    let password = super::postgres::PASSWORD.as_bytes();
+    assert!(
+        !contains(&output.stdout, password) && !contains(&output.stderr, password),
+        "the database password is in the output"
+    );
 }
 
 pub fn stdout(output: &Output) -> String {

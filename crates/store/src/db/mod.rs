@@ -184,8 +184,11 @@ impl Connection {
         self.transaction_with_behavior(Behavior::Deferred)
     }
 
+    /// A write transaction: the writers' lock from its first statement (SQLite's `BEGIN
+    /// IMMEDIATE`; on PostgreSQL the writers' advisory lock and the change counter), so what
+    /// it reads cannot move before it writes.
     pub(crate) fn transaction(&self) -> Result<Transaction<'_>> {
-        self.transaction_with_behavior(Behavior::Deferred)
+        self.transaction_with_behavior(Behavior::Immediate)
     }
 }
 

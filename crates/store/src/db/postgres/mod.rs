@@ -109,6 +109,27 @@ impl PgConnection {
         Ok(())
     }
 
+    /// `run` a statement of `sql`. A write outside any transaction gets a write transaction of
+    /// its own, as a SQLite write takes the write lock: it queues behind the other writers and
+    /// moves the change counter, so a live view sees it as it sees the record path's.
+    fn autocommitted<T>(&self, sql: &str, run: impl FnOnce() -> Result<T>) -> Result<T> {
+        if self.in_transaction.get() || !self.counts_changes.get() || !is_write(sql) {
+            return run();
+        }
+        self.begin(Behavior::Immediate)?;
+        match run() {
+            Ok(value) => {
+                self.batch_execute("COMMIT")?;
+                Ok(value)
+            }
+            Err(e) => {
+                // A failed statement's transaction is over either way; its error is the news.
+                let _ = self.batch_execute("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
     pub(crate) fn statement(&self, sql: &str) -> PgStatement<'_> {
         let mut cache = self.translated.borrow_mut();
         let text = match cache.get(sql) {
@@ -132,10 +153,12 @@ pub(crate) struct PgStatement<'c> {
 impl PgStatement<'_> {
     pub(crate) fn execute(&mut self, params: &[&dyn Param]) -> Result<usize> {
         let args = args(params);
-        self.conn.with_client(|c| {
-            let mut rows = c.query_typed_raw(&self.text, args.iter().map(|a| (a, a.ty())))?;
-            while postgres::fallible_iterator::FallibleIterator::next(&mut rows)?.is_some() {}
-            Ok(rows.rows_affected().unwrap_or(0) as usize)
+        self.conn.autocommitted(&self.text, || {
+            self.conn.with_client(|c| {
+                let mut rows = c.query_typed_raw(&self.text, args.iter().map(|a| (a, a.ty())))?;
+                while postgres::fallible_iterator::FallibleIterator::next(&mut rows)?.is_some() {}
+                Ok(rows.rows_affected().unwrap_or(0) as usize)
+            })
         })
     }
 
@@ -145,8 +168,22 @@ impl PgStatement<'_> {
             .iter()
             .map(|a| (a as &(dyn ToSql + Sync), a.ty()))
             .collect();
-        self.conn.with_client(|c| c.query_typed(&self.text, &typed))
+        self.conn.autocommitted(&self.text, || {
+            self.conn.with_client(|c| c.query_typed(&self.text, &typed))
+        })
     }
+}
+
+/// Whether `sql` changes rows (what SQLite would take the write lock for).
+fn is_write(sql: &str) -> bool {
+    let verb = sql
+        .trim_start()
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .next()
+        .unwrap_or("");
+    ["INSERT", "UPDATE", "DELETE"]
+        .iter()
+        .any(|w| verb.eq_ignore_ascii_case(w))
 }
 
 /// The few SQLite phrases the store uses that Postgres spells otherwise. Everything else is
@@ -155,6 +192,13 @@ impl PgStatement<'_> {
 const DIALECT: &[(&str, &str)] = &[
     ("printf('%020d', id)", "lpad(CAST(id AS TEXT), 20, '0')"),
     ("json_object(", "meterline_json_object("),
+    // The demo's "reported 4 minutes after it happened" (store::demo_settle), in the stored
+    // timestamp format (`billing::format_ts`).
+    (
+        "strftime('%Y-%m-%dT%H:%M:%SZ', occurred_at, '+4 minutes')",
+        "to_char((CAST(occurred_at AS TIMESTAMPTZ) + INTERVAL '4 minutes') AT TIME ZONE 'UTC', \
+         'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')",
+    ),
 ];
 
 /// A statement in Postgres' dialect: [`DIALECT`]'s phrases, no `INDEXED BY` hints (Postgres
@@ -367,6 +411,24 @@ pub(crate) fn owned(row: &postgres::Row, idx: usize) -> Result<OwnedValue> {
 #[cfg(test)]
 mod tests {
     use super::translate;
+
+    #[test]
+    fn writes_are_told_from_reads_by_their_verb() {
+        for write in [
+            "INSERT INTO t VALUES (1)",
+            "\n  update t SET a = 1",
+            "DELETE FROM t",
+        ] {
+            assert!(super::is_write(write), "{write}");
+        }
+        for read in [
+            "SELECT 1",
+            "SELECT pg_advisory_unlock(1)",
+            " WITH x AS (SELECT 1) SELECT 2",
+        ] {
+            assert!(!super::is_write(read), "{read}");
+        }
+    }
 
     #[test]
     fn placeholders_become_numbered_outside_quotes_and_comments() {
