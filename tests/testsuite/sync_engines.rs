@@ -68,7 +68,7 @@ fn a_sync_killed_mid_run_is_finished_by_the_next_without_doubles(engine: Engine)
 /// `sync --dry-run` on a plans.toml without `[[meters]]` (PostgreSQL refused its preview
 /// query: a constant in GROUP BY): every unit the sync would send, and not one request.
 fn a_dry_run_previews_every_unit_and_sends_nothing(engine: Engine) {
-    let env = seeded(engine);
+    let env = Env::seeded(engine, PLANS);
     let output = env.run(&["sync", "--dry-run", "--json"], &[]);
     assert!(output.status.success(), "{}", stderr(&output));
     let preview = json(&output);
