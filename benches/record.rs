@@ -3,7 +3,9 @@
 //! issued directly through rusqlite prepared statements on a connection with the same pragmas.
 //!
 //! Targets (issue 2): record >= 50,000 events/s and >= 0.8 of the floor; check < 20 µs.
-//! `METERLINE_BENCH_EVENTS` changes the number of events (default 200,000).
+//! `METERLINE_BENCH_EVENTS` changes the number of events (default 200,000);
+//! `METERLINE_BENCH_CASE=meters` runs only the meters section (for a profiler), and
+//! `METERLINE_BENCH_CHECKS` its number of `metered_check` calls (default 20,000).
 
 use std::hint::black_box;
 use std::path::Path;
@@ -34,6 +36,10 @@ fn main() {
         .unwrap()
         .with_timezone(&Utc);
     let dir = tempfile::tempdir().expect("temp dir");
+    if std::env::var("METERLINE_BENCH_CASE").is_ok_and(|case| case == "meters") {
+        meters(events, dir.path(), now);
+        return;
+    }
 
     println!("record: {events} events, one transaction each, fresh temp-file database");
     let floor_db = fresh_database(&dir.path().join("floor.db"), &config, now);
@@ -188,7 +194,10 @@ fn meters(events: usize, dir: &Path, now: DateTime<Utc>) {
         "  meterline Store::record_batch {rate:>8.0} events/s, {} 200,000 events/s",
         if rate >= 200_000.0 { "meets" } else { "BELOW" }
     );
-    let checks = 20_000;
+    let checks: usize = std::env::var("METERLINE_BENCH_CHECKS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
     let took = time(checks, &mut || {
         black_box(store.metered_check(&config, CUSTOMER, now).expect("check"));
     });
