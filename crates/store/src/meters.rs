@@ -68,13 +68,13 @@ pub(super) struct MeterCounters {
     index: HashMap<Vec<u8>, usize>,
     /// A reused buffer for `encode`.
     scratch: Vec<u8>,
-    /// customer × unique_count meter -> the values the batch's events carry for it: what a
-    /// row's one query asks about.
-    candidates: HashMap<(String, String), Vec<String>>,
+    /// `encode`d customer × unique_count meter -> the values the batch's events carry for
+    /// it: what a row's one query asks about.
+    candidates: HashMap<Vec<u8>, Vec<String>>,
 }
 
-/// The four parts, each after its length: no two keys encode alike, whatever they hold.
-fn encode(buffer: &mut Vec<u8>, parts: [&str; 4]) {
+/// The parts, each after its length: no two keys encode alike, whatever they hold.
+fn encode<const N: usize>(buffer: &mut Vec<u8>, parts: [&str; N]) {
     buffer.clear();
     for part in parts {
         buffer.extend_from_slice(&part.len().to_le_bytes());
@@ -99,11 +99,14 @@ impl MeterCounters {
             let Some(value) = req.properties.get(property).filter(|v| !v.is_empty()) else {
                 continue;
             };
-            counters
-                .candidates
-                .entry((req.customer_id.clone(), meter.id.clone()))
-                .or_default()
-                .push(value.clone());
+            encode(&mut counters.scratch, [&req.customer_id, &meter.id]);
+            match counters.candidates.get_mut(counters.scratch.as_slice()) {
+                Some(values) => values.push(value.clone()),
+                None => {
+                    let key = counters.scratch.clone();
+                    counters.candidates.insert(key, vec![value.clone()]);
+                }
+            }
         }
         counters
     }
@@ -271,10 +274,8 @@ impl MeterCounters {
         if !self.rows[row].prefetched {
             self.rows[row].prefetched = true;
             let Row { key, values, .. } = &mut self.rows[row];
-            if let Some(candidates) = self
-                .candidates
-                .get(&(key.customer.clone(), key.meter.clone()))
-            {
+            encode(&mut self.scratch, [&key.customer, &key.meter]);
+            if let Some(candidates) = self.candidates.get(self.scratch.as_slice()) {
                 stored_values(conn, key, candidates, values)?;
             }
         }
