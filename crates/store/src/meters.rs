@@ -138,16 +138,18 @@ impl MeterCounters {
         {
             return Ok(Applied::Refused { used: before });
         }
-        let Some(after) = self.next(conn, meter, total, value, at, event_id)? else {
-            return Ok(Applied::Counted {
-                before,
-                after: before,
-            });
+        // A total the event leaves as it is (a value seen, a max not above, an older latest)
+        // may still move its group: `ann` seen in one region is new in another.
+        let after = match self.next(conn, meter, total, value, at, event_id)? {
+            Some(after) if cap.is_some_and(|limit| after > limit) => {
+                return Ok(Applied::Refused { used: before });
+            }
+            Some(after) => {
+                self.commit(total, meter, value, after, at, event_id);
+                after
+            }
+            None => before,
         };
-        if cap.is_some_and(|limit| after > limit) {
-            return Ok(Applied::Refused { used: before });
-        }
-        self.commit(total, meter, value, after, at, event_id);
         if let Some(group) = group {
             let grouped = self.row(conn, [customer, period_start, &meter.id, group])?;
             if let Some(next) = self.next(conn, meter, grouped, value, at, event_id)? {
