@@ -642,6 +642,29 @@ included = 3
         visitors["groups"],
         serde_json::json!([{"key": {"region": "us"}, "used": 3}, {"key": {"region": "eu"}, "used": 2}])
     );
+    // More values than one query asks about or one INSERT writes, and a repeat among them.
+    let many: Vec<String> = (0..300).map(|i| format!("v{i}")).collect();
+    let mut events: Vec<(&str, &str, Option<&str>)> = many
+        .iter()
+        .map(|user| ("visitors", user.as_str(), Some("eu")))
+        .collect();
+    events.push(("visitors", "v7", Some("eu")));
+    events.push(("visitors", "ann", Some("eu")));
+    assert!(batch(&events).iter().all(|recorded| *recorded));
+    let visitors = meter(&s, "visitors");
+    assert_eq!(visitors["used"], 303, "{visitors}");
+    assert_eq!(visitors["groups"][0]["used"], 302, "{visitors}");
+    let recorded = batch(&[("visitors", "v299", Some("us")), ("visitors", "v300", Some("us"))]);
+    assert_eq!(recorded, [true, true]);
+    let visitors = meter(&s, "visitors");
+    assert_eq!(visitors["used"], 304, "{visitors}");
+    assert_eq!(visitors["groups"][1]["used"], 5, "{visitors}");
+    assert_eq!(
+        s.inspect()
+            .number("SELECT COUNT(*) FROM meter_values WHERE meter_id = 'visitors' AND value LIKE 'v%'"),
+        300 + 1 + 300 + 2
+    );
+
     // A max below the total's is still its own group's max.
     for (concurrency, region) in [("10", "eu"), ("5", "us")] {
         let out = s
@@ -660,7 +683,8 @@ included = 3
         serde_json::json!([{"key": {"region": "eu"}, "used": 10}, {"key": {"region": "us"}, "used": 5}])
     );
     let stored = s.inspect().rows(
-        "SELECT meter_id, group_key, value FROM meter_values ORDER BY meter_id, group_key, value",
+        "SELECT meter_id, group_key, value FROM meter_values WHERE value NOT LIKE 'v%'
+         ORDER BY meter_id, group_key, value",
     );
     let stored: Vec<String> = stored.iter().map(|r| r.join(" ")).collect();
     assert_eq!(

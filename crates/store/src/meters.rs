@@ -8,6 +8,7 @@
 //! new distinct values are written several to an INSERT.
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 use crate::db::{Connection, OptionalExtension, Param, params};
 use chrono::{DateTime, Utc};
@@ -355,6 +356,7 @@ impl MeterCounters {
 }
 
 /// Ask which of `candidates` row `key` has stored, and note each as stored or absent.
+#[inline(never)] // its own entry in a profile
 fn stored_values(
     conn: &Connection,
     key: &Key,
@@ -372,12 +374,6 @@ fn stored_values(
         // A few statement texts (8, 16, … 256 values), each kept in the statement cache:
         // the list is filled up with its last value, which changes nothing in an IN.
         let width = chunk.len().next_power_of_two().max(8);
-        let placeholders: Vec<String> = (0..width).map(|i| format!("?{}", i + 5)).collect();
-        let sql = format!(
-            "SELECT value FROM meter_values WHERE customer_id = ?1 AND period_start = ?2
-             AND meter_id = ?3 AND group_key = ?4 AND value IN ({})",
-            placeholders.join(", ")
-        );
         let last = chunk.last().copied().unwrap_or_default();
         let mut bound: Vec<&dyn Param> = Vec::with_capacity(4 + width);
         bound.extend_from_slice(&[
@@ -389,7 +385,7 @@ fn stored_values(
         for i in 0..width {
             bound.push(chunk.get(i).unwrap_or(&last));
         }
-        let mut statement = conn.prepare_cached(&sql)?;
+        let mut statement = conn.prepare_cached(statement_text(&SELECT_VALUES, width)?)?;
         let stored = statement.query_map(bound.as_slice(), |r| r.get::<_, String>(0))?;
         for value in stored {
             values.insert(value?, Distinct::Stored);
@@ -406,6 +402,7 @@ fn stored_values(
 /// Write `new`, row `key`'s distinct values counted by this batch, several to an INSERT: a
 /// full INSERT of `VALUES_PER_INSERT` while there are as many, then one of each power of two
 /// the rest holds, so a handful of statement texts serve every count.
+#[inline(never)] // its own entry in a profile
 fn insert_values(conn: &Connection, key: &Key, new: &[&String]) -> Result<()> {
     let mut rest = new;
     while !rest.is_empty() {
@@ -416,28 +413,65 @@ fn insert_values(conn: &Connection, key: &Key, new: &[&String]) -> Result<()> {
         };
         let (chunk, after) = rest.split_at(width);
         rest = after;
-        let rows: Vec<String> = (0..width)
-            .map(|i| {
-                let n = 5 * i;
-                format!("(?{}, ?{}, ?{}, ?{}, ?{})", n + 1, n + 2, n + 3, n + 4, n + 5)
-            })
-            .collect();
-        let sql = format!(
-            "INSERT INTO meter_values (customer_id, period_start, meter_id, group_key, value)
-             VALUES {} ON CONFLICT DO NOTHING",
-            rows.join(", ")
-        );
-        let mut bound: Vec<&dyn Param> = Vec::with_capacity(5 * width);
+        let mut bound: Vec<&dyn Param> = Vec::with_capacity(4 + width);
+        bound.extend_from_slice(&[
+            &key.customer as &dyn Param,
+            &key.period_start,
+            &key.meter,
+            &key.group,
+        ]);
         for value in chunk {
-            bound.extend_from_slice(&[
-                &key.customer as &dyn Param,
-                &key.period_start,
-                &key.meter,
-                &key.group,
-                *value,
-            ]);
+            bound.push(*value);
         }
-        conn.prepare_cached(&sql)?.execute(bound.as_slice())?;
+        conn.prepare_cached(statement_text(&INSERT_VALUES, width)?)?
+            .execute(bound.as_slice())?;
     }
     Ok(())
+}
+
+/// A statement over a list of `width` values (a power of two), its text built once.
+struct ListStatement {
+    texts: OnceLock<Vec<String>>,
+    /// The text for `width` values.
+    build: fn(usize) -> String,
+}
+
+static SELECT_VALUES: ListStatement = ListStatement {
+    texts: OnceLock::new(),
+    build: |width| {
+        let list: Vec<String> = (0..width).map(|i| format!("?{}", i + 5)).collect();
+        format!(
+            "SELECT value FROM meter_values WHERE customer_id = ?1 AND period_start = ?2
+             AND meter_id = ?3 AND group_key = ?4 AND value IN ({})",
+            list.join(", ")
+        )
+    },
+};
+
+/// The row's four columns bound once, its values as a VALUES list (`column1` on both
+/// engines); `WHERE true` tells SQLite's parser the ON is the upsert's, not a join's.
+static INSERT_VALUES: ListStatement = ListStatement {
+    texts: OnceLock::new(),
+    build: |width| {
+        let list: Vec<String> = (0..width).map(|i| format!("(?{})", i + 5)).collect();
+        format!(
+            "INSERT INTO meter_values (customer_id, period_start, meter_id, group_key, value)
+             SELECT ?1, ?2, ?3, ?4, column1 FROM (VALUES {}) AS batch WHERE true
+             ON CONFLICT DO NOTHING",
+            list.join(", ")
+        )
+    },
+};
+
+fn statement_text(statement: &'static ListStatement, width: usize) -> Result<&'static str> {
+    let texts = statement.texts.get_or_init(|| {
+        (0..=VALUES_PER_SELECT.max(VALUES_PER_INSERT).ilog2())
+            .map(|k| (statement.build)(1 << k))
+            .collect()
+    });
+    texts
+        .get(width.ilog2() as usize)
+        .filter(|_| width.is_power_of_two())
+        .map(String::as_str)
+        .ok_or_else(|| Error::Database(format!("no statement for a list of {width} values")))
 }
