@@ -128,7 +128,9 @@ impl Connection {
         self.prepare_cached(sql)?.execute(params)
     }
 
-    /// Several statements without parameters (migrations, fixed updates).
+    /// Several statements without parameters (migrations, fixed updates). Without the
+    /// `postgres` feature nothing calls it: SQLite's COMMIT and ROLLBACK are cached statements.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) fn execute_batch(&self, sql: &str) -> Result<()> {
         match self {
             Connection::Sqlite(c) => Ok(c.execute_batch(sql)?),
