@@ -614,7 +614,9 @@ included = 3
     ]);
     assert_eq!(
         recorded,
-        [true, true, true, true, false, true, false, true, true, true, true],
+        [
+            true, true, true, true, false, true, false, true, true, true, true
+        ],
         "dan is the fourth user: refused, twice"
     );
     assert_eq!(meter(&s, "users")["used"], 3);
@@ -654,14 +656,18 @@ included = 3
     let visitors = meter(&s, "visitors");
     assert_eq!(visitors["used"], 303, "{visitors}");
     assert_eq!(visitors["groups"][0]["used"], 302, "{visitors}");
-    let recorded = batch(&[("visitors", "v299", Some("us")), ("visitors", "v300", Some("us"))]);
+    let recorded = batch(&[
+        ("visitors", "v299", Some("us")),
+        ("visitors", "v300", Some("us")),
+    ]);
     assert_eq!(recorded, [true, true]);
     let visitors = meter(&s, "visitors");
     assert_eq!(visitors["used"], 304, "{visitors}");
     assert_eq!(visitors["groups"][1]["used"], 5, "{visitors}");
     assert_eq!(
-        s.inspect()
-            .number("SELECT COUNT(*) FROM meter_values WHERE meter_id = 'visitors' AND value LIKE 'v%'"),
+        s.inspect().number(
+            "SELECT COUNT(*) FROM meter_values WHERE meter_id = 'visitors' AND value LIKE 'v%'"
+        ),
         300 + 1 + 300 + 2
     );
 

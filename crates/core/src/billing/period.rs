@@ -122,7 +122,11 @@ pub fn format_ts(at: DateTime<Utc>) -> String {
     ];
     for (value, places, separator) in fields {
         for &place in places {
-            let digit = value.checked_div(place).unwrap_or(0).checked_rem(10).unwrap_or(0);
+            let digit = value
+                .checked_div(place)
+                .unwrap_or(0)
+                .checked_rem(10)
+                .unwrap_or(0);
             text.push(char::from_digit(digit, 10).unwrap_or('0'));
         }
         text.push(separator);
