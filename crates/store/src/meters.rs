@@ -20,7 +20,7 @@ use meterline_core::metering::MeterValue;
 
 /// Values asked about in one `SELECT … value IN (…)`, at most.
 const VALUES_PER_SELECT: usize = 256;
-/// Distinct values written by one INSERT, at most (5 parameters each).
+/// Distinct values written by one INSERT, at most (one parameter each, after the row's four).
 const VALUES_PER_INSERT: usize = 128;
 
 /// customer × period start × meter × group ('' = the meter's total), as stored.
