@@ -3,7 +3,10 @@
 //! issued directly through rusqlite prepared statements on a connection with the same pragmas.
 //!
 //! Targets (issue 2): record >= 50,000 events/s and >= 0.8 of the floor; check < 20 µs.
-//! `METERLINE_BENCH_EVENTS` changes the number of events (default 200,000).
+//! `METERLINE_BENCH_EVENTS` changes the number of events (default 200,000);
+//! `METERLINE_BENCH_CASE=meters` runs only the meters section (for a profiler), `batch` only
+//! the one-meter `record_batch`, and
+//! `METERLINE_BENCH_CHECKS` its number of `metered_check` calls (default 20,000).
 
 use std::hint::black_box;
 use std::path::Path;
@@ -34,6 +37,11 @@ fn main() {
         .unwrap()
         .with_timezone(&Utc);
     let dir = tempfile::tempdir().expect("temp dir");
+    match std::env::var("METERLINE_BENCH_CASE").as_deref() {
+        Ok("meters") => return meters(events, dir.path(), now),
+        Ok("batch") => return batch(events, dir.path(), &config, now),
+        _ => {}
+    }
 
     println!("record: {events} events, one transaction each, fresh temp-file database");
     let floor_db = fresh_database(&dir.path().join("floor.db"), &config, now);
@@ -86,14 +94,19 @@ fn main() {
         if ours_us < 20.0 { "meets" } else { "MISSES" }
     );
 
-    // Group commit: what the HTTP server's writer does with requests waiting together.
+    batch(events, dir.path(), &config, now);
+    meters(events, dir.path(), now);
+}
+
+/// Group commit: what the HTTP server's writer does with requests waiting together.
+fn batch(events: usize, dir: &Path, config: &Config, now: DateTime<Utc>) {
     println!("record_batch: {events} events in batches of {BATCH}, one transaction per batch");
-    let batch_db = fresh_database(&dir.path().join("batch.db"), &config, now);
+    let batch_db = fresh_database(&dir.join("batch.db"), config, now);
     let mut store = Store::open(&batch_db).expect("open");
-    let batch = vec![request.clone(); BATCH];
+    let batch = vec![RecordRequest::new(CUSTOMER, 1, now); BATCH];
     let batches = events.div_ceil(BATCH);
     let took = time(batches, &mut || {
-        let results = store.record_batch(&config, &batch, now).expect("batch");
+        let results = store.record_batch(config, &batch, now).expect("batch");
         black_box(results);
     });
     let batch_rate = rate(batches * BATCH, took);
@@ -105,7 +118,6 @@ fn main() {
             "BELOW"
         }
     );
-    meters(events, dir.path(), now);
 }
 
 /// Five meters; the batch's events spread over three of them, tokens grouped by two
@@ -188,7 +200,10 @@ fn meters(events: usize, dir: &Path, now: DateTime<Utc>) {
         "  meterline Store::record_batch {rate:>8.0} events/s, {} 200,000 events/s",
         if rate >= 200_000.0 { "meets" } else { "BELOW" }
     );
-    let checks = 20_000;
+    let checks: usize = std::env::var("METERLINE_BENCH_CHECKS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
     let took = time(checks, &mut || {
         black_box(store.metered_check(&config, CUSTOMER, now).expect("check"));
     });

@@ -19,6 +19,7 @@ engine_tests!(
     bad_meter_input_is_refused_and_writes_nothing,
     alerts_are_per_meter_and_level_and_sent_once,
     empty_distinct_values_repeated_properties_and_status_with_meters,
+    distinct_values_are_exact_within_and_across_batches,
 );
 
 /// An AI API: requests capped, tokens by model with overage, active users capped, seats as
@@ -810,4 +811,173 @@ fn members_are_per_sum_or_count_meter(engine: Engine) {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("sum and count meters"));
+}
+
+/// unique_count in `record --batch`: a batch asks the database about its values at once and
+/// writes its new ones together, so repeats within a batch, values stored by an earlier batch,
+/// refusals at the cap and a grouped meter's groups must each still count exactly once.
+fn distinct_values_are_exact_within_and_across_batches(engine: Engine) {
+    let s = Scratch::on(engine);
+    std::fs::write(
+        &s.plans,
+        r#"
+[[meters]]
+id = "users"
+aggregation = "unique_count"
+property = "user"
+[[meters]]
+id = "visitors"
+aggregation = "unique_count"
+property = "user"
+group_by = ["region"]
+[[meters]]
+id = "peak"
+aggregation = "max"
+property = "concurrency"
+group_by = ["region"]
+[[plans]]
+id = "free"
+[plans.meters.users]
+included = 3
+"#,
+    )
+    .unwrap();
+    s.add_customer("acme", "free", "2026-11-01");
+    let batch = |events: &[(&str, &str, Option<&str>)]| -> Vec<bool> {
+        let lines: Vec<String> = events
+            .iter()
+            .map(|(meter, user, region)| {
+                let mut properties = serde_json::json!({ "user": user });
+                if let Some(region) = region {
+                    properties["region"] = (*region).into();
+                }
+                serde_json::json!({"customer": "acme", "meter": meter, "properties": properties})
+                    .to_string()
+            })
+            .collect();
+        let out = s
+            .cmd()
+            .args(["record", "--batch", "-", "--json"])
+            .write_stdin(lines.join("\n"))
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let result: Value = serde_json::from_str(l).unwrap();
+                result["recorded"].as_bool().unwrap_or(false)
+            })
+            .collect()
+    };
+    let recorded = batch(&[
+        ("users", "ann", None),
+        ("users", "ann", None),
+        ("users", "bob", None),
+        ("users", "cat", None),
+        ("users", "dan", None),
+        ("users", "ann", None),
+        ("users", "dan", None),
+        ("visitors", "ann", Some("eu")),
+        ("visitors", "ann", Some("eu")),
+        ("visitors", "ann", Some("us")),
+        ("visitors", "bob", Some("eu")),
+    ]);
+    assert_eq!(
+        recorded,
+        [
+            true, true, true, true, false, true, false, true, true, true, true
+        ],
+        "dan is the fourth user: refused, twice"
+    );
+    assert_eq!(meter(&s, "users")["used"], 3);
+    let visitors = meter(&s, "visitors");
+    assert_eq!(visitors["used"], 2, "{visitors}");
+    assert_eq!(
+        visitors["groups"],
+        serde_json::json!([{"key": {"region": "eu"}, "used": 2}, {"key": {"region": "us"}, "used": 1}])
+    );
+
+    let recorded = batch(&[
+        ("users", "ann", None),
+        ("users", "eve", None),
+        ("users", "bob", None),
+        ("users", "cat", None),
+        ("visitors", "cat", Some("us")),
+        ("visitors", "ann", Some("us")),
+        ("visitors", "bob", Some("us")),
+    ]);
+    assert_eq!(recorded, [true, false, true, true, true, true, true]);
+    assert_eq!(meter(&s, "users")["used"], 3);
+    let visitors = meter(&s, "visitors");
+    assert_eq!(visitors["used"], 3, "{visitors}");
+    assert_eq!(
+        visitors["groups"],
+        serde_json::json!([{"key": {"region": "us"}, "used": 3}, {"key": {"region": "eu"}, "used": 2}])
+    );
+    // More values than one query asks about or one INSERT writes, and a repeat among them.
+    let many: Vec<String> = (0..300).map(|i| format!("v{i}")).collect();
+    let mut events: Vec<(&str, &str, Option<&str>)> = many
+        .iter()
+        .map(|user| ("visitors", user.as_str(), Some("eu")))
+        .collect();
+    events.push(("visitors", "v7", Some("eu")));
+    events.push(("visitors", "ann", Some("eu")));
+    assert!(batch(&events).iter().all(|recorded| *recorded));
+    let visitors = meter(&s, "visitors");
+    assert_eq!(visitors["used"], 303, "{visitors}");
+    assert_eq!(visitors["groups"][0]["used"], 302, "{visitors}");
+    let recorded = batch(&[
+        ("visitors", "v299", Some("us")),
+        ("visitors", "v300", Some("us")),
+    ]);
+    assert_eq!(recorded, [true, true]);
+    let visitors = meter(&s, "visitors");
+    assert_eq!(visitors["used"], 304, "{visitors}");
+    assert_eq!(visitors["groups"][1]["used"], 5, "{visitors}");
+    assert_eq!(
+        s.inspect().number(
+            "SELECT COUNT(*) FROM meter_values WHERE meter_id = 'visitors' AND value LIKE 'v%'"
+        ),
+        300 + 1 + 300 + 2
+    );
+
+    // A max below the total's is still its own group's max.
+    for (concurrency, region) in [("10", "eu"), ("5", "us")] {
+        let out = s
+            .cmd()
+            .args(["record", "acme", "--meter", "peak"])
+            .args(["--property", &format!("concurrency={concurrency}")])
+            .args(["--property", &format!("region={region}")])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0));
+    }
+    let peak = meter(&s, "peak");
+    assert_eq!(peak["used"], 10);
+    assert_eq!(
+        peak["groups"],
+        serde_json::json!([{"key": {"region": "eu"}, "used": 10}, {"key": {"region": "us"}, "used": 5}])
+    );
+    let stored = s.inspect().rows(
+        "SELECT meter_id, group_key, value FROM meter_values WHERE value NOT LIKE 'v%'
+         ORDER BY meter_id, group_key, value",
+    );
+    let stored: Vec<String> = stored.iter().map(|r| r.join(" ")).collect();
+    assert_eq!(
+        stored,
+        [
+            "users  ann",
+            "users  bob",
+            "users  cat",
+            "visitors  ann",
+            "visitors  bob",
+            "visitors  cat",
+            "visitors {\"region\":\"eu\"} ann",
+            "visitors {\"region\":\"eu\"} bob",
+            "visitors {\"region\":\"us\"} ann",
+            "visitors {\"region\":\"us\"} bob",
+            "visitors {\"region\":\"us\"} cat",
+        ]
+    );
 }

@@ -193,6 +193,10 @@ impl Store {
 
     fn setup(mut conn: Connection, options: OpenOptions) -> Result<Store> {
         conn.busy_timeout(options.busy_timeout)?;
+        // rusqlite keeps 16 statements by default; a batch on several meters with alerts
+        // runs about as many, the transaction statements and the reads more: a statement
+        // pushed out is parsed again (tens of thousands of instructions) on its next use.
+        conn.set_prepared_statement_cache_capacity(64);
         // Settings of this connection only; the file is not touched. WAL + NORMAL survives a
         // killed process without losing a committed transaction; only a power loss can lose
         // the last few.

@@ -1,26 +1,57 @@
 //! The running counters of one record batch for every meter but `usage` (whose total is
 //! usage_records.used, see `counters`). Each row is read once, decided on in memory while the
 //! batch holds the write lock, and written once at the end: a refused event changes nothing.
+//!
+//! Per event this is the hot part of a batch on several meters, so a row is found with one
+//! hash of one key built in a reused buffer (no allocation), a unique_count row asks the
+//! database about all of the batch's values for it in one query (not one per event), and the
+//! new distinct values are written several to an INSERT.
 
-use std::collections::hash_map::Entry;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::sync::OnceLock;
 
-use crate::db::{Connection, OptionalExtension, params};
+use crate::db::{Connection, OptionalExtension, Param, params};
 use chrono::{DateTime, Utc};
 
 use crate::billing::{format_ts, parse_ts};
-use crate::config::{Aggregation, AtLimit, Meter, MeterTerms};
-use crate::{Error, Result};
+use crate::config::{Aggregation, AtLimit, Config, Meter, MeterTerms, QUANTITY};
+use crate::{Error, RecordRequest, Result};
 use meterline_core::metering::MeterValue;
 
-/// customer × period start × meter × group ('' = the meter's total).
-type Key = (String, String, String, String);
+/// Values asked about in one `SELECT … value IN (…)`, at most.
+const VALUES_PER_SELECT: usize = 256;
+/// Distinct values written by one INSERT, at most (one parameter each, after the row's four).
+const VALUES_PER_INSERT: usize = 128;
+
+/// customer × period start × meter × group ('' = the meter's total), as stored.
+struct Key {
+    customer: String,
+    period_start: String,
+    meter: String,
+    group: String,
+}
 
 struct Row {
+    key: Key,
     used: i64,
     /// latest: the time and id of the event whose value `used` is.
     latest: Option<(DateTime<Utc>, i64)>,
     dirty: bool,
+    /// unique_count: the values this batch knows about, and whether each is stored.
+    values: HashMap<String, Distinct>,
+    /// unique_count: the batch's values for this row were asked about in one query.
+    prefetched: bool,
+}
+
+/// What the batch knows of one distinct value of a unique_count row.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Distinct {
+    /// Not in meter_values (as of this batch's reads).
+    Absent,
+    /// In meter_values already.
+    Stored,
+    /// Counted by this batch, not yet written.
+    New,
 }
 
 /// What one event did to its meter's total.
@@ -33,20 +64,54 @@ pub(super) enum Applied {
 
 #[derive(Default)]
 pub(super) struct MeterCounters {
-    rows: HashMap<Key, Row>,
-    /// unique_count values this batch knows of, per row.
-    values: HashMap<Key, DistinctValues>,
+    rows: Vec<Row>,
+    /// `encode`d key -> position in `rows`.
+    index: HashMap<Vec<u8>, usize>,
+    /// A reused buffer for `encode`.
+    scratch: Vec<u8>,
+    /// `encode`d customer × unique_count meter -> the values the batch's events carry for
+    /// it: what a row's one query asks about.
+    candidates: HashMap<Vec<u8>, Vec<String>>,
 }
 
-/// The distinct values of one unique_count row this batch has looked up or added.
-#[derive(Default)]
-struct DistinctValues {
-    seen: HashSet<String>,
-    /// Added by this batch, not yet written.
-    unsaved: Vec<String>,
+/// The parts, each after its length: no two keys encode alike, whatever they hold.
+fn encode<const N: usize>(buffer: &mut Vec<u8>, parts: [&str; N]) {
+    buffer.clear();
+    for part in parts {
+        buffer.extend_from_slice(&part.len().to_le_bytes());
+        buffer.extend_from_slice(part.as_bytes());
+    }
 }
 
 impl MeterCounters {
+    /// The counters of a batch of `requests`: each unique_count value its events carry is
+    /// noted, so that a row asks the database about all of them at once.
+    pub(crate) fn for_batch(config: &Config, requests: &[RecordRequest]) -> MeterCounters {
+        let mut counters = MeterCounters::default();
+        for req in requests {
+            let meter = match &req.meter {
+                Some(id) => config.meter(id),
+                None => Some(config.default_meter()),
+            };
+            let Some(meter) = meter.filter(|m| m.aggregation == Aggregation::UniqueCount) else {
+                continue;
+            };
+            let property = meter.property.as_deref().unwrap_or(QUANTITY);
+            let Some(value) = req.properties.get(property).filter(|v| !v.is_empty()) else {
+                continue;
+            };
+            encode(&mut counters.scratch, [&req.customer_id, &meter.id]);
+            match counters.candidates.get_mut(counters.scratch.as_slice()) {
+                Some(values) => values.push(value.clone()),
+                None => {
+                    let key = counters.scratch.clone();
+                    counters.candidates.insert(key, vec![value.clone()]);
+                }
+            }
+        }
+        counters
+    }
+
     /// Apply one event (id `event_id`, at `at`) to its meter's total and, if counted, its
     /// group. The cap is decided on the total, before anything changes.
     #[allow(clippy::too_many_arguments)]
@@ -65,13 +130,8 @@ impl MeterCounters {
         let cap = terms
             .filter(|t| t.at_limit == AtLimit::Block)
             .and_then(|t| t.included);
-        let total: Key = (
-            customer.to_string(),
-            period_start.to_string(),
-            meter.id.clone(),
-            String::new(),
-        );
-        let before = self.row(conn, &total)?.used;
+        let total = self.row(conn, [customer, period_start, &meter.id, ""])?;
+        let before = self.rows[total].used;
         // max and latest refuse a value above the limit, whatever it would do to the total.
         if let (Aggregation::Max | Aggregation::Latest, MeterValue::Number(v)) =
             (meter.aggregation, value)
@@ -79,25 +139,22 @@ impl MeterCounters {
         {
             return Ok(Applied::Refused { used: before });
         }
-        let Some(after) = self.next(conn, meter, &total, value, at, event_id)? else {
-            return Ok(Applied::Counted {
-                before,
-                after: before,
-            });
+        // A total the event leaves as it is (a value seen, a max not above, an older latest)
+        // may still move its group: `ann` seen in one region is new in another.
+        let after = match self.next(conn, meter, total, value, at, event_id)? {
+            Some(after) if cap.is_some_and(|limit| after > limit) => {
+                return Ok(Applied::Refused { used: before });
+            }
+            Some(after) => {
+                self.commit(total, meter, value, after, at, event_id);
+                after
+            }
+            None => before,
         };
-        if cap.is_some_and(|limit| after > limit) {
-            return Ok(Applied::Refused { used: before });
-        }
-        self.commit(&total, meter, value, after, at, event_id);
         if let Some(group) = group {
-            let grouped: Key = (
-                total.0.clone(),
-                total.1.clone(),
-                total.2.clone(),
-                group.into(),
-            );
-            if let Some(next) = self.next(conn, meter, &grouped, value, at, event_id)? {
-                self.commit(&grouped, meter, value, next, at, event_id);
+            let grouped = self.row(conn, [customer, period_start, &meter.id, group])?;
+            if let Some(next) = self.next(conn, meter, grouped, value, at, event_id)? {
+                self.commit(grouped, meter, value, next, at, event_id);
             }
         }
         Ok(Applied::Counted { before, after })
@@ -109,13 +166,12 @@ impl MeterCounters {
         &mut self,
         conn: &Connection,
         meter: &Meter,
-        key: &Key,
+        row: usize,
         value: &MeterValue,
         at: DateTime<Utc>,
         event_id: i64,
     ) -> Result<Option<i64>> {
-        let row = self.row(conn, key)?;
-        let (used, latest) = (row.used, row.latest);
+        let (used, latest) = (self.rows[row].used, self.rows[row].latest);
         let overflow = || {
             Error::InvalidInput(format!(
                 "the counter of meter \"{}\" would overflow; nothing recorded",
@@ -131,7 +187,7 @@ impl MeterCounters {
                 .is_none_or(|newest| (at, event_id) > newest)
                 .then_some(*v),
             (Aggregation::UniqueCount, MeterValue::Distinct(text)) => {
-                if self.seen(conn, key, text)? {
+                if self.seen(conn, row, text)? {
                     None
                 } else {
                     Some(used.checked_add(1).ok_or_else(overflow)?)
@@ -148,91 +204,120 @@ impl MeterCounters {
 
     fn commit(
         &mut self,
-        key: &Key,
+        row: usize,
         meter: &Meter,
         value: &MeterValue,
         used: i64,
         at: DateTime<Utc>,
         event_id: i64,
     ) {
+        let row = &mut self.rows[row];
         if let MeterValue::Distinct(text) = value {
-            let values = self.values.entry(key.clone()).or_default();
-            values.seen.insert(text.clone());
-            values.unsaved.push(text.clone());
-        }
-        if let Some(row) = self.rows.get_mut(key) {
-            row.used = used;
-            row.dirty = true;
-            if meter.aggregation == Aggregation::Latest {
-                row.latest = Some((at, event_id));
+            match row.values.get_mut(text.as_str()) {
+                Some(state) => *state = Distinct::New,
+                None => {
+                    row.values.insert(text.clone(), Distinct::New);
+                }
             }
+        }
+        row.used = used;
+        row.dirty = true;
+        if meter.aggregation == Aggregation::Latest {
+            row.latest = Some((at, event_id));
         }
     }
 
-    fn row(&mut self, conn: &Connection, key: &Key) -> Result<&mut Row> {
-        // Looked up before `entry`, which would clone the key on every call.
-        if self.rows.contains_key(key) {
-            return self
-                .rows
-                .get_mut(key)
-                .ok_or_else(|| Error::Database("meter counter vanished".into()));
+    /// The position of the row `parts` in `rows`, read from the database on first use.
+    fn row(&mut self, conn: &Connection, parts: [&str; 4]) -> Result<usize> {
+        encode(&mut self.scratch, parts);
+        if let Some(&found) = self.index.get(self.scratch.as_slice()) {
+            return Ok(found);
         }
-        let slot = match self.rows.entry(key.clone()) {
-            Entry::Occupied(kept) => return Ok(kept.into_mut()),
-            Entry::Vacant(slot) => slot,
-        };
+        let [customer, period_start, meter, group] = parts;
         let found: Option<(i64, Option<String>, Option<i64>)> = conn
             .prepare_cached(
                 "SELECT used, latest_at, latest_id FROM meter_counters
                  WHERE customer_id = ?1 AND period_start = ?2 AND meter_id = ?3 AND group_key = ?4",
             )?
-            .query_row(params![key.0, key.1, key.2, key.3], |r| {
+            .query_row(params![customer, period_start, meter, group], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })
             .optional()?;
-        let row = match found {
-            Some((used, at, id)) => Row {
+        let (used, latest) = match found {
+            Some((used, at, id)) => (
                 used,
-                latest: match (at, id) {
+                match (at, id) {
                     (Some(at), Some(id)) => parse_ts(&at).ok().map(|at| (at, id)),
                     _ => None,
                 },
-                dirty: false,
-            },
-            None => Row {
-                used: 0,
-                latest: None,
-                dirty: false,
-            },
+            ),
+            None => (0, None),
         };
-        Ok(slot.insert(row))
+        let position = self.rows.len();
+        self.rows.push(Row {
+            key: Key {
+                customer: customer.to_string(),
+                period_start: period_start.to_string(),
+                meter: meter.to_string(),
+                group: group.to_string(),
+            },
+            used,
+            latest,
+            dirty: false,
+            values: HashMap::new(),
+            prefetched: false,
+        });
+        self.index.insert(self.scratch.clone(), position);
+        Ok(position)
     }
 
-    /// True when this unique_count row has counted `text` already.
-    fn seen(&mut self, conn: &Connection, key: &Key, text: &str) -> Result<bool> {
-        if self.values.get(key).is_some_and(|v| v.seen.contains(text)) {
-            return Ok(true);
+    /// True when this unique_count row has counted `text` already. The first question of a
+    /// row asks about every value the batch carries for its customer and meter at once.
+    fn seen(&mut self, conn: &Connection, row: usize, text: &str) -> Result<bool> {
+        if !self.rows[row].prefetched {
+            self.rows[row].prefetched = true;
+            let Row { key, values, .. } = &mut self.rows[row];
+            encode(&mut self.scratch, [&key.customer, &key.meter]);
+            if let Some(candidates) = self.candidates.get(self.scratch.as_slice()) {
+                stored_values(conn, key, candidates, values)?;
+            }
         }
-        let stored = conn
-            .prepare_cached(
-                "SELECT 1 FROM meter_values WHERE customer_id = ?1 AND period_start = ?2
-                 AND meter_id = ?3 AND group_key = ?4 AND value = ?5",
-            )?
-            .exists(params![key.0, key.1, key.2, key.3, text])?;
-        if stored {
-            let values = self.values.entry(key.clone()).or_default();
-            values.seen.insert(text.to_string());
-        }
+        let Row { key, values, .. } = &mut self.rows[row];
+        let stored = match values.get(text) {
+            Some(state) => return Ok(*state != Distinct::Absent),
+            // Not among the batch's values as `for_batch` found them: asked alone.
+            None => conn
+                .prepare_cached(
+                    "SELECT 1 FROM meter_values WHERE customer_id = ?1 AND period_start = ?2
+                     AND meter_id = ?3 AND group_key = ?4 AND value = ?5",
+                )?
+                .exists(params![
+                    key.customer,
+                    key.period_start,
+                    key.meter,
+                    key.group,
+                    text
+                ])?,
+        };
+        values.insert(
+            text.to_string(),
+            if stored {
+                Distinct::Stored
+            } else {
+                Distinct::Absent
+            },
+        );
         Ok(stored)
     }
 
     /// Write every changed row and every new distinct value.
     pub(crate) fn flush(&mut self, conn: &Connection) -> Result<()> {
-        for (key, row) in self.rows.iter_mut().filter(|(_, r)| r.dirty) {
+        for row in self.rows.iter_mut().filter(|r| r.dirty) {
             let (latest_at, latest_id) = match row.latest {
                 Some((at, id)) => (Some(format_ts(at)), Some(id)),
                 None => (None, None),
             };
+            let key = &row.key;
             conn.prepare_cached(
                 "INSERT INTO meter_counters
                      (customer_id, period_start, meter_id, group_key, used, latest_at, latest_id)
@@ -242,20 +327,151 @@ impl MeterCounters {
                      latest_id = excluded.latest_id",
             )?
             .execute(params![
-                key.0, key.1, key.2, key.3, row.used, latest_at, latest_id
+                key.customer,
+                key.period_start,
+                key.meter,
+                key.group,
+                row.used,
+                latest_at,
+                latest_id
             ])?;
             row.dirty = false;
         }
-        for (key, values) in &mut self.values {
-            for value in values.unsaved.drain(..) {
-                conn.prepare_cached(
-                    "INSERT INTO meter_values
-                         (customer_id, period_start, meter_id, group_key, value)
-                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
-                )?
-                .execute(params![key.0, key.1, key.2, key.3, value])?;
+        for row in &mut self.rows {
+            let new: Vec<&String> = row
+                .values
+                .iter()
+                .filter(|(_, state)| **state == Distinct::New)
+                .map(|(value, _)| value)
+                .collect();
+            insert_values(conn, &row.key, &new)?;
+            for state in row.values.values_mut() {
+                if *state == Distinct::New {
+                    *state = Distinct::Stored;
+                }
             }
         }
         Ok(())
     }
+}
+
+/// Ask which of `candidates` row `key` has stored, and note each as stored or absent.
+#[inline(never)] // its own entry in a profile
+fn stored_values(
+    conn: &Connection,
+    key: &Key,
+    candidates: &[String],
+    values: &mut HashMap<String, Distinct>,
+) -> Result<()> {
+    let mut asked: Vec<&str> = candidates
+        .iter()
+        .map(String::as_str)
+        .filter(|v| !values.contains_key(*v))
+        .collect();
+    asked.sort_unstable();
+    asked.dedup();
+    for chunk in asked.chunks(VALUES_PER_SELECT) {
+        // A few statement texts (8, 16, … 256 values), each kept in the statement cache:
+        // the list is filled up with its last value, which changes nothing in an IN.
+        let width = chunk.len().next_power_of_two().max(8);
+        let last = chunk.last().copied().unwrap_or_default();
+        let mut bound: Vec<&dyn Param> = Vec::with_capacity(4 + width);
+        bound.extend_from_slice(&[
+            &key.customer as &dyn Param,
+            &key.period_start,
+            &key.meter,
+            &key.group,
+        ]);
+        for i in 0..width {
+            bound.push(chunk.get(i).unwrap_or(&last));
+        }
+        let mut statement = conn.prepare_cached(statement_text(&SELECT_VALUES, width)?)?;
+        let stored = statement.query_map(bound.as_slice(), |r| r.get::<_, String>(0))?;
+        for value in stored {
+            values.insert(value?, Distinct::Stored);
+        }
+        for value in chunk {
+            if !values.contains_key(*value) {
+                values.insert((*value).to_string(), Distinct::Absent);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Write `new`, row `key`'s distinct values counted by this batch, several to an INSERT: a
+/// full INSERT of `VALUES_PER_INSERT` while there are as many, then one of each power of two
+/// the rest holds, so a handful of statement texts serve every count.
+#[inline(never)] // its own entry in a profile
+fn insert_values(conn: &Connection, key: &Key, new: &[&String]) -> Result<()> {
+    let mut rest = new;
+    while !rest.is_empty() {
+        let width = if rest.len() >= VALUES_PER_INSERT {
+            VALUES_PER_INSERT
+        } else {
+            1 << rest.len().ilog2()
+        };
+        let (chunk, after) = rest.split_at(width);
+        rest = after;
+        let mut bound: Vec<&dyn Param> = Vec::with_capacity(4 + width);
+        bound.extend_from_slice(&[
+            &key.customer as &dyn Param,
+            &key.period_start,
+            &key.meter,
+            &key.group,
+        ]);
+        for value in chunk {
+            bound.push(*value);
+        }
+        conn.prepare_cached(statement_text(&INSERT_VALUES, width)?)?
+            .execute(bound.as_slice())?;
+    }
+    Ok(())
+}
+
+/// A statement over a list of `width` values (a power of two), its text built once.
+struct ListStatement {
+    texts: OnceLock<Vec<String>>,
+    /// The text for `width` values.
+    build: fn(usize) -> String,
+}
+
+static SELECT_VALUES: ListStatement = ListStatement {
+    texts: OnceLock::new(),
+    build: |width| {
+        let list: Vec<String> = (0..width).map(|i| format!("?{}", i + 5)).collect();
+        format!(
+            "SELECT value FROM meter_values WHERE customer_id = ?1 AND period_start = ?2
+             AND meter_id = ?3 AND group_key = ?4 AND value IN ({})",
+            list.join(", ")
+        )
+    },
+};
+
+/// The row's four columns bound once, its values as a VALUES list (`column1` on both
+/// engines); `WHERE true` tells SQLite's parser the ON is the upsert's, not a join's.
+static INSERT_VALUES: ListStatement = ListStatement {
+    texts: OnceLock::new(),
+    build: |width| {
+        let list: Vec<String> = (0..width).map(|i| format!("(?{})", i + 5)).collect();
+        format!(
+            "INSERT INTO meter_values (customer_id, period_start, meter_id, group_key, value)
+             SELECT ?1, ?2, ?3, ?4, column1 FROM (VALUES {}) AS batch WHERE true
+             ON CONFLICT DO NOTHING",
+            list.join(", ")
+        )
+    },
+};
+
+fn statement_text(statement: &'static ListStatement, width: usize) -> Result<&'static str> {
+    let texts = statement.texts.get_or_init(|| {
+        (0..=VALUES_PER_SELECT.max(VALUES_PER_INSERT).ilog2())
+            .map(|k| (statement.build)(1 << k))
+            .collect()
+    });
+    texts
+        .get(width.ilog2() as usize)
+        .filter(|_| width.is_power_of_two())
+        .map(String::as_str)
+        .ok_or_else(|| Error::Database(format!("no statement for a list of {width} values")))
 }

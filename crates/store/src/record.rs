@@ -216,7 +216,7 @@ impl Store {
             recorded_at: format_ts(now),
             customers: HashMap::new(),
             counters: Counters::default(),
-            meters: MeterCounters::default(),
+            meters: MeterCounters::for_batch(config, requests),
             events: NewEvents::default(),
         };
         let mut results = Vec::with_capacity(requests.len());

@@ -128,7 +128,9 @@ impl Connection {
         self.prepare_cached(sql)?.execute(params)
     }
 
-    /// Several statements without parameters (migrations, fixed updates).
+    /// Several statements without parameters (migrations, fixed updates). Without the
+    /// `postgres` feature nothing calls it: SQLite's COMMIT and ROLLBACK are cached statements.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) fn execute_batch(&self, sql: &str) -> Result<()> {
         match self {
             Connection::Sqlite(c) => Ok(c.execute_batch(sql)?),
@@ -166,10 +168,13 @@ impl Connection {
 
     pub(crate) fn transaction_with_behavior(&self, behavior: Behavior) -> Result<Transaction<'_>> {
         match self {
-            Connection::Sqlite(c) => c.execute_batch(match behavior {
-                Behavior::Deferred => "BEGIN DEFERRED",
-                Behavior::Immediate => "BEGIN IMMEDIATE",
-            })?,
+            Connection::Sqlite(c) => sqlite::run_cached(
+                c,
+                match behavior {
+                    Behavior::Deferred => "BEGIN DEFERRED",
+                    Behavior::Immediate => "BEGIN IMMEDIATE",
+                },
+            )?,
             #[cfg(feature = "postgres")]
             Connection::Postgres(c) => c.begin(behavior)?,
         }
@@ -201,7 +206,7 @@ pub(crate) struct Transaction<'c> {
 impl Transaction<'_> {
     pub(crate) fn commit(mut self) -> Result<()> {
         self.open = false;
-        self.conn.execute_batch("COMMIT")
+        self.conn.end("COMMIT")
     }
 
     /// End a transaction that only read (a snapshot): nothing to keep.
@@ -211,7 +216,19 @@ impl Transaction<'_> {
 
     pub(crate) fn rollback(mut self) -> Result<()> {
         self.open = false;
-        self.conn.execute_batch("ROLLBACK")
+        self.conn.end("ROLLBACK")
+    }
+}
+
+impl Connection {
+    /// `COMMIT` or `ROLLBACK`. On SQLite a cached statement: `execute_batch` parses the text
+    /// anew each time, which was a tenth of a read like `metered_check`.
+    fn end(&self, sql: &str) -> Result<()> {
+        match self {
+            Connection::Sqlite(c) => Ok(sqlite::run_cached(c, sql)?),
+            #[cfg(feature = "postgres")]
+            Connection::Postgres(_) => self.execute_batch(sql),
+        }
     }
 }
 
@@ -226,7 +243,7 @@ impl Drop for Transaction<'_> {
     fn drop(&mut self) {
         if self.open {
             // Nothing to do if it fails: the connection is gone, and the transaction with it.
-            let _ = self.conn.execute_batch("ROLLBACK");
+            let _ = self.conn.end("ROLLBACK");
         }
     }
 }
