@@ -3,21 +3,39 @@
 //! in the same run on the same server: per event, one transaction that inserts the event row
 //! (ON CONFLICT on its key) and runs `UPDATE … SET used = used + n`.
 //!
-//! Targets (issue 17): `record_batch` >= 50,000 events/s and >= 3x the hand-written peer.
-//! `METERLINE_BENCH_EVENTS` changes the number of events (default 100,000).
+//! Then the HTTP API on the same server, with benches/serve.rs's load generator: batched
+//! ingest through two `meterline serve` processes on one database (writers serialise on the
+//! database's writer lock, so this is what a second host adds), and single events over 32
+//! connections to one server.
+//!
+//! Targets (issue 17): `record_batch` >= 50,000 events/s and >= 3x the hand-written peer;
+//! batched HTTP with 2 servers >= 30,000 events/s; single events over HTTP >= 5,000/s.
+//! `METERLINE_BENCH_EVENTS` changes the number of events (default 100,000; the batched HTTP
+//! run sends as many), `METERLINE_BENCH_SINGLES` the single HTTP events (default 20,000).
 
 #[path = "../tests/testsuite/support/postgres.rs"]
 #[allow(dead_code)]
 mod pg;
 
+#[path = "support/http.rs"]
+#[allow(dead_code)]
+mod http;
+
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Days, Utc};
 use meterline::store::NewCustomer;
 use meterline::{Config, RecordRequest, Store};
 
 const BATCH: usize = 500;
+/// Customers of the HTTP runs, as benches/serve.rs.
+const CUSTOMERS: usize = 8;
+/// Connections of the batched HTTP run, spread over the servers.
+const BATCH_CLIENTS: usize = 4;
+const SINGLE_CLIENTS: usize = 32;
 
 fn main() {
     let events: usize = std::env::var("METERLINE_BENCH_EVENTS")
@@ -71,6 +89,119 @@ fn main() {
         if batch >= 50_000.0 { "meets" } else { "BELOW" },
         batch / peer
     );
+
+    let singles: usize = std::env::var("METERLINE_BENCH_SINGLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let plans = Path::new(env!("CARGO_MANIFEST_DIR")).join("plans.toml");
+    let url = server.fresh_database();
+    let token = http_fixture(&url, &config);
+    let servers = [
+        http::Server::start(Path::new(&url), &plans),
+        http::Server::start(Path::new(&url), &plans),
+    ];
+    let http = batched_http(&servers.iter().collect::<Vec<_>>(), &token, events);
+    println!(
+        "HTTP, batched: {events} events, {BATCH} a request, {BATCH_CLIENTS} connections over 2 servers"
+    );
+    println!("  POST /v1/events/batch, 2 servers       {http:>10.0} events/s");
+    println!(
+        "  {} 30,000 events/s; {:.1}x the peer",
+        if http >= 30_000.0 { "meets" } else { "BELOW" },
+        http / peer
+    );
+    let (rate, p50, p99) = single_http(&servers[0], &token, singles);
+    println!("HTTP, single events: {singles} requests over {SINGLE_CLIENTS} connections, 1 server");
+    println!(
+        "  POST /v1/events                        {rate:>10.0} events/s, p50 {p50}, p99 {p99}"
+    );
+    println!(
+        "  {} 5,000 events/s; {:.1}x the peer",
+        if rate >= 5_000.0 { "meets" } else { "BELOW" },
+        rate / peer
+    );
+}
+
+fn customer(i: usize) -> String {
+    format!("cust{}", i % CUSTOMERS)
+}
+
+/// The HTTP runs' database: the customers (unlimited plan) and a token.
+fn http_fixture(url: &str, config: &Config) -> String {
+    let mut store = Store::open(&PathBuf::from(url)).expect("open the PostgreSQL store");
+    let now = Utc::now();
+    for i in 0..CUSTOMERS {
+        store
+            .add_customer(
+                config,
+                &NewCustomer {
+                    id: customer(i),
+                    name: None,
+                    plan_id: "business".into(),
+                    stripe_customer_id: None,
+                    billing_anchor: Some((now - Days::new(1)).date_naive()),
+                },
+                now - Days::new(1),
+            )
+            .expect("add customer");
+    }
+    store.create_token("bench", now).expect("token")
+}
+
+/// Keyed events in batches of `BATCH` over `BATCH_CLIENTS` connections spread over `servers`.
+fn batched_http(servers: &[&http::Server], token: &str, events: usize) -> f64 {
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    http::run_clients_on(servers, token, BATCH_CLIENTS, |_, mut client| {
+        let next = next.clone();
+        async move {
+            loop {
+                let first = next.fetch_add(BATCH, Ordering::Relaxed);
+                if first >= events {
+                    return Vec::new();
+                }
+                let body: Vec<serde_json::Value> = (first..(first + BATCH).min(events))
+                    .map(|i| serde_json::json!({"customer": customer(i), "key": format!("h-{i}")}))
+                    .collect();
+                let body = serde_json::json!({"events": body}).to_string();
+                let reply = client.post("/v1/events/batch", body).await;
+                assert_eq!(reply.0, 200, "{}", reply.1);
+            }
+        }
+    });
+    events as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Single keyed events over `SINGLE_CLIENTS` connections: events/s, p50, p99.
+fn single_http(server: &http::Server, token: &str, singles: usize) -> (f64, String, String) {
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let latencies = http::run_clients(server, token, SINGLE_CLIENTS, |t, mut client| {
+        let next = next.clone();
+        async move {
+            let mut latencies = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= singles {
+                    return latencies;
+                }
+                let body =
+                    serde_json::json!({"customer": customer(t), "key": format!("one-{i}")})
+                        .to_string();
+                let sent = Instant::now();
+                let reply = client.post("/v1/events", body).await;
+                latencies.push(sent.elapsed());
+                assert_eq!(reply.0, 200, "{}", reply.1);
+            }
+        }
+    });
+    let rate = singles as f64 / started.elapsed().as_secs_f64();
+    (
+        rate,
+        http::ms(http::percentile(&latencies, 0.50)),
+        http::ms(http::percentile(&latencies, 0.99)),
+    )
 }
 
 fn store_on(url: &str, config: &Config, now: DateTime<Utc>) -> Store {

@@ -46,6 +46,7 @@ mod postgres_bad_input;
 mod postgres_restart;
 mod reconcile;
 mod reconcile_in_doubt;
+mod record_keys;
 mod serve;
 mod serve_encoding;
 mod serve_kill;

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::db::{Behavior, Connection, OptionalExtension, params};
+use crate::db::{Behavior, Connection, params};
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::Store;
@@ -36,7 +36,12 @@ pub fn new_identifier() -> String {
     identifier
 }
 
+/// How many keys one lookup of stored keys takes: the batch's keys go in lists of these
+/// lengths (the last one repeated to fill the list), so SQLite caches a handful of texts.
+const KEYS_PER_LOOKUP: [usize; 4] = [1, 8, 64, 512];
+
 /// The event a reused idempotency key first recorded.
+#[derive(Clone)]
 struct Original {
     id: i64,
     customer_id: String,
@@ -66,55 +71,84 @@ impl Original {
         }
     }
 
-    /// The event stored under `key` in its source's namespace. Keys kept from before the
-    /// namespaces that look like a drop-in route's (`legacy`, migration 9) may have come from
-    /// either side, so both sides still find them: a resend gets the answer it got before.
-    fn find(conn: &Connection, key: &IdempotencyKey) -> Result<Option<Original>> {
-        type Found = (
-            i64,
-            String,
-            i64,
-            Option<String>,
-            String,
-            String,
-            String,
-            Option<String>,
-        );
-        let row: Option<Found> = conn
-            .prepare_cached(
-                "SELECT id, customer_id, quantity, user_id, occurred_at, recorded_at, meter_id,
-                        properties
-                 FROM usage_events
-                 WHERE idempotency_key = ?1 AND idempotency_source IN (?2, 'legacy')",
-            )?
-            .query_row(params![key.key, key.source.as_str()], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                ))
-            })
-            .optional()?;
-        Ok(row.map(
-            |(id, customer_id, quantity, user_id, at, recorded_at, meter_id, properties)| {
-                let at = parse_ts(&at).unwrap_or_default();
-                Original {
-                    id,
-                    customer_id,
-                    quantity,
-                    user_id,
-                    at_was_now: at == parse_ts(&recorded_at).unwrap_or_default(),
-                    at,
-                    meter_id,
-                    properties,
+    /// The events stored under `keys`, each in its source's namespace: one query per
+    /// [`KEYS_PER_LOOKUP`] keys for the whole batch, not one per event (on PostgreSQL each
+    /// query is a round trip). The batch holds the write lock and writes its events only at
+    /// its end, so what this reads stays true for every event of the batch. Keys kept from
+    /// before the namespaces that look like a drop-in route's (`legacy`, migration 9) may have
+    /// come from either side, so both sides still find them: a resend gets the answer it got
+    /// before. A key its own source has wins over a `legacy` one.
+    fn find_all<'k>(
+        conn: &Connection,
+        keys: impl IntoIterator<Item = &'k IdempotencyKey>,
+    ) -> Result<HashMap<IdempotencyKey, Original>> {
+        let mut wanted: HashMap<&str, Vec<&'k IdempotencyKey>> = HashMap::new();
+        for key in keys {
+            // A key the event's own checks refuse is never looked up (nor stored).
+            if super::customers::validate_event_labels(None, Some(&key.key)).is_ok() {
+                let sources = wanted.entry(key.key.as_str()).or_default();
+                if !sources.contains(&key) {
+                    sources.push(key);
                 }
-            },
-        ))
+            }
+        }
+        let texts: Vec<&str> = wanted.keys().copied().collect();
+        let mut found: HashMap<IdempotencyKey, (bool, Original)> = HashMap::new();
+        for chunk in texts.chunks(KEYS_PER_LOOKUP[KEYS_PER_LOOKUP.len() - 1]) {
+            // A few fixed list lengths, the last key repeated to fill one: a handful of
+            // statement texts for SQLite's cache, whatever the batch's size.
+            let size = KEYS_PER_LOOKUP
+                .iter()
+                .copied()
+                .find(|&n| n >= chunk.len())
+                .unwrap_or(chunk.len());
+            let Some(last) = chunk.last() else { continue };
+            let params: Vec<&dyn crate::db::Param> = chunk
+                .iter()
+                .chain(std::iter::repeat_n(last, size - chunk.len()))
+                .map(|k| k as &dyn crate::db::Param)
+                .collect();
+            let list = vec!["?"; size].join(",");
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT idempotency_key, idempotency_source, id, customer_id, quantity, user_id,
+                        occurred_at, recorded_at, meter_id, properties
+                 FROM usage_events
+                 WHERE idempotency_key IN ({list})"
+            ))?;
+            let mut rows = stmt.query(params.as_slice())?;
+            while let Some(r) = rows.next()? {
+                let text: String = r.get(0)?;
+                let source: Option<String> = r.get(1)?;
+                let Some(source) = source else { continue };
+                let Some(asked) = wanted.get(text.as_str()) else {
+                    continue;
+                };
+                for key in asked {
+                    let own = key.source.as_str() == source;
+                    if !own && source != "legacy" {
+                        continue;
+                    }
+                    if found.get(*key).is_some_and(|(was_own, _)| *was_own) {
+                        continue;
+                    }
+                    let at: String = r.get(6)?;
+                    let recorded_at: String = r.get(7)?;
+                    let at = parse_ts(&at).unwrap_or_default();
+                    let original = Original {
+                        id: r.get(2)?,
+                        customer_id: r.get(3)?,
+                        quantity: r.get(4)?,
+                        user_id: r.get(5)?,
+                        at_was_now: at == parse_ts(&recorded_at).unwrap_or_default(),
+                        at,
+                        meter_id: r.get(8)?,
+                        properties: r.get(9)?,
+                    };
+                    found.insert((*key).clone(), (own, original));
+                }
+            }
+        }
+        Ok(found.into_iter().map(|(k, (_, o))| (k, o)).collect())
     }
 
     /// A retry must repeat the original's parameters; anything else is a client bug that
@@ -208,8 +242,14 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Vec<Result<RecordOutcome>>> {
         let tx = self.conn.transaction_with_behavior(Behavior::Immediate)?;
-        fill_pending_terms(&tx, config)?;
+        let (last_event_id, terms_pending) = batch_start(&tx)?;
+        if terms_pending {
+            fill_pending_terms(&tx, config)?;
+        }
+        let stored_keys =
+            Original::find_all(&tx, requests.iter().filter_map(|r| r.idempotency_key.as_ref()))?;
         let mut batch = Batch {
+            stored_keys,
             conn: &tx,
             config,
             now,
@@ -217,7 +257,8 @@ impl Store {
             customers: HashMap::new(),
             counters: Counters::default(),
             meters: MeterCounters::default(),
-            events: NewEvents::default(),
+            members: Members::default(),
+            events: NewEvents::after(last_event_id),
         };
         let mut results = Vec::with_capacity(requests.len());
         for req in requests {
@@ -229,6 +270,7 @@ impl Store {
         }
         batch.counters.flush(&tx)?;
         batch.meters.flush(&tx)?;
+        batch.members.flush(&tx)?;
         batch.events.write(&tx, &batch.recorded_at)?;
         drop(batch);
         tx.commit()?;
@@ -236,16 +278,22 @@ impl Store {
     }
 }
 
+/// What a batch reads once before its first event, in one query (on PostgreSQL, one round
+/// trip): the largest event id so far (the batch holds the write lock, so its events follow
+/// it) and whether counter rows still wait for their terms (`fill_pending_terms`).
+fn batch_start(conn: &Connection) -> Result<(i64, bool)> {
+    conn.prepare_cached(
+        "SELECT COALESCE(MAX(id), 0),
+                EXISTS (SELECT 1 FROM meterline_meta WHERE key = 'period_terms_pending')
+         FROM usage_events",
+    )?
+    .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+}
+
 /// Counter rows from before migration 4 have no terms: give them their plan's current terms
 /// once, at the first record after the upgrade, so that later plans.toml edits no longer
-/// change them. One primary-key lookup per batch when there is nothing to do.
+/// change them. Nothing to do (`batch_start` said so) on every later batch.
 fn fill_pending_terms(conn: &Connection, config: &Config) -> Result<()> {
-    let pending = conn
-        .prepare_cached("SELECT 1 FROM meterline_meta WHERE key = 'period_terms_pending'")?
-        .exists([])?;
-    if !pending {
-        return Ok(());
-    }
     for plan in &config.plans {
         conn.execute(
             "UPDATE usage_records SET included = ?2, at_limit = ?3, overage_rate = ?4, price = ?5
@@ -284,8 +332,11 @@ struct Batch<'t, 'c> {
     /// `now` in the database's text form, the recording time of every event.
     recorded_at: String,
     customers: HashMap<String, Customer>,
+    /// The batch's idempotency keys already stored before it began (`Original::find_all`).
+    stored_keys: HashMap<IdempotencyKey, Original>,
     counters: Counters<'c>,
     meters: MeterCounters,
+    members: Members,
     events: NewEvents,
 }
 
@@ -332,7 +383,7 @@ impl<'c> Batch<'_, 'c> {
         let original = match &req.idempotency_key {
             Some(key) => match self.events.with_key(key) {
                 Some(event) => Some(Original::of_batch(event, now)),
-                None => Original::find(conn, key)?,
+                None => self.stored_keys.get(key).cloned(),
             },
             None => None,
         };
@@ -405,7 +456,7 @@ impl<'c> Batch<'_, 'c> {
         let after = counter.standing(&customer_id, counter.used, config);
         let period_start = counter.period_start.clone();
 
-        let event_id = self.events.next_id(conn)?;
+        let event_id = self.events.next_id()?;
         self.events.add(NewEvent {
             id: event_id,
             customer_id: customer_id.clone(),
@@ -433,13 +484,7 @@ impl<'c> Batch<'_, 'c> {
             )?;
         }
         if let Some(user) = &req.user_id {
-            conn.prepare_cached(
-                "INSERT INTO usage_members (customer_id, period_start, user_id, used)
-                 VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (customer_id, period_start, user_id) DO UPDATE
-                     SET used = usage_members.used + excluded.used",
-            )?
-            .execute(params![customer_id, period_start, user, req.quantity])?;
+            self.members.add(customer_id, period_start, user, req.quantity)?;
         }
         Ok(RecordOutcome {
             recorded: true,
@@ -480,7 +525,7 @@ impl<'c> Batch<'_, 'c> {
                 &config.thresholds,
             )
         };
-        let event_id = self.events.next_id(conn)?;
+        let event_id = self.events.next_id()?;
         let group = group_key(meter, &req.properties);
         let applied = self.meters.apply(
             conn,
@@ -548,5 +593,66 @@ impl<'c> Batch<'_, 'c> {
             self.customers.insert(id.to_string(), customer);
         }
         Ok(&self.customers[id])
+    }
+}
+
+/// The member counters (`usage_members`) one batch adds to, kept in memory and written once
+/// at its end, as the period counters are: one upsert per member row per batch.
+#[derive(Default)]
+struct Members {
+    /// customer × period start × member → this batch's increment.
+    added: HashMap<(String, String, String), i64>,
+}
+
+/// Member rows per upsert statement (4 parameters each).
+const MEMBERS_PER_UPSERT: usize = 250;
+
+impl Members {
+    fn add(
+        &mut self,
+        customer_id: String,
+        period_start: String,
+        user: &str,
+        quantity: i64,
+    ) -> Result<()> {
+        let added = self
+            .added
+            .entry((customer_id, period_start, user.to_string()))
+            .or_insert(0);
+        // The stored counter takes the same check: an overflow fails the batch.
+        *added = added
+            .checked_add(quantity)
+            .ok_or_else(|| Error::Database("usage_members.used would overflow".into()))?;
+        Ok(())
+    }
+
+    fn flush(&mut self, conn: &Connection) -> Result<()> {
+        let rows: Vec<_> = self.added.drain().collect();
+        for chunk in rows.chunks(MEMBERS_PER_UPSERT) {
+            let mut values: Vec<&dyn crate::db::Param> = Vec::with_capacity(chunk.len() * 4);
+            for ((customer_id, period_start, user), used) in chunk {
+                values.extend_from_slice(&[
+                    customer_id as &dyn crate::db::Param,
+                    period_start,
+                    user,
+                    used,
+                ]);
+            }
+            let sql = format!(
+                "INSERT INTO usage_members (customer_id, period_start, user_id, used)
+                 VALUES {}
+                 ON CONFLICT (customer_id, period_start, user_id) DO UPDATE
+                     SET used = usage_members.used + excluded.used",
+                vec!["(?,?,?,?)"; chunk.len()].join(",")
+            );
+            // One row (the usual batch) is the cached statement; longer lists are run once.
+            let mut stmt = if chunk.len() == 1 {
+                conn.prepare_cached(&sql)?
+            } else {
+                conn.prepare(&sql)?
+            };
+            stmt.execute(values.as_slice())?;
+        }
+        Ok(())
     }
 }
