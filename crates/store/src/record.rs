@@ -36,10 +36,6 @@ pub fn new_identifier() -> String {
     identifier
 }
 
-/// How many keys one lookup of stored keys takes: the batch's keys go in lists of these
-/// lengths (the last one repeated to fill the list), so SQLite caches a handful of texts.
-const KEYS_PER_LOOKUP: [usize; 4] = [1, 8, 64, 512];
-
 /// The event a reused idempotency key first recorded.
 #[derive(Clone)]
 struct Original {
@@ -72,7 +68,7 @@ impl Original {
     }
 
     /// The events stored under `keys`, each in its source's namespace: one query per
-    /// [`KEYS_PER_LOOKUP`] keys for the whole batch, not one per event (on PostgreSQL each
+    /// 512 keys for the whole batch (`db::in_lists`), not one per event (on PostgreSQL each
     /// query is a round trip). The batch holds the write lock and writes its events only at
     /// its end, so what this reads stays true for every event of the batch. Keys kept from
     /// before the namespaces that look like a drop-in route's (`legacy`, migration 9) may have
@@ -94,21 +90,7 @@ impl Original {
         }
         let texts: Vec<&str> = wanted.keys().copied().collect();
         let mut found: HashMap<IdempotencyKey, (bool, Original)> = HashMap::new();
-        for chunk in texts.chunks(KEYS_PER_LOOKUP[KEYS_PER_LOOKUP.len() - 1]) {
-            // A few fixed list lengths, the last key repeated to fill one: a handful of
-            // statement texts for SQLite's cache, whatever the batch's size.
-            let size = KEYS_PER_LOOKUP
-                .iter()
-                .copied()
-                .find(|&n| n >= chunk.len())
-                .unwrap_or(chunk.len());
-            let Some(last) = chunk.last() else { continue };
-            let params: Vec<&dyn crate::db::Param> = chunk
-                .iter()
-                .chain(std::iter::repeat_n(last, size - chunk.len()))
-                .map(|k| k as &dyn crate::db::Param)
-                .collect();
-            let list = vec!["?"; size].join(",");
+        for (list, params) in crate::db::in_lists(&texts) {
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT idempotency_key, idempotency_source, id, customer_id, quantity, user_id,
                         occurred_at, recorded_at, meter_id, properties
@@ -248,14 +230,21 @@ impl Store {
         }
         let stored_keys =
             Original::find_all(&tx, requests.iter().filter_map(|r| r.idempotency_key.as_ref()))?;
+        let mut ids: Vec<&str> = requests.iter().map(|r| r.customer_id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let customers = super::customers::get_many(&tx, &ids)?;
+        let periods = periods_of(config, requests, &customers, now);
+        let mut counters = Counters::default();
+        counters.read_ahead(&tx, &periods)?;
         let mut batch = Batch {
             stored_keys,
             conn: &tx,
             config,
             now,
             recorded_at: format_ts(now),
-            customers: HashMap::new(),
-            counters: Counters::default(),
+            customers,
+            counters,
             meters: MeterCounters::default(),
             members: Members::default(),
             events: NewEvents::after(last_event_id),
@@ -276,6 +265,43 @@ impl Store {
         tx.commit()?;
         Ok(results)
     }
+}
+
+/// The customer × period each event falls in, as `Batch::record` will find them (for an
+/// event of a known customer, at a time within the customer's life and at most 5 minutes
+/// ahead), each once: the batch reads their counter rows at once. An event refused before
+/// its counter only cost a read.
+fn periods_of<'r>(
+    config: &Config,
+    requests: &[RecordRequest],
+    customers: &'r HashMap<String, Option<Customer>>,
+    now: DateTime<Utc>,
+) -> Vec<(&'r str, crate::billing::Period)> {
+    let latest = now
+        .checked_add_signed(TimeDelta::seconds(STRIPE_MAX_FUTURE_SECS))
+        .unwrap_or(now);
+    let mut periods = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for r in requests {
+        let Some(Some(customer)) = customers.get(&r.customer_id) else {
+            continue;
+        };
+        let Some(at) = whole_second(r.occurred_at) else {
+            continue;
+        };
+        let starts = customer
+            .billing_anchor
+            .and_time(chrono::NaiveTime::MIN)
+            .and_utc();
+        if at < starts || at > latest {
+            continue;
+        }
+        let period = period_containing(customer.billing_anchor, config.billing.period, at);
+        if seen.insert((customer.id.as_str(), period.start)) {
+            periods.push((customer.id.as_str(), period));
+        }
+    }
+    periods
 }
 
 /// What a batch reads once before its first event, in one query (on PostgreSQL, one round
@@ -331,7 +357,8 @@ struct Batch<'t, 'c> {
     now: DateTime<Utc>,
     /// `now` in the database's text form, the recording time of every event.
     recorded_at: String,
-    customers: HashMap<String, Customer>,
+    /// The batch's customers, `None` for an id no customer has.
+    customers: HashMap<String, Option<Customer>>,
     /// The batch's idempotency keys already stored before it began (`Original::find_all`).
     stored_keys: HashMap<IdempotencyKey, Original>,
     counters: Counters<'c>,
@@ -586,13 +613,16 @@ impl<'c> Batch<'_, 'c> {
         })
     }
 
-    /// The customer, read once per batch.
+    /// The customer, read once per batch (all the batch's customers at its start).
     fn customer(&mut self, id: &str) -> Result<&Customer> {
         if !self.customers.contains_key(id) {
             let customer = super::customers::get(self.conn, id)?;
-            self.customers.insert(id.to_string(), customer);
+            self.customers.insert(id.to_string(), Some(customer));
         }
-        Ok(&self.customers[id])
+        match &self.customers[id] {
+            Some(customer) => Ok(customer),
+            None => Err(Error::UnknownCustomer(id.to_string())),
+        }
     }
 }
 

@@ -90,6 +90,33 @@ impl Params for &Vec<&dyn Param> {
     }
 }
 
+/// The lengths of the `IN (…)` lists [`in_lists`] makes.
+const IN_LIST_LENGTHS: [usize; 4] = [1, 8, 64, 512];
+
+/// `values` as lists of bound parameters for `IN (…)`: at most 512 a list, each filled up
+/// with its last value to one of a few fixed lengths, so a statement built on them has a
+/// handful of texts (each kept in SQLite's statement cache) whatever the number of values,
+/// and one round trip per list on PostgreSQL. Each list comes as its placeholders (`?,?,…`)
+/// and its parameters; no values, no list (`IN ()` is not SQL).
+pub(crate) fn in_lists<T: Param>(values: &[T]) -> impl Iterator<Item = (String, Vec<&dyn Param>)> {
+    values
+        .chunks(IN_LIST_LENGTHS[IN_LIST_LENGTHS.len() - 1])
+        .filter_map(|chunk| {
+            let last = chunk.last()?;
+            let length = IN_LIST_LENGTHS
+                .iter()
+                .copied()
+                .find(|&n| n >= chunk.len())
+                .unwrap_or(chunk.len());
+            let params: Vec<&dyn Param> = chunk
+                .iter()
+                .chain(std::iter::repeat_n(last, length - chunk.len()))
+                .map(|v| v as &dyn Param)
+                .collect();
+            Some((vec!["?"; length].join(","), params))
+        })
+}
+
 /// `.optional()` on a `query_row`: no row is `None`, not an error.
 pub(crate) trait OptionalExtension<T> {
     fn optional(self) -> Result<Option<T>>;
