@@ -89,44 +89,57 @@ impl Original {
             }
         }
         let texts: Vec<&str> = wanted.keys().copied().collect();
+        // The sources asked for and `legacy`: the index is on key and source.
+        let mut sources: Vec<&str> = wanted
+            .values()
+            .flatten()
+            .map(|k| k.source.as_str())
+            .chain(["legacy"])
+            .collect();
+        sources.sort_unstable();
+        sources.dedup();
         let mut found: HashMap<IdempotencyKey, (bool, Original)> = HashMap::new();
-        for (list, params) in crate::db::in_lists(&texts) {
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT idempotency_key, idempotency_source, id, customer_id, quantity, user_id,
-                        occurred_at, recorded_at, meter_id, properties
-                 FROM usage_events
-                 WHERE idempotency_key IN ({list})"
-            ))?;
-            let mut rows = stmt.query(params.as_slice())?;
-            while let Some(r) = rows.next()? {
-                let text: String = r.get(0)?;
-                let source: Option<String> = r.get(1)?;
-                let Some(source) = source else { continue };
-                let Some(asked) = wanted.get(text.as_str()) else {
-                    continue;
-                };
-                for key in asked {
-                    let own = key.source.as_str() == source;
-                    if !own && source != "legacy" {
+        for (list, key_params) in crate::db::in_lists(&texts) {
+            for (source_list, source_params) in crate::db::in_lists(&sources) {
+                let params: Vec<&dyn crate::db::Param> =
+                    key_params.iter().chain(&source_params).copied().collect();
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT idempotency_key, idempotency_source, id, customer_id, quantity,
+                            user_id, occurred_at, recorded_at, meter_id, properties
+                     FROM usage_events
+                     WHERE idempotency_key IN ({list}) AND idempotency_source IN ({source_list})"
+                ))?;
+                let mut rows = stmt.query(params.as_slice())?;
+                while let Some(r) = rows.next()? {
+                    let text: String = r.get(0)?;
+                    let source: Option<String> = r.get(1)?;
+                    let Some(source) = source else { continue };
+                    let Some(asked) = wanted.get(text.as_str()) else {
                         continue;
-                    }
-                    if found.get(*key).is_some_and(|(was_own, _)| *was_own) {
-                        continue;
-                    }
-                    let at: String = r.get(6)?;
-                    let recorded_at: String = r.get(7)?;
-                    let at = parse_ts(&at).unwrap_or_default();
-                    let original = Original {
-                        id: r.get(2)?,
-                        customer_id: r.get(3)?,
-                        quantity: r.get(4)?,
-                        user_id: r.get(5)?,
-                        at_was_now: at == parse_ts(&recorded_at).unwrap_or_default(),
-                        at,
-                        meter_id: r.get(8)?,
-                        properties: r.get(9)?,
                     };
-                    found.insert((*key).clone(), (own, original));
+                    for key in asked {
+                        let own = key.source.as_str() == source;
+                        if !own && source != "legacy" {
+                            continue;
+                        }
+                        if found.get(*key).is_some_and(|(was_own, _)| *was_own) {
+                            continue;
+                        }
+                        let at: String = r.get(6)?;
+                        let recorded_at: String = r.get(7)?;
+                        let at = parse_ts(&at).unwrap_or_default();
+                        let original = Original {
+                            id: r.get(2)?,
+                            customer_id: r.get(3)?,
+                            quantity: r.get(4)?,
+                            user_id: r.get(5)?,
+                            at_was_now: at == parse_ts(&recorded_at).unwrap_or_default(),
+                            at,
+                            meter_id: r.get(8)?,
+                            properties: r.get(9)?,
+                        };
+                        found.insert((*key).clone(), (own, original));
+                    }
                 }
             }
         }
@@ -223,7 +236,7 @@ impl Store {
         requests: &[RecordRequest],
         now: DateTime<Utc>,
     ) -> Result<Vec<Result<RecordOutcome>>> {
-        let tx = self.conn.transaction_with_behavior(Behavior::Immediate)?;
+        let tx = self.conn.transaction_with_behavior(Behavior::ImmediateByKey)?;
         let (last_event_id, terms_pending) = batch_start(&tx)?;
         if terms_pending {
             fill_pending_terms(&tx, config)?;

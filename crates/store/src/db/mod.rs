@@ -39,6 +39,11 @@ pub(crate) enum Connection {
 pub(crate) enum Behavior {
     Deferred,
     Immediate,
+    /// `Immediate` for a transaction whose every read is a lookup by key (the record batch):
+    /// PostgreSQL is told to use its indexes (`SET LOCAL enable_seqscan = off`), because on a
+    /// table without statistics yet (a fresh one ingesting at full speed) its default
+    /// estimates plan a list of keys as a scan of the whole table, a scan that grows with it.
+    ImmediateByKey,
 }
 
 /// `params![a, b]`: the values of a statement's `?1`, `?2`, ….
@@ -90,7 +95,8 @@ impl Params for &Vec<&dyn Param> {
     }
 }
 
-/// The lengths of the `IN (…)` lists [`in_lists`] makes.
+/// The lengths of the `IN (…)` lists [`in_lists`] makes. PostgreSQL plans a long list as a
+/// scan of the whole table unless told otherwise (`Behavior::ImmediateByKey`).
 const IN_LIST_LENGTHS: [usize; 4] = [1, 8, 64, 512];
 
 /// `values` as lists of bound parameters for `IN (…)`: at most 512 a list, each filled up
@@ -195,7 +201,7 @@ impl Connection {
         match self {
             Connection::Sqlite(c) => c.execute_batch(match behavior {
                 Behavior::Deferred => "BEGIN DEFERRED",
-                Behavior::Immediate => "BEGIN IMMEDIATE",
+                Behavior::Immediate | Behavior::ImmediateByKey => "BEGIN IMMEDIATE",
             })?,
             #[cfg(feature = "postgres")]
             Connection::Postgres(c) => c.begin(behavior)?,
