@@ -183,9 +183,8 @@ fn single_http(server: &http::Server, token: &str, singles: usize) -> (f64, Stri
                 if i >= singles {
                     return latencies;
                 }
-                let body =
-                    serde_json::json!({"customer": customer(t), "key": format!("one-{i}")})
-                        .to_string();
+                let body = serde_json::json!({"customer": customer(t), "key": format!("one-{i}")})
+                    .to_string();
                 let sent = Instant::now();
                 let reply = client.post("/v1/events", body).await;
                 latencies.push(sent.elapsed());

@@ -157,15 +157,21 @@ impl<'c> Counters<'c> {
         let mut found: HashMap<(String, String), CounterRow> = HashMap::new();
         for (customer_list, customer_params) in crate::db::in_lists(&customers) {
             for (start_list, start_params) in crate::db::in_lists(&starts) {
-                let params: Vec<&dyn crate::db::Param> =
-                    customer_params.iter().chain(&start_params).copied().collect();
+                let params: Vec<&dyn crate::db::Param> = customer_params
+                    .iter()
+                    .chain(&start_params)
+                    .copied()
+                    .collect();
                 let mut stmt = conn.prepare_cached(&format!(
                     "SELECT {COUNTER_COLUMNS}, customer_id, period_start FROM usage_records
                      WHERE customer_id IN ({customer_list}) AND period_start IN ({start_list})"
                 ))?;
                 let mut rows = stmt.query(params.as_slice())?;
                 while let Some(r) = rows.next()? {
-                    let key = (r.get(COUNTER_COLUMN_COUNT)?, r.get(COUNTER_COLUMN_COUNT + 1)?);
+                    let key = (
+                        r.get(COUNTER_COLUMN_COUNT)?,
+                        r.get(COUNTER_COLUMN_COUNT + 1)?,
+                    );
                     found.insert(key, CounterRow::from_row(&r)?);
                 }
             }

@@ -70,8 +70,9 @@ pub(super) fn get_many(
     let mut found = std::collections::HashMap::with_capacity(ids.len());
     let mut unreadable = std::collections::HashSet::new();
     for (list, params) in crate::db::in_lists(&ids) {
-        let mut stmt =
-            conn.prepare_cached(&format!("SELECT {COLUMNS} FROM customers WHERE id IN ({list})"))?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM customers WHERE id IN ({list})"
+        ))?;
         let mut rows = stmt.query(params.as_slice())?;
         while let Some(row) = rows.next()? {
             match from_row(&row) {

@@ -236,13 +236,17 @@ impl Store {
         requests: &[RecordRequest],
         now: DateTime<Utc>,
     ) -> Result<Vec<Result<RecordOutcome>>> {
-        let tx = self.conn.transaction_with_behavior(Behavior::ImmediateByKey)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(Behavior::ImmediateByKey)?;
         let (last_event_id, terms_pending) = batch_start(&tx)?;
         if terms_pending {
             fill_pending_terms(&tx, config)?;
         }
-        let stored_keys =
-            Original::find_all(&tx, requests.iter().filter_map(|r| r.idempotency_key.as_ref()))?;
+        let stored_keys = Original::find_all(
+            &tx,
+            requests.iter().filter_map(|r| r.idempotency_key.as_ref()),
+        )?;
         let (customers, counters) = read_ahead(&tx, config, requests, now)?;
         let mut batch = Batch {
             stored_keys,
@@ -546,7 +550,8 @@ impl<'c> Batch<'_, 'c> {
             )?;
         }
         if let Some(user) = &req.user_id {
-            self.members.add(customer_id, period_start, user, req.quantity)?;
+            self.members
+                .add(customer_id, period_start, user, req.quantity)?;
         }
         Ok(RecordOutcome {
             recorded: true,
