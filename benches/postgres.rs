@@ -1,23 +1,43 @@
 //! `cargo bench --bench postgres`: meterline on a real PostgreSQL (Debian's package, started in a
 //! temp dir on loopback by the tests' harness) against the approach a user would write by hand,
-//! in the same run on the same server: per event, one transaction that inserts the event row
-//! (ON CONFLICT on its key) and runs `UPDATE … SET used = used + n`.
+//! in the same run on the same server, in alternating rounds: per event, one transaction that
+//! inserts the event row (ON CONFLICT on its key) and runs `UPDATE … SET used = used + n`.
 //!
-//! Targets (issue 17): `record_batch` >= 50,000 events/s and >= 3x the hand-written peer.
-//! `METERLINE_BENCH_EVENTS` changes the number of events (default 100,000).
+//! Then the HTTP API on the same server, with benches/serve.rs's load generator: batched
+//! ingest through two `meterline serve` processes on one database (writers serialise on the
+//! database's writer lock, so this is what a second host adds), and single events over 32
+//! connections to one server.
+//!
+//! Targets (issue 17): `record_batch` >= 50,000 events/s and >= 3x the hand-written peer;
+//! batched HTTP with 2 servers >= 30,000 events/s; single events over HTTP >= 5,000/s.
+//! `METERLINE_BENCH_EVENTS` changes the number of events (default 100,000; the batched HTTP
+//! run sends as many), `METERLINE_BENCH_SINGLES` the single HTTP events (default 20,000).
 
 #[path = "../tests/testsuite/support/postgres.rs"]
 #[allow(dead_code)]
 mod pg;
 
-use std::path::{Path, PathBuf};
-use std::time::Instant;
+#[path = "support/http.rs"]
+#[allow(dead_code)]
+mod http;
 
-use chrono::{DateTime, Utc};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Days, Utc};
 use meterline::store::NewCustomer;
 use meterline::{Config, RecordRequest, Store};
 
 const BATCH: usize = 500;
+/// Rounds the peer and record_batch alternate in.
+const ROUNDS: usize = 5;
+/// Customers of the HTTP runs, as benches/serve.rs.
+const CUSTOMERS: usize = 8;
+/// Connections of the batched HTTP run, spread over the servers.
+const BATCH_CLIENTS: usize = 4;
+const SINGLE_CLIENTS: usize = 32;
 
 fn main() {
     let events: usize = std::env::var("METERLINE_BENCH_EVENTS")
@@ -32,8 +52,21 @@ fn main() {
     let server = pg::PgServer::private();
     println!("postgres: {events} events on a local PostgreSQL (fsync off, as the test server)");
 
-    let peer = peer_rate(&server.fresh_database(), events);
+    // The peer and record_batch in alternating rounds, so that a change in the machine's
+    // load (other builds share it) hits both alike.
+    let mut peer = Peer::new(&server.fresh_database());
+    let mut store = store_on(&server.fresh_database(), &config, now);
+    let (mut peer_time, mut batch_time) = (Duration::ZERO, Duration::ZERO);
+    let per_round = events.div_ceil(ROUNDS);
+    for round in 0..ROUNDS {
+        let range = round * per_round..((round + 1) * per_round).min(events);
+        peer_time += peer.run(range.clone());
+        batch_time += record_batches(&mut store, &config, now, range);
+    }
+    let peer = events as f64 / peer_time.as_secs_f64();
+    let batch = events as f64 / batch_time.as_secs_f64();
     println!("  hand-written peer (1 tx per event)     {peer:>10.0} events/s");
+    println!("  meterline Store::record_batch ({BATCH})    {batch:>10.0} events/s");
 
     let mut store = store_on(&server.fresh_database(), &config, now);
     let singles = events / 10;
@@ -48,29 +81,123 @@ fn main() {
     }
     let single = singles as f64 / started.elapsed().as_secs_f64();
     println!("  meterline Store::record (1 tx each)    {single:>10.0} events/s");
-
-    let mut store = store_on(&server.fresh_database(), &config, now);
-    let keys: Vec<String> = (0..events).map(|i| format!("b-{i}")).collect();
-    let started = Instant::now();
-    for chunk in keys.chunks(BATCH) {
-        let requests: Vec<RecordRequest> = chunk
-            .iter()
-            .map(|k| RecordRequest {
-                idempotency_key: Some(k.as_str().into()),
-                ..RecordRequest::new("acme", 1, now)
-            })
-            .collect();
-        for result in store.record_batch(&config, &requests, now).unwrap() {
-            assert!(result.unwrap().recorded);
-        }
-    }
-    let batch = events as f64 / started.elapsed().as_secs_f64();
-    println!("  meterline Store::record_batch ({BATCH})    {batch:>10.0} events/s");
     println!(
         "  record_batch: {} 50,000 events/s; {:.1}x the peer (target >= 3x)",
         if batch >= 50_000.0 { "meets" } else { "BELOW" },
         batch / peer
     );
+
+    let singles: usize = std::env::var("METERLINE_BENCH_SINGLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let plans = Path::new(env!("CARGO_MANIFEST_DIR")).join("plans.toml");
+    let url = server.fresh_database();
+    let token = http_fixture(&url, &config);
+    let servers = [
+        http::Server::start(Path::new(&url), &plans),
+        http::Server::start(Path::new(&url), &plans),
+    ];
+    let http = batched_http(&servers.iter().collect::<Vec<_>>(), &token, events);
+    println!(
+        "HTTP, batched: {events} events, {BATCH} a request, {BATCH_CLIENTS} connections over 2 servers"
+    );
+    println!("  POST /v1/events/batch, 2 servers       {http:>10.0} events/s");
+    println!(
+        "  {} 30,000 events/s; {:.1}x the peer",
+        if http >= 30_000.0 { "meets" } else { "BELOW" },
+        http / peer
+    );
+    let (rate, p50, p99) = single_http(&servers[0], &token, singles);
+    println!("HTTP, single events: {singles} requests over {SINGLE_CLIENTS} connections, 1 server");
+    println!(
+        "  POST /v1/events                        {rate:>10.0} events/s, p50 {p50}, p99 {p99}"
+    );
+    println!(
+        "  {} 5,000 events/s; {:.1}x the peer",
+        if rate >= 5_000.0 { "meets" } else { "BELOW" },
+        rate / peer
+    );
+}
+
+fn customer(i: usize) -> String {
+    format!("cust{}", i % CUSTOMERS)
+}
+
+/// The HTTP runs' database: the customers (unlimited plan) and a token.
+fn http_fixture(url: &str, config: &Config) -> String {
+    let mut store = Store::open(&PathBuf::from(url)).expect("open the PostgreSQL store");
+    let now = Utc::now();
+    for i in 0..CUSTOMERS {
+        store
+            .add_customer(
+                config,
+                &NewCustomer {
+                    id: customer(i),
+                    name: None,
+                    plan_id: "business".into(),
+                    stripe_customer_id: None,
+                    billing_anchor: Some((now - Days::new(1)).date_naive()),
+                },
+                now - Days::new(1),
+            )
+            .expect("add customer");
+    }
+    store.create_token("bench", now).expect("token")
+}
+
+/// Keyed events in batches of `BATCH` over `BATCH_CLIENTS` connections spread over `servers`.
+fn batched_http(servers: &[&http::Server], token: &str, events: usize) -> f64 {
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    http::run_clients_on(servers, token, BATCH_CLIENTS, |_, mut client| {
+        let next = next.clone();
+        async move {
+            loop {
+                let first = next.fetch_add(BATCH, Ordering::Relaxed);
+                if first >= events {
+                    return Vec::new();
+                }
+                let body: Vec<serde_json::Value> = (first..(first + BATCH).min(events))
+                    .map(|i| serde_json::json!({"customer": customer(i), "key": format!("h-{i}")}))
+                    .collect();
+                let body = serde_json::json!({"events": body}).to_string();
+                let reply = client.post("/v1/events/batch", body).await;
+                assert_eq!(reply.0, 200, "{}", reply.1);
+            }
+        }
+    });
+    events as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Single keyed events over `SINGLE_CLIENTS` connections: events/s, p50, p99.
+fn single_http(server: &http::Server, token: &str, singles: usize) -> (f64, String, String) {
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let latencies = http::run_clients(server, token, SINGLE_CLIENTS, |t, mut client| {
+        let next = next.clone();
+        async move {
+            let mut latencies = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= singles {
+                    return latencies;
+                }
+                let body = serde_json::json!({"customer": customer(t), "key": format!("one-{i}")})
+                    .to_string();
+                let sent = Instant::now();
+                let reply = client.post("/v1/events", body).await;
+                latencies.push(sent.elapsed());
+                assert_eq!(reply.0, 200, "{}", reply.1);
+            }
+        }
+    });
+    let rate = singles as f64 / started.elapsed().as_secs_f64();
+    (
+        rate,
+        http::ms(http::percentile(&latencies, 0.50)),
+        http::ms(http::percentile(&latencies, 0.99)),
+    )
 }
 
 fn store_on(url: &str, config: &Config, now: DateTime<Utc>) -> Store {
@@ -91,33 +218,74 @@ fn store_on(url: &str, config: &Config, now: DateTime<Utc>) -> Store {
     store
 }
 
-/// The peer: what a user writes without meterline, one transaction per event.
-fn peer_rate(url: &str, events: usize) -> f64 {
-    let mut client = postgres::Client::connect(url, postgres::NoTls).expect("connect");
-    client
-        .batch_execute(
-            "CREATE TABLE events (key TEXT PRIMARY KEY, customer TEXT NOT NULL, quantity BIGINT NOT NULL);
-             CREATE TABLE counters (customer TEXT PRIMARY KEY, used BIGINT NOT NULL);
-             INSERT INTO counters VALUES ('acme', 0);",
-        )
-        .unwrap();
-    let insert = client
-        .prepare(
-            "INSERT INTO events (key, customer, quantity) VALUES ($1, $2, $3)
-             ON CONFLICT (key) DO NOTHING",
-        )
-        .unwrap();
-    let update = client
-        .prepare("UPDATE counters SET used = used + $2 WHERE customer = $1")
-        .unwrap();
+/// Events `range` (keyed `b-<i>`, one customer) in batches of `BATCH`: the time taken.
+fn record_batches(
+    store: &mut Store,
+    config: &Config,
+    now: DateTime<Utc>,
+    range: std::ops::Range<usize>,
+) -> Duration {
+    let keys: Vec<String> = range.map(|i| format!("b-{i}")).collect();
     let started = Instant::now();
-    for i in 0..events {
-        let mut tx = client.transaction().unwrap();
-        let key = format!("p-{i}");
-        if tx.execute(&insert, &[&key, &"acme", &1i64]).unwrap() == 1 {
-            tx.execute(&update, &[&"acme", &1i64]).unwrap();
+    for chunk in keys.chunks(BATCH) {
+        let requests: Vec<RecordRequest> = chunk
+            .iter()
+            .map(|k| RecordRequest {
+                idempotency_key: Some(k.as_str().into()),
+                ..RecordRequest::new("acme", 1, now)
+            })
+            .collect();
+        for result in store.record_batch(config, &requests, now).unwrap() {
+            assert!(result.unwrap().recorded);
         }
-        tx.commit().unwrap();
     }
-    events as f64 / started.elapsed().as_secs_f64()
+    started.elapsed()
+}
+
+/// The peer: what a user writes without meterline, one transaction per event.
+struct Peer {
+    client: postgres::Client,
+    insert: postgres::Statement,
+    update: postgres::Statement,
+}
+
+impl Peer {
+    fn new(url: &str) -> Peer {
+        let mut client = postgres::Client::connect(url, postgres::NoTls).expect("connect");
+        client
+            .batch_execute(
+                "CREATE TABLE events (key TEXT PRIMARY KEY, customer TEXT NOT NULL, quantity BIGINT NOT NULL);
+                 CREATE TABLE counters (customer TEXT PRIMARY KEY, used BIGINT NOT NULL);
+                 INSERT INTO counters VALUES ('acme', 0);",
+            )
+            .unwrap();
+        let insert = client
+            .prepare(
+                "INSERT INTO events (key, customer, quantity) VALUES ($1, $2, $3)
+                 ON CONFLICT (key) DO NOTHING",
+            )
+            .unwrap();
+        let update = client
+            .prepare("UPDATE counters SET used = used + $2 WHERE customer = $1")
+            .unwrap();
+        Peer {
+            client,
+            insert,
+            update,
+        }
+    }
+
+    /// Events `range`, one transaction each: the time taken.
+    fn run(&mut self, range: std::ops::Range<usize>) -> Duration {
+        let started = Instant::now();
+        for i in range {
+            let mut tx = self.client.transaction().unwrap();
+            let key = format!("p-{i}");
+            if tx.execute(&self.insert, &[&key, &"acme", &1i64]).unwrap() == 1 {
+                tx.execute(&self.update, &[&"acme", &1i64]).unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        started.elapsed()
+    }
 }

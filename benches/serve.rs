@@ -13,22 +13,17 @@
 //! 20,000), METERLINE_BENCH_CHECKS (default 50,000), METERLINE_BENCH_SOAK_SECS (default 60),
 //! METERLINE_BENCH_SOAK_RATE (events/s during the soak, default 2,000).
 
-use std::future::Future;
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+#[path = "support/http.rs"]
+mod http;
+
+use std::path::Path;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{Days, Utc};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper::client::conn::http1::SendRequest;
-use hyper::{Method, Request, header};
-use hyper_util::rt::TokioIo;
+use http::{Server, ms, percentile, run_clients};
 use meterline::store::NewCustomer;
 use meterline::{Config, RecordRequest, Store};
 
@@ -212,143 +207,4 @@ fn fresh(path: &Path, config: &Config) -> (Store, String) {
     }
     let token = store.create_token("bench", now).expect("token");
     (store, token)
-}
-
-/// One keep-alive HTTP/1 connection to the server, with the bearer token.
-struct Client {
-    sender: SendRequest<Full<Bytes>>,
-    host: String,
-    bearer: String,
-}
-
-impl Client {
-    async fn connect(addr: SocketAddr, token: &str) -> Client {
-        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        tcp.set_nodelay(true).expect("nodelay");
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-            .await
-            .expect("handshake");
-        tokio::task::spawn_local(connection);
-        Client {
-            sender,
-            host: addr.to_string(),
-            bearer: format!("Bearer {token}"),
-        }
-    }
-
-    async fn get(&mut self, path: &str) -> (u16, String) {
-        self.send(Method::GET, path, String::new()).await
-    }
-
-    async fn post(&mut self, path: &str, body: String) -> (u16, String) {
-        self.send(Method::POST, path, body).await
-    }
-
-    async fn send(&mut self, method: Method, path: &str, body: String) -> (u16, String) {
-        let request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(header::HOST, &self.host)
-            .header(header::AUTHORIZATION, &self.bearer)
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body)))
-            .expect("request");
-        self.sender.ready().await.expect("connection ready");
-        let reply = self.sender.send_request(request).await.expect("reply");
-        let status = reply.status().as_u16();
-        let body = reply.into_body().collect().await.expect("body").to_bytes();
-        (status, String::from_utf8_lossy(&body).into_owned())
-    }
-}
-
-/// Run `n` clients, each on its own connection, all on this one thread; gather their
-/// latencies, sorted.
-fn run_clients<F, Fut>(server: &Server, token: &str, n: usize, client: F) -> Vec<Duration>
-where
-    F: Fn(usize, Client) -> Fut,
-    Fut: Future<Output = Vec<Duration>> + 'static,
-{
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("load generator runtime");
-    let local = tokio::task::LocalSet::new();
-    let mut all = local.block_on(&runtime, async {
-        let mut running = Vec::with_capacity(n);
-        for t in 0..n {
-            let connected = Client::connect(server.addr, token).await;
-            running.push(tokio::task::spawn_local(client(t, connected)));
-        }
-        let mut all = Vec::new();
-        for done in running {
-            all.extend(done.await.expect("client"));
-        }
-        all
-    });
-    all.sort();
-    all
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1e3)
-}
-
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Server {
-    fn start(db: &PathBuf, plans: &Path) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_meterline"))
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .env_remove("METERLINE_NOW")
-            .env("METERLINE_DB", db)
-            .env("METERLINE_PLANS", plans)
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start meterline serve");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("meterline serve: listening on ") {
-                    let _ = tx.send(addr.to_string());
-                }
-            }
-        });
-        let base = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("server started");
-        let addr = base
-            .strip_prefix("http://")
-            .and_then(|a| a.parse().ok())
-            .expect("the server's address");
-        Server { child, addr }
-    }
-
-    fn rss_kib(&self) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("VmRSS:"))
-                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            })
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

@@ -50,6 +50,7 @@ mod postgres_restart;
 mod postgres_tls;
 mod reconcile;
 mod reconcile_in_doubt;
+mod record_keys;
 mod serve;
 mod serve_encoding;
 mod serve_kill;

@@ -37,25 +37,24 @@ pub(super) struct NewEvents {
     events: Vec<NewEvent>,
     /// Idempotency key -> position in `events`: a key repeated within the batch.
     keys: HashMap<IdempotencyKey, usize>,
-    /// The id the next event gets; read once, as SQLite itself would pick it (the batch
-    /// holds the write lock, so nobody else adds events meanwhile).
+    /// The id the next event gets, as SQLite itself would pick it; `None` when none is left.
     next_id: Option<i64>,
 }
 
 impl NewEvents {
-    /// The id the next added event will have.
-    pub(crate) fn next_id(&mut self, conn: &Connection) -> Result<i64> {
-        if let Some(id) = self.next_id {
-            return Ok(id);
+    /// A batch's events, numbered on from `last_id`, the largest event id stored (read by the
+    /// batch under the write lock, so nobody else adds events meanwhile).
+    pub(crate) fn after(last_id: i64) -> NewEvents {
+        NewEvents {
+            next_id: last_id.checked_add(1),
+            ..NewEvents::default()
         }
-        let max: i64 = conn
-            .prepare_cached("SELECT COALESCE(MAX(id), 0) FROM usage_events")?
-            .query_row([], |r| r.get(0))?;
-        let id = max
-            .checked_add(1)
-            .ok_or_else(|| crate::Error::Database("usage_events has no event id left".into()))?;
-        self.next_id = Some(id);
-        Ok(id)
+    }
+
+    /// The id the next added event will have.
+    pub(crate) fn next_id(&self) -> Result<i64> {
+        self.next_id
+            .ok_or_else(|| crate::Error::Database("usage_events has no event id left".into()))
     }
 
     /// Keep `event` (its id from `next_id`) until `write`.

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::db::{Behavior, Connection, OptionalExtension, params};
+use crate::db::{Behavior, Connection, params};
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::Store;
@@ -37,6 +37,7 @@ pub fn new_identifier() -> String {
 }
 
 /// The event a reused idempotency key first recorded.
+#[derive(Clone)]
 struct Original {
     id: i64,
     customer_id: String,
@@ -66,55 +67,83 @@ impl Original {
         }
     }
 
-    /// The event stored under `key` in its source's namespace. Keys kept from before the
-    /// namespaces that look like a drop-in route's (`legacy`, migration 9) may have come from
-    /// either side, so both sides still find them: a resend gets the answer it got before.
-    fn find(conn: &Connection, key: &IdempotencyKey) -> Result<Option<Original>> {
-        type Found = (
-            i64,
-            String,
-            i64,
-            Option<String>,
-            String,
-            String,
-            String,
-            Option<String>,
-        );
-        let row: Option<Found> = conn
-            .prepare_cached(
-                "SELECT id, customer_id, quantity, user_id, occurred_at, recorded_at, meter_id,
-                        properties
-                 FROM usage_events
-                 WHERE idempotency_key = ?1 AND idempotency_source IN (?2, 'legacy')",
-            )?
-            .query_row(params![key.key, key.source.as_str()], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                ))
-            })
-            .optional()?;
-        Ok(row.map(
-            |(id, customer_id, quantity, user_id, at, recorded_at, meter_id, properties)| {
-                let at = parse_ts(&at).unwrap_or_default();
-                Original {
-                    id,
-                    customer_id,
-                    quantity,
-                    user_id,
-                    at_was_now: at == parse_ts(&recorded_at).unwrap_or_default(),
-                    at,
-                    meter_id,
-                    properties,
+    /// The events stored under `keys`, each in its source's namespace: one query per
+    /// 512 keys for the whole batch (`db::in_lists`), not one per event (on PostgreSQL each
+    /// query is a round trip). The batch holds the write lock and writes its events only at
+    /// its end, so what this reads stays true for every event of the batch. Keys kept from
+    /// before the namespaces that look like a drop-in route's (`legacy`, migration 9) may have
+    /// come from either side, so both sides still find them: a resend gets the answer it got
+    /// before. A key its own source has wins over a `legacy` one.
+    fn find_all<'k>(
+        conn: &Connection,
+        keys: impl IntoIterator<Item = &'k IdempotencyKey>,
+    ) -> Result<HashMap<IdempotencyKey, Original>> {
+        let mut wanted: HashMap<&str, Vec<&'k IdempotencyKey>> = HashMap::new();
+        for key in keys {
+            // A key the event's own checks refuse is never looked up (nor stored).
+            if super::customers::validate_event_labels(None, Some(&key.key)).is_ok() {
+                let sources = wanted.entry(key.key.as_str()).or_default();
+                if !sources.contains(&key) {
+                    sources.push(key);
                 }
-            },
-        ))
+            }
+        }
+        let texts: Vec<&str> = wanted.keys().copied().collect();
+        // The sources asked for and `legacy`: the index is on key and source.
+        let mut sources: Vec<&str> = wanted
+            .values()
+            .flatten()
+            .map(|k| k.source.as_str())
+            .chain(["legacy"])
+            .collect();
+        sources.sort_unstable();
+        sources.dedup();
+        let mut found: HashMap<IdempotencyKey, (bool, Original)> = HashMap::new();
+        for (list, key_params) in crate::db::in_lists(&texts) {
+            for (source_list, source_params) in crate::db::in_lists(&sources) {
+                let params: Vec<&dyn crate::db::Param> =
+                    key_params.iter().chain(&source_params).copied().collect();
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT idempotency_key, idempotency_source, id, customer_id, quantity,
+                            user_id, occurred_at, recorded_at, meter_id, properties
+                     FROM usage_events
+                     WHERE idempotency_key IN ({list}) AND idempotency_source IN ({source_list})"
+                ))?;
+                let mut rows = stmt.query(params.as_slice())?;
+                while let Some(r) = rows.next()? {
+                    let text: String = r.get(0)?;
+                    let source: Option<String> = r.get(1)?;
+                    let Some(source) = source else { continue };
+                    let Some(asked) = wanted.get(text.as_str()) else {
+                        continue;
+                    };
+                    for key in asked {
+                        let own = key.source.as_str() == source;
+                        if !own && source != "legacy" {
+                            continue;
+                        }
+                        if found.get(*key).is_some_and(|(was_own, _)| *was_own) {
+                            continue;
+                        }
+                        let at: String = r.get(6)?;
+                        let recorded_at: String = r.get(7)?;
+                        let at = parse_ts(&at).unwrap_or_default();
+                        let original = Original {
+                            id: r.get(2)?,
+                            customer_id: r.get(3)?,
+                            quantity: r.get(4)?,
+                            user_id: r.get(5)?,
+                            at_was_now: at == parse_ts(&recorded_at).unwrap_or_default(),
+                            at,
+                            meter_id: r.get(8)?,
+                            properties: r.get(9)?,
+                        };
+                        found.insert((*key).clone(), (own, original));
+                    }
+                }
+            }
+        }
+        Ok(found.into_iter().map(|(k, (_, o))| (k, o)).collect())
     }
 
     /// A retry must repeat the original's parameters; anything else is a client bug that
@@ -207,17 +236,29 @@ impl Store {
         requests: &[RecordRequest],
         now: DateTime<Utc>,
     ) -> Result<Vec<Result<RecordOutcome>>> {
-        let tx = self.conn.transaction_with_behavior(Behavior::Immediate)?;
-        fill_pending_terms(&tx, config)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(Behavior::ImmediateByKey)?;
+        let (last_event_id, terms_pending) = batch_start(&tx)?;
+        if terms_pending {
+            fill_pending_terms(&tx, config)?;
+        }
+        let stored_keys = Original::find_all(
+            &tx,
+            requests.iter().filter_map(|r| r.idempotency_key.as_ref()),
+        )?;
+        let (customers, counters) = read_ahead(&tx, config, requests, now)?;
         let mut batch = Batch {
+            stored_keys,
             conn: &tx,
             config,
             now,
             recorded_at: format_ts(now),
-            customers: HashMap::new(),
-            counters: Counters::default(),
+            customers,
+            counters,
             meters: MeterCounters::for_batch(config, requests),
-            events: NewEvents::default(),
+            members: Members::default(),
+            events: NewEvents::after(last_event_id),
         };
         let mut results = Vec::with_capacity(requests.len());
         for req in requests {
@@ -229,6 +270,7 @@ impl Store {
         }
         batch.counters.flush(&tx)?;
         batch.meters.flush(&tx)?;
+        batch.members.flush(&tx)?;
         batch.events.write(&tx, &batch.recorded_at)?;
         drop(batch);
         tx.commit()?;
@@ -236,17 +278,88 @@ impl Store {
     }
 }
 
+/// The batch's customers and their counter rows, read before its first event: a query for
+/// all customers and one for all their rows rather than two per customer (on PostgreSQL, a
+/// round trip each). A batch of one customer reads them as it goes: as many queries, and
+/// SQLite runs a primary-key lookup faster than a list.
+fn read_ahead<'c>(
+    conn: &Connection,
+    config: &Config,
+    requests: &[RecordRequest],
+    now: DateTime<Utc>,
+) -> Result<(HashMap<String, Option<Customer>>, Counters<'c>)> {
+    let mut counters = Counters::default();
+    let mut ids: Vec<&str> = requests.iter().map(|r| r.customer_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.len() < 2 {
+        return Ok((HashMap::new(), counters));
+    }
+    let customers = super::customers::get_many(conn, &ids)?;
+    counters.read_ahead(conn, &periods_of(config, requests, &customers, now))?;
+    Ok((customers, counters))
+}
+
+/// The customer × period each event falls in, as `Batch::record` will find them (for an
+/// event of a known customer, at a time within the customer's life and at most 5 minutes
+/// ahead), each once: the batch reads their counter rows at once. An event refused before
+/// its counter only cost a read.
+fn periods_of<'r>(
+    config: &Config,
+    requests: &[RecordRequest],
+    customers: &'r HashMap<String, Option<Customer>>,
+    now: DateTime<Utc>,
+) -> Vec<(&'r str, crate::billing::Period)> {
+    let latest = now
+        .checked_add_signed(TimeDelta::seconds(STRIPE_MAX_FUTURE_SECS))
+        .unwrap_or(now);
+    let mut periods = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut previous = None;
+    for r in requests {
+        // Most events of a batch are the one before's customer at the same time: no work.
+        if previous == Some((r.customer_id.as_str(), r.occurred_at)) {
+            continue;
+        }
+        previous = Some((r.customer_id.as_str(), r.occurred_at));
+        let Some(Some(customer)) = customers.get(&r.customer_id) else {
+            continue;
+        };
+        let Some(at) = whole_second(r.occurred_at) else {
+            continue;
+        };
+        let starts = customer
+            .billing_anchor
+            .and_time(chrono::NaiveTime::MIN)
+            .and_utc();
+        if at < starts || at > latest {
+            continue;
+        }
+        let period = period_containing(customer.billing_anchor, config.billing.period, at);
+        if seen.insert((customer.id.as_str(), period.start)) {
+            periods.push((customer.id.as_str(), period));
+        }
+    }
+    periods
+}
+
+/// What a batch reads once before its first event, in one query (on PostgreSQL, one round
+/// trip): the largest event id so far (the batch holds the write lock, so its events follow
+/// it) and whether counter rows still wait for their terms (`fill_pending_terms`).
+fn batch_start(conn: &Connection) -> Result<(i64, bool)> {
+    conn.prepare_cached(
+        "SELECT COALESCE(MAX(id), 0),
+                EXISTS (SELECT 1 FROM meterline_meta WHERE key = 'period_terms_pending')
+         FROM usage_events",
+    )?
+    .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+}
+
 /// Counter rows from before migration 4 have no terms, and rows from before migration 11 no
 /// terms for their meters: give them their plan's current terms once, at the first record
-/// after the upgrade, so that later plans.toml edits no longer change them. One primary-key
-/// lookup per batch when there is nothing to do.
+/// after the upgrade, so that later plans.toml edits no longer change them. Nothing to do
+/// (`batch_start` said so) on every later batch.
 fn fill_pending_terms(conn: &Connection, config: &Config) -> Result<()> {
-    let pending = conn
-        .prepare_cached("SELECT 1 FROM meterline_meta WHERE key = 'period_terms_pending'")?
-        .exists([])?;
-    if !pending {
-        return Ok(());
-    }
     for plan in &config.plans {
         conn.execute(
             "UPDATE usage_records SET included = ?2, at_limit = ?3, overage_rate = ?4, price = ?5
@@ -289,9 +402,13 @@ struct Batch<'t, 'c> {
     now: DateTime<Utc>,
     /// `now` in the database's text form, the recording time of every event.
     recorded_at: String,
-    customers: HashMap<String, Customer>,
+    /// The batch's customers, `None` for an id no customer has.
+    customers: HashMap<String, Option<Customer>>,
+    /// The batch's idempotency keys already stored before it began (`Original::find_all`).
+    stored_keys: HashMap<IdempotencyKey, Original>,
     counters: Counters<'c>,
     meters: MeterCounters,
+    members: Members,
     events: NewEvents,
 }
 
@@ -338,7 +455,7 @@ impl<'c> Batch<'_, 'c> {
         let original = match &req.idempotency_key {
             Some(key) => match self.events.with_key(key) {
                 Some(event) => Some(Original::of_batch(event, now)),
-                None => Original::find(conn, key)?,
+                None => self.stored_keys.get(key).cloned(),
             },
             None => None,
         };
@@ -411,7 +528,7 @@ impl<'c> Batch<'_, 'c> {
         let after = counter.standing(&customer_id, counter.used, config);
         let period_start = counter.period_start.clone();
 
-        let event_id = self.events.next_id(conn)?;
+        let event_id = self.events.next_id()?;
         self.events.add(NewEvent {
             id: event_id,
             customer_id: customer_id.clone(),
@@ -439,13 +556,8 @@ impl<'c> Batch<'_, 'c> {
             )?;
         }
         if let Some(user) = &req.user_id {
-            conn.prepare_cached(
-                "INSERT INTO usage_members (customer_id, period_start, user_id, used)
-                 VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (customer_id, period_start, user_id) DO UPDATE
-                     SET used = usage_members.used + excluded.used",
-            )?
-            .execute(params![customer_id, period_start, user, req.quantity])?;
+            self.members
+                .add(customer_id, period_start, user, req.quantity)?;
         }
         Ok(RecordOutcome {
             recorded: true,
@@ -485,7 +597,7 @@ impl<'c> Batch<'_, 'c> {
                 &config.thresholds,
             )
         };
-        let event_id = self.events.next_id(conn)?;
+        let event_id = self.events.next_id()?;
         let group = group_key(meter, &req.properties);
         let applied = self.meters.apply(
             conn,
@@ -546,12 +658,76 @@ impl<'c> Batch<'_, 'c> {
         })
     }
 
-    /// The customer, read once per batch.
+    /// The customer, read once per batch (all the batch's customers at its start).
     fn customer(&mut self, id: &str) -> Result<&Customer> {
         if !self.customers.contains_key(id) {
             let customer = super::customers::get(self.conn, id)?;
-            self.customers.insert(id.to_string(), customer);
+            self.customers.insert(id.to_string(), Some(customer));
         }
-        Ok(&self.customers[id])
+        match &self.customers[id] {
+            Some(customer) => Ok(customer),
+            None => Err(Error::UnknownCustomer(id.to_string())),
+        }
+    }
+}
+
+/// The member counters (`usage_members`) one batch adds to, kept in memory and written once
+/// at its end, as the period counters are: one upsert per member row per batch.
+#[derive(Default)]
+struct Members {
+    /// customer × period start × member → this batch's increment.
+    added: HashMap<(String, String, String), i64>,
+}
+
+/// Member rows per upsert statement (4 parameters each).
+const MEMBERS_PER_UPSERT: usize = 250;
+
+impl Members {
+    fn add(
+        &mut self,
+        customer_id: String,
+        period_start: String,
+        user: &str,
+        quantity: i64,
+    ) -> Result<()> {
+        let added = self
+            .added
+            .entry((customer_id, period_start, user.to_string()))
+            .or_insert(0);
+        // The stored counter takes the same check: an overflow fails the batch.
+        *added = added
+            .checked_add(quantity)
+            .ok_or_else(|| Error::Database("usage_members.used would overflow".into()))?;
+        Ok(())
+    }
+
+    fn flush(&mut self, conn: &Connection) -> Result<()> {
+        let rows: Vec<_> = self.added.drain().collect();
+        for chunk in rows.chunks(MEMBERS_PER_UPSERT) {
+            let mut values: Vec<&dyn crate::db::Param> = Vec::with_capacity(chunk.len() * 4);
+            for ((customer_id, period_start, user), used) in chunk {
+                values.extend_from_slice(&[
+                    customer_id as &dyn crate::db::Param,
+                    period_start,
+                    user,
+                    used,
+                ]);
+            }
+            let sql = format!(
+                "INSERT INTO usage_members (customer_id, period_start, user_id, used)
+                 VALUES {}
+                 ON CONFLICT (customer_id, period_start, user_id) DO UPDATE
+                     SET used = usage_members.used + excluded.used",
+                vec!["(?,?,?,?)"; chunk.len()].join(",")
+            );
+            // One row (the usual batch) is the cached statement; longer lists are run once.
+            let mut stmt = if chunk.len() == 1 {
+                conn.prepare_cached(&sql)?
+            } else {
+                conn.prepare(&sql)?
+            };
+            stmt.execute(values.as_slice())?;
+        }
+        Ok(())
     }
 }

@@ -39,6 +39,11 @@ pub(crate) enum Connection {
 pub(crate) enum Behavior {
     Deferred,
     Immediate,
+    /// `Immediate` for a transaction whose every read is a lookup by key (the record batch):
+    /// PostgreSQL is told to use its indexes (`SET LOCAL enable_seqscan = off`), because on a
+    /// table without statistics yet (a fresh one ingesting at full speed) its default
+    /// estimates plan a list of keys as a scan of the whole table, a scan that grows with it.
+    ImmediateByKey,
 }
 
 /// `params![a, b]`: the values of a statement's `?1`, `?2`, ….
@@ -88,6 +93,34 @@ impl Params for &Vec<&dyn Param> {
     fn with<R>(self, f: impl FnOnce(&[&dyn Param]) -> R) -> R {
         f(self)
     }
+}
+
+/// The lengths of the `IN (…)` lists [`in_lists`] makes. PostgreSQL plans a long list as a
+/// scan of the whole table unless told otherwise (`Behavior::ImmediateByKey`).
+const IN_LIST_LENGTHS: [usize; 4] = [1, 8, 64, 512];
+
+/// `values` as lists of bound parameters for `IN (…)`: at most 512 a list, each filled up
+/// with its last value to one of a few fixed lengths, so a statement built on them has a
+/// handful of texts (each kept in SQLite's statement cache) whatever the number of values,
+/// and one round trip per list on PostgreSQL. Each list comes as its placeholders (`?,?,…`)
+/// and its parameters; no values, no list (`IN ()` is not SQL).
+pub(crate) fn in_lists<T: Param>(values: &[T]) -> impl Iterator<Item = (String, Vec<&dyn Param>)> {
+    values
+        .chunks(IN_LIST_LENGTHS[IN_LIST_LENGTHS.len() - 1])
+        .filter_map(|chunk| {
+            let last = chunk.last()?;
+            let length = IN_LIST_LENGTHS
+                .iter()
+                .copied()
+                .find(|&n| n >= chunk.len())
+                .unwrap_or(chunk.len());
+            let params: Vec<&dyn Param> = chunk
+                .iter()
+                .chain(std::iter::repeat_n(last, length - chunk.len()))
+                .map(|v| v as &dyn Param)
+                .collect();
+            Some((vec!["?"; length].join(","), params))
+        })
 }
 
 /// `.optional()` on a `query_row`: no row is `None`, not an error.
@@ -172,7 +205,7 @@ impl Connection {
                 c,
                 match behavior {
                     Behavior::Deferred => "BEGIN DEFERRED",
-                    Behavior::Immediate => "BEGIN IMMEDIATE",
+                    Behavior::Immediate | Behavior::ImmediateByKey => "BEGIN IMMEDIATE",
                 },
             )?,
             #[cfg(feature = "postgres")]

@@ -94,11 +94,16 @@ impl PgConnection {
             Behavior::Deferred => "BEGIN ISOLATION LEVEL REPEATABLE READ".to_owned(),
             // One round trip: the lock, its timeout (LOCAL: nothing outlives the
             // transaction), and the change counter the dashboard polls.
-            Behavior::Immediate => format!(
-                "BEGIN; SET LOCAL lock_timeout = {}; SELECT pg_advisory_xact_lock({WRITER_LOCK});{}",
+            Behavior::Immediate | Behavior::ImmediateByKey => format!(
+                "BEGIN; SET LOCAL lock_timeout = {}; SELECT pg_advisory_xact_lock({WRITER_LOCK});{}{}",
                 self.lock_timeout_ms,
                 if self.counts_changes.get() {
                     " UPDATE meterline_changes SET n = n + 1;"
+                } else {
+                    ""
+                },
+                if behavior == Behavior::ImmediateByKey {
+                    " SET LOCAL enable_seqscan = off;"
                 } else {
                     ""
                 }
