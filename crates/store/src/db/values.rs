@@ -16,6 +16,10 @@ pub(crate) enum Value<'a> {
     Real(f64),
     Text(&'a str),
     Blob(&'a [u8]),
+    /// Arrays, for PostgreSQL's `unnest` (a batch's rows as one parameter per column); SQLite
+    /// has no arrays and refuses them.
+    Integers(&'a [Option<i64>]),
+    Texts(&'a [Option<&'a str>]),
 }
 
 /// What a value is, for a NULL that Postgres must still give a type.
@@ -160,6 +164,18 @@ impl Param for Vec<u8> {
     }
 }
 
+impl Param for Vec<Option<i64>> {
+    fn value(&self) -> Value<'_> {
+        Value::Integers(self)
+    }
+}
+
+impl Param for Vec<Option<&str>> {
+    fn value(&self) -> Value<'_> {
+        Value::Texts(self)
+    }
+}
+
 impl rusqlite::ToSql for dyn Param + '_ {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
         Ok(ToSqlOutput::Borrowed(match self.value() {
@@ -168,6 +184,11 @@ impl rusqlite::ToSql for dyn Param + '_ {
             Value::Real(x) => ValueRef::Real(x),
             Value::Text(s) => ValueRef::Text(s.as_bytes()),
             Value::Blob(b) => ValueRef::Blob(b),
+            Value::Integers(_) | Value::Texts(_) => {
+                return Err(rusqlite::Error::ToSqlConversionFailure(
+                    "SQLite has no arrays".into(),
+                ));
+            }
         }))
     }
 }

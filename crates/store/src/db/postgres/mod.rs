@@ -285,6 +285,8 @@ impl Arg<'_> {
             Value::Real(_) => Type::FLOAT8,
             Value::Text(_) => Type::TEXT,
             Value::Blob(_) => Type::BYTEA,
+            Value::Integers(_) => Type::INT8_ARRAY,
+            Value::Texts(_) => Type::TEXT_ARRAY,
             Value::Null(Kind::Integer) => Type::INT8,
             Value::Null(Kind::Real) => Type::FLOAT8,
             Value::Null(Kind::Text) => Type::TEXT,
@@ -307,6 +309,8 @@ impl ToSql for Arg<'_> {
             Value::Real(x) => x.to_sql(ty, out),
             Value::Text(s) => s.to_sql(ty, out),
             Value::Blob(b) => b.to_sql(ty, out),
+            Value::Integers(a) => a.to_sql(ty, out),
+            Value::Texts(a) => a.to_sql(ty, out),
         }
     }
 
