@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Days, Utc};
+use chrono::{DateTime, Utc};
 use meterline::store::NewCustomer;
 use meterline::{Config, RecordRequest, Store};
 
@@ -34,7 +34,6 @@ const BATCH: usize = 500;
 /// Rounds the peer and record_batch alternate in.
 const ROUNDS: usize = 5;
 /// Customers of the HTTP runs, as benches/serve.rs.
-const CUSTOMERS: usize = 8;
 /// Connections of the batched HTTP run, spread over the servers.
 const BATCH_CLIENTS: usize = 4;
 const SINGLE_CLIENTS: usize = 32;
@@ -93,7 +92,7 @@ fn main() {
         .unwrap_or(20_000);
     let plans = Path::new(env!("CARGO_MANIFEST_DIR")).join("plans.toml");
     let url = server.fresh_database();
-    let token = http_fixture(&url, &config);
+    let (_, token) = http::fixture(Path::new(&url), &config);
     let servers = [
         http::Server::start(Path::new(&url), &plans),
         http::Server::start(Path::new(&url), &plans),
@@ -120,32 +119,6 @@ fn main() {
     );
 }
 
-fn customer(i: usize) -> String {
-    format!("cust{}", i % CUSTOMERS)
-}
-
-/// The HTTP runs' database: the customers (unlimited plan) and a token.
-fn http_fixture(url: &str, config: &Config) -> String {
-    let mut store = Store::open(&PathBuf::from(url)).expect("open the PostgreSQL store");
-    let now = Utc::now();
-    for i in 0..CUSTOMERS {
-        store
-            .add_customer(
-                config,
-                &NewCustomer {
-                    id: customer(i),
-                    name: None,
-                    plan_id: "business".into(),
-                    stripe_customer_id: None,
-                    billing_anchor: Some((now - Days::new(1)).date_naive()),
-                },
-                now - Days::new(1),
-            )
-            .expect("add customer");
-    }
-    store.create_token("bench", now).expect("token")
-}
-
 /// Keyed events in batches of `BATCH` over `BATCH_CLIENTS` connections spread over `servers`.
 fn batched_http(servers: &[&http::Server], token: &str, events: usize) -> f64 {
     let next = Arc::new(AtomicUsize::new(0));
@@ -159,7 +132,7 @@ fn batched_http(servers: &[&http::Server], token: &str, events: usize) -> f64 {
                     return Vec::new();
                 }
                 let body: Vec<serde_json::Value> = (first..(first + BATCH).min(events))
-                    .map(|i| serde_json::json!({"customer": customer(i), "key": format!("h-{i}")}))
+                    .map(|i| serde_json::json!({"customer": http::customer(i), "key": format!("h-{i}")}))
                     .collect();
                 let body = serde_json::json!({"events": body}).to_string();
                 let reply = client.post("/v1/events/batch", body).await;
@@ -183,8 +156,9 @@ fn single_http(server: &http::Server, token: &str, singles: usize) -> (f64, Stri
                 if i >= singles {
                     return latencies;
                 }
-                let body = serde_json::json!({"customer": customer(t), "key": format!("one-{i}")})
-                    .to_string();
+                let body =
+                    serde_json::json!({"customer": http::customer(t), "key": format!("one-{i}")})
+                        .to_string();
                 let sent = Instant::now();
                 let reply = client.post("/v1/events", body).await;
                 latencies.push(sent.elapsed());

@@ -22,12 +22,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use chrono::{Days, Utc};
-use http::{Server, ms, percentile, run_clients};
-use meterline::store::NewCustomer;
-use meterline::{Config, RecordRequest, Store};
+use chrono::Utc;
+use http::{Server, customer, ms, percentile, run_clients};
+use meterline::{Config, RecordRequest};
 
-const CUSTOMERS: usize = 8;
 const BATCH_CLIENTS: usize = 4;
 const SINGLE_CLIENTS: usize = 32;
 const CHECK_CLIENTS: usize = 16;
@@ -37,10 +35,6 @@ fn env(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn customer(i: usize) -> String {
-    format!("cust{}", i % CUSTOMERS)
 }
 
 fn main() {
@@ -56,7 +50,7 @@ fn main() {
 
     // 1a. The floor: the library's own record_batch, same batch size, no HTTP.
     let lib_db = dir.path().join("library.db");
-    let (mut store, _) = fresh(&lib_db, &config);
+    let (mut store, _) = http::fixture(&lib_db, &config);
     let started = Instant::now();
     let mut sent = 0;
     while sent < events {
@@ -75,7 +69,7 @@ fn main() {
 
     // 1b. The same events over HTTP.
     let http_db = dir.path().join("http.db");
-    let (_, token) = fresh(&http_db, &config);
+    let (_, token) = http::fixture(&http_db, &config);
     let server = Server::start(&http_db, &plans);
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
@@ -183,28 +177,4 @@ fn main() {
     let rss_end = server.rss_kib();
     println!("soak: {soak_secs} s at {soak_rate} events/s ({soaked} events)");
     println!("  server RSS start {rss_start} KiB, end {rss_end} KiB");
-}
-
-/// A database with the customers (unlimited plan) and a token.
-fn fresh(path: &Path, config: &Config) -> (Store, String) {
-    let mut store = Store::open(path).expect("create");
-    let now = Utc::now();
-    let anchor = (now - Days::new(1)).date_naive();
-    for i in 0..CUSTOMERS {
-        store
-            .add_customer(
-                config,
-                &NewCustomer {
-                    id: customer(i),
-                    name: None,
-                    plan_id: "business".into(),
-                    stripe_customer_id: None,
-                    billing_anchor: Some(anchor),
-                },
-                now - Days::new(1),
-            )
-            .expect("add customer");
-    }
-    let token = store.create_token("bench", now).expect("token");
-    (store, token)
 }

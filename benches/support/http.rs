@@ -13,6 +13,41 @@ use hyper::body::Bytes;
 use hyper::client::conn::http1::SendRequest;
 use hyper::{Method, Request, header};
 use hyper_util::rt::TokioIo;
+use meterline::store::NewCustomer;
+use meterline::{Config, Store};
+
+/// The customers the serve benches record for, on the unlimited plan.
+pub const CUSTOMERS: usize = 8;
+
+/// The `i`-th event's customer, round robin.
+pub fn customer(i: usize) -> String {
+    format!("cust{}", i % CUSTOMERS)
+}
+
+/// A database at `db` (a file or a `postgres://` URL) with the customers and a token for serve.
+pub fn fixture(db: &Path, config: &Config) -> (Store, String) {
+    let mut store = Store::open(db).expect("open the store");
+    let yesterday = chrono::Utc::now() - chrono::Days::new(1);
+    for i in 0..CUSTOMERS {
+        store
+            .add_customer(
+                config,
+                &NewCustomer {
+                    id: customer(i),
+                    name: None,
+                    plan_id: "business".into(),
+                    stripe_customer_id: None,
+                    billing_anchor: Some(yesterday.date_naive()),
+                },
+                yesterday,
+            )
+            .expect("add customer");
+    }
+    let token = store
+        .create_token("bench", chrono::Utc::now())
+        .expect("token");
+    (store, token)
+}
 
 /// One keep-alive HTTP/1 connection to the server, with the bearer token.
 pub struct Client {
