@@ -106,16 +106,23 @@ fn a_database_of_another_application_is_left_untouched() {
     assert_eq!(server().psql(name, "SELECT id FROM orders"), "7");
 }
 
-/// A database at PostgreSQL migration 1 (before `usage_records.meter_terms`), made by taking
-/// migration 2 back out of a database the binary wrote: reads ask for `meterline upgrade`,
-/// which brings it to the current schema with every counter as it was.
-#[test]
-fn an_older_schema_is_upgraded_in_place() {
+/// A fresh PostgreSQL database with 5 units recorded for acme: the scratch, its URL and the
+/// database's name.
+fn acme_with_usage() -> (Scratch, String, String) {
     let s = Scratch::on(Engine::Postgres);
     let url = s.db.to_string_lossy().into_owned();
     let name = db_name(&url).to_owned();
     s.add_customer("acme", "free", "2026-11-01");
     s.record("acme", 5);
+    (s, url, name)
+}
+
+/// A database at PostgreSQL migration 1 (before `usage_records.meter_terms`), made by taking
+/// migration 2 back out of a database the binary wrote: `meterline upgrade` brings it to the
+/// current schema with every counter as it was.
+#[test]
+fn an_older_schema_is_upgraded_in_place() {
+    let (s, url, name) = acme_with_usage();
     server().psql(
         &name,
         "ALTER TABLE usage_records DROP COLUMN meter_terms;
@@ -142,11 +149,7 @@ fn an_older_schema_is_upgraded_in_place() {
 
 #[test]
 fn a_newer_schema_and_a_changed_migration_are_refused() {
-    let s = Scratch::on(Engine::Postgres);
-    let url = s.db.to_string_lossy().into_owned();
-    let name = db_name(&url).to_owned();
-    s.add_customer("acme", "free", "2026-11-01");
-    s.record("acme", 5);
+    let (s, url, name) = acme_with_usage();
 
     server().psql(
         &name,

@@ -31,6 +31,15 @@ struct Key {
     group: String,
 }
 
+impl Key {
+    /// The row's four columns as the first parameters (`?1`–`?4`), with room for `more`.
+    fn params(&self, more: usize) -> Vec<&dyn Param> {
+        let mut bound: Vec<&dyn Param> = Vec::with_capacity(4 + more);
+        bound.extend_from_slice(&[&self.customer, &self.period_start, &self.meter, &self.group]);
+        bound
+    }
+}
+
 struct Row {
     key: Key,
     used: i64,
@@ -375,13 +384,7 @@ fn stored_values(
         // the list is filled up with its last value, which changes nothing in an IN.
         let width = chunk.len().next_power_of_two().max(8);
         let last = chunk.last().copied().unwrap_or_default();
-        let mut bound: Vec<&dyn Param> = Vec::with_capacity(4 + width);
-        bound.extend_from_slice(&[
-            &key.customer as &dyn Param,
-            &key.period_start,
-            &key.meter,
-            &key.group,
-        ]);
+        let mut bound = key.params(width);
         for i in 0..width {
             bound.push(chunk.get(i).unwrap_or(&last));
         }
@@ -413,13 +416,7 @@ fn insert_values(conn: &Connection, key: &Key, new: &[&String]) -> Result<()> {
         };
         let (chunk, after) = rest.split_at(width);
         rest = after;
-        let mut bound: Vec<&dyn Param> = Vec::with_capacity(4 + width);
-        bound.extend_from_slice(&[
-            &key.customer as &dyn Param,
-            &key.period_start,
-            &key.meter,
-            &key.group,
-        ]);
+        let mut bound = key.params(width);
         for value in chunk {
             bound.push(*value);
         }
