@@ -106,6 +106,44 @@ fn a_database_of_another_application_is_left_untouched() {
     assert_eq!(server().psql(name, "SELECT id FROM orders"), "7");
 }
 
+/// A server older than 13 is refused before anything is created. Debian has no such server
+/// here, so a real one is made to answer as one: a `current_setting` ahead of `pg_catalog`'s
+/// on the database's search_path gives the old `server_version_num`; everything else is real.
+#[test]
+fn a_server_older_than_13_is_refused_and_nothing_is_created() {
+    let s = Scratch::new();
+    for (version_num, shown) in [("90624", "9.6.24"), ("120022", "12.22")] {
+        let url = server().fresh_database();
+        let name = db_name(&url);
+        server().psql(
+            name,
+            &format!(
+                "CREATE SCHEMA old_server AUTHORIZATION meterline;
+                 CREATE FUNCTION old_server.current_setting(text) RETURNS text
+                     LANGUAGE sql AS $$ SELECT '{version_num}'::text $$;
+                 ALTER DATABASE {name} SET search_path = old_server, pg_catalog, public"
+            ),
+        );
+        let (code, stderr) = run(&s, &url, &["customer", "add", "acme", "--plan", "free"]);
+        assert_eq!(code, 2, "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "runs PostgreSQL {shown}, older than 13.0, the oldest meterline supports"
+            )),
+            "{stderr}"
+        );
+        assert!(stderr.contains("meterline:***@"), "{stderr}");
+        assert_eq!(tables(name), "", "a refused server got tables");
+        assert_eq!(
+            server().psql(
+                name,
+                "SELECT count(*) FROM pg_tables WHERE schemaname = 'old_server'"
+            ),
+            "0"
+        );
+    }
+}
+
 /// A fresh PostgreSQL database with 5 units recorded for acme: the scratch, its URL and the
 /// database's name.
 fn acme_with_usage() -> (Scratch, String, String) {

@@ -84,9 +84,13 @@ fn server_version(conn: &PgConnection) -> Result<i64> {
         .map_err(|_| Error::Database(format!("unreadable server version \"{text}\"")))
 }
 
-/// `150004` as `15.4`.
+/// `150004` as `15.4`; before 10, three parts: `90624` as `9.6.24`.
 fn shown_version(num: i64) -> String {
-    format!("{}.{}", num / 10_000, num % 10_000)
+    if num < 100_000 {
+        format!("{}.{}.{}", num / 10_000, num / 100 % 100, num % 100)
+    } else {
+        format!("{}.{}", num / 10_000, num % 10_000)
+    }
 }
 
 fn owner(conn: &PgConnection) -> Result<Owner> {
@@ -212,5 +216,14 @@ mod tests {
                 migration.version
             );
         }
+    }
+
+    #[test]
+    fn versions_show_as_the_server_names_them() {
+        assert_eq!(shown_version(150_004), "15.4");
+        assert_eq!(shown_version(130_000), "13.0");
+        assert_eq!(shown_version(120_022), "12.22");
+        assert_eq!(shown_version(90_624), "9.6.24");
+        assert_eq!(shown_version(80_423), "8.4.23");
     }
 }
