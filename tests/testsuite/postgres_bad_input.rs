@@ -90,6 +90,70 @@ fn a_wrong_password_an_unreachable_host_and_a_missing_database_are_refused() {
     assert!(stderr.contains("does not exist"), "{stderr}");
 }
 
+/// Generated passwords hold '/', '?' and '@', and people paste them into the URL without
+/// percent-encoding: the driver reads such a password up to the first '@'. It works (or is
+/// refused) and never shows, in part or whole; a second '@' is refused with the fix.
+#[test]
+fn a_password_typed_without_percent_encoding_never_shows() {
+    let s = Scratch::new();
+    let url = server().fresh_database();
+    let name = db_name(&url);
+    let role = format!("odd_{}", std::process::id());
+    let password = "pa/ss?w#rd";
+    server().psql(
+        "postgres",
+        &format!(
+            "CREATE ROLE {role} LOGIN PASSWORD '{password}'; GRANT ALL ON DATABASE {name} TO {role}"
+        ),
+    );
+    server().psql(name, &format!("GRANT ALL ON SCHEMA public TO {role}"));
+    let port = url.rsplit(':').next().unwrap().split('/').next().unwrap();
+    let at = |password: &str| format!("postgres://{role}:{password}@127.0.0.1:{port}/{name}");
+    let never_shown = |out: &str| {
+        for part in ["pa/ss", "ss?w", "w#rd", "p@ss"] {
+            assert!(!out.contains(part), "the password shows: {out}");
+        }
+    };
+
+    let (code, stderr) = run(
+        &s,
+        &at(password),
+        &["customer", "add", "acme", "--plan", "free"],
+    );
+    never_shown(&stderr);
+    assert_eq!(code, 0, "{stderr}");
+    let out = s
+        .std_cmd()
+        .env("METERLINE_DB", at(password))
+        .args(["doctor"])
+        .output()
+        .unwrap();
+    never_shown(&String::from_utf8_lossy(&out.stdout));
+    never_shown(&String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("{role}:***@127.0.0.1")),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let (code, stderr) = run(&s, &at("pa/ss?wrong"), &["status"]);
+    never_shown(&stderr);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("password authentication failed"),
+        "{stderr}"
+    );
+
+    let (code, stderr) = run(&s, &at("p@ss"), &["status"]);
+    never_shown(&stderr);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("write an '@' in the password as %40"),
+        "{stderr}"
+    );
+    assert_eq!(server().psql(name, "SELECT count(*) FROM customers"), "1");
+}
+
 #[test]
 fn a_database_of_another_application_is_left_untouched() {
     let s = Scratch::new();

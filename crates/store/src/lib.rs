@@ -297,29 +297,32 @@ fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    // The user info ends at the last '@' before the path: a password may itself hold '@'.
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let authority = match authority.rsplit_once('@') {
-        Some((user_info, host)) => match user_info.split_once(':') {
-            Some((user, _password)) => format!("{user}:***@{host}"),
-            None => format!("{user_info}@{host}"),
+    // The user info ends at the last '@' of all: a password typed without percent-encoding
+    // may hold '@', '/' or '?' (the driver reads it up to the first '@'), and hiding a host
+    // that follows an '@' in the query is safe where showing part of a password is not.
+    let shown = match rest.rsplit_once('@') {
+        Some((user_info, after)) => match user_info.split_once(':') {
+            Some((user, _password)) => format!("{user}:***@{after}"),
+            None => rest.to_owned(),
         },
-        None => authority.to_owned(),
+        None => rest.to_owned(),
     };
-    // A password can also come as a query option.
-    let tail = match tail.split_once('?') {
-        Some((path, query)) => {
-            let query: Vec<String> = query
-                .split('&')
-                .map(|pair| match pair.split_once('=') {
-                    Some(("password", _)) => "password=***".to_owned(),
-                    _ => pair.to_owned(),
-                })
-                .collect();
-            format!("{path}?{}", query.join("&"))
+    let shown = redact_password_options(&shown);
+    sanitize::sanitize(&format!("{scheme}://{shown}")).into_owned()
+}
+
+/// Every `password=…` option (after a `?` or a `&`) with `***` for its value.
+fn redact_password_options(url: &str) -> String {
+    let mut shown = String::with_capacity(url.len());
+    let mut rest = url;
+    while let Some(at) = rest.find(['?', '&']) {
+        shown.push_str(&rest[..=at]);
+        rest = &rest[at + 1..];
+        if let Some(value) = rest.strip_prefix("password=") {
+            shown.push_str("password=***");
+            rest = &value[value.find('&').unwrap_or(value.len())..];
         }
-        None => tail.to_owned(),
-    };
-    sanitize::sanitize(&format!("{scheme}://{authority}{tail}")).into_owned()
+    }
+    shown.push_str(rest);
+    shown
 }

@@ -51,6 +51,17 @@ impl PgUrl {
                 "{shown} names no host; write postgres://USER:PASSWORD@HOST:PORT/DATABASE"
             )));
         }
+        // The driver ends the password at the first '@', so an unencoded one leaves the rest
+        // of the password in the host name.
+        let host_with_at = config
+            .get_hosts()
+            .iter()
+            .any(|h| matches!(h, postgres::config::Host::Tcp(name) if name.contains('@')));
+        if host_with_at {
+            return Err(Error::InvalidInput(format!(
+                "{shown} has more than one '@' before its host; write an '@' in the password as %40"
+            )));
+        }
         if config.get_dbname().is_none() {
             return Err(Error::InvalidInput(format!(
                 "{shown} names no database; write postgres://USER:PASSWORD@HOST:PORT/DATABASE"
@@ -118,6 +129,24 @@ mod tests {
                 "postgres://db/billing?user=app&password=***",
             ),
             ("postgres://app@db/billing", "postgres://app@db/billing"),
+            // Passwords typed without percent-encoding: the driver reads them to the first '@'.
+            (
+                "postgres://app:pa/ss@db/billing",
+                "postgres://app:***@db/billing",
+            ),
+            (
+                "postgres://app:pa?ss&password=x@db:5432/billing",
+                "postgres://app:***@db:5432/billing",
+            ),
+            (
+                "postgres://app:a#b@db/billing?password=s3cret&sslmode=disable",
+                "postgres://app:***@db/billing?password=***&sslmode=disable",
+            ),
+            (
+                "postgres://db/billing?password=s3cret&user=me@corp",
+                "postgres://db/billing?password=***&user=me@corp",
+            ),
+            ("postgres://db/billing", "postgres://db/billing"),
         ] {
             assert_eq!(crate::redact_db(url), shown);
         }
@@ -147,6 +176,7 @@ mod tests {
             "postgres://a:secret@h:notaport/db",
             "postgres://a:secret@h/db?colour=blue",
             "postgres://a:secret@h",
+            "postgres://a:sec@ret@h/db",
         ] {
             let err = PgUrl::parse(url).err().unwrap();
             assert!(matches!(err, Error::InvalidInput(_)), "{url}: {err}");
