@@ -42,6 +42,7 @@ mod lifecycle;
 mod live_changes;
 mod meters;
 mod meters_serve;
+mod nul_bytes;
 mod period_terms;
 mod pgbouncer;
 mod plans;

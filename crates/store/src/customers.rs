@@ -51,6 +51,11 @@ fn from_row(r: &crate::db::Row) -> crate::Result<Customer> {
 }
 
 pub(super) fn get(conn: &Connection, id: &str) -> Result<Customer> {
+    // No customer id holds a NUL (`validate_id`), and PostgreSQL refuses one in any text:
+    // unknown on both engines without asking.
+    if id.contains('\0') {
+        return Err(Error::UnknownCustomer(id.to_string()));
+    }
     conn.prepare_cached(&format!("SELECT {COLUMNS} FROM customers WHERE id = ?1"))?
         .query_row([id], from_row)
         .optional()?
@@ -362,6 +367,10 @@ impl Store {
 
     /// The customers mapped to a Stripe customer id (normally one), by id.
     pub fn customers_with_stripe_id(&self, stripe_customer_id: &str) -> Result<Vec<Customer>> {
+        // Never stored (`validate_stripe_id`), and PostgreSQL refuses a NUL in any text.
+        if stripe_customer_id.contains('\0') {
+            return Ok(Vec::new());
+        }
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {COLUMNS} FROM customers WHERE stripe_customer_id = ?1 ORDER BY id"
         ))?;

@@ -19,6 +19,15 @@ pub(crate) fn from_postgres(e: postgres::Error) -> Error {
                 Error::Locked
             }
             c if *c == SqlState::READ_ONLY_SQL_TRANSACTION => Error::ReadOnly,
+            // Text SQLite stores and PostgreSQL cannot: a NUL, or a character outside the
+            // database's encoding. Bad input, refused before anything is written.
+            c if *c == SqlState::CHARACTER_NOT_IN_REPERTOIRE
+                || *c == SqlState::UNTRANSLATABLE_CHARACTER =>
+            {
+                Error::InvalidInput(format!(
+                    "a value holds a character this PostgreSQL database cannot store: {message}"
+                ))
+            }
             c if *c == SqlState::DISK_FULL => Error::DiskFull,
             c if *c == SqlState::ADMIN_SHUTDOWN
                 || *c == SqlState::CRASH_SHUTDOWN
