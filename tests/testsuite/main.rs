@@ -47,6 +47,7 @@ mod period_terms;
 mod pgbouncer;
 mod plans;
 mod postgres_bad_input;
+mod postgres_collation;
 mod postgres_restart;
 mod postgres_tls;
 mod reconcile;

@@ -219,23 +219,49 @@ fn acme_with_usage() -> (Scratch, String, String) {
     (s, url, name)
 }
 
-/// A database at PostgreSQL migration 1 (before `usage_records.meter_terms`), made by taking
-/// migration 2 back out of a database the binary wrote: `meterline upgrade` brings it to the
-/// current schema with every counter as it was.
+/// The text columns of `db` not compared bytewise.
+fn text_columns_not_bytewise(db: &str) -> String {
+    server().psql(
+        db,
+        "SELECT count(*) FROM information_schema.columns
+         WHERE table_schema = 'public' AND data_type = 'text'
+           AND collation_name IS DISTINCT FROM 'C'",
+    )
+}
+
+/// A database at PostgreSQL migration 1 (before `usage_records.meter_terms` and bytewise
+/// text), made by taking migrations 3 and 2 back out of a database the binary wrote:
+/// `meterline upgrade` brings it to the current schema with every counter as it was.
 #[test]
 fn an_older_schema_is_upgraded_in_place() {
     let (s, url, name) = acme_with_usage();
     server().psql(
         &name,
-        "ALTER TABLE usage_records DROP COLUMN meter_terms;
-         DELETE FROM meterline_migrations WHERE version = 2",
+        r#"DROP TRIGGER usage_events_stripe_changed ON usage_events;
+           DO $$
+           DECLARE col record;
+           BEGIN
+               FOR col IN SELECT table_name, column_name FROM information_schema.columns
+                          WHERE table_schema = 'public' AND data_type = 'text'
+               LOOP
+                   EXECUTE format('ALTER TABLE %I ALTER COLUMN %I TYPE TEXT COLLATE "default"',
+                                  col.table_name, col.column_name);
+               END LOOP;
+           END $$;
+           CREATE TRIGGER usage_events_stripe_changed
+               AFTER UPDATE OF stripe_reported_at, stripe_failed_at, stripe_expired_at, stripe_error
+               ON usage_events FOR EACH ROW EXECUTE FUNCTION meterline_stripe_changed();
+           ALTER TABLE usage_records DROP COLUMN meter_terms;
+           DELETE FROM meterline_migrations WHERE version >= 2"#,
     );
+    assert_ne!(text_columns_not_bytewise(&name), "0");
     let (code, stderr) = run(&s, &url, &["upgrade"]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(
         server().psql(&name, "SELECT max(version) FROM meterline_migrations"),
-        "2"
+        "3"
     );
+    assert_eq!(text_columns_not_bytewise(&name), "0");
     assert_eq!(s.json(&["check", "acme", "--json"])["used"], 5);
     s.record("acme", 2);
     assert_eq!(s.json(&["check", "acme", "--json"])["used"], 7);

@@ -187,12 +187,21 @@ impl PgServer {
 
     /// A new empty database owned by [`USER`], and its URL.
     pub fn fresh_database(&self) -> String {
+        self.fresh_database_with("")
+    }
+
+    /// [`fresh_database`](Self::fresh_database) with more of CREATE DATABASE's options
+    /// (a template, a locale).
+    pub fn fresh_database_with(&self, options: &str) -> String {
         let name = format!(
             "t_{}_{}",
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
-        self.psql("postgres", &format!("CREATE DATABASE {name} OWNER {USER}"));
+        self.psql(
+            "postgres",
+            &format!("CREATE DATABASE {name} OWNER {USER} {options}"),
+        );
         self.url_as(USER, PASSWORD, &name)
     }
 
