@@ -60,11 +60,14 @@ use crate::{Config, Result, Store};
     about = "Usage billing for self-hosters: exact counters, hard caps, live gauges, Stripe Billing Meters"
 )]
 pub struct Cli {
-    /// The SQLite database (write commands create it if missing; read commands never do).
+    /// The database: an SQLite file (write commands create it if missing; read commands never
+    /// do), or a postgres:// URL.
+    // Its value never shows in --help: a URL holds a password.
     #[arg(
         long,
         global = true,
         env = "METERLINE_DB",
+        hide_env_values = true,
         default_value = "meterline.db"
     )]
     pub db: PathBuf,

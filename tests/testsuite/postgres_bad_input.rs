@@ -63,6 +63,33 @@ fn malformed_urls_and_unknown_sslmodes_are_refused_before_connecting() {
     }
 }
 
+/// clap shows an option's environment value in --help unless told not to.
+#[test]
+fn help_never_shows_the_url_of_the_environment() {
+    let s = Scratch::new();
+    let url = format!("postgres://u:{PASSWORD}@127.0.0.1:1/db");
+    for args in [
+        &["--help"][..],
+        &["status", "--help"],
+        &["copy-to", "--help"],
+        &["-h"],
+    ] {
+        let (code, _) = run(&s, &url, args);
+        assert_eq!(code, 0, "{args:?}");
+    }
+    let out = s
+        .std_cmd()
+        .env("METERLINE_DB", &url)
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        help.contains("postgres:// URL") && help.contains("[env: METERLINE_DB]"),
+        "{help}"
+    );
+}
+
 #[test]
 fn a_wrong_password_an_unreachable_host_and_a_missing_database_are_refused() {
     let s = Scratch::new();
