@@ -181,6 +181,53 @@ fn a_password_typed_without_percent_encoding_never_shows() {
     assert_eq!(server().psql(name, "SELECT count(*) FROM customers"), "1");
 }
 
+/// A server that takes the connection and never answers (wedged, or not PostgreSQL): the
+/// driver bounds only the TCP connect, so meterline bounds the whole as libpq does, and each
+/// command ends unavailable (exit 1) instead of hanging.
+#[test]
+fn a_server_that_never_answers_is_unavailable_after_connect_timeout() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            held.push(stream);
+        }
+    });
+    let s = Scratch::new();
+    let url = format!("postgres://u:{PASSWORD}@127.0.0.1:{port}/db?connect_timeout=2");
+    for args in [
+        &["status"][..],
+        &["record", "acme", "-n", "1"],
+        &["serve", "--listen", "127.0.0.1:0"],
+    ] {
+        let mut child = s
+            .std_cmd()
+            .env("METERLINE_DB", &url)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                child.kill().unwrap();
+                panic!("{args:?} hung on a server that never answers");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("did not answer within 2 s (connect_timeout)"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stderr.contains(PASSWORD), "{stderr}");
+    }
+}
+
 #[test]
 fn a_database_of_another_application_is_left_untouched() {
     let s = Scratch::new();

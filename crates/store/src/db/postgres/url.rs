@@ -1,6 +1,8 @@
 //! A `postgres://` URL: parsed once, with its `sslmode`, and shown only without the password.
 
 use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use crate::{Error, Result};
@@ -68,7 +70,7 @@ impl PgUrl {
             )));
         }
         if config.get_connect_timeout().is_none() {
-            config.connect_timeout(Duration::from_secs(5));
+            config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
         }
         config.application_name("meterline");
         config.ssl_mode(match tls {
@@ -84,15 +86,90 @@ impl PgUrl {
         &self.shown
     }
 
-    /// A new connection to the server.
+    /// A new connection to the server, given up after `connect_timeout` as libpq does.
+    ///
+    /// The driver bounds only the TCP connect: a server that accepts and never answers (a
+    /// wedged one, or not PostgreSQL at all) would hold the caller for good. So the attempt
+    /// runs on a thread of its own, left behind when it is late; such a thread ends when the
+    /// server closes the socket. While [`MAX_LATE_ATTEMPTS`] of them still wait, no new
+    /// attempt is made: the server is unavailable at once.
     pub(crate) fn connect(&self) -> Result<postgres::Client> {
-        let connected = match self.tls {
-            Tls::Off => self.config.connect(postgres::NoTls),
-            Tls::Prefer => self.config.connect(super::tls::encrypted_only()?),
-            Tls::Require => self.config.connect(super::tls::verified()?),
-        };
-        connected.map_err(|e| super::error::connect_error(e, self))
+        let limit = *self
+            .config
+            .get_connect_timeout()
+            .unwrap_or(&DEFAULT_CONNECT_TIMEOUT);
+        let unanswered = Error::Unavailable(format!(
+            "{} took the connection but did not answer within {} s (connect_timeout)",
+            self.shown,
+            limit.as_secs()
+        ));
+        if LATE_ATTEMPTS.load(Ordering::SeqCst) >= MAX_LATE_ATTEMPTS {
+            return Err(unanswered);
+        }
+        let attempt = Arc::new((Mutex::new(Attempt::Waiting), Condvar::new()));
+        let theirs = attempt.clone();
+        let (config, tls) = (self.config.clone(), self.tls);
+        std::thread::Builder::new()
+            .name("pg-connect".into())
+            .spawn(move || {
+                let connected = connect_now(&config, tls);
+                let (state, done) = &*theirs;
+                let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+                if matches!(*state, Attempt::Abandoned) {
+                    LATE_ATTEMPTS.fetch_sub(1, Ordering::SeqCst);
+                } else {
+                    *state = Attempt::Done(connected);
+                    done.notify_one();
+                }
+            })
+            .map_err(|e| Error::Unavailable(format!("cannot start a connection: {e}")))?;
+        let (state, done) = &*attempt;
+        let state = state.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut state, _) = done
+            .wait_timeout_while(state, limit, |s| matches!(s, Attempt::Waiting))
+            .unwrap_or_else(|e| e.into_inner());
+        match std::mem::replace(&mut *state, Attempt::Abandoned) {
+            Attempt::Done(Ok(client)) => Ok(client),
+            Attempt::Done(Err(Connect::Tls(e))) => Err(e),
+            Attempt::Done(Err(Connect::Postgres(e))) => Err(super::error::connect_error(e, self)),
+            Attempt::Waiting | Attempt::Abandoned => {
+                LATE_ATTEMPTS.fetch_add(1, Ordering::SeqCst);
+                Err(unanswered)
+            }
+        }
     }
+}
+
+/// The connection's time limit when the URL sets none (`connect_timeout`), for the TCP
+/// connect and for the whole.
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connection attempts left waiting on silent servers, at most, per process.
+const MAX_LATE_ATTEMPTS: usize = 8;
+static LATE_ATTEMPTS: AtomicUsize = AtomicUsize::new(0);
+
+/// A connection attempt, as its thread and its caller share it.
+enum Attempt {
+    Waiting,
+    Done(std::result::Result<postgres::Client, Connect>),
+    /// The caller stopped waiting: the thread drops what it gets.
+    Abandoned,
+}
+
+enum Connect {
+    Tls(Error),
+    Postgres(postgres::Error),
+}
+
+fn connect_now(
+    config: &postgres::Config,
+    tls: Tls,
+) -> std::result::Result<postgres::Client, Connect> {
+    match tls {
+        Tls::Off => config.connect(postgres::NoTls),
+        Tls::Prefer => config.connect(super::tls::encrypted_only().map_err(Connect::Tls)?),
+        Tls::Require => config.connect(super::tls::verified().map_err(Connect::Tls)?),
+    }
+    .map_err(Connect::Postgres)
 }
 
 fn ssl_mode(mode: &str) -> Result<Tls> {
@@ -182,5 +259,56 @@ mod tests {
             assert!(matches!(err, Error::InvalidInput(_)), "{url}: {err}");
             assert!(!err.to_string().contains("secret"), "{err}");
         }
+    }
+
+    /// Attempts left waiting on a silent server are bounded, and counted off as it lets go.
+    #[test]
+    fn late_attempts_are_bounded_and_end_when_the_server_lets_go() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let held = Arc::new(Mutex::new(Vec::new()));
+        let holder = held.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                holder.lock().unwrap().push(stream.unwrap());
+            }
+        });
+        let accepted = || held.lock().unwrap().len();
+        let url = PgUrl::parse(&format!(
+            "postgres://u:p@127.0.0.1:{port}/db?sslmode=disable&connect_timeout=1"
+        ))
+        .unwrap();
+        let attempts: Vec<_> = (0..MAX_LATE_ATTEMPTS)
+            .map(|_| {
+                let url = url.clone();
+                std::thread::spawn(move || url.connect().err().unwrap())
+            })
+            .collect();
+        for attempt in attempts {
+            let err = attempt.join().unwrap();
+            assert!(
+                err.to_string().contains("did not answer within 1 s"),
+                "{err}"
+            );
+        }
+        assert_eq!(LATE_ATTEMPTS.load(Ordering::SeqCst), MAX_LATE_ATTEMPTS);
+        assert_eq!(accepted(), MAX_LATE_ATTEMPTS);
+
+        // One more is refused without a connection.
+        assert!(matches!(url.connect(), Err(Error::Unavailable(_))));
+        assert_eq!(accepted(), MAX_LATE_ATTEMPTS);
+
+        // The server closes them: each thread ends and counts itself off; attempts resume.
+        held.lock().unwrap().clear();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while LATE_ATTEMPTS.load(Ordering::SeqCst) > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "late attempts never ended"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(url.connect().is_err());
+        assert_eq!(accepted(), 1);
     }
 }
