@@ -118,7 +118,7 @@ impl PgUrl {
                 if matches!(*state, Attempt::Abandoned) {
                     LATE_ATTEMPTS.fetch_sub(1, Ordering::SeqCst);
                 } else {
-                    *state = Attempt::Done(connected);
+                    *state = Attempt::Done(Box::new(connected));
                     done.notify_one();
                 }
             })
@@ -129,9 +129,11 @@ impl PgUrl {
             .wait_timeout_while(state, limit, |s| matches!(s, Attempt::Waiting))
             .unwrap_or_else(|e| e.into_inner());
         match std::mem::replace(&mut *state, Attempt::Abandoned) {
-            Attempt::Done(Ok(client)) => Ok(client),
-            Attempt::Done(Err(Connect::Tls(e))) => Err(e),
-            Attempt::Done(Err(Connect::Postgres(e))) => Err(super::error::connect_error(e, self)),
+            Attempt::Done(connected) => match *connected {
+                Ok(client) => Ok(client),
+                Err(Connect::Tls(e)) => Err(e),
+                Err(Connect::Postgres(e)) => Err(super::error::connect_error(e, self)),
+            },
             Attempt::Waiting | Attempt::Abandoned => {
                 LATE_ATTEMPTS.fetch_add(1, Ordering::SeqCst);
                 Err(unanswered)
@@ -150,7 +152,7 @@ static LATE_ATTEMPTS: AtomicUsize = AtomicUsize::new(0);
 /// A connection attempt, as its thread and its caller share it.
 enum Attempt {
     Waiting,
-    Done(std::result::Result<postgres::Client, Connect>),
+    Done(Box<std::result::Result<postgres::Client, Connect>>),
     /// The caller stopped waiting: the thread drops what it gets.
     Abandoned,
 }
