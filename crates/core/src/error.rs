@@ -48,7 +48,7 @@ pub enum Error {
     NewerSchema { found: i64, known: i64 },
     #[error(
         "the database has schema version {found}, older than this meterline ({known}); \
-         read commands never change the file: run `meterline upgrade` (back the file up first)"
+         read commands never change the schema: run `meterline upgrade` (back the database up first)"
     )]
     OlderSchema { found: i64, known: i64 },
     #[error(
