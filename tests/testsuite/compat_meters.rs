@@ -8,7 +8,7 @@
 use crate::support::cli::{NOW, Scratch};
 use crate::support::engine::{Engine, engine_tests};
 use crate::support::meters::{dump_all, meter_used, scratch, stored_event};
-use crate::support::serve::{Client, Server, create_token};
+use crate::support::serve::{Client, Server, create_token, serving_acme};
 use serde_json::{Value, json};
 
 engine_tests!(
@@ -446,15 +446,7 @@ fn lago_codes_pick_meters_by_id_and_properties_are_the_properties(engine: Engine
 
 fn without_meters_the_payload_is_not_kept_and_anything_goes_in_it(engine: Engine) {
     // The shipped plans.toml (no [[meters]]): the implicit usage meter, as before meters.
-    let s = Scratch::on(engine);
-    s.add_customer("acme", "pro", "2026-11-01");
-    s.cmd()
-        .args(["customer", "set-stripe", "acme", "cus_Acme1"])
-        .assert()
-        .success();
-    let token = create_token(&s, "compat");
-    let server = Server::start(&s, &[]);
-    let c = server.client(&token);
+    let (s, _server, c) = serving_acme(engine);
     let (status, body) = stripe(
         &c,
         "event_name=meterline_usage&payload[stripe_customer_id]=cus_Acme1&payload[value]=3\

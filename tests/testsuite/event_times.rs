@@ -16,13 +16,7 @@ engine_tests!(
 );
 
 fn setup(engine: Engine) -> Scratch {
-    let s = Scratch::on(engine);
-    s.add_customer("acme", "pro", "2026-11-01");
-    s.cmd()
-        .args(["customer", "set-stripe", "acme", "cus_Acme1"])
-        .assert()
-        .success();
-    s
+    crate::support::serve::mapped_acme(engine)
 }
 
 /// `occurred_at` of the one event stored under `key`.

@@ -4,7 +4,7 @@
 
 use crate::support::cli::Scratch;
 use crate::support::engine::{Engine, engine_tests};
-use crate::support::serve::{Server, create_token};
+use crate::support::serve::serving_acme;
 use serde_json::json;
 
 engine_tests!(
@@ -45,15 +45,7 @@ fn a_nul_in_a_batch_line_is_that_lines_error_alone(engine: Engine) {
 }
 
 fn a_nul_over_http_is_an_unknown_customer_on_every_route(engine: Engine) {
-    let s = Scratch::on(engine);
-    s.add_customer("acme", "pro", "2026-11-01");
-    s.cmd()
-        .args(["customer", "set-stripe", "acme", "cus_Acme1"])
-        .assert()
-        .success();
-    let token = create_token(&s, "ci");
-    let server = Server::start(&s, &[]);
-    let c = server.client(&token);
+    let (s, _server, c) = serving_acme(engine);
     let before = s.dump();
 
     let reply = c.get("/v1/customers/ac%00me/check");

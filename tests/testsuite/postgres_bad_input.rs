@@ -1,7 +1,7 @@
 //! PostgreSQL given the wrong thing: each is refused with a clear message and a non-zero exit,
 //! nothing is created or lost, and the password never shows.
 
-use crate::support::cli::Scratch;
+use crate::support::cli::{Scratch, output_within_a_minute};
 use crate::support::engine::Engine;
 use crate::support::postgres::{PASSWORD, server};
 
@@ -201,23 +201,9 @@ fn a_server_that_never_answers_is_unavailable_after_connect_timeout() {
         &["record", "acme", "-n", "1"],
         &["serve", "--listen", "127.0.0.1:0"],
     ] {
-        let mut child = s
-            .std_cmd()
-            .env("METERLINE_DB", &url)
-            .args(args)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while child.try_wait().unwrap().is_none() {
-            if std::time::Instant::now() > deadline {
-                child.kill().unwrap();
-                panic!("{args:?} hung on a server that never answers");
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        let out = child.wait_with_output().unwrap();
+        let mut command = s.std_cmd();
+        command.env("METERLINE_DB", &url).args(args);
+        let out = output_within_a_minute(command);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
         assert!(

@@ -6,7 +6,7 @@ use std::io::Write;
 
 use crate::support::cli::Scratch;
 use crate::support::engine::{Engine, engine_tests};
-use crate::support::serve::{Client, Reply, Server, create_token};
+use crate::support::serve::{Client, Reply, serving_acme};
 use serde_json::{Value, json};
 
 engine_tests!(
@@ -20,19 +20,6 @@ const MAX_BODY: usize = 1024 * 1024;
 
 const FORM: &str = "application/x-www-form-urlencoded";
 const JSON: &str = "application/json";
-
-fn setup(engine: Engine) -> (Scratch, Server, Client) {
-    let s = Scratch::on(engine);
-    s.add_customer("acme", "pro", "2026-11-01");
-    s.cmd()
-        .args(["customer", "set-stripe", "acme", "cus_Acme1"])
-        .assert()
-        .success();
-    let token = create_token(&s, "t");
-    let server = Server::start(&s, &[]);
-    let api = server.client(&token);
-    (s, server, api)
-}
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -75,7 +62,7 @@ fn stripe_event(id: &str) -> String {
 }
 
 fn gzip_bodies_are_decoded_on_the_native_and_the_compat_routes(engine: Engine) {
-    let (s, _server, api) = setup(engine);
+    let (s, _server, api) = serving_acme(engine);
     let event = json!({"customer": "acme", "key": "n1"}).to_string();
     let reply = send(&api, "/v1/events", JSON, "gzip", &gzip(event.as_bytes()));
     assert_eq!(reply.status, 200, "{}", reply.body);
@@ -129,7 +116,7 @@ fn gzip_bodies_are_decoded_on_the_native_and_the_compat_routes(engine: Engine) {
 }
 
 fn the_body_limit_applies_to_the_decoded_bytes(engine: Engine) {
-    let (s, _server, api) = setup(engine);
+    let (s, _server, api) = serving_acme(engine);
     // Just under the limit once decoded (JSON padded with spaces): taken.
     let event = json!({"customer": "acme", "key": "big"}).to_string();
     let padded = format!("{event}{}", " ".repeat(MAX_BODY - event.len()));
@@ -170,7 +157,7 @@ fn the_body_limit_applies_to_the_decoded_bytes(engine: Engine) {
 }
 
 fn other_encodings_are_415_in_each_protocols_shape(engine: Engine) {
-    let (s, _server, api) = setup(engine);
+    let (s, _server, api) = serving_acme(engine);
     let names_the_encodings = |message: &Value| {
         let message = message.as_str().unwrap_or_default();
         assert!(

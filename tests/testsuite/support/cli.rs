@@ -19,6 +19,25 @@ pub fn repo_plans() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("plans.toml")
 }
 
+/// `command`'s output (stdout and stderr piped), failing instead of hanging the suite if it
+/// has not ended after a minute.
+pub fn output_within_a_minute(mut command: std::process::Command) -> std::process::Output {
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run meterline");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{command:?} still running after a minute");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
 /// A scratch directory holding one database and a copy of the shipped plans.toml.
 pub struct Scratch {
     pub dir: TempDir,

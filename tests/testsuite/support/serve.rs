@@ -94,6 +94,26 @@ impl Drop for Server {
     }
 }
 
+/// acme on the pro plan, mapped to Stripe's cus_Acme1, on `engine`.
+pub fn mapped_acme(engine: super::engine::Engine) -> Scratch {
+    let s = Scratch::on(engine);
+    s.add_customer("acme", "pro", "2026-11-01");
+    s.cmd()
+        .args(["customer", "set-stripe", "acme", "cus_Acme1"])
+        .assert()
+        .success();
+    s
+}
+
+/// [`mapped_acme`], served: the scratch, the server and a client with a token.
+pub fn serving_acme(engine: super::engine::Engine) -> (Scratch, Server, Client) {
+    let s = mapped_acme(engine);
+    let token = create_token(&s, "t");
+    let server = Server::start(&s, &[]);
+    let api = server.client(&token);
+    (s, server, api)
+}
+
 /// Create a token with the real binary; stdout must be the token alone.
 pub fn create_token(scratch: &Scratch, name: &str) -> String {
     let out = scratch

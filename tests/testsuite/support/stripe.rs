@@ -198,21 +198,7 @@ impl Env {
     /// Run the binary, but fail (instead of hanging the suite) if it has not ended after a
     /// minute.
     pub fn run_bounded(&self, args: &[&str], extra: &EnvOverrides) -> Output {
-        let mut child = self
-            .std_command(args, extra)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while child.try_wait().unwrap().is_none() {
-            if std::time::Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("meterline {args:?} still running after a minute");
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        let output = child.wait_with_output().unwrap();
+        let output = super::cli::output_within_a_minute(self.std_command(args, extra));
         assert_no_key(&output);
         output
     }
