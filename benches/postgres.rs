@@ -3,6 +3,9 @@
 //! in the same run on the same server, in alternating rounds: per event, one transaction that
 //! inserts the event row (ON CONFLICT on its key) and runs `UPDATE … SET used = used + n`.
 //!
+//! Then the Stripe change marks: every event marked reported in one transaction, with the
+//! marks' trigger and without it.
+//!
 //! Then the HTTP API on the same server, with benches/serve.rs's load generator: batched
 //! ingest through two `meterline serve` processes on one database (writers serialise on the
 //! database's writer lock, so this is what a second host adds), and single events over 32
@@ -54,7 +57,8 @@ fn main() {
     // The peer and record_batch in alternating rounds, so that a change in the machine's
     // load (other builds share it) hits both alike.
     let mut peer = Peer::new(&server.fresh_database());
-    let mut store = store_on(&server.fresh_database(), &config, now);
+    let batch_url = server.fresh_database();
+    let mut store = store_on(&batch_url, &config, now);
     let (mut peer_time, mut batch_time) = (Duration::ZERO, Duration::ZERO);
     let per_round = events.div_ceil(ROUNDS);
     for round in 0..ROUNDS {
@@ -66,6 +70,15 @@ fn main() {
     let batch = events as f64 / batch_time.as_secs_f64();
     println!("  hand-written peer (1 tx per event)     {peer:>10.0} events/s");
     println!("  meterline Store::record_batch ({BATCH})    {batch:>10.0} events/s");
+
+    let (marked, floor) = stripe_marks(&batch_url);
+    println!("Stripe marks: every one of the {events} events marked reported in one transaction");
+    println!("  with meterline's marks (per statement) {marked:>10.0} events/s");
+    println!("  the same UPDATE with no trigger        {floor:>10.0} events/s");
+    println!(
+        "  {:.2}x the floor (per-row marks were quadratic: 10 s for 20,000)",
+        marked / floor
+    );
 
     let mut store = store_on(&server.fresh_database(), &config, now);
     let singles = events / 10;
@@ -214,6 +227,30 @@ fn record_batches(
         }
     }
     started.elapsed()
+}
+
+/// Every event of `url` marked reported in one transaction, as a sync marks what Stripe took,
+/// then rolled back: with the Stripe change marks, and with the trigger off (the floor), in
+/// events/s.
+fn stripe_marks(url: &str) -> (f64, f64) {
+    let mut client = postgres::Client::connect(url, postgres::NoTls).expect("connect");
+    let events: i64 = client
+        .query_one("SELECT count(*) FROM usage_events", &[])
+        .unwrap()
+        .get(0);
+    let mut timed = |disable: &str| {
+        let mut tx = client.transaction().unwrap();
+        tx.batch_execute(disable).unwrap();
+        let started = Instant::now();
+        tx.batch_execute("UPDATE usage_events SET stripe_reported_at = '2026-11-27T18:00:00Z'")
+            .unwrap();
+        let rate = events as f64 / started.elapsed().as_secs_f64();
+        tx.rollback().unwrap();
+        rate
+    };
+    let marked = timed("");
+    let floor = timed("ALTER TABLE usage_events DISABLE TRIGGER usage_events_stripe_changed");
+    (marked, floor)
 }
 
 /// The peer: what a user writes without meterline, one transaction per event.

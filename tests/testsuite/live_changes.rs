@@ -6,7 +6,10 @@
 use crate::support::cli::Scratch;
 use crate::support::engine::{Engine, engine_tests};
 
-engine_tests!(every_write_command_moves_the_change_counter);
+engine_tests!(
+    every_write_command_moves_the_change_counter,
+    stripe_marks_name_the_customers_whose_events_moved,
+);
 
 fn every_write_command_moves_the_change_counter(engine: Engine) {
     let s = Scratch::on(engine);
@@ -59,4 +62,52 @@ fn every_write_command_moves_the_change_counter(engine: Engine) {
         s.cmd().args(args).assert().success();
     }
     assert_eq!(watcher.data_version().unwrap(), before);
+}
+
+/// The Stripe marks the dashboard recounts from: every customer whose events' Stripe state
+/// changed gets a mark past the one the dashboard last saw, and only those. (PostgreSQL marks
+/// once per statement, SQLite once per row: the counter moves by different steps.)
+fn stripe_marks_name_the_customers_whose_events_moved(engine: Engine) {
+    let s = Scratch::on(engine);
+    for customer in ["acme", "globex", "initech"] {
+        s.add_customer(customer, "pro", "2026-11-01");
+        s.record(customer, 2);
+        s.record(customer, 3);
+    }
+    let db = s.inspect();
+    let counter = || db.number("SELECT value FROM change_counters WHERE name = 'stripe'");
+    let marks = || {
+        db.rows("SELECT customer_id, seq FROM stripe_changes ORDER BY customer_id")
+            .into_iter()
+            .map(|row| (row[0].clone(), row[1].parse::<i64>().unwrap()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(marks(), []);
+
+    db.exec("UPDATE usage_events SET stripe_reported_at = '2026-11-27T18:00:00Z' WHERE customer_id = 'acme'");
+    let first = counter();
+    assert!(first > 0);
+    assert_eq!(marks(), [("acme".to_string(), first)]);
+
+    // Not the Stripe state: no mark.
+    db.exec("UPDATE usage_events SET stripe_attempts = stripe_attempts + 1");
+    assert_eq!(counter(), first);
+
+    db.exec(
+        "UPDATE usage_events SET stripe_error = 'refused', stripe_failed_at = '2026-11-27T18:00:00Z'
+         WHERE customer_id IN ('globex', 'initech')",
+    );
+    let second = counter();
+    assert!(second > first);
+    // What the dashboard asks: who moved since the mark it last saw.
+    let moved_since = |seen: i64| -> Vec<String> {
+        marks()
+            .into_iter()
+            .filter(|(_, seq)| *seq > seen && *seq <= second)
+            .map(|(customer, _)| customer)
+            .collect()
+    };
+    assert_eq!(moved_since(first), ["globex", "initech"]);
+    assert_eq!(moved_since(0), ["acme", "globex", "initech"]);
+    assert_eq!(marks()[0], ("acme".to_string(), first));
 }

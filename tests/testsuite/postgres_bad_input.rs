@@ -289,37 +289,35 @@ fn text_columns_not_bytewise(db: &str) -> String {
     )
 }
 
-/// A database at PostgreSQL migration 1 (before `usage_records.meter_terms` and bytewise
-/// text), made by taking migrations 3 and 2 back out of a database the binary wrote:
-/// `meterline upgrade` brings it to the current schema with every counter as it was.
+/// A database at PostgreSQL migration 1, as the first PostgreSQL meterline left it (before
+/// `usage_records.meter_terms`, bytewise text and per-statement Stripe marks), with acme's 5
+/// units written as that version wrote them: `meterline upgrade` brings it to the current
+/// schema with every counter as it was, and the Stripe marks still follow the events.
 #[test]
 fn an_older_schema_is_upgraded_in_place() {
-    let (s, url, name) = acme_with_usage();
+    let mut s = Scratch::new();
+    let url = server().fresh_database();
+    let name = db_name(&url).to_owned();
+    s.db = url.clone().into();
+    meterline::store::create_postgres_at_version(&url, 1).unwrap();
     server().psql(
         &name,
-        r#"DROP TRIGGER usage_events_stripe_changed ON usage_events;
-           DO $$
-           DECLARE col record;
-           BEGIN
-               FOR col IN SELECT table_name, column_name FROM information_schema.columns
-                          WHERE table_schema = 'public' AND data_type = 'text'
-               LOOP
-                   EXECUTE format('ALTER TABLE %I ALTER COLUMN %I TYPE TEXT COLLATE "default"',
-                                  col.table_name, col.column_name);
-               END LOOP;
-           END $$;
-           CREATE TRIGGER usage_events_stripe_changed
-               AFTER UPDATE OF stripe_reported_at, stripe_failed_at, stripe_expired_at, stripe_error
-               ON usage_events FOR EACH ROW EXECUTE FUNCTION meterline_stripe_changed();
-           ALTER TABLE usage_records DROP COLUMN meter_terms;
-           DELETE FROM meterline_migrations WHERE version >= 2"#,
+        "INSERT INTO customers (id, name, plan_id, billing_anchor, created_at)
+             VALUES ('acme', 'acme', 'free', '2026-11-01', '2026-11-01T00:00:00Z');
+         INSERT INTO usage_events (customer_id, quantity, occurred_at, recorded_at, period_start)
+             VALUES ('acme', 5, '2026-11-20T10:00:00Z', '2026-11-20T10:00:00Z',
+                     '2026-11-01T00:00:00Z');
+         INSERT INTO usage_records (customer_id, period_start, period_end, used, plan_id,
+                                    meter_event_name, included, at_limit)
+             VALUES ('acme', '2026-11-01T00:00:00Z', '2026-12-01T00:00:00Z', 5, 'free',
+                     'meterline_usage', 1000, 'block')",
     );
     assert_ne!(text_columns_not_bytewise(&name), "0");
     let (code, stderr) = run(&s, &url, &["upgrade"]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(
         server().psql(&name, "SELECT max(version) FROM meterline_migrations"),
-        "3"
+        "4"
     );
     assert_eq!(text_columns_not_bytewise(&name), "0");
     assert_eq!(s.json(&["check", "acme", "--json"])["used"], 5);
@@ -332,6 +330,25 @@ fn an_older_schema_is_upgraded_in_place() {
         ),
         "0",
         "the first record after the upgrade keeps every period's meter terms"
+    );
+    let mark = || {
+        server().psql(
+            &name,
+            "SELECT value FROM change_counters WHERE name = 'stripe'",
+        )
+    };
+    let before = mark();
+    server().psql(
+        &name,
+        "UPDATE usage_events SET stripe_reported_at = '2026-11-27T18:00:00Z'",
+    );
+    assert_ne!(mark(), before);
+    assert_eq!(
+        server().psql(
+            &name,
+            "SELECT customer_id || '@' || seq FROM stripe_changes"
+        ),
+        format!("acme@{}", mark())
     );
 }
 

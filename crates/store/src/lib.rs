@@ -272,6 +272,15 @@ impl Store {
     }
 }
 
+/// A PostgreSQL database exactly as an older meterline left it: migrations 1..=`version`
+/// only, for tests of upgrades. Not for use on real data.
+#[doc(hidden)]
+#[cfg(feature = "postgres")]
+pub fn create_postgres_at_version(url: &str, version: i64) -> Result<()> {
+    let conn = db::postgres::PgConnection::connect(db::postgres::PgUrl::parse(url)?, 1_000)?;
+    db::postgres::schema::create_at_version(&conn, version)
+}
+
 /// True when `db` (what `--db` or `METERLINE_DB` says) names a PostgreSQL database.
 pub fn is_postgres_url(db: &str) -> bool {
     db.starts_with("postgres://") || db.starts_with("postgresql://")

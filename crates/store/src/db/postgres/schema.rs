@@ -7,7 +7,8 @@ use crate::schema::{Migration, checksum};
 use crate::{Error, OpenOptions, Result};
 
 /// The migrations, in order. 1 is the whole schema SQLite reaches at its version 10; 2 is
-/// SQLite's 11; 3 (text compared bytewise) has no SQLite counterpart, SQLite's text being so.
+/// SQLite's 11; 3 (text compared bytewise) and 4 (Stripe change marks per statement) have no
+/// SQLite counterpart.
 pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
@@ -23,6 +24,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         version: 3,
         name: "bytewise_text",
         sql: include_str!("../../../migrations/postgres/0003_bytewise_text.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "stripe_marks_per_statement",
+        sql: include_str!("../../../migrations/postgres/0004_stripe_marks_per_statement.sql"),
     },
 ];
 
@@ -159,7 +165,17 @@ fn check_current(conn: &PgConnection) -> Result<()> {
     Ok(())
 }
 
+/// A database exactly as an older meterline left it: migrations 1..=`version` only, for
+/// tests of upgrades (`crate::create_postgres_at_version`).
+pub(crate) fn create_at_version(conn: &PgConnection, version: i64) -> Result<()> {
+    migrate_to(conn, version)
+}
+
 fn migrate(conn: &PgConnection) -> Result<()> {
+    migrate_to(conn, SCHEMA_VERSION)
+}
+
+fn migrate_to(conn: &PgConnection, version: i64) -> Result<()> {
     conn.batch_execute(&format!(
         "BEGIN; SELECT pg_advisory_xact_lock({MIGRATION_LOCK}); {BOOKKEEPING}"
     ))?;
@@ -167,7 +183,10 @@ fn migrate(conn: &PgConnection) -> Result<()> {
         (|| {
             // Read under the lock: another process may have migrated meanwhile.
             let found = applied(conn)?;
-            for migration in MIGRATIONS.iter().filter(|m| m.version > found) {
+            for migration in MIGRATIONS
+                .iter()
+                .filter(|m| m.version > found && m.version <= version)
+            {
                 conn.batch_execute(migration.sql)?;
                 conn.statement(
                 "INSERT INTO meterline_migrations (version, name, checksum) VALUES (?1, ?2, ?3)",
@@ -208,10 +227,11 @@ mod tests {
     /// A released migration is never edited: a database that ran it refuses a changed file.
     #[test]
     fn released_migrations_keep_their_checksums() {
-        const RELEASED: [&str; 3] = [
+        const RELEASED: [&str; 4] = [
             "556fc89b8a39c5653c30536606571e19d57abf8494e2a827b932ba93c4af74ea",
             "ca702f5a81a4f07566ab4d9909dd170b6d17639d027773fb598845536c065fbb",
             "8210ba467e675f74a69825bbe54f53457dd212b448a7d0b0cf09de1623a620b8",
+            "5400301155c6a20df6de16903de4e821dbbf9a8b62da7c03008ff3c2e225893d",
         ];
         assert_eq!(MIGRATIONS.len(), RELEASED.len(), "pin the new migration");
         for (migration, sum) in MIGRATIONS.iter().zip(RELEASED) {
