@@ -3,8 +3,8 @@
 //! in the same run on the same server, in alternating rounds: per event, one transaction that
 //! inserts the event row (ON CONFLICT on its key) and runs `UPDATE … SET used = used + n`.
 //!
-//! Then the Stripe change marks: every event marked reported in one transaction, with the
-//! marks' trigger and without it.
+//! Then the change marks on many rows in one transaction (every event marked reported, 20,000
+//! customers inserted), with the marks' triggers and without them.
 //!
 //! Then the HTTP API on the same server, with benches/serve.rs's load generator: batched
 //! ingest through two `meterline serve` processes on one database (writers serialise on the
@@ -71,14 +71,7 @@ fn main() {
     println!("  hand-written peer (1 tx per event)     {peer:>10.0} events/s");
     println!("  meterline Store::record_batch ({BATCH})    {batch:>10.0} events/s");
 
-    let (marked, floor) = stripe_marks(&batch_url);
-    println!("Stripe marks: every one of the {events} events marked reported in one transaction");
-    println!("  with meterline's marks (per statement) {marked:>10.0} events/s");
-    println!("  the same UPDATE with no trigger        {floor:>10.0} events/s");
-    println!(
-        "  {:.2}x the floor (per-row marks were quadratic: 10 s for 20,000)",
-        marked / floor
-    );
+    change_marks(&batch_url, events, 20_000);
 
     let mut store = store_on(&server.fresh_database(), &config, now);
     let singles = events / 10;
@@ -229,28 +222,55 @@ fn record_batches(
     started.elapsed()
 }
 
-/// Every event of `url` marked reported in one transaction, as a sync marks what Stripe took,
-/// then rolled back: with the Stripe change marks, and with the trigger off (the floor), in
-/// events/s.
-fn stripe_marks(url: &str) -> (f64, f64) {
+/// `sql` in one transaction on `url`, then rolled back: with the change marks' trigger, and
+/// with `trigger` off (the floor), in `rows`/s.
+fn with_and_without(url: &str, sql: &str, trigger: &str, rows: usize) -> (f64, f64) {
     let mut client = postgres::Client::connect(url, postgres::NoTls).expect("connect");
-    let events: i64 = client
-        .query_one("SELECT count(*) FROM usage_events", &[])
-        .unwrap()
-        .get(0);
     let mut timed = |disable: &str| {
         let mut tx = client.transaction().unwrap();
         tx.batch_execute(disable).unwrap();
         let started = Instant::now();
-        tx.batch_execute("UPDATE usage_events SET stripe_reported_at = '2026-11-27T18:00:00Z'")
-            .unwrap();
-        let rate = events as f64 / started.elapsed().as_secs_f64();
+        tx.batch_execute(sql).unwrap();
+        let rate = rows as f64 / started.elapsed().as_secs_f64();
         tx.rollback().unwrap();
         rate
     };
     let marked = timed("");
-    let floor = timed("ALTER TABLE usage_events DISABLE TRIGGER usage_events_stripe_changed");
+    let floor = timed(&format!("ALTER TABLE {trigger}"));
     (marked, floor)
+}
+
+/// The change marks (PostgreSQL migration 4) on writes of many rows in one transaction: every
+/// event of `url` marked reported, as a sync marks what Stripe took, and `customers` new
+/// customers, as `copy-to` and `demo` add them.
+fn change_marks(url: &str, events: usize, customers: usize) {
+    println!("Change marks, many rows in one transaction (per-row marks were quadratic)");
+    let (marked, floor) = with_and_without(
+        url,
+        "UPDATE usage_events SET stripe_reported_at = '2026-11-27T18:00:00Z'",
+        "usage_events DISABLE TRIGGER usage_events_stripe_changed",
+        events,
+    );
+    println!("  {events} events marked reported         {marked:>10.0} events/s");
+    println!(
+        "  the same UPDATE with no trigger        {floor:>10.0} events/s ({:.2}x the floor)",
+        marked / floor
+    );
+    let (marked, floor) = with_and_without(
+        url,
+        &format!(
+            "INSERT INTO customers (id, name, plan_id, billing_anchor, created_at)
+             SELECT 'c' || g, 'c', 'pro', '2026-11-01', '2026-11-01T00:00:00Z'
+             FROM generate_series(1, {customers}) AS g"
+        ),
+        "customers DISABLE TRIGGER customers_changed",
+        customers,
+    );
+    println!("  {customers} customers inserted          {marked:>10.0} customers/s");
+    println!(
+        "  the same INSERT with no trigger        {floor:>10.0} customers/s ({:.2}x the floor)",
+        marked / floor
+    );
 }
 
 /// The peer: what a user writes without meterline, one transaction per event.

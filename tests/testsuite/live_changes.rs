@@ -9,6 +9,7 @@ use crate::support::engine::{Engine, engine_tests};
 engine_tests!(
     every_write_command_moves_the_change_counter,
     stripe_marks_name_the_customers_whose_events_moved,
+    the_customers_mark_moves_with_every_write_to_customers,
 );
 
 fn every_write_command_moves_the_change_counter(engine: Engine) {
@@ -110,4 +111,36 @@ fn stripe_marks_name_the_customers_whose_events_moved(engine: Engine) {
     assert_eq!(moved_since(first), ["globex", "initech"]);
     assert_eq!(moved_since(0), ["acme", "globex", "initech"]);
     assert_eq!(marks()[0], ("acme".to_string(), first));
+}
+
+/// The customers mark the dashboard reloads its list on moves with every write to customers,
+/// one row or many in a statement, and with nothing else.
+fn the_customers_mark_moves_with_every_write_to_customers(engine: Engine) {
+    let s = Scratch::on(engine);
+    s.add_customer("acme", "pro", "2026-11-01");
+    let db = s.inspect();
+    let mark = || db.number("SELECT value FROM change_counters WHERE name = 'customers'");
+    let mut last = mark();
+    let mut moved = |what: &str| {
+        let now = mark();
+        assert!(now > last, "{what} did not move the customers mark");
+        last = now;
+    };
+    s.add_customer("globex", "pro", "2026-11-01");
+    moved("customer add");
+    s.cmd()
+        .args(["customer", "rename", "acme", "Acme Inc"])
+        .assert()
+        .success();
+    moved("customer rename");
+    db.exec(
+        "INSERT INTO customers (id, name, plan_id, billing_anchor, created_at)
+         SELECT 'c' || n, 'c', 'pro', '2026-11-01', '2026-11-01T00:00:00Z'
+         FROM (SELECT 1 AS n UNION ALL SELECT 2 UNION ALL SELECT 3) AS three",
+    );
+    moved("three customers in one statement");
+    db.exec("DELETE FROM customers WHERE id = 'c3'");
+    moved("a customer deleted");
+    s.record("acme", 5);
+    assert_eq!(mark(), last, "recording moved the customers mark");
 }

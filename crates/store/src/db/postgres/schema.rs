@@ -7,7 +7,7 @@ use crate::schema::{Migration, checksum};
 use crate::{Error, OpenOptions, Result};
 
 /// The migrations, in order. 1 is the whole schema SQLite reaches at its version 10; 2 is
-/// SQLite's 11; 3 (text compared bytewise) and 4 (Stripe change marks per statement) have no
+/// SQLite's 11; 3 (text compared bytewise) and 4 (change marks per statement) have no
 /// SQLite counterpart.
 pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration {
@@ -27,8 +27,8 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 4,
-        name: "stripe_marks_per_statement",
-        sql: include_str!("../../../migrations/postgres/0004_stripe_marks_per_statement.sql"),
+        name: "change_marks_per_statement",
+        sql: include_str!("../../../migrations/postgres/0004_change_marks_per_statement.sql"),
     },
 ];
 
@@ -231,7 +231,7 @@ mod tests {
             "556fc89b8a39c5653c30536606571e19d57abf8494e2a827b932ba93c4af74ea",
             "ca702f5a81a4f07566ab4d9909dd170b6d17639d027773fb598845536c065fbb",
             "8210ba467e675f74a69825bbe54f53457dd212b448a7d0b0cf09de1623a620b8",
-            "5400301155c6a20df6de16903de4e821dbbf9a8b62da7c03008ff3c2e225893d",
+            "bc8eeda927e77113867dcd5fd04b196072927bc28b950e3624814cac9be45b1e",
         ];
         assert_eq!(MIGRATIONS.len(), RELEASED.len(), "pin the new migration");
         for (migration, sum) in MIGRATIONS.iter().zip(RELEASED) {
