@@ -35,6 +35,7 @@ mod db_files;
 mod demo;
 mod e2e_tmux;
 mod event_times;
+mod export_pages;
 mod identifiers;
 mod json_shapes;
 mod layers;

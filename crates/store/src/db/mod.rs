@@ -123,6 +123,10 @@ pub(crate) fn in_lists<T: Param>(values: &[T]) -> impl Iterator<Item = (String, 
         })
 }
 
+/// Rows a PostgreSQL cursor hands over at a time ([`Connection::for_each_row`]).
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+const ROWS_PER_FETCH: usize = 5_000;
+
 /// `.optional()` on a `query_row`: no row is `None`, not an error.
 pub(crate) trait OptionalExtension<T> {
     fn optional(self) -> Result<Option<T>>;
@@ -179,6 +183,35 @@ impl Connection {
         f: impl FnOnce(&Row<'_>) -> Result<T>,
     ) -> Result<T> {
         self.prepare_cached(sql)?.query_row(params, f)
+    }
+
+    /// Each row of `sql` through `f`, with a page of rows in memory at most, whatever the
+    /// result's size (an export of every event): SQLite steps through the result as it
+    /// comes, while PostgreSQL's client reads a whole result before the first row, so there the
+    /// rows come through a cursor, [`ROWS_PER_FETCH`] at a time. Call it in a transaction, as a
+    /// cursor needs one: it gives the rows one snapshot on both engines.
+    pub(crate) fn for_each_row(
+        &self,
+        sql: &str,
+        params: impl Params,
+        mut f: impl FnMut(&Row<'_>) -> Result<()>,
+    ) -> Result<()> {
+        match self {
+            Connection::Sqlite(_) => {
+                let mut stmt = self.prepare(sql)?;
+                let mut rows = stmt.query(params)?;
+                while let Some(row) = rows.next()? {
+                    f(&row)?;
+                }
+                Ok(())
+            }
+            #[cfg(feature = "postgres")]
+            Connection::Postgres(c) => params.with(|params| {
+                c.for_each_row(sql, params, ROWS_PER_FETCH, &mut |row| {
+                    f(&Row::Postgres(row))
+                })
+            }),
+        }
     }
 
     pub(crate) fn prepare_cached(&self, sql: &str) -> Result<Statement<'_>> {

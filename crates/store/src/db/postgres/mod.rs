@@ -135,6 +135,39 @@ impl PgConnection {
         }
     }
 
+    /// Each row of `sql` through `f`, `page` rows a fetch from a cursor (in the caller's
+    /// transaction: a cursor lives in one). Unnamed statements only, so PgBouncer's transaction
+    /// mode holds; the cursor is closed with the transaction.
+    pub(crate) fn for_each_row(
+        &self,
+        sql: &str,
+        params: &[&dyn Param],
+        page: usize,
+        f: &mut dyn FnMut(postgres::Row) -> Result<()>,
+    ) -> Result<()> {
+        if !self.in_transaction.get() {
+            return Err(Error::Database(
+                "a cursor needs a transaction; none is open".into(),
+            ));
+        }
+        self.statement(&format!(
+            "DECLARE meterline_rows NO SCROLL CURSOR FOR {sql}"
+        ))
+        .execute(params)?;
+        let fetch = format!("FETCH {page} FROM meterline_rows");
+        loop {
+            let rows = self.statement(&fetch).query(&[])?;
+            let last_page = rows.len() < page;
+            for row in rows {
+                f(row)?;
+            }
+            if last_page {
+                break;
+            }
+        }
+        self.batch_execute("CLOSE meterline_rows")
+    }
+
     pub(crate) fn statement(&self, sql: &str) -> PgStatement<'_> {
         let mut cache = self.translated.borrow_mut();
         let text = match cache.get(sql) {
