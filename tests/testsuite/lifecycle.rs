@@ -310,17 +310,7 @@ fn export_streams_events_and_usage_as_csv_and_json_lines(engine: Engine) {
 
 fn export_into_a_closed_pipe_ends_quietly(engine: Engine) {
     let s = Scratch::on(engine);
-    meterline_store::demo::fill(
-        &mut meterline::Store::open(&s.db).unwrap(),
-        &meterline::Config::load(&s.plans).unwrap(),
-        &meterline_store::demo::DemoSpec {
-            customers: 5,
-            events: 20_000,
-            seed: 1,
-        },
-        chrono::DateTime::parse_from_rfc3339(NOW).unwrap().into(),
-    )
-    .unwrap();
+    s.fill_demo(5, 20_000);
     let out = StdCommand::new("bash")
         .arg("-c")
         .arg(format!(

@@ -109,6 +109,44 @@ impl Scratch {
             .success();
     }
 
+    /// `meterline demo`'s data (seed 1, at `NOW`) written into this database.
+    pub fn fill_demo(&self, customers: usize, events: u64) {
+        meterline_store::demo::fill(
+            &mut meterline::Store::open(&self.db).unwrap(),
+            &meterline::Config::load(&self.plans).unwrap(),
+            &meterline_store::demo::DemoSpec {
+                customers,
+                events,
+                seed: 1,
+            },
+            chrono::DateTime::parse_from_rfc3339(NOW).unwrap().into(),
+        )
+        .unwrap();
+    }
+
+    /// What `meterline ARGS` prints, which must succeed, with each event's random Stripe
+    /// identifier (`ml-…`, a CSV field) blanked: comparable across databases.
+    pub fn stdout_comparable(&self, args: &[&str]) -> String {
+        let out = self.cmd().args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .split(',')
+            .map(|field| {
+                if field.starts_with("ml-") {
+                    "ml-…"
+                } else {
+                    field
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
         let out = self.cmd().args(args).output().expect("run meterline");
         assert!(
