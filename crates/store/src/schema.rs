@@ -92,6 +92,21 @@ pub(crate) fn checksum(sql: &str) -> String {
     hex::encode(Sha256::digest(sql.as_bytes()))
 }
 
+/// Fail unless each of `migrations` still has its `released` checksum, and each is pinned:
+/// a released migration is never edited (a PostgreSQL database refuses a changed one).
+#[cfg(test)]
+pub(crate) fn assert_released(migrations: &[Migration], released: &[&str]) {
+    assert_eq!(migrations.len(), released.len(), "pin the new migration");
+    for (migration, sum) in migrations.iter().zip(released) {
+        assert_eq!(
+            checksum(migration.sql),
+            *sum,
+            "migration {} was edited",
+            migration.version
+        );
+    }
+}
+
 /// The schema version this build creates and understands.
 pub const SCHEMA_VERSION: i64 = SQLITE_MIGRATIONS.len() as i64;
 
@@ -213,19 +228,7 @@ mod tests {
             "766041ced0bb846390b07c42b9b225783d67f9b98b4317f67f5c96040bdd5d37",
             "1f14b4cf0c9d45bec71555c73aba5f01e6ffacf8299e2c60f80da62c0fb38004",
         ];
-        assert_eq!(
-            SQLITE_MIGRATIONS.len(),
-            RELEASED.len(),
-            "pin the new migration"
-        );
-        for (migration, sum) in SQLITE_MIGRATIONS.iter().zip(RELEASED) {
-            assert_eq!(
-                checksum(migration.sql),
-                sum,
-                "migration {} was edited",
-                migration.version
-            );
-        }
+        assert_released(SQLITE_MIGRATIONS, &RELEASED);
     }
 
     #[test]

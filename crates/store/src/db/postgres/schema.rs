@@ -233,15 +233,7 @@ mod tests {
             "8210ba467e675f74a69825bbe54f53457dd212b448a7d0b0cf09de1623a620b8",
             "bc8eeda927e77113867dcd5fd04b196072927bc28b950e3624814cac9be45b1e",
         ];
-        assert_eq!(MIGRATIONS.len(), RELEASED.len(), "pin the new migration");
-        for (migration, sum) in MIGRATIONS.iter().zip(RELEASED) {
-            assert_eq!(
-                checksum(migration.sql),
-                sum,
-                "migration {} was edited",
-                migration.version
-            );
-        }
+        crate::schema::assert_released(MIGRATIONS, &RELEASED);
     }
 
     #[test]

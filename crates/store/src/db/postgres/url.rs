@@ -106,13 +106,21 @@ impl PgUrl {
         if LATE_ATTEMPTS.load(Ordering::SeqCst) >= MAX_LATE_ATTEMPTS {
             return Err(unanswered);
         }
+        let tls = match self.tls {
+            Tls::Off => None,
+            Tls::Prefer => Some(super::tls::encrypted_only()?),
+            Tls::Require => Some(super::tls::verified()?),
+        };
         let attempt = Arc::new((Mutex::new(Attempt::Waiting), Condvar::new()));
         let theirs = attempt.clone();
-        let (config, tls) = (self.config.clone(), self.tls);
+        let config = self.config.clone();
         std::thread::Builder::new()
             .name("pg-connect".into())
             .spawn(move || {
-                let connected = connect_now(&config, tls);
+                let connected = match tls {
+                    None => config.connect(postgres::NoTls),
+                    Some(tls) => config.connect(tls),
+                };
                 let (state, done) = &*theirs;
                 let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
                 if matches!(*state, Attempt::Abandoned) {
@@ -129,11 +137,9 @@ impl PgUrl {
             .wait_timeout_while(state, limit, |s| matches!(s, Attempt::Waiting))
             .unwrap_or_else(|e| e.into_inner());
         match std::mem::replace(&mut *state, Attempt::Abandoned) {
-            Attempt::Done(connected) => match *connected {
-                Ok(client) => Ok(client),
-                Err(Connect::Tls(e)) => Err(e),
-                Err(Connect::Postgres(e)) => Err(super::error::connect_error(e, self)),
-            },
+            Attempt::Done(connected) => {
+                (*connected).map_err(|e| super::error::connect_error(e, self))
+            }
             Attempt::Waiting | Attempt::Abandoned => {
                 LATE_ATTEMPTS.fetch_add(1, Ordering::SeqCst);
                 Err(unanswered)
@@ -152,26 +158,9 @@ static LATE_ATTEMPTS: AtomicUsize = AtomicUsize::new(0);
 /// A connection attempt, as its thread and its caller share it.
 enum Attempt {
     Waiting,
-    Done(Box<std::result::Result<postgres::Client, Connect>>),
+    Done(Box<std::result::Result<postgres::Client, postgres::Error>>),
     /// The caller stopped waiting: the thread drops what it gets.
     Abandoned,
-}
-
-enum Connect {
-    Tls(Error),
-    Postgres(postgres::Error),
-}
-
-fn connect_now(
-    config: &postgres::Config,
-    tls: Tls,
-) -> std::result::Result<postgres::Client, Connect> {
-    match tls {
-        Tls::Off => config.connect(postgres::NoTls),
-        Tls::Prefer => config.connect(super::tls::encrypted_only().map_err(Connect::Tls)?),
-        Tls::Require => config.connect(super::tls::verified().map_err(Connect::Tls)?),
-    }
-    .map_err(Connect::Postgres)
 }
 
 fn ssl_mode(mode: &str) -> Result<Tls> {
