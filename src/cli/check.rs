@@ -41,7 +41,7 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
         None => {
             if args.json {
                 output::print_json(&all)?;
-            } else if config.explicit_meters {
+            } else if config.implicit_meter().is_none() {
                 out!(
                     "{}",
                     output::describe_meters(&all, &config.billing.currency)

@@ -26,7 +26,7 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
     };
     match &args.meter {
         // In text, with [[meters]] and no --meter: every meter's, each under its name.
-        None if config.explicit_meters && !args.json => {
+        None if config.implicit_meter().is_none() && !args.json => {
             for (i, meter) in config.meters.iter().enumerate() {
                 let rows = history(&meter.id)?;
                 if i > 0 {

@@ -16,7 +16,7 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
     if args.json {
         return output::print_json(&summary);
     }
-    if config.explicit_meters {
+    if config.implicit_meter().is_none() {
         outln!("meter {}", sanitize(meter))?;
     }
     out!(

@@ -19,7 +19,7 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
     }
     let rows = store.status(&config, ctx.now)?;
     // With [[meters]], each row is the customer's meter nearest its limit: named.
-    let meter_width = if config.explicit_meters {
+    let meter_width = if config.implicit_meter().is_none() {
         config
             .meters
             .iter()
@@ -35,7 +35,11 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
         "{:<24} {:<10} {:<meter_width$}{:>24} {:>8}  {:<18} {:>4} {:>10}",
         "CUSTOMER",
         "PLAN",
-        if config.explicit_meters { "METER" } else { "" },
+        if config.implicit_meter().is_none() {
+            "METER"
+        } else {
+            ""
+        },
         "USED / LIMIT",
         "%",
         "LEVEL",

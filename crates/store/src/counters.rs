@@ -14,7 +14,7 @@ use crate::db::{Connection, OptionalExtension, params};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
-use crate::billing::{Allowance, Period, UsageCheck, format_ts};
+use crate::billing::{Allowance, Period, format_ts};
 use crate::config::{Config, MeterTermsMap, Plan, kept_meter_terms};
 use crate::{Error, Result};
 
@@ -104,12 +104,10 @@ pub(super) struct Counter<'c> {
     pub period: Period,
     /// `period.start` in the database's text form.
     pub period_start: String,
-    /// The plan the period is billed under, with its terms: the `usage` meter's, and every
-    /// meter's.
+    /// The plan the period is billed under, with every meter's terms.
     pub plan_id: String,
-    pub allowance: Allowance,
     pub meter_terms: Cow<'c, MeterTermsMap>,
-    /// The total, with this batch's increments so far.
+    /// The implicit meter's total (`usage_records.used`), with this batch's increments.
     pub used: i64,
     /// This batch's increments not yet written.
     pending: i64,
@@ -121,18 +119,6 @@ pub(super) struct Counter<'c> {
 }
 
 impl Counter<'_> {
-    /// The customer's standing in this period at `used`.
-    pub(crate) fn standing(&self, customer_id: &str, used: i64, config: &Config) -> UsageCheck {
-        UsageCheck::compute(
-            customer_id,
-            &self.plan_id,
-            self.allowance,
-            self.period,
-            used,
-            &config.thresholds,
-        )
-    }
-
     /// Have the period's row written at the end of the batch, even with nothing to add.
     pub(crate) fn touch(&mut self) {
         self.touched = true;
@@ -237,21 +223,19 @@ impl<'c> Counters<'c> {
             .filter(|_| !current)
             .and_then(|row| row.meter_terms(config, true));
         let meter_terms = kept.unwrap_or(Cow::Borrowed(&plan.meters));
-        let (plan_id, allowance) = match row {
-            Some(row) if !current => match row.terms {
-                Some(terms) => (row.plan_id, terms),
-                None => match config.plan(&row.plan_id) {
-                    Some(p) => (row.plan_id, p.allowance()),
-                    None => (plan.id.clone(), plan.allowance()),
-                },
-            },
-            _ => (plan.id.clone(), plan.allowance()),
+        // A closed period keeps its plan unless it kept no terms and that plan is gone.
+        let plan_id = match row {
+            Some(row)
+                if !current && (row.terms.is_some() || config.plan(&row.plan_id).is_some()) =>
+            {
+                row.plan_id
+            }
+            _ => plan.id.clone(),
         };
         let counter = Counter {
             period,
             period_start: format_ts(period.start),
             plan_id,
-            allowance,
             meter_terms,
             used,
             pending: 0,

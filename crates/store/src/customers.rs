@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::Store;
 use super::counters::CounterRow;
 use super::meter_reads::allowance;
-use crate::billing::{Period, UsageCheck, WarningLevel, format_ts, period_containing};
+use crate::billing::{Period, UsageCheck, format_ts, period_containing};
 use crate::config::{Config, Plan};
 use crate::sanitize::{is_unsafe, sanitize};
 use crate::{Error, Result};
@@ -280,23 +280,6 @@ impl Store {
         let period = period_containing(customer.billing_anchor, config.billing.period, now);
         // A new plan with a lower limit can move the customer up a level: that alerts too.
         if let Some(row) = super::counters::counter_row(&tx, id, period)? {
-            let old_terms = row
-                .terms
-                .or_else(|| config.plan(&row.plan_id).map(Plan::allowance));
-            let level_with = |plan: &str, terms| {
-                UsageCheck::compute(id, plan, terms, period, row.used, &config.thresholds)
-            };
-            let before = old_terms.map_or(WarningLevel::Ok, |t| level_with(&row.plan_id, t).level);
-            let after = level_with(&plan.id, plan.allowance());
-            super::alerts::record_crossings(
-                &tx,
-                config,
-                crate::config::IMPLICIT_METER,
-                before,
-                &after,
-                period,
-                now,
-            )?;
             meter_crossings_on_plan_change(&tx, config, id, &row, plan, period, now)?;
         }
         // The current period's terms follow (closed periods keep theirs).
@@ -404,7 +387,7 @@ impl Store {
     }
 }
 
-/// Every meter but `usage` (which `set_plan` does itself) whose level the new plan's terms
+/// Every meter whose level the new plan's terms
 /// move up, from the terms the period's row kept (the plan being left): each such crossing
 /// alerts, as a record crossing it would.
 fn meter_crossings_on_plan_change(

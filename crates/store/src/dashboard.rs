@@ -372,12 +372,7 @@ impl Store {
             {
                 last.used = r.get(6)?;
                 for (slot, column) in used.iter_mut().zip(&meter_columns) {
-                    *slot = match column {
-                        meters::MeterColumn::Usage => last.used,
-                        meters::MeterColumn::Counter(i) => {
-                            r.get::<_, Option<i64>>(*i)?.unwrap_or(0)
-                        }
-                    };
+                    *slot = r.get::<_, Option<i64>>(*column)?.unwrap_or(0);
                 }
             }
         }
@@ -415,7 +410,7 @@ impl Store {
             let mut used = self.used_in(&customer_id, period)?;
             let mut figures = Vec::new();
             if let Some(limits) = &limits {
-                let totals = self.meter_totals(config, &customer_id, period, used)?;
+                let totals = self.meter_totals(config, &customer_id, period)?;
                 figures = limits.figures(&customer.plan_id, &totals);
                 used = figures[nearest_limit(&figures)].used;
             }
@@ -485,10 +480,18 @@ impl Store {
     ) -> Result<CustomerDetail> {
         let tx = self.conn.unchecked_transaction()?;
         let customer = get(&self.conn, customer_id)?;
-        let members = self.members(config, customer_id, now)?;
+        let members = super::queries::members_in(&self.conn, config, customer_id, now)?;
         let check = members.check;
         let daily = self.daily_usage(customer_id, &check, now)?;
-        let history = self.history(config, customer_id, HISTORY_PERIODS, now)?;
+        let default_meter = &config.default_meter().id;
+        let history = super::meter_reads::meter_history_in(
+            &self.conn,
+            config,
+            customer_id,
+            default_meter,
+            HISTORY_PERIODS,
+            now,
+        )?;
         let mut recent = self.events_where(
             "e.customer_id = ?1 ORDER BY e.customer_id DESC, e.occurred_at DESC, e.id DESC",
             params![customer_id, RECENT_EVENTS as i64],

@@ -1,13 +1,18 @@
-//! Every meter's standing for one customer, from one read snapshot: `usage` from its period
-//! counter (usage_records), the others from meter_counters with their groups.
+//! Every meter's standing, the implicit meter of a plans.toml without `[[meters]]` as any
+//! other: its totals and groups from meter_counters, its terms from the period (a closed
+//! period's kept ones, else the plan's in plans.toml). `check`, the HTTP check, `status`,
+//! `history`, `members` and a duplicate's answer all read through here.
 
-use crate::db::{OptionalExtension, params};
+use std::borrow::Cow;
+
+use crate::db::{Connection, OptionalExtension, params};
 use chrono::{DateTime, Utc};
 
-use crate::billing::{Allowance, UsageCheck, format_ts};
-use crate::config::{AtLimit, Config, IMPLICIT_METER, MeterTerms};
-use crate::counters::counter_row;
-use crate::{Result, Store};
+use crate::billing::{Allowance, Period, UsageCheck, format_ts, period_containing};
+use crate::config::{AtLimit, Config, Meter, MeterTerms, MeterTermsMap, kept_meter_terms};
+use crate::counters::{CounterRow, counter_row};
+use crate::customers::{Customer, get};
+use crate::{Error, Result, Store};
 use meterline_core::{GroupUsage, MeterCheck, MeteredCheck};
 
 /// A plan's terms for a meter as billing sees them; a meter it does not name is unbilled.
@@ -26,36 +31,260 @@ pub(crate) fn allowance(terms: Option<&MeterTerms>) -> Allowance {
     )
 }
 
+/// `meter`'s standing at `used` under `allowance`.
+pub(crate) fn standing(
+    meter: &Meter,
+    customer: &str,
+    plan: &str,
+    allowance: Allowance,
+    period: Period,
+    used: i64,
+    thresholds: &crate::billing::Thresholds,
+) -> UsageCheck {
+    let mut check = UsageCheck::compute(customer, plan, allowance, period, used, thresholds);
+    if !meter.aggregation.full_at_limit() {
+        // Only a value above the limit is refused: at it, the same value is still taken.
+        check.allowed = !(allowance.hard_cap && allowance.included.is_some_and(|l| used > l));
+    }
+    check
+}
+
+/// One customer's period as its meters are read in: the plan it is billed under and every
+/// meter's terms. `terms` is `None` when that plan is gone from plans.toml.
+pub(crate) struct Frame<'c> {
+    pub customer: String,
+    pub plan: String,
+    pub period: Period,
+    terms: Option<Cow<'c, MeterTermsMap>>,
+    config: &'c Config,
+}
+
+impl<'c> Frame<'c> {
+    /// `customer`'s `period` with its counter row, if it has one. The current period (and a
+    /// closed one that kept nothing) follows plans.toml and the customer's plan now; a closed
+    /// period is billed under the plan and terms it kept.
+    pub(crate) fn of(
+        config: &'c Config,
+        customer: &Customer,
+        period: Period,
+        row: Option<&CounterRow>,
+        now: DateTime<Utc>,
+    ) -> Frame<'c> {
+        let closed = period.end <= now;
+        let plan = match row {
+            Some(r) if closed => r.plan_id.clone(),
+            _ => customer.plan_id.clone(),
+        };
+        let kept = row
+            .filter(|_| closed)
+            .and_then(|r| kept_meter_terms(r.meter_terms.as_deref()));
+        let terms = kept
+            .map(Cow::Owned)
+            .or_else(|| config.plan(&plan).map(|p| Cow::Borrowed(&p.meters)));
+        Frame {
+            customer: customer.id.clone(),
+            plan,
+            period,
+            terms,
+            config,
+        }
+    }
+
+    /// The customer's period containing `at`, read on `conn`.
+    pub(crate) fn read(
+        conn: &Connection,
+        config: &'c Config,
+        customer: &Customer,
+        at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Frame<'c>> {
+        let period = period_containing(customer.billing_anchor, config.billing.period, at);
+        // The current period's terms are plans.toml's: its row is not needed.
+        let row = if period.end <= now {
+            counter_row(conn, &customer.id, period)?
+        } else {
+            None
+        };
+        Ok(Frame::of(config, customer, period, row.as_ref(), now))
+    }
+
+    pub(crate) fn plan_missing(&self) -> bool {
+        self.terms.is_none()
+    }
+
+    /// `meter`'s standing at `used` in this period.
+    pub(crate) fn check(&self, meter: &Meter, used: i64) -> UsageCheck {
+        let Some(terms) = &self.terms else {
+            return UsageCheck::plan_missing(&self.customer, &self.plan, self.period, used);
+        };
+        standing(
+            meter,
+            &self.customer,
+            &self.plan,
+            allowance(terms.get(&meter.id)),
+            self.period,
+            used,
+            &self.config.thresholds,
+        )
+    }
+
+    /// Every meter of plans.toml, in order, with its groups: one query for the
+    /// customer-period's rows, not one per meter.
+    pub(crate) fn meter_checks(&self, conn: &Connection) -> Result<Vec<MeterCheck>> {
+        // No ORDER BY: sorted here, bytewise on both engines. (The per-meter query ordered by
+        // `group_key = '' DESC, …` was re-prepared by SQLite on every check: 46 % of one.)
+        let mut found: Vec<(String, String, i64)> = conn
+            .prepare_cached(
+                "SELECT meter_id, group_key, used FROM meter_counters
+                 WHERE customer_id = ?1 AND period_start = ?2",
+            )?
+            .query_map(params![self.customer, format_ts(self.period.start)], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?
+            .collect::<Result<_>>()?;
+        // Each meter's rows together; within them its total first, then its groups by usage,
+        // most first, and by key.
+        found.sort_unstable_by(|(meter_a, key_a, used_a), (meter_b, key_b, used_b)| {
+            meter_a
+                .cmp(meter_b)
+                .then_with(|| key_b.is_empty().cmp(&key_a.is_empty()))
+                .then_with(|| used_b.cmp(used_a))
+                .then_with(|| key_a.cmp(key_b))
+        });
+        let mut checks = Vec::with_capacity(self.config.meters.len());
+        for meter in &self.config.meters {
+            let first = found.partition_point(|(id, _, _)| *id < meter.id);
+            let rows = found[first..]
+                .iter()
+                .take_while(|(id, _, _)| *id == meter.id);
+            let mut total = 0;
+            let mut groups = Vec::new();
+            for (_, key, used) in rows {
+                if key.is_empty() {
+                    total = *used;
+                } else {
+                    groups.push(GroupUsage {
+                        key: serde_json::from_str(key).unwrap_or(serde_json::Value::Null),
+                        used: *used,
+                    });
+                }
+            }
+            checks.push(MeterCheck {
+                meter: meter.id.clone(),
+                aggregation: meter.aggregation,
+                check: self.check(meter, total),
+                groups,
+            });
+        }
+        Ok(checks)
+    }
+
+    /// `meter`'s total in this period (0 before its first event).
+    pub(crate) fn total(&self, conn: &Connection, meter: &str) -> Result<i64> {
+        Ok(conn
+            .prepare_cached(
+                "SELECT used FROM meter_counters
+                 WHERE customer_id = ?1 AND period_start = ?2 AND meter_id = ?3 AND group_key = ''",
+            )?
+            .query_row(
+                params![self.customer, format_ts(self.period.start), meter],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0))
+    }
+}
+
+/// The customer's current standing on every meter, on any connection. A customer whose plan
+/// is gone is an error here: a caller asking "may they use more?" must not get an answer
+/// without terms.
+pub(crate) fn metered_check_in(
+    conn: &Connection,
+    config: &Config,
+    customer_id: &str,
+    now: DateTime<Utc>,
+) -> Result<MeteredCheck> {
+    let customer = get(conn, customer_id)?;
+    let frame = Frame::read(conn, config, &customer, now, now)?;
+    if frame.plan_missing() {
+        return Err(Error::PlanMissing {
+            customer: frame.customer,
+            plan: frame.plan,
+        });
+    }
+    MeteredCheck::new(frame.meter_checks(conn)?)
+        .ok_or_else(|| Error::InvalidInput("plans.toml has no meter".into()))
+}
+
+/// `meter_id`'s standing in `customer_id`'s period containing `at`: a duplicate's answer,
+/// read inside the record transaction after the batch's counters were written. A meter
+/// plans.toml no longer has is shown as unbilled.
+pub(crate) fn meter_standing_in(
+    conn: &Connection,
+    config: &Config,
+    customer_id: &str,
+    meter_id: &str,
+    at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<UsageCheck> {
+    let customer = get(conn, customer_id)?;
+    let frame = Frame::read(conn, config, &customer, at, now)?;
+    let used = frame.total(conn, meter_id)?;
+    Ok(match config.meter(meter_id) {
+        Some(meter) => frame.check(meter, used),
+        None => UsageCheck::compute(
+            &frame.customer,
+            &frame.plan,
+            allowance(None),
+            frame.period,
+            used,
+            &config.thresholds,
+        ),
+    })
+}
+
 impl Store {
-    /// `customer_id`'s current period on every meter of plans.toml, in order.
+    /// `customer_id`'s current period on every meter of plans.toml, in order; the top level
+    /// is the default meter's, `allowed` over every meter.
     pub fn metered_check(
         &self,
         config: &Config,
         customer_id: &str,
         now: DateTime<Utc>,
     ) -> Result<MeteredCheck> {
-        let meters = self.meter_checks(config, customer_id, now)?;
-        MeteredCheck::new(meters)
-            .ok_or_else(|| crate::Error::InvalidInput("plans.toml has no meter".into()))
+        // One read transaction: the customer and its counters come from the same snapshot (a
+        // plan change cannot fall between them), and the file is locked once, not twice.
+        let snapshot = self.conn.unchecked_transaction()?;
+        let check = metered_check_in(&snapshot, config, customer_id, now)?;
+        snapshot.finish()?;
+        Ok(check)
     }
 
-    /// Each meter of plans.toml, in order, for `customer_id`'s current period.
-    pub fn meter_checks(
+    /// The customer's standing in the current period: the default meter's, `allowed` over
+    /// every meter.
+    pub fn check(
         &self,
         config: &Config,
         customer_id: &str,
         now: DateTime<Utc>,
-    ) -> Result<Vec<MeterCheck>> {
-        let snapshot = self.conn.unchecked_transaction()?;
-        let usage = super::queries::check_in(&snapshot, config, customer_id, now, now)?;
-        let checks = meter_checks_in(&snapshot, config, usage)?;
-        snapshot.finish()?;
-        Ok(checks)
+    ) -> Result<UsageCheck> {
+        Ok(self.metered_check(config, customer_id, now)?.check)
     }
 
-    /// One meter's history: `history --meter`. The `usage` meter is `history` itself; any
-    /// other meter's periods read its totals from meter_counters, under the plan each period
-    /// was billed under and the terms for the meter a closed period kept (migration 11).
+    /// The default meter's history: `history`.
+    pub fn history(
+        &self,
+        config: &Config,
+        customer_id: &str,
+        count: usize,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<crate::HistoryRow>> {
+        let meter = config.default_meter().id.clone();
+        self.meter_history(config, customer_id, &meter, count, now)
+    }
+
+    /// One meter's last `count` periods, oldest first, including periods without usage: each
+    /// under the plan it was billed under and the terms a closed period kept.
     pub fn meter_history(
         &self,
         config: &Config,
@@ -64,139 +293,41 @@ impl Store {
         count: usize,
         now: DateTime<Utc>,
     ) -> Result<Vec<crate::HistoryRow>> {
-        let meter = config.known_meter(meter_id)?;
-        let rows = self.history(config, customer_id, count, now)?;
-        if meter.id == IMPLICIT_METER {
-            return Ok(rows);
-        }
-        let mut total = self.conn.prepare_cached(
-            "SELECT used FROM meter_counters
-             WHERE customer_id = ?1 AND period_start = ?2 AND meter_id = ?3 AND group_key = ''",
-        )?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let period = crate::billing::Period {
-                start: row.check.period_start,
-                end: row.check.period_end,
-            };
-            let used: i64 = total
-                .query_row(
-                    params![customer_id, format_ts(period.start), meter.id],
-                    |r| r.get(0),
-                )
-                .optional()?
-                .unwrap_or(0);
-            let kept = counter_row(&self.conn, customer_id, period)?
-                .and_then(|r| r.meter_terms(config, period.end <= now));
-            let terms = kept
-                .as_deref()
-                .or_else(|| config.plan(&row.check.plan).map(|p| &p.meters))
-                .and_then(|terms| terms.get(&meter.id));
-            let check = UsageCheck::compute(
-                &row.check.customer,
-                &row.check.plan,
-                allowance(terms),
-                period,
-                used,
-                &config.thresholds,
-            );
-            out.push(crate::HistoryRow {
-                check,
-                meter_event: (used > 0).then(|| meter.stripe_event.clone()),
-            });
-        }
-        Ok(out)
-    }
-
-    /// Each meter of plans.toml, in order, in the period of `usage` (the `usage` meter's
-    /// check, as `status` computed it: its customer, plan and period). No snapshot of its
-    /// own: `status_entries` calls it inside its one read transaction. A customer whose plan
-    /// is gone shows every meter as plan missing.
-    pub fn meter_checks_of(&self, config: &Config, usage: &UsageCheck) -> Result<Vec<MeterCheck>> {
-        meter_checks_in(&self.conn, config, usage.clone())
+        let snapshot = self.conn.unchecked_transaction()?;
+        let rows = meter_history_in(&snapshot, config, customer_id, meter_id, count, now)?;
+        snapshot.finish()?;
+        Ok(rows)
     }
 }
 
-/// Every meter's check in `usage`'s period: `usage` itself for the `usage` meter, the others
-/// from meter_counters with their groups, all read with one query (the customer-period's
-/// rows), not one per meter.
-pub(crate) fn meter_checks_in(
-    conn: &crate::db::Connection,
+/// `Store::meter_history` on `conn`, inside the caller's read transaction. `meter_event` is
+/// the Stripe event the period's usage reports to: the implicit meter's is the one its
+/// period was counted under (a plan's `meter_event`), any other meter's its own.
+pub(crate) fn meter_history_in(
+    conn: &Connection,
     config: &Config,
-    usage: UsageCheck,
-) -> Result<Vec<MeterCheck>> {
-    let plan = config.plan(&usage.plan);
-    let period_start = format_ts(usage.period_start);
-    let period = crate::billing::Period {
-        start: usage.period_start,
-        end: usage.period_end,
-    };
-    // No ORDER BY: sorted here, bytewise on both engines. (The per-meter query ordered by
-    // `group_key = '' DESC, …` was re-prepared by SQLite on every check: 46 % of one.)
-    let mut found: Vec<(String, String, i64)> = conn
-        .prepare_cached(
-            "SELECT meter_id, group_key, used FROM meter_counters
-             WHERE customer_id = ?1 AND period_start = ?2",
-        )?
-        .query_map(params![usage.customer, period_start], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })?
-        .collect::<Result<_>>()?;
-    // Each meter's rows together; within them its total first, then its groups by usage,
-    // most first, and by key.
-    found.sort_unstable_by(|(meter_a, key_a, used_a), (meter_b, key_b, used_b)| {
-        meter_a
-            .cmp(meter_b)
-            .then_with(|| key_b.is_empty().cmp(&key_a.is_empty()))
-            .then_with(|| used_b.cmp(used_a))
-            .then_with(|| key_a.cmp(key_b))
-    });
-    let mut checks = Vec::with_capacity(config.meters.len());
-    for meter in &config.meters {
-        if meter.id == IMPLICIT_METER {
-            checks.push(MeterCheck {
-                meter: meter.id.clone(),
-                aggregation: meter.aggregation,
-                check: usage.clone(),
-                groups: Vec::new(),
-            });
-            continue;
-        }
-        let first = found.partition_point(|(id, _, _)| *id < meter.id);
-        let rows = found[first..]
-            .iter()
-            .take_while(|(id, _, _)| *id == meter.id);
-        let mut total = 0;
-        let mut groups = Vec::new();
-        for (_, key, used) in rows {
-            if key.is_empty() {
-                total = *used;
-            } else {
-                groups.push(GroupUsage {
-                    key: serde_json::from_str(key).unwrap_or(serde_json::Value::Null),
-                    used: *used,
-                });
-            }
-        }
-        let check = if usage.plan_missing {
-            UsageCheck::plan_missing(&usage.customer, &usage.plan, period, total)
-        } else {
-            let terms = plan.and_then(|p| p.meters.get(&meter.id));
-            UsageCheck::compute(
-                &usage.customer,
-                &usage.plan,
-                allowance(terms),
-                period,
-                total,
-                &config.thresholds,
-            )
+    customer_id: &str,
+    meter_id: &str,
+    count: usize,
+    now: DateTime<Utc>,
+) -> Result<Vec<crate::HistoryRow>> {
+    let meter = config.known_meter(meter_id)?;
+    let customer = get(conn, customer_id)?;
+    let periods =
+        crate::billing::periods_before(customer.billing_anchor, config.billing.period, now, count);
+    let mut out = Vec::with_capacity(periods.len());
+    for period in periods {
+        let row = counter_row(conn, &customer.id, period)?;
+        let frame = Frame::of(config, &customer, period, row.as_ref(), now);
+        let used = frame.total(conn, &meter.id)?;
+        let meter_event = match (&row, config.implicit_meter()) {
+            (Some(r), Some(_)) => Some(r.meter_event.clone()),
+            _ => (used > 0).then(|| meter.stripe_event.clone()),
         };
-        checks.push(MeterCheck {
-            meter: meter.id.clone(),
-            aggregation: meter.aggregation,
-            check,
-            groups,
+        out.push(crate::HistoryRow {
+            check: frame.check(meter, used),
+            meter_event,
         });
     }
-    Ok(checks)
+    Ok(out)
 }

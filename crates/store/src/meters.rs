@@ -1,5 +1,5 @@
-//! The running counters of one record batch for every meter but `usage` (whose total is
-//! usage_records.used, see `counters`). Each row is read once, decided on in memory while the
+//! The running counters of one record batch, for every meter (the implicit one of a
+//! plans.toml without `[[meters]]` too). Each row is read once, decided on in memory while the
 //! batch holds the write lock, and written once at the end: a refused event changes nothing.
 //!
 //! Per event this is the hot part of a batch on several meters, so a row is found with one
@@ -43,6 +43,8 @@ impl Key {
 struct Row {
     key: Key,
     used: i64,
+    /// The aggregation the row counts by (`None`: counted before migration 12).
+    aggregation: Option<String>,
     /// latest: the time and id of the event whose value `used` is.
     latest: Option<(DateTime<Utc>, i64)>,
     dirty: bool,
@@ -140,6 +142,7 @@ impl MeterCounters {
             .filter(|t| t.at_limit == AtLimit::Block)
             .and_then(|t| t.included);
         let total = self.row(conn, [customer, period_start, &meter.id, ""])?;
+        self.same_aggregation(total, meter)?;
         let before = self.rows[total].used;
         // max and latest refuse a value above the limit, whatever it would do to the total.
         if let (Aggregation::Max | Aggregation::Latest, MeterValue::Number(v)) =
@@ -167,6 +170,25 @@ impl MeterCounters {
             }
         }
         Ok(Applied::Counted { before, after })
+    }
+
+    /// Refuse to count `meter` on a row another aggregation counted: the total would be
+    /// neither's, and would be billed.
+    fn same_aggregation(&self, row: usize, meter: &Meter) -> Result<()> {
+        let row = &self.rows[row];
+        match row.aggregation.as_deref() {
+            Some(counted) if counted != meter.aggregation.as_str() => {
+                Err(Error::InvalidInput(format!(
+                    "meter \"{}\" was counted as {counted} this period and plans.toml now says \
+                     {}; one total is never counted two ways, so nothing was recorded. Set \
+                     aggregation = \"{counted}\" again until the period ends, or give the meter \
+                     a new id (a new id starts its own counter, and cap, from 0)",
+                    meter.id,
+                    meter.aggregation.as_str()
+                )))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The row's total after `value`, or `None` when the event leaves it as it is (a
@@ -231,6 +253,7 @@ impl MeterCounters {
         }
         row.used = used;
         row.dirty = true;
+        row.aggregation = Some(meter.aggregation.as_str().to_string());
         if meter.aggregation == Aggregation::Latest {
             row.latest = Some((at, event_id));
         }
@@ -243,17 +266,18 @@ impl MeterCounters {
             return Ok(found);
         }
         let [customer, period_start, meter, group] = parts;
-        let found: Option<(i64, Option<String>, Option<i64>)> = conn
+        let found: Option<(i64, Option<String>, Option<i64>, Option<String>)> = conn
             .prepare_cached(
-                "SELECT used, latest_at, latest_id FROM meter_counters
+                "SELECT used, latest_at, latest_id, aggregation FROM meter_counters
                  WHERE customer_id = ?1 AND period_start = ?2 AND meter_id = ?3 AND group_key = ?4",
             )?
             .query_row(params![customer, period_start, meter, group], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
             })
             .optional()?;
+        let aggregation = found.as_ref().and_then(|f| f.3.clone());
         let (used, latest) = match found {
-            Some((used, at, id)) => (
+            Some((used, at, id, _)) => (
                 used,
                 match (at, id) {
                     (Some(at), Some(id)) => parse_ts(&at).ok().map(|at| (at, id)),
@@ -271,6 +295,7 @@ impl MeterCounters {
                 group: group.to_string(),
             },
             used,
+            aggregation,
             latest,
             dirty: false,
             values: HashMap::new(),
@@ -328,12 +353,12 @@ impl MeterCounters {
             };
             let key = &row.key;
             conn.prepare_cached(
-                "INSERT INTO meter_counters
-                     (customer_id, period_start, meter_id, group_key, used, latest_at, latest_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                "INSERT INTO meter_counters (customer_id, period_start, meter_id, group_key, used,
+                                             latest_at, latest_id, aggregation)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                  ON CONFLICT (customer_id, period_start, meter_id, group_key) DO UPDATE SET
                      used = excluded.used, latest_at = excluded.latest_at,
-                     latest_id = excluded.latest_id",
+                     latest_id = excluded.latest_id, aggregation = excluded.aggregation",
             )?
             .execute(params![
                 key.customer,
@@ -342,7 +367,8 @@ impl MeterCounters {
                 key.group,
                 row.used,
                 latest_at,
-                latest_id
+                latest_id,
+                row.aggregation
             ])?;
             row.dirty = false;
         }

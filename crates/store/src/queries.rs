@@ -1,17 +1,19 @@
-//! Read paths. All of them read the counters (`usage_records`, `usage_members`), never scan
-//! events, so they stay fast however many events there are.
+//! `status` and `members`. `status` reads the counters (meter_counters, through
+//! `meter_reads::Frame`), never scans events, so it stays fast however many there are;
+//! `members` adds up the customer's events of the period by member.
 
 use std::collections::HashMap;
 
 use crate::db::{Connection, params};
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::Store;
-use super::counters::{CounterRow, counter_row, used_in};
-use super::customers::{Customer, get, plan_of};
-use crate::billing::{Period, UsageCheck, format_ts, period_containing, periods_before};
-use crate::config::{Aggregation, Config, IMPLICIT_METER, Plan};
+use super::counters::used_in;
+use super::customers::get;
+use super::meter_reads::Frame;
+use crate::billing::{Period, UsageCheck, format_ts, period_containing};
+use crate::config::{Aggregation, Config, Meter};
 use crate::{Error, Result};
 
 /// One line of the dashboard / `status`: a customer and its current standing.
@@ -57,61 +59,31 @@ pub struct MembersSummary {
     pub members: Vec<Member>,
 }
 
-/// Reads of the counters; serves `check`, `status`, `history`, `members` and serve's
-/// `GET` routes.
+/// Reads of the counters; serves `status`, `members` and the dashboard (`check` and
+/// `history` are in `meter_reads`).
 impl Store {
-    /// The customer's standing in the current period.
-    pub fn check(
-        &self,
-        config: &Config,
-        customer_id: &str,
-        now: DateTime<Utc>,
-    ) -> Result<UsageCheck> {
-        // One read transaction: the customer and its counter come from the same snapshot (a
-        // plan change cannot fall between them), and the file is locked once, not twice.
-        let snapshot = self.conn.unchecked_transaction()?;
-        let check = check_in(&snapshot, config, customer_id, now, now)?;
-        snapshot.finish()?;
-        Ok(check)
-    }
-
     pub(super) fn used_in(&self, customer_id: &str, period: Period) -> Result<i64> {
         used_in(&self.conn, customer_id, period)
     }
 
-    /// Every customer's current standing, most at risk first.
-    /// With `[[meters]]`, each row's `check` is its meter nearest the limit (the dashboard's
-    /// rule), `allowed` false when any capped meter refuses.
+    /// Every customer's current standing, most at risk first. Each row's `check` is its
+    /// meter nearest the limit (the dashboard's rule), `allowed` false when any capped meter
+    /// refuses.
     pub fn status(&self, config: &Config, now: DateTime<Utc>) -> Result<Vec<StatusRow>> {
-        // Every current period started within the last 31 days.
-        let since = format_ts(now.checked_sub_signed(Duration::days(32)).unwrap_or(now));
-        let mut used: HashMap<(String, String), i64> = HashMap::new();
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT customer_id, period_start, used FROM usage_records WHERE period_start >= ?1",
-        )?;
-        let mut rows = stmt.query([since])?;
-        while let Some(r) = rows.next()? {
-            used.insert((r.get(0)?, r.get(1)?), r.get(2)?);
-        }
+        let snapshot = self.conn.unchecked_transaction()?;
         let unreported = self.unreported_by_customer()?;
         let mut out = Vec::new();
         for customer in self.customers()? {
             let period = period_containing(customer.billing_anchor, config.billing.period, now);
-            let key = (customer.id.clone(), format_ts(period.start));
-            let used = used.get(&key).copied().unwrap_or(0);
             // A customer on a removed plan shows as "plan missing"; the others normally.
-            let usage = match plan_of(config, &customer) {
-                Ok(plan) => current_check(config, &customer, plan, period, used),
-                Err(_) => UsageCheck::plan_missing(&customer.id, &customer.plan_id, period, used),
-            };
-            let meters = self.meter_checks_of(config, &usage)?;
-            let (meter, check) = match nearest_its_limit(&meters) {
-                Some((meter, check)) if config.explicit_meters => (Some(meter), check),
-                _ => (None, usage),
+            let frame = Frame::of(config, &customer, period, None, now);
+            let meters = frame.meter_checks(&snapshot)?;
+            let Some((meter, check)) = nearest_its_limit(&meters) else {
+                continue;
             };
             out.push(StatusRow {
                 meters,
-                meter,
+                meter: config.implicit_meter().is_none().then_some(meter),
                 days_left: period.days_left(now),
                 unreported: unreported.get(&customer.id).copied().unwrap_or(0),
                 name: customer.name,
@@ -119,6 +91,7 @@ impl Store {
                 check,
             });
         }
+        snapshot.finish()?;
         out.sort_by(|a, b| {
             // Plan missing first: those customers need attention before anyone else.
             let ratio = |r: &StatusRow| {
@@ -145,51 +118,25 @@ impl Store {
         rows.collect::<crate::Result<_>>()
     }
 
-    /// The last `count` periods, oldest first, including periods without usage.
-    pub fn history(
-        &self,
-        config: &Config,
-        customer_id: &str,
-        count: usize,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<HistoryRow>> {
-        let customer = get(&self.conn, customer_id)?;
-        let periods = periods_before(customer.billing_anchor, config.billing.period, now, count);
-        let mut out = Vec::with_capacity(periods.len());
-        for period in periods {
-            let row = counter_row(&self.conn, &customer.id, period)?;
-            let meter_event = row.as_ref().map(|r| r.meter_event.clone());
-            let check = standing(config, &customer, period, row, now);
-            out.push(HistoryRow { check, meter_event });
-        }
-        Ok(out)
-    }
-
-    /// Per-member usage of an organisation account in the current period, largest first.
+    /// Per-member usage of an organisation account on the default meter in the current
+    /// period, largest first. A default meter that is not a total of members' shares (max,
+    /// latest, unique_count) lists no members.
     pub fn members(
         &self,
         config: &Config,
         customer_id: &str,
         now: DateTime<Utc>,
     ) -> Result<MembersSummary> {
-        let check = standing_in(&self.conn, config, customer_id, now, now)?;
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT user_id, used FROM usage_members
-             WHERE customer_id = ?1 AND period_start = ?2
-             ORDER BY used DESC, user_id",
-        )?;
-        let rows = stmt
-            .query_map(params![customer_id, format_ts(check.period_start)], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-            })?
-            .collect::<Result<Vec<_>>>()?;
-        Ok(MembersSummary::of(check, rows))
+        let snapshot = self.conn.unchecked_transaction()?;
+        let summary = members_in(&snapshot, config, customer_id, now)?;
+        snapshot.finish()?;
+        Ok(summary)
     }
 
     /// Per-member usage of one meter in the current period, largest first: `members --meter`.
-    /// `usage` is `members` itself; a `sum` or `count` meter adds up what each member's events
-    /// added to it (the customer's events of the period, by the index on their time). The
-    /// other aggregations are not shares of a total: refused.
+    /// A `sum` or `count` meter adds up what each member's events added to it (the
+    /// customer's events of the period, by the index on their time). The other aggregations
+    /// are not shares of a total: refused.
     pub fn meter_members(
         &self,
         config: &Config,
@@ -198,10 +145,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<MembersSummary> {
         let meter = config.known_meter(meter_id)?;
-        if meter.id == IMPLICIT_METER {
-            return self.members(config, customer_id, now);
-        }
-        if !matches!(meter.aggregation, Aggregation::Sum | Aggregation::Count) {
+        if !is_shared(meter) {
             return Err(Error::InvalidInput(format!(
                 "meter \"{}\" is {}: members are shown for sum and count meters, whose \
                  total is the members' shares",
@@ -210,33 +154,67 @@ impl Store {
             )));
         }
         let snapshot = self.conn.unchecked_transaction()?;
-        let usage = check_in(&snapshot, config, customer_id, now, now)?;
-        let check = super::meter_reads::meter_checks_in(&snapshot, config, usage)?
-            .into_iter()
-            .find(|m| m.meter == meter.id)
-            .map(|m| m.check)
-            .ok_or(Error::NoRows)?;
-        let rows = snapshot
-            .prepare_cached(
-                "SELECT user_id, CAST(SUM(COALESCE(amount, quantity)) AS BIGINT) AS used
-                 FROM usage_events
-                 WHERE customer_id = ?1 AND occurred_at >= ?2 AND occurred_at < ?3
-                   AND meter_id = ?4 AND user_id IS NOT NULL
-                 GROUP BY user_id ORDER BY used DESC, user_id",
-            )?
-            .query_map(
-                params![
-                    customer_id,
-                    format_ts(check.period_start),
-                    format_ts(check.period_end),
-                    meter.id
-                ],
-                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
-            )?
-            .collect::<Result<Vec<_>>>()?;
+        let summary = meter_members_in(&snapshot, config, customer_id, meter, now)?;
         snapshot.finish()?;
-        Ok(MembersSummary::of(check, rows))
+        Ok(summary)
     }
+}
+
+/// `Store::members` on `conn`, inside the caller's read transaction.
+pub(crate) fn members_in(
+    conn: &Connection,
+    config: &Config,
+    customer_id: &str,
+    now: DateTime<Utc>,
+) -> Result<MembersSummary> {
+    let meter = config.default_meter();
+    if is_shared(meter) {
+        return meter_members_in(conn, config, customer_id, meter, now);
+    }
+    let customer = get(conn, customer_id)?;
+    let frame = Frame::read(conn, config, &customer, now, now)?;
+    let used = frame.total(conn, &meter.id)?;
+    Ok(MembersSummary {
+        check: frame.check(meter, used),
+        members: Vec::new(),
+    })
+}
+
+/// What each member's events added to `meter` (a sum or count meter) this period.
+fn meter_members_in(
+    conn: &Connection,
+    config: &Config,
+    customer_id: &str,
+    meter: &Meter,
+    now: DateTime<Utc>,
+) -> Result<MembersSummary> {
+    let customer = get(conn, customer_id)?;
+    let frame = Frame::read(conn, config, &customer, now, now)?;
+    let check = frame.check(meter, frame.total(conn, &meter.id)?);
+    let rows = conn
+        .prepare_cached(
+            "SELECT user_id, CAST(SUM(COALESCE(amount, quantity)) AS BIGINT) AS used
+             FROM usage_events
+             WHERE customer_id = ?1 AND occurred_at >= ?2 AND occurred_at < ?3
+               AND meter_id = ?4 AND user_id IS NOT NULL
+             GROUP BY user_id ORDER BY used DESC, user_id",
+        )?
+        .query_map(
+            params![
+                customer_id,
+                format_ts(check.period_start),
+                format_ts(check.period_end),
+                meter.id
+            ],
+            |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
+        )?
+        .collect::<Result<Vec<_>>>()?;
+    Ok(MembersSummary::of(check, rows))
+}
+
+/// A meter whose total is the sum of what each event added: members have shares of it.
+fn is_shared(meter: &Meter) -> bool {
+    matches!(meter.aggregation, Aggregation::Sum | Aggregation::Count)
 }
 
 impl MembersSummary {
@@ -267,92 +245,6 @@ impl MembersSummary {
         }
         MembersSummary { check, members }
     }
-}
-
-/// The customer's standing in the period containing `at`, on any connection (the record path
-/// asks inside its transaction). A customer whose current plan is gone is an error here: a
-/// caller asking "may they use more?" must not get an answer without terms.
-pub(super) fn check_in(
-    conn: &Connection,
-    config: &Config,
-    customer_id: &str,
-    at: DateTime<Utc>,
-    now: DateTime<Utc>,
-) -> Result<UsageCheck> {
-    let check = standing_in(conn, config, customer_id, at, now)?;
-    if check.plan_missing {
-        return Err(Error::PlanMissing {
-            customer: check.customer,
-            plan: check.plan,
-        });
-    }
-    Ok(check)
-}
-
-/// Like `check_in`, but a missing plan is a state of the answer (for views), not an error.
-fn standing_in(
-    conn: &Connection,
-    config: &Config,
-    customer_id: &str,
-    at: DateTime<Utc>,
-    now: DateTime<Utc>,
-) -> Result<UsageCheck> {
-    let customer = get(conn, customer_id)?;
-    let period = period_containing(customer.billing_anchor, config.billing.period, at);
-    let row = counter_row(conn, &customer.id, period)?;
-    Ok(standing(config, &customer, period, row, now))
-}
-
-/// The standing in one period: a closed period reads the terms it was billed under; the
-/// current one (and a closed one without kept terms) follows plans.toml.
-fn standing(
-    config: &Config,
-    customer: &Customer,
-    period: Period,
-    row: Option<CounterRow>,
-    now: DateTime<Utc>,
-) -> UsageCheck {
-    let closed = period.end <= now;
-    let (used, plan_id, kept) = match row {
-        Some(r) => (r.used, r.plan_id, r.terms.filter(|_| closed)),
-        None => (0, customer.plan_id.clone(), None),
-    };
-    // The current period is billed under the customer's plan at its end.
-    let plan_id = if closed {
-        plan_id
-    } else {
-        customer.plan_id.clone()
-    };
-    let allowance = kept.or_else(|| config.plan(&plan_id).map(|p| p.allowance()));
-    match allowance {
-        Some(allowance) => UsageCheck::compute(
-            &customer.id,
-            &plan_id,
-            allowance,
-            period,
-            used,
-            &config.thresholds,
-        ),
-        None => UsageCheck::plan_missing(&customer.id, &plan_id, period, used),
-    }
-}
-
-/// The current period's standing under the customer's plan.
-fn current_check(
-    config: &Config,
-    customer: &Customer,
-    plan: &Plan,
-    period: Period,
-    used: i64,
-) -> UsageCheck {
-    UsageCheck::compute(
-        &customer.id,
-        &plan.id,
-        plan.allowance(),
-        period,
-        used,
-        &config.thresholds,
-    )
 }
 
 /// The meter with the highest ratio (the first on a tie; an unlimited meter only when none

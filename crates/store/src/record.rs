@@ -12,9 +12,9 @@ use super::customers::Customer;
 use super::meters::{Applied, MeterCounters};
 use super::new_events::{NewEvent, NewEvents};
 use crate::billing::{
-    STRIPE_MAX_FUTURE_SECS, UsageCheck, format_ts, parse_ts, period_containing, whole_second,
+    STRIPE_MAX_FUTURE_SECS, format_ts, parse_ts, period_containing, whole_second,
 };
-use crate::config::{Config, IMPLICIT_METER, Meter};
+use crate::config::{Config, Meter};
 use crate::{Error, IdempotencyKey, RecordOutcome, RecordRequest, Result};
 use meterline_core::metering::{MeterValue, check_properties, group_key, meter_value};
 
@@ -384,7 +384,7 @@ fn fill_pending_terms(conn: &Connection, config: &Config) -> Result<()> {
     Ok(())
 }
 
-/// Where an event on a meter other than `usage` counts, as `Batch::record` found it.
+/// Where an event counts, as `Batch::record` found it.
 struct Placed {
     customer_id: String,
     /// The plan the period is billed under, its terms for the event's meter (kept by a closed
@@ -461,13 +461,22 @@ impl<'c> Batch<'_, 'c> {
         };
         if let Some(original) = original {
             original.same_as(req, &meter.id, properties.as_deref(), occurred_at, now)?;
-            // The standing is read from the database: bring it up to this event first.
+            // The standing is read from the database: bring it up to this event first. It is
+            // the standing of the meter the original counted on.
             self.counters.flush(conn)?;
+            self.meters.flush(conn)?;
             return Ok(RecordOutcome {
                 recorded: false,
                 duplicate: true,
                 event_id: Some(original.id),
-                check: super::queries::check_in(conn, config, &req.customer_id, original.at, now)?,
+                check: super::meter_reads::meter_standing_in(
+                    conn,
+                    config,
+                    &req.customer_id,
+                    &original.meter_id,
+                    original.at,
+                    now,
+                )?,
             });
         }
 
@@ -494,81 +503,36 @@ impl<'c> Batch<'_, 'c> {
         let counter = self
             .counters
             .get(conn, config, &customer_id, plan, period, now)?;
-        if meter.id != IMPLICIT_METER {
-            // The period's row (plan, terms) exists whatever meter its events count on.
-            counter.touch();
-            let placed = Placed {
-                plan_id: counter.plan_id.clone(),
-                terms: counter.meter_terms.get(&meter.id).copied(),
-                period_start: counter.period_start.clone(),
-                customer_id,
-                period,
-            };
-            return self.record_on_meter(req, meter, &value, properties, occurred_at, placed);
-        }
-        let MeterValue::Number(amount) = value else {
-            return Err(Error::InvalidInput("the usage meter counts numbers".into()));
+        // The period's row (plan, terms) exists whatever meter its events count on.
+        counter.touch();
+        let placed = Placed {
+            plan_id: counter.plan_id.clone(),
+            terms: counter.meter_terms.get(&meter.id).copied(),
+            period_start: counter.period_start.clone(),
+            customer_id,
+            period,
         };
-        let before = counter.standing(&customer_id, counter.used, config);
-        let would_be = counter.used.saturating_add(amount);
-        if counter.allowance.hard_cap
-            && counter
-                .allowance
-                .included
-                .is_some_and(|limit| would_be > limit)
-        {
-            return Ok(RecordOutcome {
-                recorded: false,
-                duplicate: false,
-                event_id: None,
-                check: before,
-            });
+        let (outcome, added) =
+            self.record_on_meter(req, meter, &value, properties, occurred_at, placed)?;
+        if added > 0 && config.implicit_meter().is_some() {
+            // The database contract's columns for a plans.toml without [[meters]]: the
+            // implicit meter's total (usage_records.used) and each member's share of it.
+            let counter = self
+                .counters
+                .get(conn, config, &req.customer_id, plan, period, now)?;
+            counter.add(added)?;
+            let period_start = counter.period_start.clone();
+            if let Some(user) = &req.user_id {
+                self.members
+                    .add(req.customer_id.clone(), period_start, user, added)?;
+            }
         }
-        counter.add(amount)?;
-        let after = counter.standing(&customer_id, counter.used, config);
-        let period_start = counter.period_start.clone();
-
-        let event_id = self.events.next_id()?;
-        self.events.add(NewEvent {
-            id: event_id,
-            customer_id: customer_id.clone(),
-            user_id: req.user_id.clone(),
-            quantity: req.quantity,
-            occurred_at,
-            period_start: period_start.clone(),
-            idempotency_key: req.idempotency_key.clone(),
-            stripe_identifier: new_identifier(),
-            meter_id: meter.id.clone(),
-            properties,
-            amount: (amount != req.quantity).then_some(amount),
-        });
-        if period.contains(now) && after.level > before.level {
-            // Only this transaction knows the counter before and after: the crossing is
-            // written here or never. Events into a closed period alert nothing.
-            super::alerts::record_crossings(
-                conn,
-                config,
-                IMPLICIT_METER,
-                before.level,
-                &after,
-                period,
-                now,
-            )?;
-        }
-        if let Some(user) = &req.user_id {
-            self.members
-                .add(customer_id, period_start, user, req.quantity)?;
-        }
-        Ok(RecordOutcome {
-            recorded: true,
-            duplicate: false,
-            event_id: Some(event_id),
-            check: after,
-        })
+        Ok(outcome)
     }
 
-    /// One event on a meter other than `usage`: its counters are `meter_counters`, the cap
-    /// the plan's terms for that meter (a meter the plan does not name is never capped).
+    /// One event on its meter: the meter's counters are `meter_counters`, the cap the plan's
+    /// terms for that meter (a meter the plan does not name is never capped). Also what it
+    /// added to the meter's total (0 when refused).
     fn record_on_meter(
         &mut self,
         req: &RecordRequest,
@@ -577,7 +541,7 @@ impl<'c> Batch<'_, 'c> {
         properties: Option<String>,
         occurred_at: DateTime<Utc>,
         placed: Placed,
-    ) -> Result<RecordOutcome> {
+    ) -> Result<(RecordOutcome, i64)> {
         let (conn, config) = (self.conn, self.config);
         let Placed {
             customer_id,
@@ -588,7 +552,8 @@ impl<'c> Batch<'_, 'c> {
         } = placed;
         let allowance = super::meter_reads::allowance(terms.as_ref());
         let standing = |used| {
-            UsageCheck::compute(
+            super::meter_reads::standing(
+                meter,
                 &customer_id,
                 &plan_id,
                 allowance,
@@ -612,12 +577,13 @@ impl<'c> Batch<'_, 'c> {
         )?;
         let (before, after) = match applied {
             Applied::Refused { used } => {
-                return Ok(RecordOutcome {
+                let outcome = RecordOutcome {
                     recorded: false,
                     duplicate: false,
                     event_id: None,
                     check: standing(used),
-                });
+                };
+                return Ok((outcome, 0));
             }
             Applied::Counted { before, after } => (before, after),
         };
@@ -625,8 +591,11 @@ impl<'c> Batch<'_, 'c> {
             MeterValue::Number(n) => *n,
             MeterValue::Distinct(_) => after.saturating_sub(before),
         };
+        let added = after.saturating_sub(before);
         let (before, after) = (standing(before), standing(after));
         if period.contains(self.now) && after.level > before.level {
+            // Only this transaction knows the counter before and after: the crossing is
+            // written here or never. Events into a closed period alert nothing.
             super::alerts::record_crossings(
                 conn,
                 config,
@@ -648,14 +617,16 @@ impl<'c> Batch<'_, 'c> {
             stripe_identifier: new_identifier(),
             meter_id: meter.id.clone(),
             properties,
-            amount: Some(amount),
+            // Readers take the quantity where no amount is stored: the usual event stores none.
+            amount: (amount != req.quantity).then_some(amount),
         });
-        Ok(RecordOutcome {
+        let outcome = RecordOutcome {
             recorded: true,
             duplicate: false,
             event_id: Some(event_id),
             check: after,
-        })
+        };
+        Ok((outcome, added))
     }
 
     /// The customer, read once per batch (all the batch's customers at its start).

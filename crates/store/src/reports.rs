@@ -21,7 +21,6 @@ use super::outbox::{EventOutcome, OutboxCursor, OutboxEvent, OutboxWindow};
 use super::stripe_meters::{AMOUNT, Formula, StripeMeters};
 use crate::Result;
 use crate::billing::{format_ts, parse_ts};
-use crate::config::IMPLICIT_METER;
 
 /// Resending an unanswered request is safe this long after it was first sent: Stripe keeps
 /// identifiers for at least 24 hours. Past that a resend could bill twice, so it is held.
@@ -101,27 +100,20 @@ struct Group {
 }
 
 /// A `last` report's value: the meter's total for the period now (its row in
-/// meter_counters, or usage_records for `usage`; 0 before any).
+/// meter_counters; 0 before any).
 fn current_value(
     tx: &crate::db::Transaction,
     customer: &str,
     period_start: &str,
     meter: &str,
 ) -> Result<i64> {
-    let value: Option<i64> = if meter == IMPLICIT_METER {
-        tx.prepare_cached(
-            "SELECT used FROM usage_records WHERE customer_id = ?1 AND period_start = ?2",
-        )?
-        .query_row(params![customer, period_start], |r| r.get(0))
-        .optional()?
-    } else {
-        tx.prepare_cached(
+    let value: Option<i64> = tx
+        .prepare_cached(
             "SELECT used FROM meter_counters
              WHERE customer_id = ?1 AND period_start = ?2 AND meter_id = ?3 AND group_key = ''",
         )?
         .query_row(params![customer, period_start, meter], |r| r.get(0))
-        .optional()?
-    };
+        .optional()?;
     Ok(value.unwrap_or(0))
 }
 

@@ -16,7 +16,7 @@
 
 use serde::Serialize;
 
-use crate::config::{Aggregation, Config, IMPLICIT_METER, QUANTITY, ReportMode};
+use crate::config::{Aggregation, Config, IMPLICIT_METER, ReportMode};
 
 /// How the Stripe meter of a meterline meter must aggregate (`default_aggregation.formula`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -103,15 +103,23 @@ fn list<'a>(ids: impl Iterator<Item = &'a str>) -> String {
     }
 }
 
+/// The route of events stored under the implicit meter's id by a plans.toml that had no
+/// `[[meters]]` then: the event name their period was counted under. (The one place the id
+/// matters: it is in those events' rows.)
+fn former_implicit() -> Route {
+    Route {
+        meter: IMPLICIT_METER.into(),
+        event_name: None,
+        formula: Formula::Sum,
+        dimensions: Vec::new(),
+    }
+}
+
 impl StripeMeters {
     /// The routes plans.toml gives.
     pub fn new(config: &Config) -> StripeMeters {
-        let implicit = matches!(config.meters.as_slice(), [only]
-            if only.id == IMPLICIT_METER
-                && only.aggregation == Aggregation::Sum
-                && only.property.as_deref() == Some(QUANTITY)
-                && only.group_by.is_empty()
-                && only.stripe_event == config.stripe.meter_event);
+        // The implicit meter reports to the event its period was counted under.
+        let implicit = config.implicit_meter().is_some();
         let routes: Vec<Route> = config
             .meters
             .iter()
@@ -131,14 +139,7 @@ impl StripeMeters {
             .collect();
         let legacy_usage = !routes.iter().any(|r| r.meter == IMPLICIT_METER);
         let mut all: Vec<Route> = routes.clone();
-        if legacy_usage {
-            all.push(Route {
-                meter: IMPLICIT_METER.into(),
-                event_name: None,
-                formula: Formula::Sum,
-                dimensions: Vec::new(),
-            });
-        }
+        all.extend(legacy_usage.then(former_implicit));
         let mode = config.stripe.report;
         let ids = |keep: &dyn Fn(&Route) -> bool| {
             list(all.iter().filter(|r| keep(r)).map(|r| r.meter.as_str()))
@@ -211,26 +212,21 @@ impl StripeMeters {
         &self.routes
     }
 
-    /// The route of a meter (`usage` included when old events may still need it).
+    /// The route of a meter (the former implicit one's included when old events may still
+    /// need it).
     pub fn route(&self, meter: &str) -> Option<Route> {
         self.routes
             .iter()
             .find(|r| r.meter == meter)
             .cloned()
-            .or_else(|| {
-                (self.legacy_usage && meter == IMPLICIT_METER).then(|| Route {
-                    meter: IMPLICIT_METER.into(),
-                    event_name: None,
-                    formula: Formula::Sum,
-                    dimensions: Vec::new(),
-                })
-            })
+            .or_else(|| self.legacy_route().filter(|r| r.meter == meter))
     }
 
-    /// plans.toml has `[[meters]]` and no `usage` meter: events counted on `usage` before
-    /// still report to their period's event name.
-    pub fn legacy_usage(&self) -> bool {
-        self.legacy_usage
+    /// plans.toml has `[[meters]]` and none with the implicit meter's id: events counted on
+    /// the implicit meter before `[[meters]]` was added still report to their period's event
+    /// name, by this route.
+    pub fn legacy_route(&self) -> Option<Route> {
+        self.legacy_usage.then(former_implicit)
     }
 
     /// The mode the routes were made for.
@@ -300,7 +296,7 @@ mod tests {
                 dimensions: vec![],
             }]
         );
-        assert!(!meters.legacy_usage());
+        assert!(meters.legacy_route().is_none());
         assert_eq!(meters.event_name_sql(), "r.meter_event_name");
         assert_eq!(meters.dimensions_sql(), "CAST(NULL AS TEXT)");
         assert_eq!(meters.known_sql(), "'usage'");
@@ -333,7 +329,7 @@ id = "free"
         let users = meters.route("users").unwrap();
         assert_eq!((users.formula, users.dimensions.len()), (Formula::Last, 0));
         // Old events on `usage` still go to their period's event name.
-        assert!(meters.legacy_usage());
+        assert!(meters.legacy_route().is_some());
         assert_eq!(meters.route("usage").unwrap().event_name, None);
         assert_eq!(meters.single_sql(), "'tokens', 'usage'");
         assert_eq!(meters.packed_sql(), "'users'");

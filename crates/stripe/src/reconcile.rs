@@ -20,7 +20,7 @@ use serde_json::Value;
 use super::client::query_value;
 use super::{Answer, ApiKey, Client, RateLimiter, RetryPolicy};
 use crate::billing::{Period, format_ts, period_containing};
-use crate::config::{Config, IMPLICIT_METER};
+use crate::config::Config;
 use crate::store::{Formula, ReconcileRow, Route, StripeMeters};
 use crate::{Error, Result, Store};
 
@@ -414,11 +414,11 @@ pub fn run(
         let mut compared = Vec::new();
         let mut cancelled = false;
         let mut to_compare: Vec<Route> = routes.routes().to_vec();
-        // Events counted on `usage` before plans.toml had [[meters]].
-        if routes.legacy_usage()
-            && store.period_has_events(&customer.id, &period_start, IMPLICIT_METER)?
+        // Events counted on the implicit meter before plans.toml had [[meters]].
+        if let Some(legacy) = routes.legacy_route()
+            && store.period_has_events(&customer.id, &period_start, &legacy.meter)?
         {
-            to_compare.extend(routes.route(IMPLICIT_METER));
+            to_compare.push(legacy);
         }
         for route in &to_compare {
             let meter_event = match &route.event_name {

@@ -58,6 +58,12 @@ impl Aggregation {
         Self::ALL.iter().find(|(n, _)| *n == text).map(|(_, a)| *a)
     }
 
+    /// True when a total at its limit refuses every further event. A `max` or `latest` meter
+    /// at its limit still takes that value again: only a value above it is refused.
+    pub fn full_at_limit(self) -> bool {
+        !matches!(self, Aggregation::Max | Aggregation::Latest)
+    }
+
     /// True when the aggregated property must be a number.
     pub fn is_numeric(self) -> bool {
         matches!(

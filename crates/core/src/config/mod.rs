@@ -49,9 +49,10 @@ pub struct Config {
     pub plans: Vec<Plan>,
     /// `[[meters]]` in order (the first is the default), or the implicit `usage` meter.
     pub meters: Vec<Meter>,
-    /// True when plans.toml has `[[meters]]` (false: the implicit `usage` meter only).
+    /// True when plans.toml has `[[meters]]` (false: the implicit meter only). Asked through
+    /// [`Config::implicit_meter`], the one place that knows.
     #[serde(skip)]
-    pub explicit_meters: bool,
+    pub(crate) explicit_meters: bool,
     pub thresholds: Thresholds,
     pub billing: BillingSettings,
     pub stripe: StripeSettings,
@@ -253,7 +254,15 @@ impl Config {
         })
     }
 
-    /// The meter an event names none of: the first in `[[meters]]`, or `usage`.
+    /// The one meter of a plans.toml without `[[meters]]` (the sum of `quantity` under the
+    /// plan's own terms), or `None` with `[[meters]]`. It is an ordinary meter: this only
+    /// tells how plans.toml spelled it, for the outputs that name meters and for the
+    /// database columns that keep its total (`usage_records.used`, `usage_members`).
+    pub fn implicit_meter(&self) -> Option<&Meter> {
+        (!self.explicit_meters).then(|| self.default_meter())
+    }
+
+    /// The meter an event names none of: the first in `[[meters]]`, or the implicit one.
     #[allow(clippy::expect_used)] // invariant: validation always leaves at least one meter
     pub fn default_meter(&self) -> &Meter {
         self.meters

@@ -6,8 +6,7 @@ use std::str::FromStr;
 use rust_decimal::Decimal;
 
 use super::meters::{
-    IMPLICIT_METER, Meter, MeterTerms, Mistake, implicit_meter, validate_meters,
-    validate_plan_meters,
+    Meter, MeterTerms, Mistake, implicit_meter, validate_meters, validate_plan_meters,
 };
 use super::raw::{RawAlert, RawAmount, RawConfig, RawIngest, RawPlan, RawStripe};
 use super::{
@@ -394,14 +393,18 @@ fn validate_plan(
         None => {
             let usage =
                 terms(raw.included, raw.at_limit, raw.overage_rate).map_err(|m| unplaced(at(m)))?;
-            BTreeMap::from([(IMPLICIT_METER.to_string(), usage)])
+            meters
+                .iter()
+                .map(|implicit| (implicit.id.clone(), usage))
+                .collect()
         }
     };
     let meter_event = raw
         .meter_event
         .unwrap_or_else(|| global_meter_event.to_string());
     check_meter_event(&meter_event).map_err(|m| unplaced(at(m)))?;
-    let usage = meter_terms.get(IMPLICIT_METER).copied();
+    // The plan's own terms are its default meter's (the first), as a check's are.
+    let usage = meters.first().and_then(|m| meter_terms.get(&m.id)).copied();
     Ok(Plan {
         name: raw.name.unwrap_or_else(|| id.clone()),
         id,

@@ -85,7 +85,7 @@ pub(crate) struct Candidate {
 /// is not kept. (The validated config has no flag for it: the implicit meter is the only
 /// one, `usage`, summing quantity, named "Usage", reporting to `[stripe] meter_event`.)
 pub(crate) fn has_meters(config: &crate::Config) -> bool {
-    config.explicit_meters
+    config.implicit_meter().is_none()
 }
 
 /// How a protocol names meters and writes a payload member in its errors.

@@ -14,8 +14,7 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 
 use crate::Result;
 use crate::billing::{Period, UsageCheck, format_ts};
-use crate::config::{Aggregation, Config, IMPLICIT_METER, Meter};
-use crate::meter_reads::allowance;
+use crate::config::{Aggregation, Config, Meter};
 use crate::{Store, customers::get};
 
 /// How many of a meter's groups the detail lists (the rest are counted).
@@ -61,9 +60,10 @@ pub(crate) fn nearest_limit(meters: &[MeterFigure]) -> usize {
 }
 
 /// True when plans.toml names meters of its own (`[[meters]]`), false for the implicit
-/// `usage` meter alone, whose figure is the period counter the dashboard always read.
+/// meter alone, whose figure is its period row's `used` (the database contract's copy of
+/// its total, which the overview joins anyway).
 pub fn has_meters(config: &Config) -> bool {
-    !(config.meters.len() == 1 && config.meters[0].id == IMPLICIT_METER)
+    config.implicit_meter().is_none()
 }
 
 /// Each meter's included units, per plan id, in plans.toml's meter order.
@@ -102,21 +102,13 @@ impl Limits {
     }
 }
 
-/// Where the overview query finds each meter's total: the period counter's `used` (the
-/// `usage` meter), or one more column of its own (the others, from meter_counters).
-pub(crate) enum MeterColumn {
-    Usage,
-    /// The index of its column in the overview's result row.
-    Counter(usize),
-}
-
-/// The overview's extra columns, one per meter with counters of its own: a primary-key lookup
-/// of its total in the joined period. Parameters from ?2 on are the meter ids.
-/// `first_column` is the index the first of them gets in the result row.
+/// The overview's extra columns with `[[meters]]`, one per meter: a primary-key lookup of its
+/// total in the joined period, and the index of its column in the result row. Parameters
+/// from ?2 on are the meter ids; `first_column` is the index the first of them gets.
 pub(crate) fn overview_columns(
     config: &Config,
     first_column: usize,
-) -> (String, Vec<String>, Vec<MeterColumn>) {
+) -> (String, Vec<String>, Vec<usize>) {
     let mut sql = String::new();
     let mut ids = Vec::new();
     let mut columns = Vec::with_capacity(config.meters.len());
@@ -124,17 +116,13 @@ pub(crate) fn overview_columns(
         return (sql, ids, columns);
     }
     for meter in &config.meters {
-        if meter.id == IMPLICIT_METER {
-            columns.push(MeterColumn::Usage);
-            continue;
-        }
         ids.push(meter.id.clone());
         sql.push_str(&format!(
             ",\n (SELECT m.used FROM meter_counters m WHERE m.customer_id = c.id
                  AND m.period_start = r.period_start AND m.meter_id = ?{} AND m.group_key = '')",
             ids.len() + 1
         ));
-        columns.push(MeterColumn::Counter(first_column + ids.len() - 1));
+        columns.push(first_column + ids.len() - 1);
     }
     (sql, ids, columns)
 }
@@ -168,13 +156,12 @@ pub struct MeterDetail {
 /// The meter reads of the dashboard (migration 10's meters); serves the tui.
 impl Store {
     /// Each meter's total in `customer_id`'s current period (`period`), in plans.toml's
-    /// order; `usage_used` is the period counter, the `usage` meter's total.
+    /// order.
     pub(crate) fn meter_totals(
         &self,
         config: &Config,
         customer_id: &str,
         period: Period,
-        usage_used: i64,
     ) -> Result<Vec<i64>> {
         let start = format_ts(period.start);
         let mut stmt = self.conn.prepare_cached(
@@ -183,10 +170,6 @@ impl Store {
         )?;
         let mut out = Vec::with_capacity(config.meters.len());
         for meter in &config.meters {
-            if meter.id == IMPLICIT_METER {
-                out.push(usage_used);
-                continue;
-            }
             let mut rows = stmt.query(params![customer_id, start, meter.id])?;
             out.push(match rows.next()? {
                 Some(r) => r.get(0)?,
@@ -196,9 +179,8 @@ impl Store {
         Ok(out)
     }
 
-    /// Every meter of plans.toml for the detail of `customer_id`, whose standing on the
-    /// period counter is `usage` (the `usage` meter's, and the period). Inside the detail's
-    /// read transaction.
+    /// Every meter of plans.toml for the detail of `customer_id`, in the period of `usage`
+    /// (its default meter's standing). Inside the detail's read transaction.
     pub(crate) fn meter_details(
         &self,
         config: &Config,
@@ -210,28 +192,16 @@ impl Store {
             return Ok(Vec::new());
         }
         let customer = get(&self.conn, customer_id)?;
-        let plan = config.plan(&customer.plan_id);
         let period = Period {
             start: usage.period_start,
             end: usage.period_end,
         };
-        let totals = self.meter_totals(config, customer_id, period, usage.used)?;
+        let frame = crate::meter_reads::Frame::of(config, &customer, period, None, now);
+        let totals = self.meter_totals(config, customer_id, period)?;
         let days = period_days(period, now);
         let mut out = Vec::with_capacity(config.meters.len());
         for (meter, total) in config.meters.iter().zip(totals) {
-            let check = if meter.id == IMPLICIT_METER {
-                usage.clone()
-            } else {
-                let terms = plan.and_then(|p| p.meters.get(&meter.id));
-                UsageCheck::compute(
-                    &usage.customer,
-                    &usage.plan,
-                    allowance(terms),
-                    period,
-                    total,
-                    &config.thresholds,
-                )
-            };
+            let check = frame.check(meter, total);
             let (groups, more_groups) = self.top_groups(meter, customer_id, period)?;
             let by_day = self.meter_by_day(meter, customer_id, period)?;
             let daily = days
@@ -262,7 +232,7 @@ impl Store {
         customer_id: &str,
         period: Period,
     ) -> Result<(Vec<GroupRow>, usize)> {
-        if meter.group_by.is_empty() || meter.id == IMPLICIT_METER {
+        if meter.group_by.is_empty() {
             return Ok((Vec::new(), 0));
         }
         let start = format_ts(period.start);

@@ -185,7 +185,10 @@ fn each_row_carries_every_meter_and_shows_the_one_nearest_its_limit() {
 
     // The row agrees with `check`, meter by meter.
     for r in &dashboard.rows {
-        let checks = store.meter_checks(&config, &r.customer_id, now()).unwrap();
+        let checks = store
+            .metered_check(&config, &r.customer_id, now())
+            .unwrap()
+            .meters;
         let from_check: Vec<MeterFigure> = checks
             .iter()
             .map(|c| figure(c.check.used, c.check.limit))

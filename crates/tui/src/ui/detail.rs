@@ -48,7 +48,7 @@ fn draw_detail(frame: &mut Frame, app: &App, d: &CustomerDetail, area: Rect) {
     let [members, recent] =
         Layout::horizontal([Constraint::Percentage(40), Constraint::Percentage(60)]).areas(lists);
     draw_members(frame, app.theme, d, members);
-    draw_recent(frame, app.theme, &d.recent, recent);
+    draw_recent(frame, app, &d.recent, recent);
 }
 
 fn draw_gauge(frame: &mut Frame, app: &App, d: &CustomerDetail, area: Rect) {
@@ -301,12 +301,18 @@ fn draw_members(frame: &mut Frame, theme: Theme, d: &CustomerDetail, area: Rect)
     frame.render_widget(Paragraph::new(lines).block(block), area);
 }
 
-pub(super) fn draw_recent(frame: &mut Frame, theme: Theme, events: &[EventRow], area: Rect) {
+pub(super) fn draw_recent(frame: &mut Frame, app: &App, events: &[EventRow], area: Rect) {
+    let theme = app.theme;
+    // With [[meters]], each event names its meter.
+    let named = app.config.implicit_meter().is_none();
     let block = Block::bordered().title(" Recent events ");
     let lines: Vec<Line> = if events.is_empty() {
         vec![Line::styled("no usage recorded yet", theme.dim())]
     } else {
-        events.iter().map(|e| event_line(theme, e, false)).collect()
+        events
+            .iter()
+            .map(|e| event_line(theme, e, named, false))
+            .collect()
     };
     // Wrapped, so Stripe's error message shows in full.
     frame.render_widget(
@@ -317,15 +323,20 @@ pub(super) fn draw_recent(frame: &mut Frame, theme: Theme, events: &[EventRow], 
     );
 }
 
-/// An event on one line: when, how much (and on which meter, but for `usage`), who, and its
+/// An event on one line: when, how much (and on which meter, when `named`), who, and its
 /// Stripe state in words.
-pub(crate) fn event_line(theme: Theme, e: &EventRow, with_customer: bool) -> Line<'static> {
+pub(crate) fn event_line(
+    theme: Theme,
+    e: &EventRow,
+    named: bool,
+    with_customer: bool,
+) -> Line<'static> {
     let mut spans = vec![Span::raw(format!(
         "{}  {:>9}  ",
         stored_minute(&e.occurred_at),
         format!("×{}", thousands(e.amount))
     ))];
-    if e.meter_id != crate::config::IMPLICIT_METER {
+    if named {
         spans.push(Span::raw(format!("{}  ", sanitize(&e.meter_id))));
     }
     if with_customer {

@@ -51,7 +51,7 @@ pub(super) fn draw(frame: &mut Frame, app: &App, d: &CustomerDetail, area: Rect)
     ])
     .areas(area);
     if recent_height > 0 {
-        super::detail::draw_recent(frame, app.theme, &d.recent, recent);
+        super::detail::draw_recent(frame, app, &d.recent, recent);
     }
     let fit = usize::from(boxes.height / MIN_BOX).min(count);
     let c = &d.check;

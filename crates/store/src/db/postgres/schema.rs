@@ -30,6 +30,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "change_marks_per_statement",
         sql: include_str!("../../../migrations/postgres/0004_change_marks_per_statement.sql"),
     },
+    Migration {
+        version: 5,
+        name: "one_meter_model",
+        sql: include_str!("../../../migrations/postgres/0005_one_meter_model.sql"),
+    },
 ];
 
 /// The schema version this build brings a database to.
@@ -227,11 +232,12 @@ mod tests {
     /// A released migration is never edited: a database that ran it refuses a changed file.
     #[test]
     fn released_migrations_keep_their_checksums() {
-        const RELEASED: [&str; 4] = [
+        const RELEASED: [&str; 5] = [
             "556fc89b8a39c5653c30536606571e19d57abf8494e2a827b932ba93c4af74ea",
             "ca702f5a81a4f07566ab4d9909dd170b6d17639d027773fb598845536c065fbb",
             "8210ba467e675f74a69825bbe54f53457dd212b448a7d0b0cf09de1623a620b8",
             "bc8eeda927e77113867dcd5fd04b196072927bc28b950e3624814cac9be45b1e",
+            "2e9a1be5029871ad7c209879446d12aac9541a1e9b0073597fdb9c7efb730945",
         ];
         crate::schema::assert_released(MIGRATIONS, &RELEASED);
     }
