@@ -64,6 +64,7 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
     if let Some(store) = check_database(ctx, &mut report) {
         if let Some(config) = &config {
             check_customers(&store, config, &mut report)?;
+            check_meter_drift(&store, config, &mut report)?;
         }
         check_stripe(ctx, config.as_ref(), &store, &mut report)?;
     }
@@ -237,6 +238,27 @@ fn check_customers(store: &Store, config: &Config, report: &mut Report) -> Resul
                 names.join(", ")
             ),
             "put the plans back, or `meterline customer set-plan CUSTOMER PLAN`",
+        );
+    }
+    Ok(())
+}
+
+/// Meters whose counting changed under the database: an aggregation changed mid-period, or a
+/// meter removed with events still unsent.
+fn check_meter_drift(store: &Store, config: &Config, report: &mut Report) -> Result<()> {
+    let drift = store.meter_drift(config)?;
+    if drift.is_empty() {
+        report.ok(
+            "meters",
+            "every counter counts as plans.toml says".to_string(),
+        );
+        return Ok(());
+    }
+    for sentence in drift.sentences(config) {
+        report.problem(
+            "meters",
+            sanitize(&sentence).into_owned(),
+            "see docs/api.md, \"Changing meters\"",
         );
     }
     Ok(())

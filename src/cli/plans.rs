@@ -24,6 +24,14 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
     } else {
         Vec::new()
     };
+    // Counting that changed under the database: said, not refused (plans.toml is valid).
+    if (ctx.db.is_file() || ctx.on_postgres())
+        && let Ok(store) = ctx.store()
+    {
+        for sentence in store.meter_drift(&config)?.sentences(&config) {
+            eprintln!("warning: {}", sanitize(&sentence));
+        }
+    }
     let code = if missing.is_empty() {
         ExitCode::SUCCESS
     } else {

@@ -44,6 +44,7 @@ mod live_changes;
 mod meters;
 mod meters_serve;
 mod nul_bytes;
+mod one_meter;
 mod period_terms;
 mod pgbouncer;
 mod plans;

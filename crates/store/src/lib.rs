@@ -85,6 +85,7 @@ pub use db::Engine;
 pub use export::{Cell, ExportFilter, ExportKind};
 pub use health::Health;
 pub use lock::{LOCK_STALE_AFTER_SECS, LockHolder, LockState};
+pub use meter_reads::MeterDrift;
 pub use outbox::{
     EventOutcome, OutboxCursor, OutboxEvent, OutboxGroup, OutboxWindow, StripeCounts, StripeState,
 };

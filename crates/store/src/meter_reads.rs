@@ -331,3 +331,79 @@ pub(crate) fn meter_history_in(
     }
     Ok(out)
 }
+
+/// Where the database's meters have left plans.toml's: what `doctor`, `plans` and the
+/// dashboard warn about.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MeterDrift {
+    /// Meters whose counters were counted by another aggregation than plans.toml's now:
+    /// (meter, counted as, periods). Their events are refused until the two agree again.
+    pub recounted: Vec<(String, String, i64)>,
+    /// Meters plans.toml no longer has, with their unsent events: kept, never to be sent.
+    pub removed: Vec<(String, i64)>,
+}
+
+impl MeterDrift {
+    pub fn is_empty(&self) -> bool {
+        self.recounted.is_empty() && self.removed.is_empty()
+    }
+
+    /// One sentence per drift, for a terminal.
+    pub fn sentences(&self, config: &Config) -> Vec<String> {
+        let recounted = self.recounted.iter().map(|(meter, counted, periods)| {
+            let now = config.meter(meter).map_or("", |m| m.aggregation.as_str());
+            format!(
+                "meter \"{meter}\" was counted as {counted} in {periods} period(s) and \
+                 plans.toml now says {now}: its events there are refused (one total is never \
+                 counted two ways); set aggregation = \"{counted}\" again until those periods \
+                 end, or give the meter a new id (which starts its counter, and cap, from 0)"
+            )
+        });
+        let removed = self.removed.iter().map(|(meter, events)| {
+            format!(
+                "meter \"{meter}\" is no longer in plans.toml: its {events} unsent event(s) are \
+                 kept and will never be sent to Stripe; put the meter back to send them"
+            )
+        });
+        recounted.chain(removed).collect()
+    }
+}
+
+impl Store {
+    /// How the database's meters differ from plans.toml's.
+    pub fn meter_drift(&self, config: &Config) -> Result<MeterDrift> {
+        let mut drift = MeterDrift::default();
+        let counted: Vec<(String, String, i64)> = self
+            .conn
+            .prepare_cached(
+                "SELECT meter_id, aggregation, COUNT(*) FROM meter_counters
+                 WHERE group_key = '' AND aggregation IS NOT NULL
+                 GROUP BY meter_id, aggregation ORDER BY meter_id, aggregation",
+            )?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_>>()?;
+        drift.recounted = counted
+            .into_iter()
+            .filter(|(meter, counted, _)| {
+                config
+                    .meter(meter)
+                    .is_some_and(|m| m.aggregation.as_str() != counted)
+            })
+            .collect();
+        let routes = crate::stripe_meters::StripeMeters::new(config);
+        let unsent: Vec<(String, i64)> = self
+            .conn
+            .prepare_cached(
+                "SELECT meter_id, COUNT(*) FROM usage_events
+                 WHERE stripe_reported_at IS NULL AND stripe_expired_at IS NULL
+                 GROUP BY meter_id ORDER BY meter_id",
+            )?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_>>()?;
+        drift.removed = unsent
+            .into_iter()
+            .filter(|(meter, _)| routes.route(meter).is_none())
+            .collect();
+        Ok(drift)
+    }
+}

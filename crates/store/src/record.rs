@@ -360,6 +360,7 @@ fn batch_start(conn: &Connection) -> Result<(i64, bool)> {
 /// after the upgrade, so that later plans.toml edits no longer change them. Nothing to do
 /// (`batch_start` said so) on every later batch.
 fn fill_pending_terms(conn: &Connection, config: &Config) -> Result<()> {
+    keep_implicit_terms(conn, config)?;
     for plan in &config.plans {
         conn.execute(
             "UPDATE usage_records SET included = ?2, at_limit = ?3, overage_rate = ?4, price = ?5
@@ -381,6 +382,44 @@ fn fill_pending_terms(conn: &Connection, config: &Config) -> Result<()> {
         "DELETE FROM meterline_meta WHERE key = 'period_terms_pending'",
         [],
     )?;
+    Ok(())
+}
+
+/// Rows from migration 4 to 11 kept the implicit meter's terms in their own columns: with
+/// plans.toml still without `[[meters]]`, those are the implicit meter's kept terms.
+fn keep_implicit_terms(conn: &Connection, config: &Config) -> Result<()> {
+    let Some(implicit) = config.implicit_meter() else {
+        return Ok(());
+    };
+    let rows: Vec<(String, String, Option<i64>, String, Option<String>)> = conn
+        .prepare(
+            "SELECT customer_id, period_start, included, at_limit, overage_rate
+             FROM usage_records WHERE meter_terms IS NULL AND at_limit IS NOT NULL",
+        )?
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?
+        .collect::<Result<_>>()?;
+    for (customer, period_start, included, at_limit, rate) in rows {
+        let terms = crate::config::MeterTerms {
+            included,
+            at_limit: if at_limit == "block" {
+                crate::config::AtLimit::Block
+            } else {
+                crate::config::AtLimit::Overage
+            },
+            overage_rate: rate.and_then(|r| r.parse().ok()),
+        };
+        let kept = serde_json::to_string(&crate::config::MeterTermsMap::from([(
+            implicit.id.clone(),
+            terms,
+        )]))
+        .map_err(|e| Error::Database(e.to_string()))?;
+        conn.execute(
+            "UPDATE usage_records SET meter_terms = ?3 WHERE customer_id = ?1 AND period_start = ?2",
+            params![customer, period_start, kept],
+        )?;
+    }
     Ok(())
 }
 
