@@ -570,7 +570,10 @@ fn build(path: &Path) {
     // The counters must equal the events, as `record` would have left them.
     let store = Store::open(path).unwrap();
     if three_meters() {
-        let checks = store.meter_checks(&config, "cust-000002", now()).unwrap();
+        let checks = store
+            .metered_check(&config, "cust-000002", now())
+            .unwrap()
+            .meters;
         assert!(checks.iter().all(|c| c.check.used > 0), "{checks:?}");
         assert_eq!(checks[1].groups.len(), 3, "tokens by model");
         return;

@@ -104,17 +104,27 @@ fn floor_read(db: &Path) {
     }
 }
 
+/// The repository's plans.toml, which the export reads its meters from.
+fn plans() -> meterline::Config {
+    meterline::Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("plans.toml")).unwrap()
+}
+
 fn ours_csv(db: &Path) {
     let store = Store::open(db).unwrap();
     let mut csv = csv::Writer::from_writer(std::io::sink());
     store
-        .export(ExportKind::Events, &ExportFilter::default(), |cells| {
-            for cell in cells {
-                csv.write_field(cell.csv_text().as_bytes()).unwrap();
-            }
-            csv.write_record(None::<&[u8]>).unwrap();
-            Ok(())
-        })
+        .export(
+            &plans(),
+            ExportKind::Events,
+            &ExportFilter::default(),
+            |cells| {
+                for cell in cells {
+                    csv.write_field(cell.csv_text().as_bytes()).unwrap();
+                }
+                csv.write_record(None::<&[u8]>).unwrap();
+                Ok(())
+            },
+        )
         .unwrap();
 }
 

@@ -258,7 +258,7 @@ fn check_meter_drift(store: &Store, config: &Config, report: &mut Report) -> Res
         report.problem(
             "meters",
             sanitize(&sentence).into_owned(),
-            "see docs/api.md, \"Changing meters\"",
+            "see README.md, \"Changing meters\"",
         );
     }
     Ok(())

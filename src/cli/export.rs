@@ -53,6 +53,7 @@ pub struct Args {
 
 /// Stream the rows to stdout; memory stays flat however many there are.
 pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
+    let config = ctx.config()?;
     let store = ctx.store()?;
     let filter = ExportFilter {
         customer: args.customer,
@@ -67,7 +68,7 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
             let mut csv = csv::Writer::from_writer(out);
             csv.write_record(columns).map_err(csv_error)?;
             store
-                .export(kind, &filter, |cells| {
+                .export(&config, kind, &filter, |cells| {
                     write_csv_row(&mut csv, cells).map_err(csv_error)
                 })
                 .and_then(|_| csv.flush().map_err(io_error))
@@ -75,7 +76,7 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
         Format::Json => {
             let mut out = out;
             store
-                .export(kind, &filter, |cells| {
+                .export(&config, kind, &filter, |cells| {
                     let object: serde_json::Map<String, serde_json::Value> = columns
                         .iter()
                         .zip(cells)

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::Store;
 use crate::billing::format_ts;
+use crate::config::Config;
 use crate::{Error, Result};
 
 /// What `export` writes: usage events or per-period usage.
@@ -59,33 +60,48 @@ impl ExportKind {
     }
 
     /// The table, and the column the time filter and the order apply to.
-    fn source(self) -> (&'static str, &'static str) {
+    fn source(self, config: &Config) -> (String, &'static str) {
         match self {
-            ExportKind::Events => ("usage_events", "occurred_at"),
-            ExportKind::Usage => (USAGE_ROWS, "period_start"),
+            ExportKind::Events => ("usage_events".to_string(), "occurred_at"),
+            ExportKind::Usage => {
+                let routes = crate::stripe_meters::StripeMeters::new(config);
+                let default_meter = format!("'{}'", config.default_meter().id);
+                (
+                    usage_rows(&routes.routed_event_name_sql("m.meter_id"), &default_meter),
+                    "period_start",
+                )
+            }
         }
     }
 }
 
-/// One row per customer × period × meter: the `usage` meter from the period's counter (left
-/// out when it has nothing and other meters counted), every other meter's total from
-/// meter_counters with the period's plan and price, and the terms for that meter the period
-/// keeps (`meter_terms`, migration 11; NULL where the plan does not bill the meter).
-const USAGE_ROWS: &str = "(
-    SELECT customer_id, period_start, period_end, used, plan_id, meter_event_name, included,
-           at_limit, overage_rate, price, 'usage' AS meter_id
-    FROM usage_records r
-    WHERE used > 0 OR NOT EXISTS (SELECT 1 FROM meter_counters m
-        WHERE m.customer_id = r.customer_id AND m.period_start = r.period_start)
-    UNION ALL
-    SELECT m.customer_id, m.period_start, r.period_end, m.used, r.plan_id, NULL,
-           CAST(json_extract(r.meter_terms, '$.\"' || m.meter_id || '\".included') AS BIGINT),
-           json_extract(r.meter_terms, '$.\"' || m.meter_id || '\".at_limit'),
-           json_extract(r.meter_terms, '$.\"' || m.meter_id || '\".overage_rate'),
-           r.price, m.meter_id
-    FROM meter_counters m JOIN usage_records r USING (customer_id, period_start)
-    WHERE m.group_key = ''
-) AS usage_rows";
+/// One row per customer × period × meter: every meter's total from meter_counters, with the
+/// period's plan and price, the Stripe event the meter reports to (`event_name`, SQL over
+/// `m.meter_id` and the period row `r`), and the terms for that meter the period keeps
+/// (`meter_terms`, migration 11; NULL where the plan does not bill the meter). A period row
+/// without any meter's total (a customer moved to another plan before any event) is a row of
+/// the default meter at 0.
+fn usage_rows(event_name: &str, default_meter: &str) -> String {
+    let terms =
+        |field: &str| format!("json_extract(r.meter_terms, '$.\"' || m.meter_id || '\".{field}')");
+    format!(
+        "(
+    SELECT m.customer_id, m.period_start, r.period_end, m.used, r.plan_id,
+           {event_name} AS meter_event_name, CAST({} AS BIGINT) AS included, {} AS at_limit,
+           {} AS overage_rate, r.price, m.meter_id
+    FROM (SELECT customer_id, period_start, meter_id, used FROM meter_counters
+          WHERE group_key = ''
+          UNION ALL
+          SELECT customer_id, period_start, {default_meter}, 0 FROM usage_records u
+          WHERE NOT EXISTS (SELECT 1 FROM meter_counters c
+              WHERE c.customer_id = u.customer_id AND c.period_start = u.period_start)
+         ) AS m JOIN usage_records r USING (customer_id, period_start)
+) AS usage_rows",
+        terms("included"),
+        terms("at_limit"),
+        terms("overage_rate"),
+    )
+}
 
 /// Which rows: one customer, and a half-open time range `[since, until)` on the event time
 /// (events) or the period start (usage).
@@ -121,11 +137,12 @@ impl Store {
     /// Call `row` for every matching row, in time order, and return how many there were.
     pub fn export(
         &self,
+        config: &Config,
         kind: ExportKind,
         filter: &ExportFilter,
         mut row: impl FnMut(&[Cell]) -> Result<()>,
     ) -> Result<u64> {
-        let (table, time) = kind.source();
+        let (table, time) = kind.source(config);
         let name = match kind {
             ExportKind::Events => "usage_events",
             ExportKind::Usage => "usage",

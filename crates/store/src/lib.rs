@@ -11,7 +11,8 @@
 //! | opening the database | `lib.rs` (the engines' differences: `db/`) | every caller |
 //! | the record path | `record.rs` | `record`, serve's writer, the demo, embedders |
 //! | customers | `customers.rs` | `customer`, serve's drop-in routes, reconcile, doctor |
-//! | reads of the counters | `queries.rs` | `check`, `status`, `history`, `members`, serve's reads |
+//! | every meter's standing | `meter_reads.rs` | `check`, `history`, a duplicate's answer, serve's check, `doctor`'s meter drift |
+//! | status and members | `queries.rs` | `status`, `members`, the dashboard's detail |
 //! | the status snapshot | `status.rs` | `status --json`, `GET /v1/status` |
 //! | the dashboard | `dashboard.rs` | the tui |
 //! | the sync outbox | `outbox.rs` | the Stripe sync, doctor |

@@ -75,6 +75,8 @@ pub struct StripeMeters {
 struct Sql {
     /// The event's Stripe event name.
     event_name: String,
+    /// Each meter with a route, and its event name (`r.meter_event_name`: its period's).
+    routed: Vec<(String, String)>,
     /// The event's dimensions as a JSON object, or NULL.
     dimensions: String,
     /// Meter ids with a route: what is sent at all.
@@ -85,6 +87,19 @@ struct Sql {
     packed: String,
     /// Meters of the `last` formula.
     last: String,
+}
+
+/// The Stripe event name of the meter in `meter_column`, from the `WHEN meter THEN name` of
+/// the meters named in plans.toml, else its period row's (`r`) name.
+fn event_name_of(meter_column: &str, named: &[String]) -> String {
+    if named.is_empty() {
+        "r.meter_event_name".to_string()
+    } else {
+        format!(
+            "(CASE {meter_column} {} ELSE r.meter_event_name END)",
+            named.join(" ")
+        )
+    }
 }
 
 /// `text` as an SQL string literal.
@@ -151,14 +166,17 @@ impl StripeMeters {
                 Some(format!("WHEN {} THEN {}", literal(&r.meter), literal(name)))
             })
             .collect();
-        let event_name = if named.is_empty() {
-            "r.meter_event_name".to_string()
-        } else {
-            format!(
-                "(CASE e.meter_id {} ELSE r.meter_event_name END)",
-                named.join(" ")
-            )
-        };
+        let event_name = event_name_of("e.meter_id", &named);
+        let routed = all
+            .iter()
+            .map(|r| {
+                let name = r
+                    .event_name
+                    .as_deref()
+                    .map_or_else(|| "r.meter_event_name".to_string(), literal);
+                (literal(&r.meter), name)
+            })
+            .collect();
         let grouped: Vec<String> = all
             .iter()
             .filter(|r| !r.dimensions.is_empty())
@@ -193,6 +211,7 @@ impl StripeMeters {
         };
         let sql = Sql {
             event_name,
+            routed,
             dimensions,
             known: ids(&|_| true),
             single: ids(&|r| r.formula == Formula::Sum),
@@ -236,6 +255,18 @@ impl StripeMeters {
 
     pub(crate) fn event_name_sql(&self) -> &str {
         &self.sql.event_name
+    }
+
+    /// The Stripe event name of the meter in `meter_column` (over a period row `r`), NULL for
+    /// a meter without a route (removed from plans.toml: never sent).
+    pub(crate) fn routed_event_name_sql(&self, meter_column: &str) -> String {
+        let whens: Vec<String> = self
+            .sql
+            .routed
+            .iter()
+            .map(|(meter, name)| format!("WHEN {meter} THEN {name}"))
+            .collect();
+        format!("(CASE {meter_column} {} ELSE NULL END)", whens.join(" "))
     }
 
     pub(crate) fn dimensions_sql(&self) -> &str {
