@@ -46,6 +46,7 @@ mod meters_serve;
 mod nul_bytes;
 mod period_terms;
 mod pgbouncer;
+mod plan_shapes;
 mod plans;
 mod postgres_bad_input;
 mod postgres_collation;
