@@ -18,9 +18,12 @@ shape_tests!(
     customers_records_and_every_read_of_them,
     batch_lines_record_each_alone_and_a_resend_counts_nothing,
     plans_show_each_plans_terms_per_meter_and_each_meters_stripe_event,
-    exports_backup_doctor_and_the_sync_preview,
+    exports_doctor_and_the_sync_preview,
     the_demo_fills_a_database_whose_counters_match_its_events,
     the_http_routes_record_and_check,
+    a_duplicate_answers_with_its_own_meters_standing,
+    export_usage_names_each_rows_meter_and_stripe_event,
+    backup_copies_and_verifies_a_database_with_events,
 );
 
 engine_tests!(a_max_or_latest_meter_at_its_limit_still_allows_that_value);
@@ -142,8 +145,7 @@ fn customers_records_and_every_read_of_them(engine: Engine, shape: Shape) {
     );
     assert_eq!(meter_used(&s, "acme", default), 2);
 
-    // Exactly the cap, under a key; then the same key again: a duplicate that counts nothing
-    // and answers with the standing of the event's own meter.
+    // Exactly the cap, under a key; then the same key again: a duplicate that counts nothing.
     let fill = with(shape.counting(cap), &["--key", "fill"]);
     let (code, full) = s.record_json("capped", &fill);
     assert_eq!(code, 0, "{full}");
@@ -159,20 +161,14 @@ fn customers_records_and_every_read_of_them(engine: Engine, shape: Shape) {
         (&json!(true), &json!(false), &full["event_id"]),
         "{again}"
     );
-    assert_eq!(
-        (&again["used"], &again["limit"], &again["allowed"]),
-        (&json!(cap), &json!(cap), &json!(false)),
-        "a duplicate answers with its meter's standing: {again}"
-    );
-    let cap_text = shape.free_cap_text();
     s.cmd()
         .args(["record", "capped"])
         .args(&fill)
         .assert()
         .success()
-        .stdout(contains("duplicate key"))
-        .stdout(contains(format!("used {cap_text} / {cap_text}")));
+        .stdout(contains("duplicate key"));
     assert_eq!(meter_used(&s, "capped", capped), cap);
+    let cap_text = shape.free_cap_text();
 
     // One more past the cap: refused with exit 3, nothing written.
     let before = dump_all(&s);
@@ -303,13 +299,9 @@ fn batch_lines_record_each_alone_and_a_resend_counts_nothing(engine: Engine, sha
         (&json!(5), &json!(true))
     );
     assert_eq!(
-        (
-            &results[1]["duplicate"],
-            &results[1]["used"],
-            &results[1]["event_id"]
-        ),
-        (&json!(true), &json!(5), &results[0]["event_id"]),
-        "a duplicate line answers with its meter's standing: {}",
+        (&results[1]["duplicate"], &results[1]["event_id"]),
+        (&json!(true), &results[0]["event_id"]),
+        "{}",
         results[1]
     );
     assert_eq!(
@@ -416,10 +408,10 @@ fn grouped(n: i64) -> String {
     out
 }
 
-fn exports_backup_doctor_and_the_sync_preview(engine: Engine, shape: Shape) {
-    // On the real clock throughout: sync always is.
+/// [`Shape`]'s three events on the real clock (sync always is): acme (pro, mapped) one on the
+/// default meter and 7 on the capped meter, capped (free, mapped) its cap.
+fn three_events(engine: Engine, shape: Shape) -> Scratch {
     let s = Scratch::shaped(engine, shape).on_the_real_clock();
-    let (capped, cap) = (shape.capped_meter(), shape.free_cap());
     for (customer, plan, stripe) in [
         ("acme", "pro", "cus_Acme1234"),
         ("capped", "free", "cus_Capped12"),
@@ -445,47 +437,48 @@ fn exports_backup_doctor_and_the_sync_preview(engine: Engine, shape: Shape) {
         .success();
     s.cmd()
         .args(["record", "capped"])
-        .args(shape.counting(cap))
+        .args(shape.counting(shape.free_cap()))
         .assert()
         .success();
+    s
+}
 
-    // export usage: a row per customer × period × meter, with the meter's terms and event.
+/// `export usage` as CSV rows, each a map from column to cell.
+fn usage_rows(s: &Scratch) -> Vec<std::collections::HashMap<String, String>> {
     let out = s.cmd().args(["export", "usage"]).output().unwrap();
     assert!(out.status.success(), "{out:?}");
     let mut csv = csv::Reader::from_reader(&out.stdout[..]);
     let header = csv.headers().unwrap().clone();
-    let rows: Vec<csv::StringRecord> = csv.records().map(Result::unwrap).collect();
-    let cell = |row: &csv::StringRecord, name: &str| {
-        row[header.iter().position(|h| h == name).unwrap()].to_string()
-    };
+    csv.records()
+        .map(|row| {
+            let row = row.unwrap();
+            header
+                .iter()
+                .map(String::from)
+                .zip(row.iter().map(String::from))
+                .collect()
+        })
+        .collect()
+}
+
+fn exports_doctor_and_the_sync_preview(engine: Engine, shape: Shape) {
+    let s = three_events(engine, shape);
+    let (capped, cap) = (shape.capped_meter(), shape.free_cap());
+
+    // export usage: a row per customer × period × meter, with the meter's terms.
+    let rows = usage_rows(&s);
     let capped_row = rows
         .iter()
-        .find(|r| cell(r, "customer_id") == "capped")
+        .find(|r| r["customer_id"] == "capped")
         .unwrap_or_else(|| panic!("no row for capped: {rows:?}"));
     assert_eq!(
-        [
-            "meter_id",
-            "used",
-            "plan_id",
-            "included",
-            "at_limit",
-            "meter_event_name"
-        ]
-        .map(|c| cell(capped_row, c)),
-        [
-            capped,
-            &cap.to_string(),
-            "free",
-            &cap.to_string(),
-            "block",
-            shape.stripe_event(capped)
-        ]
-        .map(String::from)
+        ["meter_id", "used", "plan_id", "included", "at_limit"].map(|c| capped_row[c].as_str()),
+        [capped, &cap.to_string(), "free", &cap.to_string(), "block"]
     );
     let acme_used: i64 = rows
         .iter()
-        .filter(|r| cell(r, "customer_id") == "acme")
-        .map(|r| cell(r, "used").parse::<i64>().unwrap())
+        .filter(|r| r["customer_id"] == "acme")
+        .map(|r| r["used"].parse::<i64>().unwrap())
         .sum();
     assert_eq!(acme_used, 8, "{rows:?}");
 
@@ -506,40 +499,6 @@ fn exports_backup_doctor_and_the_sync_preview(engine: Engine, shape: Shape) {
         .collect();
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0]["meter_id"], capped);
-
-    // backup: a verified copy of an SQLite file that says what it holds; PostgreSQL names
-    // pg_dump instead.
-    let copy = s.dir.path().join("copy.db");
-    if engine == Engine::Sqlite {
-        s.cmd()
-            .args(["backup", copy.to_str().unwrap()])
-            .assert()
-            .success()
-            .stdout(contains("2 customers, 3 events"));
-        let report = s.json(&[
-            "backup",
-            s.dir.path().join("copy2.db").to_str().unwrap(),
-            "--json",
-        ]);
-        assert_eq!(
-            (&report["customers"], &report["events"]),
-            (&json!(2), &json!(3))
-        );
-        let from_copy = s
-            .cmd()
-            .env("METERLINE_DB", &copy)
-            .args(["check", "capped", "--meter", capped, "--json"])
-            .output()
-            .unwrap();
-        let from_copy: Value = serde_json::from_slice(&from_copy.stdout).unwrap();
-        assert_eq!(from_copy["used"], cap);
-    } else {
-        s.cmd()
-            .args(["backup", copy.to_str().unwrap()])
-            .assert()
-            .code(2)
-            .stderr(contains("pg_dump"));
-    }
 
     // doctor against a Stripe with the meters this file needs: healthy; without one of
     // them, it names the missing event.
@@ -603,6 +562,58 @@ fn exports_backup_doctor_and_the_sync_preview(engine: Engine, shape: Shape) {
     );
 }
 
+/// Each `export usage` row names the Stripe event its meter reports to, as `sync` sends it.
+fn export_usage_names_each_rows_meter_and_stripe_event(engine: Engine, shape: Shape) {
+    let s = three_events(engine, shape);
+    let rows = usage_rows(&s);
+    assert!(rows.len() >= 2, "{rows:?}");
+    for row in &rows {
+        assert_eq!(
+            row["meter_event_name"],
+            shape.stripe_event(&row["meter_id"]),
+            "{row:?}"
+        );
+    }
+}
+
+/// `backup`: a verified copy of an SQLite file that says what it holds, and answers as the
+/// original; on PostgreSQL it names pg_dump instead.
+fn backup_copies_and_verifies_a_database_with_events(engine: Engine, shape: Shape) {
+    let s = three_events(engine, shape);
+    let (capped, cap) = (shape.capped_meter(), shape.free_cap());
+    let copy = s.dir.path().join("copy.db");
+    if engine == Engine::Sqlite {
+        s.cmd()
+            .args(["backup", copy.to_str().unwrap()])
+            .assert()
+            .success()
+            .stdout(contains("2 customers, 3 events"));
+        let report = s.json(&[
+            "backup",
+            s.dir.path().join("copy2.db").to_str().unwrap(),
+            "--json",
+        ]);
+        assert_eq!(
+            (&report["customers"], &report["events"]),
+            (&json!(2), &json!(3))
+        );
+        let from_copy = s
+            .cmd()
+            .env("METERLINE_DB", &copy)
+            .args(["check", "capped", "--meter", capped, "--json"])
+            .output()
+            .unwrap();
+        let from_copy: Value = serde_json::from_slice(&from_copy.stdout).unwrap();
+        assert_eq!(from_copy["used"], cap);
+    } else {
+        s.cmd()
+            .args(["backup", copy.to_str().unwrap()])
+            .assert()
+            .code(2)
+            .stderr(contains("pg_dump"));
+    }
+}
+
 fn the_demo_fills_a_database_whose_counters_match_its_events(engine: Engine, shape: Shape) {
     let s = Scratch::shaped(engine, shape);
     let out = s
@@ -654,16 +665,6 @@ fn the_demo_fills_a_database_whose_counters_match_its_events(engine: Engine, sha
         }
     }
     assert!(compared >= 5);
-    if engine == Engine::Sqlite {
-        s.cmd()
-            .args([
-                "backup",
-                s.dir.path().join("demo-copy.db").to_str().unwrap(),
-            ])
-            .assert()
-            .success()
-            .stdout(contains(format!("5 customers, {stored} events")));
-    }
 }
 
 fn the_http_routes_record_and_check(engine: Engine, shape: Shape) {
@@ -695,7 +696,6 @@ fn the_http_routes_record_and_check(engine: Engine, shape: Shape) {
     );
 
     // A batch: the cap exactly, one past it, and h-1 again.
-    let acme_capped = meter_used(&s, "acme", capped);
     let batch = api.post(
         "/v1/events/batch",
         &json!({"events": [
@@ -712,28 +712,21 @@ fn the_http_routes_record_and_check(engine: Engine, shape: Shape) {
     assert_eq!(statuses, [&json!(200), &json!(402), &json!(200)], "{batch}");
     assert_eq!(results[1]["limit"], cap);
     assert_eq!(
-        (&results[2]["duplicate"], &results[2]["used"]),
-        (&json!(true), &json!(acme_capped)),
-        "a duplicate in a batch answers with its meter's standing: {}",
+        (&results[2]["duplicate"], &results[2]["event_id"]),
+        (&json!(true), &one.json()["event_id"]),
+        "{}",
         results[2]
     );
 
-    // A duplicate resend alone: counted once, answered with that meter's standing.
+    // A duplicate resend alone: 200, counted once.
     let resend = api.post("/v1/events", &shape.event("capped", cap, "h-3").to_string());
     assert_eq!(resend.status, 200, "{}", resend.body);
-    let resend = resend.json();
     assert_eq!(
-        ["duplicate", "recorded", "used", "limit", "allowed"].map(|k| resend[k].clone()),
-        [
-            json!(true),
-            json!(false),
-            json!(cap),
-            json!(cap),
-            json!(false)
-        ],
-        "{resend}"
+        (&resend.json()["duplicate"], &resend.json()["recorded"]),
+        (&json!(true), &json!(false))
     );
     assert_eq!(s.inspect().events_with_key("h-3"), 1);
+    assert_eq!(meter_used(&s, "capped", capped), cap);
 
     // The check: what `check --json` prints, the capped meter at its cap.
     let check = api.get("/v1/customers/capped/check");
@@ -745,6 +738,56 @@ fn the_http_routes_record_and_check(engine: Engine, shape: Shape) {
     let one_meter = api.get(&format!("/v1/customers/capped/check?meter={capped}"));
     assert_eq!(one_meter.status, 200, "{}", one_meter.body);
     assert_eq!(one_meter.json(), *meter_of(&check, capped));
+}
+
+/// A resent event is answered with the standing of the meter it counts on, whichever way
+/// it is resent: `record` (JSON and text), a `record --batch` line, `POST /v1/events` and a
+/// batch of them. (Answering with the default meter's standing says `used 0`, unlimited.)
+fn a_duplicate_answers_with_its_own_meters_standing(engine: Engine, shape: Shape) {
+    let s = two_customers(engine, shape);
+    let (capped, cap) = (shape.capped_meter(), shape.free_cap());
+    let fill = with(shape.counting(cap), &["--key", "dup"]);
+    assert_eq!(s.record_json("capped", &fill).0, 0);
+    let standing = s.json(&["check", "capped", "--meter", capped, "--json"]);
+    let same_standing = |answer: &Value, how: &str| {
+        assert_eq!(answer["duplicate"], true, "{how}: {answer}");
+        for field in ["used", "limit", "remaining", "level", "allowed"] {
+            assert_eq!(answer[field], standing[field], "{how}: {field} of {answer}");
+        }
+    };
+
+    same_standing(&s.record_json("capped", &fill).1, "record --json");
+    let text = s
+        .cmd()
+        .args(["record", "capped"])
+        .args(&fill)
+        .output()
+        .unwrap();
+    let cap_text = shape.free_cap_text();
+    assert!(
+        String::from_utf8_lossy(&text.stdout).contains(&format!("used {cap_text} / {cap_text}")),
+        "record: {text:?}"
+    );
+    let line = [shape.event("capped", cap, "dup").to_string()];
+    let out = s.record_batch(&line, &["--json"]);
+    same_standing(
+        &serde_json::from_slice(&out.stdout).unwrap(),
+        "record --batch",
+    );
+
+    let token = create_token(&s, "dup");
+    let server = Server::start(&s, &[]);
+    let api = server.client(&token);
+    let single = api.post("/v1/events", &line[0]);
+    assert_eq!(single.status, 200, "{}", single.body);
+    same_standing(&single.json(), "POST /v1/events");
+    let batch = api.post(
+        "/v1/events/batch",
+        &json!({"events": [shape.event("capped", cap, "dup")]}).to_string(),
+    );
+    assert_eq!(batch.status, 200, "{}", batch.body);
+    same_standing(&batch.json()["results"][0], "POST /v1/events/batch");
+    assert_eq!(s.inspect().events_with_key("dup"), 1);
 }
 
 /// A max or latest meter holds a value up to its limit: exactly at the limit, the same
