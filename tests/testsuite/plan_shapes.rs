@@ -54,20 +54,13 @@ fn meter_of<'a>(check: &'a Value, meter: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no meter {meter} in {check}"))
 }
 
-fn meter_ids(check: &Value) -> Vec<String> {
+/// The meter ids of a check's or a status entry's `meters`, in order.
+fn meter_ids(check: &Value) -> Vec<&str> {
     check["meters"]
         .as_array()
         .unwrap_or_else(|| panic!("no meters in {check}"))
         .iter()
-        .map(|m| m["meter"].as_str().unwrap().to_string())
-        .collect()
-}
-
-fn shape_meter_ids(shape: Shape) -> Vec<String> {
-    shape
-        .meters()
-        .iter()
-        .map(|(id, _)| id.to_string())
+        .map(|m| m["meter"].as_str().unwrap())
         .collect()
 }
 
@@ -193,7 +186,7 @@ fn customers_records_and_every_read_of_them(engine: Engine, shape: Shape) {
         .success()
         .stdout(contains("BLOCKED").and(contains(format!("{cap_text} / {cap_text}"))));
     let check = s.json(&["check", "capped", "--json"]);
-    assert_eq!(meter_ids(&check), shape_meter_ids(shape));
+    assert_eq!(meter_ids(&check), shape.meter_ids());
     assert_eq!(check["allowed"], false, "{check}");
     let at_cap = meter_of(&check, capped);
     assert_eq!(
@@ -232,7 +225,7 @@ fn customers_records_and_every_read_of_them(engine: Engine, shape: Shape) {
     assert_eq!(entries[0]["customer"], "capped");
     assert_eq!(meter_of(&entries[0], capped), at_cap);
     for entry in entries {
-        assert_eq!(meter_ids(entry), shape_meter_ids(shape), "{entry}");
+        assert_eq!(meter_ids(entry), shape.meter_ids(), "{entry}");
     }
     assert_eq!(meter_of(&entries[1], default)["used"], 2);
 
@@ -642,7 +635,7 @@ fn the_demo_fills_a_database_whose_counters_match_its_events(engine: Engine, sha
     assert_eq!(events.len(), stored);
     let mut compared = 0;
     for entry in entries {
-        assert_eq!(meter_ids(entry), shape_meter_ids(shape), "{entry}");
+        assert_eq!(meter_ids(entry), shape.meter_ids(), "{entry}");
         for meter in entry["meters"].as_array().unwrap() {
             if !["sum", "count"].contains(&meter["aggregation"].as_str().unwrap()) {
                 continue;
@@ -690,10 +683,9 @@ fn the_http_routes_record_and_check(engine: Engine, shape: Shape) {
     );
     let plain = api.post("/v1/events", r#"{"customer":"acme","key":"h-2"}"#);
     assert_eq!(plain.status, 200, "{}", plain.body);
-    assert_eq!(
-        meter_used(&s, "acme", default),
-        if default == capped { 8 } else { 1 }
-    );
+    let default_used = meter_used(&s, "acme", default);
+    assert_eq!(default_used, if default == capped { 8 } else { 1 });
+    assert_eq!(plain.json()["used"], default_used);
 
     // A batch: the cap exactly, one past it, and h-1 again.
     let batch = api.post(
@@ -738,6 +730,15 @@ fn the_http_routes_record_and_check(engine: Engine, shape: Shape) {
     let one_meter = api.get(&format!("/v1/customers/capped/check?meter={capped}"));
     assert_eq!(one_meter.status, 200, "{}", one_meter.body);
     assert_eq!(one_meter.json(), *meter_of(&check, capped));
+
+    // status: what `status --json` prints, each customer with every meter.
+    let status = api.get("/v1/status");
+    assert_eq!(status.status, 200, "{}", status.body);
+    let status = status.json();
+    assert_eq!(status, s.json(&["status", "--json"]));
+    for entry in status.as_array().unwrap() {
+        assert_eq!(meter_ids(entry), shape.meter_ids(), "{entry}");
+    }
 }
 
 /// A resent event is answered with the standing of the meter it counts on, whichever way

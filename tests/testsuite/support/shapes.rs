@@ -86,6 +86,11 @@ impl Shape {
         }
     }
 
+    /// Every meter's id, in plans.toml's order.
+    pub fn meter_ids(self) -> Vec<&'static str> {
+        self.meters().iter().map(|(id, _)| *id).collect()
+    }
+
     /// The Stripe event `meter` reports to.
     pub fn stripe_event(self, meter: &str) -> &'static str {
         self.meters()
