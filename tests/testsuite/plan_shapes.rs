@@ -11,7 +11,7 @@ use crate::support::cli::Scratch;
 use crate::support::engine::{Engine, engine_tests};
 use crate::support::meters::{dump_all, meter_used};
 use crate::support::serve::{Server, create_token};
-use crate::support::shapes::{Shape, shape_tests};
+use crate::support::shapes::{Shape, grouped, shape_tests};
 use crate::support::stripe::{FakeStripe, KEY};
 
 shape_tests!(
@@ -161,7 +161,7 @@ fn customers_records_and_every_read_of_them(engine: Engine, shape: Shape) {
         .success()
         .stdout(contains("duplicate key"));
     assert_eq!(meter_used(&s, "capped", capped), cap);
-    let cap_text = shape.free_cap_text();
+    let cap_text = grouped(shape.free_cap());
 
     // One more past the cap: refused with exit 3, nothing written.
     let before = dump_all(&s);
@@ -386,19 +386,6 @@ fn plans_show_each_plans_terms_per_meter_and_each_meters_stripe_event(
         assert!(!text.contains("unlimited"), "{text}");
         assert!(!text.contains("meterline_usage"), "{text}");
     }
-}
-
-/// `n` with thousands separators, as the CLI's text prints it.
-fn grouped(n: i64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    out
 }
 
 /// [`Shape`]'s three events on the real clock (sync always is): acme (pro, mapped) one on the
@@ -764,7 +751,7 @@ fn a_duplicate_answers_with_its_own_meters_standing(engine: Engine, shape: Shape
         .args(&fill)
         .output()
         .unwrap();
-    let cap_text = shape.free_cap_text();
+    let cap_text = grouped(shape.free_cap());
     assert!(
         String::from_utf8_lossy(&text.stdout).contains(&format!("used {cap_text} / {cap_text}")),
         "record: {text:?}"

@@ -160,14 +160,6 @@ impl Shape {
         }
     }
 
-    /// [`Shape::free_cap`] as the CLI's text prints it.
-    pub fn free_cap_text(self) -> &'static str {
-        match self {
-            Shape::Legacy => "1,000",
-            Shape::Meters => "100,000",
-        }
-    }
-
     /// `record` arguments for an event that counts `n` on [`Shape::capped_meter`].
     pub fn counting(self, n: i64) -> Vec<String> {
         match self {
@@ -192,6 +184,19 @@ impl Shape {
                                     "properties": {"tokens": n, "model": "large"}}),
         }
     }
+}
+
+/// `n` with thousands separators, as the CLI's text prints a count.
+pub fn grouped(n: i64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
 }
 
 impl Scratch {
