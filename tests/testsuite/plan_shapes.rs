@@ -20,6 +20,7 @@ shape_tests!(
     plans_show_each_plans_terms_per_meter_and_each_meters_stripe_event,
     exports_doctor_and_the_sync_preview,
     the_demo_fills_a_database_whose_counters_match_its_events,
+    the_demo_shows_usage_on_every_meter_and_customers_at_risk,
     the_http_routes_record_and_check,
     a_duplicate_answers_with_its_own_meters_standing,
     export_usage_names_each_rows_meter_and_stripe_event,
@@ -645,6 +646,36 @@ fn the_demo_fills_a_database_whose_counters_match_its_events(engine: Engine, sha
         }
     }
     assert!(compared >= 5);
+}
+
+/// The demo is "customers on every plan, at every warning level" (crates/store/src/demo.rs),
+/// whatever the file: each meter has usage in the current period, and some customer is at
+/// warning or above on some meter.
+fn the_demo_shows_usage_on_every_meter_and_customers_at_risk(engine: Engine, shape: Shape) {
+    let s = Scratch::shaped(engine, shape);
+    s.cmd()
+        .args(["demo", "--customers", "5", "--events", "300"])
+        .assert()
+        .success();
+    let status = s.json(&["status", "--json"]);
+    let meters: Vec<&Value> = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|entry| entry["meters"].as_array().unwrap())
+        .collect();
+    for id in shape.meter_ids() {
+        assert!(
+            meters
+                .iter()
+                .any(|m| m["meter"] == id && m["used"].as_i64() > Some(0)),
+            "no customer has usage on {id}: {status}"
+        );
+    }
+    assert!(
+        meters.iter().any(|m| m["level"] != "ok"),
+        "every customer is ok on every meter: {status}"
+    );
 }
 
 fn the_http_routes_record_and_check(engine: Engine, shape: Shape) {
