@@ -47,6 +47,7 @@ mod nul_bytes;
 mod one_meter;
 mod period_terms;
 mod pgbouncer;
+mod plan_shapes;
 mod plans;
 mod postgres_bad_input;
 mod postgres_collation;

@@ -43,6 +43,8 @@ pub struct Scratch {
     pub dir: TempDir,
     pub db: PathBuf,
     pub plans: PathBuf,
+    /// Commands run on the real clock instead of [`NOW`] (see [`Scratch::on_the_real_clock`]).
+    pub real_clock: bool,
 }
 
 impl Scratch {
@@ -54,7 +56,15 @@ impl Scratch {
             db: dir.path().join("meterline.db"),
             plans,
             dir,
+            real_clock: false,
         }
+    }
+
+    /// Every command on the real clock: for a test that ends with `sync`, which always is (an
+    /// event at [`NOW`] falls out of Stripe's 35-day window once the calendar passes it).
+    pub fn on_the_real_clock(mut self) -> Scratch {
+        self.real_clock = true;
+        self
     }
 
     /// `sh -c script` after a `size` tmpfs is mounted on a new directory, in a private mount
@@ -75,7 +85,8 @@ impl Scratch {
         command
     }
 
-    /// `meterline` on this database and plans file, with the clock pinned at `NOW` and no stray environment.
+    /// `meterline` on this database and plans file, with the clock pinned at `NOW` (unless
+    /// [`Scratch::on_the_real_clock`]) and no stray environment.
     pub fn cmd(&self) -> Command {
         Command::from_std(self.std_cmd())
     }
@@ -86,9 +97,13 @@ impl Scratch {
         for var in ["METERLINE_BUSY_TIMEOUT_MS", "NO_COLOR", "STRIPE_API_KEY"] {
             cmd.env_remove(var);
         }
+        if self.real_clock {
+            cmd.env_remove("METERLINE_NOW");
+        } else {
+            cmd.env("METERLINE_NOW", NOW);
+        }
         // Through the environment, so a test can still pass its own --db.
-        cmd.env("METERLINE_NOW", NOW)
-            .env("METERLINE_DB", &self.db)
+        cmd.env("METERLINE_DB", &self.db)
             .env("METERLINE_PLANS", &self.plans);
         cmd
     }

@@ -7,6 +7,7 @@
 //! - `alerts`: a loopback webhook receiver;
 //! - `tmux`: the real binary on a real terminal;
 //! - `engine`: the contract tests once per engine (`engine_tests!`), and plain-SQL reads of either;
+//! - `shapes`: the command-level tests once per engine × plans.toml shape (`shape_tests!`);
 //! - `postgres`: the real PostgreSQL server the Postgres half runs on;
 //! - `pgbouncer`: PgBouncer in transaction mode in front of it.
 
@@ -18,5 +19,6 @@ pub mod meters;
 pub mod pgbouncer;
 pub mod postgres;
 pub mod serve;
+pub mod shapes;
 pub mod stripe;
 pub mod tmux;
