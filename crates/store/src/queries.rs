@@ -69,15 +69,15 @@ impl Store {
     /// Every customer's current standing, most at risk first. Each row's `check` is its
     /// meter nearest the limit (the dashboard's rule), `allowed` false when any capped meter
     /// refuses.
+    /// No snapshot of its own: `status_entries` calls it inside its one read transaction.
     pub fn status(&self, config: &Config, now: DateTime<Utc>) -> Result<Vec<StatusRow>> {
-        let snapshot = self.conn.unchecked_transaction()?;
         let unreported = self.unreported_by_customer()?;
         let mut out = Vec::new();
         for customer in self.customers()? {
             let period = period_containing(customer.billing_anchor, config.billing.period, now);
             // A customer on a removed plan shows as "plan missing"; the others normally.
             let frame = Frame::of(config, &customer, period, None, now);
-            let meters = frame.meter_checks(&snapshot)?;
+            let meters = frame.meter_checks(&self.conn)?;
             let Some((meter, check)) = nearest_its_limit(&meters) else {
                 continue;
             };
@@ -91,7 +91,6 @@ impl Store {
                 check,
             });
         }
-        snapshot.finish()?;
         out.sort_by(|a, b| {
             // Plan missing first: those customers need attention before anyone else.
             let ratio = |r: &StatusRow| {
