@@ -249,14 +249,14 @@ fn check_meter_drift(store: &Store, config: &Config, report: &mut Report) -> Res
     let drift = store.meter_drift(config)?;
     if drift.is_empty() {
         report.ok(
-            "meters",
+            "counting",
             "every counter counts as plans.toml says".to_string(),
         );
         return Ok(());
     }
     for sentence in drift.sentences(config) {
         report.problem(
-            "meters",
+            "counting",
             sanitize(&sentence).into_owned(),
             "see README.md, \"Changing meters\"",
         );

@@ -110,7 +110,7 @@ fn text_from_data_is_shown_not_obeyed(engine: Engine) {
         .stderr(no_escape());
     // A member id from before validation existed, straight in the database.
     s.inspect()
-        .exec("UPDATE usage_members SET user_id = 'al\x1b[2Jice' WHERE user_id = 'alice'");
+        .exec("UPDATE usage_events SET user_id = 'al\x1b[2Jice' WHERE user_id = 'alice'");
     s.cmd()
         .args(["members", "acme"])
         .assert()

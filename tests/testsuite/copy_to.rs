@@ -354,7 +354,12 @@ fn a_target_that_is_not_empty_is_refused_and_nothing_is_written() {
     // A finished copy is not copied over either.
     let fresh = server().fresh_database();
     assert!(copy(&s, &fresh).status.success());
-    refused(&s, &fresh, 2, "not empty (alerts, customers, usage_events");
+    refused(
+        &s,
+        &fresh,
+        2,
+        "not empty (alerts, customers, meter_counters, usage_events",
+    );
 }
 
 #[test]

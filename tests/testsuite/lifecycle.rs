@@ -234,7 +234,7 @@ fn a_copy_whose_counters_disagree_with_its_events_fails_verification() {
         .success();
     rusqlite::Connection::open(&copy)
         .unwrap()
-        .execute("UPDATE usage_records SET used = used + 1", [])
+        .execute("UPDATE meter_counters SET used = used + 1", [])
         .unwrap();
     let err = meterline::store::verify_backup(&copy).unwrap_err();
     assert!(err.to_string().contains("1 counters differ"), "{err}");

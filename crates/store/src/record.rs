@@ -542,8 +542,6 @@ impl<'c> Batch<'_, 'c> {
         let counter = self
             .counters
             .get(conn, config, &customer_id, plan, period, now)?;
-        // The period's row (plan, terms) exists whatever meter its events count on.
-        counter.touch();
         let placed = Placed {
             plan_id: counter.plan_id.clone(),
             terms: counter.meter_terms.get(&meter.id).copied(),
@@ -553,12 +551,17 @@ impl<'c> Batch<'_, 'c> {
         };
         let (outcome, added) =
             self.record_on_meter(req, meter, &value, properties, occurred_at, placed)?;
+        if !outcome.recorded {
+            return Ok(outcome);
+        }
+        // The period's row (plan, terms) is written whatever meter the event counted on.
+        let counter = self
+            .counters
+            .get(conn, config, &req.customer_id, plan, period, now)?;
+        counter.touch();
         if added > 0 && config.implicit_meter().is_some() {
             // The database contract's columns for a plans.toml without [[meters]]: the
             // implicit meter's total (usage_records.used) and each member's share of it.
-            let counter = self
-                .counters
-                .get(conn, config, &req.customer_id, plan, period, now)?;
             counter.add(added)?;
             let period_start = counter.period_start.clone();
             if let Some(user) = &req.user_id {
