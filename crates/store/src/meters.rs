@@ -54,6 +54,9 @@ struct Row {
     prefetched: bool,
 }
 
+/// A stored counter row: used, latest_at, latest_id, aggregation.
+type StoredRow = (i64, Option<String>, Option<i64>, Option<String>);
+
 /// What the batch knows of one distinct value of a unique_count row.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Distinct {
@@ -266,7 +269,7 @@ impl MeterCounters {
             return Ok(found);
         }
         let [customer, period_start, meter, group] = parts;
-        let found: Option<(i64, Option<String>, Option<i64>, Option<String>)> = conn
+        let found: Option<StoredRow> = conn
             .prepare_cached(
                 "SELECT used, latest_at, latest_id, aggregation FROM meter_counters
                  WHERE customer_id = ?1 AND period_start = ?2 AND meter_id = ?3 AND group_key = ?4",

@@ -391,7 +391,9 @@ fn keep_implicit_terms(conn: &Connection, config: &Config) -> Result<()> {
     let Some(implicit) = config.implicit_meter() else {
         return Ok(());
     };
-    let rows: Vec<(String, String, Option<i64>, String, Option<String>)> = conn
+    // customer, period start, included, at_limit, overage_rate
+    type KeptColumns = (String, String, Option<i64>, String, Option<String>);
+    let rows: Vec<KeptColumns> = conn
         .prepare(
             "SELECT customer_id, period_start, included, at_limit, overage_rate
              FROM usage_records WHERE meter_terms IS NULL AND at_limit IS NOT NULL",
