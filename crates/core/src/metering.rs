@@ -83,10 +83,11 @@ pub fn meter_value(
                 return Ok(MeterValue::Number(quantity));
             }
             let text = text()?;
+            // From 1, as `quantity`: an event of 0 would count nothing and still be reported.
             match text.parse::<i64>() {
-                Ok(n) if (0..=MAX_VALUE).contains(&n) => Ok(MeterValue::Number(n)),
+                Ok(n) if (1..=MAX_VALUE).contains(&n) => Ok(MeterValue::Number(n)),
                 _ => Err(format!(
-                    "property {property} = \"{}\" must be a whole number from 0 to {MAX_VALUE} \
+                    "property {property} = \"{}\" must be a whole number from 1 to {MAX_VALUE} \
                      (meter \"{}\" is {})",
                     crate::sanitize::sanitize(text),
                     meter.id,

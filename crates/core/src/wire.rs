@@ -97,6 +97,7 @@ impl EventIn {
             user_id: self.user,
             idempotency_key: self.key.map(Into::into),
             occurred_at: self.at.unwrap_or(now),
+            at_given: self.at.is_some(),
             meter: self.meter,
             properties: self.properties,
         }
@@ -135,5 +136,26 @@ pub fn status_of(outcome: &crate::RecordOutcome) -> u16 {
         200
     } else {
         402
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EventIn;
+
+    fn now() -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::from_timestamp(1_780_000_000, 0).unwrap_or_default()
+    }
+
+    #[test]
+    fn an_event_without_at_happened_now_and_says_no_time_was_given() {
+        let request = EventIn::parse(br#"{"customer":"acme"}"#)
+            .unwrap()
+            .into_request(now());
+        assert_eq!((request.occurred_at, request.at_given), (now(), false));
+        let request = EventIn::parse(br#"{"customer":"acme","at":"2026-11-27T18:00:00Z"}"#)
+            .unwrap()
+            .into_request(now());
+        assert!(request.at_given);
     }
 }

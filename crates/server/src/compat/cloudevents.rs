@@ -230,7 +230,8 @@ fn parse_event(
             "data_base64 is not taken here; send the payload as JSON in data",
         ));
     }
-    let at = match text(event, "time")? {
+    let time = text(event, "time")?;
+    let at = match time {
         None => now,
         Some(time) => crate::billing::parse_ts(time).map_err(|e| {
             Problem::invalid("time", format!("time \"{time}\" is not RFC 3339: {e}"))
@@ -249,6 +250,7 @@ fn parse_event(
         properties,
         key: key(KeySource::CloudEvents, &[source, id]),
         at,
+        at_given: time.is_some(),
     };
     Ok((candidate, (id.to_string(), source.to_string())))
 }

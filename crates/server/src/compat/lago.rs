@@ -221,6 +221,7 @@ fn parse_event(
         properties: event_properties,
         key: key(KeySource::Lago, &[&transaction_id]),
         at,
+        at_given: !event.get("timestamp").is_none_or(Value::is_null),
     };
     Ok((
         candidate,

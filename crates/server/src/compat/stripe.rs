@@ -368,6 +368,7 @@ async fn create_inner(
         properties: properties(&state.config, &event.payload)?,
         key: key(KeySource::Stripe, &[&identifier]),
         at,
+        at_given: event.timestamp.is_some(),
     };
     let decided = match ingest(state, vec![candidate])
         .await
