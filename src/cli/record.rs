@@ -49,7 +49,7 @@ fn unique_properties(pairs: Vec<(String, String)>) -> Result<meterline_core::Pro
                 crate::sanitize::sanitize(&key)
             )));
         }
-        properties.insert(key, value);
+        properties.insert(key, meterline_core::wire::property_text(value));
     }
     Ok(properties)
 }

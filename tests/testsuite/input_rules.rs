@@ -13,8 +13,15 @@ use predicates::str::contains;
 
 use crate::support::cli::{BIN, NOW, Scratch};
 use crate::support::engine::{Engine, engine_tests};
+use crate::support::meters::{dump_all, meter_used, scratch};
+use crate::support::serve::{Client, Server, create_token};
 
-engine_tests!(a_retry_without_a_time_is_the_same_event_whenever_it_commits,);
+engine_tests!(
+    a_retry_without_a_time_is_the_same_event_whenever_it_commits,
+    numbers_keep_their_digits_and_text_is_one_form_on_every_route,
+    a_repeated_key_is_refused_on_every_route,
+    a_numeric_meter_refuses_0_on_every_route,
+);
 
 fn now() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(NOW).unwrap().with_timezone(&Utc)
@@ -117,4 +124,282 @@ fn check_never_shows_the_limit_reached_below_it() {
         .args(["check", "acme"])
         .assert()
         .stdout(contains("(100.0 %)  level hard_cap"));
+}
+
+/// The multi-meter plans (support::meters) with acme (pro, cus_Acme1), served.
+fn serving_meters(engine: Engine) -> (Scratch, Server, Client) {
+    let s = scratch(engine);
+    s.cmd()
+        .args(["customer", "set-stripe", "acme", "cus_Acme1"])
+        .assert()
+        .success();
+    let token = create_token(&s, "rules");
+    let server = Server::start(&s, &[]);
+    let client = server.client(&token);
+    (s, server, client)
+}
+
+/// POST `body` as it is written (a JSON text a serialiser could not produce): status, body.
+fn send(c: &Client, path: &str, content_type: &str, body: &str) -> (u16, String) {
+    let reply = c.send(path, &[("Content-Type", content_type)], body.as_bytes());
+    (reply.status, reply.body)
+}
+
+const JSON: &str = "application/json";
+const FORM: &str = "application/x-www-form-urlencoded";
+const CLOUDEVENTS: &str = "application/cloudevents+json";
+
+fn cloud_event(id: &str, kind: &str, data: &str) -> String {
+    format!(
+        r#"{{"specversion":"1.0","id":"{id}","source":"t","type":"{kind}","subject":"acme","data":{data}}}"#
+    )
+}
+
+fn lago_event(id: &str, code: &str, properties: &str) -> String {
+    format!(
+        r#"{{"event":{{"transaction_id":"{id}","code":"{code}","external_customer_id":"acme","properties":{properties}}}}}"#
+    )
+}
+
+/// The properties stored with each event, oldest first.
+fn stored_properties(s: &Scratch) -> Vec<String> {
+    s.inspect()
+        .rows("SELECT properties FROM usage_events ORDER BY id")
+        .into_iter()
+        .map(|row| row[0].clone())
+        .collect()
+}
+
+fn numbers_keep_their_digits_and_text_is_one_form_on_every_route(engine: Engine) {
+    let (s, _server, c) = serving_meters(engine);
+    // Four user ids that a double would make two: each is its own distinct value.
+    for user in [
+        "123456789012345678901234567890",
+        "123456789012345678901234567891",
+        "0.10000000000000000001",
+        "0.10000000000000000002",
+    ] {
+        let body = format!(r#"{{"customer":"acme","meter":"users","properties":{{"user":{user}}}}}"#);
+        let (status, answer) = send(&c, "/v1/events", JSON, &body);
+        assert_eq!(status, 200, "{body}: {answer}");
+    }
+    assert_eq!(meter_used(&s, "acme", "users"), 4);
+    // A number is its digits as sent, on every route that takes JSON.
+    let (status, answer) = send(
+        &c,
+        "/openmeter/api/v1/events",
+        CLOUDEVENTS,
+        &cloud_event("c1", "users", r#"{"user":1e3}"#),
+    );
+    assert_eq!(status, 204, "{answer}");
+    let (status, answer) = send(
+        &c,
+        "/lago/api/v1/events",
+        JSON,
+        &lago_event("l1", "users", r#"{"user":1000000000000000000000000000000}"#),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.contains(r#""user":1000000000000000000000000000000"#), "{answer}");
+    let (status, answer) = send(
+        &c,
+        "/v1/events/batch",
+        JSON,
+        r#"{"events":[{"customer":"acme","meter":"users","properties":{"user":1.50}}]}"#,
+    );
+    assert_eq!(status, 200, "{answer}");
+    let stored = stored_properties(&s);
+    assert_eq!(
+        stored[4..],
+        [
+            // Every digit kept; only an exponent is written one way (`1e3`, `1E3`: `1e+3`).
+            r#"{"user":"1e+3"}"#,
+            r#"{"user":"1000000000000000000000000000000"}"#,
+            r#"{"user":"1.50"}"#
+        ]
+    );
+    assert_eq!(meter_used(&s, "acme", "users"), 7);
+
+    // One word in its composed and decomposed spellings is one value, on every route.
+    // JSON escapes: the body's bytes are ASCII, the text is NFC and NFD.
+    let composed = r"caf\u00e9";
+    let decomposed = r"cafe\u0301";
+    for (path, content_type, body) in [
+        (
+            "/v1/events",
+            JSON,
+            format!(r#"{{"customer":"acme","meter":"users","properties":{{"user":"{composed}"}}}}"#),
+        ),
+        (
+            "/v1/events",
+            JSON,
+            format!(r#"{{"customer":"acme","meter":"users","properties":{{"user":"{decomposed}"}}}}"#),
+        ),
+        (
+            "/openmeter/api/v1/events",
+            CLOUDEVENTS,
+            cloud_event("c2", "users", &format!(r#"{{"user":"{decomposed}"}}"#)),
+        ),
+        (
+            "/lago/api/v1/events",
+            JSON,
+            lago_event("l2", "users", &format!(r#"{{"user":"{decomposed}"}}"#)),
+        ),
+        (
+            "/stripe/v1/billing/meter_events",
+            FORM,
+            "event_name=users&payload[stripe_customer_id]=cus_Acme1&payload[value]=1\
+             &payload[user]=cafe%CC%81"
+                .to_string(),
+        ),
+    ] {
+        let (status, answer) = send(&c, path, content_type, &body);
+        assert!(status < 300, "{path} {body}: {status} {answer}");
+    }
+    s.cmd()
+        .args(["record", "acme", "--meter", "users", "--property", "user=cafe\u{301}"])
+        .assert()
+        .success();
+    assert_eq!(meter_used(&s, "acme", "users"), 8);
+    let stored = stored_properties(&s);
+    assert!(
+        stored[7..].iter().all(|p| p == "{\"user\":\"caf\u{e9}\"}"),
+        "{stored:?}"
+    );
+}
+
+fn a_repeated_key_is_refused_on_every_route(engine: Engine) {
+    let (s, _server, c) = serving_meters(engine);
+    let before = dump_all(&s);
+    let twice = r#"{"user":"ann","user":"bob"}"#;
+    for (path, content_type, body) in [
+        (
+            "/v1/events",
+            JSON,
+            format!(r#"{{"customer":"acme","meter":"users","properties":{twice}}}"#),
+        ),
+        (
+            "/openmeter/api/v1/events",
+            CLOUDEVENTS,
+            cloud_event("c1", "users", twice),
+        ),
+        ("/lago/api/v1/events", JSON, lago_event("l1", "users", twice)),
+        (
+            "/stripe/v1/billing/meter_events",
+            FORM,
+            "event_name=users&payload[stripe_customer_id]=cus_Acme1&payload[value]=1\
+             &payload[user]=ann&payload[user]=bob"
+                .to_string(),
+        ),
+    ] {
+        let (status, answer) = send(&c, path, content_type, &body);
+        assert_eq!(status, 400, "{path} {body}: {answer}");
+        assert!(answer.contains("user"), "{path}: {answer}");
+        assert!(answer.contains("twice"), "{path}: {answer}");
+    }
+    assert_eq!(dump_all(&s), before, "a repeated key wrote something");
+    // In a batch, the event alone fails; its neighbour is recorded.
+    let (status, answer) = send(
+        &c,
+        "/v1/events/batch",
+        JSON,
+        &format!(
+            r#"{{"events":[{{"customer":"acme","meter":"users","properties":{twice}}},
+                {{"customer":"acme","meter":"users","properties":{{"user":"cy"}}}}]}}"#
+        ),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let results: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(results["results"][0]["status"], 400, "{answer}");
+    assert_eq!(results["results"][1]["status"], 200, "{answer}");
+    assert_eq!(meter_used(&s, "acme", "users"), 1);
+    // `record --batch` refuses the line, exit 2.
+    let lines = s.dir.path().join("events.ndjson");
+    std::fs::write(
+        &lines,
+        format!("{{\"customer\":\"acme\",\"meter\":\"users\",\"properties\":{twice}}}\n"),
+    )
+    .unwrap();
+    s.cmd()
+        .args(["record", "--batch", lines.to_str().unwrap()])
+        .assert()
+        .code(2)
+        .stderr(contains("\"user\" is given twice"));
+    assert_eq!(meter_used(&s, "acme", "users"), 1);
+}
+
+fn a_numeric_meter_refuses_0_on_every_route(engine: Engine) {
+    let (s, _server, c) = serving_meters(engine);
+    let before = dump_all(&s);
+    s.cmd()
+        .args([
+            "record", "acme", "--meter", "tokens", "--property", "tokens=0", "--property",
+            "model=small",
+        ])
+        .assert()
+        .code(2)
+        .stderr(contains("property tokens = \"0\" must be a whole number from 1"));
+    for (path, content_type, body) in [
+        (
+            "/v1/events",
+            JSON,
+            r#"{"customer":"acme","meter":"tokens","properties":{"tokens":0,"model":"small"}}"#
+                .to_string(),
+        ),
+        (
+            "/openmeter/api/v1/events",
+            CLOUDEVENTS,
+            cloud_event("c1", "tokens", r#"{"tokens":0,"model":"small"}"#),
+        ),
+        (
+            "/lago/api/v1/events",
+            JSON,
+            lago_event("l1", "tokens", r#"{"tokens":"0","model":"small"}"#),
+        ),
+        (
+            "/stripe/v1/billing/meter_events",
+            FORM,
+            "event_name=ai_tokens&payload[stripe_customer_id]=cus_Acme1&payload[value]=1\
+             &payload[tokens]=0&payload[model]=small"
+                .to_string(),
+        ),
+    ] {
+        let (status, answer) = send(&c, path, content_type, &body);
+        assert_eq!(status, 400, "{path} {body}: {answer}");
+        assert!(answer.contains("from 1"), "{path}: {answer}");
+    }
+    assert_eq!(dump_all(&s), before, "a value of 0 wrote something");
+}
+
+/// Characters Unicode calls default-ignorable or bidi controls render as nothing: an id with
+/// one looks exactly like another, and a value with one hides it on the terminal.
+#[test]
+fn ids_that_render_like_another_are_refused_and_hidden_characters_are_shown() {
+    let s = Scratch::new();
+    s.add_customer("acme", "free", "2026-11-01");
+    let before = s.dump();
+    for hidden in [
+        '\u{00ad}', '\u{034f}', '\u{061c}', '\u{115f}', '\u{3164}', '\u{180e}', '\u{206a}',
+        '\u{fe0f}', '\u{e0061}',
+    ] {
+        let id = format!("ac{hidden}me");
+        s.cmd()
+            .args(["customer", "add", &id])
+            .assert()
+            .code(2)
+            .stderr(contains("must be 1 to 100 characters"));
+        s.cmd()
+            .args(["record", "acme", "--user", &id])
+            .assert()
+            .code(2);
+    }
+    assert_eq!(s.dump(), before, "a look-alike id was written");
+    // Text that may hold them (a name) is shown with the character as its code point.
+    s.cmd()
+        .args(["customer", "add", "globex", "--name", "Glo\u{00ad}bex\u{e0061}"])
+        .assert()
+        .success();
+    s.cmd()
+        .args(["customer", "list"])
+        .assert()
+        .stdout(contains("Glo\\xadbex\\u{e0061}"));
 }

@@ -264,6 +264,7 @@ async fn ingest_route(
     let body = crate::body::read(raw).map_err(|e| Problem::Other(e).into_problem(&[]))?;
     let value: Value = serde_json::from_slice(&body)
         .map_err(|e| ProblemDetails::bad(format!("the body is not JSON: {e}")))?;
+    meterline_core::wire::refuse_repeated_keys(&body).map_err(ProblemDetails::bad)?;
     let events = match (shape, value) {
         (Shape::Batch | Shape::Either, Value::Array(events)) => events,
         (Shape::One | Shape::Either, event @ Value::Object(_)) => vec![event],
