@@ -3,8 +3,8 @@ use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
 
-use super::output::io_error;
 use super::Context;
+use super::output::io_error;
 use crate::store::{Cell, ExportFilter, ExportKind};
 use crate::{Error, Result};
 

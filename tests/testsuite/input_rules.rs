@@ -24,7 +24,9 @@ engine_tests!(
 );
 
 fn now() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(NOW).unwrap().with_timezone(&Utc)
+    DateTime::parse_from_rfc3339(NOW)
+        .unwrap()
+        .with_timezone(&Utc)
 }
 
 /// A store on `engine` with `globex` on the unlimited business plan.
@@ -179,7 +181,8 @@ fn numbers_keep_their_digits_and_text_is_one_form_on_every_route(engine: Engine)
         "0.10000000000000000001",
         "0.10000000000000000002",
     ] {
-        let body = format!(r#"{{"customer":"acme","meter":"users","properties":{{"user":{user}}}}}"#);
+        let body =
+            format!(r#"{{"customer":"acme","meter":"users","properties":{{"user":{user}}}}}"#);
         let (status, answer) = send(&c, "/v1/events", JSON, &body);
         assert_eq!(status, 200, "{body}: {answer}");
     }
@@ -199,7 +202,10 @@ fn numbers_keep_their_digits_and_text_is_one_form_on_every_route(engine: Engine)
         &lago_event("l1", "users", r#"{"user":1000000000000000000000000000000}"#),
     );
     assert_eq!(status, 200, "{answer}");
-    assert!(answer.contains(r#""user":1000000000000000000000000000000"#), "{answer}");
+    assert!(
+        answer.contains(r#""user":1000000000000000000000000000000"#),
+        "{answer}"
+    );
     let (status, answer) = send(
         &c,
         "/v1/events/batch",
@@ -227,12 +233,16 @@ fn numbers_keep_their_digits_and_text_is_one_form_on_every_route(engine: Engine)
         (
             "/v1/events",
             JSON,
-            format!(r#"{{"customer":"acme","meter":"users","properties":{{"user":"{composed}"}}}}"#),
+            format!(
+                r#"{{"customer":"acme","meter":"users","properties":{{"user":"{composed}"}}}}"#
+            ),
         ),
         (
             "/v1/events",
             JSON,
-            format!(r#"{{"customer":"acme","meter":"users","properties":{{"user":"{decomposed}"}}}}"#),
+            format!(
+                r#"{{"customer":"acme","meter":"users","properties":{{"user":"{decomposed}"}}}}"#
+            ),
         ),
         (
             "/openmeter/api/v1/events",
@@ -256,7 +266,14 @@ fn numbers_keep_their_digits_and_text_is_one_form_on_every_route(engine: Engine)
         assert!(status < 300, "{path} {body}: {status} {answer}");
     }
     s.cmd()
-        .args(["record", "acme", "--meter", "users", "--property", "user=cafe\u{301}"])
+        .args([
+            "record",
+            "acme",
+            "--meter",
+            "users",
+            "--property",
+            "user=cafe\u{301}",
+        ])
         .assert()
         .success();
     assert_eq!(meter_used(&s, "acme", "users"), 8);
@@ -282,7 +299,11 @@ fn a_repeated_key_is_refused_on_every_route(engine: Engine) {
             CLOUDEVENTS,
             cloud_event("c1", "users", twice),
         ),
-        ("/lago/api/v1/events", JSON, lago_event("l1", "users", twice)),
+        (
+            "/lago/api/v1/events",
+            JSON,
+            lago_event("l1", "users", twice),
+        ),
         (
             "/stripe/v1/billing/meter_events",
             FORM,
@@ -332,12 +353,20 @@ fn a_numeric_meter_refuses_0_on_every_route(engine: Engine) {
     let before = dump_all(&s);
     s.cmd()
         .args([
-            "record", "acme", "--meter", "tokens", "--property", "tokens=0", "--property",
+            "record",
+            "acme",
+            "--meter",
+            "tokens",
+            "--property",
+            "tokens=0",
+            "--property",
             "model=small",
         ])
         .assert()
         .code(2)
-        .stderr(contains("property tokens = \"0\" must be a whole number from 1"));
+        .stderr(contains(
+            "property tokens = \"0\" must be a whole number from 1",
+        ));
     for (path, content_type, body) in [
         (
             "/v1/events",
@@ -378,8 +407,15 @@ fn ids_that_render_like_another_are_refused_and_hidden_characters_are_shown() {
     s.add_customer("acme", "free", "2026-11-01");
     let before = s.dump();
     for hidden in [
-        '\u{00ad}', '\u{034f}', '\u{061c}', '\u{115f}', '\u{3164}', '\u{180e}', '\u{206a}',
-        '\u{fe0f}', '\u{e0061}',
+        '\u{00ad}',
+        '\u{034f}',
+        '\u{061c}',
+        '\u{115f}',
+        '\u{3164}',
+        '\u{180e}',
+        '\u{206a}',
+        '\u{fe0f}',
+        '\u{e0061}',
     ] {
         let id = format!("ac{hidden}me");
         s.cmd()
@@ -395,7 +431,13 @@ fn ids_that_render_like_another_are_refused_and_hidden_characters_are_shown() {
     assert_eq!(s.dump(), before, "a look-alike id was written");
     // Text that may hold them (a name) is shown with the character as its code point.
     s.cmd()
-        .args(["customer", "add", "globex", "--name", "Glo\u{00ad}bex\u{e0061}"])
+        .args([
+            "customer",
+            "add",
+            "globex",
+            "--name",
+            "Glo\u{00ad}bex\u{e0061}",
+        ])
         .assert()
         .success();
     s.cmd()

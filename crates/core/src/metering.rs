@@ -161,7 +161,10 @@ mod tests {
     fn a_sum_refuses_0_as_quantity_does_and_readings_take_it() {
         let zero = [("n".to_string(), "0".to_string())].into();
         let refused = meter_value(&meter(Aggregation::Sum), 1, &zero).unwrap_err();
-        assert!(refused.contains("must be a whole number from 1 to"), "{refused}");
+        assert!(
+            refused.contains("must be a whole number from 1 to"),
+            "{refused}"
+        );
         for reading in [Aggregation::Max, Aggregation::Latest] {
             assert_eq!(
                 meter_value(&meter(reading), 1, &zero),

@@ -106,10 +106,30 @@ mod tests {
     #[test]
     fn every_invisible_or_reordering_character_is_shown_as_its_code_point() {
         for c in [
-            '\u{00ad}', '\u{034f}', '\u{061c}', '\u{115f}', '\u{1160}', '\u{3164}', '\u{ffa0}',
-            '\u{180e}', '\u{200b}', '\u{200d}', '\u{200e}', '\u{202e}', '\u{2028}', '\u{2060}',
-            '\u{2066}', '\u{206a}', '\u{206f}', '\u{fe00}', '\u{fe0f}', '\u{feff}', '\u{e0000}',
-            '\u{e0041}', '\u{e007f}', '\u{e01ef}',
+            '\u{00ad}',
+            '\u{034f}',
+            '\u{061c}',
+            '\u{115f}',
+            '\u{1160}',
+            '\u{3164}',
+            '\u{ffa0}',
+            '\u{180e}',
+            '\u{200b}',
+            '\u{200d}',
+            '\u{200e}',
+            '\u{202e}',
+            '\u{2028}',
+            '\u{2060}',
+            '\u{2066}',
+            '\u{206a}',
+            '\u{206f}',
+            '\u{fe00}',
+            '\u{fe0f}',
+            '\u{feff}',
+            '\u{e0000}',
+            '\u{e0041}',
+            '\u{e007f}',
+            '\u{e01ef}',
         ] {
             assert!(super::is_unsafe(c), "U+{:04X}", u32::from(c));
             let shown = sanitize(&format!("ac{c}me")).into_owned();

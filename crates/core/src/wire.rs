@@ -81,8 +81,7 @@ pub fn property_texts_named(
 /// "é" typed as one character or as "e" and an accent is one value, as it prints.
 pub fn property_text(text: String) -> String {
     use unicode_normalization::UnicodeNormalization;
-    if unicode_normalization::is_nfc_quick(text.chars())
-        == unicode_normalization::IsNormalized::Yes
+    if unicode_normalization::is_nfc_quick(text.chars()) == unicode_normalization::IsNormalized::Yes
     {
         return text;
     }

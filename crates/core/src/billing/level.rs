@@ -254,8 +254,14 @@ mod tests {
 
     #[test]
     fn the_share_used_rounds_down_so_the_limit_shows_only_when_reached() {
-        assert_eq!(check(Some(10_000), true, None, 9_996).per_mille(), Some(999));
-        assert_eq!(check(Some(10_000), true, None, 10_000).per_mille(), Some(1000));
+        assert_eq!(
+            check(Some(10_000), true, None, 9_996).per_mille(),
+            Some(999)
+        );
+        assert_eq!(
+            check(Some(10_000), true, None, 10_000).per_mille(),
+            Some(1000)
+        );
         assert_eq!(check(Some(3), false, None, 1).per_mille(), Some(333));
         assert_eq!(check(Some(100), false, None, 134).per_mille(), Some(1340));
         assert_eq!(check(Some(0), false, None, 0).per_mille(), Some(1000));

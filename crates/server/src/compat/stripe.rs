@@ -303,7 +303,10 @@ fn properties(
                 ),
             ));
         }
-        properties.insert(name.clone(), meterline_core::wire::property_text(value.clone()));
+        properties.insert(
+            name.clone(),
+            meterline_core::wire::property_text(value.clone()),
+        );
     }
     Ok(properties)
 }
