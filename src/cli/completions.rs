@@ -15,11 +15,9 @@ pub struct Args {
 /// Shell completions on stdout, e.g. `meterline completions bash > /etc/bash_completion.d/meterline`.
 pub fn exec(args: Args) -> Result<ExitCode> {
     let mut command = Cli::command();
-    clap_complete::generate(
-        args.shell,
-        &mut command,
-        "meterline",
-        &mut std::io::stdout(),
-    );
+    // Into a buffer first: `generate` panics when it cannot write (`| head -1`).
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut command, "meterline", &mut script);
+    super::output::write_bytes(&script)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use chrono::{DateTime, Utc};
 
 use super::Context;
+use super::output::io_error;
 use crate::store::{Cell, ExportFilter, ExportKind};
 use crate::{Error, Result};
 
@@ -115,14 +116,5 @@ fn csv_error(e: csv::Error) -> Error {
     match e.into_kind() {
         csv::ErrorKind::Io(io) => io_error(io),
         other => Error::InvalidInput(format!("csv: {other:?}")),
-    }
-}
-
-/// A reader that went away (`| head`) ends the export quietly; anything else is an error.
-fn io_error(e: std::io::Error) -> Error {
-    if e.kind() == std::io::ErrorKind::BrokenPipe {
-        Error::OutputClosed
-    } else {
-        Error::Output(e.to_string())
     }
 }

@@ -19,13 +19,25 @@ pub const REFUSED: u8 = 3;
 /// Write command output to stdout (the `out!` and `outln!` macros). A reader that went away
 /// ([`Error::OutputClosed`]) is not a failure: the CLI then exits 0 quietly, as ripgrep does.
 pub fn write(args: std::fmt::Arguments) -> Result<()> {
-    std::io::stdout().lock().write_fmt(args).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            Error::OutputClosed
-        } else {
-            Error::Output(e.to_string())
-        }
-    })
+    std::io::stdout().lock().write_fmt(args).map_err(io_error)
+}
+
+/// Write bytes made elsewhere (a man page, completions) to stdout, as [`write`] does.
+pub fn write_bytes(bytes: &[u8]) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(bytes)
+        .and_then(|()| stdout.flush())
+        .map_err(io_error)
+}
+
+/// A reader that went away (`| head`) is [`Error::OutputClosed`]; anything else is an error.
+pub fn io_error(e: std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        Error::OutputClosed
+    } else {
+        Error::Output(e.to_string())
+    }
 }
 
 /// Print a value as one line of JSON.
@@ -47,11 +59,13 @@ pub fn used_of_limit(check: &UsageCheck) -> String {
     }
 }
 
-/// "85.0 %" or "-" for unlimited plans.
+/// "85.0 %" or "-" for unlimited plans; rounded down, so 99.96 % is "99.9 %", never "100.0 %"
+/// below the limit.
 pub fn percent(check: &UsageCheck) -> String {
-    check
-        .ratio
-        .map_or_else(|| "-".to_string(), |r| format!("{:.1} %", r * 100.0))
+    check.per_mille().map_or_else(
+        || "-".to_string(),
+        |tenths| format!("{}.{} %", tenths / 10, tenths % 10),
+    )
 }
 
 pub fn day(at: chrono::DateTime<chrono::Utc>) -> String {

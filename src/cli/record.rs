@@ -49,7 +49,7 @@ fn unique_properties(pairs: Vec<(String, String)>) -> Result<meterline_core::Pro
                 crate::sanitize::sanitize(&key)
             )));
         }
-        properties.insert(key, value);
+        properties.insert(key, meterline_core::wire::property_text(value));
     }
     Ok(properties)
 }
@@ -73,6 +73,7 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
         user_id: args.user,
         idempotency_key: args.key.map(Into::into),
         occurred_at: args.at.unwrap_or(ctx.now),
+        at_given: args.at.is_some(),
         meter: args.meter,
         properties: unique_properties(args.properties)?,
     };

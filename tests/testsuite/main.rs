@@ -37,6 +37,7 @@ mod e2e_tmux;
 mod event_times;
 mod export_pages;
 mod identifiers;
+mod input_rules;
 mod json_shapes;
 mod layers;
 mod lifecycle;

@@ -83,17 +83,29 @@ pub fn meter_value(
                 return Ok(MeterValue::Number(quantity));
             }
             let text = text()?;
+            let lowest = lowest_value(meter.aggregation);
             match text.parse::<i64>() {
-                Ok(n) if (0..=MAX_VALUE).contains(&n) => Ok(MeterValue::Number(n)),
+                Ok(n) if (lowest..=MAX_VALUE).contains(&n) => Ok(MeterValue::Number(n)),
                 _ => Err(format!(
-                    "property {property} = \"{}\" must be a whole number from 0 to {MAX_VALUE} \
-                     (meter \"{}\" is {})",
+                    "property {property} = \"{}\" must be a whole number from {lowest} to \
+                     {MAX_VALUE} (meter \"{}\" is {})",
                     crate::sanitize::sanitize(text),
                     meter.id,
                     meter.aggregation.as_str()
                 )),
             }
         }
+    }
+}
+
+/// The smallest value a numeric meter takes from a property. A `sum` adds it: from 1, as
+/// `quantity` (`-n 0` is refused), since an event of 0 counts nothing yet would be reported to
+/// Stripe as a value of 0. `max` and `latest` take readings (peak concurrency, seats), and 0
+/// is a reading: refusing it would leave the previous value standing, and billed.
+fn lowest_value(aggregation: Aggregation) -> i64 {
+    match aggregation {
+        Aggregation::Sum => 1,
+        _ => 0,
     }
 }
 
@@ -126,5 +138,38 @@ fn push_json(json: &mut Vec<u8>, text: Option<&str>) {
         // Serialising a &str into a Vec cannot fail.
         Some(text) => serde_json::to_writer(&mut *json, text).unwrap_or_default(),
         None => json.extend_from_slice(b"null"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MeterValue, meter_value};
+    use crate::config::{Aggregation, Meter};
+
+    fn meter(aggregation: Aggregation) -> Meter {
+        Meter {
+            id: "m".into(),
+            name: "M".into(),
+            aggregation,
+            property: Some("n".into()),
+            group_by: Vec::new(),
+            stripe_event: "m".into(),
+        }
+    }
+
+    #[test]
+    fn a_sum_refuses_0_as_quantity_does_and_readings_take_it() {
+        let zero = [("n".to_string(), "0".to_string())].into();
+        let refused = meter_value(&meter(Aggregation::Sum), 1, &zero).unwrap_err();
+        assert!(
+            refused.contains("must be a whole number from 1 to"),
+            "{refused}"
+        );
+        for reading in [Aggregation::Max, Aggregation::Latest] {
+            assert_eq!(
+                meter_value(&meter(reading), 1, &zero),
+                Ok(MeterValue::Number(0))
+            );
+        }
     }
 }

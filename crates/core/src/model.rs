@@ -15,6 +15,9 @@ pub struct RecordRequest {
     /// A repeated key counts nothing and returns the original event.
     pub idempotency_key: Option<IdempotencyKey>,
     pub occurred_at: DateTime<Utc>,
+    /// False when the caller gave no time and `occurred_at` is when the event was received:
+    /// a retry without a time is then the same event whenever it comes, never a conflict.
+    pub at_given: bool,
     /// The meter it counts on; `None` is the default meter (the first in `[[meters]]`).
     pub meter: Option<String>,
     /// The event's properties: what its meter aggregates and groups by.
@@ -26,6 +29,7 @@ pub type Properties = std::collections::BTreeMap<String, String>;
 
 impl RecordRequest {
     /// An event of `quantity` units for `customer_id` at `occurred_at`, without member or key.
+    /// The time counts as given; a caller that means "now" sets `at_given` to false.
     pub fn new(customer_id: &str, quantity: i64, occurred_at: DateTime<Utc>) -> Self {
         RecordRequest {
             customer_id: customer_id.to_string(),
@@ -33,6 +37,7 @@ impl RecordRequest {
             user_id: None,
             idempotency_key: None,
             occurred_at,
+            at_given: true,
             meter: None,
             properties: Properties::new(),
         }

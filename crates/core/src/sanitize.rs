@@ -1,9 +1,12 @@
 //! Text from the database, plans.toml or a server (customer names, plan names, Stripe error
 //! messages) is shown, never obeyed: control characters and escape sequences become visible
-//! `\x1b`-style text, and characters that reorder or hide text (bidi controls, zero-width)
-//! are shown as their code point. The same character rule refuses such characters in ids.
+//! `\x1b`-style text, and characters that reorder or hide text (Unicode's bidi controls and
+//! default-ignorable code points: zero-width, soft hyphen, variation selectors, Hangul
+//! fillers, tags) are shown as their code point. The same character rule refuses such
+//! characters in ids, so no id can render exactly like another.
 
 use std::borrow::Cow;
+use std::sync::LazyLock;
 
 /// `text` made safe to put on a terminal, on one line.
 pub fn sanitize(text: &str) -> Cow<'_, str> {
@@ -44,15 +47,39 @@ pub fn spreadsheet_safe(text: &str) -> Cow<'_, str> {
 }
 
 /// A character a terminal would obey or that would hide or reorder text: control characters,
-/// bidi controls and zero-width characters.
+/// line and paragraph separators, and Unicode's Bidi_Control and Default_Ignorable_Code_Point
+/// characters (by the Unicode tables, not a list of our own).
 pub fn is_unsafe(c: char) -> bool {
     c.is_control()
-        || matches!(c,
-            '\u{200b}'..='\u{200f}'   // zero-width, LRM/RLM
-            | '\u{2028}'..='\u{202e}' // line/paragraph separators, bidi embeddings
-            | '\u{2060}'..='\u{2069}' // word joiner, bidi isolates
-            | '\u{feff}')
+        || matches!(c, '\u{2028}' | '\u{2029}')
+        || HIDDEN
+            .binary_search_by(|&(start, end)| {
+                if end < c {
+                    std::cmp::Ordering::Less
+                } else if start > c {
+                    std::cmp::Ordering::Greater
+                } else {
+                    std::cmp::Ordering::Equal
+                }
+            })
+            .is_ok()
 }
+
+/// The code points of Bidi_Control and Default_Ignorable_Code_Point, as sorted ranges. The
+/// tables are regex-syntax's (Unicode's own data, kept current by the Rust project), read
+/// once through a character class.
+static HIDDEN: LazyLock<Vec<(char, char)>> = LazyLock::new(|| {
+    let class = regex_syntax::parse(r"[\p{Default_Ignorable_Code_Point}\p{Bidi_Control}]");
+    match class.as_ref().map(regex_syntax::hir::Hir::kind) {
+        Ok(regex_syntax::hir::HirKind::Class(regex_syntax::hir::Class::Unicode(class))) => class
+            .ranges()
+            .iter()
+            .map(|range| (range.start(), range.end()))
+            .collect(),
+        // The pattern is a constant the unit tests parse: this cannot happen.
+        _ => Vec::new(),
+    }
+});
 
 #[cfg(test)]
 mod tests {
@@ -74,6 +101,46 @@ mod tests {
         assert_eq!(sanitize("abc\u{202e}fed"), "abc\\u{202e}fed");
         assert!(!sanitize("\x1b]52;c;aGk=\x07").contains('\x1b'));
         assert_eq!(sanitize("a\u{200b}b\u{2066}c"), "a\\u{200b}b\\u{2066}c");
+    }
+
+    #[test]
+    fn every_invisible_or_reordering_character_is_shown_as_its_code_point() {
+        for c in [
+            '\u{00ad}',
+            '\u{034f}',
+            '\u{061c}',
+            '\u{115f}',
+            '\u{1160}',
+            '\u{3164}',
+            '\u{ffa0}',
+            '\u{180e}',
+            '\u{200b}',
+            '\u{200d}',
+            '\u{200e}',
+            '\u{202e}',
+            '\u{2028}',
+            '\u{2060}',
+            '\u{2066}',
+            '\u{206a}',
+            '\u{206f}',
+            '\u{fe00}',
+            '\u{fe0f}',
+            '\u{feff}',
+            '\u{e0000}',
+            '\u{e0041}',
+            '\u{e007f}',
+            '\u{e01ef}',
+        ] {
+            assert!(super::is_unsafe(c), "U+{:04X}", u32::from(c));
+            let shown = sanitize(&format!("ac{c}me")).into_owned();
+            assert!(
+                !shown.contains(c) && shown.starts_with("ac\\") && shown.ends_with("me"),
+                "{shown}"
+            );
+        }
+        for c in ['a', 'é', '日', '\u{301}', '-', '\u{2010}', ' ', '😀'] {
+            assert!(!super::is_unsafe(c), "U+{:04X}", u32::from(c));
+        }
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub struct EventIn {
     /// The meter's id; default: the first in `[[meters]]`.
     #[serde(default)]
     pub meter: Option<String>,
-    /// Strings or numbers; a number is kept as its digits.
+    /// Strings or numbers; a number is kept as its digits, as sent ([`property_texts`]).
     #[serde(default, deserialize_with = "properties")]
     pub properties: crate::Properties,
 }
@@ -37,7 +37,10 @@ fn properties<'de, D: serde::Deserializer<'de>>(
 }
 
 /// Properties as the drop-in routes' payloads carry them: strings and numbers as text; other
-/// JSON types are refused, naming the property.
+/// JSON types are refused, naming the property. One rule on every route: a number is its
+/// digits exactly as sent (`1e3` stays `1e3`, a 30-digit id keeps every digit: serde_json's
+/// `arbitrary_precision`), and a string is taken in Unicode's composed form (NFC), so two
+/// spellings of one word are one value ([`property_text`]).
 pub fn property_texts(
     object: serde_json::Map<String, serde_json::Value>,
 ) -> Result<crate::Properties, String> {
@@ -61,7 +64,7 @@ pub fn property_texts_named(
     object
         .into_iter()
         .map(|(key, value)| match value {
-            serde_json::Value::String(text) => Ok((key, text)),
+            serde_json::Value::String(text) => Ok((key, property_text(text))),
             serde_json::Value::Number(n) => Ok((key, n.to_string())),
             _ => Err(BadProperty {
                 message: format!(
@@ -74,19 +77,93 @@ pub fn property_texts_named(
         .collect()
 }
 
+/// A property's text value as it is counted and stored: in Unicode's composed form (NFC), so
+/// "é" typed as one character or as "e" and an accent is one value, as it prints.
+pub fn property_text(text: String) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    if unicode_normalization::is_nfc_quick(text.chars()) == unicode_normalization::IsNormalized::Yes
+    {
+        return text;
+    }
+    text.nfc().collect()
+}
+
+/// Refuse a JSON document in which an object repeats a key, naming the key. A parser keeps
+/// only the last of them, so the sender and meterline would disagree on the value.
+pub fn refuse_repeated_keys(json: &[u8]) -> Result<(), String> {
+    let mut deserializer = serde_json::Deserializer::from_slice(json);
+    serde::Deserialize::deserialize(&mut deserializer)
+        .map(|NoRepeatedKey| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Any JSON value, checked for a repeated key in each of its objects.
+struct NoRepeatedKey;
+
+impl<'de> Deserialize<'de> for NoRepeatedKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(NoRepeatedKey)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for NoRepeatedKey {
+    type Value = NoRepeatedKey;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("JSON")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_unit<E>(self) -> Result<Self, E> {
+        Ok(self)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self, A::Error> {
+        while seq.next_element::<NoRepeatedKey>()?.is_some() {}
+        Ok(self)
+    }
+
+    // (With `arbitrary_precision` a number comes here too, as a map of one private key.)
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            map.next_value::<NoRepeatedKey>()?;
+            if let Some(repeated) = seen.replace(key) {
+                return Err(serde::de::Error::custom(format!(
+                    "key \"{}\" is given twice in one object; each key may appear once",
+                    crate::sanitize::sanitize(&repeated)
+                )));
+            }
+        }
+        Ok(self)
+    }
+}
+
 fn one() -> i64 {
     1
 }
 
 impl EventIn {
-    /// Parse one event; the error message names what is wrong (serde's wording).
+    /// Parse one event; the error message names what is wrong (serde's wording). A key
+    /// given twice is refused ([`refuse_repeated_keys`]).
     pub fn parse(json: &[u8]) -> Result<EventIn, String> {
-        serde_json::from_slice(json).map_err(|e| e.to_string())
-    }
-
-    /// [`EventIn::parse`] for an already parsed JSON value (one element of a batch).
-    pub fn from_value(value: serde_json::Value) -> Result<EventIn, String> {
-        serde_json::from_value(value).map_err(|e| e.to_string())
+        let event = serde_json::from_slice(json).map_err(|e| e.to_string())?;
+        refuse_repeated_keys(json)?;
+        Ok(event)
     }
 
     /// The event to record; without `at` it happened `now`.
@@ -97,6 +174,7 @@ impl EventIn {
             user_id: self.user,
             idempotency_key: self.key.map(Into::into),
             occurred_at: self.at.unwrap_or(now),
+            at_given: self.at.is_some(),
             meter: self.meter,
             properties: self.properties,
         }
@@ -135,5 +213,26 @@ pub fn status_of(outcome: &crate::RecordOutcome) -> u16 {
         200
     } else {
         402
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EventIn;
+
+    fn now() -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::from_timestamp(1_780_000_000, 0).unwrap_or_default()
+    }
+
+    #[test]
+    fn an_event_without_at_happened_now_and_says_no_time_was_given() {
+        let request = EventIn::parse(br#"{"customer":"acme"}"#)
+            .unwrap()
+            .into_request(now());
+        assert_eq!((request.occurred_at, request.at_given), (now(), false));
+        let request = EventIn::parse(br#"{"customer":"acme","at":"2026-11-27T18:00:00Z"}"#)
+            .unwrap()
+            .into_request(now());
+        assert!(request.at_given);
     }
 }

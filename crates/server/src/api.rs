@@ -129,7 +129,8 @@ async fn post_event(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BatchIn {
-    events: Vec<serde_json::Value>,
+    /// Each event's own text, parsed alone as `POST /v1/events` parses it.
+    events: Vec<Box<serde_json::value::RawValue>>,
 }
 
 /// One entry of a batch answer.
@@ -166,8 +167,8 @@ async fn post_batch(
     let parsed: Vec<Result<crate::RecordRequest, ApiError>> = batch
         .events
         .into_iter()
-        .map(|v| {
-            EventIn::from_value(v)
+        .map(|raw| {
+            EventIn::parse(raw.get().as_bytes())
                 .map(|e| e.into_request(now))
                 .map_err(ApiError::bad_request)
         })

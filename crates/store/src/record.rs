@@ -147,8 +147,11 @@ impl Original {
     }
 
     /// A retry must repeat the original's parameters; anything else is a client bug that
-    /// "duplicate" would hide. A time equal to the moment of recording means "no time given",
-    /// so a retry without `--at` a minute later is still the same event.
+    /// "duplicate" would hide. A retry without a time (`at_given` false) never differs in
+    /// time: the time it carries is only when it was received, and a second may turn between
+    /// that and this commit. A time given that equals the moment of recording also means "no
+    /// time given" (a library caller passing its clock), so a retry a minute later is still
+    /// the same event.
     fn same_as(
         &self,
         req: &RecordRequest,
@@ -189,7 +192,7 @@ impl Original {
                 show(&self.user_id)
             ));
         }
-        let explicit = at != whole_second(now).unwrap_or(now);
+        let explicit = req.at_given && at != whole_second(now).unwrap_or(now);
         if explicit && !self.at_was_now && at != self.at {
             differences.push(format!(
                 "time {} (was {})",

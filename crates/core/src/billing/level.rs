@@ -107,6 +107,20 @@ fn ser_ts<S: serde::Serializer>(
 }
 
 impl UsageCheck {
+    /// The share of the limit used, in tenths of a percent rounded down (`None`: unlimited):
+    /// exact, from the integers, so 99.96 % is 999 and 1000 means the limit is reached.
+    pub fn per_mille(&self) -> Option<i64> {
+        let limit = self.limit?;
+        if limit <= 0 {
+            return Some(1000);
+        }
+        let tenths = i128::from(self.used.max(0))
+            .checked_mul(1000)
+            .and_then(|n| n.checked_div(i128::from(limit)))
+            .unwrap_or(i128::MAX);
+        Some(i64::try_from(tenths).unwrap_or(i64::MAX))
+    }
+
     /// The standing of `used` units in `period` under `allowance` (the `check --json` object).
     pub fn compute(
         customer: &str,
@@ -236,6 +250,22 @@ mod tests {
         assert_eq!(c.ratio, Some(1.34));
         let c = check(Some(10), false, Some("0.1"), 13);
         assert_eq!(c.overage_amount.to_string(), "0.3");
+    }
+
+    #[test]
+    fn the_share_used_rounds_down_so_the_limit_shows_only_when_reached() {
+        assert_eq!(
+            check(Some(10_000), true, None, 9_996).per_mille(),
+            Some(999)
+        );
+        assert_eq!(
+            check(Some(10_000), true, None, 10_000).per_mille(),
+            Some(1000)
+        );
+        assert_eq!(check(Some(3), false, None, 1).per_mille(), Some(333));
+        assert_eq!(check(Some(100), false, None, 134).per_mille(), Some(1340));
+        assert_eq!(check(Some(0), false, None, 0).per_mille(), Some(1000));
+        assert_eq!(check(None, false, None, 5).per_mille(), None);
     }
 
     #[test]

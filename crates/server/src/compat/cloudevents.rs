@@ -230,7 +230,8 @@ fn parse_event(
             "data_base64 is not taken here; send the payload as JSON in data",
         ));
     }
-    let at = match text(event, "time")? {
+    let time = text(event, "time")?;
+    let at = match time {
         None => now,
         Some(time) => crate::billing::parse_ts(time).map_err(|e| {
             Problem::invalid("time", format!("time \"{time}\" is not RFC 3339: {e}"))
@@ -249,6 +250,7 @@ fn parse_event(
         properties,
         key: key(KeySource::CloudEvents, &[source, id]),
         at,
+        at_given: time.is_some(),
     };
     Ok((candidate, (id.to_string(), source.to_string())))
 }
@@ -262,6 +264,7 @@ async fn ingest_route(
     let body = crate::body::read(raw).map_err(|e| Problem::Other(e).into_problem(&[]))?;
     let value: Value = serde_json::from_slice(&body)
         .map_err(|e| ProblemDetails::bad(format!("the body is not JSON: {e}")))?;
+    meterline_core::wire::refuse_repeated_keys(&body).map_err(ProblemDetails::bad)?;
     let events = match (shape, value) {
         (Shape::Batch | Shape::Either, Value::Array(events)) => events,
         (Shape::One | Shape::Either, event @ Value::Object(_)) => vec![event],

@@ -221,6 +221,7 @@ fn parse_event(
         properties: event_properties,
         key: key(KeySource::Lago, &[&transaction_id]),
         at,
+        at_given: !event.get("timestamp").is_none_or(Value::is_null),
     };
     Ok((
         candidate,
@@ -318,7 +319,10 @@ async fn record(state: &AppState, events: &[Value]) -> Result<Vec<Value>, LagoEr
 fn json_body(raw: Result<Bytes, BytesRejection>) -> Result<Value, LagoError> {
     let body =
         crate::body::read(raw).map_err(|e| LagoError::from_problem(Problem::Other(e), &[]))?;
-    serde_json::from_slice(&body).map_err(|e| LagoError::bad(format!("the body is not JSON: {e}")))
+    let value = serde_json::from_slice(&body)
+        .map_err(|e| LagoError::bad(format!("the body is not JSON: {e}")))?;
+    meterline_core::wire::refuse_repeated_keys(&body).map_err(LagoError::bad)?;
+    Ok(value)
 }
 
 pub(super) async fn create(

@@ -76,7 +76,9 @@ pub(crate) struct Candidate {
     /// The idempotency key, built by [`key`]. Its source is also the protocol, which says
     /// how the meter is named and how fields are written in errors ([`Naming`]).
     pub key: IdempotencyKey,
+    /// The event's time: the protocol's, or when it was received (`at_given` false).
     pub at: DateTime<Utc>,
+    pub at_given: bool,
 }
 
 /// True when plans.toml defines `[[meters]]`. Without them there is one implicit `usage`
@@ -289,6 +291,7 @@ pub(crate) async fn ingest(state: &AppState, events: Vec<Candidate>) -> Result<I
             user_id: None,
             idempotency_key: Some(event.key),
             occurred_at: event.at,
+            at_given: event.at_given,
             meter,
             properties: event.properties,
         });

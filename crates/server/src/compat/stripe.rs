@@ -178,7 +178,17 @@ fn parse(fields: Vec<(String, String)>) -> Result<MeterEventIn, StripeError> {
     let mut identifier = None;
     let mut timestamp = None;
     let mut payload = BTreeMap::new();
+    let mut seen = std::collections::HashSet::new();
     for (name, value) in fields {
+        // Stripe's form takes each parameter once: which of two values would count?
+        if !seen.insert(name.clone()) {
+            let param = crate::sanitize::sanitize(&name).into_owned();
+            return Err(StripeError::invalid(
+                "parameter_invalid",
+                &param,
+                format!("Invalid {param}: given twice; each parameter may appear once."),
+            ));
+        }
         if let Some(member) = name
             .strip_prefix("payload[")
             .and_then(|m| m.strip_suffix(']'))
@@ -293,7 +303,10 @@ fn properties(
                 ),
             ));
         }
-        properties.insert(name.clone(), value.clone());
+        properties.insert(
+            name.clone(),
+            meterline_core::wire::property_text(value.clone()),
+        );
     }
     Ok(properties)
 }
@@ -368,6 +381,7 @@ async fn create_inner(
         properties: properties(&state.config, &event.payload)?,
         key: key(KeySource::Stripe, &[&identifier]),
         at,
+        at_given: event.timestamp.is_some(),
     };
     let decided = match ingest(state, vec![candidate])
         .await
