@@ -30,11 +30,27 @@ pub(crate) enum Tls {
 
 impl PgUrl {
     pub(crate) fn parse(url: &str) -> Result<PgUrl> {
-        let (base, query) = url.split_once('?').unwrap_or((url, ""));
+        let shown = crate::redact_db(url);
+        // The driver knows the scheme in lower case only.
+        let scheme = crate::postgres_scheme(url).unwrap_or(0);
+        let url = format!(
+            "{}{}",
+            url[..scheme].to_ascii_lowercase(),
+            &url[scheme..]
+        );
+        let (base, query) = url.split_once('?').unwrap_or((&url, ""));
         let mut tls = Tls::Prefer;
         let mut kept = Vec::new();
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             match pair.split_once('=') {
+                // The driver decodes option names: `ssl%6dode=require` would pass our reading
+                // of sslmode by, and `pass%77ord` the masking of passwords.
+                Some((name, _)) if name.contains('%') => {
+                    return Err(Error::InvalidInput(format!(
+                        "{shown} has an option name with a '%' in it; write option names \
+                         without percent-encoding (password=…, sslmode=…)"
+                    )));
+                }
                 Some(("sslmode", mode)) => tls = ssl_mode(mode)?,
                 _ => kept.push(pair),
             }
@@ -44,7 +60,6 @@ impl PgUrl {
         } else {
             format!("{base}?{}", kept.join("&"))
         };
-        let shown = crate::redact_db(url);
         let mut config = postgres::Config::from_str(&rest).map_err(|e| {
             Error::InvalidInput(format!("{shown} is not a valid PostgreSQL URL: {e}"))
         })?;
