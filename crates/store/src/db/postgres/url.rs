@@ -230,8 +230,52 @@ mod tests {
                 "postgres://db/billing?password=***&user=me@corp",
             ),
             ("postgres://db/billing", "postgres://db/billing"),
+            // Any option not known to be harmless, however the password is spelled.
+            (
+                "postgres://app@db/billing?pass%77ord=s3cret&sslmode=disable",
+                "postgres://app@db/billing?pass%77ord=***&sslmode=disable",
+            ),
+            (
+                "postgres://app@db/billing?PASSWORD=s3cret&connect_timeout=3",
+                "postgres://app@db/billing?PASSWORD=***&connect_timeout=3",
+            ),
+            // Schemes in any case, and mistyped ones that will be taken for a file path.
+            (
+                "POSTGRES://app:s3cret@db/billing",
+                "POSTGRES://app:***@db/billing",
+            ),
+            (
+                "postgre://app:s3cret@db/billing",
+                "postgre://app:***@db/billing",
+            ),
+            ("file:///srv/m.db?mode=ro", "file:///srv/m.db?mode=ro"),
+            ("/srv/meterline.db", "/srv/meterline.db"),
         ] {
             assert_eq!(crate::redact_db(url), shown);
+        }
+    }
+
+    #[test]
+    fn the_scheme_is_read_in_any_case() {
+        for url in ["POSTGRES://a:b@h/db", "PostgreSQL://a:b@h/db", "postgres://a:b@h/db"] {
+            assert!(crate::is_postgres_url(url), "{url}");
+            let parsed = PgUrl::parse(url).unwrap();
+            assert_eq!(parsed.config.get_dbname(), Some("db"));
+        }
+        for path in ["postgres:/a", "./postgres://x", "pg.db", ""] {
+            assert!(!crate::is_postgres_url(path), "{path}");
+        }
+    }
+
+    #[test]
+    fn an_option_name_with_a_percent_is_refused() {
+        for url in [
+            "postgres://a@h/db?pass%77ord=secret",
+            "postgres://a:secret@h/db?ssl%6dode=require",
+        ] {
+            let err = PgUrl::parse(url).err().unwrap().to_string();
+            assert!(err.contains("without percent-encoding"), "{err}");
+            assert!(!err.contains("secret"), "{err}");
         }
     }
 
