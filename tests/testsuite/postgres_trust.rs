@@ -51,11 +51,19 @@ fn a_password_in_an_encoded_or_unknown_option_never_shows() {
     let port = port_of(&url);
     for option in ["pass%77ord", "%70assword", "PASSWORD", "Password"] {
         let db = format!("postgres://{USER}@127.0.0.1:{port}/{name}?{option}={PASSWORD}");
-        for args in [&["doctor"][..], &["status"], &["customer", "add", "a", "--plan", "free"]] {
+        for args in [
+            &["doctor"][..],
+            &["status"],
+            &["customer", "add", "a", "--plan", "free"],
+        ] {
             let (code, out) = run(&s, &db, args);
             assert!(!out.contains(PASSWORD), "{db} {args:?}: {out}");
             // doctor reports it as a failed check (exit 1), the others as a usage error.
-            assert_eq!(code, if args[0] == "doctor" { 1 } else { 2 }, "{db} {args:?}: {out}");
+            assert_eq!(
+                code,
+                if args[0] == "doctor" { 1 } else { 2 },
+                "{db} {args:?}: {out}"
+            );
             assert!(out.contains(&format!("{option}=***")), "{out}");
         }
     }
@@ -113,7 +121,14 @@ fn without_a_token_a_503_names_nothing_of_the_database() {
 
     pg.stop();
     let nothing_of_the_database = |what: &str, body: &str| {
-        for part in [url.as_str(), password, role, "127.0.0.1", port_of(&url), name] {
+        for part in [
+            url.as_str(),
+            password,
+            role,
+            "127.0.0.1",
+            port_of(&url),
+            name,
+        ] {
             assert!(!body.contains(part), "{what} shows {part:?}: {body}");
         }
     };
@@ -241,7 +256,8 @@ fn a_run_lock_taken_a_moment_ago_names_its_holder() {
         .unwrap_err()
         .to_string();
     assert!(
-        refused.contains("another alert delivery is already running (pid 4242 on host-a, started 20"),
+        refused
+            .contains("another alert delivery is already running (pid 4242 on host-a, started 20"),
         "{refused}"
     );
     writers.join().unwrap();
@@ -257,7 +273,11 @@ fn copy_to_analyses_what_it_copied() {
     s.fill_demo(20, 2_000);
     let url = server().fresh_database();
     let out = s.cmd().args(["copy-to", &url]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let analysed = server().psql(
         db_name(&url),
         "SELECT string_agg(DISTINCT tablename, ',' ORDER BY tablename) FROM pg_stats \
@@ -291,7 +311,8 @@ impl CuttingProxy {
 
     fn pump_pair(client: TcpStream, upstream: TcpStream, once: Arc<AtomicBool>) {
         let cut = Arc::new(AtomicBool::new(false));
-        let (mut from_client, mut to_server) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+        let (mut from_client, mut to_server) =
+            (client.try_clone().unwrap(), upstream.try_clone().unwrap());
         let (mut from_server, mut to_client) = (upstream, client);
         let cutting = cut.clone();
         std::thread::spawn(move || {
@@ -364,7 +385,10 @@ fn a_commit_whose_answer_was_lost_is_reported_as_unknown() {
     assert_eq!(lost.status, 503, "{}", lost.body);
     assert_eq!(lost.code(), "outcome_unknown", "{}", lost.body);
     assert!(lost.retry_after.is_some());
-    let message = lost.json()["error"]["message"].as_str().unwrap().to_string();
+    let message = lost.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(
         message.contains("unknown") && message.contains("same idempotency key"),
         "{message}"
@@ -372,7 +396,10 @@ fn a_commit_whose_answer_was_lost_is_reported_as_unknown() {
     // It was committed nonetheless.
     let db = db_name(&url);
     assert_eq!(
-        server().psql(db, "SELECT count(*) FROM usage_events WHERE idempotency_key = 'k-1'"),
+        server().psql(
+            db,
+            "SELECT count(*) FROM usage_events WHERE idempotency_key = 'k-1'"
+        ),
         "1"
     );
 
@@ -384,6 +411,9 @@ fn a_commit_whose_answer_was_lost_is_reported_as_unknown() {
         server().psql(db, "SELECT count(*), SUM(quantity) FROM usage_events"),
         "1|3"
     );
-    assert_eq!(server().psql(db, "SELECT SUM(used) FROM usage_records"), "3");
+    assert_eq!(
+        server().psql(db, "SELECT SUM(used) FROM usage_records"),
+        "3"
+    );
     assert_eq!(serving.terminate().code(), Some(0));
 }

@@ -33,11 +33,7 @@ impl PgUrl {
         let shown = crate::redact_db(url);
         // The driver knows the scheme in lower case only.
         let scheme = crate::postgres_scheme(url).unwrap_or(0);
-        let url = format!(
-            "{}{}",
-            url[..scheme].to_ascii_lowercase(),
-            &url[scheme..]
-        );
+        let url = format!("{}{}", url[..scheme].to_ascii_lowercase(), &url[scheme..]);
         let (base, query) = url.split_once('?').unwrap_or((&url, ""));
         let mut tls = Tls::Prefer;
         let mut kept = Vec::new();
@@ -257,7 +253,11 @@ mod tests {
 
     #[test]
     fn the_scheme_is_read_in_any_case() {
-        for url in ["POSTGRES://a:b@h/db", "PostgreSQL://a:b@h/db", "postgres://a:b@h/db"] {
+        for url in [
+            "POSTGRES://a:b@h/db",
+            "PostgreSQL://a:b@h/db",
+            "postgres://a:b@h/db",
+        ] {
             assert!(crate::is_postgres_url(url), "{url}");
             let parsed = PgUrl::parse(url).unwrap();
             assert_eq!(parsed.config.get_dbname(), Some("db"));
