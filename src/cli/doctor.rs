@@ -148,6 +148,11 @@ fn check_database(ctx: &Context, report: &mut Report) -> Option<Store> {
                 }
                 Error::OlderSchema { .. } => "run `meterline upgrade`",
                 Error::Locked => "another process holds a write lock; try again",
+                // A URL that does not parse, or a server that does not answer: no backup helps.
+                Error::InvalidInput(_) => "correct the database URL (--db / METERLINE_DB)",
+                Error::Unavailable(_) => {
+                    "start the database server or check the URL's host and port; run again"
+                }
                 _ => "restore the last backup (docs/backup.md)",
             };
             report.problem(

@@ -54,6 +54,7 @@ mod postgres_bad_input;
 mod postgres_collation;
 mod postgres_restart;
 mod postgres_tls;
+mod postgres_trust;
 mod reconcile;
 mod reconcile_in_doubt;
 mod record_keys;

@@ -83,6 +83,16 @@ pub enum Error {
     /// 503 with Retry-After).
     #[error("the database server is unavailable: {0}")]
     Unavailable(String),
+    /// The connection to the database server was lost after a COMMIT went out and before its
+    /// answer came back: the transaction may or may not be written. Resent with the same
+    /// idempotency key, an event is recorded once either way (the HTTP server answers 503
+    /// `outcome_unknown` with Retry-After).
+    #[error(
+        "the connection to the database server was lost while it committed ({0}), so whether \
+         this was written is unknown; send it again with the same idempotency key: it is \
+         recorded once either way"
+    )]
+    OutcomeUnknown(String),
     #[error("{0}")]
     Stripe(String),
     #[error(
@@ -152,6 +162,7 @@ impl Error {
                 | Error::DiskFull
                 | Error::Database(_)
                 | Error::Unavailable(_)
+                | Error::OutcomeUnknown(_)
         )
     }
 }

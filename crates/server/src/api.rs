@@ -249,11 +249,13 @@ async fn get_status(State(state): State<AppState>) -> Result<Response, ApiError>
 async fn healthz(State(state): State<AppState>) -> Response {
     match read(&state, |store| store.schema_version()).await {
         Ok(_) => Json(serde_json::json!({ "status": "ok" })).into_response(),
+        // Anyone may ask: the answer says that, not why (an authenticated request's does).
         Err(e) => ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,
             code: "database_unavailable",
             ..e
         }
+        .for_anyone()
         .into_response(),
     }
 }

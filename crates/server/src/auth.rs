@@ -146,7 +146,8 @@ pub(crate) async fn guard<S: ErrorShape>(
             Err(e) => S::failed(e),
         },
         Err(Denied::Unauthorized(message)) => S::unauthorized(message),
-        Err(Denied::Failed(e)) => S::failed(e),
+        // The token could not be checked: the caller may hold none, so nothing of the database.
+        Err(Denied::Failed(e)) => S::failed(e.for_anyone()),
     }
 }
 

@@ -51,6 +51,17 @@ impl ApiError {
         }
     }
 
+    /// This error as a caller without a valid token may see it (and `/healthz`): its status,
+    /// code and Retry-After, and a message that names nothing of the database. A database
+    /// error names its URL, and so its user, host and database, which only callers holding a
+    /// token may learn.
+    pub(crate) fn for_anyone(self) -> ApiError {
+        ApiError {
+            message: "the server cannot use its database right now; retry later".into(),
+            ..self
+        }
+    }
+
     pub(crate) fn body(&self) -> ErrorBody<'_> {
         ErrorBody {
             code: self.code,
@@ -72,6 +83,10 @@ impl From<Error> for ApiError {
             Error::Locked => return ApiError::unavailable("database_locked", e.to_string()),
             Error::Unavailable(_) => {
                 return ApiError::unavailable("database_unavailable", e.to_string());
+            }
+            // Perhaps written: the message says to resend with the same idempotency key.
+            Error::OutcomeUnknown(_) => {
+                return ApiError::unavailable("outcome_unknown", e.to_string());
             }
             // Nothing of the request was written; it can succeed once space is freed.
             Error::DiskFull => {

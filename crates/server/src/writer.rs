@@ -198,7 +198,9 @@ fn run(mut store: Store, config: &Config, clock: Clock, rx: Receiver<Work>, metr
                 }
             }
             Err(e) => {
-                // Nothing of this round was committed: every request gets the same error.
+                // Nothing of this round was committed (or, on a commit whose answer was
+                // lost, perhaps all of it: `outcome_unknown`): every request gets the same
+                // error.
                 let e = ApiError::from(e);
                 for (_, reply) in replies {
                     let _ = reply.send(Err(e.clone()));

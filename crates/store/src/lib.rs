@@ -283,14 +283,28 @@ pub fn create_postgres_at_version(url: &str, version: i64) -> Result<()> {
     db::postgres::schema::create_at_version(&conn, version)
 }
 
-/// True when `db` (what `--db` or `METERLINE_DB` says) names a PostgreSQL database.
+/// True when `db` (what `--db` or `METERLINE_DB` says) names a PostgreSQL database: it starts
+/// with `postgres://` or `postgresql://`, the scheme in any case (URL schemes are
+/// case-insensitive, and `POSTGRES://` read as a file path would echo its password).
 pub fn is_postgres_url(db: &str) -> bool {
-    db.starts_with("postgres://") || db.starts_with("postgresql://")
+    postgres_scheme(db).is_some()
 }
 
-/// `db` as every message shows it: a PostgreSQL URL without its password, a path as it is.
+/// The length of `db`'s PostgreSQL scheme with its `://`, if it has one.
+pub(crate) fn postgres_scheme(db: &str) -> Option<usize> {
+    ["postgres://", "postgresql://"]
+        .iter()
+        .find(|scheme| {
+            db.get(..scheme.len())
+                .is_some_and(|start| start.eq_ignore_ascii_case(scheme))
+        })
+        .map(|scheme| scheme.len())
+}
+
+/// `db` as every message shows it: a URL (anything with `://`) without its password, a path
+/// as it is.
 pub fn redact_db(db: &str) -> String {
-    if is_postgres_url(db) {
+    if db.contains("://") {
         redact_url(db)
     } else {
         db.to_owned()
@@ -303,7 +317,8 @@ pub fn shown_db(db: &Path) -> String {
     sanitize::sanitize(&redact_db(&db.to_string_lossy())).into_owned()
 }
 
-/// A URL with the password (if any) replaced by `***`.
+/// A URL with the password (if any) replaced by `***`, and the value of every query option
+/// not known to be harmless too.
 fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
@@ -318,20 +333,57 @@ fn redact_url(url: &str) -> String {
         },
         None => rest.to_owned(),
     };
-    let shown = redact_password_options(&shown);
+    let shown = redact_options(&shown);
     sanitize::sanitize(&format!("{scheme}://{shown}")).into_owned()
 }
 
-/// Every `password=…` option (after a `?` or a `&`) with `***` for its value.
-fn redact_password_options(url: &str) -> String {
+/// Query options whose values are shown: the connection's and SQLite's URI settings, none of
+/// them secret. Every other option's value (`password`, but also `pass%77ord`, which the
+/// driver decodes to it, or `PASSWORD`) is shown as `***`: a list of what is safe to show
+/// cannot miss a spelling of what is not.
+const SHOWN_OPTIONS: &[&str] = &[
+    "user",
+    "dbname",
+    "host",
+    "hostaddr",
+    "port",
+    "sslmode",
+    "sslnegotiation",
+    "connect_timeout",
+    "application_name",
+    "options",
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_retries",
+    "tcp_user_timeout",
+    "target_session_attrs",
+    "channel_binding",
+    "load_balance_hosts",
+    // SQLite's URI filenames.
+    "mode",
+    "cache",
+    "vfs",
+    "immutable",
+    "nolock",
+    "psow",
+    "modeof",
+];
+
+/// Every option (after a `?` or a `&`) not in [`SHOWN_OPTIONS`] with `***` for its value.
+fn redact_options(url: &str) -> String {
     let mut shown = String::with_capacity(url.len());
     let mut rest = url;
     while let Some(at) = rest.find(['?', '&']) {
         shown.push_str(&rest[..=at]);
         rest = &rest[at + 1..];
-        if let Some(value) = rest.strip_prefix("password=") {
-            shown.push_str("password=***");
-            rest = &value[value.find('&').unwrap_or(value.len())..];
+        let end = rest.find('&').unwrap_or(rest.len());
+        if let Some((name, _value)) = rest[..end].split_once('=')
+            && !SHOWN_OPTIONS.contains(&name)
+        {
+            shown.push_str(name);
+            shown.push_str("=***");
+            rest = &rest[end..];
         }
     }
     shown.push_str(rest);

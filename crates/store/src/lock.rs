@@ -36,6 +36,10 @@ impl LockHolder {
     }
 }
 
+/// How long a run waits for the row of a holder that took the lock a moment ago: longer than
+/// the busy timeout its row's write may wait for the writers' lock.
+const HOLDER_ROW_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// A lock whose heartbeat is older than this belongs to a dead or hung run.
 pub const LOCK_STALE_AFTER_SECS: i64 = 60;
 
@@ -50,6 +54,28 @@ pub struct LockState {
     pub acquired_at: String,
     /// Seconds since the holder's last heartbeat; past `LOCK_STALE_AFTER_SECS` it is dead.
     pub heartbeat_age_secs: i64,
+}
+
+/// Who holds a run lock another run wanted, as that run's refusal names them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Held {
+    /// The holder, and when it took the lock.
+    By(LockHolder, String),
+    /// A run that took the lock a moment ago and has not written its row yet.
+    Unnamed,
+}
+
+impl std::fmt::Display for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Held::By(holder, acquired_at) => write!(
+                f,
+                "pid {} on {}, started {acquired_at}",
+                holder.pid, holder.host
+            ),
+            Held::Unnamed => f.write_str("started a moment ago, its process not named yet"),
+        }
+    }
 }
 
 /// One run at a time per database: a single-row lock table naming its holder and a table of
@@ -72,27 +98,10 @@ impl RunLock {
         conn: &mut Connection,
         holder: &LockHolder,
         started_at: DateTime<Utc>,
-    ) -> Result<std::result::Result<i64, (LockHolder, String)>> {
+    ) -> Result<std::result::Result<i64, Held>> {
         let on_postgres = conn.engine() == Engine::Postgres;
-        if on_postgres && !self.try_advisory(conn)? {
-            // A live process holds it: say who, from its row.
-            let held = self.state(conn)?;
-            return Ok(Err(match held {
-                Some(state) => (
-                    LockHolder {
-                        host: state.host,
-                        pid: state.pid as u32,
-                    },
-                    state.acquired_at,
-                ),
-                None => (
-                    LockHolder {
-                        host: "another host".into(),
-                        pid: 0,
-                    },
-                    String::new(),
-                ),
-            }));
+        if on_postgres && let Some(held) = self.advisory_held_by(conn)? {
+            return Ok(Err(held));
         }
         let begun = self.take_row(conn, holder, started_at, on_postgres);
         if on_postgres && !matches!(begun, Ok(Ok(_))) {
@@ -109,7 +118,7 @@ impl RunLock {
         holder: &LockHolder,
         started_at: DateTime<Utc>,
         advisory: bool,
-    ) -> Result<std::result::Result<i64, (LockHolder, String)>> {
+    ) -> Result<std::result::Result<i64, Held>> {
         let tx = conn.transaction_with_behavior(Behavior::Immediate)?;
         let current: Option<(i64, String, u32, String, i64)> = tx
             .query_row(
@@ -124,7 +133,7 @@ impl RunLock {
         if let Some((run_id, host, pid, acquired_at, heartbeat)) = current {
             let other = LockHolder { host, pid };
             if !advisory && lock_is_live(&other, heartbeat) {
-                return Ok(Err((other, acquired_at)));
+                return Ok(Err(Held::By(other, acquired_at)));
             }
             tx.execute(self.mark_interrupted, [run_id])?;
             tx.execute(&format!("DELETE FROM {} WHERE id = 1", self.lock), [])?;
@@ -186,6 +195,32 @@ impl RunLock {
             self.release_advisory(conn)?;
         }
         Ok(())
+    }
+
+    /// Take the session advisory lock; `Some(holder)` when a live process holds it.
+    ///
+    /// Its holder writes its row just after taking it, in a write transaction that may wait
+    /// for the writers' lock: a run starting at the same moment can find the advisory lock
+    /// held and no row yet. It waits for the row, the lock's release (then takes it), or
+    /// [`HOLDER_ROW_WAIT`], whichever comes first.
+    fn advisory_held_by(&self, conn: &Connection) -> Result<Option<Held>> {
+        let deadline = std::time::Instant::now() + HOLDER_ROW_WAIT;
+        loop {
+            if self.try_advisory(conn)? {
+                return Ok(None);
+            }
+            if let Some(state) = self.state(conn)? {
+                let holder = LockHolder {
+                    host: state.host,
+                    pid: state.pid as u32,
+                };
+                return Ok(Some(Held::By(holder, state.acquired_at)));
+            }
+            if std::time::Instant::now() >= deadline {
+                return Ok(Some(Held::Unnamed));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     }
 
     fn try_advisory(&self, conn: &Connection) -> Result<bool> {

@@ -49,12 +49,11 @@ impl super::Store {
     ) -> Result<i64> {
         SYNC_LOCK
             .begin(&mut self.conn, holder, started_at)?
-            .map_err(|(other, acquired_at)| {
+            .map_err(|held| {
                 Error::SyncRunning(format!(
-                    "another sync is already running (pid {} on {}, started {acquired_at}); \
+                    "another sync is already running ({held}); \
                      it holds the database's sync lock, so this one sends nothing. \
-                     Wait for it to finish and run again",
-                    other.pid, other.host
+                     Wait for it to finish and run again"
                 ))
             })
     }

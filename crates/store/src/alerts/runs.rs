@@ -38,12 +38,11 @@ impl crate::Store {
     ) -> Result<i64> {
         ALERT_LOCK
             .begin(&mut self.conn, holder, started_at)?
-            .map_err(|(other, acquired_at)| {
+            .map_err(|held| {
                 Error::AlertsRunning(format!(
-                    "another alert delivery is already running (pid {} on {}, started \
-                     {acquired_at}); it holds the database's alerts lock, so this one sends \
-                     nothing. Wait for it to finish and run again",
-                    other.pid, other.host
+                    "another alert delivery is already running ({held}); it holds the \
+                     database's alerts lock, so this one sends nothing. Wait for it to finish \
+                     and run again"
                 ))
             })
     }

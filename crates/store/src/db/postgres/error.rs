@@ -43,6 +43,21 @@ pub(crate) fn from_postgres(e: postgres::Error) -> Error {
     Error::Unavailable(plain(&e))
 }
 
+/// True when `e`, the error of a COMMIT, says nothing of the transaction's fate: no answer
+/// (the connection broke), or the session's end (the server shutting down, or restarting
+/// after a crash of another backend, as `kill -9` of one makes it) where the commit's answer
+/// should have been. A COMMIT's own refusal (a serialization failure, a deferred constraint)
+/// means it was rolled back.
+pub(crate) fn commit_unanswered(e: &postgres::Error) -> bool {
+    match e.as_db_error() {
+        None => true,
+        Some(db) => {
+            let class = &db.code().code()[..2];
+            class == "08" || class == "57" || matches!(db.severity(), "FATAL" | "PANIC")
+        }
+    }
+}
+
 /// An error while connecting: the server's refusal says why; no server at all is unavailable.
 pub(crate) fn connect_error(e: postgres::Error, url: &PgUrl) -> Error {
     if let Some(db) = e.as_db_error() {

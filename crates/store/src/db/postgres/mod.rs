@@ -80,12 +80,29 @@ impl PgConnection {
     }
 
     pub(crate) fn batch_execute(&self, sql: &str) -> Result<()> {
-        let result = self.with_client(|c| c.batch_execute(sql));
+        let result = match sql.trim() {
+            "COMMIT" => self.commit(),
+            _ => self.with_client(|c| c.batch_execute(sql)),
+        };
         match sql.trim() {
             "COMMIT" | "ROLLBACK" => self.in_transaction.set(false),
             _ => {}
         }
         result
+    }
+
+    /// COMMIT. An answer that never came (the connection cut, the server shut down or
+    /// crashed meanwhile) leaves the outcome unknown: the server may have written the
+    /// transaction before it went, so the caller must not be told that nothing was written.
+    fn commit(&self) -> Result<()> {
+        self.with_client(|c| Ok(c.batch_execute("COMMIT")))?
+            .map_err(|e| {
+                if error::commit_unanswered(&e) {
+                    Error::OutcomeUnknown(e.to_string())
+                } else {
+                    from_postgres(e)
+                }
+            })
     }
 
     pub(crate) fn begin(&self, behavior: Behavior) -> Result<()> {
@@ -109,9 +126,27 @@ impl PgConnection {
                 }
             ),
         };
-        self.with_client(|c| c.batch_execute(&sql))?;
+        self.open_transaction(&sql)?;
         self.in_transaction.set(true);
         Ok(())
+    }
+
+    /// Run `sql`, a text that begins a transaction (`BEGIN; …`). If a statement after its
+    /// BEGIN fails (the lock's wait past `lock_timeout`), the transaction is open and aborted
+    /// and every later statement on the connection would fail (25P02) for good: it is rolled
+    /// back here, and a connection that cannot roll back is dropped and made anew on next use.
+    pub(crate) fn open_transaction(&self, sql: &str) -> Result<()> {
+        let result = self.with_client(|c| c.batch_execute(sql));
+        if result.is_err() {
+            let mut slot = self.client.borrow_mut();
+            if slot
+                .as_mut()
+                .is_some_and(|c| c.batch_execute("ROLLBACK").is_err())
+            {
+                *slot = None;
+            }
+        }
+        result
     }
 
     /// `run` a statement of `sql`. A write outside any transaction gets a write transaction of

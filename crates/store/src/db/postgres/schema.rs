@@ -181,7 +181,7 @@ fn migrate(conn: &PgConnection) -> Result<()> {
 }
 
 fn migrate_to(conn: &PgConnection, version: i64) -> Result<()> {
-    conn.batch_execute(&format!(
+    conn.open_transaction(&format!(
         "BEGIN; SELECT pg_advisory_xact_lock({MIGRATION_LOCK}); {BOOKKEEPING}"
     ))?;
     let result =

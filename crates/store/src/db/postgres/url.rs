@@ -30,11 +30,23 @@ pub(crate) enum Tls {
 
 impl PgUrl {
     pub(crate) fn parse(url: &str) -> Result<PgUrl> {
-        let (base, query) = url.split_once('?').unwrap_or((url, ""));
+        let shown = crate::redact_db(url);
+        // The driver knows the scheme in lower case only.
+        let scheme = crate::postgres_scheme(url).unwrap_or(0);
+        let url = format!("{}{}", url[..scheme].to_ascii_lowercase(), &url[scheme..]);
+        let (base, query) = url.split_once('?').unwrap_or((&url, ""));
         let mut tls = Tls::Prefer;
         let mut kept = Vec::new();
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             match pair.split_once('=') {
+                // The driver decodes option names: `ssl%6dode=require` would pass our reading
+                // of sslmode by, and `pass%77ord` the masking of passwords.
+                Some((name, _)) if name.contains('%') => {
+                    return Err(Error::InvalidInput(format!(
+                        "{shown} has an option name with a '%' in it; write option names \
+                         without percent-encoding (password=…, sslmode=…)"
+                    )));
+                }
                 Some(("sslmode", mode)) => tls = ssl_mode(mode)?,
                 _ => kept.push(pair),
             }
@@ -44,7 +56,6 @@ impl PgUrl {
         } else {
             format!("{base}?{}", kept.join("&"))
         };
-        let shown = crate::redact_db(url);
         let mut config = postgres::Config::from_str(&rest).map_err(|e| {
             Error::InvalidInput(format!("{shown} is not a valid PostgreSQL URL: {e}"))
         })?;
@@ -215,8 +226,56 @@ mod tests {
                 "postgres://db/billing?password=***&user=me@corp",
             ),
             ("postgres://db/billing", "postgres://db/billing"),
+            // Any option not known to be harmless, however the password is spelled.
+            (
+                "postgres://app@db/billing?pass%77ord=s3cret&sslmode=disable",
+                "postgres://app@db/billing?pass%77ord=***&sslmode=disable",
+            ),
+            (
+                "postgres://app@db/billing?PASSWORD=s3cret&connect_timeout=3",
+                "postgres://app@db/billing?PASSWORD=***&connect_timeout=3",
+            ),
+            // Schemes in any case, and mistyped ones that will be taken for a file path.
+            (
+                "POSTGRES://app:s3cret@db/billing",
+                "POSTGRES://app:***@db/billing",
+            ),
+            (
+                "postgre://app:s3cret@db/billing",
+                "postgre://app:***@db/billing",
+            ),
+            ("file:///srv/m.db?mode=ro", "file:///srv/m.db?mode=ro"),
+            ("/srv/meterline.db", "/srv/meterline.db"),
         ] {
             assert_eq!(crate::redact_db(url), shown);
+        }
+    }
+
+    #[test]
+    fn the_scheme_is_read_in_any_case() {
+        for url in [
+            "POSTGRES://a:b@h/db",
+            "PostgreSQL://a:b@h/db",
+            "postgres://a:b@h/db",
+        ] {
+            assert!(crate::is_postgres_url(url), "{url}");
+            let parsed = PgUrl::parse(url).unwrap();
+            assert_eq!(parsed.config.get_dbname(), Some("db"));
+        }
+        for path in ["postgres:/a", "./postgres://x", "pg.db", ""] {
+            assert!(!crate::is_postgres_url(path), "{path}");
+        }
+    }
+
+    #[test]
+    fn an_option_name_with_a_percent_is_refused() {
+        for url in [
+            "postgres://a@h/db?pass%77ord=secret",
+            "postgres://a:secret@h/db?ssl%6dode=require",
+        ] {
+            let err = PgUrl::parse(url).err().unwrap().to_string();
+            assert!(err.contains("without percent-encoding"), "{err}");
+            assert!(!err.contains("secret"), "{err}");
         }
     }
 
