@@ -24,7 +24,7 @@ engine_tests!(
 
 /// An AI API: requests capped, tokens by model with overage, active users capped, seats as
 /// the latest value, peak concurrency as the max.
-const PLANS: &str = r#"
+pub(crate) const PLANS: &str = r#"
 [[meters]]
 id = "requests"
 name = "API requests"
@@ -67,7 +67,7 @@ included = 10
 included = 8
 "#;
 
-fn scratch(engine: Engine) -> Scratch {
+pub(crate) fn scratch(engine: Engine) -> Scratch {
     let s = Scratch::on(engine);
     std::fs::write(&s.plans, PLANS).unwrap();
     s.add_customer("acme", "free", "2026-11-01");

@@ -12,31 +12,9 @@ engine_tests!(
     a_meter_named_usage_is_an_ordinary_meter,
 );
 
-/// A capped `max` meter and a capped `latest` one, beside a capped count.
-const VALUE_PLANS: &str = r#"
-[[meters]]
-id = "requests"
-aggregation = "count"
-
-[[meters]]
-id = "peak"
-aggregation = "max"
-property = "value"
-
-[[meters]]
-id = "seats"
-aggregation = "latest"
-property = "value"
-
-[[plans]]
-id = "free"
-[plans.meters.requests]
-included = 3
-[plans.meters.peak]
-included = 10
-[plans.meters.seats]
-included = 5
-"#;
+/// On `crate::meters::PLANS`: requests capped at 5, seats (latest of `seats`) at 10, peak
+/// (max of `concurrency`) at 8, for acme on the free plan.
+use crate::meters::{PLANS as VALUE_PLANS, scratch};
 
 fn scratch_with(engine: Engine, plans: &str) -> Scratch {
     let s = Scratch::on(engine);
@@ -81,8 +59,8 @@ fn a_quantity_property_keeps_every_counter_of_the_implicit_meter_in_step(engine:
 /// Item 7: a resent key answers with the standing of the meter its event counted on, at its
 /// cap too, on the CLI and in a batch.
 fn a_duplicate_answers_the_standing_of_its_own_meter(engine: Engine) {
-    let s = scratch_with(engine, VALUE_PLANS);
-    for i in 0..3 {
+    let s = scratch(engine);
+    for i in 0..5 {
         let key = format!("r{i}");
         s.cmd()
             .args(["record", "acme", "--meter", "requests", "--key", &key])
@@ -91,8 +69,8 @@ fn a_duplicate_answers_the_standing_of_its_own_meter(engine: Engine) {
     }
     let again = record_json(&s, &["acme", "--meter", "requests", "--key", "r2"]);
     assert_eq!(again["duplicate"], true);
-    assert_eq!(again["used"], 3, "{again}");
-    assert_eq!(again["limit"], 3, "{again}");
+    assert_eq!(again["used"], 5, "{again}");
+    assert_eq!(again["limit"], 5, "{again}");
     assert_eq!(again["allowed"], false, "{again}");
     let batch = s
         .cmd()
@@ -104,18 +82,18 @@ fn a_duplicate_answers_the_standing_of_its_own_meter(engine: Engine) {
         serde_json::from_slice(batch.stdout.split(|b| *b == b'\n').next().unwrap()).unwrap();
     assert_eq!(
         (line["duplicate"].clone(), line["used"].clone()),
-        (true.into(), 3.into()),
+        (true.into(), 5.into()),
         "{line}"
     );
-    assert_eq!(line["limit"], 3, "{line}");
+    assert_eq!(line["limit"], 5, "{line}");
 }
 
 /// Item 8: a `max` or `latest` meter at exactly its limit takes that value again, so `check`
 /// says allowed and `--exit-code` exits 0; only a value above is refused.
 fn a_max_or_latest_meter_at_its_limit_is_still_allowed(engine: Engine) {
-    let s = scratch_with(engine, VALUE_PLANS);
-    for (meter, limit) in [("peak", 10), ("seats", 5)] {
-        let value = format!("value={limit}");
+    let s = scratch(engine);
+    for (meter, property, limit) in [("peak", "concurrency", 8), ("seats", "seats", 10)] {
+        let value = format!("{property}={limit}");
         s.cmd()
             .args(["record", "acme", "--meter", meter, "--property", &value])
             .assert()
@@ -132,7 +110,7 @@ fn a_max_or_latest_meter_at_its_limit_is_still_allowed(engine: Engine) {
             .args(["record", "acme", "--meter", meter, "--property", &value])
             .assert()
             .success();
-        let above = format!("value={}", limit + 1);
+        let above = format!("{property}={}", limit + 1);
         s.cmd()
             .args(["record", "acme", "--meter", meter, "--property", &above])
             .assert()
@@ -145,9 +123,9 @@ fn a_max_or_latest_meter_at_its_limit_is_still_allowed(engine: Engine) {
 /// total: its events are refused (exit 2, saying why and the way out), nothing changes, and
 /// `doctor` and `plans` say so.
 fn a_changed_aggregation_never_mixes_in_one_counter(engine: Engine) {
-    let s = scratch_with(engine, VALUE_PLANS);
+    let s = scratch(engine);
     for v in ["4", "2"] {
-        let value = format!("value={v}");
+        let value = format!("seats={v}");
         s.cmd()
             .args(["record", "acme", "--meter", "seats", "--property", &value])
             .assert()
@@ -169,7 +147,7 @@ fn a_changed_aggregation_never_mixes_in_one_counter(engine: Engine) {
             "--meter",
             "seats",
             "--property",
-            "value=7",
+            "seats=7",
         ])
         .output()
         .unwrap();
@@ -195,10 +173,11 @@ fn a_changed_aggregation_never_mixes_in_one_counter(engine: Engine) {
     );
     // Removing the meter: its unsent events are said to be kept and never sent.
     let removed = changed.replace(
-        "[[meters]]\nid = \"seats\"\naggregation = \"unique_count\"\nproperty = \"value\"\n",
+        "[[meters]]\nid = \"seats\"\naggregation = \"unique_count\"\nproperty = \"seats\"\n",
         "",
     );
-    let removed = removed.replace("[plans.meters.seats]\nincluded = 5\n", "");
+    let removed = removed.replace("[plans.meters.seats]\nincluded = 10\n", "");
+    assert_ne!(removed, changed);
     std::fs::write(&s.plans, &removed).unwrap();
     let doctor = s.cmd().arg("doctor").output().unwrap();
     let text = String::from_utf8_lossy(&doctor.stdout);
