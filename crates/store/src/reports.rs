@@ -87,7 +87,13 @@ fn unpacked(meters: &StripeMeters) -> String {
     )
 }
 
-/// One report `pack_reports` makes.
+/// `pack_reports` commits once a transaction has packed this many events (a larger group is
+/// a transaction of its own): other writers, `record` on every host, wait for one such
+/// transaction at most, never for the whole packing.
+const PACK_EVENTS_PER_COMMIT: i64 = 2_000;
+
+/// One report `pack_reports` makes: its customer, meter, period and group, and about how many
+/// events it takes (counted before its transaction; the report takes those there then).
 struct Group {
     customer: String,
     period_start: String,
@@ -95,9 +101,22 @@ struct Group {
     meter: String,
     event_name: String,
     dimensions: Option<String>,
-    amounts: i64,
     events: i64,
-    latest: String,
+}
+
+/// The events of one group (?4 customer, ?5 period, ?6 meter, ?7 dimensions) not in a report
+/// yet, inside the window (?1, ?2, ?3 as `unpacked`). The group's other conditions (its
+/// customer is mapped, its period counted) held when it was listed.
+fn group_events(meters: &StripeMeters) -> String {
+    format!(
+        "e.customer_id = ?4 AND e.period_start = ?5 AND e.meter_id = ?6
+           AND {} IS NOT DISTINCT FROM ?7
+           AND e.stripe_report_id IS NULL AND e.stripe_in_doubt_at IS NULL
+           AND e.stripe_reported_at IS NULL AND e.stripe_expired_at IS NULL
+           AND e.occurred_at >= ?1 AND e.occurred_at <= ?2
+           AND (e.stripe_failed_at IS NULL OR ?3 IS NULL OR e.stripe_failed_at < ?3)",
+        meters.dimensions_sql()
+    )
 }
 
 /// A `last` report's value: the meter's total for the period now (its row in
@@ -154,102 +173,59 @@ fn window_params(window: &OutboxWindow) -> (String, String, Option<String>) {
 impl super::Store {
     /// Group every sendable event not yet in a report (of the meters packed in this mode:
     /// all in aggregate mode, the `last` formula ones in per_event mode) into one report per
-    /// customer, meter, period and group, in one transaction. Returns how many were made.
+    /// customer, meter, period and group. Each report is made with its events in one
+    /// transaction, a few reports a transaction (`PACK_EVENTS_PER_COMMIT`), so that recording
+    /// goes on meanwhile. Returns how many were made.
     pub fn pack_reports(
         &mut self,
         meters: &StripeMeters,
         window: &OutboxWindow,
         now: DateTime<Utc>,
     ) -> Result<u64> {
-        let (from, to, rested) = window_params(window);
-        let tx = self.conn.transaction_with_behavior(Behavior::Immediate)?;
-        let groups: Vec<Group> = {
-            let mut stmt = tx.prepare(&format!(
-                "SELECT e.customer_id, e.period_start, r.period_end, e.meter_id, {} AS event_name,
-                        {} AS dims, SUM({AMOUNT}), COUNT(*), MAX(e.occurred_at)
-                 {}
-                 GROUP BY e.customer_id, e.period_start, r.period_end, e.meter_id, event_name, dims",
-                meters.event_name_sql(),
-                meters.dimensions_sql(),
-                unpacked(meters)
-            ))?;
-            let rows = stmt.query_map(params![from, to, rested], |r| {
-                Ok(Group {
-                    customer: r.get(0)?,
-                    period_start: r.get(1)?,
-                    period_end: r.get(2)?,
-                    meter: r.get(3)?,
-                    event_name: r.get(4)?,
-                    dimensions: r.get(5)?,
-                    amounts: r.get(6)?,
-                    events: r.get(7)?,
-                    latest: r.get(8)?,
-                })
-            })?;
-            rows.collect::<crate::Result<_>>()?
-        };
-        for g in &groups {
-            let formula = meters.route(&g.meter).map_or(Formula::Sum, |r| r.formula);
-            let (value, occurred_at) = match formula {
-                Formula::Sum => (g.amounts, g.latest.clone()),
-                Formula::Last => {
-                    let before: Option<String> = tx
-                        .prepare_cached(
-                            "SELECT MAX(occurred_at) FROM stripe_reports
-                             WHERE customer_id = ?1 AND period_start = ?2 AND meter_id = ?3",
-                        )?
-                        .query_row(params![g.customer, g.period_start, g.meter], |r| r.get(0))?;
-                    (
-                        current_value(&tx, &g.customer, &g.period_start, &g.meter)?,
-                        last_report_time(&g.latest, before.as_deref(), &g.period_end)?,
-                    )
+        let groups = self.unpacked_groups(meters, window)?;
+        let mut made = 0;
+        let mut rest = &groups[..];
+        while !rest.is_empty() {
+            let tx = self.conn.transaction_with_behavior(Behavior::Immediate)?;
+            let (mut events, mut taken) = (0, 0);
+            for group in rest {
+                made += u64::from(pack_group(&tx, meters, window, group, now)?);
+                events += group.events;
+                taken += 1;
+                if events >= PACK_EVENTS_PER_COMMIT {
+                    break;
                 }
-            };
-            let id: i64 = tx.query_row(
-                "INSERT INTO stripe_reports (customer_id, period_start, meter_event_name, value,
-                     events, occurred_at, identifier, created_at, meter_id, dimensions, formula)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) RETURNING id",
-                params![
-                    g.customer,
-                    g.period_start,
-                    g.event_name,
-                    value,
-                    g.events,
-                    occurred_at,
-                    format!("ml-{}", uuid::Uuid::now_v7()),
-                    format_ts(now),
-                    g.meter,
-                    g.dimensions,
-                    formula.as_str()
-                ],
-                |r| r.get(0),
-            )?;
-            // The group's own conditions (its customer is mapped, its period counted), read
-            // through the customer's index: one pass over its events, not over the outbox.
-            tx.prepare_cached(&format!(
-                "UPDATE usage_events AS e INDEXED BY usage_events_by_customer_time
-                 SET stripe_report_id = ?4
-                 WHERE e.customer_id = ?5 AND e.period_start = ?6 AND e.meter_id = ?7
-                   AND {} IS NOT DISTINCT FROM ?8
-                   AND e.stripe_report_id IS NULL AND e.stripe_in_doubt_at IS NULL
-                   AND e.stripe_reported_at IS NULL AND e.stripe_expired_at IS NULL
-                   AND e.occurred_at >= ?1 AND e.occurred_at <= ?2
-                   AND (e.stripe_failed_at IS NULL OR ?3 IS NULL OR e.stripe_failed_at < ?3)",
-                meters.dimensions_sql()
-            ))?
-            .execute(params![
-                from,
-                to,
-                rested,
-                id,
-                g.customer,
-                g.period_start,
-                g.meter,
-                g.dimensions
-            ])?;
+            }
+            tx.commit()?;
+            rest = &rest[taken..];
         }
-        tx.commit()?;
-        Ok(groups.len() as u64)
+        Ok(made)
+    }
+
+    /// The groups the sendable events not in a report yet make, with their event counts.
+    fn unpacked_groups(&self, meters: &StripeMeters, window: &OutboxWindow) -> Result<Vec<Group>> {
+        let (from, to, rested) = window_params(window);
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT e.customer_id, e.period_start, r.period_end, e.meter_id, {} AS event_name,
+                    {} AS dims, COUNT(*)
+             {}
+             GROUP BY e.customer_id, e.period_start, r.period_end, e.meter_id, event_name, dims",
+            meters.event_name_sql(),
+            meters.dimensions_sql(),
+            unpacked(meters)
+        ))?;
+        let rows = stmt.query_map(params![from, to, rested], |r| {
+            Ok(Group {
+                customer: r.get(0)?,
+                period_start: r.get(1)?,
+                period_end: r.get(2)?,
+                meter: r.get(3)?,
+                event_name: r.get(4)?,
+                dimensions: r.get(5)?,
+                events: r.get(6)?,
+            })
+        })?;
+        rows.collect()
     }
 
     /// The reports made and waiting to be sent (by this run's packing or an earlier run's).
@@ -621,6 +597,81 @@ impl super::Store {
         tx.commit()?;
         Ok(())
     }
+}
+
+/// Make `group`'s report from its events as they are now, under the writers' lock, and point
+/// them at it; false when it has none left.
+fn pack_group(
+    tx: &crate::db::Transaction,
+    meters: &StripeMeters,
+    window: &OutboxWindow,
+    g: &Group,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let (from, to, rested) = window_params(window);
+    // Through the customer's index: one pass over its events, not over the outbox.
+    let table = "usage_events AS e INDEXED BY usage_events_by_customer_time";
+    let group = group_events(meters);
+    let (amounts, events, latest): (Option<i64>, i64, Option<String>) = tx
+        .prepare_cached(&format!(
+            "SELECT SUM({AMOUNT}), COUNT(*), MAX(e.occurred_at) FROM {table} WHERE {group}"
+        ))?
+        .query_row(
+            params![from, to, rested, g.customer, g.period_start, g.meter, g.dimensions],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+    let Some(latest) = latest.filter(|_| events > 0) else {
+        return Ok(false);
+    };
+    let formula = meters.route(&g.meter).map_or(Formula::Sum, |r| r.formula);
+    let (value, occurred_at) = match formula {
+        Formula::Sum => (amounts.unwrap_or(0), latest),
+        Formula::Last => {
+            let before: Option<String> = tx
+                .prepare_cached(
+                    "SELECT MAX(occurred_at) FROM stripe_reports
+                     WHERE customer_id = ?1 AND period_start = ?2 AND meter_id = ?3",
+                )?
+                .query_row(params![g.customer, g.period_start, g.meter], |r| r.get(0))?;
+            (
+                current_value(tx, &g.customer, &g.period_start, &g.meter)?,
+                last_report_time(&latest, before.as_deref(), &g.period_end)?,
+            )
+        }
+    };
+    let id: i64 = tx.query_row(
+        "INSERT INTO stripe_reports (customer_id, period_start, meter_event_name, value,
+             events, occurred_at, identifier, created_at, meter_id, dimensions, formula)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) RETURNING id",
+        params![
+            g.customer,
+            g.period_start,
+            g.event_name,
+            value,
+            events,
+            occurred_at,
+            format!("ml-{}", uuid::Uuid::now_v7()),
+            format_ts(now),
+            g.meter,
+            g.dimensions,
+            formula.as_str()
+        ],
+        |r| r.get(0),
+    )?;
+    tx.prepare_cached(&format!(
+        "UPDATE {table} SET stripe_report_id = ?8 WHERE {group}"
+    ))?
+    .execute(params![
+        from,
+        to,
+        rested,
+        g.customer,
+        g.period_start,
+        g.meter,
+        g.dimensions,
+        id
+    ])?;
+    Ok(true)
 }
 
 /// A report and its unreported events are reported at `at`; returns the events marked.
