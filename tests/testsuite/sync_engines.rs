@@ -12,6 +12,7 @@ engine_tests!(
     a_sync_killed_mid_run_is_finished_by_the_next_without_doubles,
     a_dry_run_previews_every_unit_and_sends_nothing,
     records_succeed_while_a_sync_of_a_large_backlog_runs,
+    a_report_stands_for_at_most_10000_events,
 );
 
 /// Units per Stripe customer: what the database holds, and what the server accepted.
@@ -132,4 +133,26 @@ fn records_succeed_while_a_sync_of_a_large_backlog_runs(engine: Engine) {
     let (local, accepted) = local_and_accepted(&env);
     assert_eq!(accepted, local, "a unit was lost or counted twice");
     assert_eq!(env.server.duplicates(), 0);
+}
+
+/// A `sum` report stands for at most 10,000 events (making it and marking its events are
+/// transactions every writer waits for): 10,005 events of one customer go out as two reports
+/// or more, as the dry run said, and Stripe's total is the events' total.
+fn a_report_stands_for_at_most_10000_events(engine: Engine) {
+    let env = Env::on(engine, &aggregate_plans());
+    env.seed(&[Seed { events: 0, ..MAPPED[0] }], chrono::Duration::days(1));
+    env.record_many("acme", 10_005, chrono::Duration::hours(1));
+    let preview = env.run(&["sync", "--dry-run", "--json"], &[]);
+    assert!(preview.status.success(), "{}", stderr(&preview));
+    let output = env.run(&["sync", "--json"], &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(json(&output)["events_reported"], 10_005);
+
+    let db = env.inspect();
+    let reports = db.number("SELECT COUNT(*) FROM stripe_reports");
+    assert!(reports >= 2, "{reports} report(s)");
+    assert!(db.number("SELECT MAX(events) FROM stripe_reports") <= 10_000);
+    assert_eq!(json(&preview)["requests"], reports);
+    let (local, accepted) = local_and_accepted(&env);
+    assert_eq!(accepted, local, "a unit was lost or counted twice");
 }

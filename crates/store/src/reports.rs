@@ -87,13 +87,18 @@ fn unpacked(meters: &StripeMeters) -> String {
     )
 }
 
-/// `pack_reports` commits once a transaction has packed this many events (a larger group is
-/// a transaction of its own): other writers, `record` on every host, wait for one such
-/// transaction at most, never for the whole packing.
-const PACK_EVENTS_PER_COMMIT: i64 = 2_000;
+/// A `sum` report stands for at most this many events; a larger group makes several, oldest
+/// events first. Making a report, and marking its events reported, are each one transaction
+/// that every other writer (`record`, on every host) waits for: this bounds them.
+pub(crate) const MAX_REPORT_EVENTS: i64 = 10_000;
 
-/// One report `pack_reports` makes: its customer, meter, period and group, and about how many
-/// events it takes (counted before its transaction; the report takes those there then).
+/// The sync's transactions that make reports or write back their answers commit once they
+/// have written this many events, so that other writers wait for one such transaction at
+/// most, never for the whole packing or a whole batch of answers.
+const EVENTS_PER_COMMIT: u64 = 2_000;
+
+/// The events of one customer, meter, period and group not in a report yet: what
+/// `pack_reports` makes reports of.
 struct Group {
     customer: String,
     period_start: String,
@@ -101,12 +106,12 @@ struct Group {
     meter: String,
     event_name: String,
     dimensions: Option<String>,
-    events: i64,
 }
 
 /// The events of one group (?4 customer, ?5 period, ?6 meter, ?7 dimensions) not in a report
-/// yet, inside the window (?1, ?2, ?3 as `unpacked`). The group's other conditions (its
-/// customer is mapped, its period counted) held when it was listed.
+/// yet, inside the window (?1, ?2, ?3 as `unpacked`), up to the event at (?8 time, ?9 id)
+/// when ?8 is not NULL. The group's other conditions (its customer is mapped, its period
+/// counted) held when it was listed.
 fn group_events(meters: &StripeMeters) -> String {
     format!(
         "e.customer_id = ?4 AND e.period_start = ?5 AND e.meter_id = ?6
@@ -114,7 +119,8 @@ fn group_events(meters: &StripeMeters) -> String {
            AND e.stripe_report_id IS NULL AND e.stripe_in_doubt_at IS NULL
            AND e.stripe_reported_at IS NULL AND e.stripe_expired_at IS NULL
            AND e.occurred_at >= ?1 AND e.occurred_at <= ?2
-           AND (e.stripe_failed_at IS NULL OR ?3 IS NULL OR e.stripe_failed_at < ?3)",
+           AND (e.stripe_failed_at IS NULL OR ?3 IS NULL OR e.stripe_failed_at < ?3)
+           AND (?8 IS NULL OR (e.occurred_at, e.id) <= (?8, ?9))",
         meters.dimensions_sql()
     )
 }
@@ -173,41 +179,43 @@ fn window_params(window: &OutboxWindow) -> (String, String, Option<String>) {
 impl super::Store {
     /// Group every sendable event not yet in a report (of the meters packed in this mode:
     /// all in aggregate mode, the `last` formula ones in per_event mode) into one report per
-    /// customer, meter, period and group. Each report is made with its events in one
-    /// transaction, a few reports a transaction (`PACK_EVENTS_PER_COMMIT`), so that recording
-    /// goes on meanwhile. Returns how many were made.
+    /// customer, meter, period and group (several for a `sum` group larger than
+    /// `MAX_REPORT_EVENTS`). Each report is made with its events in one transaction, a few
+    /// reports a transaction (`EVENTS_PER_COMMIT`), so that recording goes on meanwhile.
+    /// Returns how many were made.
     pub fn pack_reports(
         &mut self,
         meters: &StripeMeters,
         window: &OutboxWindow,
         now: DateTime<Utc>,
     ) -> Result<u64> {
-        let groups = self.unpacked_groups(meters, window)?;
+        let mut groups = self.unpacked_groups(meters, window)?.into_iter().peekable();
         let mut made = 0;
-        let mut rest = &groups[..];
-        while !rest.is_empty() {
+        while groups.peek().is_some() {
             let tx = self.conn.transaction_with_behavior(Behavior::Immediate)?;
-            let (mut events, mut taken) = (0, 0);
-            for group in rest {
-                made += u64::from(pack_group(&tx, meters, window, group, now)?);
-                events += group.events;
-                taken += 1;
-                if events >= PACK_EVENTS_PER_COMMIT {
-                    break;
+            let mut events = 0;
+            while let Some(group) = groups.peek()
+                && events < EVENTS_PER_COMMIT
+            {
+                let packed = pack_report(&tx, meters, window, group, now)?;
+                made += u64::from(packed > 0);
+                events += packed;
+                // A full report may have left more of the group for the next.
+                if packed < MAX_REPORT_EVENTS as u64 {
+                    groups.next();
                 }
             }
             tx.commit()?;
-            rest = &rest[taken..];
         }
         Ok(made)
     }
 
-    /// The groups the sendable events not in a report yet make, with their event counts.
+    /// The groups of the sendable events not in a report yet.
     fn unpacked_groups(&self, meters: &StripeMeters, window: &OutboxWindow) -> Result<Vec<Group>> {
         let (from, to, rested) = window_params(window);
         let mut stmt = self.conn.prepare(&format!(
             "SELECT e.customer_id, e.period_start, r.period_end, e.meter_id, {} AS event_name,
-                    {} AS dims, COUNT(*)
+                    {} AS dims
              {}
              GROUP BY e.customer_id, e.period_start, r.period_end, e.meter_id, event_name, dims",
             meters.event_name_sql(),
@@ -222,7 +230,6 @@ impl super::Store {
                 meter: r.get(3)?,
                 event_name: r.get(4)?,
                 dimensions: r.get(5)?,
-                events: r.get(6)?,
             })
         })?;
         rows.collect()
@@ -248,15 +255,20 @@ impl super::Store {
     }
 
     /// What a sync would send now: reports made and waiting plus those it would make (of the
-    /// meters packed in this mode). A `last` report's units are the meter's value.
+    /// meters packed in this mode: a `sum` group in reports of `MAX_REPORT_EVENTS`). A `last`
+    /// report's units are the meter's value.
     pub fn report_plan(&self, meters: &StripeMeters, window: &OutboxWindow) -> Result<ReportPlan> {
         let made = self.made_reports(window)?;
         let (from, to, rested) = window_params(window);
         let unpacked = unpacked(meters);
         let (new, new_units, new_events): (i64, i64, i64) = self.conn.query_row(
             &format!(
-                "SELECT COUNT(*), COALESCE(SUM(units), 0), COALESCE(SUM(n), 0) FROM (
-                     SELECT CASE WHEN e.meter_id IN ({}) THEN COALESCE(
+                "SELECT COALESCE(SUM(reports), 0), COALESCE(SUM(units), 0), COALESCE(SUM(n), 0)
+                 FROM (
+                     SELECT CASE WHEN e.meter_id IN ({last}) THEN 1
+                            ELSE (COUNT(*) + {MAX_REPORT_EVENTS} - 1) / {MAX_REPORT_EVENTS}
+                            END AS reports,
+                            CASE WHEN e.meter_id IN ({last}) THEN COALESCE(
                                 (SELECT m.used FROM meter_counters m
                                  WHERE m.customer_id = e.customer_id
                                    AND m.period_start = e.period_start
@@ -265,8 +277,8 @@ impl super::Store {
                             COUNT(*) AS n
                      {unpacked}
                      GROUP BY e.customer_id, e.period_start, e.meter_id, {}) AS groups",
-                meters.last_sql(),
-                meters.dimensions_sql()
+                meters.dimensions_sql(),
+                last = meters.last_sql(),
             ),
             params![from, to, rested],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
@@ -318,8 +330,10 @@ impl super::Store {
         Ok((reports, cursor))
     }
 
-    /// Write back what happened to a batch of reports, and to every event in each, in one
-    /// transaction. Returns how many usage events were newly marked reported.
+    /// Write back what happened to a batch of reports, and to every event in each: each report
+    /// with its events in one transaction, a few reports a transaction (`EVENTS_PER_COMMIT`),
+    /// so that recording goes on meanwhile. Returns how many usage events were newly marked
+    /// reported.
     pub fn record_report_outcomes(
         &mut self,
         outcomes: &[EventOutcome],
@@ -327,45 +341,24 @@ impl super::Store {
     ) -> Result<u64> {
         let mut reported = 0;
         let at = format_ts(at);
-        let tx = self.conn.transaction_with_behavior(Behavior::Immediate)?;
-        for outcome in outcomes {
-            match outcome {
-                EventOutcome::Delivered { id, attempts } => {
-                    reported += mark_reported(&tx, *id, *attempts, &at)?;
+        let mut rest = outcomes;
+        while !rest.is_empty() {
+            let tx = self.conn.transaction_with_behavior(Behavior::Immediate)?;
+            let (mut written, mut taken) = (0, 0);
+            for outcome in rest {
+                let events = record_report_outcome(&tx, outcome, &at)?;
+                if matches!(outcome, EventOutcome::Delivered { .. }) {
+                    reported += events;
                 }
-                EventOutcome::Refused {
-                    id,
-                    attempts,
-                    error,
-                } => {
-                    // A refusal is an answer: Stripe does not hold it, so it is not in doubt.
-                    tx.prepare_cached(
-                        "UPDATE stripe_reports SET attempts = attempts + ?3, error = ?4,
-                             failed_at = ?2, first_sent_at = NULL
-                         WHERE id = ?1",
-                    )?
-                    .execute(params![id, at, attempts, error])?;
-                    tx.prepare_cached(
-                        "UPDATE usage_events SET stripe_attempts = stripe_attempts + ?3,
-                             stripe_error = ?4, stripe_failed_at = ?2
-                         WHERE stripe_report_id = ?1 AND stripe_reported_at IS NULL",
-                    )?
-                    .execute(params![id, at, attempts, error])?;
-                }
-                EventOutcome::Undelivered {
-                    id,
-                    attempts,
-                    error,
-                } => {
-                    tx.prepare_cached(
-                        "UPDATE stripe_reports SET attempts = attempts + ?2, error = ?3
-                         WHERE id = ?1",
-                    )?
-                    .execute(params![id, attempts, error])?;
+                written += events;
+                taken += 1;
+                if written >= EVENTS_PER_COMMIT {
+                    break;
                 }
             }
+            tx.commit()?;
+            rest = &rest[taken..];
         }
-        tx.commit()?;
         Ok(reported)
     }
 
@@ -599,31 +592,66 @@ impl super::Store {
     }
 }
 
-/// Make `group`'s report from its events as they are now, under the writers' lock, and point
-/// them at it; false when it has none left.
-fn pack_group(
+/// Make one report of `g`'s events as they are now, under the writers' lock (a `sum` report of
+/// its oldest `MAX_REPORT_EVENTS`), and point them at it. Returns the events it took: 0 when
+/// the group has none left.
+fn pack_report(
     tx: &crate::db::Transaction,
     meters: &StripeMeters,
     window: &OutboxWindow,
     g: &Group,
     now: DateTime<Utc>,
-) -> Result<bool> {
+) -> Result<u64> {
     let (from, to, rested) = window_params(window);
     // Through the customer's index: one pass over its events, not over the outbox.
     let table = "usage_events AS e INDEXED BY usage_events_by_customer_time";
     let group = group_events(meters);
+    let formula = meters.route(&g.meter).map_or(Formula::Sum, |r| r.formula);
+    let no_bound = (None::<String>, None::<i64>);
+    let (last_at, last_id) = match formula {
+        Formula::Sum => tx
+            .prepare_cached(&format!(
+                "SELECT e.occurred_at, e.id FROM {table} WHERE {group}
+                 ORDER BY e.occurred_at, e.id LIMIT 1 OFFSET ?10"
+            ))?
+            .query_row(
+                params![
+                    from,
+                    to,
+                    rested,
+                    g.customer,
+                    g.period_start,
+                    g.meter,
+                    g.dimensions,
+                    no_bound.0,
+                    no_bound.1,
+                    MAX_REPORT_EVENTS - 1
+                ],
+                |r| Ok((Some(r.get::<_, String>(0)?), Some(r.get::<_, i64>(1)?))),
+            )
+            .optional()?
+            .unwrap_or(no_bound),
+        Formula::Last => no_bound,
+    };
+    let bound = params![
+        from,
+        to,
+        rested,
+        g.customer,
+        g.period_start,
+        g.meter,
+        g.dimensions,
+        last_at,
+        last_id
+    ];
     let (amounts, events, latest): (Option<i64>, i64, Option<String>) = tx
         .prepare_cached(&format!(
             "SELECT SUM({AMOUNT}), COUNT(*), MAX(e.occurred_at) FROM {table} WHERE {group}"
         ))?
-        .query_row(
-            params![from, to, rested, g.customer, g.period_start, g.meter, g.dimensions],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )?;
+        .query_row(bound, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
     let Some(latest) = latest.filter(|_| events > 0) else {
-        return Ok(false);
+        return Ok(0);
     };
-    let formula = meters.route(&g.meter).map_or(Formula::Sum, |r| r.formula);
     let (value, occurred_at) = match formula {
         Formula::Sum => (amounts.unwrap_or(0), latest),
         Formula::Last => {
@@ -659,7 +687,7 @@ fn pack_group(
         |r| r.get(0),
     )?;
     tx.prepare_cached(&format!(
-        "UPDATE {table} SET stripe_report_id = ?8 WHERE {group}"
+        "UPDATE {table} SET stripe_report_id = ?10 WHERE {group}"
     ))?
     .execute(params![
         from,
@@ -669,9 +697,55 @@ fn pack_group(
         g.period_start,
         g.meter,
         g.dimensions,
+        last_at,
+        last_id,
         id
     ])?;
-    Ok(true)
+    Ok(events as u64)
+}
+
+/// What happened to one report, written to it and its events; returns the events written.
+fn record_report_outcome(
+    tx: &crate::db::Transaction,
+    outcome: &EventOutcome,
+    at: &str,
+) -> Result<u64> {
+    match outcome {
+        EventOutcome::Delivered { id, attempts } => mark_reported(tx, *id, *attempts, at),
+        EventOutcome::Refused {
+            id,
+            attempts,
+            error,
+        } => {
+            // A refusal is an answer: Stripe does not hold it, so it is not in doubt.
+            tx.prepare_cached(
+                "UPDATE stripe_reports SET attempts = attempts + ?3, error = ?4,
+                     failed_at = ?2, first_sent_at = NULL
+                 WHERE id = ?1",
+            )?
+            .execute(params![id, at, attempts, error])?;
+            let events = tx
+                .prepare_cached(
+                    "UPDATE usage_events SET stripe_attempts = stripe_attempts + ?3,
+                         stripe_error = ?4, stripe_failed_at = ?2
+                     WHERE stripe_report_id = ?1 AND stripe_reported_at IS NULL",
+                )?
+                .execute(params![id, at, attempts, error])?;
+            Ok(events as u64)
+        }
+        EventOutcome::Undelivered {
+            id,
+            attempts,
+            error,
+        } => {
+            tx.prepare_cached(
+                "UPDATE stripe_reports SET attempts = attempts + ?2, error = ?3
+                 WHERE id = ?1",
+            )?
+            .execute(params![id, attempts, error])?;
+            Ok(0)
+        }
+    }
 }
 
 /// A report and its unreported events are reported at `at`; returns the events marked.
