@@ -352,7 +352,10 @@ fn engines(now: DateTime<Utc>) {
         let dir = tempfile::tempdir().unwrap();
         let databases = [
             ("SQLite", dir.path().join("bench.db")),
-            ("PostgreSQL", std::path::PathBuf::from(server.fresh_database())),
+            (
+                "PostgreSQL",
+                std::path::PathBuf::from(server.fresh_database()),
+            ),
         ];
         for (engine, db) in databases {
             seed_batched(&db, now, customers, events);

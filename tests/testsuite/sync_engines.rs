@@ -140,7 +140,13 @@ fn records_succeed_while_a_sync_of_a_large_backlog_runs(engine: Engine) {
 /// or more, as the dry run said, and Stripe's total is the events' total.
 fn a_report_stands_for_at_most_10000_events(engine: Engine) {
     let env = Env::on(engine, &aggregate_plans());
-    env.seed(&[Seed { events: 0, ..MAPPED[0] }], chrono::Duration::days(1));
+    env.seed(
+        &[Seed {
+            events: 0,
+            ..MAPPED[0]
+        }],
+        chrono::Duration::days(1),
+    );
     env.record_many("acme", 10_005, chrono::Duration::hours(1));
     let preview = env.run(&["sync", "--dry-run", "--json"], &[]);
     assert!(preview.status.success(), "{}", stderr(&preview));
