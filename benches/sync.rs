@@ -368,6 +368,11 @@ fn engines(now: DateTime<Utc>) {
                 writes.longest.as_secs_f64() * 1000.0,
                 writes.failed
             );
+            for (which, failure) in [("first", writes.first_failure), ("last", writes.last_failure)] {
+                if let Some(failure) = failure {
+                    println!("      {which} failed record: {failure}");
+                }
+            }
         }
     }
 }
@@ -407,6 +412,8 @@ struct Writes {
     records: usize,
     failed: usize,
     longest: Duration,
+    first_failure: Option<String>,
+    last_failure: Option<String>,
 }
 
 /// Sync `db` in aggregate mode while another connection records an event every 10 ms:
@@ -423,8 +430,10 @@ fn sync_while_recording(db: &std::path::Path, now: DateTime<Utc>, events: usize)
             while !done.load(Ordering::Relaxed) {
                 let started = Instant::now();
                 let request = RecordRequest::new("customer-0", 1, now);
-                if store.record(&config, &request, now).is_err() {
+                if let Err(e) = store.record(&config, &request, now) {
                     writes.failed += 1;
+                    writes.first_failure.get_or_insert(e.to_string());
+                    writes.last_failure = Some(e.to_string());
                 }
                 writes.records += 1;
                 writes.longest = writes.longest.max(started.elapsed());
