@@ -368,7 +368,10 @@ fn engines(now: DateTime<Utc>) {
                 writes.longest.as_secs_f64() * 1000.0,
                 writes.failed
             );
-            for (which, failure) in [("first", writes.first_failure), ("last", writes.last_failure)] {
+            for (which, failure) in [
+                ("first", writes.first_failure),
+                ("last", writes.last_failure),
+            ] {
                 if let Some(failure) = failure {
                     println!("      {which} failed record: {failure}");
                 }
