@@ -7,13 +7,21 @@
 //! `METERLINE_BENCH_CASE=modes` runs only the aggregate-vs-per-event comparison (100,000 events
 //! of 100 customers; `METERLINE_BENCH_EVENTS` scales it) and the reconcile of 1,000 customers
 //! (`METERLINE_BENCH_CUSTOMERS` scales it).
+//! `METERLINE_BENCH_CASE=engines` runs only the sync on SQLite against PostgreSQL (a server of
+//! its own, as the tests start it) for 10,000, 40,000 and 160,000 events of 4 customers
+//! (`METERLINE_BENCH_SIZES=10000,40000`, `METERLINE_BENCH_CUSTOMERS`), in aggregate mode, with
+//! a writer recording one event every 10 ms meanwhile: how long its records waited.
 
 #[path = "../tests/testsuite/support/fake_stripe.rs"]
 mod fake_stripe;
 
+#[path = "../tests/testsuite/support/postgres.rs"]
+#[allow(dead_code)]
+mod pg;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -325,10 +333,142 @@ fn modes(now: DateTime<Utc>) {
     );
 }
 
+/// The engines case: the sync on SQLite and on PostgreSQL, side by side per size.
+fn engines(now: DateTime<Utc>) {
+    let sizes: Vec<usize> = std::env::var("METERLINE_BENCH_SIZES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![10_000, 40_000, 160_000]);
+    let customers = std::env::var("METERLINE_BENCH_CUSTOMERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4);
+    let server = pg::PgServer::private();
+    println!(
+        "sync, aggregate mode, {customers} customers, rate limit off, {WORKERS} workers; \
+         meanwhile a writer records an event every 10 ms"
+    );
+    for events in sizes {
+        let dir = tempfile::tempdir().unwrap();
+        let databases = [
+            ("SQLite", dir.path().join("bench.db")),
+            (
+                "PostgreSQL",
+                std::path::PathBuf::from(server.fresh_database()),
+            ),
+        ];
+        for (engine, db) in databases {
+            seed_batched(&db, now, customers, events);
+            let (secs, writes) = sync_while_recording(&db, now, events);
+            println!(
+                "  {events:>7} events  {engine:<10} {secs:>7.2} s {:>8.0} events/s; \
+                 records meanwhile {:>4}, longest {:>6.0} ms, failed {}",
+                events as f64 / secs,
+                writes.records,
+                writes.longest.as_secs_f64() * 1000.0,
+                writes.failed
+            );
+            for (which, failure) in [
+                ("first", writes.first_failure),
+                ("last", writes.last_failure),
+            ] {
+                if let Some(failure) = failure {
+                    println!("      {which} failed record: {failure}");
+                }
+            }
+        }
+    }
+}
+
+/// `events` unreported events of `customers` mapped customers, over the last 20 days,
+/// recorded 500 a batch, on a file or a PostgreSQL URL.
+fn seed_batched(db: &std::path::Path, now: DateTime<Utc>, customers: usize, events: usize) {
+    let config = Config::parse(&plans_in("https://api.stripe.com", "aggregate"), "bench").unwrap();
+    let mut store = Store::open(db).unwrap();
+    for c in 0..customers {
+        let customer = NewCustomer {
+            id: format!("customer-{c}"),
+            name: None,
+            plan_id: "free".into(),
+            stripe_customer_id: Some(format!("cus_Bench{c:06}")),
+            billing_anchor: Some((now - chrono::Duration::days(100)).date_naive()),
+        };
+        store.add_customer(&config, &customer, now).unwrap();
+    }
+    let span = chrono::Duration::days(20).num_seconds();
+    let requests: Vec<RecordRequest> = (0..events)
+        .map(|i| {
+            let at = now - chrono::Duration::seconds(span - span * i as i64 / events as i64);
+            RecordRequest::new(&format!("customer-{}", i % customers), 1, at)
+        })
+        .collect();
+    for batch in requests.chunks(500) {
+        for outcome in store.record_batch(&config, batch, now).unwrap() {
+            assert!(outcome.unwrap().recorded);
+        }
+    }
+}
+
+/// What the writer beside a sync saw.
+#[derive(Default)]
+struct Writes {
+    records: usize,
+    failed: usize,
+    longest: Duration,
+    first_failure: Option<String>,
+    last_failure: Option<String>,
+}
+
+/// Sync `db` in aggregate mode while another connection records an event every 10 ms:
+/// the sync's seconds, and how the records went.
+fn sync_while_recording(db: &std::path::Path, now: DateTime<Utc>, events: usize) -> (f64, Writes) {
+    let server = FakeStripe::start(KEY, now);
+    let config = Config::parse(&plans_in(&server.base(), "aggregate"), "bench").unwrap();
+    let key = meterline_stripe::ApiKey::new(KEY).unwrap();
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            let mut store = Store::open(db).unwrap();
+            let mut writes = Writes::default();
+            while !done.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                let request = RecordRequest::new("customer-0", 1, now);
+                if let Err(e) = store.record(&config, &request, now) {
+                    writes.failed += 1;
+                    writes.first_failure.get_or_insert(e.to_string());
+                    writes.last_failure = Some(e.to_string());
+                }
+                writes.records += 1;
+                writes.longest = writes.longest.max(started.elapsed());
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            writes
+        });
+        let start = Instant::now();
+        let report = meterline_stripe::run(
+            db,
+            &config,
+            &key,
+            &Default::default(),
+            &AtomicBool::new(false),
+            &mut |_| {},
+        );
+        let secs = start.elapsed().as_secs_f64();
+        done.store(true, Ordering::Relaxed);
+        let report = report.unwrap();
+        assert!(report.all_delivered(), "{report:?}");
+        assert!(report.events_reported as usize >= events, "{report:?}");
+        (secs, writer.join().unwrap())
+    })
+}
+
 fn main() {
     let now = Utc::now();
     if std::env::var("METERLINE_BENCH_CASE").as_deref() == Ok("modes") {
         return modes(now);
+    }
+    if std::env::var("METERLINE_BENCH_CASE").as_deref() == Ok("engines") {
+        return engines(now);
     }
     if std::env::var("METERLINE_BENCH_EVENTS").is_ok() {
         // A quick check that the cases run: the fairness case only, at the given size.

@@ -317,7 +317,7 @@ fn an_older_schema_is_upgraded_in_place() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(
         server().psql(&name, "SELECT max(version) FROM meterline_migrations"),
-        "5"
+        "6"
     );
     assert_eq!(text_columns_not_bytewise(&name), "0");
     assert_eq!(s.json(&["check", "acme", "--json"])["used"], 5);

@@ -86,7 +86,18 @@ fn unpacked(meters: &StripeMeters) -> String {
     )
 }
 
-/// One report `pack_reports` makes.
+/// A `sum` report stands for at most this many events; a larger group makes several, oldest
+/// events first. Making a report, and marking its events reported, are each one transaction
+/// that every other writer (`record`, on every host) waits for: this bounds them.
+pub(crate) const MAX_REPORT_EVENTS: i64 = 10_000;
+
+/// The sync's transactions that make reports or write back their answers commit once they
+/// have written this many events, so that other writers wait for one such transaction at
+/// most, never for the whole packing or a whole batch of answers.
+const EVENTS_PER_COMMIT: u64 = 2_000;
+
+/// The events of one customer, meter, period and group not in a report yet: what
+/// `pack_reports` makes reports of.
 struct Group {
     customer: String,
     period_start: String,
@@ -94,9 +105,23 @@ struct Group {
     meter: String,
     event_name: String,
     dimensions: Option<String>,
-    amounts: i64,
-    events: i64,
-    latest: String,
+}
+
+/// The events of one group (?4 customer, ?5 period, ?6 meter, ?7 dimensions) not in a report
+/// yet, inside the window (?1, ?2, ?3 as `unpacked`), up to the event at (?8 time, ?9 id)
+/// when ?8 is not NULL. The group's other conditions (its customer is mapped, its period
+/// counted) held when it was listed.
+fn group_events(meters: &StripeMeters) -> String {
+    format!(
+        "e.customer_id = ?4 AND e.period_start = ?5 AND e.meter_id = ?6
+           AND {} IS NOT DISTINCT FROM ?7
+           AND e.stripe_report_id IS NULL AND e.stripe_in_doubt_at IS NULL
+           AND e.stripe_reported_at IS NULL AND e.stripe_expired_at IS NULL
+           AND e.occurred_at >= ?1 AND e.occurred_at <= ?2
+           AND (e.stripe_failed_at IS NULL OR ?3 IS NULL OR e.stripe_failed_at < ?3)
+           AND (?8 IS NULL OR (e.occurred_at, e.id) <= (?8, ?9))",
+        meters.dimensions_sql()
+    )
 }
 
 /// A `last` report's value: the meter's total for the period now (its row in
@@ -146,102 +171,60 @@ fn window_params(window: &OutboxWindow) -> (String, String, Option<String>) {
 impl super::Store {
     /// Group every sendable event not yet in a report (of the meters packed in this mode:
     /// all in aggregate mode, the `last` formula ones in per_event mode) into one report per
-    /// customer, meter, period and group, in one transaction. Returns how many were made.
+    /// customer, meter, period and group (several for a `sum` group larger than
+    /// `MAX_REPORT_EVENTS`). Each report is made with its events in one transaction, a few
+    /// reports a transaction (`EVENTS_PER_COMMIT`), so that recording goes on meanwhile.
+    /// Returns how many were made.
     pub fn pack_reports(
         &mut self,
         meters: &StripeMeters,
         window: &OutboxWindow,
         now: DateTime<Utc>,
     ) -> Result<u64> {
-        let (from, to, rested) = window_params(window);
-        let tx = self.conn.transaction_with_behavior(Behavior::Immediate)?;
-        let groups: Vec<Group> = {
-            let mut stmt = tx.prepare(&format!(
-                "SELECT e.customer_id, e.period_start, r.period_end, e.meter_id, {} AS event_name,
-                        {} AS dims, SUM({AMOUNT}), COUNT(*), MAX(e.occurred_at)
-                 {}
-                 GROUP BY e.customer_id, e.period_start, r.period_end, e.meter_id, event_name, dims",
-                meters.event_name_sql(),
-                meters.dimensions_sql(),
-                unpacked(meters)
-            ))?;
-            let rows = stmt.query_map(params![from, to, rested], |r| {
-                Ok(Group {
-                    customer: r.get(0)?,
-                    period_start: r.get(1)?,
-                    period_end: r.get(2)?,
-                    meter: r.get(3)?,
-                    event_name: r.get(4)?,
-                    dimensions: r.get(5)?,
-                    amounts: r.get(6)?,
-                    events: r.get(7)?,
-                    latest: r.get(8)?,
-                })
-            })?;
-            rows.collect::<crate::Result<_>>()?
-        };
-        for g in &groups {
-            let formula = meters.route(&g.meter).map_or(Formula::Sum, |r| r.formula);
-            let (value, occurred_at) = match formula {
-                Formula::Sum => (g.amounts, g.latest.clone()),
-                Formula::Last => {
-                    let before: Option<String> = tx
-                        .prepare_cached(
-                            "SELECT MAX(occurred_at) FROM stripe_reports
-                             WHERE customer_id = ?1 AND period_start = ?2 AND meter_id = ?3",
-                        )?
-                        .query_row(params![g.customer, g.period_start, g.meter], |r| r.get(0))?;
-                    (
-                        current_value(&tx, &g.customer, &g.period_start, &g.meter)?,
-                        last_report_time(&g.latest, before.as_deref(), &g.period_end)?,
-                    )
+        let mut groups = self.unpacked_groups(meters, window)?.into_iter().peekable();
+        let mut made = 0;
+        while groups.peek().is_some() {
+            let tx = self.conn.transaction_with_behavior(Behavior::Immediate)?;
+            let mut events = 0;
+            while let Some(group) = groups.peek()
+                && events < EVENTS_PER_COMMIT
+            {
+                let packed = pack_report(&tx, meters, window, group, now)?;
+                made += u64::from(packed > 0);
+                events += packed;
+                // A full report may have left more of the group for the next.
+                if packed < MAX_REPORT_EVENTS as u64 {
+                    groups.next();
                 }
-            };
-            let id: i64 = tx.query_row(
-                "INSERT INTO stripe_reports (customer_id, period_start, meter_event_name, value,
-                     events, occurred_at, identifier, created_at, meter_id, dimensions, formula)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) RETURNING id",
-                params![
-                    g.customer,
-                    g.period_start,
-                    g.event_name,
-                    value,
-                    g.events,
-                    occurred_at,
-                    format!("ml-{}", uuid::Uuid::now_v7()),
-                    format_ts(now),
-                    g.meter,
-                    g.dimensions,
-                    formula.as_str()
-                ],
-                |r| r.get(0),
-            )?;
-            // The group's own conditions (its customer is mapped, its period counted), read
-            // through the customer's index: one pass over its events, not over the outbox.
-            tx.prepare_cached(&format!(
-                "UPDATE usage_events AS e INDEXED BY usage_events_by_customer_time
-                 SET stripe_report_id = ?4
-                 WHERE e.customer_id = ?5 AND e.period_start = ?6 AND e.meter_id = ?7
-                   AND {} IS NOT DISTINCT FROM ?8
-                   AND e.stripe_report_id IS NULL AND e.stripe_in_doubt_at IS NULL
-                   AND e.stripe_reported_at IS NULL AND e.stripe_expired_at IS NULL
-                   AND e.occurred_at >= ?1 AND e.occurred_at <= ?2
-                   AND (e.stripe_failed_at IS NULL OR ?3 IS NULL OR e.stripe_failed_at < ?3)",
-                meters.dimensions_sql()
-            ))?
-            .execute(params![
-                from,
-                to,
-                rested,
-                id,
-                g.customer,
-                g.period_start,
-                g.meter,
-                g.dimensions
-            ])?;
+            }
+            tx.commit()?;
         }
-        tx.commit()?;
-        Ok(groups.len() as u64)
+        Ok(made)
+    }
+
+    /// The groups of the sendable events not in a report yet.
+    fn unpacked_groups(&self, meters: &StripeMeters, window: &OutboxWindow) -> Result<Vec<Group>> {
+        let (from, to, rested) = window_params(window);
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT e.customer_id, e.period_start, r.period_end, e.meter_id, {} AS event_name,
+                    {} AS dims
+             {}
+             GROUP BY e.customer_id, e.period_start, r.period_end, e.meter_id, event_name, dims",
+            meters.event_name_sql(),
+            meters.dimensions_sql(),
+            unpacked(meters)
+        ))?;
+        let rows = stmt.query_map(params![from, to, rested], |r| {
+            Ok(Group {
+                customer: r.get(0)?,
+                period_start: r.get(1)?,
+                period_end: r.get(2)?,
+                meter: r.get(3)?,
+                event_name: r.get(4)?,
+                dimensions: r.get(5)?,
+            })
+        })?;
+        rows.collect()
     }
 
     /// The reports made and waiting to be sent (by this run's packing or an earlier run's).
@@ -264,15 +247,20 @@ impl super::Store {
     }
 
     /// What a sync would send now: reports made and waiting plus those it would make (of the
-    /// meters packed in this mode). A `last` report's units are the meter's value.
+    /// meters packed in this mode: a `sum` group in reports of `MAX_REPORT_EVENTS`). A `last`
+    /// report's units are the meter's value.
     pub fn report_plan(&self, meters: &StripeMeters, window: &OutboxWindow) -> Result<ReportPlan> {
         let made = self.made_reports(window)?;
         let (from, to, rested) = window_params(window);
         let unpacked = unpacked(meters);
         let (new, new_units, new_events): (i64, i64, i64) = self.conn.query_row(
             &format!(
-                "SELECT COUNT(*), COALESCE(SUM(units), 0), COALESCE(SUM(n), 0) FROM (
-                     SELECT CASE WHEN e.meter_id IN ({}) THEN COALESCE(
+                "SELECT COALESCE(SUM(reports), 0), COALESCE(SUM(units), 0), COALESCE(SUM(n), 0)
+                 FROM (
+                     SELECT CASE WHEN e.meter_id IN ({last}) THEN 1
+                            ELSE (COUNT(*) + {MAX_REPORT_EVENTS} - 1) / {MAX_REPORT_EVENTS}
+                            END AS reports,
+                            CASE WHEN e.meter_id IN ({last}) THEN COALESCE(
                                 (SELECT m.used FROM meter_counters m
                                  WHERE m.customer_id = e.customer_id
                                    AND m.period_start = e.period_start
@@ -281,8 +269,8 @@ impl super::Store {
                             COUNT(*) AS n
                      {unpacked}
                      GROUP BY e.customer_id, e.period_start, e.meter_id, {}) AS groups",
-                meters.last_sql(),
-                meters.dimensions_sql()
+                meters.dimensions_sql(),
+                last = meters.last_sql(),
             ),
             params![from, to, rested],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
@@ -334,8 +322,10 @@ impl super::Store {
         Ok((reports, cursor))
     }
 
-    /// Write back what happened to a batch of reports, and to every event in each, in one
-    /// transaction. Returns how many usage events were newly marked reported.
+    /// Write back what happened to a batch of reports, and to every event in each: each report
+    /// with its events in one transaction, a few reports a transaction (`EVENTS_PER_COMMIT`),
+    /// so that recording goes on meanwhile. Returns how many usage events were newly marked
+    /// reported.
     pub fn record_report_outcomes(
         &mut self,
         outcomes: &[EventOutcome],
@@ -343,45 +333,24 @@ impl super::Store {
     ) -> Result<u64> {
         let mut reported = 0;
         let at = format_ts(at);
-        let tx = self.conn.transaction_with_behavior(Behavior::Immediate)?;
-        for outcome in outcomes {
-            match outcome {
-                EventOutcome::Delivered { id, attempts } => {
-                    reported += mark_reported(&tx, *id, *attempts, &at)?;
+        let mut rest = outcomes;
+        while !rest.is_empty() {
+            let tx = self.conn.transaction_with_behavior(Behavior::Immediate)?;
+            let (mut written, mut taken) = (0, 0);
+            for outcome in rest {
+                let events = record_report_outcome(&tx, outcome, &at)?;
+                if matches!(outcome, EventOutcome::Delivered { .. }) {
+                    reported += events;
                 }
-                EventOutcome::Refused {
-                    id,
-                    attempts,
-                    error,
-                } => {
-                    // A refusal is an answer: Stripe does not hold it, so it is not in doubt.
-                    tx.prepare_cached(
-                        "UPDATE stripe_reports SET attempts = attempts + ?3, error = ?4,
-                             failed_at = ?2, first_sent_at = NULL
-                         WHERE id = ?1",
-                    )?
-                    .execute(params![id, at, attempts, error])?;
-                    tx.prepare_cached(
-                        "UPDATE usage_events SET stripe_attempts = stripe_attempts + ?3,
-                             stripe_error = ?4, stripe_failed_at = ?2
-                         WHERE stripe_report_id = ?1 AND stripe_reported_at IS NULL",
-                    )?
-                    .execute(params![id, at, attempts, error])?;
-                }
-                EventOutcome::Undelivered {
-                    id,
-                    attempts,
-                    error,
-                } => {
-                    tx.prepare_cached(
-                        "UPDATE stripe_reports SET attempts = attempts + ?2, error = ?3
-                         WHERE id = ?1",
-                    )?
-                    .execute(params![id, attempts, error])?;
+                written += events;
+                taken += 1;
+                if written >= EVENTS_PER_COMMIT {
+                    break;
                 }
             }
+            tx.commit()?;
+            rest = &rest[taken..];
         }
-        tx.commit()?;
         Ok(reported)
     }
 
@@ -612,6 +581,162 @@ impl super::Store {
         }
         tx.commit()?;
         Ok(())
+    }
+}
+
+/// Make one report of `g`'s events as they are now, under the writers' lock (a `sum` report of
+/// its oldest `MAX_REPORT_EVENTS`), and point them at it. Returns the events it took: 0 when
+/// the group has none left.
+fn pack_report(
+    tx: &crate::db::Transaction,
+    meters: &StripeMeters,
+    window: &OutboxWindow,
+    g: &Group,
+    now: DateTime<Utc>,
+) -> Result<u64> {
+    let (from, to, rested) = window_params(window);
+    // Through the customer's index: one pass over its events, not over the outbox.
+    let table = "usage_events AS e INDEXED BY usage_events_by_customer_time";
+    let group = group_events(meters);
+    let formula = meters.route(&g.meter).map_or(Formula::Sum, |r| r.formula);
+    let no_bound = (None::<String>, None::<i64>);
+    let (last_at, last_id) = match formula {
+        Formula::Sum => tx
+            .prepare_cached(&format!(
+                "SELECT e.occurred_at, e.id FROM {table} WHERE {group}
+                 ORDER BY e.occurred_at, e.id LIMIT 1 OFFSET ?10"
+            ))?
+            .query_row(
+                params![
+                    from,
+                    to,
+                    rested,
+                    g.customer,
+                    g.period_start,
+                    g.meter,
+                    g.dimensions,
+                    no_bound.0,
+                    no_bound.1,
+                    MAX_REPORT_EVENTS - 1
+                ],
+                |r| Ok((Some(r.get::<_, String>(0)?), Some(r.get::<_, i64>(1)?))),
+            )
+            .optional()?
+            .unwrap_or(no_bound),
+        Formula::Last => no_bound,
+    };
+    let bound = params![
+        from,
+        to,
+        rested,
+        g.customer,
+        g.period_start,
+        g.meter,
+        g.dimensions,
+        last_at,
+        last_id
+    ];
+    let (amounts, events, latest): (Option<i64>, i64, Option<String>) = tx
+        .prepare_cached(&format!(
+            "SELECT SUM({AMOUNT}), COUNT(*), MAX(e.occurred_at) FROM {table} WHERE {group}"
+        ))?
+        .query_row(bound, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    let Some(latest) = latest.filter(|_| events > 0) else {
+        return Ok(0);
+    };
+    let (value, occurred_at) = match formula {
+        Formula::Sum => (amounts.unwrap_or(0), latest),
+        Formula::Last => {
+            let before: Option<String> = tx
+                .prepare_cached(
+                    "SELECT MAX(occurred_at) FROM stripe_reports
+                     WHERE customer_id = ?1 AND period_start = ?2 AND meter_id = ?3",
+                )?
+                .query_row(params![g.customer, g.period_start, g.meter], |r| r.get(0))?;
+            (
+                current_value(tx, &g.customer, &g.period_start, &g.meter)?,
+                last_report_time(&latest, before.as_deref(), &g.period_end)?,
+            )
+        }
+    };
+    let id: i64 = tx.query_row(
+        "INSERT INTO stripe_reports (customer_id, period_start, meter_event_name, value,
+             events, occurred_at, identifier, created_at, meter_id, dimensions, formula)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) RETURNING id",
+        params![
+            g.customer,
+            g.period_start,
+            g.event_name,
+            value,
+            events,
+            occurred_at,
+            format!("ml-{}", uuid::Uuid::now_v7()),
+            format_ts(now),
+            g.meter,
+            g.dimensions,
+            formula.as_str()
+        ],
+        |r| r.get(0),
+    )?;
+    tx.prepare_cached(&format!(
+        "UPDATE {table} SET stripe_report_id = ?10 WHERE {group}"
+    ))?
+    .execute(params![
+        from,
+        to,
+        rested,
+        g.customer,
+        g.period_start,
+        g.meter,
+        g.dimensions,
+        last_at,
+        last_id,
+        id
+    ])?;
+    Ok(events as u64)
+}
+
+/// What happened to one report, written to it and its events; returns the events written.
+fn record_report_outcome(
+    tx: &crate::db::Transaction,
+    outcome: &EventOutcome,
+    at: &str,
+) -> Result<u64> {
+    match outcome {
+        EventOutcome::Delivered { id, attempts } => mark_reported(tx, *id, *attempts, at),
+        EventOutcome::Refused {
+            id,
+            attempts,
+            error,
+        } => {
+            // A refusal is an answer: Stripe does not hold it, so it is not in doubt.
+            tx.prepare_cached(
+                "UPDATE stripe_reports SET attempts = attempts + ?3, error = ?4,
+                     failed_at = ?2, first_sent_at = NULL
+                 WHERE id = ?1",
+            )?
+            .execute(params![id, at, attempts, error])?;
+            let events = tx
+                .prepare_cached(
+                    "UPDATE usage_events SET stripe_attempts = stripe_attempts + ?3,
+                         stripe_error = ?4, stripe_failed_at = ?2
+                     WHERE stripe_report_id = ?1 AND stripe_reported_at IS NULL",
+                )?
+                .execute(params![id, at, attempts, error])?;
+            Ok(events as u64)
+        }
+        EventOutcome::Undelivered {
+            id,
+            attempts,
+            error,
+        } => {
+            tx.prepare_cached(
+                "UPDATE stripe_reports SET attempts = attempts + ?2, error = ?3
+                 WHERE id = ?1",
+            )?
+            .execute(params![id, attempts, error])?;
+            Ok(0)
+        }
     }
 }
 

