@@ -511,3 +511,32 @@ fn a_taller_detail_lists_the_recent_events_with_their_meters() {
     // The meters keep their full boxes above: the five largest groups still show.
     assert!(screen.contains("+2 more"), "{screen}");
 }
+
+/// The Plans view with `[[meters]]`: each plan's terms a line per meter with the meter's
+/// Stripe event (it once showed every plan unlimited on `meterline_usage`), and the recent
+/// alerts by customer name with the meter crossed (they once showed ids and no meter).
+#[test]
+fn the_plans_view_shows_terms_per_meter_and_alerts_by_name_and_meter() {
+    let (_dir, store) = database();
+    let mut app = meters_app(&store, Theme::MONOCHROME);
+    app.apply(DataEvent::Alerts(meterline_tui::data::AlertsView {
+        counts: store.alert_counts().unwrap(),
+        recent: store
+            .recent_alerts(meterline_tui::data::ALERTS_LIMIT)
+            .unwrap(),
+    }));
+    app.update(Action::ShowPlans);
+    let buffer = render(&mut app, 120, 30);
+    let shown = text(&buffer);
+    assert!(!shown.contains("unlimited"), "{shown}");
+    assert!(!shown.contains("meterline_usage"), "{shown}");
+    let free_tokens = line_of(&buffer, "Free");
+    assert!(free_tokens.contains("requests"), "{shown}");
+    assert!(free_tokens.contains("100"), "{shown}");
+    let umbrella = line_of(&buffer, "Umbrella ");
+    assert!(
+        umbrella.contains("users") && umbrella.contains("hard_cap"),
+        "{shown}"
+    );
+    insta::assert_snapshot!("plans_view_three_meters_120x30", shown);
+}
