@@ -55,7 +55,7 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
     // The first pause between retries, for tests and impatient operators.
     options.backoff = crate::config::millis_from_env("METERLINE_STRIPE_BACKOFF_MS")?;
     let cancel = super::signals::cancel_on_signals()?;
-    let mut progress = ProgressOutput::new(args.json);
+    let mut progress = ProgressOutput::new(args.json, sent_unit(&config));
     let report = stripe::run(&ctx.db, &config, &key, &options, &cancel, &mut |p| {
         progress.update(p)
     });
@@ -95,23 +95,33 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
 /// A progress bar on a terminal; otherwise a plain line every few seconds (cron logs).
 enum ProgressOutput {
     Bar(indicatif::ProgressBar),
-    Lines { last: Instant },
+    Lines { last: Instant, unit: &'static str },
+}
+
+/// What a run sends to Stripe, as its progress counts them: in aggregate mode reports (each
+/// one meter event for many of ours), else meter events.
+fn sent_unit(config: &crate::config::Config) -> &'static str {
+    match config.stripe.report {
+        crate::config::ReportMode::Aggregate => "reports",
+        crate::config::ReportMode::PerEvent => "meter events",
+    }
 }
 
 impl ProgressOutput {
-    fn new(json: bool) -> Self {
+    fn new(json: bool, unit: &'static str) -> Self {
         if std::io::stderr().is_terminal() && !json {
             let bar = indicatif::ProgressBar::new(0);
             bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{bar:30} {pos}/{len} events  {per_sec}  eta {eta}  {msg}",
-                )
+                indicatif::ProgressStyle::with_template(&format!(
+                    "{{bar:30}} {{pos}}/{{len}} {unit}  {{per_sec}}  eta {{eta}}  {{msg}}"
+                ))
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
             ProgressOutput::Bar(bar)
         } else {
             ProgressOutput::Lines {
                 last: Instant::now(),
+                unit,
             }
         }
     }
@@ -126,9 +136,9 @@ impl ProgressOutput {
                     p.accepted, p.duplicates, p.failed
                 ));
             }
-            ProgressOutput::Lines { last } => {
+            ProgressOutput::Lines { last, unit } => {
                 if last.elapsed() >= Duration::from_secs(5) {
-                    eprintln!("{}", progress_line(p));
+                    eprintln!("{}", progress_line(p, unit));
                     *last = Instant::now();
                 }
             }
@@ -143,9 +153,9 @@ impl ProgressOutput {
     }
 }
 
-fn progress_line(p: &SyncProgress) -> String {
+fn progress_line(p: &SyncProgress, unit: &str) -> String {
     format!(
-        "sync: {}/{} events sent (accepted {}, duplicates {}, failed {})",
+        "sync: {}/{} {unit} sent (accepted {}, duplicates {}, failed {})",
         p.attempted, p.total, p.accepted, p.duplicates, p.failed
     )
 }
@@ -160,12 +170,18 @@ fn describe_preview(p: &SyncPreview, has_key: bool) -> String {
     } else {
         "no STRIPE_API_KEY set: a real sync needs it"
     };
+    // Units add up only within one meter: requests, tokens and users do not.
+    let one_meter = p.units_by_meter.len() <= 1;
     let mut out = if p.mode == "aggregate" {
+        let units = if one_meter {
+            format!("{} units, ", thousands(p.units))
+        } else {
+            String::new()
+        };
         format!(
-            "dry run: would send {} reports ({} units, {} events) to {} ({mode}); nothing sent, \
+            "dry run: would send {} reports ({units}{} events) to {} ({mode}); nothing sent, \
              nothing changed\n",
             thousands(p.requests as i64),
-            thousands(p.units),
             thousands(p.events as i64),
             p.api_host,
         )
@@ -194,6 +210,14 @@ fn describe_preview(p: &SyncPreview, has_key: bool) -> String {
             output::day(g.first),
             output::day(g.last)
         ));
+    }
+    if !one_meter {
+        let totals: Vec<String> = p
+            .units_by_meter
+            .iter()
+            .map(|(meter, units)| format!("{meter} {}", thousands(*units)))
+            .collect();
+        out.push_str(&format!("units by meter: {}\n", totals.join(" · ")));
     }
     out.push_str(&notes(
         p.unmapped,
@@ -317,4 +341,24 @@ fn notes(unmapped: u64, expired: u64, future: u64, failed_waiting: u64, dry: boo
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// In aggregate mode the run's total is of reports, not of our events.
+    #[test]
+    fn progress_counts_what_is_sent_in_its_own_unit() {
+        let p = SyncProgress {
+            total: 8,
+            ..SyncProgress::default()
+        };
+        assert_eq!(
+            progress_line(&p, "reports"),
+            "sync: 0/8 reports sent (accepted 0, duplicates 0, failed 0)"
+        );
+        let config = crate::config::Config::parse(crate::config::INIT_PLANS, "init").unwrap();
+        assert_eq!(sent_unit(&config), "reports");
+    }
 }
