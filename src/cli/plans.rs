@@ -28,10 +28,11 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
         ExitCode::SUCCESS
     } else {
         eprintln!(
-            "{}: {} customer(s) in {} are on plans this file no longer defines:",
+            "{}: {} in {} {} on plans this file no longer defines:",
             sanitize(&ctx.plans.display().to_string()),
-            missing.len(),
-            ctx.db_shown()
+            crate::billing::count(missing.len() as i64, "customer"),
+            ctx.db_shown(),
+            is_are(missing.len())
         );
         for (customer, plan) in &missing {
             eprintln!("  {} (plan \"{}\")", sanitize(customer), sanitize(plan));
@@ -50,8 +51,9 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
         outln!("{shown}: valid")?;
     } else {
         outln!(
-            "{shown}: valid, but {} customer(s) are on plans it no longer defines",
-            missing.len()
+            "{shown}: valid, but {} {} on plans it no longer defines",
+            crate::billing::count(missing.len() as i64, "customer"),
+            is_are(missing.len())
         )?;
     }
     if config.explicit_meters {
@@ -77,6 +79,11 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
         sanitize(&config.stripe.api_base),
     )?;
     Ok(code)
+}
+
+/// The verb after a count of `n`.
+fn is_are(n: usize) -> &'static str {
+    if n == 1 { "is" } else { "are" }
 }
 
 /// Without `[[meters]]`: a line per plan, its terms those of the one `usage` meter.

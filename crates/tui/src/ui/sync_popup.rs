@@ -70,9 +70,9 @@ pub(crate) fn draw(frame: &mut Frame, app: &App, area: Rect) {
 
 fn confirm(theme: Theme, p: &SyncPreview) -> Vec<Line<'static>> {
     let mut lines = vec![Line::raw(format!(
-        "Send {} events of {} customers to {}",
-        thousands(p.events as i64),
-        thousands(p.customers as i64),
+        "Send {} of {} to {}",
+        crate::billing::count(p.events as i64, "event"),
+        crate::billing::count(p.customers as i64, "customer"),
         sanitize(&p.api_host)
     ))];
     if p.mode == "aggregate" {
@@ -83,8 +83,8 @@ fn confirm(theme: Theme, p: &SyncPreview) -> Vec<Line<'static>> {
             String::new()
         };
         lines.push(Line::raw(format!(
-            "as {} reports{units}, one per customer, meter and period",
-            thousands(p.requests as i64),
+            "as {}{units}, one per customer, meter and period",
+            crate::billing::count(p.requests as i64, "report"),
         )));
     }
     if p.units_by_meter.len() > 1 {

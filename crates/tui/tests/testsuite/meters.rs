@@ -540,3 +540,26 @@ fn the_plans_view_shows_terms_per_meter_and_alerts_by_name_and_meter() {
     );
     insta::assert_snapshot!("plans_view_three_meters_120x30", shown);
 }
+
+/// A count of one takes the singular: "1 day left", never "1 days left".
+#[test]
+fn the_detail_says_1_day_left_on_the_last_day() {
+    let (_dir, store) = database();
+    let config = meter_config();
+    let last_day = Utc.with_ymd_and_hms(2026, 12, 4, 12, 0, 0).unwrap();
+    let dashboard = store.dashboard(&config, now()).unwrap();
+    let mut app = App::new(
+        config,
+        "m.db".into(),
+        "plans.toml".into(),
+        Theme::MONOCHROME,
+        last_day,
+        dashboard,
+    );
+    app_with_detail(&mut app, &store, "globex").unwrap();
+    let screen = text(&render(&mut app, 120, 40));
+    assert!(
+        screen.contains("period 2026-11-05 → 2026-12-05 · 1 day left · 3 meters"),
+        "{screen}"
+    );
+}
