@@ -108,13 +108,18 @@ fn ours_csv(db: &Path) {
     let store = Store::open(db).unwrap();
     let mut csv = csv::Writer::from_writer(std::io::sink());
     store
-        .export(ExportKind::Events, &ExportFilter::default(), |cells| {
-            for cell in cells {
-                csv.write_field(cell.csv_text().as_bytes()).unwrap();
-            }
-            csv.write_record(None::<&[u8]>).unwrap();
-            Ok(())
-        })
+        .export(
+            ExportKind::Events,
+            &ExportFilter::default(),
+            None,
+            |cells| {
+                for cell in cells {
+                    csv.write_field(cell.csv_text().as_bytes()).unwrap();
+                }
+                csv.write_record(None::<&[u8]>).unwrap();
+                Ok(())
+            },
+        )
         .unwrap();
 }
 

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use chrono::{DateTime, Utc};
 
 use super::Context;
-use crate::store::{Cell, ExportFilter, ExportKind};
+use crate::store::{Cell, ExportFilter, ExportKind, StripeMeters};
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -54,6 +54,9 @@ pub struct Args {
 /// Stream the rows to stdout; memory stays flat however many there are.
 pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
     let store = ctx.store()?;
+    // Without a readable plans.toml the export still runs; only the meters' Stripe events
+    // are unknown then.
+    let meters = ctx.config().ok().map(|c| StripeMeters::new(&c));
     let filter = ExportFilter {
         customer: args.customer,
         since: args.since,
@@ -67,7 +70,7 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
             let mut csv = csv::Writer::from_writer(out);
             csv.write_record(columns).map_err(csv_error)?;
             store
-                .export(kind, &filter, |cells| {
+                .export(kind, &filter, meters.as_ref(), |cells| {
                     write_csv_row(&mut csv, cells).map_err(csv_error)
                 })
                 .and_then(|_| csv.flush().map_err(io_error))
@@ -75,7 +78,7 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
         Format::Json => {
             let mut out = out;
             store
-                .export(kind, &filter, |cells| {
+                .export(kind, &filter, meters.as_ref(), |cells| {
                     let object: serde_json::Map<String, serde_json::Value> = columns
                         .iter()
                         .zip(cells)

@@ -2,6 +2,9 @@
 //! refusal its meter, value and limit, `--batch` likewise, plurals agree with their numbers.
 
 use crate::support::cli::Scratch;
+use crate::support::engine::{Engine, engine_tests};
+
+engine_tests!(export_usage_names_each_meters_stripe_event,);
 
 /// Requests counted, tokens summed, users counted once, the largest prompt as a max: each
 /// capped on the free plan.
@@ -122,5 +125,53 @@ fn a_refusal_names_the_meter_the_value_and_the_limit() {
     assert!(
         stderr.contains("line 1: refused: tokens_max: 1,200 would pass acme's hard cap of 1,000"),
         "{stderr}"
+    );
+}
+
+/// `export usage` names the Stripe event each meter's usage is reported to (it left
+/// `meter_event_name` empty for every meter but the implicit `usage`).
+fn export_usage_names_each_meters_stripe_event(engine: Engine) {
+    let s = crate::support::meters::scratch(engine);
+    for args in [
+        &["record", "acme"][..],
+        &[
+            "record",
+            "acme",
+            "--meter",
+            "tokens",
+            "--property",
+            "tokens=40",
+        ],
+        &["record", "acme", "--meter", "credits", "-n", "3"],
+    ] {
+        s.cmd().args(args).assert().success();
+    }
+    let out = s
+        .cmd()
+        .args(["export", "usage", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let rows: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let events: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["meter_id"].as_str().unwrap(),
+                r["meter_event_name"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("credits", "credits_used"),
+            ("requests", "api_requests"),
+            ("tokens", "ai_tokens")
+        ]
     );
 }

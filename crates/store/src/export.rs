@@ -7,6 +7,7 @@ use crate::db::OwnedValue;
 use chrono::{DateTime, Utc};
 
 use super::Store;
+use super::stripe_meters::StripeMeters;
 use crate::billing::format_ts;
 use crate::{Error, Result};
 
@@ -59,33 +60,40 @@ impl ExportKind {
     }
 
     /// The table, and the column the time filter and the order apply to.
-    fn source(self) -> (&'static str, &'static str) {
+    fn source(self, meters: Option<&StripeMeters>) -> (String, &'static str) {
         match self {
-            ExportKind::Events => ("usage_events", "occurred_at"),
-            ExportKind::Usage => (USAGE_ROWS, "period_start"),
+            ExportKind::Events => ("usage_events".into(), "occurred_at"),
+            ExportKind::Usage => (usage_rows(meters), "period_start"),
         }
     }
 }
 
 /// One row per customer × period × meter: the `usage` meter from the period's counter (left
 /// out when it has nothing and other meters counted), every other meter's total from
-/// meter_counters with the period's plan and price, and the terms for that meter the period
-/// keeps (`meter_terms`, migration 11; NULL where the plan does not bill the meter).
-const USAGE_ROWS: &str = "(
+/// meter_counters with the period's plan and price, the Stripe event plans.toml gives the
+/// meter (what the sync reports it to; NULL without `meters`), and the terms for that meter
+/// the period keeps (`meter_terms`, migration 11; NULL where the plan does not bill the meter).
+fn usage_rows(meters: Option<&StripeMeters>) -> String {
+    // `e`: the meter counters, as the event name's CASE on `e.meter_id` reads them.
+    let event_name = meters.map_or("CAST(NULL AS TEXT)", StripeMeters::event_name_sql);
+    format!(
+        "(
     SELECT customer_id, period_start, period_end, used, plan_id, meter_event_name, included,
            at_limit, overage_rate, price, 'usage' AS meter_id
     FROM usage_records r
     WHERE used > 0 OR NOT EXISTS (SELECT 1 FROM meter_counters m
         WHERE m.customer_id = r.customer_id AND m.period_start = r.period_start)
     UNION ALL
-    SELECT m.customer_id, m.period_start, r.period_end, m.used, r.plan_id, NULL,
-           CAST(json_extract(r.meter_terms, '$.\"' || m.meter_id || '\".included') AS BIGINT),
-           json_extract(r.meter_terms, '$.\"' || m.meter_id || '\".at_limit'),
-           json_extract(r.meter_terms, '$.\"' || m.meter_id || '\".overage_rate'),
-           r.price, m.meter_id
-    FROM meter_counters m JOIN usage_records r USING (customer_id, period_start)
-    WHERE m.group_key = ''
-) AS usage_rows";
+    SELECT e.customer_id, e.period_start, r.period_end, e.used, r.plan_id, {event_name},
+           CAST(json_extract(r.meter_terms, '$.\"' || e.meter_id || '\".included') AS BIGINT),
+           json_extract(r.meter_terms, '$.\"' || e.meter_id || '\".at_limit'),
+           json_extract(r.meter_terms, '$.\"' || e.meter_id || '\".overage_rate'),
+           r.price, e.meter_id
+    FROM meter_counters e JOIN usage_records r USING (customer_id, period_start)
+    WHERE e.group_key = ''
+) AS usage_rows"
+    )
+}
 
 /// Which rows: one customer, and a half-open time range `[since, until)` on the event time
 /// (events) or the period start (usage).
@@ -119,13 +127,15 @@ impl<'a> Cell<'a> {
 /// Streaming exports; serves `meterline export`.
 impl Store {
     /// Call `row` for every matching row, in time order, and return how many there were.
+    /// `meters` (plans.toml's) name each meter's Stripe event in the usage export.
     pub fn export(
         &self,
         kind: ExportKind,
         filter: &ExportFilter,
+        meters: Option<&StripeMeters>,
         mut row: impl FnMut(&[Cell]) -> Result<()>,
     ) -> Result<u64> {
-        let (table, time) = kind.source();
+        let (table, time) = kind.source(meters);
         let name = match kind {
             ExportKind::Events => "usage_events",
             ExportKind::Usage => "usage",
