@@ -563,3 +563,34 @@ fn the_detail_says_1_day_left_on_the_last_day() {
         "{screen}"
     );
 }
+
+/// An event's detail gives its meter and what it added, as the Events list's Units column
+/// does (the detail showed the event's quantity: 1 for 1,200 tokens).
+#[test]
+fn an_events_detail_shows_its_meter_and_amount_as_the_list_does() {
+    let mut app = meters_app(&database().1, Theme::MONOCHROME);
+    app.update(Action::ShowEvents);
+    app.apply(DataEvent::Events(vec![meterline_store::EventRow {
+        id: 7,
+        customer_id: "acme".into(),
+        customer_name: "Acme Robotics".into(),
+        user_id: None,
+        quantity: 1,
+        meter_id: "tokens".into(),
+        amount: 1_200,
+        occurred_at: "2026-11-20T10:00:00Z".into(),
+        attempts: 0,
+        error: None,
+        state: meterline_store::StripeState::Pending,
+    }]));
+    let list = text(&render(&mut app, 120, 20));
+    assert!(
+        line_of(&render(&mut app, 120, 20), "Acme Robotics").contains("1,200"),
+        "{list}"
+    );
+    app.update(Action::Open);
+    let shown = text(&render(&mut app, 120, 30));
+    assert!(shown.contains("Meter       tokens"), "{shown}");
+    assert!(shown.contains("Amount      1,200"), "{shown}");
+    assert!(!shown.contains("Units       1"), "{shown}");
+}
