@@ -198,7 +198,9 @@ fn first_steps_work_with_the_defaults() {
         .args(["demo", "--customers", "5", "--events", "50"])
         .assert()
         .success()
-        .stdout(contains("plans: built-in example plans, written to plans.toml"));
+        .stdout(contains(
+            "plans: built-in example plans, written to plans.toml",
+        ));
     // Written beside it, so the next command reads the demo with the plans it was made on.
     assert_eq!(
         std::fs::read_to_string(dir.path().join("plans.toml")).unwrap(),

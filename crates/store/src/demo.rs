@@ -287,8 +287,8 @@ fn dimension_value(dimension: &str, rng: &mut fastrand::Rng) -> String {
 }
 
 /// With `[[meters]]`: one customer-period's events on every meter, each meter at its own level
-/// of the plan's terms (in the current period one meter per customer goes through
-/// `TARGET_RATIOS`, the others stay well within): requests counted, tokens by model, distinct
+/// of the plan's terms (in the current period the customer's focus meter reaches its share of
+/// `METER_RATIOS`, the others stay well within): requests counted, tokens by model, distinct
 /// users, a max or latest value.
 fn meter_events(
     config: &Config,
@@ -334,7 +334,7 @@ fn meter_events(
                 let events = if shape.current && target <= COUNT_CAP {
                     target
                 } else {
-                    rng.i64(share / 2..=share * 2).clamp(1, target)
+                    rng.i64(share / 2..=share * 2).max(1).min(target)
                 };
                 for _ in 0..events {
                     made.push(event(None, 1, shape.at(rng), rng));
@@ -380,7 +380,8 @@ fn meter_events(
 }
 
 /// Where a meter ends a customer-period: `ratio` of what the plan includes (never past a hard
-/// cap, never nothing), or a plausible amount where the plan sets no limit or does not bill the meter.
+/// cap, never nothing), or a plausible amount where the plan sets no limit or does not bill
+/// the meter.
 fn meter_target(
     terms: Option<&MeterTerms>,
     aggregation: Aggregation,
