@@ -114,7 +114,7 @@ fn ours_csv(db: &Path) {
     let mut csv = csv::Writer::from_writer(std::io::sink());
     store
         .export(
-            &plans(),
+            Some(&plans()),
             ExportKind::Events,
             &ExportFilter::default(),
             |cells| {

@@ -93,7 +93,10 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
             if healthy {
                 "healthy".to_string()
             } else {
-                format!("{problems} problem(s) found")
+                format!(
+                    "{} found",
+                    crate::billing::count(problems as i64, "problem")
+                )
             }
         )?;
     }
@@ -229,7 +232,10 @@ fn check_customers(store: &Store, config: &Config, report: &mut Report) -> Resul
     if missing.is_empty() {
         report.ok(
             "customers",
-            format!("{} customers, every plan defined", customers.len()),
+            format!(
+                "{}, every plan defined",
+                crate::billing::count(customers.len() as i64, "customer")
+            ),
         );
     } else {
         let names: Vec<String> = missing
@@ -287,8 +293,8 @@ fn check_stripe(
         Err(Error::MissingApiKey) if counts.deliverable > 0 => report.problem(
             "stripe",
             format!(
-                "STRIPE_API_KEY is not set and {} events wait to be reported",
-                output::thousands(counts.deliverable as i64)
+                "STRIPE_API_KEY is not set, with {} to report",
+                crate::billing::count(counts.deliverable as i64, "event")
             ),
             "set STRIPE_API_KEY for `meterline sync` (docs/sync.md)",
         ),
@@ -317,9 +323,9 @@ fn check_stripe(
             report.problem(
                 "expiring",
                 format!(
-                    "{} unreported events are within {} days of Stripe's 35-day window",
-                    output::thousands(checks.expiring as i64),
-                    config.stripe.expiry_warning_days
+                    "{} within {} of Stripe's 35-day window",
+                    crate::billing::count(checks.expiring as i64, "unreported event"),
+                    crate::billing::count(config.stripe.expiry_warning_days.into(), "day")
                 ),
                 "run `meterline sync` now; past the window they can never be billed",
             );
@@ -328,8 +334,8 @@ fn check_stripe(
             report.problem(
                 "in doubt",
                 format!(
-                    "{} events were sent over 23 hours ago without an answer",
-                    output::thousands(checks.in_doubt as i64)
+                    "{} sent over 23 hours ago without an answer",
+                    crate::billing::count(checks.in_doubt as i64, "event")
                 ),
                 "`meterline reconcile` settles them against Stripe's totals (docs/sync.md)",
             );
@@ -339,8 +345,8 @@ fn check_stripe(
         report.problem(
             "failed",
             format!(
-                "{} events were refused by Stripe",
-                output::thousands(counts.failed as i64)
+                "{} refused by Stripe",
+                crate::billing::count(counts.failed as i64, "event")
             ),
             "read the reasons in the dashboard's events view (2), correct them, then `meterline sync --retry-failed`",
         );
@@ -349,8 +355,8 @@ fn check_stripe(
         report.problem(
             "unmapped",
             format!(
-                "{} events belong to customers without a Stripe customer id",
-                output::thousands(counts.unmapped as i64)
+                "{} of customers without a Stripe customer id",
+                crate::billing::count(counts.unmapped as i64, "event")
             ),
             "`meterline customer set-stripe CUSTOMER cus_...` for each (see `meterline customer list`)",
         );

@@ -173,9 +173,20 @@ impl Context {
         self.open(OpenOptions::existing())
     }
 
-    /// The store for writing: created if missing, upgraded if older.
+    /// The store for writing: created if missing, upgraded if older. A new file is said on
+    /// stderr with its full path: a mistyped --db would otherwise start a second database
+    /// silently, and the data would be split across the two.
     pub fn write_store(&self) -> Result<Store> {
-        self.open(OpenOptions::default())
+        let creates = !self.on_postgres() && !self.db.exists();
+        let store = self.open(OpenOptions::default())?;
+        if creates {
+            let path = std::path::absolute(&self.db).unwrap_or_else(|_| self.db.clone());
+            eprintln!(
+                "created a new meterline database: {}",
+                crate::sanitize::sanitize(&path.display().to_string())
+            );
+        }
+        Ok(store)
     }
 
     /// An existing store, upgraded if older (sync: it writes, but only to a database that has

@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use super::{Context, output};
 use crate::Result;
-use crate::config::AtLimit;
+use crate::config::{AtLimit, Config, IMPLICIT_METER, MeterTerms};
 use crate::sanitize::sanitize;
 
 #[derive(Debug, clap::Args)]
@@ -36,10 +36,11 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
         ExitCode::SUCCESS
     } else {
         eprintln!(
-            "{}: {} customer(s) in {} are on plans this file no longer defines:",
+            "{}: {} in {} {} on plans this file no longer defines:",
             sanitize(&ctx.plans.display().to_string()),
-            missing.len(),
-            ctx.db_shown()
+            crate::billing::count(missing.len() as i64, "customer"),
+            ctx.db_shown(),
+            is_are(missing.len())
         );
         for (customer, plan) in &missing {
             eprintln!("  {} (plan \"{}\")", sanitize(customer), sanitize(plan));
@@ -58,10 +59,43 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
         outln!("{shown}: valid")?;
     } else {
         outln!(
-            "{shown}: valid, but {} customer(s) are on plans it no longer defines",
-            missing.len()
+            "{shown}: valid, but {} {} on plans it no longer defines",
+            crate::billing::count(missing.len() as i64, "customer"),
+            is_are(missing.len())
         )?;
     }
+    if config.implicit_meter().is_none() {
+        print_meter_table(&config)?;
+    } else {
+        print_plan_table(&config)?;
+    }
+    outln!(
+        "thresholds: warning {:.0} %, critical {:.0} %, hard cap 100 %",
+        config.thresholds.warning * 100.0,
+        config.thresholds.critical * 100.0
+    )?;
+    // With `[[meters]]` each meter names its own event: the global one is not used.
+    let meter_event = if config.implicit_meter().is_none() {
+        String::new()
+    } else {
+        format!(" (meter event {})", sanitize(&config.stripe.meter_event))
+    };
+    outln!(
+        "billing periods: {}, currency {}; stripe: {}{meter_event}",
+        config.billing.period.as_str(),
+        config.billing.currency,
+        sanitize(&config.stripe.api_base),
+    )?;
+    Ok(code)
+}
+
+/// The verb after a count of `n`.
+fn is_are(n: usize) -> &'static str {
+    if n == 1 { "is" } else { "are" }
+}
+
+/// Without `[[meters]]`: a line per plan, its terms those of the one `usage` meter.
+fn print_plan_table(config: &Config) -> Result<()> {
     outln!(
         "{:<10} {:<16} {:>10} {:>14} {:<8} {:>10}  METER EVENT",
         "ID",
@@ -72,32 +106,84 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
         "RATE"
     )?;
     for p in &config.plans {
+        let terms = Terms::of(config, p.meters.get(IMPLICIT_METER));
         outln!(
             "{:<10} {:<16} {:>10} {:>14} {:<8} {:>10}  {}",
             sanitize(&p.id),
             sanitize(&p.name),
             config.money(p.price),
-            p.included.map_or("unlimited".into(), output::thousands),
-            match (p.included, p.at_limit) {
+            terms.included,
+            terms.at_limit,
+            terms.rate,
+            sanitize(&p.meter_event),
+        )?;
+    }
+    Ok(())
+}
+
+/// With `[[meters]]`: a line per plan and meter, the plan's terms for it and its Stripe event.
+fn print_meter_table(config: &Config) -> Result<()> {
+    outln!(
+        "{:<10} {:<16} {:>10}  {:<14} {:>12} {:<8} {:>10}  STRIPE EVENT",
+        "ID",
+        "NAME",
+        "PRICE",
+        "METER",
+        "INCLUDED",
+        "AT LIMIT",
+        "RATE"
+    )?;
+    for p in &config.plans {
+        for (i, line) in config.plan_meters(p).enumerate() {
+            // The plan's own columns on its first line only.
+            let (id, name, price) = if i == 0 {
+                (
+                    sanitize(&p.id).into_owned(),
+                    sanitize(&p.name).into_owned(),
+                    config.money(p.price),
+                )
+            } else {
+                Default::default()
+            };
+            let terms = Terms::of(config, line.terms);
+            outln!(
+                "{id:<10} {name:<16} {price:>10}  {:<14} {:>12} {:<8} {:>10}  {}",
+                sanitize(&line.meter.id),
+                terms.included,
+                terms.at_limit,
+                terms.rate,
+                sanitize(line.stripe_event),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// A plan's terms for one meter, as the tables print them.
+struct Terms {
+    included: String,
+    at_limit: &'static str,
+    rate: String,
+}
+
+impl Terms {
+    fn of(config: &Config, terms: Option<&MeterTerms>) -> Terms {
+        let Some(terms) = terms else {
+            // A meter the plan does not name: recorded, never billed nor capped.
+            return Terms {
+                included: "not billed".into(),
+                at_limit: "-",
+                rate: "-".into(),
+            };
+        };
+        Terms {
+            included: terms.included.map_or("unlimited".into(), output::thousands),
+            at_limit: match (terms.included, terms.at_limit) {
                 (None, _) => "-",
                 (Some(_), AtLimit::Block) => "block",
                 (Some(_), AtLimit::Overage) => "overage",
             },
-            p.overage_rate.map_or("-".into(), |r| config.money(r)),
-            sanitize(&p.meter_event),
-        )?;
+            rate: terms.overage_rate.map_or("-".into(), |r| config.money(r)),
+        }
     }
-    outln!(
-        "thresholds: warning {:.0} %, critical {:.0} %, hard cap 100 %",
-        config.thresholds.warning * 100.0,
-        config.thresholds.critical * 100.0
-    )?;
-    outln!(
-        "billing periods: {}, currency {}; stripe: {} (meter event {})",
-        config.billing.period.as_str(),
-        config.billing.currency,
-        sanitize(&config.stripe.api_base),
-        sanitize(&config.stripe.meter_event)
-    )?;
-    Ok(code)
 }

@@ -1,10 +1,14 @@
 use std::process::ExitCode;
 
 use super::{Context, output};
+use crate::billing::UsageCheck;
+use crate::config::{Aggregation, Meter};
+use crate::sanitize::sanitize;
 use crate::store::record::MAX_QUANTITY;
 use crate::wire::EventOut;
-use crate::{RecordRequest, Result};
+use crate::{Config, RecordRequest, Result};
 use chrono::{DateTime, Utc};
+use meterline_core::metering::{self, MeterValue};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -91,11 +95,7 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
             output::describe(&outcome.check, &config.billing.currency)
         )?;
     } else if refused {
-        eprintln!(
-            "refused: recording {} would pass {}'s hard cap",
-            output::thousands(request.quantity),
-            crate::sanitize::sanitize(&request.customer_id)
-        );
+        eprintln!("refused: {}", refusal(&config, &request, &outcome.check));
         eprint!(
             "{}",
             output::describe(&outcome.check, &config.billing.currency)
@@ -103,7 +103,7 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
     } else {
         outln!(
             "recorded {} for {} (event {})",
-            output::thousands(request.quantity),
+            contribution(&config, &request),
             crate::sanitize::sanitize(&request.customer_id),
             outcome.event_id.unwrap_or_default()
         )?;
@@ -117,4 +117,76 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// What `request` adds to its meter, in words: "1,200 on tokens", "user \"ann\" on
+/// active_users", "30 on peak (max)"; without `[[meters]]` the quantity alone, as before meters.
+fn contribution(config: &Config, request: &RecordRequest) -> String {
+    let Some((meter, value)) = meter_value(config, request) else {
+        return output::thousands(request.quantity);
+    };
+    let id = sanitize(&meter.id);
+    match (value, meter.aggregation) {
+        (MeterValue::Distinct(v), _) => format!(
+            "{} \"{}\" on {id}",
+            meter.property.as_deref().unwrap_or_default(),
+            sanitize(&v)
+        ),
+        (MeterValue::Number(n), Aggregation::Sum | Aggregation::Count) => {
+            format!("{} on {id}", output::thousands(n))
+        }
+        (MeterValue::Number(n), aggregation) => {
+            format!(
+                "{} on {id} ({})",
+                output::thousands(n),
+                aggregation.as_str()
+            )
+        }
+    }
+}
+
+/// Why a hard cap refused `request`: its meter, what it would have added or set, and the
+/// limit. `check` is the meter's standing, as the refusal left it.
+pub(super) fn refusal(config: &Config, request: &RecordRequest, check: &UsageCheck) -> String {
+    let customer = sanitize(&request.customer_id);
+    let of_limit = check
+        .limit
+        .map_or(String::new(), |l| format!(" of {}", output::thousands(l)));
+    let Some((meter, value)) = meter_value(config, request) else {
+        return format!(
+            "recording {} would pass {customer}'s hard cap{of_limit}",
+            output::thousands(request.quantity)
+        );
+    };
+    let id = sanitize(&meter.id);
+    match (value, meter.aggregation) {
+        (MeterValue::Distinct(v), _) => format!(
+            "{id}: {} \"{}\" would be one past {customer}'s hard cap{of_limit}",
+            meter.property.as_deref().unwrap_or_default(),
+            sanitize(&v)
+        ),
+        (MeterValue::Number(n), Aggregation::Sum | Aggregation::Count) => format!(
+            "{id}: {} more would pass {customer}'s hard cap{of_limit}",
+            output::thousands(n)
+        ),
+        // max and latest: the value itself is what passes the cap.
+        (MeterValue::Number(n), _) => format!(
+            "{id}: {} would pass {customer}'s hard cap{of_limit}",
+            output::thousands(n)
+        ),
+    }
+}
+
+/// With `[[meters]]`: the event's meter and what it adds to it (`None` without `[[meters]]`,
+/// or for an event its meter does not take, which was never recorded).
+fn meter_value<'c>(config: &'c Config, request: &RecordRequest) -> Option<(&'c Meter, MeterValue)> {
+    if !config.implicit_meter().is_none() {
+        return None;
+    }
+    let meter = match &request.meter {
+        Some(id) => config.meter(id)?,
+        None => config.default_meter(),
+    };
+    let value = metering::meter_value(meter, request.quantity, &request.properties).ok()?;
+    Some((meter, value))
 }

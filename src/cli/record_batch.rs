@@ -131,13 +131,14 @@ fn flush(
     // Printed as soon as committed: a reader sees each transaction's results at once.
     for (line, parsed) in chunk.drain(..) {
         let result = match parsed {
-            Ok(_) => results
+            Ok(request) => results
                 .next()
-                .unwrap_or_else(|| Err(Error::Database("record_batch gave fewer results".into()))),
+                .unwrap_or_else(|| Err(Error::Database("record_batch gave fewer results".into())))
+                .map(|outcome| (request, outcome)),
             Err(message) => Err(Error::InvalidInput(message)),
         };
         match result {
-            Ok(outcome) => {
+            Ok((request, outcome)) => {
                 let counter = if outcome.recorded {
                     &mut totals.recorded
                 } else if outcome.duplicate {
@@ -153,8 +154,8 @@ fn flush(
                     writeln!(out, "{line}").ok();
                 } else if !outcome.recorded && !outcome.duplicate {
                     eprintln!(
-                        "line {line}: refused by {}'s hard cap",
-                        outcome.check.customer
+                        "line {line}: refused: {}",
+                        super::record::refusal(config, &request, &outcome.check)
                     );
                 }
             }

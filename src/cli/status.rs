@@ -71,7 +71,7 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
             output::thousands(b.unreported),
         )?;
     }
-    outln!("{} customers", rows.len())?;
+    outln!("{}", crate::billing::count(rows.len() as i64, "customer"))?;
     outln!("{}", stripe_line(&store, totals, unmapped)?)?;
     if let Some(line) = doubt_line(&store, &config, ctx.now)? {
         outln!("{line}")?;

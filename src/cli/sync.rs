@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::output::{print_json, thousands};
 use super::{Context, output};
+use crate::billing::count;
 use crate::stripe::{self, ApiKey, SyncOptions, SyncPreview, SyncProgress, SyncReport};
 use crate::{Error, Result};
 
@@ -55,7 +56,7 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
     // The first pause between retries, for tests and impatient operators.
     options.backoff = crate::config::millis_from_env("METERLINE_STRIPE_BACKOFF_MS")?;
     let cancel = super::signals::cancel_on_signals()?;
-    let mut progress = ProgressOutput::new(args.json);
+    let mut progress = ProgressOutput::new(args.json, sent_unit(&config));
     let report = stripe::run(&ctx.db, &config, &key, &options, &cancel, &mut |p| {
         progress.update(p)
     });
@@ -95,23 +96,33 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
 /// A progress bar on a terminal; otherwise a plain line every few seconds (cron logs).
 enum ProgressOutput {
     Bar(indicatif::ProgressBar),
-    Lines { last: Instant },
+    Lines { last: Instant, unit: &'static str },
+}
+
+/// What a run sends to Stripe, as its progress counts them: in aggregate mode reports (each
+/// one meter event for many of ours), else meter events.
+fn sent_unit(config: &crate::config::Config) -> &'static str {
+    match config.stripe.report {
+        crate::config::ReportMode::Aggregate => "reports",
+        crate::config::ReportMode::PerEvent => "meter events",
+    }
 }
 
 impl ProgressOutput {
-    fn new(json: bool) -> Self {
+    fn new(json: bool, unit: &'static str) -> Self {
         if std::io::stderr().is_terminal() && !json {
             let bar = indicatif::ProgressBar::new(0);
             bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{bar:30} {pos}/{len} events  {per_sec}  eta {eta}  {msg}",
-                )
+                indicatif::ProgressStyle::with_template(&format!(
+                    "{{bar:30}} {{pos}}/{{len}} {unit}  {{per_sec}}  eta {{eta}}  {{msg}}"
+                ))
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
             ProgressOutput::Bar(bar)
         } else {
             ProgressOutput::Lines {
                 last: Instant::now(),
+                unit,
             }
         }
     }
@@ -126,9 +137,9 @@ impl ProgressOutput {
                     p.accepted, p.duplicates, p.failed
                 ));
             }
-            ProgressOutput::Lines { last } => {
+            ProgressOutput::Lines { last, unit } => {
                 if last.elapsed() >= Duration::from_secs(5) {
-                    eprintln!("{}", progress_line(p));
+                    eprintln!("{}", progress_line(p, unit));
                     *last = Instant::now();
                 }
             }
@@ -143,9 +154,9 @@ impl ProgressOutput {
     }
 }
 
-fn progress_line(p: &SyncProgress) -> String {
+fn progress_line(p: &SyncProgress, unit: &str) -> String {
     format!(
-        "sync: {}/{} events sent (accepted {}, duplicates {}, failed {})",
+        "sync: {}/{} {unit} sent (accepted {}, duplicates {}, failed {})",
         p.attempted, p.total, p.accepted, p.duplicates, p.failed
     )
 }
@@ -160,20 +171,25 @@ fn describe_preview(p: &SyncPreview, has_key: bool) -> String {
     } else {
         "no STRIPE_API_KEY set: a real sync needs it"
     };
+    // Units add up only within one meter: requests, tokens and users do not.
+    let one_meter = p.units_by_meter.len() <= 1;
     let mut out = if p.mode == "aggregate" {
+        let units = if one_meter {
+            format!("{} units, ", thousands(p.units))
+        } else {
+            String::new()
+        };
         format!(
-            "dry run: would send {} reports ({} units, {} events) to {} ({mode}); nothing sent, \
-             nothing changed\n",
-            thousands(p.requests as i64),
-            thousands(p.units),
-            thousands(p.events as i64),
+            "dry run: would send {} ({units}{}) to {} ({mode}); nothing sent, nothing changed\n",
+            count(p.requests as i64, "report"),
+            count(p.events as i64, "event"),
             p.api_host,
         )
     } else {
         format!(
-            "dry run: would send {} events of {} customers to {} ({mode}); nothing sent, nothing changed\n",
-            thousands(p.events as i64),
-            p.customers,
+            "dry run: would send {} of {} to {} ({mode}); nothing sent, nothing changed\n",
+            count(p.events as i64, "event"),
+            count(p.customers as i64, "customer"),
             p.api_host,
         )
     };
@@ -195,6 +211,14 @@ fn describe_preview(p: &SyncPreview, has_key: bool) -> String {
             output::day(g.last)
         ));
     }
+    if !one_meter {
+        let totals: Vec<String> = p
+            .units_by_meter
+            .iter()
+            .map(|(meter, units)| format!("{meter} {}", thousands(*units)))
+            .collect();
+        out.push_str(&format!("units by meter: {}\n", totals.join(" · ")));
+    }
     out.push_str(&notes(
         p.unmapped,
         p.expired,
@@ -211,27 +235,27 @@ fn doubt_notes(in_doubt: u64, expiring: u64) -> String {
     let mut out = String::new();
     if in_doubt > 0 {
         out.push_str(&format!(
-            "in doubt: {} events were sent over 23 hours ago without an answer; they are held \
-             (a resend could bill twice) until `meterline reconcile` checks Stripe's total\n",
-            thousands(in_doubt as i64)
+            "in doubt: {} sent over 23 hours ago without an answer; held (a resend could \
+             bill twice) until `meterline reconcile` checks Stripe's total\n",
+            count(in_doubt as i64, "event")
         ));
     }
     if expiring > 0 {
         out.push_str(&format!(
-            "expiring: {} unreported events are close to Stripe's 35-day window; sync them soon \
-             or their usage is lost\n",
-            thousands(expiring as i64)
+            "expiring: {}, close to Stripe's 35-day window; sync soon or the usage is lost\n",
+            count(expiring as i64, "unreported event")
         ));
     }
     out
 }
 
 fn describe_report(r: &SyncReport, host: &str) -> String {
-    let unit = if r.mode == "aggregate" {
-        "reports"
+    let unit_noun = if r.mode == "aggregate" {
+        "report"
     } else {
-        "events"
+        "event"
     };
+    let unit = format!("{unit_noun}s");
     let mut out = format!(
         "sync to {host} ({unit}): {} attempted, {} reached Stripe, {} accepted, {} already there, {} \
          refused in {:.1} s\n",
@@ -244,21 +268,21 @@ fn describe_report(r: &SyncReport, host: &str) -> String {
     );
     if r.failed > 0 {
         out.push_str(&format!(
-            "refused: {} {unit}; Stripe's message is in usage_events.stripe_error. They are retried \
+            "refused: {}; Stripe's message is in usage_events.stripe_error. They are retried \
              after an hour, or now with --retry-failed\n",
-            thousands(r.failed as i64)
+            count(r.failed as i64, unit_noun)
         ));
     }
     if r.undelivered > 0 {
         out.push_str(&format!(
-            "undelivered: {} {unit} hit transient errors on every attempt; run sync again\n",
-            thousands(r.undelivered as i64)
+            "undelivered: {} hit transient errors on every attempt; run sync again\n",
+            count(r.undelivered as i64, unit_noun)
         ));
     }
     if r.reached < r.attempted {
         out.push_str(&format!(
-            "not connected: {} events never reached Stripe ({})\n",
-            thousands((r.attempted - r.reached) as i64),
+            "not connected: {} never reached Stripe ({})\n",
+            count((r.attempted - r.reached) as i64, unit_noun),
             r.error.as_deref().unwrap_or("could not connect")
         ));
     }
@@ -274,14 +298,14 @@ fn describe_report(r: &SyncReport, host: &str) -> String {
     ));
     if r.mode == "aggregate" {
         out.push_str(&format!(
-            "reported: {} usage events\n",
-            thousands(r.events_reported as i64)
+            "reported: {}\n",
+            count(r.events_reported as i64, "usage event")
         ));
     }
     out.push_str(&doubt_notes(r.in_doubt, r.expiring));
     out.push_str(&format!(
-        "remaining: {} events of mapped customers still to report\n",
-        thousands(r.remaining as i64)
+        "remaining: {} of mapped customers still to report\n",
+        count(r.remaining as i64, "event")
     ));
     out
 }
@@ -291,30 +315,50 @@ fn notes(unmapped: u64, expired: u64, future: u64, failed_waiting: u64, dry: boo
     let mut out = String::new();
     if unmapped > 0 {
         out.push_str(&format!(
-            "unmapped: {} events of customers without a Stripe customer id are kept pending; \
-             map them with `meterline customer set-stripe ID cus_...`\n",
-            thousands(unmapped as i64)
+            "unmapped: {} of customers without a Stripe customer id, kept pending; map them \
+             with `meterline customer set-stripe ID cus_...`\n",
+            count(unmapped as i64, "event")
         ));
     }
     if expired > 0 {
         let verb = if dry { "would be marked" } else { "marked" };
         out.push_str(&format!(
-            "expired: {} events are older than Stripe's 35-day window and cannot be sent; {verb} \
+            "expired: {} older than Stripe's 35-day window, which cannot be sent; {verb} \
              expired (kept in the database)\n",
-            thousands(expired as i64)
+            count(expired as i64, "event")
         ));
     }
     if future > 0 {
         out.push_str(&format!(
-            "future: {} events are dated more than 5 minutes ahead; they go out when their time comes\n",
-            thousands(future as i64)
+            "future: {} dated more than 5 minutes ahead, sent when their time comes\n",
+            count(future as i64, "event")
         ));
     }
     if failed_waiting > 0 {
         out.push_str(&format!(
-            "waiting: {} events refused by Stripe in the last hour are not resent yet (--retry-failed resends them)\n",
-            thousands(failed_waiting as i64)
+            "waiting: {} refused by Stripe in the last hour, not resent yet (--retry-failed resends them)\n",
+            count(failed_waiting as i64, "event")
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// In aggregate mode the run's total is of reports, not of our events.
+    #[test]
+    fn progress_counts_what_is_sent_in_its_own_unit() {
+        let p = SyncProgress {
+            total: 8,
+            ..SyncProgress::default()
+        };
+        assert_eq!(
+            progress_line(&p, "reports"),
+            "sync: 0/8 reports sent (accepted 0, duplicates 0, failed 0)"
+        );
+        let config = crate::config::Config::parse(crate::config::INIT_PLANS, "init").unwrap();
+        assert_eq!(sent_unit(&config), "reports");
+    }
 }

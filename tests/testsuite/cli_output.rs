@@ -186,7 +186,8 @@ fn first_steps_work_with_the_defaults() {
         .assert()
         .success()
         .stdout(contains("\"plan_id\":\"free\""));
-    // `meterline demo` without a plans.toml: the built-in example plans, as `--demo` uses.
+    // `meterline demo` without a plans.toml: the built-in example plans, as `--demo` uses,
+    // written beside the database.
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("demo.db");
     s.cmd()
@@ -197,6 +198,12 @@ fn first_steps_work_with_the_defaults() {
         .args(["demo", "--customers", "5", "--events", "50"])
         .assert()
         .success()
-        .stdout(contains("plans: built-in example plans"));
-    assert!(!dir.path().join("plans.toml").exists());
+        .stdout(contains(
+            "plans: built-in example plans, written to plans.toml",
+        ));
+    // Written beside it, so the next command reads the demo with the plans it was made on.
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("plans.toml")).unwrap(),
+        std::fs::read_to_string(crate::support::cli::repo_plans()).unwrap()
+    );
 }

@@ -1,5 +1,5 @@
 //! What meterline does with the file `--db` names: read commands never create or change one,
-//! another program's SQLite file is refused untouched, an old meterline file is recognised,
+//! a write command that creates one says so, another program's SQLite file is refused untouched, an old meterline file is recognised,
 //! and a full disk says so.
 
 use std::path::Path;
@@ -173,6 +173,26 @@ fn a_foreign_sqlite_file_is_refused_and_left_byte_for_byte() {
     let copy = other.path().join("x.db");
     std::fs::copy(&s.db, &copy).unwrap();
     assert!(matches!(Store::open(&copy), Err(Error::ForeignDatabase)));
+}
+
+/// A write command that creates the database says so on stderr with the full path (a typo
+/// in --db used to start a second database silently); on an existing one it says nothing.
+#[test]
+fn a_write_command_that_creates_a_database_says_where() {
+    let s = Scratch::new();
+    let typo = s.dir.path().join("meterlin.db");
+    let creates = |args: &[&str]| {
+        let out = s.cmd().arg("--db").arg(&typo).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8(out.stderr).unwrap()
+    };
+    assert_eq!(
+        creates(&["customer", "add", "acme", "--plan", "free"]),
+        format!("created a new meterline database: {}\n", typo.display())
+    );
+    assert_eq!(creates(&["record", "acme"]), "");
+    std::fs::remove_file(&typo).unwrap();
+    assert!(creates(&["token", "create", "ci"]).starts_with("created a new meterline database: "));
 }
 
 #[test]

@@ -9,6 +9,7 @@ use crate::support::postgres::PASSWORD;
 use predicates::str::contains;
 
 engine_tests!(
+    the_demo_on_the_init_plans_has_customers_near_and_past_each_meters_limit,
     the_same_seed_and_clock_give_the_same_database,
     the_demo_covers_every_level_the_cap_history_members_and_reporting,
     demo_refuses_a_database_that_already_has_customers,
@@ -44,6 +45,9 @@ fn demo(engine: Engine, seed: &str) -> Scratch {
         !stdout.contains(PASSWORD) && !stderr.contains(PASSWORD),
         "the database password is in demo's output: {stdout}{stderr}"
     );
+    // The next command is one to paste: no URL with its password hidden as ***.
+    let next = stdout.lines().find(|l| l.starts_with("try: "));
+    assert!(next.is_some_and(|l| !l.contains("***")), "{stdout}");
     s
 }
 
@@ -182,4 +186,115 @@ fn demo_refuses_a_database_that_already_has_customers(engine: Engine) {
         .code(2)
         .stderr(contains("the database already has customers"));
     assert_eq!(s.dump(), before);
+}
+
+/// Each customer's (meter, used, limit) in its current period, from `status --json`: every
+/// meter with `[[meters]]`, the implicit `usage` meter without.
+fn meter_usage(s: &Scratch) -> Vec<(String, i64, Option<i64>)> {
+    let status = s.json(&["status", "--json"]);
+    let mut usage = Vec::new();
+    for row in status.as_array().unwrap() {
+        let meters = row["meters"].as_array().filter(|m| !m.is_empty());
+        let meters = meters.map_or_else(|| vec![row.clone()], Clone::clone);
+        for m in meters {
+            usage.push((
+                m["meter"].as_str().unwrap_or("usage").to_string(),
+                m["used"].as_i64().unwrap(),
+                m["limit"].as_i64(),
+            ));
+        }
+    }
+    usage
+}
+
+/// On either plan shape: every capped meter has customers near its limit (80 % up to the
+/// critical level) and at or past it, and every customer used every meter. On the init
+/// plans the demo once left all 40 customers at exactly 125 requests, 0 tokens, all ok.
+fn the_demo_on_the_init_plans_has_customers_near_and_past_each_meters_limit(engine: Engine) {
+    let init = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/plans-ai-api.toml");
+    for plans in [init, crate::support::cli::repo_plans()] {
+        let s = Scratch::on(engine);
+        std::fs::copy(&plans, &s.plans).unwrap();
+        s.cmd()
+            .args(["demo", "--customers", "24", "--events", "3000"])
+            .assert()
+            .success();
+        let usage = meter_usage(&s);
+        let config = meterline::Config::load(&s.plans).unwrap();
+        for meter in &config.meters {
+            let of_meter: Vec<_> = usage.iter().filter(|(m, ..)| *m == meter.id).collect();
+            assert_eq!(of_meter.len(), 24, "{}: {usage:?}", meter.id);
+            assert!(
+                of_meter.iter().all(|(_, used, _)| *used > 0),
+                "{}: a customer without usage: {of_meter:?}",
+                meter.id
+            );
+            let ratios: Vec<f64> = of_meter
+                .iter()
+                .filter_map(|(_, used, limit)| limit.map(|l| *used as f64 / l as f64))
+                .collect();
+            assert!(
+                ratios.iter().any(|r| (0.8..0.95).contains(r)),
+                "{}: nobody near the limit: {ratios:?}",
+                meter.id
+            );
+            assert!(
+                ratios.iter().any(|r| *r >= 1.0),
+                "{}: nobody at or past the limit: {ratios:?}",
+                meter.id
+            );
+            let distinct: BTreeSet<i64> = of_meter.iter().map(|(_, used, _)| *used).collect();
+            assert!(
+                distinct.len() >= 3,
+                "{}: the same figures again and again: {of_meter:?}",
+                meter.id
+            );
+        }
+    }
+}
+
+/// `demo` in an empty folder writes the plans it used beside the database and prints a next
+/// command that works there (it suggested one that failed: "cannot read plans file").
+#[test]
+fn demo_in_an_empty_folder_prints_a_next_command_that_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |command: &str| {
+        let mut shell = std::process::Command::new("sh");
+        shell.arg("-c").arg(command).current_dir(dir.path()).env(
+            "PATH",
+            format!(
+                "{}:/usr/bin:/bin",
+                std::path::Path::new(crate::support::cli::BIN)
+                    .parent()
+                    .unwrap()
+                    .display()
+            ),
+        );
+        for var in ["METERLINE_DB", "METERLINE_PLANS", "XDG_CONFIG_HOME", "HOME"] {
+            shell.env_remove(var);
+        }
+        shell.output().unwrap()
+    };
+    let out = run("meterline demo --customers 5 --events 200");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let next = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("try: "))
+        .unwrap_or_else(|| panic!("no next command: {stdout}"));
+    let out = run(next);
+    assert!(
+        out.status.success(),
+        "{next}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .contains("5 customers")
+    );
 }

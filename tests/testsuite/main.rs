@@ -74,5 +74,6 @@ mod sync_trust;
 mod tui_cli;
 mod tui_sync;
 mod upgrade;
+mod words;
 
 mod support;

@@ -109,7 +109,7 @@ fn plans_names_the_customers_on_a_removed_plan(engine: Engine) {
         .assert()
         .code(2)
         .stdout(contains(
-            "valid, but 2 customer(s) are on plans it no longer defines",
+            "valid, but 2 customers are on plans it no longer defines",
         ))
         .stderr(contains(
             "  hooli (plan \"team\")\n  initech (plan \"team\")",

@@ -142,3 +142,17 @@ fn money_is_shown_in_the_configured_currency() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["billing"]["currency"], "usd");
 }
+
+/// With `[[meters]]` each plan's terms are per meter (the plan's own fields stay empty, so
+/// the table once called every plan unlimited on `meterline_usage`).
+#[test]
+fn meter_plans_print_each_meters_terms_and_stripe_event() {
+    let plans = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/plans-ai-api.toml");
+    let out = plans_cmd(&plans).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let text = text.replace(&*plans.to_string_lossy(), "plans-ai-api.toml");
+    assert!(!text.contains("unlimited"), "{text}");
+    assert!(!text.contains("meterline_usage"), "{text}");
+    insta::assert_snapshot!(text);
+}

@@ -21,6 +21,7 @@ engine_tests!(
     doctor_and_reconcile_flag_a_stripe_meter_with_the_wrong_formula,
     kill_9_mid_sync_then_resync_counts_nothing_twice_on_any_meter,
     usage_from_before_meters_still_reports_to_the_plans_meter_event,
+    the_dry_run_shows_the_value_each_meter_sends_and_no_total_across_meters,
 );
 
 /// An AI API: requests counted, tokens summed by model, active users, seats as the latest
@@ -642,4 +643,56 @@ fn usage_from_before_meters_still_reports_to_the_plans_meter_event(engine: Engin
             ("usage".into(), "meterline_usage".into(), 0.into())
         ]
     );
+}
+
+/// `sync --dry-run` per customer and meter shows what the sync then sends: a max, latest or
+/// unique_count meter's value, not the sum of its events (it showed 15 for a peak of 7), and
+/// it adds no units across meters (requests, tokens and users are not one number).
+fn the_dry_run_shows_the_value_each_meter_sends_and_no_total_across_meters(engine: Engine) {
+    let env = env(engine, PLANS, &[("acme", "cus_Acme0001")]);
+    let config = env.config();
+    let mut store = env.store();
+    let r = |store: &mut Store, meter: &str, props: &[(&str, &str)], ago: i64| {
+        record(store, &config, "acme", meter, props, ago)
+    };
+    r(&mut store, "requests", &[], 50);
+    r(
+        &mut store,
+        "tokens",
+        &[("tokens", "1200"), ("model", "small")],
+        49,
+    );
+    for user in ["ann", "bob", "ann"] {
+        r(&mut store, "users", &[("user", user)], 46);
+    }
+    r(&mut store, "seats", &[("seats", "4")], 20);
+    r(&mut store, "seats", &[("seats", "6")], 30);
+    for value in ["3", "7", "5"] {
+        r(&mut store, "peak", &[("concurrency", value)], 45);
+    }
+    let text = stdout(&env.run(&["sync", "--dry-run"], &[]));
+    let units = |event: &str| -> String {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("acme") && l.split_whitespace().nth(2) == Some(event));
+        let line = line.unwrap_or_else(|| panic!("no {event} line in:\n{text}"));
+        line.split_whitespace().nth(4).unwrap().to_string()
+    };
+    let shown: Vec<String> = ["requests", "ai_tokens", "users", "seats", "peak"]
+        .into_iter()
+        .map(units)
+        .collect();
+    assert_eq!(shown, ["1", "1,200", "2", "4", "7"], "{text}");
+    assert!(text.contains("would send 5 reports (10 events)"), "{text}");
+    assert!(
+        text.contains("units by meter: peak 7 · requests 1 · seats 4 · tokens 1,200 · users 2"),
+        "{text}"
+    );
+    // What the sync then sends.
+    sync(&env);
+    let round = sent(&env, 0);
+    let none = BTreeMap::new;
+    assert_eq!(of(&round, "peak"), [(none(), 7)]);
+    assert_eq!(of(&round, "seats"), [(none(), 4)]);
+    assert_eq!(of(&round, "users"), [(none(), 2)]);
 }

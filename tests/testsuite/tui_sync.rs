@@ -293,7 +293,7 @@ fn without_a_key_s_explains_how_to_set_one_and_sends_nothing(engine: Engine) {
         unreachable!()
     };
     assert!(
-        text.starts_with("90 events of 3 customers wait to be sent to "),
+        text.starts_with("90 events of 3 customers to send to "),
         "{text}"
     );
     assert!(text.ends_with(NO_KEY), "{text}");

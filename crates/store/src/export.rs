@@ -60,16 +60,17 @@ impl ExportKind {
     }
 
     /// The table, and the column the time filter and the order apply to.
-    fn source(self, config: &Config) -> (String, &'static str) {
+    /// Without plans.toml (`config` None) the meters' Stripe events are unknown, and a
+    /// period without any meter's total has no row.
+    fn source(self, config: Option<&Config>) -> (String, &'static str) {
         match self {
             ExportKind::Events => ("usage_events".to_string(), "occurred_at"),
             ExportKind::Usage => {
-                let routes = crate::stripe_meters::StripeMeters::new(config);
-                let default_meter = format!("'{}'", config.default_meter().id);
-                (
-                    usage_rows(&routes.routed_event_name_sql("m.meter_id"), &default_meter),
-                    "period_start",
-                )
+                let event_name = config.map_or("CAST(NULL AS TEXT)".to_string(), |c| {
+                    crate::stripe_meters::StripeMeters::new(c).routed_event_name_sql("m.meter_id")
+                });
+                let default_meter = config.map(|c| c.default_meter().id.as_str());
+                (usage_rows(&event_name, default_meter), "period_start")
             }
         }
     }
@@ -80,10 +81,19 @@ impl ExportKind {
 /// `m.meter_id` and the period row `r`), and the terms for that meter the period keeps
 /// (`meter_terms`, migration 11; NULL where the plan does not bill the meter). A period row
 /// without any meter's total (a customer moved to another plan before any event) is a row of
-/// the default meter at 0.
-fn usage_rows(event_name: &str, default_meter: &str) -> String {
+/// the default meter at 0, when plans.toml says which that is.
+fn usage_rows(event_name: &str, default_meter: Option<&str>) -> String {
     let terms =
         |field: &str| format!("json_extract(r.meter_terms, '$.\"' || m.meter_id || '\".{field}')");
+    // Meter ids are plain (letters, digits, '-', '_'): safe inside quotes.
+    let empty_periods = default_meter.map_or(String::new(), |id| {
+        format!(
+            "UNION ALL
+          SELECT customer_id, period_start, '{id}', 0 FROM usage_records u
+          WHERE NOT EXISTS (SELECT 1 FROM meter_counters c
+              WHERE c.customer_id = u.customer_id AND c.period_start = u.period_start)"
+        )
+    });
     format!(
         "(
     SELECT m.customer_id, m.period_start, r.period_end, m.used, r.plan_id,
@@ -91,10 +101,7 @@ fn usage_rows(event_name: &str, default_meter: &str) -> String {
            {} AS overage_rate, r.price, m.meter_id
     FROM (SELECT customer_id, period_start, meter_id, used FROM meter_counters
           WHERE group_key = ''
-          UNION ALL
-          SELECT customer_id, period_start, {default_meter}, 0 FROM usage_records u
-          WHERE NOT EXISTS (SELECT 1 FROM meter_counters c
-              WHERE c.customer_id = u.customer_id AND c.period_start = u.period_start)
+          {empty_periods}
          ) AS m JOIN usage_records r USING (customer_id, period_start)
 ) AS usage_rows",
         terms("included"),
@@ -137,7 +144,7 @@ impl Store {
     /// Call `row` for every matching row, in time order, and return how many there were.
     pub fn export(
         &self,
-        config: &Config,
+        config: Option<&Config>,
         kind: ExportKind,
         filter: &ExportFilter,
         mut row: impl FnMut(&[Cell]) -> Result<()>,

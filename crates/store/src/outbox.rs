@@ -274,7 +274,9 @@ impl super::Store {
     }
 
     /// The events not in a report yet that a sync would send now, grouped by customer and
-    /// meter (the first `limit` events). `units` adds up their amounts.
+    /// meter (the first `limit` events). `units` is what is sent: the sum of their amounts,
+    /// or for a `last` formula meter (max, unique_count, latest) its value in the latest
+    /// period, since each report carries the meter's value and never adds to it.
     pub fn outbox_groups(
         &self,
         meters: &StripeMeters,
@@ -282,17 +284,27 @@ impl super::Store {
         limit: Option<u64>,
     ) -> Result<Vec<OutboxGroup>> {
         let sql = format!(
-            "SELECT customer_id, stripe_customer_id, meter_id, event_name, COUNT(*), SUM(amount),
-                    MIN(occurred_at), MAX(occurred_at)
-             FROM (SELECT e.customer_id, c.stripe_customer_id, e.meter_id,
-                          {} AS event_name, {AMOUNT} AS amount, e.occurred_at
-                   {}
-                   ORDER BY e.occurred_at, e.id
-                   LIMIT ?4) AS due
-             GROUP BY customer_id, stripe_customer_id, meter_id, event_name
-             ORDER BY customer_id, meter_id, event_name",
-            meters.event_name_sql(),
-            sendable(meters)
+            "SELECT g.customer_id, g.stripe_customer_id, g.meter_id, g.event_name, g.events,
+                    CASE WHEN g.meter_id IN ({last}) THEN COALESCE(
+                        (SELECT m.used FROM meter_counters m
+                         WHERE m.customer_id = g.customer_id AND m.period_start = g.period
+                           AND m.meter_id = g.meter_id AND m.group_key = ''), 0)
+                    ELSE g.units END,
+                    g.first_at, g.last_at
+             FROM (SELECT customer_id, stripe_customer_id, meter_id, event_name,
+                          COUNT(*) AS events, SUM(amount) AS units, MAX(period_start) AS period,
+                          MIN(occurred_at) AS first_at, MAX(occurred_at) AS last_at
+                   FROM (SELECT e.customer_id, c.stripe_customer_id, e.meter_id,
+                                {event_name} AS event_name, {AMOUNT} AS amount,
+                                e.period_start, e.occurred_at
+                         {sendable}
+                         ORDER BY e.occurred_at, e.id
+                         LIMIT ?4) AS due
+                   GROUP BY customer_id, stripe_customer_id, meter_id, event_name) AS g
+             ORDER BY g.customer_id, g.meter_id, g.event_name",
+            last = meters.last_sql(),
+            event_name = meters.event_name_sql(),
+            sendable = sendable(meters)
         );
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(

@@ -7,7 +7,7 @@
 //! resends them, Stripe answers "already exists", and they are marked then. Nothing is billed
 //! twice.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -136,8 +136,10 @@ pub struct SyncPreview {
     pub mode: &'static str,
     /// Meter events the sync would send (aggregate mode: reports; per_event: `events`).
     pub requests: u64,
-    /// Their units.
+    /// Their units, added up over every meter: a count only with one meter.
     pub units: i64,
+    /// The units of `groups` by meter: requests, tokens and users are not added together.
+    pub units_by_meter: BTreeMap<String, i64>,
     /// Usage events held in doubt until `meterline reconcile` decides.
     pub in_doubt: u64,
     /// Unreported events close to Stripe's window.
@@ -187,8 +189,13 @@ pub fn preview_with(
             (plan.reports, plan.units, plan.events, plan.customers)
         }
     };
+    let mut units_by_meter = BTreeMap::new();
+    for g in &groups {
+        *units_by_meter.entry(g.meter.clone()).or_insert(0) += g.units;
+    }
     Ok(SyncPreview {
         mode: mode.as_str(),
+        units_by_meter,
         requests,
         units,
         in_doubt: store.in_doubt()?.events,
@@ -498,6 +505,7 @@ mod tests {
             future: 0,
             failed_waiting: 0,
             groups: vec![],
+            units_by_meter: BTreeMap::new(),
             mode: "aggregate",
             requests: 3,
             units: 3,

@@ -232,6 +232,13 @@ impl App {
         self.table.rows()
     }
 
+    /// The customer's row, hidden by the filter or not.
+    pub fn row_of(&self, customer_id: &str) -> Option<&DashboardRow> {
+        self.table
+            .index_of(customer_id)
+            .and_then(|i| self.rows().get(i))
+    }
+
     /// How many rows pass the filter.
     pub fn visible_len(&self) -> usize {
         self.table.len()

@@ -163,8 +163,10 @@ fn plan(db: &std::path::Path, config: &Config, key: Key, options: &SyncOptions) 
             SyncEvent::Unavailable(nothing_to_send(&preview))
         }
         (Ok(preview), None) => SyncEvent::Unavailable(format!(
-            "{} events of {} customers wait to be sent to {}.\n\n{NO_KEY}",
-            preview.events, preview.customers, preview.api_host
+            "{} of {} to send to {}.\n\n{NO_KEY}",
+            crate::billing::count(preview.events as i64, "event"),
+            crate::billing::count(preview.customers as i64, "customer"),
+            preview.api_host
         )),
         (Ok(mut preview), Some(_)) => {
             // The popup shows totals; the per-customer list can be long.

@@ -8,7 +8,7 @@ mod projection;
 mod stripe_window;
 
 pub use level::{Allowance, Thresholds, UsageCheck, WarningLevel};
-pub use money::{money, thousands};
+pub use money::{count, money, thousands};
 pub(crate) use period::deserialize_ts;
 pub use period::{
     Period, PeriodKind, format_ts, parse_ts, parse_unix_seconds, period_containing, periods_before,

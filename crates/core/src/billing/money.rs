@@ -50,6 +50,13 @@ pub fn thousands(n: i64) -> String {
     if n < 0 { format!("-{digits}") } else { digits }
 }
 
+/// A count with its noun agreeing: (1, "day") -> "1 day", (3, "day") -> "3 days",
+/// (1_200, "event") -> "1,200 events". Nouns whose plural is not `+s` are not used with it.
+pub fn count(n: i64, noun: &str) -> String {
+    let s = if n == 1 { "" } else { "s" };
+    format!("{} {noun}{s}", thousands(n))
+}
+
 /// "1234567" -> "1,234,567".
 fn group(digits: &str) -> String {
     let mut out = String::with_capacity(digits.len().saturating_add(digits.len() / 3));
@@ -69,7 +76,14 @@ mod tests {
 
     use rust_decimal::Decimal;
 
-    use super::money;
+    use super::{count, money};
+
+    #[test]
+    fn a_count_agrees_with_its_noun() {
+        assert_eq!(count(1, "day"), "1 day");
+        assert_eq!(count(0, "day"), "0 days");
+        assert_eq!(count(1_200, "event"), "1,200 events");
+    }
 
     fn d(s: &str) -> Decimal {
         Decimal::from_str(s).unwrap()

@@ -274,6 +274,30 @@ impl Config {
     pub fn plan(&self, id: &str) -> Option<&Plan> {
         self.plans.iter().find(|p| p.id == id)
     }
+
+    /// Every meter with `plan`'s terms for it and the Stripe event its usage is reported to:
+    /// what `plans` and the dashboard's Plans view show, a line per meter.
+    pub fn plan_meters<'a>(&'a self, plan: &'a Plan) -> impl Iterator<Item = PlanMeter<'a>> {
+        self.meters.iter().map(move |meter| PlanMeter {
+            meter,
+            terms: plan.meters.get(&meter.id),
+            // Without `[[meters]]` the implicit meter reports to the plan's own event.
+            stripe_event: if self.explicit_meters {
+                &meter.stripe_event
+            } else {
+                &plan.meter_event
+            },
+        })
+    }
+}
+
+/// One meter as a plan bills it: [`Config::plan_meters`].
+#[derive(Debug, Clone, Copy)]
+pub struct PlanMeter<'a> {
+    pub meter: &'a Meter,
+    /// `None`: the plan does not name the meter, so it is recorded but not billed or capped.
+    pub terms: Option<&'a MeterTerms>,
+    pub stripe_event: &'a str,
 }
 
 impl AtLimit {

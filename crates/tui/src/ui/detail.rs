@@ -55,16 +55,19 @@ fn draw_gauge(frame: &mut Frame, app: &App, d: &CustomerDetail, area: Rect) {
     let c = &d.check;
     let theme = app.theme;
     let title = format!(
-        " {} · plan {} · period {} → {} · {} days left ",
+        " {} · plan {} · period {} → {} · {} left ",
         sanitize(&d.name),
         sanitize(&c.plan),
         day(c.period_start),
         day(c.period_end),
-        crate::billing::Period {
-            start: c.period_start,
-            end: c.period_end
-        }
-        .days_left(app.now),
+        crate::billing::count(
+            crate::billing::Period {
+                start: c.period_start,
+                end: c.period_end
+            }
+            .days_left(app.now),
+            "day"
+        ),
     );
     let share = match c.limit {
         Some(_) => percent(c.used, c.limit),

@@ -60,12 +60,12 @@ pub(super) fn draw(frame: &mut Frame, app: &App, d: &CustomerDetail, area: Rect)
         end: c.period_end,
     };
     let mut first = format!(
-        "{} · plan {} · period {} → {} · {} days left · {count} meters",
+        "{} · plan {} · period {} → {} · {} left · {count} meters",
         sanitize(&d.name),
         sanitize(&c.plan),
         day(c.period_start),
         day(c.period_end),
-        period.days_left(app.now),
+        crate::billing::count(period.days_left(app.now), "day"),
     );
     if fit < count {
         first.push_str(&format!(" (showing {fit}: a taller terminal shows all)"));

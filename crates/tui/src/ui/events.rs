@@ -197,11 +197,22 @@ pub(crate) fn draw_popup(frame: &mut Frame, app: &App, area: Rect) {
                 None => Span::styled("none (recorded without --user)", theme.dim()),
             },
         ),
-        field("Units", Span::raw(thousands(e.quantity))),
+    ];
+    // What the event added to its meter, as the list's Units column shows it (the quantity is
+    // only the `usage` meter's amount).
+    if app.config.implicit_meter().is_none() {
+        lines.extend([
+            field("Meter", Span::raw(sanitize(&e.meter_id).into_owned())),
+            field("Amount", Span::raw(thousands(e.amount))),
+        ]);
+    } else {
+        lines.push(field("Units", Span::raw(thousands(e.amount))));
+    }
+    lines.extend([
         field("Occurred", Span::raw(sanitize(&e.occurred_at).into_owned())),
         field("State", Span::styled(label, style)),
         field("Attempts", Span::raw(e.attempts.to_string())),
-    ];
+    ]);
     if let Some(hint) = state_hint(e.state) {
         lines.push(field("", Span::styled(hint, theme.dim())));
     }

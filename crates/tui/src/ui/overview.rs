@@ -404,7 +404,10 @@ fn meter_label(app: &App, index: usize, wide: bool) -> String {
     if !wide {
         return ellipsis(&name, METER_NARROW);
     }
-    let count = format!(" · {} meters", app.config.meters.len());
+    let count = format!(
+        " · {}",
+        crate::billing::count(app.config.meters.len() as i64, "meter")
+    );
     let count_width = u16::try_from(Span::raw(count.as_str()).width()).unwrap_or(u16::MAX);
     let room = METER_WIDE.saturating_sub(count_width);
     format!("{}{count}", ellipsis(&name, room))

@@ -9,7 +9,7 @@ use super::format::thousands;
 use super::{body_layout, popup};
 use crate::action::Action;
 use crate::app::App;
-use crate::config::AtLimit;
+use crate::config::{AtLimit, Config, MeterTerms};
 use crate::keys::{self, Mode};
 use crate::sanitize::sanitize;
 
@@ -25,10 +25,15 @@ pub(crate) fn draw(frame: &mut Frame, app: &App, body: Rect) {
             t.critical * 100.0
         )),
         Line::from(format!(
-            "billing periods: {:?} · Stripe {} · meter event {}",
+            "billing periods: {:?} · Stripe {}{}",
             config.billing.period,
             sanitize(&config.stripe.api_base),
-            sanitize(&config.stripe.meter_event)
+            // With `[[meters]]` each meter names its own event (the table's last column).
+            if config.implicit_meter().is_none() {
+                String::new()
+            } else {
+                format!(" · meter event {}", sanitize(&config.stripe.meter_event))
+            }
         )),
         Line::from(vec![
             Span::styled(format!("from {}", sanitize(&app.plans_label)), theme.dim()),
@@ -38,35 +43,46 @@ pub(crate) fn draw(frame: &mut Frame, app: &App, body: Rect) {
     frame.render_widget(Paragraph::new(lines).block(Block::bordered()), header);
 
     let right = |text: String| Cell::from(Line::from(text).alignment(Alignment::Right));
-    let rows = config.plans.iter().map(|plan| {
+    // A line per plan and meter; the plan's own cells on its first line only.
+    let rows = config.plans.iter().flat_map(|plan| {
         let customers = app.rows().iter().filter(|r| r.plan_id == plan.id).count();
-        Row::new(vec![
-            Cell::from(sanitize(&plan.id).into_owned()),
-            Cell::from(sanitize(&plan.name).into_owned()),
-            right(config.money(plan.price)),
-            right(plan.included.map_or_else(|| "unlimited".into(), thousands)),
-            Cell::from(match (plan.included, plan.at_limit) {
-                (None, _) => "-",
-                (Some(_), AtLimit::Block) => "hard cap",
-                (Some(_), AtLimit::Overage) => "overage",
-            }),
-            right(
-                plan.overage_rate
-                    .map_or_else(|| "-".into(), |r| config.money(r)),
-            ),
-            Cell::from(sanitize(&plan.meter_event).into_owned()),
-            right(thousands(customers as i64)),
-        ])
+        config.plan_meters(plan).enumerate().map(move |(i, line)| {
+            let plan_cells = if i == 0 {
+                [
+                    Cell::from(sanitize(&plan.id).into_owned()),
+                    Cell::from(sanitize(&plan.name).into_owned()),
+                    right(config.money(plan.price)),
+                ]
+            } else {
+                [Cell::from(""), Cell::from(""), Cell::from("")]
+            };
+            let (included, at_limit, rate) = terms_cells(config, line.terms);
+            let mut cells = Vec::from(plan_cells);
+            cells.extend([
+                Cell::from(sanitize(&line.meter.id).into_owned()),
+                right(included),
+                Cell::from(at_limit),
+                right(rate),
+                Cell::from(sanitize(line.stripe_event).into_owned()),
+                right(if i == 0 {
+                    thousands(customers as i64)
+                } else {
+                    String::new()
+                }),
+            ]);
+            Row::new(cells)
+        })
     });
     let header = Row::new(
         [
             "Plan",
             "Name",
             "Price",
+            "Meter",
             "Included",
             "At limit",
             "Rate/unit",
-            "Meter event",
+            "Stripe event",
             "Customers",
         ]
         .map(Cell::from),
@@ -77,20 +93,27 @@ pub(crate) fn draw(frame: &mut Frame, app: &App, body: Rect) {
         let widest = amounts.map(|a| config.money(a).chars().count()).max();
         Constraint::Length(u16::try_from(widest.unwrap_or(0).max(header)).unwrap_or(u16::MAX))
     };
+    let mut rates = config
+        .plans
+        .iter()
+        .flat_map(|p| p.meters.values())
+        .filter_map(|t| t.overage_rate);
     let widths = [
         Constraint::Length(10),
         Constraint::Fill(1),
         widest(&mut config.plans.iter().map(|p| p.price), 5),
+        Constraint::Length(14),
         Constraint::Length(11),
         Constraint::Length(9),
-        widest(&mut config.plans.iter().filter_map(|p| p.overage_rate), 9),
+        widest(&mut rates, 9),
         Constraint::Fill(1),
         Constraint::Length(9),
     ];
     let shows_alerts = !config.alerts.is_empty() || !app.alerts.recent.is_empty();
     let [plans_area, alerts_area] = if shows_alerts {
         // The plans table as tall as it needs; recent alerts below.
-        let height = u16::try_from(config.plans.len() + 3).unwrap_or(u16::MAX);
+        let height =
+            u16::try_from(config.plans.len() * config.meters.len() + 3).unwrap_or(u16::MAX);
         ratatui::layout::Layout::vertical([Constraint::Max(height), Constraint::Fill(1)])
             .areas(list)
     } else {
@@ -105,6 +128,26 @@ pub(crate) fn draw(frame: &mut Frame, app: &App, body: Rect) {
     if shows_alerts {
         draw_alerts(frame, app, alerts_area);
     }
+}
+
+/// A plan's terms for one meter: included, what happens at the limit, the overage rate.
+fn terms_cells(config: &Config, terms: Option<&MeterTerms>) -> (String, &'static str, String) {
+    let Some(terms) = terms else {
+        // A meter the plan does not name: recorded, never billed nor capped.
+        return ("not billed".into(), "-", "-".into());
+    };
+    let at_limit = match (terms.included, terms.at_limit) {
+        (None, _) => "-",
+        (Some(_), AtLimit::Block) => "hard cap",
+        (Some(_), AtLimit::Overage) => "overage",
+    };
+    (
+        terms.included.map_or_else(|| "unlimited".into(), thousands),
+        at_limit,
+        terms
+            .overage_rate
+            .map_or_else(|| "-".into(), |r| config.money(r)),
+    )
 }
 
 /// The latest usage alerts and how their deliveries stand.
@@ -128,7 +171,8 @@ fn draw_alerts(frame: &mut Frame, app: &App, area: Rect) {
         };
         Row::new(vec![
             Cell::from(super::format::stored_minute(&a.occurred_at)),
-            Cell::from(sanitize(&a.customer).into_owned()),
+            Cell::from(customer_name(app, &a.customer)),
+            Cell::from(sanitize(&a.meter).into_owned()),
             Cell::from(Span::styled(a.level.clone(), theme.level(level))),
             Cell::from(Line::from(thousands(a.used)).alignment(Alignment::Right)),
             Cell::from(state),
@@ -143,18 +187,26 @@ fn draw_alerts(frame: &mut Frame, app: &App, area: Rect) {
     let widths = [
         Constraint::Length(16),
         Constraint::Fill(1),
+        Constraint::Length(14),
         Constraint::Length(9),
         Constraint::Length(14),
         Constraint::Length(14),
     ];
-    let header = Row::new(["When", "Customer", "Level", "Used", "Delivery"].map(Cell::from))
-        .style(theme.header());
+    let header =
+        Row::new(["When", "Customer", "Meter", "Level", "Used", "Delivery"].map(Cell::from))
+            .style(theme.header());
     frame.render_widget(
         Table::new(rows, widths)
             .header(header)
             .block(Block::bordered().title(title)),
         area,
     );
+}
+
+/// The customer's name as the table shows it, or its id when it is not in the table.
+fn customer_name(app: &App, id: &str) -> String {
+    let name = app.row_of(id).map_or(id, |r| r.name.as_str());
+    sanitize(name).into_owned()
 }
 
 /// After a failed reload: says the plans shown are the last good ones (empty otherwise).

@@ -70,17 +70,30 @@ pub(crate) fn draw(frame: &mut Frame, app: &App, area: Rect) {
 
 fn confirm(theme: Theme, p: &SyncPreview) -> Vec<Line<'static>> {
     let mut lines = vec![Line::raw(format!(
-        "Send {} events of {} customers to {}",
-        thousands(p.events as i64),
-        thousands(p.customers as i64),
+        "Send {} of {} to {}",
+        crate::billing::count(p.events as i64, "event"),
+        crate::billing::count(p.customers as i64, "customer"),
         sanitize(&p.api_host)
     ))];
     if p.mode == "aggregate" {
+        // Units add up within one meter only: requests, tokens and users do not.
+        let units = if p.units_by_meter.len() <= 1 {
+            format!(" ({} units)", thousands(p.units))
+        } else {
+            String::new()
+        };
         lines.push(Line::raw(format!(
-            "as {} reports ({} units), one per customer, meter and period",
-            thousands(p.requests as i64),
-            thousands(p.units)
+            "as {}{units}, one per customer, meter and period",
+            crate::billing::count(p.requests as i64, "report"),
         )));
+    }
+    if p.units_by_meter.len() > 1 {
+        let totals: Vec<String> = p
+            .units_by_meter
+            .iter()
+            .map(|(meter, units)| format!("{} {}", sanitize(meter), thousands(*units)))
+            .collect();
+        lines.push(Line::raw(format!("units by meter: {}", totals.join(" · "))));
     }
     lines.extend([if p.live {
         Line::styled("with a LIVE key: real customers are billed", theme.error())

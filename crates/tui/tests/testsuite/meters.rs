@@ -511,3 +511,86 @@ fn a_taller_detail_lists_the_recent_events_with_their_meters() {
     // The meters keep their full boxes above: the five largest groups still show.
     assert!(screen.contains("+2 more"), "{screen}");
 }
+
+/// The Plans view with `[[meters]]`: each plan's terms a line per meter with the meter's
+/// Stripe event (it once showed every plan unlimited on `meterline_usage`), and the recent
+/// alerts by customer name with the meter crossed (they once showed ids and no meter).
+#[test]
+fn the_plans_view_shows_terms_per_meter_and_alerts_by_name_and_meter() {
+    let (_dir, store) = database();
+    let mut app = meters_app(&store, Theme::MONOCHROME);
+    app.apply(DataEvent::Alerts(meterline_tui::data::AlertsView {
+        counts: store.alert_counts().unwrap(),
+        recent: store
+            .recent_alerts(meterline_tui::data::ALERTS_LIMIT)
+            .unwrap(),
+    }));
+    app.update(Action::ShowPlans);
+    let buffer = render(&mut app, 120, 30);
+    let shown = text(&buffer);
+    assert!(!shown.contains("unlimited"), "{shown}");
+    assert!(!shown.contains("meterline_usage"), "{shown}");
+    let free_tokens = line_of(&buffer, "Free");
+    assert!(free_tokens.contains("requests"), "{shown}");
+    assert!(free_tokens.contains("100"), "{shown}");
+    let umbrella = line_of(&buffer, "Umbrella ");
+    assert!(
+        umbrella.contains("users") && umbrella.contains("hard_cap"),
+        "{shown}"
+    );
+    insta::assert_snapshot!("plans_view_three_meters_120x30", shown);
+}
+
+/// A count of one takes the singular: "1 day left", never "1 days left".
+#[test]
+fn the_detail_says_1_day_left_on_the_last_day() {
+    let (_dir, store) = database();
+    let config = meter_config();
+    let last_day = Utc.with_ymd_and_hms(2026, 12, 4, 12, 0, 0).unwrap();
+    let dashboard = store.dashboard(&config, now()).unwrap();
+    let mut app = App::new(
+        config,
+        "m.db".into(),
+        "plans.toml".into(),
+        Theme::MONOCHROME,
+        last_day,
+        dashboard,
+    );
+    app_with_detail(&mut app, &store, "globex").unwrap();
+    let screen = text(&render(&mut app, 120, 40));
+    assert!(
+        screen.contains("period 2026-11-05 → 2026-12-05 · 1 day left · 3 meters"),
+        "{screen}"
+    );
+}
+
+/// An event's detail gives its meter and what it added, as the Events list's Units column
+/// does (the detail showed the event's quantity: 1 for 1,200 tokens).
+#[test]
+fn an_events_detail_shows_its_meter_and_amount_as_the_list_does() {
+    let mut app = meters_app(&database().1, Theme::MONOCHROME);
+    app.update(Action::ShowEvents);
+    app.apply(DataEvent::Events(vec![meterline_store::EventRow {
+        id: 7,
+        customer_id: "acme".into(),
+        customer_name: "Acme Robotics".into(),
+        user_id: None,
+        quantity: 1,
+        meter_id: "tokens".into(),
+        amount: 1_200,
+        occurred_at: "2026-11-20T10:00:00Z".into(),
+        attempts: 0,
+        error: None,
+        state: meterline_store::StripeState::Pending,
+    }]));
+    let list = text(&render(&mut app, 120, 20));
+    assert!(
+        line_of(&render(&mut app, 120, 20), "Acme Robotics").contains("1,200"),
+        "{list}"
+    );
+    app.update(Action::Open);
+    let shown = text(&render(&mut app, 120, 30));
+    assert!(shown.contains("Meter       tokens"), "{shown}");
+    assert!(shown.contains("Amount      1,200"), "{shown}");
+    assert!(!shown.contains("Units       1"), "{shown}");
+}

@@ -1181,3 +1181,26 @@ fn the_confirmation_shows_the_reports_that_would_go_out() {
     let shown = text(&buffer);
     assert!(shown.contains("as 40 reports (98,765 units)"), "{shown}");
 }
+
+/// With several meters the confirmation adds no units across them (requests, tokens and
+/// users are not one number): it gives each meter's.
+#[test]
+fn the_confirmation_gives_units_per_meter_with_several_meters() {
+    let aggregate = SyncPreview {
+        mode: "aggregate",
+        requests: 3,
+        units: 1_203,
+        units_by_meter: [("requests", 1), ("tokens", 1_200), ("users", 2)]
+            .map(|(m, u)| (m.to_string(), u))
+            .into(),
+        ..preview(false)
+    };
+    let buffer = sync_screen(Theme::COLOR, vec![SyncEvent::Ready(aggregate)]);
+    let shown = text(&buffer);
+    assert!(shown.contains("as 3 reports, one per"), "{shown}");
+    assert!(!shown.contains("1,203"), "{shown}");
+    assert!(
+        shown.contains("units by meter: requests 1 · tokens 1,200 · users 2"),
+        "{shown}"
+    );
+}
