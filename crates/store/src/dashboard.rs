@@ -122,6 +122,8 @@ pub struct Dashboard {
     pub marks: ChangeMarks,
     /// When the oldest event still to send leaves Stripe's window (and turns expired).
     pub next_expiry: Option<DateTime<Utc>>,
+    /// Meters counted otherwise than plans.toml says, or removed with events unsent.
+    pub drift: crate::MeterDrift,
 }
 
 impl Dashboard {
@@ -274,6 +276,7 @@ impl Store {
             rows,
             marks,
             next_expiry,
+            drift: self.meter_drift(config)?,
         })
     }
 

@@ -348,6 +348,25 @@ impl MeterDrift {
         self.recounted.is_empty() && self.removed.is_empty()
     }
 
+    /// One short line for a header: the first drift, and how many more.
+    pub fn summary(&self) -> Option<String> {
+        let first = match (self.recounted.first(), self.removed.first()) {
+            (Some((meter, counted, _)), _) => {
+                format!("meter \"{meter}\" was counted as {counted}: its events are refused")
+            }
+            (None, Some((meter, events))) => {
+                format!("meter \"{meter}\" was removed: {events} event(s) will never be sent")
+            }
+            (None, None) => return None,
+        };
+        let more = self.recounted.len() + self.removed.len() - 1;
+        Some(if more == 0 {
+            first
+        } else {
+            format!("{first} (and {more} more)")
+        })
+    }
+
     /// One sentence per drift, for a terminal.
     pub fn sentences(&self, config: &Config) -> Vec<String> {
         let recounted = self.recounted.iter().map(|(meter, counted, periods)| {

@@ -167,6 +167,8 @@ pub struct App {
     pub plans_error: Option<String>,
     /// The popup showing `plans_error` is open.
     pub plans_popup: bool,
+    /// Meters the database counts otherwise than plans.toml (the Plans view says so).
+    pub meter_drift: crate::store::MeterDrift,
     pub quit: bool,
 }
 
@@ -211,8 +213,10 @@ impl App {
             status: None,
             plans_error: None,
             plans_popup: false,
+            meter_drift: Default::default(),
             quit: false,
         };
+        app.meter_drift = dashboard.drift;
         app.set_rows(dashboard.rows);
         app
     }
@@ -525,6 +529,7 @@ impl App {
         match event {
             DataEvent::Loaded(dashboard) => {
                 self.status = None;
+                self.meter_drift = dashboard.drift;
                 self.set_rows(dashboard.rows);
                 self.follow_changes()
             }

@@ -38,6 +38,7 @@ pub(crate) fn draw(frame: &mut Frame, app: &App, body: Rect) {
         Line::from(vec![
             Span::styled(format!("from {}", sanitize(&app.plans_label)), theme.dim()),
             stale_note(app),
+            drift_note(app),
         ]),
     ];
     frame.render_widget(Paragraph::new(lines).block(Block::bordered()), header);
@@ -214,6 +215,17 @@ pub(crate) fn stale_note(app: &App) -> Span<'static> {
     match app.plans_error {
         Some(_) => Span::styled(
             "  ✗ reload failed: last good plans in use",
+            app.theme.error(),
+        ),
+        None => Span::raw(""),
+    }
+}
+
+/// Meters counted otherwise than plans.toml says (`meterline doctor` tells how to mend it).
+fn drift_note(app: &App) -> Span<'static> {
+    match app.meter_drift.summary() {
+        Some(summary) => Span::styled(
+            format!("  ✗ {}; see meterline doctor", sanitize(&summary)),
             app.theme.error(),
         ),
         None => Span::raw(""),

@@ -594,3 +594,34 @@ fn an_events_detail_shows_its_meter_and_amount_as_the_list_does() {
     assert!(shown.contains("Amount      1,200"), "{shown}");
     assert!(!shown.contains("Units       1"), "{shown}");
 }
+
+/// A meter whose counters were counted by another aggregation than plans.toml's now: the
+/// Plans view says so (its events are refused until the two agree) and points at doctor.
+#[test]
+fn the_plans_view_says_when_a_meter_was_counted_another_way() {
+    let (_dir, store) = database();
+    let mut config = meter_config();
+    let tokens = config.meters.iter_mut().find(|m| m.id == "tokens").unwrap();
+    tokens.aggregation = meterline_core::config::Aggregation::Max;
+    let dashboard = store.dashboard(&config, now()).unwrap();
+    let mut app = App::new(
+        config,
+        "m.db".into(),
+        "plans.toml".into(),
+        Theme::MONOCHROME,
+        now(),
+        dashboard,
+    );
+    app.update(Action::ShowPlans);
+    let buffer = render(&mut app, 160, 30);
+    let note = line_of(&buffer, "from plans.toml");
+    assert!(
+        note.contains("meter \"tokens\" was counted as sum") && note.contains("meterline doctor"),
+        "{}",
+        text(&buffer)
+    );
+    // The same database under the plans it was counted by says nothing.
+    let mut app = meters_app(&store, Theme::MONOCHROME);
+    app.update(Action::ShowPlans);
+    assert!(!text(&render(&mut app, 160, 30)).contains("counted as"));
+}
