@@ -32,7 +32,7 @@ fn a_terminal_gets_a_progress_bar_then_the_summary() {
         env.db.display(),
         env.plans.display()
     ));
-    let running = tmux.wait_text("/90 events");
+    let running = tmux.wait_text("/90 meter events");
     assert!(running.contains("accepted"), "{running}");
     let done = tmux.wait_text("exit=0");
     assert!(
@@ -40,7 +40,7 @@ fn a_terminal_gets_a_progress_bar_then_the_summary() {
         "{done}"
     );
     // The bar is cleared when done.
-    assert!(!done.contains("/90 events"), "{done}");
+    assert!(!done.contains("/90 meter events"), "{done}");
     assert!(
         !running.contains(&KEY[8..]) && !done.contains(&KEY[8..]),
         "{done}"
