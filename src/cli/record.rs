@@ -180,7 +180,7 @@ pub(super) fn refusal(config: &Config, request: &RecordRequest, check: &UsageChe
 /// With `[[meters]]`: the event's meter and what it adds to it (`None` without `[[meters]]`,
 /// or for an event its meter does not take, which was never recorded).
 fn meter_value<'c>(config: &'c Config, request: &RecordRequest) -> Option<(&'c Meter, MeterValue)> {
-    if !config.implicit_meter().is_none() {
+    if config.implicit_meter().is_some() {
         return None;
     }
     let meter = match &request.meter {
