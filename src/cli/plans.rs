@@ -51,7 +51,11 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
         ExitCode::from(2)
     };
     if args.json {
-        output::print_json(&plans_json(&config)?)?;
+        if config.implicit_meter().is_some() {
+            output::print_json(&config)?;
+        } else {
+            output::print_json(&plans_json(&config)?)?;
+        }
         return Ok(code);
     }
     let shown = sanitize(&ctx.plans.display().to_string()).into_owned();
@@ -188,14 +192,12 @@ impl Terms {
     }
 }
 
-/// plans.toml as JSON. With `[[meters]]` each meter names its Stripe event and a plan's own
+/// plans.toml with `[[meters]]` as JSON: each meter names its Stripe event and a plan's own
 /// `meter_event` is not used, so it is left out rather than shown as the default's.
 fn plans_json(config: &crate::Config) -> Result<serde_json::Value> {
     let mut json = serde_json::to_value(config)
         .map_err(|e| crate::Error::InvalidInput(format!("plans.toml as JSON: {e}")))?;
-    if config.implicit_meter().is_none()
-        && let Some(plans) = json.get_mut("plans").and_then(|p| p.as_array_mut())
-    {
+    if let Some(plans) = json.get_mut("plans").and_then(|p| p.as_array_mut()) {
         for plan in plans.iter_mut().filter_map(|p| p.as_object_mut()) {
             plan.remove("meter_event");
         }
