@@ -141,12 +141,14 @@ impl Counter<'_> {
     }
 }
 
-/// The batch's counters, keyed by customer and period start.
+/// The batch's counters, each with its customer, found by customer and period start.
 #[derive(Default)]
 pub(super) struct Counters<'c> {
-    counters: HashMap<(String, DateTime<Utc>), Counter<'c>>,
+    counters: Vec<(String, Counter<'c>)>,
+    /// customer × period start -> position in `counters`.
+    index: HashMap<(String, DateTime<Utc>), usize>,
     /// Rows read before the batch's first event (`read_ahead`), `None` where there was none:
-    /// `get` takes a row from here rather than reading it.
+    /// `find` takes a row from here rather than reading it.
     read: HashMap<(String, DateTime<Utc>), Option<CounterRow>>,
 }
 
@@ -195,8 +197,14 @@ impl<'c> Counters<'c> {
         Ok(())
     }
 
-    /// The counter of `customer_id`'s `period`, read from the database on first use.
-    pub(crate) fn get(
+    /// The counter at `position` (`find`'s answer).
+    pub(crate) fn at(&mut self, position: usize) -> &mut Counter<'c> {
+        &mut self.counters[position].1
+    }
+
+    /// Where the counter of `customer_id`'s `period` is (`at`), read from the database on
+    /// first use.
+    pub(crate) fn find(
         &mut self,
         conn: &Connection,
         config: &'c Config,
@@ -204,9 +212,9 @@ impl<'c> Counters<'c> {
         plan: &'c Plan,
         period: Period,
         now: DateTime<Utc>,
-    ) -> Result<&mut Counter<'c>> {
-        let slot = match self.counters.entry((customer_id.to_string(), period.start)) {
-            Entry::Occupied(kept) => return Ok(kept.into_mut()),
+    ) -> Result<usize> {
+        let slot = match self.index.entry((customer_id.to_string(), period.start)) {
+            Entry::Occupied(kept) => return Ok(*kept.get()),
             Entry::Vacant(slot) => slot,
         };
         // The period's total and the terms it is billed under: the current period follows
@@ -243,12 +251,14 @@ impl<'c> Counters<'c> {
             touched: false,
             plan,
         };
-        Ok(slot.insert(counter))
+        let position = self.counters.len();
+        self.counters.push((customer_id.to_string(), counter));
+        Ok(*slot.insert(position))
     }
 
     /// Write every pending increment (and the current periods' terms).
     pub(crate) fn flush(&mut self, conn: &Connection) -> Result<()> {
-        for ((customer_id, _), counter) in self.counters.iter_mut() {
+        for (customer_id, counter) in &mut self.counters {
             if counter.pending == 0 && !counter.touched {
                 continue;
             }
@@ -269,7 +279,7 @@ impl<'c> Counters<'c> {
                      meter_terms = CASE WHEN ?11 = 1 THEN excluded.meter_terms ELSE usage_records.meter_terms END",
             )?
             .execute(params![
-                customer_id,
+                *customer_id,
                 counter.period_start,
                 format_ts(counter.period.end),
                 counter.pending,

@@ -85,13 +85,13 @@ impl ExportKind {
 fn usage_rows(event_name: &str, default_meter: Option<&str>) -> String {
     let terms =
         |field: &str| format!("json_extract(r.meter_terms, '$.\"' || m.meter_id || '\".{field}')");
-    // Meter ids are plain (letters, digits, '-', '_'): safe inside quotes.
     let empty_periods = default_meter.map_or(String::new(), |id| {
         format!(
             "UNION ALL
-          SELECT customer_id, period_start, '{id}', 0 FROM usage_records u
+          SELECT customer_id, period_start, {}, 0 FROM usage_records u
           WHERE NOT EXISTS (SELECT 1 FROM meter_counters c
-              WHERE c.customer_id = u.customer_id AND c.period_start = u.period_start)"
+              WHERE c.customer_id = u.customer_id AND c.period_start = u.period_start)",
+            crate::stripe_meters::literal(id)
         )
     });
     format!(

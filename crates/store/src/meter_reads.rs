@@ -9,7 +9,7 @@ use crate::db::{Connection, OptionalExtension, params};
 use chrono::{DateTime, Utc};
 
 use crate::billing::{Allowance, Period, UsageCheck, format_ts, period_containing};
-use crate::config::{AtLimit, Config, Meter, MeterTerms, MeterTermsMap, kept_meter_terms};
+use crate::config::{AtLimit, Config, Meter, MeterTerms, MeterTermsMap};
 use crate::counters::{CounterRow, counter_row};
 use crate::customers::{Customer, get};
 use crate::{Error, Result, Store};
@@ -70,17 +70,15 @@ impl<'c> Frame<'c> {
         row: Option<&CounterRow>,
         now: DateTime<Utc>,
     ) -> Frame<'c> {
-        let closed = period.end <= now;
-        let plan = match row {
-            Some(r) if closed => r.plan_id.clone(),
-            _ => customer.plan_id.clone(),
+        let (plan, terms) = match row.filter(|_| period.end <= now) {
+            Some(r) => (r.plan_id.clone(), r.meter_terms(config, true)),
+            None => (
+                customer.plan_id.clone(),
+                config
+                    .plan(&customer.plan_id)
+                    .map(|p| Cow::Borrowed(&p.meters)),
+            ),
         };
-        let kept = row
-            .filter(|_| closed)
-            .and_then(|r| kept_meter_terms(r.meter_terms.as_deref()));
-        let terms = kept
-            .map(Cow::Owned)
-            .or_else(|| config.plan(&plan).map(|p| Cow::Borrowed(&p.meters)));
         Frame {
             customer: customer.id.clone(),
             plan,
@@ -389,40 +387,50 @@ impl MeterDrift {
 }
 
 impl Store {
-    /// How the database's meters differ from plans.toml's.
+    /// How the database's meters differ from plans.toml's. Every meter that ever counted has
+    /// a total row, so the meters are found among those (a small table); a removed meter's
+    /// unsent events are counted only when there is one.
     pub fn meter_drift(&self, config: &Config) -> Result<MeterDrift> {
-        let mut drift = MeterDrift::default();
-        let counted: Vec<(String, String, i64)> = self
+        let counted: Vec<(String, Option<String>, i64)> = self
             .conn
             .prepare_cached(
                 "SELECT meter_id, aggregation, COUNT(*) FROM meter_counters
-                 WHERE group_key = '' AND aggregation IS NOT NULL
+                 WHERE group_key = ''
                  GROUP BY meter_id, aggregation ORDER BY meter_id, aggregation",
             )?
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
             .collect::<Result<_>>()?;
-        drift.recounted = counted
-            .into_iter()
-            .filter(|(meter, counted, _)| {
-                config
-                    .meter(meter)
-                    .is_some_and(|m| m.aggregation.as_str() != counted)
+        let routes = crate::stripe_meters::StripeMeters::new(config);
+        // In meter order: a meter counted by two aggregations comes twice, together.
+        let mut gone: Vec<&String> = counted
+            .iter()
+            .map(|(meter, _, _)| meter)
+            .filter(|meter| config.meter(meter).is_none() && routes.route(meter).is_none())
+            .collect();
+        gone.dedup();
+        let mut removed = Vec::new();
+        for meter in gone {
+            let unsent: i64 = self
+                .conn
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM usage_events
+                     WHERE meter_id = ?1 AND stripe_reported_at IS NULL
+                       AND stripe_expired_at IS NULL",
+                )?
+                .query_row([meter], |r| r.get(0))?;
+            if unsent > 0 {
+                removed.push((meter.clone(), unsent));
+            }
+        }
+        let recounted = counted
+            .iter()
+            .filter_map(|(meter, counted_as, periods)| {
+                let now = config.meter(meter)?.aggregation.as_str();
+                let counted_as = counted_as.as_deref().filter(|c| *c != now)?;
+                Some((meter.clone(), counted_as.to_string(), *periods))
             })
             .collect();
-        let routes = crate::stripe_meters::StripeMeters::new(config);
-        let unsent: Vec<(String, i64)> = self
-            .conn
-            .prepare_cached(
-                "SELECT meter_id, COUNT(*) FROM usage_events
-                 WHERE stripe_reported_at IS NULL AND stripe_expired_at IS NULL
-                 GROUP BY meter_id ORDER BY meter_id",
-            )?
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<_>>()?;
-        drift.removed = unsent
-            .into_iter()
-            .filter(|(meter, _)| routes.route(meter).is_none())
-            .collect();
+        let drift = MeterDrift { recounted, removed };
         Ok(drift)
     }
 }

@@ -544,9 +544,10 @@ impl<'c> Batch<'_, 'c> {
         }
         let period = period_containing(customer.billing_anchor, config.billing.period, occurred_at);
         let customer_id = customer.id.clone();
-        let counter = self
+        let position = self
             .counters
-            .get(conn, config, &customer_id, plan, period, now)?;
+            .find(conn, config, &customer_id, plan, period, now)?;
+        let counter = self.counters.at(position);
         let placed = Placed {
             plan_id: counter.plan_id.clone(),
             terms: counter.meter_terms.get(&meter.id).copied(),
@@ -560,9 +561,7 @@ impl<'c> Batch<'_, 'c> {
             return Ok(outcome);
         }
         // The period's row (plan, terms) is written whatever meter the event counted on.
-        let counter = self
-            .counters
-            .get(conn, config, &req.customer_id, plan, period, now)?;
+        let counter = self.counters.at(position);
         counter.touch();
         if added > 0 && config.implicit_meter().is_some() {
             // The database contract's columns for a plans.toml without [[meters]]: the

@@ -599,6 +599,16 @@ fn pack_report(
     let table = "usage_events AS e INDEXED BY usage_events_by_customer_time";
     let group = group_events(meters);
     let formula = meters.route(&g.meter).map_or(Formula::Sum, |r| r.formula);
+    // ?1–?7: the group's events (`group_events`); what follows is each statement's own.
+    let group_params: [&dyn crate::db::Param; 7] = [
+        &from,
+        &to,
+        &rested,
+        &g.customer,
+        &g.period_start,
+        &g.meter,
+        &g.dimensions,
+    ];
     let no_bound = (None::<String>, None::<i64>);
     let (last_at, last_id) = match formula {
         Formula::Sum => tx
@@ -607,40 +617,23 @@ fn pack_report(
                  ORDER BY e.occurred_at, e.id LIMIT 1 OFFSET ?10"
             ))?
             .query_row(
-                params![
-                    from,
-                    to,
-                    rested,
-                    g.customer,
-                    g.period_start,
-                    g.meter,
-                    g.dimensions,
-                    no_bound.0,
-                    no_bound.1,
-                    MAX_REPORT_EVENTS - 1
-                ],
+                joined(
+                    &group_params,
+                    &[&no_bound.0, &no_bound.1, &(MAX_REPORT_EVENTS - 1)],
+                )
+                .as_slice(),
                 |r| Ok((Some(r.get::<_, String>(0)?), Some(r.get::<_, i64>(1)?))),
             )
             .optional()?
             .unwrap_or(no_bound),
         Formula::Last => no_bound,
     };
-    let bound = params![
-        from,
-        to,
-        rested,
-        g.customer,
-        g.period_start,
-        g.meter,
-        g.dimensions,
-        last_at,
-        last_id
-    ];
+    let bound = joined(&group_params, &[&last_at, &last_id]);
     let (amounts, events, latest): (Option<i64>, i64, Option<String>) = tx
         .prepare_cached(&format!(
             "SELECT SUM({AMOUNT}), COUNT(*), MAX(e.occurred_at) FROM {table} WHERE {group}"
         ))?
-        .query_row(bound, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        .query_row(bound.as_slice(), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
     let Some(latest) = latest.filter(|_| events > 0) else {
         return Ok(0);
     };
@@ -681,19 +674,16 @@ fn pack_report(
     tx.prepare_cached(&format!(
         "UPDATE {table} SET stripe_report_id = ?10 WHERE {group}"
     ))?
-    .execute(params![
-        from,
-        to,
-        rested,
-        g.customer,
-        g.period_start,
-        g.meter,
-        g.dimensions,
-        last_at,
-        last_id,
-        id
-    ])?;
+    .execute(joined(&group_params, &[&last_at, &last_id, &id]).as_slice())?;
     Ok(events as u64)
+}
+
+/// `first`'s parameters, then `more`.
+fn joined<'a>(
+    first: &[&'a dyn crate::db::Param],
+    more: &[&'a dyn crate::db::Param],
+) -> Vec<&'a dyn crate::db::Param> {
+    first.iter().chain(more).copied().collect()
 }
 
 /// What happened to one report, written to it and its events; returns the events written.

@@ -103,7 +103,7 @@ fn event_name_of(meter_column: &str, named: &[String]) -> String {
 }
 
 /// `text` as an SQL string literal.
-fn literal(text: &str) -> String {
+pub(crate) fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
