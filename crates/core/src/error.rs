@@ -167,46 +167,5 @@ impl Error {
     }
 }
 
-impl From<rusqlite::Error> for Error {
-    fn from(e: rusqlite::Error) -> Self {
-        use rusqlite::ErrorCode;
-        if matches!(e, rusqlite::Error::QueryReturnedNoRows) {
-            return Error::NoRows;
-        }
-        match e.sqlite_error_code() {
-            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => Error::Locked,
-            Some(ErrorCode::NotADatabase) => Error::NotADatabase,
-            Some(ErrorCode::DatabaseCorrupt) => Error::Corrupt(e.to_string()),
-            Some(ErrorCode::ReadOnly) => Error::ReadOnly,
-            Some(ErrorCode::CannotOpen) => Error::CannotOpen(e.to_string()),
-            Some(ErrorCode::DiskFull) => Error::DiskFull,
-            // An I/O error right after the system said "no space left" (errno is per thread
-            // and read at once; at worst this misses and the I/O error is shown as it is).
-            Some(ErrorCode::SystemIoFailure)
-                if std::io::Error::last_os_error().kind() == std::io::ErrorKind::StorageFull =>
-            {
-                Error::DiskFull
-            }
-            _ => Error::Database(e.to_string()),
-        }
-    }
-}
-
 /// meterline's `Result`, with [`Error`] by default.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-#[cfg(test)]
-mod tests {
-    use super::Error;
-
-    #[test]
-    fn sqlite_full_reads_disk_full() {
-        let full = rusqlite::Error::SqliteFailure(
-            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
-            None,
-        );
-        let err = Error::from(full);
-        assert!(matches!(err, Error::DiskFull), "{err}");
-        assert!(err.is_database() && err.exit_code() == 1);
-    }
-}

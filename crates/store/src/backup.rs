@@ -6,6 +6,7 @@ use rusqlite::Connection;
 use rusqlite::backup::Backup;
 
 use super::Store;
+use crate::db::sqlite::from_sqlite;
 use crate::{Error, Result};
 
 /// What `backup_to` wrote and checked.
@@ -51,11 +52,14 @@ impl Store {
             .tempfile_in(dir)
             .map_err(|e| Error::CannotOpen(format!("{}: {e}", dir.display())))?;
         {
-            let mut copy = Connection::open(staging.path())?;
+            let mut copy = Connection::open(staging.path()).map_err(from_sqlite)?;
             // -1: every page in one step, so the whole copy reads one snapshot.
-            Backup::new(conn, &mut copy)?.step(-1)?;
+            Backup::new(conn, &mut copy)
+                .and_then(|b| b.step(-1))
+                .map_err(from_sqlite)?;
             // A backup is one self-contained file: no -wal or -shm beside it.
-            copy.query_row("PRAGMA journal_mode = DELETE", [], |_| Ok(()))?;
+            copy.query_row("PRAGMA journal_mode = DELETE", [], |_| Ok(()))
+                .map_err(from_sqlite)?;
         }
         let report = verify(staging.path())?;
         staging
@@ -86,7 +90,9 @@ const COUNTERS_OFF_THEIR_EVENTS: &str = "
 /// Check a database copy: SQLite's own integrity check, every meter's total equal to what
 /// its events make by the aggregation it counts by, and every event under a period row.
 pub fn verify(path: &Path) -> Result<BackupReport> {
-    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map(crate::db::Connection::Sqlite)
+        .map_err(from_sqlite)?;
     let integrity: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
     if integrity != "ok" {
         return Err(Error::Corrupt(format!(
@@ -114,6 +120,6 @@ pub fn verify(path: &Path) -> Result<BackupReport> {
         bytes: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
         customers: count("customers")?,
         events: count("usage_events")?,
-        schema_version: conn.query_row("PRAGMA user_version", [], |r| r.get(0))?,
+        schema_version: conn.schema_version()?,
     })
 }

@@ -210,7 +210,8 @@ struct SortOnDisk<'c>(&'c rusqlite::Connection);
 
 impl<'c> SortOnDisk<'c> {
     fn new(conn: &'c rusqlite::Connection) -> Result<SortOnDisk<'c>> {
-        conn.execute_batch("PRAGMA temp_store = FILE")?;
+        conn.execute_batch("PRAGMA temp_store = FILE")
+            .map_err(crate::db::sqlite::from_sqlite)?;
         Ok(SortOnDisk(conn))
     }
 }

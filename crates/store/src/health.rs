@@ -27,9 +27,9 @@ impl Store {
     /// Check the file: `quick_check`, journal mode, schema version, the sync lock.
     pub fn health(&self) -> Result<Health> {
         let (quick_check, journal_mode, engine) = match self.conn.sqlite() {
-            Some(conn) => (
-                conn.query_row("PRAGMA quick_check(1)", [], |r| r.get(0))?,
-                conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?,
+            Some(_) => (
+                self.conn.query_row("PRAGMA quick_check(1)", [], |r| r.get(0))?,
+                self.conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?,
                 format!("SQLite {}", rusqlite::version()),
             ),
             None => (

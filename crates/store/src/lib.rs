@@ -8,7 +8,7 @@
 //!
 //! | concern | file | serves |
 //! | --- | --- | --- |
-//! | opening the database | `lib.rs` (the engines' differences: `db/`) | every caller |
+//! | opening the database | `lib.rs` (each engine's opening, schema and errors: `db/sqlite/`, `db/postgres/`) | every caller |
 //! | the record path | `record.rs` | `record`, serve's writer, the demo, embedders |
 //! | customers | `customers.rs` | `customer`, serve's drop-in routes, reconcile, doctor |
 //! | every meter's standing | `meter_reads.rs` | `check`, `history`, a duplicate's answer, serve's check, `doctor`'s meter drift |
@@ -30,7 +30,8 @@
 //! | export | `export.rs` | `export` |
 //! | demo writes | `demo_settle.rs` | `demo::fill` |
 //!
-//! Beside them, without `Store` methods of their own: `schema.rs` (migrations), `lock.rs` (the
+//! Beside them, without `Store` methods of their own: `db/migrations.rs` (both engines'
+//! migration files and the schema version), `lock.rs` (the
 //! one run lock, used by the sync and the alert delivery), `counters.rs` (a period's counter row
 //! and a batch's running counters), `new_events.rs` (a batch's event inserts).
 #![warn(unreachable_pub)]
@@ -60,16 +61,13 @@ mod queries;
 mod reconcile;
 pub mod record;
 mod reports;
-mod schema;
 mod status;
 mod stripe_meters;
 mod sync_runs;
 mod tokens;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
-
-use rusqlite::{Connection, OpenFlags};
+use std::time::Duration;
 
 pub use crate::billing::{
     Projection, STRIPE_MAX_AGE_DAYS, STRIPE_MAX_FUTURE_SECS, project, stripe_window,
@@ -93,7 +91,8 @@ pub use outbox::{
 pub use queries::{HistoryRow, Member, MembersSummary, StatusRow};
 pub use reconcile::{ReconcileRow, ReconcileRun, Reported, StripeChecks};
 pub use reports::{HeldReport, InDoubt, ReportPlan};
-pub use schema::{APPLICATION_ID, SCHEMA_VERSION, create_at_version};
+pub use db::migrations::SCHEMA_VERSION;
+pub use db::sqlite::schema::{APPLICATION_ID, create_at_version};
 pub use status::{StatusEntry, StripeStanding};
 pub use stripe_meters::{Formula, Route, StripeMeters};
 pub use sync_runs::SyncRun;
@@ -152,100 +151,16 @@ impl Store {
     /// Open the database `db` names as `options` say. A file or database another program made
     /// is refused untouched ([`Error::ForeignDatabase`], [`Error::ForeignServerDatabase`]).
     pub fn open_with(db: &Path, options: OpenOptions) -> Result<Store> {
-        if let Some(url) = db.to_str().filter(|d| is_postgres_url(d)) {
-            return Self::open_postgres(url, options);
-        }
-        let is_uri = db.to_str().is_some_and(|p| p.starts_with("file:"));
-        if !options.create && !is_uri && !db.exists() {
-            return Err(Error::NoDatabase);
-        }
-        let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_URI
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        if options.create {
-            flags |= OpenFlags::SQLITE_OPEN_CREATE;
-        }
-        Self::setup(Connection::open_with_flags(db, flags)?, options)
-    }
-
-    #[cfg(feature = "postgres")]
-    fn open_postgres(url: &str, options: OpenOptions) -> Result<Store> {
-        let url = db::postgres::PgUrl::parse(url)?;
-        let lock_timeout_ms = options.busy_timeout.as_millis().max(1) as u64;
-        let conn = db::postgres::PgConnection::connect(url, lock_timeout_ms)?;
-        db::postgres::schema::prepare(&conn, options)?;
         Ok(Store {
-            conn: db::Connection::Postgres(Box::new(conn)),
+            conn: db::Connection::open(db, options)?,
         })
-    }
-
-    #[cfg(not(feature = "postgres"))]
-    fn open_postgres(url: &str, _options: OpenOptions) -> Result<Store> {
-        Err(Error::InvalidInput(format!(
-            "{} is a PostgreSQL database, and this meterline was built without PostgreSQL \
-             (the `postgres` feature of meterline-store)",
-            redact_db(url)
-        )))
     }
 
     /// A private in-memory database, for tests and what-ifs.
     pub fn open_in_memory() -> Result<Store> {
-        Self::setup(Connection::open_in_memory()?, OpenOptions::default())
-    }
-
-    fn setup(mut conn: Connection, options: OpenOptions) -> Result<Store> {
-        conn.busy_timeout(options.busy_timeout)?;
-        // rusqlite keeps 16 statements by default; a batch on several meters with alerts
-        // runs about as many, the transaction statements and the reads more: a statement
-        // pushed out is parsed again (tens of thousands of instructions) on its next use.
-        conn.set_prepared_statement_cache_capacity(64);
-        // Settings of this connection only; the file is not touched. WAL + NORMAL survives a
-        // killed process without losing a committed transaction; only a power loss can lose
-        // the last few.
-        // temp_store = MEMORY keeps statement journals (an INSERT into a table with unique
-        // indexes opens one) off the disk: otherwise a temporary file, one syscall per page.
-        conn.execute_batch(
-            "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
-        )?;
-        // A brand-new file is set up by whichever process gets there first; the others can
-        // see SQLITE_BUSY without their busy handler being asked (the switch to WAL, WAL
-        // recovery). Every step is idempotent, so they retry until the busy timeout.
-        let deadline = Instant::now() + options.busy_timeout;
-        let mut pause = Duration::from_millis(1);
-        loop {
-            match Self::prepare(&mut conn, options) {
-                Err(Error::Locked) if Instant::now() < deadline => {
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_millis(50));
-                }
-                Err(e) => return Err(e),
-                Ok(()) => {
-                    return Ok(Store {
-                        conn: db::Connection::Sqlite(conn),
-                    });
-                }
-            }
-        }
-    }
-
-    /// Check whose file it is, then (if allowed) switch to WAL and migrate.
-    fn prepare(conn: &mut Connection, options: OpenOptions) -> Result<()> {
-        // The first real read: a non-SQLite file fails here, before anything is written.
-        match schema::owner(conn)? {
-            schema::Owner::Foreign => return Err(Error::ForeignDatabase),
-            schema::Owner::Empty if !options.create => return Err(Error::NoDatabase),
-            // A file being created gets its whole schema, whatever `migrate` says.
-            schema::Owner::Empty => {}
-            schema::Owner::Meterline if !options.migrate => {
-                return schema::check_current(conn);
-            }
-            schema::Owner::Meterline => {}
-        }
-        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
-        if mode != "wal" && mode != "memory" && !conn.is_readonly(rusqlite::MAIN_DB)? {
-            conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
-        }
-        schema::migrate(conn)
+        Ok(Store {
+            conn: db::Connection::open_in_memory()?,
+        })
     }
 
     /// Which engine this store runs on.
@@ -253,24 +168,17 @@ impl Store {
         self.conn.engine()
     }
 
-    /// The schema version the database is at (SQLite's `PRAGMA user_version`; on
-    /// PostgreSQL, the last migration applied).
+    /// The schema version the database is at: the number of the last migration it ran, the
+    /// same on both engines for one release (SQLite's `PRAGMA user_version`; on PostgreSQL,
+    /// the `meterline_migrations` ledger).
     pub fn schema_version(&self) -> Result<i64> {
-        match &self.conn {
-            db::Connection::Sqlite(c) => Ok(c.query_row("PRAGMA user_version", [], |r| r.get(0))?),
-            #[cfg(feature = "postgres")]
-            db::Connection::Postgres(c) => db::postgres::schema::version(c),
-        }
+        self.conn.schema_version()
     }
 
     /// Changes whenever another connection commits; cheap enough to poll for live views
     /// (SQLite's `PRAGMA data_version`; on PostgreSQL a counter every write transaction bumps).
     pub fn data_version(&self) -> Result<i64> {
-        match &self.conn {
-            db::Connection::Sqlite(c) => Ok(c.query_row("PRAGMA data_version", [], |r| r.get(0))?),
-            #[cfg(feature = "postgres")]
-            db::Connection::Postgres(c) => db::postgres::schema::changes(c),
-        }
+        self.conn.data_version()
     }
 }
 

@@ -5,9 +5,13 @@
 //! `params!`, transactions), so every statement is written once, in the SQL both engines
 //! speak. Placeholders are SQLite's `?1`; the Postgres side rewrites them to `$1` and binds
 //! each value with its type. What differs between the engines (opening, the schema
-//! bookkeeping, locks, the change counter, backup) is in `sqlite.rs` and `postgres/`.
+//! bookkeeping, errors, locks, the change counter, backup) is in `sqlite/` and `postgres/`,
+//! which mirror each other; `migrations` holds both engines' migration files, and `open`
+//! picks the engine.
 
-mod sqlite;
+pub(crate) mod migrations;
+mod open;
+pub(crate) mod sqlite;
 mod values;
 
 #[cfg(feature = "postgres")]
@@ -170,7 +174,7 @@ impl Connection {
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) fn execute_batch(&self, sql: &str) -> Result<()> {
         match self {
-            Connection::Sqlite(c) => Ok(c.execute_batch(sql)?),
+            Connection::Sqlite(c) => c.execute_batch(sql).map_err(sqlite::from_sqlite),
             #[cfg(feature = "postgres")]
             Connection::Postgres(c) => c.batch_execute(sql),
         }
@@ -216,7 +220,10 @@ impl Connection {
 
     pub(crate) fn prepare_cached(&self, sql: &str) -> Result<Statement<'_>> {
         match self {
-            Connection::Sqlite(c) => Ok(Statement::Sqlite(c.prepare_cached(sql)?)),
+            Connection::Sqlite(c) => c
+                .prepare_cached(sql)
+                .map(Statement::Sqlite)
+                .map_err(sqlite::from_sqlite),
             #[cfg(feature = "postgres")]
             Connection::Postgres(c) => Ok(Statement::Postgres(c.statement(sql))),
         }
@@ -226,7 +233,10 @@ impl Connection {
     /// cache, where it would push out the record path's statements. Postgres caches nothing.
     pub(crate) fn prepare(&self, sql: &str) -> Result<Statement<'_>> {
         match self {
-            Connection::Sqlite(c) => Ok(Statement::SqliteOnce(c.prepare(sql)?)),
+            Connection::Sqlite(c) => c
+                .prepare(sql)
+                .map(Statement::SqliteOnce)
+                .map_err(sqlite::from_sqlite),
             #[cfg(feature = "postgres")]
             Connection::Postgres(c) => Ok(Statement::Postgres(c.statement(sql))),
         }
@@ -291,7 +301,7 @@ impl Connection {
     /// anew each time, which was a tenth of a read like `metered_check`.
     fn end(&self, sql: &str) -> Result<()> {
         match self {
-            Connection::Sqlite(c) => Ok(sqlite::run_cached(c, sql)?),
+            Connection::Sqlite(c) => sqlite::run_cached(c, sql),
             #[cfg(feature = "postgres")]
             Connection::Postgres(_) => self.execute_batch(sql),
         }
@@ -326,8 +336,10 @@ impl Statement<'_> {
     /// Run it; the number of rows it changed.
     pub(crate) fn execute(&mut self, params: impl Params) -> Result<usize> {
         params.with(|params| match self {
-            Statement::Sqlite(s) => Ok(s.execute(sqlite::bind(params))?),
-            Statement::SqliteOnce(s) => Ok(s.execute(sqlite::bind(params))?),
+            Statement::Sqlite(s) => s.execute(sqlite::bind(params)).map_err(sqlite::from_sqlite),
+            Statement::SqliteOnce(s) => {
+                s.execute(sqlite::bind(params)).map_err(sqlite::from_sqlite)
+            }
             #[cfg(feature = "postgres")]
             Statement::Postgres(s) => s.execute(params),
         })
@@ -353,8 +365,14 @@ impl Statement<'_> {
 
     pub(crate) fn query(&mut self, params: impl Params) -> Result<Rows<'_>> {
         params.with(move |params| match self {
-            Statement::Sqlite(s) => Ok(Rows::Sqlite(s.query(sqlite::bind(params))?)),
-            Statement::SqliteOnce(s) => Ok(Rows::Sqlite(s.query(sqlite::bind(params))?)),
+            Statement::Sqlite(s) => s
+                .query(sqlite::bind(params))
+                .map(Rows::Sqlite)
+                .map_err(sqlite::from_sqlite),
+            Statement::SqliteOnce(s) => s
+                .query(sqlite::bind(params))
+                .map(Rows::Sqlite)
+                .map_err(sqlite::from_sqlite),
             #[cfg(feature = "postgres")]
             Statement::Postgres(s) => Ok(Rows::Postgres(s.query(params)?.into_iter())),
         })
@@ -390,7 +408,7 @@ impl Rows<'_> {
     #[allow(clippy::should_implement_trait)] // fallible, as rusqlite's
     pub(crate) fn next(&mut self) -> Result<Option<Row<'_>>> {
         match self {
-            Rows::Sqlite(rows) => Ok(rows.next()?.map(Row::Sqlite)),
+            Rows::Sqlite(rows) => Ok(rows.next().map_err(sqlite::from_sqlite)?.map(Row::Sqlite)),
             #[cfg(feature = "postgres")]
             Rows::Postgres(rows) => Ok(rows.next().map(Row::Postgres)),
         }
@@ -429,7 +447,7 @@ impl Row<'_> {
     pub(crate) fn get<I: ColumnIndex, T: Column>(&self, idx: I) -> Result<T> {
         let idx = idx.index();
         match self {
-            Row::Sqlite(r) => T::from_sqlite(r.get_ref(idx)?, idx),
+            Row::Sqlite(r) => T::from_sqlite(r.get_ref(idx).map_err(sqlite::from_sqlite)?, idx),
             #[cfg(feature = "postgres")]
             Row::Postgres(r) => T::from_postgres(r, idx),
         }

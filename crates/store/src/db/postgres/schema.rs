@@ -1,50 +1,12 @@
-//! The PostgreSQL schema: versioned files under `migrations/postgres/`, each applied once and
-//! recorded in `meterline_migrations` with its checksum, so a file changed after it ran is
-//! noticed instead of silently diverging.
+//! The PostgreSQL schema: the files of `migrations/postgres/` (`db::migrations`), each applied
+//! once and recorded in `meterline_migrations` with its checksum, so a file changed after it
+//! ran is noticed instead of silently diverging. Files 1-6 were PostgreSQL's own numbering (1
+//! is the whole schema SQLite reaches at its version 10, 2 SQLite's 11, 6 SQLite's 12; 3-5
+//! have no SQLite counterpart); from 13 on the numbers are SQLite's too.
 
 use super::PgConnection;
-use crate::schema::{Migration, checksum};
+use crate::db::migrations::{POSTGRES as MIGRATIONS, SCHEMA_VERSION, checksum};
 use crate::{Error, OpenOptions, Result};
-
-/// The migrations, in order. 1 is the whole schema SQLite reaches at its version 10; 2 is
-/// SQLite's 11; 3 (text compared bytewise), 4 (change marks per statement) and 5 (the Stripe
-/// marks without a join of the transition tables) have no SQLite counterpart; 6 is SQLite's 12
-/// (one meter model).
-pub(crate) const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "schema",
-        sql: include_str!("../../../migrations/postgres/0001_schema.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "meter_terms",
-        sql: include_str!("../../../migrations/postgres/0002_meter_terms.sql"),
-    },
-    Migration {
-        version: 3,
-        name: "bytewise_text",
-        sql: include_str!("../../../migrations/postgres/0003_bytewise_text.sql"),
-    },
-    Migration {
-        version: 4,
-        name: "change_marks_per_statement",
-        sql: include_str!("../../../migrations/postgres/0004_change_marks_per_statement.sql"),
-    },
-    Migration {
-        version: 5,
-        name: "stripe_marks_without_a_join",
-        sql: include_str!("../../../migrations/postgres/0005_stripe_marks_without_a_join.sql"),
-    },
-    Migration {
-        version: 6,
-        name: "one_meter_model",
-        sql: include_str!("../../../migrations/postgres/0006_one_meter_model.sql"),
-    },
-];
-
-/// The schema version this build brings a database to.
-pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// The oldest server meterline runs on (`server_version_num`): 13 is the oldest PostgreSQL
 /// its maintainers still supported when this was written, and has everything the SQL uses.
@@ -234,20 +196,6 @@ pub(crate) fn changes(conn: &PgConnection) -> Result<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A released migration is never edited: a database that ran it refuses a changed file.
-    #[test]
-    fn released_migrations_keep_their_checksums() {
-        const RELEASED: [&str; 6] = [
-            "556fc89b8a39c5653c30536606571e19d57abf8494e2a827b932ba93c4af74ea",
-            "ca702f5a81a4f07566ab4d9909dd170b6d17639d027773fb598845536c065fbb",
-            "8210ba467e675f74a69825bbe54f53457dd212b448a7d0b0cf09de1623a620b8",
-            "bc8eeda927e77113867dcd5fd04b196072927bc28b950e3624814cac9be45b1e",
-            "cfd0c49197d8c3d509db4ea5d5e25264765f19083d393bfd1c6771e1c688c78e",
-            "18ca1e2ac8ecee4c291d3fe1eab8aaad9cbbbe51643a8e439c582f45f7e3d569",
-        ];
-        crate::schema::assert_released(MIGRATIONS, &RELEASED);
-    }
 
     #[test]
     fn versions_show_as_the_server_names_them() {

@@ -1,0 +1,4 @@
+-- 13: one schema version on both engines. Up to here SQLite counted 12 migrations and
+-- PostgreSQL 6 for the same schema; from here on each number is a file in both
+-- migrations/sqlite/ and migrations/postgres/, so a release's databases are at the same
+-- version on either engine. Nothing else changes.
