@@ -102,3 +102,37 @@ fn an_upward_or_sideways_arrow_is_found() {
         ]
     );
 }
+
+/// The crates `package` builds on, of every kind (normal, build, dev), each once.
+fn dependency_tree(package: &str) -> Vec<String> {
+    let out = std::process::Command::new(env!("CARGO"))
+        .args(["tree", "--offline", "--prefix", "none", "--no-dedupe"])
+        .args(["--edges", "normal,build,dev", "--package", package])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run cargo tree");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| line.split_whitespace().next().map(str::to_owned))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The core holds rules and types, no database: SQLite (and its C code) is the store's, whose
+/// `db/sqlite/error.rs` turns rusqlite's errors into the core's.
+#[test]
+fn the_core_does_not_build_sqlite() {
+    let tree = dependency_tree("meterline-core");
+    assert!(tree.iter().any(|name| name == "serde"), "{tree:?}");
+    for sqlite in ["rusqlite", "libsqlite3-sys"] {
+        assert!(!tree.iter().any(|name| name == sqlite), "core builds {sqlite}");
+    }
+    assert!(dependency_tree("meterline-store").iter().any(|n| n == "rusqlite"));
+}
