@@ -34,19 +34,13 @@ fn migrations(dir: &Path) -> Vec<(u32, String, String)> {
         let Some(stem) = file.strip_suffix(".sql") else {
             continue;
         };
-        let parsed = stem.split_once('_').and_then(|(number, name)| {
-            let named = !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-            let version = number.parse::<u32>().ok().filter(|v| *v > 0);
-            (number.len() == 4 && named).then_some(version).flatten()
-                .map(|v| (v, name.to_owned()))
-        });
-        let Some((version, name)) = parsed else {
-            panic!("{}: a migration is named NNNN_lowercase_name.sql", path.display());
+        let Some((version, name)) = parse(stem) else {
+            panic!(
+                "{}: a migration is named NNNN_lowercase_name.sql",
+                path.display()
+            );
         };
-        found.push((version, name, path.display().to_string()));
+        found.push((version, name.to_owned(), path.display().to_string()));
     }
     found.sort();
     for pair in found.windows(2) {
@@ -58,4 +52,15 @@ fn migrations(dir: &Path) -> Vec<(u32, String, String)> {
         );
     }
     found
+}
+
+/// `0013_one_schema_version` as (13, "one_schema_version").
+fn parse(stem: &str) -> Option<(u32, &str)> {
+    let (number, name) = stem.split_once('_')?;
+    let version: u32 = number.parse().ok()?;
+    let named = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    (number.len() == 4 && version > 0 && named).then_some((version, name))
 }

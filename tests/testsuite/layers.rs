@@ -132,7 +132,14 @@ fn the_core_does_not_build_sqlite() {
     let tree = dependency_tree("meterline-core");
     assert!(tree.iter().any(|name| name == "serde"), "{tree:?}");
     for sqlite in ["rusqlite", "libsqlite3-sys"] {
-        assert!(!tree.iter().any(|name| name == sqlite), "core builds {sqlite}");
+        assert!(
+            !tree.iter().any(|name| name == sqlite),
+            "core builds {sqlite}"
+        );
     }
-    assert!(dependency_tree("meterline-store").iter().any(|n| n == "rusqlite"));
+    assert!(
+        dependency_tree("meterline-store")
+            .iter()
+            .any(|n| n == "rusqlite")
+    );
 }

@@ -28,8 +28,10 @@ impl Store {
     pub fn health(&self) -> Result<Health> {
         let (quick_check, journal_mode, engine) = match self.conn.sqlite() {
             Some(_) => (
-                self.conn.query_row("PRAGMA quick_check(1)", [], |r| r.get(0))?,
-                self.conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?,
+                self.conn
+                    .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))?,
+                self.conn
+                    .query_row("PRAGMA journal_mode", [], |r| r.get(0))?,
                 format!("SQLite {}", rusqlite::version()),
             ),
             None => (

@@ -81,6 +81,8 @@ pub use dashboard::{
     GroupRow, MeterDetail, MeterFigure, Refresh, UsageChange, has_meters,
 };
 pub use db::Engine;
+pub use db::migrations::SCHEMA_VERSION;
+pub use db::sqlite::schema::{APPLICATION_ID, create_at_version};
 pub use export::{Cell, ExportFilter, ExportKind};
 pub use health::Health;
 pub use lock::{LOCK_STALE_AFTER_SECS, LockHolder, LockState};
@@ -91,8 +93,6 @@ pub use outbox::{
 pub use queries::{HistoryRow, Member, MembersSummary, StatusRow};
 pub use reconcile::{ReconcileRow, ReconcileRun, Reported, StripeChecks};
 pub use reports::{HeldReport, InDoubt, ReportPlan};
-pub use db::migrations::SCHEMA_VERSION;
-pub use db::sqlite::schema::{APPLICATION_ID, create_at_version};
 pub use status::{StatusEntry, StripeStanding};
 pub use stripe_meters::{Formula, Route, StripeMeters};
 pub use sync_runs::SyncRun;

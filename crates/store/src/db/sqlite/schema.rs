@@ -68,7 +68,10 @@ pub(crate) fn prepare(conn: &mut Connection, options: OpenOptions) -> Result<()>
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .map_err(from_sqlite)?;
-    if mode != "wal" && mode != "memory" && !conn.is_readonly(rusqlite::MAIN_DB).map_err(from_sqlite)? {
+    if mode != "wal"
+        && mode != "memory"
+        && !conn.is_readonly(rusqlite::MAIN_DB).map_err(from_sqlite)?
+    {
         conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
             .map_err(from_sqlite)?;
     }
