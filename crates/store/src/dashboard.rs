@@ -1,6 +1,7 @@
 //! Read paths for the live dashboard, built to stay fast at 100,000 customers and 10 million
 //! events: one full load when it opens, then small refreshes driven by change marks
-//! (the newest event id and the `change_counters` rows kept by triggers, see schema.rs).
+//! (the newest event id and the `change_counters` rows kept by triggers, see
+//! `migrations/sqlite/0003_change_marks.sql`).
 //! Meters (`meters.rs`) ride on the same marks: every event that moves a meter's counter is
 //! a new `usage_events` row in the same transaction, so the newest event id announces it.
 
