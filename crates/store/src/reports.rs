@@ -1,6 +1,6 @@
 //! Aggregated reports: one meter event standing for the unreported events of one customer,
 //! meter and billing period (and group_by group, for `sum` formula meters), SQLite
-//! migrations 8 and 10 (`migrations/sqlite/`). A `sum` report carries the sum of its events' amounts; a `last` report
+//! migrations 8 and 10. A `sum` report carries the sum of its events' amounts; a `last` report
 //! (max, unique_count, latest) the meter's value for the period when it was made, dated after
 //! every earlier report of that meter and period, so the newest value is the one Stripe's
 //! `last` takes, whatever order they arrive in (stripe_meters.rs).
