@@ -6,31 +6,9 @@ use std::path::Path;
 
 use super::cli::Scratch;
 
-/// The store a test runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Engine {
-    Sqlite,
-    Postgres,
-}
-
-/// `engine_tests!(a, b)`: `#[test] sqlite::a`, `#[test] postgres::a`, … calling `a(Engine)`.
-macro_rules! engine_tests {
-    ($($name:ident),+ $(,)?) => {
-        mod sqlite {
-            $(#[test]
-            fn $name() {
-                super::$name($crate::support::engine::Engine::Sqlite)
-            })+
-        }
-        mod postgres {
-            $(#[test]
-            fn $name() {
-                super::$name($crate::support::engine::Engine::Postgres)
-            })+
-        }
-    };
-}
-pub(crate) use engine_tests;
+pub use super::common::Engine;
+/// The store a test runs on, and `engine_tests!` (tests/common, shared with the crates' suites).
+pub(crate) use super::common::engine_tests;
 
 impl Scratch {
     /// A scratch directory whose database is on `engine`: the file, or a fresh database on

@@ -9,10 +9,14 @@
 //! - `engine`: the contract tests once per engine (`engine_tests!`), and plain-SQL reads of either;
 //! - `shapes`: the command-level tests once per engine × plans.toml shape (`shape_tests!`);
 //! - `postgres`: the real PostgreSQL server the Postgres half runs on;
-//! - `pgbouncer`: PgBouncer in transaction mode in front of it.
+//! - `pgbouncer`: PgBouncer in transaction mode in front of it;
+//! - `common` (tests/common, shared with the crates' suites): the pinned instant, the shipped
+//!   plans and tests/fixtures/plans/, SQLite dumps.
 
 pub mod alerts;
 pub mod cli;
+#[path = "../../common/mod.rs"]
+pub mod common;
 pub mod engine;
 pub mod fake_stripe;
 pub mod meters;
