@@ -9,7 +9,7 @@ use tempfile::TempDir;
 
 /// The instant every command pretends it is, so outputs are deterministic; the shipped plans;
 /// database dumps (tests/common, shared with the crates' suites).
-pub use super::common::{Dump, NOW, TABLES, dump, repo_plans};
+pub use super::common::{Dump, NOW, dump, repo_plans};
 
 /// The `meterline` binary cargo built for these tests.
 pub const BIN: &str = env!("CARGO_BIN_EXE_meterline");
@@ -172,23 +172,7 @@ impl Scratch {
     }
 
     pub fn dump(&self) -> Dump {
-        if self.engine() == super::engine::Engine::Postgres {
-            let db = self.inspect();
-            return Dump(
-                TABLES
-                    .iter()
-                    .map(|table| {
-                        let rows = db
-                            .rows(&format!("SELECT * FROM {table} ORDER BY 1, 2, 3"))
-                            .into_iter()
-                            .map(|r| r.join("|"))
-                            .collect();
-                        (table.to_string(), rows)
-                    })
-                    .collect(),
-            );
-        }
-        dump(&self.conn())
+        self.inspect().dump()
     }
 }
 

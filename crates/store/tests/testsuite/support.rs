@@ -1,7 +1,7 @@
 //! What the store's tests share: the main suite's common part (tests/common: the instant
 //! they pretend it is, the shipped plans, tests/fixtures/plans/, database dumps, the contract
-//! tests once per engine), its PostgreSQL server, a fresh database on either engine, and reads
-//! of a SQLite database behind the library's back.
+//! tests once per engine), its PostgreSQL server and plain-SQL reads of either engine
+//! (`Inspect`), and a fresh database on either engine.
 
 use std::path::PathBuf;
 
@@ -11,13 +11,19 @@ use tempfile::TempDir;
 #[path = "../../../../tests/common/mod.rs"]
 pub mod common;
 pub(crate) use common::engine_tests;
-pub use common::{AI_PLANS, Engine, NOW, dump, repo_plans};
+pub use common::{AI_PLANS, Engine, NOW, repo_plans};
 
 /// The main suite's PostgreSQL server (tests/testsuite/support/postgres.rs); the store's tests
 /// use a part of it.
 #[allow(dead_code)]
 #[path = "../../../../tests/testsuite/support/postgres.rs"]
 mod postgres;
+
+/// Plain-SQL reads of either engine's database (tests/common/inspect.rs).
+#[allow(dead_code)]
+#[path = "../../../../tests/common/inspect.rs"]
+mod inspect;
+pub use inspect::Inspect;
 
 /// A fresh database on `engine`: a file in a temp dir, or a new database on the test
 /// PostgreSQL server. Open it as many times as a test needs connections.
@@ -41,24 +47,9 @@ impl TestDb {
     pub fn open(&self) -> Store {
         Store::open(&self.path).unwrap()
     }
-}
 
-/// `used` of one customer's counter row for the period starting at `period_start`.
-pub fn used_in(conn: &rusqlite::Connection, customer: &str, period_start: &str) -> i64 {
-    conn.query_row(
-        "SELECT used FROM usage_records WHERE customer_id = ?1 AND period_start = ?2",
-        [customer, period_start],
-        |r| r.get(0),
-    )
-    .expect("counter row")
-}
-
-/// (number of events, sum of their quantities) for one customer.
-pub fn events_of(conn: &rusqlite::Connection, customer: &str) -> (i64, i64) {
-    conn.query_row(
-        "SELECT COUNT(*), COALESCE(SUM(quantity), 0) FROM usage_events WHERE customer_id = ?1",
-        [customer],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )
-    .expect("count events")
+    /// Plain SQL on it, behind the library's back.
+    pub fn inspect(&self) -> Inspect<'_> {
+        Inspect::of(&self.path)
+    }
 }
