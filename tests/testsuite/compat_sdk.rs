@@ -38,35 +38,10 @@ overage_rate = "0.001"
 meterline_usage = "tokens"
 "#;
 
-/// Two meters: requests (a count, Stripe event api_requests; free includes 3, hard cap) and
-/// tokens (the sum of the property "tokens" by "model", Stripe event ai_tokens).
-const METER_PLANS: &str = r#"
-[[meters]]
-id = "requests"
-aggregation = "count"
-stripe_event = "api_requests"
-
-[[meters]]
-id = "tokens"
-aggregation = "sum"
-property = "tokens"
-group_by = ["model"]
-stripe_event = "ai_tokens"
-
-[[plans]]
-id = "free"
-[plans.meters.requests]
-included = 3
-[plans.meters.tokens]
-included = 1000
-at_limit = "overage"
-overage_rate = "0.002"
-
-[[plans]]
-id = "pro"
-[plans.meters.requests]
-included = 100000
-"#;
+/// Requests (a count, Stripe event api_requests; free includes 3, hard cap) and tokens (the sum
+/// of the property "tokens" by "model", Stripe event ai_tokens), among the meters of
+/// tests/fixtures/plans/ai_capped.toml.
+const METER_PLANS: &str = crate::support::meters::PLANS;
 
 const SDKS: &str = "stripe==16.1.0 openmeter==1.0.0b236 lago-python-client==1.55.0";
 

@@ -718,45 +718,14 @@ fn archived_customers_are_hidden_until_a_shows_them() {
     tmux.keys(&["q"]);
 }
 
-/// Three meters: an AI API (requests capped, tokens by model, active users).
-const METER_PLANS: &str = r#"
-[[meters]]
-id = "requests"
-name = "API requests"
-aggregation = "count"
-
-[[meters]]
-id = "tokens"
-name = "Tokens"
-aggregation = "sum"
-property = "tokens"
-group_by = ["model"]
-
-[[meters]]
-id = "users"
-name = "Active users"
-aggregation = "unique_count"
-property = "user"
-
-[[plans]]
-id = "free"
-name = "Free"
-price = "0"
-[plans.meters.requests]
-included = 10
-[plans.meters.tokens]
-included = 10000
-[plans.meters.users]
-included = 4
-"#;
-
 #[test]
 fn several_meters_show_the_nearest_and_m_picks_one_for_every_gauge() {
     require_tmux();
     let dir = TempDir::new().unwrap();
     let db = dir.path().join("meters.db");
     let plans = dir.path().join("plans.toml");
-    std::fs::write(&plans, METER_PLANS).unwrap();
+    // Three meters: an AI API (requests capped, tokens by model, active users).
+    std::fs::write(&plans, crate::support::common::AI_PLANS).unwrap();
     let meterline = |args: &[&str]| {
         let out = Command::new(BIN)
             .args(args)
@@ -771,13 +740,14 @@ fn several_meters_show_the_nearest_and_m_picks_one_for_every_gauge() {
     for (id, name) in [("acme", "Acme Meters"), ("globex", "Globex Meters")] {
         meterline(&["customer", "add", id, "--plan", "free", "--name", name]);
     }
-    // Acme: 9 of 10 requests (nearest); Globex: 9,500 of 10,000 tokens over two models.
+    // Acme: 9 of 100 requests (nearest); Globex: 9,500 of 10,000 tokens over two models, and
+    // 1 of 4 active users.
     for _ in 0..9 {
         meterline(&["record", "acme", "--meter", "requests"]);
     }
     meterline(&[
         "record",
-        "acme",
+        "globex",
         "--meter",
         "users",
         "--property",
@@ -805,7 +775,7 @@ fn several_meters_show_the_nearest_and_m_picks_one_for_every_gauge() {
             && s.contains("API requests · 3 meters")
             && s.contains("Tokens · 3 meters")
     });
-    assert!(screen.contains("9 / 10"), "{screen}");
+    assert!(screen.contains("9 / 100"), "{screen}");
     assert!(screen.contains("9,500 / 10,000"), "{screen}");
     assert!(
         screen.contains(" m meter "),

@@ -88,7 +88,8 @@ pub use health::Health;
 pub use lock::{LOCK_STALE_AFTER_SECS, LockHolder, LockState};
 pub use meter_reads::MeterDrift;
 pub use outbox::{
-    EventOutcome, OutboxCursor, OutboxEvent, OutboxGroup, OutboxWindow, StripeCounts, StripeState,
+    EventOutcome, OutboxCursor, OutboxEvent, OutboxGroup, OutboxUnit, OutboxWindow, StripeCounts,
+    StripeState,
 };
 pub use queries::{HistoryRow, Member, MembersSummary, StatusRow};
 pub use reconcile::{ReconcileRow, ReconcileRun, Reported, StripeChecks};

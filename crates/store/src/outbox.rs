@@ -1,10 +1,12 @@
-//! Stripe reporting state of usage events: the outbox of unreported events, the bookkeeping
-//! of each attempt written back, and the counts by state.
+//! The Stripe outbox: what a sync sends, one API keyed by the unit sent ([`OutboxUnit`]: a
+//! usage event on its own, or an aggregate report standing for many, reports.rs), the
+//! bookkeeping of each attempt written back, and the counts of events by state.
 
-use crate::db::{Behavior, params};
+use crate::db::{Behavior, Transaction, params};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::reports::EVENTS_PER_COMMIT;
 use super::stripe_meters::{AMOUNT, StripeMeters, dimension_pairs};
 use crate::Result;
 use crate::billing::{format_ts, parse_ts, stripe_window};
@@ -18,6 +20,37 @@ pub enum StripeState {
     Failed,
     Expired,
     Unmapped,
+}
+
+/// What a sync sends, each as one meter event; the outbox API is keyed by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxUnit {
+    /// A usage event on its own (`report = "per_event"`, `sum` formula meters).
+    Events,
+    /// A report made by `Store::pack_reports`, standing for its events (reports.rs).
+    Reports,
+}
+
+impl OutboxUnit {
+    /// Every unit, in the order a sync sends them: reports first (made before the events).
+    pub const ALL: [OutboxUnit; 2] = [OutboxUnit::Reports, OutboxUnit::Events];
+
+    /// The unit's table.
+    pub(super) fn table(self) -> &'static str {
+        match self {
+            OutboxUnit::Events => "usage_events",
+            OutboxUnit::Reports => "stripe_reports",
+        }
+    }
+
+    /// The prefix of its sending columns (`reported_at`, `attempts`, `error`, `failed_at`,
+    /// `first_sent_at`, `in_doubt_at`): the same names, `stripe_` ones among an event's own.
+    pub(super) fn prefix(self) -> &'static str {
+        match self {
+            OutboxUnit::Events => "stripe_",
+            OutboxUnit::Reports => "",
+        }
+    }
 }
 
 /// A usage event (or a report) waiting to be reported, with everything needed to send it.
@@ -66,14 +99,14 @@ impl OutboxCursor {
     }
 
     /// The position of `event`: a page read after it starts after it.
-    pub(super) fn at(event: &OutboxEvent) -> OutboxCursor {
+    fn at(event: &OutboxEvent) -> OutboxCursor {
         OutboxCursor {
             occurred_at: format_ts(event.occurred_at),
             id: event.id,
         }
     }
 
-    pub(super) fn parts(&self) -> (String, i64) {
+    fn parts(&self) -> (String, i64) {
         (self.occurred_at.clone(), self.id)
     }
 }
@@ -167,7 +200,7 @@ fn read_ts(text: &str, column: usize) -> crate::Result<DateTime<Utc>> {
 }
 
 /// One row of `event_columns` (or a report's columns, in the same order).
-pub(super) fn outbox_event(r: &crate::db::Row) -> crate::Result<OutboxEvent> {
+fn outbox_event(r: &crate::db::Row) -> crate::Result<OutboxEvent> {
     let at: String = r.get(5)?;
     let dimensions: Option<String> = r.get(7)?;
     Ok(OutboxEvent {
@@ -186,53 +219,10 @@ pub(super) fn outbox_event(r: &crate::db::Row) -> crate::Result<OutboxEvent> {
 /// The sync outbox of usage events; serves the Stripe sync (preview, pipeline, expiry) and
 /// `doctor`'s counts.
 impl super::Store {
-    /// The next page of events sendable one by one (those of `sum` formula meters), oldest
-    /// first, after `after`. `INDEXED BY`: without ANALYZE statistics SQLite would pick the
-    /// older unreported index and sort every page.
-    pub fn outbox_page(
-        &self,
-        meters: &StripeMeters,
-        window: &OutboxWindow,
-        after: Option<&OutboxCursor>,
-        limit: usize,
-    ) -> Result<(Vec<OutboxEvent>, Option<OutboxCursor>)> {
-        let (after_at, after_id) = after
-            .map(|c| (c.occurred_at.clone(), c.id))
-            .unwrap_or_default();
-        let sql = format!(
-            "SELECT {}
-             {}
-               AND e.meter_id IN ({})
-               AND (e.occurred_at, e.id) > (?4, ?5)
-             ORDER BY e.occurred_at, e.id
-             LIMIT ?6",
-            event_columns(meters),
-            sendable(meters),
-            meters.single_sql()
-        );
-        let mut stmt = self.conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map(
-            params![
-                format_ts(window.not_before),
-                format_ts(window.not_after),
-                window.failed_before.map(format_ts),
-                after_at,
-                after_id,
-                limit as i64
-            ],
-            outbox_event,
-        )?;
-        let events: Vec<OutboxEvent> = rows.collect::<crate::Result<_>>()?;
-        let cursor = events.last().map(|e| OutboxCursor {
-            occurred_at: format_ts(e.occurred_at),
-            id: e.id,
-        });
-        Ok((events, cursor))
-    }
-
-    /// The next page of one customer's sendable events, oldest first, after `after`. Through
-    /// the customer's own index: the sync reads a customer with a large backlog this way, so
-    /// that it never fills the queue ahead of everyone else.
+    /// The next page of one customer's sendable events, oldest first, after `after` (units
+    /// `Events` only: a customer has a few reports at most). Through the customer's own
+    /// index: the sync reads a customer with a large backlog this way, so that it never fills
+    /// the queue ahead of everyone else.
     pub fn outbox_page_of(
         &self,
         meters: &StripeMeters,
@@ -265,12 +255,7 @@ impl super::Store {
             ],
             outbox_event,
         )?;
-        let events: Vec<OutboxEvent> = rows.collect::<crate::Result<_>>()?;
-        let cursor = events.last().map(|e| OutboxCursor {
-            occurred_at: format_ts(e.occurred_at),
-            id: e.id,
-        });
-        Ok((events, cursor))
+        page(rows.collect::<crate::Result<_>>()?)
     }
 
     /// The events not in a report yet that a sync would send now, grouped by customer and
@@ -329,74 +314,6 @@ impl super::Store {
             },
         )?;
         rows.collect::<crate::Result<_>>()
-    }
-
-    /// Mark pending events older than `before` as expired, in small committed batches so a
-    /// recording process never waits long. Returns how many were marked.
-    pub fn expire_events(&mut self, before: DateTime<Utc>, at: DateTime<Utc>) -> Result<u64> {
-        let mut total = 0;
-        loop {
-            let changed = self.conn.execute(
-                "UPDATE usage_events SET stripe_expired_at = ?2
-                 WHERE id IN (SELECT id FROM usage_events
-                              WHERE stripe_reported_at IS NULL AND stripe_expired_at IS NULL
-                                AND stripe_report_id IS NULL AND occurred_at < ?1
-                              LIMIT 500)",
-                params![format_ts(before), format_ts(at)],
-            )?;
-            total += changed as u64;
-            if changed < 500 {
-                return Ok(total);
-            }
-        }
-    }
-
-    /// Write back what happened to a batch of events, in one transaction. Returns how many
-    /// were newly marked reported.
-    pub fn record_outcomes(&mut self, outcomes: &[EventOutcome], at: DateTime<Utc>) -> Result<u64> {
-        let mut reported = 0;
-        let at = format_ts(at);
-        let tx = self.conn.transaction_with_behavior(Behavior::Immediate)?;
-        for outcome in outcomes {
-            match outcome {
-                EventOutcome::Delivered { id, attempts } => {
-                    let n = tx
-                        .prepare_cached(
-                            "UPDATE usage_events SET stripe_reported_at = ?2,
-                                 stripe_attempts = stripe_attempts + ?3,
-                                 stripe_error = NULL, stripe_failed_at = NULL
-                             WHERE id = ?1 AND stripe_reported_at IS NULL",
-                        )?
-                        .execute(params![id, at, attempts])?;
-                    reported += n as u64;
-                    n
-                }
-                EventOutcome::Refused {
-                    id,
-                    attempts,
-                    error,
-                } => tx
-                    .prepare_cached(
-                        "UPDATE usage_events SET stripe_attempts = stripe_attempts + ?3,
-                             stripe_error = ?4, stripe_failed_at = ?2, stripe_first_sent_at = NULL
-                         WHERE id = ?1",
-                    )?
-                    .execute(params![id, at, attempts, error])?,
-                EventOutcome::Undelivered {
-                    id,
-                    attempts,
-                    error,
-                } => tx
-                    .prepare_cached(
-                        "UPDATE usage_events SET stripe_attempts = stripe_attempts + ?2,
-                             stripe_error = ?3
-                         WHERE id = ?1",
-                    )?
-                    .execute(params![id, attempts, error])?,
-            };
-        }
-        tx.commit()?;
-        Ok(reported)
     }
 
     /// Counts of events by Stripe state; `now` decides which pending events are sendable.
@@ -483,5 +400,249 @@ impl super::Store {
             |r| r.get(0),
         )?;
         Ok(n as u64)
+    }
+}
+
+/// A page read, and the cursor just after its last job (none when empty).
+fn page(jobs: Vec<OutboxEvent>) -> Result<(Vec<OutboxEvent>, Option<OutboxCursor>)> {
+    let cursor = jobs.last().map(OutboxCursor::at);
+    Ok((jobs, cursor))
+}
+
+/// The sendable jobs of `unit` after the cursor (?4, ?5), oldest first, at most ?6; the
+/// window is ?1–?3. Events: those sent one by one (of `sum` formula meters); `INDEXED BY`:
+/// without ANALYZE statistics SQLite would pick the older unreported index and sort every
+/// page.
+fn page_sql(unit: OutboxUnit, meters: &StripeMeters) -> String {
+    match unit {
+        OutboxUnit::Events => format!(
+            "SELECT {}
+             {}
+               AND e.meter_id IN ({})
+               AND (e.occurred_at, e.id) > (?4, ?5)
+             ORDER BY e.occurred_at, e.id
+             LIMIT ?6",
+            event_columns(meters),
+            sendable(meters),
+            meters.single_sql()
+        ),
+        OutboxUnit::Reports => format!(
+            "SELECT {} {}
+               AND (s.occurred_at, s.id) > (?4, ?5)
+             ORDER BY s.occurred_at, s.id LIMIT ?6",
+            super::reports::REPORT_COLUMNS,
+            super::reports::SENDABLE_REPORTS
+        ),
+    }
+}
+
+/// What happened to one job, written to it (and to a report's events). Returns the usage
+/// events written.
+fn write_outcome(
+    tx: &Transaction,
+    unit: OutboxUnit,
+    outcome: &EventOutcome,
+    at: &str,
+) -> Result<u64> {
+    let (table, p) = (unit.table(), unit.prefix());
+    match outcome {
+        EventOutcome::Delivered { id, attempts } => mark_reported(tx, unit, *id, *attempts, at),
+        EventOutcome::Refused {
+            id,
+            attempts,
+            error,
+        } => {
+            // A refusal is an answer: Stripe does not hold it, so it is not in doubt.
+            let n = tx
+                .prepare_cached(&format!(
+                    "UPDATE {table} SET {p}attempts = {p}attempts + ?3, {p}error = ?4,
+                         {p}failed_at = ?2, {p}first_sent_at = NULL
+                     WHERE id = ?1"
+                ))?
+                .execute(params![id, at, attempts, error])?;
+            match unit {
+                OutboxUnit::Events => Ok(n as u64),
+                OutboxUnit::Reports => super::reports::refuse_events(tx, *id, *attempts, error, at),
+            }
+        }
+        EventOutcome::Undelivered {
+            id,
+            attempts,
+            error,
+        } => {
+            let n = tx
+                .prepare_cached(&format!(
+                    "UPDATE {table} SET {p}attempts = {p}attempts + ?2, {p}error = ?3
+                     WHERE id = ?1"
+                ))?
+                .execute(params![id, attempts, error])?;
+            // A report's events stay as they are: pending, as the report is.
+            Ok(if unit == OutboxUnit::Events {
+                n as u64
+            } else {
+                0
+            })
+        }
+    }
+}
+
+/// A job is reported at `at` (with a report, its unreported events). Returns the usage events
+/// newly marked.
+pub(super) fn mark_reported(
+    tx: &Transaction,
+    unit: OutboxUnit,
+    id: i64,
+    attempts: u32,
+    at: &str,
+) -> Result<u64> {
+    let (table, p) = (unit.table(), unit.prefix());
+    let n = tx
+        .prepare_cached(&format!(
+            "UPDATE {table} SET {p}reported_at = ?2, {p}attempts = {p}attempts + ?3,
+                 {p}error = NULL, {p}failed_at = NULL, {p}in_doubt_at = NULL
+             WHERE id = ?1 AND {p}reported_at IS NULL"
+        ))?
+        .execute(params![id, at, attempts])?;
+    match unit {
+        OutboxUnit::Events => Ok(n as u64),
+        OutboxUnit::Reports => super::reports::report_events(tx, id, attempts, at),
+    }
+}
+
+/// The outbox of either unit; serves the Stripe sync (pipeline, expiry) and reconcile.
+impl super::Store {
+    /// The next page of sendable `unit`s, oldest first, after `after`. Each must be dated
+    /// with [`Store::mark_sent`] before it is sent.
+    pub fn outbox_page(
+        &self,
+        unit: OutboxUnit,
+        meters: &StripeMeters,
+        window: &OutboxWindow,
+        after: Option<&OutboxCursor>,
+        limit: usize,
+    ) -> Result<(Vec<OutboxEvent>, Option<OutboxCursor>)> {
+        let (after_at, after_id) = after.map(OutboxCursor::parts).unwrap_or_default();
+        let mut stmt = self.conn.prepare_cached(&page_sql(unit, meters))?;
+        let rows = stmt.query_map(
+            params![
+                format_ts(window.not_before),
+                format_ts(window.not_after),
+                window.failed_before.map(format_ts),
+                after_at,
+                after_id,
+                limit as i64
+            ],
+            outbox_event,
+        )?;
+        page(rows.collect::<crate::Result<_>>()?)
+    }
+
+    /// Date jobs as (about to be) sent at `at`, where not dated yet, before they go out: a
+    /// crash after sending leaves them dated, the start of their doubt (`hold_in_doubt`).
+    pub fn mark_sent(&self, unit: OutboxUnit, ids: &[i64], at: DateTime<Utc>) -> Result<()> {
+        let (table, p) = (unit.table(), unit.prefix());
+        let tx = self.conn.unchecked_transaction()?;
+        {
+            let mut mark = tx.prepare_cached(&format!(
+                "UPDATE {table} SET {p}first_sent_at = ?2 WHERE id = ?1 AND {p}first_sent_at IS NULL"
+            ))?;
+            let at = format_ts(at);
+            for id in ids {
+                mark.execute(params![id, at])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Undo the dating as sent of jobs that never reached Stripe in the run that started at
+    /// `run_start` (only that run's dating: an earlier run's stays).
+    pub fn undate_unsent(
+        &mut self,
+        unit: OutboxUnit,
+        ids: &[i64],
+        run_start: DateTime<Utc>,
+    ) -> Result<()> {
+        let (table, p) = (unit.table(), unit.prefix());
+        let run_start = format_ts(run_start);
+        let tx = self.conn.transaction_with_behavior(Behavior::Immediate)?;
+        {
+            let mut undo = tx.prepare(&format!(
+                "UPDATE {table} SET {p}first_sent_at = NULL
+                 WHERE id = ?1 AND {p}first_sent_at = ?2 AND {p}reported_at IS NULL"
+            ))?;
+            for id in ids {
+                undo.execute(params![id, run_start])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Write back what happened to a batch of jobs (and to every event of a report): each
+    /// job with its events in one transaction, a few a transaction (`EVENTS_PER_COMMIT`),
+    /// so that recording goes on meanwhile. Returns how many usage events were newly marked
+    /// reported: a job answered twice counts once.
+    pub fn record_outcomes(
+        &mut self,
+        unit: OutboxUnit,
+        outcomes: &[EventOutcome],
+        at: DateTime<Utc>,
+    ) -> Result<u64> {
+        let mut reported = 0;
+        let at = format_ts(at);
+        let mut rest = outcomes;
+        while !rest.is_empty() {
+            let tx = self.conn.transaction_with_behavior(Behavior::Immediate)?;
+            let (mut written, mut taken) = (0, 0);
+            for outcome in rest {
+                let events = write_outcome(&tx, unit, outcome, &at)?;
+                if matches!(outcome, EventOutcome::Delivered { .. }) {
+                    reported += events;
+                }
+                written += events;
+                taken += 1;
+                if written >= EVENTS_PER_COMMIT {
+                    break;
+                }
+            }
+            tx.commit()?;
+            rest = &rest[taken..];
+        }
+        Ok(reported)
+    }
+
+    /// Mark pending `unit`s whose time is before `before` expired at `at` (a report with its
+    /// events; an event in a report only with it). Returns the usage events marked.
+    pub fn expire(
+        &mut self,
+        unit: OutboxUnit,
+        before: DateTime<Utc>,
+        at: DateTime<Utc>,
+    ) -> Result<u64> {
+        match unit {
+            OutboxUnit::Events => self.expire_events(before, at),
+            OutboxUnit::Reports => self.expire_reports(before, at),
+        }
+    }
+
+    /// Events not in a report, in small committed batches so a recording process never
+    /// waits long.
+    fn expire_events(&mut self, before: DateTime<Utc>, at: DateTime<Utc>) -> Result<u64> {
+        let mut total = 0;
+        loop {
+            let changed = self.conn.execute(
+                "UPDATE usage_events SET stripe_expired_at = ?2
+                 WHERE id IN (SELECT id FROM usage_events
+                              WHERE stripe_reported_at IS NULL AND stripe_expired_at IS NULL
+                                AND stripe_report_id IS NULL AND occurred_at < ?1
+                              LIMIT 500)",
+                params![format_ts(before), format_ts(at)],
+            )?;
+            total += changed as u64;
+            if changed < 500 {
+                return Ok(total);
+            }
+        }
     }
 }

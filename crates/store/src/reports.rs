@@ -17,7 +17,7 @@ use crate::db::{Behavior, OptionalExtension, params};
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
-use super::outbox::{EventOutcome, OutboxCursor, OutboxEvent, OutboxWindow};
+use super::outbox::{OutboxUnit, OutboxWindow, mark_reported};
 use super::stripe_meters::{AMOUNT, Formula, StripeMeters};
 use crate::Result;
 use crate::billing::{format_ts, parse_ts};
@@ -51,18 +51,18 @@ pub struct InDoubt {
 /// One held report (or, in per_event mode, one held event), for reconcile.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeldReport {
+    pub unit: OutboxUnit,
     pub id: i64,
     pub value: i64,
-    /// A usage event sent on its own, not a report.
-    pub event: bool,
 }
 
-const REPORT_COLUMNS: &str = "s.id, s.customer_id, c.stripe_customer_id, s.meter_event_name,
+pub(super) const REPORT_COLUMNS: &str =
+    "s.id, s.customer_id, c.stripe_customer_id, s.meter_event_name,
      s.value, s.occurred_at, s.identifier, s.dimensions";
 
 /// Reports a sync sends: unreported, not expired, not held, mapped, inside Stripe's window
 /// (?1, ?2), refusals rested unless ?3 is NULL.
-const SENDABLE_REPORTS: &str = "FROM stripe_reports s INDEXED BY stripe_reports_open
+pub(super) const SENDABLE_REPORTS: &str = "FROM stripe_reports s INDEXED BY stripe_reports_open
      JOIN customers c ON c.id = s.customer_id
      WHERE s.reported_at IS NULL AND s.expired_at IS NULL AND s.in_doubt_at IS NULL
        AND c.stripe_customer_id IS NOT NULL
@@ -94,7 +94,7 @@ pub(crate) const MAX_REPORT_EVENTS: i64 = 10_000;
 /// The sync's transactions that make reports or write back their answers commit once they
 /// have written this many events, so that other writers wait for one such transaction at
 /// most, never for the whole packing or a whole batch of answers.
-const EVENTS_PER_COMMIT: u64 = 2_000;
+pub(super) const EVENTS_PER_COMMIT: u64 = 2_000;
 
 /// The events of one customer, meter, period and group not in a report yet: what
 /// `pack_reports` makes reports of.
@@ -291,72 +291,13 @@ impl super::Store {
         })
     }
 
-    /// The next page of sendable reports, oldest first. Each is marked as (about to be) sent
-    /// before it is handed out, so a crash leaves it dated: the start of its doubt.
-    pub fn report_page(
-        &self,
-        window: &OutboxWindow,
-        after: Option<&OutboxCursor>,
-        limit: usize,
-        now: DateTime<Utc>,
-    ) -> Result<(Vec<OutboxEvent>, Option<OutboxCursor>)> {
-        let (from, to, rested) = window_params(window);
-        let (after_at, after_id) = after.map(OutboxCursor::parts).unwrap_or_default();
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {REPORT_COLUMNS} {SENDABLE_REPORTS}
-               AND (s.occurred_at, s.id) > (?4, ?5)
-             ORDER BY s.occurred_at, s.id LIMIT ?6"
-        ))?;
-        let rows = stmt.query_map(
-            params![from, to, rested, after_at, after_id, limit as i64],
-            super::outbox::outbox_event,
-        )?;
-        let reports: Vec<OutboxEvent> = rows.collect::<crate::Result<_>>()?;
-        let mut mark = self.conn.prepare_cached(
-            "UPDATE stripe_reports SET first_sent_at = ?2 WHERE id = ?1 AND first_sent_at IS NULL",
-        )?;
-        for report in &reports {
-            mark.execute(params![report.id, format_ts(now)])?;
-        }
-        let cursor = reports.last().map(OutboxCursor::at);
-        Ok((reports, cursor))
-    }
-
-    /// Write back what happened to a batch of reports, and to every event in each: each report
-    /// with its events in one transaction, a few reports a transaction (`EVENTS_PER_COMMIT`),
-    /// so that recording goes on meanwhile. Returns how many usage events were newly marked
-    /// reported.
-    pub fn record_report_outcomes(
+    /// `expire` of reports: those whose latest event is past Stripe's window, with their
+    /// events (which the events' own expiry leaves to this), in one transaction.
+    pub(super) fn expire_reports(
         &mut self,
-        outcomes: &[EventOutcome],
+        before: DateTime<Utc>,
         at: DateTime<Utc>,
     ) -> Result<u64> {
-        let mut reported = 0;
-        let at = format_ts(at);
-        let mut rest = outcomes;
-        while !rest.is_empty() {
-            let tx = self.conn.transaction_with_behavior(Behavior::Immediate)?;
-            let (mut written, mut taken) = (0, 0);
-            for outcome in rest {
-                let events = record_report_outcome(&tx, outcome, &at)?;
-                if matches!(outcome, EventOutcome::Delivered { .. }) {
-                    reported += events;
-                }
-                written += events;
-                taken += 1;
-                if written >= EVENTS_PER_COMMIT {
-                    break;
-                }
-            }
-            tx.commit()?;
-            rest = &rest[taken..];
-        }
-        Ok(reported)
-    }
-
-    /// Mark unreported reports whose latest event is past Stripe's window expired, with
-    /// their events (which `expire_events` leaves to this). Returns the events marked.
-    pub fn expire_reports(&mut self, before: DateTime<Utc>, at: DateTime<Utc>) -> Result<u64> {
         let tx = self.conn.transaction_with_behavior(Behavior::Immediate)?;
         let (before, at) = (format_ts(before), format_ts(at));
         let events = tx.execute(
@@ -398,24 +339,6 @@ impl super::Store {
             params![since, format_ts(now)],
         )?;
         Ok((reports + events) as u64)
-    }
-
-    /// Date the events of a page as (about to be) sent, where not dated yet (per_event mode):
-    /// a crash after sending leaves them dated, the start of their doubt.
-    pub fn mark_first_sent(&self, ids: &[i64], now: DateTime<Utc>) -> Result<()> {
-        let tx = self.conn.unchecked_transaction()?;
-        {
-            let mut mark = tx.prepare_cached(
-                "UPDATE usage_events SET stripe_first_sent_at = ?2
-                 WHERE id = ?1 AND stripe_first_sent_at IS NULL",
-            )?;
-            let now = format_ts(now);
-            for id in ids {
-                mark.execute(params![id, now])?;
-            }
-        }
-        tx.commit()?;
-        Ok(())
     }
 
     /// Unreported, unexpired events within `days` of Stripe's 35-day window at `now`: sync
@@ -467,34 +390,6 @@ impl super::Store {
         Ok(held)
     }
 
-    /// Undo the dating as sent of jobs that never reached Stripe in the run that started at
-    /// `run_start` (only that run's dating: an earlier run's stays). `reports`: report ids,
-    /// else event ids.
-    pub fn undate_unsent(
-        &mut self,
-        ids: &[i64],
-        reports: bool,
-        run_start: DateTime<Utc>,
-    ) -> Result<()> {
-        let sql = if reports {
-            "UPDATE stripe_reports SET first_sent_at = NULL
-             WHERE id = ?1 AND first_sent_at = ?2 AND reported_at IS NULL"
-        } else {
-            "UPDATE usage_events SET stripe_first_sent_at = NULL
-             WHERE id = ?1 AND stripe_first_sent_at = ?2 AND stripe_reported_at IS NULL"
-        };
-        let run_start = format_ts(run_start);
-        let tx = self.conn.transaction_with_behavior(Behavior::Immediate)?;
-        {
-            let mut undo = tx.prepare(sql)?;
-            for id in ids {
-                undo.execute(params![id, run_start])?;
-            }
-        }
-        tx.commit()?;
-        Ok(())
-    }
-
     /// Reports held in doubt, all customers.
     pub fn in_doubt(&self) -> Result<InDoubt> {
         let (reports, events, units): (i64, i64, i64) = self.conn.query_row(
@@ -539,7 +434,10 @@ impl super::Store {
             Ok(HeldReport {
                 id: r.get(0)?,
                 value: r.get(1)?,
-                event: r.get(2)?,
+                unit: match r.get::<_, bool>(2)? {
+                    true => OutboxUnit::Events,
+                    false => OutboxUnit::Reports,
+                },
             })
         })?;
         rows.collect::<crate::Result<_>>()
@@ -550,16 +448,7 @@ impl super::Store {
         let at = format_ts(at);
         let tx = self.conn.transaction_with_behavior(Behavior::Immediate)?;
         for h in held {
-            if h.event {
-                tx.execute(
-                    "UPDATE usage_events SET stripe_reported_at = ?2, stripe_in_doubt_at = NULL,
-                         stripe_error = NULL, stripe_failed_at = NULL
-                     WHERE id = ?1 AND stripe_reported_at IS NULL",
-                    params![h.id, at],
-                )?;
-            } else {
-                mark_reported(&tx, h.id, 0, &at)?;
-            }
+            mark_reported(&tx, h.unit, h.id, 0, &at)?;
         }
         tx.commit()?;
         Ok(())
@@ -570,14 +459,14 @@ impl super::Store {
     pub fn release_held(&mut self, held: &[HeldReport]) -> Result<()> {
         let tx = self.conn.transaction_with_behavior(Behavior::Immediate)?;
         for h in held {
-            let sql = if h.event {
-                "UPDATE usage_events SET stripe_in_doubt_at = NULL, stripe_first_sent_at = NULL
-                 WHERE id = ?1 AND stripe_reported_at IS NULL"
-            } else {
-                "UPDATE stripe_reports SET in_doubt_at = NULL, first_sent_at = NULL
-                 WHERE id = ?1 AND reported_at IS NULL"
-            };
-            tx.execute(sql, [h.id])?;
+            let (table, p) = (h.unit.table(), h.unit.prefix());
+            tx.execute(
+                &format!(
+                    "UPDATE {table} SET {p}in_doubt_at = NULL, {p}first_sent_at = NULL
+                     WHERE id = ?1 AND {p}reported_at IS NULL"
+                ),
+                [h.id],
+            )?;
         }
         tx.commit()?;
         Ok(())
@@ -686,58 +575,13 @@ fn joined<'a>(
     first.iter().chain(more).copied().collect()
 }
 
-/// What happened to one report, written to it and its events; returns the events written.
-fn record_report_outcome(
+/// A delivered report's unreported events are reported at `at`; returns how many.
+pub(super) fn report_events(
     tx: &crate::db::Transaction,
-    outcome: &EventOutcome,
+    id: i64,
+    attempts: u32,
     at: &str,
 ) -> Result<u64> {
-    match outcome {
-        EventOutcome::Delivered { id, attempts } => mark_reported(tx, *id, *attempts, at),
-        EventOutcome::Refused {
-            id,
-            attempts,
-            error,
-        } => {
-            // A refusal is an answer: Stripe does not hold it, so it is not in doubt.
-            tx.prepare_cached(
-                "UPDATE stripe_reports SET attempts = attempts + ?3, error = ?4,
-                     failed_at = ?2, first_sent_at = NULL
-                 WHERE id = ?1",
-            )?
-            .execute(params![id, at, attempts, error])?;
-            let events = tx
-                .prepare_cached(
-                    "UPDATE usage_events SET stripe_attempts = stripe_attempts + ?3,
-                         stripe_error = ?4, stripe_failed_at = ?2
-                     WHERE stripe_report_id = ?1 AND stripe_reported_at IS NULL",
-                )?
-                .execute(params![id, at, attempts, error])?;
-            Ok(events as u64)
-        }
-        EventOutcome::Undelivered {
-            id,
-            attempts,
-            error,
-        } => {
-            tx.prepare_cached(
-                "UPDATE stripe_reports SET attempts = attempts + ?2, error = ?3
-                 WHERE id = ?1",
-            )?
-            .execute(params![id, attempts, error])?;
-            Ok(0)
-        }
-    }
-}
-
-/// A report and its unreported events are reported at `at`; returns the events marked.
-fn mark_reported(tx: &crate::db::Transaction, id: i64, attempts: u32, at: &str) -> Result<u64> {
-    tx.prepare_cached(
-        "UPDATE stripe_reports SET reported_at = ?2, attempts = attempts + ?3, error = NULL,
-             failed_at = NULL, in_doubt_at = NULL
-         WHERE id = ?1 AND reported_at IS NULL",
-    )?
-    .execute(params![id, at, attempts])?;
     let events = tx
         .prepare_cached(
             "UPDATE usage_events SET stripe_reported_at = ?2,
@@ -746,6 +590,24 @@ fn mark_reported(tx: &crate::db::Transaction, id: i64, attempts: u32, at: &str) 
              WHERE stripe_report_id = ?1 AND stripe_reported_at IS NULL",
         )?
         .execute(params![id, at, attempts])?;
+    Ok(events as u64)
+}
+
+/// A refused report's unreported events carry its refusal; returns how many.
+pub(super) fn refuse_events(
+    tx: &crate::db::Transaction,
+    id: i64,
+    attempts: u32,
+    error: &str,
+    at: &str,
+) -> Result<u64> {
+    let events = tx
+        .prepare_cached(
+            "UPDATE usage_events SET stripe_attempts = stripe_attempts + ?3,
+                 stripe_error = ?4, stripe_failed_at = ?2
+             WHERE stripe_report_id = ?1 AND stripe_reported_at IS NULL",
+        )?
+        .execute(params![id, at, attempts, error])?;
     Ok(events as u64)
 }
 

@@ -21,7 +21,9 @@ use super::client::EventDelivery;
 use super::keyed_queue::KeyedQueue;
 use super::{Answer, Client, MeterEvent, RateLimiter, RetryPolicy};
 use crate::clock::Clock;
-use crate::store::{EventOutcome, OutboxCursor, OutboxEvent, OutboxWindow, StripeMeters};
+use crate::store::{
+    EventOutcome, OutboxCursor, OutboxEvent, OutboxUnit, OutboxWindow, StripeMeters,
+};
 use crate::{Error, Result, Store};
 
 /// Answers are committed at least this often, or as soon as `WRITE_BATCH` are waiting.
@@ -89,20 +91,11 @@ pub(crate) struct RunSpec<'a> {
     /// The run's clock: its start (`Clock::start`, what events are dated as sent at) moving
     /// on with real time.
     pub clock: Clock,
-    /// What a job is: a usage event, or a report standing for many.
-    pub unit: Unit,
+    /// What a job is: a usage event, or a report standing for many. A customer has only a
+    /// few reports (one per meter and period), so they need no per-customer reading.
+    pub unit: OutboxUnit,
     /// Test-only fault: make a thread panic.
     pub panic_hook: Option<PanicHook>,
-}
-
-/// What the pipeline sends: each job is one meter event either way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Unit {
-    /// One usage event per meter event (`report = "per_event"`).
-    Events,
-    /// Reports made by `Store::pack_reports` (`report = "aggregate"`). A customer has only a
-    /// few (one per meter and period), so they need no per-customer reading.
-    Reports,
 }
 
 /// Where a test makes the pipeline panic, to prove a panic ends the run instead of hanging it.
@@ -622,7 +615,7 @@ fn settle(board: &Board, state: &mut State, job: &Job, delivery: EventDelivery) 
 fn read(board: &Board, store: &Store, spec: &RunSpec) {
     let mut cursor: Option<OutboxCursor> = None;
     let mut loaded = 0u64;
-    let fair = spec.limit.is_none() && spec.unit == Unit::Events;
+    let fair = spec.limit.is_none() && spec.unit == OutboxUnit::Events;
     loop {
         let mut state = board.lock();
         while !state.page_asked && !state.stopping {
@@ -641,18 +634,15 @@ fn read(board: &Board, store: &Store, spec: &RunSpec) {
         let page = match (want_page, want) {
             (false, _) => Ok(None),
             (true, 0) => Ok(Some((Vec::new(), None))),
-            (true, _) => match spec.unit {
-                Unit::Events => {
-                    store.outbox_page(spec.meters, &spec.window, cursor.as_ref(), want as usize)
-                }
-                Unit::Reports => store.report_page(
+            (true, _) => store
+                .outbox_page(
+                    spec.unit,
+                    spec.meters,
                     &spec.window,
                     cursor.as_ref(),
                     want as usize,
-                    spec.clock.start(),
-                ),
-            }
-            .map(Some),
+                )
+                .map(Some),
         };
         let refilled: Result<Vec<_>> = refills
             .into_iter()
@@ -667,19 +657,17 @@ fn read(board: &Board, store: &Store, spec: &RunSpec) {
                 Ok((customer, page))
             })
             .collect();
-        // Per event: date what is about to go out (reports are dated by `report_page`).
+        // Date what is about to go out, in one transaction.
         let page = page.and_then(|page| {
             let refilled = refilled?;
-            if spec.unit == Unit::Events {
-                let ids: Vec<i64> = page
-                    .iter()
-                    .flat_map(|(events, _)| events)
-                    .chain(refilled.iter().flat_map(|(_, (events, _))| events))
-                    .map(|e| e.id)
-                    .collect();
-                // The run's start: `Store::undate_unsent` undoes exactly this run's dating.
-                store.mark_first_sent(&ids, spec.clock.start())?;
-            }
+            let ids: Vec<i64> = page
+                .iter()
+                .flat_map(|(jobs, _)| jobs)
+                .chain(refilled.iter().flat_map(|(_, (jobs, _))| jobs))
+                .map(|job| job.id)
+                .collect();
+            // The run's start: `Store::undate_unsent` undoes exactly this run's dating.
+            store.mark_sent(spec.unit, &ids, spec.clock.start())?;
             Ok((page, refilled))
         });
         let mut state = board.lock();
@@ -741,11 +729,9 @@ fn write(board: &Board, store: &mut Store, spec: &RunSpec) {
         let mut result = Ok(());
         let mut reported = 0;
         if !batch.is_empty() {
-            result = match spec.unit {
-                Unit::Events => store.record_outcomes(&batch, spec.clock.now()),
-                Unit::Reports => store.record_report_outcomes(&batch, spec.clock.now()),
-            }
-            .map(|n| reported = n);
+            result = store
+                .record_outcomes(spec.unit, &batch, spec.clock.now())
+                .map(|n| reported = n);
         }
         if result.is_ok() && last_beat.elapsed() >= HEARTBEAT_EVERY {
             result = store.sync_heartbeat(spec.run_id);

@@ -19,12 +19,14 @@ pub use super::pipeline::CANCELLED;
 #[doc(hidden)]
 pub use super::pipeline::PanicHook;
 pub use super::pipeline::SyncProgress;
-use super::pipeline::{self, Outcome, RunSpec, Transport, Unit};
+use super::pipeline::{self, Outcome, RunSpec, Transport};
 use super::{ApiKey, Client, RateLimiter, RetryPolicy};
 use crate::billing::stripe_window;
 use crate::clock::Clock;
 use crate::config::{Config, ReportMode};
-use crate::store::{Formula, LockHolder, OutboxGroup, OutboxWindow, StripeMeters, SyncRun};
+use crate::store::{
+    Formula, LockHolder, OutboxGroup, OutboxUnit, OutboxWindow, StripeMeters, SyncRun,
+};
 use crate::{Result, Store};
 
 /// Events that Stripe refused are tried again by later runs once they have rested this long
@@ -340,8 +342,10 @@ fn send(
     cancel: &AtomicBool,
     on_progress: &mut dyn FnMut(&SyncProgress),
 ) -> Result<(SyncReport, Option<crate::Error>, Option<crate::Error>)> {
-    let expired = store.expire_events(window.not_before, clock.now())?
-        + store.expire_reports(window.not_before, clock.now())?;
+    let mut expired = 0;
+    for unit in OutboxUnit::ALL {
+        expired += store.expire(unit, window.not_before, clock.now())?;
+    }
     let failed_waiting = store.count_failed_resting(&window)?;
     store.hold_in_doubt(clock.now())?;
     // Every meter in aggregate mode; the `last` formula meters in per_event mode too.
@@ -354,7 +358,7 @@ fn send(
     let mut limit = options.limit;
     if reports > 0 {
         let n = limit.map_or(reports, |l| l.min(reports));
-        passes.push((Unit::Reports, n, limit));
+        passes.push((OutboxUnit::Reports, n, limit));
         limit = limit.map(|l| l - n);
     }
     if config.stripe.report == ReportMode::PerEvent && limit != Some(0) {
@@ -364,7 +368,7 @@ fn send(
             .iter()
             .map(|g| g.events)
             .sum();
-        passes.push((Unit::Events, events, limit));
+        passes.push((OutboxUnit::Events, events, limit));
     }
     let total = passes.iter().map(|(_, n, _)| n).sum();
     on_progress(&SyncProgress {
@@ -395,7 +399,7 @@ fn send(
             total,
         );
         // Best effort after a failure too: a job left dated is only held sooner than needed.
-        let undated = store.undate_unsent(&pass.unsent, unit == Unit::Reports, clock.start());
+        let undated = store.undate_unsent(unit, &pass.unsent, clock.start());
         outcome.absorb(pass);
         if let Some(error) = outcome.error.take() {
             // Counts from what was written, not from the answers: the writes may have failed.

@@ -2,22 +2,17 @@
 //! plans.toml, the real `meterline` binary with a pinned clock, and a full dump of the
 //! database to prove that a refused command wrote nothing.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use assert_cmd::Command;
-use rusqlite::types::ValueRef;
 use tempfile::TempDir;
 
-/// The instant every command pretends it is, so outputs are deterministic.
-pub const NOW: &str = "2026-11-27T18:00:00Z";
+/// The instant every command pretends it is, so outputs are deterministic; the shipped plans;
+/// database dumps (tests/common, shared with the crates' suites).
+pub use super::common::{Dump, NOW, dump, repo_plans};
 
 /// The `meterline` binary cargo built for these tests.
 pub const BIN: &str = env!("CARGO_BIN_EXE_meterline");
-
-/// The plans.toml shipped at the repository root.
-pub fn repo_plans() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("plans.toml")
-}
 
 /// `command`'s output (stdout and stderr piped), failing instead of hanging the suite if it
 /// has not ended after a minute.
@@ -177,65 +172,8 @@ impl Scratch {
     }
 
     pub fn dump(&self) -> Dump {
-        if self.engine() == super::engine::Engine::Postgres {
-            let db = self.inspect();
-            return Dump(
-                TABLES
-                    .iter()
-                    .map(|table| {
-                        let rows = db
-                            .rows(&format!("SELECT * FROM {table} ORDER BY 1, 2, 3"))
-                            .into_iter()
-                            .map(|r| r.join("|"))
-                            .collect();
-                        (table.to_string(), rows)
-                    })
-                    .collect(),
-            );
-        }
-        dump(&self.conn())
+        self.inspect().dump()
     }
-}
-
-/// Every row of every meterline table, as text, in a stable order.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Dump(pub Vec<(String, Vec<String>)>);
-
-pub const TABLES: [&str; 4] = [
-    "customers",
-    "usage_events",
-    "usage_records",
-    "usage_members",
-];
-
-pub fn dump(conn: &rusqlite::Connection) -> Dump {
-    let mut tables = Vec::new();
-    for table in TABLES {
-        let mut stmt = conn
-            .prepare(&format!("SELECT * FROM {table} ORDER BY 1, 2, 3"))
-            .expect("prepare dump");
-        let columns = stmt.column_count();
-        let rows = stmt
-            .query_map([], |r| {
-                (0..columns)
-                    .map(|i| {
-                        Ok(match r.get_ref(i)? {
-                            ValueRef::Null => "NULL".to_string(),
-                            ValueRef::Integer(n) => n.to_string(),
-                            ValueRef::Real(f) => f.to_string(),
-                            ValueRef::Text(t) => format!("'{}'", String::from_utf8_lossy(t)),
-                            ValueRef::Blob(b) => format!("x{b:02x?}"),
-                        })
-                    })
-                    .collect::<rusqlite::Result<Vec<_>>>()
-                    .map(|cells| cells.join("|"))
-            })
-            .expect("query dump")
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .expect("read dump");
-        tables.push((table.to_string(), rows));
-    }
-    Dump(tables)
 }
 
 /// One-line JSON exactly as printed, with each key starting a new line so a snapshot is

@@ -4,53 +4,11 @@
 use super::cli::{Dump, Scratch};
 use super::engine::Engine;
 
-/// An AI API: requests counted and capped (Stripe event `api_requests`), tokens summed by
-/// model with overage (`ai_tokens`), credits summed from the quantity (`credits_used`),
-/// active users counted once each and capped. free: 3 requests, 2 users; pro: 1,000 requests.
-pub const PLANS: &str = r#"
-[[meters]]
-id = "requests"
-name = "API requests"
-aggregation = "count"
-stripe_event = "api_requests"
-
-[[meters]]
-id = "tokens"
-aggregation = "sum"
-property = "tokens"
-group_by = ["model"]
-stripe_event = "ai_tokens"
-
-[[meters]]
-id = "credits"
-aggregation = "sum"
-stripe_event = "credits_used"
-
-[[meters]]
-id = "users"
-aggregation = "unique_count"
-property = "user"
-
-[[plans]]
-id = "free"
-[plans.meters.requests]
-included = 3
-[plans.meters.tokens]
-included = 1000
-at_limit = "overage"
-overage_rate = "0.002"
-[plans.meters.users]
-included = 2
-
-[[plans]]
-id = "pro"
-[plans.meters.requests]
-included = 1000
-[plans.meters.tokens]
-included = 100000
-at_limit = "overage"
-overage_rate = "0.001"
-"#;
+/// An AI API with small caps (tests/fixtures/plans/ai_capped.toml): requests counted and
+/// capped (Stripe event `api_requests`), tokens summed by model with overage (`ai_tokens`),
+/// credits summed from the quantity (`credits_used`), active users counted once each and
+/// capped. free: 3 requests, 2 users; pro: 1,000 requests.
+pub const PLANS: &str = super::common::AI_CAPPED_PLANS;
 
 /// A scratch database on `engine` on [`PLANS`] with acme (pro) and capped (free).
 pub fn scratch(engine: Engine) -> Scratch {

@@ -1,5 +1,5 @@
-//! The dashboard's read paths on real SQLite files: the full load agrees with `status`, and
-//! refreshes see exactly what other connections changed.
+//! The dashboard's read paths on real databases of both engines: the full load agrees with
+//! `status`, and refreshes see exactly what other connections changed.
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use meterline_core::Config;
@@ -7,7 +7,19 @@ use meterline_core::billing::{Period, UsageCheck, WarningLevel};
 use meterline_store::demo::{DemoSpec, fill};
 use meterline_store::{BacklogChange, NewCustomer, Projection, Refresh, StripeState, project};
 use meterline_store::{RecordRequest, Store};
-use tempfile::TempDir;
+
+use crate::support::{Engine, TestDb, engine_tests};
+
+engine_tests!(
+    the_full_load_agrees_with_status_on_a_demo_database,
+    a_refresh_reads_only_what_another_connection_recorded,
+    a_hard_cap_refusal_changes_nothing,
+    stripe_state_changes_recount_the_backlog,
+    a_customer_change_reloads_everything,
+    the_detail_has_every_day_history_and_recent_events,
+    the_events_view_lists_pending_events_newest_first,
+    events_past_stripes_window_count_as_expired_before_any_sync_marks_them,
+);
 
 fn config() -> Config {
     Config::load(&crate::support::repo_plans()).unwrap()
@@ -34,11 +46,10 @@ fn record(store: &mut Store, id: &str, n: i64, at: DateTime<Utc>) -> bool {
         .recorded
 }
 
-/// A file database with two customers and a second connection to it.
-fn two_connections() -> (TempDir, Store, Store) {
-    let dir = TempDir::new().unwrap();
-    let path = dir.path().join("m.db");
-    let mut writer = Store::open(&path).unwrap();
+/// A database with two customers and a second connection to it.
+fn two_connections(engine: Engine) -> (TestDb, Store, Store) {
+    let db = TestDb::on(engine);
+    let mut writer = db.open();
     let config = config();
     writer
         .add_customer(&config, &customer("acme", "free", Some("cus_acme")), now())
@@ -47,14 +58,13 @@ fn two_connections() -> (TempDir, Store, Store) {
         .add_customer(&config, &customer("globex", "pro", None), now())
         .unwrap();
     record(&mut writer, "acme", 500, now() - Duration::days(1));
-    let reader = Store::open(&path).unwrap();
-    (dir, writer, reader)
+    let reader = db.open();
+    (db, writer, reader)
 }
 
-#[test]
-fn the_full_load_agrees_with_status_on_a_demo_database() {
-    let dir = TempDir::new().unwrap();
-    let mut store = Store::open(&dir.path().join("demo.db")).unwrap();
+fn the_full_load_agrees_with_status_on_a_demo_database(engine: Engine) {
+    let db = TestDb::on(engine);
+    let mut store = db.open();
     let config = config();
     let spec = DemoSpec {
         customers: 14,
@@ -64,16 +74,12 @@ fn the_full_load_agrees_with_status_on_a_demo_database() {
     fill(&mut store, &config, &spec, now()).unwrap();
     let dashboard = store.dashboard(&config, now()).unwrap();
     let status = store.status(&config, now()).unwrap();
-    let raw = rusqlite::Connection::open(dir.path().join("demo.db")).unwrap();
     let marked_expired = |id: &str| -> i64 {
-        raw.query_row(
+        db.inspect().number(&format!(
             "SELECT COUNT(*) FROM usage_events
-             WHERE customer_id = ?1 AND stripe_reported_at IS NULL
-               AND stripe_expired_at IS NOT NULL",
-            [id],
-            |r| r.get(0),
-        )
-        .unwrap()
+             WHERE customer_id = '{id}' AND stripe_reported_at IS NULL
+               AND stripe_expired_at IS NOT NULL"
+        ))
     };
     assert_eq!(dashboard.rows.len(), status.len());
     for s in &status {
@@ -107,9 +113,8 @@ fn the_full_load_agrees_with_status_on_a_demo_database() {
     assert_eq!(failed, 3, "the demo has three failed events");
 }
 
-#[test]
-fn a_refresh_reads_only_what_another_connection_recorded() {
-    let (_dir, mut writer, reader) = two_connections();
+fn a_refresh_reads_only_what_another_connection_recorded(engine: Engine) {
+    let (_db, mut writer, reader) = two_connections(engine);
     let config = config();
     let loaded = reader.dashboard(&config, now()).unwrap();
     assert!(matches!(
@@ -140,9 +145,8 @@ fn a_refresh_reads_only_what_another_connection_recorded() {
     }
 }
 
-#[test]
-fn a_hard_cap_refusal_changes_nothing() {
-    let (_dir, mut writer, reader) = two_connections();
+fn a_hard_cap_refusal_changes_nothing(engine: Engine) {
+    let (_db, mut writer, reader) = two_connections(engine);
     let config = config();
     let loaded = reader.dashboard(&config, now()).unwrap();
     assert!(
@@ -157,9 +161,8 @@ fn a_hard_cap_refusal_changes_nothing() {
     ));
 }
 
-#[test]
-fn stripe_state_changes_recount_the_backlog() {
-    let (dir, mut writer, reader) = two_connections();
+fn stripe_state_changes_recount_the_backlog(engine: Engine) {
+    let (db, mut writer, reader) = two_connections(engine);
     let config = config();
     record(&mut writer, "acme", 1, now());
     record(&mut writer, "globex", 1, now());
@@ -173,13 +176,13 @@ fn stripe_state_changes_recount_the_backlog() {
     };
     assert_eq!(acme(&loaded).unreported, 2);
     // What a sync does: one event reported, one refused by Stripe.
-    let raw = rusqlite::Connection::open(dir.path().join("m.db")).unwrap();
-    raw.execute_batch(
-        "UPDATE usage_events SET stripe_reported_at = '2026-11-20T12:00:00Z' WHERE id = 1;
-         UPDATE usage_events SET stripe_error = 'No such customer', stripe_failed_at = '2026-11-20T12:00:00Z',
-                stripe_attempts = 1 WHERE id = 2;",
-    )
-    .unwrap();
+    let raw = db.inspect();
+    raw.exec("UPDATE usage_events SET stripe_reported_at = '2026-11-20T12:00:00Z' WHERE id = 1");
+    raw.exec(
+        "UPDATE usage_events SET stripe_error = 'No such customer',
+             stripe_failed_at = '2026-11-20T12:00:00Z', stripe_attempts = 1
+         WHERE id = 2",
+    );
     match reader
         .dashboard_refresh(&config, loaded.marks, now())
         .unwrap()
@@ -207,9 +210,8 @@ fn stripe_state_changes_recount_the_backlog() {
     assert!(problems.iter().all(|e| e.state != StripeState::Reported));
 }
 
-#[test]
-fn a_customer_change_reloads_everything() {
-    let (_dir, mut writer, reader) = two_connections();
+fn a_customer_change_reloads_everything(engine: Engine) {
+    let (_db, mut writer, reader) = two_connections(engine);
     let config = config();
     let loaded = reader.dashboard(&config, now()).unwrap();
     writer
@@ -239,9 +241,8 @@ fn a_customer_change_reloads_everything() {
     }
 }
 
-#[test]
-fn the_detail_has_every_day_history_and_recent_events() {
-    let (_dir, mut writer, reader) = two_connections();
+fn the_detail_has_every_day_history_and_recent_events(engine: Engine) {
+    let (_db, mut writer, reader) = two_connections(engine);
     let config = config();
     record(&mut writer, "acme", 20, now() - Duration::days(3));
     record(&mut writer, "acme", 30, now() - Duration::days(40));
@@ -327,17 +328,17 @@ fn a_projection_beyond_any_calendar_is_no_date_not_a_panic() {
     );
 }
 
+// SQLite's: the schema versions of the two engines differ until they share one.
 #[test]
 fn the_dashboard_migration_applies_once_and_counts_customer_changes() {
-    let dir = TempDir::new().unwrap();
-    let path = dir.path().join("m.db");
-    let mut store = Store::open(&path).unwrap();
+    let db = TestDb::on(Engine::Sqlite);
+    let mut store = db.open();
     let before = store.change_marks().unwrap();
     store
         .add_customer(&config(), &customer("a", "free", None), now())
         .unwrap();
     drop(store);
-    let store = Store::open(&path).unwrap();
+    let store = db.open();
     assert_eq!(
         store.schema_version().unwrap(),
         meterline_store::SCHEMA_VERSION
@@ -346,28 +347,29 @@ fn the_dashboard_migration_applies_once_and_counts_customer_changes() {
     assert_eq!(after.customers, before.customers + 1);
 }
 
+// SQLite's: the rows are written behind the store's back, ids included (the store gives
+// PostgreSQL's events their ids itself).
 #[test]
 fn many_stripe_changes_at_once_recount_every_customer() {
-    let (dir, _writer, reader) = two_connections();
+    let (db, _writer, reader) = two_connections(Engine::Sqlite);
     let config = config();
-    let mut raw = rusqlite::Connection::open(dir.path().join("m.db")).unwrap();
-    let tx = raw.transaction().unwrap();
-    tx.execute_batch(
+    let raw = db.inspect();
+    raw.exec(
         "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 5200)
          INSERT INTO customers (id, name, plan_id, billing_anchor, created_at)
-         SELECT printf('bulk-%05d', i), 'Bulk', 'free', '2026-01-05', '2026-01-05T00:00:00Z' FROM n;
-         INSERT INTO usage_events (customer_id, quantity, occurred_at, recorded_at, period_start)
+         SELECT 'bulk-' || (100000 + i), 'Bulk', 'free', '2026-01-05', '2026-01-05T00:00:00Z'
+         FROM n",
+    );
+    raw.exec(
+        "INSERT INTO usage_events (customer_id, quantity, occurred_at, recorded_at, period_start)
          SELECT id, 1, '2026-11-20T10:00:00Z', '2026-11-20T10:00:00Z', '2026-11-05T00:00:00Z'
-         FROM customers WHERE id LIKE 'bulk-%';",
-    )
-    .unwrap();
-    tx.commit().unwrap();
+         FROM customers WHERE id LIKE 'bulk-%'",
+    );
     let loaded = reader.dashboard(&config, now()).unwrap();
-    raw.execute_batch(
+    raw.exec(
         "UPDATE usage_events SET stripe_reported_at = '2026-11-20T12:00:00Z'
          WHERE customer_id LIKE 'bulk-%'",
-    )
-    .unwrap();
+    );
     match reader
         .dashboard_refresh(&config, loaded.marks, now())
         .unwrap()
@@ -376,7 +378,7 @@ fn many_stripe_changes_at_once_recount_every_customer() {
             backlog: Some(BacklogChange::All(counts)),
             ..
         } => {
-            assert!(!counts.contains_key("bulk-00001"), "reported: no backlog");
+            assert!(!counts.contains_key("bulk-100001"), "reported: no backlog");
             assert_eq!(
                 counts["acme"].unreported, 1,
                 "untouched customers keep theirs"
@@ -387,9 +389,9 @@ fn many_stripe_changes_at_once_recount_every_customer() {
 }
 
 /// A database whose customer exists since 60 days before `now()`, mapped to Stripe.
-fn old_customer() -> (TempDir, Store) {
-    let dir = TempDir::new().unwrap();
-    let mut store = Store::open(&dir.path().join("m.db")).unwrap();
+fn old_customer(engine: Engine) -> (TestDb, Store) {
+    let db = TestDb::on(engine);
+    let mut store = db.open();
     store
         .add_customer(
             &config(),
@@ -397,24 +399,21 @@ fn old_customer() -> (TempDir, Store) {
             now() - Duration::days(60),
         )
         .unwrap();
-    (dir, store)
+    (db, store)
 }
 
-#[test]
-fn the_events_view_lists_pending_events_newest_first() {
-    let (dir, mut store) = old_customer();
+fn the_events_view_lists_pending_events_newest_first(engine: Engine) {
+    let (db, mut store) = old_customer(engine);
     // Recorded in one order, happened in another (`record --at`).
     for hours in [30, 2, 50, 10, 70] {
         record(&mut store, "acme", 1, now() - Duration::hours(hours));
     }
     // One refused by Stripe: listed first whatever its date.
-    let raw = rusqlite::Connection::open(dir.path().join("m.db")).unwrap();
-    raw.execute(
-        "UPDATE usage_events SET stripe_failed_at = ?1, stripe_error = 'No such customer'
+    db.inspect().exec(
+        "UPDATE usage_events SET stripe_failed_at = '2026-11-20T11:00:00Z',
+             stripe_error = 'No such customer'
          WHERE id = 5",
-        ["2026-11-20T11:00:00Z"],
-    )
-    .unwrap();
+    );
     let problems = store.problem_events(10, now()).unwrap();
     let shown: Vec<(i64, StripeState)> = problems.iter().map(|e| (e.id, e.state)).collect();
     assert_eq!(
@@ -429,20 +428,17 @@ fn the_events_view_lists_pending_events_newest_first() {
     );
 }
 
-#[test]
-fn events_past_stripes_window_count_as_expired_before_any_sync_marks_them() {
-    let (dir, mut store) = old_customer();
+fn events_past_stripes_window_count_as_expired_before_any_sync_marks_them(engine: Engine) {
+    let (db, mut store) = old_customer(engine);
     let config = config();
     // Two past the 35-day window (one of them refused once), one still sendable.
     record(&mut store, "acme", 1, now() - Duration::days(40));
     record(&mut store, "acme", 1, now() - Duration::days(36));
     record(&mut store, "acme", 1, now() - Duration::days(30));
-    let raw = rusqlite::Connection::open(dir.path().join("m.db")).unwrap();
-    raw.execute(
-        "UPDATE usage_events SET stripe_failed_at = ?1, stripe_error = 'timeout' WHERE id = 2",
-        ["2026-10-20T11:00:00Z"],
-    )
-    .unwrap();
+    db.inspect().exec(
+        "UPDATE usage_events SET stripe_failed_at = '2026-10-20T11:00:00Z', stripe_error = 'timeout'
+         WHERE id = 2",
+    );
     let backlog = |d: &meterline_store::Dashboard| d.rows[0].backlog;
     let expect = meterline_store::Backlog {
         unreported: 1,
@@ -479,11 +475,9 @@ fn events_past_stripes_window_count_as_expired_before_any_sync_marks_them() {
     );
 
     // A sync marks them: the same counts, nothing counted twice.
-    raw.execute(
-        "UPDATE usage_events SET stripe_expired_at = ?1 WHERE id IN (1, 2)",
-        ["2026-11-20T11:30:00Z"],
-    )
-    .unwrap();
+    db.inspect().exec(
+        "UPDATE usage_events SET stripe_expired_at = '2026-11-20T11:30:00Z' WHERE id IN (1, 2)",
+    );
     match store
         .dashboard_refresh(&config, loaded.marks, now())
         .unwrap()

@@ -7,28 +7,19 @@ use meterline_core::Config;
 use meterline_core::billing::WarningLevel;
 use meterline_store::{MeterFigure, NewCustomer, Refresh, has_meters};
 use meterline_store::{RecordRequest, Store};
-use tempfile::TempDir;
 
-/// Requests capped, tokens by model with overage, active users, seats (latest), peak (max).
-const PLANS: &str = r#"
-[[meters]]
-id = "requests"
-name = "API requests"
-aggregation = "count"
+use crate::support::{AI_PLANS, Engine, TestDb, engine_tests};
 
-[[meters]]
-id = "tokens"
-name = "Tokens"
-aggregation = "sum"
-property = "tokens"
-group_by = ["model"]
+engine_tests!(
+    each_row_carries_every_meter_and_shows_the_one_nearest_its_limit,
+    without_meters_the_rows_are_as_before,
+    a_refresh_sees_usage_another_connection_recorded_on_any_meter,
+    the_detail_has_every_meter_with_its_days_and_largest_groups,
+);
 
-[[meters]]
-id = "users"
-name = "Active users"
-aggregation = "unique_count"
-property = "user"
-
+/// The AI API of tests/fixtures/plans/ai.toml (requests capped, tokens by model with overage,
+/// active users), and two meters more: seats (latest), peak (max).
+const MORE_METERS: &str = r#"
 [[meters]]
 id = "seats"
 aggregation = "latest"
@@ -38,30 +29,10 @@ property = "seats"
 id = "peak"
 aggregation = "max"
 property = "concurrency"
-
-[[plans]]
-id = "free"
-price = "0"
-[plans.meters.requests]
-included = 100
-[plans.meters.tokens]
-included = 10000
-[plans.meters.users]
-included = 4
-
-[[plans]]
-id = "pro"
-price = "49.00"
-[plans.meters.requests]
-included = 10000
-[plans.meters.tokens]
-included = 1000000
-at_limit = "overage"
-overage_rate = "0.00002"
 "#;
 
 fn config() -> Config {
-    Config::parse(PLANS, "plans.toml").unwrap()
+    Config::parse(&format!("{AI_PLANS}{MORE_METERS}"), "plans.toml").unwrap()
 }
 
 fn now() -> DateTime<Utc> {
@@ -102,9 +73,9 @@ fn day(n: u32) -> DateTime<Utc> {
 /// acme (free): 90 of 100 requests, 2,000 of 10,000 tokens, 1 of 4 users: requests nearest.
 /// globex (pro): 1 request, 900,000 tokens of 1,000,000: tokens nearest. initech (pro): only
 /// unbilled users: nothing limited is used, the first meter shows.
-fn database() -> (TempDir, Store) {
-    let dir = TempDir::new().unwrap();
-    let mut store = Store::open(&dir.path().join("m.db")).unwrap();
+fn database(engine: Engine) -> (TestDb, Store) {
+    let db = TestDb::on(engine);
+    let mut store = db.open();
     let config = config();
     for (id, plan) in [("acme", "free"), ("globex", "pro"), ("initech", "pro")] {
         store
@@ -143,16 +114,15 @@ fn database() -> (TempDir, Store) {
         &[("user", "bob")],
         day(6)
     ));
-    (dir, store)
+    (db, store)
 }
 
 fn figure(used: i64, limit: Option<i64>) -> MeterFigure {
     MeterFigure { used, limit }
 }
 
-#[test]
-fn each_row_carries_every_meter_and_shows_the_one_nearest_its_limit() {
-    let (_dir, store) = database();
+fn each_row_carries_every_meter_and_shows_the_one_nearest_its_limit(engine: Engine) {
+    let (_db, store) = database(engine);
     let config = config();
     assert!(has_meters(&config));
     let dashboard = store.dashboard(&config, now()).unwrap();
@@ -206,10 +176,9 @@ fn each_row_carries_every_meter_and_shows_the_one_nearest_its_limit() {
     assert_eq!((acme.shown, acme.used), (0, 90));
 }
 
-#[test]
-fn without_meters_the_rows_are_as_before() {
-    let dir = TempDir::new().unwrap();
-    let mut store = Store::open(&dir.path().join("m.db")).unwrap();
+fn without_meters_the_rows_are_as_before(engine: Engine) {
+    let db = TestDb::on(engine);
+    let mut store = db.open();
     let config = Config::load(&crate::support::repo_plans()).unwrap();
     assert!(!has_meters(&config));
     store
@@ -226,11 +195,10 @@ fn without_meters_the_rows_are_as_before() {
     assert!(detail.meters.is_empty());
 }
 
-#[test]
-fn a_refresh_sees_usage_another_connection_recorded_on_any_meter() {
-    let (dir, mut writer) = database();
+fn a_refresh_sees_usage_another_connection_recorded_on_any_meter(engine: Engine) {
+    let (db, mut writer) = database(engine);
     let config = config();
-    let reader = Store::open(&dir.path().join("m.db")).unwrap();
+    let reader = db.open();
     let marks = reader.dashboard(&config, now()).unwrap().marks;
     // Tokens only: no change to the default meter, the new event id announces it.
     assert!(record(
@@ -269,9 +237,8 @@ fn a_refresh_sees_usage_another_connection_recorded_on_any_meter() {
     ));
 }
 
-#[test]
-fn the_detail_has_every_meter_with_its_days_and_largest_groups() {
-    let (_dir, mut store) = database();
+fn the_detail_has_every_meter_with_its_days_and_largest_groups(engine: Engine) {
+    let (_db, mut store) = database(engine);
     let config = config();
     // globex: tokens over 7 models, users on two days, seats (latest) and peak (max).
     for (i, model) in ["a", "b", "c", "d", "e", "f", "g"].iter().enumerate() {

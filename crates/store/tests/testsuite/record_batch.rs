@@ -1,14 +1,25 @@
 //! `Store::record_batch`: many events in one transaction, each decided as if recorded alone,
-//! against real temp-file databases.
+//! on both engines.
 
 use std::str::FromStr;
 
-use crate::support::{NOW, dump, events_of, repo_plans, used_in};
+use std::collections::HashMap;
+
+use crate::support::{Engine, NOW, TestDb, engine_tests, repo_plans};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use meterline_core::{Config, Error, Result};
 use meterline_store::NewCustomer;
 use meterline_store::{RecordOutcome, RecordRequest, Store};
-use tempfile::TempDir;
+
+engine_tests!(
+    a_refused_event_in_the_middle_leaves_the_others_recorded,
+    an_invalid_event_fails_only_itself,
+    a_key_repeated_within_a_batch_counts_once,
+    a_key_reused_within_a_batch_with_another_quantity_fails_only_itself,
+    record_and_record_batch_agree,
+    an_empty_batch_is_fine,
+    a_large_batch_gives_every_event_its_own_row_and_id,
+);
 
 fn now() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(NOW)
@@ -19,10 +30,9 @@ fn now() -> DateTime<Utc> {
 const PERIOD: &str = "2026-11-01T00:00:00Z";
 
 /// A fresh database with `acme` on the capped free plan (1,000 units) and `globex` on pro.
-fn fixture() -> (TempDir, std::path::PathBuf, Store, Config) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("meterline.db");
-    let mut store = Store::open(&path).unwrap();
+fn fixture(engine: Engine) -> (TestDb, Store, Config) {
+    let db = TestDb::on(engine);
+    let mut store = db.open();
     let config = Config::load(&repo_plans()).unwrap();
     for (id, plan) in [("acme", "free"), ("globex", "pro")] {
         store
@@ -39,7 +49,7 @@ fn fixture() -> (TempDir, std::path::PathBuf, Store, Config) {
             )
             .unwrap();
     }
-    (dir, path, store, config)
+    (db, store, config)
 }
 
 fn req(customer: &str, quantity: i64) -> RecordRequest {
@@ -62,9 +72,8 @@ fn summary(result: &Result<RecordOutcome>) -> String {
     }
 }
 
-#[test]
-fn a_refused_event_in_the_middle_leaves_the_others_recorded() {
-    let (_dir, path, mut store, config) = fixture();
+fn a_refused_event_in_the_middle_leaves_the_others_recorded(engine: Engine) {
+    let (db, mut store, config) = fixture(engine);
     let batch = [
         req("acme", 600),
         req("acme", 500), // would pass the 1,000 cap: refused whole
@@ -82,15 +91,14 @@ fn a_refused_event_in_the_middle_leaves_the_others_recorded() {
             "recorded used=7"
         ]
     );
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    assert_eq!(used_in(&conn, "acme", PERIOD), 1000);
-    assert_eq!(events_of(&conn, "acme"), (2, 1000));
-    assert_eq!(used_in(&conn, "globex", PERIOD), 7);
+    let db = db.inspect();
+    assert_eq!(db.used_in("acme", PERIOD), 1000);
+    assert_eq!(db.events_of("acme"), (2, 1000));
+    assert_eq!(db.used_in("globex", PERIOD), 7);
 }
 
-#[test]
-fn an_invalid_event_fails_only_itself() {
-    let (_dir, path, mut store, config) = fixture();
+fn an_invalid_event_fails_only_itself(engine: Engine) {
+    let (db, mut store, config) = fixture(engine);
     let batch = [
         req("acme", 5),
         req("nobody", 1),
@@ -102,14 +110,13 @@ fn an_invalid_event_fails_only_itself() {
     assert!(matches!(results[2], Err(Error::InvalidInput(_))));
     assert_eq!(summary(&results[0]), "recorded used=5");
     assert_eq!(summary(&results[3]), "recorded used=11");
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    assert_eq!(used_in(&conn, "acme", PERIOD), 11);
-    assert_eq!(events_of(&conn, "acme"), (2, 11));
+    let db = db.inspect();
+    assert_eq!(db.used_in("acme", PERIOD), 11);
+    assert_eq!(db.events_of("acme"), (2, 11));
 }
 
-#[test]
-fn a_key_repeated_within_a_batch_counts_once() {
-    let (_dir, path, mut store, config) = fixture();
+fn a_key_repeated_within_a_batch_counts_once(engine: Engine) {
+    let (db, mut store, config) = fixture(engine);
     let batch = [
         keyed("acme", 5, "k1"),
         keyed("acme", 5, "k1"),
@@ -120,13 +127,12 @@ fn a_key_repeated_within_a_batch_counts_once() {
     let again = results[1].as_ref().unwrap();
     assert!(first.recorded && again.duplicate);
     assert_eq!(again.event_id, first.event_id);
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    assert_eq!(events_of(&conn, "acme"), (2, 6));
+    let db = db.inspect();
+    assert_eq!(db.events_of("acme"), (2, 6));
 }
 
-#[test]
-fn a_key_reused_within_a_batch_with_another_quantity_fails_only_itself() {
-    let (_dir, path, mut store, config) = fixture();
+fn a_key_reused_within_a_batch_with_another_quantity_fails_only_itself(engine: Engine) {
+    let (db, mut store, config) = fixture(engine);
     let batch = [
         keyed("acme", 5, "k1"),
         keyed("acme", 6, "k1"),
@@ -135,12 +141,11 @@ fn a_key_reused_within_a_batch_with_another_quantity_fails_only_itself() {
     let results = store.record_batch(&config, &batch, now()).unwrap();
     assert!(matches!(results[1], Err(Error::IdempotencyConflict(_))));
     assert_eq!(summary(&results[2]), "recorded used=6");
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    assert_eq!(events_of(&conn, "acme"), (2, 6));
+    let db = db.inspect();
+    assert_eq!(db.events_of("acme"), (2, 6));
 }
 
-#[test]
-fn record_and_record_batch_agree() {
+fn record_and_record_batch_agree(engine: Engine) {
     let batch: Vec<RecordRequest> = vec![
         req("acme", 300),
         keyed("acme", 200, "a"),
@@ -155,12 +160,12 @@ fn record_and_record_batch_agree() {
         RecordRequest::new("acme", 3, now() - Duration::days(40)),
         req("nobody", 1),
     ];
-    let (_d1, one_path, mut one, config) = fixture();
+    let (one_db, mut one, config) = fixture(engine);
     let singles: Vec<String> = batch
         .iter()
         .map(|r| summary(&one.record(&config, r, now())))
         .collect();
-    let (_d2, many_path, mut many, _) = fixture();
+    let (many_db, mut many, _) = fixture(engine);
     let batched: Vec<String> = many
         .record_batch(&config, &batch, now())
         .unwrap()
@@ -169,24 +174,21 @@ fn record_and_record_batch_agree() {
         .collect();
     assert_eq!(singles, batched);
     // Same rows, apart from the random Stripe identifiers.
-    let open = |p| {
-        let conn = rusqlite::Connection::open(p).unwrap();
-        conn.execute("UPDATE usage_events SET stripe_identifier = id", [])
-            .unwrap();
-        conn
+    let dump = |db: &TestDb| {
+        let db = db.inspect();
+        db.exec("UPDATE usage_events SET stripe_identifier = CAST(id AS TEXT)");
+        db.dump()
     };
-    assert_eq!(dump(&open(&one_path)), dump(&open(&many_path)));
+    assert_eq!(dump(&one_db), dump(&many_db));
 }
 
-#[test]
-fn an_empty_batch_is_fine() {
-    let (_dir, _path, mut store, config) = fixture();
+fn an_empty_batch_is_fine(engine: Engine) {
+    let (_db, mut store, config) = fixture(engine);
     assert!(store.record_batch(&config, &[], now()).unwrap().is_empty());
 }
 
-#[test]
-fn a_large_batch_gives_every_event_its_own_row_and_id() {
-    let (_dir, path, mut store, config) = fixture();
+fn a_large_batch_gives_every_event_its_own_row_and_id(engine: Engine) {
+    let (db, mut store, config) = fixture(engine);
     store.record(&config, &req("globex", 1), now()).unwrap();
     // 700 events (the batch writes them several hundred to a statement), keys repeated far
     // apart, a refusal and an invalid event among them.
@@ -197,7 +199,13 @@ fn a_large_batch_gives_every_event_its_own_row_and_id() {
     batch[650] = req("nobody", 1);
     batch.push(req("acme", 1_001));
     let results = store.record_batch(&config, &batch, now()).unwrap();
-    let conn = rusqlite::Connection::open(&path).unwrap();
+    let db = db.inspect();
+    // (quantity, key) of every event, by id.
+    let stored: HashMap<i64, (i64, String)> = db
+        .rows("SELECT id, quantity, idempotency_key FROM usage_events")
+        .into_iter()
+        .map(|r| (r[0].parse().unwrap(), (r[1].parse().unwrap(), r[2].clone())))
+        .collect();
     let mut recorded = 0;
     for (i, (r, sent)) in results.iter().zip(&batch).enumerate() {
         match i {
@@ -212,15 +220,9 @@ fn a_large_batch_gives_every_event_its_own_row_and_id() {
                 let outcome = r.as_ref().unwrap();
                 assert!(outcome.recorded, "{i}: {}", summary(r));
                 recorded += 1;
-                let (quantity, key): (i64, String) = conn
-                    .query_row(
-                        "SELECT quantity, idempotency_key FROM usage_events WHERE id = ?1",
-                        [outcome.event_id.unwrap()],
-                        |row| Ok((row.get(0)?, row.get(1)?)),
-                    )
-                    .unwrap();
+                let (quantity, key) = &stored[&outcome.event_id.unwrap()];
                 assert_eq!(
-                    (quantity, key.as_str()),
+                    (*quantity, key.as_str()),
                     (
                         sent.quantity,
                         sent.idempotency_key.as_ref().unwrap().key.as_str()
@@ -229,8 +231,8 @@ fn a_large_batch_gives_every_event_its_own_row_and_id() {
             }
         }
     }
-    let (events, units) = events_of(&conn, "globex");
+    let (events, units) = db.events_of("globex");
     assert_eq!(events, recorded + 1);
-    assert_eq!(used_in(&conn, "globex", PERIOD), units);
-    assert_eq!(events_of(&conn, "acme"), (0, 0));
+    assert_eq!(db.used_in("globex", PERIOD), units);
+    assert_eq!(db.events_of("acme"), (0, 0));
 }

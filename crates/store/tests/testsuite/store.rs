@@ -1,17 +1,32 @@
-//! The store against a real temp-file database: migrations, record and its hard cap, late
-//! events, period boundaries, plan changes, exact overage, history, members, status. (The
-//! `--json` shapes of check, record and status are the root suite's json_shapes.rs.)
+//! The store against a real database: migrations (SQLite's file), and on both engines record
+//! and its hard cap, late events, period boundaries, plan changes, exact overage, history,
+//! members, status. (The `--json` shapes of check, record and status are the root suite's
+//! json_shapes.rs.)
 
 use std::str::FromStr;
 
-use crate::support::{NOW, repo_plans};
+use crate::support::{Engine, NOW, TestDb, engine_tests, repo_plans};
 use chrono::{DateTime, NaiveDate, Utc};
 use meterline_core::billing::WarningLevel;
 use meterline_core::{Config, Error};
 use meterline_store::{NewCustomer, SCHEMA_VERSION};
 use meterline_store::{RecordRequest, Store};
 use rust_decimal::Decimal;
-use tempfile::TempDir;
+
+engine_tests!(
+    levels_follow_the_counter_and_the_hard_cap_refuses_atomically,
+    a_record_that_would_pass_the_cap_is_refused_whole,
+    late_events_count_in_their_own_period,
+    the_boundary_instant_belongs_to_the_next_period,
+    a_plan_change_mid_period_moves_the_current_period_only,
+    a_downgrade_below_current_usage_blocks_at_once,
+    overage_amounts_are_exact,
+    history_lists_every_period_oldest_first,
+    members_share_the_organisation_usage,
+    status_puts_the_customers_most_at_risk_first,
+    a_repeated_key_returns_the_original_event_and_counts_nothing,
+    history_lists_no_period_before_the_customer_existed,
+);
 
 fn t(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text)
@@ -27,19 +42,18 @@ fn dec(text: &str) -> Decimal {
     Decimal::from_str(text).unwrap()
 }
 
-/// A fresh database file, the shipped plans, and customers added on the given plans/anchors.
+/// A fresh database on an engine, the shipped plans, and customers added on the given
+/// plans/anchors.
 struct Fixture {
-    _dir: TempDir,
-    path: std::path::PathBuf,
+    db: TestDb,
     store: Store,
     config: Config,
 }
 
 impl Fixture {
-    fn new(customers: &[(&str, &str, &str)]) -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("meterline.db");
-        let mut store = Store::open(&path).unwrap();
+    fn new(engine: Engine, customers: &[(&str, &str, &str)]) -> Fixture {
+        let db = TestDb::on(engine);
+        let mut store = db.open();
         let config = Config::load(&repo_plans()).unwrap();
         for (id, plan, anchor) in customers {
             store
@@ -56,12 +70,7 @@ impl Fixture {
                 )
                 .unwrap();
         }
-        Fixture {
-            _dir: dir,
-            path,
-            store,
-            config,
-        }
+        Fixture { db, store, config }
     }
 
     fn record_at(
@@ -89,26 +98,24 @@ impl Fixture {
 
     /// (period_start, period_end, used, plan_id, meter_event_name) of every counter row.
     fn counters(&self, customer: &str) -> Vec<(String, String, i64, String, String)> {
-        let conn = rusqlite::Connection::open(&self.path).unwrap();
-        let mut stmt = conn
-            .prepare(
+        self.db
+            .inspect()
+            .rows(&format!(
                 "SELECT period_start, period_end, used, plan_id, meter_event_name
-                 FROM usage_records WHERE customer_id = ?1 ORDER BY period_start",
-            )
-            .unwrap();
-        stmt.query_map([customer], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })
-        .unwrap()
-        .collect::<rusqlite::Result<_>>()
-        .unwrap()
+                 FROM usage_records WHERE customer_id = '{customer}' ORDER BY period_start"
+            ))
+            .into_iter()
+            .map(|r| {
+                let used = r[2].parse().unwrap();
+                row(&r[0], &r[1], used, &r[3], &r[4])
+            })
+            .collect()
     }
 
     fn event_count(&self) -> i64 {
-        rusqlite::Connection::open(&self.path)
-            .unwrap()
-            .query_row("SELECT COUNT(*) FROM usage_events", [], |r| r.get(0))
-            .unwrap()
+        self.db
+            .inspect()
+            .number("SELECT COUNT(*) FROM usage_events")
     }
 }
 
@@ -228,9 +235,8 @@ fn a_newer_schema_is_refused_and_left_alone() {
     assert_eq!(version, SCHEMA_VERSION + 1);
 }
 
-#[test]
-fn levels_follow_the_counter_and_the_hard_cap_refuses_atomically() {
-    let mut f = Fixture::new(&[("acme", "free", "2026-11-01")]);
+fn levels_follow_the_counter_and_the_hard_cap_refuses_atomically(engine: Engine) {
+    let mut f = Fixture::new(engine, &[("acme", "free", "2026-11-01")]);
     let steps = [
         (799, WarningLevel::Ok, true),
         (1, WarningLevel::Warning, true),
@@ -263,9 +269,8 @@ fn levels_follow_the_counter_and_the_hard_cap_refuses_atomically() {
     assert_eq!(f.counters("acme")[0].2, 1000);
 }
 
-#[test]
-fn a_record_that_would_pass_the_cap_is_refused_whole() {
-    let mut f = Fixture::new(&[("acme", "free", "2026-11-01")]);
+fn a_record_that_would_pass_the_cap_is_refused_whole(engine: Engine) {
+    let mut f = Fixture::new(engine, &[("acme", "free", "2026-11-01")]);
     f.record("acme", 990);
     let refused = f.record("acme", 11);
     assert!(!refused.recorded);
@@ -274,9 +279,8 @@ fn a_record_that_would_pass_the_cap_is_refused_whole() {
     assert!(f.record("acme", 10).recorded);
 }
 
-#[test]
-fn late_events_count_in_their_own_period() {
-    let mut f = Fixture::new(&[("acme", "starter", "2026-10-01")]);
+fn late_events_count_in_their_own_period(engine: Engine) {
+    let mut f = Fixture::new(engine, &[("acme", "starter", "2026-10-01")]);
     f.record("acme", 3);
     let late = f.record_at("acme", 7, "2026-10-15T08:30:00Z");
     assert!(late.recorded);
@@ -307,10 +311,9 @@ fn late_events_count_in_their_own_period() {
     assert_eq!(used, [7, 3]);
 }
 
-#[test]
-fn the_boundary_instant_belongs_to_the_next_period() {
+fn the_boundary_instant_belongs_to_the_next_period(engine: Engine) {
     // Anchored on the 31st: February's period starts on the 28th, March's on the 31st again.
-    let mut f = Fixture::new(&[("acme", "starter", "2026-01-31")]);
+    let mut f = Fixture::new(engine, &[("acme", "starter", "2026-01-31")]);
     let before = f.record_at("acme", 1, "2026-02-27T23:59:59Z");
     let at = f.record_at("acme", 2, "2026-02-28T00:00:00Z");
     let last = f.record_at("acme", 4, "2026-03-30T23:59:59Z");
@@ -346,9 +349,8 @@ fn the_boundary_instant_belongs_to_the_next_period() {
     );
 }
 
-#[test]
-fn a_plan_change_mid_period_moves_the_current_period_only() {
-    let mut f = Fixture::new(&[("acme", "free", "2026-10-01")]);
+fn a_plan_change_mid_period_moves_the_current_period_only(engine: Engine) {
+    let mut f = Fixture::new(engine, &[("acme", "free", "2026-10-01")]);
     f.record_at("acme", 400, "2026-10-20T00:00:00Z");
     f.record("acme", 900);
     f.store.set_plan(&f.config, "acme", "pro", now()).unwrap();
@@ -395,9 +397,8 @@ fn a_plan_change_mid_period_moves_the_current_period_only() {
     );
 }
 
-#[test]
-fn a_downgrade_below_current_usage_blocks_at_once() {
-    let mut f = Fixture::new(&[("acme", "pro", "2026-11-01")]);
+fn a_downgrade_below_current_usage_blocks_at_once(engine: Engine) {
+    let mut f = Fixture::new(engine, &[("acme", "pro", "2026-11-01")]);
     f.record("acme", 5000);
     f.store.set_plan(&f.config, "acme", "free", now()).unwrap();
     let check = f.check("acme");
@@ -406,13 +407,15 @@ fn a_downgrade_below_current_usage_blocks_at_once() {
     assert!(!f.record("acme", 1).recorded);
 }
 
-#[test]
-fn overage_amounts_are_exact() {
-    let mut f = Fixture::new(&[
-        ("pro", "pro", "2026-11-01"),
-        ("team", "team", "2026-11-01"),
-        ("business", "business", "2026-11-01"),
-    ]);
+fn overage_amounts_are_exact(engine: Engine) {
+    let mut f = Fixture::new(
+        engine,
+        &[
+            ("pro", "pro", "2026-11-01"),
+            ("team", "team", "2026-11-01"),
+            ("business", "business", "2026-11-01"),
+        ],
+    );
     f.record("pro", 100_000);
     assert_eq!(f.check("pro").overage_amount, Decimal::ZERO);
     let outcome = f.record("pro", 34_567);
@@ -429,9 +432,8 @@ fn overage_amounts_are_exact() {
     assert_eq!(unlimited.overage_amount, Decimal::ZERO);
 }
 
-#[test]
-fn history_lists_every_period_oldest_first() {
-    let mut f = Fixture::new(&[("acme", "starter", "2026-05-31")]);
+fn history_lists_every_period_oldest_first(engine: Engine) {
+    let mut f = Fixture::new(engine, &[("acme", "starter", "2026-05-31")]);
     f.record_at("acme", 5, "2026-07-01T00:00:00Z");
     // The last hour before September's clamped start (the 30th) still belongs to August's period.
     f.record_at("acme", 9, "2026-09-29T23:00:00Z");
@@ -464,9 +466,8 @@ fn history_lists_every_period_oldest_first() {
     }
 }
 
-#[test]
-fn members_share_the_organisation_usage() {
-    let mut f = Fixture::new(&[("org", "team", "2026-10-01")]);
+fn members_share_the_organisation_usage(engine: Engine) {
+    let mut f = Fixture::new(engine, &[("org", "team", "2026-10-01")]);
     for (user, quantity) in [
         (Some("alice"), 20),
         (Some("bob"), 10),
@@ -499,14 +500,16 @@ fn members_share_the_organisation_usage() {
     );
 }
 
-#[test]
-fn status_puts_the_customers_most_at_risk_first() {
-    let mut f = Fixture::new(&[
-        ("calm", "starter", "2026-11-01"),
-        ("unlimited", "business", "2026-11-01"),
-        ("over", "pro", "2026-11-20"),
-        ("capped", "free", "2026-10-27"),
-    ]);
+fn status_puts_the_customers_most_at_risk_first(engine: Engine) {
+    let mut f = Fixture::new(
+        engine,
+        &[
+            ("calm", "starter", "2026-11-01"),
+            ("unlimited", "business", "2026-11-01"),
+            ("over", "pro", "2026-11-20"),
+            ("capped", "free", "2026-10-27"),
+        ],
+    );
     f.record("calm", 100);
     f.record("unlimited", 1_000_000);
     f.record("over", 120_000);
@@ -534,9 +537,8 @@ fn status_puts_the_customers_most_at_risk_first() {
     );
 }
 
-#[test]
-fn a_repeated_key_returns_the_original_event_and_counts_nothing() {
-    let mut f = Fixture::new(&[("acme", "starter", "2026-10-01")]);
+fn a_repeated_key_returns_the_original_event_and_counts_nothing(engine: Engine) {
+    let mut f = Fixture::new(engine, &[("acme", "starter", "2026-10-01")]);
     let mut request = RecordRequest::new("acme", 5, t("2026-10-05T00:00:00Z"));
     request.idempotency_key = Some("order-17".into());
     let first = f.store.record(&f.config, &request, now()).unwrap();
@@ -564,9 +566,9 @@ fn a_repeated_key_returns_the_original_event_and_counts_nothing() {
     assert_eq!(f.check("acme").used, 0);
 }
 
-#[test]
-fn history_lists_no_period_before_the_customer_existed() {
-    let mut store = meterline_store::Store::open_in_memory().unwrap();
+fn history_lists_no_period_before_the_customer_existed(engine: Engine) {
+    let db = TestDb::on(engine);
+    let mut store = db.open();
     let config = meterline_core::Config::load(&repo_plans()).unwrap();
     let now = chrono::DateTime::parse_from_rfc3339("2026-11-27T18:00:00Z")
         .unwrap()
