@@ -2,6 +2,8 @@
 
 use super::Param;
 
+pub(super) mod ops;
+
 /// The parameters in the form rusqlite binds.
 pub(super) fn bind<'a>(params: &'a [&'a dyn Param]) -> impl rusqlite::Params + 'a {
     rusqlite::params_from_iter(params.iter().copied())
