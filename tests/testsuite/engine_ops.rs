@@ -63,11 +63,11 @@ fn the_library_copies_from_sqlite_into_postgres_only() {
         Scratch::on(Engine::Postgres),
     );
     let open = |s: &Scratch| meterline::Store::open(&s.db).unwrap();
-    let refusal = |source: &Scratch, target: &Scratch| {
-        match open(source).copy_to(&open(target), &mut |_| {}) {
-            Err(e @ meterline::Error::InvalidInput(_)) => e.to_string(),
-            other => panic!("expected a refusal, got {other:?}"),
-        }
+    let refusal = |source: &Scratch, target: &Scratch| match open(source)
+        .copy_to(&open(target), &mut |_| {})
+    {
+        Err(e @ meterline::Error::InvalidInput(_)) => e.to_string(),
+        other => panic!("expected a refusal, got {other:?}"),
     };
     assert!(
         refusal(&sqlite, &other_sqlite).contains("into a PostgreSQL database only"),
@@ -77,6 +77,8 @@ fn the_library_copies_from_sqlite_into_postgres_only() {
         refusal(&postgres, &postgres).contains("the source is a PostgreSQL database"),
         "PostgreSQL into PostgreSQL"
     );
-    let copied = open(&sqlite).copy_to(&open(&postgres), &mut |_| {}).unwrap();
+    let copied = open(&sqlite)
+        .copy_to(&open(&postgres), &mut |_| {})
+        .unwrap();
     assert!(copied.committed(), "{:?}", copied.mismatches);
 }
