@@ -16,7 +16,7 @@ aggregation = "latest"
 property = "seats"
 
 [[plans]]
-id = "pro"
+id = "free"
 [plans.meters.seats]
 included = 100
 "#;
@@ -27,7 +27,7 @@ included = 100
 fn a_days_latest_value_is_its_latest_event_by_time_then_by_id(engine: Engine) {
     let s = Scratch::on(engine);
     std::fs::write(&s.plans, LATEST_PLANS).unwrap();
-    s.add_customer("acme", "pro", "2026-11-01");
+    s.add_customer("acme", "free", "2026-11-01");
     let seats = |at: &str, value: &str| {
         s.cmd()
             .args(["record", "acme", "--meter", "seats", "--at", at])
