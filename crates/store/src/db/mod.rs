@@ -8,7 +8,9 @@
 //! bookkeeping, locks, the change counter, backup) is in `sqlite.rs` and `postgres/`; the
 //! operations the store asks for by what they do (a batch of rows, a session lock, a big
 //! sort, the engine's own check) are `Connection` methods here, each with one body per engine
-//! in `sqlite/ops.rs` and `postgres/ops.rs`, so no code outside `db/` asks which engine it is on.
+//! in `sqlite/ops.rs` and `postgres/ops.rs`, so no code outside `db/` asks which engine it is on,
+//! but for an operation that exists on one engine only and says so in its name
+//! ([`Connection::sqlite_only`]).
 
 mod sqlite;
 mod values;
@@ -207,7 +209,7 @@ impl Connection {
     /// Let go of the session lock `name` (nothing where none was taken).
     pub(crate) fn release_session_lock(&self, name: &str) -> Result<()> {
         match self {
-            Connection::Sqlite(_) => Ok(sqlite::ops::release_session_lock(name)),
+            Connection::Sqlite(_) => sqlite::ops::release_session_lock(name),
             #[cfg(feature = "postgres")]
             Connection::Postgres(c) => c.release_session_lock(name),
         }

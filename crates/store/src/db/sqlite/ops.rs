@@ -39,7 +39,9 @@ pub(crate) fn try_session_lock(_name: &str) -> SessionLock {
 }
 
 /// Nothing was taken.
-pub(crate) fn release_session_lock(_name: &str) {}
+pub(crate) fn release_session_lock(_name: &str) -> Result<()> {
+    Ok(())
+}
 
 /// SQLite's own check of the file's pages, its journal mode and its version.
 pub(crate) fn check(conn: &rusqlite::Connection) -> Result<EngineCheck> {
