@@ -34,6 +34,7 @@ mod copy_to;
 mod db_files;
 mod demo;
 mod e2e_tmux;
+mod engine_ops;
 mod event_times;
 mod export_pages;
 mod identifiers;

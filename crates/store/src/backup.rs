@@ -29,7 +29,7 @@ impl Store {
     /// On PostgreSQL it refuses ([`Error::InvalidInput`], exit 2) and names `pg_dump`: the
     /// server's own tool makes a consistent dump of a live database, and restores with it.
     pub fn backup_to(&self, dest: &Path) -> Result<BackupReport> {
-        let Some(conn) = self.conn.sqlite() else {
+        let Some(conn) = self.conn.sqlite_only() else {
             return Err(Error::InvalidInput(
                 "on PostgreSQL, back up with the server's own tool: \
                  `pg_dump --format=custom --file=meterline.dump DATABASE_URL` \

@@ -145,16 +145,7 @@ impl Store {
         target: &Store,
         progress: &mut dyn FnMut(CopyProgress<'_>),
     ) -> Result<CopyReport> {
-        if self.engine() != Engine::Sqlite {
-            return Err(Error::InvalidInput(
-                "copy-to copies an SQLite database; the source is a PostgreSQL database".into(),
-            ));
-        }
-        if target.engine() != Engine::Postgres {
-            return Err(Error::InvalidInput(
-                "copy-to copies into a PostgreSQL database only".into(),
-            ));
-        }
+        sqlite_into_postgres_only(self, target)?;
         let source = self.conn.unchecked_transaction()?;
         let into = target.conn.transaction_with_behavior(Behavior::Immediate)?;
         let target_columns = target_columns(&into)?;
@@ -216,6 +207,23 @@ impl Store {
             mismatches,
         })
     }
+}
+
+/// Refuse any direction but the one `copy-to` has: it reads the source's SQLite catalog
+/// (`sqlite_schema`, `pragma_table_info`) and writes through PostgreSQL's (`information_schema`,
+/// identity columns), so it exists from an SQLite file into a PostgreSQL database only.
+fn sqlite_into_postgres_only(source: &Store, target: &Store) -> Result<()> {
+    if source.engine() != Engine::Sqlite {
+        return Err(Error::InvalidInput(
+            "copy-to copies an SQLite database; the source is a PostgreSQL database".into(),
+        ));
+    }
+    if target.engine() != Engine::Postgres {
+        return Err(Error::InvalidInput(
+            "copy-to copies into a PostgreSQL database only".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// `name` as an SQL identifier, for both engines.

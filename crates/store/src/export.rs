@@ -170,7 +170,9 @@ impl Store {
             }
         );
         let mut count = 0;
-        let _spilled = self.conn.sqlite().map(SortOnDisk::new).transpose()?;
+        // No index has the export's order: the engine sorts every row, on disk rather than in
+        // memory in proportion to the rows.
+        let _spilled = self.conn.sorts_on_disk()?;
         let read = self.conn.unchecked_transaction()?;
         self.conn.for_each_row(
             &sql,
@@ -203,21 +205,51 @@ impl Store {
     }
 }
 
-/// SQLite sorts the export's rows (no index has its order) in a temp file while it lives:
-/// the connection keeps its temp store in memory for the record path's statement journals,
-/// where the sort of every event would take memory in proportion (215 MB for a million).
-struct SortOnDisk<'c>(&'c rusqlite::Connection);
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{NewCustomer, RecordRequest};
 
-impl<'c> SortOnDisk<'c> {
-    fn new(conn: &'c rusqlite::Connection) -> Result<SortOnDisk<'c>> {
-        conn.execute_batch("PRAGMA temp_store = FILE")
-            .map_err(crate::db::sqlite::from_sqlite)?;
-        Ok(SortOnDisk(conn))
-    }
-}
+    /// The shipped plans.toml.
+    const PLANS: &str = include_str!("../../../plans.toml");
 
-impl Drop for SortOnDisk<'_> {
-    fn drop(&mut self) {
-        let _ = self.0.execute_batch("PRAGMA temp_store = MEMORY");
+    /// An export sorts every row: on SQLite in a temp file while it runs (the connection keeps
+    /// its temp store in memory otherwise, for the record path), back in memory after.
+    #[test]
+    fn sqlite_sorts_an_export_on_disk_and_goes_back_to_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("m.db")).unwrap();
+        let config = Config::parse(PLANS, "plans.toml").unwrap();
+        let plan = config.plans[0].id.clone();
+        let now = crate::billing::parse_ts("2026-11-27T18:00:00Z").unwrap();
+        let customer = NewCustomer {
+            id: "acme".into(),
+            name: None,
+            plan_id: plan,
+            stripe_customer_id: None,
+            billing_anchor: None,
+        };
+        store.add_customer(&config, &customer, now).unwrap();
+        let recorded = store
+            .record_batch(&config, &[RecordRequest::new("acme", 1, now)], now)
+            .unwrap();
+        assert!(recorded.into_iter().all(|r| r.is_ok()));
+
+        // 1 is FILE, 2 MEMORY.
+        let temp_store = |store: &Store| -> i64 {
+            store
+                .conn
+                .query_row("PRAGMA temp_store", [], |r| r.get(0))
+                .unwrap()
+        };
+        let mut during = Vec::new();
+        let rows = store
+            .export(None, ExportKind::Events, &ExportFilter::default(), |_| {
+                during.push(temp_store(&store));
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!((rows, during), (1, vec![1]));
+        assert_eq!(temp_store(&store), 2);
     }
 }

@@ -26,29 +26,12 @@ pub struct Health {
 impl Store {
     /// Check the file: `quick_check`, journal mode, schema version, the sync lock.
     pub fn health(&self) -> Result<Health> {
-        let (quick_check, journal_mode, engine) = match self.conn.sqlite() {
-            Some(_) => (
-                self.conn
-                    .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))?,
-                self.conn
-                    .query_row("PRAGMA journal_mode", [], |r| r.get(0))?,
-                format!("SQLite {}", rusqlite::version()),
-            ),
-            None => (
-                "ok".to_owned(),
-                "server".to_owned(),
-                self.conn.query_row(
-                    "SELECT 'PostgreSQL ' || current_setting('server_version')",
-                    [],
-                    |r| r.get(0),
-                )?,
-            ),
-        };
+        let check = self.conn.engine_check()?;
         let sync_lock = self.sync_lock_state()?;
         Ok(Health {
-            quick_check,
-            journal_mode,
-            engine,
+            quick_check: check.quick_check,
+            journal_mode: check.journal_mode,
+            engine: check.engine,
             schema_version: self.schema_version()?,
             sync_lock,
         })

@@ -3,16 +3,17 @@
 //! taken over; a live run keeps it fresh with a heartbeat. The sync (`sync_runs.rs`) and the
 //! alert delivery (`alerts/runs.rs`) each have one, over their own tables.
 //!
-//! On PostgreSQL the holder also keeps a session advisory lock (keyed by the lock table's
-//! name) on its connection. The server drops it the moment that process or host dies, so a
-//! run on another host takes over at once instead of waiting for the heartbeat to go stale.
-//! Session locks need a session of one's own: behind PgBouncer, point `sync` and `alerts` at
-//! a session-mode pool or the server itself.
+//! Where the engine keeps session locks (`Connection::try_session_lock`: PostgreSQL's session
+//! advisory locks) the holder also keeps one, keyed by the lock table's name, on its
+//! connection. The server drops it the moment that process or host dies, so a run on another
+//! host takes over at once instead of waiting for the heartbeat to go stale. Session locks need
+//! a session of one's own: behind PgBouncer, point `sync` and `alerts` at a session-mode pool
+//! or the server itself.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::db::{Behavior, Connection, Engine, OptionalExtension, params};
+use crate::db::{Behavior, Connection, OptionalExtension, SessionLock, params};
 
 use crate::Result;
 use crate::billing::format_ts;
@@ -99,25 +100,25 @@ impl RunLock {
         holder: &LockHolder,
         started_at: DateTime<Utc>,
     ) -> Result<std::result::Result<i64, Held>> {
-        let on_postgres = conn.engine() == Engine::Postgres;
-        if on_postgres && let Some(held) = self.advisory_held_by(conn)? {
-            return Ok(Err(held));
-        }
-        let begun = self.take_row(conn, holder, started_at, on_postgres);
-        if on_postgres && !matches!(begun, Ok(Ok(_))) {
-            self.release_advisory(conn)?;
+        let session = match self.session_lock(conn)? {
+            Ok(session) => session,
+            Err(held) => return Ok(Err(held)),
+        };
+        let begun = self.take_row(conn, holder, started_at, session);
+        if session == SessionLock::Taken && !matches!(begun, Ok(Ok(_))) {
+            conn.release_session_lock(self.lock)?;
         }
         begun
     }
 
-    /// The row half of `begin`. With the advisory lock held (`advisory`), a row already there
-    /// was left by a process that died.
+    /// The row half of `begin`. With the session lock taken, a row already there was left by
+    /// a process that died.
     fn take_row(
         &self,
         conn: &mut Connection,
         holder: &LockHolder,
         started_at: DateTime<Utc>,
-        advisory: bool,
+        session: SessionLock,
     ) -> Result<std::result::Result<i64, Held>> {
         let tx = conn.transaction_with_behavior(Behavior::Immediate)?;
         let current: Option<(i64, String, u32, String, i64)> = tx
@@ -132,7 +133,7 @@ impl RunLock {
             .optional()?;
         if let Some((run_id, host, pid, acquired_at, heartbeat)) = current {
             let other = LockHolder { host, pid };
-            if !advisory && lock_is_live(&other, heartbeat) {
+            if session != SessionLock::Taken && lock_is_live(&other, heartbeat) {
                 return Ok(Err(Held::By(other, acquired_at)));
             }
             tx.execute(self.mark_interrupted, [run_id])?;
@@ -191,52 +192,35 @@ impl RunLock {
             [run_id],
         )?;
         tx.commit()?;
-        if conn.engine() == Engine::Postgres {
-            self.release_advisory(conn)?;
-        }
-        Ok(())
+        conn.release_session_lock(self.lock)
     }
 
-    /// Take the session advisory lock; `Some(holder)` when a live process holds it.
+    /// Take the session lock, where the engine keeps them; `Err(holder)` when a live process
+    /// holds it.
     ///
     /// Its holder writes its row just after taking it, in a write transaction that may wait
-    /// for the writers' lock: a run starting at the same moment can find the advisory lock
+    /// for the writers' lock: a run starting at the same moment can find the session lock
     /// held and no row yet. It waits for the row, the lock's release (then takes it), or
     /// [`HOLDER_ROW_WAIT`], whichever comes first.
-    fn advisory_held_by(&self, conn: &Connection) -> Result<Option<Held>> {
+    fn session_lock(&self, conn: &Connection) -> Result<std::result::Result<SessionLock, Held>> {
         let deadline = std::time::Instant::now() + HOLDER_ROW_WAIT;
         loop {
-            if self.try_advisory(conn)? {
-                return Ok(None);
+            let session = conn.try_session_lock(self.lock)?;
+            if session != SessionLock::HeldElsewhere {
+                return Ok(Ok(session));
             }
             if let Some(state) = self.state(conn)? {
                 let holder = LockHolder {
                     host: state.host,
                     pid: state.pid as u32,
                 };
-                return Ok(Some(Held::By(holder, state.acquired_at)));
+                return Ok(Err(Held::By(holder, state.acquired_at)));
             }
             if std::time::Instant::now() >= deadline {
-                return Ok(Some(Held::Unnamed));
+                return Ok(Err(Held::Unnamed));
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-    }
-
-    fn try_advisory(&self, conn: &Connection) -> Result<bool> {
-        conn.query_row(
-            "SELECT pg_try_advisory_lock(hashtext(?1))",
-            [self.lock],
-            |r| r.get(0),
-        )
-    }
-
-    fn release_advisory(&self, conn: &Connection) -> Result<()> {
-        conn.query_row(
-            "SELECT pg_advisory_unlock(hashtext(?1))",
-            [self.lock],
-            |_| Ok(()),
-        )
     }
 
     /// Who holds the lock now, if anyone, and how fresh its heartbeat is.

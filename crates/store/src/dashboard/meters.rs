@@ -271,30 +271,32 @@ impl Store {
         customer_id: &str,
         period: Period,
     ) -> Result<HashMap<String, i64>> {
+        const EVENTS: &str = "FROM usage_events
+             WHERE customer_id = ?1 AND occurred_at >= ?2 AND occurred_at < ?3 AND meter_id = ?4";
         // Each event's value on its meter is `amount` (NULL: its quantity).
         let sql = match meter.aggregation {
-            Aggregation::Sum | Aggregation::Count => {
-                "SELECT substr(occurred_at, 1, 10), SUM(COALESCE(amount, quantity))"
-            }
-            Aggregation::Max => {
-                "SELECT substr(occurred_at, 1, 10), MAX(COALESCE(amount, quantity))"
-            }
-            // The day's latest event by time, ties by id (stored times have one width, so
-            // text order is time): its value follows the key it is packed behind.
-            Aggregation::Latest => {
-                "SELECT substr(occurred_at, 1, 10),
-                        CAST(substr(MAX(occurred_at || printf('%020d', id) || '|'
-                                        || CAST(COALESCE(amount, quantity) AS TEXT)), 42) AS BIGINT)"
-            }
-            Aggregation::UniqueCount => {
-                "SELECT substr(occurred_at, 1, 10), COUNT(DISTINCT json_extract(properties, ?5))"
-            }
+            Aggregation::Sum | Aggregation::Count => format!(
+                "SELECT substr(occurred_at, 1, 10), SUM(COALESCE(amount, quantity)) {EVENTS}
+                 GROUP BY 1"
+            ),
+            Aggregation::Max => format!(
+                "SELECT substr(occurred_at, 1, 10), MAX(COALESCE(amount, quantity)) {EVENTS}
+                 GROUP BY 1"
+            ),
+            // The day's latest event by time, ties by id.
+            Aggregation::Latest => format!(
+                "SELECT day, value FROM
+                     (SELECT substr(occurred_at, 1, 10) AS day, COALESCE(amount, quantity) AS value,
+                             ROW_NUMBER() OVER (PARTITION BY substr(occurred_at, 1, 10)
+                                                ORDER BY occurred_at DESC, id DESC) AS nth
+                      {EVENTS}) AS ranked
+                 WHERE nth = 1"
+            ),
+            Aggregation::UniqueCount => format!(
+                "SELECT substr(occurred_at, 1, 10), COUNT(DISTINCT json_extract(properties, ?5))
+                 {EVENTS} GROUP BY 1"
+            ),
         };
-        let sql = format!(
-            "{sql} FROM usage_events
-             WHERE customer_id = ?1 AND occurred_at >= ?2 AND occurred_at < ?3 AND meter_id = ?4
-             GROUP BY 1"
-        );
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let start = format_ts(period.start);
         let end = format_ts(period.end);

@@ -5,9 +5,13 @@
 //! `params!`, transactions), so every statement is written once, in the SQL both engines
 //! speak. Placeholders are SQLite's `?1`; the Postgres side rewrites them to `$1` and binds
 //! each value with its type. What differs between the engines (opening, the schema
-//! bookkeeping, errors, locks, the change counter, backup) is in `sqlite/` and `postgres/`,
-//! which mirror each other; `migrations` holds both engines' migration files, and `open`
-//! picks the engine.
+//! bookkeeping, errors, the change counter) is in `sqlite/` and `postgres/`, which mirror each
+//! other; `migrations` holds both engines' migration files, and `open` picks the engine. The
+//! operations the store asks for by what they do (a batch of rows, a session lock, a big sort,
+//! the engine's own check) are `Connection` methods here, each with one body per engine in
+//! `sqlite/ops.rs` and `postgres/ops.rs`, so no code outside `db/` asks which engine it is on,
+//! but for an operation that exists on one engine only and says so in its name
+//! ([`Connection::sqlite_only`]).
 
 pub(crate) mod migrations;
 mod open;
@@ -146,6 +150,97 @@ impl<T> OptionalExtension<T> for Result<T> {
     }
 }
 
+/// What [`Connection::try_session_lock`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SessionLock {
+    /// This connection holds it until it lets go or its session ends (its process or host
+    /// died), so a lock row found beside it was left by a dead run.
+    Taken,
+    /// Another session holds it: its holder is alive.
+    HeldElsewhere,
+    /// The engine keeps none (SQLite: a file has no sessions another host could see end); the
+    /// lock row and its heartbeat decide alone.
+    NotKept,
+}
+
+/// The engine's own view of the database, for `doctor`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct EngineCheck {
+    /// SQLite's `PRAGMA quick_check`: "ok" or its first complaint; "ok" from a server that
+    /// answered (PostgreSQL checks its own pages).
+    pub quick_check: String,
+    /// SQLite's journal mode; "server" on PostgreSQL.
+    pub journal_mode: String,
+    /// The engine and its version: `SQLite 3.50.2`, `PostgreSQL 15.4`.
+    pub engine: String,
+}
+
+/// While it lives, a sort too big for memory goes to disk ([`Connection::sorts_on_disk`]).
+pub(crate) struct SortsOnDisk<'c> {
+    _sqlite: Option<sqlite::ops::TempStoreOnFile<'c>>,
+}
+
+/// The operations each engine does its own way, asked for by what they do; the bodies are in
+/// `sqlite/ops.rs` and `postgres/ops.rs`. A new engine implements each of them.
+impl Connection {
+    /// Insert rows into `table`: `values` holds them one after another, `columns.len()`
+    /// values each. SQLite takes a few hundred rows a multi-row INSERT, PostgreSQL all of them
+    /// in one INSERT of arrays (integer and text columns only: what a batch of events holds).
+    pub(crate) fn insert_rows(
+        &self,
+        table: &str,
+        columns: &[&str],
+        values: &[&dyn Param],
+    ) -> Result<()> {
+        match self {
+            Connection::Sqlite(c) => sqlite::ops::insert_rows(c, table, columns, values),
+            #[cfg(feature = "postgres")]
+            Connection::Postgres(c) => c.insert_rows(table, columns, values),
+        }
+    }
+
+    /// Try to take the session lock `name`, one that the engine releases itself when its
+    /// holder's process or host dies; [`SessionLock::NotKept`] where the engine has none.
+    pub(crate) fn try_session_lock(&self, name: &str) -> Result<SessionLock> {
+        match self {
+            Connection::Sqlite(_) => Ok(sqlite::ops::try_session_lock(name)),
+            #[cfg(feature = "postgres")]
+            Connection::Postgres(c) => c.try_session_lock(name),
+        }
+    }
+
+    /// Let go of the session lock `name` (nothing where none was taken).
+    pub(crate) fn release_session_lock(&self, name: &str) -> Result<()> {
+        match self {
+            Connection::Sqlite(_) => sqlite::ops::release_session_lock(name),
+            #[cfg(feature = "postgres")]
+            Connection::Postgres(c) => c.release_session_lock(name),
+        }
+    }
+
+    /// Keep what a big sort holds (an export's `ORDER BY` over every event) out of memory
+    /// while the guard lives. SQLite's temp store goes to a file meanwhile; PostgreSQL spills
+    /// past `work_mem` by itself.
+    pub(crate) fn sorts_on_disk(&self) -> Result<SortsOnDisk<'_>> {
+        Ok(SortsOnDisk {
+            _sqlite: match self {
+                Connection::Sqlite(c) => Some(sqlite::ops::TempStoreOnFile::new(c)?),
+                #[cfg(feature = "postgres")]
+                Connection::Postgres(_) => None,
+            },
+        })
+    }
+
+    /// The engine's own check of the database and its name and version (`doctor`).
+    pub(crate) fn engine_check(&self) -> Result<EngineCheck> {
+        match self {
+            Connection::Sqlite(c) => sqlite::ops::check(c),
+            #[cfg(feature = "postgres")]
+            Connection::Postgres(c) => c.check(),
+        }
+    }
+}
+
 impl Connection {
     pub(crate) fn engine(&self) -> Engine {
         match self {
@@ -155,9 +250,9 @@ impl Connection {
         }
     }
 
-    /// The SQLite connection, for what only SQLite has (pragmas, the backup API); `None` on
-    /// Postgres.
-    pub(crate) fn sqlite(&self) -> Option<&rusqlite::Connection> {
+    /// The SQLite connection, for an operation that exists on SQLite only (`backup`'s online
+    /// backup API); `None` on PostgreSQL, which the caller refuses with its own message.
+    pub(crate) fn sqlite_only(&self) -> Option<&rusqlite::Connection> {
         match self {
             Connection::Sqlite(c) => Some(c),
             #[cfg(feature = "postgres")]

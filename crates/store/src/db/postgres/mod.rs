@@ -7,6 +7,7 @@
 //! released at commit, at rollback, and when a connection dies.
 
 pub(crate) mod error;
+mod ops;
 pub(crate) mod schema;
 mod tls;
 pub(crate) mod url;
@@ -259,20 +260,13 @@ fn is_write(sql: &str) -> bool {
         .any(|w| verb.eq_ignore_ascii_case(w))
 }
 
-/// The few SQLite phrases the store uses that Postgres spells otherwise. Everything else is
-/// the SQL both speak; the functions `json_extract` and `meterline_json_object` are defined
-/// by the Postgres schema to behave as SQLite's.
-const DIALECT: &[(&str, &str)] = &[
-    ("printf('%020d', id)", "lpad(CAST(id AS TEXT), 20, '0')"),
-    ("json_object(", "meterline_json_object("),
-    // The demo's "reported 4 minutes after it happened" (store::demo_settle), in the stored
-    // timestamp format (`billing::format_ts`).
-    (
-        "strftime('%Y-%m-%dT%H:%M:%SZ', occurred_at, '+4 minutes')",
-        "to_char((CAST(occurred_at AS TIMESTAMPTZ) + INTERVAL '4 minutes') AT TIME ZONE 'UTC', \
-         'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')",
-    ),
-];
+/// The SQLite phrases Postgres spells otherwise, each a general rule (a function's name),
+/// never one statement's text: a statement both engines cannot read alike is written
+/// otherwise (a time computed in Rust and bound, a window function) or becomes a
+/// `Connection` method with a body per engine. Everything else is the SQL both speak; the
+/// functions `json_extract` and `meterline_json_object` are defined by the Postgres schema to
+/// behave as SQLite's.
+const DIALECT: &[(&str, &str)] = &[("json_object(", "meterline_json_object(")];
 
 /// A statement in Postgres' dialect: [`DIALECT`]'s phrases, no `INDEXED BY` hints (Postgres
 /// plans on its own), and `?1` → `$1`, a bare `?` → the next number, outside quotes and

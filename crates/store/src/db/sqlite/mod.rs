@@ -2,6 +2,7 @@
 //! (`schema`), its errors as meterline's (`error`); rusqlite takes the parameters as they are.
 
 pub(crate) mod error;
+pub(super) mod ops;
 pub(crate) mod schema;
 
 use std::path::Path;
