@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::Store;
 use super::counters::CounterRow;
-use super::meter_reads::allowance;
+use super::meters::standing::allowance;
 use crate::billing::{Period, UsageCheck, format_ts, period_containing};
 use crate::config::{Config, Plan};
 use crate::sanitize::{is_unsafe, sanitize};

@@ -2,10 +2,8 @@
 //! events: one full load when it opens, then small refreshes driven by change marks
 //! (the newest event id and the `change_counters` rows kept by triggers, see
 //! `migrations/sqlite/0003_change_marks.sql`).
-//! Meters (`meters.rs`) ride on the same marks: every event that moves a meter's counter is
+//! Meters (`meters/dashboard.rs`) ride on the same marks: every event that moves a meter's counter is
 //! a new `usage_events` row in the same transaction, so the newest event id announces it.
-
-mod meters;
 
 use std::collections::HashMap;
 
@@ -19,6 +17,7 @@ use crate::billing::{
     Period, Projection, UsageCheck, WarningLevel, format_ts, parse_ts, period_containing, project,
 };
 use crate::config::Config;
+use crate::meters::dashboard as meters;
 use meters::nearest_limit;
 pub use meters::{GroupRow, MeterDetail, MeterFigure, has_meters};
 
@@ -484,11 +483,11 @@ impl Store {
     ) -> Result<CustomerDetail> {
         let tx = self.conn.unchecked_transaction()?;
         let customer = get(&self.conn, customer_id)?;
-        let members = super::queries::members_in(&self.conn, config, customer_id, now)?;
+        let members = super::counter_reads::members_in(&self.conn, config, customer_id, now)?;
         let check = members.check;
         let daily = self.daily_usage(customer_id, &check, now)?;
         let default_meter = &config.default_meter().id;
-        let history = super::meter_reads::meter_history_in(
+        let history = super::meters::standing::meter_history_in(
             &self.conn,
             config,
             customer_id,

@@ -67,7 +67,7 @@ impl ExportKind {
             ExportKind::Events => ("usage_events".to_string(), "occurred_at"),
             ExportKind::Usage => {
                 let event_name = config.map_or("CAST(NULL AS TEXT)".to_string(), |c| {
-                    crate::stripe_meters::StripeMeters::new(c).routed_event_name_sql("m.meter_id")
+                    crate::meters::stripe::StripeMeters::new(c).routed_event_name_sql("m.meter_id")
                 });
                 let default_meter = config.map(|c| c.default_meter().id.as_str());
                 (usage_rows(&event_name, default_meter), "period_start")
@@ -91,7 +91,7 @@ fn usage_rows(event_name: &str, default_meter: Option<&str>) -> String {
           SELECT customer_id, period_start, {}, 0 FROM usage_records u
           WHERE NOT EXISTS (SELECT 1 FROM meter_counters c
               WHERE c.customer_id = u.customer_id AND c.period_start = u.period_start)",
-            crate::stripe_meters::literal(id)
+            crate::meters::stripe::literal(id)
         )
     });
     format!(

@@ -11,13 +11,13 @@
 //! | opening the database | `lib.rs` (each engine's opening, schema and errors: `db/sqlite/`, `db/postgres/`) | every caller |
 //! | the record path | `record.rs` | `record`, serve's writer, the demo, embedders |
 //! | customers | `customers.rs` | `customer`, serve's drop-in routes, reconcile, doctor |
-//! | every meter's standing | `meter_reads.rs` | `check`, `history`, a duplicate's answer, serve's check, `doctor`'s meter drift |
-//! | status and members | `queries.rs` | `status`, `members`, the dashboard's detail |
+//! | every meter's standing | `meters/standing.rs` | `check`, `history`, a duplicate's answer, serve's check, `doctor`'s meter drift |
+//! | status and members (the counters' reads) | `counter_reads.rs` | `status`, `members`, the dashboard's detail |
 //! | the status snapshot | `status.rs` | `status --json`, `GET /v1/status` |
-//! | the dashboard | `dashboard.rs` | the tui |
+//! | the dashboard | `dashboard.rs`, its meters' reads in `meters/dashboard.rs` | the tui |
 //! | the sync outbox | `outbox.rs` | the Stripe sync, doctor |
 //! | aggregated reports | `reports.rs` | the Stripe sync and reconcile, `status` |
-//! | meters in Stripe | `stripe_meters.rs` (no methods: the routes the two above read) | the Stripe sync, reconcile, doctor |
+//! | meters in Stripe | `meters/stripe.rs` (no methods: the routes the two above read) | the Stripe sync, reconcile, doctor |
 //! | reconcile | `reconcile.rs` | reconcile, the tui, doctor |
 //! | sync runs | `sync_runs.rs` | the Stripe sync, the tui, `status` |
 //! | alerts: crossings | `alerts/crossings.rs` | `status` (the record path writes them) |
@@ -26,14 +26,15 @@
 //! | API tokens | `tokens.rs` | `token`, serve's auth |
 //! | backup | `backup.rs` | `backup` |
 //! | copying into PostgreSQL | `copy.rs` | `copy-to` |
-//! | health | `health.rs` | `doctor` |
+//! | doctor's checks of the database | `doctor.rs` | `doctor` |
 //! | export | `export.rs` | `export` |
 //! | demo writes | `demo_settle.rs` | `demo::fill` |
 //!
 //! Beside them, without `Store` methods of their own: `db/migrations.rs` (both engines'
 //! migration files and the schema version), `lock.rs` (the
 //! one run lock, used by the sync and the alert delivery), `counters.rs` (a period's counter row
-//! and a batch's running counters), `new_events.rs` (a batch's event inserts).
+//! and a batch's running counters), `meters/counting.rs` (what a batch adds to each meter's
+//! counters), `new_events.rs` (a batch's event inserts).
 #![warn(unreachable_pub)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
@@ -44,25 +45,23 @@ pub use meterline_core::{IdempotencyKey, KeySource, RecordOutcome, RecordRequest
 mod alerts;
 mod backup;
 mod copy;
+mod counter_reads;
 mod counters;
 mod customers;
 mod dashboard;
 mod db;
 pub mod demo;
 mod demo_settle;
+mod doctor;
 mod export;
-mod health;
 mod lock;
-mod meter_reads;
 mod meters;
 mod new_events;
 mod outbox;
-mod queries;
 mod reconcile;
 pub mod record;
 mod reports;
 mod status;
-mod stripe_meters;
 mod sync_runs;
 mod tokens;
 
@@ -75,6 +74,7 @@ pub use crate::billing::{
 pub use alerts::{Alert, AlertCounts, AlertRun, DueDelivery, RecentAlert};
 pub use backup::{BackupReport, verify as verify_backup};
 pub use copy::{CopyProgress, CopyReport, TableRows};
+pub use counter_reads::{HistoryRow, Member, MembersSummary, StatusRow};
 pub use customers::{Customer, MAX_KEY_LEN, NewCustomer};
 pub use dashboard::{
     Backlog, BacklogChange, ChangeMarks, CustomerDetail, Dashboard, DashboardRow, EventRow,
@@ -83,19 +83,18 @@ pub use dashboard::{
 pub use db::Engine;
 pub use db::migrations::SCHEMA_VERSION;
 pub use db::sqlite::schema::{APPLICATION_ID, create_at_version};
+pub use doctor::Health;
 pub use export::{Cell, ExportFilter, ExportKind};
-pub use health::Health;
 pub use lock::{LOCK_STALE_AFTER_SECS, LockHolder, LockState};
-pub use meter_reads::MeterDrift;
+pub use meters::standing::MeterDrift;
+pub use meters::stripe::{Formula, Route, StripeMeters};
 pub use outbox::{
     EventOutcome, OutboxCursor, OutboxEvent, OutboxGroup, OutboxUnit, OutboxWindow, StripeCounts,
     StripeState,
 };
-pub use queries::{HistoryRow, Member, MembersSummary, StatusRow};
 pub use reconcile::{ReconcileRow, ReconcileRun, Reported, StripeChecks};
 pub use reports::{HeldReport, InDoubt, ReportPlan};
 pub use status::{StatusEntry, StripeStanding};
-pub use stripe_meters::{Formula, Route, StripeMeters};
 pub use sync_runs::SyncRun;
 pub use tokens::{ActiveToken, TokenInfo, token_hash};
 

@@ -6,8 +6,8 @@ use crate::db::{Behavior, Transaction, params};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::meters::stripe::{AMOUNT, StripeMeters, dimension_pairs};
 use super::reports::EVENTS_PER_COMMIT;
-use super::stripe_meters::{AMOUNT, StripeMeters, dimension_pairs};
 use crate::Result;
 use crate::billing::{format_ts, parse_ts, stripe_window};
 

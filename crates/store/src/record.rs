@@ -9,7 +9,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use super::Store;
 use super::counters::Counters;
 use super::customers::Customer;
-use super::meters::{Applied, MeterCounters};
+use super::meters::counting::{Applied, MeterCounters};
 use super::new_events::{NewEvent, NewEvents};
 use crate::billing::{
     STRIPE_MAX_FUTURE_SECS, format_ts, parse_ts, period_containing, whole_second,
@@ -513,7 +513,7 @@ impl<'c> Batch<'_, 'c> {
                 recorded: false,
                 duplicate: true,
                 event_id: Some(original.id),
-                check: super::meter_reads::meter_standing_in(
+                check: super::meters::standing::meter_standing_in(
                     conn,
                     config,
                     &req.customer_id,
@@ -596,9 +596,9 @@ impl<'c> Batch<'_, 'c> {
             period,
             period_start,
         } = placed;
-        let allowance = super::meter_reads::allowance(terms.as_ref());
+        let allowance = super::meters::standing::allowance(terms.as_ref());
         let standing = |used| {
-            super::meter_reads::standing(
+            super::meters::standing::standing(
                 meter,
                 &customer_id,
                 &plan_id,

@@ -3,7 +3,7 @@
 //! migrations 8 and 10. A `sum` report carries the sum of its events' amounts; a `last` report
 //! (max, unique_count, latest) the meter's value for the period when it was made, dated after
 //! every earlier report of that meter and period, so the newest value is the one Stripe's
-//! `last` takes, whatever order they arrive in (stripe_meters.rs).
+//! `last` takes, whatever order they arrive in (meters/stripe.rs).
 //!
 //! A report is created, identifier included (its own `ml-<UUIDv7>`, made here at packing time;
 //! the events' own identifiers are not sent), with every event it covers pointing at it, in
@@ -17,8 +17,8 @@ use crate::db::{Behavior, OptionalExtension, params};
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
+use super::meters::stripe::{AMOUNT, Formula, StripeMeters};
 use super::outbox::{OutboxUnit, OutboxWindow, mark_reported};
-use super::stripe_meters::{AMOUNT, Formula, StripeMeters};
 use crate::Result;
 use crate::billing::{format_ts, parse_ts};
 

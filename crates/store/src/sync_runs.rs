@@ -37,7 +37,7 @@ const SYNC_LOCK: RunLock = RunLock {
 };
 
 /// Sync runs under the sync lock; serves the Stripe sync, the dashboard header and `status`
-/// (`doctor` sees the lock through `health`).
+/// (`doctor` sees the lock through `doctor.rs`).
 impl super::Store {
     /// Take the sync lock and open a run record. A lock held by a live process is refused with
     /// a message naming it; a lock left by a dead process (kill -9, crash, reboot) is taken

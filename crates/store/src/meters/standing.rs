@@ -400,7 +400,7 @@ impl Store {
             )?
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
             .collect::<Result<_>>()?;
-        let routes = crate::stripe_meters::StripeMeters::new(config);
+        let routes = crate::meters::stripe::StripeMeters::new(config);
         // In meter order: a meter counted by two aggregations comes twice, together.
         let mut gone: Vec<&String> = counted
             .iter()

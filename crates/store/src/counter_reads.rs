@@ -1,5 +1,5 @@
 //! `status` and `members`. `status` reads the counters (meter_counters, through
-//! `meter_reads::Frame`), never scans events, so it stays fast however many there are;
+//! `meters::standing::Frame`), never scans events, so it stays fast however many there are;
 //! `members` adds up the customer's events of the period by member.
 
 use std::collections::HashMap;
@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::Store;
 use super::counters::used_in;
 use super::customers::get;
-use super::meter_reads::Frame;
+use super::meters::standing::Frame;
 use crate::billing::{Period, UsageCheck, format_ts, period_containing};
 use crate::config::{Aggregation, Config, Meter};
 use crate::{Error, Result};
@@ -60,7 +60,7 @@ pub struct MembersSummary {
 }
 
 /// Reads of the counters; serves `status`, `members` and the dashboard (`check` and
-/// `history` are in `meter_reads`).
+/// `history` are in `meters::standing`).
 impl Store {
     pub(super) fn used_in(&self, customer_id: &str, period: Period) -> Result<i64> {
         used_in(&self.conn, customer_id, period)

@@ -69,7 +69,7 @@ enum Distinct {
 }
 
 /// What one event did to its meter's total.
-pub(super) enum Applied {
+pub(crate) enum Applied {
     /// Counted: the total before and after.
     Counted { before: i64, after: i64 },
     /// Refused by the meter's hard cap; nothing changed.
@@ -77,7 +77,7 @@ pub(super) enum Applied {
 }
 
 #[derive(Default)]
-pub(super) struct MeterCounters {
+pub(crate) struct MeterCounters {
     rows: Vec<Row>,
     /// `encode`d key -> position in `rows`.
     index: HashMap<Vec<u8>, usize>,

@@ -196,7 +196,7 @@ impl Store {
             start: usage.period_start,
             end: usage.period_end,
         };
-        let frame = crate::meter_reads::Frame::of(config, &customer, period, None, now);
+        let frame = crate::meters::standing::Frame::of(config, &customer, period, None, now);
         let totals = self.meter_totals(config, customer_id, period)?;
         let days = period_days(period, now);
         let mut out = Vec::with_capacity(config.meters.len());
