@@ -57,6 +57,7 @@ mod postgres_tls;
 mod postgres_trust;
 mod reconcile;
 mod reconcile_in_doubt;
+mod record_all_or_nothing;
 mod record_keys;
 mod serve;
 mod serve_encoding;
