@@ -28,6 +28,7 @@ mod bad_input;
 mod cli_output;
 mod compat;
 mod compat_meters;
+mod compat_refusals;
 mod compat_sdk;
 mod concurrency;
 mod copy_to;
