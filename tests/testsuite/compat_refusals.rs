@@ -119,13 +119,13 @@ fn one_refused_event_records_nothing((s, _server, c): (Scratch, Server, Client),
         let batch = json!([cloud_event(names, "e1", "acme", at), bad]);
         let (status, body) = cloudevents(&c, &batch);
         assert_eq!(status, 409, "{batch}: {body}");
+        assert_eq!(dump_all(&s), before, "{batch}: the good event was recorded");
         assert_eq!(body["index"], 1, "{body}");
         assert_eq!(body["failed"].as_array().unwrap().len(), 1, "{body}");
         assert!(
             body["detail"].as_str().unwrap().contains(detail),
             "{body}"
         );
-        assert_eq!(dump_all(&s), before, "{batch}: the good event was recorded");
     }
 
     // Lago: the same, in Lago's shape (customer_archived 409, value_already_exist 422).
@@ -142,8 +142,8 @@ fn one_refused_event_records_nothing((s, _server, c): (Scratch, Server, Client),
         let batch = json!([lago_event(names, "l1", "acme", at), bad]);
         let (got, body) = lago_batch(&c, &batch);
         assert_eq!((got, body["code"].as_str()), (status, Some(code)), "{body}");
-        assert_eq!(body["error_details"]["transaction_ids"], json!([bad_id]));
         assert_eq!(dump_all(&s), before, "{batch}: the good event was recorded");
+        assert_eq!(body["error_details"]["transaction_ids"], json!([bad_id]));
     }
 
     // Stripe takes one event a request: the archived customer's records nothing.
