@@ -122,16 +122,17 @@ fn one_refused_event_records_nothing((s, _server, c): (Scratch, Server, Client),
         assert_eq!(dump_all(&s), before, "{batch}: the good event was recorded");
         assert_eq!(body["index"], 1, "{body}");
         assert_eq!(body["failed"].as_array().unwrap().len(), 1, "{body}");
-        assert!(
-            body["detail"].as_str().unwrap().contains(detail),
-            "{body}"
-        );
+        assert!(body["detail"].as_str().unwrap().contains(detail), "{body}");
     }
 
     // Lago: the same, in Lago's shape (customer_archived 409, value_already_exist 422).
     let (at, later) = (unix(at), unix(later));
     for (bad, status, code) in [
-        (lago_event(names, "l2", "gone", at), 409, "customer_archived"),
+        (
+            lago_event(names, "l2", "gone", at),
+            409,
+            "customer_archived",
+        ),
         (
             lago_event(names, "l1", "acme", later),
             422,
@@ -155,7 +156,12 @@ fn one_refused_event_records_nothing((s, _server, c): (Scratch, Server, Client),
         ),
     );
     assert_eq!(status, 409, "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("archived"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("archived")
+    );
     assert_eq!(dump_all(&s), before, "an archived customer's Stripe event");
 
     // Without the refused event each batch records.
@@ -275,7 +281,10 @@ fn refusals_are_the_record_paths_own_words(engine: Engine) {
     let stripe_cases = [
         (
             json!({"customer": "acme", "meter": "requests", "at": before_anchor}),
-            format!("event_name=api_requests&{acme}&timestamp={}", unix(before_anchor)),
+            format!(
+                "event_name=api_requests&{acme}&timestamp={}",
+                unix(before_anchor)
+            ),
             "timestamp",
             None,
         ),

@@ -145,15 +145,17 @@ fn an_invalid_event_records_none_of_its_part_and_says_why(engine: Engine, shape:
             with(&|r| r.customer_id = "nobody".into()),
             None,
         ),
-        ("an archived customer", with(&|r| r.customer_id = "gone".into()), None),
+        (
+            "an archived customer",
+            with(&|r| r.customer_id = "gone".into()),
+            None,
+        ),
     ];
     let before = s.dump();
     for (what, bad, field) in cases {
         let mut batch = good();
         batch.push(bad.clone());
-        let outcome = store
-            .record_all_or_nothing(&config, &batch, now())
-            .unwrap();
+        let outcome = store.record_all_or_nothing(&config, &batch, now()).unwrap();
         let PartOutcome::Refused(refusals) = outcome else {
             panic!("{what}: not refused: {outcome:?}");
         };
@@ -169,7 +171,8 @@ fn an_invalid_event_records_none_of_its_part_and_says_why(engine: Engine, shape:
     // A key reused with other parameters inside the part: a conflict refuses it too.
     let mut batch = good();
     batch.push(counting(shape, "acme", 6, "good-1"));
-    let PartOutcome::Refused(refusals) = store.record_all_or_nothing(&config, &batch, now()).unwrap()
+    let PartOutcome::Refused(refusals) =
+        store.record_all_or_nothing(&config, &batch, now()).unwrap()
     else {
         panic!("a conflict inside the part was recorded");
     };
@@ -180,9 +183,13 @@ fn an_invalid_event_records_none_of_its_part_and_says_why(engine: Engine, shape:
     assert_unchanged(&s, &before, "a conflict inside the part");
 
     // Without the invalid event the part records whole, and a resend is all duplicates.
-    let outcome = store.record_all_or_nothing(&config, &good(), now()).unwrap();
+    let outcome = store
+        .record_all_or_nothing(&config, &good(), now())
+        .unwrap();
     assert_eq!(decided(&outcome), ["recorded", "recorded"]);
-    let outcome = store.record_all_or_nothing(&config, &good(), now()).unwrap();
+    let outcome = store
+        .record_all_or_nothing(&config, &good(), now())
+        .unwrap();
     assert_eq!(decided(&outcome), ["duplicate", "duplicate"]);
     assert_eq!(s.inspect().events_of("acme").0, 2);
 }
@@ -254,5 +261,9 @@ fn the_parts_of_one_batch_are_decided_apart(engine: Engine, shape: Shape) {
         len: 1,
         atomicity: Atomicity::EachEvent,
     }];
-    assert!(store.record_parts(&config, &requests, &short, now()).is_err());
+    assert!(
+        store
+            .record_parts(&config, &requests, &short, now())
+            .is_err()
+    );
 }

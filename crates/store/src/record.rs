@@ -19,8 +19,8 @@ use crate::{Error, IdempotencyKey, RecordOutcome, RecordRequest, Result};
 use meterline_core::metering::{MeterValue, check_properties, group_key, meter_value};
 
 mod parts;
-pub use parts::{Atomicity, Field, Part, PartOutcome, Refusal};
 use parts::Decision;
+pub use parts::{Atomicity, Field, Part, PartOutcome, Refusal};
 
 /// The largest quantity one event may carry. Far beyond any real unit count, and small enough
 /// that no counter can overflow from a handful of mistakes.

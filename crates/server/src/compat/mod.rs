@@ -237,7 +237,8 @@ pub(crate) async fn ingest(state: &AppState, events: Vec<Candidate>) -> Result<I
     let namings: Vec<Naming> = events.iter().map(Naming::of).collect();
     let mut customers = Vec::with_capacity(events.len());
     let mut requests = Vec::with_capacity(events.len());
-    for (event, Resolved { customer, meter }) in events.into_iter().zip(resolved.into_iter().flatten())
+    for (event, Resolved { customer, meter }) in
+        events.into_iter().zip(resolved.into_iter().flatten())
     {
         requests.push(RecordRequest {
             customer_id: customer.clone(),
