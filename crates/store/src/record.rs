@@ -521,15 +521,16 @@ impl<'c> Batch<'_, 'c> {
                 .map_err(|e| Refusal::about(Field::Meter, e))?,
             None => config.default_meter(),
         };
-        let invalid = |field: Field| move |m: String| Refusal::about(field, Error::InvalidInput(m));
-        check_properties(&req.properties).map_err(invalid(Field::Properties))?;
-        let property = meter.property.as_deref().unwrap_or(crate::config::QUANTITY);
-        let value = meter_value(meter, req.quantity, &req.properties)
-            .map_err(invalid(Field::Property(property.to_string())))?;
+        let invalid = |field: Field, m: String| Refusal::about(field, Error::InvalidInput(m));
+        check_properties(&req.properties).map_err(|m| invalid(Field::Properties, m))?;
+        let value = meter_value(meter, req.quantity, &req.properties).map_err(|m| {
+            let property = meter.property.as_deref().unwrap_or(crate::config::QUANTITY);
+            invalid(Field::Property(property.to_string()), m)
+        })?;
         let properties = (!req.properties.is_empty())
             .then(|| serde_json::to_string(&req.properties))
             .transpose()
-            .map_err(|e| invalid(Field::Properties)(e.to_string()))?;
+            .map_err(|e| invalid(Field::Properties, e.to_string()))?;
 
         let original = match &req.idempotency_key {
             Some(key) => match self.events.with_key(key) {
