@@ -610,7 +610,7 @@ fn cloudevents_malformed_input_is_a_problem_and_writes_nothing() {
         (
             "an unknown subject in a batch",
             batch,
-            json!([good.clone(), with("subject", json!("nobody"))]),
+            json!([good.clone(), cloud_event("other", "nobody", json!(1))]),
             400,
         ),
         ("wrong content type", "text/plain", good.clone(), 415),
@@ -833,7 +833,7 @@ fn lago_malformed_input_gets_lagos_error_and_writes_nothing() {
             .status,
         400
     );
-    let nobody = with("external_subscription_id", json!("nobody"))["event"].clone();
+    let nobody = lago_event("other", "nobody", json!(1));
     assert_eq!(
         api.lago_batch(&json!({"events": [good.clone(), nobody]}))
             .status,

@@ -143,7 +143,7 @@ fn stripe_event_names_pick_meters_by_stripe_event(engine: Engine) {
             400,
             "parameter_invalid",
             "payload[tokens]",
-            "payload[tokens] is required",
+            "payload[tokens]: meter \"tokens\" (sum) needs the property \"tokens\"",
         ),
         (
             format!("event_name=ai_tokens&{acme}&payload[value]=1&payload[tokens]=lots"),
@@ -264,7 +264,7 @@ fn cloudevents_types_pick_meters_by_id_and_data_is_the_properties(engine: Engine
     let cases = [
         (
             cloud_event("b1", "acme", "ai_tokens", json!({"tokens": 1})),
-            "no meter \"ai_tokens\": type is a meter id of plans.toml; they are: requests, tokens, credits, users",
+            "meter \"ai_tokens\" is not in plans.toml; the meters are: requests, tokens, credits, users",
         ),
         (
             cloud_event(
@@ -285,7 +285,7 @@ fn cloudevents_types_pick_meters_by_id_and_data_is_the_properties(engine: Engine
         ),
         (
             cloud_event("b5", "acme", "tokens", json!({"model": "small"})),
-            "data.tokens is required: meter \"tokens\" (sum) aggregates it",
+            "data.tokens: meter \"tokens\" (sum) needs the property \"tokens\"",
         ),
         (
             cloud_event("b6", "acme", "tokens", json!({"tokens": 2.5})),

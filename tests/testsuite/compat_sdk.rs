@@ -1,7 +1,7 @@
 //! The official Stripe, OpenMeter and Lago Python SDKs against a real `meterline serve`
 //! (tests/compat_sdk/run.py), then `meterline sync` forwards what they recorded to the fake
 //! Stripe server exactly once; and the same SDKs recording to two meters of a plans.toml with
-//! `[[meters]]` (`run.py meters`).
+//! `[[meters]]` (`run.py meters`). On both engines.
 //!
 //! This test FAILS when python3 or the SDKs are missing: .ci/run installs them
 //! (`pip install stripe==16.1.0 openmeter==1.0.0b236 lago-python-client==1.55.0`).
@@ -12,7 +12,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use crate::support::engine::{Engine, engine_tests};
 use crate::support::stripe::{Env, json, now, stderr};
+
+engine_tests!(
+    official_sdks_record_exactly_and_sync_forwards_once,
+    official_sdks_record_to_two_meters,
+);
 
 const PLANS: &str = r#"
 [stripe]
@@ -137,30 +143,16 @@ fn run_sdks(env: &Env, args: &[&str]) {
     drop(server);
 }
 
-#[test]
-fn official_sdks_record_exactly_and_sync_forwards_once() {
-    let env = Env::new(PLANS);
+fn official_sdks_record_exactly_and_sync_forwards_once(engine: Engine) {
+    let env = Env::on(engine, PLANS);
     run_sdks(&env, &[]);
 
     // Exactly what the script recorded: 2 Stripe, 5 + 1 CloudEvents, 3 Lago events.
-    let conn = rusqlite::Connection::open(&env.db).unwrap();
-    let per_customer = |customer: &str| -> (i64, i64) {
-        conn.query_row(
-            "SELECT COUNT(*), COALESCE(SUM(quantity), 0) FROM usage_events WHERE customer_id = ?1",
-            [customer],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap()
-    };
-    assert_eq!(per_customer("acme"), (10, 12 + 25 + 11));
-    assert_eq!(per_customer("capped"), (1, 1));
-    let used: i64 = conn
-        .query_row(
-            "SELECT SUM(used) FROM usage_records WHERE customer_id = 'acme'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let db = env.inspect();
+    assert_eq!(db.events_of("acme"), (10, 12 + 25 + 11));
+    assert_eq!(db.events_of("capped"), (1, 1));
+    let used =
+        db.number("SELECT CAST(SUM(used) AS BIGINT) FROM usage_records WHERE customer_id = 'acme'");
     assert_eq!(used, 48);
 
     // Then `meterline sync` sends each of them to Stripe exactly once.
@@ -175,21 +167,18 @@ fn official_sdks_record_exactly_and_sync_forwards_once() {
     assert_eq!(env.server.accepted_count(), sent);
 }
 
-#[test]
-fn official_sdks_record_to_two_meters() {
-    let env = Env::new(METER_PLANS);
+fn official_sdks_record_to_two_meters(engine: Engine) {
+    let env = Env::on(engine, METER_PLANS);
     run_sdks(&env, &["meters"]);
 
     // What the script recorded, per customer and meter: (events, their amounts).
-    let conn = rusqlite::Connection::open(&env.db).unwrap();
+    let db = env.inspect();
     let per_meter = |customer: &str, meter: &str| -> (i64, i64) {
-        conn.query_row(
-            "SELECT COUNT(*), COALESCE(SUM(COALESCE(amount, quantity)), 0) FROM usage_events
-             WHERE customer_id = ?1 AND meter_id = ?2",
-            [customer, meter],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap()
+        let rows = db.rows(&format!(
+            "SELECT COUNT(*), CAST(COALESCE(SUM(COALESCE(amount, quantity)), 0) AS BIGINT)
+             FROM usage_events WHERE customer_id = '{customer}' AND meter_id = '{meter}'"
+        ));
+        (rows[0][0].parse().unwrap(), rows[0][1].parse().unwrap())
     };
     // acme: Stripe 1 request + 120 and 30 tokens; OpenMeter 2 requests + 400 and 6 tokens;
     // Lago 1 request + 25 and 5 tokens.

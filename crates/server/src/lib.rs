@@ -10,8 +10,7 @@
 #![warn(unreachable_pub)]
 
 use meterline_core::{
-    Config, Error, Properties, RecordOutcome, RecordRequest, Result, billing, clock, config,
-    metering, sanitize,
+    Config, Error, Properties, RecordOutcome, RecordRequest, Result, billing, clock, sanitize,
 };
 use meterline_store::{self as store, Store};
 

@@ -1,6 +1,7 @@
 //! Group commit: one thread owns the writing connection. Requests queue their events; each
-//! round takes everything waiting, records it with one `record_batch` (one transaction), and
-//! only then answers each request. The async runtime never touches SQLite.
+//! round takes everything waiting, records it with one `record_parts` (one committed
+//! transaction; each request a part, event by event or, for the drop-in routes, all or
+//! nothing), and only then answers each request. The async runtime never touches SQLite.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -14,14 +15,16 @@ use tokio::sync::oneshot;
 use super::error::ApiError;
 use super::metrics::{Metrics, Outcome};
 use crate::clock::Clock;
+use crate::store::record::{Atomicity, Part, PartOutcome};
 use crate::{Config, RecordOutcome, RecordRequest, Result, Store};
 
-/// The writer's answer to one request: one result per event, in order.
-pub(crate) type Outcomes = std::result::Result<Vec<Result<RecordOutcome>>, ApiError>;
+/// The writer's answer to one request: its part of the round.
+pub(crate) type Outcomes = std::result::Result<PartOutcome, ApiError>;
 
 enum Work {
     Record {
         requests: Vec<RecordRequest>,
+        atomicity: Atomicity,
         reply: oneshot::Sender<Outcomes>,
     },
     /// A token was used: update its `last_used_at` with the next commit.
@@ -59,14 +62,21 @@ impl Writer {
         Ok((Writer { tx, metrics }, WriterThread { handle }))
     }
 
-    /// Queue events; the receiver answers after their commit. A full queue is refused at once.
+    /// Queue events, decided with `atomicity`; the receiver answers after their commit. A
+    /// full queue is refused at once.
     pub(crate) fn submit(
         &self,
         requests: Vec<RecordRequest>,
+        atomicity: Atomicity,
     ) -> std::result::Result<oneshot::Receiver<Outcomes>, ApiError> {
         let (reply, rx) = oneshot::channel();
         self.metrics.queue_depth.fetch_add(1, Relaxed);
-        match self.tx.try_send(Work::Record { requests, reply }) {
+        let work = Work::Record {
+            requests,
+            atomicity,
+            reply,
+        };
+        match self.tx.try_send(work) {
             Ok(()) => Ok(rx),
             Err(e) => {
                 self.metrics.queue_depth.fetch_sub(1, Relaxed);
@@ -89,7 +99,25 @@ impl Writer {
         &self,
         requests: Vec<RecordRequest>,
     ) -> std::result::Result<Vec<Result<RecordOutcome>>, ApiError> {
-        let answer = self.submit(requests)?;
+        match self.commit_as(requests, Atomicity::EachEvent).await? {
+            PartOutcome::Decided(results) => Ok(results),
+            // Never: only an all-or-nothing part is refused whole.
+            PartOutcome::Refused(_) => Err(ApiError::from(crate::Error::Database(
+                "events recorded one by one were refused whole".into(),
+            ))),
+        }
+    }
+
+    /// Queue events that record all or none (the drop-in routes) and wait for the answer.
+    pub(crate) async fn commit_all_or_nothing(
+        &self,
+        requests: Vec<RecordRequest>,
+    ) -> std::result::Result<PartOutcome, ApiError> {
+        self.commit_as(requests, Atomicity::AllOrNothing).await
+    }
+
+    async fn commit_as(&self, requests: Vec<RecordRequest>, atomicity: Atomicity) -> Outcomes {
+        let answer = self.submit(requests, atomicity)?;
         answer.await.map_err(|_| {
             ApiError::unavailable("shutting_down", "the writer stopped before answering")
         })?
@@ -113,7 +141,8 @@ impl WriterThread {
 #[derive(Default)]
 struct Round {
     requests: Vec<RecordRequest>,
-    replies: Vec<(usize, oneshot::Sender<Outcomes>)>,
+    /// Each request's part of `requests`, and where its answer goes.
+    replies: Vec<(Part, oneshot::Sender<Outcomes>)>,
     touched: HashSet<String>,
 }
 
@@ -122,10 +151,15 @@ impl Round {
         match work {
             Work::Record {
                 requests: mut events,
+                atomicity,
                 reply,
             } => {
                 metrics.queue_depth.fetch_sub(1, Relaxed);
-                self.replies.push((events.len(), reply));
+                let part = Part {
+                    len: events.len(),
+                    atomicity,
+                };
+                self.replies.push((part, reply));
                 self.requests.append(&mut events);
             }
             Work::Touch(name) => {
@@ -168,8 +202,9 @@ fn run(mut store: Store, config: &Config, clock: Clock, rx: Receiver<Work>, metr
         let started = Instant::now();
         // A panic inside a round (a bug) rolls that round back and fails its requests; the
         // writer carries on, so one bad event cannot stop every later write.
+        let parts: Vec<Part> = replies.iter().map(|(part, _)| *part).collect();
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            store.record_batch(config, &requests, now)
+            store.record_parts(config, &requests, &parts, now)
         }))
         .unwrap_or_else(|_| {
             Err(crate::Error::Database(
@@ -181,20 +216,12 @@ fn run(mut store: Store, config: &Config, clock: Clock, rx: Receiver<Work>, metr
             .observe(started.elapsed().as_secs_f64());
         metrics.batch_size.observe(requests.len() as f64);
         match outcome {
-            Ok(results) => {
-                let default_meter = config.default_meter().id.as_str();
-                for (request, r) in requests.iter().zip(&results) {
-                    let outcome = match r {
-                        Ok(o) if o.recorded => Outcome::Recorded,
-                        Ok(o) if o.duplicate => Outcome::Duplicate,
-                        Ok(_) => Outcome::Refused,
-                        Err(_) => Outcome::Invalid,
-                    };
-                    metrics.event(request.meter.as_deref().unwrap_or(default_meter), outcome);
-                }
-                let mut results = results.into_iter();
-                for (n, reply) in replies {
-                    let _ = reply.send(Ok(results.by_ref().take(n).collect()));
+            Ok(outcomes) => {
+                let mut requests = requests.iter();
+                for ((part, reply), outcome) in replies.into_iter().zip(outcomes) {
+                    let events = requests.by_ref().take(part.len);
+                    count_events(metrics, config, events, &outcome);
+                    let _ = reply.send(Ok(outcome));
                 }
             }
             Err(e) => {
@@ -207,5 +234,27 @@ fn run(mut store: Store, config: &Config, clock: Clock, rx: Receiver<Work>, metr
                 }
             }
         }
+    }
+}
+
+/// Each event of one part in the metrics: a refused part's events are all invalid.
+fn count_events<'r>(
+    metrics: &Metrics,
+    config: &Config,
+    requests: impl Iterator<Item = &'r RecordRequest>,
+    outcome: &PartOutcome,
+) {
+    let default_meter = config.default_meter().id.as_str();
+    for (i, request) in requests.enumerate() {
+        let outcome = match outcome {
+            PartOutcome::Refused(_) => Outcome::Invalid,
+            PartOutcome::Decided(results) => match results.get(i) {
+                Some(Ok(o)) if o.recorded => Outcome::Recorded,
+                Some(Ok(o)) if o.duplicate => Outcome::Duplicate,
+                Some(Ok(_)) => Outcome::Refused,
+                _ => Outcome::Invalid,
+            },
+        };
+        metrics.event(request.meter.as_deref().unwrap_or(default_meter), outcome);
     }
 }

@@ -18,6 +18,10 @@ use crate::config::{Config, Meter};
 use crate::{Error, IdempotencyKey, RecordOutcome, RecordRequest, Result};
 use meterline_core::metering::{MeterValue, check_properties, group_key, meter_value};
 
+mod parts;
+use parts::Decision;
+pub use parts::{Atomicity, Field, Part, PartOutcome, Refusal};
+
 /// The largest quantity one event may carry. Far beyond any real unit count, and small enough
 /// that no counter can overflow from a handful of mistakes.
 pub const MAX_QUANTITY: i64 = 1_000_000_000_000;
@@ -230,6 +234,7 @@ impl Store {
     /// Record many events in ONE IMMEDIATE transaction, decided in order as if recorded one
     /// after another. Each event has `record`'s exact semantics; a refused or invalid event has
     /// no effect at all (every check comes before its first write), the events around it do.
+    /// (`record_all_or_nothing` and `record_parts` record a part's events all or none.)
     ///
     /// Outer `Err`: the transaction failed and nothing was committed. Inner `Err`: the error
     /// this event would have had alone (unknown customer, invalid input, ...).
@@ -239,6 +244,22 @@ impl Store {
         requests: &[RecordRequest],
         now: DateTime<Utc>,
     ) -> Result<Vec<Result<RecordOutcome>>> {
+        let (results, _) = self.record_pass(config, requests, now, |_| true)?;
+        Ok(results
+            .into_iter()
+            .map(|r| r.map_err(|refusal| refusal.error))
+            .collect())
+    }
+
+    /// One transaction deciding `requests` in order; committed if `commit` says so of their
+    /// decisions, else rolled back. The decisions, and whether they were committed.
+    fn record_pass(
+        &mut self,
+        config: &Config,
+        requests: &[RecordRequest],
+        now: DateTime<Utc>,
+        commit: impl FnOnce(&[Decision]) -> bool,
+    ) -> Result<(Vec<Decision>, bool)> {
         let tx = self
             .conn
             .transaction_with_behavior(Behavior::ImmediateByKey)?;
@@ -267,9 +288,12 @@ impl Store {
         for req in requests {
             match batch.record(req) {
                 // A database failure is the batch's failure: dropping `tx` rolls everything back.
-                Err(e) if e.is_database() => return Err(e),
+                Err(refusal) if refusal.error.is_database() => return Err(refusal.error),
                 other => results.push(other),
             }
+        }
+        if !commit(&results) {
+            return Ok((results, false));
         }
         batch.counters.flush(&tx)?;
         batch.meters.flush(&tx)?;
@@ -277,7 +301,7 @@ impl Store {
         batch.events.write(&tx, &batch.recorded_at)?;
         drop(batch);
         tx.commit()?;
-        Ok(results)
+        Ok((results, true))
     }
 }
 
@@ -457,44 +481,56 @@ struct Batch<'t, 'c> {
 }
 
 impl<'c> Batch<'_, 'c> {
-    /// One event. Writes only when it returns `recorded: true`.
-    fn record(&mut self, req: &RecordRequest) -> Result<RecordOutcome> {
+    /// One event. Writes only when it returns `recorded: true`. A refusal says what it is
+    /// about where its error's kind does not.
+    fn record(&mut self, req: &RecordRequest) -> Decision {
         let (conn, config, now) = (self.conn, self.config, self.now);
         if !(1..=MAX_QUANTITY).contains(&req.quantity) {
             return Err(Error::InvalidInput(format!(
                 "quantity {} is out of range; it must be between 1 and {MAX_QUANTITY}",
                 req.quantity
-            )));
+            ))
+            .into());
         }
         super::customers::validate_event_labels(
             req.user_id.as_deref(),
             req.idempotency_key.as_ref().map(|k| k.key.as_str()),
         )?;
         // Whole seconds: what the database stores and Stripe accepts.
-        let occurred_at = whole_second(req.occurred_at)
-            .ok_or_else(|| Error::InvalidInput("occurred_at out of range".into()))?;
+        let occurred_at = whole_second(req.occurred_at).ok_or_else(|| {
+            Refusal::about(
+                Field::Time,
+                Error::InvalidInput("occurred_at out of range".into()),
+            )
+        })?;
         let latest = now
             .checked_add_signed(TimeDelta::seconds(STRIPE_MAX_FUTURE_SECS))
             .unwrap_or(now);
         if occurred_at > latest {
-            return Err(Error::InvalidInput(format!(
+            let message = format!(
                 "event time {} is in the future (now is {}); events may be at most 5 minutes ahead",
                 format_ts(occurred_at),
                 format_ts(now)
-            )));
+            );
+            return Err(Refusal::about(Field::Time, Error::InvalidInput(message)));
         }
 
         let meter = match &req.meter {
-            Some(id) => config.known_meter(id)?,
+            Some(id) => config
+                .known_meter(id)
+                .map_err(|e| Refusal::about(Field::Meter, e))?,
             None => config.default_meter(),
         };
-        check_properties(&req.properties).map_err(Error::InvalidInput)?;
-        let value =
-            meter_value(meter, req.quantity, &req.properties).map_err(Error::InvalidInput)?;
+        let invalid = |field: Field, m: String| Refusal::about(field, Error::InvalidInput(m));
+        check_properties(&req.properties).map_err(|m| invalid(Field::Properties, m))?;
+        let value = meter_value(meter, req.quantity, &req.properties).map_err(|m| {
+            let property = meter.property.as_deref().unwrap_or(crate::config::QUANTITY);
+            invalid(Field::Property(property.to_string()), m)
+        })?;
         let properties = (!req.properties.is_empty())
             .then(|| serde_json::to_string(&req.properties))
             .transpose()
-            .map_err(|e| Error::InvalidInput(e.to_string()))?;
+            .map_err(|e| invalid(Field::Properties, e.to_string()))?;
 
         let original = match &req.idempotency_key {
             Some(key) => match self.events.with_key(key) {
@@ -526,7 +562,7 @@ impl<'c> Batch<'_, 'c> {
 
         let customer = self.customer(&req.customer_id)?;
         if customer.archived_at.is_some() {
-            return Err(Error::CustomerArchived(customer.id.clone()));
+            return Err(Error::CustomerArchived(customer.id.clone()).into());
         }
         let plan = super::customers::plan_of(config, customer)?;
         let starts = customer
@@ -534,13 +570,14 @@ impl<'c> Batch<'_, 'c> {
             .and_time(chrono::NaiveTime::MIN)
             .and_utc();
         if occurred_at < starts {
-            return Err(Error::InvalidInput(format!(
+            let message = format!(
                 "event time {} is before customer \"{}\" starts (its billing anchor {}); \
                  to import older usage, add the customer with an earlier --anchor",
                 format_ts(occurred_at),
                 customer.id,
                 customer.billing_anchor
-            )));
+            );
+            return Err(Refusal::about(Field::Time, Error::InvalidInput(message)));
         }
         let period = period_containing(customer.billing_anchor, config.billing.period, occurred_at);
         let customer_id = customer.id.clone();

@@ -301,10 +301,14 @@ async fn ingest_route(
         .await
         .map_err(|e| Problem::Other(e).into_problem(&[]))?
     {
+        // Nothing recorded: the first refused event's problem, and every refused event.
         Ingested::Rejected(problems) => {
             let (index, first) = problems[0].clone();
             let mut details = first.into_problem(&[names[index].clone()]);
             details.extra.insert("index".into(), json!(index));
+            details
+                .extra
+                .insert("failed".into(), failed_list(&problems, &names));
             Err(details)
         }
         Ingested::Decided(decided) => {
@@ -350,13 +354,9 @@ fn batch_failure(failed: &[(usize, Problem)], names: &[(String, String)]) -> Pro
             d
         }
     };
-    let list: Vec<Value> = failed
-        .iter()
-        .map(|(i, p)| {
-            json!({ "index": i, "id": names[*i].0, "source": names[*i].1, "detail": p.message() })
-        })
-        .collect();
-    details.extra.insert("failed".into(), Value::Array(list));
+    details
+        .extra
+        .insert("failed".into(), failed_list(failed, names));
     if !capped.is_empty() {
         details.extra.insert(
             "refused".into(),
@@ -367,6 +367,16 @@ fn batch_failure(failed: &[(usize, Problem)], names: &[(String, String)]) -> Pro
         );
     }
     details
+}
+
+/// `[{"index", "id", "source", "detail"}, …]`: the events that failed and why.
+fn failed_list(failed: &[(usize, Problem)], names: &[(String, String)]) -> Value {
+    failed
+        .iter()
+        .map(|(i, p)| {
+            json!({ "index": i, "id": names[*i].0, "source": names[*i].1, "detail": p.message() })
+        })
+        .collect()
 }
 
 pub(super) async fn ingest_handler(

@@ -274,12 +274,13 @@ async fn record(state: &AppState, events: &[Value]) -> Result<Vec<Value>, LagoEr
         .await
         .map_err(|e| LagoError::from_problem(Problem::Other(e), &[]))?;
     let decided = match ingested {
+        // Nothing recorded: the first refused event's problem, naming every refused event.
         Ingested::Rejected(problems) => {
-            let (index, first) = problems[0].clone();
-            return Err(LagoError::from_problem(
-                first,
-                &[parsed[index].transaction_id.clone()],
-            ));
+            let ids: Vec<String> = problems
+                .iter()
+                .map(|(i, _)| parsed[*i].transaction_id.clone())
+                .collect();
+            return Err(LagoError::from_problem(problems[0].1.clone(), &ids));
         }
         Ingested::Decided(decided) => decided,
     };

@@ -5,8 +5,10 @@
 //! Each protocol module only parses its format into [`Candidate`]s and shapes answers and
 //! errors its way. Everything else is shared: the native API's token check and body decoding
 //! (`auth::guard`, each protocol giving only its error shape), and here the quantity rule, the
-//! idempotency keys, resolving customers and meters, and the commit through the same
-//! group-commit writer as `/v1/events/batch` (there is no second write path).
+//! idempotency keys, mapping the protocol's names to customers and meters, and the commit
+//! through the same group-commit writer as `/v1/events/batch` (there is no second write
+//! path), all or nothing: the record path checks each event once (time, customer, meter,
+//! properties) and its refusals, in its own words, are the answer.
 
 mod cloudevents;
 mod lago;
@@ -15,13 +17,14 @@ mod stripe;
 use axum::Router;
 use axum::middleware;
 use axum::routing::post;
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use super::AppState;
 use super::auth;
 use super::error::ApiError;
 use crate::store::MAX_KEY_LEN;
+use crate::store::record::{Field, PartOutcome, Refusal};
 use crate::store::{IdempotencyKey, KeySource};
 use crate::{Error, RecordOutcome, RecordRequest};
 
@@ -122,55 +125,12 @@ impl Naming {
         }
     }
 
-    /// The field that names the meter.
-    fn meter_field(self) -> &'static str {
+    /// The event's time as the protocol calls it.
+    fn time(self) -> &'static str {
         match self.0 {
-            KeySource::Stripe => "event_name",
-            KeySource::Lago => "code",
-            _ => "type",
+            KeySource::CloudEvents => "time",
+            _ => "timestamp",
         }
-    }
-
-    /// The meter `name` picks: Stripe's `event_name` by each meter's `stripe_event`,
-    /// CloudEvents' `type` and Lago's `code` by its id.
-    fn meter(self, config: &crate::Config, name: &str) -> Result<String, Problem> {
-        let stripe = matches!(self.0, KeySource::Stripe);
-        let found = config.meters.iter().find(|m| {
-            if stripe {
-                m.stripe_event == name
-            } else {
-                m.id == name
-            }
-        });
-        if let Some(meter) = found {
-            return Ok(meter.id.clone());
-        }
-        let known: Vec<&str> = config
-            .meters
-            .iter()
-            .map(|m| {
-                if stripe {
-                    m.stripe_event.as_str()
-                } else {
-                    m.id.as_str()
-                }
-            })
-            .collect();
-        Err(Problem::UnknownMeter(if stripe {
-            format!(
-                "no meter \"{}\": event_name is a meter's stripe_event in plans.toml; they \
-                 are: {}",
-                crate::sanitize::sanitize(name),
-                known.join(", ")
-            )
-        } else {
-            format!(
-                "no meter \"{}\": {} is a meter id of plans.toml; they are: {}",
-                crate::sanitize::sanitize(name),
-                self.meter_field(),
-                known.join(", ")
-            )
-        }))
     }
 }
 
@@ -253,26 +213,19 @@ impl From<ApiError> for Problem {
 
 /// The result of [`ingest`].
 pub(crate) enum Ingested {
-    /// Some events were invalid before anything was written: nothing was recorded.
-    /// (event index, problem), in order.
+    /// Some events were refused (by the protocol's names or by the record path): nothing was
+    /// recorded. (event index, problem), in order.
     Rejected(Vec<(usize, Problem)>),
-    /// Committed: one answer per event, in order. `Ok` is recorded or a duplicate.
+    /// Committed: one answer per event, in order. `Ok` is recorded or a duplicate; `Err` a
+    /// hard cap's refusal (`Problem::Capped`), which refuses its event alone.
     Decided(Vec<(String, Result<RecordOutcome, Problem>)>),
 }
 
-/// Resolve every event (customer, meter, anchor), then, only if all are valid, commit them
-/// at once through the writer. The answer carries each event's meterline customer id.
+/// Map every event to meterline's customer and meter (`resolve`), then record them all or
+/// none through the writer: the record path checks them, once, and its refusals become the
+/// protocol's problems (`refused`). The answer carries each event's meterline customer id.
 pub(crate) async fn ingest(state: &AppState, events: Vec<Candidate>) -> Result<Ingested, ApiError> {
-    let config = state.config.clone();
-    let now = state.clock.now();
-    let to_resolve = events.clone();
-    let resolved: Vec<Result<Resolved, Problem>> = super::read(state, move |store| {
-        to_resolve
-            .iter()
-            .map(|event| resolve(store, &config, event, now))
-            .collect::<crate::Result<Vec<_>>>()
-    })
-    .await?;
+    let resolved = resolve_all(state, &events).await?;
     let rejected: Vec<(usize, Problem)> = resolved
         .iter()
         .enumerate()
@@ -281,10 +234,12 @@ pub(crate) async fn ingest(state: &AppState, events: Vec<Candidate>) -> Result<I
     if !rejected.is_empty() {
         return Ok(Ingested::Rejected(rejected));
     }
-    let resolved: Vec<Resolved> = resolved.into_iter().flatten().collect();
-    let mut customers = Vec::with_capacity(resolved.len());
-    let mut requests = Vec::with_capacity(resolved.len());
-    for (event, Resolved { customer, meter }) in events.into_iter().zip(resolved) {
+    let namings: Vec<Naming> = events.iter().map(Naming::of).collect();
+    let mut customers = Vec::with_capacity(events.len());
+    let mut requests = Vec::with_capacity(events.len());
+    for (event, Resolved { customer, meter }) in
+        events.into_iter().zip(resolved.into_iter().flatten())
+    {
         requests.push(RecordRequest {
             customer_id: customer.clone(),
             quantity: event.quantity,
@@ -297,16 +252,24 @@ pub(crate) async fn ingest(state: &AppState, events: Vec<Candidate>) -> Result<I
         });
         customers.push(customer);
     }
-    let outcomes = state.writer.commit(requests).await?;
-    Ok(Ingested::Decided(
-        customers
-            .into_iter()
-            .zip(outcomes)
-            .map(|(customer, outcome)| (customer, decided(outcome)))
-            .collect(),
-    ))
+    Ok(match state.writer.commit_all_or_nothing(requests).await? {
+        PartOutcome::Refused(refusals) => Ingested::Rejected(
+            refusals
+                .into_iter()
+                .map(|(i, refusal)| (i, refused(namings[i], refusal)))
+                .collect(),
+        ),
+        PartOutcome::Decided(outcomes) => Ingested::Decided(
+            customers
+                .into_iter()
+                .zip(outcomes)
+                .map(|(customer, outcome)| (customer, decided(outcome)))
+                .collect(),
+        ),
+    })
 }
 
+/// A committed event's answer: recorded, a duplicate, or refused by a hard cap.
 fn decided(outcome: crate::Result<RecordOutcome>) -> Result<RecordOutcome, Problem> {
     match outcome {
         Ok(o) if o.recorded || o.duplicate => Ok(o),
@@ -318,15 +281,32 @@ fn decided(outcome: crate::Result<RecordOutcome>) -> Result<RecordOutcome, Probl
             o.check.used,
             o.check.limit.map_or("unlimited".into(), |n| n.to_string())
         ))),
-        Err(Error::IdempotencyConflict(m)) => Err(Problem::Conflict(m)),
-        Err(Error::UnknownCustomer(id)) => Err(Problem::UnknownCustomer(format!(
-            "unknown customer \"{id}\""
-        ))),
-        Err(Error::InvalidInput(m)) => Err(Problem::Invalid {
+        // Never in an all-or-nothing part: an invalid event refuses the part.
+        Err(e) => Err(Problem::Other(ApiError::from(e))),
+    }
+}
+
+/// The record path's refusal of one event as the protocol's problem: the store's message,
+/// what it is about named as the protocol names it (`payload[tokens]`, `data`, `timestamp`).
+fn refused(naming: Naming, refusal: Refusal) -> Problem {
+    match (refusal.error, refusal.field) {
+        (e @ Error::UnknownCustomer(_), _) => Problem::UnknownCustomer(e.to_string()),
+        (Error::IdempotencyConflict(m), _) => Problem::Conflict(m),
+        (Error::InvalidInput(m), Some(Field::Meter)) => Problem::UnknownMeter(m),
+        (Error::InvalidInput(m), Some(Field::Time)) => Problem::invalid(naming.time(), m),
+        (Error::InvalidInput(m), Some(Field::Properties)) => {
+            let param = naming.payload();
+            Problem::invalid(param, format!("{param}: {m}"))
+        }
+        (Error::InvalidInput(m), Some(Field::Property(name))) => {
+            let param = naming.member(&name);
+            Problem::invalid(&param, format!("{param}: {m}"))
+        }
+        (Error::InvalidInput(m), None) => Problem::Invalid {
             param: None,
             message: m,
-        }),
-        Err(e) => Err(Problem::Other(ApiError::from(e))),
+        },
+        (e, _) => Problem::Other(ApiError::from(e)),
     }
 }
 
@@ -338,41 +318,45 @@ struct Resolved {
     meter: Option<String>,
 }
 
-/// The meterline customer and meter of `event`, or why the event cannot be recorded for
-/// them: the store's own checks (the meter, its properties), made before the commit so that
-/// an invalid event in a batch refuses the whole batch with nothing written. Outer `Err`:
-/// the database failed.
+/// Every event's customer and meter. Only the protocol's names are mapped here; whether the
+/// customer, the meter, the time and the properties are valid is the record path's to say.
+/// The database is read only for what the event does not name itself: a Stripe customer,
+/// and without `[[meters]]` the customer's plan (whose meter event the name must be).
+async fn resolve_all(
+    state: &AppState,
+    events: &[Candidate],
+) -> Result<Vec<Result<Resolved, Problem>>, ApiError> {
+    let config = state.config.clone();
+    let named = |event: &Candidate| match &event.who {
+        Who::Customer(id) if has_meters(&config) => Some(with_meter(&config, event, id.clone())),
+        _ => None,
+    };
+    if let Some(all) = events.iter().map(named).collect::<Option<Vec<_>>>() {
+        return Ok(all);
+    }
+    let events = events.to_vec();
+    super::read(state, move |store| {
+        events
+            .iter()
+            .map(|event| resolve(store, &config, event))
+            .collect::<crate::Result<Vec<_>>>()
+    })
+    .await
+}
+
+/// The meterline customer and meter of `event`, or why the protocol's names map to none.
+/// Outer `Err`: the database failed.
 fn resolve(
     store: &crate::Store,
     config: &crate::Config,
     event: &Candidate,
-    now: DateTime<Utc>,
 ) -> crate::Result<Result<Resolved, Problem>> {
-    let latest = now + chrono::Duration::seconds(crate::billing::STRIPE_MAX_FUTURE_SECS);
-    if event.at > latest {
-        return Ok(Err(Problem::invalid(
-            "timestamp",
-            format!(
-                "event time {} is in the future; events may be at most 5 minutes ahead",
-                event.at.to_rfc3339()
-            ),
-        )));
-    }
     let customer = match &event.who {
-        Who::Customer(id) => match store.customer(id) {
-            Ok(c) => c,
-            Err(Error::UnknownCustomer(_)) => {
-                return Ok(Err(Problem::UnknownCustomer(format!(
-                    "unknown customer \"{}\"",
-                    crate::sanitize::sanitize(id)
-                ))));
-            }
-            Err(e) => return Err(e),
-        },
+        Who::Customer(id) => id.clone(),
         Who::StripeCustomer(stripe_id) => {
             let mut found = store.customers_with_stripe_id(stripe_id)?;
             match found.len() {
-                1 => found.remove(0),
+                1 => found.remove(0).id,
                 0 => {
                     return Ok(Err(Problem::UnknownCustomer(format!(
                         "No such customer: '{}' (no meterline customer is mapped to it; \
@@ -392,71 +376,65 @@ fn resolve(
             }
         }
     };
-    let Some(plan) = config.plan(&customer.plan_id) else {
-        return Ok(Err(Problem::Other(ApiError::from(Error::PlanMissing {
-            customer: customer.id,
-            plan: customer.plan_id,
-        }))));
+    if has_meters(config) {
+        return Ok(with_meter(config, event, customer));
+    }
+    // Without [[meters]] the name is the meter event of the customer's plan. A customer or
+    // plan the record path refuses is left to it, and its message.
+    let plan = match store.customer(&customer) {
+        Ok(found) => config.plan(&found.plan_id),
+        Err(Error::UnknownCustomer(_)) => None,
+        Err(e) => return Err(e),
     };
-    let meter = if has_meters(config) {
-        match meter_of(config, event) {
-            Ok(id) => Some(id),
-            Err(problem) => return Ok(Err(problem)),
-        }
-    } else if plan.meter_event != event.meter {
+    if let Some(plan) = plan
+        && plan.meter_event != event.meter
+    {
         return Ok(Err(Problem::UnknownMeter(format!(
             "no meter \"{}\" for customer \"{}\": their plan \"{}\" meters \"{}\"",
             crate::sanitize::sanitize(&event.meter),
-            customer.id,
+            crate::sanitize::sanitize(&customer),
             plan.id,
             plan.meter_event
         ))));
-    } else {
-        None
-    };
-    let starts = Utc.from_utc_datetime(&customer.billing_anchor.and_time(chrono::NaiveTime::MIN));
-    if event.at < starts {
-        return Ok(Err(Problem::invalid(
-            "timestamp",
-            format!(
-                "event time {} is before customer \"{}\" starts (billing anchor {})",
-                event.at.to_rfc3339(),
-                customer.id,
-                customer.billing_anchor
-            ),
-        )));
     }
     Ok(Ok(Resolved {
-        customer: customer.id,
-        meter,
+        customer,
+        meter: None,
     }))
 }
 
-/// The meter `event` names and the checks the store makes of its properties, each refusal
-/// naming the protocol's field.
-fn meter_of(config: &crate::Config, event: &Candidate) -> Result<String, Problem> {
-    let naming = Naming::of(event);
-    let id = naming.meter(config, &event.meter)?;
-    let Some(meter) = config.meter(&id) else {
-        return Err(Problem::UnknownMeter(format!("no meter \"{id}\"")));
+/// With `[[meters]]`: the meter `event` names, by its id (which the record path checks), or
+/// for Stripe by its `stripe_event`.
+fn with_meter(
+    config: &crate::Config,
+    event: &Candidate,
+    customer: String,
+) -> Result<Resolved, Problem> {
+    let meter = match event.key.source {
+        KeySource::Stripe => stripe_meter(config, &event.meter)?,
+        _ => event.meter.clone(),
     };
-    crate::metering::check_properties(&event.properties)
-        .map_err(|m| Problem::invalid(naming.payload(), format!("{}: {m}", naming.payload())))?;
-    crate::metering::meter_value(meter, event.quantity, &event.properties).map_err(|m| {
-        let property = meter.property.as_deref().unwrap_or(crate::config::QUANTITY);
-        let param = naming.member(property);
-        let message = if event.properties.contains_key(property) {
-            format!("{param}: {m}")
-        } else {
-            format!(
-                "{param} is required: meter \"{}\" ({}) aggregates it",
-                meter.id,
-                meter.aggregation.as_str()
-            )
-        };
-        Problem::invalid(&param, message)
-    })?;
-    Ok(id)
+    Ok(Resolved {
+        customer,
+        meter: Some(meter),
+    })
+}
+
+/// The meter whose `stripe_event` is Stripe's `event_name`.
+fn stripe_meter(config: &crate::Config, name: &str) -> Result<String, Problem> {
+    if let Some(meter) = config.meters.iter().find(|m| m.stripe_event == name) {
+        return Ok(meter.id.clone());
+    }
+    let known: Vec<&str> = config
+        .meters
+        .iter()
+        .map(|m| m.stripe_event.as_str())
+        .collect();
+    Err(Problem::UnknownMeter(format!(
+        "no meter \"{}\": event_name is a meter's stripe_event in plans.toml; they are: {}",
+        crate::sanitize::sanitize(name),
+        known.join(", ")
+    )))
 }
 
 /// The idempotency key for a protocol's event identity. Each part is length-prefixed so that

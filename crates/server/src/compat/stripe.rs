@@ -108,7 +108,8 @@ impl From<Problem> for StripeError {
                 param: Some("event_name".into()),
                 ..StripeError::new(StatusCode::BAD_REQUEST, "invalid_request_error", message)
             },
-            // Never reached for Stripe: a reused identifier is answered before (see `create`).
+            // Never reached for Stripe: a reused identifier is answered "already exists"
+            // (see `create`).
             Problem::Conflict(_) => {
                 StripeError::new(StatusCode::BAD_REQUEST, "invalid_request_error", message)
             }
@@ -387,7 +388,7 @@ async fn create_inner(
         .await
         .map_err(Problem::Other)?
     {
-        Ingested::Rejected(mut problems) => return Err(problems.remove(0).1.into()),
+        Ingested::Rejected(mut problems) => Err(problems.remove(0).1),
         Ingested::Decided(mut decided) => decided.remove(0).1,
     };
     match decided {
