@@ -34,6 +34,11 @@ fn violations(metadata: &Value) -> Vec<String> {
             if !target.starts_with("meterline") {
                 continue;
             }
+            // A crate's tests may turn on its own features: the store's build its PostgreSQL
+            // half, so that they run on both engines however they are started.
+            if target == name && dep["kind"] == "dev" {
+                continue;
+            }
             match layer(target) {
                 Some(l) if l < own => {}
                 _ => found.push(format!("{name} (layer {own}) depends on {target}")),
