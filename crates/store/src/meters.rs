@@ -451,13 +451,9 @@ impl MeterCounters {
                      latest_id = excluded.latest_id, aggregation = excluded.aggregation",
                 vec!["(?,?,?,?,?,?,?,?)"; chunk.len()].join(",")
             );
-            // One row is the cached statement; longer lists are run once.
-            let mut stmt = if chunk.len() == 1 {
-                conn.prepare_cached(&sql)?
-            } else {
-                conn.prepare(&sql)?
-            };
-            stmt.execute(values.as_slice())?;
+            // Cached: SQLite prepares an upsert of several rows slowly, and a batch's row
+            // counts repeat (all but its last statement are full).
+            conn.prepare_cached(&sql)?.execute(values.as_slice())?;
         }
         for &i in &dirty {
             self.rows[i].dirty = false;
