@@ -55,6 +55,10 @@ fn env(name: &str, default: usize) -> usize {
 
 /// One request of a phase: method, path, body.
 type Request = (Method, String, String);
+/// The `i`-th request of a phase.
+type Requests = Rc<dyn Fn(usize) -> Request>;
+/// Whether an answer (status, body) is right.
+type Expect = Rc<dyn Fn(u16, &str) -> bool>;
 
 /// What one side did in one phase.
 struct Measured {
@@ -91,8 +95,8 @@ impl Side {
         &mut self,
         token: &str,
         requests: usize,
-        request: &Rc<dyn Fn(usize) -> Request>,
-        expect: &Rc<dyn Fn(u16, &str) -> bool>,
+        request: &Requests,
+        expect: &Expect,
     ) -> Measured {
         let next = Rc::new(Cell::new(0));
         let recorded = Rc::new(Cell::new(0));
@@ -237,7 +241,7 @@ fn main() {
         "phase", "meterline/s p50 p99", "peer/s p50 p99", "ratio"
     );
 
-    let unique: Rc<dyn Fn(usize) -> Request> = Rc::new(|i| event(&customer(i), &format!("u-{i}")));
+    let unique: Requests = Rc::new(|i| event(&customer(i), &format!("u-{i}")));
     let per_customer = (events / CUSTOMERS) as i64;
     let phases: Vec<Phase> = vec![
         Phase {
@@ -328,8 +332,8 @@ fn main() {
 struct Phase {
     name: &'static str,
     requests: usize,
-    request: Rc<dyn Fn(usize) -> Request>,
-    expect: Rc<dyn Fn(u16, &str) -> bool>,
+    request: Requests,
+    expect: Expect,
 }
 
 fn ms(d: Duration) -> String {
@@ -343,9 +347,9 @@ fn assert_duplicates_show_the_count(
     token: &str,
     per_customer: i64,
 ) {
-    let request: Rc<dyn Fn(usize) -> Request> = Rc::new(|i| event(&customer(i), &format!("u-{i}")));
+    let request: Requests = Rc::new(|i| event(&customer(i), &format!("u-{i}")));
     let expected = format!("\"used\":{per_customer},");
-    let expect: Rc<dyn Fn(u16, &str) -> bool> = Rc::new(move |status, answer| {
+    let expect: Expect = Rc::new(move |status, answer| {
         status == 200 && answer.contains("\"duplicate\":true") && answer.contains(&expected)
     });
     for side in [ours, peer] {

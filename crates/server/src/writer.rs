@@ -150,12 +150,9 @@ impl Round {
     fn fill(&mut self, rx: &Receiver<Work>, fill_for: Duration, metrics: &Metrics) {
         let deadline = Instant::now() + fill_for;
         while self.requests.len() < MAX_ROUND_EVENTS {
-            match rx.try_recv() {
-                Ok(work) => {
-                    self.take(work, metrics);
-                    continue;
-                }
-                Err(_) => {}
+            if let Ok(work) = rx.try_recv() {
+                self.take(work, metrics);
+                continue;
             }
             let wait = deadline
                 .saturating_duration_since(Instant::now())
