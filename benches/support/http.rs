@@ -157,19 +157,26 @@ pub struct Server {
 impl Server {
     /// `meterline serve` on `db` (a file or a `postgres://` URL), listening on a free port.
     pub fn start(db: &Path, plans: &Path) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_meterline"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_meterline"));
+        command
             .args(["serve", "--listen", "127.0.0.1:0"])
             .env_remove("METERLINE_NOW")
             .env("METERLINE_DB", db)
-            .env("METERLINE_PLANS", plans)
+            .env("METERLINE_PLANS", plans);
+        Server::spawn(command, "meterline serve: listening on ")
+    }
+
+    /// Any server `command` starts: it says `{prefix}http://ADDR` on stderr once it listens.
+    pub fn spawn(mut command: Command, prefix: &'static str) -> Server {
+        let mut child = command
             .stderr(Stdio::piped())
             .spawn()
-            .expect("start meterline serve");
+            .expect("start the server");
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("meterline serve: listening on ") {
+                if let Some(addr) = line.strip_prefix(prefix) {
                     let _ = tx.send(addr.to_string());
                 }
             }

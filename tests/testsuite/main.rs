@@ -66,6 +66,7 @@ mod serve_encoding;
 mod serve_kill;
 mod serve_limits;
 mod serve_record_batch;
+mod standing_answers;
 mod sync;
 mod sync_engines;
 mod sync_fair;

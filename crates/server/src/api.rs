@@ -224,9 +224,14 @@ async fn get_check(
     if let Some(meter) = &query.meter {
         state.config.known_meter(meter)?;
     }
-    let config = state.config.clone();
-    let now = state.clock.now();
-    let all = read(&state, move |store| store.metered_check(&config, &id, now)).await?;
+    let all = match &state.checks {
+        Some(checks) => checks.check(id).await?,
+        None => {
+            let config = state.config.clone();
+            let now = state.clock.now();
+            read(&state, move |store| store.metered_check(&config, &id, now)).await?
+        }
+    };
     match &query.meter {
         Some(meter) => match all.meter(meter) {
             Some(one) => Ok(Json(one).into_response()),

@@ -18,6 +18,7 @@ mod alerts;
 mod api;
 mod auth;
 mod body;
+mod checks;
 mod compat;
 mod encoding;
 mod error;
@@ -85,6 +86,8 @@ pub(crate) struct Shared {
     config: Arc<Config>,
     clock: Clock,
     writer: writer::Writer,
+    /// On PostgreSQL, the checks waiting are answered together (`checks`).
+    checks: Option<checks::Checks>,
     tokens: Arc<auth::Tokens>,
     metrics: Arc<metrics::Metrics>,
 }
@@ -113,11 +116,20 @@ pub fn run(options: ServeOptions) -> Result<()> {
         options.queue.max(1),
         metrics.clone(),
     )?;
+    let checks = match options.db.to_str().filter(|db| store::is_postgres_url(db)) {
+        Some(_) => Some(checks::Checks::start(
+            options.db.clone(),
+            config.clone(),
+            clock,
+        )?),
+        None => None,
+    };
     let state = AppState(Arc::new(Shared {
         db: Arc::new(options.db.clone()),
         config,
         clock,
         writer,
+        checks,
         tokens: Arc::default(),
         metrics,
     }));

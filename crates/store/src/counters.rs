@@ -256,45 +256,88 @@ impl<'c> Counters<'c> {
         Ok(*slot.insert(position))
     }
 
-    /// Write every pending increment (and the current periods' terms).
+    /// Write every pending increment (and the current periods' terms): the current periods'
+    /// rows in one upsert, the closed ones' in another (on PostgreSQL a round trip each, not
+    /// one per row).
     pub(crate) fn flush(&mut self, conn: &Connection) -> Result<()> {
-        for (customer_id, counter) in &mut self.counters {
-            if counter.pending == 0 && !counter.touched {
-                continue;
+        for current in [true, false] {
+            let due: Vec<usize> = (0..self.counters.len())
+                .filter(|&i| {
+                    let counter = &self.counters[i].1;
+                    counter.current == current && (counter.pending != 0 || counter.touched)
+                })
+                .collect();
+            for chunk in due.chunks(ROWS_PER_UPSERT) {
+                self.upsert(conn, chunk, current)?;
             }
-            let plan = counter.plan;
-            conn.prepare_cached(
-                "INSERT INTO usage_records
-                     (customer_id, period_start, period_end, used, plan_id, meter_event_name,
-                      included, at_limit, overage_rate, price, meter_terms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?12)
-                 ON CONFLICT (customer_id, period_start) DO UPDATE SET
-                     used = usage_records.used + excluded.used,
-                     plan_id = CASE WHEN ?11 = 1 THEN excluded.plan_id ELSE usage_records.plan_id END,
-                     meter_event_name = CASE WHEN ?11 = 1 THEN excluded.meter_event_name ELSE usage_records.meter_event_name END,
-                     included = CASE WHEN ?11 = 1 THEN excluded.included ELSE usage_records.included END,
-                     at_limit = CASE WHEN ?11 = 1 THEN excluded.at_limit ELSE usage_records.at_limit END,
-                     overage_rate = CASE WHEN ?11 = 1 THEN excluded.overage_rate ELSE usage_records.overage_rate END,
-                     price = CASE WHEN ?11 = 1 THEN excluded.price ELSE usage_records.price END,
-                     meter_terms = CASE WHEN ?11 = 1 THEN excluded.meter_terms ELSE usage_records.meter_terms END",
-            )?
-            .execute(params![
-                *customer_id,
-                counter.period_start,
-                format_ts(counter.period.end),
-                counter.pending,
-                plan.id,
-                plan.meter_event,
-                plan.included,
-                plan.at_limit.as_str(),
-                plan.overage_rate.map(|r| r.to_string()),
-                plan.price.to_string(),
-                counter.current,
-                plan.kept_meter_terms
-            ])?;
-            counter.pending = 0;
-            counter.touched = false;
+            for i in due {
+                let counter = &mut self.counters[i].1;
+                counter.pending = 0;
+                counter.touched = false;
+            }
         }
         Ok(())
     }
+
+    /// One upsert of the counters at `positions`: each adds its increment; a current period's
+    /// row takes its plan's terms as they are now, a closed one keeps its own.
+    fn upsert(&self, conn: &Connection, positions: &[usize], current: bool) -> Result<()> {
+        // The texts bound, per row: period end, at_limit, overage rate, price.
+        type Texts = (String, &'static str, Option<String>, String);
+        let texts: Vec<Texts> = positions
+            .iter()
+            .map(|&i| {
+                let counter = &self.counters[i].1;
+                let plan = counter.plan;
+                (
+                    format_ts(counter.period.end),
+                    plan.at_limit.as_str(),
+                    plan.overage_rate.map(|r| r.to_string()),
+                    plan.price.to_string(),
+                )
+            })
+            .collect();
+        let mut values: Vec<&dyn crate::db::Param> = Vec::with_capacity(positions.len() * 11);
+        for (&i, (period_end, at_limit, rate, price)) in positions.iter().zip(&texts) {
+            let (customer_id, counter) = &self.counters[i];
+            let plan = counter.plan;
+            values.extend_from_slice(&[
+                customer_id as &dyn crate::db::Param,
+                &counter.period_start,
+                period_end,
+                &counter.pending,
+                &plan.id,
+                &plan.meter_event,
+                &plan.included,
+                at_limit,
+                rate,
+                price,
+                &plan.kept_meter_terms,
+            ]);
+        }
+        let set_terms = if current {
+            ", plan_id = excluded.plan_id, meter_event_name = excluded.meter_event_name,
+             included = excluded.included, at_limit = excluded.at_limit,
+             overage_rate = excluded.overage_rate, price = excluded.price,
+             meter_terms = excluded.meter_terms"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "INSERT INTO usage_records
+                 (customer_id, period_start, period_end, used, plan_id, meter_event_name,
+                  included, at_limit, overage_rate, price, meter_terms)
+             VALUES {}
+             ON CONFLICT (customer_id, period_start) DO UPDATE SET
+                 used = usage_records.used + excluded.used{set_terms}",
+            vec!["(?,?,?,?,?,?,?,?,?,?,?)"; positions.len()].join(",")
+        );
+        // Cached: SQLite prepares an upsert of several rows slowly, and a batch's row
+        // counts repeat (all but its last statement are full).
+        conn.prepare_cached(&sql)?.execute(values.as_slice())?;
+        Ok(())
+    }
 }
+
+/// Counter rows written by one upsert, at most (11 parameters each).
+const ROWS_PER_UPSERT: usize = 80;

@@ -36,8 +36,11 @@ pub struct NewCustomer {
 }
 
 const COLUMNS: &str = "id, name, plan_id, stripe_customer_id, billing_anchor, archived_at";
+/// `COLUMNS` of a query that names the customers table `c`, for `from_row`.
+pub(crate) const COLUMNS_OF_C: &str =
+    "c.id, c.name, c.plan_id, c.stripe_customer_id, c.billing_anchor, c.archived_at";
 
-fn from_row(r: &crate::db::Row) -> crate::Result<Customer> {
+pub(crate) fn from_row(r: &crate::db::Row) -> crate::Result<Customer> {
     let anchor: String = r.get(4)?;
     Ok(Customer {
         id: r.get(0)?,

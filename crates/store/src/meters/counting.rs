@@ -22,6 +22,8 @@ use meterline_core::metering::MeterValue;
 const VALUES_PER_SELECT: usize = 256;
 /// Distinct values written by one INSERT, at most (one parameter each, after the row's four).
 const VALUES_PER_INSERT: usize = 128;
+/// Counter rows written by one upsert, at most (8 parameters each).
+const ROWS_PER_UPSERT: usize = 100;
 
 /// customer × period start × meter × group ('' = the meter's total), as stored.
 struct Key {
@@ -278,6 +280,16 @@ impl MeterCounters {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
             })
             .optional()?;
+        Ok(self.keep(parts, found))
+    }
+
+    /// Keep the row `parts` as stored (`None`: not yet), unless the batch has it: its position.
+    fn keep(&mut self, parts: [&str; 4], found: Option<StoredRow>) -> usize {
+        encode(&mut self.scratch, parts);
+        if let Some(&kept) = self.index.get(self.scratch.as_slice()) {
+            return kept;
+        }
+        let [customer, period_start, meter, group] = parts;
         let aggregation = found.as_ref().and_then(|f| f.3.clone());
         let (used, latest) = match found {
             Some((used, at, id, _)) => (
@@ -305,7 +317,70 @@ impl MeterCounters {
             prefetched: false,
         });
         self.index.insert(self.scratch.clone(), position);
-        Ok(position)
+        position
+    }
+
+    /// Read the totals of `meters` in each customer × period of `wanted` at once: a query per
+    /// 512 customers × period starts × meters (`db::in_lists`) rather than one per row (on
+    /// PostgreSQL, a round trip each).
+    pub(crate) fn read_ahead(
+        &mut self,
+        conn: &Connection,
+        wanted: &[(&str, crate::billing::Period)],
+        meters: &[&str],
+    ) -> Result<()> {
+        let mut customers: Vec<&str> = wanted.iter().map(|(c, _)| *c).collect();
+        customers.sort_unstable();
+        customers.dedup();
+        let mut starts: Vec<String> = wanted.iter().map(|(_, p)| format_ts(p.start)).collect();
+        starts.sort_unstable();
+        starts.dedup();
+        let mut found: HashMap<(String, String, String), StoredRow> = HashMap::new();
+        for (customer_list, customer_params) in crate::db::in_lists(&customers) {
+            for (start_list, start_params) in crate::db::in_lists(&starts) {
+                for (meter_list, meter_params) in crate::db::in_lists(meters) {
+                    let params: Vec<&dyn Param> = customer_params
+                        .iter()
+                        .chain(&start_params)
+                        .chain(&meter_params)
+                        .copied()
+                        .collect();
+                    let mut stmt = conn.prepare_cached(&format!(
+                        "SELECT customer_id, period_start, meter_id,
+                                used, latest_at, latest_id, aggregation
+                         FROM meter_counters
+                         WHERE customer_id IN ({customer_list}) AND period_start IN ({start_list})
+                           AND meter_id IN ({meter_list}) AND group_key = ''"
+                    ))?;
+                    let mut rows = stmt.query(params.as_slice())?;
+                    while let Some(r) = rows.next()? {
+                        let key = (r.get(0)?, r.get(1)?, r.get(2)?);
+                        found.insert(key, (r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?));
+                    }
+                }
+            }
+        }
+        for (customer, period) in wanted {
+            let start = format_ts(period.start);
+            for meter in meters {
+                let stored =
+                    found.remove(&(customer.to_string(), start.clone(), meter.to_string()));
+                self.keep([customer, &start, meter, ""], stored);
+            }
+        }
+        Ok(())
+    }
+
+    /// `meter`'s total in the customer's period, with this batch's events so far.
+    pub(crate) fn total(
+        &mut self,
+        conn: &Connection,
+        customer: &str,
+        period_start: &str,
+        meter: &str,
+    ) -> Result<i64> {
+        let row = self.row(conn, [customer, period_start, meter, ""])?;
+        Ok(self.rows[row].used)
     }
 
     /// True when this unique_count row has counted `text` already. The first question of a
@@ -347,33 +422,41 @@ impl MeterCounters {
         Ok(stored)
     }
 
-    /// Write every changed row and every new distinct value.
+    /// Write every changed row (several to an upsert) and every new distinct value.
     pub(crate) fn flush(&mut self, conn: &Connection) -> Result<()> {
-        for row in self.rows.iter_mut().filter(|r| r.dirty) {
-            let (latest_at, latest_id) = match row.latest {
-                Some((at, id)) => (Some(format_ts(at)), Some(id)),
-                None => (None, None),
-            };
-            let key = &row.key;
-            conn.prepare_cached(
+        let dirty: Vec<usize> = (0..self.rows.len())
+            .filter(|&i| self.rows[i].dirty)
+            .collect();
+        for chunk in dirty.chunks(ROWS_PER_UPSERT) {
+            let latest: Vec<(Option<String>, Option<i64>)> = chunk
+                .iter()
+                .map(|&i| match self.rows[i].latest {
+                    Some((at, id)) => (Some(format_ts(at)), Some(id)),
+                    None => (None, None),
+                })
+                .collect();
+            let mut values: Vec<&dyn Param> = Vec::with_capacity(chunk.len() * 8);
+            for (&i, (latest_at, latest_id)) in chunk.iter().zip(&latest) {
+                let row = &self.rows[i];
+                values.extend(row.key.params(4));
+                values.extend_from_slice(&[&row.used as &dyn Param, latest_at, latest_id]);
+                values.push(&row.aggregation);
+            }
+            let sql = format!(
                 "INSERT INTO meter_counters (customer_id, period_start, meter_id, group_key, used,
                                              latest_at, latest_id, aggregation)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 VALUES {}
                  ON CONFLICT (customer_id, period_start, meter_id, group_key) DO UPDATE SET
                      used = excluded.used, latest_at = excluded.latest_at,
                      latest_id = excluded.latest_id, aggregation = excluded.aggregation",
-            )?
-            .execute(params![
-                key.customer,
-                key.period_start,
-                key.meter,
-                key.group,
-                row.used,
-                latest_at,
-                latest_id,
-                row.aggregation
-            ])?;
-            row.dirty = false;
+                vec!["(?,?,?,?,?,?,?,?)"; chunk.len()].join(",")
+            );
+            // Cached: SQLite prepares an upsert of several rows slowly, and a batch's row
+            // counts repeat (all but its last statement are full).
+            conn.prepare_cached(&sql)?.execute(values.as_slice())?;
+        }
+        for &i in &dirty {
+            self.rows[i].dirty = false;
         }
         for row in &mut self.rows {
             let new: Vec<&String> = row

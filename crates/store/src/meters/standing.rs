@@ -4,6 +4,8 @@
 //! `history`, `members` and a duplicate's answer all read through here.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 use crate::db::{Connection, OptionalExtension, params};
 use chrono::{DateTime, Utc};
@@ -129,9 +131,7 @@ impl<'c> Frame<'c> {
     /// Every meter of plans.toml, in order, with its groups: one query for the
     /// customer-period's rows, not one per meter.
     pub(crate) fn meter_checks(&self, conn: &Connection) -> Result<Vec<MeterCheck>> {
-        // No ORDER BY: sorted here, bytewise on both engines. (The per-meter query ordered by
-        // `group_key = '' DESC, …` was re-prepared by SQLite on every check: 46 % of one.)
-        let mut found: Vec<(String, String, i64)> = conn
+        let found: Vec<(String, String, i64)> = conn
             .prepare_cached(
                 "SELECT meter_id, group_key, used FROM meter_counters
                  WHERE customer_id = ?1 AND period_start = ?2",
@@ -140,8 +140,14 @@ impl<'c> Frame<'c> {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })?
             .collect::<Result<_>>()?;
-        // Each meter's rows together; within them its total first, then its groups by usage,
-        // most first, and by key.
+        Ok(self.meter_checks_of(found))
+    }
+
+    /// Every meter of plans.toml, in order, with its groups, from the period's
+    /// meter_counters rows (meter, group key, used).
+    fn meter_checks_of(&self, mut found: Vec<(String, String, i64)>) -> Vec<MeterCheck> {
+        // No ORDER BY: sorted here, bytewise on both engines. (The per-meter query ordered by
+        // `group_key = '' DESC, …` was re-prepared by SQLite on every check: 46 % of one.)
         found.sort_unstable_by(|(meter_a, key_a, used_a), (meter_b, key_b, used_b)| {
             meter_a
                 .cmp(meter_b)
@@ -174,7 +180,22 @@ impl<'c> Frame<'c> {
                 groups,
             });
         }
-        Ok(checks)
+        checks
+    }
+
+    /// `meter_id`'s standing at `used`; a meter plans.toml no longer has is shown as unbilled.
+    pub(crate) fn standing_of(&self, meter_id: &str, used: i64) -> UsageCheck {
+        match self.config.meter(meter_id) {
+            Some(meter) => self.check(meter, used),
+            None => UsageCheck::compute(
+                &self.customer,
+                &self.plan,
+                allowance(None),
+                self.period,
+                used,
+                &self.config.thresholds,
+            ),
+        }
     }
 
     /// `meter`'s total in this period (0 before its first event).
@@ -204,14 +225,107 @@ pub(crate) fn metered_check_in(
 ) -> Result<MeteredCheck> {
     let customer = get(conn, customer_id)?;
     let frame = Frame::read(conn, config, &customer, now, now)?;
+    let checks = frame.meter_checks(conn)?;
+    metered_check_of(frame, checks)
+}
+
+fn metered_check_of(frame: Frame, checks: Vec<MeterCheck>) -> Result<MeteredCheck> {
     if frame.plan_missing() {
         return Err(Error::PlanMissing {
             customer: frame.customer,
             plan: frame.plan,
         });
     }
-    MeteredCheck::new(frame.meter_checks(conn)?)
-        .ok_or_else(|| Error::InvalidInput("plans.toml has no meter".into()))
+    MeteredCheck::new(checks).ok_or_else(|| Error::InvalidInput("plans.toml has no meter".into()))
+}
+
+/// How far back a current period can start: a month at most (both `[billing] period`s are
+/// monthly), with a day to spare.
+const LONGEST_PERIOD_DAYS: u64 = 32;
+
+/// A customer and its meter_counters rows (period start, meter, group key, used) since
+/// `LONGEST_PERIOD_DAYS` ago, as `checks_at_once` reads them.
+type Recent = (Customer, Vec<(String, String, String, i64)>);
+
+/// `metered_check_in` of each of `ids` in one statement per 512 of them (on PostgreSQL one
+/// round trip; each customer's answer from one snapshot on both engines, no transaction to
+/// open and close): the customers with their meter_counters rows since the earliest start a
+/// current period can have, those of each one's current period kept. An answer is `None`
+/// when that customer's period starts earlier than that (never with a monthly period).
+fn checks_at_once(
+    conn: &Connection,
+    config: &Config,
+    ids: &[&str],
+    now: DateTime<Utc>,
+) -> Result<HashMap<String, Option<Result<MeteredCheck>>>> {
+    let since = now
+        .checked_sub_days(chrono::Days::new(LONGEST_PERIOD_DAYS))
+        .map_or_else(|| format_ts(now), format_ts);
+    let mut ids = ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    // No customer id holds a NUL, and PostgreSQL refuses one in any text: not asked.
+    let asked: Vec<&str> = ids
+        .iter()
+        .copied()
+        .filter(|id| !id.contains('\0'))
+        .collect();
+    let mut found: HashMap<String, Recent> = HashMap::new();
+    for (list, id_params) in crate::db::in_lists(&asked) {
+        let mut params: Vec<&dyn crate::db::Param> = vec![&since];
+        params.extend(id_params);
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {}, mc.period_start, mc.meter_id, mc.group_key, mc.used
+             FROM customers c LEFT JOIN meter_counters mc
+                 ON mc.customer_id = c.id AND mc.period_start >= ?
+             WHERE c.id IN ({list})",
+            crate::customers::COLUMNS_OF_C
+        ))?;
+        let mut rows = stmt.query(params.as_slice())?;
+        while let Some(r) = rows.next()? {
+            let id: String = r.get(0)?;
+            let (_, counters) = match found.entry(id) {
+                Entry::Occupied(kept) => kept.into_mut(),
+                Entry::Vacant(slot) => slot.insert((crate::customers::from_row(&r)?, Vec::new())),
+            };
+            if let Some(start) = r.get::<_, Option<String>>(6)? {
+                counters.push((start, r.get(7)?, r.get(8)?, r.get(9)?));
+            }
+        }
+    }
+    Ok(ids
+        .iter()
+        .map(|id| {
+            let answer = match found.remove(*id) {
+                None => Some(Err(Error::UnknownCustomer(id.to_string()))),
+                Some(recent) => current_check(config, recent, &since, now),
+            };
+            (id.to_string(), answer)
+        })
+        .collect())
+}
+
+/// The check of a customer read with its recent counters; `None` when its current period
+/// starts before `since` (its rows may be older than those read).
+fn current_check(
+    config: &Config,
+    (customer, counters): Recent,
+    since: &str,
+    now: DateTime<Utc>,
+) -> Option<Result<MeteredCheck>> {
+    let period = period_containing(customer.billing_anchor, config.billing.period, now);
+    let start = format_ts(period.start);
+    if start.as_str() < since {
+        return None;
+    }
+    let frame = Frame::of(config, &customer, period, None, now);
+    let rows = counters
+        .into_iter()
+        .filter(|(s, _, _, _)| *s == start)
+        .map(|(_, meter, group, used)| (meter, group, used))
+        .collect();
+    let checks = frame.meter_checks_of(rows);
+    Some(metered_check_of(frame, checks))
 }
 
 /// `meter_id`'s standing in `customer_id`'s period containing `at`: a duplicate's answer,
@@ -228,17 +342,7 @@ pub(crate) fn meter_standing_in(
     let customer = get(conn, customer_id)?;
     let frame = Frame::read(conn, config, &customer, at, now)?;
     let used = frame.total(conn, meter_id)?;
-    Ok(match config.meter(meter_id) {
-        Some(meter) => frame.check(meter, used),
-        None => UsageCheck::compute(
-            &frame.customer,
-            &frame.plan,
-            allowance(None),
-            frame.period,
-            used,
-            &config.thresholds,
-        ),
-    })
+    Ok(frame.standing_of(meter_id, used))
 }
 
 impl Store {
@@ -250,12 +354,40 @@ impl Store {
         customer_id: &str,
         now: DateTime<Utc>,
     ) -> Result<MeteredCheck> {
-        // One read transaction: the customer and its counters come from the same snapshot (a
-        // plan change cannot fall between them), and the file is locked once, not twice.
-        let snapshot = self.conn.unchecked_transaction()?;
-        let check = metered_check_in(&snapshot, config, customer_id, now)?;
-        snapshot.finish()?;
-        Ok(check)
+        self.metered_checks(config, &[customer_id], now)?
+            .remove(customer_id)
+            .unwrap_or_else(|| Err(Error::UnknownCustomer(customer_id.to_string())))
+    }
+
+    /// `metered_check` of each of `ids` (`serve` answers the checks waiting together): one
+    /// statement for up to 512 of them. Outer `Err`: the database failed.
+    pub fn metered_checks(
+        &self,
+        config: &Config,
+        ids: &[&str],
+        now: DateTime<Utc>,
+    ) -> Result<HashMap<String, Result<MeteredCheck>>> {
+        let mut answers = HashMap::with_capacity(ids.len());
+        for (id, answer) in checks_at_once(&self.conn, config, ids, now)? {
+            let answer = match answer {
+                Some(answer) => answer,
+                // One read transaction: the customer and its counters from one snapshot (a
+                // plan change cannot fall between them).
+                None => {
+                    let snapshot = self.conn.unchecked_transaction()?;
+                    let check = metered_check_in(&snapshot, config, &id, now);
+                    snapshot.finish()?;
+                    check
+                }
+            };
+            match answer {
+                Err(e) if e.is_database() => return Err(e),
+                answer => {
+                    answers.insert(id, answer);
+                }
+            }
+        }
+        Ok(answers)
     }
 
     /// The customer's standing in the current period: the default meter's, `allowed` over
