@@ -466,3 +466,44 @@ fn check_property_name(name: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pattern_is_its_text_and_placeholders() {
+        assert_eq!(
+            event_parts("ai.{model}_in_{region}").unwrap(),
+            [
+                EventPart::Text("ai."),
+                EventPart::Dim("model"),
+                EventPart::Text("_in_"),
+                EventPart::Dim("region"),
+            ]
+        );
+        assert_eq!(event_parts("plain").unwrap(), [EventPart::Text("plain")]);
+        for bad in ["a{", "a}", "a{}", "a{b{c}"] {
+            assert!(event_parts(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names_and_patterns_clash_only_when_they_could_make_one_name() {
+        let taken = |events: &[&str], event: &str| {
+            let events: Vec<String> = events.iter().map(|e| e.to_string()).collect();
+            shared_event(&events, event).is_some()
+        };
+        // Apart: other text before or after the placeholder, or too short to be filled.
+        assert!(!taken(&["tokens_{model}"], "requests"));
+        assert!(!taken(&["in_{model}"], "out_{model}"));
+        assert!(!taken(&["{model}_in"], "{model}_out"));
+        assert!(!taken(&["tokens_{model}"], "tokens_"));
+        // Could meet.
+        assert!(taken(&["tokens_{model}"], "tokens_large"));
+        assert!(taken(&["tokens_{model}"], "tokens_{region}"));
+        assert!(taken(&["ai_{model}"], "ai_{region}_in"));
+        assert!(taken(&["{model}"], "anything"));
+        assert!(taken(&["same"], "same"));
+    }
+}

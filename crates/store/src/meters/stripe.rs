@@ -421,6 +421,35 @@ mod tests {
     }
 
     #[test]
+    fn a_pattern_is_filled_from_each_events_values_or_left_unfilled() {
+        let meters = StripeMeters::new(&config(
+            r#"
+[[meters]]
+id = "tokens"
+aggregation = "sum"
+property = "tokens"
+group_by = ["model"]
+stripe_event = "tokens_{model}"
+[[meters]]
+id = "requests"
+aggregation = "count"
+[[plans]]
+id = "free"
+"#,
+        ));
+        assert!(meters.route("tokens").unwrap().is_pattern());
+        assert!(!meters.route("requests").unwrap().is_pattern());
+        assert!(meters.named("requests", "requests").is_none());
+        let filled = "('tokens_' || COALESCE(json_extract(e.properties, '$.\"model\"'), \
+                      '{model}'))";
+        assert_eq!(
+            meters.named("tokens", "tokens_small").unwrap().sql,
+            filled
+        );
+        assert!(meters.event_name_sql().contains(&format!("WHEN 'tokens' THEN {filled}")));
+    }
+
+    #[test]
     fn without_meters_usage_reports_to_the_periods_event() {
         let meters = StripeMeters::new(&config("[[plans]]\nid = \"free\"\n"));
         assert_eq!(
