@@ -838,7 +838,13 @@ fn each_model_reports_to_its_own_stripe_meter_once_and_reconcile_and_doctor_name
         .unwrap()
         .iter()
         .filter(|r| r["status"] == "drift")
-        .map(|r| (r["meter_event"].clone(), r["local"].clone(), r["stripe"].clone()))
+        .map(|r| {
+            (
+                r["meter_event"].clone(),
+                r["local"].clone(),
+                r["stripe"].clone(),
+            )
+        })
         .collect();
     assert_eq!(drifted, [("tokens_large".into(), 350.into(), 300.into())]);
 
@@ -873,7 +879,11 @@ fn each_model_reports_to_its_own_stripe_meter_once_and_reconcile_and_doctor_name
     );
     let refused = missing.run(&["reconcile"], &[]);
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
-    assert!(stderr(&refused).contains("\"tokens_large\""), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("\"tokens_large\""),
+        "{}",
+        stderr(&refused)
+    );
 }
 
 fn per_event_mode_sends_each_event_to_its_models_stripe_meter(engine: Engine) {
@@ -916,7 +926,14 @@ fn a_group_without_a_valid_name_is_held_with_its_reason_and_sent_nowhere(engine:
     let mut store = env.store();
     tokens(&mut store, &config, "acme", "10", "small", 30);
     tokens(&mut store, &config, "acme", "20", "gpt 4", 29);
-    record(&mut store, &config, "acme", "tokens", &[("tokens", "5")], 28);
+    record(
+        &mut store,
+        &config,
+        "acme",
+        "tokens",
+        &[("tokens", "5")],
+        28,
+    );
     // Not all delivered: exit 1, as for any refused event.
     let output = env.run(&["sync", "--json"], &[]);
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
@@ -947,13 +964,18 @@ fn a_group_without_a_valid_name_is_held_with_its_reason_and_sent_nowhere(engine:
     let problems = doctor_meters(&env);
     assert!(
         problems.iter().any(|(verdict, text)| verdict == "problem"
-            && text.contains("a group makes \"tokens_gpt 4\" (stripe_event \"tokens_{model}\"), \
-                              which is no Stripe event name")),
+            && text.contains(
+                "a group makes \"tokens_gpt 4\" (stripe_event \"tokens_{model}\"), \
+                              which is no Stripe event name"
+            )),
         "{problems:?}"
     );
     // reconcile compares the models that report, and is not stopped by the held ones.
     let rows = reconcile_rows(&env);
-    let events: Vec<&str> = rows.iter().map(|r| r["meter_event"].as_str().unwrap()).collect();
+    let events: Vec<&str> = rows
+        .iter()
+        .map(|r| r["meter_event"].as_str().unwrap())
+        .collect();
     assert_eq!(events, ["requests", "tokens_small"]);
     // A retry holds them again: nothing goes out.
     let retried = env.run(&["sync", "--json", "--retry-failed"], &[]);
@@ -1001,9 +1023,10 @@ fn kill_9_mid_sync_then_resync_counts_no_model_twice(engine: Engine) {
 
     let stripe_of: HashMap<String, String> = ids.iter().cloned().collect();
     let mut expected: HashMap<(String, String), i64> = HashMap::new();
-    for row in env.inspect().rows(
-        "SELECT customer_id, properties, amount FROM usage_events WHERE meter_id = 'tokens'",
-    ) {
+    for row in env
+        .inspect()
+        .rows("SELECT customer_id, properties, amount FROM usage_events WHERE meter_id = 'tokens'")
+    {
         let properties: serde_json::Value = serde_json::from_str(&row[1]).unwrap();
         let name = format!("tokens_{}", properties["model"].as_str().unwrap());
         *expected

@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::Result;
-use crate::meters::stripe::{EventNamed, named_condition};
 use crate::billing::format_ts;
+use crate::meters::stripe::{EventNamed, named_condition};
 
 /// One customer × meter × period compared with Stripe. The JSON shape is a contract.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

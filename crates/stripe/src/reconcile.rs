@@ -309,7 +309,12 @@ fn pattern_names(store: &Store, routes: &StripeMeters) -> Result<HashMap<String,
         .routes()
         .iter()
         .filter(|r| r.is_pattern())
-        .map(|r| Ok((r.meter.clone(), store.pattern_event_names(routes, &r.meter, None)?)))
+        .map(|r| {
+            Ok((
+                r.meter.clone(),
+                store.pattern_event_names(routes, &r.meter, None)?,
+            ))
+        })
         .collect()
 }
 
@@ -345,7 +350,13 @@ fn setup(
                 let names = if unfilled { vec![name.clone()] } else { names };
                 let pattern = r.is_pattern().then_some(name);
                 names.into_iter().map(move |n| {
-                    (who.clone(), n, r.formula, pattern.clone(), unfilled && pattern.is_some())
+                    (
+                        who.clone(),
+                        n,
+                        r.formula,
+                        pattern.clone(),
+                        unfilled && pattern.is_some(),
+                    )
                 })
             })
             .collect(),
@@ -473,7 +484,14 @@ pub fn run(
         }
         let mut targets = Vec::new();
         for route in &to_compare {
-            targets.extend(stripe_targets(&store, config, &routes, route, &customer, &period_start)?);
+            targets.extend(stripe_targets(
+                &store,
+                config,
+                &routes,
+                route,
+                &customer,
+                &period_start,
+            )?);
         }
         for (route, meter_event, only) in &targets {
             let meter_event = meter_event.clone();
@@ -540,7 +558,8 @@ fn stripe_targets<'r>(
     period_start: &str,
 ) -> Result<Vec<(&'r Route, String, Option<EventNamed>)>> {
     if route.is_pattern() {
-        let names = store.pattern_event_names(routes, &route.meter, Some((&customer.id, period_start)))?;
+        let names =
+            store.pattern_event_names(routes, &route.meter, Some((&customer.id, period_start)))?;
         return Ok(names
             .into_iter()
             .filter(|n| crate::config::is_stripe_event_name(n))
@@ -658,7 +677,12 @@ id = "free"
             ("users".to_string(), stripe_meter("sum")),
             ("requests".to_string(), stripe_meter("sum")),
         ]);
-        let found = setup(&config, &StripeMeters::new(&config), &meters, &HashMap::new());
+        let found = setup(
+            &config,
+            &StripeMeters::new(&config),
+            &meters,
+            &HashMap::new(),
+        );
         let problems: Vec<_> = found
             .iter()
             .map(|s| (s.who.as_str(), s.problem.clone()))

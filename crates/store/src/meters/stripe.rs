@@ -141,10 +141,7 @@ const EVENT_PROPERTIES: &str = "e.properties";
 /// key). Property names are plain (letters, digits, '_', '-', '.'): quoted in the path, a '.'
 /// is part of the name.
 fn property_sql(json: &str, dim: &str) -> String {
-    format!(
-        "json_extract({json}, {})",
-        literal(&format!("$.\"{dim}\""))
-    )
+    format!("json_extract({json}, {})", literal(&format!("$.\"{dim}\"")))
 }
 
 /// True when a `stripe_event` names `{dim}` placeholders.
@@ -235,7 +232,11 @@ impl StripeMeters {
             .iter()
             .filter_map(|r| {
                 let name = r.event_name.as_ref()?;
-                Some(format!("WHEN {} THEN {}", literal(&r.meter), name_sql(name, EVENT_PROPERTIES)))
+                Some(format!(
+                    "WHEN {} THEN {}",
+                    literal(&r.meter),
+                    name_sql(name, EVENT_PROPERTIES)
+                ))
             })
             .collect();
         let event_name = event_name_of("e.meter_id", &named);
@@ -314,7 +315,10 @@ impl StripeMeters {
     /// The events of a pattern meter that report to the Stripe event `name`; `None` for a
     /// meter without a pattern (all its events report to its one name).
     pub fn named(&self, meter: &str, name: &str) -> Option<EventNamed> {
-        let route = self.routes.iter().find(|r| r.meter == meter && r.is_pattern())?;
+        let route = self
+            .routes
+            .iter()
+            .find(|r| r.meter == meter && r.is_pattern())?;
         Some(EventNamed {
             sql: name_sql(route.event_name.as_deref()?, EVENT_PROPERTIES),
             name: name.to_string(),
@@ -442,11 +446,12 @@ id = "free"
         assert!(meters.named("requests", "requests").is_none());
         let filled = "('tokens_' || COALESCE(json_extract(e.properties, '$.\"model\"'), \
                       '{model}'))";
-        assert_eq!(
-            meters.named("tokens", "tokens_small").unwrap().sql,
-            filled
+        assert_eq!(meters.named("tokens", "tokens_small").unwrap().sql, filled);
+        assert!(
+            meters
+                .event_name_sql()
+                .contains(&format!("WHEN 'tokens' THEN {filled}"))
         );
-        assert!(meters.event_name_sql().contains(&format!("WHEN 'tokens' THEN {filled}")));
     }
 
     #[test]
