@@ -386,16 +386,27 @@ impl crate::Store {
         else {
             return Ok(Vec::new());
         };
-        let (customer, period_start) = period.unwrap_or_default();
-        let mut stmt = self.conn.prepare(&format!(
+        let select = format!(
             "SELECT DISTINCT {} AS name FROM meter_counters m
-             WHERE m.meter_id = ?1 AND m.group_key <> ''
-               AND (?2 = '' OR (m.customer_id = ?2 AND m.period_start = ?3))
-             ORDER BY name",
+             WHERE m.meter_id = ?1 AND m.group_key <> ''",
             name_sql(pattern, "m.group_key")
-        ))?;
-        let rows = stmt.query_map(params![meter, customer, period_start], |r| r.get(0))?;
-        rows.collect()
+        );
+        let read = |r: &crate::db::Row| r.get(0);
+        match period {
+            // One customer's period: through the counters' key (reconcile, per customer).
+            Some((customer, period_start)) => self
+                .conn
+                .prepare_cached(&format!(
+                    "{select} AND m.customer_id = ?2 AND m.period_start = ?3 ORDER BY name"
+                ))?
+                .query_map(params![meter, customer, period_start], read)?
+                .collect(),
+            None => self
+                .conn
+                .prepare(&format!("{select} ORDER BY name"))?
+                .query_map(params![meter], read)?
+                .collect(),
+        }
     }
 }
 
