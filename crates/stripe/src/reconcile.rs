@@ -2,7 +2,8 @@
 //!
 //! Stripe's meters are listed (paginated) to map each meter event name to a meter id and check
 //! its settings (`meter_setup`, which `doctor` asks too); then, per mapped customer and
-//! meter, Stripe's `event_summaries` for the billing period (minute boundaries, end
+//! meter (and Stripe event name, for a `stripe_event` pattern: each name the period's groups
+//! make), Stripe's `event_summaries` for the billing period (minute boundaries, end
 //! exclusive) is compared with what meterline marked reported: the units of a `sum` formula
 //! meter, the newest report's value of a `last` one. Reads only, through the sync's client,
 //! rate limiter and retry policy; the only writes are the run's record and the settling of
