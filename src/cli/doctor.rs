@@ -287,7 +287,7 @@ fn check_stripe(
             let kind = if key.is_live() { "live" } else { "test" };
             report.ok("stripe", format!("STRIPE_API_KEY is a {kind} key"));
             if let Some(config) = config {
-                check_meters(config, &key, report);
+                check_meters(config, store, &key, report);
             }
         }
         Err(Error::MissingApiKey) if counts.deliverable > 0 => report.problem(
@@ -365,10 +365,11 @@ fn check_stripe(
 }
 
 /// With a key: does Stripe have an active meter for every meter (or, without `[[meters]]`,
-/// every plan's event name), aggregating by the formula it needs (docs/sync.md)?
-fn check_meters(config: &Config, key: &ApiKey, report: &mut Report) {
+/// every plan's event name), aggregating by the formula it needs (docs/sync.md)? For a
+/// `stripe_event` pattern: every name the groups counted so far make.
+fn check_meters(config: &Config, store: &Store, key: &ApiKey, report: &mut Report) {
     use crate::stripe::reconcile::SetupProblem;
-    let setups = match crate::stripe::reconcile::meter_setup(config, key, None) {
+    let setups = match crate::stripe::reconcile::meter_setup(config, store, key, None) {
         Ok(setups) => setups,
         Err(e) => {
             return report.problem(
@@ -403,6 +404,13 @@ fn check_meters(config: &Config, key: &ApiKey, report: &mut Report) {
         .filter(|s| s.problem.is_some() && s.problem != Some(SetupProblem::Missing))
     {
         let fix = match &setup.problem {
+            Some(SetupProblem::NotAName) => format!(
+                "a group's values fill stripe_event \"{}\" with letters, digits, '_', '-', \
+                 '.', ':' only (at most 100 characters), or give every event the value: usage \
+                 reported to \"{}\" stays unsent (docs/sync.md, \"Prices per model\")",
+                setup.pattern.as_deref().unwrap_or_default(),
+                setup.event_name
+            ),
             Some(SetupProblem::Formula(_)) => format!(
                 "a Stripe meter's formula cannot be changed: create a meter for \"{}\" with \
                  default_aggregation.formula = {} and deactivate the old one (docs/sync.md)",
@@ -427,15 +435,25 @@ fn check_meters(config: &Config, key: &ApiKey, report: &mut Report) {
             if per_plan {
                 "Stripe has an active meter for every plan's event name".into()
             } else {
-                let listed: Vec<String> = setups
-                    .iter()
-                    .map(|s| format!("{} ({})", s.event_name, s.formula.as_str()))
-                    .collect();
+                let listed: Vec<String> = setups.iter().map(listed_meter).collect();
                 format!(
                     "Stripe has an active meter for every meter, each aggregating as it needs: {}",
                     sanitize(&listed.join(", "))
                 )
             },
         );
+    }
+}
+
+/// One Stripe meter in doctor's list: its event name and formula, and the pattern it was made
+/// from (or, while no group has filled the pattern, that no group has been counted yet).
+fn listed_meter(setup: &crate::stripe::reconcile::MeterSetup) -> String {
+    let formula = setup.formula.as_str();
+    match &setup.pattern {
+        Some(pattern) if *pattern == setup.event_name => {
+            format!("{pattern} ({formula}; no group counted yet)")
+        }
+        Some(pattern) => format!("{} ({formula}, from {pattern})", setup.event_name),
+        None => format!("{} ({formula})", setup.event_name),
     }
 }

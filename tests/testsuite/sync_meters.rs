@@ -22,6 +22,10 @@ engine_tests!(
     kill_9_mid_sync_then_resync_counts_nothing_twice_on_any_meter,
     usage_from_before_meters_still_reports_to_the_plans_meter_event,
     the_dry_run_shows_the_value_each_meter_sends_and_no_total_across_meters,
+    each_model_reports_to_its_own_stripe_meter_once_and_reconcile_and_doctor_name_each,
+    per_event_mode_sends_each_event_to_its_models_stripe_meter,
+    a_group_without_a_valid_name_is_held_with_its_reason_and_sent_nowhere,
+    kill_9_mid_sync_then_resync_counts_no_model_twice,
 );
 
 /// An AI API: requests counted, tokens summed by model, active users, seats as the latest
@@ -695,4 +699,348 @@ fn the_dry_run_shows_the_value_each_meter_sends_and_no_total_across_meters(engin
     assert_eq!(of(&round, "peak"), [(none(), 7)]);
     assert_eq!(of(&round, "seats"), [(none(), 4)]);
     assert_eq!(of(&round, "users"), [(none(), 2)]);
+}
+
+/// Prices per model (docs/sync.md): tokens by model, each model to its own Stripe meter.
+const PER_MODEL: &str = r#"
+[stripe]
+api_base = "https://api.stripe.com"
+rate_limit = 0
+workers = 4
+timeout_secs = 1
+max_attempts = 4
+
+[[meters]]
+id = "requests"
+aggregation = "count"
+
+[[meters]]
+id = "tokens"
+aggregation = "sum"
+property = "tokens"
+group_by = ["model"]
+stripe_event = "tokens_{model}"
+
+[[plans]]
+id = "free"
+"#;
+
+const PER_MODEL_METERS: [(&str, &str); 3] = [
+    ("requests", "sum"),
+    ("tokens_small", "sum"),
+    ("tokens_large", "sum"),
+];
+
+fn tokens(store: &mut Store, config: &Config, customer: &str, n: &str, model: &str, ago: i64) {
+    record(
+        store,
+        config,
+        customer,
+        "tokens",
+        &[("tokens", n), ("model", model)],
+        ago,
+    );
+}
+
+/// The meters check of `doctor --json`: (verdict, detail and fix).
+fn doctor_meters(env: &Env) -> Vec<(String, String)> {
+    let output = env.run(&["doctor", "--json"], &[]);
+    json(&output)
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["check"] == "meters")
+        .map(|f| {
+            (
+                f["verdict"].as_str().unwrap().to_string(),
+                format!("{} / {}", f["detail"].as_str().unwrap(), f["fix"]),
+            )
+        })
+        .collect()
+}
+
+fn each_model_reports_to_its_own_stripe_meter_once_and_reconcile_and_doctor_name_each(
+    engine: Engine,
+) {
+    let env = with_meters(
+        engine,
+        PER_MODEL,
+        &PER_MODEL_METERS,
+        &[("acme", "cus_Acme0001")],
+    );
+    // Before any token is counted, doctor says the pattern has no group yet.
+    let fresh = doctor_meters(&env);
+    assert!(
+        fresh.iter().any(|(verdict, text)| verdict == "ok"
+            && text.contains("tokens_{model} (sum; no group counted yet)")),
+        "{fresh:?}"
+    );
+    let config = env.config();
+    let mut store = env.store();
+    record(&mut store, &config, "acme", "requests", &[], 50);
+    tokens(&mut store, &config, "acme", "600", "small", 49);
+    tokens(&mut store, &config, "acme", "300", "large", 48);
+    tokens(&mut store, &config, "acme", "400", "small", 47);
+    let first = sync(&env);
+    assert_eq!(first["accepted"], 3, "{first}");
+    let round1 = sent(&env, 0);
+    assert_eq!(of(&round1, "tokens_small"), [(model("small"), 1000)]);
+    assert_eq!(of(&round1, "tokens_large"), [(model("large"), 300)]);
+    assert!(of(&round1, "tokens_{model}").is_empty());
+    // Only what is new goes out, each model to its own meter; nothing twice.
+    tokens(&mut store, &config, "acme", "50", "large", 10);
+    let second = sync(&env);
+    assert_eq!(second["accepted"], 1, "{second}");
+    assert_eq!(
+        of(&sent(&env, round1.len()), "tokens_large"),
+        [(model("large"), 50)]
+    );
+    assert_eq!(sync(&env)["attempted"], 0);
+
+    // reconcile compares each model's Stripe meter with what was reported to it.
+    let rows = reconcile_rows(&env);
+    let compared: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["meter"].as_str().unwrap().to_string(),
+                r["meter_event"].as_str().unwrap().to_string(),
+                r["local"].as_i64().unwrap(),
+                r["stripe"].as_i64().unwrap(),
+                r["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let row = |meter: &str, event: &str, n: i64| {
+        (meter.to_string(), event.to_string(), n, n, "ok".to_string())
+    };
+    assert_eq!(
+        compared,
+        [
+            row("requests", "requests", 1),
+            row("tokens", "tokens_large", 350),
+            row("tokens", "tokens_small", 1000),
+        ]
+    );
+    // A meter event Stripe lost is drift on that model's meter alone.
+    let lost = env
+        .server
+        .arrivals()
+        .into_iter()
+        .rev()
+        .find(|id| env.server.accepted()[id].event_name == "tokens_large")
+        .unwrap();
+    env.server.forget(&lost);
+    let output = env.run(&["reconcile", "--json", "--grace", "0"], &[]);
+    assert_eq!(output.status.code(), Some(1));
+    let drifted: Vec<_> = json(&output)
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["status"] == "drift")
+        .map(|r| {
+            (
+                r["meter_event"].clone(),
+                r["local"].clone(),
+                r["stripe"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(drifted, [("tokens_large".into(), 350.into(), 300.into())]);
+
+    // doctor names each model's Stripe meter, and the pattern it comes from.
+    let fine = doctor_meters(&env);
+    assert!(
+        fine.iter().any(|(verdict, text)| verdict == "ok"
+            && text.contains(
+                "requests (sum), tokens_large (sum, from tokens_{model}), \
+                 tokens_small (sum, from tokens_{model})"
+            )),
+        "{fine:?}"
+    );
+    // A model whose Stripe meter is missing is named.
+    let missing = with_meters(
+        engine,
+        PER_MODEL,
+        &[("requests", "sum"), ("tokens_small", "sum")],
+        &[("acme", "cus_Acme0001")],
+    );
+    let mut store = missing.store();
+    tokens(&mut store, &missing.config(), "acme", "5", "small", 30);
+    tokens(&mut store, &missing.config(), "acme", "7", "large", 30);
+    let problems = doctor_meters(&missing);
+    assert!(
+        problems.iter().any(|(verdict, text)| verdict == "problem"
+            && text.contains(
+                "no active meter for: meter \"tokens\" reports to \"tokens_large\" \
+                 (stripe_event \"tokens_{model}\")"
+            )),
+        "{problems:?}"
+    );
+    let refused = missing.run(&["reconcile"], &[]);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("\"tokens_large\""),
+        "{}",
+        stderr(&refused)
+    );
+}
+
+fn per_event_mode_sends_each_event_to_its_models_stripe_meter(engine: Engine) {
+    let plans = PER_MODEL.replace("[stripe]\n", "[stripe]\nreport = \"per_event\"\n");
+    let env = with_meters(
+        engine,
+        &plans,
+        &PER_MODEL_METERS,
+        &[("acme", "cus_Acme0001")],
+    );
+    let config = env.config();
+    let mut store = env.store();
+    tokens(&mut store, &config, "acme", "10", "small", 30);
+    tokens(&mut store, &config, "acme", "20", "large", 29);
+    tokens(&mut store, &config, "acme", "30", "small", 28);
+    assert_eq!(sync(&env)["accepted"], 3);
+    let events = sent(&env, 0);
+    assert_eq!(
+        of(&events, "tokens_small"),
+        [(model("small"), 10), (model("small"), 30)]
+    );
+    assert_eq!(of(&events, "tokens_large"), [(model("large"), 20)]);
+    assert_eq!(sync(&env)["attempted"], 0);
+    let rows = reconcile_rows(&env);
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert!(rows.iter().all(|r| r["status"] == "ok"), "{rows:?}");
+}
+
+/// A token event without a model, or with a model that makes no Stripe event name, is held:
+/// failed with its reason (status and doctor count it), sent to no Stripe meter; the other
+/// models go out as usual.
+fn a_group_without_a_valid_name_is_held_with_its_reason_and_sent_nowhere(engine: Engine) {
+    let env = with_meters(
+        engine,
+        PER_MODEL,
+        &PER_MODEL_METERS,
+        &[("acme", "cus_Acme0001")],
+    );
+    let config = env.config();
+    let mut store = env.store();
+    tokens(&mut store, &config, "acme", "10", "small", 30);
+    tokens(&mut store, &config, "acme", "20", "gpt 4", 29);
+    record(
+        &mut store,
+        &config,
+        "acme",
+        "tokens",
+        &[("tokens", "5")],
+        28,
+    );
+    // Not all delivered: exit 1, as for any refused event.
+    let output = env.run(&["sync", "--json"], &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let report = json(&output);
+    assert_eq!(
+        (report["accepted"].clone(), report["failed"].clone()),
+        (1.into(), 2.into()),
+        "{report}"
+    );
+    let names: Vec<String> = sent(&env, 0).into_iter().map(|e| e.event_name).collect();
+    assert_eq!(names, ["tokens_small"]);
+    let errors = env.inspect().rows(
+        "SELECT stripe_error FROM usage_events WHERE meter_id = 'tokens'
+         AND stripe_reported_at IS NULL ORDER BY amount",
+    );
+    let errors: Vec<&str> = errors.iter().map(|r| r[0].as_str()).collect();
+    assert!(
+        errors[0].contains("held, not sent: \"tokens_{model}\" is no Stripe event name")
+            && errors[0].contains("no value for a placeholder"),
+        "{errors:?}"
+    );
+    assert!(
+        errors[1].contains("\"tokens_gpt 4\" is no Stripe event name"),
+        "{errors:?}"
+    );
+    let status = stdout(&env.run(&["status"], &[]));
+    assert!(status.contains("(2 failed"), "{status}");
+    let problems = doctor_meters(&env);
+    assert!(
+        problems.iter().any(|(verdict, text)| verdict == "problem"
+            && text.contains(
+                "a group makes \"tokens_gpt 4\" (stripe_event \"tokens_{model}\"), \
+                              which is no Stripe event name"
+            )),
+        "{problems:?}"
+    );
+    // reconcile compares the models that report, and is not stopped by the held ones.
+    let rows = reconcile_rows(&env);
+    let events: Vec<&str> = rows
+        .iter()
+        .map(|r| r["meter_event"].as_str().unwrap())
+        .collect();
+    assert_eq!(events, ["requests", "tokens_small"]);
+    // A retry holds them again: nothing goes out.
+    let retried = env.run(&["sync", "--json", "--retry-failed"], &[]);
+    assert_eq!(json(&retried)["accepted"], 0, "{}", stdout(&retried));
+    assert_eq!(env.server.accepted_count(), 1);
+}
+
+/// kill -9 mid-sync over many customers and two models, new usage between the runs, then a
+/// clean run: Stripe's total per customer and model is exactly the tokens recorded.
+fn kill_9_mid_sync_then_resync_counts_no_model_twice(engine: Engine) {
+    const CUSTOMERS: usize = 20;
+    let ids: Vec<(String, String)> = (0..CUSTOMERS)
+        .map(|i| (format!("p{i:02}"), format!("cus_Model{i:04}")))
+        .collect();
+    let refs: Vec<(&str, &str)> = ids.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let env = with_meters(engine, PER_MODEL, &PER_MODEL_METERS, &refs);
+    let config = env.config();
+    let traffic = |store: &mut Store, round: usize| {
+        for (i, (customer, _)) in ids.iter().enumerate() {
+            let model = ["small", "large"][(i + round) % 2];
+            let n = (10 + i + round).to_string();
+            tokens(store, &config, customer, &n, model, 50 - round as i64 * 5);
+        }
+    };
+    traffic(&mut env.store(), 0);
+    env.server.set_delay(Duration::from_millis(20));
+    let mut killed_mid_run = 0;
+    for round in 1..5 {
+        let mut child = env
+            .std_command(&["sync", "--json"], &[])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(fastrand::u64(20..400)));
+        child.kill().unwrap(); // SIGKILL: no cleanup of any kind
+        if !child.wait_with_output().unwrap().status.success() {
+            killed_mid_run += 1;
+        }
+        traffic(&mut env.store(), round);
+    }
+    assert!(killed_mid_run > 0, "every kill came after the run finished");
+    env.server.set_delay(Duration::ZERO);
+    assert_eq!(sync(&env)["remaining"], 0);
+
+    let stripe_of: HashMap<String, String> = ids.iter().cloned().collect();
+    let mut expected: HashMap<(String, String), i64> = HashMap::new();
+    for row in env
+        .inspect()
+        .rows("SELECT customer_id, properties, amount FROM usage_events WHERE meter_id = 'tokens'")
+    {
+        let properties: serde_json::Value = serde_json::from_str(&row[1]).unwrap();
+        let name = format!("tokens_{}", properties["model"].as_str().unwrap());
+        *expected
+            .entry((stripe_of[&row[0]].clone(), name))
+            .or_default() += row[2].parse::<i64>().unwrap();
+    }
+    let mut got: HashMap<(String, String), i64> = HashMap::new();
+    for event in env.server.accepted().values() {
+        *got.entry((event.customer.clone(), event.event_name.clone()))
+            .or_default() += event.value;
+    }
+    assert_eq!(got, expected, "Stripe's totals per customer and model");
+    let rows = reconcile_rows(&env);
+    assert!(rows.iter().all(|r| r["status"] == "ok"), "{rows:?}");
+    // Each customer: requests, and each model.
+    assert_eq!(rows.len(), CUSTOMERS * 3);
 }

@@ -87,7 +87,7 @@ pub use doctor::Health;
 pub use export::{Cell, ExportFilter, ExportKind};
 pub use lock::{LOCK_STALE_AFTER_SECS, LockHolder, LockState};
 pub use meters::standing::MeterDrift;
-pub use meters::stripe::{Formula, Route, StripeMeters};
+pub use meters::stripe::{EventNamed, Formula, Route, StripeMeters};
 pub use outbox::{
     EventOutcome, OutboxCursor, OutboxEvent, OutboxGroup, OutboxUnit, OutboxWindow, StripeCounts,
     StripeState,

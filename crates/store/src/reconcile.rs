@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::Result;
 use crate::billing::format_ts;
+use crate::meters::stripe::{EventNamed, named_condition};
 
 /// One customer × meter × period compared with Stripe. The JSON shape is a contract.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -65,19 +66,25 @@ pub struct Reported {
 /// dashboard and `doctor`.
 impl super::Store {
     /// Units marked reported for a customer's period on a `sum` formula meter
-    /// (`period_start` as stored): its reported events' amounts.
+    /// (`period_start` as stored): its reported events' amounts (`only` those of one Stripe
+    /// event name, for a pattern meter).
     pub fn reported_units(
         &self,
         customer_id: &str,
         period_start: &str,
         meter: &str,
+        only: Option<&EventNamed>,
     ) -> Result<Reported> {
+        let (named, name) = named_condition(only, 4);
         let (units, last_at): (i64, Option<String>) = self.conn.query_row(
-            "SELECT COALESCE(SUM(COALESCE(amount, quantity)), 0), MAX(stripe_reported_at)
-             FROM usage_events
-             WHERE customer_id = ?1 AND period_start = ?2 AND meter_id = ?3
-               AND stripe_reported_at IS NOT NULL",
-            params![customer_id, period_start, meter],
+            &format!(
+                "SELECT COALESCE(SUM(COALESCE(e.amount, e.quantity)), 0),
+                        MAX(e.stripe_reported_at)
+                 FROM usage_events e
+                 WHERE e.customer_id = ?1 AND e.period_start = ?2 AND e.meter_id = ?3
+                   AND e.stripe_reported_at IS NOT NULL AND {named}"
+            ),
+            params![customer_id, period_start, meter, name],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
         Ok(Reported { units, last_at })

@@ -17,7 +17,7 @@ use crate::db::{Behavior, OptionalExtension, params};
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
-use super::meters::stripe::{AMOUNT, Formula, StripeMeters};
+use super::meters::stripe::{AMOUNT, EventNamed, Formula, StripeMeters, named_condition};
 use super::outbox::{OutboxUnit, OutboxWindow, mark_reported};
 use crate::Result;
 use crate::billing::{format_ts, parse_ts};
@@ -413,24 +413,33 @@ impl super::Store {
         })
     }
 
-    /// The held reports (and per_event events) of one customer's period on one meter.
+    /// The held reports (and per_event events) of one customer's period on one meter (`only`
+    /// those of one Stripe event name, for a pattern meter).
     pub fn held_reports(
         &self,
         customer_id: &str,
         period_start: &str,
         meter: &str,
+        only: Option<&EventNamed>,
     ) -> Result<Vec<HeldReport>> {
-        let mut stmt = self.conn.prepare_cached(
+        let (named, name) = named_condition(only, 4);
+        // A report keeps the name it was sent to.
+        let report_named = match only {
+            Some(_) => "meter_event_name = ?4",
+            None => "'' = ?4",
+        };
+        let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT id, value, 0 FROM stripe_reports
              WHERE customer_id = ?1 AND period_start = ?2 AND meter_id = ?3
-               AND in_doubt_at IS NOT NULL AND reported_at IS NULL
+               AND in_doubt_at IS NOT NULL AND reported_at IS NULL AND {report_named}
              UNION ALL
-             SELECT id, COALESCE(amount, quantity), 1 FROM usage_events
-             WHERE customer_id = ?1 AND period_start = ?2 AND meter_id = ?3
-               AND stripe_in_doubt_at IS NOT NULL AND stripe_reported_at IS NULL
-             ORDER BY 3, 1",
-        )?;
-        let rows = stmt.query_map(params![customer_id, period_start, meter], |r| {
+             SELECT e.id, COALESCE(e.amount, e.quantity), 1 FROM usage_events e
+             WHERE e.customer_id = ?1 AND e.period_start = ?2 AND e.meter_id = ?3
+               AND e.stripe_in_doubt_at IS NOT NULL AND e.stripe_reported_at IS NULL
+               AND {named}
+             ORDER BY 3, 1"
+        ))?;
+        let rows = stmt.query_map(params![customer_id, period_start, meter, name], |r| {
             Ok(HeldReport {
                 id: r.get(0)?,
                 value: r.get(1)?,

@@ -498,12 +498,15 @@ fn work(board: &Board, spec: &RunSpec) {
             if panic_now {
                 panic!("test fault: worker panic on event {}", job.event.id);
             }
-            let delivery = transport.client.deliver(
-                &job.meter_event(),
-                &transport.policy,
-                &transport.limiter,
-                &board.stop,
-            );
+            let delivery = match unnamed(&job.event.event_name) {
+                Some(held) => held,
+                None => transport.client.deliver(
+                    &job.meter_event(),
+                    &transport.policy,
+                    &transport.limiter,
+                    &board.stop,
+                ),
+            };
             state = board.lock();
             state.queue.release(&job.key);
             state.finished(&job.event.customer_id);
@@ -516,6 +519,29 @@ fn work(board: &Board, spec: &RunSpec) {
         }
         state = board.work.wait(state).unwrap_or_else(|p| p.into_inner());
     }
+}
+
+/// A job whose event name is no Stripe event name (a `stripe_event` pattern filled with a
+/// group's value, or left unfilled by an event without one) is never sent: it is refused here,
+/// so it stays unreported and failed with the reason, which `status`, `doctor` and the
+/// dashboard show (docs/sync.md, "Prices per model").
+fn unnamed(name: &str) -> Option<EventDelivery> {
+    if crate::config::is_stripe_event_name(name) {
+        return None;
+    }
+    let why = if name.contains('{') {
+        "its event has no value for a placeholder of the meter's stripe_event"
+    } else {
+        "a group's value fills the meter's stripe_event with characters Stripe does not take \
+         (letters, digits, '_', '-', '.', ':'; at most 100)"
+    };
+    Some(EventDelivery {
+        answer: Answer::Refused {
+            message: format!("held, not sent: \"{name}\" is no Stripe event name; {why}"),
+        },
+        attempts: 0,
+        reached: false,
+    })
 }
 
 /// Count one finished event and queue its write-back; stop the run when it must stop.

@@ -2,7 +2,8 @@
 //!
 //! Stripe's meters are listed (paginated) to map each meter event name to a meter id and check
 //! its settings (`meter_setup`, which `doctor` asks too); then, per mapped customer and
-//! meter, Stripe's `event_summaries` for the billing period (minute boundaries, end
+//! meter (and Stripe event name, for a `stripe_event` pattern: each name the period's groups
+//! make), Stripe's `event_summaries` for the billing period (minute boundaries, end
 //! exclusive) is compared with what meterline marked reported: the units of a `sum` formula
 //! meter, the newest report's value of a `last` one. Reads only, through the sync's client,
 //! rate limiter and retry policy; the only writes are the run's record and the settling of
@@ -21,7 +22,7 @@ use super::client::query_value;
 use super::{Answer, ApiKey, Client, RateLimiter, RetryPolicy};
 use crate::billing::{Period, format_ts, period_containing};
 use crate::config::Config;
-use crate::store::{Formula, ReconcileRow, Route, StripeMeters};
+use crate::store::{EventNamed, Formula, ReconcileRow, Route, StripeMeters};
 use crate::{Error, Result, Store};
 
 /// Which billing period to compare.
@@ -233,6 +234,9 @@ pub struct MeterSetup {
     pub event_name: String,
     /// The formula it must aggregate by.
     pub formula: Formula,
+    /// The meter's `stripe_event` pattern the name was made from (`tokens_{model}`), if it
+    /// has one; the name is the pattern itself while no group has been counted.
+    pub pattern: Option<String>,
     /// What is wrong with Stripe's meter for it; `None` when it is as needed.
     pub problem: Option<SetupProblem>,
 }
@@ -248,14 +252,25 @@ pub enum SetupProblem {
     ValueKey(String),
     /// It maps customers by another payload key than `stripe_customer_id`.
     CustomerKey(String),
+    /// A group's values fill the pattern into no Stripe event name: its usage is held.
+    NotAName,
 }
 
 impl MeterSetup {
     /// The problem in a sentence, if there is one.
     pub fn describe(&self) -> Option<String> {
         let (who, name, needs) = (&self.who, &self.event_name, self.formula.as_str());
+        let of = self
+            .pattern
+            .as_ref()
+            .map(|p| format!(" (stripe_event \"{p}\")"))
+            .unwrap_or_default();
         Some(match self.problem.as_ref()? {
-            SetupProblem::Missing => format!("{who} reports to \"{name}\""),
+            SetupProblem::Missing => format!("{who} reports to \"{name}\"{of}"),
+            SetupProblem::NotAName => format!(
+                "{who}: a group makes \"{name}\"{of}, which is no Stripe event name; its usage \
+                 is held, not sent"
+            ),
             SetupProblem::Formula(found) => format!(
                 "{who} needs Stripe's meter \"{name}\" to aggregate by {needs}; it aggregates by \
                  {found}"
@@ -274,22 +289,45 @@ impl MeterSetup {
 
 /// Every Stripe meter plans.toml needs, checked against Stripe's list: each meter's
 /// `stripe_event` with its formula (sum for sum and count, last for max, unique_count and
-/// latest), or without `[[meters]]` each plan's `meter_event` (sum). `doctor` asks this.
+/// latest), or without `[[meters]]` each plan's `meter_event` (sum); for a `stripe_event`
+/// pattern, each name the groups counted in `store` make. `doctor` asks this.
 pub fn meter_setup(
     config: &Config,
+    store: &Store,
     key: &ApiKey,
     backoff: Option<Duration>,
 ) -> Result<Vec<MeterSetup>> {
     let reader = reader(config, key, backoff, Arc::default())?;
-    Ok(setup(config, &StripeMeters::new(config), &reader.meters()?))
+    let routes = StripeMeters::new(config);
+    let seen = pattern_names(store, &routes)?;
+    Ok(setup(config, &routes, &reader.meters()?, &seen))
+}
+
+/// Per pattern meter, the Stripe event names its groups counted so far make (any customer,
+/// any period).
+fn pattern_names(store: &Store, routes: &StripeMeters) -> Result<HashMap<String, Vec<String>>> {
+    routes
+        .routes()
+        .iter()
+        .filter(|r| r.is_pattern())
+        .map(|r| {
+            Ok((
+                r.meter.clone(),
+                store.pattern_event_names(routes, &r.meter, None)?,
+            ))
+        })
+        .collect()
 }
 
 fn setup(
     config: &Config,
     routes: &StripeMeters,
     meters: &HashMap<String, StripeMeter>,
+    seen: &HashMap<String, Vec<String>>,
 ) -> Vec<MeterSetup> {
-    let needed: Vec<(String, String, Formula)> = match routes.routes() {
+    // (who, event name, formula, pattern, whether the pattern has no group yet)
+    type Needed = (String, String, Formula, Option<String>, bool);
+    let needed: Vec<Needed> = match routes.routes() {
         [only] if only.event_name.is_none() => config
             .plans
             .iter()
@@ -298,24 +336,41 @@ fn setup(
                     format!("plan \"{}\"", p.id),
                     p.meter_event.clone(),
                     only.formula,
+                    None,
+                    false,
                 )
             })
             .collect(),
         all => all
             .iter()
-            .map(|r| {
-                (
-                    format!("meter \"{}\"", r.meter),
-                    r.event_name.clone().unwrap_or_default(),
-                    r.formula,
-                )
+            .flat_map(|r| {
+                let who = format!("meter \"{}\"", r.meter);
+                let name = r.event_name.clone().unwrap_or_default();
+                let names = seen.get(&r.meter).cloned().unwrap_or_default();
+                let unfilled = names.is_empty();
+                let names = if unfilled { vec![name.clone()] } else { names };
+                let pattern = r.is_pattern().then_some(name);
+                names.into_iter().map(move |n| {
+                    (
+                        who.clone(),
+                        n,
+                        r.formula,
+                        pattern.clone(),
+                        unfilled && pattern.is_some(),
+                    )
+                })
             })
             .collect(),
     };
     needed
         .into_iter()
-        .map(|(who, event_name, formula)| {
+        .map(|(who, event_name, formula, pattern, unfilled)| {
             let problem = match meters.get(&event_name) {
+                // A pattern no group has filled yet needs no Stripe meter yet.
+                _ if unfilled => None,
+                _ if !crate::config::is_stripe_event_name(&event_name) => {
+                    Some(SetupProblem::NotAName)
+                }
                 None => Some(SetupProblem::Missing),
                 Some(m) => match (&m.formula, &m.value_key, &m.customer_key) {
                     (Some(f), _, _) if f != formula.as_str() => {
@@ -332,6 +387,7 @@ fn setup(
                 who,
                 event_name,
                 formula,
+                pattern,
                 problem,
             }
         })
@@ -345,9 +401,15 @@ fn setup_error(setups: &[MeterSetup]) -> Option<Error> {
         .filter(|s| s.problem == Some(SetupProblem::Missing))
         .filter_map(MeterSetup::describe)
         .collect();
+    // A name no group can report to holds its usage; it stops no comparison.
     let other: Vec<String> = setups
         .iter()
-        .filter(|s| !matches!(s.problem, None | Some(SetupProblem::Missing)))
+        .filter(|s| {
+            !matches!(
+                s.problem,
+                None | Some(SetupProblem::Missing | SetupProblem::NotAName)
+            )
+        })
         .filter_map(MeterSetup::describe)
         .collect();
     let mut parts = Vec::new();
@@ -386,7 +448,8 @@ pub fn run(
     };
     let routes = StripeMeters::new(config);
     let meters = reader.meters()?;
-    if let Some(error) = setup_error(&setup(config, &routes, &meters)) {
+    let seen = pattern_names(&store, &routes)?;
+    if let Some(error) = setup_error(&setup(config, &routes, &meters, &seen)) {
         return Err(error);
     }
     // Only customers with a Stripe id have anything to compare.
@@ -420,17 +483,19 @@ pub fn run(
         {
             to_compare.push(legacy);
         }
+        let mut targets = Vec::new();
         for route in &to_compare {
-            let meter_event = match &route.event_name {
-                Some(name) => name.clone(),
-                None => match store.period_meter(&customer.id, &period_start)? {
-                    Some(name) => name,
-                    None => config.plan(&customer.plan_id).map_or_else(
-                        || config.stripe.meter_event.clone(),
-                        |p| p.meter_event.clone(),
-                    ),
-                },
-            };
+            targets.extend(stripe_targets(
+                &store,
+                config,
+                &routes,
+                route,
+                &customer,
+                &period_start,
+            )?);
+        }
+        for (route, meter_event, only) in &targets {
+            let meter_event = meter_event.clone();
             let Some(meter) = meters.get(&meter_event) else {
                 return Err(Error::StripeConfig(format!(
                     "customer \"{}\" was counted under meter event \"{meter_event}\" this period, \
@@ -450,6 +515,7 @@ pub fn run(
             let (local, status) = compare(
                 &mut store,
                 route,
+                only.as_ref(),
                 &customer.id,
                 &period_start,
                 stripe,
@@ -481,11 +547,50 @@ pub fn run(
     Ok(Reconciled { rows, unchecked })
 }
 
-/// One meter of one customer's period against Stripe's figure: (local, status). Held
-/// reports of a `sum` meter are settled here (`last` reports are never held).
+/// The Stripe meters one meter of a customer's period reports to, by event name: its one
+/// name, or for a pattern the names its groups of the period make (each with the filter of its
+/// events; names no Stripe meter can have are held usage, not compared).
+fn stripe_targets<'r>(
+    store: &Store,
+    config: &Config,
+    routes: &StripeMeters,
+    route: &'r Route,
+    customer: &crate::store::Customer,
+    period_start: &str,
+) -> Result<Vec<(&'r Route, String, Option<EventNamed>)>> {
+    if route.is_pattern() {
+        let names =
+            store.pattern_event_names(routes, &route.meter, Some((&customer.id, period_start)))?;
+        return Ok(names
+            .into_iter()
+            .filter(|n| crate::config::is_stripe_event_name(n))
+            .map(|n| {
+                let only = routes.named(&route.meter, &n);
+                (route, n, only)
+            })
+            .collect());
+    }
+    let meter_event = match &route.event_name {
+        Some(name) => name.clone(),
+        None => match store.period_meter(&customer.id, period_start)? {
+            Some(name) => name,
+            None => config.plan(&customer.plan_id).map_or_else(
+                || config.stripe.meter_event.clone(),
+                |p| p.meter_event.clone(),
+            ),
+        },
+    };
+    Ok(vec![(route, meter_event, None)])
+}
+
+/// One meter (or one Stripe event name of a pattern meter, `only`) of one customer's period
+/// against Stripe's figure: (local, status). Held reports of a `sum` meter are settled here
+/// (`last` reports are never held).
+#[allow(clippy::too_many_arguments)]
 fn compare(
     store: &mut Store,
     route: &Route,
+    only: Option<&EventNamed>,
     customer: &str,
     period_start: &str,
     stripe: i64,
@@ -493,12 +598,12 @@ fn compare(
     options: &ReconcileOptions,
 ) -> Result<(i64, &'static str)> {
     let reported = match route.formula {
-        Formula::Sum => store.reported_units(customer, period_start, &route.meter)?,
+        Formula::Sum => store.reported_units(customer, period_start, &route.meter, only)?,
         Formula::Last => store.reported_value(customer, period_start, &route.meter)?,
     };
     let mut local = reported.units;
     let held = match route.formula {
-        Formula::Sum => store.held_reports(customer, period_start, &route.meter)?,
+        Formula::Sum => store.held_reports(customer, period_start, &route.meter, only)?,
         Formula::Last => Vec::new(),
     };
     let held_units: i64 = held.iter().map(|h| h.value).sum();
@@ -573,7 +678,12 @@ id = "free"
             ("users".to_string(), stripe_meter("sum")),
             ("requests".to_string(), stripe_meter("sum")),
         ]);
-        let found = setup(&config, &StripeMeters::new(&config), &meters);
+        let found = setup(
+            &config,
+            &StripeMeters::new(&config),
+            &meters,
+            &HashMap::new(),
+        );
         let problems: Vec<_> = found
             .iter()
             .map(|s| (s.who.as_str(), s.problem.clone()))
@@ -597,7 +707,7 @@ id = "free"
         // Without [[meters]]: each plan's meter_event, by sum.
         let plain = Config::parse("[[plans]]\nid = \"free\"\n", "plans.toml").unwrap();
         let meters = HashMap::from([("meterline_usage".to_string(), stripe_meter("count"))]);
-        let found = setup(&plain, &StripeMeters::new(&plain), &meters);
+        let found = setup(&plain, &StripeMeters::new(&plain), &meters, &HashMap::new());
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].who, "plan \"free\"");
         assert_eq!(

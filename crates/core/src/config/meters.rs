@@ -147,7 +147,7 @@ pub(super) fn validate_meters(
     check_event: impl Fn(&str) -> Result<(), String>,
 ) -> Result<Vec<Meter>, Mistake> {
     let mut ids = HashSet::new();
-    let mut events = HashSet::new();
+    let mut events: Vec<String> = Vec::new();
     let mut meters = Vec::with_capacity(raw.len());
     for raw in raw {
         let id = raw.id.get_ref().clone();
@@ -236,21 +236,20 @@ pub(super) fn validate_meters(
         };
         let stripe_event = match &raw.stripe_event {
             Some(e) => {
-                check_event(e.get_ref()).map_err(|m| Mistake::at(e, at(m)))?;
+                check_stripe_event(e.get_ref(), aggregation, &group_by, &check_event)
+                    .map_err(|m| Mistake::at(e, at(m)))?;
                 e.get_ref().clone()
             }
             None => id.clone(),
         };
-        if !events.insert(stripe_event.clone()) {
-            let message = at(format!(
-                "stripe_event \"{stripe_event}\" is already another meter's; each meter \
-                 reports to a Stripe meter of its own"
-            ));
+        if let Some(message) = shared_event(&events, &stripe_event) {
+            let message = at(message);
             return Err(match &raw.stripe_event {
                 Some(e) => Mistake::at(e, message),
                 None => Mistake::at(&raw.id, message),
             });
         }
+        events.push(stripe_event.clone());
         meters.push(Meter {
             name: raw.name.unwrap_or_else(|| id.clone()),
             id,
@@ -261,6 +260,160 @@ pub(super) fn validate_meters(
         });
     }
     Ok(meters)
+}
+
+/// One piece of a meter's `stripe_event`: plain text, or a `{dim}` placeholder naming one of
+/// its `group_by` dimensions, which each group fills with its value (docs/sync.md, "Prices
+/// per model").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventPart<'a> {
+    Text(&'a str),
+    Dim(&'a str),
+}
+
+/// The pieces of a `stripe_event`; an error for a brace without its partner or an empty `{}`.
+pub fn event_parts(pattern: &str) -> Result<Vec<EventPart<'_>>, String> {
+    let mut parts = Vec::new();
+    let mut rest = pattern;
+    while !rest.is_empty() {
+        let open = rest.find('{').unwrap_or(rest.len());
+        let text = &rest[..open];
+        if text.contains('}') {
+            return Err(format!(
+                "stripe_event \"{}\" has a '}}' without its '{{'",
+                pattern.escape_debug()
+            ));
+        }
+        if !text.is_empty() {
+            parts.push(EventPart::Text(text));
+        }
+        rest = &rest[open..];
+        if rest.is_empty() {
+            break;
+        }
+        let close = rest.find('}').ok_or_else(|| {
+            format!(
+                "stripe_event \"{}\" has a '{{' without its '}}'",
+                pattern.escape_debug()
+            )
+        })?;
+        let dim = &rest[1..close];
+        if dim.is_empty() || dim.contains('{') {
+            return Err(format!(
+                "stripe_event \"{}\": a placeholder is one group_by dimension between braces, \
+                 as in \"tokens_{{model}}\"",
+                pattern.escape_debug()
+            ));
+        }
+        parts.push(EventPart::Dim(dim));
+        rest = &rest[close + 1..];
+    }
+    Ok(parts)
+}
+
+/// True when `name` is a Stripe meter event name: 1 to 100 letters, digits, '_', '-', '.'
+/// or ':'. A pattern's names are checked against it when each group fills it, at sync.
+pub fn is_stripe_event_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 100
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.:".contains(c))
+}
+
+/// A meter's `stripe_event`: a plain name (`check_event`), or a pattern whose placeholders
+/// each name one of its `group_by` dimensions, on a meter that reports per group (sum and
+/// count; the others send one value per customer), and whose text is a name's.
+fn check_stripe_event(
+    pattern: &str,
+    aggregation: Aggregation,
+    group_by: &[String],
+    check_event: impl Fn(&str) -> Result<(), String>,
+) -> Result<(), String> {
+    let parts = event_parts(pattern)?;
+    let dims: Vec<&str> = parts
+        .iter()
+        .filter_map(|p| match p {
+            EventPart::Dim(d) => Some(*d),
+            EventPart::Text(_) => None,
+        })
+        .collect();
+    let Some(first) = dims.first() else {
+        return check_event(pattern);
+    };
+    if !matches!(aggregation, Aggregation::Sum | Aggregation::Count) {
+        return Err(format!(
+            "stripe_event \"{pattern}\" names {{{first}}}, but a {} meter reports one value \
+             per customer, not one per group; only sum and count meters may",
+            aggregation.as_str()
+        ));
+    }
+    if group_by.is_empty() {
+        return Err(format!(
+            "stripe_event \"{pattern}\" names {{{first}}}, but the meter has no group_by"
+        ));
+    }
+    if let Some(unknown) = dims.iter().find(|d| !group_by.iter().any(|g| g == *d)) {
+        return Err(format!(
+            "stripe_event \"{pattern}\" names {{{unknown}}}, which is not in its group_by ({})",
+            group_by.join(", ")
+        ));
+    }
+    // The text around the placeholders, each filled with one letter, must make a name.
+    let sample: String = parts
+        .iter()
+        .map(|p| match p {
+            EventPart::Text(t) => *t,
+            EventPart::Dim(_) => "x",
+        })
+        .collect();
+    if !is_stripe_event_name(&sample) {
+        return Err(format!(
+            "stripe_event \"{pattern}\": outside its placeholders a Stripe event name may only \
+             contain letters, digits, '_', '-', '.', ':', and is at most 100 characters"
+        ));
+    }
+    Ok(())
+}
+
+/// The names an event could make: a pattern makes any name that starts with its text before
+/// the first placeholder and ends with its text after the last one (the values may hold
+/// anything, the text between placeholders included).
+fn claim(event: &str) -> (&str, Option<&str>) {
+    match (event.find('{'), event.rfind('}')) {
+        (Some(open), Some(close)) => (&event[..open], Some(&event[close + 1..])),
+        _ => (event, None),
+    }
+}
+
+/// Why `event` may not go beside the Stripe events already taken, if it may not: two meters
+/// never report to one Stripe meter, so two names or patterns that could make the same name
+/// are refused.
+fn shared_event(taken: &[String], event: &str) -> Option<String> {
+    let clash = |other: &str| match (claim(event), claim(other)) {
+        ((a, None), (b, None)) => a == b,
+        ((name, None), (prefix, Some(suffix))) | ((prefix, Some(suffix)), (name, None)) => {
+            name.len() > prefix.len() + suffix.len()
+                && name.starts_with(prefix)
+                && name.ends_with(suffix)
+        }
+        ((p1, Some(s1)), (p2, Some(s2))) => {
+            (p1.starts_with(p2) || p2.starts_with(p1)) && (s1.ends_with(s2) || s2.ends_with(s1))
+        }
+    };
+    let other = taken.iter().find(|other| clash(other))?;
+    Some(if other == event {
+        format!(
+            "stripe_event \"{event}\" is already another meter's; each meter reports to a \
+             Stripe meter of its own"
+        )
+    } else {
+        format!(
+            "stripe_event \"{event}\" could make the same Stripe event name as another meter's \
+             \"{other}\" (a placeholder stands for any text); each meter reports to Stripe \
+             meters of its own"
+        )
+    })
 }
 
 /// Validate one plan's `[plans.meters.ID]` tables against the meters.
@@ -312,4 +465,45 @@ fn check_property_name(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pattern_is_its_text_and_placeholders() {
+        assert_eq!(
+            event_parts("ai.{model}_in_{region}").unwrap(),
+            [
+                EventPart::Text("ai."),
+                EventPart::Dim("model"),
+                EventPart::Text("_in_"),
+                EventPart::Dim("region"),
+            ]
+        );
+        assert_eq!(event_parts("plain").unwrap(), [EventPart::Text("plain")]);
+        for bad in ["a{", "a}", "a{}", "a{b{c}"] {
+            assert!(event_parts(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names_and_patterns_clash_only_when_they_could_make_one_name() {
+        let taken = |events: &[&str], event: &str| {
+            let events: Vec<String> = events.iter().map(|e| e.to_string()).collect();
+            shared_event(&events, event).is_some()
+        };
+        // Apart: other text before or after the placeholder, or too short to be filled.
+        assert!(!taken(&["tokens_{model}"], "requests"));
+        assert!(!taken(&["in_{model}"], "out_{model}"));
+        assert!(!taken(&["{model}_in"], "{model}_out"));
+        assert!(!taken(&["tokens_{model}"], "tokens_"));
+        // Could meet.
+        assert!(taken(&["tokens_{model}"], "tokens_large"));
+        assert!(taken(&["tokens_{model}"], "tokens_{region}"));
+        assert!(taken(&["ai_{model}"], "ai_{region}_in"));
+        assert!(taken(&["{model}"], "anything"));
+        assert!(taken(&["same"], "same"));
+    }
 }

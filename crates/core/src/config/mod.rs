@@ -15,8 +15,8 @@ use crate::billing::{PeriodKind, Thresholds, WarningLevel};
 
 pub use locate::{EXAMPLE_PLANS, INIT_PLANS, PlansLocation};
 pub use meters::{
-    Aggregation, IMPLICIT_METER, MAX_GROUP_BY, Meter, MeterTerms, MeterTermsMap, QUANTITY,
-    kept_meter_terms,
+    Aggregation, EventPart, IMPLICIT_METER, MAX_GROUP_BY, Meter, MeterTerms, MeterTermsMap,
+    QUANTITY, event_parts, is_stripe_event_name, kept_meter_terms,
 };
 pub use validate::ConfigError;
 

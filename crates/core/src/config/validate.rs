@@ -509,10 +509,7 @@ fn check_meter_event(name: &str) -> Result<(), String> {
             "meter_event \"{name}\" must be 1 to 100 characters (Stripe's limit)"
         ));
     }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "_-.:".contains(c))
-    {
+    if !super::meters::is_stripe_event_name(name) {
         return Err(format!(
             "meter_event \"{name}\" may only contain letters, digits, '_', '-', '.', ':'"
         ));

@@ -6,6 +6,11 @@
 //! - `sum` and `count` meters report amounts to add (a `sum` Stripe meter): per event in
 //!   per_event mode, else one report per customer × meter × period × group, each carrying
 //!   its group's values as dimensions.
+//! - A `sum` or `count` meter whose `stripe_event` names `group_by` dimensions
+//!   (`tokens_{model}`) reports each group to the Stripe event its values fill in: the name is
+//!   made in SQL from the event's properties, so reports are packed per name as per group. An
+//!   event without the value keeps the placeholder, a name no Stripe meter can have: the sync
+//!   holds it (stripe's pipeline) rather than send it anywhere else.
 //! - `max`, `unique_count` and `latest` meters report the meter's current value for the
 //!   period (a `last` Stripe meter), always as reports (one per customer × meter × period,
 //!   no dimensions: Stripe's `last` takes one value per customer), in either mode.
@@ -16,7 +21,9 @@
 
 use serde::Serialize;
 
-use crate::config::{Aggregation, Config, IMPLICIT_METER, ReportMode};
+use crate::db::params;
+
+use crate::config::{Aggregation, Config, EventPart, IMPLICIT_METER, ReportMode, event_parts};
 
 /// How the Stripe meter of a meterline meter must aggregate (`default_aggregation.formula`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -60,6 +67,31 @@ pub struct Route {
     pub dimensions: Vec<String>,
 }
 
+impl Route {
+    /// True when `event_name` has `{dim}` placeholders: each group reports to the Stripe
+    /// meter its values name.
+    pub fn is_pattern(&self) -> bool {
+        self.event_name.as_deref().is_some_and(has_placeholder)
+    }
+}
+
+/// The events of a pattern meter that report to one Stripe event name
+/// ([`StripeMeters::named`]): what reconcile compares with that Stripe meter.
+#[derive(Debug, Clone)]
+pub struct EventNamed {
+    /// The name over a usage event `e`.
+    sql: String,
+    pub name: String,
+}
+
+/// `EventNamed`'s condition `{sql} = ?n` (every event when there is none) and its value.
+pub(crate) fn named_condition(only: Option<&EventNamed>, n: usize) -> (String, String) {
+    match only {
+        Some(f) => (format!("{} = ?{n}", f.sql), f.name.clone()),
+        None => (format!("'' = ?{n}"), String::new()),
+    }
+}
+
 /// Every meter's route, for one run.
 #[derive(Debug, Clone)]
 pub struct StripeMeters {
@@ -100,6 +132,43 @@ fn event_name_of(meter_column: &str, named: &[String]) -> String {
             named.join(" ")
         )
     }
+}
+
+/// The usage event's properties, as JSON: what the event's group values are read from.
+const EVENT_PROPERTIES: &str = "e.properties";
+
+/// The value of property `dim` in the JSON object `json` (an event's properties or a group's
+/// key). Property names are plain (letters, digits, '_', '-', '.'): quoted in the path, a '.'
+/// is part of the name.
+fn property_sql(json: &str, dim: &str) -> String {
+    format!("json_extract({json}, {})", literal(&format!("$.\"{dim}\"")))
+}
+
+/// True when a `stripe_event` names `{dim}` placeholders.
+fn has_placeholder(name: &str) -> bool {
+    event_parts(name).is_ok_and(|parts| parts.iter().any(|p| matches!(p, EventPart::Dim(_))))
+}
+
+/// A meter's Stripe event name as SQL over the JSON object `json` of an event's (or a group's)
+/// values: its text, each placeholder filled with that dimension's value, or left as it is
+/// when there is none (the braces make it a name Stripe refuses, so the sync holds it).
+fn name_sql(name: &str, json: &str) -> String {
+    let parts = match event_parts(name) {
+        Ok(parts) if has_placeholder(name) => parts,
+        _ => return literal(name),
+    };
+    let pieces: Vec<String> = parts
+        .iter()
+        .map(|part| match part {
+            EventPart::Text(text) => literal(text),
+            EventPart::Dim(dim) => format!(
+                "COALESCE({}, {})",
+                property_sql(json, dim),
+                literal(&format!("{{{dim}}}"))
+            ),
+        })
+        .collect();
+    format!("({})", pieces.join(" || "))
 }
 
 /// `text` as an SQL string literal.
@@ -163,7 +232,11 @@ impl StripeMeters {
             .iter()
             .filter_map(|r| {
                 let name = r.event_name.as_ref()?;
-                Some(format!("WHEN {} THEN {}", literal(&r.meter), literal(name)))
+                Some(format!(
+                    "WHEN {} THEN {}",
+                    literal(&r.meter),
+                    name_sql(name, EVENT_PROPERTIES)
+                ))
             })
             .collect();
         let event_name = event_name_of("e.meter_id", &named);
@@ -184,16 +257,7 @@ impl StripeMeters {
                 let pairs: Vec<String> = r
                     .dimensions
                     .iter()
-                    .map(|d| {
-                        // Property names are plain (letters, digits, '_', '-', '.'): quoted
-                        // in the path, a '.' is part of the name.
-                        let path = format!("$.\"{d}\"");
-                        format!(
-                            "{}, json_extract(e.properties, {})",
-                            literal(d),
-                            literal(&path)
-                        )
-                    })
+                    .map(|d| format!("{}, {}", literal(d), property_sql(EVENT_PROPERTIES, d)))
                     .collect();
                 format!(
                     "WHEN {} THEN json_object({})",
@@ -248,6 +312,19 @@ impl StripeMeters {
         self.legacy_usage.then(former_implicit)
     }
 
+    /// The events of a pattern meter that report to the Stripe event `name`; `None` for a
+    /// meter without a pattern (all its events report to its one name).
+    pub fn named(&self, meter: &str, name: &str) -> Option<EventNamed> {
+        let route = self
+            .routes
+            .iter()
+            .find(|r| r.meter == meter && r.is_pattern())?;
+        Some(EventNamed {
+            sql: name_sql(route.event_name.as_deref()?, EVENT_PROPERTIES),
+            name: name.to_string(),
+        })
+    }
+
     /// The mode the routes were made for.
     pub fn mode(&self) -> ReportMode {
         self.mode
@@ -290,6 +367,49 @@ impl StripeMeters {
     }
 }
 
+/// The Stripe event names of pattern meters; serves `doctor` and `reconcile`.
+impl crate::Store {
+    /// The Stripe event names a pattern meter's groups make, from the groups counted (in one
+    /// customer's period, or in all): the Stripe meters it needs. Empty for a meter without a
+    /// pattern. A group without a value makes a name with its placeholder left in.
+    pub fn pattern_event_names(
+        &self,
+        meters: &StripeMeters,
+        meter: &str,
+        period: Option<(&str, &str)>,
+    ) -> crate::Result<Vec<String>> {
+        let Some(pattern) = meters
+            .routes
+            .iter()
+            .find(|r| r.meter == meter && r.is_pattern())
+            .and_then(|r| r.event_name.as_deref())
+        else {
+            return Ok(Vec::new());
+        };
+        let select = format!(
+            "SELECT DISTINCT {} AS name FROM meter_counters m
+             WHERE m.meter_id = ?1 AND m.group_key <> ''",
+            name_sql(pattern, "m.group_key")
+        );
+        let read = |r: &crate::db::Row| r.get(0);
+        match period {
+            // One customer's period: through the counters' key (reconcile, per customer).
+            Some((customer, period_start)) => self
+                .conn
+                .prepare_cached(&format!(
+                    "{select} AND m.customer_id = ?2 AND m.period_start = ?3 ORDER BY name"
+                ))?
+                .query_map(params![meter, customer, period_start], read)?
+                .collect(),
+            None => self
+                .conn
+                .prepare(&format!("{select} ORDER BY name"))?
+                .query_map(params![meter], read)?
+                .collect(),
+        }
+    }
+}
+
 /// The value of one event for a `sum` formula: what it added to its meter.
 pub(crate) const AMOUNT: &str = "COALESCE(e.amount, e.quantity)";
 
@@ -313,6 +433,36 @@ mod tests {
 
     fn config(text: &str) -> Config {
         Config::parse(text, "plans.toml").unwrap()
+    }
+
+    #[test]
+    fn a_pattern_is_filled_from_each_events_values_or_left_unfilled() {
+        let meters = StripeMeters::new(&config(
+            r#"
+[[meters]]
+id = "tokens"
+aggregation = "sum"
+property = "tokens"
+group_by = ["model"]
+stripe_event = "tokens_{model}"
+[[meters]]
+id = "requests"
+aggregation = "count"
+[[plans]]
+id = "free"
+"#,
+        ));
+        assert!(meters.route("tokens").unwrap().is_pattern());
+        assert!(!meters.route("requests").unwrap().is_pattern());
+        assert!(meters.named("requests", "requests").is_none());
+        let filled = "('tokens_' || COALESCE(json_extract(e.properties, '$.\"model\"'), \
+                      '{model}'))";
+        assert_eq!(meters.named("tokens", "tokens_small").unwrap().sql, filled);
+        assert!(
+            meters
+                .event_name_sql()
+                .contains(&format!("WHEN 'tokens' THEN {filled}"))
+        );
     }
 
     #[test]
