@@ -168,17 +168,16 @@ fn check_database(ctx: &Context, report: &mut Report) -> Option<Store> {
     };
     match store.health() {
         Ok(health) => {
-            let on_server = store.engine() == crate::store::Engine::Postgres;
-            let detail = if on_server {
-                format!(
+            let detail = match &health.journal_mode {
+                Some(mode) => format!(
+                    "{place}: schema version {}, journal mode {mode}, quick_check {}",
+                    health.schema_version, health.quick_check
+                ),
+                // A server: its name and version say more than a journal it keeps itself.
+                None => format!(
                     "{place}: {}, schema version {}",
                     health.engine, health.schema_version
-                )
-            } else {
-                format!(
-                    "{place}: schema version {}, journal mode {}, quick_check {}",
-                    health.schema_version, health.journal_mode, health.quick_check
-                )
+                ),
             };
             if health.quick_check != "ok" {
                 report.problem(
@@ -186,7 +185,11 @@ fn check_database(ctx: &Context, report: &mut Report) -> Option<Store> {
                     detail,
                     "stop the writers and restore the last backup (docs/backup.md)",
                 );
-            } else if !on_server && health.journal_mode != "wal" {
+            } else if health
+                .journal_mode
+                .as_deref()
+                .is_some_and(|mode| mode != "wal")
+            {
                 report.problem(
                     "database",
                     detail,

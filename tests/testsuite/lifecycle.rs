@@ -469,6 +469,30 @@ fn doctor_says_what_is_in_use_and_each_problem_with_its_fix() {
             .unwrap()
             .contains("set-stripe")
     );
+
+    // A file that left WAL (another tool's `PRAGMA journal_mode`) is a problem with its fix.
+    rusqlite::Connection::open(dir.path().join("meterline.db"))
+        .unwrap()
+        .query_row("PRAGMA journal_mode = DELETE", [], |_| Ok(()))
+        .unwrap();
+    let out = bare(dir.path())
+        .args(["doctor", "--json"])
+        .output()
+        .unwrap();
+    let findings: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let database = findings.iter().find(|f| f["check"] == "database").unwrap();
+    assert_eq!(database["verdict"], "problem", "{database}");
+    assert!(
+        database["detail"]
+            .as_str()
+            .unwrap()
+            .contains("journal mode delete"),
+        "{database}"
+    );
+    assert!(
+        database["fix"].as_str().unwrap().contains("WAL"),
+        "{database}"
+    );
 }
 
 /// OWASP's CSV injection rule: a text cell starting with `=`, `+`, `-`, `@`, a tab or a CR is

@@ -13,8 +13,8 @@ pub struct Health {
     /// `PRAGMA quick_check`: "ok", or SQLite's first complaint (PostgreSQL: "ok" once the
     /// server answered; it checks its own pages).
     pub quick_check: String,
-    /// SQLite's journal mode; "server" on PostgreSQL.
-    pub journal_mode: String,
+    /// A file's journal mode (SQLite's `wal`); `None` on a server, which keeps its own.
+    pub journal_mode: Option<String>,
     /// The engine and, on PostgreSQL, the server's version: `PostgreSQL 15.4`.
     pub engine: String,
     pub schema_version: i64,

@@ -169,8 +169,8 @@ pub(crate) struct EngineCheck {
     /// SQLite's `PRAGMA quick_check`: "ok" or its first complaint; "ok" from a server that
     /// answered (PostgreSQL checks its own pages).
     pub quick_check: String,
-    /// SQLite's journal mode; "server" on PostgreSQL.
-    pub journal_mode: String,
+    /// A file's journal mode (SQLite's `wal`); `None` on a server, which keeps its own.
+    pub journal_mode: Option<String>,
     /// The engine and its version: `SQLite 3.50.2`, `PostgreSQL 15.4`.
     pub engine: String,
 }

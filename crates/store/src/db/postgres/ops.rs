@@ -83,7 +83,7 @@ impl PgConnection {
         };
         Ok(EngineCheck {
             quick_check: "ok".to_owned(),
-            journal_mode: "server".to_owned(),
+            journal_mode: None,
             engine,
         })
     }

@@ -52,7 +52,7 @@ pub(crate) fn check(conn: &rusqlite::Connection) -> Result<EngineCheck> {
     };
     Ok(EngineCheck {
         quick_check: pragma("quick_check(1)")?,
-        journal_mode: pragma("journal_mode")?,
+        journal_mode: Some(pragma("journal_mode")?),
         engine: format!("SQLite {}", rusqlite::version()),
     })
 }
