@@ -7,12 +7,13 @@
 
 use crate::support::cli::{NOW, Scratch};
 use crate::support::engine::{Engine, engine_tests};
-use crate::support::meters::{dump_all, meter_used, scratch, stored_event};
+use crate::support::meters::{PLANS, dump_all, meter_used, scratch, stored_event};
 use crate::support::serve::{Client, Server, create_token, serving_acme};
 use serde_json::{Value, json};
 
 engine_tests!(
     stripe_event_names_pick_meters_by_stripe_event,
+    stripe_event_names_made_by_a_pattern_pick_its_meter_and_fill_its_dimension,
     cloudevents_types_pick_meters_by_id_and_data_is_the_properties,
     lago_codes_pick_meters_by_id_and_properties_are_the_properties,
     without_meters_the_payload_is_not_kept_and_anything_goes_in_it,
@@ -26,7 +27,11 @@ fn now_unix() -> i64 {
 
 /// The multi-meter plans, acme (pro, cus_Acme1) and capped (free, cus_Capped1), a server.
 fn setup(engine: Engine) -> (Scratch, Server, Client) {
-    let s = scratch(engine);
+    serve(scratch(engine))
+}
+
+/// acme and capped of `s` mapped to their Stripe customers, and a server on `s`.
+fn serve(s: Scratch) -> (Scratch, Server, Client) {
     for (id, stripe) in [("acme", "cus_Acme1"), ("capped", "cus_Capped1")] {
         s.cmd()
             .args(["customer", "set-stripe", id, stripe])
@@ -170,16 +175,7 @@ fn stripe_event_names_pick_meters_by_stripe_event(engine: Engine) {
         ),
     ];
     for (form, status, code, param, message) in &cases {
-        let (got, body) = stripe(&c, form);
-        assert_eq!(got, *status, "{form}: {body}");
-        let error = &body["error"];
-        assert_eq!(error["type"], "invalid_request_error", "{form}: {body}");
-        assert_eq!(error["code"], *code, "{form}: {body}");
-        assert_eq!(error["param"], *param, "{form}: {body}");
-        assert!(
-            error["message"].as_str().unwrap().contains(message),
-            "{form}: {body}"
-        );
+        assert_stripe_error(&c, form, *status, code, param, message);
     }
     assert_eq!(
         dump_all(&s),
@@ -206,6 +202,104 @@ fn stripe_event_names_pick_meters_by_stripe_event(engine: Engine) {
     assert_eq!(status, 200, "{body}");
     assert_eq!(meter_used(&s, "capped", "requests"), 3);
     assert_eq!(meter_used(&s, "capped", "tokens"), 40);
+}
+
+/// Stripe's answer to `form` is the error `status` with this code and param, its message
+/// containing `message`.
+fn assert_stripe_error(
+    c: &Client,
+    form: &str,
+    status: u16,
+    code: &str,
+    param: &str,
+    message: &str,
+) {
+    let (got, body) = stripe(c, form);
+    assert_eq!(got, status, "{form}: {body}");
+    let error = &body["error"];
+    assert_eq!(error["type"], "invalid_request_error", "{form}: {body}");
+    assert_eq!(error["code"], code, "{form}: {body}");
+    assert_eq!(error["param"], param, "{form}: {body}");
+    assert!(
+        error["message"].as_str().unwrap().contains(message),
+        "{form}: {body}"
+    );
+}
+
+/// Prices per model (docs/sync.md): `tokens_{model}` is the Stripe event name of each model's
+/// tokens, and a client of Stripe's SDK sends `event_name=tokens_large`: it records on the
+/// tokens meter, the model from the name.
+fn stripe_event_names_made_by_a_pattern_pick_its_meter_and_fill_its_dimension(engine: Engine) {
+    let s = scratch(engine);
+    let plans = PLANS.replace(
+        r#"stripe_event = "ai_tokens""#,
+        r#"stripe_event = "tokens_{model}""#,
+    );
+    assert_ne!(plans, PLANS);
+    std::fs::write(&s.plans, plans).unwrap();
+    let (s, _server, c) = serve(s);
+    let acme = "payload[stripe_customer_id]=cus_Acme1&payload[value]=1";
+
+    for form in [
+        format!("event_name=tokens_large&{acme}&payload[tokens]=300&identifier=p-large"),
+        // The payload may name the same model.
+        format!("event_name=tokens_small&{acme}&payload[tokens]=20&payload[model]=small"),
+    ] {
+        let (status, body) = stripe(&c, &form);
+        assert_eq!(status, 200, "{form}: {body}");
+        let sent = form
+            .split('&')
+            .next()
+            .unwrap()
+            .trim_start_matches("event_name=");
+        assert_eq!(body["event_name"], sent, "{body}");
+    }
+    assert_eq!(
+        groups(&s, "acme", "tokens"),
+        json!([{"key": {"model": "large"}, "used": 300}, {"key": {"model": "small"}, "used": 20}])
+    );
+    assert_eq!(
+        stored_event(&s, "stripe:7:p-large"),
+        (
+            "tokens".into(),
+            Some(r#"{"model":"large","tokens":"300"}"#.into())
+        )
+    );
+
+    let before = dump_all(&s);
+    // A payload model that is not the name's: which group would it be? Refused, naming both.
+    assert_stripe_error(
+        &c,
+        &format!("event_name=tokens_large&{acme}&payload[tokens]=5&payload[model]=small"),
+        400,
+        "parameter_invalid",
+        "payload[model]",
+        r#"payload[model] is "small", but event_name "tokens_large" names model "large""#,
+    );
+    // A name no meter makes keeps its answer, listing the meters' Stripe event names.
+    assert_stripe_error(
+        &c,
+        &format!("event_name=ai_tokens&{acme}&payload[tokens]=5&payload[model]=small"),
+        400,
+        "resource_missing",
+        "event_name",
+        "no meter \"ai_tokens\": event_name is a meter's stripe_event in plans.toml; they are: \
+         api_requests, tokens_{model}, credits_used, users",
+    );
+    // The pattern's text alone is no name it makes: a placeholder stands for some text.
+    assert_stripe_error(
+        &c,
+        &format!("event_name=tokens_&{acme}&payload[tokens]=5"),
+        400,
+        "resource_missing",
+        "event_name",
+        "no meter \"tokens_\"",
+    );
+    assert_eq!(
+        dump_all(&s),
+        before,
+        "a refused Stripe event wrote something"
+    );
 }
 
 fn cloud_event(id: &str, subject: &str, kind: &str, data: Value) -> Value {

@@ -311,6 +311,78 @@ pub fn event_parts(pattern: &str) -> Result<Vec<EventPart<'_>>, String> {
     Ok(parts)
 }
 
+/// The placeholder values that make `name` from a meter's `stripe_event`, the reverse of
+/// filling it: `tokens_{model}` and "tokens_large" give model = "large"; a plain name that
+/// equals `name` gives no values. `Ok(None)`: the pattern never makes `name` (nor does one
+/// that does not parse). `Err`: more than one filling makes it (`a_{x}_{y}` and "a_b_c_d"),
+/// and a caller must not guess which. Each value is at least one character, as the clash
+/// check between meters (`shared_event`) assumes; a dimension named twice has one value.
+pub fn stripe_event_values<'p, 'n>(
+    pattern: &'p str,
+    name: &'n str,
+) -> Result<Option<Vec<(&'p str, &'n str)>>, String> {
+    let Ok(parts) = event_parts(pattern) else {
+        return Ok(None);
+    };
+    let mut found = Vec::new();
+    fillings(&parts, name, &mut Vec::new(), &mut found);
+    match found.len() {
+        0 | 1 => Ok(found.pop()),
+        _ => {
+            let reading = |values: &[(&str, &str)]| {
+                let mut unique = values.to_vec();
+                unique.dedup();
+                unique
+                    .iter()
+                    .map(|(dim, value)| format!("{dim} = \"{}\"", crate::sanitize::sanitize(value)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            Err(format!(
+                "event_name \"{}\" fills stripe_event \"{pattern}\" in more than one way \
+                 ({}, or {}); send such events to meterline's own routes, with the dimensions \
+                 as properties",
+                crate::sanitize::sanitize(name),
+                reading(&found[0]),
+                reading(&found[1])
+            ))
+        }
+    }
+}
+
+/// Collect into `found` up to two ways to fill `parts` that make exactly `name`, `values`
+/// being the placeholders filled so far, in pattern order.
+fn fillings<'p, 'n>(
+    parts: &[EventPart<'p>],
+    name: &'n str,
+    values: &mut Vec<(&'p str, &'n str)>,
+    found: &mut Vec<Vec<(&'p str, &'n str)>>,
+) {
+    if found.len() >= 2 {
+        return;
+    }
+    match parts.split_first() {
+        None if name.is_empty() => found.push(values.clone()),
+        None => {}
+        Some((EventPart::Text(text), rest)) => {
+            if let Some(after) = name.strip_prefix(text) {
+                fillings(rest, after, values, found);
+            }
+        }
+        Some((EventPart::Dim(dim), rest)) => {
+            for (start, c) in name.char_indices() {
+                let (value, after) = name.split_at(start + c.len_utf8());
+                let same_dim_other_value = values.iter().any(|(d, v)| d == dim && *v != value);
+                if !same_dim_other_value {
+                    values.push((dim, value));
+                    fillings(rest, after, values, found);
+                    values.pop();
+                }
+            }
+        }
+    }
+}
+
 /// True when `name` is a Stripe meter event name: 1 to 100 letters, digits, '_', '-', '.'
 /// or ':'. A pattern's names are checked against it when each group fills it, at sync.
 pub fn is_stripe_event_name(name: &str) -> bool {
@@ -486,6 +558,33 @@ mod tests {
         for bad in ["a{", "a}", "a{}", "a{b{c}"] {
             assert!(event_parts(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn an_event_name_gives_the_values_that_fill_its_pattern() {
+        let values = |pattern, name| stripe_event_values(pattern, name).unwrap();
+        assert_eq!(
+            values("tokens_{model}", "tokens_large"),
+            Some(vec![("model", "large")])
+        );
+        assert_eq!(
+            values("ai.{model}_in_{region}", "ai.gpt-4o_in_eu"),
+            Some(vec![("model", "gpt-4o"), ("region", "eu")])
+        );
+        assert_eq!(values("{m}-{m}", "x-x"), Some(vec![("m", "x"), ("m", "x")]));
+        assert_eq!(values("plain", "plain"), Some(vec![]));
+        // Not made: other text, an empty value, a dimension that would take two values.
+        assert_eq!(values("tokens_{model}", "requests"), None);
+        assert_eq!(values("tokens_{model}", "tokens_"), None);
+        assert_eq!(values("{m}-{m}", "x-y"), None);
+        assert_eq!(values("plain", "plainer"), None);
+        assert_eq!(values("a{", "a{"), None);
+        // Two fillings make it: refused, naming both.
+        let both = stripe_event_values("a_{x}_{y}", "a_b_c_d").unwrap_err();
+        assert!(
+            both.contains(r#"x = "b", y = "c_d""#) && both.contains(r#"x = "b_c", y = "d""#),
+            "{both}"
+        );
     }
 
     #[test]

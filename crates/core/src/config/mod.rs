@@ -16,7 +16,7 @@ use crate::billing::{PeriodKind, Thresholds, WarningLevel};
 pub use locate::{EXAMPLE_PLANS, INIT_PLANS, PlansLocation};
 pub use meters::{
     Aggregation, EventPart, IMPLICIT_METER, MAX_GROUP_BY, Meter, MeterTerms, MeterTermsMap,
-    QUANTITY, event_parts, is_stripe_event_name, kept_meter_terms,
+    QUANTITY, event_parts, is_stripe_event_name, kept_meter_terms, stripe_event_values,
 };
 pub use validate::ConfigError;
 

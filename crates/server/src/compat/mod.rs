@@ -71,7 +71,8 @@ pub(crate) enum Who {
 pub(crate) struct Candidate {
     pub who: Who,
     /// The meter's name as the client sent it (Stripe `event_name`, CloudEvents `type`, Lago
-    /// `code`): a meter's `stripe_event` or id with `[[meters]]`, else the plan's meter event.
+    /// `code`): with `[[meters]]` a meter's id, or for Stripe a name its `stripe_event` makes
+    /// (`tokens_large` for `tokens_{model}`); else the plan's meter event.
     pub meter: String,
     pub quantity: i64,
     /// The payload as the event's properties (only with `[[meters]]`; see [`has_meters`]).
@@ -237,9 +238,16 @@ pub(crate) async fn ingest(state: &AppState, events: Vec<Candidate>) -> Result<I
     let namings: Vec<Naming> = events.iter().map(Naming::of).collect();
     let mut customers = Vec::with_capacity(events.len());
     let mut requests = Vec::with_capacity(events.len());
-    for (event, Resolved { customer, meter }) in
-        events.into_iter().zip(resolved.into_iter().flatten())
+    for (
+        mut event,
+        Resolved {
+            customer,
+            meter,
+            named,
+        },
+    ) in events.into_iter().zip(resolved.into_iter().flatten())
     {
+        event.properties.extend(named);
         requests.push(RecordRequest {
             customer_id: customer.clone(),
             quantity: event.quantity,
@@ -316,6 +324,9 @@ struct Resolved {
     customer: String,
     /// The meter's id; `None` without `[[meters]]` (the implicit `usage` meter).
     meter: Option<String>,
+    /// Properties the event's name gives: a Stripe `event_name` made by a `stripe_event`
+    /// pattern gives its placeholders' dimensions (`tokens_large`: model = "large").
+    named: crate::Properties,
 }
 
 /// Every event's customer and meter. Only the protocol's names are mapped here; whether the
@@ -400,6 +411,7 @@ fn resolve(
     Ok(Ok(Resolved {
         customer,
         meter: None,
+        named: crate::Properties::default(),
     }))
 }
 
@@ -410,20 +422,52 @@ fn with_meter(
     event: &Candidate,
     customer: String,
 ) -> Result<Resolved, Problem> {
-    let meter = match event.key.source {
-        KeySource::Stripe => stripe_meter(config, &event.meter)?,
-        _ => event.meter.clone(),
+    let (meter, named) = match event.key.source {
+        KeySource::Stripe => stripe_meter(config, event)?,
+        _ => (event.meter.clone(), crate::Properties::default()),
     };
     Ok(Resolved {
         customer,
         meter: Some(meter),
+        named,
     })
 }
 
-/// The meter whose `stripe_event` is Stripe's `event_name`.
-fn stripe_meter(config: &crate::Config, name: &str) -> Result<String, Problem> {
-    if let Some(meter) = config.meters.iter().find(|m| m.stripe_event == name) {
-        return Ok(meter.id.clone());
+/// The meter whose `stripe_event` makes Stripe's `event_name`, and the values the name gives
+/// its placeholders (none for a plain name). A payload member that names one of those
+/// dimensions with another value is refused: the event cannot be in two groups.
+fn stripe_meter(
+    config: &crate::Config,
+    event: &Candidate,
+) -> Result<(String, crate::Properties), Problem> {
+    let name = event.meter.as_str();
+    for meter in &config.meters {
+        let values = meterline_core::config::stripe_event_values(&meter.stripe_event, name)
+            .map_err(|ambiguous| Problem::invalid("event_name", ambiguous))?;
+        let Some(values) = values else { continue };
+        let mut named = crate::Properties::default();
+        for (dim, value) in values {
+            // As a payload member's value would be kept (one spelling per word).
+            let value = meterline_core::wire::property_text(value.to_string());
+            if let Some(given) = event.properties.get(dim)
+                && *given != value
+            {
+                let param = Naming::of(event).member(dim);
+                return Err(Problem::invalid(
+                    &param,
+                    format!(
+                        "{param} is \"{}\", but event_name \"{}\" names {dim} \"{}\" \
+                         (stripe_event \"{}\"); send one value, or leave {param} out",
+                        crate::sanitize::sanitize(given),
+                        crate::sanitize::sanitize(name),
+                        crate::sanitize::sanitize(&value),
+                        meter.stripe_event
+                    ),
+                ));
+            }
+            named.insert(dim.to_string(), value);
+        }
+        return Ok((meter.id.clone(), named));
     }
     let known: Vec<&str> = config
         .meters
