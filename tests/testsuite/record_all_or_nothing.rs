@@ -4,10 +4,7 @@
 //! refuses its event alone; the parts of one batch are decided apart. On both engines and
 //! both plans.toml shapes.
 
-use std::path::Path;
-
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use meterline::store::NewCustomer;
 use meterline::store::record::{Atomicity, Field, Part, PartOutcome};
 use meterline::{Config, Error, IdempotencyKey, RecordOutcome, RecordRequest, Store};
 
@@ -31,23 +28,9 @@ fn now() -> DateTime<Utc> {
 /// shape's capped meter) and gone (archived), all anchored on 2026-11-01.
 fn fixture(engine: Engine, shape: Shape) -> (Scratch, Store, Config) {
     let s = Scratch::shaped(engine, shape);
-    let config = Config::load(&s.plans).unwrap();
-    let mut store = Store::open(Path::new(&s.db)).unwrap();
-    for (id, plan) in [("acme", "pro"), ("capped", "free"), ("gone", "pro")] {
-        store
-            .add_customer(
-                &config,
-                &NewCustomer {
-                    id: id.into(),
-                    name: None,
-                    plan_id: plan.into(),
-                    stripe_customer_id: None,
-                    billing_anchor: Some(NaiveDate::from_ymd_opt(2026, 11, 1).unwrap()),
-                },
-                now(),
-            )
-            .unwrap();
-    }
+    let anchor = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
+    let customers = [("acme", "pro"), ("capped", "free"), ("gone", "pro")];
+    let (mut store, config) = s.library(&customers, anchor, now());
     store.set_archived("gone", Some(now())).unwrap();
     (s, store, config)
 }

@@ -3,10 +3,7 @@
 //! in order. Each case here fails if that lookup misses a key, finds one of another source,
 //! or lets a refused event claim its key.
 
-use std::path::Path;
-
 use chrono::{DateTime, NaiveDate, Utc};
-use meterline::store::NewCustomer;
 use meterline::{Config, IdempotencyKey, KeySource, RecordOutcome, RecordRequest, Store};
 
 use crate::support::cli::Scratch;
@@ -30,23 +27,8 @@ const PERIOD: &str = "2026-11-01T00:00:00Z";
 /// the unlimited business plan.
 fn fixture(engine: Engine) -> (Scratch, Store, Config) {
     let s = Scratch::on(engine);
-    let config = Config::load(&s.plans).unwrap();
-    let mut store = Store::open(Path::new(&s.db)).unwrap();
-    for (id, plan) in [("acme", "free"), ("globex", "business")] {
-        store
-            .add_customer(
-                &config,
-                &NewCustomer {
-                    id: id.into(),
-                    name: None,
-                    plan_id: plan.into(),
-                    stripe_customer_id: None,
-                    billing_anchor: Some(NaiveDate::from_ymd_opt(2026, 11, 1).unwrap()),
-                },
-                now(),
-            )
-            .unwrap();
-    }
+    let anchor = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
+    let (store, config) = s.library(&[("acme", "free"), ("globex", "business")], anchor, now());
     (s, store, config)
 }
 

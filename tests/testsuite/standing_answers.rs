@@ -3,10 +3,7 @@
 //! batch included), and a check is one statement that reads the current period's counters
 //! among the recent ones. Each case runs on both engines.
 
-use std::path::Path;
-
 use chrono::{DateTime, NaiveDate, Utc};
-use meterline::store::NewCustomer;
 use meterline::{Config, IdempotencyKey, KeySource, RecordOutcome, RecordRequest, Store};
 
 use crate::support::cli::Scratch;
@@ -28,23 +25,7 @@ fn at(text: &str) -> DateTime<Utc> {
 /// both anchored on `anchor`.
 fn fixture(engine: Engine, anchor: NaiveDate, now: DateTime<Utc>) -> (Scratch, Store, Config) {
     let s = Scratch::on(engine);
-    let config = Config::load(&s.plans).unwrap();
-    let mut store = Store::open(Path::new(&s.db)).unwrap();
-    for (id, plan) in [("acme", "free"), ("globex", "business")] {
-        store
-            .add_customer(
-                &config,
-                &NewCustomer {
-                    id: id.into(),
-                    name: None,
-                    plan_id: plan.into(),
-                    stripe_customer_id: None,
-                    billing_anchor: Some(anchor),
-                },
-                now,
-            )
-            .unwrap();
-    }
+    let (store, config) = s.library(&[("acme", "free"), ("globex", "business")], anchor, now);
     (s, store, config)
 }
 

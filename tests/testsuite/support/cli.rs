@@ -111,6 +111,29 @@ impl Scratch {
             .success();
     }
 
+    /// The library's own `Store` over this database, with `customers` (id, plan) added
+    /// anchored on `anchor`, and the config of this scratch's plans.toml.
+    pub fn library(
+        &self,
+        customers: &[(&str, &str)],
+        anchor: chrono::NaiveDate,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> (meterline::Store, meterline::Config) {
+        let config = meterline::Config::load(&self.plans).unwrap();
+        let mut store = meterline::Store::open(std::path::Path::new(&self.db)).unwrap();
+        for (id, plan) in customers {
+            let customer = meterline::NewCustomer {
+                id: (*id).into(),
+                name: None,
+                plan_id: (*plan).into(),
+                stripe_customer_id: None,
+                billing_anchor: Some(anchor),
+            };
+            store.add_customer(&config, &customer, now).unwrap();
+        }
+        (store, config)
+    }
+
     /// Record `quantity` units for `customer`, which must succeed.
     pub fn record(&self, customer: &str, quantity: i64) {
         self.cmd()
