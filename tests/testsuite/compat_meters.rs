@@ -44,38 +44,6 @@ fn serve(s: Scratch) -> (Scratch, Server, Client) {
     (s, server, client)
 }
 
-fn stripe(c: &Client, form: &str) -> (u16, Value) {
-    let reply = c.send(
-        "/stripe/v1/billing/meter_events",
-        &[("Content-Type", "application/x-www-form-urlencoded")],
-        form.as_bytes(),
-    );
-    (reply.status, reply.json())
-}
-
-fn cloudevents(c: &Client, body: &Value) -> (u16, Value) {
-    let reply = c.send(
-        "/openmeter/api/v1/events",
-        &[("Content-Type", "application/cloudevents-batch+json")],
-        body.to_string().as_bytes(),
-    );
-    let json = if reply.body.is_empty() {
-        Value::Null
-    } else {
-        reply.json()
-    };
-    (reply.status, json)
-}
-
-fn lago(c: &Client, path: &str, body: &Value) -> (u16, Value) {
-    let reply = c.send(
-        path,
-        &[("Content-Type", "application/json")],
-        body.to_string().as_bytes(),
-    );
-    (reply.status, reply.json())
-}
-
 fn groups(s: &Scratch, customer: &str, meter: &str) -> Value {
     s.json(&["check", customer, "--meter", meter, "--json"])["groups"].clone()
 }
@@ -97,7 +65,7 @@ fn stripe_event_names_pick_meters_by_stripe_event(engine: Engine) {
         ),
         format!("event_name=credits_used&{acme}&payload[value]=7&identifier=s-cred"),
     ] {
-        let (status, body) = stripe(&c, &form);
+        let (status, body) = c.stripe_meter_event(&form);
         assert_eq!(status, 200, "{form}: {body}");
         assert_eq!(body["object"], "billing.meter_event");
     }
@@ -188,17 +156,17 @@ fn stripe_event_names_pick_meters_by_stripe_event(engine: Engine) {
     let capped = "payload[stripe_customer_id]=cus_Capped1&payload[value]=1";
     for _ in 0..3 {
         assert_eq!(
-            stripe(&c, &format!("event_name=api_requests&{capped}")).0,
+            c.stripe_meter_event(&format!("event_name=api_requests&{capped}"))
+                .0,
             200
         );
     }
-    let (status, body) = stripe(&c, &format!("event_name=api_requests&{capped}"));
+    let (status, body) = c.stripe_meter_event(&format!("event_name=api_requests&{capped}"));
     assert_eq!(status, 402, "{body}");
     assert_eq!(body["error"]["code"], "meterline_hard_cap_reached");
-    let (status, body) = stripe(
-        &c,
-        &format!("event_name=ai_tokens&{capped}&payload[tokens]=40&payload[model]=small"),
-    );
+    let (status, body) = c.stripe_meter_event(&format!(
+        "event_name=ai_tokens&{capped}&payload[tokens]=40&payload[model]=small"
+    ));
     assert_eq!(status, 200, "{body}");
     assert_eq!(meter_used(&s, "capped", "requests"), 3);
     assert_eq!(meter_used(&s, "capped", "tokens"), 40);
@@ -214,7 +182,7 @@ fn assert_stripe_error(
     param: &str,
     message: &str,
 ) {
-    let (got, body) = stripe(c, form);
+    let (got, body) = c.stripe_meter_event(form);
     assert_eq!(got, status, "{form}: {body}");
     let error = &body["error"];
     assert_eq!(error["type"], "invalid_request_error", "{form}: {body}");
@@ -245,7 +213,7 @@ fn stripe_event_names_made_by_a_pattern_pick_its_meter_and_fill_its_dimension(en
         // The payload may name the same model.
         format!("event_name=tokens_small&{acme}&payload[tokens]=20&payload[model]=small"),
     ] {
-        let (status, body) = stripe(&c, &form);
+        let (status, body) = c.stripe_meter_event(&form);
         assert_eq!(status, 200, "{form}: {body}");
         let sent = form
             .split('&')
@@ -309,28 +277,25 @@ fn cloud_event(id: &str, subject: &str, kind: &str, data: Value) -> Value {
 
 fn cloudevents_types_pick_meters_by_id_and_data_is_the_properties(engine: Engine) {
     let (s, _server, c) = setup(engine);
-    let (status, body) = cloudevents(
-        &c,
-        &json!([
-            cloud_event("e1", "acme", "requests", Value::Null),
-            cloud_event(
-                "e2",
-                "acme",
-                "tokens",
-                json!({"tokens": 400, "model": "small"})
-            ),
-            cloud_event(
-                "e3",
-                "acme",
-                "tokens",
-                json!({"tokens": "60", "model": "large"})
-            ),
-            cloud_event("e4", "acme", "users", json!({"user": "ann"})),
-            cloud_event("e5", "acme", "users", json!({"user": "ann"})),
-            cloud_event("e6", "acme", "credits", json!({"quantity": 9})),
-            cloud_event("e7", "acme", "credits", json!({})),
-        ]),
-    );
+    let (status, body) = c.cloudevents(&json!([
+        cloud_event("e1", "acme", "requests", Value::Null),
+        cloud_event(
+            "e2",
+            "acme",
+            "tokens",
+            json!({"tokens": 400, "model": "small"})
+        ),
+        cloud_event(
+            "e3",
+            "acme",
+            "tokens",
+            json!({"tokens": "60", "model": "large"})
+        ),
+        cloud_event("e4", "acme", "users", json!({"user": "ann"})),
+        cloud_event("e5", "acme", "users", json!({"user": "ann"})),
+        cloud_event("e6", "acme", "credits", json!({"quantity": 9})),
+        cloud_event("e7", "acme", "credits", json!({})),
+    ]));
     assert_eq!(status, 204, "{body}");
     for (meter, used) in [
         ("requests", 1),
@@ -387,7 +352,7 @@ fn cloudevents_types_pick_meters_by_id_and_data_is_the_properties(engine: Engine
         ),
     ];
     for (bad, detail) in &cases {
-        let (status, body) = cloudevents(&c, &json!([good, bad]));
+        let (status, body) = c.cloudevents(&json!([good, bad]));
         assert_eq!(status, 400, "{bad}: {body}");
         assert_eq!(body["index"], 1, "{body}");
         assert!(
@@ -403,21 +368,18 @@ fn cloudevents_types_pick_meters_by_id_and_data_is_the_properties(engine: Engine
 
     // capped's users stop at 2: the third distinct user is refused (402 naming it) while the
     // rest of the batch records, a user already seen included.
-    let (status, body) = cloudevents(
-        &c,
-        &json!([
-            cloud_event("u1", "capped", "users", json!({"user": "ann"})),
-            cloud_event("u2", "capped", "users", json!({"user": "bob"})),
-            cloud_event("u3", "capped", "users", json!({"user": "cat"})),
-            cloud_event("u4", "capped", "users", json!({"user": "ann"})),
-            cloud_event(
-                "u5",
-                "capped",
-                "tokens",
-                json!({"tokens": 5, "model": "small"})
-            ),
-        ]),
-    );
+    let (status, body) = c.cloudevents(&json!([
+        cloud_event("u1", "capped", "users", json!({"user": "ann"})),
+        cloud_event("u2", "capped", "users", json!({"user": "bob"})),
+        cloud_event("u3", "capped", "users", json!({"user": "cat"})),
+        cloud_event("u4", "capped", "users", json!({"user": "ann"})),
+        cloud_event(
+            "u5",
+            "capped",
+            "tokens",
+            json!({"tokens": 5, "model": "small"})
+        ),
+    ]));
     assert_eq!(status, 402, "{body}");
     assert_eq!(body["refused"], json!([{"id": "u3", "source": "tests"}]));
     assert_eq!(meter_used(&s, "capped", "users"), 2);
@@ -431,9 +393,7 @@ fn lago_event(transaction_id: &str, customer: &str, code: &str, properties: Valu
 
 fn lago_codes_pick_meters_by_id_and_properties_are_the_properties(engine: Engine) {
     let (s, _server, c) = setup(engine);
-    let (status, body) = lago(
-        &c,
-        "/lago/api/v1/events",
+    let (status, body) = c.lago("/lago/api/v1/events",
         &json!({"event": lago_event("l1", "acme", "tokens", json!({"tokens": 250, "model": "large"}))}),
     );
     assert_eq!(status, 200, "{body}");
@@ -442,8 +402,7 @@ fn lago_codes_pick_meters_by_id_and_properties_are_the_properties(engine: Engine
         body["event"]["properties"],
         json!({"tokens": 250, "model": "large"})
     );
-    let (status, body) = lago(
-        &c,
+    let (status, body) = c.lago(
         "/lago/api/v1/events/batch",
         &json!({"events": [
             lago_event("l2", "acme", "requests", json!({})),
@@ -502,8 +461,7 @@ fn lago_codes_pick_meters_by_id_and_properties_are_the_properties(engine: Engine
         ),
     ];
     for (bad, status, code, field) in &cases {
-        let (got, body) = lago(
-            &c,
+        let (got, body) = c.lago(
             "/lago/api/v1/events/batch",
             &json!({"events": [lago_event("ok", "acme", "requests", json!({})), bad]}),
         );
@@ -520,8 +478,7 @@ fn lago_codes_pick_meters_by_id_and_properties_are_the_properties(engine: Engine
     assert_eq!(dump_all(&s), before, "a refused Lago batch wrote something");
 
     // A capped meter in a batch: 402 listing the refused ids, the others recorded.
-    let (status, body) = lago(
-        &c,
+    let (status, body) = c.lago(
         "/lago/api/v1/events/batch",
         &json!({"events": [
             lago_event("c1", "capped", "requests", json!({})),
@@ -541,25 +498,19 @@ fn lago_codes_pick_meters_by_id_and_properties_are_the_properties(engine: Engine
 fn without_meters_the_payload_is_not_kept_and_anything_goes_in_it(engine: Engine) {
     // The shipped plans.toml (no [[meters]]): the implicit usage meter, as before meters.
     let (s, _server, c) = serving_acme(engine);
-    let (status, body) = stripe(
-        &c,
+    let (status, body) = c.stripe_meter_event(
         "event_name=meterline_usage&payload[stripe_customer_id]=cus_Acme1&payload[value]=3\
          &payload[meta][a]=1&identifier=plain",
     );
     assert_eq!(status, 200, "{body}");
-    let (status, body) = cloudevents(
-        &c,
-        &json!([cloud_event(
-            "p1",
-            "acme",
-            "meterline_usage",
-            json!({"meta": {"a": true}})
-        )]),
-    );
+    let (status, body) = c.cloudevents(&json!([cloud_event(
+        "p1",
+        "acme",
+        "meterline_usage",
+        json!({"meta": {"a": true}})
+    )]));
     assert_eq!(status, 204, "{body}");
-    let (status, body) = lago(
-        &c,
-        "/lago/api/v1/events",
+    let (status, body) = c.lago("/lago/api/v1/events",
         &json!({"event": lago_event("p2", "acme", "meterline_usage", json!({"nested": {"x": [1]}}))}),
     );
     assert_eq!(status, 200, "{body}");
@@ -568,9 +519,6 @@ fn without_meters_the_payload_is_not_kept_and_anything_goes_in_it(engine: Engine
     }
     assert_eq!(s.json(&["check", "acme", "--json"])["used"], 5);
     // A meter id is not a meter event name there.
-    let (status, body) = cloudevents(
-        &c,
-        &json!([cloud_event("p3", "acme", "usage", Value::Null)]),
-    );
+    let (status, body) = c.cloudevents(&json!([cloud_event("p3", "acme", "usage", Value::Null)]));
     assert_eq!(status, 400, "{body}");
 }

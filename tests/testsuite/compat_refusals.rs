@@ -56,36 +56,8 @@ fn lago_event(names: &Names, id: &str, customer: &str, timestamp: i64) -> Value 
            "timestamp": timestamp})
 }
 
-fn cloudevents(c: &Client, events: &Value) -> (u16, Value) {
-    let reply = c.send(
-        "/openmeter/api/v1/events",
-        &[("Content-Type", "application/cloudevents-batch+json")],
-        events.to_string().as_bytes(),
-    );
-    let body = if reply.body.is_empty() {
-        Value::Null
-    } else {
-        reply.json()
-    };
-    (reply.status, body)
-}
-
 fn lago_batch(c: &Client, events: &Value) -> (u16, Value) {
-    let reply = c.send(
-        "/lago/api/v1/events/batch",
-        &[("Content-Type", "application/json")],
-        json!({ "events": events }).to_string().as_bytes(),
-    );
-    (reply.status, reply.json())
-}
-
-fn stripe(c: &Client, form: &str) -> (u16, Value) {
-    let reply = c.send(
-        "/stripe/v1/billing/meter_events",
-        &[("Content-Type", "application/x-www-form-urlencoded")],
-        form.as_bytes(),
-    );
-    (reply.status, reply.json())
+    c.lago("/lago/api/v1/events/batch", &json!({ "events": events }))
 }
 
 fn one_refused_event_records_nothing_with_meters(engine: Engine) {
@@ -117,7 +89,7 @@ fn one_refused_event_records_nothing((s, _server, c): (Scratch, Server, Client),
         (cloud_event(names, "e1", "acme", later), "already used"),
     ] {
         let batch = json!([cloud_event(names, "e1", "acme", at), bad]);
-        let (status, body) = cloudevents(&c, &batch);
+        let (status, body) = c.cloudevents(&batch);
         assert_eq!(status, 409, "{batch}: {body}");
         assert_eq!(dump_all(&s), before, "{batch}: the good event was recorded");
         assert_eq!(body["index"], 1, "{body}");
@@ -148,13 +120,10 @@ fn one_refused_event_records_nothing((s, _server, c): (Scratch, Server, Client),
     }
 
     // Stripe takes one event a request: the archived customer's records nothing.
-    let (status, body) = stripe(
-        &c,
-        &format!(
-            "event_name={}&payload[stripe_customer_id]=cus_Gone1&payload[value]=1",
-            names.stripe
-        ),
-    );
+    let (status, body) = c.stripe_meter_event(&format!(
+        "event_name={}&payload[stripe_customer_id]=cus_Gone1&payload[value]=1",
+        names.stripe
+    ));
     assert_eq!(status, 409, "{body}");
     assert!(
         body["error"]["message"]
@@ -165,7 +134,7 @@ fn one_refused_event_records_nothing((s, _server, c): (Scratch, Server, Client),
     assert_eq!(dump_all(&s), before, "an archived customer's Stripe event");
 
     // Without the refused event each batch records.
-    let (status, body) = cloudevents(&c, &json!([cloud_event(names, "e1", "acme", NOW)]));
+    let (status, body) = c.cloudevents(&json!([cloud_event(names, "e1", "acme", NOW)]));
     assert_eq!(status, 204, "{body}");
     let (status, body) = lago_batch(&c, &json!([lago_event(names, "l1", "acme", at)]));
     assert_eq!(status, 200, "{body}");
@@ -255,7 +224,7 @@ fn refusals_are_the_record_paths_own_words(engine: Engine) {
         if !data.is_null() {
             ce["data"] = data.clone();
         }
-        let (status, body) = cloudevents(&c, &json!([ce]));
+        let (status, body) = c.cloudevents(&json!([ce]));
         assert_eq!(status, 400, "{what}: {body}");
         assert_eq!(
             masked(body["detail"].as_str().unwrap()),
@@ -297,7 +266,7 @@ fn refusals_are_the_record_paths_own_words(engine: Engine) {
     ];
     for (event, form, param, prefix) in stripe_cases {
         let store_says = native(event);
-        let (status, body) = stripe(&c, &form);
+        let (status, body) = c.stripe_meter_event(&form);
         assert_eq!(status, 400, "{form}: {body}");
         assert_eq!(body["error"]["param"], param, "{body}");
         let expected = match prefix {

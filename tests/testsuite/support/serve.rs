@@ -225,6 +225,43 @@ impl Client {
         }
         Self::finish(request.send(body)).unwrap_or_else(|e| panic!("POST {path}: {e}"))
     }
+
+    /// POST to a drop-in route as its SDK does: the status and the JSON answer (null when
+    /// the answer has no body, as CloudEvents' 204).
+    pub fn drop_in(&self, path: &str, content_type: &str, body: &[u8]) -> (u16, Value) {
+        let reply = self.send(path, &[("Content-Type", content_type)], body);
+        let json = if reply.body.is_empty() {
+            Value::Null
+        } else {
+            reply.json()
+        };
+        (reply.status, json)
+    }
+
+    /// Stripe's `POST /v1/billing/meter_events`, a form.
+    pub fn stripe_meter_event(&self, form: &str) -> (u16, Value) {
+        let form_type = "application/x-www-form-urlencoded";
+        self.drop_in(
+            "/stripe/v1/billing/meter_events",
+            form_type,
+            form.as_bytes(),
+        )
+    }
+
+    /// OpenMeter's CloudEvents batch.
+    pub fn cloudevents(&self, batch: &Value) -> (u16, Value) {
+        let batch_type = "application/cloudevents-batch+json";
+        self.drop_in(
+            "/openmeter/api/v1/events",
+            batch_type,
+            batch.to_string().as_bytes(),
+        )
+    }
+
+    /// Lago's `events` or `events/batch` at `path`.
+    pub fn lago(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.drop_in(path, "application/json", body.to_string().as_bytes())
+    }
 }
 
 /// Send raw bytes on a new connection and read the first answer (headers and the body that
