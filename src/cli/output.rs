@@ -115,12 +115,16 @@ fn standing(check: &UsageCheck) -> String {
 /// "overage 500 units x $0.002 = $1.00", for terms with an overage rate.
 fn overage(check: &UsageCheck, currency: &str) -> Option<String> {
     let rate = check.overage_rate?;
-    Some(format!(
-        "overage {} units x {} = {}",
-        thousands(check.overage_units),
-        crate::billing::money(rate, currency),
-        crate::billing::money(check.overage_amount, currency)
-    ))
+    let money = |amount| crate::billing::money(amount, currency);
+    let units = thousands(check.overage_units);
+    // Priced per group (`rates`): each unit at its group's rate, not one rate for all.
+    if check.priced_per_group() {
+        return Some(format!(
+            "overage {units} units = {} at each group's rate",
+            money(check.overage_amount)
+        ));
+    }
+    Some(format!("overage {units} units x {} = {}", money(rate), money(check.overage_amount)))
 }
 
 /// `check` without `--meter` on a plans.toml with `[[meters]]`: the period once, a line per
@@ -146,6 +150,26 @@ pub fn describe_meters(all: &MeteredCheck, currency: &str) -> String {
         crate::billing::money(all.overage_total, currency)
     ));
     out
+}
+
+/// The standing of each meter an event of a type fed, as `describe_meters` shows a check.
+pub fn describe_fed(
+    config: &crate::Config,
+    fed: &[meterline_core::FedMeter],
+    currency: &str,
+) -> String {
+    let checks = fed
+        .iter()
+        .map(|m| meterline_core::MeterCheck {
+            meter: m.meter.clone(),
+            aggregation: config
+                .meter(&m.meter)
+                .map_or(crate::config::Aggregation::Sum, |meter| meter.aggregation),
+            check: m.check.clone(),
+            groups: Vec::new(),
+        })
+        .collect();
+    MeteredCheck::new(checks).map_or_else(String::new, |all| describe_meters(&all, currency))
 }
 
 /// The multi-line human summary of one check.

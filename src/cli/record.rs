@@ -32,6 +32,9 @@ pub struct Args {
     /// The meter it counts on (default: the first in plans.toml's [[meters]]).
     #[arg(long, value_name = "ID")]
     pub meter: Option<String>,
+    /// The event's type: it feeds every meter whose `event` is this type, all or nothing.
+    #[arg(long = "type", value_name = "TYPE", conflicts_with = "meter")]
+    pub event_type: Option<String>,
     /// A property of the event, what its meter aggregates or groups by; repeat for more.
     #[arg(long = "property", value_name = "KEY=VALUE", value_parser = property)]
     pub properties: Vec<(String, String)>,
@@ -39,7 +42,7 @@ pub struct Args {
     pub json: bool,
     /// Record NDJSON events from FILE or `-` (stdin), one object a line with the fields of
     /// `POST /v1/events`, in transactions of up to 1,000 events.
-    #[arg(long, value_name = "FILE|-", conflicts_with_all = ["customer", "user", "key", "at", "meter", "properties"])]
+    #[arg(long, value_name = "FILE|-", conflicts_with_all = ["customer", "user", "key", "at", "meter", "event_type", "properties"])]
     pub batch: Option<std::path::PathBuf>,
 }
 
@@ -79,10 +82,12 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
         occurred_at: args.at.unwrap_or(ctx.now),
         at_given: args.at.is_some(),
         meter: args.meter,
+        event_type: args.event_type,
         properties: unique_properties(args.properties)?,
     };
     let outcome = store.record(&config, &request, ctx.now)?;
     let refused = !outcome.recorded && !outcome.duplicate;
+    let standing = || standing_after(&config, &outcome);
     if args.json {
         output::print_json(&EventOut::new(&outcome, None))?;
     } else if outcome.duplicate {
@@ -90,27 +95,20 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
             "duplicate key: event {} was recorded before; nothing counted",
             outcome.event_id.unwrap_or_default()
         )?;
-        out!(
-            "{}",
-            output::describe(&outcome.check, &config.billing.currency)
-        )?;
+        out!("{}", standing())?;
     } else if refused {
-        eprintln!("refused: {}", refusal(&config, &request, &outcome.check));
-        eprint!(
-            "{}",
-            output::describe(&outcome.check, &config.billing.currency)
-        );
+        for meter in refusing(&config, &request, &outcome) {
+            eprintln!("refused: {}", refusal(&config, &request, meter, &outcome.check));
+        }
+        eprint!("{}", standing());
     } else {
         outln!(
             "recorded {} for {} (event {})",
-            contribution(&config, &request),
+            contributions(&config, &request),
             crate::sanitize::sanitize(&request.customer_id),
             outcome.event_id.unwrap_or_default()
         )?;
-        out!(
-            "{}",
-            output::describe(&outcome.check, &config.billing.currency)
-        )?;
+        out!("{}", standing())?;
     }
     Ok(if refused {
         ExitCode::from(output::REFUSED)
@@ -119,10 +117,50 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
     })
 }
 
-/// What `request` adds to its meter, in words: "1,200 on tokens", "user \"ann\" on
-/// active_users", "30 on peak (max)"; without `[[meters]]` the quantity alone, as before meters.
-fn contribution(config: &Config, request: &RecordRequest) -> String {
-    let Some((meter, value)) = meter_value(config, request) else {
+/// The standing after `outcome`: its meter's, or for an event of a type every meter's.
+pub(super) fn standing_after(config: &Config, outcome: &meterline_core::RecordOutcome) -> String {
+    let currency = &config.billing.currency;
+    if outcome.meters.is_empty() {
+        return output::describe(&outcome.check, currency);
+    }
+    output::describe_fed(config, &outcome.meters, currency)
+}
+
+/// The meters whose cap refused `outcome` (`None`: the event's one meter).
+pub(super) fn refusing<'c>(
+    config: &'c Config,
+    request: &RecordRequest,
+    outcome: &meterline_core::RecordOutcome,
+) -> Vec<Option<&'c Meter>> {
+    if request.event_type.is_none() {
+        return vec![None];
+    }
+    outcome
+        .refused_by
+        .iter()
+        .filter_map(|id| config.meter(id))
+        .map(Some)
+        .collect()
+}
+
+/// What `request` adds to each meter it feeds, in words: "1,200 on tokens", "user \"ann\" on
+/// active_users", "30 on peak (max)", a type's each after its name ("completion: 1 on
+/// requests, 1,200 on tokens"); without `[[meters]]` the quantity alone, as before meters.
+fn contributions(config: &Config, request: &RecordRequest) -> String {
+    let Some(event_type) = &request.event_type else {
+        return contribution(config, request, None);
+    };
+    let meters = config.meters_of_type(event_type).unwrap_or_default();
+    let each: Vec<String> = meters
+        .into_iter()
+        .map(|m| contribution(config, request, Some(m)))
+        .collect();
+    format!("{}: {}", sanitize(event_type), each.join(", "))
+}
+
+/// What `request` adds to `meter` (`None`: the meter it names, or the default one).
+fn contribution(config: &Config, request: &RecordRequest, meter: Option<&Meter>) -> String {
+    let Some((meter, value)) = meter_value(config, request, meter) else {
         return output::thousands(request.quantity);
     };
     let id = sanitize(&meter.id);
@@ -145,14 +183,20 @@ fn contribution(config: &Config, request: &RecordRequest) -> String {
     }
 }
 
-/// Why a hard cap refused `request`: its meter, what it would have added or set, and the
-/// limit. `check` is the meter's standing, as the refusal left it.
-pub(super) fn refusal(config: &Config, request: &RecordRequest, check: &UsageCheck) -> String {
+/// Why a hard cap refused `request` on `meter` (`None`: the one meter it names, or the
+/// default): what it would have added or set, and the limit. `check` is the standing of the
+/// first meter that refused, as the refusal left it.
+pub(super) fn refusal(
+    config: &Config,
+    request: &RecordRequest,
+    meter: Option<&Meter>,
+    check: &UsageCheck,
+) -> String {
     let customer = sanitize(&request.customer_id);
     let of_limit = check
         .limit
         .map_or(String::new(), |l| format!(" of {}", output::thousands(l)));
-    let Some((meter, value)) = meter_value(config, request) else {
+    let Some((meter, value)) = meter_value(config, request, meter) else {
         return format!(
             "recording {} would pass {customer}'s hard cap{of_limit}",
             output::thousands(request.quantity)
@@ -177,15 +221,21 @@ pub(super) fn refusal(config: &Config, request: &RecordRequest, check: &UsageChe
     }
 }
 
-/// With `[[meters]]`: the event's meter and what it adds to it (`None` without `[[meters]]`,
-/// or for an event its meter does not take, which was never recorded).
-fn meter_value<'c>(config: &'c Config, request: &RecordRequest) -> Option<(&'c Meter, MeterValue)> {
+/// With `[[meters]]`: the event's meter (`meter`, else the one it names or the default) and
+/// what it adds to it (`None` without `[[meters]]`, or for an event its meter does not take,
+/// which was never recorded).
+fn meter_value<'c>(
+    config: &'c Config,
+    request: &RecordRequest,
+    meter: Option<&'c Meter>,
+) -> Option<(&'c Meter, MeterValue)> {
     if config.implicit_meter().is_some() {
         return None;
     }
-    let meter = match &request.meter {
-        Some(id) => config.meter(id)?,
-        None => config.default_meter(),
+    let meter = match (meter, &request.meter) {
+        (Some(meter), _) => meter,
+        (None, Some(id)) => config.meter(id)?,
+        (None, None) => config.default_meter(),
     };
     let value = metering::meter_value(meter, request.quantity, &request.properties).ok()?;
     Some((meter, value))

@@ -153,10 +153,10 @@ fn flush(
                             .map_err(|e| Error::Output(e.to_string()))?;
                     writeln!(out, "{line}").ok();
                 } else if !outcome.recorded && !outcome.duplicate {
-                    eprintln!(
-                        "line {line}: refused: {}",
-                        super::record::refusal(config, &request, &outcome.check)
-                    );
+                    for meter in super::record::refusing(config, &request, &outcome) {
+                        let why = super::record::refusal(config, &request, meter, &outcome.check);
+                        eprintln!("line {line}: refused: {why}");
+                    }
                 }
             }
             Err(e) => {

@@ -154,6 +154,7 @@ mod tests {
             property: Some("n".into()),
             group_by: Vec::new(),
             stripe_event: "m".into(),
+            event: "m".into(),
         }
     }
 

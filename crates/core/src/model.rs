@@ -18,8 +18,12 @@ pub struct RecordRequest {
     /// False when the caller gave no time and `occurred_at` is when the event was received:
     /// a retry without a time is then the same event whenever it comes, never a conflict.
     pub at_given: bool,
-    /// The meter it counts on; `None` is the default meter (the first in `[[meters]]`).
+    /// The meter it counts on; `None` is the default meter (the first in `[[meters]]`), or
+    /// every meter of `event_type`.
     pub meter: Option<String>,
+    /// The event's type: it feeds every meter whose `event` is this type, all or nothing.
+    /// An event names a type or a meter, never both.
+    pub event_type: Option<String>,
     /// The event's properties: what its meter aggregates and groups by.
     pub properties: Properties,
 }
@@ -39,6 +43,7 @@ impl RecordRequest {
             occurred_at,
             at_given: true,
             meter: None,
+            event_type: None,
             properties: Properties::new(),
         }
     }
@@ -102,7 +107,22 @@ pub struct RecordOutcome {
     pub recorded: bool,
     pub duplicate: bool,
     pub event_id: Option<i64>,
-    /// The customer's standing in the event's period after this call.
+    /// The customer's standing in the event's period after this call: on the meter the
+    /// event counted on, or, for an event of a type, its first meter (or the first that
+    /// refused it).
+    pub check: UsageCheck,
+    /// An event of a type: every meter it fed (or would have), in `[[meters]]` order, with
+    /// its standing after this call. Empty for an event on one meter.
+    pub meters: Vec<FedMeter>,
+    /// The meters whose hard cap refused the event (empty unless refused).
+    pub refused_by: Vec<String>,
+}
+
+/// One meter an event of a type fed: [`RecordOutcome::meters`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FedMeter {
+    pub meter: String,
+    #[serde(flatten)]
     pub check: UsageCheck,
 }
 
@@ -122,6 +142,11 @@ pub struct MeterCheck {
 pub struct GroupUsage {
     pub key: serde_json::Value,
     pub used: i64,
+    /// The units past the meter's `included` that this group's events used, priced at the
+    /// group's rate when each was recorded.
+    pub overage_units: i64,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub overage_amount: rust_decimal::Decimal,
 }
 
 /// A customer's standing on every meter: `check --json` without `--meter` and

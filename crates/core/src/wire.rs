@@ -20,9 +20,12 @@ pub struct EventIn {
     /// RFC3339 (whole seconds, see `billing::parse_ts`); default: when the server received it.
     #[serde(default, deserialize_with = "crate::billing::deserialize_ts")]
     pub at: Option<DateTime<Utc>>,
-    /// The meter's id; default: the first in `[[meters]]`.
+    /// The meter's id; default: the first in `[[meters]]` (or every meter of `type`).
     #[serde(default)]
     pub meter: Option<String>,
+    /// The event's type: it feeds every meter whose `event` is this type.
+    #[serde(default, rename = "type")]
+    pub event_type: Option<String>,
     /// Strings or numbers; a number is kept as its digits, as sent ([`property_texts`]).
     #[serde(default, deserialize_with = "properties")]
     pub properties: crate::Properties,
@@ -176,6 +179,7 @@ impl EventIn {
             occurred_at: self.at.unwrap_or(now),
             at_given: self.at.is_some(),
             meter: self.meter,
+            event_type: self.event_type,
             properties: self.properties,
         }
     }
@@ -190,6 +194,12 @@ pub struct EventOut<'a> {
     pub recorded: bool,
     pub duplicate: bool,
     pub event_id: Option<i64>,
+    /// An event of a type: each meter it fed, with its standing.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub meters: &'a [crate::FedMeter],
+    /// The meters whose hard cap refused it.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub refused_by: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
 }
@@ -202,8 +212,33 @@ impl<'a> EventOut<'a> {
             recorded: outcome.recorded,
             duplicate: outcome.duplicate,
             event_id: outcome.event_id,
+            meters: &outcome.meters,
+            refused_by: &outcome.refused_by,
             status,
         }
+    }
+}
+
+/// The meters that refused `outcome` with their standing, in words: `requests (100 of 100
+/// used)` or, for a plain event, its meter's.
+pub fn refusing_meters(outcome: &crate::RecordOutcome) -> String {
+    let used = |check: &crate::billing::UsageCheck| {
+        format!(
+            "{} of {} used",
+            check.used,
+            check.limit.map_or("unlimited".into(), |n| n.to_string())
+        )
+    };
+    let named: Vec<String> = outcome
+        .meters
+        .iter()
+        .filter(|m| outcome.refused_by.contains(&m.meter))
+        .map(|m| format!("meter \"{}\" ({})", m.meter, used(&m.check)))
+        .collect();
+    if named.is_empty() {
+        used(&outcome.check)
+    } else {
+        named.join(", ")
     }
 }
 

@@ -40,7 +40,7 @@
 
 // The core's modules under their old names, so paths read as they did in one crate.
 use meterline_core::{Config, Error, Result, billing, config, sanitize};
-pub use meterline_core::{IdempotencyKey, KeySource, RecordOutcome, RecordRequest};
+pub use meterline_core::{FedMeter, IdempotencyKey, KeySource, RecordOutcome, RecordRequest};
 
 mod alerts;
 mod backup;

@@ -25,6 +25,8 @@ const COLUMNS: &[&str] = &[
     "meter_id",
     "properties",
     "amount",
+    "event_type",
+    "event_of",
 ];
 
 /// One event the batch recorded.
@@ -42,6 +44,10 @@ pub(super) struct NewEvent {
     pub properties: Option<String>,
     /// What it added to its meter, when that is not `quantity`.
     pub amount: Option<i64>,
+    /// The event's type, when it named one rather than a meter.
+    pub event_type: Option<String>,
+    /// A row of an event of a type after its first: the first's id (which has the key).
+    pub event_of: Option<i64>,
 }
 
 #[derive(Default)]
@@ -83,6 +89,17 @@ impl NewEvents {
         self.keys.get(key).map(|&i| &self.events[i])
     }
 
+    /// The meters event `id` of this batch fed after its first row (an event of a type).
+    pub(crate) fn members_of(&self, id: i64) -> Vec<String> {
+        // Its rows follow it: the batch adds an event's rows together.
+        let first = self.events.partition_point(|e| e.id <= id);
+        self.events[first..]
+            .iter()
+            .take_while(|e| e.event_of == Some(id))
+            .map(|e| e.meter_id.clone())
+            .collect()
+    }
+
     /// Insert every kept event, all recorded at `recorded_at`.
     pub(crate) fn write(&mut self, conn: &Connection, recorded_at: &str) -> Result<()> {
         let events = &self.events;
@@ -113,6 +130,8 @@ impl NewEvents {
                 &e.meter_id,
                 &e.properties,
                 &e.amount,
+                &e.event_type,
+                &e.event_of,
             ]);
         }
         conn.insert_rows("usage_events", COLUMNS, &values)?;

@@ -9,13 +9,13 @@ use chrono::{DateTime, TimeDelta, Utc};
 use super::Store;
 use super::counters::Counters;
 use super::customers::Customer;
-use super::meters::counting::{Applied, MeterCounters};
+use super::meters::counting::MeterCounters;
 use super::new_events::{NewEvent, NewEvents};
 use crate::billing::{
     STRIPE_MAX_FUTURE_SECS, format_ts, parse_ts, period_containing, whole_second,
 };
 use crate::config::{Config, Meter};
-use crate::{Error, IdempotencyKey, RecordOutcome, RecordRequest, Result};
+use crate::{Error, FedMeter, IdempotencyKey, RecordOutcome, RecordRequest, Result};
 use meterline_core::metering::{MeterValue, check_properties, group_key, meter_value};
 
 mod parts;
@@ -53,6 +53,8 @@ struct Original {
     meter_id: String,
     /// The properties as stored (a JSON object), if any.
     properties: Option<String>,
+    /// The type it named, if it named one rather than a meter.
+    event_type: Option<String>,
 }
 
 impl Original {
@@ -68,6 +70,7 @@ impl Original {
             at_was_now: event.occurred_at == whole_second(now).unwrap_or(now),
             meter_id: event.meter_id.clone(),
             properties: event.properties.clone(),
+            event_type: event.event_type.clone(),
         }
     }
 
@@ -109,7 +112,7 @@ impl Original {
                     key_params.iter().chain(&source_params).copied().collect();
                 let mut stmt = conn.prepare_cached(&format!(
                     "SELECT idempotency_key, idempotency_source, id, customer_id, quantity,
-                            user_id, occurred_at, recorded_at, meter_id, properties
+                            user_id, occurred_at, recorded_at, meter_id, properties, event_type
                      FROM usage_events
                      WHERE idempotency_key IN ({list}) AND idempotency_source IN ({source_list})"
                 ))?;
@@ -141,6 +144,7 @@ impl Original {
                             at,
                             meter_id: r.get(8)?,
                             properties: r.get(9)?,
+                            event_type: r.get(10)?,
                         };
                         found.insert((*key).clone(), (own, original));
                     }
@@ -166,7 +170,17 @@ impl Original {
     ) -> Result<()> {
         let key = req.idempotency_key.as_ref().map_or("", |k| k.key.as_str());
         let mut differences = Vec::new();
-        if meter_id != self.meter_id {
+        let show = |u: &Option<String>| {
+            u.as_deref()
+                .map_or("none".to_string(), |u| format!("\"{u}\""))
+        };
+        if req.event_type != self.event_type {
+            differences.push(format!(
+                "type {} (was {})",
+                show(&req.event_type),
+                show(&self.event_type)
+            ));
+        } else if self.event_type.is_none() && meter_id != self.meter_id {
             differences.push(format!("meter \"{meter_id}\" (was \"{}\")", self.meter_id));
         }
         if properties != self.properties.as_deref() {
@@ -186,10 +200,6 @@ impl Original {
             differences.push(format!("quantity {} (was {})", req.quantity, self.quantity));
         }
         if req.user_id != self.user_id {
-            let show = |u: &Option<String>| {
-                u.as_deref()
-                    .map_or("none".to_string(), |u| format!("\"{u}\""))
-            };
             differences.push(format!(
                 "user {} (was {})",
                 show(&req.user_id),
@@ -457,6 +467,7 @@ fn keep_implicit_terms(conn: &Connection, config: &Config) -> Result<()> {
                 crate::config::AtLimit::Overage
             },
             overage_rate: rate.and_then(|r| r.parse().ok()),
+            rates: Vec::new(),
         };
         let kept = serde_json::to_string(&crate::config::MeterTermsMap::from([(
             implicit.id.clone(),
@@ -471,13 +482,34 @@ fn keep_implicit_terms(conn: &Connection, config: &Config) -> Result<()> {
     Ok(())
 }
 
+/// A plan's terms for one meter as an event reads them: without the rate lines (a clone of
+/// them per event would cost more than the rest of it), and the rate of this event's group.
+struct Priced {
+    terms: crate::config::MeterTerms,
+    rate: Option<rust_decimal::Decimal>,
+}
+
+impl Priced {
+    fn of(terms: &crate::config::MeterTerms, properties: &meterline_core::Properties) -> Priced {
+        Priced {
+            terms: crate::config::MeterTerms {
+                included: terms.included,
+                at_limit: terms.at_limit,
+                overage_rate: terms.overage_rate,
+                rates: Vec::new(),
+            },
+            rate: terms.rate_for(|dim| properties.get(dim).map(String::as_str)),
+        }
+    }
+}
+
 /// Where an event counts, as `Batch::record` found it.
 struct Placed {
     customer_id: String,
-    /// The plan the period is billed under, its terms for the event's meter (kept by a closed
-    /// period), and the period's start as stored.
+    /// The plan the period is billed under, its terms for each of the event's meters (kept
+    /// by a closed period), and the period's start as stored.
     plan_id: String,
-    terms: Option<crate::config::MeterTerms>,
+    terms: Vec<Option<Priced>>,
     period: crate::billing::Period,
     period_start: String,
 }
@@ -534,18 +566,25 @@ impl<'c> Batch<'_, 'c> {
             return Err(Refusal::about(Field::Time, Error::InvalidInput(message)));
         }
 
-        let meter = match &req.meter {
-            Some(id) => config
-                .known_meter(id)
-                .map_err(|e| Refusal::about(Field::Meter, e))?,
-            None => config.default_meter(),
-        };
+        // An event of a type feeds every meter of it; each meter's value is found before
+        // anything is decided, so a property one of them lacks refuses the event on all.
+        let meters = config.meters_fed(req).map_err(|e| {
+            let field = if req.event_type.is_some() && req.meter.is_none() {
+                Field::Type
+            } else {
+                Field::Meter
+            };
+            Refusal::about(field, e)
+        })?;
         let invalid = |field: Field, m: String| Refusal::about(field, Error::InvalidInput(m));
         check_properties(&req.properties).map_err(|m| invalid(Field::Properties, m))?;
-        let value = meter_value(meter, req.quantity, &req.properties).map_err(|m| {
-            let property = meter.property.as_deref().unwrap_or(crate::config::QUANTITY);
-            invalid(Field::Property(property.to_string()), m)
-        })?;
+        let mut values = Vec::with_capacity(meters.len());
+        for meter in &meters {
+            values.push(meter_value(meter, req.quantity, &req.properties).map_err(|m| {
+                let property = meter.property.as_deref().unwrap_or(crate::config::QUANTITY);
+                invalid(Field::Property(property.to_string()), m)
+            })?);
+        }
         let properties = (!req.properties.is_empty())
             .then(|| serde_json::to_string(&req.properties))
             .transpose()
@@ -559,13 +598,8 @@ impl<'c> Batch<'_, 'c> {
             None => None,
         };
         if let Some(original) = original {
-            original.same_as(req, &meter.id, properties.as_deref(), occurred_at, now)?;
-            return Ok(RecordOutcome {
-                recorded: false,
-                duplicate: true,
-                event_id: Some(original.id),
-                check: self.standing_of(&original)?,
-            });
+            original.same_as(req, &meters[0].id, properties.as_deref(), occurred_at, now)?;
+            return self.duplicate(&original);
         }
 
         let customer = self.customer(&req.customer_id)?;
@@ -595,13 +629,20 @@ impl<'c> Batch<'_, 'c> {
         let counter = self.counters.at(position);
         let placed = Placed {
             plan_id: counter.plan_id.clone(),
-            terms: counter.meter_terms.get(&meter.id).copied(),
+            // The rates are used once, to price the event, before anything else is decided.
+            terms: meters
+                .iter()
+                .map(|m| {
+                    let terms = counter.meter_terms.get(&m.id);
+                    terms.map(|t| Priced::of(t, &req.properties))
+                })
+                .collect(),
             period_start: counter.period_start.clone(),
             customer_id,
             period,
         };
         let (outcome, added) =
-            self.record_on_meter(req, meter, &value, properties, occurred_at, placed)?;
+            self.record_on_meters(req, &meters, &values, properties, occurred_at, placed)?;
         if !outcome.recorded {
             return Ok(outcome);
         }
@@ -621,14 +662,15 @@ impl<'c> Batch<'_, 'c> {
         Ok(outcome)
     }
 
-    /// One event on its meter: the meter's counters are `meter_counters`, the cap the plan's
-    /// terms for that meter (a meter the plan does not name is never capped). Also what it
-    /// added to the meter's total (0 when refused).
-    fn record_on_meter(
+    /// One event on its meters (one, or every meter of its type): each is decided first, its
+    /// cap the plan's terms for it (a meter the plan does not name is never capped), and if
+    /// any refuses, none is counted. Also what it added to the first meter's total (0 when
+    /// refused).
+    fn record_on_meters(
         &mut self,
         req: &RecordRequest,
-        meter: &Meter,
-        value: &MeterValue,
+        meters: &[&Meter],
+        values: &[MeterValue],
         properties: Option<String>,
         occurred_at: DateTime<Utc>,
         placed: Placed,
@@ -641,91 +683,196 @@ impl<'c> Batch<'_, 'c> {
             period,
             period_start,
         } = placed;
-        let allowance = super::meters::standing::allowance(terms.as_ref());
-        let standing = |used| {
+        let standing = |meter: &Meter, terms: Option<&Priced>, used: i64| {
             super::meters::standing::standing(
                 meter,
                 &customer_id,
                 &plan_id,
-                allowance,
+                super::meters::standing::allowance(terms.map(|t| &t.terms)),
                 period,
                 used,
                 &config.thresholds,
             )
         };
-        let event_id = self.events.next_id()?;
-        let group = group_key(meter, &req.properties);
-        let applied = self.meters.apply(
-            conn,
-            meter,
-            terms.as_ref(),
-            &customer_id,
-            &period_start,
-            group.as_deref(),
-            value,
-            occurred_at,
-            event_id,
-        )?;
-        let (before, after) = match applied {
-            Applied::Refused { used } => {
-                let outcome = RecordOutcome {
-                    recorded: false,
-                    duplicate: false,
-                    event_id: None,
-                    check: standing(used),
-                };
-                return Ok((outcome, 0));
-            }
-            Applied::Counted { before, after } => (before, after),
+        let first_id = self.events.next_id()?;
+        let id_of = |i: usize| {
+            i64::try_from(i)
+                .ok()
+                .and_then(|i| first_id.checked_add(i))
+                .ok_or_else(|| Error::Database("usage_events has no event id left".into()))
         };
-        let amount = match value {
-            MeterValue::Number(n) => *n,
-            MeterValue::Distinct(_) => after.saturating_sub(before),
-        };
-        let added = after.saturating_sub(before);
-        let (before, after) = (standing(before), standing(after));
-        if period.contains(self.now) && after.level > before.level {
-            // Only this transaction knows the counter before and after: the crossing is
-            // written here or never. Events into a closed period alert nothing.
-            super::alerts::record_crossings(
+        let mut decided = Vec::with_capacity(meters.len());
+        for (i, ((meter, value), terms)) in meters.iter().zip(values).zip(&terms).enumerate() {
+            let group = group_key(meter, &req.properties);
+            let rate = terms.as_ref().and_then(|t| t.rate);
+            decided.push(self.meters.decide(
                 conn,
-                config,
-                &meter.id,
-                before.level,
-                &after,
-                period,
-                self.now,
-            )?;
+                meter,
+                terms.as_ref().map(|t| &t.terms),
+                &customer_id,
+                &period_start,
+                group.as_deref(),
+                value,
+                rate,
+                occurred_at,
+                id_of(i)?,
+            )?);
         }
-        self.events.add(NewEvent {
-            id: event_id,
-            customer_id: customer_id.clone(),
-            user_id: req.user_id.clone(),
-            quantity: req.quantity,
-            occurred_at,
-            period_start,
-            idempotency_key: req.idempotency_key.clone(),
-            stripe_identifier: new_identifier(),
-            meter_id: meter.id.clone(),
-            properties,
-            // Readers take the quantity where no amount is stored: the usual event stores none.
-            amount: (amount != req.quantity).then_some(amount),
-        });
+        let typed = req.event_type.is_some();
+        // A refused event changed nothing: every meter stands where it stood.
+        let counters = &self.meters;
+        let unchanged = |i: usize| {
+            let (units, amount) = counters.allocated(&decided[i]);
+            let check = standing(meters[i], terms[i].as_ref(), decided[i].before);
+            super::meters::standing::priced(check, units, amount)
+        };
+        let refused_by: Vec<String> = meters
+            .iter()
+            .zip(&decided)
+            .filter(|(_, d)| d.refused)
+            .map(|(m, _)| m.id.clone())
+            .collect();
+        if let Some(first) = decided.iter().position(|d| d.refused) {
+            let outcome = RecordOutcome {
+                recorded: false,
+                duplicate: false,
+                event_id: None,
+                check: unchanged(first),
+                meters: if typed {
+                    (0..meters.len())
+                        .map(|i| FedMeter {
+                            meter: meters[i].id.clone(),
+                            check: unchanged(i),
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                },
+                refused_by,
+            };
+            return Ok((outcome, 0));
+        }
+        let mut fed = Vec::with_capacity(meters.len());
+        for (i, ((meter, value), d)) in meters.iter().zip(values).zip(&decided).enumerate() {
+            let event_id = id_of(i)?;
+            self.meters.count(meter, value, d, occurred_at, event_id);
+            let (before, after) = (d.before, d.after());
+            let (units, amount) = self.meters.allocated(d);
+            let priced =
+                |used| super::meters::standing::priced(standing(meter, terms[i].as_ref(), used), units, amount);
+            let (before, after) = (priced(before), priced(after));
+            if period.contains(self.now) && after.level > before.level {
+                // Only this transaction knows the counter before and after: the crossing is
+                // written here or never. Events into a closed period alert nothing.
+                super::alerts::record_crossings(
+                    conn,
+                    config,
+                    &meter.id,
+                    before.level,
+                    &after,
+                    period,
+                    self.now,
+                )?;
+            }
+            let amount = match value {
+                MeterValue::Number(n) => *n,
+                MeterValue::Distinct(_) => d.after().saturating_sub(d.before),
+            };
+            self.events.add(NewEvent {
+                id: event_id,
+                customer_id: customer_id.clone(),
+                user_id: req.user_id.clone(),
+                quantity: req.quantity,
+                occurred_at,
+                period_start: period_start.clone(),
+                // One key covers the event: its first row carries it, the others point there.
+                idempotency_key: if i == 0 {
+                    req.idempotency_key.clone()
+                } else {
+                    None
+                },
+                stripe_identifier: new_identifier(),
+                meter_id: meter.id.clone(),
+                properties: properties.clone(),
+                // Readers take the quantity where no amount is stored: the usual event stores none.
+                amount: (amount != req.quantity).then_some(amount),
+                event_type: req.event_type.clone(),
+                event_of: if i == 0 { None } else { Some(first_id) },
+            });
+            fed.push(after);
+        }
+        let added = decided[0].after().saturating_sub(decided[0].before);
+        let mut fed = fed.into_iter();
+        let check = fed.next().ok_or_else(|| Error::Database("an event fed no meter".into()))?;
+        let meters_fed = if typed {
+            std::iter::once(check.clone())
+                .chain(fed)
+                .zip(meters)
+                .map(|(check, meter)| FedMeter {
+                    meter: meter.id.clone(),
+                    check,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let outcome = RecordOutcome {
             recorded: true,
             duplicate: false,
-            event_id: Some(event_id),
-            check: after,
+            event_id: Some(first_id),
+            check,
+            meters: meters_fed,
+            refused_by: Vec::new(),
         };
         Ok((outcome, added))
     }
 
-    /// A duplicate's answer: the standing of the meter its original counted on, with the
-    /// batch's events so far. In the current period the total is the batch's own counter (read
-    /// once per batch, and no write or read per duplicate: on PostgreSQL each was a round trip
-    /// every other request waited for); a closed period is read from the database, brought up
-    /// to this event first.
-    fn standing_of(&mut self, original: &Original) -> Result<crate::billing::UsageCheck> {
+    /// A duplicate's answer: the standing of every meter its original fed.
+    fn duplicate(&mut self, original: &Original) -> Decision {
+        let check = self.standing_of(original, &original.meter_id)?;
+        let mut meters = Vec::new();
+        if original.event_type.is_some() {
+            meters.push(FedMeter {
+                meter: original.meter_id.clone(),
+                check: check.clone(),
+            });
+            for meter in self.members_of(original.id)? {
+                let check = self.standing_of(original, &meter)?;
+                meters.push(FedMeter { meter, check });
+            }
+        }
+        Ok(RecordOutcome {
+            recorded: false,
+            duplicate: true,
+            event_id: Some(original.id),
+            check,
+            meters,
+            refused_by: Vec::new(),
+        })
+    }
+
+    /// The meters event `id` fed after its first row, in order: from this batch, or stored.
+    fn members_of(&self, id: i64) -> Result<Vec<String>> {
+        let in_batch = self.events.members_of(id);
+        if !in_batch.is_empty() {
+            return Ok(in_batch);
+        }
+        self.conn
+            .prepare_cached("SELECT meter_id FROM usage_events WHERE event_of = ?1 ORDER BY id")?
+            .query_map(params![id], |r| r.get(0))?
+            .collect()
+    }
+
+    /// `meter_id`'s standing in the period of `original`, with the batch's events so far. In
+    /// the current period the total is the batch's own counter (read once per batch, and no
+    /// write or read per duplicate: on PostgreSQL each was a round trip every other request
+    /// waited for); a closed period is read from the database, brought up to this event
+    /// first.
+    fn standing_of(
+        &mut self,
+        original: &Original,
+        meter_id: &str,
+    ) -> Result<crate::billing::UsageCheck> {
         let (conn, config, now) = (self.conn, self.config, self.now);
         let customer = self.customer(&original.customer_id)?.clone();
         let period = period_containing(customer.billing_anchor, config.billing.period, original.at);
@@ -736,19 +883,20 @@ impl<'c> Batch<'_, 'c> {
                 conn,
                 config,
                 &original.customer_id,
-                &original.meter_id,
+                meter_id,
                 original.at,
                 now,
             );
         }
         let frame = super::meters::standing::Frame::of(config, &customer, period, None, now);
-        let used = self.meters.total(
-            conn,
-            &customer.id,
-            &format_ts(period.start),
-            &original.meter_id,
-        )?;
-        Ok(frame.standing_of(&original.meter_id, used))
+        let (used, units, amount) =
+            self.meters
+                .priced_total(conn, &customer.id, &format_ts(period.start), meter_id)?;
+        Ok(super::meters::standing::priced(
+            frame.standing_of(meter_id, used),
+            units,
+            amount,
+        ))
     }
 
     /// The customer, read once per batch (all the batch's customers at its start).

@@ -107,6 +107,13 @@ fn ser_ts<S: serde::Serializer>(
 }
 
 impl UsageCheck {
+    /// True when the overage is not one rate times its units: its units were priced at their
+    /// groups' rates (`[[plans.meters.ID.rates]]`) as they were recorded.
+    pub fn priced_per_group(&self) -> bool {
+        self.overage_rate
+            .is_some_and(|rate| rate * Decimal::from(self.overage_units) != self.overage_amount)
+    }
+
     /// The share of the limit used, in tenths of a percent rounded down (`None`: unlimited):
     /// exact, from the integers, so 99.96 % is 999 and 1000 means the limit is reached.
     pub fn per_mille(&self) -> Option<i64> {

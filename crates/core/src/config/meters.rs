@@ -85,16 +85,24 @@ pub struct Meter {
     pub group_by: Vec<String>,
     /// The Stripe meter's event name.
     pub stripe_event: String,
+    /// The event type it counts (`event =`, default its id): every meter of a type is fed by
+    /// each event of that type.
+    pub event: String,
 }
 
 /// What a plan includes of one meter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MeterTerms {
     /// Units included per period; `None` is unlimited.
     pub included: Option<i64>,
     pub at_limit: AtLimit,
     #[serde(with = "rust_decimal::serde::str_option")]
     pub overage_rate: Option<Decimal>,
+    /// Rates per group, tried in order before `overage_rate` (`[[plans.meters.ID.rates]]`).
+    /// Left out of the kept terms when there are none, so a period kept before them reads
+    /// the same.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rates: Vec<super::rates::Rate>,
 }
 
 /// A plan's terms for every meter it names, keyed by meter id: `Plan::meters`, and what a
@@ -121,7 +129,7 @@ pub(super) struct Mistake {
 }
 
 impl Mistake {
-    fn at<T>(spanned: &Spanned<T>, message: String) -> Mistake {
+    pub(super) fn at<T>(spanned: &Spanned<T>, message: String) -> Mistake {
         Mistake {
             span: Some(spanned.span()),
             message,
@@ -138,6 +146,7 @@ pub(super) fn implicit_meter(stripe_event: &str) -> Meter {
         property: Some(QUANTITY.into()),
         group_by: Vec::new(),
         stripe_event: stripe_event.into(),
+        event: IMPLICIT_METER.into(),
     }
 }
 
@@ -250,7 +259,21 @@ pub(super) fn validate_meters(
             });
         }
         events.push(stripe_event.clone());
+        let event = match &raw.event {
+            Some(e) if !super::validate::is_plain_id(e.get_ref()) => {
+                return Err(Mistake::at(
+                    e,
+                    at(format!(
+                        "event = \"{}\" must be non-empty letters, digits, '-' or '_'",
+                        e.get_ref().escape_debug()
+                    )),
+                ));
+            }
+            Some(e) => e.get_ref().clone(),
+            None => id.clone(),
+        };
         meters.push(Meter {
+            event,
             name: raw.name.unwrap_or_else(|| id.clone()),
             id,
             aggregation,
@@ -497,6 +520,7 @@ pub(super) fn validate_plan_meters(
         Option<String>,
         Option<super::raw::RawAmount>,
     ) -> Result<MeterTerms, String>,
+    amount_of: impl Fn(super::raw::RawAmount) -> Result<Decimal, String>,
 ) -> Result<MeterTermsMap, Mistake> {
     let mut terms = BTreeMap::new();
     for (id, table) in raw {
@@ -513,11 +537,18 @@ pub(super) fn validate_plan_meters(
         }
         let span = table.span();
         let table = table.into_inner();
-        let meter_terms =
+        let mut meter_terms =
             terms_of(table.included, table.at_limit, table.overage_rate).map_err(|m| Mistake {
                 span: Some(span.clone()),
                 message: format!("[plans.meters.{}]: {m}", id.get_ref()),
             })?;
+        if let Some(rates) = table.rates {
+            let meter = meters.iter().find(|m| &m.id == id.get_ref());
+            if let Some(meter) = meter {
+                meter_terms.rates =
+                    super::rates::validate_rates(rates, meter, &meter_terms, &amount_of)?;
+            }
+        }
         terms.insert(id.into_inner(), meter_terms);
     }
     Ok(terms)

@@ -3,6 +3,7 @@
 
 pub mod locate;
 mod meters;
+mod rates;
 mod raw;
 mod validate;
 
@@ -18,6 +19,7 @@ pub use meters::{
     Aggregation, EventPart, IMPLICIT_METER, MAX_GROUP_BY, Meter, MeterTerms, MeterTermsMap,
     QUANTITY, event_parts, is_stripe_event_name, kept_meter_terms, stripe_event_values,
 };
+pub use rates::Rate;
 pub use validate::ConfigError;
 
 /// A duration in milliseconds from the environment variable `name`, if set. A value that is
@@ -252,6 +254,51 @@ impl Config {
                 known.join(", ")
             ))
         })
+    }
+
+    /// The event types plans.toml knows (each meter's `event`), each once, in meter order.
+    pub fn event_types(&self) -> Vec<&str> {
+        let mut types: Vec<&str> = Vec::new();
+        for meter in &self.meters {
+            if !types.contains(&meter.event.as_str()) {
+                types.push(&meter.event);
+            }
+        }
+        types
+    }
+
+    /// The meters an event of `event_type` feeds, in `[[meters]]` order, or the error naming
+    /// the types there are (exit 2, HTTP 400).
+    pub fn meters_of_type(&self, event_type: &str) -> crate::Result<Vec<&Meter>> {
+        let meters: Vec<&Meter> = self
+            .meters
+            .iter()
+            .filter(|m| m.event == event_type)
+            .collect();
+        if meters.is_empty() {
+            return Err(crate::Error::InvalidInput(format!(
+                "event type \"{}\" is not in plans.toml; the types are: {}",
+                crate::sanitize::sanitize(event_type),
+                self.event_types().join(", ")
+            )));
+        }
+        Ok(meters)
+    }
+
+    /// The meters an event feeds: every meter of its type, the one it names, or the default
+    /// meter. An error (exit 2, HTTP 400) for a type and a meter on one event, an unknown
+    /// type or an unknown meter.
+    pub fn meters_fed(&self, event: &crate::RecordRequest) -> crate::Result<Vec<&Meter>> {
+        match (&event.event_type, &event.meter) {
+            (Some(_), Some(_)) => Err(crate::Error::InvalidInput(
+                "an event names a type or a meter, not both: a type feeds every meter of that \
+                 type, a meter exactly that one"
+                    .into(),
+            )),
+            (Some(event_type), None) => self.meters_of_type(event_type),
+            (None, Some(id)) => Ok(vec![self.known_meter(id)?]),
+            (None, None) => Ok(vec![self.default_meter()]),
+        }
     }
 
     /// The one meter of a plans.toml without `[[meters]]` (the sum of `quantity` under the

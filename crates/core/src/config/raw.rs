@@ -33,6 +33,8 @@ pub(super) struct RawMeter {
     pub property: Option<Spanned<String>>,
     pub group_by: Option<Spanned<Vec<String>>>,
     pub stripe_event: Option<Spanned<String>>,
+    /// The event type the meter counts (default: its id).
+    pub event: Option<Spanned<String>>,
 }
 
 /// One `[plans.meters.ID]` table: a plan's terms for one meter.
@@ -42,6 +44,24 @@ pub(super) struct RawPlanMeter {
     pub included: Option<i64>,
     pub at_limit: Option<String>,
     pub overage_rate: Option<RawAmount>,
+    pub rates: Option<Vec<RawRate>>,
+}
+
+/// One `[[plans.meters.ID.rates]]` line: the rate of the groups its `where` matches.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRate {
+    #[serde(rename = "where")]
+    pub when: Spanned<std::collections::BTreeMap<Spanned<String>, OneOrMany>>,
+    pub rate: Spanned<RawAmount>,
+}
+
+/// A `where` value: one group value or a list of them.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
 }
 
 /// One `[[alerts]]` entry. The URL and the levels are checked while parsing, so a mistake is

@@ -379,7 +379,7 @@ fn validate_plan(
             )));
         }
         Some(tables) if explicit_meters => {
-            validate_plan_meters(tables, meters, terms).map_err(|m| Mistake {
+            validate_plan_meters(tables, meters, terms, |a| amount_of(a, "rate")).map_err(|m| Mistake {
                 message: at(m.message),
                 ..m
             })?
@@ -395,7 +395,7 @@ fn validate_plan(
                 terms(raw.included, raw.at_limit, raw.overage_rate).map_err(|m| unplaced(at(m)))?;
             meters
                 .iter()
-                .map(|implicit| (implicit.id.clone(), usage))
+                .map(|implicit| (implicit.id.clone(), usage.clone()))
                 .collect()
         }
     };
@@ -404,7 +404,7 @@ fn validate_plan(
         .unwrap_or_else(|| global_meter_event.to_string());
     check_meter_event(&meter_event).map_err(|m| unplaced(at(m)))?;
     // The plan's own terms are its default meter's (the first), as a check's are.
-    let usage = meters.first().and_then(|m| meter_terms.get(&m.id)).copied();
+    let usage = meters.first().and_then(|m| meter_terms.get(&m.id));
     Ok(Plan {
         name: raw.name.unwrap_or_else(|| id.clone()),
         id,
@@ -469,6 +469,7 @@ fn terms(
         included,
         at_limit,
         overage_rate,
+        rates: Vec::new(),
     })
 }
 

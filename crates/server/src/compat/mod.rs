@@ -243,6 +243,7 @@ pub(crate) async fn ingest(state: &AppState, events: Vec<Candidate>) -> Result<I
         Resolved {
             customer,
             meter,
+            event_type,
             named,
         },
     ) in events.into_iter().zip(resolved.into_iter().flatten())
@@ -256,6 +257,7 @@ pub(crate) async fn ingest(state: &AppState, events: Vec<Candidate>) -> Result<I
             occurred_at: event.at,
             at_given: event.at_given,
             meter,
+            event_type,
             properties: event.properties,
         });
         customers.push(customer);
@@ -281,13 +283,20 @@ pub(crate) async fn ingest(state: &AppState, events: Vec<Candidate>) -> Result<I
 fn decided(outcome: crate::Result<RecordOutcome>) -> Result<RecordOutcome, Problem> {
     match outcome {
         Ok(o) if o.recorded || o.duplicate => Ok(o),
-        Ok(o) => Err(Problem::Capped(format!(
+        Ok(o) if o.meters.is_empty() => Err(Problem::Capped(format!(
             "customer \"{}\" reached the hard cap of plan \"{}\" ({} of {} units used); \
              nothing recorded",
             o.check.customer,
             o.check.plan,
             o.check.used,
             o.check.limit.map_or("unlimited".into(), |n| n.to_string())
+        ))),
+        Ok(o) => Err(Problem::Capped(format!(
+            "customer \"{}\" reached the hard cap of plan \"{}\" on {}; nothing recorded on \
+             any meter",
+            o.check.customer,
+            o.check.plan,
+            meterline_core::wire::refusing_meters(&o)
         ))),
         // Never in an all-or-nothing part: an invalid event refuses the part.
         Err(e) => Err(Problem::Other(ApiError::from(e))),
@@ -300,7 +309,7 @@ fn refused(naming: Naming, refusal: Refusal) -> Problem {
     match (refusal.error, refusal.field) {
         (e @ Error::UnknownCustomer(_), _) => Problem::UnknownCustomer(e.to_string()),
         (Error::IdempotencyConflict(m), _) => Problem::Conflict(m),
-        (Error::InvalidInput(m), Some(Field::Meter)) => Problem::UnknownMeter(m),
+        (Error::InvalidInput(m), Some(Field::Meter | Field::Type)) => Problem::UnknownMeter(m),
         (Error::InvalidInput(m), Some(Field::Time)) => Problem::invalid(naming.time(), m),
         (Error::InvalidInput(m), Some(Field::Properties)) => {
             let param = naming.payload();
@@ -322,8 +331,11 @@ fn refused(naming: Naming, refusal: Refusal) -> Problem {
 struct Resolved {
     /// The meterline customer id.
     customer: String,
-    /// The meter's id; `None` without `[[meters]]` (the implicit `usage` meter).
+    /// The meter's id; `None` without `[[meters]]` (the implicit `usage` meter) and for an
+    /// event of a type.
     meter: Option<String>,
+    /// The event's type (CloudEvents `type`, which feeds every meter of that type).
+    event_type: Option<String>,
     /// Properties the event's name gives: a Stripe `event_name` made by a `stripe_event`
     /// pattern gives its placeholders' dimensions (`tokens_large`: model = "large").
     named: crate::Properties,
@@ -411,24 +423,31 @@ fn resolve(
     Ok(Ok(Resolved {
         customer,
         meter: None,
+        event_type: None,
         named: crate::Properties::default(),
     }))
 }
 
-/// With `[[meters]]`: the meter `event` names, by its id (which the record path checks), or
-/// for Stripe by its `stripe_event`.
+/// With `[[meters]]`: the meters `event` feeds (which the record path checks): for
+/// CloudEvents every meter of its `type`, as OpenMeter meters event types; for Lago the meter
+/// whose id is its `code`; for Stripe the meter whose `stripe_event` makes its name.
 fn with_meter(
     config: &crate::Config,
     event: &Candidate,
     customer: String,
 ) -> Result<Resolved, Problem> {
-    let (meter, named) = match event.key.source {
-        KeySource::Stripe => stripe_meter(config, event)?,
-        _ => (event.meter.clone(), crate::Properties::default()),
+    let (meter, event_type, named) = match event.key.source {
+        KeySource::Stripe => {
+            let (meter, named) = stripe_meter(config, event)?;
+            (Some(meter), None, named)
+        }
+        KeySource::CloudEvents => (None, Some(event.meter.clone()), Default::default()),
+        _ => (Some(event.meter.clone()), None, Default::default()),
     };
     Ok(Resolved {
         customer,
-        meter: Some(meter),
+        meter,
+        event_type,
         named,
     })
 }

@@ -12,6 +12,7 @@ use std::sync::OnceLock;
 
 use crate::db::{Connection, OptionalExtension, Param, params};
 use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
 
 use crate::billing::{format_ts, parse_ts};
 use crate::config::{Aggregation, AtLimit, Config, Meter, MeterTerms, QUANTITY};
@@ -22,7 +23,7 @@ use meterline_core::metering::MeterValue;
 const VALUES_PER_SELECT: usize = 256;
 /// Distinct values written by one INSERT, at most (one parameter each, after the row's four).
 const VALUES_PER_INSERT: usize = 128;
-/// Counter rows written by one upsert, at most (8 parameters each).
+/// Counter rows written by one upsert, at most (10 parameters each).
 const ROWS_PER_UPSERT: usize = 100;
 
 /// customer × period start × meter × group ('' = the meter's total), as stored.
@@ -54,10 +55,15 @@ struct Row {
     values: HashMap<String, Distinct>,
     /// unique_count: the batch's values for this row were asked about in one query.
     prefetched: bool,
+    /// The units past `included` its events used and what they cost at each event's rate
+    /// (`overage_units`, `overage_amount`).
+    overage: i64,
+    overage_amount: Decimal,
 }
 
-/// A stored counter row: used, latest_at, latest_id, aggregation.
-type StoredRow = (i64, Option<String>, Option<i64>, Option<String>);
+/// A stored counter row: used, latest_at, latest_id, aggregation, overage_units,
+/// overage_amount.
+type StoredRow = (i64, Option<String>, Option<i64>, Option<String>, i64, String);
 
 /// What the batch knows of one distinct value of a unique_count row.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -70,12 +76,34 @@ enum Distinct {
     New,
 }
 
-/// What one event did to its meter's total.
-pub(crate) enum Applied {
-    /// Counted: the total before and after.
-    Counted { before: i64, after: i64 },
-    /// Refused by the meter's hard cap; nothing changed.
-    Refused { used: i64 },
+/// What one event would do to one meter, decided before anything changes: an event of a
+/// type decides every meter it feeds before it commits to any, so a cap on one refuses it
+/// on all.
+pub(crate) struct Decided {
+    total: usize,
+    /// The meter's total before the event.
+    pub(crate) before: i64,
+    /// The total after it; `None` when the event leaves it as it is.
+    next: Option<i64>,
+    /// The event's group row and its total after the event (`None`: left as it is).
+    group: Option<(usize, Option<i64>)>,
+    /// The event's units past `included` and their cost at its rate, allocated to its rows
+    /// now and never again.
+    overage: i64,
+    cost: Decimal,
+    /// Refused by the meter's hard cap; nothing may change.
+    pub(crate) refused: bool,
+}
+
+impl Decided {
+    /// The meter's total after the event (its total before, when refused or unchanged).
+    pub(crate) fn after(&self) -> i64 {
+        if self.refused {
+            self.before
+        } else {
+            self.next.unwrap_or(self.before)
+        }
+    }
 }
 
 #[derive(Default)]
@@ -105,33 +133,36 @@ impl MeterCounters {
     pub(crate) fn for_batch(config: &Config, requests: &[RecordRequest]) -> MeterCounters {
         let mut counters = MeterCounters::default();
         for req in requests {
-            let meter = match &req.meter {
-                Some(id) => config.meter(id),
-                None => Some(config.default_meter()),
-            };
-            let Some(meter) = meter.filter(|m| m.aggregation == Aggregation::UniqueCount) else {
-                continue;
-            };
-            let property = meter.property.as_deref().unwrap_or(QUANTITY);
-            let Some(value) = req.properties.get(property).filter(|v| !v.is_empty()) else {
-                continue;
-            };
-            encode(&mut counters.scratch, [&req.customer_id, &meter.id]);
-            match counters.candidates.get_mut(counters.scratch.as_slice()) {
-                Some(values) => values.push(value.clone()),
-                None => {
-                    let key = counters.scratch.clone();
-                    counters.candidates.insert(key, vec![value.clone()]);
+            let meters = config.meters_fed(req).unwrap_or_default();
+            for meter in meters {
+                if meter.aggregation == Aggregation::UniqueCount {
+                    counters.note_candidate(req, meter);
                 }
             }
         }
         counters
     }
 
-    /// Apply one event (id `event_id`, at `at`) to its meter's total and, if counted, its
-    /// group. The cap is decided on the total, before anything changes.
+    /// Note the distinct value `req` carries for unique_count `meter`, if any.
+    fn note_candidate(&mut self, req: &RecordRequest, meter: &Meter) {
+        let property = meter.property.as_deref().unwrap_or(QUANTITY);
+        let Some(value) = req.properties.get(property).filter(|v| !v.is_empty()) else {
+            return;
+        };
+        encode(&mut self.scratch, [&req.customer_id, &meter.id]);
+        match self.candidates.get_mut(self.scratch.as_slice()) {
+            Some(values) => values.push(value.clone()),
+            None => {
+                let key = self.scratch.clone();
+                self.candidates.insert(key, vec![value.clone()]);
+            }
+        }
+    }
+
+    /// Decide one event (id `event_id`, at `at`) on its meter's total and, if counted, its
+    /// group, changing nothing. The cap is decided on the total.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn apply(
+    pub(crate) fn decide(
         &mut self,
         conn: &Connection,
         meter: &Meter,
@@ -140,41 +171,91 @@ impl MeterCounters {
         period_start: &str,
         group: Option<&str>,
         value: &MeterValue,
+        rate: Option<Decimal>,
         at: DateTime<Utc>,
         event_id: i64,
-    ) -> Result<Applied> {
+    ) -> Result<Decided> {
         let cap = terms
             .filter(|t| t.at_limit == AtLimit::Block)
             .and_then(|t| t.included);
         let total = self.row(conn, [customer, period_start, &meter.id, ""])?;
         self.same_aggregation(total, meter)?;
         let before = self.rows[total].used;
+        let refused = Decided {
+            total,
+            before,
+            next: None,
+            group: None,
+            overage: 0,
+            cost: Decimal::ZERO,
+            refused: true,
+        };
         // max and latest refuse a value above the limit, whatever it would do to the total.
         if let (Aggregation::Max | Aggregation::Latest, MeterValue::Number(v)) =
             (meter.aggregation, value)
             && cap.is_some_and(|limit| *v > limit)
         {
-            return Ok(Applied::Refused { used: before });
+            return Ok(refused);
         }
         // A total the event leaves as it is (a value seen, a max not above, an older latest)
         // may still move its group: `ann` seen in one region is new in another.
-        let after = match self.next(conn, meter, total, value, at, event_id)? {
-            Some(after) if cap.is_some_and(|limit| after > limit) => {
-                return Ok(Applied::Refused { used: before });
+        let next = self.next(conn, meter, total, value, at, event_id)?;
+        if next.is_some_and(|after| cap.is_some_and(|limit| after > limit)) {
+            return Ok(refused);
+        }
+        let group = match group {
+            Some(group) => {
+                let row = self.row(conn, [customer, period_start, &meter.id, group])?;
+                Some((row, self.next(conn, meter, row, value, at, event_id)?))
             }
-            Some(after) => {
-                self.commit(total, meter, value, after, at, event_id);
-                after
-            }
-            None => before,
+            None => None,
         };
-        if let Some(group) = group {
-            let grouped = self.row(conn, [customer, period_start, &meter.id, group])?;
-            if let Some(next) = self.next(conn, meter, grouped, value, at, event_id)? {
-                self.commit(grouped, meter, value, next, at, event_id);
+        let overage = match (terms.and_then(|t| t.included), next) {
+            (Some(included), Some(after)) if adds_up(meter.aggregation) => {
+                let past = |used: i64| used.saturating_sub(included).max(0);
+                past(after) - past(before)
+            }
+            _ => 0,
+        };
+        // Within the bounds of plans.toml (at most 10^12 units per event, rates at most
+        // 10^6 with 12 decimals) the product is exact.
+        let cost = rate.map_or(Decimal::ZERO, |rate| rate * Decimal::from(overage));
+        Ok(Decided {
+            total,
+            before,
+            next,
+            group,
+            overage,
+            cost,
+            refused: false,
+        })
+    }
+
+    /// Count a decided event (not refused) on its rows.
+    pub(crate) fn count(
+        &mut self,
+        meter: &Meter,
+        value: &MeterValue,
+        decided: &Decided,
+        at: DateTime<Utc>,
+        event_id: i64,
+    ) {
+        debug_assert!(!decided.refused);
+        if let Some(after) = decided.next {
+            self.commit(decided.total, meter, value, after, at, event_id);
+        }
+        if let Some((row, Some(next))) = decided.group {
+            self.commit(row, meter, value, next, at, event_id);
+        }
+        if decided.overage > 0 {
+            let group = decided.group.map(|(row, _)| row);
+            for row in std::iter::once(decided.total).chain(group) {
+                let row = &mut self.rows[row];
+                row.overage += decided.overage;
+                row.overage_amount += decided.cost;
+                row.dirty = true;
             }
         }
-        Ok(Applied::Counted { before, after })
     }
 
     /// Refuse to count `meter` on a row another aggregation counted: the total would be
@@ -273,11 +354,12 @@ impl MeterCounters {
         let [customer, period_start, meter, group] = parts;
         let found: Option<StoredRow> = conn
             .prepare_cached(
-                "SELECT used, latest_at, latest_id, aggregation FROM meter_counters
+                "SELECT used, latest_at, latest_id, aggregation, overage_units, overage_amount
+                 FROM meter_counters
                  WHERE customer_id = ?1 AND period_start = ?2 AND meter_id = ?3 AND group_key = ?4",
             )?
             .query_row(params![customer, period_start, meter, group], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
             })
             .optional()?;
         Ok(self.keep(parts, found))
@@ -291,8 +373,13 @@ impl MeterCounters {
         }
         let [customer, period_start, meter, group] = parts;
         let aggregation = found.as_ref().and_then(|f| f.3.clone());
+        let overage = found.as_ref().map_or(0, |f| f.4);
+        let overage_amount = found
+            .as_ref()
+            .and_then(|f| f.5.parse().ok())
+            .unwrap_or(Decimal::ZERO);
         let (used, latest) = match found {
-            Some((used, at, id, _)) => (
+            Some((used, at, id, ..)) => (
                 used,
                 match (at, id) {
                     (Some(at), Some(id)) => parse_ts(&at).ok().map(|at| (at, id)),
@@ -315,6 +402,8 @@ impl MeterCounters {
             dirty: false,
             values: HashMap::new(),
             prefetched: false,
+            overage,
+            overage_amount,
         });
         self.index.insert(self.scratch.clone(), position);
         position
@@ -347,7 +436,8 @@ impl MeterCounters {
                         .collect();
                     let mut stmt = conn.prepare_cached(&format!(
                         "SELECT customer_id, period_start, meter_id,
-                                used, latest_at, latest_id, aggregation
+                                used, latest_at, latest_id, aggregation, overage_units,
+                                overage_amount
                          FROM meter_counters
                          WHERE customer_id IN ({customer_list}) AND period_start IN ({start_list})
                            AND meter_id IN ({meter_list}) AND group_key = ''"
@@ -355,7 +445,15 @@ impl MeterCounters {
                     let mut rows = stmt.query(params.as_slice())?;
                     while let Some(r) = rows.next()? {
                         let key = (r.get(0)?, r.get(1)?, r.get(2)?);
-                        found.insert(key, (r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?));
+                        let row = (
+                            r.get(3)?,
+                            r.get(4)?,
+                            r.get(5)?,
+                            r.get(6)?,
+                            r.get(7)?,
+                            r.get(8)?,
+                        );
+                        found.insert(key, row);
                     }
                 }
             }
@@ -371,16 +469,25 @@ impl MeterCounters {
         Ok(())
     }
 
-    /// `meter`'s total in the customer's period, with this batch's events so far.
-    pub(crate) fn total(
+    /// The units past `included` and their cost allocated so far to the total of `decided`'s
+    /// meter.
+    pub(crate) fn allocated(&self, decided: &Decided) -> (i64, Decimal) {
+        let row = &self.rows[decided.total];
+        (row.overage, row.overage_amount)
+    }
+
+    /// `meter`'s total in the customer's period with what was allocated of it past
+    /// `included` (units, cost), with this batch's events so far.
+    pub(crate) fn priced_total(
         &mut self,
         conn: &Connection,
         customer: &str,
         period_start: &str,
         meter: &str,
-    ) -> Result<i64> {
+    ) -> Result<(i64, i64, Decimal)> {
         let row = self.row(conn, [customer, period_start, meter, ""])?;
-        Ok(self.rows[row].used)
+        let row = &self.rows[row];
+        Ok((row.used, row.overage, row.overage_amount))
     }
 
     /// True when this unique_count row has counted `text` already. The first question of a
@@ -428,6 +535,10 @@ impl MeterCounters {
             .filter(|&i| self.rows[i].dirty)
             .collect();
         for chunk in dirty.chunks(ROWS_PER_UPSERT) {
+            let amounts: Vec<String> = chunk
+                .iter()
+                .map(|&i| self.rows[i].overage_amount.normalize().to_string())
+                .collect();
             let latest: Vec<(Option<String>, Option<i64>)> = chunk
                 .iter()
                 .map(|&i| match self.rows[i].latest {
@@ -435,21 +546,24 @@ impl MeterCounters {
                     None => (None, None),
                 })
                 .collect();
-            let mut values: Vec<&dyn Param> = Vec::with_capacity(chunk.len() * 8);
-            for (&i, (latest_at, latest_id)) in chunk.iter().zip(&latest) {
+            let mut values: Vec<&dyn Param> = Vec::with_capacity(chunk.len() * 10);
+            for ((&i, (latest_at, latest_id)), amount) in chunk.iter().zip(&latest).zip(&amounts) {
                 let row = &self.rows[i];
-                values.extend(row.key.params(4));
+                values.extend(row.key.params(6));
                 values.extend_from_slice(&[&row.used as &dyn Param, latest_at, latest_id]);
-                values.push(&row.aggregation);
+                values.extend_from_slice(&[&row.aggregation as &dyn Param, &row.overage, amount]);
             }
             let sql = format!(
                 "INSERT INTO meter_counters (customer_id, period_start, meter_id, group_key, used,
-                                             latest_at, latest_id, aggregation)
+                                             latest_at, latest_id, aggregation, overage_units,
+                                             overage_amount)
                  VALUES {}
                  ON CONFLICT (customer_id, period_start, meter_id, group_key) DO UPDATE SET
                      used = excluded.used, latest_at = excluded.latest_at,
-                     latest_id = excluded.latest_id, aggregation = excluded.aggregation",
-                vec!["(?,?,?,?,?,?,?,?)"; chunk.len()].join(",")
+                     latest_id = excluded.latest_id, aggregation = excluded.aggregation,
+                     overage_units = excluded.overage_units,
+                     overage_amount = excluded.overage_amount",
+                vec!["(?,?,?,?,?,?,?,?,?,?)"; chunk.len()].join(",")
             );
             // Cached: SQLite prepares an upsert of several rows slowly, and a batch's row
             // counts repeat (all but its last statement are full).
@@ -474,6 +588,15 @@ impl MeterCounters {
         }
         Ok(())
     }
+}
+
+/// True when a meter's total is the sum of what each event added, so the units past
+/// `included` can be told apart by the event (and group) that used them.
+fn adds_up(aggregation: Aggregation) -> bool {
+    matches!(
+        aggregation,
+        Aggregation::Sum | Aggregation::Count | Aggregation::UniqueCount
+    )
 }
 
 /// Ask which of `candidates` row `key` has stored, and note each as stored or absent.

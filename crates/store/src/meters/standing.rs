@@ -51,6 +51,23 @@ pub(crate) fn standing(
     check
 }
 
+/// A meter_counters row as a check reads it: meter, group key, used, and the units past
+/// `included` its events were allocated with their cost.
+pub(crate) type CounterCells = (String, String, i64, i64, String);
+
+/// `check` priced as its events were when recorded: the units past `included` they were
+/// allocated at their own rates (`units`, `amount`), the rest (counted before prices per
+/// dimension, or on a max or latest meter, whose units are not any event's) at
+/// `overage_rate`.
+pub(crate) fn priced(mut check: UsageCheck, units: i64, amount: rust_decimal::Decimal) -> UsageCheck {
+    if units > 0 {
+        let rest = check.overage_units.saturating_sub(units).max(0);
+        check.overage_amount =
+            amount + check.overage_rate.unwrap_or_default() * rust_decimal::Decimal::from(rest);
+    }
+    check
+}
+
 /// One customer's period as its meters are read in: the plan it is billed under and every
 /// meter's terms. `terms` is `None` when that plan is gone from plans.toml.
 pub(crate) struct Frame<'c> {
@@ -131,24 +148,24 @@ impl<'c> Frame<'c> {
     /// Every meter of plans.toml, in order, with its groups: one query for the
     /// customer-period's rows, not one per meter.
     pub(crate) fn meter_checks(&self, conn: &Connection) -> Result<Vec<MeterCheck>> {
-        let found: Vec<(String, String, i64)> = conn
+        let found: Vec<CounterCells> = conn
             .prepare_cached(
-                "SELECT meter_id, group_key, used FROM meter_counters
-                 WHERE customer_id = ?1 AND period_start = ?2",
+                "SELECT meter_id, group_key, used, overage_units, overage_amount
+                 FROM meter_counters WHERE customer_id = ?1 AND period_start = ?2",
             )?
             .query_map(params![self.customer, format_ts(self.period.start)], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
             })?
             .collect::<Result<_>>()?;
         Ok(self.meter_checks_of(found))
     }
 
     /// Every meter of plans.toml, in order, with its groups, from the period's
-    /// meter_counters rows (meter, group key, used).
-    fn meter_checks_of(&self, mut found: Vec<(String, String, i64)>) -> Vec<MeterCheck> {
+    /// meter_counters rows.
+    fn meter_checks_of(&self, mut found: Vec<CounterCells>) -> Vec<MeterCheck> {
         // No ORDER BY: sorted here, bytewise on both engines. (The per-meter query ordered by
         // `group_key = '' DESC, …` was re-prepared by SQLite on every check: 46 % of one.)
-        found.sort_unstable_by(|(meter_a, key_a, used_a), (meter_b, key_b, used_b)| {
+        found.sort_unstable_by(|(meter_a, key_a, used_a, ..), (meter_b, key_b, used_b, ..)| {
             meter_a
                 .cmp(meter_b)
                 .then_with(|| key_b.is_empty().cmp(&key_a.is_empty()))
@@ -157,26 +174,28 @@ impl<'c> Frame<'c> {
         });
         let mut checks = Vec::with_capacity(self.config.meters.len());
         for meter in &self.config.meters {
-            let first = found.partition_point(|(id, _, _)| *id < meter.id);
-            let rows = found[first..]
-                .iter()
-                .take_while(|(id, _, _)| *id == meter.id);
-            let mut total = 0;
+            let first = found.partition_point(|(id, ..)| *id < meter.id);
+            let rows = found[first..].iter().take_while(|(id, ..)| *id == meter.id);
+            let mut total = (0, 0, rust_decimal::Decimal::ZERO);
             let mut groups = Vec::new();
-            for (_, key, used) in rows {
+            for (_, key, used, units, amount) in rows {
+                let amount = amount.parse().unwrap_or_default();
                 if key.is_empty() {
-                    total = *used;
+                    total = (*used, *units, amount);
                 } else {
                     groups.push(GroupUsage {
                         key: serde_json::from_str(key).unwrap_or(serde_json::Value::Null),
                         used: *used,
+                        overage_units: *units,
+                        overage_amount: amount,
                     });
                 }
             }
+            let (used, units, amount) = total;
             checks.push(MeterCheck {
                 meter: meter.id.clone(),
                 aggregation: meter.aggregation,
-                check: self.check(meter, total),
+                check: priced(self.check(meter, used), units, amount),
                 groups,
             });
         }
@@ -243,9 +262,9 @@ fn metered_check_of(frame: Frame, checks: Vec<MeterCheck>) -> Result<MeteredChec
 /// monthly), with a day to spare.
 const LONGEST_PERIOD_DAYS: u64 = 32;
 
-/// A customer and its meter_counters rows (period start, meter, group key, used) since
+/// A customer and its meter_counters rows (with their period start) since
 /// `LONGEST_PERIOD_DAYS` ago, as `checks_at_once` reads them.
-type Recent = (Customer, Vec<(String, String, String, i64)>);
+type Recent = (Customer, Vec<(String, CounterCells)>);
 
 /// `metered_check_in` of each of `ids` in one statement per 512 of them (on PostgreSQL one
 /// round trip; each customer's answer from one snapshot on both engines, no transaction to
@@ -275,7 +294,8 @@ fn checks_at_once(
         let mut params: Vec<&dyn crate::db::Param> = vec![&since];
         params.extend(id_params);
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {}, mc.period_start, mc.meter_id, mc.group_key, mc.used
+            "SELECT {}, mc.period_start, mc.meter_id, mc.group_key, mc.used,
+                    mc.overage_units, mc.overage_amount
              FROM customers c LEFT JOIN meter_counters mc
                  ON mc.customer_id = c.id AND mc.period_start >= ?
              WHERE c.id IN ({list})",
@@ -289,7 +309,8 @@ fn checks_at_once(
                 Entry::Vacant(slot) => slot.insert((crate::customers::from_row(&r)?, Vec::new())),
             };
             if let Some(start) = r.get::<_, Option<String>>(6)? {
-                counters.push((start, r.get(7)?, r.get(8)?, r.get(9)?));
+                let cells = (r.get(7)?, r.get(8)?, r.get(9)?, r.get(10)?, r.get(11)?);
+                counters.push((start, cells));
             }
         }
     }
@@ -321,8 +342,8 @@ fn current_check(
     let frame = Frame::of(config, &customer, period, None, now);
     let rows = counters
         .into_iter()
-        .filter(|(s, _, _, _)| *s == start)
-        .map(|(_, meter, group, used)| (meter, group, used))
+        .filter(|(s, _)| *s == start)
+        .map(|(_, cells)| cells)
         .collect();
     let checks = frame.meter_checks_of(rows);
     Some(metered_check_of(frame, checks))

@@ -37,8 +37,10 @@ pub struct Part {
 pub enum Field {
     /// The event's time: out of range, too far ahead, before the customer's anchor.
     Time,
-    /// The meter named is not in plans.toml.
+    /// The meter named is not in plans.toml (or a meter and a type are named at once).
     Meter,
+    /// The event type named is not in plans.toml.
+    Type,
     /// The properties as a whole (too many, a name or a value the rules refuse).
     Properties,
     /// This property, which the event's meter reads.
