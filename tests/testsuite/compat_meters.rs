@@ -74,7 +74,7 @@ fn stripe_event_names_pick_meters_by_stripe_event(engine: Engine) {
     assert_eq!(meter_used(&s, "acme", "credits"), 7);
     assert_eq!(
         groups(&s, "acme", "tokens"),
-        json!([{"key": {"model": "small"}, "used": 120}, {"key": {"model": "large"}, "used": 30}])
+        json!([{"key": {"model": "small"}, "used": 120, "overage_units": 0, "overage_amount": "0"}, {"key": {"model": "large"}, "used": 30, "overage_units": 0, "overage_amount": "0"}])
     );
     // The payload minus stripe_customer_id and value is the event's properties.
     assert_eq!(
@@ -224,7 +224,7 @@ fn stripe_event_names_made_by_a_pattern_pick_its_meter_and_fill_its_dimension(en
     }
     assert_eq!(
         groups(&s, "acme", "tokens"),
-        json!([{"key": {"model": "large"}, "used": 300}, {"key": {"model": "small"}, "used": 20}])
+        json!([{"key": {"model": "large"}, "used": 300, "overage_units": 0, "overage_amount": "0"}, {"key": {"model": "small"}, "used": 20, "overage_units": 0, "overage_amount": "0"}])
     );
     assert_eq!(
         stored_event(&s, "stripe:7:p-large"),
@@ -307,7 +307,7 @@ fn cloudevents_types_pick_meters_by_id_and_data_is_the_properties(engine: Engine
     }
     assert_eq!(
         groups(&s, "acme", "tokens"),
-        json!([{"key": {"model": "small"}, "used": 400}, {"key": {"model": "large"}, "used": 60}])
+        json!([{"key": {"model": "small"}, "used": 400, "overage_units": 0, "overage_amount": "0"}, {"key": {"model": "large"}, "used": 60, "overage_units": 0, "overage_amount": "0"}])
     );
     assert_eq!(
         stored_event(&s, "ce:5:tests:2:e2"),
@@ -323,7 +323,8 @@ fn cloudevents_types_pick_meters_by_id_and_data_is_the_properties(engine: Engine
     let cases = [
         (
             cloud_event("b1", "acme", "ai_tokens", json!({"tokens": 1})),
-            "meter \"ai_tokens\" is not in plans.toml; the meters are: requests, tokens, credits, users",
+            // `type` is an event type (OpenMeter's meaning): each meter's is its id here.
+            "event type \"ai_tokens\" is not in plans.toml; the types are: requests, tokens, credits, users",
         ),
         (
             cloud_event(

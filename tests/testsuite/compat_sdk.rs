@@ -198,8 +198,8 @@ fn official_sdks_record_to_two_meters(engine: Engine) {
     assert_eq!(
         tokens["groups"],
         serde_json::json!([
-            {"key": {"model": "small"}, "used": 525},
-            {"key": {"model": "large"}, "used": 61}
+            {"key": {"model": "small"}, "used": 525, "overage_units": 0, "overage_amount": "0"},
+            {"key": {"model": "large"}, "used": 61, "overage_units": 0, "overage_amount": "0"}
         ])
     );
 }

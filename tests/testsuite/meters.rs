@@ -125,7 +125,10 @@ fn each_aggregation_is_exact_and_capped_on_its_own_meter(engine: Engine) {
     assert_eq!(tokens["overage_amount"], "0.6");
     assert_eq!(
         tokens["groups"],
-        serde_json::json!([{"key": {"model": "small"}, "used": 1000}, {"key": {"model": "large"}, "used": 300}])
+        serde_json::json!([
+            {"key": {"model": "small"}, "used": 1000, "overage_units": 300, "overage_amount": "0.6"},
+            {"key": {"model": "large"}, "used": 300, "overage_units": 0, "overage_amount": "0"}
+        ])
     );
 
     // unique_count: a third distinct user is refused, a user already seen still passes.
@@ -895,7 +898,7 @@ included = 3
     assert_eq!(visitors["used"], 2, "{visitors}");
     assert_eq!(
         visitors["groups"],
-        serde_json::json!([{"key": {"region": "eu"}, "used": 2}, {"key": {"region": "us"}, "used": 1}])
+        serde_json::json!([{"key": {"region": "eu"}, "used": 2, "overage_units": 0, "overage_amount": "0"}, {"key": {"region": "us"}, "used": 1, "overage_units": 0, "overage_amount": "0"}])
     );
 
     let recorded = batch(&[
@@ -913,7 +916,7 @@ included = 3
     assert_eq!(visitors["used"], 3, "{visitors}");
     assert_eq!(
         visitors["groups"],
-        serde_json::json!([{"key": {"region": "us"}, "used": 3}, {"key": {"region": "eu"}, "used": 2}])
+        serde_json::json!([{"key": {"region": "us"}, "used": 3, "overage_units": 0, "overage_amount": "0"}, {"key": {"region": "eu"}, "used": 2, "overage_units": 0, "overage_amount": "0"}])
     );
     // More values than one query asks about or one INSERT writes, and a repeat among them.
     let many: Vec<String> = (0..300).map(|i| format!("v{i}")).collect();
@@ -957,7 +960,7 @@ included = 3
     assert_eq!(peak["used"], 10);
     assert_eq!(
         peak["groups"],
-        serde_json::json!([{"key": {"region": "eu"}, "used": 10}, {"key": {"region": "us"}, "used": 5}])
+        serde_json::json!([{"key": {"region": "eu"}, "used": 10, "overage_units": 0, "overage_amount": "0"}, {"key": {"region": "us"}, "used": 5, "overage_units": 0, "overage_amount": "0"}])
     );
     let stored = s.inspect().rows(
         "SELECT meter_id, group_key, value FROM meter_values WHERE value NOT LIKE 'v%'

@@ -138,7 +138,10 @@ fn events_on_several_meters_record_each_on_its_own_and_a_capped_meter_refuses_al
     assert_eq!(tokens["overage_amount"], "0.4");
     assert_eq!(
         tokens["groups"],
-        json!([{"key": {"model": "small"}, "used": 900}, {"key": {"model": "large"}, "used": 300}])
+        json!([
+            {"key": {"model": "small"}, "used": 900, "overage_units": 200, "overage_amount": "0.4"},
+            {"key": {"model": "large"}, "used": 300, "overage_units": 0, "overage_amount": "0"}
+        ])
     );
     let unknown = c.get("/v1/customers/capped/check?meter=tokenz");
     assert_eq!(
