@@ -37,6 +37,7 @@ mod demo;
 mod e2e_tmux;
 mod engine_ops;
 mod event_times;
+mod event_types;
 mod export_pages;
 mod identifiers;
 mod input_rules;

@@ -46,7 +46,10 @@ impl Rate {
 impl MeterTerms {
     /// The rate per unit past `included` of an event whose `group_by` properties are
     /// `value_of`'s: its first matching rate line, else `overage_rate`.
-    pub fn rate_for<'v>(&self, value_of: impl Fn(&str) -> Option<&'v str> + Copy) -> Option<Decimal> {
+    pub fn rate_for<'v>(
+        &self,
+        value_of: impl Fn(&str) -> Option<&'v str> + Copy,
+    ) -> Option<Decimal> {
         self.rates
             .iter()
             .find(|line| line.matches(value_of))
@@ -133,7 +136,7 @@ pub(super) fn validate_rates(
         let new = Rate { when, rate };
         if let Some(earlier) = rates.iter().position(|r| r.covers(&new)) {
             return Err(place(format!(
-                "no group could match this line: rate line {} matches every group it names \
+                "no group could match this line: each group it names matches rate line {} \
                  first (lines are tried in order)",
                 earlier + 1
             )));
