@@ -18,6 +18,8 @@ Prints "compat_sdk: ok" at the end; any failure raises (exit code 1).
 the property "tokens" by "model", Stripe event "ai_tokens"). Each SDK records to both meters
 in one call or batch; the payload is the event's properties; a name matching no meter raises
 the SDK's error; a capped meter refuses while the other records.
+
+`run.py types` runs the OpenMeter SDK with event types (`openmeter_types`).
 """
 
 import json
@@ -381,12 +383,68 @@ def lago_meters():
     assert meters("capped")[:2] == (3, capped_tokens + 3), meters("capped")
 
 
+def openmeter_types():
+    """`run.py types` (compat_sdk.rs's TYPE_PLANS, tests/fixtures/plans/ai_types.toml): a
+    CloudEvent's type is an event type, as OpenMeter meters it. One `completion` event feeds
+    requests, tokens (by model, priced per model on pro past 1,000) and active_users at once,
+    all or nothing."""
+    client = OpenMeterClient(endpoint=f"{BASE}/openmeter", token=TOKEN)
+
+    def event(id, customer="acme", **data):
+        return CloudEvent(
+            id=id,
+            source="sdk-types",
+            specversion="1.0",
+            type="completion",
+            subject=customer,
+            time=AN_HOUR_AGO,
+            data=data,
+        )
+
+    def used_by_meter(customer):
+        return {m["meter"]: m["used"] for m in check(customer)["meters"]}
+
+    batch = [
+        event("t-1", tokens=1200, model="large", user="ann"),
+        event("t-2", tokens=30, model="small", user="bob"),
+    ]
+    client.events.ingest_events(batch)
+    expected = {"requests": 2, "tokens": 1230, "active_users": 2, "images": 0}
+    assert used_by_meter("acme") == expected, used_by_meter("acme")
+    # Resent: nothing twice, on any meter.
+    client.events.ingest_events(batch)
+    assert used_by_meter("acme") == expected, used_by_meter("acme")
+    # 200 large tokens past 1,000 at 0.00001, then 30 small at 0.000001.
+    assert check("acme")["overage_total"] == "0.00203", check("acme")
+    # A property one meter needs is missing: 400, and no meter counts the event.
+    expect(
+        HttpResponseError,
+        lambda: client.events.ingest_event(event("t-3", tokens=5, model="small")),
+        lambda e: e.status_code == 400,
+    )
+    assert used_by_meter("acme") == expected, used_by_meter("acme")
+    # capped (free: 2 active users): a third user is refused on every meter.
+    client.events.ingest_events(
+        [event(f"t-c{i}", "capped", tokens=1, model="tiny", user=u) for i, u in enumerate("ab")]
+    )
+    expect(
+        HttpResponseError,
+        lambda: client.events.ingest_event(event("t-c3", "capped", tokens=1, model="tiny", user="c")),
+        lambda e: e.status_code == 402,
+    )
+    capped = {"requests": 2, "tokens": 2, "active_users": 2, "images": 0}
+    assert used_by_meter("capped") == capped, used_by_meter("capped")
+
+
 if __name__ == "__main__":
     SUITES = {"stripe": stripe_sdk, "openmeter": openmeter_sdk, "lago": lago_sdk}
     METER_SUITES = {"stripe": stripe_meters, "openmeter": openmeter_meters, "lago": lago_meters}
     names = sys.argv[1:]
     if names[:1] == ["meters"]:
         SUITES = METER_SUITES
+        names = names[1:]
+    if names[:1] == ["types"]:
+        SUITES = {"openmeter": openmeter_types}
         names = names[1:]
     for name in names or list(SUITES):
         SUITES[name]()

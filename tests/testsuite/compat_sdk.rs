@@ -18,6 +18,7 @@ use crate::support::stripe::{Env, json, now, stderr};
 engine_tests!(
     official_sdks_record_exactly_and_sync_forwards_once,
     official_sdks_record_to_two_meters,
+    the_openmeter_sdk_feeds_every_meter_of_an_event_type,
 );
 
 const PLANS: &str = r#"
@@ -48,6 +49,9 @@ meterline_usage = "tokens"
 /// of the property "tokens" by "model", Stripe event ai_tokens), among the meters of
 /// tests/fixtures/plans/ai_capped.toml.
 const METER_PLANS: &str = crate::support::meters::PLANS;
+
+/// One `completion` event type feeding three meters, tokens priced per model.
+const TYPE_PLANS: &str = include_str!("../fixtures/plans/ai_types.toml");
 
 const SDKS: &str = "stripe==16.1.0 openmeter==1.0.0b236 lago-python-client==1.55.0";
 
@@ -202,4 +206,17 @@ fn official_sdks_record_to_two_meters(engine: Engine) {
             {"key": {"model": "large"}, "used": 61, "overage_units": 0, "overage_amount": "0"}
         ])
     );
+}
+
+fn the_openmeter_sdk_feeds_every_meter_of_an_event_type(engine: Engine) {
+    let env = Env::on(engine, TYPE_PLANS);
+    run_sdks(&env, &["types"]);
+    // Two events of acme, two of capped, each a row per meter fed; nothing else.
+    let db = env.inspect();
+    let rows = db.rows(
+        "SELECT customer_id, COUNT(*), COUNT(DISTINCT COALESCE(event_of, id))
+         FROM usage_events WHERE event_type = 'completion' GROUP BY customer_id
+         ORDER BY customer_id",
+    );
+    assert_eq!(rows, [["acme", "6", "2"], ["capped", "6", "2"]]);
 }

@@ -26,6 +26,7 @@ engine_tests!(
     per_event_mode_sends_each_event_to_its_models_stripe_meter,
     a_group_without_a_valid_name_is_held_with_its_reason_and_sent_nowhere,
     kill_9_mid_sync_then_resync_counts_no_model_twice,
+    one_event_of_a_type_reports_to_each_meters_stripe_meter_once,
 );
 
 /// An AI API: requests counted, tokens summed by model, active users, seats as the latest
@@ -1043,4 +1044,59 @@ fn kill_9_mid_sync_then_resync_counts_no_model_twice(engine: Engine) {
     assert!(rows.iter().all(|r| r["status"] == "ok"), "{rows:?}");
     // Each customer: requests, and each model.
     assert_eq!(rows.len(), CUSTOMERS * 3);
+}
+
+/// tests/fixtures/plans/ai_types.toml with the fake Stripe's settings: one `completion`
+/// event feeds requests, tokens by model (`tokens_{model}`) and active_users.
+fn typed_plans() -> String {
+    let settings = PER_MODEL.split("[[meters]]").next().unwrap();
+    format!(
+        "{settings}{}",
+        include_str!("../fixtures/plans/ai_types.toml")
+    )
+}
+
+fn one_event_of_a_type_reports_to_each_meters_stripe_meter_once(engine: Engine) {
+    let env = with_meters(
+        engine,
+        &typed_plans(),
+        &[
+            ("api_requests", "sum"),
+            ("tokens_small", "sum"),
+            ("tokens_large", "sum"),
+            ("api_active_users", "last"),
+            ("api_images", "sum"),
+        ],
+        &[("acme", "cus_Acme0001")],
+    );
+    let config = env.config();
+    let mut store = env.store();
+    for (tokens, model, user, ago) in [
+        ("600", "small", "ann", 50),
+        ("300", "large", "bob", 49),
+        ("40", "small", "ann", 48),
+    ] {
+        let mut request = RecordRequest::new("acme", 1, now() - chrono::Duration::minutes(ago));
+        request.event_type = Some("completion".into());
+        request.properties = [("tokens", tokens), ("model", model), ("user", user)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let outcome = store.record(&config, &request, now()).unwrap();
+        assert!(outcome.recorded);
+        assert_eq!(outcome.meters.len(), 3);
+    }
+    let first = sync(&env);
+    assert_eq!(first["failed"], 0, "{first}");
+    let round1 = sent(&env, 0);
+    assert_eq!(of(&round1, "api_requests"), [(BTreeMap::new(), 3)]);
+    assert_eq!(of(&round1, "tokens_small"), [(model("small"), 640)]);
+    assert_eq!(of(&round1, "tokens_large"), [(model("large"), 300)]);
+    assert_eq!(of(&round1, "api_active_users"), [(BTreeMap::new(), 2)]);
+    assert_eq!(round1.len(), 4, "one report per meter and group");
+    // Nothing twice.
+    assert_eq!(sync(&env)["attempted"], 0);
+    assert_eq!(sent(&env, 0).len(), 4);
+    let rows = reconcile_rows(&env);
+    assert!(rows.iter().all(|r| r["status"] == "ok"), "{rows:?}");
 }

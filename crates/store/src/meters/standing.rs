@@ -66,8 +66,9 @@ pub(crate) fn priced(
 ) -> UsageCheck {
     if units > 0 {
         let rest = check.overage_units.saturating_sub(units).max(0);
-        check.overage_amount =
-            amount + check.overage_rate.unwrap_or_default() * rust_decimal::Decimal::from(rest);
+        let rest = check.overage_rate.unwrap_or_default() * rust_decimal::Decimal::from(rest);
+        // One spelling of an amount, however it was added up ("0.00203", not "0.002030").
+        check.overage_amount = (amount + rest).normalize();
     }
     check
 }
