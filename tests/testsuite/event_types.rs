@@ -19,6 +19,7 @@ engine_tests!(
     units_past_included_are_priced_at_the_rate_of_the_event_that_used_them,
     the_http_routes_take_a_type_and_cloudevents_types_are_event_types,
     many_writers_stop_exactly_at_the_cap_and_the_money_is_exact,
+    counters_and_money_equal_a_replay_of_the_events_under_random_writers,
 );
 
 const PLANS: &str = include_str!("../fixtures/plans/ai_types.toml");
@@ -562,4 +563,104 @@ fn many_writers_stop_exactly_at_the_cap_and_the_money_is_exact(engine: Engine) {
         .inspect()
         .rows("SELECT COUNT(*) FROM usage_events WHERE customer_id = 'capped'");
     assert_eq!(rows[0][0], "15", "5 events × 3 meters");
+}
+
+/// The rate of a model's tokens past pro's 1,000 included (ai_types.toml).
+fn rate_of(model: &str) -> rust_decimal::Decimal {
+    let text = match model {
+        "large" => "0.00001",
+        "small" | "tiny" => "0.000001",
+        _ => "0.000002",
+    };
+    text.parse().unwrap()
+}
+
+fn counters_and_money_equal_a_replay_of_the_events_under_random_writers(engine: Engine) {
+    use std::collections::BTreeMap;
+    let s = scratch(engine);
+    let at = chrono::DateTime::parse_from_rfc3339(crate::support::common::NOW)
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    // Writers with their own connections, random batches of random events (some resent),
+    // for a capped customer and a priced one.
+    let threads: Vec<_> = (0..4u64)
+        .map(|w| {
+            let db = s.db.clone();
+            let plans = s.plans.clone();
+            std::thread::spawn(move || {
+                let config = meterline::Config::load(&plans).unwrap();
+                let mut store = meterline::Store::open(std::path::Path::new(&db)).unwrap();
+                let mut rng = fastrand::Rng::with_seed(w);
+                for round in 0..30 {
+                    let batch: Vec<RecordRequest> = (0..rng.usize(1..12))
+                        .map(|i| {
+                            let customer = if rng.bool() { "acme" } else { "capped" };
+                            let mut r = RecordRequest::new(customer, 1, at);
+                            r.event_type = Some("completion".into());
+                            r.idempotency_key = Some(format!("w{w}-{}", round * 7 + i % 7).into());
+                            let model = ["large", "small", "tiny", "medium", "vision"][rng.usize(0..5)];
+                            r.properties = [
+                                ("tokens", rng.i64(1..400).to_string()),
+                                ("model", model.to_string()),
+                                ("user", format!("u{}", rng.usize(0..4))),
+                            ]
+                            .into_iter()
+                            .map(|(k, v)| (k.to_string(), v))
+                            .collect();
+                            r
+                        })
+                        .collect();
+                    // A resent key with other parameters is refused alone, as it should be.
+                    store.record_batch(&config, &batch, at).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    // Every event fed all three meters or none.
+    let per_event = s.inspect().rows(
+        "SELECT COALESCE(event_of, id), COUNT(*) FROM usage_events GROUP BY 1 HAVING COUNT(*) <> 3",
+    );
+    assert!(per_event.is_empty(), "{per_event:?}");
+    // Replay the events in the order they were recorded.
+    let events = s.inspect().rows(
+        "SELECT customer_id, properties FROM usage_events WHERE meter_id = 'tokens' ORDER BY id",
+    );
+    let mut used: BTreeMap<String, i64> = BTreeMap::new();
+    let mut groups: BTreeMap<(String, String), (i64, i64, rust_decimal::Decimal)> = BTreeMap::new();
+    for row in &events {
+        let properties: Value = serde_json::from_str(&row[1]).unwrap();
+        let tokens: i64 = properties["tokens"].as_str().unwrap().parse().unwrap();
+        let model = properties["model"].as_str().unwrap().to_string();
+        let total = used.entry(row[0].clone()).or_default();
+        let past = |n: i64| if row[0] == "acme" { (n - 1000).max(0) } else { 0 };
+        let over = past(*total + tokens) - past(*total);
+        *total += tokens;
+        let group = groups.entry((row[0].clone(), model.clone())).or_default();
+        group.0 += tokens;
+        group.1 += over;
+        group.2 += rate_of(&model) * rust_decimal::Decimal::from(over);
+    }
+    for customer in ["acme", "capped"] {
+        let check = s.json(&["check", customer, "--json"]);
+        let tokens = &check["meters"][1];
+        assert_eq!(tokens["used"], used.get(customer).copied().unwrap_or(0), "{customer}");
+        let mut total = rust_decimal::Decimal::ZERO;
+        for group in tokens["groups"].as_array().unwrap() {
+            let model = group["key"]["model"].as_str().unwrap().to_string();
+            let (units, over, money) = groups[&(customer.to_string(), model.clone())];
+            assert_eq!(group["used"], units, "{customer} {model}");
+            assert_eq!(group["overage_units"], over, "{customer} {model}");
+            let amount: rust_decimal::Decimal = group["overage_amount"].as_str().unwrap().parse().unwrap();
+            assert_eq!(amount, money, "{customer} {model}");
+            total += money;
+        }
+        let overage: rust_decimal::Decimal = check["overage_total"].as_str().unwrap().parse().unwrap();
+        assert_eq!(overage, total, "{customer}");
+    }
+    // The caps held: capped has at most 5 requests and 2 users.
+    let capped = used(&s, "capped");
+    assert!(capped[0].1 <= 5 && capped[2].1 <= 2, "{capped:?}");
 }
