@@ -6,6 +6,8 @@
 use predicates::str::contains;
 use serde_json::{Value, json};
 
+use meterline::RecordRequest;
+
 use crate::support::cli::Scratch;
 use crate::support::engine::{Engine, engine_tests};
 use crate::support::meters::dump_all;
@@ -414,11 +416,33 @@ fn units_past_included_are_priced_at_the_rate_of_the_event_that_used_them(engine
         .stdout(contains(
             "overage 1,500 units = $0.0061 at each group's rate",
         ));
-    // A new rate in plans.toml changes no money already allocated.
+    // A closed period keeps its rates: "old" spent October past its 1,000 at the large rate.
+    s.add_customer("old", "pro", "2026-10-01");
+    let october = ["--at", "2026-10-20T09:00:00Z"];
+    assert_eq!(
+        completion_with(&s, "old", 1100, "large", "ann", &october).0,
+        0
+    );
+    // A new rate in plans.toml changes no money already allocated, and a late event into
+    // the closed period is priced at the rate it kept.
     let cheaper = PLANS.replace("rate = \"0.00001\"", "rate = \"0.000005\"");
     std::fs::write(&s.plans, cheaper).unwrap();
     let check = s.json(&["check", "acme", "--json"]);
     assert_eq!(group_money(&check, "large"), (400, "0.004".into()));
+    assert_eq!(
+        completion_with(&s, "old", 100, "large", "ann", &october).0,
+        0
+    );
+    let closed = s.json(&["check", "old", "--now", "2026-10-25T00:00:00Z", "--json"]);
+    assert_eq!(
+        group_money(&closed, "large"),
+        (200, "0.002".into()),
+        "{closed}"
+    );
+    // This period's new events take the new rate.
+    assert_eq!(completion(&s, "acme", 100, "large", "ann").0, 0);
+    let check = s.json(&["check", "acme", "--json"]);
+    assert_eq!(group_money(&check, "large"), (500, "0.0045".into()));
 }
 
 fn start(s: &Scratch) -> (Server, Client) {
@@ -598,7 +622,8 @@ fn counters_and_money_equal_a_replay_of_the_events_under_random_writers(engine: 
                             let mut r = RecordRequest::new(customer, 1, at);
                             r.event_type = Some("completion".into());
                             r.idempotency_key = Some(format!("w{w}-{}", round * 7 + i % 7).into());
-                            let model = ["large", "small", "tiny", "medium", "vision"][rng.usize(0..5)];
+                            let model =
+                                ["large", "small", "tiny", "medium", "vision"][rng.usize(0..5)];
                             r.properties = [
                                 ("tokens", rng.i64(1..400).to_string()),
                                 ("model", model.to_string()),
@@ -628,14 +653,20 @@ fn counters_and_money_equal_a_replay_of_the_events_under_random_writers(engine: 
     let events = s.inspect().rows(
         "SELECT customer_id, properties FROM usage_events WHERE meter_id = 'tokens' ORDER BY id",
     );
-    let mut used: BTreeMap<String, i64> = BTreeMap::new();
+    let mut totals: BTreeMap<String, i64> = BTreeMap::new();
     let mut groups: BTreeMap<(String, String), (i64, i64, rust_decimal::Decimal)> = BTreeMap::new();
     for row in &events {
         let properties: Value = serde_json::from_str(&row[1]).unwrap();
         let tokens: i64 = properties["tokens"].as_str().unwrap().parse().unwrap();
         let model = properties["model"].as_str().unwrap().to_string();
-        let total = used.entry(row[0].clone()).or_default();
-        let past = |n: i64| if row[0] == "acme" { (n - 1000).max(0) } else { 0 };
+        let total = totals.entry(row[0].clone()).or_default();
+        let past = |n: i64| {
+            if row[0] == "acme" {
+                (n - 1000).max(0)
+            } else {
+                0
+            }
+        };
         let over = past(*total + tokens) - past(*total);
         *total += tokens;
         let group = groups.entry((row[0].clone(), model.clone())).or_default();
@@ -646,18 +677,24 @@ fn counters_and_money_equal_a_replay_of_the_events_under_random_writers(engine: 
     for customer in ["acme", "capped"] {
         let check = s.json(&["check", customer, "--json"]);
         let tokens = &check["meters"][1];
-        assert_eq!(tokens["used"], used.get(customer).copied().unwrap_or(0), "{customer}");
+        assert_eq!(
+            tokens["used"],
+            totals.get(customer).copied().unwrap_or(0),
+            "{customer}"
+        );
         let mut total = rust_decimal::Decimal::ZERO;
         for group in tokens["groups"].as_array().unwrap() {
             let model = group["key"]["model"].as_str().unwrap().to_string();
             let (units, over, money) = groups[&(customer.to_string(), model.clone())];
             assert_eq!(group["used"], units, "{customer} {model}");
             assert_eq!(group["overage_units"], over, "{customer} {model}");
-            let amount: rust_decimal::Decimal = group["overage_amount"].as_str().unwrap().parse().unwrap();
+            let amount: rust_decimal::Decimal =
+                group["overage_amount"].as_str().unwrap().parse().unwrap();
             assert_eq!(amount, money, "{customer} {model}");
             total += money;
         }
-        let overage: rust_decimal::Decimal = check["overage_total"].as_str().unwrap().parse().unwrap();
+        let overage: rust_decimal::Decimal =
+            check["overage_total"].as_str().unwrap().parse().unwrap();
         assert_eq!(overage, total, "{customer}");
     }
     // The caps held: capped has at most 5 requests and 2 users.

@@ -866,9 +866,15 @@ impl<'c> Batch<'_, 'c> {
         if !in_batch.is_empty() {
             return Ok(in_batch);
         }
+        // An event's rows are written together, with the ids after its own: found through
+        // the primary key, with no index of their own to keep up on every write.
+        let last = id.saturating_add(crate::config::MAX_METERS_PER_TYPE as i64);
         self.conn
-            .prepare_cached("SELECT meter_id FROM usage_events WHERE event_of = ?1 ORDER BY id")?
-            .query_map(params![id], |r| r.get(0))?
+            .prepare_cached(
+                "SELECT meter_id FROM usage_events
+                 WHERE id > ?1 AND id <= ?2 AND event_of = ?1 ORDER BY id",
+            )?
+            .query_map(params![id, last], |r| r.get(0))?
             .collect()
     }
 

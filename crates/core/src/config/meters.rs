@@ -11,6 +11,10 @@ use toml::Spanned;
 use super::AtLimit;
 use super::raw::{RawMeter, RawPlanMeter};
 
+/// The most meters one event type may feed: an event is a row per meter it feeds, written
+/// together, so its rows are found within this many ids after its first.
+pub const MAX_METERS_PER_TYPE: usize = 64;
+
 /// The meter a plans.toml without `[[meters]]` has.
 pub const IMPLICIT_METER: &str = "usage";
 /// The event property a `sum` meter adds up unless it names another.
@@ -272,6 +276,18 @@ pub(super) fn validate_meters(
             Some(e) => e.get_ref().clone(),
             None => id.clone(),
         };
+        if meters.iter().filter(|m: &&Meter| m.event == event).count() >= MAX_METERS_PER_TYPE {
+            let place = raw
+                .event
+                .as_ref()
+                .map_or_else(|| raw.id.span(), |e| e.span());
+            return Err(Mistake {
+                span: Some(place),
+                message: at(format!(
+                    "event type \"{event}\" feeds more than {MAX_METERS_PER_TYPE} meters"
+                )),
+            });
+        }
         meters.push(Meter {
             event,
             name: raw.name.unwrap_or_else(|| id.clone()),

@@ -16,8 +16,9 @@ use crate::billing::{PeriodKind, Thresholds, WarningLevel};
 
 pub use locate::{EXAMPLE_PLANS, INIT_PLANS, PlansLocation};
 pub use meters::{
-    Aggregation, EventPart, IMPLICIT_METER, MAX_GROUP_BY, Meter, MeterTerms, MeterTermsMap,
-    QUANTITY, event_parts, is_stripe_event_name, kept_meter_terms, stripe_event_values,
+    Aggregation, EventPart, IMPLICIT_METER, MAX_GROUP_BY, MAX_METERS_PER_TYPE, Meter, MeterTerms,
+    MeterTermsMap, QUANTITY, event_parts, is_stripe_event_name, kept_meter_terms,
+    stripe_event_values,
 };
 pub use rates::Rate;
 pub use validate::ConfigError;

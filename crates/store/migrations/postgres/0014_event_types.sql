@@ -7,6 +7,5 @@
 
     ALTER TABLE usage_events ADD COLUMN event_type TEXT COLLATE "C";
     ALTER TABLE usage_events ADD COLUMN event_of BIGINT;
-    CREATE INDEX usage_events_members ON usage_events(event_of) WHERE event_of IS NOT NULL;
     ALTER TABLE meter_counters ADD COLUMN overage_units BIGINT NOT NULL DEFAULT 0;
     ALTER TABLE meter_counters ADD COLUMN overage_amount TEXT COLLATE "C" NOT NULL DEFAULT '0';

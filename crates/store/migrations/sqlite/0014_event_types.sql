@@ -7,6 +7,5 @@
 
     ALTER TABLE usage_events ADD COLUMN event_type TEXT;
     ALTER TABLE usage_events ADD COLUMN event_of INTEGER;
-    CREATE INDEX usage_events_members ON usage_events(event_of) WHERE event_of IS NOT NULL;
     ALTER TABLE meter_counters ADD COLUMN overage_units INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE meter_counters ADD COLUMN overage_amount TEXT NOT NULL DEFAULT '0';
