@@ -12,6 +12,7 @@ use crate::support::cli::Scratch;
 use crate::support::engine::{Engine, engine_tests};
 use crate::support::meters::dump_all;
 use crate::support::serve::{Client, Server, create_token};
+use crate::support::shapes::{Shape, shape_tests};
 
 engine_tests!(
     one_event_feeds_every_meter_of_its_type,
@@ -23,6 +24,8 @@ engine_tests!(
     many_writers_stop_exactly_at_the_cap_and_the_money_is_exact,
     counters_and_money_equal_a_replay_of_the_events_under_random_writers,
 );
+
+shape_tests!(the_one_event_form_records_on_both_plan_shapes);
 
 const PLANS: &str = include_str!("../fixtures/plans/ai_types.toml");
 
@@ -700,4 +703,72 @@ fn counters_and_money_equal_a_replay_of_the_events_under_random_writers(engine: 
     // The caps held: capped has at most 5 requests and 2 users.
     let capped = used(&s, "capped");
     assert!(capped[0].1 <= 5 && capped[2].1 <= 2, "{capped:?}");
+}
+
+/// The type of the events of `shape`'s file and the meters one feeds: the implicit meter's
+/// own (`usage`) without `[[meters]]`, `completion` in the file `init` writes.
+fn one_event_form(shape: Shape) -> (&'static str, Vec<&'static str>, Vec<&'static str>) {
+    match shape {
+        Shape::Legacy => ("usage", vec!["-n", "7"], vec!["usage"]),
+        Shape::Meters => (
+            "completion",
+            vec![
+                "--property",
+                "tokens=7",
+                "--property",
+                "model=large",
+                "--property",
+                "user=u_9",
+            ],
+            vec!["requests", "tokens", "active_users"],
+        ),
+    }
+}
+
+fn the_one_event_form_records_on_both_plan_shapes(engine: Engine, shape: Shape) {
+    let s = Scratch::shaped(engine, shape);
+    s.add_customer("acme", "pro", "2026-11-01");
+    let (event_type, properties, fed_meters) = one_event_form(shape);
+    let out = s
+        .cmd()
+        .args([
+            "record", "acme", "--type", event_type, "--key", "one", "--json",
+        ])
+        .args(&properties)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(fed(&answer), fed_meters);
+    let check = s.json(&["check", "acme", "--json"]);
+    for meter in &fed_meters {
+        let found = check["meters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["meter"] == *meter)
+            .unwrap();
+        assert!(found["used"].as_i64().unwrap() > 0, "{meter}: {check}");
+    }
+    // The same event again is a duplicate; an unknown type names the types there are.
+    let again = s
+        .cmd()
+        .args([
+            "record", "acme", "--type", event_type, "--key", "one", "--json",
+        ])
+        .args(&properties)
+        .output()
+        .unwrap();
+    let again: Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(again["duplicate"], true);
+    s.cmd()
+        .args(["record", "acme", "--type", "nope"])
+        .assert()
+        .code(2)
+        .stderr(contains(format!("the types are: {event_type}")));
 }
