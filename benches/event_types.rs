@@ -11,7 +11,8 @@
 //! Targets: record_batch >= 200,000 events/s on SQLite, >= 50,000 on PostgreSQL; a single
 //! record on 3 meters >= 0.8x one on one meter; the check < 20 µs.
 //! `METERLINE_BENCH_EVENTS` (default 200,000), `METERLINE_BENCH_SINGLES` (default 20,000),
-//! `METERLINE_BENCH_POSTGRES=0` skips PostgreSQL.
+//! `METERLINE_BENCH_POSTGRES=0` skips PostgreSQL, `METERLINE_BENCH_CASE=batch` runs only the
+//! SQLite `record_batch` (for a profiler).
 
 #[path = "../tests/testsuite/support/postgres.rs"]
 #[allow(dead_code)]
@@ -109,6 +110,9 @@ fn main() {
         events,
     );
     report_batches(events, one, typed, 200_000.0);
+    if std::env::var("METERLINE_BENCH_CASE").as_deref() == Ok("batch") {
+        return;
+    }
 
     println!("a single record, one transaction each: {singles} events");
     let (mut one_store, mut typed_store) = (sqlite("single-one.db"), sqlite("single-typed.db"));

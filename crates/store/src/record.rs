@@ -758,27 +758,16 @@ impl<'c> Batch<'_, 'c> {
         for (i, ((meter, value), d)) in meters.iter().zip(values).zip(&decided).enumerate() {
             let event_id = id_of(i)?;
             self.meters.count(meter, value, d, occurred_at, event_id);
-            let (before, after) = (d.before, d.after());
             let (units, amount) = self.meters.allocated(d);
-            let priced = |used| {
-                super::meters::standing::priced(
-                    standing(meter, terms[i].as_ref(), used),
-                    units,
-                    amount,
-                )
-            };
-            let (before, after) = (priced(before), priced(after));
-            if period.contains(self.now) && after.level > before.level {
+            let check = standing(meter, terms[i].as_ref(), d.after());
+            let after = super::meters::standing::priced(check, units, amount);
+            let allowance = super::meters::standing::allowance(terms[i].as_ref().map(|t| &t.terms));
+            let before = allowance.level_at(d.before, &config.thresholds);
+            if period.contains(self.now) && after.level > before {
                 // Only this transaction knows the counter before and after: the crossing is
                 // written here or never. Events into a closed period alert nothing.
                 super::alerts::record_crossings(
-                    conn,
-                    config,
-                    &meter.id,
-                    before.level,
-                    &after,
-                    period,
-                    self.now,
+                    conn, config, &meter.id, before, &after, period, self.now,
                 )?;
             }
             let amount = match value {

@@ -73,6 +73,19 @@ pub struct Allowance {
     pub overage_rate: Option<Decimal>,
 }
 
+impl Allowance {
+    /// The share of the limit `used` is (`None`: unlimited; a limit of 0 is full).
+    fn ratio(&self, used: i64) -> Option<f64> {
+        self.included
+            .map(|l| if l == 0 { 1.0 } else { used as f64 / l as f64 })
+    }
+
+    /// The warning level at `used`: what `UsageCheck::compute` says, without the rest of it.
+    pub fn level_at(&self, used: i64, thresholds: &Thresholds) -> WarningLevel {
+        WarningLevel::of(self.ratio(used), thresholds)
+    }
+}
+
 /// A customer's standing in one billing period. This is the `check --json` object.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct UsageCheck {
@@ -110,8 +123,9 @@ impl UsageCheck {
     /// True when the overage is not one rate times its units: its units were priced at their
     /// groups' rates (`[[plans.meters.ID.rates]]`) as they were recorded.
     pub fn priced_per_group(&self) -> bool {
-        self.overage_rate
-            .is_some_and(|rate| rate * Decimal::from(self.overage_units) != self.overage_amount)
+        self.overage_rate.is_some_and(|rate| {
+            rate.checked_mul(Decimal::from(self.overage_units)) != Some(self.overage_amount)
+        })
     }
 
     /// The share of the limit used, in tenths of a percent rounded down (`None`: unlimited):
@@ -138,7 +152,7 @@ impl UsageCheck {
         thresholds: &Thresholds,
     ) -> UsageCheck {
         let limit = allowance.included;
-        let ratio = limit.map(|l| if l == 0 { 1.0 } else { used as f64 / l as f64 });
+        let ratio = allowance.ratio(used);
         let over = limit.map_or(0, |l| used.saturating_sub(l).max(0));
         let (overage_units, overage_amount) = match allowance.overage_rate {
             // Bounded by plans.toml validation; checked anyway, so no data can make it panic.
