@@ -238,3 +238,27 @@ fn plans_json(config: &crate::Config) -> Result<serde_json::Value> {
     }
     Ok(json)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Rate;
+
+    #[test]
+    fn a_rates_where_reads_as_plans_toml_writes_it() {
+        let rate = Rate {
+            when: [
+                ("model".to_string(), vec!["large".to_string()]),
+                (
+                    "region".to_string(),
+                    vec!["eu".to_string(), "us".to_string()],
+                ),
+            ]
+            .into(),
+            rate: "0.00001".parse().unwrap(),
+        };
+        assert_eq!(
+            super::where_text(&rate),
+            r#"where model = "large", region = ["eu", "us"]"#
+        );
+    }
+}
