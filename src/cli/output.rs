@@ -124,11 +124,7 @@ fn overage(check: &UsageCheck, currency: &str) -> Option<String> {
             money(check.overage_amount)
         ));
     }
-    Some(format!(
-        "overage {units} units x {} = {}",
-        money(rate),
-        money(check.overage_amount)
-    ))
+    Some(format!("overage {units} units x {} = {}", money(rate), money(check.overage_amount)))
 }
 
 /// `check` without `--meter` on a plans.toml with `[[meters]]`: the period once, a line per

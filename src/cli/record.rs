@@ -98,10 +98,7 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
         out!("{}", standing())?;
     } else if refused {
         for meter in refusing(&config, &request, &outcome) {
-            eprintln!(
-                "refused: {}",
-                refusal(&config, &request, meter, &outcome.check)
-            );
+            eprintln!("refused: {}", refusal(&config, &request, meter, &outcome.check));
         }
         eprint!("{}", standing());
     } else {

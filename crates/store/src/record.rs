@@ -580,12 +580,10 @@ impl<'c> Batch<'_, 'c> {
         check_properties(&req.properties).map_err(|m| invalid(Field::Properties, m))?;
         let mut values = Vec::with_capacity(meters.len());
         for meter in &meters {
-            values.push(
-                meter_value(meter, req.quantity, &req.properties).map_err(|m| {
-                    let property = meter.property.as_deref().unwrap_or(crate::config::QUANTITY);
-                    invalid(Field::Property(property.to_string()), m)
-                })?,
-            );
+            values.push(meter_value(meter, req.quantity, &req.properties).map_err(|m| {
+                let property = meter.property.as_deref().unwrap_or(crate::config::QUANTITY);
+                invalid(Field::Property(property.to_string()), m)
+            })?);
         }
         let properties = (!req.properties.is_empty())
             .then(|| serde_json::to_string(&req.properties))
@@ -760,13 +758,8 @@ impl<'c> Batch<'_, 'c> {
             self.meters.count(meter, value, d, occurred_at, event_id);
             let (before, after) = (d.before, d.after());
             let (units, amount) = self.meters.allocated(d);
-            let priced = |used| {
-                super::meters::standing::priced(
-                    standing(meter, terms[i].as_ref(), used),
-                    units,
-                    amount,
-                )
-            };
+            let priced =
+                |used| super::meters::standing::priced(standing(meter, terms[i].as_ref(), used), units, amount);
             let (before, after) = (priced(before), priced(after));
             if period.contains(self.now) && after.level > before.level {
                 // Only this transaction knows the counter before and after: the crossing is
@@ -810,9 +803,7 @@ impl<'c> Batch<'_, 'c> {
         }
         let added = decided[0].after().saturating_sub(decided[0].before);
         let mut fed = fed.into_iter();
-        let check = fed
-            .next()
-            .ok_or_else(|| Error::Database("an event fed no meter".into()))?;
+        let check = fed.next().ok_or_else(|| Error::Database("an event fed no meter".into()))?;
         let meters_fed = if typed {
             std::iter::once(check.clone())
                 .chain(fed)

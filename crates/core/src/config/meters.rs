@@ -537,8 +537,8 @@ pub(super) fn validate_plan_meters(
         }
         let span = table.span();
         let table = table.into_inner();
-        let mut meter_terms = terms_of(table.included, table.at_limit, table.overage_rate)
-            .map_err(|m| Mistake {
+        let mut meter_terms =
+            terms_of(table.included, table.at_limit, table.overage_rate).map_err(|m| Mistake {
                 span: Some(span.clone()),
                 message: format!("[plans.meters.{}]: {m}", id.get_ref()),
             })?;

@@ -46,10 +46,7 @@ impl Rate {
 impl MeterTerms {
     /// The rate per unit past `included` of an event whose `group_by` properties are
     /// `value_of`'s: its first matching rate line, else `overage_rate`.
-    pub fn rate_for<'v>(
-        &self,
-        value_of: impl Fn(&str) -> Option<&'v str> + Copy,
-    ) -> Option<Decimal> {
+    pub fn rate_for<'v>(&self, value_of: impl Fn(&str) -> Option<&'v str> + Copy) -> Option<Decimal> {
         self.rates
             .iter()
             .find(|line| line.matches(value_of))

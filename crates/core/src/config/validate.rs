@@ -378,13 +378,12 @@ fn validate_plan(
                     .into(),
             )));
         }
-        Some(tables) if explicit_meters => validate_plan_meters(tables, meters, terms, |a| {
-            amount_of(a, "rate")
-        })
-        .map_err(|m| Mistake {
-            message: at(m.message),
-            ..m
-        })?,
+        Some(tables) if explicit_meters => {
+            validate_plan_meters(tables, meters, terms, |a| amount_of(a, "rate")).map_err(|m| Mistake {
+                message: at(m.message),
+                ..m
+            })?
+        }
         Some(_) => {
             return Err(unplaced(at(
                 "[plans.meters.…] needs the meters defined in [[meters]]".into(),

@@ -63,14 +63,7 @@ struct Row {
 
 /// A stored counter row: used, latest_at, latest_id, aggregation, overage_units,
 /// overage_amount.
-type StoredRow = (
-    i64,
-    Option<String>,
-    Option<i64>,
-    Option<String>,
-    i64,
-    String,
-);
+type StoredRow = (i64, Option<String>, Option<i64>, Option<String>, i64, String);
 
 /// What the batch knows of one distinct value of a unique_count row.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -366,14 +359,7 @@ impl MeterCounters {
                  WHERE customer_id = ?1 AND period_start = ?2 AND meter_id = ?3 AND group_key = ?4",
             )?
             .query_row(params![customer, period_start, meter, group], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                ))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
             })
             .optional()?;
         Ok(self.keep(parts, found))
