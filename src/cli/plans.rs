@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use super::{Context, output};
 use crate::Result;
-use crate::config::{AtLimit, Config, IMPLICIT_METER, MeterTerms};
+use crate::config::{AtLimit, Config, IMPLICIT_METER, MeterTerms, Rate};
 use crate::sanitize::sanitize;
 
 #[derive(Debug, clap::Args)]
@@ -125,14 +125,16 @@ fn print_plan_table(config: &Config) -> Result<()> {
     Ok(())
 }
 
-/// With `[[meters]]`: a line per plan and meter, the plan's terms for it and its Stripe event.
+/// With `[[meters]]`: a line per plan and meter, the plan's terms for it, the event type it
+/// counts and its Stripe event, then a line per rate of the plan for that meter.
 fn print_meter_table(config: &Config) -> Result<()> {
     outln!(
-        "{:<10} {:<16} {:>10}  {:<14} {:>12} {:<8} {:>10}  STRIPE EVENT",
+        "{:<10} {:<16} {:>10}  {:<14} {:<12} {:>12} {:<8} {:>10}  STRIPE EVENT",
         "ID",
         "NAME",
         "PRICE",
         "METER",
+        "TYPE",
         "INCLUDED",
         "AT LIMIT",
         "RATE"
@@ -151,16 +153,48 @@ fn print_meter_table(config: &Config) -> Result<()> {
             };
             let terms = Terms::of(config, line.terms);
             outln!(
-                "{id:<10} {name:<16} {price:>10}  {:<14} {:>12} {:<8} {:>10}  {}",
+                "{id:<10} {name:<16} {price:>10}  {:<14} {:<12} {:>12} {:<8} {:>10}  {}",
                 sanitize(&line.meter.id),
+                sanitize(&line.meter.event),
                 terms.included,
                 terms.at_limit,
                 terms.rate,
                 sanitize(line.stripe_event),
             )?;
+            for rate in line.terms.map_or(&[][..], |t| &t.rates) {
+                // Under the meter, the rate in the RATE column: the plan and meter columns
+                // are 40 wide, METER to AT LIMIT 49.
+                outln!(
+                    "{:<40}  {:<47} {:>10}",
+                    "",
+                    where_text(rate),
+                    config.money(rate.rate)
+                )?;
+            }
         }
     }
     Ok(())
+}
+
+/// A rate line's `where`, as plans.toml writes it: `where model = "large"`,
+/// `where model = ["small", "tiny"], region = "eu"`.
+fn where_text(rate: &Rate) -> String {
+    let dimensions: Vec<String> = rate
+        .when
+        .iter()
+        .map(|(dimension, values)| {
+            let quoted: Vec<String> = values
+                .iter()
+                .map(|v| format!("{:?}", sanitize(v)))
+                .collect();
+            let values = match quoted.as_slice() {
+                [one] => one.clone(),
+                many => format!("[{}]", many.join(", ")),
+            };
+            format!("{} = {values}", sanitize(dimension))
+        })
+        .collect();
+    format!("where {}", dimensions.join(", "))
 }
 
 /// A plan's terms for one meter, as the tables print them.
@@ -203,4 +237,28 @@ fn plans_json(config: &crate::Config) -> Result<serde_json::Value> {
         }
     }
     Ok(json)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Rate;
+
+    #[test]
+    fn a_rates_where_reads_as_plans_toml_writes_it() {
+        let rate = Rate {
+            when: [
+                ("model".to_string(), vec!["large".to_string()]),
+                (
+                    "region".to_string(),
+                    vec!["eu".to_string(), "us".to_string()],
+                ),
+            ]
+            .into(),
+            rate: "0.00001".parse().unwrap(),
+        };
+        assert_eq!(
+            super::where_text(&rate),
+            r#"where model = "large", region = ["eu", "us"]"#
+        );
+    }
 }

@@ -10,6 +10,7 @@ use predicates::str::contains;
 
 engine_tests!(
     the_demo_on_the_init_plans_has_customers_near_and_past_each_meters_limit,
+    the_demo_on_the_init_plans_records_completion_calls_priced_per_model,
     the_same_seed_and_clock_give_the_same_database,
     the_demo_covers_every_level_the_cap_history_members_and_reporting,
     demo_refuses_a_database_that_already_has_customers,
@@ -302,4 +303,145 @@ fn demo_in_an_empty_folder_prints_a_next_command_that_works() {
             .unwrap()
             .contains("5 customers")
     );
+}
+
+/// The rate per token past the pro plan's included tokens, by model (examples/plans-ai-api.toml).
+fn pro_token_rate(model: &str) -> rust_decimal::Decimal {
+    let rate = match model {
+        "large" => "0.00001",
+        "vision" => "0.000006",
+        "small" | "tiny" => "0.000001",
+        "embed" => "0.0000001",
+        _ => "0.000002",
+    };
+    rate.parse().unwrap()
+}
+
+/// On the init plans the demo is a month of an AI API: every call one `completion` event
+/// feeding requests, tokens and active users at once; many models; pro customers past their
+/// tokens with the overage priced per model; free customers at the requests and the active
+/// users caps. It once recorded each call three times, once per meter, on three models.
+fn the_demo_on_the_init_plans_records_completion_calls_priced_per_model(engine: Engine) {
+    let init = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/plans-ai-api.toml");
+    let s = Scratch::on(engine);
+    std::fs::copy(&init, &s.plans).unwrap();
+    s.cmd()
+        .args(["demo", "--customers", "24", "--events", "6000"])
+        .assert()
+        .success();
+
+    // Every call is a completion, and fed all three meters: its own row and two more.
+    assert_eq!(
+        count(
+            &s,
+            "SELECT COUNT(*) FROM usage_events
+             WHERE event_type IS NULL OR event_type <> 'completion'"
+        ),
+        0
+    );
+    assert_eq!(
+        count(
+            &s,
+            "SELECT COUNT(*) FROM (SELECT COALESCE(event_of, id) AS call FROM usage_events
+             GROUP BY COALESCE(event_of, id)
+             HAVING COUNT(DISTINCT meter_id) <> 3 OR COUNT(*) <> 3) AS short"
+        ),
+        0
+    );
+    assert!(
+        count(
+            &s,
+            "SELECT COUNT(*) FROM usage_events WHERE event_of IS NULL"
+        ) > 1000
+    );
+
+    let checks: Vec<serde_json::Value> = s
+        .json(&["status", "--json"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            let customer = row["customer"].as_str().unwrap();
+            s.json(&["check", customer, "--json"])
+        })
+        .collect();
+    let meter = |check: &serde_json::Value, id: &str| -> serde_json::Value {
+        check["meters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["meter"] == id)
+            .unwrap_or_else(|| panic!("no meter {id}: {check}"))
+            .clone()
+    };
+    let decimal = |v: &serde_json::Value| -> rust_decimal::Decimal {
+        v.as_str().unwrap_or_else(|| panic!("{v}")).parse().unwrap()
+    };
+
+    // Many models, and on the pro plan past the included tokens each model's overage at its
+    // own rate, adding up to the meter's and the customer's.
+    let mut models = BTreeSet::new();
+    let mut priced_models = BTreeSet::new();
+    for check in &checks {
+        let tokens = meter(check, "tokens");
+        let groups = tokens["groups"].as_array().unwrap();
+        models.extend(groups.iter().map(|g| g["key"]["model"].to_string()));
+        let mut group_money = rust_decimal::Decimal::ZERO;
+        for group in groups {
+            let (units, amount) = (
+                group["overage_units"].as_i64().unwrap(),
+                &group["overage_amount"],
+            );
+            let model = group["key"]["model"].as_str().unwrap();
+            assert_eq!(
+                decimal(amount),
+                rust_decimal::Decimal::from(units) * pro_token_rate(model),
+                "{}: {group}",
+                check["customer"]
+            );
+            if units > 0 {
+                priced_models.insert(model.to_string());
+            }
+            group_money += decimal(amount);
+        }
+        assert_eq!(decimal(&tokens["overage_amount"]), group_money, "{tokens}");
+        let meters_money: rust_decimal::Decimal = check["meters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| decimal(&m["overage_amount"]))
+            .sum();
+        assert_eq!(decimal(&check["overage_total"]), meters_money, "{check}");
+    }
+    assert!(models.len() >= 6, "models: {models:?}");
+    assert!(
+        priced_models.len() >= 5,
+        "overage on models: {priced_models:?}"
+    );
+
+    // Near and past each limit: the requests and active users caps reached on the free plan
+    // (and someone near each), the pro plan's tokens past their included.
+    let standing = |plan: &str, id: &str| -> Vec<f64> {
+        checks
+            .iter()
+            .filter(|c| c["plan"] == plan)
+            .map(|c| meter(c, id)["ratio"].as_f64().unwrap())
+            .collect()
+    };
+    for (plan, id) in [
+        ("free", "requests"),
+        ("free", "active_users"),
+        ("pro", "tokens"),
+    ] {
+        let ratios = standing(plan, id);
+        assert!(ratios.iter().any(|r| *r >= 1.0), "{plan} {id}: {ratios:?}");
+    }
+    for id in ["requests", "tokens", "active_users"] {
+        let ratios: Vec<f64> = [standing("free", id), standing("pro", id)].concat();
+        assert!(
+            ratios.iter().any(|r| (0.8..1.0).contains(r)),
+            "{id}: nobody near the limit: {ratios:?}"
+        );
+    }
+    assert!(standing("pro", "tokens").iter().any(|r| *r > 1.0));
 }

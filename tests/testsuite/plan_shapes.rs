@@ -343,6 +343,10 @@ fn plans_show_each_plans_terms_per_meter_and_each_meters_stripe_event(
         })
         .collect();
     assert_eq!(meters, shape.meters());
+    // Each meter's event type: the implicit meter's is `usage`.
+    for meter in plans["meters"].as_array().unwrap() {
+        assert_eq!(meter["event"], shape.event_type(), "{meter}");
+    }
 
     // Each plan's terms per meter, as the file writes them (without [[meters]], on the plan).
     let shown = |plan: &str| {
@@ -355,11 +359,12 @@ fn plans_show_each_plans_terms_per_meter_and_each_meters_stripe_event(
             .clone()
     };
     for &(plan, meter, included, at_limit, rate) in shape.plan_terms() {
-        assert_eq!(
-            shown(plan)["meters"][meter],
-            json!({"included": included, "at_limit": at_limit, "overage_rate": rate}),
-            "{plan} {meter}"
-        );
+        let mut terms = json!({"included": included, "at_limit": at_limit, "overage_rate": rate});
+        let rates = shape.rates(plan, meter);
+        if !rates.is_empty() {
+            terms["rates"] = rates.into();
+        }
+        assert_eq!(shown(plan)["meters"][meter], terms, "{plan} {meter}");
         if let Some(included) = included {
             assert!(text.contains(&grouped(included)), "{plan} {meter}: {text}");
         }
@@ -621,7 +626,17 @@ fn the_demo_fills_a_database_whose_counters_match_its_events(engine: Engine, sha
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(events.len(), stored);
+    // A row per meter an event fed: the event's own, and one for each further meter of its
+    // type (`event_of`, so counted once in what demo says).
+    assert_eq!(
+        s.inspect()
+            .number("SELECT COUNT(*) FROM usage_events WHERE event_of IS NULL"),
+        stored as i64
+    );
+    assert_eq!(
+        events.len() as i64,
+        s.inspect().number("SELECT COUNT(*) FROM usage_events")
+    );
     let mut compared = 0;
     for entry in entries {
         assert_eq!(meter_ids(entry), shape.meter_ids(), "{entry}");

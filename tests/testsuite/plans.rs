@@ -156,3 +156,59 @@ fn meter_plans_print_each_meters_terms_and_stripe_event() {
     assert!(!text.contains("meterline_usage"), "{text}");
     insta::assert_snapshot!(text);
 }
+
+/// Each meter's event type and a plan's rates per meter, in the table (a line per rate under
+/// its meter) and in `--json` (`event`; `rates` as `where` and `rate`, in the file's order).
+#[test]
+fn meter_plans_show_each_meters_event_type_and_the_rates_per_meter() {
+    let plans = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/plans-ai-api.toml");
+    let out = plans_cmd(&plans).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line = |start: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(start))
+            .unwrap_or_else(|| panic!("no line {start:?} in:\n{text}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(line("tokens")[..2], ["tokens", "completion"]);
+    assert_eq!(
+        line("where model = \"large\""),
+        ["where", "model", "=", "\"large\"", "$0.00001"]
+    );
+    assert_eq!(
+        line("where model = [\"small\""),
+        [
+            "where",
+            "model",
+            "=",
+            "[\"small\",",
+            "\"tiny\"]",
+            "$0.000001"
+        ]
+    );
+
+    let out = plans_cmd(&plans).arg("--json").output().unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for meter in json["meters"].as_array().unwrap() {
+        assert_eq!(meter["event"], "completion", "{meter}");
+    }
+    let pro = json["plans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "pro")
+        .unwrap();
+    assert_eq!(
+        pro["meters"]["tokens"]["rates"],
+        serde_json::json!([
+            {"where": {"model": ["large"]}, "rate": "0.00001"},
+            {"where": {"model": ["vision"]}, "rate": "0.000006"},
+            {"where": {"model": ["small", "tiny"]}, "rate": "0.000001"},
+            {"where": {"model": ["embed"]}, "rate": "0.0000001"},
+        ])
+    );
+    // A meter without rates has none to show.
+    assert!(pro["meters"]["requests"].get("rates").is_none(), "{pro}");
+}

@@ -1,6 +1,9 @@
 //! A realistic demo database: customers on every plan, at every warning level, six months of
-//! history, an organisation with members, and some usage not yet reported to Stripe.
-//! Everything goes through the real `record` path, so the counters are exactly the events.
+//! history, an organisation with members, and some usage not yet reported to Stripe. On the
+//! plans `init` writes it is a month of an AI API: each call one `completion` event feeding
+//! requests, tokens and active users at once, over seven models, with customers near and past
+//! each limit. Everything goes through the real `record` path, so the counters are exactly
+//! the events.
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -277,20 +280,48 @@ fn pick_focus(config: &Config, plan: &Plan, turns: &mut [usize]) -> Option<(usiz
     Some((position, ratio))
 }
 
-/// Values of a `group_by` dimension: AI models by size for `model`, three regions otherwise.
+/// The models an AI API serves: (name, share of the calls, tokens of a call relative to the
+/// others). Mostly the small ones, as an AI API's traffic is; a large or vision call uses
+/// more tokens than an embedding.
+const MODELS: &[(&str, f64, f64)] = &[
+    ("small", 0.28, 1.0),
+    ("medium", 0.18, 1.6),
+    ("tiny", 0.14, 0.5),
+    ("embed", 0.12, 0.3),
+    ("large", 0.12, 3.0),
+    ("vision", 0.09, 2.4),
+    ("code", 0.07, 2.0),
+];
+
+/// Values of a `group_by` dimension: AI models by `MODELS`' shares for `model`, three
+/// regions otherwise.
 fn dimension_value(dimension: &str, rng: &mut fastrand::Rng) -> String {
     if dimension == "model" {
-        // Mostly the small model, as an AI API's traffic is.
-        ["small", "small", "small", "medium", "medium", "large"][rng.usize(..6)].to_string()
+        let mut left = rng.f64();
+        for (model, share, _) in MODELS {
+            if left < *share {
+                return model.to_string();
+            }
+            left -= share;
+        }
+        MODELS[0].0.to_string()
     } else {
         format!("{dimension}-{}", ["eu", "us", "ap"][rng.usize(..3)])
     }
 }
 
-/// With `[[meters]]`: one customer-period's events on every meter, each meter at its own level
-/// of the plan's terms (in the current period the customer's focus meter reaches its share of
-/// `METER_RATIOS`, the others stay well within): requests counted, tokens by model, distinct
-/// users, a max or latest value.
+/// How many tokens a call to `model` uses compared to other calls (1 for any other value).
+fn model_weight(model: Option<&str>) -> f64 {
+    MODELS
+        .iter()
+        .find(|(name, ..)| Some(*name) == model)
+        .map_or(1.0, |(_, _, weight)| *weight)
+}
+
+/// With `[[meters]]`: one customer-period's events of every event type, each meter at its own
+/// level of the plan's terms (in the current period the customer's focus meter reaches its
+/// share of `METER_RATIOS`, the others stay well within). A type one meter counts gets events
+/// on that meter; a type several meters count gets calls of that type, each feeding them all.
 fn meter_events(
     config: &Config,
     plan: &Plan,
@@ -298,86 +329,243 @@ fn meter_events(
     rng: &mut fastrand::Rng,
 ) -> Vec<RecordRequest> {
     let mut made = Vec::new();
-    // The customer-period's events shared among the meters.
-    let budget = (shape.budget / config.meters.len() as u64).max(1);
-    for (position, meter) in config.meters.iter().enumerate() {
-        let ratio = match shape.focus {
-            _ if !shape.current => 0.3 + rng.f64() * 0.8,
-            // A little apart, so no two customers show the same figures; exactly at a cap
-            // stays there.
-            Some((focus, ratio)) if focus == position && ratio != 1.0 => {
-                ratio + (rng.f64() - 0.5) * 0.02
-            }
-            Some((focus, ratio)) if focus == position => ratio,
-            _ => 0.1 + rng.f64() * 0.5,
-        };
-        let target = meter_target(plan.meters.get(&meter.id), meter.aggregation, ratio, rng);
+    let types = config.event_types();
+    // The customer-period's events shared among the types.
+    let budget = (shape.budget / types.len() as u64).max(1);
+    for event_type in types {
+        let meters: Vec<(&Meter, i64)> = config
+            .meters
+            .iter()
+            .enumerate()
+            .filter(|(_, meter)| meter.event == event_type)
+            .map(|(position, meter)| {
+                let ratio = meter_ratio(shape, position, rng);
+                let terms = plan.meters.get(&meter.id);
+                (meter, meter_target(terms, meter.aggregation, ratio, rng))
+            })
+            .collect();
+        match meters[..] {
+            [(meter, target)] => made.extend(one_meter_events(meter, target, shape, budget, rng)),
+            _ => made.extend(typed_events(event_type, &meters, shape, budget, rng)),
+        }
+    }
+    made
+}
+
+/// The share of its limit the meter at `position` ends the customer-period at.
+fn meter_ratio(shape: &PeriodShape, position: usize, rng: &mut fastrand::Rng) -> f64 {
+    match shape.focus {
+        _ if !shape.current => 0.3 + rng.f64() * 0.8,
+        // A little apart, so no two customers show the same figures; exactly at a cap
+        // stays there.
+        Some((focus, ratio)) if focus == position && ratio != 1.0 => {
+            ratio + (rng.f64() - 0.5) * 0.02
+        }
+        Some((focus, ratio)) if focus == position => ratio,
+        _ => 0.1 + rng.f64() * 0.5,
+    }
+}
+
+/// How many events bring a count meter to `target`: a limit the demo can reach is reached in
+/// the current period; a bigger one, and the history, get about `budget` events.
+fn count_events(target: i64, shape: &PeriodShape, budget: u64, rng: &mut fastrand::Rng) -> i64 {
+    if shape.current && target <= COUNT_CAP {
+        target
+    } else {
+        about(budget, rng).min(target)
+    }
+}
+
+/// Between half and one and a half times `budget`, at least 1.
+fn about(budget: u64, rng: &mut fastrand::Rng) -> i64 {
+    let budget = budget as i64;
+    rng.i64(budget / 2..=budget * 3 / 2).max(1)
+}
+
+/// An event on `meter` alone, with its `group_by` values, `value` as its property.
+fn meter_event(
+    meter: &Meter,
+    shape: &PeriodShape,
+    value: Option<String>,
+    quantity: i64,
+    at: DateTime<Utc>,
+    rng: &mut fastrand::Rng,
+) -> RecordRequest {
+    let mut request = RecordRequest::new(shape.customer, quantity, at);
+    request.meter = Some(meter.id.clone());
+    for dimension in &meter.group_by {
+        request
+            .properties
+            .insert(dimension.clone(), dimension_value(dimension, rng));
+    }
+    if let Some(value) = value {
         let property = meter.property.as_deref().unwrap_or(QUANTITY);
-        let event =
-            |value: Option<String>, quantity: i64, at: DateTime<Utc>, rng: &mut fastrand::Rng| {
-                let mut request = RecordRequest::new(shape.customer, quantity, at);
-                request.meter = Some(meter.id.clone());
-                for dimension in &meter.group_by {
-                    request
-                        .properties
-                        .insert(dimension.clone(), dimension_value(dimension, rng));
-                }
-                if let Some(value) = value {
-                    request.properties.insert(property.to_string(), value);
-                }
-                request
-            };
-        match meter.aggregation {
-            Aggregation::Count => {
-                // One event each: a limit the demo can reach is reached in the current period;
-                // a bigger one, and the history, get about the meter's share of the budget.
-                let share = budget as i64;
-                let events = if shape.current && target <= COUNT_CAP {
-                    target
-                } else {
-                    rng.i64(share / 2..=share * 2).max(1).min(target)
-                };
-                for _ in 0..events {
-                    made.push(event(None, 1, shape.at(rng), rng));
-                }
+        request.properties.insert(property.to_string(), value);
+    }
+    request
+}
+
+/// The events of a meter that alone counts its type, bringing it to `target`: requests
+/// counted, tokens by model, distinct users, a max or latest value.
+fn one_meter_events(
+    meter: &Meter,
+    target: i64,
+    shape: &PeriodShape,
+    budget: u64,
+    rng: &mut fastrand::Rng,
+) -> Vec<RecordRequest> {
+    let mut made = Vec::new();
+    let property = meter.property.as_deref().unwrap_or(QUANTITY);
+    match meter.aggregation {
+        Aggregation::Count => {
+            for _ in 0..count_events(target, shape, budget, rng) {
+                made.push(meter_event(meter, shape, None, 1, shape.at(rng), rng));
             }
-            Aggregation::Sum => {
-                for amount in split(target, budget) {
-                    // The quantity is the amount unless the meter sums a property of its own.
-                    let own = property != QUANTITY;
-                    let value = own.then(|| amount.to_string());
-                    let quantity = if own { 1 } else { amount };
-                    made.push(event(value, quantity, shape.at(rng), rng));
-                }
+        }
+        Aggregation::Sum => {
+            for amount in split(target, budget) {
+                // The quantity is the amount unless the meter sums a property of its own.
+                let own = property != QUANTITY;
+                let value = own.then(|| amount.to_string());
+                let quantity = if own { 1 } else { amount };
+                made.push(meter_event(
+                    meter,
+                    shape,
+                    value,
+                    quantity,
+                    shape.at(rng),
+                    rng,
+                ));
             }
-            Aggregation::UniqueCount => {
-                // Every user once, then some of them again.
-                let repeats = rng.i64(0..=target / 2);
-                let mut users: Vec<i64> = (0..target).collect();
-                users.extend((0..repeats).map(|_| rng.i64(0..target)));
-                for n in users {
-                    let user = format!("user-{n:03}@{}.example", shape.customer);
-                    made.push(event(Some(user), 1, shape.at(rng), rng));
-                }
+        }
+        Aggregation::UniqueCount => {
+            // Every user once, then some of them again.
+            let repeats = rng.i64(0..=target / 2);
+            let mut users: Vec<i64> = (0..target).collect();
+            users.extend((0..repeats).map(|_| rng.i64(0..target)));
+            for n in users {
+                let user = user_name(shape, n);
+                made.push(meter_event(meter, shape, Some(user), 1, shape.at(rng), rng));
             }
-            Aggregation::Max | Aggregation::Latest => {
-                // The latest event carries the target: it is the max and the latest alike.
-                let mut times: Vec<DateTime<Utc>> =
-                    (0..budget.min(6)).map(|_| shape.at(rng)).collect();
-                times.sort();
-                let last = times.len().saturating_sub(1);
-                for (i, time) in times.into_iter().enumerate() {
-                    let value = if i == last {
-                        target
-                    } else {
-                        rng.i64(0..=target)
-                    };
-                    made.push(event(Some(value.to_string()), 1, time, rng));
-                }
+        }
+        Aggregation::Max | Aggregation::Latest => {
+            let times = sorted_times(shape, budget.min(6) as usize, rng);
+            for (time, value) in times.into_iter().zip(readings(target, budget.min(6), rng)) {
+                made.push(meter_event(
+                    meter,
+                    shape,
+                    Some(value.to_string()),
+                    1,
+                    time,
+                    rng,
+                ));
             }
         }
     }
     made
+}
+
+/// Calls of `event_type`, which every meter of `meters` counts: each call feeds them all at
+/// once, so each meter's `target` is reached by how many calls there are (a count), what they
+/// carry (tokens by model, their weights apart), their distinct users, or the reading of the
+/// last one. In time order, as an API records them.
+fn typed_events(
+    event_type: &str,
+    meters: &[(&Meter, i64)],
+    shape: &PeriodShape,
+    budget: u64,
+    rng: &mut fastrand::Rng,
+) -> Vec<RecordRequest> {
+    let of = |aggregation: Aggregation| {
+        meters
+            .iter()
+            .filter(move |(meter, _)| meter.aggregation == aggregation)
+            .map(|(_, target)| *target)
+    };
+    let counted = of(Aggregation::Count).next();
+    let calls = match counted {
+        Some(target) => count_events(target, shape, budget, rng),
+        None => about(budget, rng),
+    };
+    // A call per distinct value at least.
+    let calls = calls
+        .max(of(Aggregation::UniqueCount).max().unwrap_or(0))
+        .max(1);
+    let mut made: Vec<RecordRequest> = sorted_times(shape, calls as usize, rng)
+        .into_iter()
+        .map(|at| {
+            let mut request = RecordRequest::new(shape.customer, 1, at);
+            request.event_type = Some(event_type.to_string());
+            request
+        })
+        .collect();
+    for request in &mut made {
+        for dimension in meters.iter().flat_map(|(meter, _)| &meter.group_by) {
+            if !request.properties.contains_key(dimension) {
+                let value = dimension_value(dimension, rng);
+                request.properties.insert(dimension.clone(), value);
+            }
+        }
+    }
+    for &(meter, target) in meters {
+        let values: Vec<String> = match meter.aggregation {
+            Aggregation::Count => continue,
+            Aggregation::Sum => {
+                let weights: Vec<f64> = made
+                    .iter()
+                    .map(|r| model_weight(r.properties.get("model").map(String::as_str)))
+                    .map(|weight| weight * (0.5 + rng.f64()))
+                    .collect();
+                split_weighted(target, &weights)
+                    .iter()
+                    .map(i64::to_string)
+                    .collect()
+            }
+            Aggregation::UniqueCount => {
+                // Every user once, the other calls by users already seen, in any order.
+                let mut users: Vec<i64> = (0..target).collect();
+                users.extend((target..calls).map(|_| rng.i64(0..target.max(1))));
+                rng.shuffle(&mut users);
+                users.into_iter().map(|n| user_name(shape, n)).collect()
+            }
+            Aggregation::Max | Aggregation::Latest => readings(target, calls as u64, rng)
+                .iter()
+                .map(i64::to_string)
+                .collect(),
+        };
+        let property = meter.property.as_deref().unwrap_or(QUANTITY);
+        for (request, value) in made.iter_mut().zip(values) {
+            if property == QUANTITY {
+                request.quantity = value.parse().unwrap_or(1);
+            } else {
+                request
+                    .properties
+                    .entry(property.to_string())
+                    .or_insert(value);
+            }
+        }
+    }
+    made
+}
+
+/// A customer's `n`th end user.
+fn user_name(shape: &PeriodShape, n: i64) -> String {
+    format!("user-{n:03}@{}.example", shape.customer)
+}
+
+/// `count` moments of the period so far, earliest first.
+fn sorted_times(shape: &PeriodShape, count: usize, rng: &mut fastrand::Rng) -> Vec<DateTime<Utc>> {
+    let mut times: Vec<DateTime<Utc>> = (0..count).map(|_| shape.at(rng)).collect();
+    times.sort();
+    times
+}
+
+/// `count` readings of a max or latest meter ending at `target`: the last one carries it, so
+/// it is the max and the latest alike.
+fn readings(target: i64, count: u64, rng: &mut fastrand::Rng) -> Vec<i64> {
+    let mut values: Vec<i64> = (1..count).map(|_| rng.i64(0..=target)).collect();
+    values.push(target);
+    values
 }
 
 /// Where a meter ends a customer-period: `ratio` of what the plan includes (never past a hard
@@ -424,6 +612,30 @@ fn split(units: i64, count: u64) -> Vec<i64> {
     (0..count).map(|i| base + i64::from(i < extra)).collect()
 }
 
+/// `total` split into one part per weight, each in proportion to its weight and at least 1
+/// (a sum meter refuses 0): `total` is raised to the number of parts when it is less.
+fn split_weighted(total: i64, weights: &[f64]) -> Vec<i64> {
+    let spare = (total - weights.len() as i64).max(0);
+    let sum: f64 = weights.iter().sum();
+    let mut cumulative = 0.0;
+    let mut given = 0;
+    let mut parts: Vec<i64> = weights
+        .iter()
+        .map(|weight| {
+            cumulative += weight;
+            // Rounded cumulatively, so the parts add up to `spare` whatever the rounding.
+            let upto = ((cumulative / sum * spare as f64).round() as i64).clamp(given, spare);
+            let part = 1 + upto - given;
+            given = upto;
+            part
+        })
+        .collect();
+    if let Some(last) = parts.last_mut() {
+        *last += spare - given;
+    }
+    parts
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -434,5 +646,15 @@ mod tests {
             assert!(parts.iter().all(|&q| q > 0));
         }
         assert!(super::split(0, 5).is_empty());
+    }
+
+    #[test]
+    fn split_weighted_keeps_the_total_in_proportion() {
+        let parts = super::split_weighted(1_000, &[1.0, 3.0, 0.5, 0.5]);
+        assert_eq!(parts, [200, 599, 100, 101]);
+        let parts = super::split_weighted(13_400_017, &[0.3, 2.4, 1.0, 0.71, 3.0]);
+        assert_eq!(parts.iter().sum::<i64>(), 13_400_017);
+        // Less than one per part: one each.
+        assert_eq!(super::split_weighted(2, &[1.0, 2.0, 3.0]), [1, 1, 1]);
     }
 }

@@ -27,8 +27,9 @@ pub enum Shape {
     /// quantity, each plan's terms on the plan itself.
     Legacy,
     /// What `meterline init` writes (examples/plans-ai-api.toml): `[[meters]]` requests (a
-    /// count, the default), tokens (a sum by model), active_users (unique_count), terms per
-    /// meter under `[plans.meters.ID]`.
+    /// count, the default), tokens (a sum by model), active_users (unique_count), all three
+    /// of event type `completion`, terms per meter under `[plans.meters.ID]` (the pro plan's
+    /// tokens priced per model by `rates`).
     Meters,
 }
 
@@ -141,6 +142,29 @@ impl Shape {
                 ),
                 ("pro", "active_users", Some(50), "overage", Some("4.00")),
             ],
+        }
+    }
+
+    /// A plan's `[[plans.meters.ID.rates]]` for `meter`, as `plans --json` shows them (`where`
+    /// and `rate`, in the file's order); empty where the file gives none.
+    pub fn rates(self, plan: &str, meter: &str) -> Vec<Value> {
+        match (self, plan, meter) {
+            (Shape::Meters, "pro", "tokens") => vec![
+                json!({"where": {"model": ["large"]}, "rate": "0.00001"}),
+                json!({"where": {"model": ["vision"]}, "rate": "0.000006"}),
+                json!({"where": {"model": ["small", "tiny"]}, "rate": "0.000001"}),
+                json!({"where": {"model": ["embed"]}, "rate": "0.0000001"}),
+            ],
+            _ => Vec::new(),
+        }
+    }
+
+    /// The event type every meter counts: `usage` for the implicit meter; the init file's
+    /// three meters share `completion`, so one event of it feeds all three.
+    pub fn event_type(self) -> &'static str {
+        match self {
+            Shape::Legacy => "usage",
+            Shape::Meters => "completion",
         }
     }
 
