@@ -197,7 +197,7 @@ pub struct EventOut<'a> {
     /// An event of a type: each meter it fed, with its standing.
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     pub meters: &'a [crate::FedMeter],
-    /// An event of a type: the meters whose hard cap refused it.
+    /// A refusal: the meters whose hard cap refused it.
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     pub refused_by: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -213,12 +213,7 @@ impl<'a> EventOut<'a> {
             duplicate: outcome.duplicate,
             event_id: outcome.event_id,
             meters: &outcome.meters,
-            // A plain event's refusal names its meter already (`check`).
-            refused_by: if outcome.meters.is_empty() {
-                &[]
-            } else {
-                &outcome.refused_by
-            },
+            refused_by: &outcome.refused_by,
             status,
         }
     }
