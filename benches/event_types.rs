@@ -12,7 +12,7 @@
 //! record on 3 meters >= 0.8x one on one meter; the check < 20 µs.
 //! `METERLINE_BENCH_EVENTS` (default 200,000), `METERLINE_BENCH_SINGLES` (default 20,000),
 //! `METERLINE_BENCH_POSTGRES=0` skips PostgreSQL, `METERLINE_BENCH_CASE=batch` runs only the
-//! SQLite `record_batch` (for a profiler).
+//! SQLite `record_batch`, `check` only the check (for a profiler).
 
 #[path = "../tests/testsuite/support/postgres.rs"]
 #[allow(dead_code)]
@@ -101,6 +101,11 @@ fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let sqlite = |name: &str| store_on(&dir.path().join(name).to_string_lossy(), &config, now);
 
+    if std::env::var("METERLINE_BENCH_CASE").as_deref() == Ok("check") {
+        let db = dir.path().join("check.db");
+        let mut store = store_on(&db.to_string_lossy(), &config, now);
+        return check(&mut store, &config, now, &db);
+    }
     println!("event types on SQLite: {events} events, batches of {BATCH}");
     let (one, typed) = batches(
         &mut sqlite("one.db"),
@@ -223,6 +228,10 @@ fn report_batches(events: usize, one: Duration, typed: Duration, target: f64) {
 /// `metered_check` of the typed store's customer once it has 20 priced groups, against the
 /// SELECT of its counter rows alone.
 fn check(store: &mut Store, config: &Config, now: DateTime<Utc>, db: &Path) {
+    // The included 1,000 used up first, so every group has units past it.
+    let mut first = event(0, true, now);
+    first.properties.insert("tokens".into(), "1000".into());
+    store.record(config, &first, now).unwrap();
     for (i, model) in MODELS.iter().enumerate() {
         let mut r = event(i, true, now);
         r.properties.insert("model".into(), (*model).into());

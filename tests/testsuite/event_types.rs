@@ -175,11 +175,42 @@ fn one_event_feeds_every_meter_of_its_type(engine: Engine) {
             ("images", 1)
         ])
     );
-    // export events shows each row's meter; the three rows of one event are all there.
     let stored = s
         .inspect()
         .rows("SELECT COUNT(*) FROM usage_events WHERE event_type = 'completion'");
     assert_eq!(stored[0][0], "6");
+    // doctor finds every counter counting as plans.toml says.
+    let doctor = s.cmd().args(["doctor", "--json"]).output().unwrap();
+    let doctor: Value = serde_json::from_slice(&doctor.stdout).unwrap();
+    let counting = doctor
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["check"] == "counting")
+        .unwrap();
+    assert_eq!(counting["verdict"], "ok", "{counting}");
+    // backup checks every meter's total and money against its events, and counts events.
+    if engine == Engine::Sqlite {
+        let copy = s.dir.path().join("copy.db");
+        s.cmd()
+            .args(["backup", copy.to_str().unwrap()])
+            .assert()
+            .success()
+            .stdout(contains("2 customers, 5 events"));
+        // A total whose money disagrees with its groups' is refused as a backup.
+        s.conn()
+            .execute(
+                "UPDATE meter_counters SET overage_units = overage_units + 1
+                 WHERE meter_id = 'tokens' AND group_key = ''",
+                [],
+            )
+            .unwrap();
+        s.cmd()
+            .args(["backup", s.dir.path().join("bad.db").to_str().unwrap()])
+            .assert()
+            .failure()
+            .stderr(contains("counters disagree"));
+    }
 }
 
 fn a_cap_on_any_meter_refuses_the_event_on_all(engine: Engine) {

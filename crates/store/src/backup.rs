@@ -87,8 +87,22 @@ const COUNTERS_OFF_THEIR_EVENTS: &str = "
                   AND e.meter_id = m.meter_id)
           END";
 
+/// Meter totals whose units past `included` differ from their groups': each event adds its
+/// units to both, so a meter with groups has in its total exactly what they have together.
+const MONEY_OFF_ITS_GROUPS: &str = "
+    SELECT COUNT(*) FROM meter_counters m
+    WHERE m.group_key = ''
+      AND EXISTS (SELECT 1 FROM meter_counters g
+                  WHERE g.customer_id = m.customer_id AND g.period_start = m.period_start
+                    AND g.meter_id = m.meter_id AND g.group_key <> '')
+      AND m.overage_units != (SELECT SUM(g.overage_units) FROM meter_counters g
+                              WHERE g.customer_id = m.customer_id
+                                AND g.period_start = m.period_start
+                                AND g.meter_id = m.meter_id AND g.group_key <> '')";
+
 /// Check a database copy: SQLite's own integrity check, every meter's total equal to what
-/// its events make by the aggregation it counts by, and every event under a period row.
+/// its events make by the aggregation it counts by and its money to its groups', and every
+/// event under a period row.
 pub fn verify(path: &Path) -> Result<BackupReport> {
     let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map(crate::db::Connection::Sqlite)
@@ -99,7 +113,8 @@ pub fn verify(path: &Path) -> Result<BackupReport> {
             "the copy fails integrity_check: {integrity}"
         )));
     }
-    let mismatched: i64 = conn.query_row(COUNTERS_OFF_THEIR_EVENTS, [], |r| r.get(0))?;
+    let mismatched = conn.query_row(COUNTERS_OFF_THEIR_EVENTS, [], |r| r.get::<_, i64>(0))?
+        + conn.query_row(MONEY_OFF_ITS_GROUPS, [], |r| r.get::<_, i64>(0))?;
     let uncounted: i64 = conn.query_row(
         "SELECT COUNT(*) FROM usage_events e WHERE NOT EXISTS
              (SELECT 1 FROM usage_records r
@@ -113,13 +128,14 @@ pub fn verify(path: &Path) -> Result<BackupReport> {
              {uncounted} events have no counter)"
         )));
     }
-    let count = |table: &str| -> Result<i64> {
-        conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+    let count = |rows: &str| -> Result<i64> {
+        conn.query_row(&format!("SELECT COUNT(*) FROM {rows}"), [], |r| r.get(0))
     };
     Ok(BackupReport {
         bytes: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
         customers: count("customers")?,
-        events: count("usage_events")?,
+        // An event of a type is a row per meter it fed: counted once.
+        events: count("usage_events WHERE event_of IS NULL")?,
         schema_version: conn.schema_version()?,
     })
 }
