@@ -186,7 +186,11 @@ impl<'c> Frame<'c> {
             let mut total = (0, 0, rust_decimal::Decimal::ZERO);
             let mut groups = Vec::new();
             for (_, key, used, units, amount) in rows {
-                let amount = amount.parse().unwrap_or_default();
+                // Most rows never passed their limit: no decimal to parse.
+                let amount = match amount.as_str() {
+                    "0" => rust_decimal::Decimal::ZERO,
+                    text => text.parse().unwrap_or_default(),
+                };
                 if key.is_empty() {
                     total = (*used, *units, amount);
                 } else {
