@@ -80,8 +80,15 @@ fn used(s: &Scratch, customer: &str) -> Vec<(String, i64)> {
         .collect()
 }
 
-fn meters(pairs: &[(&str, i64)]) -> Vec<(String, i64)> {
-    pairs.iter().map(|(m, n)| (m.to_string(), *n)).collect()
+/// The customer's requests, tokens, active_users and images are these.
+fn assert_used(s: &Scratch, customer: &str, expected: [i64; 4]) {
+    let meters = ["requests", "tokens", "active_users", "images"];
+    let expected: Vec<(String, i64)> = meters
+        .iter()
+        .zip(expected)
+        .map(|(m, n)| (m.to_string(), n))
+        .collect();
+    assert_eq!(used(s, customer), expected, "{customer}");
 }
 
 /// The meters each answer says the event fed, in order.
@@ -108,15 +115,7 @@ fn one_event_feeds_every_meter_of_its_type(engine: Engine) {
     assert_eq!(answer["recorded"], true);
     assert_eq!(fed(&answer), ["requests", "tokens", "active_users"]);
     assert_eq!(answer["meters"][1]["used"], 1200, "{answer}");
-    assert_eq!(
-        used(&s, "acme"),
-        meters(&[
-            ("requests", 1),
-            ("tokens", 1200),
-            ("active_users", 1),
-            ("images", 0)
-        ])
-    );
+    assert_used(&s, "acme", [1, 1200, 1, 0]);
     // One row per meter fed, all of the type; the first is the event, the others point at it.
     let first = answer["event_id"].as_i64().unwrap().to_string();
     assert_eq!(
@@ -166,15 +165,7 @@ fn one_event_feeds_every_meter_of_its_type(engine: Engine) {
         .assert()
         .success();
     s.cmd().args(["record", "acme"]).assert().success();
-    assert_eq!(
-        used(&s, "acme"),
-        meters(&[
-            ("requests", 3),
-            ("tokens", 1235),
-            ("active_users", 1),
-            ("images", 1)
-        ])
-    );
+    assert_used(&s, "acme", [3, 1235, 1, 1]);
     let stored = s
         .inspect()
         .rows("SELECT COUNT(*) FROM usage_events WHERE event_type = 'completion'");
@@ -263,15 +254,7 @@ fn a_cap_on_any_meter_refuses_the_event_on_all(engine: Engine) {
         json!(["requests", "active_users"]),
         "{answer}"
     );
-    assert_eq!(
-        used(&s, "capped"),
-        meters(&[
-            ("requests", 5),
-            ("tokens", 23),
-            ("active_users", 2),
-            ("images", 0)
-        ])
-    );
+    assert_used(&s, "capped", [5, 23, 2, 0]);
 }
 
 fn bad_events_are_refused_whole_and_write_nothing(engine: Engine) {
@@ -338,15 +321,7 @@ fn bad_events_are_refused_whole_and_write_nothing(engine: Engine) {
         .assert()
         .code(2)
         .stderr(contains("an event names a type or a meter, not both"));
-    assert_eq!(
-        used(&s, "acme"),
-        meters(&[
-            ("requests", 2),
-            ("tokens", 17),
-            ("active_users", 1),
-            ("images", 0)
-        ])
-    );
+    assert_used(&s, "acme", [2, 17, 1, 0]);
 }
 
 fn one_key_covers_the_event_and_a_resend_answers_every_meter(engine: Engine) {
@@ -376,15 +351,7 @@ fn one_key_covers_the_event_and_a_resend_answers_every_meter(engine: Engine) {
         .stderr(contains("type none (was \"completion\")"));
     let (code, _) = completion_with(&s, "acme", 901, "large", "ann", &["--key", "c-1"]);
     assert_eq!(code, 2);
-    assert_eq!(
-        used(&s, "acme"),
-        meters(&[
-            ("requests", 1),
-            ("tokens", 900),
-            ("active_users", 1),
-            ("images", 0)
-        ])
-    );
+    assert_used(&s, "acme", [1, 900, 1, 0]);
 }
 
 fn group_money(check: &Value, model: &str) -> (i64, String) {
@@ -541,15 +508,7 @@ fn the_http_routes_take_a_type_and_cloudevents_types_are_event_types(engine: Eng
                      "subject": "acme", "data": {"tokens": 40, "model": "large", "user": "ann"}}]);
     let (status, body) = c.cloudevents(&ce);
     assert!(status < 300, "{status}: {body}");
-    assert_eq!(
-        used(&s, "acme"),
-        meters(&[
-            ("requests", 1),
-            ("tokens", 40),
-            ("active_users", 1),
-            ("images", 0)
-        ])
-    );
+    assert_used(&s, "acme", [1, 40, 1, 0]);
     // A CloudEvent missing a property of one meter refuses the batch, naming it.
     let ce = json!([{"specversion": "1.0", "id": "ce-2", "source": "tests", "type": "completion",
                      "subject": "acme", "data": {"tokens": 40, "model": "large"}}]);
@@ -564,15 +523,7 @@ fn the_http_routes_take_a_type_and_cloudevents_types_are_event_types(engine: Eng
                                 "code": "tokens", "properties": {"tokens": 2, "model": "tiny"}}});
     let (status, body) = c.lago("/lago/api/v1/events", &lago);
     assert_eq!(status, 200, "{body}");
-    assert_eq!(
-        used(&s, "acme"),
-        meters(&[
-            ("requests", 1),
-            ("tokens", 42),
-            ("active_users", 1),
-            ("images", 0)
-        ])
-    );
+    assert_used(&s, "acme", [1, 42, 1, 0]);
 }
 
 fn many_writers_stop_exactly_at_the_cap_and_the_money_is_exact(engine: Engine) {
@@ -604,15 +555,7 @@ fn many_writers_stop_exactly_at_the_cap_and_the_money_is_exact(engine: Engine) {
         .collect();
     let recorded: i64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
     assert_eq!(recorded, 5);
-    assert_eq!(
-        used(&s, "capped"),
-        meters(&[
-            ("requests", 5),
-            ("tokens", 500),
-            ("active_users", 1),
-            ("images", 0)
-        ])
-    );
+    assert_used(&s, "capped", [5, 500, 1, 0]);
     // acme: 80 × 100 = 8,000 large tokens, 7,000 past 1,000 at 0.00001.
     let check = s.json(&["check", "acme", "--json"]);
     assert_eq!(group_money(&check, "large"), (7000, "0.07".into()));
