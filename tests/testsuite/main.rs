@@ -48,6 +48,7 @@ mod meters;
 mod meters_serve;
 mod nul_bytes;
 mod one_meter;
+mod priced_reads;
 mod period_terms;
 mod pgbouncer;
 mod plan_shapes;
