@@ -176,9 +176,9 @@ pub enum BacklogChange {
 const BACKLOG_RECOUNT_ALL: usize = 5_000;
 
 /// One usage event and where it stands with Stripe. An event of a type (`record --type`) is
-/// one line however many meters it fed: `id` is its first row's, `meter_id`, `amount` and
-/// the Stripe state those of its row that came first in the list's order (the one in most
-/// trouble), and `meters` every meter it fed.
+/// one line however many meters it fed: `id` is its first row's (the one with the key),
+/// `meter_id`, `amount` and the Stripe state those of its row that came first in the list's
+/// order (in the Events view, the one in most trouble), and `meters` every meter it fed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventRow {
     pub id: i64,
