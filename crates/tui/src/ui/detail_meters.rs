@@ -138,6 +138,12 @@ fn draw_standing(frame: &mut Frame, app: &App, m: &MeterDetail, area: Rect) {
     ];
     let at_limit = match (terms, c.overage_rate) {
         (None, _) => format!("not billed on plan {}: never capped", sanitize(&c.plan)),
+        // Priced per group (rates): each group's units at its own rate, not one for all.
+        (Some(_), Some(_)) if c.priced_per_group() => format!(
+            "overage {} = {} at each group's rate",
+            thousands(c.overage_units),
+            app.config.money(c.overage_amount)
+        ),
         (Some(_), Some(rate)) => format!(
             "overage {} × {} = {}",
             thousands(c.overage_units),

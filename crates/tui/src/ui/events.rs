@@ -75,9 +75,15 @@ pub(crate) fn draw(frame: &mut Frame, app: &App, body: Rect) {
         .offset
         .max((cursor.selected + 1).saturating_sub(page))
         .min(cursor.selected);
-    // With [[meters]], each event names its meter, or its type and the meters it fed.
-    let named = app.config.implicit_meter().is_none();
-    let [customer_width, meter_width, error_width] = widths(list.width.saturating_sub(2), named);
+    // With [[meters]], each event names its meter, or its type and the meters it fed: as
+    // wide as the longest on the page needs, when there is room.
+    let longest = app.config.implicit_meter().is_none().then(|| {
+        let page = app.events.iter().skip(offset).take(page);
+        page.map(|e| fed(e).chars().count()).max().unwrap_or(0)
+    });
+    let named = longest.is_some();
+    let [customer_width, meter_width, error_width] =
+        widths(list.width.saturating_sub(2), longest);
     let rows = app
         .events
         .iter()
@@ -154,19 +160,22 @@ const TRIES: u16 = 5;
 /// The column of the event's meters, left out with the implicit meter alone.
 const METER_COLUMN: usize = 2;
 
-/// The customer, meters and error columns share what the fixed ones leave: the error, often
-/// long, gets the most (its full text is in the popup); without `named` meters, no meter
-/// column.
-fn widths(width: u16, named: bool) -> [u16; 3] {
-    let gaps = if named { 6 } else { 5 };
-    let spare = width.saturating_sub(WHEN + UNITS + STATE + TRIES + gaps);
-    let customer = (spare / 3).clamp(spare.min(8), 24);
-    let meters = if named {
-        ((spare - customer) / 2).clamp((spare - customer).min(8), 40)
-    } else {
-        0
+/// The customer, meters and error columns share what the fixed ones leave. With meters
+/// (`longest`: the widest an event's meters are), the customer gets a fifth and the meters
+/// what they need up to three quarters of the rest; the error, often long, the rest (its
+/// full text is in the popup). Without, the customer a third and the error the rest.
+fn widths(width: u16, longest: Option<usize>) -> [u16; 3] {
+    let Some(longest) = longest else {
+        let spare = width.saturating_sub(WHEN + UNITS + STATE + TRIES + 5);
+        let customer = (spare / 3).clamp(spare.min(8), 24);
+        return [customer, 0, spare - customer];
     };
-    [customer, meters, spare - customer - meters]
+    let spare = width.saturating_sub(WHEN + UNITS + STATE + TRIES + 6);
+    let customer = (spare / 5).clamp(spare.min(8), 24);
+    let rest = spare - customer;
+    let wanted = u16::try_from(longest).unwrap_or(u16::MAX).max(8);
+    let meters = wanted.min(rest - rest / 4);
+    [customer, meters, rest - meters]
 }
 
 fn event_row(theme: Theme, e: &EventRow, [customer_width, meter_width, error_width]: [u16; 3]) -> Row<'static> {
