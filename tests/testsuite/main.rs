@@ -49,6 +49,7 @@ mod meters_serve;
 mod nul_bytes;
 mod one_meter;
 mod priced_reads;
+mod priced_tmux;
 mod period_terms;
 mod pgbouncer;
 mod plan_shapes;
