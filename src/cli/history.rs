@@ -100,7 +100,9 @@ fn group_label(key: &serde_json::Value) -> String {
     let values: Vec<String> = values
         .iter()
         .map(|(dim, value)| {
-            let value = value.as_str().map_or_else(|| value.to_string(), str::to_string);
+            let value = value
+                .as_str()
+                .map_or_else(|| value.to_string(), str::to_string);
             format!("{}={}", sanitize(dim), sanitize(&value))
         })
         .collect();

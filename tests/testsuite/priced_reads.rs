@@ -91,7 +91,15 @@ fn history_status_and_export_usage_price_each_group_as_check_does(engine: Engine
 
     // history --json: the period priced as check prices it (not 1,400 × 0.002 = 2.8), with
     // its groups.
-    let history = s.json(&["history", "acme", "--meter", "tokens", "--periods", "1", "--json"]);
+    let history = s.json(&[
+        "history",
+        "acme",
+        "--meter",
+        "tokens",
+        "--periods",
+        "1",
+        "--json",
+    ]);
     let period = &history[0];
     assert_eq!(
         (&period["overage_units"], &period["overage_amount"]),
@@ -108,10 +116,17 @@ fn history_status_and_export_usage_price_each_group_as_check_does(engine: Engine
             .split_whitespace()
             .collect::<Vec<_>>()
     };
-    assert_eq!(line("large"), ["model=large", "300", "over", "$3.00"], "{text}");
+    assert_eq!(
+        line("large"),
+        ["model=large", "300", "over", "$3.00"],
+        "{text}"
+    );
     assert_eq!(line("medium"), ["model=medium", "100", "over", "$0.20"]);
     assert_eq!(line("tiny"), ["model=tiny", "1,000", "over", "$1.00"]);
-    assert!(!text.contains("model=small"), "no money past the limit:\n{text}");
+    assert!(
+        !text.contains("model=small"),
+        "no money past the limit:\n{text}"
+    );
     assert!(text.contains("$4.20"), "{text}");
 
     // status --json and GET /v1/status: each meter as check lists it.
@@ -129,7 +144,10 @@ fn history_status_and_export_usage_price_each_group_as_check_does(engine: Engine
     let rows = usage_rows(&s);
     assert_eq!(rows.len(), 1, "{rows:?}");
     let row = &rows[0];
-    assert_eq!((&row["used"], &row["overage_units"]), (&json!(2400), &json!(1400)));
+    assert_eq!(
+        (&row["used"], &row["overage_units"]),
+        (&json!(2400), &json!(1400))
+    );
     assert_eq!(row["overage_amount"], "4.2");
     let groups: Value = serde_json::from_str(row["groups"].as_str().unwrap()).unwrap();
     assert_eq!(groups, expected_groups());
@@ -157,7 +175,15 @@ fn a_closed_period_keeps_its_money_when_the_rates_change(engine: Engine) {
     .unwrap();
     completion(&s, (1500, "large", "u9"), None);
 
-    let history = s.json(&["history", "acme", "--meter", "tokens", "--periods", "2", "--json"]);
+    let history = s.json(&[
+        "history",
+        "acme",
+        "--meter",
+        "tokens",
+        "--periods",
+        "2",
+        "--json",
+    ]);
     let october = &history[0];
     assert_eq!(october["period_start"], "2026-10-01T00:00:00Z", "{history}");
     assert_eq!(
@@ -197,7 +223,10 @@ fn export_events_shows_each_rows_type_and_event(engine: Engine) {
         .success();
 
     let out = s.stdout_comparable(&["export", "events", "--format", "json"]);
-    let rows: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let rows: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let shown: Vec<(&Value, &Value, &Value, &Value)> = rows
         .iter()
         .map(|r| (&r["id"], &r["meter_id"], &r["event_type"], &r["event_of"]))
@@ -208,9 +237,24 @@ fn export_events_shows_each_rows_type_and_event(engine: Engine) {
     assert_eq!(
         shown,
         [
-            (first, &json!("requests"), &json!("completion"), &Value::Null),
-            (&rows[1]["id"], &json!("tokens"), &json!("completion"), first),
-            (&rows[2]["id"], &json!("active_users"), &json!("completion"), first),
+            (
+                first,
+                &json!("requests"),
+                &json!("completion"),
+                &Value::Null
+            ),
+            (
+                &rows[1]["id"],
+                &json!("tokens"),
+                &json!("completion"),
+                first
+            ),
+            (
+                &rows[2]["id"],
+                &json!("active_users"),
+                &json!("completion"),
+                first
+            ),
             (&rows[3]["id"], &json!("tokens"), &Value::Null, &Value::Null),
         ]
     );

@@ -637,7 +637,11 @@ impl Store {
                  FROM usage_events WHERE id IN ({list}) OR event_of IN ({list}) ORDER BY id"
             ))?;
             let rows = stmt.query_map(params.as_slice(), |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
             })?;
             for row in rows {
                 let (event, meter, amount) = row?;

@@ -8,10 +8,10 @@ use chrono::{DateTime, Utc};
 
 use super::Store;
 use crate::billing::{Allowance, Period, Thresholds, UsageCheck, format_ts};
-use crate::meters::standing::{group_usage, priced};
-use meterline_core::GroupUsage;
 use crate::config::Config;
+use crate::meters::standing::{group_usage, priced};
 use crate::{Error, Result};
+use meterline_core::GroupUsage;
 
 /// What `export` writes: usage events or per-period usage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -296,9 +296,13 @@ impl UsageRows {
         let Some((mut values, units, amount, mut groups)) = self.pending.take() else {
             return Ok(None);
         };
-        let check = priced(standing_of(&values)?, units, amount.parse().unwrap_or_default());
+        let check = priced(
+            standing_of(&values)?,
+            units,
+            amount.parse().unwrap_or_default(),
+        );
         // Largest first, as `check --json` lists them; a stable sort keeps ties in key order.
-        groups.sort_by(|a, b| b.used.cmp(&a.used));
+        groups.sort_by_key(|g| std::cmp::Reverse(g.used));
         let groups = serde_json::to_string(&groups)
             .map_err(|e| Error::Corrupt(format!("a group key: {e}")))?;
         values.extend([

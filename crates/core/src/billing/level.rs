@@ -110,8 +110,9 @@ impl UsageCheck {
     /// True when the overage is not one rate times its units: its units were priced at their
     /// groups' rates (`[[plans.meters.ID.rates]]`) as they were recorded.
     pub fn priced_per_group(&self) -> bool {
-        self.overage_rate
-            .is_some_and(|rate| rate * Decimal::from(self.overage_units) != self.overage_amount)
+        self.overage_rate.is_some_and(|rate| {
+            rate.checked_mul(Decimal::from(self.overage_units)) != Some(self.overage_amount)
+        })
     }
 
     /// The share of the limit used, in tenths of a percent rounded down (`None`: unlimited):

@@ -59,7 +59,11 @@ pub(crate) type CounterCells = (String, String, i64, i64, String);
 /// allocated at their own rates (`units`, `amount`), the rest (counted before prices per
 /// dimension, or on a max or latest meter, whose units are not any event's) at
 /// `overage_rate`.
-pub(crate) fn priced(mut check: UsageCheck, units: i64, amount: rust_decimal::Decimal) -> UsageCheck {
+pub(crate) fn priced(
+    mut check: UsageCheck,
+    units: i64,
+    amount: rust_decimal::Decimal,
+) -> UsageCheck {
     if units > 0 {
         let rest = check.overage_units.saturating_sub(units).max(0);
         check.overage_amount =
@@ -84,13 +88,15 @@ pub(crate) fn group_usage(key: &str, used: i64, units: i64, amount: &str) -> Gro
 /// ORDER BY (the per-meter query ordered by `group_key = '' DESC, …` was re-prepared by
 /// SQLite on every check: 46 % of one).
 pub(crate) fn sort_cells(found: &mut [CounterCells]) {
-    found.sort_unstable_by(|(meter_a, key_a, used_a, ..), (meter_b, key_b, used_b, ..)| {
-        meter_a
-            .cmp(meter_b)
-            .then_with(|| key_b.is_empty().cmp(&key_a.is_empty()))
-            .then_with(|| used_b.cmp(used_a))
-            .then_with(|| key_a.cmp(key_b))
-    });
+    found.sort_unstable_by(
+        |(meter_a, key_a, used_a, ..), (meter_b, key_b, used_b, ..)| {
+            meter_a
+                .cmp(meter_b)
+                .then_with(|| key_b.is_empty().cmp(&key_a.is_empty()))
+                .then_with(|| used_b.cmp(used_a))
+                .then_with(|| key_a.cmp(key_b))
+        },
+    );
 }
 
 /// One customer's period as its meters are read in: the plan it is billed under and every

@@ -68,7 +68,14 @@ fn the_detail_prices_each_group_as_check_does(engine: Engine) {
     let groups: Vec<(Option<String>, i64, i64, Decimal)> = tokens
         .groups
         .iter()
-        .map(|g| (g.values[0].clone(), g.used, g.overage_units, g.overage_amount))
+        .map(|g| {
+            (
+                g.values[0].clone(),
+                g.used,
+                g.overage_units,
+                g.overage_amount,
+            )
+        })
         .collect();
     assert_eq!(
         groups,
@@ -83,6 +90,9 @@ fn the_detail_prices_each_group_as_check_does(engine: Engine) {
     assert_eq!(check.meter("tokens").unwrap().check, tokens.check);
 }
 
+/// An event's line as the test compares it: its type, and each meter it fed with its amount.
+type Line<'e> = (Option<&'e str>, Vec<(&'e str, i64)>);
+
 fn events_of_a_type_are_one_line_naming_every_meter_they_fed(engine: Engine) {
     let (_db, store) = store_with(engine, &[(800, "small"), (500, "large")]);
     let mut one_meter = RecordRequest::new("acme", 1, now());
@@ -91,7 +101,7 @@ fn events_of_a_type_are_one_line_naming_every_meter_they_fed(engine: Engine) {
     assert!(store.record(&config(), &one_meter, now()).unwrap().recorded);
 
     let detail = store.customer_detail(&config(), "acme", now()).unwrap();
-    let lines: Vec<(Option<&str>, Vec<(&str, i64)>)> = detail
+    let lines: Vec<Line> = detail
         .recent
         .iter()
         .map(|e| {

@@ -82,8 +82,7 @@ pub(crate) fn draw(frame: &mut Frame, app: &App, body: Rect) {
         page.map(|e| fed(e).chars().count()).max().unwrap_or(0)
     });
     let named = longest.is_some();
-    let [customer_width, meter_width, error_width] =
-        widths(list.width.saturating_sub(2), longest);
+    let [customer_width, meter_width, error_width] = widths(list.width.saturating_sub(2), longest);
     let rows = app
         .events
         .iter()
@@ -178,7 +177,11 @@ fn widths(width: u16, longest: Option<usize>) -> [u16; 3] {
     [customer, meters, rest - meters]
 }
 
-fn event_row(theme: Theme, e: &EventRow, [customer_width, meter_width, error_width]: [u16; 3]) -> Row<'static> {
+fn event_row(
+    theme: Theme,
+    e: &EventRow,
+    [customer_width, meter_width, error_width]: [u16; 3],
+) -> Row<'static> {
     let right = |text: String| Cell::from(Line::from(text).right_aligned());
     let (label, style) = state_label(theme, e.state);
     let error = e

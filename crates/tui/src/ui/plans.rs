@@ -47,43 +47,46 @@ pub(crate) fn draw(frame: &mut Frame, app: &App, body: Rect) {
     // A line per plan and meter; the plan's own cells on its first line only.
     let rows = config.plans.iter().flat_map(|plan| {
         let customers = app.rows().iter().filter(|r| r.plan_id == plan.id).count();
-        config.plan_meters(plan).enumerate().flat_map(move |(i, line)| {
-            let plan_cells = if i == 0 {
-                [
-                    Cell::from(sanitize(&plan.id).into_owned()),
-                    Cell::from(sanitize(&plan.name).into_owned()),
-                    right(config.money(plan.price)),
-                ]
-            } else {
-                [Cell::from(""), Cell::from(""), Cell::from("")]
-            };
-            let (included, at_limit, rate) = terms_cells(config, line.terms);
-            let mut cells = Vec::from(plan_cells);
-            cells.extend([
-                Cell::from(sanitize(&line.meter.id).into_owned()),
-                right(included),
-                Cell::from(at_limit),
-                right(rate),
-                Cell::from(sanitize(line.stripe_event).into_owned()),
-                right(if i == 0 {
-                    thousands(customers as i64)
+        config
+            .plan_meters(plan)
+            .enumerate()
+            .flat_map(move |(i, line)| {
+                let plan_cells = if i == 0 {
+                    [
+                        Cell::from(sanitize(&plan.id).into_owned()),
+                        Cell::from(sanitize(&plan.name).into_owned()),
+                        right(config.money(plan.price)),
+                    ]
                 } else {
-                    String::new()
-                }),
-            ]);
-            // Its rates per dimension under it, each with the groups it prices.
-            let rates = line.terms.map_or(&[][..], |t| t.rates.as_slice());
-            std::iter::once(Row::new(cells)).chain(rates.iter().map(move |rate| {
-                let mut cells = vec![Cell::from(""); 3];
+                    [Cell::from(""), Cell::from(""), Cell::from("")]
+                };
+                let (included, at_limit, rate) = terms_cells(config, line.terms);
+                let mut cells = Vec::from(plan_cells);
                 cells.extend([
-                    Cell::from(rate_label(rate)),
-                    Cell::from(""),
-                    Cell::from(""),
-                    right(config.money(rate.rate)),
+                    Cell::from(sanitize(&line.meter.id).into_owned()),
+                    right(included),
+                    Cell::from(at_limit),
+                    right(rate),
+                    Cell::from(sanitize(line.stripe_event).into_owned()),
+                    right(if i == 0 {
+                        thousands(customers as i64)
+                    } else {
+                        String::new()
+                    }),
                 ]);
-                Row::new(cells)
-            }))
-        })
+                // Its rates per dimension under it, each with the groups it prices.
+                let rates = line.terms.map_or(&[][..], |t| t.rates.as_slice());
+                std::iter::once(Row::new(cells)).chain(rates.iter().map(move |rate| {
+                    let mut cells = vec![Cell::from(""); 3];
+                    cells.extend([
+                        Cell::from(rate_label(rate)),
+                        Cell::from(""),
+                        Cell::from(""),
+                        right(config.money(rate.rate)),
+                    ]);
+                    Row::new(cells)
+                }))
+            })
     });
     let header = Row::new(
         [

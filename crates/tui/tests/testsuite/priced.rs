@@ -71,7 +71,9 @@ fn line_of(buffer: &ratatui::buffer::Buffer, needle: &str) -> String {
 
 /// The words of a line's part right of `from`.
 fn words_after(line: &str, from: &str) -> Vec<String> {
-    let at = line.find(from).unwrap_or_else(|| panic!("{from} in {line}"));
+    let at = line
+        .find(from)
+        .unwrap_or_else(|| panic!("{from} in {line}"));
     line[at..]
         .split(|c: char| c.is_whitespace() || c == '│')
         .filter(|w| !w.is_empty())
@@ -100,7 +102,11 @@ fn the_detail_lists_each_group_with_its_units_past_the_limit_and_money() {
         ("medium", ["medium", "100", "100", "$0.20"]),
     ] {
         let line = line_of(&buffer, &format!(" {model} "));
-        assert_eq!(words_after(&line, &format!(" {model} ")), figures, "{screen}");
+        assert_eq!(
+            words_after(&line, &format!(" {model} ")),
+            figures,
+            "{screen}"
+        );
     }
     insta::assert_snapshot!("detail_priced_groups_120x40", screen);
 }
@@ -162,7 +168,13 @@ fn the_plans_view_lists_each_meters_rates_under_its_terms() {
     let large = row_of(&buffer, "└ model=large");
     let small = row_of(&buffer, "└ model=small|tiny");
     assert_eq!((large, small), (tokens + 1, tokens + 2), "{screen}");
-    assert!(line_of(&buffer, "└ model=large").contains("$0.01"), "{screen}");
-    assert!(line_of(&buffer, "└ model=small|tiny").contains("$0.001"), "{screen}");
+    assert!(
+        line_of(&buffer, "└ model=large").contains("$0.01"),
+        "{screen}"
+    );
+    assert!(
+        line_of(&buffer, "└ model=small|tiny").contains("$0.001"),
+        "{screen}"
+    );
     insta::assert_snapshot!("plans_view_rates_120x30", screen);
 }
