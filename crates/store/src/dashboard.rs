@@ -503,11 +503,14 @@ impl Store {
             HISTORY_PERIODS,
             now,
         )?;
+        // Enough rows for as many events when each fed every meter (a row per meter).
+        let rows = RECENT_EVENTS * config.meters.len().max(1);
         let recent = self.events_where(
             "e.customer_id = ?1 ORDER BY e.customer_id DESC, e.occurred_at DESC, e.id DESC",
-            params![customer_id, RECENT_EVENTS as i64],
+            params![customer_id, rows as i64],
         )?;
         let mut recent = self.one_line_per_event(recent)?;
+        recent.truncate(RECENT_EVENTS);
         expire_stale(&mut recent, &format_ts(stripe_window(now).0));
         let backlog = self.customer_backlog(customer_id, now)?;
         let meters = self.meter_details(config, customer_id, &check, now)?;

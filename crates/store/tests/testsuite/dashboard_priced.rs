@@ -14,6 +14,7 @@ use crate::support::{Engine, TestDb, engine_tests};
 engine_tests!(
     the_detail_prices_each_group_as_check_does,
     events_of_a_type_are_one_line_naming_every_meter_they_fed,
+    the_detail_lists_as_many_events_of_a_type_as_of_one_meter,
 );
 
 fn config() -> Config {
@@ -24,7 +25,8 @@ fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 20, 12, 0, 0).unwrap()
 }
 
-/// acme on pro with one `completion` event per (tokens, model), each by another user.
+/// acme on pro with one `completion` event per (tokens, model), by five users in turn (pro
+/// caps active users at 10).
 fn store_with(engine: Engine, events: &[(i64, &str)]) -> (TestDb, Store) {
     let db = TestDb::on(engine);
     let mut store = db.open();
@@ -43,7 +45,7 @@ fn store_with(engine: Engine, events: &[(i64, &str)]) -> (TestDb, Store) {
         request.properties = [
             ("tokens", tokens.to_string()),
             ("model", model.to_string()),
-            ("user", format!("u{i}")),
+            ("user", format!("u{}", i % 5)),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -129,4 +131,17 @@ fn events_of_a_type_are_one_line_naming_every_meter_they_fed(engine: Engine) {
     let problems = store.problem_events(500, now()).unwrap();
     assert_eq!(ids(&problems), ids(&detail.recent));
     assert_eq!(problems[1].meters, detail.recent[1].meters);
+}
+
+/// The detail lists its latest twelve events, however many meters each fed (it once read
+/// twelve rows: four events of three meters).
+fn the_detail_lists_as_many_events_of_a_type_as_of_one_meter(engine: Engine) {
+    let events: Vec<(i64, &str)> = (0..13).map(|_| (10, "small")).collect();
+    let (_db, store) = store_with(engine, &events);
+    let detail = store.customer_detail(&config(), "acme", now()).unwrap();
+    assert_eq!(detail.recent.len(), 12);
+    assert!(detail.recent.iter().all(|e| e.meters.len() == 3));
+    // Newest first: the thirteen events' ids are 1, 4, …, 37; the first is left out.
+    assert_eq!(detail.recent[0].id, 37);
+    assert_eq!(detail.recent[11].id, 4);
 }
