@@ -129,6 +129,12 @@ fn history_status_and_export_usage_price_each_group_as_check_does(engine: Engine
     );
     assert!(text.contains("$4.20"), "{text}");
 
+    // status in text: the customer's overage, every meter's, as check's overage_total.
+    let status = s.stdout_comparable(&["status"]);
+    let mut lines = status.lines();
+    assert!(lines.next().unwrap().ends_with(" OVERAGE"), "{status}");
+    assert!(lines.next().unwrap().ends_with(" $4.20"), "{status}");
+
     // status --json and GET /v1/status: each meter as check lists it.
     let status = s.json(&["status", "--json"]);
     assert_eq!(tokens_of(&status[0]["meters"]), tokens, "{status}");
