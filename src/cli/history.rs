@@ -75,6 +75,36 @@ fn print_table(config: &crate::Config, rows: &[crate::store::HistoryRow]) -> Res
             output::level(c),
             config.money(c.overage_amount),
         )?;
+        // Priced per group (rates): each group's share of the overage under the period.
+        if c.priced_per_group() {
+            for g in row.groups.iter().filter(|g| g.overage_units > 0) {
+                outln!(
+                    "  {:<34} {:>24} {:>8}  {:<9} {:>12}",
+                    group_label(&g.key),
+                    format!("{} over", output::thousands(g.overage_units)),
+                    "",
+                    "",
+                    config.money(g.overage_amount),
+                )?;
+            }
+        }
     }
     Ok(())
+}
+
+/// A group's `group_by` values as one label: `model=large region=eu`.
+fn group_label(key: &serde_json::Value) -> String {
+    let Some(values) = key.as_object() else {
+        return sanitize(&key.to_string()).into_owned();
+    };
+    let values: Vec<String> = values
+        .iter()
+        .map(|(dim, value)| {
+            let value = value
+                .as_str()
+                .map_or_else(|| value.to_string(), str::to_string);
+            format!("{}={}", sanitize(dim), sanitize(&value))
+        })
+        .collect();
+    values.join(" ")
 }

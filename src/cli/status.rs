@@ -32,7 +32,7 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
         0
     };
     outln!(
-        "{:<24} {:<10} {:<meter_width$}{:>24} {:>8}  {:<18} {:>4} {:>10}",
+        "{:<24} {:<10} {:<meter_width$}{:>24} {:>8}  {:<18} {:>4} {:>10} {:>12}",
         "CUSTOMER",
         "PLAN",
         if config.implicit_meter().is_none() {
@@ -44,7 +44,8 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
         "%",
         "LEVEL",
         "DAYS",
-        "UNREPORTED"
+        "UNREPORTED",
+        "OVERAGE"
     )?;
     // The dashboard's counts: events past Stripe's window are expired, marked or not.
     let backlog = store.stripe_backlog(ctx.now)?;
@@ -59,8 +60,12 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
         if row.stripe_customer_id.is_none() {
             unmapped += b.unreported;
         }
+        // Every meter's overage this period, each group's units at its rate: `check`'s
+        // `overage_total`.
+        let overage = meterline_core::MeteredCheck::new(row.meters.clone())
+            .map_or_else(|| row.check.overage_amount, |all| all.overage_total);
         outln!(
-            "{:<24} {:<10} {:<meter_width$}{:>24} {:>8}  {:<18} {:>4} {:>10}",
+            "{:<24} {:<10} {:<meter_width$}{:>24} {:>8}  {:<18} {:>4} {:>10} {:>12}",
             sanitize(&row.check.customer),
             sanitize(&row.check.plan),
             row.meter.as_deref().map(sanitize).unwrap_or_default(),
@@ -69,6 +74,7 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
             output::level(&row.check),
             row.days_left,
             output::thousands(b.unreported),
+            config.money(overage),
         )?;
     }
     outln!("{}", crate::billing::count(rows.len() as i64, "customer"))?;

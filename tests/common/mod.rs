@@ -47,6 +47,11 @@ pub const AI_PLANS: &str = include_str!("../fixtures/plans/ai.toml");
 /// An AI API with small caps, for the HTTP and SDK tests (tests/fixtures/plans/ai_capped.toml).
 pub const AI_CAPPED_PLANS: &str = include_str!("../fixtures/plans/ai_capped.toml");
 
+/// An AI API whose `completion` event feeds three meters, tokens priced per model, for the
+/// reads with money per group (tests/fixtures/plans/ai_priced.toml).
+#[allow(dead_code)]
+pub const AI_PRICED_PLANS: &str = include_str!("../fixtures/plans/ai_priced.toml");
+
 /// The repository's root, whichever crate's tests run: the folder holding Cargo.lock.
 pub fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -89,7 +89,7 @@ fn dashboard_command_with(db: &Path, plans: &Path) -> String {
 
 /// `--db 'FILE'`; nothing for a PostgreSQL URL, which holds the password: the shell has it as
 /// METERLINE_DB ([`tmux_on`]), so it is never typed on screen.
-fn db_option(db: &Path) -> String {
+pub(crate) fn db_option(db: &Path) -> String {
     if meterline::store::is_postgres_url(&db.to_string_lossy()) {
         String::new()
     } else {
@@ -98,7 +98,7 @@ fn db_option(db: &Path) -> String {
 }
 
 /// A 120×40 shell in `dir` whose environment names `db` when it is a PostgreSQL URL.
-fn tmux_on(name: &str, dir: &Path, db: &Path) -> Tmux {
+pub(crate) fn tmux_on(name: &str, dir: &Path, db: &Path) -> Tmux {
     let db = db.to_string_lossy();
     let env: &[(&str, &str)] = if meterline::store::is_postgres_url(&db) {
         &[("METERLINE_DB", &db)]
@@ -109,7 +109,7 @@ fn tmux_on(name: &str, dir: &Path, db: &Path) -> Tmux {
 }
 
 /// After quitting: the shell printed the exit code and a fresh prompt, on the normal screen.
-fn assert_terminal_restored(tmux: &Tmux) {
+pub(crate) fn assert_terminal_restored(tmux: &Tmux) {
     let screen = tmux.wait_text("exit=0");
     let after = screen.split("exit=0").nth(1).unwrap_or_default();
     assert!(

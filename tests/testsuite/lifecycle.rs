@@ -303,7 +303,7 @@ fn export_streams_events_and_usage_as_csv_and_json_lines(engine: Engine) {
     let mut lines = text.lines();
     assert_eq!(
         lines.next().unwrap(),
-        "customer_id,period_start,period_end,used,plan_id,meter_event_name,included,at_limit,overage_rate,price,meter_id"
+        "customer_id,period_start,period_end,used,plan_id,meter_event_name,included,at_limit,overage_rate,price,meter_id,overage_units,overage_amount,groups"
     );
     assert_eq!(lines.count(), 3);
 }

@@ -58,6 +58,8 @@ mod postgres_collation;
 mod postgres_restart;
 mod postgres_tls;
 mod postgres_trust;
+mod priced_reads;
+mod priced_tmux;
 mod reconcile;
 mod reconcile_in_doubt;
 mod record_all_or_nothing;

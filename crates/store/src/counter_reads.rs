@@ -40,6 +40,9 @@ pub struct HistoryRow {
     pub check: UsageCheck,
     /// The meter event name the period's usage is reported under (None: no usage).
     pub meter_event: Option<String>,
+    /// The meter's `group_by` groups in the period, largest first, each with the units past
+    /// `included` its events used and their money (as `check --json` lists them).
+    pub groups: Vec<meterline_core::GroupUsage>,
 }
 
 /// One member's usage in a period, and its share of the customer's.

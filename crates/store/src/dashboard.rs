@@ -175,10 +175,18 @@ pub enum BacklogChange {
 /// Past this many customers changed at once, one full recount is cheaper.
 const BACKLOG_RECOUNT_ALL: usize = 5_000;
 
-/// One usage event and where it stands with Stripe.
+/// One usage event and where it stands with Stripe. An event of a type (`record --type`) is
+/// one line however many meters it fed: `id` is its first row's (the one with the key),
+/// `meter_id`, `amount` and the Stripe state those of its row that came first in the list's
+/// order (in the Events view, the one in most trouble), and `meters` every meter it fed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventRow {
     pub id: i64,
+    /// Its event type, for an event of a type.
+    pub event_type: Option<String>,
+    /// Every meter it fed with what it added there, in the order they were recorded (for
+    /// an event on one meter, that meter).
+    pub meters: Vec<(String, i64)>,
     pub customer_id: String,
     pub customer_name: String,
     pub user_id: Option<String>,
@@ -495,10 +503,14 @@ impl Store {
             HISTORY_PERIODS,
             now,
         )?;
-        let mut recent = self.events_where(
+        // Enough rows for as many events when each fed every meter (a row per meter).
+        let rows = RECENT_EVENTS * config.meters.len().max(1);
+        let recent = self.events_where(
             "e.customer_id = ?1 ORDER BY e.customer_id DESC, e.occurred_at DESC, e.id DESC",
-            params![customer_id, RECENT_EVENTS as i64],
+            params![customer_id, rows as i64],
         )?;
+        let mut recent = self.one_line_per_event(recent)?;
+        recent.truncate(RECENT_EVENTS);
         expire_stale(&mut recent, &format_ts(stripe_window(now).0));
         let backlog = self.customer_backlog(customer_id, now)?;
         let meters = self.meter_details(config, customer_id, &check, now)?;
@@ -604,8 +616,47 @@ impl Store {
                 params![window, rest],
             )?);
         }
+        let mut out = self.one_line_per_event(out)?;
         expire_stale(&mut out, &window);
         Ok(out)
+    }
+
+    /// `rows` with the rows of one event of a type as one line, the first of them (in
+    /// `rows`' order) standing for it, and each event's meters: every row it has, read by
+    /// the event's id (its first row) and `event_of`.
+    fn one_line_per_event(&self, rows: Vec<EventRow>) -> Result<Vec<EventRow>> {
+        let mut seen = std::collections::HashSet::new();
+        let mut lines: Vec<EventRow> = rows.into_iter().filter(|e| seen.insert(e.id)).collect();
+        let typed: Vec<i64> = lines
+            .iter()
+            .filter(|e| e.event_type.is_some())
+            .map(|e| e.id)
+            .collect();
+        let mut fed: HashMap<i64, Vec<(String, i64)>> = HashMap::new();
+        for (list, ids) in crate::db::in_lists(&typed) {
+            let params: Vec<&dyn crate::db::Param> = ids.iter().chain(&ids).copied().collect();
+            let mut stmt = self.conn.prepare_cached(&format!(
+                "SELECT COALESCE(event_of, id), meter_id, COALESCE(amount, quantity)
+                 FROM usage_events WHERE id IN ({list}) OR event_of IN ({list}) ORDER BY id"
+            ))?;
+            let rows = stmt.query_map(params.as_slice(), |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })?;
+            for row in rows {
+                let (event, meter, amount) = row?;
+                fed.entry(event).or_default().push((meter, amount));
+            }
+        }
+        for line in &mut lines {
+            if let Some(meters) = fed.remove(&line.id) {
+                line.meters = meters;
+            }
+        }
+        Ok(lines)
     }
 
     /// Events matching `filter_and_order` (SQL over `e` and `c`), the last parameter being
@@ -619,7 +670,8 @@ impl Store {
             "SELECT e.id, e.customer_id, c.name, e.user_id, e.quantity, e.occurred_at,
                     e.stripe_attempts, e.stripe_error, e.stripe_reported_at IS NOT NULL,
                     e.stripe_failed_at IS NOT NULL, e.stripe_expired_at IS NOT NULL,
-                    c.stripe_customer_id IS NULL, e.meter_id, COALESCE(e.amount, e.quantity)
+                    c.stripe_customer_id IS NULL, e.meter_id, COALESCE(e.amount, e.quantity),
+                    COALESCE(e.event_of, e.id), e.event_type
              FROM usage_events e JOIN customers c ON c.id = e.customer_id
              WHERE {filter_and_order} LIMIT ?{}",
             params.len()
@@ -633,14 +685,18 @@ impl Store {
                 (_, _, _, true) => StripeState::Unmapped,
                 _ => StripeState::Pending,
             };
+            let meter_id: String = r.get(12)?;
+            let amount: i64 = r.get(13)?;
             Ok(EventRow {
-                id: r.get(0)?,
+                id: r.get(14)?,
+                event_type: r.get(15)?,
+                meters: vec![(meter_id.clone(), amount)],
                 customer_id: r.get(1)?,
                 customer_name: r.get(2)?,
                 user_id: r.get(3)?,
                 quantity: r.get(4)?,
-                meter_id: r.get(12)?,
-                amount: r.get(13)?,
+                meter_id,
+                amount,
                 occurred_at: r.get(5)?,
                 attempts: r.get(6)?,
                 error: r.get(7)?,

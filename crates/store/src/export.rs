@@ -7,9 +7,11 @@ use crate::db::OwnedValue;
 use chrono::{DateTime, Utc};
 
 use super::Store;
-use crate::billing::format_ts;
+use crate::billing::{Allowance, Period, Thresholds, UsageCheck, format_ts};
 use crate::config::Config;
+use crate::meters::standing::{group_usage, priced, stored_amount};
 use crate::{Error, Result};
+use meterline_core::GroupUsage;
 
 /// What `export` writes: usage events or per-period usage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +44,8 @@ impl ExportKind {
                 "meter_id",
                 "properties",
                 "amount",
+                "event_type",
+                "event_of",
             ],
             ExportKind::Usage => &[
                 "customer_id",
@@ -55,7 +59,23 @@ impl ExportKind {
                 "overage_rate",
                 "price",
                 "meter_id",
+                "overage_units",
+                "overage_amount",
+                "groups",
             ],
+        }
+    }
+
+    /// The columns read from the source: the written ones, except that usage computes its
+    /// money and groups (`UsageRows`) from each meter's counter rows, read after its columns.
+    fn selected(self) -> Vec<&'static str> {
+        match self {
+            ExportKind::Events => self.columns().to_vec(),
+            ExportKind::Usage => {
+                let mut columns = self.columns()[..USAGE_READ].to_vec();
+                columns.extend(["group_key", "allocated_units", "allocated_amount"]);
+                columns
+            }
         }
     }
 
@@ -76,7 +96,12 @@ impl ExportKind {
     }
 }
 
-/// One row per customer × period × meter: every meter's total from meter_counters, with the
+/// The usage columns read as they are; the rest (`overage_units`, `overage_amount`, `groups`)
+/// are computed from the meter's counter rows.
+const USAGE_READ: usize = 11;
+
+/// One row per customer × period × meter × counter row: every meter's total and group rows
+/// from meter_counters (the total row first in the export's order: its `group_key` is ''), with the
 /// period's plan and price, the Stripe event the meter reports to (`event_name`, SQL over
 /// `m.meter_id` and the period row `r`), and the terms for that meter the period keeps
 /// (`meter_terms`, migration 11; NULL where the plan does not bill the meter). A period row
@@ -88,7 +113,7 @@ fn usage_rows(event_name: &str, default_meter: Option<&str>) -> String {
     let empty_periods = default_meter.map_or(String::new(), |id| {
         format!(
             "UNION ALL
-          SELECT customer_id, period_start, {}, 0 FROM usage_records u
+          SELECT customer_id, period_start, {}, 0, '', 0, '0' FROM usage_records u
           WHERE NOT EXISTS (SELECT 1 FROM meter_counters c
               WHERE c.customer_id = u.customer_id AND c.period_start = u.period_start)",
             crate::meters::stripe::literal(id)
@@ -98,9 +123,11 @@ fn usage_rows(event_name: &str, default_meter: Option<&str>) -> String {
         "(
     SELECT m.customer_id, m.period_start, r.period_end, m.used, r.plan_id,
            {event_name} AS meter_event_name, CAST({} AS BIGINT) AS included, {} AS at_limit,
-           {} AS overage_rate, r.price, m.meter_id
-    FROM (SELECT customer_id, period_start, meter_id, used FROM meter_counters
-          WHERE group_key = ''
+           {} AS overage_rate, r.price, m.meter_id, m.group_key,
+           m.overage_units AS allocated_units, m.overage_amount AS allocated_amount
+    FROM (SELECT customer_id, period_start, meter_id, used, group_key, overage_units,
+                 overage_amount
+          FROM meter_counters
           {empty_periods}
          ) AS m JOIN usage_records r USING (customer_id, period_start)
 ) AS usage_rows",
@@ -150,26 +177,28 @@ impl Store {
         mut row: impl FnMut(&[Cell]) -> Result<()>,
     ) -> Result<u64> {
         let (table, time) = kind.source(config);
-        let name = match kind {
-            ExportKind::Events => "usage_events",
-            ExportKind::Usage => "usage",
-        };
-        let columns = kind.columns();
+        let selected = kind.selected();
         let sql = format!(
             "SELECT {} FROM {table}
              WHERE (?1 IS NULL OR customer_id = ?1)
                AND (?2 IS NULL OR {time} >= ?2)
                AND (?3 IS NULL OR {time} < ?3)
              ORDER BY {time}, customer_id{}",
-            columns.join(", "),
-            // The last key is unique, so ties come in the same order on either engine.
+            selected.join(", "),
+            // The last key is unique, so ties come in the same order on either engine; a
+            // meter's total row ('') comes before its groups.
             if kind == ExportKind::Usage {
-                ", meter_id"
+                ", meter_id, group_key"
             } else {
                 ", id"
             }
         );
         let mut count = 0;
+        let mut write = |values: &[OwnedValue]| -> Result<()> {
+            count += 1;
+            row(&cells(kind, values)?)
+        };
+        let mut usage = UsageRows::default();
         // No index has the export's order: the engine sorts every row, on disk rather than in
         // memory in proportion to the rows.
         let _spilled = self.conn.sorts_on_disk()?;
@@ -182,27 +211,137 @@ impl Store {
                 filter.until.map(format_ts),
             ],
             |r| {
-                let values = (0..columns.len())
+                let values = (0..selected.len())
                     .map(|i| r.value(i))
                     .collect::<Result<Vec<_>>>()?;
-                let mut cells = Vec::with_capacity(columns.len());
-                for (value, column) in values.iter().zip(columns.iter()) {
-                    cells.push(match value {
-                        OwnedValue::Null => Cell::Null,
-                        OwnedValue::Integer(n) => Cell::Integer(*n),
-                        OwnedValue::Text(t) => Cell::Text(t),
-                        other => {
-                            return Err(Error::Corrupt(format!("{name}.{column} holds {other:?}")));
-                        }
-                    });
+                match kind {
+                    ExportKind::Events => write(&values),
+                    ExportKind::Usage => match usage.push(values)? {
+                        Some(done) => write(&done),
+                        None => Ok(()),
+                    },
                 }
-                count += 1;
-                row(&cells)
             },
         )?;
         read.finish()?;
+        if let Some(done) = usage.finish()? {
+            write(&done)?;
+        }
         Ok(count)
     }
+}
+
+/// A row's values as cells, named in an error by the export and the column.
+fn cells(kind: ExportKind, values: &[OwnedValue]) -> Result<Vec<Cell<'_>>> {
+    let name = match kind {
+        ExportKind::Events => "usage_events",
+        ExportKind::Usage => "usage",
+    };
+    values
+        .iter()
+        .zip(kind.columns())
+        .map(|(value, column)| match value {
+            OwnedValue::Null => Ok(Cell::Null),
+            OwnedValue::Integer(n) => Ok(Cell::Integer(*n)),
+            OwnedValue::Text(t) => Ok(Cell::Text(t)),
+            other => Err(Error::Corrupt(format!("{name}.{column} holds {other:?}"))),
+        })
+        .collect()
+}
+
+/// `export usage` put together from counter rows in the export's order: a meter's total row
+/// starts its row, its group rows follow and become its `groups`; the row is written when
+/// the next total row (or the end) comes, so memory holds one meter's groups at a time.
+#[derive(Default)]
+struct UsageRows {
+    /// The meter's columns, the units past `included` its events were allocated and their
+    /// money (its total row's), and its groups so far.
+    pending: Option<(Vec<OwnedValue>, i64, String, Vec<GroupUsage>)>,
+}
+
+impl UsageRows {
+    /// Take the next counter row; the row it finished, if it starts another.
+    fn push(&mut self, mut values: Vec<OwnedValue>) -> Result<Option<Vec<OwnedValue>>> {
+        let read = values.split_off(USAGE_READ);
+        let (key, units, amount) = match read.as_slice() {
+            [
+                OwnedValue::Text(key),
+                OwnedValue::Integer(units),
+                OwnedValue::Text(amount),
+            ] => (key.as_str(), *units, amount.as_str()),
+            other => {
+                return Err(Error::Corrupt(format!(
+                    "meter_counters holds {other:?} as a group key, units and amount"
+                )));
+            }
+        };
+        if key.is_empty() {
+            let done = self.finish()?;
+            self.pending = Some((values, units, amount.to_string(), Vec::new()));
+            return Ok(done);
+        }
+        let used = match values.get(3) {
+            Some(OwnedValue::Integer(used)) => *used,
+            _ => 0,
+        };
+        // A group row always follows its meter's total row (both are written together).
+        if let Some((_, _, _, groups)) = &mut self.pending {
+            groups.push(group_usage(key, used, units, amount));
+        }
+        Ok(None)
+    }
+
+    /// The row being put together, with its money and groups, if there is one.
+    fn finish(&mut self) -> Result<Option<Vec<OwnedValue>>> {
+        let Some((mut values, units, amount, mut groups)) = self.pending.take() else {
+            return Ok(None);
+        };
+        let check = priced(standing_of(&values)?, units, stored_amount(&amount));
+        // Largest first, as `check --json` lists them; a stable sort keeps ties in key order.
+        groups.sort_by_key(|g| std::cmp::Reverse(g.used));
+        let groups = serde_json::to_string(&groups)
+            .map_err(|e| Error::Corrupt(format!("a group key: {e}")))?;
+        values.extend([
+            OwnedValue::Integer(check.overage_units),
+            OwnedValue::Text(check.overage_amount.to_string()),
+            OwnedValue::Text(groups),
+        ]);
+        Ok(Some(values))
+    }
+}
+
+/// The standing of a usage row's meter under the terms the row shows (`included`,
+/// `at_limit`, `overage_rate`), as `check` computes it.
+fn standing_of(values: &[OwnedValue]) -> Result<UsageCheck> {
+    let text = |i: usize| match values.get(i) {
+        Some(OwnedValue::Text(t)) => Some(t.as_str()),
+        _ => None,
+    };
+    let integer = |i: usize| match values.get(i) {
+        Some(OwnedValue::Integer(n)) => Some(*n),
+        _ => None,
+    };
+    let time = |i: usize| {
+        crate::billing::parse_ts(text(i).unwrap_or_default())
+            .map_err(|e| Error::Corrupt(format!("usage_records holds a period bound: {e}")))
+    };
+    let allowance = Allowance {
+        included: integer(6),
+        hard_cap: text(7) == Some("block"),
+        overage_rate: text(8).and_then(|rate| rate.parse().ok()),
+    };
+    let period = Period {
+        start: time(1)?,
+        end: time(2)?,
+    };
+    Ok(UsageCheck::compute(
+        text(0).unwrap_or_default(),
+        text(4).unwrap_or_default(),
+        allowance,
+        period,
+        integer(3).unwrap_or_default(),
+        &Thresholds::default(),
+    ))
 }
 
 #[cfg(test)]

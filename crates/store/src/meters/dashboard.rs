@@ -127,9 +127,16 @@ pub(crate) fn overview_columns(
     (sql, ids, columns)
 }
 
-/// One group of a meter: its values in `group_by` order (`None`: the event did not carry
-/// it) and its usage this period.
-pub type GroupRow = (Vec<Option<String>>, i64);
+/// One group of a meter in the detail: its values in `group_by` order (`None`: the event
+/// did not carry it), its usage this period, and the units past `included` its events used
+/// with their money (at the group's rate when each was recorded).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupRow {
+    pub values: Vec<Option<String>>,
+    pub used: i64,
+    pub overage_units: i64,
+    pub overage_amount: rust_decimal::Decimal,
+}
 
 /// One meter in the customer detail.
 #[derive(Debug, Clone, PartialEq)]
@@ -197,12 +204,11 @@ impl Store {
             end: usage.period_end,
         };
         let frame = crate::meters::standing::Frame::of(config, &customer, period, None, now);
-        let totals = self.meter_totals(config, customer_id, period)?;
+        // Priced and grouped as `check` reads them (one query for every meter's rows).
+        let checks = frame.meter_checks(&self.conn)?;
         let days = period_days(period, now);
         let mut out = Vec::with_capacity(config.meters.len());
-        for (meter, total) in config.meters.iter().zip(totals) {
-            let check = frame.check(meter, total);
-            let (groups, more_groups) = self.top_groups(meter, customer_id, period)?;
+        for (meter, check) in config.meters.iter().zip(checks) {
             let by_day = self.meter_by_day(meter, customer_id, period)?;
             let daily = days
                 .iter()
@@ -211,55 +217,30 @@ impl Store {
                     (*d, by_day.get(&key).copied().unwrap_or(0))
                 })
                 .collect();
+            let more_groups = check.groups.len().saturating_sub(DETAIL_GROUPS);
+            let groups = check
+                .groups
+                .into_iter()
+                .take(DETAIL_GROUPS)
+                .map(|g| GroupRow {
+                    values: group_values(meter, &g.key),
+                    used: g.used,
+                    overage_units: g.overage_units,
+                    overage_amount: g.overage_amount,
+                })
+                .collect();
             out.push(MeterDetail {
                 meter: meter.id.clone(),
                 name: meter.name.clone(),
                 aggregation: meter.aggregation,
                 group_by: meter.group_by.clone(),
-                check,
+                check: check.check,
                 daily,
                 groups,
                 more_groups,
             });
         }
         Ok(out)
-    }
-
-    /// The meter's largest groups this period and how many others there are.
-    fn top_groups(
-        &self,
-        meter: &Meter,
-        customer_id: &str,
-        period: Period,
-    ) -> Result<(Vec<GroupRow>, usize)> {
-        if meter.group_by.is_empty() {
-            return Ok((Vec::new(), 0));
-        }
-        let start = format_ts(period.start);
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT group_key, used FROM meter_counters
-             WHERE customer_id = ?1 AND period_start = ?2 AND meter_id = ?3 AND group_key <> ''
-             ORDER BY used DESC, group_key LIMIT ?4",
-        )?;
-        let groups = stmt
-            .query_map(
-                params![customer_id, start, meter.id, DETAIL_GROUPS as i64],
-                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
-            )?
-            .map(|row| row.map(|(key, used)| (group_values(meter, &key), used)))
-            .collect::<crate::Result<Vec<_>>>()?;
-        let all: i64 = self
-            .conn
-            .prepare_cached(
-                "SELECT COUNT(*) FROM meter_counters
-                 WHERE customer_id = ?1 AND period_start = ?2 AND meter_id = ?3
-                   AND group_key <> ''",
-            )?
-            .query_row(params![customer_id, start, meter.id], |r| r.get(0))?;
-        let more = usize::try_from(all)
-            .unwrap_or(0)
-            .saturating_sub(groups.len());
-        Ok((groups, more))
     }
 
     /// The meter's aggregation over each day's events of the period, by day ("YYYY-MM-DD").
@@ -314,10 +295,10 @@ impl Store {
     }
 }
 
-/// A group key as stored (`{"model":"small"}`) as its values in `group_by` order.
-fn group_values(meter: &Meter, key: &str) -> Vec<Option<String>> {
-    let object: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_str(key).unwrap_or_default();
+/// A group key (`{"model":"small"}`) as its values in `group_by` order.
+fn group_values(meter: &Meter, key: &serde_json::Value) -> Vec<Option<String>> {
+    let empty = serde_json::Map::new();
+    let object = key.as_object().unwrap_or(&empty);
     meter
         .group_by
         .iter()

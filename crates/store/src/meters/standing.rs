@@ -73,6 +73,41 @@ pub(crate) fn priced(
     check
 }
 
+/// A group row of meter_counters as reads show it: its key as JSON, its usage and the
+/// money its events were allocated (`overage_amount`, exact decimal text).
+pub(crate) fn group_usage(key: &str, used: i64, units: i64, amount: &str) -> GroupUsage {
+    GroupUsage {
+        key: serde_json::from_str(key).unwrap_or(serde_json::Value::Null),
+        used,
+        overage_units: units,
+        overage_amount: stored_amount(amount),
+    }
+}
+
+/// A stored `overage_amount`. Most rows never passed their limit: "0" needs no parsing.
+pub(crate) fn stored_amount(text: &str) -> rust_decimal::Decimal {
+    match text {
+        "0" => rust_decimal::Decimal::ZERO,
+        text => text.parse().unwrap_or_default(),
+    }
+}
+
+/// Counter rows in the order reads list them: by meter, its total row first, then its
+/// groups largest first, then by key. Sorted here, bytewise on both engines, not by an
+/// ORDER BY (the per-meter query ordered by `group_key = '' DESC, …` was re-prepared by
+/// SQLite on every check: 46 % of one).
+pub(crate) fn sort_cells(found: &mut [CounterCells]) {
+    found.sort_unstable_by(
+        |(meter_a, key_a, used_a, ..), (meter_b, key_b, used_b, ..)| {
+            meter_a
+                .cmp(meter_b)
+                .then_with(|| key_b.is_empty().cmp(&key_a.is_empty()))
+                .then_with(|| used_b.cmp(used_a))
+                .then_with(|| key_a.cmp(key_b))
+        },
+    );
+}
+
 /// One customer's period as its meters are read in: the plan it is billed under and every
 /// meter's terms. `terms` is `None` when that plan is gone from plans.toml.
 pub(crate) struct Frame<'c> {
@@ -165,52 +200,56 @@ impl<'c> Frame<'c> {
         Ok(self.meter_checks_of(found))
     }
 
+    /// `meter`'s standing with its groups, priced as `meter_checks` prices it: the history's
+    /// and the dashboard's read of one meter.
+    pub(crate) fn meter_check(&self, conn: &Connection, meter: &Meter) -> Result<MeterCheck> {
+        let mut found: Vec<CounterCells> = conn
+            .prepare_cached(
+                "SELECT meter_id, group_key, used, overage_units, overage_amount
+                 FROM meter_counters
+                 WHERE customer_id = ?1 AND period_start = ?2 AND meter_id = ?3",
+            )?
+            .query_map(
+                params![self.customer, format_ts(self.period.start), meter.id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )?
+            .collect::<Result<_>>()?;
+        sort_cells(&mut found);
+        Ok(self.meter_check_of(meter, &found))
+    }
+
     /// Every meter of plans.toml, in order, with its groups, from the period's
     /// meter_counters rows.
     fn meter_checks_of(&self, mut found: Vec<CounterCells>) -> Vec<MeterCheck> {
-        // No ORDER BY: sorted here, bytewise on both engines. (The per-meter query ordered by
-        // `group_key = '' DESC, …` was re-prepared by SQLite on every check: 46 % of one.)
-        found.sort_unstable_by(
-            |(meter_a, key_a, used_a, ..), (meter_b, key_b, used_b, ..)| {
-                meter_a
-                    .cmp(meter_b)
-                    .then_with(|| key_b.is_empty().cmp(&key_a.is_empty()))
-                    .then_with(|| used_b.cmp(used_a))
-                    .then_with(|| key_a.cmp(key_b))
-            },
-        );
+        sort_cells(&mut found);
         let mut checks = Vec::with_capacity(self.config.meters.len());
         for meter in &self.config.meters {
             let first = found.partition_point(|(id, ..)| *id < meter.id);
-            let rows = found[first..].iter().take_while(|(id, ..)| *id == meter.id);
-            let mut total = (0, 0, rust_decimal::Decimal::ZERO);
-            let mut groups = Vec::new();
-            for (_, key, used, units, amount) in rows {
-                // Most rows never passed their limit: no decimal to parse.
-                let amount = match amount.as_str() {
-                    "0" => rust_decimal::Decimal::ZERO,
-                    text => text.parse().unwrap_or_default(),
-                };
-                if key.is_empty() {
-                    total = (*used, *units, amount);
-                } else {
-                    groups.push(GroupUsage {
-                        key: serde_json::from_str(key).unwrap_or(serde_json::Value::Null),
-                        used: *used,
-                        overage_units: *units,
-                        overage_amount: amount,
-                    });
-                }
-            }
-            let (used, units, amount) = total;
-            checks.push(MeterCheck {
-                meter: meter.id.clone(),
-                aggregation: meter.aggregation,
-                check: priced(self.check(meter, used), units, amount),
-                groups,
-            });
+            let last = first + found[first..].partition_point(|(id, ..)| *id == meter.id);
+            checks.push(self.meter_check_of(meter, &found[first..last]));
         }
         checks
+    }
+
+    /// `meter`'s check from its rows (`sort_cells` order): the total row priced by
+    /// [`priced`], the group rows as they are stored.
+    fn meter_check_of(&self, meter: &Meter, rows: &[CounterCells]) -> MeterCheck {
+        let mut total = (0, 0, rust_decimal::Decimal::ZERO);
+        let mut groups = Vec::new();
+        for (_, key, used, units, amount) in rows {
+            if key.is_empty() {
+                total = (*used, *units, stored_amount(amount));
+            } else {
+                groups.push(group_usage(key, *used, *units, amount));
+            }
+        }
+        let (used, units, amount) = total;
+        MeterCheck {
+            meter: meter.id.clone(),
+            aggregation: meter.aggregation,
+            check: priced(self.check(meter, used), units, amount),
+            groups,
+        }
     }
 
     /// `meter_id`'s standing at `used`; a meter plans.toml no longer has is shown as unbilled.
@@ -481,14 +520,16 @@ pub(crate) fn meter_history_in(
     for period in periods {
         let row = counter_row(conn, &customer.id, period)?;
         let frame = Frame::of(config, &customer, period, row.as_ref(), now);
-        let used = frame.total(conn, &meter.id)?;
+        // Priced as `check` prices it: each group's units at the rate they were recorded at.
+        let MeterCheck { check, groups, .. } = frame.meter_check(conn, meter)?;
         let meter_event = match (&row, config.implicit_meter()) {
             (Some(r), Some(_)) => Some(r.meter_event.clone()),
-            _ => (used > 0).then(|| meter.stripe_event.clone()),
+            _ => (check.used > 0).then(|| meter.stripe_event.clone()),
         };
         out.push(crate::HistoryRow {
-            check: frame.check(meter, used),
+            check,
             meter_event,
+            groups,
         });
     }
     Ok(out)

@@ -321,7 +321,7 @@ fn the_detail_has_every_meter_with_its_days_and_largest_groups(engine: Engine) {
     let groups: Vec<(String, i64)> = tokens
         .groups
         .iter()
-        .map(|(values, used)| (values[0].clone().unwrap(), *used))
+        .map(|g| (g.values[0].clone().unwrap(), g.used))
         .collect();
     assert_eq!(
         groups,

@@ -8,6 +8,8 @@
 //! - `dashboard`: the dashboard's read paths (full load, refreshes by change marks);
 //! - `dashboard_meters`: the same with several meters (rows per meter, groups, per-day usage),
 //!   on both engines;
+//! - `dashboard_priced`: events of a type (one line each) and groups with their money, on both
+//!   engines;
 //! - `outbox`: the Stripe outbox of either unit (events, reports), on both engines;
 //! - `support`: tests/common (the shipped plans and tests/fixtures/plans/, the pinned instant,
 //!   database dumps, `engine_tests!`), a fresh database on either engine.
@@ -16,6 +18,7 @@
 
 mod dashboard;
 mod dashboard_meters;
+mod dashboard_priced;
 mod outbox;
 mod record_batch;
 mod store;

@@ -334,13 +334,18 @@ pub(crate) fn event_line(
     named: bool,
     with_customer: bool,
 ) -> Line<'static> {
+    // An event of a type added something else to each meter: its meters say it, no one
+    // amount does.
+    let amount = match e.event_type {
+        Some(_) => String::new(),
+        None => format!("×{}", thousands(e.amount)),
+    };
     let mut spans = vec![Span::raw(format!(
-        "{}  {:>9}  ",
+        "{}  {amount:>9}  ",
         stored_minute(&e.occurred_at),
-        format!("×{}", thousands(e.amount))
     ))];
     if named {
-        spans.push(Span::raw(format!("{}  ", sanitize(&e.meter_id))));
+        spans.push(Span::raw(format!("{}  ", fed(e))));
     }
     if with_customer {
         spans.push(Span::raw(format!("{}  ", sanitize(&e.customer_name))));
@@ -364,6 +369,18 @@ pub(crate) fn event_line(
         spans.push(Span::styled(format!("  {}", sanitize(user)), theme.dim()));
     }
     Line::from(spans)
+}
+
+/// The meter an event counted on, or for an event of a type its type and every meter it
+/// fed: `completion → requests, tokens, active_users`.
+pub(crate) fn fed(e: &EventRow) -> String {
+    match &e.event_type {
+        None => sanitize(&e.meter_id).into_owned(),
+        Some(kind) => {
+            let meters: Vec<_> = e.meters.iter().map(|(m, _)| sanitize(m)).collect();
+            format!("{} → {}", sanitize(kind), meters.join(", "))
+        }
+    }
 }
 
 pub(crate) fn state_label(

@@ -112,7 +112,7 @@ fn draw_meter(frame: &mut Frame, app: &App, m: &MeterDetail, area: Rect) {
     draw_standing(frame, app, m, columns[0]);
     draw_daily(frame, theme, m, columns[1]);
     if let Some(groups) = columns.get(2) {
-        draw_groups(frame, theme, m, *groups);
+        draw_groups(frame, app, m, *groups);
     }
 }
 
@@ -138,6 +138,12 @@ fn draw_standing(frame: &mut Frame, app: &App, m: &MeterDetail, area: Rect) {
     ];
     let at_limit = match (terms, c.overage_rate) {
         (None, _) => format!("not billed on plan {}: never capped", sanitize(&c.plan)),
+        // Priced per group (rates): each group's units at its own rate, not one for all.
+        (Some(_), Some(_)) if c.priced_per_group() => format!(
+            "overage {} = {} at each group's rate",
+            thousands(c.overage_units),
+            app.config.money(c.overage_amount)
+        ),
         (Some(_), Some(rate)) => format!(
             "overage {} × {} = {}",
             thousands(c.overage_units),
@@ -221,8 +227,11 @@ fn draw_daily(frame: &mut Frame, theme: Theme, m: &MeterDetail, area: Rect) {
     );
 }
 
-/// The largest groups, one a line with its usage on the right, and how many more.
-fn draw_groups(frame: &mut Frame, theme: Theme, m: &MeterDetail, area: Rect) {
+/// The largest groups, one a line with its usage on the right, and how many more. A meter
+/// billed past its limit shows each group's units over `included` and their money too
+/// (priced at the group's rate when each event was recorded), under a header line.
+fn draw_groups(frame: &mut Frame, app: &App, m: &MeterDetail, area: Rect) {
+    let theme = app.theme;
     let rows = usize::from(area.height);
     if rows == 0 {
         return;
@@ -231,28 +240,65 @@ fn draw_groups(frame: &mut Frame, theme: Theme, m: &MeterDetail, area: Rect) {
         frame.render_widget(Line::styled("no groups yet", theme.dim()), area);
         return;
     }
-    // Room for the "more" line when some do not fit.
-    let hidden_after = |listed: usize| m.more_groups + (m.groups.len() - listed);
-    let mut listed = m.groups.len().min(rows);
-    if hidden_after(listed) > 0 && listed == rows {
-        listed = rows - 1;
-    }
-    let width = usize::from(area.width);
-    let mut lines: Vec<Line> = m.groups[..listed]
+    let priced = m.check.overage_rate.is_some();
+    let mut table: Vec<[String; 3]> = m
+        .groups
         .iter()
-        .map(|(values, used)| {
-            let label = values
-                .iter()
-                .map(|v| v.as_deref().map_or("(none)".into(), sanitize))
-                .collect::<Vec<_>>()
-                .join(" · ");
-            let used = thousands(*used);
-            let room = width.saturating_sub(used.len() + 1);
-            let label = ellipsis(&label, u16::try_from(room).unwrap_or(u16::MAX));
-            let pad = width.saturating_sub(Span::raw(label.as_str()).width() + used.len());
-            Line::from(format!("{label}{}{used}", " ".repeat(pad)))
+        .map(|g| {
+            [
+                thousands(g.used),
+                thousands(g.overage_units),
+                app.config.money(g.overage_amount),
+            ]
         })
         .collect();
+    let header = ["used".to_string(), "over".into(), "money".into()];
+    // The header takes a line; room for the "more" line when some do not fit.
+    let room = rows - usize::from(priced).min(rows);
+    let hidden_after = |listed: usize| m.more_groups + (m.groups.len() - listed);
+    let mut listed = m.groups.len().min(room);
+    if hidden_after(listed) > 0 && listed == room && listed > 0 {
+        listed -= 1;
+    }
+    table.truncate(listed);
+    let figures = if priced { 3 } else { 1 };
+    let widths: Vec<usize> = (0..figures)
+        .map(|i| {
+            table
+                .iter()
+                .chain(priced.then_some(&header))
+                .map(|row| row[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let width = usize::from(area.width);
+    // A label, then the figures right-aligned in their columns at the right edge.
+    let line = |label: &str, cells: &[String; 3]| {
+        let right = cells[..figures]
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:>w$}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let room = width.saturating_sub(right.chars().count() + 1);
+        let label = ellipsis(label, u16::try_from(room).unwrap_or(u16::MAX));
+        let pad = width.saturating_sub(Span::raw(label.as_str()).width() + right.chars().count());
+        format!("{label}{}{right}", " ".repeat(pad))
+    };
+    let mut lines = Vec::with_capacity(rows);
+    if priced && rows > 0 {
+        lines.push(Line::styled(line("", &header), theme.dim()));
+    }
+    lines.extend(m.groups.iter().zip(&table).map(|(g, cells)| {
+        let label = g
+            .values
+            .iter()
+            .map(|v| v.as_deref().map_or("(none)".into(), sanitize))
+            .collect::<Vec<_>>()
+            .join(" · ");
+        Line::from(line(&label, cells))
+    }));
     let more = hidden_after(listed);
     if more > 0 {
         lines.push(Line::styled(

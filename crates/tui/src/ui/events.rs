@@ -6,7 +6,7 @@ use ratatui::layout::{Constraint, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, Wrap};
 
-use super::detail::state_label;
+use super::detail::{fed, state_label};
 use super::format::{ellipsis, stored_minute, thousands};
 use super::{body_layout, popup};
 use crate::app::App;
@@ -75,7 +75,14 @@ pub(crate) fn draw(frame: &mut Frame, app: &App, body: Rect) {
         .offset
         .max((cursor.selected + 1).saturating_sub(page))
         .min(cursor.selected);
-    let [customer_width, error_width] = widths(list.width.saturating_sub(2));
+    // With [[meters]], each event names its meter, or its type and the meters it fed: as
+    // wide as the longest on the page needs, when there is room.
+    let longest = app.config.implicit_meter().is_none().then(|| {
+        let page = app.events.iter().skip(offset).take(page);
+        page.map(|e| fed(e).chars().count()).max().unwrap_or(0)
+    });
+    let named = longest.is_some();
+    let [customer_width, meter_width, error_width] = widths(list.width.saturating_sub(2), longest);
     let rows = app
         .events
         .iter()
@@ -83,32 +90,35 @@ pub(crate) fn draw(frame: &mut Frame, app: &App, body: Rect) {
         .skip(offset)
         .take(page)
         .map(|(i, e)| {
-            let row = event_row(theme, e, customer_width, error_width);
+            let row = event_row(theme, e, [customer_width, meter_width, error_width]);
             if i == cursor.selected {
                 row.style(theme.selected())
             } else {
                 row
             }
         });
+    let titles = [
+        "When (UTC)",
+        "Customer",
+        if named { "Event → meters" } else { "" },
+        "Units",
+        "State",
+        "Tries",
+        "Stripe's error",
+    ];
     let header = Row::new(
-        [
-            "When (UTC)",
-            "Customer",
-            "Units",
-            "State",
-            "Tries",
-            "Stripe's error",
-        ]
-        .into_iter()
-        .enumerate()
-        .map(|(i, title)| {
-            let line = Line::from(title);
-            Cell::from(if matches!(i, 2 | 4) {
-                line.right_aligned()
-            } else {
-                line
-            })
-        }),
+        titles
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| named || *i != METER_COLUMN)
+            .map(|(i, title)| {
+                let line = Line::from(title);
+                Cell::from(if matches!(i, 3 | 5) {
+                    line.right_aligned()
+                } else {
+                    line
+                })
+            }),
     )
     .style(theme.header());
     let position = format!(
@@ -117,8 +127,19 @@ pub(crate) fn draw(frame: &mut Frame, app: &App, body: Rect) {
         thousands(app.events.len() as i64)
     );
     let block = block.title_bottom(Line::from(position).right_aligned());
-    let constraints =
-        [WHEN, customer_width, UNITS, STATE, TRIES, error_width].map(Constraint::Length);
+    let constraints = [
+        WHEN,
+        customer_width,
+        meter_width,
+        UNITS,
+        STATE,
+        TRIES,
+        error_width,
+    ]
+    .into_iter()
+    .enumerate()
+    .filter(|(i, _)| named || *i != METER_COLUMN)
+    .map(|(_, width)| Constraint::Length(width));
     frame.render_widget(
         Table::new(rows, constraints).header(header).block(block),
         list,
@@ -135,16 +156,32 @@ const WHEN: u16 = 16;
 const UNITS: u16 = 9;
 const STATE: u16 = 10;
 const TRIES: u16 = 5;
+/// The column of the event's meters, left out with the implicit meter alone.
+const METER_COLUMN: usize = 2;
 
-/// The customer and error columns share what the fixed ones leave: the error, often long,
-/// gets the most (its full text is in the popup).
-fn widths(width: u16) -> [u16; 2] {
-    let spare = width.saturating_sub(WHEN + UNITS + STATE + TRIES + 5);
-    let customer = (spare / 3).clamp(spare.min(8), 24);
-    [customer, spare - customer]
+/// The customer, meters and error columns share what the fixed ones leave. With meters
+/// (`longest`: the widest an event's meters are), the customer gets a fifth and the meters
+/// what they need up to three quarters of the rest; the error, often long, the rest (its
+/// full text is in the popup). Without, the customer a third and the error the rest.
+fn widths(width: u16, longest: Option<usize>) -> [u16; 3] {
+    let Some(longest) = longest else {
+        let spare = width.saturating_sub(WHEN + UNITS + STATE + TRIES + 5);
+        let customer = (spare / 3).clamp(spare.min(8), 24);
+        return [customer, 0, spare - customer];
+    };
+    let spare = width.saturating_sub(WHEN + UNITS + STATE + TRIES + 6);
+    let customer = (spare / 5).clamp(spare.min(8), 24);
+    let rest = spare - customer;
+    let wanted = u16::try_from(longest).unwrap_or(u16::MAX).max(8);
+    let meters = wanted.min(rest - rest / 4);
+    [customer, meters, rest - meters]
 }
 
-fn event_row(theme: Theme, e: &EventRow, customer_width: u16, error_width: u16) -> Row<'static> {
+fn event_row(
+    theme: Theme,
+    e: &EventRow,
+    [customer_width, meter_width, error_width]: [u16; 3],
+) -> Row<'static> {
     let right = |text: String| Cell::from(Line::from(text).right_aligned());
     let (label, style) = state_label(theme, e.state);
     let error = e
@@ -153,10 +190,19 @@ fn event_row(theme: Theme, e: &EventRow, customer_width: u16, error_width: u16) 
         .filter(|_| e.state != StripeState::Reported)
         .map(|error| ellipsis(&sanitize(error), error_width))
         .unwrap_or_default();
-    Row::new(vec![
+    let mut cells = vec![
         Cell::from(stored_minute(&e.occurred_at)),
         Cell::from(ellipsis(&sanitize(&e.customer_name), customer_width)),
-        right(thousands(e.amount)),
+    ];
+    if meter_width > 0 {
+        cells.push(Cell::from(ellipsis(&fed(e), meter_width)));
+    }
+    cells.extend([
+        // An event of a type added something else to each meter: the popup lists them.
+        right(match e.event_type {
+            Some(_) => String::new(),
+            None => thousands(e.amount),
+        }),
         Cell::from(Span::styled(label, style)),
         right(if e.attempts > 0 {
             e.attempts.to_string()
@@ -164,7 +210,8 @@ fn event_row(theme: Theme, e: &EventRow, customer_width: u16, error_width: u16) 
             String::new()
         }),
         Cell::from(Span::styled(error, style)),
-    ])
+    ]);
+    Row::new(cells)
 }
 
 /// The selected event in full: identifiers, times, attempts and Stripe's whole message.
@@ -200,7 +247,17 @@ pub(crate) fn draw_popup(frame: &mut Frame, app: &App, area: Rect) {
     ];
     // What the event added to its meter, as the list's Units column shows it (the quantity is
     // only the `usage` meter's amount).
-    if app.config.implicit_meter().is_none() {
+    if let Some(kind) = &e.event_type {
+        // An event of a type: each meter it fed, with what it added there.
+        lines.push(field("Type", Span::raw(sanitize(kind).into_owned())));
+        for (i, (meter, amount)) in e.meters.iter().enumerate() {
+            let name = if i == 0 { "Meters" } else { "" };
+            lines.push(field(
+                name,
+                Span::raw(format!("{} ×{}", sanitize(meter), thousands(*amount))),
+            ));
+        }
+    } else if app.config.implicit_meter().is_none() {
         lines.extend([
             field("Meter", Span::raw(sanitize(&e.meter_id).into_owned())),
             field("Amount", Span::raw(thousands(e.amount))),

@@ -9,7 +9,7 @@ use super::format::thousands;
 use super::{body_layout, popup};
 use crate::action::Action;
 use crate::app::App;
-use crate::config::{AtLimit, Config, MeterTerms};
+use crate::config::{AtLimit, Config, MeterTerms, Rate};
 use crate::keys::{self, Mode};
 use crate::sanitize::sanitize;
 
@@ -47,32 +47,46 @@ pub(crate) fn draw(frame: &mut Frame, app: &App, body: Rect) {
     // A line per plan and meter; the plan's own cells on its first line only.
     let rows = config.plans.iter().flat_map(|plan| {
         let customers = app.rows().iter().filter(|r| r.plan_id == plan.id).count();
-        config.plan_meters(plan).enumerate().map(move |(i, line)| {
-            let plan_cells = if i == 0 {
-                [
-                    Cell::from(sanitize(&plan.id).into_owned()),
-                    Cell::from(sanitize(&plan.name).into_owned()),
-                    right(config.money(plan.price)),
-                ]
-            } else {
-                [Cell::from(""), Cell::from(""), Cell::from("")]
-            };
-            let (included, at_limit, rate) = terms_cells(config, line.terms);
-            let mut cells = Vec::from(plan_cells);
-            cells.extend([
-                Cell::from(sanitize(&line.meter.id).into_owned()),
-                right(included),
-                Cell::from(at_limit),
-                right(rate),
-                Cell::from(sanitize(line.stripe_event).into_owned()),
-                right(if i == 0 {
-                    thousands(customers as i64)
+        config
+            .plan_meters(plan)
+            .enumerate()
+            .flat_map(move |(i, line)| {
+                let plan_cells = if i == 0 {
+                    [
+                        Cell::from(sanitize(&plan.id).into_owned()),
+                        Cell::from(sanitize(&plan.name).into_owned()),
+                        right(config.money(plan.price)),
+                    ]
                 } else {
-                    String::new()
-                }),
-            ]);
-            Row::new(cells)
-        })
+                    [Cell::from(""), Cell::from(""), Cell::from("")]
+                };
+                let (included, at_limit, rate) = terms_cells(config, line.terms);
+                let mut cells = Vec::from(plan_cells);
+                cells.extend([
+                    Cell::from(sanitize(&line.meter.id).into_owned()),
+                    right(included),
+                    Cell::from(at_limit),
+                    right(rate),
+                    Cell::from(sanitize(line.stripe_event).into_owned()),
+                    right(if i == 0 {
+                        thousands(customers as i64)
+                    } else {
+                        String::new()
+                    }),
+                ]);
+                // Its rates per dimension under it, each with the groups it prices.
+                let rates = line.terms.map_or(&[][..], |t| t.rates.as_slice());
+                std::iter::once(Row::new(cells)).chain(rates.iter().map(move |rate| {
+                    let mut cells = vec![Cell::from(""); 3];
+                    cells.extend([
+                        Cell::from(rate_label(rate)),
+                        Cell::from(""),
+                        Cell::from(""),
+                        right(config.money(rate.rate)),
+                    ]);
+                    Row::new(cells)
+                }))
+            })
     });
     let header = Row::new(
         [
@@ -94,16 +108,21 @@ pub(crate) fn draw(frame: &mut Frame, app: &App, body: Rect) {
         let widest = amounts.map(|a| config.money(a).chars().count()).max();
         Constraint::Length(u16::try_from(widest.unwrap_or(0).max(header)).unwrap_or(u16::MAX))
     };
-    let mut rates = config
-        .plans
-        .iter()
-        .flat_map(|p| p.meters.values())
-        .filter_map(|t| t.overage_rate);
+    let terms = || config.plans.iter().flat_map(|p| p.meters.values());
+    let mut rates = terms()
+        .filter_map(|t| t.overage_rate)
+        .chain(terms().flat_map(|t| t.rates.iter().map(|r| r.rate)));
+    // The meter column as wide as its longest rate line, up to a point.
+    let meter_width = terms()
+        .flat_map(|t| t.rates.iter().map(|r| rate_label(r).chars().count()))
+        .max()
+        .unwrap_or(0)
+        .clamp(14, 30);
     let widths = [
         Constraint::Length(10),
         Constraint::Fill(1),
         widest(&mut config.plans.iter().map(|p| p.price), 5),
-        Constraint::Length(14),
+        Constraint::Length(u16::try_from(meter_width).unwrap_or(14)),
         Constraint::Length(11),
         Constraint::Length(9),
         widest(&mut rates, 9),
@@ -113,8 +132,9 @@ pub(crate) fn draw(frame: &mut Frame, app: &App, body: Rect) {
     let shows_alerts = !config.alerts.is_empty() || !app.alerts.recent.is_empty();
     let [plans_area, alerts_area] = if shows_alerts {
         // The plans table as tall as it needs; recent alerts below.
-        let height =
-            u16::try_from(config.plans.len() * config.meters.len() + 3).unwrap_or(u16::MAX);
+        let rate_lines: usize = terms().map(|t| t.rates.len()).sum();
+        let height = u16::try_from(config.plans.len() * config.meters.len() + rate_lines + 3)
+            .unwrap_or(u16::MAX);
         ratatui::layout::Layout::vertical([Constraint::Max(height), Constraint::Fill(1)])
             .areas(list)
     } else {
@@ -149,6 +169,17 @@ fn terms_cells(config: &Config, terms: Option<&MeterTerms>) -> (String, &'static
             .overage_rate
             .map_or_else(|| "-".into(), |r| config.money(r)),
     )
+}
+
+/// A rate line as the table lists it under its meter: the groups it prices,
+/// `└ model=small|tiny` (every dimension must match; any of a dimension's values does).
+fn rate_label(rate: &Rate) -> String {
+    let when: Vec<String> = rate
+        .when
+        .iter()
+        .map(|(dim, values)| format!("{}={}", sanitize(dim), sanitize(&values.join("|"))))
+        .collect();
+    format!("└ {}", when.join(" "))
 }
 
 /// The latest usage alerts and how their deliveries stand.

@@ -229,6 +229,8 @@ fn event(id: i64, error: Option<&str>) -> meterline_store::EventRow {
         quantity: 3,
         meter_id: "usage".into(),
         amount: 3,
+        event_type: None,
+        meters: vec![("usage".into(), 3)],
         occurred_at: "2026-11-20T10:00:00Z".into(),
         attempts: 2,
         error: error.map(str::to_string),

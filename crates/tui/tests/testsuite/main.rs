@@ -5,12 +5,15 @@
 //! - `render`: drawing on ratatui's TestBackend, cells and styles, insta snapshots in
 //!   `snapshots/` (`testsuite__render__<name>.snap`);
 //! - `meters`: several meters: the overview's meter per row, the picker (`m`), the detail;
-//! - `support`: the shipped plans, and three-meter plans (`METER_PLANS`).
+//! - `priced`: events of a type and prices per model: the detail's groups with their money,
+//!   Events one line per event with its type and meters, the Plans view's rates;
+//! - `support`: the shipped plans, and three-meter plans (`METER_PLANS`, `priced_config`).
 //!
 //! Tests run in parallel threads of this one process: none changes its environment.
 
 mod app;
 mod meters;
+mod priced;
 mod render;
 
 mod support;

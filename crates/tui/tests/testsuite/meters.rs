@@ -578,6 +578,8 @@ fn an_events_detail_shows_its_meter_and_amount_as_the_list_does() {
         quantity: 1,
         meter_id: "tokens".into(),
         amount: 1_200,
+        event_type: None,
+        meters: vec![("tokens".into(), 1_200)],
         occurred_at: "2026-11-20T10:00:00Z".into(),
         attempts: 0,
         error: None,

@@ -854,6 +854,8 @@ fn event(id: i64, state: meterline_store::StripeState) -> meterline_store::Event
         quantity: 3,
         meter_id: "usage".into(),
         amount: 3,
+        event_type: None,
+        meters: vec![("usage".into(), 3)],
         occurred_at: "2026-11-20T10:00:00Z".into(),
         attempts: 1,
         error: None,

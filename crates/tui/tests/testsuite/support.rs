@@ -19,3 +19,9 @@ pub const METER_PLANS: &str = common::AI_PLANS;
 pub fn meter_config() -> Config {
     Config::parse(METER_PLANS, "plans.toml").unwrap()
 }
+
+/// The AI API whose `completion` event feeds three meters, tokens priced per model
+/// (tests/fixtures/plans/ai_priced.toml).
+pub fn priced_config() -> Config {
+    Config::parse(common::AI_PRICED_PLANS, "plans.toml").unwrap()
+}
