@@ -35,7 +35,7 @@ pub fn exec(args: Args) -> Result<ExitCode> {
     );
     eprintln!("  2. add a customer: meterline customer add acme --plan free --name \"Acme\"");
     eprintln!(
-        "  3. record usage and watch it: meterline record acme --meter tokens --property tokens=500 --property model=small && meterline"
+        "  3. record a call and watch it: meterline record acme --type completion --property tokens=500 --property model=small --property user=u_1 && meterline"
     );
     Ok(ExitCode::SUCCESS)
 }

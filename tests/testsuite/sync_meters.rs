@@ -1002,7 +1002,9 @@ fn kill_9_mid_sync_then_resync_counts_no_model_twice(engine: Engine) {
         }
     };
     traffic(&mut env.store(), 0);
-    env.server.set_delay(Duration::from_millis(20));
+    // Slow enough that the run outlasts the latest kill (400 ms): 20 ms let a fast run end
+    // first, and a test whose every kill came late proves nothing (it failed so, now and then).
+    env.server.set_delay(Duration::from_millis(100));
     let mut killed_mid_run = 0;
     for round in 1..5 {
         let mut child = env

@@ -104,10 +104,15 @@ pub(super) fn validate_rates(
                     )),
                 ));
             }
-            let mut values = match values {
+            // In the form events' property values are kept in (NFC), so "é" written either
+            // way in plans.toml matches the events that send it.
+            let mut values: Vec<String> = match values {
                 OneOrMany::One(v) => vec![v.clone()],
                 OneOrMany::Many(vs) => vs.clone(),
-            };
+            }
+            .into_iter()
+            .map(crate::wire::property_text)
+            .collect();
             values.sort();
             values.dedup();
             if values.is_empty() {
@@ -144,4 +149,47 @@ pub(super) fn validate_rates(
         rates.push(new);
     }
     Ok(rates)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Config;
+
+    fn priced(where_model: &str) -> Config {
+        let text = format!(
+            r#"
+[[meters]]
+id = "tokens"
+aggregation = "sum"
+property = "tokens"
+group_by = ["model"]
+[[plans]]
+id = "free"
+[plans.meters.tokens]
+included = 10
+at_limit = "overage"
+overage_rate = "0.5"
+[[plans.meters.tokens.rates]]
+where = {{ model = "{where_model}" }}
+rate = "2"
+"#
+        );
+        Config::parse(&text, "test").unwrap()
+    }
+
+    #[test]
+    fn a_value_written_decomposed_matches_the_composed_form_events_are_kept_in() {
+        let config = priced("cafe\u{301}");
+        let terms = &config.plans[0].meters["tokens"];
+        let kept = crate::wire::property_text("cafe\u{301}".to_string());
+        assert_eq!(kept, "caf\u{e9}");
+        assert_eq!(
+            terms.rate_for(|_| Some(kept.as_str())),
+            Some("2".parse().unwrap())
+        );
+        assert_eq!(
+            terms.rate_for(|_| Some("cafe")),
+            Some("0.5".parse().unwrap())
+        );
+    }
 }
