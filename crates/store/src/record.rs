@@ -342,14 +342,12 @@ fn read_ahead<'c>(
     Ok((customers, counters))
 }
 
-/// The meters the batch's events name, each once.
+/// The meters the batch's events feed, each once.
 fn meters_of<'c>(config: &'c Config, requests: &[RecordRequest]) -> Vec<&'c str> {
     let mut ids: Vec<&str> = requests
         .iter()
-        .filter_map(|r| match &r.meter {
-            Some(id) => config.meter(id).map(|m| m.id.as_str()),
-            None => Some(config.default_meter().id.as_str()),
-        })
+        .flat_map(|r| config.meters_fed(r).unwrap_or_default())
+        .map(|m| m.id.as_str())
         .collect();
     ids.sort_unstable();
     ids.dedup();
