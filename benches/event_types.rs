@@ -12,7 +12,7 @@
 //! record on 3 meters >= 0.8x one on one meter; the check < 20 µs.
 //! `METERLINE_BENCH_EVENTS` (default 200,000), `METERLINE_BENCH_SINGLES` (default 20,000),
 //! `METERLINE_BENCH_POSTGRES=0` skips PostgreSQL, `METERLINE_BENCH_CASE=batch` runs only the
-//! SQLite `record_batch`, `check` only the check (for a profiler).
+//! SQLite `record_batch`, `single` skips it, `check` runs only the check (for a profiler).
 
 #[path = "../tests/testsuite/support/postgres.rs"]
 #[allow(dead_code)]
@@ -101,21 +101,24 @@ fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let sqlite = |name: &str| store_on(&dir.path().join(name).to_string_lossy(), &config, now);
 
-    if std::env::var("METERLINE_BENCH_CASE").as_deref() == Ok("check") {
+    let only = std::env::var("METERLINE_BENCH_CASE").ok();
+    if only.as_deref() == Some("check") {
         let db = dir.path().join("check.db");
         let mut store = store_on(&db.to_string_lossy(), &config, now);
         return check(&mut store, &config, now, &db);
     }
-    println!("event types on SQLite: {events} events, batches of {BATCH}");
-    let (one, typed) = batches(
-        &mut sqlite("one.db"),
-        &mut sqlite("typed.db"),
-        &config,
-        now,
-        events,
-    );
-    report_batches(events, one, typed, 200_000.0);
-    if std::env::var("METERLINE_BENCH_CASE").as_deref() == Ok("batch") {
+    if only.as_deref() != Some("single") {
+        println!("event types on SQLite: {events} events, batches of {BATCH}");
+        let (one, typed) = batches(
+            &mut sqlite("one.db"),
+            &mut sqlite("typed.db"),
+            &config,
+            now,
+            events,
+        );
+        report_batches(events, one, typed, 200_000.0);
+    }
+    if only.as_deref() == Some("batch") {
         return;
     }
 
