@@ -10,6 +10,7 @@
 //! | --- | --- | --- |
 //! | opening the database | `lib.rs` (each engine's opening, schema and errors: `db/sqlite/`, `db/postgres/`) | every caller |
 //! | the record path | `record.rs` | `record`, serve's writer, the demo, embedders |
+//! | credits: grants, voids, balances, the ledger | `credits.rs` | `credits`, serve's credits routes, `export credits`, doctor, backup |
 //! | customers | `customers.rs` | `customer`, serve's drop-in routes, reconcile, doctor |
 //! | every meter's standing | `meters/standing.rs` | `check`, `history`, a duplicate's answer, serve's check, `doctor`'s meter drift |
 //! | status and members (the counters' reads) | `counter_reads.rs` | `status`, `members`, the dashboard's detail |
@@ -46,6 +47,7 @@ mod alerts;
 mod backup;
 mod copy;
 mod counter_reads;
+mod credits;
 mod counters;
 mod customers;
 mod dashboard;
@@ -74,6 +76,12 @@ pub use crate::billing::{
 pub use alerts::{Alert, AlertCounts, AlertRun, DueDelivery, RecentAlert};
 pub use backup::{BackupReport, verify as verify_backup};
 pub use copy::{CopyProgress, CopyReport, TableRows};
+pub use credits::{
+    Amounts, CreditBalance, DEFAULT_PRIORITY, Grant, Granted, LedgerCheck, LedgerEntry, LiveGrant,
+    NewGrant, Voided, burn_order,
+};
+/// Credits' amounts are exact decimals; the crate's users need not depend on rust_decimal.
+pub use rust_decimal::Decimal;
 pub use counter_reads::{HistoryRow, Member, MembersSummary, StatusRow};
 pub use customers::{Customer, MAX_KEY_LEN, NewCustomer};
 pub use dashboard::{
