@@ -136,7 +136,7 @@ pub enum Command {
     Backup(backup::Args),
     /// Copy the SQLite database into an empty PostgreSQL one, checked before it commits.
     CopyTo(copy_to::Args),
-    /// Stream events or per-period usage as CSV or JSON Lines.
+    /// Stream events, per-period usage or the credit ledger as CSV or JSON Lines.
     Export(export::Args),
     /// Shell completions on stdout.
     Completions(completions::Args),
