@@ -46,6 +46,7 @@ enum Command {
 struct GrantArgs {
     customer: String,
     /// An exact decimal above 0, at most 10^12 and 12 decimals (whole units with --meter).
+    #[arg(allow_negative_numbers = true)]
     amount: String,
     /// Units of this meter instead of money.
     #[arg(long)]
