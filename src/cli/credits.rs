@@ -75,7 +75,14 @@ struct GrantArgs {
 pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
     match (args.command, args.customer) {
         (Some(Command::Grant(grant)), _) => exec_grant(ctx, grant),
-        (Some(Command::Ledger { customer, since, json }), _) => ledger(ctx, &customer, since, json),
+        (
+            Some(Command::Ledger {
+                customer,
+                since,
+                json,
+            }),
+            _,
+        ) => ledger(ctx, &customer, since, json),
         (Some(Command::Void { grant_id, json }), _) => void(ctx, grant_id, json),
         (None, Some(customer)) => balance(ctx, &customer, args.json),
         (None, None) => Err(crate::Error::InvalidInput(
@@ -97,7 +104,9 @@ fn exec_grant(ctx: &Context, args: GrantArgs) -> Result<ExitCode> {
         note: args.note,
         key: args.key,
     };
-    let granted = ctx.write_store()?.grant_credits(&config, &request, ctx.now)?;
+    let granted = ctx
+        .write_store()?
+        .grant_credits(&config, &request, ctx.now)?;
     if args.json {
         return output::print_json(&granted);
     }

@@ -70,15 +70,22 @@ fn grants_list_in_burn_order_and_a_void_removes_only_the_remainder(engine: Engin
     let s = acme(engine);
     // Made in an order unlike the burn order, each grant differing from the next by one key.
     let paid = grant(&s, &["acme", "20"])["id"].as_i64().unwrap();
-    let promotional = grant(&s, &["acme", "5", "--promotional"])["id"].as_i64().unwrap();
+    let promotional = grant(&s, &["acme", "5", "--promotional"])["id"]
+        .as_i64()
+        .unwrap();
     let expiring = grant(&s, &["acme", "3.25", "--expires", "2026-12-31T00:00:00Z"])["id"]
         .as_i64()
         .unwrap();
     let sooner = grant(&s, &["acme", "1", "--expires", "2026-12-01T00:00:00Z"])["id"]
         .as_i64()
         .unwrap();
-    let urgent = grant(&s, &["acme", "2", "--priority", "7"])["id"].as_i64().unwrap();
-    let units = grant(&s, &["acme", "1000", "--meter", "usage", "--priority", "200"])["id"]
+    let urgent = grant(&s, &["acme", "2", "--priority", "7"])["id"]
+        .as_i64()
+        .unwrap();
+    let units = grant(
+        &s,
+        &["acme", "1000", "--meter", "usage", "--priority", "200"],
+    )["id"]
         .as_i64()
         .unwrap();
     let later = grant(&s, &["acme", "4", "--effective", "2026-12-15T00:00:00Z"])["id"]
@@ -129,10 +136,16 @@ fn grants_list_in_burn_order_and_a_void_removes_only_the_remainder(engine: Engin
     );
 
     let voided = s.json(&["credits", "void", &paid.to_string(), "--json"]);
-    assert_eq!((&voided["removed"], &voided["already"]), (&json!("20"), &json!(false)));
+    assert_eq!(
+        (&voided["removed"], &voided["already"]),
+        (&json!("20"), &json!(false))
+    );
     let rows = ledger_rows(&s);
     let again = s.json(&["credits", "void", &paid.to_string(), "--json"]);
-    assert_eq!((&again["removed"], &again["already"]), (&json!("0"), &json!(true)));
+    assert_eq!(
+        (&again["removed"], &again["already"]),
+        (&json!("0"), &json!(true))
+    );
     assert_eq!(ledger_rows(&s), rows, "voiding twice writes nothing");
     let balance = s.json(&["credits", "acme", "--json"]);
     assert_eq!(balance["balance"], json!("11.25"));
@@ -147,7 +160,9 @@ fn grants_list_in_burn_order_and_a_void_removes_only_the_remainder(engine: Engin
     assert!(text.contains("usage: balance 1000 usage"), "{text}");
     let (code, text, _) = run(&s, &["doctor"]);
     assert!(
-        text.contains("credits   8 grants and 9 ledger entries, every balance the sum of its ledger"),
+        text.contains(
+            "credits   8 grants and 9 ledger entries, every balance the sum of its ledger"
+        ),
         "{code}: {text}"
     );
 }
@@ -161,7 +176,10 @@ fn each_bad_grant_is_refused_and_writes_nothing(engine: Engine) {
         (&["acme", "0.0000000000001"], "more than 12 decimals"),
         (&["acme", "twelve"], "is not a decimal number"),
         (&["acme", "2.5", "--meter", "usage"], "whole number"),
-        (&["acme", "5", "--meter", "nope"], "meter \"nope\" is not in plans.toml"),
+        (
+            &["acme", "5", "--meter", "nope"],
+            "meter \"nope\" is not in plans.toml",
+        ),
         (&["nobody", "5"], "unknown customer \"nobody\""),
         (
             &["acme", "5", "--expires", "2026-11-27T18:00:00Z"],
@@ -204,21 +222,48 @@ fn a_key_returns_its_grant_and_refuses_other_parameters(engine: Engine) {
     let resend = s
         .cmd()
         .env("METERLINE_NOW", "2026-11-28T09:00:00Z")
-        .args(["credits", "grant", "acme", "12.5", "--key", "pay_1", "--note", "top-up", "--json"])
+        .args([
+            "credits", "grant", "acme", "12.5", "--key", "pay_1", "--note", "top-up", "--json",
+        ])
         .output()
         .unwrap();
     assert!(resend.status.success());
     let resend: Value = serde_json::from_slice(&resend.stdout).unwrap();
-    assert_eq!((&resend["id"], &resend["duplicate"]), (&first["id"], &json!(true)));
+    assert_eq!(
+        (&resend["id"], &resend["duplicate"]),
+        (&first["id"], &json!(true))
+    );
     assert_eq!(ledger_rows(&s), rows);
-    let (_, text, _) = run(&s, &["credits", "grant", "acme", "12.5", "--key", "pay_1", "--note", "top-up"]);
+    let (_, text, _) = run(
+        &s,
+        &[
+            "credits", "grant", "acme", "12.5", "--key", "pay_1", "--note", "top-up",
+        ],
+    );
     assert!(text.contains("already gave $12.50"), "{text}");
 
     for other in [
         &["acme", "13", "--key", "pay_1", "--note", "top-up"][..],
         &["acme", "12.5", "--key", "pay_1"],
-        &["acme", "12.5", "--key", "pay_1", "--note", "top-up", "--promotional"],
-        &["acme", "12.5", "--key", "pay_1", "--note", "top-up", "--priority", "1"],
+        &[
+            "acme",
+            "12.5",
+            "--key",
+            "pay_1",
+            "--note",
+            "top-up",
+            "--promotional",
+        ],
+        &[
+            "acme",
+            "12.5",
+            "--key",
+            "pay_1",
+            "--note",
+            "top-up",
+            "--priority",
+            "1",
+        ],
     ] {
         let mut all = vec!["credits", "grant"];
         all.extend_from_slice(other);
@@ -260,11 +305,23 @@ fn a_money_grant_is_refused_when_no_unit_has_a_price(engine: Engine) {
 fn the_ledger_lists_entries_since_an_instant_and_exports_them(engine: Engine) {
     let s = acme(engine);
     let at = |now: &str, args: &[&str]| {
-        let out = s.cmd().env("METERLINE_NOW", now).args(args).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = s
+            .cmd()
+            .env("METERLINE_NOW", now)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     at(NOW, &["credits", "grant", "acme", "10", "--key", "k-1"]);
-    at("2026-11-28T00:00:00Z", &["credits", "grant", "acme", "50", "--meter", "usage"]);
+    at(
+        "2026-11-28T00:00:00Z",
+        &["credits", "grant", "acme", "50", "--meter", "usage"],
+    );
     at("2026-11-29T00:00:00Z", &["credits", "void", "1"]);
 
     let all = s.json(&["credits", "ledger", "acme", "--json"]);
@@ -282,9 +339,20 @@ fn the_ledger_lists_entries_since_an_instant_and_exports_them(engine: Engine) {
         .collect();
     assert_eq!(
         kinds,
-        vec![("grant", "10", "10"), ("grant", "50", "50"), ("void", "-10", "0")]
+        vec![
+            ("grant", "10", "10"),
+            ("grant", "50", "50"),
+            ("void", "-10", "0")
+        ]
     );
-    let since = s.json(&["credits", "ledger", "acme", "--since", "2026-11-28T00:00:00Z", "--json"]);
+    let since = s.json(&[
+        "credits",
+        "ledger",
+        "acme",
+        "--since",
+        "2026-11-28T00:00:00Z",
+        "--json",
+    ]);
     assert_eq!(since.as_array().unwrap().len(), 2);
     let (_, text, _) = run(&s, &["credits", "ledger", "acme"]);
     assert!(text.contains("void     -$10.00"), "{text}");
@@ -307,7 +375,10 @@ fn the_ledger_lists_entries_since_an_instant_and_exports_them(engine: Engine) {
         "2026-11-29T00:00:00Z",
     ]);
     let last: Value = serde_json::from_str(lines.trim()).unwrap();
-    assert_eq!((&last["kind"], &last["amount"]), (&json!("void"), &json!("-10")));
+    assert_eq!(
+        (&last["kind"], &last["amount"]),
+        (&json!("void"), &json!("-10"))
+    );
 }
 
 fn doctor_finds_a_ledger_that_does_not_add_up(engine: Engine) {
@@ -322,7 +393,9 @@ fn doctor_finds_a_ledger_that_does_not_add_up(engine: Engine) {
     let (code, text, _) = run(&s, &["doctor"]);
     assert_eq!(code, 1, "{text}");
     assert!(
-        text.contains("credit grant 1 of \"acme\": ledger entry 1 leaves 11, but its entries add up to 10"),
+        text.contains(
+            "credit grant 1 of \"acme\": ledger entry 1 leaves 11, but its entries add up to 10"
+        ),
         "{text}"
     );
     assert!(
@@ -345,7 +418,12 @@ fn credits_over_http(engine: Engine) {
     assert_eq!(made.status, 201, "{}", made.body);
     let grant = made.json();
     assert_eq!(
-        (&grant["amount"], &grant["priority"], &grant["promotional"], &grant["duplicate"]),
+        (
+            &grant["amount"],
+            &grant["priority"],
+            &grant["promotional"],
+            &grant["duplicate"]
+        ),
         (&json!("20.1"), &json!(5), &json!(true), &json!(false))
     );
     let again = api.post(
@@ -354,7 +432,10 @@ fn credits_over_http(engine: Engine) {
     );
     assert_eq!((again.status, &again.json()["id"]), (200, &grant["id"]));
     let conflict = api.post(path, r#"{"amount": "21", "key": "pay_9"}"#);
-    assert_eq!((conflict.status, conflict.code()), (409, "idempotency_conflict".into()));
+    assert_eq!(
+        (conflict.status, conflict.code()),
+        (409, "idempotency_conflict".into())
+    );
     let units = api.post(path, r#"{"amount": "300", "meter": "usage"}"#);
     assert_eq!(units.status, 201, "{}", units.body);
 
@@ -369,7 +450,10 @@ fn credits_over_http(engine: Engine) {
         assert_eq!(reply.status, status, "{body}: {}", reply.body);
     }
     let unknown = api.post("/v1/customers/nobody/credits", r#"{"amount": "1"}"#);
-    assert_eq!((unknown.status, unknown.code()), (404, "unknown_customer".into()));
+    assert_eq!(
+        (unknown.status, unknown.code()),
+        (404, "unknown_customer".into())
+    );
     let anyone = server.client("mlt_wrong");
     assert_eq!(anyone.post(path, r#"{"amount": "1"}"#).status, 401);
     assert_eq!(anyone.get(path).status, 401);
@@ -378,7 +462,11 @@ fn credits_over_http(engine: Engine) {
     assert_eq!(balance.status, 200);
     let balance = balance.json();
     assert_eq!(
-        (&balance["balance"], &balance["available"], &balance["units"]["usage"]["balance"]),
+        (
+            &balance["balance"],
+            &balance["available"],
+            &balance["units"]["usage"]["balance"]
+        ),
         (&json!("20.1"), &json!("20.1"), &json!("300"))
     );
     assert_eq!(balance["grants"].as_array().unwrap().len(), 2);
@@ -416,8 +504,17 @@ fn copy_to_moves_the_ledger() {
     let url = crate::support::postgres::server().fresh_database();
     s.cmd().args(["copy-to", &url]).assert().success();
     let on_pg = |args: &[&str]| -> Value {
-        let out = s.cmd().env("METERLINE_DB", &url).args(args).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = s
+            .cmd()
+            .env("METERLINE_DB", &url)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).unwrap()
     };
     for args in [
@@ -426,8 +523,19 @@ fn copy_to_moves_the_ledger() {
     ] {
         assert_eq!(on_pg(args), s.json(args), "{args:?}");
     }
-    assert_eq!(on_pg(&["credits", "grant", "acme", "1", "--json"])["id"], json!(3));
-    let doctor = s.cmd().env("METERLINE_DB", &url).arg("doctor").output().unwrap();
+    assert_eq!(
+        on_pg(&["credits", "grant", "acme", "1", "--json"])["id"],
+        json!(3)
+    );
+    let doctor = s
+        .cmd()
+        .env("METERLINE_DB", &url)
+        .arg("doctor")
+        .output()
+        .unwrap();
     let text = String::from_utf8(doctor.stdout).unwrap();
-    assert!(text.contains("credits   3 grants and 4 ledger entries"), "{text}");
+    assert!(
+        text.contains("credits   3 grants and 4 ledger entries"),
+        "{text}"
+    );
 }

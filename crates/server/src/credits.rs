@@ -37,7 +37,10 @@ struct GrantIn {
     key: Option<String>,
 }
 
-fn instant(field: &str, text: Option<String>) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
+fn instant(
+    field: &str,
+    text: Option<String>,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
     text.map(|t| parse_ts(&t).map_err(|e| ApiError::bad_request(format!("{field}: {e}"))))
         .transpose()
 }

@@ -184,10 +184,7 @@ pub fn burn_order(a: &Grant, b: &Grant) -> Ordering {
 /// for a meter's units.
 fn parse_amount(text: &str, units: bool) -> Result<Decimal> {
     let invalid = |why: &str| {
-        Error::InvalidInput(format!(
-            "credit amount \"{}\" {why}",
-            sanitize(text.trim())
-        ))
+        Error::InvalidInput(format!("credit amount \"{}\" {why}", sanitize(text.trim())))
     };
     let amount = Decimal::from_str(text.trim())
         .map_err(|_| invalid("is not a decimal number (e.g. 20 or 12.50)"))?;
@@ -598,9 +595,9 @@ pub(crate) fn check_ledger(conn: &Connection) -> Result<LedgerCheck> {
         |r| r.get(0),
     )?;
     if orphans > 0 {
-        check.mismatches.push(format!(
-            "{orphans} credit grants have no ledger entry"
-        ));
+        check
+            .mismatches
+            .push(format!("{orphans} credit grants have no ledger entry"));
     }
     for ((customer, meter), (balance, sum)) in customers {
         if balance != sum {

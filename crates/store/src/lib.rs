@@ -47,8 +47,8 @@ mod alerts;
 mod backup;
 mod copy;
 mod counter_reads;
-mod credits;
 mod counters;
+mod credits;
 mod customers;
 mod dashboard;
 mod db;
@@ -76,13 +76,11 @@ pub use crate::billing::{
 pub use alerts::{Alert, AlertCounts, AlertRun, DueDelivery, RecentAlert};
 pub use backup::{BackupReport, verify as verify_backup};
 pub use copy::{CopyProgress, CopyReport, TableRows};
+pub use counter_reads::{HistoryRow, Member, MembersSummary, StatusRow};
 pub use credits::{
     Amounts, CreditBalance, DEFAULT_PRIORITY, Grant, Granted, LedgerCheck, LedgerEntry, LiveGrant,
     NewGrant, Voided, burn_order,
 };
-/// Credits' amounts are exact decimals; the crate's users need not depend on rust_decimal.
-pub use rust_decimal::Decimal;
-pub use counter_reads::{HistoryRow, Member, MembersSummary, StatusRow};
 pub use customers::{Customer, MAX_KEY_LEN, NewCustomer};
 pub use dashboard::{
     Backlog, BacklogChange, ChangeMarks, CustomerDetail, Dashboard, DashboardRow, EventRow,
@@ -102,6 +100,8 @@ pub use outbox::{
 };
 pub use reconcile::{ReconcileRow, ReconcileRun, Reported, StripeChecks};
 pub use reports::{HeldReport, InDoubt, ReportPlan};
+/// Credits' amounts are exact decimals; the crate's users need not depend on rust_decimal.
+pub use rust_decimal::Decimal;
 pub use status::{StatusEntry, StripeStanding};
 pub use sync_runs::SyncRun;
 pub use tokens::{ActiveToken, TokenInfo, token_hash};

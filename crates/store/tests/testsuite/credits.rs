@@ -70,7 +70,11 @@ struct Model {
 
 impl Model {
     fn remaining(&self) -> Decimal {
-        if self.voided { Decimal::ZERO } else { self.amount }
+        if self.voided {
+            Decimal::ZERO
+        } else {
+            self.amount
+        }
     }
 
     fn live(&self) -> bool {
@@ -78,7 +82,12 @@ impl Model {
     }
 }
 
-fn run_case(store: &mut Store, config: &Config, case: usize, ops: &[Op]) -> Result<(), TestCaseError> {
+fn run_case(
+    store: &mut Store,
+    config: &Config,
+    case: usize,
+    ops: &[Op],
+) -> Result<(), TestCaseError> {
     let customers: Vec<String> = (0..2).map(|i| format!("c{case}-{i}")).collect();
     for id in &customers {
         let customer = NewCustomer {
@@ -93,7 +102,15 @@ fn run_case(store: &mut Store, config: &Config, case: usize, ops: &[Op]) -> Resu
     let mut grants: Vec<Model> = Vec::new();
     for op in ops {
         match op {
-            Op::Grant { customer, amount, meter, priority, effective, lasts, promotional } => {
+            Op::Grant {
+                customer,
+                amount,
+                meter,
+                priority,
+                effective,
+                lasts,
+                promotional,
+            } => {
                 let amount = match meter {
                     Some(_) => Decimal::from(*amount),
                     None => Decimal::new(*amount as i64, 6),
@@ -170,8 +187,11 @@ fn check_balance(balance: &CreditBalance, grants: &[&Model]) -> Result<(), TestC
             g.id,
         )
     });
-    let listed: Vec<(i64, Decimal)> =
-        balance.grants.iter().map(|g| (g.grant.id, g.remaining)).collect();
+    let listed: Vec<(i64, Decimal)> = balance
+        .grants
+        .iter()
+        .map(|g| (g.grant.id, g.remaining))
+        .collect();
     let expected: Vec<(i64, Decimal)> = live.iter().map(|g| (g.id, g.remaining())).collect();
     prop_assert_eq!(listed, expected);
     let in_effect = |meter: Option<&str>| -> Decimal {
