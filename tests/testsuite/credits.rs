@@ -17,6 +17,7 @@ engine_tests!(
     the_ledger_lists_entries_since_an_instant_and_exports_them,
     doctor_finds_a_ledger_that_does_not_add_up,
     credits_over_http,
+    unit_grants_name_the_meters_of_a_meters_file,
 );
 
 /// The scratch's clock (`NOW` in support): grants default to it.
@@ -401,6 +402,45 @@ fn doctor_finds_a_ledger_that_does_not_add_up(engine: Engine) {
     assert!(
         text.contains("customer \"acme\": a money balance of 11, but its ledger adds up to 10"),
         "{text}"
+    );
+}
+
+/// With `[[meters]]` (the shape `meterline init` writes) a unit grant names one of them; the
+/// implicit `usage` meter is not one.
+fn unit_grants_name_the_meters_of_a_meters_file(engine: Engine) {
+    let s = Scratch::on(engine);
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/plans/ai.toml"),
+        &s.plans,
+    )
+    .unwrap();
+    s.add_customer("acme", "pro", "2026-11-01");
+    grant(&s, &["acme", "1000000", "--meter", "tokens"]);
+    grant(
+        &s,
+        &["acme", "50", "--meter", "requests", "--priority", "0"],
+    );
+    grant(&s, &["acme", "7.5"]);
+    let (code, _, stderr) = run(&s, &["credits", "grant", "acme", "5", "--meter", "usage"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("meter \"usage\" is not in plans.toml"),
+        "{stderr}"
+    );
+    let balance = s.json(&["credits", "acme", "--json"]);
+    assert_eq!(
+        order(&balance),
+        vec![(2, "50".into()), (1, "1000000".into()), (3, "7.5".into())]
+    );
+    assert_eq!(
+        (&balance["balance"], &balance["units"]),
+        (
+            &json!("7.5"),
+            &json!({
+                "requests": {"balance": "50", "held": "0", "available": "50"},
+                "tokens": {"balance": "1000000", "held": "0", "available": "1000000"}
+            })
+        )
     );
 }
 

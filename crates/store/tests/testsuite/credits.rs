@@ -156,14 +156,13 @@ fn run_case(
         let mine: Vec<&Model> = grants.iter().filter(|g| &g.customer == customer).collect();
         check_balance(&balance, &mine)?;
         // The ledger's sum is every grant's remainder, expired ones too (no expiry entries yet).
-        let ledger: Decimal = store
-            .credit_ledger(customer, None)
-            .unwrap()
-            .iter()
-            .map(|e| e.amount)
-            .sum();
+        let entries = store.credit_ledger(customer, None).unwrap();
+        let sum: Decimal = entries.iter().map(|e| e.amount).sum();
         let remainders: Decimal = mine.iter().map(|g| g.remaining()).sum();
-        prop_assert_eq!(ledger, remainders);
+        prop_assert_eq!(sum, remainders);
+        // One entry per grant and one per grant voided: voiding again writes nothing.
+        let voided = mine.iter().filter(|g| g.voided).count();
+        prop_assert_eq!(entries.len(), mine.len() + voided);
     }
     let check = store.check_ledger().unwrap();
     prop_assert!(check.mismatches.is_empty(), "{:?}", check.mismatches);
