@@ -66,6 +66,7 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
             check_customers(&store, config, &mut report)?;
             check_meter_drift(&store, config, &mut report)?;
         }
+        check_credits(&store, &mut report)?;
         check_stripe(ctx, config.as_ref(), &store, &mut report)?;
     }
     let healthy = report.0.iter().all(|f| f.verdict != Verdict::Problem);
@@ -252,6 +253,29 @@ fn check_customers(store: &Store, config: &Config, report: &mut Report) -> Resul
                 names.join(", ")
             ),
             "put the plans back, or `meterline customer set-plan CUSTOMER PLAN`",
+        );
+    }
+    Ok(())
+}
+
+/// Every customer's credit balance equal to the sum of its ledger.
+fn check_credits(store: &Store, report: &mut Report) -> Result<()> {
+    let ledger = store.check_ledger()?;
+    if ledger.mismatches.is_empty() {
+        report.ok(
+            "credits",
+            format!(
+                "{} and {} ledger entries, every balance the sum of its ledger",
+                crate::billing::count(ledger.grants as i64, "grant"),
+                crate::billing::thousands(ledger.entries as i64)
+            ),
+        );
+    }
+    for mismatch in ledger.mismatches {
+        report.problem(
+            "credits",
+            mismatch,
+            "the ledger was changed outside meterline: restore the last backup (docs/backup.md)",
         );
     }
     Ok(())

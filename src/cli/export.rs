@@ -24,6 +24,8 @@ pub enum Kind {
     Events,
     /// One row per customer × billing period, with the plan terms in force.
     Usage,
+    /// One row per credit ledger entry (grant, void, …), with its grant's terms.
+    Credits,
 }
 
 impl From<Kind> for ExportKind {
@@ -31,6 +33,7 @@ impl From<Kind> for ExportKind {
         match kind {
             Kind::Events => ExportKind::Events,
             Kind::Usage => ExportKind::Usage,
+            Kind::Credits => ExportKind::Credits,
         }
     }
 }
@@ -44,7 +47,8 @@ pub struct Args {
     /// Only this customer.
     #[arg(long)]
     pub customer: Option<String>,
-    /// From this instant (inclusive; event time, or period start for usage).
+    /// From this instant (inclusive; event time, period start for usage, entry time for
+    /// credits).
     #[arg(long, value_parser = crate::billing::parse_ts)]
     pub since: Option<DateTime<Utc>>,
     /// Up to this instant (exclusive).
@@ -110,7 +114,7 @@ fn json_value(cell: &Cell) -> serde_json::Value {
     match cell {
         Cell::Null => serde_json::Value::Null,
         Cell::Integer(n) => (*n).into(),
-        Cell::Text(t) => (*t).into(),
+        Cell::Text(t) | Cell::Decimal(t) => (*t).into(),
     }
 }
 

@@ -23,6 +23,7 @@ mod backup;
 mod check;
 mod completions;
 mod copy_to;
+mod credits;
 mod customer;
 mod dashboard;
 mod demo;
@@ -107,6 +108,8 @@ pub enum Command {
     History(history::Args),
     /// Per-member usage of an organisation account.
     Members(members::Args),
+    /// Prepaid credits: a customer's balance, or grant, ledger, void.
+    Credits(credits::Args),
     /// Add, change or list customers.
     #[command(subcommand)]
     Customer(customer::Command),
@@ -133,7 +136,7 @@ pub enum Command {
     Backup(backup::Args),
     /// Copy the SQLite database into an empty PostgreSQL one, checked before it commits.
     CopyTo(copy_to::Args),
-    /// Stream events or per-period usage as CSV or JSON Lines.
+    /// Stream events, per-period usage or the credit ledger as CSV or JSON Lines.
     Export(export::Args),
     /// Shell completions on stdout.
     Completions(completions::Args),
@@ -246,6 +249,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::History(args)) => history::exec(&ctx, args),
         Some(Command::Members(args)) => members::exec(&ctx, args),
         Some(Command::Customer(command)) => customer::exec(&ctx, command),
+        Some(Command::Credits(args)) => credits::exec(&ctx, args),
         Some(Command::Plans(args)) => plans::exec(&ctx, args),
         Some(Command::Demo(args)) => demo::exec(&ctx, args),
         Some(Command::Reconcile(args)) => reconcile::exec(&ctx, args),

@@ -19,12 +19,13 @@ use super::{AppState, MAX_BATCH, MAX_BODY, auth, read};
 use crate::RecordOutcome;
 use meterline_core::wire::{EventIn, EventOut, status_of};
 
-const ROUTES: [&str; 10] = [
+const ROUTES: [&str; 11] = [
     "/healthz",
     "/metrics",
     "/v1/events",
     "/v1/events/batch",
     "/v1/customers/{id}/check",
+    "/v1/customers/{id}/credits",
     "/v1/status",
     super::compat::STRIPE_METER_EVENTS,
     super::compat::OPENMETER_EVENTS,
@@ -37,6 +38,10 @@ pub(crate) fn router(state: AppState, request_timeout: Duration) -> Router {
         .route("/v1/events", post(post_event))
         .route("/v1/events/batch", post(post_batch))
         .route("/v1/customers/{id}/check", get(get_check))
+        .route(
+            "/v1/customers/{id}/credits",
+            get(super::credits::get_credits).post(super::credits::post_credits),
+        )
         .route("/v1/status", get(get_status))
         .route("/metrics", get(get_metrics))
         .route_layer(middleware::from_fn_with_state(

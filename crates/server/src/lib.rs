@@ -20,6 +20,7 @@ mod auth;
 mod body;
 mod checks;
 mod compat;
+mod credits;
 mod encoding;
 mod error;
 mod keep_alive;
@@ -226,15 +227,34 @@ where
     T: Send + 'static,
     F: FnOnce(&Store) -> Result<T> + Send + 'static,
 {
+    on_reader(state, move |store: &mut Store| f(store)).await
+}
+
+/// Run a write that is not an event (a credit grant) on a reader thread's connection: it
+/// takes the writers' lock like any write, and waits its turn behind the writer's rounds.
+pub(crate) async fn write<T, F>(state: &AppState, f: F) -> std::result::Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Store) -> Result<T> + Send + 'static,
+{
+    on_reader(state, f).await
+}
+
+/// `f` on a blocking thread with that thread's own connection.
+async fn on_reader<T, F>(state: &AppState, f: F) -> std::result::Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Store) -> Result<T> + Send + 'static,
+{
     let db = state.db.clone();
     let joined = tokio::task::spawn_blocking(move || {
         READER.with(|cell| {
             let mut slot = cell.borrow_mut();
-            let store = match slot.take() {
+            let mut store = match slot.take() {
                 Some(store) => store,
                 None => Store::open_with(&db, OpenOptions::existing())?,
             };
-            let result = f(&store);
+            let result = f(&mut store);
             *slot = Some(store);
             if result.as_ref().is_err_and(Error::is_database) {
                 // Reopen next time: the file may have been replaced or repaired.

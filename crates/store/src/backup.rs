@@ -25,7 +25,7 @@ impl Store {
     /// The copy is made in one step under one read transaction, so it is a consistent
     /// snapshot while other processes keep recording (WAL readers never block writers). It is
     /// written next to `dest`, checked (`integrity_check`, every counter equal to the sum of
-    /// its events) and only then renamed into place: a file at `dest` is always a good backup.
+    /// its events, every credit balance to its ledger's) and only then renamed into place: a file at `dest` is always a good backup.
     /// On PostgreSQL it refuses ([`Error::InvalidInput`], exit 2) and names `pg_dump`: the
     /// server's own tool makes a consistent dump of a live database, and restores with it.
     pub fn backup_to(&self, dest: &Path) -> Result<BackupReport> {
@@ -101,8 +101,8 @@ const MONEY_OFF_ITS_GROUPS: &str = "
                                 AND g.meter_id = m.meter_id AND g.group_key <> '')";
 
 /// Check a database copy: SQLite's own integrity check, every meter's total equal to what
-/// its events make by the aggregation it counts by and its money to its groups', and every
-/// event under a period row.
+/// its events make by the aggregation it counts by and its money to its groups', every
+/// event under a period row, and every credit balance equal to the sum of its ledger.
 pub fn verify(path: &Path) -> Result<BackupReport> {
     let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map(crate::db::Connection::Sqlite)
@@ -126,6 +126,13 @@ pub fn verify(path: &Path) -> Result<BackupReport> {
         return Err(Error::Corrupt(format!(
             "the copy's counters disagree with its events ({mismatched} counters differ, \
              {uncounted} events have no counter)"
+        )));
+    }
+    let ledger = crate::credits::check_ledger(&conn)?;
+    if let Some(first) = ledger.mismatches.first() {
+        return Err(Error::Corrupt(format!(
+            "the copy's credit ledger does not add up ({} problems; the first: {first})",
+            ledger.mismatches.len()
         )));
     }
     let count = |rows: &str| -> Result<i64> {

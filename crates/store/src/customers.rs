@@ -150,7 +150,7 @@ pub(crate) fn validate_id(kind: &str, id: &str) -> Result<()> {
 }
 
 /// Idempotency keys: not empty, at most 255 bytes, no control, bidi or zero-width characters.
-fn validate_key(key: &str) -> Result<()> {
+pub(crate) fn validate_key(key: &str) -> Result<()> {
     if key.is_empty() || key.len() > MAX_KEY_LEN || key.chars().any(is_unsafe) {
         return Err(Error::InvalidInput(format!(
             "idempotency key \"{}\" must be 1 to {MAX_KEY_LEN} characters without control, bidi \

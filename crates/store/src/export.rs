@@ -20,6 +20,8 @@ pub enum ExportKind {
     Events,
     /// One row per customer × billing period, with the plan in force.
     Usage,
+    /// One row per credit ledger entry, with its grant's terms.
+    Credits,
 }
 
 impl ExportKind {
@@ -63,6 +65,23 @@ impl ExportKind {
                 "overage_amount",
                 "groups",
             ],
+            ExportKind::Credits => &[
+                "id",
+                "customer_id",
+                "grant_id",
+                "kind",
+                "amount",
+                "remaining",
+                "at",
+                "meter_id",
+                "priority",
+                "effective_at",
+                "expires_at",
+                "promotional",
+                "note",
+                "idempotency_key",
+                "event_id",
+            ],
         }
     }
 
@@ -70,7 +89,7 @@ impl ExportKind {
     /// money and groups (`UsageRows`) from each meter's counter rows, read after its columns.
     fn selected(self) -> Vec<&'static str> {
         match self {
-            ExportKind::Events => self.columns().to_vec(),
+            ExportKind::Events | ExportKind::Credits => self.columns().to_vec(),
             ExportKind::Usage => {
                 let mut columns = self.columns()[..USAGE_READ].to_vec();
                 columns.extend(["group_key", "allocated_units", "allocated_amount"]);
@@ -85,6 +104,7 @@ impl ExportKind {
     fn source(self, config: Option<&Config>) -> (String, &'static str) {
         match self {
             ExportKind::Events => ("usage_events".to_string(), "occurred_at"),
+            ExportKind::Credits => (CREDIT_ROWS.to_string(), "at"),
             ExportKind::Usage => {
                 let event_name = config.map_or("CAST(NULL AS TEXT)".to_string(), |c| {
                     crate::meters::stripe::StripeMeters::new(c).routed_event_name_sql("m.meter_id")
@@ -95,6 +115,14 @@ impl ExportKind {
         }
     }
 }
+
+/// Every ledger entry with its grant's terms, under the export's column names.
+const CREDIT_ROWS: &str = "(
+    SELECT l.id, l.customer_id, l.grant_id, l.kind, l.amount, l.remaining, l.written_at AS at,
+           g.meter_id, g.priority, g.effective_at, g.expires_at, g.promotional, g.note,
+           g.idempotency_key, l.event_id
+    FROM credit_ledger l JOIN credit_grants g ON g.id = l.grant_id
+) AS credit_rows";
 
 /// The usage columns read as they are; the rest (`overage_units`, `overage_amount`, `groups`)
 /// are computed from the meter's counter rows.
@@ -152,6 +180,9 @@ pub enum Cell<'a> {
     Null,
     Integer(i64),
     Text(&'a str),
+    /// An exact decimal meterline wrote (a credit amount, signed): as it is in CSV, a
+    /// string in JSON.
+    Decimal(&'a str),
 }
 
 impl<'a> Cell<'a> {
@@ -162,6 +193,7 @@ impl<'a> Cell<'a> {
             Cell::Null => Cow::Borrowed(""),
             Cell::Integer(n) => Cow::Owned(n.to_string()),
             Cell::Text(t) => crate::sanitize::spreadsheet_safe(t),
+            Cell::Decimal(d) => Cow::Borrowed(d),
         }
     }
 }
@@ -215,7 +247,7 @@ impl Store {
                     .map(|i| r.value(i))
                     .collect::<Result<Vec<_>>>()?;
                 match kind {
-                    ExportKind::Events => write(&values),
+                    ExportKind::Events | ExportKind::Credits => write(&values),
                     ExportKind::Usage => match usage.push(values)? {
                         Some(done) => write(&done),
                         None => Ok(()),
@@ -236,6 +268,7 @@ fn cells(kind: ExportKind, values: &[OwnedValue]) -> Result<Vec<Cell<'_>>> {
     let name = match kind {
         ExportKind::Events => "usage_events",
         ExportKind::Usage => "usage",
+        ExportKind::Credits => "credit_ledger",
     };
     values
         .iter()
@@ -243,10 +276,17 @@ fn cells(kind: ExportKind, values: &[OwnedValue]) -> Result<Vec<Cell<'_>>> {
         .map(|(value, column)| match value {
             OwnedValue::Null => Ok(Cell::Null),
             OwnedValue::Integer(n) => Ok(Cell::Integer(*n)),
+            OwnedValue::Text(t) if is_decimal_column(kind, column) => Ok(Cell::Decimal(t)),
             OwnedValue::Text(t) => Ok(Cell::Text(t)),
             other => Err(Error::Corrupt(format!("{name}.{column} holds {other:?}"))),
         })
         .collect()
+}
+
+/// The columns that hold meterline's own signed decimals: written as numbers, never as text
+/// a spreadsheet might run (which a leading '-' would otherwise be taken for).
+fn is_decimal_column(kind: ExportKind, column: &str) -> bool {
+    kind == ExportKind::Credits && matches!(column, "amount" | "remaining")
 }
 
 /// `export usage` put together from counter rows in the export's order: a meter's total row

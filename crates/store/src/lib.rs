@@ -10,6 +10,7 @@
 //! | --- | --- | --- |
 //! | opening the database | `lib.rs` (each engine's opening, schema and errors: `db/sqlite/`, `db/postgres/`) | every caller |
 //! | the record path | `record.rs` | `record`, serve's writer, the demo, embedders |
+//! | credits: grants, voids, balances, the ledger | `credits.rs` | `credits`, serve's credits routes, `export credits`, doctor, backup |
 //! | customers | `customers.rs` | `customer`, serve's drop-in routes, reconcile, doctor |
 //! | every meter's standing | `meters/standing.rs` | `check`, `history`, a duplicate's answer, serve's check, `doctor`'s meter drift |
 //! | status and members (the counters' reads) | `counter_reads.rs` | `status`, `members`, the dashboard's detail |
@@ -47,6 +48,7 @@ mod backup;
 mod copy;
 mod counter_reads;
 mod counters;
+mod credits;
 mod customers;
 mod dashboard;
 mod db;
@@ -75,6 +77,10 @@ pub use alerts::{Alert, AlertCounts, AlertRun, DueDelivery, RecentAlert};
 pub use backup::{BackupReport, verify as verify_backup};
 pub use copy::{CopyProgress, CopyReport, TableRows};
 pub use counter_reads::{HistoryRow, Member, MembersSummary, StatusRow};
+pub use credits::{
+    Amounts, CreditBalance, DEFAULT_PRIORITY, Grant, Granted, LedgerCheck, LedgerEntry, LiveGrant,
+    NewGrant, Voided, burn_order,
+};
 pub use customers::{Customer, MAX_KEY_LEN, NewCustomer};
 pub use dashboard::{
     Backlog, BacklogChange, ChangeMarks, CustomerDetail, Dashboard, DashboardRow, EventRow,
@@ -94,6 +100,8 @@ pub use outbox::{
 };
 pub use reconcile::{ReconcileRow, ReconcileRun, Reported, StripeChecks};
 pub use reports::{HeldReport, InDoubt, ReportPlan};
+/// Credits' amounts are exact decimals; the crate's users need not depend on rust_decimal.
+pub use rust_decimal::Decimal;
 pub use status::{StatusEntry, StripeStanding};
 pub use sync_runs::SyncRun;
 pub use tokens::{ActiveToken, TokenInfo, token_hash};

@@ -3,6 +3,8 @@
 //! (`engine_tests!`): on a temp-file SQLite database and on a fresh database of the test
 //! PostgreSQL server (tests/testsuite/support/postgres.rs); the others on SQLite.
 //!
+//! - `credits`: the credit ledger under random grants and voids (a property test), on both
+//!   engines;
 //! - `store`: migrations, record and its hard cap, periods, plan changes, history, status;
 //! - `record_batch`: many events in one transaction;
 //! - `dashboard`: the dashboard's read paths (full load, refreshes by change marks);
@@ -16,6 +18,7 @@
 //!
 //! Tests run in parallel threads of this one process: none changes its environment.
 
+mod credits;
 mod dashboard;
 mod dashboard_meters;
 mod dashboard_priced;
