@@ -80,7 +80,7 @@ fn print_table(config: &crate::Config, rows: &[crate::store::HistoryRow]) -> Res
             for g in row.groups.iter().filter(|g| g.overage_units > 0) {
                 outln!(
                     "  {:<34} {:>24} {:>8}  {:<9} {:>12}",
-                    group_label(&g.key),
+                    group_label(&g.values()),
                     format!("{} over", output::thousands(g.overage_units)),
                     "",
                     "",

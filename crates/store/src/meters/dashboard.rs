@@ -223,7 +223,7 @@ impl Store {
                 .into_iter()
                 .take(DETAIL_GROUPS)
                 .map(|g| GroupRow {
-                    values: group_values(meter, &g.key),
+                    values: group_values(meter, &g.values()),
                     used: g.used,
                     overage_units: g.overage_units,
                     overage_amount: g.overage_amount,

@@ -77,7 +77,8 @@ pub(crate) fn priced(
 /// money its events were allocated (`overage_amount`, exact decimal text).
 pub(crate) fn group_usage(key: &str, used: i64, units: i64, amount: &str) -> GroupUsage {
     GroupUsage {
-        key: serde_json::from_str(key).unwrap_or(serde_json::Value::Null),
+        // A key that is not JSON (never written so) reads as null.
+        key: serde_json::value::RawValue::from_string(key.to_string()).unwrap_or_default(),
         used,
         overage_units: units,
         overage_amount: stored_amount(amount),
