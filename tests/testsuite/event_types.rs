@@ -703,21 +703,19 @@ fn the_one_event_form_records_on_both_plan_shapes(engine: Engine, shape: Shape) 
     let s = Scratch::shaped(engine, shape);
     s.add_customer("acme", "pro", "2026-11-01");
     let (event_type, properties, fed_meters) = one_event_form(shape);
-    let out = s
-        .cmd()
-        .args([
-            "record", "acme", "--type", event_type, "--key", "one", "--json",
-        ])
-        .args(&properties)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let send = || {
+        let out = s
+            .cmd()
+            .args(["record", "acme", "--type", event_type, "--key", "one"])
+            .arg("--json")
+            .args(&properties)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let answer = send();
     assert_eq!(fed(&answer), fed_meters);
     let check = s.json(&["check", "acme", "--json"]);
     for meter in &fed_meters {
@@ -730,16 +728,9 @@ fn the_one_event_form_records_on_both_plan_shapes(engine: Engine, shape: Shape) 
         assert!(found["used"].as_i64().unwrap() > 0, "{meter}: {check}");
     }
     // The same event again is a duplicate; an unknown type names the types there are.
-    let again = s
-        .cmd()
-        .args([
-            "record", "acme", "--type", event_type, "--key", "one", "--json",
-        ])
-        .args(&properties)
-        .output()
-        .unwrap();
-    let again: Value = serde_json::from_slice(&again.stdout).unwrap();
+    let again = send();
     assert_eq!(again["duplicate"], true);
+    assert_eq!(again["meters"], answer["meters"]);
     s.cmd()
         .args(["record", "acme", "--type", "nope"])
         .assert()
