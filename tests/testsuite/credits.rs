@@ -47,6 +47,11 @@ fn grant(s: &Scratch, args: &[&str]) -> Value {
     s.json(&all)
 }
 
+/// `grant`'s new grant id.
+fn grant_id(s: &Scratch, args: &[&str]) -> i64 {
+    grant(s, args)["id"].as_i64().unwrap()
+}
+
 fn ledger_rows(s: &Scratch) -> i64 {
     s.inspect().number("SELECT COUNT(*) FROM credit_ledger")
         + s.inspect().number("SELECT COUNT(*) FROM credit_grants")
@@ -70,29 +75,17 @@ fn order(balance: &Value) -> Vec<(i64, String)> {
 fn grants_list_in_burn_order_and_a_void_removes_only_the_remainder(engine: Engine) {
     let s = acme(engine);
     // Made in an order unlike the burn order, each grant differing from the next by one key.
-    let paid = grant(&s, &["acme", "20"])["id"].as_i64().unwrap();
-    let promotional = grant(&s, &["acme", "5", "--promotional"])["id"]
-        .as_i64()
-        .unwrap();
-    let expiring = grant(&s, &["acme", "3.25", "--expires", "2026-12-31T00:00:00Z"])["id"]
-        .as_i64()
-        .unwrap();
-    let sooner = grant(&s, &["acme", "1", "--expires", "2026-12-01T00:00:00Z"])["id"]
-        .as_i64()
-        .unwrap();
-    let urgent = grant(&s, &["acme", "2", "--priority", "7"])["id"]
-        .as_i64()
-        .unwrap();
-    let units = grant(
+    let paid = grant_id(&s, &["acme", "20"]);
+    let promotional = grant_id(&s, &["acme", "5", "--promotional"]);
+    let expiring = grant_id(&s, &["acme", "3.25", "--expires", "2026-12-31T00:00:00Z"]);
+    let sooner = grant_id(&s, &["acme", "1", "--expires", "2026-12-01T00:00:00Z"]);
+    let urgent = grant_id(&s, &["acme", "2", "--priority", "7"]);
+    let units = grant_id(
         &s,
         &["acme", "1000", "--meter", "usage", "--priority", "200"],
-    )["id"]
-        .as_i64()
-        .unwrap();
-    let later = grant(&s, &["acme", "4", "--effective", "2026-12-15T00:00:00Z"])["id"]
-        .as_i64()
-        .unwrap();
-    let expired = grant(
+    );
+    let later = grant_id(&s, &["acme", "4", "--effective", "2026-12-15T00:00:00Z"]);
+    let expired = grant_id(
         &s,
         &[
             "acme",
@@ -102,9 +95,7 @@ fn grants_list_in_burn_order_and_a_void_removes_only_the_remainder(engine: Engin
             "--expires",
             "2026-11-01T00:00:00Z",
         ],
-    )["id"]
-        .as_i64()
-        .unwrap();
+    );
 
     let balance = s.json(&["credits", "acme", "--json"]);
     assert_eq!(

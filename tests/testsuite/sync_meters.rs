@@ -29,16 +29,26 @@ engine_tests!(
     one_event_of_a_type_reports_to_each_meters_stripe_meter_once,
 );
 
-/// An AI API: requests counted, tokens summed by model, active users, seats as the latest
-/// value, peak concurrency as the max.
-const PLANS: &str = r#"
+/// The fake Stripe's settings every plans.toml of this file starts with: a few fast workers
+/// and attempts, no rate limit.
+macro_rules! stripe_settings {
+    () => {
+        r#"
 [stripe]
 api_base = "https://api.stripe.com"
 rate_limit = 0
 workers = 4
 timeout_secs = 1
 max_attempts = 4
+"#
+    };
+}
 
+/// An AI API: requests counted, tokens summed by model, active users, seats as the latest
+/// value, peak concurrency as the max.
+const PLANS: &str = concat!(
+    stripe_settings!(),
+    r#"
 [[meters]]
 id = "requests"
 aggregation = "count"
@@ -71,7 +81,8 @@ id = "free"
 included = 1000000
 at_limit = "overage"
 overage_rate = "0.001"
-"#;
+"#
+);
 
 /// The Stripe meters PLANS needs: (event name, formula).
 const STRIPE_METERS: [(&str, &str); 5] = [
@@ -703,14 +714,9 @@ fn the_dry_run_shows_the_value_each_meter_sends_and_no_total_across_meters(engin
 }
 
 /// Prices per model (docs/sync.md): tokens by model, each model to its own Stripe meter.
-const PER_MODEL: &str = r#"
-[stripe]
-api_base = "https://api.stripe.com"
-rate_limit = 0
-workers = 4
-timeout_secs = 1
-max_attempts = 4
-
+const PER_MODEL: &str = concat!(
+    stripe_settings!(),
+    r#"
 [[meters]]
 id = "requests"
 aggregation = "count"
@@ -724,7 +730,8 @@ stripe_event = "tokens_{model}"
 
 [[plans]]
 id = "free"
-"#;
+"#
+);
 
 const PER_MODEL_METERS: [(&str, &str); 3] = [
     ("requests", "sum"),
@@ -1050,18 +1057,15 @@ fn kill_9_mid_sync_then_resync_counts_no_model_twice(engine: Engine) {
 
 /// tests/fixtures/plans/ai_types.toml with the fake Stripe's settings: one `completion`
 /// event feeds requests, tokens by model (`tokens_{model}`) and active_users.
-fn typed_plans() -> String {
-    let settings = PER_MODEL.split("[[meters]]").next().unwrap();
-    format!(
-        "{settings}{}",
-        include_str!("../fixtures/plans/ai_types.toml")
-    )
-}
+const TYPED: &str = concat!(
+    stripe_settings!(),
+    include_str!("../fixtures/plans/ai_types.toml")
+);
 
 fn one_event_of_a_type_reports_to_each_meters_stripe_meter_once(engine: Engine) {
     let env = with_meters(
         engine,
-        &typed_plans(),
+        TYPED,
         &[
             ("api_requests", "sum"),
             ("tokens_small", "sum"),

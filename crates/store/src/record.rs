@@ -683,12 +683,16 @@ impl<'c> Batch<'_, 'c> {
             period,
             period_start,
         } = placed;
-        let standing = |meter: &Meter, terms: Option<&Priced>, used: i64| {
+        let allowances: Vec<_> = terms
+            .iter()
+            .map(|t| super::meters::standing::allowance(t.as_ref().map(|t| &t.terms)))
+            .collect();
+        let standing = |i: usize, used: i64| {
             super::meters::standing::standing(
-                meter,
+                meters[i],
                 &customer_id,
                 &plan_id,
-                super::meters::standing::allowance(terms.map(|t| &t.terms)),
+                allowances[i],
                 period,
                 used,
                 &config.thresholds,
@@ -723,31 +727,24 @@ impl<'c> Batch<'_, 'c> {
         let counters = &self.meters;
         let unchanged = |i: usize| {
             let (units, amount) = counters.allocated(&decided[i]);
-            let check = standing(meters[i], terms[i].as_ref(), decided[i].before);
+            let check = standing(i, decided[i].before);
             super::meters::standing::priced(check, units, amount)
         };
-        let refused_by: Vec<String> = meters
-            .iter()
-            .zip(&decided)
-            .filter(|(_, d)| d.refused)
-            .map(|(m, _)| m.id.clone())
-            .collect();
         if let Some(first) = decided.iter().position(|d| d.refused) {
+            let refused_by = meters
+                .iter()
+                .zip(&decided)
+                .filter(|(_, d)| d.refused)
+                .map(|(m, _)| m.id.clone())
+                .collect();
+            let checks = (0..meters.len()).map(unchanged).collect();
+            let (check, meters) = standings(meters, checks, first, typed);
             let outcome = RecordOutcome {
                 recorded: false,
                 duplicate: false,
                 event_id: None,
-                check: unchanged(first),
-                meters: if typed {
-                    (0..meters.len())
-                        .map(|i| FedMeter {
-                            meter: meters[i].id.clone(),
-                            check: unchanged(i),
-                        })
-                        .collect()
-                } else {
-                    Vec::new()
-                },
+                check,
+                meters,
                 refused_by,
             };
             return Ok((outcome, 0));
@@ -757,10 +754,8 @@ impl<'c> Batch<'_, 'c> {
             let event_id = id_of(i)?;
             self.meters.count(meter, value, d, occurred_at, event_id);
             let (units, amount) = self.meters.allocated(d);
-            let check = standing(meter, terms[i].as_ref(), d.after());
-            let after = super::meters::standing::priced(check, units, amount);
-            let allowance = super::meters::standing::allowance(terms[i].as_ref().map(|t| &t.terms));
-            let before = allowance.level_at(d.before, &config.thresholds);
+            let after = super::meters::standing::priced(standing(i, d.after()), units, amount);
+            let before = allowances[i].level_at(d.before, &config.thresholds);
             if period.contains(self.now) && after.level > before {
                 // Only this transaction knows the counter before and after: the crossing is
                 // written here or never. Events into a closed period alert nothing.
@@ -796,28 +791,13 @@ impl<'c> Batch<'_, 'c> {
             fed.push(after);
         }
         let added = decided[0].after().saturating_sub(decided[0].before);
-        let mut fed = fed.into_iter();
-        let check = fed
-            .next()
-            .ok_or_else(|| Error::Database("an event fed no meter".into()))?;
-        let meters_fed = if typed {
-            std::iter::once(check.clone())
-                .chain(fed)
-                .zip(meters)
-                .map(|(check, meter)| FedMeter {
-                    meter: meter.id.clone(),
-                    check,
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let (check, meters) = standings(meters, fed, 0, typed);
         let outcome = RecordOutcome {
             recorded: true,
             duplicate: false,
             event_id: Some(first_id),
             check,
-            meters: meters_fed,
+            meters,
             refused_by: Vec::new(),
         };
         Ok((outcome, added))
@@ -912,6 +892,29 @@ impl<'c> Batch<'_, 'c> {
             None => Err(Error::UnknownCustomer(id.to_string())),
         }
     }
+}
+
+/// An answer's standings from each meter's check, in the event's meter order: `headline`'s
+/// on top and, for an event of a type (`typed`), every meter's with its id.
+fn standings(
+    meters: &[&Meter],
+    mut checks: Vec<crate::billing::UsageCheck>,
+    headline: usize,
+    typed: bool,
+) -> (crate::billing::UsageCheck, Vec<FedMeter>) {
+    if !typed {
+        return (checks.swap_remove(headline), Vec::new());
+    }
+    let check = checks[headline].clone();
+    let fed = meters
+        .iter()
+        .zip(checks)
+        .map(|(meter, check)| FedMeter {
+            meter: meter.id.clone(),
+            check,
+        })
+        .collect();
+    (check, fed)
 }
 
 /// The member counters (`usage_members`) one batch adds to, kept in memory and written once
