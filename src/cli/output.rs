@@ -171,6 +171,7 @@ pub fn describe_fed(
                 .map_or(crate::config::Aggregation::Sum, |meter| meter.aggregation),
             check: m.check.clone(),
             groups: Vec::new(),
+            credits: None,
         })
         .collect();
     MeteredCheck::new(checks).map_or_else(String::new, |all| describe_meters(&all, currency))

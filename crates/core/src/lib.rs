@@ -22,6 +22,6 @@ pub mod wire;
 pub use config::Config;
 pub use error::{Error, Result};
 pub use model::{
-    FedMeter, GroupUsage, IdempotencyKey, KeySource, MeterCheck, MeteredCheck, Properties,
-    RecordOutcome, RecordRequest,
+    Amounts, Credits, Expiring, FedMeter, GroupUsage, IdempotencyKey, KeySource, MeterCheck,
+    MeteredCheck, Properties, RecordOutcome, RecordRequest,
 };

@@ -135,6 +135,55 @@ pub struct MeterCheck {
     pub check: UsageCheck,
     /// The `group_by` breakdown, largest first.
     pub groups: Vec<GroupUsage>,
+    /// The customer's credits in this meter's units, when it has any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credits: Option<Amounts>,
+}
+
+/// A credit balance in one unit (money, or one meter's units): what the live grants have
+/// left, what reservations hold of it, and what can still be spent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct Amounts {
+    #[serde(with = "rust_decimal::serde::str")]
+    pub balance: rust_decimal::Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub held: rust_decimal::Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub available: rust_decimal::Decimal,
+}
+
+impl Amounts {
+    /// `amount` more in the balance.
+    pub fn add(&mut self, amount: rust_decimal::Decimal) {
+        self.balance = self.balance.saturating_add(amount);
+        self.available = self
+            .balance
+            .saturating_sub(self.held)
+            .max(rust_decimal::Decimal::ZERO);
+    }
+
+    /// `amount` more held.
+    pub fn hold(&mut self, amount: rust_decimal::Decimal) {
+        self.held = self.held.saturating_add(amount);
+        self.add(rust_decimal::Decimal::ZERO);
+    }
+}
+
+/// A customer's money credits in `check --json`: the balance, what is held and available,
+/// and the money that expires next.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Credits {
+    #[serde(flatten)]
+    pub money: Amounts,
+    pub expires_next: Option<Expiring>,
+}
+
+/// Money that expires at one instant.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Expiring {
+    #[serde(with = "rust_decimal::serde::str")]
+    pub amount: rust_decimal::Decimal,
+    pub at: String,
 }
 
 /// One group of a meter: its `group_by` values and its usage.
@@ -168,6 +217,8 @@ pub struct MeteredCheck {
     /// The overage of every meter in the period, exact.
     #[serde(with = "rust_decimal::serde::str")]
     pub overage_total: rust_decimal::Decimal,
+    /// The customer's money credits.
+    pub credits: Credits,
     pub meters: Vec<MeterCheck>,
 }
 
@@ -180,6 +231,7 @@ impl MeteredCheck {
         Some(MeteredCheck {
             check,
             overage_total,
+            credits: Credits::default(),
             meters,
         })
     }

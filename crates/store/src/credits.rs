@@ -11,6 +11,53 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
 
+mod wallet;
+
+pub(crate) use wallet::{Cover, Wallet, Wallets};
+
+/// Whether any customer has a grant or a live reservation: if none, no wallet is read.
+pub(crate) fn in_use(conn: &Connection) -> Result<bool> {
+    conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM credit_grants)
+                OR EXISTS (SELECT 1 FROM reservations WHERE ended_at IS NULL)",
+    )?
+    .query_row([], |r| r.get(0))
+}
+
+/// `check` with the customer's credits: its money credits, each meter's unit credits, and
+/// `allowed` as a record would decide it: a capped meter takes more while its unit credits
+/// last, and the units live reservations hold count as used.
+pub(crate) fn with_credits(
+    conn: &Connection,
+    config: &Config,
+    check: &mut meterline_core::MeteredCheck,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let wallet = Wallet::load(conn, &check.check.customer, now)?;
+    check.credits = wallet.credits();
+    let period_start = format_ts(check.check.period_start);
+    let terms = config.plan(&check.check.plan).map(|p| &p.meters);
+    for meter in &mut check.meters {
+        meter.credits = wallet.unit_amounts(&meter.meter);
+        let capped = terms
+            .and_then(|t| t.get(&meter.meter))
+            .is_some_and(|t| t.at_limit == crate::config::AtLimit::Block);
+        if let Some(limit) = meter.check.limit
+            && capped
+            && crate::meters::counting::adds_up(meter.aggregation)
+            && !meter.check.plan_missing
+        {
+            let used = meter
+                .check
+                .used
+                .saturating_add(wallet.held_on(&period_start, &meter.meter));
+            meter.check.allowed = used < limit.saturating_add(wallet.units_available(&meter.meter));
+        }
+    }
+    check.check.allowed = check.meters.iter().all(|m| m.check.allowed);
+    Ok(())
+}
+
 use super::Store;
 use crate::billing::format_ts;
 use crate::config::Config;
@@ -95,21 +142,7 @@ pub struct LiveGrant {
     pub remaining: Decimal,
 }
 
-/// A balance in one unit (money, or one meter's units). `held` is what reservations hold
-/// (none yet); `available` what can still be spent.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct Amounts {
-    pub balance: Decimal,
-    pub held: Decimal,
-    pub available: Decimal,
-}
-
-impl Amounts {
-    fn add(&mut self, amount: Decimal) {
-        self.balance = self.balance.saturating_add(amount);
-        self.available = self.balance.saturating_sub(self.held);
-    }
-}
+pub use meterline_core::Amounts;
 
 /// A customer's credits now: the money balance, each meter's units, and every grant not
 /// expired that has something left, in burn order ([`burn_order`]). Grants not yet

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use super::Store;
 use crate::billing::{Allowance, Period, Thresholds, UsageCheck, format_ts};
 use crate::config::Config;
-use crate::meters::standing::{group_usage, priced, stored_amount};
+use crate::meters::standing::{Allocated, group_usage, priced};
 use crate::{Error, Result};
 use meterline_core::GroupUsage;
 
@@ -92,7 +92,13 @@ impl ExportKind {
             ExportKind::Events | ExportKind::Credits => self.columns().to_vec(),
             ExportKind::Usage => {
                 let mut columns = self.columns()[..USAGE_READ].to_vec();
-                columns.extend(["group_key", "allocated_units", "allocated_amount"]);
+                columns.extend([
+                    "group_key",
+                    "allocated_units",
+                    "allocated_amount",
+                    "credited_units",
+                    "credited_amount",
+                ]);
                 columns
             }
         }
@@ -141,7 +147,7 @@ fn usage_rows(event_name: &str, default_meter: Option<&str>) -> String {
     let empty_periods = default_meter.map_or(String::new(), |id| {
         format!(
             "UNION ALL
-          SELECT customer_id, period_start, {}, 0, '', 0, '0' FROM usage_records u
+          SELECT customer_id, period_start, {}, 0, '', 0, '0', 0, '0' FROM usage_records u
           WHERE NOT EXISTS (SELECT 1 FROM meter_counters c
               WHERE c.customer_id = u.customer_id AND c.period_start = u.period_start)",
             crate::meters::stripe::literal(id)
@@ -152,9 +158,10 @@ fn usage_rows(event_name: &str, default_meter: Option<&str>) -> String {
     SELECT m.customer_id, m.period_start, r.period_end, m.used, r.plan_id,
            {event_name} AS meter_event_name, CAST({} AS BIGINT) AS included, {} AS at_limit,
            {} AS overage_rate, r.price, m.meter_id, m.group_key,
-           m.overage_units AS allocated_units, m.overage_amount AS allocated_amount
+           m.overage_units AS allocated_units, m.overage_amount AS allocated_amount,
+           m.credited_units, m.credited_amount
     FROM (SELECT customer_id, period_start, meter_id, used, group_key, overage_units,
-                 overage_amount
+                 overage_amount, credited_units, credited_amount
           FROM meter_counters
           {empty_periods}
          ) AS m JOIN usage_records r USING (customer_id, period_start)
@@ -296,28 +303,35 @@ fn is_decimal_column(kind: ExportKind, column: &str) -> bool {
 struct UsageRows {
     /// The meter's columns, the units past `included` its events were allocated and their
     /// money (its total row's), and its groups so far.
-    pending: Option<(Vec<OwnedValue>, i64, String, Vec<GroupUsage>)>,
+    pending: Option<(Vec<OwnedValue>, Allocated, Vec<GroupUsage>)>,
 }
 
 impl UsageRows {
     /// Take the next counter row; the row it finished, if it starts another.
     fn push(&mut self, mut values: Vec<OwnedValue>) -> Result<Option<Vec<OwnedValue>>> {
         let read = values.split_off(USAGE_READ);
-        let (key, units, amount) = match read.as_slice() {
+        let (key, units, amount, allocated) = match read.as_slice() {
             [
                 OwnedValue::Text(key),
                 OwnedValue::Integer(units),
                 OwnedValue::Text(amount),
-            ] => (key.as_str(), *units, amount.as_str()),
+                OwnedValue::Integer(credited),
+                OwnedValue::Text(credited_amount),
+            ] => (
+                key.as_str(),
+                *units,
+                amount.as_str(),
+                Allocated::stored(*units, amount, *credited, credited_amount),
+            ),
             other => {
                 return Err(Error::Corrupt(format!(
-                    "meter_counters holds {other:?} as a group key, units and amount"
+                    "meter_counters holds {other:?} as a group key, units, amount and credits"
                 )));
             }
         };
         if key.is_empty() {
             let done = self.finish()?;
-            self.pending = Some((values, units, amount.to_string(), Vec::new()));
+            self.pending = Some((values, allocated, Vec::new()));
             return Ok(done);
         }
         let used = match values.get(3) {
@@ -325,7 +339,7 @@ impl UsageRows {
             _ => 0,
         };
         // A group row always follows its meter's total row (both are written together).
-        if let Some((_, _, _, groups)) = &mut self.pending {
+        if let Some((_, _, groups)) = &mut self.pending {
             groups.push(group_usage(key, used, units, amount));
         }
         Ok(None)
@@ -333,10 +347,10 @@ impl UsageRows {
 
     /// The row being put together, with its money and groups, if there is one.
     fn finish(&mut self) -> Result<Option<Vec<OwnedValue>>> {
-        let Some((mut values, units, amount, mut groups)) = self.pending.take() else {
+        let Some((mut values, allocated, mut groups)) = self.pending.take() else {
             return Ok(None);
         };
-        let check = priced(standing_of(&values)?, units, stored_amount(&amount));
+        let check = priced(standing_of(&values)?, allocated);
         // Largest first, as `check --json` lists them; a stable sort keeps ties in key order.
         groups.sort_by_key(|g| std::cmp::Reverse(g.used));
         let groups = serde_json::to_string(&groups)

@@ -273,7 +273,7 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(Behavior::ImmediateByKey)?;
-        let (last_event_id, terms_pending) = batch_start(&tx)?;
+        let (last_event_id, terms_pending, credits) = batch_start(&tx)?;
         if terms_pending {
             fill_pending_terms(&tx, config)?;
         }
@@ -294,6 +294,7 @@ impl Store {
             meters,
             members: Members::default(),
             events: NewEvents::after(last_event_id),
+            wallets: crate::credits::Wallets::new(credits),
         };
         let mut results = Vec::with_capacity(requests.len());
         for req in requests {
@@ -309,6 +310,7 @@ impl Store {
         batch.counters.flush(&tx)?;
         batch.meters.flush(&tx)?;
         batch.members.flush(&tx)?;
+        batch.wallets.flush(&tx, &batch.recorded_at)?;
         batch.events.write(&tx, &batch.recorded_at)?;
         drop(batch);
         tx.commit()?;
@@ -399,14 +401,17 @@ fn periods_of<'r>(
 
 /// What a batch reads once before its first event, in one query (on PostgreSQL, one round
 /// trip): the largest event id so far (the batch holds the write lock, so its events follow
-/// it) and whether counter rows still wait for their terms (`fill_pending_terms`).
-fn batch_start(conn: &Connection) -> Result<(i64, bool)> {
+/// it), whether counter rows still wait for their terms (`fill_pending_terms`), and whether
+/// any customer has credits or a reservation (if none, no wallet is read).
+fn batch_start(conn: &Connection) -> Result<(i64, bool, bool)> {
     conn.prepare_cached(
         "SELECT COALESCE(MAX(id), 0),
-                EXISTS (SELECT 1 FROM meterline_meta WHERE key = 'period_terms_pending')
+                EXISTS (SELECT 1 FROM meterline_meta WHERE key = 'period_terms_pending'),
+                EXISTS (SELECT 1 FROM credit_grants)
+                    OR EXISTS (SELECT 1 FROM reservations WHERE ended_at IS NULL)
          FROM usage_events",
     )?
-    .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+    .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
 }
 
 /// Counter rows from before migration 4 have no terms, and rows from before migration 11 no
@@ -527,6 +532,7 @@ struct Batch<'t, 'c> {
     meters: MeterCounters,
     members: Members,
     events: NewEvents,
+    wallets: crate::credits::Wallets,
 }
 
 impl<'c> Batch<'_, 'c> {
@@ -709,28 +715,48 @@ impl<'c> Batch<'_, 'c> {
         for (i, ((meter, value), terms)) in meters.iter().zip(values).zip(&terms).enumerate() {
             let group = group_key(meter, &req.properties);
             let rate = terms.as_ref().and_then(|t| t.rate);
-            decided.push(self.meters.decide(
+            // Credits pay for today's usage from today's balance, whatever period it is in.
+            let wallet = self.wallets.of(conn, &customer_id, self.now)?;
+            let held = wallet
+                .as_ref()
+                .map_or(0, |w| w.held_on(&period_start, &meter.id));
+            let decision = self.meters.decide(
                 conn,
                 meter,
                 terms.as_ref().map(|t| &t.terms),
-                &customer_id,
-                &period_start,
+                (&customer_id, &period_start),
                 group.as_deref(),
                 value,
                 rate,
-                occurred_at,
-                id_of(i)?,
-            )?);
+                (occurred_at, id_of(i)?),
+                held,
+                |past| {
+                    Ok(wallet
+                        .map(|w| w.cover(&meter.id, past, rate))
+                        .unwrap_or_default())
+                },
+            );
+            match decision {
+                Ok(d) => decided.push(d),
+                Err(e) => {
+                    self.undo_covers(&customer_id, &decided);
+                    return Err(e);
+                }
+            }
         }
         let typed = req.event_type.is_some();
         // A refused event changed nothing: every meter stands where it stood.
+        let refused_at = decided.iter().position(|d| d.refused);
+        if refused_at.is_some() {
+            self.undo_covers(&customer_id, &decided);
+        }
         let counters = &self.meters;
         let unchanged = |i: usize| {
-            let (units, amount) = counters.allocated(&decided[i]);
             let check = standing(i, decided[i].before);
-            super::meters::standing::priced(check, units, amount)
+            super::meters::standing::priced(check, counters.allocated(&decided[i]))
         };
-        if let Some(first) = decided.iter().position(|d| d.refused) {
+        let refused_at = decided.iter().position(|d| d.refused);
+        if let Some(first) = refused_at {
             let refused_by = meters
                 .iter()
                 .zip(&decided)
@@ -753,8 +779,9 @@ impl<'c> Batch<'_, 'c> {
         for (i, ((meter, value), d)) in meters.iter().zip(values).zip(&decided).enumerate() {
             let event_id = id_of(i)?;
             self.meters.count(meter, value, d, occurred_at, event_id);
-            let (units, amount) = self.meters.allocated(d);
-            let after = super::meters::standing::priced(standing(i, d.after()), units, amount);
+            self.wallets.burn(&customer_id, &d.cover, event_id);
+            let allocated = self.meters.allocated(d);
+            let after = super::meters::standing::priced(standing(i, d.after()), allocated);
             let before = allowances[i].level_at(d.before, &config.thresholds);
             if period.contains(self.now) && after.level > before {
                 // Only this transaction knows the counter before and after: the crossing is
@@ -801,6 +828,13 @@ impl<'c> Batch<'_, 'c> {
             refused_by: Vec::new(),
         };
         Ok((outcome, added))
+    }
+
+    /// Give back to the wallet what `decided` took: their event was refused.
+    fn undo_covers(&mut self, customer: &str, decided: &[crate::meters::counting::Decided]) {
+        for d in decided.iter().rev() {
+            self.wallets.undo(customer, &d.cover);
+        }
     }
 
     /// A duplicate's answer: the standing of every meter its original fed.
@@ -871,13 +905,12 @@ impl<'c> Batch<'_, 'c> {
             );
         }
         let frame = super::meters::standing::Frame::of(config, &customer, period, None, now);
-        let (used, units, amount) =
+        let (used, allocated) =
             self.meters
                 .priced_total(conn, &customer.id, &format_ts(period.start), meter_id)?;
         Ok(super::meters::standing::priced(
             frame.standing_of(meter_id, used),
-            units,
-            amount,
+            allocated,
         ))
     }
 

@@ -106,10 +106,23 @@ pub struct UsageCheck {
     pub overage_rate: Option<Decimal>,
     #[serde(with = "rust_decimal::serde::str")]
     pub overage_amount: Decimal,
+    /// The units past the limit that prepaid credits paid for (not in `overage_units`), and
+    /// the money they took from money grants. Only present in JSON when credits paid.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub credited_units: i64,
+    #[serde(
+        with = "rust_decimal::serde::str",
+        skip_serializing_if = "Decimal::is_zero"
+    )]
+    pub credited_amount: Decimal,
     /// The customer's plan is no longer in plans.toml: no limit is known, nothing is allowed.
     /// Only present in JSON when true.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub plan_missing: bool,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 fn ser_ts<S: serde::Serializer>(
@@ -181,6 +194,8 @@ impl UsageCheck {
                 allowance.overage_rate
             },
             overage_amount: overage_amount.normalize(),
+            credited_units: 0,
+            credited_amount: Decimal::ZERO,
             plan_missing: false,
         }
     }

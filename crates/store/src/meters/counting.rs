@@ -14,8 +14,10 @@ use crate::db::{Connection, OptionalExtension, Param, params};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
+use super::standing::Allocated;
 use crate::billing::{format_ts, parse_ts};
 use crate::config::{Aggregation, AtLimit, Config, Meter, MeterTerms, QUANTITY};
+use crate::credits::Cover;
 use crate::{Error, RecordRequest, Result};
 use meterline_core::metering::MeterValue;
 
@@ -23,7 +25,7 @@ use meterline_core::metering::MeterValue;
 const VALUES_PER_SELECT: usize = 256;
 /// Distinct values written by one INSERT, at most (one parameter each, after the row's four).
 const VALUES_PER_INSERT: usize = 128;
-/// Counter rows written by one upsert, at most (10 parameters each).
+/// Counter rows written by one upsert, at most (12 parameters each).
 const ROWS_PER_UPSERT: usize = 100;
 
 /// customer × period start × meter × group ('' = the meter's total), as stored.
@@ -59,10 +61,14 @@ struct Row {
     /// (`overage_units`, `overage_amount`).
     overage: i64,
     overage_amount: Decimal,
+    /// The units past `included` that credits paid for, and the money they took
+    /// (`credited_units`, `credited_amount`).
+    credited: i64,
+    credited_amount: Decimal,
 }
 
 /// A stored counter row: used, latest_at, latest_id, aggregation, overage_units,
-/// overage_amount.
+/// overage_amount, credited_units, credited_amount.
 type StoredRow = (
     i64,
     Option<String>,
@@ -70,7 +76,27 @@ type StoredRow = (
     Option<String>,
     i64,
     String,
+    i64,
+    String,
 );
+
+/// A counter row's columns after its key, as `StoredRow` reads them.
+const STORED_COLUMNS: &str = "used, latest_at, latest_id, aggregation, overage_units, \
+     overage_amount, credited_units, credited_amount";
+
+/// A `StoredRow` from the 8 columns starting at `first`.
+fn stored_row(r: &crate::db::Row, first: usize) -> Result<StoredRow> {
+    Ok((
+        r.get(first)?,
+        r.get(first + 1)?,
+        r.get(first + 2)?,
+        r.get(first + 3)?,
+        r.get(first + 4)?,
+        r.get(first + 5)?,
+        r.get(first + 6)?,
+        r.get(first + 7)?,
+    ))
+}
 
 /// What the batch knows of one distinct value of a unique_count row.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -94,10 +120,13 @@ pub(crate) struct Decided {
     next: Option<i64>,
     /// The event's group row and its total after the event (`None`: left as it is).
     group: Option<(usize, Option<i64>)>,
-    /// The event's units past `included` and their cost at its rate, allocated to its rows
-    /// now and never again.
+    /// The event's units past `included` that neither included nor credits covered, and
+    /// their cost at its rate, allocated to its rows now and never again.
     overage: i64,
     cost: Decimal,
+    /// What credits paid of its units past `included` (taken from the wallet already; given
+    /// back if the event is refused).
+    pub(crate) cover: Cover,
     /// Refused by the meter's hard cap; nothing may change.
     pub(crate) refused: bool,
 }
@@ -134,6 +163,17 @@ fn encode<const N: usize>(buffer: &mut Vec<u8>, parts: [&str; N]) {
     }
 }
 
+impl Row {
+    fn allocated(&self) -> Allocated {
+        Allocated {
+            units: self.overage,
+            amount: self.overage_amount,
+            credited: self.credited,
+            credited_amount: self.credited_amount,
+        }
+    }
+}
+
 impl MeterCounters {
     /// The counters of a batch of `requests`: each unique_count value its events carry is
     /// noted, so that a row asks the database about all of them at once.
@@ -167,20 +207,22 @@ impl MeterCounters {
     }
 
     /// Decide one event (id `event_id`, at `at`) on its meter's total and, if counted, its
-    /// group, changing nothing. The cap is decided on the total.
+    /// group, changing nothing but the wallet `credits` pays from (which is given the units
+    /// past `included` and returns what credits paid of them). The cap is decided on the
+    /// total with the `held` units of live reservations, and the credits.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn decide(
         &mut self,
         conn: &Connection,
         meter: &Meter,
         terms: Option<&MeterTerms>,
-        customer: &str,
-        period_start: &str,
+        (customer, period_start): (&str, &str),
         group: Option<&str>,
         value: &MeterValue,
         rate: Option<Decimal>,
-        at: DateTime<Utc>,
-        event_id: i64,
+        (at, event_id): (DateTime<Utc>, i64),
+        held: i64,
+        credits: impl FnOnce(i64) -> Result<Cover>,
     ) -> Result<Decided> {
         let cap = terms
             .filter(|t| t.at_limit == AtLimit::Block)
@@ -195,6 +237,7 @@ impl MeterCounters {
             group: None,
             overage: 0,
             cost: Decimal::ZERO,
+            cover: Cover::default(),
             refused: true,
         };
         // max and latest refuse a value above the limit, whatever it would do to the total.
@@ -207,7 +250,9 @@ impl MeterCounters {
         // A total the event leaves as it is (a value seen, a max not above, an older latest)
         // may still move its group: `ann` seen in one region is new in another.
         let next = self.next(conn, meter, total, value, at, event_id)?;
-        if next.is_some_and(|after| cap.is_some_and(|limit| after > limit)) {
+        let adds = adds_up(meter.aggregation);
+        // A total that adds up may pass the cap by what credits pay for (below).
+        if !adds && next.is_some_and(|after| cap.is_some_and(|limit| after > limit)) {
             return Ok(refused);
         }
         let group = match group {
@@ -217,13 +262,24 @@ impl MeterCounters {
             }
             None => None,
         };
-        let overage = match (terms.and_then(|t| t.included), next) {
-            (Some(included), Some(after)) if adds_up(meter.aggregation) => {
-                let past = |used: i64| used.saturating_sub(included).max(0);
+        // Units past `included` are paid by credits first; what is left is refused by a
+        // cap, billed as overage otherwise. Reservations' units count as used for the cap.
+        let past_included = match (terms.and_then(|t| t.included), next) {
+            (Some(included), Some(after)) if adds => {
+                let past = |used: i64| used.saturating_add(held).saturating_sub(included).max(0);
                 past(after) - past(before)
             }
             _ => 0,
         };
+        let cover = if past_included > 0 {
+            credits(past_included)?
+        } else {
+            Cover::default()
+        };
+        let overage = past_included - cover.covered();
+        if cap.is_some() && overage > 0 {
+            return Ok(Decided { cover, ..refused });
+        }
         // Within the bounds of plans.toml (at most 10^12 units per event, rates at most
         // 10^6 with 12 decimals) the product is exact.
         let cost = rate.map_or(Decimal::ZERO, |rate| rate * Decimal::from(overage));
@@ -234,6 +290,7 @@ impl MeterCounters {
             group,
             overage,
             cost,
+            cover,
             refused: false,
         })
     }
@@ -254,12 +311,14 @@ impl MeterCounters {
         if let Some((row, Some(next))) = decided.group {
             self.commit(row, meter, value, next, at, event_id);
         }
-        if decided.overage > 0 {
+        if decided.overage > 0 || decided.cover.covered() > 0 {
             let group = decided.group.map(|(row, _)| row);
             for row in std::iter::once(decided.total).chain(group) {
                 let row = &mut self.rows[row];
                 row.overage += decided.overage;
                 row.overage_amount += decided.cost;
+                row.credited += decided.cover.covered();
+                row.credited_amount += decided.cover.money;
                 row.dirty = true;
             }
         }
@@ -360,20 +419,12 @@ impl MeterCounters {
         }
         let [customer, period_start, meter, group] = parts;
         let found: Option<StoredRow> = conn
-            .prepare_cached(
-                "SELECT used, latest_at, latest_id, aggregation, overage_units, overage_amount
-                 FROM meter_counters
-                 WHERE customer_id = ?1 AND period_start = ?2 AND meter_id = ?3 AND group_key = ?4",
-            )?
+            .prepare_cached(&format!(
+                "SELECT {STORED_COLUMNS} FROM meter_counters
+                 WHERE customer_id = ?1 AND period_start = ?2 AND meter_id = ?3 AND group_key = ?4"
+            ))?
             .query_row(params![customer, period_start, meter, group], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                ))
+                stored_row(r, 0)
             })
             .optional()?;
         Ok(self.keep(parts, found))
@@ -390,8 +441,11 @@ impl MeterCounters {
         let overage = found.as_ref().map_or(0, |f| f.4);
         let overage_amount = found
             .as_ref()
-            .and_then(|f| f.5.parse().ok())
-            .unwrap_or(Decimal::ZERO);
+            .map_or(Decimal::ZERO, |f| super::standing::stored_amount(&f.5));
+        let credited = found.as_ref().map_or(0, |f| f.6);
+        let credited_amount = found
+            .as_ref()
+            .map_or(Decimal::ZERO, |f| super::standing::stored_amount(&f.7));
         let (used, latest) = match found {
             Some((used, at, id, ..)) => (
                 used,
@@ -418,6 +472,8 @@ impl MeterCounters {
             prefetched: false,
             overage,
             overage_amount,
+            credited,
+            credited_amount,
         });
         self.index.insert(self.scratch.clone(), position);
         position
@@ -449,9 +505,7 @@ impl MeterCounters {
                         .copied()
                         .collect();
                     let mut stmt = conn.prepare_cached(&format!(
-                        "SELECT customer_id, period_start, meter_id,
-                                used, latest_at, latest_id, aggregation, overage_units,
-                                overage_amount
+                        "SELECT customer_id, period_start, meter_id, {STORED_COLUMNS}
                          FROM meter_counters
                          WHERE customer_id IN ({customer_list}) AND period_start IN ({start_list})
                            AND meter_id IN ({meter_list}) AND group_key = ''"
@@ -459,15 +513,7 @@ impl MeterCounters {
                     let mut rows = stmt.query(params.as_slice())?;
                     while let Some(r) = rows.next()? {
                         let key = (r.get(0)?, r.get(1)?, r.get(2)?);
-                        let row = (
-                            r.get(3)?,
-                            r.get(4)?,
-                            r.get(5)?,
-                            r.get(6)?,
-                            r.get(7)?,
-                            r.get(8)?,
-                        );
-                        found.insert(key, row);
+                        found.insert(key, stored_row(&r, 3)?);
                     }
                 }
             }
@@ -483,25 +529,23 @@ impl MeterCounters {
         Ok(())
     }
 
-    /// The units past `included` and their cost allocated so far to the total of `decided`'s
-    /// meter.
-    pub(crate) fn allocated(&self, decided: &Decided) -> (i64, Decimal) {
-        let row = &self.rows[decided.total];
-        (row.overage, row.overage_amount)
+    /// What was allocated so far of the units past `included` of `decided`'s meter's total.
+    pub(crate) fn allocated(&self, decided: &Decided) -> Allocated {
+        self.rows[decided.total].allocated()
     }
 
     /// `meter`'s total in the customer's period with what was allocated of it past
-    /// `included` (units, cost), with this batch's events so far.
+    /// `included`, with this batch's events so far.
     pub(crate) fn priced_total(
         &mut self,
         conn: &Connection,
         customer: &str,
         period_start: &str,
         meter: &str,
-    ) -> Result<(i64, i64, Decimal)> {
+    ) -> Result<(i64, Allocated)> {
         let row = self.row(conn, [customer, period_start, meter, ""])?;
         let row = &self.rows[row];
-        Ok((row.used, row.overage, row.overage_amount))
+        Ok((row.used, row.allocated()))
     }
 
     /// True when this unique_count row has counted `text` already. The first question of a
@@ -549,9 +593,15 @@ impl MeterCounters {
             .filter(|&i| self.rows[i].dirty)
             .collect();
         for chunk in dirty.chunks(ROWS_PER_UPSERT) {
-            let amounts: Vec<String> = chunk
+            let amounts: Vec<(String, String)> = chunk
                 .iter()
-                .map(|&i| self.rows[i].overage_amount.normalize().to_string())
+                .map(|&i| {
+                    let row = &self.rows[i];
+                    (
+                        row.overage_amount.normalize().to_string(),
+                        row.credited_amount.normalize().to_string(),
+                    )
+                })
                 .collect();
             let latest: Vec<(Option<String>, Option<i64>)> = chunk
                 .iter()
@@ -560,24 +610,29 @@ impl MeterCounters {
                     None => (None, None),
                 })
                 .collect();
-            let mut values: Vec<&dyn Param> = Vec::with_capacity(chunk.len() * 10);
-            for ((&i, (latest_at, latest_id)), amount) in chunk.iter().zip(&latest).zip(&amounts) {
+            let mut values: Vec<&dyn Param> = Vec::with_capacity(chunk.len() * 12);
+            for ((&i, (latest_at, latest_id)), (amount, credited_amount)) in
+                chunk.iter().zip(&latest).zip(&amounts)
+            {
                 let row = &self.rows[i];
-                values.extend(row.key.params(6));
+                values.extend(row.key.params(8));
                 values.extend_from_slice(&[&row.used as &dyn Param, latest_at, latest_id]);
                 values.extend_from_slice(&[&row.aggregation as &dyn Param, &row.overage, amount]);
+                values.extend_from_slice(&[&row.credited as &dyn Param, credited_amount]);
             }
             let sql = format!(
                 "INSERT INTO meter_counters (customer_id, period_start, meter_id, group_key, used,
                                              latest_at, latest_id, aggregation, overage_units,
-                                             overage_amount)
+                                             overage_amount, credited_units, credited_amount)
                  VALUES {}
                  ON CONFLICT (customer_id, period_start, meter_id, group_key) DO UPDATE SET
                      used = excluded.used, latest_at = excluded.latest_at,
                      latest_id = excluded.latest_id, aggregation = excluded.aggregation,
                      overage_units = excluded.overage_units,
-                     overage_amount = excluded.overage_amount",
-                vec!["(?,?,?,?,?,?,?,?,?,?)"; chunk.len()].join(",")
+                     overage_amount = excluded.overage_amount,
+                     credited_units = excluded.credited_units,
+                     credited_amount = excluded.credited_amount",
+                vec!["(?,?,?,?,?,?,?,?,?,?,?,?)"; chunk.len()].join(",")
             );
             // Cached: SQLite prepares an upsert of several rows slowly, and a batch's row
             // counts repeat (all but its last statement are full).
@@ -606,7 +661,7 @@ impl MeterCounters {
 
 /// True when a meter's total is the sum of what each event added, so the units past
 /// `included` can be told apart by the event (and group) that used them.
-fn adds_up(aggregation: Aggregation) -> bool {
+pub(crate) fn adds_up(aggregation: Aggregation) -> bool {
     matches!(
         aggregation,
         Aggregation::Sum | Aggregation::Count | Aggregation::UniqueCount

@@ -51,24 +51,68 @@ pub(crate) fn standing(
     check
 }
 
-/// A meter_counters row as a check reads it: meter, group key, used, and the units past
-/// `included` its events were allocated with their cost.
-pub(crate) type CounterCells = (String, String, i64, i64, String);
+/// A meter_counters row as a check reads it: meter, group key, used, the units past
+/// `included` its events were allocated as overage with their cost, and those credits paid
+/// for with the money they took.
+pub(crate) type CounterCells = (String, String, i64, i64, String, i64, String);
 
-/// `check` priced as its events were when recorded: the units past `included` they were
-/// allocated at their own rates (`units`, `amount`), the rest (counted before prices per
-/// dimension, or on a max or latest meter, whose units are not any event's) at
-/// `overage_rate`.
-pub(crate) fn priced(
-    mut check: UsageCheck,
-    units: i64,
-    amount: rust_decimal::Decimal,
-) -> UsageCheck {
-    if units > 0 {
-        let rest = check.overage_units.saturating_sub(units).max(0);
+/// The columns of `CounterCells`, in order.
+pub(crate) const CELL_COLUMNS: &str = "meter_id, group_key, used, overage_units, \
+     overage_amount, credited_units, credited_amount";
+
+/// `CounterCells` from the 7 columns starting at `first`.
+pub(crate) fn cells(r: &crate::db::Row, first: usize) -> Result<CounterCells> {
+    Ok((
+        r.get(first)?,
+        r.get(first + 1)?,
+        r.get(first + 2)?,
+        r.get(first + 3)?,
+        r.get(first + 4)?,
+        r.get(first + 5)?,
+        r.get(first + 6)?,
+    ))
+}
+
+/// What a counter row's events were allocated of their units past `included`, as they were
+/// recorded: billed as overage (`units`, costing `amount`), or paid by credits (`credited`,
+/// of which money grants paid `credited_amount`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Allocated {
+    pub units: i64,
+    pub amount: rust_decimal::Decimal,
+    pub credited: i64,
+    pub credited_amount: rust_decimal::Decimal,
+}
+
+impl Allocated {
+    /// From a row's stored columns.
+    pub(crate) fn stored(units: i64, amount: &str, credited: i64, credited_amount: &str) -> Self {
+        Allocated {
+            units,
+            amount: stored_amount(amount),
+            credited,
+            credited_amount: stored_amount(credited_amount),
+        }
+    }
+}
+
+/// `check` priced as its events were when recorded: the units past `included` that credits
+/// paid for are not billed, those allocated at their own rates cost what they were allocated
+/// (`units`, `amount`), and the rest (counted before prices per dimension, or on a max or
+/// latest meter, whose units are not any event's) cost `overage_rate`.
+pub(crate) fn priced(mut check: UsageCheck, allocated: Allocated) -> UsageCheck {
+    check.credited_units = allocated.credited;
+    check.credited_amount = allocated.credited_amount.normalize();
+    if allocated.units > 0 || allocated.credited > 0 {
+        let billed = check
+            .overage_units
+            .saturating_sub(allocated.credited)
+            .max(0);
+        let rest = billed.saturating_sub(allocated.units).max(0);
         let rest = check.overage_rate.unwrap_or_default() * rust_decimal::Decimal::from(rest);
+        check.overage_units = billed;
         // One spelling of an amount, however it was added up ("0.00203", not "0.002030").
-        check.overage_amount = (amount + rest).normalize();
+        check.overage_amount = (allocated.amount + rest).normalize();
     }
     check
 }
@@ -190,12 +234,12 @@ impl<'c> Frame<'c> {
     /// customer-period's rows, not one per meter.
     pub(crate) fn meter_checks(&self, conn: &Connection) -> Result<Vec<MeterCheck>> {
         let found: Vec<CounterCells> = conn
-            .prepare_cached(
-                "SELECT meter_id, group_key, used, overage_units, overage_amount
-                 FROM meter_counters WHERE customer_id = ?1 AND period_start = ?2",
-            )?
+            .prepare_cached(&format!(
+                "SELECT {CELL_COLUMNS}
+                 FROM meter_counters WHERE customer_id = ?1 AND period_start = ?2"
+            ))?
             .query_map(params![self.customer, format_ts(self.period.start)], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                cells(r, 0)
             })?
             .collect::<Result<_>>()?;
         Ok(self.meter_checks_of(found))
@@ -205,14 +249,13 @@ impl<'c> Frame<'c> {
     /// and the dashboard's read of one meter.
     pub(crate) fn meter_check(&self, conn: &Connection, meter: &Meter) -> Result<MeterCheck> {
         let mut found: Vec<CounterCells> = conn
-            .prepare_cached(
-                "SELECT meter_id, group_key, used, overage_units, overage_amount
-                 FROM meter_counters
-                 WHERE customer_id = ?1 AND period_start = ?2 AND meter_id = ?3",
-            )?
+            .prepare_cached(&format!(
+                "SELECT {CELL_COLUMNS} FROM meter_counters
+                 WHERE customer_id = ?1 AND period_start = ?2 AND meter_id = ?3"
+            ))?
             .query_map(
                 params![self.customer, format_ts(self.period.start), meter.id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                |r| cells(r, 0),
             )?
             .collect::<Result<_>>()?;
         sort_cells(&mut found);
@@ -235,21 +278,23 @@ impl<'c> Frame<'c> {
     /// `meter`'s check from its rows (`sort_cells` order): the total row priced by
     /// [`priced`], the group rows as they are stored.
     fn meter_check_of(&self, meter: &Meter, rows: &[CounterCells]) -> MeterCheck {
-        let mut total = (0, 0, rust_decimal::Decimal::ZERO);
+        let mut total = (0, Allocated::default());
         let mut groups = Vec::new();
-        for (_, key, used, units, amount) in rows {
+        for (_, key, used, units, amount, credited, credited_amount) in rows {
             if key.is_empty() {
-                total = (*used, *units, stored_amount(amount));
+                let allocated = Allocated::stored(*units, amount, *credited, credited_amount);
+                total = (*used, allocated);
             } else {
                 groups.push(group_usage(key, *used, *units, amount));
             }
         }
-        let (used, units, amount) = total;
+        let (used, allocated) = total;
         MeterCheck {
             meter: meter.id.clone(),
             aggregation: meter.aggregation,
-            check: priced(self.check(meter, used), units, amount),
+            check: priced(self.check(meter, used), allocated),
             groups,
+            credits: None,
         }
     }
 
@@ -346,7 +391,7 @@ fn checks_at_once(
         params.extend(id_params);
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {}, mc.period_start, mc.meter_id, mc.group_key, mc.used,
-                    mc.overage_units, mc.overage_amount
+                    mc.overage_units, mc.overage_amount, mc.credited_units, mc.credited_amount
              FROM customers c LEFT JOIN meter_counters mc
                  ON mc.customer_id = c.id AND mc.period_start >= ?
              WHERE c.id IN ({list})",
@@ -360,8 +405,7 @@ fn checks_at_once(
                 Entry::Vacant(slot) => slot.insert((crate::customers::from_row(&r)?, Vec::new())),
             };
             if let Some(start) = r.get::<_, Option<String>>(6)? {
-                let cells = (r.get(7)?, r.get(8)?, r.get(9)?, r.get(10)?, r.get(11)?);
-                counters.push((start, cells));
+                counters.push((start, cells(&r, 7)?));
             }
         }
     }
@@ -440,6 +484,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<HashMap<String, Result<MeteredCheck>>> {
         let mut answers = HashMap::with_capacity(ids.len());
+        let credits = crate::credits::in_use(&self.conn)?;
         for (id, answer) in checks_at_once(&self.conn, config, ids, now)? {
             let answer = match answer {
                 Some(answer) => answer,
@@ -451,6 +496,13 @@ impl Store {
                     snapshot.finish()?;
                     check
                 }
+            };
+            let answer = match answer {
+                Ok(mut check) if credits => {
+                    crate::credits::with_credits(&self.conn, config, &mut check, now)?;
+                    Ok(check)
+                }
+                answer => answer,
             };
             match answer {
                 Err(e) if e.is_database() => return Err(e),

@@ -1,0 +1,365 @@
+//! A customer's credits as the record path spends them: the grants in effect with what each
+//! has left, in burn order, less what live reservations hold. A record batch reads a
+//! customer's wallet once, while it holds the write lock, and decides every event on it in
+//! memory; the burns become ledger entries written with the batch, so a credit is spent
+//! inside the same transaction as the cap is decided, and never twice.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
+
+use super::{Grant, burn_order, decimal};
+use crate::Result;
+use crate::billing::format_ts;
+use crate::db::{Connection, Param, params};
+use meterline_core::{Amounts, Credits, Expiring};
+
+/// A grant the wallet can spend from.
+struct Spendable {
+    id: i64,
+    /// `None`: money.
+    meter: Option<String>,
+    remaining: Decimal,
+    expires_at: Option<String>,
+}
+
+/// What one grant gave towards one event on one meter, and what it had left after.
+#[derive(Debug, Clone, Copy)]
+struct Take {
+    grant: usize,
+    amount: Decimal,
+    remaining: Decimal,
+}
+
+/// What credits paid of the units one event used past a meter's `included`: `units` from
+/// grants of that meter's units, `money_units` from money grants at the units' rate
+/// (`money`). Taken from the wallet when decided; given back (`Wallet::undo`) if the event is
+/// refused after all.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Cover {
+    pub(crate) units: i64,
+    pub(crate) money_units: i64,
+    pub(crate) money: Decimal,
+    takes: Vec<Take>,
+}
+
+impl Cover {
+    /// Every unit credits paid for.
+    pub(crate) fn covered(&self) -> i64 {
+        self.units.saturating_add(self.money_units)
+    }
+}
+
+/// What live reservations hold of a customer's credits, and of each meter's total.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Held {
+    pub(crate) money: Decimal,
+    /// Meter -> units of its unit grants held.
+    pub(crate) credit_units: HashMap<String, i64>,
+    /// Period start × meter -> units held on that total.
+    pub(crate) units: HashMap<(String, String), i64>,
+}
+
+/// One customer's spendable credits.
+#[derive(Default)]
+pub(crate) struct Wallet {
+    grants: Vec<Spendable>,
+    held: Held,
+}
+
+impl Wallet {
+    /// The grants of `customer` in effect at `now` with something left, in burn order, and
+    /// what its live reservations hold.
+    pub(crate) fn load(conn: &Connection, customer: &str, now: DateTime<Utc>) -> Result<Wallet> {
+        let at = format_ts(now);
+        let mut grants: Vec<(Grant, Decimal)> = conn
+            .prepare_cached(&format!(
+                "SELECT {}, (SELECT l.remaining FROM credit_ledger l WHERE l.grant_id = g.id
+                             ORDER BY l.id DESC LIMIT 1)
+                 FROM credit_grants g
+                 WHERE g.customer_id = ?1 AND g.effective_at <= ?2
+                   AND (g.expires_at IS NULL OR g.expires_at > ?2)",
+                super::GRANT_COLUMNS
+            ))?
+            .query_map(params![customer, at], |r| {
+                let remaining: Option<String> = r.get(11)?;
+                let remaining = decimal(remaining.as_deref().unwrap_or("0"), "remaining")?;
+                Ok((super::grant_from_row(r)?, remaining))
+            })?
+            .collect::<Result<_>>()?;
+        grants.retain(|(_, remaining)| *remaining > Decimal::ZERO);
+        grants.sort_by(|a, b| burn_order(&a.0, &b.0));
+        Ok(Wallet {
+            grants: grants
+                .into_iter()
+                .map(|(grant, remaining)| Spendable {
+                    id: grant.id,
+                    meter: grant.meter,
+                    remaining,
+                    expires_at: grant.expires_at,
+                })
+                .collect(),
+            held: held(conn, customer, now)?,
+        })
+    }
+
+    /// Money that can still be spent: the money grants' remainders less what is held.
+    pub(crate) fn money_available(&self) -> Decimal {
+        let balance: Decimal = self
+            .grants
+            .iter()
+            .filter(|g| g.meter.is_none())
+            .map(|g| g.remaining)
+            .sum();
+        (balance - self.held.money).max(Decimal::ZERO)
+    }
+
+    /// Units of `meter` that can still be spent: its unit grants' remainders less what is held.
+    pub(crate) fn units_available(&self, meter: &str) -> i64 {
+        let balance: Decimal = self
+            .grants
+            .iter()
+            .filter(|g| g.meter.as_deref() == Some(meter))
+            .map(|g| g.remaining)
+            .sum();
+        let held = self.held.credit_units.get(meter).copied().unwrap_or(0);
+        balance
+            .trunc()
+            .to_i64()
+            .unwrap_or(i64::MAX)
+            .saturating_sub(held)
+            .max(0)
+    }
+
+    /// The money credits as `check --json` shows them, with the money that expires next.
+    pub(crate) fn credits(&self) -> Credits {
+        let mut credits = Credits::default();
+        credits.money.hold(self.held.money);
+        let money = self.grants.iter().filter(|g| g.meter.is_none());
+        for grant in money.clone() {
+            credits.money.add(grant.remaining);
+        }
+        let next = money.clone().filter_map(|g| g.expires_at.as_deref()).min();
+        credits.expires_next = next.map(|at| Expiring {
+            amount: money
+                .filter(|g| g.expires_at.as_deref() == Some(at))
+                .map(|g| g.remaining)
+                .sum(),
+            at: at.to_string(),
+        });
+        credits
+    }
+
+    /// `meter`'s unit credits, if the customer has any.
+    pub(crate) fn unit_amounts(&self, meter: &str) -> Option<Amounts> {
+        let mut grants = self
+            .grants
+            .iter()
+            .filter(|g| g.meter.as_deref() == Some(meter))
+            .peekable();
+        grants.peek()?;
+        let mut amounts = Amounts::default();
+        amounts.hold(Decimal::from(
+            self.held.credit_units.get(meter).copied().unwrap_or(0),
+        ));
+        for grant in grants {
+            amounts.add(grant.remaining);
+        }
+        Some(amounts)
+    }
+
+    /// Units held by live reservations on `meter`'s total in the period starting `start`.
+    pub(crate) fn held_on(&self, period_start: &str, meter: &str) -> i64 {
+        self.held
+            .units
+            .get(&(period_start.to_string(), meter.to_string()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Pay for as many of `units` (past `meter`'s included, each at `rate`) as the credits
+    /// can: grants of the meter's units first, then money, whole units only, from the grants
+    /// in burn order. Taken now.
+    pub(crate) fn cover(&mut self, meter: &str, units: i64, rate: Option<Decimal>) -> Cover {
+        let mut cover = Cover::default();
+        let from_units = self.units_available(meter).min(units);
+        cover.units = from_units;
+        self.take(&mut cover, Some(meter), Decimal::from(from_units));
+        let rest = units - from_units;
+        if let Some(rate) = rate.filter(|r| *r > Decimal::ZERO)
+            && rest > 0
+        {
+            let available = self.money_available();
+            // Whole units: the most whose price the money pays in full.
+            let mut affordable = available
+                .checked_div(rate)
+                .map_or(0, |q| q.trunc().to_i64().unwrap_or(i64::MAX));
+            affordable = affordable.min(rest);
+            while affordable > 0 && rate * Decimal::from(affordable) > available {
+                affordable -= 1;
+            }
+            cover.money_units = affordable;
+            cover.money = rate * Decimal::from(affordable);
+            let money = cover.money;
+            self.take(&mut cover, None, money);
+        }
+        cover
+    }
+
+    /// Take `amount` from the grants of `meter` (`None`: money) in burn order.
+    fn take(&mut self, cover: &mut Cover, meter: Option<&str>, mut amount: Decimal) {
+        for (i, grant) in self.grants.iter_mut().enumerate() {
+            if amount <= Decimal::ZERO {
+                break;
+            }
+            if grant.meter.as_deref() != meter || grant.remaining <= Decimal::ZERO {
+                continue;
+            }
+            let taken = amount.min(grant.remaining);
+            grant.remaining -= taken;
+            amount -= taken;
+            cover.takes.push(Take {
+                grant: i,
+                amount: taken,
+                remaining: grant.remaining,
+            });
+        }
+    }
+
+    /// Give back what `cover` took: its event was refused.
+    pub(crate) fn undo(&mut self, cover: &Cover) {
+        for take in cover.takes.iter().rev() {
+            self.grants[take.grant].remaining += take.amount;
+        }
+    }
+}
+
+/// What `customer`'s live reservations hold at `now`.
+fn held(conn: &Connection, customer: &str, now: DateTime<Utc>) -> Result<Held> {
+    let mut held = Held::default();
+    let rows: Vec<(String, String, i64, i64, String)> = conn
+        .prepare_cached(
+            "SELECT r.period_start, h.meter_id, h.units, h.credit_units, h.credit_amount
+             FROM reservations r JOIN reservation_holds h ON h.reservation_id = r.id
+             WHERE r.customer_id = ?1 AND r.ended_at IS NULL AND r.expires_at > ?2",
+        )?
+        .query_map(params![customer, format_ts(now)], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?
+        .collect::<Result<_>>()?;
+    for (period_start, meter, units, credit_units, credit_amount) in rows {
+        held.money += decimal(&credit_amount, "reservation_holds.credit_amount")?;
+        *held.credit_units.entry(meter.clone()).or_default() += credit_units;
+        *held.units.entry((period_start, meter)).or_default() += units;
+    }
+    Ok(held)
+}
+
+/// A burn to write: one grant's part of one event on one meter.
+struct Burn {
+    customer: String,
+    grant_id: i64,
+    amount: Decimal,
+    remaining: Decimal,
+    event_id: i64,
+}
+
+/// The wallets of one record batch's customers, read on first use, and the burns its events
+/// made, written with the batch.
+#[derive(Default)]
+pub(crate) struct Wallets {
+    /// False when the database has no grant and no live reservation: nothing to read.
+    enabled: bool,
+    wallets: HashMap<String, Wallet>,
+    burns: Vec<Burn>,
+}
+
+/// Ledger entries per INSERT (7 parameters each).
+const BURNS_PER_INSERT: usize = 100;
+
+impl Wallets {
+    pub(crate) fn new(enabled: bool) -> Wallets {
+        Wallets {
+            enabled,
+            ..Wallets::default()
+        }
+    }
+
+    /// `customer`'s wallet, read on first use; `None` when there are no credits to read.
+    pub(crate) fn of(
+        &mut self,
+        conn: &Connection,
+        customer: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<&mut Wallet>> {
+        if !self.enabled {
+            return Ok(None);
+        }
+        if !self.wallets.contains_key(customer) {
+            let wallet = Wallet::load(conn, customer, now)?;
+            self.wallets.insert(customer.to_string(), wallet);
+        }
+        Ok(self.wallets.get_mut(customer))
+    }
+
+    /// Give back what `cover` took from `customer`'s wallet.
+    pub(crate) fn undo(&mut self, customer: &str, cover: &Cover) {
+        if let Some(wallet) = self.wallets.get_mut(customer) {
+            wallet.undo(cover);
+        }
+    }
+
+    /// `cover` was spent by event `event_id`: its ledger entries, written by `flush`.
+    pub(crate) fn burn(&mut self, customer: &str, cover: &Cover, event_id: i64) {
+        let Some(wallet) = self.wallets.get(customer) else {
+            return;
+        };
+        for take in &cover.takes {
+            self.burns.push(Burn {
+                customer: customer.to_string(),
+                grant_id: wallet.grants[take.grant].id,
+                amount: -take.amount,
+                remaining: take.remaining,
+                event_id,
+            });
+        }
+    }
+
+    /// Write the batch's burns, several to an INSERT.
+    pub(crate) fn flush(&mut self, conn: &Connection, written_at: &str) -> Result<()> {
+        let written_at = written_at.to_string();
+        for chunk in self.burns.chunks(BURNS_PER_INSERT) {
+            let texts: Vec<(String, String)> = chunk
+                .iter()
+                .map(|b| {
+                    (
+                        b.amount.normalize().to_string(),
+                        b.remaining.normalize().to_string(),
+                    )
+                })
+                .collect();
+            let mut values: Vec<&dyn Param> = Vec::with_capacity(chunk.len() * 6);
+            for (burn, (amount, remaining)) in chunk.iter().zip(&texts) {
+                values.extend_from_slice(&[
+                    &burn.customer as &dyn Param,
+                    &burn.grant_id,
+                    amount,
+                    remaining,
+                    &written_at,
+                    &burn.event_id,
+                ]);
+            }
+            let sql = format!(
+                "INSERT INTO credit_ledger (customer_id, grant_id, kind, amount, remaining,
+                                            written_at, event_id)
+                 VALUES {}",
+                vec!["(?, ?, 'burn', ?, ?, ?, ?)"; chunk.len()].join(",")
+            );
+            conn.prepare_cached(&sql)?.execute(values.as_slice())?;
+        }
+        self.burns.clear();
+        Ok(())
+    }
+}
