@@ -24,6 +24,7 @@ mod check;
 mod completions;
 mod copy_to;
 mod credits;
+mod reserve;
 mod customer;
 mod dashboard;
 mod demo;
@@ -110,6 +111,13 @@ pub enum Command {
     Members(members::Args),
     /// Prepaid credits: a customer's balance, or grant, ledger, void.
     Credits(credits::Args),
+    /// Hold what an event would use before the work (exit 3 when a record of it would be
+    /// refused); prints the reservation id.
+    Reserve(reserve::ReserveArgs),
+    /// Record what a reserved event really used and free its hold.
+    Settle(reserve::SettleArgs),
+    /// Free a reservation's hold.
+    Release(reserve::ReleaseArgs),
     /// Add, change or list customers.
     #[command(subcommand)]
     Customer(customer::Command),
@@ -250,6 +258,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Members(args)) => members::exec(&ctx, args),
         Some(Command::Customer(command)) => customer::exec(&ctx, command),
         Some(Command::Credits(args)) => credits::exec(&ctx, args),
+        Some(Command::Reserve(args)) => reserve::reserve(&ctx, args),
+        Some(Command::Settle(args)) => reserve::settle(&ctx, args),
+        Some(Command::Release(args)) => reserve::release(&ctx, args),
         Some(Command::Plans(args)) => plans::exec(&ctx, args),
         Some(Command::Demo(args)) => demo::exec(&ctx, args),
         Some(Command::Reconcile(args)) => reconcile::exec(&ctx, args),

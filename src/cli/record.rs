@@ -47,7 +47,7 @@ pub struct Args {
 }
 
 /// The `--property` pairs as properties; a key given twice is a mistake, not "the last wins".
-fn unique_properties(pairs: Vec<(String, String)>) -> Result<meterline_core::Properties> {
+pub(super) fn unique_properties(pairs: Vec<(String, String)>) -> Result<meterline_core::Properties> {
     let mut properties = meterline_core::Properties::new();
     for (key, value) in pairs {
         if properties.contains_key(&key) {
@@ -62,7 +62,7 @@ fn unique_properties(pairs: Vec<(String, String)>) -> Result<meterline_core::Pro
 }
 
 /// `KEY=VALUE`, split at the first `=`.
-fn property(text: &str) -> std::result::Result<(String, String), String> {
+pub(super) fn property(text: &str) -> std::result::Result<(String, String), String> {
     text.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .ok_or_else(|| format!("\"{text}\" is not KEY=VALUE"))

@@ -27,6 +27,12 @@ pub enum Error {
          `meterline customer unarchive {0}` takes it back"
     )]
     CustomerArchived(String),
+    /// No reservation has this id (the HTTP server answers 404).
+    #[error("unknown reservation \"{}\"; `meterline reserve` prints a reservation's id", sanitize(.0))]
+    UnknownReservation(String),
+    /// A settle of a released reservation, or a release of a settled one (409).
+    #[error("{0}")]
+    ReservationEnded(String),
     /// An idempotency key reused with other parameters (the HTTP server answers 409).
     #[error("{0}")]
     IdempotencyConflict(String),
@@ -130,6 +136,8 @@ impl Error {
             | Error::UnknownPlan { .. }
             | Error::InvalidInput(_)
             | Error::IdempotencyConflict(_)
+            | Error::UnknownReservation(_)
+            | Error::ReservationEnded(_)
             | Error::PlanMissing { .. }
             | Error::CustomerArchived(_)
             | Error::MissingApiKey

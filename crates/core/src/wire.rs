@@ -32,7 +32,7 @@ pub struct EventIn {
 }
 
 /// A JSON object of strings and numbers as the event's properties.
-fn properties<'de, D: serde::Deserializer<'de>>(
+pub fn properties<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
 ) -> Result<crate::Properties, D::Error> {
     let object = serde_json::Map::<String, serde_json::Value>::deserialize(deserializer)?;

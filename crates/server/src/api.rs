@@ -19,13 +19,16 @@ use super::{AppState, MAX_BATCH, MAX_BODY, auth, read};
 use crate::RecordOutcome;
 use meterline_core::wire::{EventIn, EventOut, status_of};
 
-const ROUTES: [&str; 11] = [
+const ROUTES: [&str; 14] = [
     "/healthz",
     "/metrics",
     "/v1/events",
     "/v1/events/batch",
     "/v1/customers/{id}/check",
     "/v1/customers/{id}/credits",
+    "/v1/reservations",
+    "/v1/reservations/{id}",
+    "/v1/reservations/{id}/settle",
     "/v1/status",
     super::compat::STRIPE_METER_EVENTS,
     super::compat::OPENMETER_EVENTS,
@@ -41,6 +44,18 @@ pub(crate) fn router(state: AppState, request_timeout: Duration) -> Router {
         .route(
             "/v1/customers/{id}/credits",
             get(super::credits::get_credits).post(super::credits::post_credits),
+        )
+        .route(
+            "/v1/reservations",
+            post(super::reservations::post_reservation),
+        )
+        .route(
+            "/v1/reservations/{id}",
+            axum::routing::delete(super::reservations::delete_reservation),
+        )
+        .route(
+            "/v1/reservations/{id}/settle",
+            post(super::reservations::post_settle),
         )
         .route("/v1/status", get(get_status))
         .route("/metrics", get(get_metrics))

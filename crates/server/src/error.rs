@@ -76,6 +76,8 @@ impl From<Error> for ApiError {
             Error::UnknownCustomer(_) => (StatusCode::NOT_FOUND, "unknown_customer"),
             Error::InvalidInput(_) => (StatusCode::BAD_REQUEST, "invalid_input"),
             Error::IdempotencyConflict(_) => (StatusCode::CONFLICT, "idempotency_conflict"),
+            Error::UnknownReservation(_) => (StatusCode::NOT_FOUND, "unknown_reservation"),
+            Error::ReservationEnded(_) => (StatusCode::CONFLICT, "reservation_ended"),
             Error::UnknownPlan { .. } | Error::PlanMissing { .. } => {
                 (StatusCode::CONFLICT, "plan_missing")
             }

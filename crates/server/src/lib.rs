@@ -21,6 +21,7 @@ mod body;
 mod checks;
 mod compat;
 mod credits;
+mod reservations;
 mod encoding;
 mod error;
 mod keep_alive;

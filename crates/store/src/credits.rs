@@ -500,6 +500,7 @@ impl Store {
             })?
             .filter(|g| g.as_ref().map_or(true, |g| !g.remaining.is_zero()))
             .collect::<Result<Vec<_>>>()?;
+        let held = wallet::held(&read, customer, now)?;
         read.finish()?;
         grants.sort_by(|a, b| burn_order(&a.grant, &b.grant));
         let mut balance = CreditBalance {
@@ -517,6 +518,14 @@ impl Store {
                     .or_default()
                     .add(live.remaining),
             }
+        }
+        balance.money.hold(held.money);
+        for (meter, units) in held.credit_units {
+            balance
+                .units
+                .entry(meter)
+                .or_default()
+                .hold(Decimal::from(units));
         }
         balance.grants = grants;
         Ok(balance)

@@ -63,6 +63,7 @@ mod outbox;
 mod reconcile;
 pub mod record;
 mod reports;
+mod reservations;
 mod status;
 mod sync_runs;
 mod tokens;
@@ -97,6 +98,10 @@ pub use meters::stripe::{EventNamed, Formula, Route, StripeMeters};
 pub use outbox::{
     EventOutcome, OutboxCursor, OutboxEvent, OutboxGroup, OutboxUnit, OutboxWindow, StripeCounts,
     StripeState,
+};
+pub use reservations::{
+    DEFAULT_TTL_SECS, HeldMeter, MAX_TTL_SECS, NewReservation, Released, Reservation, Reserved,
+    Settled,
 };
 pub use reconcile::{ReconcileRow, ReconcileRun, Reported, StripeChecks};
 pub use reports::{HeldReport, InDoubt, ReportPlan};

@@ -273,49 +273,81 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(Behavior::ImmediateByKey)?;
-        let (last_event_id, terms_pending, credits) = batch_start(&tx)?;
-        if terms_pending {
-            fill_pending_terms(&tx, config)?;
-        }
-        let stored_keys = Original::find_all(
-            &tx,
-            requests.iter().filter_map(|r| r.idempotency_key.as_ref()),
-        )?;
-        let mut meters = MeterCounters::for_batch(config, requests);
-        let (customers, counters) = read_ahead(&tx, config, requests, &mut meters, now)?;
-        let mut batch = Batch {
-            stored_keys,
-            conn: &tx,
-            config,
-            now,
-            recorded_at: format_ts(now),
-            customers,
-            counters,
-            meters,
-            members: Members::default(),
-            events: NewEvents::after(last_event_id),
-            wallets: crate::credits::Wallets::new(credits),
-        };
-        let mut results = Vec::with_capacity(requests.len());
-        for req in requests {
-            match batch.record(req) {
-                // A database failure is the batch's failure: dropping `tx` rolls everything back.
-                Err(refusal) if refusal.error.is_database() => return Err(refusal.error),
-                other => results.push(other),
-            }
-        }
+        let (results, batch) = decide_in(&tx, config, requests, now, Mode::Record)?;
         if !commit(&results) {
             return Ok((results, false));
         }
-        batch.counters.flush(&tx)?;
-        batch.meters.flush(&tx)?;
-        batch.members.flush(&tx)?;
-        batch.wallets.flush(&tx, &batch.recorded_at)?;
-        batch.events.write(&tx, &batch.recorded_at)?;
-        drop(batch);
+        batch.write()?;
         tx.commit()?;
         Ok((results, true))
     }
+}
+
+/// What a pass does with the events it decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Count them.
+    Record,
+    /// Decide each as a record would and hold what it would use, counting nothing (`reserve`).
+    Reserve,
+    /// Count them whatever the caps say: the work was done (`settle`).
+    Settle,
+}
+
+/// What a reserved event would use of one meter: the units it would add to its total, and
+/// the credits that would pay for those past `included`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Hold {
+    pub meter: String,
+    pub units: i64,
+    pub credit_units: i64,
+    pub credit_amount: rust_decimal::Decimal,
+}
+
+/// Decide `requests` in order inside `tx` (which must hold the write lock), as `mode` says;
+/// nothing is written until [`Batch::write`].
+pub(crate) fn decide_in<'t, 'c>(
+    tx: &'t Connection,
+    config: &'c Config,
+    requests: &[RecordRequest],
+    now: DateTime<Utc>,
+    mode: Mode,
+) -> Result<(Vec<Decision>, Batch<'t, 'c>)> {
+    let (last_event_id, terms_pending, credits) = batch_start(tx)?;
+    if terms_pending {
+        fill_pending_terms(tx, config)?;
+    }
+    let stored_keys = Original::find_all(
+        tx,
+        requests.iter().filter_map(|r| r.idempotency_key.as_ref()),
+    )?;
+    let mut meters = MeterCounters::for_batch(config, requests);
+    let (customers, counters) = read_ahead(tx, config, requests, &mut meters, now)?;
+    let mut batch = Batch {
+        stored_keys,
+        conn: tx,
+        config,
+        now,
+        recorded_at: format_ts(now),
+        customers,
+        counters,
+        meters,
+        members: Members::default(),
+        events: NewEvents::after(last_event_id),
+        wallets: crate::credits::Wallets::new(credits),
+        mode,
+        holds: Vec::new(),
+    };
+    let mut results = Vec::with_capacity(requests.len());
+    for req in requests {
+        match batch.record(req) {
+            // A database failure is the batch's failure: dropping the transaction rolls
+            // everything back.
+            Err(refusal) if refusal.error.is_database() => return Err(refusal.error),
+            other => results.push(other),
+        }
+    }
+    Ok((results, batch))
 }
 
 /// The batch's customers, their counter rows and their meters' totals, read before its first
@@ -493,11 +525,20 @@ struct Priced {
 }
 
 impl Priced {
-    fn of(terms: &crate::config::MeterTerms, properties: &meterline_core::Properties) -> Priced {
+    fn of(
+        terms: &crate::config::MeterTerms,
+        properties: &meterline_core::Properties,
+        mode: Mode,
+    ) -> Priced {
         Priced {
             terms: crate::config::MeterTerms {
                 included: terms.included,
-                at_limit: terms.at_limit,
+                // A settle is never refused: the work was done.
+                at_limit: if mode == Mode::Settle {
+                    crate::config::AtLimit::Overage
+                } else {
+                    terms.at_limit
+                },
                 overage_rate: terms.overage_rate,
                 rates: Vec::new(),
             },
@@ -518,7 +559,7 @@ struct Placed {
 }
 
 /// One batch's transaction and what it has read so far.
-struct Batch<'t, 'c> {
+pub(crate) struct Batch<'t, 'c> {
     conn: &'t Connection,
     config: &'c Config,
     now: DateTime<Utc>,
@@ -533,6 +574,22 @@ struct Batch<'t, 'c> {
     members: Members,
     events: NewEvents,
     wallets: crate::credits::Wallets,
+    mode: Mode,
+    /// `Mode::Reserve`: what the last event decided would hold.
+    holds: Vec<Hold>,
+}
+
+impl Batch<'_, '_> {
+    /// Write what the batch counted; what a reservation would hold.
+    pub(crate) fn write(mut self) -> Result<Vec<Hold>> {
+        let conn = self.conn;
+        self.counters.flush(conn)?;
+        self.meters.flush(conn)?;
+        self.members.flush(conn)?;
+        self.wallets.flush(conn, &self.recorded_at)?;
+        self.events.write(conn, &self.recorded_at)?;
+        Ok(self.holds)
+    }
 }
 
 impl<'c> Batch<'_, 'c> {
@@ -640,7 +697,7 @@ impl<'c> Batch<'_, 'c> {
                 .iter()
                 .map(|m| {
                     let terms = counter.meter_terms.get(&m.id);
-                    terms.map(|t| Priced::of(t, &req.properties))
+                    terms.map(|t| Priced::of(t, &req.properties, self.mode))
                 })
                 .collect(),
             period_start: counter.period_start.clone(),
@@ -775,6 +832,9 @@ impl<'c> Batch<'_, 'c> {
             };
             return Ok((outcome, 0));
         }
+        if self.mode == Mode::Reserve {
+            return Ok((self.hold(meters, &customer_id, &decided, standing), 0));
+        }
         let mut fed = Vec::with_capacity(meters.len());
         for (i, ((meter, value), d)) in meters.iter().zip(values).zip(&decided).enumerate() {
             let event_id = id_of(i)?;
@@ -828,6 +888,44 @@ impl<'c> Batch<'_, 'c> {
             refused_by: Vec::new(),
         };
         Ok((outcome, added))
+    }
+
+    /// A reserved event: what it would hold of each meter, counting nothing (what it took
+    /// from the wallet is given back, to be held instead), and each meter's standing with it.
+    fn hold(
+        &mut self,
+        meters: &[&Meter],
+        customer_id: &str,
+        decided: &[crate::meters::counting::Decided],
+        standing: impl Fn(usize, i64) -> crate::billing::UsageCheck,
+    ) -> RecordOutcome {
+        self.holds = meters
+            .iter()
+            .zip(decided)
+            .map(|(meter, d)| Hold {
+                meter: meter.id.clone(),
+                units: if crate::meters::counting::adds_up(meter.aggregation) {
+                    d.after().saturating_sub(d.before)
+                } else {
+                    0
+                },
+                credit_units: d.cover.units,
+                credit_amount: d.cover.money,
+            })
+            .collect();
+        self.undo_covers(customer_id, decided);
+        let checks = (0..meters.len())
+            .map(|i| standing(i, decided[i].after()))
+            .collect();
+        let (check, fed) = standings(meters, checks, 0, true);
+        RecordOutcome {
+            recorded: false,
+            duplicate: false,
+            event_id: None,
+            check,
+            meters: fed,
+            refused_by: Vec::new(),
+        }
     }
 
     /// Give back to the wallet what `decided` took: their event was refused.

@@ -237,7 +237,7 @@ impl Wallet {
 }
 
 /// What `customer`'s live reservations hold at `now`.
-fn held(conn: &Connection, customer: &str, now: DateTime<Utc>) -> Result<Held> {
+pub(super) fn held(conn: &Connection, customer: &str, now: DateTime<Utc>) -> Result<Held> {
     let mut held = Held::default();
     let rows: Vec<(String, String, i64, i64, String)> = conn
         .prepare_cached(
