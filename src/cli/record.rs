@@ -47,7 +47,9 @@ pub struct Args {
 }
 
 /// The `--property` pairs as properties; a key given twice is a mistake, not "the last wins".
-pub(super) fn unique_properties(pairs: Vec<(String, String)>) -> Result<meterline_core::Properties> {
+pub(super) fn unique_properties(
+    pairs: Vec<(String, String)>,
+) -> Result<meterline_core::Properties> {
     let mut properties = meterline_core::Properties::new();
     for (key, value) in pairs {
         if properties.contains_key(&key) {

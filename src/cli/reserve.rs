@@ -4,9 +4,9 @@
 use std::process::ExitCode;
 
 use super::{Context, output};
+use crate::Result;
 use crate::sanitize::sanitize;
 use crate::store::{DEFAULT_TTL_SECS, NewReservation, Reservation, Reserved};
-use crate::Result;
 
 #[derive(Debug, clap::Args)]
 pub struct ReserveArgs {
@@ -145,7 +145,10 @@ pub fn release(ctx: &Context, args: ReleaseArgs) -> Result<ExitCode> {
     if args.json {
         output::print_json(&released)?;
     } else if released.already {
-        outln!("{} was released before; nothing changed", released.reservation.id)?;
+        outln!(
+            "{} was released before; nothing changed",
+            released.reservation.id
+        )?;
     } else {
         outln!("released {}", released.reservation.id)?;
     }
@@ -156,7 +159,11 @@ pub fn release(ctx: &Context, args: ReleaseArgs) -> Result<ExitCode> {
 fn describe(reservation: &Reservation) -> String {
     let mut out = String::new();
     for hold in &reservation.holds {
-        out.push_str(&format!("holds {} {}", output::thousands(hold.units), sanitize(&hold.meter)));
+        out.push_str(&format!(
+            "holds {} {}",
+            output::thousands(hold.units),
+            sanitize(&hold.meter)
+        ));
         if hold.credit_units > 0 {
             out.push_str(&format!(" ({} paid by unit credits)", hold.credit_units));
         }

@@ -104,7 +104,11 @@ fn unit_credits_carry_a_capped_meter_past_its_cap_and_no_further(engine: Engine,
     assert_eq!(m["overage_units"], 0, "a capped meter bills nothing");
     assert_eq!(m["allowed"], false, "credits spent");
     let balance = s.json(&["credits", "acme", "--json"]);
-    assert_eq!(balance["grants"], json!([]), "the grant is spent: {balance}");
+    assert_eq!(
+        balance["grants"],
+        json!([]),
+        "the grant is spent: {balance}"
+    );
     assert_ledger_adds_up(&s);
 }
 

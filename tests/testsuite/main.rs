@@ -66,6 +66,7 @@ mod reconcile;
 mod reconcile_in_doubt;
 mod record_all_or_nothing;
 mod record_keys;
+mod reservations;
 mod serve;
 mod serve_encoding;
 mod serve_kill;

@@ -21,12 +21,12 @@ mod body;
 mod checks;
 mod compat;
 mod credits;
-mod reservations;
 mod encoding;
 mod error;
 mod keep_alive;
 mod listener;
 mod metrics;
+mod reservations;
 mod writer;
 
 use std::cell::RefCell;

@@ -63,7 +63,9 @@ pub(crate) async fn post_reservation(
     let now = state.clock.now();
     let reserved = write(&state, move |store| store.reserve(&config, &request, now)).await?;
     let status = match &reserved {
-        Reserved::Held { duplicate: true, .. } => StatusCode::OK,
+        Reserved::Held {
+            duplicate: true, ..
+        } => StatusCode::OK,
         Reserved::Held { .. } => StatusCode::CREATED,
         Reserved::Refused(_) => StatusCode::PAYMENT_REQUIRED,
     };

@@ -99,12 +99,12 @@ pub use outbox::{
     EventOutcome, OutboxCursor, OutboxEvent, OutboxGroup, OutboxUnit, OutboxWindow, StripeCounts,
     StripeState,
 };
+pub use reconcile::{ReconcileRow, ReconcileRun, Reported, StripeChecks};
+pub use reports::{HeldReport, InDoubt, ReportPlan};
 pub use reservations::{
     DEFAULT_TTL_SECS, HeldMeter, MAX_TTL_SECS, NewReservation, Released, Reservation, Reserved,
     Settled,
 };
-pub use reconcile::{ReconcileRow, ReconcileRun, Reported, StripeChecks};
-pub use reports::{HeldReport, InDoubt, ReportPlan};
 /// Credits' amounts are exact decimals; the crate's users need not depend on rust_decimal.
 pub use rust_decimal::Decimal;
 pub use status::{StatusEntry, StripeStanding};

@@ -203,7 +203,11 @@ fn find(conn: &Connection, id: &str, now: DateTime<Utc>) -> Result<(Reservation,
 }
 
 /// The event a reservation stands for, with `properties`, under `key`.
-fn event_of(reservation: &Reservation, properties: Properties, now: DateTime<Utc>) -> RecordRequest {
+fn event_of(
+    reservation: &Reservation,
+    properties: Properties,
+    now: DateTime<Utc>,
+) -> RecordRequest {
     let mut event = RecordRequest::new(&reservation.customer, 1, now);
     event.at_given = false;
     event.event_type = reservation.event_type.clone();
@@ -220,7 +224,8 @@ fn settled_properties(conn: &Connection, event_id: i64) -> Result<Properties> {
         .optional()?
         .flatten();
     text.map_or(Ok(Properties::new()), |t| {
-        serde_json::from_str(&t).map_err(|e| Error::Corrupt(format!("usage_events.properties: {e}")))
+        serde_json::from_str(&t)
+            .map_err(|e| Error::Corrupt(format!("usage_events.properties: {e}")))
     })
 }
 
@@ -254,7 +259,9 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Reserved> {
         validate(request)?;
-        let tx = self.conn.transaction_with_behavior(Behavior::ImmediateByKey)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(Behavior::ImmediateByKey)?;
         if let Some(key) = &request.key
             && let Some(id) = tx
                 .prepare_cached(
@@ -310,8 +317,13 @@ impl Store {
             holds: Vec::new(),
         };
         let event = event_of(&reservation, request.properties.clone(), now);
-        let (mut results, batch) =
-            decide_in(&tx, config, std::slice::from_ref(&event), now, Mode::Reserve)?;
+        let (mut results, batch) = decide_in(
+            &tx,
+            config,
+            std::slice::from_ref(&event),
+            now,
+            Mode::Reserve,
+        )?;
         let outcome = results
             .pop()
             .ok_or_else(|| Error::Database("a reserve decided nothing".into()))?
@@ -387,7 +399,9 @@ impl Store {
         properties: Option<Properties>,
         now: DateTime<Utc>,
     ) -> Result<Settled> {
-        let tx = self.conn.transaction_with_behavior(Behavior::ImmediateByKey)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(Behavior::ImmediateByKey)?;
         let (reservation, _) = find(&tx, id, now)?;
         if reservation.status == "released" {
             return Err(Error::ReservationEnded(format!(
@@ -414,7 +428,10 @@ impl Store {
         let mut event = event_of(&reservation, properties, now);
         // The reservation's key, else its id: a settle sent twice records once.
         event.idempotency_key = Some(IdempotencyKey {
-            key: reservation.key.clone().unwrap_or_else(|| reservation.id.clone()),
+            key: reservation
+                .key
+                .clone()
+                .unwrap_or_else(|| reservation.id.clone()),
             source: KeySource::Native,
         });
         let (mut results, batch) =
@@ -440,7 +457,9 @@ impl Store {
     /// Free a reservation's hold. Releasing it again changes nothing (`already`); a settled
     /// reservation cannot be released.
     pub fn release(&mut self, id: &str, now: DateTime<Utc>) -> Result<Released> {
-        let tx = self.conn.transaction_with_behavior(Behavior::ImmediateByKey)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(Behavior::ImmediateByKey)?;
         let (reservation, _) = find(&tx, id, now)?;
         match reservation.status.as_str() {
             "released" => {

@@ -214,6 +214,14 @@ impl Client {
         Self::finish(request.call()).unwrap_or_else(|e| panic!("GET {path}: {e}"))
     }
 
+    pub fn delete(&self, path: &str) -> Reply {
+        let mut request = self.agent.delete(format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        Self::finish(request.call()).unwrap_or_else(|e| panic!("DELETE {path}: {e}"))
+    }
+
     /// POST raw bytes with the given headers (a content type, a content encoding, …).
     pub fn send(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
         let mut request = self.agent.post(format!("{}{path}", self.base));

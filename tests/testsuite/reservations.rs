@@ -1,0 +1,352 @@
+//! Reservations: `reserve` holds what a record of the estimate would use (allowance, caps,
+//! credits), every other record and reservation sees the hold as used until it is settled,
+//! released or past its ttl, and `settle` records what the work really used, never refused.
+//! On both engines and both plans.toml shapes, through the real binary and real HTTP.
+
+use serde_json::{Value, json};
+
+use crate::support::cli::Scratch;
+use crate::support::engine::Engine;
+use crate::support::serve::{Server, create_token};
+use crate::support::shapes::{Shape, shape_tests};
+
+shape_tests!(
+    a_hold_counts_against_the_cap_until_settled_with_what_was_used,
+    a_lapsed_hold_counts_for_nothing_and_its_settle_still_records,
+    held_credits_are_not_spent_by_others_and_settle_burns_what_was_used,
+    bad_reservations_are_refused_and_write_nothing,
+    reservations_over_http_race_without_overdrawing,
+);
+
+/// The scratch's clock, and a minute past it.
+const NOW: &str = "2026-11-27T18:00:00Z";
+
+fn scratch(engine: Engine, shape: Shape) -> Scratch {
+    let s = Scratch::shaped(engine, shape);
+    s.add_customer("acme", "free", "2026-11-01");
+    s
+}
+
+/// The arguments that aim a reserve or settle of `n` units at the shape's capped meter.
+fn estimate(shape: Shape, n: i64) -> Vec<String> {
+    let mut args = match shape {
+        Shape::Legacy => vec![],
+        Shape::Meters => vec!["--meter".to_string(), "tokens".to_string()],
+    };
+    args.extend(properties(shape, n));
+    args
+}
+
+/// `--property` arguments for `n` units on the shape's capped meter.
+fn properties(shape: Shape, n: i64) -> Vec<String> {
+    let pairs = match shape {
+        Shape::Legacy => vec![format!("quantity={n}")],
+        Shape::Meters => vec![format!("tokens={n}"), "model=large".to_string()],
+    };
+    pairs
+        .into_iter()
+        .flat_map(|p| ["--property".to_string(), p])
+        .collect()
+}
+
+/// `meterline ARGS` at `now`: exit code, stdout as JSON (Null if not), stderr.
+fn run_at(s: &Scratch, now: &str, args: &[String]) -> (i32, Value, String) {
+    let out = s
+        .cmd()
+        .env("METERLINE_NOW", now)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+fn args(words: &[&str], more: Vec<String>) -> Vec<String> {
+    let mut all: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+    all.extend(more);
+    all.push("--json".to_string());
+    all
+}
+
+/// `reserve acme` of `n` at `now`: exit code and answer.
+fn reserve(s: &Scratch, shape: Shape, n: i64, now: &str) -> (i32, Value) {
+    let (code, answer, _) = run_at(s, now, &args(&["reserve", "acme"], estimate(shape, n)));
+    (code, answer)
+}
+
+fn settle(s: &Scratch, shape: Shape, id: &str, n: i64, now: &str) -> (i32, Value, String) {
+    run_at(s, now, &args(&["settle", id], properties(shape, n)))
+}
+
+fn used(s: &Scratch, shape: Shape) -> i64 {
+    let check = s.json(&["check", "acme", "--json"]);
+    let meter = check["meters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["meter"] == shape.capped_meter())
+        .unwrap()
+        .clone();
+    meter["used"].as_i64().unwrap()
+}
+
+fn count(s: &Scratch, shape: Shape, n: i64) -> i32 {
+    s.record_json("acme", &shape.counting(n)).0
+}
+
+fn reservation_rows(s: &Scratch) -> i64 {
+    s.inspect().number("SELECT COUNT(*) FROM reservations")
+        + s.inspect().number("SELECT COUNT(*) FROM reservation_holds")
+}
+
+fn a_hold_counts_against_the_cap_until_settled_with_what_was_used(engine: Engine, shape: Shape) {
+    let s = scratch(engine, shape);
+    let cap = shape.free_cap();
+    assert_eq!(count(&s, shape, cap - 100), 0);
+    let (code, held) = reserve(&s, shape, 80, NOW);
+    assert_eq!(code, 0, "{held}");
+    let id = held["id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("rsv_"), "{held}");
+    assert_eq!(held["status"], "held");
+    assert_eq!(
+        held["expires_at"], "2026-11-27T18:10:00Z",
+        "10 minutes by default"
+    );
+    let hold = held["holds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["meter"] == shape.capped_meter())
+        .unwrap()
+        .clone();
+    assert_eq!(hold["units"], 80);
+
+    // 20 units are left beside the hold: a reservation or record of more is refused.
+    let rows = reservation_rows(&s);
+    assert_eq!(reserve(&s, shape, 30, NOW).0, 3);
+    assert_eq!(
+        reservation_rows(&s),
+        rows,
+        "a refused reserve holds nothing"
+    );
+    assert_eq!(count(&s, shape, 30), 3);
+    assert_eq!(count(&s, shape, 20), 0);
+    assert_eq!(used(&s, shape), cap - 80, "a hold is not usage");
+
+    // The work used 50: recorded, the hold freed, 30 more fit.
+    let (code, settled, err) = settle(&s, shape, &id, 50, NOW);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(settled["recorded"], true);
+    assert_eq!(settled["lapsed"], false);
+    assert_eq!(settled["reservation"]["status"], "settled");
+    let event = settled["event_id"].as_i64().unwrap();
+    assert_eq!(used(&s, shape), cap - 30);
+    assert_eq!(count(&s, shape, 30), 0);
+
+    // A settle sent again records nothing; a release of a settled one is refused.
+    let (code, again, _) = settle(&s, shape, &id, 50, NOW);
+    assert_eq!(code, 0);
+    assert_eq!(again["duplicate"], true);
+    assert_eq!(again["event_id"], event);
+    let (code, _, err) = run_at(&s, NOW, &args(&["release", &id], vec![]));
+    assert_eq!(code, 2);
+    assert!(err.contains("was settled"), "{err}");
+    assert_eq!(used(&s, shape), cap);
+}
+
+fn a_lapsed_hold_counts_for_nothing_and_its_settle_still_records(engine: Engine, shape: Shape) {
+    let s = scratch(engine, shape);
+    let cap = shape.free_cap();
+    assert_eq!(count(&s, shape, cap - 100), 0);
+    let (code, held, _) = run_at(
+        &s,
+        NOW,
+        &args(&["reserve", "acme", "--ttl", "90s"], estimate(shape, 100)),
+    );
+    assert_eq!(code, 0, "{held}");
+    let id = held["id"].as_str().unwrap().to_string();
+    assert_eq!(reserve(&s, shape, 1, NOW).0, 3, "the hold takes the rest");
+    // 90 seconds on, the hold counts for nothing: no job ended it.
+    let later = "2026-11-27T18:01:30Z";
+    let (code, other) = reserve(&s, shape, 100, later);
+    assert_eq!(code, 0, "{other}");
+    // The lapsed one settles all the same, past the cap: the work was done.
+    let (code, settled, err) = settle(&s, shape, &id, 100, later);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(settled["lapsed"], true);
+    assert_eq!(settled["recorded"], true);
+    assert_eq!(used(&s, shape), cap);
+    // The other is released; releasing it again changes nothing; settling it is refused.
+    let other = other["id"].as_str().unwrap().to_string();
+    let (code, released, _) = run_at(&s, later, &args(&["release", &other], vec![]));
+    assert_eq!((code, released["already"].clone()), (0, json!(false)));
+    let (code, released, _) = run_at(&s, later, &args(&["release", &other], vec![]));
+    assert_eq!((code, released["already"].clone()), (0, json!(true)));
+    let (code, _, err) = settle(&s, shape, &other, 5, later);
+    assert_eq!(code, 2);
+    assert!(err.contains("was released"), "{err}");
+    assert_eq!(used(&s, shape), cap);
+}
+
+fn held_credits_are_not_spent_by_others_and_settle_burns_what_was_used(
+    engine: Engine,
+    shape: Shape,
+) {
+    let s = scratch(engine, shape);
+    let (meter, cap) = (shape.capped_meter(), shape.free_cap());
+    assert_eq!(count(&s, shape, cap), 0);
+    s.json(&[
+        "credits", "grant", "acme", "100", "--meter", meter, "--json",
+    ]);
+    let (code, held) = reserve(&s, shape, 60, NOW);
+    assert_eq!(code, 0, "{held}");
+    let id = held["id"].as_str().unwrap().to_string();
+    let balance = s.json(&["credits", "acme", "--json"]);
+    assert_eq!(balance["units"][meter]["held"], "60");
+    assert_eq!(balance["units"][meter]["available"], "40");
+    // 40 are left to others.
+    assert_eq!(count(&s, shape, 41), 3);
+    assert_eq!(count(&s, shape, 40), 0);
+    // The work used 70: 60 freed and burnt, 10 more than the balance left.
+    let (code, settled, err) = settle(&s, shape, &id, 70, NOW);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(settled["recorded"], true);
+    let balance = s.json(&["credits", "acme", "--json"]);
+    assert_eq!(balance["grants"], json!([]), "{balance}");
+    let burnt = s
+        .inspect()
+        .number("SELECT COUNT(*) FROM credit_ledger WHERE kind = 'burn'");
+    assert_eq!(burnt, 2);
+    assert_eq!(used(&s, shape), cap + 110);
+}
+
+fn bad_reservations_are_refused_and_write_nothing(engine: Engine, shape: Shape) {
+    let s = scratch(engine, shape);
+    let rows = reservation_rows(&s);
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            args(&["reserve", "acme", "--ttl", "2h"], estimate(shape, 5)),
+            "between 1 second and 1 hour",
+        ),
+        (
+            args(&["reserve", "nobody"], estimate(shape, 5)),
+            "unknown customer",
+        ),
+        (
+            args(
+                &["reserve", "acme", "--meter", "nope"],
+                properties(shape, 5),
+            ),
+            "nope",
+        ),
+        (args(&["reserve", "acme", "--type", "nope"], vec![]), "nope"),
+        (args(&["settle", "rsv_nope"], vec![]), "unknown reservation"),
+        (
+            args(&["release", "rsv_nope"], vec![]),
+            "unknown reservation",
+        ),
+    ];
+    for (command, message) in cases {
+        let (code, _, err) = run_at(&s, NOW, &command);
+        assert_eq!(code, 2, "{command:?}: {err}");
+        assert!(err.contains(message), "{command:?}: {err}");
+    }
+    // A key returns its reservation, and refuses other parameters.
+    let keyed = |n: i64| args(&["reserve", "acme", "--key", "job-1"], estimate(shape, n));
+    let (code, first, _) = run_at(&s, NOW, &keyed(5));
+    assert_eq!(code, 0);
+    let (code, again, _) = run_at(&s, NOW, &keyed(5));
+    assert_eq!(
+        (code, again["id"].clone(), again["duplicate"].clone()),
+        (0, first["id"].clone(), json!(true))
+    );
+    let (code, _, err) = run_at(&s, NOW, &keyed(6));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("other parameters"), "{err}");
+    assert_eq!(
+        reservation_rows(&s),
+        rows + 1 + first["holds"].as_array().unwrap().len() as i64
+    );
+}
+
+/// The properties of `n` units on the shape's capped meter, as JSON.
+fn http_estimate(shape: Shape, n: i64) -> Value {
+    match shape {
+        Shape::Legacy => json!({"quantity": n}),
+        Shape::Meters => json!({"tokens": n, "model": "large"}),
+    }
+}
+
+/// `POST /v1/reservations`' body for `n` units under `key`.
+fn http_reserve(shape: Shape, n: i64, key: &str) -> String {
+    let mut body = json!({"customer": "acme", "properties": http_estimate(shape, n), "key": key});
+    if shape == Shape::Meters {
+        body["meter"] = json!("tokens");
+    }
+    body.to_string()
+}
+
+fn reservations_over_http_race_without_overdrawing(engine: Engine, shape: Shape) {
+    let s = scratch(engine, shape);
+    let (meter, cap) = (shape.capped_meter(), shape.free_cap());
+    assert_eq!(count(&s, shape, cap), 0);
+    s.json(&[
+        "credits", "grant", "acme", "500", "--meter", meter, "--json",
+    ]);
+    let token = create_token(&s, "rsv");
+    let server = Server::start(&s, &[]);
+    let client = server.client(&token);
+    // 6 workers × 10 jobs: reserve 10, settle 10. 500 credits: exactly 50 jobs are held.
+    let workers: Vec<_> = (0..6)
+        .map(|w| {
+            let c = client.clone();
+            std::thread::spawn(move || {
+                let mut settled = 0;
+                for i in 0..10 {
+                    let reply = c.post(
+                        "/v1/reservations",
+                        &http_reserve(shape, 10, &format!("j{w}-{i}")),
+                    );
+                    assert!(matches!(reply.status, 201 | 402), "{}", reply.body);
+                    if reply.status == 402 {
+                        continue;
+                    }
+                    let id = reply.json()["id"].as_str().unwrap().to_string();
+                    let path = format!("/v1/reservations/{id}/settle");
+                    let settle = json!({"properties": http_estimate(shape, 10)}).to_string();
+                    let reply = c.post(&path, &settle);
+                    assert_eq!(reply.status, 200, "{}", reply.body);
+                    assert_eq!(reply.json()["recorded"], true);
+                    settled += 1;
+                }
+                settled
+            })
+        })
+        .collect();
+    let settled: i64 = workers.into_iter().map(|w| w.join().unwrap()).sum();
+    assert_eq!(settled, 50);
+    // Over: a 402 with the record answer; unknown: 404; release of a settled one: 409.
+    let reply = client.post("/v1/reservations", &http_reserve(shape, 1, "over"));
+    assert_eq!(reply.status, 402, "{}", reply.body);
+    assert_eq!(reply.json()["refused_by"], json!([meter]));
+    assert_eq!(
+        client.post("/v1/reservations/rsv_x/settle", "{}").status,
+        404
+    );
+    let id = s.inspect().rows("SELECT id FROM reservations LIMIT 1")[0][0].clone();
+    assert_eq!(client.delete(&format!("/v1/reservations/{id}")).status, 409);
+    drop(server);
+    assert_eq!(used(&s, shape), cap + 500);
+    let balance = s.json(&["credits", "acme", "--json"]);
+    assert_eq!(balance["grants"], json!([]));
+    let ledger: i64 = s
+        .inspect()
+        .rows("SELECT amount FROM credit_ledger")
+        .iter()
+        .map(|r| r[0].parse::<i64>().unwrap())
+        .sum();
+    assert_eq!(ledger, 0, "the ledger's sum is the balance");
+}
