@@ -202,6 +202,12 @@ fn only_grants_in_effect_burn_and_in_burn_order(engine: Engine, shape: Shape) {
         ]
     );
     assert!(!burnt.iter().any(|(g, _)| *g == expired || *g == future));
+    // The expired grant's remainder left the balance by a ledger entry, at its expiry.
+    let expiry = s.inspect().rows(&format!(
+        "SELECT amount, remaining, written_at FROM credit_ledger
+         WHERE grant_id = {expired} AND kind = 'expiry'"
+    ));
+    assert_eq!(expiry, [["-50", "0", "2026-11-20T00:00:00Z"]]);
     // 2 left in effect: a third more is refused.
     assert_eq!(count(&s, shape, "acme", 3).0, 3);
     assert_ledger_adds_up(&s);

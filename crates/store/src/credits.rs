@@ -375,6 +375,35 @@ fn append_entry(
     Ok(())
 }
 
+/// Write an `expiry` entry for each of `customer`'s grants that expired by `now` with credits
+/// left: their remainder leaves the balance in the ledger, at the instant it expired. Run by
+/// the writes that read a balance (a record batch, a grant), so no job is needed.
+pub(crate) fn expire_due(conn: &Connection, customer: &str, now: DateTime<Utc>) -> Result<()> {
+    let due: Vec<(Grant, String)> = conn
+        .prepare_cached(&format!(
+            "SELECT {GRANT_COLUMNS}, (SELECT l.remaining FROM credit_ledger l
+                                     WHERE l.grant_id = g.id ORDER BY l.id DESC LIMIT 1)
+             FROM credit_grants g
+             WHERE g.customer_id = ?1 AND g.expires_at <= ?2"
+        ))?
+        .query_map(params![customer, format_ts(now)], |r| {
+            Ok((grant_from_row(r)?, r.get::<_, Option<String>>(11)?.unwrap_or_default()))
+        })?
+        .collect::<Result<_>>()?;
+    for (grant, remaining) in due {
+        let remaining = decimal(&remaining, "credit_ledger.remaining")?;
+        if remaining > Decimal::ZERO {
+            let at = grant
+                .expires_at
+                .as_deref()
+                .and_then(|t| crate::billing::parse_ts(t).ok())
+                .unwrap_or(now);
+            append_entry(conn, &grant, "expiry", -remaining, Decimal::ZERO, at)?;
+        }
+    }
+    Ok(())
+}
+
 /// Credits; serves `credits`, `export credits`, serve's credits routes, doctor and backup.
 impl Store {
     /// Give a customer credits: a grant and its ledger entry, in one write transaction. A
@@ -389,6 +418,7 @@ impl Store {
         let amount = validate(config, request, now)?;
         let tx = self.conn.transaction()?;
         crate::customers::get(&tx, &request.customer)?;
+        expire_due(&tx, &request.customer, now)?;
         if let Some(key) = &request.key
             && let Some(stored) = grant_by_key(&tx, &request.customer, key)?
         {

@@ -298,6 +298,7 @@ impl Wallets {
             return Ok(None);
         }
         if !self.wallets.contains_key(customer) {
+            super::expire_due(conn, customer, now)?;
             let wallet = Wallet::load(conn, customer, now)?;
             self.wallets.insert(customer.to_string(), wallet);
         }
