@@ -6,6 +6,7 @@
 use serde_json::{Value, json};
 
 use crate::support::cli::Scratch;
+use crate::support::common::NOW;
 use crate::support::engine::{Engine, engine_tests};
 use crate::support::serve::{Server, create_token};
 use crate::support::shapes::{Shape, shape_tests};
@@ -15,6 +16,7 @@ shape_tests!(
     money_credits_pay_overage_before_it_is_billed,
     only_grants_in_effect_burn_and_in_burn_order,
     many_writers_never_overdraw_a_balance,
+    plan_credits_are_granted_each_period_and_roll_over,
 );
 
 engine_tests!(a_type_refused_by_one_meter_burns_nothing_on_the_others);
@@ -287,5 +289,86 @@ fn a_type_refused_by_one_meter_burns_nothing_on_the_others(engine: Engine) {
     assert_eq!(burns(&s).len(), 3);
     let balance = s.json(&["credits", "acme", "--json"]);
     assert_eq!(balance["units"]["tokens"]["balance"], "20");
+    assert_ledger_adds_up(&s);
+}
+
+/// The shape's plans.toml with `[plans.credits]` on pro: $10 a period, up to $5 carried over.
+fn with_plan_credits(s: &Scratch) {
+    let text = std::fs::read_to_string(&s.plans).unwrap();
+    let pro = text.find("id = \"pro\"").unwrap();
+    let end = text[pro..]
+        .find("[[plans]]")
+        .map_or(text.len(), |i| pro + i);
+    let credits = "\n[plans.credits]\ngrant = \"10.00\"\nrollover = \"5.00\"\n\n";
+    let text = format!("{}{credits}{}", &text[..end], &text[end..]);
+    std::fs::write(&s.plans, text).unwrap();
+}
+
+/// `record` of `n` on the shape's capped meter at `now`.
+fn count_at(s: &Scratch, shape: Shape, n: i64, now: &str) {
+    let out = s
+        .cmd()
+        .env("METERLINE_NOW", now)
+        .args(["record", "acme"])
+        .args(shape.counting(n))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// (kind, amount, remaining) of every ledger entry of the grant made with `key`.
+fn entries_of(s: &Scratch, key: &str) -> Vec<Vec<String>> {
+    s.inspect().rows(&format!(
+        "SELECT l.kind, l.amount, l.remaining FROM credit_ledger l
+         JOIN credit_grants g ON g.id = l.grant_id
+         WHERE g.idempotency_key = '{key}' ORDER BY l.id"
+    ))
+}
+
+fn plan_credits_are_granted_each_period_and_roll_over(engine: Engine, shape: Shape) {
+    let s = scratch(engine, shape, "acme", "pro");
+    with_plan_credits(&s);
+    let (included, rate) = pro_terms(shape);
+    let rate: rust_decimal::Decimal = rate.parse().unwrap();
+    // The first write of November grants $10, once.
+    count_at(&s, shape, included, NOW);
+    count_at(&s, shape, 1, NOW);
+    let november = "plan-credits:2026-11-01T00:00:00Z";
+    assert_eq!(entries_of(&s, november)[0], ["grant", "10", "10"]);
+    // $3 of overage: 1 unit above already, the rest now.
+    let units = (rust_decimal::Decimal::from(3) / rate).trunc();
+    count_at(&s, shape, i64::try_from(units.mantissa()).unwrap() - 1, NOW);
+    let balance = s.json(&["credits", "acme", "--json"]);
+    assert_eq!(balance["balance"], "7", "{balance}");
+
+    // December's first write: $5 of the $7 left carry over, $2 expire, $10 more.
+    count_at(&s, shape, 1, "2026-12-02T00:00:00Z");
+    let old = entries_of(&s, november);
+    let kinds: Vec<[&str; 3]> = old
+        .iter()
+        .map(|e| [e[0].as_str(), e[1].as_str(), e[2].as_str()])
+        .collect();
+    assert_eq!(kinds.last().unwrap(), &["expiry", "-2", "0"], "{old:?}");
+    assert!(kinds.contains(&["rollover", "-5", "2"]), "{old:?}");
+    assert_eq!(
+        entries_of(&s, "plan-rollover:2026-12-01T00:00:00Z"),
+        [["grant", "5", "5"]]
+    );
+    assert_eq!(
+        entries_of(&s, "plan-credits:2026-12-01T00:00:00Z"),
+        [["grant", "10", "10"]]
+    );
+    let out = s
+        .cmd()
+        .env("METERLINE_NOW", "2026-12-02T00:00:00Z")
+        .args(["credits", "acme", "--json"])
+        .output()
+        .unwrap();
+    let balance: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(balance["balance"], "15", "{balance}");
     assert_ledger_adds_up(&s);
 }

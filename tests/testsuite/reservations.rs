@@ -6,6 +6,7 @@
 use serde_json::{Value, json};
 
 use crate::support::cli::Scratch;
+use crate::support::common::NOW;
 use crate::support::engine::Engine;
 use crate::support::serve::{Server, create_token};
 use crate::support::shapes::{Shape, shape_tests};
@@ -17,9 +18,6 @@ shape_tests!(
     bad_reservations_are_refused_and_write_nothing,
     reservations_over_http_race_without_overdrawing,
 );
-
-/// The scratch's clock, and a minute past it.
-const NOW: &str = "2026-11-27T18:00:00Z";
 
 fn scratch(engine: Engine, shape: Shape) -> Scratch {
     let s = Scratch::shaped(engine, shape);

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
 
+mod period;
 mod wallet;
 
 pub(crate) use wallet::{Cover, Wallet, Wallets};
@@ -387,7 +388,10 @@ pub(crate) fn expire_due(conn: &Connection, customer: &str, now: DateTime<Utc>) 
              WHERE g.customer_id = ?1 AND g.expires_at <= ?2"
         ))?
         .query_map(params![customer, format_ts(now)], |r| {
-            Ok((grant_from_row(r)?, r.get::<_, Option<String>>(11)?.unwrap_or_default()))
+            Ok((
+                grant_from_row(r)?,
+                r.get::<_, Option<String>>(11)?.unwrap_or_default(),
+            ))
         })?
         .collect::<Result<_>>()?;
     for (grant, remaining) in due {
@@ -402,6 +406,49 @@ pub(crate) fn expire_due(conn: &Connection, customer: &str, now: DateTime<Utc>) 
         }
     }
     Ok(())
+}
+
+/// Write a grant of `amount` (checked) and its ledger entry.
+fn insert_grant(
+    tx: &Connection,
+    request: &NewGrant,
+    amount: Decimal,
+    now: DateTime<Utc>,
+) -> Result<Grant> {
+    let effective_at = format_ts(request.effective_at.unwrap_or(now));
+    let id: i64 = tx.query_row(
+        "INSERT INTO credit_grants (customer_id, meter_id, amount, priority, effective_at,
+                 expires_at, promotional, note, idempotency_key, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING id",
+        params![
+            request.customer,
+            request.meter,
+            amount.to_string(),
+            i64::from(request.priority),
+            effective_at,
+            request.expires_at.map(format_ts),
+            request.promotional,
+            request.note,
+            request.key,
+            format_ts(now)
+        ],
+        |r| r.get(0),
+    )?;
+    let grant = Grant {
+        id,
+        customer_id: request.customer.clone(),
+        meter: request.meter.clone(),
+        amount,
+        priority: request.priority,
+        effective_at,
+        expires_at: request.expires_at.map(format_ts),
+        promotional: request.promotional,
+        note: request.note.clone(),
+        key: request.key.clone(),
+        created_at: format_ts(now),
+    };
+    append_entry(tx, &grant, "grant", amount, amount, now)?;
+    Ok(grant)
 }
 
 /// Credits; serves `credits`, `export credits`, serve's credits routes, doctor and backup.
@@ -436,39 +483,7 @@ impl Store {
                 duplicate: true,
             });
         }
-        let effective_at = format_ts(request.effective_at.unwrap_or(now));
-        let id: i64 = tx.query_row(
-            "INSERT INTO credit_grants (customer_id, meter_id, amount, priority, effective_at,
-                 expires_at, promotional, note, idempotency_key, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING id",
-            params![
-                request.customer,
-                request.meter,
-                amount.to_string(),
-                i64::from(request.priority),
-                effective_at,
-                request.expires_at.map(format_ts),
-                request.promotional,
-                request.note,
-                request.key,
-                format_ts(now)
-            ],
-            |r| r.get(0),
-        )?;
-        let grant = Grant {
-            id,
-            customer_id: request.customer.clone(),
-            meter: request.meter.clone(),
-            amount,
-            priority: request.priority,
-            effective_at,
-            expires_at: request.expires_at.map(format_ts),
-            promotional: request.promotional,
-            note: request.note.clone(),
-            key: request.key.clone(),
-            created_at: format_ts(now),
-        };
-        append_entry(&tx, &grant, "grant", amount, amount, now)?;
+        let grant = insert_grant(&tx, request, amount, now)?;
         tx.commit()?;
         Ok(Granted {
             grant,

@@ -334,7 +334,9 @@ pub(crate) fn decide_in<'t, 'c>(
         meters,
         members: Members::default(),
         events: NewEvents::after(last_event_id),
-        wallets: crate::credits::Wallets::new(credits),
+        wallets: crate::credits::Wallets::new(
+            credits || config.plans.iter().any(|p| p.credits.is_some()),
+        ),
         mode,
         holds: Vec::new(),
     };
@@ -665,6 +667,12 @@ impl<'c> Batch<'_, 'c> {
             return self.duplicate(&original);
         }
 
+        if self.wallets.wants(&req.customer_id) {
+            let customer = self.customer(&req.customer_id)?.clone();
+            if customer.archived_at.is_none() {
+                self.wallets.open(conn, config, &customer, now)?;
+            }
+        }
         let customer = self.customer(&req.customer_id)?;
         if customer.archived_at.is_some() {
             return Err(Error::CustomerArchived(customer.id.clone()).into());
@@ -773,7 +781,7 @@ impl<'c> Batch<'_, 'c> {
             let group = group_key(meter, &req.properties);
             let rate = terms.as_ref().and_then(|t| t.rate);
             // Credits pay for today's usage from today's balance, whatever period it is in.
-            let wallet = self.wallets.of(conn, &customer_id, self.now)?;
+            let wallet = self.wallets.get(&customer_id);
             let held = wallet
                 .as_ref()
                 .map_or(0, |w| w.held_on(&period_start, &meter.id));

@@ -138,10 +138,23 @@ pub struct Plan {
     /// The plan's terms per meter id. A meter the plan does not name is recorded and shown
     /// as unbilled, never capped. Without `[[meters]]`: `usage` with the fields above.
     pub meters: MeterTermsMap,
+    /// `[plans.credits]`: money credits granted to each customer every period.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credits: Option<PlanCredits>,
     /// `meters` as a period keeps them (`usage_records.meter_terms`), made once here since
     /// every record batch writes them with the period's counter.
     #[serde(skip)]
     pub kept_meter_terms: String,
+}
+
+/// Money credits a plan grants each period: `grant` at the first write of each period,
+/// expiring at its end, of which up to `rollover` carries into the next period.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct PlanCredits {
+    #[serde(with = "rust_decimal::serde::str")]
+    pub grant: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub rollover: Decimal,
 }
 
 /// What a plan does when a customer reaches its included units.

@@ -178,6 +178,15 @@ pub(crate) struct RawPlan {
     pub overage_rate: Option<RawAmount>,
     pub meter_event: Option<String>,
     pub meters: Option<std::collections::BTreeMap<Spanned<String>, Spanned<RawPlanMeter>>>,
+    pub credits: Option<RawPlanCredits>,
+}
+
+/// `[plans.credits]`: money granted each period, and how much of its remainder carries over.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPlanCredits {
+    pub grant: RawAmount,
+    pub rollover: Option<RawAmount>,
 }
 
 /// Money as written: a string ("0.015") or a whole number. Floats are caught in validation

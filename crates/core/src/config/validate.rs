@@ -404,6 +404,11 @@ fn validate_plan(
         .meter_event
         .unwrap_or_else(|| global_meter_event.to_string());
     check_meter_event(&meter_event).map_err(|m| unplaced(at(m)))?;
+    let credits = raw
+        .credits
+        .map(|c| plan_credits(c, &meter_terms))
+        .transpose()
+        .map_err(|m| unplaced(at(m)))?;
     // The plan's own terms are its default meter's (the first), as a check's are.
     let usage = meters.first().and_then(|m| meter_terms.get(&m.id));
     Ok(Plan {
@@ -416,6 +421,44 @@ fn validate_plan(
         meter_event,
         kept_meter_terms: super::meters::keep_meter_terms(&meter_terms),
         meters: meter_terms,
+        credits,
+    })
+}
+
+/// `[plans.credits]` checked: a grant above 0 that can buy something (a price on one of the
+/// plan's meters), and a rollover of at most the grant.
+fn plan_credits(
+    raw: super::raw::RawPlanCredits,
+    terms: &super::MeterTermsMap,
+) -> Result<super::PlanCredits, String> {
+    let grant = amount_of(raw.grant, "[plans.credits] grant")?;
+    let rollover = raw
+        .rollover
+        .map(|r| amount_of(r, "[plans.credits] rollover"))
+        .transpose()?
+        .unwrap_or(Decimal::ZERO);
+    if grant.is_zero() {
+        return Err("[plans.credits] grant must be more than 0".into());
+    }
+    if rollover > grant {
+        return Err(format!(
+            "[plans.credits] rollover = {rollover} is more than the grant ({grant}); at most \
+             the grant's remainder can carry over"
+        ));
+    }
+    if !terms
+        .values()
+        .any(|t| t.overage_rate.is_some() || !t.rates.is_empty())
+    {
+        return Err(
+            "[plans.credits] grants money, but no meter of the plan has a price \
+             (overage_rate or rates) for it to pay"
+                .into(),
+        );
+    }
+    Ok(super::PlanCredits {
+        grant: grant.normalize(),
+        rollover: rollover.normalize(),
     })
 }
 

@@ -287,22 +287,34 @@ impl Wallets {
         }
     }
 
-    /// `customer`'s wallet, read on first use; `None` when there are no credits to read.
-    pub(crate) fn of(
+    /// Read `customer`'s wallet for this batch, unless read: first its plan's credits for
+    /// the period are granted and its grants that expired get their expiry entries.
+    pub(crate) fn open(
         &mut self,
         conn: &Connection,
-        customer: &str,
+        config: &crate::config::Config,
+        customer: &crate::customers::Customer,
         now: DateTime<Utc>,
-    ) -> Result<Option<&mut Wallet>> {
-        if !self.enabled {
-            return Ok(None);
+    ) -> Result<()> {
+        if !self.enabled || self.wallets.contains_key(&customer.id) {
+            return Ok(());
         }
-        if !self.wallets.contains_key(customer) {
-            super::expire_due(conn, customer, now)?;
-            let wallet = Wallet::load(conn, customer, now)?;
-            self.wallets.insert(customer.to_string(), wallet);
-        }
-        Ok(self.wallets.get_mut(customer))
+        // Rolled over before the old grant's remainder expires.
+        super::period::grant_period_credits(conn, config, customer, now)?;
+        super::expire_due(conn, &customer.id, now)?;
+        let wallet = Wallet::load(conn, &customer.id, now)?;
+        self.wallets.insert(customer.id.clone(), wallet);
+        Ok(())
+    }
+
+    /// True when `customer`'s wallet is to be read and is not yet.
+    pub(crate) fn wants(&self, customer: &str) -> bool {
+        self.enabled && !self.wallets.contains_key(customer)
+    }
+
+    /// `customer`'s wallet, if read (`open`).
+    pub(crate) fn get(&mut self, customer: &str) -> Option<&mut Wallet> {
+        self.wallets.get_mut(customer)
     }
 
     /// Give back what `cover` took from `customer`'s wallet.
