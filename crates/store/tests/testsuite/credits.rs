@@ -66,11 +66,13 @@ struct Model {
     expires: Option<DateTime<Utc>>,
     promotional: bool,
     voided: bool,
+    /// An expiry entry removed its remainder (written by a later grant to its customer).
+    expired: bool,
 }
 
 impl Model {
     fn remaining(&self) -> Decimal {
-        if self.voided {
+        if self.voided || self.expired {
             Decimal::ZERO
         } else {
             self.amount
@@ -126,6 +128,16 @@ fn run_case(
                     ..NewGrant::new(&customers[*customer], &amount.to_string())
                 };
                 let granted = store.grant_credits(config, &request, now()).unwrap();
+                // A grant first writes the expiry of its customer's grants expired with
+                // credits left.
+                for old in grants
+                    .iter_mut()
+                    .filter(|g| g.customer == customers[*customer])
+                {
+                    if old.expires.is_some_and(|at| at <= now()) && !old.remaining().is_zero() {
+                        old.expired = true;
+                    }
+                }
                 prop_assert!(!granted.duplicate);
                 prop_assert_eq!(granted.grant.amount, amount.normalize());
                 grants.push(Model {
@@ -138,6 +150,7 @@ fn run_case(
                     expires,
                     promotional: *promotional,
                     voided: false,
+                    expired: false,
                 });
             }
             Op::Void(index) if !grants.is_empty() => {
@@ -155,14 +168,16 @@ fn run_case(
         let balance = store.credit_balance(customer, now()).unwrap();
         let mine: Vec<&Model> = grants.iter().filter(|g| &g.customer == customer).collect();
         check_balance(&balance, &mine)?;
-        // The ledger's sum is every grant's remainder, expired ones too (no expiry entries yet).
+        // The ledger's sum is every grant's remainder, expired ones too until an expiry entry.
         let entries = store.credit_ledger(customer, None).unwrap();
         let sum: Decimal = entries.iter().map(|e| e.amount).sum();
         let remainders: Decimal = mine.iter().map(|g| g.remaining()).sum();
         prop_assert_eq!(sum, remainders);
-        // One entry per grant and one per grant voided: voiding again writes nothing.
+        // One entry per grant, one per grant voided (voiding again writes nothing) and one
+        // per grant expired with credits left.
         let voided = mine.iter().filter(|g| g.voided).count();
-        prop_assert_eq!(entries.len(), mine.len() + voided);
+        let expired = mine.iter().filter(|g| g.expired).count();
+        prop_assert_eq!(entries.len(), mine.len() + voided + expired);
     }
     let check = store.check_ledger().unwrap();
     prop_assert!(check.mismatches.is_empty(), "{:?}", check.mismatches);
