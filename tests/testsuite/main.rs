@@ -33,6 +33,7 @@ mod compat_sdk;
 mod concurrency;
 mod copy_to;
 mod credits;
+mod credits_tmux;
 mod db_files;
 mod demo;
 mod e2e_tmux;
