@@ -22,6 +22,20 @@ fn grants(s: &Scratch) -> i64 {
     s.inspect().number("SELECT COUNT(*) FROM credit_grants")
 }
 
+/// The money line of the detail's credits box: its unit, balance, held and available.
+fn money_line(screen: &str) -> Vec<String> {
+    let line = screen
+        .lines()
+        .find(|l| l.contains("│money "))
+        .unwrap_or_else(|| panic!("no money line:\n{screen}"));
+    let at = line.find("money").unwrap();
+    line[at..]
+        .split_whitespace()
+        .take(4)
+        .map(str::to_string)
+        .collect()
+}
+
 /// Type `amount` in the grant popup (opened with `c`) and ask to confirm it.
 fn type_grant(tmux: &Tmux, amount: &str) {
     tmux.keys(&["c"]);
@@ -68,7 +82,10 @@ fn the_dashboard_shows_credits_and_grants_them_from_the_keyboard(engine: Engine,
             .unwrap_or_else(|| panic!("{needle}:\n{screen}"))
             .to_string()
     };
-    assert!(line(&screen, "Unreported").ends_with("Credits│"), "{screen}");
+    assert!(
+        line(&screen, "Unreported").ends_with("Credits│"),
+        "{screen}"
+    );
     assert!(
         line(&screen, "acme")
             .trim_end_matches('│')
@@ -85,7 +102,11 @@ fn the_dashboard_shows_credits_and_grants_them_from_the_keyboard(engine: Engine,
     tmux.wait_text("Customers 1/3");
     tmux.keys(&["Enter", "Enter"]);
     let screen = tmux.wait_text("Credits · c grants");
-    assert!(screen.contains("$28.25 available"), "{screen}");
+    assert_eq!(
+        money_line(&screen),
+        ["money", "$28.25", "$0.00", "$28.25"],
+        "{screen}"
+    );
     assert!(screen.contains("$3.25 on 2026-12-01 00:00"), "{screen}");
     assert!(screen.contains("grant  +$20.00 → $20.00"), "{screen}");
 
@@ -94,7 +115,12 @@ fn the_dashboard_shows_credits_and_grants_them_from_the_keyboard(engine: Engine,
     tmux.wait_text("Grant $12.50 of credits to acme?");
     tmux.keys(&["y"]);
     tmux.wait_text("granted $12.50 of credits to acme");
-    tmux.wait_text("$40.75 available");
+    let screen = tmux.wait_for("the new balance", |s| s.contains("→ $12.50"));
+    assert_eq!(
+        money_line(&screen),
+        ["money", "$40.75", "$0.00", "$40.75"],
+        "{screen}"
+    );
     let balance = s.json(&["credits", "acme", "--json"]);
     assert_eq!(
         decimal(&balance["available"]),

@@ -9,7 +9,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph, Wrap};
 use rust_decimal::Decimal;
 
-use super::format::stored_minute;
+use super::format::{ellipsis, stored_minute};
 use crate::action::Action;
 use crate::app::{App, GrantForm};
 use crate::config::Config;
@@ -22,13 +22,15 @@ use crate::store::{Amounts, CreditDetail};
 pub(crate) fn credit_amount(config: &Config, meter: Option<&str>, amount: Decimal) -> String {
     match meter {
         None => config.money(amount),
-        Some(meter) => {
-            let units = match i64::try_from(amount.trunc()) {
-                Ok(whole) if amount.fract().is_zero() => crate::billing::thousands(whole),
-                _ => amount.normalize().to_string(),
-            };
-            format!("{units} {}", sanitize(meter))
-        }
+        Some(meter) => format!("{} {}", units(amount), sanitize(meter)),
+    }
+}
+
+/// A meter's units: whole ones grouped by thousands ("50,000"), others as stored.
+fn units(amount: Decimal) -> String {
+    match i64::try_from(amount.trunc()) {
+        Ok(whole) if amount.fract().is_zero() => crate::billing::thousands(whole),
+        _ => amount.normalize().to_string(),
     }
 }
 
@@ -80,9 +82,9 @@ pub(super) fn draw(frame: &mut Frame, app: &App, credits: &CreditDetail, area: R
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let [balance, expiry, ledger] = Layout::horizontal([
-        Constraint::Percentage(34),
-        Constraint::Percentage(26),
-        Constraint::Fill(1),
+        Constraint::Length(BALANCE_WIDTH),
+        Constraint::Fill(2),
+        Constraint::Fill(3),
     ])
     .spacing(2)
     .areas(inner);
@@ -91,25 +93,44 @@ pub(super) fn draw(frame: &mut Frame, app: &App, credits: &CreditDetail, area: R
     frame.render_widget(Paragraph::new(ledger_lines(app, credits)), ledger);
 }
 
+/// The balance column: a line per unit (money, then each meter's), its figures right-aligned
+/// under their titles.
+const BALANCE_WIDTH: u16 = 41;
+const UNIT_WIDTH: usize = 8;
+const FIGURE_WIDTH: usize = 11;
+
 fn balance_lines(app: &App, credits: &CreditDetail) -> Vec<Line<'static>> {
-    let (theme, config) = (app.theme, &app.config);
-    let amounts = |meter: Option<&str>, a: &Amounts| {
-        let shown = |amount| credit_amount(config, meter, amount);
-        vec![
-            Span::styled(shown(a.available), theme.good()),
-            Span::raw(" available"),
+    let theme = app.theme;
+    // The unit heads the line, so a meter's figures go without its name.
+    let figures = |meter: Option<&str>, a: &Amounts| {
+        let shown = |amount| match meter {
+            None => app.config.money(amount),
+            Some(_) => units(amount),
+        };
+        let unit = meter.map_or_else(|| "money".to_string(), |m| sanitize(m).into_owned());
+        Line::from(vec![
+            Span::raw(format!(
+                "{:<UNIT_WIDTH$}{:>FIGURE_WIDTH$}{:>FIGURE_WIDTH$}",
+                ellipsis(&unit, UNIT_WIDTH as u16 - 1),
+                shown(a.balance),
+                shown(a.held)
+            )),
             Span::styled(
-                format!(" · balance {} · held {}", shown(a.balance), shown(a.held)),
-                theme.dim(),
+                format!("{:>FIGURE_WIDTH$}", shown(a.available)),
+                theme.good(),
             ),
-        ]
+        ])
     };
+    let title = format!(
+        "{:<UNIT_WIDTH$}{:>FIGURE_WIDTH$}{:>FIGURE_WIDTH$}{:>FIGURE_WIDTH$}",
+        "Credits", "balance", "held", "available"
+    );
     let mut lines = vec![
-        Line::styled("Balance", theme.header()),
-        Line::from(amounts(None, &credits.balance.money)),
+        Line::styled(title, theme.header()),
+        figures(None, &credits.balance.money),
     ];
     for (meter, a) in &credits.balance.units {
-        lines.push(Line::from(amounts(Some(meter), a)));
+        lines.push(figures(Some(meter), a));
     }
     lines
 }
