@@ -414,4 +414,62 @@ mod tests {
         // And once read, the change is not reported twice.
         assert!(watcher.poll().unwrap().is_empty());
     }
+
+    #[test]
+    fn a_grant_from_the_keyboard_is_written_and_read_again_at_once() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = dir.path().join("m.db");
+        let config = Config::parse(crate::config::EXAMPLE_PLANS, "example plans").unwrap();
+        let now = Utc.with_ymd_and_hms(2026, 11, 20, 12, 0, 0).unwrap();
+        let mut writer = Store::open(&path).unwrap();
+        let acme = NewCustomer {
+            id: "acme".into(),
+            name: None,
+            plan_id: "pro".into(),
+            stripe_customer_id: None,
+            billing_anchor: Some(NaiveDate::from_ymd_opt(2026, 11, 1).unwrap()),
+        };
+        writer.add_customer(&config, &acme, now).unwrap();
+        let loaded = writer.dashboard(&config, now).unwrap();
+        let (tx, _rx) = channel::<DataEvent>();
+        let mut watcher = Watcher::new(
+            Store::open(&path).unwrap(),
+            config,
+            Clock::fixed(now),
+            &loaded,
+            Box::new(tx),
+        )
+        .unwrap();
+
+        // Its own commit does not move its data_version: the answer carries the new credits.
+        let grant = crate::store::NewGrant::new("acme", "12.5");
+        let events = watcher
+            .answer(super::Request::Grant(Box::new(grant)))
+            .unwrap();
+        assert!(
+            matches!(&events[0], DataEvent::Granted(Ok(g)) if g.grant.customer_id == "acme"),
+            "{events:?}"
+        );
+        let credits = events.iter().find_map(|e| match e {
+            DataEvent::Changed { credits, .. } => credits.clone(),
+            _ => None,
+        });
+        assert_eq!(
+            credits.map(|c| c.customers["acme"]),
+            Some(Some(rust_decimal::Decimal::new(125, 1))),
+            "{events:?}"
+        );
+        assert!(watcher.poll().unwrap().is_empty());
+
+        // A refused grant: the store's words, nothing read again.
+        let events = watcher
+            .answer(super::Request::Grant(Box::new(
+                crate::store::NewGrant::new("acme", "0"),
+            )))
+            .unwrap();
+        assert!(
+            matches!(&events[..], [DataEvent::Granted(Err(e))] if e.contains("more than 0")),
+            "{events:?}"
+        );
+    }
 }
