@@ -93,12 +93,13 @@ pub(super) fn draw(frame: &mut Frame, app: &App, credits: &CreditDetail, area: R
     frame.render_widget(Paragraph::new(ledger_lines(app, credits)), ledger);
 }
 
-/// The balance column: a line per unit (money, then each meter's), its figures right-aligned
-/// under their titles.
+/// The balance column's width, and its unit's and figures' within it (a space before each).
 const BALANCE_WIDTH: u16 = 41;
-const UNIT_WIDTH: usize = 8;
-const FIGURE_WIDTH: usize = 11;
+const UNIT_WIDTH: usize = 7;
+const FIGURE_WIDTH: usize = 10;
 
+/// The balance column: a line per unit (money, then each meter's), its figures right-aligned
+/// under their titles; a figure too wide still keeps its space before it.
 fn balance_lines(app: &App, credits: &CreditDetail) -> Vec<Line<'static>> {
     let theme = app.theme;
     // The unit heads the line, so a meter's figures go without its name.
@@ -110,8 +111,8 @@ fn balance_lines(app: &App, credits: &CreditDetail) -> Vec<Line<'static>> {
         let unit = meter.map_or_else(|| "money".to_string(), |m| sanitize(m).into_owned());
         Line::from(vec![
             Span::raw(format!(
-                "{:<UNIT_WIDTH$}{:>FIGURE_WIDTH$}{:>FIGURE_WIDTH$}",
-                ellipsis(&unit, UNIT_WIDTH as u16 - 1),
+                "{:<UNIT_WIDTH$} {:>FIGURE_WIDTH$} {:>FIGURE_WIDTH$} ",
+                ellipsis(&unit, UNIT_WIDTH as u16),
                 shown(a.balance),
                 shown(a.held)
             )),
@@ -122,7 +123,7 @@ fn balance_lines(app: &App, credits: &CreditDetail) -> Vec<Line<'static>> {
         ])
     };
     let title = format!(
-        "{:<UNIT_WIDTH$}{:>FIGURE_WIDTH$}{:>FIGURE_WIDTH$}{:>FIGURE_WIDTH$}",
+        "{:<UNIT_WIDTH$} {:>FIGURE_WIDTH$} {:>FIGURE_WIDTH$} {:>FIGURE_WIDTH$}",
         "Credits", "balance", "held", "available"
     );
     let mut lines = vec![
