@@ -217,12 +217,17 @@ fn main() {
         let Refresh::Partial {
             usage,
             backlog,
+            credits,
             marks: new_marks,
         } = refresh
         else {
             panic!("expected a partial refresh");
         };
-        app.apply(DataEvent::Changed { usage, backlog });
+        app.apply(DataEvent::Changed {
+            usage,
+            backlog,
+            credits,
+        });
         samples.push(start.elapsed());
         let floor_start = Instant::now();
         let new: i64 = rusqlite::Connection::open(&db)
@@ -262,13 +267,18 @@ fn main() {
         let Refresh::Partial {
             usage,
             backlog,
+            credits,
             marks: new_marks,
         } = reader.dashboard_refresh(&config, marks, now()).unwrap()
         else {
             panic!("expected a partial refresh");
         };
         assert!(backlog.is_some());
-        app.apply(DataEvent::Changed { usage, backlog });
+        app.apply(DataEvent::Changed {
+            usage,
+            backlog,
+            credits,
+        });
         samples.push(start.elapsed());
         let floor_start = Instant::now();
         let _: i64 = raw

@@ -14,6 +14,7 @@ engine_tests!(
     the_same_seed_and_clock_give_the_same_database,
     the_demo_covers_every_level_the_cap_history_members_and_reporting,
     demo_refuses_a_database_that_already_has_customers,
+    the_demo_gives_customers_credits_some_low_some_expiring_some_promotional,
 );
 
 const CUSTOMERS: usize = 24;
@@ -256,6 +257,71 @@ fn the_demo_on_the_init_plans_has_customers_near_and_past_each_meters_limit(engi
                 meter.id
             );
         }
+    }
+}
+
+/// On either plan shape, through the real grant path: a customer with little left, one with
+/// promotional credits expiring within days, one with a month's welcome credit, one without
+/// credits; every ledger adds up (doctor).
+fn the_demo_gives_customers_credits_some_low_some_expiring_some_promotional(engine: Engine) {
+    use rust_decimal::Decimal;
+    let init = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/plans-ai-api.toml");
+    for plans in [crate::support::cli::repo_plans(), init] {
+        let s = Scratch::on(engine);
+        std::fs::copy(&plans, &s.plans).unwrap();
+        s.cmd()
+            .args(["demo", "--customers", "24", "--events", "3000"])
+            .assert()
+            .success();
+        let decimal = |v: &serde_json::Value| Decimal::from_str_exact(v.as_str().unwrap()).unwrap();
+        let credits = |id: &str| s.json(&["credits", id, "--json"]);
+        // "Acme Robotics": a little left.
+        let low = credits("acme-robotics");
+        assert!(decimal(&low["available"]) < Decimal::from(3), "{low}");
+        assert!(decimal(&low["available"]) > Decimal::ZERO, "{low}");
+        // "Initech": promotional credits expiring within days, beside paid ones.
+        let expiring = credits("initech");
+        let grants = expiring["grants"].as_array().unwrap();
+        let soon = grants
+            .iter()
+            .find(|g| g["promotional"] == true)
+            .unwrap_or_else(|| panic!("no promotional grant: {expiring}"));
+        let expires = soon["expires_at"].as_str().unwrap();
+        assert!(
+            ("2026-11-28".."2026-12-04").contains(&expires),
+            "expires {expires}, not within days of {}",
+            crate::support::cli::NOW
+        );
+        assert!(
+            grants.iter().any(|g| g["promotional"] == false),
+            "{expiring}"
+        );
+        // "Hooli Chat": a promotional welcome credit.
+        let welcome = credits("hooli-chat");
+        assert_eq!(welcome["grants"][0]["note"], "welcome credit", "{welcome}");
+        assert_eq!(decimal(&welcome["available"]), Decimal::from(25));
+        // "Northwind Labs": none.
+        assert!(
+            credits("northwind-labs")["grants"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+        );
+        // Every grant under a demo key, and the ledger adds up.
+        assert_eq!(
+            count(
+                &s,
+                "SELECT COUNT(*) FROM credit_grants WHERE idempotency_key NOT LIKE 'demo-%'"
+            ),
+            0
+        );
+        assert!(count(&s, "SELECT COUNT(DISTINCT customer_id) FROM credit_grants") >= 8);
+        let doctor = s.cmd().arg("doctor").output().unwrap();
+        let doctor = String::from_utf8_lossy(&doctor.stdout);
+        assert!(
+            doctor.contains("every balance the sum of its ledger"),
+            "{doctor}"
+        );
     }
 }
 

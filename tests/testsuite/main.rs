@@ -34,6 +34,7 @@ mod concurrency;
 mod copy_to;
 mod credit_burns;
 mod credits;
+mod credits_tmux;
 mod db_files;
 mod demo;
 mod e2e_tmux;

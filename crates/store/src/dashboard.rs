@@ -17,9 +17,11 @@ use crate::billing::{
     Period, Projection, UsageCheck, WarningLevel, format_ts, parse_ts, period_containing, project,
 };
 use crate::config::Config;
+use crate::credits_dashboard::{CreditColumn, CreditDetail};
 use crate::meters::dashboard as meters;
 use meters::nearest_limit;
 pub use meters::{GroupRow, MeterDetail, MeterFigure, has_meters};
+use rust_decimal::Decimal;
 
 /// One customer's line on the overview: its current period and Stripe backlog.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,6 +46,8 @@ pub struct DashboardRow {
     /// Which of `meters` `used` and `limit` are (an index into plans.toml's meters): the one
     /// nearest its limit as loaded, or the one `show_meter` picked.
     pub shown: usize,
+    /// Available money credits; `None` for a customer that never had a money grant.
+    pub credits: Option<Decimal>,
 }
 
 impl DashboardRow {
@@ -113,6 +117,8 @@ pub struct ChangeMarks {
     pub stripe: i64,
     /// Events are append-only, so new usage shows as ids above this one.
     pub last_event_id: i64,
+    /// The credit ledger is append-only too: grants, voids and burns show as ids above this.
+    pub last_ledger_id: i64,
 }
 
 /// Everything the overview shows, as loaded in one consistent read.
@@ -124,6 +130,8 @@ pub struct Dashboard {
     pub next_expiry: Option<DateTime<Utc>>,
     /// Meters counted otherwise than plans.toml says, or removed with events unsent.
     pub drift: crate::MeterDrift,
+    /// The soonest a credit grant takes effect or expires: the credits column moves then.
+    pub next_credit_change: Option<DateTime<Utc>>,
 }
 
 impl Dashboard {
@@ -131,7 +139,11 @@ impl Dashboard {
     /// expired: past it, the rows need a full reload.
     pub fn next_rollover(&self) -> Option<DateTime<Utc>> {
         let period_end = self.rows.iter().map(|r| r.period.end).min();
-        period_end.into_iter().chain(self.next_expiry).min()
+        period_end
+            .into_iter()
+            .chain(self.next_expiry)
+            .chain(self.next_credit_change)
+            .min()
     }
 }
 
@@ -159,6 +171,8 @@ pub enum Refresh {
         usage: Vec<UsageChange>,
         /// New backlog counts, when Stripe state changed.
         backlog: Option<BacklogChange>,
+        /// The credits of the customers whose ledger moved, when it did.
+        credits: Option<CreditColumn>,
         marks: ChangeMarks,
     },
 }
@@ -217,6 +231,7 @@ pub struct CustomerDetail {
     /// Every meter of plans.toml, in its order, when it has `[[meters]]` (empty with the
     /// implicit `usage` meter alone, which `check` and `daily` describe).
     pub meters: Vec<MeterDetail>,
+    pub credits: CreditDetail,
 }
 
 impl CustomerDetail {
@@ -240,13 +255,15 @@ impl Store {
             .prepare_cached(
                 "SELECT (SELECT value FROM change_counters WHERE name = 'customers'),
                     (SELECT value FROM change_counters WHERE name = 'stripe'),
-                    (SELECT COALESCE(MAX(id), 0) FROM usage_events)",
+                    (SELECT COALESCE(MAX(id), 0) FROM usage_events),
+                    (SELECT COALESCE(MAX(id), 0) FROM credit_ledger)",
             )?
             .query_row([], |r| {
                 Ok(ChangeMarks {
                     customers: r.get(0)?,
                     stripe: r.get(1)?,
                     last_event_id: r.get(2)?,
+                    last_ledger_id: r.get(3)?,
                 })
             })
     }
@@ -263,10 +280,12 @@ impl Store {
         let marks = self.change_marks()?;
         let mut rows = self.dashboard_rows(config, now)?;
         let backlog = self.stripe_backlog(now)?;
+        let credits = self.money_credits(now, None)?;
         for row in &mut rows {
             if let Some(b) = backlog.get(&row.customer_id) {
                 row.backlog = *b;
             }
+            row.credits = credits.customers.get(&row.customer_id).copied().flatten();
         }
         let (window_start, _) = stripe_window(now);
         let oldest: Option<String> = self.conn.query_row(
@@ -285,6 +304,7 @@ impl Store {
             marks,
             next_expiry,
             drift: self.meter_drift(config)?,
+            next_credit_change: credits.next_change,
         })
     }
 
@@ -312,9 +332,15 @@ impl Store {
             } else {
                 None
             };
+            let credits = if marks.last_ledger_id != since.last_ledger_id {
+                Some(self.money_credits(now, Some(since.last_ledger_id))?)
+            } else {
+                None
+            };
             Refresh::Partial {
                 usage,
                 backlog,
+                credits,
                 marks,
             }
         };
@@ -376,6 +402,7 @@ impl Store {
                     archived: r.get(7)?,
                     meters: Vec::new(),
                     shown: 0,
+                    credits: None,
                 });
             }
             if r.get::<_, Option<String>>(5)?.as_deref() == Some(current_start.as_str())
@@ -515,6 +542,8 @@ impl Store {
         let backlog = self.customer_backlog(customer_id, now)?;
         let meters = self.meter_details(config, customer_id, &check, now)?;
         tx.finish()?;
+        // Its own read: the balance is credits.rs's, which opens one.
+        let credits = self.credit_detail(customer_id, now)?;
         Ok(CustomerDetail {
             name: customer.name,
             stripe_customer_id: customer.stripe_customer_id,
@@ -525,6 +554,7 @@ impl Store {
             recent,
             backlog,
             meters,
+            credits,
         })
     }
 

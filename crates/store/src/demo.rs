@@ -3,14 +3,15 @@
 //! plans `init` writes it is a month of an AI API: each call one `completion` event feeding
 //! requests, tokens and active users at once, over seven models, with customers near and past
 //! each limit. Everything goes through the real `record` path, so the counters are exactly
-//! the events.
+//! the events; the credits (some low, some expiring within days, some promotional) go through
+//! the real grant path, so the ledger is real too.
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::NewCustomer;
 use crate::billing::period_containing;
 use crate::config::{Aggregation, AtLimit, Config, Meter, MeterTerms, Plan, QUANTITY};
 use crate::{Error, RecordRequest, Result, Store};
+use crate::{NewCustomer, NewGrant};
 
 /// How much demo data to make, and the seed that makes it repeatable.
 pub struct DemoSpec {
@@ -106,6 +107,7 @@ pub fn fill(
     let mut turns = vec![0; config.meters.len()];
     let events_per_customer = (spec.events / spec.customers as u64).max(1);
     let mut events = 0;
+    let mut ids = Vec::with_capacity(spec.customers);
     for index in 0..spec.customers {
         let plan = pick_plan(config, index, &mut rng);
         let name = match NAMES.get(index) {
@@ -113,6 +115,7 @@ pub fn fill(
             None => format!("{} {}", NAMES[index % NAMES.len()], index / NAMES.len() + 1),
         };
         let id = slug(&name);
+        ids.push(id.clone());
         // Anchors spread over a month, starting seven months back: six full periods of history.
         let anchor = (now - Duration::days(200 + rng.i64(0..31))).date_naive();
         let mapped = index % 5 != 3;
@@ -194,11 +197,68 @@ pub fn fill(
         }
     }
     let unreported = store.settle_demo_reporting(now)?;
+    grant_credits(store, config, &ids, now, &mut rng)?;
     Ok(DemoSummary {
         customers: spec.customers,
         events,
         unreported,
     })
+}
+
+/// Which customers get credits, by their place in every ten: a paid grant nearly used up, a
+/// promotional one expiring within days beside a paid one, a promotional welcome credit for
+/// a month, a larger paid balance; the others none.
+fn demo_grants(index: usize, now: DateTime<Utc>, rng: &mut fastrand::Rng) -> Vec<NewGrant> {
+    let cents =
+        |rng: &mut fastrand::Rng, range| format!("{}.{:02}", rng.u32(range), rng.u32(..100));
+    let promotional = |amount: String, expires_at, note: &str| NewGrant {
+        promotional: true,
+        expires_at: Some(expires_at),
+        note: Some(note.to_string()),
+        ..NewGrant::new("", &amount)
+    };
+    match index % 10 {
+        1 => vec![NewGrant::new("", &cents(rng, 1..3))],
+        3 => vec![
+            NewGrant::new("", &cents(rng, 20..60)),
+            promotional(
+                cents(rng, 5..15),
+                now + Duration::hours(rng.i64(30..140)),
+                "trial credit, ending soon",
+            ),
+        ],
+        5 => vec![promotional(
+            "25".into(),
+            now + Duration::days(30),
+            "welcome credit",
+        )],
+        8 => vec![NewGrant::new("", &cents(rng, 150..500))],
+        _ => Vec::new(),
+    }
+}
+
+/// Money credits for some customers ([`demo_grants`]), through the real grant path, each
+/// under a `demo-` key. Plans with no price refuse money grants: the demo then has none.
+fn grant_credits(
+    store: &mut Store,
+    config: &Config,
+    ids: &[String],
+    now: DateTime<Utc>,
+    rng: &mut fastrand::Rng,
+) -> Result<()> {
+    let mut made = 0;
+    for (index, id) in ids.iter().enumerate() {
+        for (n, mut grant) in demo_grants(index, now, rng).into_iter().enumerate() {
+            grant.customer = id.clone();
+            grant.key = Some(format!("demo-{id}-{n}"));
+            match store.grant_credits(config, &grant, now) {
+                Ok(_) => made += 1,
+                Err(Error::InvalidInput(_)) if made == 0 => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The first customer is the organisation on the biggest capped plan; others are spread so

@@ -15,7 +15,7 @@
 //! | every meter's standing | `meters/standing.rs` | `check`, `history`, a duplicate's answer, serve's check, `doctor`'s meter drift |
 //! | status and members (the counters' reads) | `counter_reads.rs` | `status`, `members`, the dashboard's detail |
 //! | the status snapshot | `status.rs` | `status --json`, `GET /v1/status` |
-//! | the dashboard | `dashboard.rs`, its meters' reads in `meters/dashboard.rs` | the tui |
+//! | the dashboard | `dashboard.rs`, its meters' reads in `meters/dashboard.rs`, its credits' in `credits_dashboard.rs` | the tui |
 //! | the sync outbox | `outbox.rs` | the Stripe sync, doctor |
 //! | aggregated reports | `reports.rs` | the Stripe sync and reconcile, `status` |
 //! | meters in Stripe | `meters/stripe.rs` (no methods: the routes the two above read) | the Stripe sync, reconcile, doctor |
@@ -49,6 +49,7 @@ mod copy;
 mod counter_reads;
 mod counters;
 mod credits;
+mod credits_dashboard;
 mod customers;
 mod dashboard;
 mod db;
@@ -82,6 +83,7 @@ pub use credits::{
     Amounts, CreditBalance, DEFAULT_PRIORITY, Grant, Granted, LedgerCheck, LedgerEntry, LiveGrant,
     NewGrant, Voided, burn_order,
 };
+pub use credits_dashboard::{CreditColumn, CreditDetail, RECENT_LEDGER};
 pub use customers::{Customer, MAX_KEY_LEN, NewCustomer};
 pub use dashboard::{
     Backlog, BacklogChange, ChangeMarks, CustomerDetail, Dashboard, DashboardRow, EventRow,

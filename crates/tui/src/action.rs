@@ -36,6 +36,12 @@ pub enum Action {
     Sync,
     /// Answer yes in a confirmation.
     Confirm,
+    /// Grant money credits to the selected customer: type the amount, then confirm.
+    GrantCredits,
+    AmountChar(char),
+    AmountBackspace,
+    /// Done typing the amount: ask to confirm it.
+    AmountDone,
 }
 
 impl Action {
@@ -68,6 +74,10 @@ impl Action {
             Action::Refresh => "reload everything",
             Action::Sync => "sync usage to Stripe",
             Action::Confirm => "confirm",
+            Action::GrantCredits => "grant credits to the customer",
+            Action::AmountChar(_) => "type the amount",
+            Action::AmountBackspace => "delete a character",
+            Action::AmountDone => "review the grant before it is made",
         }
     }
 }

@@ -92,6 +92,18 @@ pub enum SyncPopup {
     Finished(Result<SyncReport, String>),
 }
 
+/// Granting credits from the keyboard: the amount as typed, then its confirmation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantForm {
+    pub customer_id: String,
+    pub name: String,
+    /// Money in the plans' currency, as typed; the store reads and bounds it.
+    pub amount: String,
+    /// The idempotency key, made when the confirmation opens: a confirmation sent twice
+    /// grants once.
+    pub confirming: Option<String>,
+}
+
 /// Work the loop carries out for `update`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
@@ -102,6 +114,12 @@ pub enum Effect {
     PrepareSync,
     StartSync,
     CancelSync,
+    /// Grant `amount` of money credits to the customer, under `key`.
+    GrantCredits {
+        customer_id: String,
+        amount: String,
+        key: String,
+    },
 }
 
 /// Totals for the header, over all customers (not just the filtered ones).
@@ -116,6 +134,9 @@ pub struct Summary {
     pub backlog: Backlog,
     /// Unreported events of customers without a Stripe customer id.
     pub unmapped: i64,
+    /// Customers with money credits (granted, whatever is left): the Credits column shows
+    /// only when there are some.
+    pub with_credits: usize,
 }
 
 pub struct App {
@@ -169,6 +190,10 @@ pub struct App {
     pub plans_popup: bool,
     /// Meters the database counts otherwise than plans.toml (the Plans view says so).
     pub meter_drift: crate::store::MeterDrift,
+    /// Credits being granted from the keyboard (`c`).
+    pub grant: Option<GrantForm>,
+    /// What the last action did, in the footer until the next key (a grant made).
+    pub notice: Option<String>,
     pub quit: bool,
 }
 
@@ -214,6 +239,8 @@ impl App {
             plans_error: None,
             plans_popup: false,
             meter_drift: Default::default(),
+            grant: None,
+            notice: None,
             quit: false,
         };
         app.meter_drift = dashboard.drift;
@@ -225,6 +252,11 @@ impl App {
     pub fn mode(&self) -> Mode {
         if matches!(self.sync, SyncPopup::Confirm(_)) {
             Mode::Confirm
+        } else if let Some(form) = &self.grant {
+            match form.confirming {
+                Some(_) => Mode::Confirm,
+                None => Mode::Amount,
+            }
         } else if self.filtering {
             Mode::Filter
         } else {
@@ -315,8 +347,12 @@ impl App {
             self.quit = true;
             return Some(Effect::Quit);
         }
+        self.notice = None;
         if self.sync != SyncPopup::Closed {
             return self.update_sync(action);
+        }
+        if self.grant.is_some() {
+            return self.update_grant(action);
         }
         if self.help {
             // On a short terminal the help scrolls; drawing stops it at the last line.
@@ -412,6 +448,10 @@ impl App {
                 None
             }
             Action::Refresh => Some(Effect::Reload),
+            Action::GrantCredits => {
+                self.open_grant();
+                None
+            }
             Action::Sync => {
                 self.sync = SyncPopup::Preparing;
                 Some(Effect::PrepareSync)
@@ -420,8 +460,62 @@ impl App {
             | Action::FilterChar(_)
             | Action::FilterBackspace
             | Action::FilterDone
+            | Action::AmountChar(_)
+            | Action::AmountBackspace
+            | Action::AmountDone
             | Action::Confirm => None,
         }
+    }
+
+    /// Start granting credits to the customer whose detail is open, or the selected one in
+    /// the overview.
+    fn open_grant(&mut self) {
+        let customer_id = match &self.detail {
+            Some(detail) => Some(detail.customer_id.clone()),
+            None if self.view == View::Overview => {
+                self.selected_row().map(|r| r.customer_id.clone())
+            }
+            None => None,
+        };
+        let Some(customer_id) = customer_id else {
+            return;
+        };
+        let name = self
+            .row_of(&customer_id)
+            .map_or_else(|| customer_id.clone(), |r| r.name.clone());
+        self.status = None;
+        self.grant = Some(GrantForm {
+            customer_id,
+            name,
+            amount: String::new(),
+            confirming: None,
+        });
+    }
+
+    /// A key while granting credits: typing the amount, then answering its confirmation.
+    fn update_grant(&mut self, action: Action) -> Option<Effect> {
+        let form = self.grant.as_mut()?;
+        match (action, &form.confirming) {
+            (Action::AmountChar(c), None) => form.amount.push(c),
+            (Action::AmountBackspace, None) => {
+                form.amount.pop();
+            }
+            (Action::AmountDone, None) if !form.amount.trim().is_empty() => {
+                form.confirming = Some(format!("dashboard-{}", uuid::Uuid::new_v4()));
+            }
+            (Action::Confirm, Some(key)) => {
+                let effect = Effect::GrantCredits {
+                    customer_id: form.customer_id.clone(),
+                    amount: form.amount.trim().to_string(),
+                    key: key.clone(),
+                };
+                self.grant = None;
+                return Some(effect);
+            }
+            (Action::Close, _) => self.grant = None,
+            _ => {}
+        }
+        None
     }
 
     /// A key in the meter picker, open on `entry`.
@@ -533,9 +627,18 @@ impl App {
                 self.set_rows(dashboard.rows);
                 self.follow_changes()
             }
-            DataEvent::Changed { usage, backlog } => {
+            DataEvent::Changed {
+                usage,
+                backlog,
+                credits,
+            } => {
                 self.status = None;
                 let mut changed = Vec::new();
+                for (customer_id, credits) in credits.map(|c| c.customers).unwrap_or_default() {
+                    if let Some(i) = self.table.index_of(&customer_id) {
+                        self.table.row_mut(i).credits = credits;
+                    }
+                }
                 let pick = self.meter_index();
                 for change in usage {
                     if let Some(i) = self.table.index_of(&change.customer_id) {
@@ -628,6 +731,18 @@ impl App {
                 self.status = Some(message);
                 None
             }
+            DataEvent::Granted(Ok(granted)) => {
+                let amount = self.config.money(granted.grant.amount);
+                self.notice = Some(format!(
+                    "granted {amount} of credits to {}: grant {}",
+                    granted.grant.customer_id, granted.grant.id
+                ));
+                None
+            }
+            DataEvent::Granted(Err(message)) => {
+                self.status = Some(message);
+                None
+            }
         }
     }
 
@@ -713,6 +828,7 @@ impl App {
         for row in self.table.rows() {
             // Their unreported usage is still synced: the Stripe counts keep them.
             summary.backlog += row.backlog;
+            summary.with_credits += usize::from(row.credits.is_some());
             if !row.mapped {
                 summary.unmapped += row.backlog.unreported;
             }

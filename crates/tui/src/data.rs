@@ -15,8 +15,8 @@ use chrono::{DateTime, Utc};
 
 use super::notify::Notify;
 use crate::store::{
-    AlertCounts, BacklogChange, CustomerDetail, Dashboard, EventRow, RecentAlert, Refresh, SyncRun,
-    UsageChange,
+    AlertCounts, BacklogChange, CreditColumn, CustomerDetail, Dashboard, EventRow, Granted,
+    NewGrant, RecentAlert, Refresh, SyncRun, UsageChange,
 };
 use crate::{Config, Result, Store};
 
@@ -41,6 +41,8 @@ pub(crate) enum Request {
     Detail(String),
     Events,
     Reload,
+    /// Grant credits (from the keyboard, confirmed).
+    Grant(Box<NewGrant>),
 }
 
 #[derive(Debug)]
@@ -49,6 +51,7 @@ pub enum DataEvent {
     Changed {
         usage: Vec<UsageChange>,
         backlog: Option<BacklogChange>,
+        credits: Option<CreditColumn>,
     },
     Detail {
         customer_id: String,
@@ -66,6 +69,8 @@ pub enum DataEvent {
     /// Reconcile, doubt or expiry counts changed (or were first read).
     Checks(Box<crate::store::StripeChecks>),
     Failed(String),
+    /// A grant made from the keyboard, or the store's reason for refusing it.
+    Granted(std::result::Result<Box<Granted>, String>),
 }
 
 /// Handle to the watcher thread.
@@ -218,6 +223,19 @@ impl Watcher {
                 }
             }
             Request::Events => DataEvent::Events(self.store.problem_events(EVENTS_LIMIT, now)?),
+            Request::Grant(grant) => {
+                let granted = self.store.grant_credits(&self.config, &grant, now);
+                let wrote = granted.is_ok();
+                let mut events = vec![DataEvent::Granted(
+                    granted.map(Box::new).map_err(|e| e.to_string()),
+                )];
+                // This connection's own commit does not move its data_version: read the
+                // change now rather than wait for another process's.
+                if wrote {
+                    events.extend(self.refresh(self.store.data_version()?)?);
+                }
+                return Ok(events);
+            }
             Request::Reload => {
                 // Sent at once: the app must follow the watcher's plans even if the
                 // database read below fails.
@@ -262,6 +280,12 @@ impl Watcher {
         if version == self.version {
             return Ok(Vec::new());
         }
+        self.refresh(version)
+    }
+
+    /// Read what changed since the marks last read, then take `version` as seen.
+    fn refresh(&mut self, version: i64) -> Result<Vec<DataEvent>> {
+        let now = self.clock.now();
         let refresh = self
             .store
             .dashboard_refresh(&self.config, self.marks, now)?;
@@ -282,10 +306,18 @@ impl Watcher {
             Refresh::Partial {
                 usage,
                 backlog,
+                credits,
                 marks,
             } => {
                 self.marks = marks;
-                Some(DataEvent::Changed { usage, backlog })
+                // A grant made now may take effect or expire before the next reload.
+                let next = credits.as_ref().and_then(|c| c.next_change);
+                self.rollover = self.rollover.into_iter().chain(next).min();
+                Some(DataEvent::Changed {
+                    usage,
+                    backlog,
+                    credits,
+                })
             }
         };
         Ok(
@@ -381,5 +413,63 @@ mod tests {
         );
         // And once read, the change is not reported twice.
         assert!(watcher.poll().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_grant_from_the_keyboard_is_written_and_read_again_at_once() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = dir.path().join("m.db");
+        let config = Config::parse(crate::config::EXAMPLE_PLANS, "example plans").unwrap();
+        let now = Utc.with_ymd_and_hms(2026, 11, 20, 12, 0, 0).unwrap();
+        let mut writer = Store::open(&path).unwrap();
+        let acme = NewCustomer {
+            id: "acme".into(),
+            name: None,
+            plan_id: "pro".into(),
+            stripe_customer_id: None,
+            billing_anchor: Some(NaiveDate::from_ymd_opt(2026, 11, 1).unwrap()),
+        };
+        writer.add_customer(&config, &acme, now).unwrap();
+        let loaded = writer.dashboard(&config, now).unwrap();
+        let (tx, _rx) = channel::<DataEvent>();
+        let mut watcher = Watcher::new(
+            Store::open(&path).unwrap(),
+            config,
+            Clock::fixed(now),
+            &loaded,
+            Box::new(tx),
+        )
+        .unwrap();
+
+        // Its own commit does not move its data_version: the answer carries the new credits.
+        let grant = crate::store::NewGrant::new("acme", "12.5");
+        let events = watcher
+            .answer(super::Request::Grant(Box::new(grant)))
+            .unwrap();
+        assert!(
+            matches!(&events[0], DataEvent::Granted(Ok(g)) if g.grant.customer_id == "acme"),
+            "{events:?}"
+        );
+        let credits = events.iter().find_map(|e| match e {
+            DataEvent::Changed { credits, .. } => credits.clone(),
+            _ => None,
+        });
+        assert_eq!(
+            credits.map(|c| c.customers["acme"]),
+            Some(Some(rust_decimal::Decimal::new(125, 1))),
+            "{events:?}"
+        );
+        assert!(watcher.poll().unwrap().is_empty());
+
+        // A refused grant: the store's words, nothing read again.
+        let events = watcher
+            .answer(super::Request::Grant(Box::new(
+                crate::store::NewGrant::new("acme", "0"),
+            )))
+            .unwrap();
+        assert!(
+            matches!(&events[..], [DataEvent::Granted(Err(e))] if e.contains("more than 0")),
+            "{events:?}"
+        );
     }
 }

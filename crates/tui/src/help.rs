@@ -51,6 +51,7 @@ pub(crate) fn key_lines() -> Vec<KeyLine> {
     for (title, mode) in [
         ("Keys", Mode::Normal),
         ("While typing a filter", Mode::Filter),
+        ("While typing a credit amount", Mode::Amount),
         ("In a confirmation", Mode::Confirm),
     ] {
         lines.push(KeyLine::Title(title));
@@ -83,6 +84,8 @@ pub(crate) fn legend(theme: Theme) -> Vec<LegendLine> {
         Note("without a Stripe customer id"),
         Text("Meter: what the gauge shows, with several meters:"),
         Note("the one nearest its limit, or the one m picks"),
+        Text("Credits: money credits available now,"),
+        Note("— for a customer never granted any (c grants)"),
         Blank,
         Title("Events at Stripe"),
         States(&[
@@ -123,7 +126,7 @@ mod tests {
         let lines = key_lines();
         let bindings = keys::BINDINGS.len();
         // A title and a blank line per mode.
-        assert_eq!(lines.len(), bindings + 6);
+        assert_eq!(lines.len(), bindings + 8);
         assert_eq!(lines[0], KeyLine::Title("Keys"));
         assert!(lines.contains(&KeyLine::Key {
             keys: "q/Ctrl-c".into(),

@@ -6,11 +6,13 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use super::action::Action;
 
-/// Which keys apply: the list, typing a filter, or answering a confirmation.
+/// Which keys apply: the list, typing a filter, typing a credit amount, or answering a
+/// confirmation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Normal,
     Filter,
+    Amount,
     Confirm,
 }
 
@@ -86,7 +88,7 @@ const fn bind(mode: Mode, keys: &'static [Key], action: Action) -> Binding {
     Binding { mode, keys, action }
 }
 
-use Mode::{Confirm, Filter, Normal};
+use Mode::{Amount, Confirm, Filter, Normal};
 
 /// Every binding, in the order help lists them.
 pub(crate) const BINDINGS: &[Binding] = &[
@@ -123,6 +125,7 @@ pub(crate) const BINDINGS: &[Binding] = &[
     bind(Normal, &[ch('m')], Action::PickMeter),
     bind(Normal, &[ch('r')], Action::Refresh),
     bind(Normal, &[ch('s')], Action::Sync),
+    bind(Normal, &[ch('c')], Action::GrantCredits),
     bind(Normal, &[ch('?')], Action::Help),
     bind(Filter, &[key(KeyCode::Enter)], Action::FilterDone),
     bind(Filter, &[key(KeyCode::Esc)], Action::Close),
@@ -130,6 +133,10 @@ pub(crate) const BINDINGS: &[Binding] = &[
     bind(Filter, &[key(KeyCode::Up)], Action::Up),
     bind(Filter, &[key(KeyCode::Down)], Action::Down),
     bind(Filter, &[ctrl('c')], Action::Quit),
+    bind(Amount, &[key(KeyCode::Enter)], Action::AmountDone),
+    bind(Amount, &[key(KeyCode::Esc)], Action::Close),
+    bind(Amount, &[key(KeyCode::Backspace)], Action::AmountBackspace),
+    bind(Amount, &[ctrl('c')], Action::Quit),
     bind(Confirm, &[ch('y'), key(KeyCode::Enter)], Action::Confirm),
     bind(Confirm, &[ch('n'), key(KeyCode::Esc)], Action::Close),
     bind(Confirm, &[ctrl('c')], Action::Quit),
@@ -147,13 +154,17 @@ pub fn resolve(mode: Mode, event: &KeyEvent) -> Option<Action> {
         .map(|b| b.action);
     match (bound, mode, event.code) {
         (Some(action), _, _) => Some(action),
-        // Any other printable character is part of the filter text.
-        (None, Mode::Filter, KeyCode::Char(c))
+        // Any other printable character is part of the text typed.
+        (None, Mode::Filter | Mode::Amount, KeyCode::Char(c))
             if !event
                 .modifiers
                 .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT) =>
         {
-            Some(Action::FilterChar(c))
+            Some(if mode == Mode::Filter {
+                Action::FilterChar(c)
+            } else {
+                Action::AmountChar(c)
+            })
         }
         _ => None,
     }
@@ -225,7 +236,7 @@ mod tests {
     #[test]
     fn ctrl_c_quits_in_every_mode_and_q_only_outside_text_input() {
         let ctrl_c = press(KeyCode::Char('c'), KeyModifiers::CONTROL);
-        for mode in [Normal, Filter, Confirm] {
+        for mode in [Normal, Filter, Amount, Confirm] {
             assert_eq!(resolve(mode, &ctrl_c), Some(Action::Quit), "{mode:?}");
         }
         let q = press(KeyCode::Char('q'), KeyModifiers::NONE);
@@ -245,6 +256,27 @@ mod tests {
     }
 
     #[test]
+    fn c_grants_credits_and_the_amount_is_typed_in_its_own_mode() {
+        let n = KeyModifiers::NONE;
+        let c = press(KeyCode::Char('c'), n);
+        assert_eq!(resolve(Normal, &c), Some(Action::GrantCredits));
+        assert_eq!(resolve(Filter, &c), Some(Action::FilterChar('c')));
+        // q and digits are part of the amount, not a quit or a view.
+        for typed in ['2', '.', 'q'] {
+            let key = press(KeyCode::Char(typed), n);
+            assert_eq!(resolve(Amount, &key), Some(Action::AmountChar(typed)));
+        }
+        assert_eq!(
+            resolve(Amount, &press(KeyCode::Enter, n)),
+            Some(Action::AmountDone)
+        );
+        assert_eq!(
+            resolve(Amount, &press(KeyCode::Esc, n)),
+            Some(Action::Close)
+        );
+    }
+
+    #[test]
     fn releases_are_ignored() {
         let mut q = press(KeyCode::Char('q'), KeyModifiers::NONE);
         q.kind = KeyEventKind::Release;
@@ -253,7 +285,7 @@ mod tests {
 
     #[test]
     fn every_key_is_bound_once_per_mode() {
-        for mode in [Normal, Filter, Confirm] {
+        for mode in [Normal, Filter, Amount, Confirm] {
             let keys: Vec<Key> = BINDINGS
                 .iter()
                 .filter(|b| b.mode == mode)

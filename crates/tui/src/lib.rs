@@ -169,6 +169,15 @@ pub fn carry_out(command: Effect, data: &DataWorker, sync: &mut SyncWorker) {
         Effect::PrepareSync => sync.prepare(),
         Effect::StartSync => sync.start(),
         Effect::CancelSync => sync.cancel(),
+        Effect::GrantCredits {
+            customer_id,
+            amount,
+            key,
+        } => {
+            let mut grant = crate::store::NewGrant::new(&customer_id, &amount);
+            grant.key = Some(key);
+            data.request(Request::Grant(Box::new(grant)));
+        }
     }
 }
 

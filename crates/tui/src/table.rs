@@ -284,6 +284,7 @@ mod tests {
             archived: false,
             meters: Vec::new(),
             shown: 0,
+            credits: None,
         }
     }
 

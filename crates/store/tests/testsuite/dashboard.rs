@@ -133,6 +133,7 @@ fn a_refresh_reads_only_what_another_connection_recorded(engine: Engine) {
             usage,
             backlog,
             marks,
+            ..
         } => {
             assert_eq!(usage.len(), 1);
             assert_eq!(usage[0].customer_id, "acme");

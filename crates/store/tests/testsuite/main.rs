@@ -8,6 +8,8 @@
 //! - `store`: migrations, record and its hard cap, periods, plan changes, history, status;
 //! - `record_batch`: many events in one transaction;
 //! - `dashboard`: the dashboard's read paths (full load, refreshes by change marks);
+//! - `dashboard_credits`: the overview's credits column and the detail's credits, on both
+//!   engines;
 //! - `dashboard_meters`: the same with several meters (rows per meter, groups, per-day usage),
 //!   on both engines;
 //! - `dashboard_priced`: events of a type (one line each) and groups with their money, on both
@@ -20,6 +22,7 @@
 
 mod credits;
 mod dashboard;
+mod dashboard_credits;
 mod dashboard_meters;
 mod dashboard_priced;
 mod outbox;

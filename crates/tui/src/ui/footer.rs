@@ -69,6 +69,22 @@ fn hints(app: &App) -> Vec<Hint> {
         SyncPopup::Running { .. } => return vec![hint(&[Action::Close], "cancel the sync"), QUIT],
         _ => return vec![CLOSE, QUIT],
     }
+    if let Some(form) = &app.grant {
+        let (mode, done, text): (Mode, &'static [Action], _) = match form.confirming {
+            None => (Mode::Amount, &[Action::AmountDone], "review the grant"),
+            Some(_) => (Mode::Confirm, &[Action::Confirm], "grant"),
+        };
+        let key = |actions, text| Hint {
+            mode,
+            actions,
+            text,
+        };
+        return vec![
+            key(done, text),
+            key(&[Action::Close], "cancel"),
+            key(&[Action::Quit], "quit"),
+        ];
+    }
     if app.plans_popup {
         return vec![CLOSE, hint(&[Action::Refresh], "reload plans.toml"), QUIT];
     }
@@ -84,6 +100,7 @@ fn hints(app: &App) -> Vec<Hint> {
         return vec![
             CLOSE,
             hint(&[Action::Up, Action::Down], "previous / next customer"),
+            hint(&[Action::GrantCredits], "grant credits"),
             HELP,
             QUIT,
         ];
@@ -142,6 +159,10 @@ pub(crate) fn draw(frame: &mut Frame, app: &App, area: Rect) {
     if let Some(status) = &app.status {
         let text = format!("error: {}", sanitize(status));
         frame.render_widget(Span::styled(text, theme.error()), area);
+        return;
+    }
+    if let Some(notice) = &app.notice {
+        frame.render_widget(Span::styled(sanitize(notice), theme.good()), area);
         return;
     }
     let mut spans = Vec::new();

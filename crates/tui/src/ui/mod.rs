@@ -1,6 +1,7 @@
 //! Drawing: a pure function of `&App`. Only the rows that fit are built, whatever the number
 //! of customers.
 
+mod credits;
 mod detail;
 mod detail_meters;
 mod events;
@@ -72,6 +73,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
         help::draw(frame, app, above_footer);
     }
     sync_popup::draw(frame, app, above_footer);
+    credits::draw_grant(frame, app, above_footer);
 }
 
 /// Tabs line, body, footer line.

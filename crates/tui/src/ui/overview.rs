@@ -175,7 +175,11 @@ fn draw_table(frame: &mut Frame, app: &App, area: Rect) {
     let inner_width = area.width.saturating_sub(2);
     let wide = inner_width >= 108;
     let meter_width = meter_width(app, wide);
-    let columns = columns(wide, meter_width > 0);
+    let mut columns = columns(wide, meter_width > 0, app.summary.with_credits > 0);
+    // The Credits column goes first when the name and the gauge would be left too little.
+    if spare(&columns, inner_width, meter_width) < CREDITS_LEAVE {
+        columns.retain(|c| *c != Column::Credits);
+    }
     let widths = column_widths(&columns, inner_width, meter_width);
     let name_width = widths[0];
     let gauge_width = widths[columns
@@ -190,7 +194,7 @@ fn draw_table(frame: &mut Frame, app: &App, area: Rect) {
         .max((app.list.selected + 1).saturating_sub(page))
         .min(app.list.selected);
     let rows = app.visible_rows(offset, page).enumerate().map(|(i, row)| {
-        let cells = customer_cells(app, row, wide, (name_width, gauge_width, meter_width));
+        let cells = customer_cells(app, row, &columns, (name_width, gauge_width, meter_width));
         let r = Row::new(cells);
         if offset + i == app.list.selected {
             r.style(theme.selected())
@@ -257,8 +261,12 @@ fn draw_table(frame: &mut Frame, app: &App, area: Rect) {
     }
 }
 
-/// The columns shown: "Used / limit" only on wide terminals, "Meter" only with several meters.
-fn columns(wide: bool, meters: bool) -> Vec<Column> {
+/// The room the name and the gauge keep beside the Credits column; narrower, it is left out.
+const CREDITS_LEAVE: u16 = 36;
+
+/// The columns shown: "Used / limit" only on wide terminals, "Meter" only with several meters,
+/// "Credits" only when a customer has money credits.
+fn columns(wide: bool, meters: bool, credits: bool) -> Vec<Column> {
     let mut columns = vec![Column::Customer, Column::Plan];
     if meters {
         columns.push(Column::Meter);
@@ -273,14 +281,14 @@ fn columns(wide: bool, meters: bool) -> Vec<Column> {
         Column::Days,
         Column::Unreported,
     ]);
+    if credits {
+        columns.push(Column::Credits);
+    }
     columns
 }
 
-/// Column widths for a table `width` cells wide. Every column but the name and the gauge has
-/// the width of its widest content; of the room left the name gets two fifths (at most 28: longer
-/// names end in "…") and the gauge the rest, so on wide terminals the gauge is the widest.
-/// `meter`: the Meter column's width, from its content.
-fn column_widths(columns: &[Column], width: u16, meter: u16) -> Vec<u16> {
+/// The room `columns` leave the name and the gauge in a table `width` cells wide.
+fn spare(columns: &[Column], width: u16, meter: u16) -> u16 {
     let gaps = columns.len().saturating_sub(1) as u16;
     let fixed: u16 = columns.iter().filter_map(|c| c.width()).sum::<u16>()
         + if columns.contains(&Column::Meter) {
@@ -288,7 +296,15 @@ fn column_widths(columns: &[Column], width: u16, meter: u16) -> Vec<u16> {
         } else {
             0
         };
-    let spare = width.saturating_sub(fixed + gaps);
+    width.saturating_sub(fixed + gaps)
+}
+
+/// Column widths for a table `width` cells wide. Every column but the name and the gauge has
+/// the width of its widest content; of the room left the name gets two fifths (at most 28: longer
+/// names end in "…") and the gauge the rest, so on wide terminals the gauge is the widest.
+/// `meter`: the Meter column's width, from its content.
+fn column_widths(columns: &[Column], width: u16, meter: u16) -> Vec<u16> {
+    let spare = spare(columns, width, meter);
     let name = (spare * 2 / 5).clamp(spare.saturating_sub(10).min(16), 28);
     columns
         .iter()
@@ -313,6 +329,7 @@ enum Column {
     Level,
     Days,
     Unreported,
+    Credits,
 }
 
 impl Column {
@@ -327,6 +344,7 @@ impl Column {
             Column::Level => "Level",
             Column::Days => "Days",
             Column::Unreported => "Unreported",
+            Column::Credits => "Credits",
         }
     }
 
@@ -342,6 +360,8 @@ impl Column {
             Column::Level => 11,
             Column::Days => 4,
             Column::Unreported => 10,
+            // "$12,345.67"; more ends in "…"
+            Column::Credits => CREDITS_WIDTH,
         })
     }
 
@@ -413,12 +433,24 @@ fn meter_label(app: &App, index: usize, wide: bool) -> String {
     format!("{}{count}", ellipsis(&name, room))
 }
 
+/// The Credits column's width.
+const CREDITS_WIDTH: u16 = 10;
+
+/// What the Credits column says: the money credits available, "—" without a grant.
+fn credits_cell(app: &App, credits: Option<rust_decimal::Decimal>) -> String {
+    credits.map_or_else(
+        || "—".to_string(),
+        |amount| ellipsis(&app.config.money(amount), CREDITS_WIDTH),
+    )
+}
+
 fn customer_cells<'a>(
     app: &App,
     row: &'a DashboardRow,
-    wide: bool,
+    columns: &[Column],
     (name_width, gauge_width, meter_width): (u16, u16, u16),
 ) -> Vec<Cell<'a>> {
+    let wide = columns.contains(&Column::UsedOfLimit);
     let theme = app.theme;
     let level = app.level_of(row);
     let right = |text: String| Cell::from(Line::from(text).alignment(Alignment::Right));
@@ -468,6 +500,9 @@ fn customer_cells<'a>(
         right(row.period.days_left(app.now).to_string()),
         right(unreported),
     ]);
+    if columns.contains(&Column::Credits) {
+        cells.push(right(credits_cell(app, row.credits)));
+    }
     cells
 }
 

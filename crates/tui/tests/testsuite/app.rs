@@ -34,6 +34,7 @@ fn row(id: &str, plan: &str, used: i64, limit: Option<i64>) -> DashboardRow {
         archived: false,
         meters: Vec::new(),
         shown: 0,
+        credits: None,
     }
 }
 
@@ -436,6 +437,7 @@ fn live_changes_update_counters_resort_and_keep_the_selection() {
             meters: Vec::new(),
         }],
         backlog: None,
+        credits: None,
     });
     assert_eq!(command, None);
     assert_eq!(order(&app), ["bravo", "delta", "alpha", "echo", "charlie"]);
@@ -453,6 +455,7 @@ fn live_changes_update_counters_resort_and_keep_the_selection() {
     app.apply(DataEvent::Changed {
         usage: vec![],
         backlog: Some(BacklogChange::Customers(counts.clone())),
+        credits: None,
     });
     assert_eq!(app.summary.backlog.unreported, 7);
     assert_eq!(app.summary.backlog.failed, 1);
@@ -460,6 +463,7 @@ fn live_changes_update_counters_resort_and_keep_the_selection() {
     app.apply(DataEvent::Changed {
         usage: vec![],
         backlog: Some(BacklogChange::All(counts)),
+        credits: None,
     });
     assert_eq!(app.summary.backlog.unreported, 5);
 
@@ -469,6 +473,7 @@ fn live_changes_update_counters_resort_and_keep_the_selection() {
     app.apply(DataEvent::Changed {
         usage: vec![],
         backlog: None,
+        credits: None,
     });
     assert_eq!(app.status, None);
 
@@ -477,6 +482,7 @@ fn live_changes_update_counters_resort_and_keep_the_selection() {
     let command = app.apply(DataEvent::Changed {
         usage: vec![],
         backlog: None,
+        credits: None,
     });
     assert_eq!(command, Some(Effect::LoadDetail("bravo".into())));
 }
@@ -535,6 +541,7 @@ fn a_refresh_moving_a_few_rows_orders_exactly_like_a_full_sort() {
         app.apply(DataEvent::Changed {
             usage: changes,
             backlog: None,
+            credits: None,
         });
         let mut fresh = App::new(
             config(),
@@ -561,7 +568,7 @@ fn the_key_reference_in_the_docs_matches_the_keymap() {
         "/../../docs/dashboard.md"
     ))
     .unwrap();
-    for mode in [Mode::Normal, Mode::Filter, Mode::Confirm] {
+    for mode in [Mode::Normal, Mode::Filter, Mode::Amount, Mode::Confirm] {
         for (keys, what) in keys::help(mode) {
             let line = format!("| `{keys}` | {what} |");
             assert!(docs.contains(&line), "docs/dashboard.md lacks {line}");

@@ -2,6 +2,7 @@
 //! a terminal (the root suite, tests/testsuite, runs the real binary in tmux).
 //!
 //! - `app`: the state machine driven by key presses, and the keymap against docs/dashboard.md;
+//! - `credits`: granting credits from the keyboard, the Credits column, the detail's credits;
 //! - `render`: drawing on ratatui's TestBackend, cells and styles, insta snapshots in
 //!   `snapshots/` (`testsuite__render__<name>.snap`);
 //! - `meters`: several meters: the overview's meter per row, the picker (`m`), the detail;
@@ -12,6 +13,7 @@
 //! Tests run in parallel threads of this one process: none changes its environment.
 
 mod app;
+mod credits;
 mod meters;
 mod priced;
 mod render;

@@ -403,7 +403,11 @@ fn a_picked_meter_stays_picked_through_refreshes_and_reloads() {
     else {
         panic!("expected a partial refresh");
     };
-    app.apply(DataEvent::Changed { usage, backlog });
+    app.apply(DataEvent::Changed {
+        usage,
+        backlog,
+        credits: None,
+    });
     let acme = app.rows().iter().find(|r| r.customer_id == "acme").unwrap();
     assert_eq!(
         (app.config.meters[acme.shown].id.as_str(), acme.used),

@@ -46,6 +46,7 @@ fn row(name: &str, plan: &str, used: i64, limit: Option<i64>) -> DashboardRow {
         archived: false,
         meters: Vec::new(),
         shown: 0,
+        credits: None,
     }
 }
 
