@@ -66,7 +66,7 @@ fn burns(s: &Scratch) -> Vec<(i64, String, String)> {
 }
 
 /// `doctor` finds the ledger adding up (it checks every grant and every balance).
-fn assert_ledger_adds_up(s: &Scratch) {
+pub(crate) fn assert_ledger_adds_up(s: &Scratch) {
     let out = s.cmd().args(["doctor", "--json"]).output().unwrap();
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     let credits = report

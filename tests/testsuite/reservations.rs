@@ -208,17 +208,29 @@ fn held_credits_are_not_spent_by_others_and_settle_burns_what_was_used(
     // 40 are left to others.
     assert_eq!(count(&s, shape, 41), 3);
     assert_eq!(count(&s, shape, 40), 0);
-    // The work used 70: 60 freed and burnt, 10 more than the balance left.
+    // The work used 70: 60 freed and burnt, and 10 more than the balance: a capped meter
+    // bills no overage, so they are owed.
     let (code, settled, err) = settle(&s, shape, &id, 70, NOW);
     assert_eq!(code, 0, "{err}");
     assert_eq!(settled["recorded"], true);
-    let balance = s.json(&["credits", "acme", "--json"]);
-    assert_eq!(balance["grants"], json!([]), "{balance}");
-    let burnt = s
-        .inspect()
-        .number("SELECT COUNT(*) FROM credit_ledger WHERE kind = 'burn'");
-    assert_eq!(burnt, 2);
     assert_eq!(used(&s, shape), cap + 110);
+    let balance = s.json(&["credits", "acme", "--json"]);
+    assert_eq!(balance["units"][meter]["balance"], "-10", "{balance}");
+    assert_eq!(balance["units"][meter]["available"], "0");
+    assert_eq!(count(&s, shape, 1), 3, "a debt leaves nothing to spend");
+    // The next grant pays the debt first.
+    s.json(&["credits", "grant", "acme", "25", "--meter", meter, "--json"]);
+    let balance = s.json(&["credits", "acme", "--json"]);
+    assert_eq!(balance["units"][meter]["balance"], "15", "{balance}");
+    let ledger: i64 = s
+        .inspect()
+        .rows("SELECT amount FROM credit_ledger")
+        .iter()
+        .map(|r| r[0].parse::<i64>().unwrap())
+        .sum();
+    assert_eq!(ledger, 15, "the ledger's sum is the balance");
+    crate::credit_burns::assert_ledger_adds_up(&s);
+    assert_eq!(count(&s, shape, 15), 0);
 }
 
 fn bad_reservations_are_refused_and_write_nothing(engine: Engine, shape: Shape) {

@@ -451,6 +451,39 @@ fn insert_grant(
     Ok(grant)
 }
 
+/// Pay the customer's debts in `grant`'s unit (grants burnt below zero by a settle) from
+/// `grant`, oldest first, as far as it goes: a burn on each side, the new grant's down and
+/// the debt's back towards zero.
+fn repay_debts(conn: &Connection, grant: &Grant, now: DateTime<Utc>) -> Result<()> {
+    let debts: Vec<(Grant, String)> = conn
+        .prepare_cached(&format!(
+            "SELECT {GRANT_COLUMNS}, (SELECT l.remaining FROM credit_ledger l
+                                     WHERE l.grant_id = g.id ORDER BY l.id DESC LIMIT 1)
+             FROM credit_grants g
+             WHERE g.customer_id = ?1 AND g.meter_id = ?2 AND g.id <> ?3 AND g.amount = '0'
+             ORDER BY g.id"
+        ))?
+        .query_map(params![grant.customer_id, grant.meter, grant.id], |r| {
+            Ok((
+                grant_from_row(r)?,
+                r.get::<_, Option<String>>(11)?.unwrap_or_default(),
+            ))
+        })?
+        .collect::<Result<_>>()?;
+    let mut left = grant.amount;
+    for (debt, remaining) in debts {
+        let owed = -decimal(&remaining, "credit_ledger.remaining")?;
+        if owed <= Decimal::ZERO || left <= Decimal::ZERO {
+            continue;
+        }
+        let paid = owed.min(left);
+        left -= paid;
+        append_entry(conn, grant, "burn", -paid, left, now)?;
+        append_entry(conn, &debt, "burn", paid, paid - owed, now)?;
+    }
+    Ok(())
+}
+
 /// Credits; serves `credits`, `export credits`, serve's credits routes, doctor and backup.
 impl Store {
     /// Give a customer credits: a grant and its ledger entry, in one write transaction. A
@@ -484,6 +517,7 @@ impl Store {
             });
         }
         let grant = insert_grant(&tx, request, amount, now)?;
+        repay_debts(&tx, &grant, now)?;
         tx.commit()?;
         Ok(Granted {
             grant,

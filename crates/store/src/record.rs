@@ -334,8 +334,9 @@ pub(crate) fn decide_in<'t, 'c>(
         meters,
         members: Members::default(),
         events: NewEvents::after(last_event_id),
+        // A settle may owe credits it has none of.
         wallets: crate::credits::Wallets::new(
-            credits || config.plans.iter().any(|p| p.credits.is_some()),
+            credits || mode == Mode::Settle || config.plans.iter().any(|p| p.credits.is_some()),
         ),
         mode,
         holds: Vec::new(),
@@ -524,6 +525,9 @@ fn keep_implicit_terms(conn: &Connection, config: &Config) -> Result<()> {
 struct Priced {
     terms: crate::config::MeterTerms,
     rate: Option<rust_decimal::Decimal>,
+    /// A settle on a capped meter: what credits cannot pay of it is owed (a debt), since a
+    /// capped meter bills no overage.
+    owed: bool,
 }
 
 impl Priced {
@@ -545,6 +549,7 @@ impl Priced {
                 rates: Vec::new(),
             },
             rate: terms.rate_for(|dim| properties.get(dim).map(String::as_str)),
+            owed: mode == Mode::Settle && terms.at_limit == crate::config::AtLimit::Block,
         }
     }
 }
@@ -844,8 +849,17 @@ impl<'c> Batch<'_, 'c> {
             return Ok((self.hold(meters, &customer_id, &decided, standing), 0));
         }
         let mut fed = Vec::with_capacity(meters.len());
-        for (i, ((meter, value), d)) in meters.iter().zip(values).zip(&decided).enumerate() {
+        for (i, ((meter, value), d)) in meters.iter().zip(values).zip(&mut decided).enumerate() {
             let event_id = id_of(i)?;
+            if terms[i].as_ref().is_some_and(|t| t.owed) {
+                let owed = d.owe();
+                if owed > 0 {
+                    let now = self.now;
+                    self.wallets
+                        .borrow(conn, &customer_id, &meter.id, owed, now, &mut d.cover)?;
+                }
+            }
+            let d = &*d;
             self.meters.count(meter, value, d, occurred_at, event_id);
             self.wallets.burn(&customer_id, &d.cover, event_id);
             let allocated = self.meters.allocated(d);

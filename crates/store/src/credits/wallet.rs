@@ -89,7 +89,8 @@ impl Wallet {
                 Ok((super::grant_from_row(r)?, remaining))
             })?
             .collect::<Result<_>>()?;
-        grants.retain(|(_, remaining)| *remaining > Decimal::ZERO);
+        // A debt (a grant burnt below zero) lowers the balance until a grant pays it.
+        grants.retain(|(_, remaining)| !remaining.is_zero());
         grants.sort_by(|a, b| burn_order(&a.0, &b.0));
         Ok(Wallet {
             grants: grants
@@ -322,6 +323,40 @@ impl Wallets {
         if let Some(wallet) = self.wallets.get_mut(customer) {
             wallet.undo(cover);
         }
+    }
+
+    /// `units` of `meter` that a settle used beyond every credit: owed, as a debt grant (of
+    /// 0) burnt below zero, which the customer's next grant of the meter's units pays first
+    /// (`repay_debts`). Added to `cover`, so the units count as paid by credits.
+    pub(crate) fn borrow(
+        &mut self,
+        conn: &Connection,
+        customer: &str,
+        meter: &str,
+        units: i64,
+        now: DateTime<Utc>,
+        cover: &mut Cover,
+    ) -> Result<()> {
+        let debt = super::NewGrant {
+            meter: Some(meter.to_string()),
+            note: Some("debt: a settle used more than the credits held".into()),
+            ..super::NewGrant::new(customer, "0")
+        };
+        let grant = super::insert_grant(conn, &debt, Decimal::ZERO, now)?;
+        let wallet = self.wallets.entry(customer.to_string()).or_default();
+        let owed = Decimal::from(units);
+        wallet.grants.push(Spendable {
+            id: grant.id,
+            meter: grant.meter,
+            remaining: -owed,
+            expires_at: None,
+        });
+        cover.takes.push(Take {
+            grant: wallet.grants.len() - 1,
+            amount: owed,
+            remaining: -owed,
+        });
+        Ok(())
     }
 
     /// `cover` was spent by event `event_id`: its ledger entries, written by `flush`.

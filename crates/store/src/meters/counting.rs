@@ -132,6 +132,16 @@ pub(crate) struct Decided {
 }
 
 impl Decided {
+    /// Move the units neither included nor credits covered from overage to the credits
+    /// (which then owe them): a settle on a capped meter, which bills no overage.
+    pub(crate) fn owe(&mut self) -> i64 {
+        let owed = self.overage;
+        self.cover.units += owed;
+        self.overage = 0;
+        self.cost = Decimal::ZERO;
+        owed
+    }
+
     /// The meter's total after the event (its total before, when refused or unchanged).
     pub(crate) fn after(&self) -> i64 {
         if self.refused {
