@@ -7,6 +7,11 @@
 //                                   bumped unless that passes the customer's limit (402); a
 //                                   duplicate answers the counter's standing.
 //   GET  /v1/customers/{id}/check   the counter and the limit.
+//   POST /v1/reservations           {"customer", "amount", "key"}: the customer's balance row
+//                                   locked (SELECT … FOR UPDATE), its live holds summed, the
+//                                   hold inserted if the rest covers it (402 otherwise).
+//   POST /v1/reservations/{id}/settle {"amount"}: the hold deleted, the amount taken from the
+//                                   balance and the event inserted, in one transaction.
 //
 // Environment: DATABASE_URL, PEER_PORT (0: any free port), PEER_POOL (connections, default 16).
 // It prints "peer: listening on http://127.0.0.1:PORT" once ready.
@@ -55,6 +60,10 @@ await pool.query(`
   CREATE TABLE IF NOT EXISTS peer_counters (
     customer_id TEXT NOT NULL, period TEXT NOT NULL, used BIGINT NOT NULL,
     PRIMARY KEY (customer_id, period));
+  CREATE TABLE IF NOT EXISTS peer_balances (customer_id TEXT PRIMARY KEY, balance NUMERIC NOT NULL);
+  CREATE TABLE IF NOT EXISTS peer_holds (
+    id BIGSERIAL PRIMARY KEY, key TEXT NOT NULL UNIQUE, customer_id TEXT NOT NULL,
+    amount NUMERIC NOT NULL, expires_at TIMESTAMPTZ NOT NULL);
 `);
 
 /** The billing period: the calendar month, as a seed-style service keeps it. */
@@ -121,8 +130,50 @@ async function check(customer) {
   return [200, standing(customer, row.used ?? 0, row.limit)];
 }
 
+async function reserve(body) {
+  try {
+    return await db.transaction(async (tx) => {
+      const { rows: [row] } = await tx.execute(
+        sql`SELECT balance FROM peer_balances WHERE customer_id = ${body.customer} FOR UPDATE`);
+      if (!row) throw new Refused(JSON.stringify([404, { error: "unknown customer" }]));
+      const { rows: [held] } = await tx.execute(
+        sql`SELECT COALESCE(SUM(amount), 0) AS held FROM peer_holds
+            WHERE customer_id = ${body.customer} AND expires_at > now()`);
+      if (Number(row.balance) - Number(held.held) < body.amount) {
+        throw new Refused(JSON.stringify([402, { error: "insufficient credits" }]));
+      }
+      const { rows: [hold] } = await tx.execute(
+        sql`INSERT INTO peer_holds (key, customer_id, amount, expires_at)
+            VALUES (${body.key}, ${body.customer}, ${body.amount}, now() + interval '10 minutes')
+            RETURNING id`);
+      return [201, { id: String(hold.id) }];
+    });
+  } catch (e) {
+    if (e instanceof Refused) return JSON.parse(e.message);
+    throw e;
+  }
+}
+
+async function settle(id, body) {
+  return db.transaction(async (tx) => {
+    const { rows: [hold] } = await tx.execute(
+      sql`DELETE FROM peer_holds WHERE id = ${id} RETURNING customer_id, key`);
+    if (!hold) return [404, { error: "unknown reservation" }];
+    await tx.execute(
+      sql`UPDATE peer_balances SET balance = balance - ${body.amount}
+          WHERE customer_id = ${hold.customer_id}`);
+    await tx
+      .insert(events)
+      .values({ key: hold.key, customerId: hold.customer_id, period: periodOf(new Date()), quantity: body.amount });
+    return [200, { recorded: true }];
+  });
+}
+
 async function route(req, body) {
   if (req.method === "POST" && req.url === "/v1/events") return record(JSON.parse(body));
+  if (req.method === "POST" && req.url === "/v1/reservations") return reserve(JSON.parse(body));
+  const s = req.method === "POST" && req.url.match(/^\/v1\/reservations\/([^/?]+)\/settle$/);
+  if (s) return settle(decodeURIComponent(s[1]), JSON.parse(body));
   const m = req.method === "GET" && req.url.match(/^\/v1\/customers\/([^/?]+)\/check$/);
   if (m) return check(decodeURIComponent(m[1]));
   return [404, { error: "not found" }];
