@@ -14,7 +14,7 @@
 //!
 //! `METERLINE_BENCH_EVENTS` (default 100,000), `METERLINE_BENCH_PAIRS` (default 10,000),
 //! `METERLINE_BENCH_POSTGRES=0` skips PostgreSQL and the peer, `METERLINE_BENCH_CASE=batch`,
-//! `check` or `pairs` runs one part (SQLite only).
+//! `check` or `pairs` runs one part (SQLite only), `library-pairs` the pairs' floor alone.
 
 #[path = "../tests/testsuite/support/postgres.rs"]
 #[allow(dead_code)]
@@ -74,6 +74,11 @@ fn main() {
     }
     if runs("check") {
         check(&sqlite("check.db"), &config);
+    }
+    if only.as_deref() == Some("library-pairs") {
+        let floor = library_pairs(&sqlite("pairs-lib.db"), &config, pairs);
+        println!("  floor Store::reserve + settle {floor:>10.0} pairs/s");
+        return;
     }
     if runs("pairs") {
         println!("reserve + settle pairs on SQLite: {pairs} pairs, {CLIENTS} connections");

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 
-use super::{Grant, burn_order, decimal};
+use super::decimal;
 use crate::Result;
 use crate::billing::format_ts;
 use crate::db::{Connection, Param, params};
@@ -73,35 +73,8 @@ impl Wallet {
     /// The grants of `customer` in effect at `now` with something left, in burn order, and
     /// what its live reservations hold.
     pub(crate) fn load(conn: &Connection, customer: &str, now: DateTime<Utc>) -> Result<Wallet> {
-        let at = format_ts(now);
-        let mut grants: Vec<(Grant, Decimal)> = conn
-            .prepare_cached(&format!(
-                "SELECT {}, (SELECT l.remaining FROM credit_ledger l WHERE l.grant_id = g.id
-                             ORDER BY l.id DESC LIMIT 1)
-                 FROM credit_grants g
-                 WHERE g.customer_id = ?1 AND g.effective_at <= ?2
-                   AND (g.expires_at IS NULL OR g.expires_at > ?2)",
-                super::GRANT_COLUMNS
-            ))?
-            .query_map(params![customer, at], |r| {
-                let remaining: Option<String> = r.get(11)?;
-                let remaining = decimal(remaining.as_deref().unwrap_or("0"), "remaining")?;
-                Ok((super::grant_from_row(r)?, remaining))
-            })?
-            .collect::<Result<_>>()?;
-        // A debt (a grant burnt below zero) lowers the balance until a grant pays it.
-        grants.retain(|(_, remaining)| !remaining.is_zero());
-        grants.sort_by(|a, b| burn_order(&a.0, &b.0));
         Ok(Wallet {
-            grants: grants
-                .into_iter()
-                .map(|(grant, remaining)| Spendable {
-                    id: grant.id,
-                    meter: grant.meter,
-                    remaining,
-                    expires_at: grant.expires_at,
-                })
-                .collect(),
+            grants: spendable(conn, customer, now)?,
             held: held(conn, customer, now)?,
         })
     }
@@ -237,6 +210,37 @@ impl Wallet {
     }
 }
 
+/// `customer`'s grants in effect at `now` with a remainder (a debt's is below zero), in burn
+/// order: the order of `burn_order`, written in SQL so that only what spending needs is read.
+fn spendable(conn: &Connection, customer: &str, now: DateTime<Utc>) -> Result<Vec<Spendable>> {
+    let grants: Vec<Spendable> = conn
+        .prepare_cached(
+            "SELECT g.id, g.meter_id, g.expires_at,
+                    (SELECT l.remaining FROM credit_ledger l WHERE l.grant_id = g.id
+                     ORDER BY l.id DESC LIMIT 1)
+             FROM credit_grants g
+             WHERE g.customer_id = ?1 AND g.effective_at <= ?2
+               AND (g.expires_at IS NULL OR g.expires_at > ?2)
+             ORDER BY g.meter_id IS NULL, g.priority, g.expires_at IS NULL, g.expires_at,
+                      g.promotional = 0, g.effective_at, g.id",
+        )?
+        .query_map(params![customer, format_ts(now)], |r| {
+            let remaining: Option<String> = r.get(3)?;
+            Ok(Spendable {
+                id: r.get(0)?,
+                meter: r.get(1)?,
+                expires_at: r.get(2)?,
+                remaining: match remaining.as_deref() {
+                    None | Some("0") => Decimal::ZERO,
+                    Some(text) => decimal(text, "credit_ledger.remaining")?,
+                },
+            })
+        })?
+        .collect::<Result<_>>()?;
+    // A debt (a grant burnt below zero) lowers the balance until a grant pays it.
+    Ok(grants.into_iter().filter(|g| !g.remaining.is_zero()).collect())
+}
+
 /// What `customer`'s live reservations hold at `now`.
 pub(super) fn held(conn: &Connection, customer: &str, now: DateTime<Utc>) -> Result<Held> {
     let mut held = Held::default();
@@ -258,7 +262,7 @@ pub(super) fn held(conn: &Connection, customer: &str, now: DateTime<Utc>) -> Res
     Ok(held)
 }
 
-/// A burn to write: one grant's part of one event on one meter.
+/// A burn to write: one grant's part of a batch's events (the last of them `event_id`).
 struct Burn {
     customer: String,
     grant_id: i64,
@@ -268,13 +272,16 @@ struct Burn {
 }
 
 /// The wallets of one record batch's customers, read on first use, and the burns its events
-/// made, written with the batch.
+/// made, written with the batch: one entry per grant a batch burnt, however many of its
+/// events did (a busy customer's ledger would otherwise grow by a row per event).
 #[derive(Default)]
 pub(crate) struct Wallets {
     /// False when the database has no grant and no live reservation: nothing to read.
     enabled: bool,
     wallets: HashMap<String, Wallet>,
     burns: Vec<Burn>,
+    /// Grant id -> its burn in `burns`.
+    burnt: HashMap<i64, usize>,
 }
 
 /// Ledger entries per INSERT (7 parameters each).
@@ -365,13 +372,26 @@ impl Wallets {
             return;
         };
         for take in &cover.takes {
-            self.burns.push(Burn {
-                customer: customer.to_string(),
-                grant_id: wallet.grants[take.grant].id,
-                amount: -take.amount,
-                remaining: take.remaining,
-                event_id,
-            });
+            let grant_id = wallet.grants[take.grant].id;
+            match self.burnt.get(&grant_id) {
+                // Takes come in order: the last one's remainder is the grant's.
+                Some(&at) => {
+                    let burn = &mut self.burns[at];
+                    burn.amount -= take.amount;
+                    burn.remaining = take.remaining;
+                    burn.event_id = event_id;
+                }
+                None => {
+                    self.burnt.insert(grant_id, self.burns.len());
+                    self.burns.push(Burn {
+                        customer: customer.to_string(),
+                        grant_id,
+                        amount: -take.amount,
+                        remaining: take.remaining,
+                        event_id,
+                    });
+                }
+            }
         }
     }
 
@@ -408,6 +428,7 @@ impl Wallets {
             conn.prepare_cached(&sql)?.execute(values.as_slice())?;
         }
         self.burns.clear();
+        self.burnt.clear();
         Ok(())
     }
 }
