@@ -13,6 +13,7 @@ use rust_decimal::prelude::ToPrimitive;
 use super::{Grant, burn_order, decimal};
 use crate::Result;
 use crate::billing::format_ts;
+use crate::config::Config;
 use crate::db::{Connection, Param, params};
 use meterline_core::{Amounts, Credits, Expiring};
 
@@ -67,6 +68,8 @@ pub(crate) struct Held {
 pub(crate) struct Wallet {
     grants: Vec<Spendable>,
     held: Held,
+    /// `money_available` when it was read: the batch's before, for credit alerts.
+    available_when_read: Decimal,
 }
 
 impl Wallet {
@@ -91,7 +94,7 @@ impl Wallet {
             .collect::<Result<_>>()?;
         grants.retain(|(_, remaining)| *remaining > Decimal::ZERO);
         grants.sort_by(|a, b| burn_order(&a.0, &b.0));
-        Ok(Wallet {
+        let mut wallet = Wallet {
             grants: grants
                 .into_iter()
                 .map(|(grant, remaining)| Spendable {
@@ -102,7 +105,10 @@ impl Wallet {
                 })
                 .collect(),
             held: held(conn, customer, now)?,
-        })
+            available_when_read: Decimal::ZERO,
+        };
+        wallet.available_when_read = wallet.money_available();
+        Ok(wallet)
     }
 
     /// Money that can still be spent: the money grants' remainders less what is held.
@@ -327,8 +333,14 @@ impl Wallets {
         }
     }
 
-    /// Write the batch's burns, several to an INSERT.
-    pub(crate) fn flush(&mut self, conn: &Connection, written_at: &str) -> Result<()> {
+    /// Write the batch's burns, several to an INSERT, and the credit alerts they crossed.
+    pub(crate) fn flush(
+        &mut self,
+        conn: &Connection,
+        config: &Config,
+        now: DateTime<Utc>,
+        written_at: &str,
+    ) -> Result<()> {
         let written_at = written_at.to_string();
         for chunk in self.burns.chunks(BURNS_PER_INSERT) {
             let texts: Vec<(String, String)> = chunk
@@ -360,6 +372,10 @@ impl Wallets {
             conn.prepare_cached(&sql)?.execute(values.as_slice())?;
         }
         self.burns.clear();
+        for (customer, wallet) in &self.wallets {
+            let (before, after) = (wallet.available_when_read, wallet.money_available());
+            crate::alerts::record_credit_crossings(conn, config, customer, before, after, now)?;
+        }
         Ok(())
     }
 }
