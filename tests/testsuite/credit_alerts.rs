@@ -10,11 +10,13 @@ use serde_json::Value;
 use crate::support::alerts::{Mode, Receiver, SECRET, verify_with_python};
 use crate::support::cli::Scratch;
 use crate::support::engine::{Engine, engine_tests};
+use crate::support::serve::{Server, create_token};
 use crate::support::shapes::{Shape, shape_tests};
 
 shape_tests!(records_that_burn_money_credits_alert_once_per_crossing_until_a_grant_rearms);
 
 engine_tests!(
+    eight_http_writers_cross_once_and_serve_delivers,
     a_hold_crosses_when_made_and_only_a_grant_rearms,
     a_void_alerts_and_each_entry_gets_the_thresholds_it_names,
 );
@@ -262,4 +264,49 @@ fn a_void_alerts_and_each_entry_gets_the_thresholds_it_names(engine: Engine) {
     // The command also names a usage level: acme's included units crossed it.
     assert_eq!(deliver(&s)["delivered"], 6 + 1);
     assert_eq!(receiver.requests().len(), 4);
+}
+
+fn eight_http_writers_cross_once_and_serve_delivers(engine: Engine) {
+    let receiver = Receiver::start(Mode::Ok);
+    let s = scratch(engine, Shape::Legacy, &webhook_below(&receiver, "5"));
+    grant(&s, "acme", "10");
+    let token = create_token(&s, "burn");
+    let mut command = std::process::Command::new(crate::support::cli::BIN);
+    command
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("METERLINE_DB", &s.db)
+        .env("METERLINE_PLANS", &s.plans)
+        .env("METERLINE_WEBHOOK_SECRET", SECRET);
+    let server = Server::spawn(command);
+    let client = server.client(&token);
+    // 8 writers x 30 events of 5 cents each: the 10.00 of credits run out at the 200th.
+    let units = 5 * pro_terms(Shape::Legacy).1;
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let c = client.clone();
+            std::thread::spawn(move || {
+                for i in 0..30 {
+                    let event = Shape::Legacy.event("acme", units, &format!("w{w}-{i}"));
+                    let reply = c.post("/v1/events", &event.to_string());
+                    assert_eq!(reply.status, 200, "{}", reply.body);
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    let levels: Vec<String> = credit_alerts(&s).into_iter().map(|a| a[1].clone()).collect();
+    assert_eq!(levels, ["credits.low", "credits.exhausted"]);
+    // serve's own delivery loop sends both, signed.
+    assert!(receiver.wait_for(2), "serve delivered {:?}", receiver.requests());
+    let requests = receiver.requests();
+    assert_eq!(verify_with_python(&requests, SECRET), "verified 2");
+    let mut kinds: Vec<String> = requests
+        .iter()
+        .map(|r| serde_json::from_str::<Value>(&r.body).unwrap()["type"].to_string())
+        .collect();
+    kinds.sort();
+    assert_eq!(kinds, ["\"credits.exhausted\"", "\"credits.low\""]);
+    drop(server);
 }
