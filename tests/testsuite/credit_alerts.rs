@@ -259,7 +259,10 @@ fn a_void_alerts_and_each_entry_gets_the_thresholds_it_names(engine: Engine) {
     // status shows the usage levels alerted, never a credit alert as one.
     let status = s.json(&["status", "--json"]);
     let customers = status.as_array().unwrap();
-    let globex = customers.iter().find(|c| c["customer"] == "globex").unwrap();
+    let globex = customers
+        .iter()
+        .find(|c| c["customer"] == "globex")
+        .unwrap();
     assert!(globex.get("alerted_level").is_none(), "{globex}");
     // The command also names a usage level: acme's included units crossed it.
     assert_eq!(deliver(&s)["delivered"], 6 + 1);
@@ -296,10 +299,17 @@ fn eight_http_writers_cross_once_and_serve_delivers(engine: Engine) {
     for writer in writers {
         writer.join().unwrap();
     }
-    let levels: Vec<String> = credit_alerts(&s).into_iter().map(|a| a[1].clone()).collect();
+    let levels: Vec<String> = credit_alerts(&s)
+        .into_iter()
+        .map(|a| a[1].clone())
+        .collect();
     assert_eq!(levels, ["credits.low", "credits.exhausted"]);
     // serve's own delivery loop sends both, signed.
-    assert!(receiver.wait_for(2), "serve delivered {:?}", receiver.requests());
+    assert!(
+        receiver.wait_for(2),
+        "serve delivered {:?}",
+        receiver.requests()
+    );
     let requests = receiver.requests();
     assert_eq!(verify_with_python(&requests, SECRET), "verified 2");
     let mut kinds: Vec<String> = requests

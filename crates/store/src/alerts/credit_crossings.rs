@@ -36,7 +36,11 @@ fn over(level: &str, threshold: Decimal, available: Decimal) -> bool {
 
 /// The crossings from `before` to `after`: a `credits.low` per threshold fallen below, and
 /// `credits.exhausted` on reaching 0.
-fn crossings(thresholds: &[Decimal], before: Decimal, after: Decimal) -> Vec<(&'static str, Decimal)> {
+fn crossings(
+    thresholds: &[Decimal],
+    before: Decimal,
+    after: Decimal,
+) -> Vec<(&'static str, Decimal)> {
     thresholds
         .iter()
         .map(|t| (LOW, *t))
@@ -176,9 +180,8 @@ pub(crate) fn rearm_credit_alerts(
     }
     let available = available(conn, customer, now)?;
     for (level, text) in sent {
-        let threshold = Decimal::from_str(&text).map_err(|e| {
-            Error::Corrupt(format!("credit_alerts_sent.threshold \"{text}\": {e}"))
-        })?;
+        let threshold = Decimal::from_str(&text)
+            .map_err(|e| Error::Corrupt(format!("credit_alerts_sent.threshold \"{text}\": {e}")))?;
         if over(&level, threshold, available) {
             conn.prepare_cached(
                 "DELETE FROM credit_alerts_sent
@@ -202,10 +205,7 @@ mod tests {
     fn a_fall_below_a_threshold_is_one_low_and_a_fall_to_zero_is_exhausted() {
         let thresholds = [d("5"), d("20")];
         // From at least the threshold to below it: one per threshold crossed.
-        assert_eq!(
-            crossings(&thresholds, d("25"), d("10")),
-            [(LOW, d("20"))]
-        );
+        assert_eq!(crossings(&thresholds, d("25"), d("10")), [(LOW, d("20"))]);
         assert_eq!(crossings(&thresholds, d("5"), d("4.99")), [(LOW, d("5"))]);
         // Already below: nothing more, however far it falls, until 0.
         assert!(crossings(&thresholds, d("4.99"), d("0.01")).is_empty());
