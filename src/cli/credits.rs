@@ -219,8 +219,10 @@ fn ledger(
 }
 
 fn void(ctx: &Context, grant_id: i64, json: bool) -> Result<ExitCode> {
-    let voided = ctx.write_store()?.void_grant(grant_id, ctx.now)?;
     let config = ctx.config().ok();
+    let voided = ctx
+        .write_store()?
+        .void_grant(config.as_ref(), grant_id, ctx.now)?;
     if json {
         return output::print_json(&voided);
     }

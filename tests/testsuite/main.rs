@@ -32,6 +32,7 @@ mod compat_refusals;
 mod compat_sdk;
 mod concurrency;
 mod copy_to;
+mod credit_alerts;
 mod credit_burns;
 mod credits;
 mod credits_tmux;

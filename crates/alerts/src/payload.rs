@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::store::Alert;
 
-/// The `type` of every alert so far.
+/// The `type` of every level crossing (a credit alert's is its level).
 pub(crate) const TYPE: &str = "usage.level_crossed";
 
 #[derive(Serialize)]
@@ -26,9 +26,34 @@ struct Payload<'a> {
     occurred_at: &'a str,
 }
 
+/// A credit alert: `credits.low` or `credits.exhausted` (its stored level).
+#[derive(Serialize)]
+struct CreditPayload<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    customer: &'a str,
+    plan: &'a str,
+    threshold: &'a str,
+    available: &'a str,
+    occurred_at: &'a str,
+}
+
 /// The JSON text of `alert`, one line.
 #[allow(clippy::expect_used)] // invariant: strings, integers and an optional float always serialize
 pub(crate) fn body(alert: &Alert) -> String {
+    if let (Some(threshold), Some(available)) = (&alert.threshold, &alert.available) {
+        return serde_json::to_string(&CreditPayload {
+            id: &alert.id,
+            kind: &alert.level,
+            customer: &alert.customer,
+            plan: &alert.plan,
+            threshold,
+            available,
+            occurred_at: &alert.occurred_at,
+        })
+        .expect("plain fields serialize");
+    }
     serde_json::to_string(&Payload {
         id: &alert.id,
         kind: TYPE,

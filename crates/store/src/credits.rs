@@ -518,6 +518,7 @@ impl Store {
         }
         let grant = insert_grant(&tx, request, amount, now)?;
         repay_debts(&tx, &grant, now)?;
+        crate::alerts::rearm_credit_alerts(&tx, &grant.customer_id, now)?;
         tx.commit()?;
         Ok(Granted {
             grant,
@@ -525,9 +526,15 @@ impl Store {
         })
     }
 
-    /// Void a grant: an entry removes its remainder (what it already paid stays paid).
+    /// Void a grant: an entry removes its remainder (what it already paid stays paid), and
+    /// the credit alerts plans.toml (`config`, when there is one) wants of the fall.
     /// Voiding a voided grant writes nothing and says so (`already`).
-    pub fn void_grant(&mut self, grant_id: i64, now: DateTime<Utc>) -> Result<Voided> {
+    pub fn void_grant(
+        &mut self,
+        config: Option<&Config>,
+        grant_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Voided> {
         let tx = self.conn.transaction()?;
         let grant = tx
             .prepare_cached(&format!(
@@ -548,7 +555,9 @@ impl Store {
             outcome.removed = Decimal::ZERO;
             return Ok(outcome);
         }
-        append_entry(&tx, &grant, "void", -remaining, Decimal::ZERO, now)?;
+        crate::alerts::around_credit_change(&tx, config, &grant.customer_id, now, || {
+            append_entry(&tx, &grant, "void", -remaining, Decimal::ZERO, now)
+        })?;
         tx.commit()?;
         Ok(outcome)
     }

@@ -593,7 +593,8 @@ impl Batch<'_, '_> {
         self.counters.flush(conn)?;
         self.meters.flush(conn)?;
         self.members.flush(conn)?;
-        self.wallets.flush(conn, &self.recorded_at)?;
+        self.wallets
+            .flush(conn, self.config, self.now, &self.recorded_at)?;
         self.events.write(conn, &self.recorded_at)?;
         Ok(self.holds)
     }
@@ -846,7 +847,7 @@ impl<'c> Batch<'_, 'c> {
             return Ok((outcome, 0));
         }
         if self.mode == Mode::Reserve {
-            return Ok((self.hold(meters, &customer_id, &decided, standing), 0));
+            return Ok((self.hold(meters, &decided, standing), 0));
         }
         let mut fed = Vec::with_capacity(meters.len());
         for (i, ((meter, value), d)) in meters.iter().zip(values).zip(&mut decided).enumerate() {
@@ -913,11 +914,11 @@ impl<'c> Batch<'_, 'c> {
     }
 
     /// A reserved event: what it would hold of each meter, counting nothing (what it took
-    /// from the wallet is given back, to be held instead), and each meter's standing with it.
+    /// from the wallet stays taken, as the hold keeps it from the balance, and is not
+    /// burnt), and each meter's standing with it.
     fn hold(
         &mut self,
         meters: &[&Meter],
-        customer_id: &str,
         decided: &[crate::meters::counting::Decided],
         standing: impl Fn(usize, i64) -> crate::billing::UsageCheck,
     ) -> RecordOutcome {
@@ -935,7 +936,6 @@ impl<'c> Batch<'_, 'c> {
                 credit_amount: d.cover.money,
             })
             .collect();
-        self.undo_covers(customer_id, decided);
         let checks = (0..meters.len())
             .map(|i| standing(i, decided[i].after()))
             .collect();

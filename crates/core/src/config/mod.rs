@@ -69,8 +69,16 @@ pub struct Config {
 #[derive(Debug, Clone, Serialize)]
 pub struct AlertRule {
     pub target: AlertTarget,
-    /// The levels delivered (default: warning, critical, hard_cap).
+    /// The levels delivered (default: warning, critical, hard_cap; none for an entry with
+    /// `credits_below` and no `levels`).
     pub levels: Vec<WarningLevel>,
+    /// `credits_below`: the entry gets `credits.low` when a customer's available money
+    /// credits fall below this, and `credits.exhausted` when they run out.
+    #[serde(
+        with = "rust_decimal::serde::str_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub credits_below: Option<Decimal>,
     /// The plans whose customers' crossings are delivered; `None` = every plan.
     pub plans: Option<Vec<String>>,
     pub timeout_secs: f64,
@@ -105,11 +113,14 @@ impl AlertTarget {
 impl AlertRule {
     /// True when a crossing to `level` by a customer on `plan` goes to this entry.
     pub fn matches(&self, plan: &str, level: WarningLevel) -> bool {
-        self.levels.contains(&level)
-            && self
-                .plans
-                .as_ref()
-                .is_none_or(|plans| plans.iter().any(|p| p == plan))
+        self.levels.contains(&level) && self.covers_plan(plan)
+    }
+
+    /// True when this entry wants the alerts of customers on `plan`.
+    pub fn covers_plan(&self, plan: &str) -> bool {
+        self.plans
+            .as_ref()
+            .is_none_or(|plans| plans.iter().any(|p| p == plan))
     }
 }
 

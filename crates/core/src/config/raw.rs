@@ -75,6 +75,8 @@ pub(crate) struct RawAlert {
     pub plans: Option<Vec<String>>,
     pub timeout_secs: Option<f64>,
     pub max_attempts: Option<i64>,
+    /// Money: deliver `credits.low` when a customer's available credits fall below it.
+    pub credits_below: Option<Spanned<RawAmount>>,
 }
 
 #[derive(Debug)]

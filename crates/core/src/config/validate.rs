@@ -134,8 +134,20 @@ fn validate(raw: RawConfig, text: &str) -> Result<Config, String> {
         .alerts
         .into_iter()
         .enumerate()
-        .map(|(index, alert)| {
-            validate_alert(alert, &seen).map_err(|m| format!("[[alerts]] #{}: {m}", index + 1))
+        .map(|(index, mut alert)| {
+            let numbered = |message: String| format!("[[alerts]] #{}: {message}", index + 1);
+            let credits_below = alert
+                .credits_below
+                .take()
+                .map(|amount| {
+                    let span = Some(amount.span());
+                    credit_threshold(amount.into_inner()).map_err(|m| {
+                        let message = numbered(m);
+                        placed(text, Mistake { span, message })
+                    })
+                })
+                .transpose()?;
+            validate_alert(alert, credits_below, &seen).map_err(numbered)
         })
         .collect::<Result<Vec<_>, _>>()?;
     let ingest = validate_ingest(raw.ingest, &plans)?;
@@ -179,7 +191,23 @@ fn validate_ingest(raw: RawIngest, plans: &[Plan]) -> Result<IngestSettings, Str
     })
 }
 
-fn validate_alert(raw: RawAlert, plan_ids: &HashSet<String>) -> Result<AlertRule, String> {
+/// `credits_below`: money above 0, bounded like a credit grant (at most 10^12, 12 decimals).
+fn credit_threshold(raw: RawAmount) -> Result<Decimal, String> {
+    let threshold = amount_within(raw, "credits_below", MAX_CREDIT_AMOUNT)?;
+    if threshold.is_zero() {
+        return Err(
+            "credits_below = 0 would never alert; give the balance to warn below, e.g. \"5.00\""
+                .into(),
+        );
+    }
+    Ok(threshold.normalize())
+}
+
+fn validate_alert(
+    raw: RawAlert,
+    credits_below: Option<Decimal>,
+    plan_ids: &HashSet<String>,
+) -> Result<AlertRule, String> {
     let target = match (raw.webhook, raw.command) {
         (Some(url), None) => AlertTarget::Webhook(url.0),
         (None, Some(argv)) if argv.first().is_some_and(|p| !p.trim().is_empty()) => {
@@ -204,6 +232,8 @@ fn validate_alert(raw: RawAlert, plan_ids: &HashSet<String>) -> Result<AlertRule
         }
     };
     let levels = match raw.levels {
+        // An entry for credits gets usage levels only when it names them.
+        None if credits_below.is_some() => Vec::new(),
         None => vec![
             WarningLevel::Warning,
             WarningLevel::Critical,
@@ -256,6 +286,7 @@ fn validate_alert(raw: RawAlert, plan_ids: &HashSet<String>) -> Result<AlertRule
     Ok(AlertRule {
         target,
         levels,
+        credits_below,
         plans: raw.plans,
         timeout_secs,
         max_attempts,
@@ -346,6 +377,8 @@ fn validate_stripe(raw: RawStripe) -> Result<StripeSettings, String> {
 
 /// The largest price or overage rate plans.toml accepts.
 pub(crate) const MAX_AMOUNT: Decimal = Decimal::from_parts(1_000_000, 0, 0, false, 0);
+/// The largest credit amount: 10^12, as for a credit grant.
+const MAX_CREDIT_AMOUNT: Decimal = Decimal::from_parts(0xD4A5_1000, 0xE8, 0, false, 0);
 /// The most decimal places of a price or overage rate.
 pub(crate) const MAX_DECIMALS: u32 = 12;
 /// The most units a plan may include per period.
@@ -519,6 +552,11 @@ fn terms(
 
 /// Exact, non-negative money. Floats are refused: 0.1 in binary is not 0.1.
 fn amount_of(raw: RawAmount, field: &str) -> Result<Decimal, String> {
+    amount_within(raw, field, MAX_AMOUNT)
+}
+
+/// [`amount_of`] with its own upper bound.
+fn amount_within(raw: RawAmount, field: &str, max: Decimal) -> Result<Decimal, String> {
     let value = match raw {
         RawAmount::Whole(n) => Decimal::from(n),
         RawAmount::Text(text) => Decimal::from_str(text.trim()).map_err(|_| {
@@ -535,10 +573,8 @@ fn amount_of(raw: RawAmount, field: &str) -> Result<Decimal, String> {
     }
     // Bounds keep every amount computed from them representable: the whole part of the
     // largest overage, MAX_AMOUNT x i64::MAX units, fits rust_decimal's 96 bits.
-    if value > MAX_AMOUNT {
-        return Err(format!(
-            "{field} = {value} is too large; at most {MAX_AMOUNT}"
-        ));
+    if value > max {
+        return Err(format!("{field} = {value} is too large; at most {max}"));
     }
     if value.normalize().scale() > MAX_DECIMALS {
         return Err(format!(
@@ -560,4 +596,30 @@ fn check_meter_event(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alerts_of(entries: &str) -> Vec<AlertRule> {
+        let text = format!("[[plans]]\nid = \"free\"\n{entries}");
+        parse(&text, "plans.toml").unwrap().alerts
+    }
+
+    #[test]
+    fn an_entry_with_credits_below_gets_usage_levels_only_when_it_names_them() {
+        let rules = alerts_of(
+            "[[alerts]]\nwebhook = \"https://a.example.com/h\"\ncredits_below = \"5.00\"\n\
+             [[alerts]]\nwebhook = \"https://b.example.com/h\"\ncredits_below = 20\n\
+             levels = [\"hard_cap\"]\n\
+             [[alerts]]\nwebhook = \"https://c.example.com/h\"\n",
+        );
+        assert_eq!(rules[0].credits_below, Some(Decimal::new(5, 0)));
+        assert!(rules[0].levels.is_empty());
+        assert_eq!(rules[1].credits_below, Some(Decimal::new(20, 0)));
+        assert_eq!(rules[1].levels, [WarningLevel::HardCap]);
+        assert_eq!(rules[2].credits_below, None);
+        assert_eq!(rules[2].levels.len(), 3);
+    }
 }

@@ -75,7 +75,9 @@ impl crate::Store {
         };
         let mut highest: HashMap<(String, String), WarningLevel> = HashMap::new();
         let mut stmt = self.conn.prepare_cached(
-            "SELECT customer_id, period_start, level FROM alerts WHERE period_start >= ?1",
+            // Level crossings only: a credit alert has no meter.
+            "SELECT customer_id, period_start, level FROM alerts
+             WHERE period_start >= ?1 AND meter_id IS NOT NULL",
         )?;
         let mut found = stmt.query([format_ts(since)])?;
         while let Some(r) = found.next()? {

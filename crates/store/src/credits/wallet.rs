@@ -13,6 +13,7 @@ use rust_decimal::prelude::ToPrimitive;
 use super::decimal;
 use crate::Result;
 use crate::billing::format_ts;
+use crate::config::Config;
 use crate::db::{Connection, Param, params};
 use meterline_core::{Amounts, Credits, Expiring};
 
@@ -67,16 +68,21 @@ pub(crate) struct Held {
 pub(crate) struct Wallet {
     grants: Vec<Spendable>,
     held: Held,
+    /// `money_available` when it was read: the batch's before, for credit alerts.
+    available_when_read: Decimal,
 }
 
 impl Wallet {
     /// The grants of `customer` in effect at `now` with something left, in burn order, and
     /// what its live reservations hold.
     pub(crate) fn load(conn: &Connection, customer: &str, now: DateTime<Utc>) -> Result<Wallet> {
-        Ok(Wallet {
+        let mut wallet = Wallet {
             grants: spendable(conn, customer, now)?,
             held: held(conn, customer, now)?,
-        })
+            available_when_read: Decimal::ZERO,
+        };
+        wallet.available_when_read = wallet.money_available();
+        Ok(wallet)
     }
 
     /// Money that can still be spent: the money grants' remainders less what is held.
@@ -395,8 +401,14 @@ impl Wallets {
         }
     }
 
-    /// Write the batch's burns, several to an INSERT.
-    pub(crate) fn flush(&mut self, conn: &Connection, written_at: &str) -> Result<()> {
+    /// Write the batch's burns, several to an INSERT, and the credit alerts they crossed.
+    pub(crate) fn flush(
+        &mut self,
+        conn: &Connection,
+        config: &Config,
+        now: DateTime<Utc>,
+        written_at: &str,
+    ) -> Result<()> {
         let written_at = written_at.to_string();
         for chunk in self.burns.chunks(BURNS_PER_INSERT) {
             let texts: Vec<(String, String)> = chunk
@@ -429,6 +441,10 @@ impl Wallets {
         }
         self.burns.clear();
         self.burnt.clear();
+        for (customer, wallet) in &self.wallets {
+            let (before, after) = (wallet.available_when_read, wallet.money_available());
+            crate::alerts::record_credit_crossings(conn, config, customer, before, after, now)?;
+        }
         Ok(())
     }
 }

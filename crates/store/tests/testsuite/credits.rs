@@ -156,7 +156,7 @@ fn run_case(
             Op::Void(index) if !grants.is_empty() => {
                 let index = index % grants.len();
                 let grant = &mut grants[index];
-                let voided = store.void_grant(grant.id, now()).unwrap();
+                let voided = store.void_grant(Some(config), grant.id, now()).unwrap();
                 prop_assert_eq!(voided.removed, grant.remaining());
                 prop_assert_eq!(voided.already, grant.voided);
                 grant.voided = true;
