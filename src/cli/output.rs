@@ -218,6 +218,8 @@ mod tests {
             overage_units: 2,
             overage_rate: Some(rust_decimal::Decimal::from_str("0.5").unwrap()),
             overage_amount: rust_decimal::Decimal::from_str("1").unwrap(),
+            credited_units: 0,
+            credited_amount: rust_decimal::Decimal::ZERO,
             plan_missing: false,
         };
         let text = super::describe(&check, "eur");

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use super::{Context, output};
 use crate::Result;
 use crate::sanitize::sanitize;
-use crate::store::{DEFAULT_TTL_SECS, NewReservation, Reservation, Reserved};
+use crate::store::{NewReservation, Reservation, Reserved};
 
 #[derive(Debug, clap::Args)]
 pub struct ReserveArgs {
@@ -71,7 +71,6 @@ pub fn reserve(ctx: &Context, args: ReserveArgs) -> Result<ExitCode> {
         ttl_secs: args.ttl,
         key: args.key,
     };
-    debug_assert!(DEFAULT_TTL_SECS == 600, "the --ttl default says 10m");
     let reserved = ctx.write_store()?.reserve(&config, &request, ctx.now)?;
     if args.json {
         output::print_json(&reserved.to_json())?;
@@ -174,4 +173,15 @@ fn describe(reservation: &Reservation) -> String {
     }
     out.push_str(&format!("until {}\n", reservation.expires_at));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_ttl_default_is_the_stores_and_durations_read_as_seconds() {
+        assert_eq!(super::ttl("10m"), Ok(crate::store::DEFAULT_TTL_SECS));
+        assert_eq!(super::ttl("1h"), Ok(crate::store::MAX_TTL_SECS));
+        assert_eq!(super::ttl("90"), Ok(90));
+        assert!(super::ttl("soon").is_err());
+    }
 }

@@ -69,8 +69,10 @@ pub struct Reservation {
     pub holds: Vec<HeldMeter>,
 }
 
-/// What [`Store::reserve`] decided.
+/// What [`Store::reserve`] decided. Made once per call and answered at once: the size of
+/// the held variant costs nothing worth a box.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)]
 pub enum Reserved {
     /// Held (or, `duplicate`, held before under the same key).
     Held {

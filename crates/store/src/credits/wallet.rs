@@ -244,7 +244,10 @@ fn spendable(conn: &Connection, customer: &str, now: DateTime<Utc>) -> Result<Ve
         })?
         .collect::<Result<_>>()?;
     // A debt (a grant burnt below zero) lowers the balance until a grant pays it.
-    Ok(grants.into_iter().filter(|g| !g.remaining.is_zero()).collect())
+    Ok(grants
+        .into_iter()
+        .filter(|g| !g.remaining.is_zero())
+        .collect())
 }
 
 /// What `customer`'s live reservations hold at `now`.

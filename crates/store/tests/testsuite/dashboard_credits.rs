@@ -70,7 +70,7 @@ fn the_overview_reads_each_customers_money_credits_in_effect(engine: Engine) {
     };
     grant(&mut store, &config, later);
     let voided = grant(&mut store, &config, NewGrant::new("a", "3"));
-    store.void_grant(voided, now()).unwrap();
+    store.void_grant(None, voided, now()).unwrap();
     let tokens = NewGrant {
         meter: Some("tokens".into()),
         ..NewGrant::new("a", "1000")
@@ -86,7 +86,7 @@ fn the_overview_reads_each_customers_money_credits_in_effect(engine: Engine) {
         },
     );
     let used_up = grant(&mut store, &config, NewGrant::new("c", "4.5"));
-    store.void_grant(used_up, now()).unwrap();
+    store.void_grant(None, used_up, now()).unwrap();
 
     let dashboard = db.open().dashboard(&config, now()).unwrap();
     assert_eq!(credits(&dashboard.rows, "a"), Some(Decimal::from(20)));
@@ -139,8 +139,8 @@ fn the_detail_reads_the_balance_and_the_ledgers_last_entries_newest_first(engine
     for amount in ["1", "2", "3", "4"] {
         ids.push(grant(&mut store, &config, NewGrant::new("a", amount)));
     }
-    store.void_grant(ids[0], now()).unwrap();
-    store.void_grant(ids[1], now()).unwrap();
+    store.void_grant(None, ids[0], now()).unwrap();
+    store.void_grant(None, ids[1], now()).unwrap();
 
     let detail = store.customer_detail(&config, "a", now()).unwrap().credits;
     assert_eq!(detail.balance.money.available, Decimal::from(7));

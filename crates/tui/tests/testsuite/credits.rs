@@ -226,7 +226,7 @@ fn the_detail_shows_the_balance_the_expiry_schedule_and_the_ledger() {
                 .id,
         );
     }
-    store.void_grant(ids[0], now()).unwrap();
+    store.void_grant(None, ids[0], now()).unwrap();
     let dashboard = store.dashboard(&config, now()).unwrap();
     let mut app = App::new(
         config,
