@@ -16,14 +16,10 @@ mod wallet;
 
 pub(crate) use wallet::{Cover, Wallet, Wallets};
 
-/// Whether any customer has a grant or a live reservation: if none, no wallet is read.
-pub(crate) fn in_use(conn: &Connection) -> Result<bool> {
-    conn.prepare_cached(
-        "SELECT EXISTS (SELECT 1 FROM credit_grants)
-                OR EXISTS (SELECT 1 FROM reservations WHERE ended_at IS NULL)",
-    )?
-    .query_row([], |r| r.get(0))
-}
+/// True when any customer has a grant or a live reservation (if none, no wallet is read):
+/// an expression a query can add as a column.
+pub(crate) const IN_USE: &str = "(EXISTS (SELECT 1 FROM credit_grants)
+     OR EXISTS (SELECT 1 FROM reservations WHERE ended_at IS NULL))";
 
 /// `check` with the customer's credits: its money credits, each meter's unit credits, and
 /// `allowed` as a record would decide it: a capped meter takes more while its unit credits

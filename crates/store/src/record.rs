@@ -439,13 +439,13 @@ fn periods_of<'r>(
 /// it), whether counter rows still wait for their terms (`fill_pending_terms`), and whether
 /// any customer has credits or a reservation (if none, no wallet is read).
 fn batch_start(conn: &Connection) -> Result<(i64, bool, bool)> {
-    conn.prepare_cached(
+    conn.prepare_cached(&format!(
         "SELECT COALESCE(MAX(id), 0),
                 EXISTS (SELECT 1 FROM meterline_meta WHERE key = 'period_terms_pending'),
-                EXISTS (SELECT 1 FROM credit_grants)
-                    OR EXISTS (SELECT 1 FROM reservations WHERE ended_at IS NULL)
+                {}
          FROM usage_events",
-    )?
+        crate::credits::IN_USE
+    ))?
     .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
 }
 

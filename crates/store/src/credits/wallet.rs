@@ -217,56 +217,88 @@ impl Wallet {
 }
 
 /// `customer`'s grants in effect at `now` with a remainder (a debt's is below zero), in burn
-/// order: the order of `burn_order`, written in SQL so that only what spending needs is read.
+/// order. Sorted here by `burn_order`'s keys, not by an ORDER BY: with one, SQLite prepared
+/// the statement again on every run (a range on a bound time and a sort: most of a check).
 fn spendable(conn: &Connection, customer: &str, now: DateTime<Utc>) -> Result<Vec<Spendable>> {
-    let grants: Vec<Spendable> = conn
+    /// A grant with the keys of its place in the burn order.
+    struct Keyed {
+        grant: Spendable,
+        priority: i64,
+        promotional: bool,
+        effective_at: String,
+    }
+    let mut grants: Vec<Keyed> = conn
         .prepare_cached(
             "SELECT g.id, g.meter_id, g.expires_at,
                     (SELECT l.remaining FROM credit_ledger l WHERE l.grant_id = g.id
-                     ORDER BY l.id DESC LIMIT 1)
+                     ORDER BY l.id DESC LIMIT 1),
+                    g.priority, g.promotional, g.effective_at
              FROM credit_grants g
              WHERE g.customer_id = ?1 AND g.effective_at <= ?2
-               AND (g.expires_at IS NULL OR g.expires_at > ?2)
-             ORDER BY g.meter_id IS NULL, g.priority, g.expires_at IS NULL, g.expires_at,
-                      g.promotional = 0, g.effective_at, g.id",
+               AND (g.expires_at IS NULL OR g.expires_at > ?2)",
         )?
         .query_map(params![customer, format_ts(now)], |r| {
             let remaining: Option<String> = r.get(3)?;
-            Ok(Spendable {
-                id: r.get(0)?,
-                meter: r.get(1)?,
-                expires_at: r.get(2)?,
-                remaining: match remaining.as_deref() {
-                    None | Some("0") => Decimal::ZERO,
-                    Some(text) => decimal(text, "credit_ledger.remaining")?,
+            Ok(Keyed {
+                grant: Spendable {
+                    id: r.get(0)?,
+                    meter: r.get(1)?,
+                    expires_at: r.get(2)?,
+                    remaining: match remaining.as_deref() {
+                        None | Some("0") => Decimal::ZERO,
+                        Some(text) => decimal(text, "credit_ledger.remaining")?,
+                    },
                 },
+                priority: r.get(4)?,
+                promotional: r.get(5)?,
+                effective_at: r.get(6)?,
             })
         })?
         .collect::<Result<_>>()?;
     // A debt (a grant burnt below zero) lowers the balance until a grant pays it.
-    Ok(grants
-        .into_iter()
-        .filter(|g| !g.remaining.is_zero())
-        .collect())
+    grants.retain(|g| !g.grant.remaining.is_zero());
+    // burn_order: meter units first, lower priority, the soonest expiry (none last),
+    // promotional first, the earlier effective_at, the lower id.
+    grants.sort_unstable_by(|a, b| {
+        (a.grant.meter.is_none(), a.priority, a.grant.expires_at.is_none())
+            .cmp(&(b.grant.meter.is_none(), b.priority, b.grant.expires_at.is_none()))
+            .then_with(|| a.grant.expires_at.cmp(&b.grant.expires_at))
+            .then_with(|| b.promotional.cmp(&a.promotional))
+            .then_with(|| a.effective_at.cmp(&b.effective_at))
+            .then_with(|| a.grant.id.cmp(&b.grant.id))
+    });
+    Ok(grants.into_iter().map(|k| k.grant).collect())
 }
 
-/// What `customer`'s live reservations hold at `now`.
+/// What `customer`'s live reservations hold at `now`: its reservations not ended, then the
+/// holds of each not expired. Two plain statements: SQLite prepared their JOIN again on every
+/// run (a tenth of a check), and a customer has few live reservations at once.
 pub(super) fn held(conn: &Connection, customer: &str, now: DateTime<Utc>) -> Result<Held> {
     let mut held = Held::default();
-    let rows: Vec<(String, String, i64, i64, String)> = conn
+    let now = format_ts(now);
+    let live: Vec<(String, String, String)> = conn
         .prepare_cached(
-            "SELECT r.period_start, h.meter_id, h.units, h.credit_units, h.credit_amount
-             FROM reservations r JOIN reservation_holds h ON h.reservation_id = r.id
-             WHERE r.customer_id = ?1 AND r.ended_at IS NULL AND r.expires_at > ?2",
+            "SELECT id, expires_at, period_start FROM reservations
+             WHERE customer_id = ?1 AND ended_at IS NULL",
         )?
-        .query_map(params![customer, format_ts(now)], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })?
+        .query_map(params![customer], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<Result<_>>()?;
-    for (period_start, meter, units, credit_units, credit_amount) in rows {
-        held.money += decimal(&credit_amount, "reservation_holds.credit_amount")?;
-        *held.credit_units.entry(meter.clone()).or_default() += credit_units;
-        *held.units.entry((period_start, meter)).or_default() += units;
+    for (id, expires_at, period_start) in live {
+        if expires_at <= now {
+            continue;
+        }
+        let holds: Vec<(String, i64, i64, String)> = conn
+            .prepare_cached(
+                "SELECT meter_id, units, credit_units, credit_amount FROM reservation_holds
+                 WHERE reservation_id = ?1",
+            )?
+            .query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+            .collect::<Result<_>>()?;
+        for (meter, units, credit_units, credit_amount) in holds {
+            held.money += decimal(&credit_amount, "reservation_holds.credit_amount")?;
+            *held.credit_units.entry(meter.clone()).or_default() += credit_units;
+            *held.units.entry((period_start.clone(), meter)).or_default() += units;
+        }
     }
     Ok(held)
 }

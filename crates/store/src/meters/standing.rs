@@ -372,7 +372,7 @@ fn checks_at_once(
     config: &Config,
     ids: &[&str],
     now: DateTime<Utc>,
-) -> Result<HashMap<String, Option<Result<MeteredCheck>>>> {
+) -> Result<(HashMap<String, Option<Result<MeteredCheck>>>, bool)> {
     let since = now
         .checked_sub_days(chrono::Days::new(LONGEST_PERIOD_DAYS))
         .map_or_else(|| format_ts(now), format_ts);
@@ -386,19 +386,23 @@ fn checks_at_once(
         .filter(|id| !id.contains('\0'))
         .collect();
     let mut found: HashMap<String, Recent> = HashMap::new();
+    let mut credits = false;
     for (list, id_params) in crate::db::in_lists(&asked) {
         let mut params: Vec<&dyn crate::db::Param> = vec![&since];
         params.extend(id_params);
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {}, mc.period_start, mc.meter_id, mc.group_key, mc.used,
-                    mc.overage_units, mc.overage_amount, mc.credited_units, mc.credited_amount
+                    mc.overage_units, mc.overage_amount, mc.credited_units, mc.credited_amount,
+                    {}
              FROM customers c LEFT JOIN meter_counters mc
                  ON mc.customer_id = c.id AND mc.period_start >= ?
              WHERE c.id IN ({list})",
-            crate::customers::COLUMNS_OF_C
+            crate::customers::COLUMNS_OF_C,
+            crate::credits::IN_USE
         ))?;
         let mut rows = stmt.query(params.as_slice())?;
         while let Some(r) = rows.next()? {
+            credits |= r.get::<_, bool>(14)?;
             let id: String = r.get(0)?;
             let (_, counters) = match found.entry(id) {
                 Entry::Occupied(kept) => kept.into_mut(),
@@ -409,7 +413,7 @@ fn checks_at_once(
             }
         }
     }
-    Ok(ids
+    let answers = ids
         .iter()
         .map(|id| {
             let answer = match found.remove(*id) {
@@ -418,7 +422,8 @@ fn checks_at_once(
             };
             (id.to_string(), answer)
         })
-        .collect())
+        .collect();
+    Ok((answers, credits))
 }
 
 /// The check of a customer read with its recent counters; `None` when its current period
@@ -484,25 +489,36 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<HashMap<String, Result<MeteredCheck>>> {
         let mut answers = HashMap::with_capacity(ids.len());
-        let credits = crate::credits::in_use(&self.conn)?;
-        for (id, answer) in checks_at_once(&self.conn, config, ids, now)? {
+        // The same query says whether any customer has credits (if none, none are read).
+        let (checks, credits) = checks_at_once(&self.conn, config, ids, now)?;
+        // The credits of every answer read in one snapshot: on SQLite one lock, not three
+        // per customer.
+        let snapshot = if credits {
+            Some(self.conn.unchecked_transaction()?)
+        } else {
+            None
+        };
+        for (id, answer) in checks {
             let answer = match answer {
                 Some(answer) => answer,
                 // One read transaction: the customer and its counters from one snapshot (a
                 // plan change cannot fall between them).
-                None => {
-                    let snapshot = self.conn.unchecked_transaction()?;
-                    let check = metered_check_in(&snapshot, config, &id, now);
-                    snapshot.finish()?;
-                    check
-                }
+                None => match &snapshot {
+                    Some(read) => metered_check_in(read, config, &id, now),
+                    None => {
+                        let read = self.conn.unchecked_transaction()?;
+                        let check = metered_check_in(&read, config, &id, now);
+                        read.finish()?;
+                        check
+                    }
+                },
             };
-            let answer = match answer {
-                Ok(mut check) if credits => {
-                    crate::credits::with_credits(&self.conn, config, &mut check, now)?;
+            let answer = match (answer, &snapshot) {
+                (Ok(mut check), Some(read)) => {
+                    crate::credits::with_credits(read, config, &mut check, now)?;
                     Ok(check)
                 }
-                answer => answer,
+                (answer, _) => answer,
             };
             match answer {
                 Err(e) if e.is_database() => return Err(e),
@@ -510,6 +526,9 @@ impl Store {
                     answers.insert(id, answer);
                 }
             }
+        }
+        if let Some(read) = snapshot {
+            read.finish()?;
         }
         Ok(answers)
     }
