@@ -1,6 +1,7 @@
 //! `POST /v1/reservations` (reserve), `POST /v1/reservations/{id}/settle` and
-//! `DELETE /v1/reservations/{id}` (release). Parsing and answers only: the store decides and
-//! writes, in the write transaction the caps are decided in.
+//! `DELETE /v1/reservations/{id}` (release). Parsing and answers only: the writer's group
+//! commit runs the calls (`writer::Writer::call`), the store decides them in the write
+//! transaction the caps are decided in.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -10,9 +11,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
+use super::AppState;
 use super::error::ApiError;
-use super::{AppState, write};
-use meterline_store::{DEFAULT_TTL_SECS, NewReservation, Reserved};
+use meterline_store::{
+    DEFAULT_TTL_SECS, NewReservation, ReservationAnswer, ReservationCall, Reserved,
+};
 
 /// A reservation's body.
 #[derive(Deserialize)]
@@ -59,9 +62,11 @@ pub(crate) async fn post_reservation(
         ttl_secs: body.ttl_seconds.unwrap_or(DEFAULT_TTL_SECS),
         key: body.key,
     };
-    let config = state.config.clone();
-    let now = state.clock.now();
-    let reserved = write(&state, move |store| store.reserve(&config, &request, now)).await?;
+    let ReservationAnswer::Reserved(reserved) =
+        state.writer.call(ReservationCall::Reserve(request)).await?
+    else {
+        return Err(unexpected());
+    };
     let status = match &reserved {
         Reserved::Held {
             duplicate: true, ..
@@ -86,12 +91,13 @@ pub(crate) async fn post_settle(
         serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(e.to_string()))?
     };
     let properties = (!body.properties.is_empty()).then_some(body.properties);
-    let config = state.config.clone();
-    let now = state.clock.now();
-    let settled = write(&state, move |store| {
-        store.settle(&config, &id, properties, now)
-    })
-    .await?;
+    let ReservationAnswer::Settled(settled) = state
+        .writer
+        .call(ReservationCall::Settle { id, properties })
+        .await?
+    else {
+        return Err(unexpected());
+    };
     Ok(Json(settled.to_json()).into_response())
 }
 
@@ -101,7 +107,17 @@ pub(crate) async fn delete_reservation(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let Path(id) = id.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let now = state.clock.now();
-    let released = write(&state, move |store| store.release(&id, now)).await?;
+    let ReservationAnswer::Released(released) =
+        state.writer.call(ReservationCall::Release(id)).await?
+    else {
+        return Err(unexpected());
+    };
     Ok(Json(released).into_response())
+}
+
+/// The writer answered a call with another call's answer: a bug.
+fn unexpected() -> ApiError {
+    ApiError::from(meterline_core::Error::Database(
+        "the writer answered a reservation call with another call's answer".into(),
+    ))
 }

@@ -1,7 +1,9 @@
 //! Group commit: one thread owns the writing connection. Requests queue their events; each
 //! round takes everything waiting, records it with one `record_parts` (one committed
 //! transaction; each request a part, event by event or, for the drop-in routes, all or
-//! nothing), and only then answers each request. The async runtime never touches SQLite.
+//! nothing), and only then answers each request. Reservation calls (reserve, settle, release)
+//! wait in the same queue and share one transaction per round too, each call all or nothing
+//! on its own. The async runtime never touches SQLite.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use super::error::ApiError;
 use super::metrics::{Metrics, Outcome};
 use crate::clock::Clock;
 use crate::store::record::{Atomicity, Part, PartOutcome};
+use crate::store::{ReservationAnswer, ReservationCall};
 use crate::{Config, RecordOutcome, RecordRequest, Result, Store};
 
 /// The writer's answer to one request: its part of the round.
@@ -27,9 +30,17 @@ enum Work {
         atomicity: Atomicity,
         reply: oneshot::Sender<Outcomes>,
     },
+    /// A reservation call, answered after its round's commit.
+    Reservation {
+        call: ReservationCall,
+        reply: oneshot::Sender<CallAnswer>,
+    },
     /// A token was used: update its `last_used_at` with the next commit.
     Touch(String),
 }
+
+/// The writer's answer to one reservation call.
+pub(crate) type CallAnswer = std::result::Result<ReservationAnswer, ApiError>;
 
 /// Largest number of events one round takes; the rest wait for the next round.
 const MAX_ROUND_EVENTS: usize = 20_000;
@@ -123,6 +134,27 @@ impl Writer {
         })?
     }
 
+    /// Queue a reservation call and wait for its answer, after its round's commit.
+    pub(crate) async fn call(&self, call: ReservationCall) -> CallAnswer {
+        let (reply, rx) = oneshot::channel();
+        self.metrics.queue_depth.fetch_add(1, Relaxed);
+        if let Err(e) = self.tx.try_send(Work::Reservation { call, reply }) {
+            self.metrics.queue_depth.fetch_sub(1, Relaxed);
+            return Err(match e {
+                TrySendError::Full(_) => ApiError::unavailable(
+                    "queue_full",
+                    "too many writes are waiting; retry after the Retry-After delay",
+                ),
+                TrySendError::Disconnected(_) => {
+                    ApiError::unavailable("shutting_down", "the server is shutting down")
+                }
+            });
+        }
+        rx.await.map_err(|_| {
+            ApiError::unavailable("shutting_down", "the writer stopped before answering")
+        })?
+    }
+
     /// Best effort: a full queue drops the touch (it is only "last used").
     pub(crate) fn touch(&self, token_name: &str) {
         let _ = self.tx.try_send(Work::Touch(token_name.to_string()));
@@ -143,6 +175,9 @@ struct Round {
     requests: Vec<RecordRequest>,
     /// Each request's part of `requests`, and where its answer goes.
     replies: Vec<(Part, oneshot::Sender<Outcomes>)>,
+    /// Reservation calls, and where each answer goes.
+    calls: Vec<ReservationCall>,
+    call_replies: Vec<oneshot::Sender<CallAnswer>>,
     touched: HashSet<String>,
 }
 
@@ -162,10 +197,20 @@ impl Round {
                 self.replies.push((part, reply));
                 self.requests.append(&mut events);
             }
+            Work::Reservation { call, reply } => {
+                metrics.queue_depth.fetch_sub(1, Relaxed);
+                self.calls.push(call);
+                self.call_replies.push(reply);
+            }
             Work::Touch(name) => {
                 self.touched.insert(name);
             }
         }
+    }
+
+    /// Events and reservation calls taken so far.
+    fn size(&self) -> usize {
+        self.requests.len() + self.calls.len()
     }
 }
 
@@ -183,7 +228,7 @@ impl Round {
     /// lone client costs at most one `FILL_GAP`.
     fn fill(&mut self, rx: &Receiver<Work>, fill_for: Duration, metrics: &Metrics) {
         let deadline = Instant::now() + fill_for;
-        while self.requests.len() < MAX_ROUND_EVENTS {
+        while self.size() < MAX_ROUND_EVENTS {
             if let Ok(work) = rx.try_recv() {
                 self.take(work, metrics);
                 continue;
@@ -218,12 +263,17 @@ fn run(mut store: Store, config: &Config, clock: Clock, rx: Receiver<Work>, metr
         let Round {
             requests,
             replies,
+            calls,
+            call_replies,
             touched,
         } = round;
         let now = clock.now();
         if !touched.is_empty() {
             let names: Vec<String> = touched.into_iter().collect();
             let _ = store.touch_tokens(&names, now);
+        }
+        if !calls.is_empty() {
+            reservation_round(&mut store, config, &calls, call_replies, now);
         }
         if requests.is_empty() {
             continue;
@@ -260,6 +310,38 @@ fn run(mut store: Store, config: &Config, clock: Clock, rx: Receiver<Work>, metr
                 for (_, reply) in replies {
                     let _ = reply.send(Err(e.clone()));
                 }
+            }
+        }
+    }
+}
+
+/// One transaction for a round's reservation calls, then each call's answer. A panic (a
+/// bug) rolls the round back and fails its calls, as for events.
+fn reservation_round(
+    store: &mut Store,
+    config: &Config,
+    calls: &[ReservationCall],
+    replies: Vec<oneshot::Sender<CallAnswer>>,
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        store.reservation_calls(config, calls, now)
+    }))
+    .unwrap_or_else(|_| {
+        Err(crate::Error::Database(
+            "the writer panicked; round rolled back".into(),
+        ))
+    });
+    match outcome {
+        Ok(answers) => {
+            for (reply, answer) in replies.into_iter().zip(answers) {
+                let _ = reply.send(answer.map_err(ApiError::from));
+            }
+        }
+        Err(e) => {
+            let e = ApiError::from(e);
+            for reply in replies {
+                let _ = reply.send(Err(e.clone()));
             }
         }
     }

@@ -321,7 +321,7 @@ impl UsageRows {
                 key.as_str(),
                 *units,
                 amount.as_str(),
-                Allocated::stored(*units, amount, *credited, credited_amount),
+                Allocated::stored(*units, amount, *credited, Some(credited_amount)),
             ),
             other => {
                 return Err(Error::Corrupt(format!(

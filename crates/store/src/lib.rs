@@ -104,8 +104,8 @@ pub use outbox::{
 pub use reconcile::{ReconcileRow, ReconcileRun, Reported, StripeChecks};
 pub use reports::{HeldReport, InDoubt, ReportPlan};
 pub use reservations::{
-    DEFAULT_TTL_SECS, HeldMeter, MAX_TTL_SECS, NewReservation, Released, Reservation, Reserved,
-    Settled,
+    DEFAULT_TTL_SECS, HeldMeter, MAX_TTL_SECS, NewReservation, Released, Reservation,
+    ReservationAnswer, ReservationCall, Reserved, Settled,
 };
 /// Credits' amounts are exact decimals; the crate's users need not depend on rust_decimal.
 pub use rust_decimal::Decimal;

@@ -250,103 +250,86 @@ fn validate(request: &NewReservation) -> Result<()> {
     Ok(())
 }
 
-/// Reservations; serves `reserve`, `settle`, `release` and serve's reservation routes.
-impl Store {
-    /// Hold what an event with `request`'s estimate would use, if a record of it would be
-    /// taken; nothing is held otherwise (`Reserved::Refused`).
-    pub fn reserve(
-        &mut self,
-        config: &Config,
-        request: &NewReservation,
-        now: DateTime<Utc>,
-    ) -> Result<Reserved> {
-        validate(request)?;
-        let tx = self
-            .conn
-            .transaction_with_behavior(Behavior::ImmediateByKey)?;
-        if let Some(key) = &request.key
-            && let Some(id) = tx
-                .prepare_cached(
-                    "SELECT id FROM reservations WHERE customer_id = ?1 AND idempotency_key = ?2",
-                )?
-                .query_row(params![request.customer, key], |r| r.get::<_, String>(0))
-                .optional()?
+/// Hold what an event with `request`'s estimate would use, if a record of it would be taken;
+/// nothing is held otherwise (`Reserved::Refused`). Inside `tx`, a write transaction.
+fn reserve_in(
+    tx: &Connection,
+    config: &Config,
+    request: &NewReservation,
+    now: DateTime<Utc>,
+) -> Result<Reserved> {
+    validate(request)?;
+    if let Some(key) = &request.key
+        && let Some(id) = tx
+            .prepare_cached(
+                "SELECT id FROM reservations WHERE customer_id = ?1 AND idempotency_key = ?2",
+            )?
+            .query_row(params![request.customer, key], |r| r.get::<_, String>(0))
+            .optional()?
+    {
+        let (reservation, _) = find(tx, &id, now)?;
+        if reservation.event_type != request.event_type
+            || reservation.meter != request.meter
+            || reservation.properties != request.properties
         {
-            let (reservation, _) = find(&tx, &id, now)?;
-            if reservation.event_type != request.event_type
-                || reservation.meter != request.meter
-                || reservation.properties != request.properties
-            {
-                return Err(Error::IdempotencyConflict(format!(
-                    "idempotency key \"{}\" already made reservation {} with other parameters; \
+            return Err(Error::IdempotencyConflict(format!(
+                "idempotency key \"{}\" already made reservation {} with other parameters; \
                      use a new key for a new reservation",
-                    sanitize(key),
-                    reservation.id
-                )));
-            }
-            let outcome = RecordOutcome {
-                recorded: false,
-                duplicate: true,
-                event_id: None,
-                check: crate::meters::standing::metered_check_in(
-                    &tx,
-                    config,
-                    &request.customer,
-                    now,
-                )?
-                .check,
-                meters: Vec::new(),
-                refused_by: Vec::new(),
-            };
-            return Ok(Reserved::Held {
-                reservation,
-                duplicate: true,
-                outcome,
-            });
+                sanitize(key),
+                reservation.id
+            )));
         }
-        let reservation = Reservation {
-            id: format!("rsv_{}", uuid::Uuid::now_v7().simple()),
-            customer: request.customer.clone(),
-            event_type: request.event_type.clone(),
-            meter: request.meter.clone(),
-            properties: request.properties.clone(),
-            key: request.key.clone(),
-            created_at: format_ts(now),
-            expires_at: format_ts(now + TimeDelta::seconds(request.ttl_secs)),
-            status: "held".into(),
-            ended_at: None,
+        let outcome = RecordOutcome {
+            recorded: false,
+            duplicate: true,
             event_id: None,
-            holds: Vec::new(),
+            check: crate::meters::standing::metered_check_in(tx, config, &request.customer, now)?
+                .check,
+            meters: Vec::new(),
+            refused_by: Vec::new(),
         };
-        let event = event_of(&reservation, request.properties.clone(), now);
-        let (mut results, batch) = decide_in(
-            &tx,
-            config,
-            std::slice::from_ref(&event),
-            now,
-            Mode::Reserve,
-        )?;
-        let outcome = results
-            .pop()
-            .ok_or_else(|| Error::Database("a reserve decided nothing".into()))?
-            .map_err(|refusal| refusal.error)?;
-        if !outcome.refused_by.is_empty() {
-            return Ok(Reserved::Refused(outcome));
-        }
-        let holds = batch.write()?;
-        let period_start = format_ts(outcome.check.period_start);
-        insert(&tx, &reservation, &period_start)?;
-        for hold in &holds {
-            insert_hold(&tx, &reservation.id, hold)?;
-        }
-        let (reservation, _) = find(&tx, &reservation.id, now)?;
-        tx.commit()?;
-        Ok(Reserved::Held {
+        return Ok(Reserved::Held {
             reservation,
-            duplicate: false,
+            duplicate: true,
             outcome,
-        })
+        });
     }
+    let reservation = Reservation {
+        id: format!("rsv_{}", uuid::Uuid::now_v7().simple()),
+        customer: request.customer.clone(),
+        event_type: request.event_type.clone(),
+        meter: request.meter.clone(),
+        properties: request.properties.clone(),
+        key: request.key.clone(),
+        created_at: format_ts(now),
+        expires_at: format_ts(now + TimeDelta::seconds(request.ttl_secs)),
+        status: "held".into(),
+        ended_at: None,
+        event_id: None,
+        holds: Vec::new(),
+    };
+    let event = event_of(&reservation, request.properties.clone(), now);
+    let (mut results, batch) =
+        decide_in(tx, config, std::slice::from_ref(&event), now, Mode::Reserve)?;
+    let outcome = results
+        .pop()
+        .ok_or_else(|| Error::Database("a reserve decided nothing".into()))?
+        .map_err(|refusal| refusal.error)?;
+    if !outcome.refused_by.is_empty() {
+        return Ok(Reserved::Refused(outcome));
+    }
+    let holds = batch.write()?;
+    let period_start = format_ts(outcome.check.period_start);
+    insert(tx, &reservation, &period_start)?;
+    for hold in &holds {
+        insert_hold(tx, &reservation.id, hold)?;
+    }
+    let (reservation, _) = find(tx, &reservation.id, now)?;
+    Ok(Reserved::Held {
+        reservation,
+        duplicate: false,
+        outcome,
+    })
 }
 
 fn insert(conn: &Connection, reservation: &Reservation, period_start: &str) -> Result<()> {
@@ -389,11 +372,151 @@ fn insert_hold(conn: &Connection, reservation: &str, hold: &Hold) -> Result<()> 
     Ok(())
 }
 
+/// Record the event a reservation stood for, with what the work really used (`properties`;
+/// the estimate's when `None`), and free its hold. A settle is never refused by caps or
+/// credits. A resend answers with the event recorded the first time; a released reservation
+/// cannot be settled. Inside `tx`, a write transaction.
+fn settle_in(
+    tx: &Connection,
+    config: &Config,
+    id: &str,
+    properties: Option<Properties>,
+    now: DateTime<Utc>,
+) -> Result<Settled> {
+    let (reservation, _) = find(tx, id, now)?;
+    if reservation.status == "released" {
+        return Err(Error::ReservationEnded(format!(
+            "reservation {id} was released at {}: there is nothing to settle, and nothing \
+                 was recorded; record the event itself if the work was done",
+            reservation.ended_at.as_deref().unwrap_or("?")
+        )));
+    }
+    let lapsed = reservation.status == "lapsed";
+    if reservation.ended_at.is_none() {
+        tx.prepare_cached(
+            "UPDATE reservations SET ended_at = ?2, ended_as = 'settled' WHERE id = ?1",
+        )?
+        .execute(params![id, format_ts(now)])?;
+    }
+    let properties = match properties {
+        Some(given) => given,
+        // A resend without properties is the first settle's event.
+        None => match reservation.event_id {
+            Some(event_id) => settled_properties(tx, event_id)?,
+            None => reservation.properties.clone(),
+        },
+    };
+    let mut event = event_of(&reservation, properties, now);
+    // The reservation's key, else its id: a settle sent twice records once.
+    event.idempotency_key = Some(IdempotencyKey {
+        key: reservation
+            .key
+            .clone()
+            .unwrap_or_else(|| reservation.id.clone()),
+        source: KeySource::Native,
+    });
+    let (mut results, batch) =
+        decide_in(tx, config, std::slice::from_ref(&event), now, Mode::Settle)?;
+    let outcome = results
+        .pop()
+        .ok_or_else(|| Error::Database("a settle decided nothing".into()))?
+        .map_err(|refusal| refusal.error)?;
+    batch.write()?;
+    if let Some(event_id) = outcome.event_id.filter(|_| reservation.event_id.is_none()) {
+        tx.prepare_cached("UPDATE reservations SET event_id = ?2 WHERE id = ?1")?
+            .execute(params![id, event_id])?;
+    }
+    let (reservation, _) = find(tx, id, now)?;
+    Ok(Settled {
+        reservation,
+        outcome,
+        lapsed,
+    })
+}
+
+/// Free a reservation's hold. Releasing it again changes nothing (`already`); a settled
+/// reservation cannot be released. Inside `tx`, a write transaction.
+fn release_in(tx: &Connection, id: &str, now: DateTime<Utc>) -> Result<Released> {
+    let (reservation, _) = find(tx, id, now)?;
+    match reservation.status.as_str() {
+        "released" => {
+            return Ok(Released {
+                reservation,
+                already: true,
+            });
+        }
+        "settled" => {
+            return Err(Error::ReservationEnded(format!(
+                "reservation {id} was settled at {} (event {}): its event is recorded and \
+                     its hold already freed",
+                reservation.ended_at.as_deref().unwrap_or("?"),
+                reservation.event_id.unwrap_or_default()
+            )));
+        }
+        _ => {}
+    }
+    tx.prepare_cached(
+        "UPDATE reservations SET ended_at = ?2, ended_as = 'released' WHERE id = ?1",
+    )?
+    .execute(params![id, format_ts(now)])?;
+    let (reservation, _) = find(tx, id, now)?;
+    Ok(Released {
+        reservation,
+        already: false,
+    })
+}
+
+/// One reservation call, as serve's writer gathers them.
+#[derive(Debug, Clone)]
+pub enum ReservationCall {
+    Reserve(NewReservation),
+    Settle {
+        id: String,
+        properties: Option<Properties>,
+    },
+    Release(String),
+}
+
+/// A reservation call's answer.
+#[derive(Debug, Clone)]
+pub enum ReservationAnswer {
+    Reserved(Reserved),
+    Settled(Settled),
+    Released(Released),
+}
+
+fn call_in(
+    tx: &Connection,
+    config: &Config,
+    call: &ReservationCall,
+    now: DateTime<Utc>,
+) -> Result<ReservationAnswer> {
+    Ok(match call {
+        ReservationCall::Reserve(request) => {
+            ReservationAnswer::Reserved(reserve_in(tx, config, request, now)?)
+        }
+        ReservationCall::Settle { id, properties } => {
+            ReservationAnswer::Settled(settle_in(tx, config, id, properties.clone(), now)?)
+        }
+        ReservationCall::Release(id) => ReservationAnswer::Released(release_in(tx, id, now)?),
+    })
+}
+
+/// Reservations; serves `reserve`, `settle`, `release` and serve's reservation routes.
 impl Store {
-    /// Record the event a reservation stood for, with what the work really used
-    /// (`properties`; the estimate's when `None`), and free its hold, in one transaction. A
-    /// settle is never refused by caps or credits. A resend answers with the event
-    /// recorded the first time; a released reservation cannot be settled.
+    /// Hold what an event with `request`'s estimate would use, if a record of it would be
+    /// taken; nothing is held otherwise (`Reserved::Refused`).
+    pub fn reserve(
+        &mut self,
+        config: &Config,
+        request: &NewReservation,
+        now: DateTime<Utc>,
+    ) -> Result<Reserved> {
+        self.in_write(|tx| reserve_in(tx, config, request, now))
+    }
+
+    /// Record what a reserved event really used and free its hold, in one transaction
+    /// (see `settle_in`).
     pub fn settle(
         &mut self,
         config: &Config,
@@ -401,95 +524,52 @@ impl Store {
         properties: Option<Properties>,
         now: DateTime<Utc>,
     ) -> Result<Settled> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(Behavior::ImmediateByKey)?;
-        let (reservation, _) = find(&tx, id, now)?;
-        if reservation.status == "released" {
-            return Err(Error::ReservationEnded(format!(
-                "reservation {id} was released at {}: there is nothing to settle, and nothing \
-                 was recorded; record the event itself if the work was done",
-                reservation.ended_at.as_deref().unwrap_or("?")
-            )));
-        }
-        let lapsed = reservation.status == "lapsed";
-        if reservation.ended_at.is_none() {
-            tx.prepare_cached(
-                "UPDATE reservations SET ended_at = ?2, ended_as = 'settled' WHERE id = ?1",
-            )?
-            .execute(params![id, format_ts(now)])?;
-        }
-        let properties = match properties {
-            Some(given) => given,
-            // A resend without properties is the first settle's event.
-            None => match reservation.event_id {
-                Some(event_id) => settled_properties(&tx, event_id)?,
-                None => reservation.properties.clone(),
-            },
-        };
-        let mut event = event_of(&reservation, properties, now);
-        // The reservation's key, else its id: a settle sent twice records once.
-        event.idempotency_key = Some(IdempotencyKey {
-            key: reservation
-                .key
-                .clone()
-                .unwrap_or_else(|| reservation.id.clone()),
-            source: KeySource::Native,
-        });
-        let (mut results, batch) =
-            decide_in(&tx, config, std::slice::from_ref(&event), now, Mode::Settle)?;
-        let outcome = results
-            .pop()
-            .ok_or_else(|| Error::Database("a settle decided nothing".into()))?
-            .map_err(|refusal| refusal.error)?;
-        batch.write()?;
-        if let Some(event_id) = outcome.event_id.filter(|_| reservation.event_id.is_none()) {
-            tx.prepare_cached("UPDATE reservations SET event_id = ?2 WHERE id = ?1")?
-                .execute(params![id, event_id])?;
-        }
-        let (reservation, _) = find(&tx, id, now)?;
-        tx.commit()?;
-        Ok(Settled {
-            reservation,
-            outcome,
-            lapsed,
+        self.in_write(|tx| settle_in(tx, config, id, properties, now))
+    }
+
+    /// Free a reservation's hold (see `release_in`).
+    pub fn release(&mut self, id: &str, now: DateTime<Utc>) -> Result<Released> {
+        self.in_write(|tx| release_in(tx, id, now))
+    }
+
+    /// `calls` in one write transaction, each all or nothing on its own (a savepoint): serve's
+    /// group commit, so that many clients' calls share one commit. Outer `Err`: the
+    /// transaction failed and nothing was committed.
+    pub fn reservation_calls(
+        &mut self,
+        config: &Config,
+        calls: &[ReservationCall],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Result<ReservationAnswer>>> {
+        self.in_write(|tx| {
+            let mut answers = Vec::with_capacity(calls.len());
+            for call in calls {
+                tx.execute("SAVEPOINT reservation_call", [])?;
+                match call_in(tx, config, call, now) {
+                    Err(e) if e.is_database() => return Err(e),
+                    Err(e) => {
+                        tx.execute("ROLLBACK TO reservation_call", [])?;
+                        tx.execute("RELEASE reservation_call", [])?;
+                        answers.push(Err(e));
+                    }
+                    Ok(answer) => {
+                        tx.execute("RELEASE reservation_call", [])?;
+                        answers.push(Ok(answer));
+                    }
+                }
+            }
+            Ok(answers)
         })
     }
 
-    /// Free a reservation's hold. Releasing it again changes nothing (`already`); a settled
-    /// reservation cannot be released.
-    pub fn release(&mut self, id: &str, now: DateTime<Utc>) -> Result<Released> {
+    /// `f` in a write transaction, committed if it succeeds.
+    fn in_write<T>(&mut self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let tx = self
             .conn
             .transaction_with_behavior(Behavior::ImmediateByKey)?;
-        let (reservation, _) = find(&tx, id, now)?;
-        match reservation.status.as_str() {
-            "released" => {
-                return Ok(Released {
-                    reservation,
-                    already: true,
-                });
-            }
-            "settled" => {
-                return Err(Error::ReservationEnded(format!(
-                    "reservation {id} was settled at {} (event {}): its event is recorded and \
-                     its hold already freed",
-                    reservation.ended_at.as_deref().unwrap_or("?"),
-                    reservation.event_id.unwrap_or_default()
-                )));
-            }
-            _ => {}
-        }
-        tx.prepare_cached(
-            "UPDATE reservations SET ended_at = ?2, ended_as = 'released' WHERE id = ?1",
-        )?
-        .execute(params![id, format_ts(now)])?;
-        let (reservation, _) = find(&tx, id, now)?;
+        let answer = f(&tx)?;
         tx.commit()?;
-        Ok(Released {
-            reservation,
-            already: false,
-        })
+        Ok(answer)
     }
 
     /// A reservation as it stands at `now`.

@@ -260,8 +260,16 @@ fn spendable(conn: &Connection, customer: &str, now: DateTime<Utc>) -> Result<Ve
     // burn_order: meter units first, lower priority, the soonest expiry (none last),
     // promotional first, the earlier effective_at, the lower id.
     grants.sort_unstable_by(|a, b| {
-        (a.grant.meter.is_none(), a.priority, a.grant.expires_at.is_none())
-            .cmp(&(b.grant.meter.is_none(), b.priority, b.grant.expires_at.is_none()))
+        (
+            a.grant.meter.is_none(),
+            a.priority,
+            a.grant.expires_at.is_none(),
+        )
+            .cmp(&(
+                b.grant.meter.is_none(),
+                b.priority,
+                b.grant.expires_at.is_none(),
+            ))
             .then_with(|| a.grant.expires_at.cmp(&b.grant.expires_at))
             .then_with(|| b.promotional.cmp(&a.promotional))
             .then_with(|| a.effective_at.cmp(&b.effective_at))
@@ -292,7 +300,9 @@ pub(super) fn held(conn: &Connection, customer: &str, now: DateTime<Utc>) -> Res
                 "SELECT meter_id, units, credit_units, credit_amount FROM reservation_holds
                  WHERE reservation_id = ?1",
             )?
-            .query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+            .query_map(params![id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?
             .collect::<Result<_>>()?;
         for (meter, units, credit_units, credit_amount) in holds {
             held.money += decimal(&credit_amount, "reservation_holds.credit_amount")?;

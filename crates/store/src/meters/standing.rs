@@ -54,22 +54,30 @@ pub(crate) fn standing(
 /// A meter_counters row as a check reads it: meter, group key, used, the units past
 /// `included` its events were allocated as overage with their cost, and those credits paid
 /// for with the money they took.
-pub(crate) type CounterCells = (String, String, i64, i64, String, i64, String);
+pub(crate) type CounterCells = (String, String, i64, i64, String, i64, Option<String>);
 
 /// The columns of `CounterCells`, in order.
+/// (Money credits paid nothing on most rows: no text is read for them.)
 pub(crate) const CELL_COLUMNS: &str = "meter_id, group_key, used, overage_units, \
-     overage_amount, credited_units, credited_amount";
+     overage_amount, credited_units, NULLIF(credited_amount, '0')";
 
 /// `CounterCells` from the 7 columns starting at `first`.
+/// A group row's credits are never read (what credits paid is the meter's, on its total).
 pub(crate) fn cells(r: &crate::db::Row, first: usize) -> Result<CounterCells> {
+    let key: String = r.get(first + 1)?;
+    let (credited, credited_amount) = if key.is_empty() {
+        (r.get(first + 5)?, r.get(first + 6)?)
+    } else {
+        (0, None)
+    };
     Ok((
         r.get(first)?,
-        r.get(first + 1)?,
+        key,
         r.get(first + 2)?,
         r.get(first + 3)?,
         r.get(first + 4)?,
-        r.get(first + 5)?,
-        r.get(first + 6)?,
+        credited,
+        credited_amount,
     ))
 }
 
@@ -86,12 +94,17 @@ pub(crate) struct Allocated {
 
 impl Allocated {
     /// From a row's stored columns.
-    pub(crate) fn stored(units: i64, amount: &str, credited: i64, credited_amount: &str) -> Self {
+    pub(crate) fn stored(
+        units: i64,
+        amount: &str,
+        credited: i64,
+        credited_amount: Option<&str>,
+    ) -> Self {
         Allocated {
             units,
             amount: stored_amount(amount),
             credited,
-            credited_amount: stored_amount(credited_amount),
+            credited_amount: credited_amount.map_or(rust_decimal::Decimal::ZERO, stored_amount),
         }
     }
 }
@@ -282,7 +295,8 @@ impl<'c> Frame<'c> {
         let mut groups = Vec::new();
         for (_, key, used, units, amount, credited, credited_amount) in rows {
             if key.is_empty() {
-                let allocated = Allocated::stored(*units, amount, *credited, credited_amount);
+                let allocated =
+                    Allocated::stored(*units, amount, *credited, credited_amount.as_deref());
                 total = (*used, allocated);
             } else {
                 groups.push(group_usage(key, *used, *units, amount));
@@ -392,7 +406,8 @@ fn checks_at_once(
         params.extend(id_params);
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {}, mc.period_start, mc.meter_id, mc.group_key, mc.used,
-                    mc.overage_units, mc.overage_amount, mc.credited_units, mc.credited_amount,
+                    mc.overage_units, mc.overage_amount, mc.credited_units,
+                    NULLIF(mc.credited_amount, '0'),
                     {}
              FROM customers c LEFT JOIN meter_counters mc
                  ON mc.customer_id = c.id AND mc.period_start >= ?
