@@ -324,9 +324,22 @@ fn reserve_in(
     for hold in &holds {
         insert_hold(tx, &reservation.id, hold)?;
     }
-    let (reservation, _) = find(tx, &reservation.id, now)?;
+    // What was written, as `find` would read it back.
+    let mut holds: Vec<HeldMeter> = holds
+        .into_iter()
+        .map(|h| HeldMeter {
+            meter: h.meter,
+            units: h.units,
+            credit_units: h.credit_units,
+            credit_amount: h.credit_amount.normalize(),
+        })
+        .collect();
+    holds.sort_by(|a, b| a.meter.cmp(&b.meter));
     Ok(Reserved::Held {
-        reservation,
+        reservation: Reservation {
+            holds,
+            ..reservation
+        },
         duplicate: false,
         outcome,
     })
@@ -383,7 +396,7 @@ fn settle_in(
     properties: Option<Properties>,
     now: DateTime<Utc>,
 ) -> Result<Settled> {
-    let (reservation, _) = find(tx, id, now)?;
+    let (mut reservation, _) = find(tx, id, now)?;
     if reservation.status == "released" {
         return Err(Error::ReservationEnded(format!(
             "reservation {id} was released at {}: there is nothing to settle, and nothing \
@@ -425,8 +438,11 @@ fn settle_in(
     if let Some(event_id) = outcome.event_id.filter(|_| reservation.event_id.is_none()) {
         tx.prepare_cached("UPDATE reservations SET event_id = ?2 WHERE id = ?1")?
             .execute(params![id, event_id])?;
+        reservation.event_id = Some(event_id);
     }
-    let (reservation, _) = find(tx, id, now)?;
+    // As written, without reading it back.
+    reservation.status = "settled".into();
+    reservation.ended_at.get_or_insert_with(|| format_ts(now));
     Ok(Settled {
         reservation,
         outcome,
@@ -437,7 +453,7 @@ fn settle_in(
 /// Free a reservation's hold. Releasing it again changes nothing (`already`); a settled
 /// reservation cannot be released. Inside `tx`, a write transaction.
 fn release_in(tx: &Connection, id: &str, now: DateTime<Utc>) -> Result<Released> {
-    let (reservation, _) = find(tx, id, now)?;
+    let (mut reservation, _) = find(tx, id, now)?;
     match reservation.status.as_str() {
         "released" => {
             return Ok(Released {
@@ -459,7 +475,8 @@ fn release_in(tx: &Connection, id: &str, now: DateTime<Utc>) -> Result<Released>
         "UPDATE reservations SET ended_at = ?2, ended_as = 'released' WHERE id = ?1",
     )?
     .execute(params![id, format_ts(now)])?;
-    let (reservation, _) = find(tx, id, now)?;
+    reservation.status = "released".into();
+    reservation.ended_at = Some(format_ts(now));
     Ok(Released {
         reservation,
         already: false,
