@@ -82,11 +82,12 @@ pub fn reserve(ctx: &Context, args: ReserveArgs) -> Result<ExitCode> {
             ..
         } => {
             if !args.json {
+                // The id alone on stdout, for `R=$(meterline reserve …)`; the rest for people.
                 if *duplicate {
-                    outln!("duplicate key: reservation made before")?;
+                    eprintln!("duplicate key: reservation made before");
                 }
                 outln!("{}", reservation.id)?;
-                out!("{}", describe(reservation))?;
+                eprint!("{}", describe(reservation));
             }
             Ok(ExitCode::SUCCESS)
         }
