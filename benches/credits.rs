@@ -16,6 +16,9 @@
 //! `METERLINE_BENCH_POSTGRES=0` skips PostgreSQL and the peer, `METERLINE_BENCH_CASE=batch`,
 //! `check` or `pairs` runs one part (SQLite only), `library-pairs` the pairs' floor alone.
 
+#[path = "support/rounds.rs"]
+mod rounds;
+
 #[path = "../tests/testsuite/support/postgres.rs"]
 #[allow(dead_code)]
 mod pg;
@@ -30,12 +33,13 @@ use std::path::Path;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use rounds::{ROUNDS, alternate, micros, rate};
+
 use chrono::{DateTime, NaiveDate, Utc};
 use meterline::store::{Decimal, NewCustomer, NewGrant, NewReservation, Reserved};
 use meterline::{Config, RecordRequest, Store};
 
 const BATCH: usize = 500;
-const ROUNDS: usize = 10;
 const CLIENTS: usize = 16;
 const CUSTOMERS: usize = 8;
 
@@ -378,36 +382,4 @@ fn run_pairs(
         }
     });
     started.elapsed()
-}
-
-/// `n` calls of each, in alternating rounds: the time of each.
-fn alternate(
-    n: usize,
-    mut first: impl FnMut(usize),
-    mut second: impl FnMut(usize),
-) -> (Duration, Duration) {
-    let (mut first_took, mut second_took) = (Duration::ZERO, Duration::ZERO);
-    let per_round = n.div_ceil(ROUNDS);
-    for round in 0..ROUNDS {
-        let range = round * per_round..((round + 1) * per_round).min(n);
-        let started = Instant::now();
-        for i in range.clone() {
-            first(i);
-        }
-        first_took += started.elapsed();
-        let started = Instant::now();
-        for i in range {
-            second(i);
-        }
-        second_took += started.elapsed();
-    }
-    (first_took, second_took)
-}
-
-fn rate(n: usize, took: Duration) -> f64 {
-    n as f64 / took.as_secs_f64()
-}
-
-fn micros(n: usize, took: Duration) -> f64 {
-    took.as_secs_f64() * 1e6 / n as f64
 }

@@ -14,6 +14,9 @@
 //! `METERLINE_BENCH_POSTGRES=0` skips PostgreSQL, `METERLINE_BENCH_CASE=batch` runs only the
 //! SQLite `record_batch`, `single` skips it, `check` runs only the check (for a profiler).
 
+#[path = "support/rounds.rs"]
+mod rounds;
+
 #[path = "../tests/testsuite/support/postgres.rs"]
 #[allow(dead_code)]
 mod pg;
@@ -22,13 +25,14 @@ use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use rounds::{ROUNDS, alternate, micros, rate};
+
 use chrono::{DateTime, NaiveDate, Utc};
 use meterline::store::NewCustomer;
 use meterline::{Config, RecordRequest, Store};
 
 const CUSTOMER: &str = "acme";
 const BATCH: usize = 500;
-const ROUNDS: usize = 10;
 const MODELS: [&str; 20] = [
     "large", "medium", "small", "tiny", "vision", "embed", "audio", "code", "mini", "nano", "pro",
     "ultra", "flash", "lite", "turbo", "base", "chat", "instruct", "rerank", "search",
@@ -298,36 +302,4 @@ fn store_on(url: &str, config: &Config, now: DateTime<Utc>) -> Store {
         )
         .expect("add customer");
     store
-}
-
-/// `n` calls of each, in alternating rounds: the time of each.
-fn alternate(
-    n: usize,
-    mut first: impl FnMut(usize),
-    mut second: impl FnMut(usize),
-) -> (Duration, Duration) {
-    let (mut first_took, mut second_took) = (Duration::ZERO, Duration::ZERO);
-    let per_round = n.div_ceil(ROUNDS);
-    for round in 0..ROUNDS {
-        let range = round * per_round..((round + 1) * per_round).min(n);
-        let started = Instant::now();
-        for i in range.clone() {
-            first(i);
-        }
-        first_took += started.elapsed();
-        let started = Instant::now();
-        for i in range {
-            second(i);
-        }
-        second_took += started.elapsed();
-    }
-    (first_took, second_took)
-}
-
-fn rate(n: usize, took: Duration) -> f64 {
-    n as f64 / took.as_secs_f64()
-}
-
-fn micros(n: usize, took: Duration) -> f64 {
-    took.as_secs_f64() * 1e6 / n as f64
 }

@@ -153,30 +153,14 @@ fn only_grants_in_effect_burn_and_in_burn_order(engine: Engine, shape: Shape) {
     let s = scratch(engine, shape, "acme", "free");
     let (meter, cap) = (shape.capped_meter(), shape.free_cap());
     assert_eq!(count(&s, shape, "acme", cap).0, 0);
-    let expired = grant(
-        &s,
-        &[
-            "acme",
-            "50",
-            "--meter",
-            meter,
-            "--effective",
-            "2026-11-01T00:00:00Z",
-            "--expires",
-            "2026-11-20T00:00:00Z",
-        ],
-    );
-    let future = grant(
-        &s,
-        &[
-            "acme",
-            "50",
-            "--meter",
-            meter,
-            "--effective",
-            "2026-12-01T00:00:00Z",
-        ],
-    );
+    // (effective, expires) of each: over before now, and not yet begun.
+    let dated = |effective: &str, expires: Option<&str>| {
+        let mut args = vec!["acme", "50", "--meter", meter, "--effective", effective];
+        args.extend(expires.iter().flat_map(|at| ["--expires", *at]));
+        grant(&s, &args)
+    };
+    let expired = dated("2026-11-01T00:00:00Z", Some("2026-11-20T00:00:00Z"));
+    let future = dated("2026-12-01T00:00:00Z", None);
     let paid = grant(&s, &["acme", "4", "--meter", meter]);
     let promotional = grant(&s, &["acme", "4", "--meter", meter, "--promotional"]);
     let soon = grant(

@@ -95,6 +95,15 @@ fn count(s: &Scratch, shape: Shape, n: i64) -> i32 {
     s.record_json("acme", &shape.counting(n)).0
 }
 
+/// Every ledger entry's amount added up (whole units: these tests grant units).
+fn ledger_sum(s: &Scratch) -> i64 {
+    s.inspect()
+        .rows("SELECT amount FROM credit_ledger")
+        .iter()
+        .map(|r| r[0].parse::<i64>().unwrap())
+        .sum()
+}
+
 fn reservation_rows(s: &Scratch) -> i64 {
     s.inspect().number("SELECT COUNT(*) FROM reservations")
         + s.inspect().number("SELECT COUNT(*) FROM reservation_holds")
@@ -222,13 +231,7 @@ fn held_credits_are_not_spent_by_others_and_settle_burns_what_was_used(
     s.json(&["credits", "grant", "acme", "25", "--meter", meter, "--json"]);
     let balance = s.json(&["credits", "acme", "--json"]);
     assert_eq!(balance["units"][meter]["balance"], "15", "{balance}");
-    let ledger: i64 = s
-        .inspect()
-        .rows("SELECT amount FROM credit_ledger")
-        .iter()
-        .map(|r| r[0].parse::<i64>().unwrap())
-        .sum();
-    assert_eq!(ledger, 15, "the ledger's sum is the balance");
+    assert_eq!(ledger_sum(&s), 15, "the ledger's sum is the balance");
     crate::credit_burns::assert_ledger_adds_up(&s);
     assert_eq!(count(&s, shape, 15), 0);
 }
@@ -352,11 +355,5 @@ fn reservations_over_http_race_without_overdrawing(engine: Engine, shape: Shape)
     assert_eq!(used(&s, shape), cap + 500);
     let balance = s.json(&["credits", "acme", "--json"]);
     assert_eq!(balance["grants"], json!([]));
-    let ledger: i64 = s
-        .inspect()
-        .rows("SELECT amount FROM credit_ledger")
-        .iter()
-        .map(|r| r[0].parse::<i64>().unwrap())
-        .sum();
-    assert_eq!(ledger, 0, "the ledger's sum is the balance");
+    assert_eq!(ledger_sum(&s), 0, "the ledger's sum is the balance");
 }

@@ -376,17 +376,21 @@ const LONGEST_PERIOD_DAYS: u64 = 32;
 /// `LONGEST_PERIOD_DAYS` ago, as `checks_at_once` reads them.
 type Recent = (Customer, Vec<(String, CounterCells)>);
 
+/// Each customer's check, `None` where its period starts too early to be read at once.
+type Answers = HashMap<String, Option<Result<MeteredCheck>>>;
+
 /// `metered_check_in` of each of `ids` in one statement per 512 of them (on PostgreSQL one
 /// round trip; each customer's answer from one snapshot on both engines, no transaction to
 /// open and close): the customers with their meter_counters rows since the earliest start a
 /// current period can have, those of each one's current period kept. An answer is `None`
-/// when that customer's period starts earlier than that (never with a monthly period).
+/// when that customer's period starts earlier than that (never with a monthly period). Also
+/// whether any customer has credits (`credits::IN_USE`).
 fn checks_at_once(
     conn: &Connection,
     config: &Config,
     ids: &[&str],
     now: DateTime<Utc>,
-) -> Result<(HashMap<String, Option<Result<MeteredCheck>>>, bool)> {
+) -> Result<(Answers, bool)> {
     let since = now
         .checked_sub_days(chrono::Days::new(LONGEST_PERIOD_DAYS))
         .map_or_else(|| format_ts(now), format_ts);
