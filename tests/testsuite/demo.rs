@@ -84,12 +84,14 @@ fn the_demo_covers_every_level_the_cap_history_members_and_reporting(engine: Eng
         plans,
         BTreeSet::from(["free", "starter", "pro", "team", "business"])
     );
-    // Overage customers past their limit; hard-capped ones never past it.
+    // Overage customers past their limit; hard-capped ones never past it but by what credits
+    // paid (the demo's customer in debt: a settle is never refused).
     assert!(rows.iter().any(|r| r["ratio"].as_f64() > Some(1.0)));
     assert!(rows.iter().any(|r| r["allowed"] == false));
     for r in rows.iter().filter(|r| r["overage_rate"].is_null()) {
         if let Some(limit) = r["limit"].as_i64() {
-            assert!(r["used"].as_i64().unwrap() <= limit, "{r}");
+            let credited = r["credited_units"].as_i64().unwrap_or(0);
+            assert!(r["used"].as_i64().unwrap() <= limit + credited, "{r}");
         }
     }
 
@@ -311,10 +313,21 @@ fn the_demo_gives_customers_credits_some_low_some_expiring_some_promotional(engi
         assert_eq!(
             count(
                 &s,
-                "SELECT COUNT(*) FROM credit_grants WHERE idempotency_key NOT LIKE 'demo-%'"
+                "SELECT COUNT(*) FROM credit_grants
+                 WHERE idempotency_key NOT LIKE 'demo-%' AND amount <> '0'"
             ),
             0
         );
+        // One customer in debt: a settle past its cap, nothing to pay it with.
+        let in_debt = s.inspect().rows(
+            "SELECT g.customer_id, l.remaining FROM credit_grants g
+             JOIN credit_ledger l ON l.grant_id = g.id AND l.kind = 'burn'
+             WHERE g.amount = '0'",
+        );
+        assert_eq!(in_debt.len(), 1, "{in_debt:?}");
+        assert!(in_debt[0][1].starts_with('-'), "{in_debt:?}");
+        let debtor = credits(&in_debt[0][0]);
+        assert!(debtor.to_string().contains("\"balance\":\"-"), "{debtor}");
         assert!(count(&s, "SELECT COUNT(DISTINCT customer_id) FROM credit_grants") >= 8);
         let doctor = s.cmd().arg("doctor").output().unwrap();
         let doctor = String::from_utf8_lossy(&doctor.stdout);
@@ -401,7 +414,8 @@ fn the_demo_on_the_init_plans_records_completion_calls_priced_per_model(engine: 
         count(
             &s,
             "SELECT COUNT(*) FROM usage_events
-             WHERE event_type IS NULL OR event_type <> 'completion'"
+             WHERE (event_type IS NULL OR event_type <> 'completion')
+               AND COALESCE(idempotency_key, '') NOT LIKE 'demo-debt-%'"
         ),
         0
     );
@@ -409,6 +423,7 @@ fn the_demo_on_the_init_plans_records_completion_calls_priced_per_model(engine: 
         count(
             &s,
             "SELECT COUNT(*) FROM (SELECT COALESCE(event_of, id) AS call FROM usage_events
+             WHERE COALESCE(idempotency_key, '') NOT LIKE 'demo-debt-%'
              GROUP BY COALESCE(event_of, id)
              HAVING COUNT(DISTINCT meter_id) <> 3 OR COUNT(*) <> 3) AS short"
         ),

@@ -3,8 +3,9 @@
 //! plans `init` writes it is a month of an AI API: each call one `completion` event feeding
 //! requests, tokens and active users at once, over seven models, with customers near and past
 //! each limit. Everything goes through the real `record` path, so the counters are exactly
-//! the events; the credits (some low, some expiring within days, some promotional) go through
-//! the real grant path, so the ledger is real too.
+//! the events; the credits (some low, some expiring within days, some promotional, one
+//! customer in debt after a settle past its cap) go through the real grant and reservation
+//! paths, so the ledger is real too.
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -198,6 +199,9 @@ pub fn fill(
     }
     let unreported = store.settle_demo_reporting(now)?;
     grant_credits(store, config, &ids, now, &mut rng)?;
+    if settle_into_debt(store, config, &ids, now)? {
+        events += 1;
+    }
     Ok(DemoSummary {
         customers: spec.customers,
         events,
@@ -260,6 +264,72 @@ fn grant_credits(
     }
     Ok(())
 }
+
+/// One customer in debt: a reservation on a capped meter that sums, settled with more than the
+/// room the cap left and no unit credits for the rest (a settle is never refused: the work
+/// was done). The last customer with room and no credits for such a meter, if any; true when
+/// one was settled (its event is the demo's too).
+fn settle_into_debt(
+    store: &mut Store,
+    config: &Config,
+    ids: &[String],
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    for id in ids.iter().rev() {
+        let Ok(check) = store.metered_check(config, id, now) else {
+            continue;
+        };
+        let Some(plan) = config.plan(&check.check.plan) else {
+            continue;
+        };
+        for standing in &check.meters {
+            let Some(meter) = config.meter(&standing.meter) else {
+                continue;
+            };
+            let capped = plan
+                .meters
+                .get(&meter.id)
+                .is_some_and(|t| t.at_limit == AtLimit::Block);
+            let room = standing.check.limit.map_or(0, |l| l - standing.check.used);
+            if !capped
+                || meter.aggregation != Aggregation::Sum
+                || room <= 0
+                || standing.credits.is_some()
+            {
+                continue;
+            }
+            let properties = |units: i64| {
+                let property = meter.property.as_deref().unwrap_or(QUANTITY);
+                let mut properties =
+                    meterline_core::Properties::from([(property.into(), units.to_string())]);
+                for dimension in &meter.group_by {
+                    properties.insert(dimension.clone(), "small".into());
+                }
+                properties
+            };
+            let request = crate::NewReservation {
+                customer: id.clone(),
+                event_type: None,
+                meter: Some(meter.id.clone()),
+                properties: properties(1),
+                ttl_secs: crate::DEFAULT_TTL_SECS,
+                key: Some(format!("{DEBT_KEY}{id}")),
+            };
+            if let crate::Reserved::Held { reservation, .. } =
+                store.reserve(config, &request, now)?
+            {
+                let used = room + (room / 10).max(25);
+                store.settle(config, &reservation.id, Some(properties(used)), now)?;
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// The key of the demo's reservation settled into debt, before the customer's id (its event
+/// is the one demo event of one meter alone, and past a cap).
+pub const DEBT_KEY: &str = "demo-debt-";
 
 /// The first customer is the organisation on the biggest capped plan; others are spread so
 /// every plan appears.

@@ -205,12 +205,20 @@ fn find(conn: &Connection, id: &str, now: DateTime<Utc>) -> Result<(Reservation,
 }
 
 /// The event a reservation stands for, with `properties`, under `key`.
+/// A `quantity` property is the event's quantity, as `record -n` gives it (what a meter
+/// without a property of its own sums, the implicit one too).
 fn event_of(
     reservation: &Reservation,
-    properties: Properties,
+    mut properties: Properties,
     now: DateTime<Utc>,
 ) -> RecordRequest {
-    let mut event = RecordRequest::new(&reservation.customer, 1, now);
+    let quantity = properties
+        .get(crate::config::QUANTITY)
+        .and_then(|q| q.parse::<i64>().ok());
+    if quantity.is_some() {
+        properties.remove(crate::config::QUANTITY);
+    }
+    let mut event = RecordRequest::new(&reservation.customer, quantity.unwrap_or(1), now);
     event.at_given = false;
     event.event_type = reservation.event_type.clone();
     event.meter = reservation.meter.clone();
