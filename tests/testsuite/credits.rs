@@ -570,3 +570,23 @@ fn copy_to_moves_the_ledger() {
         "{text}"
     );
 }
+
+/// copy-to checks the copied ledger as doctor and backup do: a ledger that does not add up is
+/// not copied, and the target stays empty.
+#[test]
+fn copy_to_refuses_a_ledger_that_does_not_add_up() {
+    let s = acme(Engine::Sqlite);
+    grant(&s, &["acme", "10"]);
+    s.inspect()
+        .exec("INSERT INTO credit_ledger (customer_id, grant_id, kind, amount, remaining, written_at) VALUES ('acme', 1, 'void', '-4', '0', '2026-11-27T18:00:00Z')");
+    let url = crate::support::postgres::server().fresh_database();
+    let (code, stdout, stderr) = run(&s, &["copy-to", &url]);
+    assert_ne!(code, 0, "{stdout}");
+    assert!(
+        format!("{stdout}{stderr}").contains("the copy's ledger"),
+        "{stdout}{stderr}"
+    );
+    let target = crate::support::engine::Inspect::of(std::path::Path::new(&url));
+    assert_eq!(target.number("SELECT COUNT(*) FROM customers"), 0);
+    assert_eq!(target.number("SELECT COUNT(*) FROM credit_ledger"), 0);
+}

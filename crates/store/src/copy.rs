@@ -135,7 +135,8 @@ impl Store {
     /// a killed process or a lost connection leaves it as it was. Ids are kept (events,
     /// reports, runs, tokens' hashes, customers' insertion order) and every identity sequence
     /// set past the largest copied id. Before it commits, each table's row count and every
-    /// counter row is compared with the source; any difference is listed in
+    /// counter row is compared with the source, and the copy's credit ledger must add up;
+    /// any difference is listed in
     /// [`CopyReport::mismatches`] and nothing is committed.
     ///
     /// A target with rows in any meterline table is refused untouched
@@ -181,6 +182,15 @@ impl Store {
             let ours = counter_rows(&into, table, key)?;
             counters += theirs.len() as u64;
             mismatches.extend(counter_differences(table, &theirs, &ours));
+        }
+        // The copied ledger must add up as the source's does: every balance its ledger's sum.
+        if plans.iter().any(|p| p.table == "credit_ledger") {
+            mismatches.extend(
+                crate::credits::check_ledger(&into)?
+                    .mismatches
+                    .into_iter()
+                    .map(|m| format!("the copy's ledger: {m}")),
+            );
         }
         if mismatches.len() > MAX_LISTED {
             let more = mismatches.len() - MAX_LISTED;
