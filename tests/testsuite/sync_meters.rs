@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::process::Stdio;
 use std::time::Duration;
 
-use meterline::store::NewCustomer;
+use meterline::store::{NewCustomer, NewGrant};
 use meterline::{Config, RecordRequest, Store};
 
 use crate::support::engine::{Engine, engine_tests};
@@ -27,6 +27,7 @@ engine_tests!(
     a_group_without_a_valid_name_is_held_with_its_reason_and_sent_nowhere,
     kill_9_mid_sync_then_resync_counts_no_model_twice,
     one_event_of_a_type_reports_to_each_meters_stripe_meter_once,
+    billable_units_report_only_what_neither_included_nor_credits_covered,
 );
 
 /// The fake Stripe's settings every plans.toml of this file starts with: a few fast workers
@@ -1105,4 +1106,52 @@ fn one_event_of_a_type_reports_to_each_meters_stripe_meter_once(engine: Engine) 
     assert_eq!(sent(&env, 0).len(), 4);
     let rows = reconcile_rows(&env);
     assert!(rows.iter().all(|r| r["status"] == "ok"), "{rows:?}");
+}
+
+/// `[stripe] report_units = "billable"`: Stripe gets only the units past the included ones that
+/// credits did not pay, in both report modes, and reconcile agrees with what it got.
+fn billable_units_report_only_what_neither_included_nor_credits_covered(engine: Engine) {
+    for mode in ["aggregate", "per_event"] {
+        let plans = PLANS.replace(
+            "[stripe]\n",
+            &format!("[stripe]\nreport = \"{mode}\"\nreport_units = \"billable\"\n"),
+        );
+        let env = env(engine, &plans, &[("acme", "cus_Acme0001")]);
+        let config = env.config();
+        let mut store = env.store();
+        // 999,990 of the 1,000,000 included tokens; then 50: 10 included, 20 paid by $0.02
+        // of credits at 0.001, 20 billable.
+        let tokens = |store: &mut Store, n: &str, model: &str, ago: i64| {
+            record(
+                store,
+                &config,
+                "acme",
+                "tokens",
+                &[("tokens", n), ("model", model)],
+                ago,
+            )
+        };
+        tokens(&mut store, "999990", "small", 30);
+        store
+            .grant_credits(&config, &NewGrant::new("acme", "0.02"), now())
+            .unwrap();
+        tokens(&mut store, "50", "large", 20);
+        let report = sync(&env);
+        assert_eq!(report["failed"], 0, "{mode}: {report}");
+        let events = sent(&env, 0);
+        let billed: i64 = of(&events, "ai_tokens").iter().map(|(_, v)| v).sum();
+        assert_eq!(billed, 20, "{mode}: {:?}", of(&events, "ai_tokens"));
+        assert!(
+            of(&events, "ai_tokens").contains(&(model("large"), 20)),
+            "{mode}: {:?}",
+            of(&events, "ai_tokens")
+        );
+        assert!(
+            reconcile_rows(&env)
+                .iter()
+                .all(|r| r["drift"] == 0 && r["status"] == "ok"),
+            "{mode}: {:?}",
+            reconcile_rows(&env)
+        );
+    }
 }

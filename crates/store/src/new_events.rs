@@ -27,6 +27,7 @@ const COLUMNS: &[&str] = &[
     "amount",
     "event_type",
     "event_of",
+    "billable",
 ];
 
 /// One event the batch recorded.
@@ -48,6 +49,9 @@ pub(super) struct NewEvent {
     pub event_type: Option<String>,
     /// A row of an event of a type after its first: the first's id (which has the key).
     pub event_of: Option<i64>,
+    /// Of what it added, the units neither the allowance nor credits covered (`None`: a
+    /// meter whose units are not split so, max and latest).
+    pub billable: Option<i64>,
 }
 
 #[derive(Default)]
@@ -132,6 +136,7 @@ impl NewEvents {
                 &e.amount,
                 &e.event_type,
                 &e.event_of,
+                &e.billable,
             ]);
         }
         conn.insert_rows("usage_events", COLUMNS, &values)?;

@@ -6,7 +6,7 @@ use crate::db::{Behavior, Transaction, params};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::meters::stripe::{AMOUNT, StripeMeters, dimension_pairs};
+use super::meters::stripe::{StripeMeters, dimension_pairs};
 use super::reports::EVENTS_PER_COMMIT;
 use crate::Result;
 use crate::billing::{format_ts, parse_ts, stripe_window};
@@ -162,9 +162,10 @@ pub struct StripeCounts {
 /// The columns `outbox_event` reads, for usage events sent one by one.
 fn event_columns(meters: &StripeMeters) -> String {
     format!(
-        "e.id, e.customer_id, c.stripe_customer_id, {}, {AMOUNT}, e.occurred_at,
+        "e.id, e.customer_id, c.stripe_customer_id, {}, {}, e.occurred_at,
          e.stripe_identifier, {}",
         meters.event_name_sql(),
+        meters.amount_sql(),
         meters.dimensions_sql()
     )
 }
@@ -280,7 +281,7 @@ impl super::Store {
                           COUNT(*) AS events, SUM(amount) AS units, MAX(period_start) AS period,
                           MIN(occurred_at) AS first_at, MAX(occurred_at) AS last_at
                    FROM (SELECT e.customer_id, c.stripe_customer_id, e.meter_id,
-                                {event_name} AS event_name, {AMOUNT} AS amount,
+                                {event_name} AS event_name, {amount} AS amount,
                                 e.period_start, e.occurred_at
                          {sendable}
                          ORDER BY e.occurred_at, e.id
@@ -288,6 +289,7 @@ impl super::Store {
                    GROUP BY customer_id, stripe_customer_id, meter_id, event_name) AS g
              ORDER BY g.customer_id, g.meter_id, g.event_name",
             last = meters.last_sql(),
+            amount = meters.amount_sql(),
             event_name = meters.event_name_sql(),
             sendable = sendable(meters)
         );

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::Result;
 use crate::billing::format_ts;
-use crate::meters::stripe::{EventNamed, named_condition};
+use crate::meters::stripe::{EventNamed, Route, named_condition};
 
 /// One customer × meter × period compared with Stripe. The JSON shape is a contract.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -72,17 +72,19 @@ impl super::Store {
         &self,
         customer_id: &str,
         period_start: &str,
-        meter: &str,
+        route: &Route,
         only: Option<&EventNamed>,
     ) -> Result<Reported> {
         let (named, name) = named_condition(only, 4);
+        let meter = &route.meter;
         let (units, last_at): (i64, Option<String>) = self.conn.query_row(
             &format!(
-                "SELECT COALESCE(SUM(COALESCE(e.amount, e.quantity)), 0),
+                "SELECT COALESCE(SUM({}), 0),
                         MAX(e.stripe_reported_at)
                  FROM usage_events e
                  WHERE e.customer_id = ?1 AND e.period_start = ?2 AND e.meter_id = ?3
-                   AND e.stripe_reported_at IS NOT NULL AND {named}"
+                   AND e.stripe_reported_at IS NOT NULL AND {named}",
+                route.amount_sql()
             ),
             params![customer_id, period_start, meter, name],
             |r| Ok((r.get(0)?, r.get(1)?)),

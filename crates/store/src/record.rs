@@ -897,6 +897,7 @@ impl<'c> Batch<'_, 'c> {
                 amount: (amount != req.quantity).then_some(amount),
                 event_type: req.event_type.clone(),
                 event_of: if i == 0 { None } else { Some(first_id) },
+                billable: crate::meters::counting::adds_up(meter.aggregation).then(|| d.billed()),
             });
             fed.push(after);
         }

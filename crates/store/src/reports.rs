@@ -17,7 +17,7 @@ use crate::db::{Behavior, OptionalExtension, params};
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
-use super::meters::stripe::{AMOUNT, EventNamed, Formula, StripeMeters, named_condition};
+use super::meters::stripe::{EventNamed, Formula, Route, StripeMeters, named_condition};
 use super::outbox::{OutboxUnit, OutboxWindow, mark_reported};
 use crate::Result;
 use crate::billing::{format_ts, parse_ts};
@@ -265,12 +265,13 @@ impl super::Store {
                                  WHERE m.customer_id = e.customer_id
                                    AND m.period_start = e.period_start
                                    AND m.meter_id = e.meter_id AND m.group_key = ''), 0)
-                            ELSE SUM({AMOUNT}) END AS units,
+                            ELSE SUM({amount}) END AS units,
                             COUNT(*) AS n
                      {unpacked}
                      GROUP BY e.customer_id, e.period_start, e.meter_id, {}) AS groups",
                 meters.dimensions_sql(),
                 last = meters.last_sql(),
+                amount = meters.amount_sql(),
             ),
             params![from, to, rested],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
@@ -419,10 +420,11 @@ impl super::Store {
         &self,
         customer_id: &str,
         period_start: &str,
-        meter: &str,
+        route: &Route,
         only: Option<&EventNamed>,
     ) -> Result<Vec<HeldReport>> {
         let (named, name) = named_condition(only, 4);
+        let meter = &route.meter;
         // A report keeps the name it was sent to.
         let report_named = match only {
             Some(_) => "meter_event_name = ?4",
@@ -433,11 +435,12 @@ impl super::Store {
              WHERE customer_id = ?1 AND period_start = ?2 AND meter_id = ?3
                AND in_doubt_at IS NOT NULL AND reported_at IS NULL AND {report_named}
              UNION ALL
-             SELECT e.id, COALESCE(e.amount, e.quantity), 1 FROM usage_events e
+             SELECT e.id, {amount}, 1 FROM usage_events e
              WHERE e.customer_id = ?1 AND e.period_start = ?2 AND e.meter_id = ?3
                AND e.stripe_in_doubt_at IS NOT NULL AND e.stripe_reported_at IS NULL
                AND {named}
-             ORDER BY 3, 1"
+             ORDER BY 3, 1",
+            amount = route.amount_sql()
         ))?;
         let rows = stmt.query_map(params![customer_id, period_start, meter, name], |r| {
             Ok(HeldReport {
@@ -529,7 +532,8 @@ fn pack_report(
     let bound = joined(&group_params, &[&last_at, &last_id]);
     let (amounts, events, latest): (Option<i64>, i64, Option<String>) = tx
         .prepare_cached(&format!(
-            "SELECT SUM({AMOUNT}), COUNT(*), MAX(e.occurred_at) FROM {table} WHERE {group}"
+            "SELECT SUM({}), COUNT(*), MAX(e.occurred_at) FROM {table} WHERE {group}",
+            meters.amount_sql()
         ))?
         .query_row(bound.as_slice(), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
     let Some(latest) = latest.filter(|_| events > 0) else {

@@ -598,12 +598,12 @@ fn compare(
     options: &ReconcileOptions,
 ) -> Result<(i64, &'static str)> {
     let reported = match route.formula {
-        Formula::Sum => store.reported_units(customer, period_start, &route.meter, only)?,
+        Formula::Sum => store.reported_units(customer, period_start, route, only)?,
         Formula::Last => store.reported_value(customer, period_start, &route.meter)?,
     };
     let mut local = reported.units;
     let held = match route.formula {
-        Formula::Sum => store.held_reports(customer, period_start, &route.meter, only)?,
+        Formula::Sum => store.held_reports(customer, period_start, route, only)?,
         Formula::Last => Vec::new(),
     };
     let held_units: i64 = held.iter().map(|h| h.value).sum();

@@ -202,8 +202,22 @@ pub struct StripeSettings {
     pub max_attempts: u32,
     /// One meter event per customer, meter and period, or one per usage event.
     pub report: ReportMode,
+    /// Every unit, or only those neither the allowance nor credits covered.
+    pub report_units: ReportUnits,
     /// Unreported events this many days from Stripe's 35-day limit count as expiring.
     pub expiry_warning_days: u32,
+}
+
+/// Which units a sync reports to Stripe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportUnits {
+    /// Every unit recorded: Stripe's prices apply the allowance (today's behaviour).
+    #[default]
+    All,
+    /// Only the units past a meter's included that credits did not pay: Stripe bills each at
+    /// a flat price. A `last` formula meter (max, unique_count, latest) reports its value.
+    Billable,
 }
 
 /// How a sync reports usage to Stripe.

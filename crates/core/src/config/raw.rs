@@ -165,6 +165,8 @@ pub(crate) struct RawStripe {
     pub max_attempts: Option<i64>,
     /// "aggregate" (default) or "per_event".
     pub report: Option<String>,
+    /// "all" (default) or "billable".
+    pub report_units: Option<String>,
     /// Days before Stripe's 35-day window closes that unreported events count as expiring.
     pub expiry_warning_days: Option<i64>,
 }

@@ -351,6 +351,17 @@ fn validate_stripe(raw: RawStripe) -> Result<StripeSettings, String> {
             ));
         }
     };
+    let report_units = match raw.report_units.as_deref() {
+        None | Some("all") => super::ReportUnits::All,
+        Some("billable") => super::ReportUnits::Billable,
+        Some(other) => {
+            return Err(format!(
+                "[stripe] report_units = \"{}\" must be \"all\" (every unit) or \"billable\" \
+                 (only the units neither the allowance nor credits covered)",
+                other.escape_debug()
+            ));
+        }
+    };
     let expiry_warning_days = match raw.expiry_warning_days {
         None => 3,
         Some(n) if (0..=34).contains(&n) => n as u32,
@@ -362,6 +373,7 @@ fn validate_stripe(raw: RawStripe) -> Result<StripeSettings, String> {
     };
     Ok(StripeSettings {
         report,
+        report_units,
         expiry_warning_days,
         meter_event,
         api_base,

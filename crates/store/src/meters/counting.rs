@@ -132,6 +132,11 @@ pub(crate) struct Decided {
 }
 
 impl Decided {
+    /// The units of the event neither the allowance nor credits covered: what it bills.
+    pub(crate) fn billed(&self) -> i64 {
+        self.overage
+    }
+
     /// Move the units neither included nor credits covered from overage to the credits
     /// (which then owe them): a settle on a capped meter, which bills no overage.
     pub(crate) fn owe(&mut self) -> i64 {

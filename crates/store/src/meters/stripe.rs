@@ -23,7 +23,9 @@ use serde::Serialize;
 
 use crate::db::params;
 
-use crate::config::{Aggregation, Config, EventPart, IMPLICIT_METER, ReportMode, event_parts};
+use crate::config::{
+    Aggregation, Config, EventPart, IMPLICIT_METER, ReportMode, ReportUnits, event_parts,
+};
 
 /// How the Stripe meter of a meterline meter must aggregate (`default_aggregation.formula`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -65,9 +67,16 @@ pub struct Route {
     pub formula: Formula,
     /// Properties sent as payload keys (`payload[model]=small`); `sum` and `count` only.
     pub dimensions: Vec<String>,
+    /// Which of an event's units a `sum` meter reports (`[stripe] report_units`).
+    pub units: ReportUnits,
 }
 
 impl Route {
+    /// The value of one of its events for a `sum` formula (see [`StripeMeters::amount_sql`]).
+    pub(crate) fn amount_sql(&self) -> &'static str {
+        amount_sql(self.units)
+    }
+
     /// True when `event_name` has `{dim}` placeholders: each group reports to the Stripe
     /// meter its values name.
     pub fn is_pattern(&self) -> bool {
@@ -99,6 +108,7 @@ pub struct StripeMeters {
     /// plans.toml has `[[meters]]` without `usage`: old `usage` events still go out.
     legacy_usage: bool,
     mode: ReportMode,
+    units: ReportUnits,
     sql: Sql,
 }
 
@@ -190,12 +200,13 @@ fn list<'a>(ids: impl Iterator<Item = &'a str>) -> String {
 /// The route of events stored under the implicit meter's id by a plans.toml that had no
 /// `[[meters]]` then: the event name their period was counted under. (The one place the id
 /// matters: it is in those events' rows.)
-fn former_implicit() -> Route {
+fn former_implicit(units: ReportUnits) -> Route {
     Route {
         meter: IMPLICIT_METER.into(),
         event_name: None,
         formula: Formula::Sum,
         dimensions: Vec::new(),
+        units,
     }
 }
 
@@ -218,12 +229,13 @@ impl StripeMeters {
                         Formula::Sum => m.group_by.clone(),
                         Formula::Last => Vec::new(),
                     },
+                    units: config.stripe.report_units,
                 }
             })
             .collect();
         let legacy_usage = !routes.iter().any(|r| r.meter == IMPLICIT_METER);
         let mut all: Vec<Route> = routes.clone();
-        all.extend(legacy_usage.then(former_implicit));
+        all.extend(legacy_usage.then(|| former_implicit(config.stripe.report_units)));
         let mode = config.stripe.report;
         let ids = |keep: &dyn Fn(&Route) -> bool| {
             list(all.iter().filter(|r| keep(r)).map(|r| r.meter.as_str()))
@@ -286,6 +298,7 @@ impl StripeMeters {
             routes,
             legacy_usage,
             mode,
+            units: config.stripe.report_units,
             sql,
         }
     }
@@ -309,7 +322,7 @@ impl StripeMeters {
     /// the implicit meter before `[[meters]]` was added still report to their period's event
     /// name, by this route.
     pub fn legacy_route(&self) -> Option<Route> {
-        self.legacy_usage.then(former_implicit)
+        self.legacy_usage.then(|| former_implicit(self.units))
     }
 
     /// The events of a pattern meter that report to the Stripe event `name`; `None` for a
@@ -365,6 +378,12 @@ impl StripeMeters {
     pub(crate) fn last_sql(&self) -> &str {
         &self.sql.last
     }
+
+    /// The value of one event for a `sum` formula: every unit it added ([`AMOUNT`]), or with
+    /// `report_units = "billable"` those neither the allowance nor credits covered.
+    pub(crate) fn amount_sql(&self) -> &'static str {
+        amount_sql(self.units)
+    }
 }
 
 /// The Stripe event names of pattern meters; serves `doctor` and `reconcile`.
@@ -412,6 +431,17 @@ impl crate::Store {
 
 /// The value of one event for a `sum` formula: what it added to its meter.
 pub(crate) const AMOUNT: &str = "COALESCE(e.amount, e.quantity)";
+
+/// The same, billable units only (an event from before they were kept bills all its units).
+const BILLABLE: &str = "COALESCE(e.billable, e.amount, e.quantity)";
+
+/// The value of one event for a `sum` formula under `units`.
+fn amount_sql(units: ReportUnits) -> &'static str {
+    match units {
+        ReportUnits::All => AMOUNT,
+        ReportUnits::Billable => BILLABLE,
+    }
+}
 
 /// Dimensions stored as a JSON object (`{"model":"small"}`), as payload pairs: only the
 /// values present (a missing dimension is JSON null and sent as no key).
@@ -475,6 +505,7 @@ id = "free"
                 event_name: None,
                 formula: Formula::Sum,
                 dimensions: vec![],
+                units: ReportUnits::All,
             }]
         );
         assert!(meters.legacy_route().is_none());
