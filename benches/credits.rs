@@ -33,7 +33,7 @@ use std::path::Path;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use rounds::{ROUNDS, alternate, micros, rate};
+use rounds::{alternate, alternate_ranges, micros, rate};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use meterline::store::{Decimal, NewCustomer, NewGrant, NewReservation, Reserved};
@@ -179,19 +179,15 @@ fn batches(plain_url: &str, credited_url: &str, config: &Config, events: usize) 
     let at = now();
     let all: Vec<RecordRequest> = (0..events).map(|_| event(at)).collect();
     let run = |store: &mut Store, range: std::ops::Range<usize>| {
-        let started = Instant::now();
         for chunk in all[range].chunks(BATCH) {
             black_box(store.record_batch(config, chunk, at).expect("batch"));
         }
-        started.elapsed()
     };
-    let (mut plain_took, mut credited_took) = (Duration::ZERO, Duration::ZERO);
-    let per_round = events.div_ceil(ROUNDS);
-    for round in 0..ROUNDS {
-        let range = round * per_round..((round + 1) * per_round).min(events);
-        plain_took += run(&mut plain, range.clone());
-        credited_took += run(&mut credited, range);
-    }
+    let (plain_took, credited_took) = alternate_ranges(
+        events,
+        |range| run(&mut plain, range),
+        |range| run(&mut credited, range),
+    );
     // Exact: every event past the included burnt, the ledger adds up.
     let balance = credited.credit_balance(&customer(0), at).unwrap();
     let burnt = Decimal::new(events as i64 * 100 - 1000, 6);

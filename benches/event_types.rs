@@ -23,9 +23,9 @@ mod pg;
 
 use std::hint::black_box;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rounds::{ROUNDS, alternate, micros, rate};
+use rounds::{alternate, alternate_ranges, micros, rate};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use meterline::store::NewCustomer;
@@ -201,20 +201,15 @@ fn batches(
         |typed| -> Vec<RecordRequest> { (0..events).map(|i| event(i, typed, now)).collect() };
     let (plain, completions) = (make(false), make(true));
     let run = |store: &mut Store, all: &[RecordRequest], range: std::ops::Range<usize>| {
-        let started = Instant::now();
         for chunk in all[range].chunks(BATCH) {
             black_box(store.record_batch(config, chunk, now).expect("batch"));
         }
-        started.elapsed()
     };
-    let (mut one_took, mut typed_took) = (Duration::ZERO, Duration::ZERO);
-    let per_round = events.div_ceil(ROUNDS);
-    for round in 0..ROUNDS {
-        let range = round * per_round..((round + 1) * per_round).min(events);
-        one_took += run(one, &plain, range.clone());
-        typed_took += run(typed, &completions, range);
-    }
-    (one_took, typed_took)
+    alternate_ranges(
+        events,
+        |range| run(one, &plain, range),
+        |range| run(typed, &completions, range),
+    )
 }
 
 fn report_batches(events: usize, one: Duration, typed: Duration, target: f64) {

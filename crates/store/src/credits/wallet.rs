@@ -217,13 +217,13 @@ impl Wallet {
 }
 
 /// `customer`'s grants in effect at `now` with a remainder (a debt's is below zero), in burn
-/// order. Sorted here by `burn_order`'s keys, not by an ORDER BY: with one, SQLite prepared
+/// order. Sorted here by `burn_key`, not by an ORDER BY: with one, SQLite prepared
 /// the statement again on every run (a range on a bound time and a sort: most of a check).
 fn spendable(conn: &Connection, customer: &str, now: DateTime<Utc>) -> Result<Vec<Spendable>> {
     /// A grant with the keys of its place in the burn order.
     struct Keyed {
         grant: Spendable,
-        priority: i64,
+        priority: u8,
         promotional: bool,
         effective_at: String,
     }
@@ -249,7 +249,7 @@ fn spendable(conn: &Connection, customer: &str, now: DateTime<Utc>) -> Result<Ve
                         Some(text) => decimal(text, "credit_ledger.remaining")?,
                     },
                 },
-                priority: r.get(4)?,
+                priority: r.get::<_, u32>(4)?.try_into().unwrap_or(u8::MAX),
                 promotional: r.get(5)?,
                 effective_at: r.get(6)?,
             })
@@ -257,24 +257,17 @@ fn spendable(conn: &Connection, customer: &str, now: DateTime<Utc>) -> Result<Ve
         .collect::<Result<_>>()?;
     // A debt (a grant burnt below zero) lowers the balance until a grant pays it.
     grants.retain(|g| !g.grant.remaining.is_zero());
-    // burn_order: meter units first, lower priority, the soonest expiry (none last),
-    // promotional first, the earlier effective_at, the lower id.
-    grants.sort_unstable_by(|a, b| {
-        (
-            a.grant.meter.is_none(),
-            a.priority,
-            a.grant.expires_at.is_none(),
+    fn key(k: &Keyed) -> impl Ord + '_ {
+        super::burn_key(
+            k.grant.meter.is_some(),
+            k.priority,
+            k.grant.expires_at.as_deref(),
+            k.promotional,
+            &k.effective_at,
+            k.grant.id,
         )
-            .cmp(&(
-                b.grant.meter.is_none(),
-                b.priority,
-                b.grant.expires_at.is_none(),
-            ))
-            .then_with(|| a.grant.expires_at.cmp(&b.grant.expires_at))
-            .then_with(|| b.promotional.cmp(&a.promotional))
-            .then_with(|| a.effective_at.cmp(&b.effective_at))
-            .then_with(|| a.grant.id.cmp(&b.grant.id))
-    });
+    }
+    grants.sort_unstable_by(|a, b| key(a).cmp(&key(b)));
     Ok(grants.into_iter().map(|k| k.grant).collect())
 }
 
