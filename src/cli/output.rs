@@ -172,6 +172,7 @@ pub fn describe_fed(
             check: m.check.clone(),
             groups: Vec::new(),
             credits: None,
+            windows: Vec::new(),
         })
         .collect();
     MeteredCheck::new(checks).map_or_else(String::new, |all| describe_meters(&all, currency))

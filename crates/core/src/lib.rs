@@ -23,5 +23,5 @@ pub use config::Config;
 pub use error::{Error, Result};
 pub use model::{
     Amounts, Credits, Expiring, FedMeter, GroupUsage, IdempotencyKey, KeySource, MeterCheck,
-    MeteredCheck, Properties, RecordOutcome, RecordRequest,
+    MeteredCheck, Properties, RecordOutcome, RecordRequest, WindowRefusal, WindowUsage,
 };

@@ -116,6 +116,52 @@ pub struct RecordOutcome {
     pub meters: Vec<FedMeter>,
     /// The meters whose hard cap refused the event (empty unless refused).
     pub refused_by: Vec<String>,
+    /// The window limit that refused it, when one did.
+    pub refused_window: Option<WindowRefusal>,
+}
+
+/// A window limit that refused an event: which, how full, and when the event would fit.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct WindowRefusal {
+    pub meter: String,
+    /// "5h", "7d".
+    pub window: String,
+    pub kind: crate::config::WindowKind,
+    pub limit: i64,
+    /// The most the window holds where the event would fall, before it.
+    pub used: i64,
+    /// Seconds until the refused amount would fit (HTTP's `Retry-After`); none when waiting
+    /// cannot make it fit (more than the limit, or a late event).
+    pub retry_after: Option<i64>,
+}
+
+/// One window limit of a meter, as `check` shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct WindowUsage {
+    /// "5h", "7d".
+    pub window: String,
+    pub kind: crate::config::WindowKind,
+    pub at_limit: crate::config::LimitAction,
+    pub used: i64,
+    pub limit: i64,
+    pub remaining: i64,
+    pub level: crate::billing::WarningLevel,
+    /// A fixed window: when it ends and the next starts empty.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resets_at: Option<String>,
+    /// A sliding window: the next instant `remaining` grows,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frees_at: Option<String>,
+    /// and by how much.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frees_units: Option<i64>,
+}
+
+impl WindowUsage {
+    /// True when the window takes no more: a blocking limit that is full.
+    pub fn full(&self) -> bool {
+        self.at_limit == crate::config::LimitAction::Block && self.remaining == 0
+    }
 }
 
 /// One meter an event of a type fed: [`RecordOutcome::meters`].
@@ -138,6 +184,9 @@ pub struct MeterCheck {
     /// The customer's credits in this meter's units, when it has any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub credits: Option<Amounts>,
+    /// The plan's window limits of this meter.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<WindowUsage>,
 }
 
 /// A credit balance in one unit (money, or one meter's units): what the live grants have
@@ -219,6 +268,9 @@ pub struct MeteredCheck {
     pub overage_total: rust_decimal::Decimal,
     /// The customer's money credits.
     pub credits: Credits,
+    /// The default meter's window limits, as in its entry of `meters`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<WindowUsage>,
     pub meters: Vec<MeterCheck>,
 }
 
@@ -232,6 +284,7 @@ impl MeteredCheck {
             check,
             overage_total,
             credits: Credits::default(),
+            windows: Vec::new(),
             meters,
         })
     }

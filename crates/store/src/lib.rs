@@ -68,6 +68,7 @@ mod reservations;
 mod status;
 mod sync_runs;
 mod tokens;
+mod windows;
 
 use std::path::Path;
 use std::time::Duration;

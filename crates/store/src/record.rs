@@ -340,6 +340,13 @@ pub(crate) fn decide_in<'t, 'c>(
         ),
         mode,
         holds: Vec::new(),
+        windows: crate::windows::Windows::new(credits),
+        windowed: config
+            .meters
+            .iter()
+            .filter(|m| config.windowed(&m.id))
+            .map(|m| m.id.as_str())
+            .collect(),
     };
     let mut results = Vec::with_capacity(requests.len());
     for req in requests {
@@ -506,6 +513,7 @@ fn keep_implicit_terms(conn: &Connection, config: &Config) -> Result<()> {
             },
             overage_rate: rate.and_then(|r| r.parse().ok()),
             rates: Vec::new(),
+            limits: Vec::new(),
         };
         let kept = serde_json::to_string(&crate::config::MeterTermsMap::from([(
             implicit.id.clone(),
@@ -547,6 +555,8 @@ impl Priced {
                 },
                 overage_rate: terms.overage_rate,
                 rates: Vec::new(),
+                // Cloned only for a limited meter: an empty Vec allocates nothing.
+                limits: terms.limits.clone(),
             },
             rate: terms.rate_for(|dim| properties.get(dim).map(String::as_str)),
             owed: mode == Mode::Settle && terms.at_limit == crate::config::AtLimit::Block,
@@ -584,6 +594,9 @@ pub(crate) struct Batch<'t, 'c> {
     mode: Mode,
     /// `Mode::Reserve`: what the last event decided would hold.
     holds: Vec<Hold>,
+    windows: crate::windows::Windows,
+    /// The meters some plan limits over a window: their usage is kept over time.
+    windowed: Vec<&'c str>,
 }
 
 impl Batch<'_, '_> {
@@ -595,6 +608,7 @@ impl Batch<'_, '_> {
         self.members.flush(conn)?;
         self.wallets
             .flush(conn, self.config, self.now, &self.recorded_at)?;
+        self.windows.flush(conn)?;
         self.events.write(conn, &self.recorded_at)?;
         Ok(self.holds)
     }
@@ -816,25 +830,35 @@ impl<'c> Batch<'_, 'c> {
             }
         }
         let typed = req.event_type.is_some();
-        // A refused event changed nothing: every meter stands where it stood.
-        let refused_at = decided.iter().position(|d| d.refused);
-        if refused_at.is_some() {
-            self.undo_covers(&customer_id, &decided);
-        }
-        let counters = &self.meters;
-        let unchanged = |i: usize| {
-            let check = standing(i, decided[i].before);
-            super::meters::standing::priced(check, counters.allocated(&decided[i]))
+        // The caps first, then the windows of a meter the caps let through.
+        let refused_by: Vec<usize> = (0..meters.len()).filter(|&i| decided[i].refused).collect();
+        let (refused_by, refused_window) = if refused_by.is_empty() {
+            let enforce = self.mode != Mode::Settle;
+            match self.decide_windows(
+                &customer_id,
+                meters,
+                &terms,
+                &decided,
+                occurred_at,
+                period,
+                enforce,
+            )? {
+                Ok(()) => (Vec::new(), None),
+                Err((i, refusal)) => (vec![i], Some(refusal)),
+            }
+        } else {
+            (refused_by, None)
         };
-        let refused_at = decided.iter().position(|d| d.refused);
-        if let Some(first) = refused_at {
-            let refused_by = meters
-                .iter()
-                .zip(&decided)
-                .filter(|(_, d)| d.refused)
-                .map(|(m, _)| m.id.clone())
-                .collect();
+        if let Some(&first) = refused_by.first() {
+            // A refused event changed nothing: every meter stands where it stood.
+            self.undo_covers(&customer_id, &decided);
+            let counters = &self.meters;
+            let unchanged = |i: usize| {
+                let check = standing(i, decided[i].before);
+                super::meters::standing::priced(check, counters.allocated(&decided[i]))
+            };
             let checks = (0..meters.len()).map(unchanged).collect();
+            let names = refused_by.iter().map(|&i| meters[i].id.clone()).collect();
             let (check, meters) = standings(meters, checks, first, typed);
             let outcome = RecordOutcome {
                 recorded: false,
@@ -842,7 +866,8 @@ impl<'c> Batch<'_, 'c> {
                 event_id: None,
                 check,
                 meters,
-                refused_by,
+                refused_by: names,
+                refused_window,
             };
             return Ok((outcome, 0));
         }
@@ -862,6 +887,11 @@ impl<'c> Batch<'_, 'c> {
             }
             let d = &*d;
             self.meters.count(meter, value, d, occurred_at, event_id);
+            if self.windowed.contains(&meter.id.as_str()) {
+                let units = d.after().saturating_sub(d.before);
+                self.windows
+                    .add(&customer_id, &meter.id, occurred_at, units);
+            }
             self.wallets.burn(&customer_id, &d.cover, event_id);
             let allocated = self.meters.allocated(d);
             let after = super::meters::standing::priced(standing(i, d.after()), allocated);
@@ -910,6 +940,7 @@ impl<'c> Batch<'_, 'c> {
             check,
             meters,
             refused_by: Vec::new(),
+            refused_window: None,
         };
         Ok((outcome, added))
     }
@@ -948,7 +979,43 @@ impl<'c> Batch<'_, 'c> {
             check,
             meters: fed,
             refused_by: Vec::new(),
+            refused_window: None,
         }
+    }
+
+    /// The event's units on each meter under the windows of its terms: the first meter
+    /// (its index) whose blocking window it would pass, and the limit, when `enforce`.
+    #[allow(clippy::too_many_arguments)]
+    fn decide_windows(
+        &mut self,
+        customer: &str,
+        meters: &[&Meter],
+        terms: &[Option<Priced>],
+        decided: &[crate::meters::counting::Decided],
+        occurred_at: DateTime<Utc>,
+        period: crate::billing::Period,
+        enforce: bool,
+    ) -> Result<std::result::Result<(), (usize, meterline_core::WindowRefusal)>> {
+        for (i, (meter, terms)) in meters.iter().zip(terms).enumerate() {
+            let Some(terms) = terms.as_ref().filter(|t| !t.terms.limits.is_empty()) else {
+                continue;
+            };
+            let units = decided[i].after().saturating_sub(decided[i].before);
+            let decision = self.windows.decide(
+                self.conn,
+                (customer, &meter.id),
+                &terms.terms.limits,
+                units,
+                occurred_at,
+                period,
+                self.now,
+                enforce,
+            )?;
+            if let Err(refusal) = decision {
+                return Ok(Err((i, refusal)));
+            }
+        }
+        Ok(Ok(()))
     }
 
     /// Give back to the wallet what `decided` took: their event was refused.
@@ -979,6 +1046,7 @@ impl<'c> Batch<'_, 'c> {
             check,
             meters,
             refused_by: Vec::new(),
+            refused_window: None,
         })
     }
 

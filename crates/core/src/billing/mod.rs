@@ -6,6 +6,7 @@ mod money;
 mod period;
 mod projection;
 mod stripe_window;
+pub mod window;
 
 pub use level::{Allowance, Thresholds, UsageCheck, WarningLevel};
 pub use money::{count, money, thousands};

@@ -107,6 +107,9 @@ pub struct MeterTerms {
     /// the same.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rates: Vec<super::rates::Rate>,
+    /// Window limits (`[[plans.meters.ID.limits]]`), left out of the kept terms when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub limits: Vec<super::limits::Limit>,
 }
 
 /// A plan's terms for every meter it names, keyed by meter id: `Plan::meters`, and what a
@@ -558,11 +561,13 @@ pub(super) fn validate_plan_meters(
                 span: Some(span.clone()),
                 message: format!("[plans.meters.{}]: {m}", id.get_ref()),
             })?;
-        if let Some(rates) = table.rates {
-            let meter = meters.iter().find(|m| &m.id == id.get_ref());
-            if let Some(meter) = meter {
+        if let Some(meter) = meters.iter().find(|m| &m.id == id.get_ref()) {
+            if let Some(rates) = table.rates {
                 meter_terms.rates =
                     super::rates::validate_rates(rates, meter, &meter_terms, &amount_of)?;
+            }
+            if let Some(limits) = table.limits {
+                meter_terms.limits = super::limits::validate_limits(limits, meter)?;
             }
         }
         terms.insert(id.into_inner(), meter_terms);

@@ -1,6 +1,7 @@
 //! plans.toml: parsed into raw serde types, then validated once into the types the rest of
 //! meterline uses.
 
+pub mod limits;
 pub mod locate;
 mod meters;
 mod rates;
@@ -14,6 +15,7 @@ use serde::Serialize;
 
 use crate::billing::{PeriodKind, Thresholds, WarningLevel};
 
+pub use limits::{Align, Limit, LimitAction, Window, WindowKind};
 pub use locate::{EXAMPLE_PLANS, INIT_PLANS, PlansLocation};
 pub use meters::{
     Aggregation, EventPart, IMPLICIT_METER, MAX_GROUP_BY, MAX_METERS_PER_TYPE, Meter, MeterTerms,
@@ -346,6 +348,19 @@ impl Config {
     /// database columns that keep its total (`usage_records.used`, `usage_members`).
     pub fn implicit_meter(&self) -> Option<&Meter> {
         (!self.explicit_meters).then(|| self.default_meter())
+    }
+
+    /// True when some plan limits `meter` over a window: the record path then keeps the
+    /// meter's usage over time (`window_buckets`).
+    pub fn windowed(&self, meter: &str) -> bool {
+        self.plans
+            .iter()
+            .any(|p| p.meters.get(meter).is_some_and(|t| !t.limits.is_empty()))
+    }
+
+    /// True when some plan limits some meter over a window.
+    pub fn has_windows(&self) -> bool {
+        self.meters.iter().any(|m| self.windowed(&m.id))
     }
 
     /// The meter an event names none of: the first in `[[meters]]`, or the implicit one.

@@ -45,6 +45,17 @@ pub(super) struct RawPlanMeter {
     pub at_limit: Option<String>,
     pub overage_rate: Option<RawAmount>,
     pub rates: Option<Vec<RawRate>>,
+    pub limits: Option<Vec<RawLimit>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimit {
+    pub window: Spanned<String>,
+    pub kind: Option<Spanned<String>>,
+    pub limit: Spanned<i64>,
+    pub at_limit: Option<Spanned<String>>,
+    pub align: Option<Spanned<String>>,
 }
 
 /// One `[[plans.meters.ID.rates]]` line: the rate of the groups its `where` matches.
@@ -183,6 +194,8 @@ pub(crate) struct RawPlan {
     pub meter_event: Option<String>,
     pub meters: Option<std::collections::BTreeMap<Spanned<String>, Spanned<RawPlanMeter>>>,
     pub credits: Option<RawPlanCredits>,
+    /// Without `[[meters]]`: the implicit meter's window limits.
+    pub limits: Option<Vec<RawLimit>>,
 }
 
 /// `[plans.credits]`: money granted each period, and how much of its remainder carries over.

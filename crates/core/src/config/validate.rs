@@ -414,12 +414,15 @@ fn validate_plan(
         None => Decimal::ZERO,
         Some(amount) => amount_of(amount, "price").map_err(|m| unplaced(at(m)))?,
     };
-    let top_level = raw.included.is_some() || raw.at_limit.is_some() || raw.overage_rate.is_some();
+    let top_level = raw.included.is_some()
+        || raw.at_limit.is_some()
+        || raw.overage_rate.is_some()
+        || raw.limits.is_some();
     let meter_terms = match raw.meters {
         Some(_) | None if explicit_meters && top_level => {
             return Err(unplaced(at(
-                "with [[meters]], a plan's included, at_limit and overage_rate go under \
-                 [plans.meters.ID], one table per meter"
+                "with [[meters]], a plan's included, at_limit, overage_rate and limits go \
+                 under [plans.meters.ID], one table per meter"
                     .into(),
             )));
         }
@@ -437,8 +440,15 @@ fn validate_plan(
         }
         None if explicit_meters => BTreeMap::new(),
         None => {
-            let usage =
+            let mut usage =
                 terms(raw.included, raw.at_limit, raw.overage_rate).map_err(|m| unplaced(at(m)))?;
+            if let (Some(limits), Some(implicit)) = (raw.limits, meters.first()) {
+                usage.limits =
+                    super::limits::validate_limits(limits, implicit).map_err(|m| Mistake {
+                        message: at(m.message),
+                        ..m
+                    })?;
+            }
             meters
                 .iter()
                 .map(|implicit| (implicit.id.clone(), usage.clone()))
@@ -559,6 +569,7 @@ fn terms(
         at_limit,
         overage_rate,
         rates: Vec::new(),
+        limits: Vec::new(),
     })
 }
 

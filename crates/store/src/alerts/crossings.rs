@@ -31,7 +31,7 @@ pub(crate) fn record_crossings(
                 "INSERT INTO alerts (id, customer_id, plan_id, period_start, period_end, level,
                      previous_level, used, included, ratio, occurred_at, meter_id)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-                 ON CONFLICT (customer_id, period_start, meter_id, level) DO NOTHING",
+                 ON CONFLICT (customer_id, period_start, meter_id, level, window_limit) DO NOTHING",
             )?
             .execute(params![
                 id,
@@ -75,9 +75,10 @@ impl crate::Store {
         };
         let mut highest: HashMap<(String, String), WarningLevel> = HashMap::new();
         let mut stmt = self.conn.prepare_cached(
-            // Level crossings only: a credit alert has no meter.
+            // The period's level crossings only: a credit alert has no meter, a window's
+            // names its limit.
             "SELECT customer_id, period_start, level FROM alerts
-             WHERE period_start >= ?1 AND meter_id IS NOT NULL",
+             WHERE period_start >= ?1 AND meter_id IS NOT NULL AND window_limit = ''",
         )?;
         let mut found = stmt.query([format_ts(since)])?;
         while let Some(r) = found.next()? {

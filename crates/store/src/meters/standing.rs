@@ -309,6 +309,7 @@ impl<'c> Frame<'c> {
             check: priced(self.check(meter, used), allocated),
             groups,
             credits: None,
+            windows: Vec::new(),
         }
     }
 
@@ -512,7 +513,8 @@ impl Store {
         let (checks, credits) = checks_at_once(&self.conn, config, ids, now)?;
         // The credits of every answer read in one snapshot: on SQLite one lock, not three
         // per customer.
-        let snapshot = if credits {
+        let windows = config.has_windows();
+        let snapshot = if credits || windows {
             Some(self.conn.unchecked_transaction()?)
         } else {
             None
@@ -534,7 +536,12 @@ impl Store {
             };
             let answer = match (answer, &snapshot) {
                 (Ok(mut check), Some(read)) => {
-                    crate::credits::with_credits(read, config, &mut check, now)?;
+                    if credits {
+                        crate::credits::with_credits(read, config, &mut check, now)?;
+                    }
+                    if windows {
+                        crate::windows::with_windows(read, config, &mut check, now)?;
+                    }
                     Ok(check)
                 }
                 (answer, _) => answer,

@@ -1,0 +1,386 @@
+//! Rolling-window limits (`[[plans.meters.ID.limits]]`): each limited meter's usage kept over
+//! time in `window_buckets` (migration 19), and what the record path and `check` decide from
+//! it. A record batch holds the write lock, so the buckets it reads cannot move under it; what
+//! it adds itself, and what live reservations hold (at the second each was made), it keeps in
+//! memory beside them, so every event is decided on everything before it.
+
+mod buckets;
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Utc};
+
+use crate::Result;
+use crate::billing::window::{fixed_window, released_by, sliding_peak};
+use crate::billing::{Period, Thresholds, WarningLevel, format_ts};
+use crate::config::{Config, Limit, WindowKind};
+use crate::db::Connection;
+use meterline_core::{MeteredCheck, WindowRefusal, WindowUsage};
+
+/// Units at each second.
+type Points = BTreeMap<i64, i64>;
+
+/// One customer × meter.
+type Key = (String, String);
+
+/// The windows' state in one transaction.
+#[derive(Default)]
+pub(crate) struct Windows {
+    /// Whether a live reservation may exist (if not, no hold is read).
+    reservations: bool,
+    /// This batch's counted events, not written yet.
+    added: HashMap<Key, Points>,
+    /// Live reservations' holds, per customer read once: meter -> points.
+    holds: HashMap<String, HashMap<String, Points>>,
+    /// Stored sums already read: (customer, meter, from, to).
+    sums: HashMap<(String, String, i64, i64), i64>,
+    /// The last second with stored usage.
+    latest: HashMap<Key, Option<i64>>,
+}
+
+/// Where an event falls in one window: the most it holds there before the event, and where
+/// the window (fixed) or the crossing (sliding) starts, for its alerts.
+pub(crate) struct Step<'l> {
+    pub limit: &'l Limit,
+    pub before: i64,
+    pub start: i64,
+}
+
+impl Windows {
+    pub(crate) fn new(reservations: bool) -> Windows {
+        Windows {
+            reservations,
+            ..Windows::default()
+        }
+    }
+
+    /// An event of `units` at `at` on `customer`'s `meter` under `limits`: where it falls in
+    /// each window, or the first blocking limit it would pass (when `enforce`; a settle
+    /// counts whatever the windows say).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn decide<'l>(
+        &mut self,
+        conn: &Connection,
+        (customer, meter): (&str, &str),
+        limits: &'l [Limit],
+        units: i64,
+        at: DateTime<Utc>,
+        period: Period,
+        now: DateTime<Utc>,
+        enforce: bool,
+    ) -> Result<std::result::Result<Vec<Step<'l>>, WindowRefusal>> {
+        self.load_holds(conn, customer, now)?;
+        let at = at.timestamp();
+        let mut steps = Vec::with_capacity(limits.len());
+        for limit in limits {
+            let (before, start) = match limit.kind {
+                WindowKind::Sliding => (self.peak(conn, customer, meter, at, limit)?, at),
+                WindowKind::Fixed => {
+                    let (from, to) = fixed_window(limit, at, seconds(period));
+                    (self.sum(conn, customer, meter, from, to)?, from)
+                }
+            };
+            if enforce && limit.blocks() && before.saturating_add(units) > limit.limit {
+                let retry_after =
+                    self.retry_after(conn, (customer, meter), limit, units, now, period)?;
+                return Ok(Err(WindowRefusal {
+                    meter: meter.to_string(),
+                    window: limit.window().to_string(),
+                    kind: limit.kind,
+                    limit: limit.limit,
+                    used: before,
+                    retry_after,
+                }));
+            }
+            steps.push(Step {
+                limit,
+                before,
+                start,
+            });
+        }
+        Ok(Ok(steps))
+    }
+
+    /// Count `units` at `at`: later events of the batch see them, and `flush` writes them.
+    pub(crate) fn add(&mut self, customer: &str, meter: &str, at: DateTime<Utc>, units: i64) {
+        let points = self
+            .added
+            .entry((customer.to_string(), meter.to_string()))
+            .or_default();
+        let at = points.entry(at.timestamp()).or_default();
+        *at = at.saturating_add(units);
+    }
+
+    /// Write what the batch counted.
+    pub(crate) fn flush(&mut self, conn: &Connection) -> Result<()> {
+        buckets::add_all(conn, std::mem::take(&mut self.added))
+    }
+
+    fn load_holds(&mut self, conn: &Connection, customer: &str, now: DateTime<Utc>) -> Result<()> {
+        if !self.reservations || self.holds.contains_key(customer) {
+            return Ok(());
+        }
+        let mut per_meter: HashMap<String, Points> = HashMap::new();
+        for hold in crate::reservations::live_holds(conn, customer, now)? {
+            let made = crate::billing::parse_ts(&hold.created_at)
+                .map_err(|e| crate::Error::Database(format!("reservations.created_at: {e}")))?
+                .timestamp();
+            let at = per_meter
+                .entry(hold.meter)
+                .or_default()
+                .entry(made)
+                .or_default();
+            *at = at.saturating_add(hold.units);
+        }
+        self.holds.insert(customer.to_string(), per_meter);
+        Ok(())
+    }
+
+    /// What is kept in memory beside the buckets: the batch's events and the live holds.
+    fn beside<'s>(&'s self, customer: &str, meter: &str) -> impl Iterator<Item = &'s Points> {
+        let key = (customer.to_string(), meter.to_string());
+        self.added
+            .get(&key)
+            .into_iter()
+            .chain(self.holds.get(customer).and_then(|h| h.get(meter)))
+    }
+
+    /// The units in [from, to).
+    fn sum(
+        &mut self,
+        conn: &Connection,
+        customer: &str,
+        meter: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<i64> {
+        let key = (customer.to_string(), meter.to_string(), from, to);
+        let stored = match self.sums.get(&key) {
+            Some(&sum) => sum,
+            None => {
+                let sum = buckets::sum(conn, customer, meter, from, to)?;
+                self.sums.insert(key, sum);
+                sum
+            }
+        };
+        Ok(self
+            .beside(customer, meter)
+            .flat_map(|points| points.range(from..to).map(|(_, u)| *u))
+            .fold(stored, i64::saturating_add))
+    }
+
+    /// The units at each second in [from, to), sorted.
+    fn points(
+        &self,
+        conn: &Connection,
+        customer: &str,
+        meter: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(i64, i64)>> {
+        let mut all: Points = buckets::seconds(conn, customer, meter, from, to)?
+            .into_iter()
+            .collect();
+        for points in self.beside(customer, meter) {
+            for (&at, &units) in points.range(from..to) {
+                let sum = all.entry(at).or_default();
+                *sum = sum.saturating_add(units);
+            }
+        }
+        Ok(all.into_iter().collect())
+    }
+
+    /// The most a sliding window holds anywhere an event at `at` falls: the window ending at
+    /// `at` when nothing is later (one sum), else every later window (a late event).
+    fn peak(
+        &mut self,
+        conn: &Connection,
+        customer: &str,
+        meter: &str,
+        at: i64,
+        limit: &Limit,
+    ) -> Result<i64> {
+        let window = limit.window_secs;
+        let from = at.saturating_sub(window).saturating_add(1);
+        if self.latest(conn, customer, meter)? <= Some(at) {
+            return self.sum(conn, customer, meter, from, at.saturating_add(1));
+        }
+        let points = self.points(conn, customer, meter, from, at.saturating_add(window))?;
+        Ok(sliding_peak(&points, at, window))
+    }
+
+    fn latest(&mut self, conn: &Connection, customer: &str, meter: &str) -> Result<Option<i64>> {
+        let key = (customer.to_string(), meter.to_string());
+        let stored = match self.latest.get(&key) {
+            Some(&latest) => latest,
+            None => {
+                let latest = buckets::latest(conn, customer, meter)?;
+                self.latest.insert(key, latest);
+                latest
+            }
+        };
+        Ok(self
+            .beside(customer, meter)
+            .filter_map(|points| points.last_key_value().map(|(at, _)| *at))
+            .chain(stored)
+            .max())
+    }
+
+    /// Whole seconds until `units` sent now would fit `limit`; `None` when waiting cannot
+    /// make them fit (more than the limit) or they would fit now (a late event was refused).
+    fn retry_after(
+        &mut self,
+        conn: &Connection,
+        (customer, meter): (&str, &str),
+        limit: &Limit,
+        units: i64,
+        now: DateTime<Utc>,
+        period: Period,
+    ) -> Result<Option<i64>> {
+        if units > limit.limit {
+            return Ok(None);
+        }
+        let now = now.timestamp();
+        let state = self.state(conn, customer, meter, limit, now, period)?;
+        let over = state.used.saturating_add(units).saturating_sub(limit.limit);
+        if over <= 0 {
+            return Ok(None);
+        }
+        let fits_at = match limit.kind {
+            WindowKind::Fixed => Some(state.ends),
+            WindowKind::Sliding => {
+                let points = self.points(conn, customer, meter, state.starts, now + 1)?;
+                released_by(&points, limit.window_secs, over).map(|(at, _)| at)
+            }
+        };
+        Ok(fits_at.map(|at| at.saturating_sub(now).max(1)))
+    }
+
+    /// `limit`'s window at `now`: what it holds, and where it lies.
+    fn state(
+        &mut self,
+        conn: &Connection,
+        customer: &str,
+        meter: &str,
+        limit: &Limit,
+        now: i64,
+        period: Period,
+    ) -> Result<State> {
+        let (starts, ends) = match limit.kind {
+            WindowKind::Fixed => fixed_window(limit, now, seconds(period)),
+            WindowKind::Sliding => (
+                now.saturating_sub(limit.window_secs).saturating_add(1),
+                now.saturating_add(1),
+            ),
+        };
+        let used = self.sum(conn, customer, meter, starts, ends)?;
+        Ok(State { starts, ends, used })
+    }
+
+    /// `limit` as `check` shows it at `now`.
+    #[allow(clippy::too_many_arguments)]
+    fn usage(
+        &mut self,
+        conn: &Connection,
+        customer: &str,
+        meter: &str,
+        limit: &Limit,
+        now: DateTime<Utc>,
+        period: Period,
+        thresholds: &Thresholds,
+    ) -> Result<WindowUsage> {
+        let now = now.timestamp();
+        let state = self.state(conn, customer, meter, limit, now, period)?;
+        let remaining = limit.limit.saturating_sub(state.used).max(0);
+        let mut usage = WindowUsage {
+            window: limit.window().to_string(),
+            kind: limit.kind,
+            at_limit: limit.at_limit,
+            used: state.used,
+            limit: limit.limit,
+            remaining,
+            level: WarningLevel::of(Some(state.used as f64 / limit.limit as f64), thresholds),
+            resets_at: None,
+            frees_at: None,
+            frees_units: None,
+        };
+        match limit.kind {
+            WindowKind::Fixed => usage.resets_at = Some(format_ts(instant(state.ends))),
+            WindowKind::Sliding => {
+                let oldest = buckets::first(conn, customer, meter, state.starts, state.ends)?;
+                let held = self
+                    .beside(customer, meter)
+                    .filter_map(|p| p.range(state.starts..state.ends).next())
+                    .map(|(at, units)| (*at, *units));
+                let first = oldest.into_iter().chain(held).min_by_key(|p| p.0);
+                if let Some((at, _)) = first {
+                    let frees = self.sum(conn, customer, meter, at, at + 1)?;
+                    usage.frees_at = Some(format_ts(instant(at.saturating_add(limit.window_secs))));
+                    usage.frees_units = Some(frees);
+                }
+            }
+        }
+        Ok(usage)
+    }
+}
+
+struct State {
+    starts: i64,
+    ends: i64,
+    used: i64,
+}
+
+fn seconds(period: Period) -> (i64, i64) {
+    (period.start.timestamp(), period.end.timestamp())
+}
+
+fn instant(seconds: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(seconds, 0).unwrap_or_default()
+}
+
+/// `check` with each meter's windows: their usage at `now`, and `allowed` false where a
+/// blocking window is full.
+pub(crate) fn with_windows(
+    conn: &Connection,
+    config: &Config,
+    check: &mut MeteredCheck,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let Some(plan) = config.plan(&check.check.plan) else {
+        return Ok(());
+    };
+    let customer = check.check.customer.clone();
+    let mut windows = Windows::new(true);
+    windows.load_holds(conn, &customer, now)?;
+    for meter in &mut check.meters {
+        let Some(terms) = plan.meters.get(&meter.meter) else {
+            continue;
+        };
+        let period = Period {
+            start: meter.check.period_start,
+            end: meter.check.period_end,
+        };
+        for limit in &terms.limits {
+            let usage = windows.usage(
+                conn,
+                &customer,
+                &meter.meter,
+                limit,
+                now,
+                period,
+                &config.thresholds,
+            )?;
+            meter.windows.push(usage);
+        }
+        if meter.windows.iter().any(WindowUsage::full) {
+            meter.check.allowed = false;
+        }
+    }
+    if let Some(first) = check.meters.first() {
+        check.windows = first.windows.clone();
+    }
+    if check.meters.iter().any(|m| !m.check.allowed) {
+        check.check.allowed = false;
+    }
+    Ok(())
+}

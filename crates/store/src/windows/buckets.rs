@@ -1,0 +1,133 @@
+//! `window_buckets`: a limited meter's usage at each second, minute, hour and day. The only
+//! SQL of the windows.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::OnceLock;
+
+use crate::Result;
+use crate::billing::window::{SPANS, cover};
+use crate::db::{Connection, OptionalExtension, Param, params};
+
+/// Bucket rows written by one upsert (five parameters each).
+const ROWS_PER_UPSERT: usize = 128;
+
+/// The most ranges `cover` gives: two of each size but the largest.
+const RANGES: usize = 2 * SPANS.len() - 1;
+
+/// The units in [from, to): the buckets `cover` names, each range an index lookup of its own
+/// (UNION ALL, so neither engine scans the customer's other buckets). Always `RANGES`
+/// ranges, the unused empty, so there is one statement text.
+pub(super) fn sum(
+    conn: &Connection,
+    customer: &str,
+    meter: &str,
+    from: i64,
+    to: i64,
+) -> Result<i64> {
+    static TEXT: OnceLock<String> = OnceLock::new();
+    let text = TEXT.get_or_init(|| {
+        let ranges: Vec<String> = (0..RANGES)
+            .map(|i| {
+                format!(
+                    "SELECT units FROM window_buckets WHERE customer_id = ?1 AND meter_id = ?2
+                     AND span = ?{} AND start >= ?{} AND start < ?{}",
+                    3 + 3 * i,
+                    4 + 3 * i,
+                    5 + 3 * i
+                )
+            })
+            .collect();
+        format!(
+            "SELECT COALESCE(SUM(units), 0) FROM ({}) AS covered",
+            ranges.join(" UNION ALL ")
+        )
+    });
+    let mut bounds: Vec<i64> = cover(from, to)
+        .iter()
+        .flat_map(|r| [r.span, r.from, r.to])
+        .collect();
+    bounds.resize(3 * RANGES, 0);
+    let mut values: Vec<&dyn Param> = vec![&customer, &meter];
+    values.extend(bounds.iter().map(|b| b as &dyn Param));
+    conn.prepare_cached(text)?
+        .query_row(values.as_slice(), |r| r.get(0))
+}
+
+/// The units at each second in [from, to), in order.
+pub(super) fn seconds(
+    conn: &Connection,
+    customer: &str,
+    meter: &str,
+    from: i64,
+    to: i64,
+) -> Result<Vec<(i64, i64)>> {
+    conn.prepare_cached(
+        "SELECT start, units FROM window_buckets
+         WHERE customer_id = ?1 AND meter_id = ?2 AND span = 1 AND start >= ?3 AND start < ?4
+         ORDER BY start",
+    )?
+    .query_map(params![customer, meter, from, to], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })?
+    .collect()
+}
+
+/// The first second with usage in [from, to), and its units.
+pub(super) fn first(
+    conn: &Connection,
+    customer: &str,
+    meter: &str,
+    from: i64,
+    to: i64,
+) -> Result<Option<(i64, i64)>> {
+    conn.prepare_cached(
+        "SELECT start, units FROM window_buckets
+         WHERE customer_id = ?1 AND meter_id = ?2 AND span = 1 AND start >= ?3 AND start < ?4
+         ORDER BY start LIMIT 1",
+    )?
+    .query_row(params![customer, meter, from, to], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })
+    .optional()
+}
+
+/// The last second with usage.
+pub(super) fn latest(conn: &Connection, customer: &str, meter: &str) -> Result<Option<i64>> {
+    conn.prepare_cached(
+        "SELECT MAX(start) FROM window_buckets
+         WHERE customer_id = ?1 AND meter_id = ?2 AND span = 1",
+    )?
+    .query_row(params![customer, meter], |r| r.get(0))
+}
+
+/// Add `added` (customer × meter -> units at each second) to the buckets of every size.
+pub(super) fn add_all(
+    conn: &Connection,
+    added: HashMap<(String, String), BTreeMap<i64, i64>>,
+) -> Result<()> {
+    let mut rows: BTreeMap<(&str, &str, i64, i64), i64> = BTreeMap::new();
+    for ((customer, meter), points) in &added {
+        for (&at, &units) in points {
+            for span in SPANS {
+                let start = at.div_euclid(span).saturating_mul(span);
+                let sum = rows.entry((customer, meter, span, start)).or_default();
+                *sum = sum.saturating_add(units);
+            }
+        }
+    }
+    let rows: Vec<_> = rows.into_iter().collect();
+    for chunk in rows.chunks(ROWS_PER_UPSERT) {
+        let mut values: Vec<&dyn Param> = Vec::with_capacity(chunk.len() * 5);
+        for ((customer, meter, span, start), units) in chunk {
+            values.extend_from_slice(&[customer as &dyn Param, meter, span, start, units]);
+        }
+        let sql = format!(
+            "INSERT INTO window_buckets (customer_id, meter_id, span, start, units) VALUES {}
+             ON CONFLICT (customer_id, meter_id, span, start)
+             DO UPDATE SET units = window_buckets.units + excluded.units",
+            vec!["(?,?,?,?,?)"; chunk.len()].join(",")
+        );
+        conn.prepare_cached(&sql)?.execute(values.as_slice())?;
+    }
+    Ok(())
+}
