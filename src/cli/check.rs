@@ -35,6 +35,7 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
                 output::print_json(one)?;
             } else {
                 out!("{}", output::describe(&one.check, &config.billing.currency))?;
+                out!("{}", output::describe_windows(&one.meter, &one.windows, ctx.now))?;
             }
             one.check.allowed
         }
@@ -44,10 +45,12 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
             } else if config.implicit_meter().is_none() {
                 out!(
                     "{}",
-                    output::describe_meters(&all, &config.billing.currency)
+                    output::describe_meters(&all, &config.billing.currency, ctx.now)
                 )?;
             } else {
                 out!("{}", output::describe(&all.check, &config.billing.currency))?;
+                let meter = &config.default_meter().id;
+                out!("{}", output::describe_windows(meter, &all.windows, ctx.now))?;
             }
             all.check.allowed
         }

@@ -106,8 +106,10 @@ fn standing(check: &UsageCheck) -> String {
         level(check),
         if check.allowed {
             "allowed"
-        } else {
+        } else if check.level == crate::billing::WarningLevel::HardCap {
             "BLOCKED (hard cap reached)"
+        } else {
+            "BLOCKED (a window limit is full)"
         },
     )
 }
@@ -133,7 +135,11 @@ fn overage(check: &UsageCheck, currency: &str) -> Option<String> {
 
 /// `check` without `--meter` on a plans.toml with `[[meters]]`: the period once, a line per
 /// meter (its standing, and its overage where the plan bills one), then the overage of all.
-pub fn describe_meters(all: &MeteredCheck, currency: &str) -> String {
+pub fn describe_meters(
+    all: &MeteredCheck,
+    currency: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> String {
     let width = all
         .meters
         .iter()
@@ -148,6 +154,7 @@ pub fn describe_meters(all: &MeteredCheck, currency: &str) -> String {
             out.push_str(&format!("  {overage}"));
         }
         out.push('\n');
+        out.push_str(&describe_windows(&m.meter, &m.windows, now));
     }
     out.push_str(&format!(
         "overage total {}\n",
@@ -175,7 +182,10 @@ pub fn describe_fed(
             windows: Vec::new(),
         })
         .collect();
-    MeteredCheck::new(checks).map_or_else(String::new, |all| describe_meters(&all, currency))
+    // An event's answer carries no windows, so the instant is never read.
+    MeteredCheck::new(checks).map_or_else(String::new, |all| {
+        describe_meters(&all, currency, chrono::DateTime::UNIX_EPOCH)
+    })
 }
 
 /// The multi-line human summary of one check.
@@ -189,6 +199,97 @@ pub fn describe(check: &UsageCheck, currency: &str) -> String {
         out.push_str(&format!("{overage}\n"));
     }
     out
+}
+
+/// One window of `meter` in words, as of `now`: "tokens: 1,000,000 of 1,000,000 in the last
+/// 5 h; 120,000 free up at 14:32 UTC", or for a fixed window "…in this 7 d window; resets at
+/// 2026-12-14 00:00 UTC".
+pub fn describe_window(
+    meter: &str,
+    window: &meterline_core::WindowUsage,
+    now: chrono::DateTime<chrono::Utc>,
+) -> String {
+    let span = spaced(&window.window);
+    let used = format!(
+        "{}: {} of {}",
+        sanitize(meter),
+        thousands(window.used),
+        thousands(window.limit)
+    );
+    let alert_only = if window.at_limit == crate::config::LimitAction::Alert {
+        " (alerts only)"
+    } else {
+        ""
+    };
+    match window.kind {
+        crate::config::WindowKind::Sliding => {
+            let frees = match (&window.frees_at, window.frees_units) {
+                (Some(at), Some(units)) => {
+                    format!("; {} free up at {}", thousands(units), clock(at, now))
+                }
+                _ => String::new(),
+            };
+            format!("{used} in the last {span}{alert_only}{frees}")
+        }
+        crate::config::WindowKind::Fixed => {
+            let resets = window
+                .resets_at
+                .as_deref()
+                .map_or(String::new(), |at| format!("; resets at {}", clock(at, now)));
+            format!("{used} in this {span} window{alert_only}{resets}")
+        }
+    }
+}
+
+/// "5h" as "5 h".
+pub fn spaced(window: &str) -> String {
+    let split = window.find(|c: char| !c.is_ascii_digit()).unwrap_or(window.len());
+    format!("{} {}", &window[..split], &window[split..])
+}
+
+/// A stored instant as a reader wants it: the time alone today, else the date too.
+fn clock(at: &str, now: chrono::DateTime<chrono::Utc>) -> String {
+    match crate::billing::parse_ts(at) {
+        Ok(at) if at.date_naive() == now.date_naive() => at.format("%H:%M UTC").to_string(),
+        Ok(at) => at.format("%Y-%m-%d %H:%M UTC").to_string(),
+        Err(_) => sanitize(at).into_owned(),
+    }
+}
+
+/// Why a window refused an event of `units` for `customer`, and when it would fit.
+pub fn window_refusal(customer: &str, units: i64, refusal: &meterline_core::WindowRefusal) -> String {
+    let span = spaced(&refusal.window);
+    let kind = match refusal.kind {
+        crate::config::WindowKind::Sliding => format!("in the last {span}"),
+        crate::config::WindowKind::Fixed => format!("in this {span} window"),
+    };
+    let retry = match refusal.retry_after {
+        Some(secs) => format!(
+            "; it fits in {}",
+            humantime::format_duration(std::time::Duration::from_secs(secs.unsigned_abs()))
+        ),
+        None => String::new(),
+    };
+    format!(
+        "{}: {} more would pass {}'s limit of {} {kind} ({} used){retry}",
+        sanitize(&refusal.meter),
+        thousands(units),
+        sanitize(customer),
+        thousands(refusal.limit),
+        thousands(refusal.used),
+    )
+}
+
+/// Each window line of `windows`, indented, one per line.
+pub fn describe_windows(
+    meter: &str,
+    windows: &[meterline_core::WindowUsage],
+    now: chrono::DateTime<chrono::Utc>,
+) -> String {
+    windows
+        .iter()
+        .map(|w| format!("  {}\n", describe_window(meter, w, now)))
+        .collect()
 }
 
 #[cfg(test)]

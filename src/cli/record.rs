@@ -98,6 +98,13 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
             outcome.event_id.unwrap_or_default()
         )?;
         out!("{}", standing())?;
+    } else if let Some(window) = outcome.refused_window.as_ref().filter(|_| refused) {
+        let units = window_units(&config, &request, &window.meter);
+        eprintln!(
+            "refused: {}",
+            output::window_refusal(&request.customer_id, units, window)
+        );
+        eprint!("{}", standing());
     } else if refused {
         for meter in refusing(&config, &request, &outcome) {
             eprintln!(
@@ -129,6 +136,14 @@ pub(super) fn standing_after(config: &Config, outcome: &meterline_core::RecordOu
         return output::describe(&outcome.check, currency);
     }
     output::describe_fed(config, &outcome.meters, currency)
+}
+
+/// What `request` adds to the sum or count meter `meter_id`: its value, or 1 for a count.
+fn window_units(config: &Config, request: &RecordRequest, meter_id: &str) -> i64 {
+    match meter_value(config, request, config.meter(meter_id)) {
+        Some((_, MeterValue::Number(n))) => n,
+        _ => request.quantity,
+    }
 }
 
 /// The meters whose cap refused `outcome` (`None`: the event's one meter).

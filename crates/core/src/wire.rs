@@ -200,6 +200,9 @@ pub struct EventOut<'a> {
     /// A refusal: the meters whose hard cap refused it.
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     pub refused_by: &'a [String],
+    /// A refusal by a window limit: which, and when the event would fit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused_window: Option<&'a crate::WindowRefusal>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
 }
@@ -214,6 +217,7 @@ impl<'a> EventOut<'a> {
             event_id: outcome.event_id,
             meters: &outcome.meters,
             refused_by: &outcome.refused_by,
+            refused_window: outcome.refused_window.as_ref(),
             status,
         }
     }
@@ -240,6 +244,31 @@ pub fn refusing_meters(outcome: &crate::RecordOutcome) -> String {
     } else {
         named.join(", ")
     }
+}
+
+/// A window limit's refusal in words, for the HTTP routes: "meter \"tokens\" (100 per 5h
+/// sliding, 100 used; fits again in 3600 s)".
+pub fn refusing_window(refusal: &crate::WindowRefusal) -> String {
+    let kind = match refusal.kind {
+        crate::config::WindowKind::Sliding => "sliding",
+        crate::config::WindowKind::Fixed => "fixed",
+    };
+    let retry = refusal
+        .retry_after
+        .map_or(String::new(), |s| format!("; fits again in {s} s"));
+    format!(
+        "meter \"{}\" ({} per {} {kind}, {} used{retry})",
+        refusal.meter, refusal.limit, refusal.window, refusal.used
+    )
+}
+
+/// Seconds until a refused event would fit (HTTP's `Retry-After`), when a window refused it
+/// and waiting helps.
+pub fn retry_after(outcome: &crate::RecordOutcome) -> Option<i64> {
+    if outcome.recorded || outcome.duplicate {
+        return None;
+    }
+    outcome.refused_window.as_ref()?.retry_after
 }
 
 /// 200 for recorded or duplicate, 402 for refused by a hard cap.

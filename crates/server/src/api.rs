@@ -125,7 +125,13 @@ async fn method_not_allowed() -> ApiError {
 
 fn event_response(outcome: &RecordOutcome) -> Response {
     let status = StatusCode::from_u16(status_of(outcome)).unwrap_or(StatusCode::OK);
-    (status, Json(EventOut::new(outcome, None))).into_response()
+    let mut response = (status, Json(EventOut::new(outcome, None))).into_response();
+    if let Some(secs) = meterline_core::wire::retry_after(outcome) {
+        response
+            .headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, secs.into());
+    }
+    response
 }
 
 async fn post_event(

@@ -74,7 +74,15 @@ pub(crate) async fn post_reservation(
         Reserved::Held { .. } => StatusCode::CREATED,
         Reserved::Refused(_) => StatusCode::PAYMENT_REQUIRED,
     };
-    Ok((status, Json(reserved.to_json())).into_response())
+    let mut response = (status, Json(reserved.to_json())).into_response();
+    if let Reserved::Refused(outcome) = &reserved
+        && let Some(secs) = meterline_core::wire::retry_after(outcome)
+    {
+        response
+            .headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, secs.into());
+    }
+    Ok(response)
 }
 
 /// A settle: the record answer with the reservation and whether its hold had lapsed.

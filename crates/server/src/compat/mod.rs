@@ -283,6 +283,15 @@ pub(crate) async fn ingest(state: &AppState, events: Vec<Candidate>) -> Result<I
 fn decided(outcome: crate::Result<RecordOutcome>) -> Result<RecordOutcome, Problem> {
     match outcome {
         Ok(o) if o.recorded || o.duplicate => Ok(o),
+        Ok(o) if o.refused_window.is_some() => Err(Problem::Capped(format!(
+            "customer \"{}\" reached a window limit of plan \"{}\" on {}; nothing recorded",
+            o.check.customer,
+            o.check.plan,
+            o.refused_window
+                .as_ref()
+                .map(meterline_core::wire::refusing_window)
+                .unwrap_or_default()
+        ))),
         Ok(o) if o.meters.is_empty() => Err(Problem::Capped(format!(
             "customer \"{}\" reached the hard cap of plan \"{}\" ({} of {} units used); \
              nothing recorded",
