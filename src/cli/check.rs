@@ -35,7 +35,10 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
                 output::print_json(one)?;
             } else {
                 out!("{}", output::describe(&one.check, &config.billing.currency))?;
-                out!("{}", output::describe_windows(&one.meter, &one.windows, ctx.now))?;
+                out!(
+                    "{}",
+                    output::describe_windows(&one.meter, &one.windows, ctx.now)
+                )?;
             }
             one.check.allowed
         }

@@ -232,10 +232,9 @@ pub fn describe_window(
             format!("{used} in the last {span}{alert_only}{frees}")
         }
         crate::config::WindowKind::Fixed => {
-            let resets = window
-                .resets_at
-                .as_deref()
-                .map_or(String::new(), |at| format!("; resets at {}", clock(at, now)));
+            let resets = window.resets_at.as_deref().map_or(String::new(), |at| {
+                format!("; resets at {}", clock(at, now))
+            });
             format!("{used} in this {span} window{alert_only}{resets}")
         }
     }
@@ -243,7 +242,9 @@ pub fn describe_window(
 
 /// "5h" as "5 h".
 pub fn spaced(window: &str) -> String {
-    let split = window.find(|c: char| !c.is_ascii_digit()).unwrap_or(window.len());
+    let split = window
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(window.len());
     format!("{} {}", &window[..split], &window[split..])
 }
 
@@ -257,7 +258,11 @@ fn clock(at: &str, now: chrono::DateTime<chrono::Utc>) -> String {
 }
 
 /// Why a window refused an event of `units` for `customer`, and when it would fit.
-pub fn window_refusal(customer: &str, units: i64, refusal: &meterline_core::WindowRefusal) -> String {
+pub fn window_refusal(
+    customer: &str,
+    units: i64,
+    refusal: &meterline_core::WindowRefusal,
+) -> String {
     let span = spaced(&refusal.window);
     let kind = match refusal.kind {
         crate::config::WindowKind::Sliding => format!("in the last {span}"),

@@ -346,32 +346,16 @@ pub(crate) fn with_windows(
     check: &mut MeteredCheck,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    let Some(plan) = config.plan(&check.check.plan) else {
-        return Ok(());
-    };
     let customer = check.check.customer.clone();
+    let plan = check.check.plan.clone();
     let mut windows = Windows::new(true);
-    windows.load_holds(conn, &customer, now)?;
     for meter in &mut check.meters {
-        let Some(terms) = plan.meters.get(&meter.meter) else {
-            continue;
-        };
         let period = Period {
             start: meter.check.period_start,
             end: meter.check.period_end,
         };
-        for limit in &terms.limits {
-            let usage = windows.usage(
-                conn,
-                &customer,
-                &meter.meter,
-                limit,
-                now,
-                period,
-                &config.thresholds,
-            )?;
-            meter.windows.push(usage);
-        }
+        let at = (customer.as_str(), meter.meter.as_str());
+        meter.windows = windows.of_meter(conn, config, &plan, at, period, now)?;
         if meter.windows.iter().any(WindowUsage::full) {
             meter.check.allowed = false;
         }
@@ -383,4 +367,52 @@ pub(crate) fn with_windows(
         check.check.allowed = false;
     }
     Ok(())
+}
+
+/// Every window `plan` puts on `customer`'s `meter`, at `now` in `period` (the current one):
+/// what `check` shows, for readers that build their own answers (the dashboard).
+pub(crate) fn meter_windows(
+    conn: &Connection,
+    config: &Config,
+    plan: &str,
+    (customer, meter): (&str, &str),
+    period: Period,
+    now: DateTime<Utc>,
+) -> Result<Vec<WindowUsage>> {
+    Windows::new(true).of_meter(conn, config, plan, (customer, meter), period, now)
+}
+
+impl Windows {
+    fn of_meter(
+        &mut self,
+        conn: &Connection,
+        config: &Config,
+        plan: &str,
+        (customer, meter): (&str, &str),
+        period: Period,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<WindowUsage>> {
+        let limits = config
+            .plan(plan)
+            .and_then(|p| p.meters.get(meter))
+            .map_or(&[][..], |t| t.limits.as_slice());
+        if limits.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.load_holds(conn, customer, now)?;
+        limits
+            .iter()
+            .map(|limit| {
+                self.usage(
+                    conn,
+                    customer,
+                    meter,
+                    limit,
+                    now,
+                    period,
+                    &config.thresholds,
+                )
+            })
+            .collect()
+    }
 }
