@@ -7,6 +7,8 @@ use crate::store::Alert;
 
 /// The `type` of every level crossing (a credit alert's is its level).
 pub(crate) const TYPE: &str = "usage.level_crossed";
+/// The `type` of a window limit's crossing.
+pub(crate) const WINDOW_TYPE: &str = "usage.window_crossed";
 
 #[derive(Serialize)]
 struct Payload<'a> {
@@ -16,6 +18,9 @@ struct Payload<'a> {
     customer: &'a str,
     plan: &'a str,
     meter: &'a str,
+    /// A window's crossing: the limit ("5h sliding"); its window is period_start..period_end.
+    #[serde(skip_serializing_if = "str::is_empty")]
+    window: &'a str,
     level: &'a str,
     previous_level: &'a str,
     used: i64,
@@ -56,10 +61,15 @@ pub(crate) fn body(alert: &Alert) -> String {
     }
     serde_json::to_string(&Payload {
         id: &alert.id,
-        kind: TYPE,
+        kind: if alert.window.is_empty() {
+            TYPE
+        } else {
+            WINDOW_TYPE
+        },
         customer: &alert.customer,
         plan: &alert.plan,
         meter: &alert.meter,
+        window: &alert.window,
         level: &alert.level,
         previous_level: &alert.previous_level,
         used: alert.used,

@@ -16,6 +16,7 @@ use crate::billing::{
 };
 use crate::config::{Config, Meter};
 use crate::{Error, FedMeter, IdempotencyKey, RecordOutcome, RecordRequest, Result};
+use meterline_core::WindowRefusal;
 use meterline_core::metering::{MeterValue, check_properties, group_key, meter_value};
 
 mod parts;
@@ -564,6 +565,9 @@ impl Priced {
     }
 }
 
+/// The windows an event falls in on one of its meters (by index).
+type WindowSteps<'l> = (usize, Vec<crate::windows::Step<'l>>);
+
 /// Where an event counts, as `Batch::record` found it.
 struct Placed {
     customer_id: String,
@@ -830,6 +834,7 @@ impl<'c> Batch<'_, 'c> {
             }
         }
         let typed = req.event_type.is_some();
+        let mut window_steps = Vec::new();
         // The caps first, then the windows of a meter the caps let through.
         let refused_by: Vec<usize> = (0..meters.len()).filter(|&i| decided[i].refused).collect();
         let (refused_by, refused_window) = if refused_by.is_empty() {
@@ -843,7 +848,10 @@ impl<'c> Batch<'_, 'c> {
                 period,
                 enforce,
             )? {
-                Ok(()) => (Vec::new(), None),
+                Ok(steps) => {
+                    window_steps = steps;
+                    (Vec::new(), None)
+                }
                 Err((i, refusal)) => (vec![i], Some(refusal)),
             }
         } else {
@@ -891,6 +899,13 @@ impl<'c> Batch<'_, 'c> {
                 let units = d.after().saturating_sub(d.before);
                 self.windows
                     .add(&customer_id, &meter.id, occurred_at, units);
+                let at = (customer_id.as_str(), plan_id.as_str(), meter.id.as_str());
+                let steps = window_steps.iter().filter(|(m, _)| *m == i);
+                for step in steps.flat_map(|(_, s)| s) {
+                    if let Some(crossing) = step.crossing(at, units, &config.thresholds, self.now) {
+                        crossing.record(conn, config, self.now)?;
+                    }
+                }
             }
             self.wallets.burn(&customer_id, &d.cover, event_id);
             let allocated = self.meters.allocated(d);
@@ -986,16 +1001,17 @@ impl<'c> Batch<'_, 'c> {
     /// The event's units on each meter under the windows of its terms: the first meter
     /// (its index) whose blocking window it would pass, and the limit, when `enforce`.
     #[allow(clippy::too_many_arguments)]
-    fn decide_windows(
+    fn decide_windows<'l>(
         &mut self,
         customer: &str,
         meters: &[&Meter],
-        terms: &[Option<Priced>],
+        terms: &'l [Option<Priced>],
         decided: &[crate::meters::counting::Decided],
         occurred_at: DateTime<Utc>,
         period: crate::billing::Period,
         enforce: bool,
-    ) -> Result<std::result::Result<(), (usize, meterline_core::WindowRefusal)>> {
+    ) -> Result<std::result::Result<Vec<WindowSteps<'l>>, (usize, WindowRefusal)>> {
+        let mut steps = Vec::new();
         for (i, (meter, terms)) in meters.iter().zip(terms).enumerate() {
             let Some(terms) = terms.as_ref().filter(|t| !t.terms.limits.is_empty()) else {
                 continue;
@@ -1011,11 +1027,12 @@ impl<'c> Batch<'_, 'c> {
                 self.now,
                 enforce,
             )?;
-            if let Err(refusal) = decision {
-                return Ok(Err((i, refusal)));
+            match decision {
+                Ok(found) => steps.push((i, found)),
+                Err(refusal) => return Ok(Err((i, refusal))),
             }
         }
-        Ok(Ok(()))
+        Ok(Ok(steps))
     }
 
     /// Give back to the wallet what `decided` took: their event was refused.

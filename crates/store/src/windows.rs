@@ -38,12 +38,42 @@ pub(crate) struct Windows {
     latest: HashMap<Key, Option<i64>>,
 }
 
-/// Where an event falls in one window: the most it holds there before the event, and where
-/// the window (fixed) or the crossing (sliding) starts, for its alerts.
+/// Where an event falls in one window: the most it holds there before the event, and the
+/// window (fixed), or the crossing's instant and when what came before it has left
+/// (sliding), for its alerts.
 pub(crate) struct Step<'l> {
     pub limit: &'l Limit,
     pub before: i64,
-    pub start: i64,
+    pub span: Period,
+}
+
+impl Step<'_> {
+    /// The window's alert when `units` more cross a level in it (`None` otherwise), as of
+    /// `now`: a window that has ended by then alerts nothing, as a closed period does not.
+    pub(crate) fn crossing<'a>(
+        &'a self,
+        (customer, plan, meter): (&'a str, &'a str, &'a str),
+        units: i64,
+        thresholds: &Thresholds,
+        now: DateTime<Utc>,
+    ) -> Option<crate::alerts::Crossing<'a>> {
+        let level =
+            |used: i64| WarningLevel::of(Some(used as f64 / self.limit.limit as f64), thresholds);
+        let used = self.before.saturating_add(units);
+        let (before, after) = (level(self.before), level(used));
+        (after > before && self.span.end > now).then(|| crate::alerts::Crossing {
+            customer,
+            plan,
+            meter,
+            window: Some(self.limit),
+            before,
+            after,
+            used,
+            limit: Some(self.limit.limit),
+            ratio: Some(used as f64 / self.limit.limit as f64),
+            span: self.span,
+        })
+    }
 }
 
 impl Windows {
@@ -73,11 +103,14 @@ impl Windows {
         let at = at.timestamp();
         let mut steps = Vec::with_capacity(limits.len());
         for limit in limits {
-            let (before, start) = match limit.kind {
-                WindowKind::Sliding => (self.peak(conn, customer, meter, at, limit)?, at),
+            let (before, (from, to)) = match limit.kind {
+                WindowKind::Sliding => (
+                    self.peak(conn, customer, meter, at, limit)?,
+                    (at, at.saturating_add(limit.window_secs)),
+                ),
                 WindowKind::Fixed => {
                     let (from, to) = fixed_window(limit, at, seconds(period));
-                    (self.sum(conn, customer, meter, from, to)?, from)
+                    (self.sum(conn, customer, meter, from, to)?, (from, to))
                 }
             };
             if enforce && limit.blocks() && before.saturating_add(units) > limit.limit {
@@ -95,7 +128,10 @@ impl Windows {
             steps.push(Step {
                 limit,
                 before,
-                start,
+                span: Period {
+                    start: instant(from),
+                    end: instant(to),
+                },
             });
         }
         Ok(Ok(steps))

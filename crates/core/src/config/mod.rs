@@ -83,6 +83,9 @@ pub struct AlertRule {
     pub credits_below: Option<Decimal>,
     /// The plans whose customers' crossings are delivered; `None` = every plan.
     pub plans: Option<Vec<String>>,
+    /// `windows`: the window limits whose crossings the entry also gets (`[]`: none).
+    #[serde(skip_serializing_if = "WindowAlerts::is_none")]
+    pub windows: WindowAlerts,
     pub timeout_secs: f64,
     /// Attempts before a delivery is marked failed for good.
     pub max_attempts: u32,
@@ -112,10 +115,42 @@ impl AlertTarget {
     }
 }
 
+/// Which window limits' crossings an `[[alerts]]` entry gets: `windows = true` (all) or a
+/// list of windows (`["5h", "7d"]`); none without the key.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum WindowAlerts {
+    #[default]
+    None,
+    All,
+    /// Window lengths in seconds.
+    Only(Vec<i64>),
+}
+
+impl WindowAlerts {
+    pub fn is_none(&self) -> bool {
+        *self == WindowAlerts::None
+    }
+
+    /// True when the crossings of a window of `secs` seconds are wanted.
+    pub fn selects(&self, secs: i64) -> bool {
+        match self {
+            WindowAlerts::None => false,
+            WindowAlerts::All => true,
+            WindowAlerts::Only(windows) => windows.contains(&secs),
+        }
+    }
+}
+
 impl AlertRule {
     /// True when a crossing to `level` by a customer on `plan` goes to this entry.
     pub fn matches(&self, plan: &str, level: WarningLevel) -> bool {
         self.levels.contains(&level) && self.covers_plan(plan)
+    }
+
+    /// True when a window of `window_secs` crossing to `level` goes to this entry.
+    pub fn matches_window(&self, plan: &str, level: WarningLevel, window_secs: i64) -> bool {
+        self.matches(plan, level) && self.windows.selects(window_secs)
     }
 
     /// True when this entry wants the alerts of customers on `plan`.

@@ -88,6 +88,15 @@ pub(crate) struct RawAlert {
     pub max_attempts: Option<i64>,
     /// Money: deliver `credits.low` when a customer's available credits fall below it.
     pub credits_below: Option<Spanned<RawAmount>>,
+    pub windows: Option<RawWindowAlerts>,
+}
+
+/// `windows = true` or `windows = ["5h", "7d"]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawWindowAlerts {
+    All(bool),
+    Only(Vec<String>),
 }
 
 #[derive(Debug)]

@@ -8,11 +8,11 @@ use rust_decimal::Decimal;
 use super::meters::{
     Meter, MeterTerms, Mistake, implicit_meter, validate_meters, validate_plan_meters,
 };
-use super::raw::{RawAlert, RawAmount, RawConfig, RawIngest, RawPlan, RawStripe};
+use super::raw::{RawAlert, RawAmount, RawConfig, RawIngest, RawPlan, RawStripe, RawWindowAlerts};
 use super::{
     AlertRule, AlertTarget, AtLimit, BillingSettings, Config, DEFAULT_API_BASE,
     DEFAULT_API_VERSION, DEFAULT_CURRENCY, DEFAULT_METER_EVENT, IngestSettings, Plan,
-    StripeSettings,
+    StripeSettings, WindowAlerts,
 };
 use crate::billing::{PeriodKind, Thresholds, WarningLevel};
 
@@ -283,11 +283,28 @@ fn validate_alert(
         Some(n) if (1..=1000).contains(&n) => n as u32,
         Some(n) => return Err(format!("max_attempts = {n} must be between 1 and 1000")),
     };
+    let windows = match raw.windows {
+        None | Some(RawWindowAlerts::All(false)) => WindowAlerts::None,
+        Some(RawWindowAlerts::All(true)) => WindowAlerts::All,
+        Some(RawWindowAlerts::Only(windows)) if windows.is_empty() => {
+            return Err(
+                "windows = [] selects no window; leave it out, or write windows = true for all"
+                    .into(),
+            );
+        }
+        Some(RawWindowAlerts::Only(windows)) => WindowAlerts::Only(
+            windows
+                .iter()
+                .map(|w| super::limits::parse_window(w))
+                .collect::<Result<_, _>>()?,
+        ),
+    };
     Ok(AlertRule {
         target,
         levels,
         credits_below,
         plans: raw.plans,
+        windows,
         timeout_secs,
         max_attempts,
     })

@@ -24,45 +24,89 @@ pub(crate) fn record_crossings(
     period: Period,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    for level in meterline_core::alerts::levels_crossed(before, after.level) {
-        let id = meterline_core::alerts::new_id();
-        let inserted = conn
-            .prepare_cached(
-                "INSERT INTO alerts (id, customer_id, plan_id, period_start, period_end, level,
-                     previous_level, used, included, ratio, occurred_at, meter_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-                 ON CONFLICT (customer_id, period_start, meter_id, level, window_limit) DO NOTHING",
-            )?
-            .execute(params![
-                id,
-                after.customer,
-                after.plan,
-                format_ts(period.start),
-                format_ts(period.end),
-                level.as_str(),
-                before.as_str(),
-                after.used,
-                after.limit,
-                after.ratio,
-                format_ts(now),
-                meter
-            ])?;
-        if inserted == 0 {
-            continue; // This period already had it: exactly one alert per level.
+    let crossing = Crossing {
+        customer: &after.customer,
+        plan: &after.plan,
+        meter,
+        window: None,
+        before,
+        after: after.level,
+        used: after.used,
+        limit: after.limit,
+        ratio: after.ratio,
+        span: period,
+    };
+    crossing.record(conn, config, now)
+}
+
+/// A rise of a customer's level on a meter: over its period, or over one of its window
+/// limits (`window`: the limit; `span` is then the window, or for a sliding one the instant
+/// of the crossing and when the usage before it has all left).
+pub(crate) struct Crossing<'a> {
+    pub customer: &'a str,
+    pub plan: &'a str,
+    pub meter: &'a str,
+    pub window: Option<&'a crate::config::Limit>,
+    pub before: WarningLevel,
+    pub after: WarningLevel,
+    pub used: i64,
+    pub limit: Option<i64>,
+    pub ratio: Option<f64>,
+    pub span: Period,
+}
+
+impl Crossing<'_> {
+    /// Write one alert per level crossed that its period (or window, or crossing instant)
+    /// has not had yet, with a delivery row for every `[[alerts]]` entry that wants it.
+    pub(crate) fn record(
+        &self,
+        conn: &Connection,
+        config: &Config,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let window = self.window.map(|w| w.name()).unwrap_or_default();
+        for level in meterline_core::alerts::levels_crossed(self.before, self.after) {
+            let id = meterline_core::alerts::new_id();
+            let inserted = conn
+                .prepare_cached(
+                    "INSERT INTO alerts (id, customer_id, plan_id, period_start, period_end, level,
+                         previous_level, used, included, ratio, occurred_at, meter_id, window_limit)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                     ON CONFLICT (customer_id, period_start, meter_id, level, window_limit)
+                     DO NOTHING",
+                )?
+                .execute(params![
+                    id,
+                    self.customer,
+                    self.plan,
+                    format_ts(self.span.start),
+                    format_ts(self.span.end),
+                    level.as_str(),
+                    self.before.as_str(),
+                    self.used,
+                    self.limit,
+                    self.ratio,
+                    format_ts(now),
+                    self.meter,
+                    window
+                ])?;
+            if inserted == 0 {
+                continue; // Already had it: exactly one alert per level.
+            }
+            let wanted = |rule: &&crate::config::AlertRule| match self.window {
+                None => rule.matches(self.plan, level),
+                Some(w) => rule.matches_window(self.plan, level, w.window_secs),
+            };
+            for rule in config.alerts.iter().filter(wanted) {
+                conn.prepare_cached(
+                    "INSERT INTO alert_deliveries (alert_id, target) VALUES (?1, ?2)
+                     ON CONFLICT DO NOTHING",
+                )?
+                .execute(params![id, rule.target.key()])?;
+            }
         }
-        for rule in config
-            .alerts
-            .iter()
-            .filter(|r| r.matches(&after.plan, level))
-        {
-            conn.prepare_cached(
-                "INSERT INTO alert_deliveries (alert_id, target) VALUES (?1, ?2)
-                 ON CONFLICT DO NOTHING",
-            )?
-            .execute(params![id, rule.target.key()])?;
-        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// The alerts as recorded; serves `status` (the highest level alerted beside each check).

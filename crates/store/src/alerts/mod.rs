@@ -13,7 +13,7 @@ use serde::Serialize;
 pub(crate) use credit_crossings::{
     around_credit_change, rearm_credit_alerts, record_credit_crossings,
 };
-pub(crate) use crossings::record_crossings;
+pub(crate) use crossings::{Crossing, record_crossings};
 pub use outbox::{AlertCounts, DueDelivery, RecentAlert};
 pub use runs::AlertRun;
 
@@ -40,15 +40,17 @@ pub struct Alert {
     pub threshold: Option<String>,
     /// A credit alert's available money credits after the crossing.
     pub available: Option<String>,
+    /// A window limit's crossing: the limit ("5h sliding"); empty for the period's.
+    pub window: String,
 }
 
 /// The columns of an [`Alert`] over `alerts a`, in [`alert_row`]'s order.
 pub(crate) const ALERT_COLUMNS: &str =
     "a.id, a.customer_id, a.plan_id, a.level, a.previous_level, a.used,
      a.included, a.ratio, a.period_start, a.period_end, a.occurred_at,
-     COALESCE(a.meter_id, ''), a.threshold, a.available";
+     COALESCE(a.meter_id, ''), a.threshold, a.available, a.window_limit";
 /// How many columns [`ALERT_COLUMNS`] has: a query's own columns come after them.
-pub(crate) const ALERT_COLUMN_COUNT: usize = 14;
+pub(crate) const ALERT_COLUMN_COUNT: usize = 15;
 
 pub(crate) fn alert_row(r: &crate::db::Row) -> crate::Result<Alert> {
     Ok(Alert {
@@ -66,5 +68,6 @@ pub(crate) fn alert_row(r: &crate::db::Row) -> crate::Result<Alert> {
         meter: r.get(11)?,
         threshold: r.get(12)?,
         available: r.get(13)?,
+        window: r.get(14)?,
     })
 }
