@@ -121,6 +121,29 @@ fn print_plan_table(config: &Config) -> Result<()> {
             terms.rate,
             sanitize(&p.meter_event),
         )?;
+        print_limits(28, p.meters.get(IMPLICIT_METER))?;
+    }
+    Ok(())
+}
+
+/// A line per window limit of `terms`, under its plan's or meter's line from column `indent`:
+/// "limit 1,000,000 per 5h sliding (block)".
+fn print_limits(indent: usize, terms: Option<&MeterTerms>) -> Result<()> {
+    for limit in terms.map_or(&[][..], |t| &t.limits) {
+        let action = match limit.at_limit {
+            crate::config::LimitAction::Block => "block",
+            crate::config::LimitAction::Alert => "alert only",
+        };
+        let align = match limit.align {
+            Some(crate::config::Align::Utc) => ", aligned on UTC",
+            _ => "",
+        };
+        outln!(
+            "{:<indent$}  limit {} per {} ({action}{align})",
+            "",
+            output::thousands(limit.limit),
+            limit.name()
+        )?;
     }
     Ok(())
 }
@@ -161,6 +184,7 @@ fn print_meter_table(config: &Config) -> Result<()> {
                 terms.rate,
                 sanitize(line.stripe_event),
             )?;
+            print_limits(40, line.terms)?;
             for rate in line.terms.map_or(&[][..], |t| &t.rates) {
                 // Under the meter, the rate in the RATE column: the plan and meter columns
                 // are 40 wide, METER to AT LIMIT 49.
