@@ -5,6 +5,7 @@
 //! memory beside them, so every event is decided on everything before it.
 
 mod buckets;
+mod tally;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -32,8 +33,8 @@ pub(crate) struct Windows {
     added: HashMap<Key, Points>,
     /// Live reservations' holds, per customer read once: meter -> points.
     holds: HashMap<String, HashMap<String, Points>>,
-    /// Stored sums already read: (customer, meter, from, to).
-    sums: HashMap<(String, String, i64, i64), i64>,
+    /// Each window's running sum, per customer × meter, by the window's kind and length.
+    tallies: HashMap<Key, Vec<((WindowKind, i64), tally::Tally)>>,
     /// The last second with stored usage.
     latest: HashMap<Key, Option<i64>>,
 }
@@ -110,7 +111,11 @@ impl Windows {
                 ),
                 WindowKind::Fixed => {
                     let (from, to) = fixed_window(limit, at, seconds(period));
-                    (self.sum(conn, customer, meter, from, to)?, (from, to))
+                    let key = (limit.kind, limit.window_secs);
+                    (
+                        self.tallied(conn, (customer, meter), key, from, to)?,
+                        (from, to),
+                    )
                 }
             };
             if enforce && limit.blocks() && before.saturating_add(units) > limit.limit {
@@ -139,12 +144,57 @@ impl Windows {
 
     /// Count `units` at `at`: later events of the batch see them, and `flush` writes them.
     pub(crate) fn add(&mut self, customer: &str, meter: &str, at: DateTime<Utc>, units: i64) {
-        let points = self
-            .added
-            .entry((customer.to_string(), meter.to_string()))
-            .or_default();
-        let at = points.entry(at.timestamp()).or_default();
-        *at = at.saturating_add(units);
+        let key = (customer.to_string(), meter.to_string());
+        let at = at.timestamp();
+        for (_, tally) in self.tallies.get_mut(&key).into_iter().flatten() {
+            tally.note(at, units);
+        }
+        let sum = self.added.entry(key).or_default().entry(at).or_default();
+        *sum = sum.saturating_add(units);
+    }
+
+    /// The units in [from, to) of the window `key` (kind, length), from its running sum:
+    /// moved forward when it can be, else summed afresh.
+    fn tallied(
+        &mut self,
+        conn: &Connection,
+        (customer, meter): (&str, &str),
+        key: (WindowKind, i64),
+        from: i64,
+        to: i64,
+    ) -> Result<i64> {
+        let latest = self.stored_latest(conn, customer, meter)?;
+        let line_key = (customer.to_string(), meter.to_string());
+        let Windows {
+            added,
+            holds,
+            tallies,
+            ..
+        } = self;
+        let beside: Vec<&Points> = added
+            .get(&line_key)
+            .into_iter()
+            .chain(holds.get(customer).and_then(|h| h.get(meter)))
+            .collect();
+        let line = tally::Line {
+            conn,
+            customer,
+            meter,
+            beside: &beside,
+        };
+        let kept = tallies.entry(line_key).or_default();
+        match kept.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, tally)) if tally.is(from, to) => {}
+            Some((_, tally)) if tally.can_move_to(from, to, latest) => {
+                tally.move_to(&line, from, to)?;
+            }
+            Some((_, tally)) => *tally = tally::Tally::new(&line, from, to)?,
+            None => kept.push((key, tally::Tally::new(&line, from, to)?)),
+        }
+        Ok(kept
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map_or(0, |(_, t)| t.units()))
     }
 
     /// Write what the batch counted.
@@ -183,22 +233,14 @@ impl Windows {
 
     /// The units in [from, to).
     fn sum(
-        &mut self,
+        &self,
         conn: &Connection,
         customer: &str,
         meter: &str,
         from: i64,
         to: i64,
     ) -> Result<i64> {
-        let key = (customer.to_string(), meter.to_string(), from, to);
-        let stored = match self.sums.get(&key) {
-            Some(&sum) => sum,
-            None => {
-                let sum = buckets::sum(conn, customer, meter, from, to)?;
-                self.sums.insert(key, sum);
-                sum
-            }
-        };
+        let stored = buckets::sum(conn, customer, meter, from, to)?;
         Ok(self
             .beside(customer, meter)
             .flat_map(|points| points.range(from..to).map(|(_, u)| *u))
@@ -239,22 +281,32 @@ impl Windows {
         let window = limit.window_secs;
         let from = at.saturating_sub(window).saturating_add(1);
         if self.latest(conn, customer, meter)? <= Some(at) {
-            return self.sum(conn, customer, meter, from, at.saturating_add(1));
+            let key = (limit.kind, window);
+            return self.tallied(conn, (customer, meter), key, from, at.saturating_add(1));
         }
         let points = self.points(conn, customer, meter, from, at.saturating_add(window))?;
         Ok(sliding_peak(&points, at, window))
     }
 
-    fn latest(&mut self, conn: &Connection, customer: &str, meter: &str) -> Result<Option<i64>> {
+    /// The last second with stored usage (read once: the batch holds the write lock).
+    fn stored_latest(
+        &mut self,
+        conn: &Connection,
+        customer: &str,
+        meter: &str,
+    ) -> Result<Option<i64>> {
         let key = (customer.to_string(), meter.to_string());
-        let stored = match self.latest.get(&key) {
-            Some(&latest) => latest,
-            None => {
-                let latest = buckets::latest(conn, customer, meter)?;
-                self.latest.insert(key, latest);
-                latest
-            }
-        };
+        if let Some(&latest) = self.latest.get(&key) {
+            return Ok(latest);
+        }
+        let latest = buckets::latest(conn, customer, meter)?;
+        self.latest.insert(key, latest);
+        Ok(latest)
+    }
+
+    /// The last second with usage, stored or beside.
+    fn latest(&mut self, conn: &Connection, customer: &str, meter: &str) -> Result<Option<i64>> {
+        let stored = self.stored_latest(conn, customer, meter)?;
         Ok(self
             .beside(customer, meter)
             .filter_map(|points| points.last_key_value().map(|(at, _)| *at))
