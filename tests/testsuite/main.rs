@@ -86,6 +86,7 @@ mod sync_trust;
 mod tui_cli;
 mod tui_sync;
 mod upgrade;
+mod window_alerts;
 mod words;
 
 mod support;

@@ -895,7 +895,10 @@ impl<'c> Batch<'_, 'c> {
             }
             let d = &*d;
             self.meters.count(meter, value, d, occurred_at, event_id);
-            if self.windowed.contains(&meter.id.as_str()) {
+            let limited = terms[i]
+                .as_ref()
+                .is_some_and(|t| !t.terms.limits.is_empty());
+            if limited || self.windowed.contains(&meter.id.as_str()) {
                 let units = d.after().saturating_sub(d.before);
                 self.windows
                     .add(&customer_id, &meter.id, occurred_at, units);
