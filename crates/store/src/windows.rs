@@ -400,9 +400,9 @@ impl Windows {
                     .beside(customer, meter)
                     .filter_map(|p| p.range(state.starts..state.ends).next())
                     .map(|(at, units)| (*at, *units));
-                let first = oldest.into_iter().chain(held).min_by_key(|p| p.0);
-                if let Some((at, _)) = first {
-                    let frees = self.sum(conn, customer, meter, at, at + 1)?;
+                let points: Vec<(i64, i64)> = oldest.into_iter().chain(held).collect();
+                if let Some(at) = points.iter().map(|p| p.0).min() {
+                    let frees = points.iter().filter(|p| p.0 == at).map(|p| p.1).sum();
                     usage.frees_at = Some(format_ts(instant(at.saturating_add(limit.window_secs))));
                     usage.frees_units = Some(frees);
                 }
@@ -427,16 +427,18 @@ fn instant(seconds: i64) -> DateTime<Utc> {
 }
 
 /// `check` with each meter's windows: their usage at `now`, and `allowed` false where a
-/// blocking window is full.
+/// blocking window is full. `reservations`: whether a live reservation may exist (else no
+/// hold is read).
 pub(crate) fn with_windows(
     conn: &Connection,
     config: &Config,
     check: &mut MeteredCheck,
+    reservations: bool,
     now: DateTime<Utc>,
 ) -> Result<()> {
     let customer = check.check.customer.clone();
     let plan = check.check.plan.clone();
-    let mut windows = Windows::new(true);
+    let mut windows = Windows::new(reservations);
     for meter in &mut check.meters {
         let period = Period {
             start: meter.check.period_start,

@@ -540,7 +540,7 @@ impl Store {
                         crate::credits::with_credits(read, config, &mut check, now)?;
                     }
                     if windows {
-                        crate::windows::with_windows(read, config, &mut check, now)?;
+                        crate::windows::with_windows(read, config, &mut check, credits, now)?;
                     }
                     Ok(check)
                 }

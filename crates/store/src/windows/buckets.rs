@@ -24,8 +24,20 @@ pub(super) fn sum(
     from: i64,
     to: i64,
 ) -> Result<i64> {
+    let mut bounds: Vec<i64> = cover(from, to)
+        .iter()
+        .flat_map(|r| [r.span, r.from, r.to])
+        .collect();
+    bounds.resize(3 * RANGES, 0);
+    let mut values: Vec<&dyn Param> = vec![&customer, &meter];
+    values.extend(bounds.iter().map(|b| b as &dyn Param));
+    conn.prepare_cached(sum_text())?
+        .query_row(values.as_slice(), |r| r.get(0))
+}
+
+fn sum_text() -> &'static str {
     static TEXT: OnceLock<String> = OnceLock::new();
-    let text = TEXT.get_or_init(|| {
+    TEXT.get_or_init(|| {
         let ranges: Vec<String> = (0..RANGES)
             .map(|i| {
                 format!(
@@ -41,17 +53,19 @@ pub(super) fn sum(
             "SELECT COALESCE(SUM(units), 0) FROM ({}) AS covered",
             ranges.join(" UNION ALL ")
         )
-    });
-    let mut bounds: Vec<i64> = cover(from, to)
-        .iter()
-        .flat_map(|r| [r.span, r.from, r.to])
-        .collect();
-    bounds.resize(3 * RANGES, 0);
-    let mut values: Vec<&dyn Param> = vec![&customer, &meter];
-    values.extend(bounds.iter().map(|b| b as &dyn Param));
-    conn.prepare_cached(text)?
-        .query_row(values.as_slice(), |r| r.get(0))
+    })
 }
+
+const SECONDS: &str = "SELECT start, units FROM window_buckets
+     WHERE customer_id = ?1 AND meter_id = ?2 AND span = 1 AND start >= ?3 AND start < ?4
+     ORDER BY start";
+
+const FIRST: &str = "SELECT start, units FROM window_buckets
+     WHERE customer_id = ?1 AND meter_id = ?2 AND span = 1 AND start >= ?3 AND start < ?4
+     ORDER BY start LIMIT 1";
+
+const LATEST: &str = "SELECT MAX(start) FROM window_buckets
+     WHERE customer_id = ?1 AND meter_id = ?2 AND span = 1";
 
 /// The units at each second in [from, to), in order.
 pub(super) fn seconds(
@@ -61,15 +75,11 @@ pub(super) fn seconds(
     from: i64,
     to: i64,
 ) -> Result<Vec<(i64, i64)>> {
-    conn.prepare_cached(
-        "SELECT start, units FROM window_buckets
-         WHERE customer_id = ?1 AND meter_id = ?2 AND span = 1 AND start >= ?3 AND start < ?4
-         ORDER BY start",
-    )?
-    .query_map(params![customer, meter, from, to], |r| {
-        Ok((r.get(0)?, r.get(1)?))
-    })?
-    .collect()
+    conn.prepare_cached(SECONDS)?
+        .query_map(params![customer, meter, from, to], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
+        .collect()
 }
 
 /// The first second with usage in [from, to), and its units.
@@ -80,24 +90,17 @@ pub(super) fn first(
     from: i64,
     to: i64,
 ) -> Result<Option<(i64, i64)>> {
-    conn.prepare_cached(
-        "SELECT start, units FROM window_buckets
-         WHERE customer_id = ?1 AND meter_id = ?2 AND span = 1 AND start >= ?3 AND start < ?4
-         ORDER BY start LIMIT 1",
-    )?
-    .query_row(params![customer, meter, from, to], |r| {
-        Ok((r.get(0)?, r.get(1)?))
-    })
-    .optional()
+    conn.prepare_cached(FIRST)?
+        .query_row(params![customer, meter, from, to], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()
 }
 
 /// The last second with usage.
 pub(super) fn latest(conn: &Connection, customer: &str, meter: &str) -> Result<Option<i64>> {
-    conn.prepare_cached(
-        "SELECT MAX(start) FROM window_buckets
-         WHERE customer_id = ?1 AND meter_id = ?2 AND span = 1",
-    )?
-    .query_row(params![customer, meter], |r| r.get(0))
+    conn.prepare_cached(LATEST)?
+        .query_row(params![customer, meter], |r| r.get(0))
 }
 
 /// Add `added` (customer × meter -> units at each second) to the buckets of every size.
@@ -130,4 +133,62 @@ pub(super) fn add_all(
         conn.prepare_cached(&sql)?.execute(values.as_slice())?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::StatementStatus;
+
+    /// SQLite (bundled, with STAT4) prepares some statements again on every run when a bound
+    /// range changes, unless the connection keeps its plans (QPSG, as the store opens it); a
+    /// window's reads run on every check and record, so none may.
+    #[test]
+    fn no_read_is_prepared_again_when_its_range_moves() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+            true,
+        )
+        .unwrap();
+        conn.execute_batch(
+            "CREATE TABLE customers (id TEXT PRIMARY KEY);
+             INSERT INTO customers VALUES ('c');",
+        )
+        .unwrap();
+        let migration = include_str!("../../migrations/sqlite/0019_window_limits.sql");
+        let create = &migration[..migration.find("ALTER TABLE").unwrap()];
+        conn.execute_batch(create).unwrap();
+        for at in 0..5_000 {
+            for span in super::SPANS {
+                conn.execute(
+                    "INSERT INTO window_buckets VALUES ('c', 'm', ?1, ?2, 1)
+                     ON CONFLICT DO UPDATE SET units = units + 1",
+                    rusqlite::params![span, at / span * span],
+                )
+                .unwrap();
+            }
+        }
+        let statements: [(&str, usize); 4] = [
+            (super::sum_text(), 3 * super::RANGES),
+            (super::SECONDS, 2),
+            (super::FIRST, 2),
+            (super::LATEST, 0),
+        ];
+        for (text, bounds) in statements {
+            let mut statement = conn.prepare(text).unwrap();
+            for run in 0..20_i64 {
+                let mut values: Vec<Box<dyn rusqlite::ToSql>> = vec![Box::new("c"), Box::new("m")];
+                values.extend((0..bounds as i64).map(|i| Box::new(run * 97 + i * 13) as _));
+                let mut rows = statement
+                    .query(rusqlite::params_from_iter(values.iter()))
+                    .unwrap();
+                while rows.next().unwrap().is_some() {}
+            }
+            assert_eq!(
+                statement.get_status(StatementStatus::RePrepare),
+                0,
+                "prepared again on each run: {text}"
+            );
+        }
+    }
 }

@@ -48,6 +48,15 @@ fn setup(mut conn: Connection, options: OpenOptions) -> Result<Connection> {
     // runs about as many, the transaction statements and the reads more: a statement
     // pushed out is parsed again (tens of thousands of instructions) on its next use.
     conn.set_prepared_statement_cache_capacity(64);
+    // The bundled SQLite is built with STAT4, which makes a statement whose plan could
+    // depend on a bound value (a range, an ORDER BY ... LIMIT) prepare itself again whenever
+    // that value changes: a window's read ran its parser on every check. With the query
+    // planner stability guarantee a statement keeps the plan it was prepared with.
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )
+    .map_err(from_sqlite)?;
     // Settings of this connection only; the file is not touched. WAL + NORMAL survives a
     // killed process without losing a committed transaction; only a power loss can lose
     // the last few.
