@@ -341,7 +341,7 @@ pub(crate) fn decide_in<'t, 'c>(
         ),
         mode,
         holds: Vec::new(),
-        windows: crate::windows::Windows::new(credits),
+        windows: crate::windows::Windows::new(config, credits, now),
         windowed: config
             .meters
             .iter()

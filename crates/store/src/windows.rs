@@ -37,6 +37,8 @@ pub(crate) struct Windows {
     tallies: HashMap<Key, Vec<((WindowKind, i64), tally::Tally)>>,
     /// The last second with stored usage.
     latest: HashMap<Key, Option<i64>>,
+    /// Per limited meter, the first second whose seconds and minutes are kept.
+    kept_from: HashMap<String, i64>,
 }
 
 /// Where an event falls in one window: the most it holds there before the event, and the
@@ -78,9 +80,17 @@ impl Step<'_> {
 }
 
 impl Windows {
-    pub(crate) fn new(reservations: bool) -> Windows {
+    /// The windows of one transaction at `now`: `reservations` says whether a live
+    /// reservation may exist (if not, no hold is read).
+    pub(crate) fn new(config: &Config, reservations: bool, now: DateTime<Utc>) -> Windows {
+        let kept_from = config
+            .meters
+            .iter()
+            .filter_map(|m| Some((m.id.clone(), kept_from(config.longest_window(&m.id)?, now))))
+            .collect();
         Windows {
             reservations,
+            kept_from,
             ..Windows::default()
         }
     }
@@ -103,7 +113,13 @@ impl Windows {
         self.load_holds(conn, customer, now)?;
         let at = at.timestamp();
         let mut steps = Vec::with_capacity(limits.len());
+        let kept_from = self.kept_from.get(meter).copied();
         for limit in limits {
+            if kept_from.is_some_and(|kept| window_start(limit, at, period) < kept) {
+                // So late that every window it falls in ended over a day ago: its seconds
+                // are no longer kept, and no window it could pass decides anything now.
+                continue;
+            }
             let (before, (from, to)) = match limit.kind {
                 WindowKind::Sliding => (
                     self.peak(conn, customer, meter, at, limit)?,
@@ -199,6 +215,11 @@ impl Windows {
 
     /// Write what the batch counted.
     pub(crate) fn flush(&mut self, conn: &Connection) -> Result<()> {
+        for (customer, meter) in self.added.keys() {
+            if let Some(&kept) = self.kept_from.get(meter) {
+                buckets::prune(conn, customer, meter, kept)?;
+            }
+        }
         buckets::add_all(conn, std::mem::take(&mut self.added))
     }
 
@@ -412,6 +433,23 @@ impl Windows {
     }
 }
 
+/// A meter's seconds and minutes are kept for twice its longest window and a day: an event
+/// up to a window late is decided exactly on every window it falls in (they reach a window
+/// past it), and one later still falls only in windows that ended over a day ago.
+fn kept_from(longest_window: i64, now: DateTime<Utc>) -> i64 {
+    now.timestamp()
+        .saturating_sub(longest_window.saturating_mul(2))
+        .saturating_sub(86_400)
+}
+
+/// Where the stretch a decision on `limit` reads begins, for an event at `at`.
+fn window_start(limit: &Limit, at: i64, period: Period) -> i64 {
+    match limit.kind {
+        WindowKind::Sliding => at.saturating_sub(limit.window_secs),
+        WindowKind::Fixed => fixed_window(limit, at, seconds(period)).0,
+    }
+}
+
 struct State {
     starts: i64,
     ends: i64,
@@ -438,7 +476,7 @@ pub(crate) fn with_windows(
 ) -> Result<()> {
     let customer = check.check.customer.clone();
     let plan = check.check.plan.clone();
-    let mut windows = Windows::new(reservations);
+    let mut windows = Windows::new(config, reservations, now);
     for meter in &mut check.meters {
         let period = Period {
             start: meter.check.period_start,
@@ -469,7 +507,7 @@ pub(crate) fn meter_windows(
     period: Period,
     now: DateTime<Utc>,
 ) -> Result<Vec<WindowUsage>> {
-    Windows::new(true).of_meter(conn, config, plan, (customer, meter), period, now)
+    Windows::new(config, true, now).of_meter(conn, config, plan, (customer, meter), period, now)
 }
 
 impl Windows {

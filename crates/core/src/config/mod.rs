@@ -393,6 +393,16 @@ impl Config {
             .any(|p| p.meters.get(meter).is_some_and(|t| !t.limits.is_empty()))
     }
 
+    /// The longest window any plan sets on `meter`, in seconds.
+    pub fn longest_window(&self, meter: &str) -> Option<i64> {
+        self.plans
+            .iter()
+            .filter_map(|p| p.meters.get(meter))
+            .flat_map(|t| &t.limits)
+            .map(|l| l.window_secs)
+            .max()
+    }
+
     /// True when some plan limits some meter over a window.
     pub fn has_windows(&self) -> bool {
         self.meters.iter().any(|m| self.windowed(&m.id))

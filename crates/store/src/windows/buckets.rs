@@ -103,6 +103,17 @@ pub(super) fn latest(conn: &Connection, customer: &str, meter: &str) -> Result<O
         .query_row(params![customer, meter], |r| r.get(0))
 }
 
+/// Drop the seconds and minutes of `customer`'s `meter` before `before`: what no window
+/// decided from now on reads (`windows::kept_from`). Hours and days stay: a few rows a day.
+pub(super) fn prune(conn: &Connection, customer: &str, meter: &str, before: i64) -> Result<()> {
+    conn.prepare_cached(
+        "DELETE FROM window_buckets
+         WHERE customer_id = ?1 AND meter_id = ?2 AND span IN (1, 60) AND start < ?3",
+    )?
+    .execute(params![customer, meter, before])?;
+    Ok(())
+}
+
 /// Add `added` (customer × meter -> units at each second) to the buckets of every size.
 pub(super) fn add_all(
     conn: &Connection,
