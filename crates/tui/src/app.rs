@@ -431,7 +431,7 @@ impl App {
                 None
             }
             Action::CycleSort => {
-                self.sort = self.sort.next();
+                self.sort = self.sort.next(self.config.has_windows());
                 self.resort();
                 None
             }
@@ -644,6 +644,7 @@ impl App {
                     if let Some(i) = self.table.index_of(&change.customer_id) {
                         let row = self.table.row_mut(i);
                         row.used = change.used;
+                        row.window = change.window;
                         if !change.meters.is_empty() {
                             row.meters = change.meters;
                             row.show_meter(pick);
@@ -705,6 +706,9 @@ impl App {
                 }
                 if !self.several_meters() {
                     self.meter_picker = None;
+                }
+                if self.sort == SortKey::Window && !self.config.has_windows() {
+                    self.sort = SortKey::Risk;
                 }
                 self.plans_error = None;
                 self.plans_popup = false;

@@ -35,6 +35,7 @@ fn row(id: &str, plan: &str, used: i64, limit: Option<i64>) -> DashboardRow {
         meters: Vec::new(),
         shown: 0,
         credits: None,
+        window: None,
     }
 }
 
@@ -435,6 +436,7 @@ fn live_changes_update_counters_resort_and_keep_the_selection() {
             new_expired: 0,
             used: 20_000,
             meters: Vec::new(),
+            window: None,
         }],
         backlog: None,
         credits: None,
@@ -536,6 +538,7 @@ fn a_refresh_moving_a_few_rows_orders_exactly_like_a_full_sort() {
                 new_expired: 0,
                 used,
                 meters: Vec::new(),
+                window: None,
             });
         }
         app.apply(DataEvent::Changed {
