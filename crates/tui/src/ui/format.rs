@@ -89,7 +89,10 @@ mod tests {
             .unwrap()
             .to_utc();
         assert_eq!(super::clock("2026-11-27T22:32:05Z", now), "22:32 UTC");
-        assert_eq!(super::clock("2026-11-30T00:00:00Z", now), "2026-11-30 00:00 UTC");
+        assert_eq!(
+            super::clock("2026-11-30T00:00:00Z", now),
+            "2026-11-30 00:00 UTC"
+        );
         assert_eq!(super::clock("soon", now), "soon");
     }
 

@@ -14,8 +14,8 @@ use crate::billing::WarningLevel;
 use crate::config::{LimitAction, WindowKind};
 use crate::sanitize::sanitize;
 use crate::store::MeterWindows;
-use meterline_core::WindowUsage;
 use crate::theme::level_label;
+use meterline_core::WindowUsage;
 
 /// The widest and narrowest a window's gauge gets.
 const MAX_GAUGE: u16 = 24;
