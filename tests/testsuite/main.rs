@@ -86,6 +86,7 @@ mod sync_trust;
 mod tui_cli;
 mod tui_sync;
 mod upgrade;
+mod windows_tmux;
 mod words;
 
 mod support;

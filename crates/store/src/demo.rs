@@ -8,7 +8,7 @@
 //! customer in debt after a settle past its cap) go through the real grant and reservation
 //! paths, so the ledger is real too.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, Months, Utc};
 
 use crate::billing::{Period, period_containing};
 use crate::config::{
@@ -124,7 +124,13 @@ pub fn fill(
         let id = slug(&name);
         ids.push(id.clone());
         // Anchors spread over a month, starting seven months back: six full periods of history.
-        let anchor = (now - Duration::days(200 + rng.i64(0..31))).date_naive();
+        let mut anchor = (now - Duration::days(200 + rng.i64(0..31))).date_naive();
+        if has_windows(plan) {
+            // Its period began five days ago: a weekly window has most of a week behind it,
+            // room for its story without passing the shorter windows.
+            let began = (now - Duration::days(5)).date_naive();
+            anchor = began.checked_sub_months(Months::new(7)).unwrap_or(anchor);
+        }
         let mapped = index % 5 != 3;
         store.add_customer(
             config,
@@ -296,10 +302,11 @@ fn settle_into_debt(
             let Some(meter) = config.meter(&standing.meter) else {
                 continue;
             };
+            // A meter with windows keeps within them: a settle would pass them.
             let capped = plan
                 .meters
                 .get(&meter.id)
-                .is_some_and(|t| t.at_limit == AtLimit::Block);
+                .is_some_and(|t| t.at_limit == AtLimit::Block && t.limits.is_empty());
             let room = standing.check.limit.map_or(0, |l| l - standing.check.used);
             if !capped
                 || meter.aggregation != Aggregation::Sum
@@ -341,6 +348,11 @@ fn settle_into_debt(
 /// is the one demo event of one meter alone, and past a cap).
 pub const DEBT_KEY: &str = "demo-debt-";
 
+/// True when some meter of `plan` has rolling windows.
+fn has_windows(plan: &Plan) -> bool {
+    plan.meters.values().any(|terms| !terms.limits.is_empty())
+}
+
 /// The first customer is the organisation on the biggest capped plan; others are spread so
 /// every plan appears. Plans with windows take the last customers, one per story
 /// (`WINDOW_STORIES`), when there are twice as many customers; the others are spread over the
@@ -350,10 +362,8 @@ fn pick_plan<'c>(
     (index, customers): (usize, usize),
     rng: &mut fastrand::Rng,
 ) -> &'c Plan {
-    let (windowed, plain): (Vec<&Plan>, Vec<&Plan>) = config
-        .plans
-        .iter()
-        .partition(|p| p.meters.values().any(|t| !t.limits.is_empty()));
+    let (windowed, plain): (Vec<&Plan>, Vec<&Plan>) =
+        config.plans.iter().partition(|p| has_windows(p));
     let stories = WINDOW_STORIES.len();
     if !windowed.is_empty() && customers >= 2 * stories && index >= customers - stories {
         return windowed[(customers - 1 - index) % windowed.len()];
@@ -422,7 +432,7 @@ const METER_RATIOS: &[f64] = &[
 /// plan with windows.
 fn pick_focus(config: &Config, plan: &Plan, turns: &mut [usize]) -> Option<(usize, f64)> {
     // A plan with windows has the windows' stories instead (`fill_windows`).
-    if plan.meters.values().any(|terms| !terms.limits.is_empty()) {
+    if has_windows(plan) {
         return None;
     }
     let reachable = |meter: &Meter| match plan.meters.get(&meter.id).and_then(|t| t.included) {
