@@ -485,6 +485,30 @@ impl Store {
         Ok(out)
     }
 
+    /// The fullest window now of each of `customers` (ids; one gone is left out), in one
+    /// read: for rows whose windows moved with time alone ([`TightestWindow::moves_at`]).
+    pub fn customer_windows(
+        &self,
+        config: &Config,
+        customers: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(String, Option<TightestWindow>)>> {
+        let tx = self.conn.unchecked_transaction()?;
+        let ids: Vec<&str> = customers.iter().map(String::as_str).collect();
+        let found = super::customers::get_many(&self.conn, &ids)?;
+        let mut out = Vec::with_capacity(customers.len());
+        for id in customers {
+            let Some(Some(customer)) = found.get(id) else {
+                continue;
+            };
+            let period = period_containing(customer.billing_anchor, config.billing.period, now);
+            let at = (id.as_str(), customer.plan_id.as_str());
+            out.push((id.clone(), self.tightest_window(config, at, period, now)?));
+        }
+        tx.finish()?;
+        Ok(out)
+    }
+
     /// Backlog counts of the customers whose events' Stripe state changed after `since`.
     fn backlog_change(&self, since: i64, now: DateTime<Utc>) -> Result<BacklogChange> {
         let changed: Vec<String> = self

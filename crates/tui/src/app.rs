@@ -110,6 +110,8 @@ pub enum Effect {
     Quit,
     LoadDetail(String),
     LoadEvents,
+    /// Read these customers' fullest windows again: time alone moved them.
+    LoadWindows(Vec<String>),
     Reload,
     PrepareSync,
     StartSync,
@@ -194,6 +196,8 @@ pub struct App {
     pub grant: Option<GrantForm>,
     /// What the last action did, in the footer until the next key (a grant made).
     pub notice: Option<String>,
+    /// Windows moved by time alone are being read again (one request at a time).
+    windows_asked: bool,
     pub quit: bool,
 }
 
@@ -241,6 +245,7 @@ impl App {
             meter_drift: Default::default(),
             grant: None,
             notice: None,
+            windows_asked: false,
             quit: false,
         };
         app.meter_drift = dashboard.drift;
@@ -338,8 +343,27 @@ impl App {
             .select(self.events_cursor.selected, events, self.page);
     }
 
-    pub(crate) fn tick(&mut self, now: DateTime<Utc>) {
+    /// The clock moved: rows whose windows moved with time alone (a sliding window freed
+    /// up, a fixed one reset) are read again.
+    pub fn tick(&mut self, now: DateTime<Utc>) -> Option<Effect> {
         self.now = now;
+        if self.windows_asked {
+            return None;
+        }
+        let moved: Vec<String> = self
+            .rows()
+            .iter()
+            .filter(|r| {
+                let moves_at = r.window.as_ref().and_then(|w| w.moves_at);
+                moves_at.is_some_and(|at| at <= now)
+            })
+            .map(|r| r.customer_id.clone())
+            .collect();
+        if moved.is_empty() {
+            return None;
+        }
+        self.windows_asked = true;
+        Some(Effect::LoadWindows(moved))
     }
 
     pub fn update(&mut self, action: Action) -> Option<Effect> {
@@ -687,6 +711,18 @@ impl App {
                 }
                 None
             }
+            DataEvent::Windows(windows) => {
+                self.windows_asked = false;
+                let mut changed = Vec::with_capacity(windows.len());
+                for (customer_id, window) in windows {
+                    if let Some(i) = self.table.index_of(&customer_id) {
+                        self.table.row_mut(i).window = window;
+                        changed.push(i);
+                    }
+                }
+                self.reorder(Some(&changed));
+                None
+            }
             DataEvent::Events(events) => {
                 self.events = events;
                 self.events_loaded = true;
@@ -733,6 +769,8 @@ impl App {
             }
             DataEvent::Failed(message) => {
                 self.status = Some(message);
+                // Whatever failed, windows may be asked for again.
+                self.windows_asked = false;
                 None
             }
             DataEvent::Granted(Ok(granted)) => {

@@ -438,6 +438,7 @@ mod tests {
             used,
             limit,
             level: crate::billing::WarningLevel::Ok,
+            moves_at: None,
         });
         r
     }

@@ -182,6 +182,9 @@ pub struct TightestWindow {
     pub used: i64,
     pub limit: i64,
     pub level: WarningLevel,
+    /// The next instant one of the customer's windows moves with no new event: the soonest
+    /// a sliding window frees up or a fixed one resets (`None`: nothing to free up).
+    pub moves_at: Option<DateTime<Utc>>,
 }
 
 impl TightestWindow {
@@ -192,6 +195,11 @@ impl TightestWindow {
 
     /// The fullest of `meters`' windows; the first of equal ones.
     fn of(meters: &[MeterWindows]) -> Option<TightestWindow> {
+        let windows = || meters.iter().flat_map(|m| &m.windows);
+        let moves_at = windows()
+            .filter_map(|w| w.frees_at.as_deref().or(w.resets_at.as_deref()))
+            .filter_map(|at| crate::billing::parse_ts(at).ok())
+            .min();
         let mut tightest: Option<TightestWindow> = None;
         for m in meters {
             for w in &m.windows {
@@ -201,6 +209,7 @@ impl TightestWindow {
                     used: w.used,
                     limit: w.limit,
                     level: w.level,
+                    moves_at,
                 };
                 if tightest
                     .as_ref()

@@ -14,6 +14,7 @@ use crate::support::{Engine, TestDb, engine_tests};
 engine_tests!(
     the_detail_shows_each_window_as_check_does_and_the_overview_the_fullest,
     a_refresh_moves_the_fullest_window_of_the_customer_who_recorded,
+    a_window_moved_by_time_alone_reads_again_as_it_is_then,
 );
 
 /// Tokens limited over 5 hours (sliding) and per week (fixed, from the period start) on
@@ -151,6 +152,8 @@ fn the_detail_shows_each_window_as_check_does_and_the_overview_the_fullest(engin
             used: 1_400_000,
             limit: 1_500_000,
             level: WarningLevel::Warning,
+            // The 5-hour window frees 900,000 then; the week resets on the 22nd.
+            moves_at: Some(now() + Duration::hours(2)),
         })
     );
     assert_eq!(row("freebie"), None);
@@ -191,4 +194,28 @@ fn a_refresh_moves_the_fullest_window_of_the_customer_who_recorded(engine: Engin
     assert_eq!((window.window.as_str(), window.used), ("5h", 1_500_000));
     assert_eq!(window.level, WarningLevel::HardCap);
     assert_eq!(window.ratio(), 1.0);
+}
+
+/// Past its `moves_at`, with no new event, the fullest window reads as it is then: the
+/// 900,000 tokens of three hours ago have left the 5-hour window.
+fn a_window_moved_by_time_alone_reads_again_as_it_is_then(engine: Engine) {
+    let db = TestDb::on(engine);
+    let mut store = db.open();
+    let config = config();
+    customers(&mut store);
+    let later = now() + Duration::hours(2);
+    let ids = [
+        "maxi".to_string(),
+        "freebie".to_string(),
+        "gone".to_string(),
+    ];
+    let windows = store.customer_windows(&config, &ids, later).unwrap();
+    assert_eq!(windows.len(), 2, "{windows:?}");
+    let (id, window) = &windows[0];
+    let window = window.as_ref().unwrap();
+    assert_eq!((id.as_str(), window.window.as_str()), ("maxi", "5h"));
+    assert_eq!((window.used, window.level), (500_000, WarningLevel::Ok));
+    // Next, the 500,000 of an hour ago frees up, three hours on.
+    assert_eq!(window.moves_at, Some(now() + Duration::hours(4)));
+    assert_eq!(windows[1], ("freebie".to_string(), None));
 }

@@ -613,3 +613,60 @@ fn archived_customers_are_hidden_until_a_shows_them() {
     assert_eq!(app.visible_len(), 2);
     assert_eq!(app.summary.customers, 2);
 }
+
+/// A customer's fullest window on the Max plan of the init plans: `used` of 100, moving
+/// (freeing up) `minutes` from now.
+fn windowed(id: &str, used: i64, minutes: i64) -> DashboardRow {
+    let mut r = row(id, "max", 10, Some(1000));
+    r.window = Some(meterline_store::TightestWindow {
+        meter: "tokens".into(),
+        window: "5h".into(),
+        used,
+        limit: 100,
+        level: meterline_core::billing::WarningLevel::Ok,
+        moves_at: Some(now() + chrono::Duration::minutes(minutes)),
+    });
+    r
+}
+
+/// With windows in plans.toml, `o` reaches the sort by the tightest window; a window that
+/// moves with time alone (a sliding one freeing up) is read again once its moment passes,
+/// one request at a time, and the order follows the answer.
+#[test]
+fn windows_moved_by_time_alone_are_read_again_and_the_order_follows() {
+    let config = meterline_core::Config::parse(meterline_core::config::INIT_PLANS, "init").unwrap();
+    let dashboard = Dashboard {
+        rows: vec![windowed("alpha", 100, 10), windowed("bravo", 50, 60)],
+        ..Dashboard::default()
+    };
+    let mut app = App::new(
+        config,
+        "t".into(),
+        "p".into(),
+        Theme::COLOR,
+        now(),
+        dashboard,
+    );
+    for _ in 0..6 {
+        press(&mut app, &[k('o')]);
+    }
+    assert_eq!(app.sort, SortKey::Window);
+    assert_eq!(order(&app), ["alpha", "bravo"]);
+
+    let minutes = |m: i64| now() + chrono::Duration::minutes(m);
+    assert_eq!(app.tick(minutes(5)), None);
+    assert_eq!(
+        app.tick(minutes(10)),
+        Some(Effect::LoadWindows(vec!["alpha".to_string()]))
+    );
+    // Asked once: nothing more until the answer.
+    assert_eq!(app.tick(minutes(11)), None);
+    let freed = windowed("alpha", 40, 300).window;
+    app.apply(DataEvent::Windows(vec![("alpha".into(), freed)]));
+    assert_eq!(order(&app), ["bravo", "alpha"]);
+    assert_eq!(app.tick(minutes(12)), None);
+    assert_eq!(
+        app.tick(minutes(60)),
+        Some(Effect::LoadWindows(vec!["bravo".to_string()]))
+    );
+}
