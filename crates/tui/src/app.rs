@@ -19,6 +19,9 @@ use crate::stripe::{SyncPreview, SyncProgress, SyncReport};
 
 pub use super::table::SortKey;
 
+/// How often at most windows moved by time alone are read again.
+const WINDOWS_EVERY: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
+
 /// The tabs, in Tab order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum View {
@@ -198,6 +201,9 @@ pub struct App {
     pub notice: Option<String>,
     /// Windows moved by time alone are being read again (one request at a time).
     windows_asked: bool,
+    /// Not before then are they asked for again: a busy customer's sliding window frees up
+    /// every second, and its events refresh it anyway.
+    windows_after: DateTime<Utc>,
     pub quit: bool,
 }
 
@@ -246,6 +252,7 @@ impl App {
             grant: None,
             notice: None,
             windows_asked: false,
+            windows_after: now,
             quit: false,
         };
         app.meter_drift = dashboard.drift;
@@ -347,7 +354,7 @@ impl App {
     /// up, a fixed one reset) are read again.
     pub fn tick(&mut self, now: DateTime<Utc>) -> Option<Effect> {
         self.now = now;
-        if self.windows_asked {
+        if self.windows_asked || now < self.windows_after {
             return None;
         }
         let moved: Vec<String> = self
@@ -713,6 +720,7 @@ impl App {
             }
             DataEvent::Windows(windows) => {
                 self.windows_asked = false;
+                self.windows_after = self.now + WINDOWS_EVERY;
                 let mut changed = Vec::with_capacity(windows.len());
                 for (customer_id, window) in windows {
                     if let Some(i) = self.table.index_of(&customer_id) {

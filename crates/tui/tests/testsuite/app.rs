@@ -669,4 +669,15 @@ fn windows_moved_by_time_alone_are_read_again_and_the_order_follows() {
         app.tick(minutes(60)),
         Some(Effect::LoadWindows(vec!["bravo".to_string()]))
     );
+    // A busy customer's sliding window frees up again a second later: asked again no sooner
+    // than 5 seconds after the answer.
+    let mut busy = windowed("bravo", 50, 60).window.unwrap();
+    let seconds = |s: i64| minutes(60) + chrono::Duration::seconds(s);
+    busy.moves_at = Some(seconds(1));
+    app.apply(DataEvent::Windows(vec![("bravo".into(), Some(busy))]));
+    assert_eq!(app.tick(seconds(2)), None);
+    assert_eq!(
+        app.tick(seconds(5)),
+        Some(Effect::LoadWindows(vec!["bravo".to_string()]))
+    );
 }
