@@ -15,6 +15,7 @@ engine_tests!(
     the_demo_covers_every_level_the_cap_history_members_and_reporting,
     demo_refuses_a_database_that_already_has_customers,
     the_demo_gives_customers_credits_some_low_some_expiring_some_promotional,
+    the_demo_on_the_init_plans_has_a_full_five_hour_window_and_a_week_near_its_limit,
 );
 
 const CUSTOMERS: usize = 24;
@@ -525,4 +526,44 @@ fn the_demo_on_the_init_plans_records_completion_calls_priced_per_model(engine: 
         );
     }
     assert!(standing("pro", "tokens").iter().any(|r| *r > 1.0));
+}
+
+/// On the init plans, the Max plan's windows (5 hours sliding, 7 days fixed): one customer's
+/// 5-hour window full, another's week near its limit, and no window ever passed (the demo's
+/// customer in debt, a settle past its cap, once went to a Max customer, whose settle passed
+/// both windows twenty times over).
+fn the_demo_on_the_init_plans_has_a_full_five_hour_window_and_a_week_near_its_limit(
+    engine: Engine,
+) {
+    let init = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/plans-ai-api.toml");
+    let s = Scratch::on(engine);
+    std::fs::copy(&init, &s.plans).unwrap();
+    s.cmd()
+        .args(["demo", "--customers", "12", "--events", "1500"])
+        .assert()
+        .success();
+    let mut windows = Vec::new();
+    for row in s.json(&["status", "--json"]).as_array().unwrap() {
+        let check = s.json(&["check", row["customer"].as_str().unwrap(), "--json"]);
+        for meter in check["meters"].as_array().unwrap() {
+            windows.extend(meter["windows"].as_array().cloned().unwrap_or_default());
+        }
+    }
+    let of = |kind: &str| -> Vec<f64> {
+        windows
+            .iter()
+            .filter(|w| w["kind"] == kind)
+            .map(|w| w["used"].as_f64().unwrap() / w["limit"].as_f64().unwrap())
+            .collect()
+    };
+    let (sliding, fixed) = (of("sliding"), of("fixed"));
+    assert!(sliding.contains(&1.0), "no full 5-hour window: {sliding:?}");
+    assert!(
+        fixed.iter().any(|r| (0.9..1.0).contains(r)),
+        "no week near its limit: {fixed:?}"
+    );
+    assert!(
+        sliding.iter().chain(&fixed).all(|r| *r <= 1.0),
+        "a window passed: {windows:?}"
+    );
 }

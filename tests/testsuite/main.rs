@@ -88,6 +88,7 @@ mod tui_sync;
 mod upgrade;
 mod window_alerts;
 mod window_retention;
+mod windows_tmux;
 mod words;
 
 mod support;

@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::credits_dashboard::{CreditColumn, CreditDetail};
 use crate::meters::dashboard as meters;
 use meters::nearest_limit;
-pub use meters::{GroupRow, MeterDetail, MeterFigure, has_meters};
+pub use meters::{GroupRow, MeterDetail, MeterFigure, MeterWindows, TightestWindow, has_meters};
 use rust_decimal::Decimal;
 
 /// One customer's line on the overview: its current period and Stripe backlog.
@@ -48,6 +48,9 @@ pub struct DashboardRow {
     pub shown: usize,
     /// Available money credits; `None` for a customer that never had a money grant.
     pub credits: Option<Decimal>,
+    /// Its fullest rolling window as of its last event or the last load; `None` without
+    /// windows (and always when plans.toml has none: then nothing is read for them).
+    pub window: Option<TightestWindow>,
 }
 
 impl DashboardRow {
@@ -159,6 +162,8 @@ pub struct UsageChange {
     pub used: i64,
     /// Every meter's figures now, as in [`DashboardRow::meters`] (empty without `[[meters]]`).
     pub meters: Vec<MeterFigure>,
+    /// Its fullest window now, as in [`DashboardRow::window`].
+    pub window: Option<TightestWindow>,
 }
 
 /// What changed since a given set of marks.
@@ -232,6 +237,9 @@ pub struct CustomerDetail {
     /// implicit `usage` meter alone, which `check` and `daily` describe).
     pub meters: Vec<MeterDetail>,
     pub credits: CreditDetail,
+    /// Each limited meter's rolling windows now, in plans.toml's meter order (empty when
+    /// the plan has none).
+    pub windows: Vec<MeterWindows>,
 }
 
 impl CustomerDetail {
@@ -403,6 +411,7 @@ impl Store {
                     meters: Vec::new(),
                     shown: 0,
                     credits: None,
+                    window: None,
                 });
             }
             if r.get::<_, Option<String>>(5)?.as_deref() == Some(current_start.as_str())
@@ -416,6 +425,12 @@ impl Store {
         }
         if let Some(last) = rows.last_mut() {
             finish_row(last, &limits, &mut used);
+        }
+        if config.has_windows() {
+            for row in &mut rows {
+                let customer = (row.customer_id.as_str(), row.plan_id.as_str());
+                row.window = self.tightest_window(config, customer, row.period, now)?;
+            }
         }
         Ok(rows)
     }
@@ -452,14 +467,45 @@ impl Store {
                 figures = limits.figures(&customer.plan_id, &totals);
                 used = figures[nearest_limit(&figures)].used;
             }
+            let window = if config.has_windows() {
+                let at = (customer_id.as_str(), customer.plan_id.as_str());
+                self.tightest_window(config, at, period, now)?
+            } else {
+                None
+            };
             out.push(UsageChange {
                 customer_id,
                 new_events,
                 new_expired,
                 used,
                 meters: figures,
+                window,
             });
         }
+        Ok(out)
+    }
+
+    /// The fullest window now of each of `customers` (ids; one gone is left out), in one
+    /// read: for rows whose windows moved with time alone ([`TightestWindow::moves_at`]).
+    pub fn customer_windows(
+        &self,
+        config: &Config,
+        customers: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(String, Option<TightestWindow>)>> {
+        let tx = self.conn.unchecked_transaction()?;
+        let ids: Vec<&str> = customers.iter().map(String::as_str).collect();
+        let found = super::customers::get_many(&self.conn, &ids)?;
+        let mut out = Vec::with_capacity(customers.len());
+        for id in customers {
+            let Some(Some(customer)) = found.get(id) else {
+                continue;
+            };
+            let period = period_containing(customer.billing_anchor, config.billing.period, now);
+            let at = (id.as_str(), customer.plan_id.as_str());
+            out.push((id.clone(), self.tightest_window(config, at, period, now)?));
+        }
+        tx.finish()?;
         Ok(out)
     }
 
@@ -541,6 +587,11 @@ impl Store {
         expire_stale(&mut recent, &format_ts(stripe_window(now).0));
         let backlog = self.customer_backlog(customer_id, now)?;
         let meters = self.meter_details(config, customer_id, &check, now)?;
+        let period = Period {
+            start: check.period_start,
+            end: check.period_end,
+        };
+        let windows = self.meter_windows(config, (customer_id, &customer.plan_id), period, now)?;
         tx.finish()?;
         // Its own read: the balance is credits.rs's, which opens one.
         let credits = self.credit_detail(customer_id, now)?;
@@ -555,6 +606,7 @@ impl Store {
             backlog,
             meters,
             credits,
+            windows,
         })
     }
 

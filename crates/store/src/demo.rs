@@ -2,15 +2,18 @@
 //! history, an organisation with members, and some usage not yet reported to Stripe. On the
 //! plans `init` writes it is a month of an AI API: each call one `completion` event feeding
 //! requests, tokens and active users at once, over seven models, with customers near and past
-//! each limit. Everything goes through the real `record` path, so the counters are exactly
-//! the events; the credits (some low, some expiring within days, some promotional, one
+//! each limit, and on a plan with rolling windows, customers at and near each window's limit.
+//! Everything goes through the real `record` path, so the counters are exactly the events
+//! (and no window is ever passed); the credits (some low, some expiring within days, some promotional, one
 //! customer in debt after a settle past its cap) go through the real grant and reservation
 //! paths, so the ledger is real too.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, Months, Utc};
 
-use crate::billing::period_containing;
-use crate::config::{Aggregation, AtLimit, Config, Meter, MeterTerms, Plan, QUANTITY};
+use crate::billing::{Period, period_containing};
+use crate::config::{
+    Aggregation, AtLimit, Config, Limit, Meter, MeterTerms, Plan, QUANTITY, WindowKind,
+};
 use crate::{Error, RecordRequest, Result, Store};
 use crate::{NewCustomer, NewGrant};
 
@@ -104,13 +107,16 @@ pub fn fill(
         ));
     }
     let mut rng = fastrand::Rng::with_seed(spec.seed);
-    // With `[[meters]]`: how many customers have been busiest on each meter so far.
-    let mut turns = vec![0; config.meters.len()];
+    // With `[[meters]]`: per plan, how many of its customers have been busiest on each meter
+    // so far, so each plan has customers near and past each of its limits.
+    let mut turns: std::collections::HashMap<&str, Vec<usize>> = Default::default();
     let events_per_customer = (spec.events / spec.customers as u64).max(1);
     let mut events = 0;
     let mut ids = Vec::with_capacity(spec.customers);
+    // Each customer's plan and current period, for the windows' stories.
+    let mut placed = Vec::with_capacity(spec.customers);
     for index in 0..spec.customers {
-        let plan = pick_plan(config, index, &mut rng);
+        let plan = pick_plan(config, (index, spec.customers), &mut rng);
         let name = match NAMES.get(index) {
             Some(name) => name.to_string(),
             None => format!("{} {}", NAMES[index % NAMES.len()], index / NAMES.len() + 1),
@@ -118,7 +124,13 @@ pub fn fill(
         let id = slug(&name);
         ids.push(id.clone());
         // Anchors spread over a month, starting seven months back: six full periods of history.
-        let anchor = (now - Duration::days(200 + rng.i64(0..31))).date_naive();
+        let mut anchor = (now - Duration::days(200 + rng.i64(0..31))).date_naive();
+        if has_windows(plan) {
+            // Its period began five days ago: a weekly window has most of a week behind it,
+            // room for its story without passing the shorter windows.
+            let began = (now - Duration::days(5)).date_naive();
+            anchor = began.checked_sub_months(Months::new(7)).unwrap_or(anchor);
+        }
         let mapped = index % 5 != 3;
         store.add_customer(
             config,
@@ -136,10 +148,16 @@ pub fn fill(
         let focus = config
             .implicit_meter()
             .is_none()
-            .then(|| pick_focus(config, plan, &mut turns))
+            .then(|| {
+                let turns = turns
+                    .entry(plan.id.as_str())
+                    .or_insert_with(|| vec![0; config.meters.len()]);
+                pick_focus(config, plan, turns)
+            })
             .flatten();
         let mut requests = Vec::new();
         let current = period_containing(anchor, config.billing.period, now);
+        placed.push((id.clone(), plan, current));
         let mut period = current;
         for back in 0..=HISTORY_PERIODS {
             let ratio = if back == 0 {
@@ -171,7 +189,8 @@ pub fn fill(
                     requests.push(request);
                 }
             } else {
-                let units = units_for(plan, ratio, &mut rng);
+                let terms = plan.meters.get(&config.default_meter().id);
+                let units = units_for(plan, ratio, &mut rng).min(window_room(terms, span));
                 for quantity in split(units, budget.max(1)) {
                     let at = period.start + Duration::seconds(rng.i64(0..span));
                     let mut request = RecordRequest::new(&id, quantity, at);
@@ -190,13 +209,10 @@ pub fn fill(
         // Batches through the record path, each decided in order as if recorded one by one:
         // one transaction per event took minutes on a database server.
         for chunk in requests.chunks(DEMO_BATCH) {
-            for outcome in store.record_batch(config, chunk, now)? {
-                if outcome?.recorded {
-                    events += 1;
-                }
-            }
+            events += recorded(store.record_batch(config, chunk, now)?)?;
         }
     }
+    events += fill_windows(store, config, &placed, now, &mut rng)?;
     let unreported = store.settle_demo_reporting(now)?;
     grant_credits(store, config, &ids, now, &mut rng)?;
     if settle_into_debt(store, config, &ids, now)? {
@@ -286,10 +302,11 @@ fn settle_into_debt(
             let Some(meter) = config.meter(&standing.meter) else {
                 continue;
             };
+            // A meter with windows keeps within them: a settle would pass them.
             let capped = plan
                 .meters
                 .get(&meter.id)
-                .is_some_and(|t| t.at_limit == AtLimit::Block);
+                .is_some_and(|t| t.at_limit == AtLimit::Block && t.limits.is_empty());
             let room = standing.check.limit.map_or(0, |l| l - standing.check.used);
             if !capped
                 || meter.aggregation != Aggregation::Sum
@@ -331,22 +348,39 @@ fn settle_into_debt(
 /// is the one demo event of one meter alone, and past a cap).
 pub const DEBT_KEY: &str = "demo-debt-";
 
+/// True when some meter of `plan` has rolling windows.
+fn has_windows(plan: &Plan) -> bool {
+    plan.meters.values().any(|terms| !terms.limits.is_empty())
+}
+
 /// The first customer is the organisation on the biggest capped plan; others are spread so
-/// every plan appears.
-fn pick_plan<'c>(config: &'c Config, index: usize, rng: &mut fastrand::Rng) -> &'c Plan {
+/// every plan appears. Plans with windows take the last customers, one per story
+/// (`WINDOW_STORIES`), when there are twice as many customers; the others are spread over the
+/// plans without.
+fn pick_plan<'c>(
+    config: &'c Config,
+    (index, customers): (usize, usize),
+    rng: &mut fastrand::Rng,
+) -> &'c Plan {
+    let (windowed, plain): (Vec<&Plan>, Vec<&Plan>) =
+        config.plans.iter().partition(|p| has_windows(p));
+    let stories = WINDOW_STORIES.len();
+    if !windowed.is_empty() && customers >= 2 * stories && index >= customers - stories {
+        return windowed[(customers - 1 - index) % windowed.len()];
+    }
+    let plans = if plain.is_empty() { windowed } else { plain };
     if index == 0
-        && let Some(team) = config
-            .plans
+        && let Some(team) = plans
             .iter()
             .filter(|p| p.at_limit == AtLimit::Overage && p.included.is_some())
             .max_by_key(|p| p.included)
     {
         return team;
     }
-    if index < config.plans.len() * 2 {
-        return &config.plans[index % config.plans.len()];
+    if index < plans.len() * 2 {
+        return plans[index % plans.len()];
     }
-    &config.plans[rng.usize(..config.plans.len())]
+    plans[rng.usize(..plans.len())]
 }
 
 fn units_for(plan: &Plan, ratio: f64, rng: &mut fastrand::Rng) -> i64 {
@@ -385,16 +419,22 @@ impl PeriodShape<'_> {
 /// quick.
 const COUNT_CAP: i64 = 1_200;
 
-/// Where each meter's busiest customers end their current period, in turn: the first two
-/// are near the limit and past it (at a hard cap), so even a small demo has both on each meter.
+/// Where each meter's busiest customers of a plan end their current period, in turn: the first
+/// two are near the limit and past it (at a hard cap), so even a small demo has both on each
+/// meter; the fourth is past it again, so a plan billing overage has it on many calls.
 const METER_RATIOS: &[f64] = &[
-    0.88, 1.34, 0.35, 0.96, 1.0, 0.62, 0.2, 0.83, 0.5, 1.12, 0.71, 0.97,
+    0.88, 1.34, 0.35, 1.12, 0.96, 1.0, 0.62, 0.2, 0.83, 0.5, 0.71, 0.97,
 ];
 
 /// The meter a customer on `plan` is busiest on, and the share of its limit it reaches: the
-/// meter with the fewest busy customers so far among those the demo can fill (a count meter
-/// only up to `COUNT_CAP` events), each meter going through `METER_RATIOS` in turn.
+/// meter with the fewest busy customers of the plan so far among those the demo can fill (a count meter
+/// only up to `COUNT_CAP` events), each meter going through `METER_RATIOS` in turn. None on a
+/// plan with windows.
 fn pick_focus(config: &Config, plan: &Plan, turns: &mut [usize]) -> Option<(usize, f64)> {
+    // A plan with windows has the windows' stories instead (`fill_windows`).
+    if has_windows(plan) {
+        return None;
+    }
     let reachable = |meter: &Meter| match plan.meters.get(&meter.id).and_then(|t| t.included) {
         Some(limit) => meter.aggregation != Aggregation::Count || limit <= COUNT_CAP,
         None => false,
@@ -471,7 +511,8 @@ fn meter_events(
             .map(|(position, meter)| {
                 let ratio = meter_ratio(shape, position, rng);
                 let terms = plan.meters.get(&meter.id);
-                (meter, meter_target(terms, meter.aggregation, ratio, rng))
+                let target = meter_target(terms, meter.aggregation, ratio, rng);
+                (meter, target.min(window_room(terms, shape.span)))
             })
             .collect();
         match meters[..] {
@@ -680,7 +721,11 @@ fn typed_events(
 
 /// A customer's `n`th end user.
 fn user_name(shape: &PeriodShape, n: i64) -> String {
-    format!("user-{n:03}@{}.example", shape.customer)
+    user_of(shape.customer, n)
+}
+
+fn user_of(customer: &str, n: i64) -> String {
+    format!("user-{n:03}@{customer}.example")
 }
 
 /// `count` moments of the period so far, earliest first.
@@ -720,6 +765,221 @@ fn meter_target(
             Aggregation::Max | Aggregation::Latest => rng.i64(1..100),
         },
     }
+}
+
+/// The most a meter's usage over `span` seconds may add up to so that, spread at random, it
+/// stays well within every window of `terms` (half of each window's limit per window), so
+/// the windows refuse little of it; no bound without windows.
+fn window_room(terms: Option<&MeterTerms>, span: i64) -> i64 {
+    let limits = terms.map_or(&[][..], |t| t.limits.as_slice());
+    limits
+        .iter()
+        .map(|limit| {
+            let windows = (span as f64 / limit.window_secs as f64).max(1.0);
+            (limit.limit as f64 * 0.5 * windows) as i64
+        })
+        .min()
+        .unwrap_or(i64::MAX)
+}
+
+/// The windows' stories, each on its own customer among those on a plan with windows, in
+/// turn: a fixed window near its limit, a sliding one full (its events refused until some
+/// slide out). (kind, share of the limit).
+const WINDOW_STORIES: &[(WindowKind, f64)] =
+    &[(WindowKind::Fixed, 0.96), (WindowKind::Sliding, 1.0)];
+
+/// A customer's first meter with windows, and that meter's first limit of `kind`.
+fn limit_of<'c>(
+    config: &'c Config,
+    plan: &'c Plan,
+    kind: WindowKind,
+) -> Option<(&'c Meter, &'c Limit)> {
+    config.meters.iter().find_map(|meter| {
+        let limits = &plan.meters.get(&meter.id)?.limits;
+        Some((meter, limits.iter().find(|l| l.kind == kind)?))
+    })
+}
+
+/// Bring customers on a plan with windows to `WINDOW_STORIES`' levels through the record
+/// path; the events recorded. A fixed window's story goes to the customer whose window has
+/// been open longest, so its usage can be spread thin enough for the sliding windows.
+fn fill_windows(
+    store: &mut Store,
+    config: &Config,
+    placed: &[(String, &Plan, Period)],
+    now: DateTime<Utc>,
+    rng: &mut fastrand::Rng,
+) -> Result<u64> {
+    let mut free: Vec<&(String, &Plan, Period)> = placed.iter().collect();
+    let mut events = 0;
+    for &(kind, share) in WINDOW_STORIES {
+        let open_for = |(_, plan, period): &&(String, &Plan, Period)| {
+            limit_of(config, plan, kind).map(|(_, limit)| {
+                let (start, _) = crate::billing::window::fixed_window(
+                    limit,
+                    now.timestamp(),
+                    (period.start.timestamp(), period.end.timestamp()),
+                );
+                now.timestamp() - start
+            })
+        };
+        let pick = match kind {
+            WindowKind::Sliding => free.iter().position(|c| open_for(c).is_some()),
+            WindowKind::Fixed => (0..free.len())
+                .filter(|&i| open_for(&free[i]).is_some())
+                .max_by_key(|&i| open_for(&free[i])),
+        };
+        let Some(pick) = pick else {
+            continue;
+        };
+        let (customer, plan, period) = free.remove(pick);
+        let Some((meter, limit)) = limit_of(config, plan, kind) else {
+            continue;
+        };
+        let story = WindowStory {
+            customer,
+            plan,
+            period: *period,
+            meter,
+            limit,
+            target: (limit.limit as f64 * share).round() as i64,
+        };
+        events += story.fill(store, config, now, rng)?;
+    }
+    Ok(events)
+}
+
+/// One customer's window brought to `target` units.
+struct WindowStory<'a> {
+    customer: &'a str,
+    plan: &'a Plan,
+    period: Period,
+    meter: &'a Meter,
+    limit: &'a Limit,
+    target: i64,
+}
+
+impl WindowStory<'_> {
+    /// Most of what the window lacks in calls spread over it (a sliding window's last half,
+    /// a fixed window's part so far), then the exact rest at `now` for a sliding window; the
+    /// events recorded.
+    fn fill(
+        &self,
+        store: &mut Store,
+        config: &Config,
+        now: DateTime<Utc>,
+        rng: &mut fastrand::Rng,
+    ) -> Result<u64> {
+        let window = self.limit.window_secs;
+        let (from, calls, share) = match self.limit.kind {
+            WindowKind::Sliding => (now.timestamp() - window / 2, 24, 0.9),
+            WindowKind::Fixed => {
+                let (start, _) = crate::billing::window::fixed_window(
+                    self.limit,
+                    now.timestamp(),
+                    (self.period.start.timestamp(), self.period.end.timestamp()),
+                );
+                // A call an hour of the window so far.
+                let hours = ((now.timestamp() - start) / 3_600).clamp(1, 7 * 24);
+                (start, hours, 1.0)
+            }
+        };
+        let need = self.target - self.used(store, config, now)?;
+        if need <= 0 {
+            return Ok(0);
+        }
+        let spread = (need as f64 * share) as i64;
+        let step = (now.timestamp() - 60 - from).max(1) / calls.max(1);
+        let requests: Vec<RecordRequest> = split(spread, calls as u64)
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, units)| {
+                let at = DateTime::from_timestamp(from + step * i as i64, 0)?;
+                Some(self.call(config, units, at, rng))
+            })
+            .collect();
+        let mut events = recorded(store.record_batch(config, &requests, now)?)?;
+        if self.limit.kind == WindowKind::Sliding {
+            let rest = self.target - self.used(store, config, now)?;
+            if rest > 0 {
+                let last = [self.call(config, rest, now, rng)];
+                events += recorded(store.record_batch(config, &last, now)?)?;
+            }
+        }
+        Ok(events)
+    }
+
+    /// What the window holds at `now`.
+    fn used(&self, store: &Store, config: &Config, now: DateTime<Utc>) -> Result<i64> {
+        let at = (self.customer, self.meter.id.as_str());
+        let windows = crate::windows::meter_windows(
+            &store.conn,
+            config,
+            &self.plan.id,
+            at,
+            self.period,
+            now,
+        )?;
+        let index = self
+            .plan
+            .meters
+            .get(&self.meter.id)
+            .and_then(|t| t.limits.iter().position(|l| l == self.limit));
+        Ok(index.and_then(|i| windows.get(i)).map_or(0, |w| w.used))
+    }
+
+    /// One call at `at` adding `units` to the meter: an event of its type, feeding that
+    /// type's other meters as little as a call can (one request, the customer's first user,
+    /// 1 of a sum), with its `group_by` values.
+    fn call(
+        &self,
+        config: &Config,
+        units: i64,
+        at: DateTime<Utc>,
+        rng: &mut fastrand::Rng,
+    ) -> RecordRequest {
+        let mut request = RecordRequest::new(self.customer, 1, at);
+        let fed: Vec<&Meter> = config
+            .meters
+            .iter()
+            .filter(|m| m.event == self.meter.event)
+            .collect();
+        if fed.len() > 1 {
+            request.event_type = Some(self.meter.event.clone());
+        } else {
+            request.meter = Some(self.meter.id.clone());
+        }
+        for meter in fed {
+            for dimension in &meter.group_by {
+                if !request.properties.contains_key(dimension) {
+                    let value = dimension_value(dimension, rng);
+                    request.properties.insert(dimension.clone(), value);
+                }
+            }
+            let value = match meter.aggregation {
+                _ if meter.id == self.meter.id => units.to_string(),
+                Aggregation::Count => continue,
+                Aggregation::UniqueCount => user_of(self.customer, 0),
+                Aggregation::Sum | Aggregation::Max | Aggregation::Latest => "1".to_string(),
+            };
+            match meter.property.as_deref().filter(|p| *p != QUANTITY) {
+                Some(property) => {
+                    request.properties.insert(property.to_string(), value);
+                }
+                None => request.quantity = value.parse().unwrap_or(1),
+            }
+        }
+        request
+    }
+}
+
+/// How many of a batch's outcomes were recorded (a window or a cap may refuse some).
+fn recorded(outcomes: Vec<Result<crate::RecordOutcome>>) -> Result<u64> {
+    let mut events = 0;
+    for outcome in outcomes {
+        events += u64::from(outcome?.recorded);
+    }
+    Ok(events)
 }
 
 /// "Gekko & Co" -> "gekko-co".

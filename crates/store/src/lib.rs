@@ -88,7 +88,8 @@ pub use credits_dashboard::{CreditColumn, CreditDetail, RECENT_LEDGER};
 pub use customers::{Customer, MAX_KEY_LEN, NewCustomer};
 pub use dashboard::{
     Backlog, BacklogChange, ChangeMarks, CustomerDetail, Dashboard, DashboardRow, EventRow,
-    GroupRow, MeterDetail, MeterFigure, Refresh, UsageChange, has_meters,
+    GroupRow, MeterDetail, MeterFigure, MeterWindows, Refresh, TightestWindow, UsageChange,
+    has_meters,
 };
 pub use db::Engine;
 pub use db::migrations::SCHEMA_VERSION;

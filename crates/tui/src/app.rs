@@ -19,6 +19,9 @@ use crate::stripe::{SyncPreview, SyncProgress, SyncReport};
 
 pub use super::table::SortKey;
 
+/// How often at most windows moved by time alone are read again.
+const WINDOWS_EVERY: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
+
 /// The tabs, in Tab order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum View {
@@ -110,6 +113,8 @@ pub enum Effect {
     Quit,
     LoadDetail(String),
     LoadEvents,
+    /// Read these customers' fullest windows again: time alone moved them.
+    LoadWindows(Vec<String>),
     Reload,
     PrepareSync,
     StartSync,
@@ -194,6 +199,11 @@ pub struct App {
     pub grant: Option<GrantForm>,
     /// What the last action did, in the footer until the next key (a grant made).
     pub notice: Option<String>,
+    /// Windows moved by time alone are being read again (one request at a time).
+    windows_asked: bool,
+    /// Not before then are they asked for again: a busy customer's sliding window frees up
+    /// every second, and its events refresh it anyway.
+    windows_after: DateTime<Utc>,
     pub quit: bool,
 }
 
@@ -241,6 +251,8 @@ impl App {
             meter_drift: Default::default(),
             grant: None,
             notice: None,
+            windows_asked: false,
+            windows_after: now,
             quit: false,
         };
         app.meter_drift = dashboard.drift;
@@ -338,8 +350,27 @@ impl App {
             .select(self.events_cursor.selected, events, self.page);
     }
 
-    pub(crate) fn tick(&mut self, now: DateTime<Utc>) {
+    /// The clock moved: rows whose windows moved with time alone (a sliding window freed
+    /// up, a fixed one reset) are read again.
+    pub fn tick(&mut self, now: DateTime<Utc>) -> Option<Effect> {
         self.now = now;
+        if self.windows_asked || now < self.windows_after {
+            return None;
+        }
+        let moved: Vec<String> = self
+            .rows()
+            .iter()
+            .filter(|r| {
+                let moves_at = r.window.as_ref().and_then(|w| w.moves_at);
+                moves_at.is_some_and(|at| at <= now)
+            })
+            .map(|r| r.customer_id.clone())
+            .collect();
+        if moved.is_empty() {
+            return None;
+        }
+        self.windows_asked = true;
+        Some(Effect::LoadWindows(moved))
     }
 
     pub fn update(&mut self, action: Action) -> Option<Effect> {
@@ -431,7 +462,7 @@ impl App {
                 None
             }
             Action::CycleSort => {
-                self.sort = self.sort.next();
+                self.sort = self.sort.next(self.config.has_windows());
                 self.resort();
                 None
             }
@@ -644,6 +675,7 @@ impl App {
                     if let Some(i) = self.table.index_of(&change.customer_id) {
                         let row = self.table.row_mut(i);
                         row.used = change.used;
+                        row.window = change.window;
                         if !change.meters.is_empty() {
                             row.meters = change.meters;
                             row.show_meter(pick);
@@ -686,6 +718,19 @@ impl App {
                 }
                 None
             }
+            DataEvent::Windows(windows) => {
+                self.windows_asked = false;
+                self.windows_after = self.now + WINDOWS_EVERY;
+                let mut changed = Vec::with_capacity(windows.len());
+                for (customer_id, window) in windows {
+                    if let Some(i) = self.table.index_of(&customer_id) {
+                        self.table.row_mut(i).window = window;
+                        changed.push(i);
+                    }
+                }
+                self.reorder(Some(&changed));
+                None
+            }
             DataEvent::Events(events) => {
                 self.events = events;
                 self.events_loaded = true;
@@ -705,6 +750,9 @@ impl App {
                 }
                 if !self.several_meters() {
                     self.meter_picker = None;
+                }
+                if self.sort == SortKey::Window && !self.config.has_windows() {
+                    self.sort = SortKey::Risk;
                 }
                 self.plans_error = None;
                 self.plans_popup = false;
@@ -729,6 +777,8 @@ impl App {
             }
             DataEvent::Failed(message) => {
                 self.status = Some(message);
+                // Whatever failed, windows may be asked for again.
+                self.windows_asked = false;
                 None
             }
             DataEvent::Granted(Ok(granted)) => {

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use super::notify::Notify;
 use crate::store::{
     AlertCounts, BacklogChange, CreditColumn, CustomerDetail, Dashboard, EventRow, Granted,
-    NewGrant, RecentAlert, Refresh, SyncRun, UsageChange,
+    NewGrant, RecentAlert, Refresh, SyncRun, TightestWindow, UsageChange,
 };
 use crate::{Config, Result, Store};
 
@@ -43,6 +43,8 @@ pub(crate) enum Request {
     Reload,
     /// Grant credits (from the keyboard, confirmed).
     Grant(Box<NewGrant>),
+    /// The fullest window of these customers again: time alone moved them.
+    Windows(Vec<String>),
 }
 
 #[derive(Debug)]
@@ -58,6 +60,8 @@ pub enum DataEvent {
         detail: std::result::Result<Box<CustomerDetail>, String>,
     },
     Events(Vec<EventRow>),
+    /// Customers' fullest windows read again ([`Request::Windows`]).
+    Windows(Vec<(String, Option<TightestWindow>)>),
     /// plans.toml was read again (`r`); the rows that follow use it.
     Plans(Box<Config>),
     /// plans.toml could not be read again: why. The last good plans stay in use.
@@ -223,6 +227,9 @@ impl Watcher {
                 }
             }
             Request::Events => DataEvent::Events(self.store.problem_events(EVENTS_LIMIT, now)?),
+            Request::Windows(customers) => {
+                DataEvent::Windows(self.store.customer_windows(&self.config, &customers, now)?)
+            }
             Request::Grant(grant) => {
                 let granted = self.store.grant_credits(&self.config, &grant, now);
                 let wrote = granted.is_ok();

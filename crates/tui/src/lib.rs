@@ -128,10 +128,7 @@ fn event_loop(
                     resize(terminal, app)?;
                     None
                 }
-                Event::Tick => {
-                    app.tick(clock.now());
-                    None
-                }
+                Event::Tick => app.tick(clock.now()),
                 Event::Data(event) => apply_data(app, sync, event),
                 Event::Sync(event) => {
                     app.on_sync(event);
@@ -165,6 +162,7 @@ pub fn carry_out(command: Effect, data: &DataWorker, sync: &mut SyncWorker) {
         Effect::Quit => {}
         Effect::LoadDetail(id) => data.request(Request::Detail(id)),
         Effect::LoadEvents => data.request(Request::Events),
+        Effect::LoadWindows(customers) => data.request(Request::Windows(customers)),
         Effect::Reload => data.request(Request::Reload),
         Effect::PrepareSync => sync.prepare(),
         Effect::StartSync => sync.start(),

@@ -20,16 +20,19 @@ pub enum SortKey {
     Used,
     Unreported,
     DaysLeft,
+    /// The fullest rolling window first (only offered when plans.toml has windows).
+    Window,
 }
 
 impl SortKey {
-    const ALL: [SortKey; 6] = [
+    const ALL: [SortKey; 7] = [
         SortKey::Risk,
         SortKey::Name,
         SortKey::Plan,
         SortKey::Used,
         SortKey::Unreported,
         SortKey::DaysLeft,
+        SortKey::Window,
     ];
 
     pub(crate) fn label(self) -> &'static str {
@@ -40,12 +43,18 @@ impl SortKey {
             SortKey::Used => "used",
             SortKey::Unreported => "unreported",
             SortKey::DaysLeft => "days left",
+            SortKey::Window => "tightest window",
         }
     }
 
-    pub(crate) fn next(self) -> SortKey {
+    /// The next order; the window's only when plans.toml has `windows`.
+    pub(crate) fn next(self, windows: bool) -> SortKey {
         let i = SortKey::ALL.iter().position(|k| *k == self).unwrap_or(0);
-        SortKey::ALL[(i + 1) % SortKey::ALL.len()]
+        let next = SortKey::ALL[(i + 1) % SortKey::ALL.len()];
+        if next == SortKey::Window && !windows {
+            return next.next(windows);
+        }
+        next
     }
 }
 
@@ -216,6 +225,7 @@ fn merge(
 
 fn compare(sort: SortKey, a: &DashboardRow, b: &DashboardRow, now: DateTime<Utc>) -> Ordering {
     let ratio = |r: &DashboardRow| r.ratio().unwrap_or(-1.0);
+    let window = |r: &DashboardRow| r.window.as_ref().map_or(-1.0, |w| w.ratio());
     match sort {
         SortKey::Risk => ratio(b).total_cmp(&ratio(a)),
         SortKey::Name => a.name.cmp(&b.name),
@@ -226,6 +236,7 @@ fn compare(sort: SortKey, a: &DashboardRow, b: &DashboardRow, now: DateTime<Utc>
         SortKey::Used => b.used.cmp(&a.used),
         SortKey::Unreported => b.backlog.unreported.cmp(&a.backlog.unreported),
         SortKey::DaysLeft => a.period.days_left(now).cmp(&b.period.days_left(now)),
+        SortKey::Window => window(b).total_cmp(&window(a)),
     }
 }
 
@@ -285,6 +296,7 @@ mod tests {
             meters: Vec::new(),
             shown: 0,
             credits: None,
+            window: None,
         }
     }
 
@@ -408,12 +420,38 @@ mod tests {
     }
 
     #[test]
-    fn sort_keys_cycle_through_all_six() {
+    fn sort_keys_cycle_through_all_and_the_window_only_with_windows() {
         let mut key = SortKey::Risk;
         for expected in &SortKey::ALL[1..] {
-            key = key.next();
+            key = key.next(true);
             assert_eq!(key, *expected);
         }
-        assert_eq!(key.next(), SortKey::Risk);
+        assert_eq!(key.next(true), SortKey::Risk);
+        assert_eq!(SortKey::DaysLeft.next(false), SortKey::Risk);
+    }
+
+    fn windowed(id: &str, used: i64, limit: i64) -> DashboardRow {
+        let mut r = row(id, "max", 1, Some(100));
+        r.window = Some(crate::store::TightestWindow {
+            meter: "tokens".into(),
+            window: "5h".into(),
+            used,
+            limit,
+            level: crate::billing::WarningLevel::Ok,
+            moves_at: None,
+        });
+        r
+    }
+
+    #[test]
+    fn the_tightest_window_sorts_fullest_first_and_customers_without_windows_last() {
+        let mut table = table(vec![
+            row("alpha", "free", 90, Some(100)),
+            windowed("bravo", 40, 100),
+            windowed("charlie", 1_200_000, 1_000_000),
+            windowed("delta", 97, 100),
+        ]);
+        table.reorder(&order(SortKey::Window, ""), None, 0);
+        assert_eq!(listed(&table), ["charlie", "delta", "bravo", "alpha"]);
     }
 }

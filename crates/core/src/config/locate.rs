@@ -101,5 +101,14 @@ mod tests {
         crate::Config::parse(EXAMPLE_PLANS, "example").unwrap();
         let init = crate::Config::parse(INIT_PLANS, "init").unwrap();
         assert_eq!(init.meters.len(), 3);
+        // It teaches rolling windows too: a plan with a 5-hour and a weekly window.
+        let windows: Vec<String> = init
+            .plans
+            .iter()
+            .flat_map(|p| p.meters.values())
+            .flat_map(|t| &t.limits)
+            .map(|l| l.name())
+            .collect();
+        assert_eq!(windows, ["5h sliding", "7d fixed"]);
     }
 }

@@ -13,9 +13,10 @@ use crate::db::params;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 
 use crate::Result;
-use crate::billing::{Period, UsageCheck, format_ts};
+use crate::billing::{Period, UsageCheck, WarningLevel, format_ts};
 use crate::config::{Aggregation, Config, Meter};
 use crate::{Store, customers::get};
+use meterline_core::WindowUsage;
 
 /// How many of a meter's groups the detail lists (the rest are counted).
 pub(crate) const DETAIL_GROUPS: usize = 5;
@@ -160,8 +161,111 @@ pub struct MeterDetail {
     pub more_groups: usize,
 }
 
+/// A limited meter's windows (`[[plans.meters.ID.limits]]`) now, for the detail: what
+/// `check --json` shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MeterWindows {
+    /// The meter's id in plans.toml.
+    pub meter: String,
+    pub name: String,
+    pub windows: Vec<WindowUsage>,
+}
+
+/// A customer's fullest window over all its meters, for the overview's Window column and its
+/// sort.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TightestWindow {
+    /// The meter's id.
+    pub meter: String,
+    /// "5h", "7d".
+    pub window: String,
+    pub used: i64,
+    pub limit: i64,
+    pub level: WarningLevel,
+    /// The next instant one of the customer's windows moves with no new event: the soonest
+    /// a sliding window frees up or a fixed one resets (`None`: nothing to free up).
+    pub moves_at: Option<DateTime<Utc>>,
+}
+
+impl TightestWindow {
+    /// used / limit (a limit is never 0: plans.toml refuses it).
+    pub fn ratio(&self) -> f64 {
+        self.used as f64 / self.limit.max(1) as f64
+    }
+
+    /// The fullest of `meters`' windows; the first of equal ones.
+    fn of(meters: &[MeterWindows]) -> Option<TightestWindow> {
+        let windows = || meters.iter().flat_map(|m| &m.windows);
+        let moves_at = windows()
+            .filter_map(|w| w.frees_at.as_deref().or(w.resets_at.as_deref()))
+            .filter_map(|at| crate::billing::parse_ts(at).ok())
+            .min();
+        let mut tightest: Option<TightestWindow> = None;
+        for m in meters {
+            for w in &m.windows {
+                let candidate = TightestWindow {
+                    meter: m.meter.clone(),
+                    window: w.window.clone(),
+                    used: w.used,
+                    limit: w.limit,
+                    level: w.level,
+                    moves_at,
+                };
+                if tightest
+                    .as_ref()
+                    .is_none_or(|t| candidate.ratio() > t.ratio())
+                {
+                    tightest = Some(candidate);
+                }
+            }
+        }
+        tightest
+    }
+}
+
 /// The meter reads of the dashboard (migration 10's meters); serves the tui.
 impl Store {
+    /// Every window `plan` puts on `customer_id`'s meters at `now` in `period` (the current
+    /// one), in plans.toml's meter order; nothing for a plan without windows, read or not.
+    pub(crate) fn meter_windows(
+        &self,
+        config: &Config,
+        (customer_id, plan): (&str, &str),
+        period: Period,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<MeterWindows>> {
+        let Some(terms) = config.plan(plan).map(|p| &p.meters) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for meter in &config.meters {
+            if terms.get(&meter.id).is_none_or(|t| t.limits.is_empty()) {
+                continue;
+            }
+            let at = (customer_id, meter.id.as_str());
+            let windows = crate::windows::meter_windows(&self.conn, config, plan, at, period, now)?;
+            out.push(MeterWindows {
+                meter: meter.id.clone(),
+                name: meter.name.clone(),
+                windows,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The customer's fullest window now (`None` on a plan without windows).
+    pub(crate) fn tightest_window(
+        &self,
+        config: &Config,
+        customer: (&str, &str),
+        period: Period,
+        now: DateTime<Utc>,
+    ) -> Result<Option<TightestWindow>> {
+        Ok(TightestWindow::of(
+            &self.meter_windows(config, customer, period, now)?,
+        ))
+    }
+
     /// Each meter's total in `customer_id`'s current period (`period`), in plans.toml's
     /// order.
     pub(crate) fn meter_totals(

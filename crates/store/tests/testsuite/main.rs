@@ -14,6 +14,8 @@
 //!   on both engines;
 //! - `dashboard_priced`: events of a type (one line each) and groups with their money, on both
 //!   engines;
+//! - `dashboard_windows`: each limited meter's rolling windows in the detail and the fullest
+//!   in the overview, on both engines;
 //! - `outbox`: the Stripe outbox of either unit (events, reports), on both engines;
 //! - `support`: tests/common (the shipped plans and tests/fixtures/plans/, the pinned instant,
 //!   database dumps, `engine_tests!`), a fresh database on either engine.
@@ -25,6 +27,7 @@ mod dashboard;
 mod dashboard_credits;
 mod dashboard_meters;
 mod dashboard_priced;
+mod dashboard_windows;
 mod outbox;
 mod record_batch;
 mod store;

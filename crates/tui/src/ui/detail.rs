@@ -32,10 +32,11 @@ fn draw_detail(frame: &mut Frame, app: &App, d: &CustomerDetail, area: Rect) {
     if !d.meters.is_empty() {
         return super::detail_meters::draw(frame, app, d, area);
     }
-    let [gauge, facts, credits, charts, lists] = Layout::vertical([
+    let [gauge, facts, credits, windows, charts, lists] = Layout::vertical([
         Constraint::Length(3),
         Constraint::Length(3),
         Constraint::Length(super::credits::box_height(&d.credits)),
+        Constraint::Length(super::windows::height(&d.windows)),
         Constraint::Fill(3),
         Constraint::Fill(2),
     ])
@@ -43,6 +44,7 @@ fn draw_detail(frame: &mut Frame, app: &App, d: &CustomerDetail, area: Rect) {
     draw_gauge(frame, app, d, gauge);
     draw_facts(frame, app, d, facts);
     super::credits::draw(frame, app, &d.credits, credits);
+    super::windows::draw(frame, app, &d.windows, windows);
     let [daily, history] =
         Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(charts);
     draw_daily(frame, app.theme, d, daily);

@@ -31,7 +31,10 @@ pub(super) fn draw(frame: &mut Frame, app: &App, d: &CustomerDetail, area: Rect)
     // The credits under the header, then the meters, each box as tall as it gets; the
     // recent events in what is left.
     let credits_height = super::credits::box_height(&d.credits);
-    let body = area.height.saturating_sub(2 + credits_height);
+    let windows_height = super::windows::height(&d.windows);
+    let body = area
+        .height
+        .saturating_sub(2 + credits_height + windows_height);
     let boxes_height = body.min(
         u16::try_from(count)
             .unwrap_or(u16::MAX)
@@ -45,15 +48,17 @@ pub(super) fn draw(frame: &mut Frame, app: &App, d: &CustomerDetail, area: Rect)
         fits if fits >= MIN_RECENT => fits,
         _ => 0,
     };
-    let [header, credits, boxes, recent, _] = Layout::vertical([
+    let [header, credits, windows, boxes, recent, _] = Layout::vertical([
         Constraint::Length(2),
         Constraint::Length(credits_height),
+        Constraint::Length(windows_height),
         Constraint::Length(boxes_height),
         Constraint::Length(recent_height),
         Constraint::Fill(1),
     ])
     .areas(area);
     super::credits::draw(frame, app, &d.credits, credits);
+    super::windows::draw(frame, app, &d.windows, windows);
     if recent_height > 0 {
         super::detail::draw_recent(frame, app, &d.recent, recent);
     }

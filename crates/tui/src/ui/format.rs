@@ -54,6 +54,16 @@ pub(crate) fn day(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d").to_string()
 }
 
+/// A stored instant as the CLI says it (`check`'s words): "14:32 UTC" today, else
+/// "2026-11-30 00:00 UTC" (text it cannot read is shown as it is).
+pub(crate) fn clock(text: &str, now: DateTime<Utc>) -> String {
+    match crate::billing::parse_ts(text) {
+        Ok(at) if at.date_naive() == now.date_naive() => at.format("%H:%M UTC").to_string(),
+        Ok(at) => minute(at),
+        Err(_) => super::super::sanitize::sanitize(text).into_owned(),
+    }
+}
+
 /// "2026-11-27T18:59:03Z" -> "2026-11-27 18:59" (text from the database, kept if unexpected).
 pub(crate) fn stored_minute(text: &str) -> String {
     match (text.get(..10), text.get(11..16)) {
@@ -71,6 +81,19 @@ mod tests {
         assert_eq!(super::percent(29, Some(100)), "29 %");
         assert_eq!(super::percent(5, None), "-");
         assert_eq!(super::percent(0, Some(0)), "100 %");
+    }
+
+    #[test]
+    fn a_clock_time_today_and_the_date_too_on_another_day() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-27T18:00:00Z")
+            .unwrap()
+            .to_utc();
+        assert_eq!(super::clock("2026-11-27T22:32:05Z", now), "22:32 UTC");
+        assert_eq!(
+            super::clock("2026-11-30T00:00:00Z", now),
+            "2026-11-30 00:00 UTC"
+        );
+        assert_eq!(super::clock("soon", now), "soon");
     }
 
     #[test]

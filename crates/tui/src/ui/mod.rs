@@ -12,6 +12,7 @@ mod meter_picker;
 mod overview;
 mod plans;
 mod sync_popup;
+mod windows;
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};

@@ -13,7 +13,7 @@ use crate::app::App;
 use crate::billing::WarningLevel;
 use crate::keys::{self, Mode};
 use crate::sanitize::sanitize;
-use crate::store::DashboardRow;
+use crate::store::{DashboardRow, TightestWindow};
 use crate::table::SortKey;
 use crate::theme::{Theme, level_label, level_word, outcome_label};
 
@@ -175,7 +175,13 @@ fn draw_table(frame: &mut Frame, app: &App, area: Rect) {
     let inner_width = area.width.saturating_sub(2);
     let wide = inner_width >= 108;
     let meter_width = meter_width(app, wide);
-    let mut columns = columns(wide, meter_width > 0, app.summary.with_credits > 0);
+    let shown = Shown {
+        wide,
+        meters: meter_width > 0,
+        windows: app.config.has_windows(),
+        credits: app.summary.with_credits > 0,
+    };
+    let mut columns = columns(shown);
     // The Credits column goes first when the name and the gauge would be left too little.
     if spare(&columns, inner_width, meter_width) < CREDITS_LEAVE {
         columns.retain(|c| *c != Column::Credits);
@@ -264,24 +270,33 @@ fn draw_table(frame: &mut Frame, app: &App, area: Rect) {
 /// The room the name and the gauge keep beside the Credits column; narrower, it is left out.
 const CREDITS_LEAVE: u16 = 36;
 
-/// The columns shown: "Used / limit" only on wide terminals, "Meter" only with several meters,
-/// "Credits" only when a customer has money credits.
-fn columns(wide: bool, meters: bool, credits: bool) -> Vec<Column> {
+/// Which of the optional columns the table has.
+#[derive(Debug, Clone, Copy)]
+struct Shown {
+    /// "Used / limit", on wide terminals.
+    wide: bool,
+    /// "Meter", with several meters.
+    meters: bool,
+    /// "Window", when plans.toml has rolling windows.
+    windows: bool,
+    /// "Credits", when a customer has money credits.
+    credits: bool,
+}
+
+fn columns(shown: Shown) -> Vec<Column> {
     let mut columns = vec![Column::Customer, Column::Plan];
-    if meters {
+    if shown.meters {
         columns.push(Column::Meter);
     }
-    if wide {
+    if shown.wide {
         columns.push(Column::UsedOfLimit);
     }
-    columns.extend([
-        Column::Usage,
-        Column::Percent,
-        Column::Level,
-        Column::Days,
-        Column::Unreported,
-    ]);
-    if credits {
+    columns.extend([Column::Usage, Column::Percent, Column::Level]);
+    if shown.windows {
+        columns.push(Column::Window);
+    }
+    columns.extend([Column::Days, Column::Unreported]);
+    if shown.credits {
         columns.push(Column::Credits);
     }
     columns
@@ -327,6 +342,7 @@ enum Column {
     Usage,
     Percent,
     Level,
+    Window,
     Days,
     Unreported,
     Credits,
@@ -342,6 +358,7 @@ impl Column {
             Column::Usage => "Usage",
             Column::Percent => "%",
             Column::Level => "Level",
+            Column::Window => "Window",
             Column::Days => "Days",
             Column::Unreported => "Unreported",
             Column::Credits => "Credits",
@@ -358,6 +375,8 @@ impl Column {
             Column::UsedOfLimit => 19,
             Column::Percent => 6,
             Column::Level => 11,
+            // "5h 100 %"; "31d 134 %"
+            Column::Window => 9,
             Column::Days => 4,
             Column::Unreported => 10,
             // "$12,345.67"; more ends in "…"
@@ -385,12 +404,16 @@ fn sorted_column(sort: SortKey, wide: bool) -> Column {
         SortKey::Used => Column::Usage,
         SortKey::Unreported => Column::Unreported,
         SortKey::DaysLeft => Column::Days,
+        SortKey::Window => Column::Window,
     }
 }
 
 /// ▼: highest first (most at risk, most used); ▲: lowest first (A to Z, fewest days left).
 pub(crate) fn sort_arrow(sort: SortKey, reverse: bool) -> &'static str {
-    let descending = matches!(sort, SortKey::Risk | SortKey::Used | SortKey::Unreported);
+    let descending = matches!(
+        sort,
+        SortKey::Risk | SortKey::Used | SortKey::Unreported | SortKey::Window
+    );
     if descending != reverse { "▼" } else { "▲" }
 }
 
@@ -442,6 +465,16 @@ fn credits_cell(app: &App, credits: Option<rust_decimal::Decimal>) -> String {
         || "—".to_string(),
         |amount| ellipsis(&app.config.money(amount), CREDITS_WIDTH),
     )
+}
+
+/// What the Window column says: the fullest window and its share, coloured by its level;
+/// empty for a customer without windows.
+fn window_cell(theme: Theme, window: Option<&TightestWindow>) -> Cell<'static> {
+    let Some(w) = window else {
+        return Cell::from("");
+    };
+    let text = format!("{} {}", sanitize(&w.window), percent(w.used, Some(w.limit)));
+    Cell::from(Line::styled(text, theme.level(w.level)).alignment(Alignment::Right))
 }
 
 fn customer_cells<'a>(
@@ -497,6 +530,11 @@ fn customer_cells<'a>(
             level_word(level, app.overage_billed(row), true),
             theme.level(level),
         )),
+    ]);
+    if columns.contains(&Column::Window) {
+        cells.push(window_cell(theme, row.window.as_ref()));
+    }
+    cells.extend([
         right(row.period.days_left(app.now).to_string()),
         right(unreported),
     ]);

@@ -35,6 +35,7 @@ fn row(id: &str, plan: &str, used: i64, limit: Option<i64>) -> DashboardRow {
         meters: Vec::new(),
         shown: 0,
         credits: None,
+        window: None,
     }
 }
 
@@ -435,6 +436,7 @@ fn live_changes_update_counters_resort_and_keep_the_selection() {
             new_expired: 0,
             used: 20_000,
             meters: Vec::new(),
+            window: None,
         }],
         backlog: None,
         credits: None,
@@ -536,6 +538,7 @@ fn a_refresh_moving_a_few_rows_orders_exactly_like_a_full_sort() {
                 new_expired: 0,
                 used,
                 meters: Vec::new(),
+                window: None,
             });
         }
         app.apply(DataEvent::Changed {
@@ -609,4 +612,72 @@ fn archived_customers_are_hidden_until_a_shows_them() {
     press(&mut app, &[k('a')]);
     assert_eq!(app.visible_len(), 2);
     assert_eq!(app.summary.customers, 2);
+}
+
+/// A customer's fullest window on the Max plan of the init plans: `used` of 100, moving
+/// (freeing up) `minutes` from now.
+fn windowed(id: &str, used: i64, minutes: i64) -> DashboardRow {
+    let mut r = row(id, "max", 10, Some(1000));
+    r.window = Some(meterline_store::TightestWindow {
+        meter: "tokens".into(),
+        window: "5h".into(),
+        used,
+        limit: 100,
+        level: meterline_core::billing::WarningLevel::Ok,
+        moves_at: Some(now() + chrono::Duration::minutes(minutes)),
+    });
+    r
+}
+
+/// With windows in plans.toml, `o` reaches the sort by the tightest window; a window that
+/// moves with time alone (a sliding one freeing up) is read again once its moment passes,
+/// one request at a time, and the order follows the answer.
+#[test]
+fn windows_moved_by_time_alone_are_read_again_and_the_order_follows() {
+    let config = meterline_core::Config::parse(meterline_core::config::INIT_PLANS, "init").unwrap();
+    let dashboard = Dashboard {
+        rows: vec![windowed("alpha", 100, 10), windowed("bravo", 50, 60)],
+        ..Dashboard::default()
+    };
+    let mut app = App::new(
+        config,
+        "t".into(),
+        "p".into(),
+        Theme::COLOR,
+        now(),
+        dashboard,
+    );
+    for _ in 0..6 {
+        press(&mut app, &[k('o')]);
+    }
+    assert_eq!(app.sort, SortKey::Window);
+    assert_eq!(order(&app), ["alpha", "bravo"]);
+
+    let minutes = |m: i64| now() + chrono::Duration::minutes(m);
+    assert_eq!(app.tick(minutes(5)), None);
+    assert_eq!(
+        app.tick(minutes(10)),
+        Some(Effect::LoadWindows(vec!["alpha".to_string()]))
+    );
+    // Asked once: nothing more until the answer.
+    assert_eq!(app.tick(minutes(11)), None);
+    let freed = windowed("alpha", 40, 300).window;
+    app.apply(DataEvent::Windows(vec![("alpha".into(), freed)]));
+    assert_eq!(order(&app), ["bravo", "alpha"]);
+    assert_eq!(app.tick(minutes(12)), None);
+    assert_eq!(
+        app.tick(minutes(60)),
+        Some(Effect::LoadWindows(vec!["bravo".to_string()]))
+    );
+    // A busy customer's sliding window frees up again a second later: asked again no sooner
+    // than 5 seconds after the answer.
+    let mut busy = windowed("bravo", 50, 60).window.unwrap();
+    let seconds = |s: i64| minutes(60) + chrono::Duration::seconds(s);
+    busy.moves_at = Some(seconds(1));
+    app.apply(DataEvent::Windows(vec![("bravo".into(), Some(busy))]));
+    assert_eq!(app.tick(seconds(2)), None);
+    assert_eq!(
+        app.tick(seconds(5)),
+        Some(Effect::LoadWindows(vec!["bravo".to_string()]))
+    );
 }

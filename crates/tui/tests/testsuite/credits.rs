@@ -34,6 +34,7 @@ fn row(id: &str, credits: Option<Decimal>) -> DashboardRow {
         meters: Vec::new(),
         shown: 0,
         credits,
+        window: None,
     }
 }
 

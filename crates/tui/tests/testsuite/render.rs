@@ -47,6 +47,7 @@ fn row(name: &str, plan: &str, used: i64, limit: Option<i64>) -> DashboardRow {
         meters: Vec::new(),
         shown: 0,
         credits: None,
+        window: None,
     }
 }
 
