@@ -14,6 +14,8 @@
 //!   on both engines;
 //! - `dashboard_priced`: events of a type (one line each) and groups with their money, on both
 //!   engines;
+//! - `windows`: rolling-window limits against brute force over random event streams (a
+//!   property test), on both engines;
 //! - `outbox`: the Stripe outbox of either unit (events, reports), on both engines;
 //! - `support`: tests/common (the shipped plans and tests/fixtures/plans/, the pinned instant,
 //!   database dumps, `engine_tests!`), a fresh database on either engine.
@@ -28,6 +30,7 @@ mod dashboard_priced;
 mod outbox;
 mod record_batch;
 mod store;
+mod windows;
 
 mod support;
 
