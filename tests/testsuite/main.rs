@@ -87,6 +87,7 @@ mod tui_cli;
 mod tui_sync;
 mod upgrade;
 mod window_alerts;
+mod windows;
 mod words;
 
 mod support;
