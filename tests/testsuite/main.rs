@@ -88,6 +88,7 @@ mod tui_sync;
 mod upgrade;
 mod window_alerts;
 mod windows;
+mod windows_http;
 mod words;
 
 mod support;

@@ -211,7 +211,10 @@ fn a_fixed_window_resets_at_its_end_on_the_period_or_on_utc(engine: Engine, shap
         let (code, taken) = record(&s, shape, 100, end, end);
         assert_eq!(code, 0, "{align}: {taken}");
         let next = &windows(&s, shape, end)[0];
-        assert_eq!((&next["used"], &next["resets_at"]), (&json!(100), &json!(next_end)));
+        assert_eq!(
+            (&next["used"], &next["resets_at"]),
+            (&json!(100), &json!(next_end))
+        );
     }
 }
 
@@ -309,7 +312,11 @@ fn check_shows_each_window_exactly(engine: Engine, shape: Shape) {
     // Once the 50 left, the 35 are next; before the first event, nothing frees.
     let later = windows(&s, shape, &at(HOUR));
     assert_eq!(
-        (&later[0]["used"], &later[0]["frees_at"], &later[0]["frees_units"]),
+        (
+            &later[0]["used"],
+            &later[0]["frees_at"],
+            &later[0]["frees_units"]
+        ),
         (&json!(35), &json!("2026-11-27T22:00:00Z"), &json!(35))
     );
     let before = windows(&s, shape, &at(-5 * HOUR));
@@ -367,7 +374,11 @@ fn a_reservation_holds_window_capacity_until_settled_released_or_lapsed(
     let (code, refused) = record(&s, shape, 30, NOW, NOW);
     assert_eq!(code, 3, "{refused}");
     assert_eq!(refused["refused_window"]["used"], 80);
-    assert_eq!(reserve(&s, shape, 30, NOW, &[]).0, 3, "a hold against a hold");
+    assert_eq!(
+        reserve(&s, shape, 30, NOW, &[]).0,
+        3,
+        "a hold against a hold"
+    );
     assert_eq!(record(&s, shape, 20, NOW, NOW).0, 0);
     assert_eq!(windows(&s, shape, NOW)[0]["used"], 100);
     // Settled with 50: the hold gives way to what was used.

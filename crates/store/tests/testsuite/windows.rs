@@ -183,7 +183,11 @@ fn check_windows(
     model: &Model,
 ) -> Result<(), TestCaseError> {
     for t in origin() - SLIDING..origin() + SPREAD + 2 * SLIDING {
-        prop_assert!(model.sliding(t) <= SLIDING_LIMIT, "sliding at +{}", t - origin());
+        prop_assert!(
+            model.sliding(t) <= SLIDING_LIMIT,
+            "sliding at +{}",
+            t - origin()
+        );
         let (start, end) = Model::fixed_window(t);
         prop_assert!(model.sum(start, end) <= FIXED_LIMIT);
     }
@@ -216,10 +220,18 @@ fn check_windows(
         );
         prop_assert_eq!(sliding.frees_units, oldest.map(|at| model.sum(at, at + 1)));
         let (start, end) = Model::fixed_window(t);
-        prop_assert_eq!(fixed.used, model.sum(start, end), "fixed at +{}", t - origin());
+        prop_assert_eq!(
+            fixed.used,
+            model.sum(start, end),
+            "fixed at +{}",
+            t - origin()
+        );
         prop_assert_eq!(fixed.remaining, FIXED_LIMIT - model.sum(start, end));
         prop_assert_eq!(fixed.resets_at.clone(), Some(format_ts(instant(end))));
-        prop_assert_eq!(check.check.allowed, used < SLIDING_LIMIT && fixed.remaining > 0);
+        prop_assert_eq!(
+            check.check.allowed,
+            used < SLIDING_LIMIT && fixed.remaining > 0
+        );
     }
     Ok(())
 }

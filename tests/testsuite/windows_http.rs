@@ -1,0 +1,200 @@
+//! Rolling-window limits over HTTP, on both engines: a refusal is a 402 with `Retry-After`
+//! in whole seconds, the time until the refused amount fits (native events and
+//! reservations), a batch's refused event carries `refused_window`, each drop-in route
+//! refuses in its own shape naming the window, and many writer processes racing for one
+//! sliding window leave it holding exactly its limit.
+
+use serde_json::{Value, json};
+
+use crate::support::cli::{NOW, Scratch};
+use crate::support::engine::{Engine, engine_tests};
+use crate::support::serve::{Client, Server, create_token};
+use crate::support::shapes::{Shape, shape_tests};
+use crate::windows::{HOUR, at, check, meter_of, record, windowed};
+
+shape_tests!(
+    a_refusal_is_a_402_with_retry_after_until_the_amount_fits,
+    writers_racing_for_one_sliding_window_leave_exactly_its_limit,
+);
+
+engine_tests!(each_drop_in_route_refuses_an_event_a_window_refuses);
+
+/// acme's sliding 5h window of 100 holding 60 (leaving it at 1h 0m 17s from now) and 30.
+fn nearly_full(engine: Engine, shape: Shape) -> Scratch {
+    let s = windowed(engine, shape, None, &["window = \"5h\"\nlimit = 100"]);
+    assert_eq!(record(&s, shape, 60, &at(-4 * HOUR + 17), NOW).0, 0);
+    assert_eq!(record(&s, shape, 30, NOW, NOW).0, 0);
+    s
+}
+
+fn serve(s: &Scratch) -> (Server, Client) {
+    let token = create_token(s, "windows");
+    let server = Server::start(s, &[]);
+    let client = server.client(&token);
+    (server, client)
+}
+
+fn a_refusal_is_a_402_with_retry_after_until_the_amount_fits(engine: Engine, shape: Shape) {
+    let s = nearly_full(engine, shape);
+    let meter = shape.capped_meter();
+    let (_server, c) = serve(&s);
+    // 20 more fit once the 60 leave: at -4h + 17 s + 5h.
+    let fits_in = HOUR + 17;
+    let reply = c.post("/v1/events", &shape.event("acme", 20, "e-1").to_string());
+    assert_eq!(reply.status, 402, "{}", reply.body);
+    assert_eq!(reply.retry_after.as_deref(), Some(&*fits_in.to_string()));
+    assert_eq!(
+        reply.json()["refused_window"],
+        json!({"meter": meter, "window": "5h", "kind": "sliding", "limit": 100, "used": 90,
+               "retry_after": fits_in})
+    );
+    // More than the limit never fits: refused without Retry-After.
+    let reply = c.post("/v1/events", &shape.event("acme", 101, "e-2").to_string());
+    assert_eq!(reply.status, 402, "{}", reply.body);
+    assert_eq!(reply.retry_after, None);
+
+    // A reservation is refused the same way.
+    let mut reservation = json!({"customer": "acme", "key": "r-1", "properties": match shape {
+        Shape::Legacy => json!({"quantity": 20}),
+        Shape::Meters => json!({"tokens": 20, "model": "large"}),
+    }});
+    if shape == Shape::Meters {
+        reservation["meter"] = json!("tokens");
+    }
+    let reply = c.post("/v1/reservations", &reservation.to_string());
+    assert_eq!(reply.status, 402, "{}", reply.body);
+    assert_eq!(reply.retry_after.as_deref(), Some(&*fits_in.to_string()));
+
+    // In a batch each event has its own answer: the refused one names the window.
+    let events = json!({"events": [shape.event("acme", 10, "b-1"), shape.event("acme", 5, "b-2")]});
+    let reply = c.post("/v1/events/batch", &events.to_string());
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let results = reply.json()["results"].clone();
+    assert_eq!(results[0]["status"], 200, "{results}");
+    assert_eq!(results[1]["status"], 402, "{results}");
+    assert_eq!(results[1]["refused_window"]["used"], 100, "{results}");
+    assert_eq!(results[1]["refused_window"]["retry_after"], fits_in);
+    let check = check(&s, NOW);
+    assert_eq!(meter_of(&check, meter)["windows"][0]["used"], 100);
+}
+
+/// The init file's tokens (Stripe event `api_tokens`; CloudEvents sends its event type,
+/// `completion`, Lago the meter's id) with a window of 100 an hour, acme
+/// mapped to cus_Acme1 and 95 tokens in the window.
+fn drop_in_acme(engine: Engine) -> Scratch {
+    let s = windowed(
+        engine,
+        Shape::Meters,
+        None,
+        &["window = \"1h\"\nlimit = 100"],
+    );
+    s.cmd()
+        .args(["customer", "set-stripe", "acme", "cus_Acme1"])
+        .assert()
+        .success();
+    assert_eq!(record(&s, Shape::Meters, 95, &at(-60), NOW).0, 0);
+    s
+}
+
+fn cloud_event(id: &str, tokens: i64) -> Value {
+    json!({"specversion": "1.0", "id": id, "source": "tests", "type": "completion",
+           "subject": "acme", "time": NOW,
+           "data": {"tokens": tokens, "model": "large", "user": "ann"}})
+}
+
+fn lago_event(id: &str, tokens: i64) -> Value {
+    let now: chrono::DateTime<chrono::Utc> = NOW.parse().unwrap();
+    json!({"transaction_id": id, "external_subscription_id": "acme", "code": "tokens",
+           "timestamp": now.timestamp(), "properties": {"tokens": tokens, "model": "large"}})
+}
+
+fn each_drop_in_route_refuses_an_event_a_window_refuses(engine: Engine) {
+    let s = drop_in_acme(engine);
+    let (_server, c) = serve(&s);
+    let names_the_window = |message: &str| {
+        assert!(
+            message.contains("window limit") && message.contains("100 per 1h sliding"),
+            "{message}"
+        );
+    };
+
+    // Stripe: a 402 (its SDKs raise CardError), the hard cap's code. The meter's property
+    // beside Stripe's value.
+    let (status, body) = c.stripe_meter_event(
+        "event_name=api_tokens&payload[stripe_customer_id]=cus_Acme1&payload[value]=10\
+         &payload[tokens]=10&payload[model]=large",
+    );
+    assert_eq!(status, 402, "{body}");
+    assert_eq!(body["error"]["code"], "meterline_hard_cap_reached");
+    names_the_window(body["error"]["message"].as_str().unwrap());
+
+    // CloudEvents: a 402 problem listing the refused event; the others are recorded, as
+    // under a hard cap.
+    let (status, body) = c.cloudevents(&json!([cloud_event("c1", 1), cloud_event("c2", 5)]));
+    assert_eq!(status, 402, "{body}");
+    assert_eq!(
+        body["refused"],
+        json!([{"id": "c2", "source": "tests"}]),
+        "{body}"
+    );
+    names_the_window(body["detail"].as_str().unwrap());
+
+    // Lago: its 402 naming the refused transaction.
+    let (status, body) = c.lago(
+        "/lago/api/v1/events/batch",
+        &json!({"events": [lago_event("l1", 4), lago_event("l2", 1)]}),
+    );
+    assert_eq!(status, 402, "{body}");
+    assert_eq!(body["code"], "hard_cap_reached", "{body}");
+    assert_eq!(
+        body["error_details"]["transaction_ids"],
+        json!(["l2"]),
+        "{body}"
+    );
+    names_the_window(body["error_details"]["message"].as_str().unwrap());
+
+    // 95 + 1 + 4: the window is full.
+    let check = check(&s, NOW);
+    assert_eq!(meter_of(&check, "tokens")["windows"][0]["used"], 100);
+}
+
+const WRITERS: usize = 8;
+const EACH: usize = 8;
+
+/// 8 writer processes at once, each recording 1 unit 8 times at the same instant, against a
+/// window of 50: exactly 50 are taken, whichever wins.
+fn writers_racing_for_one_sliding_window_leave_exactly_its_limit(engine: Engine, shape: Shape) {
+    let s = windowed(engine, shape, None, &["window = \"1h\"\nlimit = 50"]);
+    let codes: Vec<i32> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..WRITERS)
+            .map(|_| {
+                let s = &s;
+                scope.spawn(move || {
+                    (0..EACH)
+                        .map(|_| record(s, shape, 1, NOW, NOW).0)
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    let taken = codes.iter().filter(|&&c| c == 0).count();
+    let refused = codes.iter().filter(|&&c| c == 3).count();
+    assert_eq!((taken, refused), (50, WRITERS * EACH - 50), "{codes:?}");
+    let check = check(&s, NOW);
+    let meter = meter_of(&check, shape.capped_meter());
+    assert_eq!(meter["used"], 50);
+    assert_eq!(meter["windows"][0]["used"], 50);
+    // The buckets of every size add up to the same.
+    let sums = s
+        .inspect()
+        .rows("SELECT span, SUM(units) FROM window_buckets GROUP BY span ORDER BY span");
+    let expected: Vec<Vec<String>> = ["1", "60", "3600", "86400"]
+        .iter()
+        .map(|span| vec![span.to_string(), "50".to_string()])
+        .collect();
+    assert_eq!(sums, expected);
+}
