@@ -22,6 +22,7 @@ shape_tests!(
     a_window_and_the_periods_cap_each_refuse_what_passes_them,
     check_shows_each_window_exactly,
     a_reservation_holds_window_capacity_until_settled_released_or_lapsed,
+    retry_after_waits_until_every_window_takes_the_amount,
 );
 
 engine_tests!(an_event_of_a_type_is_refused_whole_when_one_meters_window_refuses);
@@ -453,5 +454,36 @@ fn an_event_of_a_type_is_refused_whole_when_one_meters_window_refuses(engine: En
         s.inspect()
             .number("SELECT COUNT(*) FROM usage_events WHERE event_of IS NULL"),
         2
+    );
+}
+
+/// The sliding window frees room in 50 minutes, but the day's fixed window is full until
+/// midnight: the event fits only then.
+fn retry_after_waits_until_every_window_takes_the_amount(engine: Engine, shape: Shape) {
+    let s = windowed(
+        engine,
+        shape,
+        None,
+        &[
+            "window = \"1h\"\nlimit = 100",
+            "window = \"1d\"\nkind = \"fixed\"\nalign = \"utc\"\nlimit = 150",
+        ],
+    );
+    assert_eq!(record(&s, shape, 60, &at(-17 * HOUR), NOW).0, 0);
+    assert_eq!(record(&s, shape, 90, &at(-10 * 60), NOW).0, 0);
+    let (code, refused) = record(&s, shape, 20, NOW, NOW);
+    assert_eq!(code, 3, "{refused}");
+    assert_eq!(refused["refused_window"]["window"], "1h");
+    let midnight = 6 * HOUR;
+    assert_eq!(
+        refused["refused_window"]["retry_after"], midnight,
+        "{refused}"
+    );
+    // And none when one window can never take it.
+    let (code, refused) = record(&s, shape, 120, NOW, NOW);
+    assert_eq!(code, 3, "{refused}");
+    assert!(
+        refused["refused_window"]["retry_after"].is_null(),
+        "{refused}"
     );
 }
