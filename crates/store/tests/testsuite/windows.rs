@@ -45,14 +45,6 @@ fn origin() -> i64 {
         .timestamp()
 }
 
-/// How far the stream reaches: five sliding windows.
-const SPREAD: i64 = 5 * SLIDING;
-
-/// When every record is made: after all the events, so each may be late.
-fn now() -> DateTime<Utc> {
-    instant(origin() + SPREAD + 2 * FIXED)
-}
-
 fn instant(seconds: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(seconds, 0).unwrap()
 }
@@ -60,15 +52,17 @@ fn instant(seconds: i64) -> DateTime<Utc> {
 /// One event of the stream.
 #[derive(Debug, Clone)]
 struct Event {
-    /// Late: anywhere in the stream's reach. Else this many seconds after the latest event
-    /// so far.
+    /// Late: up to two sliding windows before the latest event so far. Else up to a minute
+    /// after it.
     late: bool,
+    /// Seconds, folded into those ranges (the first event's also says how long after its
+    /// batch's last event the batch is recorded).
     offset: i64,
     quantity: i64,
 }
 
 fn event() -> impl Strategy<Value = Event> {
-    (prop::bool::weighted(0.3), 0..SPREAD, 1..=6i64).prop_map(|(late, offset, quantity)| Event {
+    (prop::bool::weighted(0.3), 0..1_000i64, 1..=6i64).prop_map(|(late, offset, quantity)| Event {
         late,
         offset,
         quantity,
@@ -107,12 +101,29 @@ impl Model {
         (start, start + FIXED)
     }
 
-    /// Brute force: every window ending at an instant from `at` to `at + W` takes the
-    /// event, and so does its fixed window.
-    fn admits(&self, at: i64, quantity: i64) -> bool {
-        let sliding = (at..at + SLIDING).all(|t| self.sliding(t) + quantity <= SLIDING_LIMIT);
+    /// Brute force: the first window (in plans.toml's order) that would not take the
+    /// event, and the most it holds where the event falls. The sliding window: every window
+    /// ending at an instant from `at` to `at + W`; the fixed one: the window holding `at`.
+    fn refusing(&self, at: i64, quantity: i64) -> Option<(&'static str, i64)> {
+        let peak = (at..at + SLIDING).map(|t| self.sliding(t)).max().unwrap();
         let (start, end) = Model::fixed_window(at);
-        sliding && self.sum(start, end) + quantity <= FIXED_LIMIT
+        let fixed = self.sum(start, end);
+        if peak + quantity > SLIDING_LIMIT {
+            Some(("5m", peak))
+        } else if fixed + quantity > FIXED_LIMIT {
+            Some(("10m", fixed))
+        } else {
+            None
+        }
+    }
+
+    /// The seconds until `quantity` sent after `now` would fit, trying every second; none
+    /// when it never fits or fits now.
+    fn retry_after(&self, now: i64, quantity: i64) -> Option<i64> {
+        if quantity > SLIDING_LIMIT.min(FIXED_LIMIT) || self.refusing(now, quantity).is_none() {
+            return None;
+        }
+        (1..=FIXED + SLIDING).find(|wait| self.refusing(now + wait, quantity).is_none())
     }
 }
 
@@ -130,44 +141,62 @@ fn run_case(
         stripe_customer_id: None,
         billing_anchor: Some(NaiveDate::from_ymd_opt(2026, 11, 1).unwrap()),
     };
-    store.add_customer(config, &new, now()).unwrap();
+    store.add_customer(config, &new, instant(origin())).unwrap();
     let mut model = Model::default();
     let mut latest = origin();
     for batch in batches {
         let mut times = Vec::with_capacity(batch.len());
         for e in batch {
             let at = if e.late {
-                origin() + e.offset
+                latest - e.offset % (2 * SLIDING)
             } else {
-                latest + e.offset % 90
+                latest + e.offset % 60
             };
             latest = latest.max(at);
             times.push(at);
         }
+        // Recorded a little after the batch's last event.
+        let now = latest + batch[0].offset % 30;
         let requests: Vec<RecordRequest> = batch
             .iter()
             .zip(&times)
             .map(|(e, &at)| RecordRequest::new(&customer, e.quantity, instant(at)))
             .collect();
-        let outcomes = store.record_batch(config, &requests, now()).unwrap();
+        let outcomes = store.record_batch(config, &requests, instant(now)).unwrap();
         for ((e, &at), outcome) in batch.iter().zip(&times).zip(outcomes) {
             let outcome = outcome.unwrap();
-            let admits = model.admits(at, e.quantity);
+            let refusing = model.refusing(at, e.quantity);
             prop_assert_eq!(
                 outcome.recorded,
-                admits,
+                refusing.is_none(),
                 "{} units at +{}s, accepted so far {:?}",
                 e.quantity,
                 at - origin(),
                 model.accepted
             );
-            if admits {
+            let Some((window, used)) = refusing else {
                 model.accepted.push((at, e.quantity));
-            } else {
-                let refusal = outcome.refused_window.expect("refused_window");
-                prop_assert_eq!(refusal.meter, "usage");
-                prop_assert_eq!(outcome.refused_by, vec!["usage".to_string()]);
-            }
+                continue;
+            };
+            let refusal = outcome.refused_window.expect("refused_window");
+            prop_assert_eq!(outcome.refused_by, vec!["usage".to_string()]);
+            prop_assert_eq!(
+                (
+                    refusal.meter.as_str(),
+                    refusal.window.as_str(),
+                    refusal.used
+                ),
+                ("usage", window, used)
+            );
+            prop_assert_eq!(
+                refusal.retry_after,
+                model.retry_after(now, e.quantity),
+                "retry_after of {} units at +{}s, now +{}s, accepted so far {:?}",
+                e.quantity,
+                at - origin(),
+                now - origin(),
+                model.accepted
+            );
         }
     }
     check_windows(store, config, &customer, &model)
@@ -182,7 +211,8 @@ fn check_windows(
     customer: &str,
     model: &Model,
 ) -> Result<(), TestCaseError> {
-    for t in origin() - SLIDING..origin() + SPREAD + 2 * SLIDING {
+    let last = model.accepted.iter().map(|p| p.0).max().unwrap_or(origin());
+    for t in origin() - 2 * FIXED..last + 2 * SLIDING {
         prop_assert!(
             model.sliding(t) <= SLIDING_LIMIT,
             "sliding at +{}",
@@ -195,7 +225,12 @@ fn check_windows(
         .accepted
         .iter()
         .flat_map(|&(t, _)| [t - 1, t, t + SLIDING - 1, t + SLIDING])
-        .chain([origin() - 1, origin() + FIXED - 1, origin() + FIXED])
+        .chain([
+            origin() - 1,
+            origin() + FIXED - 1,
+            origin() + FIXED,
+            last + FIXED,
+        ])
         .collect();
     instants.sort_unstable();
     instants.dedup();
