@@ -74,8 +74,17 @@ fn a_refusal_is_a_402_with_retry_after_until_the_amount_fits(engine: Engine, sha
     assert_eq!(results[1]["status"], 402, "{results}");
     assert_eq!(results[1]["refused_window"]["used"], 100, "{results}");
     assert_eq!(results[1]["refused_window"]["retry_after"], fits_in);
-    let check = check(&s, NOW);
-    assert_eq!(meter_of(&check, meter)["windows"][0]["used"], 100);
+    // The HTTP check shows the window as `check --json` does, full and blocking.
+    let reply = c.get("/v1/customers/acme/check");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let over_http = reply.json();
+    let window = &meter_of(&over_http, meter)["windows"][0];
+    assert_eq!((&window["used"], &window["remaining"]), (&json!(100), &json!(0)));
+    assert_eq!(over_http["allowed"], false, "{over_http}");
+    assert_eq!(
+        meter_of(&check(&s, NOW), meter)["windows"],
+        meter_of(&over_http, meter)["windows"]
+    );
 }
 
 /// The init file's tokens (Stripe event `api_tokens`; CloudEvents sends its event type,
