@@ -27,6 +27,40 @@ shape_tests!(
 
 engine_tests!(an_event_of_a_type_is_refused_whole_when_one_meters_window_refuses);
 
+/// The bounds themselves are windows: a minute and 31 days (tests/invalid_plans/ holds a
+/// second less and a second more), with the largest limit.
+#[test]
+fn a_window_of_a_minute_or_31_days_is_valid() {
+    let s = Scratch::shaped(Engine::Sqlite, Shape::Meters);
+    let mut text = std::fs::read_to_string(&s.plans).unwrap();
+    text.push_str(
+        "\n[[plans]]\nid = \"windowed\"\n[plans.meters.tokens]\n\
+         [[plans.meters.tokens.limits]]\nwindow = \"1m\"\nlimit = 1\n\
+         [[plans.meters.tokens.limits]]\nwindow = \"31d\"\nkind = \"fixed\"\nalign = \"utc\"\n\
+         limit = 1000000000000000\nat_limit = \"alert\"\n",
+    );
+    std::fs::write(&s.plans, text).unwrap();
+    let plans = s.json(&["plans", "--json"]);
+    let windowed = plans["plans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "windowed")
+        .unwrap();
+    let windows: Vec<(i64, &str)> = windowed["meters"]["tokens"]["limits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["window_secs"].as_i64().unwrap(),
+                l["kind"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(windows, [(60, "sliding"), (31 * 86_400, "fixed")]);
+}
+
 pub(crate) const HOUR: i64 = 3_600;
 
 /// [`NOW`] moved by `secs`, as the CLI and the API write an instant.

@@ -79,7 +79,10 @@ fn a_refusal_is_a_402_with_retry_after_until_the_amount_fits(engine: Engine, sha
     assert_eq!(reply.status, 200, "{}", reply.body);
     let over_http = reply.json();
     let window = &meter_of(&over_http, meter)["windows"][0];
-    assert_eq!((&window["used"], &window["remaining"]), (&json!(100), &json!(0)));
+    assert_eq!(
+        (&window["used"], &window["remaining"]),
+        (&json!(100), &json!(0))
+    );
     assert_eq!(over_http["allowed"], false, "{over_http}");
     assert_eq!(
         meter_of(&check(&s, NOW), meter)["windows"],
