@@ -15,6 +15,7 @@ use crate::windows::{HOUR, at, check, meter_of, record, windowed};
 shape_tests!(
     a_refusal_is_a_402_with_retry_after_until_the_amount_fits,
     writers_racing_for_one_sliding_window_leave_exactly_its_limit,
+    reservations_racing_over_http_hold_exactly_the_windows_limit,
 );
 
 engine_tests!(each_drop_in_route_refuses_an_event_a_window_refuses);
@@ -54,14 +55,7 @@ fn a_refusal_is_a_402_with_retry_after_until_the_amount_fits(engine: Engine, sha
     assert_eq!(reply.retry_after, None);
 
     // A reservation is refused the same way.
-    let mut reservation = json!({"customer": "acme", "key": "r-1", "properties": match shape {
-        Shape::Legacy => json!({"quantity": 20}),
-        Shape::Meters => json!({"tokens": 20, "model": "large"}),
-    }});
-    if shape == Shape::Meters {
-        reservation["meter"] = json!("tokens");
-    }
-    let reply = c.post("/v1/reservations", &reservation.to_string());
+    let reply = c.post("/v1/reservations", &reservation(shape, 20, "r-1"));
     assert_eq!(reply.status, 402, "{}", reply.body);
     assert_eq!(reply.retry_after.as_deref(), Some(&*fits_in.to_string()));
 
@@ -209,4 +203,53 @@ fn writers_racing_for_one_sliding_window_leave_exactly_its_limit(engine: Engine,
         .map(|span| vec![span.to_string(), "50".to_string()])
         .collect();
     assert_eq!(sums, expected);
+}
+
+/// `POST /v1/reservations`' body: `n` units on the capped meter for acme, under `key`.
+fn reservation(shape: Shape, n: i64, key: &str) -> String {
+    let mut body = json!({"customer": "acme", "key": key, "properties": match shape {
+        Shape::Legacy => json!({"quantity": n}),
+        Shape::Meters => json!({"tokens": n, "model": "large"}),
+    }});
+    if shape == Shape::Meters {
+        body["meter"] = json!("tokens");
+    }
+    body.to_string()
+}
+
+/// 6 clients reserve 10 units 5 times each at once, against a window of 100: the server's
+/// group commit decides many in one transaction, and exactly 10 holds are made.
+fn reservations_racing_over_http_hold_exactly_the_windows_limit(engine: Engine, shape: Shape) {
+    let s = windowed(engine, shape, None, &["window = \"1h\"\nlimit = 100"]);
+    let (_server, c) = serve(&s);
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..6)
+            .map(|w| {
+                let c = c.clone();
+                scope.spawn(move || {
+                    (0..5)
+                        .map(|i| {
+                            let reply = c.post(
+                                "/v1/reservations",
+                                &reservation(shape, 10, &format!("{w}-{i}")),
+                            );
+                            reply.status
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    let held = statuses.iter().filter(|&&st| st == 201).count();
+    let refused = statuses.iter().filter(|&&st| st == 402).count();
+    assert_eq!((held, refused), (10, 20), "{statuses:?}");
+    let check = check(&s, NOW);
+    assert_eq!(
+        meter_of(&check, shape.capped_meter())["windows"][0]["used"],
+        100
+    );
 }
