@@ -15,8 +15,9 @@ use crate::support::{Engine, TestDb, engine_tests};
 
 engine_tests!(random_streams_are_decided_as_brute_force_decides_them);
 
-/// The implicit meter, unlimited per period, with a 5-minute sliding and a 10-minute fixed
-/// window: small limits, so a stream of a few dozen events meets both.
+/// The implicit meter, unlimited per period, with a 5-minute sliding and a 7-minute fixed
+/// window (aligned on the period, which 7 minutes do not divide, so the period's last
+/// window is cut short): small limits, so a stream of a few dozen events meets both.
 const PLANS: &str = r#"
 [[plans]]
 id = "free"
@@ -27,22 +28,27 @@ window = "5m"
 limit = 10
 
 [[plans.limits]]
-window = "10m"
+window = "7m"
 kind = "fixed"
 limit = 15
 "#;
 
 const SLIDING: i64 = 300;
 const SLIDING_LIMIT: i64 = 10;
-const FIXED: i64 = 600;
+const FIXED: i64 = 420;
 const FIXED_LIMIT: i64 = 15;
 
-/// The first second of the stream: a multiple of the fixed window after the period's start
-/// (the 1st of the month), well inside the period.
-fn origin() -> i64 {
-    Utc.with_ymd_and_hms(2026, 11, 20, 12, 0, 0)
+fn day(month: u32, day: u32) -> i64 {
+    let year = if month == 13 { 2027 } else { 2026 };
+    Utc.with_ymd_and_hms(year, (month - 1) % 12 + 1, day, 0, 0, 0)
         .unwrap()
         .timestamp()
+}
+
+/// The first second of the stream: a quarter of an hour before the customer's November
+/// period (anchored on the 1st) ends, so most streams cross into December's.
+fn origin() -> i64 {
+    day(12, 1) - 900
 }
 
 fn instant(seconds: i64) -> DateTime<Utc> {
@@ -95,10 +101,16 @@ impl Model {
         self.sum(t - SLIDING + 1, t + 1)
     }
 
-    /// The fixed window holding `t`, [start, end).
+    /// The fixed window holding `t`, [start, end): from its period's start, the last one
+    /// ending with the period.
     fn fixed_window(t: i64) -> (i64, i64) {
-        let start = origin() + (t - origin()).div_euclid(FIXED) * FIXED;
-        (start, start + FIXED)
+        let (from, to) = if t < day(12, 1) {
+            (day(11, 1), day(12, 1))
+        } else {
+            (day(12, 1), day(13, 1))
+        };
+        let start = from + (t - from).div_euclid(FIXED) * FIXED;
+        (start, (start + FIXED).min(to))
     }
 
     /// Brute force: the first window (in plans.toml's order) that would not take the
@@ -111,7 +123,7 @@ impl Model {
         if peak + quantity > SLIDING_LIMIT {
             Some(("5m", peak))
         } else if fixed + quantity > FIXED_LIMIT {
-            Some(("10m", fixed))
+            Some(("7m", fixed))
         } else {
             None
         }
