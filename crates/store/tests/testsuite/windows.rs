@@ -290,7 +290,7 @@ fn random_streams_are_decided_as_brute_force_decides_them(engine: Engine) {
     // Each case on its own customer in one database, as in credits.rs.
     let cases = match engine {
         Engine::Sqlite => 96,
-        Engine::Postgres => 16,
+        Engine::Postgres => 32,
     };
     let mut runner = TestRunner::new(RunnerConfig {
         cases,
