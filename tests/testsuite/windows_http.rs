@@ -35,29 +35,58 @@ fn serve(s: &Scratch) -> (Server, Client) {
     (server, client)
 }
 
+/// serve's clock starts at [`NOW`] and runs on, so an answer's Retry-After is the wait from
+/// NOW less the seconds since the server started (at most what has passed since `started`).
+fn assert_waits(retry_after: Option<i64>, from_now: i64, started: std::time::Instant) {
+    let passed = started.elapsed().as_secs() as i64 + 1;
+    let secs = retry_after.expect("a Retry-After");
+    assert!(
+        (from_now - passed..=from_now).contains(&secs),
+        "Retry-After {secs}, want {from_now} less at most {passed} s"
+    );
+}
+
+/// The `Retry-After` header of `reply`, which must be the body's `refused_window.retry_after`.
+fn retry_after(reply: &crate::support::serve::Reply) -> Option<i64> {
+    let header = reply
+        .retry_after
+        .as_ref()
+        .map(|v| v.parse::<i64>().unwrap());
+    assert_eq!(
+        reply.json()["refused_window"]["retry_after"].as_i64(),
+        header,
+        "{}",
+        reply.body
+    );
+    header
+}
+
 fn a_refusal_is_a_402_with_retry_after_until_the_amount_fits(engine: Engine, shape: Shape) {
     let s = nearly_full(engine, shape);
     let meter = shape.capped_meter();
+    let started = std::time::Instant::now();
     let (_server, c) = serve(&s);
     // 20 more fit once the 60 leave: at -4h + 17 s + 5h.
     let fits_in = HOUR + 17;
     let reply = c.post("/v1/events", &shape.event("acme", 20, "e-1").to_string());
     assert_eq!(reply.status, 402, "{}", reply.body);
-    assert_eq!(reply.retry_after.as_deref(), Some(&*fits_in.to_string()));
+    assert_waits(retry_after(&reply), fits_in, started);
+    let mut refusal = reply.json()["refused_window"].clone();
+    refusal["retry_after"] = json!(null);
     assert_eq!(
-        reply.json()["refused_window"],
+        refusal,
         json!({"meter": meter, "window": "5h", "kind": "sliding", "limit": 100, "used": 90,
-               "retry_after": fits_in})
+               "retry_after": null})
     );
     // More than the limit never fits: refused without Retry-After.
     let reply = c.post("/v1/events", &shape.event("acme", 101, "e-2").to_string());
     assert_eq!(reply.status, 402, "{}", reply.body);
-    assert_eq!(reply.retry_after, None);
+    assert_eq!(retry_after(&reply), None);
 
     // A reservation is refused the same way.
     let reply = c.post("/v1/reservations", &reservation(shape, 20, "r-1"));
     assert_eq!(reply.status, 402, "{}", reply.body);
-    assert_eq!(reply.retry_after.as_deref(), Some(&*fits_in.to_string()));
+    assert_waits(retry_after(&reply), fits_in, started);
 
     // In a batch each event has its own answer: the refused one names the window.
     let events = json!({"events": [shape.event("acme", 10, "b-1"), shape.event("acme", 5, "b-2")]});
@@ -67,8 +96,13 @@ fn a_refusal_is_a_402_with_retry_after_until_the_amount_fits(engine: Engine, sha
     assert_eq!(results[0]["status"], 200, "{results}");
     assert_eq!(results[1]["status"], 402, "{results}");
     assert_eq!(results[1]["refused_window"]["used"], 100, "{results}");
-    assert_eq!(results[1]["refused_window"]["retry_after"], fits_in);
-    // The HTTP check shows the window as `check --json` does, full and blocking.
+    assert_waits(
+        results[1]["refused_window"]["retry_after"].as_i64(),
+        fits_in,
+        started,
+    );
+    // The HTTP check shows the window as `check --json` does (a minute on: the server's
+    // clock ran on from NOW), full and blocking.
     let reply = c.get("/v1/customers/acme/check");
     assert_eq!(reply.status, 200, "{}", reply.body);
     let over_http = reply.json();
@@ -79,7 +113,7 @@ fn a_refusal_is_a_402_with_retry_after_until_the_amount_fits(engine: Engine, sha
     );
     assert_eq!(over_http["allowed"], false, "{over_http}");
     assert_eq!(
-        meter_of(&check(&s, NOW), meter)["windows"],
+        meter_of(&check(&s, &at(60)), meter)["windows"],
         meter_of(&over_http, meter)["windows"]
     );
 }
@@ -247,9 +281,15 @@ fn reservations_racing_over_http_hold_exactly_the_windows_limit(engine: Engine, 
     let held = statuses.iter().filter(|&&st| st == 201).count();
     let refused = statuses.iter().filter(|&&st| st == 402).count();
     assert_eq!((held, refused), (10, 20), "{statuses:?}");
-    let check = check(&s, NOW);
+    // A minute on: serve's clock ran on from NOW while the holds were made.
+    let check = check(&s, &at(60));
+    let holds = s.inspect().rows(
+        "SELECT r.created_at, r.expires_at, r.ended_at, h.units FROM reservations r
+         JOIN reservation_holds h ON h.reservation_id = r.id ORDER BY r.created_at",
+    );
     assert_eq!(
         meter_of(&check, shape.capped_meter())["windows"][0]["used"],
-        100
+        100,
+        "{check}\n{holds:?}"
     );
 }
