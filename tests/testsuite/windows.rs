@@ -23,6 +23,7 @@ shape_tests!(
     check_shows_each_window_exactly,
     a_reservation_holds_window_capacity_until_settled_released_or_lapsed,
     retry_after_waits_until_every_window_takes_the_amount,
+    a_late_event_of_a_closed_period_is_refused_by_its_fixed_window,
 );
 
 engine_tests!(an_event_of_a_type_is_refused_whole_when_one_meters_window_refuses);
@@ -516,6 +517,51 @@ fn retry_after_waits_until_every_window_takes_the_amount(engine: Engine, shape: 
     // And none when one window can never take it.
     let (code, refused) = record(&s, shape, 120, NOW, NOW);
     assert_eq!(code, 3, "{refused}");
+    assert!(
+        refused["refused_window"]["retry_after"].is_null(),
+        "{refused}"
+    );
+}
+
+/// A backfill into November's last day, recorded on December 2nd in a batch after an event
+/// of that day: its own day's window is full, so it is refused, and waiting cannot help it
+/// (the day is November's).
+fn a_late_event_of_a_closed_period_is_refused_by_its_fixed_window(engine: Engine, shape: Shape) {
+    let s = windowed(
+        engine,
+        shape,
+        None,
+        &["window = \"1d\"\nkind = \"fixed\"\nlimit = 100"],
+    );
+    let (last_day, later) = ("2026-11-30T12:00:00Z", "2026-12-02T12:00:00Z");
+    assert_eq!(record(&s, shape, 100, last_day, last_day).0, 0);
+    let event = |n: i64, key: &str, when: &str| {
+        let mut event = shape.event("acme", n, key);
+        event["at"] = json!(when);
+        event.to_string()
+    };
+    let out = s
+        .cmd()
+        .env("METERLINE_NOW", later)
+        .args(["record", "--batch", "-", "--json"])
+        .write_stdin(format!(
+            "{}\n{}\n",
+            event(5, "december", later),
+            event(1, "backfill", "2026-11-30T13:00:00Z")
+        ))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let answers: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(answers.len(), 2, "{answers:?} {stderr}");
+    assert_eq!(answers[0]["recorded"], true, "{}", answers[0]);
+    let refused = &answers[1];
+    assert_eq!(refused["recorded"], false, "{refused}");
+    assert_eq!(refused["refused_window"]["window"], "1d", "{refused}");
     assert!(
         refused["refused_window"]["retry_after"].is_null(),
         "{refused}"

@@ -378,7 +378,12 @@ impl Windows {
         period: Period,
     ) -> Result<State> {
         let (starts, ends) = match limit.kind {
-            WindowKind::Fixed => fixed_window(limit, now, seconds(period)),
+            WindowKind::Fixed => {
+                // A late event's period may have ended by `now`: its windows are all past,
+                // and the one that would hold `now` is empty (it belongs to no window of it).
+                let (starts, ends) = fixed_window(limit, now, seconds(period));
+                (starts, ends.max(starts))
+            }
             WindowKind::Sliding => (
                 now.saturating_sub(limit.window_secs).saturating_add(1),
                 now.saturating_add(1),
