@@ -1,13 +1,15 @@
 //! Rolling-window limits against brute force, on both engines: random streams of events
-//! (in order and late, one by one and in batches) on a plan with a sliding and a fixed
-//! window. After each record the store's decision must be the one a model takes by trying
-//! every second; at the end no window may pass its limit at any instant, and `check`'s
-//! `used`, `remaining`, `frees_at`/`frees_units` and `resets_at` must be the brute-force ones.
+//! (in order and late, one by one and in batches) and of reservations (held, released,
+//! lapsing) on a plan with a sliding and a fixed window. After each record or reserve the
+//! store's decision must be the one a model takes by trying every second, counting each live
+//! hold at the second it was made; at the end no window may pass its limit at any instant,
+//! and `check`'s `used`, `remaining`, `frees_at`/`frees_units` and `resets_at` must be the
+//! brute-force ones.
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use meterline_core::Config;
 use meterline_core::billing::format_ts;
-use meterline_store::{NewCustomer, RecordRequest, Store};
+use meterline_store::{NewCustomer, NewReservation, RecordRequest, Reserved, Store};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestRunner};
 
@@ -75,21 +77,77 @@ fn event() -> impl Strategy<Value = Event> {
     })
 }
 
-/// The events of a stream, recorded in batches of one to four.
-fn stream() -> impl Strategy<Value = Vec<Vec<Event>>> {
-    prop::collection::vec(prop::collection::vec(event(), 1..=4), 1..16)
+/// One step of a stream.
+#[derive(Debug, Clone)]
+enum Step {
+    /// Events recorded in one batch.
+    Batch(Vec<Event>),
+    /// A reservation of this many units for this many seconds, made a few seconds after the
+    /// latest event or hold.
+    Reserve { quantity: i64, ttl: i64, lag: i64 },
+    /// Release the reservation at this index of those held so far (modulo), perhaps again.
+    Release(usize),
 }
 
-/// The units accepted at each second, as the model keeps them.
+fn stream() -> impl Strategy<Value = Vec<Step>> {
+    let step = prop_oneof![
+        4 => prop::collection::vec(event(), 1..=4).prop_map(Step::Batch),
+        1 => (1..=6i64, 30..600i64, 0..30i64)
+            .prop_map(|(quantity, ttl, lag)| Step::Reserve { quantity, ttl, lag }),
+        1 => any::<usize>().prop_map(Step::Release),
+    ];
+    prop::collection::vec(step, 1..18)
+}
+
+/// A reservation's hold, as the model keeps it.
+#[derive(Debug)]
+struct Hold {
+    id: String,
+    at: i64,
+    units: i64,
+    expires: i64,
+    released: bool,
+}
+
+impl Hold {
+    fn live(&self, now: i64) -> bool {
+        !self.released && self.expires > now
+    }
+}
+
+/// The units accepted at each second, and the holds.
 #[derive(Default)]
 struct Model {
     accepted: Vec<(i64, i64)>,
+    holds: Vec<Hold>,
 }
 
+/// Units at seconds: the accepted events, and the holds counted at once.
+struct Points(Vec<(i64, i64)>);
+
 impl Model {
+    /// What a decision at `now` counts: the events and the holds live then.
+    fn at(&self, now: i64) -> Points {
+        let holds = self.holds.iter().filter(|h| h.live(now));
+        Points(
+            self.accepted
+                .iter()
+                .copied()
+                .chain(holds.map(|h| (h.at, h.units)))
+                .collect(),
+        )
+    }
+
+    /// The events alone.
+    fn events(&self) -> Points {
+        Points(self.accepted.clone())
+    }
+}
+
+impl Points {
     /// The units in [lo, hi).
     fn sum(&self, lo: i64, hi: i64) -> i64 {
-        self.accepted
+        self.0
             .iter()
             .filter(|(t, _)| (lo..hi).contains(t))
             .map(|(_, q)| q)
@@ -101,24 +159,12 @@ impl Model {
         self.sum(t - SLIDING + 1, t + 1)
     }
 
-    /// The fixed window holding `t`, [start, end): from its period's start, the last one
-    /// ending with the period.
-    fn fixed_window(t: i64) -> (i64, i64) {
-        let (from, to) = if t < day(12, 1) {
-            (day(11, 1), day(12, 1))
-        } else {
-            (day(12, 1), day(13, 1))
-        };
-        let start = from + (t - from).div_euclid(FIXED) * FIXED;
-        (start, (start + FIXED).min(to))
-    }
-
     /// Brute force: the first window (in plans.toml's order) that would not take the
     /// event, and the most it holds where the event falls. The sliding window: every window
     /// ending at an instant from `at` to `at + W`; the fixed one: the window holding `at`.
     fn refusing(&self, at: i64, quantity: i64) -> Option<(&'static str, i64)> {
         let peak = (at..at + SLIDING).map(|t| self.sliding(t)).max().unwrap();
-        let (start, end) = Model::fixed_window(at);
+        let (start, end) = fixed_window(at);
         let fixed = self.sum(start, end);
         if peak + quantity > SLIDING_LIMIT {
             Some(("5m", peak))
@@ -130,7 +176,8 @@ impl Model {
     }
 
     /// The seconds until `quantity` sent after `now` would fit, trying every second; none
-    /// when it never fits or fits now.
+    /// when it never fits or fits now. A hold counts until it leaves the window, as if it
+    /// did not lapse first (the store does not look ahead to lapses).
     fn retry_after(&self, now: i64, quantity: i64) -> Option<i64> {
         if quantity > SLIDING_LIMIT.min(FIXED_LIMIT) || self.refusing(now, quantity).is_none() {
             return None;
@@ -139,11 +186,43 @@ impl Model {
     }
 }
 
+/// The fixed window holding `t`, [start, end): from its period's start, the last one ending
+/// with the period.
+fn fixed_window(t: i64) -> (i64, i64) {
+    let (from, to) = if t < day(12, 1) {
+        (day(11, 1), day(12, 1))
+    } else {
+        (day(12, 1), day(13, 1))
+    };
+    let start = from + (t - from).div_euclid(FIXED) * FIXED;
+    (start, (start + FIXED).min(to))
+}
+
+/// A refusal by a window against the model's: the window, what it held and Retry-After.
+fn same_refusal(
+    outcome: &meterline_store::RecordOutcome,
+    (window, used): (&str, i64),
+    retry_after: Option<i64>,
+) -> Result<(), TestCaseError> {
+    let refusal = outcome.refused_window.as_ref().expect("refused_window");
+    prop_assert_eq!(&outcome.refused_by, &vec!["usage".to_string()]);
+    prop_assert_eq!(
+        (
+            refusal.meter.as_str(),
+            refusal.window.as_str(),
+            refusal.used
+        ),
+        ("usage", window, used)
+    );
+    prop_assert_eq!(refusal.retry_after, retry_after, "retry_after");
+    Ok(())
+}
+
 fn run_case(
     store: &mut Store,
     config: &Config,
     case: usize,
-    batches: &[Vec<Event>],
+    steps: &[Step],
 ) -> Result<(), TestCaseError> {
     let customer = format!("c{case}");
     let new = NewCustomer {
@@ -155,94 +234,129 @@ fn run_case(
     };
     store.add_customer(config, &new, instant(origin())).unwrap();
     let mut model = Model::default();
-    let mut latest = origin();
-    for batch in batches {
-        let mut times = Vec::with_capacity(batch.len());
-        for e in batch {
-            let at = if e.late {
-                latest - e.offset % (2 * SLIDING)
-            } else {
-                latest + e.offset % 60
-            };
-            latest = latest.max(at);
-            times.push(at);
-        }
-        // Recorded a little after the batch's last event.
-        let now = latest + batch[0].offset % 30;
-        let requests: Vec<RecordRequest> = batch
-            .iter()
-            .zip(&times)
-            .map(|(e, &at)| RecordRequest::new(&customer, e.quantity, instant(at)))
-            .collect();
-        let outcomes = store.record_batch(config, &requests, instant(now)).unwrap();
-        for ((e, &at), outcome) in batch.iter().zip(&times).zip(outcomes) {
-            let outcome = outcome.unwrap();
-            let refusing = model.refusing(at, e.quantity);
-            prop_assert_eq!(
-                outcome.recorded,
-                refusing.is_none(),
-                "{} units at +{}s, accepted so far {:?}",
-                e.quantity,
-                at - origin(),
-                model.accepted
-            );
-            let Some((window, used)) = refusing else {
-                model.accepted.push((at, e.quantity));
-                continue;
-            };
-            let refusal = outcome.refused_window.expect("refused_window");
-            prop_assert_eq!(outcome.refused_by, vec!["usage".to_string()]);
-            prop_assert_eq!(
-                (
-                    refusal.meter.as_str(),
-                    refusal.window.as_str(),
-                    refusal.used
-                ),
-                ("usage", window, used)
-            );
-            prop_assert_eq!(
-                refusal.retry_after,
-                model.retry_after(now, e.quantity),
-                "retry_after of {} units at +{}s, now +{}s, accepted so far {:?}",
-                e.quantity,
-                at - origin(),
-                now - origin(),
-                model.accepted
-            );
+    // The latest event or hold, and the clock, which never goes back.
+    let (mut latest, mut now) = (origin(), origin());
+    for step in steps {
+        match step {
+            Step::Batch(batch) => {
+                let mut times = Vec::with_capacity(batch.len());
+                for e in batch {
+                    let at = if e.late {
+                        latest - e.offset % (2 * SLIDING)
+                    } else {
+                        latest + e.offset % 60
+                    };
+                    latest = latest.max(at);
+                    times.push(at);
+                }
+                // Recorded a little after the batch's last event.
+                now = now.max(latest + batch[0].offset % 30);
+                let requests: Vec<RecordRequest> = batch
+                    .iter()
+                    .zip(&times)
+                    .map(|(e, &at)| RecordRequest::new(&customer, e.quantity, instant(at)))
+                    .collect();
+                let outcomes = store.record_batch(config, &requests, instant(now)).unwrap();
+                for ((e, &at), outcome) in batch.iter().zip(&times).zip(outcomes) {
+                    let outcome = outcome.unwrap();
+                    let seen = model.at(now);
+                    let refusing = seen.refusing(at, e.quantity);
+                    prop_assert_eq!(
+                        outcome.recorded,
+                        refusing.is_none(),
+                        "{} units at +{}s, now +{}s, model {:?} {:?}",
+                        e.quantity,
+                        at - origin(),
+                        now - origin(),
+                        model.accepted,
+                        model.holds
+                    );
+                    match refusing {
+                        None => model.accepted.push((at, e.quantity)),
+                        Some(refusing) => {
+                            same_refusal(&outcome, refusing, seen.retry_after(now, e.quantity))?
+                        }
+                    }
+                }
+            }
+            Step::Reserve { quantity, ttl, lag } => {
+                now = now.max(latest) + lag;
+                latest = now;
+                let request = NewReservation {
+                    customer: customer.clone(),
+                    event_type: None,
+                    meter: None,
+                    properties: [("quantity".to_string(), quantity.to_string())].into(),
+                    ttl_secs: *ttl,
+                    key: None,
+                };
+                let reserved = store.reserve(config, &request, instant(now)).unwrap();
+                let seen = model.at(now);
+                match (reserved, seen.refusing(now, *quantity)) {
+                    (Reserved::Held { reservation, .. }, None) => model.holds.push(Hold {
+                        id: reservation.id,
+                        at: now,
+                        units: *quantity,
+                        expires: now + ttl,
+                        released: false,
+                    }),
+                    (Reserved::Refused(outcome), Some(refusing)) => {
+                        same_refusal(&outcome, refusing, seen.retry_after(now, *quantity))?
+                    }
+                    (reserved, refusing) => {
+                        return Err(TestCaseError::fail(format!(
+                            "reserve {quantity} at +{}s: {reserved:?}, model refuses by \
+                             {refusing:?}; model {:?} {:?}",
+                            now - origin(),
+                            model.accepted,
+                            model.holds
+                        )));
+                    }
+                }
+            }
+            Step::Release(index) if !model.holds.is_empty() => {
+                let n = model.holds.len();
+                let hold = &mut model.holds[index % n];
+                // Released again: said so, nothing changes.
+                let released = store.release(&hold.id, instant(now)).unwrap();
+                prop_assert_eq!(released.already, hold.released);
+                hold.released = true;
+            }
+            Step::Release(_) => {}
         }
     }
     check_windows(store, config, &customer, &model)
 }
 
-/// At no instant does a window pass its limit, and `check` at every instant that matters
-/// (each event, where it leaves the sliding window, the fixed windows' edges) says what
-/// brute force says.
+/// At no instant do the events pass a window's limit, and `check` at every instant that
+/// matters (each event and hold, where it leaves the sliding window, the period's end) says
+/// what brute force says, with the holds live then.
 fn check_windows(
     store: &Store,
     config: &Config,
     customer: &str,
     model: &Model,
 ) -> Result<(), TestCaseError> {
-    let last = model.accepted.iter().map(|p| p.0).max().unwrap_or(origin());
+    let events = model.events();
+    let last = events.0.iter().map(|p| p.0).max().unwrap_or(origin());
     for t in origin() - 2 * FIXED..last + 2 * SLIDING {
         prop_assert!(
-            model.sliding(t) <= SLIDING_LIMIT,
+            events.sliding(t) <= SLIDING_LIMIT,
             "sliding at +{}",
             t - origin()
         );
-        let (start, end) = Model::fixed_window(t);
-        prop_assert!(model.sum(start, end) <= FIXED_LIMIT);
+        let (start, end) = fixed_window(t);
+        prop_assert!(events.sum(start, end) <= FIXED_LIMIT);
     }
-    let mut instants: Vec<i64> = model
-        .accepted
+    let holds = model.holds.iter().map(|h| (h.at, h.units));
+    let mut instants: Vec<i64> = events
+        .0
         .iter()
-        .flat_map(|&(t, _)| [t - 1, t, t + SLIDING - 1, t + SLIDING])
-        .chain([
-            origin() - 1,
-            origin() + FIXED - 1,
-            origin() + FIXED,
-            last + FIXED,
-        ])
+        .copied()
+        .chain(holds)
+        .flat_map(|(t, _)| [t - 1, t, t + SLIDING - 1, t + SLIDING])
+        .chain(model.holds.iter().flat_map(|h| [h.expires - 1, h.expires]))
+        .chain([origin() - 1, day(12, 1) - 1, day(12, 1), last + FIXED])
         .collect();
     instants.sort_unstable();
     instants.dedup();
@@ -251,12 +365,13 @@ fn check_windows(
         let [sliding, fixed] = check.windows.as_slice() else {
             return Err(TestCaseError::fail(format!("windows: {:?}", check.windows)));
         };
-        let used = model.sliding(t);
+        let seen = model.at(t);
+        let used = seen.sliding(t);
         prop_assert_eq!(sliding.used, used, "sliding used at +{}", t - origin());
-        prop_assert_eq!(sliding.remaining, SLIDING_LIMIT - used);
+        prop_assert_eq!(sliding.remaining, (SLIDING_LIMIT - used).max(0));
         // The oldest second still in the window frees its units when it leaves it.
-        let oldest = model
-            .accepted
+        let oldest = seen
+            .0
             .iter()
             .map(|p| p.0)
             .filter(|&at| at > t - SLIDING && at <= t)
@@ -265,19 +380,15 @@ fn check_windows(
             sliding.frees_at.clone(),
             oldest.map(|at| format_ts(instant(at + SLIDING)))
         );
-        prop_assert_eq!(sliding.frees_units, oldest.map(|at| model.sum(at, at + 1)));
-        let (start, end) = Model::fixed_window(t);
-        prop_assert_eq!(
-            fixed.used,
-            model.sum(start, end),
-            "fixed at +{}",
-            t - origin()
-        );
-        prop_assert_eq!(fixed.remaining, FIXED_LIMIT - model.sum(start, end));
+        prop_assert_eq!(sliding.frees_units, oldest.map(|at| seen.sum(at, at + 1)));
+        let (start, end) = fixed_window(t);
+        let fixed_used = seen.sum(start, end);
+        prop_assert_eq!(fixed.used, fixed_used, "fixed at +{}", t - origin());
+        prop_assert_eq!(fixed.remaining, (FIXED_LIMIT - fixed_used).max(0));
         prop_assert_eq!(fixed.resets_at.clone(), Some(format_ts(instant(end))));
         prop_assert_eq!(
             check.check.allowed,
-            used < SLIDING_LIMIT && fixed.remaining > 0
+            sliding.remaining > 0 && fixed.remaining > 0
         );
     }
     Ok(())
@@ -299,9 +410,9 @@ fn random_streams_are_decided_as_brute_force_decides_them(engine: Engine) {
     });
     let case = std::cell::Cell::new(0);
     runner
-        .run(&stream(), |batches| {
+        .run(&stream(), |steps| {
             case.set(case.get() + 1);
-            run_case(&mut store.borrow_mut(), &config, case.get(), &batches)
+            run_case(&mut store.borrow_mut(), &config, case.get(), &steps)
         })
         .unwrap();
 }
