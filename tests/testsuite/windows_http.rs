@@ -1,8 +1,9 @@
 //! Rolling-window limits over HTTP, on both engines: a refusal is a 402 with `Retry-After`
 //! in whole seconds, the time until the refused amount fits (native events and
 //! reservations), a batch's refused event carries `refused_window`, each drop-in route
-//! refuses in its own shape naming the window, and many writer processes racing for one
-//! sliding window leave it holding exactly its limit.
+//! refuses in its own shape naming the window, and many writers racing for one sliding
+//! window (processes, two servers on one database, reservations) leave it holding exactly
+//! its limit.
 
 use serde_json::{Value, json};
 
@@ -18,7 +19,10 @@ shape_tests!(
     reservations_racing_over_http_hold_exactly_the_windows_limit,
 );
 
-engine_tests!(each_drop_in_route_refuses_an_event_a_window_refuses);
+engine_tests!(
+    each_drop_in_route_refuses_an_event_a_window_refuses,
+    two_servers_racing_for_one_window_take_exactly_its_limit,
+);
 
 /// acme's sliding 5h window of 100 holding 60 (leaving it at 1h 0m 17s from now) and 30.
 fn nearly_full(engine: Engine, shape: Shape) -> Scratch {
@@ -292,4 +296,38 @@ fn reservations_racing_over_http_hold_exactly_the_windows_limit(engine: Engine, 
         100,
         "{check}\n{holds:?}"
     );
+}
+
+/// Two servers on one database, 4 clients each sending 10 events of a unit at once, against
+/// a window of 50: each server's group commit and the writers' lock between them take
+/// exactly 50.
+fn two_servers_racing_for_one_window_take_exactly_its_limit(engine: Engine) {
+    let shape = Shape::Legacy;
+    let s = windowed(engine, shape, None, &["window = \"1h\"\nlimit = 50"]);
+    let token = create_token(&s, "race");
+    let servers = [Server::start(&s, &[]), Server::start(&s, &[])];
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|w| {
+                let c = servers[w % 2].client(&token);
+                scope.spawn(move || {
+                    (0..10)
+                        .map(|i| {
+                            let event = shape.event("acme", 1, &format!("{w}-{i}"));
+                            c.post("/v1/events", &event.to_string()).status
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    let taken = statuses.iter().filter(|&&st| st == 200).count();
+    let refused = statuses.iter().filter(|&&st| st == 402).count();
+    assert_eq!((taken, refused), (50, 30), "{statuses:?}");
+    let check = check(&s, &at(60));
+    assert_eq!(meter_of(&check, "usage")["windows"][0]["used"], 50);
 }
