@@ -88,6 +88,8 @@ mod tui_sync;
 mod upgrade;
 mod window_alerts;
 mod window_retention;
+mod windows;
+mod windows_http;
 mod windows_tmux;
 mod words;
 

@@ -136,7 +136,7 @@ impl Windows {
             };
             if enforce && limit.blocks() && before.saturating_add(units) > limit.limit {
                 let retry_after =
-                    self.retry_after(conn, (customer, meter), limit, units, now, period)?;
+                    self.retry_after(conn, (customer, meter), limits, units, now, period)?;
                 return Ok(Err(WindowRefusal {
                     meter: meter.to_string(),
                     window: limit.window().to_string(),
@@ -335,9 +335,32 @@ impl Windows {
             .max())
     }
 
-    /// Whole seconds until `units` sent now would fit `limit`; `None` when waiting cannot
-    /// make them fit (more than the limit) or they would fit now (a late event was refused).
+    /// Whole seconds until `units` sent now would fit every blocking window of `limits`,
+    /// not only the one that refused them (a sliding window may free room long before a full
+    /// fixed one resets); `None` when waiting cannot make them fit (more than a limit) or
+    /// they would fit now (a late event was refused).
     fn retry_after(
+        &mut self,
+        conn: &Connection,
+        at: (&str, &str),
+        limits: &[Limit],
+        units: i64,
+        now: DateTime<Utc>,
+        period: Period,
+    ) -> Result<Option<i64>> {
+        let mut longest = None;
+        for limit in limits.iter().filter(|l| l.blocks()) {
+            match self.wait(conn, at, limit, units, now, period)? {
+                Wait::Never => return Ok(None),
+                Wait::Now => {}
+                Wait::For(secs) => longest = longest.max(Some(secs)),
+            }
+        }
+        Ok(longest)
+    }
+
+    /// How long until `units` sent now would fit `limit`.
+    fn wait(
         &mut self,
         conn: &Connection,
         (customer, meter): (&str, &str),
@@ -345,15 +368,15 @@ impl Windows {
         units: i64,
         now: DateTime<Utc>,
         period: Period,
-    ) -> Result<Option<i64>> {
+    ) -> Result<Wait> {
         if units > limit.limit {
-            return Ok(None);
+            return Ok(Wait::Never);
         }
         let now = now.timestamp();
         let state = self.state(conn, customer, meter, limit, now, period)?;
         let over = state.used.saturating_add(units).saturating_sub(limit.limit);
         if over <= 0 {
-            return Ok(None);
+            return Ok(Wait::Now);
         }
         let fits_at = match limit.kind {
             WindowKind::Fixed => Some(state.ends),
@@ -362,7 +385,7 @@ impl Windows {
                 released_by(&points, limit.window_secs, over).map(|(at, _)| at)
             }
         };
-        Ok(fits_at.map(|at| at.saturating_sub(now).max(1)))
+        Ok(fits_at.map_or(Wait::Never, |at| Wait::For(at.saturating_sub(now).max(1))))
     }
 
     /// `limit`'s window at `now`: what it holds, and where it lies.
@@ -376,7 +399,12 @@ impl Windows {
         period: Period,
     ) -> Result<State> {
         let (starts, ends) = match limit.kind {
-            WindowKind::Fixed => fixed_window(limit, now, seconds(period)),
+            WindowKind::Fixed => {
+                // A late event's period may have ended by `now`: its windows are all past,
+                // and the one that would hold `now` is empty (it belongs to no window of it).
+                let (starts, ends) = fixed_window(limit, now, seconds(period));
+                (starts, ends.max(starts))
+            }
             WindowKind::Sliding => (
                 now.saturating_sub(limit.window_secs).saturating_add(1),
                 now.saturating_add(1),
@@ -448,6 +476,13 @@ fn window_start(limit: &Limit, at: i64, period: Period) -> i64 {
         WindowKind::Sliding => at.saturating_sub(limit.window_secs),
         WindowKind::Fixed => fixed_window(limit, at, seconds(period)).0,
     }
+}
+
+/// How long an amount waits for one window.
+enum Wait {
+    Now,
+    For(i64),
+    Never,
 }
 
 struct State {

@@ -28,7 +28,7 @@ pub fn cover(mut lo: i64, mut hi: i64) -> Vec<SpanRange> {
         if lo >= hi {
             break;
         }
-        let Some(&next) = SPANS.get(i + 1) else {
+        let Some(&next) = SPANS.get(i.saturating_add(1)) else {
             ranges.push(SpanRange {
                 span,
                 from: lo,
@@ -104,11 +104,11 @@ pub fn sliding_peak(points: &[(i64, i64)], at: i64, window: i64) -> i64 {
     for end in ends {
         while last < points.len() && points[last].0 <= end {
             sum = sum.saturating_add(points[last].1);
-            last += 1;
+            last = last.saturating_add(1);
         }
         while first < last && points[first].0 <= end.saturating_sub(window) {
             sum = sum.saturating_sub(points[first].1);
-            first += 1;
+            first = first.saturating_add(1);
         }
         peak = peak.max(sum);
     }

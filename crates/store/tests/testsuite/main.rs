@@ -16,6 +16,8 @@
 //!   engines;
 //! - `dashboard_windows`: each limited meter's rolling windows in the detail and the fullest
 //!   in the overview, on both engines;
+//! - `windows`: rolling-window limits against brute force over random event streams (a
+//!   property test), on both engines;
 //! - `outbox`: the Stripe outbox of either unit (events, reports), on both engines;
 //! - `support`: tests/common (the shipped plans and tests/fixtures/plans/, the pinned instant,
 //!   database dumps, `engine_tests!`), a fresh database on either engine.
@@ -31,6 +33,7 @@ mod dashboard_windows;
 mod outbox;
 mod record_batch;
 mod store;
+mod windows;
 
 mod support;
 
