@@ -26,7 +26,10 @@ shape_tests!(
     a_late_event_of_a_closed_period_is_refused_by_its_fixed_window,
 );
 
-engine_tests!(an_event_of_a_type_is_refused_whole_when_one_meters_window_refuses);
+engine_tests!(
+    an_event_of_a_type_is_refused_whole_when_one_meters_window_refuses,
+    retry_after_waits_for_every_meter_an_event_feeds,
+);
 
 /// The bounds themselves are windows: a minute and 31 days (tests/invalid_plans/ holds a
 /// second less and a second more), with the largest limit.
@@ -489,6 +492,53 @@ fn an_event_of_a_type_is_refused_whole_when_one_meters_window_refuses(engine: En
         s.inspect()
             .number("SELECT COUNT(*) FROM usage_events WHERE event_of IS NULL"),
         2
+    );
+}
+
+/// A `completion` refused by the requests window, which frees room in 50 minutes, while the
+/// tokens meter's day is full until midnight: the event fits only then.
+fn retry_after_waits_for_every_meter_an_event_feeds(engine: Engine) {
+    let s = Scratch::shaped(engine, Shape::Meters);
+    let mut text = std::fs::read_to_string(&s.plans).unwrap();
+    text.push_str(
+        "\n[[plans]]\nid = \"windowed\"\n[plans.meters.requests]\n\
+         [[plans.meters.requests.limits]]\nwindow = \"1h\"\nlimit = 2\n\
+         [plans.meters.tokens]\n[[plans.meters.tokens.limits]]\n\
+         window = \"1d\"\nkind = \"fixed\"\nalign = \"utc\"\nlimit = 10\n",
+    );
+    std::fs::write(&s.plans, text).unwrap();
+    s.add_customer("acme", "windowed", "2026-11-01");
+    let completion = |tokens: i64, when: &str| {
+        let tokens = format!("tokens={tokens}");
+        let args = words(&[
+            "record",
+            "acme",
+            "--json",
+            "--type",
+            "completion",
+            "--property",
+            &tokens,
+            "--property",
+            "model=large",
+            "--property",
+            "user=u1",
+            "--at",
+            when,
+        ]);
+        run_at(&s, NOW, &args)
+    };
+    assert_eq!(completion(5, &at(-17 * HOUR)).0, 0);
+    assert_eq!(completion(4, &at(-10 * 60)).0, 0);
+    // The hour's two requests and the day's ten tokens: both full.
+    assert_eq!(completion(1, &at(-5 * 60)).0, 0);
+    let (code, refused, err) = completion(1, NOW);
+    assert_eq!(code, 3, "{err}");
+    assert_eq!(refused["refused_window"]["meter"], "requests", "{refused}");
+    // Requests alone would take it at 18:50; the tokens' day takes it at midnight.
+    assert_eq!(
+        refused["refused_window"]["retry_after"],
+        6 * HOUR,
+        "{refused}"
     );
 }
 

@@ -1015,15 +1015,15 @@ impl<'c> Batch<'_, 'c> {
         enforce: bool,
     ) -> Result<std::result::Result<Vec<WindowSteps<'l>>, (usize, WindowRefusal)>> {
         let mut steps = Vec::new();
-        for (i, (meter, terms)) in meters.iter().zip(terms).enumerate() {
-            let Some(terms) = terms.as_ref().filter(|t| !t.terms.limits.is_empty()) else {
+        for (i, (meter, priced)) in meters.iter().zip(terms).enumerate() {
+            let Some(priced) = priced.as_ref().filter(|t| !t.terms.limits.is_empty()) else {
                 continue;
             };
             let units = decided[i].after().saturating_sub(decided[i].before);
             let decision = self.windows.decide(
                 self.conn,
                 (customer, &meter.id),
-                &terms.terms.limits,
+                &priced.terms.limits,
                 units,
                 occurred_at,
                 period,
@@ -1032,10 +1032,40 @@ impl<'c> Batch<'_, 'c> {
             )?;
             match decision {
                 Ok(found) => steps.push((i, found)),
-                Err(refusal) => return Ok(Err((i, refusal))),
+                Err(mut refusal) => {
+                    refusal.retry_after =
+                        self.wait_on_every_meter(customer, meters, terms, decided, period)?;
+                    return Ok(Err((i, refusal)));
+                }
             }
         }
         Ok(Ok(steps))
+    }
+
+    /// `Retry-After` for an event its windows refused: until every window of every meter it
+    /// feeds takes its units (one meter's window may free room long before another's).
+    fn wait_on_every_meter(
+        &mut self,
+        customer: &str,
+        meters: &[&Meter],
+        terms: &[Option<Priced>],
+        decided: &[crate::meters::counting::Decided],
+        period: crate::billing::Period,
+    ) -> Result<Option<i64>> {
+        let mut wait = crate::windows::Wait::Now;
+        for (i, (meter, terms)) in meters.iter().zip(terms).enumerate() {
+            let Some(terms) = terms.as_ref() else {
+                continue;
+            };
+            let units = decided[i].after().saturating_sub(decided[i].before);
+            let at = (customer, meter.id.as_str());
+            let limits = &terms.terms.limits;
+            wait = wait.and(
+                self.windows
+                    .wait_for_all(self.conn, at, limits, units, self.now, period)?,
+            );
+        }
+        Ok(wait.seconds())
     }
 
     /// Give back to the wallet what `decided` took: their event was refused.

@@ -135,8 +135,9 @@ impl Windows {
                 }
             };
             if enforce && limit.blocks() && before.saturating_add(units) > limit.limit {
-                let retry_after =
-                    self.retry_after(conn, (customer, meter), limits, units, now, period)?;
+                let retry_after = self
+                    .wait_for_all(conn, (customer, meter), limits, units, now, period)?
+                    .seconds();
                 return Ok(Err(WindowRefusal {
                     meter: meter.to_string(),
                     window: limit.window().to_string(),
@@ -335,11 +336,10 @@ impl Windows {
             .max())
     }
 
-    /// Whole seconds until `units` sent now would fit every blocking window of `limits`,
-    /// not only the one that refused them (a sliding window may free room long before a full
-    /// fixed one resets); `None` when waiting cannot make them fit (more than a limit) or
-    /// they would fit now (a late event was refused).
-    fn retry_after(
+    /// How long until `units` sent now would fit every blocking window of `limits`, not
+    /// only the one that refused them (a sliding window may free room long before a full
+    /// fixed one resets).
+    pub(crate) fn wait_for_all(
         &mut self,
         conn: &Connection,
         at: (&str, &str),
@@ -347,14 +347,10 @@ impl Windows {
         units: i64,
         now: DateTime<Utc>,
         period: Period,
-    ) -> Result<Option<i64>> {
-        let mut longest = None;
+    ) -> Result<Wait> {
+        let mut longest = Wait::Now;
         for limit in limits.iter().filter(|l| l.blocks()) {
-            match self.wait(conn, at, limit, units, now, period)? {
-                Wait::Never => return Ok(None),
-                Wait::Now => {}
-                Wait::For(secs) => longest = longest.max(Some(secs)),
-            }
+            longest = longest.and(self.wait(conn, at, limit, units, now, period)?);
         }
         Ok(longest)
     }
@@ -478,11 +474,33 @@ fn window_start(limit: &Limit, at: i64, period: Period) -> i64 {
     }
 }
 
-/// How long an amount waits for one window.
-enum Wait {
+/// How long an amount waits for a window to take it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wait {
     Now,
     For(i64),
     Never,
+}
+
+impl Wait {
+    /// Waiting for both this and `other`: the longer.
+    pub(crate) fn and(self, other: Wait) -> Wait {
+        match (self, other) {
+            (Wait::Never, _) | (_, Wait::Never) => Wait::Never,
+            (Wait::For(a), Wait::For(b)) => Wait::For(a.max(b)),
+            (Wait::For(a), Wait::Now) | (Wait::Now, Wait::For(a)) => Wait::For(a),
+            (Wait::Now, Wait::Now) => Wait::Now,
+        }
+    }
+
+    /// `Retry-After`: seconds when waiting helps; none when it cannot (more than a limit)
+    /// or the amount fits now (a late event was refused).
+    pub(crate) fn seconds(self) -> Option<i64> {
+        match self {
+            Wait::For(secs) => Some(secs),
+            Wait::Now | Wait::Never => None,
+        }
+    }
 }
 
 struct State {
