@@ -24,6 +24,9 @@ type Points = BTreeMap<i64, i64>;
 /// One customer × meter.
 type Key = (String, String);
 
+/// One window of a meter: its kind and length.
+type WindowKey = (WindowKind, i64);
+
 /// The windows' state in one transaction.
 #[derive(Default)]
 pub(crate) struct Windows {
@@ -34,7 +37,7 @@ pub(crate) struct Windows {
     /// Live reservations' holds, per customer read once: meter -> points.
     holds: HashMap<String, HashMap<String, Points>>,
     /// Each window's running sum, per customer × meter, by the window's kind and length.
-    tallies: HashMap<Key, Vec<((WindowKind, i64), tally::Tally)>>,
+    tallies: HashMap<Key, Vec<(WindowKey, tally::Tally)>>,
     /// The last second with stored usage.
     latest: HashMap<Key, Option<i64>>,
     /// Per limited meter, the first second whose seconds and minutes are kept.
@@ -176,7 +179,7 @@ impl Windows {
         &mut self,
         conn: &Connection,
         (customer, meter): (&str, &str),
-        key: (WindowKind, i64),
+        key: WindowKey,
         from: i64,
         to: i64,
     ) -> Result<i64> {
