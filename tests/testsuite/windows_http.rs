@@ -197,9 +197,38 @@ fn each_drop_in_route_refuses_an_event_a_window_refuses(engine: Engine) {
     );
     names_the_window(body["error_details"]["message"].as_str().unwrap());
 
-    // 95 + 1 + 4: the window is full.
+    // 95 + 1 + 4: the window is full. Each route's 402 says when 1 more fits: once the 95
+    // recorded a minute before NOW leave the hour.
     let check = check(&s, NOW);
     assert_eq!(meter_of(&check, "tokens")["windows"][0]["used"], 100);
+    let started = std::time::Instant::now();
+    let form = "event_name=api_tokens&payload[stripe_customer_id]=cus_Acme1&payload[value]=1\
+                &payload[tokens]=1&payload[model]=large";
+    let replies = [
+        c.send(
+            "/stripe/v1/billing/meter_events",
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            form.as_bytes(),
+        ),
+        c.send(
+            "/openmeter/api/v1/events",
+            &[("Content-Type", "application/cloudevents+json")],
+            cloud_event("c3", 1).to_string().as_bytes(),
+        ),
+        c.send(
+            "/lago/api/v1/events",
+            &[("Content-Type", "application/json")],
+            json!({"event": lago_event("l3", 1)}).to_string().as_bytes(),
+        ),
+    ];
+    for reply in replies {
+        assert_eq!(reply.status, 402, "{}", reply.body);
+        let secs = reply
+            .retry_after
+            .as_ref()
+            .map(|v| v.parse::<i64>().unwrap());
+        assert_waits(secs, HOUR - 60, started);
+    }
 }
 
 const WRITERS: usize = 8;

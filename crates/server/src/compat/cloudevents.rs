@@ -88,12 +88,14 @@ impl Problem {
                 StatusCode::BAD_REQUEST
             }
             Problem::Conflict(_) => StatusCode::CONFLICT,
-            Problem::Capped(_) => StatusCode::PAYMENT_REQUIRED,
+            Problem::Capped(..) => StatusCode::PAYMENT_REQUIRED,
             Problem::Other(e) => e.status,
         };
         let mut details = ProblemDetails::new(status, self.message());
-        if let Problem::Other(e) = &self {
-            details.retry_after = e.retry_after;
+        match &self {
+            Problem::Other(e) => details.retry_after = e.retry_after,
+            Problem::Capped(_, retry_after) => details.retry_after = *retry_after,
+            _ => {}
         }
         if !events.is_empty() {
             let list = events
@@ -331,12 +333,12 @@ async fn ingest_route(
 fn batch_failure(failed: &[(usize, Problem)], names: &[(String, String)]) -> ProblemDetails {
     let capped: Vec<(String, String)> = failed
         .iter()
-        .filter(|(_, p)| matches!(p, Problem::Capped(_)))
+        .filter(|(_, p)| matches!(p, Problem::Capped(..)))
         .map(|(i, _)| names[*i].clone())
         .collect();
     let first_other = failed
         .iter()
-        .find(|(_, p)| !matches!(p, Problem::Capped(_)));
+        .find(|(_, p)| !matches!(p, Problem::Capped(..)));
     let mut details = match first_other {
         None => {
             let mut d = failed[0].1.clone().into_problem(&capped);

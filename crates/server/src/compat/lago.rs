@@ -74,11 +74,14 @@ impl LagoError {
                     details,
                 )
             }
-            Problem::Capped(_) => LagoError::new(
-                StatusCode::PAYMENT_REQUIRED,
-                Some("hard_cap_reached"),
-                details,
-            ),
+            Problem::Capped(_, retry_after) => LagoError {
+                retry_after,
+                ..LagoError::new(
+                    StatusCode::PAYMENT_REQUIRED,
+                    Some("hard_cap_reached"),
+                    details,
+                )
+            },
             Problem::Other(e) => LagoError {
                 retry_after: e.retry_after,
                 ..LagoError::new(e.status, Some(e.code), details)
@@ -294,15 +297,15 @@ async fn record(state: &AppState, events: &[Value]) -> Result<Vec<Value>, LagoEr
         let ids = |only_caps: bool| -> Vec<String> {
             failed
                 .iter()
-                .filter(|(_, p)| !only_caps || matches!(p, Problem::Capped(_)))
+                .filter(|(_, p)| !only_caps || matches!(p, Problem::Capped(..)))
                 .map(|(i, _)| parsed[*i].transaction_id.clone())
                 .collect()
         };
         let first = failed
             .iter()
-            .find(|(_, p)| !matches!(p, Problem::Capped(_)))
+            .find(|(_, p)| !matches!(p, Problem::Capped(..)))
             .unwrap_or(&failed[0]);
-        let all_caps = failed.iter().all(|(_, p)| matches!(p, Problem::Capped(_)));
+        let all_caps = failed.iter().all(|(_, p)| matches!(p, Problem::Capped(..)));
         return Err(LagoError::from_problem(first.1.clone(), &ids(all_caps)));
     }
     // Every failure was answered above: only recorded or duplicate events remain.

@@ -180,8 +180,9 @@ pub(crate) enum Problem {
     UnknownMeter(String),
     /// The idempotency key was used before with other parameters.
     Conflict(String),
-    /// Refused by the customer's hard cap.
-    Capped(String),
+    /// Refused by the customer's hard cap or a window limit (with when it would fit, for
+    /// `Retry-After`).
+    Capped(String, Option<u32>),
     /// Anything else (database busy, queue full, ...), as the native API would answer it.
     Other(ApiError),
 }
@@ -200,7 +201,7 @@ impl Problem {
             | Problem::UnknownCustomer(message)
             | Problem::UnknownMeter(message)
             | Problem::Conflict(message)
-            | Problem::Capped(message) => message,
+            | Problem::Capped(message, _) => message,
             Problem::Other(e) => &e.message,
         }
     }
@@ -283,30 +284,39 @@ pub(crate) async fn ingest(state: &AppState, events: Vec<Candidate>) -> Result<I
 fn decided(outcome: crate::Result<RecordOutcome>) -> Result<RecordOutcome, Problem> {
     match outcome {
         Ok(o) if o.recorded || o.duplicate => Ok(o),
-        Ok(o) if o.refused_window.is_some() => Err(Problem::Capped(format!(
-            "customer \"{}\" reached a window limit of plan \"{}\" on {}; nothing recorded",
-            o.check.customer,
-            o.check.plan,
-            o.refused_window
-                .as_ref()
-                .map(meterline_core::wire::refusing_window)
-                .unwrap_or_default()
-        ))),
-        Ok(o) if o.meters.is_empty() => Err(Problem::Capped(format!(
-            "customer \"{}\" reached the hard cap of plan \"{}\" ({} of {} units used); \
+        Ok(o) if o.refused_window.is_some() => Err(Problem::Capped(
+            format!(
+                "customer \"{}\" reached a window limit of plan \"{}\" on {}; nothing recorded",
+                o.check.customer,
+                o.check.plan,
+                o.refused_window
+                    .as_ref()
+                    .map(meterline_core::wire::refusing_window)
+                    .unwrap_or_default()
+            ),
+            meterline_core::wire::retry_after(&o).and_then(|s| u32::try_from(s).ok()),
+        )),
+        Ok(o) if o.meters.is_empty() => Err(Problem::Capped(
+            format!(
+                "customer \"{}\" reached the hard cap of plan \"{}\" ({} of {} units used); \
              nothing recorded",
-            o.check.customer,
-            o.check.plan,
-            o.check.used,
-            o.check.limit.map_or("unlimited".into(), |n| n.to_string())
-        ))),
-        Ok(o) => Err(Problem::Capped(format!(
-            "customer \"{}\" reached the hard cap of plan \"{}\" on {}; nothing recorded on \
-             any meter",
-            o.check.customer,
-            o.check.plan,
-            meterline_core::wire::refusing_meters(&o)
-        ))),
+                o.check.customer,
+                o.check.plan,
+                o.check.used,
+                o.check.limit.map_or("unlimited".into(), |n| n.to_string())
+            ),
+            None,
+        )),
+        Ok(o) => Err(Problem::Capped(
+            format!(
+                "customer \"{}\" reached the hard cap of plan \"{}\" on {}; nothing recorded on \
+                 any meter",
+                o.check.customer,
+                o.check.plan,
+                meterline_core::wire::refusing_meters(&o)
+            ),
+            None,
+        )),
         // Never in an all-or-nothing part: an invalid event refuses the part.
         Err(e) => Err(Problem::Other(ApiError::from(e))),
     }

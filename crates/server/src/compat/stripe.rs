@@ -113,8 +113,9 @@ impl From<Problem> for StripeError {
             Problem::Conflict(_) => {
                 StripeError::new(StatusCode::BAD_REQUEST, "invalid_request_error", message)
             }
-            Problem::Capped(_) => StripeError {
+            Problem::Capped(_, retry_after) => StripeError {
                 code: Some("meterline_hard_cap_reached"),
+                retry_after,
                 ..StripeError::new(
                     StatusCode::PAYMENT_REQUIRED,
                     "invalid_request_error",
