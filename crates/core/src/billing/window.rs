@@ -3,10 +3,13 @@
 
 use crate::config::{Align, Limit};
 
-/// The bucket sizes usage is kept in (`window_buckets.span`): a second, a minute, an hour, a
-/// day. A stretch of time is added up from the coarsest buckets that fit in it, so its cost
-/// is bounded by the sizes, never by the events in it.
-pub const SPANS: [i64; 4] = [1, 60, 3_600, 86_400];
+/// The bucket sizes usage is kept in (`window_buckets.span`): a minute, an hour, a day. A
+/// minute's bucket also keeps its seconds. A stretch of time is added up from the coarsest
+/// buckets that fit in it and the seconds of at most two minutes at its ends, so its cost is
+/// bounded by the sizes, never by the events in it.
+pub const SPANS: [i64; 3] = [MINUTE, 3_600, 86_400];
+
+pub const MINUTE: i64 = 60;
 
 /// Monday 1970-01-05 00:00 UTC: `align = "utc"` windows start from it, so a day starts at
 /// midnight and a week on a Monday.
@@ -20,10 +23,48 @@ pub struct SpanRange {
     pub to: i64,
 }
 
-/// The buckets that make up [lo, hi) exactly: at most two ranges of each size but the
-/// largest, and one of that. Ranges that would be empty are left out.
+/// A stretch of time as the buckets hold it: the seconds [from, to) of at most two minutes
+/// at its ends (`partial`: minute, from, to), and the whole buckets between (`whole`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stretch {
+    pub partial: Vec<(i64, i64, i64)>,
+    pub whole: Vec<SpanRange>,
+}
+
+/// [lo, hi) as whole buckets and the seconds of the minutes it cuts.
+pub fn stretch(lo: i64, hi: i64) -> Stretch {
+    let mut partial = Vec::with_capacity(2);
+    if lo >= hi {
+        return Stretch {
+            partial,
+            whole: Vec::new(),
+        };
+    }
+    let (up, down) = (ceil_to(lo, MINUTE), floor_to(hi, MINUTE));
+    if up > down {
+        // Inside one minute.
+        partial.push((floor_to(lo, MINUTE), lo, hi));
+        return Stretch {
+            partial,
+            whole: Vec::new(),
+        };
+    }
+    if lo < up {
+        partial.push((floor_to(lo, MINUTE), lo, up));
+    }
+    if down < hi {
+        partial.push((down, down, hi));
+    }
+    Stretch {
+        partial,
+        whole: cover(up, down),
+    }
+}
+
+/// The buckets that make up [lo, hi) exactly (both whole minutes): at most two ranges of each
+/// size but the largest, and one of that. Ranges that would be empty are left out.
 pub fn cover(mut lo: i64, mut hi: i64) -> Vec<SpanRange> {
-    let mut ranges = Vec::with_capacity(7);
+    let mut ranges = Vec::with_capacity(5);
     for (i, &span) in SPANS.iter().enumerate() {
         if lo >= hi {
             break;
@@ -144,20 +185,29 @@ mod tests {
 
     #[test]
     fn a_stretch_is_covered_exactly_by_its_buckets() {
-        // Every second in [lo, hi) in exactly one bucket of the cover, none outside.
+        // Every second in [lo, hi) in exactly one bucket or partial minute, none outside.
         for (lo, hi) in [
             (0, 1),
             (59, 61),
+            (60, 120),
             (3_599, 90_001),
             (86_400, 2 * 86_400),
             (12_345, 12_345),
             (1_700_000_123, 1_700_000_123 + 7 * 86_400 + 61),
             (-90, 30),
         ] {
-            let ranges = cover(lo, hi);
-            assert!(ranges.len() <= 7, "{ranges:?}");
+            let stretch = stretch(lo, hi);
+            assert!(
+                stretch.partial.len() <= 2 && stretch.whole.len() <= 5,
+                "{stretch:?}"
+            );
             let mut seconds = Vec::new();
-            for r in &ranges {
+            for &(minute, from, to) in &stretch.partial {
+                assert_eq!(minute.rem_euclid(MINUTE), 0);
+                assert!(minute <= from && to <= minute + MINUTE);
+                seconds.extend(from..to);
+            }
+            for r in &stretch.whole {
                 assert_eq!(r.from.rem_euclid(r.span), 0);
                 assert_eq!(r.to.rem_euclid(r.span), 0);
                 let mut b = r.from;

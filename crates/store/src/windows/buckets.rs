@@ -1,22 +1,26 @@
-//! `window_buckets`: a limited meter's usage at each second, minute, hour and day. The only
-//! SQL of the windows.
+//! `window_buckets`: a limited meter's usage in each minute, hour and day, a minute's row with
+//! its units at each second (`seconds`, "s:units,…"). The only SQL of the windows.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::OnceLock;
 
-use crate::Result;
-use crate::billing::window::{SPANS, cover};
-use crate::db::{Connection, OptionalExtension, Param, params};
+use crate::billing::window::{MINUTE, SPANS, stretch};
+use crate::db::{Connection, Param, in_lists, params};
+use crate::{Error, Result};
 
-/// Bucket rows written by one upsert (five parameters each).
-const ROWS_PER_UPSERT: usize = 128;
+/// Bucket rows written by one upsert (six parameters each).
+const ROWS_PER_UPSERT: usize = 96;
 
-/// The most ranges `cover` gives: two of each size but the largest.
+/// The most whole ranges `stretch` gives: two of each size but the largest.
 const RANGES: usize = 2 * SPANS.len() - 1;
 
-/// The units in [from, to): the buckets `cover` names, each range an index lookup of its own
-/// (UNION ALL, so neither engine scans the customer's other buckets). Always `RANGES`
-/// ranges, the unused empty, so there is one statement text.
+/// Units at each second.
+type Seconds = BTreeMap<i64, i64>;
+
+/// The units in [from, to): the whole buckets `stretch` names, each range an index lookup of
+/// its own (UNION ALL, so neither engine scans the customer's other buckets; always `RANGES`
+/// ranges, the unused empty, so there is one statement text), and the seconds of the
+/// minutes it cuts at its ends.
 pub(super) fn sum(
     conn: &Connection,
     customer: &str,
@@ -24,15 +28,39 @@ pub(super) fn sum(
     from: i64,
     to: i64,
 ) -> Result<i64> {
-    let mut bounds: Vec<i64> = cover(from, to)
+    let stretch = stretch(from, to);
+    let mut bounds: Vec<i64> = stretch
+        .whole
         .iter()
         .flat_map(|r| [r.span, r.from, r.to])
         .collect();
     bounds.resize(3 * RANGES, 0);
     let mut values: Vec<&dyn Param> = vec![&customer, &meter];
     values.extend(bounds.iter().map(|b| b as &dyn Param));
-    conn.prepare_cached(sum_text())?
-        .query_row(values.as_slice(), |r| r.get(0))
+    let whole: i64 = if stretch.whole.is_empty() {
+        0
+    } else {
+        conn.prepare_cached(sum_text())?
+            .query_row(values.as_slice(), |r| r.get(0))?
+    };
+    let seconds: HashMap<i64, Seconds> = match stretch.partial.as_slice() {
+        [] => Vec::new(),
+        [one] => minute_rows(CUT, conn, params![customer, meter, one.0, one.0])?,
+        [first, last, ..] => minute_rows(CUT, conn, params![customer, meter, first.0, last.0])?,
+    }
+    .into_iter()
+    .collect();
+    let cut = stretch
+        .partial
+        .iter()
+        .flat_map(|&(minute, from, to)| {
+            seconds
+                .get(&minute)
+                .into_iter()
+                .flat_map(move |s| s.range(from..to).map(|(_, u)| *u))
+        })
+        .fold(0, i64::saturating_add);
+    Ok(whole.saturating_add(cut))
 }
 
 fn sum_text() -> &'static str {
@@ -56,16 +84,88 @@ fn sum_text() -> &'static str {
     })
 }
 
-const SECONDS: &str = "SELECT start, units FROM window_buckets
-     WHERE customer_id = ?1 AND meter_id = ?2 AND span = 1 AND start >= ?3 AND start < ?4
+/// The (at most two) minutes a stretch cuts at its ends.
+const CUT: &str = "SELECT start, seconds FROM window_buckets
+     WHERE customer_id = ?1 AND meter_id = ?2 AND span = 60 AND start IN (?3, ?4)";
+
+const MINUTES_FROM: &str = "SELECT start, seconds FROM window_buckets
+     WHERE customer_id = ?1 AND meter_id = ?2 AND span = 60 AND start >= ?3 AND start < ?4
      ORDER BY start";
 
-const FIRST: &str = "SELECT start, units FROM window_buckets
-     WHERE customer_id = ?1 AND meter_id = ?2 AND span = 1 AND start >= ?3 AND start < ?4
-     ORDER BY start LIMIT 1";
+const FIRST_MINUTES: &str = "SELECT start, seconds FROM window_buckets
+     WHERE customer_id = ?1 AND meter_id = ?2 AND span = 60 AND start >= ?3 AND start < ?4
+     ORDER BY start LIMIT 2";
 
-const LATEST: &str = "SELECT MAX(start) FROM window_buckets
-     WHERE customer_id = ?1 AND meter_id = ?2 AND span = 1";
+const LAST_MINUTE: &str = "SELECT start, seconds FROM window_buckets
+     WHERE customer_id = ?1 AND meter_id = ?2 AND span = 60 ORDER BY start DESC LIMIT 1";
+
+/// A minute row's seconds, as absolute seconds.
+fn parse_seconds(minute: i64, text: Option<&str>) -> Result<Seconds> {
+    let bad = || {
+        Error::Database(format!(
+            "window_buckets.seconds of minute {minute} is unreadable"
+        ))
+    };
+    let mut seconds = Seconds::new();
+    for part in text
+        .unwrap_or_default()
+        .split(',')
+        .filter(|p| !p.is_empty())
+    {
+        let (at, units) = part.split_once(':').ok_or_else(bad)?;
+        let at: i64 = at.parse().map_err(|_| bad())?;
+        let units: i64 = units.parse().map_err(|_| bad())?;
+        if !(0..MINUTE).contains(&at) {
+            return Err(bad());
+        }
+        seconds.insert(minute.saturating_add(at), units);
+    }
+    Ok(seconds)
+}
+
+/// A minute's seconds as its row keeps them.
+fn seconds_text(minute: i64, seconds: &Seconds) -> String {
+    let parts: Vec<String> = seconds
+        .iter()
+        .filter(|(_, units)| **units != 0)
+        .map(|(at, units)| format!("{}:{units}", at.saturating_sub(minute)))
+        .collect();
+    parts.join(",")
+}
+
+fn minute_rows(
+    statement: &str,
+    conn: &Connection,
+    values: &[&dyn Param],
+) -> Result<Vec<(i64, Seconds)>> {
+    let rows: Vec<(i64, Option<String>)> = conn
+        .prepare_cached(statement)?
+        .query_map(values, |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_>>()?;
+    rows.into_iter()
+        .map(|(minute, text)| Ok((minute, parse_seconds(minute, text.as_deref())?)))
+        .collect()
+}
+
+/// The stored seconds of the given minutes.
+fn minutes_of(
+    conn: &Connection,
+    customer: &str,
+    meter: &str,
+    minutes: &[i64],
+) -> Result<HashMap<i64, Seconds>> {
+    let mut found = HashMap::new();
+    for (list, minute_params) in in_lists(minutes) {
+        let statement = format!(
+            "SELECT start, seconds FROM window_buckets
+             WHERE customer_id = ? AND meter_id = ? AND span = 60 AND start IN ({list})"
+        );
+        let mut values: Vec<&dyn Param> = vec![&customer, &meter];
+        values.extend(minute_params);
+        found.extend(minute_rows(&statement, conn, &values)?);
+    }
+    Ok(found)
+}
 
 /// The units at each second in [from, to), in order.
 pub(super) fn seconds(
@@ -75,14 +175,21 @@ pub(super) fn seconds(
     from: i64,
     to: i64,
 ) -> Result<Vec<(i64, i64)>> {
-    conn.prepare_cached(SECONDS)?
-        .query_map(params![customer, meter, from, to], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?
-        .collect()
+    let first_minute = from.div_euclid(MINUTE).saturating_mul(MINUTE);
+    let rows = minute_rows(
+        MINUTES_FROM,
+        conn,
+        params![customer, meter, first_minute, to],
+    )?;
+    Ok(rows
+        .into_iter()
+        .flat_map(|(_, seconds)| seconds)
+        .filter(|(at, _)| (from..to).contains(at))
+        .collect())
 }
 
-/// The first second with usage in [from, to), and its units.
+/// The first second with usage in [from, to), and its units. Two minutes are enough: every
+/// stored minute has a second with usage, and only the first can have them all before `from`.
 pub(super) fn first(
     conn: &Connection,
     customer: &str,
@@ -90,56 +197,118 @@ pub(super) fn first(
     from: i64,
     to: i64,
 ) -> Result<Option<(i64, i64)>> {
-    conn.prepare_cached(FIRST)?
-        .query_row(params![customer, meter, from, to], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .optional()
+    let first_minute = from.div_euclid(MINUTE).saturating_mul(MINUTE);
+    let rows = minute_rows(
+        FIRST_MINUTES,
+        conn,
+        params![customer, meter, first_minute, to],
+    )?;
+    Ok(rows
+        .into_iter()
+        .flat_map(|(_, seconds)| seconds)
+        .find(|(at, _)| (from..to).contains(at)))
 }
 
 /// The last second with usage.
 pub(super) fn latest(conn: &Connection, customer: &str, meter: &str) -> Result<Option<i64>> {
-    conn.prepare_cached(LATEST)?
-        .query_row(params![customer, meter], |r| r.get(0))
+    let rows = minute_rows(LAST_MINUTE, conn, params![customer, meter])?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(_, seconds)| seconds.last_key_value().map(|(at, _)| *at))
+        .max())
 }
 
-/// Drop the seconds and minutes of `customer`'s `meter` before `before`: what no window
-/// decided from now on reads (`windows::kept_from`). Hours and days stay: a few rows a day.
+/// Drop the minutes (with their seconds) of `customer`'s `meter` before `before`: what no
+/// window decided from now on reads (`windows::kept_from`). Hours and days stay: a few rows a
+/// day.
 pub(super) fn prune(conn: &Connection, customer: &str, meter: &str, before: i64) -> Result<()> {
     conn.prepare_cached(
         "DELETE FROM window_buckets
-         WHERE customer_id = ?1 AND meter_id = ?2 AND span IN (1, 60) AND start < ?3",
+         WHERE customer_id = ?1 AND meter_id = ?2 AND span = 60 AND start < ?3",
     )?
     .execute(params![customer, meter, before])?;
     Ok(())
 }
 
-/// Add `added` (customer × meter -> units at each second) to the buckets of every size.
+/// One bucket row to write: its key, its units, and a minute's seconds.
+struct NewRow<'a> {
+    customer: &'a str,
+    meter: &'a str,
+    span: i64,
+    start: i64,
+    /// A minute's: its whole units (what was stored, merged); an hour's or a day's: what to
+    /// add to it.
+    units: i64,
+    seconds: Option<String>,
+}
+
+/// Add `added` (customer × meter -> units at each second) to the buckets of every size: a
+/// minute's row is read, merged and written whole (the batch holds the write lock), hours and
+/// days are added to.
 pub(super) fn add_all(
     conn: &Connection,
     added: HashMap<(String, String), BTreeMap<i64, i64>>,
 ) -> Result<()> {
-    let mut rows: BTreeMap<(&str, &str, i64, i64), i64> = BTreeMap::new();
+    let mut rows: Vec<NewRow> = Vec::new();
     for ((customer, meter), points) in &added {
+        let mut minutes: BTreeMap<i64, Seconds> = BTreeMap::new();
+        let mut larger: BTreeMap<(i64, i64), i64> = BTreeMap::new();
         for (&at, &units) in points {
-            for span in SPANS {
+            let minute = at.div_euclid(MINUTE).saturating_mul(MINUTE);
+            let second = minutes.entry(minute).or_default().entry(at).or_default();
+            *second = second.saturating_add(units);
+            for &span in &SPANS[1..] {
                 let start = at.div_euclid(span).saturating_mul(span);
-                let sum = rows.entry((customer, meter, span, start)).or_default();
+                let sum = larger.entry((span, start)).or_default();
                 *sum = sum.saturating_add(units);
             }
         }
-    }
-    let rows: Vec<_> = rows.into_iter().collect();
-    for chunk in rows.chunks(ROWS_PER_UPSERT) {
-        let mut values: Vec<&dyn Param> = Vec::with_capacity(chunk.len() * 5);
-        for ((customer, meter, span, start), units) in chunk {
-            values.extend_from_slice(&[customer as &dyn Param, meter, span, start, units]);
+        let keys: Vec<i64> = minutes.keys().copied().collect();
+        let stored = minutes_of(conn, customer, meter, &keys)?;
+        for (minute, mut seconds) in minutes {
+            for (at, units) in stored.get(&minute).into_iter().flatten() {
+                let sum = seconds.entry(*at).or_default();
+                *sum = sum.saturating_add(*units);
+            }
+            rows.push(NewRow {
+                customer,
+                meter,
+                span: MINUTE,
+                start: minute,
+                units: seconds.values().fold(0, |a, u| a.saturating_add(*u)),
+                seconds: Some(seconds_text(minute, &seconds)),
+            });
         }
+        rows.extend(larger.into_iter().map(|((span, start), units)| NewRow {
+            customer,
+            meter,
+            span,
+            start,
+            units,
+            seconds: None,
+        }));
+    }
+    for chunk in rows.chunks(ROWS_PER_UPSERT) {
+        let mut values: Vec<&dyn Param> = Vec::with_capacity(chunk.len() * 6);
+        for row in chunk {
+            values.extend_from_slice(&[
+                &row.customer as &dyn Param,
+                &row.meter,
+                &row.span,
+                &row.start,
+                &row.units,
+                &row.seconds,
+            ]);
+        }
+        // A minute's row is written whole; an hour's or a day's is added to.
         let sql = format!(
-            "INSERT INTO window_buckets (customer_id, meter_id, span, start, units) VALUES {}
-             ON CONFLICT (customer_id, meter_id, span, start)
-             DO UPDATE SET units = window_buckets.units + excluded.units",
-            vec!["(?,?,?,?,?)"; chunk.len()].join(",")
+            "INSERT INTO window_buckets (customer_id, meter_id, span, start, units, seconds)
+             VALUES {}
+             ON CONFLICT (customer_id, meter_id, span, start) DO UPDATE SET
+                 units = CASE WHEN excluded.span = 60 THEN excluded.units
+                              ELSE window_buckets.units + excluded.units END,
+                 seconds = excluded.seconds",
+            vec!["(?,?,?,?,?,?)"; chunk.len()].join(",")
         );
         conn.prepare_cached(&sql)?.execute(values.as_slice())?;
     }
@@ -172,18 +341,19 @@ mod tests {
         for at in 0..5_000 {
             for span in super::SPANS {
                 conn.execute(
-                    "INSERT INTO window_buckets VALUES ('c', 'm', ?1, ?2, 1)
+                    "INSERT INTO window_buckets VALUES ('c', 'm', ?1, ?2, 1, '0:1')
                      ON CONFLICT DO UPDATE SET units = units + 1",
                     rusqlite::params![span, at / span * span],
                 )
                 .unwrap();
             }
         }
-        let statements: [(&str, usize); 4] = [
+        let statements: [(&str, usize); 5] = [
             (super::sum_text(), 3 * super::RANGES),
-            (super::SECONDS, 2),
-            (super::FIRST, 2),
-            (super::LATEST, 0),
+            (super::CUT, 2),
+            (super::MINUTES_FROM, 2),
+            (super::FIRST_MINUTES, 2),
+            (super::LAST_MINUTE, 0),
         ];
         for (text, bounds) in statements {
             let mut statement = conn.prepare(text).unwrap();
@@ -201,5 +371,16 @@ mod tests {
                 "prepared again on each run: {text}"
             );
         }
+    }
+
+    #[test]
+    fn a_minutes_seconds_read_back_as_written() {
+        let minute = 1_796_601_600;
+        let seconds = super::Seconds::from([(minute, 3), (minute + 59, 7)]);
+        let text = super::seconds_text(minute, &seconds);
+        assert_eq!(text, "0:3,59:7");
+        assert_eq!(super::parse_seconds(minute, Some(&text)).unwrap(), seconds);
+        assert!(super::parse_seconds(minute, Some("60:1")).is_err());
+        assert!(super::parse_seconds(minute, Some("x")).is_err());
     }
 }
