@@ -40,7 +40,7 @@ pub(crate) struct Windows {
     tallies: HashMap<Key, Vec<(WindowKey, tally::Tally)>>,
     /// The last second with stored usage.
     latest: HashMap<Key, Option<i64>>,
-    /// Per limited meter, the first second whose seconds and minutes are kept.
+    /// Per limited meter, the first second whose minutes are kept.
     kept_from: HashMap<String, i64>,
 }
 
@@ -460,7 +460,7 @@ impl Windows {
     }
 }
 
-/// A meter's seconds and minutes are kept for twice its longest window and a day: an event
+/// A meter's minutes (and their seconds) are kept for twice its longest window and a day: an event
 /// up to a window late is decided exactly on every window it falls in (they reach a window
 /// past it), and one later still falls only in windows that ended over a day ago.
 fn kept_from(longest_window: i64, now: DateTime<Utc>) -> i64 {
