@@ -43,23 +43,22 @@ pub(super) fn sum(
         conn.prepare_cached(sum_text())?
             .query_row(values.as_slice(), |r| r.get(0))?
     };
-    let seconds: HashMap<i64, Seconds> = match stretch.partial.as_slice() {
+    let cut_rows = match stretch.partial.as_slice() {
         [] => Vec::new(),
         [one] => minute_rows(CUT, conn, params![customer, meter, one.0, one.0])?,
         [first, last, ..] => minute_rows(CUT, conn, params![customer, meter, first.0, last.0])?,
+    };
+    let mut cut: i64 = 0;
+    for (minute, text) in &cut_rows {
+        for &(_, from, to) in stretch.partial.iter().filter(|p| p.0 == *minute) {
+            for part in parts(*minute, text) {
+                let (at, units) = part?;
+                if (from..to).contains(&at) {
+                    cut = cut.saturating_add(units);
+                }
+            }
+        }
     }
-    .into_iter()
-    .collect();
-    let cut = stretch
-        .partial
-        .iter()
-        .flat_map(|&(minute, from, to)| {
-            seconds
-                .get(&minute)
-                .into_iter()
-                .flat_map(move |s| s.range(from..to).map(|(_, u)| *u))
-        })
-        .fold(0, i64::saturating_add);
     Ok(whole.saturating_add(cut))
 }
 
@@ -99,28 +98,26 @@ const FIRST_MINUTES: &str = "SELECT start, seconds FROM window_buckets
 const LAST_MINUTE: &str = "SELECT start, seconds FROM window_buckets
      WHERE customer_id = ?1 AND meter_id = ?2 AND span = 60 ORDER BY start DESC LIMIT 1";
 
-/// A minute row's seconds, as absolute seconds.
-fn parse_seconds(minute: i64, text: Option<&str>) -> Result<Seconds> {
-    let bad = || {
-        Error::Database(format!(
-            "window_buckets.seconds of minute {minute} is unreadable"
-        ))
-    };
-    let mut seconds = Seconds::new();
-    for part in text
-        .unwrap_or_default()
-        .split(',')
-        .filter(|p| !p.is_empty())
-    {
+/// A minute row's seconds in order, as absolute seconds and their units.
+fn parts(minute: i64, text: &str) -> impl Iterator<Item = Result<(i64, i64)>> + '_ {
+    text.split(',').filter(|p| !p.is_empty()).map(move |part| {
+        let bad = || {
+            Error::Database(format!(
+                "window_buckets.seconds of minute {minute} is unreadable"
+            ))
+        };
         let (at, units) = part.split_once(':').ok_or_else(bad)?;
         let at: i64 = at.parse().map_err(|_| bad())?;
         let units: i64 = units.parse().map_err(|_| bad())?;
         if !(0..MINUTE).contains(&at) {
             return Err(bad());
         }
-        seconds.insert(minute.saturating_add(at), units);
-    }
-    Ok(seconds)
+        Ok((minute.saturating_add(at), units))
+    })
+}
+
+fn parse_seconds(minute: i64, text: Option<&str>) -> Result<Seconds> {
+    parts(minute, text.unwrap_or_default()).collect()
 }
 
 /// A minute's seconds as its row keeps them.
@@ -133,18 +130,20 @@ fn seconds_text(minute: i64, seconds: &Seconds) -> String {
     parts.join(",")
 }
 
+/// Minute rows as stored: the minute and its seconds' text.
 fn minute_rows(
     statement: &str,
     conn: &Connection,
     values: &[&dyn Param],
-) -> Result<Vec<(i64, Seconds)>> {
+) -> Result<Vec<(i64, String)>> {
     let rows: Vec<(i64, Option<String>)> = conn
         .prepare_cached(statement)?
         .query_map(values, |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_>>()?;
-    rows.into_iter()
-        .map(|(minute, text)| Ok((minute, parse_seconds(minute, text.as_deref())?)))
-        .collect()
+    Ok(rows
+        .into_iter()
+        .map(|(minute, text)| (minute, text.unwrap_or_default()))
+        .collect())
 }
 
 /// The stored seconds of the given minutes.
@@ -162,7 +161,9 @@ fn minutes_of(
         );
         let mut values: Vec<&dyn Param> = vec![&customer, &meter];
         values.extend(minute_params);
-        found.extend(minute_rows(&statement, conn, &values)?);
+        for (minute, text) in minute_rows(&statement, conn, &values)? {
+            found.insert(minute, parse_seconds(minute, Some(&text))?);
+        }
     }
     Ok(found)
 }
@@ -181,11 +182,16 @@ pub(super) fn seconds(
         conn,
         params![customer, meter, first_minute, to],
     )?;
-    Ok(rows
-        .into_iter()
-        .flat_map(|(_, seconds)| seconds)
-        .filter(|(at, _)| (from..to).contains(at))
-        .collect())
+    let mut seconds = Vec::new();
+    for (minute, text) in &rows {
+        for part in parts(*minute, text) {
+            let (at, units) = part?;
+            if (from..to).contains(&at) {
+                seconds.push((at, units));
+            }
+        }
+    }
+    Ok(seconds)
 }
 
 /// The first second with usage in [from, to), and its units. Two minutes are enough: every
@@ -203,19 +209,27 @@ pub(super) fn first(
         conn,
         params![customer, meter, first_minute, to],
     )?;
-    Ok(rows
-        .into_iter()
-        .flat_map(|(_, seconds)| seconds)
-        .find(|(at, _)| (from..to).contains(at)))
+    for (minute, text) in &rows {
+        for part in parts(*minute, text) {
+            let (at, units) = part?;
+            if (from..to).contains(&at) {
+                return Ok(Some((at, units)));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// The last second with usage.
 pub(super) fn latest(conn: &Connection, customer: &str, meter: &str) -> Result<Option<i64>> {
     let rows = minute_rows(LAST_MINUTE, conn, params![customer, meter])?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(_, seconds)| seconds.last_key_value().map(|(at, _)| *at))
-        .max())
+    let mut latest = None;
+    for (minute, text) in &rows {
+        for part in parts(*minute, text) {
+            latest = latest.max(Some(part?.0));
+        }
+    }
+    Ok(latest)
 }
 
 /// Drop the minutes (with their seconds) of `customer`'s `meter` before `before`: what no
