@@ -342,12 +342,6 @@ pub(crate) fn decide_in<'t, 'c>(
         mode,
         holds: Vec::new(),
         windows: crate::windows::Windows::new(config, credits, now),
-        windowed: config
-            .meters
-            .iter()
-            .filter(|m| config.windowed(&m.id))
-            .map(|m| m.id.as_str())
-            .collect(),
     };
     let mut results = Vec::with_capacity(requests.len());
     for req in requests {
@@ -599,8 +593,6 @@ pub(crate) struct Batch<'t, 'c> {
     /// `Mode::Reserve`: what the last event decided would hold.
     holds: Vec<Hold>,
     windows: crate::windows::Windows,
-    /// The meters some plan limits over a window: their usage is kept over time.
-    windowed: Vec<&'c str>,
 }
 
 impl Batch<'_, '_> {
@@ -898,8 +890,8 @@ impl<'c> Batch<'_, 'c> {
             let limited = terms[i]
                 .as_ref()
                 .is_some_and(|t| !t.terms.limits.is_empty());
-            if limited || self.windowed.contains(&meter.id.as_str()) {
-                let units = d.after().saturating_sub(d.before);
+            if limited || self.windows.keeps(&meter.id) {
+                let units = d.added();
                 self.windows
                     .add(&customer_id, &meter.id, occurred_at, units);
                 let at = (customer_id.as_str(), plan_id.as_str(), meter.id.as_str());
@@ -923,7 +915,7 @@ impl<'c> Batch<'_, 'c> {
             }
             let amount = match value {
                 MeterValue::Number(n) => *n,
-                MeterValue::Distinct(_) => d.after().saturating_sub(d.before),
+                MeterValue::Distinct(_) => d.added(),
             };
             self.events.add(NewEvent {
                 id: event_id,
@@ -949,7 +941,7 @@ impl<'c> Batch<'_, 'c> {
             });
             fed.push(after);
         }
-        let added = decided[0].after().saturating_sub(decided[0].before);
+        let added = decided[0].added();
         let (check, meters) = standings(meters, fed, 0, typed);
         let outcome = RecordOutcome {
             recorded: true,
@@ -978,7 +970,7 @@ impl<'c> Batch<'_, 'c> {
             .map(|(meter, d)| Hold {
                 meter: meter.id.clone(),
                 units: if crate::meters::counting::adds_up(meter.aggregation) {
-                    d.after().saturating_sub(d.before)
+                    d.added()
                 } else {
                     0
                 },
@@ -1019,7 +1011,7 @@ impl<'c> Batch<'_, 'c> {
             let Some(priced) = priced.as_ref().filter(|t| !t.terms.limits.is_empty()) else {
                 continue;
             };
-            let units = decided[i].after().saturating_sub(decided[i].before);
+            let units = decided[i].added();
             let decision = self.windows.decide(
                 self.conn,
                 (customer, &meter.id),
@@ -1057,7 +1049,7 @@ impl<'c> Batch<'_, 'c> {
             let Some(terms) = terms.as_ref() else {
                 continue;
             };
-            let units = decided[i].after().saturating_sub(decided[i].before);
+            let units = decided[i].added();
             let at = (customer, meter.id.as_str());
             let limits = &terms.terms.limits;
             wait = wait.and(

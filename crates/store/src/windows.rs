@@ -98,9 +98,15 @@ impl Windows {
         }
     }
 
+    /// True when some plan limits `meter`: its usage is kept over time.
+    pub(crate) fn keeps(&self, meter: &str) -> bool {
+        self.kept_from.contains_key(meter)
+    }
+
     /// An event of `units` at `at` on `customer`'s `meter` under `limits`: where it falls in
     /// each window, or the first blocking limit it would pass (when `enforce`; a settle
-    /// counts whatever the windows say).
+    /// counts whatever the windows say). The refusal's `retry_after` is left to the caller,
+    /// which knows every meter the event feeds (`wait_for_all` on each).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn decide<'l>(
         &mut self,
@@ -138,16 +144,13 @@ impl Windows {
                 }
             };
             if enforce && limit.blocks() && before.saturating_add(units) > limit.limit {
-                let retry_after = self
-                    .wait_for_all(conn, (customer, meter), limits, units, now, period)?
-                    .seconds();
                 return Ok(Err(WindowRefusal {
                     meter: meter.to_string(),
                     window: limit.window().to_string(),
                     kind: limit.kind,
                     limit: limit.limit,
                     used: before,
-                    retry_after,
+                    retry_after: None,
                 }));
             }
             steps.push(Step {
@@ -184,25 +187,22 @@ impl Windows {
         to: i64,
     ) -> Result<i64> {
         let latest = self.stored_latest(conn, customer, meter)?;
-        let line_key = (customer.to_string(), meter.to_string());
         let Windows {
             added,
             holds,
             tallies,
             ..
         } = self;
-        let beside: Vec<&Points> = added
-            .get(&line_key)
-            .into_iter()
-            .chain(holds.get(customer).and_then(|h| h.get(meter)))
-            .collect();
+        let beside: Vec<&Points> = beside(added, holds, customer, meter).collect();
         let line = tally::Line {
             conn,
             customer,
             meter,
             beside: &beside,
         };
-        let kept = tallies.entry(line_key).or_default();
+        let kept = tallies
+            .entry((customer.to_string(), meter.to_string()))
+            .or_default();
         match kept.iter_mut().find(|(k, _)| *k == key) {
             Some((_, tally)) if tally.is(from, to) => {}
             Some((_, tally)) if tally.can_move_to(from, to, latest) => {
@@ -249,11 +249,7 @@ impl Windows {
 
     /// What is kept in memory beside the buckets: the batch's events and the live holds.
     fn beside<'s>(&'s self, customer: &str, meter: &str) -> impl Iterator<Item = &'s Points> {
-        let key = (customer.to_string(), meter.to_string());
-        self.added
-            .get(&key)
-            .into_iter()
-            .chain(self.holds.get(customer).and_then(|h| h.get(meter)))
+        beside(&self.added, &self.holds, customer, meter)
     }
 
     /// The units in [from, to).
@@ -460,8 +456,8 @@ impl Windows {
     }
 }
 
-/// A meter's minutes (and their seconds) are kept for twice its longest window and a day: an event
-/// up to a window late is decided exactly on every window it falls in (they reach a window
+/// A meter's minutes (and their seconds) are kept for twice its longest window and a day: an
+/// event up to a window late is decided exactly on every window it falls in (they reach a window
 /// past it), and one later still falls only in windows that ended over a day ago.
 fn kept_from(longest_window: i64, now: DateTime<Utc>) -> i64 {
     now.timestamp()
@@ -475,6 +471,21 @@ fn window_start(limit: &Limit, at: i64, period: Period) -> i64 {
         WindowKind::Sliding => at.saturating_sub(limit.window_secs),
         WindowKind::Fixed => fixed_window(limit, at, seconds(period)).0,
     }
+}
+
+/// `customer`'s `meter` in the batch's events (`added`) and the live holds (`holds`): a free
+/// function, so a tally can read them while another field is borrowed.
+fn beside<'s>(
+    added: &'s HashMap<Key, Points>,
+    holds: &'s HashMap<String, HashMap<String, Points>>,
+    customer: &str,
+    meter: &str,
+) -> impl Iterator<Item = &'s Points> {
+    let key = (customer.to_string(), meter.to_string());
+    added
+        .get(&key)
+        .into_iter()
+        .chain(holds.get(customer).and_then(|h| h.get(meter)))
 }
 
 /// How long an amount waits for a window to take it.

@@ -155,6 +155,11 @@ impl Decided {
             self.next.unwrap_or(self.before)
         }
     }
+
+    /// What the event adds to the meter's total.
+    pub(crate) fn added(&self) -> i64 {
+        self.after().saturating_sub(self.before)
+    }
 }
 
 #[derive(Default)]
