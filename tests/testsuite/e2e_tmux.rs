@@ -115,12 +115,12 @@ pub(crate) fn tmux_sized(name: &str, dir: &Path, db: &Path, (width, height): (u1
 
 /// After quitting: the shell printed the exit code and a fresh prompt, on the normal screen.
 pub(crate) fn assert_terminal_restored(tmux: &Tmux) {
-    let screen = tmux.wait_text("exit=0");
-    let after = screen.split("exit=0").nth(1).unwrap_or_default();
-    assert!(
-        after.contains(PROMPT_SHOWN),
-        "no prompt after quitting:\n{screen}"
-    );
+    // The shell prints the exit code, then the prompt: wait for both, not the first alone.
+    let screen = tmux.wait_for("the exit code and a fresh prompt", |s| {
+        s.split("exit=0")
+            .nth(1)
+            .is_some_and(|after| after.contains(PROMPT_SHOWN))
+    });
     assert!(!tmux.alternate_screen(), "still on the alternate screen");
     assert!(
         !screen.contains(PASSWORD),
