@@ -12,7 +12,8 @@
 //!   the last 5 hours. Target: flat.
 //!
 //! `METERLINE_BENCH_EVENTS` (default 100,000) sizes the batches, `METERLINE_BENCH_POSTGRES=0`
-//! skips PostgreSQL, `METERLINE_BENCH_CASE=batch`, `check` or `cost` runs one part (SQLite).
+//! skips PostgreSQL, `METERLINE_BENCH_CASE=batch`, `check` or `cost` runs one part on SQLite,
+//! `METERLINE_BENCH_CASE=postgres` only the batches on PostgreSQL.
 
 #[path = "support/rounds.rs"]
 mod rounds;
@@ -105,7 +106,8 @@ fn main() {
             cost(&configs, &sqlite(&format!("cost{i}.db")), n);
         }
     }
-    if only.is_some() || std::env::var("METERLINE_BENCH_POSTGRES").as_deref() == Ok("0") {
+    let others_only = only.as_deref().is_some_and(|o| o != "postgres");
+    if others_only || std::env::var("METERLINE_BENCH_POSTGRES").as_deref() == Ok("0") {
         return;
     }
     let server = pg::PgServer::private();

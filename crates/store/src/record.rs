@@ -341,7 +341,8 @@ pub(crate) fn decide_in<'t, 'c>(
         ),
         mode,
         holds: Vec::new(),
-        windows: crate::windows::Windows::new(config, credits, now),
+        windows: crate::windows::Windows::new(config, credits, now)
+            .reaching(requests.iter().map(|r| r.occurred_at).max()),
     };
     let mut results = Vec::with_capacity(requests.len());
     for req in requests {

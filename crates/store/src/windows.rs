@@ -21,8 +21,8 @@ use meterline_core::{MeteredCheck, WindowRefusal, WindowUsage};
 /// Units at each second.
 type Points = BTreeMap<i64, i64>;
 
-/// One customer × meter.
-type Key = (String, String);
+/// Nothing at any second: what a meter without batch points or holds has beside its buckets.
+static NOTHING: Points = BTreeMap::new();
 
 /// One window of a meter: its kind and length.
 type WindowKey = (WindowKind, i64);
@@ -32,16 +32,70 @@ type WindowKey = (WindowKind, i64);
 pub(crate) struct Windows {
     /// Whether a live reservation may exist (if not, no hold is read).
     reservations: bool,
-    /// This batch's counted events, not written yet.
-    added: HashMap<Key, Points>,
+    /// Per customer, then meter: what this transaction keeps of its time line (found by
+    /// `&str`, a key is copied only when first seen).
+    lines: hashbrown::HashMap<String, hashbrown::HashMap<String, Timeline>>,
     /// Live reservations' holds, per customer read once: meter -> points.
     holds: HashMap<String, HashMap<String, Points>>,
-    /// Each window's running sum, per customer × meter, by the window's kind and length.
-    tallies: HashMap<Key, Vec<(WindowKey, tally::Tally)>>,
-    /// The last second with stored usage.
-    latest: HashMap<Key, Option<i64>>,
     /// Per limited meter, the first second whose minutes are kept.
     kept_from: HashMap<String, i64>,
+    /// The batch's last event second, when known: how far its windows will move.
+    last: Option<i64>,
+}
+
+/// One customer × meter in a transaction: the batch's counted events (not written yet), each
+/// window's running sum, and the last second stored. Found once per decision: an event's
+/// windows cost two map lookups, not one per read.
+#[derive(Default)]
+struct Timeline {
+    added: Points,
+    /// Each window's running sum, by the window's kind and length.
+    tallies: Vec<(WindowKey, tally::Tally)>,
+    /// The last stored minute with its seconds, once read (the batch holds the write lock):
+    /// the last second with stored usage, and what its write merges into.
+    last_stored: Option<Option<buckets::Minute>>,
+}
+
+/// Where a customer's meter is read from: its buckets, and beside them, in memory, the batch's
+/// events and the live holds (each as units per second).
+pub(super) struct Line<'a> {
+    pub conn: &'a Connection,
+    pub customer: &'a str,
+    pub meter: &'a str,
+    pub beside: [&'a Points; 2],
+}
+
+impl Line<'_> {
+    /// What is kept beside the buckets in [from, to).
+    fn beside_sum(&self, from: i64, to: i64) -> i64 {
+        if from >= to {
+            return 0;
+        }
+        self.beside
+            .iter()
+            .flat_map(|points| points.range(from..to).map(|(_, u)| *u))
+            .fold(0, i64::saturating_add)
+    }
+
+    /// The units in [from, to).
+    fn sum(&self, from: i64, to: i64) -> Result<i64> {
+        let stored = buckets::sum(self.conn, self.customer, self.meter, from, to)?;
+        Ok(stored.saturating_add(self.beside_sum(from, to)))
+    }
+
+    /// The units at each second in [from, to), sorted.
+    fn points(&self, from: i64, to: i64) -> Result<Vec<(i64, i64)>> {
+        let mut all: Points = buckets::seconds(self.conn, self.customer, self.meter, from, to)?
+            .into_iter()
+            .collect();
+        for points in self.beside {
+            for (&at, &units) in points.range(from..to) {
+                let sum = all.entry(at).or_default();
+                *sum = sum.saturating_add(units);
+            }
+        }
+        Ok(all.into_iter().collect())
+    }
 }
 
 /// Where an event falls in one window: the most it holds there before the event, and the
@@ -50,7 +104,8 @@ pub(crate) struct Windows {
 pub(crate) struct Step<'l> {
     pub limit: &'l Limit,
     pub before: i64,
-    pub span: Period,
+    /// The window's [from, to) in seconds (made an instant only for an alert).
+    pub span: (i64, i64),
 }
 
 impl Step<'_> {
@@ -67,7 +122,8 @@ impl Step<'_> {
             |used: i64| WarningLevel::of(Some(used as f64 / self.limit.limit as f64), thresholds);
         let used = self.before.saturating_add(units);
         let (before, after) = (level(self.before), level(used));
-        (after > before && self.span.end > now).then(|| crate::alerts::Crossing {
+        let (from, to) = self.span;
+        (after > before && to > now.timestamp()).then(|| crate::alerts::Crossing {
             customer,
             plan,
             meter,
@@ -77,7 +133,10 @@ impl Step<'_> {
             used,
             limit: Some(self.limit.limit),
             ratio: Some(used as f64 / self.limit.limit as f64),
-            span: self.span,
+            span: Period {
+                start: instant(from),
+                end: instant(to),
+            },
         })
     }
 }
@@ -95,6 +154,15 @@ impl Windows {
             reservations,
             kept_from,
             ..Windows::default()
+        }
+    }
+
+    /// The same, for a batch whose last event is at `last`: a window moving with a backfill
+    /// reads the seconds that will leave it in one query, not a growing chunk at a time.
+    pub(crate) fn reaching(self, last: Option<DateTime<Utc>>) -> Windows {
+        Windows {
+            last: last.map(|at| at.timestamp()),
+            ..self
         }
     }
 
@@ -120,9 +188,21 @@ impl Windows {
         enforce: bool,
     ) -> Result<std::result::Result<Vec<Step<'l>>, WindowRefusal>> {
         self.load_holds(conn, customer, now)?;
-        let at = at.timestamp();
-        let mut steps = Vec::with_capacity(limits.len());
         let kept_from = self.kept_from.get(meter).copied();
+        let self_last = self.last.unwrap_or(i64::MIN);
+        let (timeline, held) = self.timeline(customer, meter);
+        let at = at.timestamp();
+        let line = At {
+            conn,
+            customer,
+            meter,
+            held,
+            last: self_last,
+        };
+        if timeline.last_stored.is_none() {
+            timeline.open(line, limits, at, period)?;
+        }
+        let mut steps = Vec::with_capacity(limits.len());
         for limit in limits {
             if kept_from.is_some_and(|kept| window_start(limit, at, period) < kept) {
                 // So late that every window it falls in ended over a day ago: its seconds
@@ -131,16 +211,13 @@ impl Windows {
             }
             let (before, (from, to)) = match limit.kind {
                 WindowKind::Sliding => (
-                    self.peak(conn, customer, meter, at, limit)?,
+                    timeline.peak(line, at, limit)?,
                     (at, at.saturating_add(limit.window_secs)),
                 ),
                 WindowKind::Fixed => {
                     let (from, to) = fixed_window(limit, at, seconds(period));
                     let key = (limit.kind, limit.window_secs);
-                    (
-                        self.tallied(conn, (customer, meter), key, from, to)?,
-                        (from, to),
-                    )
+                    (timeline.tallied(line, key, from, to)?, (from, to))
                 }
             };
             if enforce && limit.blocks() && before.saturating_add(units) > limit.limit {
@@ -156,10 +233,7 @@ impl Windows {
             steps.push(Step {
                 limit,
                 before,
-                span: Period {
-                    start: instant(from),
-                    end: instant(to),
-                },
+                span: (from, to),
             });
         }
         Ok(Ok(steps))
@@ -167,64 +241,53 @@ impl Windows {
 
     /// Count `units` at `at`: later events of the batch see them, and `flush` writes them.
     pub(crate) fn add(&mut self, customer: &str, meter: &str, at: DateTime<Utc>, units: i64) {
-        let key = (customer.to_string(), meter.to_string());
         let at = at.timestamp();
-        for (_, tally) in self.tallies.get_mut(&key).into_iter().flatten() {
+        let (timeline, _) = self.timeline(customer, meter);
+        for (_, tally) in &mut timeline.tallies {
             tally.note(at, units);
         }
-        let sum = self.added.entry(key).or_default().entry(at).or_default();
+        let sum = timeline.added.entry(at).or_default();
         *sum = sum.saturating_add(units);
     }
 
-    /// The units in [from, to) of the window `key` (kind, length), from its running sum:
-    /// moved forward when it can be, else summed afresh.
-    fn tallied(
-        &mut self,
-        conn: &Connection,
-        (customer, meter): (&str, &str),
-        key: WindowKey,
-        from: i64,
-        to: i64,
-    ) -> Result<i64> {
-        let latest = self.stored_latest(conn, customer, meter)?;
-        let Windows {
-            added,
-            holds,
-            tallies,
-            ..
-        } = self;
-        let beside: Vec<&Points> = beside(added, holds, customer, meter).collect();
-        let line = tally::Line {
-            conn,
-            customer,
-            meter,
-            beside: &beside,
-        };
-        let kept = tallies
-            .entry((customer.to_string(), meter.to_string()))
+    /// `customer`'s `meter` in this transaction (begun on first use), and its live holds.
+    fn timeline(&mut self, customer: &str, meter: &str) -> (&mut Timeline, &Points) {
+        let timeline = self
+            .lines
+            .entry_ref(customer)
+            .or_default()
+            .entry_ref(meter)
             .or_default();
-        match kept.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, tally)) if tally.is(from, to) => {}
-            Some((_, tally)) if tally.can_move_to(from, to, latest) => {
-                tally.move_to(&line, from, to)?;
-            }
-            Some((_, tally)) => *tally = tally::Tally::new(&line, from, to)?,
-            None => kept.push((key, tally::Tally::new(&line, from, to)?)),
-        }
-        Ok(kept
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map_or(0, |(_, t)| t.units()))
+        (timeline, held(&self.holds, customer, meter))
     }
 
     /// Write what the batch counted.
     pub(crate) fn flush(&mut self, conn: &Connection) -> Result<()> {
-        for (customer, meter) in self.added.keys() {
-            if let Some(&kept) = self.kept_from.get(meter) {
-                buckets::prune(conn, customer, meter, kept)?;
+        let mut added = Vec::new();
+        for (customer, meters) in &self.lines {
+            for (meter, timeline) in meters.iter().filter(|(_, t)| !t.added.is_empty()) {
+                let mut last_stored = timeline.last_stored.as_ref().and_then(Option::as_ref);
+                if let Some(&kept) = self.kept_from.get(meter).filter(|_| timeline.prunes()) {
+                    buckets::prune(conn, customer, meter, kept)?;
+                    last_stored = last_stored.filter(|(minute, _)| *minute >= kept);
+                }
+                added.push(buckets::Added {
+                    customer,
+                    meter,
+                    points: &timeline.added,
+                    last_stored,
+                });
             }
         }
-        buckets::add_all(conn, std::mem::take(&mut self.added))
+        buckets::add_all(conn, &added)?;
+        for timeline in self
+            .lines
+            .values_mut()
+            .flat_map(hashbrown::HashMap::values_mut)
+        {
+            timeline.added.clear();
+        }
+        Ok(())
     }
 
     fn load_holds(&mut self, conn: &Connection, customer: &str, now: DateTime<Utc>) -> Result<()> {
@@ -247,213 +310,289 @@ impl Windows {
         Ok(())
     }
 
-    /// What is kept in memory beside the buckets: the batch's events and the live holds.
-    fn beside<'s>(&'s self, customer: &str, meter: &str) -> impl Iterator<Item = &'s Points> {
-        beside(&self.added, &self.holds, customer, meter)
-    }
-
-    /// The units in [from, to).
-    fn sum(
-        &self,
-        conn: &Connection,
-        customer: &str,
-        meter: &str,
-        from: i64,
-        to: i64,
-    ) -> Result<i64> {
-        let stored = buckets::sum(conn, customer, meter, from, to)?;
-        Ok(self
-            .beside(customer, meter)
-            .flat_map(|points| points.range(from..to).map(|(_, u)| *u))
-            .fold(stored, i64::saturating_add))
-    }
-
-    /// The units at each second in [from, to), sorted.
-    fn points(
-        &self,
-        conn: &Connection,
-        customer: &str,
-        meter: &str,
-        from: i64,
-        to: i64,
-    ) -> Result<Vec<(i64, i64)>> {
-        let mut all: Points = buckets::seconds(conn, customer, meter, from, to)?
-            .into_iter()
-            .collect();
-        for points in self.beside(customer, meter) {
-            for (&at, &units) in points.range(from..to) {
-                let sum = all.entry(at).or_default();
-                *sum = sum.saturating_add(units);
-            }
+    /// Where `customer`'s `meter` is read from, for a reader outside a decision.
+    fn line<'s>(&'s self, conn: &'s Connection, customer: &'s str, meter: &'s str) -> Line<'s> {
+        let added = self
+            .lines
+            .get(customer)
+            .and_then(|m| m.get(meter))
+            .map_or(&NOTHING, |t| &t.added);
+        Line {
+            conn,
+            customer,
+            meter,
+            beside: [added, held(&self.holds, customer, meter)],
         }
-        Ok(all.into_iter().collect())
-    }
-
-    /// The most a sliding window holds anywhere an event at `at` falls: the window ending at
-    /// `at` when nothing is later (one sum), else every later window (a late event).
-    fn peak(
-        &mut self,
-        conn: &Connection,
-        customer: &str,
-        meter: &str,
-        at: i64,
-        limit: &Limit,
-    ) -> Result<i64> {
-        let window = limit.window_secs;
-        let from = at.saturating_sub(window).saturating_add(1);
-        if self.latest(conn, customer, meter)? <= Some(at) {
-            let key = (limit.kind, window);
-            return self.tallied(conn, (customer, meter), key, from, at.saturating_add(1));
-        }
-        let points = self.points(conn, customer, meter, from, at.saturating_add(window))?;
-        Ok(sliding_peak(&points, at, window))
-    }
-
-    /// The last second with stored usage (read once: the batch holds the write lock).
-    fn stored_latest(
-        &mut self,
-        conn: &Connection,
-        customer: &str,
-        meter: &str,
-    ) -> Result<Option<i64>> {
-        let key = (customer.to_string(), meter.to_string());
-        if let Some(&latest) = self.latest.get(&key) {
-            return Ok(latest);
-        }
-        let latest = buckets::latest(conn, customer, meter)?;
-        self.latest.insert(key, latest);
-        Ok(latest)
-    }
-
-    /// The last second with usage, stored or beside.
-    fn latest(&mut self, conn: &Connection, customer: &str, meter: &str) -> Result<Option<i64>> {
-        let stored = self.stored_latest(conn, customer, meter)?;
-        Ok(self
-            .beside(customer, meter)
-            .filter_map(|points| points.last_key_value().map(|(at, _)| *at))
-            .chain(stored)
-            .max())
     }
 
     /// How long until `units` sent now would fit every blocking window of `limits`, not
     /// only the one that refused them (a sliding window may free room long before a full
     /// fixed one resets).
     pub(crate) fn wait_for_all(
-        &mut self,
+        &self,
         conn: &Connection,
-        at: (&str, &str),
+        (customer, meter): (&str, &str),
         limits: &[Limit],
         units: i64,
         now: DateTime<Utc>,
         period: Period,
     ) -> Result<Wait> {
+        let line = self.line(conn, customer, meter);
         let mut longest = Wait::Now;
         for limit in limits.iter().filter(|l| l.blocks()) {
-            longest = longest.and(self.wait(conn, at, limit, units, now, period)?);
+            longest = longest.and(wait(&line, limit, units, now, period)?);
         }
         Ok(longest)
     }
+}
 
-    /// How long until `units` sent now would fit `limit`.
-    fn wait(
-        &mut self,
-        conn: &Connection,
-        (customer, meter): (&str, &str),
-        limit: &Limit,
-        units: i64,
-        now: DateTime<Utc>,
-        period: Period,
-    ) -> Result<Wait> {
-        if units > limit.limit {
-            return Ok(Wait::Never);
-        }
-        let now = now.timestamp();
-        let state = self.state(conn, customer, meter, limit, now, period)?;
-        let over = state.used.saturating_add(units).saturating_sub(limit.limit);
-        if over <= 0 {
-            return Ok(Wait::Now);
-        }
-        let fits_at = match limit.kind {
-            WindowKind::Fixed => Some(state.ends),
-            WindowKind::Sliding => {
-                let points = self.points(conn, customer, meter, state.starts, now + 1)?;
-                released_by(&points, limit.window_secs, over).map(|(at, _)| at)
-            }
-        };
-        Ok(fits_at.map_or(Wait::Never, |at| Wait::For(at.saturating_sub(now).max(1))))
+/// A decision's view of one meter: the connection, the customer and meter, its live holds,
+/// and the batch's last second.
+#[derive(Clone, Copy)]
+struct At<'a> {
+    conn: &'a Connection,
+    customer: &'a str,
+    meter: &'a str,
+    held: &'a Points,
+    last: i64,
+}
+
+impl Timeline {
+    /// The batch's first read of this meter, one statement: the last stored minute, and each
+    /// window's stretch for an event at `event` with the stored seconds a sliding one will
+    /// leave as the batch moves it to its last second. Each window's running sum starts
+    /// from it.
+    fn open(&mut self, at: At<'_>, limits: &[Limit], event: i64, period: Period) -> Result<()> {
+        let stretches: Vec<(WindowKey, (i64, i64))> = limits
+            .iter()
+            .map(|limit| {
+                let stretch = match limit.kind {
+                    WindowKind::Sliding => (
+                        event.saturating_sub(limit.window_secs).saturating_add(1),
+                        event.saturating_add(1),
+                    ),
+                    WindowKind::Fixed => fixed_window(limit, event, seconds(period)),
+                };
+                ((limit.kind, limit.window_secs), stretch)
+            })
+            .collect();
+        // Where each stretch's read-ahead ends; one range covers them all.
+        let ahead_to = |(from, to): (i64, i64)| reach(at.last, from, to).min(to).max(from);
+        let ahead = stretches
+            .iter()
+            .map(|&(_, stretch)| (stretch.0, ahead_to(stretch)))
+            .filter(|(from, until)| from < until)
+            .reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)))
+            .unwrap_or_default();
+        let ranges: Vec<(i64, i64)> = stretches.iter().map(|s| s.1).collect();
+        let read = buckets::read(at.conn, at.customer, at.meter, &ranges, Some(ahead))?;
+        self.last_stored = Some(read.last_minute);
+        let line = self.line(at);
+        let tallies = stretches
+            .iter()
+            .zip(read.sums)
+            .map(|(&(key, stretch), stored)| {
+                let until = ahead_to(stretch);
+                let ahead = read
+                    .ahead
+                    .iter()
+                    .filter(|(second, _)| (stretch.0..until).contains(second));
+                let tally =
+                    tally::Tally::read(&line, stretch, stored, (ahead.copied().collect(), until));
+                (key, tally)
+            })
+            .collect();
+        self.tallies = tallies;
+        Ok(())
     }
 
-    /// `limit`'s window at `now`: what it holds, and where it lies.
-    fn state(
-        &mut self,
-        conn: &Connection,
-        customer: &str,
-        meter: &str,
-        limit: &Limit,
-        now: i64,
-        period: Period,
-    ) -> Result<State> {
-        let (starts, ends) = match limit.kind {
-            WindowKind::Fixed => {
-                // A late event's period may have ended by `now`: its windows are all past,
-                // and the one that would hold `now` is empty (it belongs to no window of it).
-                let (starts, ends) = fixed_window(limit, now, seconds(period));
-                (starts, ends.max(starts))
-            }
-            WindowKind::Sliding => (
-                now.saturating_sub(limit.window_secs).saturating_add(1),
-                now.saturating_add(1),
-            ),
-        };
-        let used = self.sum(conn, customer, meter, starts, ends)?;
-        Ok(State { starts, ends, used })
+    /// Whether its write should prune old minutes: when the batch takes the meter's last
+    /// second into a later hour than what was stored (or what was stored is unknown). So a
+    /// busy meter prunes once an hour of its usage, not in every batch; a minute stays at
+    /// most that hour past its horizon (`kept_from`), where no read reaches it.
+    fn prunes(&self) -> bool {
+        let hour = |at: i64| at.div_euclid(3600);
+        match (self.stored_latest_read(), self.added.last_key_value()) {
+            (Some(None), _) => false,
+            (Some(Some(stored)), Some((&last, _))) => hour(last) > hour(stored),
+            _ => true,
+        }
     }
 
-    /// `limit` as `check` shows it at `now`.
-    #[allow(clippy::too_many_arguments)]
-    fn usage(
-        &mut self,
-        conn: &Connection,
-        customer: &str,
-        meter: &str,
-        limit: &Limit,
-        now: DateTime<Utc>,
-        period: Period,
-        thresholds: &Thresholds,
-    ) -> Result<WindowUsage> {
-        let now = now.timestamp();
-        let state = self.state(conn, customer, meter, limit, now, period)?;
-        let remaining = limit.limit.saturating_sub(state.used).max(0);
-        let mut usage = WindowUsage {
-            window: limit.window().to_string(),
-            kind: limit.kind,
-            at_limit: limit.at_limit,
-            used: state.used,
-            limit: limit.limit,
-            remaining,
-            level: WarningLevel::of(Some(state.used as f64 / limit.limit as f64), thresholds),
-            resets_at: None,
-            frees_at: None,
-            frees_units: None,
+    /// Where this meter is read from: its buckets, this batch's events and `held`.
+    fn line<'a>(&'a self, at: At<'a>) -> Line<'a> {
+        Line {
+            conn: at.conn,
+            customer: at.customer,
+            meter: at.meter,
+            beside: [&self.added, at.held],
+        }
+    }
+
+    /// The units in [from, to) of the window `key` (kind, length), from its running sum:
+    /// moved forward when it can be, else summed afresh. The furthest it can move in this
+    /// batch (its `from` when it ends at the batch's last second) is read ahead at once.
+    fn tallied(&mut self, at: At<'_>, key: WindowKey, from: i64, to: i64) -> Result<i64> {
+        let latest = self.stored_latest(at)?;
+        let Timeline { added, tallies, .. } = self;
+        let line = Line {
+            conn: at.conn,
+            customer: at.customer,
+            meter: at.meter,
+            beside: [added, at.held],
         };
-        match limit.kind {
-            WindowKind::Fixed => usage.resets_at = Some(format_ts(instant(state.ends))),
-            WindowKind::Sliding => {
-                let oldest = buckets::first(conn, customer, meter, state.starts, state.ends)?;
-                let held = self
-                    .beside(customer, meter)
-                    .filter_map(|p| p.range(state.starts..state.ends).next())
-                    .map(|(at, units)| (*at, *units));
-                let points: Vec<(i64, i64)> = oldest.into_iter().chain(held).collect();
-                if let Some(at) = points.iter().map(|p| p.0).min() {
-                    let frees = points.iter().filter(|p| p.0 == at).map(|p| p.1).sum();
-                    usage.frees_at = Some(format_ts(instant(at.saturating_add(limit.window_secs))));
-                    usage.frees_units = Some(frees);
+        let reach = reach(at.last, from, to);
+        let index = match tallies.iter().position(|(k, _)| *k == key) {
+            Some(i) => {
+                let tally = &mut tallies[i].1;
+                if tally.is(from, to) {
+                } else if tally.can_move_to(from, to, latest) {
+                    tally.move_to(&line, from, to, reach)?;
+                } else {
+                    *tally = tally::Tally::new(&line, from, to)?;
                 }
+                i
+            }
+            None => {
+                tallies.push((key, tally::Tally::new(&line, from, to)?));
+                tallies.len() - 1
+            }
+        };
+        Ok(tallies[index].1.units())
+    }
+
+    /// The most a sliding window holds anywhere an event at `at` falls: the window ending at
+    /// `at` when nothing is later (one sum), else every later window (a late event).
+    fn peak(&mut self, line: At<'_>, at: i64, limit: &Limit) -> Result<i64> {
+        let window = limit.window_secs;
+        let from = at.saturating_sub(window).saturating_add(1);
+        if self.latest(line)? <= Some(at) {
+            let key = (limit.kind, window);
+            return self.tallied(line, key, from, at.saturating_add(1));
+        }
+        let points = self.line(line).points(from, at.saturating_add(window))?;
+        Ok(sliding_peak(&points, at, window))
+    }
+
+    /// The last second with stored usage (read once: the batch holds the write lock).
+    fn stored_latest(&mut self, at: At<'_>) -> Result<Option<i64>> {
+        if self.last_stored.is_none() {
+            self.last_stored = Some(buckets::last_minute(at.conn, at.customer, at.meter)?);
+        }
+        Ok(self.stored_latest_read().flatten())
+    }
+
+    /// The last second with stored usage, if it was read.
+    fn stored_latest_read(&self) -> Option<Option<i64>> {
+        self.last_stored.as_ref().map(|last| {
+            last.as_ref()
+                .and_then(|(_, s)| s.keys().next_back().copied())
+        })
+    }
+
+    /// The last second with usage, stored or beside.
+    fn latest(&mut self, at: At<'_>) -> Result<Option<i64>> {
+        let stored = self.stored_latest(at)?;
+        Ok([&self.added, at.held]
+            .into_iter()
+            .filter_map(|points| points.last_key_value().map(|(at, _)| *at))
+            .chain(stored)
+            .max())
+    }
+}
+
+/// How long until `units` sent now would fit `limit`.
+fn wait(
+    line: &Line<'_>,
+    limit: &Limit,
+    units: i64,
+    now: DateTime<Utc>,
+    period: Period,
+) -> Result<Wait> {
+    if units > limit.limit {
+        return Ok(Wait::Never);
+    }
+    let now = now.timestamp();
+    let state = state(line, limit, now, period)?;
+    let over = state.used.saturating_add(units).saturating_sub(limit.limit);
+    if over <= 0 {
+        return Ok(Wait::Now);
+    }
+    let fits_at = match limit.kind {
+        WindowKind::Fixed => Some(state.ends),
+        WindowKind::Sliding => {
+            let points = line.points(state.starts, now + 1)?;
+            released_by(&points, limit.window_secs, over).map(|(at, _)| at)
+        }
+    };
+    Ok(fits_at.map_or(Wait::Never, |at| Wait::For(at.saturating_sub(now).max(1))))
+}
+
+/// `limit`'s window at `now`: what it holds, and where it lies.
+fn state(line: &Line<'_>, limit: &Limit, now: i64, period: Period) -> Result<State> {
+    let (starts, ends) = match limit.kind {
+        WindowKind::Fixed => {
+            // A late event's period may have ended by `now`: its windows are all past,
+            // and the one that would hold `now` is empty (it belongs to no window of it).
+            let (starts, ends) = fixed_window(limit, now, seconds(period));
+            (starts, ends.max(starts))
+        }
+        WindowKind::Sliding => (
+            now.saturating_sub(limit.window_secs).saturating_add(1),
+            now.saturating_add(1),
+        ),
+    };
+    let used = line.sum(starts, ends)?;
+    Ok(State { starts, ends, used })
+}
+
+/// `limit` as `check` shows it at `now`.
+fn usage(
+    line: &Line<'_>,
+    limit: &Limit,
+    now: DateTime<Utc>,
+    period: Period,
+    thresholds: &Thresholds,
+) -> Result<WindowUsage> {
+    let now = now.timestamp();
+    let state = state(line, limit, now, period)?;
+    let remaining = limit.limit.saturating_sub(state.used).max(0);
+    let mut usage = WindowUsage {
+        window: limit.window().to_string(),
+        kind: limit.kind,
+        at_limit: limit.at_limit,
+        used: state.used,
+        limit: limit.limit,
+        remaining,
+        level: WarningLevel::of(Some(state.used as f64 / limit.limit as f64), thresholds),
+        resets_at: None,
+        frees_at: None,
+        frees_units: None,
+    };
+    match limit.kind {
+        WindowKind::Fixed => usage.resets_at = Some(format_ts(instant(state.ends))),
+        WindowKind::Sliding => {
+            let oldest = buckets::first(
+                line.conn,
+                line.customer,
+                line.meter,
+                state.starts,
+                state.ends,
+            )?;
+            let held = line
+                .beside
+                .iter()
+                .filter_map(|p| p.range(state.starts..state.ends).next())
+                .map(|(at, units)| (*at, *units));
+            let points: Vec<(i64, i64)> = oldest.into_iter().chain(held).collect();
+            if let Some(at) = points.iter().map(|p| p.0).min() {
+                let frees = points.iter().filter(|p| p.0 == at).map(|p| p.1).sum();
+                usage.frees_at = Some(format_ts(instant(at.saturating_add(limit.window_secs))));
+                usage.frees_units = Some(frees);
             }
         }
-        Ok(usage)
     }
+    Ok(usage)
 }
 
 /// A meter's minutes (and their seconds) are kept for twice its longest window and a day: an
@@ -465,6 +604,13 @@ fn kept_from(longest_window: i64, now: DateTime<Utc>) -> i64 {
         .saturating_sub(86_400)
 }
 
+/// The furthest a stretch [from, to) moves in a batch whose last event is at `last`: its
+/// `from` when it ends there.
+fn reach(last: i64, from: i64, to: i64) -> i64 {
+    last.saturating_add(1)
+        .saturating_sub(to.saturating_sub(from))
+}
+
 /// Where the stretch a decision on `limit` reads begins, for an event at `at`.
 fn window_start(limit: &Limit, at: i64, period: Period) -> i64 {
     match limit.kind {
@@ -473,19 +619,17 @@ fn window_start(limit: &Limit, at: i64, period: Period) -> i64 {
     }
 }
 
-/// `customer`'s `meter` in the batch's events (`added`) and the live holds (`holds`): a free
-/// function, so a tally can read them while another field is borrowed.
-fn beside<'s>(
-    added: &'s HashMap<Key, Points>,
+/// What live reservations hold on `customer`'s `meter`: a free function, so a decision can
+/// read it while its time line is borrowed.
+fn held<'s>(
     holds: &'s HashMap<String, HashMap<String, Points>>,
     customer: &str,
     meter: &str,
-) -> impl Iterator<Item = &'s Points> {
-    let key = (customer.to_string(), meter.to_string());
-    added
-        .get(&key)
-        .into_iter()
-        .chain(holds.get(customer).and_then(|h| h.get(meter)))
+) -> &'s Points {
+    holds
+        .get(customer)
+        .and_then(|h| h.get(meter))
+        .unwrap_or(&NOTHING)
 }
 
 /// How long an amount waits for a window to take it.
@@ -595,19 +739,10 @@ impl Windows {
             return Ok(Vec::new());
         }
         self.load_holds(conn, customer, now)?;
+        let line = self.line(conn, customer, meter);
         limits
             .iter()
-            .map(|limit| {
-                self.usage(
-                    conn,
-                    customer,
-                    meter,
-                    limit,
-                    now,
-                    period,
-                    &config.thresholds,
-                )
-            })
+            .map(|limit| usage(&line, limit, now, period, &config.thresholds))
             .collect()
     }
 }

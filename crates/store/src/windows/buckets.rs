@@ -2,9 +2,11 @@
 //! its units at each second (`seconds`, "s:units,…"). The only SQL of the windows.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
 use std::sync::OnceLock;
 
-use crate::billing::window::{MINUTE, SPANS, stretch};
+use crate::billing::window::{MINUTE, SPANS, Stretch, stretch};
+use crate::config::limits::MAX_LIMITS;
 use crate::db::{Connection, Param, in_lists, params};
 use crate::{Error, Result};
 
@@ -15,12 +17,30 @@ const ROWS_PER_UPSERT: usize = 96;
 const RANGES: usize = 2 * SPANS.len() - 1;
 
 /// Units at each second.
-type Seconds = BTreeMap<i64, i64>;
+pub(super) type Seconds = BTreeMap<i64, i64>;
 
-/// The units in [from, to): the whole buckets `stretch` names, each range an index lookup of
-/// its own (UNION ALL, so neither engine scans the customer's other buckets; always `RANGES`
-/// ranges, the unused empty, so there is one statement text), and the seconds of the
-/// minutes it cuts at its ends.
+/// A minute's start and its seconds.
+pub(super) type Minute = (i64, Seconds);
+
+/// One customer × meter's units to add, and its last stored minute when known (no minute
+/// after it is stored, so no read is needed for it or later ones).
+pub(super) struct Added<'a> {
+    pub customer: &'a str,
+    pub meter: &'a str,
+    pub points: &'a Seconds,
+    pub last_stored: Option<&'a Minute>,
+}
+
+/// What one read of a meter's buckets gives: the units of each stretch asked for and, when
+/// asked, the last stored minute (with its seconds) and the stored seconds of a range ahead.
+#[derive(Default)]
+pub(super) struct Read {
+    pub sums: Vec<i64>,
+    pub last_minute: Option<Minute>,
+    pub ahead: Vec<(i64, i64)>,
+}
+
+/// The units in [from, to).
 pub(super) fn sum(
     conn: &Connection,
     customer: &str,
@@ -28,64 +48,164 @@ pub(super) fn sum(
     from: i64,
     to: i64,
 ) -> Result<i64> {
-    let stretch = stretch(from, to);
-    let mut bounds: Vec<i64> = stretch
-        .whole
-        .iter()
-        .flat_map(|r| [r.span, r.from, r.to])
-        .collect();
-    bounds.resize(3 * RANGES, 0);
-    let mut values: Vec<&dyn Param> = vec![&customer, &meter];
-    values.extend(bounds.iter().map(|b| b as &dyn Param));
-    let whole: i64 = if stretch.whole.is_empty() {
-        0
-    } else {
-        conn.prepare_cached(sum_text())?
-            .query_row(values.as_slice(), |r| r.get(0))?
+    let read = read(conn, customer, meter, &[(from, to)], None)?;
+    Ok(read.sums.first().copied().unwrap_or_default())
+}
+
+/// The units of each of `stretches` (at most `MAX_LIMITS`) and, with `ahead` = [from, to),
+/// the last stored minute and the stored seconds in [from, to), in order: all a batch first
+/// reads of a meter, in one statement (one round trip on PostgreSQL).
+///
+/// A stretch adds up from the whole buckets `stretch` names, each range an index lookup of
+/// its own (UNION ALL, so neither engine scans the customer's other buckets; always `RANGES`
+/// ranges, the unused empty, so there is one statement text per count), and the seconds of
+/// the minutes it cuts at its ends.
+pub(super) fn read(
+    conn: &Connection,
+    customer: &str,
+    meter: &str,
+    stretches: &[(i64, i64)],
+    ahead: Option<(i64, i64)>,
+) -> Result<Read> {
+    let stretches: Vec<Stretch> = stretches.iter().map(|&(f, t)| stretch(f, t)).collect();
+    let mut values: Vec<i64> = Vec::with_capacity(stretches.len() * PER_STRETCH + 2);
+    for stretch in &stretches {
+        let mut bounds: Vec<i64> = stretch
+            .whole
+            .iter()
+            .flat_map(|r| [r.span, r.from, r.to])
+            .collect();
+        bounds.resize(3 * RANGES, 0);
+        values.extend(bounds);
+        // No minute starts at i64::MIN: a cut that is not there finds no row.
+        values.extend(match stretch.partial.as_slice() {
+            [] => [i64::MIN; 2],
+            [one] => [one.0, one.0],
+            [first, last, ..] => [first.0, last.0],
+        });
+    }
+    if let Some((from, to)) = ahead {
+        values.extend([from.div_euclid(MINUTE).saturating_mul(MINUTE), to]);
+    }
+    let mut params: Vec<&dyn Param> = vec![&customer, &meter];
+    params.extend(values.iter().map(|v| v as &dyn Param));
+    type Row = (i64, Option<i64>, i64, Option<String>);
+    let rows: Vec<Row> = conn
+        .prepare_cached(read_text(stretches.len(), ahead.is_some()))?
+        .query_map(params.as_slice(), |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?
+        .collect::<Result<_>>()?;
+    let mut read = Read {
+        sums: vec![0; stretches.len()],
+        ..Read::default()
     };
-    let cut_rows = match stretch.partial.as_slice() {
-        [] => Vec::new(),
-        [one] => minute_rows(CUT, conn, params![customer, meter, one.0, one.0])?,
-        [first, last, ..] => minute_rows(CUT, conn, params![customer, meter, first.0, last.0])?,
-    };
-    let mut cut: i64 = 0;
-    for (minute, text) in &cut_rows {
-        for &(_, from, to) in stretch.partial.iter().filter(|p| p.0 == *minute) {
-            for part in parts(*minute, text) {
-                let (at, units) = part?;
-                if (from..to).contains(&at) {
-                    cut = cut.saturating_add(units);
+    for (tag, start, units, text) in rows {
+        let text = text.unwrap_or_default();
+        match (tag, start) {
+            (LAST, Some(minute)) => {
+                read.last_minute = Some((minute, parse_seconds(minute, Some(&text))?));
+            }
+            (AHEAD, Some(minute)) => {
+                let (from, to) = ahead.unwrap_or_default();
+                for part in parts(minute, &text) {
+                    let (at, units) = part?;
+                    if (from..to).contains(&at) {
+                        read.ahead.push((at, units));
+                    }
                 }
+            }
+            (k, start) => {
+                let k = usize::try_from(k).ok().filter(|k| *k < stretches.len());
+                let Some(k) = k else {
+                    return Err(Error::Database(format!("window read: a row tagged {tag}")));
+                };
+                let units = match start {
+                    None => units,
+                    Some(minute) => cut_units(&stretches[k], minute, &text)?,
+                };
+                read.sums[k] = read.sums[k].saturating_add(units);
             }
         }
     }
-    Ok(whole.saturating_add(cut))
+    read.ahead.sort_unstable();
+    Ok(read)
 }
 
-fn sum_text() -> &'static str {
-    static TEXT: OnceLock<String> = OnceLock::new();
-    TEXT.get_or_init(|| {
-        let ranges: Vec<String> = (0..RANGES)
-            .map(|i| {
+/// The units of the seconds `stretch` takes of a minute it cuts.
+fn cut_units(stretch: &Stretch, minute: i64, text: &str) -> Result<i64> {
+    let mut units: i64 = 0;
+    for &(_, from, to) in stretch.partial.iter().filter(|p| p.0 == minute) {
+        for part in parts(minute, text) {
+            let (at, n) = part?;
+            if (from..to).contains(&at) {
+                units = units.saturating_add(n);
+            }
+        }
+    }
+    Ok(units)
+}
+
+/// Parameters of one stretch in a read: its whole ranges' bounds and the two cut minutes.
+const PER_STRETCH: usize = 3 * RANGES + 2;
+
+/// The tags of a read's rows that are not a stretch's (those are its index).
+const LAST: i64 = -1;
+const AHEAD: i64 = -2;
+
+/// The statement of a read of `stretches` stretches, `ahead` or not (one text for each).
+fn read_text(stretches: usize, ahead: bool) -> &'static str {
+    static TEXTS: OnceLock<Vec<String>> = OnceLock::new();
+    let texts = TEXTS.get_or_init(|| {
+        (0..=MAX_LIMITS)
+            .flat_map(|n| [false, true].map(|ahead| build_read_text(n, ahead)))
+            .collect()
+    });
+    &texts[stretches.min(MAX_LIMITS) * 2 + usize::from(ahead)]
+}
+
+fn build_read_text(stretches: usize, ahead: bool) -> String {
+    let minutes = "FROM window_buckets WHERE customer_id = ?1 AND meter_id = ?2 AND span = 60";
+    let mut parts: Vec<String> = (0..stretches)
+        .flat_map(|k| {
+            let base = 3 + k * PER_STRETCH;
+            let ranges: Vec<String> = (0..RANGES)
+                .map(|i| {
+                    let at = base + 3 * i;
+                    format!(
+                        "SELECT units FROM window_buckets WHERE customer_id = ?1 AND meter_id = ?2
+                         AND span = ?{at} AND start >= ?{} AND start < ?{}",
+                        at + 1,
+                        at + 2
+                    )
+                })
+                .collect();
+            let cut = base + 3 * RANGES;
+            [
                 format!(
-                    "SELECT units FROM window_buckets WHERE customer_id = ?1 AND meter_id = ?2
-                     AND span = ?{} AND start >= ?{} AND start < ?{}",
-                    3 + 3 * i,
-                    4 + 3 * i,
-                    5 + 3 * i
-                )
-            })
-            .collect();
-        format!(
-            "SELECT COALESCE(SUM(units), 0) FROM ({}) AS covered",
-            ranges.join(" UNION ALL ")
-        )
-    })
+                    "SELECT {k}, NULL, COALESCE(SUM(units), 0), NULL FROM ({}) AS covered_{k}",
+                    ranges.join(" UNION ALL ")
+                ),
+                format!(
+                    "SELECT {k}, start, 0, seconds {minutes} AND start IN (?{cut}, ?{})",
+                    cut + 1
+                ),
+            ]
+        })
+        .collect();
+    if ahead {
+        let at = 3 + stretches * PER_STRETCH;
+        parts.push(format!(
+            "SELECT {LAST}, start, 0, seconds FROM
+             (SELECT start, seconds {minutes} ORDER BY start DESC LIMIT 1) AS last_minute"
+        ));
+        parts.push(format!(
+            "SELECT {AHEAD}, start, 0, seconds {minutes} AND start >= ?{at} AND start < ?{}",
+            at + 1
+        ));
+    }
+    parts.join("\n UNION ALL ")
 }
-
-/// The (at most two) minutes a stretch cuts at its ends.
-const CUT: &str = "SELECT start, seconds FROM window_buckets
-     WHERE customer_id = ?1 AND meter_id = ?2 AND span = 60 AND start IN (?3, ?4)";
 
 const MINUTES_FROM: &str = "SELECT start, seconds FROM window_buckets
      WHERE customer_id = ?1 AND meter_id = ?2 AND span = 60 AND start >= ?3 AND start < ?4
@@ -122,12 +242,14 @@ fn parse_seconds(minute: i64, text: Option<&str>) -> Result<Seconds> {
 
 /// A minute's seconds as its row keeps them.
 fn seconds_text(minute: i64, seconds: &Seconds) -> String {
-    let parts: Vec<String> = seconds
-        .iter()
-        .filter(|(_, units)| **units != 0)
-        .map(|(at, units)| format!("{}:{units}", at.saturating_sub(minute)))
-        .collect();
-    parts.join(",")
+    let mut text = String::with_capacity(seconds.len() * 8);
+    for (at, units) in seconds.iter().filter(|(_, units)| **units != 0) {
+        if !text.is_empty() {
+            text.push(',');
+        }
+        let _ = write!(text, "{}:{units}", at.saturating_sub(minute));
+    }
+    text
 }
 
 /// Minute rows as stored: the minute and its seconds' text.
@@ -220,16 +342,17 @@ pub(super) fn first(
     Ok(None)
 }
 
-/// The last second with usage.
-pub(super) fn latest(conn: &Connection, customer: &str, meter: &str) -> Result<Option<i64>> {
+/// The last stored minute and its seconds: everything stored up to the last second with usage.
+pub(super) fn last_minute(
+    conn: &Connection,
+    customer: &str,
+    meter: &str,
+) -> Result<Option<Minute>> {
     let rows = minute_rows(LAST_MINUTE, conn, params![customer, meter])?;
-    let mut latest = None;
-    for (minute, text) in &rows {
-        for part in parts(*minute, text) {
-            latest = latest.max(Some(part?.0));
-        }
-    }
-    Ok(latest)
+    rows.into_iter()
+        .next()
+        .map(|(minute, text)| Ok((minute, parse_seconds(minute, Some(&text))?)))
+        .transpose()
 }
 
 /// Drop the minutes (with their seconds) of `customer`'s `meter` before `before`: what no
@@ -259,12 +382,15 @@ struct NewRow<'a> {
 /// Add `added` (customer × meter -> units at each second) to the buckets of every size: a
 /// minute's row is read, merged and written whole (the batch holds the write lock), hours and
 /// days are added to.
-pub(super) fn add_all(
-    conn: &Connection,
-    added: HashMap<(String, String), BTreeMap<i64, i64>>,
-) -> Result<()> {
+pub(super) fn add_all(conn: &Connection, added: &[Added<'_>]) -> Result<()> {
     let mut rows: Vec<NewRow> = Vec::new();
-    for ((customer, meter), points) in &added {
+    for &Added {
+        customer,
+        meter,
+        points,
+        last_stored,
+    } in added
+    {
         let mut minutes: BTreeMap<i64, Seconds> = BTreeMap::new();
         let mut larger: BTreeMap<(i64, i64), i64> = BTreeMap::new();
         for (&at, &units) in points {
@@ -277,8 +403,13 @@ pub(super) fn add_all(
                 *sum = sum.saturating_add(units);
             }
         }
-        let keys: Vec<i64> = minutes.keys().copied().collect();
-        let stored = minutes_of(conn, customer, meter, &keys)?;
+        // Only minutes before the last stored one need reading (a live batch's, none).
+        let known = last_stored.map_or(i64::MIN, |(minute, _)| *minute);
+        let keys: Vec<i64> = minutes.range(..known).map(|(m, _)| *m).collect();
+        let mut stored = minutes_of(conn, customer, meter, &keys)?;
+        if let Some((minute, seconds)) = last_stored {
+            stored.insert(*minute, seconds.clone());
+        }
         for (minute, mut seconds) in minutes {
             for (at, units) in stored.get(&minute).into_iter().flatten() {
                 let sum = seconds.entry(*at).or_default();
@@ -363,8 +494,8 @@ mod tests {
             }
         }
         let statements: [(&str, usize); 5] = [
-            (super::sum_text(), 3 * super::RANGES),
-            (super::CUT, 2),
+            (super::read_text(1, false), super::PER_STRETCH),
+            (super::read_text(2, true), 2 * super::PER_STRETCH + 2),
             (super::MINUTES_FROM, 2),
             (super::FIRST_MINUTES, 2),
             (super::LAST_MINUTE, 0),

@@ -3,11 +3,10 @@
 //! seconds that leave it (read ahead from the buckets in growing chunks) and the batch's own
 //! points that enter or leave, never a new sum over the whole window.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
-use super::buckets;
+use super::{Line, buckets};
 use crate::Result;
-use crate::db::Connection;
 
 /// The first read-ahead, in seconds; each next one is twice as long, up to `MAX_CHUNK`.
 const FIRST_CHUNK: i64 = 64;
@@ -25,39 +24,30 @@ pub(super) struct Tally {
     chunk: i64,
 }
 
-/// Where a meter's database and memory points are, for a tally to read.
-pub(super) struct Line<'a> {
-    pub conn: &'a Connection,
-    pub customer: &'a str,
-    pub meter: &'a str,
-    /// The batch's events and the live holds, each as units per second.
-    pub beside: &'a [&'a BTreeMap<i64, i64>],
-}
-
-impl Line<'_> {
-    fn beside_sum(&self, from: i64, to: i64) -> i64 {
-        if from >= to {
-            return 0;
-        }
-        self.beside
-            .iter()
-            .flat_map(|points| points.range(from..to).map(|(_, u)| *u))
-            .fold(0, i64::saturating_add)
-    }
-}
-
 impl Tally {
     /// [from, to) summed afresh: one query.
     pub(super) fn new(line: &Line<'_>, from: i64, to: i64) -> Result<Tally> {
-        Ok(Tally {
+        let stored = buckets::sum(line.conn, line.customer, line.meter, from, to)?;
+        Ok(Tally::read(line, (from, to), stored, (Vec::new(), from)))
+    }
+
+    /// [from, to) whose `stored` units were read already, with the stored seconds from
+    /// `from` to `ahead_to` (`ahead`, in order) read ahead.
+    pub(super) fn read(
+        line: &Line<'_>,
+        (from, to): (i64, i64),
+        stored: i64,
+        (ahead, ahead_to): (Vec<(i64, i64)>, i64),
+    ) -> Tally {
+        Tally {
             from,
             to,
-            stored: buckets::sum(line.conn, line.customer, line.meter, from, to)?,
+            stored,
             beside: line.beside_sum(from, to),
-            ahead: VecDeque::new(),
-            ahead_to: from,
+            ahead: ahead.into(),
+            ahead_to,
             chunk: FIRST_CHUNK,
-        })
+        }
     }
 
     pub(super) fn units(&self) -> i64 {
@@ -68,16 +58,26 @@ impl Tally {
         (self.from, self.to) == (from, to)
     }
 
-    /// True when it can move to [from, to) without a new sum: forward only, and with
-    /// nothing stored past its end (so what enters from the database is nothing).
+    /// True when it can move to [from, to) without a new sum: forward only, to a stretch
+    /// that overlaps it (else a new sum reads less), and with nothing stored past its end
+    /// (so what enters from the database is nothing).
     pub(super) fn can_move_to(&self, from: i64, to: i64, latest: Option<i64>) -> bool {
-        self.from <= from && self.to <= to && latest < Some(self.to)
+        self.from <= from && from < self.to && self.to <= to && latest < Some(self.to)
     }
 
-    /// Move to [from, to) (`can_move_to` said it may).
-    pub(super) fn move_to(&mut self, line: &Line<'_>, from: i64, to: i64) -> Result<()> {
+    /// Move to [from, to) (`can_move_to` said it may), reading ahead at least to `reach`
+    /// (where the batch will take it), never past its end (nothing is stored there).
+    pub(super) fn move_to(
+        &mut self,
+        line: &Line<'_>,
+        from: i64,
+        to: i64,
+        reach: i64,
+    ) -> Result<()> {
         while self.ahead_to < from {
-            let until = from.max(self.ahead_to.saturating_add(self.chunk));
+            let until = from
+                .max(self.ahead_to.saturating_add(self.chunk))
+                .max(reach.min(self.to));
             let read =
                 buckets::seconds(line.conn, line.customer, line.meter, self.ahead_to, until)?;
             self.ahead.extend(read);
