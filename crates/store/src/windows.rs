@@ -385,7 +385,7 @@ impl Timeline {
             .reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)))
             .unwrap_or_default();
         let ranges: Vec<(i64, i64)> = stretches.iter().map(|s| s.1).collect();
-        let read = buckets::read(at.conn, at.customer, at.meter, &ranges, Some(ahead))?;
+        let read = buckets::read(at.conn, at.customer, at.meter, &ranges, ahead)?;
         self.last_stored = Some(read.last_minute);
         let line = self.line(at);
         let tallies = stretches

@@ -31,8 +31,8 @@ pub(super) struct Added<'a> {
     pub last_stored: Option<&'a Minute>,
 }
 
-/// What one read of a meter's buckets gives: the units of each stretch asked for and, when
-/// asked, the last stored minute (with its seconds) and the stored seconds of a range ahead.
+/// What a batch's first read of a meter gives: the units of each stretch asked for, the last
+/// stored minute (with its seconds) and the stored seconds of a range ahead.
 #[derive(Default)]
 pub(super) struct Read {
     pub sums: Vec<i64>,
@@ -40,7 +40,8 @@ pub(super) struct Read {
     pub ahead: Vec<(i64, i64)>,
 }
 
-/// The units in [from, to).
+/// The units in [from, to): the whole buckets `stretch` names (see `read`), then the seconds
+/// of the minutes it cuts, only when it cuts one (a check reads each window on its own).
 pub(super) fn sum(
     conn: &Connection,
     customer: &str,
@@ -48,24 +49,77 @@ pub(super) fn sum(
     from: i64,
     to: i64,
 ) -> Result<i64> {
-    let read = read(conn, customer, meter, &[(from, to)], None)?;
-    Ok(read.sums.first().copied().unwrap_or_default())
+    let stretch = stretch(from, to);
+    let mut bounds: Vec<i64> = stretch
+        .whole
+        .iter()
+        .flat_map(|r| [r.span, r.from, r.to])
+        .collect();
+    bounds.resize(3 * RANGES, 0);
+    let mut values: Vec<&dyn Param> = vec![&customer, &meter];
+    values.extend(bounds.iter().map(|b| b as &dyn Param));
+    let mut total: i64 = if stretch.whole.is_empty() {
+        0
+    } else {
+        conn.prepare_cached(whole_text())?
+            .query_row(values.as_slice(), |r| r.get(0))?
+    };
+    let cut_rows = match stretch.partial.as_slice() {
+        [] => Vec::new(),
+        [one] => minute_rows(CUT, conn, params![customer, meter, one.0, one.0])?,
+        [first, last, ..] => minute_rows(CUT, conn, params![customer, meter, first.0, last.0])?,
+    };
+    for (minute, text) in &cut_rows {
+        total = total.saturating_add(cut_units(&stretch, *minute, text)?);
+    }
+    Ok(total)
 }
 
-/// The units of each of `stretches` (at most `MAX_LIMITS`) and, with `ahead` = [from, to),
-/// the last stored minute and the stored seconds in [from, to), in order: all a batch first
-/// reads of a meter, in one statement (one round trip on PostgreSQL).
+/// The sum of one stretch's whole buckets, its ranges bound from `?3`.
+fn whole_text() -> &'static str {
+    static TEXT: OnceLock<String> = OnceLock::new();
+    TEXT.get_or_init(|| {
+        format!(
+            "SELECT COALESCE(SUM(units), 0) FROM ({}) AS covered",
+            ranges(3)
+        )
+    })
+}
+
+/// The (at most two) minutes a stretch cuts at its ends.
+const CUT: &str = "SELECT start, seconds FROM window_buckets
+     WHERE customer_id = ?1 AND meter_id = ?2 AND span = 60 AND start IN (?3, ?4)";
+
+/// A stretch's `RANGES` ranges of whole buckets, their bounds bound from `?first`, each an
+/// index lookup of its own (UNION ALL, so neither engine scans the customer's other buckets;
+/// the unused empty, so there is one statement text).
+fn ranges(first: usize) -> String {
+    let ranges: Vec<String> = (0..RANGES)
+        .map(|i| {
+            let at = first + 3 * i;
+            format!(
+                "SELECT units FROM window_buckets WHERE customer_id = ?1 AND meter_id = ?2
+                 AND span = ?{at} AND start >= ?{} AND start < ?{}",
+                at + 1,
+                at + 2
+            )
+        })
+        .collect();
+    ranges.join(" UNION ALL ")
+}
+
+/// The units of each of `stretches` (at most `MAX_LIMITS`), the last stored minute, and the
+/// stored seconds in `ahead` = [from, to), in order: all a batch first reads of a meter, in
+/// one statement (one round trip on PostgreSQL).
 ///
-/// A stretch adds up from the whole buckets `stretch` names, each range an index lookup of
-/// its own (UNION ALL, so neither engine scans the customer's other buckets; always `RANGES`
-/// ranges, the unused empty, so there is one statement text per count), and the seconds of
+/// A stretch adds up from the whole buckets `stretch` names (`ranges`) and the seconds of
 /// the minutes it cuts at its ends.
 pub(super) fn read(
     conn: &Connection,
     customer: &str,
     meter: &str,
     stretches: &[(i64, i64)],
-    ahead: Option<(i64, i64)>,
+    ahead: (i64, i64),
 ) -> Result<Read> {
     let stretches: Vec<Stretch> = stretches.iter().map(|&(f, t)| stretch(f, t)).collect();
     let mut values: Vec<i64> = Vec::with_capacity(stretches.len() * PER_STRETCH + 2);
@@ -84,14 +138,16 @@ pub(super) fn read(
             [first, last, ..] => [first.0, last.0],
         });
     }
-    if let Some((from, to)) = ahead {
-        values.extend([from.div_euclid(MINUTE).saturating_mul(MINUTE), to]);
-    }
+    let (ahead_from, ahead_to) = ahead;
+    values.extend([
+        ahead_from.div_euclid(MINUTE).saturating_mul(MINUTE),
+        ahead_to,
+    ]);
     let mut params: Vec<&dyn Param> = vec![&customer, &meter];
     params.extend(values.iter().map(|v| v as &dyn Param));
     type Row = (i64, Option<i64>, i64, Option<String>);
     let rows: Vec<Row> = conn
-        .prepare_cached(read_text(stretches.len(), ahead.is_some()))?
+        .prepare_cached(read_text(stretches.len()))?
         .query_map(params.as_slice(), |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })?
@@ -107,10 +163,9 @@ pub(super) fn read(
                 read.last_minute = Some((minute, parse_seconds(minute, Some(&text))?));
             }
             (AHEAD, Some(minute)) => {
-                let (from, to) = ahead.unwrap_or_default();
                 for part in parts(minute, &text) {
                     let (at, units) = part?;
-                    if (from..to).contains(&at) {
+                    if (ahead_from..ahead_to).contains(&at) {
                         read.ahead.push((at, units));
                     }
                 }
@@ -153,38 +208,23 @@ const PER_STRETCH: usize = 3 * RANGES + 2;
 const LAST: i64 = -1;
 const AHEAD: i64 = -2;
 
-/// The statement of a read of `stretches` stretches, `ahead` or not (one text for each).
-fn read_text(stretches: usize, ahead: bool) -> &'static str {
+/// The statement of a read of `stretches` stretches (one text for each count).
+fn read_text(stretches: usize) -> &'static str {
     static TEXTS: OnceLock<Vec<String>> = OnceLock::new();
-    let texts = TEXTS.get_or_init(|| {
-        (0..=MAX_LIMITS)
-            .flat_map(|n| [false, true].map(|ahead| build_read_text(n, ahead)))
-            .collect()
-    });
-    &texts[stretches.min(MAX_LIMITS) * 2 + usize::from(ahead)]
+    let texts = TEXTS.get_or_init(|| (0..=MAX_LIMITS).map(build_read_text).collect());
+    &texts[stretches.min(MAX_LIMITS)]
 }
 
-fn build_read_text(stretches: usize, ahead: bool) -> String {
+fn build_read_text(stretches: usize) -> String {
     let minutes = "FROM window_buckets WHERE customer_id = ?1 AND meter_id = ?2 AND span = 60";
     let mut parts: Vec<String> = (0..stretches)
         .flat_map(|k| {
             let base = 3 + k * PER_STRETCH;
-            let ranges: Vec<String> = (0..RANGES)
-                .map(|i| {
-                    let at = base + 3 * i;
-                    format!(
-                        "SELECT units FROM window_buckets WHERE customer_id = ?1 AND meter_id = ?2
-                         AND span = ?{at} AND start >= ?{} AND start < ?{}",
-                        at + 1,
-                        at + 2
-                    )
-                })
-                .collect();
             let cut = base + 3 * RANGES;
             [
                 format!(
                     "SELECT {k}, NULL, COALESCE(SUM(units), 0), NULL FROM ({}) AS covered_{k}",
-                    ranges.join(" UNION ALL ")
+                    ranges(base)
                 ),
                 format!(
                     "SELECT {k}, start, 0, seconds {minutes} AND start IN (?{cut}, ?{})",
@@ -193,17 +233,15 @@ fn build_read_text(stretches: usize, ahead: bool) -> String {
             ]
         })
         .collect();
-    if ahead {
-        let at = 3 + stretches * PER_STRETCH;
-        parts.push(format!(
-            "SELECT {LAST}, start, 0, seconds FROM
-             (SELECT start, seconds {minutes} ORDER BY start DESC LIMIT 1) AS last_minute"
-        ));
-        parts.push(format!(
-            "SELECT {AHEAD}, start, 0, seconds {minutes} AND start >= ?{at} AND start < ?{}",
-            at + 1
-        ));
-    }
+    let at = 3 + stretches * PER_STRETCH;
+    parts.push(format!(
+        "SELECT {LAST}, start, 0, seconds FROM
+         (SELECT start, seconds {minutes} ORDER BY start DESC LIMIT 1) AS last_minute"
+    ));
+    parts.push(format!(
+        "SELECT {AHEAD}, start, 0, seconds {minutes} AND start >= ?{at} AND start < ?{}",
+        at + 1
+    ));
     parts.join("\n UNION ALL ")
 }
 
@@ -493,9 +531,10 @@ mod tests {
                 .unwrap();
             }
         }
-        let statements: [(&str, usize); 5] = [
-            (super::read_text(1, false), super::PER_STRETCH),
-            (super::read_text(2, true), 2 * super::PER_STRETCH + 2),
+        let statements: [(&str, usize); 6] = [
+            (super::whole_text(), 3 * super::RANGES),
+            (super::CUT, 2),
+            (super::read_text(2), 2 * super::PER_STRETCH + 2),
             (super::MINUTES_FROM, 2),
             (super::FIRST_MINUTES, 2),
             (super::LAST_MINUTE, 0),
