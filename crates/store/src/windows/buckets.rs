@@ -6,7 +6,6 @@ use std::fmt::Write as _;
 use std::sync::OnceLock;
 
 use crate::billing::window::{MINUTE, SPANS, Stretch, stretch};
-use crate::config::limits::MAX_LIMITS;
 use crate::db::{Connection, Param, in_lists, params};
 use crate::{Error, Result};
 
@@ -64,10 +63,9 @@ pub(super) fn sum(
         conn.prepare_cached(whole_text())?
             .query_row(values.as_slice(), |r| r.get(0))?
     };
-    let cut_rows = match stretch.partial.as_slice() {
-        [] => Vec::new(),
-        [one] => minute_rows(CUT, conn, params![customer, meter, one.0, one.0])?,
-        [first, last, ..] => minute_rows(CUT, conn, params![customer, meter, first.0, last.0])?,
+    let cut_rows = match cut_minutes(&stretch) {
+        None => Vec::new(),
+        Some([first, last]) => minute_rows(CUT, conn, params![customer, meter, first, last])?,
     };
     for (minute, text) in &cut_rows {
         total = total.saturating_add(cut_units(&stretch, *minute, text)?);
@@ -81,7 +79,7 @@ fn whole_text() -> &'static str {
     TEXT.get_or_init(|| {
         format!(
             "SELECT COALESCE(SUM(units), 0) FROM ({}) AS covered",
-            ranges(3)
+            ranges(3, RANGES)
         )
     })
 }
@@ -90,11 +88,10 @@ fn whole_text() -> &'static str {
 const CUT: &str = "SELECT start, seconds FROM window_buckets
      WHERE customer_id = ?1 AND meter_id = ?2 AND span = 60 AND start IN (?3, ?4)";
 
-/// A stretch's `RANGES` ranges of whole buckets, their bounds bound from `?first`, each an
-/// index lookup of its own (UNION ALL, so neither engine scans the customer's other buckets;
-/// the unused empty, so there is one statement text).
-fn ranges(first: usize) -> String {
-    let ranges: Vec<String> = (0..RANGES)
+/// `count` ranges of whole buckets, their bounds bound from `?first`, each an index lookup of
+/// its own (UNION ALL, so neither engine scans the customer's other buckets).
+fn ranges(first: usize, count: usize) -> String {
+    let ranges: Vec<String> = (0..count)
         .map(|i| {
             let at = first + 3 * i;
             format!(
@@ -108,7 +105,7 @@ fn ranges(first: usize) -> String {
     ranges.join(" UNION ALL ")
 }
 
-/// The units of each of `stretches` (at most `MAX_LIMITS`), the last stored minute, and the
+/// The units of each of `stretches` (one a window), the last stored minute, and the
 /// stored seconds in `ahead` = [from, to), in order: all a batch first reads of a meter, in
 /// one statement (one round trip on PostgreSQL).
 ///
@@ -122,32 +119,13 @@ pub(super) fn read(
     ahead: (i64, i64),
 ) -> Result<Read> {
     let stretches: Vec<Stretch> = stretches.iter().map(|&(f, t)| stretch(f, t)).collect();
-    let mut values: Vec<i64> = Vec::with_capacity(stretches.len() * PER_STRETCH + 2);
-    for stretch in &stretches {
-        let mut bounds: Vec<i64> = stretch
-            .whole
-            .iter()
-            .flat_map(|r| [r.span, r.from, r.to])
-            .collect();
-        bounds.resize(3 * RANGES, 0);
-        values.extend(bounds);
-        // No minute starts at i64::MIN: a cut that is not there finds no row.
-        values.extend(match stretch.partial.as_slice() {
-            [] => [i64::MIN; 2],
-            [one] => [one.0, one.0],
-            [first, last, ..] => [first.0, last.0],
-        });
-    }
+    let (text, values) = read_statement(&stretches, ahead);
     let (ahead_from, ahead_to) = ahead;
-    values.extend([
-        ahead_from.div_euclid(MINUTE).saturating_mul(MINUTE),
-        ahead_to,
-    ]);
     let mut params: Vec<&dyn Param> = vec![&customer, &meter];
     params.extend(values.iter().map(|v| v as &dyn Param));
     type Row = (i64, Option<i64>, i64, Option<String>);
     let rows: Vec<Row> = conn
-        .prepare_cached(read_text(stretches.len()))?
+        .prepare_cached(&text)?
         .query_map(params.as_slice(), |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })?
@@ -201,48 +179,62 @@ fn cut_units(stretch: &Stretch, minute: i64, text: &str) -> Result<i64> {
     Ok(units)
 }
 
-/// Parameters of one stretch in a read: its whole ranges' bounds and the two cut minutes.
-const PER_STRETCH: usize = 3 * RANGES + 2;
-
 /// The tags of a read's rows that are not a stretch's (those are its index).
 const LAST: i64 = -1;
 const AHEAD: i64 = -2;
 
-/// The statement of a read of `stretches` stretches (one text for each count).
-fn read_text(stretches: usize) -> &'static str {
-    static TEXTS: OnceLock<Vec<String>> = OnceLock::new();
-    let texts = TEXTS.get_or_init(|| (0..=MAX_LIMITS).map(build_read_text).collect());
-    &texts[stretches.min(MAX_LIMITS)]
-}
+/// The minutes of a table's rows: a minute's bucket of `?1`'s meter `?2`.
+const MINUTES: &str = "FROM window_buckets WHERE customer_id = ?1 AND meter_id = ?2 AND span = 60";
 
-fn build_read_text(stretches: usize) -> String {
-    let minutes = "FROM window_buckets WHERE customer_id = ?1 AND meter_id = ?2 AND span = 60";
-    let mut parts: Vec<String> = (0..stretches)
-        .flat_map(|k| {
-            let base = 3 + k * PER_STRETCH;
-            let cut = base + 3 * RANGES;
-            [
-                format!(
-                    "SELECT {k}, NULL, COALESCE(SUM(units), 0), NULL FROM ({}) AS covered_{k}",
-                    ranges(base)
-                ),
-                format!(
-                    "SELECT {k}, start, 0, seconds {minutes} AND start IN (?{cut}, ?{})",
-                    cut + 1
-                ),
-            ]
-        })
-        .collect();
-    let at = 3 + stretches * PER_STRETCH;
+/// `read`'s statement and its values after `?1` and `?2`: only the ranges and cut minutes each
+/// stretch has (a fixed window of whole days is one range), so PostgreSQL, which plans every
+/// statement it is sent, plans no empty range. A handful of texts in use (SQLite caches each).
+fn read_statement(stretches: &[Stretch], (ahead_from, ahead_to): (i64, i64)) -> (String, Vec<i64>) {
+    let mut values: Vec<i64> = Vec::new();
+    let mut parts: Vec<String> = Vec::new();
+    for (k, stretch) in stretches.iter().enumerate() {
+        if !stretch.whole.is_empty() {
+            let first = values.len() + 3;
+            values.extend(stretch.whole.iter().flat_map(|r| [r.span, r.from, r.to]));
+            parts.push(format!(
+                // Typed NULLs: PostgreSQL makes two untyped ones in a row text.
+                "SELECT {k}, CAST(NULL AS BIGINT), COALESCE(SUM(units), 0), CAST(NULL AS TEXT)
+                 FROM ({}) AS covered_{k}",
+                ranges(first, stretch.whole.len())
+            ));
+        }
+        if let Some(cut) = cut_minutes(stretch) {
+            let at = values.len() + 3;
+            values.extend(cut);
+            parts.push(format!(
+                "SELECT {k}, start, 0, seconds {MINUTES} AND start IN (?{at}, ?{})",
+                at + 1
+            ));
+        }
+    }
+    let at = values.len() + 3;
+    values.extend([
+        ahead_from.div_euclid(MINUTE).saturating_mul(MINUTE),
+        ahead_to,
+    ]);
     parts.push(format!(
         "SELECT {LAST}, start, 0, seconds FROM
-         (SELECT start, seconds {minutes} ORDER BY start DESC LIMIT 1) AS last_minute"
+         (SELECT start, seconds {MINUTES} ORDER BY start DESC LIMIT 1) AS last_minute"
     ));
     parts.push(format!(
-        "SELECT {AHEAD}, start, 0, seconds {minutes} AND start >= ?{at} AND start < ?{}",
+        "SELECT {AHEAD}, start, 0, seconds {MINUTES} AND start >= ?{at} AND start < ?{}",
         at + 1
     ));
-    parts.join("\n UNION ALL ")
+    (parts.join("\n UNION ALL "), values)
+}
+
+/// The (at most two) minutes `stretch` cuts at its ends, as `CUT`'s `?3` and `?4`.
+fn cut_minutes(stretch: &Stretch) -> Option<[i64; 2]> {
+    match stretch.partial.as_slice() {
+        [] => None,
+        [one] => Some([one.0, one.0]),
+        [first, last, ..] => Some([first.0, last.0]),
+    }
 }
 
 const MINUTES_FROM: &str = "SELECT start, seconds FROM window_buckets
@@ -531,10 +523,13 @@ mod tests {
                 .unwrap();
             }
         }
+        let stretches = [super::stretch(100, 5_000), super::stretch(0, 2 * 86_400)];
+        let (read, values) = super::read_statement(&stretches, (0, 0));
+        let read_values = values.len();
         let statements: [(&str, usize); 6] = [
             (super::whole_text(), 3 * super::RANGES),
             (super::CUT, 2),
-            (super::read_text(2), 2 * super::PER_STRETCH + 2),
+            (read.as_str(), read_values),
             (super::MINUTES_FROM, 2),
             (super::FIRST_MINUTES, 2),
             (super::LAST_MINUTE, 0),
