@@ -15,7 +15,10 @@ use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestRunner};
 
 use crate::support::{Engine, TestDb, engine_tests};
 
-engine_tests!(random_streams_are_decided_as_brute_force_decides_them);
+engine_tests!(
+    random_streams_are_decided_as_brute_force_decides_them,
+    windows_on_whole_minutes_are_read_and_decided
+);
 
 /// The implicit meter, unlimited per period, with a 5-minute sliding and a 7-minute fixed
 /// window (aligned on the period, which 7 minutes do not divide, so the period's last
@@ -415,4 +418,41 @@ fn random_streams_are_decided_as_brute_force_decides_them(engine: Engine) {
             run_case(&mut store.borrow_mut(), &config, case.get(), &steps)
         })
         .unwrap();
+}
+
+/// An event at a minute's last second: its sliding window ([at − 5 min + 1 s, at + 1 s)) and
+/// its fixed one (7 minutes from the period's start) both begin and end on whole minutes, so a
+/// batch's one read of them carries no cut minute (PostgreSQL once refused that statement:
+/// two untyped NULL columns in a row became text).
+fn windows_on_whole_minutes_are_read_and_decided(engine: Engine) {
+    let db = TestDb::on(engine);
+    let mut store = db.open();
+    let config = Config::parse(PLANS, "plans.toml").unwrap();
+    let new = NewCustomer {
+        id: "acme".into(),
+        name: None,
+        plan_id: "free".into(),
+        stripe_customer_id: None,
+        billing_anchor: Some(NaiveDate::from_ymd_opt(2026, 11, 1).unwrap()),
+    };
+    let at = day(11, 20) + 59;
+    store.add_customer(&config, &new, instant(at)).unwrap();
+    let batch = |store: &mut Store, quantities: &[i64]| -> Vec<bool> {
+        let requests: Vec<RecordRequest> = quantities
+            .iter()
+            .map(|&q| RecordRequest::new("acme", q, instant(at)))
+            .collect();
+        store
+            .record_batch(&config, &requests, instant(at))
+            .unwrap()
+            .into_iter()
+            .map(|o| o.unwrap().recorded)
+            .collect()
+    };
+    assert_eq!(batch(&mut store, &[4, 2]), [true, true]);
+    // 6 used of the sliding window's 10: 4 more fit, 5 do not.
+    assert_eq!(batch(&mut store, &[5, 4]), [false, true]);
+    let check = store.metered_check(&config, "acme", instant(at)).unwrap();
+    let used: Vec<i64> = check.windows.iter().map(|w| w.used).collect();
+    assert_eq!(used, [10, 10]);
 }
