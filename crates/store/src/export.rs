@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use super::Store;
 use crate::billing::{Allowance, Period, Thresholds, UsageCheck, format_ts};
 use crate::config::Config;
-use crate::meters::standing::{Allocated, group_usage, priced};
+use crate::meters::standing::{Allocated, group_usage, priced, stored_amount};
 use crate::{Error, Result};
 use meterline_core::GroupUsage;
 
@@ -340,7 +340,12 @@ impl UsageRows {
         };
         // A group row always follows its meter's total row (both are written together).
         if let Some((_, _, groups)) = &mut self.pending {
-            groups.push(group_usage(key, used, units, amount));
+            groups.push(group_usage(
+                key.to_string(),
+                used,
+                units,
+                stored_amount(amount),
+            ));
         }
         Ok(None)
     }

@@ -548,6 +548,33 @@ impl Row<'_> {
         }
     }
 
+    /// Whether the column holds exactly the text `expected`, compared where it lies (no
+    /// copy): for a reader that meets the same value on many rows.
+    pub(crate) fn text_is(&self, idx: usize, expected: &str) -> Result<bool> {
+        match self {
+            Row::Sqlite(r) => Ok(matches!(
+                r.get_ref(idx).map_err(sqlite::from_sqlite)?,
+                rusqlite::types::ValueRef::Text(text) if text == expected.as_bytes()
+            )),
+            #[cfg(feature = "postgres")]
+            Row::Postgres(r) => postgres::text_is(r, idx, expected),
+        }
+    }
+
+    /// `f` of the column's text, read where it lies (no copy).
+    pub(crate) fn text_with<R>(&self, idx: usize, f: impl FnOnce(&str) -> R) -> Result<R> {
+        match self {
+            Row::Sqlite(r) => match r.get_ref(idx).map_err(sqlite::from_sqlite)? {
+                rusqlite::types::ValueRef::Text(text) => std::str::from_utf8(text)
+                    .map(f)
+                    .map_err(|_| Error::Database(format!("column {idx} is not valid UTF-8"))),
+                _ => Err(Error::Database(format!("column {idx} holds no text"))),
+            },
+            #[cfg(feature = "postgres")]
+            Row::Postgres(r) => postgres::text_with(r, idx, f),
+        }
+    }
+
     /// The column as whatever it holds, for readers that pass values through (export).
     pub(crate) fn value(&self, idx: usize) -> Result<OwnedValue> {
         self.get(idx)

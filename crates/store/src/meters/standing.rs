@@ -5,7 +5,8 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::collections::hash_map::Entry;
+
+use rust_decimal::Decimal;
 
 use crate::db::{Connection, OptionalExtension, params};
 use chrono::{DateTime, Utc};
@@ -54,7 +55,7 @@ pub(crate) fn standing(
 /// A meter_counters row as a check reads it: meter, group key, used, the units past
 /// `included` its events were allocated as overage with their cost, and those credits paid
 /// for with the money they took.
-pub(crate) type CounterCells = (String, String, i64, i64, String, i64, Option<String>);
+pub(crate) type CounterCells = (String, String, i64, i64, Decimal, i64, Decimal);
 
 /// The columns of `CounterCells`, in order.
 /// (Money credits paid nothing on most rows: no text is read for them.)
@@ -63,19 +64,22 @@ pub(crate) const CELL_COLUMNS: &str = "meter_id, group_key, used, overage_units,
 
 /// `CounterCells` from the 7 columns starting at `first`.
 /// A group row's credits are never read (what credits paid is the meter's, on its total).
+/// The amounts are parsed where they lie (`stored_amount`), never copied out as text.
 pub(crate) fn cells(r: &crate::db::Row, first: usize) -> Result<CounterCells> {
     let key: String = r.get(first + 1)?;
     let (credited, credited_amount) = if key.is_empty() {
-        (r.get(first + 5)?, r.get(first + 6)?)
+        let amount: Option<String> = r.get(first + 6)?;
+        let amount = amount.as_deref().map_or(Decimal::ZERO, stored_amount);
+        (r.get(first + 5)?, amount)
     } else {
-        (0, None)
+        (0, Decimal::ZERO)
     };
     Ok((
         r.get(first)?,
         key,
         r.get(first + 2)?,
         r.get(first + 3)?,
-        r.get(first + 4)?,
+        r.text_with(first + 4, stored_amount)?,
         credited,
         credited_amount,
     ))
@@ -132,13 +136,13 @@ pub(crate) fn priced(mut check: UsageCheck, allocated: Allocated) -> UsageCheck 
 
 /// A group row of meter_counters as reads show it: its key as JSON, its usage and the
 /// money its events were allocated (`overage_amount`, exact decimal text).
-pub(crate) fn group_usage(key: &str, used: i64, units: i64, amount: &str) -> GroupUsage {
+pub(crate) fn group_usage(key: String, used: i64, units: i64, amount: Decimal) -> GroupUsage {
     GroupUsage {
         // A key that is not JSON (never written so) reads as null.
-        key: serde_json::value::RawValue::from_string(key.to_string()).unwrap_or_default(),
+        key: serde_json::value::RawValue::from_string(key).unwrap_or_default(),
         used,
         overage_units: units,
-        overage_amount: stored_amount(amount),
+        overage_amount: amount,
     }
 }
 
@@ -272,7 +276,7 @@ impl<'c> Frame<'c> {
             )?
             .collect::<Result<_>>()?;
         sort_cells(&mut found);
-        Ok(self.meter_check_of(meter, &found))
+        Ok(self.meter_check_of(meter, &mut found))
     }
 
     /// Every meter of plans.toml, in order, with its groups, from the period's
@@ -283,23 +287,27 @@ impl<'c> Frame<'c> {
         for meter in &self.config.meters {
             let first = found.partition_point(|(id, ..)| *id < meter.id);
             let last = first + found[first..].partition_point(|(id, ..)| *id == meter.id);
-            checks.push(self.meter_check_of(meter, &found[first..last]));
+            checks.push(self.meter_check_of(meter, &mut found[first..last]));
         }
         checks
     }
 
     /// `meter`'s check from its rows (`sort_cells` order): the total row priced by
-    /// [`priced`], the group rows as they are stored.
-    fn meter_check_of(&self, meter: &Meter, rows: &[CounterCells]) -> MeterCheck {
+    /// [`priced`], the group rows as they are stored (their keys moved out, not copied).
+    fn meter_check_of(&self, meter: &Meter, rows: &mut [CounterCells]) -> MeterCheck {
         let mut total = (0, Allocated::default());
         let mut groups = Vec::new();
         for (_, key, used, units, amount, credited, credited_amount) in rows {
             if key.is_empty() {
-                let allocated =
-                    Allocated::stored(*units, amount, *credited, credited_amount.as_deref());
+                let allocated = Allocated {
+                    units: *units,
+                    amount: *amount,
+                    credited: *credited,
+                    credited_amount: *credited_amount,
+                };
                 total = (*used, allocated);
             } else {
-                groups.push(group_usage(key, *used, *units, amount));
+                groups.push(group_usage(std::mem::take(key), *used, *units, *amount));
             }
         }
         let (used, allocated) = total;
@@ -373,9 +381,9 @@ fn metered_check_of(frame: Frame, checks: Vec<MeterCheck>) -> Result<MeteredChec
 /// monthly), with a day to spare.
 const LONGEST_PERIOD_DAYS: u64 = 32;
 
-/// A customer and its meter_counters rows (with their period start) since
-/// `LONGEST_PERIOD_DAYS` ago, as `checks_at_once` reads them.
-type Recent = (Customer, Vec<(String, CounterCells)>);
+/// A customer and its meter_counters rows since `LONGEST_PERIOD_DAYS` ago, by period start
+/// (in the order read: one start may come twice), as `checks_at_once` reads them.
+type Recent = (Customer, Vec<(String, Vec<CounterCells>)>);
 
 /// Each customer's check, `None` where its period starts too early to be read at once.
 type Answers = HashMap<String, Option<Result<MeteredCheck>>>;
@@ -406,6 +414,9 @@ fn checks_at_once(
         .collect();
     let mut found: HashMap<String, Recent> = HashMap::new();
     let mut credits = false;
+    // A customer's rows come one after another, and most share their period's start: each is
+    // compared where it lies and copied out only when it changes (a check reads every row).
+    let mut current: Option<(String, Recent)> = None;
     for (list, id_params) in crate::db::in_lists(&asked) {
         let mut params: Vec<&dyn crate::db::Param> = vec![&since];
         params.extend(id_params);
@@ -421,17 +432,45 @@ fn checks_at_once(
             crate::credits::IN_USE
         ))?;
         let mut rows = stmt.query(params.as_slice())?;
+        let mut first = true;
         while let Some(r) = rows.next()? {
-            credits |= r.get::<_, bool>(14)?;
-            let id: String = r.get(0)?;
-            let (_, counters) = match found.entry(id) {
-                Entry::Occupied(kept) => kept.into_mut(),
-                Entry::Vacant(slot) => slot.insert((crate::customers::from_row(&r)?, Vec::new())),
+            if std::mem::take(&mut first) {
+                // The same on every row: whether the database has any credits.
+                credits |= r.get::<_, bool>(14)?;
+            }
+            let same = match &current {
+                Some((id, _)) => r.text_is(0, id)?,
+                None => false,
             };
-            if let Some(start) = r.get::<_, Option<String>>(6)? {
-                counters.push((start, cells(&r, 7)?));
+            if !same {
+                let id: String = r.get(0)?;
+                let recent = match found.remove(&id) {
+                    Some(recent) => recent,
+                    None => (crate::customers::from_row(&r)?, Vec::new()),
+                };
+                if let Some((id, recent)) = current.replace((id, recent)) {
+                    found.insert(id, recent);
+                }
+            }
+            let Some((_, (_, periods))) = current.as_mut() else {
+                continue;
+            };
+            let in_last = match periods.last() {
+                Some((start, _)) => r.text_is(6, start)?,
+                None => false,
+            };
+            match periods.last_mut() {
+                Some((_, counters)) if in_last => counters.push(cells(&r, 7)?),
+                _ => {
+                    if let Some(start) = r.get::<_, Option<String>>(6)? {
+                        periods.push((start, vec![cells(&r, 7)?]));
+                    }
+                }
             }
         }
+    }
+    if let Some((id, recent)) = current {
+        found.insert(id, recent);
     }
     let answers = ids
         .iter()
@@ -463,7 +502,7 @@ fn current_check(
     let rows = counters
         .into_iter()
         .filter(|(s, _)| *s == start)
-        .map(|(_, cells)| cells)
+        .flat_map(|(_, cells)| cells)
         .collect();
     let checks = frame.meter_checks_of(rows);
     Some(metered_check_of(frame, checks))

@@ -460,6 +460,20 @@ pub(crate) fn text(row: &postgres::Row, idx: usize) -> Result<String> {
     }
 }
 
+/// Whether a text column holds exactly `expected`, read in place.
+pub(crate) fn text_is(row: &postgres::Row, idx: usize, expected: &str) -> Result<bool> {
+    Ok(get::<Option<&str>>(row, idx)? == Some(expected))
+}
+
+/// `f` of a text column, read in place.
+pub(crate) fn text_with<R>(
+    row: &postgres::Row,
+    idx: usize,
+    f: impl FnOnce(&str) -> R,
+) -> Result<R> {
+    Ok(f(get::<&str>(row, idx)?))
+}
+
 pub(crate) fn blob(row: &postgres::Row, idx: usize) -> Result<Vec<u8>> {
     get(row, idx)
 }
