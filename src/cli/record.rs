@@ -98,19 +98,9 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
             outcome.event_id.unwrap_or_default()
         )?;
         out!("{}", standing())?;
-    } else if let Some(window) = outcome.refused_window.as_ref().filter(|_| refused) {
-        let units = window_units(&config, &request, &window.meter);
-        eprintln!(
-            "refused: {}",
-            output::window_refusal(&request.customer_id, units, window)
-        );
-        eprint!("{}", standing());
     } else if refused {
-        for meter in refusing(&config, &request, &outcome) {
-            eprintln!(
-                "refused: {}",
-                refusal(&config, &request, meter, &outcome.check)
-            );
+        for why in refusals(&config, &request, &outcome) {
+            eprintln!("refused: {why}");
         }
         eprint!("{}", standing());
     } else {
@@ -146,8 +136,25 @@ fn window_units(config: &Config, request: &RecordRequest, meter_id: &str) -> i64
     }
 }
 
+/// Why `outcome` was refused, a line each: the window that would not take it, else each
+/// meter whose cap refused it.
+pub(super) fn refusals(
+    config: &Config,
+    request: &RecordRequest,
+    outcome: &meterline_core::RecordOutcome,
+) -> Vec<String> {
+    if let Some(window) = &outcome.refused_window {
+        let units = window_units(config, request, &window.meter);
+        return vec![output::window_refusal(&request.customer_id, units, window)];
+    }
+    refusing(config, request, outcome)
+        .into_iter()
+        .map(|meter| refusal(config, request, meter, &outcome.check))
+        .collect()
+}
+
 /// The meters whose cap refused `outcome` (`None`: the event's one meter).
-pub(super) fn refusing<'c>(
+fn refusing<'c>(
     config: &'c Config,
     request: &RecordRequest,
     outcome: &meterline_core::RecordOutcome,
@@ -206,7 +213,7 @@ fn contribution(config: &Config, request: &RecordRequest, meter: Option<&Meter>)
 /// Why a hard cap refused `request` on `meter` (`None`: the one meter it names, or the
 /// default): what it would have added or set, and the limit. `check` is the standing of the
 /// first meter that refused, as the refusal left it.
-pub(super) fn refusal(
+fn refusal(
     config: &Config,
     request: &RecordRequest,
     meter: Option<&Meter>,

@@ -153,8 +153,7 @@ fn flush(
                             .map_err(|e| Error::Output(e.to_string()))?;
                     writeln!(out, "{line}").ok();
                 } else if !outcome.recorded && !outcome.duplicate {
-                    for meter in super::record::refusing(config, &request, &outcome) {
-                        let why = super::record::refusal(config, &request, meter, &outcome.check);
+                    for why in super::record::refusals(config, &request, &outcome) {
                         eprintln!("line {line}: refused: {why}");
                     }
                 }

@@ -24,6 +24,7 @@ shape_tests!(
     a_reservation_holds_window_capacity_until_settled_released_or_lapsed,
     retry_after_waits_until_every_window_takes_the_amount,
     a_late_event_of_a_closed_period_is_refused_by_its_fixed_window,
+    record_batch_names_the_window_that_refused_a_line,
 );
 
 engine_tests!(
@@ -616,4 +617,32 @@ fn a_late_event_of_a_closed_period_is_refused_by_its_fixed_window(engine: Engine
         refused["refused_window"]["retry_after"].is_null(),
         "{refused}"
     );
+}
+
+/// `record --batch` in words names the window that refused a line, as `record` does, not the
+/// period's cap (which the line did not reach).
+fn record_batch_names_the_window_that_refused_a_line(engine: Engine, shape: Shape) {
+    let s = windowed(engine, shape, None, &["window = \"5h\"\nlimit = 100"]);
+    let meter = shape.capped_meter();
+    let lines = [
+        shape.event("acme", 60, "first").to_string(),
+        shape.event("acme", 60, "second").to_string(),
+    ];
+    let out = s
+        .cmd()
+        .env("METERLINE_NOW", NOW)
+        .args(["record", "--batch", "-"])
+        .write_stdin(lines.join("\n") + "\n")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "line 2: refused: {meter}: 60 more would pass acme's limit of 100 in the last 5 h \
+             (60 used)"
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hard cap"), "{stderr}");
 }
