@@ -1,12 +1,14 @@
 //! Regenerates the README screenshots from the real rendering:
-//! assets/overview.{txt,svg}, assets/detail.{txt,svg} and assets/events.{txt,svg} (an event
-//! open in full).
+//! assets/overview.{txt,svg}, assets/detail.{txt,svg}, assets/events.{txt,svg} (an event
+//! open in full) and assets/windows.{txt,svg} (on the plans `meterline init` writes, the
+//! detail of the customer whose 5-hour window is full).
 //!
 //! A demo database with a fixed seed at a fixed instant, drawn on ratatui's TestBackend at
 //! 120×40, so the same code always gives the same pictures:
 //!
 //!     cargo run --release --example screenshots
 
+use std::error::Error;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -29,7 +31,7 @@ const NOW: &str = "2026-11-27T18:00:00Z";
 /// The organisation account: its detail shows members too.
 const DETAIL_OF: &str = "globex-corporation";
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn Error>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let now: DateTime<Utc> = DateTime::parse_from_rfc3339(NOW)?.with_timezone(&Utc);
     let config = Config::load(&root.join("plans.toml"))?;
@@ -42,7 +44,47 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     fill(&mut store, &config, &spec, now)?;
 
-    let dashboard = store.dashboard(&config, now)?;
+    let mut app = app_on(&store, &config, now)?;
+    save(root, "overview", &draw(&app))?;
+
+    open_detail(&mut app, &store, &config, DETAIL_OF, now)?;
+    save(root, "detail", &draw(&app))?;
+
+    // The Events view with the first event (a failed one) open in full.
+    app.update(Action::Close);
+    app.update(Action::ShowEvents);
+    app.apply(DataEvent::Events(store.problem_events(EVENTS_LIMIT, now)?));
+    app.update(Action::Open);
+    save(root, "events", &draw(&app))?;
+
+    // Rolling windows: a demo on the plans `meterline init` writes, the detail of the
+    // customer whose 5-hour token window is full.
+    let config = Config::parse(meterline::config::INIT_PLANS, "init plans")?;
+    let mut store = Store::open(&dir.path().join("windows.db"))?;
+    fill(&mut store, &config, &spec, now)?;
+    let mut full = None;
+    for row in store.dashboard(&config, now)?.rows {
+        let check = store.metered_check(&config, &row.customer_id, now)?;
+        if check
+            .meters
+            .iter()
+            .flat_map(|m| &m.windows)
+            .any(|w| w.used >= w.limit)
+        {
+            full = Some(row.customer_id);
+            break;
+        }
+    }
+    let full = full.ok_or("no customer of the demo has a full window")?;
+    let mut app = app_on(&store, &config, now)?;
+    open_detail(&mut app, &store, &config, &full, now)?;
+    save(root, "windows", &draw(&app))?;
+    Ok(())
+}
+
+/// The dashboard on `store`'s demo at `now`, on its overview.
+fn app_on(store: &Store, config: &Config, now: DateTime<Utc>) -> Result<App, Box<dyn Error>> {
+    let dashboard = store.dashboard(config, now)?;
     let mut app = App::new(
         config.clone(),
         "demo.db".into(),
@@ -52,29 +94,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         dashboard,
     );
     app.set_page(ui::list_rows(WIDTH, HEIGHT));
-    save(root, "overview", &draw(&app))?;
+    Ok(app)
+}
 
-    while app.selected_row().map(|r| r.customer_id.as_str()) != Some(DETAIL_OF) {
+/// Move the selection down to `customer` and open its detail, as the keys would.
+fn open_detail(
+    app: &mut App,
+    store: &Store,
+    config: &Config,
+    customer: &str,
+    now: DateTime<Utc>,
+) -> Result<(), Box<dyn Error>> {
+    while app.selected_row().map(|r| r.customer_id.as_str()) != Some(customer) {
         let before = app.list.selected;
         app.update(Action::Down);
         if app.list.selected == before {
-            return Err(format!("{DETAIL_OF} is not in the demo").into());
+            return Err(format!("{customer} is not in the demo").into());
         }
     }
     app.update(Action::Open);
-    let detail = store.customer_detail(&config, DETAIL_OF, now).map(Box::new);
+    let detail = store.customer_detail(config, customer, now).map(Box::new);
     app.apply(DataEvent::Detail {
-        customer_id: DETAIL_OF.into(),
+        customer_id: customer.into(),
         detail: detail.map_err(|e| e.to_string()),
     });
-    save(root, "detail", &draw(&app))?;
-
-    // The Events view with the first event (a failed one) open in full.
-    app.update(Action::Close);
-    app.update(Action::ShowEvents);
-    app.apply(DataEvent::Events(store.problem_events(EVENTS_LIMIT, now)?));
-    app.update(Action::Open);
-    save(root, "events", &draw(&app))?;
     Ok(())
 }
 
