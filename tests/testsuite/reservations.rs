@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::cli::Scratch;
+use crate::support::cli::{Scratch, run_at};
 use crate::support::common::NOW;
 use crate::support::engine::Engine;
 use crate::support::serve::{Server, create_token};
@@ -45,21 +45,6 @@ fn properties(shape: Shape, n: i64) -> Vec<String> {
         .into_iter()
         .flat_map(|p| ["--property".to_string(), p])
         .collect()
-}
-
-/// `meterline ARGS` at `now`: exit code, stdout as JSON (Null if not), stderr.
-fn run_at(s: &Scratch, now: &str, args: &[String]) -> (i32, Value, String) {
-    let out = s
-        .cmd()
-        .env("METERLINE_NOW", now)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap(),
-        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
-        String::from_utf8(out.stderr).unwrap(),
-    )
 }
 
 fn args(words: &[&str], more: Vec<String>) -> Vec<String> {

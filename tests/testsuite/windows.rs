@@ -10,7 +10,7 @@
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
 
-use crate::support::cli::{NOW, Scratch};
+use crate::support::cli::{NOW, Scratch, run_at};
 use crate::support::engine::{Engine, engine_tests};
 use crate::support::shapes::{Shape, shape_tests};
 
@@ -104,21 +104,6 @@ pub(crate) fn windowed(
     std::fs::write(&s.plans, text).unwrap();
     s.add_customer("acme", "windowed", "2026-11-01");
     s
-}
-
-/// `meterline ARGS` with the clock at `now`: exit code, stdout as JSON (Null if not), stderr.
-pub(crate) fn run_at(s: &Scratch, now: &str, args: &[String]) -> (i32, Value, String) {
-    let out = s
-        .cmd()
-        .env("METERLINE_NOW", now)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap(),
-        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
-        String::from_utf8(out.stderr).unwrap(),
-    )
 }
 
 fn words(words: &[&str]) -> Vec<String> {
@@ -591,17 +576,11 @@ fn a_late_event_of_a_closed_period_is_refused_by_its_fixed_window(engine: Engine
         event["at"] = json!(when);
         event.to_string()
     };
-    let out = s
-        .cmd()
-        .env("METERLINE_NOW", later)
-        .args(["record", "--batch", "-", "--json"])
-        .write_stdin(format!(
-            "{}\n{}\n",
-            event(5, "december", later),
-            event(1, "backfill", "2026-11-30T13:00:00Z")
-        ))
-        .output()
-        .unwrap();
+    let lines = [
+        event(5, "december", later),
+        event(1, "backfill", "2026-11-30T13:00:00Z"),
+    ];
+    let out = s.record_batch(&lines, &["--json", "--now", later]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let answers: Vec<Value> = String::from_utf8(out.stdout)
         .unwrap()
@@ -628,13 +607,7 @@ fn record_batch_names_the_window_that_refused_a_line(engine: Engine, shape: Shap
         shape.event("acme", 60, "first").to_string(),
         shape.event("acme", 60, "second").to_string(),
     ];
-    let out = s
-        .cmd()
-        .env("METERLINE_NOW", NOW)
-        .args(["record", "--batch", "-"])
-        .write_stdin(lines.join("\n") + "\n")
-        .output()
-        .unwrap();
+    let out = s.record_batch(&lines, &["--now", NOW]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(

@@ -289,30 +289,11 @@ fn reservation(shape: Shape, n: i64, key: &str) -> String {
 fn reservations_racing_over_http_hold_exactly_the_windows_limit(engine: Engine, shape: Shape) {
     let s = windowed(engine, shape, None, &["window = \"1h\"\nlimit = 100"]);
     let (_server, c) = serve(&s);
-    let statuses: Vec<u16> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..6)
-            .map(|w| {
-                let c = c.clone();
-                scope.spawn(move || {
-                    (0..5)
-                        .map(|i| {
-                            let reply = c.post(
-                                "/v1/reservations",
-                                &reservation(shape, 10, &format!("{w}-{i}")),
-                            );
-                            reply.status
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
-            .collect()
+    let statuses = racing(vec![c; 6], 5, |w, i| {
+        let body = reservation(shape, 10, &format!("{w}-{i}"));
+        ("/v1/reservations", body)
     });
-    let held = statuses.iter().filter(|&&st| st == 201).count();
-    let refused = statuses.iter().filter(|&&st| st == 402).count();
+    let (held, refused) = (count(&statuses, 201), count(&statuses, 402));
     assert_eq!((held, refused), (10, 20), "{statuses:?}");
     // A minute on: serve's clock ran on from NOW while the holds were made.
     let check = check(&s, &at(60));
@@ -335,15 +316,35 @@ fn two_servers_racing_for_one_window_take_exactly_its_limit(engine: Engine) {
     let s = windowed(engine, shape, None, &["window = \"1h\"\nlimit = 50"]);
     let token = create_token(&s, "race");
     let servers = [Server::start(&s, &[]), Server::start(&s, &[])];
-    let statuses: Vec<u16> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..8)
-            .map(|w| {
-                let c = servers[w % 2].client(&token);
+    let clients = (0..8).map(|w| servers[w % 2].client(&token)).collect();
+    let statuses = racing(clients, 10, |w, i| {
+        let event = shape.event("acme", 1, &format!("{w}-{i}"));
+        ("/v1/events", event.to_string())
+    });
+    let (taken, refused) = (count(&statuses, 200), count(&statuses, 402));
+    assert_eq!((taken, refused), (50, 30), "{statuses:?}");
+    let check = check(&s, &at(60));
+    assert_eq!(meter_of(&check, "usage")["windows"][0]["used"], 50);
+}
+
+/// Each of `clients` sends `each` posts at once, the `i`th of client `w` being `post(w, i)`
+/// (a path and a body): every answer's status, in no particular order.
+fn racing(
+    clients: Vec<Client>,
+    each: usize,
+    post: impl Fn(usize, usize) -> (&'static str, String) + Sync,
+) -> Vec<u16> {
+    std::thread::scope(|scope| {
+        let post = &post;
+        let handles: Vec<_> = clients
+            .into_iter()
+            .enumerate()
+            .map(|(w, c)| {
                 scope.spawn(move || {
-                    (0..10)
+                    (0..each)
                         .map(|i| {
-                            let event = shape.event("acme", 1, &format!("{w}-{i}"));
-                            c.post("/v1/events", &event.to_string()).status
+                            let (path, body) = post(w, i);
+                            c.post(path, &body).status
                         })
                         .collect::<Vec<_>>()
                 })
@@ -353,10 +354,10 @@ fn two_servers_racing_for_one_window_take_exactly_its_limit(engine: Engine) {
             .into_iter()
             .flat_map(|h| h.join().unwrap())
             .collect()
-    });
-    let taken = statuses.iter().filter(|&&st| st == 200).count();
-    let refused = statuses.iter().filter(|&&st| st == 402).count();
-    assert_eq!((taken, refused), (50, 30), "{statuses:?}");
-    let check = check(&s, &at(60));
-    assert_eq!(meter_of(&check, "usage")["windows"][0]["used"], 50);
+    })
+}
+
+/// How many of `statuses` are `status`.
+fn count(statuses: &[u16], status: u16) -> usize {
+    statuses.iter().filter(|&&st| st == status).count()
 }

@@ -211,11 +211,11 @@ impl Windows {
             }
             let (before, (from, to)) = match limit.kind {
                 WindowKind::Sliding => (
-                    timeline.peak(line, at, limit)?,
+                    timeline.peak(line, at, limit, period)?,
                     (at, at.saturating_add(limit.window_secs)),
                 ),
                 WindowKind::Fixed => {
-                    let (from, to) = fixed_window(limit, at, seconds(period));
+                    let (from, to) = window_at(limit, at, period);
                     let key = (limit.kind, limit.window_secs);
                     (timeline.tallied(line, key, from, to)?, (from, to))
                 }
@@ -366,14 +366,8 @@ impl Timeline {
         let stretches: Vec<(WindowKey, (i64, i64))> = limits
             .iter()
             .map(|limit| {
-                let stretch = match limit.kind {
-                    WindowKind::Sliding => (
-                        event.saturating_sub(limit.window_secs).saturating_add(1),
-                        event.saturating_add(1),
-                    ),
-                    WindowKind::Fixed => fixed_window(limit, event, seconds(period)),
-                };
-                ((limit.kind, limit.window_secs), stretch)
+                let key = (limit.kind, limit.window_secs);
+                (key, window_at(limit, event, period))
             })
             .collect();
         // Where each stretch's read-ahead ends; one range covers them all.
@@ -412,7 +406,7 @@ impl Timeline {
     /// most that hour past its horizon (`kept_from`), where no read reaches it.
     fn prunes(&self) -> bool {
         let hour = |at: i64| at.div_euclid(3600);
-        match (self.stored_latest_read(), self.added.last_key_value()) {
+        match (self.stored_latest(), self.added.last_key_value()) {
             (Some(None), _) => false,
             (Some(Some(stored)), Some((&last, _))) => hour(last) > hour(stored),
             _ => true,
@@ -433,7 +427,7 @@ impl Timeline {
     /// moved forward when it can be, else summed afresh. The furthest it can move in this
     /// batch (its `from` when it ends at the batch's last second) is read ahead at once.
     fn tallied(&mut self, at: At<'_>, key: WindowKey, from: i64, to: i64) -> Result<i64> {
-        let latest = self.stored_latest(at)?;
+        let latest = self.stored_latest().flatten();
         let Timeline { added, tallies, .. } = self;
         let line = Line {
             conn: at.conn,
@@ -463,27 +457,19 @@ impl Timeline {
 
     /// The most a sliding window holds anywhere an event at `at` falls: the window ending at
     /// `at` when nothing is later (one sum), else every later window (a late event).
-    fn peak(&mut self, line: At<'_>, at: i64, limit: &Limit) -> Result<i64> {
+    fn peak(&mut self, line: At<'_>, at: i64, limit: &Limit, period: Period) -> Result<i64> {
         let window = limit.window_secs;
-        let from = at.saturating_sub(window).saturating_add(1);
-        if self.latest(line)? <= Some(at) {
+        let (from, to) = window_at(limit, at, period);
+        if self.latest(line) <= Some(at) {
             let key = (limit.kind, window);
-            return self.tallied(line, key, from, at.saturating_add(1));
+            return self.tallied(line, key, from, to);
         }
         let points = self.line(line).points(from, at.saturating_add(window))?;
         Ok(sliding_peak(&points, at, window))
     }
 
-    /// The last second with stored usage (read once: the batch holds the write lock).
-    fn stored_latest(&mut self, at: At<'_>) -> Result<Option<i64>> {
-        if self.last_stored.is_none() {
-            self.last_stored = Some(buckets::last_minute(at.conn, at.customer, at.meter)?);
-        }
-        Ok(self.stored_latest_read().flatten())
-    }
-
-    /// The last second with stored usage, if it was read.
-    fn stored_latest_read(&self) -> Option<Option<i64>> {
+    /// The last second with stored usage, once `open` has read it.
+    fn stored_latest(&self) -> Option<Option<i64>> {
         self.last_stored.as_ref().map(|last| {
             last.as_ref()
                 .and_then(|(_, s)| s.keys().next_back().copied())
@@ -491,13 +477,12 @@ impl Timeline {
     }
 
     /// The last second with usage, stored or beside.
-    fn latest(&mut self, at: At<'_>) -> Result<Option<i64>> {
-        let stored = self.stored_latest(at)?;
-        Ok([&self.added, at.held]
+    fn latest(&self, at: At<'_>) -> Option<i64> {
+        [&self.added, at.held]
             .into_iter()
             .filter_map(|points| points.last_key_value().map(|(at, _)| *at))
-            .chain(stored)
-            .max())
+            .chain(self.stored_latest().flatten())
+            .max()
     }
 }
 
@@ -530,18 +515,10 @@ fn wait(
 
 /// `limit`'s window at `now`: what it holds, and where it lies.
 fn state(line: &Line<'_>, limit: &Limit, now: i64, period: Period) -> Result<State> {
-    let (starts, ends) = match limit.kind {
-        WindowKind::Fixed => {
-            // A late event's period may have ended by `now`: its windows are all past,
-            // and the one that would hold `now` is empty (it belongs to no window of it).
-            let (starts, ends) = fixed_window(limit, now, seconds(period));
-            (starts, ends.max(starts))
-        }
-        WindowKind::Sliding => (
-            now.saturating_sub(limit.window_secs).saturating_add(1),
-            now.saturating_add(1),
-        ),
-    };
+    // A late event's period may have ended by `now`: its fixed windows are all past, and the
+    // one that would hold `now` is empty (it belongs to no window of it).
+    let (starts, ends) = window_at(limit, now, period);
+    let ends = ends.max(starts);
     let used = line.sum(starts, ends)?;
     Ok(State { starts, ends, used })
 }
@@ -609,6 +586,18 @@ fn kept_from(longest_window: i64, now: DateTime<Utc>) -> i64 {
 fn reach(last: i64, from: i64, to: i64) -> i64 {
     last.saturating_add(1)
         .saturating_sub(to.saturating_sub(from))
+}
+
+/// `limit`'s window for the second `at`: the sliding window ending at it, or the fixed window
+/// holding it in `period` (a sliding window needs no period), as [from, to).
+fn window_at(limit: &Limit, at: i64, period: Period) -> (i64, i64) {
+    match limit.kind {
+        WindowKind::Sliding => (
+            at.saturating_sub(limit.window_secs).saturating_add(1),
+            at.saturating_add(1),
+        ),
+        WindowKind::Fixed => fixed_window(limit, at, seconds(period)),
+    }
 }
 
 /// Where the stretch a decision on `limit` reads begins, for an event at `at`.

@@ -199,6 +199,21 @@ impl Scratch {
     }
 }
 
+/// `meterline ARGS` with the clock at `now`: exit code, stdout as JSON (Null if not), stderr.
+pub fn run_at(s: &Scratch, now: &str, args: &[String]) -> (i32, serde_json::Value, String) {
+    let out = s
+        .cmd()
+        .env("METERLINE_NOW", now)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
 /// One-line JSON exactly as printed, with each key starting a new line so a snapshot is
 /// readable and still records the key order byte for byte.
 pub fn one_key_per_line(json: &[u8]) -> String {

@@ -438,35 +438,8 @@ fn checks_at_once(
                 // The same on every row: whether the database has any credits.
                 credits |= r.get::<_, bool>(14)?;
             }
-            let same = match &current {
-                Some((id, _)) => r.text_is(0, id)?,
-                None => false,
-            };
-            if !same {
-                let id: String = r.get(0)?;
-                let recent = match found.remove(&id) {
-                    Some(recent) => recent,
-                    None => (crate::customers::from_row(&r)?, Vec::new()),
-                };
-                if let Some((id, recent)) = current.replace((id, recent)) {
-                    found.insert(id, recent);
-                }
-            }
-            let Some((_, (_, periods))) = current.as_mut() else {
-                continue;
-            };
-            let in_last = match periods.last() {
-                Some((start, _)) => r.text_is(6, start)?,
-                None => false,
-            };
-            match periods.last_mut() {
-                Some((_, counters)) if in_last => counters.push(cells(&r, 7)?),
-                _ => {
-                    if let Some(start) = r.get::<_, Option<String>>(6)? {
-                        periods.push((start, vec![cells(&r, 7)?]));
-                    }
-                }
-            }
+            let (_, periods) = customer_of(&r, &mut found, &mut current)?;
+            add_counter(&r, periods)?;
         }
     }
     if let Some((id, recent)) = current {
@@ -483,6 +456,53 @@ fn checks_at_once(
         })
         .collect();
     Ok((answers, credits))
+}
+
+/// The customer a row of `checks_at_once` belongs to, made `current`: the last row's when its
+/// id is the same (compared in place), else the one kept in `found` (which gets the last row's
+/// back), else begun from the row.
+fn customer_of<'a>(
+    r: &crate::db::Row,
+    found: &mut HashMap<String, Recent>,
+    current: &'a mut Option<(String, Recent)>,
+) -> Result<&'a mut Recent> {
+    let same = match current {
+        Some((id, _)) => r.text_is(0, id)?,
+        None => false,
+    };
+    if !same {
+        let id: String = r.get(0)?;
+        let recent = match found.remove(&id) {
+            Some(recent) => recent,
+            None => (crate::customers::from_row(r)?, Vec::new()),
+        };
+        if let Some((id, recent)) = current.replace((id, recent)) {
+            found.insert(id, recent);
+        }
+    }
+    // Set above whenever it was not the same.
+    current
+        .as_mut()
+        .map(|(_, recent)| recent)
+        .ok_or_else(|| Error::Database("a check's row without its customer".into()))
+}
+
+/// A row's counter (none for a customer without any) added to its period's, the last one's
+/// when the start is the same (compared in place).
+fn add_counter(r: &crate::db::Row, periods: &mut Vec<(String, Vec<CounterCells>)>) -> Result<()> {
+    let in_last = match periods.last() {
+        Some((start, _)) => r.text_is(6, start)?,
+        None => false,
+    };
+    match periods.last_mut() {
+        Some((_, counters)) if in_last => counters.push(cells(r, 7)?),
+        _ => {
+            if let Some(start) = r.get::<_, Option<String>>(6)? {
+                periods.push((start, vec![cells(r, 7)?]));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The check of a customer read with its recent counters; `None` when its current period

@@ -141,11 +141,8 @@ pub(super) fn read(
                 read.last_minute = Some((minute, parse_seconds(minute, Some(&text))?));
             }
             (AHEAD, Some(minute)) => {
-                for part in parts(minute, &text) {
-                    let (at, units) = part?;
-                    if (ahead_from..ahead_to).contains(&at) {
-                        read.ahead.push((at, units));
-                    }
+                for part in parts_in(minute, &text, ahead_from..ahead_to) {
+                    read.ahead.push(part?);
                 }
             }
             (k, start) => {
@@ -169,11 +166,8 @@ pub(super) fn read(
 fn cut_units(stretch: &Stretch, minute: i64, text: &str) -> Result<i64> {
     let mut units: i64 = 0;
     for &(_, from, to) in stretch.partial.iter().filter(|p| p.0 == minute) {
-        for part in parts(minute, text) {
-            let (at, n) = part?;
-            if (from..to).contains(&at) {
-                units = units.saturating_add(n);
-            }
+        for part in parts_in(minute, text, from..to) {
+            units = units.saturating_add(part?.1);
         }
     }
     Ok(units)
@@ -245,9 +239,6 @@ const FIRST_MINUTES: &str = "SELECT start, seconds FROM window_buckets
      WHERE customer_id = ?1 AND meter_id = ?2 AND span = 60 AND start >= ?3 AND start < ?4
      ORDER BY start LIMIT 2";
 
-const LAST_MINUTE: &str = "SELECT start, seconds FROM window_buckets
-     WHERE customer_id = ?1 AND meter_id = ?2 AND span = 60 ORDER BY start DESC LIMIT 1";
-
 /// A minute row's seconds in order, as absolute seconds and their units.
 fn parts(minute: i64, text: &str) -> impl Iterator<Item = Result<(i64, i64)>> + '_ {
     text.split(',').filter(|p| !p.is_empty()).map(move |part| {
@@ -264,6 +255,15 @@ fn parts(minute: i64, text: &str) -> impl Iterator<Item = Result<(i64, i64)>> + 
         }
         Ok((minute.saturating_add(at), units))
     })
+}
+
+/// Those of a minute row's seconds that lie in `range` (and any unreadable part, as an error).
+fn parts_in(
+    minute: i64,
+    text: &str,
+    range: std::ops::Range<i64>,
+) -> impl Iterator<Item = Result<(i64, i64)>> + '_ {
+    parts(minute, text).filter(move |part| part.as_ref().map_or(true, |(at, _)| range.contains(at)))
 }
 
 fn parse_seconds(minute: i64, text: Option<&str>) -> Result<Seconds> {
@@ -336,11 +336,8 @@ pub(super) fn seconds(
     )?;
     let mut seconds = Vec::new();
     for (minute, text) in &rows {
-        for part in parts(*minute, text) {
-            let (at, units) = part?;
-            if (from..to).contains(&at) {
-                seconds.push((at, units));
-            }
+        for part in parts_in(*minute, text, from..to) {
+            seconds.push(part?);
         }
     }
     Ok(seconds)
@@ -361,27 +358,9 @@ pub(super) fn first(
         conn,
         params![customer, meter, first_minute, to],
     )?;
-    for (minute, text) in &rows {
-        for part in parts(*minute, text) {
-            let (at, units) = part?;
-            if (from..to).contains(&at) {
-                return Ok(Some((at, units)));
-            }
-        }
-    }
-    Ok(None)
-}
-
-/// The last stored minute and its seconds: everything stored up to the last second with usage.
-pub(super) fn last_minute(
-    conn: &Connection,
-    customer: &str,
-    meter: &str,
-) -> Result<Option<Minute>> {
-    let rows = minute_rows(LAST_MINUTE, conn, params![customer, meter])?;
-    rows.into_iter()
+    rows.iter()
+        .flat_map(|(minute, text)| parts_in(*minute, text, from..to))
         .next()
-        .map(|(minute, text)| Ok((minute, parse_seconds(minute, Some(&text))?)))
         .transpose()
 }
 
@@ -526,13 +505,12 @@ mod tests {
         let stretches = [super::stretch(100, 5_000), super::stretch(0, 2 * 86_400)];
         let (read, values) = super::read_statement(&stretches, (0, 0));
         let read_values = values.len();
-        let statements: [(&str, usize); 6] = [
+        let statements: [(&str, usize); 5] = [
             (super::whole_text(), 3 * super::RANGES),
             (super::CUT, 2),
             (read.as_str(), read_values),
             (super::MINUTES_FROM, 2),
             (super::FIRST_MINUTES, 2),
-            (super::LAST_MINUTE, 0),
         ];
         for (text, bounds) in statements {
             let mut statement = conn.prepare(text).unwrap();

@@ -7,9 +7,9 @@ use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use meterline_core::Config;
 use meterline_store::{CreditBalance, Decimal, NewCustomer, NewGrant, Store};
 use proptest::prelude::*;
-use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestRunner};
+use proptest::test_runner::TestCaseError;
 
-use crate::support::{AI_PLANS, Engine, TestDb, engine_tests};
+use crate::support::{AI_PLANS, Engine, TestDb, engine_tests, run_cases};
 
 engine_tests!(random_grants_and_voids_keep_every_balance_the_sum_of_its_ledger);
 
@@ -228,25 +228,15 @@ fn check_balance(balance: &CreditBalance, grants: &[&Model]) -> Result<(), TestC
 
 fn random_grants_and_voids_keep_every_balance_the_sum_of_its_ledger(engine: Engine) {
     let db = TestDb::on(engine);
-    // `run` takes a `Fn`: the store and the case number through cells.
-    let store = std::cell::RefCell::new(db.open());
     let config = Config::parse(AI_PLANS, "plans.toml").unwrap();
-    // Each case on its own customers in one database: a fresh PostgreSQL database per case
-    // would cost more than the case.
     let cases = match engine {
         Engine::Sqlite => 128,
         Engine::Postgres => 32,
     };
-    let mut runner = TestRunner::new(RunnerConfig {
+    run_cases(
+        db.open(),
         cases,
-        failure_persistence: None,
-        ..RunnerConfig::default()
-    });
-    let case = std::cell::Cell::new(0);
-    runner
-        .run(&prop::collection::vec(op(), 1..24), |ops| {
-            case.set(case.get() + 1);
-            run_case(&mut store.borrow_mut(), &config, case.get(), &ops)
-        })
-        .unwrap();
+        prop::collection::vec(op(), 1..24),
+        |store, case, ops| run_case(store, &config, case, &ops),
+    );
 }

@@ -6,6 +6,8 @@
 use std::path::PathBuf;
 
 use meterline_store::Store;
+use proptest::strategy::Strategy;
+use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestRunner};
 use tempfile::TempDir;
 
 #[path = "../../../../tests/common/mod.rs"]
@@ -52,4 +54,29 @@ impl TestDb {
     pub fn inspect(&self) -> Inspect<'_> {
         Inspect::of(&self.path)
     }
+}
+
+/// A property test of `cases` cases on one store: a fresh PostgreSQL database per case would
+/// cost more than the case, so each case gets its number (from 1) to keep to customers of its
+/// own. Panics with the smallest failing input.
+pub fn run_cases<S: Strategy>(
+    store: Store,
+    cases: u32,
+    strategy: S,
+    case: impl Fn(&mut Store, usize, S::Value) -> Result<(), TestCaseError>,
+) {
+    // `run` takes a `Fn`: the store and the case number through cells.
+    let store = std::cell::RefCell::new(store);
+    let number = std::cell::Cell::new(0);
+    let mut runner = TestRunner::new(RunnerConfig {
+        cases,
+        failure_persistence: None,
+        ..RunnerConfig::default()
+    });
+    runner
+        .run(&strategy, |value| {
+            number.set(number.get() + 1);
+            case(&mut store.borrow_mut(), number.get(), value)
+        })
+        .unwrap();
 }

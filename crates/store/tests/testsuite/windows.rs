@@ -11,9 +11,9 @@ use meterline_core::Config;
 use meterline_core::billing::format_ts;
 use meterline_store::{NewCustomer, NewReservation, RecordRequest, Reserved, Store};
 use proptest::prelude::*;
-use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestRunner};
+use proptest::test_runner::TestCaseError;
 
-use crate::support::{Engine, TestDb, engine_tests};
+use crate::support::{Engine, TestDb, engine_tests, run_cases};
 
 engine_tests!(
     random_streams_are_decided_as_brute_force_decides_them,
@@ -399,25 +399,14 @@ fn check_windows(
 
 fn random_streams_are_decided_as_brute_force_decides_them(engine: Engine) {
     let db = TestDb::on(engine);
-    let store = std::cell::RefCell::new(db.open());
     let config = Config::parse(PLANS, "plans.toml").unwrap();
-    // Each case on its own customer in one database, as in credits.rs.
     let cases = match engine {
         Engine::Sqlite => 96,
         Engine::Postgres => 32,
     };
-    let mut runner = TestRunner::new(RunnerConfig {
-        cases,
-        failure_persistence: None,
-        ..RunnerConfig::default()
+    run_cases(db.open(), cases, stream(), |store, case, steps| {
+        run_case(store, &config, case, &steps)
     });
-    let case = std::cell::Cell::new(0);
-    runner
-        .run(&stream(), |steps| {
-            case.set(case.get() + 1);
-            run_case(&mut store.borrow_mut(), &config, case.get(), &steps)
-        })
-        .unwrap();
 }
 
 /// An event at a minute's last second: its sliding window ([at − 5 min + 1 s, at + 1 s)) and
