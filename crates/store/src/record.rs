@@ -314,46 +314,78 @@ pub(crate) fn decide_in<'t, 'c>(
     now: DateTime<Utc>,
     mode: Mode,
 ) -> Result<(Vec<Decision>, Batch<'t, 'c>)> {
-    let (last_event_id, terms_pending, credits) = batch_start(tx)?;
-    if terms_pending {
-        fill_pending_terms(tx, config)?;
-    }
-    let stored_keys = Original::find_all(
-        tx,
-        requests.iter().filter_map(|r| r.idempotency_key.as_ref()),
-    )?;
-    let mut meters = MeterCounters::for_batch(config, requests);
-    let (customers, counters) = read_ahead(tx, config, requests, &mut meters, now)?;
-    let mut batch = Batch {
-        stored_keys,
-        conn: tx,
-        config,
-        now,
-        recorded_at: format_ts(now),
-        customers,
-        counters,
-        meters,
-        members: Members::default(),
-        events: NewEvents::after(last_event_id),
-        // A settle may owe credits it has none of.
-        wallets: crate::credits::Wallets::new(
-            credits || mode == Mode::Settle || config.plans.iter().any(|p| p.credits.is_some()),
-        ),
-        mode,
-        holds: Vec::new(),
-        windows: crate::windows::Windows::new(config, credits, now)
-            .reaching(requests.iter().map(|r| r.occurred_at).max()),
-    };
+    let mut batch = Batch::begin(tx, config, requests, now, mode == Mode::Settle)?;
+    batch.mode = mode;
     let mut results = Vec::with_capacity(requests.len());
     for req in requests {
-        match batch.record(req) {
-            // A database failure is the batch's failure: dropping the transaction rolls
-            // everything back.
-            Err(refusal) if refusal.error.is_database() => return Err(refusal.error),
-            other => results.push(other),
-        }
+        results.push(batch.decide(req)?);
     }
     Ok((results, batch))
+}
+
+impl<'t, 'c> Batch<'t, 'c> {
+    /// A pass over `requests` inside `tx` (which must hold the write lock): what it reads once
+    /// before its first event. `reservations`: the pass reserves, settles or releases, so
+    /// every customer's live holds are read and kept up to date as it goes.
+    pub(crate) fn begin(
+        tx: &'t Connection,
+        config: &'c Config,
+        requests: &[RecordRequest],
+        now: DateTime<Utc>,
+        reservations: bool,
+    ) -> Result<Batch<'t, 'c>> {
+        let (last_event_id, terms_pending, credits) = batch_start(tx)?;
+        if terms_pending {
+            fill_pending_terms(tx, config)?;
+        }
+        let stored_keys = Original::find_all(
+            tx,
+            requests.iter().filter_map(|r| r.idempotency_key.as_ref()),
+        )?;
+        let mut meters = MeterCounters::for_batch(config, requests);
+        let (customers, counters) = read_ahead(tx, config, requests, &mut meters, now)?;
+        let holds = credits || reservations;
+        Ok(Batch {
+            stored_keys,
+            conn: tx,
+            config,
+            now,
+            recorded_at: format_ts(now),
+            customers,
+            counters,
+            meters,
+            members: Members::default(),
+            events: NewEvents::after(last_event_id),
+            // A settle may owe credits it has none of, and a reservation's holds are kept
+            // in the wallet.
+            wallets: crate::credits::Wallets::new(
+                holds || config.plans.iter().any(|p| p.credits.is_some()),
+            ),
+            mode: Mode::Record,
+            holds: Vec::new(),
+            windows: crate::windows::Windows::new(config, holds, now)
+                .reaching(requests.iter().map(|r| r.occurred_at).max()),
+        })
+    }
+
+    /// Decide the next events as `mode` says.
+    pub(crate) fn set_mode(&mut self, mode: Mode) {
+        self.mode = mode;
+    }
+
+    /// Decide one event. Outer `Err`: the database failed, and with it the whole pass
+    /// (dropping the transaction rolls everything back).
+    pub(crate) fn decide(&mut self, req: &RecordRequest) -> Result<Decision> {
+        match self.record(req) {
+            Err(refusal) if refusal.error.is_database() => Err(refusal.error),
+            decision => Ok(decision),
+        }
+    }
+
+    /// What the last reserved event would hold (`Mode::Reserve`).
+    pub(crate) fn take_holds(&mut self) -> Vec<Hold> {
+        std::mem::take(&mut self.holds)
+    }
 }
 
 /// The batch's customers, their counter rows and their meters' totals, read before its first
@@ -597,8 +629,8 @@ pub(crate) struct Batch<'t, 'c> {
 }
 
 impl Batch<'_, '_> {
-    /// Write what the batch counted; what a reservation would hold.
-    pub(crate) fn write(mut self) -> Result<Vec<Hold>> {
+    /// Write what the batch counted.
+    pub(crate) fn write(mut self) -> Result<()> {
         let conn = self.conn;
         self.counters.flush(conn)?;
         self.meters.flush(conn)?;
@@ -606,8 +638,7 @@ impl Batch<'_, '_> {
         self.wallets
             .flush(conn, self.config, self.now, &self.recorded_at)?;
         self.windows.flush(conn)?;
-        self.events.write(conn, &self.recorded_at)?;
-        Ok(self.holds)
+        self.events.write(conn, &self.recorded_at)
     }
 }
 
@@ -684,12 +715,7 @@ impl<'c> Batch<'_, 'c> {
             return self.duplicate(&original);
         }
 
-        if self.wallets.wants(&req.customer_id) {
-            let customer = self.customer(&req.customer_id)?.clone();
-            if customer.archived_at.is_none() {
-                self.wallets.open(conn, config, &customer, now)?;
-            }
-        }
+        self.open_wallet(&req.customer_id)?;
         let customer = self.customer(&req.customer_id)?;
         if customer.archived_at.is_some() {
             return Err(Error::CustomerArchived(customer.id.clone()).into());
@@ -873,7 +899,8 @@ impl<'c> Batch<'_, 'c> {
             return Ok((outcome, 0));
         }
         if self.mode == Mode::Reserve {
-            return Ok((self.hold(meters, &decided, standing), 0));
+            let at = (customer_id.as_str(), period_start.as_str());
+            return Ok((self.hold(at, meters, &decided, standing)?, 0));
         }
         let mut fed = Vec::with_capacity(meters.len());
         for (i, ((meter, value), d)) in meters.iter().zip(values).zip(&mut decided).enumerate() {
@@ -956,16 +983,17 @@ impl<'c> Batch<'_, 'c> {
         Ok((outcome, added))
     }
 
-    /// A reserved event: what it would hold of each meter, counting nothing (what it took
-    /// from the wallet stays taken, as the hold keeps it from the balance, and is not
-    /// burnt), and each meter's standing with it.
+    /// A reserved event of `customer` in the period starting `period_start`: what it would
+    /// hold of each meter, counting nothing and burning nothing, and each meter's standing
+    /// with it. The rest of the pass sees the held units and credits as used.
     fn hold(
         &mut self,
+        (customer, period_start): (&str, &str),
         meters: &[&Meter],
         decided: &[crate::meters::counting::Decided],
         standing: impl Fn(usize, i64) -> crate::billing::UsageCheck,
-    ) -> RecordOutcome {
-        self.holds = meters
+    ) -> Result<RecordOutcome> {
+        let holds: Vec<Hold> = meters
             .iter()
             .zip(decided)
             .map(|(meter, d)| Hold {
@@ -979,11 +1007,18 @@ impl<'c> Batch<'_, 'c> {
                 credit_amount: d.cover.money,
             })
             .collect();
+        // What it took from the grants is held instead, as a stored hold is: a later burn of
+        // the pass leaves each grant's remainder as the ledger adds it up.
+        self.undo_covers(customer, decided);
+        for hold in &holds {
+            self.change_hold(customer, period_start, self.now, hold, 1)?;
+        }
+        self.holds = holds;
         let checks = (0..meters.len())
             .map(|i| standing(i, decided[i].after()))
             .collect();
         let (check, fed) = standings(meters, checks, 0, true);
-        RecordOutcome {
+        Ok(RecordOutcome {
             recorded: false,
             duplicate: false,
             event_id: None,
@@ -991,7 +1026,37 @@ impl<'c> Batch<'_, 'c> {
             meters: fed,
             refused_by: Vec::new(),
             refused_window: None,
+        })
+    }
+
+    /// Add `sign` (1 or -1) times `hold`, made at `made` on `customer`'s total in the period
+    /// starting `period_start`, to what the pass sees held: a settle or release frees a live
+    /// hold before its event is decided, and gives it back if that event is refused.
+    pub(crate) fn change_hold(
+        &mut self,
+        customer: &str,
+        period_start: &str,
+        made: DateTime<Utc>,
+        hold: &Hold,
+        sign: i64,
+    ) -> Result<()> {
+        self.open_wallet(customer)?;
+        self.wallets.hold(customer, period_start, hold, sign);
+        let (conn, now) = (self.conn, self.now);
+        self.windows
+            .hold(conn, (customer, &hold.meter), made, sign * hold.units, now)
+    }
+
+    /// Read `customer`'s wallet for this pass, if credits are in use and it is not yet read.
+    fn open_wallet(&mut self, customer_id: &str) -> Result<()> {
+        if self.wallets.wants(customer_id) {
+            let customer = self.customer(customer_id)?.clone();
+            if customer.archived_at.is_none() {
+                self.wallets
+                    .open(self.conn, self.config, &customer, self.now)?;
+            }
         }
+        Ok(())
     }
 
     /// The event's units on each meter under the windows of its terms: the first meter

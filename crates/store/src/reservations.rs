@@ -4,18 +4,20 @@
 //! let the available balance go below zero. A hold counts until it is settled, released or
 //! past its expiry: the expiry is compared at every read, with no job to end it.
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
 
 use super::Store;
 use crate::billing::format_ts;
 use crate::config::Config;
+use std::collections::HashMap;
+
 use crate::db::{Behavior, Connection, OptionalExtension, params};
-use crate::record::{Hold, Mode, decide_in};
-use crate::sanitize::sanitize;
-use crate::{Error, IdempotencyKey, KeySource, RecordOutcome, RecordRequest, Result};
+use crate::{Error, RecordOutcome, RecordRequest, Result};
 use meterline_core::Properties;
+
+mod round;
 
 /// A hold's time to live when none is given, and the longest allowed.
 pub const DEFAULT_TTL_SECS: i64 = 600;
@@ -144,71 +146,121 @@ const COLUMNS: &str = "id, customer_id, event_type, meter_id, properties, idempo
      created_at, expires_at, ended_at, ended_as, event_id, period_start";
 
 /// A stored reservation and the period start its units are held in.
-fn read(conn: &Connection, id: &str, now: DateTime<Utc>) -> Result<Option<(Reservation, String)>> {
-    let found = conn
-        .prepare_cached(&format!("SELECT {COLUMNS} FROM reservations WHERE id = ?1"))?
-        .query_row([id], |r| {
-            let properties: Option<String> = r.get(4)?;
-            let expires_at: String = r.get(7)?;
-            let ended_as: Option<String> = r.get(9)?;
-            let status = match ended_as {
-                Some(ended) => ended,
-                None if expires_at <= format_ts(now) => "lapsed".to_string(),
-                None => "held".to_string(),
-            };
-            Ok((
-                Reservation {
-                    id: r.get(0)?,
-                    customer: r.get(1)?,
-                    event_type: r.get(2)?,
-                    meter: r.get(3)?,
-                    properties: properties
-                        .map(|p| serde_json::from_str(&p))
-                        .transpose()
-                        .map_err(|e| Error::Corrupt(format!("reservations.properties: {e}")))?
-                        .unwrap_or_default(),
-                    key: r.get(5)?,
-                    created_at: r.get(6)?,
-                    expires_at,
-                    status,
-                    ended_at: r.get(8)?,
-                    event_id: r.get(10)?,
-                    holds: Vec::new(),
-                },
-                r.get::<_, String>(11)?,
-            ))
-        })
-        .optional()?;
-    let Some((mut reservation, period_start)) = found else {
-        return Ok(None);
+type Stored = (Reservation, String);
+
+/// A reservation from a row of `COLUMNS` (its holds left empty).
+fn from_row(r: &crate::db::Row<'_>, now: &str) -> Result<Stored> {
+    let properties: Option<String> = r.get(4)?;
+    let expires_at: String = r.get(7)?;
+    let ended_as: Option<String> = r.get(9)?;
+    let status = match ended_as {
+        Some(ended) => ended,
+        None if expires_at.as_str() <= now => "lapsed".to_string(),
+        None => "held".to_string(),
     };
-    reservation.holds = conn
-        .prepare_cached(
-            "SELECT meter_id, units, credit_units, credit_amount FROM reservation_holds
-             WHERE reservation_id = ?1 ORDER BY meter_id",
-        )?
-        .query_map([id], |r| {
-            Ok(HeldMeter {
-                meter: r.get(0)?,
-                units: r.get(1)?,
-                credit_units: r.get(2)?,
-                credit_amount: crate::meters::standing::stored_amount(&r.get::<_, String>(3)?),
-            })
-        })?
-        .collect::<Result<_>>()?;
-    Ok(Some((reservation, period_start)))
+    Ok((
+        Reservation {
+            id: r.get(0)?,
+            customer: r.get(1)?,
+            event_type: r.get(2)?,
+            meter: r.get(3)?,
+            properties: properties
+                .map(|p| serde_json::from_str(&p))
+                .transpose()
+                .map_err(|e| Error::Corrupt(format!("reservations.properties: {e}")))?
+                .unwrap_or_default(),
+            key: r.get(5)?,
+            created_at: r.get(6)?,
+            expires_at,
+            status,
+            ended_at: r.get(8)?,
+            event_id: r.get(10)?,
+            holds: Vec::new(),
+        },
+        r.get(11)?,
+    ))
+}
+
+/// The stored reservations among `ids`, with their holds: two queries however many.
+pub(super) fn read_many(
+    conn: &Connection,
+    ids: &[&str],
+    now: DateTime<Utc>,
+) -> Result<HashMap<String, Stored>> {
+    let now = format_ts(now);
+    let mut found = HashMap::with_capacity(ids.len());
+    for (list, params) in crate::db::in_lists(ids) {
+        let mut statement = conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM reservations WHERE id IN ({list})"
+        ))?;
+        let mut rows = statement.query(params.as_slice())?;
+        while let Some(row) = rows.next()? {
+            let stored = from_row(&row, &now)?;
+            found.insert(stored.0.id.clone(), stored);
+        }
+        let mut statement = conn.prepare_cached(&format!(
+            "SELECT reservation_id, meter_id, units, credit_units, credit_amount
+             FROM reservation_holds WHERE reservation_id IN ({list}) ORDER BY meter_id"
+        ))?;
+        let mut rows = statement.query(params.as_slice())?;
+        while let Some(r) = rows.next()? {
+            let id: String = r.get(0)?;
+            if let Some((reservation, _)) = found.get_mut(&id) {
+                reservation.holds.push(HeldMeter {
+                    meter: r.get(1)?,
+                    units: r.get(2)?,
+                    credit_units: r.get(3)?,
+                    credit_amount: crate::meters::standing::stored_amount(&r.get::<_, String>(4)?),
+                });
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// The reservations each (customer, key) of `keyed` made: key -> id.
+pub(super) fn ids_by_key(
+    conn: &Connection,
+    keyed: &[(&str, &str)],
+) -> Result<HashMap<(String, String), String>> {
+    let mut found = HashMap::new();
+    for chunk in keyed.chunks(512) {
+        let mut customers: Vec<&str> = chunk.iter().map(|(c, _)| *c).collect();
+        let mut keys: Vec<&str> = chunk.iter().map(|(_, k)| *k).collect();
+        customers.sort_unstable();
+        customers.dedup();
+        keys.sort_unstable();
+        keys.dedup();
+        for (customer_list, customer_params) in crate::db::in_lists(&customers) {
+            for (key_list, key_params) in crate::db::in_lists(&keys) {
+                let params: Vec<&dyn crate::db::Param> =
+                    customer_params.iter().chain(&key_params).copied().collect();
+                let mut statement = conn.prepare_cached(&format!(
+                    "SELECT customer_id, idempotency_key, id FROM reservations
+                     WHERE customer_id IN ({customer_list}) AND idempotency_key IN ({key_list})"
+                ))?;
+                let mut rows = statement.query(params.as_slice())?;
+                while let Some(r) = rows.next()? {
+                    found.insert((r.get(0)?, r.get(1)?), r.get(2)?);
+                }
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// The reservation `id`, or the 404 error naming it.
-fn find(conn: &Connection, id: &str, now: DateTime<Utc>) -> Result<(Reservation, String)> {
-    read(conn, id, now)?.ok_or_else(|| Error::UnknownReservation(id.to_string()))
+fn find(conn: &Connection, id: &str, now: DateTime<Utc>) -> Result<Stored> {
+    read_many(conn, &[id], now)?
+        .remove(id)
+        .ok_or_else(|| Error::UnknownReservation(id.to_string()))
 }
 
-/// The event a reservation stands for, with `properties`, under `key`.
-/// A `quantity` property is the event's quantity, as `record -n` gives it (what a meter
-/// without a property of its own sums, the implicit one too).
+/// The event a reservation of `customer` (of a type, a meter or neither) stands for, with
+/// `properties`. A `quantity` property is the event's quantity, as `record -n` gives it
+/// (what a meter without a property of its own sums, the implicit one too).
 fn event_of(
-    reservation: &Reservation,
+    (customer, event_type, meter): (&str, &Option<String>, &Option<String>),
     mut properties: Properties,
     now: DateTime<Utc>,
 ) -> RecordRequest {
@@ -218,10 +270,10 @@ fn event_of(
     if quantity.is_some() {
         properties.remove(crate::config::QUANTITY);
     }
-    let mut event = RecordRequest::new(&reservation.customer, quantity.unwrap_or(1), now);
+    let mut event = RecordRequest::new(customer, quantity.unwrap_or(1), now);
     event.at_given = false;
-    event.event_type = reservation.event_type.clone();
-    event.meter = reservation.meter.clone();
+    event.event_type = event_type.clone();
+    event.meter = meter.clone();
     event.properties = properties;
     event
 }
@@ -256,240 +308,6 @@ fn validate(request: &NewReservation) -> Result<()> {
         crate::customers::validate_key(key)?;
     }
     Ok(())
-}
-
-/// Hold what an event with `request`'s estimate would use, if a record of it would be taken;
-/// nothing is held otherwise (`Reserved::Refused`). Inside `tx`, a write transaction.
-fn reserve_in(
-    tx: &Connection,
-    config: &Config,
-    request: &NewReservation,
-    now: DateTime<Utc>,
-) -> Result<Reserved> {
-    validate(request)?;
-    if let Some(key) = &request.key
-        && let Some(id) = tx
-            .prepare_cached(
-                "SELECT id FROM reservations WHERE customer_id = ?1 AND idempotency_key = ?2",
-            )?
-            .query_row(params![request.customer, key], |r| r.get::<_, String>(0))
-            .optional()?
-    {
-        let (reservation, _) = find(tx, &id, now)?;
-        if reservation.event_type != request.event_type
-            || reservation.meter != request.meter
-            || reservation.properties != request.properties
-        {
-            return Err(Error::IdempotencyConflict(format!(
-                "idempotency key \"{}\" already made reservation {} with other parameters; \
-                     use a new key for a new reservation",
-                sanitize(key),
-                reservation.id
-            )));
-        }
-        let outcome = RecordOutcome {
-            recorded: false,
-            duplicate: true,
-            event_id: None,
-            check: crate::meters::standing::metered_check_in(tx, config, &request.customer, now)?
-                .check,
-            meters: Vec::new(),
-            refused_by: Vec::new(),
-            refused_window: None,
-        };
-        return Ok(Reserved::Held {
-            reservation,
-            duplicate: true,
-            outcome,
-        });
-    }
-    let reservation = Reservation {
-        id: format!("rsv_{}", uuid::Uuid::now_v7().simple()),
-        customer: request.customer.clone(),
-        event_type: request.event_type.clone(),
-        meter: request.meter.clone(),
-        properties: request.properties.clone(),
-        key: request.key.clone(),
-        created_at: format_ts(now),
-        expires_at: format_ts(now + TimeDelta::seconds(request.ttl_secs)),
-        status: "held".into(),
-        ended_at: None,
-        event_id: None,
-        holds: Vec::new(),
-    };
-    let event = event_of(&reservation, request.properties.clone(), now);
-    let (mut results, batch) =
-        decide_in(tx, config, std::slice::from_ref(&event), now, Mode::Reserve)?;
-    let outcome = results
-        .pop()
-        .ok_or_else(|| Error::Database("a reserve decided nothing".into()))?
-        .map_err(|refusal| refusal.error)?;
-    if !outcome.refused_by.is_empty() {
-        return Ok(Reserved::Refused(outcome));
-    }
-    let holds = batch.write()?;
-    let period_start = format_ts(outcome.check.period_start);
-    insert(tx, &reservation, &period_start)?;
-    for hold in &holds {
-        insert_hold(tx, &reservation.id, hold)?;
-    }
-    // What was written, as `find` would read it back.
-    let mut holds: Vec<HeldMeter> = holds
-        .into_iter()
-        .map(|h| HeldMeter {
-            meter: h.meter,
-            units: h.units,
-            credit_units: h.credit_units,
-            credit_amount: h.credit_amount.normalize(),
-        })
-        .collect();
-    holds.sort_by(|a, b| a.meter.cmp(&b.meter));
-    Ok(Reserved::Held {
-        reservation: Reservation {
-            holds,
-            ..reservation
-        },
-        duplicate: false,
-        outcome,
-    })
-}
-
-fn insert(conn: &Connection, reservation: &Reservation, period_start: &str) -> Result<()> {
-    let properties = (!reservation.properties.is_empty())
-        .then(|| serde_json::to_string(&reservation.properties))
-        .transpose()
-        .map_err(|e| Error::InvalidInput(e.to_string()))?;
-    conn.prepare_cached(
-        "INSERT INTO reservations (id, customer_id, idempotency_key, event_type, meter_id,
-             properties, period_start, created_at, expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )?
-    .execute(params![
-        reservation.id,
-        reservation.customer,
-        reservation.key,
-        reservation.event_type,
-        reservation.meter,
-        properties,
-        period_start,
-        reservation.created_at,
-        reservation.expires_at
-    ])?;
-    Ok(())
-}
-
-fn insert_hold(conn: &Connection, reservation: &str, hold: &Hold) -> Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO reservation_holds (reservation_id, meter_id, units, credit_units,
-             credit_amount)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![
-        reservation,
-        hold.meter,
-        hold.units,
-        hold.credit_units,
-        hold.credit_amount.normalize().to_string()
-    ])?;
-    Ok(())
-}
-
-/// Record the event a reservation stood for, with what the work really used (`properties`;
-/// the estimate's when `None`), and free its hold. A settle is never refused by caps or
-/// credits. A resend answers with the event recorded the first time; a released reservation
-/// cannot be settled. Inside `tx`, a write transaction.
-fn settle_in(
-    tx: &Connection,
-    config: &Config,
-    id: &str,
-    properties: Option<Properties>,
-    now: DateTime<Utc>,
-) -> Result<Settled> {
-    let (mut reservation, _) = find(tx, id, now)?;
-    if reservation.status == "released" {
-        return Err(Error::ReservationEnded(format!(
-            "reservation {id} was released at {}: there is nothing to settle, and nothing \
-                 was recorded; record the event itself if the work was done",
-            reservation.ended_at.as_deref().unwrap_or("?")
-        )));
-    }
-    let lapsed = reservation.status == "lapsed";
-    if reservation.ended_at.is_none() {
-        tx.prepare_cached(
-            "UPDATE reservations SET ended_at = ?2, ended_as = 'settled' WHERE id = ?1",
-        )?
-        .execute(params![id, format_ts(now)])?;
-    }
-    let properties = match properties {
-        Some(given) => given,
-        // A resend without properties is the first settle's event.
-        None => match reservation.event_id {
-            Some(event_id) => settled_properties(tx, event_id)?,
-            None => reservation.properties.clone(),
-        },
-    };
-    let mut event = event_of(&reservation, properties, now);
-    // The reservation's key, else its id: a settle sent twice records once.
-    event.idempotency_key = Some(IdempotencyKey {
-        key: reservation
-            .key
-            .clone()
-            .unwrap_or_else(|| reservation.id.clone()),
-        source: KeySource::Native,
-    });
-    let (mut results, batch) =
-        decide_in(tx, config, std::slice::from_ref(&event), now, Mode::Settle)?;
-    let outcome = results
-        .pop()
-        .ok_or_else(|| Error::Database("a settle decided nothing".into()))?
-        .map_err(|refusal| refusal.error)?;
-    batch.write()?;
-    if let Some(event_id) = outcome.event_id.filter(|_| reservation.event_id.is_none()) {
-        tx.prepare_cached("UPDATE reservations SET event_id = ?2 WHERE id = ?1")?
-            .execute(params![id, event_id])?;
-        reservation.event_id = Some(event_id);
-    }
-    // As written, without reading it back.
-    reservation.status = "settled".into();
-    reservation.ended_at.get_or_insert_with(|| format_ts(now));
-    Ok(Settled {
-        reservation,
-        outcome,
-        lapsed,
-    })
-}
-
-/// Free a reservation's hold. Releasing it again changes nothing (`already`); a settled
-/// reservation cannot be released. Inside `tx`, a write transaction.
-fn release_in(tx: &Connection, id: &str, now: DateTime<Utc>) -> Result<Released> {
-    let (mut reservation, _) = find(tx, id, now)?;
-    match reservation.status.as_str() {
-        "released" => {
-            return Ok(Released {
-                reservation,
-                already: true,
-            });
-        }
-        "settled" => {
-            return Err(Error::ReservationEnded(format!(
-                "reservation {id} was settled at {} (event {}): its event is recorded and \
-                     its hold already freed",
-                reservation.ended_at.as_deref().unwrap_or("?"),
-                reservation.event_id.unwrap_or_default()
-            )));
-        }
-        _ => {}
-    }
-    tx.prepare_cached(
-        "UPDATE reservations SET ended_at = ?2, ended_as = 'released' WHERE id = ?1",
-    )?
-    .execute(params![id, format_ts(now)])?;
-    reservation.status = "released".into();
-    reservation.ended_at = Some(format_ts(now));
-    Ok(Released {
-        reservation,
-        already: false,
-    })
 }
 
 /// One meter's hold of a live reservation: made at `created_at`, in the period starting
@@ -566,23 +384,6 @@ pub enum ReservationAnswer {
     Released(Released),
 }
 
-fn call_in(
-    tx: &Connection,
-    config: &Config,
-    call: &ReservationCall,
-    now: DateTime<Utc>,
-) -> Result<ReservationAnswer> {
-    Ok(match call {
-        ReservationCall::Reserve(request) => {
-            ReservationAnswer::Reserved(reserve_in(tx, config, request, now)?)
-        }
-        ReservationCall::Settle { id, properties } => {
-            ReservationAnswer::Settled(settle_in(tx, config, id, properties.clone(), now)?)
-        }
-        ReservationCall::Release(id) => ReservationAnswer::Released(release_in(tx, id, now)?),
-    })
-}
-
 /// Reservations; serves `reserve`, `settle`, `release` and serve's reservation routes.
 impl Store {
     /// Hold what an event with `request`'s estimate would use, if a record of it would be
@@ -593,11 +394,15 @@ impl Store {
         request: &NewReservation,
         now: DateTime<Utc>,
     ) -> Result<Reserved> {
-        self.in_write(|tx| reserve_in(tx, config, request, now))
+        match self.one_call(config, ReservationCall::Reserve(request.clone()), now)? {
+            ReservationAnswer::Reserved(reserved) => Ok(reserved),
+            _ => Err(Error::Database("a reserve answered as another call".into())),
+        }
     }
 
-    /// Record what a reserved event really used and free its hold, in one transaction
-    /// (see `settle_in`).
+    /// Record what a reserved event really used and free its hold, in one transaction. A
+    /// settle is never refused by caps or credits; a resend answers with the event recorded
+    /// the first time; a released reservation cannot be settled.
     pub fn settle(
         &mut self,
         config: &Config,
@@ -605,52 +410,64 @@ impl Store {
         properties: Option<Properties>,
         now: DateTime<Utc>,
     ) -> Result<Settled> {
-        self.in_write(|tx| settle_in(tx, config, id, properties, now))
+        let call = ReservationCall::Settle {
+            id: id.to_string(),
+            properties,
+        };
+        match self.one_call(config, call, now)? {
+            ReservationAnswer::Settled(settled) => Ok(settled),
+            _ => Err(Error::Database("a settle answered as another call".into())),
+        }
     }
 
-    /// Free a reservation's hold (see `release_in`).
+    /// Free a reservation's hold. Releasing it again changes nothing (`already`); a settled
+    /// reservation cannot be released.
     pub fn release(&mut self, id: &str, now: DateTime<Utc>) -> Result<Released> {
-        self.in_write(|tx| release_in(tx, id, now))
+        // A release alone decides no event: no plan is needed.
+        let call = ReservationCall::Release(id.to_string());
+        match self.in_round(None, std::slice::from_ref(&call), now)?.pop() {
+            Some(Ok(ReservationAnswer::Released(released))) => Ok(released),
+            Some(Err(e)) => Err(e),
+            _ => Err(Error::Database("a release answered as another call".into())),
+        }
     }
 
-    /// `calls` in one write transaction, each all or nothing on its own (a savepoint): serve's
-    /// group commit, so that many clients' calls share one commit. Outer `Err`: the
-    /// transaction failed and nothing was committed.
+    fn one_call(
+        &mut self,
+        config: &Config,
+        call: ReservationCall,
+        now: DateTime<Utc>,
+    ) -> Result<ReservationAnswer> {
+        self.reservation_calls(config, std::slice::from_ref(&call), now)?
+            .pop()
+            .unwrap_or_else(|| Err(Error::Database("a reservation call had no answer".into())))
+    }
+
+    /// `calls` in one write transaction, decided in order in one pass (`round::calls_in`),
+    /// each all or nothing on its own: serve's group commit, so that many clients' calls
+    /// share one commit and one read of what they name. Outer `Err`: the transaction failed
+    /// and nothing was committed.
     pub fn reservation_calls(
         &mut self,
         config: &Config,
         calls: &[ReservationCall],
         now: DateTime<Utc>,
     ) -> Result<Vec<Result<ReservationAnswer>>> {
-        self.in_write(|tx| {
-            let mut answers = Vec::with_capacity(calls.len());
-            for call in calls {
-                tx.execute("SAVEPOINT reservation_call", [])?;
-                match call_in(tx, config, call, now) {
-                    Err(e) if e.is_database() => return Err(e),
-                    Err(e) => {
-                        tx.execute("ROLLBACK TO reservation_call", [])?;
-                        tx.execute("RELEASE reservation_call", [])?;
-                        answers.push(Err(e));
-                    }
-                    Ok(answer) => {
-                        tx.execute("RELEASE reservation_call", [])?;
-                        answers.push(Ok(answer));
-                    }
-                }
-            }
-            Ok(answers)
-        })
+        self.in_round(Some(config), calls, now)
     }
 
-    /// `f` in a write transaction, committed if it succeeds.
-    fn in_write<T>(&mut self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    fn in_round(
+        &mut self,
+        config: Option<&Config>,
+        calls: &[ReservationCall],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Result<ReservationAnswer>>> {
         let tx = self
             .conn
             .transaction_with_behavior(Behavior::ImmediateByKey)?;
-        let answer = f(&tx)?;
+        let answers = round::calls_in(&tx, config, calls, now)?;
         tx.commit()?;
-        Ok(answer)
+        Ok(answers)
     }
 
     /// A reservation as it stands at `now`.

@@ -290,6 +290,39 @@ impl Windows {
         Ok(())
     }
 
+    /// Add `units` (less than 0 to free them) held at `made` to `customer`'s `meter`:
+    /// later decisions of the pass see them.
+    pub(crate) fn hold(
+        &mut self,
+        conn: &Connection,
+        (customer, meter): (&str, &str),
+        made: DateTime<Utc>,
+        units: i64,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        if !self.reservations || units == 0 || !self.keeps(meter) {
+            return Ok(());
+        }
+        self.load_holds(conn, customer, now)?;
+        let made = made.timestamp();
+        let points = self
+            .holds
+            .entry(customer.to_string())
+            .or_default()
+            .entry(meter.to_string())
+            .or_default();
+        let at = points.entry(made).or_default();
+        *at = at.saturating_add(units);
+        if *at == 0 {
+            points.remove(&made);
+        }
+        let (timeline, _) = self.timeline(customer, meter);
+        for (_, tally) in &mut timeline.tallies {
+            tally.note(made, units);
+        }
+        Ok(())
+    }
+
     fn load_holds(&mut self, conn: &Connection, customer: &str, now: DateTime<Utc>) -> Result<()> {
         if !self.reservations || self.holds.contains_key(customer) {
             return Ok(());

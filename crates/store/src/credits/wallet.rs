@@ -348,6 +348,27 @@ impl Wallets {
         self.wallets.get_mut(customer)
     }
 
+    /// Add `sign` (1 or -1) times `hold` to what `customer`'s live reservations hold, in the
+    /// period starting `period_start`, if its wallet is read.
+    pub(crate) fn hold(
+        &mut self,
+        customer: &str,
+        period_start: &str,
+        hold: &crate::record::Hold,
+        sign: i64,
+    ) {
+        let Some(wallet) = self.wallets.get_mut(customer) else {
+            return;
+        };
+        let held = &mut wallet.held;
+        held.money += Decimal::from(sign) * hold.credit_amount;
+        *held.credit_units.entry(hold.meter.clone()).or_default() += sign * hold.credit_units;
+        *held
+            .units
+            .entry((period_start.to_string(), hold.meter.clone()))
+            .or_default() += sign * hold.units;
+    }
+
     /// Give back what `cover` took from `customer`'s wallet.
     pub(crate) fn undo(&mut self, customer: &str, cover: &Cover) {
         if let Some(wallet) = self.wallets.get_mut(customer) {

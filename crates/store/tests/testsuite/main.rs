@@ -7,6 +7,8 @@
 //!   engines;
 //! - `store`: migrations, record and its hard cap, periods, plan changes, history, status;
 //! - `record_batch`: many events in one transaction;
+//! - `reservation_rounds`: serve's rounds of reservation calls, decided in one pass, against
+//!   the same calls one at a time (a property test), on both engines and both plan shapes;
 //! - `dashboard`: the dashboard's read paths (full load, refreshes by change marks);
 //! - `dashboard_credits`: the overview's credits column and the detail's credits, on both
 //!   engines;
@@ -32,6 +34,7 @@ mod dashboard_priced;
 mod dashboard_windows;
 mod outbox;
 mod record_batch;
+mod reservation_rounds;
 mod store;
 mod windows;
 

@@ -1,0 +1,552 @@
+//! A round of reservation calls decided in one pass, the way `record_batch` decides events:
+//! the reservations the round names are read at once, the events its reserves and settles
+//! stand for go through one `Batch` (its customers, counters and wallets read once), each
+//! call is decided in order in memory (a hold made or freed is seen by every call after it),
+//! and the round's writes are made together at its end. On PostgreSQL, where each statement
+//! is a round trip under the writers' lock, a round costs about as many however many calls
+//! it has.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use super::{
+    HeldMeter, Released, Reservation, ReservationAnswer, ReservationCall, Reserved, Settled,
+    Stored, event_of, ids_by_key, read_many, settled_properties, validate,
+};
+use crate::billing::format_ts;
+use crate::config::Config;
+use crate::db::{Connection, Param, params};
+use crate::record::{Batch, Hold, Mode};
+use crate::sanitize::sanitize;
+use crate::{Error, IdempotencyKey, KeySource, RecordRequest, Result};
+use meterline_core::Properties;
+
+/// A call's answer before the round's writes: a resent reserve's standing is read after them.
+/// Made once per call and answered at once: the size of an answer costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
+enum Pending {
+    Answer(ReservationAnswer),
+    Resent(Reservation),
+}
+
+/// What a round knows of the reservations it names, as its calls leave them.
+#[derive(Default)]
+struct Round {
+    /// The stored reservations its settles, releases and resent reserves name, and those it
+    /// made.
+    known: HashMap<String, Stored>,
+    /// Each keyed reservation known: (customer, key) -> id.
+    by_key: HashMap<(String, String), String>,
+    /// The reservations the round made, in order: written at its end.
+    made: Vec<String>,
+    made_ids: HashSet<String>,
+    /// Stored reservations the round ended (or gave an event): updated at its end.
+    ended: Vec<String>,
+    /// What each settle of the round recorded: a resend without properties records it again.
+    settled: HashMap<String, Properties>,
+}
+
+/// `calls` in order inside `tx`, a write transaction, under `config` (which calls deciding
+/// no event, releases, do without). Outer `Err`: the database failed and the transaction is
+/// to be dropped; inner, a call's own error (it changed nothing).
+pub(super) fn calls_in(
+    tx: &Connection,
+    config: Option<&Config>,
+    calls: &[ReservationCall],
+    now: DateTime<Utc>,
+) -> Result<Vec<Result<ReservationAnswer>>> {
+    let mut round = Round::read(tx, calls, now)?;
+    let events = calls
+        .iter()
+        .map(|call| round.event_for(tx, call, now))
+        .collect::<Result<Vec<_>>>()?;
+    let requests: Vec<RecordRequest> = events.iter().flatten().cloned().collect();
+    // A round that decides no event (releases only) reads no plan, no wallet, nothing.
+    let mut batch = match config.filter(|_| !requests.is_empty()) {
+        Some(config) => Some(Batch::begin(tx, config, &requests, now, true)?),
+        None => None,
+    };
+    let mut pending = Vec::with_capacity(calls.len());
+    for (call, event) in calls.iter().zip(events) {
+        pending.push(match (call, event, batch.as_mut()) {
+            (ReservationCall::Reserve(request), event, batch) => {
+                round.reserve(batch, request, event, now)?
+            }
+            (ReservationCall::Settle { id, properties }, event, batch) => {
+                round.settle(batch, id, properties.as_ref(), event, now)?
+            }
+            (ReservationCall::Release(id), _, batch) => round.release(batch, id, now)?,
+        });
+    }
+    if let Some(batch) = batch {
+        batch.write()?;
+    }
+    round.write(tx)?;
+    pending
+        .into_iter()
+        .map(|answer| {
+            Ok(match answer {
+                Ok(Pending::Answer(answer)) => Ok(answer),
+                Ok(Pending::Resent(reservation)) => match config {
+                    Some(config) => Ok(resent(tx, config, reservation, now)?),
+                    None => Err(Error::Database("a reserve without plans".into())),
+                },
+                Err(e) => Err(e),
+            })
+        })
+        .collect()
+}
+
+/// A reserve sent again under its key: the reservation it made, with its customer's standing.
+fn resent(
+    tx: &Connection,
+    config: &Config,
+    reservation: Reservation,
+    now: DateTime<Utc>,
+) -> Result<ReservationAnswer> {
+    let check = crate::meters::standing::metered_check_in(tx, config, &reservation.customer, now)?;
+    Ok(ReservationAnswer::Reserved(Reserved::Held {
+        reservation,
+        duplicate: true,
+        outcome: crate::RecordOutcome {
+            recorded: false,
+            duplicate: true,
+            event_id: None,
+            check: check.check,
+            meters: Vec::new(),
+            refused_by: Vec::new(),
+            refused_window: None,
+        },
+    }))
+}
+
+/// One meter's hold as the record path keeps it.
+fn hold_of(held: &HeldMeter) -> Hold {
+    Hold {
+        meter: held.meter.clone(),
+        units: held.units,
+        credit_units: held.credit_units,
+        credit_amount: held.credit_amount,
+    }
+}
+
+impl Round {
+    /// The stored reservations `calls` name, by id or by a reserve's key.
+    fn read(tx: &Connection, calls: &[ReservationCall], now: DateTime<Utc>) -> Result<Round> {
+        let keyed: Vec<(&str, &str)> = calls
+            .iter()
+            .filter_map(|call| match call {
+                ReservationCall::Reserve(r) => Some((r.customer.as_str(), r.key.as_deref()?)),
+                _ => None,
+            })
+            .collect();
+        let by_key = if keyed.is_empty() {
+            HashMap::new()
+        } else {
+            ids_by_key(tx, &keyed)?
+        };
+        let mut ids: Vec<&str> = calls
+            .iter()
+            .filter_map(|call| match call {
+                ReservationCall::Settle { id, .. } | ReservationCall::Release(id) => {
+                    Some(id.as_str())
+                }
+                ReservationCall::Reserve(_) => None,
+            })
+            .chain(by_key.values().map(String::as_str))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let known = if ids.is_empty() {
+            HashMap::new()
+        } else {
+            read_many(tx, &ids, now)?
+        };
+        Ok(Round {
+            known,
+            by_key,
+            ..Round::default()
+        })
+    }
+
+    /// The reservation `id` as the round knows it: stored before it (one it made cannot be
+    /// named, its id was not given out yet).
+    fn stored(&self, id: &str) -> Result<&Stored> {
+        self.known
+            .get(id)
+            .filter(|_| !self.made_ids.contains(id))
+            .ok_or_else(|| Error::UnknownReservation(id.to_string()))
+    }
+
+    /// The event `call` will decide, as far as the stored reservations tell before the round:
+    /// the batch reads its customers, counters and wallets for all of them at once.
+    fn event_for(
+        &self,
+        tx: &Connection,
+        call: &ReservationCall,
+        now: DateTime<Utc>,
+    ) -> Result<Option<RecordRequest>> {
+        Ok(match call {
+            ReservationCall::Reserve(r) => validate(r).is_ok().then(|| {
+                event_of(
+                    (&r.customer, &r.event_type, &r.meter),
+                    r.properties.clone(),
+                    now,
+                )
+            }),
+            ReservationCall::Settle { id, properties } => match self.stored(id) {
+                Ok((reservation, _)) if reservation.status != "released" => {
+                    let properties = match properties {
+                        Some(given) => given.clone(),
+                        // A resend without properties is the first settle's event.
+                        None => match reservation.event_id {
+                            Some(event_id) => settled_properties(tx, event_id)?,
+                            None => reservation.properties.clone(),
+                        },
+                    };
+                    Some(settled_event(reservation, properties, now))
+                }
+                _ => None,
+            },
+            ReservationCall::Release(_) => None,
+        })
+    }
+
+    /// Hold what an event with `request`'s estimate would use, if a record of it would be
+    /// taken; nothing is held otherwise (`Reserved::Refused`).
+    fn reserve(
+        &mut self,
+        batch: Option<&mut Batch<'_, '_>>,
+        request: &super::NewReservation,
+        event: Option<RecordRequest>,
+        now: DateTime<Utc>,
+    ) -> Result<Result<Pending>> {
+        if let Err(e) = validate(request) {
+            return Ok(Err(e));
+        }
+        if let Some(key) = &request.key
+            && let Some(id) = self.by_key.get(&(request.customer.clone(), key.clone()))
+            && let Some((reservation, _)) = self.known.get(id)
+        {
+            if reservation.event_type != request.event_type
+                || reservation.meter != request.meter
+                || reservation.properties != request.properties
+            {
+                return Ok(Err(Error::IdempotencyConflict(format!(
+                    "idempotency key \"{}\" already made reservation {} with other parameters; \
+                     use a new key for a new reservation",
+                    sanitize(key),
+                    reservation.id
+                ))));
+            }
+            return Ok(Ok(Pending::Resent(reservation.clone())));
+        }
+        let (Some(event), Some(batch)) = (event, batch) else {
+            return Err(Error::Database("a reserve without its event".into()));
+        };
+        batch.set_mode(Mode::Reserve);
+        let outcome = match batch.decide(&event)? {
+            Ok(outcome) => outcome,
+            Err(refusal) => return Ok(Err(refusal.error)),
+        };
+        if !outcome.refused_by.is_empty() {
+            return Ok(Ok(Pending::Answer(ReservationAnswer::Reserved(
+                Reserved::Refused(outcome),
+            ))));
+        }
+        let mut holds: Vec<HeldMeter> = batch
+            .take_holds()
+            .into_iter()
+            .map(|h| HeldMeter {
+                meter: h.meter,
+                units: h.units,
+                credit_units: h.credit_units,
+                credit_amount: h.credit_amount.normalize(),
+            })
+            .collect();
+        holds.sort_by(|a, b| a.meter.cmp(&b.meter));
+        let reservation = Reservation {
+            id: format!("rsv_{}", uuid::Uuid::now_v7().simple()),
+            customer: request.customer.clone(),
+            event_type: request.event_type.clone(),
+            meter: request.meter.clone(),
+            properties: request.properties.clone(),
+            key: request.key.clone(),
+            created_at: format_ts(now),
+            expires_at: format_ts(now + TimeDelta::seconds(request.ttl_secs)),
+            status: "held".into(),
+            ended_at: None,
+            event_id: None,
+            holds,
+        };
+        let id = reservation.id.clone();
+        if let Some(key) = &request.key {
+            self.by_key
+                .insert((request.customer.clone(), key.clone()), id.clone());
+        }
+        let period_start = format_ts(outcome.check.period_start);
+        self.known
+            .insert(id.clone(), (reservation.clone(), period_start));
+        self.made_ids.insert(id.clone());
+        self.made.push(id);
+        Ok(Ok(Pending::Answer(ReservationAnswer::Reserved(
+            Reserved::Held {
+                reservation,
+                duplicate: false,
+                outcome,
+            },
+        ))))
+    }
+
+    /// Record the event a reservation stood for, with what the work really used (`given`;
+    /// the estimate's when `None`), and free its hold. A settle is never refused by caps or
+    /// credits. A resend answers with the event recorded the first time; a released
+    /// reservation cannot be settled.
+    fn settle(
+        &mut self,
+        batch: Option<&mut Batch<'_, '_>>,
+        id: &str,
+        given: Option<&Properties>,
+        event: Option<RecordRequest>,
+        now: DateTime<Utc>,
+    ) -> Result<Result<Pending>> {
+        let (reservation, period_start) = match self.stored(id) {
+            Ok(stored) => stored.clone(),
+            Err(e) => return Ok(Err(e)),
+        };
+        if reservation.status == "released" {
+            return Ok(Err(Error::ReservationEnded(format!(
+                "reservation {id} was released at {}: there is nothing to settle, and nothing \
+                 was recorded; record the event itself if the work was done",
+                reservation.ended_at.as_deref().unwrap_or("?")
+            ))));
+        }
+        let (Some(mut event), Some(batch)) = (event, batch) else {
+            return Err(Error::Database("a settle without its event".into()));
+        };
+        if given.is_none()
+            && let Some(properties) = self.settled.get(id)
+        {
+            event = settled_event(&reservation, properties.clone(), now);
+        }
+        let live = reservation.status == "held";
+        if live {
+            self.change_holds(batch, &reservation, &period_start, -1)?;
+        }
+        batch.set_mode(Mode::Settle);
+        let outcome = match batch.decide(&event)? {
+            Ok(outcome) => outcome,
+            Err(refusal) => {
+                // Nothing was settled: the hold stands as it stood.
+                if live {
+                    self.change_holds(batch, &reservation, &period_start, 1)?;
+                }
+                return Ok(Err(refusal.error));
+            }
+        };
+        self.settled
+            .insert(id.to_string(), event.properties.clone());
+        let mut reservation = reservation;
+        let lapsed = reservation.status == "lapsed";
+        reservation.status = "settled".into();
+        reservation.ended_at.get_or_insert_with(|| format_ts(now));
+        if reservation.event_id.is_none() {
+            reservation.event_id = outcome.event_id;
+        }
+        self.end(&reservation);
+        Ok(Ok(Pending::Answer(ReservationAnswer::Settled(Settled {
+            reservation,
+            outcome,
+            lapsed,
+        }))))
+    }
+
+    /// Free a reservation's hold. Releasing it again changes nothing (`already`); a settled
+    /// reservation cannot be released.
+    fn release(
+        &mut self,
+        batch: Option<&mut Batch<'_, '_>>,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Result<Pending>> {
+        let (mut reservation, period_start) = match self.stored(id) {
+            Ok(stored) => stored.clone(),
+            Err(e) => return Ok(Err(e)),
+        };
+        match reservation.status.as_str() {
+            "released" => {
+                return Ok(Ok(Pending::Answer(ReservationAnswer::Released(Released {
+                    reservation,
+                    already: true,
+                }))));
+            }
+            "settled" => {
+                return Ok(Err(Error::ReservationEnded(format!(
+                    "reservation {id} was settled at {} (event {}): its event is recorded and \
+                     its hold already freed",
+                    reservation.ended_at.as_deref().unwrap_or("?"),
+                    reservation.event_id.unwrap_or_default()
+                ))));
+            }
+            // Only the round's later events could see the hold: none, no batch.
+            "held" => {
+                if let Some(batch) = batch {
+                    self.change_holds(batch, &reservation, &period_start, -1)?;
+                }
+            }
+            _ => {}
+        }
+        reservation.status = "released".into();
+        reservation.ended_at = Some(format_ts(now));
+        self.end(&reservation);
+        Ok(Ok(Pending::Answer(ReservationAnswer::Released(Released {
+            reservation,
+            already: false,
+        }))))
+    }
+
+    /// Add `sign` times `reservation`'s holds to what the batch sees held.
+    fn change_holds(
+        &self,
+        batch: &mut Batch<'_, '_>,
+        reservation: &Reservation,
+        period_start: &str,
+        sign: i64,
+    ) -> Result<()> {
+        let made = crate::billing::parse_ts(&reservation.created_at)
+            .map_err(|e| Error::Database(format!("reservations.created_at: {e}")))?;
+        for held in &reservation.holds {
+            batch.change_hold(
+                &reservation.customer,
+                period_start,
+                made,
+                &hold_of(held),
+                sign,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Keep `reservation` as the round leaves it, to be written at its end.
+    fn end(&mut self, reservation: &Reservation) {
+        if let Some((known, _)) = self.known.get_mut(&reservation.id) {
+            *known = reservation.clone();
+        }
+        self.ended.push(reservation.id.clone());
+    }
+
+    /// The round's reservations and their holds, then each one it ended.
+    fn write(&self, tx: &Connection) -> Result<()> {
+        let made: Vec<&Stored> = self.made.iter().map(|id| &self.known[id]).collect();
+        let properties: Vec<Option<String>> = made
+            .iter()
+            .map(|(r, _)| {
+                (!r.properties.is_empty())
+                    .then(|| serde_json::to_string(&r.properties))
+                    .transpose()
+                    .map_err(|e| Error::InvalidInput(e.to_string()))
+            })
+            .collect::<Result<_>>()?;
+        let mut values: Vec<&dyn Param> = Vec::with_capacity(made.len() * 9);
+        for ((r, period_start), properties) in made.iter().zip(&properties) {
+            values.extend_from_slice(&[
+                &r.id as &dyn Param,
+                &r.customer,
+                &r.key,
+                &r.event_type,
+                &r.meter,
+                properties,
+                period_start,
+                &r.created_at,
+                &r.expires_at,
+            ]);
+        }
+        tx.insert_rows(
+            "reservations",
+            &[
+                "id",
+                "customer_id",
+                "idempotency_key",
+                "event_type",
+                "meter_id",
+                "properties",
+                "period_start",
+                "created_at",
+                "expires_at",
+            ],
+            &values,
+        )?;
+        let amounts: Vec<Vec<String>> = made
+            .iter()
+            .map(|(r, _)| {
+                r.holds
+                    .iter()
+                    .map(|h| h.credit_amount.to_string())
+                    .collect()
+            })
+            .collect();
+        let mut values: Vec<&dyn Param> = Vec::new();
+        for ((r, _), amounts) in made.iter().zip(&amounts) {
+            for (hold, amount) in r.holds.iter().zip(amounts) {
+                values.extend_from_slice(&[
+                    &r.id as &dyn Param,
+                    &hold.meter,
+                    &hold.units,
+                    &hold.credit_units,
+                    amount,
+                ]);
+            }
+        }
+        tx.insert_rows(
+            "reservation_holds",
+            &[
+                "reservation_id",
+                "meter_id",
+                "units",
+                "credit_units",
+                "credit_amount",
+            ],
+            &values,
+        )?;
+        let mut ended: Vec<&str> = self.ended.iter().map(String::as_str).collect();
+        ended.sort_unstable();
+        ended.dedup();
+        for id in ended {
+            let (r, _) = &self.known[id];
+            let ended_as = r.status.as_str();
+            tx.prepare_cached(
+                "UPDATE reservations SET ended_at = ?2, ended_as = ?3, event_id = ?4
+                 WHERE id = ?1",
+            )?
+            .execute(params![id, r.ended_at, ended_as, r.event_id])?;
+        }
+        Ok(())
+    }
+}
+
+/// The event a settle of `reservation` records, with `properties`, under the reservation's
+/// key (else its id): a settle sent twice records once.
+fn settled_event(
+    reservation: &Reservation,
+    properties: Properties,
+    now: DateTime<Utc>,
+) -> RecordRequest {
+    let mut event = event_of(
+        (
+            &reservation.customer,
+            &reservation.event_type,
+            &reservation.meter,
+        ),
+        properties,
+        now,
+    );
+    event.idempotency_key = Some(IdempotencyKey {
+        key: reservation
+            .key
+            .clone()
+            .unwrap_or_else(|| reservation.id.clone()),
+        source: KeySource::Native,
+    });
+    event
+}
