@@ -14,7 +14,8 @@
 //!
 //! `METERLINE_BENCH_EVENTS` (default 100,000), `METERLINE_BENCH_PAIRS` (default 10,000),
 //! `METERLINE_BENCH_POSTGRES=0` skips PostgreSQL and the peer, `METERLINE_BENCH_CASE=batch`,
-//! `check` or `pairs` runs one part (SQLite only), `library-pairs` the pairs' floor alone.
+//! `check` or `pairs` runs one part on SQLite, `postgres-batch` or `postgres-pairs` one on
+//! PostgreSQL, `library-pairs` the pairs' floor alone.
 
 #[path = "support/rounds.rs"]
 mod rounds;
@@ -97,30 +98,39 @@ fn main() {
             verdict(ours >= 10_000.0)
         );
     }
-    if only.is_some() || std::env::var("METERLINE_BENCH_POSTGRES").as_deref() == Ok("0") {
+    // PostgreSQL's parts run in a full run, or alone as `postgres-batch` and `postgres-pairs`.
+    let on_postgres = |case: &str| match only.as_deref() {
+        Some(o) => o == case,
+        None => std::env::var("METERLINE_BENCH_POSTGRES").as_deref() != Ok("0"),
+    };
+    if !on_postgres("postgres-batch") && !on_postgres("postgres-pairs") {
         return;
     }
     let server = pg::PgServer::private();
-    println!(
-        "record_batch on PostgreSQL (fsync off, as the test server): {} events",
-        events / 2
-    );
-    batches(
-        &server.fresh_database(),
-        &server.fresh_database(),
-        &config,
-        events / 2,
-    );
-    println!("reserve + settle pairs on PostgreSQL: {pairs} pairs, {CLIENTS} connections");
-    let ours = served_pairs(Path::new(&server.fresh_database()), &plans, &config, pairs);
-    let peer = peer_pairs(&server.fresh_database(), pairs);
-    println!("  seed-style peer (Node + drizzle) {peer:>10.0} pairs/s");
-    println!(
-        "  meterline serve                  {ours:>10.0} pairs/s ({:.2}x the peer), target >= \
-         3x: {}",
-        ours / peer,
-        verdict(ours >= 3.0 * peer)
-    );
+    if on_postgres("postgres-batch") {
+        println!(
+            "record_batch on PostgreSQL (fsync off, as the test server): {} events",
+            events / 2
+        );
+        batches(
+            &server.fresh_database(),
+            &server.fresh_database(),
+            &config,
+            events / 2,
+        );
+    }
+    if on_postgres("postgres-pairs") {
+        println!("reserve + settle pairs on PostgreSQL: {pairs} pairs, {CLIENTS} connections");
+        let ours = served_pairs(Path::new(&server.fresh_database()), &plans, &config, pairs);
+        let peer = peer_pairs(&server.fresh_database(), pairs);
+        println!("  seed-style peer (Node + drizzle) {peer:>10.0} pairs/s");
+        println!(
+            "  meterline serve                  {ours:>10.0} pairs/s ({:.2}x the peer), target \
+             >= 3x: {}",
+            ours / peer,
+            verdict(ours >= 3.0 * peer)
+        );
+    }
 }
 
 fn verdict(met: bool) -> &'static str {

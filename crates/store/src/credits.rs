@@ -392,24 +392,31 @@ fn append_entry(
     Ok(())
 }
 
-/// Write an `expiry` entry for each of `customer`'s grants that expired by `now` with credits
+/// Write an `expiry` entry for each grant of `customers` that expired by `now` with credits
 /// left: their remainder leaves the balance in the ledger, at the instant it expired. Run by
 /// the writes that read a balance (a record batch, a grant), so no job is needed.
-pub(crate) fn expire_due(conn: &Connection, customer: &str, now: DateTime<Utc>) -> Result<()> {
-    let due: Vec<(Grant, String)> = conn
-        .prepare_cached(&format!(
+pub(crate) fn expire_due(conn: &Connection, customers: &[&str], now: DateTime<Utc>) -> Result<()> {
+    let now_text = format_ts(now);
+    let mut due: Vec<(Grant, String)> = Vec::new();
+    for (list, mut params) in crate::db::in_lists(customers) {
+        params.push(&now_text);
+        let at = params.len();
+        let mut statement = conn.prepare_cached(&format!(
             "SELECT {GRANT_COLUMNS}, (SELECT l.remaining FROM credit_ledger l
                                      WHERE l.grant_id = g.id ORDER BY l.id DESC LIMIT 1)
              FROM credit_grants g
-             WHERE g.customer_id = ?1 AND g.expires_at <= ?2"
-        ))?
-        .query_map(params![customer, format_ts(now)], |r| {
+             WHERE g.customer_id IN ({list}) AND g.expires_at <= ?{at}"
+        ))?;
+        let rows = statement.query_map(params.as_slice(), |r| {
             Ok((
                 grant_from_row(r)?,
                 r.get::<_, Option<String>>(11)?.unwrap_or_default(),
             ))
-        })?
-        .collect::<Result<_>>()?;
+        })?;
+        for row in rows {
+            due.push(row?);
+        }
+    }
     for (grant, remaining) in due {
         let remaining = decimal(&remaining, "credit_ledger.remaining")?;
         if remaining > Decimal::ZERO {
@@ -514,7 +521,7 @@ impl Store {
         let amount = validate(config, request, now)?;
         let tx = self.conn.transaction()?;
         crate::customers::get(&tx, &request.customer)?;
-        expire_due(&tx, &request.customer, now)?;
+        expire_due(&tx, &[&request.customer], now)?;
         if let Some(key) = &request.key
             && let Some(stored) = grant_by_key(&tx, &request.customer, key)?
         {
@@ -604,7 +611,9 @@ impl Store {
             })?
             .filter(|g| g.as_ref().map_or(true, |g| !g.remaining.is_zero()))
             .collect::<Result<Vec<_>>>()?;
-        let held = wallet::held(&read, customer, now)?;
+        let held = wallet::held(&read, &[customer], now)?
+            .remove(customer)
+            .unwrap_or_default();
         read.finish()?;
         grants.sort_by(|a, b| burn_order(&a.grant, &b.grant));
         let mut balance = CreditBalance {

@@ -345,6 +345,20 @@ impl<'t, 'c> Batch<'t, 'c> {
         let mut meters = MeterCounters::for_batch(config, requests);
         let (customers, counters) = read_ahead(tx, config, requests, &mut meters, now)?;
         let holds = credits || reservations;
+        let mut wallets = crate::credits::Wallets::new(
+            // A settle may owe credits it has none of, and a reservation's holds are kept in
+            // the wallet.
+            holds || config.plans.iter().any(|p| p.credits.is_some()),
+        );
+        // The customers read ahead have their wallets read together too (sorted: the period
+        // credits granted on the way get the same ids on every run).
+        let mut live: Vec<&Customer> = customers
+            .values()
+            .flatten()
+            .filter(|c| c.archived_at.is_none())
+            .collect();
+        live.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        wallets.open_all(tx, config, &live, now)?;
         Ok(Batch {
             stored_keys,
             conn: tx,
@@ -356,11 +370,7 @@ impl<'t, 'c> Batch<'t, 'c> {
             meters,
             members: Members::default(),
             events: NewEvents::after(last_event_id),
-            // A settle may owe credits it has none of, and a reservation's holds are kept
-            // in the wallet.
-            wallets: crate::credits::Wallets::new(
-                holds || config.plans.iter().any(|p| p.credits.is_some()),
-            ),
+            wallets,
             mode: Mode::Record,
             holds: Vec::new(),
             windows: crate::windows::Windows::new(config, holds, now)

@@ -13,7 +13,7 @@ use crate::billing::format_ts;
 use crate::config::Config;
 use std::collections::HashMap;
 
-use crate::db::{Behavior, Connection, OptionalExtension, params};
+use crate::db::{Behavior, Connection, OptionalExtension};
 use crate::{Error, RecordOutcome, RecordRequest, Result};
 use meterline_core::Properties;
 
@@ -310,9 +310,10 @@ fn validate(request: &NewReservation) -> Result<()> {
     Ok(())
 }
 
-/// One meter's hold of a live reservation: made at `created_at`, in the period starting
-/// `period_start`.
+/// One meter's hold of a live reservation of `customer`: made at `created_at`, in the
+/// period starting `period_start`.
 pub(crate) struct LiveHold {
+    pub customer: String,
     pub created_at: String,
     pub period_start: String,
     pub meter: String,
@@ -321,45 +322,52 @@ pub(crate) struct LiveHold {
     pub credit_amount: String,
 }
 
-/// What `customer`'s live reservations hold at `now`: its reservations not ended, then the
-/// holds of each not expired. Two plain statements: SQLite prepared their JOIN again on every
-/// run (a tenth of a check), and a customer has few live reservations at once.
+/// What the live reservations of `customers` hold at `now`: their reservations not ended,
+/// then the holds of those, less those expired. Two plain statements however many customers:
+/// SQLite prepared their JOIN again on every run (a tenth of a check).
 pub(crate) fn live_holds(
     conn: &Connection,
-    customer: &str,
+    customers: &[&str],
     now: DateTime<Utc>,
 ) -> Result<Vec<LiveHold>> {
     let now = format_ts(now);
-    let live: Vec<(String, String, String, String)> = conn
-        .prepare_cached(
-            "SELECT id, expires_at, period_start, created_at FROM reservations
-             WHERE customer_id = ?1 AND ended_at IS NULL",
-        )?
-        .query_map(params![customer], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })?
-        .collect::<Result<_>>()?;
+    // Reservation id -> (customer, period start, created at), if not expired.
+    let mut live: HashMap<String, (String, String, String)> = HashMap::new();
     let mut holds = Vec::new();
-    for (id, expires_at, period_start, created_at) in live {
-        if expires_at <= now {
+    for (list, params) in crate::db::in_lists(customers) {
+        let mut statement = conn.prepare_cached(&format!(
+            "SELECT id, expires_at, period_start, created_at, customer_id FROM reservations
+             WHERE customer_id IN ({list}) AND ended_at IS NULL"
+        ))?;
+        let mut rows = statement.query(params.as_slice())?;
+        while let Some(r) = rows.next()? {
+            if r.get::<_, String>(1)? > now {
+                live.insert(r.get(0)?, (r.get(4)?, r.get(2)?, r.get(3)?));
+            }
+        }
+        if live.is_empty() {
             continue;
         }
-        let mut statement = conn.prepare_cached(
-            "SELECT meter_id, units, credit_units, credit_amount FROM reservation_holds
-             WHERE reservation_id = ?1",
-        )?;
-        let rows = statement.query_map(params![id], |r| {
-            Ok(LiveHold {
+        let mut statement = conn.prepare_cached(&format!(
+            "SELECT reservation_id, meter_id, units, credit_units, credit_amount
+             FROM reservation_holds WHERE reservation_id IN
+                 (SELECT id FROM reservations WHERE customer_id IN ({list}) AND ended_at IS NULL)"
+        ))?;
+        let mut rows = statement.query(params.as_slice())?;
+        while let Some(r) = rows.next()? {
+            let Some((customer, period_start, created_at)) = live.get(&r.get::<_, String>(0)?)
+            else {
+                continue;
+            };
+            holds.push(LiveHold {
+                customer: customer.clone(),
                 created_at: created_at.clone(),
                 period_start: period_start.clone(),
-                meter: r.get(0)?,
-                units: r.get(1)?,
-                credit_units: r.get(2)?,
-                credit_amount: r.get(3)?,
-            })
-        })?;
-        for hold in rows {
-            holds.push(hold?);
+                meter: r.get(1)?,
+                units: r.get(2)?,
+                credit_units: r.get(3)?,
+                credit_amount: r.get(4)?,
+            });
         }
     }
     Ok(holds)

@@ -328,7 +328,7 @@ impl Windows {
             return Ok(());
         }
         let mut per_meter: HashMap<String, Points> = HashMap::new();
-        for hold in crate::reservations::live_holds(conn, customer, now)? {
+        for hold in crate::reservations::live_holds(conn, &[customer], now)? {
             let made = crate::billing::parse_ts(&hold.created_at)
                 .map_err(|e| crate::Error::Database(format!("reservations.created_at: {e}")))?
                 .timestamp();

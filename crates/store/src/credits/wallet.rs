@@ -14,7 +14,7 @@ use super::decimal;
 use crate::Result;
 use crate::billing::format_ts;
 use crate::config::Config;
-use crate::db::{Connection, Param, params};
+use crate::db::{Connection, Param};
 use meterline_core::{Amounts, Credits, Expiring};
 
 /// A grant the wallet can spend from.
@@ -76,13 +76,31 @@ impl Wallet {
     /// The grants of `customer` in effect at `now` with something left, in burn order, and
     /// what its live reservations hold.
     pub(crate) fn load(conn: &Connection, customer: &str, now: DateTime<Utc>) -> Result<Wallet> {
-        let mut wallet = Wallet {
-            grants: spendable(conn, customer, now)?,
-            held: held(conn, customer, now)?,
-            available_when_read: Decimal::ZERO,
-        };
-        wallet.available_when_read = wallet.money_available();
-        Ok(wallet)
+        Ok(Wallet::load_all(conn, &[customer], now)?
+            .remove(customer)
+            .unwrap_or_default())
+    }
+
+    /// The same for each of `customers`, read at once.
+    fn load_all(
+        conn: &Connection,
+        customers: &[&str],
+        now: DateTime<Utc>,
+    ) -> Result<HashMap<String, Wallet>> {
+        let mut grants = spendable(conn, customers, now)?;
+        let mut held = held(conn, customers, now)?;
+        Ok(customers
+            .iter()
+            .map(|customer| {
+                let mut wallet = Wallet {
+                    grants: grants.remove(*customer).unwrap_or_default(),
+                    held: held.remove(*customer).unwrap_or_default(),
+                    available_when_read: Decimal::ZERO,
+                };
+                wallet.available_when_read = wallet.money_available();
+                (customer.to_string(), wallet)
+            })
+            .collect())
     }
 
     /// Money that can still be spent: the money grants' remainders less what is held.
@@ -216,10 +234,15 @@ impl Wallet {
     }
 }
 
-/// `customer`'s grants in effect at `now` with a remainder (a debt's is below zero), in burn
-/// order. Sorted here by `burn_key`, not by an ORDER BY: with one, SQLite prepared
-/// the statement again on every run (a range on a bound time and a sort: most of a check).
-fn spendable(conn: &Connection, customer: &str, now: DateTime<Utc>) -> Result<Vec<Spendable>> {
+/// The grants of each of `customers` in effect at `now` with a remainder (a debt's is below
+/// zero), in burn order. Sorted here by `burn_key`, not by an ORDER BY: with one, SQLite
+/// prepared the statement again on every run (a range on a bound time and a sort: most of a
+/// check).
+fn spendable(
+    conn: &Connection,
+    customers: &[&str],
+    now: DateTime<Utc>,
+) -> Result<HashMap<String, Vec<Spendable>>> {
     /// A grant with the keys of its place in the burn order.
     struct Keyed {
         grant: Spendable,
@@ -227,36 +250,44 @@ fn spendable(conn: &Connection, customer: &str, now: DateTime<Utc>) -> Result<Ve
         promotional: bool,
         effective_at: String,
     }
-    let mut grants: Vec<Keyed> = conn
-        .prepare_cached(
+    let now = format_ts(now);
+    let mut found: HashMap<String, Vec<Keyed>> = HashMap::new();
+    for (list, mut params) in crate::db::in_lists(customers) {
+        params.push(&now);
+        let at = params.len();
+        let mut statement = conn.prepare_cached(&format!(
             "SELECT g.id, g.meter_id, g.expires_at,
                     (SELECT l.remaining FROM credit_ledger l WHERE l.grant_id = g.id
                      ORDER BY l.id DESC LIMIT 1),
-                    g.priority, g.promotional, g.effective_at
+                    g.priority, g.promotional, g.effective_at, g.customer_id
              FROM credit_grants g
-             WHERE g.customer_id = ?1 AND g.effective_at <= ?2
-               AND (g.expires_at IS NULL OR g.expires_at > ?2)",
-        )?
-        .query_map(params![customer, format_ts(now)], |r| {
+             WHERE g.customer_id IN ({list}) AND g.effective_at <= ?{at}
+               AND (g.expires_at IS NULL OR g.expires_at > ?{at})"
+        ))?;
+        let mut rows = statement.query(params.as_slice())?;
+        while let Some(r) = rows.next()? {
             let remaining: Option<String> = r.get(3)?;
-            Ok(Keyed {
+            let remaining = match remaining.as_deref() {
+                None | Some("0") => Decimal::ZERO,
+                Some(text) => decimal(text, "credit_ledger.remaining")?,
+            };
+            // A debt (a grant burnt below zero) lowers the balance until a grant pays it.
+            if remaining.is_zero() {
+                continue;
+            }
+            found.entry(r.get(7)?).or_default().push(Keyed {
                 grant: Spendable {
                     id: r.get(0)?,
                     meter: r.get(1)?,
                     expires_at: r.get(2)?,
-                    remaining: match remaining.as_deref() {
-                        None | Some("0") => Decimal::ZERO,
-                        Some(text) => decimal(text, "credit_ledger.remaining")?,
-                    },
+                    remaining,
                 },
                 priority: r.get::<_, u32>(4)?.try_into().unwrap_or(u8::MAX),
                 promotional: r.get(5)?,
                 effective_at: r.get(6)?,
-            })
-        })?
-        .collect::<Result<_>>()?;
-    // A debt (a grant burnt below zero) lowers the balance until a grant pays it.
-    grants.retain(|g| !g.grant.remaining.is_zero());
+            });
+        }
+    }
     fn key(k: &Keyed) -> impl Ord + '_ {
         super::burn_key(
             k.grant.meter.is_some(),
@@ -267,14 +298,24 @@ fn spendable(conn: &Connection, customer: &str, now: DateTime<Utc>) -> Result<Ve
             k.grant.id,
         )
     }
-    grants.sort_unstable_by(|a, b| key(a).cmp(&key(b)));
-    Ok(grants.into_iter().map(|k| k.grant).collect())
+    Ok(found
+        .into_iter()
+        .map(|(customer, mut grants)| {
+            grants.sort_unstable_by(|a, b| key(a).cmp(&key(b)));
+            (customer, grants.into_iter().map(|k| k.grant).collect())
+        })
+        .collect())
 }
 
-/// What `customer`'s live reservations hold at `now`, added up.
-pub(super) fn held(conn: &Connection, customer: &str, now: DateTime<Utc>) -> Result<Held> {
-    let mut held = Held::default();
-    for hold in crate::reservations::live_holds(conn, customer, now)? {
+/// What the live reservations of each of `customers` hold at `now`, added up.
+pub(super) fn held(
+    conn: &Connection,
+    customers: &[&str],
+    now: DateTime<Utc>,
+) -> Result<HashMap<String, Held>> {
+    let mut found: HashMap<String, Held> = HashMap::new();
+    for hold in crate::reservations::live_holds(conn, customers, now)? {
+        let held = found.entry(hold.customer).or_default();
         held.money += decimal(&hold.credit_amount, "reservation_holds.credit_amount")?;
         *held.credit_units.entry(hold.meter.clone()).or_default() += hold.credit_units;
         *held
@@ -282,7 +323,7 @@ pub(super) fn held(conn: &Connection, customer: &str, now: DateTime<Utc>) -> Res
             .entry((hold.period_start, hold.meter))
             .or_default() += hold.units;
     }
-    Ok(held)
+    Ok(found)
 }
 
 /// A burn to write: one grant's part of a batch's events (the last of them `event_id`).
@@ -327,14 +368,34 @@ impl Wallets {
         customer: &crate::customers::Customer,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        if !self.enabled || self.wallets.contains_key(&customer.id) {
+        self.open_all(conn, config, &[customer], now)
+    }
+
+    /// The same for each of `customers`, read at once (on PostgreSQL, a few round trips for
+    /// a whole round of serve's writer, not a few per customer).
+    pub(crate) fn open_all(
+        &mut self,
+        conn: &Connection,
+        config: &crate::config::Config,
+        customers: &[&crate::customers::Customer],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        if !self.enabled {
             return Ok(());
         }
-        // Rolled over before the old grant's remainder expires.
-        super::period::grant_period_credits(conn, config, customer, now)?;
-        super::expire_due(conn, &customer.id, now)?;
-        let wallet = Wallet::load(conn, &customer.id, now)?;
-        self.wallets.insert(customer.id.clone(), wallet);
+        let mut ids = Vec::with_capacity(customers.len());
+        for customer in customers {
+            if !self.wallets.contains_key(&customer.id) {
+                // Rolled over before the old grant's remainder expires.
+                super::period::grant_period_credits(conn, config, customer, now)?;
+                ids.push(customer.id.as_str());
+            }
+        }
+        if ids.is_empty() {
+            return Ok(());
+        }
+        super::expire_due(conn, &ids, now)?;
+        self.wallets.extend(Wallet::load_all(conn, &ids, now)?);
         Ok(())
     }
 

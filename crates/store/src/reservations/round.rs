@@ -16,7 +16,7 @@ use super::{
 };
 use crate::billing::format_ts;
 use crate::config::Config;
-use crate::db::{Connection, Param, params};
+use crate::db::{Connection, Param};
 use crate::record::{Batch, Hold, Mode};
 use crate::sanitize::sanitize;
 use crate::{Error, IdempotencyKey, KeySource, RecordRequest, Result};
@@ -512,17 +512,43 @@ impl Round {
         let mut ended: Vec<&str> = self.ended.iter().map(String::as_str).collect();
         ended.sort_unstable();
         ended.dedup();
-        for id in ended {
-            let (r, _) = &self.known[id];
-            let ended_as = r.status.as_str();
-            tx.prepare_cached(
-                "UPDATE reservations SET ended_at = ?2, ended_as = ?3, event_id = ?4
-                 WHERE id = ?1",
-            )?
-            .execute(params![id, r.ended_at, ended_as, r.event_id])?;
+        for chunk in ended.chunks(ENDED_PER_UPDATE) {
+            let reservations: Vec<&Reservation> =
+                chunk.iter().map(|id| &self.known[*id].0).collect();
+            let mut values: Vec<&dyn Param> = Vec::with_capacity(chunk.len() * 7);
+            let ended_at = case_of(&reservations, &mut values, |r| &r.ended_at);
+            let ended_as = case_of(&reservations, &mut values, |r| &r.status);
+            let event_id = case_of(&reservations, &mut values, |r| &r.event_id);
+            values.extend(reservations.iter().map(|r| &r.id as &dyn Param));
+            tx.prepare_cached(&format!(
+                "UPDATE reservations SET ended_at = {ended_at}, ended_as = {ended_as},
+                     event_id = {event_id}
+                 WHERE id IN ({})",
+                vec!["?"; reservations.len()].join(",")
+            ))?
+            .execute(values.as_slice())?;
         }
         Ok(())
     }
+}
+
+/// Reservations ended per UPDATE (7 parameters each).
+const ENDED_PER_UPDATE: usize = 100;
+
+/// `CASE id WHEN … THEN … END`: each of `reservations`' `column`, its parameters added to
+/// `values`. One UPDATE sets a column to a different value in each row, on both engines.
+fn case_of<'r>(
+    reservations: &[&'r Reservation],
+    values: &mut Vec<&'r dyn Param>,
+    column: fn(&'r Reservation) -> &'r dyn Param,
+) -> String {
+    for r in reservations {
+        values.extend_from_slice(&[&r.id as &dyn Param, column(r)]);
+    }
+    format!(
+        "CASE id {} END",
+        vec!["WHEN ? THEN ?"; reservations.len()].join(" ")
+    )
 }
 
 /// The event a settle of `reservation` records, with `properties`, under the reservation's
