@@ -181,17 +181,41 @@ fn from_row(r: &crate::db::Row<'_>, now: &str) -> Result<Stored> {
     ))
 }
 
-/// The stored reservations among `ids`, with their holds: two queries however many.
-pub(super) fn read_many(
+/// The stored reservations named by `ids`, or by `keyed`'s (customer, key), with their
+/// holds: two queries however many (each a round trip on PostgreSQL).
+pub(super) fn read_named(
     conn: &Connection,
     ids: &[&str],
+    keyed: &[(&str, &str)],
     now: DateTime<Utc>,
 ) -> Result<HashMap<String, Stored>> {
     let now = format_ts(now);
-    let mut found = HashMap::with_capacity(ids.len());
-    for (list, params) in crate::db::in_lists(ids) {
+    let mut found = HashMap::with_capacity(ids.len() + keyed.len());
+    let id_chunks: Vec<_> = crate::db::in_lists(ids).collect();
+    let key_chunks: Vec<_> = keyed.chunks(MAX_KEYS_PER_READ).collect();
+    for i in 0..id_chunks.len().max(key_chunks.len()) {
+        let mut wanted = Vec::new();
+        let mut params: Vec<&dyn crate::db::Param> = Vec::new();
+        if let Some((list, id_params)) = id_chunks.get(i) {
+            wanted.push(format!("id IN ({list})"));
+            params.extend_from_slice(id_params);
+        }
+        if let Some(chunk) = key_chunks.get(i) {
+            // A probe of the (customer, key) index each, padded to a power of two with the
+            // last pair so that few statements are prepared.
+            let padded = chunk.len().next_power_of_two();
+            let last = &chunk[chunk.len() - 1];
+            for (customer, key) in chunk
+                .iter()
+                .chain(std::iter::repeat_n(last, padded - chunk.len()))
+            {
+                wanted.push("(customer_id = ? AND idempotency_key = ?)".into());
+                params.extend_from_slice(&[customer as &dyn crate::db::Param, key]);
+            }
+        }
+        let wanted = wanted.join(" OR ");
         let mut statement = conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM reservations WHERE id IN ({list})"
+            "SELECT {COLUMNS} FROM reservations WHERE {wanted}"
         ))?;
         let mut rows = statement.query(params.as_slice())?;
         while let Some(row) = rows.next()? {
@@ -200,7 +224,9 @@ pub(super) fn read_many(
         }
         let mut statement = conn.prepare_cached(&format!(
             "SELECT reservation_id, meter_id, units, credit_units, credit_amount
-             FROM reservation_holds WHERE reservation_id IN ({list}) ORDER BY meter_id"
+             FROM reservation_holds WHERE reservation_id IN
+                 (SELECT id FROM reservations WHERE {wanted})
+             ORDER BY meter_id"
         ))?;
         let mut rows = statement.query(params.as_slice())?;
         while let Some(r) = rows.next()? {
@@ -218,40 +244,12 @@ pub(super) fn read_many(
     Ok(found)
 }
 
-/// The reservations each (customer, key) of `keyed` made: key -> id.
-pub(super) fn ids_by_key(
-    conn: &Connection,
-    keyed: &[(&str, &str)],
-) -> Result<HashMap<(String, String), String>> {
-    let mut found = HashMap::new();
-    for chunk in keyed.chunks(512) {
-        let mut customers: Vec<&str> = chunk.iter().map(|(c, _)| *c).collect();
-        let mut keys: Vec<&str> = chunk.iter().map(|(_, k)| *k).collect();
-        customers.sort_unstable();
-        customers.dedup();
-        keys.sort_unstable();
-        keys.dedup();
-        for (customer_list, customer_params) in crate::db::in_lists(&customers) {
-            for (key_list, key_params) in crate::db::in_lists(&keys) {
-                let params: Vec<&dyn crate::db::Param> =
-                    customer_params.iter().chain(&key_params).copied().collect();
-                let mut statement = conn.prepare_cached(&format!(
-                    "SELECT customer_id, idempotency_key, id FROM reservations
-                     WHERE customer_id IN ({customer_list}) AND idempotency_key IN ({key_list})"
-                ))?;
-                let mut rows = statement.query(params.as_slice())?;
-                while let Some(r) = rows.next()? {
-                    found.insert((r.get(0)?, r.get(1)?), r.get(2)?);
-                }
-            }
-        }
-    }
-    Ok(found)
-}
+/// (customer, key) pairs a read of reservations looks up at once.
+const MAX_KEYS_PER_READ: usize = 128;
 
 /// The reservation `id`, or the 404 error naming it.
 fn find(conn: &Connection, id: &str, now: DateTime<Utc>) -> Result<Stored> {
-    read_many(conn, &[id], now)?
+    read_named(conn, &[id], &[], now)?
         .remove(id)
         .ok_or_else(|| Error::UnknownReservation(id.to_string()))
 }

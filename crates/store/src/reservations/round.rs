@@ -12,7 +12,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use super::{
     HeldMeter, Released, Reservation, ReservationAnswer, ReservationCall, Reserved, Settled,
-    Stored, event_of, ids_by_key, read_many, settled_properties, validate,
+    Stored, event_of, read_named, settled_properties, validate,
 };
 use crate::billing::format_ts;
 use crate::config::Config;
@@ -134,35 +134,33 @@ fn hold_of(held: &HeldMeter) -> Hold {
 impl Round {
     /// The stored reservations `calls` name, by id or by a reserve's key.
     fn read(tx: &Connection, calls: &[ReservationCall], now: DateTime<Utc>) -> Result<Round> {
-        let keyed: Vec<(&str, &str)> = calls
-            .iter()
-            .filter_map(|call| match call {
-                ReservationCall::Reserve(r) => Some((r.customer.as_str(), r.key.as_deref()?)),
-                _ => None,
-            })
-            .collect();
-        let by_key = if keyed.is_empty() {
-            HashMap::new()
-        } else {
-            ids_by_key(tx, &keyed)?
-        };
-        let mut ids: Vec<&str> = calls
-            .iter()
-            .filter_map(|call| match call {
-                ReservationCall::Settle { id, .. } | ReservationCall::Release(id) => {
-                    Some(id.as_str())
+        let mut ids = Vec::new();
+        let mut keyed = Vec::new();
+        for call in calls {
+            match call {
+                ReservationCall::Reserve(r) => {
+                    if let Some(key) = &r.key {
+                        keyed.push((r.customer.as_str(), key.as_str()));
+                    }
                 }
-                ReservationCall::Reserve(_) => None,
-            })
-            .chain(by_key.values().map(String::as_str))
-            .collect();
+                ReservationCall::Settle { id, .. } | ReservationCall::Release(id) => {
+                    ids.push(id.as_str())
+                }
+            }
+        }
         ids.sort_unstable();
         ids.dedup();
-        let known = if ids.is_empty() {
+        keyed.sort_unstable();
+        keyed.dedup();
+        let known = if ids.is_empty() && keyed.is_empty() {
             HashMap::new()
         } else {
-            read_many(tx, &ids, now)?
+            read_named(tx, &ids, &keyed, now)?
         };
+        let by_key = known
+            .values()
+            .filter_map(|(r, _)| Some(((r.customer.clone(), r.key.clone()?), r.id.clone())))
+            .collect();
         Ok(Round {
             known,
             by_key,
