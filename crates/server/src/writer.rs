@@ -275,20 +275,6 @@ fn run(mut store: Store, config: &Config, clock: Clock, rx: Receiver<Work>, metr
         // A round of reservation calls fills as one of events does: by its length.
         let started = Instant::now();
         if !calls.is_empty() {
-            static R: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-            static C: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-            let r = R.fetch_add(1, Relaxed) + 1;
-            let c = C.fetch_add(calls.len(), Relaxed) + calls.len();
-            if r % 100 == 0 {
-                let _ = std::fs::write(
-                    "/tmp/rounds.log",
-                    format!(
-                        "rounds {r} calls {c} avg {:.1} last_round {:?}",
-                        c as f64 / r as f64,
-                        last_round
-                    ),
-                );
-            }
             reservation_round(&mut store, config, &calls, call_replies, now);
         }
         if requests.is_empty() {
