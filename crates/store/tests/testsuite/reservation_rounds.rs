@@ -11,9 +11,9 @@ use meterline_store::{
     NewCustomer, NewGrant, NewReservation, ReservationAnswer, ReservationCall, Reserved, Store,
 };
 use proptest::prelude::*;
-use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestRunner};
+use proptest::test_runner::TestCaseError;
 
-use crate::support::{Engine, TestDb, engine_tests};
+use crate::support::{Engine, TestDb, engine_tests, run_cases};
 
 engine_tests!(
     legacy_rounds_answer_as_their_calls_one_by_one,
@@ -86,21 +86,16 @@ fn meters_rounds_answer_as_their_calls_one_by_one(engine: Engine) {
 fn rounds_answer_as_their_calls_one_by_one(engine: Engine, plans: &str, meter: Option<&str>) {
     let config = Config::parse(plans, "test plans").unwrap();
     let (in_rounds, one_by_one) = (TestDb::on(engine), TestDb::on(engine));
-    let stores = std::cell::RefCell::new((in_rounds.open(), one_by_one.open()));
-    let number = std::cell::Cell::new(0);
     let cases = if engine == Engine::Postgres { 24 } else { 48 };
-    let mut runner = TestRunner::new(RunnerConfig {
+    let stores = (in_rounds.open(), one_by_one.open());
+    run_cases(
+        stores,
         cases,
-        failure_persistence: None,
-        ..RunnerConfig::default()
-    });
-    runner
-        .run(&case(), |(rounds, credits)| {
-            number.set(number.get() + 1);
-            let (a, b) = &mut *stores.borrow_mut();
-            run_case(a, b, &config, meter, number.get(), &rounds, credits)
-        })
-        .unwrap();
+        case(),
+        |(a, b), number, (rounds, credits)| {
+            run_case(a, b, &config, meter, number, &rounds, credits)
+        },
+    );
 }
 
 fn run_case(

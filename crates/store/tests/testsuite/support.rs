@@ -56,14 +56,14 @@ impl TestDb {
     }
 }
 
-/// A property test of `cases` cases on one store: a fresh PostgreSQL database per case would
+/// A property test of `cases` cases on one store (or a few): a fresh PostgreSQL database per case would
 /// cost more than the case, so each case gets its number (from 1) to keep to customers of its
 /// own. Panics with the smallest failing input.
-pub fn run_cases<S: Strategy>(
-    store: Store,
+pub fn run_cases<T, S: Strategy>(
+    store: T,
     cases: u32,
     strategy: S,
-    case: impl Fn(&mut Store, usize, S::Value) -> Result<(), TestCaseError>,
+    case: impl Fn(&mut T, usize, S::Value) -> Result<(), TestCaseError>,
 ) {
     // `run` takes a `Fn`: the store and the case number through cells.
     let store = std::cell::RefCell::new(store);
