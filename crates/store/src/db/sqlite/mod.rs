@@ -45,9 +45,11 @@ fn setup(mut conn: Connection, options: OpenOptions) -> Result<Connection> {
     conn.busy_timeout(options.busy_timeout)
         .map_err(from_sqlite)?;
     // rusqlite keeps 16 statements by default; a batch on several meters with alerts
-    // runs about as many, the transaction statements and the reads more: a statement
-    // pushed out is parsed again (tens of thousands of instructions) on its next use.
-    conn.set_prepared_statement_cache_capacity(64);
+    // runs about as many, the transaction statements and the reads more, and a round of
+    // serve's writer writes its rows with one statement per row count (1 to its size): a
+    // statement pushed out is parsed again (tens of thousands of instructions) on its next
+    // use.
+    conn.set_prepared_statement_cache_capacity(256);
     // The bundled SQLite is built with STAT4, which makes a statement whose plan could
     // depend on a bound value (a range, an ORDER BY ... LIMIT) prepare itself again whenever
     // that value changes: a window's read ran its parser on every check. With the query
