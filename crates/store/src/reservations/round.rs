@@ -69,14 +69,13 @@ pub(super) fn calls_in(
     };
     let mut pending = Vec::with_capacity(calls.len());
     for (call, event) in calls.iter().zip(events) {
-        pending.push(match (call, event, batch.as_mut()) {
-            (ReservationCall::Reserve(request), event, batch) => {
-                round.reserve(batch, request, event, now)?
-            }
-            (ReservationCall::Settle { id, properties }, event, batch) => {
+        let batch = batch.as_mut();
+        pending.push(match call {
+            ReservationCall::Reserve(request) => round.reserve(batch, request, event, now)?,
+            ReservationCall::Settle { id, properties } => {
                 round.settle(batch, id, properties.as_ref(), event, now)?
             }
-            (ReservationCall::Release(id), _, batch) => round.release(batch, id, now)?,
+            ReservationCall::Release(id) => round.release(batch, id, now)?,
         });
     }
     if let Some(batch) = batch {
