@@ -17,6 +17,8 @@ shape_tests!(
     held_credits_are_not_spent_by_others_and_settle_burns_what_was_used,
     bad_reservations_are_refused_and_write_nothing,
     reservations_over_http_race_without_overdrawing,
+    kill_9_mid_reservations_loses_no_acknowledged_settle,
+    one_key_reserves_for_two_customers_and_each_settles_once,
 );
 
 fn scratch(engine: Engine, shape: Shape) -> Scratch {
@@ -341,4 +343,165 @@ fn reservations_over_http_race_without_overdrawing(engine: Engine, shape: Shape)
     let balance = s.json(&["credits", "acme", "--json"]);
     assert_eq!(balance["grants"], json!([]));
     assert_eq!(ledger_sum(&s), 0, "the ledger's sum is the balance");
+}
+
+/// kill -9 while clients reserve and settle (serve's rounds mix both): every settle answered
+/// 200 is recorded, exactly once; no reservation is half-written (each has its holds); the
+/// ledger adds up to what the counters say was burnt; after a restart each acknowledged
+/// settle sent again is a duplicate that counts nothing.
+fn kill_9_mid_reservations_loses_no_acknowledged_settle(engine: Engine, shape: Shape) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    const CREDITS: i64 = 1_000_000;
+    let s = scratch(engine, shape);
+    let (meter, cap) = (shape.capped_meter(), shape.free_cap());
+    // Past the allowance: every settled unit burns a unit credit.
+    assert_eq!(count(&s, shape, cap), 0);
+    s.json(&[
+        "credits",
+        "grant",
+        "acme",
+        &CREDITS.to_string(),
+        "--meter",
+        meter,
+        "--json",
+    ]);
+    let token = create_token(&s, "rsv");
+    let server = Server::start(&s, &[]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let settled = Arc::new(Mutex::new(Vec::new()));
+    let workers: Vec<_> = (0..6)
+        .map(|w| {
+            let (c, stop, settled) = (server.client(&token), stop.clone(), settled.clone());
+            std::thread::spawn(move || {
+                for i in 0.. {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let units = 1 + i % 5;
+                    let body = http_reserve(shape, units, &format!("k{w}-{i}"));
+                    // The server went away: nothing more can be acknowledged.
+                    let Ok(reply) = c.try_post("/v1/reservations", &body) else {
+                        return;
+                    };
+                    assert_eq!(reply.status, 201, "{}", reply.body);
+                    let id = reply.json()["id"].as_str().unwrap().to_string();
+                    let settle = json!({"properties": http_estimate(shape, units)}).to_string();
+                    let Ok(reply) = c.try_post(&format!("/v1/reservations/{id}/settle"), &settle)
+                    else {
+                        return;
+                    };
+                    assert_eq!(reply.status, 200, "{}", reply.body);
+                    settled.lock().unwrap().push((id, units));
+                }
+            })
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while settled.lock().unwrap().len() < 300 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the load made no progress"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    server.kill9();
+    stop.store(true, Ordering::Relaxed);
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    let settled = std::mem::take(&mut *settled.lock().unwrap());
+
+    let db = s.inspect();
+    let ended: std::collections::HashMap<String, (String, String)> = db
+        .rows("SELECT id, COALESCE(ended_as, ''), COALESCE(CAST(event_id AS TEXT), '') FROM reservations")
+        .into_iter()
+        .map(|r| (r[0].clone(), (r[1].clone(), r[2].clone())))
+        .collect();
+    for (id, _) in &settled {
+        let (ended_as, event) = &ended[id];
+        assert_eq!(ended_as, "settled", "acknowledged settle of {id}");
+        assert!(
+            !event.is_empty(),
+            "acknowledged settle of {id} has no event"
+        );
+    }
+    assert_eq!(
+        db.number(
+            "SELECT COUNT(*) FROM reservations r WHERE NOT EXISTS
+                 (SELECT 1 FROM reservation_holds h WHERE h.reservation_id = r.id)"
+        ),
+        0,
+        "a reservation without its holds"
+    );
+    assert_eq!(db.counters_disagreeing_with_events(), 0);
+    let used_now = used(&s, shape);
+    let acknowledged: i64 = settled.iter().map(|(_, units)| units).sum();
+    assert!(
+        used_now >= cap + acknowledged,
+        "{used_now} < {cap} + {acknowledged}"
+    );
+    // Every unit past the allowance was paid by the grant, and the ledger says so.
+    assert_eq!(ledger_sum(&s), CREDITS - (used_now - cap));
+
+    let server = Server::start(&s, &[]);
+    let c = server.client(&token);
+    for (id, _) in settled.iter().take(50) {
+        let reply = c.post(&format!("/v1/reservations/{id}/settle"), "{}");
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_eq!(reply.json()["duplicate"], true, "{}", reply.body);
+    }
+    assert_eq!(server.terminate().code(), Some(0));
+    assert_eq!(used(&s, shape), used_now);
+}
+
+/// A reservation's key names it among its customer's reservations only: two customers'
+/// reservations under one key both settle, each once, beside an event recorded under that
+/// key. (A settle's event took the reservation's key, which event keys share across customers:
+/// the second customer's settle was refused as a conflict, its work never counted.) A settle
+/// made that way, its event under the reservation's key, is still found when sent again.
+fn one_key_reserves_for_two_customers_and_each_settles_once(engine: Engine, shape: Shape) {
+    let s = scratch(engine, shape);
+    s.add_customer("globex", "free", "2026-11-01");
+    let mut record = shape.counting(5);
+    record.extend(["--key".to_string(), "job-1".to_string()]);
+    assert_eq!(s.record_json("acme", &record).0, 0);
+    let keyed = |customer: &str, key: &str, n: i64| {
+        let mut words = estimate(shape, n);
+        words.extend(["--key".to_string(), key.to_string()]);
+        let (code, held, err) = run_at(&s, NOW, &args(&["reserve", customer], words));
+        assert_eq!(code, 0, "{err}");
+        held["id"].as_str().unwrap().to_string()
+    };
+    let (acme, globex) = (keyed("acme", "job-1", 10), keyed("globex", "job-1", 20));
+    for (id, n) in [(&acme, 7), (&globex, 9)] {
+        let (code, settled, err) = settle(&s, shape, id, n, NOW);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(settled["recorded"], true, "{settled}");
+        // Sent again, without properties: the same event, nothing counted.
+        let (code, again, err) = run_at(&s, NOW, &args(&["settle", id], Vec::new()));
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(again["duplicate"], true, "{again}");
+        assert_eq!(again["event_id"], settled["event_id"]);
+    }
+    let used_by = |customer: &str| {
+        let check = s.json(&["check", customer, "--json"]);
+        let meters = check["meters"].as_array().unwrap().clone();
+        let meter = meters.iter().find(|m| m["meter"] == shape.capped_meter());
+        meter.unwrap()["used"].as_i64().unwrap()
+    };
+    assert_eq!((used_by("acme"), used_by("globex")), (5 + 7, 9));
+
+    // A settle from before: its event under the reservation's key.
+    let old = keyed("acme", "job-2", 3);
+    let (code, settled, err) = settle(&s, shape, &old, 3, NOW);
+    assert_eq!(code, 0, "{err}");
+    let event = settled["event_id"].as_i64().unwrap();
+    s.inspect().exec(&format!(
+        "UPDATE usage_events SET idempotency_key = 'job-2' WHERE id = {event}"
+    ));
+    let (code, again, err) = run_at(&s, NOW, &args(&["settle", &old], properties(shape, 3)));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(again["duplicate"], true, "{again}");
+    assert_eq!(used_by("acme"), 5 + 7 + 3);
 }

@@ -14,7 +14,7 @@ use crate::config::Config;
 use std::collections::HashMap;
 
 use crate::db::{Behavior, Connection, OptionalExtension};
-use crate::{Error, RecordOutcome, RecordRequest, Result};
+use crate::{Error, IdempotencyKey, KeySource, RecordOutcome, RecordRequest, Result};
 use meterline_core::Properties;
 
 mod round;
@@ -276,17 +276,65 @@ fn event_of(
     event
 }
 
-/// The properties of the event a settle recorded.
-fn settled_properties(conn: &Connection, event_id: i64) -> Result<Properties> {
-    let text: Option<String> = conn
-        .prepare_cached("SELECT properties FROM usage_events WHERE id = ?1")?
-        .query_row([event_id], |r| r.get(0))
-        .optional()?
-        .flatten();
-    text.map_or(Ok(Properties::new()), |t| {
-        serde_json::from_str(&t)
-            .map_err(|e| Error::Corrupt(format!("usage_events.properties: {e}")))
-    })
+/// The event a settle of `reservation` recorded (event `event_id`), as a settle sent again
+/// sends it: its properties, its quantity among them as `event_of` takes it, and its key.
+fn settled_event(
+    conn: &Connection,
+    reservation: &Reservation,
+    event_id: i64,
+    now: DateTime<Utc>,
+) -> Result<RecordRequest> {
+    let found: Option<(Option<String>, i64, Option<String>)> = conn
+        .prepare_cached(
+            "SELECT properties, quantity, idempotency_key FROM usage_events WHERE id = ?1",
+        )?
+        .query_row([event_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    let Some((text, quantity, key)) = found else {
+        return Err(Error::Corrupt(format!(
+            "reservation {} was settled by event {event_id}, which is not stored",
+            reservation.id
+        )));
+    };
+    let mut properties: Properties = text
+        .map(|t| serde_json::from_str(&t))
+        .transpose()
+        .map_err(|e| Error::Corrupt(format!("usage_events.properties: {e}")))?
+        .unwrap_or_default();
+    properties.insert(crate::config::QUANTITY.to_string(), quantity.to_string());
+    let mut event = settle_event(reservation, properties, now);
+    // Settles before the reservation's id became their key were keyed by its key.
+    if let Some(key) = key {
+        event.idempotency_key = Some(IdempotencyKey {
+            key,
+            source: KeySource::Native,
+        });
+    }
+    Ok(event)
+}
+
+/// The event a settle of `reservation` records, with `properties`, under the reservation's
+/// id: a settle sent twice records once, and a reservation's key, which names it among its
+/// customer's reservations only, cannot meet another customer's, nor an event's own key.
+fn settle_event(
+    reservation: &Reservation,
+    properties: Properties,
+    now: DateTime<Utc>,
+) -> RecordRequest {
+    let mut event = event_of(
+        (
+            &reservation.customer,
+            &reservation.event_type,
+            &reservation.meter,
+        ),
+        properties,
+        now,
+    );
+    event.idempotency_key = Some(IdempotencyKey {
+        key: reservation.id.clone(),
+        source: KeySource::Native,
+    });
+    event
 }
 
 fn validate(request: &NewReservation) -> Result<()> {

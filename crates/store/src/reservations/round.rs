@@ -12,14 +12,14 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use super::{
     HeldMeter, Released, Reservation, ReservationAnswer, ReservationCall, Reserved, Settled,
-    Stored, event_of, read_named, settled_properties, validate,
+    Stored, event_of, read_named, settle_event, settled_event, validate,
 };
 use crate::billing::format_ts;
 use crate::config::Config;
 use crate::db::{Connection, Param};
 use crate::record::{Batch, Hold, Mode};
 use crate::sanitize::sanitize;
-use crate::{Error, IdempotencyKey, KeySource, RecordRequest, Result};
+use crate::{Error, RecordRequest, Result};
 use meterline_core::Properties;
 
 /// A call's answer before the round's writes: a resent reserve's standing is read after them.
@@ -43,8 +43,8 @@ struct Round {
     made_ids: HashSet<String>,
     /// Stored reservations the round ended (or gave an event): updated at its end.
     ended: Vec<String>,
-    /// What each settle of the round recorded: a resend without properties records it again.
-    settled: HashMap<String, Properties>,
+    /// The event each settle of the round recorded: a resend sends it again.
+    settled: HashMap<String, RecordRequest>,
 }
 
 /// `calls` in order inside `tx`, a write transaction, under `config` (which calls deciding
@@ -194,15 +194,26 @@ impl Round {
             }),
             ReservationCall::Settle { id, properties } => match self.stored(id) {
                 Ok((reservation, _)) if reservation.status != "released" => {
-                    let properties = match properties {
-                        Some(given) => given.clone(),
-                        // A resend without properties is the first settle's event.
-                        None => match reservation.event_id {
-                            Some(event_id) => settled_properties(tx, event_id)?,
-                            None => reservation.properties.clone(),
-                        },
-                    };
-                    Some(settled_event(reservation, properties, now))
+                    Some(match reservation.event_id {
+                        // Sent again: the first settle's event, or what is given under its key.
+                        Some(event_id) => {
+                            let first = settled_event(tx, reservation, event_id, now)?;
+                            match properties {
+                                Some(given) => RecordRequest {
+                                    idempotency_key: first.idempotency_key,
+                                    ..settle_event(reservation, given.clone(), now)
+                                },
+                                None => first,
+                            }
+                        }
+                        None => settle_event(
+                            reservation,
+                            properties
+                                .clone()
+                                .unwrap_or_else(|| reservation.properties.clone()),
+                            now,
+                        ),
+                    })
                 }
                 _ => None,
             },
@@ -322,10 +333,15 @@ impl Round {
         let (Some(mut event), Some(batch)) = (event, batch) else {
             return Err(Error::Database("a settle without its event".into()));
         };
-        if given.is_none()
-            && let Some(properties) = self.settled.get(id)
-        {
-            event = settled_event(&reservation, properties.clone(), now);
+        // Settled earlier in this round: that event again, or what is given under its key.
+        if let Some(first) = self.settled.get(id) {
+            event = match given {
+                Some(given) => RecordRequest {
+                    idempotency_key: first.idempotency_key.clone(),
+                    ..settle_event(&reservation, given.clone(), now)
+                },
+                None => first.clone(),
+            };
         }
         let live = reservation.status == "held";
         if live {
@@ -342,8 +358,7 @@ impl Round {
                 return Ok(Err(refusal.error));
             }
         };
-        self.settled
-            .insert(id.to_string(), event.properties.clone());
+        self.settled.insert(id.to_string(), event);
         let mut reservation = reservation;
         let lapsed = reservation.status == "lapsed";
         reservation.status = "settled".into();
@@ -546,30 +561,4 @@ fn case_of<'r>(
         "CASE id {} END",
         vec!["WHEN ? THEN ?"; reservations.len()].join(" ")
     )
-}
-
-/// The event a settle of `reservation` records, with `properties`, under the reservation's
-/// key (else its id): a settle sent twice records once.
-fn settled_event(
-    reservation: &Reservation,
-    properties: Properties,
-    now: DateTime<Utc>,
-) -> RecordRequest {
-    let mut event = event_of(
-        (
-            &reservation.customer,
-            &reservation.event_type,
-            &reservation.meter,
-        ),
-        properties,
-        now,
-    );
-    event.idempotency_key = Some(IdempotencyKey {
-        key: reservation
-            .key
-            .clone()
-            .unwrap_or_else(|| reservation.id.clone()),
-        source: KeySource::Native,
-    });
-    event
 }

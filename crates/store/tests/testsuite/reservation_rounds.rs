@@ -187,6 +187,19 @@ fn run_case(
                 i,
                 calls.0[i]
             );
+            // A settle sent again without properties is the first settle's event again.
+            if let ReservationCall::Settle {
+                properties: None, ..
+            } = &calls.0[i]
+            {
+                prop_assert!(
+                    !matches!(answer_a, Err(meterline_core::Error::IdempotencyConflict(_))),
+                    "round {} call {}: {:?}",
+                    round,
+                    i,
+                    answer_a
+                );
+            }
             if let (Ok(ReservationAnswer::Reserved(x)), Ok(ReservationAnswer::Reserved(y))) =
                 (answer_a, answer_b)
                 && let (
