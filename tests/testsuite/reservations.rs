@@ -18,7 +18,6 @@ shape_tests!(
     bad_reservations_are_refused_and_write_nothing,
     reservations_over_http_race_without_overdrawing,
     kill_9_mid_reservations_loses_no_acknowledged_settle,
-    one_key_reserves_for_two_customers_and_each_settles_once,
 );
 
 fn scratch(engine: Engine, shape: Shape) -> Scratch {
@@ -453,55 +452,4 @@ fn kill_9_mid_reservations_loses_no_acknowledged_settle(engine: Engine, shape: S
     }
     assert_eq!(server.terminate().code(), Some(0));
     assert_eq!(used(&s, shape), used_now);
-}
-
-/// A reservation's key names it among its customer's reservations only: two customers'
-/// reservations under one key both settle, each once, beside an event recorded under that
-/// key. (A settle's event took the reservation's key, which event keys share across customers:
-/// the second customer's settle was refused as a conflict, its work never counted.) A settle
-/// made that way, its event under the reservation's key, is still found when sent again.
-fn one_key_reserves_for_two_customers_and_each_settles_once(engine: Engine, shape: Shape) {
-    let s = scratch(engine, shape);
-    s.add_customer("globex", "free", "2026-11-01");
-    let mut record = shape.counting(5);
-    record.extend(["--key".to_string(), "job-1".to_string()]);
-    assert_eq!(s.record_json("acme", &record).0, 0);
-    let keyed = |customer: &str, key: &str, n: i64| {
-        let mut words = estimate(shape, n);
-        words.extend(["--key".to_string(), key.to_string()]);
-        let (code, held, err) = run_at(&s, NOW, &args(&["reserve", customer], words));
-        assert_eq!(code, 0, "{err}");
-        held["id"].as_str().unwrap().to_string()
-    };
-    let (acme, globex) = (keyed("acme", "job-1", 10), keyed("globex", "job-1", 20));
-    for (id, n) in [(&acme, 7), (&globex, 9)] {
-        let (code, settled, err) = settle(&s, shape, id, n, NOW);
-        assert_eq!(code, 0, "{err}");
-        assert_eq!(settled["recorded"], true, "{settled}");
-        // Sent again, without properties: the same event, nothing counted.
-        let (code, again, err) = run_at(&s, NOW, &args(&["settle", id], Vec::new()));
-        assert_eq!(code, 0, "{err}");
-        assert_eq!(again["duplicate"], true, "{again}");
-        assert_eq!(again["event_id"], settled["event_id"]);
-    }
-    let used_by = |customer: &str| {
-        let check = s.json(&["check", customer, "--json"]);
-        let meters = check["meters"].as_array().unwrap().clone();
-        let meter = meters.iter().find(|m| m["meter"] == shape.capped_meter());
-        meter.unwrap()["used"].as_i64().unwrap()
-    };
-    assert_eq!((used_by("acme"), used_by("globex")), (5 + 7, 9));
-
-    // A settle from before: its event under the reservation's key.
-    let old = keyed("acme", "job-2", 3);
-    let (code, settled, err) = settle(&s, shape, &old, 3, NOW);
-    assert_eq!(code, 0, "{err}");
-    let event = settled["event_id"].as_i64().unwrap();
-    s.inspect().exec(&format!(
-        "UPDATE usage_events SET idempotency_key = 'job-2' WHERE id = {event}"
-    ));
-    let (code, again, err) = run_at(&s, NOW, &args(&["settle", &old], properties(shape, 3)));
-    assert_eq!(code, 0, "{err}");
-    assert_eq!(again["duplicate"], true, "{again}");
-    assert_eq!(used_by("acme"), 5 + 7 + 3);
 }

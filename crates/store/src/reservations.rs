@@ -303,7 +303,7 @@ fn settled_event(
         .unwrap_or_default();
     properties.insert(crate::config::QUANTITY.to_string(), quantity.to_string());
     let mut event = settle_event(reservation, properties, now);
-    // Settles before the reservation's id became their key were keyed by its key.
+    // The key it was recorded under.
     if let Some(key) = key {
         event.idempotency_key = Some(IdempotencyKey {
             key,
@@ -314,8 +314,7 @@ fn settled_event(
 }
 
 /// The event a settle of `reservation` records, with `properties`, under the reservation's
-/// id: a settle sent twice records once, and a reservation's key, which names it among its
-/// customer's reservations only, cannot meet another customer's, nor an event's own key.
+/// key, else its id: a settle sent twice records once.
 fn settle_event(
     reservation: &Reservation,
     properties: Properties,
@@ -331,7 +330,10 @@ fn settle_event(
         now,
     );
     event.idempotency_key = Some(IdempotencyKey {
-        key: reservation.id.clone(),
+        key: reservation
+            .key
+            .clone()
+            .unwrap_or_else(|| reservation.id.clone()),
         source: KeySource::Native,
     });
     event

@@ -143,7 +143,9 @@ fn run_case(
                         meter: meter.map(str::to_string),
                         properties: properties(meter, *n),
                         ttl_secs: *ttl,
-                        key: key.map(|k| format!("k{k}")),
+                        // A settle's event takes the reservation's key, and event keys are
+                        // shared by all customers: each customer keys its own.
+                        key: key.map(|k| format!("{}-k{k}", customers[*c])),
                     });
                     (call.clone(), call)
                 }
