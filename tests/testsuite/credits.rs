@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::cli::Scratch;
+use crate::support::cli::{Scratch, run_at};
 use crate::support::engine::{Engine, engine_tests};
 use crate::support::serve::{Server, create_token};
 
@@ -297,17 +297,9 @@ fn a_money_grant_is_refused_when_no_unit_has_a_price(engine: Engine) {
 fn the_ledger_lists_entries_since_an_instant_and_exports_them(engine: Engine) {
     let s = acme(engine);
     let at = |now: &str, args: &[&str]| {
-        let out = s
-            .cmd()
-            .env("METERLINE_NOW", now)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let (code, _, err) = run_at(&s, now, &args);
+        assert_eq!(code, 0, "{err}");
     };
     at(NOW, &["credits", "grant", "acme", "10", "--key", "k-1"]);
     at(

@@ -274,7 +274,7 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(Behavior::ImmediateByKey)?;
-        let (results, batch) = decide_in(&tx, config, requests, now, Mode::Record)?;
+        let (results, batch) = decide_in(&tx, config, requests, now)?;
         if !commit(&results) {
             return Ok((results, false));
         }
@@ -305,17 +305,15 @@ pub(crate) struct Hold {
     pub credit_amount: rust_decimal::Decimal,
 }
 
-/// Decide `requests` in order inside `tx` (which must hold the write lock), as `mode` says;
-/// nothing is written until [`Batch::write`].
-pub(crate) fn decide_in<'t, 'c>(
+/// Record `requests` in order inside `tx` (which must hold the write lock); nothing is
+/// written until [`Batch::write`].
+fn decide_in<'t, 'c>(
     tx: &'t Connection,
     config: &'c Config,
     requests: &[RecordRequest],
     now: DateTime<Utc>,
-    mode: Mode,
 ) -> Result<(Vec<Decision>, Batch<'t, 'c>)> {
-    let mut batch = Batch::begin(tx, config, requests, now, mode == Mode::Settle)?;
-    batch.mode = mode;
+    let mut batch = Batch::begin(tx, config, requests, now, false)?;
     let mut results = Vec::with_capacity(requests.len());
     for req in requests {
         results.push(batch.decide(req)?);

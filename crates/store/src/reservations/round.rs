@@ -198,13 +198,7 @@ impl Round {
                         // Sent again: the first settle's event, or what is given under its key.
                         Some(event_id) => {
                             let first = settled_event(tx, reservation, event_id, now)?;
-                            match properties {
-                                Some(given) => RecordRequest {
-                                    idempotency_key: first.idempotency_key,
-                                    ..settle_event(reservation, given.clone(), now)
-                                },
-                                None => first,
-                            }
+                            sent_again(reservation, first, properties.as_ref(), now)
                         }
                         None => settle_event(
                             reservation,
@@ -335,13 +329,7 @@ impl Round {
         };
         // Settled earlier in this round: that event again, or what is given under its key.
         if let Some(first) = self.settled.get(id) {
-            event = match given {
-                Some(given) => RecordRequest {
-                    idempotency_key: first.idempotency_key.clone(),
-                    ..settle_event(&reservation, given.clone(), now)
-                },
-                None => first.clone(),
-            };
+            event = sent_again(&reservation, first.clone(), given, now);
         }
         let live = reservation.status == "held";
         if live {
@@ -561,4 +549,21 @@ fn case_of<'r>(
         "CASE id {} END",
         vec!["WHEN ? THEN ?"; reservations.len()].join(" ")
     )
+}
+
+/// A settle of `reservation` sent again after `first` recorded it: that event again, or
+/// `given` properties under its key (the same work is a duplicate, other work a conflict).
+fn sent_again(
+    reservation: &Reservation,
+    first: RecordRequest,
+    given: Option<&Properties>,
+    now: DateTime<Utc>,
+) -> RecordRequest {
+    match given {
+        Some(given) => RecordRequest {
+            idempotency_key: first.idempotency_key,
+            ..settle_event(reservation, given.clone(), now)
+        },
+        None => first,
+    }
 }
