@@ -16,6 +16,7 @@ shape_tests!(
     a_lapsed_hold_counts_for_nothing_and_its_settle_still_records,
     held_credits_are_not_spent_by_others_and_settle_burns_what_was_used,
     bad_reservations_are_refused_and_write_nothing,
+    a_key_is_one_reservation_and_one_event_across_customers,
     reservations_over_http_race_without_overdrawing,
     kill_9_mid_reservations_loses_no_acknowledged_settle,
 );
@@ -268,6 +269,49 @@ fn bad_reservations_are_refused_and_write_nothing(engine: Engine, shape: Shape) 
     assert_eq!(
         reservation_rows(&s),
         rows + 1 + first["holds"].as_array().unwrap().len() as i64
+    );
+}
+
+/// A settle records its event under the reservation's key, and event keys are unique across
+/// customers: so a key another customer reserved, or an event holds, is refused at the reserve
+/// (exit 2, nothing held), not at the settle once the work is done.
+fn a_key_is_one_reservation_and_one_event_across_customers(engine: Engine, shape: Shape) {
+    let s = scratch(engine, shape);
+    s.add_customer("globex", "free", "2026-11-01");
+    let keyed =
+        |customer: &str, key: &str| args(&["reserve", customer, "--key", key], estimate(shape, 2));
+    let (code, acme, err) = run_at(&s, NOW, &keyed("acme", "job-1"));
+    assert_eq!(code, 0, "{err}");
+    let rows = reservation_rows(&s);
+    let (code, _, err) = run_at(&s, NOW, &keyed("globex", "job-1"));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("another customer"), "{err}");
+    let mut recorded = shape.counting(1);
+    recorded.extend(["--key".to_string(), "rec-1".to_string()]);
+    assert_eq!(s.record_json("globex", &recorded).0, 0);
+    for customer in ["acme", "globex"] {
+        let (code, _, err) = run_at(&s, NOW, &keyed(customer, "rec-1"));
+        assert_eq!(code, 2, "{customer}: {err}");
+        assert!(err.contains("already recorded event"), "{customer}: {err}");
+    }
+    assert_eq!(
+        reservation_rows(&s),
+        rows,
+        "a refused reserve holds nothing"
+    );
+    // The key's own reservation settles, and a resent reserve still finds it.
+    let id = acme["id"].as_str().unwrap();
+    let (code, settled, err) = settle(&s, shape, id, 2, NOW);
+    assert_eq!(
+        (code, settled["recorded"].clone()),
+        (0, json!(true)),
+        "{err}"
+    );
+    let (code, again, err) = run_at(&s, NOW, &keyed("acme", "job-1"));
+    assert_eq!(
+        (code, again["id"].clone()),
+        (0, acme["id"].clone()),
+        "{err}"
     );
 }
 

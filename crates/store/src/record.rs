@@ -390,6 +390,14 @@ impl<'t, 'c> Batch<'t, 'c> {
         }
     }
 
+    /// The id of the event stored, or recorded by this batch, under `key`.
+    pub(crate) fn stored_event(&self, key: &IdempotencyKey) -> Option<i64> {
+        match self.events.with_key(key) {
+            Some(event) => Some(event.id),
+            None => self.stored_keys.get(key).map(|original| original.id),
+        }
+    }
+
     /// What the last reserved event would hold (`Mode::Reserve`).
     pub(crate) fn take_holds(&mut self) -> Vec<Hold> {
         std::mem::take(&mut self.holds)

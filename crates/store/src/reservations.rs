@@ -181,18 +181,18 @@ fn from_row(r: &crate::db::Row<'_>, now: &str) -> Result<Stored> {
     ))
 }
 
-/// The stored reservations named by `ids`, or by `keyed`'s (customer, key), with their
-/// holds: two queries however many (each a round trip on PostgreSQL).
+/// The stored reservations named by `ids`, or by `keys` (of any customer), with their holds:
+/// two queries however many (each a round trip on PostgreSQL).
 pub(super) fn read_named(
     conn: &Connection,
     ids: &[&str],
-    keyed: &[(&str, &str)],
+    keys: &[&str],
     now: DateTime<Utc>,
 ) -> Result<HashMap<String, Stored>> {
     let now = format_ts(now);
-    let mut found = HashMap::with_capacity(ids.len() + keyed.len());
+    let mut found = HashMap::with_capacity(ids.len() + keys.len());
     let id_chunks: Vec<_> = crate::db::in_lists(ids).collect();
-    let key_chunks: Vec<_> = keyed.chunks(MAX_KEYS_PER_READ).collect();
+    let key_chunks: Vec<_> = crate::db::in_lists(keys).collect();
     for i in 0..id_chunks.len().max(key_chunks.len()) {
         let mut wanted = Vec::new();
         let mut params: Vec<&dyn crate::db::Param> = Vec::new();
@@ -200,18 +200,9 @@ pub(super) fn read_named(
             wanted.push(format!("id IN ({list})"));
             params.extend_from_slice(id_params);
         }
-        if let Some(chunk) = key_chunks.get(i) {
-            // A probe of the (customer, key) index each, padded to a power of two with the
-            // last pair so that few statements are prepared.
-            let padded = chunk.len().next_power_of_two();
-            let last = &chunk[chunk.len() - 1];
-            for (customer, key) in chunk
-                .iter()
-                .chain(std::iter::repeat_n(last, padded - chunk.len()))
-            {
-                wanted.push("(customer_id = ? AND idempotency_key = ?)".into());
-                params.extend_from_slice(&[customer as &dyn crate::db::Param, key]);
-            }
+        if let Some((list, key_params)) = key_chunks.get(i) {
+            wanted.push(format!("idempotency_key IN ({list})"));
+            params.extend_from_slice(key_params);
         }
         let wanted = wanted.join(" OR ");
         let mut statement = conn.prepare_cached(&format!(
@@ -243,9 +234,6 @@ pub(super) fn read_named(
     }
     Ok(found)
 }
-
-/// (customer, key) pairs a read of reservations looks up at once.
-const MAX_KEYS_PER_READ: usize = 128;
 
 /// The reservation `id`, or the 404 error naming it.
 fn find(conn: &Connection, id: &str, now: DateTime<Utc>) -> Result<Stored> {
@@ -329,14 +317,18 @@ fn settle_event(
         properties,
         now,
     );
-    event.idempotency_key = Some(IdempotencyKey {
-        key: reservation
-            .key
-            .clone()
-            .unwrap_or_else(|| reservation.id.clone()),
-        source: KeySource::Native,
-    });
+    event.idempotency_key = Some(settle_key(
+        reservation.key.as_deref().unwrap_or(&reservation.id),
+    ));
     event
+}
+
+/// The key a settle records its event under: the reservation's (else its id), a native one.
+fn settle_key(key: &str) -> IdempotencyKey {
+    IdempotencyKey {
+        key: key.to_string(),
+        source: KeySource::Native,
+    }
 }
 
 fn validate(request: &NewReservation) -> Result<()> {

@@ -12,7 +12,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use super::{
     HeldMeter, Released, Reservation, ReservationAnswer, ReservationCall, Reserved, Settled,
-    Stored, event_of, read_named, settle_event, settled_event, validate,
+    Stored, event_of, read_named, settle_event, settle_key, settled_event, validate,
 };
 use crate::billing::format_ts;
 use crate::config::Config;
@@ -36,8 +36,9 @@ struct Round {
     /// The stored reservations its settles, releases and resent reserves name, and those it
     /// made.
     known: HashMap<String, Stored>,
-    /// Each keyed reservation known: (customer, key) -> id.
-    by_key: HashMap<(String, String), String>,
+    /// The keyed reservations known, by key: one, or, made before keys were unique across
+    /// customers (migration 20), one per customer.
+    by_key: HashMap<String, Vec<String>>,
     /// The reservations the round made, in order: written at its end.
     made: Vec<String>,
     made_ids: HashSet<String>,
@@ -61,7 +62,19 @@ pub(super) fn calls_in(
         .iter()
         .map(|call| round.event_for(tx, call, now))
         .collect::<Result<Vec<_>>>()?;
-    let requests: Vec<RecordRequest> = events.iter().flatten().cloned().collect();
+    // A reserve's event is looked up under the key its settle will record it with: a key an
+    // event holds already is refused now, not once the work is done.
+    let requests: Vec<RecordRequest> = calls
+        .iter()
+        .zip(&events)
+        .filter_map(|(call, event)| {
+            let mut event = event.clone()?;
+            if let ReservationCall::Reserve(r) = call {
+                event.idempotency_key = r.key.as_deref().map(settle_key);
+            }
+            Some(event)
+        })
+        .collect();
     // A round that decides no event (releases only) reads no plan, no wallet, nothing.
     let mut batch = match config.filter(|_| !requests.is_empty()) {
         Some(config) => Some(Batch::begin(tx, config, &requests, now, true)?),
@@ -134,12 +147,12 @@ impl Round {
     /// The stored reservations `calls` name, by id or by a reserve's key.
     fn read(tx: &Connection, calls: &[ReservationCall], now: DateTime<Utc>) -> Result<Round> {
         let mut ids = Vec::new();
-        let mut keyed = Vec::new();
+        let mut keys = Vec::new();
         for call in calls {
             match call {
                 ReservationCall::Reserve(r) => {
                     if let Some(key) = &r.key {
-                        keyed.push((r.customer.as_str(), key.as_str()));
+                        keys.push(key.as_str());
                     }
                 }
                 ReservationCall::Settle { id, .. } | ReservationCall::Release(id) => {
@@ -149,17 +162,19 @@ impl Round {
         }
         ids.sort_unstable();
         ids.dedup();
-        keyed.sort_unstable();
-        keyed.dedup();
-        let known = if ids.is_empty() && keyed.is_empty() {
+        keys.sort_unstable();
+        keys.dedup();
+        let known = if ids.is_empty() && keys.is_empty() {
             HashMap::new()
         } else {
-            read_named(tx, &ids, &keyed, now)?
+            read_named(tx, &ids, &keys, now)?
         };
-        let by_key = known
-            .values()
-            .filter_map(|(r, _)| Some(((r.customer.clone(), r.key.clone()?), r.id.clone())))
-            .collect();
+        let mut by_key: HashMap<String, Vec<String>> = HashMap::new();
+        for (r, _) in known.values() {
+            if let Some(key) = &r.key {
+                by_key.entry(key.clone()).or_default().push(r.id.clone());
+            }
+        }
         Ok(Round {
             known,
             by_key,
@@ -174,6 +189,19 @@ impl Round {
             .get(id)
             .filter(|_| !self.made_ids.contains(id))
             .ok_or_else(|| Error::UnknownReservation(id.to_string()))
+    }
+
+    /// The reservation `request`'s key made for its customer, if any, and else the id of one
+    /// it made for another customer.
+    fn keyed(&self, request: &super::NewReservation) -> (Option<&Reservation>, Option<&str>) {
+        let Some(ids) = request.key.as_ref().and_then(|key| self.by_key.get(key)) else {
+            return (None, None);
+        };
+        let made: Vec<&Reservation> = ids.iter().map(|id| &self.known[id].0).collect();
+        match made.iter().find(|r| r.customer == request.customer) {
+            Some(own) => (Some(own), None),
+            None => (None, made.first().map(|r| r.id.as_str())),
+        }
     }
 
     /// The event `call` will decide, as far as the stored reservations tell before the round:
@@ -227,10 +255,17 @@ impl Round {
         if let Err(e) = validate(request) {
             return Ok(Err(e));
         }
-        if let Some(key) = &request.key
-            && let Some(id) = self.by_key.get(&(request.customer.clone(), key.clone()))
-            && let Some((reservation, _)) = self.known.get(id)
-        {
+        let (own, others) = self.keyed(request);
+        if let Some(other) = others {
+            return Ok(Err(Error::IdempotencyConflict(format!(
+                "idempotency key \"{}\" already made reservation {other} for another customer; \
+                 a settle records its event under the reservation's key, and event keys are \
+                 unique across customers: use a new key",
+                sanitize(request.key.as_deref().unwrap_or_default()),
+            ))));
+        }
+        if let Some(reservation) = own {
+            let key = request.key.as_deref().unwrap_or_default();
             if reservation.event_type != request.event_type
                 || reservation.meter != request.meter
                 || reservation.properties != request.properties
@@ -247,6 +282,15 @@ impl Round {
         let (Some(event), Some(batch)) = (event, batch) else {
             return Err(Error::Database("a reserve without its event".into()));
         };
+        if let Some(key) = &request.key
+            && let Some(event_id) = batch.stored_event(&settle_key(key))
+        {
+            return Ok(Err(Error::IdempotencyConflict(format!(
+                "idempotency key \"{}\" already recorded event {event_id}; a settle records \
+                 its event under the reservation's key: use a new key",
+                sanitize(key),
+            ))));
+        }
         batch.set_mode(Mode::Reserve);
         let outcome = match batch.decide(&event)? {
             Ok(outcome) => outcome,
@@ -284,8 +328,7 @@ impl Round {
         };
         let id = reservation.id.clone();
         if let Some(key) = &request.key {
-            self.by_key
-                .insert((request.customer.clone(), key.clone()), id.clone());
+            self.by_key.entry(key.clone()).or_default().push(id.clone());
         }
         let period_start = format_ts(outcome.check.period_start);
         self.known
