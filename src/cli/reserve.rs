@@ -35,7 +35,8 @@ pub struct ReserveArgs {
 pub struct SettleArgs {
     /// The reservation id `reserve` printed.
     reservation: String,
-    /// What the work really used; repeat for more (default: the estimate).
+    /// What the work really used, each in place of the estimate's (the rest is kept); repeat
+    /// for more.
     #[arg(long = "property", value_name = "KEY=VALUE", value_parser = super::record::property)]
     properties: Vec<(String, String)>,
     #[arg(long)]

@@ -17,6 +17,7 @@ shape_tests!(
     held_credits_are_not_spent_by_others_and_settle_burns_what_was_used,
     bad_reservations_are_refused_and_write_nothing,
     a_key_is_one_reservation_and_one_event_across_customers,
+    a_settle_names_what_changed_and_keeps_the_estimates_other_properties,
     reservations_over_http_race_without_overdrawing,
     kill_9_mid_reservations_loses_no_acknowledged_settle,
 );
@@ -313,6 +314,41 @@ fn a_key_is_one_reservation_and_one_event_across_customers(engine: Engine, shape
         (0, acme["id"].clone()),
         "{err}"
     );
+}
+
+/// `settle ID --property tokens=7` is how a product says what the work used: the estimate's
+/// other properties (the model, the user, anything else) stay, each given one replaces its own.
+fn a_settle_names_what_changed_and_keeps_the_estimates_other_properties(
+    engine: Engine,
+    shape: Shape,
+) {
+    let s = scratch(engine, shape);
+    let mut estimate = estimate(shape, 5);
+    estimate.extend(["--property".to_string(), "region=eu".to_string()]);
+    let (code, reserved, err) = run_at(&s, NOW, &args(&["reserve", "acme"], estimate));
+    assert_eq!(code, 0, "{err}");
+    let counted = match shape {
+        Shape::Legacy => "quantity=7",
+        Shape::Meters => "tokens=7",
+    };
+    let id = reserved["id"].as_str().unwrap();
+    let (code, settled, err) = run_at(
+        &s,
+        NOW,
+        &args(&["settle", id, "--property", counted], vec![]),
+    );
+    assert_eq!((code, settled["recorded"].clone()), (0, json!(true)), "{err}");
+    assert_eq!(used(&s, shape), 7);
+    let stored = s.inspect().rows(&format!(
+        "SELECT properties FROM usage_events WHERE id = {}",
+        settled["event_id"]
+    ));
+    let properties: Value = serde_json::from_str(&stored[0][0]).unwrap();
+    assert_eq!(properties["region"], "eu", "{properties}");
+    if shape == Shape::Meters {
+        assert_eq!(properties["model"], "large", "{properties}");
+        assert_eq!(properties["tokens"], "7", "{properties}");
+    }
 }
 
 /// The properties of `n` units on the shape's capped meter, as JSON.

@@ -323,6 +323,16 @@ fn settle_event(
     event
 }
 
+/// The properties a settle records: the estimate's, each of `given` in its place. A settle
+/// names what the work changed (the tokens it used) and keeps the rest (the model, the user).
+fn settled_properties(reservation: &Reservation, given: Option<&Properties>) -> Properties {
+    let mut properties = reservation.properties.clone();
+    if let Some(given) = given {
+        properties.extend(given.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    properties
+}
+
 /// The key a settle records its event under: the reservation's (else its id), a native one.
 fn settle_key(key: &str) -> IdempotencyKey {
     IdempotencyKey {

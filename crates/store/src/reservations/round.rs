@@ -12,7 +12,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use super::{
     HeldMeter, Released, Reservation, ReservationAnswer, ReservationCall, Reserved, Settled,
-    Stored, event_of, read_named, settle_event, settle_key, settled_event, validate,
+    Stored, event_of, read_named, settle_event, settle_key, settled_event, settled_properties,
+    validate,
 };
 use crate::billing::format_ts;
 use crate::config::Config;
@@ -230,9 +231,7 @@ impl Round {
                         }
                         None => settle_event(
                             reservation,
-                            properties
-                                .clone()
-                                .unwrap_or_else(|| reservation.properties.clone()),
+                            settled_properties(reservation, properties.as_ref()),
                             now,
                         ),
                     })
@@ -344,8 +343,8 @@ impl Round {
         ))))
     }
 
-    /// Record the event a reservation stood for, with what the work really used (`given`;
-    /// the estimate's when `None`), and free its hold. A settle is never refused by caps or
+    /// Record the event a reservation stood for, with what the work really used (`given`,
+    /// each in place of the estimate's), and free its hold. A settle is never refused by caps or
     /// credits. A resend answers with the event recorded the first time; a released
     /// reservation cannot be settled.
     fn settle(
@@ -605,7 +604,11 @@ fn sent_again(
     match given {
         Some(given) => RecordRequest {
             idempotency_key: first.idempotency_key,
-            ..settle_event(reservation, given.clone(), now)
+            ..settle_event(
+                reservation,
+                settled_properties(reservation, Some(given)),
+                now,
+            )
         },
         None => first,
     }
