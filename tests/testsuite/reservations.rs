@@ -327,6 +327,9 @@ fn a_settle_names_what_changed_and_keeps_the_estimates_other_properties(
     estimate.extend(["--property".to_string(), "region=eu".to_string()]);
     let (code, reserved, err) = run_at(&s, NOW, &args(&["reserve", "acme"], estimate));
     assert_eq!(code, 0, "{err}");
+    // The hold takes no unit credits (acme has none): no meter's units to show.
+    let balance = s.json(&["credits", "acme", "--json"]);
+    assert_eq!(balance["units"], json!({}), "{balance}");
     let counted = match shape {
         Shape::Legacy => "quantity=7",
         Shape::Meters => "tokens=7",
@@ -337,7 +340,11 @@ fn a_settle_names_what_changed_and_keeps_the_estimates_other_properties(
         NOW,
         &args(&["settle", id, "--property", counted], vec![]),
     );
-    assert_eq!((code, settled["recorded"].clone()), (0, json!(true)), "{err}");
+    assert_eq!(
+        (code, settled["recorded"].clone()),
+        (0, json!(true)),
+        "{err}"
+    );
     assert_eq!(used(&s, shape), 7);
     let stored = s.inspect().rows(&format!(
         "SELECT properties FROM usage_events WHERE id = {}",

@@ -633,7 +633,8 @@ impl Store {
             }
         }
         balance.money.hold(held.money);
-        for (meter, units) in held.credit_units {
+        // A live hold on a meter without unit credits holds none of them: not a line.
+        for (meter, units) in held.credit_units.into_iter().filter(|(_, u)| *u != 0) {
             balance
                 .units
                 .entry(meter)
