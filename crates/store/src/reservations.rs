@@ -182,7 +182,7 @@ fn from_row(r: &crate::db::Row<'_>, now: &str) -> Result<Stored> {
 }
 
 /// The stored reservations named by `ids`, or by `keys` (of any customer), with their holds:
-/// two queries however many (each a round trip on PostgreSQL).
+/// two queries for up to 512 of each (each a round trip on PostgreSQL).
 pub(super) fn read_named(
     conn: &Connection,
     ids: &[&str],
@@ -213,26 +213,54 @@ pub(super) fn read_named(
             let stored = from_row(&row, &now)?;
             found.insert(stored.0.id.clone(), stored);
         }
-        let mut statement = conn.prepare_cached(&format!(
-            "SELECT reservation_id, meter_id, units, credit_units, credit_amount
-             FROM reservation_holds WHERE reservation_id IN
-                 (SELECT id FROM reservations WHERE {wanted})
-             ORDER BY meter_id"
-        ))?;
-        let mut rows = statement.query(params.as_slice())?;
-        while let Some(r) = rows.next()? {
-            let id: String = r.get(0)?;
-            if let Some((reservation, _)) = found.get_mut(&id) {
-                reservation.holds.push(HeldMeter {
-                    meter: r.get(1)?,
-                    units: r.get(2)?,
-                    credit_units: r.get(3)?,
-                    credit_amount: crate::meters::standing::stored_amount(&r.get::<_, String>(4)?),
-                });
-            }
+    }
+    let read: Vec<&str> = found.keys().map(String::as_str).collect();
+    for (id, hold) in holds_of(conn, &read)? {
+        if let Some((reservation, _)) = found.get_mut(&id) {
+            reservation.holds.push(HeldMeter {
+                meter: hold.meter,
+                units: hold.units,
+                credit_units: hold.credit_units,
+                credit_amount: crate::meters::standing::stored_amount(&hold.credit_amount),
+            });
         }
     }
     Ok(found)
+}
+
+/// One `reservation_holds` row as stored.
+struct StoredHold {
+    meter: String,
+    units: i64,
+    credit_units: i64,
+    credit_amount: String,
+}
+
+/// The holds of the reservations `ids`, each with its reservation's id, by meter: probes of
+/// the holds' primary key. (Asked through a subquery on `reservations`, PostgreSQL scanned
+/// every hold ever made, and a round slowed as the table grew.)
+fn holds_of(conn: &Connection, ids: &[&str]) -> Result<Vec<(String, StoredHold)>> {
+    let mut holds = Vec::new();
+    for (list, params) in crate::db::in_lists(ids) {
+        let mut statement = conn.prepare_cached(&format!(
+            "SELECT reservation_id, meter_id, units, credit_units, credit_amount
+             FROM reservation_holds WHERE reservation_id IN ({list})
+             ORDER BY reservation_id, meter_id"
+        ))?;
+        let mut rows = statement.query(params.as_slice())?;
+        while let Some(r) = rows.next()? {
+            holds.push((
+                r.get(0)?,
+                StoredHold {
+                    meter: r.get(1)?,
+                    units: r.get(2)?,
+                    credit_units: r.get(3)?,
+                    credit_amount: r.get(4)?,
+                },
+            ));
+        }
+    }
+    Ok(holds)
 }
 
 /// The reservation `id`, or the 404 error naming it.
@@ -372,9 +400,9 @@ pub(crate) struct LiveHold {
     pub credit_amount: String,
 }
 
-/// What the live reservations of `customers` hold at `now`: their reservations not ended,
-/// then the holds of those, less those expired. Two plain statements however many customers:
-/// SQLite prepared their JOIN again on every run (a tenth of a check).
+/// What the live reservations of `customers` hold at `now`: their reservations not ended
+/// nor expired, then the holds of those. Two plain statements however many customers: SQLite
+/// prepared their JOIN again on every run (a tenth of a check).
 pub(crate) fn live_holds(
     conn: &Connection,
     customers: &[&str],
@@ -395,30 +423,19 @@ pub(crate) fn live_holds(
                 live.insert(r.get(0)?, (r.get(4)?, r.get(2)?, r.get(3)?));
             }
         }
-        if live.is_empty() {
-            continue;
-        }
-        let mut statement = conn.prepare_cached(&format!(
-            "SELECT reservation_id, meter_id, units, credit_units, credit_amount
-             FROM reservation_holds WHERE reservation_id IN
-                 (SELECT id FROM reservations WHERE customer_id IN ({list}) AND ended_at IS NULL)"
-        ))?;
-        let mut rows = statement.query(params.as_slice())?;
-        while let Some(r) = rows.next()? {
-            let Some((customer, period_start, created_at)) = live.get(&r.get::<_, String>(0)?)
-            else {
-                continue;
-            };
-            holds.push(LiveHold {
-                customer: customer.clone(),
-                created_at: created_at.clone(),
-                period_start: period_start.clone(),
-                meter: r.get(1)?,
-                units: r.get(2)?,
-                credit_units: r.get(3)?,
-                credit_amount: r.get(4)?,
-            });
-        }
+    }
+    let ids: Vec<&str> = live.keys().map(String::as_str).collect();
+    for (id, hold) in holds_of(conn, &ids)? {
+        let (customer, period_start, created_at) = &live[&id];
+        holds.push(LiveHold {
+            customer: customer.clone(),
+            created_at: created_at.clone(),
+            period_start: period_start.clone(),
+            meter: hold.meter,
+            units: hold.units,
+            credit_units: hold.credit_units,
+            credit_amount: hold.credit_amount,
+        });
     }
     Ok(holds)
 }
