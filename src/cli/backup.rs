@@ -8,7 +8,7 @@ use crate::Result;
 pub struct Args {
     /// Where to write the copy; must not exist yet.
     pub path: PathBuf,
-    #[arg(long)]
+    #[arg(long, help = super::JSON_HELP)]
     pub json: bool,
 }
 

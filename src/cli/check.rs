@@ -9,7 +9,7 @@ pub struct Args {
     /// Only this meter, its object at the top level.
     #[arg(long, value_name = "ID")]
     pub meter: Option<String>,
-    #[arg(long)]
+    #[arg(long, help = super::JSON_HELP)]
     pub json: bool,
     /// Exit 3 when the customer may not use more (`allowed` is false), for shell callers.
     #[arg(long)]

@@ -12,7 +12,7 @@ pub struct Args {
     /// empty.
     #[arg(value_name = "URL")]
     pub url: String,
-    #[arg(long)]
+    #[arg(long, help = super::JSON_HELP)]
     pub json: bool,
 }
 

@@ -17,7 +17,7 @@ pub struct Args {
     /// The customer whose balance, held and available credits and live grants to show.
     #[arg(required = true)]
     customer: Option<String>,
-    #[arg(long)]
+    #[arg(long, help = super::JSON_HELP)]
     json: bool,
 }
 
@@ -31,13 +31,13 @@ enum Command {
         /// From this instant (inclusive).
         #[arg(long, value_parser = crate::billing::parse_ts)]
         since: Option<DateTime<Utc>>,
-        #[arg(long)]
+        #[arg(long, help = super::JSON_HELP)]
         json: bool,
     },
     /// Void a grant: its remainder is removed by a ledger entry; what it paid stays paid.
     Void {
         grant_id: i64,
-        #[arg(long)]
+        #[arg(long, help = super::JSON_HELP)]
         json: bool,
     },
 }
@@ -68,7 +68,7 @@ struct GrantArgs {
     /// An idempotency key: a resend returns the same grant, other parameters are refused.
     #[arg(long)]
     key: Option<String>,
-    #[arg(long)]
+    #[arg(long, help = super::JSON_HELP)]
     json: bool,
 }
 

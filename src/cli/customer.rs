@@ -24,46 +24,46 @@ pub enum Command {
         /// First day of its billing periods (default: today).
         #[arg(long, value_parser = parse_date)]
         anchor: Option<NaiveDate>,
-        #[arg(long)]
+        #[arg(long, help = super::JSON_HELP)]
         json: bool,
     },
     /// Move a customer to another plan.
     SetPlan {
         id: String,
         plan: String,
-        #[arg(long)]
+        #[arg(long, help = super::JSON_HELP)]
         json: bool,
     },
     /// Set the Stripe customer id its usage is reported under.
     SetStripe {
         id: String,
         stripe_customer: String,
-        #[arg(long)]
+        #[arg(long, help = super::JSON_HELP)]
         json: bool,
     },
     /// Give a customer a new display name.
     Rename {
         id: String,
         name: String,
-        #[arg(long)]
+        #[arg(long, help = super::JSON_HELP)]
         json: bool,
     },
     /// Archive a customer: hidden from the dashboard, new usage refused; data and unreported
     /// usage stay (still synced).
     Archive {
         id: String,
-        #[arg(long)]
+        #[arg(long, help = super::JSON_HELP)]
         json: bool,
     },
     /// Take an archived customer back.
     Unarchive {
         id: String,
-        #[arg(long)]
+        #[arg(long, help = super::JSON_HELP)]
         json: bool,
     },
     /// List customers.
     List {
-        #[arg(long)]
+        #[arg(long, help = super::JSON_HELP)]
         json: bool,
     },
 }

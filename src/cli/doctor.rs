@@ -13,7 +13,7 @@ use crate::{Config, Error, Result, Store};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    #[arg(long)]
+    #[arg(long, help = super::JSON_HELP)]
     pub json: bool,
 }
 

@@ -14,7 +14,7 @@ pub struct Args {
     /// plans.toml's [[meters]]).
     #[arg(long, value_name = "ID")]
     pub meter: Option<String>,
-    #[arg(long)]
+    #[arg(long, help = super::JSON_HELP)]
     pub json: bool,
 }
 

@@ -55,6 +55,9 @@ use clap::{Parser, Subcommand};
 use crate::store::OpenOptions;
 use crate::{Config, Result, Store};
 
+/// Every `--json` flag's help: one wording, and where its fields are told.
+const JSON_HELP: &str = "Print JSON instead of text (fields: README and docs/api.md)";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "meterline",

@@ -34,7 +34,7 @@ pub struct Args {
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     pub grace: u64,
     /// Print a JSON array of rows.
-    #[arg(long)]
+    #[arg(long, help = super::JSON_HELP)]
     pub json: bool,
 }
 

@@ -38,7 +38,7 @@ pub struct Args {
     /// A property of the event, what its meter aggregates or groups by; repeat for more.
     #[arg(long = "property", value_name = "KEY=VALUE", value_parser = property)]
     pub properties: Vec<(String, String)>,
-    #[arg(long)]
+    #[arg(long, help = super::JSON_HELP)]
     pub json: bool,
     /// Record NDJSON events from FILE or `-` (stdin), one object a line with the fields of
     /// `POST /v1/events`, in transactions of up to 1,000 events.

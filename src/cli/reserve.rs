@@ -24,10 +24,11 @@ pub struct ReserveArgs {
     /// How long the hold lasts unless settled or released: 90s, 10m, 1h (at most 1h).
     #[arg(long, value_parser = ttl, default_value = "10m")]
     ttl: i64,
-    /// A repeated key returns the same reservation.
+    /// A repeated key returns the same reservation; a settle records its event under it, so
+    /// one that another customer or an event holds is refused.
     #[arg(long)]
     key: Option<String>,
-    #[arg(long)]
+    #[arg(long, help = super::JSON_HELP)]
     json: bool,
 }
 
@@ -39,7 +40,7 @@ pub struct SettleArgs {
     /// for more.
     #[arg(long = "property", value_name = "KEY=VALUE", value_parser = super::record::property)]
     properties: Vec<(String, String)>,
-    #[arg(long)]
+    #[arg(long, help = super::JSON_HELP)]
     json: bool,
 }
 
@@ -47,7 +48,7 @@ pub struct SettleArgs {
 pub struct ReleaseArgs {
     /// The reservation id `reserve` printed.
     reservation: String,
-    #[arg(long)]
+    #[arg(long, help = super::JSON_HELP)]
     json: bool,
 }
 

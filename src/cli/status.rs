@@ -7,7 +7,7 @@ use crate::store::Backlog;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    #[arg(long)]
+    #[arg(long, help = super::JSON_HELP)]
     pub json: bool,
 }
 

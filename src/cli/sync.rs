@@ -16,7 +16,7 @@ pub struct Args {
     #[arg(long)]
     pub dry_run: bool,
     /// Print the summary as one line of JSON.
-    #[arg(long)]
+    #[arg(long, help = super::JSON_HELP)]
     pub json: bool,
     /// Send at most N meter events (reports in aggregate mode, else usage events), oldest first.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]

@@ -12,7 +12,7 @@ pub enum Command {
     },
     /// Names, creation and last use (never the tokens).
     List {
-        #[arg(long)]
+        #[arg(long, help = super::JSON_HELP)]
         json: bool,
     },
     /// Revoke a token; the server refuses it within a second.
