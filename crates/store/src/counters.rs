@@ -334,7 +334,7 @@ impl<'c> Counters<'c> {
         );
         // Cached: SQLite prepares an upsert of several rows slowly, and a batch's row
         // counts repeat (all but its last statement are full).
-        conn.prepare_cached(&sql)?.execute(values.as_slice())?;
+        conn.write(&sql, values.as_slice())?;
         Ok(())
     }
 }

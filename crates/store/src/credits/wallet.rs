@@ -536,7 +536,7 @@ impl Wallets {
                  VALUES {}",
                 vec!["(?, ?, 'burn', ?, ?, ?, ?)"; chunk.len()].join(",")
             );
-            conn.prepare_cached(&sql)?.execute(values.as_slice())?;
+            conn.write(&sql, values.as_slice())?;
         }
         self.burns.clear();
         self.burnt.clear();

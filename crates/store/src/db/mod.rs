@@ -264,6 +264,17 @@ impl Connection {
         self.prepare_cached(sql)?.execute(params)
     }
 
+    /// A write whose count of rows nobody reads. SQLite runs it now; PostgreSQL, inside a
+    /// transaction, sends it with the transaction's next statement, so the writes at the end
+    /// of a batch cost one round trip rather than one each (`postgres::later`).
+    pub(crate) fn write(&self, sql: &str, params: impl Params) -> Result<()> {
+        match self {
+            Connection::Sqlite(_) => self.execute(sql, params).map(|_| ()),
+            #[cfg(feature = "postgres")]
+            Connection::Postgres(c) => params.with(|p| c.write_later(sql, p)),
+        }
+    }
+
     /// Several statements without parameters (migrations, fixed updates). Without the
     /// `postgres` feature nothing calls it: SQLite's COMMIT and ROLLBACK are cached statements.
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]

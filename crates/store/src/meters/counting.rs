@@ -656,7 +656,7 @@ impl MeterCounters {
             );
             // Cached: SQLite prepares an upsert of several rows slowly, and a batch's row
             // counts repeat (all but its last statement are full).
-            conn.prepare_cached(&sql)?.execute(values.as_slice())?;
+            conn.write(&sql, values.as_slice())?;
         }
         for &i in &dirty {
             self.rows[i].dirty = false;
@@ -744,8 +744,7 @@ fn insert_values(conn: &Connection, key: &Key, new: &[&String]) -> Result<()> {
         for value in chunk {
             bound.push(*value);
         }
-        conn.prepare_cached(statement_text(&INSERT_VALUES, width)?)?
-            .execute(bound.as_slice())?;
+        conn.write(statement_text(&INSERT_VALUES, width)?, bound.as_slice())?;
     }
     Ok(())
 }

@@ -562,13 +562,15 @@ impl Round {
             let ended_as = case_of(&reservations, &mut values, |r| &r.status);
             let event_id = case_of(&reservations, &mut values, |r| &r.event_id);
             values.extend(reservations.iter().map(|r| &r.id as &dyn Param));
-            tx.prepare_cached(&format!(
-                "UPDATE reservations SET ended_at = {ended_at}, ended_as = {ended_as},
-                     event_id = {event_id}
-                 WHERE id IN ({})",
-                vec!["?"; reservations.len()].join(",")
-            ))?
-            .execute(values.as_slice())?;
+            tx.write(
+                &format!(
+                    "UPDATE reservations SET ended_at = {ended_at}, ended_as = {ended_as},
+                         event_id = {event_id}
+                     WHERE id IN ({})",
+                    vec!["?"; reservations.len()].join(",")
+                ),
+                values.as_slice(),
+            )?;
         }
         Ok(())
     }

@@ -464,7 +464,7 @@ pub(super) fn add_all(conn: &Connection, added: &[Added<'_>]) -> Result<()> {
                  seconds = excluded.seconds",
             vec!["(?,?,?,?,?,?)"; chunk.len()].join(",")
         );
-        conn.prepare_cached(&sql)?.execute(values.as_slice())?;
+        conn.write(&sql, values.as_slice())?;
     }
     Ok(())
 }

@@ -26,6 +26,7 @@ engine_tests!(
     status_puts_the_customers_most_at_risk_first,
     a_repeated_key_returns_the_original_event_and_counts_nothing,
     history_lists_no_period_before_the_customer_existed,
+    a_write_refused_at_its_end_leaves_nothing_and_the_connection_usable,
 );
 
 fn t(text: &str) -> DateTime<Utc> {
@@ -592,4 +593,34 @@ fn history_lists_no_period_before_the_customer_existed(engine: Engine) {
         .map(|r| meterline_core::billing::format_ts(r.check.period_start))
         .collect();
     assert_eq!(starts, ["2026-10-15T00:00:00Z", "2026-11-15T00:00:00Z"]);
+}
+
+/// The database refuses a batch's write at its end (here a trigger behind meterline's back;
+/// in life a full disk or a constraint): the record fails whole, nothing of it is kept, and the
+/// same connection records the next event. On PostgreSQL the end's writes go out together just
+/// before COMMIT (`db::postgres::later`), so this is where a refusal comes.
+fn a_write_refused_at_its_end_leaves_nothing_and_the_connection_usable(engine: Engine) {
+    let mut f = Fixture::new(engine, &[("acme", "starter", "2026-10-01")]);
+    f.record("acme", 5);
+    f.db.inspect().exec(match engine {
+        Engine::Sqlite => {
+            "CREATE TRIGGER refuse_seven BEFORE INSERT ON usage_events WHEN NEW.quantity = 7
+             BEGIN SELECT RAISE(ABORT, 'seven refused'); END;"
+        }
+        Engine::Postgres => {
+            "CREATE FUNCTION refuse_seven() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN IF NEW.quantity = 7 THEN RAISE EXCEPTION 'seven refused'; END IF;
+             RETURN NEW; END $$;
+             CREATE TRIGGER refuse_seven BEFORE INSERT ON usage_events
+             FOR EACH ROW EXECUTE FUNCTION refuse_seven();"
+        }
+    });
+    let refused = f
+        .store
+        .record(&f.config, &RecordRequest::new("acme", 7, now()), now())
+        .unwrap_err();
+    assert!(refused.to_string().contains("seven refused"), "{refused}");
+    assert_eq!((f.check("acme").used, f.event_count()), (5, 1));
+    f.record("acme", 3);
+    assert_eq!((f.check("acme").used, f.event_count()), (8, 2));
 }

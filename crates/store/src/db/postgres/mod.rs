@@ -7,6 +7,7 @@
 //! released at commit, at rollback, and when a connection dies.
 
 pub(crate) mod error;
+mod later;
 mod ops;
 pub(crate) mod schema;
 mod tls;
@@ -38,6 +39,8 @@ pub(crate) struct PgConnection {
     /// Set once the schema is there: write transactions then bump the change counter.
     pub(crate) counts_changes: std::cell::Cell<bool>,
     in_transaction: std::cell::Cell<bool>,
+    /// Writes kept back until the transaction's next statement (`later`).
+    pending: RefCell<Vec<later::Pending>>,
 }
 
 impl PgConnection {
@@ -50,6 +53,7 @@ impl PgConnection {
             lock_timeout_ms,
             counts_changes: std::cell::Cell::new(false),
             in_transaction: std::cell::Cell::new(false),
+            pending: RefCell::new(Vec::new()),
         })
     }
 
@@ -57,9 +61,18 @@ impl PgConnection {
         &self.url
     }
 
+    /// Run `f` on the client after the writes kept back (`later`): what it sends sees them.
+    fn with_client<T>(
+        &self,
+        f: impl FnOnce(&mut postgres::Client) -> std::result::Result<T, postgres::Error>,
+    ) -> Result<T> {
+        self.send_pending()?;
+        self.with_connected_client(f)
+    }
+
     /// Run `f` on the client, connecting again first if the last connection broke (outside a
     /// transaction only: a broken transaction is gone, and its caller hears so).
-    fn with_client<T>(
+    fn with_connected_client<T>(
         &self,
         f: impl FnOnce(&mut postgres::Client) -> std::result::Result<T, postgres::Error>,
     ) -> Result<T> {
@@ -81,6 +94,9 @@ impl PgConnection {
     }
 
     pub(crate) fn batch_execute(&self, sql: &str) -> Result<()> {
+        if sql.trim() == "ROLLBACK" {
+            self.drop_pending();
+        }
         let result = match sql.trim() {
             "COMMIT" => self.commit(),
             _ => self.with_client(|c| c.batch_execute(sql)),
@@ -96,6 +112,12 @@ impl PgConnection {
     /// crashed meanwhile) leaves the outcome unknown: the server may have written the
     /// transaction before it went, so the caller must not be told that nothing was written.
     fn commit(&self) -> Result<()> {
+        // A write kept back that fails ends the transaction here: nothing was committed, and
+        // the connection must not be left inside the failed transaction.
+        if let Err(e) = self.send_pending() {
+            let _ = self.with_connected_client(|c| c.batch_execute("ROLLBACK"));
+            return Err(e);
+        }
         self.with_client(|c| Ok(c.batch_execute("COMMIT")))?
             .map_err(|e| {
                 if error::commit_unanswered(&e) {

@@ -40,13 +40,14 @@ impl PgConnection {
             })
             .collect();
         let placeholders: Vec<String> = (1..=width).map(|n| format!("?{n}")).collect();
-        self.statement(&format!(
-            "INSERT INTO {table} ({}) SELECT * FROM unnest({})",
-            columns.join(", "),
-            placeholders.join(", ")
-        ))
-        .execute(&params)?;
-        Ok(())
+        self.write_later(
+            &format!(
+                "INSERT INTO {table} ({}) SELECT * FROM unnest({})",
+                columns.join(", "),
+                placeholders.join(", ")
+            ),
+            &params,
+        )
     }
 
     /// A session advisory lock keyed by `name`: the server drops it the moment its process or
