@@ -71,7 +71,11 @@ fn the_dashboard_shows_money_per_group_event_types_and_rates(engine: Engine) {
     tmux.keys(&["Escape"]);
     tmux.wait_for("the overview", |s| !s.contains("Customer acme"));
     tmux.keys(&["2"]);
-    let screen = tmux.wait_text("Event → meters");
+    // The table's header can be painted before its rows: wait for the last row's time too.
+    let fed = "completion → requests, tokens, active_users";
+    let screen = tmux.wait_for("the events' lines", |s| {
+        s.contains("Event → meters") && s.matches(fed).count() >= 4
+    });
     assert_eq!(
         screen
             .matches("completion → requests, tokens, active_users")
