@@ -31,6 +31,14 @@ enum Pending {
     Resent(Reservation),
 }
 
+/// What a reserve's key already made.
+enum Keyed<'r> {
+    /// The reservation of the reserve's own customer.
+    Own(&'r Reservation),
+    /// The id of another customer's reservation.
+    Another(&'r str),
+}
+
 /// What a round knows of the reservations it names, as its calls leave them.
 #[derive(Default)]
 struct Round {
@@ -192,16 +200,18 @@ impl Round {
             .ok_or_else(|| Error::UnknownReservation(id.to_string()))
     }
 
-    /// The reservation `request`'s key made for its customer, if any, and else the id of one
-    /// it made for another customer.
-    fn keyed(&self, request: &super::NewReservation) -> (Option<&Reservation>, Option<&str>) {
-        let Some(ids) = request.key.as_ref().and_then(|key| self.by_key.get(key)) else {
-            return (None, None);
-        };
-        let made: Vec<&Reservation> = ids.iter().map(|id| &self.known[id].0).collect();
-        match made.iter().find(|r| r.customer == request.customer) {
-            Some(own) => (Some(own), None),
-            None => (None, made.first().map(|r| r.id.as_str())),
+    /// What `key` already made, if anything: `customer`'s own reservation, else another
+    /// customer's.
+    fn keyed(&self, customer: &str, key: &str) -> Option<Keyed<'_>> {
+        let made: Vec<&Reservation> = self
+            .by_key
+            .get(key)?
+            .iter()
+            .map(|id| &self.known[id].0)
+            .collect();
+        match made.iter().find(|r| r.customer == customer) {
+            Some(own) => Some(Keyed::Own(own)),
+            None => made.first().map(|r| Keyed::Another(&r.id)),
         }
     }
 
@@ -254,17 +264,19 @@ impl Round {
         if let Err(e) = validate(request) {
             return Ok(Err(e));
         }
-        let (own, others) = self.keyed(request);
-        if let Some(other) = others {
+        let keyed = request
+            .key
+            .as_deref()
+            .and_then(|key| Some((key, self.keyed(&request.customer, key)?)));
+        if let Some((key, Keyed::Another(other))) = keyed {
             return Ok(Err(Error::IdempotencyConflict(format!(
                 "idempotency key \"{}\" already made reservation {other} for another customer; \
                  a settle records its event under the reservation's key, and event keys are \
                  unique across customers: use a new key",
-                sanitize(request.key.as_deref().unwrap_or_default()),
+                sanitize(key),
             ))));
         }
-        if let Some(reservation) = own {
-            let key = request.key.as_deref().unwrap_or_default();
+        if let Some((key, Keyed::Own(reservation))) = keyed {
             if reservation.event_type != request.event_type
                 || reservation.meter != request.meter
                 || reservation.properties != request.properties

@@ -37,11 +37,12 @@ impl PgConnection {
     /// `sql`, a write whose count of rows nobody reads: kept back until the transaction's
     /// next statement when a transaction is open, else run now.
     pub(crate) fn write_later(&self, sql: &str, params: &[&dyn Param]) -> Result<()> {
-        let text = self.statement(sql).text;
-        let table = match written_table(&text) {
+        let mut statement = self.statement(sql);
+        let table = match written_table(&statement.text) {
             Some(table) if self.in_transaction.get() => table,
-            _ => return self.statement(sql).execute(params).map(|_| ()),
+            _ => return statement.execute(params).map(|_| ()),
         };
+        let text = statement.text;
         let clashes = {
             let pending = self.pending.borrow();
             let carried: usize = pending.iter().map(|p| p.args.len()).sum();
@@ -100,11 +101,12 @@ fn written_table(text: &str) -> Option<String> {
     let mut words = text.split_whitespace();
     let verb = words.next()?.to_ascii_uppercase();
     let table = match verb.as_str() {
+        "UPDATE" => words.next()?,
         "INSERT" | "DELETE" => {
             let into = words.next()?.to_ascii_uppercase();
-            (into == "INTO" || into == "FROM").then(|| words.next())??
+            let expected = if verb == "INSERT" { "INTO" } else { "FROM" };
+            (into == expected).then(|| words.next())??
         }
-        "UPDATE" => words.next()?,
         _ => return None,
     };
     let table = table.split('(').next()?.to_ascii_lowercase();
