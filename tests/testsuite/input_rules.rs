@@ -15,6 +15,7 @@ use crate::support::cli::{BIN, NOW, Scratch};
 use crate::support::engine::{Engine, engine_tests};
 use crate::support::meters::{dump_all, meter_used, scratch};
 use crate::support::serve::{Client, Server, create_token};
+use crate::support::shapes::{Shape, shape_tests};
 
 engine_tests!(
     a_retry_without_a_time_is_the_same_event_whenever_it_commits,
@@ -22,6 +23,8 @@ engine_tests!(
     a_repeated_key_is_refused_on_every_route,
     a_numeric_meter_refuses_0_on_every_route,
 );
+
+shape_tests!(an_array_is_not_an_object_on_any_route);
 
 fn now() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(NOW)
@@ -295,6 +298,11 @@ fn a_repeated_key_is_refused_on_every_route(engine: Engine) {
             format!(r#"{{"customer":"acme","meter":"users","properties":{twice}}}"#),
         ),
         (
+            "/v1/reservations",
+            JSON,
+            format!(r#"{{"customer":"acme","meter":"users","properties":{twice}}}"#),
+        ),
+        (
             "/openmeter/api/v1/events",
             CLOUDEVENTS,
             cloud_event("c1", "users", twice),
@@ -444,4 +452,54 @@ fn ids_that_render_like_another_are_refused_and_hidden_characters_are_shown() {
         .args(["customer", "list"])
         .assert()
         .stdout(contains("Glo\\xadbex\\u{e0061}"));
+}
+
+/// serde's derived structs take an array as well as an object, its items in field order:
+/// `["acme", 5]` was recorded as an event of acme. Every JSON body and line is one object.
+fn an_array_is_not_an_object_on_any_route(engine: Engine, shape: Shape) {
+    let s = Scratch::shaped(engine, shape);
+    s.add_customer("acme", "pro", "2026-11-01");
+    let token = create_token(&s, "arrays");
+    let server = Server::start(&s, &[]);
+    let c = server.client(&token);
+    let mut estimate = serde_json::json!({"customer": "acme", "properties": {"quantity": 5}});
+    if shape == Shape::Meters {
+        estimate["meter"] = "tokens".into();
+        estimate["properties"] = serde_json::json!({"tokens": 5, "model": "large"});
+    }
+    let reserved = c.post("/v1/reservations", &estimate.to_string());
+    assert_eq!(reserved.status, 201, "{}", reserved.body);
+    let id = reserved.json()["id"].as_str().unwrap().to_string();
+    let before = dump_all(&s);
+    let array = r#" ["acme", 5, null, "k1"]"#;
+    let settle = format!("/v1/reservations/{id}/settle");
+    for path in [
+        "/v1/events",
+        "/v1/events/batch",
+        "/v1/reservations",
+        settle.as_str(),
+        "/v1/customers/acme/credits",
+    ] {
+        let (status, answer) = send(&c, path, JSON, array);
+        assert_eq!(status, 400, "{path}: {answer}");
+        assert!(answer.contains("found an array"), "{path}: {answer}");
+    }
+    // Inside a batch, the array alone fails.
+    let (status, answer) = send(
+        &c,
+        "/v1/events/batch",
+        JSON,
+        &format!(r#"{{"events":[{array}]}}"#),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.contains("found an array"), "{answer}");
+    assert_eq!(dump_all(&s), before, "an array wrote something");
+    // `record --batch` refuses the line, exit 2.
+    let out = s.record_batch(&[array.to_string()], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("found an array"));
+    assert_eq!(dump_all(&s), before, "an array line wrote something");
+    // The reservation is still held, and settles.
+    let reply = c.post(&settle, "");
+    assert_eq!(reply.status, 200, "{}", reply.body);
 }

@@ -91,6 +91,22 @@ pub fn property_text(text: String) -> String {
     text.nfc().collect()
 }
 
+/// `json`, one JSON object, as a `T`. serde's derived structs also take an array, its items
+/// in field order, so `["acme", 5]` would be an event of customer `acme`: an array is refused.
+pub fn object<T: serde::de::DeserializeOwned>(json: &[u8]) -> Result<T, String> {
+    if json.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err("expected a JSON object ({…}), found an array".into());
+    }
+    serde_json::from_slice(json).map_err(|e| e.to_string())
+}
+
+/// [`object`], with no key given twice anywhere in it ([`refuse_repeated_keys`]).
+pub fn strict_object<T: serde::de::DeserializeOwned>(json: &[u8]) -> Result<T, String> {
+    let value = object(json)?;
+    refuse_repeated_keys(json)?;
+    Ok(value)
+}
+
 /// Refuse a JSON document in which an object repeats a key, naming the key. A parser keeps
 /// only the last of them, so the sender and meterline would disagree on the value.
 pub fn refuse_repeated_keys(json: &[u8]) -> Result<(), String> {
@@ -161,12 +177,9 @@ fn one() -> i64 {
 }
 
 impl EventIn {
-    /// Parse one event; the error message names what is wrong (serde's wording). A key
-    /// given twice is refused ([`refuse_repeated_keys`]).
+    /// Parse one event ([`strict_object`]); the error message names what is wrong (serde's wording).
     pub fn parse(json: &[u8]) -> Result<EventIn, String> {
-        let event = serde_json::from_slice(json).map_err(|e| e.to_string())?;
-        refuse_repeated_keys(json)?;
-        Ok(event)
+        strict_object(json)
     }
 
     /// The event to record; without `at` it happened `now`.

@@ -176,8 +176,9 @@ async fn post_batch(
     State(state): State<AppState>,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let batch: BatchIn = serde_json::from_slice(&super::body::read(raw)?)
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    // Each event's repeated keys fail it alone, when it is parsed.
+    let batch: BatchIn =
+        meterline_core::wire::object(&super::body::read(raw)?).map_err(ApiError::bad_request)?;
     if batch.events.is_empty() || batch.events.len() > MAX_BATCH {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,

@@ -44,3 +44,11 @@ pub(crate) fn read(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiErro
         }
     })
 }
+
+/// The body, one JSON object with no key twice (`wire::strict_object`), as a `T`; or the 400
+/// naming what is wrong with it.
+pub(crate) fn object<T: serde::de::DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
+    meterline_core::wire::strict_object(&read(body)?).map_err(ApiError::bad_request)
+}

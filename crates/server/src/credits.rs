@@ -71,8 +71,7 @@ pub(crate) async fn post_credits(
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let Path(id) = id.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let body: GrantIn = serde_json::from_slice(&super::body::read(raw)?)
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let body: GrantIn = super::body::object(raw)?;
     let request = body.into_grant(id)?;
     let config = state.config.clone();
     let now = state.clock.now();

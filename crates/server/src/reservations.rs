@@ -39,21 +39,13 @@ struct SettleIn {
     properties: meterline_core::Properties,
 }
 
-/// `body`'s JSON, or a 400 naming what is wrong with it.
-fn parse<T: serde::de::DeserializeOwned>(
-    raw: Result<Bytes, BytesRejection>,
-) -> Result<T, ApiError> {
-    serde_json::from_slice(&super::body::read(raw)?)
-        .map_err(|e| ApiError::bad_request(e.to_string()))
-}
-
 /// A reservation: 201 with it, 200 when its key had made it before, 402 (the record answer
 /// of the estimate) when a record of it would be refused.
 pub(crate) async fn post_reservation(
     State(state): State<AppState>,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body: ReserveIn = parse(raw)?;
+    let body: ReserveIn = super::body::object(raw)?;
     let request = NewReservation {
         customer: body.customer,
         event_type: body.event_type,
@@ -96,7 +88,7 @@ pub(crate) async fn post_settle(
     let body: SettleIn = if bytes.iter().all(u8::is_ascii_whitespace) {
         SettleIn::default()
     } else {
-        serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(e.to_string()))?
+        meterline_core::wire::strict_object(&bytes).map_err(ApiError::bad_request)?
     };
     let properties = (!body.properties.is_empty()).then_some(body.properties);
     let ReservationAnswer::Settled(settled) = state
