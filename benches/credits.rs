@@ -232,29 +232,71 @@ fn check(url: &str, config: &Config) {
         .period_start
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let checks = 20_000;
+    let floor_check = || {
+        let rows: Vec<(String, String, i64)> = conn
+            .prepare_cached(
+                "SELECT meter_id, group_key, used FROM meter_counters
+                     WHERE customer_id = ?1 AND period_start = ?2",
+            )
+            .unwrap()
+            .query_map(rusqlite::params![customer(0), start], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        black_box(rows);
+    };
     let (floor, ours) = alternate(
         checks,
-        |_| {
-            let rows: Vec<(String, String, i64)> = conn
-                .prepare_cached(
-                    "SELECT meter_id, group_key, used FROM meter_counters
-                     WHERE customer_id = ?1 AND period_start = ?2",
-                )
-                .unwrap()
-                .query_map(rusqlite::params![customer(0), start], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap();
-            black_box(rows);
-        },
+        |_| floor_check(),
         |_| {
             black_box(store.metered_check(config, &customer(0), at).unwrap());
         },
     );
+    report_check(
+        "check of a customer with 10 live grants",
+        checks,
+        floor,
+        ours,
+    );
+
+    // Reservations a client made and never settled nor released: each lapsed long before
+    // the check, and none may cost it anything.
+    let lapsed = number("METERLINE_BENCH_LAPSED", 10_000);
+    let first = at - chrono::TimeDelta::seconds(2 * lapsed as i64 + 60);
+    for i in 0..lapsed {
+        let request = NewReservation {
+            customer: customer(0),
+            event_type: None,
+            meter: None,
+            properties: [("quantity".to_string(), "1".to_string())].into(),
+            ttl_secs: 1,
+            key: None,
+        };
+        let made_at = first + chrono::TimeDelta::seconds(2 * i as i64);
+        store.reserve(config, &request, made_at).unwrap();
+    }
+    let after = store.metered_check(config, &customer(0), at).unwrap();
+    assert_eq!(after.credits.money, checked.credits.money);
+    let (floor, ours) = alternate(
+        checks,
+        |_| floor_check(),
+        |_| {
+            black_box(store.metered_check(config, &customer(0), at).unwrap());
+        },
+    );
+    report_check(
+        &format!("the same after {lapsed} reservations lapsed unsettled"),
+        checks,
+        floor,
+        ours,
+    );
+}
+
+fn report_check(what: &str, checks: usize, floor: Duration, ours: Duration) {
     let (floor_us, ours_us) = (micros(checks, floor), micros(checks, ours));
-    println!("check of a customer with 10 live grants: {checks} calls");
+    println!("{what}: {checks} calls");
     println!("  floor (the SELECT of its rows) {floor_us:>8.2} µs");
     println!(
         "  Store::metered_check           {ours_us:>8.2} µs ({:.2}x the floor), target < 20 µs: {}",
