@@ -25,7 +25,8 @@ pub struct ReserveArgs {
     #[arg(long, value_parser = ttl, default_value = "10m")]
     ttl: i64,
     /// A repeated key returns the same reservation; a settle records its event under it, so
-    /// one that another customer or an event holds is refused.
+    /// one that another customer or an event holds is refused, and no record may take it
+    /// until the reservation is settled or released.
     #[arg(long)]
     key: Option<String>,
     #[arg(long, help = super::JSON_HELP)]

@@ -18,6 +18,7 @@ shape_tests!(
     bad_reservations_are_refused_and_write_nothing,
     a_key_is_one_reservation_and_one_event_across_customers,
     a_settle_names_what_changed_and_keeps_the_estimates_other_properties,
+    a_key_a_reservation_holds_is_not_taken_by_a_record,
     reservations_over_http_race_without_overdrawing,
     kill_9_mid_reservations_loses_no_acknowledged_settle,
 );
@@ -539,4 +540,54 @@ fn kill_9_mid_reservations_loses_no_acknowledged_settle(engine: Engine, shape: S
     }
     assert_eq!(server.terminate().code(), Some(0));
     assert_eq!(used(&s, shape), used_now);
+}
+
+/// A settle records its event under the reservation's key (else its id). An event recorded
+/// under that key first made the settle fail once the work was done: the record is refused
+/// instead, on the CLI and over HTTP, until the reservation is settled or released.
+fn a_key_a_reservation_holds_is_not_taken_by_a_record(engine: Engine, shape: Shape) {
+    let s = scratch(engine, shape);
+    let reserve_keyed = |key: Option<&str>| {
+        let mut words = vec!["reserve", "acme"];
+        words.extend(key.map(|k| ["--key", k]).into_iter().flatten());
+        let (code, held, err) = run_at(&s, NOW, &args(&words, estimate(shape, 5)));
+        assert_eq!(code, 0, "{err}");
+        held["id"].as_str().unwrap().to_string()
+    };
+    let keyed = reserve_keyed(Some("job-1"));
+    let keyless = reserve_keyed(None);
+    let record_under = |key: &str| {
+        let mut words = shape.counting(3);
+        words.extend(["--key".to_string(), key.to_string()]);
+        run_at(&s, NOW, &args(&["record", "acme"], words))
+    };
+    let before = used(&s, shape);
+    for (key, reservation) in [("job-1", &keyed), (keyless.as_str(), &keyless)] {
+        let (code, _, err) = record_under(key);
+        assert_eq!(code, 2, "{key}: {err}");
+        assert!(
+            err.contains(&format!("held by reservation {reservation}")),
+            "{err}"
+        );
+    }
+    let token = create_token(&s, "keys");
+    let server = Server::start(&s, &[]);
+    let reply = server
+        .client(&token)
+        .post("/v1/events", &shape.event("acme", 3, "job-1").to_string());
+    assert_eq!(reply.status, 409, "{}", reply.body);
+    drop(server);
+    assert_eq!(used(&s, shape), before, "a refused record counted");
+    // Each settles as it was reserved.
+    for id in [&keyed, &keyless] {
+        let (code, settled, err) = settle(&s, shape, id, 5, NOW);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(settled["recorded"], true);
+    }
+    // A released reservation holds its key no more.
+    let released = reserve_keyed(Some("job-2"));
+    let (code, _, err) = run_at(&s, NOW, &args(&["release", &released], vec![]));
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = record_under("job-2");
+    assert_eq!(code, 0, "{err}");
 }

@@ -340,6 +340,13 @@ impl<'t, 'c> Batch<'t, 'c> {
             tx,
             requests.iter().filter_map(|r| r.idempotency_key.as_ref()),
         )?;
+        // A reservation round records no plain event; elsewhere keys are only held where a
+        // reservation may be live.
+        let reserved_keys = if credits && !reservations {
+            keys_reserved(tx, requests)?
+        } else {
+            HashMap::new()
+        };
         let mut meters = MeterCounters::for_batch(config, requests);
         let (customers, counters) = read_ahead(tx, config, requests, &mut meters, now)?;
         let holds = credits || reservations;
@@ -359,6 +366,7 @@ impl<'t, 'c> Batch<'t, 'c> {
         wallets.open_all(tx, config, &live, now)?;
         Ok(Batch {
             stored_keys,
+            reserved_keys,
             conn: tx,
             config,
             now,
@@ -402,6 +410,23 @@ impl<'t, 'c> Batch<'t, 'c> {
     pub(crate) fn take_holds(&mut self) -> Vec<Hold> {
         std::mem::take(&mut self.holds)
     }
+}
+
+/// The native keys of `requests` that a reservation holds for its settle's event, each with
+/// the reservation's id (`reservations::keys_held`).
+fn keys_reserved(conn: &Connection, requests: &[RecordRequest]) -> Result<HashMap<String, String>> {
+    let mut keys: Vec<&str> = requests
+        .iter()
+        .filter_map(|r| r.idempotency_key.as_ref())
+        .filter(|k| k.source == crate::KeySource::Native)
+        .map(|k| k.key.as_str())
+        .collect();
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    crate::reservations::keys_held(conn, &keys)
 }
 
 /// The batch's customers, their counter rows and their meters' totals, read before its first
@@ -633,6 +658,8 @@ pub(crate) struct Batch<'t, 'c> {
     customers: HashMap<String, Option<Customer>>,
     /// The batch's idempotency keys already stored before it began (`Original::find_all`).
     stored_keys: HashMap<IdempotencyKey, Original>,
+    /// The batch's native keys that a live or lapsed reservation holds, with its id.
+    reserved_keys: HashMap<String, String>,
     counters: Counters<'c>,
     meters: MeterCounters,
     members: Members,
@@ -729,6 +756,19 @@ impl<'c> Batch<'_, 'c> {
         if let Some(original) = original {
             original.same_as(req, &meters[0].id, properties.as_deref(), occurred_at, now)?;
             return self.duplicate(&original);
+        }
+        if let Some(key) = &req.idempotency_key
+            && self.mode == Mode::Record
+            && key.source == crate::KeySource::Native
+            && let Some(reservation) = self.reserved_keys.get(&key.key)
+        {
+            return Err(Error::IdempotencyConflict(format!(
+                "idempotency key \"{}\" is held by reservation {reservation}, whose settle \
+                 records its event under it; nothing recorded. Settle the reservation, or use a \
+                 new key for a new event",
+                crate::sanitize::sanitize(&key.key)
+            ))
+            .into());
         }
 
         self.open_wallet(&req.customer_id)?;

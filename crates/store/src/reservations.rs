@@ -228,6 +228,27 @@ pub(super) fn read_named(
     Ok(found)
 }
 
+/// Of `keys`, those a reservation not yet settled nor released holds, each with its
+/// reservation's id: its settle records its event under its key (else under its id), so an
+/// event recorded under one first would refuse that settle once the work is done. One query
+/// per 512 keys.
+pub(crate) fn keys_held(conn: &Connection, keys: &[&str]) -> Result<HashMap<String, String>> {
+    let mut held = HashMap::new();
+    for (list, params) in crate::db::in_lists(keys) {
+        let both: Vec<&dyn crate::db::Param> = params.iter().chain(&params).copied().collect();
+        let mut statement = conn.prepare_cached(&format!(
+            "SELECT COALESCE(idempotency_key, id), id FROM reservations
+             WHERE (idempotency_key IN ({list}) OR (idempotency_key IS NULL AND id IN ({list})))
+               AND ended_at IS NULL"
+        ))?;
+        let mut rows = statement.query(both.as_slice())?;
+        while let Some(row) = rows.next()? {
+            held.insert(row.get(0)?, row.get(1)?);
+        }
+    }
+    Ok(held)
+}
+
 /// One `reservation_holds` row as stored.
 struct StoredHold {
     meter: String,
