@@ -55,6 +55,9 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
                 let meter = &config.default_meter().id;
                 out!("{}", output::describe_windows(meter, &all.windows, ctx.now))?;
             }
+            if !args.json {
+                out!("{}", output::describe_credits(&all, &config))?;
+            }
             all.check.allowed
         }
     };

@@ -5,9 +5,9 @@ use std::process::ExitCode;
 use chrono::{DateTime, Utc};
 
 use super::{Context, output};
+use crate::Result;
 use crate::sanitize::sanitize;
-use crate::store::{Amounts, DEFAULT_PRIORITY, Decimal, NewGrant};
-use crate::{Config, Result};
+use crate::store::{Amounts, DEFAULT_PRIORITY, NewGrant};
 
 #[derive(Debug, clap::Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
@@ -111,7 +111,7 @@ fn exec_grant(ctx: &Context, args: GrantArgs) -> Result<ExitCode> {
         return output::print_json(&granted);
     }
     let grant = &granted.grant;
-    let amount = shown(Some(&config), grant.meter.as_deref(), grant.amount);
+    let amount = output::shown(Some(&config), grant.meter.as_deref(), grant.amount);
     if granted.duplicate {
         outln!(
             "grant {} already gave {amount} to \"{}\" under this key; nothing written",
@@ -128,15 +128,6 @@ fn exec_grant(ctx: &Context, args: GrantArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// An amount as people read it: money in the plans' currency, or a meter's units.
-fn shown(config: Option<&Config>, meter: Option<&str>, amount: Decimal) -> String {
-    match (meter, config) {
-        (Some(meter), _) => format!("{amount} {}", sanitize(meter)),
-        (None, Some(config)) => config.money(amount),
-        (None, None) => amount.to_string(),
-    }
-}
-
 fn balance(ctx: &Context, customer: &str, json: bool) -> Result<ExitCode> {
     let balance = ctx.store()?.credit_balance(customer, ctx.now)?;
     if json {
@@ -145,13 +136,7 @@ fn balance(ctx: &Context, customer: &str, json: bool) -> Result<ExitCode> {
     // Without a readable plans.toml the amounts still show, without their currency.
     let config = ctx.config().ok();
     let line = |meter: Option<&str>, amounts: &Amounts| {
-        let shown = |amount| shown(config.as_ref(), meter, amount);
-        format!(
-            "balance {}, held {}, available {}",
-            shown(amounts.balance),
-            shown(amounts.held),
-            shown(amounts.available)
-        )
+        output::credit_amounts(config.as_ref(), meter, amounts)
     };
     outln!("{}: {}", sanitize(customer), line(None, &balance.money))?;
     for (meter, amounts) in &balance.units {
@@ -174,7 +159,7 @@ fn balance(ctx: &Context, customer: &str, json: bool) -> Result<ExitCode> {
         outln!(
             "{:<8} {:<24} {:>8} {:<22} {:<22} {}",
             g.id,
-            shown(config.as_ref(), g.meter.as_deref(), live.remaining),
+            output::shown(config.as_ref(), g.meter.as_deref(), live.remaining),
             g.priority,
             g.expires_at.as_deref().unwrap_or("never"),
             g.effective_at,
@@ -204,7 +189,7 @@ fn ledger(
         "REMAINING"
     )?;
     for e in &entries {
-        let shown = |amount| shown(config.as_ref(), e.meter.as_deref(), amount);
+        let shown = |amount| output::shown(config.as_ref(), e.meter.as_deref(), amount);
         outln!(
             "{:<8} {:<8} {:<8} {:<24} {:<24} {}",
             e.id,
@@ -232,7 +217,7 @@ fn void(ctx: &Context, grant_id: i64, json: bool) -> Result<ExitCode> {
         outln!(
             "voided grant {grant_id} of \"{}\": removed {} (what it paid stays paid)",
             sanitize(&voided.customer_id),
-            shown(config.as_ref(), voided.meter.as_deref(), voided.removed)
+            output::shown(config.as_ref(), voided.meter.as_deref(), voided.removed)
         )?;
     }
     Ok(ExitCode::SUCCESS)

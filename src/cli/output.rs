@@ -9,8 +9,9 @@ use std::io::Write;
 
 use crate::billing::UsageCheck;
 use crate::sanitize::sanitize;
+use crate::store::Decimal;
 use crate::{Error, Result};
-use meterline_core::MeteredCheck;
+use meterline_core::{Amounts, MeteredCheck};
 
 /// Exit code for a record refused by a hard cap (`record`, `record --batch`), and of `check`
 /// for a customer who may not record more.
@@ -133,6 +134,73 @@ fn overage(check: &UsageCheck, currency: &str) -> Option<String> {
     ))
 }
 
+/// "credits paid 2,000,000 units ($4.00)": what prepaid credits paid of the units past the
+/// limit (they are not in the overage), when they paid any.
+fn credited(check: &UsageCheck, currency: &str) -> Option<String> {
+    if check.credited_units == 0 {
+        return None;
+    }
+    let mut paid = format!("credits paid {} units", thousands(check.credited_units));
+    if !check.credited_amount.is_zero() {
+        let money = crate::billing::money(check.credited_amount, currency);
+        paid.push_str(&format!(" ({money})"));
+    }
+    Some(paid)
+}
+
+/// A meter's overage and what credits paid of it, each after two spaces; empty if none.
+fn past_the_limit(check: &UsageCheck, currency: &str) -> String {
+    [overage(check, currency), credited(check, currency)]
+        .into_iter()
+        .flatten()
+        .map(|part| format!("  {part}"))
+        .collect()
+}
+
+/// An amount as people read it: money in the plans' currency, or a meter's units.
+pub fn shown(config: Option<&crate::Config>, meter: Option<&str>, amount: Decimal) -> String {
+    match (meter, config) {
+        (Some(meter), _) => {
+            let whole = amount.normalize();
+            let number = match i64::try_from(whole) {
+                Ok(units) if whole.scale() == 0 => thousands(units),
+                _ => whole.to_string(),
+            };
+            format!("{number} {}", sanitize(meter))
+        }
+        (None, Some(config)) => config.money(amount),
+        (None, None) => amount.to_string(),
+    }
+}
+
+/// "balance $10.00, held $2.50, available $7.50", in money or (`meter`) its units.
+pub fn credit_amounts(config: Option<&crate::Config>, meter: Option<&str>, a: &Amounts) -> String {
+    let shown = |amount| shown(config, meter, amount);
+    format!(
+        "balance {}, held {}, available {}",
+        shown(a.balance),
+        shown(a.held),
+        shown(a.available)
+    )
+}
+
+/// The customer's credits under a check, a line for its money and one per meter with unit
+/// credits; nothing for a customer without any.
+pub fn describe_credits(all: &MeteredCheck, config: &crate::Config) -> String {
+    let mut out = String::new();
+    if all.credits.money != Amounts::default() {
+        let line = credit_amounts(Some(config), None, &all.credits.money);
+        out.push_str(&format!("credits: {line}\n"));
+    }
+    for m in &all.meters {
+        if let Some(units) = m.credits.filter(|a| *a != Amounts::default()) {
+            let line = credit_amounts(Some(config), Some(&m.meter), &units);
+            out.push_str(&format!("{} credits: {line}\n", sanitize(&m.meter)));
+        }
+    }
+    out
+}
+
 /// `check` without `--meter` on a plans.toml with `[[meters]]`: the period once, a line per
 /// meter (its standing, and its overage where the plan bills one), then the overage of all.
 pub fn describe_meters(
@@ -150,9 +218,7 @@ pub fn describe_meters(
     for m in &all.meters {
         let c = &m.check;
         out.push_str(&format!("{:<width$}  {}", sanitize(&m.meter), standing(c)));
-        if let Some(overage) = overage(c, currency) {
-            out.push_str(&format!("  {overage}"));
-        }
+        out.push_str(&past_the_limit(c, currency));
         out.push('\n');
         out.push_str(&describe_windows(&m.meter, &m.windows, now));
     }
@@ -195,8 +261,11 @@ pub fn describe(check: &UsageCheck, currency: &str) -> String {
     if let Some(remaining) = check.remaining {
         out.push_str(&format!("remaining {}\n", thousands(remaining)));
     }
-    if let Some(overage) = overage(check, currency) {
-        out.push_str(&format!("{overage}\n"));
+    for part in [overage(check, currency), credited(check, currency)]
+        .into_iter()
+        .flatten()
+    {
+        out.push_str(&format!("{part}\n"));
     }
     out
 }

@@ -9,7 +9,7 @@ use crate::support::cli::Scratch;
 use crate::support::common::NOW;
 use crate::support::engine::{Engine, engine_tests};
 use crate::support::serve::{Server, create_token};
-use crate::support::shapes::{Shape, shape_tests};
+use crate::support::shapes::{Shape, grouped, shape_tests};
 
 shape_tests!(
     unit_credits_carry_a_capped_meter_past_its_cap_and_no_further,
@@ -144,6 +144,17 @@ fn money_credits_pay_overage_before_it_is_billed(engine: Engine, shape: Shape) {
     let check = s.json(&["check", "acme", "--json"]);
     assert_eq!(check["credits"]["balance"], "0");
     assert_eq!(check["overage_total"], billed.to_string());
+    // The text says what credits paid, beside the overage billed.
+    let out = s.cmd().args(["check", "acme"]).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains(&format!("overage {} units", grouped(paid / 4))),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("credits paid {} units ($1.00)", grouped(paid))),
+        "{text}"
+    );
     // An overage meter is never refused when credits run out: the rest is billed.
     assert_eq!(count(&s, shape, "acme", 10).0, 0);
     assert_ledger_adds_up(&s);

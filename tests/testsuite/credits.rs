@@ -149,7 +149,18 @@ fn grants_list_in_burn_order_and_a_void_removes_only_the_remainder(engine: Engin
         text.starts_with("acme: balance $11.25, held $0.00, available $11.25\n"),
         "{text}"
     );
-    assert!(text.contains("usage: balance 1000 usage"), "{text}");
+    assert!(text.contains("usage: balance 1,000 usage"), "{text}");
+    // `check` shows the same balances under the standing.
+    let (code, text, _) = run(&s, &["check", "acme"]);
+    assert_eq!(code, 0);
+    assert!(
+        text.contains("\ncredits: balance $11.25, held $0.00, available $11.25\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\nusage credits: balance 1,000 usage, held 0 usage"),
+        "{text}"
+    );
     let (code, text, _) = run(&s, &["doctor"]);
     assert!(
         text.contains(
