@@ -14,6 +14,7 @@
 //!   3x the peer.
 //!
 //! `METERLINE_BENCH_EVENTS` (default 100,000), `METERLINE_BENCH_PAIRS` (default 10,000),
+//! `METERLINE_BENCH_CLIENTS` (default 16: the connections of the pairs, and of the peer's),
 //! `METERLINE_BENCH_POSTGRES=0` skips PostgreSQL and the peer, `METERLINE_BENCH_CASE=batch`,
 //! `check` or `pairs` runs one part on SQLite, `postgres-batch` or `postgres-pairs` one on
 //! PostgreSQL, `library-pairs` the pairs' floor alone.
@@ -42,6 +43,7 @@ use meterline::store::{Decimal, NewCustomer, NewGrant, NewReservation, Reserved}
 use meterline::{Config, RecordRequest, Store};
 
 const BATCH: usize = 500;
+/// Connections the pairs run over, unless `METERLINE_BENCH_CLIENTS` says otherwise.
 const CLIENTS: usize = 16;
 const CUSTOMERS: usize = 8;
 
@@ -87,7 +89,10 @@ fn main() {
         return;
     }
     if runs("pairs") {
-        println!("reserve + settle pairs on SQLite: {pairs} pairs, {CLIENTS} connections");
+        println!(
+            "reserve + settle pairs on SQLite: {pairs} pairs, {} connections",
+            clients()
+        );
         let floor = library_pairs(&sqlite("pairs-lib.db"), &config, pairs);
         let db = sqlite("pairs-http.db");
         let ours = served_pairs(Path::new(&db), &plans, &config, pairs);
@@ -121,7 +126,10 @@ fn main() {
         );
     }
     if on_postgres("postgres-pairs") {
-        println!("reserve + settle pairs on PostgreSQL: {pairs} pairs, {CLIENTS} connections");
+        println!(
+            "reserve + settle pairs on PostgreSQL: {pairs} pairs, {} connections",
+            clients()
+        );
         let ours = served_pairs(Path::new(&server.fresh_database()), &plans, &config, pairs);
         let peer = peer_pairs(&server.fresh_database(), pairs);
         println!("  seed-style peer (Node + drizzle) {peer:>10.0} pairs/s");
@@ -132,6 +140,10 @@ fn main() {
             verdict(ours >= 3.0 * peer)
         );
     }
+}
+
+fn clients() -> usize {
+    number("METERLINE_BENCH_CLIENTS", CLIENTS)
 }
 
 fn verdict(met: bool) -> &'static str {
@@ -401,7 +413,7 @@ fn peer_pairs(url: &str, pairs: usize) -> f64 {
     rate(pairs, took)
 }
 
-/// `pairs` reserve (body `reserve(i)`) + settle (body `settle`) over `CLIENTS` connections.
+/// `pairs` reserve (body `reserve(i)`) + settle (body `settle`) over `clients()` connections.
 fn run_pairs(
     server: &http::Server,
     token: &str,
@@ -412,7 +424,7 @@ fn run_pairs(
     let next = Rc::new(Cell::new(0));
     let reserve = Rc::new(reserve);
     let started = Instant::now();
-    http::run_clients(server, token, CLIENTS, |_, mut client| {
+    http::run_clients(server, token, clients(), |_, mut client| {
         let (next, reserve) = (next.clone(), reserve.clone());
         async move {
             loop {
