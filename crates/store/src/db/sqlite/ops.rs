@@ -54,19 +54,6 @@ fn row_counts(rows: usize, most: usize) -> impl Iterator<Item = usize> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn rows_go_in_full_inserts_then_powers_of_two() {
-        let counts = |rows, most| super::row_counts(rows, most).collect::<Vec<_>>();
-        assert_eq!(counts(0, 250), Vec::<usize>::new());
-        assert_eq!(counts(1, 250), [1]);
-        assert_eq!(counts(31, 250), [16, 8, 4, 2, 1]);
-        assert_eq!(counts(600, 250), [250, 250, 64, 32, 4]);
-        assert_eq!(counts(7, 3), [3, 3, 1]);
-    }
-}
-
 /// A file has no sessions another host could see end: the lock row and its heartbeat decide.
 pub(crate) fn try_session_lock(_name: &str) -> SessionLock {
     SessionLock::NotKept
@@ -107,5 +94,18 @@ impl Drop for TempStoreOnFile<'_> {
     fn drop(&mut self) {
         // The record path's setting back (`Store::open`); nothing to do if the connection broke.
         let _ = self.0.execute_batch("PRAGMA temp_store = MEMORY");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rows_go_in_full_inserts_then_powers_of_two() {
+        let counts = |rows, most| super::row_counts(rows, most).collect::<Vec<_>>();
+        assert_eq!(counts(0, 250), Vec::<usize>::new());
+        assert_eq!(counts(1, 250), [1]);
+        assert_eq!(counts(31, 250), [16, 8, 4, 2, 1]);
+        assert_eq!(counts(600, 250), [250, 250, 64, 32, 4]);
+        assert_eq!(counts(7, 3), [3, 3, 1]);
     }
 }
