@@ -117,11 +117,7 @@ pub(crate) fn in_lists<T: Param>(values: &[T]) -> impl Iterator<Item = (String, 
         .chunks(IN_LIST_LENGTHS[IN_LIST_LENGTHS.len() - 1])
         .filter_map(|chunk| {
             let last = chunk.last()?;
-            let length = IN_LIST_LENGTHS
-                .iter()
-                .copied()
-                .find(|&n| n >= chunk.len())
-                .unwrap_or(chunk.len());
+            let length = list_length(chunk.len());
             let params: Vec<&dyn Param> = chunk
                 .iter()
                 .chain(std::iter::repeat_n(last, length - chunk.len()))
@@ -129,6 +125,15 @@ pub(crate) fn in_lists<T: Param>(values: &[T]) -> impl Iterator<Item = (String, 
                 .collect();
             Some((vec!["?"; length].join(","), params))
         })
+}
+
+/// The fixed length a list of `n` values (at most 512) is filled up to, repeating its last.
+pub(crate) fn list_length(n: usize) -> usize {
+    IN_LIST_LENGTHS
+        .iter()
+        .copied()
+        .find(|&length| length >= n)
+        .unwrap_or(n)
 }
 
 /// Rows a PostgreSQL cursor hands over at a time ([`Connection::for_each_row`]).

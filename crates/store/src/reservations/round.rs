@@ -567,8 +567,14 @@ impl Round {
         ended.sort_unstable();
         ended.dedup();
         for chunk in ended.chunks(ENDED_PER_UPDATE) {
-            let reservations: Vec<&Reservation> =
+            let mut reservations: Vec<&Reservation> =
                 chunk.iter().map(|id| &self.known[*id].0).collect();
+            // Filled up with its last to one of a few lengths, as an `IN` list is: a handful
+            // of texts, each kept in SQLite's statement cache, however many a round ends (the
+            // last ended twice is set twice to the same).
+            if let Some(&last) = reservations.last() {
+                reservations.resize(crate::db::list_length(reservations.len()), last);
+            }
             let mut values: Vec<&dyn Param> = Vec::with_capacity(chunk.len() * 7);
             let ended_at = case_of(&reservations, &mut values, |r| &r.ended_at);
             let ended_as = case_of(&reservations, &mut values, |r| &r.status);
@@ -588,8 +594,8 @@ impl Round {
     }
 }
 
-/// Reservations ended per UPDATE (7 parameters each).
-const ENDED_PER_UPDATE: usize = 100;
+/// Reservations ended per UPDATE (7 parameters each), one of `db::list_length`'s lengths.
+const ENDED_PER_UPDATE: usize = 64;
 
 /// `CASE id WHEN … THEN … END`: each of `reservations`' `column`, its parameters added to
 /// `values`. One UPDATE sets a column to a different value in each row, on both engines.
