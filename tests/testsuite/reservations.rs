@@ -357,6 +357,20 @@ fn a_settle_names_what_changed_and_keeps_the_estimates_other_properties(
         assert_eq!(properties["model"], "large", "{properties}");
         assert_eq!(properties["tokens"], "7", "{properties}");
     }
+    // Sent again with other work: refused in a settle's words, nothing more counted.
+    let other = counted.replace('7', "8");
+    let (code, _, err) = run_at(
+        &s,
+        NOW,
+        &args(&["settle", id, "--property", &other], vec![]),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("the settle's event key"), "{err}");
+    assert!(
+        err.contains("A settle sent again must name what it first named"),
+        "{err}"
+    );
+    assert_eq!(used(&s, shape), 7);
 }
 
 /// The properties of `n` units on the shape's capped meter, as JSON.

@@ -160,7 +160,7 @@ impl Original {
     /// time: the time it carries is only when it was received, and a second may turn between
     /// that and this commit. A time given that equals the moment of recording also means "no
     /// time given" (a library caller passing its clock), so a retry a minute later is still
-    /// the same event.
+    /// the same event. A settle's conflict says so (`mode`): its key is the reservation's.
     fn same_as(
         &self,
         req: &RecordRequest,
@@ -168,6 +168,7 @@ impl Original {
         properties: Option<&str>,
         at: DateTime<Utc>,
         now: DateTime<Utc>,
+        mode: Mode,
     ) -> Result<()> {
         let key = req.idempotency_key.as_ref().map_or("", |k| k.key.as_str());
         let mut differences = Vec::new();
@@ -218,9 +219,16 @@ impl Original {
         if differences.is_empty() {
             return Ok(());
         }
+        let (whose, remedy) = match mode {
+            Mode::Settle => (
+                "the settle's event key",
+                "A settle sent again must name what it first named, or nothing",
+            ),
+            _ => ("idempotency key", "Use a new key for a new event"),
+        };
         Err(Error::IdempotencyConflict(format!(
-            "idempotency key \"{key}\" was already used (event {}) with other parameters: {}; \
-             nothing recorded. Use a new key for a new event",
+            "{whose} \"{key}\" was already used (event {}) with other parameters: {}; \
+             nothing recorded. {remedy}",
             self.id,
             differences.join(", ")
         )))
@@ -754,7 +762,15 @@ impl<'c> Batch<'_, 'c> {
             None => None,
         };
         if let Some(original) = original {
-            original.same_as(req, &meters[0].id, properties.as_deref(), occurred_at, now)?;
+            let meter = &meters[0].id;
+            original.same_as(
+                req,
+                meter,
+                properties.as_deref(),
+                occurred_at,
+                now,
+                self.mode,
+            )?;
             return self.duplicate(&original);
         }
         if let Some(key) = &req.idempotency_key
