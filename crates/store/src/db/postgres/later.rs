@@ -119,34 +119,7 @@ fn shifted(text: &str, offset: usize) -> String {
     if offset == 0 {
         return text.to_string();
     }
-    let mut out = String::with_capacity(text.len() + 16);
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        out.push(c);
-        match c {
-            '\'' | '"' => {
-                for q in chars.by_ref() {
-                    out.push(q);
-                    if q == c {
-                        break;
-                    }
-                }
-            }
-            '$' => {
-                let mut digits = String::new();
-                while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
-                    digits.push(*d);
-                    chars.next();
-                }
-                match digits.parse::<usize>() {
-                    Ok(n) => out.push_str(&(n + offset).to_string()),
-                    Err(_) => out.push_str(&digits),
-                }
-            }
-            _ => {}
-        }
-    }
-    out
+    super::renumbered(text, '$', |n| n.map(|n| n + offset))
 }
 
 impl Encoded {

@@ -309,9 +309,24 @@ fn translate(sql: &str) -> String {
 }
 
 fn placeholders(sql: &str) -> String {
+    let mut next = 0;
+    // As SQLite numbers them: a bare `?` is one more than the largest so far.
+    renumbered(sql, '?', |n| {
+        next = n.map_or(next + 1, |n| next.max(n));
+        Some(n.unwrap_or(next))
+    })
+}
+
+/// `sql` with each `marker` outside quotes, and its digits, made `$` and the number `number`
+/// gives for them (`None` when no digits follow); `None` from it leaves the text as it was.
+/// `--` comments are dropped.
+fn renumbered(
+    sql: &str,
+    marker: char,
+    mut number: impl FnMut(Option<usize>) -> Option<usize>,
+) -> String {
     let mut out = String::with_capacity(sql.len() + 8);
     let mut chars = sql.chars().peekable();
-    let mut next = 0;
     while let Some(c) = chars.next() {
         match c {
             '\'' | '"' => {
@@ -331,22 +346,22 @@ fn placeholders(sql: &str) -> String {
                     }
                 }
             }
-            '?' => {
+            c if c == marker => {
                 let mut digits = String::new();
                 while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
                     digits.push(*d);
                     chars.next();
                 }
-                // As SQLite numbers them: a bare `?` is one more than the largest so far.
-                match digits.parse::<usize>() {
-                    Ok(n) => next = next.max(n),
-                    Err(_) => {
-                        next += 1;
-                        digits = next.to_string();
+                match number(digits.parse().ok()) {
+                    Some(n) => {
+                        out.push('$');
+                        out.push_str(&n.to_string());
+                    }
+                    None => {
+                        out.push(c);
+                        out.push_str(&digits);
                     }
                 }
-                out.push('$');
-                out.push_str(&digits);
             }
             _ => out.push(c),
         }
