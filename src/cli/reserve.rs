@@ -21,6 +21,9 @@ pub struct ReserveArgs {
     /// An estimated property of the event; repeat for more.
     #[arg(long = "property", value_name = "KEY=VALUE", value_parser = super::record::property)]
     properties: Vec<(String, String)>,
+    /// Units the event would use, as `record -n`: the same as --property quantity=N.
+    #[arg(short = 'n', long, value_name = "N")]
+    quantity: Option<i64>,
     /// How long the hold lasts unless settled or released: 90s, 10m, 1h (at most 1h).
     #[arg(long, value_parser = ttl, default_value = "10m")]
     ttl: i64,
@@ -41,6 +44,9 @@ pub struct SettleArgs {
     /// for more.
     #[arg(long = "property", value_name = "KEY=VALUE", value_parser = super::record::property)]
     properties: Vec<(String, String)>,
+    /// Units the work really used, as `record -n`: the same as --property quantity=N.
+    #[arg(short = 'n', long, value_name = "N")]
+    quantity: Option<i64>,
     #[arg(long, help = super::JSON_HELP)]
     json: bool,
 }
@@ -51,6 +57,23 @@ pub struct ReleaseArgs {
     reservation: String,
     #[arg(long, help = super::JSON_HELP)]
     json: bool,
+}
+
+/// The `--property` pairs, with `-n N` as the `quantity` property (given once: by one or
+/// the other).
+fn properties(
+    mut pairs: Vec<(String, String)>,
+    quantity: Option<i64>,
+) -> Result<meterline_core::Properties> {
+    if let Some(n) = quantity {
+        if pairs.iter().any(|(key, _)| key == crate::config::QUANTITY) {
+            return Err(crate::Error::InvalidInput(
+                "the quantity is given twice: -n N or --property quantity=N, not both".into(),
+            ));
+        }
+        pairs.push((crate::config::QUANTITY.to_string(), n.to_string()));
+    }
+    super::record::unique_properties(pairs)
 }
 
 /// A ttl in seconds from `10m`, `90s`, `1h` (or a bare number of seconds).
@@ -70,7 +93,7 @@ pub fn reserve(ctx: &Context, args: ReserveArgs) -> Result<ExitCode> {
         customer: args.customer,
         event_type: args.event_type,
         meter: args.meter,
-        properties: super::record::unique_properties(args.properties)?,
+        properties: properties(args.properties, args.quantity)?,
         ttl_secs: args.ttl,
         key: args.key,
     };
@@ -108,10 +131,10 @@ pub fn reserve(ctx: &Context, args: ReserveArgs) -> Result<ExitCode> {
 
 pub fn settle(ctx: &Context, args: SettleArgs) -> Result<ExitCode> {
     let config = ctx.config()?;
-    let properties = if args.properties.is_empty() {
+    let properties = if args.properties.is_empty() && args.quantity.is_none() {
         None
     } else {
-        Some(super::record::unique_properties(args.properties)?)
+        Some(properties(args.properties, args.quantity)?)
     };
     let settled = ctx
         .write_store()?

@@ -19,6 +19,7 @@ shape_tests!(
     a_key_is_one_reservation_and_one_event_across_customers,
     a_settle_names_what_changed_and_keeps_the_estimates_other_properties,
     a_key_a_reservation_holds_is_not_taken_by_a_record,
+    n_is_the_quantity_as_for_record,
     reservations_over_http_race_without_overdrawing,
     kill_9_mid_reservations_loses_no_acknowledged_settle,
 );
@@ -604,4 +605,36 @@ fn a_key_a_reservation_holds_is_not_taken_by_a_record(engine: Engine, shape: Sha
     assert_eq!(code, 0, "{err}");
     let (code, _, err) = record_under("job-2");
     assert_eq!(code, 0, "{err}");
+}
+
+/// `reserve -n 3` and `settle -n 2` say what `record -n` says: the same as `--property
+/// quantity=N`, given one way only.
+fn n_is_the_quantity_as_for_record(engine: Engine, shape: Shape) {
+    let s = scratch(engine, shape);
+    let reserve = |more: &[&str]| {
+        let more = more.iter().map(|m| m.to_string()).collect();
+        run_at(&s, NOW, &args(&["reserve", "acme"], more))
+    };
+    let (code, by_n, err) = reserve(&["-n", "3"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, by_property, err) = reserve(&["--property", "quantity=3"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(by_n["properties"], json!({"quantity": "3"}));
+    assert_eq!(by_n["holds"], by_property["holds"]);
+    let (code, _, err) = reserve(&["-n", "3", "--property", "quantity=3"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("the quantity is given twice"), "{err}");
+    let settle = |id: &Value, more: &[&str]| {
+        let more = more.iter().map(|m| m.to_string()).collect();
+        let (code, settled, err) = run_at(&s, NOW, &args(&["settle", id.as_str().unwrap()], more));
+        assert_eq!(code, 0, "{err}");
+        s.inspect().rows(&format!(
+            "SELECT quantity, properties FROM usage_events WHERE id = {}",
+            settled["event_id"]
+        ))
+    };
+    assert_eq!(
+        settle(&by_n["id"], &["-n", "2"]),
+        settle(&by_property["id"], &["--property", "quantity=2"])
+    );
 }
