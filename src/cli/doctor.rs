@@ -67,6 +67,7 @@ pub fn exec(ctx: &Context, args: Args) -> Result<ExitCode> {
             check_meter_drift(&store, config, &mut report)?;
         }
         check_credits(&store, &mut report)?;
+        check_reservations(ctx, &store, &mut report)?;
         check_stripe(ctx, config.as_ref(), &store, &mut report)?;
     }
     let healthy = report.0.iter().all(|f| f.verdict != Verdict::Problem);
@@ -278,6 +279,25 @@ fn check_credits(store: &Store, report: &mut Report) -> Result<()> {
             "the ledger was changed outside meterline: restore the last backup (docs/backup.md)",
         );
     }
+    Ok(())
+}
+
+/// Reservations not ended, if any: a lapsed one holds nothing, but its key (or id) stays
+/// taken until it is settled or released.
+fn check_reservations(ctx: &Context, store: &Store, report: &mut Report) -> Result<()> {
+    let (held, lapsed) = store.open_reservations(ctx.now)?;
+    if held + lapsed == 0 {
+        return Ok(());
+    }
+    let mut detail = format!("{} held", crate::billing::count(held, "reservation"));
+    if lapsed > 0 {
+        detail.push_str(&format!(
+            ", {} lapsed without a settle or a release (they hold nothing; each keeps its key \
+             until `meterline settle` or `release`)",
+            crate::billing::thousands(lapsed)
+        ));
+    }
+    report.info("reservations", detail);
     Ok(())
 }
 

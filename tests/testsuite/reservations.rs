@@ -170,6 +170,18 @@ fn a_lapsed_hold_counts_for_nothing_and_its_settle_still_records(engine: Engine,
     let later = "2026-11-27T18:01:30Z";
     let (code, other) = reserve(&s, shape, 100, later);
     assert_eq!(code, 0, "{other}");
+    // doctor tells the lapsed one from the held one: its key stays taken until it ends.
+    let out = s
+        .cmd()
+        .env("METERLINE_NOW", later)
+        .arg("doctor")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("reservations 1 reservation held, 1 lapsed without a settle or a release"),
+        "{text}"
+    );
     // The lapsed one settles all the same, past the cap: the work was done.
     let (code, settled, err) = settle(&s, shape, &id, 100, later);
     assert_eq!(code, 0, "{err}");

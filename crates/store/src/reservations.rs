@@ -530,6 +530,20 @@ impl Store {
         }
     }
 
+    /// Reservations neither settled nor released at `now`: those still held, and those that
+    /// lapsed (they hold nothing, and their keys stay taken until they are settled or
+    /// released). For `doctor`.
+    pub fn open_reservations(&self, now: DateTime<Utc>) -> Result<(i64, i64)> {
+        let now = format_ts(now);
+        self.conn
+            .prepare_cached(
+                "SELECT COUNT(*) FILTER (WHERE expires_at > ?1),
+                        COUNT(*) FILTER (WHERE expires_at <= ?1)
+                 FROM reservations WHERE ended_at IS NULL",
+            )?
+            .query_row([&now], |r| Ok((r.get(0)?, r.get(1)?)))
+    }
+
     fn one_call(
         &mut self,
         config: &Config,
