@@ -148,13 +148,11 @@ fn credited(check: &UsageCheck, currency: &str) -> Option<String> {
     Some(paid)
 }
 
-/// A meter's overage and what credits paid of it, each after two spaces; empty if none.
-fn past_the_limit(check: &UsageCheck, currency: &str) -> String {
+/// What a check says of its units past the limit: the overage billed and what credits paid.
+fn past_the_limit(check: &UsageCheck, currency: &str) -> impl Iterator<Item = String> {
     [overage(check, currency), credited(check, currency)]
         .into_iter()
         .flatten()
-        .map(|part| format!("  {part}"))
-        .collect()
 }
 
 /// An amount as people read it: money in the plans' currency, or a meter's units.
@@ -218,7 +216,9 @@ pub fn describe_meters(
     for m in &all.meters {
         let c = &m.check;
         out.push_str(&format!("{:<width$}  {}", sanitize(&m.meter), standing(c)));
-        out.push_str(&past_the_limit(c, currency));
+        for part in past_the_limit(c, currency) {
+            out.push_str(&format!("  {part}"));
+        }
         out.push('\n');
         out.push_str(&describe_windows(&m.meter, &m.windows, now));
     }
@@ -261,10 +261,7 @@ pub fn describe(check: &UsageCheck, currency: &str) -> String {
     if let Some(remaining) = check.remaining {
         out.push_str(&format!("remaining {}\n", thousands(remaining)));
     }
-    for part in [overage(check, currency), credited(check, currency)]
-        .into_iter()
-        .flatten()
-    {
+    for part in past_the_limit(check, currency) {
         out.push_str(&format!("{part}\n"));
     }
     out

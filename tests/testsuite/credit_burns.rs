@@ -91,6 +91,15 @@ fn unit_credits_carry_a_capped_meter_past_its_cap_and_no_further(engine: Engine,
     let m = meter_check(&s, shape, "acme");
     assert_eq!(m["allowed"], true, "credits allow more: {m}");
     assert_eq!(m["credits"]["available"], "10");
+    // `check`'s text shows them under the standing.
+    let out = s.cmd().args(["check", "acme"]).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains(&format!(
+            "\n{meter} credits: balance 10 {meter}, held 0 {meter}, available 10 {meter}\n"
+        )),
+        "{text}"
+    );
 
     let (code, answer) = count(&s, shape, "acme", 7);
     assert_eq!(code, 0, "{answer}");

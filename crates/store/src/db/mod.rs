@@ -136,6 +136,25 @@ pub(crate) fn list_length(n: usize) -> usize {
         .unwrap_or(n)
 }
 
+/// The sizes to cut a list of `n` items into for statements of a handful of texts: `most`
+/// while as many are left, then the rest as powers of two, largest first (31: 16, 8, 4, 2,
+/// 1). Each text is prepared once and kept in SQLite's statement cache; one text per count
+/// (serve's rounds have any count) filled the cache, and serve's writer spent a twentieth of
+/// its time preparing them. For lists that cannot be filled up as `in_lists` fills them
+/// (rows to insert).
+pub(crate) fn list_sizes(n: usize, most: usize) -> impl Iterator<Item = usize> {
+    let mut left = n;
+    std::iter::from_fn(move || {
+        let size = match left {
+            0 => return None,
+            n if n >= most => most,
+            n => 1 << n.ilog2(),
+        };
+        left -= size;
+        Some(size)
+    })
+}
+
 /// Rows a PostgreSQL cursor hands over at a time ([`Connection::for_each_row`]).
 #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 const ROWS_PER_FETCH: usize = 5_000;
@@ -594,5 +613,18 @@ impl Row<'_> {
     /// The column as whatever it holds, for readers that pass values through (export).
     pub(crate) fn value(&self, idx: usize) -> Result<OwnedValue> {
         self.get(idx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn lists_go_in_full_statements_then_powers_of_two() {
+        let sizes = |n, most| super::list_sizes(n, most).collect::<Vec<_>>();
+        assert_eq!(sizes(0, 250), Vec::<usize>::new());
+        assert_eq!(sizes(1, 250), [1]);
+        assert_eq!(sizes(31, 250), [16, 8, 4, 2, 1]);
+        assert_eq!(sizes(600, 250), [250, 250, 64, 32, 4]);
+        assert_eq!(sizes(7, 3), [3, 3, 1]);
     }
 }

@@ -726,18 +726,12 @@ fn stored_values(
     Ok(())
 }
 
-/// Write `new`, row `key`'s distinct values counted by this batch, several to an INSERT: a
-/// full INSERT of `VALUES_PER_INSERT` while there are as many, then one of each power of two
-/// the rest holds, so a handful of statement texts serve every count.
+/// Write `new`, row `key`'s distinct values counted by this batch, several to an INSERT, in
+/// a handful of statement texts (`db::list_sizes`).
 #[inline(never)] // its own entry in a profile
 fn insert_values(conn: &Connection, key: &Key, new: &[&String]) -> Result<()> {
     let mut rest = new;
-    while !rest.is_empty() {
-        let width = if rest.len() >= VALUES_PER_INSERT {
-            VALUES_PER_INSERT
-        } else {
-            1 << rest.len().ilog2()
-        };
+    for width in crate::db::list_sizes(new.len(), VALUES_PER_INSERT) {
         let (chunk, after) = rest.split_at(width);
         rest = after;
         let mut bound = key.params(width);

@@ -575,7 +575,7 @@ impl Round {
             if let Some(&last) = reservations.last() {
                 reservations.resize(crate::db::list_length(reservations.len()), last);
             }
-            let mut values: Vec<&dyn Param> = Vec::with_capacity(chunk.len() * 7);
+            let mut values: Vec<&dyn Param> = Vec::with_capacity(reservations.len() * 7);
             let ended_at = case_of(&reservations, &mut values, |r| &r.ended_at);
             let ended_as = case_of(&reservations, &mut values, |r| &r.status);
             let event_id = case_of(&reservations, &mut values, |r| &r.event_id);

@@ -23,7 +23,7 @@ pub(crate) fn insert_rows(
     let per_insert = (MAX_PARAMS / width).min(ROWS_PER_INSERT);
     let row = format!("({})", vec!["?"; width].join(","));
     let mut rest = values;
-    for count in row_counts(values.len() / width, per_insert) {
+    for count in crate::db::list_sizes(values.len() / width, per_insert) {
         let (chunk, after) = rest.split_at(count * width);
         rest = after;
         let rows = vec![row.as_str(); count].join(",");
@@ -35,23 +35,6 @@ pub(crate) fn insert_rows(
         .map_err(from_sqlite)?;
     }
     Ok(())
-}
-
-/// The rows of each INSERT for `rows` rows: `most` while as many are left, then the rest as
-/// powers of two, largest first. A table then has a handful of INSERT texts, each prepared
-/// once and kept in the statement cache; one text per row count (serve's rounds have any
-/// count) filled the cache, and the writer spent a twentieth of its time preparing them.
-fn row_counts(rows: usize, most: usize) -> impl Iterator<Item = usize> {
-    let mut left = rows;
-    std::iter::from_fn(move || {
-        let count = match left {
-            0 => return None,
-            n if n >= most => most,
-            n => 1 << n.ilog2(),
-        };
-        left -= count;
-        Some(count)
-    })
 }
 
 /// A file has no sessions another host could see end: the lock row and its heartbeat decide.
@@ -94,18 +77,5 @@ impl Drop for TempStoreOnFile<'_> {
     fn drop(&mut self) {
         // The record path's setting back (`Store::open`); nothing to do if the connection broke.
         let _ = self.0.execute_batch("PRAGMA temp_store = MEMORY");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn rows_go_in_full_inserts_then_powers_of_two() {
-        let counts = |rows, most| super::row_counts(rows, most).collect::<Vec<_>>();
-        assert_eq!(counts(0, 250), Vec::<usize>::new());
-        assert_eq!(counts(1, 250), [1]);
-        assert_eq!(counts(31, 250), [16, 8, 4, 2, 1]);
-        assert_eq!(counts(600, 250), [250, 250, 64, 32, 4]);
-        assert_eq!(counts(7, 3), [3, 3, 1]);
     }
 }
